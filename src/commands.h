@@ -1,0 +1,11 @@
+/* commands.h - every `ckube <command>`: name, entry point, one-line summary.  Each entry point
+ * takes (argc, argv) with argv[0] = the command name and returns the process exit status. */
+#ifndef CK_COMMANDS_H
+#define CK_COMMANDS_H
+
+int cmd_version(int argc, char **argv);
+
+#define CK_COMMANDS(X) \
+    X("version", cmd_version, "Print the ckube version")
+
+#endif

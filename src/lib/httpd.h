@@ -1,0 +1,99 @@
+/* httpd.h - the HTTP/1.1 server under the API server and the kubelet.
+ *
+ * Why our own framing: see docs/http.md.  Shape: one I/O thread (libevent, TLS through
+ * bufferevent_openssl) parses requests with hard limits; each complete request is handed to a
+ * worker thread pool, so a handler may block (on the store) without stalling other connections.
+ * Long responses (watch, logs -f) are streams that any thread may write to later; upgraded
+ * connections (101: websocket, SPDY) become raw byte tunnels.  No thread per connection or watch.
+ *
+ * Error contract: functions returning int return 0 or -1 (with *err set where they take one).
+ */
+#ifndef CK_HTTPD_H
+#define CK_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/error.h"
+
+typedef struct ck_httpd ck_httpd;
+typedef struct ck_http_stream ck_http_stream;
+
+typedef struct ck_http_header {
+    char *name;   /* as received; compare case-insensitively */
+    char *value;
+} ck_http_header;
+
+typedef struct ck_http_req {
+    const char *method;       /* "GET", "POST", ... */
+    const char *target;       /* raw request target, "/api/v1/pods?limit=500" */
+    const char *path;         /* percent-decoded path, no query */
+    const char *query;        /* raw query string without '?', "" if none */
+    ck_http_header *headers;
+    size_t nheaders;
+    const char *body;         /* NUL-terminated; body_len excludes the NUL */
+    size_t body_len;
+    /* TLS client identity, if the client presented a certificate that chains to the client CA. */
+    const char *client_cn;    /* NULL if none */
+    char **client_orgs;       /* O= values */
+    size_t nclient_orgs;
+    const char *remote_addr;  /* "127.0.0.1:53412" */
+    int64_t received_ns;      /* ck_now_ns() when the request was complete */
+} ck_http_req;
+
+/* Header lookup, case-insensitive; NULL if absent. */
+const char *ck_http_req_header(const ck_http_req *req, const char *name);
+/* Query parameter value (percent-decoded, caller frees); NULL if absent. */
+char *ck_http_query_param(const char *query, const char *name);
+
+/* The handle a handler answers through.  Exactly one of respond / stream_start / upgrade must be
+ * called, once, from any thread (usually the worker running the handler). */
+typedef struct ck_http_resp ck_http_resp;
+
+typedef void (*ck_http_handler)(void *ctx, ck_http_req *req, ck_http_resp *resp);
+
+typedef struct ck_httpd_config {
+    const char *bind_addr;        /* "127.0.0.1", "0.0.0.0" */
+    int port;                     /* 0: pick a free port (see ck_httpd_port) */
+    const char *cert_file, *key_file;  /* serving cert; NULL for plain HTTP */
+    const char *client_ca_file;   /* verify client certs against this CA (optional certs) */
+    int workers;                  /* handler threads (default 16) */
+    size_t max_header_bytes;      /* default 64 KiB */
+    size_t max_body_bytes;        /* default 3 MiB + a little: bigger -> 413 */
+    int header_timeout_ms;        /* a request's headers must arrive within this (slow loris) */
+    int idle_timeout_ms;          /* keep-alive idle close */
+    ck_http_handler handler;
+    void *handler_ctx;
+} ck_httpd_config;
+
+ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err);
+int ck_httpd_port(ck_httpd *h);
+void ck_httpd_stop(ck_httpd *h);   /* closes every connection, joins threads */
+
+/* A complete response.  extra_headers: "Name: value\r\n" lines or NULL. */
+void ck_http_respond(ck_http_resp *resp, int status, const char *content_type,
+                     const char *extra_headers, const char *body, size_t len);
+
+/* Start a chunked response.  The stream outlives the handler; write from any thread.  on_close
+ * (may be NULL) is called once, on the I/O thread, when the client goes away or the stream is
+ * ended; after it returns, writes fail.  Release the stream when done with it. */
+typedef void (*ck_http_close_cb)(void *ctx);
+ck_http_stream *ck_http_stream_start(ck_http_resp *resp, int status, const char *content_type,
+                                     const char *extra_headers, ck_http_close_cb on_close,
+                                     void *close_ctx);
+/* -1 if the client is gone, or if more than the stream's buffered limit is pending (a client too
+ * slow to keep up is disconnected rather than grown without bound). */
+int ck_http_stream_write(ck_http_stream *s, const void *data, size_t len);
+size_t ck_http_stream_pending(ck_http_stream *s);
+void ck_http_stream_end(ck_http_stream *s);          /* final chunk; connection may be reused */
+void ck_http_stream_release(ck_http_stream *s);
+
+/* Switch the connection to a raw tunnel after sending `101 Switching Protocols` with the given
+ * headers.  on_data receives every byte the client sends afterwards (on the I/O thread); write with
+ * ck_http_stream_write (no chunk framing on a tunnel), close with ck_http_stream_end. */
+typedef void (*ck_http_data_cb)(void *ctx, const char *data, size_t len);
+ck_http_stream *ck_http_upgrade(ck_http_resp *resp, const char *extra_headers,
+                                ck_http_data_cb on_data, ck_http_close_cb on_close, void *ctx);
+
+#endif

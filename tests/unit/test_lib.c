@@ -1,0 +1,92 @@
+/* Unit tests for lib/util, lib/error and lib/flags. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "lib/error.h"
+#include "lib/flags.h"
+#include "lib/util.h"
+
+static void test_buf_limit(void **state)
+{
+    ck_buf b;
+    ck_buf_init(&b, 8);
+    assert_int_equal(ck_buf_addstr(&b, "hello"), 0);
+    assert_int_equal(ck_buf_addstr(&b, "abc"), 0);
+    assert_int_equal(ck_buf_addstr(&b, "x"), -1);   /* past the limit: refused, not grown */
+    assert_string_equal(b.data, "helloabc");
+    ck_buf_free(&b);
+}
+
+static void test_error_table(void **state)
+{
+    assert_int_equal(ck_error_http_status(CK_E_NOT_FOUND), 404);
+    assert_string_equal(ck_error_reason(CK_E_EXISTS), "AlreadyExists");
+    assert_int_equal(ck_error_http_status(CK_E_EXPIRED), 410);
+    ck_error *e = NULL;
+    assert_int_equal(ck_error_set(&e, CK_E_CONFLICT, "key %s", "a"), -1);
+    ck_error_wrap(&e, "update");
+    assert_string_equal(e->msg, "update: key a");
+    assert_int_equal(e->code, CK_E_CONFLICT);
+    ck_error_free(e);
+}
+
+static void test_duration(void **state)
+{
+    assert_int_equal(ck_parse_duration_ms("10s"), 10000);
+    assert_int_equal(ck_parse_duration_ms("1m30s"), 90000);
+    assert_int_equal(ck_parse_duration_ms("250ms"), 250);
+    assert_int_equal(ck_parse_duration_ms("abc"), -1);
+    assert_int_equal(ck_parse_duration_ms(""), -1);
+}
+
+static void test_rfc3339(void **state)
+{
+    char out[32];
+    ck_rfc3339(0, out);
+    assert_string_equal(out, "1970-01-01T00:00:00Z");
+    int64_t t;
+    assert_int_equal(ck_parse_rfc3339("2026-11-25T16:50:52Z", &t), 0);
+    ck_rfc3339(t, out);
+    assert_string_equal(out, "2026-11-25T16:50:52Z");
+    assert_int_equal(ck_parse_rfc3339("2026-11-25T17:50:52+01:00", &t), 0);
+    ck_rfc3339(t, out);
+    assert_string_equal(out, "2026-11-25T16:50:52Z");
+    assert_int_equal(ck_parse_rfc3339("yesterday", &t), -1);
+}
+
+static void test_flags(void **state)
+{
+    char *name = NULL;
+    long port = 0;
+    bool flag = false;
+    ck_flag flags[] = {
+        {"name", CK_FLAG_STRING, &name, "a name"},
+        {"port", CK_FLAG_INT, &port, "a port"},
+        {"on", CK_FLAG_BOOL, &flag, "a switch"},
+    };
+    char *argv[] = {"x", "pos1", "--name=a", "--port", "42", "--on", "pos2", NULL};
+    int n = ck_flags_parse("x", "test", 7, argv, flags, 3);
+    assert_int_equal(n, 2);
+    assert_string_equal(argv[0], "pos1");
+    assert_string_equal(argv[1], "pos2");
+    assert_string_equal(name, "a");
+    assert_int_equal(port, 42);
+    assert_true(flag);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_limit),
+        cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_flags),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

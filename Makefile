@@ -17,9 +17,11 @@ OBJS      := $(SRCS:%.c=$(BUILD)/obj/%.o)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test unit e2e run asan clean bench
-all: deps-check $(BUILD)/ckube $(UNIT_BINS)
+all: deps-check $(BUILD)/ckube $(UNIT_BINS) $(BENCH_BINS)
 
 # Debian packages needed to build, test and run. `make deps` installs what is missing.
 DEB_BUILD := gcc make pkg-config libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
@@ -47,6 +49,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+$(BUILD)/bench/%: bench/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
+
 # Every tier: unit tests, then end-to-end tests against real processes.
 test: deps all
 	@tests/run.sh $(BUILD)
@@ -66,7 +72,7 @@ asan:
 	$(MAKE) BUILD=build-asan CC=gcc SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" CFLAGS="-O1 -g" test
 
 bench: all
-	@for b in bench/*.sh; do echo "== $$b"; $$b $(BUILD) || exit 1; done
+	@for b in bench/*.sh; do [ -x "$$b" ] || continue; echo "== $$b"; $$b $(BUILD) || exit 1; done
 
 clean:
 	rm -rf build build-asan

@@ -33,7 +33,7 @@ run_unit() {
         failures+=("unit/$name (rc=$rc, log $log)")
         echo "FAIL unit/$name ($p passed, $f failed, rc=$rc)"; tail -n 30 "$log" | sed 's/^/    /'
     else
-        echo "ok   unit/$name ($p passed${s:+, $s skipped})"
+        echo "ok   unit/$name ($p passed, $s skipped)"
     fi
 }
 

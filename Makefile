@@ -5,11 +5,11 @@ CC      ?= cc
 BUILD   ?= build
 PKGS    := jansson yaml-0.1 openssl libcurl sqlite3 libevent libevent_openssl libevent_pthreads zlib
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=local \
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=local \
            -D_GNU_SOURCE -Isrc -MMD -MP $(SAN) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lprotobuf-c -lpthread -lm
-LDFLAGS += $(SAN)
+override LDFLAGS += $(SAN)
 
 SRCS      := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
@@ -84,4 +84,4 @@ bench: all
 clean:
 	rm -rf build build-asan
 
--include $(OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(BENCH_BINS:=.d)

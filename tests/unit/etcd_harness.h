@@ -16,6 +16,7 @@
 #define CK_ETCD_HARNESS_H
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -208,12 +209,42 @@ static int etcd_harness_spawn(etcd_proc *p)
     return -1;
 }
 
+static int etcd_harness_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Remove dirs that earlier test processes, since killed with SIGKILL, could not (their etcd died with
+ * them through PR_SET_PDEATHSIG).  The creator's pid is in the name: only dead creators' go. */
+static void etcd_harness_sweep(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid = 0;
+        char rest[32];
+        if (sscanf(e->d_name, "ck-etcd-%d-%31s", &pid, rest) != 2 || pid <= 0)
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
+        nftw(path, etcd_harness_rm, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    closedir(d);
+}
+
 static ETCD_HARNESS_UNUSED int etcd_harness_start(etcd_proc *p)
 {
     etcd_harness_hook();
     memset(p, 0, sizeof *p);
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(p->dir, sizeof p->dir, "%s/ck-etcd-XXXXXX", tmp);
+    etcd_harness_sweep(tmp);
+    snprintf(p->dir, sizeof p->dir, "%s/ck-etcd-%d-XXXXXX", tmp, (int)getpid());
     if (!mkdtemp(p->dir)) {
         perror("etcd_harness: mkdtemp");
         p->dir[0] = '\0';
@@ -266,13 +297,6 @@ static ETCD_HARNESS_UNUSED void etcd_harness_resume(etcd_proc *p)
 {
     if (p->pid > 0)
         kill(p->pid, SIGCONT);
-}
-
-static int etcd_harness_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
-    remove(path);
-    return 0;
 }
 
 static ETCD_HARNESS_UNUSED void etcd_harness_destroy(etcd_proc *p)

@@ -628,6 +628,27 @@ static void test_dead_etcd(void **state)
     seen_free(&sw2);
 }
 
+/* The shared conformance suite, each case on a freshly opened store over the group's etcd. */
+static int conf_setup(void **state)
+{
+    ck_error *err = NULL;
+    *state = ck_store_open_etcd(etcd.url, &err);
+    if (!*state) {
+        fprintf(stderr, "open: %s\n", err->msg);
+        ck_error_free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static int conf_teardown(void **state)
+{
+    ck_store_close(*state);
+    return 0;
+}
+
+#include "store_conformance.h"
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -642,5 +663,10 @@ int main(void)
         cmocka_unit_test(test_concurrent_writers),
         cmocka_unit_test(test_dead_etcd),
     };
-    return cmocka_run_group_tests_name("store_etcd", tests, group_setup, group_teardown);
+    int failed = cmocka_run_group_tests_name("store_etcd", tests, group_setup, group_teardown);
+    size_t n;
+    const struct CMUnitTest *conf = store_conformance_tests(conf_setup, conf_teardown, &n);
+    failed += _cmocka_run_group_tests("store_conformance_etcd", conf, n, group_setup,
+                                      group_teardown);
+    return failed;
 }

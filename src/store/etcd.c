@@ -1152,10 +1152,14 @@ ck_store *ck_store_open_etcd(const char *endpoints, ck_error **err)
     /* Check that some endpoint answers as an etcd v3 server before handing the store out. */
     json_t *req = json_object(), *resp = NULL;
     ck_error *e = NULL;
-    int rc = etcd_post(s, "status", "/v3/maintenance/status", req, POST_READ, &resp, &e);
+    int rc = etcd_post(s, "open", "/v3/maintenance/status", req, POST_READ, &resp, &e);
     json_decref(req);
     if (rc < 0) {
-        ck_error_set(err, CK_E_UNAVAILABLE, "etcd: cannot reach %s: %s", s->eps_text, e->msg);
+        if (e->code == CK_E_UNAVAILABLE && err)   /* already names the endpoints */
+            *err = steal_pointer(&e);
+        else
+            ck_error_set(err, CK_E_UNAVAILABLE, "etcd open %s: not usable: %s", s->eps_text,
+                         e->msg);
         ck_error_free(e);
         etcd_close(&s->base);
         return NULL;

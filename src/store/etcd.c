@@ -319,8 +319,10 @@ static int etcd_post(etcd_store *s, const char *what, const char *path, json_t *
 
     size_t start = atomic_load(&s->cur) % s->n_eps, idx = start;
     CURLcode cc = CURLE_OK;
+    size_t tried = 0;
     for (size_t i = 0; i < s->n_eps; i++) {
         idx = (start + i) % s->n_eps;
+        tried++;
         char *url = xasprintf("%s%s", s->eps[idx], path);
         curl_easy_setopt(c, CURLOPT_URL, url);
         ck_buf_reset(&k.buf);
@@ -348,7 +350,7 @@ static int etcd_post(etcd_store *s, const char *what, const char *path, json_t *
         if (k.overflow)
             ck_error_set(err, CK_E_TOO_LARGE, "etcd %s: response over %u bytes", what,
                          ETCD_RESPONSE_LIMIT);
-        else if (s->n_eps > 1)
+        else if (tried > 1)
             ck_error_set(err, CK_E_UNAVAILABLE, "etcd %s: no endpoint answered (%s): %s", what,
                          s->eps_text, errbuf[0] ? errbuf : curl_easy_strerror(cc));
         else

@@ -1241,11 +1241,24 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
         goto fail;
     }
     const char *addr = cfg->bind_addr ? cfg->bind_addr : "127.0.0.1";
-    struct sockaddr_storage ss;
-    int sslen = sizeof ss;
+    struct sockaddr_storage ss = {0};
+    int sslen;
     char spec[128];
     snprintf(spec, sizeof spec, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, cfg->port);
-    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (cfg->port < 0 || cfg->port > 65535) {
+        ck_error_set(err, CK_E_USAGE, "httpd: bad port %d", cfg->port);
+        goto fail;
+    } else if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)cfg->port);
+        sslen = sizeof *s4;
+    } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)cfg->port);
+        sslen = sizeof *s6;
+    } else {
         ck_error_set(err, CK_E_USAGE, "httpd: bad bind address %s", addr);
         goto fail;
     }

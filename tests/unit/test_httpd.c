@@ -37,6 +37,8 @@ static struct {
     int slow_result;           /* what the /slow writer's last write returned */
     bool slow_done;
     int stream_writes_done;    /* chunks the /stream writer has sent */
+    ck_http_stream *many[2100]; /* streams /many left open */
+    int nmany;
 } T = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static void t_signal(void)
@@ -136,6 +138,13 @@ static void tunnel_close(void *ctx)
     free(t);
 }
 
+static void *deferred_answer(void *arg)
+{
+    usleep(50 * 1000);
+    ck_http_respond(arg, 202, "text/plain", NULL, "later", 5);
+    return NULL;
+}
+
 static void detach(void *(*fn)(void *), void *arg)
 {
     pthread_t th;
@@ -184,6 +193,18 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         T.watch = s;
         t_signal();
         pthread_mutex_unlock(&T.mu);
+    } else if (!strcmp(p, "/many")) {
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL,
+                                                 on_close_count, NULL);
+        pthread_mutex_lock(&T.mu);
+        if (T.nmany < (int)ARRAY_SIZE(T.many))
+            T.many[T.nmany++] = s;
+        else
+            ck_http_stream_release(s);
+        t_signal();
+        pthread_mutex_unlock(&T.mu);
+    } else if (!strcmp(p, "/defer")) {
+        detach(deferred_answer, resp);      /* answered from another thread, after we return */
     } else if (!strcmp(p, "/slow")) {
         ck_http_stream *s = ck_http_stream_start(resp, 200, "text/plain", NULL, on_close_count, NULL);
         detach(slow_writer, s);
@@ -215,6 +236,7 @@ static ck_httpd *start_server(ck_httpd_config cfg)
     T.block_released = false;
     T.blocked = T.closes = T.stream_writes_done = 0;
     T.watch = NULL;
+    T.nmany = 0;
     T.slow_done = false;
     T.slow_result = 0;
     pthread_mutex_unlock(&T.mu);
@@ -861,6 +883,62 @@ static void test_many_idle_connections(void **state)
     ck_httpd_stop(h);
 }
 
+static void test_many_streams(void **state)
+{
+    ck_httpd *h = start_plain();
+    enum { N = 1500 };
+    int *fds = xcalloc(N, sizeof(int));
+    const char *req = "GET /many HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(ck_httpd_port(h));
+        raw_send(fds[i], req, strlen(req));
+    }
+    assert_int_equal(t_wait_int(&T.nmany, N, 10000), N);
+    /* One thread fans an event out to every stream; each client gets it as one chunk. */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ck_http_stream_write(T.many[i], "{\"type\":\"MODIFIED\"}\n", 20), 0);
+    for (int i = 0; i < N; i++) {
+        ck_buf r;
+        ck_buf_init(&r, 1 << 16);
+        raw_read(fds[i], &r, "MODIFIED\"}\n\r\n", 5000);
+        assert_non_null(strstr(r.data, "\r\n14\r\n{\"type\":\"MODIFIED\"}\n\r\n"));
+        ck_buf_free(&r);
+    }
+    /* Half the clients leave: exactly their streams are closed. */
+    for (int i = 0; i < N / 2; i++)
+        close(fds[i]);
+    assert_int_equal(t_wait_int(&T.closes, N / 2, 10000), N / 2);
+    usleep(100 * 1000);
+    assert_int_equal(T.closes, N / 2);
+    int refused = 0;                  /* streams are in handler order, not socket order */
+    for (int i = 0; i < N; i++)
+        refused += ck_http_stream_write(T.many[i], "x", 1) == -1;
+    assert_int_equal(refused, N / 2);
+    /* Stopping the server closes the rest. */
+    ck_httpd_stop(h);
+    assert_int_equal(T.closes, N);
+    for (int i = N / 2; i < N; i++)
+        close(fds[i]);
+    for (int i = 0; i < N; i++)
+        ck_http_stream_release(T.many[i]);
+    free(fds);
+}
+
+static void test_deferred_answer(void **state)
+{
+    ck_httpd *h = start_plain();
+    cleanup_free char *u = url(h, "/defer");
+    CURL *c = curl_easy_init();
+    for (int i = 0; i < 3; i++) {
+        ck_buf b;
+        assert_int_equal(curl_do(c, u, NULL, 0, &b), 202);
+        assert_string_equal(b.data, "later");
+        ck_buf_free(&b);
+    }
+    curl_easy_cleanup(c);
+    ck_httpd_stop(h);
+}
+
 /* ---- TLS ---------------------------------------------------------------------------------- */
 
 static char tls_dir[64];
@@ -1000,6 +1078,8 @@ int main(void)
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_slow_loris),
         cmocka_unit_test(test_many_idle_connections),
+        cmocka_unit_test(test_many_streams),
+        cmocka_unit_test(test_deferred_answer),
         cmocka_unit_test_setup_teardown(test_tls_client_certs, tls_setup, tls_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -35,7 +35,7 @@ static struct {
     int closes;                /* on_close calls */
     ck_http_stream *watch;     /* the stream /watch left open */
     int slow_result;           /* what the /slow writer's last write returned */
-    bool slow_done;
+    int slow_done;
     int stream_writes_done;    /* chunks the /stream writer has sent */
     ck_http_stream *many[2100]; /* streams /many left open */
     int nmany;
@@ -106,7 +106,7 @@ static void *slow_writer(void *arg)
     }
     pthread_mutex_lock(&T.mu);
     T.slow_result = rc;
-    T.slow_done = true;
+    T.slow_done = 1;
     t_signal();
     pthread_mutex_unlock(&T.mu);
     ck_http_stream_release(s);
@@ -142,6 +142,23 @@ static void *deferred_answer(void *arg)
 {
     usleep(50 * 1000);
     ck_http_respond(arg, 202, "text/plain", NULL, "later", 5);
+    return NULL;
+}
+
+/* Waits for block_released (set after the server stopped), then starts a stream. */
+static void *late_stream(void *arg)
+{
+    pthread_mutex_lock(&T.mu);
+    while (!T.block_released)
+        pthread_cond_wait(&T.cond, &T.mu);
+    pthread_mutex_unlock(&T.mu);
+    ck_http_stream *s = ck_http_stream_start(arg, 200, "text/plain", NULL, on_close_count, NULL);
+    int rc = ck_http_stream_write(s, "x", 1);
+    pthread_mutex_lock(&T.mu);
+    T.slow_result = rc;
+    T.slow_done = 1;
+    pthread_mutex_unlock(&T.mu);
+    ck_http_stream_release(s);
     return NULL;
 }
 
@@ -203,6 +220,12 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
             ck_http_stream_release(s);
         t_signal();
         pthread_mutex_unlock(&T.mu);
+    } else if (!strcmp(p, "/late")) {
+        pthread_mutex_lock(&T.mu);
+        T.blocked++;
+        t_signal();
+        pthread_mutex_unlock(&T.mu);
+        detach(late_stream, resp);
     } else if (!strcmp(p, "/defer")) {
         detach(deferred_answer, resp);      /* answered from another thread, after we return */
     } else if (!strcmp(p, "/slow")) {
@@ -237,7 +260,7 @@ static ck_httpd *start_server(ck_httpd_config cfg)
     T.blocked = T.closes = T.stream_writes_done = 0;
     T.watch = NULL;
     T.nmany = 0;
-    T.slow_done = false;
+    T.slow_done = 0;
     T.slow_result = 0;
     pthread_mutex_unlock(&T.mu);
     return h;
@@ -643,15 +666,7 @@ static void test_slow_stream_closed(void **state)
     raw_send(fd, req, strlen(req));
     /* Never read: the writer must be cut off at the limit instead of buffering forever. */
     assert_int_equal(t_wait_int(&T.closes, 1, 15000), 1);
-    int done = 0;
-    for (int i = 0; i < 100 && !done; i++) {
-        pthread_mutex_lock(&T.mu);
-        done = T.slow_done;
-        pthread_mutex_unlock(&T.mu);
-        if (!done)
-            usleep(20 * 1000);
-    }
-    assert_true(done);
+    assert_int_equal(t_wait_int(&T.slow_done, 1, 3000), 1);
     assert_int_equal(T.slow_result, -1);
     close(fd);
     ck_httpd_stop(h);
@@ -936,7 +951,21 @@ static void test_deferred_answer(void **state)
         ck_buf_free(&b);
     }
     curl_easy_cleanup(c);
+
+    /* A stream started after the server stopped: writes fail, on_close still runs once. */
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *req = "GET /late HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, req, strlen(req));
+    assert_int_equal(t_wait_int(&T.blocked, 1, 3000), 1);
     ck_httpd_stop(h);
+    pthread_mutex_lock(&T.mu);
+    T.block_released = true;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+    assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
+    assert_int_equal(t_wait_int(&T.slow_done, 1, 3000), 1);
+    assert_int_equal(T.slow_result, -1);
+    close(fd);
 }
 
 /* ---- TLS ---------------------------------------------------------------------------------- */

@@ -205,11 +205,11 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
     } else if (!strcmp(p, "/watch")) {
         ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL,
                                                  on_close_count, NULL);
-        ck_http_stream_write(s, "{\"type\":\"ADDED\"}\n", 17);
         pthread_mutex_lock(&T.mu);
         T.watch = s;
         t_signal();
         pthread_mutex_unlock(&T.mu);
+        ck_http_stream_write(s, "{\"type\":\"ADDED\"}\n", 17);
     } else if (!strcmp(p, "/many")) {
         ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL,
                                                  on_close_count, NULL);

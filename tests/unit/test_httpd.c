@@ -423,6 +423,18 @@ static void test_keepalive_reuse(void **state)
     assert_int_equal(count_substr(r.data, "GET /echo"), 1);   /* HEAD had no body */
     ck_buf_free(&r);
     close(fd);
+
+    /* A stream to an HTTP/1.0 client: raw bytes, then close (no chunked coding in 1.0). */
+    fd = raw_connect(ck_httpd_port(h));
+    const char *get10 = "GET /stream HTTP/1.0\r\n\r\n";
+    raw_send(fd, get10, strlen(get10));
+    ck_buf_init(&r, 1 << 20);
+    assert_true(raw_read(fd, &r, NULL, 5000));
+    assert_null(strstr(r.data, "Transfer-Encoding"));
+    assert_non_null(strstr(r.data, "\r\n\r\nevent-0\nevent-1\nevent-2\nevent-3\nevent-4\n"));
+    assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
+    ck_buf_free(&r);
+    close(fd);
     ck_httpd_stop(h);
 }
 

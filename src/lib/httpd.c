@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1228,6 +1229,11 @@ static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
 static void evthread_init(void)
 {
     evthread_use_pthreads();
+    /* libevent (writev) and OpenSSL (write) do not use MSG_NOSIGNAL: a peer that vanished must
+     * be an EPIPE error, not a process-killing signal.  Leave a handler someone installed. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
 }
 
 ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
@@ -1297,7 +1303,10 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     h->lis = evconnlistener_new_bind(h->base, accept_cb, h,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                          LEV_OPT_CLOSE_ON_EXEC,
-                                     -1, (struct sockaddr *)&ss, sslen);
+                                     /* a burst of connects must not overflow the accept
+                                      * queue (dropped SYNs cost the client 1 s); the
+                                      * kernel caps this at net.core.somaxconn, as Go does */
+                                     4096, (struct sockaddr *)&ss, sslen);
     if (!h->lis) {
         ck_error_sys(err, CK_E_IO, "httpd: listen on %s", spec);
         goto fail;

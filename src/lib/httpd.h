@@ -74,7 +74,9 @@ typedef struct ck_httpd_config {
     void *handler_ctx;
 } ck_httpd_config;
 
-/* Zero config fields take the defaults.  cfg's strings are not kept after start returns. */
+/* Zero config fields take the defaults.  cfg's strings are not kept after start returns.  The
+ * first start sets SIGPIPE to ignored if it is at its default (libevent and OpenSSL write with
+ * plain write/writev), and enables libevent's pthread locking for the whole process. */
 ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err);
 int ck_httpd_port(ck_httpd *h);
 /* Closes every connection (on_close for open streams), waits for running handlers, joins the

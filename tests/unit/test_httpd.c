@@ -438,6 +438,38 @@ static void test_keepalive_reuse(void **state)
     ck_httpd_stop(h);
 }
 
+static void test_ipv6_and_bind_errors(void **state)
+{
+    ck_error *err = NULL;
+    ck_httpd_config cfg = {.bind_addr = "::1", .handler = handler, .workers = 2};
+    ck_httpd *h = ck_httpd_start(&cfg, &err);
+    if (!h)
+        fail_msg("::1: %s", err->msg);
+    CURL *c = curl_easy_init();
+    cleanup_free char *u = xasprintf("http://[::1]:%d/echo", ck_httpd_port(h));
+    ck_buf b;
+    assert_int_equal(curl_do(c, u, NULL, 0, &b), 200);
+    assert_non_null(strstr(b.data, "remote=[::1]:"));
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+
+    /* The same port again, a bad address, a bad port: errors, not crashes. */
+    ck_httpd_config dup = {.bind_addr = "::1", .port = ck_httpd_port(h), .handler = handler};
+    assert_null(ck_httpd_start(&dup, &err));
+    assert_non_null(strstr(err->msg, "listen"));
+    ck_error_free(err);
+    err = NULL;
+    ck_httpd_stop(h);
+    ck_httpd_config bad = {.bind_addr = "not-an-ip", .handler = handler};
+    assert_null(ck_httpd_start(&bad, &err));
+    ck_error_free(err);
+    err = NULL;
+    bad.bind_addr = "127.0.0.1";
+    bad.port = 70000;
+    assert_null(ck_httpd_start(&bad, &err));
+    ck_error_free(err);
+}
+
 static void test_pipelining(void **state)
 {
     ck_httpd *h = start_plain();
@@ -1169,6 +1201,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_query_helpers),
         cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_ipv6_and_bind_errors),
         cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_post_bodies),
         cmocka_unit_test(test_blocking_handler),

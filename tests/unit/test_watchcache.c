@@ -1,6 +1,8 @@
 /* Unit tests for store/watchcache: every case runs against each backend in `backends` (a small
- * in-memory fake store defined here, and the real SQLite store), always through a thin proxy
- * store that can end the backend watch with an injected error and make watch() fail on demand. */
+ * in-memory fake store defined here, the real SQLite store, and a real etcd started for the group
+ * by etcd_harness.h), always through a thin proxy store that can end the backend watch with an
+ * injected error and make watch() fail on demand.  One more case stops and restarts the real etcd
+ * under a live cache. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,8 @@
 #include "lib/util.h"
 #include "store/store.h"
 #include "store/watchcache.h"
+
+#include "etcd_harness.h"
 
 #define PODS "/registry/pods/"
 
@@ -266,6 +270,41 @@ static ck_store *open_sqlite(const char *dir, ck_error **err)
     return ck_store_open_sqlite(path, err);
 }
 
+/* The group's etcd; each test starts from an empty /registry/ (revisions carry on). */
+static etcd_proc test_etcd;
+
+static ck_store *open_etcd(const char *dir, ck_error **err)
+{
+    ck_store *s = ck_store_open_etcd(test_etcd.url, err);
+    if (!s)
+        return NULL;
+    ck_list l = {0};
+    ck_list_opts o = {.keys_only = true};
+    if (ck_store_list(s, "/registry/", &o, &l, err) < 0) {
+        ck_store_close(s);
+        return NULL;
+    }
+    for (size_t i = 0; i < l.n; i++)
+        if (ck_store_delete(s, l.items[i].key, 0, NULL, NULL, err) < 0) {
+            ck_list_free(&l);
+            ck_store_close(s);
+            return NULL;
+        }
+    ck_list_free(&l);
+    return s;
+}
+
+static int etcd_group_setup(void **state)
+{
+    return etcd_harness_start(&test_etcd) < 0 ? -1 : 0;
+}
+
+static int etcd_group_teardown(void **state)
+{
+    etcd_harness_destroy(&test_etcd);
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The proxy store: forwards everything to an inner store; its watches can be ended with an
  * injected error (as etcd going away would), and the next N watch() calls can be made to fail.
@@ -409,6 +448,7 @@ typedef struct backend {
 static const backend backends[] = {
     {"fake", open_fake},
     {"sqlite", open_sqlite},
+    {"etcd", open_etcd},
 };
 
 typedef struct env {
@@ -1260,6 +1300,50 @@ static void test_window_bytes(void **state)
     rec_free(&r);
 }
 
+/* The real etcd stops under a live cache: watchers end with UNAVAILABLE, adds fail with
+ * UNAVAILABLE while it is down, and once etcd is back the cache restarts by itself. */
+static void test_etcd_restart(void **state)
+{
+    env *e = *state;
+    ck_watchcache *c = cache_new(e->s, 0, -1);
+    rec r;
+    rec_init(&r);
+    ck_wc_watcher *w = watch(c, &r, 0, NULL);
+    int64_t rev = put(e->s, PODS "default/before", "{}");
+    assert_true(REC_WAIT(&r, r.last >= rev));
+
+    etcd_harness_stop(&test_etcd);
+    assert_true(REC_WAIT(&r, r.errors > 0));
+    assert_int_equal(r.err_code, CK_E_UNAVAILABLE);
+    ck_error *err = NULL;
+    assert_null(ck_watchcache_add(c, &(ck_wc_watch_opts){0}, rec_cb, &r, &err));
+    assert_int_equal(err->code, CK_E_UNAVAILABLE);
+    ck_error_free(err);
+
+    assert_int_equal(etcd_harness_restart(&test_etcd), 0);
+    ck_watchcache_stats st;
+    for (int t = 0; t < 1500; t++) {
+        ck_watchcache_get_stats(c, &st);
+        if (st.healthy)
+            break;
+        usleep(10000);
+    }
+    assert_true(st.healthy);
+    assert_int_equal(st.restarts, 1);
+    rec r2;
+    rec_init(&r2);
+    ck_wc_watcher *w2 = watch(c, &r2, 0, NULL);
+    int64_t rev2 = put(e->s, PODS "default/after", "{}");
+    assert_true(REC_WAIT(&r2, r2.last >= rev2));
+    assert_contiguous(&r2, rev2, rev2);
+    assert_int_equal(r.after_error, 0);
+    ck_watchcache_remove(c, w);
+    ck_watchcache_remove(c, w2);
+    ck_watchcache_free(c);
+    rec_free(&r);
+    rec_free(&r2);
+}
+
 #define CASES(be)                                                                             \
     cmocka_unit_test_prestate_setup_teardown(test_fanout, env_setup, env_teardown, be),       \
     cmocka_unit_test_prestate_setup_teardown(test_replay_then_live, env_setup, env_teardown, be), \
@@ -1278,14 +1362,21 @@ int main(void)
     int failed = 0;
     for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
         void *be = (void *)&backends[i];
-        const struct CMUnitTest tests[] = {CASES(be)};
+        bool etcd = backends[i].open == open_etcd;
+        const struct CMUnitTest tests[] = {
+            CASES(be),
+            cmocka_unit_test_prestate_setup_teardown(test_etcd_restart, env_setup, env_teardown, be),
+        };
     if (backends[i].open == open_sqlite && !ck_store_open_sqlite) {
         printf("# watchcache/sqlite: backend not built yet, group not run\n");
         continue;
     }
         char name[64];
         snprintf(name, sizeof(name), "watchcache/%s", backends[i].name);
-        failed += _cmocka_run_group_tests(name, tests, ARRAY_SIZE(tests), NULL, NULL);
+        /* The etcd restart case only means something against the real etcd. */
+        failed += _cmocka_run_group_tests(name, tests, ARRAY_SIZE(tests) - !etcd,
+                                          etcd ? etcd_group_setup : NULL,
+                                          etcd ? etcd_group_teardown : NULL);
     }
     return failed ? 1 : 0;
 }

@@ -4,8 +4,10 @@
 #define CK_COMMANDS_H
 
 int cmd_version(int argc, char **argv);
+int cmd_apiserver(int argc, char **argv);
 
 #define CK_COMMANDS(X) \
-    X("version", cmd_version, "Print the ckube version")
+    X("version", cmd_version, "Print the ckube version") \
+    X("apiserver", cmd_apiserver, "Run the Kubernetes API server")
 
 #endif

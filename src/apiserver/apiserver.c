@@ -153,7 +153,7 @@ static int authorize(ck_reqctx *c, ck_error **err)
     if (!s->authorize)
         return 0;
     const ck_route *rt = &c->route;
-    bool resource = rt->kind == CK_ROUTE_RESOURCE;
+    bool resource = rt->kind == CK_ROUTE_RESOURCE && rt->res;
     ck_authz_attrs a = {
         .user = &c->user,
         .verb = resource ? ck_verb_name(rt->verb) : "get",

@@ -52,6 +52,7 @@ enum ck_verb {
 const char *ck_verb_name(enum ck_verb v);
 
 enum ck_route_kind {
+    CK_ROUTE_NONE,            /* not an API path (health, metrics, openapi) */
     CK_ROUTE_RESOURCE,        /* a served resource (res set) */
     CK_ROUTE_API,             /* GET /api */
     CK_ROUTE_APIS,            /* GET /apis */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "apiserver/resources.h"
+#include "lib/error.h"
 
 enum ck_list_kind { CK_LIST_ATOMIC, CK_LIST_MAP, CK_LIST_SET };
 
@@ -33,5 +34,8 @@ struct ck_ptype {
 const ck_ptype *ck_schema_root(const ck_resource *r);
 /* A field of a type, NULL if not declared (t may be NULL). */
 const ck_pfield *ck_schema_field(const ck_ptype *t, const char *name);
+
+/* strategic.c: merge a directive-free patch into orig (owned, consumed) under type t. */
+json_t *ck__strategic_merge(json_t *orig, const json_t *patch, const ck_ptype *t, ck_error **err);
 
 #endif

@@ -349,7 +349,6 @@ json_t *ck_patch_strategic(const json_t *orig, const json_t *patch, const ck_res
 }
 
 /* Exported for apply.c: merge a patch without directives under a schema. */
-json_t *ck__strategic_merge(json_t *orig, const json_t *patch, const ck_ptype *t, ck_error **err);
 json_t *ck__strategic_merge(json_t *orig, const json_t *patch, const ck_ptype *t, ck_error **err)
 {
     return merge_map(orig, patch, t, err);

@@ -127,6 +127,177 @@ static void test_deep_and_big(void **state)
     json_decref(deep);
 }
 
+static json_t *J(const char *s)
+{
+    json_error_t je;
+    json_t *j = json_loads(s, 0, &je);
+    if (!j)
+        fail_msg("bad JSON in test: %s: %s", s, je.text);
+    return j;
+}
+
+static void assert_fields(const json_t *obj, size_t idx, const char *manager, const char *op, const char *fields)
+{
+    const json_t *mf = json_object_get(json_object_get(obj, "metadata"), "managedFields");
+    const json_t *e = json_array_get(mf, idx);
+    if (!e) {
+        char *d = json_dumps(mf, JSON_COMPACT);
+        fail_msg("no managedFields[%zu] (%s)", idx, d);
+    }
+    assert_string_equal(json_string_value(json_object_get(e, "manager")), manager);
+    assert_string_equal(json_string_value(json_object_get(e, "operation")), op);
+    assert_string_equal(json_string_value(json_object_get(e, "fieldsType")), "FieldsV1");
+    assert_non_null(json_string_value(json_object_get(e, "time")));
+    json_t *want = J(fields);
+    if (!json_equal(json_object_get(e, "fieldsV1"), want)) {
+        char *d = json_dumps(json_object_get(e, "fieldsV1"), JSON_COMPACT);
+        fail_msg("%s fieldsV1: got %s want %s", manager, d, fields);
+    }
+    json_decref(want);
+}
+
+static void test_apply_configmap(void **state)
+{
+    const ck_resource *cm = ck_resource_find("", "v1", "configmaps");
+    json_t *cfg1 = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\",\"labels\":{\"a\":\"1\"}},"
+                     "\"data\":{\"k\":\"v\",\"k2\":\"v2\"}}");
+    ck_error *e = NULL;
+    json_t *o1 = ck_patch_apply(NULL, cfg1, cm, "kubectl", false, &e);
+    assert_non_null(o1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o1, "data"), "k")), "v");
+    assert_fields(o1, 0, "kubectl", "Apply",
+                  "{\"f:data\":{\"f:k\":{},\"f:k2\":{}},\"f:metadata\":{\"f:labels\":{\"f:a\":{}}}}");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(
+        json_object_get(json_object_get(o1, "metadata"), "managedFields"), 0), "apiVersion")), "v1");
+
+    /* another writer changes k2 (an Update) and adds a label of its own */
+    json_t *o2 = json_deep_copy(o1);
+    json_object_set_new(json_object_get(o2, "data"), "k2", json_string("edited"));
+    json_object_set_new(json_object_get(json_object_get(o2, "metadata"), "labels"), "b", json_string("2"));
+    ck_managed_fields_record(o2, o1, "editor", "Update", "v1");
+    assert_fields(o2, 0, "kubectl", "Apply", "{\"f:data\":{\"f:k\":{}},\"f:metadata\":{\"f:labels\":{\"f:a\":{}}}}");
+    assert_fields(o2, 1, "editor", "Update", "{\"f:data\":{\"f:k2\":{}},\"f:metadata\":{\"f:labels\":{\"f:b\":{}}}}");
+
+    /* re-applying the old value of k2 now conflicts with editor */
+    json_t *o3 = ck_patch_apply(o2, cfg1, cm, "kubectl", false, &e);
+    assert_null(o3);
+    assert_int_equal(e->code, CK_E_CONFLICT);
+    if (strncmp(e->msg, "Apply failed with 1 conflict: conflict with \"editor\" using v1 at ", 64) ||
+        !strstr(e->msg, ": .data.k2"))
+        fail_msg("conflict message: %s", e->msg);
+    ck_error_free(e);
+    e = NULL;
+
+    /* force takes k2 over; editor keeps only its label */
+    o3 = ck_patch_apply(o2, cfg1, cm, "kubectl", true, &e);
+    assert_non_null(o3);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o3, "data"), "k2")), "v2");
+    assert_fields(o3, 0, "kubectl", "Apply",
+                  "{\"f:data\":{\"f:k\":{},\"f:k2\":{}},\"f:metadata\":{\"f:labels\":{\"f:a\":{}}}}");
+    assert_fields(o3, 1, "editor", "Update", "{\"f:metadata\":{\"f:labels\":{\"f:b\":{}}}}");
+
+    /* applying without label a and key k removes them; b (editor's) stays */
+    json_t *cfg2 = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"k2\":\"v2\"}}");
+    json_t *o4 = ck_patch_apply(o3, cfg2, cm, "kubectl", false, &e);
+    assert_non_null(o4);
+    json_t *want_labels = J("{\"b\":\"2\"}"), *want_data = J("{\"k2\":\"v2\"}");
+    assert_true(json_equal(json_object_get(json_object_get(o4, "metadata"), "labels"), want_labels));
+    assert_true(json_equal(json_object_get(o4, "data"), want_data));
+    assert_fields(o4, 0, "kubectl", "Apply", "{\"f:data\":{\"f:k2\":{}}}");
+
+    /* a second applier agreeing on a value shares it without conflict */
+    json_t *o5 = ck_patch_apply(o4, cfg2, cm, "other", false, &e);
+    assert_non_null(o5);
+    assert_fields(o5, 1, "other", "Apply", "{\"f:data\":{\"f:k2\":{}}}");
+
+    json_decref(want_labels);
+    json_decref(want_data);
+    json_decref(cfg1);
+    json_decref(cfg2);
+    json_decref(o1);
+    json_decref(o2);
+    json_decref(o3);
+    json_decref(o4);
+    json_decref(o5);
+}
+
+static void test_apply_deployment(void **state)
+{
+    const ck_resource *d = ck_resource_find("apps", "v1", "deployments");
+    json_t *cfg = J("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\"},"
+                    "\"spec\":{\"replicas\":2,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+                    "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":["
+                    "{\"name\":\"a\",\"image\":\"a:1\",\"ports\":[{\"containerPort\":80}]},{\"name\":\"b\",\"image\":\"b:1\"}]}}}}");
+    ck_error *e = NULL;
+    json_t *o1 = ck_patch_apply(NULL, cfg, d, "kubectl", false, &e);
+    assert_non_null(o1);
+    assert_fields(o1, 0, "kubectl", "Apply",
+        "{\"f:spec\":{\"f:replicas\":{},\"f:selector\":{},\"f:template\":{\"f:metadata\":{\"f:labels\":{\"f:app\":{}}},"
+        "\"f:spec\":{\"f:containers\":{\"k:{\\\"name\\\":\\\"a\\\"}\":{\".\":{},\"f:image\":{},\"f:name\":{},"
+        "\"f:ports\":{\"k:{\\\"containerPort\\\":80,\\\"protocol\\\":\\\"TCP\\\"}\":{\".\":{},\"f:containerPort\":{}}}},"
+        "\"k:{\\\"name\\\":\\\"b\\\"}\":{\".\":{},\"f:image\":{},\"f:name\":{}}}}}}}");
+    /* kubectl scale (an Update by another manager) then a re-apply of replicas: 2 conflicts */
+    json_t *o2 = json_deep_copy(o1);
+    json_object_set_new(json_object_get(o2, "spec"), "replicas", json_integer(5));
+    ck_managed_fields_record(o2, o1, "kubectl-scale", "Update", "apps/v1");
+    json_t *o3 = ck_patch_apply(o2, cfg, d, "kubectl", false, &e);
+    assert_null(o3);
+    assert_non_null(strstr(e->msg, "conflict with \"kubectl-scale\" using apps/v1 at "));
+    assert_non_null(strstr(e->msg, ": .spec.replicas"));
+    ck_error_free(e);
+    e = NULL;
+    /* dropping container b from the config removes it; a keeps its fields */
+    json_t *cfg2 = json_deep_copy(cfg);
+    json_object_del(json_object_get(cfg2, "spec"), "replicas");
+    json_array_remove(json_object_get(json_object_get(json_object_get(json_object_get(cfg2, "spec"), "template"), "spec"), "containers"), 1);
+    o3 = ck_patch_apply(o2, cfg2, d, "kubectl", false, &e);
+    if (!o3)
+        fail_msg("%s", e->msg);
+    json_t *cs = json_object_get(json_object_get(json_object_get(json_object_get(o3, "spec"), "template"), "spec"), "containers");
+    assert_int_equal(json_array_size(cs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cs, 0), "name")), "a");
+    /* replicas stays: kubectl-scale owns it */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o3, "spec"), "replicas")), 5);
+    json_decref(cfg);
+    json_decref(cfg2);
+    json_decref(o1);
+    json_decref(o2);
+    json_decref(o3);
+}
+
+static void test_record_create(void **state)
+{
+    json_t *o = J("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"uid\":\"u\","
+                  "\"labels\":{\"app\":\"web\"}},\"spec\":{\"replicas\":1,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+                  "\"template\":{\"spec\":{\"containers\":[{\"name\":\"nginx\",\"image\":\"nginx\",\"resources\":{}}]}}},"
+                  "\"status\":{}}");
+    ck_managed_fields_record(o, NULL, "kubectl-create", "Update", "apps/v1");
+    assert_fields(o, 0, "kubectl-create", "Update",
+        "{\"f:metadata\":{\"f:labels\":{\".\":{},\"f:app\":{}}},\"f:spec\":{\"f:replicas\":{},\"f:selector\":{},"
+        "\"f:template\":{\"f:spec\":{\"f:containers\":{\"k:{\\\"name\\\":\\\"nginx\\\"}\":{\".\":{},\"f:image\":{},"
+        "\"f:name\":{},\"f:resources\":{}}}}}}}");
+    /* a no-op update leaves the entry alone; a status write is tracked with its subresource */
+    json_t *old = json_deep_copy(o);
+    ck_managed_fields_record(o, old, "other", "Update", "apps/v1");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(o, "metadata"), "managedFields")), 1);
+    json_object_set_new(json_object_get(o, "status"), "replicas", json_integer(1));
+    ck_managed_fields_record_sub(o, old, "kube-controller-manager", "Update", "apps/v1", "status");
+    const json_t *mf = json_object_get(json_object_get(o, "metadata"), "managedFields");
+    assert_int_equal(json_array_size(mf), 2);
+    /* entries sort by operation, time, manager: find it by name */
+    const json_t *st = NULL;
+    for (size_t i = 0; i < json_array_size(mf); i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(mf, i), "manager")), "kube-controller-manager"))
+            st = json_array_get(mf, i);
+    assert_non_null(st);
+    assert_string_equal(json_string_value(json_object_get(st, "subresource")), "status");
+    json_t *want = J("{\"f:status\":{\"f:replicas\":{}}}");
+    assert_true(json_equal(json_object_get(st, "fieldsV1"), want));
+    json_decref(want);
+    json_decref(old);
+    json_decref(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +305,9 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_strategic),
         cmocka_unit_test(test_deep_and_big),
+        cmocka_unit_test(test_apply_configmap),
+        cmocka_unit_test(test_apply_deployment),
+        cmocka_unit_test(test_record_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@ notok() { echo "not ok - $*"; fail=1; }
 mkdir -p "$TMP/docs"
 CK_DISCOVERY_DUMP=$TMP/docs "$ROOT/$BUILD/tests/test_discovery" >/dev/null 2>&1 || { notok "dump discovery"; exit 1; }
 CK_OPENAPI_DUMP=$TMP/docs "$ROOT/$BUILD/tests/test_openapi" >/dev/null 2>&1 || { notok "dump openapi"; exit 1; }
+CK_TABLE_DUMP=$TMP/docs "$ROOT/$BUILD/tests/test_table" >/dev/null 2>&1 || { notok "dump tables"; exit 1; }
 
 start_stub() {
     [ -n "$STUB_PID" ] && kill "$STUB_PID" 2>/dev/null && wait "$STUB_PID" 2>/dev/null
@@ -72,6 +73,22 @@ for v in 1.27 1.33; do
     out=$(kc $v explain deployment.spec.strategy 2>&1)
     echo "$out" | grep -q 'rollingUpdate' && ok "kubectl $v explain deployment.spec.strategy" ||
         notok "kubectl $v explain deployment.spec.strategy: $out"
+    out=$(kc $v get pods 2>&1)
+    if echo "$out" | grep -Eq '^NAME +READY +STATUS +RESTARTS +AGE$' &&
+       echo "$out" | grep -Eq '^web-1 +1/1 +Running +2 \(2m[0-9]*s? ago\) +5m' &&
+       echo "$out" | grep -Eq '^job-x +0/1 +Completed +0 +5m'; then
+        ok "kubectl $v get pods prints the server's Table"
+    else
+        notok "kubectl $v get pods: $out"
+    fi
+    out=$(kc $v get pods -o wide 2>&1)
+    echo "$out" | grep -Eq '^NAME +READY +STATUS +RESTARTS +AGE +IP +NODE +NOMINATED NODE +READINESS GATES$' &&
+        echo "$out" | grep -Eq '^web-1 .* 10\.244\.0\.5 +node-1 +<none> +<none>$' &&
+        ok "kubectl $v get pods -o wide" || notok "kubectl $v get pods -o wide: $out"
+    out=$(kc $v get svc -o wide --show-labels 2>&1)
+    echo "$out" | grep -Eq '^NAME +TYPE +CLUSTER-IP +EXTERNAL-IP +PORT\(S\) +AGE +SELECTOR +LABELS$' &&
+        echo "$out" | grep -Eq '^web +NodePort +10\.96\.0\.20 +<none> +80:30080/TCP +5m +app=web +<none>$' &&
+        ok "kubectl $v get svc -o wide --show-labels" || notok "kubectl $v get svc -o wide: $out"
     printf 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector:\n    matchLabels: {app: d}\n  template:\n    metadata:\n      labels: {app: d}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n' >"$TMP/d.yaml"
     : >"$TMP/stub.log"
     kc $v create -f "$TMP/d.yaml" >/dev/null 2>&1

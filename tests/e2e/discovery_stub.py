@@ -56,6 +56,10 @@ class H(http.server.BaseHTTPRequestHandler):
             b = load("openapi_v3_" + path[len("openapi/v3/"):].replace("/", "_"))
             if b:
                 return self.send(200, b)
+        if "as=Table" in accept:
+            b = load(path.replace("/", "_") + ".table")
+            if b:
+                return self.send(200, b, "application/json;as=Table;v=v1;g=meta.k8s.io")
         b = load(path.replace("/", "_"))
         if b:
             return self.send(200, b)

@@ -1106,6 +1106,7 @@ ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
     if ((rc = pthread_create(&st->comp_th, NULL, comp_main, st)) != 0)
         goto fail_thread;
     st->comp_started = true;
+    st->opened = true;
     return &st->base;
 
 fail_thread:
@@ -1146,12 +1147,12 @@ static void s_close(ck_store *s)
                           st->w_compact_old, st->w_compact_tomb};
     for (size_t i = 0; i < ARRAY_SIZE(ws); i++)
         sqlite3_finalize(ws[i]);
-    if (st->wdb) {
+    if (st->wdb && st->opened) {
         sqlite3_wal_hook(st->wdb, NULL, NULL);
         /* fold the WAL back into the file so a closed store is one file */
         sqlite3_wal_checkpoint_v2(st->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-        sqlite3_close(st->wdb);
     }
+    sqlite3_close(st->wdb);   /* after a failed open: no checkpoint, the file is left as found */
     if (st->lock_fd >= 0)
         close(st->lock_fd);
     pthread_mutex_destroy(&st->qmu);

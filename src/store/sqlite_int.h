@@ -64,6 +64,7 @@ struct sqlite_store {
     ck_store base;
     char *path;
     int lock_fd;
+    bool opened;              /* open completed (close may checkpoint) */
     sqlite3 *wdb;
     sqlite3_stmt *w_latest, *w_value, *w_insert, *w_setrev, *w_setmeta, *w_compact_old,
         *w_compact_tomb;

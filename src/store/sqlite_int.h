@@ -20,7 +20,8 @@
 #define MAX_BATCH_BYTES   (64u * 1024 * 1024)
 #define WQ_MAX_EVENTS     20000               /* per-watcher live queue bound ... */
 #define WQ_MAX_BYTES      (64u * 1024 * 1024) /* ... then it re-reads the log instead */
-#define HIST_CHUNK        512
+#define HIST_CHUNK        512                 /* history rows per read ... */
+#define HIST_MAX_BYTES    (16u * 1024 * 1024) /* ... and at most this much value data */
 #define DELIVER_CHUNK     256
 #define COMPACT_CHUNK     5000                /* revisions per compaction transaction */
 #define CKPT_PAGES        1000                /* WAL pages before the checkpointer runs */

@@ -118,9 +118,10 @@ static int catch_up(ck_watch_handle *w, int64_t upto, ck_error **err)
         ck__sqlite_bind_end(q, 4, w->end);
         sqlite3_bind_int(q, 5, HIST_CHUNK);
         ck_event *evs = xcalloc(HIST_CHUNK, sizeof *evs);
-        size_t n = 0;
-        int rc;
-        while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < HIST_CHUNK) {
+        size_t n = 0, bytes = 0;
+        int rc = SQLITE_DONE;
+        /* a chunk is bounded in rows and in bytes (values may be MiBs each) */
+        while (bytes < HIST_MAX_BYTES && (rc = sqlite3_step(q)) == SQLITE_ROW) {
             ck_event *e = &evs[n++];
             bool deleted = sqlite3_column_int(q, 4);
             int64_t prev_rev = sqlite3_column_int64(q, 3);
@@ -138,7 +139,9 @@ static int catch_up(ck_watch_handle *w, int64_t upto, ck_error **err)
                 e->prev.create_revision = e->kv.create_revision;
                 e->prev.mod_revision = prev_rev;
             }
+            bytes += e->kv.value_len + e->prev.value_len;
         }
+        bool exhausted = bytes < HIST_MAX_BYTES && rc == SQLITE_DONE && n < HIST_CHUNK;
         sqlite3_reset(q);
         sqlite3_clear_bindings(q);
         ck__sqlite_pool_put(st, c);
@@ -153,7 +156,7 @@ static int catch_up(ck_watch_handle *w, int64_t upto, ck_error **err)
         for (size_t i = 0; i < n; i++)
             ck_event_free(&evs[i]);
         free(evs);
-        if (n < HIST_CHUNK && !w->cancelled)
+        if (exhausted && !w->cancelled)
             w->pos = upto;   /* nothing else under the prefix up to there */
     }
     return 0;

@@ -595,6 +595,31 @@ static void test_slow_watcher(void **state)
     sc_watch_stop(s, &c.w);
 }
 
+/* History with large values is read in byte-bounded chunks: still complete and in order. */
+static void test_watch_large_history(void **state)
+{
+    ck_store *s = *state;
+    size_t len = 1536 * 1024;
+    cleanup_free char *val = xmalloc(len);
+    int64_t first = sc_create(s, "/registry/big/0", "small");
+    int64_t last = first;
+    for (int i = 0; i < 24; i++) {   /* 36 MiB of values, plus their prev values */
+        memset(val, 'a' + i, len);
+        SC_OK(ck_store_update(s, "/registry/big/0", val, len, 0, &last, err_));
+    }
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, "/registry/big/", first, &code), 0);
+    assert_true(sc_watch_wait(&w, last, 0));
+    sc_check_contiguous(&w, first, last, "/registry/big/");
+    for (size_t i = 0; i < w.n; i++) {
+        assert_int_equal(strlen(w.evs[i].value), len);
+        assert_int_equal(w.evs[i].value[len - 1], 'a' + (int)i);
+        assert_int_equal(strlen(w.evs[i].prev_value), i ? len : 5);
+    }
+    sc_watch_stop(s, &w);
+}
+
 static void test_list_10k_fast(void **state)
 {
     ck_store *s = *state;
@@ -738,6 +763,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auto_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_large_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_10k_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_rate, setup, teardown),
     };

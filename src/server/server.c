@@ -434,18 +434,18 @@ int cmd_server(int argc, char **argv)
     const char *self = getenv("CKUBE_SELF_EXE");   /* run components from another binary/wrapper */
     s.self_override = self && *self;
     s.self = xstrdup(s.self_override ? self : "/proc/self/exe");
+    ck_error *err = NULL;
+    if (take_data_dir(&s, data_dir, &err) < 0) {
+        fprintf(stderr, "Error: %s\n", err->msg);
+        ck_error_free(err);
+        return 1;
+    }
     for (size_t i = 0; i < ARRAY_SIZE(components); i++) {
         if (components[i].required && !component_enabled(&s, &components[i])) {
             fprintf(stderr, "Error: this ckube binary has no `%s` command; the server needs it\n",
                     components[i].name);
             return 1;
         }
-    }
-    ck_error *err = NULL;
-    if (take_data_dir(&s, data_dir, &err) < 0) {
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
-        return 1;
     }
     s.node_name = host_node_name();
     s.url = local_url(bind, port);

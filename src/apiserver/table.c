@@ -1409,3 +1409,68 @@ json_t *ck_table_cells(const ck_resource *r, const json_t *obj, int64_t now_sec)
     printer_for(r)->fn(obj, now_sec, cells);
     return cells;
 }
+
+const char *ck_table_accept(const char *accept)
+{
+    for (const char *p = accept; p && *p;) {
+        size_t n = strcspn(p, ",");
+        char range[256];
+        snprintf(range, sizeof range, "%.*s", (int)(n < sizeof range - 1 ? n : sizeof range - 1), p);
+        p += n + (p[n] == ',');
+        /* strip spaces so "application/json; as=Table" matches too */
+        char *w = range;
+        for (char *r = range; *r; r++)
+            if (*r != ' ' && *r != '\t')
+                *w++ = *r;
+        *w = 0;
+        char *semi = strchr(range, ';');
+        if (semi)
+            *semi = 0;
+        bool json = !strcmp(range, "application/json");
+        if (!json && strcmp(range, "*/*") && strcmp(range, "application/*"))
+            continue;   /* protobuf or another type we do not answer with */
+        const char *params = semi ? semi + 1 : "";
+        char as[32] = "", g[32] = "", v[16] = "";
+        for (const char *q = params; *q;) {
+            size_t m = strcspn(q, ";");
+            if (!strncmp(q, "as=", 3))
+                snprintf(as, sizeof as, "%.*s", (int)(m - 3), q + 3);
+            else if (!strncmp(q, "g=", 2))
+                snprintf(g, sizeof g, "%.*s", (int)(m - 2), q + 2);
+            else if (!strncmp(q, "v=", 2))
+                snprintf(v, sizeof v, "%.*s", (int)(m - 2), q + 2);
+            q += m + (q[m] == ';');
+        }
+        if (!as[0])
+            return NULL;   /* a plain representation is preferred */
+        if (json && !strcmp(as, "Table") && !strcmp(g, "meta.k8s.io")) {
+            if (!strcmp(v, "v1"))
+                return "meta.k8s.io/v1";
+            if (!strcmp(v, "v1beta1"))
+                return "meta.k8s.io/v1beta1";
+        }
+    }
+    return NULL;
+}
+
+json_t *ck_table_new(const ck_resource *r, const json_t *objs, const char *api_version,
+                     const char *resource_version, const char *continue_token, int64_t now_sec)
+{
+    const char *av = api_version ? api_version : "meta.k8s.io/v1";
+    json_t *meta = json_object();
+    if (resource_version)
+        json_object_set_new(meta, "resourceVersion", json_string(resource_version));
+    if (continue_token && *continue_token)
+        json_object_set_new(meta, "continue", json_string(continue_token));
+    json_t *rows = json_array();
+    size_t i;
+    json_t *o;
+    json_array_foreach(objs, i, o) {
+        json_t *m = json_object_get(o, "metadata");
+        json_t *partial = json_pack("{s:s, s:s, s:o}", "kind", "PartialObjectMetadata", "apiVersion", av,
+                                    "metadata", m ? json_deep_copy(m) : json_object());
+        json_array_append_new(rows, json_pack("{s:o, s:o}", "cells", ck_table_cells(r, o, now_sec), "object", partial));
+    }
+    return json_pack("{s:s, s:s, s:o, s:o, s:o}", "kind", "Table", "apiVersion", av, "metadata", meta,
+                     "columnDefinitions", ck_table_columns(r), "rows", rows);
+}

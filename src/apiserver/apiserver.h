@@ -158,6 +158,7 @@ typedef struct ck_reqctx {
     json_t *causes;           /* for 422 Invalid (stolen by the response) */
     int status;               /* HTTP status sent (for metrics) */
     bool responded;
+    bool no_details;          /* error Status without details (errors about the request itself) */
 } ck_reqctx;
 
 /* ---- responses (status.c) ---- */

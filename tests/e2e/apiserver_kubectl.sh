@@ -221,12 +221,12 @@ EOF
     expect "describe configmap" "Name:         cm1" kn describe cm cm1
     expect "label" "configmap/cm1 labeled" kn label cm cm1 env=prod
     expect "label visible to -l" "cm1" kn get cm -l env=prod
-    expect "annotate" "configmap/cm1 annotated" kn annotate cm cm1 note=hello
+    expect "annotate" "configmap/cm1 annotate" kn annotate cm cm1 note=hello
     expect "patch (strategic)" "configmap/cm1 patched" kn patch cm cm1 -p '{"data":{"s":"1"}}'
     expect "patch (merge)" "configmap/cm1 patched" kn patch cm cm1 --type=merge -p '{"data":{"m":"2"}}'
     expect "patch (json)" "configmap/cm1 patched" kn patch cm cm1 --type=json -p '[{"op":"add","path":"/data/j","value":"3"}]'
     expect "patches applied" "1 2 3" kn get cm cm1 -o 'jsonpath={.data.s} {.data.m} {.data.j}'
-    expect "json patch test op failure" "Error from server" kn patch cm cm1 --type=json -p '[{"op":"test","path":"/data/j","value":"nope"}]'
+    expect "json patch test op failure" "The request is invalid: testing value" kn patch cm cm1 --type=json -p '[{"op":"test","path":"/data/j","value":"nope"}]'
     expect "scale" "deployment.apps/web scaled" kn scale deploy web --replicas=3
     expect "scale set spec.replicas" "3" kn get deploy web -o 'jsonpath={.spec.replicas}'
     expect "scale bumped generation" "2" kn get deploy web -o 'jsonpath={.metadata.generation}'

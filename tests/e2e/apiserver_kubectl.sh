@@ -293,8 +293,24 @@ else
     echo "skip - python3-kubernetes (not installed)"
 fi
 
+V=server
 if ! kill -0 "$PID" 2>/dev/null; then
-    notok "apiserver still running at the end"
+    notok "$V still running at the end"
     tail -n 30 "$T/apiserver.log"
+else
+    kill -TERM "$PID"
+    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$PID" 2>/dev/null; then
+        notok "$V stops on SIGTERM within 10s"
+    else
+        wait "$PID"
+        rc=$?
+        PID=
+        [ "$rc" -eq 0 ] && ok "$V stops cleanly on SIGTERM" || notok "$V exit status $rc on SIGTERM"
+    fi
+fi
+if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log"; then
+    notok "$V sanitizer reports"
+    grep -E -A12 "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log" | head -60
 fi
 exit $FAILED

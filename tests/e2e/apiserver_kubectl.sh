@@ -107,6 +107,71 @@ printf '{"metadata":{"name":"u\xff\xfe"}}' >"$T/badutf8.json"
 expect "bad UTF-8 is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/json' --data-binary @"$T/badutf8.json" "$URL/api/v1/namespaces/default/configmaps"
 expect "server still alive after bad input" "ok" "${CURL[@]}" "$URL/healthz"
 
+# ---- watch semantics over the wire ----
+AC=("${CURL[@]}" "${ADMIN[@]}")
+CM=$URL/api/v1/namespaces/default/configmaps
+JSON=(-H 'Content-Type: application/json')
+RV=$("${AC[@]}" "$CM" | sed -n 's/.*"resourceVersion":"\([0-9]*\)".*/\1/p' | head -n 1)
+"${AC[@]}" -N "$CM?watch=true&resourceVersion=$RV&labelSelector=sel%3Dyes&timeoutSeconds=4" >"$T/w1.out" &
+W1=$!
+"${AC[@]}" -N "$CM?watch=true&resourceVersion=$RV&timeoutSeconds=4&allowWatchBookmarks=true" >"$T/w2.out" &
+W2=$!
+sleep 0.5
+"${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"name":"wsel","labels":{"sel":"yes"}}}' >/dev/null
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/wsel" -d '{"metadata":{"labels":{"sel":"no"}}}' >/dev/null
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/wsel" -d '{"metadata":{"labels":{"sel":"yes"}}}' >/dev/null
+"${AC[@]}" -X DELETE "$CM/wsel" >/dev/null
+WSTART=$SECONDS
+wait "$W1" "$W2"
+WTOOK=$((SECONDS - WSTART))
+types() { sed -n 's/^{"type":"\([A-Z]*\)".*/\1/p' "$1" | tr '\n' ' '; }
+expect "watch with a label selector: leaving = DELETED, entering = ADDED" "ADDED DELETED ADDED DELETED" types "$T/w1.out"
+expect "watch without selector: ADDED MODIFIED MODIFIED DELETED" "ADDED MODIFIED MODIFIED DELETED" types "$T/w2.out"
+[ "$WTOOK" -le 8 ] && ok "$V watch ends at timeoutSeconds" || notok "$V watch ends at timeoutSeconds (took ${WTOOK}s)"
+expect "watch with sendInitialEvents ends the initial list with a bookmark" '"k8s.io/initial-events-end":"true"' "${AC[@]}" -N "$CM?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
+expect "watch with sendInitialEvents sends ADDED for existing objects" '{"type":"ADDED"' "${AC[@]}" -N "$URL/api/v1/namespaces?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
+expect "watch from a compacted revision: ERROR 410 Expired" '"code":410' "${AC[@]}" -N "$CM?watch=true&resourceVersion=1&timeoutSeconds=2"
+expect "watch as Table for kubectl get -w" '"kind":"Table"' "${AC[@]}" -N -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io' "$URL/api/v1/namespaces?watch=true&timeoutSeconds=1"
+for i in 1 2 3 4 5; do "${AC[@]}" "${JSON[@]}" -X POST "$CM" -d "{\"metadata\":{\"name\":\"page$i\",\"labels\":{\"page\":\"x\"}}}" >/dev/null; done
+expect "list limit returns a continue token" '"continue":"' "${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx"
+TOK=$("${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx" | sed -n 's/.*"continue":"\([^"]*\)".*/\1/p')
+expect "continue returns the next page" '"name":"page3"' "${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx&continue=$TOK"
+expect "a bad continue token is 400" '"code":400' "${AC[@]}" "$CM?limit=2&continue=bogus"
+expect "list as Table" '"columnDefinitions"' "${AC[@]}" -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io' "$CM"
+expect "stale update: 409 Conflict" '"reason":"Conflict"' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/page1" -d '{"metadata":{"name":"page1","resourceVersion":"2"}}'
+expect "deletecollection by label" '"kind":"ConfigMapList"' "${AC[@]}" -X DELETE "$CM?labelSelector=page%3Dx"
+expect "deletecollection removed them" '"items":[]' "${AC[@]}" "$CM?labelSelector=page%3Dx"
+expect "generateName" '"name":"gen-' "${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"generateName":"gen-"}}'
+# finalizers keep an object until they are removed
+"${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"name":"fin","finalizers":["e2e/hold"]}}' >/dev/null
+expect "delete with a finalizer sets deletionTimestamp" '"deletionTimestamp"' "${AC[@]}" -X DELETE "$CM/fin"
+expect "object with finalizer still there" '"name":"fin"' "${AC[@]}" "$CM/fin"
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/fin" -d '{"metadata":{"finalizers":null}}' >/dev/null
+expect "removing the last finalizer deletes it" '"code":404' "${AC[@]}" "$CM/fin"
+# pods: binding, graceful delete
+PODS=$URL/api/v1/namespaces/default/pods
+POD='{"metadata":{"name":"p1"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}'
+"${AC[@]}" "${JSON[@]}" -X POST "$PODS" -d "$POD" >/dev/null
+expect "bind a pod" '"code":201' "${AC[@]}" "${JSON[@]}" -X POST "$PODS/p1/binding" -d '{"metadata":{"name":"p1"},"target":{"kind":"Node","name":"n1"}}'
+expect "binding set spec.nodeName" '"nodeName":"n1"' "${AC[@]}" "$PODS/p1"
+expect "binding twice: 409" '"code":409' "${AC[@]}" "${JSON[@]}" -X POST "$PODS/p1/binding" -d '{"metadata":{"name":"p1"},"target":{"kind":"Node","name":"n2"}}'
+expect "deleting a bound pod is graceful" '"deletionGracePeriodSeconds":30' "${AC[@]}" -X DELETE "$PODS/p1"
+expect "delete with gracePeriodSeconds=0 removes it" '"status":"Success"' "${AC[@]}" -X DELETE "$PODS/p1?gracePeriodSeconds=0"
+# service allocation
+SVCS=$URL/api/v1/namespaces/default/services
+expect "NodePort service gets a node port" '"nodePort":3' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"np1"},"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080}]}}'
+expect "duplicate node port: 422" 'provided port is already allocated' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"np2"},"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080}]}}'
+expect "duplicate cluster IP: 422" 'provided IP is already allocated' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"ip2"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}}'
+"${AC[@]}" -X DELETE "$SVCS/np1" >/dev/null
+expect "node port released on delete" '"nodePort":30080' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"np3"},"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080}]}}'
+expect "dryRun=All create answers as if written" '"name":"dry1"' "${AC[@]}" "${JSON[@]}" -X POST "$CM?dryRun=All" -d '{"metadata":{"name":"dry1"}}'
+expect "dryRun=All wrote nothing" '"code":404' "${AC[@]}" "$CM/dry1"
+expect "fieldValidation=Strict rejects unknown fields" 'strict decoding error: unknown field \"spec.foo\"' "${AC[@]}" "${JSON[@]}" -X POST "$URL/apis/apps/v1/namespaces/default/deployments?fieldValidation=Strict" -d '{"metadata":{"name":"d1"},"spec":{"foo":1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}'
+expect "fieldValidation=Warn warns" 'Warning: 299 - "unknown field \"spec.foo\""' "${AC[@]}" -i "${JSON[@]}" -X POST "$URL/apis/apps/v1/namespaces/default/deployments?fieldValidation=Warn" -d '{"metadata":{"name":"d2"},"spec":{"foo":1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}'
+expect "scale subresource" '"kind":"Scale"' "${AC[@]}" "$URL/apis/apps/v1/namespaces/default/deployments/d2/scale"
+expect "selfsubjectreview answers the token user" '"username":"token-user"' "${CURL[@]}" -H "Authorization: Bearer e2e-token-1" "${JSON[@]}" -X POST "$URL/apis/authentication.k8s.io/v1/selfsubjectreviews" -d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}'
+expect "metrics count watchers" "apiserver_registered_watchers" "${AC[@]}" "$URL/metrics"
+
 cat >"$T/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config

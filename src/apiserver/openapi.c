@@ -33,6 +33,8 @@ typedef struct field {
     ftype t;
     bool required;
     const char *desc;
+    char *merge_key;      /* x-kubernetes-patch-merge-key, or NULL */
+    char *strategy;       /* x-kubernetes-patch-strategy ("merge", "merge,retainKeys", ...), or NULL */
 } field;
 
 typedef struct otype {
@@ -158,9 +160,22 @@ static void model_build(void)
                     t->fields = xrealloc(t->fields, (cap *= 2) * sizeof *t->fields);
                 field *f = &t->fields[t->nfields++];
                 f->name = xstrndup(p, (size_t)(colon - p));
-                size_t tl = len - (size_t)(colon - p) - 1;
-                f->required = tl && colon[tl] == '!';
-                parse_ftype(colon + 1, tl - f->required, &f->t);
+                const char *ts = colon + 1, *end = p + len;
+                size_t tl = strcspn(ts, "!@+ ");
+                parse_ftype(ts, tl, &f->t);
+                const char *q = ts + tl;
+                f->required = q < end && *q == '!';
+                q += f->required;
+                bool merge = q < end && *q == '@';
+                if (merge) {
+                    size_t kl = strcspn(q + 1, "+ ");
+                    if (kl)
+                        f->merge_key = xstrndup(q + 1, kl);
+                    q += 1 + kl;
+                }
+                bool retain = q < end && !strncmp(q, "+retainKeys", 11);
+                if (merge || retain)
+                    f->strategy = xstrdup(merge && retain ? "merge,retainKeys" : merge ? "merge" : "retainKeys");
                 f->desc = field_doc(t->src->name, f->name);
             }
             p += len;
@@ -255,11 +270,14 @@ static json_t *field_schema(const field *f, need *nd)
         else
             s = json_pack("{s:s, s:o}", "type", "object", "additionalProperties", s);
     }
-    if (f->desc) {
-        if (json_object_get(s, "$ref"))   /* a $ref cannot carry siblings in 3.0: wrap it */
-            s = json_pack("{s:[o]}", "allOf", s);
+    if ((f->desc || f->strategy) && json_object_get(s, "$ref"))
+        s = json_pack("{s:[o]}", "allOf", s);   /* a $ref cannot carry siblings in 3.0: wrap it */
+    if (f->desc)
         json_object_set_new(s, "description", json_string(f->desc));
-    }
+    if (f->merge_key)
+        json_object_set_new(s, "x-kubernetes-patch-merge-key", json_string(f->merge_key));
+    if (f->strategy)
+        json_object_set_new(s, "x-kubernetes-patch-strategy", json_string(f->strategy));
     return s;
 }
 

@@ -1,5 +1,5 @@
 /* openapi_types.c - the schema data behind openapi.c: every built-in type ckube serves, as a compact
- * DSL (see openapi_types.h).  Field names and types are API facts (seeded from the Kubernetes API
+ * DSL (see openapi_types.h), maintained by hand.  Field names and types are API facts (seeded from the Kubernetes API
  * types, newer fields added by hand); the descriptions are ckube's own, short on purpose.
  * A type not described here is a free-form subtree (x-kubernetes-preserve-unknown-fields). */
 #include "apiserver/openapi_types.h"
@@ -10,8 +10,8 @@ const ck_oa_type ck_oa_types[] = {
      "spec:PodSpec status:PodStatus"},
     {"ObjectMeta", "meta", "Metadata every persisted object carries: identity, labels, annotations, ownership and bookkeeping.",
      "annotations:{}string clusterName:string creationTimestamp:Time deletionGracePeriodSeconds:integer "
-     "deletionTimestamp:Time finalizers:[]string generateName:string generation:integer labels:{}string "
-     "managedFields:[]ManagedFieldsEntry name:string namespace:string ownerReferences:[]OwnerReference "
+     "deletionTimestamp:Time finalizers:[]string@ generateName:string generation:integer labels:{}string "
+     "managedFields:[]ManagedFieldsEntry name:string namespace:string ownerReferences:[]OwnerReference@uid "
      "resourceVersion:string selfLink:string uid:string"},
     {"ManagedFieldsEntry", "meta", "Which fields one field manager owns, recorded by server-side apply.",
      "apiVersion:string fieldsType:string fieldsV1:RawJSON manager:string operation:string "
@@ -21,16 +21,16 @@ const ck_oa_type ck_oa_types[] = {
      "uid:string!"},
     {"PodSpec", "core.v1", "What a pod should run and how: its containers, volumes, scheduling constraints and restart behaviour.",
      "activeDeadlineSeconds:integer affinity:Affinity automountServiceAccountToken:boolean "
-     "containers:[]Container! dnsConfig:PodDNSConfig dnsPolicy:string enableServiceLinks:boolean "
-     "ephemeralContainers:[]EphemeralContainer hostAliases:[]HostAlias hostIPC:boolean hostNetwork:boolean "
-     "hostPID:boolean hostname:string imagePullSecrets:[]LocalObjectReference initContainers:[]Container "
+     "containers:[]Container!@name dnsConfig:PodDNSConfig dnsPolicy:string enableServiceLinks:boolean "
+     "ephemeralContainers:[]EphemeralContainer@name hostAliases:[]HostAlias@ip hostIPC:boolean hostNetwork:boolean "
+     "hostPID:boolean hostname:string imagePullSecrets:[]LocalObjectReference@name initContainers:[]Container@name "
      "nodeName:string nodeSelector:{}string overhead:{}Quantity preemptionPolicy:string priority:integer "
      "priorityClassName:string readinessGates:[]PodReadinessGate restartPolicy:string "
      "runtimeClassName:string schedulerName:string securityContext:PodSecurityContext "
      "serviceAccount:string serviceAccountName:string setHostnameAsFQDN:boolean "
      "shareProcessNamespace:boolean subdomain:string terminationGracePeriodSeconds:integer "
-     "tolerations:[]Toleration topologySpreadConstraints:[]TopologySpreadConstraint volumes:[]Volume "
-     "hostUsers:boolean os:PodOS schedulingGates:[]PodSchedulingGate resourceClaims:[]PodResourceClaim "
+     "tolerations:[]Toleration topologySpreadConstraints:[]TopologySpreadConstraint@topologyKey volumes:[]Volume@name+retainKeys "
+     "hostUsers:boolean os:PodOS schedulingGates:[]PodSchedulingGate@name resourceClaims:[]PodResourceClaim@name+retainKeys "
      "resources:ResourceRequirements hostnameOverride:string"},
     {"Affinity", "core.v1", "Scheduling constraints relative to nodes and to other pods.",
      "nodeAffinity:NodeAffinity podAffinity:PodAffinity podAntiAffinity:PodAntiAffinity"},
@@ -61,11 +61,11 @@ const ck_oa_type ck_oa_types[] = {
      "preferredDuringSchedulingIgnoredDuringExecution:[]WeightedPodAffinityTerm "
      "requiredDuringSchedulingIgnoredDuringExecution:[]PodAffinityTerm"},
     {"Container", "core.v1", "One container in a pod: the image to run, its command, environment, ports, resources, probes and mounts.",
-     "args:[]string command:[]string env:[]EnvVar envFrom:[]EnvFromSource image:string "
-     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort "
+     "args:[]string command:[]string env:[]EnvVar@name envFrom:[]EnvFromSource image:string "
+     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort@containerPort "
      "readinessProbe:Probe resources:ResourceRequirements securityContext:SecurityContext "
      "startupProbe:Probe stdin:boolean stdinOnce:boolean terminationMessagePath:string "
-     "terminationMessagePolicy:string tty:boolean volumeDevices:[]VolumeDevice volumeMounts:[]VolumeMount "
+     "terminationMessagePolicy:string tty:boolean volumeDevices:[]VolumeDevice@devicePath volumeMounts:[]VolumeMount@mountPath "
      "workingDir:string resizePolicy:[]ContainerResizePolicy restartPolicy:string"},
     {"EnvVar", "core.v1", "One environment variable, given literally or taken from another source.",
      "name:string! value:string valueFrom:EnvVarSource"},
@@ -129,12 +129,12 @@ const ck_oa_type ck_oa_types[] = {
     {"PodDNSConfigOption", "core.v1", NULL,
      "name:string value:string"},
     {"EphemeralContainer", "core.v1", "A container added to a running pod for debugging; it has no ports, probes or resources guarantees.",
-     "args:[]string command:[]string env:[]EnvVar envFrom:[]EnvFromSource image:string "
-     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort "
+     "args:[]string command:[]string env:[]EnvVar@name envFrom:[]EnvFromSource image:string "
+     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort@containerPort "
      "readinessProbe:Probe resources:ResourceRequirements securityContext:SecurityContext "
      "startupProbe:Probe stdin:boolean stdinOnce:boolean targetContainerName:string "
      "terminationMessagePath:string terminationMessagePolicy:string tty:boolean "
-     "volumeDevices:[]VolumeDevice volumeMounts:[]VolumeMount workingDir:string "
+     "volumeDevices:[]VolumeDevice@devicePath volumeMounts:[]VolumeMount@mountPath workingDir:string "
      "resizePolicy:[]ContainerResizePolicy restartPolicy:string"},
     {"HostAlias", "core.v1", NULL,
      "hostnames:[]string ip:string"},
@@ -258,10 +258,10 @@ const ck_oa_type ck_oa_types[] = {
     {"VsphereVirtualDiskVolumeSource", "core.v1", NULL,
      "fsType:string storagePolicyID:string storagePolicyName:string volumePath:string!"},
     {"PodStatus", "core.v1", "What the kubelet last observed about a pod. Written by the system; read-only for users.",
-     "conditions:[]PodCondition containerStatuses:[]ContainerStatus "
+     "conditions:[]PodCondition@type containerStatuses:[]ContainerStatus "
      "ephemeralContainerStatuses:[]ContainerStatus hostIP:string initContainerStatuses:[]ContainerStatus "
-     "message:string nominatedNodeName:string phase:string podIP:string podIPs:[]PodIP qosClass:string "
-     "reason:string startTime:Time hostIPs:[]HostIP resize:string resourceClaimStatuses:[]RawJSON "
+     "message:string nominatedNodeName:string phase:string podIP:string podIPs:[]PodIP@ip qosClass:string "
+     "reason:string startTime:Time hostIPs:[]HostIP@ip resize:string resourceClaimStatuses:[]RawJSON "
      "observedGeneration:integer"},
     {"PodCondition", "core.v1", NULL,
      "lastProbeTime:Time lastTransitionTime:Time message:string reason:string status:string! type:string! "
@@ -288,7 +288,7 @@ const ck_oa_type ck_oa_types[] = {
      "allocateLoadBalancerNodePorts:boolean clusterIP:string clusterIPs:[]string externalIPs:[]string "
      "externalName:string externalTrafficPolicy:string healthCheckNodePort:integer "
      "internalTrafficPolicy:string ipFamilies:[]string ipFamilyPolicy:string loadBalancerClass:string "
-     "loadBalancerIP:string loadBalancerSourceRanges:[]string ports:[]ServicePort "
+     "loadBalancerIP:string loadBalancerSourceRanges:[]string ports:[]ServicePort@port "
      "publishNotReadyAddresses:boolean selector:{}string sessionAffinity:string "
      "sessionAffinityConfig:SessionAffinityConfig type:string trafficDistribution:string"},
     {"ServicePort", "core.v1", "One port of a service and the pod port it forwards to.",
@@ -328,13 +328,13 @@ const ck_oa_type ck_oa_types[] = {
     {"NamespaceSpec", "core.v1", "The finalizers of a namespace.",
      "finalizers:[]string"},
     {"NamespaceStatus", "core.v1", "The phase of a namespace.",
-     "conditions:[]NamespaceCondition phase:string"},
+     "conditions:[]NamespaceCondition@type phase:string"},
     {"NamespaceCondition", "core.v1", NULL,
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
     {"Node", "core.v1", "A worker machine that runs pods.",
      "spec:NodeSpec status:NodeStatus"},
     {"NodeSpec", "core.v1", "How a node is configured: pod CIDR, taints, schedulability.",
-     "configSource:NodeConfigSource externalID:string podCIDR:string podCIDRs:[]string providerID:string "
+     "configSource:NodeConfigSource externalID:string podCIDR:string podCIDRs:[]string@ providerID:string "
      "taints:[]Taint unschedulable:boolean"},
     {"NodeConfigSource", "core.v1", NULL,
      "configMap:ConfigMapNodeConfigSource"},
@@ -343,7 +343,7 @@ const ck_oa_type ck_oa_types[] = {
     {"Taint", "core.v1", "Repels pods that do not tolerate it.",
      "effect:string! key:string! timeAdded:Time value:string"},
     {"NodeStatus", "core.v1", "What the kubelet reports about its node.",
-     "addresses:[]NodeAddress allocatable:{}Quantity capacity:{}Quantity conditions:[]NodeCondition "
+     "addresses:[]NodeAddress@type allocatable:{}Quantity capacity:{}Quantity conditions:[]NodeCondition@type "
      "config:NodeConfigStatus daemonEndpoints:NodeDaemonEndpoints images:[]ContainerImage "
      "nodeInfo:NodeSystemInfo phase:string volumesAttached:[]AttachedVolume volumesInUse:[]string "
      "runtimeHandlers:[]RawJSON features:RawJSON"},
@@ -376,7 +376,7 @@ const ck_oa_type ck_oa_types[] = {
      "component:string host:string"},
     {"ServiceAccount", "core.v1", "An identity for processes running in pods.",
      "automountServiceAccountToken:boolean imagePullSecrets:[]LocalObjectReference "
-     "secrets:[]ObjectReference"},
+     "secrets:[]ObjectReference@name"},
     {"PodTemplate", "core.v1", "A stored pod template.",
      "template:PodTemplateSpec"},
     {"PodTemplateSpec", "core.v1", "The pods a controller creates: their metadata and spec.",
@@ -386,7 +386,7 @@ const ck_oa_type ck_oa_types[] = {
     {"ReplicationControllerSpec", "core.v1", "The desired state of a replication controller.",
      "minReadySeconds:integer replicas:integer selector:{}string template:PodTemplateSpec"},
     {"ReplicationControllerStatus", "core.v1", NULL,
-     "availableReplicas:integer conditions:[]ReplicationControllerCondition fullyLabeledReplicas:integer "
+     "availableReplicas:integer conditions:[]ReplicationControllerCondition@type fullyLabeledReplicas:integer "
      "observedGeneration:integer readyReplicas:integer replicas:integer!"},
     {"ReplicationControllerCondition", "core.v1", NULL,
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
@@ -460,7 +460,7 @@ const ck_oa_type ck_oa_types[] = {
     {"PersistentVolumeClaim", "core.v1", "A user's request for storage.",
      "spec:PersistentVolumeClaimSpec status:PersistentVolumeClaimStatus"},
     {"PersistentVolumeClaimStatus", "core.v1", NULL,
-     "accessModes:[]string capacity:{}Quantity conditions:[]PersistentVolumeClaimCondition phase:string "
+     "accessModes:[]string capacity:{}Quantity conditions:[]PersistentVolumeClaimCondition@type phase:string "
      "allocatedResourceStatuses:{}string currentVolumeAttributesClassName:string "
      "modifyVolumeStatus:ModifyVolumeStatus"},
     {"PersistentVolumeClaimCondition", "core.v1", NULL,
@@ -475,14 +475,14 @@ const ck_oa_type ck_oa_types[] = {
      "spec:DeploymentSpec status:DeploymentStatus"},
     {"DeploymentSpec", "apps.v1", "The desired state of a deployment.",
      "minReadySeconds:integer paused:boolean progressDeadlineSeconds:integer replicas:integer "
-     "revisionHistoryLimit:integer selector:LabelSelector! strategy:DeploymentStrategy "
+     "revisionHistoryLimit:integer selector:LabelSelector! strategy:DeploymentStrategy+retainKeys "
      "template:PodTemplateSpec!"},
     {"DeploymentStrategy", "apps.v1", "How old pods are replaced by new ones.",
      "rollingUpdate:RollingUpdateDeployment type:string"},
     {"RollingUpdateDeployment", "apps.v1", "Bounds on surge and unavailability during a rolling update.",
      "maxSurge:IntOrString maxUnavailable:IntOrString"},
     {"DeploymentStatus", "apps.v1", "The most recently observed state of a deployment.",
-     "availableReplicas:integer collisionCount:integer conditions:[]DeploymentCondition "
+     "availableReplicas:integer collisionCount:integer conditions:[]DeploymentCondition@type "
      "observedGeneration:integer readyReplicas:integer replicas:integer unavailableReplicas:integer "
      "updatedReplicas:integer"},
     {"DeploymentCondition", "apps.v1", NULL,
@@ -492,7 +492,7 @@ const ck_oa_type ck_oa_types[] = {
     {"ReplicaSetSpec", "apps.v1", "The desired state of a replica set.",
      "minReadySeconds:integer replicas:integer selector:LabelSelector! template:PodTemplateSpec"},
     {"ReplicaSetStatus", "apps.v1", NULL,
-     "availableReplicas:integer conditions:[]ReplicaSetCondition fullyLabeledReplicas:integer "
+     "availableReplicas:integer conditions:[]ReplicaSetCondition@type fullyLabeledReplicas:integer "
      "observedGeneration:integer readyReplicas:integer replicas:integer!"},
     {"ReplicaSetCondition", "apps.v1", NULL,
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
@@ -506,7 +506,7 @@ const ck_oa_type ck_oa_types[] = {
     {"RollingUpdateDaemonSet", "apps.v1", NULL,
      "maxSurge:IntOrString maxUnavailable:IntOrString"},
     {"DaemonSetStatus", "apps.v1", NULL,
-     "collisionCount:integer conditions:[]DaemonSetCondition currentNumberScheduled:integer! "
+     "collisionCount:integer conditions:[]DaemonSetCondition@type currentNumberScheduled:integer! "
      "desiredNumberScheduled:integer! numberAvailable:integer numberMisscheduled:integer! "
      "numberReady:integer! numberUnavailable:integer observedGeneration:integer "
      "updatedNumberScheduled:integer"},
@@ -525,7 +525,7 @@ const ck_oa_type ck_oa_types[] = {
     {"RollingUpdateStatefulSetStrategy", "apps.v1", NULL,
      "partition:integer maxUnavailable:IntOrString"},
     {"StatefulSetStatus", "apps.v1", NULL,
-     "availableReplicas:integer collisionCount:integer conditions:[]StatefulSetCondition "
+     "availableReplicas:integer collisionCount:integer conditions:[]StatefulSetCondition@type "
      "currentReplicas:integer currentRevision:string observedGeneration:integer readyReplicas:integer "
      "replicas:integer! updateRevision:string updatedReplicas:integer"},
     {"StatefulSetCondition", "apps.v1", NULL,
@@ -541,7 +541,7 @@ const ck_oa_type ck_oa_types[] = {
      "backoffLimitPerIndex:integer maxFailedIndexes:integer podReplacementPolicy:string "
      "successPolicy:SuccessPolicy managedBy:string"},
     {"JobStatus", "batch.v1", "The current state of a job.",
-     "active:integer completedIndexes:string completionTime:Time conditions:[]JobCondition failed:integer "
+     "active:integer completedIndexes:string completionTime:Time conditions:[]JobCondition@type failed:integer "
      "startTime:Time succeeded:integer uncountedTerminatedPods:UncountedTerminatedPods ready:integer "
      "failedIndexes:string terminating:integer"},
     {"JobCondition", "batch.v1", NULL,
@@ -589,7 +589,7 @@ const ck_oa_type ck_oa_types[] = {
      "maxUnavailable:IntOrString minAvailable:IntOrString selector:LabelSelector "
      "unhealthyPodEvictionPolicy:string"},
     {"PodDisruptionBudgetStatus", "policy.v1", NULL,
-     "conditions:[]Condition currentHealthy:integer! desiredHealthy:integer! disruptedPods:{}Time "
+     "conditions:[]Condition@type currentHealthy:integer! desiredHealthy:integer! disruptedPods:{}Time "
      "disruptionsAllowed:integer! expectedPods:integer! observedGeneration:integer"},
     {"Role", "rbac.v1", "Namespaced permissions: a list of rules.",
      "rules:[]PolicyRule"},

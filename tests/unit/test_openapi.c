@@ -160,6 +160,12 @@ static void test_explain_paths(void **state)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!json_object_get(json_object_get(c, "properties"), want[i]))
             fail_msg("Container lacks %s", want[i]);
+    assert_string_equal(json_string_value(json_object_get(containers, "x-kubernetes-patch-merge-key")), "name");
+    assert_string_equal(json_string_value(json_object_get(containers, "x-kubernetes-patch-strategy")), "merge");
+    json_t *vols = json_object_get(json_object_get(spec, "properties"), "volumes");
+    assert_string_equal(json_string_value(json_object_get(vols, "x-kubernetes-patch-strategy")), "merge,retainKeys");
+    json_t *ports = json_object_get(json_object_get(c, "properties"), "ports");
+    assert_string_equal(json_string_value(json_object_get(ports, "x-kubernetes-patch-merge-key")), "containerPort");
     json_t *req = json_object_get(c, "required");
     assert_string_equal(json_string_value(json_array_get(req, 0)), "name");
     json_t *probe = resolve(doc, json_object_get(json_object_get(c, "properties"), "livenessProbe"));
@@ -174,6 +180,8 @@ static void test_explain_paths(void **state)
     json_t *st = resolve(doc, json_object_get(json_object_get(ds, "properties"), "strategy"));
     assert_non_null(json_object_get(json_object_get(st, "properties"), "rollingUpdate"));
     assert_non_null(json_object_get(json_object_get(st, "properties"), "type"));
+    json_t *strat = json_object_get(json_object_get(ds, "properties"), "strategy");
+    assert_string_equal(json_string_value(json_object_get(strat, "x-kubernetes-patch-strategy")), "retainKeys");
     /* deployments/scale patches autoscaling/v1 Scale, whose schema is in the document */
     json_t *scale = json_object_get(json_object_get(doc, "paths"), "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale");
     json_t *gvk = json_object_get(json_object_get(scale, "patch"), "x-kubernetes-group-version-kind");

@@ -317,6 +317,54 @@ static const char *const valid_manifests[][2] = {
      "\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\",\"appProtocol\":\"http\"}]}"},
     {"Node", "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n\"},\"spec\":{\"podCIDR\":\"10.244.0.0/24\","
      "\"podCIDRs\":[\"10.244.0.0/24\"],\"taints\":[{\"key\":\"k\",\"effect\":\"NoSchedule\"}],\"unschedulable\":false,\"providerID\":\"x\"}}"},
+    {"PersistentVolume", "{\"apiVersion\":\"v1\",\"kind\":\"PersistentVolume\",\"metadata\":{\"name\":\"pv\"},\"spec\":{\"capacity\":"
+     "{\"storage\":\"5Gi\"},\"volumeMode\":\"Filesystem\",\"accessModes\":[\"ReadWriteOnce\"],\"persistentVolumeReclaimPolicy\":\"Retain\","
+     "\"storageClassName\":\"local\",\"mountOptions\":[\"hard\"],\"claimRef\":{\"namespace\":\"d\",\"name\":\"c\"},"
+     "\"local\":{\"path\":\"/mnt\"},\"nodeAffinity\":{\"required\":{\"nodeSelectorTerms\":[{\"matchExpressions\":[{\"key\":"
+     "\"kubernetes.io/hostname\",\"operator\":\"In\",\"values\":[\"n1\"]}]}]}}}}"},
+    {"PersistentVolumeClaim", "{\"apiVersion\":\"v1\",\"kind\":\"PersistentVolumeClaim\",\"metadata\":{\"name\":\"c\"},\"spec\":"
+     "{\"accessModes\":[\"ReadWriteOnce\"],\"volumeMode\":\"Filesystem\",\"resources\":{\"requests\":{\"storage\":\"1Gi\"},"
+     "\"limits\":{\"storage\":\"2Gi\"}},\"storageClassName\":\"local\",\"volumeName\":\"pv\",\"selector\":{\"matchLabels\":{\"a\":\"b\"}},"
+     "\"dataSourceRef\":{\"apiGroup\":\"snapshot.storage.k8s.io\",\"kind\":\"VolumeSnapshot\",\"name\":\"s\",\"namespace\":\"n\"}}}"},
+    {"StorageClass", "{\"apiVersion\":\"storage.k8s.io/v1\",\"kind\":\"StorageClass\",\"metadata\":{\"name\":\"local\",\"annotations\":"
+     "{\"storageclass.kubernetes.io/is-default-class\":\"true\"}},\"provisioner\":\"kubernetes.io/no-provisioner\",\"parameters\":"
+     "{\"type\":\"x\"},\"reclaimPolicy\":\"Delete\",\"volumeBindingMode\":\"WaitForFirstConsumer\",\"allowVolumeExpansion\":true,"
+     "\"mountOptions\":[\"debug\"],\"allowedTopologies\":[{\"matchLabelExpressions\":[{\"key\":\"zone\",\"values\":[\"a\"]}]}]}"},
+    {"ServiceAccount", "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":\"sa\"},\"automountServiceAccountToken\":false,"
+     "\"imagePullSecrets\":[{\"name\":\"r\"}],\"secrets\":[{\"name\":\"s\"}]}"},
+    {"LimitRange", "{\"apiVersion\":\"v1\",\"kind\":\"LimitRange\",\"metadata\":{\"name\":\"l\"},\"spec\":{\"limits\":[{\"type\":\"Container\","
+     "\"default\":{\"cpu\":\"500m\"},\"defaultRequest\":{\"cpu\":\"100m\"},\"max\":{\"cpu\":\"1\"},\"min\":{\"cpu\":\"10m\"},"
+     "\"maxLimitRequestRatio\":{\"cpu\":\"10\"}}]}}"},
+    {"ResourceQuota", "{\"apiVersion\":\"v1\",\"kind\":\"ResourceQuota\",\"metadata\":{\"name\":\"q\"},\"spec\":{\"hard\":{\"pods\":\"10\","
+     "\"requests.cpu\":\"4\"},\"scopes\":[\"NotTerminating\"],\"scopeSelector\":{\"matchExpressions\":[{\"scopeName\":\"PriorityClass\","
+     "\"operator\":\"In\",\"values\":[\"high\"]}]}}}"},
+    {"Job", "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"metadata\":{\"name\":\"j\"},\"spec\":{\"completions\":5,\"parallelism\":2,"
+     "\"backoffLimit\":3,\"activeDeadlineSeconds\":100,\"ttlSecondsAfterFinished\":10,\"suspend\":false,\"manualSelector\":false,"
+     "\"podReplacementPolicy\":\"Failed\",\"completionMode\":\"Indexed\",\"maxFailedIndexes\":1,\"backoffLimitPerIndex\":1,"
+     "\"successPolicy\":{\"rules\":[{\"succeededIndexes\":\"0-2\",\"succeededCount\":1}]},"
+     "\"podFailurePolicy\":{\"rules\":[{\"action\":\"Ignore\",\"onPodConditions\":[{\"type\":\"DisruptionTarget\"}]}]},"
+     "\"template\":{\"spec\":{\"restartPolicy\":\"OnFailure\",\"containers\":[{\"name\":\"c\",\"image\":\"perl\",\"command\":[\"perl\"]}]}}}}"},
+    {"Event", "{\"apiVersion\":\"v1\",\"kind\":\"Event\",\"metadata\":{\"name\":\"e\"},\"involvedObject\":{\"kind\":\"Pod\",\"name\":\"p\","
+     "\"namespace\":\"d\",\"uid\":\"u\",\"apiVersion\":\"v1\",\"resourceVersion\":\"1\",\"fieldPath\":\"spec.containers{c}\"},"
+     "\"reason\":\"Pulled\",\"message\":\"m\",\"source\":{\"component\":\"kubelet\",\"host\":\"n\"},\"firstTimestamp\":\"2025-01-01T00:00:00Z\","
+     "\"lastTimestamp\":\"2025-01-01T00:00:00Z\",\"count\":1,\"type\":\"Normal\",\"eventTime\":null,\"reportingComponent\":\"kubelet\","
+     "\"reportingInstance\":\"n\",\"action\":\"Pull\",\"series\":{\"count\":2,\"lastObservedTime\":\"2025-01-01T00:00:00.000000Z\"}}"},
+    {"ReplicationController", "{\"apiVersion\":\"v1\",\"kind\":\"ReplicationController\",\"metadata\":{\"name\":\"rc\"},\"spec\":{\"replicas\":1,"
+     "\"minReadySeconds\":1,\"selector\":{\"app\":\"rc\"},\"template\":{\"metadata\":{\"labels\":{\"app\":\"rc\"}},\"spec\":{\"containers\":"
+     "[{\"name\":\"c\",\"image\":\"i\"}]}}}}"},
+    {"PodTemplate", "{\"apiVersion\":\"v1\",\"kind\":\"PodTemplate\",\"metadata\":{\"name\":\"t\"},\"template\":{\"metadata\":{\"labels\":"
+     "{\"a\":\"b\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}]}}}"},
+    {"ClusterRole", "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRole\",\"metadata\":{\"name\":\"cr\"},\"rules\":"
+     "[{\"nonResourceURLs\":[\"/healthz\"],\"verbs\":[\"get\"]}],\"aggregationRule\":{\"clusterRoleSelectors\":[{\"matchLabels\":{\"a\":\"b\"}}]}}"},
+    {"ClusterRoleBinding", "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\",\"metadata\":{\"name\":\"crb\"},"
+     "\"roleRef\":{\"apiGroup\":\"rbac.authorization.k8s.io\",\"kind\":\"ClusterRole\",\"name\":\"cr\"},\"subjects\":[{\"kind\":\"User\","
+     "\"apiGroup\":\"rbac.authorization.k8s.io\",\"name\":\"alice\"},{\"kind\":\"Group\",\"name\":\"g\"}]}"},
+    {"Endpoints", "{\"apiVersion\":\"v1\",\"kind\":\"Endpoints\",\"metadata\":{\"name\":\"e\"},\"subsets\":[{\"addresses\":[{\"ip\":\"10.0.0.1\","
+     "\"hostname\":\"h\",\"nodeName\":\"n\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"p\"}}],\"notReadyAddresses\":[],\"ports\":[{\"name\":\"http\","
+     "\"port\":80,\"protocol\":\"TCP\",\"appProtocol\":\"http\"}]}]}"},
+    {"ControllerRevision", "{\"apiVersion\":\"apps/v1\",\"kind\":\"ControllerRevision\",\"metadata\":{\"name\":\"r\"},\"data\":{\"spec\":{}},\"revision\":3}"},
+    {"ReplicaSet", "{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\",\"metadata\":{\"name\":\"rs\"},\"spec\":{\"replicas\":2,\"minReadySeconds\":0,"
+     "\"selector\":{\"matchLabels\":{\"a\":\"b\"}},\"template\":{\"metadata\":{\"labels\":{\"a\":\"b\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}]}}}}"},
     {"PriorityClass", "{\"apiVersion\":\"scheduling.k8s.io/v1\",\"kind\":\"PriorityClass\",\"metadata\":{\"name\":\"h\"},\"value\":1000,"
      "\"globalDefault\":false,\"preemptionPolicy\":\"Never\",\"description\":\"d\"}"},
 };

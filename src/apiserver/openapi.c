@@ -742,14 +742,53 @@ static void walk(const otype *t, const json_t *obj, char *path, size_t plen, siz
     }
 }
 
-void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+/* The root type named by a body's kind (a served kind or a subresource kind), or -1. */
+static int root_by_kind(const char *kind)
 {
-    if (!r || !json_is_object(obj) || !json_is_array(unknown))
-        return;
-    model_init();
-    int k = kind_type(r);
-    if (k < 0)
+    for (size_t i = 0; i < model.ntypes; i++) {
+        const otype *t = &model.types[i];
+        if ((t->kind_of && !strcmp(t->kind_of->kind, kind)) || (t->gvk_kind && !strcmp(t->gvk_kind, kind)))
+            return (int)i;
+    }
+    return -1;
+}
+
+static void check(int k, const json_t *obj, json_t *unknown)
+{
+    if (k < 0 || !json_is_object(obj) || !json_is_array(unknown))
         return;   /* no schema: nothing is unknown */
     char path[1024] = "";
     walk(&model.types[k], obj, path, 0, sizeof path, unknown, 0);
+}
+
+void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+{
+    if (!r)
+        return;
+    model_init();
+    int k = kind_type(r);
+    const char *kind = json_string_value(json_object_get(obj, "kind"));
+    if (kind && strcmp(kind, r->kind))
+        k = root_by_kind(kind);   /* e.g. a Scale sent to deployments/scale */
+    check(k, obj, unknown);
+}
+
+void ck_openapi_subresource_unknown_fields(const ck_resource *r, const char *subresource,
+                                           const json_t *obj, json_t *unknown)
+{
+    if (!r)
+        return;
+    if (!subresource || !*subresource || !strcmp(subresource, "status") ||
+        !strcmp(subresource, "ephemeralcontainers") || !strcmp(subresource, "resize")) {
+        ck_openapi_unknown_fields(r, obj, unknown);
+        return;
+    }
+    static const char *const body_kinds[][2] = {
+        {"scale", "Scale"}, {"token", "TokenRequest"}, {"eviction", "Eviction"}, {"binding", "Binding"}};
+    model_init();
+    for (size_t i = 0; i < ARRAY_SIZE(body_kinds); i++)
+        if (!strcmp(subresource, body_kinds[i][0])) {
+            check(root_by_kind(body_kinds[i][1]), obj, unknown);
+            return;
+        }
 }

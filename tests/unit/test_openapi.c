@@ -447,6 +447,50 @@ static void test_unknown_typos(void **state)
     }
 }
 
+static void test_unknown_subresources(void **state)
+{
+    static const struct {
+        const char *resource, *group, *sub, *obj, *want;
+    } cases[] = {
+        /* kubectl create token: a TokenRequest without kind */
+        {"serviceaccounts", "", "token", "{\"spec\":{\"audiences\":[\"a\"],\"expirationSeconds\":600}}", "[]"},
+        {"serviceaccounts", "", "token", "{\"spec\":{\"audience\":[\"a\"]}}", "[\".spec.audience\"]"},
+        /* kubectl scale: a merge patch on /scale */
+        {"deployments", "apps", "scale", "{\"spec\":{\"replicas\":3}}", "[]"},
+        {"deployments", "apps", "scale", "{\"spec\":{\"replica\":3}}", "[\".spec.replica\"]"},
+        {"deployments", "apps", "scale", "{\"apiVersion\":\"autoscaling/v1\",\"kind\":\"Scale\",\"metadata\":{\"name\":\"d\"},"
+         "\"spec\":{\"replicas\":3},\"status\":{\"replicas\":1,\"selector\":\"a=b\"}}", "[]"},
+        {"pods", "", "eviction", "{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{\"name\":\"p\"},"
+         "\"deleteOptions\":{\"gracePeriodSeconds\":0}}", "[]"},
+        {"pods", "", "binding", "{\"apiVersion\":\"v1\",\"kind\":\"Binding\",\"metadata\":{\"name\":\"p\"},"
+         "\"target\":{\"kind\":\"Node\",\"name\":\"n1\"}}", "[]"},
+        {"pods", "", "status", "{\"status\":{\"phase\":\"Running\"},\"spec\":{\"nodeNam\":\"x\"}}", "[\".spec.nodeNam\"]"},
+        {"pods", "", "log", "{\"anything\":1}", "[]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *obj = json_loads(cases[i].obj, 0, NULL);
+        assert_non_null(obj);
+        json_t *unknown = json_array();
+        ck_openapi_subresource_unknown_fields(ck_resource_find(cases[i].group, "v1", cases[i].resource), cases[i].sub,
+                                              obj, unknown);
+        json_t *want = json_loads(cases[i].want, 0, NULL);
+        if (!json_equal(want, unknown)) {
+            char *got = json_dumps(unknown, JSON_COMPACT);
+            fail_msg("case %zu: got %s want %s", i, got, cases[i].want);
+        }
+        json_decref(want);
+        json_decref(unknown);
+        json_decref(obj);
+    }
+    /* a body whose kind names a subresource kind is checked against that kind */
+    json_t *obj = json_loads("{\"kind\":\"Scale\",\"spec\":{\"replicas\":1}}", 0, NULL);
+    json_t *unknown = json_array();
+    ck_openapi_unknown_fields(ck_resource_find("apps", "v1", "statefulsets"), obj, unknown);
+    assert_int_equal(json_array_size(unknown), 0);
+    json_decref(unknown);
+    json_decref(obj);
+}
+
 /* With CK_OPENAPI_DUMP=DIR write the documents for the stub-server check (see test_discovery). */
 static void test_dump(void **state)
 {
@@ -482,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_v2),
         cmocka_unit_test(test_unknown_none),
         cmocka_unit_test(test_unknown_typos),
+        cmocka_unit_test(test_unknown_subresources),
         cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -33,6 +33,8 @@ typedef struct field {
     ftype t;
     bool required;
     const char *desc;
+    char *merge_key;      /* x-kubernetes-patch-merge-key, or NULL */
+    char *strategy;       /* x-kubernetes-patch-strategy ("merge", "merge,retainKeys", ...), or NULL */
 } field;
 
 typedef struct otype {
@@ -158,9 +160,22 @@ static void model_build(void)
                     t->fields = xrealloc(t->fields, (cap *= 2) * sizeof *t->fields);
                 field *f = &t->fields[t->nfields++];
                 f->name = xstrndup(p, (size_t)(colon - p));
-                size_t tl = len - (size_t)(colon - p) - 1;
-                f->required = tl && colon[tl] == '!';
-                parse_ftype(colon + 1, tl - f->required, &f->t);
+                const char *ts = colon + 1, *end = p + len;
+                size_t tl = strcspn(ts, "!@+ ");
+                parse_ftype(ts, tl, &f->t);
+                const char *q = ts + tl;
+                f->required = q < end && *q == '!';
+                q += f->required;
+                bool merge = q < end && *q == '@';
+                if (merge) {
+                    size_t kl = strcspn(q + 1, "+ ");
+                    if (kl)
+                        f->merge_key = xstrndup(q + 1, kl);
+                    q += 1 + kl;
+                }
+                bool retain = q < end && !strncmp(q, "+retainKeys", 11);
+                if (merge || retain)
+                    f->strategy = xstrdup(merge && retain ? "merge,retainKeys" : merge ? "merge" : "retainKeys");
                 f->desc = field_doc(t->src->name, f->name);
             }
             p += len;
@@ -255,11 +270,14 @@ static json_t *field_schema(const field *f, need *nd)
         else
             s = json_pack("{s:s, s:o}", "type", "object", "additionalProperties", s);
     }
-    if (f->desc) {
-        if (json_object_get(s, "$ref"))   /* a $ref cannot carry siblings in 3.0: wrap it */
-            s = json_pack("{s:[o]}", "allOf", s);
+    if ((f->desc || f->strategy) && json_object_get(s, "$ref"))
+        s = json_pack("{s:[o]}", "allOf", s);   /* a $ref cannot carry siblings in 3.0: wrap it */
+    if (f->desc)
         json_object_set_new(s, "description", json_string(f->desc));
-    }
+    if (f->merge_key)
+        json_object_set_new(s, "x-kubernetes-patch-merge-key", json_string(f->merge_key));
+    if (f->strategy)
+        json_object_set_new(s, "x-kubernetes-patch-strategy", json_string(f->strategy));
     return s;
 }
 
@@ -724,14 +742,53 @@ static void walk(const otype *t, const json_t *obj, char *path, size_t plen, siz
     }
 }
 
-void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+/* The root type named by a body's kind (a served kind or a subresource kind), or -1. */
+static int root_by_kind(const char *kind)
 {
-    if (!r || !json_is_object(obj) || !json_is_array(unknown))
-        return;
-    model_init();
-    int k = kind_type(r);
-    if (k < 0)
+    for (size_t i = 0; i < model.ntypes; i++) {
+        const otype *t = &model.types[i];
+        if ((t->kind_of && !strcmp(t->kind_of->kind, kind)) || (t->gvk_kind && !strcmp(t->gvk_kind, kind)))
+            return (int)i;
+    }
+    return -1;
+}
+
+static void check(int k, const json_t *obj, json_t *unknown)
+{
+    if (k < 0 || !json_is_object(obj) || !json_is_array(unknown))
         return;   /* no schema: nothing is unknown */
     char path[1024] = "";
     walk(&model.types[k], obj, path, 0, sizeof path, unknown, 0);
+}
+
+void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+{
+    if (!r)
+        return;
+    model_init();
+    int k = kind_type(r);
+    const char *kind = json_string_value(json_object_get(obj, "kind"));
+    if (kind && strcmp(kind, r->kind))
+        k = root_by_kind(kind);   /* e.g. a Scale sent to deployments/scale */
+    check(k, obj, unknown);
+}
+
+void ck_openapi_subresource_unknown_fields(const ck_resource *r, const char *subresource,
+                                           const json_t *obj, json_t *unknown)
+{
+    if (!r)
+        return;
+    if (!subresource || !*subresource || !strcmp(subresource, "status") ||
+        !strcmp(subresource, "ephemeralcontainers") || !strcmp(subresource, "resize")) {
+        ck_openapi_unknown_fields(r, obj, unknown);
+        return;
+    }
+    static const char *const body_kinds[][2] = {
+        {"scale", "Scale"}, {"token", "TokenRequest"}, {"eviction", "Eviction"}, {"binding", "Binding"}};
+    model_init();
+    for (size_t i = 0; i < ARRAY_SIZE(body_kinds); i++)
+        if (!strcmp(subresource, body_kinds[i][0])) {
+            check(root_by_kind(body_kinds[i][1]), obj, unknown);
+            return;
+        }
 }

@@ -1331,6 +1331,32 @@ static void rq_cells(const json_t *o, int64_t now, json_t *cells)
     add_age(cells, o, now);
 }
 
+static const col cs_cols[] = {
+    {"Name", "string", "name", 0, "Name of the component."},
+    {"Status", "string", "", 0, "Healthy or Unhealthy."},
+    {"Message", "string", "", 0, "Message of the health condition."},
+    {"Error", "string", "", 0, "Error of the health condition."},
+};
+
+static void cs_cells(const json_t *o, int64_t now, json_t *cells)
+{
+    const char *status = "Unknown", *msg = "", *err = "";
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(o, "conditions"), i, c) {
+        if (strcmp(jstr(c, "type"), "Healthy"))
+            continue;
+        status = !strcmp(jstr(c, "status"), "True") ? "Healthy" : "Unhealthy";
+        msg = jstr(c, "message");
+        err = jstr(c, "error");
+        break;
+    }
+    add_str(cells, jstr(o, "metadata.name"));
+    add_str(cells, status);
+    add_str(cells, msg);
+    add_str(cells, err);
+}
+
 /* Upstream's default table for kinds without a printer. */
 static const col default_cols[] = {
     {"Name", "string", "name", 0, "Name of the object."},
@@ -1380,6 +1406,7 @@ static const struct printer {
     P("RoleBinding", rb_cols, rb_cells),
     P("ClusterRoleBinding", rb_cols, rb_cells),
     P("ResourceQuota", rq_cols, rq_cells),
+    P("ComponentStatus", cs_cols, cs_cells),
 };
 
 static const struct printer default_printer = P("", default_cols, default_cells);

@@ -4,12 +4,12 @@
 #define CK_COMMANDS_H
 
 int cmd_version(int argc, char **argv);
-int cmd_server(int argc, char **argv);
 int cmd_apiserver(int argc, char **argv);
+int cmd_server(int argc, char **argv);
 
 #define CK_COMMANDS(X) \
     X("version", cmd_version, "Print the ckube version") \
-    X("server", cmd_server, "Run a single-node cluster (every component supervised)") \
-    X("apiserver", cmd_apiserver, "Run the Kubernetes API server")
+    X("apiserver", cmd_apiserver, "Run the Kubernetes API server") \
+    X("server", cmd_server, "Run a single-node cluster (every component supervised)")
 
 #endif

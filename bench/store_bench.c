@@ -547,8 +547,12 @@ static void print_table(result *rs, int nr)
     uname(&u);
     char when[32];
     ck_rfc3339(ck_wall_ns() / 1000000000, when);
-    printf("\nStore benchmark, %s, %s %s, %ld cores; %ld-byte values, %ld s per phase\n\n", when,
-           u.sysname, u.release, sysconf(_SC_NPROCESSORS_ONLN), opt_value, opt_seconds);
+    double load[3] = {0};
+    if (getloadavg(load, 3) < 0)
+        load[0] = load[1] = load[2] = NAN;
+    printf("\nStore benchmark, %s, %s %s, %ld cores (load average %.2f %.2f %.2f at the end); "
+           "%ld-byte values, %ld s per phase\n\n", when, u.sysname, u.release,
+           sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], opt_value, opt_seconds);
     printf("| %-38s |", "metric");
     for (int i = 0; i < nr; i++)
         printf(" %12s |", rs[i].name);

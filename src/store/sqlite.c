@@ -380,7 +380,12 @@ static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_erro
     r->rc = 0;
     if (r->kind == OP_DELETE && r->prev) {
         r->prev->key = xstrdup(r->key);
-        r->prev->value = build ? xstrndup(pval, plen) : steal_pointer(&pval);
+        if (build) {   /* the event keeps pval; the caller gets a copy (binary-safe) */
+            r->prev->value = xmalloc(plen + 1);
+            memcpy(r->prev->value, pval, plen + 1);
+        } else {
+            r->prev->value = steal_pointer(&pval);
+        }
         r->prev->value_len = plen;
         r->prev->create_revision = cur.create_rev;
         r->prev->mod_revision = cur.rev;

@@ -32,13 +32,13 @@ static void serve_health(ck_reqctx *c, const char *which)
     ck_error *e = NULL;
     bool store_ok = ck_store_current_revision(s->store, &rev, &e) == 0;
     ck_error_free(e);
-    bool ready = s->ready;
+    bool ready = __atomic_load_n(&s->ready, __ATOMIC_ACQUIRE);
     struct { const char *name; bool ok; bool readiness_only; } checks[] = {
         {"ping", true, false},
         {"log", true, false},
         {"etcd", store_ok, false},
         {"poststarthook/bootstrap-controller", ready, false},
-        {"poststarthook/start-watch-cache", s->watch != NULL, true},
+        {"poststarthook/start-watch-cache", __atomic_load_n(&s->watch, __ATOMIC_ACQUIRE) != NULL, true},
         {"informer-sync", ready, true},
     };
     bool readyz = !strcmp(which, "readyz");
@@ -348,9 +348,7 @@ int cmd_apiserver(int argc, char **argv)
         s.advertise_ip = bind;
     else
         s.advertise_ip = host_ip = first_host_ip();
-    if (ck_alloc_recover(&s, &err) < 0 || ck_bootstrap(&s, &err) < 0)
-        goto out;
-    if (!(s.watch = ck_watch_hub_new(&s, &err)))
+    if (ck_alloc_recover(&s, &err) < 0)
         goto out;
     ck_httpd_config hc = {
         .bind_addr = bind, .port = (int)port, .cert_file = cert, .key_file = key,
@@ -360,8 +358,16 @@ int cmd_apiserver(int argc, char **argv)
     };
     if (!(httpd = ck_httpd_start(&hc, &err)))
         goto out;
+    /* serving first (the port may have been picked by the kernel and the kubernetes Service
+     * points at it); /readyz says 503 until bootstrap and the watch caches are done */
     s.secure_port = ck_httpd_port(httpd);
-    s.ready = true;
+    if (ck_bootstrap(&s, &err) < 0)
+        goto out;
+    ck_watch_hub *hub = ck_watch_hub_new(&s, &err);
+    if (!hub)
+        goto out;
+    __atomic_store_n(&s.watch, hub, __ATOMIC_RELEASE);
+    __atomic_store_n(&s.ready, true, __ATOMIC_RELEASE);
     log_info("serving %s on %s:%d (store %s)", cert ? "HTTPS" : "HTTP", bind, s.secure_port,
              s.store->ops->name);
     int sig = 0;

@@ -19,5 +19,11 @@ void ck_openapi_v2(const char *accept, const char **content_type, const char **b
  * declare, as a path like ".spec.containers[0].imagePullPolicyy".  Fields inside free-form maps
  * (labels, annotations, data, x-kubernetes-preserve-unknown-fields) are never unknown. */
 void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown);
+/* The same for the body of a subresource write: status and ephemeralcontainers take the
+ * resource's kind, scale an autoscaling/v1 Scale, token a TokenRequest, eviction an Eviction,
+ * binding a Binding; other subresources (log, exec, proxy, ...) have no schema: nothing is unknown.
+ * (ck_openapi_unknown_fields also honours a body whose "kind" names one of those.) */
+void ck_openapi_subresource_unknown_fields(const ck_resource *r, const char *subresource,
+                                           const json_t *obj, json_t *unknown);
 
 #endif

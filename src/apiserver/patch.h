@@ -31,5 +31,10 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
  * previous object (NULL on create).  In place. */
 void ck_managed_fields_record(json_t *obj, const json_t *old, const char *manager,
                               const char *operation, const char *api_version);
+/* Same for a write to a subresource ("status": only status fields are tracked, and the entry
+ * carries "subresource"; NULL = the main resource, where status is not tracked). */
+void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *manager,
+                                  const char *operation, const char *api_version,
+                                  const char *subresource);
 
 #endif

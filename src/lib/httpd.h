@@ -62,7 +62,9 @@ typedef struct ck_httpd_config {
     size_t max_header_bytes;      /* default 64 KiB */
     size_t max_body_bytes;        /* default 3 MiB + a little: bigger -> 413 */
     int header_timeout_ms;        /* a request's headers must arrive within this (slow loris) */
-    int idle_timeout_ms;          /* keep-alive idle close */
+    int idle_timeout_ms;          /* keep-alive idle close (default 90 s) */
+    size_t max_headers;           /* header lines per request (default 100): more -> 431 */
+    size_t stream_buffer_limit;   /* bytes a stream may have unsent (default 16 MiB) */
     ck_http_handler handler;
     void *handler_ctx;
 } ck_httpd_config;

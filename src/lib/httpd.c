@@ -1,0 +1,1339 @@
+/* httpd.c - the HTTP/1.1 server: see httpd.h for the contract and docs/http.md for the shape.
+ *
+ * Threads.  One I/O thread owns the event_base, every bufferevent, timer and parser state.
+ * Worker threads run handlers.  A handler (or any thread holding a stream) never touches a
+ * bufferevent: it appends bytes to the connection's locked `outbox`, records what happened
+ * (`events`: response done, stream started/ended, abort, upgrade) and activates the connection's
+ * `wake` event; the I/O thread then moves the outbox into the bufferevent and acts on the events.
+ * This keeps OpenSSL and libevent single-threaded per connection and makes ordering trivial.
+ *
+ * Lifetimes.  A connection is reference-counted: the I/O side holds one reference while it is
+ * open, each dispatched request one, each stream one.  Closing (I/O thread) marks it `gone`
+ * under its lock, so late writers see -1 instead of touching freed libevent objects.
+ * A request (struct ck_http_resp) starts with two references, the running handler and the
+ * unanswered response, so it is freed only when both are done, whichever thread finishes last.
+ *
+ * Pipelining.  Only one request per connection is dispatched at a time; the parser resumes when
+ * its response is complete, so responses leave in request order.  Input that arrives meanwhile
+ * waits in the bufferevent, capped by a read watermark.
+ */
+#include "lib/httpd.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "lib/http_util.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define DEFAULT_WORKERS 16
+#define DEFAULT_MAX_HEADER_BYTES (64u * 1024)
+#define DEFAULT_MAX_BODY_BYTES (3u * 1024 * 1024 + 64 * 1024)
+#define DEFAULT_HEADER_TIMEOUT_MS 30000
+#define DEFAULT_IDLE_TIMEOUT_MS 90000
+#define DEFAULT_MAX_HEADERS 100
+#define DEFAULT_STREAM_LIMIT (16u * 1024 * 1024)
+#define MAX_CHUNK_LINE 1024           /* chunk-size line incl. extensions */
+#define CLOSE_WAIT_MS 5000            /* a closing connection's response must drain within this */
+#define LINGER_MS 1000                /* then read and discard the peer's leftovers this long */
+
+enum conn_state {
+    CS_HEADERS,     /* reading a request line + headers (cur == NULL until the first byte) */
+    CS_BODY,        /* reading a Content-Length or chunked body */
+    CS_DISPATCHED,  /* a worker has the request; input waits */
+    CS_STREAMING,   /* a chunked response stream is open */
+    CS_TUNNEL,      /* upgraded: raw bytes both ways */
+    CS_CLOSING,     /* last response going out, then close */
+};
+enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
+enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
+
+/* Events a non-I/O thread reports to the I/O thread (conn->events, under conn->mu). */
+#define EV_RESP_DONE    0x01u
+#define EV_STREAM_START 0x02u
+#define EV_STREAM_END   0x04u
+#define EV_ABORT        0x08u
+#define EV_UPGRADE      0x10u
+
+struct conn;
+
+struct ck_http_resp {
+    ck_http_req req;            /* what the handler sees; strings below */
+    struct conn *c;
+    int refs;                   /* atomic: running handler + unanswered response */
+    int answered;               /* atomic flag */
+    bool head, keepalive, http10;
+    char *method, *target, *path, *query;
+    char *body;
+    size_t body_cap;
+    size_t hdr_cap;
+    struct ck_http_resp *qnext;
+};
+
+struct ck_http_stream {
+    int refs;                   /* atomic: the holder(s) + the connection until on_close */
+    struct conn *c;
+    bool tunnel, chunked, head;
+    bool closed;                /* under c->mu: no more writes */
+    bool close_called;          /* I/O thread */
+    ck_http_close_cb on_close;
+    ck_http_data_cb on_data;
+    void *ctx;
+};
+
+struct conn {
+    ck_httpd *h;
+    int refs;                   /* atomic */
+    pthread_mutex_t mu;
+    /* under mu */
+    struct evbuffer *outbox;
+    unsigned events;
+    bool wake_scheduled, gone, resp_close;
+    ck_http_stream *stream;     /* the started stream or tunnel; the conn holds a reference */
+    size_t io_pending;          /* atomic: bytes in the bufferevent's output buffer */
+    /* I/O thread only */
+    struct bufferevent *bev;
+    struct event *wake, *timer;
+    SSL *ssl;
+    enum conn_state state;
+    bool header_timer_armed, peer_eof, write_shut, tls_checked, keepalive;
+    ck_http_stream *io_stream;  /* the stream as the I/O thread knows it (started) */
+    ck_http_resp *cur;          /* request being parsed */
+    bool got_request_line;
+    size_t hdr_bytes;
+    enum body_mode body_mode;
+    enum chunk_state chunk;
+    uint64_t body_left;
+    char remote[64];
+    char *client_cn;
+    char **client_orgs;
+    size_t nclient_orgs;
+    struct conn *prev, *next;
+};
+
+struct ck_httpd {
+    ck_httpd_config cfg;
+    struct event_base *base;
+    struct evconnlistener *lis;
+    struct event *listen_retry;
+    SSL_CTX *ssl_ctx;
+    int port;
+    pthread_t io_thread;
+    bool io_started;
+    pthread_t *workers;
+    int nworkers;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcond;
+    ck_http_resp *qhead, *qtail;
+    bool quit;
+    struct conn *conns;         /* I/O thread */
+};
+
+static void conn_process(struct conn *c);
+static void conn_close(struct conn *c);
+static void outbuf_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+/* ---- references ------------------------------------------------------------------------- */
+
+static void conn_ref(struct conn *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+static void conn_unref(struct conn *c)
+{
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    pthread_mutex_destroy(&c->mu);
+    evbuffer_free(c->outbox);
+    free(c->client_cn);
+    for (size_t i = 0; i < c->nclient_orgs; i++)
+        free(c->client_orgs[i]);
+    free(c->client_orgs);
+    free(c);
+}
+
+static void resp_free(ck_http_resp *r)
+{
+    for (size_t i = 0; i < r->req.nheaders; i++) {
+        free(r->req.headers[i].name);
+        free(r->req.headers[i].value);
+    }
+    free(r->req.headers);
+    free(r->method);
+    free(r->target);
+    free(r->path);
+    free(r->query);
+    free(r->body);
+    if (r->c)
+        conn_unref(r->c);
+    free(r);
+}
+
+static void resp_unref(ck_http_resp *r)
+{
+    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        resp_free(r);
+}
+
+/* Claim the one answer a request gets; false (and a log line) on a second attempt. */
+static bool resp_claim(ck_http_resp *r)
+{
+    if (__atomic_exchange_n(&r->answered, 1, __ATOMIC_ACQ_REL)) {
+        log_error("httpd: %s %s answered twice", r->req.method, r->req.target);
+        return false;
+    }
+    return true;
+}
+
+void ck_http_stream_release(ck_http_stream *s)
+{
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    conn_unref(s->c);
+    free(s);
+}
+
+/* ---- cross-thread posting --------------------------------------------------------------- */
+
+static void schedule_wake_locked(struct conn *c)
+{
+    if (!c->wake_scheduled && !c->gone) {
+        c->wake_scheduled = true;
+        event_active(c->wake, EV_READ, 0);
+    }
+}
+
+static size_t pending_locked(struct conn *c)
+{
+    return evbuffer_get_length(c->outbox) + __atomic_load_n(&c->io_pending, __ATOMIC_RELAXED);
+}
+
+/* ---- response builders ------------------------------------------------------------------ */
+
+static bool status_has_body(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+
+static void add_head(struct evbuffer *b, int status, const char *content_type,
+                     const char *extra_headers)
+{
+    char date[32];
+    ck_http__date(date);
+    evbuffer_add_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, ck_http__reason(status), date);
+    if (content_type && *content_type)
+        evbuffer_add_printf(b, "Content-Type: %s\r\n", content_type);
+    if (extra_headers && *extra_headers)
+        evbuffer_add(b, extra_headers, strlen(extra_headers));
+}
+
+void ck_http_respond(ck_http_resp *resp, int status, const char *content_type,
+                     const char *extra_headers, const char *body, size_t len)
+{
+    if (!resp_claim(resp))
+        return;
+    struct conn *c = resp->c;
+    bool close = !resp->keepalive ||
+                 (extra_headers && ck_http__lines_have_token(extra_headers, "Connection", "close"));
+    struct evbuffer *b = evbuffer_new();
+    add_head(b, status, content_type, extra_headers);
+    if (status_has_body(status))
+        evbuffer_add_printf(b, "Content-Length: %zu\r\n", len);
+    if (close)
+        evbuffer_add(b, "Connection: close\r\n", 19);
+    else if (resp->http10)
+        evbuffer_add(b, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(b, "\r\n", 2);
+    if (!resp->head && status_has_body(status) && len)
+        evbuffer_add(b, body, len);
+
+    pthread_mutex_lock(&c->mu);
+    if (!c->gone) {
+        evbuffer_add_buffer(c->outbox, b);
+        c->events |= EV_RESP_DONE;
+        c->resp_close = close;
+        schedule_wake_locked(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    evbuffer_free(b);
+    resp_unref(resp);
+}
+
+/* A stream on a connection that is already gone still gets its on_close, on the I/O thread. */
+static void late_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ck_http_stream *s = arg;
+    if (!s->close_called) {
+        s->close_called = true;
+        if (s->on_close)
+            s->on_close(s->ctx);
+    }
+    ck_http_stream_release(s);
+}
+
+static ck_http_stream *stream_open(ck_http_resp *resp, struct evbuffer *head, unsigned event,
+                                   bool tunnel, ck_http_data_cb on_data, ck_http_close_cb on_close,
+                                   void *ctx)
+{
+    struct conn *c = resp->c;
+    ck_http_stream *s = xcalloc(1, sizeof *s);
+    s->refs = 2;          /* the caller's and the connection's */
+    s->c = c;
+    conn_ref(c);
+    s->tunnel = tunnel;
+    s->head = !tunnel && resp->head;
+    s->chunked = !tunnel && !resp->http10 && !resp->head;
+    s->on_close = on_close;
+    s->on_data = on_data;
+    s->ctx = ctx;
+
+    pthread_mutex_lock(&c->mu);
+    bool gone = c->gone;
+    if (!gone) {
+        evbuffer_add_buffer(c->outbox, head);
+        c->stream = s;
+        c->events |= event;
+        schedule_wake_locked(c);
+    } else {
+        s->closed = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (gone && event_base_once(c->h->base, -1, EV_TIMEOUT, late_close_cb, s, NULL) < 0)
+        ck_http_stream_release(s);   /* base gone: nobody can be told; drop the conn's ref */
+    evbuffer_free(head);
+    resp_unref(resp);
+    return s;
+}
+
+ck_http_stream *ck_http_stream_start(ck_http_resp *resp, int status, const char *content_type,
+                                     const char *extra_headers, ck_http_close_cb on_close,
+                                     void *close_ctx)
+{
+    if (!resp_claim(resp))
+        return NULL;
+    struct evbuffer *b = evbuffer_new();
+    add_head(b, status, content_type, extra_headers);
+    if (resp->http10 || resp->head)
+        evbuffer_add(b, "Connection: close\r\n", 19);
+    else
+        evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
+    evbuffer_add(b, "\r\n", 2);
+    return stream_open(resp, b, EV_STREAM_START, false, NULL, on_close, close_ctx);
+}
+
+ck_http_stream *ck_http_upgrade(ck_http_resp *resp, const char *extra_headers,
+                                ck_http_data_cb on_data, ck_http_close_cb on_close, void *ctx)
+{
+    if (!resp_claim(resp))
+        return NULL;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "HTTP/1.1 101 Switching Protocols\r\n");
+    if (extra_headers && *extra_headers)
+        evbuffer_add(b, extra_headers, strlen(extra_headers));
+    evbuffer_add(b, "\r\n", 2);
+    return stream_open(resp, b, EV_UPGRADE, true, on_data, on_close, ctx);
+}
+
+int ck_http_stream_write(ck_http_stream *s, const void *data, size_t len)
+{
+    struct conn *c = s->c;
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    if (s->closed || c->gone) {
+        rc = -1;
+    } else if (len == 0 || s->head) {
+        /* nothing to send (an empty chunk would end the stream) */
+    } else {
+        size_t pending = pending_locked(c);
+        if (pending > 0 && pending + len > c->h->cfg.stream_buffer_limit) {
+            s->closed = true;
+            c->events |= EV_ABORT;
+            rc = -1;
+        } else if (s->chunked) {
+            evbuffer_add_printf(c->outbox, "%zx\r\n", len);
+            evbuffer_add(c->outbox, data, len);
+            evbuffer_add(c->outbox, "\r\n", 2);
+        } else {
+            evbuffer_add(c->outbox, data, len);
+        }
+        schedule_wake_locked(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+size_t ck_http_stream_pending(ck_http_stream *s)
+{
+    pthread_mutex_lock(&s->c->mu);
+    size_t n = pending_locked(s->c);
+    pthread_mutex_unlock(&s->c->mu);
+    return n;
+}
+
+void ck_http_stream_end(ck_http_stream *s)
+{
+    struct conn *c = s->c;
+    pthread_mutex_lock(&c->mu);
+    if (!s->closed && !c->gone) {
+        s->closed = true;
+        if (s->chunked)
+            evbuffer_add(c->outbox, "0\r\n\r\n", 5);
+        c->events |= EV_STREAM_END;
+        schedule_wake_locked(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- I/O thread: connection lifecycle --------------------------------------------------- */
+
+static void arm_timer(struct conn *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void stream_fire_close(ck_http_stream *s)
+{
+    if (!s->close_called) {
+        s->close_called = true;
+        if (s->on_close)
+            s->on_close(s->ctx);
+    }
+}
+
+/* Tear the connection down now (I/O thread, or the stopping thread after the loop ended). */
+static void conn_close(struct conn *c)
+{
+    if (!c->bev)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->gone = true;
+    ck_http_stream *s = c->stream;
+    c->stream = NULL;
+    if (s)
+        s->closed = true;
+    evbuffer_drain(c->outbox, evbuffer_get_length(c->outbox));
+    pthread_mutex_unlock(&c->mu);
+
+    if (c->cur) {
+        resp_free(c->cur);
+        c->cur = NULL;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    evbuffer_remove_cb(bufferevent_get_output(c->bev), outbuf_cb, c);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    event_free(c->wake);
+    event_free(c->timer);
+    c->io_stream = NULL;
+    if (s) {
+        stream_fire_close(s);
+        ck_http_stream_release(s);
+    }
+    conn_unref(c);
+}
+
+static void finish_write_then_linger(struct conn *c)
+{
+    c->write_shut = true;
+    if (!c->ssl)
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    arm_timer(c, LINGER_MS);
+}
+
+/* Stop taking requests; close once what is queued has been written (and the peer's leftovers
+ * were read, so the kernel does not answer them with a reset that eats our response). */
+static void conn_begin_close(struct conn *c)
+{
+    c->state = CS_CLOSING;
+    if (c->cur) {
+        resp_free(c->cur);
+        c->cur = NULL;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        finish_write_then_linger(c);
+    else
+        arm_timer(c, CLOSE_WAIT_MS);
+}
+
+/* The server's own error answer (malformed, too large...): metav1.Status JSON, then close. */
+static void conn_fail(struct conn *c, int status, const char *reason, const char *message)
+{
+    cleanup_free char *body = ck_http__status_json(status, reason, message);
+    char date[32];
+    ck_http__date(date);
+    evbuffer_add_printf(bufferevent_get_output(c->bev),
+                        "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                        status, ck_http__reason(status), date, strlen(body), body);
+    conn_begin_close(c);
+}
+
+static void conn_next_request(struct conn *c)
+{
+    c->state = CS_HEADERS;
+    c->header_timer_armed = false;
+    c->got_request_line = false;
+    c->hdr_bytes = 0;
+    arm_timer(c, c->h->cfg.idle_timeout_ms);
+    conn_process(c);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    pthread_mutex_lock(&c->mu);
+    unsigned ev = c->events;
+    c->events = 0;
+    c->wake_scheduled = false;
+    bool resp_close = c->resp_close;
+    c->resp_close = false;
+    ck_http_stream *started = c->stream;
+    if (evbuffer_get_length(c->outbox))
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), c->outbox);
+    pthread_mutex_unlock(&c->mu);
+
+    if (ev & EV_ABORT) {
+        conn_close(c);
+        return;
+    }
+    if (ev & (EV_STREAM_START | EV_UPGRADE)) {
+        c->io_stream = started;
+        c->state = (ev & EV_UPGRADE) ? CS_TUNNEL : CS_STREAMING;
+        if (c->peer_eof) {
+            conn_close(c);
+            return;
+        }
+        if (c->state == CS_TUNNEL)
+            conn_process(c);   /* bytes the client sent right after its upgrade request */
+    }
+    if (ev & EV_STREAM_END) {
+        ck_http_stream *s = c->io_stream;
+        c->io_stream = NULL;
+        pthread_mutex_lock(&c->mu);
+        if (c->stream == s)
+            c->stream = NULL;
+        pthread_mutex_unlock(&c->mu);
+        bool reuse = s && s->chunked && c->keepalive && !c->peer_eof;
+        if (s) {
+            stream_fire_close(s);
+            ck_http_stream_release(s);
+        }
+        if (reuse)
+            conn_next_request(c);
+        else
+            conn_begin_close(c);
+        return;
+    }
+    if (ev & EV_RESP_DONE) {
+        if (!c->keepalive || resp_close || c->peer_eof)
+            conn_begin_close(c);
+        else
+            conn_next_request(c);
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    switch (c->state) {
+    case CS_HEADERS:
+    case CS_BODY:
+    case CS_CLOSING:
+        conn_close(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    conn_process(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->state == CS_CLOSING && !c->write_shut &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        finish_write_then_linger(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state == CS_DISPATCHED) {
+        /* Half-closed after sending a request: answer it, then close. */
+        c->peer_eof = true;
+        return;
+    }
+    conn_close(c);
+}
+
+static void outbuf_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn *c = arg;
+    if (info->n_added)
+        __atomic_add_fetch(&c->io_pending, info->n_added, __ATOMIC_RELAXED);
+    if (info->n_deleted)
+        __atomic_sub_fetch(&c->io_pending, info->n_deleted, __ATOMIC_RELAXED);
+}
+
+/* ---- I/O thread: the request parser ----------------------------------------------------- */
+
+static int parse_request_line(struct conn *c, char *line, size_t n)
+{
+    ck_http_resp *r = c->cur;
+    char *sp1 = memchr(line, ' ', n);
+    if (!sp1)
+        return 400;
+    char *sp2 = memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - line));
+    if (!sp2)
+        return 400;
+    size_t mlen = (size_t)(sp1 - line), tlen = (size_t)(sp2 - sp1 - 1);
+    const char *ver = sp2 + 1;
+    size_t vlen = n - (size_t)(ver - line);
+    if (!ck_http__is_token(line, mlen) || tlen == 0)
+        return 400;
+    for (size_t i = 0; i < tlen; i++) {
+        unsigned char ch = (unsigned char)sp1[1 + i];
+        if (ch <= 0x20 || ch == 0x7f)
+            return 400;
+    }
+    if (vlen != 8 || memcmp(ver, "HTTP/", 5) || ver[6] != '.' ||
+        ver[5] < '0' || ver[5] > '9' || ver[7] < '0' || ver[7] > '9')
+        return 400;
+    if (ver[5] != '1')
+        return 505;
+    r->http10 = ver[7] == '0';
+    r->method = xstrndup(line, mlen);
+    r->target = xstrndup(sp1 + 1, tlen);
+
+    const char *t = r->target;
+    if (!strncasecmp(t, "http://", 7) || !strncasecmp(t, "https://", 8)) {
+        t = strstr(t, "://") + 3;   /* absolute-form: drop scheme and authority */
+        t += strcspn(t, "/?");
+    }
+    const char *q = strchr(t, '?');
+    size_t plen = q ? (size_t)(q - t) : strlen(t);
+    if (plen == 0)
+        r->path = xstrdup("/");
+    else if (t[0] != '/' && !(plen == 1 && t[0] == '*'))
+        return 400;
+    else if (!(r->path = ck_http__pct_decode(t, plen, false, true)))
+        return 400;
+    r->query = xstrdup(q ? q + 1 : "");
+    r->req.method = r->method;
+    r->req.target = r->target;
+    r->req.path = r->path;
+    r->req.query = r->query;
+    r->head = !strcmp(r->method, "HEAD");
+    return 0;
+}
+
+static int parse_header_line(struct conn *c, char *line, size_t n)
+{
+    ck_http_resp *r = c->cur;
+    if (line[0] == ' ' || line[0] == '\t')
+        return 400;                             /* obsolete line folding */
+    char *colon = memchr(line, ':', n);
+    if (!colon || !ck_http__is_token(line, (size_t)(colon - line)))
+        return 400;
+    const char *v = colon + 1, *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (!ck_http__is_field_value(v, (size_t)(end - v)))
+        return 400;
+    if (r->req.nheaders >= c->h->cfg.max_headers)
+        return 431;
+    if (r->req.nheaders == r->hdr_cap) {
+        r->hdr_cap = r->hdr_cap ? r->hdr_cap * 2 : 16;
+        r->req.headers = xrealloc(r->req.headers, r->hdr_cap * sizeof *r->req.headers);
+    }
+    ck_http_header *hd = &r->req.headers[r->req.nheaders++];
+    hd->name = xstrndup(line, (size_t)(colon - line));
+    hd->value = xstrndup(v, (size_t)(end - v));
+    return 0;
+}
+
+static void fail_status(struct conn *c, int status)
+{
+    switch (status) {
+    case 413:
+        conn_fail(c, 413, "RequestEntityTooLarge", "the request body is too large");
+        break;
+    case 431:
+        conn_fail(c, 431, "BadRequest", "the request header fields are too large");
+        break;
+    case 417:
+        conn_fail(c, 417, "BadRequest", "unsupported Expect header");
+        break;
+    case 501:
+        conn_fail(c, 501, "BadRequest", "unsupported Transfer-Encoding");
+        break;
+    case 505:
+        conn_fail(c, 505, "BadRequest", "unsupported HTTP version");
+        break;
+    default:
+        conn_fail(c, 400, "BadRequest", "malformed HTTP request");
+        break;
+    }
+}
+
+/* 1: headers complete, 0: need more input, -1: failed (answer sent). */
+static int parse_headers(struct conn *c, struct evbuffer *in)
+{
+    size_t max = c->h->cfg.max_header_bytes;
+    for (;;) {
+        size_t n;
+        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+        if (!line) {
+            if (c->hdr_bytes + evbuffer_get_length(in) > max) {
+                fail_status(c, 431);
+                return -1;
+            }
+            return 0;
+        }
+        c->hdr_bytes += n + 2;
+        int status = 0;
+        if (c->hdr_bytes > max)
+            status = 431;
+        else if (memchr(line, '\0', n))
+            status = 400;
+        else if (!c->got_request_line) {
+            if (n > 0) {                        /* a stray CRLF before a request is ignored */
+                status = parse_request_line(c, line, n);
+                c->got_request_line = true;
+            }
+        } else if (n == 0) {
+            free(line);
+            return 1;
+        } else {
+            status = parse_header_line(c, line, n);
+        }
+        free(line);
+        if (status) {
+            fail_status(c, status);
+            return -1;
+        }
+    }
+}
+
+/* Decide how the body is framed once the headers are in.  0 or an HTTP status to fail with. */
+static int prepare_body(struct conn *c, struct evbuffer *in)
+{
+    ck_http_resp *r = c->cur;
+    const ck_http_req *q = &r->req;
+    bool have_cl = false, have_te = false, expect_continue = false;
+    uint64_t cl = 0;
+    bool keepalive = !r->http10, host = false;
+    for (size_t i = 0; i < q->nheaders; i++) {
+        const char *name = q->headers[i].name, *v = q->headers[i].value;
+        if (!strcasecmp(name, "Content-Length")) {
+            if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 18)
+                return 400;
+            uint64_t x = strtoull(v, NULL, 10);
+            if (have_cl && x != cl)
+                return 400;
+            have_cl = true;
+            cl = x;
+        } else if (!strcasecmp(name, "Transfer-Encoding")) {
+            if (have_te || strcasecmp(v, "chunked"))
+                return 501;
+            have_te = true;
+        } else if (!strcasecmp(name, "Connection")) {
+            if (ck_http__has_token(v, "close"))
+                keepalive = false;
+            else if (r->http10 && ck_http__has_token(v, "keep-alive"))
+                keepalive = true;
+        } else if (!strcasecmp(name, "Expect")) {
+            if (strcasecmp(v, "100-continue"))
+                return 417;
+            expect_continue = !r->http10;
+        } else if (!strcasecmp(name, "Host")) {
+            host = true;
+        }
+    }
+    if (!r->http10 && !host)
+        return 400;                             /* as Go's net/http: HTTP/1.1 needs Host */
+    if (have_cl && have_te)
+        return 400;                             /* ambiguous framing: refuse (smuggling) */
+    r->keepalive = keepalive;
+    if (have_te) {
+        c->body_mode = BODY_CHUNKED;
+        c->chunk = CH_SIZE;
+    } else if (have_cl && cl > 0) {
+        if (cl > c->h->cfg.max_body_bytes)
+            return 413;
+        c->body_mode = BODY_LENGTH;
+        c->body_left = cl;
+        r->body_cap = (size_t)cl + 1;
+        r->body = xmalloc(r->body_cap);
+    } else {
+        c->body_mode = BODY_NONE;
+    }
+    if (c->body_mode != BODY_NONE && expect_continue && evbuffer_get_length(in) == 0)
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
+static int body_append(struct conn *c, struct evbuffer *in, size_t n)
+{
+    ck_http_resp *r = c->cur;
+    if (r->req.body_len + n > c->h->cfg.max_body_bytes)
+        return 413;
+    if (r->req.body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->req.body_len + n + 1)
+            cap *= 2;
+        r->body = xrealloc(r->body, cap);
+        r->body_cap = cap;
+    }
+    evbuffer_remove(in, r->body + r->req.body_len, n);
+    r->req.body_len += n;
+    return 0;
+}
+
+/* 1: body complete, 0: need more, or an HTTP status to fail with. */
+static int parse_body(struct conn *c, struct evbuffer *in)
+{
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (c->body_mode == BODY_LENGTH || (c->body_mode == BODY_CHUNKED && c->chunk == CH_DATA)) {
+            size_t take = avail < c->body_left ? avail : (size_t)c->body_left;
+            if (take) {
+                int st = body_append(c, in, take);
+                if (st)
+                    return st;
+                c->body_left -= take;
+            }
+            if (c->body_left > 0)
+                return 0;
+            if (c->body_mode == BODY_LENGTH)
+                return 1;
+            c->chunk = CH_DATA_CRLF;
+            continue;
+        }
+        size_t n;
+        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+        if (!line)
+            return evbuffer_get_length(in) > MAX_CHUNK_LINE ? 400 : 0;
+        int st = 0;
+        if (c->chunk == CH_SIZE) {
+            char *end;
+            errno = 0;
+            unsigned long long size = strtoull(line, &end, 16);
+            if (!isxdigit((unsigned char)line[0]) || errno || strspn(line, "0123456789abcdefABCDEF") > 16 ||
+                (*end && *end != ';' && *end != ' ' && *end != '\t'))
+                st = 400;
+            else if (size > c->h->cfg.max_body_bytes)
+                st = 413;
+            else if (size == 0)
+                c->chunk = CH_TRAILER;
+            else {
+                c->body_left = size;
+                c->chunk = CH_DATA;
+            }
+        } else if (c->chunk == CH_DATA_CRLF) {
+            st = n == 0 ? 0 : 400;
+            c->chunk = CH_SIZE;
+        } else {                                /* CH_TRAILER: ignore fields, bounded */
+            c->hdr_bytes += n + 2;
+            if (c->hdr_bytes > c->h->cfg.max_header_bytes)
+                st = 431;
+            else if (n == 0) {
+                free(line);
+                return 1;
+            }
+        }
+        free(line);
+        if (st)
+            return st;
+    }
+}
+
+static void conn_tls_identity(struct conn *c)
+{
+    if (!c->ssl || c->tls_checked)
+        return;
+    c->tls_checked = true;
+    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    if (!peer || SSL_get_verify_result(c->ssl) != X509_V_OK)
+        return;                                 /* absent or unverified: anonymous */
+    X509_NAME *name = X509_get_subject_name(peer);
+    for (int idx = -1; (idx = X509_NAME_get_index_by_NID(name, NID_commonName, idx)) >= 0;) {
+        unsigned char *utf8 = NULL;
+        int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+        if (len >= 0 && !c->client_cn)
+            c->client_cn = xstrndup((char *)utf8, (size_t)len);
+        OPENSSL_free(utf8);
+    }
+    for (int idx = -1; (idx = X509_NAME_get_index_by_NID(name, NID_organizationName, idx)) >= 0;) {
+        unsigned char *utf8 = NULL;
+        int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+        if (len >= 0) {
+            c->client_orgs = xrealloc(c->client_orgs, (c->nclient_orgs + 1) * sizeof(char *));
+            c->client_orgs[c->nclient_orgs++] = xstrndup((char *)utf8, (size_t)len);
+        }
+        OPENSSL_free(utf8);
+    }
+}
+
+static void conn_dispatch(struct conn *c)
+{
+    ck_httpd *h = c->h;
+    ck_http_resp *r = c->cur;
+    c->cur = NULL;
+    conn_tls_identity(c);
+    if (!r->body)
+        r->body = xstrdup("");
+    r->body[r->req.body_len] = '\0';
+    r->req.body = r->body;
+    r->req.client_cn = c->client_cn;
+    r->req.client_orgs = c->client_orgs;
+    r->req.nclient_orgs = c->nclient_orgs;
+    r->req.remote_addr = c->remote;
+    r->req.received_ns = ck_now_ns();
+    r->c = c;
+    conn_ref(c);
+    r->refs = 2;
+    c->keepalive = r->keepalive;
+    c->state = CS_DISPATCHED;
+    evtimer_del(c->timer);
+
+    pthread_mutex_lock(&h->qmu);
+    if (h->qtail)
+        h->qtail->qnext = r;
+    else
+        h->qhead = r;
+    h->qtail = r;
+    pthread_cond_signal(&h->qcond);
+    pthread_mutex_unlock(&h->qmu);
+}
+
+static void deliver_tunnel(struct conn *c, struct evbuffer *in)
+{
+    ck_http_stream *s = c->io_stream;
+    while (evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        if (s && s->on_data)
+            s->on_data(s->ctx, v.iov_base, v.iov_len);
+        evbuffer_drain(in, v.iov_len);
+    }
+}
+
+static void conn_process(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    for (;;) {
+        int st;
+        switch (c->state) {
+        case CS_HEADERS:
+            if (!c->cur) {
+                if (evbuffer_get_length(in) == 0)
+                    return;
+                c->cur = xcalloc(1, sizeof *c->cur);
+            }
+            if (!c->header_timer_armed) {       /* from the request's first byte */
+                c->header_timer_armed = true;
+                arm_timer(c, c->h->cfg.header_timeout_ms);
+            }
+            st = parse_headers(c, in);
+            if (st <= 0)
+                return;
+            st = prepare_body(c, in);
+            if (st) {
+                fail_status(c, st);
+                return;
+            }
+            if (c->body_mode == BODY_NONE) {
+                conn_dispatch(c);
+                return;
+            }
+            c->state = CS_BODY;
+            c->hdr_bytes = 0;                   /* trailers get their own header budget */
+            arm_timer(c, c->h->cfg.idle_timeout_ms);
+            break;
+        case CS_BODY:
+            if (evbuffer_get_length(in) > 0)
+                arm_timer(c, c->h->cfg.idle_timeout_ms);   /* progress resets the body clock */
+            st = parse_body(c, in);
+            if (st == 0)
+                return;
+            if (st != 1) {
+                fail_status(c, st);
+                return;
+            }
+            conn_dispatch(c);
+            return;
+        case CS_TUNNEL:
+            deliver_tunnel(c, in);
+            return;
+        case CS_CLOSING:
+            evbuffer_drain(in, evbuffer_get_length(in));
+            return;
+        case CS_DISPATCHED:
+        case CS_STREAMING:
+            return;
+        }
+    }
+}
+
+/* ---- accepting ---------------------------------------------------------------------------- */
+
+static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    ck_httpd *h = arg;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->h = h;
+    c->refs = 1;
+    pthread_mutex_init(&c->mu, NULL);
+    c->outbox = evbuffer_new();
+    if (sa->sa_family == AF_INET6) {
+        char ip[INET6_ADDRSTRLEN];
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+        snprintf(c->remote, sizeof c->remote, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else if (sa->sa_family == AF_INET) {
+        char ip[INET_ADDRSTRLEN];
+        struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        snprintf(c->remote, sizeof c->remote, "%s:%u", ip, ntohs(s4->sin_port));
+    }
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    if (h->ssl_ctx) {
+        c->ssl = SSL_new(h->ssl_ctx);
+        c->bev = bufferevent_openssl_socket_new(h->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
+        if (c->bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(h->base, fd, opts);
+    }
+    if (!c->bev) {
+        log_warn("httpd: cannot set up connection from %s", c->remote);
+        if (c->ssl)
+            SSL_free(c->ssl);
+        close(fd);
+        conn_unref(c);
+        return;
+    }
+    c->wake = event_new(h->base, -1, 0, wake_cb, c);
+    c->timer = evtimer_new(h->base, timer_cb, c);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), outbuf_cb, c);
+    /* Pipelined input waiting behind a dispatched request stays bounded. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, h->cfg.max_header_bytes + 64 * 1024);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    c->state = CS_HEADERS;
+    c->header_timer_armed = true;                /* covers the TLS handshake too */
+    arm_timer(c, h->cfg.header_timeout_ms);
+}
+
+static void listen_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ck_httpd *h = arg;
+    evconnlistener_enable(h->lis);
+}
+
+static void accept_error_cb(struct evconnlistener *lis, void *arg)
+{
+    ck_httpd *h = arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    log_warn("httpd: accept: %s", evutil_socket_error_to_string(e));
+    /* Out of descriptors: pause accepting briefly rather than spin on the error. */
+    evconnlistener_disable(lis);
+    struct timeval tv = {0, 100 * 1000};
+    evtimer_add(h->listen_retry, &tv);
+}
+
+/* ---- workers ------------------------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    ck_httpd *h = arg;
+    for (;;) {
+        pthread_mutex_lock(&h->qmu);
+        while (!h->quit && !h->qhead)
+            pthread_cond_wait(&h->qcond, &h->qmu);
+        if (h->quit) {
+            pthread_mutex_unlock(&h->qmu);
+            return NULL;
+        }
+        ck_http_resp *r = h->qhead;
+        h->qhead = r->qnext;
+        if (!h->qhead)
+            h->qtail = NULL;
+        pthread_mutex_unlock(&h->qmu);
+
+        pthread_mutex_lock(&r->c->mu);
+        bool gone = r->c->gone;
+        pthread_mutex_unlock(&r->c->mu);
+        if (gone) {                             /* the client left while it was queued */
+            resp_free(r);
+            continue;
+        }
+        h->cfg.handler(h->cfg.handler_ctx, &r->req, r);
+        resp_unref(r);
+    }
+}
+
+static void *io_main(void *arg)
+{
+    ck_httpd *h = arg;
+    event_base_loop(h->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+/* ---- TLS setup ---------------------------------------------------------------------------- */
+
+static int ssl_err(ck_error **err, const char *what, const char *file)
+{
+    char buf[256] = "";
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    return ck_error_set(err, CK_E_USAGE, "%s %s: %s", what, file ? file : "", buf);
+}
+
+/* Client certificates are requested, never required, and a bad one does not fail the
+ * handshake: as in kube-apiserver, an unverified client is simply anonymous (the verify result
+ * is checked per connection in conn_tls_identity). */
+static int verify_accept_cb(int ok, X509_STORE_CTX *store)
+{
+    return 1;
+}
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char ours[] = "\x08http/1.1";
+    unsigned char *sel = NULL;
+    if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;            /* e.g. h2 only: proceed without ALPN */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *tls_setup(const ck_httpd_config *cfg, ck_error **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        ssl_err(err, "SSL_CTX_new", NULL);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ckube", 5);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
+        ssl_err(err, "loading serving certificate", cfg->cert_file);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        ssl_err(err, "loading serving key", cfg->key_file);
+        goto fail;
+    }
+    if (cfg->client_ca_file) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_ca_file);
+        if (!names || SSL_CTX_load_verify_locations(ctx, cfg->client_ca_file, NULL) != 1) {
+            if (names)
+                sk_X509_NAME_pop_free(names, X509_NAME_free);
+            ssl_err(err, "loading client CA", cfg->client_ca_file);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept_cb);
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* ---- start / stop ------------------------------------------------------------------------- */
+
+static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
+static void evthread_init(void)
+{
+    evthread_use_pthreads();
+}
+
+ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
+{
+    if (!cfg->handler) {
+        ck_error_set(err, CK_E_USAGE, "httpd: no handler");
+        return NULL;
+    }
+    if (!cfg->cert_file != !cfg->key_file) {
+        ck_error_set(err, CK_E_USAGE, "httpd: a serving certificate needs both cert and key");
+        return NULL;
+    }
+    pthread_once(&evthread_once, evthread_init);
+    ck_httpd *h = xcalloc(1, sizeof *h);
+    h->cfg = *cfg;
+    if (h->cfg.workers <= 0)
+        h->cfg.workers = DEFAULT_WORKERS;
+    if (!h->cfg.max_header_bytes)
+        h->cfg.max_header_bytes = DEFAULT_MAX_HEADER_BYTES;
+    if (!h->cfg.max_body_bytes)
+        h->cfg.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+    if (h->cfg.header_timeout_ms <= 0)
+        h->cfg.header_timeout_ms = DEFAULT_HEADER_TIMEOUT_MS;
+    if (h->cfg.idle_timeout_ms <= 0)
+        h->cfg.idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+    if (!h->cfg.max_headers)
+        h->cfg.max_headers = DEFAULT_MAX_HEADERS;
+    if (!h->cfg.stream_buffer_limit)
+        h->cfg.stream_buffer_limit = DEFAULT_STREAM_LIMIT;
+    h->cfg.bind_addr = NULL;   /* not kept: only used below */
+    h->cfg.cert_file = h->cfg.key_file = h->cfg.client_ca_file = NULL;
+    pthread_mutex_init(&h->qmu, NULL);
+    pthread_cond_init(&h->qcond, NULL);
+
+    if (cfg->cert_file && !(h->ssl_ctx = tls_setup(cfg, err)))
+        goto fail;
+    h->base = event_base_new();
+    if (!h->base) {
+        ck_error_set(err, CK_E_INTERNAL, "httpd: event_base_new failed");
+        goto fail;
+    }
+    const char *addr = cfg->bind_addr ? cfg->bind_addr : "127.0.0.1";
+    struct sockaddr_storage ss = {0};
+    int sslen;
+    char spec[128];
+    snprintf(spec, sizeof spec, strchr(addr, ':') ? "[%s]:%d" : "%s:%d", addr, cfg->port);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (cfg->port < 0 || cfg->port > 65535) {
+        ck_error_set(err, CK_E_USAGE, "httpd: bad port %d", cfg->port);
+        goto fail;
+    } else if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)cfg->port);
+        sslen = sizeof *s4;
+    } else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)cfg->port);
+        sslen = sizeof *s6;
+    } else {
+        ck_error_set(err, CK_E_USAGE, "httpd: bad bind address %s", addr);
+        goto fail;
+    }
+    h->lis = evconnlistener_new_bind(h->base, accept_cb, h,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                         LEV_OPT_CLOSE_ON_EXEC,
+                                     -1, (struct sockaddr *)&ss, sslen);
+    if (!h->lis) {
+        ck_error_sys(err, CK_E_IO, "httpd: listen on %s", spec);
+        goto fail;
+    }
+    evconnlistener_set_error_cb(h->lis, accept_error_cb);
+    h->listen_retry = evtimer_new(h->base, listen_retry_cb, h);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(evconnlistener_get_fd(h->lis), (struct sockaddr *)&bound, &blen);
+    h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+
+    h->workers = xcalloc((size_t)h->cfg.workers, sizeof(pthread_t));
+    for (; h->nworkers < h->cfg.workers; h->nworkers++)
+        if (pthread_create(&h->workers[h->nworkers], NULL, worker_main, h)) {
+            ck_error_set(err, CK_E_INTERNAL, "httpd: cannot start worker threads");
+            goto fail;
+        }
+    if (pthread_create(&h->io_thread, NULL, io_main, h)) {
+        ck_error_set(err, CK_E_INTERNAL, "httpd: cannot start the I/O thread");
+        goto fail;
+    }
+    h->io_started = true;
+    return h;
+fail:
+    ck_httpd_stop(h);
+    return NULL;
+}
+
+int ck_httpd_port(ck_httpd *h)
+{
+    return h->port;
+}
+
+void ck_httpd_stop(ck_httpd *h)
+{
+    if (!h)
+        return;
+    if (h->io_started) {
+        event_base_loopbreak(h->base);
+        pthread_join(h->io_thread, NULL);
+    }
+    if (h->lis)
+        evconnlistener_free(h->lis);
+    if (h->listen_retry)
+        event_free(h->listen_retry);
+    while (h->conns)
+        conn_close(h->conns);
+
+    pthread_mutex_lock(&h->qmu);
+    h->quit = true;
+    pthread_cond_broadcast(&h->qcond);
+    pthread_mutex_unlock(&h->qmu);
+    for (int i = 0; i < h->nworkers; i++)
+        pthread_join(h->workers[i], NULL);
+    free(h->workers);
+    while (h->qhead) {
+        ck_http_resp *r = h->qhead;
+        h->qhead = r->qnext;
+        resp_free(r);
+    }
+    if (h->base) {
+        event_base_loop(h->base, EVLOOP_NONBLOCK);   /* late on_close callbacks */
+        event_base_free(h->base);
+    }
+    if (h->ssl_ctx)
+        SSL_CTX_free(h->ssl_ctx);
+    pthread_mutex_destroy(&h->qmu);
+    pthread_cond_destroy(&h->qcond);
+    free(h);
+}

@@ -1,0 +1,1088 @@
+/* Unit tests for lib/httpd: a live server on 127.0.0.1 (port 0), driven by libcurl and, where
+ * curl cannot express the case (pipelining, garbage, slow loris, raw tunnels), raw sockets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "lib/http_util.h"
+#include "lib/httpd.h"
+#include "lib/util.h"
+
+/* ---- shared test state and the handler -------------------------------------------------- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool block_released;
+    int blocked;               /* handlers waiting in /block */
+    int closes;                /* on_close calls */
+    ck_http_stream *watch;     /* the stream /watch left open */
+    int slow_result;           /* what the /slow writer's last write returned */
+    bool slow_done;
+    int stream_writes_done;    /* chunks the /stream writer has sent */
+    ck_http_stream *many[2100]; /* streams /many left open */
+    int nmany;
+} T = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void t_signal(void)
+{
+    pthread_cond_broadcast(&T.cond);
+}
+
+/* Wait (up to ms) until *flag reaches at least want; returns the value seen. */
+static int t_wait_int(int *flag, int want, int ms)
+{
+    int64_t deadline = ck_now_ns() + (int64_t)ms * 1000000;
+    pthread_mutex_lock(&T.mu);
+    while (*flag < want && ck_now_ns() < deadline) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&T.cond, &T.mu, &ts);
+    }
+    int v = *flag;
+    pthread_mutex_unlock(&T.mu);
+    return v;
+}
+
+static void on_close_count(void *ctx)
+{
+    pthread_mutex_lock(&T.mu);
+    T.closes++;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+}
+
+static void *stream_writer(void *arg)
+{
+    ck_http_stream *s = arg;
+    for (int i = 0; i < 5; i++) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "event-%d\n", i);
+        ck_http_stream_write(s, line, (size_t)n);
+        pthread_mutex_lock(&T.mu);
+        T.stream_writes_done = i + 1;
+        t_signal();
+        pthread_mutex_unlock(&T.mu);
+        usleep(100 * 1000);
+    }
+    ck_http_stream_end(s);
+    ck_http_stream_release(s);
+    return NULL;
+}
+
+static void *slow_writer(void *arg)
+{
+    ck_http_stream *s = arg;
+    static char block[64 * 1024];
+    memset(block, 'x', sizeof block);
+    int rc = 0;
+    int64_t deadline = ck_now_ns() + 20LL * 1000000000;
+    while (rc == 0 && ck_now_ns() < deadline) {
+        rc = ck_http_stream_write(s, block, sizeof block);
+        if (ck_http_stream_pending(s) > 512 * 1024)
+            usleep(1000);
+    }
+    pthread_mutex_lock(&T.mu);
+    T.slow_result = rc;
+    T.slow_done = true;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+    ck_http_stream_release(s);
+    return NULL;
+}
+
+struct tunnel {
+    pthread_mutex_t mu;
+    ck_http_stream *s;
+};
+
+static void tunnel_data(void *ctx, const char *data, size_t len)
+{
+    struct tunnel *t = ctx;
+    pthread_mutex_lock(&t->mu);   /* the handler sets t->s under this lock */
+    if (len >= 4 && !memcmp(data, "quit", 4))
+        ck_http_stream_end(t->s);
+    else
+        ck_http_stream_write(t->s, data, len);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void tunnel_close(void *ctx)
+{
+    struct tunnel *t = ctx;
+    on_close_count(NULL);
+    ck_http_stream_release(t->s);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+static void *deferred_answer(void *arg)
+{
+    usleep(50 * 1000);
+    ck_http_respond(arg, 202, "text/plain", NULL, "later", 5);
+    return NULL;
+}
+
+static void detach(void *(*fn)(void *), void *arg)
+{
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fn, arg), 0);
+    pthread_detach(th);
+}
+
+static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
+{
+    const char *p = req->path;
+    if (!strcmp(p, "/echo")) {
+        cleanup_free char *body = xasprintf("%s %s q=%s remote=%s", req->method, req->path,
+                                            req->query, req->remote_addr);
+        ck_http_respond(resp, 200, "text/plain", "X-Extra: yes\r\n", body, strlen(body));
+    } else if (!strcmp(p, "/body")) {
+        ck_http_respond(resp, 200, "application/octet-stream", NULL, req->body, req->body_len);
+    } else if (!strcmp(p, "/whoami")) {
+        ck_buf b;
+        ck_buf_init(&b, 4096);
+        ck_buf_printf(&b, "cn=%s orgs=", req->client_cn ? req->client_cn : "(none)");
+        for (size_t i = 0; i < req->nclient_orgs; i++)
+            ck_buf_printf(&b, "%s%s", i ? "," : "", req->client_orgs[i]);
+        ck_http_respond(resp, 200, "text/plain", NULL, b.data, b.len);
+        ck_buf_free(&b);
+    } else if (!strcmp(p, "/query")) {
+        cleanup_free char *a = ck_http_query_param(req->query, "a");
+        const char *h = ck_http_req_header(req, "x-test");
+        cleanup_free char *body = xasprintf("a=%s h=%s", a ? a : "(none)", h ? h : "(none)");
+        ck_http_respond(resp, 200, "text/plain", NULL, body, strlen(body));
+    } else if (!strcmp(p, "/block")) {
+        pthread_mutex_lock(&T.mu);
+        T.blocked++;
+        t_signal();
+        while (!T.block_released)
+            pthread_cond_wait(&T.cond, &T.mu);
+        pthread_mutex_unlock(&T.mu);
+        ck_http_respond(resp, 200, "text/plain", NULL, "unblocked", 9);
+    } else if (!strcmp(p, "/stream")) {
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "text/plain", NULL, on_close_count, NULL);
+        detach(stream_writer, s);
+    } else if (!strcmp(p, "/watch")) {
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL,
+                                                 on_close_count, NULL);
+        ck_http_stream_write(s, "{\"type\":\"ADDED\"}\n", 17);
+        pthread_mutex_lock(&T.mu);
+        T.watch = s;
+        t_signal();
+        pthread_mutex_unlock(&T.mu);
+    } else if (!strcmp(p, "/many")) {
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL,
+                                                 on_close_count, NULL);
+        pthread_mutex_lock(&T.mu);
+        if (T.nmany < (int)ARRAY_SIZE(T.many))
+            T.many[T.nmany++] = s;
+        else
+            ck_http_stream_release(s);
+        t_signal();
+        pthread_mutex_unlock(&T.mu);
+    } else if (!strcmp(p, "/defer")) {
+        detach(deferred_answer, resp);      /* answered from another thread, after we return */
+    } else if (!strcmp(p, "/slow")) {
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "text/plain", NULL, on_close_count, NULL);
+        detach(slow_writer, s);
+    } else if (!strcmp(p, "/upgrade")) {
+        struct tunnel *t = xcalloc(1, sizeof *t);
+        pthread_mutex_init(&t->mu, NULL);
+        pthread_mutex_lock(&t->mu);
+        t->s = ck_http_upgrade(resp, "Connection: Upgrade\r\nUpgrade: test-tunnel\r\n", tunnel_data,
+                               tunnel_close, t);
+        pthread_mutex_unlock(&t->mu);
+    } else {
+        ck_http_respond(resp, 404, "text/plain", NULL, "not found", 9);
+    }
+}
+
+/* ---- fixtures and clients --------------------------------------------------------------- */
+
+static ck_httpd *start_server(ck_httpd_config cfg)
+{
+    cfg.bind_addr = "127.0.0.1";
+    cfg.handler = handler;
+    if (!cfg.workers)
+        cfg.workers = 4;
+    ck_error *err = NULL;
+    ck_httpd *h = ck_httpd_start(&cfg, &err);
+    if (!h)
+        fail_msg("ck_httpd_start: %s", err->msg);
+    pthread_mutex_lock(&T.mu);
+    T.block_released = false;
+    T.blocked = T.closes = T.stream_writes_done = 0;
+    T.watch = NULL;
+    T.nmany = 0;
+    T.slow_done = false;
+    T.slow_result = 0;
+    pthread_mutex_unlock(&T.mu);
+    return h;
+}
+
+static ck_httpd *start_plain(void)
+{
+    return start_server((ck_httpd_config){0});
+}
+
+static size_t curl_sink(char *p, size_t sz, size_t n, void *arg)
+{
+    ck_buf_add(arg, p, sz * n);
+    return sz * n;
+}
+
+/* GET/POST with an optional reused handle; returns the status, body in *out (caller frees). */
+static long curl_do(CURL *c, const char *url, const char *post, size_t post_len, ck_buf *out)
+{
+    ck_buf_init(out, 16 * 1024 * 1024);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    if (post) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post_len);
+    } else {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        return -(long)rc;
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    return code;
+}
+
+static char *url(ck_httpd *h, const char *path)
+{
+    return xasprintf("http://127.0.0.1:%d%s", ck_httpd_port(h), path);
+}
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        assert_true(w > 0);
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Read until `until` appears (NULL: until EOF) or timeout.  Returns true if the peer closed. */
+static bool raw_read(int fd, ck_buf *out, const char *until, int timeout_ms)
+{
+    int64_t deadline = ck_now_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        if (until && out->data && strstr(out->data, until))
+            return false;
+        int left = (int)((deadline - ck_now_ns()) / 1000000);
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, left) <= 0)
+            return false;
+        char buf[65536];
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r <= 0)
+            return true;
+        ck_buf_add(out, buf, (size_t)r);
+    }
+}
+
+static int count_substr(const char *s, const char *sub)
+{
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, sub)); p += strlen(sub))
+        n++;
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_query_helpers(void **state)
+{
+    static const struct {
+        const char *query, *name, *want;
+    } cases[] = {
+        {"a=1&b=2", "b", "2"},
+        {"a=1&b=2", "c", NULL},
+        {"labelSelector=app%3Dweb%2Ctier+in+(x)", "labelSelector", "app=web,tier in (x)"},
+        {"watch", "watch", ""},
+        {"a=1&a=2", "a", "1"},
+        {"x%41=y", "xA", "y"},
+        {"a=%zz%4", "a", "%zz%4"},
+        {"", "a", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        cleanup_free char *v = ck_http_query_param(cases[i].query, cases[i].name);
+        if (!cases[i].want)
+            assert_null(v);
+        else
+            assert_string_equal(v, cases[i].want);
+    }
+    ck_http_header hs[] = {{"Content-Type", "a/b"}, {"X-Test", "1"}};
+    ck_http_req req = {.headers = hs, .nheaders = 2};
+    assert_string_equal(ck_http_req_header(&req, "content-type"), "a/b");
+    assert_null(ck_http_req_header(&req, "accept"));
+    assert_true(ck_http__has_token("Upgrade, close", "close"));
+    assert_false(ck_http__has_token("closed", "close"));
+    assert_null(ck_http__pct_decode("/a%00b", 6, false, true));
+    cleanup_free char *d = ck_http__pct_decode("/a%2Fb", 6, false, true);
+    assert_string_equal(d, "/a/b");
+}
+
+static void test_keepalive_reuse(void **state)
+{
+    ck_httpd *h = start_plain();
+    CURL *c = curl_easy_init();
+    cleanup_free char *u = url(h, "/echo?x=1");
+    ck_buf b1, b2;
+    assert_int_equal(curl_do(c, u, NULL, 0, &b1), 200);
+    assert_non_null(strstr(b1.data, "GET /echo q=x=1 remote=127.0.0.1:"));
+    assert_int_equal(curl_do(c, u, NULL, 0, &b2), 200);
+    long conns = -1;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+    assert_int_equal(conns, 0);                       /* the second request reused the conn */
+    assert_string_equal(b1.data, b2.data);            /* same remote port: same connection */
+    curl_easy_cleanup(c);
+    ck_buf_free(&b1);
+    ck_buf_free(&b2);
+
+    /* Raw: headers we promise, HEAD without a body, HTTP/1.0 closes. */
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *head = "HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, head, strlen(head));
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    raw_read(fd, &r, "\r\n\r\n", 3000);
+    assert_non_null(strstr(r.data, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(r.data, "\r\nDate: "));
+    assert_non_null(strstr(r.data, "\r\nContent-Type: text/plain\r\n"));
+    assert_non_null(strstr(r.data, "\r\nX-Extra: yes\r\n"));
+    assert_non_null(strstr(r.data, "\r\nContent-Length: "));
+    const char *get = "GET /echo HTTP/1.0\r\n\r\n";
+    raw_send(fd, get, strlen(get));
+    assert_true(raw_read(fd, &r, NULL, 3000));        /* 1.0 without keep-alive: closed */
+    assert_int_equal(count_substr(r.data, "HTTP/1.1 200 OK"), 2);
+    assert_int_equal(count_substr(r.data, "GET /echo"), 1);   /* HEAD had no body */
+    ck_buf_free(&r);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
+static void test_pipelining(void **state)
+{
+    ck_httpd *h = start_plain();
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *reqs = "GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nn=two"
+                       "GET /block HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /echo?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_send(fd, reqs, strlen(reqs));
+    /* /block holds the third request: the fourth must wait behind it. */
+    assert_int_equal(t_wait_int(&T.blocked, 1, 3000), 1);
+    usleep(100 * 1000);
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    raw_read(fd, &r, "n=two", 3000);
+    assert_null(strstr(r.data, "n=3"));
+    pthread_mutex_lock(&T.mu);
+    T.block_released = true;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+    assert_true(raw_read(fd, &r, NULL, 3000));
+    const char *p1 = strstr(r.data, "q=n=1"), *p2 = strstr(r.data, "n=two"),
+               *p3 = strstr(r.data, "unblocked"), *p4 = strstr(r.data, "q=n=3");
+    assert_true(p1 && p2 && p3 && p4);
+    assert_true(p1 < p2 && p2 < p3 && p3 < p4);
+    assert_int_equal(count_substr(r.data, "HTTP/1.1 200 OK"), 4);
+    ck_buf_free(&r);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
+struct chunk_src {
+    const char *data;
+    size_t len, off;
+};
+
+static size_t chunk_read(char *buf, size_t sz, size_t n, void *arg)
+{
+    struct chunk_src *s = arg;
+    size_t take = s->len - s->off;
+    if (take > 1000)
+        take = 1000;        /* many small chunks */
+    if (take > sz * n)
+        take = sz * n;
+    memcpy(buf, s->data + s->off, take);
+    s->off += take;
+    return take;
+}
+
+static void test_post_bodies(void **state)
+{
+    ck_httpd *h = start_plain();
+    cleanup_free char *u = url(h, "/body");
+    size_t n = 300 * 1024;
+    cleanup_free char *data = xmalloc(n);
+    for (size_t i = 0; i < n; i++)
+        data[i] = (char)('a' + i % 26);
+
+    CURL *c = curl_easy_init();
+    ck_buf b;
+    assert_int_equal(curl_do(c, u, data, n, &b), 200);      /* Content-Length */
+    assert_int_equal(b.len, n);
+    assert_memory_equal(b.data, data, n);
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+
+    /* Chunked, with Expect: 100-continue. */
+    c = curl_easy_init();
+    struct chunk_src src = {data, n, 0};
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    hdrs = curl_slist_append(hdrs, "Expect: 100-continue");
+    ck_buf_init(&b, 1 << 24);
+    curl_easy_setopt(c, CURLOPT_URL, u);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, chunk_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    int64_t t0 = ck_now_ns();
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long code;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    assert_int_equal(code, 200);
+    assert_true(ck_now_ns() - t0 < 4000000000LL);            /* 100 Continue came, no wait */
+    assert_int_equal(b.len, n);
+    assert_memory_equal(b.data, data, n);
+    ck_buf_free(&b);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+
+    /* Raw chunked with an extension and a trailer, then a keep-alive follow-up. */
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *req = "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+                      "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_send(fd, req, strlen(req));
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    assert_true(raw_read(fd, &r, NULL, 3000));
+    assert_non_null(strstr(r.data, "Content-Length: 11\r\n"));
+    assert_non_null(strstr(r.data, "\r\n\r\nhello world"));
+    assert_non_null(strstr(r.data, "GET /echo"));
+    ck_buf_free(&r);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
+static void *block_client(void *arg)
+{
+    ck_buf b;
+    CURL *c = curl_easy_init();
+    long code = curl_do(c, arg, NULL, 0, &b);
+    curl_easy_cleanup(c);
+    ck_buf_free(&b);
+    return (void *)(intptr_t)code;
+}
+
+static void test_blocking_handler(void **state)
+{
+    ck_httpd *h = start_plain();
+    cleanup_free char *ub = url(h, "/block");
+    cleanup_free char *ue = url(h, "/echo");
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, block_client, ub), 0);
+    assert_int_equal(t_wait_int(&T.blocked, 2, 3000), 2);
+    /* Two workers are stuck; other connections are still answered. */
+    for (int i = 0; i < 3; i++) {
+        CURL *c = curl_easy_init();
+        ck_buf b;
+        int64_t t0 = ck_now_ns();
+        assert_int_equal(curl_do(c, ue, NULL, 0, &b), 200);
+        assert_true(ck_now_ns() - t0 < 2000000000LL);
+        ck_buf_free(&b);
+        curl_easy_cleanup(c);
+    }
+    pthread_mutex_lock(&T.mu);
+    T.block_released = true;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+    for (int i = 0; i < 2; i++) {
+        void *rc;
+        pthread_join(th[i], &rc);
+        assert_int_equal((intptr_t)rc, 200);
+    }
+    ck_httpd_stop(h);
+}
+
+struct arrivals {
+    ck_buf body;
+    int calls;
+    int writes_seen_at_first;
+};
+
+static size_t arrival_sink(char *p, size_t sz, size_t n, void *arg)
+{
+    struct arrivals *a = arg;
+    if (a->calls++ == 0) {
+        pthread_mutex_lock(&T.mu);
+        a->writes_seen_at_first = T.stream_writes_done;
+        pthread_mutex_unlock(&T.mu);
+    }
+    ck_buf_add(&a->body, p, sz * n);
+    return sz * n;
+}
+
+static void test_stream_incremental(void **state)
+{
+    ck_httpd *h = start_plain();
+    cleanup_free char *u = url(h, "/stream");
+    CURL *c = curl_easy_init();
+    struct arrivals a = {0};
+    ck_buf_init(&a.body, 1 << 20);
+    curl_easy_setopt(c, CURLOPT_URL, u);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, arrival_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    assert_string_equal(a.body.data, "event-0\nevent-1\nevent-2\nevent-3\nevent-4\n");
+    assert_true(a.calls >= 3);                    /* arrived in pieces... */
+    assert_true(a.writes_seen_at_first < 5);      /* ...the first before the writer finished */
+    assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);   /* ended: on_close once */
+    /* The connection is reusable after the last chunk. */
+    ck_buf b;
+    cleanup_free char *ue = url(h, "/echo");
+    assert_int_equal(curl_do(c, ue, NULL, 0, &b), 200);
+    long conns = -1;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+    assert_int_equal(conns, 0);
+    ck_buf_free(&b);
+    ck_buf_free(&a.body);
+    curl_easy_cleanup(c);
+    usleep(50 * 1000);
+    assert_int_equal(T.closes, 1);
+    ck_httpd_stop(h);
+}
+
+static void test_stream_client_disconnect(void **state)
+{
+    ck_httpd *h = start_plain();
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *req = "GET /watch HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, req, strlen(req));
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    raw_read(fd, &r, "ADDED", 3000);
+    assert_non_null(strstr(r.data, "Transfer-Encoding: chunked\r\n"));
+    assert_non_null(strstr(r.data, "\r\n11\r\n{\"type\":\"ADDED\"}\n\r\n"));
+    ck_buf_free(&r);
+    pthread_mutex_lock(&T.mu);
+    ck_http_stream *s = T.watch;
+    pthread_mutex_unlock(&T.mu);
+    assert_non_null(s);
+    assert_int_equal(ck_http_stream_write(s, "more\n", 5), 0);
+    close(fd);
+    assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
+    assert_int_equal(ck_http_stream_write(s, "late\n", 5), -1);
+    ck_http_stream_end(s);                        /* harmless after close */
+    usleep(50 * 1000);
+    assert_int_equal(T.closes, 1);                /* exactly once */
+    ck_http_stream_release(s);
+    ck_httpd_stop(h);
+}
+
+static void test_slow_stream_closed(void **state)
+{
+    ck_httpd *h = start_server((ck_httpd_config){.stream_buffer_limit = 1024 * 1024});
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 16 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ck_httpd_port(h))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *req = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, req, strlen(req));
+    /* Never read: the writer must be cut off at the limit instead of buffering forever. */
+    assert_int_equal(t_wait_int(&T.closes, 1, 15000), 1);
+    int done = 0;
+    for (int i = 0; i < 100 && !done; i++) {
+        pthread_mutex_lock(&T.mu);
+        done = T.slow_done;
+        pthread_mutex_unlock(&T.mu);
+        if (!done)
+            usleep(20 * 1000);
+    }
+    assert_true(done);
+    assert_int_equal(T.slow_result, -1);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
+static void test_upgrade_tunnel(void **state)
+{
+    ck_httpd *h = start_plain();
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *req = "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      "Upgrade: test-tunnel\r\n\r\nearly-bytes";
+    raw_send(fd, req, strlen(req));
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    raw_read(fd, &r, "early-bytes", 3000);
+    assert_true(!strncmp(r.data, "HTTP/1.1 101 Switching Protocols\r\n", 34));
+    assert_non_null(strstr(r.data, "\r\nUpgrade: test-tunnel\r\n"));
+    assert_non_null(strstr(r.data, "\r\n\r\nearly-bytes"));
+    assert_null(strstr(r.data, "Transfer-Encoding"));
+    ck_buf_reset(&r);
+    raw_send(fd, "ping-1", 6);
+    raw_read(fd, &r, "ping-1", 3000);
+    assert_string_equal(r.data, "ping-1");        /* raw: no chunk framing */
+    raw_send(fd, "quit", 4);
+    assert_true(raw_read(fd, &r, NULL, 3000));    /* the server ended the tunnel */
+    assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
+    ck_buf_free(&r);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
+/* Malformed and oversized requests: each answered with a status and a closed connection. */
+static void test_bad_requests(void **state)
+{
+    ck_httpd *h = start_plain();
+    cleanup_free char *huge_hdr = NULL, *many_hdrs = NULL;
+    {
+        ck_buf b;
+        ck_buf_init(&b, 1 << 20);
+        ck_buf_addstr(&b, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
+        for (int i = 0; i < 70 * 1024; i++)
+            ck_buf_add(&b, "a", 1);
+        ck_buf_addstr(&b, "\r\n\r\n");
+        huge_hdr = ck_buf_steal(&b);
+        ck_buf_init(&b, 1 << 20);
+        ck_buf_addstr(&b, "GET / HTTP/1.1\r\nHost: x\r\n");
+        for (int i = 0; i < 150; i++)
+            ck_buf_printf(&b, "X-H%d: v\r\n", i);
+        ck_buf_addstr(&b, "\r\n");
+        many_hdrs = ck_buf_steal(&b);
+    }
+    const struct {
+        const char *name, *input, *status;
+    } cases[] = {
+        {"garbage", "\x01\x02\x03 garbage\r\n\r\n", "HTTP/1.1 400 "},
+        {"no version", "GET /\r\n\r\n", "HTTP/1.1 400 "},
+        {"bad header", "GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n", "HTTP/1.1 400 "},
+        {"space before colon", "GET / HTTP/1.1\r\nHost : x\r\n\r\n", "HTTP/1.1 400 "},
+        {"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", "HTTP/1.1 400 "},
+        {"no host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "},
+        {"bad length", "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n", "HTTP/1.1 400 "},
+        {"cl+te", "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 400 "},
+        {"bad chunk", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+         "HTTP/1.1 400 "},
+        {"gzip te", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 501 "},
+        {"http2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/1.1 505 "},
+        {"bad expect", "GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", "HTTP/1.1 417 "},
+        {"bad escape", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
+        {"nul in path", "GET /a%00 HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400 "},
+        {"ctl in value", "GET / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", "HTTP/1.1 400 "},
+        {"huge header", huge_hdr, "HTTP/1.1 431 "},
+        {"many headers", many_hdrs, "HTTP/1.1 431 "},
+        {"big length", "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n",
+         "HTTP/1.1 413 "},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        int fd = raw_connect(ck_httpd_port(h));
+        raw_send(fd, cases[i].input, strlen(cases[i].input));
+        ck_buf r;
+        ck_buf_init(&r, 1 << 20);
+        bool closed = raw_read(fd, &r, NULL, 3000);
+        if (!r.data || strncmp(r.data, cases[i].status, strlen(cases[i].status)) || !closed)
+            fail_msg("case %s: closed=%d got %.60s", cases[i].name, closed,
+                     r.data ? r.data : "(nothing)");
+        assert_non_null(strstr(r.data, "\"kind\":\"Status\""));
+        ck_buf_free(&r);
+        close(fd);
+    }
+    /* The server survived all of it. */
+    CURL *c = curl_easy_init();
+    cleanup_free char *u = url(h, "/echo");
+    ck_buf b;
+    assert_int_equal(curl_do(c, u, NULL, 0, &b), 200);
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+    ck_httpd_stop(h);
+}
+
+static void test_body_too_large(void **state)
+{
+    ck_httpd *h = start_plain();
+    cleanup_free char *u = url(h, "/body");
+    size_t n = 4 * 1024 * 1024;
+    cleanup_free char *data = xcalloc(1, n);
+    memset(data, 'z', n);
+    CURL *c = curl_easy_init();
+    ck_buf b;
+    assert_int_equal(curl_do(c, u, data, n, &b), 413);
+    assert_non_null(strstr(b.data, "\"reason\":\"RequestEntityTooLarge\""));
+    assert_non_null(strstr(b.data, "\"code\":413"));
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+
+    /* Chunked past the limit: 413 too. */
+    c = curl_easy_init();
+    struct chunk_src src = {data, n, 0};
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+    ck_buf_init(&b, 1 << 20);
+    curl_easy_setopt(c, CURLOPT_URL, u);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, chunk_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (rc != CURLE_OK && rc != CURLE_SEND_ERROR)
+        fail_msg("chunked 413: curl %s", curl_easy_strerror(rc));
+    assert_int_equal(code, 413);
+    ck_buf_free(&b);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    ck_httpd_stop(h);
+}
+
+static void test_slow_loris(void **state)
+{
+    ck_httpd *h = start_server((ck_httpd_config){.header_timeout_ms = 300, .idle_timeout_ms = 400});
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *start = "GET /echo HTTP/1.1\r\nHost: x\r\n";
+    raw_send(fd, start, strlen(start));
+    int64_t t0 = ck_now_ns();
+    bool closed = false;
+    for (int i = 0; i < 40 && !closed; i++) {       /* one header byte every 50 ms */
+        if (send(fd, "X", 1, MSG_NOSIGNAL) != 1)
+            break;
+        ck_buf r;
+        ck_buf_init(&r, 4096);
+        closed = raw_read(fd, &r, "\n", 50);
+        ck_buf_free(&r);
+    }
+    int64_t took_ms = (ck_now_ns() - t0) / 1000000;
+    if (!closed) {                                  /* a send may have failed on the reset */
+        ck_buf r;
+        ck_buf_init(&r, 4096);
+        closed = raw_read(fd, &r, NULL, 100);
+        ck_buf_free(&r);
+    }
+    assert_true(closed);
+    assert_true(took_ms >= 250 && took_ms < 1500);
+    close(fd);
+
+    /* Idle keep-alive connections are closed too, after a served request. */
+    fd = raw_connect(ck_httpd_port(h));
+    const char *req = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, req, strlen(req));
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    t0 = ck_now_ns();
+    assert_true(raw_read(fd, &r, NULL, 3000));
+    took_ms = (ck_now_ns() - t0) / 1000000;
+    assert_non_null(strstr(r.data, "HTTP/1.1 200 OK"));
+    assert_true(took_ms >= 300 && took_ms < 2000);
+    ck_buf_free(&r);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
+static void test_many_idle_connections(void **state)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t want = 8192;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+        want = rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    assert_true(want >= 4200);                    /* both ends live in this process */
+
+    ck_httpd *h = start_plain();
+    enum { N = 2000 };
+    int *fds = xcalloc(N, sizeof(int));
+    for (int i = 0; i < N; i++)
+        fds[i] = raw_connect(ck_httpd_port(h));
+    /* A partial request on some of them, so they are not all in the same state. */
+    for (int i = 0; i < N; i += 10)
+        raw_send(fds[i], "GET /echo HTTP/1.1\r\n", 20);
+
+    CURL *c = curl_easy_init();
+    cleanup_free char *u = url(h, "/echo");
+    ck_buf b;
+    int64_t t0 = ck_now_ns();
+    assert_int_equal(curl_do(c, u, NULL, 0, &b), 200);
+    assert_true(ck_now_ns() - t0 < 2000000000LL);
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+
+    /* The first and the last of the idle ones still answer. */
+    int probe[] = {0, 1, N - 1};
+    for (size_t i = 0; i < ARRAY_SIZE(probe); i++) {
+        int fd = fds[probe[i]];
+        const char *rest = probe[i] == 0 ? "Host: x\r\n\r\n" : "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+        raw_send(fd, rest, strlen(rest));
+        ck_buf r;
+        ck_buf_init(&r, 1 << 20);
+        raw_read(fd, &r, "remote=", 3000);
+        assert_non_null(strstr(r.data, "HTTP/1.1 200 OK"));
+        ck_buf_free(&r);
+    }
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    free(fds);
+    ck_httpd_stop(h);
+}
+
+static void test_many_streams(void **state)
+{
+    ck_httpd *h = start_plain();
+    enum { N = 1500 };
+    int *fds = xcalloc(N, sizeof(int));
+    const char *req = "GET /many HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(ck_httpd_port(h));
+        raw_send(fds[i], req, strlen(req));
+    }
+    assert_int_equal(t_wait_int(&T.nmany, N, 10000), N);
+    /* One thread fans an event out to every stream; each client gets it as one chunk. */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ck_http_stream_write(T.many[i], "{\"type\":\"MODIFIED\"}\n", 20), 0);
+    for (int i = 0; i < N; i++) {
+        ck_buf r;
+        ck_buf_init(&r, 1 << 16);
+        raw_read(fds[i], &r, "MODIFIED\"}\n\r\n", 5000);
+        assert_non_null(strstr(r.data, "\r\n14\r\n{\"type\":\"MODIFIED\"}\n\r\n"));
+        ck_buf_free(&r);
+    }
+    /* Half the clients leave: exactly their streams are closed. */
+    for (int i = 0; i < N / 2; i++)
+        close(fds[i]);
+    assert_int_equal(t_wait_int(&T.closes, N / 2, 10000), N / 2);
+    usleep(100 * 1000);
+    assert_int_equal(T.closes, N / 2);
+    int refused = 0;                  /* streams are in handler order, not socket order */
+    for (int i = 0; i < N; i++)
+        refused += ck_http_stream_write(T.many[i], "x", 1) == -1;
+    assert_int_equal(refused, N / 2);
+    /* Stopping the server closes the rest. */
+    ck_httpd_stop(h);
+    assert_int_equal(T.closes, N);
+    for (int i = N / 2; i < N; i++)
+        close(fds[i]);
+    for (int i = 0; i < N; i++)
+        ck_http_stream_release(T.many[i]);
+    free(fds);
+}
+
+static void test_deferred_answer(void **state)
+{
+    ck_httpd *h = start_plain();
+    cleanup_free char *u = url(h, "/defer");
+    CURL *c = curl_easy_init();
+    for (int i = 0; i < 3; i++) {
+        ck_buf b;
+        assert_int_equal(curl_do(c, u, NULL, 0, &b), 202);
+        assert_string_equal(b.data, "later");
+        ck_buf_free(&b);
+    }
+    curl_easy_cleanup(c);
+    ck_httpd_stop(h);
+}
+
+/* ---- TLS ---------------------------------------------------------------------------------- */
+
+static char tls_dir[64];
+
+static int sh(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cleanup_free char *cmd = xvasprintf(fmt, ap);
+    va_end(ap);
+    cleanup_free char *full = xasprintf("cd %s && (%s) >/dev/null 2>&1", tls_dir, cmd);
+    return system(full);
+}
+
+static void make_cert(const char *ca, const char *name, const char *subj, const char *ext)
+{
+    assert_int_equal(sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                        "-keyout %s.key -out %s.csr -subj '%s'", name, name, subj), 0);
+    assert_int_equal(sh("printf '%s\\n' > %s.ext && openssl x509 -req -in %s.csr -CA %s.crt "
+                        "-CAkey %s.key -CAcreateserial -days 1 -out %s.crt -extfile %s.ext",
+                        ext, name, name, ca, ca, name, name), 0);
+}
+
+static int tls_setup(void **state)
+{
+    strcpy(tls_dir, "/tmp/ck-httpd-tls-XXXXXX");
+    if (!mkdtemp(tls_dir))
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        const char *ca = i ? "otherca" : "ca";
+        if (sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+               "-keyout %s.key -out %s.crt -days 1 -subj '/CN=%s'", ca, ca, ca))
+            return -1;
+    }
+    make_cert("ca", "server", "/CN=localhost",
+              "subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth");
+    make_cert("ca", "alice", "/O=system:masters/O=devs/CN=alice", "extendedKeyUsage=clientAuth");
+    make_cert("otherca", "mallory", "/O=system:masters/CN=mallory", "extendedKeyUsage=clientAuth");
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    cleanup_free char *cmd = xasprintf("rm -rf %s", tls_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static long tls_get(ck_httpd *h, const char *client, long http_version, ck_buf *out,
+                    long *used_version)
+{
+    CURL *c = curl_easy_init();
+    cleanup_free char *u = xasprintf("https://127.0.0.1:%d/whoami", ck_httpd_port(h));
+    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    cleanup_free char *crt = client ? xasprintf("%s/%s.crt", tls_dir, client) : NULL;
+    cleanup_free char *key = client ? xasprintf("%s/%s.key", tls_dir, client) : NULL;
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    if (client) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, crt);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, http_version);
+    long code = curl_do(c, u, NULL, 0, out);
+    if (used_version)
+        curl_easy_getinfo(c, CURLINFO_HTTP_VERSION, used_version);
+    /* keep-alive over TLS */
+    if (code == 200) {
+        ck_buf again;
+        assert_int_equal(curl_do(c, u, NULL, 0, &again), 200);
+        long conns = -1;
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+        assert_int_equal(conns, 0);
+        ck_buf_free(&again);
+    }
+    curl_easy_cleanup(c);
+    return code;
+}
+
+static void test_tls_client_certs(void **state)
+{
+    cleanup_free char *crt = xasprintf("%s/server.crt", tls_dir);
+    cleanup_free char *key = xasprintf("%s/server.key", tls_dir);
+    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key,
+                                                 .client_ca_file = ca});
+    ck_buf b;
+    long ver = 0;
+    assert_int_equal(tls_get(h, "alice", CURL_HTTP_VERSION_2TLS, &b, &ver), 200);
+    assert_string_equal(b.data, "cn=alice orgs=system:masters,devs");
+    assert_int_equal(ver, CURL_HTTP_VERSION_1_1);        /* ALPN: only http/1.1 offered */
+    ck_buf_free(&b);
+    assert_int_equal(tls_get(h, NULL, CURL_HTTP_VERSION_1_1, &b, NULL), 200);
+    assert_string_equal(b.data, "cn=(none) orgs=");
+    ck_buf_free(&b);
+    /* A certificate from an unknown CA: the handshake succeeds, the client stays anonymous. */
+    assert_int_equal(tls_get(h, "mallory", CURL_HTTP_VERSION_1_1, &b, NULL), 200);
+    assert_string_equal(b.data, "cn=(none) orgs=");
+    ck_buf_free(&b);
+    /* Plain HTTP to a TLS port is not served. */
+    CURL *c = curl_easy_init();
+    cleanup_free char *u = url(h, "/echo");
+    assert_true(curl_do(c, u, NULL, 0, &b) != 200);
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+    ck_httpd_stop(h);
+
+    /* Without a client CA, client certificates are ignored. */
+    h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key});
+    assert_int_equal(tls_get(h, "alice", CURL_HTTP_VERSION_1_1, &b, NULL), 200);
+    assert_string_equal(b.data, "cn=(none) orgs=");
+    ck_buf_free(&b);
+    ck_httpd_stop(h);
+
+    /* A bad key file is a startup error, not a crash. */
+    ck_error *err = NULL;
+    ck_httpd_config bad = {.bind_addr = "127.0.0.1", .cert_file = crt, .key_file = ca,
+                           .handler = handler};
+    assert_null(ck_httpd_start(&bad, &err));
+    assert_non_null(err);
+    ck_error_free(err);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_query_helpers),
+        cmocka_unit_test(test_keepalive_reuse),
+        cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_post_bodies),
+        cmocka_unit_test(test_blocking_handler),
+        cmocka_unit_test(test_stream_incremental),
+        cmocka_unit_test(test_stream_client_disconnect),
+        cmocka_unit_test(test_slow_stream_closed),
+        cmocka_unit_test(test_upgrade_tunnel),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_body_too_large),
+        cmocka_unit_test(test_slow_loris),
+        cmocka_unit_test(test_many_idle_connections),
+        cmocka_unit_test(test_many_streams),
+        cmocka_unit_test(test_deferred_answer),
+        cmocka_unit_test_setup_teardown(test_tls_client_certs, tls_setup, tls_teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}

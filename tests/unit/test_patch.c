@@ -1,0 +1,313 @@
+/* Unit tests for apiserver/patch: merge, JSON and strategic merge patches driven by the case
+ * files under tests/data/patch/ (each case: orig, patch, want or code+error), and server-side
+ * apply / managedFields. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <libgen.h>
+#include <cmocka.h>
+
+#include "apiserver/patch.h"
+#include "lib/util.h"
+
+/* tests/data relative to the binary (ROOT/<build>/tests/<name>). */
+static json_t *load_cases(const char *name)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = 0;
+    char *root = dirname(dirname(dirname(exe)));
+    char *path = xasprintf("%s/tests/data/patch/%s", root, name);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j)
+        fail_msg("%s: %s line %d", path, je.text, je.line);
+    free(path);
+    return j;
+}
+
+static const char *code_name(enum ck_error_code c) { return ck_error_name(c); }
+
+static void check(const json_t *c, json_t *got, ck_error *e)
+{
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const json_t *want = json_object_get(c, "want");
+    const char *code = json_string_value(json_object_get(c, "code"));
+    const char *msg = json_string_value(json_object_get(c, "error"));
+    if (want) {
+        if (!got)
+            fail_msg("%s: error %s", name, e ? e->msg : "?");
+        if (!json_equal(got, want)) {
+            char *g = json_dumps(got, JSON_COMPACT);
+            fail_msg("%s: got %s", name, g);
+        }
+    } else {
+        if (got)
+            fail_msg("%s: expected an error", name);
+        if (strcmp(code_name(e->code), code))
+            fail_msg("%s: code %s, want %s (%s)", name, code_name(e->code), code, e->msg);
+        if (msg && strcmp(e->msg, msg))
+            fail_msg("%s: message '%s', want '%s'", name, e->msg, msg);
+    }
+}
+
+static const ck_resource *res_of(const json_t *c)
+{
+    const char *r = json_string_value(json_object_get(c, "resource"));
+    if (!r)
+        return NULL;
+    char g[64] = "", v[16], res[64];
+    if (sscanf(r, "%63[^/]/%15[^/]/%63s", g, v, res) == 3)
+        return ck_resource_find(g, v, res);
+    if (sscanf(r, "%15[^/]/%63s", v, res) == 2)
+        return ck_resource_find("", v, res);
+    return NULL;
+}
+
+static void run_file(const char *file, int type)
+{
+    json_t *cases = load_cases(file);
+    size_t i;
+    json_t *c;
+    assert_true(json_array_size(cases) > 5);
+    json_array_foreach(cases, i, c) {
+        const json_t *orig = json_object_get(c, "orig"), *patch = json_object_get(c, "patch");
+        json_t *orig_before = json_deep_copy(orig), *patch_before = json_deep_copy(patch);
+        ck_error *e = NULL;
+        json_t *got = type == 0 ? ck_patch_merge(orig, patch, &e)
+                    : type == 1 ? ck_patch_json(orig, patch, &e)
+                                : ck_patch_strategic(orig, patch, res_of(c), &e);
+        check(c, got, e);
+        /* inputs are never modified */
+        assert_true(json_equal(orig, orig_before));
+        assert_true(json_equal(patch, patch_before));
+        json_decref(orig_before);
+        json_decref(patch_before);
+        json_decref(got);
+        ck_error_free(e);
+    }
+    json_decref(cases);
+}
+
+static void test_merge(void **state) { run_file("merge.json", 0); }
+static void test_json(void **state) { run_file("json.json", 1); }
+static void test_strategic(void **state) { run_file("strategic.json", 2); }
+
+static void test_deep_and_big(void **state)
+{
+    /* deep nesting and huge arrays must not crash (inputs are bounded upstream by the codec) */
+    json_t *deep = json_object(), *cur = deep;
+    for (int i = 0; i < 900; i++) {
+        json_t *n = json_object();
+        json_object_set_new(cur, "a", n);
+        cur = n;
+    }
+    json_t *big = json_array();
+    for (int i = 0; i < 100000; i++)
+        json_array_append_new(big, json_integer(i));
+    json_object_set_new(cur, "list", big);
+    ck_error *e = NULL;
+    json_t *m = ck_patch_merge(deep, deep, &e);
+    assert_non_null(m);
+    assert_true(json_equal(m, deep));
+    json_decref(m);
+    json_t *s = ck_patch_strategic(deep, deep, ck_resource_find("", "v1", "pods"), &e);
+    assert_non_null(s);
+    json_decref(s);
+    json_t *ops = json_pack("[{s:s, s:s, s:i}]", "op", "add", "path", "/b", "value", 1);
+    json_t *j = ck_patch_json(deep, ops, &e);
+    assert_non_null(j);
+    json_decref(j);
+    json_decref(ops);
+    json_decref(deep);
+}
+
+static json_t *J(const char *s)
+{
+    json_error_t je;
+    json_t *j = json_loads(s, 0, &je);
+    if (!j)
+        fail_msg("bad JSON in test: %s: %s", s, je.text);
+    return j;
+}
+
+static void assert_fields(const json_t *obj, size_t idx, const char *manager, const char *op, const char *fields)
+{
+    const json_t *mf = json_object_get(json_object_get(obj, "metadata"), "managedFields");
+    const json_t *e = json_array_get(mf, idx);
+    if (!e) {
+        char *d = json_dumps(mf, JSON_COMPACT);
+        fail_msg("no managedFields[%zu] (%s)", idx, d);
+    }
+    assert_string_equal(json_string_value(json_object_get(e, "manager")), manager);
+    assert_string_equal(json_string_value(json_object_get(e, "operation")), op);
+    assert_string_equal(json_string_value(json_object_get(e, "fieldsType")), "FieldsV1");
+    assert_non_null(json_string_value(json_object_get(e, "time")));
+    json_t *want = J(fields);
+    if (!json_equal(json_object_get(e, "fieldsV1"), want)) {
+        char *d = json_dumps(json_object_get(e, "fieldsV1"), JSON_COMPACT);
+        fail_msg("%s fieldsV1: got %s want %s", manager, d, fields);
+    }
+    json_decref(want);
+}
+
+static void test_apply_configmap(void **state)
+{
+    const ck_resource *cm = ck_resource_find("", "v1", "configmaps");
+    json_t *cfg1 = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\",\"labels\":{\"a\":\"1\"}},"
+                     "\"data\":{\"k\":\"v\",\"k2\":\"v2\"}}");
+    ck_error *e = NULL;
+    json_t *o1 = ck_patch_apply(NULL, cfg1, cm, "kubectl", false, &e);
+    assert_non_null(o1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o1, "data"), "k")), "v");
+    assert_fields(o1, 0, "kubectl", "Apply",
+                  "{\"f:data\":{\"f:k\":{},\"f:k2\":{}},\"f:metadata\":{\"f:labels\":{\"f:a\":{}}}}");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(
+        json_object_get(json_object_get(o1, "metadata"), "managedFields"), 0), "apiVersion")), "v1");
+
+    /* another writer changes k2 (an Update) and adds a label of its own */
+    json_t *o2 = json_deep_copy(o1);
+    json_object_set_new(json_object_get(o2, "data"), "k2", json_string("edited"));
+    json_object_set_new(json_object_get(json_object_get(o2, "metadata"), "labels"), "b", json_string("2"));
+    ck_managed_fields_record(o2, o1, "editor", "Update", "v1");
+    assert_fields(o2, 0, "kubectl", "Apply", "{\"f:data\":{\"f:k\":{}},\"f:metadata\":{\"f:labels\":{\"f:a\":{}}}}");
+    assert_fields(o2, 1, "editor", "Update", "{\"f:data\":{\"f:k2\":{}},\"f:metadata\":{\"f:labels\":{\"f:b\":{}}}}");
+
+    /* re-applying the old value of k2 now conflicts with editor */
+    json_t *o3 = ck_patch_apply(o2, cfg1, cm, "kubectl", false, &e);
+    assert_null(o3);
+    assert_int_equal(e->code, CK_E_CONFLICT);
+    if (strncmp(e->msg, "Apply failed with 1 conflict: conflict with \"editor\" using v1 at ", 64) ||
+        !strstr(e->msg, ": .data.k2"))
+        fail_msg("conflict message: %s", e->msg);
+    ck_error_free(e);
+    e = NULL;
+
+    /* force takes k2 over; editor keeps only its label */
+    o3 = ck_patch_apply(o2, cfg1, cm, "kubectl", true, &e);
+    assert_non_null(o3);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(o3, "data"), "k2")), "v2");
+    assert_fields(o3, 0, "kubectl", "Apply",
+                  "{\"f:data\":{\"f:k\":{},\"f:k2\":{}},\"f:metadata\":{\"f:labels\":{\"f:a\":{}}}}");
+    assert_fields(o3, 1, "editor", "Update", "{\"f:metadata\":{\"f:labels\":{\"f:b\":{}}}}");
+
+    /* applying without label a and key k removes them; b (editor's) stays */
+    json_t *cfg2 = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"k2\":\"v2\"}}");
+    json_t *o4 = ck_patch_apply(o3, cfg2, cm, "kubectl", false, &e);
+    assert_non_null(o4);
+    json_t *want_labels = J("{\"b\":\"2\"}"), *want_data = J("{\"k2\":\"v2\"}");
+    assert_true(json_equal(json_object_get(json_object_get(o4, "metadata"), "labels"), want_labels));
+    assert_true(json_equal(json_object_get(o4, "data"), want_data));
+    assert_fields(o4, 0, "kubectl", "Apply", "{\"f:data\":{\"f:k2\":{}}}");
+
+    /* a second applier agreeing on a value shares it without conflict */
+    json_t *o5 = ck_patch_apply(o4, cfg2, cm, "other", false, &e);
+    assert_non_null(o5);
+    assert_fields(o5, 1, "other", "Apply", "{\"f:data\":{\"f:k2\":{}}}");
+
+    json_decref(want_labels);
+    json_decref(want_data);
+    json_decref(cfg1);
+    json_decref(cfg2);
+    json_decref(o1);
+    json_decref(o2);
+    json_decref(o3);
+    json_decref(o4);
+    json_decref(o5);
+}
+
+static void test_apply_deployment(void **state)
+{
+    const ck_resource *d = ck_resource_find("apps", "v1", "deployments");
+    json_t *cfg = J("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\"},"
+                    "\"spec\":{\"replicas\":2,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+                    "\"template\":{\"metadata\":{\"labels\":{\"app\":\"web\"}},\"spec\":{\"containers\":["
+                    "{\"name\":\"a\",\"image\":\"a:1\",\"ports\":[{\"containerPort\":80}]},{\"name\":\"b\",\"image\":\"b:1\"}]}}}}");
+    ck_error *e = NULL;
+    json_t *o1 = ck_patch_apply(NULL, cfg, d, "kubectl", false, &e);
+    assert_non_null(o1);
+    assert_fields(o1, 0, "kubectl", "Apply",
+        "{\"f:spec\":{\"f:replicas\":{},\"f:selector\":{},\"f:template\":{\"f:metadata\":{\"f:labels\":{\"f:app\":{}}},"
+        "\"f:spec\":{\"f:containers\":{\"k:{\\\"name\\\":\\\"a\\\"}\":{\".\":{},\"f:image\":{},\"f:name\":{},"
+        "\"f:ports\":{\"k:{\\\"containerPort\\\":80,\\\"protocol\\\":\\\"TCP\\\"}\":{\".\":{},\"f:containerPort\":{}}}},"
+        "\"k:{\\\"name\\\":\\\"b\\\"}\":{\".\":{},\"f:image\":{},\"f:name\":{}}}}}}}");
+    /* kubectl scale (an Update by another manager) then a re-apply of replicas: 2 conflicts */
+    json_t *o2 = json_deep_copy(o1);
+    json_object_set_new(json_object_get(o2, "spec"), "replicas", json_integer(5));
+    ck_managed_fields_record(o2, o1, "kubectl-scale", "Update", "apps/v1");
+    json_t *o3 = ck_patch_apply(o2, cfg, d, "kubectl", false, &e);
+    assert_null(o3);
+    assert_non_null(strstr(e->msg, "conflict with \"kubectl-scale\" using apps/v1 at "));
+    assert_non_null(strstr(e->msg, ": .spec.replicas"));
+    ck_error_free(e);
+    e = NULL;
+    /* dropping container b from the config removes it; a keeps its fields */
+    json_t *cfg2 = json_deep_copy(cfg);
+    json_object_del(json_object_get(cfg2, "spec"), "replicas");
+    json_array_remove(json_object_get(json_object_get(json_object_get(json_object_get(cfg2, "spec"), "template"), "spec"), "containers"), 1);
+    o3 = ck_patch_apply(o2, cfg2, d, "kubectl", false, &e);
+    if (!o3)
+        fail_msg("%s", e->msg);
+    json_t *cs = json_object_get(json_object_get(json_object_get(json_object_get(o3, "spec"), "template"), "spec"), "containers");
+    assert_int_equal(json_array_size(cs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cs, 0), "name")), "a");
+    /* replicas stays: kubectl-scale owns it */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o3, "spec"), "replicas")), 5);
+    json_decref(cfg);
+    json_decref(cfg2);
+    json_decref(o1);
+    json_decref(o2);
+    json_decref(o3);
+}
+
+static void test_record_create(void **state)
+{
+    json_t *o = J("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"uid\":\"u\","
+                  "\"labels\":{\"app\":\"web\"}},\"spec\":{\"replicas\":1,\"selector\":{\"matchLabels\":{\"app\":\"web\"}},"
+                  "\"template\":{\"spec\":{\"containers\":[{\"name\":\"nginx\",\"image\":\"nginx\",\"resources\":{}}]}}},"
+                  "\"status\":{}}");
+    ck_managed_fields_record(o, NULL, "kubectl-create", "Update", "apps/v1");
+    assert_fields(o, 0, "kubectl-create", "Update",
+        "{\"f:metadata\":{\"f:labels\":{\".\":{},\"f:app\":{}}},\"f:spec\":{\"f:replicas\":{},\"f:selector\":{},"
+        "\"f:template\":{\"f:spec\":{\"f:containers\":{\"k:{\\\"name\\\":\\\"nginx\\\"}\":{\".\":{},\"f:image\":{},"
+        "\"f:name\":{},\"f:resources\":{}}}}}}}");
+    /* a no-op update leaves the entry alone; a status write is tracked with its subresource */
+    json_t *old = json_deep_copy(o);
+    ck_managed_fields_record(o, old, "other", "Update", "apps/v1");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(o, "metadata"), "managedFields")), 1);
+    json_object_set_new(json_object_get(o, "status"), "replicas", json_integer(1));
+    ck_managed_fields_record_sub(o, old, "kube-controller-manager", "Update", "apps/v1", "status");
+    const json_t *mf = json_object_get(json_object_get(o, "metadata"), "managedFields");
+    assert_int_equal(json_array_size(mf), 2);
+    /* entries sort by operation, time, manager: find it by name */
+    const json_t *st = NULL;
+    for (size_t i = 0; i < json_array_size(mf); i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(mf, i), "manager")), "kube-controller-manager"))
+            st = json_array_get(mf, i);
+    assert_non_null(st);
+    assert_string_equal(json_string_value(json_object_get(st, "subresource")), "status");
+    json_t *want = J("{\"f:status\":{\"f:replicas\":{}}}");
+    assert_true(json_equal(json_object_get(st, "fieldsV1"), want));
+    json_decref(want);
+    json_decref(old);
+    json_decref(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_strategic),
+        cmocka_unit_test(test_deep_and_big),
+        cmocka_unit_test(test_apply_configmap),
+        cmocka_unit_test(test_apply_deployment),
+        cmocka_unit_test(test_record_create),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -26,6 +26,8 @@
 #include <stdint.h>
 
 #include "apiserver/selector.h"
+#include "client/client.h"
+#include "client/informer.h"
 
 /* ---- map.c: string keys (copied) -> pointer values ---- */
 typedef struct sc_map sc_map;
@@ -334,5 +336,38 @@ typedef struct sc_preemption {
 } sc_preemption;
 void sc_preempt(sc_cache *c, sc_pod *pod, const sc_result *r, sc_preemption *out);
 void sc_preemption_release(sc_preemption *pr);
+
+/* ---- the running scheduler (scheduler.c) ---- */
+typedef struct sc_binder sc_binder;
+typedef struct sc_sched {
+    ck_client *client;
+    const char *name;             /* --scheduler-name */
+    const char *identity;
+    pthread_mutex_t lock;         /* guards cache and algo */
+    sc_cache cache;
+    sc_algo algo;
+    sc_queue *queue;
+    sc_binder *binder;
+    ck_informer *pods_inf, *nodes_inf, *classes_inf;
+    /* counters (under lock) */
+    uint64_t attempts, scheduled, unschedulable, bound, bind_failed, preemptions;
+} sc_sched;
+
+/* Look a pod's priority class up in the PriorityClass informer (sc_priority_lookup). */
+int sc_sched_priority(void *ctx, const char *class_name, int32_t *value, bool *never);
+
+/* ---- bind.c: API writes off the scheduling thread ---- */
+sc_binder *sc_binder_start(sc_sched *s, int workers);
+void sc_binder_stop(sc_binder *b);
+/* POST pods/NAME/binding; on failure the assumption is dropped and the pod retried. */
+void sc_bind_async(sc_binder *b, const sc_pod *p, const char *node, int attempts);
+/* FailedScheduling event + PodScheduled=False condition (+ nominatedNodeName). */
+void sc_report_failure_async(sc_binder *b, const sc_pod *p, const char *message,
+                             const char *nominated);
+/* Graceful delete of a preemption victim, with a Preempted event. */
+void sc_delete_victim_async(sc_binder *b, const sc_pod *victim, const sc_pod *preemptor,
+                            const char *node);
+/* Wait until no job is queued or running (tests, shutdown). */
+void sc_binder_drain(sc_binder *b);
 
 #endif

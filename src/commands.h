@@ -8,12 +8,15 @@ int cmd_apiserver(int argc, char **argv);
 int cmd_server(int argc, char **argv);
 int cmd_hollow_node(int argc, char **argv);
 int cmd_scheduler(int argc, char **argv);
+int cmd_controller_manager(int argc, char **argv);
 
 #define CK_COMMANDS(X) \
     X("version", cmd_version, "Print the ckube version") \
     X("apiserver", cmd_apiserver, "Run the Kubernetes API server") \
     X("server", cmd_server, "Run a single-node cluster (every component supervised)") \
     X("hollow-node", cmd_hollow_node, "Simulate N kubelets that run no containers (scale tests)") \
-    X("scheduler", cmd_scheduler, "Assign pods to nodes (kube-scheduler)")
+    X("scheduler", cmd_scheduler, "Assign pods to nodes (kube-scheduler)") \
+    X("controller-manager", cmd_controller_manager, \
+      "Run the controllers that turn desired state into actual state (kube-controller-manager)")
 
 #endif

@@ -1,0 +1,558 @@
+/* cm.c - shared informers, worker pools, events, expectations and JSON helpers (see cm.h). */
+#include "controllers/cm.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define CM_MAX_INFORMERS 32
+#define CM_MAX_HANDLERS 12
+#define CM_MAX_QUEUES 24
+#define CM_EVENT_QUEUE_MAX 2000
+#define CM_EVENT_BURST 25
+#define CM_EXPECT_TTL_S 300
+
+typedef struct shared_inf {
+    cm *m;
+    const ck_resource *res;
+    ck_informer *inf;
+    ck_informer_handlers h[CM_MAX_HANDLERS];
+    void *ctx[CM_MAX_HANDLERS];
+    int nh;
+} shared_inf;
+
+typedef struct queue_def {
+    cm *m;
+    const char *name;
+    ck_workqueue *q;
+    int workers;
+    cm_sync_fn fn;
+    void *self;
+} queue_def;
+
+struct cm {
+    ck_client *client;
+    shared_inf infs[CM_MAX_INFORMERS];
+    int ninfs;
+    queue_def queues[CM_MAX_QUEUES];
+    int nqueues;
+
+    pthread_mutex_t ev_lock;
+    pthread_cond_t ev_cond;
+    json_t *ev_pending;     /* array of Event objects to post */
+    json_t *ev_counts;      /* "uid/reason" -> count (spam filter) */
+
+    pthread_mutex_t exp_lock;
+    json_t *exp;            /* key -> [adds, {pod key: true} deletions, since] */
+};
+
+long cm_node_grace_ms = 40000;
+long cm_node_eviction_check_ms = 5000;
+
+/* ---------------------------------------------------------------- informers */
+
+static void fan_add(void *ctx, json_t *o)
+{
+    shared_inf *s = ctx;
+    for (int i = 0; i < s->nh; i++)
+        if (s->h[i].on_add)
+            s->h[i].on_add(s->ctx[i], o);
+}
+
+static void fan_update(void *ctx, json_t *a, json_t *b)
+{
+    shared_inf *s = ctx;
+    for (int i = 0; i < s->nh; i++)
+        if (s->h[i].on_update)
+            s->h[i].on_update(s->ctx[i], a, b);
+}
+
+static void fan_delete(void *ctx, json_t *o)
+{
+    shared_inf *s = ctx;
+    for (int i = 0; i < s->nh; i++)
+        if (s->h[i].on_delete)
+            s->h[i].on_delete(s->ctx[i], o);
+}
+
+cm *cm_new(ck_client *c)
+{
+    cm *m = xcalloc(1, sizeof *m);
+    m->client = c;
+    pthread_mutex_init(&m->ev_lock, NULL);
+    pthread_cond_init(&m->ev_cond, NULL);
+    m->ev_pending = json_array();
+    m->ev_counts = json_object();
+    pthread_mutex_init(&m->exp_lock, NULL);
+    m->exp = json_object();
+    return m;
+}
+
+ck_client *cm_client(cm *m)
+{
+    return m->client;
+}
+
+const ck_resource *cm_res(const char *group, const char *resource)
+{
+    for (size_t i = 0; i < ck_nresources; i++)
+        if (!strcmp(ck_resources[i].group, group) && !strcmp(ck_resources[i].resource, resource))
+            return &ck_resources[i];
+    log_error("resource %s/%s is not in the resource table", group, resource);
+    abort();
+}
+
+ck_informer *cm_informer(cm *m, const char *group, const char *resource,
+                         const ck_informer_handlers *h, void *ctx)
+{
+    const ck_resource *r = cm_res(group, resource);
+    shared_inf *s = NULL;
+    for (int i = 0; i < m->ninfs; i++)
+        if (m->infs[i].res == r)
+            s = &m->infs[i];
+    if (!s) {
+        if (m->ninfs == CM_MAX_INFORMERS)
+            abort();
+        s = &m->infs[m->ninfs++];
+        s->m = m;
+        s->res = r;
+        ck_informer_handlers fan = {fan_add, fan_update, fan_delete};
+        s->inf = ck_informer_new(m->client, r, NULL, NULL, NULL, &fan, s);
+    }
+    if (h) {
+        if (s->nh == CM_MAX_HANDLERS)
+            abort();
+        s->h[s->nh] = *h;
+        s->ctx[s->nh++] = ctx;
+    }
+    return s->inf;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+ck_workqueue *cm_queue(cm *m, const char *name, int workers, cm_sync_fn fn, void *self)
+{
+    if (m->nqueues == CM_MAX_QUEUES)
+        abort();
+    queue_def *d = &m->queues[m->nqueues++];
+    d->m = m;
+    d->name = name;
+    d->q = ck_workqueue_new();
+    d->workers = workers;
+    d->fn = fn;
+    d->self = self;
+    return d->q;
+}
+
+static void *worker_main(void *arg)
+{
+    queue_def *d = arg;
+    char *key;
+    while ((key = ck_workqueue_get(d->q))) {
+        ck_error *err = NULL;
+        if (d->fn(d->self, key, &err) == 0) {
+            ck_workqueue_forget(d->q, key);
+        } else {
+            int n = ck_workqueue_retries(d->q, key);
+            if (err && err->code != CK_E_CONFLICT)
+                log_warn("%s: sync %s failed (retry %d): %s", d->name, key, n,
+                         err ? err->msg : "?");
+            ck_error_free(err);
+            ck_workqueue_add_rate_limited(d->q, key);
+        }
+        ck_workqueue_done(d->q, key);
+        free(key);
+    }
+    return NULL;
+}
+
+static void *event_main(void *arg);
+
+int cm_run(cm *m, ck_error **err)
+{
+    for (int i = 0; i < m->ninfs; i++)
+        ck_informer_start(m->infs[i].inf);
+    for (int i = 0; i < m->ninfs; i++)
+        while (!ck_informer_wait_synced(m->infs[i].inf, 5000))
+            log_info("waiting for the %s cache to sync", m->infs[i].res->resource);
+    log_info("%d shared informers synced", m->ninfs);
+    pthread_t t;
+    if (pthread_create(&t, NULL, event_main, m))
+        return ck_error_sys(err, CK_E_INTERNAL, "event thread");
+    pthread_detach(t);
+    for (int i = 0; i < m->nqueues; i++)
+        for (int w = 0; w < m->queues[i].workers; w++) {
+            if (pthread_create(&t, NULL, worker_main, &m->queues[i]))
+                return ck_error_sys(err, CK_E_INTERNAL, "worker thread");
+            pthread_detach(t);
+        }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- events */
+
+void cm_event(cm *m, const json_t *obj, const char *component, const char *type,
+              const char *reason, const char *fmt, ...)
+{
+    const char *uid = cm_uid(obj);
+    cleanup_free char *ck = xasprintf("%s/%s", uid ? uid : cm_name(obj), reason);
+    pthread_mutex_lock(&m->ev_lock);
+    json_int_t n = json_integer_value(json_object_get(m->ev_counts, ck));
+    if (n >= CM_EVENT_BURST || json_array_size(m->ev_pending) >= CM_EVENT_QUEUE_MAX) {
+        pthread_mutex_unlock(&m->ev_lock);
+        return;
+    }
+    if (json_object_size(m->ev_counts) > 100000)
+        json_object_clear(m->ev_counts);
+    json_object_set_new(m->ev_counts, ck, json_integer(n + 1));
+    pthread_mutex_unlock(&m->ev_lock);
+
+    va_list ap;
+    va_start(ap, fmt);
+    cleanup_free char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    char now[32];
+    cm_now_str(now);
+    unsigned char rnd[8];
+    ck_random_bytes(rnd, sizeof rnd);
+    cleanup_free char *name = xasprintf("%s.%02x%02x%02x%02x%02x%02x%02x%02x", cm_name(obj),
+                                        rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    const char *ns = cm_ns(obj);
+    json_t *ev = json_pack(
+        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s},"
+        " s:s, s:s, s:i, s:s, s:s}",
+        "apiVersion", "v1", "kind", "Event",
+        "metadata", "name", name, "namespace", ns && *ns ? ns : "default",
+        "involvedObject", "kind", cm_str(obj, "kind") ? cm_str(obj, "kind") : "",
+        "namespace", ns ? ns : "", "name", cm_name(obj), "uid", uid ? uid : "",
+        "apiVersion", cm_str(obj, "apiVersion") ? cm_str(obj, "apiVersion") : "",
+        "reason", reason, "message", msg, "type", type, "source", "component", component,
+        "firstTimestamp", now, "lastTimestamp", now, "count", 1, "reportingComponent", component,
+        "reportingInstance", component);
+    const char *rv = cm_str(obj, "metadata.resourceVersion");
+    if (rv)
+        json_object_set_new(json_object_get(ev, "involvedObject"), "resourceVersion",
+                            json_string(rv));
+    pthread_mutex_lock(&m->ev_lock);
+    json_array_append_new(m->ev_pending, ev);
+    pthread_cond_signal(&m->ev_cond);
+    pthread_mutex_unlock(&m->ev_lock);
+}
+
+static void *event_main(void *arg)
+{
+    cm *m = arg;
+    const ck_resource *events = cm_res("", "events");
+    for (;;) {
+        pthread_mutex_lock(&m->ev_lock);
+        while (!json_array_size(m->ev_pending))
+            pthread_cond_wait(&m->ev_cond, &m->ev_lock);
+        json_t *batch = m->ev_pending;
+        m->ev_pending = json_array();
+        pthread_mutex_unlock(&m->ev_lock);
+        size_t i;
+        json_t *ev;
+        json_array_foreach(batch, i, ev) {
+            ck_error *err = NULL;
+            json_t *out = ck_client_create(m->client, events, cm_ns(ev), ev, &err);
+            if (!out) {
+                log_debug("event %s: %s", cm_str(ev, "reason"), err->msg);
+                ck_error_free(err);
+            }
+            json_decref(out);
+        }
+        json_decref(batch);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- expectations */
+
+void cm_expect(cm *m, const char *key, int adds, const json_t *del_keys)
+{
+    json_t *dels = json_object();
+    size_t i;
+    json_t *k;
+    json_array_foreach(del_keys, i, k)
+        json_object_set_new(dels, json_string_value(k), json_true());
+    pthread_mutex_lock(&m->exp_lock);
+    json_object_set_new(m->exp, key, json_pack("[i, o, I]", adds, dels, (json_int_t)cm_now()));
+    pthread_mutex_unlock(&m->exp_lock);
+}
+
+void cm_observe_add(cm *m, const char *key)
+{
+    pthread_mutex_lock(&m->exp_lock);
+    json_t *e = json_object_get(m->exp, key);
+    if (e)
+        json_array_set_new(e, 0, json_integer(json_integer_value(json_array_get(e, 0)) - 1));
+    pthread_mutex_unlock(&m->exp_lock);
+}
+
+void cm_observe_del(cm *m, const char *key, const char *pod_key)
+{
+    pthread_mutex_lock(&m->exp_lock);
+    json_t *e = json_object_get(m->exp, key);
+    if (e)
+        json_object_del(json_array_get(e, 1), pod_key);
+    pthread_mutex_unlock(&m->exp_lock);
+}
+
+bool cm_expectations_met(cm *m, const char *key)
+{
+    pthread_mutex_lock(&m->exp_lock);
+    json_t *e = json_object_get(m->exp, key);
+    bool met = !e || (json_integer_value(json_array_get(e, 0)) <= 0 &&
+                      json_object_size(json_array_get(e, 1)) == 0) ||
+               cm_now() - json_integer_value(json_array_get(e, 2)) > CM_EXPECT_TTL_S;
+    pthread_mutex_unlock(&m->exp_lock);
+    return met;
+}
+
+void cm_expect_forget(cm *m, const char *key)
+{
+    pthread_mutex_lock(&m->exp_lock);
+    json_object_del(m->exp, key);
+    pthread_mutex_unlock(&m->exp_lock);
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+json_t *cm_get(const json_t *obj, const char *path)
+{
+    const json_t *cur = obj;
+    const char *p = path;
+    while (cur && *p) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        char key[128];
+        if (n >= sizeof key)
+            return NULL;
+        memcpy(key, p, n);
+        key[n] = 0;
+        cur = json_object_get(cur, key);
+        p = dot ? dot + 1 : p + n;
+    }
+    return (json_t *)cur;
+}
+
+const char *cm_str(const json_t *obj, const char *path)
+{
+    return json_string_value(cm_get(obj, path));
+}
+
+long long cm_int(const json_t *obj, const char *path, long long dflt)
+{
+    json_t *v = cm_get(obj, path);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+bool cm_bool(const json_t *obj, const char *path, bool dflt)
+{
+    json_t *v = cm_get(obj, path);
+    return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+const char *cm_name(const json_t *obj)
+{
+    const char *s = cm_str(obj, "metadata.name");
+    return s ? s : "";
+}
+
+const char *cm_ns(const json_t *obj)
+{
+    return cm_str(obj, "metadata.namespace");
+}
+
+const char *cm_uid(const json_t *obj)
+{
+    return cm_str(obj, "metadata.uid");
+}
+
+const char *cm_annotation(const json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(cm_get(obj, "metadata.annotations"), key));
+}
+
+bool cm_deleting(const json_t *obj)
+{
+    return cm_get(obj, "metadata.deletionTimestamp") != NULL;
+}
+
+void cm_split_key(const char *key, char **ns, const char **name)
+{
+    const char *slash = strchr(key, '/');
+    if (slash) {
+        *ns = xstrndup(key, (size_t)(slash - key));
+        *name = slash + 1;
+    } else {
+        *ns = NULL;
+        *name = key;
+    }
+}
+
+json_t *cm_controller_ref(const json_t *obj)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(cm_get(obj, "metadata.ownerReferences"), i, r)
+        if (json_is_true(json_object_get(r, "controller")))
+            return r;
+    return NULL;
+}
+
+json_t *cm_owner_ref(const json_t *owner, bool block)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b}", "apiVersion", cm_str(owner, "apiVersion"),
+                     "kind", cm_str(owner, "kind"), "name", cm_name(owner), "uid", cm_uid(owner),
+                     "controller", 1, "blockOwnerDeletion", block);
+}
+
+bool cm_has_finalizer(const json_t *obj, const char *f)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(cm_get(obj, "metadata.finalizers"), i, v)
+        if (json_string_value(v) && !strcmp(json_string_value(v), f))
+            return true;
+    return false;
+}
+
+int64_t cm_now(void)
+{
+    return ck_wall_ns() / 1000000000;
+}
+
+void cm_now_str(char out[32])
+{
+    ck_rfc3339(cm_now(), out);
+}
+
+int64_t cm_time(const json_t *obj, const char *path)
+{
+    const char *s = cm_str(obj, path);
+    int64_t t = 0;
+    if (!s || ck_parse_rfc3339(s, &t) < 0)
+        return 0;
+    return t;
+}
+
+/* ---------------------------------------------------------------- pods */
+
+bool cm_pod_active(const json_t *pod)
+{
+    const char *phase = cm_str(pod, "status.phase");
+    if (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")))
+        return false;
+    return !cm_deleting(pod);
+}
+
+json_t *cm_pod_condition(const json_t *pod, const char *type)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(cm_get(pod, "status.conditions"), i, c)
+        if (!strcmp(json_string_value(json_object_get(c, "type")) ?: "", type))
+            return c;
+    return NULL;
+}
+
+bool cm_pod_ready(const json_t *pod)
+{
+    json_t *c = cm_pod_condition(pod, "Ready");
+    return c && !strcmp(json_string_value(json_object_get(c, "status")) ?: "", "True");
+}
+
+bool cm_pod_available(const json_t *pod, long min_ready, int64_t now)
+{
+    if (!cm_pod_ready(pod))
+        return false;
+    if (min_ready <= 0)
+        return true;
+    int64_t t = cm_time(cm_pod_condition(pod, "Ready"), "lastTransitionTime");
+    return t && t + min_ready <= now;
+}
+
+/* ---------------------------------------------------------------- writes */
+
+int cm_delete(cm *m, const ck_resource *r, const char *ns, const char *name, const char *uid,
+              const char *propagation, ck_error **err)
+{
+    json_t *opts = json_pack("{s:s, s:s}", "kind", "DeleteOptions", "apiVersion", "v1");
+    if (uid)
+        json_object_set_new(opts, "preconditions", json_pack("{s:s}", "uid", uid));
+    if (propagation)
+        json_object_set_new(opts, "propagationPolicy", json_string(propagation));
+    ck_error *e = NULL;
+    int rc = ck_client_delete(m->client, r, ns, name, opts, &e);
+    json_decref(opts);
+    if (rc < 0) {
+        /* Gone already, or a new object under the same name (uid precondition): nothing to do. */
+        if (e->code == CK_E_NOT_FOUND || (uid && e->code == CK_E_CONFLICT)) {
+            ck_error_free(e);
+            return 0;
+        }
+        if (err)
+            *err = e;
+        else
+            ck_error_free(e);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct par {
+    int n, next, fails;
+    int (*fn)(void *ctx, int i);
+    void *ctx;
+    pthread_mutex_t lock;
+} par;
+
+static void *par_main(void *arg)
+{
+    par *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        int i = p->next < p->n ? p->next++ : -1;
+        pthread_mutex_unlock(&p->lock);
+        if (i < 0)
+            return NULL;
+        if (p->fn(p->ctx, i) < 0) {
+            pthread_mutex_lock(&p->lock);
+            p->fails++;
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+}
+
+int cm_parallel(int n, int width, int (*fn)(void *ctx, int i), void *ctx)
+{
+    par p = {.n = n, .fn = fn, .ctx = ctx};
+    pthread_mutex_init(&p.lock, NULL);
+    if (width > n)
+        width = n;
+    if (width <= 1) {
+        par_main(&p);
+    } else {
+        pthread_t t[64];
+        if (width > 64)
+            width = 64;
+        int started = 0;
+        for (int i = 0; i < width; i++)
+            if (!pthread_create(&t[i], NULL, par_main, &p))
+                started++;
+            else
+                break;
+        if (!started)
+            par_main(&p);
+        for (int i = 0; i < started; i++)
+            pthread_join(t[i], NULL);
+    }
+    pthread_mutex_destroy(&p.lock);
+    return p.fails;
+}

@@ -1,0 +1,110 @@
+/* cm.h - what every controller of `ckube controller-manager` shares: the API client, one shared
+ * informer per resource type (each controller adds its handlers; one list+watch feeds them all),
+ * work queues drained by worker threads with rate-limited retries, an event recorder, the
+ * ReplicaSet-style expectations, and small accessors for the JSON objects controllers read.
+ *
+ * Life cycle: the manager creates a cm, each enabled controller's init registers handlers and
+ * queues (nothing runs yet), then cm_run starts the informers, waits until every cache is synced
+ * and starts the workers.  Controllers only read cached objects (never modify them: they are
+ * shared by every controller); a write works on a json_deep_copy.
+ */
+#ifndef CK_CM_H
+#define CK_CM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "client/client.h"
+#include "client/informer.h"
+#include "client/workqueue.h"
+#include "lib/error.h"
+
+typedef struct cm cm;
+
+cm *cm_new(ck_client *c);
+ck_client *cm_client(cm *m);
+
+/* The shared informer of group/resource (version v1 unless the table says otherwise), with h/ctx
+ * added to its handlers (h may be NULL: cache only).  Call before cm_run. */
+ck_informer *cm_informer(cm *m, const char *group, const char *resource,
+                         const ck_informer_handlers *h, void *ctx);
+const ck_resource *cm_res(const char *group, const char *resource);
+
+/* A sync function: 0 = done (the key is forgotten), -1 with *err = retry with backoff. */
+typedef int (*cm_sync_fn)(void *self, const char *key, ck_error **err);
+/* A work queue that `workers` threads will drain with fn once cm_run has synced the caches. */
+ck_workqueue *cm_queue(cm *m, const char *name, int workers, cm_sync_fn fn, void *self);
+
+/* Start informers, wait for their first lists, start workers.  Returns once all run. */
+int cm_run(cm *m, ck_error **err);
+
+/* Record an Event about obj (type "Normal"/"Warning") from component, asynchronously; floods are
+ * cut as upstream's spam filter does (a burst of 25 per object and reason, then dropped). */
+void cm_event(cm *m, const json_t *obj, const char *component, const char *type,
+              const char *reason, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* --- expectations (controller.ControllerExpectations): creations/deletions a controller has
+ * asked for and not yet seen in its informer, so a sync does not act twice on a burst. */
+/* adds pods to be created; del_keys (may be NULL) = "ns/name" of the pods being deleted, tracked by
+ * key so that seeing a deletion twice (deletionTimestamp, then gone) counts once. */
+void cm_expect(cm *m, const char *key, int adds, const json_t *del_keys);
+void cm_observe_add(cm *m, const char *key);               /* a creation seen, or one that failed */
+void cm_observe_del(cm *m, const char *key, const char *pod_key);
+bool cm_expectations_met(cm *m, const char *key);              /* met, expired (5 min) or unknown */
+void cm_expect_forget(cm *m, const char *key);
+
+/* --- JSON accessors (NULL / defaults when absent) */
+json_t *cm_get(const json_t *obj, const char *dotted_path);
+const char *cm_str(const json_t *obj, const char *dotted_path);
+long long cm_int(const json_t *obj, const char *dotted_path, long long dflt);
+bool cm_bool(const json_t *obj, const char *dotted_path, bool dflt);
+const char *cm_name(const json_t *obj);
+const char *cm_ns(const json_t *obj);
+const char *cm_uid(const json_t *obj);
+const char *cm_annotation(const json_t *obj, const char *key);
+bool cm_deleting(const json_t *obj);
+/* Split "ns/name" (or "name"); *ns is NULL for cluster keys.  Caller frees *ns. */
+void cm_split_key(const char *key, char **ns, const char **name);
+/* The ownerReference with controller=true, or NULL. */
+json_t *cm_controller_ref(const json_t *obj);
+/* A controller ownerReference pointing at owner. NEW reference. */
+json_t *cm_owner_ref(const json_t *owner, bool block);
+bool cm_has_finalizer(const json_t *obj, const char *f);
+/* Now, as RFC 3339 text and seconds; time fields parsed (0 when absent). */
+int64_t cm_now(void);
+void cm_now_str(char out[32]);
+int64_t cm_time(const json_t *obj, const char *dotted_path);
+
+/* --- pods */
+bool cm_pod_active(const json_t *pod);      /* not terminal, not being deleted */
+bool cm_pod_ready(const json_t *pod);
+/* Ready for at least min_ready seconds at now. */
+bool cm_pod_available(const json_t *pod, long min_ready, int64_t now);
+json_t *cm_pod_condition(const json_t *pod, const char *type);
+
+/* --- writes that ignore "already gone" */
+int cm_delete(cm *m, const ck_resource *r, const char *ns, const char *name, const char *uid,
+              const char *propagation, ck_error **err);
+
+/* Run fn(ctx, i) for i in [0, n) on up to `width` threads; returns the number of failures. */
+int cm_parallel(int n, int width, int (*fn)(void *ctx, int i), void *ctx);
+
+/* Controllers: each init registers its informers and queues with m. */
+int cm_replicaset_init(cm *m);
+int cm_replicationcontroller_init(cm *m);
+int cm_deployment_init(cm *m);
+int cm_serviceaccount_init(cm *m);
+int cm_namespace_init(cm *m);
+int cm_gc_init(cm *m);
+int cm_endpoints_init(cm *m);
+int cm_endpointslice_init(cm *m);
+int cm_nodelifecycle_init(cm *m);
+int cm_job_init(cm *m);
+int cm_daemonset_init(cm *m);
+
+/* Tuning knobs the manager sets from flags. */
+extern long cm_node_grace_ms;          /* lease not renewed for this long -> Unknown (40 s) */
+extern long cm_node_eviction_check_ms; /* how often node lifecycle looks (5 s) */
+
+#endif

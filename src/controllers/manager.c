@@ -1,0 +1,195 @@
+/* manager.c - `ckube controller-manager`: flags, leader election, and the table of controllers.
+ *
+ * With --leader-elect (the default) nothing starts until this replica holds the Lease
+ * kube-system/kube-controller-manager; then the enabled controllers register their handlers,
+ * the shared informers list and watch, and the workers start.  Losing the Lease exits 1 (as
+ * upstream), so the supervisor restarts the process as a standby with empty caches: a controller
+ * never carries state across leaderships, it relists and converges.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/leader.h"
+#include "commands.h"
+#include "controllers/cm.h"
+#include "lib/flags.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "version.h"
+
+static const struct {
+    const char *name;
+    int (*init)(cm *m);
+} controllers[] = {
+    {"replicaset", cm_replicaset_init},
+    {"replicationcontroller", cm_replicationcontroller_init},
+};
+
+/* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */
+static bool enabled(const char *list, const char *name)
+{
+    bool on = false;
+    cleanup_free char *copy = xstrdup(list);
+    char *save = NULL;
+    for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(w, "*"))
+            on = true;
+        else if (w[0] == '-' && !strcmp(w + 1, name))
+            return false;
+        else if (!strcmp(w, name))
+            on = true;
+    }
+    return on;
+}
+
+static int check_list(const char *list)
+{
+    cleanup_free char *copy = xstrdup(list);
+    char *save = NULL;
+    for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        const char *n = w[0] == '-' ? w + 1 : w;
+        bool known = !strcmp(n, "*");
+        for (size_t i = 0; i < ARRAY_SIZE(controllers); i++)
+            known |= !strcmp(n, controllers[i].name);
+        if (!known) {
+            fprintf(stderr, "Error: --controllers: unknown controller \"%s\"\n", n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_started_leading(void *ctx)
+{
+    (void)ctx;
+    kill(getpid(), SIGUSR2);
+}
+
+static void on_stopped_leading(void *ctx)
+{
+    (void)ctx;
+    log_error("leader election lost; exiting so a standby can take over");
+    kill(getpid(), SIGUSR1);
+}
+
+static int start_controllers(ck_client *client, const char *list)
+{
+    cm *m = cm_new(client);
+    int n = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(controllers); i++) {
+        if (!enabled(list, controllers[i].name))
+            continue;
+        if (controllers[i].init(m) < 0) {
+            log_error("controller %s failed to start", controllers[i].name);
+            return -1;
+        }
+        log_info("started %s controller", controllers[i].name);
+        n++;
+    }
+    ck_error *err = NULL;
+    if (cm_run(m, &err) < 0) {
+        log_error("%s", err->msg);
+        ck_error_free(err);
+        return -1;
+    }
+    log_info("%d controllers running", n);
+    return 0;
+}
+
+int cmd_controller_manager(int argc, char **argv)
+{
+    char *kubeconfig = NULL, *list = "*", *identity = NULL;
+    bool leader_elect = true;
+    long lease_ms = 15000, renew_ms = 10000, retry_ms = 2000, grace_ms = 40000;
+    ck_flag flags[] = {
+        {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig for the API server (required)"},
+        {"controllers", CK_FLAG_STRING, &list,
+         "Controllers to run: '*' = all, 'foo' enables, '-foo' disables (default *). Known: "
+         "replicaset, replicationcontroller, deployment, serviceaccount, namespace, garbagecollector, "
+         "endpoint, endpointslice, nodelifecycle, job, daemonset"},
+        {"leader-elect", CK_FLAG_BOOL, &leader_elect,
+         "Run leader election on the Lease kube-system/kube-controller-manager (default true)"},
+        {"leader-elect-lease-duration", CK_FLAG_DURATION_MS, &lease_ms,
+         "How long a standby waits after the last renewal before taking over (default 15s)"},
+        {"leader-elect-renew-deadline", CK_FLAG_DURATION_MS, &renew_ms,
+         "How long the leader retries renewing before giving up (default 10s)"},
+        {"leader-elect-retry-period", CK_FLAG_DURATION_MS, &retry_ms,
+         "Interval between acquire/renew attempts (default 2s)"},
+        {"leader-elect-identity", CK_FLAG_STRING, &identity, "Identity in the Lease (default <hostname>_<random>)"},
+        {"node-monitor-grace-period", CK_FLAG_DURATION_MS, &grace_ms,
+         "How long a node's Lease may go unrenewed before it is marked Unknown (default 40s)"},
+    };
+    const char *summary = "Run the controllers that turn desired state into actual state";
+    int npos = ck_flags_parse("controller-manager", summary, argc, argv, flags, ARRAY_SIZE(flags));
+    if (npos) {
+        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+        return 2;
+    }
+    if (!kubeconfig) {
+        fprintf(stderr, "Error: --kubeconfig is required\n");
+        return 2;
+    }
+    if (check_list(list) < 0)
+        return 2;
+    if (lease_ms <= 0 || renew_ms <= 0 || retry_ms <= 0 || renew_ms >= lease_ms || grace_ms <= 0) {
+        fprintf(stderr, "Error: durations must be positive and renew deadline < lease duration\n");
+        return 2;
+    }
+    cm_node_grace_ms = grace_ms;
+    ck_log_init("controller-manager", CK_LOG_INFO);
+    ck_error *err = NULL;
+    ck_client *client = ck_client_from_file(kubeconfig, "ckube-controller-manager/" CK_VERSION, &err);
+    if (!client) {
+        fprintf(stderr, "Error: %s\n", err->msg);
+        ck_error_free(err);
+        return 1;
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    ck_leader *leader = NULL;
+    if (leader_elect) {
+        ck_leader_config lc = {.lease_namespace = "kube-system",
+                               .lease_name = "kube-controller-manager", .identity = identity,
+                               .lease_duration_ms = (int)lease_ms, .renew_deadline_ms = (int)renew_ms,
+                               .retry_period_ms = (int)retry_ms,
+                               .on_started_leading = on_started_leading,
+                               .on_stopped_leading = on_stopped_leading};
+        leader = ck_leader_start(client, &lc);
+        log_info("waiting to become leader of kube-system/kube-controller-manager as %s",
+                 ck_leader_identity(leader));
+    } else if (start_controllers(client, list) < 0) {
+        return 1;
+    }
+    int status = 0;
+    for (;;) {
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        if (sig == SIGUSR2) {
+            log_info("became leader as %s", ck_leader_identity(leader));
+            if (start_controllers(client, list) < 0) {
+                status = 1;
+                break;
+            }
+            continue;
+        }
+        status = sig == SIGUSR1 ? 1 : 0;
+        log_info("stopping (%s)", sig == SIGUSR1 ? "lost leadership" : "signal");
+        break;
+    }
+    if (leader && status == 0)
+        ck_leader_stop(leader);
+    /* Workers and informers are detached and hold no state worth flushing: exit now, as
+     * upstream does, rather than wait for in-flight requests. */
+    fflush(stderr);
+    _exit(status);
+}

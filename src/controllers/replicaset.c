@@ -1,0 +1,550 @@
+/* replicaset.c - the ReplicaSet and ReplicationController controllers (one code path, two kinds).
+ *
+ * A sync of one set: claim pods (ours by controllerRef; orphans whose labels match are adopted,
+ * ours that no longer match are released), then - when the expectations of earlier syncs are met -
+ * create or delete pods to reach spec.replicas, then write status.  Creations go in slow-start
+ * batches (1, 2, 4, ... in parallel, at most 500 a sync) so a failing quota or webhook costs one
+ * request, not thousands; deletions prefer unscheduled, pending, not-ready, newest pods.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apiserver/selector.h"
+#include "controllers/cm.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define RS_BURST 500
+#define RS_PARALLEL 32
+
+typedef struct rsc {
+    cm *m;
+    const char *kind;          /* "ReplicaSet" / "ReplicationController" */
+    const char *component;     /* "replicaset-controller" */
+    const ck_resource *res;
+    ck_informer *sets, *pods;
+    ck_workqueue *q;
+} rsc;
+
+static char *set_key(const char *ns, const char *name)
+{
+    return xasprintf("%s/%s", ns, name);
+}
+
+/* The selector of a set: a LabelSelector (apps) or a plain map (v1 RC). */
+static ck_selector *set_selector(rsc *c, const json_t *set)
+{
+    json_t *sel = cm_get(set, "spec.selector");
+    ck_selector *s;
+    if (!strcmp(c->kind, "ReplicationController")) {
+        json_t *ls = json_pack("{s:O}", "matchLabels", sel ? sel : json_object());
+        if (!sel)   /* RC defaulting copies template labels; be tolerant if not defaulted */
+            json_object_set(ls, "matchLabels", cm_get(set, "spec.template.metadata.labels"));
+        s = ck_label_selector_from_json(ls, NULL);
+        json_decref(ls);
+    } else {
+        s = ck_label_selector_from_json(sel, NULL);
+    }
+    return s;
+}
+
+static bool owned_by_kind(rsc *c, const json_t *ref)
+{
+    return ref && !strcmp(json_string_value(json_object_get(ref, "kind")) ?: "", c->kind);
+}
+
+/* Enqueue every set in the pod's namespace whose selector matches it (for orphans). */
+static void enqueue_matching(rsc *c, const json_t *pod)
+{
+    json_t *all = ck_informer_list(c->sets);
+    size_t i;
+    json_t *set;
+    const char *ns = cm_ns(pod);
+    json_array_foreach(all, i, set) {
+        if (strcmp(cm_ns(set) ?: "", ns ?: ""))
+            continue;
+        ck_selector *s = set_selector(c, set);
+        if (s && ck_label_selector_matches(s, cm_get(pod, "metadata.labels"))) {
+            cleanup_free char *k = set_key(cm_ns(set), cm_name(set));
+            ck_workqueue_add(c->q, k);
+        }
+        ck_selector_free(s);
+    }
+    json_decref(all);
+}
+
+static void on_pod_add(void *ctx, json_t *pod)
+{
+    rsc *c = ctx;
+    json_t *ref = cm_controller_ref(pod);
+    if (owned_by_kind(c, ref)) {
+        cleanup_free char *k = set_key(cm_ns(pod), json_string_value(json_object_get(ref, "name")));
+        if (cm_deleting(pod)) {
+            cleanup_free char *pk = ck_informer_key(pod);
+            cm_observe_del(c->m, k, pk);
+        } else {
+            cm_observe_add(c->m, k);
+        }
+        ck_workqueue_add(c->q, k);
+    } else if (!ref && !cm_deleting(pod)) {
+        enqueue_matching(c, pod);
+    }
+}
+
+static void on_pod_delete(void *ctx, json_t *pod)
+{
+    rsc *c = ctx;
+    json_t *ref = cm_controller_ref(pod);
+    if (!owned_by_kind(c, ref))
+        return;
+    cleanup_free char *k = set_key(cm_ns(pod), json_string_value(json_object_get(ref, "name")));
+    cleanup_free char *pk = ck_informer_key(pod);
+    cm_observe_del(c->m, k, pk);
+    ck_workqueue_add(c->q, k);
+}
+
+static void on_pod_update(void *ctx, json_t *old, json_t *pod)
+{
+    rsc *c = ctx;
+    if (cm_deleting(pod) && !cm_deleting(old)) {
+        on_pod_delete(ctx, pod);
+        return;
+    }
+    json_t *oref = cm_controller_ref(old), *nref = cm_controller_ref(pod);
+    if (owned_by_kind(c, oref) && !json_equal(oref, nref)) {
+        cleanup_free char *k = set_key(cm_ns(old), json_string_value(json_object_get(oref, "name")));
+        ck_workqueue_add(c->q, k);
+    }
+    if (owned_by_kind(c, nref)) {
+        cleanup_free char *k = set_key(cm_ns(pod), json_string_value(json_object_get(nref, "name")));
+        ck_workqueue_add(c->q, k);
+    } else if (!nref && (!json_equal(cm_get(old, "metadata.labels"), cm_get(pod, "metadata.labels")) ||
+                         oref)) {
+        enqueue_matching(c, pod);
+    }
+}
+
+static void on_set(void *ctx, json_t *set)
+{
+    rsc *c = ctx;
+    cleanup_free char *k = ck_informer_key(set);
+    ck_workqueue_add(c->q, k);
+}
+
+static void on_set_update(void *ctx, json_t *old, json_t *set)
+{
+    (void)old;
+    on_set(ctx, set);
+}
+
+static void on_set_delete(void *ctx, json_t *set)
+{
+    rsc *c = ctx;
+    cleanup_free char *k = ck_informer_key(set);
+    cm_expect_forget(c->m, k);
+    ck_workqueue_add(c->q, k);
+}
+
+/* ---------------------------------------------------------------- claiming */
+
+static int patch_owner_refs(rsc *c, const json_t *pod, json_t *refs, ck_error **err)
+{
+    json_t *patch = json_pack("{s:{s:O, s:s}}", "metadata", "ownerReferences", refs, "uid",
+                              cm_uid(pod));
+    json_t *out = ck_client_patch(cm_client(c->m), cm_res("", "pods"), cm_ns(pod), cm_name(pod),
+                                  NULL, "application/merge-patch+json", patch, err);
+    json_decref(patch);
+    if (!out)
+        return -1;
+    json_decref(out);
+    return 0;
+}
+
+static int adopt(rsc *c, const json_t *set, const json_t *pod, ck_error **err)
+{
+    json_t *refs = json_deep_copy(cm_get(pod, "metadata.ownerReferences"));
+    if (!refs)
+        refs = json_array();
+    json_array_append_new(refs, cm_owner_ref(set, true));
+    int rc = patch_owner_refs(c, pod, refs, err);
+    json_decref(refs);
+    return rc;
+}
+
+static int release(rsc *c, const json_t *set, const json_t *pod, ck_error **err)
+{
+    json_t *refs = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(cm_get(pod, "metadata.ownerReferences"), i, r)
+        if (strcmp(json_string_value(json_object_get(r, "uid")) ?: "", cm_uid(set)))
+            json_array_append(refs, r);
+    int rc = patch_owner_refs(c, pod, refs, err);
+    json_decref(refs);
+    if (rc < 0 && (*err)->code == CK_E_NOT_FOUND) {
+        ck_error_free(*err);
+        *err = NULL;
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Our active pods, after adopting and releasing.  NEW array. */
+static json_t *claim_pods(rsc *c, const json_t *set, const ck_selector *sel, int *errors)
+{
+    json_t *all = ck_informer_list(c->pods), *mine = json_array();
+    const char *ns = cm_ns(set), *uid = cm_uid(set);
+    size_t i;
+    json_t *pod;
+    json_array_foreach(all, i, pod) {
+        if (strcmp(cm_ns(pod) ?: "", ns))
+            continue;
+        bool matches = ck_label_selector_matches(sel, cm_get(pod, "metadata.labels"));
+        json_t *ref = cm_controller_ref(pod);
+        const char *ruid = ref ? json_string_value(json_object_get(ref, "uid")) : NULL;
+        ck_error *err = NULL;
+        if (ruid && !strcmp(ruid, uid)) {
+            if (matches || cm_deleting(set)) {
+                json_array_append(mine, pod);
+            } else if (release(c, set, pod, &err) < 0) {
+                (*errors)++;
+                ck_error_free(err);
+            }
+        } else if (!ref && matches && !cm_deleting(set) && cm_pod_active(pod)) {
+            if (adopt(c, set, pod, &err) == 0) {
+                json_array_append(mine, pod);
+            } else {
+                (*errors)++;
+                ck_error_free(err);
+            }
+        }
+    }
+    json_decref(all);
+    return mine;
+}
+
+/* ---------------------------------------------------------------- scaling */
+
+typedef struct create_ctx {
+    rsc *c;
+    const json_t *set;
+    json_t *pod;          /* the template pod */
+    const char *key;
+    ck_error *first_err;
+    pthread_mutex_t lock;
+} create_ctx;
+
+static int create_one(void *arg, int i)
+{
+    (void)i;
+    create_ctx *cc = arg;
+    ck_error *err = NULL;
+    json_t *out = ck_client_create(cm_client(cc->c->m), cm_res("", "pods"), cm_ns(cc->set),
+                                   cc->pod, &err);
+    if (out) {
+        cm_event(cc->c->m, cc->set, cc->c->component, "Normal", "SuccessfulCreate",
+                 "Created pod: %s", cm_name(out));
+        json_decref(out);
+        return 0;
+    }
+    cm_observe_add(cc->c->m, cc->key);    /* the pod will never be seen */
+    pthread_mutex_lock(&cc->lock);
+    if (!cc->first_err)
+        cc->first_err = err;
+    else
+        ck_error_free(err);
+    pthread_mutex_unlock(&cc->lock);
+    return -1;
+}
+
+static json_t *pod_from_template(rsc *c, const json_t *set)
+{
+    json_t *tmpl = cm_get(set, "spec.template");
+    cleanup_free char *gen = xasprintf("%s-", cm_name(set));
+    json_t *md = json_pack("{s:s, s:s, s:[o]}", "generateName", gen, "namespace", cm_ns(set),
+                           "ownerReferences", cm_owner_ref(set, true));
+    json_t *labels = cm_get(tmpl, "metadata.labels"), *ann = cm_get(tmpl, "metadata.annotations");
+    if (labels)
+        json_object_set_new(md, "labels", json_deep_copy(labels));
+    if (ann)
+        json_object_set_new(md, "annotations", json_deep_copy(ann));
+    json_t *spec = cm_get(tmpl, "spec");
+    (void)c;
+    return json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Pod", "metadata", md,
+                     "spec", spec ? json_deep_copy(spec) : json_object());
+}
+
+static int create_pods(rsc *c, const json_t *set, const char *key, int n, ck_error **err)
+{
+    cm_expect(c->m, key, n, NULL);
+    create_ctx cc = {.c = c, .set = set, .pod = pod_from_template(c, set), .key = key};
+    pthread_mutex_init(&cc.lock, NULL);
+    int done = 0, batch = 1, rc = 0;
+    while (done < n) {
+        int this = batch < n - done ? batch : n - done;
+        int fails = cm_parallel(this, RS_PARALLEL, create_one, &cc);
+        done += this;
+        if (fails) {
+            /* Skip the rest: they will not be seen either. */
+            for (int i = done; i < n; i++)
+                cm_observe_add(c->m, key);
+            cm_event(c->m, set, c->component, "Warning", "FailedCreate", "Error creating: %s",
+                     cc.first_err ? cc.first_err->msg : "?");
+            *err = cc.first_err;
+            cc.first_err = NULL;
+            rc = -1;
+            break;
+        }
+        batch *= 2;
+    }
+    json_decref(cc.pod);
+    pthread_mutex_destroy(&cc.lock);
+    return rc;
+}
+
+/* Rank for deletion: lower = delete first. */
+static int phase_rank(const json_t *pod)
+{
+    const char *p = cm_str(pod, "status.phase");
+    if (!p || !strcmp(p, "Pending"))
+        return 0;
+    if (!strcmp(p, "Unknown"))
+        return 1;
+    return 2;
+}
+
+static int delete_order(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    int ax = cm_str(x, "spec.nodeName") != NULL, ay = cm_str(y, "spec.nodeName") != NULL;
+    if (ax != ay)
+        return ax - ay;
+    if (phase_rank(x) != phase_rank(y))
+        return phase_rank(x) - phase_rank(y);
+    int rx = cm_pod_ready(x), ry = cm_pod_ready(y);
+    if (rx != ry)
+        return rx - ry;
+    if (rx && ry) {   /* ready for less time first */
+        int64_t tx = cm_time(cm_pod_condition(x, "Ready"), "lastTransitionTime");
+        int64_t ty = cm_time(cm_pod_condition(y, "Ready"), "lastTransitionTime");
+        if (tx != ty)
+            return tx > ty ? -1 : 1;
+    }
+    int64_t cx = cm_time(x, "metadata.creationTimestamp"), cy = cm_time(y, "metadata.creationTimestamp");
+    if (cx != cy)
+        return cx > cy ? -1 : 1;     /* newer first */
+    return strcmp(cm_name(y), cm_name(x));
+}
+
+typedef struct delete_ctx {
+    rsc *c;
+    const json_t *set;
+    json_t **pods;
+    const char *key;
+    ck_error *first_err;
+    pthread_mutex_t lock;
+} delete_ctx;
+
+static int delete_one(void *arg, int i)
+{
+    delete_ctx *dc = arg;
+    json_t *pod = dc->pods[i];
+    ck_error *err = NULL;
+    if (cm_delete(dc->c->m, cm_res("", "pods"), cm_ns(pod), cm_name(pod), cm_uid(pod), NULL,
+                  &err) == 0) {
+        cm_event(dc->c->m, dc->set, dc->c->component, "Normal", "SuccessfulDelete",
+                 "Deleted pod: %s", cm_name(pod));
+        return 0;
+    }
+    cleanup_free char *pk = ck_informer_key(pod);
+    cm_observe_del(dc->c->m, dc->key, pk);
+    pthread_mutex_lock(&dc->lock);
+    if (!dc->first_err)
+        dc->first_err = err;
+    else
+        ck_error_free(err);
+    pthread_mutex_unlock(&dc->lock);
+    return -1;
+}
+
+static int delete_pods(rsc *c, const json_t *set, const char *key, json_t *mine, int n,
+                       ck_error **err)
+{
+    size_t total = json_array_size(mine);
+    json_t **v = xcalloc(total ? total : 1, sizeof *v);
+    for (size_t i = 0; i < total; i++)
+        v[i] = json_array_get(mine, i);
+    qsort(v, total, sizeof *v, delete_order);
+    json_t *keys = json_array();
+    for (int i = 0; i < n; i++) {
+        char *k = ck_informer_key(v[i]);
+        json_array_append_new(keys, json_string(k));
+        free(k);
+    }
+    cm_expect(c->m, key, 0, keys);
+    json_decref(keys);
+    delete_ctx dc = {.c = c, .set = set, .pods = v, .key = key};
+    pthread_mutex_init(&dc.lock, NULL);
+    int fails = cm_parallel(n, RS_PARALLEL, delete_one, &dc);
+    pthread_mutex_destroy(&dc.lock);
+    free(v);
+    if (fails) {
+        *err = dc.first_err;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- status */
+
+static json_t *compute_status(rsc *c, const json_t *set, json_t *mine, int64_t now, bool *requeue)
+{
+    (void)c;
+    long min_ready = (long)cm_int(set, "spec.minReadySeconds", 0);
+    json_t *tlabels = cm_get(set, "spec.template.metadata.labels");
+    long replicas = 0, labeled = 0, ready = 0, available = 0;
+    size_t i;
+    json_t *pod;
+    json_array_foreach(mine, i, pod) {
+        if (!cm_pod_active(pod))
+            continue;
+        replicas++;
+        json_t *labels = cm_get(pod, "metadata.labels");
+        const char *k;
+        json_t *v;
+        bool full = true;
+        json_object_foreach(tlabels, k, v)
+            if (!json_equal(json_object_get(labels, k), v))
+                full = false;
+        labeled += full;
+        if (cm_pod_ready(pod)) {
+            ready++;
+            if (cm_pod_available(pod, min_ready, now))
+                available++;
+            else
+                *requeue = true;
+        }
+    }
+    json_t *st = json_pack("{s:I, s:I, s:I, s:I, s:I}", "replicas", (json_int_t)replicas,
+                           "fullyLabeledReplicas", (json_int_t)labeled, "readyReplicas",
+                           (json_int_t)ready, "availableReplicas", (json_int_t)available,
+                           "observedGeneration", (json_int_t)cm_int(set, "metadata.generation", 0));
+    json_t *conds = cm_get(set, "status.conditions");
+    if (conds)
+        json_object_set(st, "conditions", conds);
+    return st;
+}
+
+static int update_status(rsc *c, const json_t *set, json_t *st, ck_error **err)
+{
+    json_t *old = cm_get(set, "status");
+    if (old && json_equal(old, st))
+        return 0;
+    json_t *copy = json_deep_copy(set);
+    json_object_set(copy, "status", st);
+    json_t *out = ck_client_update_status(cm_client(c->m), c->res, cm_ns(set), copy, err);
+    json_decref(copy);
+    if (!out) {
+        if ((*err)->code == CK_E_NOT_FOUND) {
+            ck_error_free(*err);
+            *err = NULL;
+            return 0;
+        }
+        return -1;
+    }
+    json_decref(out);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- sync */
+
+static int sync_set(void *self, const char *key, ck_error **err)
+{
+    rsc *c = self;
+    cleanup_free char *ns = NULL;
+    const char *name;
+    cm_split_key(key, &ns, &name);
+    json_t *set = ck_informer_get(c->sets, ns, name);
+    if (!set) {
+        cm_expect_forget(c->m, key);
+        return 0;
+    }
+    int rc = 0;
+    ck_selector *sel = set_selector(c, set);
+    if (!sel) {
+        json_decref(set);
+        return 0;
+    }
+    bool need_sync = cm_expectations_met(c->m, key);
+    int claim_errors = 0;
+    json_t *mine = claim_pods(c, set, sel, &claim_errors);
+    ck_selector_free(sel);
+    json_t *active = json_array();
+    size_t i;
+    json_t *pod;
+    json_array_foreach(mine, i, pod)
+        if (cm_pod_active(pod))
+            json_array_append(active, pod);
+
+    if (need_sync && !cm_deleting(set)) {
+        long want = (long)cm_int(set, "spec.replicas", 1);
+        long diff = (long)json_array_size(active) - want;
+        if (diff < 0) {
+            int n = (int)(-diff > RS_BURST ? RS_BURST : -diff);
+            rc = create_pods(c, set, key, n, err);
+        } else if (diff > 0) {
+            int n = (int)(diff > RS_BURST ? RS_BURST : diff);
+            rc = delete_pods(c, set, key, active, n, err);
+        }
+    }
+    bool requeue = false;
+    int64_t now = cm_now();
+    json_t *st = compute_status(c, set, mine, now, &requeue);
+    ck_error *serr = NULL;
+    if (update_status(c, set, st, &serr) < 0) {
+        if (rc == 0) {
+            *err = serr;
+            rc = -1;
+        } else {
+            ck_error_free(serr);
+        }
+    }
+    long min_ready = (long)cm_int(set, "spec.minReadySeconds", 0);
+    if (requeue && min_ready > 0)
+        ck_workqueue_add_after(c->q, key, min_ready * 1000 + 100);
+    if (rc == 0 && claim_errors)
+        rc = ck_error_set(err, CK_E_CONFLICT, "could not claim every pod");
+    json_decref(st);
+    json_decref(active);
+    json_decref(mine);
+    json_decref(set);
+    return rc;
+}
+
+static int init_kind(cm *m, const char *group, const char *resource, const char *kind,
+                     const char *component)
+{
+    rsc *c = xcalloc(1, sizeof *c);
+    c->m = m;
+    c->kind = kind;
+    c->component = component;
+    c->res = cm_res(group, resource);
+    ck_informer_handlers sh = {on_set, on_set_update, on_set_delete};
+    c->sets = cm_informer(m, group, resource, &sh, c);
+    ck_informer_handlers ph = {on_pod_add, on_pod_update, on_pod_delete};
+    c->pods = cm_informer(m, "", "pods", &ph, c);
+    c->q = cm_queue(m, component, 5, sync_set, c);
+    return 0;
+}
+
+int cm_replicaset_init(cm *m)
+{
+    return init_kind(m, "apps", "replicasets", "ReplicaSet", "replicaset-controller");
+}
+
+int cm_replicationcontroller_init(cm *m)
+{
+    return init_kind(m, "", "replicationcontrollers", "ReplicationController",
+                     "replication-controller");
+}

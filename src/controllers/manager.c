@@ -27,6 +27,7 @@ static const struct {
 } controllers[] = {
     {"replicaset", cm_replicaset_init},
     {"replicationcontroller", cm_replicationcontroller_init},
+    {"deployment", cm_deployment_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */

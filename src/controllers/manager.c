@@ -28,6 +28,8 @@ static const struct {
     {"replicaset", cm_replicaset_init},
     {"replicationcontroller", cm_replicationcontroller_init},
     {"deployment", cm_deployment_init},
+    {"serviceaccount", cm_serviceaccount_init},
+    {"namespace", cm_namespace_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */

@@ -249,6 +249,10 @@ static int create_one(void *arg, int i)
         return 0;
     }
     cm_observe_add(cc->c->m, cc->key);    /* the pod will never be seen */
+    if (err->code == CK_E_FORBIDDEN && strstr(err->msg, "being terminated")) {
+        ck_error_free(err);   /* the namespace goes away; so will we (upstream ignores it too) */
+        return 0;
+    }
     pthread_mutex_lock(&cc->lock);
     if (!cc->first_err)
         cc->first_err = err;

@@ -30,6 +30,7 @@ static const struct {
     {"deployment", cm_deployment_init},
     {"serviceaccount", cm_serviceaccount_init},
     {"namespace", cm_namespace_init},
+    {"garbagecollector", cm_gc_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */

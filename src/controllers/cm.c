@@ -478,6 +478,52 @@ bool cm_pod_available(const json_t *pod, long min_ready, int64_t now)
     return t && t + min_ready <= now;
 }
 
+long cm_target_port(const json_t *sp, const json_t *pod)
+{
+    json_t *tp = json_object_get(sp, "targetPort");
+    if (json_is_integer(tp))
+        return (long)json_integer_value(tp);
+    const char *name = json_string_value(tp);
+    if (!name || !*name)
+        return (long)cm_int(sp, "port", -1);
+    if (name[0] >= '0' && name[0] <= '9')
+        return atol(name);
+    size_t i, j;
+    json_t *c, *p;
+    json_array_foreach(cm_get(pod, "spec.containers"), i, c)
+        json_array_foreach(json_object_get(c, "ports"), j, p)
+            if (!strcmp(json_string_value(json_object_get(p, "name")) ?: "", name))
+                return (long)cm_int(p, "containerPort", -1);
+    return -1;
+}
+
+void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const json_t *pod)
+{
+    json_t *all = ck_informer_list(services);
+    size_t i;
+    json_t *svc;
+    json_array_foreach(all, i, svc) {
+        if (strcmp(cm_ns(svc) ?: "", cm_ns(pod) ?: ""))
+            continue;
+        json_t *sel = cm_get(svc, "spec.selector");
+        if (!json_object_size(sel))
+            continue;
+        bool match = true;
+        const char *k;
+        json_t *v;
+        json_t *labels = cm_get(pod, "metadata.labels");
+        json_object_foreach(sel, k, v)
+            if (!json_equal(json_object_get(labels, k), v))
+                match = false;
+        if (match) {
+            char *key = ck_informer_key(svc);
+            ck_workqueue_add(q, key);
+            free(key);
+        }
+    }
+    json_decref(all);
+}
+
 /* ---------------------------------------------------------------- writes */
 
 int cm_delete(cm *m, const ck_resource *r, const char *ns, const char *name, const char *uid,

@@ -83,6 +83,13 @@ bool cm_pod_ready(const json_t *pod);
 bool cm_pod_available(const json_t *pod, long min_ready, int64_t now);
 json_t *cm_pod_condition(const json_t *pod, const char *type);
 
+/* The container port a Service port targets on pod (targetPort by number or by name; default
+ * = port); -1 when a named port is not found on the pod. */
+long cm_target_port(const json_t *svc_port, const json_t *pod);
+/* Services in pod's namespace whose selector matches its labels (old or new), as "ns/name" keys
+ * added to queue q. */
+void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const json_t *pod);
+
 /* --- writes that ignore "already gone" */
 int cm_delete(cm *m, const ck_resource *r, const char *ns, const char *name, const char *uid,
               const char *propagation, ck_error **err);

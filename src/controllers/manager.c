@@ -31,6 +31,8 @@ static const struct {
     {"serviceaccount", cm_serviceaccount_init},
     {"namespace", cm_namespace_init},
     {"garbagecollector", cm_gc_init},
+    {"endpoint", cm_endpoints_init},
+    {"endpointslice", cm_endpointslice_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */

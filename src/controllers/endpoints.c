@@ -1,0 +1,202 @@
+/* endpoints.c - the Endpoints controller: for every Service with a selector, an Endpoints object
+ * of the same name listing the matching pods that have an IP - ready ones (or all, with
+ * publishNotReadyAddresses) under addresses, the others under notReadyAddresses - grouped into
+ * subsets by the container ports the Service's ports resolve to (named targetPorts are looked up
+ * per pod).  Terminating pods are left out, as upstream does for Endpoints.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "controllers/cm.h"
+#include "lib/util.h"
+
+typedef struct epc {
+    cm *m;
+    ck_informer *svcs, *pods, *eps;
+    ck_workqueue *q;
+} epc;
+
+static void on_svc(void *ctx, json_t *svc)
+{
+    epc *c = ctx;
+    cleanup_free char *k = ck_informer_key(svc);
+    ck_workqueue_add(c->q, k);
+}
+
+static void on_svc_update(void *ctx, json_t *old, json_t *svc)
+{
+    (void)old;
+    on_svc(ctx, svc);
+}
+
+static void on_pod(void *ctx, json_t *pod)
+{
+    epc *c = ctx;
+    cm_enqueue_services_for_pod(c->svcs, c->q, pod);
+}
+
+static void on_pod_update(void *ctx, json_t *old, json_t *pod)
+{
+    epc *c = ctx;
+    if (!json_equal(cm_get(old, "metadata.labels"), cm_get(pod, "metadata.labels")))
+        cm_enqueue_services_for_pod(c->svcs, c->q, old);
+    cm_enqueue_services_for_pod(c->svcs, c->q, pod);
+}
+
+static bool selects(const json_t *svc, const json_t *pod)
+{
+    json_t *sel = cm_get(svc, "spec.selector"), *labels = cm_get(pod, "metadata.labels");
+    const char *k;
+    json_t *v;
+    json_object_foreach(sel, k, v)
+        if (!json_equal(json_object_get(labels, k), v))
+            return false;
+    return true;
+}
+
+static int by_ip_name(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    int r = strcmp(cm_str(x, "ip") ?: "", cm_str(y, "ip") ?: "");
+    return r ? r : strcmp(cm_str(x, "targetRef.name") ?: "", cm_str(y, "targetRef.name") ?: "");
+}
+
+static void sort_array(json_t *arr)
+{
+    size_t n = json_array_size(arr);
+    if (n < 2)
+        return;
+    json_t **v = xcalloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(arr, i));
+    qsort(v, n, sizeof *v, by_ip_name);
+    json_array_clear(arr);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, v[i]);
+    free(v);
+}
+
+/* The subsets for svc from the cached pods.  NEW array. */
+static json_t *build_subsets(epc *c, const json_t *svc)
+{
+    json_t *groups = json_object();   /* ports text -> subset */
+    json_t *pods = ck_informer_list(c->pods);
+    bool publish = cm_bool(svc, "spec.publishNotReadyAddresses", false);
+    size_t i;
+    json_t *pod;
+    json_array_foreach(pods, i, pod) {
+        if (strcmp(cm_ns(pod) ?: "", cm_ns(svc) ?: "") || !selects(svc, pod))
+            continue;
+        const char *ip = cm_str(pod, "status.podIP");
+        if (!ip || !*ip || !cm_pod_active(pod))
+            continue;
+        json_t *ports = json_array();
+        size_t j;
+        json_t *sp;
+        json_array_foreach(cm_get(svc, "spec.ports"), j, sp) {
+            long port = cm_target_port(sp, pod);
+            if (port <= 0)
+                continue;
+            json_t *p = json_pack("{s:I, s:s}", "port", (json_int_t)port, "protocol",
+                                  cm_str(sp, "protocol") ?: "TCP");
+            if (cm_str(sp, "name") && *cm_str(sp, "name"))
+                json_object_set_new(p, "name", json_string(cm_str(sp, "name")));
+            if (cm_str(sp, "appProtocol"))
+                json_object_set_new(p, "appProtocol", json_string(cm_str(sp, "appProtocol")));
+            json_array_append_new(ports, p);
+        }
+        char *pk = json_dumps(ports, JSON_COMPACT | JSON_SORT_KEYS);
+        json_t *sub = json_object_get(groups, pk);
+        if (!sub) {
+            sub = json_pack("{s:[], s:[], s:O}", "addresses", "notReadyAddresses", "ports", ports);
+            json_object_set_new(groups, pk, sub);
+        }
+        free(pk);
+        json_decref(ports);
+        json_t *addr = json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "ip", ip, "targetRef", "kind",
+                                 "Pod", "namespace", cm_ns(pod), "name", cm_name(pod), "uid",
+                                 cm_uid(pod) ?: "");
+        if (cm_str(pod, "spec.nodeName"))
+            json_object_set_new(addr, "nodeName", json_string(cm_str(pod, "spec.nodeName")));
+        json_array_append_new(json_object_get(sub, (publish || cm_pod_ready(pod)) ? "addresses"
+                                                                                  : "notReadyAddresses"),
+                              addr);
+    }
+    json_decref(pods);
+    json_t *subsets = json_array();
+    const char *k;
+    json_t *sub;
+    json_object_foreach(groups, k, sub) {
+        sort_array(json_object_get(sub, "addresses"));
+        sort_array(json_object_get(sub, "notReadyAddresses"));
+        if (!json_array_size(json_object_get(sub, "addresses")))
+            json_object_del(sub, "addresses");
+        if (!json_array_size(json_object_get(sub, "notReadyAddresses")))
+            json_object_del(sub, "notReadyAddresses");
+        if (!json_array_size(json_object_get(sub, "ports")))
+            json_object_del(sub, "ports");
+        json_array_append(subsets, sub);
+    }
+    json_decref(groups);
+    return subsets;
+}
+
+static int sync_svc(void *self, const char *key, ck_error **err)
+{
+    epc *c = self;
+    cleanup_free char *ns = NULL;
+    const char *name;
+    cm_split_key(key, &ns, &name);
+    const ck_resource *epres = cm_res("", "endpoints");
+    json_t *svc = ck_informer_get(c->svcs, ns, name);
+    json_t *cur = ck_informer_get(c->eps, ns, name);
+    int rc = 0;
+    if (!svc) {
+        if (cur)
+            rc = cm_delete(c->m, epres, ns, name, cm_uid(cur), NULL, err);
+        json_decref(cur);
+        return rc;
+    }
+    if (!json_object_size(cm_get(svc, "spec.selector")) ||
+        !strcmp(cm_str(svc, "spec.type") ?: "", "ExternalName")) {
+        json_decref(svc);
+        json_decref(cur);
+        return 0;
+    }
+    json_t *subsets = build_subsets(c, svc);
+    json_t *labels = cm_get(svc, "metadata.labels");
+    bool same = cur && json_equal(cm_get(cur, "subsets") ?: json_array(), subsets) &&
+                (!labels || json_equal(cm_get(cur, "metadata.labels"), labels));
+    if (!same) {
+        json_t *obj = cur ? json_deep_copy(cur)
+                          : json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "v1", "kind",
+                                      "Endpoints", "metadata", "name", name, "namespace", ns);
+        json_object_set(obj, "subsets", subsets);
+        if (labels)
+            json_object_set_new(json_object_get(obj, "metadata"), "labels", json_deep_copy(labels));
+        json_t *out = cur ? ck_client_update(cm_client(c->m), epres, ns, obj, err)
+                          : ck_client_create(cm_client(c->m), epres, ns, obj, err);
+        json_decref(obj);
+        if (!out)
+            rc = -1;
+        json_decref(out);
+    }
+    json_decref(subsets);
+    json_decref(svc);
+    json_decref(cur);
+    return rc;
+}
+
+int cm_endpoints_init(cm *m)
+{
+    epc *c = xcalloc(1, sizeof *c);
+    c->m = m;
+    ck_informer_handlers sh = {on_svc, on_svc_update, on_svc};
+    c->svcs = cm_informer(m, "", "services", &sh, c);
+    ck_informer_handlers ph = {on_pod, on_pod_update, on_pod};
+    c->pods = cm_informer(m, "", "pods", &ph, c);
+    ck_informer_handlers eh = {NULL, NULL, on_svc};   /* deleted by hand: recreate */
+    c->eps = cm_informer(m, "", "endpoints", &eh, c);
+    c->q = cm_queue(m, "endpoints-controller", 4, sync_svc, c);
+    return 0;
+}

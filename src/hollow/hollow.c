@@ -34,7 +34,7 @@ typedef struct hollow {
     char *prefix;
     long count;
     char *cpu, *memory, *pods, *storage;
-    ck_informer *pods_inf;
+    ck_informer *pods_inf, *nodes_inf;
     ck_workqueue *queue;
     volatile bool stop;
 } hollow;
@@ -242,6 +242,22 @@ static void *pod_worker(void *arg)
 }
 
 /* Registers every node, then renews every lease each period, spread over the period. */
+/* Whether our cached copy of the node says Ready=True (true when not cached yet). */
+static bool node_ready(hollow *h, const char *name)
+{
+    json_t *node = ck_informer_get(h->nodes_inf, NULL, name);
+    if (!node)
+        return true;
+    bool ready = false;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(json_object_get(node, "status"), "conditions"), i, c)
+        if (!strcmp(json_string_value(json_object_get(c, "type")) ?: "", "Ready"))
+            ready = !strcmp(json_string_value(json_object_get(c, "status")) ?: "", "True");
+    json_decref(node);
+    return ready;
+}
+
 static void *node_loop(void *arg)
 {
     hollow *h = arg;
@@ -265,6 +281,13 @@ static void *node_loop(void *arg)
             ck_error *err = NULL;
             if (renew_lease(h, name, &err) < 0) {
                 log_warn("lease %s: %s", name, err->msg);
+                ck_error_free(err);
+                err = NULL;
+            }
+            /* As a kubelet does: when the stored status is not what we report (the node
+             * controller marked us Unknown while we were away), post it again. */
+            if (!node_ready(h, name) && register_node(h, name, &err) < 0) {
+                log_warn("node status %s: %s", name, err->msg);
                 ck_error_free(err);
             }
             /* pace: the whole set in one period */
@@ -321,6 +344,7 @@ int cmd_hollow_node(int argc, char **argv)
     h.queue = ck_workqueue_new();
     ck_informer_handlers handlers = {.on_add = enqueue_pod, .on_update = on_pod_update};
     h.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &handlers, &h);
+    h.nodes_inf = ck_informer_new(client, res("", "nodes"), NULL, NULL, NULL, NULL, NULL);
 
     /* Threads inherit a mask blocking the stop signals; main waits for them with sigwait. */
     sigset_t stop_signals;
@@ -332,6 +356,7 @@ int cmd_hollow_node(int argc, char **argv)
     pthread_t nodes_thread, *worker_threads = xcalloc((size_t)workers, sizeof(pthread_t));
     pthread_create(&nodes_thread, NULL, node_loop, &h);
     ck_informer_start(h.pods_inf);
+    ck_informer_start(h.nodes_inf);
     for (long i = 0; i < workers; i++)
         pthread_create(&worker_threads[i], NULL, pod_worker, &h);
     int sig = 0;
@@ -343,6 +368,7 @@ int cmd_hollow_node(int argc, char **argv)
         pthread_join(worker_threads[i], NULL);
     pthread_join(nodes_thread, NULL);
     ck_informer_free(h.pods_inf);
+    ck_informer_free(h.nodes_inf);
     ck_workqueue_free(h.queue);
     ck_client_free(client);
     free(worker_threads);

@@ -33,6 +33,7 @@ static const struct {
     {"garbagecollector", cm_gc_init},
     {"endpoint", cm_endpoints_init},
     {"endpointslice", cm_endpointslice_init},
+    {"nodelifecycle", cm_nodelifecycle_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */

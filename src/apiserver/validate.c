@@ -525,7 +525,11 @@ static void validate_selector_template(struct v *v, const ck_resource *r, const 
             required(v, "spec.selector", "");
     } else {
         ck_error *e = NULL;
-        ck_selector *s = ck_label_selector_from_json(sel, &e);
+        /* a v1 ReplicationController's selector is a plain label map, not a LabelSelector */
+        bool rc = !strcmp(r->kind, "ReplicationController");
+        json_t *wrapped = rc ? json_pack("{s:O}", "matchLabels", (json_t *)sel) : NULL;
+        ck_selector *s = ck_label_selector_from_json(rc ? wrapped : sel, &e);
+        json_decref(wrapped);
         if (!s) {
             invalid(v, "spec.selector", sel, e->msg);
             ck_error_free(e);
@@ -539,7 +543,10 @@ static void validate_selector_template(struct v *v, const ck_resource *r, const 
             }
             ck_selector_free(s);
         }
-        validate_labels(v, get(sel, "matchLabels"), "spec.selector.matchLabels");
+        if (rc)
+            validate_labels(v, sel, "spec.selector");
+        else
+            validate_labels(v, get(sel, "matchLabels"), "spec.selector.matchLabels");
     }
     if (!tmpl) {
         required(v, "spec.template", "");

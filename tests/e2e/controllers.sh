@@ -1,0 +1,328 @@
+#!/bin/bash
+# tests/e2e/controllers.sh - the controller-manager end to end: `ckube server` (API server,
+# scheduler, controller-manager under its supervisor) plus hollow nodes, driven with the real
+# kubectl.  ReplicaSet/ReplicationController, Deployment rollouts (history, undo, pause/resume,
+# restart, scale, Recreate), a kill -9 of the controller-manager mid-rollout, two replicas with one
+# leader, ServiceAccount, Namespace deletion, garbage collection (background/foreground/orphan),
+# Endpoints/EndpointSlice, Job, DaemonSet, and node lifecycle (lease grace, taints, eviction).
+# Loopback only; everything it starts is killed by the trap.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
+KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
+tmp=$(mktemp -d /tmp/ckube-e2e-controllers.XXXXXX)
+data=$tmp/data
+fails=0
+pids=()
+
+cleanup() {
+    for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
+    sleep 1
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    # components the server supervises carry our data dir in their command line
+    for p in $(pgrep -f -- "$tmp/" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+ok() { echo "ok - $*"; }
+notok() { echo "not ok - $*"; fails=$((fails + 1)); }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else notok "$d"; fi; }
+kc() { "$KUBECTL" --kubeconfig "$data/kubeconfig" --request-timeout=10s "$@"; }
+jp() { kc get "$@" 2>/dev/null; }
+
+# wait_for SECONDS CMD...: retry CMD every 0.2s until it succeeds or time runs out.
+wait_for() {
+    local end=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.2
+    done
+}
+out_is() { local want=$1; shift; [ "$("$@" 2>/dev/null)" = "$want" ]; }   # out_is TEXT CMD...
+field_is() { local want=$1; shift; [ "$(jp "$@")" = "$want" ]; }   # field_is VALUE get-args...
+count_is() { local want=$1; shift; [ "$(kc get "$@" --no-headers 2>/dev/null | wc -l)" = "$want" ]; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port=$(free_port)
+"$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 --disable-agent \
+    >"$tmp/server.log" 2>&1 &
+pids+=($!)
+if ! wait_for 60 out_is ok kc get --raw /readyz; then
+    notok "cluster ready"; cat "$tmp/server.log"; exit 1
+fi
+"$CK" hollow-node --kubeconfig "$data/kubeconfig" --count 3 >"$tmp/hollow.log" 2>&1 &
+pids+=($!)
+check "3 hollow nodes Ready" wait_for 30 count_is 3 nodes --field-selector=metadata.name!=x
+cm_pid() { pgrep -f -- "controller-manager --kubeconfig=$data/" | head -n 1; }
+check "server runs the controller-manager" wait_for 20 pgrep -f -- "controller-manager --kubeconfig=$data/"
+
+apply() { kc apply -f - >/dev/null; }
+# spec.replicas of the sets of app=$1, ascending, space separated
+rs_sizes() { jp rs -l "app=$1" -o 'jsonpath={.items[*].spec.replicas}' | tr ' ' '\n' | sort -n | paste -sd' '; }
+# "COUNT IMAGE" lines of the pods of app=$1
+images() {
+    jp pods -l "app=$1" -o 'jsonpath={range .items[*]}{.spec.containers[0].image}{"\n"}{end}' |
+        sort | uniq -c | awk '{print $1, $2}'
+}
+
+# ---------------------------------------------------------------- ServiceAccount
+check "serviceaccount: default SA in every namespace" wait_for 20 field_is default sa default -n kube-system -o 'jsonpath={.metadata.name}'
+echo '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"e2e"}}' | apply
+check "serviceaccount: default SA in a new namespace" wait_for 20 field_is default sa default -n e2e -o 'jsonpath={.metadata.name}'
+kc delete sa default -n e2e >/dev/null 2>&1
+check "serviceaccount: a deleted default SA comes back" wait_for 20 field_is default sa default -n e2e -o 'jsonpath={.metadata.name}'
+
+# ---------------------------------------------------------------- ReplicaSet / RC
+apply <<'Y'
+apiVersion: v1
+kind: Pod
+metadata: {name: orphan, labels: {app: rs1}}
+spec: {containers: [{name: c, image: x}]}
+Y
+apply <<'Y'
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs1}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: rs1}}
+  template:
+    metadata: {labels: {app: rs1}}
+    spec: {containers: [{name: c, image: x}]}
+Y
+check "replicaset: 3 replicas ready" wait_for 30 field_is 3 rs rs1 -o 'jsonpath={.status.readyReplicas}'
+check "replicaset: status replicas/fullyLabeled/available/observedGeneration" \
+    field_is "3 3 3 1" rs rs1 -o 'jsonpath={.status.replicas} {.status.fullyLabeledReplicas} {.status.availableReplicas} {.status.observedGeneration}'
+check "replicaset: matching orphan pod adopted (3 pods total, not 4)" count_is 3 pods -l app=rs1
+check "replicaset: adopted pod has the controller reference" field_is rs1 pod orphan -o 'jsonpath={.metadata.ownerReferences[0].name}'
+kc scale rs rs1 --replicas=1 >/dev/null
+check "replicaset: scale down to 1" wait_for 30 count_is 1 pods -l app=rs1
+kc label pod -l app=rs1 app=other --overwrite >/dev/null
+check "replicaset: relabelled pod released and replaced" wait_for 30 count_is 1 pods -l app=rs1
+check "replicaset: released pod has no controller" wait_for 10 out_is "" jp pods -l app=other -o 'jsonpath={.items[0].metadata.ownerReferences[0].name}'
+check "replicaset: SuccessfulCreate events (kubectl describe)" wait_for 10 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' describe rs rs1 | grep -q 'SuccessfulCreate.*Created pod: rs1-'"
+kc delete pods -l app=other --wait=false >/dev/null
+apply <<'Y'
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: rc1}
+spec:
+  replicas: 2
+  selector: {app: rc1}
+  template:
+    metadata: {labels: {app: rc1}}
+    spec: {containers: [{name: c, image: x}]}
+Y
+check "replicationcontroller: 2 replicas ready" wait_for 30 field_is 2 rc rc1 -o 'jsonpath={.status.readyReplicas}'
+
+# ---------------------------------------------------------------- Deployment
+dep() {   # dep NAME REPLICAS IMAGE [STRATEGY]
+    apply <<Y
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: $1}
+spec:
+  replicas: $2
+  strategy: {type: ${4:-RollingUpdate}}
+  selector: {matchLabels: {app: $1}}
+  template:
+    metadata: {labels: {app: $1}}
+    spec: {containers: [{name: c, image: $3}]}
+Y
+}
+rollout() { kc rollout status "deploy/$1" --timeout="${2:-60}s" >/dev/null 2>&1; }
+dep web 4 img:1
+check "deployment: rollout status (create)" rollout web
+check "deployment: 4 pods, 1 replica set" test "$(kc get rs -l app=web --no-headers | wc -l) $(kc get pods -l app=web --no-headers | wc -l)" = "1 4"
+check "deployment: revision annotation 1" field_is 1 deploy web -o 'jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}'
+check "deployment: Available and Progressing conditions" \
+    field_is "True NewReplicaSetAvailable" deploy web -o 'jsonpath={.status.conditions[?(@.type=="Available")].status} {.status.conditions[?(@.type=="Progressing")].reason}'
+kc set image deploy/web c=img:2 >/dev/null
+check "deployment: rollout status (set image)" rollout web
+check "deployment: old set scaled to 0, new set 4" wait_for 10 out_is "0 4" rs_sizes web
+check "deployment: rollout history has 2 revisions" test "$(kc rollout history deploy/web | grep -cE '^[0-9]+ ')" = 2
+kc rollout undo deploy/web >/dev/null
+check "deployment: rollout undo" rollout web
+check "deployment: undo reuses the revision-1 set (still 2 sets) as revision 3" \
+    test "$(kc get rs -l app=web --no-headers | wc -l) $(jp deploy web -o 'jsonpath={.metadata.annotations.deployment\.kubernetes\.io/revision}')" = "2 3"
+check "deployment: image back to img:1" field_is img:1 deploy web -o 'jsonpath={.spec.template.spec.containers[0].image}'
+kc rollout pause deploy/web >/dev/null
+kc set image deploy/web c=img:3 >/dev/null
+sleep 2
+check "deployment: paused rollout creates no new set" count_is 2 rs -l app=web
+check "deployment: paused condition" field_is DeploymentPaused deploy web -o 'jsonpath={.status.conditions[?(@.type=="Progressing")].reason}'
+kc rollout resume deploy/web >/dev/null
+check "deployment: resume rolls out" rollout web
+check "deployment: 3 sets after resume" count_is 3 rs -l app=web
+kc rollout restart deploy/web >/dev/null
+check "deployment: rollout restart" rollout web
+check "deployment: restart made a 4th set" count_is 4 rs -l app=web
+kc scale deploy/web --replicas=7 >/dev/null
+check "deployment: scale to 7" rollout web
+check "deployment: 7 pods" wait_for 20 count_is 7 pods -l app=web
+check "deployment: ScalingReplicaSet events" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' describe deploy web | grep -q 'ScalingReplicaSet.*Scaled up replica set web-'"
+dep rec 3 img:1 Recreate
+check "deployment (Recreate): rollout" rollout rec
+kc set image deploy/rec c=img:2 >/dev/null
+check "deployment (Recreate): rollout of a new image" rollout rec
+check "deployment (Recreate): 3 pods all of the new template" wait_for 20 out_is "3 img:2" images rec
+apply <<'Y'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hist}
+spec:
+  replicas: 1
+  revisionHistoryLimit: 1
+  selector: {matchLabels: {app: hist}}
+  template:
+    metadata: {labels: {app: hist}}
+    spec: {containers: [{name: c, image: img:1}]}
+Y
+rollout hist
+for i in 2 3 4; do kc set image deploy/hist c=img:$i >/dev/null; rollout hist; done
+check "deployment: revisionHistoryLimit 1 keeps 2 sets" wait_for 20 count_is 2 rs -l app=hist
+
+# ---------------------------------------------------------------- kill -9 mid-rollout
+dep big 30 img:1
+check "kill -9: 30-replica deployment rolled out" rollout big 90
+kc set image deploy/big c=img:2 >/dev/null
+sleep 0.3
+old=$(cm_pid)
+kill -9 "$old" 2>/dev/null
+check "kill -9: controller-manager killed mid-rollout" test -n "$old"
+check "kill -9: supervisor restarted it" wait_for 30 bash -c "p=\$(pgrep -f -- 'controller-manager --kubeconfig=$data/' | head -n1); [ -n \"\$p\" ] && [ \"\$p\" != $old ]"
+check "kill -9: rollout finishes after the restart" rollout big 120
+check "kill -9: exactly 30 pods, all img:2" wait_for 30 out_is "30 img:2" images big
+check "kill -9: old set at 0 replicas" wait_for 10 out_is "0 30" rs_sizes big
+
+# ---------------------------------------------------------------- two replicas, one leader
+"$CK" controller-manager --kubeconfig "$data/kubeconfig" --leader-elect-identity=standby-2 \
+    --leader-elect-lease-duration=6s --leader-elect-renew-deadline=4s --leader-elect-retry-period=1s \
+    >"$tmp/cm2.log" 2>&1 &
+cm2=$!
+pids+=($cm2)
+holder() { jp lease kube-controller-manager -n kube-system -o 'jsonpath={.spec.holderIdentity}'; }
+sleep 3
+first=$(holder)
+check "two replicas: the lease has one holder (not the new standby)" test -n "$first" -a "$first" != standby-2
+check "two replicas: the standby waits" grep -q "waiting to become leader" "$tmp/cm2.log"
+check "two replicas: the standby runs no controller" bash -c "! grep -q 'controllers running' '$tmp/cm2.log'"
+# Stop the server's replica for good (SIGSTOP: the supervisor sees it alive), so the standby leads.
+sup=$(cm_pid)
+kill -STOP "$sup"
+check "two replicas: standby takes over after the lease expires" wait_for 40 field_is standby-2 lease kube-controller-manager -n kube-system -o 'jsonpath={.spec.holderIdentity}'
+check "two replicas: the new leader runs the controllers" wait_for 20 grep -q "controllers running" "$tmp/cm2.log"
+kc scale deploy/web --replicas=2 >/dev/null
+check "two replicas: the new leader acts (scale 7 -> 2)" rollout web
+kill -CONT "$sup"
+check "two replicas: the old leader, resumed, steps down (exits on lost lease)" wait_for 30 bash -c "! kill -0 $sup 2>/dev/null || grep -q 'lost leadership\|leader election lost' '$tmp/server.log'"
+sleep 2
+check "two replicas: still one holder, standby-2" field_is standby-2 lease kube-controller-manager -n kube-system -o 'jsonpath={.spec.holderIdentity}'
+
+# ---------------------------------------------------------------- garbage collector
+dep gcb 2 img:1; rollout gcb
+kc delete deploy gcb --wait=false >/dev/null
+check "gc background: sets and pods of a deleted deployment go" wait_for 30 bash -c "[ -z \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get rs,pods -l app=gcb --no-headers 2>/dev/null)\" ]"
+dep gcf 2 img:1; rollout gcf
+kc delete deploy gcf --cascade=foreground --wait=false >/dev/null
+check "gc foreground: owner carries foregroundDeletion while dependents go" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get deploy gcf -o jsonpath='{.metadata.finalizers}' 2>/dev/null | grep -q foregroundDeletion || ! '$KUBECTL' --kubeconfig '$data/kubeconfig' get deploy gcf >/dev/null 2>&1"
+check "gc foreground: deployment, sets and pods all gone" wait_for 30 bash -c "[ -z \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get deploy,rs,pods -l app=gcf --no-headers 2>/dev/null)\" ] && ! '$KUBECTL' --kubeconfig '$data/kubeconfig' get deploy gcf >/dev/null 2>&1"
+dep gco 2 img:1; rollout gco
+kc delete deploy gco --cascade=orphan >/dev/null
+sleep 2
+check "gc orphan: the set survives its deployment" count_is 1 rs -l app=gco
+check "gc orphan: the set has no owner left" test -z "$(jp rs -l app=gco -o 'jsonpath={.items[0].metadata.ownerReferences[*].name}')"
+check "gc orphan: its pods keep running" count_is 2 pods -l app=gco
+apply <<'Y'
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dangling
+  ownerReferences: [{apiVersion: v1, kind: ConfigMap, name: nobody, uid: 00000000-0000-0000-0000-000000000000}]
+Y
+check "gc: an object whose owner never existed is collected" wait_for 30 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get cm dangling >/dev/null 2>&1"
+
+# ---------------------------------------------------------------- Endpoints / EndpointSlice
+dep svcweb 3 img:1; rollout svcweb
+apply <<'Y'
+apiVersion: v1
+kind: Service
+metadata: {name: svcweb}
+spec:
+  selector: {app: svcweb}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+Y
+check "endpoints: 3 ready addresses on port 8080" wait_for 30 field_is "3 8080" endpoints svcweb -o go-template='{{len (index .subsets 0).addresses}} {{(index (index .subsets 0).ports 0).port}}'
+check "endpointslice: one slice with 3 ready endpoints, owned by the service" wait_for 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get endpointslices -l kubernetes.io/service-name=svcweb -o go-template='{{range .items}}{{len .endpoints}} {{(index .metadata.ownerReferences 0).kind}}{{end}}')\" = '3 Service' ]"
+kc scale deploy/svcweb --replicas=1 >/dev/null
+check "endpoints: follow a scale down" wait_for 30 field_is 1 endpoints svcweb -o go-template='{{len (index .subsets 0).addresses}}'
+check "endpointslice: follow a scale down" wait_for 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get endpointslices -l kubernetes.io/service-name=svcweb -o go-template='{{range .items}}{{len .endpoints}}{{end}}')\" = 1 ]"
+kc delete svc svcweb >/dev/null
+check "endpoints and slices go with the service" wait_for 30 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get endpoints svcweb >/dev/null 2>&1 && [ -z \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get endpointslices -l kubernetes.io/service-name=svcweb --no-headers 2>/dev/null)\" ]"
+
+# ---------------------------------------------------------------- Namespace
+kc -n e2e apply -f - >/dev/null <<'Y'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: d}}
+  template:
+    metadata: {labels: {app: d}}
+    spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: c}
+Y
+check "namespace: workload in e2e running" wait_for 30 count_is 2 pods -n e2e
+kc delete ns e2e --wait=false >/dev/null
+check "namespace: deleting empties it and removes it" wait_for 60 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get ns e2e >/dev/null 2>&1"
+
+if [ -n "${CONTROLLERS_E2E_EXTRA:-}" ]; then . "$CONTROLLERS_E2E_EXTRA"; fi
+
+# ---------------------------------------------------------------- node lifecycle (last: it waits 40 s)
+"$CK" hollow-node --kubeconfig "$data/kubeconfig" --count 1 --name-prefix lost- >"$tmp/lost.log" 2>&1 &
+lost=$!
+pids+=($lost)
+check "node lifecycle: extra node lost-0 Ready" wait_for 30 field_is True node lost-0 -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'
+apply <<'Y'
+apiVersion: v1
+kind: Pod
+metadata: {name: short}
+spec:
+  nodeName: lost-0
+  tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}]
+  containers: [{name: c, image: x}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: forever}
+spec:
+  nodeName: lost-0
+  tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}]
+  containers: [{name: c, image: x}]
+Y
+check "node lifecycle: pods on lost-0 running" wait_for 30 field_is "Running Running" pods short forever -o 'jsonpath={.items[*].status.phase}'
+kill -STOP "$lost"
+t0=$SECONDS
+check "node lifecycle: Ready=Unknown after the 40 s lease grace" wait_for 70 field_is Unknown node lost-0 -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'
+check "node lifecycle: not before 40 s ($((SECONDS - t0)) s)" test $((SECONDS - t0)) -ge 38
+check "node lifecycle: unreachable NoExecute taint" field_is "node.kubernetes.io/unreachable" node lost-0 -o 'jsonpath={.spec.taints[?(@.effect=="NoExecute")].key}'
+check "node lifecycle: pods marked not ready" wait_for 10 field_is False pod forever -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'
+check "node lifecycle: pod tolerating 5 s evicted" wait_for 20 bash -c "[ -n \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pod short -o jsonpath='{.metadata.deletionTimestamp}' 2>/dev/null)\" ] || ! '$KUBECTL' --kubeconfig '$data/kubeconfig' get pod short >/dev/null 2>&1"
+check "node lifecycle: pod tolerating forever stays" test -z "$(jp pod forever -o 'jsonpath={.metadata.deletionTimestamp}')"
+kill -CONT "$lost"
+check "node lifecycle: node back -> Ready and untainted" wait_for 40 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get node lost-0 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}/{.spec.taints}')\" = 'True/' ]"
+
+if [ $fails -ne 0 ]; then
+    echo "# $fails failure(s); the server log ends:"; tail -40 "$tmp/server.log" | sed 's/^/# /'
+    exit 1
+fi
+echo "# all controller tests passed"

@@ -200,7 +200,9 @@ static int sync_pod(hollow *h, const char *key, ck_error **err)
         json_decref(opts);
     } else {
         const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
-        if (!phase || strcmp(phase, "Running")) {
+        /* Succeeded/Failed are final: a kubelet never brings a terminated pod back */
+        bool terminal = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
+        if (!terminal && (!phase || strcmp(phase, "Running"))) {
             const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
             json_t *copy = json_deep_copy(pod);
             json_t *status = running_status(pod, node);

@@ -34,6 +34,7 @@ static const struct {
     {"endpoint", cm_endpoints_init},
     {"endpointslice", cm_endpointslice_init},
     {"nodelifecycle", cm_nodelifecycle_init},
+    {"job", cm_job_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */

@@ -188,14 +188,29 @@ for i in 2 3 4; do kc set image deploy/hist c=img:$i >/dev/null; rollout hist; d
 check "deployment: revisionHistoryLimit 1 keeps 2 sets" wait_for 20 count_is 2 rs -l app=hist
 
 # ---------------------------------------------------------------- kill -9 mid-rollout
-dep big 30 img:1
+# minReadySeconds makes each rollout step wait, so the kill lands in the middle of it
+apply <<'Y'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: big}
+spec:
+  replicas: 30
+  minReadySeconds: 1
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec: {containers: [{name: c, image: img:1}]}
+Y
 check "kill -9: 30-replica deployment rolled out" rollout big 90
 kc set image deploy/big c=img:2 >/dev/null
-sleep 0.3
+check "kill -9: rollout under way" wait_for 10 count_is 2 rs -l app=big
+sleep 1
+mid=$(rs_sizes big)
 old=$(cm_pid)
 kill -9 "$old" 2>/dev/null
-check "kill -9: controller-manager killed mid-rollout" test -n "$old"
+check "kill -9: controller-manager killed mid-rollout (set sizes then: $mid)" test -n "$old" -a "$mid" != "0 30"
 check "kill -9: supervisor restarted it" wait_for 30 bash -c "p=\$(pgrep -f -- 'controller-manager --kubeconfig=$data/' | head -n1); [ -n \"\$p\" ] && [ \"\$p\" != $old ]"
+check "kill -9: the restarted one takes the lease over (after 15 s)" wait_for 40 bash -c "[ \$(grep -c 'controllers running' '$tmp/server.log') -ge 2 ]"
 check "kill -9: rollout finishes after the restart" rollout big 120
 check "kill -9: exactly 30 pods, all img:2" wait_for 30 out_is "30 img:2" images big
 check "kill -9: old set at 0 replicas" wait_for 10 out_is "0 30" rs_sizes big
@@ -209,7 +224,7 @@ pids+=($cm2)
 holder() { jp lease kube-controller-manager -n kube-system -o 'jsonpath={.spec.holderIdentity}'; }
 sleep 3
 first=$(holder)
-check "two replicas: the lease has one holder (not the new standby)" test -n "$first" -a "$first" != standby-2
+check "two replicas: the lease has one holder, the server's replica (not the new standby)" test -n "$first" -a "$first" != standby-2
 check "two replicas: the standby waits" grep -q "waiting to become leader" "$tmp/cm2.log"
 check "two replicas: the standby runs no controller" bash -c "! grep -q 'controllers running' '$tmp/cm2.log'"
 # Stop the server's replica for good (SIGSTOP: the supervisor sees it alive), so the standby leads.
@@ -284,6 +299,82 @@ Y
 check "namespace: workload in e2e running" wait_for 30 count_is 2 pods -n e2e
 kc delete ns e2e --wait=false >/dev/null
 check "namespace: deleting empties it and removes it" wait_for 60 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get ns e2e >/dev/null 2>&1"
+
+# ---------------------------------------------------------------- Job
+# Hollow pods run forever; a test finishes one by writing its status as a kubelet would.
+finish() { kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"$2\"}}" >/dev/null; }
+job_pods() { jp pods -l "job-name=$1" -o 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{"\n"}{end}'; }
+njob_pods() { job_pods "$1" | grep -c .; }
+# "TYPE REASON" of the job's true conditions
+jobcond() { jp job "$1" -o 'jsonpath={.status.conditions[?(@.status=="True")].type} {.status.conditions[?(@.status=="True")].reason}'; }
+apply <<'Y'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j3}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
+Y
+check "job: parallelism 2 -> 2 running pods" wait_for 30 out_is 2 njob_pods j3
+for p in $(job_pods j3); do finish "$p" Succeeded; done
+check "job: a third pod for the last completion" wait_for 30 out_is 1 njob_pods j3
+for p in $(job_pods j3); do finish "$p" Succeeded; done
+check "job: Complete after 3 successes (kubectl wait)" kc wait --for=condition=complete job/j3 --timeout=30s
+check "job: status succeeded=3, completionTime set" wait_for 10 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded} {.status.completionTime}' | cut -c1-4)\" = '3 20' ]"
+apply <<'Y'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: jidx}
+spec:
+  completions: 2
+  parallelism: 2
+  completionMode: Indexed
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
+Y
+check "job (Indexed): pods carry completion indexes 0 and 1" wait_for 30 out_is "0 1" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jidx -o jsonpath='{.items[*].metadata.annotations.batch\.kubernetes\.io/job-completion-index}' | tr ' ' '\n' | sort | paste -sd' '"
+for p in $(job_pods jidx); do finish "$p" Succeeded; done
+jobidx() { jp job "$1" -o 'jsonpath={.status.conditions[?(@.status=="True")].type} {.status.completedIndexes}'; }
+check "job (Indexed): Complete with completedIndexes 0-1" wait_for 30 out_is "Complete 0-1" jobidx jidx
+apply <<'Y'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: jfail}
+spec:
+  backoffLimit: 1
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
+Y
+for round in 1 2; do
+    wait_for 30 out_is 1 njob_pods jfail
+    for p in $(job_pods jfail); do finish "$p" Failed; done
+done
+check "job: Failed (BackoffLimitExceeded) after backoffLimit+1 failures" wait_for 30 out_is "Failed BackoffLimitExceeded" jobcond jfail
+apply <<'Y'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: jdead}
+spec:
+  activeDeadlineSeconds: 2
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
+Y
+check "job: Failed (DeadlineExceeded) after activeDeadlineSeconds" wait_for 30 out_is "Failed DeadlineExceeded" jobcond jdead
+check "job: its running pod deleted at the deadline" wait_for 30 out_is "" job_pods jdead
+apply <<'Y'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: jttl}
+spec:
+  ttlSecondsAfterFinished: 1
+  template:
+    spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
+Y
+wait_for 30 out_is 1 njob_pods jttl
+for p in $(job_pods jttl); do finish "$p" Succeeded; done
+check "job: ttlSecondsAfterFinished deletes the finished job" wait_for 30 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get job jttl >/dev/null 2>&1"
 
 if [ -n "${CONTROLLERS_E2E_EXTRA:-}" ]; then . "$CONTROLLERS_E2E_EXTRA"; fi
 

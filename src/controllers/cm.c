@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -522,6 +523,29 @@ void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const j
         }
     }
     json_decref(all);
+}
+
+void cm_hash(const json_t *obj, long salt, char out[16])
+{
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    uint32_t h = 2166136261u;
+    for (const char *p = text; p && *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 16777619u;
+    }
+    free(text);
+    if (salt)
+        for (int i = 0; i < 8; i++) {
+            h ^= (unsigned char)((unsigned long)salt >> (8 * i));
+            h *= 16777619u;
+        }
+    static const char alpha[] = "bcdfghjklmnpqrstvwxz2456789";
+    char dec[16];
+    snprintf(dec, sizeof dec, "%u", h);
+    size_t n = strlen(dec);
+    for (size_t i = 0; i < n; i++)
+        out[i] = alpha[(unsigned char)dec[i] % (sizeof alpha - 1)];
+    out[n] = 0;
 }
 
 /* ---------------------------------------------------------------- writes */

@@ -90,6 +90,10 @@ long cm_target_port(const json_t *svc_port, const json_t *pod);
  * added to queue q. */
 void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const json_t *pod);
 
+/* A short name-safe hash of obj's canonical JSON (+ salt): fnv-1a spelled in the
+ * consonant-and-digit alphabet upstream uses for pod-template-hash, so names never spell words. */
+void cm_hash(const json_t *obj, long salt, char out[16]);
+
 /* --- writes that ignore "already gone" */
 int cm_delete(cm *m, const ck_resource *r, const char *ns, const char *name, const char *uid,
               const char *propagation, ck_error **err);

@@ -176,32 +176,11 @@ static json_t *template_sans_hash(const json_t *tmpl)
     return t;
 }
 
-/* fnv-1a of the canonical template text (+ collision count), spelled in the consonant-and-digit
- * alphabet upstream uses so names never spell words. */
 static void template_hash(const json_t *tmpl, long collisions, char out[16])
 {
     json_t *t = template_sans_hash(tmpl);
-    char *text = json_dumps(t, JSON_COMPACT | JSON_SORT_KEYS);
+    cm_hash(t, collisions, out);
     json_decref(t);
-    uint32_t h = 2166136261u;
-    for (const char *p = text; p && *p; p++) {
-        h ^= (unsigned char)*p;
-        h *= 16777619u;
-    }
-    free(text);
-    if (collisions) {
-        for (int i = 0; i < 8; i++) {
-            h ^= (unsigned char)(collisions >> (8 * i));
-            h *= 16777619u;
-        }
-    }
-    static const char alpha[] = "bcdfghjklmnpqrstvwxz2456789";
-    char dec[16];
-    snprintf(dec, sizeof dec, "%u", h);
-    size_t n = strlen(dec);
-    for (size_t i = 0; i < n; i++)
-        out[i] = alpha[(unsigned char)dec[i] % (sizeof alpha - 1)];
-    out[n] = 0;
 }
 
 static bool same_template(const json_t *a, const json_t *b)

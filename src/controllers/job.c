@@ -138,6 +138,15 @@ static json_t *pod_for(const json_t *job, long index)
     json_t *labels = json_deep_copy(cm_get(tmpl, "metadata.labels") ?: json_object());
     json_t *ann = json_deep_copy(cm_get(tmpl, "metadata.annotations") ?: json_object());
     json_t *spec = json_deep_copy(cm_get(tmpl, "spec") ?: json_object());
+    /* the labels the API server's generated selector would have put on the template */
+    static const char *const name_labels[] = {"batch.kubernetes.io/job-name", "job-name"};
+    static const char *const uid_labels[] = {"batch.kubernetes.io/controller-uid", "controller-uid"};
+    for (size_t i = 0; i < 2; i++) {
+        if (!json_object_get(labels, name_labels[i]))
+            json_object_set_new(labels, name_labels[i], json_string(cm_name(job)));
+        if (!json_object_get(labels, uid_labels[i]))
+            json_object_set_new(labels, uid_labels[i], json_string(cm_uid(job) ?: ""));
+    }
     if (index >= 0) {
         char idx[32];
         snprintf(idx, sizeof idx, "%ld", index);

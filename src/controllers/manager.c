@@ -35,6 +35,7 @@ static const struct {
     {"endpointslice", cm_endpointslice_init},
     {"nodelifecycle", cm_nodelifecycle_init},
     {"job", cm_job_init},
+    {"daemonset", cm_daemonset_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */

@@ -163,7 +163,12 @@ static int set_taints(nlc *c, const json_t *node, const char *key, bool want, ck
     json_t *copy = json_deep_copy(node);
     if (!json_object_get(copy, "spec"))
         json_object_set_new(copy, "spec", json_object());
-    json_object_set_new(json_object_get(copy, "spec"), "taints", out_taints);
+    if (json_array_size(out_taints))
+        json_object_set_new(json_object_get(copy, "spec"), "taints", out_taints);
+    else {   /* upstream omits an empty list */
+        json_object_del(json_object_get(copy, "spec"), "taints");
+        json_decref(out_taints);
+    }
     json_t *out = ck_client_update(cm_client(c->m), cm_res("", "nodes"), NULL, copy, err);
     json_decref(copy);
     if (!out)

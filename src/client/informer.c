@@ -18,6 +18,7 @@ struct ck_informer {
     char *ns, *label_selector, *field_selector;
     ck_informer_handlers handlers;
     void *ctx;
+    ck_informer_transform transform;
 
     pthread_mutex_t lock;
     pthread_cond_t synced_cond;
@@ -124,6 +125,8 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
         json_array_foreach(items, i, it) {
             json_object_set_new(it, "kind", json_string(inf->res->kind));
             json_object_set_new(it, "apiVersion", json_string(ck_resource_api_version(inf->res)));
+            if (inf->transform)
+                inf->transform(it);
             char *key = ck_informer_key(it);
             json_object_set(fresh, key, it);
             free(key);
@@ -192,6 +195,8 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
         pthread_mutex_unlock(&inf->lock);
         return !inf->stop;
     }
+    if (inf->transform && strcmp(type, "DELETED"))
+        inf->transform(obj);
     cleanup_free char *key = ck_informer_key(obj);
     pthread_mutex_lock(&inf->lock);
     json_t *prev = json_object_get(inf->cache, key);
@@ -262,6 +267,11 @@ static void *informer_main(void *arg)
         }
     }
     return NULL;
+}
+
+void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn)
+{
+    inf->transform = fn;
 }
 
 void ck_informer_start(ck_informer *inf)

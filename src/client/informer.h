@@ -32,6 +32,11 @@ typedef struct ck_informer ck_informer;
 ck_informer *ck_informer_new(ck_client *c, const ck_resource *r, const char *ns,
                              const char *label_selector, const char *field_selector,
                              const ck_informer_handlers *handlers, void *ctx);
+/* Optional, before start: called on every object (listed or watched) before it is cached and
+ * handed to the handlers, to drop fields the consumer never reads (as client-go's transform
+ * functions do); it edits obj in place. */
+typedef void (*ck_informer_transform)(json_t *obj);
+void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn);
 void ck_informer_start(ck_informer *inf);
 /* True once the first list has been delivered. */
 bool ck_informer_synced(ck_informer *inf);

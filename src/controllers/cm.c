@@ -1,6 +1,7 @@
 /* cm.c - shared informers, worker pools, events, expectations and JSON helpers (see cm.h). */
 #include "controllers/cm.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,6 +82,53 @@ static void fan_delete(void *ctx, json_t *o)
             s->h[i].on_delete(s->ctx[i], o);
 }
 
+/* What no controller reads is not worth caching: managedFields everywhere; for pods, everything
+ * but the spec fields (nodeName, tolerations, affinity, container names/ports) and status fields
+ * (phase, conditions, IPs, startTime) the controllers use.  Pods are most of the cache. */
+static void trim_object(json_t *obj)
+{
+    json_object_del(json_object_get(obj, "metadata"), "managedFields");
+}
+
+static void trim_pod(json_t *pod)
+{
+    trim_object(pod);
+    static const char *const spec_keep[] = {"nodeName", "tolerations", "affinity", "containers",
+                                            "hostname", "subdomain"};
+    static const char *const status_keep[] = {"phase", "conditions", "podIP", "podIPs", "hostIP",
+                                              "startTime"};
+    json_t *spec = json_object_get(pod, "spec"), *status = json_object_get(pod, "status");
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(spec, tmp, k, v) {
+        bool keep = false;
+        for (size_t i = 0; i < ARRAY_SIZE(spec_keep); i++)
+            keep |= !strcmp(k, spec_keep[i]);
+        if (!keep)
+            json_object_del(spec, k);
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(spec, "containers"), i, c) {
+        json_object_foreach_safe(c, tmp, k, v)
+            if (strcmp(k, "name") && strcmp(k, "ports"))
+                json_object_del(c, k);
+    }
+    json_object_foreach_safe(status, tmp, k, v) {
+        bool keep = false;
+        for (size_t j = 0; j < ARRAY_SIZE(status_keep); j++)
+            keep |= !strcmp(k, status_keep[j]);
+        if (!keep)
+            json_object_del(status, k);
+    }
+    /* condition bodies: only type/status/lastTransitionTime are read */
+    json_array_foreach(json_object_get(status, "conditions"), i, c) {
+        json_object_del(c, "message");
+        json_object_del(c, "lastProbeTime");
+    }
+}
+
 cm *cm_new(ck_client *c)
 {
     cm *m = xcalloc(1, sizeof *m);
@@ -124,6 +172,8 @@ ck_informer *cm_informer(cm *m, const char *group, const char *resource,
         s->res = r;
         ck_informer_handlers fan = {fan_add, fan_update, fan_delete};
         s->inf = ck_informer_new(m->client, r, NULL, NULL, NULL, &fan, s);
+        ck_informer_set_transform(s->inf, !strcmp(r->resource, "pods") && !r->group[0] ? trim_pod
+                                                                                      : trim_object);
     }
     if (h) {
         if (s->nh == CM_MAX_HANDLERS)
@@ -174,6 +224,18 @@ static void *worker_main(void *arg)
 
 static void *event_main(void *arg);
 
+/* Hand freed memory back to the system now and then: after a burst (thousands of pods created
+ * then replaced) glibc would otherwise keep the peak. */
+static void *trim_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        sleep(2);
+        malloc_trim(0);
+    }
+    return NULL;
+}
+
 int cm_run(cm *m, ck_error **err)
 {
     for (int i = 0; i < m->ninfs; i++)
@@ -185,6 +247,9 @@ int cm_run(cm *m, ck_error **err)
     pthread_t t;
     if (pthread_create(&t, NULL, event_main, m))
         return ck_error_sys(err, CK_E_INTERNAL, "event thread");
+    pthread_detach(t);
+    if (pthread_create(&t, NULL, trim_main, NULL))
+        return ck_error_sys(err, CK_E_INTERNAL, "trim thread");
     pthread_detach(t);
     for (int i = 0; i < m->nqueues; i++)
         for (int w = 0; w < m->queues[i].workers; w++) {

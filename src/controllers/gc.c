@@ -112,8 +112,10 @@ static void on_change(mon *mo, json_t *old, json_t *obj, bool gone)
         if (uid)
             json_object_set_new(g->by_uid, uid, json_string(ref));
     }
-    /* dependents to revisit: an owner gone, or one that started deleting */
-    json_t *deps = uid ? json_deep_copy(json_object_get(g->dependents, uid)) : NULL;
+    /* dependents to revisit: an owner gone, or one that started deleting (copied only then:
+     * a ReplicaSet's status changes often and it may have thousands of dependents) */
+    json_t *deps = uid && (gone || cm_deleting(obj)) ? json_deep_copy(json_object_get(g->dependents, uid))
+                                                     : NULL;
     pthread_mutex_unlock(&g->lock);
 
     if (!gone && json_array_size(cm_get(obj, "metadata.ownerReferences")))

@@ -6,6 +6,7 @@
  * upstream), so the supervisor restarts the process as a standby with empty caches: a controller
  * never carries state across leaderships, it relists and converges.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -149,6 +150,9 @@ int cmd_controller_manager(int argc, char **argv)
         return 2;
     }
     cm_node_grace_ms = grace_ms;
+    /* Many short-lived worker threads would each get a malloc arena that keeps its freed
+     * memory; two arenas keep RSS close to what the caches really hold. */
+    mallopt(M_ARENA_MAX, 2);
     ck_log_init("controller-manager", CK_LOG_INFO);
     ck_error *err = NULL;
     ck_client *client = ck_client_from_file(kubeconfig, "ckube-controller-manager/" CK_VERSION, &err);

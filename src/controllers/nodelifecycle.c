@@ -206,17 +206,20 @@ static int mark_unknown(nlc *c, const json_t *node, ck_error **err)
     json_array_foreach(pods, i, pod) {
         if (strcmp(cm_str(pod, "spec.nodeName") ?: "", cm_name(node)) || !cm_pod_ready(pod))
             continue;
-        json_t *pc = json_deep_copy(pod);
+        /* a patch: the cached pod is trimmed (cm.c), never send it back whole */
+        json_t *conds = json_deep_copy(cm_get(pod, "status.conditions"));
         size_t j;
         json_t *pcond;
-        json_array_foreach(cm_get(pc, "status.conditions"), j, pcond)
+        json_array_foreach(conds, j, pcond)
             if (!strcmp(cm_str(pcond, "type") ?: "", "Ready")) {
                 json_object_set_new(pcond, "status", json_string("False"));
                 json_object_set_new(pcond, "lastTransitionTime", json_string(now));
             }
-        json_t *po = ck_client_update_status(cm_client(c->m), cm_res("", "pods"), cm_ns(pod), pc, NULL);
+        json_t *patch = json_pack("{s:{s:o}}", "status", "conditions", conds);
+        json_t *po = ck_client_patch(cm_client(c->m), cm_res("", "pods"), cm_ns(pod), cm_name(pod),
+                                     "status", "application/merge-patch+json", patch, NULL);
         json_decref(po);
-        json_decref(pc);
+        json_decref(patch);
     }
     json_decref(pods);
     return 0;

@@ -142,6 +142,23 @@ cm *cm_new(ck_client *c)
     return m;
 }
 
+void cm_free(cm *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->ninfs; i++)
+        ck_informer_free(m->infs[i].inf);
+    for (int i = 0; i < m->nqueues; i++)
+        ck_workqueue_free(m->queues[i].q);
+    json_decref(m->ev_pending);
+    json_decref(m->ev_counts);
+    json_decref(m->exp);
+    pthread_mutex_destroy(&m->ev_lock);
+    pthread_cond_destroy(&m->ev_cond);
+    pthread_mutex_destroy(&m->exp_lock);
+    free(m);
+}
+
 ck_client *cm_client(cm *m)
 {
     return m->client;

@@ -23,6 +23,8 @@
 typedef struct cm cm;
 
 cm *cm_new(ck_client *c);
+/* Only for a cm that was never run (tests, start-up failures): running workers are not joined. */
+void cm_free(cm *m);
 ck_client *cm_client(cm *m);
 
 /* The shared informer of group/resource (version v1 unless the table says otherwise), with h/ctx

@@ -115,6 +115,9 @@ int cm_endpointslice_init(cm *m);
 int cm_nodelifecycle_init(cm *m);
 int cm_job_init(cm *m);
 int cm_daemonset_init(cm *m);
+int cm_cronjob_init(cm *m);
+/* The first time after t (seconds, UTC) a cron schedule fires; 0 if it does not parse. */
+int64_t cm_cron_next(const char *spec, int64_t t);
 
 /* Tuning knobs the manager sets from flags. */
 extern long cm_node_grace_ms;          /* lease not renewed for this long -> Unknown (40 s) */

@@ -70,6 +70,25 @@ images() {
         sort | uniq -c | awk '{print $1, $2}'
 }
 
+# ---------------------------------------------------------------- CronJob (checked near the end)
+apply <<'Y'
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cj}
+spec:
+  schedule: "* * * * *"
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    metadata: {labels: {cron: cj}}
+    spec:
+      manualSelector: true
+      selector: {matchLabels: {cron: cj}}
+      template:
+        metadata: {labels: {cron: cj}}
+        spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
+Y
+cj_start=$SECONDS
+
 # ---------------------------------------------------------------- ServiceAccount
 check "serviceaccount: default SA in every namespace" wait_for 20 field_is default sa default -n kube-system -o 'jsonpath={.metadata.name}'
 echo '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"e2e"}}' | apply
@@ -370,6 +389,15 @@ ds dsone img:1 'nodeSelector: {kubernetes.io/hostname: hollow-node-1}'
 check "daemonset: nodeSelector -> one pod, on hollow-node-1" wait_for 30 out_is hollow-node-1 jp pods -l app=dsone -o 'jsonpath={.items[*].spec.nodeName}'
 kc delete ds dsall dsone >/dev/null
 check "daemonset: pods go with the daemon set (gc)" wait_for 30 count_is 0 pods -l 'app in (dsall,dsone)'
+
+# ---------------------------------------------------------------- CronJob
+check "cronjob: a job made on schedule (within a minute)" wait_for $((75 - (SECONDS - cj_start))) count_is 1 jobs -l cron=cj
+check "cronjob: job named <cronjob>-<minute>, owned by it" wait_for 5 out_is "CronJob" jp jobs -l cron=cj -o 'jsonpath={.items[0].metadata.ownerReferences[0].kind}'
+check "cronjob: status lastScheduleTime and active" wait_for 10 out_is "1" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get cronjob cj -o jsonpath='{.status.lastScheduleTime} {.status.active[*].name}' | awk '{print NF-1}'"
+if [ $((SECONDS - cj_start)) -lt 125 ]; then sleep $((125 - (SECONDS - cj_start))); fi
+check "cronjob: Forbid - no second job while the first runs (after 2 minutes)" count_is 1 jobs -l cron=cj
+kc delete cronjob cj >/dev/null
+check "cronjob: its jobs go with it (gc)" wait_for 30 count_is 0 jobs -l cron=cj
 
 if [ -n "${CONTROLLERS_E2E_EXTRA:-}" ]; then . "$CONTROLLERS_E2E_EXTRA"; fi
 

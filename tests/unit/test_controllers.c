@@ -167,6 +167,40 @@ static void test_parallel(void **state)
     assert_int_equal(cm_parallel(0, 8, add_index, NULL), 0);
 }
 
+static void test_cron(void **state)
+{
+    (void)state;
+    int64_t base = 0;   /* Wed 2026-11-25 17:25:30 UTC */
+    assert_int_equal(ck_parse_rfc3339("2026-11-25T17:25:30Z", &base), 0);
+    static const struct { const char *spec, *want; } cases[] = {
+        {"* * * * *", "2026-11-25T17:26:00Z"},
+        {"*/15 * * * *", "2026-11-25T17:30:00Z"},
+        {"0 * * * *", "2026-11-25T18:00:00Z"},
+        {"@hourly", "2026-11-25T18:00:00Z"},
+        {"@daily", "2026-11-26T00:00:00Z"},
+        {"30 9 * * mon-fri", "2026-11-26T09:30:00Z"},
+        {"0 0 * * sun", "2026-11-29T00:00:00Z"},
+        {"0 0 * * 7", "2026-11-29T00:00:00Z"},
+        {"0 0 1 jan *", "2027-01-01T00:00:00Z"},
+        {"5,10 17,18 * * *", "2026-11-25T18:05:00Z"},
+        {"0 0 25 12 *", "2026-12-25T00:00:00Z"},
+    };
+    char got[32];
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        int64_t t = cm_cron_next(cases[i].spec, base);
+        assert_true(t > 0);
+        ck_rfc3339(t, got);
+        assert_string_equal(got, cases[i].want);
+    }
+    /* both day fields restricted: either matches (Tue Dec 1 comes before Wed Dec 2) */
+    ck_rfc3339(cm_cron_next("0 12 1 * 3", base), got);
+    assert_string_equal(got, "2026-12-01T12:00:00Z");
+    static const char *const bad[] = {"", "* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *",
+                                      "* * * 13 *", "* * * * 8", "a * * * *", "*/0 * * * *", "5-1 * * * *"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        assert_int_equal(cm_cron_next(bad[i], base), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_target_port),
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_parallel),
+        cmocka_unit_test(test_cron),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

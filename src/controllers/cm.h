@@ -116,6 +116,7 @@ int cm_nodelifecycle_init(cm *m);
 int cm_job_init(cm *m);
 int cm_daemonset_init(cm *m);
 int cm_cronjob_init(cm *m);
+int cm_statefulset_init(cm *m);
 /* The first time after t (seconds, UTC) a cron schedule fires; 0 if it does not parse. */
 int64_t cm_cron_next(const char *spec, int64_t t);
 

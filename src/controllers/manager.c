@@ -38,6 +38,7 @@ static const struct {
     {"job", cm_job_init},
     {"daemonset", cm_daemonset_init},
     {"cronjob", cm_cronjob_init},
+    {"statefulset", cm_statefulset_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */
@@ -121,7 +122,7 @@ int cmd_controller_manager(int argc, char **argv)
         {"controllers", CK_FLAG_STRING, &list,
          "Controllers to run: '*' = all, 'foo' enables, '-foo' disables (default *). Known: "
          "replicaset, replicationcontroller, deployment, serviceaccount, namespace, garbagecollector, "
-         "endpoint, endpointslice, nodelifecycle, job, cronjob, daemonset"},
+         "endpoint, endpointslice, nodelifecycle, job, cronjob, daemonset, statefulset"},
         {"leader-elect", CK_FLAG_BOOL, &leader_elect,
          "Run leader election on the Lease kube-system/kube-controller-manager (default true)"},
         {"leader-elect-lease-duration", CK_FLAG_DURATION_MS, &lease_ms,

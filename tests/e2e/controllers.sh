@@ -4,7 +4,7 @@
 # kubectl.  ReplicaSet/ReplicationController, Deployment rollouts (history, undo, pause/resume,
 # restart, scale, Recreate), a kill -9 of the controller-manager mid-rollout, two replicas with one
 # leader, ServiceAccount, Namespace deletion, garbage collection (background/foreground/orphan),
-# Endpoints/EndpointSlice, Job, DaemonSet, and node lifecycle (lease grace, taints, eviction).
+# Endpoints/EndpointSlice, Job, CronJob, StatefulSet, DaemonSet, and node lifecycle (lease grace, taints, eviction).
 # Loopback only; everything it starts is killed by the trap.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -361,6 +361,34 @@ job jttl 'ttlSecondsAfterFinished: 1'
 wait_for 30 out_is 1 njob_pods jttl
 for p in $(job_pods jttl); do finish "$p" Succeeded; done
 check "job: ttlSecondsAfterFinished deletes the finished job" wait_for 30 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get job jttl >/dev/null 2>&1"
+
+# ---------------------------------------------------------------- StatefulSet
+apply <<'Y'
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 3
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, image: img:1}]}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+Y
+check "statefulset: rollout status" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout status sts/db --timeout=60s >/dev/null"
+check "statefulset: stable names db-0 db-1 db-2" wait_for 20 out_is "db-0 db-1 db-2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l app=db -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' '"
+check "statefulset: PVCs from volumeClaimTemplates" wait_for 20 out_is "data-db-0 data-db-1 data-db-2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | grep db | sort | paste -sd' '"
+check "statefulset: hostname and subdomain" out_is "db-1 db" jp pod db-1 -o 'jsonpath={.spec.hostname} {.spec.subdomain}'
+kc patch sts db --type=merge -p '{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":1}}}}' >/dev/null
+kc set image sts/db c=img:2 >/dev/null
+check "statefulset: partitioned update replaces ordinals >= 1 only" wait_for 60 out_is "db-0=img:1 db-1=img:2 db-2=img:2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l app=db -o jsonpath='{range .items[*]}{.metadata.name}={.spec.containers[0].image}{\"\\n\"}{end}' | sort | paste -sd' '"
+kc scale sts db --replicas=1 >/dev/null
+check "statefulset: scale down removes the highest ordinals" wait_for 60 out_is "db-0" jp pods -l app=db -o 'jsonpath={.items[*].metadata.name}'
+check "statefulset: PVCs are kept on scale down" wait_for 5 out_is 3 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc --no-headers | grep -c db"
+kc delete sts db >/dev/null
 
 # ---------------------------------------------------------------- DaemonSet
 ds() {   # ds NAME IMAGE [NODESELECTOR-LINE]

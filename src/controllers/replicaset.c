@@ -25,6 +25,11 @@ typedef struct rsc {
     const ck_resource *res;
     ck_informer *sets, *pods;
     ck_workqueue *q;
+    /* pods by controller uid (ours only) and orphans by namespace, so a sync looks at its own
+     * pods and the adoptable ones instead of scanning the whole pod cache */
+    pthread_mutex_t idx_lock;
+    json_t *by_owner;     /* uid -> {pod key: pod} */
+    json_t *orphans;      /* namespace -> {pod key: pod} */
 } rsc;
 
 static char *set_key(const char *ns, const char *name)
@@ -125,6 +130,94 @@ static void on_pod_update(void *ctx, json_t *old, json_t *pod)
     }
 }
 
+/* ---------------------------------------------------------------- pod index */
+
+static json_t *idx_bucket(rsc *c, const json_t *pod, bool create)
+{
+    json_t *ref = cm_controller_ref(pod);
+    json_t *map;
+    const char *k;
+    if (owned_by_kind(c, ref)) {
+        map = c->by_owner;
+        k = json_string_value(json_object_get(ref, "uid"));
+    } else if (!ref) {
+        map = c->orphans;
+        k = cm_ns(pod);
+    } else {
+        return NULL;
+    }
+    if (!k)
+        return NULL;
+    json_t *b = json_object_get(map, k);
+    if (!b && create) {
+        b = json_object();
+        json_object_set_new(map, k, b);
+    }
+    return b;
+}
+
+static void idx_put(rsc *c, json_t *pod)
+{
+    cleanup_free char *key = ck_informer_key(pod);
+    pthread_mutex_lock(&c->idx_lock);
+    json_t *b = idx_bucket(c, pod, true);
+    if (b)
+        json_object_set(b, key, pod);
+    pthread_mutex_unlock(&c->idx_lock);
+}
+
+static void idx_del(rsc *c, const json_t *pod)
+{
+    cleanup_free char *key = ck_informer_key(pod);
+    pthread_mutex_lock(&c->idx_lock);
+    json_t *b = idx_bucket(c, pod, false);
+    if (b) {
+        json_object_del(b, key);
+        if (!json_object_size(b)) {
+            json_t *ref = cm_controller_ref(pod);
+            if (ref)
+                json_object_del(c->by_owner, json_string_value(json_object_get(ref, "uid")));
+            else
+                json_object_del(c->orphans, cm_ns(pod));
+        }
+    }
+    pthread_mutex_unlock(&c->idx_lock);
+}
+
+/* The pods a set may claim: those it controls and the orphans of its namespace.  NEW array. */
+static json_t *idx_candidates(rsc *c, const json_t *set)
+{
+    json_t *out = json_array();
+    pthread_mutex_lock(&c->idx_lock);
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(c->by_owner, cm_uid(set) ?: ""), k, v)
+        json_array_append(out, v);
+    json_object_foreach(json_object_get(c->orphans, cm_ns(set) ?: ""), k, v)
+        json_array_append(out, v);
+    pthread_mutex_unlock(&c->idx_lock);
+    return out;
+}
+
+static void h_pod_add(void *ctx, json_t *pod)
+{
+    idx_put(ctx, pod);
+    on_pod_add(ctx, pod);
+}
+
+static void h_pod_update(void *ctx, json_t *old, json_t *pod)
+{
+    idx_del(ctx, old);
+    idx_put(ctx, pod);
+    on_pod_update(ctx, old, pod);
+}
+
+static void h_pod_delete(void *ctx, json_t *pod)
+{
+    idx_del(ctx, pod);
+    on_pod_delete(ctx, pod);
+}
+
 static void on_set(void *ctx, json_t *set)
 {
     rsc *c = ctx;
@@ -193,7 +286,7 @@ static int release(rsc *c, const json_t *set, const json_t *pod, ck_error **err)
 /* Our active pods, after adopting and releasing.  NEW array. */
 static json_t *claim_pods(rsc *c, const json_t *set, const ck_selector *sel, int *errors)
 {
-    json_t *all = ck_informer_list(c->pods), *mine = json_array();
+    json_t *all = idx_candidates(c, set), *mine = json_array();
     const char *ns = cm_ns(set), *uid = cm_uid(set);
     size_t i;
     json_t *pod;
@@ -536,7 +629,10 @@ static int init_kind(cm *m, const char *group, const char *resource, const char 
     c->res = cm_res(group, resource);
     ck_informer_handlers sh = {on_set, on_set_update, on_set_delete};
     c->sets = cm_informer(m, group, resource, &sh, c);
-    ck_informer_handlers ph = {on_pod_add, on_pod_update, on_pod_delete};
+    pthread_mutex_init(&c->idx_lock, NULL);
+    c->by_owner = json_object();
+    c->orphans = json_object();
+    ck_informer_handlers ph = {h_pod_add, h_pod_update, h_pod_delete};
     c->pods = cm_informer(m, "", "pods", &ph, c);
     c->q = cm_queue(m, component, 5, sync_set, c);
     return 0;

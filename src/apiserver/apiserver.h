@@ -121,6 +121,9 @@ bool ck_meta_has_generation(const ck_resource *r);
 bool ck_res_has_status(const ck_resource *r);
 /* Upstream's qualified resource ("pods", "deployments.apps"); static per thread. */
 const char *ck_res_qualified(const ck_resource *r);
+/* Append the stored JSON object text s with metadata.resourceVersion = rev inserted, without
+ * parsing it; -1 (out may hold a partial write) if s has no top-level metadata object. */
+int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out);
 /* The object as JSON text for the store (without resourceVersion).  Caller frees. */
 char *ck_meta_dump_for_store(json_t *obj, size_t *len);
 

@@ -180,6 +180,36 @@ static void test_meta_create_update(void **state)
     assert_string_equal(ck_res_qualified(cm), "configmaps");
 }
 
+static void test_splice_rv(void **state)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"{\"metadata\":{\"name\":\"a\"},\"x\":1}",
+         "{\"metadata\":{\"resourceVersion\":\"7\",\"name\":\"a\"},\"x\":1}"},
+        {"{\"kind\":\"P\",\"spec\":{\"metadata\":{\"deep\":\"}\"}},\"metadata\":{}}",
+         "{\"kind\":\"P\",\"spec\":{\"metadata\":{\"deep\":\"}\"}},\"metadata\":{\"resourceVersion\":\"7\"}}"},
+        {"{\"a\":\"\\\"metadata\\\":{\",\"b\":[1,{\"c\":[]}],\"metadata\":{\"n\":1}}",
+         "{\"a\":\"\\\"metadata\\\":{\",\"b\":[1,{\"c\":[]}],\"metadata\":{\"resourceVersion\":\"7\",\"n\":1}}"},
+        {"{\"x\":true,\"y\":null}", NULL},
+        {"[1]", NULL},
+        {"{\"metadata\":5}", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        int rc = ck_json_splice_rv(cases[i].in, strlen(cases[i].in), 7, &b);
+        if (cases[i].out) {
+            assert_int_equal(rc, 0);
+            assert_string_equal(b.data, cases[i].out);
+            json_t *j = json_loads(b.data, 0, NULL);     /* still valid JSON */
+            assert_non_null(j);
+            json_decref(j);
+        } else {
+            assert_int_equal(rc, -1);
+        }
+        ck_buf_free(&b);
+    }
+}
+
 /* ---- allocation ---- */
 
 static void test_alloc_ips(void **state)
@@ -378,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_continue_rejects_garbage),
         cmocka_unit_test(test_random_suffix),
         cmocka_unit_test(test_meta_create_update),
+        cmocka_unit_test(test_splice_rv),
         cmocka_unit_test(test_alloc_ips),
         cmocka_unit_test(test_alloc_small_range_exhausts),
         cmocka_unit_test(test_service_allocate),

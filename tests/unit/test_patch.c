@@ -187,6 +187,16 @@ static void test_deep_and_big(void **state)
     json_decref(j);
     json_decref(ops);
     json_decref(deep);
+    /* upstream's cap on JSON patch operations */
+    ops = json_array();
+    for (int i = 0; i <= CK_JSON_PATCH_MAX_OPS; i++)
+        json_array_append_new(ops, json_pack("{s:s,s:s}", "op", "test", "path", ""));
+    e = NULL;
+    assert_null(ck_patch_json(NULL, ops, &e));
+    assert_int_equal(e->code, CK_E_TOO_LARGE);
+    assert_string_equal(e->msg, "The allowed operations count is 10000, got 10001");
+    ck_error_free(e);
+    json_decref(ops);
 }
 
 static json_t *J(const char *s)

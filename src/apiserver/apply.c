@@ -487,7 +487,8 @@ static int entry_cmp(const void *pa, const void *pb)
 
 static void entries_store(struct entries *es, json_t *obj)
 {
-    qsort(es->v, es->n, sizeof *es->v, entry_cmp);
+    if (es->n)
+        qsort(es->v, es->n, sizeof *es->v, entry_cmp);
     json_t *mf = json_array();
     for (size_t i = 0; i < es->n; i++) {
         struct entry *x = &es->v[i];

@@ -370,6 +370,73 @@ static void test_record_create(void **state)
     json_decref(o);
 }
 
+/* ---- random trees through every function: must not crash (ASan checks the rest) ---- */
+
+static const char *const vocab[] = {
+    "metadata", "spec", "status", "template", "containers", "initContainers", "name", "image", "ports",
+    "containerPort", "protocol", "env", "value", "volumes", "volumeMounts", "mountPath", "labels",
+    "annotations", "finalizers", "ownerReferences", "uid", "conditions", "type", "selector", "matchLabels",
+    "strategy", "rollingUpdate", "managedFields", "fieldsV1", "manager", "operation", "f:spec", "k:{\"name\":\"a\"}",
+    "$patch", "$retainKeys", "$setElementOrder/containers", "$deleteFromPrimitiveList/finalizers", "replace",
+    "delete", "merge", "apiVersion", "kind", "data", "a", "b", ".", "",
+};
+
+static json_t *rnd_tree(int depth)
+{
+    int r = rand() % (depth > 5 ? 4 : 7);
+    switch (r) {
+    case 0: return json_string(vocab[rand() % ARRAY_SIZE(vocab)]);
+    case 1: return json_integer(rand() % 5);
+    case 2: return rand() % 2 ? json_null() : json_true();
+    case 3: return json_real(0.5);
+    case 4: case 5: {
+        json_t *o = json_object();
+        for (int i = rand() % 5; i > 0; i--)
+            json_object_set_new(o, vocab[rand() % ARRAY_SIZE(vocab)], rnd_tree(depth + 1));
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        for (int i = rand() % 4; i > 0; i--)
+            json_array_append_new(a, rnd_tree(depth + 1));
+        return a;
+    }
+    }
+}
+
+static void test_random_trees(void **state)
+{
+    srand(1234);
+    const ck_resource *rs[] = {ck_resource_find("", "v1", "pods"), ck_resource_find("apps", "v1", "deployments"),
+                               ck_resource_find("", "v1", "services"), ck_resource_find("", "v1", "configmaps")};
+    for (int round = 0; round < 4000; round++) {
+        json_t *a = rnd_tree(0), *b = rnd_tree(0);
+        const ck_resource *r = rs[round % 4];
+        ck_error *e = NULL;
+        json_t *out;
+        out = ck_patch_merge(a, b, &e); json_decref(out); ck_error_free(e); e = NULL;
+        out = ck_patch_json(a, b, &e); json_decref(out); ck_error_free(e); e = NULL;
+        out = ck_patch_strategic(a, b, r, &e); json_decref(out); ck_error_free(e); e = NULL;
+        out = ck_patch_apply(json_is_object(a) ? a : NULL, b, r, "m", round % 2, &e);
+        if (out) {
+            json_t *again = ck_patch_apply(out, b, r, "other", false, &e);
+            json_decref(again);
+            ck_error_free(e);
+            e = NULL;
+            json_t *c = json_deep_copy(out);
+            ck_managed_fields_record(c, a, "u", "Update", "v1");
+            json_decref(c);
+        }
+        json_decref(out); ck_error_free(e); e = NULL;
+        json_t *c = json_deep_copy(b);
+        ck_managed_fields_record(c, a, "u", "Update", "v1");
+        json_decref(c);
+        json_decref(a);
+        json_decref(b);
+    }
+    assert_true(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_apply_configmap),
         cmocka_unit_test(test_apply_deployment),
         cmocka_unit_test(test_record_create),
+        cmocka_unit_test(test_random_trees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -493,7 +493,8 @@ static const col rs_cols[] = {
     {"Selector", "string", "", 1, "Label selector of the pods."},
 };
 
-static void rs_cells(const json_t *o, int64_t now, json_t *cells)
+/* ReplicaSet and ReplicationController: the RC selector is a plain map (sorted k=v). */
+static void rs_like(const json_t *o, int64_t now, json_t *cells, bool map_selector)
 {
     add_str(cells, jstr(o, "metadata.name"));
     add_int(cells, jint(o, "spec.replicas"));
@@ -501,19 +502,14 @@ static void rs_cells(const json_t *o, int64_t now, json_t *cells)
     add_int(cells, jint(o, "status.readyReplicas"));
     add_age(cells, o, now);
     add_containers(cells, jget(o, "spec.template.spec"));
-    add_selector(cells, jget(o, "spec.selector"));
+    if (map_selector)
+        add_labels(cells, jget(o, "spec.selector"));
+    else
+        add_selector(cells, jget(o, "spec.selector"));
 }
 
-static void rc_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    add_str(cells, jstr(o, "metadata.name"));
-    add_int(cells, jint(o, "spec.replicas"));
-    add_int(cells, jint(o, "status.replicas"));
-    add_int(cells, jint(o, "status.readyReplicas"));
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.template.spec"));
-    add_labels(cells, jget(o, "spec.selector"));   /* a plain map: sorted k=v, <none> when empty */
-}
+static void rs_cells(const json_t *o, int64_t now, json_t *cells) { rs_like(o, now, cells, false); }
+static void rc_cells(const json_t *o, int64_t now, json_t *cells) { rs_like(o, now, cells, true); }
 
 static const col sts_cols[] = {
     {"Name", "string", "name", 0, "Name of the statefulset."},

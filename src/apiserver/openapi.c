@@ -159,6 +159,7 @@ static void model_build(void)
                 if (t->nfields == cap)
                     t->fields = xrealloc(t->fields, (cap *= 2) * sizeof *t->fields);
                 field *f = &t->fields[t->nfields++];
+                memset(f, 0, sizeof *f);   /* xrealloc'd slots are not zeroed */
                 f->name = xstrndup(p, (size_t)(colon - p));
                 const char *ts = colon + 1, *end = p + len;
                 size_t tl = strcspn(ts, "!@+ ");

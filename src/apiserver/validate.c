@@ -98,14 +98,23 @@ static void not_found(struct v *v, const char *field, const json_t *val)
     add(v, "FieldValueNotFound", field, m);
 }
 
-/* Run a names.h check; each of its messages becomes one Invalid cause (upstream joins with "; "
- * into one detail: so do we). */
+/* Run a names.h check; each of its messages ("; "-joined there) becomes one Invalid cause, as
+ * upstream appends one field.Invalid per message. */
 static bool check_name(struct v *v, const char *field, const char *val, char *(*fn)(const char *))
 {
     cleanup_free char *m = fn(val);
-    if (m)
-        invalid_str(v, field, val, m);
-    return m == NULL;
+    if (!m)
+        return true;
+    for (char *p = m;;) {
+        char *sep = strstr(p, "; ");
+        if (sep)
+            *sep = 0;
+        invalid_str(v, field, val, p);
+        if (!sep)
+            break;
+        p = sep + 2;
+    }
+    return false;
 }
 
 static const char *str(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
@@ -182,8 +191,13 @@ static void validate_annotations(struct v *v, const json_t *ann, const char *fie
             if (*p >= 'A' && *p <= 'Z')
                 *p += 32;
         cleanup_free char *m = ck_check_qualified_name(lower);
-        if (m)
-            invalid_str(v, field, k, m);
+        for (char *p = m; p;) {
+            char *sep = strstr(p, "; ");
+            if (sep)
+                *sep = 0;
+            invalid_str(v, field, k, p);
+            p = sep ? sep + 2 : NULL;
+        }
         total += strlen(k) + (json_is_string(val) ? strlen(json_string_value(val)) : 0);
     }
     if (total > ANNOTATIONS_MAX)
@@ -208,8 +222,13 @@ static void validate_meta(struct v *v, const ck_resource *r, const json_t *meta,
             if (n && masked[n - 1] == '-')
                 masked[n - 1] = 'a';
             cleanup_free char *m = fn(masked);
-            if (m)
-                invalid_str(v, fgen, gen, m);
+            for (char *p = m; p;) {
+                char *sep = strstr(p, "; ");
+                if (sep)
+                    *sep = 0;
+                invalid_str(v, fgen, gen, p);
+                p = sep ? sep + 2 : NULL;
+            }
         }
         if (!name || !*name) {
             if (!gen || !*gen)

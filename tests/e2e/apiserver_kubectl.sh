@@ -13,6 +13,7 @@ T=$(mktemp -d /tmp/ckube-e2e-apiserver.XXXXXX)
 PID=
 FAILED=0
 WATCHPID=
+ETCDPID=
 
 cleanup() {
     [ -n "$WATCHPID" ] && kill "$WATCHPID" 2>/dev/null
@@ -20,6 +21,10 @@ cleanup() {
         kill -TERM "$PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$PID" 2>/dev/null
+    fi
+    if [ -n "$ETCDPID" ]; then
+        kill "$ETCDPID" 2>/dev/null
+        wait "$ETCDPID" 2>/dev/null
     fi
     rm -rf "$T"
 }
@@ -68,10 +73,21 @@ mkdir -p "$T/pki"
     echo 'e2e-token-1,token-user,uid-7,"team-a,team-b"' >tokens.csv
 ) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
 
-# ---- start the apiserver on a free loopback port ----
+# ---- start the apiserver on a free loopback port (STORE=etcd: on a throwaway etcd) ----
+STORE_FLAGS=()
+if [ "${STORE:-sqlite}" = etcd ]; then
+    EP=$((20000 + RANDOM % 20000))
+    etcd --data-dir "$T/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
+        --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$((EP + 1))" \
+        >"$T/etcd.log" 2>&1 &
+    ETCDPID=$!
+    for _ in $(seq 50); do curl -s "http://127.0.0.1:$EP/health" | grep -q true && break; sleep 0.2; done
+    STORE_FLAGS=(--etcd-servers "http://127.0.0.1:$EP")
+fi
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
     --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
-    --client-ca-file "$T/pki/ca.crt" --token-auth-file "$T/pki/tokens.csv" >"$T/apiserver.log" 2>&1 &
+    --client-ca-file "$T/pki/ca.crt" --token-auth-file "$T/pki/tokens.csv" "${STORE_FLAGS[@]}" \
+    >"$T/apiserver.log" 2>&1 &
 PID=$!
 PORT=
 touch "$T/apiserver.log"

@@ -71,6 +71,8 @@ mkdir -p "$T/pki"
     printf 'extendedKeyUsage=clientAuth\n' >cl.ext
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 2 -extfile cl.ext
     echo 'e2e-token-1,token-user,uid-7,"team-a,team-b"' >tokens.csv
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key
+    openssl pkey -in sa.key -pubout -out sa.pub
 ) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
 
 # ---- start the apiserver on a free loopback port (STORE=etcd: on a throwaway etcd) ----
@@ -87,6 +89,7 @@ fi
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
     --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
     --client-ca-file "$T/pki/ca.crt" --token-auth-file "$T/pki/tokens.csv" "${STORE_FLAGS[@]}" \
+    --service-account-signing-key-file "$T/pki/sa.key" --service-account-key-file "$T/pki/sa.pub" \
     >"$T/apiserver.log" 2>&1 &
 PID=$!
 PORT=
@@ -330,6 +333,13 @@ EOF
         expect "auth whoami" "kubernetes-admin" k auth whoami
     fi
     expect "explain" "containers" k explain pods.spec.containers
+    expect "create serviceaccount" "serviceaccount/robot created" kn create sa robot
+    SATOK=$("$K" -n "$NS" create token robot 2>&1)
+    expect "create token gives a JWT" "eyJ" echo "$SATOK"
+    expect "the token authenticates as the service account" "\"username\":\"system:serviceaccount:$NS:robot\"" "${CURL[@]}" -H "Authorization: Bearer $SATOK" -H 'Content-Type: application/json' -X POST "$URL/apis/authentication.k8s.io/v1/selfsubjectreviews" -d '{}'
+    expect "create token with too short a duration: 422" "may not specify a duration less than 10 minutes" kn create token robot --duration=5m
+    kn delete sa robot >/dev/null 2>&1
+    expect "a deleted service account's token is refused" '"code":401' "${CURL[@]}" -H "Authorization: Bearer $SATOK" "$URL/api/v1/namespaces"
 
     # get -w sees a change
     "$K" -n "$NS" get cm -w >"$T/watch-$V.out" 2>&1 &

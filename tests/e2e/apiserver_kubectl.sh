@@ -124,6 +124,11 @@ python3 -c 'print("{\"a\":" * 5000 + "1" + "}" * 5000)' >"$T/deep.json"
 expect "deep nesting is a 4xx Status" '"status":"Failure"' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/json' --data-binary @"$T/deep.json" "$URL/api/v1/namespaces/default/configmaps"
 printf '{"metadata":{"name":"u\xff\xfe"}}' >"$T/badutf8.json"
 expect "bad UTF-8 is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/json' --data-binary @"$T/badutf8.json" "$URL/api/v1/namespaces/default/configmaps"
+printf 'k8s\000\012\377\377\377\377\017garbage' >"$T/bad.pb"
+expect "malformed protobuf is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/vnd.kubernetes.protobuf' --data-binary @"$T/bad.pb" "$URL/api/v1/namespaces/default/configmaps"
+printf 'a: [b\n  - : {' >"$T/bad.yaml"
+expect "malformed YAML is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X PATCH -H 'Content-Type: application/apply-patch+yaml' --data-binary @"$T/bad.yaml" "$URL/api/v1/namespaces/default/configmaps/x?fieldManager=e2e"
+expect "unsupported patch type is 415" '"code":415' "${CURL[@]}" "${ADMIN[@]}" -X PATCH -H 'Content-Type: text/plain' --data-binary 'x' "$URL/api/v1/namespaces/default/configmaps/x"
 expect "server still alive after bad input" "ok" "${CURL[@]}" "$URL/healthz"
 
 # ---- watch semantics over the wire ----

@@ -79,6 +79,12 @@ for c in 1 16 64; do
     summary "gets c=$c" "get-$c.txt"
 done
 
+# watch fan-out (bench/watch_fanout.c): needs ~2 fds per watcher on each side
+ulimit -n 65536 2>/dev/null
+WATCHERS=${WATCHERS:-1000}
+"$ROOT/$BUILD/bench/watch_fanout" "$URL" ca.crt benchtoken "$WATCHERS" 20 | sed "s/^/store=${STORE:-sqlite} /"
+echo "store=${STORE:-sqlite} RSS with the watches gone: $(rss)"
+
 # PODS small pods, then list them
 cat >pods.lua <<'EOF'
 counter = 0

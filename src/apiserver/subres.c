@@ -535,12 +535,18 @@ void ck_reviews_serve(ck_reqctx *c)
     } else if (!strcmp(r->resource, "tokenreviews")) {
         const char *tok = json_string_value(json_object_get(json_object_get(in, "spec"), "token"));
         ck_user u = {0};
-        if (tok && ck_token_file_lookup(c->srv->tokens, tok, &u) == 0) {
+        ck_http_header h = {.name = "Authorization", .value = NULL};
+        ck_http_req fake = {.headers = &h, .nheaders = 1};
+        char *bearer = tok ? xasprintf("Bearer %s", tok) : NULL;
+        h.value = bearer;
+        /* the same authenticators as requests use (static tokens, service account JWTs) */
+        if (tok && ck_authn(c->srv, &fake, &u, NULL) == 0) {
             status = json_pack("{s:b,s:o}", "authenticated", 1, "user", user_info(&u));
             ck_user_free(&u);
         } else {
             status = json_pack("{s:b,s:s}", "authenticated", 0, "error", "invalid bearer token");
         }
+        free(bearer);
     } else if (!strcmp(r->resource, "selfsubjectrulesreviews")) {
         status = json_pack("{s:[{s:[s],s:[s],s:[s]}],s:[{s:[s],s:[s]}],s:b}", "resourceRules",
                            "verbs", "*", "apiGroups", "*", "resources", "*", "nonResourceRules",

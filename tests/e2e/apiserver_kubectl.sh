@@ -244,6 +244,10 @@ for V in $VERSIONS; do
     expect "get all -A shows the deployment" "deployment.apps/web" k get all -A
     expect "get all -A shows the kubernetes service" "service/kubernetes" k get all -A
     expect "get missing: NotFound" "Error from server (NotFound): configmaps \"nope\" not found" kn get cm nope
+    expect "invalid name: 422 with the field and upstream's message" "is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123" kn create configmap Bad_Name --from-literal=a=b
+    BAD='{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"bad"},"spec":{"replicas":-1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c"}]}}}}'
+    expect "invalid deployment: a cause for the replicas" "spec.replicas: Invalid value: -1: must be greater than or equal to 0" kn create -f - <<<"$BAD"
+    expect "invalid deployment: a cause for the image" "spec.template.spec.containers[0].image: Required value" kn create -f - <<<"$BAD"
     expect "create in missing namespace: NotFound" "namespaces \"no-such-ns\" not found" k -n no-such-ns create configmap x --from-literal=a=b
 
     cat >"$T/multi-$V.yaml" <<EOF
@@ -342,6 +346,7 @@ EOF
     SATOK=$("$K" -n "$NS" create token robot 2>&1)
     expect "create token gives a JWT" "eyJ" echo "$SATOK"
     expect "the token authenticates as the service account" "\"username\":\"system:serviceaccount:$NS:robot\"" "${CURL[@]}" -H "Authorization: Bearer $SATOK" -H 'Content-Type: application/json' -X POST "$URL/apis/authentication.k8s.io/v1/selfsubjectreviews" -d '{}'
+    expect "TokenReview accepts the service account token" '"authenticated":true' "${AC[@]}" -H 'Content-Type: application/json' -X POST "$URL/apis/authentication.k8s.io/v1/tokenreviews" -d "{\"spec\":{\"token\":\"$SATOK\"}}"
     expect "create token with too short a duration: 422" "may not specify a duration less than 10 minutes" kn create token robot --duration=5m
     kn delete sa robot >/dev/null 2>&1
     expect "a deleted service account's token is refused" '"code":401' "${CURL[@]}" -H "Authorization: Bearer $SATOK" "$URL/api/v1/namespaces"

@@ -20,7 +20,18 @@
  * duplicates (may be NULL): receives a JSON array of duplicate field paths (".metadata.name"). */
 json_t *ck_decode_body(const char *content_type, const char *body, size_t len, json_t *duplicates,
                        ck_error **err);
+/* JSON alone (any top-level value); duplicates as above. */
+json_t *ck_json_load(const char *buf, size_t len, json_t *duplicates, ck_error **err);
+/* The first YAML document (JSON null if there is none); YAML 1.1 scalars as sigs.k8s.io/yaml
+ * resolves them; anchors/aliases expanded within a size budget; duplicates as above. */
 json_t *ck_yaml_load(const char *buf, size_t len, ck_error **err);
+json_t *ck_yaml_load_dups(const char *buf, size_t len, json_t *duplicates, ck_error **err);
+/* Every non-empty document of a multi-document stream, as a JSON array. */
+json_t *ck_yaml_load_all(const char *buf, size_t len, ck_error **err);
+/* Nesting deeper than this (objects + arrays) is refused with CK_E_TOO_LARGE. */
+#define CK_DECODE_MAX_DEPTH 1000
+/* Alias expansion budget (nodes) of one YAML document: the billion-laughs guard. */
+#define CK_YAML_MAX_NODES 2000000
 json_t *ck_protobuf_decode(const void *buf, size_t len, ck_error **err);
 
 #endif

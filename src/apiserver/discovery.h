@@ -20,5 +20,7 @@ json_t *ck_discovery_api_groups(void);                  /* GET /apis (legacy) */
 json_t *ck_discovery_resource_list(const char *group, const char *version);
 /* Aggregated: core = true for /api, false for /apis. */
 json_t *ck_discovery_aggregated(int core, enum ck_discovery_format f);
+/* The address /api advertises in serverAddressByClientCIDRs ("127.0.0.1:6443" until set). */
+void ck_discovery_set_server_address(const char *host_port);
 
 #endif

@@ -40,6 +40,8 @@ const ck_resource ck_resources[] = {
     {"apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, "sts", "all", RW, "status scale"},
     /* authentication / authorization: create-only review APIs */
     {"authentication.k8s.io", "v1", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview", false, "", "", "create", ""},
+    /* kubectl 1.27 `auth whoami` asks v1beta1 (GA, v1, came in 1.28) */
+    {"authentication.k8s.io", "v1beta1", "selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview", false, "", "", "create", ""},
     {"authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, "", "", "create", ""},
     {"authorization.k8s.io", "v1", "selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview", false, "", "", "create", ""},
     {"authorization.k8s.io", "v1", "selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview", false, "", "", "create", ""},

@@ -48,6 +48,7 @@ typedef struct server {
     const char *tls_san;       /* comma-separated extra SANs */
     char *node_name;
     char *url;                 /* how local clients reach the API server */
+    int lock_fd;               /* holds the flock on DIR/.lock */
     char *self;                /* the binary children run */
     bool self_override;        /* CKUBE_SELF_EXE set */
     ck_kubeconfig *admin;      /* for the readiness probe and DIR/kubeconfig */
@@ -198,21 +199,18 @@ static int take_data_dir(server *s, const char *dir, ck_error **err)
         errno = e;
         return ck_error_sys(err, CK_E_IO, "lock %s", lock);
     }
+    s->lock_fd = fd;   /* kept open for the process lifetime: it is the lock */
     char pid[32];
     int len = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
-        int e = errno;
-        close(fd);
-        errno = e;
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
         return ck_error_sys(err, CK_E_IO, "data dir %s is not writable", s->dir);
-    }
     static const char *const subdirs[] = {"pki", "db", "kubeconfigs"};
     for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++) {
         cleanup_free char *p = xasprintf("%s/%s", s->dir, subdirs[i]);
         if (ck_mkdir_p(p, 0700) < 0)
             return ck_error_sys(err, CK_E_IO, "create %s", p);
     }
-    return 0;   /* fd intentionally kept open: it is the lock */
+    return 0;
 }
 
 static int setup_pki(server *s, ck_error **err)
@@ -398,6 +396,86 @@ static char *host_node_name(void)
     return xstrdup(host);
 }
 
+/* Everything before the first child: data dir, lock, PKI, kubeconfigs.  No process started. */
+static int prepare(server *s, const char *data_dir, ck_error **err)
+{
+    const char *self = getenv("CKUBE_SELF_EXE");   /* run components from another binary/wrapper */
+    s->self_override = self && *self;
+    s->self = xstrdup(s->self_override ? self : "/proc/self/exe");
+    if (take_data_dir(s, data_dir, err) < 0)
+        return -1;
+    for (size_t i = 0; i < ARRAY_SIZE(components); i++)
+        if (components[i].required && !component_enabled(s, &components[i]))
+            return ck_error_set(err, CK_E_INVALID,
+                                "this ckube binary has no `%s` command; the server needs it",
+                                components[i].name);
+    s->node_name = host_node_name();
+    s->url = local_url(s->bind, s->port);
+    return setup_pki(s, err);
+}
+
+/* Start the children and supervise them until SIGTERM/SIGINT; stop them all.  Exit status. */
+static int run(server *s, int sfd)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    ck_supervisor_opts o = {.on_exit = on_child_exit, .ud = s};
+    s->sup = ck_supervisor_new(&o);
+    for (size_t i = 0; i < ARRAY_SIZE(components); i++) {
+        const component *c = &components[i];
+        if (!(c->agent && s->disable_agent) && !component_enabled(s, c))
+            log_info("%s: not built into this binary yet; not started", c->name);
+    }
+    log_info("starting a cluster in %s; API server at %s", s->dir, s->url);
+    s->waiting_since_ns = s->last_wait_log_ns = ck_now_ns();
+    int rc = 0;
+    ck_error *err = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(components); i++) {
+        const component *c = &components[i];
+        if (!c->user && component_enabled(s, c) && start_component(s, c, &err) < 0) {
+            log_error("start %s: %s", c->name, err->msg);
+            ck_error_free(err);
+            err = NULL;
+            rc = 1;
+        }
+    }
+    for (bool stop = rc != 0; !stop;) {
+        int r = ck_supervisor_poll(s->sup, sfd, s->api_ready ? -1 : READY_POLL_MS);
+        if (r == 1) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo == SIGHUP) {
+                    log_info("SIGHUP ignored");
+                } else {
+                    log_info("%s received; stopping", strsignal((int)si.ssi_signo));
+                    stop = true;
+                }
+            }
+        } else if (r < 0) {
+            log_error("poll: %s", strerror(errno));
+            rc = 1;
+            stop = true;
+        }
+        if (!stop && !s->api_ready)
+            wait_ready_tick(s);
+    }
+    int killed = ck_supervisor_stop(s->sup, STOP_DEADLINE_MS);
+    log_info("stopped%s", killed ? " (some components had to be killed)" : "");
+    curl_global_cleanup();
+    return rc;
+}
+
+static void server_free(server *s)
+{
+    ck_supervisor_free(s->sup);
+    ck_kubeconfig_free(s->admin);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    free(s->dir);
+    free(s->url);
+    free(s->self);
+    free(s->node_name);
+}
+
 int cmd_server(int argc, char **argv)
 {
     char *data_dir = NULL, *bind = "0.0.0.0", *etcd = NULL, *tls_san = NULL;
@@ -430,32 +508,9 @@ int cmd_server(int argc, char **argv)
 
     ck_log_init("server", CK_LOG_INFO);
     server s = {.port = port, .bind = bind, .etcd = etcd, .disable_agent = disable_agent,
-                .tls_san = tls_san};
-    const char *self = getenv("CKUBE_SELF_EXE");   /* run components from another binary/wrapper */
-    s.self_override = self && *self;
-    s.self = xstrdup(s.self_override ? self : "/proc/self/exe");
-    for (size_t i = 0; i < ARRAY_SIZE(components); i++) {
-        if (components[i].required && !component_enabled(&s, &components[i])) {
-            fprintf(stderr, "Error: this ckube binary has no `%s` command; the server needs it\n",
-                    components[i].name);
-            return 1;
-        }
-    }
-    ck_error *err = NULL;
-    if (take_data_dir(&s, data_dir, &err) < 0) {
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
-        return 1;
-    }
-    s.node_name = host_node_name();
-    s.url = local_url(bind, port);
-    if (setup_pki(&s, &err) < 0) {
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
-        return 1;
-    }
-
-    /* signals arrive through a signalfd, polled with the children's pidfds */
+                .tls_san = tls_san, .lock_fd = -1};
+    /* Signals arrive through a signalfd, polled with the children's pidfds.  Blocked before any
+     * work, so a SIGTERM during start-up is a clean stop too. */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
@@ -463,65 +518,16 @@ int cmd_server(int argc, char **argv)
     sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    cleanup_close int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (sfd < 0) {
         fprintf(stderr, "Error: signalfd: %s\n", strerror(errno));
         return 1;
     }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-
-    ck_supervisor_opts o = {.on_exit = on_child_exit, .ud = &s};
-    s.sup = ck_supervisor_new(&o);
-    for (size_t i = 0; i < ARRAY_SIZE(components); i++) {
-        const component *c = &components[i];
-        if (c->agent && disable_agent)
-            continue;
-        if (!component_enabled(&s, c))
-            log_info("%s: not built into this binary yet; not started", c->name);
-    }
-    log_info("starting a cluster in %s; API server at %s", s.dir, s.url);
-    s.waiting_since_ns = s.last_wait_log_ns = ck_now_ns();
-    int rc = 0;
-    for (size_t i = 0; i < ARRAY_SIZE(components); i++) {
-        const component *c = &components[i];
-        if (!c->user && component_enabled(&s, c) && start_component(&s, c, &err) < 0) {
-            log_error("start %s: %s", c->name, err->msg);
-            ck_error_free(err);
-            err = NULL;
-            rc = 1;
-        }
-    }
-
-    for (bool stop = rc != 0; !stop;) {
-        int r = ck_supervisor_poll(s.sup, sfd, s.api_ready ? -1 : READY_POLL_MS);
-        if (r == 1) {
-            struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-                if (si.ssi_signo == SIGHUP) {
-                    log_info("SIGHUP ignored");
-                } else {
-                    log_info("%s received; stopping", strsignal((int)si.ssi_signo));
-                    stop = true;
-                }
-            }
-        } else if (r < 0) {
-            log_error("poll: %s", strerror(errno));
-            rc = 1;
-            stop = true;
-        }
-        if (!stop && !s.api_ready)
-            wait_ready_tick(&s);
-    }
-
-    int killed = ck_supervisor_stop(s.sup, STOP_DEADLINE_MS);
-    log_info("stopped%s", killed ? " (some components had to be killed)" : "");
-    ck_supervisor_free(s.sup);
-    ck_kubeconfig_free(s.admin);
-    curl_global_cleanup();
-    close(sfd);
-    free(s.dir);
-    free(s.url);
-    free(s.self);
-    free(s.node_name);
+    ck_error *err = NULL;
+    int rc = prepare(&s, data_dir, &err) < 0 ? 1 : run(&s, sfd);
+    if (err)
+        fprintf(stderr, "Error: %s\n", err->msg);
+    ck_error_free(err);
+    server_free(&s);
     return rc;
 }

@@ -925,7 +925,8 @@ static void sc_test_watch_prev(void **state)
     char root[64];
     sc_root(root);
     cleanup_free char *k = sc_key(root, "obj");
-    int64_t start = sc_current(s);
+    cleanup_free char *marker = sc_key(root, "marker");
+    int64_t start = sc_create(s, marker, "m");   /* so that start > 0 even in a fresh store */
     /* history part: before the watch starts */
     int64_t r1 = sc_create(s, k, "v1");
     int64_t r2 = sc_update(s, k, "v2", r1);

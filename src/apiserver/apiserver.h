@@ -1,0 +1,256 @@
+/* apiserver.h - internals shared by the API server's files (the .c files of src/apiserver); nothing outside
+ * the API server includes it.
+ *
+ * Request path (docs/apiserver.md): httpd worker -> ck_apiserver_handle (apiserver.c) -> health,
+ * version, metrics (anonymous allowed) -> authentication (authn.c) -> discovery/openapi -> route
+ * (router.c) -> authorizer hook -> verb (rest.c, list.c, watch.c, subres.c).  Every failure is a
+ * metav1.Status (status.c) built from a ck_error whose code picks the HTTP status and reason.
+ */
+#ifndef CK_APISERVER_H
+#define CK_APISERVER_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "apiserver/resources.h"
+#include "lib/error.h"
+#include "lib/httpd.h"
+#include "lib/util.h"
+#include "store/store.h"
+
+#define CK_MAX_BODY (3u * 1024 * 1024)
+
+/* ---- identity (authn.c) ---- */
+typedef struct ck_user {
+    char *name;
+    char *uid;
+    char **groups;
+    size_t ngroups;
+} ck_user;
+
+void ck_user_free(ck_user *u);   /* members only */
+void ck_user_copy(ck_user *dst, const ck_user *src);
+
+typedef struct ck_token_file ck_token_file;
+/* Upstream static token file: `token,user,uid,"group1,group2"` per line; '#' comments. */
+ck_token_file *ck_token_file_load(const char *path, ck_error **err);
+ck_token_file *ck_token_file_parse(const char *text, ck_error **err);
+void ck_token_file_free(ck_token_file *t);
+/* 0 and *out filled if the token is known, -1 otherwise. */
+int ck_token_file_lookup(const ck_token_file *t, const char *token, ck_user *out);
+/* Identity of a request: client cert, then bearer token.  -1 (CK_E_UNAUTHORIZED) for a bad token
+ * or no credentials. */
+int ck_authn_request(const ck_token_file *t, const ck_http_req *req, ck_user *out, ck_error **err);
+
+/* ---- routing (router.c) ---- */
+enum ck_verb {
+    CK_VERB_GET, CK_VERB_LIST, CK_VERB_WATCH, CK_VERB_CREATE, CK_VERB_UPDATE, CK_VERB_PATCH,
+    CK_VERB_DELETE, CK_VERB_DELETECOLLECTION, CK_VERB__COUNT
+};
+const char *ck_verb_name(enum ck_verb v);
+
+enum ck_route_kind {
+    CK_ROUTE_RESOURCE,        /* a served resource (res set) */
+    CK_ROUTE_API,             /* GET /api */
+    CK_ROUTE_APIS,            /* GET /apis */
+    CK_ROUTE_GROUP,           /* GET /apis/<group> */
+    CK_ROUTE_GROUP_VERSION,   /* GET /api/v1, /apis/<group>/<version> */
+};
+
+typedef struct ck_route {
+    enum ck_route_kind kind;
+    const ck_resource *res;
+    char *group, *version;
+    char *namespace_;         /* NULL: all namespaces / cluster-scoped */
+    char *name;               /* NULL: the collection */
+    char *subresource;        /* NULL: the object itself */
+    enum ck_verb verb;
+} ck_route;
+
+/* Parse an API path.  CK_E_NOT_FOUND for a path that names nothing we serve, CK_E_METHOD for a
+ * method the target does not take. */
+int ck_route_parse(const char *method, const char *path, const char *query, ck_route *out,
+                   ck_error **err);
+void ck_route_free(ck_route *r);
+
+/* ---- authorization hook ---- */
+typedef struct ck_authz_attrs {
+    const ck_user *user;
+    const char *verb;         /* upstream verb: get list watch create update patch delete ... */
+    const char *group, *resource, *subresource, *namespace_, *name;
+    const char *path;         /* non-resource requests */
+} ck_authz_attrs;
+/* true = allow.  *reason (may stay NULL) is malloc'd. */
+typedef bool (*ck_authorizer)(void *ctx, const ck_authz_attrs *a, char **reason);
+
+/* ---- allocation (alloc.c) ---- */
+typedef struct ck_alloc ck_alloc;
+ck_alloc *ck_alloc_new(const char *cidr, int port_lo, int port_hi, ck_error **err);
+void ck_alloc_free(ck_alloc *a);
+/* Claim a specific IP / any free one (out holds 16 bytes).  CK_E_INVALID with upstream's words
+ * when taken or out of range. */
+int ck_alloc_ip_claim(ck_alloc *a, const char *ip, ck_error **err);
+int ck_alloc_ip_next(ck_alloc *a, char out[16], ck_error **err);
+void ck_alloc_ip_release(ck_alloc *a, const char *ip);
+bool ck_alloc_ip_in_range(ck_alloc *a, const char *ip);
+int ck_alloc_port_claim(ck_alloc *a, int port, ck_error **err);
+int ck_alloc_port_next(ck_alloc *a, int *port, ck_error **err);
+void ck_alloc_port_release(ck_alloc *a, int port);
+size_t ck_alloc_ip_used(ck_alloc *a);
+size_t ck_alloc_port_used(ck_alloc *a);
+
+/* ---- metadata (meta.c) ---- */
+/* 5 characters from upstream's generateName alphabet (no vowels, no confusable digits). */
+void ck_meta_random_suffix(char out[6]);
+/* Continue tokens: opaque base64 of {"v":"meta.k8s.io/v1","rv":N,"start":"<key after prefix>"}. */
+char *ck_continue_encode(int64_t rev, const char *start);
+int ck_continue_decode(const char *tok, int64_t *rev, char **start, ck_error **err);
+json_t *ck_meta(json_t *obj);                     /* obj.metadata, created if missing */
+const char *ck_meta_str(const json_t *obj, const char *field);   /* metadata.<field> string */
+void ck_meta_set_rv(json_t *obj, int64_t rev);
+/* First-write metadata: uid, creationTimestamp, generation (kinds with generation). */
+void ck_meta_on_create(const ck_resource *r, json_t *obj, int64_t now);
+/* Carry over what a client cannot change on update (uid, creationTimestamp, deletion fields,
+ * generation) and bump generation when spec changed. */
+void ck_meta_on_update(const ck_resource *r, json_t *obj, const json_t *old);
+bool ck_meta_has_generation(const ck_resource *r);
+/* Whether the resource has a status subresource (status kept apart from spec writes). */
+bool ck_res_has_status(const ck_resource *r);
+/* Upstream's qualified resource ("pods", "deployments.apps"); static per thread. */
+const char *ck_res_qualified(const ck_resource *r);
+/* The object as JSON text for the store (without resourceVersion).  Caller frees. */
+char *ck_meta_dump_for_store(json_t *obj, size_t *len);
+
+/* ---- metrics (metrics.c) ---- */
+void ck_metrics_request(const char *verb, const char *resource, int code, double seconds);
+void ck_metrics_store(const char *op, double seconds);
+void ck_metrics_watchers(int delta);
+char *ck_metrics_render(void);
+
+/* ---- the server ---- */
+typedef struct ck_watch_hub ck_watch_hub;
+
+typedef struct ck_apiserver {
+    ck_store *store;
+    ck_token_file *tokens;
+    ck_authorizer authorize;
+    void *authorize_ctx;
+    ck_alloc *alloc;
+    pthread_mutex_t alloc_mu;
+    ck_watch_hub *watch;      /* watch.c */
+    int secure_port;
+    const char *advertise_ip;
+    bool ready;
+    int64_t started_wall;
+} ck_apiserver;
+
+/* One request in flight. */
+typedef struct ck_reqctx {
+    ck_apiserver *srv;
+    ck_http_req *req;
+    ck_http_resp *resp;
+    ck_user user;
+    ck_route route;
+    ck_buf warnings;          /* "Warning: 299 - ..." header lines */
+    json_t *causes;           /* for 422 Invalid (stolen by the response) */
+    int status;               /* HTTP status sent (for metrics) */
+    bool responded;
+} ck_reqctx;
+
+/* ---- responses (status.c) ---- */
+json_t *ck_status_json(int code, const char *reason, const char *message, json_t *details);
+/* A Status for err, with details from the route (name, group, kind = resource or Kind). */
+json_t *ck_status_from_error(const ck_error *e, const ck_route *rt, json_t *causes);
+void ck_respond_json(ck_reqctx *c, int status, json_t *body /* stolen */);
+void ck_respond_error(ck_reqctx *c, ck_error *e /* freed */);
+void ck_respond_text(ck_reqctx *c, int status, const char *ctype, const char *text);
+void ck_respond_bytes(ck_reqctx *c, int status, const char *ctype, const char *body, size_t len);
+void ck_respond_json_ct(ck_reqctx *c, int status, const char *ctype, json_t *body /* stolen */);
+void ck_warn(ck_reqctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Error helpers with upstream's wording. */
+int ck_err_not_found(ck_error **err, const ck_resource *r, const char *name);
+int ck_err_exists(ck_error **err, const ck_resource *r, const char *name);
+int ck_err_conflict(ck_error **err, const ck_resource *r, const char *name);
+char *ck_query(const ck_reqctx *c, const char *name);   /* caller frees */
+bool ck_query_bool(const ck_reqctx *c, const char *name);
+bool ck_accept_table(const ck_reqctx *c);
+
+/* ---- verbs ---- */
+void ck_rest_serve(ck_reqctx *c);              /* rest.c: dispatch a CK_ROUTE_RESOURCE request */
+void ck_list_serve(ck_reqctx *c);              /* list.c */
+void ck_subres_serve(ck_reqctx *c);            /* subres.c: status, scale, binding, finalize */
+void ck_reviews_serve(ck_reqctx *c);           /* subres.c: SelfSubjectReview & co */
+json_t *ck_table_wrap(const ck_resource *r, json_t *items /* borrowed array */, const char *include,
+                      int64_t rev);
+
+/* Shared write machinery (rest.c). */
+typedef struct ck_write_opts {
+    bool dry_run;
+    const char *manager;       /* fieldManager */
+    const char *field_validation;   /* Strict|Warn|Ignore */
+} ck_write_opts;
+void ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager,
+                              char **owned_fv);
+/* Read an object; *rev receives its mod revision.  NULL + CK_E_NOT_FOUND (upstream text). */
+json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                     int64_t *rev, ck_error **err);
+/* The update path shared by PUT, PATCH, status and scale writes: `obj` is the desired object,
+ * `old`/`old_rev` the live one.  Returns the stored object (RV set) or NULL. */
+json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
+                           int64_t old_rev, const ck_write_opts *o, bool status_only,
+                           ck_error **err);
+/* The create path shared by POST and apply-create. */
+json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
+                           const ck_write_opts *o, ck_error **err);
+/* Delete one object with options; returns the object if it stays (graceful / finalizers), else
+ * a Status Success.  *code gets 200/202. */
+json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, const char *name,
+                           const json_t *options, ck_error **err);
+/* Decode the request body per Content-Type into an object; duplicates filled when non-NULL. */
+json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err);
+
+enum ck_patch_type { CK_PATCH_JSON, CK_PATCH_MERGE, CK_PATCH_STRATEGIC, CK_PATCH_APPLY };
+/* Decode a PATCH body by Content-Type (array for JSON patch, object otherwise). */
+json_t *ck_rest_patch_body(ck_reqctx *c, enum ck_patch_type *t, ck_error **err);
+json_t *ck_rest_patch_apply(enum ck_patch_type t, const json_t *old, const json_t *patch,
+                            const ck_resource *schema_res, const ck_write_opts *o, bool force,
+                            ck_error **err);
+/* PUT of the object (status_only false) or of its status subresource. */
+void ck_rest_put(ck_reqctx *c, bool status_only);
+/* DeleteOptions from the body (kubectl sends JSON) or the query. */
+json_t *ck_rest_delete_options(ck_reqctx *c, ck_error **err);
+/* The body's name must match the URL's; sets name and namespace from the URL. */
+int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err);
+/* fieldValidation Strict/Warn/Ignore over unknown (openapi.h) and duplicate (codec.h) fields. */
+int ck_rest_check_fields(ck_reqctx *c, const ck_resource *r, const json_t *obj, const json_t *dups,
+                         const ck_write_opts *o, ck_error **err);
+
+/* Write obj (its metadata names the key) with expected revision, bypassing strategy and
+ * validation (binding, finalize); sets obj's resourceVersion.  Upstream errors. */
+int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
+                         ck_error **err);
+
+/* Namespace lifecycle: 0 if writes may go into ns; 404 / 403 otherwise. */
+int ck_namespace_check(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                       ck_error **err);
+
+/* Service allocation (alloc.c).  On create/update, fill spec.clusterIP(s) and nodePorts. */
+int ck_service_allocate(ck_apiserver *s, json_t *svc, const json_t *old, json_t *causes,
+                        ck_error **err);
+void ck_service_release(ck_apiserver *s, const json_t *svc, const json_t *keep);
+int ck_alloc_recover(ck_apiserver *s, ck_error **err);
+
+/* ---- watch (watch.c) ---- */
+ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err);
+void ck_watch_hub_free(ck_watch_hub *h);
+void ck_watch_serve(ck_reqctx *c);
+
+/* ---- bootstrap (bootstrap.c) ---- */
+int ck_bootstrap(ck_apiserver *s, ck_error **err);
+
+/* The request entry point (apiserver.c), exported for tests. */
+void ck_apiserver_handle(void *ctx, ck_http_req *req, ck_http_resp *resp);
+
+#endif

@@ -1,0 +1,216 @@
+/* meta.c - object metadata semantics the API server owns: uid, creationTimestamp, generation,
+ * resourceVersion (never stored: it is the store's mod revision, injected on every read),
+ * generateName suffixes, and list continue tokens. */
+#include "apiserver/apiserver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ck_meta_random_suffix(char out[6])
+{
+    /* upstream's alphabet: no vowels (no words), no 0/1/3 (confusable) */
+    static const char alphabet[] = "bcdfghjklmnpqrstvwxz2456789";
+    unsigned char r[5];
+    ck_random_bytes(r, sizeof r);
+    for (int i = 0; i < 5; i++)
+        out[i] = alphabet[r[i] % (sizeof alphabet - 1)];
+    out[5] = '\0';
+}
+
+/* ---- base64url without padding (as upstream's continue tokens) ---- */
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static char *b64_encode(const unsigned char *in, size_t n)
+{
+    char *out = xmalloc(n * 4 / 3 + 4);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = b64[(v >> 18) & 63];
+        out[o++] = b64[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = b64[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = b64[v & 63];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int b64_val(char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-' || c == '+') return 62;
+    if (c == '_' || c == '/') return 63;
+    return -1;
+}
+
+static char *b64_decode(const char *in, size_t *outlen)
+{
+    size_t n = strlen(in);
+    while (n && in[n - 1] == '=')
+        n--;
+    char *out = xmalloc(n * 3 / 4 + 4);
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_val(in[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+char *ck_continue_encode(int64_t rev, const char *start)
+{
+    json_t *j = json_pack("{s:s,s:I,s:s}", "v", "meta.k8s.io/v1", "rv", (json_int_t)rev, "start",
+                          start);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    char *tok = b64_encode((const unsigned char *)text, strlen(text));
+    free(text);
+    return tok;
+}
+
+int ck_continue_decode(const char *tok, int64_t *rev, char **start, ck_error **err)
+{
+    size_t n = 0;
+    cleanup_free char *raw = tok ? b64_decode(tok, &n) : NULL;
+    json_t *j = raw ? json_loadb(raw, n, 0, NULL) : NULL;
+    const char *v = json_string_value(json_object_get(j, "v"));
+    const char *s = json_string_value(json_object_get(j, "start"));
+    json_int_t r = json_integer_value(json_object_get(j, "rv"));
+    if (!j || !v || strcmp(v, "meta.k8s.io/v1") || !s || r <= 0 || strstr(s, "..") ||
+        s[0] == '/') {
+        json_decref(j);
+        return ck_error_set(err, CK_E_BAD_REQUEST, "continue key is not valid: %s",
+                            !j ? "incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+                               : "invalid continue token");
+    }
+    *rev = r;
+    *start = xstrdup(s);
+    json_decref(j);
+    return 0;
+}
+
+json_t *ck_meta(json_t *obj)
+{
+    json_t *m = json_object_get(obj, "metadata");
+    if (!json_is_object(m)) {
+        m = json_object();
+        json_object_set_new(obj, "metadata", m);
+    }
+    return m;
+}
+
+const char *ck_meta_str(const json_t *obj, const char *field)
+{
+    return json_string_value(json_object_get(json_object_get(obj, "metadata"), field));
+}
+
+void ck_meta_set_rv(json_t *obj, int64_t rev)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)rev);
+    json_object_set_new(ck_meta(obj), "resourceVersion", json_string(buf));
+}
+
+bool ck_meta_has_generation(const ck_resource *r)
+{
+    static const char *const kinds =
+        "deployments replicasets statefulsets daemonsets jobs cronjobs replicationcontrollers "
+        "poddisruptionbudgets";
+    return ck_word_in(kinds, r->resource);
+}
+
+bool ck_res_has_status(const ck_resource *r)
+{
+    return ck_word_in(r->subresources, "status");
+}
+
+const char *ck_res_qualified(const ck_resource *r)
+{
+    static __thread char buf[160];
+    if (!r->group[0])
+        return r->resource;
+    snprintf(buf, sizeof buf, "%s.%s", r->resource, r->group);
+    return buf;
+}
+
+void ck_meta_on_create(const ck_resource *r, json_t *obj, int64_t now)
+{
+    json_t *m = ck_meta(obj);
+    char uid[37], ts[32];
+    ck_uuid4(uid);
+    ck_rfc3339(now, ts);
+    json_object_set_new(m, "uid", json_string(uid));
+    json_object_set_new(m, "creationTimestamp", json_string(ts));
+    json_object_del(m, "resourceVersion");
+    json_object_del(m, "selfLink");
+    json_object_del(m, "deletionTimestamp");
+    json_object_del(m, "deletionGracePeriodSeconds");
+    if (ck_meta_has_generation(r))
+        json_object_set_new(m, "generation", json_integer(1));
+    else
+        json_object_del(m, "generation");
+}
+
+void ck_meta_on_update(const ck_resource *r, json_t *obj, const json_t *old)
+{
+    json_t *m = ck_meta(obj);
+    const json_t *om = json_object_get(old, "metadata");
+    static const char *const kept[] = {"uid", "creationTimestamp", "deletionTimestamp",
+                                       "deletionGracePeriodSeconds"};
+    for (size_t i = 0; i < ARRAY_SIZE(kept); i++) {
+        json_t *v = json_object_get(om, kept[i]);
+        if (v)
+            json_object_set(m, kept[i], v);
+        else
+            json_object_del(m, kept[i]);
+    }
+    json_object_del(m, "selfLink");
+    if (!ck_meta_has_generation(r)) {
+        json_object_del(m, "generation");
+        return;
+    }
+    json_int_t gen = json_integer_value(json_object_get(om, "generation"));
+    if (gen <= 0)
+        gen = 1;
+    if (!json_equal(json_object_get(obj, "spec"), json_object_get(old, "spec")))
+        gen++;
+    json_object_set_new(m, "generation", json_integer(gen));
+}
+
+char *ck_meta_dump_for_store(json_t *obj, size_t *len)
+{
+    json_t *m = json_object_get(obj, "metadata");
+    json_t *rv = json_object_get(m, "resourceVersion");
+    if (rv) {
+        json_incref(rv);
+        json_object_del(m, "resourceVersion");
+    }
+    char *text = json_dumps(obj, JSON_COMPACT);
+    if (rv) {
+        json_object_set_new(m, "resourceVersion", rv);
+    }
+    *len = text ? strlen(text) : 0;
+    return text;
+}

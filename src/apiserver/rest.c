@@ -1,0 +1,1062 @@
+/* rest.c - the object verbs: get, create, update (PUT), patch (4 content types), delete,
+ * deletecollection.  Create and update share one pipeline each (decode -> field validation ->
+ * defaulting -> strategy (status reset, metadata) -> allocation -> validation -> managedFields ->
+ * store write with the read revision as precondition), reused by the subresources and by
+ * server-side apply.  Objects are stored as compact JSON without resourceVersion (meta.c). */
+#include "apiserver/apiserver.h"
+#include "apiserver/codec.h"
+#include "apiserver/openapi.h"
+#include "apiserver/patch.h"
+#include "apiserver/table.h"
+#include "apiserver/validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CONFLICT_RETRIES 8
+
+static double since(int64_t t0)
+{
+    return (double)(ck_now_ns() - t0) / 1e9;
+}
+
+json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                     int64_t *rev, ck_error **err)
+{
+    cleanup_free char *key = ck_resource_key(r, ns, name);
+    ck_kv kv = {0};
+    int64_t t0 = ck_now_ns();
+    ck_error *e = NULL;
+    int rc = ck_store_get(s->store, key, &kv, &e);
+    ck_metrics_store("get", since(t0));
+    if (rc < 0) {
+        if (e->code == CK_E_NOT_FOUND) {
+            ck_error_free(e);
+            ck_err_not_found(err, r, name);
+        } else if (err) {
+            *err = e;
+        } else {
+            ck_error_free(e);
+        }
+        return NULL;
+    }
+    json_t *obj = json_loadb(kv.value, kv.value_len, 0, NULL);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        ck_kv_free(&kv);
+        ck_error_set(err, CK_E_CORRUPT, "stored object %s is not a JSON object", key);
+        return NULL;
+    }
+    ck_meta_set_rv(obj, kv.mod_revision);
+    if (rev)
+        *rev = kv.mod_revision;
+    ck_kv_free(&kv);
+    return obj;
+}
+
+static char *media_type(const char *ctype)
+{
+    if (!ctype || !*ctype)
+        return xstrdup("application/json");
+    size_t n = strcspn(ctype, ";");
+    while (n && ctype[n - 1] == ' ')
+        n--;
+    char *m = xstrndup(ctype, n);
+    for (char *p = m; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return m;
+}
+
+json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err)
+{
+    if (c->req->body_len > CK_MAX_BODY) {
+        ck_error_set(err, CK_E_TOO_LARGE, "Request entity too large: limit is %u", CK_MAX_BODY);
+        return NULL;
+    }
+    if (c->req->body_len == 0) {
+        ck_error_set(err, CK_E_BAD_REQUEST, "Object 'Kind' is missing in ''");
+        return NULL;
+    }
+    const char *ctype = ck_http_req_header(c->req, "Content-Type");
+    json_t *obj = ck_decode_body(ctype ? ctype : "application/json", c->req->body,
+                                 c->req->body_len, duplicates, err);
+    if (!obj)
+        return NULL;
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        ck_error_set(err, CK_E_BAD_REQUEST, "the body of the request must be a JSON object");
+        return NULL;
+    }
+    return obj;
+}
+
+void ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager, char **owned_fv)
+{
+    memset(o, 0, sizeof *o);
+    cleanup_free char *dry = ck_query(c, "dryRun");
+    o->dry_run = dry && !strcmp(dry, "All");
+    *owned_manager = ck_query(c, "fieldManager");
+    if (!*owned_manager || !**owned_manager) {
+        free(*owned_manager);
+        /* upstream: the user agent's program name */
+        const char *ua = ck_http_req_header(c->req, "User-Agent");
+        size_t n = ua ? strcspn(ua, "/") : 0;
+        *owned_manager = n ? xstrndup(ua, n < 128 ? n : 128) : xstrdup("unknown");
+    }
+    o->manager = *owned_manager;
+    *owned_fv = ck_query(c, "fieldValidation");
+    o->field_validation = *owned_fv && **owned_fv ? *owned_fv : "Warn";
+}
+
+/* fieldValidation: unknown fields (openapi.h) and duplicate fields (codec.h). */
+int ck_rest_check_fields(ck_reqctx *c, const ck_resource *r, const json_t *obj, const json_t *dups,
+                        const ck_write_opts *o, ck_error **err)
+{
+    const char *fv = o->field_validation;
+    if (!strcasecmp(fv, "Ignore"))
+        return 0;
+    bool strict = !strcasecmp(fv, "Strict");
+    if (!strict && strcasecmp(fv, "Warn"))
+        return ck_error_set(err, CK_E_BAD_REQUEST,
+                            "fieldValidation parameter unsupported: %s (supported: Ignore, Warn, "
+                            "Strict)", fv);
+    json_t *unknown = json_array();
+    ck_openapi_unknown_fields(r, obj, unknown);
+    ck_buf msg;
+    ck_buf_init(&msg, 64 * 1024);
+    size_t i;
+    json_t *v;
+    json_array_foreach(unknown, i, v) {
+        const char *p = json_string_value(v);
+        if (p && *p == '.')
+            p++;
+        if (strict)
+            ck_buf_printf(&msg, "%sunknown field \"%s\"", msg.len ? ", " : "", p ? p : "");
+        else
+            ck_warn(c, "unknown field \"%s\"", p ? p : "");
+    }
+    json_array_foreach(dups, i, v) {
+        const char *p = json_string_value(v);
+        if (p && *p == '.')
+            p++;
+        if (strict)
+            ck_buf_printf(&msg, "%sduplicate field \"%s\"", msg.len ? ", " : "", p ? p : "");
+        else
+            ck_warn(c, "duplicate field \"%s\"", p ? p : "");
+    }
+    json_decref(unknown);
+    int rc = 0;
+    if (msg.len)
+        rc = ck_error_set(err, CK_E_BAD_REQUEST, "strict decoding error: %s", msg.data);
+    ck_buf_free(&msg);
+    return rc;
+}
+
+static int check_type(const ck_resource *r, json_t *obj, ck_error **err)
+{
+    const char *av = json_string_value(json_object_get(obj, "apiVersion"));
+    const char *kind = json_string_value(json_object_get(obj, "kind"));
+    const char *want = ck_resource_api_version(r);
+    if (av && *av && strcmp(av, want))
+        return ck_error_set(err, CK_E_BAD_REQUEST,
+                            "the API version in the data (%s) does not match the expected API "
+                            "version (%s)", av, want);
+    if (kind && *kind && strcmp(kind, r->kind))
+        return ck_error_set(err, CK_E_BAD_REQUEST,
+                            "%s in version \"%s\" cannot be handled as a %s: the kind in the data "
+                            "does not match the resource", kind, r->version, r->kind);
+    json_object_set_new(obj, "apiVersion", json_string(want));
+    json_object_set_new(obj, "kind", json_string(r->kind));
+    return 0;
+}
+
+static int set_namespace(const ck_resource *r, json_t *obj, const char *ns, ck_error **err)
+{
+    json_t *m = ck_meta(obj);
+    if (!r->namespaced) {
+        json_object_del(m, "namespace");
+        return 0;
+    }
+    const char *have = json_string_value(json_object_get(m, "namespace"));
+    if (have && *have && ns && strcmp(have, ns))
+        return ck_error_set(err, CK_E_BAD_REQUEST,
+                            "the namespace of the provided object does not match the namespace "
+                            "sent on the request");
+    if (ns)
+        json_object_set_new(m, "namespace", json_string(ns));
+    return 0;
+}
+
+int ck_namespace_check(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                       ck_error **err)
+{
+    if (!r->namespaced)
+        return 0;
+    const ck_resource *nsr = ck_resource_find("", "v1", "namespaces");
+    ck_error *e = NULL;
+    json_t *o = ck_rest_read(s, nsr, NULL, ns, NULL, &e);
+    if (!o) {
+        if (err)
+            *err = e;
+        else
+            ck_error_free(e);
+        return -1;
+    }
+    bool terminating = json_object_get(json_object_get(o, "metadata"), "deletionTimestamp") ||
+        !strcmp(json_string_value(json_object_get(json_object_get(o, "status"), "phase")) ?: "",
+                "Terminating");
+    json_decref(o);
+    if (terminating)
+        return ck_error_set(err, CK_E_FORBIDDEN,
+                            "%s \"%s\" is forbidden: unable to create new content in namespace %s "
+                            "because it is being terminated", ck_res_qualified(r), name ? name : "",
+                            ns);
+    return 0;
+}
+
+/* Pod QoS class as upstream computes it at creation. */
+static const char *pod_qos(const json_t *pod)
+{
+    bool any = false, guaranteed = true;
+    const char *lists[] = {"containers", "initContainers"};
+    for (size_t l = 0; l < 2; l++) {
+        size_t i;
+        json_t *ctr;
+        json_array_foreach(json_object_get(json_object_get(pod, "spec"), lists[l]), i, ctr) {
+            json_t *res = json_object_get(ctr, "resources");
+            json_t *req = json_object_get(res, "requests"), *lim = json_object_get(res, "limits");
+            if (json_object_size(req) || json_object_size(lim))
+                any = true;
+            static const char *const rs[] = {"cpu", "memory"};
+            for (size_t k = 0; k < 2; k++) {
+                json_t *lv = json_object_get(lim, rs[k]), *rv = json_object_get(req, rs[k]);
+                if (!lv || (rv && !json_equal(lv, rv)))
+                    guaranteed = false;
+            }
+        }
+    }
+    return !any ? "BestEffort" : guaranteed ? "Guaranteed" : "Burstable";
+}
+
+/* Strategy PrepareForCreate: status is the server's to set for kinds with a status
+ * subresource (nodes excepted: the kubelet registers with status). */
+static void prepare_create(const ck_resource *r, json_t *obj)
+{
+    if (!strcmp(r->resource, "namespaces")) {
+        json_t *spec = json_object_get(obj, "spec");
+        if (!json_is_object(spec)) {
+            spec = json_object();
+            json_object_set_new(obj, "spec", spec);
+        }
+        if (!json_object_get(spec, "finalizers"))
+            json_object_set_new(spec, "finalizers", json_pack("[s]", "kubernetes"));
+        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Active"));
+        json_t *labels = json_object_get(ck_meta(obj), "labels");
+        if (!json_is_object(labels)) {
+            labels = json_object();
+            json_object_set_new(ck_meta(obj), "labels", labels);
+        }
+        const char *name = ck_meta_str(obj, "name");
+        if (name)
+            json_object_set_new(labels, "kubernetes.io/metadata.name", json_string(name));
+        return;
+    }
+    if (!ck_res_has_status(r) || !strcmp(r->resource, "nodes"))
+        return;
+    if (!strcmp(r->resource, "pods"))
+        json_object_set_new(obj, "status", json_pack("{s:s,s:s}", "phase", "Pending", "qosClass",
+                                                     pod_qos(obj)));
+    else if (!strcmp(r->resource, "persistentvolumeclaims") ||
+             !strcmp(r->resource, "persistentvolumes"))
+        json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Pending"));
+    else if (!strcmp(r->resource, "services"))
+        json_object_set_new(obj, "status", json_pack("{s:{}}", "loadBalancer"));
+    else
+        json_object_set_new(obj, "status", json_object());
+}
+
+static int invalid_from_causes(ck_reqctx *c, const ck_resource *r, const char *name, json_t *causes,
+                               ck_error **err)
+{
+    char *msg = ck_validate_message(r, name ? name : "", causes);
+    ck_error_set(err, CK_E_INVALID, "%s", msg);
+    free(msg);
+    json_decref(c->causes);
+    c->causes = causes;
+    return -1;
+}
+
+static bool is_service(const ck_resource *r)
+{
+    return !r->group[0] && !strcmp(r->resource, "services");
+}
+
+json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
+                           const ck_write_opts *o, ck_error **err)
+{
+    ck_apiserver *s = c->srv;
+    if (check_type(r, obj, err) < 0 || set_namespace(r, obj, ns, err) < 0)
+        return NULL;
+    json_t *m = ck_meta(obj);
+    const char *name = json_string_value(json_object_get(m, "name"));
+    const char *gen = json_string_value(json_object_get(m, "generateName"));
+    bool generated = (!name || !*name) && gen && *gen;
+    if (generated) {
+        char sfx[6];
+        ck_meta_random_suffix(sfx);
+        char *n = xasprintf("%s%s", gen, sfx);
+        json_object_set_new(m, "name", json_string(n));
+        free(n);
+    }
+    name = ck_meta_str(obj, "name");
+    if (!name || !*name) {
+        json_t *causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueRequired", "message",
+                                   "Required value: name or generateName is required", "field",
+                                   "metadata.name");
+        invalid_from_causes(c, r, "", causes, err);
+        return NULL;
+    }
+    if (!c->route.name) {
+        free(c->route.name);
+        c->route.name = xstrdup(name);
+    }
+    if (ck_namespace_check(s, r, ns, name, err) < 0)
+        return NULL;
+    ck_default(r, obj);
+    prepare_create(r, obj);
+    ck_meta_on_create(r, obj, ck_wall_ns() / 1000000000);
+    json_t *causes = json_array();
+    if (is_service(r) && ck_service_allocate(s, obj, NULL, causes, err) < 0) {
+        if (json_array_size(causes)) {
+            json_decref(c->causes);
+            c->causes = causes;
+        } else {
+            json_decref(causes);
+        }
+        return NULL;
+    }
+    json_decref(causes);
+    causes = ck_validate(r, obj, NULL);
+    if (json_array_size(causes)) {
+        if (is_service(r))
+            ck_service_release(s, obj, NULL);
+        invalid_from_causes(c, r, name, causes, err);
+        return NULL;
+    }
+    json_decref(causes);
+    ck_managed_fields_record(obj, NULL, o->manager, "Update", ck_resource_api_version(r));
+    if (o->dry_run) {
+        if (is_service(r))
+            ck_service_release(s, obj, NULL);
+        json_incref(obj);
+        return obj;
+    }
+    for (int attempt = 0;; attempt++) {
+        name = ck_meta_str(obj, "name");
+        cleanup_free char *key = ck_resource_key(r, ns, name);
+        size_t len;
+        cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
+        int64_t rev = 0, t0 = ck_now_ns();
+        ck_error *e = NULL;
+        int rc = ck_store_create(s->store, key, text, len, &rev, &e);
+        ck_metrics_store("create", since(t0));
+        if (rc == 0) {
+            ck_meta_set_rv(obj, rev);
+            json_incref(obj);
+            return obj;
+        }
+        if (e->code == CK_E_EXISTS && generated && attempt < 8) {
+            ck_error_free(e);
+            char sfx[6];
+            ck_meta_random_suffix(sfx);
+            char *n = xasprintf("%s%s", gen, sfx);
+            json_object_set_new(m, "name", json_string(n));
+            free(n);
+            continue;
+        }
+        if (is_service(r))
+            ck_service_release(s, obj, NULL);
+        if (e->code == CK_E_EXISTS) {
+            ck_error_free(e);
+            ck_err_exists(err, r, name);
+        } else if (err) {
+            *err = e;
+        } else {
+            ck_error_free(e);
+        }
+        return NULL;
+    }
+}
+
+/* Copy-compare ignoring what every write changes anyway. */
+static bool same_object(const json_t *a, const json_t *b)
+{
+    json_t *x = json_deep_copy(a), *y = json_deep_copy(b);
+    json_t *mx = json_object_get(x, "metadata"), *my = json_object_get(y, "metadata");
+    json_object_del(mx, "resourceVersion");
+    json_object_del(my, "resourceVersion");
+    json_object_del(mx, "managedFields");
+    json_object_del(my, "managedFields");
+    bool eq = json_equal(x, y);
+    json_decref(x);
+    json_decref(y);
+    return eq;
+}
+
+static bool has_finalizers(const json_t *obj)
+{
+    return json_array_size(json_object_get(json_object_get(obj, "metadata"), "finalizers")) > 0;
+}
+
+int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
+                        ck_error **err)
+{
+    const char *ns = ck_meta_str(obj, "namespace"), *name = ck_meta_str(obj, "name");
+    cleanup_free char *key = ck_resource_key(r, ns, name);
+    size_t len;
+    cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
+    int64_t rev = 0, t0 = ck_now_ns();
+    ck_error *e = NULL;
+    int rc = ck_store_update(s->store, key, text, len, expected, &rev, &e);
+    ck_metrics_store("update", since(t0));
+    if (rc == 0) {
+        ck_meta_set_rv(obj, rev);
+        return 0;
+    }
+    if (e->code == CK_E_CONFLICT) {
+        ck_error_free(e);
+        return ck_err_conflict(err, r, name);
+    }
+    if (e->code == CK_E_NOT_FOUND) {
+        ck_error_free(e);
+        return ck_err_not_found(err, r, name);
+    }
+    if (err)
+        *err = e;
+    else
+        ck_error_free(e);
+    return -1;
+}
+
+static int store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                        int64_t expected, int64_t *rev, ck_error **err)
+{
+    cleanup_free char *key = ck_resource_key(r, ns, name);
+    int64_t t0 = ck_now_ns();
+    ck_error *e = NULL;
+    int rc = ck_store_delete(s->store, key, expected, NULL, rev, &e);
+    ck_metrics_store("delete", since(t0));
+    if (rc == 0)
+        return 0;
+    if (e->code == CK_E_CONFLICT) {
+        ck_error_free(e);
+        return ck_err_conflict(err, r, name);
+    }
+    if (e->code == CK_E_NOT_FOUND) {
+        ck_error_free(e);
+        return ck_err_not_found(err, r, name);
+    }
+    if (err)
+        *err = e;
+    else
+        ck_error_free(e);
+    return -1;
+}
+
+static bool new_finalizers_added(const json_t *obj, const json_t *old)
+{
+    json_t *of = json_object_get(json_object_get(old, "metadata"), "finalizers");
+    size_t i, k;
+    json_t *f, *g;
+    json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "finalizers"), i, f) {
+        bool found = false;
+        json_array_foreach(of, k, g)
+            if (json_equal(f, g))
+                found = true;
+        if (!found)
+            return true;
+    }
+    return false;
+}
+
+json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
+                           int64_t old_rev, const ck_write_opts *o, bool status_only,
+                           ck_error **err)
+{
+    ck_apiserver *s = c->srv;
+    const char *name = ck_meta_str(old, "name");
+    const char *ns = ck_meta_str(old, "namespace");
+    const char *rv = ck_meta_str(obj, "resourceVersion");
+    if (rv && *rv && strtoll(rv, NULL, 10) != old_rev) {
+        ck_err_conflict(err, r, name);
+        return NULL;
+    }
+    if (check_type(r, obj, err) < 0)
+        return NULL;
+    json_t *nobj;
+    if (status_only) {
+        /* status writes change status only (upstream resets metadata and spec to the old) */
+        nobj = json_deep_copy(old);
+        json_t *st = json_object_get(obj, "status");
+        if (st)
+            json_object_set(nobj, "status", st);
+        else
+            json_object_del(nobj, "status");
+    } else {
+        nobj = json_deep_copy(obj);
+        if (ck_res_has_status(r)) {
+            json_t *st = json_object_get(old, "status");
+            if (st)
+                json_object_set(nobj, "status", st);
+            else
+                json_object_del(nobj, "status");
+        }
+        if (!strcmp(r->resource, "namespaces")) {
+            json_t *spec = json_object_get(nobj, "spec");
+            json_t *of = json_object_get(json_object_get(old, "spec"), "finalizers");
+            if (!json_is_object(spec)) {
+                spec = json_object();
+                json_object_set_new(nobj, "spec", spec);
+            }
+            if (of)
+                json_object_set(spec, "finalizers", of);
+        }
+    }
+    set_namespace(r, nobj, ns, NULL);
+    json_object_set_new(ck_meta(nobj), "name", json_string(name));
+    ck_default(r, nobj);
+    ck_meta_on_update(r, nobj, old);
+    if (json_object_get(json_object_get(old, "metadata"), "deletionTimestamp") &&
+        new_finalizers_added(nobj, old)) {
+        json_t *causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueForbidden", "message",
+                                   "Forbidden: no new finalizers can be added if the object is "
+                                   "being deleted", "field", "metadata.finalizers");
+        invalid_from_causes(c, r, name, causes, err);
+        json_decref(nobj);
+        return NULL;
+    }
+    json_t *causes = json_array();
+    if (is_service(r) && ck_service_allocate(s, nobj, old, causes, err) < 0) {
+        json_decref(c->causes);
+        c->causes = causes;
+        json_decref(nobj);
+        return NULL;
+    }
+    json_decref(causes);
+    causes = ck_validate(r, nobj, old);
+    if (json_array_size(causes)) {
+        if (is_service(r))
+            ck_service_release(s, nobj, old);
+        invalid_from_causes(c, r, name, causes, err);
+        json_decref(nobj);
+        return NULL;
+    }
+    json_decref(causes);
+    if (same_object(nobj, old)) {
+        /* a no-op write: upstream neither writes nor bumps resourceVersion */
+        json_decref(nobj);
+        json_incref(old);
+        return old;
+    }
+    ck_managed_fields_record(nobj, old, o->manager, "Update", ck_resource_api_version(r));
+    bool finish = json_object_get(json_object_get(nobj, "metadata"), "deletionTimestamp") &&
+                  !has_finalizers(nobj) && strcmp(r->resource, "pods") &&
+                  strcmp(r->resource, "namespaces");
+    if (o->dry_run) {
+        if (is_service(r))
+            ck_service_release(s, nobj, old);
+        return nobj;
+    }
+    int rc;
+    if (finish) {
+        /* the last finalizer went away from an object being deleted: now it goes */
+        int64_t rev = 0;
+        rc = store_delete(s, r, ns, name, old_rev, &rev, err);
+        if (rc == 0)
+            ck_meta_set_rv(nobj, rev);
+    } else {
+        rc = ck_rest_store_update(s, r, nobj, old_rev, err);
+    }
+    if (rc < 0) {
+        if (is_service(r))
+            ck_service_release(s, nobj, old);
+        json_decref(nobj);
+        return NULL;
+    }
+    if (is_service(r))
+        ck_service_release(s, old, finish ? NULL : nobj);
+    return nobj;
+}
+
+/* ---- delete ---- */
+
+static json_int_t opt_int(const json_t *opts, const char *k, json_int_t dflt)
+{
+    json_t *v = json_object_get(opts, k);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+static void set_deletion(json_t *obj, int64_t grace)
+{
+    char ts[32];
+    ck_rfc3339(ck_wall_ns() / 1000000000 + grace, ts);
+    json_t *m = ck_meta(obj);
+    json_object_set_new(m, "deletionTimestamp", json_string(ts));
+    json_object_set_new(m, "deletionGracePeriodSeconds", json_integer(grace));
+}
+
+static void add_finalizer(json_t *obj, const char *f)
+{
+    json_t *m = ck_meta(obj);
+    json_t *fs = json_object_get(m, "finalizers");
+    if (!json_is_array(fs)) {
+        fs = json_array();
+        json_object_set_new(m, "finalizers", fs);
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(fs, i, v)
+        if (json_is_string(v) && !strcmp(json_string_value(v), f))
+            return;
+    json_array_append_new(fs, json_string(f));
+}
+
+json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, const char *name,
+                           const json_t *opts, ck_error **err)
+{
+    ck_apiserver *s = c->srv;
+    bool dry = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(opts, "dryRun"), i, v)
+        if (json_is_string(v) && !strcmp(json_string_value(v), "All"))
+            dry = true;
+    const char *policy = json_string_value(json_object_get(opts, "propagationPolicy"));
+    if (!policy && json_is_true(json_object_get(opts, "orphanDependents")))
+        policy = "Orphan";
+    for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+        int64_t rev = 0;
+        json_t *obj = ck_rest_read(s, r, ns, name, &rev, err);
+        if (!obj)
+            return NULL;
+        json_t *pre = json_object_get(opts, "preconditions");
+        const char *puid = json_string_value(json_object_get(pre, "uid"));
+        const char *prv = json_string_value(json_object_get(pre, "resourceVersion"));
+        const char *uid = ck_meta_str(obj, "uid");
+        if (puid && uid && strcmp(puid, uid)) {
+            ck_error_set(err, CK_E_CONFLICT,
+                         "Precondition failed: UID in precondition: %s, UID in object meta: %s",
+                         puid, uid);
+            json_decref(obj);
+            return NULL;
+        }
+        if (prv && strtoll(prv, NULL, 10) != rev) {
+            ck_error_set(err, CK_E_CONFLICT,
+                         "Precondition failed: ResourceVersion in precondition: %s, "
+                         "ResourceVersion in object meta: %lld", prv, (long long)rev);
+            json_decref(obj);
+            return NULL;
+        }
+        json_t *m = ck_meta(obj);
+        bool deleting = json_object_get(m, "deletionTimestamp") != NULL;
+        bool keep = false;       /* the object stays with deletionTimestamp set */
+        json_int_t grace = opt_int(opts, "gracePeriodSeconds", -1);
+
+        if (!strcmp(r->resource, "namespaces") && !r->group[0]) {
+            /* namespace lifecycle: Terminating until the namespace controller has emptied it
+             * and removed the `kubernetes` finalizer from spec.finalizers */
+            bool spec_fin = json_array_size(json_object_get(json_object_get(obj, "spec"),
+                                                            "finalizers")) > 0;
+            if (!deleting) {
+                set_deletion(obj, 0);
+                json_object_set_new(obj, "status", json_pack("{s:s}", "phase", "Terminating"));
+                keep = true;
+            } else if (spec_fin || has_finalizers(obj)) {
+                json_decref(obj);
+                return ck_rest_read(s, r, ns, name, NULL, err);
+            }
+        } else {
+            if (policy && !strcmp(policy, "Foreground") && !deleting)
+                add_finalizer(obj, "foregroundDeletion");
+            else if (policy && !strcmp(policy, "Orphan") && !deleting)
+                add_finalizer(obj, "orphan");
+            bool pod = !strcmp(r->resource, "pods") && !r->group[0];
+            const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"),
+                                                                  "phase"));
+            const char *node = json_string_value(json_object_get(json_object_get(obj, "spec"),
+                                                                 "nodeName"));
+            bool terminal = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
+            if (pod && grace < 0) {
+                json_t *tg = json_object_get(json_object_get(obj, "spec"),
+                                             "terminationGracePeriodSeconds");
+                grace = json_is_integer(tg) ? json_integer_value(tg) : 30;
+            }
+            if (pod && node && *node && grace > 0 && !terminal) {
+                /* graceful: the kubelet stops the containers, then deletes with grace 0 */
+                if (!deleting) {
+                    set_deletion(obj, grace);
+                    keep = true;
+                } else {
+                    json_int_t cur = json_integer_value(json_object_get(m, "deletionGracePeriodSeconds"));
+                    if (grace < cur) {
+                        set_deletion(obj, grace);
+                        keep = true;
+                    } else {
+                        return obj;
+                    }
+                }
+            } else if (has_finalizers(obj)) {
+                if (deleting) {
+                    return obj;
+                }
+                set_deletion(obj, 0);
+                keep = true;
+            }
+        }
+        if (keep) {
+            if (ck_meta_has_generation(r))
+                json_object_set_new(m, "generation",
+                                    json_integer(json_integer_value(json_object_get(m, "generation")) + 1));
+            if (dry)
+                return obj;
+            ck_error *e = NULL;
+            if (ck_rest_store_update(s, r, obj, rev, &e) < 0) {
+                json_decref(obj);
+                if (e->code == CK_E_CONFLICT) {
+                    ck_error_free(e);
+                    continue;
+                }
+                if (err)
+                    *err = e;
+                else
+                    ck_error_free(e);
+                return NULL;
+            }
+            return obj;
+        }
+        if (!dry) {
+            ck_error *e = NULL;
+            int64_t drev = 0;
+            if (store_delete(s, r, ns, name, rev, &drev, &e) < 0) {
+                json_decref(obj);
+                if (e->code == CK_E_CONFLICT) {
+                    ck_error_free(e);
+                    continue;
+                }
+                if (err)
+                    *err = e;
+                else
+                    ck_error_free(e);
+                return NULL;
+            }
+            if (is_service(r))
+                ck_service_release(s, obj, NULL);
+        }
+        json_t *details = json_pack("{s:s,s:s}", "name", name, "kind", r->resource);
+        if (r->group[0])
+            json_object_set_new(details, "group", json_string(r->group));
+        if (uid)
+            json_object_set_new(details, "uid", json_string(uid));
+        json_decref(obj);
+        return ck_status_json(200, NULL, NULL, details);
+    }
+    ck_err_conflict(err, r, name);
+    return NULL;
+}
+
+/* ---- the verbs ---- */
+
+static const char *ns_of(ck_reqctx *c)
+{
+    return c->route.res->namespaced ? c->route.namespace_ : NULL;
+}
+
+static json_t *as_table_or_obj(ck_reqctx *c, json_t *obj)
+{
+    if (!ck_accept_table(c))
+        return obj;
+    json_t *items = json_pack("[O]", obj);
+    cleanup_free char *inc = ck_query(c, "includeObject");
+    const char *rv = ck_meta_str(obj, "resourceVersion");
+    json_t *t = ck_table_wrap(c->route.res, items, inc, rv ? strtoll(rv, NULL, 10) : 0);
+    json_decref(items);
+    json_decref(obj);
+    return t;
+}
+
+static void do_get(ck_reqctx *c)
+{
+    ck_error *e = NULL;
+    json_t *obj = ck_rest_read(c->srv, c->route.res, ns_of(c), c->route.name, NULL, &e);
+    if (!obj)
+        return ck_respond_error(c, e);
+    ck_respond_json(c, 200, as_table_or_obj(c, obj));
+}
+
+static void do_create(ck_reqctx *c)
+{
+    ck_error *e = NULL;
+    const ck_resource *r = c->route.res;
+    if (r->namespaced && !c->route.namespace_) {
+        ck_error_set(&e, CK_E_METHOD, "the server does not allow this method on the requested resource");
+        return ck_respond_error(c, e);
+    }
+    ck_write_opts o;
+    cleanup_free char *mgr = NULL, *fv = NULL;
+    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    json_t *dups = json_array();
+    json_t *obj = ck_rest_body(c, dups, &e);
+    if (!obj || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
+        json_decref(dups);
+        json_decref(obj);
+        return ck_respond_error(c, e);
+    }
+    json_decref(dups);
+    json_t *out = ck_rest_create_obj(c, r, ns_of(c), obj, &o, &e);
+    json_decref(obj);
+    if (!out)
+        return ck_respond_error(c, e);
+    ck_respond_json(c, 201, out);
+}
+
+int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err)
+{
+    const char *name = ck_meta_str(obj, "name");
+    if (name && *name && strcmp(name, c->route.name))
+        return ck_error_set(err, CK_E_BAD_REQUEST,
+                            "the name of the object (%s) does not match the name on the URL (%s)",
+                            name, c->route.name);
+    json_object_set_new(ck_meta(obj), "name", json_string(c->route.name));
+    return set_namespace(c->route.res, obj, ns_of(c), err);
+}
+
+void ck_rest_put(ck_reqctx *c, bool status_only)
+{
+    ck_error *e = NULL;
+    const ck_resource *r = c->route.res;
+    ck_write_opts o;
+    cleanup_free char *mgr = NULL, *fv = NULL;
+    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    json_t *dups = json_array();
+    json_t *obj = ck_rest_body(c, dups, &e);
+    if (!obj || ck_rest_check_name(c, obj, &e) < 0 || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
+        json_decref(dups);
+        json_decref(obj);
+        return ck_respond_error(c, e);
+    }
+    json_decref(dups);
+    const char *rv = ck_meta_str(obj, "resourceVersion");
+    bool conditional = rv && *rv;
+    for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+        int64_t rev = 0;
+        json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
+        if (!old)
+            break;
+        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, status_only, &e);
+        json_decref(old);
+        if (out) {
+            json_decref(obj);
+            return ck_respond_json(c, 200, out);
+        }
+        if (conditional || e->code != CK_E_CONFLICT)
+            break;
+        ck_error_free(e);
+        e = NULL;
+    }
+    json_decref(obj);
+    ck_respond_error(c, e);
+}
+
+static int patch_type_of(ck_reqctx *c, enum ck_patch_type *t, ck_error **err)
+{
+    cleanup_free char *mt = media_type(ck_http_req_header(c->req, "Content-Type"));
+    if (!strcmp(mt, "application/json-patch+json"))
+        *t = CK_PATCH_JSON;
+    else if (!strcmp(mt, "application/merge-patch+json"))
+        *t = CK_PATCH_MERGE;
+    else if (!strcmp(mt, "application/strategic-merge-patch+json"))
+        *t = CK_PATCH_STRATEGIC;
+    else if (!strcmp(mt, "application/apply-patch+yaml"))
+        *t = CK_PATCH_APPLY;
+    else
+        return ck_error_set(err, CK_E_UNSUPPORTED_TYPE,
+                            "the body of the request was in an unknown format - accepted media "
+                            "types include: application/json-patch+json, "
+                            "application/merge-patch+json, application/apply-patch+yaml, "
+                            "application/strategic-merge-patch+json");
+    return 0;
+}
+
+json_t *ck_rest_patch_apply(enum ck_patch_type t, const json_t *old, const json_t *patch,
+                            const ck_resource *schema_res, const ck_write_opts *o, bool force,
+                            ck_error **err)
+{
+    switch (t) {
+    case CK_PATCH_JSON:
+        return ck_patch_json(old, patch, err);
+    case CK_PATCH_MERGE:
+        return ck_patch_merge(old, patch, err);
+    case CK_PATCH_STRATEGIC:
+        return ck_patch_strategic(old, patch, schema_res, err);
+    case CK_PATCH_APPLY:
+        return ck_patch_apply(old, patch, schema_res, o->manager, force, err);
+    }
+    return NULL;
+}
+
+json_t *ck_rest_patch_body(ck_reqctx *c, enum ck_patch_type *t, ck_error **err)
+{
+    if (patch_type_of(c, t, err) < 0)
+        return NULL;
+    if (c->req->body_len > CK_MAX_BODY) {
+        ck_error_set(err, CK_E_TOO_LARGE, "Request entity too large: limit is %u", CK_MAX_BODY);
+        return NULL;
+    }
+    const char *ctype = ck_http_req_header(c->req, "Content-Type");
+    json_t *p = ck_decode_body(ctype, c->req->body, c->req->body_len, NULL, err);
+    if (!p)
+        return NULL;
+    if ((*t == CK_PATCH_JSON && !json_is_array(p)) || (*t != CK_PATCH_JSON && !json_is_object(p))) {
+        json_decref(p);
+        ck_error_set(err, CK_E_BAD_REQUEST,
+                     *t == CK_PATCH_JSON ? "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+                                  : "the patch must be a JSON object");
+        return NULL;
+    }
+    return p;
+}
+
+static void do_patch(ck_reqctx *c)
+{
+    ck_error *e = NULL;
+    const ck_resource *r = c->route.res;
+    ck_write_opts o;
+    cleanup_free char *mgr = NULL, *fv = NULL;
+    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    enum ck_patch_type t;
+    json_t *patch = ck_rest_patch_body(c, &t, &e);
+    if (!patch)
+        return ck_respond_error(c, e);
+    bool force = ck_query_bool(c, "force");
+    if (t == CK_PATCH_APPLY) {
+        cleanup_free char *fm = ck_query(c, "fieldManager");
+        if (!fm || !*fm) {
+            json_decref(patch);
+            ck_error_set(&e, CK_E_BAD_REQUEST,
+                         "PATCH /apply requires fieldManager to be specified");
+            return ck_respond_error(c, e);
+        }
+    }
+    for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+        int64_t rev = 0;
+        json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
+        if (!old && t == CK_PATCH_APPLY && e->code == CK_E_NOT_FOUND) {
+            /* server-side apply creates */
+            ck_error_free(e);
+            e = NULL;
+            json_t *obj = ck_patch_apply(NULL, patch, r, o.manager, force, &e);
+            if (!obj || ck_rest_check_name(c, obj, &e) < 0 || ck_rest_check_fields(c, r, obj, NULL, &o, &e) < 0) {
+                json_decref(obj);
+                break;
+            }
+            json_t *out = ck_rest_create_obj(c, r, ns_of(c), obj, &o, &e);
+            json_decref(obj);
+            if (!out)
+                break;
+            json_decref(patch);
+            return ck_respond_json(c, 201, out);
+        }
+        if (!old)
+            break;
+        json_t *obj = ck_rest_patch_apply(t, old, patch, r, &o, force, &e);
+        if (!obj || ck_rest_check_name(c, obj, &e) < 0 || ck_rest_check_fields(c, r, obj, NULL, &o, &e) < 0) {
+            json_decref(obj);
+            json_decref(old);
+            break;
+        }
+        const char *prv = ck_meta_str(obj, "resourceVersion");
+        const char *orv = ck_meta_str(old, "resourceVersion");
+        bool pinned = prv && orv && strcmp(prv, orv);
+        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, false, &e);
+        json_decref(obj);
+        json_decref(old);
+        if (out) {
+            json_decref(patch);
+            return ck_respond_json(c, 200, out);
+        }
+        if (pinned || e->code != CK_E_CONFLICT)
+            break;
+        ck_error_free(e);
+        e = NULL;
+    }
+    json_decref(patch);
+    ck_respond_error(c, e);
+}
+
+json_t *ck_rest_delete_options(ck_reqctx *c, ck_error **err)
+{
+    json_t *opts = NULL;
+    if (c->req->body_len) {
+        opts = ck_rest_body(c, NULL, err);
+        if (!opts)
+            return NULL;
+    } else {
+        opts = json_object();
+    }
+    cleanup_free char *gp = ck_query(c, "gracePeriodSeconds");
+    cleanup_free char *pp = ck_query(c, "propagationPolicy");
+    cleanup_free char *dry = ck_query(c, "dryRun");
+    if (gp && *gp)
+        json_object_set_new(opts, "gracePeriodSeconds", json_integer(strtoll(gp, NULL, 10)));
+    if (pp && *pp)
+        json_object_set_new(opts, "propagationPolicy", json_string(pp));
+    if (dry && *dry)
+        json_object_set_new(opts, "dryRun", json_pack("[s]", dry));
+    return opts;
+}
+
+static void do_delete(ck_reqctx *c)
+{
+    ck_error *e = NULL;
+    json_t *opts = ck_rest_delete_options(c, &e);
+    if (!opts)
+        return ck_respond_error(c, e);
+    json_t *out = ck_rest_delete_obj(c, c->route.res, ns_of(c), c->route.name, opts, &e);
+    json_decref(opts);
+    if (!out)
+        return ck_respond_error(c, e);
+    ck_respond_json(c, 200, out);
+}
+
+void ck_rest_serve(ck_reqctx *c)
+{
+    const ck_route *rt = &c->route;
+    const ck_resource *r = rt->res;
+    if (!strcmp(r->group, "authentication.k8s.io") || !strcmp(r->group, "authorization.k8s.io") ||
+        (!r->group[0] && !strcmp(r->resource, "bindings")))
+        return ck_reviews_serve(c);
+    if (rt->subresource)
+        return ck_subres_serve(c);
+    if (r->namespaced && rt->name && !rt->namespace_) {
+        ck_error *e = NULL;
+        ck_error_set(&e, CK_E_NOT_FOUND, "the server could not find the requested resource");
+        return ck_respond_error(c, e);
+    }
+    switch (rt->verb) {
+    case CK_VERB_GET: return do_get(c);
+    case CK_VERB_LIST:
+    case CK_VERB_DELETECOLLECTION: return ck_list_serve(c);
+    case CK_VERB_WATCH: return ck_watch_serve(c);
+    case CK_VERB_CREATE: return do_create(c);
+    case CK_VERB_UPDATE: return ck_rest_put(c, false);
+    case CK_VERB_PATCH: return do_patch(c);
+    case CK_VERB_DELETE: return do_delete(c);
+    default: break;
+    }
+    ck_error *e = NULL;
+    ck_error_set(&e, CK_E_METHOD, "the server does not allow this method on the requested resource");
+    ck_respond_error(c, e);
+}

@@ -1,0 +1,164 @@
+/* status.c - every API answer leaves through here: metav1.Status for errors (HTTP status and
+ * reason from the error table in lib/error.h, details from the route), JSON bodies with the
+ * request's Warning headers, and the small query helpers the verbs share. */
+#include "apiserver/apiserver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+json_t *ck_status_json(int code, const char *reason, const char *message, json_t *details)
+{
+    json_t *st = json_pack("{s:s, s:s, s:{}, s:s, s:s}", "kind", "Status", "apiVersion", "v1",
+                           "metadata", "status", code < 400 ? "Success" : "Failure", "message",
+                           message ? message : "");
+    if (code >= 400 && reason && *reason)
+        json_object_set_new(st, "reason", json_string(reason));
+    if (details)
+        json_object_set_new(st, "details", details);
+    json_object_set_new(st, "code", json_integer(code));
+    return st;
+}
+
+json_t *ck_status_from_error(const ck_error *e, const ck_route *rt, json_t *causes)
+{
+    int code = ck_error_http_status(e->code);
+    const char *reason = ck_error_reason(e->code);
+    json_t *details = NULL;
+    const ck_resource *r = rt ? rt->res : NULL;
+    if (r && rt->kind == CK_ROUTE_RESOURCE &&
+        (e->code == CK_E_NOT_FOUND || e->code == CK_E_EXISTS || e->code == CK_E_CONFLICT ||
+         e->code == CK_E_INVALID || e->code == CK_E_FORBIDDEN || e->code == CK_E_EXPIRED)) {
+        details = json_object();
+        if (rt->name)
+            json_object_set_new(details, "name", json_string(rt->name));
+        if (r->group[0])
+            json_object_set_new(details, "group", json_string(r->group));
+        /* upstream: the Kind for Invalid, the plural resource for the rest */
+        json_object_set_new(details, "kind",
+                            json_string(e->code == CK_E_INVALID ? r->kind : r->resource));
+    }
+    if (causes && json_array_size(causes)) {
+        if (!details)
+            details = json_object();
+        json_object_set(details, "causes", causes);
+    }
+    if (e->code == CK_E_TOO_MANY) {
+        if (!details)
+            details = json_object();
+        json_object_set_new(details, "retryAfterSeconds", json_integer(1));
+    }
+    return ck_status_json(code, reason, e->msg, details);
+}
+
+static void respond_body(ck_reqctx *c, int status, const char *ctype, const char *body, size_t len)
+{
+    if (c->responded)
+        return;
+    c->responded = true;
+    c->status = status;
+    ck_http_respond(c->resp, status, ctype, c->warnings.len ? c->warnings.data : NULL, body, len);
+}
+
+void ck_respond_json(ck_reqctx *c, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text) {
+        static const char fallback[] = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
+                                       "\"status\":\"Failure\",\"message\":\"encoding failed\","
+                                       "\"reason\":\"InternalError\",\"code\":500}";
+        respond_body(c, 500, "application/json", fallback, sizeof fallback - 1);
+        return;
+    }
+    respond_body(c, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+void ck_respond_error(ck_reqctx *c, ck_error *e)
+{
+    if (!e) {
+        ck_error *tmp = NULL;
+        ck_error_set(&tmp, CK_E_INTERNAL, "unknown error");
+        e = tmp;
+    }
+    json_t *st = ck_status_from_error(e, &c->route, c->causes);
+    int code = ck_error_http_status(e->code);
+    ck_error_free(e);
+    ck_respond_json(c, code, st);
+}
+
+void ck_respond_text(ck_reqctx *c, int status, const char *ctype, const char *text)
+{
+    respond_body(c, status, ctype, text, strlen(text));
+}
+
+void ck_respond_bytes(ck_reqctx *c, int status, const char *ctype, const char *body, size_t len)
+{
+    respond_body(c, status, ctype, body, len);
+}
+
+void ck_respond_json_ct(ck_reqctx *c, int status, const char *ctype, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (!text)
+        return ck_respond_json(c, 500, ck_status_json(500, "InternalError", "encoding failed", NULL));
+    respond_body(c, status, ctype, text, strlen(text));
+    free(text);
+}
+
+void ck_warn(ck_reqctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    ck_buf_addstr(&c->warnings, "Warning: 299 - \"");
+    for (const char *p = msg; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            ck_buf_add(&c->warnings, "\\", 1);
+        if (*p == '\r' || *p == '\n')
+            continue;
+        ck_buf_add(&c->warnings, p, 1);
+    }
+    ck_buf_addstr(&c->warnings, "\"\r\n");
+    free(msg);
+}
+
+int ck_err_not_found(ck_error **err, const ck_resource *r, const char *name)
+{
+    return ck_error_set(err, CK_E_NOT_FOUND, "%s \"%s\" not found", ck_res_qualified(r), name);
+}
+
+int ck_err_exists(ck_error **err, const ck_resource *r, const char *name)
+{
+    return ck_error_set(err, CK_E_EXISTS, "%s \"%s\" already exists", ck_res_qualified(r), name);
+}
+
+int ck_err_conflict(ck_error **err, const ck_resource *r, const char *name)
+{
+    return ck_error_set(err, CK_E_CONFLICT,
+                        "Operation cannot be fulfilled on %s \"%s\": the object has been modified; "
+                        "please apply your changes to the latest version and try again",
+                        ck_res_qualified(r), name);
+}
+
+char *ck_query(const ck_reqctx *c, const char *name)
+{
+    if (!c->req->query || !*c->req->query)
+        return NULL;
+    return ck_http_query_param(c->req->query, name);
+}
+
+bool ck_query_bool(const ck_reqctx *c, const char *name)
+{
+    cleanup_free char *v = ck_query(c, name);
+    return v && (!strcmp(v, "true") || !strcmp(v, "1") || !*v);
+}
+
+bool ck_accept_table(const ck_reqctx *c)
+{
+    const char *accept = ck_http_req_header(c->req, "Accept");
+    return accept && strstr(accept, "as=Table") && strstr(accept, "g=meta.k8s.io");
+}

@@ -1,0 +1,516 @@
+/* subres.c - subresources and the create-only review APIs:
+ *   status      GET the object; PUT/PATCH change only .status
+ *   scale       autoscaling/v1 Scale view of spec.replicas (deployments, replicasets,
+ *               statefulsets, replicationcontrollers)
+ *   binding     pods/NAME/binding and namespaces/NS/bindings: set spec.nodeName once (409 after)
+ *   eviction    delete the pod (PodDisruptionBudgets are not consulted yet)
+ *   finalize    namespaces/NAME/finalize: set spec.finalizers (the namespace controller's door)
+ *   SelfSubjectReview, TokenReview, (Self)SubjectAccessReview, SelfSubjectRulesReview.
+ * The proxying subresources (log, exec, attach, portforward, proxy) belong to a later issue. */
+#include "apiserver/apiserver.h"
+#include "apiserver/patch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *ns_of(ck_reqctx *c)
+{
+    return c->route.res->namespaced ? c->route.namespace_ : NULL;
+}
+
+static void respond_status_success(ck_reqctx *c, int code)
+{
+    ck_respond_json(c, code, ck_status_json(code, NULL, NULL, NULL));
+}
+
+/* ---- scale ---- */
+
+static char *selector_string(const json_t *sel, bool map_only)
+{
+    ck_buf b;
+    ck_buf_init(&b, 64 * 1024);
+    ck_buf_add(&b, "", 0);
+    const json_t *ml = map_only ? sel : json_object_get(sel, "matchLabels");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)ml, k, v)
+        ck_buf_printf(&b, "%s%s=%s", b.len ? "," : "", k, json_string_value(v) ?: "");
+    if (!map_only) {
+        size_t i;
+        json_t *ex;
+        json_array_foreach(json_object_get(sel, "matchExpressions"), i, ex) {
+            const char *key = json_string_value(json_object_get(ex, "key")) ?: "";
+            const char *op = json_string_value(json_object_get(ex, "operator")) ?: "";
+            if (b.len)
+                ck_buf_addstr(&b, ",");
+            if (!strcmp(op, "Exists")) {
+                ck_buf_addstr(&b, key);
+            } else if (!strcmp(op, "DoesNotExist")) {
+                ck_buf_printf(&b, "!%s", key);
+            } else {
+                ck_buf_printf(&b, "%s %s (", key, !strcmp(op, "In") ? "in" : "notin");
+                size_t j;
+                json_t *val;
+                json_array_foreach(json_object_get(ex, "values"), j, val)
+                    ck_buf_printf(&b, "%s%s", j ? "," : "", json_string_value(val) ?: "");
+                ck_buf_addstr(&b, ")");
+            }
+        }
+    }
+    return ck_buf_steal(&b);
+}
+
+static json_t *to_scale(const ck_resource *r, const json_t *obj)
+{
+    const json_t *m = json_object_get(obj, "metadata");
+    json_t *meta = json_object();
+    static const char *const keep[] = {"name", "namespace", "uid", "resourceVersion",
+                                       "creationTimestamp"};
+    for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
+        json_t *v = json_object_get(m, keep[i]);
+        if (v)
+            json_object_set(meta, keep[i], v);
+    }
+    const json_t *spec = json_object_get(obj, "spec");
+    const json_t *status = json_object_get(obj, "status");
+    json_t *rep = json_object_get(spec, "replicas");
+    bool rc = !strcmp(r->resource, "replicationcontrollers");
+    char *sel = selector_string(json_object_get(spec, "selector"), rc);
+    json_t *st = json_pack("{s:I}", "replicas",
+                           (json_int_t)json_integer_value(json_object_get(status, "replicas")));
+    if (*sel)
+        json_object_set_new(st, "selector", json_string(sel));
+    free(sel);
+    return json_pack("{s:s,s:s,s:o,s:{s:I},s:o}", "kind", "Scale", "apiVersion", "autoscaling/v1",
+                     "metadata", meta, "spec", "replicas",
+                     (json_int_t)(json_is_integer(rep) ? json_integer_value(rep) : 1), "status", st);
+}
+
+static bool scalable(const ck_resource *r)
+{
+    return ck_word_in("deployments replicasets statefulsets replicationcontrollers", r->resource);
+}
+
+/* Write scale.spec.replicas into the object. */
+static json_t *apply_scale(ck_reqctx *c, const json_t *scale, json_t *old, int64_t rev,
+                           ck_error **err)
+{
+    const ck_resource *r = c->route.res;
+    const char *rv = ck_meta_str(scale, "resourceVersion");
+    if (rv && *rv && strtoll(rv, NULL, 10) != rev) {
+        ck_err_conflict(err, r, c->route.name);
+        return NULL;
+    }
+    json_t *rep = json_object_get(json_object_get(scale, "spec"), "replicas");
+    if (rep && !json_is_integer(rep)) {
+        ck_error_set(err, CK_E_BAD_REQUEST, "spec.replicas must be an integer");
+        return NULL;
+    }
+    json_int_t n = rep ? json_integer_value(rep) : 0;
+    if (n < 0) {
+        c->causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueInvalid", "message",
+                              "Invalid value: -1: must be greater than or equal to 0", "field",
+                              "spec.replicas");
+        ck_error_set(err, CK_E_INVALID, "Scale.autoscaling \"%s\" is invalid: spec.replicas: "
+                     "Invalid value: %lld: must be greater than or equal to 0", c->route.name,
+                     (long long)n);
+        return NULL;
+    }
+    json_t *obj = json_deep_copy(old);
+    json_t *spec = json_object_get(obj, "spec");
+    if (!json_is_object(spec)) {
+        spec = json_object();
+        json_object_set_new(obj, "spec", spec);
+    }
+    json_object_set_new(spec, "replicas", json_integer(n));
+    json_object_del(ck_meta(obj), "resourceVersion");
+    ck_write_opts o;
+    cleanup_free char *mgr = NULL, *fv = NULL;
+    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, false, err);
+    json_decref(obj);
+    return out;
+}
+
+static void serve_scale(ck_reqctx *c)
+{
+    const ck_resource *r = c->route.res;
+    ck_error *e = NULL;
+    if (!scalable(r)) {
+        ck_error_set(&e, CK_E_NOT_FOUND, "the server could not find the requested resource");
+        return ck_respond_error(c, e);
+    }
+    json_t *in = NULL;
+    enum ck_patch_type pt = CK_PATCH_MERGE;
+    if (c->route.verb == CK_VERB_UPDATE)
+        in = ck_rest_body(c, NULL, &e);
+    else if (c->route.verb == CK_VERB_PATCH)
+        in = ck_rest_patch_body(c, &pt, &e);
+    else if (c->route.verb != CK_VERB_GET)
+        ck_error_set(&e, CK_E_METHOD, "the server does not allow this method on the requested resource");
+    if (e)
+        return ck_respond_error(c, e);
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int64_t rev = 0;
+        json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
+        if (!old)
+            break;
+        if (c->route.verb == CK_VERB_GET) {
+            json_t *sc = to_scale(r, old);
+            json_decref(old);
+            return ck_respond_json(c, 200, sc);
+        }
+        json_t *scale = in;
+        bool own = false;
+        if (c->route.verb == CK_VERB_PATCH) {
+            json_t *cur = to_scale(r, old);
+            ck_write_opts o = {.manager = "scale"};
+            scale = ck_rest_patch_apply(pt, cur, in, r, &o, true, &e);
+            json_decref(cur);
+            own = true;
+            if (!scale) {
+                json_decref(old);
+                break;
+            }
+        }
+        json_t *out = apply_scale(c, scale, old, rev, &e);
+        bool pinned = ck_meta_str(in, "resourceVersion") != NULL;
+        if (own)
+            json_decref(scale);
+        json_decref(old);
+        if (out) {
+            json_decref(in);
+            json_t *sc = to_scale(r, out);
+            json_decref(out);
+            return ck_respond_json(c, 200, sc);
+        }
+        if (pinned || e->code != CK_E_CONFLICT)
+            break;
+        ck_error_free(e);
+        e = NULL;
+    }
+    json_decref(in);
+    ck_respond_error(c, e);
+}
+
+/* ---- status ---- */
+
+static void serve_status(ck_reqctx *c)
+{
+    const ck_resource *r = c->route.res;
+    ck_error *e = NULL;
+    if (c->route.verb == CK_VERB_GET) {
+        json_t *obj = ck_rest_read(c->srv, r, ns_of(c), c->route.name, NULL, &e);
+        if (!obj)
+            return ck_respond_error(c, e);
+        return ck_respond_json(c, 200, obj);
+    }
+    if (c->route.verb == CK_VERB_UPDATE)
+        return ck_rest_put(c, true);
+    if (c->route.verb != CK_VERB_PATCH) {
+        ck_error_set(&e, CK_E_METHOD, "the server does not allow this method on the requested resource");
+        return ck_respond_error(c, e);
+    }
+    enum ck_patch_type pt;
+    json_t *patch = ck_rest_patch_body(c, &pt, &e);
+    if (!patch)
+        return ck_respond_error(c, e);
+    ck_write_opts o;
+    cleanup_free char *mgr = NULL, *fv = NULL;
+    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    bool force = ck_query_bool(c, "force");
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int64_t rev = 0;
+        json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
+        if (!old)
+            break;
+        json_t *obj = ck_rest_patch_apply(pt, old, patch, r, &o, force, &e);
+        if (!obj) {
+            json_decref(old);
+            break;
+        }
+        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, true, &e);
+        const char *prv = ck_meta_str(obj, "resourceVersion");
+        const char *orv = ck_meta_str(old, "resourceVersion");
+        bool pinned = prv && orv && strcmp(prv, orv);
+        json_decref(obj);
+        json_decref(old);
+        if (out) {
+            json_decref(patch);
+            return ck_respond_json(c, 200, out);
+        }
+        if (pinned || e->code != CK_E_CONFLICT)
+            break;
+        ck_error_free(e);
+        e = NULL;
+    }
+    json_decref(patch);
+    ck_respond_error(c, e);
+}
+
+/* ---- binding ---- */
+
+static void bind_pod(ck_reqctx *c, const char *ns, const char *name, const json_t *binding)
+{
+    const ck_resource *pods = ck_resource_find("", "v1", "pods");
+    ck_error *e = NULL;
+    const json_t *target = json_object_get(binding, "target");
+    const char *node = json_string_value(json_object_get(target, "name"));
+    const char *kind = json_string_value(json_object_get(target, "kind"));
+    if (!node || !*node || (kind && *kind && strcmp(kind, "Node"))) {
+        c->causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueRequired", "message",
+                              "Required value", "field", "target.name");
+        ck_error_set(&e, CK_E_INVALID, "Binding \"%s\" is invalid: target.name: Required value",
+                     name);
+        return ck_respond_error(c, e);
+    }
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int64_t rev = 0;
+        json_t *pod = ck_rest_read(c->srv, pods, ns, name, &rev, &e);
+        if (!pod)
+            break;
+        json_t *spec = json_object_get(pod, "spec");
+        const char *cur = json_string_value(json_object_get(spec, "nodeName"));
+        if (cur && *cur) {
+            ck_error_set(&e, CK_E_CONFLICT, "Operation cannot be fulfilled on pods/binding \"%s\": "
+                         "pod %s is already assigned to node \"%s\"", name, name, cur);
+            json_decref(pod);
+            break;
+        }
+        if (json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp")) {
+            ck_error_set(&e, CK_E_CONFLICT, "Operation cannot be fulfilled on pods/binding \"%s\": "
+                         "pod %s is being deleted, cannot be assigned to a host", name, name);
+            json_decref(pod);
+            break;
+        }
+        if (!json_is_object(spec)) {
+            spec = json_object();
+            json_object_set_new(pod, "spec", spec);
+        }
+        json_object_set_new(spec, "nodeName", json_string(node));
+        json_t *status = json_object_get(pod, "status");
+        if (!json_is_object(status)) {
+            status = json_object();
+            json_object_set_new(pod, "status", status);
+        }
+        json_t *conds = json_object_get(status, "conditions");
+        if (!json_is_array(conds)) {
+            conds = json_array();
+            json_object_set_new(status, "conditions", conds);
+        }
+        char ts[32];
+        ck_rfc3339(ck_wall_ns() / 1000000000, ts);
+        size_t i;
+        json_t *cd;
+        json_array_foreach(conds, i, cd) {
+            const char *t = json_string_value(json_object_get(cd, "type"));
+            if (t && !strcmp(t, "PodScheduled")) {
+                json_array_remove(conds, i);
+                break;
+            }
+        }
+        json_array_append_new(conds, json_pack("{s:s,s:s,s:n,s:s}", "type", "PodScheduled",
+                                               "status", "True", "lastProbeTime",
+                                               "lastTransitionTime", ts));
+        cleanup_free char *dry = ck_query(c, "dryRun");
+        if (dry && !strcmp(dry, "All")) {
+            json_decref(pod);
+            return respond_status_success(c, 201);
+        }
+        int rc = ck_rest_store_update(c->srv, pods, pod, rev, &e);
+        json_decref(pod);
+        if (rc == 0)
+            return respond_status_success(c, 201);
+        if (e->code != CK_E_CONFLICT)
+            break;
+        ck_error_free(e);
+        e = NULL;
+    }
+    ck_respond_error(c, e);
+}
+
+/* ---- finalize ---- */
+
+static void serve_finalize(ck_reqctx *c)
+{
+    const ck_resource *r = c->route.res;
+    ck_error *e = NULL;
+    if (c->route.verb != CK_VERB_UPDATE) {
+        ck_error_set(&e, CK_E_METHOD, "the server does not allow this method on the requested resource");
+        return ck_respond_error(c, e);
+    }
+    json_t *in = ck_rest_body(c, NULL, &e);
+    if (!in)
+        return ck_respond_error(c, e);
+    int64_t rev = 0;
+    json_t *ns = ck_rest_read(c->srv, r, NULL, c->route.name, &rev, &e);
+    if (!ns) {
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    const char *rv = ck_meta_str(in, "resourceVersion");
+    if (rv && *rv && strtoll(rv, NULL, 10) != rev) {
+        json_decref(in);
+        json_decref(ns);
+        ck_err_conflict(&e, r, c->route.name);
+        return ck_respond_error(c, e);
+    }
+    json_t *fin = json_object_get(json_object_get(in, "spec"), "finalizers");
+    json_t *spec = json_object_get(ns, "spec");
+    if (!json_is_object(spec)) {
+        spec = json_object();
+        json_object_set_new(ns, "spec", spec);
+    }
+    if (json_is_array(fin))
+        json_object_set(spec, "finalizers", fin);
+    else
+        json_object_del(spec, "finalizers");
+    json_decref(in);
+    if (ck_rest_store_update(c->srv, r, ns, rev, &e) < 0) {
+        json_decref(ns);
+        return ck_respond_error(c, e);
+    }
+    ck_respond_json(c, 200, ns);
+}
+
+static void serve_eviction(ck_reqctx *c)
+{
+    ck_error *e = NULL;
+    json_t *in = ck_rest_body(c, NULL, &e);
+    if (!in)
+        return ck_respond_error(c, e);
+    json_t *opts = json_object_get(in, "deleteOptions");
+    json_t *o = json_is_object(opts) ? json_incref(opts) : json_object();
+    json_decref(in);
+    json_t *out = ck_rest_delete_obj(c, c->route.res, ns_of(c), c->route.name, o, &e);
+    json_decref(o);
+    if (!out)
+        return ck_respond_error(c, e);
+    json_decref(out);
+    respond_status_success(c, 201);
+}
+
+void ck_subres_serve(ck_reqctx *c)
+{
+    const char *sub = c->route.subresource;
+    ck_error *e = NULL;
+    if (c->route.res->namespaced && !c->route.namespace_) {
+        ck_error_set(&e, CK_E_NOT_FOUND, "the server could not find the requested resource");
+        return ck_respond_error(c, e);
+    }
+    if (!strcmp(sub, "status"))
+        return serve_status(c);
+    if (!strcmp(sub, "scale"))
+        return serve_scale(c);
+    if (!strcmp(sub, "finalize"))
+        return serve_finalize(c);
+    if (!strcmp(sub, "binding") && c->route.verb == CK_VERB_CREATE) {
+        json_t *b = ck_rest_body(c, NULL, &e);
+        if (!b)
+            return ck_respond_error(c, e);
+        bind_pod(c, c->route.namespace_, c->route.name, b);
+        json_decref(b);
+        return;
+    }
+    if (!strcmp(sub, "eviction") && c->route.verb == CK_VERB_CREATE)
+        return serve_eviction(c);
+    ck_error_set(&e, CK_E_METHOD, "%s/%s is not served by this API server yet",
+                 c->route.res->resource, sub);
+    ck_respond_error(c, e);
+}
+
+/* ---- review APIs ---- */
+
+static json_t *user_info(const ck_user *u)
+{
+    json_t *groups = json_array();
+    for (size_t i = 0; i < u->ngroups; i++)
+        json_array_append_new(groups, json_string(u->groups[i]));
+    json_t *ui = json_pack("{s:s,s:o}", "username", u->name ? u->name : "", "groups", groups);
+    if (u->uid && *u->uid)
+        json_object_set_new(ui, "uid", json_string(u->uid));
+    return ui;
+}
+
+static json_t *review_reply(const ck_resource *r, const json_t *in, json_t *status)
+{
+    json_t *out = json_pack("{s:s,s:s,s:{s:n},s:o}", "kind", r->kind, "apiVersion",
+                            ck_resource_api_version(r), "metadata", "creationTimestamp", "status",
+                            status);
+    json_t *spec = json_object_get(in, "spec");
+    if (spec)
+        json_object_set(out, "spec", spec);
+    return out;
+}
+
+void ck_reviews_serve(ck_reqctx *c)
+{
+    const ck_resource *r = c->route.res;
+    ck_error *e = NULL;
+    if (c->route.verb != CK_VERB_CREATE) {
+        ck_error_set(&e, CK_E_METHOD, "the server does not allow this method on the requested resource");
+        return ck_respond_error(c, e);
+    }
+    json_t *in = ck_rest_body(c, NULL, &e);
+    if (!in)
+        return ck_respond_error(c, e);
+    json_t *status = NULL;
+    if (!strcmp(r->resource, "bindings")) {
+        const char *name = ck_meta_str(in, "name");
+        if (!c->route.namespace_ || !name) {
+            json_decref(in);
+            ck_error_set(&e, CK_E_BAD_REQUEST, "a binding needs a namespace and metadata.name");
+            return ck_respond_error(c, e);
+        }
+        free(c->route.name);
+        c->route.name = xstrdup(name);
+        bind_pod(c, c->route.namespace_, name, in);
+        json_decref(in);
+        return;
+    }
+    if (!strcmp(r->resource, "selfsubjectreviews")) {
+        status = json_pack("{s:o}", "userInfo", user_info(&c->user));
+    } else if (!strcmp(r->resource, "tokenreviews")) {
+        const char *tok = json_string_value(json_object_get(json_object_get(in, "spec"), "token"));
+        ck_user u = {0};
+        if (tok && ck_token_file_lookup(c->srv->tokens, tok, &u) == 0) {
+            status = json_pack("{s:b,s:o}", "authenticated", 1, "user", user_info(&u));
+            ck_user_free(&u);
+        } else {
+            status = json_pack("{s:b,s:s}", "authenticated", 0, "error", "invalid bearer token");
+        }
+    } else if (!strcmp(r->resource, "selfsubjectrulesreviews")) {
+        status = json_pack("{s:[{s:[s],s:[s],s:[s]}],s:[{s:[s],s:[s]}],s:b}", "resourceRules",
+                           "verbs", "*", "apiGroups", "*", "resources", "*", "nonResourceRules",
+                           "verbs", "*", "nonResourceURLs", "*", "incomplete", 0);
+    } else {
+        /* SelfSubjectAccessReview / SubjectAccessReview: ask the authorizer hook */
+        const json_t *spec = json_object_get(in, "spec");
+        const json_t *ra = json_object_get(spec, "resourceAttributes");
+        const json_t *nra = json_object_get(spec, "nonResourceAttributes");
+        ck_user subject = {0};
+        if (!strcmp(r->resource, "subjectaccessreviews")) {
+            subject.name = (char *)json_string_value(json_object_get(spec, "user"));
+        }
+        ck_authz_attrs a = {
+            .user = subject.name ? &subject : &c->user,
+            .verb = json_string_value(json_object_get(ra ? ra : nra, "verb")),
+            .group = json_string_value(json_object_get(ra, "group")),
+            .resource = json_string_value(json_object_get(ra, "resource")),
+            .subresource = json_string_value(json_object_get(ra, "subresource")),
+            .namespace_ = json_string_value(json_object_get(ra, "namespace")),
+            .name = json_string_value(json_object_get(ra, "name")),
+            .path = json_string_value(json_object_get(nra, "path")),
+        };
+        char *reason = NULL;
+        bool ok = c->srv->authorize ? c->srv->authorize(c->srv->authorize_ctx, &a, &reason) : true;
+        status = json_pack("{s:b}", "allowed", ok);
+        if (reason)
+            json_object_set_new(status, "reason", json_string(reason));
+        free(reason);
+    }
+    json_t *out = review_reply(r, in, status);
+    json_decref(in);
+    ck_respond_json(c, 201, out);
+}

@@ -1,0 +1,1588 @@
+/* sqlite.c - the embedded store: a revisioned log in one SQLite file (see store.h, docs/store.md).
+ *
+ * Contract beyond store.h:
+ *  - Durability: WAL with synchronous=FULL; a write is acknowledged only after the COMMIT that
+ *    holds it returned.  One writer thread owns the write connection and commits every queued
+ *    write in one transaction (group commit: one WAL fsync per batch).
+ *  - Schema: table kv is a log, one row per revision (key, value, create_rev, prev_rev, deleted);
+ *    the newest row of a key at or below revision R is its state at R.  meta holds the schema
+ *    version, the current and compacted revisions.  PRAGMA application_id marks the file as ours:
+ *    an existing file that is not SQLite or carries another application id is refused with
+ *    CK_E_CORRUPT before SQLite touches it.
+ *  - Reads go through a pool of read connections (WAL readers never block the writer).
+ *  - Watch: one thread per watcher reads history from the log, then takes live events the writer
+ *    queues after each commit; a watcher whose queue grows past a bound drops it and re-reads the
+ *    log from where it is, so a slow consumer costs disk reads, not memory.
+ *  - list/watch below the compacted revision: CK_E_EXPIRED (a list at exactly the compacted
+ *    revision still works, as in etcd).
+ */
+#include "store/sqlite.h"
+#include "store/store.h"
+#include "lib/flags.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define APP_ID            0x636b7562   /* "ckub" */
+#define SCHEMA_VERSION    1
+#define N_READERS         4
+#define MAX_KEY           (64 * 1024)
+#define MAX_VALUE         (16 * 1024 * 1024)
+#define MAX_BATCH_OPS     4096
+#define MAX_BATCH_BYTES   (64u * 1024 * 1024)
+#define WQ_MAX_EVENTS     20000               /* per-watcher live queue bound ... */
+#define WQ_MAX_BYTES      (64u * 1024 * 1024) /* ... then it re-reads the log instead */
+#define HIST_CHUNK        512
+#define DELIVER_CHUNK     256
+#define COMPACT_CHUNK     5000                /* revisions per compaction transaction */
+#define CKPT_PAGES        2000                /* WAL pages before the checkpointer runs */
+
+static const char schema_sql[] =
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES ('schema_version', 1), ('current_rev', 0), ('compact_rev', 0),"
+    "  ('compact_done', 0);"
+    /* value last: reading the small columns never walks a large value's overflow pages */
+    "CREATE TABLE kv (rev INTEGER PRIMARY KEY, key TEXT NOT NULL, create_rev INTEGER NOT NULL,"
+    "  prev_rev INTEGER NOT NULL, deleted INTEGER NOT NULL, value BLOB);"
+    /* covering for get/list/count: the value is fetched by rev only for rows returned */
+    "CREATE INDEX kv_key_rev ON kv (key, rev, deleted, create_rev);";
+
+#define SQL_LATEST "SELECT rev, deleted, create_rev FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1"
+#define SQL_VALUE  "SELECT value FROM kv WHERE rev = ?1"
+#define SQL_META   "SELECT (SELECT value FROM meta WHERE name = 'current_rev'),"  \
+                   "       (SELECT value FROM meta WHERE name = 'compact_rev')"
+/* the newest row of every key in [lo, hi) at or below ?3 (SQLite takes the bare columns from
+ * the row that holds the max) */
+#define SQL_LIST(op) "SELECT key, MAX(rev), deleted, create_rev FROM kv WHERE key " op " ?1"  \
+                     " AND key < ?2 AND rev <= ?3 GROUP BY key ORDER BY key"
+#define SQL_HIST   "SELECT k.rev, k.key, k.create_rev, k.prev_rev, k.deleted, k.value, p.value"  \
+                   " FROM kv k LEFT JOIN kv p ON p.rev = k.prev_rev"                          \
+                   " WHERE k.rev > ?1 AND k.rev <= ?2 AND k.key >= ?3 AND k.key < ?4"        \
+                   " ORDER BY k.rev LIMIT ?5"
+
+/* ---- types ------------------------------------------------------------------------------------ */
+
+enum op_kind { OP_CREATE, OP_UPDATE, OP_DELETE, OP_COMPACT };
+
+typedef struct wreq {
+    enum op_kind kind;
+    const char *key;
+    const void *val;
+    size_t len;
+    int64_t expected;         /* update/delete precondition; compact: target revision */
+    ck_kv *prev;              /* delete: receives the old value (may be NULL) */
+    int rc;
+    ck_error *err;
+    int64_t rev;
+    bool done;
+    pthread_cond_t cond;
+    struct wreq *next;
+} wreq;
+
+/* A committed event shared by every watcher queue that holds it. */
+typedef struct sev {
+    atomic_int refs;
+    size_t bytes;
+    ck_event ev;
+} sev;
+
+typedef struct rconn {
+    sqlite3 *db;
+    sqlite3_stmt *latest, *value, *meta, *list_ge, *list_gt, *hist;
+    bool busy;
+} rconn;
+
+typedef struct sqlite_store sqlite_store;
+
+struct ck_watch_handle {
+    sqlite_store *st;
+    char *prefix, *end;       /* key range [prefix, end); end NULL: unbounded */
+    size_t plen;
+    ck_watch_cb cb;
+    void *ctx;
+    pthread_t th;
+    int64_t pos;              /* last revision considered (delivered or skipped) */
+    /* under st->hmu: */
+    pthread_cond_t cond;
+    bool in_list, need_catchup, self_cancelled, finished;
+    atomic_bool cancelled;        /* also read without the lock while delivering */
+    sev **q;
+    size_t qn, qcap, qbytes;
+    struct ck_watch_handle *next, *prevw;
+};
+
+struct sqlite_store {
+    ck_store base;
+    char *path;
+    int lock_fd;
+    sqlite3 *wdb;
+    sqlite3_stmt *w_latest, *w_value, *w_insert, *w_setrev, *w_setmeta, *w_compact_old,
+        *w_compact_tomb;
+    int64_t rev;              /* writer-owned: last assigned revision */
+
+    pthread_mutex_t qmu;      /* write queue */
+    pthread_cond_t qcond;
+    wreq *qhead, *qtail;
+    bool stopping;
+    pthread_t writer;
+    bool writer_started;
+    /* compaction job (writer-owned, requests handed over under qmu) */
+    int64_t cjob_target, cjob_done;
+    wreq *cjob_waiters;
+
+    pthread_mutex_t hmu;      /* watch hub */
+    int64_t published;        /* last committed revision visible to readers */
+    atomic_llong compact_rev;
+    ck_watch_handle *watchers;
+    atomic_int nwatchers;
+
+    pthread_mutex_t pmu;      /* read pool */
+    pthread_cond_t pcond;
+    rconn readers[N_READERS];
+
+    pthread_mutex_t cmu;      /* checkpointer + auto-compactor */
+    pthread_cond_t ccond;
+    bool ckpt_wanted, cstop;
+    sqlite3 *cdb;
+    pthread_t ckpt_th, comp_th;
+    bool ckpt_started, comp_started;
+    int64_t comp_interval_ms, comp_keep;
+    int comp_gen;             /* bumped when the settings change: restarts the timer */
+
+    atomic_llong st_writes, st_commits, st_max_batch, st_compactions, st_resyncs;
+};
+
+static const ck_store_ops sqlite_ops;
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+static int sql_err(ck_error **err, sqlite3 *db, int rc, const char *what)
+{
+    int base = rc & 0xff;
+    enum ck_error_code code = (base == SQLITE_CORRUPT || base == SQLITE_NOTADB) ? CK_E_CORRUPT
+                              : CK_E_IO;
+    return ck_error_set(err, code, "%s: %s (sqlite %d)", what,
+                        db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), rc);
+}
+
+/* The smallest string greater than every string starting with prefix; NULL if none (empty
+ * prefix or all 0xff bytes). */
+static char *prefix_end(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
+        n--;
+    if (n == 0)
+        return NULL;
+    char *e = xstrndup(prefix, n);
+    e[n - 1] = (char)((unsigned char)e[n - 1] + 1);
+    return e;
+}
+
+/* Bind an upper bound; none = an empty BLOB, which sorts after every TEXT key. */
+static void bind_end(sqlite3_stmt *s, int i, const char *end)
+{
+    if (end)
+        sqlite3_bind_text(s, i, end, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_zeroblob(s, i, 0);
+}
+
+static char *col_dup(sqlite3_stmt *s, int i, size_t *len)
+{
+    const void *p = sqlite3_column_blob(s, i);
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+    char *v = xmalloc(n + 1);
+    if (n)
+        memcpy(v, p, n);
+    v[n] = '\0';
+    if (len)
+        *len = n;
+    return v;
+}
+
+static int check_key(const char *key, ck_error **err)
+{
+    if (!key || !*key)
+        return ck_error_set(err, CK_E_INVALID, "empty key");
+    if (strlen(key) > MAX_KEY)
+        return ck_error_set(err, CK_E_INVALID, "key longer than %d bytes", MAX_KEY);
+    return 0;
+}
+
+static sqlite_store *as_sqlite(ck_store *s, ck_error **err)
+{
+    if (!s || s->ops != &sqlite_ops) {
+        ck_error_set(err, CK_E_INVALID, "not a sqlite store");
+        return NULL;
+    }
+    return (sqlite_store *)s;
+}
+
+static void stat_max(atomic_llong *a, long long v)
+{
+    long long cur = atomic_load(a);
+    while (v > cur && !atomic_compare_exchange_weak(a, &cur, v))
+        ;
+}
+
+static int exec(sqlite3 *db, const char *sql, ck_error **err)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return sql_err(err, db, rc, sql);
+    return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, ck_error **err)
+{
+    int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    if (rc != SQLITE_OK)
+        return sql_err(err, db, rc, "prepare");
+    return 0;
+}
+
+/* Read one integer from a single-row query (-1 on error). */
+static int query_i64(sqlite3 *db, const char *sql, int64_t *out, ck_error **err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(s, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            *out = 0;
+            rc = SQLITE_OK;
+        }
+    }
+    if (rc != SQLITE_OK)
+        sql_err(err, db, rc, sql);
+    sqlite3_finalize(s);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int open_conn(const char *path, bool create, sqlite3 **out, ck_error **err)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path, out, flags, NULL);
+    if (rc != SQLITE_OK) {
+        sql_err(err, *out, rc, "open");
+        sqlite3_close(*out);
+        *out = NULL;
+        return -1;
+    }
+    sqlite3_extended_result_codes(*out, 1);
+    sqlite3_busy_timeout(*out, 10000);
+    return 0;
+}
+
+/* ---- the read pool ---------------------------------------------------------------------------- */
+
+static rconn *pool_get(sqlite_store *st)
+{
+    pthread_mutex_lock(&st->pmu);
+    for (;;) {
+        for (int i = 0; i < N_READERS; i++) {
+            if (!st->readers[i].busy) {
+                st->readers[i].busy = true;
+                pthread_mutex_unlock(&st->pmu);
+                return &st->readers[i];
+            }
+        }
+        pthread_cond_wait(&st->pcond, &st->pmu);
+    }
+}
+
+static void pool_put(sqlite_store *st, rconn *c)
+{
+    sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);   /* ends the read snapshot, if any */
+    pthread_mutex_lock(&st->pmu);
+    c->busy = false;
+    pthread_cond_signal(&st->pcond);
+    pthread_mutex_unlock(&st->pmu);
+}
+
+/* Start a read snapshot and read the current and compacted revisions as of it. */
+static int read_begin(rconn *c, int64_t *cur, int64_t *compacted, ck_error **err)
+{
+    int rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return sql_err(err, c->db, rc, "begin read");
+    rc = sqlite3_step(c->meta);
+    if (rc != SQLITE_ROW) {
+        sql_err(err, c->db, rc, "read meta");
+        sqlite3_reset(c->meta);
+        return -1;
+    }
+    *cur = sqlite3_column_int64(c->meta, 0);
+    *compacted = sqlite3_column_int64(c->meta, 1);
+    sqlite3_reset(c->meta);
+    return 0;
+}
+
+static int reader_init(rconn *c, const char *path, ck_error **err)
+{
+    if (open_conn(path, false, &c->db, err) < 0)
+        return -1;
+    if (exec(c->db, "PRAGMA query_only = 1; PRAGMA cache_size = -8000", err) < 0 ||
+        prepare(c->db, SQL_LATEST, &c->latest, err) < 0 ||
+        prepare(c->db, SQL_VALUE, &c->value, err) < 0 ||
+        prepare(c->db, SQL_META, &c->meta, err) < 0 ||
+        prepare(c->db, SQL_LIST(">="), &c->list_ge, err) < 0 ||
+        prepare(c->db, SQL_LIST(">"), &c->list_gt, err) < 0 ||
+        prepare(c->db, SQL_HIST, &c->hist, err) < 0)
+        return -1;
+    return 0;
+}
+
+static void reader_close(rconn *c)
+{
+    sqlite3_finalize(c->latest);
+    sqlite3_finalize(c->value);
+    sqlite3_finalize(c->meta);
+    sqlite3_finalize(c->list_ge);
+    sqlite3_finalize(c->list_gt);
+    sqlite3_finalize(c->hist);
+    sqlite3_close(c->db);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- watch hub: events from the writer to watcher queues -------------------------------------- */
+
+static void sev_unref(sev *e)
+{
+    if (atomic_fetch_sub(&e->refs, 1) == 1) {
+        ck_event_free(&e->ev);
+        free(e);
+    }
+}
+
+static bool key_in(const ck_watch_handle *w, const char *key)
+{
+    return strncmp(key, w->prefix, w->plen) == 0;
+}
+
+static void wq_clear(ck_watch_handle *w)
+{
+    for (size_t i = 0; i < w->qn; i++)
+        sev_unref(w->q[i]);
+    w->qn = 0;
+    w->qbytes = 0;
+}
+
+/* After a commit: make `last` visible and queue the batch's events.  built == false means the
+ * writer saw no watcher and made no events: anyone who registered since re-reads the log. */
+static void hub_publish(sqlite_store *st, int64_t last, sev **evs, size_t n, bool built)
+{
+    pthread_mutex_lock(&st->hmu);
+    st->published = last;
+    for (ck_watch_handle *w = st->watchers; w; w = w->next) {
+        if (w->need_catchup || w->cancelled)
+            continue;
+        if (!built) {
+            wq_clear(w);
+            w->need_catchup = true;
+            pthread_cond_signal(&w->cond);
+            continue;
+        }
+        bool added = false;
+        for (size_t i = 0; i < n; i++) {
+            if (!key_in(w, evs[i]->ev.kv.key))
+                continue;
+            if (w->qn >= WQ_MAX_EVENTS || w->qbytes + evs[i]->bytes > WQ_MAX_BYTES) {
+                /* too far behind: forget the queue, the watcher re-reads the log */
+                wq_clear(w);
+                w->need_catchup = true;
+                atomic_fetch_add(&st->st_resyncs, 1);
+                added = true;
+                break;
+            }
+            if (w->qn == w->qcap) {
+                w->qcap = w->qcap ? w->qcap * 2 : 64;
+                w->q = xrealloc(w->q, w->qcap * sizeof *w->q);
+            }
+            atomic_fetch_add(&evs[i]->refs, 1);
+            w->q[w->qn++] = evs[i];
+            w->qbytes += evs[i]->bytes;
+            added = true;
+        }
+        if (added)
+            pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&st->hmu);
+}
+
+/* ---- the writer ------------------------------------------------------------------------------- */
+
+typedef struct latest_row {
+    bool found;               /* a row exists and is not a tombstone */
+    int64_t rev, create_rev;
+} latest_row;
+
+static int w_latest(sqlite_store *st, const char *key, latest_row *out, ck_error **err)
+{
+    sqlite3_stmt *s = st->w_latest;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    memset(out, 0, sizeof *out);
+    if (rc == SQLITE_ROW) {
+        out->found = sqlite3_column_int(s, 1) == 0;
+        out->rev = sqlite3_column_int64(s, 0);
+        out->create_rev = sqlite3_column_int64(s, 2);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return sql_err(err, st->wdb, rc, "lookup");
+    return 0;
+}
+
+static int w_value(sqlite_store *st, int64_t rev, char **val, size_t *len, ck_error **err)
+{
+    sqlite3_stmt *s = st->w_value;
+    sqlite3_bind_int64(s, 1, rev);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *val = col_dup(s, 0, len);
+        rc = SQLITE_DONE;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return sql_err(err, st->wdb, rc, "read previous value");
+    return 0;
+}
+
+static int w_insert(sqlite_store *st, int64_t rev, const wreq *r, int64_t create_rev,
+                    int64_t prev_rev, ck_error **err)
+{
+    sqlite3_stmt *s = st->w_insert;
+    sqlite3_bind_int64(s, 1, rev);
+    sqlite3_bind_text(s, 2, r->key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, create_rev);
+    sqlite3_bind_int64(s, 4, prev_rev);
+    sqlite3_bind_int(s, 5, r->kind == OP_DELETE);
+    if (r->kind == OP_DELETE)
+        sqlite3_bind_null(s, 6);
+    else
+        sqlite3_bind_blob(s, 6, r->len ? r->val : "", (int)r->len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return sql_err(err, st->wdb, rc, "insert");
+    return 0;
+}
+
+/* Apply one write inside the open transaction.  A failed precondition fails only this request
+ * (r->rc = -1, returns 0); a database error returns -1 and fails the whole batch. */
+static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_error **err)
+{
+    latest_row cur;
+    *evout = NULL;
+    if (w_latest(st, r->key, &cur, err) < 0)
+        return -1;
+    if (r->kind == OP_CREATE && cur.found) {
+        r->rc = ck_error_set(&r->err, CK_E_EXISTS, "%s already exists", r->key);
+        return 0;
+    }
+    if (r->kind != OP_CREATE) {
+        if (!cur.found) {
+            r->rc = ck_error_set(&r->err, CK_E_NOT_FOUND, "%s not found", r->key);
+            return 0;
+        }
+        if (r->expected && r->expected != cur.rev) {
+            r->rc = ck_error_set(&r->err, CK_E_CONFLICT,
+                                 "%s: revision is %lld, not the expected %lld", r->key,
+                                 (long long)cur.rev, (long long)r->expected);
+            return 0;
+        }
+    }
+    int64_t rev = st->rev + 1;
+    int64_t create_rev = r->kind == OP_CREATE ? rev : cur.create_rev;
+    int64_t prev_rev = r->kind == OP_CREATE ? 0 : cur.rev;
+    char *pval = NULL;
+    size_t plen = 0;
+    bool want_prev = r->kind != OP_CREATE && (build || (r->kind == OP_DELETE && r->prev));
+    if (want_prev && w_value(st, cur.rev, &pval, &plen, err) < 0)
+        return -1;
+    if (w_insert(st, rev, r, create_rev, prev_rev, err) < 0) {
+        free(pval);
+        return -1;
+    }
+    st->rev = rev;
+    r->rev = rev;
+    r->rc = 0;
+    if (r->kind == OP_DELETE && r->prev) {
+        r->prev->key = xstrdup(r->key);
+        r->prev->value = build ? xstrndup(pval, plen) : steal_pointer(&pval);
+        r->prev->value_len = plen;
+        r->prev->create_revision = cur.create_rev;
+        r->prev->mod_revision = cur.rev;
+    }
+    if (!build) {
+        free(pval);
+        return 0;
+    }
+    sev *e = xcalloc(1, sizeof *e);
+    atomic_init(&e->refs, 1);
+    e->ev.type = r->kind == OP_DELETE ? CK_EVENT_DELETE : CK_EVENT_PUT;
+    e->ev.revision = rev;
+    e->ev.created = r->kind == OP_CREATE;
+    e->ev.kv.key = xstrdup(r->key);
+    e->ev.kv.create_revision = create_rev;
+    e->ev.kv.mod_revision = rev;
+    if (r->kind != OP_DELETE) {
+        e->ev.kv.value = xmalloc(r->len + 1);
+        if (r->len)
+            memcpy(e->ev.kv.value, r->val, r->len);
+        e->ev.kv.value[r->len] = '\0';
+        e->ev.kv.value_len = r->len;
+    }
+    if (pval) {
+        e->ev.prev.key = xstrdup(r->key);
+        e->ev.prev.value = pval;
+        e->ev.prev.value_len = plen;
+        e->ev.prev.create_revision = cur.create_rev;
+        e->ev.prev.mod_revision = cur.rev;
+    }
+    e->bytes = sizeof *e + strlen(r->key) * 2 + r->len + plen;
+    *evout = e;
+    return 0;
+}
+
+static int set_meta(sqlite_store *st, const char *name, int64_t v, ck_error **err)
+{
+    sqlite3_stmt *s = st->w_setmeta;
+    sqlite3_bind_int64(s, 1, v);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return sql_err(err, st->wdb, rc, "update meta");
+    return 0;
+}
+
+static void wake(sqlite_store *st, wreq *list)
+{
+    pthread_mutex_lock(&st->qmu);
+    for (wreq *r = list, *next; r; r = next) {
+        next = r->next;
+        r->done = true;
+        pthread_cond_signal(&r->cond);
+    }
+    pthread_mutex_unlock(&st->qmu);
+}
+
+/* One group commit: every request in `batch` in one transaction. */
+static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
+{
+    ck_error *err = NULL;
+    int64_t start_rev = st->rev;
+    bool build = atomic_load(&st->nwatchers) > 0;
+    sev **evs = build ? xcalloc(nops, sizeof *evs) : NULL;
+    size_t nev = 0;
+    int rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sql_err(&err, st->wdb, rc, "begin");
+        goto fail;
+    }
+    for (wreq *r = batch; r; r = r->next) {
+        sev *e = NULL;
+        if (apply_one(st, r, build, &e, &err) < 0)
+            goto rollback;
+        if (e)
+            evs[nev++] = e;
+    }
+    if (st->rev != start_rev && set_meta(st, "current_rev", st->rev, &err) < 0)
+        goto rollback;
+    rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sql_err(&err, st->wdb, rc, "commit");
+        goto rollback;
+    }
+    atomic_fetch_add(&st->st_commits, 1);
+    atomic_fetch_add(&st->st_writes, (long long)(st->rev - start_rev));
+    stat_max(&st->st_max_batch, st->rev - start_rev);
+    if (st->rev != start_rev)
+        hub_publish(st, st->rev, evs, nev, build);
+    for (size_t i = 0; i < nev; i++)
+        sev_unref(evs[i]);
+    free(evs);
+    wake(st, batch);
+    return;
+
+rollback:
+    sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+fail:
+    log_error("sqlite store: write batch failed: %s", err ? err->msg : "?");
+    st->rev = start_rev;
+    for (size_t i = 0; i < nev; i++)
+        sev_unref(evs[i]);
+    free(evs);
+    for (wreq *r = batch; r; r = r->next) {
+        ck_error_free(r->err);
+        r->err = NULL;
+        if (r->prev)
+            ck_kv_free(r->prev);
+        r->rc = ck_error_set(&r->err, err ? err->code : CK_E_IO, "%s", err ? err->msg : "write failed");
+    }
+    ck_error_free(err);
+    wake(st, batch);
+}
+
+/* One compaction step: forget history in (cjob_done, cjob_done + COMPACT_CHUNK]. */
+static void compact_step(sqlite_store *st)
+{
+    ck_error *err = NULL;
+    int64_t a = st->cjob_done, b = a + COMPACT_CHUNK;
+    if (b > st->cjob_target)
+        b = st->cjob_target;
+    int rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sql_err(&err, st->wdb, rc, "begin");
+        goto fail;
+    }
+    if (set_meta(st, "compact_rev", st->cjob_target, &err) < 0 ||
+        set_meta(st, "compact_done", b, &err) < 0)
+        goto rollback;
+    sqlite3_stmt *ss[] = {st->w_compact_old, st->w_compact_tomb};
+    for (size_t i = 0; i < ARRAY_SIZE(ss); i++) {
+        sqlite3_bind_int64(ss[i], 1, a);
+        sqlite3_bind_int64(ss[i], 2, b);
+        rc = sqlite3_step(ss[i]);
+        sqlite3_reset(ss[i]);
+        if (rc != SQLITE_DONE) {
+            sql_err(&err, st->wdb, rc, "compact");
+            goto rollback;
+        }
+    }
+    rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sql_err(&err, st->wdb, rc, "commit compaction");
+        goto rollback;
+    }
+    stat_max(&st->compact_rev, st->cjob_target);
+    st->cjob_done = b;
+    if (b < st->cjob_target)
+        return;
+    /* done: give freed pages back to the file system (bounded per compaction) */
+    sqlite3_exec(st->wdb, "PRAGMA incremental_vacuum(4096)", NULL, NULL, NULL);
+    atomic_fetch_add(&st->st_compactions, 1);
+    for (wreq *r = st->cjob_waiters; r; r = r->next)
+        r->rc = 0;
+    wake(st, st->cjob_waiters);
+    st->cjob_waiters = NULL;
+    return;
+
+rollback:
+    sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+fail:
+    log_error("sqlite store: compaction failed: %s", err->msg);
+    for (wreq *r = st->cjob_waiters; r; r = r->next)
+        r->rc = ck_error_set(&r->err, err->code, "%s", err->msg);
+    wake(st, st->cjob_waiters);
+    st->cjob_waiters = NULL;
+    st->cjob_target = st->cjob_done;   /* a later compaction retries */
+    ck_error_free(err);
+}
+
+/* Take a compaction request (under qmu): finished at once, rejected, or joined to the job. */
+static void take_compact(sqlite_store *st, wreq *r, wreq **finished)
+{
+    int64_t target = r->expected;
+    if (target > st->rev) {
+        r->rc = ck_error_set(&r->err, CK_E_INVALID, "compact: revision %lld is in the future "
+                             "(current %lld)", (long long)target, (long long)st->rev);
+    } else if (target <= st->cjob_done && target <= st->cjob_target) {
+        r->rc = 0;   /* already compacted at least that far */
+    } else {
+        if (target > st->cjob_target)
+            st->cjob_target = target;
+        r->next = st->cjob_waiters;
+        st->cjob_waiters = r;
+        return;
+    }
+    r->next = *finished;
+    *finished = r;
+}
+
+static void *writer_main(void *arg)
+{
+    sqlite_store *st = arg;
+    pthread_mutex_lock(&st->qmu);
+    for (;;) {
+        while (!st->qhead && st->cjob_done >= st->cjob_target && !st->stopping)
+            pthread_cond_wait(&st->qcond, &st->qmu);
+        if (!st->qhead && st->stopping)
+            break;
+        /* take up to a batch of writes; compaction requests join the job */
+        wreq *batch = NULL, **tail = &batch, *finished = NULL;
+        size_t nops = 0, bytes = 0;
+        while (st->qhead && nops < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES) {
+            wreq *r = st->qhead;
+            st->qhead = r->next;
+            if (!st->qhead)
+                st->qtail = NULL;
+            r->next = NULL;
+            if (r->kind == OP_COMPACT) {
+                take_compact(st, r, &finished);
+                continue;
+            }
+            *tail = r;
+            tail = &r->next;
+            nops++;
+            bytes += r->len;
+        }
+        for (wreq *r = finished, *next; r; r = next) {
+            next = r->next;
+            r->done = true;
+            pthread_cond_signal(&r->cond);
+        }
+        pthread_mutex_unlock(&st->qmu);
+        if (batch)
+            commit_batch(st, batch, nops);
+        else if (st->cjob_done < st->cjob_target)
+            compact_step(st);
+        pthread_mutex_lock(&st->qmu);
+    }
+    /* closing: a compaction still running is abandoned (it resumes at the next open) */
+    for (wreq *r = st->cjob_waiters; r; r = r->next)
+        r->rc = ck_error_set(&r->err, CK_E_UNAVAILABLE, "store closing");
+    pthread_mutex_unlock(&st->qmu);
+    wake(st, st->cjob_waiters);
+    st->cjob_waiters = NULL;
+    return NULL;
+}
+
+/* Queue a request and wait until the writer has committed (or failed) it. */
+static int submit(sqlite_store *st, wreq *r, ck_error **err)
+{
+    pthread_cond_init(&r->cond, NULL);
+    pthread_mutex_lock(&st->qmu);
+    if (st->stopping) {
+        pthread_mutex_unlock(&st->qmu);
+        pthread_cond_destroy(&r->cond);
+        return ck_error_set(err, CK_E_UNAVAILABLE, "store is closed");
+    }
+    r->next = NULL;
+    if (st->qtail)
+        st->qtail->next = r;
+    else
+        st->qhead = r;
+    st->qtail = r;
+    pthread_cond_signal(&st->qcond);
+    while (!r->done)
+        pthread_cond_wait(&r->cond, &st->qmu);
+    pthread_mutex_unlock(&st->qmu);
+    pthread_cond_destroy(&r->cond);
+    if (r->rc < 0) {
+        if (err) {
+            ck_error_free(*err);
+            *err = r->err;
+        } else {
+            ck_error_free(r->err);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- checkpointer and auto-compactor ---------------------------------------------------------- */
+
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+    sqlite_store *st = ctx;
+    if (pages >= 3 * CKPT_PAGES) {
+        /* under steady writes the background checkpoint never catches the WAL's end, so the
+         * WAL never restarts; finish the (short) tail here, between two commits */
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (pages >= CKPT_PAGES) {
+        pthread_mutex_lock(&st->cmu);
+        st->ckpt_wanted = true;
+        pthread_cond_broadcast(&st->ccond);
+        pthread_mutex_unlock(&st->cmu);
+    }
+    return SQLITE_OK;
+}
+
+/* Copies the WAL back into the database file off the writer's path, so commits never wait for
+ * a checkpoint. */
+static void *ckpt_main(void *arg)
+{
+    sqlite_store *st = arg;
+    pthread_mutex_lock(&st->cmu);
+    for (;;) {
+        while (!st->ckpt_wanted && !st->cstop)
+            pthread_cond_wait(&st->ccond, &st->cmu);
+        if (st->cstop)
+            break;
+        st->ckpt_wanted = false;
+        pthread_mutex_unlock(&st->cmu);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(st->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn("sqlite store: checkpoint: %s", sqlite3_errmsg(st->cdb));
+        pthread_mutex_lock(&st->cmu);
+    }
+    pthread_mutex_unlock(&st->cmu);
+    return NULL;
+}
+
+static void *comp_main(void *arg)
+{
+    sqlite_store *st = arg;
+    pthread_mutex_lock(&st->cmu);
+    for (;;) {
+        int64_t ms = st->comp_interval_ms > 0 ? st->comp_interval_ms : 3600 * 1000;
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += ms / 1000;
+        dl.tv_nsec += (ms % 1000) * 1000000;
+        if (dl.tv_nsec >= 1000000000) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000;
+        }
+        int rc = 0, gen = st->comp_gen;
+        while (!st->cstop && rc != ETIMEDOUT && gen == st->comp_gen)
+            rc = pthread_cond_timedwait(&st->ccond, &st->cmu, &dl);
+        if (st->cstop)
+            break;
+        if (gen != st->comp_gen || st->comp_interval_ms <= 0)
+            continue;
+        int64_t keep = st->comp_keep;
+        pthread_mutex_unlock(&st->cmu);
+        pthread_mutex_lock(&st->hmu);
+        int64_t target = st->published - keep;
+        pthread_mutex_unlock(&st->hmu);
+        if (target > atomic_load(&st->compact_rev)) {
+            ck_error *e = NULL;
+            if (ck_store_compact(&st->base, target, &e) < 0) {
+                log_warn("sqlite store: automatic compaction: %s", e->msg);
+                ck_error_free(e);
+            }
+        }
+        pthread_mutex_lock(&st->cmu);
+    }
+    pthread_mutex_unlock(&st->cmu);
+    return NULL;
+}
+
+/* ---- ops: writes ------------------------------------------------------------------------------ */
+
+static int check_value(const void *val, size_t len, ck_error **err)
+{
+    if (len > MAX_VALUE)
+        return ck_error_set(err, CK_E_TOO_LARGE, "value of %zu bytes is over the %d byte limit",
+                            len, MAX_VALUE);
+    if (len && !val)
+        return ck_error_set(err, CK_E_INVALID, "NULL value");
+    return 0;
+}
+
+static int s_create(ck_store *s, const char *key, const void *val, size_t len, int64_t *rev,
+                    ck_error **err)
+{
+    if (check_key(key, err) < 0 || check_value(val, len, err) < 0)
+        return -1;
+    wreq r = {.kind = OP_CREATE, .key = key, .val = val, .len = len};
+    if (submit((sqlite_store *)s, &r, err) < 0)
+        return -1;
+    if (rev)
+        *rev = r.rev;
+    return 0;
+}
+
+static int s_update(ck_store *s, const char *key, const void *val, size_t len,
+                    int64_t expected_rev, int64_t *rev, ck_error **err)
+{
+    if (check_key(key, err) < 0 || check_value(val, len, err) < 0)
+        return -1;
+    wreq r = {.kind = OP_UPDATE, .key = key, .val = val, .len = len, .expected = expected_rev};
+    if (submit((sqlite_store *)s, &r, err) < 0)
+        return -1;
+    if (rev)
+        *rev = r.rev;
+    return 0;
+}
+
+static int s_delete(ck_store *s, const char *key, int64_t expected_rev, ck_kv *prev,
+                    int64_t *rev, ck_error **err)
+{
+    if (check_key(key, err) < 0)
+        return -1;
+    if (prev)
+        memset(prev, 0, sizeof *prev);
+    wreq r = {.kind = OP_DELETE, .key = key, .expected = expected_rev, .prev = prev};
+    if (submit((sqlite_store *)s, &r, err) < 0)
+        return -1;
+    if (rev)
+        *rev = r.rev;
+    return 0;
+}
+
+static int s_compact(ck_store *s, int64_t revision, ck_error **err)
+{
+    if (revision <= 0)
+        return ck_error_set(err, CK_E_INVALID, "compact: bad revision %lld", (long long)revision);
+    wreq r = {.kind = OP_COMPACT, .expected = revision};
+    return submit((sqlite_store *)s, &r, err);
+}
+
+/* ---- ops: reads ------------------------------------------------------------------------------- */
+
+static int s_current_revision(ck_store *s, int64_t *rev, ck_error **err)
+{
+    sqlite_store *st = (sqlite_store *)s;
+    pthread_mutex_lock(&st->hmu);
+    *rev = st->published;
+    pthread_mutex_unlock(&st->hmu);
+    return 0;
+}
+
+static int fetch_value(rconn *c, int64_t rev, ck_kv *kv, ck_error **err)
+{
+    sqlite3_bind_int64(c->value, 1, rev);
+    int rc = sqlite3_step(c->value);
+    if (rc == SQLITE_ROW) {
+        kv->value = col_dup(c->value, 0, &kv->value_len);
+        rc = SQLITE_DONE;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT;
+    }
+    sqlite3_reset(c->value);
+    if (rc != SQLITE_DONE)
+        return sql_err(err, c->db, rc, "read value");
+    return 0;
+}
+
+static int s_get(ck_store *s, const char *key, ck_kv *out, ck_error **err)
+{
+    sqlite_store *st = (sqlite_store *)s;
+    if (check_key(key, err) < 0)
+        return -1;
+    memset(out, 0, sizeof *out);
+    rconn *c = pool_get(st);
+    int ret = -1;
+    int rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sql_err(err, c->db, rc, "begin read");
+        goto out;
+    }
+    sqlite3_bind_text(c->latest, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(c->latest);
+    if (rc == SQLITE_ROW && sqlite3_column_int(c->latest, 1) == 0) {
+        out->mod_revision = sqlite3_column_int64(c->latest, 0);
+        out->create_revision = sqlite3_column_int64(c->latest, 2);
+        sqlite3_reset(c->latest);
+        if (fetch_value(c, out->mod_revision, out, err) == 0) {
+            out->key = xstrdup(key);
+            ret = 0;
+        }
+    } else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        sqlite3_reset(c->latest);
+        ck_error_set(err, CK_E_NOT_FOUND, "%s not found", key);
+    } else {
+        sql_err(err, c->db, rc, "get");
+        sqlite3_reset(c->latest);
+    }
+out:
+    sqlite3_clear_bindings(c->latest);
+    pool_put(st, c);
+    return ret;
+}
+
+static int s_list(ck_store *s, const char *prefix, const ck_list_opts *opts, ck_list *out,
+                  ck_error **err)
+{
+    sqlite_store *st = (sqlite_store *)s;
+    static const ck_list_opts none;
+    if (!opts)
+        opts = &none;
+    if (!prefix)
+        return ck_error_set(err, CK_E_INVALID, "list: NULL prefix");
+    memset(out, 0, sizeof *out);
+    cleanup_free char *end = prefix_end(prefix);
+    rconn *c = pool_get(st);
+    int64_t cur, compacted, rev = opts->revision;
+    int ret = -1;
+    size_t cap = 0;
+    if (read_begin(c, &cur, &compacted, err) < 0)
+        goto out;
+    if (rev == 0) {
+        rev = cur;
+    } else if (rev < 0 || rev > cur) {
+        ck_error_set(err, CK_E_INVALID, "list at revision %lld: the current revision is %lld",
+                     (long long)rev, (long long)cur);
+        goto out;
+    } else if (rev < compacted) {
+        ck_error_set(err, CK_E_EXPIRED, "list at revision %lld: compacted up to %lld",
+                     (long long)rev, (long long)compacted);
+        goto out;
+    }
+    bool after = opts->start_after && strcmp(opts->start_after, prefix) >= 0;
+    sqlite3_stmt *q = after ? c->list_gt : c->list_ge;
+    sqlite3_bind_text(q, 1, after ? opts->start_after : prefix, -1, SQLITE_STATIC);
+    bind_end(q, 2, end);
+    sqlite3_bind_int64(q, 3, rev);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (sqlite3_column_int(q, 2))
+            continue;   /* deleted at that revision */
+        if (opts->count_only || (opts->limit && out->n >= opts->limit)) {
+            out->remaining++;
+            continue;
+        }
+        if (out->n == cap) {
+            cap = cap ? cap * 2 : 64;
+            out->items = xrealloc(out->items, cap * sizeof *out->items);
+        }
+        ck_kv *kv = &out->items[out->n++];
+        memset(kv, 0, sizeof *kv);
+        kv->key = col_dup(q, 0, NULL);
+        kv->mod_revision = sqlite3_column_int64(q, 1);
+        kv->create_revision = sqlite3_column_int64(q, 3);
+        if (!opts->keys_only && fetch_value(c, kv->mod_revision, kv, err) < 0) {
+            sqlite3_reset(q);
+            goto out;
+        }
+    }
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+        sql_err(err, c->db, rc, "list");
+        goto out;
+    }
+    out->more = !opts->count_only && out->remaining > 0;
+    out->revision = rev;
+    ret = 0;
+out:
+    sqlite3_clear_bindings(c->list_ge);
+    sqlite3_clear_bindings(c->list_gt);
+    pool_put(st, c);
+    if (ret < 0)
+        ck_list_free(out);
+    return ret;
+}
+
+/* ---- watch ------------------------------------------------------------------------------------ */
+
+/* Hand events (in revision order) to the callback, skipping those at or below w->pos. */
+static void deliver(ck_watch_handle *w, const ck_event *evs, size_t n)
+{
+    size_t i = 0;
+    while (i < n && evs[i].revision <= w->pos)
+        i++;
+    while (i < n && !atomic_load(&w->cancelled)) {
+        size_t k = n - i < DELIVER_CHUNK ? n - i : DELIVER_CHUNK;
+        w->cb(w->ctx, evs + i, k, NULL);
+        w->pos = evs[i + k - 1].revision;
+        i += k;
+    }
+}
+
+/* Read (w->pos, upto] for the watcher's prefix from the log and deliver it, in chunks. */
+static int catch_up(ck_watch_handle *w, int64_t upto, ck_error **err)
+{
+    sqlite_store *st = w->st;
+    while (w->pos < upto && !w->cancelled) {
+        rconn *c = pool_get(st);
+        int64_t cur, compacted;
+        if (read_begin(c, &cur, &compacted, err) < 0) {
+            pool_put(st, c);
+            return -1;
+        }
+        if (w->pos < compacted) {
+            pool_put(st, c);
+            return ck_error_set(err, CK_E_EXPIRED, "watch from revision %lld: compacted up to %lld",
+                                (long long)w->pos, (long long)compacted);
+        }
+        sqlite3_stmt *q = c->hist;
+        sqlite3_bind_int64(q, 1, w->pos);
+        sqlite3_bind_int64(q, 2, upto);
+        sqlite3_bind_text(q, 3, w->prefix, -1, SQLITE_STATIC);
+        bind_end(q, 4, w->end);
+        sqlite3_bind_int(q, 5, HIST_CHUNK);
+        ck_event *evs = xcalloc(HIST_CHUNK, sizeof *evs);
+        size_t n = 0;
+        int rc;
+        while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < HIST_CHUNK) {
+            ck_event *e = &evs[n++];
+            bool deleted = sqlite3_column_int(q, 4);
+            int64_t prev_rev = sqlite3_column_int64(q, 3);
+            e->revision = sqlite3_column_int64(q, 0);
+            e->type = deleted ? CK_EVENT_DELETE : CK_EVENT_PUT;
+            e->created = !deleted && prev_rev == 0;
+            e->kv.key = col_dup(q, 1, NULL);
+            e->kv.create_revision = sqlite3_column_int64(q, 2);
+            e->kv.mod_revision = e->revision;
+            if (!deleted)
+                e->kv.value = col_dup(q, 5, &e->kv.value_len);
+            if (prev_rev && sqlite3_column_type(q, 6) != SQLITE_NULL) {
+                e->prev.key = xstrdup(e->kv.key);
+                e->prev.value = col_dup(q, 6, &e->prev.value_len);
+                e->prev.create_revision = e->kv.create_revision;
+                e->prev.mod_revision = prev_rev;
+            }
+        }
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        pool_put(st, c);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            for (size_t i = 0; i < n; i++)
+                ck_event_free(&evs[i]);
+            free(evs);
+            return ck_error_set(err, rc == SQLITE_CORRUPT ? CK_E_CORRUPT : CK_E_IO,
+                                "watch: read history: %s", sqlite3_errstr(rc));
+        }
+        deliver(w, evs, n);
+        for (size_t i = 0; i < n; i++)
+            ck_event_free(&evs[i]);
+        free(evs);
+        if (n < HIST_CHUNK && !w->cancelled)
+            w->pos = upto;   /* nothing else under the prefix up to there */
+    }
+    return 0;
+}
+
+static void watch_unlink(sqlite_store *st, ck_watch_handle *w)
+{
+    if (!w->in_list)
+        return;
+    if (w->prevw)
+        w->prevw->next = w->next;
+    else
+        st->watchers = w->next;
+    if (w->next)
+        w->next->prevw = w->prevw;
+    w->in_list = false;
+    atomic_fetch_sub(&st->nwatchers, 1);
+}
+
+static void watch_free(ck_watch_handle *w)
+{
+    wq_clear(w);
+    free(w->q);
+    free(w->prefix);
+    free(w->end);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
+
+static void *watch_main(void *arg)
+{
+    ck_watch_handle *w = arg;
+    sqlite_store *st = w->st;
+    ck_error *err = NULL;
+    ck_event *batch = NULL;
+    size_t bcap = 0;
+    pthread_mutex_lock(&st->hmu);
+    while (!w->cancelled) {
+        if (w->need_catchup) {
+            int64_t upto = st->published;
+            w->need_catchup = false;
+            pthread_mutex_unlock(&st->hmu);
+            int rc = catch_up(w, upto, &err);
+            pthread_mutex_lock(&st->hmu);
+            if (rc < 0)
+                break;
+            continue;
+        }
+        if (w->qn) {
+            sev **q = w->q;
+            size_t n = w->qn;
+            w->q = NULL;
+            w->qn = w->qcap = 0;
+            w->qbytes = 0;
+            pthread_mutex_unlock(&st->hmu);
+            if (n > bcap) {
+                bcap = n;
+                batch = xrealloc(batch, bcap * sizeof *batch);
+            }
+            for (size_t i = 0; i < n; i++)
+                batch[i] = q[i]->ev;   /* shallow: the callback only borrows */
+            deliver(w, batch, n);
+            for (size_t i = 0; i < n; i++)
+                sev_unref(q[i]);
+            free(q);
+            pthread_mutex_lock(&st->hmu);
+            continue;
+        }
+        pthread_cond_wait(&w->cond, &st->hmu);
+    }
+    watch_unlink(st, w);
+    bool cancelled = w->cancelled;
+    pthread_mutex_unlock(&st->hmu);
+    free(batch);
+    if (err && !cancelled)
+        w->cb(w->ctx, NULL, 0, err);   /* the end of the watch: no calls follow */
+    ck_error_free(err);
+    pthread_mutex_lock(&st->hmu);
+    w->finished = true;
+    bool self = w->self_cancelled;
+    pthread_mutex_unlock(&st->hmu);
+    if (self) {   /* cancelled from its own callback: nobody joins us */
+        pthread_detach(pthread_self());
+        watch_free(w);
+    }
+    return NULL;
+}
+
+static int s_watch(ck_store *s, const char *prefix, int64_t after_rev, ck_watch_cb cb, void *ctx,
+                   ck_watch_handle **out, ck_error **err)
+{
+    sqlite_store *st = (sqlite_store *)s;
+    if (!prefix || !cb || after_rev < 0)
+        return ck_error_set(err, CK_E_INVALID, "watch: bad arguments");
+    int64_t compacted = atomic_load(&st->compact_rev);
+    if (after_rev && after_rev < compacted)
+        return ck_error_set(err, CK_E_EXPIRED, "watch from revision %lld: compacted up to %lld",
+                            (long long)after_rev, (long long)compacted);
+    ck_watch_handle *w = xcalloc(1, sizeof *w);
+    w->st = st;
+    w->prefix = xstrdup(prefix);
+    w->plen = strlen(prefix);
+    w->end = prefix_end(prefix);
+    w->cb = cb;
+    w->ctx = ctx;
+    pthread_cond_init(&w->cond, NULL);
+    pthread_mutex_lock(&st->hmu);
+    /* from here every commit queues its events for us; the log covers up to `published` */
+    w->pos = after_rev ? after_rev : st->published;
+    w->need_catchup = w->pos < st->published;
+    w->next = st->watchers;
+    if (st->watchers)
+        st->watchers->prevw = w;
+    st->watchers = w;
+    w->in_list = true;
+    atomic_fetch_add(&st->nwatchers, 1);
+    int rc = pthread_create(&w->th, NULL, watch_main, w);
+    if (rc != 0) {
+        watch_unlink(st, w);
+        pthread_mutex_unlock(&st->hmu);
+        watch_free(w);
+        errno = rc;
+        return ck_error_sys(err, CK_E_INTERNAL, "watch: start thread");
+    }
+    pthread_mutex_unlock(&st->hmu);
+    *out = w;
+    return 0;
+}
+
+static void s_watch_cancel(ck_store *s, ck_watch_handle *w)
+{
+    sqlite_store *st = (sqlite_store *)s;
+    if (!w)
+        return;
+    pthread_mutex_lock(&st->hmu);
+    w->cancelled = true;
+    watch_unlink(st, w);
+    pthread_cond_signal(&w->cond);
+    if (pthread_equal(pthread_self(), w->th)) {
+        w->self_cancelled = true;   /* from inside its callback: the thread frees itself */
+        pthread_mutex_unlock(&st->hmu);
+        return;
+    }
+    pthread_mutex_unlock(&st->hmu);
+    pthread_join(w->th, NULL);
+    watch_free(w);
+}
+
+/* ---- open / close ----------------------------------------------------------------------------- */
+
+/* Refuse, before SQLite opens it, an existing file that is not an SQLite database of ours. */
+static int check_header(int fd, const char *path, bool *fresh, ck_error **err)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) < 0)
+        return ck_error_sys(err, CK_E_IO, "stat %s", path);
+    if (!S_ISREG(sb.st_mode))
+        return ck_error_set(err, CK_E_CORRUPT, "%s is not a regular file", path);
+    *fresh = sb.st_size == 0;
+    if (*fresh)
+        return 0;
+    unsigned char h[100];
+    ssize_t n = pread(fd, h, sizeof h, 0);
+    if (n < 0)
+        return ck_error_sys(err, CK_E_IO, "read %s", path);
+    if (n < (ssize_t)sizeof h || memcmp(h, "SQLite format 3", 16) != 0)
+        return ck_error_set(err, CK_E_CORRUPT, "%s is not a SQLite database (refusing to touch "
+                            "it; move it away to start a new store)", path);
+    uint32_t app = (uint32_t)h[68] << 24 | (uint32_t)h[69] << 16 | (uint32_t)h[70] << 8 | h[71];
+    if (app != APP_ID)
+        return ck_error_set(err, CK_E_CORRUPT, "%s is a SQLite database of another application "
+                            "(application_id 0x%08x, want 0x%08x); refusing to touch it", path,
+                            app, APP_ID);
+    return 0;
+}
+
+static void env_compaction(sqlite_store *st)
+{
+    st->comp_interval_ms = 60 * 1000;
+    st->comp_keep = 10000;
+    const char *iv = getenv("CKUBE_SQLITE_COMPACT_INTERVAL");
+    if (iv && *iv) {
+        long ms = strcmp(iv, "0") == 0 ? 0 : ck_parse_duration_ms(iv);
+        if (ms >= 0)
+            st->comp_interval_ms = ms;
+        else
+            log_warn("sqlite store: ignoring bad CKUBE_SQLITE_COMPACT_INTERVAL=%s", iv);
+    }
+    const char *kp = getenv("CKUBE_SQLITE_COMPACT_KEEP");
+    if (kp && *kp) {
+        char *e;
+        long long k = strtoll(kp, &e, 10);
+        if (*e == '\0' && k >= 1)
+            st->comp_keep = k;
+        else
+            log_warn("sqlite store: ignoring bad CKUBE_SQLITE_COMPACT_KEEP=%s", kp);
+    }
+}
+
+static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
+{
+    if (open_conn(st->path, true, &st->wdb, err) < 0)
+        return -1;
+    if (fresh) {
+        /* header fields and schema land in the main file before WAL mode is switched on */
+        char *sql = xasprintf("PRAGMA page_size = 4096; PRAGMA auto_vacuum = INCREMENTAL;"
+                              "PRAGMA application_id = %d; BEGIN; %s COMMIT;", APP_ID, schema_sql);
+        int rc = exec(st->wdb, sql, err);
+        free(sql);
+        if (rc < 0)
+            return -1;
+    }
+    int64_t version = 0;
+    if (query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'schema_version'", &version,
+                  err) < 0) {
+        if (err && *err && (*err)->code == CK_E_IO)
+            (*err)->code = CK_E_CORRUPT;   /* ours by its id, but not our schema */
+        return -1;
+    }
+    if (version != SCHEMA_VERSION)
+        return ck_error_set(err, CK_E_CORRUPT, "schema version %lld, this ckube knows %d",
+                            (long long)version, SCHEMA_VERSION);
+    sqlite3_stmt *jm = NULL;
+    int rc = sqlite3_prepare_v2(st->wdb, "PRAGMA journal_mode = WAL", -1, &jm, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(jm)) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(jm, 0);
+        rc = mode && strcmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_CANTOPEN;
+    }
+    sqlite3_finalize(jm);
+    if (rc != SQLITE_OK)
+        return sql_err(err, st->wdb, rc, "enable WAL");
+    int64_t cur = 0, maxrev = 0, crev = 0, cdone = 0;
+    if (exec(st->wdb, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;"
+                      "PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16000", err) < 0 ||
+        query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'current_rev'", &cur, err) < 0 ||
+        query_i64(st->wdb, "SELECT MAX(rev) FROM kv", &maxrev, err) < 0 ||
+        query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'compact_rev'", &crev, err) < 0 ||
+        query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'compact_done'", &cdone, err) < 0)
+        return -1;
+    st->rev = cur > maxrev ? cur : maxrev;
+    st->published = st->rev;
+    atomic_store(&st->compact_rev, crev);
+    st->cjob_done = cdone;
+    st->cjob_target = crev;   /* an interrupted compaction resumes */
+    if (prepare(st->wdb, SQL_LATEST, &st->w_latest, err) < 0 ||
+        prepare(st->wdb, SQL_VALUE, &st->w_value, err) < 0 ||
+        prepare(st->wdb, "INSERT INTO kv (rev, key, create_rev, prev_rev, deleted, value)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &st->w_insert, err) < 0 ||
+        prepare(st->wdb, "UPDATE meta SET value = ?1 WHERE name = ?2", &st->w_setmeta, err) < 0 ||
+        /* rows superseded by a newer row of the same key inside (?1, ?2] */
+        prepare(st->wdb, "DELETE FROM kv WHERE rev IN (SELECT o.rev FROM"
+                         " (SELECT key, MAX(rev) AS m FROM kv WHERE rev > ?1 AND rev <= ?2"
+                         "  GROUP BY key) t JOIN kv o ON o.key = t.key AND o.rev < t.m)",
+                &st->w_compact_old, err) < 0 ||
+        /* then the tombstones left in (?1, ?2] */
+        prepare(st->wdb, "DELETE FROM kv WHERE rev > ?1 AND rev <= ?2 AND deleted = 1",
+                &st->w_compact_tomb, err) < 0)
+        return -1;
+    sqlite3_wal_hook(st->wdb, wal_hook, st);
+    return 0;
+}
+
+static void s_close(ck_store *s);
+
+ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
+{
+    if (!path || !*path) {
+        ck_error_set(err, CK_E_INVALID, "sqlite store: empty path");
+        return NULL;
+    }
+    struct stat sb;
+    bool existed = stat(path, &sb) == 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ck_error_sys(err, CK_E_IO, "sqlite store: open %s", path);
+        return NULL;
+    }
+    /* one process at a time: two writers would each count revisions on their own */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        ck_error_sys(err, CK_E_IO, "sqlite store: %s is in use by another process", path);
+        close(fd);
+        return NULL;
+    }
+    bool fresh = false;
+    if (check_header(fd, path, &fresh, err) < 0) {
+        ck_error_wrap(err, "sqlite store");
+        close(fd);
+        return NULL;
+    }
+    sqlite_store *st = xcalloc(1, sizeof *st);
+    st->base.ops = &sqlite_ops;
+    st->path = xstrdup(path);
+    st->lock_fd = fd;   /* held (and its lock) until after SQLite closed the file */
+    pthread_mutex_init(&st->qmu, NULL);
+    pthread_cond_init(&st->qcond, NULL);
+    pthread_mutex_init(&st->hmu, NULL);
+    pthread_mutex_init(&st->pmu, NULL);
+    pthread_cond_init(&st->pcond, NULL);
+    pthread_mutex_init(&st->cmu, NULL);
+    pthread_cond_init(&st->ccond, NULL);
+    env_compaction(st);
+    if (open_writer(st, fresh, err) < 0)
+        goto fail;
+    for (int i = 0; i < N_READERS; i++)
+        if (reader_init(&st->readers[i], path, err) < 0)
+            goto fail;
+    /* the checkpointer must have read the file once to know it is in WAL mode */
+    if (open_conn(path, false, &st->cdb, err) < 0 ||
+        exec(st->cdb, "SELECT count(*) FROM meta", err) < 0)
+        goto fail;
+    int rc;
+    if ((rc = pthread_create(&st->writer, NULL, writer_main, st)) != 0)
+        goto fail_thread;
+    st->writer_started = true;
+    if ((rc = pthread_create(&st->ckpt_th, NULL, ckpt_main, st)) != 0)
+        goto fail_thread;
+    st->ckpt_started = true;
+    if ((rc = pthread_create(&st->comp_th, NULL, comp_main, st)) != 0)
+        goto fail_thread;
+    st->comp_started = true;
+    return &st->base;
+
+fail_thread:
+    errno = rc;
+    ck_error_sys(err, CK_E_INTERNAL, "start thread");
+fail:
+    ck_error_wrap(err, "sqlite store %s", path);
+    s_close(&st->base);
+    if (!existed && fresh)
+        unlink(path);   /* do not leave a half-made store behind */
+    return NULL;
+}
+
+static void s_close(ck_store *s)
+{
+    sqlite_store *st = (sqlite_store *)s;
+    if (!st)
+        return;
+    pthread_mutex_lock(&st->cmu);
+    st->cstop = true;
+    pthread_cond_broadcast(&st->ccond);
+    pthread_mutex_unlock(&st->cmu);
+    if (st->comp_started)
+        pthread_join(st->comp_th, NULL);
+    /* watchers still open end without a final call */
+    for (;;) {
+        pthread_mutex_lock(&st->hmu);
+        ck_watch_handle *w = st->watchers;
+        pthread_mutex_unlock(&st->hmu);
+        if (!w)
+            break;
+        s_watch_cancel(s, w);
+    }
+    pthread_mutex_lock(&st->qmu);
+    st->stopping = true;
+    pthread_cond_signal(&st->qcond);
+    pthread_mutex_unlock(&st->qmu);
+    if (st->writer_started)
+        pthread_join(st->writer, NULL);
+    if (st->ckpt_started)
+        pthread_join(st->ckpt_th, NULL);
+    for (int i = 0; i < N_READERS; i++)
+        reader_close(&st->readers[i]);
+    sqlite3_close(st->cdb);
+    sqlite3_stmt *ws[] = {st->w_latest, st->w_value, st->w_insert, st->w_setmeta,
+                          st->w_compact_old, st->w_compact_tomb};
+    for (size_t i = 0; i < ARRAY_SIZE(ws); i++)
+        sqlite3_finalize(ws[i]);
+    if (st->wdb) {
+        sqlite3_wal_hook(st->wdb, NULL, NULL);
+        /* fold the WAL back into the file so a closed store is one file */
+        sqlite3_wal_checkpoint_v2(st->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_close(st->wdb);
+    }
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
+    pthread_mutex_destroy(&st->qmu);
+    pthread_cond_destroy(&st->qcond);
+    pthread_mutex_destroy(&st->hmu);
+    pthread_mutex_destroy(&st->pmu);
+    pthread_cond_destroy(&st->pcond);
+    pthread_mutex_destroy(&st->cmu);
+    pthread_cond_destroy(&st->ccond);
+    free(st->path);
+    free(st);
+}
+
+/* ---- sqlite-only API (sqlite.h) --------------------------------------------------------------- */
+
+int ck_store_sqlite_set_compaction(ck_store *s, int64_t interval_ms, int64_t keep_revisions,
+                                   ck_error **err)
+{
+    sqlite_store *st = as_sqlite(s, err);
+    if (!st)
+        return -1;
+    if (keep_revisions < 1)
+        return ck_error_set(err, CK_E_INVALID, "keep_revisions must be at least 1");
+    pthread_mutex_lock(&st->cmu);
+    st->comp_interval_ms = interval_ms > 0 ? interval_ms : 0;
+    st->comp_keep = keep_revisions;
+    st->comp_gen++;
+    pthread_cond_broadcast(&st->ccond);   /* restart the timer with the new interval */
+    pthread_mutex_unlock(&st->cmu);
+    return 0;
+}
+
+int ck_store_sqlite_stats(ck_store *s, ck_sqlite_stats *out, ck_error **err)
+{
+    sqlite_store *st = as_sqlite(s, err);
+    if (!st)
+        return -1;
+    out->writes = atomic_load(&st->st_writes);
+    out->commits = atomic_load(&st->st_commits);
+    out->max_batch = atomic_load(&st->st_max_batch);
+    out->compactions = atomic_load(&st->st_compactions);
+    out->watch_resyncs = atomic_load(&st->st_resyncs);
+    return 0;
+}
+
+static const ck_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .create = s_create,
+    .get = s_get,
+    .update = s_update,
+    .delete = s_delete,
+    .list = s_list,
+    .current_revision = s_current_revision,
+    .compact = s_compact,
+    .watch = s_watch,
+    .watch_cancel = s_watch_cancel,
+    .close = s_close,
+};

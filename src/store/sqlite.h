@@ -1,0 +1,31 @@
+/* sqlite.h - knobs of the embedded SQLite store that the generic interface (store.h) has no
+ * place for.  Open it with ck_store_open_sqlite() (store.h); see docs/store.md.
+ *
+ * Automatic compaction: every `interval_ms` the store compacts history older than the newest
+ * `keep_revisions` revisions.  Defaults: 60s and 10000, overridden at open by the environment
+ * variables CKUBE_SQLITE_COMPACT_INTERVAL (a duration such as "30s"; "0" turns it off) and
+ * CKUBE_SQLITE_COMPACT_KEEP (a count). */
+#ifndef CK_STORE_SQLITE_H
+#define CK_STORE_SQLITE_H
+
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* interval_ms <= 0 turns automatic compaction off.  Returns -1 (CK_E_INVALID) if s is not a
+ * SQLite store or keep_revisions < 1. */
+int ck_store_sqlite_set_compaction(ck_store *s, int64_t interval_ms, int64_t keep_revisions,
+                                   ck_error **err);
+
+typedef struct ck_sqlite_stats {
+    int64_t writes;        /* acknowledged successful writes */
+    int64_t commits;       /* write transactions (each one WAL fsync) */
+    int64_t max_batch;     /* most writes in one commit */
+    int64_t compactions;   /* finished compactions */
+    int64_t watch_resyncs; /* times a lagging watcher dropped its queue and re-read the log */
+} ck_sqlite_stats;
+
+/* Counters since open; -1 (CK_E_INVALID) if s is not a SQLite store. */
+int ck_store_sqlite_stats(ck_store *s, ck_sqlite_stats *out, ck_error **err);
+
+#endif

@@ -1,0 +1,715 @@
+/* Tests for the SQLite store: the shared conformance suite (store_conformance.h) plus what only an
+ * embedded file store has: reopen, refusing foreign/corrupt files, unwritable directories, crash
+ * safety under SIGKILL, automatic compaction, slow watchers, list speed, and a write-rate probe. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "store/sqlite.h"
+
+static char tmpdir[256];
+static char dbpath[300];
+
+static void rm_store(const char *path)
+{
+    char p[400];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-journal", path);
+    unlink(p);
+}
+
+static int setup(void **state)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ck-store-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    snprintf(dbpath, sizeof dbpath, "%s/store.db", tmpdir);
+    ck_error *e = NULL;
+    ck_store *s = ck_store_open_sqlite(dbpath, &e);
+    if (!s) {
+        fprintf(stderr, "open: %s\n", e->msg);
+        ck_error_free(e);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    ck_store_close(*state);
+    rm_store(dbpath);
+    char p[400];
+    snprintf(p, sizeof p, "%s/other.db", tmpdir);
+    rm_store(p);
+    rmdir(tmpdir);
+    return 0;
+}
+
+#include "store_conformance.h"
+
+static ck_store *reopen(ck_store *s)
+{
+    ck_store_close(s);
+    ck_error *e = NULL;
+    ck_store *n = ck_store_open_sqlite(dbpath, &e);
+    if (!n)
+        print_error("reopen: %s\n", e->msg);
+    assert_non_null(n);
+    return n;
+}
+
+/* ---- reopen ----------------------------------------------------------------------------------- */
+
+static void test_reopen(void **state)
+{
+    ck_store *s = *state;
+    int64_t r1 = sc_create(s, "/registry/a/x", "one");
+    int64_t r2 = sc_update(s, "/registry/a/x", "two", r1);
+    int64_t r3 = sc_create(s, "/registry/a/y", "y");
+    int64_t r4 = sc_delete(s, "/registry/a/y", r3);
+    s = *state = reopen(s);
+    assert_int_equal(sc_current(s), r4);
+    sc_assert_value(s, "/registry/a/x", "two");
+    ck_kv kv = {0};
+    SC_FAILS(ck_store_get(s, "/registry/a/y", &kv, err_), CK_E_NOT_FOUND);
+    /* the counter continues; history survives */
+    assert_int_equal(sc_create(s, "/registry/a/z", "z"), r4 + 1);
+    ck_list l = {0};
+    SC_OK(ck_store_list(s, "/registry/a/", &(ck_list_opts){.revision = r3}, &l, err_));
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.items[0].mod_revision, r2);
+    ck_list_free(&l);
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, "/registry/a/", r1, &code), 0);
+    assert_true(sc_watch_wait(&w, r4 + 1, 0));
+    sc_check_contiguous(&w, r1, r4 + 1, "/registry/a/");
+    sc_watch_stop(s, &w);
+    /* a closed store is one file: the WAL was folded back */
+    s = *state = reopen(s);
+    SC_OK(ck_store_compact(s, r4, err_));
+    s = *state = reopen(s);
+    SC_FAILS(ck_store_list(s, "/registry/a/", &(ck_list_opts){.revision = r2}, &l, err_),
+             CK_E_EXPIRED);
+    sc_assert_value(s, "/registry/a/z", "z");
+}
+
+/* A second process (or a second open) on the same file is refused, not corrupted. */
+static void test_locked(void **state)
+{
+    ck_error *e = NULL;
+    ck_store *s2 = ck_store_open_sqlite(dbpath, &e);
+    assert_null(s2);
+    assert_non_null(e);
+    assert_non_null(strstr(e->msg, "in use"));
+    ck_error_free(e);
+}
+
+/* ---- refusing files that are not ours --------------------------------------------------------- */
+
+static char *slurp(const char *path, size_t *len)
+{
+    char *data = NULL;
+    assert_int_equal(ck_read_file(path, 64 << 20, &data, len), 0);
+    return data;
+}
+
+static void assert_refused(const char *path, const char *msg_part)
+{
+    char p[512];
+    size_t len0, len1;
+    cleanup_free char *before = slurp(path, &len0);
+    struct stat sb0, sb1;
+    assert_int_equal(stat(path, &sb0), 0);
+    ck_error *e = NULL;
+    ck_store *s = ck_store_open_sqlite(path, &e);
+    assert_null(s);
+    assert_non_null(e);
+    assert_int_equal(e->code, CK_E_CORRUPT);
+    if (!strstr(e->msg, msg_part)) {
+        print_error("message '%s' lacks '%s'\n", e->msg, msg_part);
+        fail();
+    }
+    assert_non_null(strstr(e->msg, path));
+    ck_error_free(e);
+    cleanup_free char *after = slurp(path, &len1);
+    assert_int_equal(len0, len1);
+    assert_memory_equal(before, after, len0);
+    assert_int_equal(stat(path, &sb1), 0);
+    assert_int_equal(sb0.st_mtime, sb1.st_mtime);
+    snprintf(p, sizeof p, "%s-wal", path);
+    assert_int_equal(access(p, F_OK), -1);
+    snprintf(p, sizeof p, "%s-shm", path);
+    assert_int_equal(access(p, F_OK), -1);
+}
+
+static void test_refuse_random_bytes(void **state)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/other.db", tmpdir);
+    for (int round = 0; round < 2; round++) {
+        char buf[8192];
+        ck_random_bytes(buf, sizeof buf);
+        if (round == 1)
+            memcpy(buf, "SQLite format 3", 16);   /* right magic, garbage after it */
+        assert_int_equal(ck_write_file_atomic(path, buf, sizeof buf, 0600), 0);
+        assert_refused(path, round == 0 ? "not a SQLite database" : "another application");
+    }
+    /* a short file */
+    assert_int_equal(ck_write_file_atomic(path, "hello", 5, 0600), 0);
+    assert_refused(path, "not a SQLite database");
+}
+
+static void test_refuse_foreign_sqlite(void **state)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/other.db", tmpdir);
+    for (int wal = 0; wal < 2; wal++) {
+        rm_store(path);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, wal ? "PRAGMA journal_mode = WAL" : "SELECT 1", NULL,
+                                      NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);"
+                                          "INSERT INTO users (name) VALUES ('alice'), ('bob');",
+                                      NULL, NULL, NULL), SQLITE_OK);
+        if (wal)
+            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_close(db);
+        char p[512];
+        snprintf(p, sizeof p, "%s-wal", path);
+        unlink(p);
+        snprintf(p, sizeof p, "%s-shm", path);
+        unlink(p);
+        assert_refused(path, "another application");
+    }
+    /* and its data is still readable by its owner */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM users", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 2);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+/* Our own application id but not our schema: also refused. */
+static void test_refuse_wrong_schema(void **state)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/other.db", tmpdir);
+    rm_store(path);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA application_id = 1667987810;"
+                                      "CREATE TABLE t (x);", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_error *e = NULL;
+    ck_store *s = ck_store_open_sqlite(path, &e);
+    assert_null(s);
+    assert_int_equal(e->code, CK_E_CORRUPT);
+    ck_error_free(e);
+}
+
+/* The open of a store in a directory we cannot write: a clear I/O error naming the path.  As root
+ * the check runs in a child that drops to an unprivileged user. */
+static void test_unwritable_dir(void **state)
+{
+    char dir[400], path[450];
+    snprintf(dir, sizeof dir, "%s/ro", tmpdir);
+    assert_int_equal(mkdir(dir, 0555), 0);
+    assert_int_equal(chmod(tmpdir, 0755), 0);
+    snprintf(path, sizeof path, "%s/store.db", dir);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        if (geteuid() == 0 && (setgid(65534) < 0 || setuid(65534) < 0))
+            _exit(3);
+        ck_error *e = NULL;
+        ck_store *s = ck_store_open_sqlite(path, &e);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%d %s", e ? (int)e->code : -1, e ? e->msg : "opened");
+        if (write(pfd[1], msg, strlen(msg)) < 0)
+            _exit(4);
+        ck_store_close(s);
+        _exit(s ? 1 : 0);
+    }
+    close(pfd[1]);
+    char msg[512] = {0};
+    ssize_t n = read(pfd[0], msg, sizeof msg - 1);
+    close(pfd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    chmod(tmpdir, 0700);
+    rmdir(dir);
+    assert_true(n > 0);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0 || atoi(msg) != CK_E_IO || !strstr(msg, path) ||
+        !strstr(msg, "Permission denied")) {
+        print_error("child (exit %d): %s\n", WEXITSTATUS(status), msg);
+        fail();
+    }
+}
+
+/* ---- crash safety: SIGKILL a writer storm, then check what was acknowledged ------------------- */
+
+#define CRASH_THREADS 8
+
+typedef struct crash_arg {
+    ck_store *s;
+    int id, fd;
+} crash_arg;
+
+/* value = "<key>|<seq>|<padding>|<crc32 of what precedes, 8 hex>" */
+static size_t make_value(char *buf, size_t cap, const char *key, int seq, unsigned *seed)
+{
+    int pad = (int)(rand_r(seed) % 3000);
+    int n = snprintf(buf, cap, "%s|%d|", key, seq);
+    for (int i = 0; i < pad && (size_t)n < cap - 16; i++)
+        buf[n++] = (char)('a' + rand_r(seed) % 26);
+    uLong crc = crc32(0L, (const Bytef *)buf, (uInt)n);
+    n += snprintf(buf + n, cap - (size_t)n, "|%08lx", crc);
+    return (size_t)n;
+}
+
+static bool value_ok(const char *v, size_t len, const char *key)
+{
+    if (len < 10 || v[len - 9] != '|')
+        return false;
+    uLong crc = crc32(0L, (const Bytef *)v, (uInt)(len - 9));
+    char want[9];
+    snprintf(want, sizeof want, "%08lx", crc);
+    if (memcmp(v + len - 8, want, 8) != 0)
+        return false;
+    size_t kl = strlen(key);
+    return strncmp(v, key, kl) == 0 && v[kl] == '|';
+}
+
+static void *crash_writer(void *p)
+{
+    crash_arg *a = p;
+    unsigned seed = (unsigned)(a->id * 7919 + getpid());
+    char val[4096], line[256];
+    for (int i = 0;; i++) {
+        char key[128];
+        bool upd = i > 4 && rand_r(&seed) % 4 == 0;
+        int ki = upd ? (int)(rand_r(&seed) % (unsigned)i) : i;
+        snprintf(key, sizeof key, "/registry/crash/p%dt%d/%06d", (int)getpid(), a->id, ki);
+        size_t n = make_value(val, sizeof val, key, i, &seed);
+        int64_t rev = 0;
+        ck_error *e = NULL;
+        int rc = upd ? ck_store_update(a->s, key, val, n, 0, &rev, &e)
+                     : ck_store_create(a->s, key, val, n, &rev, &e);
+        if (rc < 0) {
+            bool benign = e->code == CK_E_EXISTS || e->code == CK_E_NOT_FOUND;
+            ck_error_free(e);
+            if (benign)
+                continue;   /* a key from an earlier round */
+            _exit(5);
+        }
+        int ln = snprintf(line, sizeof line, "%lld %s\n", (long long)rev, key);
+        if (write(a->fd, line, (size_t)ln) != ln)   /* < PIPE_BUF: atomic */
+            _exit(6);
+    }
+    return NULL;
+}
+
+static void crash_child(int fd)
+{
+    ck_error *e = NULL;
+    ck_store *s = ck_store_open_sqlite(dbpath, &e);
+    if (!s)
+        _exit(2);
+    pthread_t th[CRASH_THREADS];
+    crash_arg args[CRASH_THREADS];
+    for (int i = 0; i < CRASH_THREADS; i++) {
+        args[i] = (crash_arg){s, i, fd};
+        pthread_create(&th[i], NULL, crash_writer, &args[i]);
+    }
+    pause();   /* until SIGKILL */
+    _exit(7);
+}
+
+typedef struct acked {
+    int64_t rev;
+    char key[100];
+} acked;
+
+static void test_crash(void **state)
+{
+    ck_store *s = *state;
+    sc_create(s, "/registry/crash-marker", "m");
+    ck_store_close(s);
+    *state = NULL;
+    for (int round = 0; round < 4; round++) {
+        ck_error *e = NULL;
+        s = ck_store_open_sqlite(dbpath, &e);
+        assert_non_null(s);
+        int64_t base = sc_current(s);
+        ck_store_close(s);
+
+        int pfd[2];
+        assert_int_equal(pipe(pfd), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(pfd[0]);
+            crash_child(pfd[1]);
+        }
+        close(pfd[1]);
+        /* read acknowledgements for a while, then kill mid-storm */
+        size_t cap = 1 << 16, n = 0;
+        acked *acks = xmalloc(cap * sizeof *acks);
+        char buf[65536];
+        size_t blen = 0;
+        int64_t deadline = ck_now_ns() + (200 + 150 * round) * 1000000LL;
+        bool killed = false;
+        for (;;) {
+            if (!killed && ck_now_ns() >= deadline) {
+                kill(pid, SIGKILL);
+                killed = true;
+            }
+            ssize_t r = read(pfd[0], buf + blen, sizeof buf - blen);
+            if (r <= 0)
+                break;
+            blen += (size_t)r;
+            char *line = buf, *nl;
+            while ((nl = memchr(line, '\n', blen - (size_t)(line - buf)))) {
+                *nl = '\0';
+                if (n == cap) {
+                    cap *= 2;
+                    acks = xrealloc(acks, cap * sizeof *acks);
+                }
+                long long rv;
+                assert_int_equal(sscanf(line, "%lld %99s", &rv, acks[n].key), 2);
+                acks[n++].rev = rv;
+                line = nl + 1;
+            }
+            blen -= (size_t)(line - buf);
+            memmove(buf, line, blen);
+        }
+        close(pfd[0]);
+        int status;
+        waitpid(pid, &status, 0);
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        assert_true(n > 0);
+
+        s = ck_store_open_sqlite(dbpath, &e);
+        if (!s)
+            print_error("reopen after kill: %s\n", e->msg);
+        assert_non_null(s);
+        int64_t cur = sc_current(s);
+        int64_t max_ack = 0;
+        for (size_t i = 0; i < n; i++)
+            if (acks[i].rev > max_ack)
+                max_ack = acks[i].rev;
+        assert_true(cur >= max_ack);
+        /* replay the whole round from the log: contiguous, and every value intact */
+        sc_watch w;
+        enum ck_error_code code;
+        assert_int_equal(sc_watch_start(s, &w, "/registry/", base, &code), 0);
+        assert_true(sc_watch_wait(&w, cur, 0));
+        sc_check_contiguous(&w, base, cur, "/registry/crash/");
+        for (size_t i = 0; i < w.n; i++) {
+            assert_int_equal(w.evs[i].type, CK_EVENT_PUT);
+            if (!value_ok(w.evs[i].value, strlen(w.evs[i].value), w.evs[i].key)) {
+                print_error("rev %lld: bad value for %s\n", (long long)w.evs[i].revision,
+                            w.evs[i].key);
+                fail();
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            int64_t idx = acks[i].rev - base - 1;
+            assert_true(idx >= 0 && (size_t)idx < w.n);
+            assert_string_equal(w.evs[idx].key, acks[i].key);
+        }
+        sc_watch_stop(s, &w);
+        /* current state: every value intact */
+        ck_list l = {0};
+        SC_OK(ck_store_list(s, "/registry/crash/", NULL, &l, err_));
+        for (size_t i = 0; i < l.n; i++)
+            assert_true(value_ok(l.items[i].value, l.items[i].value_len, l.items[i].key));
+        fprintf(stderr, "# crash round %d: %zu acknowledged writes (%lld committed), %zu keys\n",
+                round, n, (long long)(cur - base), l.n);
+        ck_list_free(&l);
+        ck_store_close(s);
+        free(acks);
+    }
+    ck_error *e = NULL;
+    *state = ck_store_open_sqlite(dbpath, &e);
+    assert_non_null(*state);
+}
+
+/* ---- compaction, slow watchers, speed ------------------------------------------------------- */
+
+static void test_auto_compaction(void **state)
+{
+    ck_store *s = *state;
+    int64_t first = sc_create(s, "/registry/ac/k", "0");
+    int64_t r = first;
+    for (int i = 1; i < 300; i++)
+        r = sc_update(s, "/registry/ac/k", "v", r);
+    SC_OK(ck_store_sqlite_set_compaction(s, 50, 20, err_));
+    ck_sqlite_stats stats = {0};
+    for (int i = 0; i < 200 && stats.compactions == 0; i++) {
+        sc_sleep_ms(10);
+        SC_OK(ck_store_sqlite_stats(s, &stats, err_));
+    }
+    assert_true(stats.compactions > 0);
+    ck_list l = {0};
+    SC_FAILS(ck_store_list(s, "/registry/ac/", &(ck_list_opts){.revision = first + 5}, &l, err_),
+             CK_E_EXPIRED);
+    SC_OK(ck_store_list(s, "/registry/ac/", &(ck_list_opts){.revision = r - 5}, &l, err_));
+    assert_int_equal(l.n, 1);
+    ck_list_free(&l);
+    sc_assert_value(s, "/registry/ac/k", "v");
+    SC_FAILS(ck_store_sqlite_set_compaction(s, 50, 0, err_), CK_E_INVALID);
+}
+
+/* Churn with automatic compaction keeps the file bounded. */
+static void test_file_size_bounded(void **state)
+{
+    ck_store *s = *state;
+    SC_OK(ck_store_sqlite_set_compaction(s, 20, 50, err_));
+    char *val = xmalloc(20000);
+    memset(val, 'x', 20000);
+    for (int i = 0; i < 3000; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/churn/%d", i % 20);
+        int64_t rev;
+        ck_error *e = NULL;
+        if (ck_store_update(s, key, val, 20000, 0, &rev, &e) < 0) {
+            ck_error_free(e);
+            e = NULL;
+            SC_OK(ck_store_create(s, key, val, 20000, &rev, err_));
+        }
+        if (i % 100 == 0)
+            sc_sleep_ms(5);   /* let the compactor in */
+    }
+    free(val);
+    sc_sleep_ms(200);
+    struct stat sb;
+    char wal[400];
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    assert_int_equal(stat(dbpath, &sb), 0);
+    off_t db = sb.st_size, wl = stat(wal, &sb) == 0 ? sb.st_size : 0;
+    fprintf(stderr, "# 3000 x 20 KB writes (60 MB) on 20 keys: db %lld KB, wal %lld KB\n",
+            (long long)db / 1024, (long long)wl / 1024);
+    assert_true(db < 30 * 1024 * 1024);
+    assert_true(wl < 80 * 1024 * 1024);
+}
+
+typedef struct slow_ctx {
+    sc_watch w;
+    atomic_int gate;
+} slow_ctx;
+
+static void slow_cb(void *ctx, const ck_event *evs, size_t n, const ck_error *err)
+{
+    slow_ctx *c = ctx;
+    while (!atomic_load(&c->gate))
+        sc_sleep_ms(1);
+    sc_watch_cb(&c->w, evs, n, err);
+}
+
+/* A watcher stuck in its callback while > 20000 events commit: its queue is dropped and it
+ * re-reads the log, still getting every event once, in order. */
+static void test_slow_watcher(void **state)
+{
+    ck_store *s = *state;
+    slow_ctx c;
+    sc_watch_init(&c.w);
+    atomic_init(&c.gate, 0);
+    sc_create(s, "/registry/slow/first", "x");
+    int64_t start = sc_create(s, "/registry/slow/second", "x");
+    ck_watch_handle *h = NULL;
+    SC_OK(ck_store_watch(s, "/registry/slow/", start - 1, slow_cb, &c, &h, err_));
+    enum { T = 16, N = 1600 };
+    pthread_t th[T];
+    sc_storm args[T];
+    cleanup_free int64_t *revs = xcalloc(T * N, sizeof *revs);
+    for (int i = 0; i < T; i++) {
+        args[i] = (sc_storm){s, "/registry/slow/", i, N, revs + i * N, 0};
+        pthread_create(&th[i], NULL, sc_storm_thread, &args[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    int64_t last = sc_current(s);
+    ck_sqlite_stats st = {0};
+    SC_OK(ck_store_sqlite_stats(s, &st, err_));
+    assert_true(st.watch_resyncs > 0);
+    atomic_store(&c.gate, 1);
+    assert_true(sc_watch_wait(&c.w, last, 0));
+    sc_check_contiguous(&c.w, start - 1, last, "/registry/slow/");
+    ck_store_watch_cancel(s, h);
+    c.w.h = NULL;
+    sc_watch_stop(s, &c.w);
+}
+
+static void test_list_10k_fast(void **state)
+{
+    ck_store *s = *state;
+    enum { T = 8, N = 1250 };
+    pthread_t th[T];
+    sc_storm args[T];
+    cleanup_free int64_t *revs = xcalloc(T * N, sizeof *revs);
+    for (int i = 0; i < T; i++) {
+        args[i] = (sc_storm){s, "/registry/pods/", i, N, revs + i * N, 0};
+        pthread_create(&th[i], NULL, sc_storm_thread, &args[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    /* some history and deletes too */
+    for (int i = 0; i < 500; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "/registry/pods/t00/%04d", i);
+        sc_update(s, k, "updated", 0);
+    }
+    int64_t best = INT64_MAX, best_keys = INT64_MAX, best_page = INT64_MAX;
+    for (int round = 0; round < 5; round++) {
+        ck_list l = {0};
+        int64_t t0 = ck_now_ns();
+        SC_OK(ck_store_list(s, "/registry/pods/", NULL, &l, err_));
+        int64_t t1 = ck_now_ns();
+        assert_int_equal(l.n, T * N);
+        ck_list_free(&l);
+        SC_OK(ck_store_list(s, "/registry/pods/", &(ck_list_opts){.keys_only = true}, &l, err_));
+        int64_t t2 = ck_now_ns();
+        ck_list_free(&l);
+        SC_OK(ck_store_list(s, "/registry/pods/", &(ck_list_opts){.limit = 500,
+                            .start_after = "/registry/pods/t04/0000"}, &l, err_));
+        int64_t t3 = ck_now_ns();
+        assert_int_equal(l.n, 500);
+        assert_int_equal(l.remaining, T * N - 4 * N - 1 - 500);
+        ck_list_free(&l);
+        if (t1 - t0 < best)
+            best = t1 - t0;
+        if (t2 - t1 < best_keys)
+            best_keys = t2 - t1;
+        if (t3 - t2 < best_page)
+            best_page = t3 - t2;
+    }
+    fprintf(stderr, "# list 10000 keys: %.1f ms with values, %.1f ms keys only, "
+            "%.1f ms for a 500-key page + count\n", best / 1e6, best_keys / 1e6, best_page / 1e6);
+    assert_true(best < 150 * 1000000LL);   /* loose: sanitizer builds are slower */
+}
+
+/* ---- write rate (informational; docs/store.md quotes it) ------------------------------------- */
+
+typedef struct rate_arg {
+    ck_store *s;
+    int id;
+    int64_t until;
+    int64_t n;
+    int64_t *lat;
+    size_t nlat, cap;
+} rate_arg;
+
+static void *rate_thread(void *p)
+{
+    rate_arg *a = p;
+    char val[1024];
+    memset(val, 'v', sizeof val);
+    for (int64_t i = 0; ck_now_ns() < a->until; i++) {
+        char key[96];
+        snprintf(key, sizeof key, "/registry/rate/t%d/%lld", a->id, (long long)i);
+        int64_t t0 = ck_now_ns(), rev;
+        ck_error *e = NULL;
+        if (ck_store_create(a->s, key, val, sizeof val, &rev, &e) < 0) {
+            ck_error_free(e);
+            return NULL;
+        }
+        if (a->nlat == a->cap) {
+            a->cap = a->cap ? a->cap * 2 : 4096;
+            a->lat = xrealloc(a->lat, a->cap * sizeof *a->lat);
+        }
+        a->lat[a->nlat++] = ck_now_ns() - t0;
+        a->n++;
+    }
+    return NULL;
+}
+
+static void test_write_rate(void **state)
+{
+    ck_store *s = *state;
+    static const int conc[] = {1, 16, 64};
+    for (size_t c = 0; c < ARRAY_SIZE(conc); c++) {
+        int T = conc[c];
+        pthread_t *th = xcalloc((size_t)T, sizeof *th);
+        rate_arg *args = xcalloc((size_t)T, sizeof *args);
+        ck_sqlite_stats s0, s1;
+        SC_OK(ck_store_sqlite_stats(s, &s0, err_));
+        int64_t t0 = ck_now_ns(), until = t0 + 1000 * 1000000LL;
+        for (int i = 0; i < T; i++) {
+            args[i] = (rate_arg){.s = s, .id = (int)c * 100 + i, .until = until};
+            pthread_create(&th[i], NULL, rate_thread, &args[i]);
+        }
+        int64_t total = 0;
+        size_t nl = 0;
+        for (int i = 0; i < T; i++) {
+            pthread_join(th[i], NULL);
+            total += args[i].n;
+            nl += args[i].nlat;
+        }
+        double secs = (ck_now_ns() - t0) / 1e9;
+        SC_OK(ck_store_sqlite_stats(s, &s1, err_));
+        int64_t *all = xcalloc(nl ? nl : 1, sizeof *all);
+        size_t k = 0;
+        for (int i = 0; i < T; i++) {
+            memcpy(all + k, args[i].lat, args[i].nlat * sizeof *all);
+            k += args[i].nlat;
+            free(args[i].lat);
+        }
+        qsort(all, nl, sizeof *all, sc_cmp_i64);
+        fprintf(stderr, "# %2d writers: %7.0f writes/s, p50 %.2f ms, p99 %.2f ms, "
+                "%.1f writes/commit\n", T, total / secs, nl ? all[nl / 2] / 1e6 : 0,
+                nl ? all[nl * 99 / 100] / 1e6 : 0,
+                (double)(s1.writes - s0.writes) / (double)(s1.commits - s0.commits + !(s1.commits - s0.commits)));
+        assert_true(total > 0);
+        free(all);
+        free(args);
+        free(th);
+    }
+}
+
+int main(void)
+{
+    size_t n;
+    const struct CMUnitTest *conf = store_conformance_tests(setup, teardown, &n);
+    int failed = _cmocka_run_group_tests("store_sqlite_conformance", conf, n, NULL, NULL);
+    const struct CMUnitTest own[] = {
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_random_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_foreign_sqlite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_wrong_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwritable_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auto_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_size_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_10k_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_rate, setup, teardown),
+    };
+    failed += cmocka_run_group_tests_name("store_sqlite", own, NULL, NULL);
+    return failed;
+}

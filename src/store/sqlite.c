@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -73,8 +74,8 @@ typedef struct wreq {
     int rc;
     ck_error *err;
     int64_t rev;
-    bool done;
-    pthread_cond_t cond;
+    sem_t done;               /* posted once the result is in; no lock, so a woken caller does
+                                 not queue on the writer's mutex */
     struct wreq *next;
 } wreq;
 
@@ -435,13 +436,10 @@ static int set_meta(sqlite_store *st, const char *name, int64_t v, ck_error **er
 
 static void wake(sqlite_store *st, wreq *list)
 {
-    pthread_mutex_lock(&st->qmu);
     for (wreq *r = list, *next; r; r = next) {
-        next = r->next;
-        r->done = true;
-        pthread_cond_signal(&r->cond);
+        next = r->next;         /* r belongs to its caller again after the post */
+        sem_post(&r->done);
     }
-    pthread_mutex_unlock(&st->qmu);
 }
 
 /* One group commit: every request in `batch` in one transaction. */
@@ -604,12 +602,8 @@ static void *writer_main(void *arg)
             nops++;
             bytes += r->len;
         }
-        for (wreq *r = finished, *next; r; r = next) {
-            next = r->next;
-            r->done = true;
-            pthread_cond_signal(&r->cond);
-        }
         pthread_mutex_unlock(&st->qmu);
+        wake(st, finished);
         if (batch)
             commit_batch(st, batch, nops);
         else if (st->cjob_done < st->cjob_target)
@@ -628,13 +622,12 @@ static void *writer_main(void *arg)
 /* Queue a request and wait until the writer has committed (or failed) it. */
 static int submit(sqlite_store *st, wreq *r, ck_error **err)
 {
-    pthread_cond_init(&r->cond, NULL);
     pthread_mutex_lock(&st->qmu);
     if (st->stopping) {
         pthread_mutex_unlock(&st->qmu);
-        pthread_cond_destroy(&r->cond);
         return ck_error_set(err, CK_E_UNAVAILABLE, "store is closed");
     }
+    sem_init(&r->done, 0, 0);
     r->next = NULL;
     if (st->qtail)
         st->qtail->next = r;
@@ -642,10 +635,10 @@ static int submit(sqlite_store *st, wreq *r, ck_error **err)
         st->qhead = r;
     st->qtail = r;
     pthread_cond_signal(&st->qcond);
-    while (!r->done)
-        pthread_cond_wait(&r->cond, &st->qmu);
     pthread_mutex_unlock(&st->qmu);
-    pthread_cond_destroy(&r->cond);
+    while (sem_wait(&r->done) < 0 && errno == EINTR)
+        ;
+    sem_destroy(&r->done);
     if (r->rc < 0) {
         if (err) {
             ck_error_free(*err);

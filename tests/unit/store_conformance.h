@@ -640,11 +640,13 @@ typedef struct sc_writer {
     const char *sub;    /* e.g. "w/" */
     int nkeys;
     int nops;
-    volatile int stop;
+    atomic_int stop;          /* set by the test thread */
     int failures;
     sc_oplog *log;
     int nlog;
-    volatile int64_t last_rev;
+    atomic_llong last_rev;    /* progress, read by the test thread while writing */
+    atomic_int progress;      /* == nlog, published */
+    atomic_int done;          /* the thread finished (or failed) */
     unsigned seed;
 } sc_writer;
 
@@ -652,7 +654,7 @@ static void *sc_writer_thread(void *p)
 {
     sc_writer *w = p;
     w->log = xcalloc((size_t)w->nops, sizeof *w->log);
-    for (int i = 0; i < w->nops && !w->stop; i++) {
+    for (int i = 0; i < w->nops && !atomic_load(&w->stop); i++) {
         int ki = (int)(rand_r(&w->seed) % (unsigned)w->nkeys);
         cleanup_free char *k = sc_key(w->root, "%s%04d", w->sub, ki);
         sc_oplog *op = &w->log[w->nlog];
@@ -680,10 +682,12 @@ static void *sc_writer_thread(void *p)
         }
         op->rev = rev;
         w->nlog++;
-        w->last_rev = rev;
+        atomic_store(&w->last_rev, rev);
+        atomic_store(&w->progress, w->nlog);
         if (w->nlog >= w->nops - 1)
             break;
     }
+    atomic_store(&w->done, 1);
     return NULL;
 }
 
@@ -706,7 +710,7 @@ static void sc_test_list_consistent(void **state)
     sc_writer w = {.s = s, .root = root, .sub = "w/", .nkeys = NK, .nops = 4000, .seed = 7};
     pthread_t th;
     pthread_create(&th, NULL, sc_writer_thread, &w);
-    while (w.last_rev == 0 && w.nlog == 0 && !w.failures)
+    while (atomic_load(&w.progress) == 0 && !atomic_load(&w.done))
         sc_sleep_ms(1);
     sc_sleep_ms(20);
 
@@ -716,7 +720,7 @@ static void sc_test_list_consistent(void **state)
     int64_t R = all.revision;
     /* also a second view: list at R in one page, done later */
     sc_sleep_ms(20);
-    w.stop = 1;
+    atomic_store(&w.stop, 1);
     pthread_join(th, NULL);
     assert_int_equal(w.failures, 0);
     assert_true(R >= base);
@@ -848,9 +852,9 @@ static void sc_test_watch_handoff(void **state)
         pthread_t th;
         pthread_create(&th, NULL, sc_writer_thread, &wr);
         /* let some history build up, then watch from a point in the middle of it */
-        while (wr.nlog < 100 + round * 200 && !wr.failures && wr.nlog < wr.nops - 2)
+        while (atomic_load(&wr.progress) < 100 + round * 200 && !atomic_load(&wr.done))
             sc_sleep_ms(1);
-        int64_t N = start + (wr.last_rev - start) / 2;
+        int64_t N = start + (atomic_load(&wr.last_rev) - start) / 2;
         sc_watch w;
         enum ck_error_code code;
         assert_int_equal(sc_watch_start(s, &w, prefix, N, &code), 0);

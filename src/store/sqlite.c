@@ -1016,6 +1016,7 @@ static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
         return sql_err(err, st->wdb, rc, "enable WAL");
     int64_t cur = 0, maxrev = 0, crev = 0, cdone = 0;
     if (exec(st->wdb, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;"
+                      "PRAGMA temp_store = MEMORY;"
                       "PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16000", err) < 0 ||
         query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'current_rev'", &cur, err) < 0 ||
         query_i64(st->wdb, "SELECT MAX(rev) FROM kv", &maxrev, err) < 0 ||
@@ -1144,7 +1145,7 @@ static ck_store *open_locked(const char *path, ck_error **err)
             goto fail;
     /* the checkpointer must have read the file once to know it is in WAL mode */
     if (open_conn(path, false, &st->cdb, err) < 0 ||
-        exec(st->cdb, "SELECT count(*) FROM meta", err) < 0)
+        exec(st->cdb, "PRAGMA synchronous = FULL; SELECT count(*) FROM meta", err) < 0)
         goto fail;
     int rc;
     if ((rc = pthread_create(&st->writer, NULL, writer_main, st)) != 0)

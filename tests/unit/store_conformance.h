@@ -25,6 +25,8 @@
  *  - list at a revision above the current one: CK_E_TIMEOUT ("Too large resource version", as
  *    upstream answers 504 with a retry).
  *  - ck_store_watch_cancel() may be called from inside the watch's own callback.
+ *  - watch with after_rev 0 ("from now") delivers every write that starts after watch() returned
+ *    (a backend whose watch is set up asynchronously must pin the current revision first).
  *  - values of 1.5 MiB must work (etcd: start it with --max-request-bytes >= 2 MiB).
  */
 #ifndef CK_STORE_CONFORMANCE_H

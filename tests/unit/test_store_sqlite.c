@@ -611,6 +611,41 @@ static void test_slow_watcher(void **state)
     sc_watch_stop(s, &c.w);
 }
 
+/* A watcher that falls behind past a compaction ends with CK_E_EXPIRED, after delivering a
+ * gap-free prefix of the events. */
+static void test_slow_watcher_expired(void **state)
+{
+    ck_store *s = *state;
+    slow_ctx c;
+    sc_watch_init(&c.w);
+    atomic_init(&c.gate, 0);
+    sc_create(s, "/registry/lag/first", "x");
+    int64_t start = sc_create(s, "/registry/lag/second", "x");
+    ck_watch_handle *h = NULL;
+    SC_OK(ck_store_watch(s, "/registry/lag/", start - 1, slow_cb, &c, &h, err_));
+    enum { T = 16, N = 2000 };
+    pthread_t th[T];
+    sc_storm args[T];
+    cleanup_free int64_t *revs = xcalloc(T * N, sizeof *revs);
+    for (int i = 0; i < T; i++) {
+        args[i] = (sc_storm){s, "/registry/lag/", i, N, revs + i * N, 0};
+        pthread_create(&th[i], NULL, sc_storm_thread, &args[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    int64_t last = sc_current(s);
+    SC_OK(ck_store_compact(s, last, err_));
+    atomic_store(&c.gate, 1);
+    assert_true(sc_watch_wait_end(&c.w));
+    assert_int_equal(c.w.end_code, CK_E_EXPIRED);
+    assert_int_equal(c.w.bad_calls, 0);
+    assert_true(c.w.n > 0 && c.w.n < (size_t)(last - start + 1));
+    sc_check_contiguous(&c.w, start - 1, c.w.evs[c.w.n - 1].revision, "/registry/lag/");
+    ck_store_watch_cancel(s, h);
+    c.w.h = NULL;
+    sc_watch_stop(s, &c.w);
+}
+
 /* History with large values is read in byte-bounded chunks: still complete and in order. */
 static void test_watch_large_history(void **state)
 {
@@ -779,6 +814,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auto_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_watcher_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_large_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_10k_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_rate, setup, teardown),

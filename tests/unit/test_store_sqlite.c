@@ -355,14 +355,16 @@ static void *crash_writer(void *p)
     char val[4096], line[256];
     for (int i = 0;; i++) {
         char key[128];
-        bool upd = i > 4 && rand_r(&seed) % 4 == 0;
-        int ki = upd ? (int)(rand_r(&seed) % (unsigned)i) : i;
+        unsigned dice = rand_r(&seed) % 10;
+        bool upd = i > 4 && dice < 3, del = i > 4 && dice == 3;   /* 30% updates, 10% deletes */
+        int ki = upd || del ? (int)(rand_r(&seed) % (unsigned)i) : i;
         snprintf(key, sizeof key, "/registry/crash/p%dt%d/%06d", (int)getpid(), a->id, ki);
         size_t n = make_value(val, sizeof val, key, i, &seed);
         int64_t rev = 0;
         ck_error *e = NULL;
-        int rc = upd ? ck_store_update(a->s, key, val, n, 0, &rev, &e)
-                     : ck_store_create(a->s, key, val, n, &rev, &e);
+        int rc = del   ? ck_store_delete(a->s, key, 0, NULL, &rev, &e)
+                 : upd ? ck_store_update(a->s, key, val, n, 0, &rev, &e)
+                       : ck_store_create(a->s, key, val, n, &rev, &e);
         if (rc < 0) {
             bool benign = e->code == CK_E_EXISTS || e->code == CK_E_NOT_FOUND;
             ck_error_free(e);
@@ -370,7 +372,7 @@ static void *crash_writer(void *p)
                 continue;   /* a key from an earlier round */
             _exit(5);
         }
-        int ln = snprintf(line, sizeof line, "%lld %s\n", (long long)rev, key);
+        int ln = snprintf(line, sizeof line, "%lld %s %c\n", (long long)rev, key, del ? 'D' : 'P');
         if (write(a->fd, line, (size_t)ln) != ln)   /* < PIPE_BUF: atomic */
             _exit(6);
     }
@@ -396,6 +398,7 @@ static void crash_child(int fd)
 typedef struct acked {
     int64_t rev;
     char key[100];
+    char op;                  /* P(ut) or D(elete) */
 } acked;
 
 static void test_crash(void **state)
@@ -444,7 +447,7 @@ static void test_crash(void **state)
                     acks = xrealloc(acks, cap * sizeof *acks);
                 }
                 long long rv;
-                assert_int_equal(sscanf(line, "%lld %99s", &rv, acks[n].key), 2);
+                assert_int_equal(sscanf(line, "%lld %99s %c", &rv, acks[n].key, &acks[n].op), 3);
                 acks[n++].rev = rv;
                 line = nl + 1;
             }
@@ -474,7 +477,11 @@ static void test_crash(void **state)
         assert_true(sc_watch_wait(&w, cur, 0));
         sc_check_contiguous(&w, base, cur, "/registry/crash/");
         for (size_t i = 0; i < w.n; i++) {
-            assert_int_equal(w.evs[i].type, CK_EVENT_PUT);
+            if (w.evs[i].type == CK_EVENT_DELETE) {
+                assert_non_null(w.evs[i].prev_value);   /* what was deleted was whole, too */
+                assert_true(value_ok(w.evs[i].prev_value, w.evs[i].prev_value_len, w.evs[i].key));
+                continue;
+            }
             if (!value_ok(w.evs[i].value, strlen(w.evs[i].value), w.evs[i].key)) {
                 print_error("rev %lld: bad value for %s\n", (long long)w.evs[i].revision,
                             w.evs[i].key);
@@ -485,6 +492,7 @@ static void test_crash(void **state)
             int64_t idx = acks[i].rev - base - 1;
             assert_true(idx >= 0 && (size_t)idx < w.n);
             assert_string_equal(w.evs[idx].key, acks[i].key);
+            assert_int_equal(w.evs[idx].type, acks[i].op == 'D' ? CK_EVENT_DELETE : CK_EVENT_PUT);
         }
         sc_watch_stop(s, &w);
         /* current state: every value intact */

@@ -403,13 +403,12 @@ static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_erro
     e->ev.kv.key = xstrdup(r->key);
     e->ev.kv.create_revision = create_rev;
     e->ev.kv.mod_revision = rev;
-    if (r->kind != OP_DELETE) {
-        e->ev.kv.value = xmalloc(r->len + 1);
-        if (r->len)
-            memcpy(e->ev.kv.value, r->val, r->len);
-        e->ev.kv.value[r->len] = '\0';
-        e->ev.kv.value_len = r->len;
-    }
+    size_t vlen = r->kind == OP_DELETE ? 0 : r->len;   /* a DELETE's value is "" */
+    e->ev.kv.value = xmalloc(vlen + 1);
+    if (vlen)
+        memcpy(e->ev.kv.value, r->val, vlen);
+    e->ev.kv.value[vlen] = '\0';
+    e->ev.kv.value_len = vlen;
     if (pval) {
         e->ev.prev.key = xstrdup(r->key);
         e->ev.prev.value = pval;

@@ -981,6 +981,7 @@ static void sc_test_watch_prev(void **state)
     assert_int_equal(e[2].type, CK_EVENT_DELETE);
     assert_int_equal(e[2].revision, r3);
     assert_string_equal(e[2].key, k);
+    assert_int_equal(e[2].value_len, 0);
     assert_non_null(e[2].prev_key);
     assert_string_equal(e[2].prev_value, "v2");
     assert_int_equal(e[2].prev_mod_revision, r2);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -511,6 +512,104 @@ static void test_crash(void **state)
     assert_non_null(*state);
 }
 
+/* ---- write errors: a file size limit makes the disk "full" -------------------------------- */
+
+/* In a child with RLIMIT_FSIZE: writes start failing with CK_E_IO (no crash, no revision used,
+ * reads still work); the parent then reopens without the limit and finds every acknowledged
+ * write.  Exit codes: 0 ok, 10+ a failed check. */
+static int full_child(int fd)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    ck_error *e = NULL;
+    ck_store *s = ck_store_open_sqlite(dbpath, &e);
+    if (!s)
+        return 10;
+    struct rlimit rl = {4 * 1024 * 1024, 4 * 1024 * 1024};
+    if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+        return 11;
+    char *val = xmalloc(50000);
+    memset(val, 'f', 50000);
+    int64_t last = 0;
+    int failures = 0;
+    for (int i = 0; i < 400 && failures < 3; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/full/%04d", i);
+        int64_t rev = 0;
+        if (ck_store_create(s, key, val, 50000, &rev, &e) == 0) {
+            if (rev != last + 1 && last)
+                return 12;   /* a failed write used a revision */
+            last = rev;
+            char line[32];
+            int n = snprintf(line, sizeof line, "%lld\n", (long long)rev);
+            if (write(fd, line, (size_t)n) != n)
+                return 13;
+            continue;
+        }
+        if (e->code != CK_E_IO)
+            return 14;
+        ck_error_free(e);
+        e = NULL;
+        failures++;
+        int64_t cur = 0;
+        ck_kv kv = {0};
+        if (ck_store_current_revision(s, &cur, &e) < 0 || cur != last)
+            return 15;
+        if (ck_store_get(s, "/registry/full/0000", &kv, &e) < 0 || kv.value_len != 50000)
+            return 16;
+        ck_kv_free(&kv);
+    }
+    free(val);
+    if (failures == 0)
+        return 17;   /* the limit never bit: the test tested nothing */
+    ck_store_close(s);
+    return 0;
+}
+
+static void test_disk_full(void **state)
+{
+    ck_store_close(*state);
+    *state = NULL;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        _exit(full_child(pfd[1]));
+    }
+    close(pfd[1]);
+    FILE *f = fdopen(pfd[0], "r");
+    long long rev, nacks = 0, max_ack = 0;
+    while (fscanf(f, "%lld", &rev) == 1) {
+        nacks++;
+        if (rev > max_ack)
+            max_ack = rev;
+    }
+    fclose(f);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0) {
+        print_error("child failed check %d\n", WEXITSTATUS(status));
+        fail();
+    }
+    assert_true(nacks > 0);
+    ck_error *e = NULL;
+    ck_store *s = *state = ck_store_open_sqlite(dbpath, &e);
+    if (!s)
+        print_error("reopen: %s\n", e->msg);
+    assert_non_null(s);
+    assert_int_equal(sc_current(s), max_ack);
+    ck_list l = {0};
+    SC_OK(ck_store_list(s, "/registry/full/", NULL, &l, err_));
+    assert_int_equal(l.n, nacks);
+    for (size_t i = 0; i < l.n; i++)
+        assert_int_equal(l.items[i].value_len, 50000);
+    ck_list_free(&l);
+    /* and it takes writes again */
+    assert_int_equal(sc_create(s, "/registry/full/after", "x"), max_ack + 1);
+}
+
 /* ---- compaction, slow watchers, speed ------------------------------------------------------- */
 
 static void test_auto_compaction(void **state)
@@ -821,6 +920,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuse_wrong_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),

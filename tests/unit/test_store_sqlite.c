@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,6 +74,25 @@ static ck_store *reopen(ck_store *s)
 
 /* ---- reopen ----------------------------------------------------------------------------------- */
 
+/* Closing a store with a watch still open ends the watch without hanging. */
+static void test_close_with_watch(void **state)
+{
+    ck_store *s = *state;
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, "/registry/", 0, &code), 0);
+    int64_t r = sc_create(s, "/registry/x", "1");
+    assert_true(sc_watch_wait(&w, r, 0));
+    ck_store_close(s);
+    *state = NULL;
+    w.h = NULL;   /* the store freed it */
+    assert_int_equal(w.bad_calls, 0);
+    sc_watch_stop(NULL, &w);
+    ck_error *e = NULL;
+    *state = ck_store_open_sqlite(dbpath, &e);
+    assert_non_null(*state);
+}
+
 static void test_reopen(void **state)
 {
     ck_store *s = *state;
@@ -114,8 +134,24 @@ static void test_locked(void **state)
     ck_store *s2 = ck_store_open_sqlite(dbpath, &e);
     assert_null(s2);
     assert_non_null(e);
-    assert_non_null(strstr(e->msg, "in use"));
+    assert_non_null(strstr(e->msg, "in use by this process"));
     ck_error_free(e);
+    /* the first store still works */
+    int64_t r = sc_create(*state, "/registry/locked", "x");
+    sc_assert_value(*state, "/registry/locked", "x");
+    /* another process */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ck_error *ce = NULL;
+        ck_store *cs = ck_store_open_sqlite(dbpath, &ce);
+        _exit(cs ? 1 : ce && strstr(ce->msg, "in use by another process") ? 0 : 2);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(sc_update(*state, "/registry/locked", "y", r), r + 1);
 }
 
 /* ---- refusing files that are not ours --------------------------------------------------------- */
@@ -167,6 +203,17 @@ static void test_refuse_random_bytes(void **state)
             memcpy(buf, "SQLite format 3", 16);   /* right magic, garbage after it */
         assert_int_equal(ck_write_file_atomic(path, buf, sizeof buf, 0600), 0);
         assert_refused(path, round == 0 ? "not a SQLite database" : "another application");
+    }
+    /* our magic and application id, garbage after it: damaged, refused, untouched */
+    for (int round = 0; round < 3; round++) {
+        char buf[16384];
+        ck_random_bytes(buf, sizeof buf);
+        memcpy(buf, "SQLite format 3", 16);
+        buf[16] = 0x10, buf[17] = 0;          /* page size 4096 */
+        buf[18] = buf[19] = (char)(round + 1); /* file format 1/2/3 */
+        buf[68] = 0x63, buf[69] = 0x6b, buf[70] = 0x75, buf[71] = 0x62;
+        assert_int_equal(ck_write_file_atomic(path, buf, sizeof buf, 0600), 0);
+        assert_refused(path, "");
     }
     /* a short file */
     assert_int_equal(ck_write_file_atomic(path, "hello", 5, 0600), 0);
@@ -309,14 +356,16 @@ static void *crash_writer(void *p)
     char val[4096], line[256];
     for (int i = 0;; i++) {
         char key[128];
-        bool upd = i > 4 && rand_r(&seed) % 4 == 0;
-        int ki = upd ? (int)(rand_r(&seed) % (unsigned)i) : i;
+        unsigned dice = rand_r(&seed) % 10;
+        bool upd = i > 4 && dice < 3, del = i > 4 && dice == 3;   /* 30% updates, 10% deletes */
+        int ki = upd || del ? (int)(rand_r(&seed) % (unsigned)i) : i;
         snprintf(key, sizeof key, "/registry/crash/p%dt%d/%06d", (int)getpid(), a->id, ki);
         size_t n = make_value(val, sizeof val, key, i, &seed);
         int64_t rev = 0;
         ck_error *e = NULL;
-        int rc = upd ? ck_store_update(a->s, key, val, n, 0, &rev, &e)
-                     : ck_store_create(a->s, key, val, n, &rev, &e);
+        int rc = del   ? ck_store_delete(a->s, key, 0, NULL, &rev, &e)
+                 : upd ? ck_store_update(a->s, key, val, n, 0, &rev, &e)
+                       : ck_store_create(a->s, key, val, n, &rev, &e);
         if (rc < 0) {
             bool benign = e->code == CK_E_EXISTS || e->code == CK_E_NOT_FOUND;
             ck_error_free(e);
@@ -324,7 +373,7 @@ static void *crash_writer(void *p)
                 continue;   /* a key from an earlier round */
             _exit(5);
         }
-        int ln = snprintf(line, sizeof line, "%lld %s\n", (long long)rev, key);
+        int ln = snprintf(line, sizeof line, "%lld %s %c\n", (long long)rev, key, del ? 'D' : 'P');
         if (write(a->fd, line, (size_t)ln) != ln)   /* < PIPE_BUF: atomic */
             _exit(6);
     }
@@ -350,6 +399,7 @@ static void crash_child(int fd)
 typedef struct acked {
     int64_t rev;
     char key[100];
+    char op;                  /* P(ut) or D(elete) */
 } acked;
 
 static void test_crash(void **state)
@@ -398,7 +448,7 @@ static void test_crash(void **state)
                     acks = xrealloc(acks, cap * sizeof *acks);
                 }
                 long long rv;
-                assert_int_equal(sscanf(line, "%lld %99s", &rv, acks[n].key), 2);
+                assert_int_equal(sscanf(line, "%lld %99s %c", &rv, acks[n].key, &acks[n].op), 3);
                 acks[n++].rev = rv;
                 line = nl + 1;
             }
@@ -428,7 +478,11 @@ static void test_crash(void **state)
         assert_true(sc_watch_wait(&w, cur, 0));
         sc_check_contiguous(&w, base, cur, "/registry/crash/");
         for (size_t i = 0; i < w.n; i++) {
-            assert_int_equal(w.evs[i].type, CK_EVENT_PUT);
+            if (w.evs[i].type == CK_EVENT_DELETE) {
+                assert_non_null(w.evs[i].prev_value);   /* what was deleted was whole, too */
+                assert_true(value_ok(w.evs[i].prev_value, w.evs[i].prev_value_len, w.evs[i].key));
+                continue;
+            }
             if (!value_ok(w.evs[i].value, strlen(w.evs[i].value), w.evs[i].key)) {
                 print_error("rev %lld: bad value for %s\n", (long long)w.evs[i].revision,
                             w.evs[i].key);
@@ -439,6 +493,7 @@ static void test_crash(void **state)
             int64_t idx = acks[i].rev - base - 1;
             assert_true(idx >= 0 && (size_t)idx < w.n);
             assert_string_equal(w.evs[idx].key, acks[i].key);
+            assert_int_equal(w.evs[idx].type, acks[i].op == 'D' ? CK_EVENT_DELETE : CK_EVENT_PUT);
         }
         sc_watch_stop(s, &w);
         /* current state: every value intact */
@@ -455,6 +510,104 @@ static void test_crash(void **state)
     ck_error *e = NULL;
     *state = ck_store_open_sqlite(dbpath, &e);
     assert_non_null(*state);
+}
+
+/* ---- write errors: a file size limit makes the disk "full" -------------------------------- */
+
+/* In a child with RLIMIT_FSIZE: writes start failing with CK_E_IO (no crash, no revision used,
+ * reads still work); the parent then reopens without the limit and finds every acknowledged
+ * write.  Exit codes: 0 ok, 10+ a failed check. */
+static int full_child(int fd)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    ck_error *e = NULL;
+    ck_store *s = ck_store_open_sqlite(dbpath, &e);
+    if (!s)
+        return 10;
+    struct rlimit rl = {4 * 1024 * 1024, 4 * 1024 * 1024};
+    if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+        return 11;
+    char *val = xmalloc(50000);
+    memset(val, 'f', 50000);
+    int64_t last = 0;
+    int failures = 0;
+    for (int i = 0; i < 400 && failures < 3; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/full/%04d", i);
+        int64_t rev = 0;
+        if (ck_store_create(s, key, val, 50000, &rev, &e) == 0) {
+            if (rev != last + 1 && last)
+                return 12;   /* a failed write used a revision */
+            last = rev;
+            char line[32];
+            int n = snprintf(line, sizeof line, "%lld\n", (long long)rev);
+            if (write(fd, line, (size_t)n) != n)
+                return 13;
+            continue;
+        }
+        if (e->code != CK_E_IO)
+            return 14;
+        ck_error_free(e);
+        e = NULL;
+        failures++;
+        int64_t cur = 0;
+        ck_kv kv = {0};
+        if (ck_store_current_revision(s, &cur, &e) < 0 || cur != last)
+            return 15;
+        if (ck_store_get(s, "/registry/full/0000", &kv, &e) < 0 || kv.value_len != 50000)
+            return 16;
+        ck_kv_free(&kv);
+    }
+    free(val);
+    if (failures == 0)
+        return 17;   /* the limit never bit: the test tested nothing */
+    ck_store_close(s);
+    return 0;
+}
+
+static void test_disk_full(void **state)
+{
+    ck_store_close(*state);
+    *state = NULL;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        _exit(full_child(pfd[1]));
+    }
+    close(pfd[1]);
+    FILE *f = fdopen(pfd[0], "r");
+    long long rev, nacks = 0, max_ack = 0;
+    while (fscanf(f, "%lld", &rev) == 1) {
+        nacks++;
+        if (rev > max_ack)
+            max_ack = rev;
+    }
+    fclose(f);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0) {
+        print_error("child failed check %d\n", WEXITSTATUS(status));
+        fail();
+    }
+    assert_true(nacks > 0);
+    ck_error *e = NULL;
+    ck_store *s = *state = ck_store_open_sqlite(dbpath, &e);
+    if (!s)
+        print_error("reopen: %s\n", e->msg);
+    assert_non_null(s);
+    assert_int_equal(sc_current(s), max_ack);
+    ck_list l = {0};
+    SC_OK(ck_store_list(s, "/registry/full/", NULL, &l, err_));
+    assert_int_equal(l.n, nacks);
+    for (size_t i = 0; i < l.n; i++)
+        assert_int_equal(l.items[i].value_len, 50000);
+    ck_list_free(&l);
+    /* and it takes writes again */
+    assert_int_equal(sc_create(s, "/registry/full/after", "x"), max_ack + 1);
 }
 
 /* ---- compaction, slow watchers, speed ------------------------------------------------------- */
@@ -563,6 +716,66 @@ static void test_slow_watcher(void **state)
     ck_store_watch_cancel(s, h);
     c.w.h = NULL;
     sc_watch_stop(s, &c.w);
+}
+
+/* A watcher that falls behind past a compaction ends with CK_E_EXPIRED, after delivering a
+ * gap-free prefix of the events. */
+static void test_slow_watcher_expired(void **state)
+{
+    ck_store *s = *state;
+    slow_ctx c;
+    sc_watch_init(&c.w);
+    atomic_init(&c.gate, 0);
+    sc_create(s, "/registry/lag/first", "x");
+    int64_t start = sc_create(s, "/registry/lag/second", "x");
+    ck_watch_handle *h = NULL;
+    SC_OK(ck_store_watch(s, "/registry/lag/", start - 1, slow_cb, &c, &h, err_));
+    enum { T = 16, N = 2000 };
+    pthread_t th[T];
+    sc_storm args[T];
+    cleanup_free int64_t *revs = xcalloc(T * N, sizeof *revs);
+    for (int i = 0; i < T; i++) {
+        args[i] = (sc_storm){s, "/registry/lag/", i, N, revs + i * N, 0};
+        pthread_create(&th[i], NULL, sc_storm_thread, &args[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    int64_t last = sc_current(s);
+    SC_OK(ck_store_compact(s, last, err_));
+    atomic_store(&c.gate, 1);
+    assert_true(sc_watch_wait_end(&c.w));
+    assert_int_equal(c.w.end_code, CK_E_EXPIRED);
+    assert_int_equal(c.w.bad_calls, 0);
+    assert_true(c.w.n > 0 && c.w.n < (size_t)(last - start + 1));
+    sc_check_contiguous(&c.w, start - 1, c.w.evs[c.w.n - 1].revision, "/registry/lag/");
+    ck_store_watch_cancel(s, h);
+    c.w.h = NULL;
+    sc_watch_stop(s, &c.w);
+}
+
+/* History with large values is read in byte-bounded chunks: still complete and in order. */
+static void test_watch_large_history(void **state)
+{
+    ck_store *s = *state;
+    size_t len = 1536 * 1024;
+    cleanup_free char *val = xmalloc(len);
+    int64_t first = sc_create(s, "/registry/big/0", "small");
+    int64_t last = first;
+    for (int i = 0; i < 24; i++) {   /* 36 MiB of values, plus their prev values */
+        memset(val, 'a' + i, len);
+        SC_OK(ck_store_update(s, "/registry/big/0", val, len, 0, &last, err_));
+    }
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, "/registry/big/", first, &code), 0);
+    assert_true(sc_watch_wait(&w, last, 0));
+    sc_check_contiguous(&w, first, last, "/registry/big/");
+    for (size_t i = 0; i < w.n; i++) {
+        assert_int_equal(strlen(w.evs[i].value), len);
+        assert_int_equal(w.evs[i].value[len - 1], 'a' + (int)i);
+        assert_int_equal(strlen(w.evs[i].prev_value), i ? len : 5);
+    }
+    sc_watch_stop(s, &w);
 }
 
 static void test_list_10k_fast(void **state)
@@ -685,6 +898,8 @@ static void test_write_rate(void **state)
                 nl ? all[nl * 99 / 100] / 1e6 : 0,
                 (double)(s1.writes - s0.writes) / (double)(s1.commits - s0.commits + !(s1.commits - s0.commits)));
         assert_true(total > 0);
+        if (T >= 16)   /* group commit: concurrent writers share commits */
+            assert_true(s1.writes - s0.writes > (s1.commits - s0.commits) * 3 / 2);
         free(all);
         free(args);
         free(th);
@@ -698,15 +913,19 @@ int main(void)
     int failed = _cmocka_run_group_tests("store_sqlite_conformance", conf, n, NULL, NULL);
     const struct CMUnitTest own[] = {
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_random_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_foreign_sqlite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_wrong_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_watcher_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_large_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_10k_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_rate, setup, teardown),
     };

@@ -4,8 +4,12 @@
 #define CK_COMMANDS_H
 
 int cmd_version(int argc, char **argv);
+int cmd_server(int argc, char **argv);
+int cmd_hollow_node(int argc, char **argv);
 
 #define CK_COMMANDS(X) \
-    X("version", cmd_version, "Print the ckube version")
+    X("version", cmd_version, "Print the ckube version") \
+    X("server", cmd_server, "Run a single-node cluster (every component supervised)") \
+    X("hollow-node", cmd_hollow_node, "Simulate N kubelets that run no containers (scale tests)")
 
 #endif

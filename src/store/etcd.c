@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
@@ -38,6 +39,7 @@
 #define ETCD_RESPONSE_LIMIT (1024u * 1024 * 1024)   /* a whole-prefix list can be large */
 #define ETCD_WATCH_MSG_LIMIT (256u * 1024 * 1024)   /* one watch message (one batch of events) */
 #define ETCD_POOL_MAX 64
+#define ETCD_LIST_TIMEOUT_MS (10L * 60 * 1000)   /* cap for a (large) list; stalls end sooner */
 
 typedef struct etcd_store {
     ck_store base;
@@ -224,7 +226,6 @@ static CURL *pool_get(etcd_store *s)
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, s->headers);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ETCD_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "ckube-store-etcd");
@@ -286,11 +287,16 @@ static int etcd_error(const char *what, long status, json_t *body, ck_error **er
     return ck_error_set(err, c, "etcd %s: %s", what, msg);
 }
 
+enum { POST_WRITE = 0, POST_READ = 1, POST_LIST = 3 };   /* bit 0: safe to resend; bit 1: bulk */
+
 /* POST path with req as JSON to the first endpoint that answers; *out = the parsed 200 response.
- * `idempotent`: safe to resend to another endpoint after any transport failure. */
-static int etcd_post(etcd_store *s, const char *what, const char *path, json_t *req,
-                     bool idempotent, json_t **out, ck_error **err)
+ * POST_READ/POST_LIST: safe to resend to another endpoint after any transport failure.  A request
+ * must finish within timeout_ms; a list (possibly huge) instead fails when no byte arrives for
+ * timeout_ms, and within ETCD_LIST_TIMEOUT_MS in all. */
+static int etcd_post(etcd_store *s, const char *what, const char *path, json_t *req, int kind,
+                     json_t **out, ck_error **err)
 {
+    bool idempotent = kind & 1;
     char *body = json_dumps(req, JSON_COMPACT);
     if (!body)
         return ck_error_set(err, CK_E_INTERNAL, "etcd %s: cannot encode request", what);
@@ -302,11 +308,21 @@ static int etcd_post(etcd_store *s, const char *what, const char *path, json_t *
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    if (kind == POST_LIST) {
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ETCD_LIST_TIMEOUT_MS);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (s->timeout_ms + 999) / 1000);
+    } else {
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 0L);
+    }
 
     size_t start = atomic_load(&s->cur) % s->n_eps, idx = start;
     CURLcode cc = CURLE_OK;
+    size_t tried = 0;
     for (size_t i = 0; i < s->n_eps; i++) {
         idx = (start + i) % s->n_eps;
+        tried++;
         char *url = xasprintf("%s%s", s->eps[idx], path);
         curl_easy_setopt(c, CURLOPT_URL, url);
         ck_buf_reset(&k.buf);
@@ -334,7 +350,7 @@ static int etcd_post(etcd_store *s, const char *what, const char *path, json_t *
         if (k.overflow)
             ck_error_set(err, CK_E_TOO_LARGE, "etcd %s: response over %u bytes", what,
                          ETCD_RESPONSE_LIMIT);
-        else if (s->n_eps > 1)
+        else if (tried > 1)
             ck_error_set(err, CK_E_UNAVAILABLE, "etcd %s: no endpoint answered (%s): %s", what,
                          s->eps_text, errbuf[0] ? errbuf : curl_easy_strerror(cc));
         else
@@ -404,7 +420,7 @@ static int etcd_create(ck_store *st, const char *key, const void *val, size_t le
                         json_pack("[o]", compare("CREATE", "EQUAL", key, "create_revision", 0)));
     json_object_set_new(req, "success", json_pack("[o]", put_op(key, val, len)));
     json_t *resp = NULL;
-    int rc = etcd_post(s, "create", "/v3/kv/txn", req, false, &resp, err);
+    int rc = etcd_post(s, "create", "/v3/kv/txn", req, POST_WRITE, &resp, err);
     json_decref(req);
     if (rc < 0)
         return ck_error_wrap(err, "%s", key);
@@ -423,7 +439,7 @@ static int etcd_get(ck_store *st, const char *key, ck_kv *out, ck_error **err)
         return -1;
     json_t *req = json_pack("{s:o}", "key", j_bytes(key, strlen(key)));
     json_t *resp = NULL;
-    int rc = etcd_post(s, "get", "/v3/kv/range", req, true, &resp, err);
+    int rc = etcd_post(s, "get", "/v3/kv/range", req, POST_READ, &resp, err);
     json_decref(req);
     if (rc < 0)
         return ck_error_wrap(err, "%s", key);
@@ -450,7 +466,7 @@ static int guarded_write(etcd_store *s, const char *op, const char *key, json_t 
     json_t *req = json_pack("{s:o,s:[o],s:[o]}", "compare", cmp, "success", success_op, "failure",
                             range);
     json_t *resp = NULL;
-    int rc = etcd_post(s, op, "/v3/kv/txn", req, false, &resp, err);
+    int rc = etcd_post(s, op, "/v3/kv/txn", req, POST_WRITE, &resp, err);
     json_decref(req);
     if (rc < 0)
         return ck_error_wrap(err, "%s", key);
@@ -543,7 +559,7 @@ static int etcd_list(ck_store *st, const char *prefix, const ck_list_opts *opts,
     if (opts->count_only)
         json_object_set_new(req, "count_only", json_true());
     json_t *resp = NULL;
-    int rc = etcd_post(s, "list", "/v3/kv/range", req, true, &resp, err);
+    int rc = etcd_post(s, "list", "/v3/kv/range", req, POST_LIST, &resp, err);
     json_decref(req);
     if (rc < 0)
         return ck_error_wrap(err, "%s", prefix);
@@ -578,7 +594,7 @@ static int etcd_current_revision(ck_store *st, int64_t *rev, ck_error **err)
      * the cluster's current revision. */
     json_t *req = json_pack("{s:o,s:b}", "key", j_bytes("", 1), "count_only", 1);
     json_t *resp = NULL;
-    int rc = etcd_post(s, "current revision", "/v3/kv/range", req, true, &resp, err);
+    int rc = etcd_post(s, "current revision", "/v3/kv/range", req, POST_READ, &resp, err);
     json_decref(req);
     if (rc < 0)
         return -1;
@@ -595,7 +611,7 @@ static int etcd_compact(ck_store *st, int64_t revision, ck_error **err)
     json_t *req = json_pack("{s:o}", "revision", j_int64(revision));
     json_t *resp = NULL;
     ck_error *e = NULL;
-    int rc = etcd_post(s, "compact", "/v3/kv/compaction", req, true, &resp, &e);
+    int rc = etcd_post(s, "compact", "/v3/kv/compaction", req, POST_READ, &resp, &e);
     json_decref(req);
     if (rc < 0 && e->code == CK_E_EXPIRED) {   /* already compacted at or past it: done */
         ck_error_free(e);
@@ -983,21 +999,40 @@ static int etcd_watch(ck_store *st, const char *prefix, int64_t after_rev, ck_wa
     }
     ck_buf_init(&w->buf, ETCD_WATCH_MSG_LIMIT);
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
     int prc = pthread_create(&w->thread, NULL, watch_thread, w);
     if (prc != 0) {
         watch_free(w);
         errno = prc;
         return ck_error_sys(err, CK_E_INTERNAL, "etcd watch %s: pthread_create", prefix);
     }
-    /* Wait until etcd confirms the watch (or it fails), so connection errors are reported here. */
+    /* Wait until etcd confirms the watch (or it fails), so connection errors are reported here;
+     * a server that accepts the connection but never answers counts as unavailable. */
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    int64_t ns = dl.tv_nsec + (s->timeout_ms % 1000) * 1000000L;
+    dl.tv_sec += s->timeout_ms / 1000 + ns / 1000000000L;
+    dl.tv_nsec = ns % 1000000000L;
     pthread_mutex_lock(&w->mu);
     while (w->state == 0)
-        pthread_cond_wait(&w->cv, &w->mu);
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) == ETIMEDOUT && w->state == 0) {
+            atomic_store(&w->stop, true);
+            pthread_cond_broadcast(&w->cv);
+            break;
+        }
     int state = w->state;
     pthread_mutex_unlock(&w->mu);
-    if (state < 0) {
+    if (state != 1) {
+        curl_multi_wakeup(w->multi);
         pthread_join(w->thread, NULL);
+        if (!w->start_err)
+            ck_error_set(&w->start_err, CK_E_UNAVAILABLE,
+                         "etcd watch %s: %s: no answer within %ld ms", prefix, s->eps_text,
+                         s->timeout_ms);
         if (err) {
             *err = w->start_err;
             w->start_err = NULL;
@@ -1119,10 +1154,14 @@ ck_store *ck_store_open_etcd(const char *endpoints, ck_error **err)
     /* Check that some endpoint answers as an etcd v3 server before handing the store out. */
     json_t *req = json_object(), *resp = NULL;
     ck_error *e = NULL;
-    int rc = etcd_post(s, "status", "/v3/maintenance/status", req, true, &resp, &e);
+    int rc = etcd_post(s, "open", "/v3/maintenance/status", req, POST_READ, &resp, &e);
     json_decref(req);
     if (rc < 0) {
-        ck_error_set(err, CK_E_UNAVAILABLE, "etcd: cannot reach %s: %s", s->eps_text, e->msg);
+        if (e->code == CK_E_UNAVAILABLE && err)   /* already names the endpoints */
+            *err = steal_pointer(&e);
+        else
+            ck_error_set(err, CK_E_UNAVAILABLE, "etcd open %s: not usable: %s", s->eps_text,
+                         e->msg);
         ck_error_free(e);
         etcd_close(&s->base);
         return NULL;

@@ -190,6 +190,14 @@ static void test_open_errors(void **state)
     assert_int_equal(ck_store_get(s2, "/t/open/failover", &kv, &err), 0);
     assert_int_equal(kv.mod_revision, rev);
     ck_kv_free(&kv);
+    seen sw;
+    seen_init(&sw);
+    ck_watch_handle *w = NULL;
+    assert_int_equal(ck_store_watch(s2, "/t/open/", rev - 1, seen_cb, &sw, &w, &err), 0);
+    assert_true(seen_wait(&sw, 1, false, 5000));
+    assert_int_equal(sw.evs[0].revision, rev);
+    ck_store_watch_cancel(s2, w);
+    seen_free(&sw);
     ck_store_close(s2);
     free(eps);
 }
@@ -342,8 +350,22 @@ static void test_large_value(void **state)
     for (size_t i = 0; i < n; i++)
         v[i] = (char)(i * 7 + 3);
     int64_t rev = 0;
+    seen sw;
+    seen_init(&sw);
+    ck_watch_handle *w = NULL;
+    assert_int_equal(ck_store_watch(store, "/t/large/", 0, seen_cb, &sw, &w, &err), 0);
     if (ck_store_create(store, "/t/large/a", v, n, &rev, &err) < 0)
         fail_msg("create 1.5 MiB: %s", err->msg);
+    /* the watch carries it too, and an update carries old and new (2 x 1.5 MiB in one message) */
+    int64_t rev2 = 0;
+    assert_int_equal(ck_store_update(store, "/t/large/a", v, n, rev, &rev2, &err), 0);
+    assert_true(seen_wait(&sw, 2, false, 10000));
+    ck_store_watch_cancel(store, w);
+    assert_int_equal(sw.evs[1].revision, rev2);
+    assert_int_equal(sw.evs[1].kv.value_len, n);
+    assert_memory_equal(sw.evs[1].kv.value, v, n);
+    assert_int_equal(sw.evs[1].prev.value_len, n);
+    seen_free(&sw);
     ck_kv kv;
     assert_int_equal(ck_store_get(store, "/t/large/a", &kv, &err), 0);
     assert_int_equal(kv.value_len, n);
@@ -595,6 +617,23 @@ static void test_dead_etcd(void **state)
     assert_int_equal(CODE_OF(ck_store_get(s, "/t/dead/a", &kv, &err)), CK_E_UNAVAILABLE);
     int64_t took = ck_now_ns() - t0;
     assert_true(took >= 1000000000LL && took < 4000000000LL);
+    /* a list is not capped at the request timeout but fails once no byte arrives for it */
+    ck_list l;
+    t0 = ck_now_ns();
+    assert_int_equal(CODE_OF(ck_store_list(s, "/t/dead/", NULL, &l, &err)), CK_E_UNAVAILABLE);
+    took = ck_now_ns() - t0;
+    assert_true(took >= 1000000000LL && took < 5000000000LL);
+    /* a watch that etcd never confirms */
+    {
+        seen sw3;
+        seen_init(&sw3);
+        ck_watch_handle *w3 = NULL;
+        t0 = ck_now_ns();
+        assert_int_equal(CODE_OF(ck_store_watch(s, "/t/dead/", rev, seen_cb, &sw3, &w3, &err)),
+                         CK_E_UNAVAILABLE);
+        assert_true(ck_now_ns() - t0 < 5000000000LL);
+        seen_free(&sw3);
+    }
     etcd_harness_resume(&dying);
     assert_int_equal(ck_store_get(s, "/t/dead/a", &kv, &err), 0);
     ck_kv_free(&kv);
@@ -607,7 +646,6 @@ static void test_dead_etcd(void **state)
     assert_int_equal(CODE_OF(ck_store_get(s, "/t/dead/a", &kv, &err)), CK_E_UNAVAILABLE);
     assert_int_equal(CODE_OF(ck_store_create(s, "/t/dead/b", "1", 1, &rev, &err)),
                      CK_E_UNAVAILABLE);
-    ck_list l;
     assert_int_equal(CODE_OF(ck_store_list(s, "/t/dead/", NULL, &l, &err)), CK_E_UNAVAILABLE);
     ck_watch_handle *w2 = NULL;
     seen sw2;

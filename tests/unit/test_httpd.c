@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "lib/http_util.h"
 #include "lib/httpd.h"
@@ -965,7 +967,9 @@ static void test_many_idle_connections(void **state)
         rl.rlim_cur = want;
         assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
     }
-    assert_true(want >= 4200);                    /* both ends live in this process */
+    if (want < 4200)                              /* both ends live in this process */
+        fail_msg("RLIMIT_NOFILE hard limit %lu is below the 4200 this test needs",
+                 (unsigned long)rl.rlim_max);
 
     ck_httpd *h = start_plain();
     enum { N = 2000 };
@@ -1194,6 +1198,86 @@ static void test_tls_client_certs(void **state)
     ck_error_free(err);
 }
 
+/* Read TLS application data until `until` appears; true if the peer closed. */
+static bool tls_read(SSL *ssl, ck_buf *out, const char *until)
+{
+    for (;;) {
+        if (until && out->data && strstr(out->data, until))
+            return false;
+        char buf[16384];
+        int r = SSL_read(ssl, buf, sizeof buf);
+        if (r <= 0)
+            return SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN ||
+                   SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL ||
+                   SSL_get_error(ssl, r) == SSL_ERROR_SSL;
+        ck_buf_add(out, buf, (size_t)r);
+    }
+}
+
+/* Streams, tunnels and refusals over TLS: the paths kubectl watch / exec / apply really take. */
+static void test_tls_streams_and_tunnel(void **state)
+{
+    cleanup_free char *crt = xasprintf("%s/server.crt", tls_dir);
+    cleanup_free char *key = xasprintf("%s/server.key", tls_dir);
+    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key,
+                                                 .client_ca_file = ca});
+    cleanup_free char *base = xasprintf("https://127.0.0.1:%d", ck_httpd_port(h));
+    cleanup_free char *us = xasprintf("%s/stream", base);
+    cleanup_free char *ub = xasprintf("%s/body", base);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    ck_buf b;
+    assert_int_equal(curl_do(c, us, NULL, 0, &b), 200);
+    assert_string_equal(b.data, "event-0\nevent-1\nevent-2\nevent-3\nevent-4\n");
+    ck_buf_free(&b);
+    size_t n = 4 * 1024 * 1024;
+    cleanup_free char *big = xcalloc(1, n);
+    assert_int_equal(curl_do(c, ub, big, n, &b), 413);
+    assert_non_null(strstr(b.data, "RequestEntityTooLarge"));
+    ck_buf_free(&b);
+    assert_int_equal(curl_do(c, ub, "small", 5, &b), 200);   /* a new connection works */
+    assert_string_equal(b.data, "small");
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+
+    /* A raw TLS client that offers only h2: no ALPN agreed, HTTP/1.1 upgrade to a tunnel. */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    assert_int_equal(SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3), 0);
+    int fd = raw_connect(ck_httpd_port(h));
+    struct timeval tv = {3, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+    assert_int_equal(SSL_connect(ssl), 1);
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    assert_int_equal(alpn_len, 0);
+    const char *req = "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      "Upgrade: test-tunnel\r\n\r\nearly";
+    assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    tls_read(ssl, &r, "\r\n\r\nearly");
+    assert_true(!strncmp(r.data, "HTTP/1.1 101 ", 13));
+    ck_buf_reset(&r);
+    assert_int_equal(SSL_write(ssl, "ping-tls", 8), 8);
+    tls_read(ssl, &r, "ping-tls");
+    assert_string_equal(r.data, "ping-tls");
+    assert_int_equal(SSL_write(ssl, "quit", 4), 4);
+    assert_true(tls_read(ssl, &r, NULL));
+    assert_int_equal(t_wait_int(&T.closes, 2, 3000), 2);   /* /stream's and the tunnel's */
+    ck_buf_free(&r);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -1217,6 +1301,7 @@ int main(void)
         cmocka_unit_test(test_many_streams),
         cmocka_unit_test(test_deferred_answer),
         cmocka_unit_test_setup_teardown(test_tls_client_certs, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_streams_and_tunnel, tls_setup, tls_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -1,0 +1,430 @@
+/* client.c - see client.h. */
+#include "client/client.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLIENT_POOL_MAX 16
+#define CLIENT_MAX_RESPONSE (512u * 1024 * 1024)   /* a list of 150k pods stays below this */
+#define CLIENT_MAX_WATCH_LINE (16u * 1024 * 1024)
+
+struct ck_client {
+    ck_kubeconfig kc;            /* owned copies of the strings */
+    char *user_agent;
+    pthread_mutex_t lock;
+    CURL *pool[CLIENT_POOL_MAX]; /* idle handles; each keeps its live connection across requests */
+    int npool;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static char *dup_or_null(const char *s, size_t len)
+{
+    return s ? xstrndup(s, len) : NULL;
+}
+
+ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_error **err)
+{
+    if (!kc->server || !*kc->server) {
+        ck_error_set(err, CK_E_INVALID, "kubeconfig has no server");
+        return NULL;
+    }
+    pthread_once(&curl_once, curl_init_once);
+    ck_client *c = xcalloc(1, sizeof *c);
+    c->kc.server = xstrdup(kc->server);
+    c->kc.insecure = kc->insecure;
+    c->kc.ca_pem = dup_or_null(kc->ca_pem, kc->ca_len);
+    c->kc.ca_len = kc->ca_len;
+    c->kc.cert_pem = dup_or_null(kc->cert_pem, kc->cert_len);
+    c->kc.cert_len = kc->cert_len;
+    c->kc.key_pem = dup_or_null(kc->key_pem, kc->key_len);
+    c->kc.key_len = kc->key_len;
+    c->kc.token = kc->token ? xstrdup(kc->token) : NULL;
+    c->user_agent = xstrdup(user_agent ? user_agent : "ckube");
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+ck_client *ck_client_from_file(const char *path, const char *user_agent, ck_error **err)
+{
+    ck_kubeconfig *kc = ck_kubeconfig_load(path, NULL, err);
+    if (!kc) {
+        ck_error_wrap(err, "kubeconfig %s", path);
+        return NULL;
+    }
+    ck_client *c = ck_client_new(kc, user_agent, err);
+    ck_kubeconfig_free(kc);
+    return c;
+}
+
+void ck_client_free(ck_client *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->npool; i++)
+        curl_easy_cleanup(c->pool[i]);
+    free(c->kc.server);
+    free(c->kc.ca_pem);
+    free(c->kc.cert_pem);
+    free(c->kc.key_pem);
+    free(c->kc.token);
+    free(c->user_agent);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static CURL *handle_take(ck_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    CURL *h = c->npool ? c->pool[--c->npool] : NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (!h)
+        h = curl_easy_init();
+    else
+        curl_easy_reset(h);   /* keeps the live connection and TLS session */
+    return h;
+}
+
+static void handle_give(ck_client *c, CURL *h)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->npool < CLIENT_POOL_MAX) {
+        c->pool[c->npool++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (h)
+        curl_easy_cleanup(h);
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *userp)
+{
+    ck_buf *b = userp;
+    return ck_buf_add(b, data, size * n) < 0 ? 0 : size * n;
+}
+
+/* Common per-request setup: URL, TLS identity, headers. */
+static int setup(ck_client *c, CURL *h, const char *method, const char *path,
+                 struct curl_slist **headers, ck_error **err)
+{
+    cleanup_free char *url = ck_kubeconfig_url(&c->kc, path);
+    if (ck_kubeconfig_apply_curl(&c->kc, h, headers, err) < 0)
+        return -1;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    return 0;
+}
+
+enum ck_error_code ck_client_code_from_reason(const char *reason, long http)
+{
+    static const struct { const char *reason; enum ck_error_code code; } map[] = {
+        {"NotFound", CK_E_NOT_FOUND}, {"AlreadyExists", CK_E_EXISTS},
+        {"Conflict", CK_E_CONFLICT}, {"Invalid", CK_E_INVALID},
+        {"BadRequest", CK_E_BAD_REQUEST}, {"Unauthorized", CK_E_UNAUTHORIZED},
+        {"Forbidden", CK_E_FORBIDDEN}, {"MethodNotAllowed", CK_E_METHOD},
+        {"Expired", CK_E_EXPIRED}, {"Gone", CK_E_EXPIRED},
+        {"RequestEntityTooLarge", CK_E_TOO_LARGE}, {"UnsupportedMediaType", CK_E_UNSUPPORTED_TYPE},
+        {"TooManyRequests", CK_E_TOO_MANY}, {"Timeout", CK_E_TIMEOUT},
+        {"ServiceUnavailable", CK_E_UNAVAILABLE},
+    };
+    for (size_t i = 0; reason && i < ARRAY_SIZE(map); i++)
+        if (!strcmp(reason, map[i].reason))
+            return map[i].code;
+    switch (http) {
+    case 404: return CK_E_NOT_FOUND;
+    case 409: return CK_E_CONFLICT;
+    case 410: return CK_E_EXPIRED;
+    case 422: return CK_E_INVALID;
+    case 400: return CK_E_BAD_REQUEST;
+    case 401: return CK_E_UNAUTHORIZED;
+    case 403: return CK_E_FORBIDDEN;
+    case 429: return CK_E_TOO_MANY;
+    case 503: return CK_E_UNAVAILABLE;
+    default: return CK_E_INTERNAL;
+    }
+}
+
+/* Turn a non-2xx answer into *err from its Status body (or the bare HTTP code). */
+static int status_error(long http, const char *body, const char *method, const char *path,
+                        ck_error **err)
+{
+    json_t *st = body ? json_loads(body, 0, NULL) : NULL;
+    const char *reason = st ? json_string_value(json_object_get(st, "reason")) : NULL;
+    const char *msg = st ? json_string_value(json_object_get(st, "message")) : NULL;
+    ck_error_set(err, ck_client_code_from_reason(reason, http), "%s",
+                 msg ? msg : "the server returned an error");
+    if (!msg)
+        ck_error_wrap(err, "%s %s: HTTP %ld", method, path, http);
+    json_decref(st);
+    return -1;
+}
+
+json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
+                          const char *content_type, ck_error **err)
+{
+    CURL *h = handle_take(c);
+    struct curl_slist *headers = NULL;
+    cleanup_free char *payload = NULL;
+    ck_buf resp;
+    ck_buf_init(&resp, CLIENT_MAX_RESPONSE);
+    json_t *out = NULL;
+
+    if (setup(c, h, method, path, &headers, err) < 0)
+        goto done;
+    headers = curl_slist_append(headers, "Accept: application/json");
+    if (body) {
+        payload = json_dumps(body, JSON_COMPACT);
+        cleanup_free char *ct = xasprintf("Content-Type: %s", content_type ? content_type
+                                                                            : "application/json");
+        headers = curl_slist_append(headers, ct);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
+
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        ck_error_set(err, CK_E_UNAVAILABLE, "%s %s%s: %s", method, c->kc.server, path,
+                     curl_easy_strerror(rc));
+        goto done;
+    }
+    long http = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
+    if (http < 200 || http > 299) {
+        status_error(http, resp.data, method, path, err);
+        goto done;
+    }
+    if (resp.len == 0) {
+        out = json_object();
+        goto done;
+    }
+    json_error_t jerr;
+    out = json_loadb(resp.data, resp.len, 0, &jerr);
+    if (!out)
+        ck_error_set(err, CK_E_INTERNAL, "%s %s: bad JSON from server: %s", method, path, jerr.text);
+done:
+    curl_slist_free_all(headers);
+    ck_buf_free(&resp);
+    handle_give(c, h);
+    return out;
+}
+
+char *ck_client_path(const ck_resource *r, const char *ns, const char *name, const char *sub)
+{
+    ck_buf b;
+    ck_buf_init(&b, 4096);
+    if (r->group[0])
+        ck_buf_printf(&b, "/apis/%s/%s", r->group, r->version);
+    else
+        ck_buf_printf(&b, "/api/%s", r->version);
+    if (r->namespaced && ns && *ns)
+        ck_buf_printf(&b, "/namespaces/%s", ns);
+    ck_buf_printf(&b, "/%s", r->resource);
+    if (name)
+        ck_buf_printf(&b, "/%s", name);
+    if (name && sub)
+        ck_buf_printf(&b, "/%s", sub);
+    return ck_buf_steal(&b);
+}
+
+static const char *obj_name(const json_t *obj)
+{
+    return json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+}
+
+json_t *ck_client_get(ck_client *c, const ck_resource *r, const char *ns, const char *name,
+                      ck_error **err)
+{
+    cleanup_free char *p = ck_client_path(r, ns, name, NULL);
+    return ck_client_request(c, "GET", p, NULL, NULL, err);
+}
+
+json_t *ck_client_create(ck_client *c, const ck_resource *r, const char *ns, const json_t *obj,
+                         ck_error **err)
+{
+    cleanup_free char *p = ck_client_path(r, ns, NULL, NULL);
+    return ck_client_request(c, "POST", p, obj, NULL, err);
+}
+
+static json_t *put(ck_client *c, const ck_resource *r, const char *ns, const json_t *obj,
+                   const char *sub, ck_error **err)
+{
+    const char *name = obj_name(obj);
+    if (!name) {
+        ck_error_set(err, CK_E_INVALID, "update of a %s without metadata.name", r->kind);
+        return NULL;
+    }
+    cleanup_free char *p = ck_client_path(r, ns, name, sub);
+    return ck_client_request(c, "PUT", p, obj, NULL, err);
+}
+
+json_t *ck_client_update(ck_client *c, const ck_resource *r, const char *ns, const json_t *obj,
+                         ck_error **err)
+{
+    return put(c, r, ns, obj, NULL, err);
+}
+
+json_t *ck_client_update_status(ck_client *c, const ck_resource *r, const char *ns,
+                                const json_t *obj, ck_error **err)
+{
+    return put(c, r, ns, obj, "status", err);
+}
+
+json_t *ck_client_patch(ck_client *c, const ck_resource *r, const char *ns, const char *name,
+                        const char *sub, const char *patch_type, const json_t *patch, ck_error **err)
+{
+    cleanup_free char *p = ck_client_path(r, ns, name, sub);
+    return ck_client_request(c, "PATCH", p, patch, patch_type, err);
+}
+
+int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const char *name,
+                     const json_t *options, ck_error **err)
+{
+    cleanup_free char *p = ck_client_path(r, ns, name, NULL);
+    json_t *out = ck_client_request(c, "DELETE", p, options, NULL, err);
+    if (!out)
+        return -1;
+    json_decref(out);
+    return 0;
+}
+
+/* ---- watch ---- */
+
+struct watch_state {
+    ck_buf line;
+    ck_client_watch_cb cb;
+    void *ctx;
+    const volatile bool *cancel;
+    bool stopped;        /* the callback asked to stop */
+    bool expired;        /* the server sent a 410 ERROR event */
+    char *error_msg;
+    long http;
+    CURL *h;
+};
+
+static bool deliver_line(struct watch_state *w, const char *text, size_t len)
+{
+    if (len == 0)
+        return true;
+    json_error_t jerr;
+    json_t *ev = json_loadb(text, len, 0, &jerr);
+    if (!ev) {
+        w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
+        return false;
+    }
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *obj = json_object_get(ev, "object");
+    bool go_on = true;
+    if (type && !strcmp(type, "ERROR")) {
+        json_int_t code = json_integer_value(json_object_get(obj, "code"));
+        const char *msg = json_string_value(json_object_get(obj, "message"));
+        if (code == 410)
+            w->expired = true;
+        free(w->error_msg);
+        w->error_msg = xstrdup(msg ? msg : "watch error");
+        go_on = false;
+    }
+    if (go_on && type && obj && !w->cb(w->ctx, type, obj)) {
+        w->stopped = true;
+        go_on = false;
+    }
+    json_decref(ev);
+    return go_on;
+}
+
+static size_t watch_write(char *data, size_t size, size_t n, void *userp)
+{
+    struct watch_state *w = userp;
+    size_t total = size * n;
+    if (!w->http)
+        curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->http);
+    if (w->http != 200) {   /* an error Status body: collect it whole */
+        return ck_buf_add(&w->line, data, total) < 0 ? 0 : total;
+    }
+    const char *p = data, *end = data + total;
+    const char *nl;
+    while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
+        if (ck_buf_add(&w->line, p, (size_t)(nl - p)) < 0)
+            return 0;
+        bool ok = deliver_line(w, w->line.data, w->line.len);
+        ck_buf_reset(&w->line);
+        if (!ok)
+            return 0;
+        p = nl + 1;
+    }
+    return ck_buf_add(&w->line, p, (size_t)(end - p)) < 0 ? 0 : total;
+}
+
+static int watch_progress(void *userp, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
+{
+    struct watch_state *w = userp;
+    return (w->cancel && *w->cancel) ? 1 : 0;
+}
+
+int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
+                    const volatile bool *cancel, ck_error **err)
+{
+    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel};
+    ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
+    CURL *h = curl_easy_init();
+    w.h = h;
+    struct curl_slist *headers = NULL;
+    int rc = -1;
+    if (setup(c, h, "GET", path, &headers, err) < 0)
+        goto done;
+    headers = curl_slist_append(headers, "Accept: application/json");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, watch_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, watch_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &w);
+    /* A silent connection for this long is dead (the server sends bookmarks far more often). */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 300L);
+
+    CURLcode cc = curl_easy_perform(h);
+    if (!w.http)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &w.http);
+    if (w.http && w.http != 200) {
+        status_error(w.http, w.line.data, "WATCH", path, err);
+        goto done;
+    }
+    if (w.expired) {
+        ck_error_set(err, CK_E_EXPIRED, "%s", w.error_msg);
+        goto done;
+    }
+    if (w.error_msg) {
+        ck_error_set(err, CK_E_INTERNAL, "watch %s: %s", path, w.error_msg);
+        goto done;
+    }
+    if (w.stopped || (cancel && *cancel) || cc == CURLE_OK) {
+        if (w.line.len)   /* a last event without its newline */
+            deliver_line(&w, w.line.data, w.line.len);
+        rc = 0;
+        goto done;
+    }
+    ck_error_set(err, CK_E_UNAVAILABLE, "watch %s%s: %s", c->kc.server, path,
+                 curl_easy_strerror(cc));
+done:
+    free(w.error_msg);
+    ck_buf_free(&w.line);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(h);
+    return rc;
+}

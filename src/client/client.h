@@ -1,0 +1,67 @@
+/* client.h - the REST client every component uses to talk to the API server (its only door to
+ * cluster state), configured from a kubeconfig as upstream components are (--kubeconfig FILE).
+ *
+ * Requests are JSON in, JSON out, over libcurl with kept-alive TLS connections (a small pool of
+ * easy handles sharing one connection cache and TLS sessions), safe to call from any thread.
+ *
+ * Error contract (lib/error.h): a non-2xx answer becomes *err with the code that matches the
+ * Status reason (NotFound -> CK_E_NOT_FOUND, AlreadyExists -> CK_E_EXISTS, Conflict ->
+ * CK_E_CONFLICT, Expired/Gone -> CK_E_EXPIRED, Invalid -> CK_E_INVALID, ...) and the Status
+ * message as the text; a transport failure is CK_E_UNAVAILABLE.
+ */
+#ifndef CK_CLIENT_H
+#define CK_CLIENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "apiserver/resources.h"
+#include "lib/error.h"
+#include "lib/kubeconfig.h"
+
+typedef struct ck_client ck_client;
+
+/* The client keeps its own copy of what it needs from kc. */
+ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_error **err);
+ck_client *ck_client_from_file(const char *kubeconfig_path, const char *user_agent, ck_error **err);
+void ck_client_free(ck_client *c);
+
+/* One request.  path is absolute ("/api/v1/namespaces/default/pods?limit=500"); body may be NULL;
+ * content_type NULL = application/json.  Returns the decoded JSON body (a NEW reference; an empty
+ * body gives an empty object). */
+json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
+                          const char *content_type, ck_error **err);
+
+/* "/api/v1/namespaces/<ns>/pods/<name>/<sub>" for a resource; ns ignored for cluster-scoped
+ * kinds, name/sub may be NULL.  Caller frees. */
+char *ck_client_path(const ck_resource *r, const char *ns, const char *name, const char *sub);
+
+json_t *ck_client_get(ck_client *c, const ck_resource *r, const char *ns, const char *name,
+                      ck_error **err);
+json_t *ck_client_create(ck_client *c, const ck_resource *r, const char *ns, const json_t *obj,
+                         ck_error **err);
+json_t *ck_client_update(ck_client *c, const ck_resource *r, const char *ns, const json_t *obj,
+                         ck_error **err);                 /* PUT; name from obj */
+json_t *ck_client_update_status(ck_client *c, const ck_resource *r, const char *ns,
+                                const json_t *obj, ck_error **err);
+/* patch_type: "application/merge-patch+json", "application/strategic-merge-patch+json", ... */
+json_t *ck_client_patch(ck_client *c, const ck_resource *r, const char *ns, const char *name,
+                        const char *sub, const char *patch_type, const json_t *patch, ck_error **err);
+int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const char *name,
+                     const json_t *options, ck_error **err);
+
+/* Watch events as they arrive.  type is "ADDED", "MODIFIED", "DELETED", "BOOKMARK" or "ERROR";
+ * return false from the callback to stop watching. */
+typedef bool (*ck_client_watch_cb)(void *ctx, const char *type, json_t *object);
+
+/* Blocks the calling thread, streaming a watch on path (which carries watch=1 and the
+ * resourceVersion).  Returns 0 when the server or the callback ends it, -1 with *err on failure
+ * (CK_E_EXPIRED when the server says the resourceVersion is too old).  cancel (may be NULL) is
+ * polled about every 100 ms; when it becomes true the watch ends with 0. */
+int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
+                    const volatile bool *cancel, ck_error **err);
+
+/* Map a metav1.Status reason to our error code (CK_E_INTERNAL when unknown). */
+enum ck_error_code ck_client_code_from_reason(const char *reason, long http_status);
+
+#endif

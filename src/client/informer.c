@@ -1,0 +1,347 @@
+/* informer.c - see informer.h. */
+#include "client/informer.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INFORMER_PAGE 500
+#define INFORMER_BACKOFF_MAX_MS 30000
+
+struct ck_informer {
+    ck_client *client;
+    const ck_resource *res;
+    char *ns, *label_selector, *field_selector;
+    ck_informer_handlers handlers;
+    void *ctx;
+
+    pthread_mutex_t lock;
+    pthread_cond_t synced_cond;
+    json_t *cache;                 /* key -> object */
+    bool synced;
+    char *resource_version;        /* last seen, for re-watching */
+
+    pthread_t thread;
+    bool started;
+    volatile bool stop;
+};
+
+char *ck_informer_key(const json_t *obj)
+{
+    json_t *md = json_object_get(obj, "metadata");
+    const char *ns = json_string_value(json_object_get(md, "namespace"));
+    const char *name = json_string_value(json_object_get(md, "name"));
+    if (!name)
+        name = "";
+    return ns && *ns ? xasprintf("%s/%s", ns, name) : xstrdup(name);
+}
+
+static const char *obj_rv(const json_t *obj)
+{
+    return json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+}
+
+ck_informer *ck_informer_new(ck_client *c, const ck_resource *r, const char *ns,
+                             const char *label_selector, const char *field_selector,
+                             const ck_informer_handlers *handlers, void *ctx)
+{
+    ck_informer *inf = xcalloc(1, sizeof *inf);
+    inf->client = c;
+    inf->res = r;
+    inf->ns = ns && *ns ? xstrdup(ns) : NULL;
+    inf->label_selector = label_selector && *label_selector ? xstrdup(label_selector) : NULL;
+    inf->field_selector = field_selector && *field_selector ? xstrdup(field_selector) : NULL;
+    if (handlers)
+        inf->handlers = *handlers;
+    inf->ctx = ctx;
+    pthread_mutex_init(&inf->lock, NULL);
+    pthread_cond_init(&inf->synced_cond, NULL);
+    inf->cache = json_object();
+    return inf;
+}
+
+/* "?limit=..&labelSelector=..": the query shared by list and watch.  Caller frees. */
+static char *base_path(ck_informer *inf, const char *extra)
+{
+    ck_buf b;
+    ck_buf_init(&b, 16384);
+    char *p = ck_client_path(inf->res, inf->ns, NULL, NULL);
+    ck_buf_addstr(&b, p);
+    free(p);
+    ck_buf_addstr(&b, "?");
+    ck_buf_addstr(&b, extra);
+    CURL *h = curl_easy_init();
+    if (inf->label_selector) {
+        char *e = curl_easy_escape(h, inf->label_selector, 0);
+        ck_buf_printf(&b, "&labelSelector=%s", e);
+        curl_free(e);
+    }
+    if (inf->field_selector) {
+        char *e = curl_easy_escape(h, inf->field_selector, 0);
+        ck_buf_printf(&b, "&fieldSelector=%s", e);
+        curl_free(e);
+    }
+    curl_easy_cleanup(h);
+    return ck_buf_steal(&b);
+}
+
+static void sleep_ms(ck_informer *inf, int ms)
+{
+    for (int waited = 0; waited < ms && !inf->stop; waited += 50)
+        usleep(50 * 1000);
+}
+
+/* List everything (paginated) into a fresh map; NULL on failure. */
+static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
+{
+    json_t *fresh = json_object();
+    cleanup_free char *cont = NULL;
+    for (;;) {
+        cleanup_free char *extra = NULL;
+        if (cont) {
+            CURL *h = curl_easy_init();
+            char *e = curl_easy_escape(h, cont, 0);
+            extra = xasprintf("limit=%d&continue=%s", INFORMER_PAGE, e);
+            curl_free(e);
+            curl_easy_cleanup(h);
+        } else {
+            extra = xasprintf("limit=%d", INFORMER_PAGE);
+        }
+        cleanup_free char *path = base_path(inf, extra);
+        json_t *page = ck_client_request(inf->client, "GET", path, NULL, NULL, err);
+        if (!page) {
+            json_decref(fresh);
+            return NULL;
+        }
+        json_t *items = json_object_get(page, "items");
+        size_t i;
+        json_t *it;
+        /* List items carry no kind/apiVersion; fill them in as watch events have them. */
+        json_array_foreach(items, i, it) {
+            json_object_set_new(it, "kind", json_string(inf->res->kind));
+            json_object_set_new(it, "apiVersion", json_string(ck_resource_api_version(inf->res)));
+            char *key = ck_informer_key(it);
+            json_object_set(fresh, key, it);
+            free(key);
+        }
+        json_t *md = json_object_get(page, "metadata");
+        const char *next = json_string_value(json_object_get(md, "continue"));
+        free(cont);
+        cont = next && *next ? xstrdup(next) : NULL;
+        if (!cont) {
+            const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+            *rv_out = xstrdup(rv ? rv : "0");
+            json_decref(page);
+            return fresh;
+        }
+        json_decref(page);
+    }
+}
+
+/* Swap in a fresh list and tell the handlers what changed since the old cache. */
+static void replace_cache(ck_informer *inf, json_t *fresh, char *rv)
+{
+    pthread_mutex_lock(&inf->lock);
+    json_t *old = inf->cache;
+    inf->cache = fresh;
+    free(inf->resource_version);
+    inf->resource_version = rv;
+    pthread_mutex_unlock(&inf->lock);
+
+    const char *key;
+    json_t *obj;
+    json_object_foreach(fresh, key, obj) {
+        json_t *prev = json_object_get(old, key);
+        if (!prev) {
+            if (inf->handlers.on_add)
+                inf->handlers.on_add(inf->ctx, obj);
+        } else {
+            const char *a = obj_rv(prev), *b = obj_rv(obj);
+            if (inf->handlers.on_update && (!a || !b || strcmp(a, b)))
+                inf->handlers.on_update(inf->ctx, prev, obj);
+        }
+    }
+    json_object_foreach(old, key, obj) {
+        if (!json_object_get(fresh, key) && inf->handlers.on_delete)
+            inf->handlers.on_delete(inf->ctx, obj);
+    }
+    json_decref(old);
+
+    pthread_mutex_lock(&inf->lock);
+    if (!inf->synced) {
+        inf->synced = true;
+        pthread_cond_broadcast(&inf->synced_cond);
+    }
+    pthread_mutex_unlock(&inf->lock);
+}
+
+static bool on_event(void *ctx, const char *type, json_t *obj)
+{
+    ck_informer *inf = ctx;
+    const char *rv = obj_rv(obj);
+    if (!strcmp(type, "BOOKMARK")) {
+        pthread_mutex_lock(&inf->lock);
+        if (rv) {
+            free(inf->resource_version);
+            inf->resource_version = xstrdup(rv);
+        }
+        pthread_mutex_unlock(&inf->lock);
+        return !inf->stop;
+    }
+    cleanup_free char *key = ck_informer_key(obj);
+    pthread_mutex_lock(&inf->lock);
+    json_t *prev = json_object_get(inf->cache, key);
+    json_incref(prev);
+    if (!strcmp(type, "DELETED"))
+        json_object_del(inf->cache, key);
+    else
+        json_object_set(inf->cache, key, obj);
+    if (rv) {
+        free(inf->resource_version);
+        inf->resource_version = xstrdup(rv);
+    }
+    pthread_mutex_unlock(&inf->lock);
+
+    if (!strcmp(type, "DELETED")) {
+        if (inf->handlers.on_delete)
+            inf->handlers.on_delete(inf->ctx, obj);
+    } else if (prev) {
+        if (inf->handlers.on_update)
+            inf->handlers.on_update(inf->ctx, prev, obj);
+    } else if (inf->handlers.on_add) {
+        inf->handlers.on_add(inf->ctx, obj);
+    }
+    json_decref(prev);
+    return !inf->stop;
+}
+
+static void *informer_main(void *arg)
+{
+    ck_informer *inf = arg;
+    int backoff = 250;
+    while (!inf->stop) {
+        ck_error *err = NULL;
+        char *rv = NULL;
+        json_t *fresh = list_all(inf, &rv, &err);
+        if (!fresh) {
+            log_warn("informer %s: list failed: %s (retry in %d ms)", inf->res->resource, err->msg,
+                     backoff);
+            ck_error_free(err);
+            sleep_ms(inf, backoff);
+            backoff = backoff * 2 > INFORMER_BACKOFF_MAX_MS ? INFORMER_BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        replace_cache(inf, fresh, rv);
+        backoff = 250;
+        /* Watch until the server says our version is too old; then relist. */
+        while (!inf->stop) {
+            pthread_mutex_lock(&inf->lock);
+            cleanup_free char *extra = xasprintf(
+                "watch=1&allowWatchBookmarks=true&timeoutSeconds=%d&resourceVersion=%s",
+                300 + rand() % 300, inf->resource_version);
+            pthread_mutex_unlock(&inf->lock);
+            cleanup_free char *path = base_path(inf, extra);
+            if (ck_client_watch(inf->client, path, on_event, inf, &inf->stop, &err) == 0) {
+                backoff = 250;
+                continue;
+            }
+            bool expired = err->code == CK_E_EXPIRED;
+            if (!expired)
+                log_warn("informer %s: watch failed: %s (retry in %d ms)", inf->res->resource,
+                         err->msg, backoff);
+            ck_error_free(err);
+            err = NULL;
+            if (expired)
+                break;
+            sleep_ms(inf, backoff);
+            backoff = backoff * 2 > INFORMER_BACKOFF_MAX_MS ? INFORMER_BACKOFF_MAX_MS : backoff * 2;
+        }
+    }
+    return NULL;
+}
+
+void ck_informer_start(ck_informer *inf)
+{
+    if (inf->started)
+        return;
+    inf->started = true;
+    pthread_create(&inf->thread, NULL, informer_main, inf);
+}
+
+bool ck_informer_synced(ck_informer *inf)
+{
+    pthread_mutex_lock(&inf->lock);
+    bool s = inf->synced;
+    pthread_mutex_unlock(&inf->lock);
+    return s;
+}
+
+bool ck_informer_wait_synced(ck_informer *inf, int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&inf->lock);
+    while (!inf->synced)
+        if (pthread_cond_timedwait(&inf->synced_cond, &inf->lock, &deadline))
+            break;
+    bool s = inf->synced;
+    pthread_mutex_unlock(&inf->lock);
+    return s;
+}
+
+json_t *ck_informer_get(ck_informer *inf, const char *ns, const char *name)
+{
+    cleanup_free char *key = inf->res->namespaced && ns ? xasprintf("%s/%s", ns, name)
+                                                        : xstrdup(name);
+    pthread_mutex_lock(&inf->lock);
+    json_t *obj = json_incref(json_object_get(inf->cache, key));
+    pthread_mutex_unlock(&inf->lock);
+    return obj;
+}
+
+json_t *ck_informer_list(ck_informer *inf)
+{
+    json_t *out = json_array();
+    pthread_mutex_lock(&inf->lock);
+    const char *key;
+    json_t *obj;
+    json_object_foreach(inf->cache, key, obj)
+        json_array_append(out, obj);
+    pthread_mutex_unlock(&inf->lock);
+    return out;
+}
+
+size_t ck_informer_count(ck_informer *inf)
+{
+    pthread_mutex_lock(&inf->lock);
+    size_t n = json_object_size(inf->cache);
+    pthread_mutex_unlock(&inf->lock);
+    return n;
+}
+
+void ck_informer_free(ck_informer *inf)
+{
+    if (!inf)
+        return;
+    inf->stop = true;
+    if (inf->started)
+        pthread_join(inf->thread, NULL);
+    json_decref(inf->cache);
+    free(inf->resource_version);
+    free(inf->ns);
+    free(inf->label_selector);
+    free(inf->field_selector);
+    pthread_mutex_destroy(&inf->lock);
+    pthread_cond_destroy(&inf->synced_cond);
+    free(inf);
+}

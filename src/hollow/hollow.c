@@ -1,0 +1,350 @@
+/* hollow.c - `ckube hollow-node --count N`: one process simulating N kubelets that run no
+ * containers (upstream's kubemark), the scale-test tool for the scheduler, the controllers and the
+ * API server.
+ *
+ * It registers N Nodes (capacity/allocatable from flags, Ready), renews one Lease per node in
+ * kube-node-lease every 10 s (as kubelets do), watches all pods and, for each pod bound to one of
+ * its nodes, reports it Running and Ready (status update) as a kubelet would once containers
+ * started; a pod being deleted (deletionTimestamp set) is finalized with a grace-0 delete.  Work
+ * goes through a rate-limited work queue served by a few worker threads, so bursts of thousands of
+ * pods are absorbed and failed writes retried.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "client/informer.h"
+#include "client/leader.h"
+#include "client/workqueue.h"
+#include "commands.h"
+#include "lib/flags.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "version.h"
+
+#define HOLLOW_LEASE_PERIOD_MS 10000
+
+typedef struct hollow {
+    ck_client *client;
+    char *prefix;
+    long count;
+    char *cpu, *memory, *pods, *storage;
+    ck_informer *pods_inf;
+    ck_workqueue *queue;
+    volatile bool stop;
+} hollow;
+
+static const ck_resource *res(const char *group, const char *resource)
+{
+    return ck_resource_find(group, "v1", resource);
+}
+
+static bool ours(hollow *h, const char *node)
+{
+    size_t n = strlen(h->prefix);
+    return node && !strncmp(node, h->prefix, n) && node[n] >= '0' && node[n] <= '9';
+}
+
+static json_t *node_object(hollow *h, const char *name)
+{
+    char now[32];
+    ck_rfc3339(ck_wall_ns() / 1000000000, now);
+    json_t *cap = json_pack("{s:s, s:s, s:s, s:s}", "cpu", h->cpu, "memory", h->memory, "pods",
+                            h->pods, "ephemeral-storage", h->storage);
+    json_t *conds = json_array();
+    static const char *pressures[] = {"MemoryPressure", "DiskPressure", "PIDPressure"};
+    for (size_t i = 0; i < ARRAY_SIZE(pressures); i++)
+        json_array_append_new(conds, json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:s}", "type", pressures[i], "status", "False", "reason",
+            "KubeletHasSufficientResources", "message", "hollow node", "lastHeartbeatTime", now,
+            "lastTransitionTime", now));
+    json_array_append_new(conds, json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "Ready", "status", "True", "reason",
+        "KubeletReady", "message", "hollow kubelet is posting ready status", "lastHeartbeatTime",
+        now, "lastTransitionTime", now));
+    return json_pack(
+        "{s:s, s:s, s:{s:s, s:{s:s, s:s, s:s, s:s}}, s:{},"
+        " s:{s:o, s:o, s:o, s:[{s:s, s:s}], s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}}}",
+        "apiVersion", "v1", "kind", "Node",
+        "metadata", "name", name, "labels", "kubernetes.io/hostname", name, "kubernetes.io/os",
+        "linux", "kubernetes.io/arch", "amd64", "ckube.io/hollow", "true",
+        "spec",
+        "status", "capacity", cap, "allocatable", json_deep_copy(cap), "conditions", conds,
+        "addresses", "type", "Hostname", "address", name,
+        "nodeInfo", "kubeletVersion", CK_KUBE_GIT_VERSION, "kubeProxyVersion", CK_KUBE_GIT_VERSION,
+        "operatingSystem", "linux", "architecture", "amd64", "containerRuntimeVersion",
+        "hollow://0", "osImage", "hollow", "kernelVersion", "hollow", "machineID", name);
+}
+
+/* Create the node (or take over an existing one) and make its status Ready. */
+static int register_node(hollow *h, const char *name, ck_error **err)
+{
+    const ck_resource *nodes = res("", "nodes");
+    json_t *want = node_object(h, name);
+    json_t *got = ck_client_create(h->client, nodes, NULL, want, err);
+    if (!got && (*err)->code == CK_E_EXISTS) {
+        ck_error_free(*err);
+        *err = NULL;
+        got = ck_client_get(h->client, nodes, NULL, name, err);
+    }
+    if (!got) {
+        json_decref(want);
+        return -1;
+    }
+    /* Creation may drop status (as for most kinds); set it through the status subresource. */
+    json_object_set(got, "status", json_object_get(want, "status"));
+    json_t *upd = ck_client_update_status(h->client, nodes, NULL, got, err);
+    json_decref(want);
+    json_decref(got);
+    if (!upd)
+        return -1;
+    json_decref(upd);
+    return 0;
+}
+
+static int renew_lease(hollow *h, const char *name, ck_error **err)
+{
+    const ck_resource *leases = res("coordination.k8s.io", "leases");
+    char now[48];
+    ck_micro_time(ck_wall_ns(), now);
+    json_t *patch = json_pack("{s:{s:s, s:i, s:s}}", "spec", "holderIdentity", name,
+                              "leaseDurationSeconds", 40, "renewTime", now);
+    json_t *out = ck_client_patch(h->client, leases, "kube-node-lease", name, NULL,
+                                  "application/merge-patch+json", patch, err);
+    if (!out && (*err)->code == CK_E_NOT_FOUND) {
+        ck_error_free(*err);
+        *err = NULL;
+        json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:O}", "apiVersion",
+                                "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", name,
+                                "namespace", "kube-node-lease", "spec", json_object_get(patch, "spec"));
+        out = ck_client_create(h->client, leases, "kube-node-lease", obj, err);
+        json_decref(obj);
+    }
+    json_decref(patch);
+    if (!out)
+        return -1;
+    json_decref(out);
+    return 0;
+}
+
+static void enqueue_pod(void *ctx, json_t *pod)
+{
+    hollow *h = ctx;
+    const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
+    if (!ours(h, node))
+        return;
+    char *key = ck_informer_key(pod);
+    ck_workqueue_add(h->queue, key);
+    free(key);
+}
+
+static void on_pod_update(void *ctx, json_t *old_pod, json_t *pod)
+{
+    enqueue_pod(ctx, pod);
+}
+
+static json_t *running_status(const json_t *pod, const char *node)
+{
+    char now[32];
+    ck_rfc3339(ck_wall_ns() / 1000000000, now);
+    json_t *statuses = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(json_object_get(pod, "spec"), "containers"), i, c) {
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const char *image = json_string_value(json_object_get(c, "image"));
+        json_array_append_new(statuses, json_pack(
+            "{s:s, s:b, s:b, s:i, s:s, s:s, s:s, s:{s:{s:s}}}", "name", name ? name : "",
+            "ready", 1, "started", 1, "restartCount", 0, "image", image ? image : "", "imageID",
+            image ? image : "", "containerID", "hollow://0", "state", "running", "startedAt", now));
+    }
+    json_t *conds = json_array();
+    static const char *types[] = {"PodScheduled", "Initialized", "ContainersReady", "Ready"};
+    for (size_t k = 0; k < ARRAY_SIZE(types); k++)
+        json_array_append_new(conds, json_pack("{s:s, s:s, s:s}", "type", types[k], "status",
+                                               "True", "lastTransitionTime", now));
+    return json_pack("{s:s, s:o, s:o, s:s, s:s, s:s, s:s}", "phase", "Running", "conditions", conds,
+                     "containerStatuses", statuses, "hostIP", "127.0.0.1", "podIP", "127.0.0.1",
+                     "startTime", now, "qosClass", "BestEffort");
+}
+
+/* Bring one pod to where a kubelet would: Running+Ready, or gone if being deleted. */
+static int sync_pod(hollow *h, const char *key, ck_error **err)
+{
+    const ck_resource *pods = res("", "pods");
+    char *slash = strchr(key, '/');
+    if (!slash)
+        return 0;
+    cleanup_free char *ns = xstrndup(key, (size_t)(slash - key));
+    const char *name = slash + 1;
+    json_t *pod = ck_informer_get(h->pods_inf, ns, name);
+    if (!pod)
+        return 0;
+    json_t *md = json_object_get(pod, "metadata");
+    int rc = 0;
+    if (json_object_get(md, "deletionTimestamp")) {
+        json_t *opts = json_pack("{s:s, s:s, s:i, s:{s:s}}", "kind", "DeleteOptions", "apiVersion",
+                                 "v1", "gracePeriodSeconds", 0, "preconditions", "uid",
+                                 json_string_value(json_object_get(md, "uid")));
+        rc = ck_client_delete(h->client, pods, ns, name, opts, err);
+        if (rc < 0 && (*err)->code == CK_E_NOT_FOUND) {
+            ck_error_free(*err);
+            *err = NULL;
+            rc = 0;
+        }
+        json_decref(opts);
+    } else {
+        const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
+        if (!phase || strcmp(phase, "Running")) {
+            const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
+            json_t *copy = json_deep_copy(pod);
+            json_t *status = running_status(pod, node);
+            json_object_set_new(copy, "status", status);
+            json_t *out = ck_client_update_status(h->client, pods, ns, copy, err);
+            json_decref(copy);
+            if (!out) {
+                rc = (*err)->code == CK_E_NOT_FOUND ? 0 : -1;
+                if (rc == 0) {
+                    ck_error_free(*err);
+                    *err = NULL;
+                }
+            }
+            json_decref(out);
+        }
+    }
+    json_decref(pod);
+    return rc;
+}
+
+static void *pod_worker(void *arg)
+{
+    hollow *h = arg;
+    char *key;
+    while ((key = ck_workqueue_get(h->queue))) {
+        ck_error *err = NULL;
+        if (sync_pod(h, key, &err) == 0) {
+            ck_workqueue_forget(h->queue, key);
+        } else {
+            if (err->code != CK_E_CONFLICT)
+                log_warn("pod %s: %s", key, err->msg);
+            ck_error_free(err);
+            ck_workqueue_add_rate_limited(h->queue, key);
+        }
+        ck_workqueue_done(h->queue, key);
+        free(key);
+    }
+    return NULL;
+}
+
+/* Registers every node, then renews every lease each period, spread over the period. */
+static void *node_loop(void *arg)
+{
+    hollow *h = arg;
+    for (long i = 0; i < h->count && !h->stop; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s%ld", h->prefix, i);
+        ck_error *err = NULL;
+        while (!h->stop && register_node(h, name, &err) < 0) {
+            log_warn("register node %s: %s", name, err->msg);
+            ck_error_free(err);
+            err = NULL;
+            usleep(500 * 1000);
+        }
+    }
+    log_info("registered %ld hollow nodes", h->count);
+    while (!h->stop) {
+        int64_t start = ck_now_ns();
+        for (long i = 0; i < h->count && !h->stop; i++) {
+            char name[256];
+            snprintf(name, sizeof name, "%s%ld", h->prefix, i);
+            ck_error *err = NULL;
+            if (renew_lease(h, name, &err) < 0) {
+                log_warn("lease %s: %s", name, err->msg);
+                ck_error_free(err);
+            }
+            /* pace: the whole set in one period */
+            int64_t due = start + (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000 * (i + 1) / h->count;
+            int64_t wait = due - ck_now_ns();
+            if (wait > 0)
+                usleep((useconds_t)(wait / 1000));
+        }
+        while (!h->stop && ck_now_ns() - start < (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000)
+            usleep(50 * 1000);
+    }
+    return NULL;
+}
+
+int cmd_hollow_node(int argc, char **argv)
+{
+    char *kubeconfig = NULL, *prefix = "hollow-node-", *cpu = "4", *memory = "32Gi",
+         *pods = "110", *storage = "100Gi";
+    long count = 1, workers = 8;
+    ck_flag flags[] = {
+        {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig for the API server (required)"},
+        {"count", CK_FLAG_INT, &count, "Number of nodes to simulate (default 1)"},
+        {"name-prefix", CK_FLAG_STRING, &prefix, "Node names are <prefix><index> (default hollow-node-)"},
+        {"cpu", CK_FLAG_STRING, &cpu, "CPU capacity of each node (default 4)"},
+        {"memory", CK_FLAG_STRING, &memory, "Memory capacity of each node (default 32Gi)"},
+        {"max-pods", CK_FLAG_STRING, &pods, "Pod capacity of each node (default 110)"},
+        {"ephemeral-storage", CK_FLAG_STRING, &storage, "Ephemeral storage of each node (default 100Gi)"},
+        {"workers", CK_FLAG_INT, &workers, "Pod status workers (default 8)"},
+    };
+    const char *summary = "Simulate N kubelets that run no containers (for scale tests)";
+    int npos = ck_flags_parse("hollow-node", summary, argc, argv, flags, ARRAY_SIZE(flags));
+    if (npos) {
+        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+        return 2;
+    }
+    if (!kubeconfig) {
+        fprintf(stderr, "Error: --kubeconfig is required\n");
+        return 2;
+    }
+    if (count < 1 || count > 100000 || workers < 1 || workers > 256) {
+        fprintf(stderr, "Error: --count must be 1..100000 and --workers 1..256\n");
+        return 2;
+    }
+    ck_log_init("hollow-node", CK_LOG_INFO);
+    ck_error *err = NULL;
+    ck_client *client = ck_client_from_file(kubeconfig, "ckube-hollow-node/" CK_VERSION, &err);
+    if (!client) {
+        fprintf(stderr, "Error: %s\n", err->msg);
+        ck_error_free(err);
+        return 1;
+    }
+    hollow h = {.client = client, .prefix = prefix, .count = count, .cpu = cpu, .memory = memory,
+                .pods = pods, .storage = storage};
+    h.queue = ck_workqueue_new();
+    ck_informer_handlers handlers = {.on_add = enqueue_pod, .on_update = on_pod_update};
+    h.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &handlers, &h);
+
+    /* Threads inherit a mask blocking the stop signals; main waits for them with sigwait. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
+    pthread_t nodes_thread, *worker_threads = xcalloc((size_t)workers, sizeof(pthread_t));
+    pthread_create(&nodes_thread, NULL, node_loop, &h);
+    ck_informer_start(h.pods_inf);
+    for (long i = 0; i < workers; i++)
+        pthread_create(&worker_threads[i], NULL, pod_worker, &h);
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log_info("stopping on signal %d", sig);
+    h.stop = true;
+    ck_workqueue_shutdown(h.queue);
+    for (long i = 0; i < workers; i++)
+        pthread_join(worker_threads[i], NULL);
+    pthread_join(nodes_thread, NULL);
+    ck_informer_free(h.pods_inf);
+    ck_workqueue_free(h.queue);
+    ck_client_free(client);
+    free(worker_threads);
+    return 0;
+}

@@ -340,6 +340,26 @@ static void test_apply_deployment(void **state)
     json_decref(o3);
 }
 
+static void test_apply_untracked(void **state)
+{
+    /* a live object without managedFields: its fields belong to "before-first-apply" */
+    const ck_resource *cm = ck_resource_find("", "v1", "configmaps");
+    json_t *live = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"a\":\"1\"}}");
+    json_t *cfg = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"a\":\"2\"}}");
+    ck_error *e = NULL;
+    assert_null(ck_patch_apply(live, cfg, cm, "kubectl", false, &e));
+    assert_int_equal(e->code, CK_E_CONFLICT);
+    assert_non_null(strstr(e->msg, "conflict with \"before-first-apply\" using v1: .data.a"));
+    ck_error_free(e);
+    e = NULL;
+    json_t *out = ck_patch_apply(live, cfg, cm, "kubectl", true, &e);
+    assert_non_null(out);
+    assert_fields(out, 0, "kubectl", "Apply", "{\"f:data\":{\"f:a\":{}}}");
+    json_decref(out);
+    json_decref(live);
+    json_decref(cfg);
+}
+
 static void test_record_create(void **state)
 {
     json_t *o = J("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"uid\":\"u\","
@@ -452,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_deep_and_big),
         cmocka_unit_test(test_apply_configmap),
         cmocka_unit_test(test_apply_deployment),
+        cmocka_unit_test(test_apply_untracked),
         cmocka_unit_test(test_record_create),
         cmocka_unit_test(test_random_trees),
     };

@@ -7,11 +7,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A patch value copied in whole loses the null members of the objects inside it (arrays keep their
+ * null elements), as evanphx/json-patch's merge patch (what upstream uses) prunes them: except
+ * when a non-object replaces an object, which it copies verbatim. */
+static json_t *pruned_copy(const json_t *v)
+{
+    if (json_is_object(v)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *c;
+        json_object_foreach((json_t *)v, k, c)
+            if (!json_is_null(c))
+                json_object_set_new(o, k, pruned_copy(c));
+        return o;
+    }
+    if (json_is_array(v)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c)
+            json_array_append_new(a, pruned_copy(c));
+        return a;
+    }
+    return json_deep_copy(v);
+}
+
 static json_t *merge(json_t *target, const json_t *patch)
 {
     if (!json_is_object(patch)) {
+        bool verbatim = json_is_object(target);
         json_decref(target);
-        return json_deep_copy(patch);
+        return verbatim ? json_deep_copy(patch) : pruned_copy(patch);
     }
     if (!json_is_object(target)) {
         json_decref(target);

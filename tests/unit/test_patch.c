@@ -106,6 +106,8 @@ static void test_kubectl_patches(void **state) { run_file("kubectl.json", -1); }
 /* Random pod patches whose expected results kubectl 1.33's own strategic-merge code computed
  * (`kubectl patch --local`; directives it leaves inside new elements removed). */
 static void test_strategic_oracle(void **state) { run_file("strategic-oracle.json", 2); }
+/* Random merge patches with nulls in nested objects and arrays, results from kubectl 1.33 (evanphx). */
+static void test_merge_oracle(void **state) { run_file("merge-oracle.json", 0); }
 
 /* The server-side apply body real kubectl sent, then its follow-up carrying last-applied. */
 static void test_kubectl_server_side(void **state)
@@ -468,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_strategic),
         cmocka_unit_test(test_kubectl_patches),
         cmocka_unit_test(test_strategic_oracle),
+        cmocka_unit_test(test_merge_oracle),
         cmocka_unit_test(test_kubectl_server_side),
         cmocka_unit_test(test_deep_and_big),
         cmocka_unit_test(test_apply_configmap),

@@ -131,6 +131,21 @@ static bool resolve_index(long idx, size_t size, size_t *out)
     return true;
 }
 
+/* An array position as v4 resolves it: 0 and *at set, or -1 with *why set to its error text. */
+static int array_pos(const char *tok, size_t size, char **why, size_t *at)
+{
+    long idx;
+    if (!parse_index(tok, &idx)) {
+        *why = xasprintf("strconv.Atoi: parsing \"%s\": invalid syntax", tok);
+        return -1;
+    }
+    if (!resolve_index(idx, size, at)) {
+        *why = xasprintf("Unable to access invalid index: %ld: invalid index referenced", idx);
+        return -1;
+    }
+    return 0;
+}
+
 /* The container that holds the last token; NULL if a step is missing. */
 static json_t *walk(json_t *doc, char **toks, size_t n)
 {
@@ -176,11 +191,13 @@ static void target_free(struct target *t)
         toks_free(t->toks, t->n);
 }
 
-/* The value at a path; *found tells a present null from a missing key. */
-static json_t *get_at(json_t *doc, const char *path, bool *parent_found)
+/* The value at a path for test/copy/move: NULL with *parent_found false when a step is missing;
+ * a missing object key is (NULL, found) as v4 reads it; a bad array index sets *why. */
+static json_t *get_at(json_t *doc, const char *path, bool *parent_found, char **why)
 {
     struct target t;
     *parent_found = false;
+    *why = NULL;
     if (!target_of(doc, path, &t))
         return NULL;
     json_t *v = NULL;
@@ -189,7 +206,11 @@ static json_t *get_at(json_t *doc, const char *path, bool *parent_found)
         v = doc;
     } else if (t.parent) {
         *parent_found = true;
-        v = walk(t.parent, &t.toks[t.n - 1], 1);
+        size_t at;
+        if (json_is_object(t.parent))
+            v = json_object_get(t.parent, t.last);
+        else if (array_pos(t.last, json_array_size(t.parent), why, &at) == 0)
+            v = json_array_get(t.parent, at);
     }
     target_free(&t);
     return v;
@@ -231,8 +252,11 @@ static int op_add(json_t **doc, const char *op, const char *path, json_t *val, c
         long idx;
         size_t at;
         if (!parse_index(t.last, &idx))
-            rc = ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': value was not a proper array index: '%s'",
-                              op, path, t.last);
+            rc = ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': value was not a proper array index: '%s': "
+                              "strconv.Atoi: parsing \"%s\": invalid syntax", op, path, t.last, t.last);
+        else if (!resolve_index(idx, json_array_size(t.parent) + 1, &at) && !strcmp(op, "copy"))
+            rc = ck_error_set(err, CK_E_INVALID, "error while adding value during copy: Unable to access invalid index: "
+                                                 "%s: invalid index referenced", t.last);
         else if (!resolve_index(idx, json_array_size(t.parent) + 1, &at))
             rc = invalid_index(err, op, path, t.last);
         else
@@ -255,12 +279,12 @@ static int op_remove(json_t *doc, const char *op, const char *path, ck_error **e
     } else if (json_is_object(t.parent)) {
         if (json_object_del(t.parent, t.last) < 0)
             rc = ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': Unable to remove nonexistent key: %s: "
-                                                 "missing value", op, path, t.last);
+                                                 "missing value", op, strcmp(op, "move") ? path : t.last, t.last);
     } else {
-        long idx;
         size_t at;
-        if (!parse_index(t.last, &idx) || !resolve_index(idx, json_array_size(t.parent), &at))
-            rc = invalid_index(err, op, path, t.last);
+        cleanup_free char *why = NULL;
+        if (array_pos(t.last, json_array_size(t.parent), &why, &at) < 0)
+            rc = ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': %s", op, path, why);
         else
             json_array_remove(t.parent, at);
     }
@@ -352,7 +376,17 @@ json_t *ck_patch_json(const json_t *doc, const json_t *ops, ck_error **err)
                 goto fail;
             }
             bool parent_found;
-            json_t *src = get_at(out, from, &parent_found);
+            cleanup_free char *why = NULL;
+            json_t *src = get_at(out, from, &parent_found, &why);
+            if (why) {
+                if (!strcmp(kind, "move")) {
+                    const char *key = strrchr(from, '/');
+                    ck_error_set(err, CK_E_INVALID, "error in move for path: '%s': %s", key ? key + 1 : from, why);
+                } else {
+                    ck_error_set(err, CK_E_INVALID, "error in copy for from: '%s': %s", from, why);
+                }
+                goto fail;
+            }
             if (!parent_found) {
                 ck_error_set(err, CK_E_INVALID, "%s operation does not apply: doc is missing from path: %s: missing value",
                              kind, from);
@@ -369,7 +403,13 @@ json_t *ck_patch_json(const json_t *doc, const json_t *ops, ck_error **err)
             rc = op_add(&out, kind, path, v, err);
         } else {   /* test */
             bool parent_found;
-            json_t *cur = get_at(out, path, &parent_found);
+            cleanup_free char *why = NULL;
+            json_t *cur = get_at(out, path, &parent_found, &why);
+            if (why) {
+                json_decref(vcopy);
+                ck_error_set(err, CK_E_INVALID, "error in test for path: '%s': %s", path, why);
+                goto fail;
+            }
             if (!parent_found) {
                 json_decref(vcopy);
                 ck_error_set(err, CK_E_INVALID, "test operation does not apply: is missing path: %s: missing value", path);

@@ -394,7 +394,7 @@ int cmd_apiserver(int argc, char **argv)
     int sig = 0;
     sigwait(&set, &sig);
     log_info("signal %d: shutting down", sig);
-    s.ready = false;
+    __atomic_store_n(&s.ready, false, __ATOMIC_RELEASE);
     rc = 0;
 out:
     if (err) {

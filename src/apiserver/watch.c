@@ -283,10 +283,13 @@ static void on_note(void *ctx, const ck_wc_note *n)
 static void on_close(void *ctx)
 {
     watch *w = ctx;
+    ck_watch_hub *h = w->hub;
+    /* flag under the hub lock: the reaper frees w as soon as it sees the flag, so w must not be
+     * touched after the unlock */
+    pthread_mutex_lock(&h->mu);
     __atomic_store_n(&w->closed, 1, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&w->hub->mu);
-    pthread_cond_signal(&w->hub->cv);
-    pthread_mutex_unlock(&w->hub->mu);
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
 }
 
 static void watch_free(watch *w)

@@ -201,6 +201,12 @@ int ck_err_conflict(ck_error **err, const ck_resource *r, const char *name);
 char *ck_query(const ck_reqctx *c, const char *name);   /* caller frees */
 bool ck_query_bool(const ck_reqctx *c, const char *name);
 bool ck_accept_table(const ck_reqctx *c);
+/* What the Accept header asks for: the object, a meta.k8s.io Table, or PartialObjectMetadata
+ * (metadata-only clients such as the garbage collector). */
+enum ck_accept_as { CK_AS_OBJECT, CK_AS_TABLE, CK_AS_PARTIAL };
+enum ck_accept_as ck_accept_as(const ck_reqctx *c);
+/* {"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":...}; NEW reference. */
+json_t *ck_partial_metadata(const json_t *obj);
 
 /* ---- verbs ---- */
 void ck_rest_serve(ck_reqctx *c);              /* rest.c: dispatch a CK_ROUTE_RESOURCE request */

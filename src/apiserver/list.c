@@ -246,14 +246,24 @@ static void serve_list(ck_reqctx *c)
     const ck_resource *r = c->route.res;
     list_result l;
     ck_error *e = NULL;
-    if (collect(c, true, !ck_accept_table(c), &l, &e) < 0)
+    enum ck_accept_as as = ck_accept_as(c);
+    if (collect(c, true, as == CK_AS_OBJECT, &l, &e) < 0)
         return ck_respond_error(c, e);
     json_t *body;
     char rvbuf[24];
     snprintf(rvbuf, sizeof rvbuf, "%lld", (long long)l.rev);
-    if (ck_accept_table(c)) {
+    if (as == CK_AS_TABLE) {
         cleanup_free char *inc = ck_query(c, "includeObject");
         body = ck_table_wrap(r, l.items, inc, l.rev);
+    } else if (as == CK_AS_PARTIAL) {
+        json_t *items = json_array();
+        size_t i;
+        json_t *obj;
+        json_array_foreach(l.items, i, obj)
+            json_array_append_new(items, ck_partial_metadata(obj));
+        body = json_pack("{s:s,s:s,s:{s:s},s:o}", "kind", "PartialObjectMetadataList",
+                         "apiVersion", "meta.k8s.io/v1", "metadata", "resourceVersion", rvbuf,
+                         "items", items);
     } else {
         char *kind = xasprintf("%sList", r->kind);
         body = json_pack("{s:s,s:s,s:{s:s},s:o}", "kind", kind, "apiVersion",

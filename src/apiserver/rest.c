@@ -776,7 +776,13 @@ static const char *ns_of(ck_reqctx *c)
 
 static json_t *as_table_or_obj(ck_reqctx *c, json_t *obj)
 {
-    if (!ck_accept_table(c))
+    enum ck_accept_as as = ck_accept_as(c);
+    if (as == CK_AS_PARTIAL) {
+        json_t *p = ck_partial_metadata(obj);
+        json_decref(obj);
+        return p;
+    }
+    if (as != CK_AS_TABLE)
         return obj;
     json_t *items = json_pack("[O]", obj);
     cleanup_free char *inc = ck_query(c, "includeObject");

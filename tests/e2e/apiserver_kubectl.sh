@@ -161,6 +161,10 @@ expect "list limit returns a continue token" '"continue":"' "${AC[@]}" "$CM?limi
 TOK=$("${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx" | sed -n 's/.*"continue":"\([^"]*\)".*/\1/p')
 expect "continue returns the next page" '"name":"page3"' "${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx&continue=$TOK"
 expect "a bad continue token is 400" '"code":400' "${AC[@]}" "$CM?limit=2&continue=bogus"
+PM='Accept: application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json'
+expect "metadata-only list (PartialObjectMetadataList)" '"kind":"PartialObjectMetadataList"' "${AC[@]}" -H "$PM" "$URL/api/v1/namespaces"
+expect "metadata-only get (PartialObjectMetadata)" '"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"default"' "${AC[@]}" -H 'Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' "$URL/api/v1/namespaces/default"
+expect "metadata-only watch" '"object":{"kind":"PartialObjectMetadata"' "${AC[@]}" -N -H 'Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' "$URL/api/v1/namespaces?watch=1&timeoutSeconds=1"
 expect "list as Table" '"columnDefinitions"' "${AC[@]}" -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io' "$CM"
 expect "stale update: 409 Conflict" '"reason":"Conflict"' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/page1" -d '{"metadata":{"name":"page1","resourceVersion":"2"}}'
 expect "deletecollection by label" '"kind":"ConfigMapList"' "${AC[@]}" -X DELETE "$CM?labelSelector=page%3Dx"

@@ -527,6 +527,15 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
     }
     set_namespace(r, nobj, ns, NULL);
     json_object_set_new(ck_meta(nobj), "name", json_string(name));
+    if (!strcmp(r->resource, "namespaces") && !r->group[0]) {
+        /* upstream keeps this label equal to the name whatever an update says */
+        json_t *labels = json_object_get(ck_meta(nobj), "labels");
+        if (!json_is_object(labels)) {
+            labels = json_object();
+            json_object_set_new(ck_meta(nobj), "labels", labels);
+        }
+        json_object_set_new(labels, "kubernetes.io/metadata.name", json_string(name));
+    }
     ck_default(r, nobj);
     ck_meta_on_update(r, nobj, old);
     if (json_object_get(json_object_get(old, "metadata"), "deletionTimestamp") &&

@@ -848,6 +848,15 @@ int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err)
     return set_namespace(c->route.res, obj, ns_of(c), err);
 }
 
+static bool allow_create_on_update(const ck_resource *r)
+{
+    static const char *const core = "endpoints events limitranges services";
+    if (!r->group[0])
+        return ck_word_in(core, r->resource);
+    return !strcmp(r->group, "coordination.k8s.io") || !strcmp(r->group, "events.k8s.io") ||
+           !strcmp(r->group, "rbac.authorization.k8s.io");
+}
+
 void ck_rest_put(ck_reqctx *c, bool status_only)
 {
     ck_error *e = NULL;
@@ -868,6 +877,22 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
     for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
         int64_t rev = 0;
         json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
+        if (!old && e->code == CK_E_NOT_FOUND && !status_only && !conditional &&
+            allow_create_on_update(r)) {
+            /* upstream's AllowCreateOnUpdate kinds: PUT of a missing object creates it */
+            ck_error_free(e);
+            e = NULL;
+            json_t *out = ck_rest_create_obj(c, r, ns_of(c), obj, &o, &e);
+            if (out) {
+                json_decref(obj);
+                return ck_respond_json(c, 201, out);
+            }
+            if (e->code != CK_E_EXISTS)
+                break;
+            ck_error_free(e);     /* created meanwhile: update it */
+            e = NULL;
+            continue;
+        }
         if (!old)
             break;
         json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, status_only, &e);

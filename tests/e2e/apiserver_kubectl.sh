@@ -167,6 +167,8 @@ expect "metadata-only get (PartialObjectMetadata)" '"kind":"PartialObjectMetadat
 expect "metadata-only watch" '"object":{"kind":"PartialObjectMetadata"' "${AC[@]}" -N -H 'Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' "$URL/api/v1/namespaces?watch=1&timeoutSeconds=1"
 expect "list as Table" '"columnDefinitions"' "${AC[@]}" -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io' "$CM"
 expect "stale update: 409 Conflict" '"reason":"Conflict"' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/page1" -d '{"metadata":{"name":"page1","resourceVersion":"2"}}'
+expect "PUT creates a missing Lease (AllowCreateOnUpdate)" '"kind":"Lease"' "${AC[@]}" "${JSON[@]}" -X PUT "$URL/apis/coordination.k8s.io/v1/namespaces/default/leases/l1" -d '{"metadata":{"name":"l1"},"spec":{"holderIdentity":"a"}}'
+expect "PUT of a missing ConfigMap is 404" '"code":404' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/missing-cm" -d '{"metadata":{"name":"missing-cm"}}'
 expect "deletecollection by label" '"kind":"ConfigMapList"' "${AC[@]}" -X DELETE "$CM?labelSelector=page%3Dx"
 expect "deletecollection removed them" '"items":[]' "${AC[@]}" "$CM?labelSelector=page%3Dx"
 expect "generateName" '"name":"gen-' "${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"generateName":"gen-"}}'

@@ -701,13 +701,23 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
     }
     free(gone);
 
+    /* a re-apply of the same fields keeps its entry as it was (time included), so a no-op apply
+     * leaves the object unchanged, as upstream's is */
+    const char *av = json_string_value(json_object_get(applied, "apiVersion"));
+    av = av ? av : ck_resource_api_version(r);
+    bool same = own->time && own->api_version && !strcmp(own->api_version, av) &&
+                json_object_size(own->set) == json_object_size(applied_set);
+    json_object_foreach(own->set, p, tv)
+        if (same && !json_object_get(applied_set, p))
+            same = false;
     json_decref(own->set);
     own->set = applied_set;
-    free(own->time);
-    own->time = now_rfc3339();
-    free(own->api_version);
-    const char *av = json_string_value(json_object_get(applied, "apiVersion"));
-    own->api_version = xstrdup(av ? av : ck_resource_api_version(r));
+    if (!same) {
+        free(own->time);
+        own->time = now_rfc3339();
+        free(own->api_version);
+        own->api_version = xstrdup(av);
+    }
     entries_store(&es, out);
     entries_free(&es);
     return out;

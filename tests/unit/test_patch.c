@@ -282,6 +282,11 @@ static void test_apply_configmap(void **state)
     assert_true(json_equal(json_object_get(o4, "data"), want_data));
     assert_fields(o4, 0, "kubectl", "Apply", "{\"f:data\":{\"f:k2\":{}}}");
 
+    /* re-applying the same config changes nothing, managedFields included */
+    json_t *again = ck_patch_apply(o4, cfg2, cm, "kubectl", false, &e);
+    assert_non_null(again);
+    assert_true(json_equal(again, o4));
+    json_decref(again);
     /* a second applier agreeing on a value shares it without conflict */
     json_t *o5 = ck_patch_apply(o4, cfg2, cm, "other", false, &e);
     assert_non_null(o5);

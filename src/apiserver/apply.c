@@ -736,8 +736,10 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
         operation = "Update";
     bool status_sub = subresource && !strcmp(subresource, "status");
     struct entries es = {0};
+    /* the request's managedFields when it carries some (a client may set them; [{}] resets them),
+     * else the live object's, as upstream: an empty list does not wipe them */
     const json_t *mf = managed_of(obj);
-    entries_load(&es, mf ? mf : managed_of(old));
+    entries_load(&es, json_array_size(mf) ? mf : managed_of(old));
     /* the schema of the object's kind, when the object says which it is */
     const char *kind = json_string_value(json_object_get(obj, "kind"));
     const char *avs = json_string_value(json_object_get(obj, "apiVersion"));

@@ -701,13 +701,23 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
     }
     free(gone);
 
+    /* a re-apply of the same fields keeps its entry as it was (time included), so a no-op apply
+     * leaves the object unchanged, as upstream's is */
+    const char *av = json_string_value(json_object_get(applied, "apiVersion"));
+    av = av ? av : ck_resource_api_version(r);
+    bool same = own->time && own->api_version && !strcmp(own->api_version, av) &&
+                json_object_size(own->set) == json_object_size(applied_set);
+    json_object_foreach(own->set, p, tv)
+        if (same && !json_object_get(applied_set, p))
+            same = false;
     json_decref(own->set);
     own->set = applied_set;
-    free(own->time);
-    own->time = now_rfc3339();
-    free(own->api_version);
-    const char *av = json_string_value(json_object_get(applied, "apiVersion"));
-    own->api_version = xstrdup(av ? av : ck_resource_api_version(r));
+    if (!same) {
+        free(own->time);
+        own->time = now_rfc3339();
+        free(own->api_version);
+        own->api_version = xstrdup(av);
+    }
     entries_store(&es, out);
     entries_free(&es);
     return out;
@@ -726,8 +736,10 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
         operation = "Update";
     bool status_sub = subresource && !strcmp(subresource, "status");
     struct entries es = {0};
+    /* the request's managedFields when it carries some (a client may set them; [{}] resets them),
+     * else the live object's, as upstream: an empty list does not wipe them */
     const json_t *mf = managed_of(obj);
-    entries_load(&es, mf ? mf : managed_of(old));
+    entries_load(&es, json_array_size(mf) ? mf : managed_of(old));
     /* the schema of the object's kind, when the object says which it is */
     const char *kind = json_string_value(json_object_get(obj, "kind"));
     const char *avs = json_string_value(json_object_get(obj, "apiVersion"));

@@ -282,6 +282,11 @@ static void test_apply_configmap(void **state)
     assert_true(json_equal(json_object_get(o4, "data"), want_data));
     assert_fields(o4, 0, "kubectl", "Apply", "{\"f:data\":{\"f:k2\":{}}}");
 
+    /* re-applying the same config changes nothing, managedFields included */
+    json_t *again = ck_patch_apply(o4, cfg2, cm, "kubectl", false, &e);
+    assert_non_null(again);
+    assert_true(json_equal(again, o4));
+    json_decref(again);
     /* a second applier agreeing on a value shares it without conflict */
     json_t *o5 = ck_patch_apply(o4, cfg2, cm, "other", false, &e);
     assert_non_null(o5);
@@ -391,6 +396,15 @@ static void test_record_create(void **state)
     json_t *want = J("{\"f:status\":{\"f:replicas\":{}}}");
     assert_true(json_equal(json_object_get(st, "fieldsV1"), want));
     json_decref(want);
+    /* a request without managedFields (or with []) keeps the live ones; [{}] resets them */
+    json_t *prev = json_deep_copy(o);
+    json_object_set_new(json_object_get(o, "metadata"), "managedFields", json_array());
+    ck_managed_fields_record(o, prev, "other", "Update", "apps/v1");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(o, "metadata"), "managedFields")), 2);
+    json_object_set_new(json_object_get(o, "metadata"), "managedFields", json_pack("[{}]"));
+    ck_managed_fields_record(o, prev, "other", "Update", "apps/v1");
+    assert_null(json_object_get(json_object_get(o, "metadata"), "managedFields"));
+    json_decref(prev);
     json_decref(old);
     json_decref(o);
 }

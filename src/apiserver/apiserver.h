@@ -221,6 +221,7 @@ typedef struct ck_write_opts {
     bool dry_run;
     const char *manager;       /* fieldManager */
     const char *field_validation;   /* Strict|Warn|Ignore */
+    bool applied;              /* the object comes from ck_patch_apply (it recorded itself) */
 } ck_write_opts;
 void ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager,
                               char **owned_fv);

@@ -347,7 +347,8 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
         return NULL;
     }
     json_decref(causes);
-    ck_managed_fields_record(obj, NULL, o->manager, "Update", ck_resource_api_version(r));
+    if (!o->applied)
+        ck_managed_fields_record(obj, NULL, o->manager, "Update", ck_resource_api_version(r));
     if (o->dry_run) {
         if (is_service(r))
             ck_service_release(s, obj, NULL);
@@ -392,14 +393,16 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
 }
 
 /* Copy-compare ignoring what every write changes anyway. */
-static bool same_object(const json_t *a, const json_t *b)
+static bool same_object(const json_t *a, const json_t *b, bool with_managed_fields)
 {
     json_t *x = json_deep_copy(a), *y = json_deep_copy(b);
     json_t *mx = json_object_get(x, "metadata"), *my = json_object_get(y, "metadata");
     json_object_del(mx, "resourceVersion");
     json_object_del(my, "resourceVersion");
-    json_object_del(mx, "managedFields");
-    json_object_del(my, "managedFields");
+    if (!with_managed_fields) {
+        json_object_del(mx, "managedFields");
+        json_object_del(my, "managedFields");
+    }
     bool eq = json_equal(x, y);
     json_decref(x);
     json_decref(y);
@@ -564,13 +567,21 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         return NULL;
     }
     json_decref(causes);
-    if (same_object(nobj, old)) {
+    /* an apply that only changed ownership is still a write; an Update's entry is recorded
+     * below, after this check, so it is compared without managedFields */
+    if (same_object(nobj, old, o->applied)) {
         /* a no-op write: upstream neither writes nor bumps resourceVersion */
         json_decref(nobj);
         json_incref(old);
         return old;
     }
-    ck_managed_fields_record(nobj, old, o->manager, "Update", ck_resource_api_version(r));
+    if (!o->applied) {
+        if (status_only)
+            ck_managed_fields_record_sub(nobj, old, o->manager, "Update",
+                                         ck_resource_api_version(r), "status");
+        else
+            ck_managed_fields_record(nobj, old, o->manager, "Update", ck_resource_api_version(r));
+    }
     bool finish = json_object_get(json_object_get(nobj, "metadata"), "deletionTimestamp") &&
                   !has_finalizers(nobj) && strcmp(r->resource, "pods") &&
                   strcmp(r->resource, "namespaces");
@@ -981,6 +992,7 @@ static void do_patch(ck_reqctx *c)
     if (!patch)
         return ck_respond_error(c, e);
     bool force = ck_query_bool(c, "force");
+    o.applied = t == CK_PATCH_APPLY;
     if (t == CK_PATCH_APPLY) {
         cleanup_free char *fm = ck_query(c, "fieldManager");
         if (!fm || !*fm) {

@@ -220,6 +220,7 @@ static void serve_status(ck_reqctx *c)
     cleanup_free char *mgr = NULL, *fv = NULL;
     ck_write_opts_from_query(c, &o, &mgr, &fv);
     bool force = ck_query_bool(c, "force");
+    o.applied = pt == CK_PATCH_APPLY;
     for (int attempt = 0; attempt < 8; attempt++) {
         int64_t rev = 0;
         json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);

@@ -169,6 +169,12 @@ expect "list as Table" '"columnDefinitions"' "${AC[@]}" -H 'Accept: application/
 expect "stale update: 409 Conflict" '"reason":"Conflict"' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/page1" -d '{"metadata":{"name":"page1","resourceVersion":"2"}}'
 expect "PUT creates a missing Lease (AllowCreateOnUpdate)" '"kind":"Lease"' "${AC[@]}" "${JSON[@]}" -X PUT "$URL/apis/coordination.k8s.io/v1/namespaces/default/leases/l1" -d '{"metadata":{"name":"l1"},"spec":{"holderIdentity":"a"}}'
 expect "PUT of a missing ConfigMap is 404" '"code":404' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/missing-cm" -d '{"metadata":{"name":"missing-cm"}}'
+"${AC[@]}" -X PATCH -H 'Content-Type: application/apply-patch+yaml' "$CM/ssa1?fieldManager=e2e-ssa" --data-binary $'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa1\ndata:\n  a: "1"\n' >/dev/null
+mf() { "${AC[@]}" "$CM/ssa1" | /usr/bin/python3 -c 'import json,sys; print(" ".join(e["manager"]+":"+e["operation"] for e in json.load(sys.stdin)["metadata"]["managedFields"]))'; }
+expect "server-side apply records one Apply entry" "e2e-ssa:Apply" mf
+expect_not "server-side apply leaves no Update entry" "Update" mf
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/ssa1?fieldManager=e2e-edit" -d '{"data":{"b":"2"}}' >/dev/null
+expect "a later merge patch adds its Update entry" "e2e-ssa:Apply e2e-edit:Update" mf
 expect "deletecollection by label" '"kind":"ConfigMapList"' "${AC[@]}" -X DELETE "$CM?labelSelector=page%3Dx"
 expect "deletecollection removed them" '"items":[]' "${AC[@]}" "$CM?labelSelector=page%3Dx"
 expect "generateName" '"name":"gen-' "${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"generateName":"gen-"}}'

@@ -241,7 +241,8 @@ static const struct score_case {
      "[" CPOD("e", "", "'cpu':'1','memory':'2Gi'", ON("n1")) "]", CPOD("p", "", "'cpu':'1','memory':'2Gi'", ""), "n1", 50},
     {"least allocated, best effort uses defaults", F_LEAST, "[" NODE("n1", "", "") "]", NULL, POD("p", "", ""), "n1", 97},
     {"balanced, equal fractions", F_BAL, "[" NODE("n1", "", "") "]", NULL, CPOD("p", "", "'cpu':'2','memory':'4Gi'", ""), "n1", 100},
-    {"balanced, skewed", F_BAL, "[" NODE("n1", "", "") "]", NULL, CPOD("p", "", "'cpu':'4','memory':'0'", ""), "n1", 50},
+    /* cpu full, memory at the 200Mi default: std (1 - 0.024) / 2 */
+    {"balanced, skewed", F_BAL, "[" NODE("n1", "", "") "]", NULL, CPOD("p", "", "'cpu':'4','memory':'0'", ""), "n1", 51},
     {"node affinity preferred weights", F_NAFF, "[" NODE("n1", ",'zone':'a','disk':'ssd'", "") "]", NULL,
      POD("p", "", ",'affinity':{'nodeAffinity':{'preferredDuringSchedulingIgnoredDuringExecution':["
                   "{'weight':5,'preference':{'matchExpressions':[{'key':'zone','operator':'In','values':['a']}]}},"

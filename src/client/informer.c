@@ -18,6 +18,8 @@ struct ck_informer {
     char *ns, *label_selector, *field_selector;
     ck_informer_handlers handlers;
     void *ctx;
+    ck_informer_transform transform;
+    bool stubs;
 
     pthread_mutex_t lock;
     pthread_cond_t synced_cond;
@@ -38,6 +40,21 @@ char *ck_informer_key(const json_t *obj)
     if (!name)
         name = "";
     return ns && *ns ? xasprintf("%s/%s", ns, name) : xstrdup(name);
+}
+
+/* What the cache keeps of obj: obj itself, or a stub (a NEW reference either way). */
+static json_t *cached_form(ck_informer *inf, json_t *obj)
+{
+    if (!inf->stubs)
+        return json_incref(obj);
+    json_t *md = json_object_get(obj, "metadata"), *smd = json_object();
+    static const char *const keys[] = {"name", "namespace", "resourceVersion", "uid"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(md, keys[i]);
+        if (v)
+            json_object_set(smd, keys[i], v);
+    }
+    return json_pack("{s:o}", "metadata", smd);
 }
 
 static const char *obj_rv(const json_t *obj)
@@ -122,6 +139,8 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
         json_t *it;
         /* List items carry no kind/apiVersion; fill them in as watch events have them. */
         json_array_foreach(items, i, it) {
+            if (inf->transform)
+                inf->transform(inf->ctx, it);
             json_object_set_new(it, "kind", json_string(inf->res->kind));
             json_object_set_new(it, "apiVersion", json_string(ck_resource_api_version(inf->res)));
             char *key = ck_informer_key(it);
@@ -170,6 +189,12 @@ static void replace_cache(ck_informer *inf, json_t *fresh, char *rv)
             inf->handlers.on_delete(inf->ctx, obj);
     }
     json_decref(old);
+    if (inf->stubs) {       /* the handlers had the whole objects; keep stubs from now on */
+        pthread_mutex_lock(&inf->lock);
+        json_object_foreach(inf->cache, key, obj)
+            json_object_set_new_nocheck(inf->cache, key, cached_form(inf, obj));
+        pthread_mutex_unlock(&inf->lock);
+    }
 
     pthread_mutex_lock(&inf->lock);
     if (!inf->synced) {
@@ -192,6 +217,8 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
         pthread_mutex_unlock(&inf->lock);
         return !inf->stop;
     }
+    if (inf->transform)
+        inf->transform(inf->ctx, obj);
     cleanup_free char *key = ck_informer_key(obj);
     pthread_mutex_lock(&inf->lock);
     json_t *prev = json_object_get(inf->cache, key);
@@ -199,7 +226,7 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
     if (!strcmp(type, "DELETED"))
         json_object_del(inf->cache, key);
     else
-        json_object_set(inf->cache, key, obj);
+        json_object_set_new(inf->cache, key, cached_form(inf, obj));
     if (rv) {
         free(inf->resource_version);
         inf->resource_version = xstrdup(rv);
@@ -262,6 +289,21 @@ static void *informer_main(void *arg)
         }
     }
     return NULL;
+}
+
+void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn)
+{
+    inf->transform = fn;
+}
+
+void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs)
+{
+    inf->stubs = stubs;
+}
+
+void ck_informer_strip_managed_fields(void *ctx, json_t *obj)
+{
+    json_object_del(json_object_get(obj, "metadata"), "managedFields");
 }
 
 void ck_informer_start(ck_informer *inf)

@@ -150,6 +150,7 @@ static void detach(sc_cache *c, sc_pod *p)
 
 void sc_cache_pod_set(sc_cache *c, sc_pod *p)
 {
+    sc_pod_slim(p);
     sc_pod *old = sc_map_get(c->pods, p->key);
     if (old) {
         /* keep our view while the bind is in flight and the API copy has no node yet */

@@ -359,6 +359,22 @@ fail:
     return NULL;
 }
 
+void sc_pod_slim(sc_pod *p)
+{
+    if (!p->obj)
+        return;
+    json_incref(p->labels);
+    p->labels_owned = true;
+    p->node_selector = NULL;
+    free(p->node_req);
+    free(p->node_pref);
+    p->node_req = p->node_pref = NULL;
+    p->nnode_req = p->nnode_pref = 0;
+    p->has_node_req = false;
+    json_decref(p->obj);
+    p->obj = NULL;
+}
+
 void sc_pod_resolve_priority(sc_pod *p, sc_priority_lookup lookup, void *ctx)
 {
     json_t *spec = json_object_get(p->obj, "spec");
@@ -402,6 +418,8 @@ void sc_pod_free(sc_pod *p)
         ck_selector_free(p->spread[i].sel);
     }
     free(p->spread);
+    if (p->labels_owned)
+        json_decref(p->labels);
     json_decref(p->obj);
     free(p);
 }

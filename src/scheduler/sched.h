@@ -103,8 +103,9 @@ typedef struct sc_spread {
 
 typedef struct sc_pod {
     char *key, *ns, *name, *uid;
-    json_t *obj;                  /* a reference to the latest object */
-    json_t *labels;               /* borrowed from obj */
+    json_t *obj;                  /* the object (NULL once placed: see sc_pod_slim) */
+    json_t *labels;               /* borrowed from obj, or owned once slim */
+    bool labels_owned;
     char *node;                   /* spec.nodeName, or the node it is assumed on */
     char *scheduler_name;
     sc_res req;                   /* what it requests (upstream's effective requests) */
@@ -149,6 +150,9 @@ typedef struct sc_node {
 /* podinfo.c.  The pod takes a reference to obj.  NULL with *err on a malformed object. */
 sc_pod *sc_pod_new(json_t *obj, ck_error **err);
 void sc_pod_free(sc_pod *p);
+/* A placed pod is only matched against (labels, requests, ports, compiled terms): drop the
+ * object and what borrows from it, so 10,000s of placed pods stay small. */
+void sc_pod_slim(sc_pod *p);
 /* The pod's priority: spec.priority, else from its class via lookup (may be NULL). */
 typedef int (*sc_priority_lookup)(void *ctx, const char *class_name, int32_t *value, bool *never);
 void sc_pod_resolve_priority(sc_pod *p, sc_priority_lookup lookup, void *ctx);

@@ -6,6 +6,10 @@
  *   sched_bench --kubeconfig F [--pods 10000] [--threads 8] [--namespace bench]
  *               [--anti-affinity-groups G]   (pods get app=gK, K = i % G, and required
  *                                              anti-affinity to their own group on hostname)
+ *               [--scheduler-name S] [--phase both|create|bind]
+ * --phase create only creates (for a scheduler that is not running yet); --phase bind only
+ * watches, from its start, until the N pods bench-0..N-1 are bound (start that scheduler then):
+ * this isolates the scheduler's own throughput from the API server's create rate.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -19,7 +23,7 @@
 
 typedef struct bench {
     ck_client *c;
-    const char *ns;
+    const char *ns, *scheduler;
     long pods, threads, groups;
     int64_t *created_ns, *bound_ns;
     long nbound;
@@ -44,6 +48,8 @@ static json_t *pod_object(bench *b, long i)
         "v1", "kind", "Pod", "metadata", "name", name, "namespace", b->ns, "labels", "app", group,
         "spec", "containers", "name", "c", "image", "registry.k8s.io/pause:3.9", "resources",
         "requests", "cpu", "10m", "memory", "50Mi");
+    if (b->scheduler)
+        json_object_set_new(json_object_get(pod, "spec"), "schedulerName", json_string(b->scheduler));
     if (b->groups)
         json_object_set_new(json_object_get(pod, "spec"), "affinity", json_pack(
             "{s:{s:[{s:{s:{s:s}}, s:s}]}}", "podAntiAffinity",
@@ -118,7 +124,7 @@ static int cmp64(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    char *kubeconfig = NULL, *ns = "bench";
+    char *kubeconfig = NULL, *ns = "bench", *scheduler = NULL, *phase = "both";
     long pods = 10000, threads = 8, groups = 0, timeout_s = 300;
     ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "kubeconfig of the cluster (required)"},
@@ -127,6 +133,8 @@ int main(int argc, char **argv)
         {"namespace", CK_FLAG_STRING, &ns, "namespace (default bench; created if missing)"},
         {"anti-affinity-groups", CK_FLAG_INT, &groups, "pod anti-affinity groups (default 0 = none)"},
         {"timeout", CK_FLAG_INT, &timeout_s, "give up after this many seconds (default 300)"},
+        {"scheduler-name", CK_FLAG_STRING, &scheduler, "spec.schedulerName of the pods"},
+        {"phase", CK_FLAG_STRING, &phase, "both (default), create (no watch) or bind (no create)"},
     };
     ck_flags_parse("sched_bench", "scheduler throughput benchmark", argc, argv, flags, ARRAY_SIZE(flags));
     if (!kubeconfig || pods < 1 || threads < 1) {
@@ -144,7 +152,9 @@ int main(int argc, char **argv)
     json_decref(ck_client_create(c, ck_resource_find("", "v1", "namespaces"), NULL, nsobj, NULL));
     json_decref(nsobj);
 
-    bench b = {.c = c, .ns = ns, .pods = pods, .threads = threads, .groups = groups};
+    bench b = {.c = c, .ns = ns, .scheduler = scheduler, .pods = pods, .threads = threads,
+               .groups = groups};
+    bool do_create = strcmp(phase, "bind") != 0, do_watch = strcmp(phase, "create") != 0;
     pthread_mutex_init(&b.lock, NULL);
     b.created_ns = xcalloc((size_t)pods, sizeof(int64_t));
     b.bound_ns = xcalloc((size_t)pods, sizeof(int64_t));
@@ -160,15 +170,27 @@ int main(int argc, char **argv)
                                               ns, json_string_value(json_object_get(json_object_get(list, "metadata"), "resourceVersion")))};
     json_decref(list);
     pthread_t wt, *ct = xcalloc((size_t)threads, sizeof(pthread_t));
-    pthread_create(&wt, NULL, watcher, &w);
-    usleep(200 * 1000);
+    if (do_watch) {
+        pthread_create(&wt, NULL, watcher, &w);
+        usleep(200 * 1000);
+    }
 
     int64_t t0 = ck_now_ns();
-    for (long i = 0; i < threads; i++)
-        pthread_create(&ct[i], NULL, creator, &b);
-    for (long i = 0; i < threads; i++)
-        pthread_join(ct[i], NULL);
+    if (do_create) {
+        for (long i = 0; i < threads; i++)
+            pthread_create(&ct[i], NULL, creator, &b);
+        for (long i = 0; i < threads; i++)
+            pthread_join(ct[i], NULL);
+    } else {
+        for (long i = 0; i < pods; i++)
+            b.created_ns[i] = t0;        /* latency from the start of the watch */
+    }
     int64_t t_created = ck_now_ns();
+    if (!do_watch) {
+        printf("created=%ld create_errors=%ld create_rate=%.0f pods/s\n", pods - b.create_errors,
+               b.create_errors, (double)pods / ((double)(t_created - t0) / 1e9));
+        return b.create_errors ? 1 : 0;
+    }
     while (ck_now_ns() - t0 < timeout_s * 1000000000LL) {
         pthread_mutex_lock(&b.lock);
         long n = b.nbound;
@@ -196,9 +218,20 @@ int main(int argc, char **argv)
     double span = (double)(last - first) / 1e9;
     printf("pods=%ld bound=%ld create_errors=%ld anti_affinity_groups=%ld\n", pods, nl,
            b.create_errors, groups);
-    printf("create_rate=%.0f pods/s (%.2f s)\n", (double)pods / ((double)(t_created - t0) / 1e9),
+    if (do_create)
+        printf("create_rate=%.0f pods/s (%.2f s)\n", (double)pods / ((double)(t_created - t0) / 1e9),
            (double)(t_created - t0) / 1e9);
-    printf("throughput=%.0f pods/s (first create -> last bind %.2f s)\n", span > 0 ? (double)nl / span : 0, span);
+    printf("throughput=%.0f pods/s (%s -> last bind %.2f s)\n", span > 0 ? (double)nl / span : 0,
+           do_create ? "first create" : "watch start", span);
+    if (!do_create) {
+        int64_t fb = INT64_MAX;
+        for (long i = 0; i < pods; i++)
+            if (b.bound_ns[i] && b.bound_ns[i] < fb)
+                fb = b.bound_ns[i];
+        if (nl > 1 && last > fb)
+            printf("throughput_first_to_last_bind=%.0f pods/s (%.2f s)\n",
+                   (double)(nl - 1) / ((double)(last - fb) / 1e9), (double)(last - fb) / 1e9);
+    }
     if (nl)
         printf("latency_ms p50=%.1f p99=%.1f max=%.1f\n", (double)lat[nl / 2] / 1e6,
                (double)lat[(nl * 99) / 100 < nl ? (nl * 99) / 100 : nl - 1] / 1e6,

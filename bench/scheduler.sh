@@ -73,7 +73,21 @@ run_case() {
     a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid")
     echo "$name: scheduler RSS now $(grep VmRSS /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}'), peak $(grep VmHWM /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}')"
     echo "$name: CPU seconds during the run: apiserver $(echo "$a1 - $a0" | bc), scheduler $(echo "$s1 - $s0" | bc), hollow-node $(echo "$h1 - $h0" | bc)"
-    grep -E 'scheduled [0-9]+ pods' "$tmp/$name-server.log" | tail -n 1
+    if [ "${PRELOAD:-1}" = 1 ]; then
+        # the scheduler alone: pods created first for a scheduler that is not running, then a
+        # fresh `ckube scheduler` started (its informer sync included) binds them all
+        "$BENCH" "${args[@]}" --namespace preload --scheduler-name bench-sched --phase create | sed "s/^/$name preload: /"
+        "$BENCH" "${args[@]}" --namespace preload --scheduler-name bench-sched --phase bind >"$tmp/$name-bind.out" &
+        local bpid=$!
+        sleep 0.5
+        "$CK" scheduler --kubeconfig "$data/kubeconfig" --scheduler-name bench-sched --leader-elect=false \
+            >"$tmp/$name-sched2.log" 2>&1 &
+        local s2=$!
+        wait "$bpid"
+        sed "s/^/$name preload: /" "$tmp/$name-bind.out"
+        echo "$name preload: standalone scheduler RSS $(grep VmRSS /proc/$s2/status | awk '{printf "%.1f MB", $2/1024}'), peak $(grep VmHWM /proc/$s2/status | awk '{printf "%.1f MB", $2/1024}'), CPU $(cpu_s $s2) s"
+        kill -TERM "$s2"; wait "$s2" 2>/dev/null
+    fi
     stop_all
     grep -E 'scheduled [0-9]+ pods' "$tmp/$name-server.log" | tail -n 1 | sed "s/^/$name: /"
 }

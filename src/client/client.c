@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLIENT_POOL_MAX 16
+#define CLIENT_POOL_MAX 32
 #define CLIENT_MAX_RESPONSE (512u * 1024 * 1024)   /* a list of 150k pods stays below this */
 #define CLIENT_MAX_WATCH_LINE (16u * 1024 * 1024)
 

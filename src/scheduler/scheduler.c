@@ -335,7 +335,7 @@ int cmd_scheduler(int argc, char **argv)
     char *kubeconfig = NULL, *name = "default-scheduler", *lease_ns = "kube-system",
          *lease_name = "kube-scheduler", *identity = NULL;
     bool leader_elect = true;
-    long bind_workers = 16, percentage = 0, lease_ms = 15000, renew_ms = 10000, retry_ms = 2000;
+    long bind_workers = 32, percentage = 0, lease_ms = 15000, renew_ms = 10000, retry_ms = 2000;
     ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig for the API server (required)"},
         {"scheduler-name", CK_FLAG_STRING, &name,
@@ -351,7 +351,7 @@ int cmd_scheduler(int argc, char **argv)
         {"leader-elect-retry-period", CK_FLAG_DURATION_MS, &retry_ms,
          "Interval between acquire/renew attempts (default 2s)"},
         {"leader-elect-identity", CK_FLAG_STRING, &identity, "Identity in the Lease (default <hostname>_<random>)"},
-        {"bind-workers", CK_FLAG_INT, &bind_workers, "Concurrent binding/API-write workers (default 16)"},
+        {"bind-workers", CK_FLAG_INT, &bind_workers, "Concurrent binding/API-write workers (default 32)"},
         {"percentage-of-nodes-to-score", CK_FLAG_INT, &percentage,
          "Percent of nodes to find feasible before scoring; 0 = adaptive like upstream (default 0)"},
     };

@@ -355,6 +355,7 @@ typedef struct sc_sched {
     ck_informer *pods_inf, *nodes_inf, *classes_inf;
     /* counters (under lock) */
     uint64_t attempts, scheduled, unschedulable, bound, bind_failed, preemptions;
+    int64_t cycle_ns;             /* time spent in scheduling cycles */
 } sc_sched;
 
 /* Look a pod's priority class up in the PriorityClass informer (sc_priority_lookup). */

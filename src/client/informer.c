@@ -42,23 +42,32 @@ char *ck_informer_key(const json_t *obj)
     return ns && *ns ? xasprintf("%s/%s", ns, name) : xstrdup(name);
 }
 
-/* What the cache keeps of obj: obj itself, or a stub (a NEW reference either way). */
+/* What the cache keeps of obj (a NEW reference): obj itself, or in stub mode just its
+ * resourceVersion string (enough to tell a relist what changed). */
 static json_t *cached_form(ck_informer *inf, json_t *obj)
 {
     if (!inf->stubs)
         return json_incref(obj);
-    json_t *md = json_object_get(obj, "metadata"), *smd = json_object();
-    static const char *const keys[] = {"name", "namespace", "resourceVersion", "uid"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        json_t *v = json_object_get(md, keys[i]);
-        if (v)
-            json_object_set(smd, keys[i], v);
-    }
-    return json_pack("{s:o}", "metadata", smd);
+    const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+    return json_string(rv ? rv : "");
+}
+
+/* A stub object for a handler from a cache key "ns/name" or "name". */
+static json_t *stub_object(const char *key)
+{
+    const char *slash = strchr(key, '/');
+    if (!slash)
+        return json_pack("{s:{s:s}}", "metadata", "name", key);
+    char *ns = xstrndup(key, (size_t)(slash - key));
+    json_t *o = json_pack("{s:{s:s, s:s}}", "metadata", "namespace", ns, "name", slash + 1);
+    free(ns);
+    return o;
 }
 
 static const char *obj_rv(const json_t *obj)
 {
+    if (json_is_string(obj))
+        return json_string_value(obj);
     return json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 }
 
@@ -180,13 +189,19 @@ static void replace_cache(ck_informer *inf, json_t *fresh, char *rv)
                 inf->handlers.on_add(inf->ctx, obj);
         } else {
             const char *a = obj_rv(prev), *b = obj_rv(obj);
-            if (inf->handlers.on_update && (!a || !b || strcmp(a, b)))
-                inf->handlers.on_update(inf->ctx, prev, obj);
+            if (inf->handlers.on_update && (!a || !b || strcmp(a, b))) {
+                json_t *o = json_is_string(prev) ? stub_object(key) : json_incref(prev);
+                inf->handlers.on_update(inf->ctx, o, obj);
+                json_decref(o);
+            }
         }
     }
     json_object_foreach(old, key, obj) {
-        if (!json_object_get(fresh, key) && inf->handlers.on_delete)
-            inf->handlers.on_delete(inf->ctx, obj);
+        if (!json_object_get(fresh, key) && inf->handlers.on_delete) {
+            json_t *o = json_is_string(obj) ? stub_object(key) : json_incref(obj);
+            inf->handlers.on_delete(inf->ctx, o);
+            json_decref(o);
+        }
     }
     json_decref(old);
     if (inf->stubs) {       /* the handlers had the whole objects; keep stubs from now on */
@@ -237,8 +252,11 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
         if (inf->handlers.on_delete)
             inf->handlers.on_delete(inf->ctx, obj);
     } else if (prev) {
-        if (inf->handlers.on_update)
-            inf->handlers.on_update(inf->ctx, prev, obj);
+        if (inf->handlers.on_update) {
+            json_t *o = json_is_string(prev) ? stub_object(key) : json_incref(prev);
+            inf->handlers.on_update(inf->ctx, o, obj);
+            json_decref(o);
+        }
     } else if (inf->handlers.on_add) {
         inf->handlers.on_add(inf->ctx, obj);
     }

@@ -37,10 +37,10 @@ ck_informer *ck_informer_new(ck_client *c, const ck_resource *r, const char *ns,
  * be most of an object's size). */
 typedef void (*ck_informer_transform)(void *ctx, json_t *obj);
 void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn);
-/* Optional, before start: cache only a stub of each object (metadata name, namespace,
- * resourceVersion, uid), for consumers that keep what they need themselves and must stay small
- * at tens of thousands of objects.  Handlers still get whole objects as they arrive; old_obj in
- * on_update/on_delete after a relist and ck_informer_get/list then return stubs. */
+/* Optional, before start: cache only each object's resourceVersion, for consumers that keep what
+ * they need themselves and must stay small at tens of thousands of objects.  Handlers still get
+ * whole new objects; old_obj in on_update and the object of a relist's on_delete are then stubs
+ * holding only metadata.name/namespace, and ck_informer_get/list return resourceVersion strings. */
 void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs);
 /* Strips metadata.managedFields: a ready-made transform. */
 void ck_informer_strip_managed_fields(void *ctx, json_t *obj);

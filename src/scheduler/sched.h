@@ -85,6 +85,7 @@ typedef struct sc_term {
     int nns;
     bool all_ns;
     int weight;                   /* preferred terms only */
+    int id;                       /* interned (owner namespace, term): equal terms, equal ids */
 } sc_term;
 
 /* A compiled node selector requirement list (one nodeSelectorTerm). */
@@ -106,6 +107,7 @@ typedef struct sc_pod {
     json_t *obj;                  /* the object (NULL once placed: see sc_pod_slim) */
     json_t *labels;               /* borrowed from obj, or owned once slim */
     bool labels_owned;
+    int lset;                     /* interned (namespace, labels) */
     char *node;                   /* spec.nodeName, or the node it is assumed on */
     char *scheduler_name;
     sc_res req;                   /* what it requests (upstream's effective requests) */
@@ -161,6 +163,8 @@ int sc_node_set(sc_node *n, json_t *obj, ck_error **err);
 const char *sc_node_label(const sc_node *n, const char *key);
 void sc_node_free_fields(sc_node *n);       /* taints and object; not pods */
 bool sc_term_matches(const sc_term *t, const sc_pod *owner, const sc_pod *other);
+/* Upper bound of interned ids (term ids and label-set ids share one space). */
+int sc_intern_bound(void);
 bool sc_pod_tolerates(const sc_pod *p, const sc_taint *t);
 
 /* ---- cache.c ---- */

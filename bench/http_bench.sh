@@ -5,3 +5,4 @@ set -eu
 BUILD=${1:-build}
 "$BUILD/bench/http_bench" "${SECONDS_PER_RUN:-5}"
 "$BUILD/bench/http_bench" "${SECONDS_PER_RUN:-5}" plain
+"$BUILD/bench/http_stream_bench" 4000

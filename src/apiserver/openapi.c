@@ -33,6 +33,8 @@ typedef struct field {
     ftype t;
     bool required;
     const char *desc;
+    char *merge_key;      /* x-kubernetes-patch-merge-key, or NULL */
+    char *strategy;       /* x-kubernetes-patch-strategy ("merge", "merge,retainKeys", ...), or NULL */
 } field;
 
 typedef struct otype {
@@ -157,10 +159,24 @@ static void model_build(void)
                 if (t->nfields == cap)
                     t->fields = xrealloc(t->fields, (cap *= 2) * sizeof *t->fields);
                 field *f = &t->fields[t->nfields++];
+                memset(f, 0, sizeof *f);   /* xrealloc'd slots are not zeroed */
                 f->name = xstrndup(p, (size_t)(colon - p));
-                size_t tl = len - (size_t)(colon - p) - 1;
-                f->required = tl && colon[tl] == '!';
-                parse_ftype(colon + 1, tl - f->required, &f->t);
+                const char *ts = colon + 1, *end = p + len;
+                size_t tl = strcspn(ts, "!@+ ");
+                parse_ftype(ts, tl, &f->t);
+                const char *q = ts + tl;
+                f->required = q < end && *q == '!';
+                q += f->required;
+                bool merge = q < end && *q == '@';
+                if (merge) {
+                    size_t kl = strcspn(q + 1, "+ ");
+                    if (kl)
+                        f->merge_key = xstrndup(q + 1, kl);
+                    q += 1 + kl;
+                }
+                bool retain = q < end && !strncmp(q, "+retainKeys", 11);
+                if (merge || retain)
+                    f->strategy = xstrdup(merge && retain ? "merge,retainKeys" : merge ? "merge" : "retainKeys");
                 f->desc = field_doc(t->src->name, f->name);
             }
             p += len;
@@ -255,11 +271,14 @@ static json_t *field_schema(const field *f, need *nd)
         else
             s = json_pack("{s:s, s:o}", "type", "object", "additionalProperties", s);
     }
-    if (f->desc) {
-        if (json_object_get(s, "$ref"))   /* a $ref cannot carry siblings in 3.0: wrap it */
-            s = json_pack("{s:[o]}", "allOf", s);
+    if ((f->desc || f->strategy) && json_object_get(s, "$ref"))
+        s = json_pack("{s:[o]}", "allOf", s);   /* a $ref cannot carry siblings in 3.0: wrap it */
+    if (f->desc)
         json_object_set_new(s, "description", json_string(f->desc));
-    }
+    if (f->merge_key)
+        json_object_set_new(s, "x-kubernetes-patch-merge-key", json_string(f->merge_key));
+    if (f->strategy)
+        json_object_set_new(s, "x-kubernetes-patch-strategy", json_string(f->strategy));
     return s;
 }
 
@@ -575,7 +594,8 @@ static struct {
     pthread_mutex_t mu;
     json_t *docs;     /* path -> document */
     json_t *hashes;   /* path -> hash */
-} cache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL};
+    json_t *texts;    /* path -> serialized document */
+} cache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL};
 
 static json_t *cached_document(const char *path, const char *group, const char *version)
 {
@@ -583,6 +603,7 @@ static json_t *cached_document(const char *path, const char *group, const char *
     if (!cache.docs) {
         cache.docs = json_object();
         cache.hashes = json_object();
+        cache.texts = json_object();
     }
     json_t *doc = json_object_get(cache.docs, path);
     if (!doc) {
@@ -591,6 +612,7 @@ static json_t *cached_document(const char *path, const char *group, const char *
             char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
             unsigned char md[SHA256_DIGEST_LENGTH];
             SHA256((const unsigned char *)text, strlen(text), md);
+            json_object_set_new(cache.texts, path, json_string(text));
             free(text);
             char hex[2 * 32 + 1];
             for (int i = 0; i < 32; i++)
@@ -603,18 +625,41 @@ static json_t *cached_document(const char *path, const char *group, const char *
     return doc;   /* borrowed from the cache, never freed while the process runs */
 }
 
-json_t *ck_openapi_v3_document(const char *gv_path)
+/* The cached document for a "api/v1" / "apis/g/v" path (normalized into path), or NULL. */
+static json_t *lookup(const char *gv_path, char *path, size_t cap)
 {
-    char group[128], version[32], path[192];
+    char group[128], version[32];
     if (!gv_of_path(gv_path, group, sizeof group, version, sizeof version))
         return NULL;
     model_init();
     if (group[0])
-        snprintf(path, sizeof path, "apis/%s/%s", group, version);
+        snprintf(path, cap, "apis/%s/%s", group, version);
     else
-        snprintf(path, sizeof path, "api/%s", version);
-    json_t *doc = cached_document(path, group, version);
+        snprintf(path, cap, "api/%s", version);
+    return cached_document(path, group, version);
+}
+
+json_t *ck_openapi_v3_document(const char *gv_path)
+{
+    char path[192];
+    json_t *doc = lookup(gv_path, path, sizeof path);
     return doc ? json_deep_copy(doc) : NULL;
+}
+
+const char *ck_openapi_v3_document_json(const char *gv_path, size_t *len, const char **hash)
+{
+    char path[192];
+    if (!lookup(gv_path, path, sizeof path))
+        return NULL;
+    /* cached entries are never replaced or removed, so the pointers stay valid */
+    pthread_mutex_lock(&cache.mu);
+    json_t *t = json_object_get(cache.texts, path);
+    if (hash)
+        *hash = json_string_value(json_object_get(cache.hashes, path));
+    pthread_mutex_unlock(&cache.mu);
+    if (len)
+        *len = json_string_length(t);
+    return json_string_value(t);
 }
 
 json_t *ck_openapi_v3_root(void)
@@ -724,14 +769,53 @@ static void walk(const otype *t, const json_t *obj, char *path, size_t plen, siz
     }
 }
 
-void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+/* The root type named by a body's kind (a served kind or a subresource kind), or -1. */
+static int root_by_kind(const char *kind)
 {
-    if (!r || !json_is_object(obj) || !json_is_array(unknown))
-        return;
-    model_init();
-    int k = kind_type(r);
-    if (k < 0)
+    for (size_t i = 0; i < model.ntypes; i++) {
+        const otype *t = &model.types[i];
+        if ((t->kind_of && !strcmp(t->kind_of->kind, kind)) || (t->gvk_kind && !strcmp(t->gvk_kind, kind)))
+            return (int)i;
+    }
+    return -1;
+}
+
+static void check(int k, const json_t *obj, json_t *unknown)
+{
+    if (k < 0 || !json_is_object(obj) || !json_is_array(unknown))
         return;   /* no schema: nothing is unknown */
     char path[1024] = "";
     walk(&model.types[k], obj, path, 0, sizeof path, unknown, 0);
+}
+
+void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+{
+    if (!r)
+        return;
+    model_init();
+    int k = kind_type(r);
+    const char *kind = json_string_value(json_object_get(obj, "kind"));
+    if (kind && strcmp(kind, r->kind))
+        k = root_by_kind(kind);   /* e.g. a Scale sent to deployments/scale */
+    check(k, obj, unknown);
+}
+
+void ck_openapi_subresource_unknown_fields(const ck_resource *r, const char *subresource,
+                                           const json_t *obj, json_t *unknown)
+{
+    if (!r)
+        return;
+    if (!subresource || !*subresource || !strcmp(subresource, "status") ||
+        !strcmp(subresource, "ephemeralcontainers") || !strcmp(subresource, "resize")) {
+        ck_openapi_unknown_fields(r, obj, unknown);
+        return;
+    }
+    static const char *const body_kinds[][2] = {
+        {"scale", "Scale"}, {"token", "TokenRequest"}, {"eviction", "Eviction"}, {"binding", "Binding"}};
+    model_init();
+    for (size_t i = 0; i < ARRAY_SIZE(body_kinds); i++)
+        if (!strcmp(subresource, body_kinds[i][0])) {
+            check(root_by_kind(body_kinds[i][1]), obj, unknown);
+            return;
+        }
 }

@@ -1,5 +1,5 @@
 /* openapi_types.c - the schema data behind openapi.c: every built-in type ckube serves, as a compact
- * DSL (see openapi_types.h).  Field names and types are API facts (seeded from the Kubernetes API
+ * DSL (see openapi_types.h), maintained by hand.  Field names and types are API facts (seeded from the Kubernetes API
  * types, newer fields added by hand); the descriptions are ckube's own, short on purpose.
  * A type not described here is a free-form subtree (x-kubernetes-preserve-unknown-fields). */
 #include "apiserver/openapi_types.h"
@@ -10,8 +10,8 @@ const ck_oa_type ck_oa_types[] = {
      "spec:PodSpec status:PodStatus"},
     {"ObjectMeta", "meta", "Metadata every persisted object carries: identity, labels, annotations, ownership and bookkeeping.",
      "annotations:{}string clusterName:string creationTimestamp:Time deletionGracePeriodSeconds:integer "
-     "deletionTimestamp:Time finalizers:[]string generateName:string generation:integer labels:{}string "
-     "managedFields:[]ManagedFieldsEntry name:string namespace:string ownerReferences:[]OwnerReference "
+     "deletionTimestamp:Time finalizers:[]string@ generateName:string generation:integer labels:{}string "
+     "managedFields:[]ManagedFieldsEntry name:string namespace:string ownerReferences:[]OwnerReference@uid "
      "resourceVersion:string selfLink:string uid:string"},
     {"ManagedFieldsEntry", "meta", "Which fields one field manager owns, recorded by server-side apply.",
      "apiVersion:string fieldsType:string fieldsV1:RawJSON manager:string operation:string "
@@ -21,23 +21,23 @@ const ck_oa_type ck_oa_types[] = {
      "uid:string!"},
     {"PodSpec", "core.v1", "What a pod should run and how: its containers, volumes, scheduling constraints and restart behaviour.",
      "activeDeadlineSeconds:integer affinity:Affinity automountServiceAccountToken:boolean "
-     "containers:[]Container! dnsConfig:PodDNSConfig dnsPolicy:string enableServiceLinks:boolean "
-     "ephemeralContainers:[]EphemeralContainer hostAliases:[]HostAlias hostIPC:boolean hostNetwork:boolean "
-     "hostPID:boolean hostname:string imagePullSecrets:[]LocalObjectReference initContainers:[]Container "
+     "containers:[]Container!@name dnsConfig:PodDNSConfig dnsPolicy:string enableServiceLinks:boolean "
+     "ephemeralContainers:[]EphemeralContainer@name hostAliases:[]HostAlias@ip hostIPC:boolean hostNetwork:boolean "
+     "hostPID:boolean hostname:string imagePullSecrets:[]LocalObjectReference@name initContainers:[]Container@name "
      "nodeName:string nodeSelector:{}string overhead:{}Quantity preemptionPolicy:string priority:integer "
      "priorityClassName:string readinessGates:[]PodReadinessGate restartPolicy:string "
      "runtimeClassName:string schedulerName:string securityContext:PodSecurityContext "
      "serviceAccount:string serviceAccountName:string setHostnameAsFQDN:boolean "
      "shareProcessNamespace:boolean subdomain:string terminationGracePeriodSeconds:integer "
-     "tolerations:[]Toleration topologySpreadConstraints:[]TopologySpreadConstraint volumes:[]Volume "
-     "hostUsers:boolean os:PodOS schedulingGates:[]PodSchedulingGate resourceClaims:[]PodResourceClaim "
+     "tolerations:[]Toleration topologySpreadConstraints:[]TopologySpreadConstraint@topologyKey volumes:[]Volume@name+retainKeys "
+     "hostUsers:boolean os:PodOS schedulingGates:[]PodSchedulingGate@name resourceClaims:[]PodResourceClaim@name+retainKeys "
      "resources:ResourceRequirements hostnameOverride:string"},
     {"Affinity", "core.v1", "Scheduling constraints relative to nodes and to other pods.",
      "nodeAffinity:NodeAffinity podAffinity:PodAffinity podAntiAffinity:PodAntiAffinity"},
     {"NodeAffinity", "core.v1", "Rules that attract the pod to nodes with matching labels.",
      "preferredDuringSchedulingIgnoredDuringExecution:[]PreferredSchedulingTerm "
      "requiredDuringSchedulingIgnoredDuringExecution:NodeSelector"},
-    {"PreferredSchedulingTerm", "core.v1", NULL,
+    {"PreferredSchedulingTerm", "core.v1", "A node selector term with a weight; matching nodes score higher.",
      "preference:NodeSelectorTerm! weight:integer!"},
     {"NodeSelectorTerm", "core.v1", "Requirements ANDed together over node labels or fields.",
      "matchExpressions:[]NodeSelectorRequirement matchFields:[]NodeSelectorRequirement"},
@@ -48,7 +48,7 @@ const ck_oa_type ck_oa_types[] = {
     {"PodAffinity", "core.v1", "Rules that place the pod near pods with matching labels.",
      "preferredDuringSchedulingIgnoredDuringExecution:[]WeightedPodAffinityTerm "
      "requiredDuringSchedulingIgnoredDuringExecution:[]PodAffinityTerm"},
-    {"WeightedPodAffinityTerm", "core.v1", NULL,
+    {"WeightedPodAffinityTerm", "core.v1", "A pod affinity term with a weight; matching placements score higher.",
      "podAffinityTerm:PodAffinityTerm! weight:integer!"},
     {"PodAffinityTerm", "core.v1", "Pods matched by a label selector in some namespaces, and the topology key that defines \"near\".",
      "labelSelector:LabelSelector namespaceSelector:LabelSelector namespaces:[]string topologyKey:string! "
@@ -61,30 +61,30 @@ const ck_oa_type ck_oa_types[] = {
      "preferredDuringSchedulingIgnoredDuringExecution:[]WeightedPodAffinityTerm "
      "requiredDuringSchedulingIgnoredDuringExecution:[]PodAffinityTerm"},
     {"Container", "core.v1", "One container in a pod: the image to run, its command, environment, ports, resources, probes and mounts.",
-     "args:[]string command:[]string env:[]EnvVar envFrom:[]EnvFromSource image:string "
-     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort "
+     "args:[]string command:[]string env:[]EnvVar@name envFrom:[]EnvFromSource image:string "
+     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort@containerPort "
      "readinessProbe:Probe resources:ResourceRequirements securityContext:SecurityContext "
      "startupProbe:Probe stdin:boolean stdinOnce:boolean terminationMessagePath:string "
-     "terminationMessagePolicy:string tty:boolean volumeDevices:[]VolumeDevice volumeMounts:[]VolumeMount "
+     "terminationMessagePolicy:string tty:boolean volumeDevices:[]VolumeDevice@devicePath volumeMounts:[]VolumeMount@mountPath "
      "workingDir:string resizePolicy:[]ContainerResizePolicy restartPolicy:string"},
     {"EnvVar", "core.v1", "One environment variable, given literally or taken from another source.",
      "name:string! value:string valueFrom:EnvVarSource"},
     {"EnvVarSource", "core.v1", "Where an environment variable value comes from.",
      "configMapKeyRef:ConfigMapKeySelector fieldRef:ObjectFieldSelector "
      "resourceFieldRef:ResourceFieldSelector secretKeyRef:SecretKeySelector"},
-    {"ConfigMapKeySelector", "core.v1", NULL,
+    {"ConfigMapKeySelector", "core.v1", "One key of a ConfigMap.",
      "key:string! name:string optional:boolean"},
-    {"ObjectFieldSelector", "core.v1", NULL,
+    {"ObjectFieldSelector", "core.v1", "A field of the pod, such as metadata.name or status.podIP.",
      "apiVersion:string fieldPath:string!"},
-    {"ResourceFieldSelector", "core.v1", NULL,
+    {"ResourceFieldSelector", "core.v1", "A container resource request or limit, scaled by a divisor.",
      "containerName:string divisor:string resource:string!"},
-    {"SecretKeySelector", "core.v1", NULL,
+    {"SecretKeySelector", "core.v1", "One key of a Secret.",
      "key:string! name:string optional:boolean"},
     {"EnvFromSource", "core.v1", "Imports every key of a ConfigMap or Secret as environment variables.",
      "configMapRef:ConfigMapEnvSource prefix:string secretRef:SecretEnvSource"},
-    {"ConfigMapEnvSource", "core.v1", NULL,
+    {"ConfigMapEnvSource", "core.v1", "A ConfigMap whose keys become environment variables.",
      "name:string optional:boolean"},
-    {"SecretEnvSource", "core.v1", NULL,
+    {"SecretEnvSource", "core.v1", "A Secret whose keys become environment variables.",
      "name:string optional:boolean"},
     {"Lifecycle", "core.v1", "Actions run right after a container starts and right before it stops.",
      "postStart:LifecycleHandler preStop:LifecycleHandler stopSignal:string"},
@@ -94,7 +94,7 @@ const ck_oa_type ck_oa_types[] = {
      "command:[]string"},
     {"HTTPGetAction", "core.v1", "An HTTP GET against the container; a 2xx or 3xx status means success.",
      "host:string httpHeaders:[]HTTPHeader path:string port:IntOrString! scheme:string"},
-    {"HTTPHeader", "core.v1", NULL,
+    {"HTTPHeader", "core.v1", "One HTTP header to send.",
      "name:string! value:string!"},
     {"TCPSocketAction", "core.v1", "Open a TCP connection to the container; success if it connects.",
      "host:string port:IntOrString!"},
@@ -111,43 +111,43 @@ const ck_oa_type ck_oa_types[] = {
      "readOnlyRootFilesystem:boolean runAsGroup:integer runAsNonRoot:boolean runAsUser:integer "
      "seLinuxOptions:SELinuxOptions seccompProfile:SeccompProfile "
      "windowsOptions:WindowsSecurityContextOptions appArmorProfile:AppArmorProfile"},
-    {"Capabilities", "core.v1", NULL,
+    {"Capabilities", "core.v1", "Linux capabilities to add to or drop from the container.",
      "add:[]string drop:[]string"},
-    {"SELinuxOptions", "core.v1", NULL,
+    {"SELinuxOptions", "core.v1", "SELinux user, role, type and level labels.",
      "level:string role:string type:string user:string"},
-    {"SeccompProfile", "core.v1", NULL,
+    {"SeccompProfile", "core.v1", "The seccomp profile to run under: RuntimeDefault, Unconfined or Localhost.",
      "localhostProfile:string type:string!"},
-    {"WindowsSecurityContextOptions", "core.v1", NULL,
+    {"WindowsSecurityContextOptions", "core.v1", "Windows-specific security settings.",
      "gmsaCredentialSpec:string gmsaCredentialSpecName:string hostProcess:boolean runAsUserName:string"},
-    {"VolumeDevice", "core.v1", NULL,
+    {"VolumeDevice", "core.v1", "A raw block volume exposed as a device path in the container.",
      "devicePath:string! name:string!"},
     {"VolumeMount", "core.v1", "Mounts a pod volume at a path inside the container.",
      "mountPath:string! mountPropagation:string name:string! readOnly:boolean subPath:string "
      "subPathExpr:string recursiveReadOnly:string"},
-    {"PodDNSConfig", "core.v1", NULL,
+    {"PodDNSConfig", "core.v1", "Nameservers, search domains and resolver options for the pod.",
      "nameservers:[]string options:[]PodDNSConfigOption searches:[]string"},
-    {"PodDNSConfigOption", "core.v1", NULL,
+    {"PodDNSConfigOption", "core.v1", "One resolver option.",
      "name:string value:string"},
     {"EphemeralContainer", "core.v1", "A container added to a running pod for debugging; it has no ports, probes or resources guarantees.",
-     "args:[]string command:[]string env:[]EnvVar envFrom:[]EnvFromSource image:string "
-     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort "
+     "args:[]string command:[]string env:[]EnvVar@name envFrom:[]EnvFromSource image:string "
+     "imagePullPolicy:string lifecycle:Lifecycle livenessProbe:Probe name:string! ports:[]ContainerPort@containerPort "
      "readinessProbe:Probe resources:ResourceRequirements securityContext:SecurityContext "
      "startupProbe:Probe stdin:boolean stdinOnce:boolean targetContainerName:string "
      "terminationMessagePath:string terminationMessagePolicy:string tty:boolean "
-     "volumeDevices:[]VolumeDevice volumeMounts:[]VolumeMount workingDir:string "
+     "volumeDevices:[]VolumeDevice@devicePath volumeMounts:[]VolumeMount@mountPath workingDir:string "
      "resizePolicy:[]ContainerResizePolicy restartPolicy:string"},
-    {"HostAlias", "core.v1", NULL,
+    {"HostAlias", "core.v1", "An /etc/hosts entry: an IP and its host names.",
      "hostnames:[]string ip:string"},
-    {"LocalObjectReference", "core.v1", NULL,
+    {"LocalObjectReference", "core.v1", "A reference to an object by name in the same namespace.",
      "name:string"},
-    {"PodReadinessGate", "core.v1", NULL,
+    {"PodReadinessGate", "core.v1", "A pod condition type that must be true for readiness.",
      "conditionType:string!"},
     {"PodSecurityContext", "core.v1", "Security settings that apply to every container of the pod.",
      "fsGroup:integer fsGroupChangePolicy:string runAsGroup:integer runAsNonRoot:boolean runAsUser:integer "
      "seLinuxOptions:SELinuxOptions seccompProfile:SeccompProfile supplementalGroups:[]integer "
      "sysctls:[]Sysctl windowsOptions:WindowsSecurityContextOptions appArmorProfile:AppArmorProfile "
      "supplementalGroupsPolicy:string seLinuxChangePolicy:string"},
-    {"Sysctl", "core.v1", NULL,
+    {"Sysctl", "core.v1", "A namespaced kernel parameter to set.",
      "name:string! value:string!"},
     {"Toleration", "core.v1", "Lets the pod schedule onto (or stay on) nodes with a matching taint.",
      "effect:string key:string operator:string tolerationSeconds:integer value:string"},
@@ -167,120 +167,120 @@ const ck_oa_type ck_oa_types[] = {
      "projected:ProjectedVolumeSource quobyte:QuobyteVolumeSource rbd:RBDVolumeSource "
      "scaleIO:ScaleIOVolumeSource secret:SecretVolumeSource storageos:StorageOSVolumeSource "
      "vsphereVolume:VsphereVirtualDiskVolumeSource image:ImageVolumeSource"},
-    {"AWSElasticBlockStoreVolumeSource", "core.v1", NULL,
+    {"AWSElasticBlockStoreVolumeSource", "core.v1", "An AWS EBS disk (deprecated in-tree plugin).",
      "fsType:string partition:integer readOnly:boolean volumeID:string!"},
-    {"AzureDiskVolumeSource", "core.v1", NULL,
+    {"AzureDiskVolumeSource", "core.v1", "An Azure data disk (deprecated in-tree plugin).",
      "cachingMode:string diskName:string! diskURI:string! fsType:string kind:string readOnly:boolean"},
-    {"AzureFileVolumeSource", "core.v1", NULL,
+    {"AzureFileVolumeSource", "core.v1", "An Azure file share (deprecated in-tree plugin).",
      "readOnly:boolean secretName:string! shareName:string!"},
-    {"CephFSVolumeSource", "core.v1", NULL,
+    {"CephFSVolumeSource", "core.v1", "A CephFS mount.",
      "monitors:[]string! path:string readOnly:boolean secretFile:string secretRef:LocalObjectReference "
      "user:string"},
-    {"CinderVolumeSource", "core.v1", NULL,
+    {"CinderVolumeSource", "core.v1", "An OpenStack Cinder volume (deprecated in-tree plugin).",
      "fsType:string readOnly:boolean secretRef:LocalObjectReference volumeID:string!"},
     {"ConfigMapVolumeSource", "core.v1", "Projects the keys of a ConfigMap into files.",
      "defaultMode:integer items:[]KeyToPath name:string optional:boolean"},
     {"KeyToPath", "core.v1", "Maps one key to a file path inside a volume.",
      "key:string! mode:integer path:string!"},
-    {"CSIVolumeSource", "core.v1", NULL,
+    {"CSIVolumeSource", "core.v1", "An ephemeral volume provided by a CSI driver.",
      "driver:string! fsType:string nodePublishSecretRef:LocalObjectReference readOnly:boolean "
      "volumeAttributes:{}string"},
     {"DownwardAPIVolumeSource", "core.v1", "Files holding fields of the pod itself.",
      "defaultMode:integer items:[]DownwardAPIVolumeFile"},
-    {"DownwardAPIVolumeFile", "core.v1", NULL,
+    {"DownwardAPIVolumeFile", "core.v1", "One file holding a pod field or a container resource value.",
      "fieldRef:ObjectFieldSelector mode:integer path:string! resourceFieldRef:ResourceFieldSelector"},
     {"EmptyDirVolumeSource", "core.v1", "A scratch directory that lives as long as the pod.",
      "medium:string sizeLimit:Quantity"},
-    {"EphemeralVolumeSource", "core.v1", NULL,
+    {"EphemeralVolumeSource", "core.v1", "A volume whose claim is created with the pod and deleted with it.",
      "volumeClaimTemplate:PersistentVolumeClaimTemplate"},
-    {"PersistentVolumeClaimTemplate", "core.v1", NULL,
+    {"PersistentVolumeClaimTemplate", "core.v1", "The claim an ephemeral volume creates.",
      "metadata:ObjectMeta spec:PersistentVolumeClaimSpec!"},
     {"PersistentVolumeClaimSpec", "core.v1", "What storage a claim wants.",
      "accessModes:[]string dataSource:TypedLocalObjectReference dataSourceRef:TypedLocalObjectReference "
      "resources:ResourceRequirements selector:LabelSelector storageClassName:string volumeMode:string "
      "volumeName:string volumeAttributesClassName:string"},
-    {"TypedLocalObjectReference", "core.v1", NULL,
+    {"TypedLocalObjectReference", "core.v1", "A reference to an object by API group, kind and name.",
      "apiGroup:string kind:string! name:string! namespace:string"},
-    {"FCVolumeSource", "core.v1", NULL,
+    {"FCVolumeSource", "core.v1", "A Fibre Channel disk.",
      "fsType:string lun:integer readOnly:boolean targetWWNs:[]string wwids:[]string"},
-    {"FlexVolumeSource", "core.v1", NULL,
+    {"FlexVolumeSource", "core.v1", "A volume from a FlexVolume driver.",
      "driver:string! fsType:string options:{}string readOnly:boolean secretRef:LocalObjectReference"},
-    {"FlockerVolumeSource", "core.v1", NULL,
+    {"FlockerVolumeSource", "core.v1", "A Flocker dataset (deprecated).",
      "datasetName:string datasetUUID:string"},
-    {"GCEPersistentDiskVolumeSource", "core.v1", NULL,
+    {"GCEPersistentDiskVolumeSource", "core.v1", "A Google persistent disk (deprecated in-tree plugin).",
      "fsType:string partition:integer pdName:string! readOnly:boolean"},
-    {"GitRepoVolumeSource", "core.v1", NULL,
+    {"GitRepoVolumeSource", "core.v1", "A git repository cloned into an empty directory (deprecated).",
      "directory:string repository:string! revision:string"},
-    {"GlusterfsVolumeSource", "core.v1", NULL,
+    {"GlusterfsVolumeSource", "core.v1", "A GlusterFS mount.",
      "endpoints:string! path:string! readOnly:boolean"},
     {"HostPathVolumeSource", "core.v1", "A file or directory from the node's filesystem.",
      "path:string! type:string"},
-    {"ISCSIVolumeSource", "core.v1", NULL,
+    {"ISCSIVolumeSource", "core.v1", "An iSCSI disk.",
      "chapAuthDiscovery:boolean chapAuthSession:boolean fsType:string initiatorName:string iqn:string! "
      "iscsiInterface:string lun:integer! portals:[]string readOnly:boolean secretRef:LocalObjectReference "
      "targetPortal:string!"},
-    {"NFSVolumeSource", "core.v1", NULL,
+    {"NFSVolumeSource", "core.v1", "An NFS export.",
      "path:string! readOnly:boolean server:string!"},
     {"PersistentVolumeClaimVolumeSource", "core.v1", "Uses the volume bound to a PersistentVolumeClaim in the pod's namespace.",
      "claimName:string! readOnly:boolean"},
-    {"PhotonPersistentDiskVolumeSource", "core.v1", NULL,
+    {"PhotonPersistentDiskVolumeSource", "core.v1", "A Photon Controller disk (deprecated).",
      "fsType:string pdID:string!"},
-    {"PortworxVolumeSource", "core.v1", NULL,
+    {"PortworxVolumeSource", "core.v1", "A Portworx volume.",
      "fsType:string readOnly:boolean volumeID:string!"},
     {"ProjectedVolumeSource", "core.v1", "Several sources (secrets, config maps, downward API, tokens) merged into one directory.",
      "defaultMode:integer sources:[]VolumeProjection"},
-    {"VolumeProjection", "core.v1", NULL,
+    {"VolumeProjection", "core.v1", "One source of a projected volume.",
      "configMap:ConfigMapProjection downwardAPI:DownwardAPIProjection secret:SecretProjection "
      "serviceAccountToken:ServiceAccountTokenProjection clusterTrustBundle:ClusterTrustBundleProjection "
      "podCertificate:RawJSON"},
-    {"ConfigMapProjection", "core.v1", NULL,
+    {"ConfigMapProjection", "core.v1", "ConfigMap keys projected into a volume.",
      "items:[]KeyToPath name:string optional:boolean"},
-    {"DownwardAPIProjection", "core.v1", NULL,
+    {"DownwardAPIProjection", "core.v1", "Pod fields projected into a volume.",
      "items:[]DownwardAPIVolumeFile"},
-    {"SecretProjection", "core.v1", NULL,
+    {"SecretProjection", "core.v1", "Secret keys projected into a volume.",
      "items:[]KeyToPath name:string optional:boolean"},
-    {"ServiceAccountTokenProjection", "core.v1", NULL,
+    {"ServiceAccountTokenProjection", "core.v1", "A service account token written to a file and refreshed before it expires.",
      "audience:string expirationSeconds:integer path:string!"},
-    {"QuobyteVolumeSource", "core.v1", NULL,
+    {"QuobyteVolumeSource", "core.v1", "A Quobyte mount (deprecated).",
      "group:string readOnly:boolean registry:string! tenant:string user:string volume:string!"},
-    {"RBDVolumeSource", "core.v1", NULL,
+    {"RBDVolumeSource", "core.v1", "A Ceph RBD disk.",
      "fsType:string image:string! keyring:string monitors:[]string! pool:string readOnly:boolean "
      "secretRef:LocalObjectReference user:string"},
-    {"ScaleIOVolumeSource", "core.v1", NULL,
+    {"ScaleIOVolumeSource", "core.v1", "A ScaleIO volume (deprecated).",
      "fsType:string gateway:string! protectionDomain:string readOnly:boolean "
      "secretRef:LocalObjectReference! sslEnabled:boolean storageMode:string storagePool:string "
      "system:string! volumeName:string"},
     {"SecretVolumeSource", "core.v1", "Projects the keys of a Secret into files.",
      "defaultMode:integer items:[]KeyToPath optional:boolean secretName:string"},
-    {"StorageOSVolumeSource", "core.v1", NULL,
+    {"StorageOSVolumeSource", "core.v1", "A StorageOS volume (deprecated).",
      "fsType:string readOnly:boolean secretRef:LocalObjectReference volumeName:string "
      "volumeNamespace:string"},
-    {"VsphereVirtualDiskVolumeSource", "core.v1", NULL,
+    {"VsphereVirtualDiskVolumeSource", "core.v1", "A vSphere disk (deprecated in-tree plugin).",
      "fsType:string storagePolicyID:string storagePolicyName:string volumePath:string!"},
     {"PodStatus", "core.v1", "What the kubelet last observed about a pod. Written by the system; read-only for users.",
-     "conditions:[]PodCondition containerStatuses:[]ContainerStatus "
+     "conditions:[]PodCondition@type containerStatuses:[]ContainerStatus "
      "ephemeralContainerStatuses:[]ContainerStatus hostIP:string initContainerStatuses:[]ContainerStatus "
-     "message:string nominatedNodeName:string phase:string podIP:string podIPs:[]PodIP qosClass:string "
-     "reason:string startTime:Time hostIPs:[]HostIP resize:string resourceClaimStatuses:[]RawJSON "
+     "message:string nominatedNodeName:string phase:string podIP:string podIPs:[]PodIP@ip qosClass:string "
+     "reason:string startTime:Time hostIPs:[]HostIP@ip resize:string resourceClaimStatuses:[]RawJSON "
      "observedGeneration:integer"},
-    {"PodCondition", "core.v1", NULL,
+    {"PodCondition", "core.v1", "One condition of a pod: PodScheduled, Initialized, ContainersReady, Ready, ...",
      "lastProbeTime:Time lastTransitionTime:Time message:string reason:string status:string! type:string! "
      "observedGeneration:integer"},
-    {"ContainerStatus", "core.v1", NULL,
+    {"ContainerStatus", "core.v1", "What the kubelet knows about one container.",
      "containerID:string image:string! imageID:string! lastState:ContainerState name:string! "
      "ready:boolean! restartCount:integer! started:boolean state:ContainerState "
      "allocatedResources:{}Quantity resources:ResourceRequirements user:RawJSON "
      "volumeMounts:[]VolumeMountStatus allocatedResourcesStatus:[]RawJSON stopSignal:string"},
-    {"ContainerState", "core.v1", NULL,
+    {"ContainerState", "core.v1", "Exactly one of waiting, running or terminated.",
      "running:ContainerStateRunning terminated:ContainerStateTerminated waiting:ContainerStateWaiting"},
-    {"ContainerStateRunning", "core.v1", NULL,
+    {"ContainerStateRunning", "core.v1", "The container is running.",
      "startedAt:Time"},
-    {"ContainerStateTerminated", "core.v1", NULL,
+    {"ContainerStateTerminated", "core.v1", "The container ran and exited.",
      "containerID:string exitCode:integer! finishedAt:Time message:string reason:string signal:integer "
      "startedAt:Time"},
-    {"ContainerStateWaiting", "core.v1", NULL,
+    {"ContainerStateWaiting", "core.v1", "The container is not running yet, and why.",
      "message:string reason:string"},
-    {"PodIP", "core.v1", NULL,
+    {"PodIP", "core.v1", "One IP address of the pod.",
      "ip:string"},
     {"Service", "core.v1", "A stable virtual IP and DNS name that load-balances to the pods its selector matches.",
      "spec:ServiceSpec status:ServiceStatus"},
@@ -288,25 +288,25 @@ const ck_oa_type ck_oa_types[] = {
      "allocateLoadBalancerNodePorts:boolean clusterIP:string clusterIPs:[]string externalIPs:[]string "
      "externalName:string externalTrafficPolicy:string healthCheckNodePort:integer "
      "internalTrafficPolicy:string ipFamilies:[]string ipFamilyPolicy:string loadBalancerClass:string "
-     "loadBalancerIP:string loadBalancerSourceRanges:[]string ports:[]ServicePort "
+     "loadBalancerIP:string loadBalancerSourceRanges:[]string ports:[]ServicePort@port "
      "publishNotReadyAddresses:boolean selector:{}string sessionAffinity:string "
      "sessionAffinityConfig:SessionAffinityConfig type:string trafficDistribution:string"},
     {"ServicePort", "core.v1", "One port of a service and the pod port it forwards to.",
      "appProtocol:string name:string nodePort:integer port:integer! protocol:string targetPort:IntOrString"},
-    {"SessionAffinityConfig", "core.v1", NULL,
+    {"SessionAffinityConfig", "core.v1", "Settings for session affinity.",
      "clientIP:ClientIPConfig"},
-    {"ClientIPConfig", "core.v1", NULL,
+    {"ClientIPConfig", "core.v1", "Settings for ClientIP session affinity.",
      "timeoutSeconds:integer"},
     {"ServiceStatus", "core.v1", "The current state of a service, such as its load balancer.",
      "conditions:[]Condition loadBalancer:LoadBalancerStatus"},
     {"Condition", "meta", "One aspect of an object's current state.",
      "lastTransitionTime:Time! message:string! observedGeneration:integer reason:string! status:string! "
      "type:string!"},
-    {"LoadBalancerStatus", "core.v1", NULL,
+    {"LoadBalancerStatus", "core.v1", "The load balancer in front of a service.",
      "ingress:[]LoadBalancerIngress"},
-    {"LoadBalancerIngress", "core.v1", NULL,
+    {"LoadBalancerIngress", "core.v1", "One ingress point of a load balancer: an IP or a host name.",
      "hostname:string ip:string ports:[]PortStatus ipMode:string"},
-    {"PortStatus", "core.v1", NULL,
+    {"PortStatus", "core.v1", "Status of one load balancer port.",
      "error:string port:integer! protocol:string!"},
     {"Endpoints", "core.v1", "The addresses behind a service.",
      "subsets:[]EndpointSubset"},
@@ -314,10 +314,10 @@ const ck_oa_type ck_oa_types[] = {
      "addresses:[]EndpointAddress notReadyAddresses:[]EndpointAddress ports:[]CoreV1EndpointPort"},
     {"EndpointAddress", "core.v1", "One backend address.",
      "hostname:string ip:string! nodeName:string targetRef:ObjectReference"},
-    {"ObjectReference", "core.v1", NULL,
+    {"ObjectReference", "core.v1", "A reference to any object, possibly to a field inside it.",
      "apiVersion:string fieldPath:string kind:string name:string namespace:string resourceVersion:string "
      "uid:string"},
-    {"CoreV1EndpointPort", "core.v1", NULL,
+    {"CoreV1EndpointPort", "core.v1", "One port of an endpoints subset.",
      "appProtocol:string name:string port:integer! protocol:string"},
     {"ConfigMap", "core.v1", "Non-confidential configuration as key-value pairs.",
      "binaryData:{}string data:{}string immutable:boolean"},
@@ -328,55 +328,55 @@ const ck_oa_type ck_oa_types[] = {
     {"NamespaceSpec", "core.v1", "The finalizers of a namespace.",
      "finalizers:[]string"},
     {"NamespaceStatus", "core.v1", "The phase of a namespace.",
-     "conditions:[]NamespaceCondition phase:string"},
-    {"NamespaceCondition", "core.v1", NULL,
+     "conditions:[]NamespaceCondition@type phase:string"},
+    {"NamespaceCondition", "core.v1", "One condition of a namespace.",
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
     {"Node", "core.v1", "A worker machine that runs pods.",
      "spec:NodeSpec status:NodeStatus"},
     {"NodeSpec", "core.v1", "How a node is configured: pod CIDR, taints, schedulability.",
-     "configSource:NodeConfigSource externalID:string podCIDR:string podCIDRs:[]string providerID:string "
+     "configSource:NodeConfigSource externalID:string podCIDR:string podCIDRs:[]string@ providerID:string "
      "taints:[]Taint unschedulable:boolean"},
-    {"NodeConfigSource", "core.v1", NULL,
+    {"NodeConfigSource", "core.v1", "Where a node's dynamic kubelet configuration came from (deprecated).",
      "configMap:ConfigMapNodeConfigSource"},
-    {"ConfigMapNodeConfigSource", "core.v1", NULL,
+    {"ConfigMapNodeConfigSource", "core.v1", "A ConfigMap holding kubelet configuration (deprecated).",
      "kubeletConfigKey:string! name:string! namespace:string! resourceVersion:string uid:string"},
     {"Taint", "core.v1", "Repels pods that do not tolerate it.",
      "effect:string! key:string! timeAdded:Time value:string"},
     {"NodeStatus", "core.v1", "What the kubelet reports about its node.",
-     "addresses:[]NodeAddress allocatable:{}Quantity capacity:{}Quantity conditions:[]NodeCondition "
+     "addresses:[]NodeAddress@type allocatable:{}Quantity capacity:{}Quantity conditions:[]NodeCondition@type "
      "config:NodeConfigStatus daemonEndpoints:NodeDaemonEndpoints images:[]ContainerImage "
      "nodeInfo:NodeSystemInfo phase:string volumesAttached:[]AttachedVolume volumesInUse:[]string "
      "runtimeHandlers:[]RawJSON features:RawJSON"},
-    {"NodeAddress", "core.v1", NULL,
+    {"NodeAddress", "core.v1", "One address of a node and its type.",
      "address:string! type:string!"},
-    {"NodeCondition", "core.v1", NULL,
+    {"NodeCondition", "core.v1", "One condition of a node: Ready, MemoryPressure, DiskPressure, PIDPressure, ...",
      "lastHeartbeatTime:Time lastTransitionTime:Time message:string reason:string status:string! "
      "type:string!"},
-    {"NodeConfigStatus", "core.v1", NULL,
+    {"NodeConfigStatus", "core.v1", "Status of dynamic kubelet configuration (deprecated).",
      "active:NodeConfigSource assigned:NodeConfigSource error:string lastKnownGood:NodeConfigSource"},
-    {"NodeDaemonEndpoints", "core.v1", NULL,
+    {"NodeDaemonEndpoints", "core.v1", "Ports of daemons running on the node.",
      "kubeletEndpoint:DaemonEndpoint"},
-    {"DaemonEndpoint", "core.v1", NULL,
+    {"DaemonEndpoint", "core.v1", "One daemon port.",
      "Port:integer!"},
-    {"ContainerImage", "core.v1", NULL,
+    {"ContainerImage", "core.v1", "An image present on the node.",
      "names:[]string sizeBytes:integer"},
-    {"NodeSystemInfo", "core.v1", NULL,
+    {"NodeSystemInfo", "core.v1", "Versions and identifiers reported by the node.",
      "architecture:string! bootID:string! containerRuntimeVersion:string! kernelVersion:string! "
      "kubeProxyVersion:string! kubeletVersion:string! machineID:string! operatingSystem:string! "
      "osImage:string! systemUUID:string! swap:RawJSON"},
-    {"AttachedVolume", "core.v1", NULL,
+    {"AttachedVolume", "core.v1", "A volume attached to the node.",
      "devicePath:string! name:string!"},
     {"CoreV1Event", "core.v1", "A report of something that happened to an object.",
      "action:string count:integer eventTime:Time firstTimestamp:Time involvedObject:ObjectReference! "
      "lastTimestamp:Time message:string reason:string related:ObjectReference reportingComponent:string "
      "reportingInstance:string series:CoreV1EventSeries source:EventSource type:string"},
-    {"CoreV1EventSeries", "core.v1", NULL,
+    {"CoreV1EventSeries", "core.v1", "Repeated occurrences of an event.",
      "count:integer lastObservedTime:Time"},
-    {"EventSource", "core.v1", NULL,
+    {"EventSource", "core.v1", "The component and host that reported an event.",
      "component:string host:string"},
     {"ServiceAccount", "core.v1", "An identity for processes running in pods.",
      "automountServiceAccountToken:boolean imagePullSecrets:[]LocalObjectReference "
-     "secrets:[]ObjectReference"},
+     "secrets:[]ObjectReference@name"},
     {"PodTemplate", "core.v1", "A stored pod template.",
      "template:PodTemplateSpec"},
     {"PodTemplateSpec", "core.v1", "The pods a controller creates: their metadata and spec.",
@@ -385,14 +385,14 @@ const ck_oa_type ck_oa_types[] = {
      "spec:ReplicationControllerSpec status:ReplicationControllerStatus"},
     {"ReplicationControllerSpec", "core.v1", "The desired state of a replication controller.",
      "minReadySeconds:integer replicas:integer selector:{}string template:PodTemplateSpec"},
-    {"ReplicationControllerStatus", "core.v1", NULL,
-     "availableReplicas:integer conditions:[]ReplicationControllerCondition fullyLabeledReplicas:integer "
+    {"ReplicationControllerStatus", "core.v1", "The most recently observed state of a replication controller.",
+     "availableReplicas:integer conditions:[]ReplicationControllerCondition@type fullyLabeledReplicas:integer "
      "observedGeneration:integer readyReplicas:integer replicas:integer!"},
-    {"ReplicationControllerCondition", "core.v1", NULL,
+    {"ReplicationControllerCondition", "core.v1", "One condition of a replication controller.",
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
     {"LimitRange", "core.v1", "Per-object resource bounds and defaults in a namespace.",
      "spec:LimitRangeSpec"},
-    {"LimitRangeSpec", "core.v1", NULL,
+    {"LimitRangeSpec", "core.v1", "The limits of a LimitRange.",
      "limits:[]LimitRangeItem!"},
     {"LimitRangeItem", "core.v1", "Bounds and defaults for one object type.",
      "default:{}Quantity defaultRequest:{}Quantity max:{}Quantity maxLimitRequestRatio:{}Quantity "
@@ -401,11 +401,11 @@ const ck_oa_type ck_oa_types[] = {
      "spec:ResourceQuotaSpec status:ResourceQuotaStatus"},
     {"ResourceQuotaSpec", "core.v1", "The hard limits and scopes of a quota.",
      "hard:{}Quantity scopeSelector:ScopeSelector scopes:[]string"},
-    {"ScopeSelector", "core.v1", NULL,
+    {"ScopeSelector", "core.v1", "Selects quota scopes by expressions.",
      "matchExpressions:[]ScopedResourceSelectorRequirement"},
-    {"ScopedResourceSelectorRequirement", "core.v1", NULL,
+    {"ScopedResourceSelectorRequirement", "core.v1", "A scope name, an operator and values.",
      "operator:string! scopeName:string! values:[]string"},
-    {"ResourceQuotaStatus", "core.v1", NULL,
+    {"ResourceQuotaStatus", "core.v1", "Enforced hard limits and current usage.",
      "hard:{}Quantity used:{}Quantity"},
     {"PersistentVolume", "core.v1", "A piece of storage in the cluster, provisioned by an admin or dynamically.",
      "spec:PersistentVolumeSpec status:PersistentVolumeStatus"},
@@ -422,95 +422,95 @@ const ck_oa_type ck_oa_types[] = {
      "quobyte:QuobyteVolumeSource rbd:RBDPersistentVolumeSource scaleIO:ScaleIOPersistentVolumeSource "
      "storageClassName:string storageos:StorageOSPersistentVolumeSource volumeMode:string "
      "vsphereVolume:VsphereVirtualDiskVolumeSource volumeAttributesClassName:string"},
-    {"AzureFilePersistentVolumeSource", "core.v1", NULL,
+    {"AzureFilePersistentVolumeSource", "core.v1", "An Azure file share (deprecated in-tree plugin).",
      "readOnly:boolean secretName:string! secretNamespace:string shareName:string!"},
-    {"CephFSPersistentVolumeSource", "core.v1", NULL,
+    {"CephFSPersistentVolumeSource", "core.v1", "A CephFS mount.",
      "monitors:[]string! path:string readOnly:boolean secretFile:string secretRef:SecretReference "
      "user:string"},
-    {"SecretReference", "core.v1", NULL,
+    {"SecretReference", "core.v1", "A reference to a Secret by name and namespace.",
      "name:string namespace:string"},
-    {"CinderPersistentVolumeSource", "core.v1", NULL,
+    {"CinderPersistentVolumeSource", "core.v1", "An OpenStack Cinder volume (deprecated in-tree plugin).",
      "fsType:string readOnly:boolean secretRef:SecretReference volumeID:string!"},
-    {"CSIPersistentVolumeSource", "core.v1", NULL,
+    {"CSIPersistentVolumeSource", "core.v1", "A volume managed by a CSI driver.",
      "controllerExpandSecretRef:SecretReference controllerPublishSecretRef:SecretReference driver:string! "
      "fsType:string nodePublishSecretRef:SecretReference nodeStageSecretRef:SecretReference "
      "readOnly:boolean volumeAttributes:{}string volumeHandle:string! nodeExpandSecretRef:SecretReference"},
-    {"FlexPersistentVolumeSource", "core.v1", NULL,
+    {"FlexPersistentVolumeSource", "core.v1", "A volume from a FlexVolume driver.",
      "driver:string! fsType:string options:{}string readOnly:boolean secretRef:SecretReference"},
-    {"GlusterfsPersistentVolumeSource", "core.v1", NULL,
+    {"GlusterfsPersistentVolumeSource", "core.v1", "A GlusterFS mount.",
      "endpoints:string! endpointsNamespace:string path:string! readOnly:boolean"},
-    {"ISCSIPersistentVolumeSource", "core.v1", NULL,
+    {"ISCSIPersistentVolumeSource", "core.v1", "An iSCSI disk.",
      "chapAuthDiscovery:boolean chapAuthSession:boolean fsType:string initiatorName:string iqn:string! "
      "iscsiInterface:string lun:integer! portals:[]string readOnly:boolean secretRef:SecretReference "
      "targetPortal:string!"},
-    {"LocalVolumeSource", "core.v1", NULL,
+    {"LocalVolumeSource", "core.v1", "A directory or disk local to one node.",
      "fsType:string path:string!"},
-    {"VolumeNodeAffinity", "core.v1", NULL,
+    {"VolumeNodeAffinity", "core.v1", "The nodes a volume can be reached from.",
      "required:NodeSelector"},
-    {"RBDPersistentVolumeSource", "core.v1", NULL,
+    {"RBDPersistentVolumeSource", "core.v1", "A Ceph RBD disk.",
      "fsType:string image:string! keyring:string monitors:[]string! pool:string readOnly:boolean "
      "secretRef:SecretReference user:string"},
-    {"ScaleIOPersistentVolumeSource", "core.v1", NULL,
+    {"ScaleIOPersistentVolumeSource", "core.v1", "A ScaleIO volume (deprecated).",
      "fsType:string gateway:string! protectionDomain:string readOnly:boolean secretRef:SecretReference! "
      "sslEnabled:boolean storageMode:string storagePool:string system:string! volumeName:string"},
-    {"StorageOSPersistentVolumeSource", "core.v1", NULL,
+    {"StorageOSPersistentVolumeSource", "core.v1", "A StorageOS volume (deprecated).",
      "fsType:string readOnly:boolean secretRef:ObjectReference volumeName:string volumeNamespace:string"},
-    {"PersistentVolumeStatus", "core.v1", NULL,
+    {"PersistentVolumeStatus", "core.v1", "The phase of a persistent volume.",
      "message:string phase:string reason:string lastPhaseTransitionTime:Time"},
     {"PersistentVolumeClaim", "core.v1", "A user's request for storage.",
      "spec:PersistentVolumeClaimSpec status:PersistentVolumeClaimStatus"},
-    {"PersistentVolumeClaimStatus", "core.v1", NULL,
-     "accessModes:[]string capacity:{}Quantity conditions:[]PersistentVolumeClaimCondition phase:string "
+    {"PersistentVolumeClaimStatus", "core.v1", "The phase of a claim and what it is bound to.",
+     "accessModes:[]string capacity:{}Quantity conditions:[]PersistentVolumeClaimCondition@type phase:string "
      "allocatedResourceStatuses:{}string currentVolumeAttributesClassName:string "
      "modifyVolumeStatus:ModifyVolumeStatus"},
-    {"PersistentVolumeClaimCondition", "core.v1", NULL,
+    {"PersistentVolumeClaimCondition", "core.v1", "One condition of a claim.",
      "lastProbeTime:Time lastTransitionTime:Time message:string reason:string status:string! type:string!"},
     {"Binding", "core.v1", "Binds a pod to a node; used by schedulers.",
      "target:ObjectReference!"},
     {"ComponentStatus", "core.v1", "Health of a control-plane component (deprecated).",
      "conditions:[]ComponentCondition"},
-    {"ComponentCondition", "core.v1", NULL,
+    {"ComponentCondition", "core.v1", "One health condition of a component.",
      "error:string message:string status:string! type:string!"},
     {"Deployment", "apps.v1", "Declarative updates for pods through ReplicaSets: rolling out a new template and rolling back.",
      "spec:DeploymentSpec status:DeploymentStatus"},
     {"DeploymentSpec", "apps.v1", "The desired state of a deployment.",
      "minReadySeconds:integer paused:boolean progressDeadlineSeconds:integer replicas:integer "
-     "revisionHistoryLimit:integer selector:LabelSelector! strategy:DeploymentStrategy "
+     "revisionHistoryLimit:integer selector:LabelSelector! strategy:DeploymentStrategy+retainKeys "
      "template:PodTemplateSpec!"},
     {"DeploymentStrategy", "apps.v1", "How old pods are replaced by new ones.",
      "rollingUpdate:RollingUpdateDeployment type:string"},
     {"RollingUpdateDeployment", "apps.v1", "Bounds on surge and unavailability during a rolling update.",
      "maxSurge:IntOrString maxUnavailable:IntOrString"},
     {"DeploymentStatus", "apps.v1", "The most recently observed state of a deployment.",
-     "availableReplicas:integer collisionCount:integer conditions:[]DeploymentCondition "
+     "availableReplicas:integer collisionCount:integer conditions:[]DeploymentCondition@type "
      "observedGeneration:integer readyReplicas:integer replicas:integer unavailableReplicas:integer "
      "updatedReplicas:integer"},
-    {"DeploymentCondition", "apps.v1", NULL,
+    {"DeploymentCondition", "apps.v1", "One condition of a deployment: Available, Progressing, ReplicaFailure.",
      "lastTransitionTime:Time lastUpdateTime:Time message:string reason:string status:string! type:string!"},
     {"ReplicaSet", "apps.v1", "Keeps a given number of identical pods running.",
      "spec:ReplicaSetSpec status:ReplicaSetStatus"},
     {"ReplicaSetSpec", "apps.v1", "The desired state of a replica set.",
      "minReadySeconds:integer replicas:integer selector:LabelSelector! template:PodTemplateSpec"},
-    {"ReplicaSetStatus", "apps.v1", NULL,
-     "availableReplicas:integer conditions:[]ReplicaSetCondition fullyLabeledReplicas:integer "
+    {"ReplicaSetStatus", "apps.v1", "The most recently observed state of a replica set.",
+     "availableReplicas:integer conditions:[]ReplicaSetCondition@type fullyLabeledReplicas:integer "
      "observedGeneration:integer readyReplicas:integer replicas:integer!"},
-    {"ReplicaSetCondition", "apps.v1", NULL,
+    {"ReplicaSetCondition", "apps.v1", "One condition of a replica set.",
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
     {"DaemonSet", "apps.v1", "Runs one copy of a pod on every (selected) node.",
      "spec:DaemonSetSpec status:DaemonSetStatus"},
     {"DaemonSetSpec", "apps.v1", "The desired state of a daemon set.",
      "minReadySeconds:integer revisionHistoryLimit:integer selector:LabelSelector! "
      "template:PodTemplateSpec! updateStrategy:DaemonSetUpdateStrategy"},
-    {"DaemonSetUpdateStrategy", "apps.v1", NULL,
+    {"DaemonSetUpdateStrategy", "apps.v1", "How a daemon set replaces its pods.",
      "rollingUpdate:RollingUpdateDaemonSet type:string"},
-    {"RollingUpdateDaemonSet", "apps.v1", NULL,
+    {"RollingUpdateDaemonSet", "apps.v1", "Bounds on unavailability and surge during a daemon set update.",
      "maxSurge:IntOrString maxUnavailable:IntOrString"},
-    {"DaemonSetStatus", "apps.v1", NULL,
-     "collisionCount:integer conditions:[]DaemonSetCondition currentNumberScheduled:integer! "
+    {"DaemonSetStatus", "apps.v1", "The most recently observed state of a daemon set.",
+     "collisionCount:integer conditions:[]DaemonSetCondition@type currentNumberScheduled:integer! "
      "desiredNumberScheduled:integer! numberAvailable:integer numberMisscheduled:integer! "
      "numberReady:integer! numberUnavailable:integer observedGeneration:integer "
      "updatedNumberScheduled:integer"},
-    {"DaemonSetCondition", "apps.v1", NULL,
+    {"DaemonSetCondition", "apps.v1", "One condition of a daemon set.",
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
     {"StatefulSet", "apps.v1", "Pods with stable names, ordered rollout and per-pod persistent storage.",
      "spec:StatefulSetSpec status:StatefulSetStatus"},
@@ -520,15 +520,15 @@ const ck_oa_type ck_oa_types[] = {
      "updateStrategy:StatefulSetUpdateStrategy volumeClaimTemplates:[]PersistentVolumeClaim "
      "persistentVolumeClaimRetentionPolicy:StatefulSetPersistentVolumeClaimRetentionPolicy "
      "ordinals:StatefulSetOrdinals"},
-    {"StatefulSetUpdateStrategy", "apps.v1", NULL,
+    {"StatefulSetUpdateStrategy", "apps.v1", "How a stateful set replaces its pods.",
      "rollingUpdate:RollingUpdateStatefulSetStrategy type:string"},
-    {"RollingUpdateStatefulSetStrategy", "apps.v1", NULL,
+    {"RollingUpdateStatefulSetStrategy", "apps.v1", "Partition and unavailability bounds of a stateful set update.",
      "partition:integer maxUnavailable:IntOrString"},
-    {"StatefulSetStatus", "apps.v1", NULL,
-     "availableReplicas:integer collisionCount:integer conditions:[]StatefulSetCondition "
+    {"StatefulSetStatus", "apps.v1", "The most recently observed state of a stateful set.",
+     "availableReplicas:integer collisionCount:integer conditions:[]StatefulSetCondition@type "
      "currentReplicas:integer currentRevision:string observedGeneration:integer readyReplicas:integer "
      "replicas:integer! updateRevision:string updatedReplicas:integer"},
-    {"StatefulSetCondition", "apps.v1", NULL,
+    {"StatefulSetCondition", "apps.v1", "One condition of a stateful set.",
      "lastTransitionTime:Time message:string reason:string status:string! type:string!"},
     {"ControllerRevision", "apps.v1", "An immutable snapshot of a controller's template, used for rollbacks.",
      "data:RawJSON revision:integer!"},
@@ -541,12 +541,12 @@ const ck_oa_type ck_oa_types[] = {
      "backoffLimitPerIndex:integer maxFailedIndexes:integer podReplacementPolicy:string "
      "successPolicy:SuccessPolicy managedBy:string"},
     {"JobStatus", "batch.v1", "The current state of a job.",
-     "active:integer completedIndexes:string completionTime:Time conditions:[]JobCondition failed:integer "
+     "active:integer completedIndexes:string completionTime:Time conditions:[]JobCondition@type failed:integer "
      "startTime:Time succeeded:integer uncountedTerminatedPods:UncountedTerminatedPods ready:integer "
      "failedIndexes:string terminating:integer"},
-    {"JobCondition", "batch.v1", NULL,
+    {"JobCondition", "batch.v1", "One condition of a job: Complete, Failed, Suspended, ...",
      "lastProbeTime:Time lastTransitionTime:Time message:string reason:string status:string! type:string!"},
-    {"UncountedTerminatedPods", "batch.v1", NULL,
+    {"UncountedTerminatedPods", "batch.v1", "Finished pods the job controller has not counted yet.",
      "failed:[]string succeeded:[]string"},
     {"CronJob", "batch.v1", "Creates jobs on a repeating schedule.",
      "spec:CronJobSpec status:CronJobStatus"},
@@ -556,7 +556,7 @@ const ck_oa_type ck_oa_types[] = {
      "timeZone:string"},
     {"JobTemplateSpec", "batch.v1", "The jobs a cron job creates.",
      "metadata:ObjectMeta spec:JobSpec"},
-    {"CronJobStatus", "batch.v1", NULL,
+    {"CronJobStatus", "batch.v1", "The running jobs and last schedule times of a cron job.",
      "active:[]ObjectReference lastScheduleTime:Time lastSuccessfulTime:Time"},
     {"Lease", "coordination.v1", "A lightweight lock used for leader election and node heartbeats.",
      "spec:LeaseSpec"},
@@ -568,28 +568,28 @@ const ck_oa_type ck_oa_types[] = {
     {"Endpoint", "discovery.v1", "One backend in an endpoint slice.",
      "addresses:[]string! conditions:EndpointConditions deprecatedTopology:{}string hints:EndpointHints "
      "hostname:string nodeName:string targetRef:ObjectReference zone:string"},
-    {"EndpointConditions", "discovery.v1", NULL,
+    {"EndpointConditions", "discovery.v1", "Whether an endpoint is ready, serving or terminating.",
      "ready:boolean serving:boolean terminating:boolean"},
-    {"EndpointHints", "discovery.v1", NULL,
+    {"EndpointHints", "discovery.v1", "Topology hints for routing to an endpoint.",
      "forZones:[]ForZone forNodes:[]ForNode"},
-    {"ForZone", "discovery.v1", NULL,
+    {"ForZone", "discovery.v1", "A zone an endpoint should be used for.",
      "name:string!"},
-    {"DiscoveryV1EndpointPort", "discovery.v1", NULL,
+    {"DiscoveryV1EndpointPort", "discovery.v1", "One port of an endpoint slice.",
      "appProtocol:string name:string port:integer protocol:string"},
     {"EventsV1Event", "events.v1", "A report of something that happened to an object (events.k8s.io form).",
      "action:string deprecatedCount:integer deprecatedFirstTimestamp:Time deprecatedLastTimestamp:Time "
      "deprecatedSource:EventSource eventTime:Time! note:string reason:string regarding:ObjectReference "
      "related:ObjectReference reportingController:string reportingInstance:string "
      "series:EventsV1EventSeries type:string"},
-    {"EventsV1EventSeries", "events.v1", NULL,
+    {"EventsV1EventSeries", "events.v1", "Repeated occurrences of an event.",
      "count:integer! lastObservedTime:Time!"},
     {"PodDisruptionBudget", "policy.v1", "Limits how many pods of a set voluntary disruptions may take down at once.",
      "spec:PodDisruptionBudgetSpec status:PodDisruptionBudgetStatus"},
     {"PodDisruptionBudgetSpec", "policy.v1", "The selector and availability bounds of a budget.",
      "maxUnavailable:IntOrString minAvailable:IntOrString selector:LabelSelector "
      "unhealthyPodEvictionPolicy:string"},
-    {"PodDisruptionBudgetStatus", "policy.v1", NULL,
-     "conditions:[]Condition currentHealthy:integer! desiredHealthy:integer! disruptedPods:{}Time "
+    {"PodDisruptionBudgetStatus", "policy.v1", "How many disruptions the budget currently allows.",
+     "conditions:[]Condition@type currentHealthy:integer! desiredHealthy:integer! disruptedPods:{}Time "
      "disruptionsAllowed:integer! expectedPods:integer! observedGeneration:integer"},
     {"Role", "rbac.v1", "Namespaced permissions: a list of rules.",
      "rules:[]PolicyRule"},
@@ -598,7 +598,7 @@ const ck_oa_type ck_oa_types[] = {
      "verbs:[]string!"},
     {"ClusterRole", "rbac.v1", "Cluster-wide permissions: a list of rules, optionally aggregated from other roles.",
      "aggregationRule:AggregationRule rules:[]PolicyRule"},
-    {"AggregationRule", "rbac.v1", NULL,
+    {"AggregationRule", "rbac.v1", "Selects cluster roles whose rules are merged into this one.",
      "clusterRoleSelectors:[]LabelSelector"},
     {"RoleBinding", "rbac.v1", "Grants a role's permissions to subjects within a namespace.",
      "roleRef:RoleRef! subjects:[]Subject"},
@@ -613,65 +613,65 @@ const ck_oa_type ck_oa_types[] = {
     {"StorageClass", "storage.v1", "A kind of storage that can be provisioned dynamically.",
      "allowVolumeExpansion:boolean allowedTopologies:[]TopologySelectorTerm mountOptions:[]string "
      "parameters:{}string provisioner:string! reclaimPolicy:string volumeBindingMode:string"},
-    {"TopologySelectorTerm", "core.v1", NULL,
+    {"TopologySelectorTerm", "core.v1", "Topology label requirements, ANDed.",
      "matchLabelExpressions:[]TopologySelectorLabelRequirement"},
-    {"TopologySelectorLabelRequirement", "core.v1", NULL,
+    {"TopologySelectorLabelRequirement", "core.v1", "A topology label key and allowed values.",
      "key:string! values:[]string!"},
     {"TokenReview", "authentication.v1", "Asks the server to authenticate a token.",
      "spec:TokenReviewSpec! status:TokenReviewStatus"},
-    {"TokenReviewSpec", "authentication.v1", NULL,
+    {"TokenReviewSpec", "authentication.v1", "The token to authenticate and the audiences it must be valid for.",
      "audiences:[]string token:string"},
-    {"TokenReviewStatus", "authentication.v1", NULL,
+    {"TokenReviewStatus", "authentication.v1", "Whether the token is valid and whom it identifies.",
      "audiences:[]string authenticated:boolean error:string user:UserInfo"},
-    {"UserInfo", "authentication.v1", NULL,
+    {"UserInfo", "authentication.v1", "A user: name, uid, groups and extra attributes.",
      "extra:{}[]string groups:[]string uid:string username:string"},
     {"SelfSubjectAccessReview", "authorization.v1", "Asks whether the caller may perform an action.",
      "spec:SelfSubjectAccessReviewSpec! status:SubjectAccessReviewStatus"},
-    {"SelfSubjectAccessReviewSpec", "authorization.v1", NULL,
+    {"SelfSubjectAccessReviewSpec", "authorization.v1", "The action to check for the caller.",
      "nonResourceAttributes:NonResourceAttributes resourceAttributes:ResourceAttributes"},
-    {"NonResourceAttributes", "authorization.v1", NULL,
+    {"NonResourceAttributes", "authorization.v1", "A non-resource URL and verb.",
      "path:string verb:string"},
-    {"ResourceAttributes", "authorization.v1", NULL,
+    {"ResourceAttributes", "authorization.v1", "A resource, namespace, name and verb.",
      "group:string name:string namespace:string resource:string subresource:string verb:string "
      "version:string"},
-    {"SubjectAccessReviewStatus", "authorization.v1", NULL,
+    {"SubjectAccessReviewStatus", "authorization.v1", "Whether the action is allowed, and why.",
      "allowed:boolean! denied:boolean evaluationError:string reason:string"},
     {"SelfSubjectRulesReview", "authorization.v1", "Asks which actions the caller may perform in a namespace.",
      "spec:SelfSubjectRulesReviewSpec! status:SubjectRulesReviewStatus"},
-    {"SelfSubjectRulesReviewSpec", "authorization.v1", NULL,
+    {"SelfSubjectRulesReviewSpec", "authorization.v1", "The namespace to list the caller's rules in.",
      "namespace:string"},
-    {"SubjectRulesReviewStatus", "authorization.v1", NULL,
+    {"SubjectRulesReviewStatus", "authorization.v1", "The rules a subject has in a namespace.",
      "evaluationError:string incomplete:boolean! nonResourceRules:[]NonResourceRule! "
      "resourceRules:[]ResourceRule!"},
-    {"NonResourceRule", "authorization.v1", NULL,
+    {"NonResourceRule", "authorization.v1", "Verbs allowed on non-resource URLs.",
      "nonResourceURLs:[]string verbs:[]string!"},
-    {"ResourceRule", "authorization.v1", NULL,
+    {"ResourceRule", "authorization.v1", "Verbs allowed on resources.",
      "apiGroups:[]string resourceNames:[]string resources:[]string verbs:[]string!"},
     {"SubjectAccessReview", "authorization.v1", "Asks whether a user may perform an action.",
      "spec:SubjectAccessReviewSpec! status:SubjectAccessReviewStatus"},
-    {"SubjectAccessReviewSpec", "authorization.v1", NULL,
+    {"SubjectAccessReviewSpec", "authorization.v1", "The user and the action to check.",
      "extra:{}[]string groups:[]string nonResourceAttributes:NonResourceAttributes "
      "resourceAttributes:ResourceAttributes uid:string user:string"},
     {"Scale", "autoscaling.v1", "The replica count of a scalable resource.",
      "spec:ScaleSpec status:ScaleStatus"},
-    {"ScaleSpec", "autoscaling.v1", NULL,
+    {"ScaleSpec", "autoscaling.v1", "The desired replica count.",
      "replicas:integer"},
-    {"ScaleStatus", "autoscaling.v1", NULL,
+    {"ScaleStatus", "autoscaling.v1", "The observed replica count and pod selector.",
      "replicas:integer! selector:string"},
     {"Eviction", "policy.v1", "Asks for a pod to be evicted, honouring disruption budgets.",
      "deleteOptions:DeleteOptions"},
-    {"DeleteOptions", "meta", NULL,
+    {"DeleteOptions", "meta", "Options for a delete: grace period, preconditions, propagation policy, dry run.",
      "apiVersion:string dryRun:[]string gracePeriodSeconds:integer kind:string orphanDependents:boolean "
      "preconditions:Preconditions propagationPolicy:string"},
-    {"Preconditions", "meta", NULL,
+    {"Preconditions", "meta", "Conditions that must hold for a delete to proceed.",
      "resourceVersion:string uid:string"},
     {"TokenRequest", "authentication.v1", "Asks for a token for a service account.",
      "spec:TokenRequestSpec! status:TokenRequestStatus"},
-    {"TokenRequestSpec", "authentication.v1", NULL,
+    {"TokenRequestSpec", "authentication.v1", "Audiences, lifetime and bound object of a requested token.",
      "audiences:[]string! boundObjectRef:BoundObjectReference expirationSeconds:integer"},
-    {"BoundObjectReference", "authentication.v1", NULL,
+    {"BoundObjectReference", "authentication.v1", "The object a token is bound to; the token dies with it.",
      "apiVersion:string kind:string name:string uid:string"},
-    {"TokenRequestStatus", "authentication.v1", NULL,
+    {"TokenRequestStatus", "authentication.v1", "The issued token and when it expires.",
      "expirationTimestamp:Time! token:string!"},
     {"ListMeta", "meta", "Metadata of a list: its resource version and paging token.",
      "continue:string remainingItemCount:integer resourceVersion:string selfLink:string"},
@@ -896,5 +896,71 @@ const ck_oa_doc ck_oa_field_docs[] = {
     {"NodeSpec.unschedulable", "Stops new pods from being scheduled onto the node."},
     {"NodeSpec.taints", "Taints on the node."},
     {"NodeSpec.podCIDR", "Pod IP range assigned to the node."},
+    {"SecurityContext.runAsUser", "UID to run the entrypoint as."},
+    {"SecurityContext.runAsGroup", "GID to run the entrypoint as."},
+    {"SecurityContext.runAsNonRoot", "Refuse to start if the image would run as UID 0."},
+    {"SecurityContext.privileged", "Run the container privileged, like root on the host."},
+    {"SecurityContext.allowPrivilegeEscalation", "Whether a process may gain more privileges than its parent (no_new_privs)."},
+    {"SecurityContext.readOnlyRootFilesystem", "Mount the container's root filesystem read-only."},
+    {"SecurityContext.capabilities", "Capabilities to add and drop."},
+    {"SecurityContext.seccompProfile", "Seccomp profile of the container."},
+    {"SecurityContext.procMount", "Default or Unmasked /proc."},
+    {"PodSecurityContext.runAsUser", "UID every container runs as unless it sets its own."},
+    {"PodSecurityContext.runAsGroup", "GID every container runs as unless it sets its own."},
+    {"PodSecurityContext.runAsNonRoot", "Refuse to start containers that would run as UID 0."},
+    {"PodSecurityContext.fsGroup", "Group that owns mounted volumes and is added to every container."},
+    {"PodSecurityContext.supplementalGroups", "Extra groups for the first process of every container."},
+    {"PodSecurityContext.sysctls", "Namespaced kernel parameters for the pod."},
+    {"PodSecurityContext.seccompProfile", "Seccomp profile of every container."},
+    {"Volume.name", "Name of the volume, referenced by volumeMounts."},
+    {"Volume.emptyDir", "A scratch directory that lives as long as the pod."},
+    {"Volume.configMap", "Files from a ConfigMap."},
+    {"Volume.secret", "Files from a Secret."},
+    {"Volume.persistentVolumeClaim", "The volume bound to a claim."},
+    {"Volume.hostPath", "A path on the node."},
+    {"Volume.projected", "Several sources merged into one directory."},
+    {"Volume.downwardAPI", "Files holding pod fields."},
+    {"Volume.ephemeral", "A claim created and deleted with the pod."},
+    {"Volume.csi", "An ephemeral CSI volume."},
+    {"Volume.nfs", "An NFS export."},
+    {"Volume.image", "An OCI image mounted read-only."},
+    {"EmptyDirVolumeSource.medium", "Empty for the node's default storage, Memory for tmpfs."},
+    {"EmptyDirVolumeSource.sizeLimit", "Most space the directory may use."},
+    {"HostPathVolumeSource.path", "Path on the node."},
+    {"HostPathVolumeSource.type", "What must exist at the path: \"\", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice."},
+    {"EnvVarSource.fieldRef", "A field of the pod."},
+    {"EnvVarSource.resourceFieldRef", "A resource request or limit of a container."},
+    {"EnvVarSource.configMapKeyRef", "A key of a ConfigMap."},
+    {"EnvVarSource.secretKeyRef", "A key of a Secret."},
+    {"Toleration.key", "Taint key to match; empty with operator Exists matches every taint."},
+    {"Toleration.operator", "Equal (default) or Exists."},
+    {"Toleration.value", "Taint value to match with operator Equal."},
+    {"Toleration.effect", "Taint effect to match: NoSchedule, PreferNoSchedule, NoExecute; empty matches all."},
+    {"Toleration.tolerationSeconds", "For NoExecute: how long the pod stays bound after the taint appears."},
+    {"Taint.key", "Taint key."},
+    {"Taint.value", "Taint value."},
+    {"Taint.effect", "NoSchedule, PreferNoSchedule or NoExecute."},
+    {"LabelSelector.matchLabels", "Labels that must all be present with these values."},
+    {"LabelSelector.matchExpressions", "Requirements that must all hold."},
+    {"PodTemplateSpec.metadata", "Labels and annotations of the created pods."},
+    {"PodTemplateSpec.spec", "Spec of the created pods."},
+    {"Pod.spec", "What the pod should run."},
+    {"Pod.status", "What the pod is doing. Read-only."},
+    {"Deployment.spec", "The desired state of the deployment."},
+    {"Deployment.status", "The observed state of the deployment. Read-only."},
+    {"Service.spec", "How the service is exposed."},
+    {"Service.status", "The observed state of the service. Read-only."},
+    {"PodStatus.phase", "Pending, Running, Succeeded, Failed or Unknown."},
+    {"PodStatus.podIP", "The pod's primary IP address."},
+    {"PodStatus.hostIP", "IP address of the pod's node."},
+    {"PodStatus.conditions", "Current conditions of the pod."},
+    {"PodStatus.containerStatuses", "Status of each app container."},
+    {"PodStatus.qosClass", "Guaranteed, Burstable or BestEffort."},
+    {"PodStatus.startTime", "When the kubelet accepted the pod."},
+    {"DeploymentStatus.replicas", "Pods targeted by the deployment."},
+    {"DeploymentStatus.readyReplicas", "Pods that are ready."},
+    {"DeploymentStatus.availableReplicas", "Pods ready for at least minReadySeconds."},
+    {"DeploymentStatus.updatedReplicas", "Pods running the newest template."},
+    {"DeploymentStatus.observedGeneration", "The generation the controller last acted on."},
 };
 const size_t ck_oa_nfield_docs = ARRAY_SIZE(ck_oa_field_docs);

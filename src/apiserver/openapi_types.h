@@ -7,6 +7,9 @@
  *   fields  space-separated "name:type" with an optional trailing '!' for required; type is
  *           string|integer|number|boolean|Time|Quantity|IntOrString|RawJSON|<TypeName>, optionally
  *           prefixed by "[]" (list) or "{}" (map of string to); RawJSON is a free-form subtree.
+ *           Strategic-merge metadata follows: "@key" = patch strategy merge with merge key key,
+ *           "@" = merge of a primitive list, "+retainKeys" = add retainKeys to the strategy
+ *           ("volumes:[]Volume@name+retainKeys"); kubectl 1.30+ computes apply patches from it.
  * Field descriptions live in ck_oa_field_docs, keyed "Type.field". */
 #ifndef CK_OPENAPI_TYPES_H
 #define CK_OPENAPI_TYPES_H

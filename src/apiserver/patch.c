@@ -216,6 +216,11 @@ json_t *ck_patch_json(const json_t *doc, const json_t *ops, ck_error **err)
         ck_error_set(err, CK_E_BAD_REQUEST, "json: cannot unmarshal object into Go value of type jsonpatch.Patch");
         return NULL;
     }
+    if (json_array_size(ops) > CK_JSON_PATCH_MAX_OPS) {
+        ck_error_set(err, CK_E_TOO_LARGE, "The allowed operations count is %d, got %zu", CK_JSON_PATCH_MAX_OPS,
+                     json_array_size(ops));
+        return NULL;
+    }
     json_t *out = doc ? json_deep_copy(doc) : json_object();
     size_t i;
     json_t *op;

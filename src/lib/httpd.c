@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,14 @@ enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
 
 struct conn;
 
+/* What a connection may still need after ck_httpd_stop freed the server: the event base (NULL
+ * once stopped) for on_close of a stream started on a connection that is already gone. */
+struct hub {
+    int refs;                   /* atomic: the server + every connection */
+    pthread_mutex_t mu;
+    struct event_base *base;
+};
+
 struct ck_http_resp {
     ck_http_req req;            /* what the handler sees; strings below */
     struct conn *c;
@@ -102,7 +111,9 @@ struct ck_http_stream {
 };
 
 struct conn {
-    ck_httpd *h;
+    ck_httpd *h;                /* I/O thread only: the server may be gone for other threads */
+    struct hub *hub;
+    size_t stream_limit;
     int refs;                   /* atomic */
     pthread_mutex_t mu;
     /* under mu */
@@ -133,6 +144,7 @@ struct conn {
 
 struct ck_httpd {
     ck_httpd_config cfg;
+    struct hub *hub;
     struct event_base *base;
     struct evconnlistener *lis;
     struct event *listen_retry;
@@ -160,10 +172,19 @@ static void conn_ref(struct conn *c)
     __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 }
 
+static void hub_unref(struct hub *hub)
+{
+    if (__atomic_sub_fetch(&hub->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    pthread_mutex_destroy(&hub->mu);
+    free(hub);
+}
+
 static void conn_unref(struct conn *c)
 {
     if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    hub_unref(c->hub);
     pthread_mutex_destroy(&c->mu);
     evbuffer_free(c->outbox);
     free(c->client_cn);
@@ -319,8 +340,14 @@ static ck_http_stream *stream_open(ck_http_resp *resp, struct evbuffer *head, un
         s->closed = true;
     }
     pthread_mutex_unlock(&c->mu);
-    if (gone && event_base_once(c->h->base, -1, EV_TIMEOUT, late_close_cb, s, NULL) < 0)
-        ck_http_stream_release(s);   /* base gone: nobody can be told; drop the conn's ref */
+    if (gone) {
+        pthread_mutex_lock(&c->hub->mu);
+        bool queued = c->hub->base &&
+                      event_base_once(c->hub->base, -1, EV_TIMEOUT, late_close_cb, s, NULL) == 0;
+        pthread_mutex_unlock(&c->hub->mu);
+        if (!queued)
+            late_close_cb(-1, 0, s);   /* the server is stopped: no I/O thread to run it */
+    }
     evbuffer_free(head);
     resp_unref(resp);
     return s;
@@ -366,7 +393,7 @@ int ck_http_stream_write(ck_http_stream *s, const void *data, size_t len)
         /* nothing to send (an empty chunk would end the stream) */
     } else {
         size_t pending = pending_locked(c);
-        if (pending > 0 && pending + len > c->h->cfg.stream_buffer_limit) {
+        if (pending > 0 && pending + len > c->stream_limit) {
             s->closed = true;
             c->events |= EV_ABORT;
             rc = -1;
@@ -1022,6 +1049,9 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = xcalloc(1, sizeof *c);
     c->h = h;
+    c->hub = h->hub;
+    __atomic_add_fetch(&h->hub->refs, 1, __ATOMIC_RELAXED);
+    c->stream_limit = h->cfg.stream_buffer_limit;
     c->refs = 1;
     pthread_mutex_init(&c->mu, NULL);
     c->outbox = evbuffer_new();
@@ -1199,6 +1229,11 @@ static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
 static void evthread_init(void)
 {
     evthread_use_pthreads();
+    /* libevent (writev) and OpenSSL (write) do not use MSG_NOSIGNAL: a peer that vanished must
+     * be an EPIPE error, not a process-killing signal.  Leave a handler someone installed. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
 }
 
 ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
@@ -1232,10 +1267,13 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     h->cfg.cert_file = h->cfg.key_file = h->cfg.client_ca_file = NULL;
     pthread_mutex_init(&h->qmu, NULL);
     pthread_cond_init(&h->qcond, NULL);
+    h->hub = xcalloc(1, sizeof *h->hub);
+    h->hub->refs = 1;
+    pthread_mutex_init(&h->hub->mu, NULL);
 
     if (cfg->cert_file && !(h->ssl_ctx = tls_setup(cfg, err)))
         goto fail;
-    h->base = event_base_new();
+    h->base = h->hub->base = event_base_new();
     if (!h->base) {
         ck_error_set(err, CK_E_INTERNAL, "httpd: event_base_new failed");
         goto fail;
@@ -1265,7 +1303,10 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     h->lis = evconnlistener_new_bind(h->base, accept_cb, h,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                          LEV_OPT_CLOSE_ON_EXEC,
-                                     -1, (struct sockaddr *)&ss, sslen);
+                                     /* a burst of connects must not overflow the accept
+                                      * queue (dropped SYNs cost the client 1 s); the
+                                      * kernel caps this at net.core.somaxconn, as Go does */
+                                     4096, (struct sockaddr *)&ss, sslen);
     if (!h->lis) {
         ck_error_sys(err, CK_E_IO, "httpd: listen on %s", spec);
         goto fail;
@@ -1327,8 +1368,12 @@ void ck_httpd_stop(ck_httpd *h)
         h->qhead = r->qnext;
         resp_free(r);
     }
+    pthread_mutex_lock(&h->hub->mu);
+    h->hub->base = NULL;              /* from now on late on_close runs on the caller's thread */
+    pthread_mutex_unlock(&h->hub->mu);
+    hub_unref(h->hub);
     if (h->base) {
-        event_base_loop(h->base, EVLOOP_NONBLOCK);   /* late on_close callbacks */
+        event_base_loop(h->base, EVLOOP_NONBLOCK);   /* late on_close callbacks queued before */
         event_base_free(h->base);
     }
     if (h->ssl_ctx)

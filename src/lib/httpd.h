@@ -48,20 +48,25 @@ const char *ck_http_req_header(const ck_http_req *req, const char *name);
 char *ck_http_query_param(const char *query, const char *name);
 
 /* The handle a handler answers through.  Exactly one of respond / stream_start / upgrade must be
- * called, once, from any thread (usually the worker running the handler). */
+ * called, once, from any thread (usually the worker running the handler; another thread may
+ * answer after the handler returned).  req stays valid until both the handler has returned and
+ * the answer was given.  A request that is never answered holds its connection forever. */
 typedef struct ck_http_resp ck_http_resp;
 
 typedef void (*ck_http_handler)(void *ctx, ck_http_req *req, ck_http_resp *resp);
 
 typedef struct ck_httpd_config {
-    const char *bind_addr;        /* "127.0.0.1", "0.0.0.0" */
+    const char *bind_addr;        /* "127.0.0.1", "0.0.0.0", "::" (NULL: 127.0.0.1) */
     int port;                     /* 0: pick a free port (see ck_httpd_port) */
     const char *cert_file, *key_file;  /* serving cert; NULL for plain HTTP */
-    const char *client_ca_file;   /* verify client certs against this CA (optional certs) */
+    const char *client_ca_file;   /* verify client certs against this CA; certs are optional and
+                                   * one that does not verify leaves the client anonymous
+                                   * (client_cn NULL), as kube-apiserver does */
     int workers;                  /* handler threads (default 16) */
     size_t max_header_bytes;      /* default 64 KiB */
-    size_t max_body_bytes;        /* default 3 MiB + a little: bigger -> 413 */
-    int header_timeout_ms;        /* a request's headers must arrive within this (slow loris) */
+    size_t max_body_bytes;        /* default 3 MiB + 64 KiB: bigger -> 413 (metav1.Status), close */
+    int header_timeout_ms;        /* a request's headers (and the TLS handshake) must arrive
+                                   * within this from their first byte (slow loris; default 30 s) */
     int idle_timeout_ms;          /* keep-alive idle close (default 90 s) */
     size_t max_headers;           /* header lines per request (default 100): more -> 431 */
     size_t stream_buffer_limit;   /* bytes a stream may have unsent (default 16 MiB) */
@@ -69,31 +74,43 @@ typedef struct ck_httpd_config {
     void *handler_ctx;
 } ck_httpd_config;
 
+/* Zero config fields take the defaults.  cfg's strings are not kept after start returns.  The
+ * first start sets SIGPIPE to ignored if it is at its default (libevent and OpenSSL write with
+ * plain write/writev), and enables libevent's pthread locking for the whole process. */
 ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err);
 int ck_httpd_port(ck_httpd *h);
-void ck_httpd_stop(ck_httpd *h);   /* closes every connection, joins threads */
+/* Closes every connection (on_close for open streams), waits for running handlers, joins the
+ * threads.  Answers given after stop are dropped; streams started after it are closed at once. */
+void ck_httpd_stop(ck_httpd *h);
 
-/* A complete response.  extra_headers: "Name: value\r\n" lines or NULL. */
+/* A complete response.  extra_headers: "Name: value\r\n" lines or NULL; a "Connection: close"
+ * among them closes the connection after the response.  HEAD gets the headers only. */
 void ck_http_respond(ck_http_resp *resp, int status, const char *content_type,
                      const char *extra_headers, const char *body, size_t len);
 
 /* Start a chunked response.  The stream outlives the handler; write from any thread.  on_close
  * (may be NULL) is called once, on the I/O thread, when the client goes away or the stream is
- * ended; after it returns, writes fail.  Release the stream when done with it. */
+ * ended (or, for a stream still open at ck_httpd_stop, on the thread calling stop); writes fail
+ * from the moment the stream is closed.  on_close may call stream functions, including release.
+ * Release the stream when done with it.  HTTP/1.0 clients get the raw bytes and a close at the
+ * end instead of chunks.  Cost per open stream: one small struct, no thread. */
 typedef void (*ck_http_close_cb)(void *ctx);
 ck_http_stream *ck_http_stream_start(ck_http_resp *resp, int status, const char *content_type,
                                      const char *extra_headers, ck_http_close_cb on_close,
                                      void *close_ctx);
 /* -1 if the client is gone, or if more than the stream's buffered limit is pending (a client too
- * slow to keep up is disconnected rather than grown without bound). */
+ * slow to keep up is disconnected rather than grown without bound; on_close follows).  Writing 0
+ * bytes is a no-op.  Writes are framed as one chunk each, in call order. */
 int ck_http_stream_write(ck_http_stream *s, const void *data, size_t len);
 size_t ck_http_stream_pending(ck_http_stream *s);
 void ck_http_stream_end(ck_http_stream *s);          /* final chunk; connection may be reused */
 void ck_http_stream_release(ck_http_stream *s);
 
 /* Switch the connection to a raw tunnel after sending `101 Switching Protocols` with the given
- * headers.  on_data receives every byte the client sends afterwards (on the I/O thread); write with
- * ck_http_stream_write (no chunk framing on a tunnel), close with ck_http_stream_end. */
+ * headers.  on_data receives every byte the client sends afterwards (on the I/O thread), possibly
+ * before ck_http_upgrade has returned to its caller: if on_data needs the returned stream, store
+ * it under a lock that on_data also takes.  Write with ck_http_stream_write (no chunk framing on
+ * a tunnel), close with ck_http_stream_end (the connection closes once the bytes are out). */
 typedef void (*ck_http_data_cb)(void *ctx, const char *data, size_t len);
 ck_http_stream *ck_http_upgrade(ck_http_resp *resp, const char *extra_headers,
                                 ck_http_data_cb on_data, ck_http_close_cb on_close, void *ctx);

@@ -380,7 +380,12 @@ static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_erro
     r->rc = 0;
     if (r->kind == OP_DELETE && r->prev) {
         r->prev->key = xstrdup(r->key);
-        r->prev->value = build ? xstrndup(pval, plen) : steal_pointer(&pval);
+        if (build) {   /* the event keeps pval; the caller gets a copy (binary-safe) */
+            r->prev->value = xmalloc(plen + 1);
+            memcpy(r->prev->value, pval, plen + 1);
+        } else {
+            r->prev->value = steal_pointer(&pval);
+        }
         r->prev->value_len = plen;
         r->prev->create_revision = cur.create_rev;
         r->prev->mod_revision = cur.rev;
@@ -1049,14 +1054,62 @@ static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
 
 static void s_close(ck_store *s);
 
+/* Stores open in this process, by file identity.  A second open of the same file here must not
+ * even open() it: closing that extra descriptor would drop the POSIX locks SQLite holds on the
+ * file for the first store. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+typedef struct open_file {
+    dev_t dev;
+    ino_t ino;
+    pid_t pid;                /* a forked child inherits the list but not the stores */
+    struct open_file *next;
+} open_file;
+static open_file *open_files;
+
+static bool is_open_here(dev_t dev, ino_t ino)
+{
+    for (open_file *o = open_files; o; o = o->next)
+        if (o->dev == dev && o->ino == ino && o->pid == getpid())
+            return true;
+    return false;
+}
+
+static void unregister_open(dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&open_mu);
+    for (open_file **p = &open_files; *p; p = &(*p)->next) {
+        if ((*p)->dev == dev && (*p)->ino == ino) {
+            open_file *o = *p;
+            *p = o->next;
+            free(o);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&open_mu);
+}
+
+static ck_store *open_locked(const char *path, ck_error **err);
+
 ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
 {
     if (!path || !*path) {
         ck_error_set(err, CK_E_INVALID, "sqlite store: empty path");
         return NULL;
     }
+    pthread_mutex_lock(&open_mu);
+    ck_store *s = open_locked(path, err);
+    pthread_mutex_unlock(&open_mu);
+    return s;
+}
+
+static ck_store *open_locked(const char *path, ck_error **err)
+{
     struct stat sb;
     bool existed = stat(path, &sb) == 0;
+    if (existed && is_open_here(sb.st_dev, sb.st_ino)) {
+        ck_error_set(err, CK_E_IO, "sqlite store: %s is in use by this process", path);
+        return NULL;
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         ck_error_sys(err, CK_E_IO, "sqlite store: open %s", path);
@@ -1069,12 +1122,16 @@ ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
         return NULL;
     }
     bool fresh = false;
-    if (check_header(fd, path, &fresh, err) < 0) {
+    if (check_header(fd, path, &fresh, err) < 0 || fstat(fd, &sb) < 0) {
+        if (err && !*err)
+            ck_error_sys(err, CK_E_IO, "stat %s", path);
         ck_error_wrap(err, "sqlite store");
         close(fd);
         return NULL;
     }
     sqlite_store *st = xcalloc(1, sizeof *st);
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
     st->base.ops = &sqlite_ops;
     st->path = xstrdup(path);
     st->lock_fd = fd;   /* held (and its lock) until after SQLite closed the file */
@@ -1107,6 +1164,12 @@ ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
         goto fail_thread;
     st->comp_started = true;
     st->opened = true;
+    open_file *o = xcalloc(1, sizeof *o);
+    o->dev = st->dev;
+    o->ino = st->ino;
+    o->pid = getpid();
+    o->next = open_files;
+    open_files = o;
     return &st->base;
 
 fail_thread:
@@ -1115,8 +1178,14 @@ fail_thread:
 fail:
     ck_error_wrap(err, "sqlite store %s", path);
     s_close(&st->base);
-    if (!existed && fresh)
-        unlink(path);   /* do not leave a half-made store behind */
+    if (!existed && fresh) {   /* do not leave a half-made store behind */
+        static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < ARRAY_SIZE(sfx); i++) {
+            char *p = xasprintf("%s%s", path, sfx[i]);
+            unlink(p);
+            free(p);
+        }
+    }
     return NULL;
 }
 
@@ -1155,6 +1224,8 @@ static void s_close(ck_store *s)
     sqlite3_close(st->wdb);   /* after a failed open: no checkpoint, the file is left as found */
     if (st->lock_fd >= 0)
         close(st->lock_fd);
+    if (st->opened)
+        unregister_open(st->dev, st->ino);
     pthread_mutex_destroy(&st->qmu);
     pthread_cond_destroy(&st->qcond);
     pthread_mutex_destroy(&st->hmu);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "store/store.h"
 
@@ -66,6 +67,8 @@ struct sqlite_store {
     char *path;
     int lock_fd;
     bool opened;              /* open completed (close may checkpoint) */
+    dev_t dev;                /* the file's identity, in the registry of stores open here */
+    ino_t ino;
     sqlite3 *wdb;
     sqlite3_stmt *w_latest, *w_value, *w_insert, *w_setrev, *w_setmeta, *w_compact_old,
         *w_compact_tomb;

@@ -13,6 +13,7 @@ T=$(mktemp -d /tmp/ckube-e2e-apiserver.XXXXXX)
 PID=
 FAILED=0
 WATCHPID=
+ETCDPID=
 
 cleanup() {
     [ -n "$WATCHPID" ] && kill "$WATCHPID" 2>/dev/null
@@ -20,6 +21,10 @@ cleanup() {
         kill -TERM "$PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$PID" 2>/dev/null
+    fi
+    if [ -n "$ETCDPID" ]; then
+        kill "$ETCDPID" 2>/dev/null
+        wait "$ETCDPID" 2>/dev/null
     fi
     rm -rf "$T"
 }
@@ -66,12 +71,26 @@ mkdir -p "$T/pki"
     printf 'extendedKeyUsage=clientAuth\n' >cl.ext
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 2 -extfile cl.ext
     echo 'e2e-token-1,token-user,uid-7,"team-a,team-b"' >tokens.csv
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key
+    openssl pkey -in sa.key -pubout -out sa.pub
 ) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
 
-# ---- start the apiserver on a free loopback port ----
+# ---- start the apiserver on a free loopback port (STORE=etcd: on a throwaway etcd) ----
+STORE_FLAGS=()
+if [ "${STORE:-sqlite}" = etcd ]; then
+    EP=$((20000 + RANDOM % 20000))
+    etcd --data-dir "$T/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
+        --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$((EP + 1))" \
+        >"$T/etcd.log" 2>&1 &
+    ETCDPID=$!
+    for _ in $(seq 50); do curl -s "http://127.0.0.1:$EP/health" | grep -q true && break; sleep 0.2; done
+    STORE_FLAGS=(--etcd-servers "http://127.0.0.1:$EP")
+fi
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
     --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
-    --client-ca-file "$T/pki/ca.crt" --token-auth-file "$T/pki/tokens.csv" >"$T/apiserver.log" 2>&1 &
+    --client-ca-file "$T/pki/ca.crt" --token-auth-file "$T/pki/tokens.csv" "${STORE_FLAGS[@]}" \
+    --service-account-signing-key-file "$T/pki/sa.key" --service-account-key-file "$T/pki/sa.pub" \
+    >"$T/apiserver.log" 2>&1 &
 PID=$!
 PORT=
 touch "$T/apiserver.log"
@@ -105,7 +124,77 @@ python3 -c 'print("{\"a\":" * 5000 + "1" + "}" * 5000)' >"$T/deep.json"
 expect "deep nesting is a 4xx Status" '"status":"Failure"' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/json' --data-binary @"$T/deep.json" "$URL/api/v1/namespaces/default/configmaps"
 printf '{"metadata":{"name":"u\xff\xfe"}}' >"$T/badutf8.json"
 expect "bad UTF-8 is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/json' --data-binary @"$T/badutf8.json" "$URL/api/v1/namespaces/default/configmaps"
+printf 'k8s\000\012\377\377\377\377\017garbage' >"$T/bad.pb"
+expect "malformed protobuf is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/vnd.kubernetes.protobuf' --data-binary @"$T/bad.pb" "$URL/api/v1/namespaces/default/configmaps"
+printf 'a: [b\n  - : {' >"$T/bad.yaml"
+expect "malformed YAML is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X PATCH -H 'Content-Type: application/apply-patch+yaml' --data-binary @"$T/bad.yaml" "$URL/api/v1/namespaces/default/configmaps/x?fieldManager=e2e"
+expect "unsupported patch type is 415" '"code":415' "${CURL[@]}" "${ADMIN[@]}" -X PATCH -H 'Content-Type: text/plain' --data-binary 'x' "$URL/api/v1/namespaces/default/configmaps/x"
 expect "server still alive after bad input" "ok" "${CURL[@]}" "$URL/healthz"
+
+# ---- watch semantics over the wire ----
+AC=("${CURL[@]}" "${ADMIN[@]}")
+CM=$URL/api/v1/namespaces/default/configmaps
+JSON=(-H 'Content-Type: application/json')
+RV=$("${AC[@]}" "$CM" | sed -n 's/.*"resourceVersion":"\([0-9]*\)".*/\1/p' | head -n 1)
+"${AC[@]}" -N "$CM?watch=true&resourceVersion=$RV&labelSelector=sel%3Dyes&timeoutSeconds=4" >"$T/w1.out" &
+W1=$!
+"${AC[@]}" -N "$CM?watch=true&resourceVersion=$RV&timeoutSeconds=4&allowWatchBookmarks=true" >"$T/w2.out" &
+W2=$!
+sleep 0.5
+"${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"name":"wsel","labels":{"sel":"yes"}}}' >/dev/null
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/wsel" -d '{"metadata":{"labels":{"sel":"no"}}}' >/dev/null
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/wsel" -d '{"metadata":{"labels":{"sel":"yes"}}}' >/dev/null
+"${AC[@]}" -X DELETE "$CM/wsel" >/dev/null
+WSTART=$SECONDS
+wait "$W1" "$W2"
+WTOOK=$((SECONDS - WSTART))
+types() { sed -n 's/^{"type":"\([A-Z]*\)".*/\1/p' "$1" | tr '\n' ' '; }
+expect "watch with a label selector: leaving = DELETED, entering = ADDED" "ADDED DELETED ADDED DELETED" types "$T/w1.out"
+expect "watch without selector: ADDED MODIFIED MODIFIED DELETED" "ADDED MODIFIED MODIFIED DELETED" types "$T/w2.out"
+[ "$WTOOK" -le 8 ] && ok "$V watch ends at timeoutSeconds" || notok "$V watch ends at timeoutSeconds (took ${WTOOK}s)"
+expect "watch with sendInitialEvents ends the initial list with a bookmark" '"k8s.io/initial-events-end":"true"' "${AC[@]}" -N "$CM?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
+expect "watch with sendInitialEvents sends ADDED for existing objects" '{"type":"ADDED"' "${AC[@]}" -N "$URL/api/v1/namespaces?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
+expect "watch from a compacted revision: ERROR 410 Expired" '"code":410' "${AC[@]}" -N "$CM?watch=true&resourceVersion=1&timeoutSeconds=2"
+expect "watch as Table for kubectl get -w" '"kind":"Table"' "${AC[@]}" -N -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io' "$URL/api/v1/namespaces?watch=true&timeoutSeconds=1"
+for i in 1 2 3 4 5; do "${AC[@]}" "${JSON[@]}" -X POST "$CM" -d "{\"metadata\":{\"name\":\"page$i\",\"labels\":{\"page\":\"x\"}}}" >/dev/null; done
+expect "list limit returns a continue token" '"continue":"' "${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx"
+TOK=$("${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx" | sed -n 's/.*"continue":"\([^"]*\)".*/\1/p')
+expect "continue returns the next page" '"name":"page3"' "${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx&continue=$TOK"
+expect "a bad continue token is 400" '"code":400' "${AC[@]}" "$CM?limit=2&continue=bogus"
+expect "list as Table" '"columnDefinitions"' "${AC[@]}" -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io' "$CM"
+expect "stale update: 409 Conflict" '"reason":"Conflict"' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/page1" -d '{"metadata":{"name":"page1","resourceVersion":"2"}}'
+expect "deletecollection by label" '"kind":"ConfigMapList"' "${AC[@]}" -X DELETE "$CM?labelSelector=page%3Dx"
+expect "deletecollection removed them" '"items":[]' "${AC[@]}" "$CM?labelSelector=page%3Dx"
+expect "generateName" '"name":"gen-' "${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"generateName":"gen-"}}'
+# finalizers keep an object until they are removed
+"${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"name":"fin","finalizers":["e2e/hold"]}}' >/dev/null
+expect "delete with a finalizer sets deletionTimestamp" '"deletionTimestamp"' "${AC[@]}" -X DELETE "$CM/fin"
+expect "object with finalizer still there" '"name":"fin"' "${AC[@]}" "$CM/fin"
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/fin" -d '{"metadata":{"finalizers":null}}' >/dev/null
+expect "removing the last finalizer deletes it" '"code":404' "${AC[@]}" "$CM/fin"
+# pods: binding, graceful delete
+PODS=$URL/api/v1/namespaces/default/pods
+POD='{"metadata":{"name":"p1"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}'
+"${AC[@]}" "${JSON[@]}" -X POST "$PODS" -d "$POD" >/dev/null
+expect "bind a pod" '"code":201' "${AC[@]}" "${JSON[@]}" -X POST "$PODS/p1/binding" -d '{"metadata":{"name":"p1"},"target":{"kind":"Node","name":"n1"}}'
+expect "binding set spec.nodeName" '"nodeName":"n1"' "${AC[@]}" "$PODS/p1"
+expect "binding twice: 409" '"code":409' "${AC[@]}" "${JSON[@]}" -X POST "$PODS/p1/binding" -d '{"metadata":{"name":"p1"},"target":{"kind":"Node","name":"n2"}}'
+expect "deleting a bound pod is graceful" '"deletionGracePeriodSeconds":30' "${AC[@]}" -X DELETE "$PODS/p1"
+expect "delete with gracePeriodSeconds=0 removes it" '"status":"Success"' "${AC[@]}" -X DELETE "$PODS/p1?gracePeriodSeconds=0"
+# service allocation
+SVCS=$URL/api/v1/namespaces/default/services
+expect "NodePort service gets a node port" '"nodePort":3' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"np1"},"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080}]}}'
+expect "duplicate node port: 422" 'provided port is already allocated' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"np2"},"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080}]}}'
+expect "duplicate cluster IP: 422" 'provided IP is already allocated' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"ip2"},"spec":{"clusterIP":"10.96.0.1","ports":[{"port":80}]}}'
+"${AC[@]}" -X DELETE "$SVCS/np1" >/dev/null
+expect "node port released on delete" '"nodePort":30080' "${AC[@]}" "${JSON[@]}" -X POST "$SVCS" -d '{"metadata":{"name":"np3"},"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30080}]}}'
+expect "dryRun=All create answers as if written" '"name":"dry1"' "${AC[@]}" "${JSON[@]}" -X POST "$CM?dryRun=All" -d '{"metadata":{"name":"dry1"}}'
+expect "dryRun=All wrote nothing" '"code":404' "${AC[@]}" "$CM/dry1"
+expect "fieldValidation=Strict rejects unknown fields" 'strict decoding error: unknown field \"spec.foo\"' "${AC[@]}" "${JSON[@]}" -X POST "$URL/apis/apps/v1/namespaces/default/deployments?fieldValidation=Strict" -d '{"metadata":{"name":"d1"},"spec":{"foo":1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}'
+expect "fieldValidation=Warn warns" 'Warning: 299 - "unknown field \"spec.foo\""' "${AC[@]}" -i "${JSON[@]}" -X POST "$URL/apis/apps/v1/namespaces/default/deployments?fieldValidation=Warn" -d '{"metadata":{"name":"d2"},"spec":{"foo":1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"x"}]}}}}'
+expect "scale subresource" '"kind":"Scale"' "${AC[@]}" "$URL/apis/apps/v1/namespaces/default/deployments/d2/scale"
+expect "selfsubjectreview answers the token user" '"username":"token-user"' "${CURL[@]}" -H "Authorization: Bearer e2e-token-1" "${JSON[@]}" -X POST "$URL/apis/authentication.k8s.io/v1/selfsubjectreviews" -d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}'
+expect "metrics count watchers" "apiserver_registered_watchers" "${AC[@]}" "$URL/metrics"
 
 cat >"$T/kubeconfig" <<EOF
 apiVersion: v1
@@ -221,12 +310,12 @@ EOF
     expect "describe configmap" "Name:         cm1" kn describe cm cm1
     expect "label" "configmap/cm1 labeled" kn label cm cm1 env=prod
     expect "label visible to -l" "cm1" kn get cm -l env=prod
-    expect "annotate" "configmap/cm1 annotated" kn annotate cm cm1 note=hello
+    expect "annotate" "configmap/cm1 annotate" kn annotate cm cm1 note=hello
     expect "patch (strategic)" "configmap/cm1 patched" kn patch cm cm1 -p '{"data":{"s":"1"}}'
     expect "patch (merge)" "configmap/cm1 patched" kn patch cm cm1 --type=merge -p '{"data":{"m":"2"}}'
     expect "patch (json)" "configmap/cm1 patched" kn patch cm cm1 --type=json -p '[{"op":"add","path":"/data/j","value":"3"}]'
     expect "patches applied" "1 2 3" kn get cm cm1 -o 'jsonpath={.data.s} {.data.m} {.data.j}'
-    expect "json patch test op failure" "Error from server" kn patch cm cm1 --type=json -p '[{"op":"test","path":"/data/j","value":"nope"}]'
+    expect "json patch test op failure" "The request is invalid: testing value" kn patch cm cm1 --type=json -p '[{"op":"test","path":"/data/j","value":"nope"}]'
     expect "scale" "deployment.apps/web scaled" kn scale deploy web --replicas=3
     expect "scale set spec.replicas" "3" kn get deploy web -o 'jsonpath={.spec.replicas}'
     expect "scale bumped generation" "2" kn get deploy web -o 'jsonpath={.metadata.generation}'
@@ -249,6 +338,13 @@ EOF
         expect "auth whoami" "kubernetes-admin" k auth whoami
     fi
     expect "explain" "containers" k explain pods.spec.containers
+    expect "create serviceaccount" "serviceaccount/robot created" kn create sa robot
+    SATOK=$("$K" -n "$NS" create token robot 2>&1)
+    expect "create token gives a JWT" "eyJ" echo "$SATOK"
+    expect "the token authenticates as the service account" "\"username\":\"system:serviceaccount:$NS:robot\"" "${CURL[@]}" -H "Authorization: Bearer $SATOK" -H 'Content-Type: application/json' -X POST "$URL/apis/authentication.k8s.io/v1/selfsubjectreviews" -d '{}'
+    expect "create token with too short a duration: 422" "may not specify a duration less than 10 minutes" kn create token robot --duration=5m
+    kn delete sa robot >/dev/null 2>&1
+    expect "a deleted service account's token is refused" '"code":401' "${CURL[@]}" -H "Authorization: Bearer $SATOK" "$URL/api/v1/namespaces"
 
     # get -w sees a change
     "$K" -n "$NS" get cm -w >"$T/watch-$V.out" 2>&1 &
@@ -293,8 +389,24 @@ else
     echo "skip - python3-kubernetes (not installed)"
 fi
 
+V=server
 if ! kill -0 "$PID" 2>/dev/null; then
-    notok "apiserver still running at the end"
+    notok "$V still running at the end"
     tail -n 30 "$T/apiserver.log"
+else
+    kill -TERM "$PID"
+    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$PID" 2>/dev/null; then
+        notok "$V stops on SIGTERM within 10s"
+    else
+        wait "$PID"
+        rc=$?
+        PID=
+        [ "$rc" -eq 0 ] && ok "$V stops cleanly on SIGTERM" || notok "$V exit status $rc on SIGTERM"
+    fi
+fi
+if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log"; then
+    notok "$V sanitizer reports"
+    grep -E -A12 "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log" | head -60
 fi
 exit $FAILED

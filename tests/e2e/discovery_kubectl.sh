@@ -95,5 +95,18 @@ for v in 1.27 1.33; do
     grep -aq 'POST /apis/apps/v1/namespaces/default/deployments?.*fieldValidation=Strict' "$TMP/stub.log" &&
         ok "kubectl $v create -f asks fieldValidation=Strict" ||
         notok "kubectl $v create -f did not enable server-side validation: $(grep -a POST "$TMP/stub.log")"
+    # client-side apply twice: 1.30+ compute the patch from the v3 schema's patch merge keys
+    sed 's/name: d$/name: ap/; s/image: busybox/image: busybox\n        env:\n        - {name: A, value: "1"}/' "$TMP/d.yaml" >"$TMP/a1.yaml"
+    sed 's/value: "1"/value: "2"/' "$TMP/a1.yaml" >"$TMP/a2.yaml"
+    kc $v apply -f "$TMP/a1.yaml" >/dev/null 2>&1
+    : >"$TMP/stub.log"
+    HOME=$TMP/home timeout 60 "$KDIR/kubectl.$v" --server "http://127.0.0.1:$PORT" apply -f "$TMP/a2.yaml" >/dev/null 2>&1
+    body=$(grep -a '^BODY' "$TMP/stub.log")
+    if echo "$body" | grep -q '"$setElementOrder/containers":\[{"name":"c"}\]' &&
+       echo "$body" | grep -q '"$setElementOrder/env":\[{"name":"A"}\]'; then
+        ok "kubectl $v apply computes a strategic merge patch with merge keys"
+    else
+        notok "kubectl $v apply patch: $body"
+    fi
 done
 exit $fail

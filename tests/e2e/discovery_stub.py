@@ -60,6 +60,8 @@ class H(http.server.BaseHTTPRequestHandler):
             b = load(path.replace("/", "_") + ".table")
             if b:
                 return self.send(200, b, "application/json;as=Table;v=v1;g=meta.k8s.io")
+        if "/" + path in STORE:
+            return self.send(200, json.dumps(STORE["/" + path]).encode())
         b = load(path.replace("/", "_"))
         if b:
             return self.send(200, b)
@@ -67,15 +69,25 @@ class H(http.server.BaseHTTPRequestHandler):
                                    "reason": "NotFound", "code": 404, "message": "not found"}).encode())
 
 
+STORE = {}   # object path -> object, so apply's GET-then-PATCH sees what it created
+
+
 def _echo(self):
     n = int(self.headers.get("Content-Length", "0") or 0)
     body = self.rfile.read(n) if n else b"{}"
+    sys.stderr.write("BODY %s\n" % body.decode("utf-8", "replace"))
+    path = urllib.parse.urlparse(self.path).path.rstrip("/")
     try:
         obj = json.loads(body)
     except ValueError:
         obj = {}
-    obj.setdefault("metadata", {}).setdefault("name", "x")
-    self.send(201, json.dumps(obj).encode())
+    if self.command == "POST":
+        obj.setdefault("metadata", {}).setdefault("name", "x")
+        path = path + "/" + obj["metadata"]["name"]
+        STORE[path] = obj
+    elif self.command == "PATCH":
+        obj = STORE.get(path, obj)
+    self.send(201 if self.command == "POST" else 200, json.dumps(obj).encode())
 
 
 H.do_POST = _echo

@@ -152,9 +152,19 @@ typedef struct sc_ev {
     enum ck_event_type type;
     int64_t revision;
     bool created;
-    char *key, *value, *prev_key, *prev_value;
+    char *key, *value, *prev_key, *prev_value;   /* values: NUL-terminated copies */
+    size_t value_len, prev_value_len;
     int64_t create_revision, mod_revision, prev_mod_revision;
 } sc_ev;
+
+static char *sc_memdup(const char *p, size_t n)
+{
+    char *c = xmalloc(n + 1);
+    if (n)
+        memcpy(c, p, n);
+    c[n] = '\0';
+    return c;
+}
 
 typedef struct sc_watch {
     pthread_mutex_t mu;
@@ -188,12 +198,14 @@ static void sc_watch_cb(void *ctx, const ck_event *events, size_t n, const ck_er
         c->revision = e->revision;
         c->created = e->created;
         c->key = e->kv.key ? xstrdup(e->kv.key) : NULL;
-        c->value = e->kv.value ? xstrndup(e->kv.value, e->kv.value_len) : NULL;
+        c->value = e->kv.value ? sc_memdup(e->kv.value, e->kv.value_len) : NULL;
+        c->value_len = e->kv.value_len;
         c->create_revision = e->kv.create_revision;
         c->mod_revision = e->kv.mod_revision;
         c->prev_key = e->prev.key ? xstrdup(e->prev.key) : NULL;
-        c->prev_value = e->prev.key && e->prev.value ? xstrndup(e->prev.value, e->prev.value_len)
+        c->prev_value = e->prev.key && e->prev.value ? sc_memdup(e->prev.value, e->prev.value_len)
                                                      : NULL;
+        c->prev_value_len = e->prev.value_len;
         c->prev_mod_revision = e->prev.mod_revision;
     }
     if (n == 0 && err) {
@@ -1132,6 +1144,27 @@ static void sc_test_large_values(void **state)
     assert_int_equal(l.n, 1);
     assert_memory_equal(l.items[0].value, v1, n);
     ck_list_free(&l);
+
+    /* watch events and a delete's prev carry the whole binary value */
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, root, r1, &code), 0);
+    ck_kv prev = {0};
+    int64_t r3 = 0;
+    SC_OK(ck_store_delete(s, k, r2, &prev, &r3, err_));
+    assert_int_equal(prev.value_len, n);
+    assert_memory_equal(prev.value, v2, n);
+    ck_kv_free(&prev);
+    assert_true(sc_watch_wait(&w, r3, 0));
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.evs[0].value_len, n);
+    assert_memory_equal(w.evs[0].value, v2, n);
+    assert_int_equal(w.evs[0].prev_value_len, n);
+    assert_memory_equal(w.evs[0].prev_value, v1, n);
+    assert_int_equal(w.evs[1].type, CK_EVENT_DELETE);
+    assert_int_equal(w.evs[1].prev_value_len, n);
+    assert_memory_equal(w.evs[1].prev_value, v2, n);
+    sc_watch_stop(s, &w);
 }
 
 static void sc_test_unusual_keys(void **state)

@@ -39,6 +39,20 @@ static void test_root(void **state)
         assert_memory_equal(url, want, strlen(want));
         assert_true(strlen(url) > strlen(want) + 16);
     }
+    /* the cached text is the document, and its hash is the root's */
+    size_t len = 0;
+    const char *hash = NULL;
+    const char *text = ck_openapi_v3_document_json("apis/apps/v1", &len, &hash);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    json_t *parsed = json_loadb(text, len, 0, NULL);
+    json_t *doc = ck_openapi_v3_document("apis/apps/v1");
+    assert_true(json_equal(parsed, doc));
+    json_decref(parsed);
+    json_decref(doc);
+    const char *url = json_string_value(json_object_get(json_object_get(paths, "apis/apps/v1"), "serverRelativeURL"));
+    assert_string_equal(strstr(url, "hash=") + 5, hash);
+    assert_null(ck_openapi_v3_document_json("apis/nope/v1", &len, &hash));
     json_t *again = ck_openapi_v3_root();
     assert_true(json_equal(root, again));   /* hashes are stable */
     json_decref(again);
@@ -160,6 +174,12 @@ static void test_explain_paths(void **state)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!json_object_get(json_object_get(c, "properties"), want[i]))
             fail_msg("Container lacks %s", want[i]);
+    assert_string_equal(json_string_value(json_object_get(containers, "x-kubernetes-patch-merge-key")), "name");
+    assert_string_equal(json_string_value(json_object_get(containers, "x-kubernetes-patch-strategy")), "merge");
+    json_t *vols = json_object_get(json_object_get(spec, "properties"), "volumes");
+    assert_string_equal(json_string_value(json_object_get(vols, "x-kubernetes-patch-strategy")), "merge,retainKeys");
+    json_t *ports = json_object_get(json_object_get(c, "properties"), "ports");
+    assert_string_equal(json_string_value(json_object_get(ports, "x-kubernetes-patch-merge-key")), "containerPort");
     json_t *req = json_object_get(c, "required");
     assert_string_equal(json_string_value(json_array_get(req, 0)), "name");
     json_t *probe = resolve(doc, json_object_get(json_object_get(c, "properties"), "livenessProbe"));
@@ -174,6 +194,8 @@ static void test_explain_paths(void **state)
     json_t *st = resolve(doc, json_object_get(json_object_get(ds, "properties"), "strategy"));
     assert_non_null(json_object_get(json_object_get(st, "properties"), "rollingUpdate"));
     assert_non_null(json_object_get(json_object_get(st, "properties"), "type"));
+    json_t *strat = json_object_get(json_object_get(ds, "properties"), "strategy");
+    assert_string_equal(json_string_value(json_object_get(strat, "x-kubernetes-patch-strategy")), "retainKeys");
     /* deployments/scale patches autoscaling/v1 Scale, whose schema is in the document */
     json_t *scale = json_object_get(json_object_get(doc, "paths"), "/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale");
     json_t *gvk = json_object_get(json_object_get(scale, "patch"), "x-kubernetes-group-version-kind");
@@ -309,6 +331,54 @@ static const char *const valid_manifests[][2] = {
      "\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\",\"appProtocol\":\"http\"}]}"},
     {"Node", "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n\"},\"spec\":{\"podCIDR\":\"10.244.0.0/24\","
      "\"podCIDRs\":[\"10.244.0.0/24\"],\"taints\":[{\"key\":\"k\",\"effect\":\"NoSchedule\"}],\"unschedulable\":false,\"providerID\":\"x\"}}"},
+    {"PersistentVolume", "{\"apiVersion\":\"v1\",\"kind\":\"PersistentVolume\",\"metadata\":{\"name\":\"pv\"},\"spec\":{\"capacity\":"
+     "{\"storage\":\"5Gi\"},\"volumeMode\":\"Filesystem\",\"accessModes\":[\"ReadWriteOnce\"],\"persistentVolumeReclaimPolicy\":\"Retain\","
+     "\"storageClassName\":\"local\",\"mountOptions\":[\"hard\"],\"claimRef\":{\"namespace\":\"d\",\"name\":\"c\"},"
+     "\"local\":{\"path\":\"/mnt\"},\"nodeAffinity\":{\"required\":{\"nodeSelectorTerms\":[{\"matchExpressions\":[{\"key\":"
+     "\"kubernetes.io/hostname\",\"operator\":\"In\",\"values\":[\"n1\"]}]}]}}}}"},
+    {"PersistentVolumeClaim", "{\"apiVersion\":\"v1\",\"kind\":\"PersistentVolumeClaim\",\"metadata\":{\"name\":\"c\"},\"spec\":"
+     "{\"accessModes\":[\"ReadWriteOnce\"],\"volumeMode\":\"Filesystem\",\"resources\":{\"requests\":{\"storage\":\"1Gi\"},"
+     "\"limits\":{\"storage\":\"2Gi\"}},\"storageClassName\":\"local\",\"volumeName\":\"pv\",\"selector\":{\"matchLabels\":{\"a\":\"b\"}},"
+     "\"dataSourceRef\":{\"apiGroup\":\"snapshot.storage.k8s.io\",\"kind\":\"VolumeSnapshot\",\"name\":\"s\",\"namespace\":\"n\"}}}"},
+    {"StorageClass", "{\"apiVersion\":\"storage.k8s.io/v1\",\"kind\":\"StorageClass\",\"metadata\":{\"name\":\"local\",\"annotations\":"
+     "{\"storageclass.kubernetes.io/is-default-class\":\"true\"}},\"provisioner\":\"kubernetes.io/no-provisioner\",\"parameters\":"
+     "{\"type\":\"x\"},\"reclaimPolicy\":\"Delete\",\"volumeBindingMode\":\"WaitForFirstConsumer\",\"allowVolumeExpansion\":true,"
+     "\"mountOptions\":[\"debug\"],\"allowedTopologies\":[{\"matchLabelExpressions\":[{\"key\":\"zone\",\"values\":[\"a\"]}]}]}"},
+    {"ServiceAccount", "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\",\"metadata\":{\"name\":\"sa\"},\"automountServiceAccountToken\":false,"
+     "\"imagePullSecrets\":[{\"name\":\"r\"}],\"secrets\":[{\"name\":\"s\"}]}"},
+    {"LimitRange", "{\"apiVersion\":\"v1\",\"kind\":\"LimitRange\",\"metadata\":{\"name\":\"l\"},\"spec\":{\"limits\":[{\"type\":\"Container\","
+     "\"default\":{\"cpu\":\"500m\"},\"defaultRequest\":{\"cpu\":\"100m\"},\"max\":{\"cpu\":\"1\"},\"min\":{\"cpu\":\"10m\"},"
+     "\"maxLimitRequestRatio\":{\"cpu\":\"10\"}}]}}"},
+    {"ResourceQuota", "{\"apiVersion\":\"v1\",\"kind\":\"ResourceQuota\",\"metadata\":{\"name\":\"q\"},\"spec\":{\"hard\":{\"pods\":\"10\","
+     "\"requests.cpu\":\"4\"},\"scopes\":[\"NotTerminating\"],\"scopeSelector\":{\"matchExpressions\":[{\"scopeName\":\"PriorityClass\","
+     "\"operator\":\"In\",\"values\":[\"high\"]}]}}}"},
+    {"Job", "{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"metadata\":{\"name\":\"j\"},\"spec\":{\"completions\":5,\"parallelism\":2,"
+     "\"backoffLimit\":3,\"activeDeadlineSeconds\":100,\"ttlSecondsAfterFinished\":10,\"suspend\":false,\"manualSelector\":false,"
+     "\"podReplacementPolicy\":\"Failed\",\"completionMode\":\"Indexed\",\"maxFailedIndexes\":1,\"backoffLimitPerIndex\":1,"
+     "\"successPolicy\":{\"rules\":[{\"succeededIndexes\":\"0-2\",\"succeededCount\":1}]},"
+     "\"podFailurePolicy\":{\"rules\":[{\"action\":\"Ignore\",\"onPodConditions\":[{\"type\":\"DisruptionTarget\"}]}]},"
+     "\"template\":{\"spec\":{\"restartPolicy\":\"OnFailure\",\"containers\":[{\"name\":\"c\",\"image\":\"perl\",\"command\":[\"perl\"]}]}}}}"},
+    {"Event", "{\"apiVersion\":\"v1\",\"kind\":\"Event\",\"metadata\":{\"name\":\"e\"},\"involvedObject\":{\"kind\":\"Pod\",\"name\":\"p\","
+     "\"namespace\":\"d\",\"uid\":\"u\",\"apiVersion\":\"v1\",\"resourceVersion\":\"1\",\"fieldPath\":\"spec.containers{c}\"},"
+     "\"reason\":\"Pulled\",\"message\":\"m\",\"source\":{\"component\":\"kubelet\",\"host\":\"n\"},\"firstTimestamp\":\"2025-01-01T00:00:00Z\","
+     "\"lastTimestamp\":\"2025-01-01T00:00:00Z\",\"count\":1,\"type\":\"Normal\",\"eventTime\":null,\"reportingComponent\":\"kubelet\","
+     "\"reportingInstance\":\"n\",\"action\":\"Pull\",\"series\":{\"count\":2,\"lastObservedTime\":\"2025-01-01T00:00:00.000000Z\"}}"},
+    {"ReplicationController", "{\"apiVersion\":\"v1\",\"kind\":\"ReplicationController\",\"metadata\":{\"name\":\"rc\"},\"spec\":{\"replicas\":1,"
+     "\"minReadySeconds\":1,\"selector\":{\"app\":\"rc\"},\"template\":{\"metadata\":{\"labels\":{\"app\":\"rc\"}},\"spec\":{\"containers\":"
+     "[{\"name\":\"c\",\"image\":\"i\"}]}}}}"},
+    {"PodTemplate", "{\"apiVersion\":\"v1\",\"kind\":\"PodTemplate\",\"metadata\":{\"name\":\"t\"},\"template\":{\"metadata\":{\"labels\":"
+     "{\"a\":\"b\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}]}}}"},
+    {"ClusterRole", "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRole\",\"metadata\":{\"name\":\"cr\"},\"rules\":"
+     "[{\"nonResourceURLs\":[\"/healthz\"],\"verbs\":[\"get\"]}],\"aggregationRule\":{\"clusterRoleSelectors\":[{\"matchLabels\":{\"a\":\"b\"}}]}}"},
+    {"ClusterRoleBinding", "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"ClusterRoleBinding\",\"metadata\":{\"name\":\"crb\"},"
+     "\"roleRef\":{\"apiGroup\":\"rbac.authorization.k8s.io\",\"kind\":\"ClusterRole\",\"name\":\"cr\"},\"subjects\":[{\"kind\":\"User\","
+     "\"apiGroup\":\"rbac.authorization.k8s.io\",\"name\":\"alice\"},{\"kind\":\"Group\",\"name\":\"g\"}]}"},
+    {"Endpoints", "{\"apiVersion\":\"v1\",\"kind\":\"Endpoints\",\"metadata\":{\"name\":\"e\"},\"subsets\":[{\"addresses\":[{\"ip\":\"10.0.0.1\","
+     "\"hostname\":\"h\",\"nodeName\":\"n\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"p\"}}],\"notReadyAddresses\":[],\"ports\":[{\"name\":\"http\","
+     "\"port\":80,\"protocol\":\"TCP\",\"appProtocol\":\"http\"}]}]}"},
+    {"ControllerRevision", "{\"apiVersion\":\"apps/v1\",\"kind\":\"ControllerRevision\",\"metadata\":{\"name\":\"r\"},\"data\":{\"spec\":{}},\"revision\":3}"},
+    {"ReplicaSet", "{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\",\"metadata\":{\"name\":\"rs\"},\"spec\":{\"replicas\":2,\"minReadySeconds\":0,"
+     "\"selector\":{\"matchLabels\":{\"a\":\"b\"}},\"template\":{\"metadata\":{\"labels\":{\"a\":\"b\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}]}}}}"},
     {"PriorityClass", "{\"apiVersion\":\"scheduling.k8s.io/v1\",\"kind\":\"PriorityClass\",\"metadata\":{\"name\":\"h\"},\"value\":1000,"
      "\"globalDefault\":false,\"preemptionPolicy\":\"Never\",\"description\":\"d\"}"},
 };
@@ -391,6 +461,50 @@ static void test_unknown_typos(void **state)
     }
 }
 
+static void test_unknown_subresources(void **state)
+{
+    static const struct {
+        const char *resource, *group, *sub, *obj, *want;
+    } cases[] = {
+        /* kubectl create token: a TokenRequest without kind */
+        {"serviceaccounts", "", "token", "{\"spec\":{\"audiences\":[\"a\"],\"expirationSeconds\":600}}", "[]"},
+        {"serviceaccounts", "", "token", "{\"spec\":{\"audience\":[\"a\"]}}", "[\".spec.audience\"]"},
+        /* kubectl scale: a merge patch on /scale */
+        {"deployments", "apps", "scale", "{\"spec\":{\"replicas\":3}}", "[]"},
+        {"deployments", "apps", "scale", "{\"spec\":{\"replica\":3}}", "[\".spec.replica\"]"},
+        {"deployments", "apps", "scale", "{\"apiVersion\":\"autoscaling/v1\",\"kind\":\"Scale\",\"metadata\":{\"name\":\"d\"},"
+         "\"spec\":{\"replicas\":3},\"status\":{\"replicas\":1,\"selector\":\"a=b\"}}", "[]"},
+        {"pods", "", "eviction", "{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{\"name\":\"p\"},"
+         "\"deleteOptions\":{\"gracePeriodSeconds\":0}}", "[]"},
+        {"pods", "", "binding", "{\"apiVersion\":\"v1\",\"kind\":\"Binding\",\"metadata\":{\"name\":\"p\"},"
+         "\"target\":{\"kind\":\"Node\",\"name\":\"n1\"}}", "[]"},
+        {"pods", "", "status", "{\"status\":{\"phase\":\"Running\"},\"spec\":{\"nodeNam\":\"x\"}}", "[\".spec.nodeNam\"]"},
+        {"pods", "", "log", "{\"anything\":1}", "[]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *obj = json_loads(cases[i].obj, 0, NULL);
+        assert_non_null(obj);
+        json_t *unknown = json_array();
+        ck_openapi_subresource_unknown_fields(ck_resource_find(cases[i].group, "v1", cases[i].resource), cases[i].sub,
+                                              obj, unknown);
+        json_t *want = json_loads(cases[i].want, 0, NULL);
+        if (!json_equal(want, unknown)) {
+            char *got = json_dumps(unknown, JSON_COMPACT);
+            fail_msg("case %zu: got %s want %s", i, got, cases[i].want);
+        }
+        json_decref(want);
+        json_decref(unknown);
+        json_decref(obj);
+    }
+    /* a body whose kind names a subresource kind is checked against that kind */
+    json_t *obj = json_loads("{\"kind\":\"Scale\",\"spec\":{\"replicas\":1}}", 0, NULL);
+    json_t *unknown = json_array();
+    ck_openapi_unknown_fields(ck_resource_find("apps", "v1", "statefulsets"), obj, unknown);
+    assert_int_equal(json_array_size(unknown), 0);
+    json_decref(unknown);
+    json_decref(obj);
+}
+
 /* With CK_OPENAPI_DUMP=DIR write the documents for the stub-server check (see test_discovery). */
 static void test_dump(void **state)
 {
@@ -426,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_v2),
         cmocka_unit_test(test_unknown_none),
         cmocka_unit_test(test_unknown_typos),
+        cmocka_unit_test(test_unknown_subresources),
         cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -133,8 +133,24 @@ static void test_locked(void **state)
     ck_store *s2 = ck_store_open_sqlite(dbpath, &e);
     assert_null(s2);
     assert_non_null(e);
-    assert_non_null(strstr(e->msg, "in use"));
+    assert_non_null(strstr(e->msg, "in use by this process"));
     ck_error_free(e);
+    /* the first store still works */
+    int64_t r = sc_create(*state, "/registry/locked", "x");
+    sc_assert_value(*state, "/registry/locked", "x");
+    /* another process */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ck_error *ce = NULL;
+        ck_store *cs = ck_store_open_sqlite(dbpath, &ce);
+        _exit(cs ? 1 : ce && strstr(ce->msg, "in use by another process") ? 0 : 2);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(sc_update(*state, "/registry/locked", "y", r), r + 1);
 }
 
 /* ---- refusing files that are not ours --------------------------------------------------------- */

@@ -209,6 +209,17 @@ static void test_no_orphans(void **state)
     assert_int_equal(read(p[0], &grandchild, sizeof grandchild), (ssize_t)sizeof grandchild);
     close(p[0]);
     assert_true(grandchild > 0 && alive(grandchild));
+    /* wait until it runs sleep: PDEATHSIG is armed before exec (before that, the child's own
+     * getppid() check covers the window) */
+    cleanup_free char *comm_path = xasprintf("/proc/%d/comm", (int)grandchild);
+    int64_t until = ck_now_ns() + 5000000000LL;
+    for (;;) {
+        cleanup_free char *comm = NULL;
+        if (ck_read_file(comm_path, 256, &comm, NULL) == 0 && !strcmp(comm, "sleep\n"))
+            break;
+        assert_true(ck_now_ns() < until);
+        usleep(1000);
+    }
     kill(sup, SIGKILL);
     int st;
     assert_int_equal(waitpid(sup, &st, 0), sup);

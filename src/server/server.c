@@ -415,21 +415,8 @@ static int prepare(server *s, const char *data_dir, ck_error **err)
 }
 
 /* Start the children and supervise them until SIGTERM/SIGINT; stop them all.  Exit status. */
-static int run(server *s)
+static int run(server *s, int sfd)
 {
-    /* signals arrive through a signalfd, polled with the children's pidfds */
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGHUP);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    cleanup_close int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-    if (sfd < 0) {
-        fprintf(stderr, "Error: signalfd: %s\n", strerror(errno));
-        return 1;
-    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     ck_supervisor_opts o = {.on_exit = on_child_exit, .ud = s};
     s->sup = ck_supervisor_new(&o);
@@ -522,8 +509,22 @@ int cmd_server(int argc, char **argv)
     ck_log_init("server", CK_LOG_INFO);
     server s = {.port = port, .bind = bind, .etcd = etcd, .disable_agent = disable_agent,
                 .tls_san = tls_san, .lock_fd = -1};
+    /* Signals arrive through a signalfd, polled with the children's pidfds.  Blocked before any
+     * work, so a SIGTERM during start-up is a clean stop too. */
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    cleanup_close int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sfd < 0) {
+        fprintf(stderr, "Error: signalfd: %s\n", strerror(errno));
+        return 1;
+    }
     ck_error *err = NULL;
-    int rc = prepare(&s, data_dir, &err) < 0 ? 1 : run(&s);
+    int rc = prepare(&s, data_dir, &err) < 0 ? 1 : run(&s, sfd);
     if (err)
         fprintf(stderr, "Error: %s\n", err->msg);
     ck_error_free(err);

@@ -187,4 +187,32 @@ else
     notok "third start: ready"
 fi
 
+# --- --etcd-servers: the same cluster on a real etcd -----------------------------------------
+if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
+    cport=$(free_port); pport=$(free_port)
+    etcd --name e2e --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$cport" \
+        --advertise-client-urls "http://127.0.0.1:$cport" --listen-peer-urls "http://127.0.0.1:$pport" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+        --initial-cluster "e2e=http://127.0.0.1:$pport" >"$tmp/etcd.log" 2>&1 &
+    etcd_pid=$!
+    etcd_up() { ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$cport" endpoint health; }
+    if wait_for 30 etcd_up; then
+        data=$tmp/data-etcd
+        port=$(free_port)
+        "$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 \
+            --disable-agent --etcd-servers "http://127.0.0.1:$cport" >>"$log" 2>&1 &
+        spid=$!
+        check "etcd: ready" wait_for 60 ready
+        in_etcd() { ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$cport" get --keys-only \
+                    /registry/namespaces/default | grep -q /registry/namespaces/default; }
+        check "etcd: the API server's objects are in etcd" wait_for 30 in_etcd
+        check "etcd: server stops cleanly" stop_server TERM
+    else
+        notok "etcd: start a local etcd"; tail -n 5 "$tmp/etcd.log" | sed 's/^/# /'
+    fi
+    kill "$etcd_pid" 2>/dev/null; wait "$etcd_pid" 2>/dev/null
+else
+    skip "--etcd-servers (no etcd binary)"
+fi
+
 exit $((fails > 0))

@@ -229,6 +229,22 @@ static void test_relative_files(void **state)
     ck_kubeconfig_free(kc);
 }
 
+/* kubeconfig may be JSON too (YAML's flow style); kubectl accepts it, so do we. */
+static void test_json(void **state)
+{
+    const char *json = "{\"apiVersion\":\"v1\",\"kind\":\"Config\",\"current-context\":\"x\","
+                       "\"clusters\":[{\"name\":\"c\",\"cluster\":{\"server\":\"https://h:1\"}}],"
+                       "\"users\":[{\"name\":\"u\",\"user\":{\"token\":\"t\"}}],"
+                       "\"contexts\":[{\"name\":\"x\",\"context\":{\"cluster\":\"c\",\"user\":\"u\"}}]}";
+    ck_error *err = NULL;
+    ck_kubeconfig *kc = ck_kubeconfig_parse(json, strlen(json), tmpdir, NULL, &err);
+    assert_non_null(kc);
+    assert_string_equal(kc->server, "https://h:1");
+    assert_string_equal(kc->token, "t");
+    assert_null(kc->ca_pem);
+    ck_kubeconfig_free(kc);
+}
+
 static void test_errors(void **state)
 {
     static const struct {
@@ -427,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_kubectl_reads_ours),
         cmocka_unit_test(test_we_read_kubectls),
         cmocka_unit_test(test_relative_files),
+        cmocka_unit_test(test_json),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_curl_auth),
     };

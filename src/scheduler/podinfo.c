@@ -473,16 +473,21 @@ void sc_pod_slim(sc_pod *p)
 
 void sc_pod_resolve_priority(sc_pod *p, sc_priority_lookup lookup, void *ctx)
 {
-    json_t *spec = json_object_get(p->obj, "spec");
-    if (json_is_integer(json_object_get(spec, "priority")) || !lookup)
+    if (!lookup)
         return;
+    json_t *spec = json_object_get(p->obj, "spec");
     const char *cls = json_string_value(json_object_get(spec, "priorityClassName"));
+    bool named = cls && *cls;
+    /* A named class decides (the Priority admission plugin's job, which an API server may lack:
+     * ours defaults spec.priority to 0 without looking at the class); otherwise spec.priority,
+     * else the globalDefault class. */
+    if (!named && json_is_integer(json_object_get(spec, "priority")))
+        return;
     int32_t v = 0;
     bool never = false;
-    if (lookup(ctx, cls && *cls ? cls : NULL, &v, &never) == 0) {
+    if (lookup(ctx, named ? cls : NULL, &v, &never) == 0) {
         p->priority = v;
-        if (!json_object_get(spec, "preemptionPolicy"))
-            p->preempt_never = never;
+        p->preempt_never = never;
     }
 }
 

@@ -121,7 +121,28 @@ static void sleep_ms(ck_informer *inf, int ms)
         usleep(50 * 1000);
 }
 
-/* List everything (paginated) into a fresh map; NULL on failure. */
+/* Stub mode: an add or update for one listed object, against what the cache holds now. */
+static void deliver_listed(ck_informer *inf, const char *key, json_t *obj)
+{
+    pthread_mutex_lock(&inf->lock);
+    json_t *prev = json_incref(json_object_get(inf->cache, key));
+    pthread_mutex_unlock(&inf->lock);
+    if (!prev) {
+        if (inf->handlers.on_add)
+            inf->handlers.on_add(inf->ctx, obj);
+    } else {
+        const char *a = obj_rv(prev), *b = obj_rv(obj);
+        if (inf->handlers.on_update && (!a || !b || strcmp(a, b))) {
+            json_t *o = stub_object(key);
+            inf->handlers.on_update(inf->ctx, o, obj);
+            json_decref(o);
+        }
+    }
+    json_decref(prev);
+}
+
+/* List everything (paginated) into a fresh map; NULL on failure.  In stub mode the handlers
+ * see each add/update as its page arrives and the map holds stubs. */
 static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
 {
     json_t *fresh = json_object();
@@ -153,7 +174,13 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
             json_object_set_new(it, "kind", json_string(inf->res->kind));
             json_object_set_new(it, "apiVersion", json_string(ck_resource_api_version(inf->res)));
             char *key = ck_informer_key(it);
-            json_object_set(fresh, key, it);
+            if (inf->stubs) {
+                /* deliver page by page so a big list never sits in memory whole */
+                deliver_listed(inf, key, it);
+                json_object_set_new(fresh, key, cached_form(inf, it));
+            } else {
+                json_object_set(fresh, key, it);
+            }
             free(key);
         }
         json_t *md = json_object_get(page, "metadata");
@@ -183,6 +210,8 @@ static void replace_cache(ck_informer *inf, json_t *fresh, char *rv)
     const char *key;
     json_t *obj;
     json_object_foreach(fresh, key, obj) {
+        if (inf->stubs)
+            break;                      /* delivered by list_all already */
         json_t *prev = json_object_get(old, key);
         if (!prev) {
             if (inf->handlers.on_add)
@@ -204,12 +233,6 @@ static void replace_cache(ck_informer *inf, json_t *fresh, char *rv)
         }
     }
     json_decref(old);
-    if (inf->stubs) {       /* the handlers had the whole objects; keep stubs from now on */
-        pthread_mutex_lock(&inf->lock);
-        json_object_foreach(inf->cache, key, obj)
-            json_object_set_new_nocheck(inf->cache, key, cached_form(inf, obj));
-        pthread_mutex_unlock(&inf->lock);
-    }
 
     pthread_mutex_lock(&inf->lock);
     if (!inf->synced) {

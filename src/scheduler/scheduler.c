@@ -76,8 +76,12 @@ static void trim_pod(void *ctx, json_t *pod)
     static const char *const c_keys[] = {"name", "resources", "ports", "restartPolicy"};
     static const char *const st_keys[] = {"phase", "conditions", "nominatedNodeName"};
     keep_only(json_object_get(pod, "metadata"), md_keys, ARRAY_SIZE(md_keys));
+    static const char *const spec_keys[] = {
+        "nodeName", "schedulerName", "priority", "priorityClassName", "preemptionPolicy",
+        "containers", "initContainers", "overhead", "tolerations", "nodeSelector", "affinity",
+        "topologySpreadConstraints"};
     json_t *spec = json_object_get(pod, "spec");
-    json_object_del(spec, "volumes");
+    keep_only(spec, spec_keys, ARRAY_SIZE(spec_keys));
     static const char *const lists[] = {"containers", "initContainers"};
     for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
         size_t i;
@@ -85,7 +89,6 @@ static void trim_pod(void *ctx, json_t *pod)
         json_array_foreach(json_object_get(spec, lists[l]), i, c)
             keep_only(c, c_keys, ARRAY_SIZE(c_keys));
     }
-    json_object_del(spec, "ephemeralContainers");
     json_t *status = json_object_get(pod, "status");
     const char *node = json_string_value(json_object_get(spec, "nodeName"));
     if (node && *node)      /* placed pods: only the phase matters */

@@ -24,12 +24,12 @@ struct ck_leader {
     int64_t observed_at_ns;        /* our monotonic clock when the record last changed */
 };
 
-void ck_micro_time(int64_t wall_ns, char out[40])
+void ck_micro_time(int64_t wall_ns, char out[48])
 {
     char base[32];
     ck_rfc3339(wall_ns / 1000000000, base);
     base[strlen(base) - 1] = '\0';   /* drop the Z */
-    snprintf(out, 40, "%s.%06ldZ", base, (long)((wall_ns % 1000000000) / 1000));
+    snprintf(out, 48, "%s.%06ldZ", base, (long)((wall_ns % 1000000000) / 1000));
 }
 
 static const ck_resource *lease_resource(void)
@@ -39,7 +39,7 @@ static const ck_resource *lease_resource(void)
 
 static json_t *lease_body(ck_leader *l, const json_t *existing, bool release)
 {
-    char now[40];
+    char now[48];
     ck_micro_time(ck_wall_ns(), now);
     json_t *obj = existing ? json_deep_copy(existing) : json_pack(
         "{s:s, s:s, s:{s:s, s:s}, s:{}}", "apiVersion", "coordination.k8s.io/v1", "kind", "Lease",

@@ -33,7 +33,7 @@ const char *ck_leader_identity(ck_leader *l);
 /* Stops campaigning; a leader releases the Lease (empty holder) so a standby takes over at once. */
 void ck_leader_stop(ck_leader *l);
 
-/* MicroTime text "2026-11-25T16:50:52.123456Z" for a wall time in ns; out holds 40 bytes. */
-void ck_micro_time(int64_t wall_ns, char out[40]);
+/* MicroTime text "2026-11-25T16:50:52.123456Z" for a wall time in ns; out holds 48 bytes. */
+void ck_micro_time(int64_t wall_ns, char out[48]);
 
 #endif

@@ -110,7 +110,7 @@ static int register_node(hollow *h, const char *name, ck_error **err)
 static int renew_lease(hollow *h, const char *name, ck_error **err)
 {
     const ck_resource *leases = res("coordination.k8s.io", "leases");
-    char now[40];
+    char now[48];
     ck_micro_time(ck_wall_ns(), now);
     json_t *patch = json_pack("{s:{s:s, s:i, s:s}}", "spec", "holderIdentity", name,
                               "leaseDurationSeconds", 40, "renewTime", now);

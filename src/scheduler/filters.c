@@ -205,6 +205,8 @@ static void prepare_affinity(sc_cycle *cy, sc_cache *c)
     sc_pod *pod = cy->pod;
     bool own = pod->naff || pod->nanti;
     bool own_pref = pod->naff_pref || pod->nanti_pref;
+    if (!own && !own_pref && !c->pods_with_terms)
+        return;                          /* the common case: nothing to count */
     /* rows 0..naff-1: the pod's affinity terms, then its anti-affinity terms; one more memo
      * (by term id) for existing pods' anti-affinity terms against the pod */
     int bound = sc_intern_bound();
@@ -418,7 +420,7 @@ void sc_filter_resources(const sc_cycle *cy, const sc_node *n, sc_status *st)
         fail(st, SC_F_RESOURCES, false, "Insufficient memory");
     if (r->storage > 0 && r->storage > a->storage - u->storage)
         fail(st, SC_F_RESOURCES, false, "Insufficient ephemeral-storage");
-    for (int i = 0; i < SC_MAX_SCALARS; i++)
+    for (int i = 0; i < SC_MAX_SCALARS && cy->pod->has_scalars; i++)
         if (r->scalar[i] > 0 && r->scalar[i] > a->scalar[i] - u->scalar[i])
             fail(st, SC_F_RESOURCES, false, "Insufficient %s", sc_scalar_name(i));
 }

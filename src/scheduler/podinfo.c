@@ -241,6 +241,9 @@ static void compute_requests(sc_pod *p, const json_t *spec)
     parse_list(json_object_get(spec, "overhead"), &sum);
     sum.pods = 0;
     p->req = sum;
+    p->has_scalars = false;
+    for (int k = 0; k < SC_MAX_SCALARS; k++)
+        p->has_scalars |= sum.scalar[k] > 0;
 }
 
 static char *dup_or_null(const json_t *v)

@@ -111,6 +111,7 @@ typedef struct sc_pod {
     char *node;                   /* spec.nodeName, or the node it is assumed on */
     char *scheduler_name;
     sc_res req;                   /* what it requests (upstream's effective requests) */
+    bool has_scalars;             /* requests an extended resource */
     int64_t nz_cpu, nz_mem;       /* requests with upstream's non-zero defaults, for scoring */
     int32_t priority;
     bool preempt_never;
@@ -174,6 +175,7 @@ typedef struct sc_cache {
     int nlist, caplist;
     sc_map *pods;                 /* key -> sc_pod, assigned or assumed */
     uint64_t generation;          /* bumped on every change */
+    int pods_with_terms;          /* placed pods with (anti-)affinity terms: 0 skips that work */
 } sc_cache;
 
 void sc_cache_init(sc_cache *c);

@@ -406,10 +406,10 @@ int cmd_scheduler(int argc, char **argv)
     mallopt(M_ARENA_MAX, 2);
     ck_error *err = NULL;
     ck_client *client = ck_client_from_file(kubeconfig, "ckube-scheduler/" CK_VERSION, &err);
-    if (!client) {
+    if (!client) {              /* a bad config: one line, exit 2 (docs/design.md) */
         fprintf(stderr, "Error: %s\n", err->msg);
         ck_error_free(err);
-        return 1;
+        return 2;
     }
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -328,6 +328,8 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
     ck_default(r, obj);
     prepare_create(r, obj);
     ck_meta_on_create(r, obj, ck_wall_ns() / 1000000000);
+    /* again, now that the uid exists: a Job's generated selector is keyed on it */
+    ck_default(r, obj);
     json_t *causes = json_array();
     if (is_service(r) && ck_service_allocate(s, obj, NULL, causes, err) < 0) {
         if (json_array_size(causes)) {

@@ -70,8 +70,8 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    char *cmd[] = {"sh", "-c", "i=0; while :; do i=$((i+1)); echo attached-output $i; "
-                   "if read -t 0.3 l; then echo got:$l; fi; done", NULL};
+    char *cmd[] = {"sh", "-c", "(while read l; do echo got:$l; done) & i=0; "
+                   "while :; do i=$((i+1)); echo attached-output $i; sleep 0.3; done", NULL};
     ck_stream_exec_opts ao = {.command = cmd, .ncommand = 3, .stdin_ = true, .stdout_ = true};
     ck_error *e = NULL;
     if (ck_streams_spawn(NULL, &ao, &attached, &e) < 0) {

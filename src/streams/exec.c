@@ -548,6 +548,11 @@ void ck_streams_serve_exec(ck_http_req *req, ck_http_resp *resp, const char *con
         session_free(s);
         return;
     }
+    static const char *const pnames[] = {"websocket v5.channel.k8s.io", "websocket v4.channel.k8s.io",
+                                         "SPDY/3.1 v4.channel.k8s.io", "SPDY/3.1 v3.channel.k8s.io",
+                                         "SPDY/3.1 v2.channel.k8s.io", "SPDY/3.1 channel.k8s.io"};
+    log_info("%s %s%s: %s", attach ? "attach" : "exec", s->o.command && s->o.command[0]
+             ? s->o.command[0] : "", s->o.tty ? " (tty)" : "", pnames[s->proto]);
     /* the tunnel calls back into s from the I/O thread as soon as it exists */
     s->t = ck_tunnel_open(resp, hdrs, ws, spdy, on_ws, on_spdy, s);
     free(hdrs);

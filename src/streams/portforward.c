@@ -265,6 +265,8 @@ void ck_streams_serve_portforward(ck_http_req *req, ck_http_resp *resp,
         free(hdrs);
         return;
     }
+    log_info("port-forward %s: %s", cfg && cfg->pod_desc ? cfg->pod_desc : "",
+             ws ? "SPDY/3.1 inside websocket" : "SPDY/3.1");
     pfsession *s = xcalloc(1, sizeof *s);
     if (cfg)
         s->cfg = *cfg;

@@ -13,11 +13,21 @@
 json_t *ck_openapi_v3_root(void);
 /* gv_path: "api/v1", "apis/apps/v1"; NULL if unknown. */
 json_t *ck_openapi_v3_document(const char *gv_path);
+/* The same document serialized (compact JSON), cached for the life of the process: serve it
+ * without rebuilding.  *hash (optional) is the value the root puts after "?hash=", usable as an
+ * ETag.  NULL if unknown.  Do not free. */
+const char *ck_openapi_v3_document_json(const char *gv_path, size_t *len, const char **hash);
 /* The /openapi/v2 answer: body bytes and content type (see kubectl-wire.md section 1). */
 void ck_openapi_v2(const char *accept, const char **content_type, const char **body, size_t *len);
 /* Append to `unknown` (a JSON array) a string per field of obj the kind's schema does not
  * declare, as a path like ".spec.containers[0].imagePullPolicyy".  Fields inside free-form maps
  * (labels, annotations, data, x-kubernetes-preserve-unknown-fields) are never unknown. */
 void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown);
+/* The same for the body of a subresource write: status and ephemeralcontainers take the
+ * resource's kind, scale an autoscaling/v1 Scale, token a TokenRequest, eviction an Eviction,
+ * binding a Binding; other subresources (log, exec, proxy, ...) have no schema: nothing is unknown.
+ * (ck_openapi_unknown_fields also honours a body whose "kind" names one of those.) */
+void ck_openapi_subresource_unknown_fields(const ck_resource *r, const char *subresource,
+                                           const json_t *obj, json_t *unknown);
 
 #endif

@@ -14,9 +14,11 @@
  *    queues after each commit; a watcher whose queue grows past a bound drops it and re-reads the
  *    log from where it is, so a slow consumer costs disk reads, not memory.
  *  - list/watch below the compacted revision: CK_E_EXPIRED (a list at exactly the compacted
- *    revision still works, as in etcd).
+ *    revision still works, as in etcd); list above the current revision: CK_E_TIMEOUT ("Too large
+ *    resource version", as upstream).  Cancel every watch before ck_store_close().
  */
 #include "store/sqlite.h"
+#include "store/sqlite_int.h"
 #include "store/store.h"
 #include "lib/flags.h"
 #include "lib/log.h"
@@ -33,20 +35,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define APP_ID            0x636b7562   /* "ckub" */
-#define SCHEMA_VERSION    1
-#define N_READERS         4
-#define MAX_KEY           (64 * 1024)
-#define MAX_VALUE         (16 * 1024 * 1024)
-#define MAX_BATCH_OPS     4096
-#define MAX_BATCH_BYTES   (64u * 1024 * 1024)
-#define WQ_MAX_EVENTS     20000               /* per-watcher live queue bound ... */
-#define WQ_MAX_BYTES      (64u * 1024 * 1024) /* ... then it re-reads the log instead */
-#define HIST_CHUNK        512
-#define DELIVER_CHUNK     256
-#define COMPACT_CHUNK     5000                /* revisions per compaction transaction */
-#define CKPT_PAGES        2000                /* WAL pages before the checkpointer runs */
 
 static const char schema_sql[] =
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
@@ -90,79 +78,6 @@ typedef struct wreq {
     struct wreq *next;
 } wreq;
 
-/* A committed event shared by every watcher queue that holds it. */
-typedef struct sev {
-    atomic_int refs;
-    size_t bytes;
-    ck_event ev;
-} sev;
-
-typedef struct rconn {
-    sqlite3 *db;
-    sqlite3_stmt *latest, *value, *meta, *list_ge, *list_gt, *hist;
-    bool busy;
-} rconn;
-
-typedef struct sqlite_store sqlite_store;
-
-struct ck_watch_handle {
-    sqlite_store *st;
-    char *prefix, *end;       /* key range [prefix, end); end NULL: unbounded */
-    size_t plen;
-    ck_watch_cb cb;
-    void *ctx;
-    pthread_t th;
-    int64_t pos;              /* last revision considered (delivered or skipped) */
-    /* under st->hmu: */
-    pthread_cond_t cond;
-    bool in_list, need_catchup, self_cancelled, finished;
-    atomic_bool cancelled;        /* also read without the lock while delivering */
-    sev **q;
-    size_t qn, qcap, qbytes;
-    struct ck_watch_handle *next, *prevw;
-};
-
-struct sqlite_store {
-    ck_store base;
-    char *path;
-    int lock_fd;
-    sqlite3 *wdb;
-    sqlite3_stmt *w_latest, *w_value, *w_insert, *w_setrev, *w_setmeta, *w_compact_old,
-        *w_compact_tomb;
-    int64_t rev;              /* writer-owned: last assigned revision */
-
-    pthread_mutex_t qmu;      /* write queue */
-    pthread_cond_t qcond;
-    wreq *qhead, *qtail;
-    bool stopping;
-    pthread_t writer;
-    bool writer_started;
-    /* compaction job (writer-owned, requests handed over under qmu) */
-    int64_t cjob_target, cjob_done;
-    wreq *cjob_waiters;
-
-    pthread_mutex_t hmu;      /* watch hub */
-    int64_t published;        /* last committed revision visible to readers */
-    atomic_llong compact_rev;
-    ck_watch_handle *watchers;
-    atomic_int nwatchers;
-
-    pthread_mutex_t pmu;      /* read pool */
-    pthread_cond_t pcond;
-    rconn readers[N_READERS];
-
-    pthread_mutex_t cmu;      /* checkpointer + auto-compactor */
-    pthread_cond_t ccond;
-    bool ckpt_wanted, cstop;
-    sqlite3 *cdb;
-    pthread_t ckpt_th, comp_th;
-    bool ckpt_started, comp_started;
-    int64_t comp_interval_ms, comp_keep;
-    int comp_gen;             /* bumped when the settings change: restarts the timer */
-
-    atomic_llong st_writes, st_commits, st_max_batch, st_compactions, st_resyncs;
-};
-
 static const ck_store_ops sqlite_ops;
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
@@ -178,7 +93,7 @@ static int sql_err(ck_error **err, sqlite3 *db, int rc, const char *what)
 
 /* The smallest string greater than every string starting with prefix; NULL if none (empty
  * prefix or all 0xff bytes). */
-static char *prefix_end(const char *prefix)
+char *ck__sqlite_prefix_end(const char *prefix)
 {
     size_t n = strlen(prefix);
     while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
@@ -191,7 +106,7 @@ static char *prefix_end(const char *prefix)
 }
 
 /* Bind an upper bound; none = an empty BLOB, which sorts after every TEXT key. */
-static void bind_end(sqlite3_stmt *s, int i, const char *end)
+void ck__sqlite_bind_end(sqlite3_stmt *s, int i, const char *end)
 {
     if (end)
         sqlite3_bind_text(s, i, end, -1, SQLITE_TRANSIENT);
@@ -199,7 +114,7 @@ static void bind_end(sqlite3_stmt *s, int i, const char *end)
         sqlite3_bind_zeroblob(s, i, 0);
 }
 
-static char *col_dup(sqlite3_stmt *s, int i, size_t *len)
+char *ck__sqlite_col_dup(sqlite3_stmt *s, int i, size_t *len)
 {
     const void *p = sqlite3_column_blob(s, i);
     size_t n = (size_t)sqlite3_column_bytes(s, i);
@@ -291,7 +206,7 @@ static int open_conn(const char *path, bool create, sqlite3 **out, ck_error **er
 
 /* ---- the read pool ---------------------------------------------------------------------------- */
 
-static rconn *pool_get(sqlite_store *st)
+rconn *ck__sqlite_pool_get(sqlite_store *st)
 {
     pthread_mutex_lock(&st->pmu);
     for (;;) {
@@ -306,7 +221,7 @@ static rconn *pool_get(sqlite_store *st)
     }
 }
 
-static void pool_put(sqlite_store *st, rconn *c)
+void ck__sqlite_pool_put(sqlite_store *st, rconn *c)
 {
     sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);   /* ends the read snapshot, if any */
     pthread_mutex_lock(&st->pmu);
@@ -316,7 +231,7 @@ static void pool_put(sqlite_store *st, rconn *c)
 }
 
 /* Start a read snapshot and read the current and compacted revisions as of it. */
-static int read_begin(rconn *c, int64_t *cur, int64_t *compacted, ck_error **err)
+int ck__sqlite_read_begin(rconn *c, int64_t *cur, int64_t *compacted, ck_error **err)
 {
     int rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
@@ -360,71 +275,6 @@ static void reader_close(rconn *c)
     memset(c, 0, sizeof *c);
 }
 
-/* ---- watch hub: events from the writer to watcher queues -------------------------------------- */
-
-static void sev_unref(sev *e)
-{
-    if (atomic_fetch_sub(&e->refs, 1) == 1) {
-        ck_event_free(&e->ev);
-        free(e);
-    }
-}
-
-static bool key_in(const ck_watch_handle *w, const char *key)
-{
-    return strncmp(key, w->prefix, w->plen) == 0;
-}
-
-static void wq_clear(ck_watch_handle *w)
-{
-    for (size_t i = 0; i < w->qn; i++)
-        sev_unref(w->q[i]);
-    w->qn = 0;
-    w->qbytes = 0;
-}
-
-/* After a commit: make `last` visible and queue the batch's events.  built == false means the
- * writer saw no watcher and made no events: anyone who registered since re-reads the log. */
-static void hub_publish(sqlite_store *st, int64_t last, sev **evs, size_t n, bool built)
-{
-    pthread_mutex_lock(&st->hmu);
-    st->published = last;
-    for (ck_watch_handle *w = st->watchers; w; w = w->next) {
-        if (w->need_catchup || w->cancelled)
-            continue;
-        if (!built) {
-            wq_clear(w);
-            w->need_catchup = true;
-            pthread_cond_signal(&w->cond);
-            continue;
-        }
-        bool added = false;
-        for (size_t i = 0; i < n; i++) {
-            if (!key_in(w, evs[i]->ev.kv.key))
-                continue;
-            if (w->qn >= WQ_MAX_EVENTS || w->qbytes + evs[i]->bytes > WQ_MAX_BYTES) {
-                /* too far behind: forget the queue, the watcher re-reads the log */
-                wq_clear(w);
-                w->need_catchup = true;
-                atomic_fetch_add(&st->st_resyncs, 1);
-                added = true;
-                break;
-            }
-            if (w->qn == w->qcap) {
-                w->qcap = w->qcap ? w->qcap * 2 : 64;
-                w->q = xrealloc(w->q, w->qcap * sizeof *w->q);
-            }
-            atomic_fetch_add(&evs[i]->refs, 1);
-            w->q[w->qn++] = evs[i];
-            w->qbytes += evs[i]->bytes;
-            added = true;
-        }
-        if (added)
-            pthread_cond_signal(&w->cond);
-    }
-    pthread_mutex_unlock(&st->hmu);
-}
-
 /* ---- the writer ------------------------------------------------------------------------------- */
 
 typedef struct latest_row {
@@ -457,7 +307,7 @@ static int w_value(sqlite_store *st, int64_t rev, char **val, size_t *len, ck_er
     sqlite3_bind_int64(s, 1, rev);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        *val = col_dup(s, 0, len);
+        *val = ck__sqlite_col_dup(s, 0, len);
         rc = SQLITE_DONE;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_CORRUPT;
@@ -530,7 +380,12 @@ static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_erro
     r->rc = 0;
     if (r->kind == OP_DELETE && r->prev) {
         r->prev->key = xstrdup(r->key);
-        r->prev->value = build ? xstrndup(pval, plen) : steal_pointer(&pval);
+        if (build) {   /* the event keeps pval; the caller gets a copy (binary-safe) */
+            r->prev->value = xmalloc(plen + 1);
+            memcpy(r->prev->value, pval, plen + 1);
+        } else {
+            r->prev->value = steal_pointer(&pval);
+        }
         r->prev->value_len = plen;
         r->prev->create_revision = cur.create_rev;
         r->prev->mod_revision = cur.rev;
@@ -620,9 +475,9 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
     atomic_fetch_add(&st->st_writes, (long long)(st->rev - start_rev));
     stat_max(&st->st_max_batch, st->rev - start_rev);
     if (st->rev != start_rev)
-        hub_publish(st, st->rev, evs, nev, build);
+        ck__sqlite_publish(st, st->rev, evs, nev, build);
     for (size_t i = 0; i < nev; i++)
-        sev_unref(evs[i]);
+        ck__sqlite_sev_unref(evs[i]);
     free(evs);
     wake(st, batch);
     return;
@@ -633,7 +488,7 @@ fail:
     log_error("sqlite store: write batch failed: %s", err ? err->msg : "?");
     st->rev = start_rev;
     for (size_t i = 0; i < nev; i++)
-        sev_unref(evs[i]);
+        ck__sqlite_sev_unref(evs[i]);
     free(evs);
     for (wreq *r = batch; r; r = r->next) {
         ck_error_free(r->err);
@@ -960,7 +815,7 @@ static int fetch_value(rconn *c, int64_t rev, ck_kv *kv, ck_error **err)
     sqlite3_bind_int64(c->value, 1, rev);
     int rc = sqlite3_step(c->value);
     if (rc == SQLITE_ROW) {
-        kv->value = col_dup(c->value, 0, &kv->value_len);
+        kv->value = ck__sqlite_col_dup(c->value, 0, &kv->value_len);
         rc = SQLITE_DONE;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_CORRUPT;
@@ -977,7 +832,7 @@ static int s_get(ck_store *s, const char *key, ck_kv *out, ck_error **err)
     if (check_key(key, err) < 0)
         return -1;
     memset(out, 0, sizeof *out);
-    rconn *c = pool_get(st);
+    rconn *c = ck__sqlite_pool_get(st);
     int ret = -1;
     int rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -1003,7 +858,7 @@ static int s_get(ck_store *s, const char *key, ck_kv *out, ck_error **err)
     }
 out:
     sqlite3_clear_bindings(c->latest);
-    pool_put(st, c);
+    ck__sqlite_pool_put(st, c);
     return ret;
 }
 
@@ -1017,17 +872,21 @@ static int s_list(ck_store *s, const char *prefix, const ck_list_opts *opts, ck_
     if (!prefix)
         return ck_error_set(err, CK_E_INVALID, "list: NULL prefix");
     memset(out, 0, sizeof *out);
-    cleanup_free char *end = prefix_end(prefix);
-    rconn *c = pool_get(st);
+    cleanup_free char *end = ck__sqlite_prefix_end(prefix);
+    rconn *c = ck__sqlite_pool_get(st);
     int64_t cur, compacted, rev = opts->revision;
     int ret = -1;
     size_t cap = 0;
-    if (read_begin(c, &cur, &compacted, err) < 0)
+    if (ck__sqlite_read_begin(c, &cur, &compacted, err) < 0)
         goto out;
     if (rev == 0) {
         rev = cur;
-    } else if (rev < 0 || rev > cur) {
-        ck_error_set(err, CK_E_INVALID, "list at revision %lld: the current revision is %lld",
+    } else if (rev < 0) {
+        ck_error_set(err, CK_E_INVALID, "list at negative revision %lld", (long long)rev);
+        goto out;
+    } else if (rev > cur) {
+        /* as upstream: a resourceVersion from the future is "too large" (504, retry later) */
+        ck_error_set(err, CK_E_TIMEOUT, "Too large resource version: %lld, current: %lld",
                      (long long)rev, (long long)cur);
         goto out;
     } else if (rev < compacted) {
@@ -1038,7 +897,7 @@ static int s_list(ck_store *s, const char *prefix, const ck_list_opts *opts, ck_
     bool after = opts->start_after && strcmp(opts->start_after, prefix) >= 0;
     sqlite3_stmt *q = after ? c->list_gt : c->list_ge;
     sqlite3_bind_text(q, 1, after ? opts->start_after : prefix, -1, SQLITE_STATIC);
-    bind_end(q, 2, end);
+    ck__sqlite_bind_end(q, 2, end);
     sqlite3_bind_int64(q, 3, rev);
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
@@ -1054,7 +913,7 @@ static int s_list(ck_store *s, const char *prefix, const ck_list_opts *opts, ck_
         }
         ck_kv *kv = &out->items[out->n++];
         memset(kv, 0, sizeof *kv);
-        kv->key = col_dup(q, 0, NULL);
+        kv->key = ck__sqlite_col_dup(q, 0, NULL);
         kv->mod_revision = sqlite3_column_int64(q, 1);
         kv->create_revision = sqlite3_column_int64(q, 3);
         if (!opts->keys_only && fetch_value(c, kv->mod_revision, kv, err) < 0) {
@@ -1073,233 +932,10 @@ static int s_list(ck_store *s, const char *prefix, const ck_list_opts *opts, ck_
 out:
     sqlite3_clear_bindings(c->list_ge);
     sqlite3_clear_bindings(c->list_gt);
-    pool_put(st, c);
+    ck__sqlite_pool_put(st, c);
     if (ret < 0)
         ck_list_free(out);
     return ret;
-}
-
-/* ---- watch ------------------------------------------------------------------------------------ */
-
-/* Hand events (in revision order) to the callback, skipping those at or below w->pos. */
-static void deliver(ck_watch_handle *w, const ck_event *evs, size_t n)
-{
-    size_t i = 0;
-    while (i < n && evs[i].revision <= w->pos)
-        i++;
-    while (i < n && !atomic_load(&w->cancelled)) {
-        size_t k = n - i < DELIVER_CHUNK ? n - i : DELIVER_CHUNK;
-        w->cb(w->ctx, evs + i, k, NULL);
-        w->pos = evs[i + k - 1].revision;
-        i += k;
-    }
-}
-
-/* Read (w->pos, upto] for the watcher's prefix from the log and deliver it, in chunks. */
-static int catch_up(ck_watch_handle *w, int64_t upto, ck_error **err)
-{
-    sqlite_store *st = w->st;
-    while (w->pos < upto && !w->cancelled) {
-        rconn *c = pool_get(st);
-        int64_t cur, compacted;
-        if (read_begin(c, &cur, &compacted, err) < 0) {
-            pool_put(st, c);
-            return -1;
-        }
-        if (w->pos < compacted) {
-            pool_put(st, c);
-            return ck_error_set(err, CK_E_EXPIRED, "watch from revision %lld: compacted up to %lld",
-                                (long long)w->pos, (long long)compacted);
-        }
-        sqlite3_stmt *q = c->hist;
-        sqlite3_bind_int64(q, 1, w->pos);
-        sqlite3_bind_int64(q, 2, upto);
-        sqlite3_bind_text(q, 3, w->prefix, -1, SQLITE_STATIC);
-        bind_end(q, 4, w->end);
-        sqlite3_bind_int(q, 5, HIST_CHUNK);
-        ck_event *evs = xcalloc(HIST_CHUNK, sizeof *evs);
-        size_t n = 0;
-        int rc;
-        while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < HIST_CHUNK) {
-            ck_event *e = &evs[n++];
-            bool deleted = sqlite3_column_int(q, 4);
-            int64_t prev_rev = sqlite3_column_int64(q, 3);
-            e->revision = sqlite3_column_int64(q, 0);
-            e->type = deleted ? CK_EVENT_DELETE : CK_EVENT_PUT;
-            e->created = !deleted && prev_rev == 0;
-            e->kv.key = col_dup(q, 1, NULL);
-            e->kv.create_revision = sqlite3_column_int64(q, 2);
-            e->kv.mod_revision = e->revision;
-            if (!deleted)
-                e->kv.value = col_dup(q, 5, &e->kv.value_len);
-            if (prev_rev && sqlite3_column_type(q, 6) != SQLITE_NULL) {
-                e->prev.key = xstrdup(e->kv.key);
-                e->prev.value = col_dup(q, 6, &e->prev.value_len);
-                e->prev.create_revision = e->kv.create_revision;
-                e->prev.mod_revision = prev_rev;
-            }
-        }
-        sqlite3_reset(q);
-        sqlite3_clear_bindings(q);
-        pool_put(st, c);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            for (size_t i = 0; i < n; i++)
-                ck_event_free(&evs[i]);
-            free(evs);
-            return ck_error_set(err, rc == SQLITE_CORRUPT ? CK_E_CORRUPT : CK_E_IO,
-                                "watch: read history: %s", sqlite3_errstr(rc));
-        }
-        deliver(w, evs, n);
-        for (size_t i = 0; i < n; i++)
-            ck_event_free(&evs[i]);
-        free(evs);
-        if (n < HIST_CHUNK && !w->cancelled)
-            w->pos = upto;   /* nothing else under the prefix up to there */
-    }
-    return 0;
-}
-
-static void watch_unlink(sqlite_store *st, ck_watch_handle *w)
-{
-    if (!w->in_list)
-        return;
-    if (w->prevw)
-        w->prevw->next = w->next;
-    else
-        st->watchers = w->next;
-    if (w->next)
-        w->next->prevw = w->prevw;
-    w->in_list = false;
-    atomic_fetch_sub(&st->nwatchers, 1);
-}
-
-static void watch_free(ck_watch_handle *w)
-{
-    wq_clear(w);
-    free(w->q);
-    free(w->prefix);
-    free(w->end);
-    pthread_cond_destroy(&w->cond);
-    free(w);
-}
-
-static void *watch_main(void *arg)
-{
-    ck_watch_handle *w = arg;
-    sqlite_store *st = w->st;
-    ck_error *err = NULL;
-    ck_event *batch = NULL;
-    size_t bcap = 0;
-    pthread_mutex_lock(&st->hmu);
-    while (!w->cancelled) {
-        if (w->need_catchup) {
-            int64_t upto = st->published;
-            w->need_catchup = false;
-            pthread_mutex_unlock(&st->hmu);
-            int rc = catch_up(w, upto, &err);
-            pthread_mutex_lock(&st->hmu);
-            if (rc < 0)
-                break;
-            continue;
-        }
-        if (w->qn) {
-            sev **q = w->q;
-            size_t n = w->qn;
-            w->q = NULL;
-            w->qn = w->qcap = 0;
-            w->qbytes = 0;
-            pthread_mutex_unlock(&st->hmu);
-            if (n > bcap) {
-                bcap = n;
-                batch = xrealloc(batch, bcap * sizeof *batch);
-            }
-            for (size_t i = 0; i < n; i++)
-                batch[i] = q[i]->ev;   /* shallow: the callback only borrows */
-            deliver(w, batch, n);
-            for (size_t i = 0; i < n; i++)
-                sev_unref(q[i]);
-            free(q);
-            pthread_mutex_lock(&st->hmu);
-            continue;
-        }
-        pthread_cond_wait(&w->cond, &st->hmu);
-    }
-    watch_unlink(st, w);
-    bool cancelled = w->cancelled;
-    pthread_mutex_unlock(&st->hmu);
-    free(batch);
-    if (err && !cancelled)
-        w->cb(w->ctx, NULL, 0, err);   /* the end of the watch: no calls follow */
-    ck_error_free(err);
-    pthread_mutex_lock(&st->hmu);
-    w->finished = true;
-    bool self = w->self_cancelled;
-    pthread_mutex_unlock(&st->hmu);
-    if (self) {   /* cancelled from its own callback: nobody joins us */
-        pthread_detach(pthread_self());
-        watch_free(w);
-    }
-    return NULL;
-}
-
-static int s_watch(ck_store *s, const char *prefix, int64_t after_rev, ck_watch_cb cb, void *ctx,
-                   ck_watch_handle **out, ck_error **err)
-{
-    sqlite_store *st = (sqlite_store *)s;
-    if (!prefix || !cb || after_rev < 0)
-        return ck_error_set(err, CK_E_INVALID, "watch: bad arguments");
-    int64_t compacted = atomic_load(&st->compact_rev);
-    if (after_rev && after_rev < compacted)
-        return ck_error_set(err, CK_E_EXPIRED, "watch from revision %lld: compacted up to %lld",
-                            (long long)after_rev, (long long)compacted);
-    ck_watch_handle *w = xcalloc(1, sizeof *w);
-    w->st = st;
-    w->prefix = xstrdup(prefix);
-    w->plen = strlen(prefix);
-    w->end = prefix_end(prefix);
-    w->cb = cb;
-    w->ctx = ctx;
-    pthread_cond_init(&w->cond, NULL);
-    pthread_mutex_lock(&st->hmu);
-    /* from here every commit queues its events for us; the log covers up to `published` */
-    w->pos = after_rev ? after_rev : st->published;
-    w->need_catchup = w->pos < st->published;
-    w->next = st->watchers;
-    if (st->watchers)
-        st->watchers->prevw = w;
-    st->watchers = w;
-    w->in_list = true;
-    atomic_fetch_add(&st->nwatchers, 1);
-    int rc = pthread_create(&w->th, NULL, watch_main, w);
-    if (rc != 0) {
-        watch_unlink(st, w);
-        pthread_mutex_unlock(&st->hmu);
-        watch_free(w);
-        errno = rc;
-        return ck_error_sys(err, CK_E_INTERNAL, "watch: start thread");
-    }
-    pthread_mutex_unlock(&st->hmu);
-    *out = w;
-    return 0;
-}
-
-static void s_watch_cancel(ck_store *s, ck_watch_handle *w)
-{
-    sqlite_store *st = (sqlite_store *)s;
-    if (!w)
-        return;
-    pthread_mutex_lock(&st->hmu);
-    w->cancelled = true;
-    watch_unlink(st, w);
-    pthread_cond_signal(&w->cond);
-    if (pthread_equal(pthread_self(), w->th)) {
-        w->self_cancelled = true;   /* from inside its callback: the thread frees itself */
-        pthread_mutex_unlock(&st->hmu);
-        return;
-    }
-    pthread_mutex_unlock(&st->hmu);
-    pthread_join(w->th, NULL);
-    watch_free(w);
 }
 
 /* ---- open / close ----------------------------------------------------------------------------- */
@@ -1418,14 +1054,62 @@ static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
 
 static void s_close(ck_store *s);
 
+/* Stores open in this process, by file identity.  A second open of the same file here must not
+ * even open() it: closing that extra descriptor would drop the POSIX locks SQLite holds on the
+ * file for the first store. */
+static pthread_mutex_t open_mu = PTHREAD_MUTEX_INITIALIZER;
+typedef struct open_file {
+    dev_t dev;
+    ino_t ino;
+    pid_t pid;                /* a forked child inherits the list but not the stores */
+    struct open_file *next;
+} open_file;
+static open_file *open_files;
+
+static bool is_open_here(dev_t dev, ino_t ino)
+{
+    for (open_file *o = open_files; o; o = o->next)
+        if (o->dev == dev && o->ino == ino && o->pid == getpid())
+            return true;
+    return false;
+}
+
+static void unregister_open(dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&open_mu);
+    for (open_file **p = &open_files; *p; p = &(*p)->next) {
+        if ((*p)->dev == dev && (*p)->ino == ino) {
+            open_file *o = *p;
+            *p = o->next;
+            free(o);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&open_mu);
+}
+
+static ck_store *open_locked(const char *path, ck_error **err);
+
 ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
 {
     if (!path || !*path) {
         ck_error_set(err, CK_E_INVALID, "sqlite store: empty path");
         return NULL;
     }
+    pthread_mutex_lock(&open_mu);
+    ck_store *s = open_locked(path, err);
+    pthread_mutex_unlock(&open_mu);
+    return s;
+}
+
+static ck_store *open_locked(const char *path, ck_error **err)
+{
     struct stat sb;
     bool existed = stat(path, &sb) == 0;
+    if (existed && is_open_here(sb.st_dev, sb.st_ino)) {
+        ck_error_set(err, CK_E_IO, "sqlite store: %s is in use by this process", path);
+        return NULL;
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         ck_error_sys(err, CK_E_IO, "sqlite store: open %s", path);
@@ -1438,18 +1122,23 @@ ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
         return NULL;
     }
     bool fresh = false;
-    if (check_header(fd, path, &fresh, err) < 0) {
+    if (check_header(fd, path, &fresh, err) < 0 || fstat(fd, &sb) < 0) {
+        if (err && !*err)
+            ck_error_sys(err, CK_E_IO, "stat %s", path);
         ck_error_wrap(err, "sqlite store");
         close(fd);
         return NULL;
     }
     sqlite_store *st = xcalloc(1, sizeof *st);
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
     st->base.ops = &sqlite_ops;
     st->path = xstrdup(path);
     st->lock_fd = fd;   /* held (and its lock) until after SQLite closed the file */
     pthread_mutex_init(&st->qmu, NULL);
     pthread_cond_init(&st->qcond, NULL);
     pthread_mutex_init(&st->hmu, NULL);
+    pthread_cond_init(&st->hcond, NULL);
     pthread_mutex_init(&st->pmu, NULL);
     pthread_cond_init(&st->pcond, NULL);
     pthread_mutex_init(&st->cmu, NULL);
@@ -1474,6 +1163,13 @@ ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
     if ((rc = pthread_create(&st->comp_th, NULL, comp_main, st)) != 0)
         goto fail_thread;
     st->comp_started = true;
+    st->opened = true;
+    open_file *o = xcalloc(1, sizeof *o);
+    o->dev = st->dev;
+    o->ino = st->ino;
+    o->pid = getpid();
+    o->next = open_files;
+    open_files = o;
     return &st->base;
 
 fail_thread:
@@ -1482,8 +1178,14 @@ fail_thread:
 fail:
     ck_error_wrap(err, "sqlite store %s", path);
     s_close(&st->base);
-    if (!existed && fresh)
-        unlink(path);   /* do not leave a half-made store behind */
+    if (!existed && fresh) {   /* do not leave a half-made store behind */
+        static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < ARRAY_SIZE(sfx); i++) {
+            char *p = xasprintf("%s%s", path, sfx[i]);
+            unlink(p);
+            free(p);
+        }
+    }
     return NULL;
 }
 
@@ -1498,15 +1200,7 @@ static void s_close(ck_store *s)
     pthread_mutex_unlock(&st->cmu);
     if (st->comp_started)
         pthread_join(st->comp_th, NULL);
-    /* watchers still open end without a final call */
-    for (;;) {
-        pthread_mutex_lock(&st->hmu);
-        ck_watch_handle *w = st->watchers;
-        pthread_mutex_unlock(&st->hmu);
-        if (!w)
-            break;
-        s_watch_cancel(s, w);
-    }
+    ck__sqlite_watch_close_all(st);
     pthread_mutex_lock(&st->qmu);
     st->stopping = true;
     pthread_cond_signal(&st->qcond);
@@ -1522,17 +1216,20 @@ static void s_close(ck_store *s)
                           st->w_compact_old, st->w_compact_tomb};
     for (size_t i = 0; i < ARRAY_SIZE(ws); i++)
         sqlite3_finalize(ws[i]);
-    if (st->wdb) {
+    if (st->wdb && st->opened) {
         sqlite3_wal_hook(st->wdb, NULL, NULL);
         /* fold the WAL back into the file so a closed store is one file */
         sqlite3_wal_checkpoint_v2(st->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-        sqlite3_close(st->wdb);
     }
+    sqlite3_close(st->wdb);   /* after a failed open: no checkpoint, the file is left as found */
     if (st->lock_fd >= 0)
         close(st->lock_fd);
+    if (st->opened)
+        unregister_open(st->dev, st->ino);
     pthread_mutex_destroy(&st->qmu);
     pthread_cond_destroy(&st->qcond);
     pthread_mutex_destroy(&st->hmu);
+    pthread_cond_destroy(&st->hcond);
     pthread_mutex_destroy(&st->pmu);
     pthread_cond_destroy(&st->pcond);
     pthread_mutex_destroy(&st->cmu);
@@ -1582,7 +1279,7 @@ static const ck_store_ops sqlite_ops = {
     .list = s_list,
     .current_revision = s_current_revision,
     .compact = s_compact,
-    .watch = s_watch,
-    .watch_cancel = s_watch_cancel,
+    .watch = ck__sqlite_watch,
+    .watch_cancel = ck__sqlite_watch_cancel,
     .close = s_close,
 };

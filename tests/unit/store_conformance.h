@@ -22,6 +22,9 @@
  *    watch() or deliver it to the callback as the ending call).  Cases only use revisions well below
  *    the compacted one, so either "<" or "<=" at the boundary passes.
  *  - count_only: n == 0 and `remaining` holds the number of matching keys.
+ *  - list at a revision above the current one: CK_E_TIMEOUT ("Too large resource version", as
+ *    upstream answers 504 with a retry).
+ *  - ck_store_watch_cancel() may be called from inside the watch's own callback.
  *  - values of 1.5 MiB must work (etcd: start it with --max-request-bytes >= 2 MiB).
  */
 #ifndef CK_STORE_CONFORMANCE_H
@@ -35,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -148,9 +152,19 @@ typedef struct sc_ev {
     enum ck_event_type type;
     int64_t revision;
     bool created;
-    char *key, *value, *prev_key, *prev_value;
+    char *key, *value, *prev_key, *prev_value;   /* values: NUL-terminated copies */
+    size_t value_len, prev_value_len;
     int64_t create_revision, mod_revision, prev_mod_revision;
 } sc_ev;
+
+static char *sc_memdup(const char *p, size_t n)
+{
+    char *c = xmalloc(n + 1);
+    if (n)
+        memcpy(c, p, n);
+    c[n] = '\0';
+    return c;
+}
 
 typedef struct sc_watch {
     pthread_mutex_t mu;
@@ -184,12 +198,14 @@ static void sc_watch_cb(void *ctx, const ck_event *events, size_t n, const ck_er
         c->revision = e->revision;
         c->created = e->created;
         c->key = e->kv.key ? xstrdup(e->kv.key) : NULL;
-        c->value = e->kv.value ? xstrndup(e->kv.value, e->kv.value_len) : NULL;
+        c->value = e->kv.value ? sc_memdup(e->kv.value, e->kv.value_len) : NULL;
+        c->value_len = e->kv.value_len;
         c->create_revision = e->kv.create_revision;
         c->mod_revision = e->kv.mod_revision;
         c->prev_key = e->prev.key ? xstrdup(e->prev.key) : NULL;
-        c->prev_value = e->prev.key && e->prev.value ? xstrndup(e->prev.value, e->prev.value_len)
+        c->prev_value = e->prev.key && e->prev.value ? sc_memdup(e->prev.value, e->prev.value_len)
                                                      : NULL;
+        c->prev_value_len = e->prev.value_len;
         c->prev_mod_revision = e->prev.mod_revision;
     }
     if (n == 0 && err) {
@@ -1128,6 +1144,27 @@ static void sc_test_large_values(void **state)
     assert_int_equal(l.n, 1);
     assert_memory_equal(l.items[0].value, v1, n);
     ck_list_free(&l);
+
+    /* watch events and a delete's prev carry the whole binary value */
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, root, r1, &code), 0);
+    ck_kv prev = {0};
+    int64_t r3 = 0;
+    SC_OK(ck_store_delete(s, k, r2, &prev, &r3, err_));
+    assert_int_equal(prev.value_len, n);
+    assert_memory_equal(prev.value, v2, n);
+    ck_kv_free(&prev);
+    assert_true(sc_watch_wait(&w, r3, 0));
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.evs[0].value_len, n);
+    assert_memory_equal(w.evs[0].value, v2, n);
+    assert_int_equal(w.evs[0].prev_value_len, n);
+    assert_memory_equal(w.evs[0].prev_value, v1, n);
+    assert_int_equal(w.evs[1].type, CK_EVENT_DELETE);
+    assert_int_equal(w.evs[1].prev_value_len, n);
+    assert_memory_equal(w.evs[1].prev_value, v2, n);
+    sc_watch_stop(s, &w);
 }
 
 static void sc_test_unusual_keys(void **state)
@@ -1230,6 +1267,71 @@ static void sc_test_concurrent_writers(void **state)
     ck_list_free(&l);
 }
 
+/* Bad arguments and revisions from the future. */
+static void sc_test_invalid(void **state)
+{
+    ck_store *s = *state;
+    char root[64];
+    sc_root(root);
+    int64_t rev = 0;
+    ck_kv kv = {0};
+    SC_FAILS(ck_store_update(s, "", "x", 1, 0, &rev, err_), CK_E_INVALID);
+    SC_FAILS(ck_store_delete(s, "", 0, NULL, &rev, err_), CK_E_INVALID);
+    SC_FAILS(ck_store_get(s, "", &kv, err_), CK_E_INVALID);
+    cleanup_free char *k = sc_key(root, "k");
+    int64_t cur = sc_create(s, k, "v");
+    /* a list at a revision that does not exist yet: "Too large resource version" (504) */
+    ck_list l = {0};
+    SC_FAILS(ck_store_list(s, root, &(ck_list_opts){.revision = cur + 1000}, &l, err_),
+             CK_E_TIMEOUT);
+    SC_OK(ck_store_list(s, root, &(ck_list_opts){.revision = cur}, &l, err_));
+    assert_int_equal(l.n, 1);
+    ck_list_free(&l);
+}
+
+/* A watch may be cancelled from inside its own callback. */
+typedef struct sc_selfcancel {
+    ck_store *s;
+    ck_watch_handle *h;
+    atomic_int calls;
+    pthread_mutex_t mu;
+} sc_selfcancel;
+
+static void sc_selfcancel_cb(void *ctx, const ck_event *events, size_t n, const ck_error *err)
+{
+    sc_selfcancel *c = ctx;
+    atomic_fetch_add(&c->calls, 1);
+    pthread_mutex_lock(&c->mu);   /* wait until the handle is stored */
+    ck_watch_handle *h = c->h;
+    c->h = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (h)
+        ck_store_watch_cancel(c->s, h);
+}
+
+static void sc_test_watch_cancel_in_callback(void **state)
+{
+    ck_store *s = *state;
+    char root[64];
+    sc_root(root);
+    sc_selfcancel c = {.s = s};
+    atomic_init(&c.calls, 0);
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_mutex_lock(&c.mu);
+    SC_OK(ck_store_watch(s, root, 0, sc_selfcancel_cb, &c, &c.h, err_));
+    pthread_mutex_unlock(&c.mu);
+    cleanup_free char *k = sc_key(root, "k");
+    sc_create(s, k, "1");
+    for (int i = 0; i < 2000 && atomic_load(&c.calls) == 0; i++)
+        sc_sleep_ms(5);
+    assert_int_equal(atomic_load(&c.calls), 1);
+    for (int i = 0; i < 10; i++)
+        sc_update(s, k, "x", 0);
+    sc_sleep_ms(100);
+    assert_int_equal(atomic_load(&c.calls), 1);
+    pthread_mutex_destroy(&c.mu);
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 #define SC_CASES(X)                    \
@@ -1250,7 +1352,9 @@ static void sc_test_concurrent_writers(void **state)
     X(sc_test_compaction_churn)        \
     X(sc_test_large_values)            \
     X(sc_test_unusual_keys)            \
-    X(sc_test_concurrent_writers)
+    X(sc_test_concurrent_writers)     \
+    X(sc_test_invalid)                \
+    X(sc_test_watch_cancel_in_callback)
 
 /* The suite with the backend's per-case setup/teardown.  The array is static: call once. */
 static inline const struct CMUnitTest *store_conformance_tests(CMFixtureFunction setup,

@@ -73,6 +73,25 @@ static ck_store *reopen(ck_store *s)
 
 /* ---- reopen ----------------------------------------------------------------------------------- */
 
+/* Closing a store with a watch still open ends the watch without hanging. */
+static void test_close_with_watch(void **state)
+{
+    ck_store *s = *state;
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, "/registry/", 0, &code), 0);
+    int64_t r = sc_create(s, "/registry/x", "1");
+    assert_true(sc_watch_wait(&w, r, 0));
+    ck_store_close(s);
+    *state = NULL;
+    w.h = NULL;   /* the store freed it */
+    assert_int_equal(w.bad_calls, 0);
+    sc_watch_stop(NULL, &w);
+    ck_error *e = NULL;
+    *state = ck_store_open_sqlite(dbpath, &e);
+    assert_non_null(*state);
+}
+
 static void test_reopen(void **state)
 {
     ck_store *s = *state;
@@ -114,8 +133,24 @@ static void test_locked(void **state)
     ck_store *s2 = ck_store_open_sqlite(dbpath, &e);
     assert_null(s2);
     assert_non_null(e);
-    assert_non_null(strstr(e->msg, "in use"));
+    assert_non_null(strstr(e->msg, "in use by this process"));
     ck_error_free(e);
+    /* the first store still works */
+    int64_t r = sc_create(*state, "/registry/locked", "x");
+    sc_assert_value(*state, "/registry/locked", "x");
+    /* another process */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ck_error *ce = NULL;
+        ck_store *cs = ck_store_open_sqlite(dbpath, &ce);
+        _exit(cs ? 1 : ce && strstr(ce->msg, "in use by another process") ? 0 : 2);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(sc_update(*state, "/registry/locked", "y", r), r + 1);
 }
 
 /* ---- refusing files that are not ours --------------------------------------------------------- */
@@ -167,6 +202,17 @@ static void test_refuse_random_bytes(void **state)
             memcpy(buf, "SQLite format 3", 16);   /* right magic, garbage after it */
         assert_int_equal(ck_write_file_atomic(path, buf, sizeof buf, 0600), 0);
         assert_refused(path, round == 0 ? "not a SQLite database" : "another application");
+    }
+    /* our magic and application id, garbage after it: damaged, refused, untouched */
+    for (int round = 0; round < 3; round++) {
+        char buf[16384];
+        ck_random_bytes(buf, sizeof buf);
+        memcpy(buf, "SQLite format 3", 16);
+        buf[16] = 0x10, buf[17] = 0;          /* page size 4096 */
+        buf[18] = buf[19] = (char)(round + 1); /* file format 1/2/3 */
+        buf[68] = 0x63, buf[69] = 0x6b, buf[70] = 0x75, buf[71] = 0x62;
+        assert_int_equal(ck_write_file_atomic(path, buf, sizeof buf, 0600), 0);
+        assert_refused(path, "");
     }
     /* a short file */
     assert_int_equal(ck_write_file_atomic(path, "hello", 5, 0600), 0);
@@ -565,6 +611,31 @@ static void test_slow_watcher(void **state)
     sc_watch_stop(s, &c.w);
 }
 
+/* History with large values is read in byte-bounded chunks: still complete and in order. */
+static void test_watch_large_history(void **state)
+{
+    ck_store *s = *state;
+    size_t len = 1536 * 1024;
+    cleanup_free char *val = xmalloc(len);
+    int64_t first = sc_create(s, "/registry/big/0", "small");
+    int64_t last = first;
+    for (int i = 0; i < 24; i++) {   /* 36 MiB of values, plus their prev values */
+        memset(val, 'a' + i, len);
+        SC_OK(ck_store_update(s, "/registry/big/0", val, len, 0, &last, err_));
+    }
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, "/registry/big/", first, &code), 0);
+    assert_true(sc_watch_wait(&w, last, 0));
+    sc_check_contiguous(&w, first, last, "/registry/big/");
+    for (size_t i = 0; i < w.n; i++) {
+        assert_int_equal(strlen(w.evs[i].value), len);
+        assert_int_equal(w.evs[i].value[len - 1], 'a' + (int)i);
+        assert_int_equal(strlen(w.evs[i].prev_value), i ? len : 5);
+    }
+    sc_watch_stop(s, &w);
+}
+
 static void test_list_10k_fast(void **state)
 {
     ck_store *s = *state;
@@ -698,6 +769,7 @@ int main(void)
     int failed = _cmocka_run_group_tests("store_sqlite_conformance", conf, n, NULL, NULL);
     const struct CMUnitTest own[] = {
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_random_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_foreign_sqlite, setup, teardown),
@@ -707,6 +779,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auto_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watch_large_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_10k_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_rate, setup, teardown),
     };

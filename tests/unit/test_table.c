@@ -176,6 +176,11 @@ static void test_service(void **state)
         {"{\"spec\":{\"type\":\"LoadBalancer\",\"clusterIP\":\"10.96.1.2\",\"ports\":[{\"port\":443,\"nodePort\":31443}]},"
          "\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"192.0.2.1\"}]}}}",
          "LoadBalancer", "10.96.1.2", "192.0.2.1", "443:31443/TCP", "<none>"},
+        /* load balancer addresses sorted and deduplicated, then external IPs */
+        {"{\"spec\":{\"type\":\"LoadBalancer\",\"clusterIP\":\"10.96.1.2\",\"externalIPs\":[\"192.0.2.50\"],"
+         "\"ports\":[{\"port\":443,\"nodePort\":31443}]},\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"192.0.2.9\"},"
+         "{\"hostname\":\"lb.example\"},{\"ip\":\"192.0.2.1\"},{\"ip\":\"192.0.2.9\"}]}}}",
+         "LoadBalancer", "10.96.1.2", "192.0.2.1,192.0.2.9,lb.example,192.0.2.50", "443:31443/TCP", "<none>"},
         {"{\"spec\":{\"type\":\"ExternalName\",\"externalName\":\"example.com\"}}",
          "ExternalName", "<none>", "example.com", "<none>", "<none>"},
         {"{\"spec\":{\"clusterIP\":\"None\",\"ports\":[{\"port\":80}],\"externalIPs\":[\"192.0.2.9\"]}}",
@@ -230,6 +235,29 @@ static void test_other_kinds(void **state)
     assert_string_equal(cell(c, 7), "app=web,!canary,tier in (a,b)");
     json_decref(c);
     json_decref(d);
+    /* empty selectors: "" for deployments, <none> where upstream uses FormatLabelSelector */
+    d = parse("{\"spec\":{\"selector\":{}}}");
+    c = ck_table_cells(res("apps", "deployments"), d, NOW);
+    assert_string_equal(cell(c, 7), "");
+    json_decref(c);
+    c = ck_table_cells(res("apps", "replicasets"), d, NOW);
+    assert_string_equal(cell(c, 7), "<none>");
+    json_decref(c);
+    c = ck_table_cells(res("", "replicationcontrollers"), d, NOW);
+    assert_string_equal(cell(c, 7), "<none>");
+    json_decref(c);
+    json_decref(d);
+
+    /* rolebinding subjects */
+    json_t *rb = parse("{\"roleRef\":{\"kind\":\"ClusterRole\",\"name\":\"view\"},\"subjects\":[{\"kind\":\"User\",\"name\":\"a\"},"
+                       "{\"kind\":\"User\",\"name\":\"b\"},{\"kind\":\"ServiceAccount\",\"namespace\":\"ns\",\"name\":\"sa\"}]}");
+    c = ck_table_cells(res("rbac.authorization.k8s.io", "rolebindings"), rb, NOW);
+    assert_string_equal(cell(c, 1), "ClusterRole/view");
+    assert_string_equal(cell(c, 3), "a, b");
+    assert_string_equal(cell(c, 4), "");
+    assert_string_equal(cell(c, 5), "ns/sa");
+    json_decref(c);
+    json_decref(rb);
 
     /* job 1.30 columns */
     json_t *j = parse("{\"metadata\":{\"name\":\"pi\"},\"spec\":{\"completions\":1},\"status\":{\"succeeded\":1,"
@@ -318,6 +346,87 @@ static void test_other_kinds(void **state)
     json_decref(cols);
 }
 
+static void test_accept_and_table(void **state)
+{
+    static const struct {
+        const char *accept, *want;
+    } cases[] = {
+        {"application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+         "meta.k8s.io/v1"},
+        {"application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json", "meta.k8s.io/v1beta1"},
+        {"application/json; as=Table; v=v1; g=meta.k8s.io", "meta.k8s.io/v1"},
+        {"application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io",
+         "meta.k8s.io/v1"},
+        {"application/json", NULL},
+        {"application/json,application/json;as=Table;v=v1;g=meta.k8s.io", NULL},
+        {"application/yaml", NULL},
+        {"", NULL},
+        {NULL, NULL},
+        {"application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = ck_table_accept(cases[i].accept);
+        if ((got == NULL) != (cases[i].want == NULL) || (got && strcmp(got, cases[i].want)))
+            fail_msg("case %zu: got %s want %s", i, got ? got : "NULL", cases[i].want ? cases[i].want : "NULL");
+    }
+
+    json_t *objs = parse("[{\"metadata\":{\"name\":\"a\",\"namespace\":\"default\",\"labels\":{\"x\":\"y\"}}},"
+                         "{\"metadata\":{\"name\":\"b\",\"namespace\":\"kube-system\"}}]");
+    json_t *t = ck_table_new(res("", "configmaps"), objs, NULL, "42", "tok", NOW);
+    assert_string_equal(json_string_value(json_object_get(t, "kind")), "Table");
+    assert_string_equal(json_string_value(json_object_get(t, "apiVersion")), "meta.k8s.io/v1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(t, "metadata"), "resourceVersion")), "42");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(t, "metadata"), "continue")), "tok");
+    json_t *rows = json_object_get(t, "rows");
+    assert_int_equal(json_array_size(rows), 2);
+    json_t *row = json_array_get(rows, 1);
+    json_t *obj = json_object_get(row, "object");
+    assert_string_equal(json_string_value(json_object_get(obj, "kind")), "PartialObjectMetadata");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(obj, "metadata"), "namespace")), "kube-system");
+    assert_int_equal(json_array_size(json_object_get(row, "cells")), json_array_size(json_object_get(t, "columnDefinitions")));
+    json_decref(t);
+    json_decref(objs);
+}
+
+/* With CK_TABLE_DUMP=DIR write Tables the stub serves to the real kubectl (tests/e2e). */
+static void test_dump(void **state)
+{
+    const char *dir = getenv("CK_TABLE_DUMP");
+    if (!dir)
+        return;
+    int64_t now = ck_wall_ns() / 1000000000;
+    char created[32], started[32];
+    ck_rfc3339(now - 300, created);
+    ck_rfc3339(now - 120, started);
+    char *pods = xasprintf(
+        "[{\"metadata\":{\"name\":\"web-1\",\"namespace\":\"default\",\"creationTimestamp\":\"%s\",\"labels\":{\"app\":\"web\"}},"
+        "\"spec\":{\"nodeName\":\"node-1\",\"containers\":[{\"name\":\"a\"}]},\"status\":{\"phase\":\"Running\","
+        "\"podIPs\":[{\"ip\":\"10.244.0.5\"}],\"containerStatuses\":[{\"name\":\"a\",\"ready\":true,\"restartCount\":2,"
+        "\"state\":{\"running\":{}},\"lastState\":{\"terminated\":{\"exitCode\":1,\"finishedAt\":\"%s\"}}}]}},"
+        "{\"metadata\":{\"name\":\"job-x\",\"namespace\":\"default\",\"creationTimestamp\":\"%s\"},"
+        "\"spec\":{\"containers\":[{\"name\":\"a\"}]},\"status\":{\"phase\":\"Succeeded\",\"containerStatuses\":"
+        "[{\"name\":\"a\",\"state\":{\"terminated\":{\"exitCode\":0,\"reason\":\"Completed\"}}}]}}]",
+        created, started, created);
+    char *svcs = xasprintf(
+        "[{\"metadata\":{\"name\":\"web\",\"namespace\":\"default\",\"creationTimestamp\":\"%s\"},\"spec\":"
+        "{\"type\":\"NodePort\",\"clusterIP\":\"10.96.0.20\",\"ports\":[{\"port\":80,\"nodePort\":30080,\"protocol\":\"TCP\"}],"
+        "\"selector\":{\"app\":\"web\"}}}]", created);
+    const struct {
+        const char *file, *resource;
+        char *items;
+    } dumps[] = {{"api_v1_namespaces_default_pods", "pods", pods}, {"api_v1_namespaces_default_services", "services", svcs}};
+    for (size_t i = 0; i < sizeof dumps / sizeof dumps[0]; i++) {
+        json_t *items = parse(dumps[i].items);
+        json_t *t = ck_table_new(res("", dumps[i].resource), items, NULL, "7", NULL, now);
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.table.json", dir, dumps[i].file);
+        assert_int_equal(json_dump_file(t, path, JSON_COMPACT), 0);
+        json_decref(t);
+        json_decref(items);
+        free(dumps[i].items);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +435,8 @@ int main(void)
         cmocka_unit_test(test_service),
         cmocka_unit_test(test_age),
         cmocka_unit_test(test_other_kinds),
+        cmocka_unit_test(test_accept_and_table),
+        cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

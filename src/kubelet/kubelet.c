@@ -98,9 +98,8 @@ int cmd_kubelet(int argc, char **argv)
         fprintf(stderr, "Error: --root-dir %s: %s\n", root, strerror(errno));
         return 1;
     }
-    char self[PATH_MAX];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    self[sl > 0 ? sl : 0] = '\0';
+    /* our own binary for the shim, even if it was replaced on disk since we started */
+    const char *self = "/proc/self/exe";
     cleanup_free char *rt_root = xasprintf("%s/runtime", k.root);
     ck_mkdir_p(rt_root, 0700);
     k.rt = (ck_runtime){.runc = runtime, .root = rt_root, .self_exe = self};

@@ -200,12 +200,11 @@ json_t *ck_oci_config(const ck_oci_input *in, ck_error **err)
     if (hn && *hn)
         hostname = hn;
 
-    json_t *process = json_pack("{s:b, s:{s:I, s:I, s:o}, s:o, s:O, s:s, s:o, s:b, s:[{s:s, s:i, s:i}]}",
+    json_t *process = json_pack("{s:b, s:{s:I, s:I, s:o}, s:o, s:O, s:s, s:o, s:b}",
                                 "terminal", 0, "user", "uid", uid, "gid", gid, "additionalGids",
                                 groups, "args", args, "env", in->env, "cwd", cwd, "capabilities",
                                 capabilities(sc), "noNewPrivileges",
-                                json_is_false(json_object_get(sc, "allowPrivilegeEscalation")),
-                                "rlimits", "type", "RLIMIT_NOFILE", "hard", 1048576, "soft", 1048576);
+                                json_is_false(json_object_get(sc, "allowPrivilegeEscalation")));
 
     json_t *mounts = json_array();
     json_array_append_new(mounts, mount_entry("/proc", "proc", "proc", "nosuid,noexec,nodev"));

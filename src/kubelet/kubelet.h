@@ -121,6 +121,15 @@ void ck_pods_stop(ck_kubelet *k);
 char *ck_pods_log_path(ck_kubelet *k, const char *ns, const char *pod, const char *container,
                        bool previous, bool *running, ck_error **err);
 
+/* The runtime id of a running container and the pod's netns path (either out may be NULL;
+ * container "" = the first app container); CK_E_NOT_FOUND with upstream's wording if none. */
+int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                        char **id, char **netns, ck_error **err);
+
+/* ---- streaming.c: exec, attach, port-forward (src/streams) ---- */
+#include "lib/httpd.h"
+void ck_kubelet_streaming_serve(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp);
+
 /* ---- serve.c ---- */
 int ck_serve_start(ck_kubelet *k, ck_error **err);
 void ck_serve_stop(ck_kubelet *k);

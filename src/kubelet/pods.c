@@ -519,3 +519,34 @@ char *ck_pods_log_path(ck_kubelet *k, const char *ns, const char *pod, const cha
     pthread_mutex_unlock(&p->mu);
     return path;
 }
+
+int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                        char **id, char **netns, ck_error **err)
+{
+    ck_pods *p = k->pods;
+    cleanup_free char *key = xasprintf("%s/%s", ns, pod);
+    pthread_mutex_lock(&p->mu);
+    pod_rec *r = rec_find(p, key, NULL);
+    if (!r) {
+        pthread_mutex_unlock(&p->mu);
+        return ck_error_set(err, CK_E_NOT_FOUND, "pod %s not found on this node", key);
+    }
+    ctr_state *c = NULL;
+    for (size_t i = 0; container && *container && i < r->nctrs && !c; i++)
+        if (!strcmp(r->ctrs[i].name, container))
+            c = &r->ctrs[i];
+    for (size_t i = 0; !(container && *container) && i < r->nctrs && !c; i++)
+        if (!r->ctrs[i].init)
+            c = &r->ctrs[i];
+    if (id && (!c || !c->id || c->exited)) {
+        pthread_mutex_unlock(&p->mu);
+        return ck_error_set(err, CK_E_NOT_FOUND, "container not found (\"%s\")",
+                            container ? container : "");
+    }
+    if (id)
+        *id = xstrdup(c->id);
+    if (netns)
+        *netns = r->netns ? xstrdup(r->netns) : NULL;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}

@@ -174,6 +174,9 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         serve_logs(k, req, resp, rest);
         return;
     }
+    if (!strncmp(req->path, "/exec/", 6) || !strncmp(req->path, "/attach/", 8) ||
+        !strncmp(req->path, "/portForward/", 13))
+        return ck_kubelet_streaming_serve(k, req, resp);
     respond_status(resp, 404, "NotFound", "not found");
 }
 

@@ -238,6 +238,8 @@ static void close_fd(int *fd)
 
 static void session_free(session *s)
 {
+    if (s->cfg.ctx_free)
+        s->cfg.ctx_free(s->spawn_ctx);
     ck_buf_free(&s->in_q);
     ck_buf_free(&s->resize_buf);
     for (size_t i = 0; i < s->o.ncommand; i++)

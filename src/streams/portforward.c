@@ -230,6 +230,8 @@ static void *pump(void *arg)
     for (size_t i = 0; i < s->npairs; i++)
         pair_free(s->pairs[i]);
     free((char *)s->cfg.pod_desc);
+    if (s->cfg.ctx_free)
+        s->cfg.ctx_free(s->ctx);
     ck_tunnel_release(t);
     free(s);
     return NULL;
@@ -263,6 +265,8 @@ void ck_streams_serve_portforward(ck_http_req *req, ck_http_resp *resp,
         ck_http_respond(resp, 400, "application/json", NULL, body, strlen(body));
         free(body);
         free(hdrs);
+        if (cfg && cfg->ctx_free)
+            cfg->ctx_free(ctx);
         return;
     }
     log_info("port-forward %s: %s", cfg && cfg->pod_desc ? cfg->pod_desc : "",
@@ -277,6 +281,8 @@ void ck_streams_serve_portforward(ck_http_req *req, ck_http_resp *resp,
     free(hdrs);
     if (!s->t) {
         free((char *)s->cfg.pod_desc);
+        if (s->cfg.ctx_free)
+            s->cfg.ctx_free(s->ctx);
         free(s);
         return;
     }
@@ -289,6 +295,8 @@ void ck_streams_serve_portforward(ck_http_req *req, ck_http_resp *resp,
         ck_tunnel_detach(t);
         ck_tunnel_finish(t);
         free((char *)s->cfg.pod_desc);
+        if (s->cfg.ctx_free)
+            s->cfg.ctx_free(s->ctx);
         free(s);
         ck_tunnel_release(t);
     }

@@ -62,6 +62,8 @@ typedef struct ck_streams_config {
     int idle_timeout_ms;          /* 0: 4 h */
     int stream_create_timeout_ms; /* SPDY: wait for the client's streams (0: 30 s) */
     const char *pod_desc;         /* "ns/name" for error messages; may be NULL */
+    void (*ctx_free)(void *ctx);  /* if set, the serve function owns the spawn/connect ctx and
+                                   * frees it with this when the session ends (or is refused) */
 } ck_streams_config;
 
 /* Serve GET/POST exec or attach.  The query carries command (repeated), container, stdin,

@@ -17,7 +17,7 @@
 
 #include "lib/log.h"
 
-#define HIGH_WATER (1u << 20)
+#define HIGH_WATER (4u << 20)
 #define IN_LIMIT (16u << 20)
 #define HEAD_LIMIT (64u * 1024)
 #define BODY_LIMIT (1u << 20)
@@ -251,7 +251,8 @@ static void relay_on_close(void *ctx)
 static void *relay_thread(void *arg)
 {
     relay *r = arg;
-    char buf[65536];
+    char *buf = xmalloc(1 << 20);
+    const size_t bufsz = 1 << 20;
     ck_buf w;               /* bytes being written to the kubelet */
     ck_buf_init(&w, IN_LIMIT);
     size_t woff = 0;
@@ -288,15 +289,13 @@ static void *relay_thread(void *arg)
             break;
         }
         bool room = ck_http_stream_pending(r->hs) < HIGH_WATER;
-        for (int i = 0; room && !kubelet_eof && i < 16; i++) {
-            int n = SSL_read(r->ssl, buf, sizeof buf);
+        size_t got = 0;
+        /* batch reads into one write: each write is a trip to httpd's I/O thread */
+        while (room && !kubelet_eof && got < bufsz) {
+            int n = SSL_read(r->ssl, buf + got, (int)(bufsz - got));
             if (n > 0) {
                 r->last_ns = ck_now_ns();
-                if (ck_http_stream_write(r->hs, buf, (size_t)n) < 0) {
-                    kubelet_eof = true;   /* the client is gone: stop */
-                    break;
-                }
-                room = ck_http_stream_pending(r->hs) < HIGH_WATER;
+                got += (size_t)n;
                 continue;
             }
             int e = SSL_get_error(r->ssl, n);
@@ -308,6 +307,9 @@ static void *relay_thread(void *arg)
                 kubelet_eof = true;
             break;
         }
+        if (got && ck_http_stream_write(r->hs, buf, got) < 0)
+            break;   /* the client is gone */
+        room = ck_http_stream_pending(r->hs) < HIGH_WATER;
         if (kubelet_eof)
             break;
         if (ck_now_ns() - r->last_ns > (int64_t)cfg.idle_ms * 1000000) {
@@ -319,11 +321,12 @@ static void *relay_thread(void *arg)
             pf[1].events |= POLLIN;
         if (want_w)
             pf[1].events |= POLLOUT;
-        poll(pf, 2, room ? 1000 : 5);
-        while (read(r->wake_r, buf, sizeof buf) > 0)
+        poll(pf, 2, room ? 1000 : 1);
+        while (read(r->wake_r, buf, 4096) > 0)
             ;
     }
     ck_buf_free(&w);
+    free(buf);
     SSL_shutdown(r->ssl);
     shutdown(r->fd, SHUT_RDWR);
     ck_http_stream_end(r->hs);

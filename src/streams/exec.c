@@ -43,6 +43,7 @@ typedef struct session {
     ck_buf resize_buf;          /* SPDY resize stream: newline-separated JSON */
     unsigned pend_w, pend_h;    /* a resize that arrived before the pty */
     int pty_fd;
+    int64_t received_ns;        /* when the request arrived (first-byte latency) */
 } session;
 
 static void apply_resize_json(session *s, const char *js, size_t len)
@@ -138,9 +139,13 @@ static void on_spdy(void *user, ck_tunnel *t, const ck_spdy_frame *f)
 static void send_out(session *s, int ch, const void *d, size_t len, bool fin)
 {
     ck_tunnel *t = s->t;
-    if (t->ws) {
-        if (len)
-            ck_tunnel_send_channel(t, (uint8_t)ch, d, len);
+    if (t->ws) {   /* messages of at most 64 KiB, as clients expect modest reads */
+        for (const uint8_t *q = d; len > 0;) {
+            size_t n = len > 65536 ? 65536 : len;
+            ck_tunnel_send_channel(t, (uint8_t)ch, q, n);
+            q += n;
+            len -= n;
+        }
         return;
     }
     if (!s->sid[ch])
@@ -300,7 +305,7 @@ static void *pump(void *arg)
 
     bool exited = false, client_gone = false;
     int status = 0;
-    char buf[65536];
+    static __thread char buf[1 << 20];
     size_t in_off = 0;
     ck_buf in_local;
     ck_buf_init(&in_local, CK_STREAMS_IN_LIMIT);
@@ -362,7 +367,7 @@ static void *pump(void *arg)
             iin = n;
             pf[n++] = (struct pollfd){p.in_fd, POLLOUT, 0};
         }
-        int timeout = !room ? 5 : (p.pid > 0 && !exited) ? 100 : 1000;
+        int timeout = !room ? 1 : (p.pid > 0 && !exited) ? 100 : 1000;
         if (exited && p.pty_fd >= 0)
             timeout = 20;   /* drain the pty, whose EOF may never come (background children) */
         int pr = poll(pf, (nfds_t)n, timeout);
@@ -376,8 +381,23 @@ static void *pump(void *arg)
             if (fds[k] < 0 || !(pf[fds[k]].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             int *fd = k == 0 ? &p.out_fd : &p.err_fd;
-            ssize_t r = read(*fd, buf, sizeof buf);
+            /* batch: up to sizeof buf per wake-up, so each trip to the I/O thread moves a lot */
+            ssize_t r = 0;
+            for (size_t got = 0; got < sizeof buf;) {
+                ssize_t m = read(*fd, buf + got, sizeof buf - got);
+                if (m <= 0) {
+                    r = got ? (ssize_t)got : m;
+                    break;
+                }
+                got += (size_t)m;
+                r = (ssize_t)got;
+            }
             if (r > 0) {
+                if (s->received_ns) {
+                    log_info("exec: first output %.1f ms after the request",
+                             (double)(ck_now_ns() - s->received_ns) / 1e6);
+                    s->received_ns = 0;
+                }
                 pthread_mutex_lock(&t->mu);
                 send_out(s, k == 0 ? CH_STDOUT : CH_STDERR, buf, (size_t)r, false);
                 pthread_mutex_unlock(&t->mu);
@@ -487,6 +507,7 @@ void ck_streams_serve_exec(ck_http_req *req, ck_http_resp *resp, const char *con
 {
     session *s = xcalloc(1, sizeof *s);
     s->pty_fd = -1;
+    s->received_ns = req->received_ns;
     s->o.attach = attach;
     s->o.stdin_ = qbool(req->query, "stdin") || qbool(req->query, "input");
     s->o.stdout_ = qbool(req->query, "stdout") || qbool(req->query, "output");

@@ -123,8 +123,15 @@ static void send_data(ck_tunnel *t, uint32_t id, const void *d, size_t len, bool
 {
     ck_buf b;
     ck_buf_init(&b, 0);
-    ck_spdy_data(&b, id, fin ? CK_SPDY_FLAG_FIN : 0, d, len);
-    ck_tunnel_send_spdy_bytes(t, &b);
+    const uint8_t *q = d;
+    do {   /* frames (and websocket messages) of at most 64 KiB */
+        size_t n = len > 65536 ? 65536 : len;
+        ck_buf_reset(&b);
+        ck_spdy_data(&b, id, fin && n == len ? CK_SPDY_FLAG_FIN : 0, q, n);
+        ck_tunnel_send_spdy_bytes(t, &b);
+        q += n;
+        len -= n;
+    } while (len > 0);
     ck_buf_free(&b);
 }
 
@@ -133,7 +140,7 @@ static void *pump(void *arg)
     pfsession *s = arg;
     ck_tunnel *t = s->t;
     int idle_ms = s->cfg.idle_timeout_ms > 0 ? s->cfg.idle_timeout_ms : 4 * 3600 * 1000;
-    char buf[32768];
+    char *buf = xmalloc(1 << 20);
     for (;;) {
         ssize_t waiting = ck_tunnel_flush(t);
         if (waiting < 0)
@@ -196,7 +203,7 @@ static void *pump(void *arg)
             }
         }
         pthread_mutex_unlock(&t->mu);
-        poll(pf, (nfds_t)n, room ? 1000 : 5);
+        poll(pf, (nfds_t)n, room ? 1000 : 1);
         ck_tunnel_drain_wake(t);
         pthread_mutex_lock(&t->mu);
         for (int i = 1; i < n; i++) {
@@ -213,7 +220,7 @@ static void *pump(void *arg)
                 }
             }
             if (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-                ssize_t r = read(p->fd, buf, sizeof buf);
+                ssize_t r = read(p->fd, buf, 1 << 20);
                 if (r > 0) {
                     send_data(t, p->data_id, buf, (size_t)r, false);
                 } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
@@ -225,6 +232,7 @@ static void *pump(void *arg)
         }
         pthread_mutex_unlock(&t->mu);
     }
+    free(buf);
     ck_tunnel_detach(t);
     ck_tunnel_finish(t);
     for (size_t i = 0; i < s->npairs; i++)

@@ -122,6 +122,11 @@ int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_strea
                             e == ENOENT ? "executable file not found in $PATH" : strerror(e));
     }
     p->pid = pid;
+    /* bigger pipes: fewer, larger reads on the output path */
+    if (out[0] >= 0)
+        fcntl(out[0], F_SETPIPE_SZ, 1 << 20);
+    if (in[1] >= 0)
+        fcntl(in[1], F_SETPIPE_SZ, 1 << 20);
     if (o->tty) {
         p->pty_fd = master;
         p->out_fd = master;

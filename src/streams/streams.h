@@ -33,7 +33,7 @@
 #include "lib/error.h"
 #include "lib/httpd.h"
 
-#define CK_STREAMS_HIGH_WATER (1u << 20)
+#define CK_STREAMS_HIGH_WATER (4u << 20)
 #define CK_STREAMS_IN_LIMIT (16u << 20)
 
 typedef struct ck_stream_exec_opts {

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Build a docker-archive image (busybox:latest) from the host's busybox-static, for e2e tests:
-/bin/busybox plus a symlink per applet, /tmp, and /www/blob (1 MiB random, also written to
+/bin/busybox plus a symlink per applet, /tmp, and /www/blob ($BLOB_MB MiB random, default 1, also written to
 BLOBFILE so tests can compare).  Usage: streams_image.py OUT.tar BLOBFILE"""
 import hashlib, io, json, os, subprocess, sys, tarfile
 
 out, blobfile = sys.argv[1], sys.argv[2]
 applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True).stdout.split()
-data = os.urandom(1 << 20)
+data = os.urandom(int(os.environ.get("BLOB_MB", "1")) << 20)
 with open(blobfile, "wb") as f:
     f.write(data)
 lb = io.BytesIO()

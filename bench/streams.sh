@@ -7,8 +7,9 @@
 #          (direct, on the node) vs `cat` of the same bytes from a local file into a pipe;
 #   port-forward: curl of the 100 MiB file through `kubectl port-forward` vs curl straight
 #          to the pod IP;
-#   exec start: kubectl wall time to the first byte, and the kubelet's own figure (request
-#          received -> first output byte, from its log), p50/p90 over N runs.
+#   exec start: kubectl wall time, the kubelet's own figure (request received -> first
+#          output byte, from its log), and bench/streams_client's connect -> first byte through
+#          the API server (server side, no kubectl), p50/p90 over N runs.
 # Usage: bench/streams.sh [N]  (root; BUILD=build; KUBECTL=kubectl.1.33)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,10 +79,20 @@ for i in $(seq 50); do grep -q Forwarding pf.log && break; sleep 0.1; done
 r_pf=$(for i in 1 2 3; do t0=$(now); curl -s -o pf.bin "http://127.0.0.1:$lp/blob"; t1=$(now); rate $t0 $t1; done | best)
 [ "$(sha256sum pf.bin | cut -d' ' -f1)" = "$sum" ] || echo "WARNING: port-forward output differs"
 kill $pf; wait $pf 2>/dev/null
+# the same exec without kubectl: bench/streams_client (websocket v5) through the API server
+python3 -c "
+import yaml, base64
+u = yaml.safe_load(open('data/kubeconfig'))['users'][0]['user']
+open('adm.crt','wb').write(base64.b64decode(u['client-certificate-data'])); open('adm.key','wb').write(base64.b64decode(u['client-key-data']))"
+CL="$B/bench/streams_client 127.0.0.1 $api"
+EX=/api/v1/namespaces/default/pods/rp/exec?container=main
+r_client=$(for i in 1 2 3; do $CL "$EX&command=cat&command=/www/blob&stdout=true" adm.crt adm.key |
+    sed -n 's/.*mib_s=\([0-9]*\).*/\1/p'; done | best)
 printf "local cat | cat              %6s\n" "$r_local"
 printf "runc exec cat (node, direct) %6s\n" "$r_runc"
 printf "kubectl exec cat             %6s   (%.2fx runc exec, %.2fx local)\n" "$r_exec" \
     "$(echo "$r_exec / $r_runc" | bc -l)" "$(echo "$r_exec / $r_local" | bc -l)"
+printf "exec cat, our client (no kubectl) %6s   (%.2fx runc exec)\n" "$r_client" "$(echo "$r_client / $r_runc" | bc -l)"
 printf "curl pod IP (direct)         %6s\n" "$r_pod"
 printf "curl via port-forward        %6s   (%.2fx direct)\n" "$r_pf" "$(echo "$r_pf / $r_pod" | bc -l)"
 
@@ -91,7 +102,11 @@ for i in $(seq "$N"); do
     t0=$(now); kc exec rp -- echo x >/dev/null; t1=$(now)
     python3 -c "import sys; print('%.1f' % ((float(sys.argv[2]) - float(sys.argv[1])) * 1000))" "$t0" "$t1" >>lat
 done
+for i in $(seq "$N"); do
+    $CL "$EX&command=echo&command=x&stdout=true" adm.crt adm.key | sed -n 's/first_byte_ms=\([0-9.]*\).*/\1/p'
+done >cl
 pct() { sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {i=int(NR*p/100+0.5); if (i<1) i=1; print a[i]}'; }
 grep -o 'first output [0-9.]* ms' kubelet.log | awk '{print $3}' | tail -n "$N" >srv
 echo "kubectl exec echo, wall (incl. kubectl start): p50 $(pct lat 50)  p90 $(pct lat 90)"
 echo "kubelet: request -> first output byte:        p50 $(pct srv 50)  p90 $(pct srv 90)"
+echo "API server + kubelet (our client: connect -> first byte): p50 $(pct cl 50)  p90 $(pct cl 90)"

@@ -265,17 +265,18 @@ static void *pump(void *arg)
     /* SPDY: wait for the client's streams */
     int64_t deadline = ck_now_ns() + (int64_t)create_ms * 1000000;
     for (;;) {
-        if (ck_tunnel_flush(t) < 0)
-            goto out;
         pthread_mutex_lock(&t->mu);
         bool ready = streams_ready(s), gone = t->gone;
         pthread_mutex_unlock(&t->mu);
-        if (gone)
+        if (ck_tunnel_flush(t) < 0 || gone) {
+            ck_tunnel_finish(t);
             goto out;
+        }
         if (ready)
             break;
         if (ck_now_ns() > deadline) {
             log_warn("streams: client did not open its streams in time");
+            ck_tunnel_finish(t);
             goto out;
         }
         struct pollfd pf = {t->wake_r, POLLIN, 0};
@@ -424,11 +425,12 @@ static void *pump(void *arg)
         }
     }
     ck_buf_free(&in_local);
-    if (client_gone) {
+    if (client_gone) {   /* gone, protocol error or idle: stop the process, close the tunnel */
         if (p.pid > 0 && !exited) {
             kill(p.pid, SIGKILL);
             waitpid(p.pid, &status, 0);
         }
+        ck_tunnel_finish(t);
     } else {
         if (p.pid > 0 && !exited)
             waitpid(p.pid, &status, 0);

@@ -35,6 +35,10 @@ static int connect_local(void *ctx, int port, ck_error **err)
 
 static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
 {
+    if (!strncmp(req->path, "/exec-idle", 10)) {
+        ck_streams_config cfg = {.idle_timeout_ms = 300};
+        return ck_streams_serve_exec(req, resp, "c", false, &cfg, spawn_host, NULL);
+    }
     if (!strncmp(req->path, "/exec", 5))
         return ck_streams_serve_exec(req, resp, "c", false, NULL, spawn_host, NULL);
     return ck_streams_serve_portforward(req, resp, NULL, connect_local, NULL);
@@ -389,6 +393,43 @@ static void test_refusals(void **state)
     }
 }
 
+static void test_idle_timeout(void **state)
+{
+    /* a session with no traffic either way is closed after idle_timeout (and its process
+     * killed), well before the command would end */
+    int fd = dial(ck_httpd_port(srv));
+    const char *rq = "POST /exec-idle?command=sleep&command=30&stdout=true HTTP/1.1\r\nHost: x\r\n"
+                     "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                     "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n";
+    send_all(fd, rq, strlen(rq));
+    ck_buf rest;
+    ck_buf_init(&rest, 0);
+    assert_int_equal(read_head(fd, &rest), 101);
+    ck_spdy s;
+    ck_spdy_init(&s, false, 0);
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    ck_spdy_header he[] = {{"streamType", "error"}}, ho[] = {{"streamType", "stdout"}};
+    ck_spdy_syn_stream(&s, &b, ck_spdy_next_stream_id(&s), 0, 0, 0, he, 1);
+    ck_spdy_syn_stream(&s, &b, ck_spdy_next_stream_id(&s), 0, 0, 0, ho, 1);
+    send_all(fd, b.data, b.len);
+    int64_t t0 = ck_now_ns();
+    char tmp[4096];
+    for (;;) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        assert_int_equal(poll(&pf, 1, 5000), 1);   /* never 5 s of silence */
+        if (read(fd, tmp, sizeof tmp) <= 0)
+            break;   /* closed by the server */
+    }
+    double secs = (double)(ck_now_ns() - t0) / 1e9;
+    assert_true(secs >= 0.25);
+    assert_true(secs < 3.0);
+    ck_buf_free(&b);
+    ck_buf_free(&rest);
+    ck_spdy_free(&s);
+    close(fd);
+}
+
 static void test_status_json(void **state)
 {
     char *s = ck_streams_status_json(0, NULL);
@@ -408,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_ws_v5_exec_stdin),
         cmocka_unit_test(test_ws_portforward),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,6 +20,7 @@
 
 #include "client/client.h"
 #include "lib/error.h"
+#include "lib/httpd.h"
 
 typedef struct ck_kubelet ck_kubelet;
 
@@ -127,7 +128,6 @@ int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const ch
                         char **id, char **netns, ck_error **err);
 
 /* ---- streaming.c: exec, attach, port-forward (src/streams) ---- */
-#include "lib/httpd.h"
 void ck_kubelet_streaming_serve(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp);
 
 /* ---- serve.c ---- */

@@ -233,5 +233,21 @@ else
     notok "find the API server process"
 fi
 
+# the client vanishes mid-exec (SIGKILL): the node kills the process it started
+K=$K0
+timeout -s KILL 3 "$K" --kubeconfig data/kubeconfig exec -i sp -- sleep 4242.17 </dev/zero >/dev/null 2>&1
+sleep 1
+n=$(pgrep -fc 'sleep 4242.17')
+[ "$n" = 0 ] && ok "stand-in node: kubectl killed mid-exec: the process is stopped" ||
+    notok "stand-in node: kubectl killed mid-exec: $n process(es) left"
+# the node dies mid-exec: kubectl ends with an error instead of hanging (last: the node is gone)
+(sleep 1.5; kill -9 "${pids[0]}") &
+t0=$SECONDS
+T=20 kc exec sp -- sleep 4243.17 >/dev/null 2>&1
+rc=$?
+[ $rc != 0 ] && [ $rc != 124 ] && ok "stand-in node killed mid-exec: kubectl exits (rc=$rc) after $((SECONDS - t0))s" ||
+    notok "stand-in node killed mid-exec: rc=$rc"
+for p in $(pgrep -f 'sleep 4243.17'); do kill "$p"; done   # orphaned by the killed node
+
 [ $fails = 0 ] && echo "# streams: all passed" || echo "# streams: $fails failed"
 exit $((fails > 0))

@@ -294,5 +294,7 @@ check "no veth left on the bridge" bash -c "[ -z \"\$(ip -o link show master cku
 check "no pod cgroups left" bash -c "! ls -d /sys/fs/cgroup/memory/ckube/pod* >/dev/null 2>&1"
 check "no runtime containers left" bash -c "[ -z \"\$(runc --root $data/kubelet/runtime list -q 2>/dev/null)\" ]"
 
+check "no sanitizer report in the component logs" bash -c "! grep -aq -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$log'"
+check "no kubelet crash" bash -c "! grep -aq 'kubelet (pid [0-9]*) killed by signal 11' '$log'"
 [ "$fails" = 0 ] || { echo "--- server log tail"; tail -n 40 "$log"; }
 exit $((fails > 0))

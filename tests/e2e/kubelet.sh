@@ -256,6 +256,20 @@ succeeded() { [ "$(kc get pod once -o jsonpath='{.status.phase}')" = Succeeded ]
 check "restartPolicy Never: phase Succeeded" wait_for 20 succeeded
 check "other pods unaffected by the bad ones" all_ready
 
+if "$CK" --help | grep -q '^  scheduler '; then
+    apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: scheduled}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: $IMAGE, command: ["sleep", "3600"]}]
+EOF
+    check "a pod without nodeName is scheduled here and runs" wait_for 40 running scheduled
+else
+    skip "scheduled pod (no scheduler in this build)"
+fi
+
 # ---- kubelet restart: pods keep running, no restart ----
 cid_before=$(kc get pod web-1 -o jsonpath='{.status.containerStatuses[0].containerID}')
 kpid=$(pgrep -f -- "kubelet --kubeconfig=$data/" | head -n 1)

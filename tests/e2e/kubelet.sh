@@ -42,7 +42,9 @@ wait_for() {
     done
 }
 
+rpid=
 cleanup() {
+    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
     if [ -n "$spid" ]; then
         kc delete pods --all --grace-period=1 --wait=true --timeout=30s >/dev/null 2>&1
         kill -TERM "$spid" 2>/dev/null
@@ -268,6 +270,41 @@ EOF
     check "a pod without nodeName is scheduled here and runs" wait_for 40 running scheduled
 else
     skip "scheduled pod (no scheduler in this build)"
+fi
+
+# ---- registry pulls from a docker-registry on loopback ----
+if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
+    rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: "127.0.0.1:%s"}\nlog: {level: error}\n' \
+        "$tmp/registry" "$rport" >"$tmp/registry.yml"
+    docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
+    rpid=$!
+    wait_for 20 curl -sf "http://127.0.0.1:$rport/v2/"
+    check "push the test image to the local registry (skopeo)" skopeo copy -q --dest-tls-verify=false \
+        "oci:$img:t" "docker://127.0.0.1:$rport/test/busybox:2"
+    apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: pulled}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: 127.0.0.1:$rport/test/busybox:2, imagePullPolicy: Always, command: ["sh", "-c", "echo pulled-ok; sleep 3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pullmissing}
+spec:
+  nodeName: $node
+  containers: [{name: c, image: 127.0.0.1:$rport/test/nothere:1}]
+EOF
+    check "an image pulled from the registry runs" wait_for 60 running pulled
+    check "the pulled image's container logs" bash -c "$KUBECTL --kubeconfig $data/kubeconfig logs pulled | grep -q pulled-ok"
+    pm() { case $(waiting_reason pullmissing) in ErrImagePull|ImagePullBackOff) return 0 ;; esac; return 1; }
+    check "a tag missing from the registry: ErrImagePull/ImagePullBackOff" wait_for 30 pm
+    check "the pull error names the image" bash -c "$KUBECTL --kubeconfig $data/kubeconfig get pod pullmissing -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'nothere'"
+else
+    skip "registry pulls (docker-registry or skopeo missing)"
 fi
 
 # ---- kubelet restart: pods keep running, no restart ----

@@ -10,6 +10,7 @@ int cmd_hollow_node(int argc, char **argv);
 int cmd_kubelet(int argc, char **argv);
 int cmd_images(int argc, char **argv);
 int cmd_kubelet_shim(int argc, char **argv);
+int cmd_scheduler(int argc, char **argv);
 
 #define CK_COMMANDS(X) \
     X("version", cmd_version, "Print the ckube version") \
@@ -18,6 +19,7 @@ int cmd_kubelet_shim(int argc, char **argv);
     X("hollow-node", cmd_hollow_node, "Simulate N kubelets that run no containers (scale tests)") \
     X("kubelet", cmd_kubelet, "Run the node agent (registers the Node, runs its pods)") \
     X("images", cmd_images, "The node's image store (import, list)") \
-    X("kubelet-shim", cmd_kubelet_shim, "Container shim (internal, started by the kubelet)")
+    X("kubelet-shim", cmd_kubelet_shim, "Container shim (internal, started by the kubelet)") \
+    X("scheduler", cmd_scheduler, "Assign pods to nodes (kube-scheduler)")
 
 #endif

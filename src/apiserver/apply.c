@@ -570,6 +570,12 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
     }
     struct entries es = {0};
     entries_load(&es, managed_of(live));
+    if (live && !es.n) {
+        /* an object nobody tracked yet: upstream gives its fields to "before-first-apply" */
+        struct entry *b = entry_get(&es, "before-first-apply", "Update", ck_resource_api_version(r), NULL, true);
+        json_decref(b->set);
+        b->set = set_of(live, r, true, false);
+    }
     json_t *applied_set = set_of(applied, r, false, false);
     struct entry *own = entry_get(&es, manager, "Apply", NULL, NULL, true);
     size_t own_idx = (size_t)(own - es.v);

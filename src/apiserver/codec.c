@@ -93,7 +93,7 @@ static int scan_value(struct scan *s);
 static int scan_object(struct scan *s)
 {
     s->p++;
-    struct rawkey local[16], *keys = local;
+    struct rawkey local[8], *keys = local;   /* small: this frame recurses */
     size_t nkeys = 0, cap = ARRAY_SIZE(local);
     int rc = -1;
     skip_ws(s);

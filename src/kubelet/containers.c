@@ -25,8 +25,9 @@
 
 static void set_str(char **dst, const char *v)
 {
+    char *copy = v ? xstrdup(v) : NULL;  /* v may be *dst itself */
     free(*dst);
-    *dst = v ? xstrdup(v) : NULL;
+    *dst = copy;
 }
 
 static void set_wait(ctr_state *c, const char *reason, const char *msg)
@@ -56,6 +57,18 @@ void ck_cgroup_remove_pod(const char *uid)
             continue;
         char path[512];
         snprintf(path, sizeof path, "/sys/fs/cgroup/%s/ckube/pod%s", e->d_name, uid);
+        /* container cgroups the runtime did not remove (a delete that raced an exit) */
+        DIR *pd = opendir(path);
+        struct dirent *ce;
+        while (pd && (ce = readdir(pd))) {
+            if (ce->d_type != DT_DIR || ce->d_name[0] == '.')
+                continue;
+            char sub[1024];
+            snprintf(sub, sizeof sub, "%s/%s", path, ce->d_name);
+            rmdir(sub);
+        }
+        if (pd)
+            closedir(pd);
         rmdir(path);
     }
     closedir(d);
@@ -262,7 +275,10 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
     cleanup_free char *exit_path = xasprintf("%s/exit", dir);
     unlink(log_path);
     ck_error *err = NULL;
+    /* every cleanup_ variable is set before the first goto (jumping past one frees garbage) */
     cleanup_free char *rootfs = NULL;
+    cleanup_free char *cg = xasprintf("/ckube/pod%s/%s", r->uid, id);
+    cleanup_free char *cfg_path = xasprintf("%s/config.json", dir);
     json_t *env = NULL, *mounts = NULL, *cfg = NULL;
     const char *reason = "CreateContainerConfigError";
     if (!(env = ck_env_resolve(k, r, pod, spec_c, img, &err)) ||
@@ -271,13 +287,11 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
     reason = "CreateContainerError";
     if (mount_rootfs(img, dir, &rootfs, &err) < 0)
         goto fail;
-    cleanup_free char *cg = xasprintf("/ckube/pod%s/%s", r->uid, id);
     ck_oci_input in = {.pod = pod, .container = spec_c, .image = img, .rootfs = rootfs,
                        .netns = r->netns, .cgroup_path = cg, .pod_dir = r->dir, .env = env,
                        .mounts = mounts};
     if (!(cfg = ck_oci_config(&in, &err)))
         goto fail;
-    cleanup_free char *cfg_path = xasprintf("%s/config.json", dir);
     if (json_dump_file(cfg, cfg_path, JSON_COMPACT) < 0) {
         ck_error_sys(&err, CK_E_IO, "write %s", cfg_path);
         goto fail;

@@ -105,8 +105,8 @@ static char *blob_path(const char *root, const char *digest)
 }
 
 /* Copy src into the store as a blob, checking (or computing) its digest. */
-static int store_blob(const char *root, const char *src, const char *want, char out[72],
-                      ck_error **err)
+int ck_images__store_blob(const char *root, const char *src, const char *want, char out[72],
+                          ck_error **err)
 {
     char got[72];
     if (sha256_file(src, got, err) < 0)
@@ -128,13 +128,13 @@ static int store_blob(const char *root, const char *src, const char *want, char 
     return 0;
 }
 
-static int store_blob_data(const char *root, const char *data, size_t len, char out[72],
+int ck_images__store_data(const char *root, const char *data, size_t len, char out[72],
                            ck_error **err)
 {
     cleanup_free char *tmp = xasprintf("%s/images/tmp-%d-%lld", root, getpid(), (long long)ck_now_ns());
     if (ck_write_file_atomic(tmp, data, len, 0644) < 0)
         return ck_error_sys(err, CK_E_IO, "write %s", tmp);
-    int rc = store_blob(root, tmp, NULL, out, err);
+    int rc = ck_images__store_blob(root, tmp, NULL, out, err);
     unlink(tmp);
     return rc;
 }
@@ -176,7 +176,7 @@ static int whiteout_cb(const char *path, const struct stat *st, int flag, struct
     return 0;
 }
 
-static int unpack_layer(const char *root, const char *digest, ck_error **err)
+int ck_images__unpack(const char *root, const char *digest, ck_error **err)
 {
     cleanup_free char *dir = xasprintf("%s/images/layers/%s", root, digest + 7);
     if (access(dir, F_OK) == 0)
@@ -204,7 +204,7 @@ static int unpack_layer(const char *root, const char *digest, ck_error **err)
     return 0;
 }
 
-static int lock_store(const char *root)
+int ck_images__lock(const char *root)
 {
     cleanup_free char *dir = xasprintf("%s/images/blobs/sha256", root);
     ck_mkdir_p(dir, 0755);
@@ -217,7 +217,7 @@ static int lock_store(const char *root)
     return fd;
 }
 
-static int set_ref(const char *root, const char *ref, const char *manifest, ck_error **err)
+int ck_images__set_ref(const char *root, const char *ref, const char *manifest, ck_error **err)
 {
     cleanup_free char *path = xasprintf("%s/images/refs.json", root);
     json_t *refs = load_json(path, NULL);
@@ -267,7 +267,7 @@ static int import_oci_manifest(const char *root, const char *dir, const char *di
         return ck_error_set(err, CK_E_CORRUPT, "manifest %s has no config", digest);
     }
     cleanup_free char *cpath = xasprintf("%s/blobs/sha256/%s", dir, cfg + 7);
-    if (store_blob(root, cpath, cfg, NULL, err) < 0) {
+    if (ck_images__store_blob(root, cpath, cfg, NULL, err) < 0) {
         json_decref(m);
         return -1;
     }
@@ -280,15 +280,15 @@ static int import_oci_manifest(const char *root, const char *dir, const char *di
             return ck_error_set(err, CK_E_CORRUPT, "manifest %s: bad layer", digest);
         }
         cleanup_free char *lpath = xasprintf("%s/blobs/sha256/%s", dir, ld + 7);
-        if (store_blob(root, lpath, ld, NULL, err) < 0 || unpack_layer(root, ld, err) < 0) {
+        if (ck_images__store_blob(root, lpath, ld, NULL, err) < 0 || ck_images__unpack(root, ld, err) < 0) {
             json_decref(m);
             return -1;
         }
     }
     json_decref(m);
-    if (store_blob(root, mpath, digest, NULL, err) < 0)
+    if (ck_images__store_blob(root, mpath, digest, NULL, err) < 0)
         return -1;
-    return set_ref(root, ref, digest, err);
+    return ck_images__set_ref(root, ref, digest, err);
 }
 
 static json_t *import_oci_layout(const char *root, const char *dir, const char *as, ck_error **err)
@@ -339,7 +339,7 @@ static json_t *import_docker_archive(const char *root, const char *dir, ck_error
             continue;
         cleanup_free char *cpath = xasprintf("%s/%s", dir, cfg);
         char cdig[72];
-        if (store_blob(root, cpath, NULL, cdig, err) < 0)
+        if (ck_images__store_blob(root, cpath, NULL, cdig, err) < 0)
             goto fail;
         json_t *layers = json_array();
         size_t k;
@@ -348,8 +348,8 @@ static json_t *import_docker_archive(const char *root, const char *dir, ck_error
             cleanup_free char *lpath = xasprintf("%s/%s", dir, json_string_value(l));
             char ldig[72];
             struct stat st;
-            if (stat(lpath, &st) < 0 || store_blob(root, lpath, NULL, ldig, err) < 0 ||
-                unpack_layer(root, ldig, err) < 0) {
+            if (stat(lpath, &st) < 0 || ck_images__store_blob(root, lpath, NULL, ldig, err) < 0 ||
+                ck_images__unpack(root, ldig, err) < 0) {
                 json_decref(layers);
                 if (err && !*err)
                     ck_error_sys(err, CK_E_IO, "layer %s", json_string_value(l));
@@ -368,14 +368,14 @@ static json_t *import_docker_archive(const char *root, const char *dir, ck_error
         char *ms = json_dumps(man, JSON_COMPACT);
         json_decref(man);
         char mdig[72];
-        int rc = store_blob_data(root, ms, strlen(ms), mdig, err);
+        int rc = ck_images__store_data(root, ms, strlen(ms), mdig, err);
         free(ms);
         if (rc < 0)
             goto fail;
         json_t *tag;
         json_array_foreach(json_object_get(e, "RepoTags"), k, tag) {
             cleanup_free char *ref = ck_image_normalize(json_string_value(tag));
-            if (set_ref(root, ref, mdig, err) < 0)
+            if (ck_images__set_ref(root, ref, mdig, err) < 0)
                 goto fail;
             json_array_append_new(refs, json_string(ref));
         }
@@ -395,7 +395,7 @@ json_t *ck_images_import(const char *root, const char *file, const char *name, c
         ck_error_sys(err, CK_E_NOT_FOUND, "import %s", file);
         return NULL;
     }
-    int lock = lock_store(root);
+    int lock = ck_images__lock(root);
     cleanup_free char *tmp = NULL;
     const char *dir = file;
     if (!S_ISDIR(st.st_mode)) {
@@ -479,7 +479,7 @@ ck_image *ck_images_get(const char *root, const char *ref, ck_error **err)
     img->layers = xcalloc(img->nlayers + 1, sizeof(char *));
     for (size_t i = 0; i < img->nlayers; i++) {
         const char *ld = json_string_value(json_object_get(json_array_get(layers, i), "digest"));
-        if (!ld || !digest_ok(ld) || unpack_layer(root, ld, err) < 0) {
+        if (!ld || !digest_ok(ld) || ck_images__unpack(root, ld, err) < 0) {
             json_decref(m);
             ck_image_free(img);
             if (err && !*err)

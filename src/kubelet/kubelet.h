@@ -44,6 +44,16 @@ json_t *ck_images_import(const char *root, const char *file, const char *name, c
 ck_image *ck_images_get(const char *root, const char *ref, ck_error **err);
 void ck_image_free(ck_image *img);
 
+/* store internals shared with registry.c: blobs are digest-checked copies (want may be NULL;
+ * out gets the digest), layers unpacked once, refs recorded; writers hold the store lock. */
+int ck_images__store_blob(const char *root, const char *src, const char *want, char out[72],
+                          ck_error **err);
+int ck_images__store_data(const char *root, const char *data, size_t len, char out[72],
+                          ck_error **err);
+int ck_images__unpack(const char *root, const char *digest, ck_error **err);
+int ck_images__set_ref(const char *root, const char *ref, const char *manifest, ck_error **err);
+int ck_images__lock(const char *root);   /* fd to close to unlock */
+
 /* ---- registry.c: pulls over the registry v2 API into the store ---- */
 int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err);
 

@@ -343,8 +343,8 @@ static int sync_pod(ck_pods *p, const char *key, ck_error **err)
         json_decref(pod);
         return rc;
     }
+    /* state.json is saved where it changes (sandbox made, container started), not per sync */
     int64_t next_ms = ck_pod_advance(k, r, pod);
-    ck_rec_save(r);
     json_t *st = ck_pod_status(k, r, pod);
     rc = write_status(p, r, pod, st, err);
     if (next_ms > 0)

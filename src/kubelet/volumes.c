@@ -47,6 +47,36 @@ static char *b64_decode(const char *in, size_t *outlen)
     return (char *)out;
 }
 
+/* A Secret's data as bytes: data (base64), else stringData (an API server that keeps it). */
+static char *secret_value(json_t *obj, const char *key, size_t *len)
+{
+    const char *v = json_string_value(json_object_get(json_object_get(obj, "data"), key));
+    if (v)
+        return b64_decode(v, len);
+    v = json_string_value(json_object_get(json_object_get(obj, "stringData"), key));
+    if (!v)
+        return NULL;
+    *len = strlen(v);
+    return xstrdup(v);
+}
+
+/* All of a Secret's keys, values decoded (a NEW object). */
+static json_t *secret_all(json_t *obj)
+{
+    json_t *out = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(obj, "stringData"), key, v)
+        json_object_set(out, key, v);
+    json_object_foreach(json_object_get(obj, "data"), key, v) {
+        size_t l;
+        char *d = b64_decode(json_string_value(v) ?: "", &l);
+        json_object_set_new(out, key, json_stringn(d ? d : "", d ? l : 0));
+        free(d);
+    }
+    return out;
+}
+
 static json_t *get_obj(ck_kubelet *k, const char *resource, const char *ns, const char *name,
                        ck_error **err)
 {
@@ -151,9 +181,9 @@ static char *key_ref(ck_kubelet *k, pod_rec *r, json_t *ref, bool secret, ck_err
     }
     const char *v = json_string_value(json_object_get(json_object_get(obj, "data"), key ? key : ""));
     char *out = NULL;
-    if (v && secret) {
+    if (secret) {
         size_t l;
-        out = b64_decode(v, &l);
+        out = secret_value(obj, key ? key : "", &l);
     } else if (v) {
         out = xstrdup(v);
     } else if (!secret && (v = json_string_value(json_object_get(json_object_get(obj, "binaryData"), key ? key : "")))) {
@@ -236,17 +266,12 @@ json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container
         }
         const char *key;
         json_t *v;
-        json_object_foreach(json_object_get(obj, "data"), key, v) {
+        json_t *data = secret ? secret_all(obj) : json_incref(json_object_get(obj, "data"));
+        json_object_foreach(data, key, v) {
             cleanup_free char *full = xasprintf("%s%s", prefix ? prefix : "", key);
-            if (secret) {
-                size_t l;
-                char *d = b64_decode(json_string_value(v), &l);
-                json_object_set_new(vars, full, json_string(d ? d : ""));
-                free(d);
-            } else {
-                json_object_set(vars, full, v);
-            }
+            json_object_set(vars, full, v);
         }
+        json_decref(data);
         json_decref(obj);
     }
     json_array_foreach(json_object_get(container, "env"), i, e) {
@@ -324,7 +349,7 @@ static int keys_volume(ck_kubelet *k, pod_rec *r, json_t *src, bool secret, cons
         return ck_error_set(err, CK_E_NOT_FOUND, "%s \"%s\" not found", secret ? "secret" : "configmap",
                             name ? name : "");
     }
-    json_t *data = json_object_get(obj, "data");
+    json_t *data = secret ? secret_all(obj) : json_incref(json_object_get(obj, "data"));
     json_t *items = json_object_get(src, "items");
     int rc = 0;
     const char *key;
@@ -346,17 +371,11 @@ static int keys_volume(ck_kubelet *k, pod_rec *r, json_t *src, bool secret, cons
                 continue;
         }
         const char *s = json_string_value(v);
-        if (secret) {
-            size_t l;
-            char *d = b64_decode(s ? s : "", &l);
-            rc = d ? write_item(dir, path, d, l, imode, err) : ck_error_set(err, CK_E_INVALID, "secret %s: bad base64", name);
-            free(d);
-        } else {
-            rc = write_item(dir, path, s ? s : "", s ? strlen(s) : 0, imode, err);
-        }
+        rc = write_item(dir, path, s ? s : "", s ? json_string_length(v) : 0, imode, err);
         if (rc < 0)
             break;
     }
+    json_decref(data);
     json_decref(obj);
     return rc;
 }

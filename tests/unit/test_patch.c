@@ -103,6 +103,9 @@ static void test_merge(void **state) { run_file("merge.json", 0); }
 static void test_json(void **state) { run_file("json.json", 1); }
 static void test_strategic(void **state) { run_file("strategic.json", 2); }
 static void test_kubectl_patches(void **state) { run_file("kubectl.json", -1); }
+/* Random pod patches whose expected results kubectl 1.33's own strategic-merge code computed
+ * (`kubectl patch --local`; directives it leaves inside new elements removed). */
+static void test_strategic_oracle(void **state) { run_file("strategic-oracle.json", 2); }
 
 /* The server-side apply body real kubectl sent, then its follow-up carrying last-applied. */
 static void test_kubectl_server_side(void **state)
@@ -337,6 +340,26 @@ static void test_apply_deployment(void **state)
     json_decref(o3);
 }
 
+static void test_apply_untracked(void **state)
+{
+    /* a live object without managedFields: its fields belong to "before-first-apply" */
+    const ck_resource *cm = ck_resource_find("", "v1", "configmaps");
+    json_t *live = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"a\":\"1\"}}");
+    json_t *cfg = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"a\":\"2\"}}");
+    ck_error *e = NULL;
+    assert_null(ck_patch_apply(live, cfg, cm, "kubectl", false, &e));
+    assert_int_equal(e->code, CK_E_CONFLICT);
+    assert_non_null(strstr(e->msg, "conflict with \"before-first-apply\" using v1: .data.a"));
+    ck_error_free(e);
+    e = NULL;
+    json_t *out = ck_patch_apply(live, cfg, cm, "kubectl", true, &e);
+    assert_non_null(out);
+    assert_fields(out, 0, "kubectl", "Apply", "{\"f:data\":{\"f:a\":{}}}");
+    json_decref(out);
+    json_decref(live);
+    json_decref(cfg);
+}
+
 static void test_record_create(void **state)
 {
     json_t *o = J("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"uid\":\"u\","
@@ -444,10 +467,12 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_strategic),
         cmocka_unit_test(test_kubectl_patches),
+        cmocka_unit_test(test_strategic_oracle),
         cmocka_unit_test(test_kubectl_server_side),
         cmocka_unit_test(test_deep_and_big),
         cmocka_unit_test(test_apply_configmap),
         cmocka_unit_test(test_apply_deployment),
+        cmocka_unit_test(test_apply_untracked),
         cmocka_unit_test(test_record_create),
         cmocka_unit_test(test_random_trees),
     };

@@ -8,7 +8,7 @@
  * answers the client with the kubelet's 101 headers and relays raw bytes both ways (websocket or
  * SPDY alike: the relay does not parse them).  A non-101 answer is passed back as is.
  *
- * Back-pressure and limits: kubelet -> client is read only while the client has less than 1 MiB
+ * Back-pressure and limits: kubelet -> client is read only while the client has less than 4 MiB
  * unsent; client -> kubelet waits in a queue of at most 16 MiB (beyond it the session ends).
  * Both directions idle for idle_timeout (default 4 h) close the session.  One thread per open
  * session; no stream is ever buffered whole.

@@ -213,6 +213,7 @@ void ck_rest_serve(ck_reqctx *c);              /* rest.c: dispatch a CK_ROUTE_RE
 void ck_list_serve(ck_reqctx *c);              /* list.c */
 void ck_subres_serve(ck_reqctx *c);            /* subres.c: status, scale, binding, finalize */
 void ck_reviews_serve(ck_reqctx *c);           /* subres.c: SelfSubjectReview & co */
+void ck_podlog_serve(ck_reqctx *c);            /* podlog.c: pods/log, proxied to the kubelet */
 json_t *ck_table_wrap(const ck_resource *r, json_t *items /* borrowed array */, const char *include,
                       int64_t rev);
 

@@ -3,6 +3,7 @@
  * defaulting -> strategy (status reset, metadata) -> allocation -> validation -> managedFields ->
  * store write with the read revision as precondition), reused by the subresources and by
  * server-side apply.  Objects are stored as compact JSON without resourceVersion (meta.c). */
+#include "apiserver/podproxy.h"
 #include "apiserver/apiserver.h"
 #include "apiserver/codec.h"
 #include "apiserver/openapi.h"
@@ -1094,6 +1095,8 @@ void ck_rest_serve(ck_reqctx *c)
     if (!strcmp(r->group, "authentication.k8s.io") || !strcmp(r->group, "authorization.k8s.io") ||
         (!r->group[0] && !strcmp(r->resource, "bindings")))
         return ck_reviews_serve(c);
+    if (ck_podproxy_handles(rt))
+        return ck_podproxy_serve(c);   /* exec, attach, portforward: relayed to the kubelet */
     if (rt->subresource)
         return ck_subres_serve(c);
     if (r->namespaced && rt->name && !rt->namespace_) {

@@ -474,6 +474,8 @@ void ck_subres_serve(ck_reqctx *c)
     }
     if (!strcmp(sub, "eviction") && c->route.verb == CK_VERB_CREATE)
         return serve_eviction(c);
+    if (!strcmp(sub, "log") && !strcmp(c->route.res->resource, "pods") && !c->route.res->group[0])
+        return ck_podlog_serve(c);
     if (!strcmp(sub, "token") && c->route.verb == CK_VERB_CREATE &&
         !strcmp(c->route.res->resource, "serviceaccounts"))
         return serve_token(c);

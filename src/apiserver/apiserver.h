@@ -44,6 +44,25 @@ int ck_token_file_lookup(const ck_token_file *t, const char *token, ck_user *out
  * or no credentials. */
 int ck_authn_request(const ck_token_file *t, const ck_http_req *req, ck_user *out, ck_error **err);
 
+/* ---- service account tokens (satoken.c) ---- */
+typedef struct ck_sa_keys ck_sa_keys;
+typedef struct ck_sa_claims {
+    char *ns, *name, *uid;    /* the service account the token names */
+} ck_sa_claims;
+/* priv_file may be NULL (verify only); pub_file NULL: use the private key's public half. */
+ck_sa_keys *ck_sa_keys_load(const char *priv_file, const char *pub_file, const char *issuer,
+                            ck_error **err);
+void ck_sa_keys_free(ck_sa_keys *k);
+bool ck_sa_keys_can_sign(const ck_sa_keys *k);
+/* A signed JWT (caller frees); audiences NULL/empty: the issuer; pod may be NULL. */
+char *ck_sa_token_issue(ck_sa_keys *k, const char *ns, const char *sa, const char *sa_uid,
+                        const json_t *audiences, int64_t seconds, const char *pod,
+                        const char *pod_uid, int64_t *expires, ck_error **err);
+bool ck_sa_token_looks_like_jwt(const char *tok);
+/* Signature, issuer, audience and lifetime; CK_E_UNAUTHORIZED otherwise. */
+int ck_sa_token_verify(ck_sa_keys *k, const char *tok, ck_sa_claims *out, ck_error **err);
+void ck_sa_claims_free(ck_sa_claims *c);
+
 /* ---- routing (router.c) ---- */
 enum ck_verb {
     CK_VERB_GET, CK_VERB_LIST, CK_VERB_WATCH, CK_VERB_CREATE, CK_VERB_UPDATE, CK_VERB_PATCH,
@@ -121,6 +140,9 @@ bool ck_meta_has_generation(const ck_resource *r);
 bool ck_res_has_status(const ck_resource *r);
 /* Upstream's qualified resource ("pods", "deployments.apps"); static per thread. */
 const char *ck_res_qualified(const ck_resource *r);
+/* Append the stored JSON object text s with metadata.resourceVersion = rev inserted, without
+ * parsing it; -1 (out may hold a partial write) if s has no top-level metadata object. */
+int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out);
 /* The object as JSON text for the store (without resourceVersion).  Caller frees. */
 char *ck_meta_dump_for_store(json_t *obj, size_t *len);
 
@@ -136,6 +158,7 @@ typedef struct ck_watch_hub ck_watch_hub;
 typedef struct ck_apiserver {
     ck_store *store;
     ck_token_file *tokens;
+    ck_sa_keys *sa_keys;      /* NULL: no service account tokens */
     ck_authorizer authorize;
     void *authorize_ctx;
     ck_alloc *alloc;
@@ -178,12 +201,19 @@ int ck_err_conflict(ck_error **err, const ck_resource *r, const char *name);
 char *ck_query(const ck_reqctx *c, const char *name);   /* caller frees */
 bool ck_query_bool(const ck_reqctx *c, const char *name);
 bool ck_accept_table(const ck_reqctx *c);
+/* What the Accept header asks for: the object, a meta.k8s.io Table, or PartialObjectMetadata
+ * (metadata-only clients such as the garbage collector). */
+enum ck_accept_as { CK_AS_OBJECT, CK_AS_TABLE, CK_AS_PARTIAL };
+enum ck_accept_as ck_accept_as(const ck_reqctx *c);
+/* {"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":...}; NEW reference. */
+json_t *ck_partial_metadata(const json_t *obj);
 
 /* ---- verbs ---- */
 void ck_rest_serve(ck_reqctx *c);              /* rest.c: dispatch a CK_ROUTE_RESOURCE request */
 void ck_list_serve(ck_reqctx *c);              /* list.c */
 void ck_subres_serve(ck_reqctx *c);            /* subres.c: status, scale, binding, finalize */
 void ck_reviews_serve(ck_reqctx *c);           /* subres.c: SelfSubjectReview & co */
+void ck_podlog_serve(ck_reqctx *c);            /* podlog.c: pods/log, proxied to the kubelet */
 json_t *ck_table_wrap(const ck_resource *r, json_t *items /* borrowed array */, const char *include,
                       int64_t rev);
 
@@ -192,6 +222,7 @@ typedef struct ck_write_opts {
     bool dry_run;
     const char *manager;       /* fieldManager */
     const char *field_validation;   /* Strict|Warn|Ignore */
+    bool applied;              /* the object comes from ck_patch_apply (it recorded itself) */
 } ck_write_opts;
 void ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager,
                               char **owned_fv);
@@ -248,6 +279,10 @@ int ck_alloc_recover(ck_apiserver *s, ck_error **err);
 ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err);
 void ck_watch_hub_free(ck_watch_hub *h);
 void ck_watch_serve(ck_reqctx *c);
+
+/* Client certificate, static token, then service account JWT (whose account must still exist
+ * with the uid in the token). */
+int ck_authn(ck_apiserver *s, const ck_http_req *req, ck_user *out, ck_error **err);
 
 /* ---- bootstrap (bootstrap.c) ---- */
 int ck_bootstrap(ck_apiserver *s, ck_error **err);

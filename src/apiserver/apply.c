@@ -23,23 +23,27 @@
 #define SEP "\x01"
 
 
-/* Fields never tracked (upstream's strip set), and status on the main resource. */
+/* Fields never tracked (upstream's strip set), and status on the main resource (only status on
+ * the status subresource). */
 static bool stripped(const char *path, bool status_sub)
 {
-    static const char *const strip[] = {
-        "f:apiVersion", "f:kind", "f:metadata" SEP "f:name", "f:metadata" SEP "f:namespace",
-        "f:metadata" SEP "f:creationTimestamp", "f:metadata" SEP "f:selfLink", "f:metadata" SEP "f:uid",
-        "f:metadata" SEP "f:generation", "f:metadata" SEP "f:managedFields",
-        "f:metadata" SEP "f:resourceVersion", "f:metadata" SEP "f:deletionTimestamp",
-        "f:metadata" SEP "f:deletionGracePeriodSeconds", NULL,
-    };
-    for (const char *const *s = strip; *s; s++) {
-        size_t n = strlen(*s);
-        if (!strncmp(path, *s, n) && (path[n] == 0 || path[n] == SEP[0]))
-            return true;
-    }
     bool is_status = !strncmp(path, "f:status", 8) && (path[8] == 0 || path[8] == SEP[0]);
-    return status_sub ? !is_status : is_status;
+    if (status_sub)
+        return !is_status;
+    if (is_status || !strcmp(path, "f:apiVersion") || !strcmp(path, "f:kind") || !strcmp(path, "f:metadata"))
+        return true;
+    if (strncmp(path, "f:metadata" SEP, 11))
+        return false;
+    static const char *const meta[] = {
+        "f:name", "f:namespace", "f:creationTimestamp", "f:selfLink", "f:uid", "f:generation",
+        "f:managedFields", "f:resourceVersion", "f:deletionTimestamp", "f:deletionGracePeriodSeconds", NULL,
+    };
+    const char *rest = path + 11;
+    size_t n = strcspn(rest, SEP);
+    for (const char *const *m = meta; *m; m++)
+        if (strlen(*m) == n && !memcmp(*m, rest, n))
+            return true;
+    return false;
 }
 
 /* ---- building sets from objects ---- */
@@ -48,164 +52,226 @@ struct build {
     json_t *set;
     bool update_mode;    /* granular maps are members themselves */
     bool status_sub;
+    ck_buf path;         /* the current path; pushed and popped as the walk descends */
 };
 
-static void add_member(struct build *b, const char *path)
+/* The set maps each path to (a reference to) its value in the walked object, so callers compare
+ * values without walking again. */
+static void add_member(struct build *b, const json_t *v)
 {
-    if (*path && !stripped(path, b->status_sub))
-        json_object_set_new(b->set, path, json_true());
+    const char *path = b->path.data;
+    if (path && *path && !stripped(path, b->status_sub))
+        json_object_set(b->set, path, (json_t *)v);
 }
 
-static char *join(const char *prefix, const char *pe)
+/* Append one path element; returns the length to pop back to. */
+static size_t push(ck_buf *p, const char *kind, const char *text, size_t n)
 {
-    return *prefix ? xasprintf("%s" SEP "%s", prefix, pe) : xstrdup(pe);
+    size_t mark = p->len;
+    if (p->len)
+        ck_buf_add(p, SEP, 1);
+    ck_buf_addstr(p, kind);
+    ck_buf_add(p, text, n);
+    return mark;
 }
 
-/* "k:{...}" for a keyed list item; NULL if the item lacks its key. */
-static char *item_pe(const json_t *item, const ck_pfield *f)
+static void pop(ck_buf *p, size_t mark)
+{
+    p->len = mark;
+    if (p->data)
+        p->data[mark] = 0;
+}
+
+/* JSON text of a scalar key value into b (strings escaped as encoding/json does for ASCII). */
+static void json_scalar(ck_buf *b, const json_t *v)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        ck_buf_addstr(b, "\"");
+        for (; *s; s++) {
+            unsigned char c = (unsigned char)*s;
+            if (c == '"' || c == '\\')
+                ck_buf_printf(b, "\\%c", c);
+            else if (c < 0x20)
+                ck_buf_printf(b, "\\u%04x", c);
+            else
+                ck_buf_add(b, s, 1);
+        }
+        ck_buf_addstr(b, "\"");
+    } else if (json_is_integer(v)) {
+        ck_buf_printf(b, "%lld", (long long)json_integer_value(v));
+    } else {
+        char *d = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        ck_buf_addstr(b, d ? d : "null");
+        free(d);
+    }
+}
+
+/* The body of a "k:" element, {"key":value[,"key2":value]} with keys sorted; false if the item
+ * lacks its key. */
+static bool item_key(ck_buf *out, const json_t *item, const ck_pfield *f)
 {
     const json_t *k1 = json_object_get(item, f->key);
     if (!k1)
-        return NULL;
-    json_t *k = json_object();
-    json_object_set(k, f->key, (json_t *)k1);
-    if (f->key2) {
-        const json_t *k2 = json_object_get(item, f->key2);
-        if (k2)
-            json_object_set(k, f->key2, (json_t *)k2);
-        else if (f->key2_default)
-            json_object_set_new(k, f->key2, json_string(f->key2_default));
+        return false;
+    const json_t *k2 = f->key2 ? json_object_get(item, f->key2) : NULL;
+    json_t *def = NULL;
+    if (f->key2 && !k2 && f->key2_default)
+        k2 = def = json_string(f->key2_default);
+    const char *n1 = f->key, *n2 = f->key2;
+    const json_t *v1 = k1, *v2 = k2;
+    if (k2 && strcmp(n2, n1) < 0) {
+        n1 = f->key2, n2 = f->key, v1 = k2, v2 = k1;
     }
-    char *s = json_dumps(k, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(k);
-    char *pe = xasprintf("k:%s", s);
-    free(s);
-    return pe;
+    ck_buf_printf(out, "{\"%s\":", n1);
+    json_scalar(out, v1);
+    if (k2) {
+        ck_buf_printf(out, ",\"%s\":", n2);
+        json_scalar(out, v2);
+    }
+    ck_buf_addstr(out, "}");
+    json_decref(def);
+    return true;
 }
 
-static void walk(struct build *b, const json_t *v, const ck_ptype *t, const char *path);
+static void walk(struct build *b, const json_t *v, const ck_ptype *t);
 
-static void walk_field(struct build *b, const json_t *v, const ck_pfield *f, const char *path)
+static void walk_field(struct build *b, const json_t *v, const ck_pfield *f)
 {
     if (json_is_object(v) && !(f && f->atomic)) {
         if (json_object_size(v) == 0 || (b->update_mode && f && f->granular))
-            add_member(b, path);
-        walk(b, v, f ? f->type : NULL, path);
+            add_member(b, v);
+        walk(b, v, f ? f->type : NULL);
         return;
     }
     if (json_is_array(v) && f && f->list != CK_LIST_ATOMIC && json_array_size(v)) {
         size_t i;
         json_t *e;
+        ck_buf pe;
+        ck_buf_init(&pe, 0);
         json_array_foreach(v, i, e) {
-            char *pe = NULL;
+            pe.len = 0;
+            const char *kind = "k:";
             if (f->list == CK_LIST_SET) {
-                char *s = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-                pe = xasprintf("v:%s", s ? s : "null");
-                free(s);
-            } else if (json_is_object(e)) {
-                pe = item_pe(e, f);
+                kind = "v:";
+                json_scalar(&pe, e);
+            } else if (!json_is_object(e) || !item_key(&pe, e, f)) {
+                kind = "i:";
+                pe.len = 0;
+                ck_buf_printf(&pe, "%zu", i);
             }
-            if (!pe)
-                pe = xasprintf("i:%zu", i);
-            char *p = join(path, pe);
-            add_member(b, p);
+            size_t mark = push(&b->path, kind, pe.data ? pe.data : "", pe.len);
+            add_member(b, e);
             if (f->list == CK_LIST_MAP && json_is_object(e))
-                walk(b, e, f->type, p);
-            free(p);
-            free(pe);
+                walk(b, e, f->type);
+            pop(&b->path, mark);
         }
+        ck_buf_free(&pe);
         return;
     }
-    add_member(b, path);
+    add_member(b, v);
 }
 
-static void walk(struct build *b, const json_t *v, const ck_ptype *t, const char *path)
+static void walk(struct build *b, const json_t *v, const ck_ptype *t)
 {
     const char *k;
     json_t *c;
+    bool top = b->path.len == 0;
     json_object_foreach((json_t *)v, k, c) {
-        if (!*path && (!strcmp(k, "apiVersion") || !strcmp(k, "kind")))
+        if (top && (!strcmp(k, "apiVersion") || !strcmp(k, "kind")))
             continue;
-        char *pe = xasprintf("f:%s", k);
-        char *p = join(path, pe);
-        walk_field(b, c, ck_schema_field(t, k), p);
-        free(p);
-        free(pe);
+        size_t mark = push(&b->path, "f:", k, strlen(k));
+        walk_field(b, c, ck_schema_field(t, k));
+        pop(&b->path, mark);
     }
 }
 
 static json_t *set_of(const json_t *obj, const ck_resource *r, bool update_mode, bool status_sub)
 {
-    struct build b = {json_object(), update_mode, status_sub};
+    struct build b = {.set = json_object(), .update_mode = update_mode, .status_sub = status_sub};
+    ck_buf_init(&b.path, 0);
     if (json_is_object(obj))
-        walk(&b, obj, ck_schema_root(r), "");
+        walk(&b, obj, ck_schema_root(r));
+    ck_buf_free(&b.path);
     return b.set;
 }
 
 /* ---- FieldsV1 <-> flat sets ---- */
 
-static void flatten(const json_t *node, const char *path, json_t *set)
+static void flatten_at(const json_t *node, ck_buf *path, json_t *set)
 {
     if (!json_is_object(node))
         return;
-    if (*path && (json_object_size(node) == 0 || json_object_get(node, ".")))
-        json_object_set_new(set, path, json_true());
+    if (path->len && (json_object_size(node) == 0 || json_object_get(node, ".")))
+        json_object_set_new(set, path->data, json_true());
     const char *k;
     json_t *c;
     json_object_foreach((json_t *)node, k, c) {
         if (!strcmp(k, "."))
             continue;
-        char *p = join(path, k);
-        flatten(c, p, set);
-        free(p);
+        size_t mark = push(path, "", k, strlen(k));
+        flatten_at(c, path, set);
+        pop(path, mark);
     }
 }
 
-static json_t *unflatten(const json_t *set)
+static void flatten(const json_t *node, json_t *set)
 {
-    json_t *root = json_object();
-    const char *path;
-    json_t *v;
-    json_object_foreach((json_t *)set, path, v) {
-        char *copy = xstrdup(path), *save = NULL;
-        json_t *cur = root;
-        for (char *pe = strtok_r(copy, SEP, &save); pe; pe = strtok_r(NULL, SEP, &save)) {
-            json_t *n = json_object_get(cur, pe);
-            if (!n) {
-                n = json_object();
-                json_object_set_new(cur, pe, n);
-            }
-            cur = n;
-        }
-        json_object_set_new(cur, ".", json_object());
-        free(copy);
-    }
-    return root;
+    ck_buf path;
+    ck_buf_init(&path, 0);
+    flatten_at(node, &path, set);
+    ck_buf_free(&path);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Drop "." from nodes without other children (a plain leaf is {}).  Sort keys as upstream
- * serialises them ("." first, then the rest in order). */
-static json_t *tidy(json_t *node)
+/* Nested FieldsV1 from a flat set.  Paths are inserted in sorted order (SEP sorts lowest, so a
+ * node comes right before its children and siblings come sorted), which leaves every object's keys
+ * sorted with "." first; then "." is dropped where a node has no children (a leaf is {}). */
+static void drop_lone_dots(json_t *node)
 {
-    json_t *out = json_object();
-    size_t n = json_object_size(node);
-    bool dot = json_object_get(node, ".") != NULL;
-    if (dot && n > 1)
-        json_object_set_new(out, ".", json_object());
-    const char **keys = xcalloc(n ? n : 1, sizeof *keys);
-    size_t m = 0;
     const char *k;
     json_t *c;
-    json_object_foreach(node, k, c)
-        if (strcmp(k, "."))
-            keys[m++] = k;
-    qsort(keys, m, sizeof *keys, cmp_str);
-    for (size_t i = 0; i < m; i++)
-        json_object_set_new(out, keys[i], tidy(json_object_get(node, keys[i])));
-    free(keys);
-    return out;
+    json_object_foreach(node, k, c) {
+        if (json_object_size(c) == 1 && json_object_get(c, "."))
+            json_object_del(c, ".");
+        else
+            drop_lone_dots(c);
+    }
+}
+
+static json_t *to_fields_v1(const json_t *set)
+{
+    size_t n = json_object_size(set), i = 0;
+    const char **paths = xcalloc(n ? n : 1, sizeof *paths);
+    const char *path;
+    json_t *v;
+    json_object_foreach((json_t *)set, path, v)
+        paths[i++] = path;
+    qsort(paths, n, sizeof *paths, cmp_str);
+    json_t *root = json_object();
+    for (i = 0; i < n; i++) {
+        json_t *cur = root;
+        const char *p = paths[i];
+        for (;;) {
+            const char *sep = strchr(p, SEP[0]);
+            size_t len = sep ? (size_t)(sep - p) : strlen(p);
+            json_t *next = json_object_getn(cur, p, len);
+            if (!next) {
+                next = json_object();
+                json_object_setn_new(cur, p, len, next);
+            }
+            cur = next;
+            if (!sep)
+                break;
+            p = sep + 1;
+        }
+        if (!json_object_get(cur, "."))
+            json_object_set_new(cur, ".", json_object());
+    }
+    free(paths);
+    drop_lone_dots(root);
+    return root;
 }
 
 /* ---- navigating objects by path elements ---- */
@@ -376,7 +442,7 @@ static void entries_load(struct entries *es, const json_t *mf)
         x->time = sdup(e, "time");
         x->subresource = sdup(e, "subresource");
         x->set = json_object();
-        flatten(json_object_get(e, "fieldsV1"), "", x->set);
+        flatten(json_object_get(e, "fieldsV1"), x->set);
     }
 }
 
@@ -421,13 +487,13 @@ static int entry_cmp(const void *pa, const void *pb)
 
 static void entries_store(struct entries *es, json_t *obj)
 {
-    qsort(es->v, es->n, sizeof *es->v, entry_cmp);
+    if (es->n)
+        qsort(es->v, es->n, sizeof *es->v, entry_cmp);
     json_t *mf = json_array();
     for (size_t i = 0; i < es->n; i++) {
         struct entry *x = &es->v[i];
         if (!json_object_size(x->set))
             continue;
-        json_t *raw = unflatten(x->set);
         json_t *e = json_object();
         json_object_set_new(e, "manager", json_string(x->manager ? x->manager : ""));
         json_object_set_new(e, "operation", json_string(x->operation ? x->operation : "Update"));
@@ -436,11 +502,10 @@ static void entries_store(struct entries *es, json_t *obj)
         if (x->time)
             json_object_set_new(e, "time", json_string(x->time));
         json_object_set_new(e, "fieldsType", json_string("FieldsV1"));
-        json_object_set_new(e, "fieldsV1", tidy(raw));
+        json_object_set_new(e, "fieldsV1", to_fields_v1(x->set));
         if (x->subresource)
             json_object_set_new(e, "subresource", json_string(x->subresource));
         json_array_append_new(mf, e);
-        json_decref(raw);
     }
     json_t *meta = json_object_get(obj, "metadata");
     if (!json_is_object(meta)) {
@@ -505,9 +570,16 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
     }
     struct entries es = {0};
     entries_load(&es, managed_of(live));
+    if (live && !es.n) {
+        /* an object nobody tracked yet: upstream gives its fields to "before-first-apply" */
+        struct entry *b = entry_get(&es, "before-first-apply", "Update", ck_resource_api_version(r), NULL, true);
+        json_decref(b->set);
+        b->set = set_of(live, r, true, false);
+    }
     json_t *applied_set = set_of(applied, r, false, false);
     struct entry *own = entry_get(&es, manager, "Apply", NULL, NULL, true);
     size_t own_idx = (size_t)(own - es.v);
+    json_t *live_set = set_of(live, r, false, false);
 
     /* conflicts: a field another manager owns whose value the config changes */
     ck_buf msg;
@@ -524,7 +596,7 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
         json_object_foreach_safe(x->set, tmp, p, tv) {
             if (!json_object_get(applied_set, p) || last_is_item(p))
                 continue;
-            json_t *lv = value_at(live, p), *av = value_at(applied, p);
+            json_t *lv = json_object_get(live_set, p), *av = json_object_get(applied_set, p);
             if (!lv || !av || json_equal(lv, av))
                 continue;
             if (json_is_object(av) && json_object_size(av))
@@ -578,11 +650,13 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
         ck_buf_free(&msg);
         json_decref(causes);
         json_decref(applied_set);
+        json_decref(live_set);
         entries_free(&es);
         return NULL;
     }
     ck_buf_free(&msg);
     json_decref(causes);
+    json_decref(live_set);
 
     /* merge the config into the live object */
     json_t *base = live ? json_deep_copy(live) : json_object();
@@ -627,13 +701,23 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
     }
     free(gone);
 
+    /* a re-apply of the same fields keeps its entry as it was (time included), so a no-op apply
+     * leaves the object unchanged, as upstream's is */
+    const char *av = json_string_value(json_object_get(applied, "apiVersion"));
+    av = av ? av : ck_resource_api_version(r);
+    bool same = own->time && own->api_version && !strcmp(own->api_version, av) &&
+                json_object_size(own->set) == json_object_size(applied_set);
+    json_object_foreach(own->set, p, tv)
+        if (same && !json_object_get(applied_set, p))
+            same = false;
     json_decref(own->set);
     own->set = applied_set;
-    free(own->time);
-    own->time = now_rfc3339();
-    free(own->api_version);
-    const char *av = json_string_value(json_object_get(applied, "apiVersion"));
-    own->api_version = xstrdup(av ? av : ck_resource_api_version(r));
+    if (!same) {
+        free(own->time);
+        own->time = now_rfc3339();
+        free(own->api_version);
+        own->api_version = xstrdup(av);
+    }
     entries_store(&es, out);
     entries_free(&es);
     return out;
@@ -652,27 +736,25 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
         operation = "Update";
     bool status_sub = subresource && !strcmp(subresource, "status");
     struct entries es = {0};
+    /* the request's managedFields when it carries some (a client may set them; [{}] resets them),
+     * else the live object's, as upstream: an empty list does not wipe them */
     const json_t *mf = managed_of(obj);
-    entries_load(&es, mf ? mf : managed_of(old));
-    json_t *new_set = set_of(obj, NULL, true, status_sub);
-    json_t *old_set = set_of(old, NULL, true, status_sub);
-    /* re-walk with the schema of the object's kind when we can tell it */
+    entries_load(&es, json_array_size(mf) ? mf : managed_of(old));
+    /* the schema of the object's kind, when the object says which it is */
     const char *kind = json_string_value(json_object_get(obj, "kind"));
     const char *avs = json_string_value(json_object_get(obj, "apiVersion"));
     const ck_resource *r = NULL;
     if (kind) {
         char group[128] = "";
         const char *slash = avs ? strchr(avs, '/') : NULL;
-        if (slash && (size_t)(slash - avs) < sizeof group)
-            memcpy(group, avs, (size_t)(slash - avs)), group[slash - avs] = 0;
+        if (slash && (size_t)(slash - avs) < sizeof group) {
+            memcpy(group, avs, (size_t)(slash - avs));
+            group[slash - avs] = 0;
+        }
         r = ck_resource_by_kind(group, kind);
     }
-    if (r) {
-        json_decref(new_set);
-        json_decref(old_set);
-        new_set = set_of(obj, r, true, status_sub);
-        old_set = set_of(old, r, true, status_sub);
-    }
+    json_t *new_set = set_of(obj, r, true, status_sub);
+    json_t *old_set = set_of(old, r, true, status_sub);
     json_t *changed = json_object();
     const char *p;
     json_t *tv;
@@ -683,7 +765,7 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
         }
         if (last_is_item(p))
             continue;
-        json_t *nv = value_at(obj, p), *ov = value_at(old, p);
+        json_t *nv = tv, *ov = json_object_get(old_set, p);
         if (json_is_object(nv) && json_object_size(nv))
             continue;   /* a granular map: its keys carry the changes */
         if (!ov || !nv || !json_equal(nv, ov))

@@ -159,6 +159,7 @@ static void model_build(void)
                 if (t->nfields == cap)
                     t->fields = xrealloc(t->fields, (cap *= 2) * sizeof *t->fields);
                 field *f = &t->fields[t->nfields++];
+                memset(f, 0, sizeof *f);   /* xrealloc'd slots are not zeroed */
                 f->name = xstrndup(p, (size_t)(colon - p));
                 const char *ts = colon + 1, *end = p + len;
                 size_t tl = strcspn(ts, "!@+ ");
@@ -593,7 +594,8 @@ static struct {
     pthread_mutex_t mu;
     json_t *docs;     /* path -> document */
     json_t *hashes;   /* path -> hash */
-} cache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL};
+    json_t *texts;    /* path -> serialized document */
+} cache = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL};
 
 static json_t *cached_document(const char *path, const char *group, const char *version)
 {
@@ -601,6 +603,7 @@ static json_t *cached_document(const char *path, const char *group, const char *
     if (!cache.docs) {
         cache.docs = json_object();
         cache.hashes = json_object();
+        cache.texts = json_object();
     }
     json_t *doc = json_object_get(cache.docs, path);
     if (!doc) {
@@ -609,6 +612,7 @@ static json_t *cached_document(const char *path, const char *group, const char *
             char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
             unsigned char md[SHA256_DIGEST_LENGTH];
             SHA256((const unsigned char *)text, strlen(text), md);
+            json_object_set_new(cache.texts, path, json_string(text));
             free(text);
             char hex[2 * 32 + 1];
             for (int i = 0; i < 32; i++)
@@ -621,18 +625,41 @@ static json_t *cached_document(const char *path, const char *group, const char *
     return doc;   /* borrowed from the cache, never freed while the process runs */
 }
 
-json_t *ck_openapi_v3_document(const char *gv_path)
+/* The cached document for a "api/v1" / "apis/g/v" path (normalized into path), or NULL. */
+static json_t *lookup(const char *gv_path, char *path, size_t cap)
 {
-    char group[128], version[32], path[192];
+    char group[128], version[32];
     if (!gv_of_path(gv_path, group, sizeof group, version, sizeof version))
         return NULL;
     model_init();
     if (group[0])
-        snprintf(path, sizeof path, "apis/%s/%s", group, version);
+        snprintf(path, cap, "apis/%s/%s", group, version);
     else
-        snprintf(path, sizeof path, "api/%s", version);
-    json_t *doc = cached_document(path, group, version);
+        snprintf(path, cap, "api/%s", version);
+    return cached_document(path, group, version);
+}
+
+json_t *ck_openapi_v3_document(const char *gv_path)
+{
+    char path[192];
+    json_t *doc = lookup(gv_path, path, sizeof path);
     return doc ? json_deep_copy(doc) : NULL;
+}
+
+const char *ck_openapi_v3_document_json(const char *gv_path, size_t *len, const char **hash)
+{
+    char path[192];
+    if (!lookup(gv_path, path, sizeof path))
+        return NULL;
+    /* cached entries are never replaced or removed, so the pointers stay valid */
+    pthread_mutex_lock(&cache.mu);
+    json_t *t = json_object_get(cache.texts, path);
+    if (hash)
+        *hash = json_string_value(json_object_get(cache.hashes, path));
+    pthread_mutex_unlock(&cache.mu);
+    if (len)
+        *len = json_string_length(t);
+    return json_string_value(t);
 }
 
 json_t *ck_openapi_v3_root(void)

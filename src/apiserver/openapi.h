@@ -13,6 +13,10 @@
 json_t *ck_openapi_v3_root(void);
 /* gv_path: "api/v1", "apis/apps/v1"; NULL if unknown. */
 json_t *ck_openapi_v3_document(const char *gv_path);
+/* The same document serialized (compact JSON), cached for the life of the process: serve it
+ * without rebuilding.  *hash (optional) is the value the root puts after "?hash=", usable as an
+ * ETag.  NULL if unknown.  Do not free. */
+const char *ck_openapi_v3_document_json(const char *gv_path, size_t *len, const char **hash);
 /* The /openapi/v2 answer: body bytes and content type (see kubectl-wire.md section 1). */
 void ck_openapi_v2(const char *accept, const char **content_type, const char **body, size_t *len);
 /* Append to `unknown` (a JSON array) a string per field of obj the kind's schema does not

@@ -7,11 +7,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A patch value copied in whole loses the null members of the objects inside it (arrays keep their
+ * null elements), as evanphx/json-patch's merge patch (what upstream uses) prunes them: except
+ * when a non-object replaces an object, which it copies verbatim. */
+static json_t *pruned_copy(const json_t *v)
+{
+    if (json_is_object(v)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *c;
+        json_object_foreach((json_t *)v, k, c)
+            if (!json_is_null(c))
+                json_object_set_new(o, k, pruned_copy(c));
+        return o;
+    }
+    if (json_is_array(v)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c)
+            json_array_append_new(a, pruned_copy(c));
+        return a;
+    }
+    return json_deep_copy(v);
+}
+
 static json_t *merge(json_t *target, const json_t *patch)
 {
     if (!json_is_object(patch)) {
+        bool verbatim = json_is_object(target);
         json_decref(target);
-        return json_deep_copy(patch);
+        return verbatim ? json_deep_copy(patch) : pruned_copy(patch);
     }
     if (!json_is_object(target)) {
         json_decref(target);
@@ -81,15 +107,43 @@ static void toks_free(char **t, size_t n)
     free(t);
 }
 
-/* Array index token: digits without leading zeros; -1 if not an index. */
-static long parse_index(const char *t)
+/* An array index as Go's strconv.Atoi reads it (sign, digits); false if it is not one. */
+static bool parse_index(const char *t, long *out)
 {
-    if (!*t || (t[0] == '0' && t[1]) || strlen(t) > 9)
+    const char *p = t;
+    if (*p == '+' || *p == '-')
+        p++;
+    if (!*p || strlen(p) > 9)
+        return false;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9')
+            return false;
+    *out = atol(t);
+    return true;
+}
+
+/* evanphx/json-patch v4 (what upstream uses) accepts negative indices counting from the end. */
+static bool resolve_index(long idx, size_t size, size_t *out)
+{
+    if (idx >= (long)size || idx < -(long)size)
+        return false;
+    *out = (size_t)(idx < 0 ? idx + (long)size : idx);
+    return true;
+}
+
+/* An array position as v4 resolves it: 0 and *at set, or -1 with *why set to its error text. */
+static int array_pos(const char *tok, size_t size, char **why, size_t *at)
+{
+    long idx;
+    if (!parse_index(tok, &idx)) {
+        *why = xasprintf("strconv.Atoi: parsing \"%s\": invalid syntax", tok);
         return -1;
-    for (const char *p = t; *p; p++)
-        if (*p < '0' || *p > '9')
-            return -1;
-    return atol(t);
+    }
+    if (!resolve_index(idx, size, at)) {
+        *why = xasprintf("Unable to access invalid index: %ld: invalid index referenced", idx);
+        return -1;
+    }
+    return 0;
 }
 
 /* The container that holds the last token; NULL if a step is missing. */
@@ -100,8 +154,10 @@ static json_t *walk(json_t *doc, char **toks, size_t n)
         if (json_is_object(cur)) {
             cur = json_object_get(cur, toks[i]);
         } else if (json_is_array(cur)) {
-            long idx = parse_index(toks[i]);
-            cur = idx < 0 ? NULL : json_array_get(cur, (size_t)idx);
+            long idx;
+            size_t at;
+            cur = parse_index(toks[i], &idx) && resolve_index(idx, json_array_size(cur), &at)
+                      ? json_array_get(cur, at) : NULL;
         } else {
             cur = NULL;
         }
@@ -109,105 +165,165 @@ static json_t *walk(json_t *doc, char **toks, size_t n)
     return cur;
 }
 
-static json_t *get_at(json_t *doc, const char *path)
-{
+/* The parent container of path and its last token; NULL parent if a step is missing. */
+struct target {
+    char **toks;
     size_t n;
-    char **t = pointer_split(path, &n);
-    if (!t)
+    json_t *parent;
+    const char *last;
+};
+
+static bool target_of(json_t *doc, const char *path, struct target *t)
+{
+    t->toks = pointer_split(path, &t->n);
+    if (!t->toks)
+        return false;
+    t->parent = t->n ? walk(doc, t->toks, t->n - 1) : NULL;
+    if (t->parent && !json_is_object(t->parent) && !json_is_array(t->parent))
+        t->parent = NULL;
+    t->last = t->n ? t->toks[t->n - 1] : "";
+    return true;
+}
+
+static void target_free(struct target *t)
+{
+    if (t->toks)
+        toks_free(t->toks, t->n);
+}
+
+/* The value at a path for test/copy/move: NULL with *parent_found false when a step is missing;
+ * a missing object key is (NULL, found) as v4 reads it; a bad array index sets *why. */
+static json_t *get_at(json_t *doc, const char *path, bool *parent_found, char **why)
+{
+    struct target t;
+    *parent_found = false;
+    *why = NULL;
+    if (!target_of(doc, path, &t))
         return NULL;
-    json_t *v = walk(doc, t, n);
-    toks_free(t, n);
+    json_t *v = NULL;
+    if (t.n == 0) {
+        *parent_found = true;
+        v = doc;
+    } else if (t.parent) {
+        *parent_found = true;
+        size_t at;
+        if (json_is_object(t.parent))
+            v = json_object_get(t.parent, t.last);
+        else if (array_pos(t.last, json_array_size(t.parent), why, &at) == 0)
+            v = json_array_get(t.parent, at);
+    }
+    target_free(&t);
     return v;
 }
 
-enum { OK = 0, MISSING = -1, BADIDX = -2 };
-
-/* add/replace/remove at path in *doc (doc may be replaced for path ""). */
-static int op_add(json_t **doc, const char *path, json_t *val /* stolen */, bool replace_only)
+static int invalid_index(ck_error **err, const char *op, const char *path, const char *tok)
 {
-    size_t n;
-    char **t = pointer_split(path, &n);
-    if (!t) {
+    return ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': Unable to access invalid index: %s: "
+                                           "invalid index referenced", op, path, tok);
+}
+
+/* add (insert into arrays, set in objects); val is stolen. */
+static int op_add(json_t **doc, const char *op, const char *path, json_t *val, ck_error **err)
+{
+    struct target t;
+    int rc = 0;
+    if (!target_of(*doc, path, &t)) {
         json_decref(val);
-        return MISSING;
+        return ck_error_set(err, CK_E_INVALID, "%s operation failed to decode path", op);
     }
-    int rc = OK;
-    if (n == 0) {
+    if (t.n == 0) {
         json_decref(*doc);
         *doc = val;
-        goto out;
+        target_free(&t);
+        return 0;
     }
-    json_t *parent = walk(*doc, t, n - 1);
-    const char *last = t[n - 1];
-    if (json_is_object(parent)) {
-        if (replace_only && !json_object_get(parent, last))
-            rc = MISSING;
+    if (!t.parent) {
+        if (!strcmp(op, "add"))
+            rc = ck_error_set(err, CK_E_INVALID, "add operation does not apply: doc is missing path: \"%s\": missing value",
+                              path);
         else
-            json_object_set(parent, last, val);
-    } else if (json_is_array(parent)) {
-        size_t size = json_array_size(parent);
-        if (replace_only) {
-            long idx = parse_index(last);
-            if (idx < 0 || (size_t)idx >= size)
-                rc = BADIDX;
-            else
-                json_array_set(parent, (size_t)idx, val);
-        } else if (!strcmp(last, "-")) {
-            json_array_append(parent, val);
-        } else {
-            long idx = parse_index(last);
-            if (idx < 0 || (size_t)idx > size)
-                rc = BADIDX;
-            else
-                json_array_insert(parent, (size_t)idx, val);
-        }
+            rc = ck_error_set(err, CK_E_INVALID, "%s operation does not apply: doc is missing destination path: %s: "
+                                                 "missing value", op, path);
+    } else if (json_is_object(t.parent)) {
+        json_object_set(t.parent, t.last, val);
+    } else if (!strcmp(t.last, "-")) {
+        json_array_append(t.parent, val);
     } else {
-        rc = MISSING;
+        long idx;
+        size_t at;
+        if (!parse_index(t.last, &idx))
+            rc = ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': value was not a proper array index: '%s': "
+                              "strconv.Atoi: parsing \"%s\": invalid syntax", op, path, t.last, t.last);
+        else if (!resolve_index(idx, json_array_size(t.parent) + 1, &at) && !strcmp(op, "copy"))
+            rc = ck_error_set(err, CK_E_INVALID, "error while adding value during copy: Unable to access invalid index: "
+                                                 "%s: invalid index referenced", t.last);
+        else if (!resolve_index(idx, json_array_size(t.parent) + 1, &at))
+            rc = invalid_index(err, op, path, t.last);
+        else
+            json_array_insert(t.parent, at, val);
     }
     json_decref(val);
-out:
-    toks_free(t, n);
+    target_free(&t);
     return rc;
 }
 
-static int op_remove(json_t *doc, const char *path)
+static int op_remove(json_t *doc, const char *op, const char *path, ck_error **err)
 {
-    size_t n;
-    char **t = pointer_split(path, &n);
-    if (!t || n == 0) {
-        if (t)
-            toks_free(t, n);
-        return MISSING;
-    }
-    int rc = OK;
-    json_t *parent = walk(doc, t, n - 1);
-    const char *last = t[n - 1];
-    if (json_is_object(parent)) {
-        if (json_object_del(parent, last) < 0)
-            rc = MISSING;
-    } else if (json_is_array(parent)) {
-        long idx = parse_index(last);
-        if (idx < 0 || (size_t)idx >= json_array_size(parent))
-            rc = BADIDX;
-        else
-            json_array_remove(parent, (size_t)idx);
+    struct target t;
+    int rc = 0;
+    if (!target_of(doc, path, &t))
+        return ck_error_set(err, CK_E_INVALID, "%s operation failed to decode path", op);
+    if (!t.parent) {
+        rc = ck_error_set(err, CK_E_INVALID, "%s operation does not apply: doc is missing path: \"%s\": missing value",
+                          op, path);
+    } else if (json_is_object(t.parent)) {
+        if (json_object_del(t.parent, t.last) < 0)
+            rc = ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': Unable to remove nonexistent key: %s: "
+                                                 "missing value", op, strcmp(op, "move") ? path : t.last, t.last);
     } else {
-        rc = MISSING;
+        size_t at;
+        cleanup_free char *why = NULL;
+        if (array_pos(t.last, json_array_size(t.parent), &why, &at) < 0)
+            rc = ck_error_set(err, CK_E_INVALID, "error in %s for path: '%s': %s", op, path, why);
+        else
+            json_array_remove(t.parent, at);
     }
-    toks_free(t, n);
+    target_free(&t);
     return rc;
 }
 
-static int fail_op(ck_error **err, const char *op, const char *path, int rc)
+static int op_replace(json_t **doc, const char *path, json_t *val, ck_error **err)
 {
-    if (rc == BADIDX)
-        return ck_error_set(err, CK_E_INVALID, "%s operation does not apply: doc is missing path: \"%s\": "
-                                               "invalid index referenced", op, path);
-    if (!strcmp(op, "replace") || !strcmp(op, "remove"))
-        return ck_error_set(err, CK_E_INVALID, "%s operation does not apply: doc is missing key: %s: missing value",
-                            op, path);
-    return ck_error_set(err, CK_E_INVALID, "%s operation does not apply: doc is missing path: \"%s\": missing value",
-                        op, path);
+    struct target t;
+    int rc = 0;
+    if (!target_of(*doc, path, &t)) {
+        json_decref(val);
+        return ck_error_set(err, CK_E_INVALID, "replace operation failed to decode path");
+    }
+    if (t.n == 0) {
+        json_decref(*doc);
+        *doc = val;
+        target_free(&t);
+        return 0;
+    }
+    if (!t.parent) {
+        rc = ck_error_set(err, CK_E_INVALID, "replace operation does not apply: doc is missing path: %s: missing value",
+                          path);
+    } else if (json_is_object(t.parent)) {
+        /* v4 sets a missing key rather than failing */
+        json_object_set(t.parent, t.last, val);
+    } else {
+        long idx;
+        size_t at;
+        if (!parse_index(t.last, &idx) || !resolve_index(idx, json_array_size(t.parent), &at))
+            rc = ck_error_set(err, CK_E_INVALID, "replace operation does not apply: doc is missing key: %s: missing value",
+                              path);
+        else
+            json_array_set(t.parent, at, val);
+    }
+    json_decref(val);
+    target_free(&t);
+    return rc;
 }
 
 json_t *ck_patch_json(const json_t *doc, const json_t *ops, ck_error **err)
@@ -216,74 +332,98 @@ json_t *ck_patch_json(const json_t *doc, const json_t *ops, ck_error **err)
         ck_error_set(err, CK_E_BAD_REQUEST, "json: cannot unmarshal object into Go value of type jsonpatch.Patch");
         return NULL;
     }
+    if (json_array_size(ops) > CK_JSON_PATCH_MAX_OPS) {
+        ck_error_set(err, CK_E_TOO_LARGE, "The allowed operations count is %d, got %zu", CK_JSON_PATCH_MAX_OPS,
+                     json_array_size(ops));
+        return NULL;
+    }
     json_t *out = doc ? json_deep_copy(doc) : json_object();
     size_t i;
     json_t *op;
     json_array_foreach(ops, i, op) {
         const char *kind = json_string_value(json_object_get(op, "op"));
         const char *path = json_string_value(json_object_get(op, "path"));
-        if (!json_is_object(op) || !kind) {
+        if (!kind) {
             ck_error_set(err, CK_E_INVALID, "Unexpected kind: unknown");
+            goto fail;
+        }
+        bool known = !strcmp(kind, "add") || !strcmp(kind, "remove") || !strcmp(kind, "replace") ||
+                     !strcmp(kind, "move") || !strcmp(kind, "copy") || !strcmp(kind, "test");
+        if (!known) {
+            ck_error_set(err, CK_E_INVALID, "Unexpected kind: %s", kind);
             goto fail;
         }
         if (!path) {
             ck_error_set(err, CK_E_INVALID, "%s operation failed to decode path", kind);
             goto fail;
         }
+        /* a missing value reads as null, as v4 does */
         json_t *value = json_object_get(op, "value");
-        int rc;
-        if (!strcmp(kind, "add") || !strcmp(kind, "replace")) {
-            if (!value) {
-                ck_error_set(err, CK_E_INVALID, "%s operation failed to decode value", kind);
-                goto fail;
-            }
-            rc = op_add(&out, path, json_deep_copy(value), !strcmp(kind, "replace"));
-            if (rc < 0) {
-                fail_op(err, kind, path, rc);
-                goto fail;
-            }
+        json_t *vcopy = value ? json_deep_copy(value) : json_null();
+        int rc = 0;
+        if (!strcmp(kind, "add")) {
+            rc = op_add(&out, "add", path, vcopy, err);
+        } else if (!strcmp(kind, "replace")) {
+            rc = op_replace(&out, path, vcopy, err);
         } else if (!strcmp(kind, "remove")) {
-            if ((rc = op_remove(out, path)) < 0) {
-                fail_op(err, kind, path, rc);
-                goto fail;
-            }
+            json_decref(vcopy);
+            rc = op_remove(out, "remove", path, err);
         } else if (!strcmp(kind, "move") || !strcmp(kind, "copy")) {
+            json_decref(vcopy);
             const char *from = json_string_value(json_object_get(op, "from"));
             if (!from) {
                 ck_error_set(err, CK_E_INVALID, "%s operation failed to decode from", kind);
                 goto fail;
             }
-            json_t *src = get_at(out, from);
-            if (!src) {
+            bool parent_found;
+            cleanup_free char *why = NULL;
+            json_t *src = get_at(out, from, &parent_found, &why);
+            if (why) {
+                if (!strcmp(kind, "move")) {
+                    const char *key = strrchr(from, '/');
+                    ck_error_set(err, CK_E_INVALID, "error in move for path: '%s': %s", key ? key + 1 : from, why);
+                } else {
+                    ck_error_set(err, CK_E_INVALID, "error in copy for from: '%s': %s", from, why);
+                }
+                goto fail;
+            }
+            if (!parent_found) {
                 ck_error_set(err, CK_E_INVALID, "%s operation does not apply: doc is missing from path: %s: missing value",
                              kind, from);
                 goto fail;
             }
-            bool move = !strcmp(kind, "move");
-            size_t fl = strlen(from);
-            if (move && !strncmp(path, from, fl) && path[fl] == '/') {
-                ck_error_set(err, CK_E_INVALID, "move operation does not apply: from %s is a prefix of path %s",
-                             from, path);
+            /* v4: a missing key copies as null; moving it fails on the removal */
+            json_t *v = src ? json_deep_copy(src) : json_null();
+            if (!strcmp(kind, "move")) {
+                if (op_remove(out, "move", from, err) < 0) {
+                    json_decref(v);
+                    goto fail;
+                }
+            }
+            rc = op_add(&out, kind, path, v, err);
+        } else {   /* test */
+            bool parent_found;
+            cleanup_free char *why = NULL;
+            json_t *cur = get_at(out, path, &parent_found, &why);
+            if (why) {
+                json_decref(vcopy);
+                ck_error_set(err, CK_E_INVALID, "error in test for path: '%s': %s", path, why);
                 goto fail;
             }
-            json_t *v = json_deep_copy(src);
-            if (move)
-                op_remove(out, from);
-            if ((rc = op_add(&out, path, v, false)) < 0) {
-                fail_op(err, kind, path, rc);
+            if (!parent_found) {
+                json_decref(vcopy);
+                ck_error_set(err, CK_E_INVALID, "test operation does not apply: is missing path: %s: missing value", path);
                 goto fail;
             }
-        } else if (!strcmp(kind, "test")) {
-            json_t *cur = get_at(out, path);
-            bool eq = cur && value ? json_equal(cur, value) : (!cur && (!value || json_is_null(value)));
+            bool eq = cur ? json_equal(cur, vcopy) : json_is_null(vcopy);
+            json_decref(vcopy);
             if (!eq) {
                 ck_error_set(err, CK_E_INVALID, "testing value %s failed: test failed", path);
                 goto fail;
             }
-        } else {
-            ck_error_set(err, CK_E_INVALID, "Unexpected kind: %s", kind);
-            goto fail;
         }
+        if (rc < 0)
+            goto fail;
     }
     return out;
 fail:

@@ -18,6 +18,8 @@
 #include "lib/error.h"
 
 json_t *ck_patch_merge(const json_t *target, const json_t *patch, ck_error **err);
+/* More operations than this: CK_E_TOO_LARGE, as upstream's maxJSONPatchOperations. */
+#define CK_JSON_PATCH_MAX_OPS 10000
 json_t *ck_patch_json(const json_t *doc, const json_t *ops, ck_error **err);
 /* r selects the merge keys (containers by name, ports by containerPort, env by name, volumes by
  * name, ...); for kinds without a schema it behaves like a merge patch. */
@@ -28,7 +30,11 @@ json_t *ck_patch_strategic(const json_t *orig, const json_t *patch, const ck_res
 json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resource *r,
                        const char *manager, bool force, ck_error **err);
 /* Record a non-apply write (operation "Update") by `manager` in obj's managedFields, given the
- * previous object (NULL on create).  In place. */
+ * previous object (NULL on create).  In place.  The entries start from obj's own managedFields when
+ * the request carries a non-empty list (a client may edit them; [{}] resets them), else from old's.
+ * The writer takes every field whose value it changed; removed fields leave every entry; the
+ * entry's time moves only when it took something.  Do not call it after ck_patch_apply: an apply
+ * records itself (operation Apply) and must not also leave an Update entry. */
 void ck_managed_fields_record(json_t *obj, const json_t *old, const char *manager,
                               const char *operation, const char *api_version);
 /* Same for a write to a subresource ("status": only status fields are tracked, and the entry

@@ -3,6 +3,7 @@
  * defaulting -> strategy (status reset, metadata) -> allocation -> validation -> managedFields ->
  * store write with the read revision as precondition), reused by the subresources and by
  * server-side apply.  Objects are stored as compact JSON without resourceVersion (meta.c). */
+#include "apiserver/podproxy.h"
 #include "apiserver/apiserver.h"
 #include "apiserver/codec.h"
 #include "apiserver/openapi.h"
@@ -328,6 +329,8 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
     ck_default(r, obj);
     prepare_create(r, obj);
     ck_meta_on_create(r, obj, ck_wall_ns() / 1000000000);
+    /* again, now that the uid exists: a Job's generated selector is keyed on it */
+    ck_default(r, obj);
     json_t *causes = json_array();
     if (is_service(r) && ck_service_allocate(s, obj, NULL, causes, err) < 0) {
         if (json_array_size(causes)) {
@@ -347,7 +350,8 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
         return NULL;
     }
     json_decref(causes);
-    ck_managed_fields_record(obj, NULL, o->manager, "Update", ck_resource_api_version(r));
+    if (!o->applied)
+        ck_managed_fields_record(obj, NULL, o->manager, "Update", ck_resource_api_version(r));
     if (o->dry_run) {
         if (is_service(r))
             ck_service_release(s, obj, NULL);
@@ -392,14 +396,16 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
 }
 
 /* Copy-compare ignoring what every write changes anyway. */
-static bool same_object(const json_t *a, const json_t *b)
+static bool same_object(const json_t *a, const json_t *b, bool with_managed_fields)
 {
     json_t *x = json_deep_copy(a), *y = json_deep_copy(b);
     json_t *mx = json_object_get(x, "metadata"), *my = json_object_get(y, "metadata");
     json_object_del(mx, "resourceVersion");
     json_object_del(my, "resourceVersion");
-    json_object_del(mx, "managedFields");
-    json_object_del(my, "managedFields");
+    if (!with_managed_fields) {
+        json_object_del(mx, "managedFields");
+        json_object_del(my, "managedFields");
+    }
     bool eq = json_equal(x, y);
     json_decref(x);
     json_decref(y);
@@ -527,6 +533,15 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
     }
     set_namespace(r, nobj, ns, NULL);
     json_object_set_new(ck_meta(nobj), "name", json_string(name));
+    if (!strcmp(r->resource, "namespaces") && !r->group[0]) {
+        /* upstream keeps this label equal to the name whatever an update says */
+        json_t *labels = json_object_get(ck_meta(nobj), "labels");
+        if (!json_is_object(labels)) {
+            labels = json_object();
+            json_object_set_new(ck_meta(nobj), "labels", labels);
+        }
+        json_object_set_new(labels, "kubernetes.io/metadata.name", json_string(name));
+    }
     ck_default(r, nobj);
     ck_meta_on_update(r, nobj, old);
     if (json_object_get(json_object_get(old, "metadata"), "deletionTimestamp") &&
@@ -555,13 +570,21 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         return NULL;
     }
     json_decref(causes);
-    if (same_object(nobj, old)) {
+    /* an apply that only changed ownership is still a write; an Update's entry is recorded
+     * below, after this check, so it is compared without managedFields */
+    if (same_object(nobj, old, o->applied)) {
         /* a no-op write: upstream neither writes nor bumps resourceVersion */
         json_decref(nobj);
         json_incref(old);
         return old;
     }
-    ck_managed_fields_record(nobj, old, o->manager, "Update", ck_resource_api_version(r));
+    if (!o->applied) {
+        if (status_only)
+            ck_managed_fields_record_sub(nobj, old, o->manager, "Update",
+                                         ck_resource_api_version(r), "status");
+        else
+            ck_managed_fields_record(nobj, old, o->manager, "Update", ck_resource_api_version(r));
+    }
     bool finish = json_object_get(json_object_get(nobj, "metadata"), "deletionTimestamp") &&
                   !has_finalizers(nobj) && strcmp(r->resource, "pods") &&
                   strcmp(r->resource, "namespaces");
@@ -776,7 +799,13 @@ static const char *ns_of(ck_reqctx *c)
 
 static json_t *as_table_or_obj(ck_reqctx *c, json_t *obj)
 {
-    if (!ck_accept_table(c))
+    enum ck_accept_as as = ck_accept_as(c);
+    if (as == CK_AS_PARTIAL) {
+        json_t *p = ck_partial_metadata(obj);
+        json_decref(obj);
+        return p;
+    }
+    if (as != CK_AS_TABLE)
         return obj;
     json_t *items = json_pack("[O]", obj);
     cleanup_free char *inc = ck_query(c, "includeObject");
@@ -833,6 +862,15 @@ int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err)
     return set_namespace(c->route.res, obj, ns_of(c), err);
 }
 
+static bool allow_create_on_update(const ck_resource *r)
+{
+    static const char *const core = "endpoints events limitranges services";
+    if (!r->group[0])
+        return ck_word_in(core, r->resource);
+    return !strcmp(r->group, "coordination.k8s.io") || !strcmp(r->group, "events.k8s.io") ||
+           !strcmp(r->group, "rbac.authorization.k8s.io");
+}
+
 void ck_rest_put(ck_reqctx *c, bool status_only)
 {
     ck_error *e = NULL;
@@ -853,6 +891,22 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
     for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
         int64_t rev = 0;
         json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
+        if (!old && e->code == CK_E_NOT_FOUND && !status_only && !conditional &&
+            allow_create_on_update(r)) {
+            /* upstream's AllowCreateOnUpdate kinds: PUT of a missing object creates it */
+            ck_error_free(e);
+            e = NULL;
+            json_t *out = ck_rest_create_obj(c, r, ns_of(c), obj, &o, &e);
+            if (out) {
+                json_decref(obj);
+                return ck_respond_json(c, 201, out);
+            }
+            if (e->code != CK_E_EXISTS)
+                break;
+            ck_error_free(e);     /* created meanwhile: update it */
+            e = NULL;
+            continue;
+        }
         if (!old)
             break;
         json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, status_only, &e);
@@ -941,6 +995,7 @@ static void do_patch(ck_reqctx *c)
     if (!patch)
         return ck_respond_error(c, e);
     bool force = ck_query_bool(c, "force");
+    o.applied = t == CK_PATCH_APPLY;
     if (t == CK_PATCH_APPLY) {
         cleanup_free char *fm = ck_query(c, "fieldManager");
         if (!fm || !*fm) {
@@ -1040,6 +1095,8 @@ void ck_rest_serve(ck_reqctx *c)
     if (!strcmp(r->group, "authentication.k8s.io") || !strcmp(r->group, "authorization.k8s.io") ||
         (!r->group[0] && !strcmp(r->resource, "bindings")))
         return ck_reviews_serve(c);
+    if (ck_podproxy_handles(rt))
+        return ck_podproxy_serve(c);   /* exec, attach, portforward: relayed to the kubelet */
     if (rt->subresource)
         return ck_subres_serve(c);
     if (r->namespaced && rt->name && !rt->namespace_) {

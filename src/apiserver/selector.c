@@ -320,11 +320,7 @@ static int parse_requirement(struct lexer *l, ck_selector *s, ck_error **err)
     const char *pl;
     t = peek(l, true, &pl);
     if (t == T_EOS || t == T_COMMA || not_exist) {
-        if (not_exist && t != T_EOS && t != T_COMMA) {
-            /* "!a=b": upstream goes on to read an operator and the requirement then fails */
-            return ck_error_set(err, CK_E_BAD_REQUEST,
-                                "values: Invalid value: []string{}: values set must be empty for exists and does not exist");
-        }
+        /* "!a" is complete; whatever follows is the caller's to judge */
         add_req(s, steal_pointer(&key), not_exist ? OP_NOT_EXISTS : OP_EXISTS, NULL, 0);
         return 0;
     }

@@ -157,8 +157,41 @@ bool ck_query_bool(const ck_reqctx *c, const char *name)
     return v && (!strcmp(v, "true") || !strcmp(v, "1") || !*v);
 }
 
+/* The first media range we can produce decides (protobuf ranges are skipped: we answer JSON). */
+enum ck_accept_as ck_accept_as(const ck_reqctx *c)
+{
+    const char *accept = c->req ? ck_http_req_header(c->req, "Accept") : NULL;
+    if (!accept)
+        return CK_AS_OBJECT;
+    for (const char *p = accept; *p;) {
+        size_t n = strcspn(p, ",");
+        char *range = xstrndup(p, n);
+        p += n;
+        if (*p == ',')
+            p++;
+        bool json = strstr(range, "application/json") || strstr(range, "*/*");
+        enum ck_accept_as as = CK_AS_OBJECT;
+        if (strstr(range, "g=meta.k8s.io")) {
+            if (strstr(range, "as=Table"))
+                as = CK_AS_TABLE;
+            else if (strstr(range, "as=PartialObjectMetadata"))
+                as = CK_AS_PARTIAL;
+        }
+        free(range);
+        if (json)
+            return as;
+    }
+    return CK_AS_OBJECT;
+}
+
 bool ck_accept_table(const ck_reqctx *c)
 {
-    const char *accept = ck_http_req_header(c->req, "Accept");
-    return accept && strstr(accept, "as=Table") && strstr(accept, "g=meta.k8s.io");
+    return ck_accept_as(c) == CK_AS_TABLE;
+}
+
+json_t *ck_partial_metadata(const json_t *obj)
+{
+    json_t *m = json_object_get(obj, "metadata");
+    return json_pack("{s:s,s:s,s:O}", "kind", "PartialObjectMetadata", "apiVersion",
+                     "meta.k8s.io/v1", "metadata", m ? m : json_object());
 }

@@ -28,6 +28,9 @@ static json_t *merge_map(json_t *orig /* owned or NULL */, const json_t *patch, 
 
 /* Reorder `list` (owned) by $setElementOrder: elements named in `order` come in that order; the
  * others keep their relative place (upstream merges the two sorted runs by the original order). */
+/* Reorder a merged list as upstream's normalizeElementOrder does: the elements `order` names, in
+ * that order, merged with the others (kept in their order); a server-only element goes first only
+ * when both compared elements are in `server` and it comes earlier there. */
 static json_t *apply_order(json_t *list, const json_t *order, const json_t *orig_list, const char *key)
 {
     if (!json_is_array(order))
@@ -66,7 +69,8 @@ static json_t *apply_order(json_t *list, const json_t *order, const json_t *orig
                 if (px < 0 && (key ? same_key(e, x, key) : json_equal(e, x))) px = (long)i;
                 if (py < 0 && (key ? same_key(e, y, key) : json_equal(e, y))) py = (long)i;
             }
-            if (px < 0 || py < 0 || px < py)
+            bool take_ordered = !(px >= 0 && py >= 0 && py < px);
+            if (take_ordered)
                 json_array_append(out, json_array_get(in_order, a++));
             else
                 json_array_append(out, json_array_get(rest, b++));
@@ -82,49 +86,68 @@ static json_t *apply_order(json_t *list, const json_t *order, const json_t *orig
     return out;
 }
 
-static json_t *merge_list(json_t *orig /* owned or NULL */, const json_t *patch, const ck_pfield *f, ck_error **err)
+/* The keyed-list merge proper: $patch replace/delete elements, merge by key, append new ones. */
+/* The server order upstream compares against under $setElementOrder.  Its list merge deletes
+ * elements in place in a Go slice and then appends the new ones into the freed capacity, which
+ * the order list still sees: so the order is the surviving elements followed by the first new
+ * ones, cut to the original length.  (Bug-compatible on purpose: kubectl's apply patches depend
+ * on where a new container lands next to server-side ones.) */
+static json_t *alias_order(const json_t *server, const json_t *plist, const char *key)
 {
-    if (!f || f->list == CK_LIST_ATOMIC) {
-        json_decref(orig);
-        return json_deep_copy(patch);
+    if (!key || !json_is_array(plist) || !json_is_array(server))
+        return server ? json_incref((json_t *)server) : json_array();
+    json_t *out = json_array();
+    size_t i, j;
+    json_t *e, *p;
+    json_array_foreach(server, i, e) {
+        bool deleted = false;
+        json_array_foreach(plist, j, p) {
+            const char *d = json_string_value(json_object_get(p, "$patch"));
+            if (d && !strcmp(d, "delete") && same_key(e, p, key))
+                deleted = true;
+        }
+        if (!deleted)
+            json_array_append(out, e);
     }
-    if (!json_is_array(orig)) {
-        json_decref(orig);
-        orig = json_array();
+    json_array_foreach(plist, j, p) {
+        if (json_array_size(out) >= json_array_size(server))
+            break;
+        if (!json_is_object(p) || json_object_get(p, "$patch"))
+            continue;
+        bool found = false;
+        json_array_foreach(server, i, e)
+            if (same_key(e, p, key))
+                found = true;
+        if (!found)
+            json_array_append(out, p);
     }
+    return out;
+}
+
+/* Upstream refuses a $setElementOrder list that does not hold the patch's own elements in the
+ * patch's order. */
+static bool order_consistent(const json_t *plist, const json_t *order, const char *key)
+{
+    size_t at = 0, n = json_array_size(order), i;
+    json_t *p;
+    json_array_foreach(plist, i, p) {
+        if (key && (!json_is_object(p) || json_object_get(p, "$patch")))
+            continue;
+        bool found = false;
+        while (at < n && !found) {
+            const json_t *o = json_array_get(order, at++);
+            found = key ? json_is_object(o) && same_key(o, p, key) : json_equal(o, p);
+        }
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static json_t *merge_keyed(json_t *orig /* owned */, const json_t *patch, const ck_pfield *f, ck_error **err)
+{
     size_t i;
     json_t *p;
-    if (f->list == CK_LIST_SET) {
-        json_array_foreach(patch, i, p) {
-            if (json_is_object(p)) {
-                const char *d = json_string_value(json_object_get(p, "$patch"));
-                if (d && !strcmp(d, "replace")) {
-                    json_decref(orig);
-                    json_t *out = json_array();
-                    size_t j;
-                    json_t *q;
-                    json_array_foreach(patch, j, q)
-                        if (!json_is_object(q) || !json_object_get(q, "$patch"))
-                            json_array_append(out, q);
-                    return out;
-                }
-            }
-        }
-        json_array_foreach(patch, i, p) {
-            bool have = false;
-            size_t j;
-            json_t *q;
-            json_array_foreach(orig, j, q)
-                if (json_equal(p, q)) {
-                    have = true;
-                    break;
-                }
-            if (!have)
-                json_array_append(orig, p);
-        }
-        return orig;
-    }
-    /* list of maps merged on f->key */
     json_array_foreach(patch, i, p) {
         if (!json_is_object(p)) {
             json_decref(orig);
@@ -192,11 +215,84 @@ static json_t *merge_list(json_t *orig /* owned or NULL */, const json_t *patch,
         }
     }
     return orig;
+    return orig;
+}
+
+static json_t *merge_list(json_t *orig /* owned or NULL */, const json_t *patch, const ck_pfield *f, ck_error **err)
+{
+    if (!f || f->list == CK_LIST_ATOMIC) {
+        json_decref(orig);
+        return json_deep_copy(patch);
+    }
+    if (!json_is_array(orig)) {
+        json_decref(orig);
+        orig = json_array();
+    }
+    size_t i;
+    json_t *p;
+    if (f->list == CK_LIST_SET) {
+        json_array_foreach(patch, i, p) {
+            if (json_is_object(p)) {
+                const char *d = json_string_value(json_object_get(p, "$patch"));
+                if (d && !strcmp(d, "replace")) {
+                    json_decref(orig);
+                    json_t *out = json_array();
+                    size_t j;
+                    json_t *q;
+                    json_array_foreach(patch, j, q)
+                        if (!json_is_object(q) || !json_object_get(q, "$patch"))
+                            json_array_append(out, q);
+                    return out;
+                }
+            }
+        }
+        json_t *server = json_deep_copy(orig);
+        json_array_foreach(patch, i, p) {
+            bool have = false;
+            size_t j;
+            json_t *q;
+            json_array_foreach(orig, j, q)
+                if (json_equal(p, q)) {
+                    have = true;
+                    break;
+                }
+            if (!have)
+                json_array_append(orig, p);
+        }
+        /* upstream normalizes the order here too: patch values first, in patch order */
+        orig = apply_order(orig, patch, server, NULL);
+        json_decref(server);
+        return orig;
+    }
+    /* list of maps merged on f->key, then ordered as upstream's normalizeElementOrder does:
+     * the patch's elements in patch order, interleaved with the server-only ones by server order */
+    json_t *server = json_array();   /* the original order, as key-only objects */
+    json_t *x;
+    json_array_foreach(orig, i, x) {
+        const json_t *kv = json_object_get(x, f->key);
+        if (kv)
+            json_array_append_new(server, json_pack("{s:O}", f->key, kv));
+    }
+    json_t *out = merge_keyed(orig, patch, f, err);
+    if (out) {
+        json_t *order = json_array();
+        json_array_foreach(patch, i, x) {
+            const char *d = json_string_value(json_object_get(x, "$patch"));
+            const json_t *kv = json_object_get(x, f->key);
+            if (kv && !d)
+                json_array_append_new(order, json_pack("{s:O}", f->key, kv));
+        }
+        out = apply_order(out, order, server, f->key);
+        json_decref(order);
+    }
+    json_decref(server);
+    return out;
 }
 
 static json_t *merge_value(json_t *orig, const json_t *patch, const ck_pfield *f, ck_error **err)
 {
-    if (json_is_object(patch) && !(f && f->atomic))
+    /* structType=atomic matters to server-side apply only: strategic merge still merges into it */
+    if (json_is_object(patch))
         return merge_map(json_is_object(orig) ? orig : (json_decref(orig), NULL), patch, f ? f->type : NULL, err);
     if (json_is_array(patch))
         return merge_list(orig, patch, f, err);
@@ -206,6 +302,7 @@ static json_t *merge_value(json_t *orig, const json_t *patch, const ck_pfield *f
 
 static json_t *merge_map(json_t *orig, const json_t *patch, const ck_ptype *t, ck_error **err)
 {
+    bool fresh = !orig;   /* upstream takes a new element's patch as is: no order check there */
     if (!orig)
         orig = json_object();
     else if (orig->refcount > 1) {
@@ -259,7 +356,8 @@ static json_t *merge_map(json_t *orig, const json_t *patch, const ck_ptype *t, c
     }
     const char *k;
     json_t *pv;
-    /* the server's order of each list that $setElementOrder reorders, before merging */
+    /* the server's order of each list a $setElementOrder reorders, taken before merging; a new
+     * map (fresh) is taken as the patch gives it, as upstream does */
     json_t *server_order = json_object();
     json_object_foreach((json_t *)patch, k, pv) {
         if (!strncmp(k, ORDER_PREFIX, strlen(ORDER_PREFIX))) {
@@ -296,14 +394,6 @@ static json_t *merge_map(json_t *orig, const json_t *patch, const ck_ptype *t, c
             continue;
         }
         json_t *cur = json_object_get(orig, k);
-        /* a map-level "$patch: delete" removes the field */
-        if (json_is_object(pv)) {
-            const char *pd = json_string_value(json_object_get(pv, "$patch"));
-            if (pd && !strcmp(pd, "delete")) {
-                json_object_del(orig, k);
-                continue;
-            }
-        }
         if (cur) {
             json_incref(cur);
             json_object_set_new(orig, k, json_null());   /* hand cur over unshared, keep key order */
@@ -332,7 +422,20 @@ static json_t *merge_map(json_t *orig, const json_t *patch, const ck_ptype *t, c
         }
         const ck_pfield *f = ck_schema_field(t, field);
         const char *key = f && f->list == CK_LIST_MAP ? f->key : NULL;
-        json_object_set_new(orig, field, apply_order(json_incref(list), pv, json_object_get(server_order, k), key));
+        if (!fresh && !order_consistent(json_object_get(patch, field), pv, key)) {
+            cleanup_free char *pl = json_dumps(json_object_get(patch, field), JSON_COMPACT | JSON_ENCODE_ANY);
+            cleanup_free char *ol = json_dumps(pv, JSON_COMPACT | JSON_ENCODE_ANY);
+            ck_error_set(err, CK_E_BAD_REQUEST, "The order in patch list:\n%s\n doesn't match $setElementOrder list:\n%s\n",
+                         pl ? pl : "null", ol ? ol : "null");
+            json_decref(orig);
+            json_decref(server_order);
+            return NULL;
+        }
+        if (!fresh) {
+            json_t *srv = alias_order(json_object_get(server_order, k), json_object_get(patch, field), key);
+            json_object_set_new(orig, field, apply_order(json_incref(list), pv, srv, key));
+            json_decref(srv);
+        }
     }
     json_decref(server_order);
     return orig;

@@ -220,6 +220,7 @@ static void serve_status(ck_reqctx *c)
     cleanup_free char *mgr = NULL, *fv = NULL;
     ck_write_opts_from_query(c, &o, &mgr, &fv);
     bool force = ck_query_bool(c, "force");
+    o.applied = pt == CK_PATCH_APPLY;
     for (int attempt = 0; attempt < 8; attempt++) {
         int64_t rev = 0;
         json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
@@ -374,6 +375,64 @@ static void serve_finalize(ck_reqctx *c)
     ck_respond_json(c, 200, ns);
 }
 
+/* serviceaccounts/NAME/token: TokenRequest (kubectl create token). */
+static void serve_token(ck_reqctx *c)
+{
+    ck_error *e = NULL;
+    json_t *in = ck_rest_body(c, NULL, &e);
+    if (!in)
+        return ck_respond_error(c, e);
+    json_t *sa = ck_rest_read(c->srv, c->route.res, c->route.namespace_, c->route.name, NULL, &e);
+    if (!sa) {
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    json_t *spec = json_object_get(in, "spec");
+    if (!json_is_object(spec)) {
+        spec = json_object();
+        json_object_set_new(in, "spec", spec);
+    }
+    json_t *es = json_object_get(spec, "expirationSeconds");
+    json_int_t secs = json_is_integer(es) ? json_integer_value(es) : 3600;
+    if (secs < 600) {
+        c->causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueInvalid", "message",
+                              "Invalid value: may not specify a duration less than 10 minutes",
+                              "field", "spec.expirationSeconds");
+        c->no_details = false;
+        ck_error_set(&e, CK_E_INVALID, "TokenRequest.authentication.k8s.io \"%s\" is invalid: "
+                     "spec.expirationSeconds: Invalid value: %lld: may not specify a duration less "
+                     "than 10 minutes", c->route.name, (long long)secs);
+        json_decref(sa);
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    json_object_set_new(spec, "expirationSeconds", json_integer(secs));
+    json_t *bound = json_object_get(spec, "boundObjectRef");
+    const char *bkind = json_string_value(json_object_get(bound, "kind"));
+    const char *pod = bkind && !strcmp(bkind, "Pod") ? json_string_value(json_object_get(bound, "name")) : NULL;
+    const char *pod_uid = pod ? json_string_value(json_object_get(bound, "uid")) : NULL;
+    int64_t exp = 0;
+    char *tok = ck_sa_token_issue(c->srv->sa_keys, c->route.namespace_, c->route.name,
+                                  ck_meta_str(sa, "uid"), json_object_get(spec, "audiences"), secs,
+                                  pod, pod_uid, &exp, &e);
+    json_decref(sa);
+    if (!tok) {
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    char ts[32];
+    ck_rfc3339(exp, ts);
+    if (!json_array_size(json_object_get(spec, "audiences")))
+        json_object_set_new(spec, "audiences", json_array());
+    json_t *out = json_pack("{s:s,s:s,s:{s:s,s:s,s:n},s:O,s:{s:s,s:s}}", "kind", "TokenRequest",
+                            "apiVersion", "authentication.k8s.io/v1", "metadata", "name",
+                            c->route.name, "namespace", c->route.namespace_, "creationTimestamp",
+                            "spec", spec, "status", "token", tok, "expirationTimestamp", ts);
+    free(tok);
+    json_decref(in);
+    ck_respond_json(c, 201, out);
+}
+
 static void serve_eviction(ck_reqctx *c)
 {
     ck_error *e = NULL;
@@ -415,6 +474,11 @@ void ck_subres_serve(ck_reqctx *c)
     }
     if (!strcmp(sub, "eviction") && c->route.verb == CK_VERB_CREATE)
         return serve_eviction(c);
+    if (!strcmp(sub, "log") && !strcmp(c->route.res->resource, "pods") && !c->route.res->group[0])
+        return ck_podlog_serve(c);
+    if (!strcmp(sub, "token") && c->route.verb == CK_VERB_CREATE &&
+        !strcmp(c->route.res->resource, "serviceaccounts"))
+        return serve_token(c);
     ck_error_set(&e, CK_E_METHOD, "%s/%s is not served by this API server yet",
                  c->route.res->resource, sub);
     ck_respond_error(c, e);
@@ -474,12 +538,18 @@ void ck_reviews_serve(ck_reqctx *c)
     } else if (!strcmp(r->resource, "tokenreviews")) {
         const char *tok = json_string_value(json_object_get(json_object_get(in, "spec"), "token"));
         ck_user u = {0};
-        if (tok && ck_token_file_lookup(c->srv->tokens, tok, &u) == 0) {
+        ck_http_header h = {.name = "Authorization", .value = NULL};
+        ck_http_req fake = {.headers = &h, .nheaders = 1};
+        char *bearer = tok ? xasprintf("Bearer %s", tok) : NULL;
+        h.value = bearer;
+        /* the same authenticators as requests use (static tokens, service account JWTs) */
+        if (tok && ck_authn(c->srv, &fake, &u, NULL) == 0) {
             status = json_pack("{s:b,s:o}", "authenticated", 1, "user", user_info(&u));
             ck_user_free(&u);
         } else {
             status = json_pack("{s:b,s:s}", "authenticated", 0, "error", "invalid bearer token");
         }
+        free(bearer);
     } else if (!strcmp(r->resource, "selfsubjectrulesreviews")) {
         status = json_pack("{s:[{s:[s],s:[s],s:[s]}],s:[{s:[s],s:[s]}],s:b}", "resourceRules",
                            "verbs", "*", "apiGroups", "*", "resources", "*", "nonResourceRules",

@@ -192,13 +192,14 @@ static void format_labels(const json_t *m, ck_buf *b)
     free(keys);
 }
 
-/* A metav1.LabelSelector as upstream's selector String(): requirements sorted by key;
- * "k=v", "k in (a,b)", "k notin (a,b)", "k", "!k".  "<none>" for a missing selector. */
-static void format_selector(const json_t *sel, ck_buf *b)
+/* A metav1.LabelSelector as upstream's selector String(): requirements sorted by key, values
+ * sorted; "k=v", "k in (a,b)", "k notin (a,b)", "k", "!k".  An empty or missing selector prints
+ * as `none` ("" for deployments, "<none>" where upstream uses FormatLabelSelector). */
+static void format_selector(const json_t *sel, ck_buf *b, const char *none)
 {
     ck_buf_init(b, 0);
     if (!json_is_object(sel)) {
-        ck_buf_addstr(b, "<none>");
+        ck_buf_addstr(b, none);
         return;
     }
     const json_t *ml = json_object_get(sel, "matchLabels");
@@ -215,9 +216,16 @@ static void format_selector(const json_t *sel, ck_buf *b)
         const char *key = jstr(v, "key"), *op = jstr(v, "operator");
         ck_buf vals;
         ck_buf_init(&vals, 0);
-        size_t x;
-        json_t *s;
-        json_array_foreach(json_object_get(v, "values"), x, s) ck_buf_printf(&vals, "%s%s", x ? "," : "", json_string_value(s) ?: "");
+        const json_t *va = json_object_get(v, "values");
+        size_t nv = json_is_array(va) ? json_array_size(va) : 0, x;
+        const char **sv = xcalloc(nv + 1, sizeof *sv);
+        for (x = 0; x < nv; x++)
+            sv[x] = json_string_value(json_array_get(va, x)) ?: "";
+        qsort(sv, nv, sizeof *sv, cmp_str);
+        for (x = 0; x < nv; x++)
+            if (!x || strcmp(sv[x], sv[x - 1]))
+                ck_buf_printf(&vals, "%s%s", vals.len ? "," : "", sv[x]);
+        free(sv);
         if (!strcmp(op, "In"))
             reqs[i++] = xasprintf("%s in (%s)", key, vals.data ? vals.data : "");
         else if (!strcmp(op, "NotIn"))
@@ -234,8 +242,8 @@ static void format_selector(const json_t *sel, ck_buf *b)
         free(reqs[j]);
     }
     free(reqs);
-    if (!b->data)
-        ck_buf_addstr(b, "");
+    if (!b->len)
+        ck_buf_addstr(b, none);
 }
 
 /* Containers and images of a pod spec, comma-joined. */
@@ -257,7 +265,7 @@ static void add_containers(json_t *cells, const json_t *podspec)
 static void add_selector(json_t *cells, const json_t *sel)
 {
     ck_buf b;
-    format_selector(sel, &b);
+    format_selector(sel, &b, "<none>");
     add_buf(cells, &b);
 }
 
@@ -469,7 +477,9 @@ static void deploy_cells(const json_t *o, int64_t now, json_t *cells)
     add_int(cells, jint(o, "status.availableReplicas"));
     add_age(cells, o, now);
     add_containers(cells, jget(o, "spec.template.spec"));
-    add_selector(cells, jget(o, "spec.selector"));
+    ck_buf b;
+    format_selector(jget(o, "spec.selector"), &b, "");   /* Deployment prints selector.String() */
+    add_buf(cells, &b);
 }
 
 static const col rs_cols[] = {
@@ -483,7 +493,8 @@ static const col rs_cols[] = {
     {"Selector", "string", "", 1, "Label selector of the pods."},
 };
 
-static void rs_cells(const json_t *o, int64_t now, json_t *cells)
+/* ReplicaSet and ReplicationController: the RC selector is a plain map (sorted k=v). */
+static void rs_like(const json_t *o, int64_t now, json_t *cells, bool map_selector)
 {
     add_str(cells, jstr(o, "metadata.name"));
     add_int(cells, jint(o, "spec.replicas"));
@@ -491,24 +502,14 @@ static void rs_cells(const json_t *o, int64_t now, json_t *cells)
     add_int(cells, jint(o, "status.readyReplicas"));
     add_age(cells, o, now);
     add_containers(cells, jget(o, "spec.template.spec"));
-    add_selector(cells, jget(o, "spec.selector"));
+    if (map_selector)
+        add_labels(cells, jget(o, "spec.selector"));
+    else
+        add_selector(cells, jget(o, "spec.selector"));
 }
 
-static void rc_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    add_str(cells, jstr(o, "metadata.name"));
-    add_int(cells, jint(o, "spec.replicas"));
-    add_int(cells, jint(o, "status.replicas"));
-    add_int(cells, jint(o, "status.readyReplicas"));
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.template.spec"));
-    /* an RC selector is a plain map: sorted k=v, empty when none */
-    const json_t *sel = jget(o, "spec.selector");
-    if (json_object_size(sel))
-        add_labels(cells, sel);
-    else
-        add_str(cells, "");
-}
+static void rs_cells(const json_t *o, int64_t now, json_t *cells) { rs_like(o, now, cells, false); }
+static void rc_cells(const json_t *o, int64_t now, json_t *cells) { rs_like(o, now, cells, true); }
 
 static const col sts_cols[] = {
     {"Name", "string", "name", 0, "Name of the statefulset."},
@@ -741,13 +742,22 @@ static void svc_cells(const json_t *o, int64_t now, json_t *cells)
         if (!ext.len)
             ck_buf_addstr(&ext, "<none>");
     } else if (!strcmp(type, "LoadBalancer")) {
-        size_t i;
-        json_t *in;
-        json_array_foreach(jget(o, "status.loadBalancer.ingress"), i, in) {
+        /* load balancer addresses as a sorted set, then the external IPs */
+        const json_t *ing = jget(o, "status.loadBalancer.ingress");
+        size_t n = json_is_array(ing) ? json_array_size(ing) : 0, i;
+        const char **lb = xcalloc(n + 1, sizeof *lb);
+        size_t nl = 0;
+        for (i = 0; i < n; i++) {
+            const json_t *in = json_array_get(ing, i);
             const char *s = *jstr(in, "ip") ? jstr(in, "ip") : jstr(in, "hostname");
             if (*s)
-                ck_buf_printf(&ext, "%s%s", ext.len ? "," : "", s);
+                lb[nl++] = s;
         }
+        qsort(lb, nl, sizeof *lb, cmp_str);
+        for (i = 0; i < nl; i++)
+            if (!i || strcmp(lb[i], lb[i - 1]))
+                ck_buf_printf(&ext, "%s%s", ext.len ? "," : "", lb[i]);
+        free(lb);
         join_strings(json_object_get(spec, "externalIPs"), NULL, &ext);
         if (!ext.len)
             ck_buf_addstr(&ext, "<pending>");
@@ -1129,13 +1139,12 @@ static void access_modes(const json_t *arr, ck_buf *b)
         ck_buf_addstr(b, "");
 }
 
+/* The beta annotation wins over the field, as upstream's helpers read it. */
 static const char *storage_class_of(const json_t *o, const char *spec_field)
 {
-    if (jget(o, spec_field))
-        return jstr(o, spec_field);
     const json_t *ann = jget(o, "metadata.annotations");
     const char *s = json_string_value(json_object_get(ann, "volume.beta.kubernetes.io/storage-class"));
-    return s ? s : "";
+    return s ? s : jstr(o, spec_field);
 }
 
 static const col pv_cols[] = {
@@ -1228,7 +1237,7 @@ static void sc_cells(const json_t *o, int64_t now, json_t *cells)
     add_str(cells, jstr(o, "provisioner"));
     add_str(cells, *jstr(o, "reclaimPolicy") ? jstr(o, "reclaimPolicy") : "Delete");
     add_str(cells, *jstr(o, "volumeBindingMode") ? jstr(o, "volumeBindingMode") : "Immediate");
-    add_str(cells, json_is_true(json_object_get(o, "allowVolumeExpansion")) ? "true" : "false");
+    json_array_append_new(cells, json_boolean(json_is_true(json_object_get(o, "allowVolumeExpansion"))));
     add_age(cells, o, now);
 }
 
@@ -1248,7 +1257,7 @@ static void pc_cells(const json_t *o, int64_t now, json_t *cells)
     add_int(cells, jint(o, "value"));
     json_array_append_new(cells, json_boolean(json_is_true(json_object_get(o, "globalDefault"))));
     add_age(cells, o, now);
-    add_str(cells, *jstr(o, "preemptionPolicy") ? jstr(o, "preemptionPolicy") : "PreemptLowerPriority");
+    add_str(cells, jstr(o, "preemptionPolicy"));
 }
 
 static const col rb_cols[] = {
@@ -1257,7 +1266,7 @@ static const col rb_cols[] = {
     {"Age", "string", "", 0, "Time since creation."},
     {"Users", "string", "", 1, "Users bound."},
     {"Groups", "string", "", 1, "Groups bound."},
-    {"ServiceAccounts", "string", "", 1, "Service accounts bound (namespace:name)."},
+    {"ServiceAccounts", "string", "", 1, "Service accounts bound (namespace/name)."},
 };
 
 static void rb_cells(const json_t *o, int64_t now, json_t *cells)
@@ -1277,7 +1286,7 @@ static void rb_cells(const json_t *o, int64_t now, json_t *cells)
         else if (!strcmp(kind, "Group"))
             ck_buf_printf(&groups, "%s%s", groups.len ? ", " : "", jstr(s, "name"));
         else if (!strcmp(kind, "ServiceAccount"))
-            ck_buf_printf(&sas, "%s%s:%s", sas.len ? ", " : "", jstr(s, "namespace"), jstr(s, "name"));
+            ck_buf_printf(&sas, "%s%s/%s", sas.len ? ", " : "", jstr(s, "namespace"), jstr(s, "name"));
     }
     add_str(cells, jstr(o, "metadata.name"));
     add_str(cells, role);
@@ -1306,7 +1315,7 @@ static void quantity_text(const json_t *v, char *out, size_t cap)
 
 static void rq_cells(const json_t *o, int64_t now, json_t *cells)
 {
-    const json_t *hard = jget(o, "spec.hard");
+    const json_t *hard = jget(o, "status.hard");   /* enforced limits, as upstream prints */
     size_t n = json_is_object(hard) ? json_object_size(hard) : 0, i = 0;
     const char **keys = xcalloc(n + 1, sizeof *keys);
     const char *k;

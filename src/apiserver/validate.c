@@ -72,6 +72,14 @@ static void not_supported(struct v *v, const char *field, const json_t *val, con
     ck_buf_free(&b);
 }
 
+/* not_supported for a value that may be absent (shown as "") */
+static void not_supported_opt(struct v *v, const char *field, const json_t *val, const char *const *ok)
+{
+    json_t *empty = val ? NULL : json_string("");
+    not_supported(v, field, val ? val : empty, ok);
+    json_decref(empty);
+}
+
 static void duplicate(struct v *v, const char *field, const json_t *val)
 {
     cleanup_free char *r = render(val);
@@ -98,14 +106,23 @@ static void not_found(struct v *v, const char *field, const json_t *val)
     add(v, "FieldValueNotFound", field, m);
 }
 
-/* Run a names.h check; each of its messages becomes one Invalid cause (upstream joins with "; "
- * into one detail: so do we). */
+/* Run a names.h check; each of its messages ("; "-joined there) becomes one Invalid cause, as
+ * upstream appends one field.Invalid per message. */
 static bool check_name(struct v *v, const char *field, const char *val, char *(*fn)(const char *))
 {
     cleanup_free char *m = fn(val);
-    if (m)
-        invalid_str(v, field, val, m);
-    return m == NULL;
+    if (!m)
+        return true;
+    for (char *p = m;;) {
+        char *sep = strstr(p, "; ");
+        if (sep)
+            *sep = 0;
+        invalid_str(v, field, val, p);
+        if (!sep)
+            break;
+        p = sep + 2;
+    }
+    return false;
 }
 
 static const char *str(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
@@ -182,8 +199,13 @@ static void validate_annotations(struct v *v, const json_t *ann, const char *fie
             if (*p >= 'A' && *p <= 'Z')
                 *p += 32;
         cleanup_free char *m = ck_check_qualified_name(lower);
-        if (m)
-            invalid_str(v, field, k, m);
+        for (char *p = m; p;) {
+            char *sep = strstr(p, "; ");
+            if (sep)
+                *sep = 0;
+            invalid_str(v, field, k, p);
+            p = sep ? sep + 2 : NULL;
+        }
         total += strlen(k) + (json_is_string(val) ? strlen(json_string_value(val)) : 0);
     }
     if (total > ANNOTATIONS_MAX)
@@ -208,8 +230,13 @@ static void validate_meta(struct v *v, const ck_resource *r, const json_t *meta,
             if (n && masked[n - 1] == '-')
                 masked[n - 1] = 'a';
             cleanup_free char *m = fn(masked);
-            if (m)
-                invalid_str(v, fgen, gen, m);
+            for (char *p = m; p;) {
+                char *sep = strstr(p, "; ");
+                if (sep)
+                    *sep = 0;
+                invalid_str(v, fgen, gen, p);
+                p = sep ? sep + 2 : NULL;
+            }
         }
         if (!name || !*name) {
             if (!gen || !*gen)
@@ -849,6 +876,100 @@ static void validate_secret(struct v *v, const json_t *obj, const json_t *old)
     validate_immutable_data(v, obj, old, fields);
 }
 
+/* ---- rbac, storage, scheduling, coordination ---- */
+
+static void validate_rules(struct v *v, const json_t *rules, bool namespaced)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(rules, i, r) {
+        cleanup_free char *base = xasprintf("rules[%zu]", i);
+        cleanup_free char *fv = xasprintf("%s.verbs", base);
+        cleanup_free char *fn = xasprintf("%s.nonResourceURLs", base);
+        cleanup_free char *fg = xasprintf("%s.apiGroups", base);
+        cleanup_free char *fr = xasprintf("%s.resources", base);
+        if (!json_array_size(get(r, "verbs")))
+            required(v, fv, "verbs must contain at least one value");
+        const json_t *urls = get(r, "nonResourceURLs");
+        if (json_array_size(urls)) {
+            if (namespaced)
+                invalid(v, fn, urls, "namespaced rules cannot apply to non-resource URLs");
+            if (json_array_size(get(r, "apiGroups")) || json_array_size(get(r, "resources")) ||
+                json_array_size(get(r, "resourceNames")))
+                invalid(v, fn, urls, "rules cannot apply to both regular resources and non-resource URLs");
+            continue;
+        }
+        if (!json_array_size(get(r, "apiGroups")))
+            required(v, fg, "resource rules must supply at least one api group");
+        if (!json_array_size(get(r, "resources")))
+            required(v, fr, "resource rules must supply at least one resource");
+    }
+}
+
+static void validate_binding(struct v *v, const json_t *obj, const json_t *old, bool cluster)
+{
+    static const char *const groups[] = {"rbac.authorization.k8s.io", NULL};
+    static const char *const ns_kinds[] = {"Role", "ClusterRole", NULL};
+    static const char *const cl_kinds[] = {"ClusterRole", NULL};
+    static const char *const subject_kinds[] = {"ServiceAccount", "User", "Group", NULL};
+    const json_t *ref = get(obj, "roleRef");
+    const json_t *g = get(ref, "apiGroup"), *k = get(ref, "kind");
+    if (!g || !json_is_string(g) || !in_list(json_string_value(g), groups))
+        not_supported_opt(v, "roleRef.apiGroup", g, groups);
+    const char *const *kinds = cluster ? cl_kinds : ns_kinds;
+    if (!k || !json_is_string(k) || !in_list(json_string_value(k), kinds))
+        not_supported_opt(v, "roleRef.kind", k, kinds);
+    const char *rn = str(ref, "name");
+    if (!rn || !*rn)
+        required(v, "roleRef.name", "");
+    else
+        check_name(v, "roleRef.name", rn, check_path_segment);
+    size_t i;
+    json_t *sj;
+    json_array_foreach(get(obj, "subjects"), i, sj) {
+        cleanup_free char *fk = xasprintf("subjects[%zu].kind", i);
+        cleanup_free char *fn = xasprintf("subjects[%zu].name", i);
+        cleanup_free char *fg = xasprintf("subjects[%zu].apiGroup", i);
+        const char *sk = str(sj, "kind"), *sn = str(sj, "name"), *sg = str(sj, "apiGroup");
+        if (!sn || !*sn)
+            required(v, fn, "");
+        if (!sk || !in_list(sk, subject_kinds)) {
+            not_supported_opt(v, fk, get(sj, "kind"), subject_kinds);
+        } else if (!strcmp(sk, "ServiceAccount")) {
+            static const char *const none[] = {"", NULL};
+            if (sg && *sg)
+                not_supported(v, fg, get(sj, "apiGroup"), none);
+            if (cluster) {
+                const char *sns = str(sj, "namespace");
+                if (!sns || !*sns) {
+                    cleanup_free char *fns = xasprintf("subjects[%zu].namespace", i);
+                    required(v, fns, "");
+                }
+            }
+        } else if (!sg || strcmp(sg, "rbac.authorization.k8s.io")) {
+            not_supported_opt(v, fg, get(sj, "apiGroup"), groups);
+        }
+    }
+    if (old && get(old, "roleRef") && !json_equal(get(old, "roleRef"), ref))
+        invalid(v, "roleRef", ref ? ref : json_null(), "cannot change roleRef");
+}
+
+static void validate_pvc(struct v *v, const json_t *obj)
+{
+    static const char *const modes[] = {"ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod", NULL};
+    const json_t *spec = get(obj, "spec");
+    const json_t *am = get(spec, "accessModes");
+    if (!json_array_size(am))
+        required(v, "spec.accessModes", "at least 1 access mode is required");
+    size_t i;
+    json_t *m;
+    json_array_foreach(am, i, m)
+        if (!json_is_string(m) || !in_list(json_string_value(m), modes))
+            not_supported(v, "spec.accessModes", m, modes);
+    if (!get(get(get(spec, "resources"), "requests"), "storage") && !get(spec, "dataSourceRef"))
+        required(v, "spec.resources[storage]", "");
+}
+
 /* ---- entry points ---- */
 
 json_t *ck_validate(const ck_resource *r, const json_t *obj, const json_t *old)
@@ -877,6 +998,19 @@ json_t *ck_validate(const ck_resource *r, const json_t *obj, const json_t *old)
         validate_configmap(&v, obj, old);
     } else if (!strcmp(k, "Secret")) {
         validate_secret(&v, obj, old);
+    } else if (!strcmp(k, "Role") || !strcmp(k, "ClusterRole")) {
+        validate_rules(&v, get(obj, "rules"), !strcmp(k, "Role"));
+    } else if (!strcmp(k, "RoleBinding") || !strcmp(k, "ClusterRoleBinding")) {
+        validate_binding(&v, obj, old, !strcmp(k, "ClusterRoleBinding"));
+    } else if (!strcmp(k, "PersistentVolumeClaim")) {
+        validate_pvc(&v, obj);
+    } else if (!strcmp(k, "PriorityClass")) {
+        if (old && get(old, "value") && !json_equal(get(old, "value"), get(obj, "value") ? get(obj, "value") : json_null()))
+            forbidden(&v, "value", "may not be changed in an update.");
+    } else if (!strcmp(k, "Lease")) {
+        const json_t *d = get(get(obj, "spec"), "leaseDurationSeconds");
+        if (json_is_integer(d) && json_integer_value(d) <= 0)
+            invalid_int(&v, "spec.leaseDurationSeconds", json_integer_value(d), "must be greater than 0");
     } else if (!strcmp(k, "PodTemplate")) {
         const json_t *t = get(obj, "template");
         validate_meta(&v, r, get(t, "metadata"), NULL, false, "template.");

@@ -48,6 +48,7 @@ typedef struct watch {
     bool filtered;
     char *exact_key;
     bool table;
+    bool partial;           /* PartialObjectMetadata events (not memoized: few such watchers) */
     bool bookmarks;
     int64_t deadline_ns;
     int closed;             /* atomic: on_close ran */
@@ -179,6 +180,8 @@ static bool matches(const watch *w, const json_t *obj)
            ck_field_selector_matches(w->fsel, obj);
 }
 
+static void write_partial(watch *w, const char *line, size_t len);
+
 static void watch_write(watch *w, const void *data, size_t len)
 {
     if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
@@ -276,17 +279,39 @@ static void on_note(void *ctx, const ck_wc_note *n)
         else
             return;
     }
-    if (line)
+    if (line && w->partial)
+        write_partial(w, line->data, line->len);
+    else if (line)
         watch_write(w, line->data, line->len);
+}
+
+/* A PartialObjectMetadata watcher: the memoized line is re-encoded with metadata only. */
+static void write_partial(watch *w, const char *line, size_t len)
+{
+    json_t *ev = json_loadb(line, len, 0, NULL);
+    json_t *obj = json_object_get(ev, "object");
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    if (obj && type) {
+        json_t *p = ck_partial_metadata(obj);
+        size_t n;
+        char *out = line_for(type, p, &n);
+        json_decref(p);
+        watch_write(w, out, n);
+        free(out);
+    }
+    json_decref(ev);
 }
 
 static void on_close(void *ctx)
 {
     watch *w = ctx;
+    ck_watch_hub *h = w->hub;
+    /* flag under the hub lock: the reaper frees w as soon as it sees the flag, so w must not be
+     * touched after the unlock */
+    pthread_mutex_lock(&h->mu);
     __atomic_store_n(&w->closed, 1, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&w->hub->mu);
-    pthread_cond_signal(&w->hub->cv);
-    pthread_mutex_unlock(&w->hub->mu);
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
 }
 
 static void watch_free(watch *w)
@@ -433,7 +458,9 @@ static int initial_events(ck_reqctx *c, watch *w, const char *prefix, int64_t *r
                 continue;
             }
             ck_meta_set_rv(obj, l.items[i].mod_revision);
-            json_t *o2 = w->table ? table_of(w->res, obj) : json_incref(obj);
+            json_t *o2 = w->table     ? table_of(w->res, obj)
+                         : w->partial ? ck_partial_metadata(obj)
+                                      : json_incref(obj);
             size_t len;
             char *line = line_for("ADDED", o2, &len);
             json_decref(o2);
@@ -489,7 +516,8 @@ void ck_watch_serve(ck_reqctx *c)
     }
     w->filtered = !ck_selector_is_empty(w->lsel) || !ck_selector_is_empty(w->fsel);
     w->bookmarks = ck_query_bool(c, "allowWatchBookmarks");
-    w->table = ck_accept_table(c);
+    w->table = ck_accept_as(c) == CK_AS_TABLE;
+    w->partial = ck_accept_as(c) == CK_AS_PARTIAL;
     const char *ns = r->namespaced ? c->route.namespace_ : NULL;
     const char *fns = ck_selector_exact(w->fsel, "metadata.namespace");
     if (!ns && r->namespaced && fns)

@@ -147,6 +147,38 @@ static json_t *float_value(double d)
     return json_real(d);
 }
 
+/* A !!binary scalar decodes to its bytes (go-yaml does), which must then be text. */
+static json_t *binary_value(const char *v, size_t len, ck_error **err)
+{
+    char *out = xmalloc(len + 1);
+    size_t n = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = v[i];
+        int d = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+              : c == '+' ? 62 : c == '/' ? 63 : -1;
+        if (c == '=' || c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            continue;
+        if (d < 0) {
+            free(out);
+            ck_error_set(err, CK_E_BAD_REQUEST, "error converting YAML to JSON: yaml: !!binary value contains invalid base64 data");
+            return NULL;
+        }
+        acc = (acc << 6) | (unsigned)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    json_t *j = json_stringn(out, n);
+    free(out);
+    if (!j)
+        ck_error_set(err, CK_E_BAD_REQUEST, "error converting YAML to JSON: invalid UTF-8 in a !!binary value");
+    return j;
+}
+
 /* Resolve one scalar event to a JSON value; NULL with *err set on a value JSON cannot hold. */
 static json_t *resolve(const yaml_event_t *ev, ck_error **err)
 {
@@ -183,8 +215,11 @@ static json_t *resolve(const yaml_event_t *ev, ck_error **err)
                 if (*q != '_')
                     clean[n++] = *q;
             clean[n] = 0;
-            if (overflow || is_yaml_float(clean))
-                return float_value(strtod(clean, NULL));
+            if (overflow || is_yaml_float(clean)) {
+                double d = strtod(clean, NULL);
+                if (isfinite(d))   /* out of range: go-yaml keeps the text as a string */
+                    return float_value(d);
+            }
         }
         if (tag && strcmp(tag, YAML_STR_TAG) && (!strcmp(tag, YAML_INT_TAG) || !strcmp(tag, YAML_FLOAT_TAG) ||
                                                  !strcmp(tag, YAML_BOOL_TAG) || !strcmp(tag, YAML_NULL_TAG))) {
@@ -192,6 +227,8 @@ static json_t *resolve(const yaml_event_t *ev, ck_error **err)
             return NULL;
         }
     }
+    if (tag && !strcmp(tag, "tag:yaml.org,2002:binary"))
+        return binary_value(v, len, err);
     json_t *s = json_stringn(v, len);
     if (!s)
         ck_error_set(err, CK_E_BAD_REQUEST, "error converting YAML to JSON: invalid UTF-8 in a string");
@@ -207,8 +244,6 @@ static char *key_text(const json_t *k)
         return xstrdup("true");
     if (json_is_false(k))
         return xstrdup("false");
-    if (json_is_null(k))
-        return xstrdup("null");
     if (json_is_integer(k))
         return xasprintf("%lld", (long long)json_integer_value(k));
     if (json_is_real(k))
@@ -257,7 +292,11 @@ static int attach(struct ydoc *d, json_t *v, bool plain_merge_candidate, ck_erro
     if (!f->key) {
         f->key = key_text(v);
         f->key_is_merge = plain_merge_candidate && f->key && !strcmp(f->key, "<<");
+        bool null_key = json_is_null(v);
         json_decref(v);
+        if (null_key)   /* sigs.k8s.io/yaml refuses a null key */
+            return ck_error_set(err, CK_E_BAD_REQUEST,
+                                "error converting YAML to JSON: unsupported map key of type: %%!s(<nil>), key: <nil>");
         if (!f->key)
             return ck_error_set(err, CK_E_BAD_REQUEST, "error converting YAML to JSON: yaml: unsupported map key");
         return 0;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLIENT_POOL_MAX 16
+#define CLIENT_POOL_MAX 32
 #define CLIENT_MAX_RESPONSE (512u * 1024 * 1024)   /* a list of 150k pods stays below this */
 #define CLIENT_MAX_WATCH_LINE (16u * 1024 * 1024)
 
@@ -56,10 +56,8 @@ ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_err
 ck_client *ck_client_from_file(const char *path, const char *user_agent, ck_error **err)
 {
     ck_kubeconfig *kc = ck_kubeconfig_load(path, NULL, err);
-    if (!kc) {
-        ck_error_wrap(err, "kubeconfig %s", path);
-        return NULL;
-    }
+    if (!kc)
+        return NULL;            /* the error names the file already */
     ck_client *c = ck_client_new(kc, user_agent, err);
     ck_kubeconfig_free(kc);
     return c;

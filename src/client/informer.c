@@ -19,6 +19,7 @@ struct ck_informer {
     ck_informer_handlers handlers;
     void *ctx;
     ck_informer_transform transform;
+    bool stubs;
 
     pthread_mutex_t lock;
     pthread_cond_t synced_cond;
@@ -41,8 +42,32 @@ char *ck_informer_key(const json_t *obj)
     return ns && *ns ? xasprintf("%s/%s", ns, name) : xstrdup(name);
 }
 
+/* What the cache keeps of obj (a NEW reference): obj itself, or in stub mode just its
+ * resourceVersion string (enough to tell a relist what changed). */
+static json_t *cached_form(ck_informer *inf, json_t *obj)
+{
+    if (!inf->stubs)
+        return json_incref(obj);
+    const char *rv = json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+    return json_string(rv ? rv : "");
+}
+
+/* A stub object for a handler from a cache key "ns/name" or "name". */
+static json_t *stub_object(const char *key)
+{
+    const char *slash = strchr(key, '/');
+    if (!slash)
+        return json_pack("{s:{s:s}}", "metadata", "name", key);
+    char *ns = xstrndup(key, (size_t)(slash - key));
+    json_t *o = json_pack("{s:{s:s, s:s}}", "metadata", "namespace", ns, "name", slash + 1);
+    free(ns);
+    return o;
+}
+
 static const char *obj_rv(const json_t *obj)
 {
+    if (json_is_string(obj))
+        return json_string_value(obj);
     return json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 }
 
@@ -96,7 +121,28 @@ static void sleep_ms(ck_informer *inf, int ms)
         usleep(50 * 1000);
 }
 
-/* List everything (paginated) into a fresh map; NULL on failure. */
+/* Stub mode: an add or update for one listed object, against what the cache holds now. */
+static void deliver_listed(ck_informer *inf, const char *key, json_t *obj)
+{
+    pthread_mutex_lock(&inf->lock);
+    json_t *prev = json_incref(json_object_get(inf->cache, key));
+    pthread_mutex_unlock(&inf->lock);
+    if (!prev) {
+        if (inf->handlers.on_add)
+            inf->handlers.on_add(inf->ctx, obj);
+    } else {
+        const char *a = obj_rv(prev), *b = obj_rv(obj);
+        if (inf->handlers.on_update && (!a || !b || strcmp(a, b))) {
+            json_t *o = stub_object(key);
+            inf->handlers.on_update(inf->ctx, o, obj);
+            json_decref(o);
+        }
+    }
+    json_decref(prev);
+}
+
+/* List everything (paginated) into a fresh map; NULL on failure.  In stub mode the handlers
+ * see each add/update as its page arrives and the map holds stubs. */
 static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
 {
     json_t *fresh = json_object();
@@ -123,12 +169,18 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
         json_t *it;
         /* List items carry no kind/apiVersion; fill them in as watch events have them. */
         json_array_foreach(items, i, it) {
+            if (inf->transform)
+                inf->transform(inf->ctx, it);
             json_object_set_new(it, "kind", json_string(inf->res->kind));
             json_object_set_new(it, "apiVersion", json_string(ck_resource_api_version(inf->res)));
-            if (inf->transform)
-                inf->transform(it);
             char *key = ck_informer_key(it);
-            json_object_set(fresh, key, it);
+            if (inf->stubs) {
+                /* deliver page by page so a big list never sits in memory whole */
+                deliver_listed(inf, key, it);
+                json_object_set_new(fresh, key, cached_form(inf, it));
+            } else {
+                json_object_set(fresh, key, it);
+            }
             free(key);
         }
         json_t *md = json_object_get(page, "metadata");
@@ -158,19 +210,27 @@ static void replace_cache(ck_informer *inf, json_t *fresh, char *rv)
     const char *key;
     json_t *obj;
     json_object_foreach(fresh, key, obj) {
+        if (inf->stubs)
+            break;                      /* delivered by list_all already */
         json_t *prev = json_object_get(old, key);
         if (!prev) {
             if (inf->handlers.on_add)
                 inf->handlers.on_add(inf->ctx, obj);
         } else {
             const char *a = obj_rv(prev), *b = obj_rv(obj);
-            if (inf->handlers.on_update && (!a || !b || strcmp(a, b)))
-                inf->handlers.on_update(inf->ctx, prev, obj);
+            if (inf->handlers.on_update && (!a || !b || strcmp(a, b))) {
+                json_t *o = json_is_string(prev) ? stub_object(key) : json_incref(prev);
+                inf->handlers.on_update(inf->ctx, o, obj);
+                json_decref(o);
+            }
         }
     }
     json_object_foreach(old, key, obj) {
-        if (!json_object_get(fresh, key) && inf->handlers.on_delete)
-            inf->handlers.on_delete(inf->ctx, obj);
+        if (!json_object_get(fresh, key) && inf->handlers.on_delete) {
+            json_t *o = json_is_string(obj) ? stub_object(key) : json_incref(obj);
+            inf->handlers.on_delete(inf->ctx, o);
+            json_decref(o);
+        }
     }
     json_decref(old);
 
@@ -195,8 +255,8 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
         pthread_mutex_unlock(&inf->lock);
         return !inf->stop;
     }
-    if (inf->transform && strcmp(type, "DELETED"))
-        inf->transform(obj);
+    if (inf->transform)
+        inf->transform(inf->ctx, obj);
     cleanup_free char *key = ck_informer_key(obj);
     pthread_mutex_lock(&inf->lock);
     json_t *prev = json_object_get(inf->cache, key);
@@ -204,7 +264,7 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
     if (!strcmp(type, "DELETED"))
         json_object_del(inf->cache, key);
     else
-        json_object_set(inf->cache, key, obj);
+        json_object_set_new(inf->cache, key, cached_form(inf, obj));
     if (rv) {
         free(inf->resource_version);
         inf->resource_version = xstrdup(rv);
@@ -215,8 +275,11 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
         if (inf->handlers.on_delete)
             inf->handlers.on_delete(inf->ctx, obj);
     } else if (prev) {
-        if (inf->handlers.on_update)
-            inf->handlers.on_update(inf->ctx, prev, obj);
+        if (inf->handlers.on_update) {
+            json_t *o = json_is_string(prev) ? stub_object(key) : json_incref(prev);
+            inf->handlers.on_update(inf->ctx, o, obj);
+            json_decref(o);
+        }
     } else if (inf->handlers.on_add) {
         inf->handlers.on_add(inf->ctx, obj);
     }
@@ -272,6 +335,16 @@ static void *informer_main(void *arg)
 void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn)
 {
     inf->transform = fn;
+}
+
+void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs)
+{
+    inf->stubs = stubs;
+}
+
+void ck_informer_strip_managed_fields(void *ctx, json_t *obj)
+{
+    json_object_del(json_object_get(obj, "metadata"), "managedFields");
 }
 
 void ck_informer_start(ck_informer *inf)

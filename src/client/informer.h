@@ -32,11 +32,18 @@ typedef struct ck_informer ck_informer;
 ck_informer *ck_informer_new(ck_client *c, const ck_resource *r, const char *ns,
                              const char *label_selector, const char *field_selector,
                              const ck_informer_handlers *handlers, void *ctx);
-/* Optional, before start: called on every object (listed or watched) before it is cached and
- * handed to the handlers, to drop fields the consumer never reads (as client-go's transform
- * functions do); it edits obj in place. */
-typedef void (*ck_informer_transform)(json_t *obj);
+/* Optional, before start: called on every object (listed or watched) before it is cached, to
+ * drop what the consumer never reads (client-go's TransformFunc; e.g. managedFields, which can
+ * be most of an object's size). */
+typedef void (*ck_informer_transform)(void *ctx, json_t *obj);
 void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn);
+/* Optional, before start: cache only each object's resourceVersion, for consumers that keep what
+ * they need themselves and must stay small at tens of thousands of objects.  Handlers still get
+ * whole new objects; old_obj in on_update and the object of a relist's on_delete are then stubs
+ * holding only metadata.name/namespace, and ck_informer_get/list return resourceVersion strings. */
+void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs);
+/* Strips metadata.managedFields: a ready-made transform. */
+void ck_informer_strip_managed_fields(void *ctx, json_t *obj);
 void ck_informer_start(ck_informer *inf);
 /* True once the first list has been delivered. */
 bool ck_informer_synced(ck_informer *inf);

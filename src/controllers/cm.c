@@ -85,14 +85,15 @@ static void fan_delete(void *ctx, json_t *o)
 /* What no controller reads is not worth caching: managedFields everywhere; for pods, everything
  * but the spec fields (nodeName, tolerations, affinity, container names/ports) and status fields
  * (phase, conditions, IPs, startTime) the controllers use.  Pods are most of the cache. */
-static void trim_object(json_t *obj)
+static void trim_object(void *ctx, json_t *obj)
 {
+    (void)ctx;
     json_object_del(json_object_get(obj, "metadata"), "managedFields");
 }
 
-static void trim_pod(json_t *pod)
+static void trim_pod(void *ctx, json_t *pod)
 {
-    trim_object(pod);
+    trim_object(ctx, pod);
     static const char *const spec_keep[] = {"nodeName", "tolerations", "affinity", "containers",
                                             "hostname", "subdomain"};
     static const char *const status_keep[] = {"phase", "conditions", "podIP", "podIPs", "hostIP",

@@ -294,9 +294,11 @@ static void *node_loop(void *arg)
             }
             /* pace: the whole set in one period */
             int64_t due = start + (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000 * (i + 1) / h->count;
-            int64_t wait = due - ck_now_ns();
-            if (wait > 0)
-                usleep((useconds_t)(wait / 1000));
+            /* in slices, so a stop is noticed at once even when one node's pace is seconds */
+            while (!h->stop && due - ck_now_ns() > 0) {
+                int64_t wait = due - ck_now_ns();
+                usleep((useconds_t)((wait > 50000000 ? 50000000 : wait) / 1000));
+            }
         }
         while (!h->stop && ck_now_ns() - start < (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000)
             usleep(50 * 1000);

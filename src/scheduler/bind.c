@@ -129,7 +129,9 @@ static void bind_failed(sc_binder *b, job *j, ck_error *err)
         return;                                     /* deleted meanwhile */
     log_warn("binding %s to %s failed: %s", key, j->node, err->msg);
     /* retry from the latest copy, unless someone bound it meanwhile */
-    json_t *obj = ck_informer_get(s->pods_inf, j->ns, j->name);
+    ck_error *gerr = NULL;      /* the pods informer caches stubs only: ask the API */
+    json_t *obj = ck_client_get(s->client, pods_res(), j->ns, j->name, &gerr);
+    ck_error_free(gerr);
     const char *nn = json_string_value(json_object_get(json_object_get(obj, "spec"), "nodeName"));
     if (obj && !(nn && *nn)) {
         ck_error *perr = NULL;

@@ -136,8 +136,14 @@ void sc_node_remove_pod(sc_node *n, sc_pod *p)
     }
 }
 
+static bool has_terms(const sc_pod *p)
+{
+    return p->naff + p->nanti + p->naff_pref + p->nanti_pref > 0;
+}
+
 static void detach(sc_cache *c, sc_pod *p)
 {
+    c->pods_with_terms -= has_terms(p);
     sc_node *n = p->node ? sc_map_get(c->nodes, p->node) : NULL;
     if (!n)
         return;
@@ -150,6 +156,7 @@ static void detach(sc_cache *c, sc_pod *p)
 
 void sc_cache_pod_set(sc_cache *c, sc_pod *p)
 {
+    sc_pod_slim(p);
     sc_pod *old = sc_map_get(c->pods, p->key);
     if (old) {
         /* keep our view while the bind is in flight and the API copy has no node yet */
@@ -157,6 +164,7 @@ void sc_cache_pod_set(sc_cache *c, sc_pod *p)
         sc_pod_free(old);
     }
     sc_map_put(c->pods, p->key, p);
+    c->pods_with_terms += has_terms(p);
     sc_node_add_pod(node_get_or_placeholder(c, p->node), p);
     c->generation++;
 }

@@ -26,7 +26,15 @@
 
 static void pair_key(char *buf, size_t n, const char *key, const char *value)
 {
-    snprintf(buf, n, "%s\x1f%s", key, value);
+    /* hot: no snprintf; label keys and values are far shorter than n */
+    size_t kl = strlen(key), vl = strlen(value);
+    if (kl + vl + 2 > n) {
+        snprintf(buf, n, "%s\x1f%s", key, value);
+        return;
+    }
+    memcpy(buf, key, kl);
+    buf[kl] = '\x1f';
+    memcpy(buf + kl + 1, value, vl + 1);
 }
 
 void sc_pairs_add(sc_pairs *p, const char *key, const char *value, intptr_t delta)
@@ -175,11 +183,35 @@ static void add_terms(sc_pairs *pairs, const sc_term *terms, int nt, const sc_po
     }
 }
 
+/* Per-cycle memo of term-vs-labels results, indexed by interned ids: 0 unknown, 1 yes, 2 no. */
+typedef struct memo {
+    int bound;
+    int8_t *v;
+} memo;
+
+static bool memo_match(memo *m, int row, const sc_term *t, const sc_pod *owner, const sc_pod *other)
+{
+    int col = other->lset;
+    if (col < 0 || col >= m->bound)
+        return sc_term_matches(t, owner, other);
+    int8_t *slot = &m->v[(size_t)row * (size_t)m->bound + (size_t)col];
+    if (!*slot)
+        *slot = sc_term_matches(t, owner, other) ? 1 : 2;
+    return *slot == 1;
+}
+
 static void prepare_affinity(sc_cycle *cy, sc_cache *c)
 {
     sc_pod *pod = cy->pod;
     bool own = pod->naff || pod->nanti;
     bool own_pref = pod->naff_pref || pod->nanti_pref;
+    if (!own && !own_pref && !c->pods_with_terms)
+        return;                          /* the common case: nothing to count */
+    /* rows 0..naff-1: the pod's affinity terms, then its anti-affinity terms; one more memo
+     * (by term id) for existing pods' anti-affinity terms against the pod */
+    int bound = sc_intern_bound();
+    memo own_memo = {bound, own ? xcalloc((size_t)(pod->naff + pod->nanti) * (size_t)bound, 1) : NULL};
+    int8_t *exist = xcalloc((size_t)bound + 1, 1);
     for (int i = 0; i < c->nlist; i++) {
         sc_node *n = c->list[i];
         if (!n->npods || (!own && !own_pref && !n->n_with_anti && !n->n_with_aff))
@@ -188,16 +220,38 @@ static void prepare_affinity(sc_cycle *cy, sc_cache *c)
             sc_pod *e = n->pods[k];
             if (e == pod || e->terminating)
                 continue;
-            if (pod->naff && matches_all(pod->aff, pod->naff, pod, e))
-                for (int t = 0; t < pod->naff; t++) {
-                    const char *v = sc_node_label(n, pod->aff[t].topology_key);
-                    if (v)
-                        sc_pairs_add(&cy->aff, pod->aff[t].topology_key, v, 1);
+            if (pod->naff) {
+                bool all = true;
+                for (int t = 0; t < pod->naff && all; t++)
+                    all = memo_match(&own_memo, t, &pod->aff[t], pod, e);
+                if (all)
+                    for (int t = 0; t < pod->naff; t++) {
+                        const char *v = sc_node_label(n, pod->aff[t].topology_key);
+                        if (v)
+                            sc_pairs_add(&cy->aff, pod->aff[t].topology_key, v, 1);
+                    }
+            }
+            for (int t = 0; t < pod->nanti; t++) {
+                if (!memo_match(&own_memo, pod->naff + t, &pod->anti[t], pod, e))
+                    continue;
+                const char *v = sc_node_label(n, pod->anti[t].topology_key);
+                if (v)
+                    sc_pairs_add(&cy->anti, pod->anti[t].topology_key, v, 1);
+            }
+            for (int t = 0; t < e->nanti; t++) {
+                const sc_term *term = &e->anti[t];
+                bool m;
+                if (term->id >= 0 && term->id < bound) {
+                    if (!exist[term->id])
+                        exist[term->id] = sc_term_matches(term, e, pod) ? 1 : 2;
+                    m = exist[term->id] == 1;
+                } else {
+                    m = sc_term_matches(term, e, pod);
                 }
-            if (pod->nanti)
-                add_terms(&cy->anti, pod->anti, pod->nanti, pod, e, n, 1, false);
-            if (e->nanti)
-                add_terms(&cy->existing_anti, e->anti, e->nanti, e, pod, n, 1, false);
+                const char *v = m ? sc_node_label(n, term->topology_key) : NULL;
+                if (v)
+                    sc_pairs_add(&cy->existing_anti, term->topology_key, v, 1);
+            }
             /* scoring: the pod's preferences, and existing pods' preferences and required
              * affinity (weight 1, upstream's hardPodAffinityWeight) toward it */
             if (own_pref) {
@@ -211,6 +265,8 @@ static void prepare_affinity(sc_cycle *cy, sc_cache *c)
             }
         }
     }
+    free(own_memo.v);
+    free(exist);
     cy->has_pref = cy->pref.m != NULL;
 }
 
@@ -304,8 +360,9 @@ void sc_filter_unschedulable(const sc_cycle *cy, const sc_node *n, sc_status *st
 
 void sc_filter_node_name(const sc_cycle *cy, const sc_node *n, sc_status *st)
 {
-    const char *want = json_string_value(json_object_get(json_object_get(cy->pod->obj, "spec"), "nodeName"));
-    if (want && *want && strcmp(want, n->name))
+    /* sc_pod_new read spec.nodeName into node; an incoming pod normally has none */
+    const char *want = cy->pod->assumed ? NULL : cy->pod->node;
+    if (want && strcmp(want, n->name))
         fail(st, SC_F_NODENAME, true, "node(s) didn't match the requested node name");
 }
 
@@ -363,7 +420,7 @@ void sc_filter_resources(const sc_cycle *cy, const sc_node *n, sc_status *st)
         fail(st, SC_F_RESOURCES, false, "Insufficient memory");
     if (r->storage > 0 && r->storage > a->storage - u->storage)
         fail(st, SC_F_RESOURCES, false, "Insufficient ephemeral-storage");
-    for (int i = 0; i < SC_MAX_SCALARS; i++)
+    for (int i = 0; i < SC_MAX_SCALARS && cy->pod->has_scalars; i++)
         if (r->scalar[i] > 0 && r->scalar[i] > a->scalar[i] - u->scalar[i])
             fail(st, SC_F_RESOURCES, false, "Insufficient %s", sc_scalar_name(i));
 }

@@ -18,6 +18,78 @@
 #define NZ_CPU 100                       /* upstream's DefaultMilliCPURequest */
 #define NZ_MEM (200LL * 1024 * 1024)     /* DefaultMemoryRequest */
 
+/* ---- interning: equal label sets (with namespace) and equal affinity terms (with owner
+ * namespace) share an id, so a cycle decides "does term T match labels L" once per distinct pair
+ * instead of once per pod.  Reference counted; ids are reused, so they stay below the number of
+ * distinct live keys. ---- */
+static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER;
+static sc_map *intern_map;
+static int *intern_refs;
+static char **intern_keys;
+static int intern_n, intern_cap, *intern_free, intern_nfree;
+
+static int intern(const char *key)
+{
+    pthread_mutex_lock(&intern_lock);
+    if (!intern_map)
+        intern_map = sc_map_new();
+    intptr_t v = (intptr_t)sc_map_get(intern_map, key);
+    int id;
+    if (v) {
+        id = (int)v - 1;
+    } else {
+        if (intern_nfree) {
+            id = intern_free[--intern_nfree];
+        } else {
+            if (intern_n == intern_cap) {
+                intern_cap = intern_cap ? intern_cap * 2 : 256;
+                intern_refs = xrealloc(intern_refs, (size_t)intern_cap * sizeof *intern_refs);
+                intern_keys = xrealloc(intern_keys, (size_t)intern_cap * sizeof *intern_keys);
+                intern_free = xrealloc(intern_free, (size_t)intern_cap * sizeof *intern_free);
+            }
+            id = intern_n++;
+        }
+        intern_refs[id] = 0;
+        intern_keys[id] = xstrdup(key);
+        sc_map_put(intern_map, key, (void *)(intptr_t)(id + 1));
+    }
+    intern_refs[id]++;
+    pthread_mutex_unlock(&intern_lock);
+    return id;
+}
+
+static void unintern(int id)
+{
+    if (id < 0)
+        return;
+    pthread_mutex_lock(&intern_lock);
+    if (--intern_refs[id] == 0) {
+        sc_map_del(intern_map, intern_keys[id]);
+        free(intern_keys[id]);
+        intern_keys[id] = NULL;
+        intern_free[intern_nfree++] = id;
+    }
+    pthread_mutex_unlock(&intern_lock);
+}
+
+int sc_intern_bound(void)
+{
+    pthread_mutex_lock(&intern_lock);
+    int n = intern_n;
+    pthread_mutex_unlock(&intern_lock);
+    return n;
+}
+
+static int intern_json(const char *prefix, const json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *key = xasprintf("%s\x1e%s", prefix, text ? text : "null");
+    free(text);
+    int id = intern(key);
+    free(key);
+    return id;
+}
+
 static pthread_mutex_t scalar_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *scalar_names[SC_MAX_SCALARS];
 
@@ -169,6 +241,9 @@ static void compute_requests(sc_pod *p, const json_t *spec)
     parse_list(json_object_get(spec, "overhead"), &sum);
     sum.pods = 0;
     p->req = sum;
+    p->has_scalars = false;
+    for (int k = 0; k < SC_MAX_SCALARS; k++)
+        p->has_scalars |= sum.scalar[k] > 0;
 }
 
 static char *dup_or_null(const json_t *v)
@@ -177,7 +252,8 @@ static char *dup_or_null(const json_t *v)
     return s && *s ? xstrdup(s) : NULL;
 }
 
-static int parse_terms(const json_t *arr, bool weighted, sc_term **out, int *n, ck_error **err)
+static int parse_terms(const json_t *arr, bool weighted, sc_term **out, int *n, const char *ns,
+                       ck_error **err)
 {
     size_t cnt = json_array_size(arr);
     *n = 0;
@@ -190,11 +266,13 @@ static int parse_terms(const json_t *arr, bool weighted, sc_term **out, int *n, 
     json_array_foreach(arr, i, t) {
         const json_t *term = weighted ? json_object_get(t, "podAffinityTerm") : t;
         sc_term *st = &(*out)[(*n)++];
+        st->id = -1;
         st->weight = weighted ? (int)json_integer_value(json_object_get(t, "weight")) : 1;
         st->topology_key = xstrdup(json_string_value(json_object_get(term, "topologyKey")) ?: "");
         st->sel = ck_label_selector_from_json(json_object_get(term, "labelSelector"), err);
         if (!st->sel)
             return ck_error_wrap(err, "pod affinity term %zu", i);
+        st->id = intern_json(ns, term);
         json_t *nss = json_object_get(term, "namespaces");
         json_t *nsel = json_object_get(term, "namespaceSelector");
         if (json_is_object(nsel) && json_object_size(nsel) == 0)
@@ -217,6 +295,7 @@ static void free_terms(sc_term *t, int n)
 {
     for (int i = 0; i < n; i++) {
         ck_selector_free(t[i].sel);
+        unintern(t[i].id);
         free(t[i].topology_key);
         for (int k = 0; k < t[i].nns; k++)
             free(t[i].namespaces[k]);
@@ -260,6 +339,7 @@ static void parse_node_terms(const json_t *arr, bool weighted, sc_node_term **ou
 sc_pod *sc_pod_new(json_t *obj, ck_error **err)
 {
     sc_pod *p = xcalloc(1, sizeof *p);
+    p->lset = -1;
     p->obj = json_incref(obj);
     json_t *md = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
     const char *ns = json_string_value(json_object_get(md, "namespace"));
@@ -269,6 +349,7 @@ sc_pod *sc_pod_new(json_t *obj, ck_error **err)
     p->key = xasprintf("%s/%s", p->ns, p->name);
     p->uid = xstrdup(json_string_value(json_object_get(md, "uid")) ?: "");
     p->labels = json_object_get(md, "labels");
+    p->lset = intern_json(p->ns, p->labels);
     p->terminating = json_object_get(md, "deletionTimestamp") != NULL;
     const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
     p->terminal = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
@@ -329,10 +410,10 @@ sc_pod *sc_pod_new(json_t *obj, ck_error **err)
     json_t *pa = json_object_get(aff, "podAffinity"), *paa = json_object_get(aff, "podAntiAffinity");
     const char *R = "requiredDuringSchedulingIgnoredDuringExecution";
     const char *P = "preferredDuringSchedulingIgnoredDuringExecution";
-    if (parse_terms(json_object_get(pa, R), false, &p->aff, &p->naff, err) < 0 ||
-        parse_terms(json_object_get(paa, R), false, &p->anti, &p->nanti, err) < 0 ||
-        parse_terms(json_object_get(pa, P), true, &p->aff_pref, &p->naff_pref, err) < 0 ||
-        parse_terms(json_object_get(paa, P), true, &p->anti_pref, &p->nanti_pref, err) < 0)
+    if (parse_terms(json_object_get(pa, R), false, &p->aff, &p->naff, p->ns, err) < 0 ||
+        parse_terms(json_object_get(paa, R), false, &p->anti, &p->nanti, p->ns, err) < 0 ||
+        parse_terms(json_object_get(pa, P), true, &p->aff_pref, &p->naff_pref, p->ns, err) < 0 ||
+        parse_terms(json_object_get(paa, P), true, &p->anti_pref, &p->nanti_pref, p->ns, err) < 0)
         goto fail;
 
     json_t *tsc = json_object_get(spec, "topologySpreadConstraints");
@@ -359,18 +440,57 @@ fail:
     return NULL;
 }
 
+void sc_pod_slim(sc_pod *p)
+{
+    if (!p->obj)
+        return;
+    json_incref(p->labels);
+    p->labels_owned = true;
+    p->node_selector = NULL;
+    free(p->node_req);
+    free(p->node_pref);
+    p->node_req = p->node_pref = NULL;
+    p->nnode_req = p->nnode_pref = 0;
+    p->has_node_req = false;
+    json_decref(p->obj);
+    p->obj = NULL;
+    /* only the incoming pod's tolerations, spread constraints and scheduler name are read */
+    for (int i = 0; i < p->ntols; i++) {
+        free(p->tols[i].key);
+        free(p->tols[i].value);
+        free(p->tols[i].effect);
+    }
+    free(p->tols);
+    p->tols = NULL;
+    p->ntols = 0;
+    for (int i = 0; i < p->nspread; i++) {
+        free(p->spread[i].topology_key);
+        ck_selector_free(p->spread[i].sel);
+    }
+    free(p->spread);
+    p->spread = NULL;
+    p->nspread = 0;
+    free(p->scheduler_name);
+    p->scheduler_name = NULL;
+}
+
 void sc_pod_resolve_priority(sc_pod *p, sc_priority_lookup lookup, void *ctx)
 {
-    json_t *spec = json_object_get(p->obj, "spec");
-    if (json_is_integer(json_object_get(spec, "priority")) || !lookup)
+    if (!lookup)
         return;
+    json_t *spec = json_object_get(p->obj, "spec");
     const char *cls = json_string_value(json_object_get(spec, "priorityClassName"));
+    bool named = cls && *cls;
+    /* A named class decides (the Priority admission plugin's job, which an API server may lack:
+     * ours defaults spec.priority to 0 without looking at the class); otherwise spec.priority,
+     * else the globalDefault class. */
+    if (!named && json_is_integer(json_object_get(spec, "priority")))
+        return;
     int32_t v = 0;
     bool never = false;
-    if (lookup(ctx, cls && *cls ? cls : NULL, &v, &never) == 0) {
+    if (lookup(ctx, named ? cls : NULL, &v, &never) == 0) {
         p->priority = v;
-        if (!json_object_get(spec, "preemptionPolicy"))
-            p->preempt_never = never;
+        p->preempt_never = never;
     }
 }
 
@@ -402,6 +522,9 @@ void sc_pod_free(sc_pod *p)
         ck_selector_free(p->spread[i].sel);
     }
     free(p->spread);
+    if (p->labels_owned)
+        json_decref(p->labels);
+    unintern(p->lset);
     json_decref(p->obj);
     free(p);
 }

@@ -85,6 +85,7 @@ typedef struct sc_term {
     int nns;
     bool all_ns;
     int weight;                   /* preferred terms only */
+    int id;                       /* interned (owner namespace, term): equal terms, equal ids */
 } sc_term;
 
 /* A compiled node selector requirement list (one nodeSelectorTerm). */
@@ -103,11 +104,14 @@ typedef struct sc_spread {
 
 typedef struct sc_pod {
     char *key, *ns, *name, *uid;
-    json_t *obj;                  /* a reference to the latest object */
-    json_t *labels;               /* borrowed from obj */
+    json_t *obj;                  /* the object (NULL once placed: see sc_pod_slim) */
+    json_t *labels;               /* borrowed from obj, or owned once slim */
+    bool labels_owned;
+    int lset;                     /* interned (namespace, labels) */
     char *node;                   /* spec.nodeName, or the node it is assumed on */
     char *scheduler_name;
     sc_res req;                   /* what it requests (upstream's effective requests) */
+    bool has_scalars;             /* requests an extended resource */
     int64_t nz_cpu, nz_mem;       /* requests with upstream's non-zero defaults, for scoring */
     int32_t priority;
     bool preempt_never;
@@ -149,6 +153,9 @@ typedef struct sc_node {
 /* podinfo.c.  The pod takes a reference to obj.  NULL with *err on a malformed object. */
 sc_pod *sc_pod_new(json_t *obj, ck_error **err);
 void sc_pod_free(sc_pod *p);
+/* A placed pod is only matched against (labels, requests, ports, compiled terms): drop the
+ * object and what borrows from it, so 10,000s of placed pods stay small. */
+void sc_pod_slim(sc_pod *p);
 /* The pod's priority: spec.priority, else from its class via lookup (may be NULL). */
 typedef int (*sc_priority_lookup)(void *ctx, const char *class_name, int32_t *value, bool *never);
 void sc_pod_resolve_priority(sc_pod *p, sc_priority_lookup lookup, void *ctx);
@@ -157,6 +164,8 @@ int sc_node_set(sc_node *n, json_t *obj, ck_error **err);
 const char *sc_node_label(const sc_node *n, const char *key);
 void sc_node_free_fields(sc_node *n);       /* taints and object; not pods */
 bool sc_term_matches(const sc_term *t, const sc_pod *owner, const sc_pod *other);
+/* Upper bound of interned ids (term ids and label-set ids share one space). */
+int sc_intern_bound(void);
 bool sc_pod_tolerates(const sc_pod *p, const sc_taint *t);
 
 /* ---- cache.c ---- */
@@ -166,6 +175,7 @@ typedef struct sc_cache {
     int nlist, caplist;
     sc_map *pods;                 /* key -> sc_pod, assigned or assumed */
     uint64_t generation;          /* bumped on every change */
+    int pods_with_terms;          /* placed pods with (anti-)affinity terms: 0 skips that work */
 } sc_cache;
 
 void sc_cache_init(sc_cache *c);
@@ -351,6 +361,7 @@ typedef struct sc_sched {
     ck_informer *pods_inf, *nodes_inf, *classes_inf;
     /* counters (under lock) */
     uint64_t attempts, scheduled, unschedulable, bound, bind_failed, preemptions;
+    int64_t cycle_ns;             /* time spent in scheduling cycles */
 } sc_sched;
 
 /* Look a pod's priority class up in the PriorityClass informer (sc_priority_lookup). */

@@ -8,6 +8,7 @@
  * standby) but scheduling starts only once this replica holds the Lease; losing it ends the
  * process (exit 1), as upstream, so its supervisor restarts it as a standby.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,6 +51,74 @@ int sc_sched_priority(void *ctx, const char *class_name, int32_t *value, bool *n
     *never = pp && !strcmp(pp, "Never");
     json_decref(pc);
     return 0;
+}
+
+/* ---- informer transforms: keep only what the scheduler reads (memory at 10,000s of pods) ---- */
+
+static void keep_only(json_t *obj, const char *const *keys, size_t n)
+{
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(obj, tmp, k, v) {
+        bool keep = false;
+        for (size_t i = 0; i < n && !keep; i++)
+            keep = !strcmp(k, keys[i]);
+        if (!keep)
+            json_object_del(obj, k);
+    }
+}
+
+static void trim_pod(void *ctx, json_t *pod)
+{
+    static const char *const md_keys[] = {"name", "namespace", "uid", "labels", "resourceVersion",
+                                          "deletionTimestamp"};
+    static const char *const c_keys[] = {"name", "resources", "ports", "restartPolicy"};
+    static const char *const st_keys[] = {"phase", "conditions", "nominatedNodeName"};
+    keep_only(json_object_get(pod, "metadata"), md_keys, ARRAY_SIZE(md_keys));
+    static const char *const spec_keys[] = {
+        "nodeName", "schedulerName", "priority", "priorityClassName", "preemptionPolicy",
+        "containers", "initContainers", "overhead", "tolerations", "nodeSelector", "affinity",
+        "topologySpreadConstraints"};
+    json_t *spec = json_object_get(pod, "spec");
+    keep_only(spec, spec_keys, ARRAY_SIZE(spec_keys));
+    static const char *const lists[] = {"containers", "initContainers"};
+    for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(spec, lists[l]), i, c)
+            keep_only(c, c_keys, ARRAY_SIZE(c_keys));
+    }
+    json_t *status = json_object_get(pod, "status");
+    const char *node = json_string_value(json_object_get(spec, "nodeName"));
+    if (node && *node)      /* placed pods: only the phase matters */
+        keep_only(status, st_keys, 1);
+    else
+        keep_only(status, st_keys, ARRAY_SIZE(st_keys));
+}
+
+static void trim_node(void *ctx, json_t *node)
+{
+    static const char *const md_keys[] = {"name", "uid", "labels", "resourceVersion"};
+    static const char *const st_keys[] = {"allocatable", "capacity", "conditions"};
+    keep_only(json_object_get(node, "metadata"), md_keys, ARRAY_SIZE(md_keys));
+    json_t *status = json_object_get(node, "status");
+    keep_only(status, st_keys, ARRAY_SIZE(st_keys));
+    if (json_object_get(status, "allocatable"))
+        json_object_del(status, "capacity");
+    /* of the conditions only Ready's status is read; heartbeat times would only cost memory */
+    json_t *ready = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(status, "conditions"), i, c) {
+        const char *type = json_string_value(json_object_get(c, "type"));
+        if (type && !strcmp(type, "Ready"))
+            ready = json_pack("[{s:s, s:O}]", "type", "Ready", "status", json_object_get(c, "status"));
+    }
+    if (ready)
+        json_object_set_new(status, "conditions", ready);
+    else
+        json_object_del(status, "conditions");
 }
 
 /* ---- informer handlers ---- */
@@ -169,14 +238,18 @@ static void on_node_update(void *ctx, json_t *old_obj, json_t *obj)
 {
     sc_sched *s = ctx;
     ck_error *err = NULL;
+    const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
     pthread_mutex_lock(&s->lock);
+    /* compare with our copy: the informer keeps stubs only */
+    sc_node *n = name ? sc_cache_node(&s->cache, name) : NULL;
+    bool changed = !n || !n->obj || node_sched_changed(n->obj, obj);
     int rc = sc_cache_node_set(&s->cache, obj, &err);
     pthread_mutex_unlock(&s->lock);
     if (rc < 0) {
         ck_error_free(err);
         return;
     }
-    if (node_sched_changed(old_obj, obj))
+    if (changed)
         sc_queue_move(s->queue, SC_EV_NODE_UPDATE);
 }
 
@@ -242,8 +315,14 @@ static void *schedule_loop(void *arg)
 {
     sc_sched *s = arg;
     sc_qitem *it;
-    while ((it = sc_queue_pop(s->queue)))
+    while ((it = sc_queue_pop(s->queue))) {
+        int64_t t0 = ck_now_ns();
         schedule_one(s, it);
+        int64_t dt = ck_now_ns() - t0;
+        pthread_mutex_lock(&s->lock);
+        s->cycle_ns += dt;
+        pthread_mutex_unlock(&s->lock);
+    }
     return NULL;
 }
 
@@ -285,7 +364,7 @@ int cmd_scheduler(int argc, char **argv)
     char *kubeconfig = NULL, *name = "default-scheduler", *lease_ns = "kube-system",
          *lease_name = "kube-scheduler", *identity = NULL;
     bool leader_elect = true;
-    long bind_workers = 16, percentage = 0, lease_ms = 15000, renew_ms = 10000, retry_ms = 2000;
+    long bind_workers = 32, percentage = 0, lease_ms = 15000, renew_ms = 10000, retry_ms = 2000;
     ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig for the API server (required)"},
         {"scheduler-name", CK_FLAG_STRING, &name,
@@ -301,7 +380,7 @@ int cmd_scheduler(int argc, char **argv)
         {"leader-elect-retry-period", CK_FLAG_DURATION_MS, &retry_ms,
          "Interval between acquire/renew attempts (default 2s)"},
         {"leader-elect-identity", CK_FLAG_STRING, &identity, "Identity in the Lease (default <hostname>_<random>)"},
-        {"bind-workers", CK_FLAG_INT, &bind_workers, "Concurrent binding/API-write workers (default 16)"},
+        {"bind-workers", CK_FLAG_INT, &bind_workers, "Concurrent binding/API-write workers (default 32)"},
         {"percentage-of-nodes-to-score", CK_FLAG_INT, &percentage,
          "Percent of nodes to find feasible before scoring; 0 = adaptive like upstream (default 0)"},
     };
@@ -322,12 +401,15 @@ int cmd_scheduler(int argc, char **argv)
         return 2;
     }
     ck_log_init("scheduler", CK_LOG_INFO);
+    /* many threads allocate and free pod objects: a few malloc arenas keep RSS from growing
+     * with the thread count through fragmentation */
+    mallopt(M_ARENA_MAX, 2);
     ck_error *err = NULL;
     ck_client *client = ck_client_from_file(kubeconfig, "ckube-scheduler/" CK_VERSION, &err);
-    if (!client) {
+    if (!client) {              /* a bad config: one line, exit 2 (docs/design.md) */
         fprintf(stderr, "Error: %s\n", err->msg);
         ck_error_free(err);
-        return 1;
+        return 2;
     }
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -350,10 +432,14 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_wait_synced(s.classes_inf, 10000);
     ck_informer_handlers nh = {on_node_add, on_node_update, on_node_delete};
     s.nodes_inf = ck_informer_new(client, res("", "nodes"), NULL, NULL, NULL, &nh, &s);
+    ck_informer_set_transform(s.nodes_inf, trim_node);
+    ck_informer_set_cache_stubs(s.nodes_inf, true);
     ck_informer_start(s.nodes_inf);
     ck_informer_wait_synced(s.nodes_inf, 30000);
     ck_informer_handlers ph = {on_pod_add, on_pod_update, on_pod_delete};
     s.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &ph, &s);
+    ck_informer_set_transform(s.pods_inf, trim_pod);
+    ck_informer_set_cache_stubs(s.pods_inf, true);
     ck_informer_start(s.pods_inf);
     ck_informer_wait_synced(s.pods_inf, 30000);
 
@@ -373,8 +459,15 @@ int cmd_scheduler(int argc, char **argv)
         start_scheduling(&r);
     }
 
+    /* wait for a stop signal; meanwhile hand memory freed after bursts back to the system */
     int sig = 0;
-    sigwait(&sigs, &sig);
+    for (;;) {
+        struct timespec period = {.tv_sec = 10};
+        sig = sigtimedwait(&sigs, NULL, &period);
+        if (sig > 0)
+            break;
+        malloc_trim(0);
+    }
     int status = sig == SIGUSR1 ? 1 : 0;
     log_info("stopping (%s)", sig == SIGUSR1 ? "lost leadership" : "signal");
     sc_queue_shutdown(s.queue);
@@ -395,9 +488,11 @@ int cmd_scheduler(int argc, char **argv)
     pthread_mutex_destroy(&s.lock);
     pthread_mutex_destroy(&r.lock);
     log_info("scheduled %llu pods (%llu bound, %llu bind failures, %llu unschedulable attempts, "
-             "%llu preemptions)", (unsigned long long)s.scheduled, (unsigned long long)s.bound,
+             "%llu preemptions); %llu cycles took %.1f ms in all (%.1f us each)",
+             (unsigned long long)s.scheduled, (unsigned long long)s.bound,
              (unsigned long long)s.bind_failed, (unsigned long long)s.unschedulable,
-             (unsigned long long)s.preemptions);
+             (unsigned long long)s.preemptions, (unsigned long long)s.attempts,
+             (double)s.cycle_ns / 1e6, s.attempts ? (double)s.cycle_ns / 1e3 / (double)s.attempts : 0.0);
     ck_client_free(client);
     return status;
 }

@@ -95,6 +95,12 @@ static void apiserver_args(const server *s, argv_b *a)
     arg(a, "--token-auth-file=%s/pki/tokens.csv", s->dir);
 }
 
+static void kubelet_args(const server *s, argv_b *a)
+{
+    arg(a, "--root-dir=%s/kubelet", s->dir);
+    arg(a, "--node-name=%s", s->node_name);
+}
+
 /* One row per component.  Rows with a `user` talk to the API server: they get a client
  * certificate (CN=user, O=group) in DIR/pki/<name>.{crt,key}, a kubeconfig
  * DIR/kubeconfigs/<name>.kubeconfig passed as --kubeconfig, and start once the API server is
@@ -114,7 +120,7 @@ static const component components[] = {
     {"apiserver",          true,  false, NULL,                             NULL,           false, apiserver_args},
     {"scheduler",          false, false, "system:kube-scheduler",          NULL,           false, NULL},
     {"controller-manager", false, false, "system:kube-controller-manager", NULL,           false, NULL},
-    {"kubelet",            false, true,  "system:node:",                   "system:nodes", true,  NULL},
+    {"kubelet",            false, true,  "system:node:",                   "system:nodes", true,  kubelet_args},
     {"proxy",              false, true,  "system:kube-proxy",              NULL,           false, NULL},
 };
 

@@ -274,8 +274,8 @@ static int etcd_error(const char *what, long status, json_t *body, ck_error **er
     enum ck_error_code c = CK_E_INTERNAL;
     if (strstr(msg, "has been compacted"))
         c = CK_E_EXPIRED;
-    else if (strstr(msg, "future revision"))
-        c = CK_E_INVALID;
+    else if (strstr(msg, "future revision"))   /* upstream: "Too large resource version" */
+        c = CK_E_TIMEOUT;
     else if (strstr(msg, "too large") || strstr(msg, "larger than max") || code == 8)
         c = CK_E_TOO_LARGE;
     else if (code == 14 || strstr(msg, "no leader") || strstr(msg, "leader changed"))

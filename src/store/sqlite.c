@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -73,8 +74,8 @@ typedef struct wreq {
     int rc;
     ck_error *err;
     int64_t rev;
-    bool done;
-    pthread_cond_t cond;
+    sem_t done;               /* posted once the result is in; no lock, so a woken caller does
+                                 not queue on the writer's mutex */
     struct wreq *next;
 } wreq;
 
@@ -402,13 +403,12 @@ static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_erro
     e->ev.kv.key = xstrdup(r->key);
     e->ev.kv.create_revision = create_rev;
     e->ev.kv.mod_revision = rev;
-    if (r->kind != OP_DELETE) {
-        e->ev.kv.value = xmalloc(r->len + 1);
-        if (r->len)
-            memcpy(e->ev.kv.value, r->val, r->len);
-        e->ev.kv.value[r->len] = '\0';
-        e->ev.kv.value_len = r->len;
-    }
+    size_t vlen = r->kind == OP_DELETE ? 0 : r->len;   /* a DELETE's value is "" */
+    e->ev.kv.value = xmalloc(vlen + 1);
+    if (vlen)
+        memcpy(e->ev.kv.value, r->val, vlen);
+    e->ev.kv.value[vlen] = '\0';
+    e->ev.kv.value_len = vlen;
     if (pval) {
         e->ev.prev.key = xstrdup(r->key);
         e->ev.prev.value = pval;
@@ -435,13 +435,10 @@ static int set_meta(sqlite_store *st, const char *name, int64_t v, ck_error **er
 
 static void wake(sqlite_store *st, wreq *list)
 {
-    pthread_mutex_lock(&st->qmu);
     for (wreq *r = list, *next; r; r = next) {
-        next = r->next;
-        r->done = true;
-        pthread_cond_signal(&r->cond);
+        next = r->next;         /* r belongs to its caller again after the post */
+        sem_post(&r->done);
     }
-    pthread_mutex_unlock(&st->qmu);
 }
 
 /* One group commit: every request in `batch` in one transaction. */
@@ -604,12 +601,8 @@ static void *writer_main(void *arg)
             nops++;
             bytes += r->len;
         }
-        for (wreq *r = finished, *next; r; r = next) {
-            next = r->next;
-            r->done = true;
-            pthread_cond_signal(&r->cond);
-        }
         pthread_mutex_unlock(&st->qmu);
+        wake(st, finished);
         if (batch)
             commit_batch(st, batch, nops);
         else if (st->cjob_done < st->cjob_target)
@@ -628,13 +621,12 @@ static void *writer_main(void *arg)
 /* Queue a request and wait until the writer has committed (or failed) it. */
 static int submit(sqlite_store *st, wreq *r, ck_error **err)
 {
-    pthread_cond_init(&r->cond, NULL);
     pthread_mutex_lock(&st->qmu);
     if (st->stopping) {
         pthread_mutex_unlock(&st->qmu);
-        pthread_cond_destroy(&r->cond);
         return ck_error_set(err, CK_E_UNAVAILABLE, "store is closed");
     }
+    sem_init(&r->done, 0, 0);
     r->next = NULL;
     if (st->qtail)
         st->qtail->next = r;
@@ -642,10 +634,10 @@ static int submit(sqlite_store *st, wreq *r, ck_error **err)
         st->qhead = r;
     st->qtail = r;
     pthread_cond_signal(&st->qcond);
-    while (!r->done)
-        pthread_cond_wait(&r->cond, &st->qmu);
     pthread_mutex_unlock(&st->qmu);
-    pthread_cond_destroy(&r->cond);
+    while (sem_wait(&r->done) < 0 && errno == EINTR)
+        ;
+    sem_destroy(&r->done);
     if (r->rc < 0) {
         if (err) {
             ck_error_free(*err);
@@ -1023,6 +1015,7 @@ static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
         return sql_err(err, st->wdb, rc, "enable WAL");
     int64_t cur = 0, maxrev = 0, crev = 0, cdone = 0;
     if (exec(st->wdb, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;"
+                      "PRAGMA temp_store = MEMORY;"
                       "PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16000", err) < 0 ||
         query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'current_rev'", &cur, err) < 0 ||
         query_i64(st->wdb, "SELECT MAX(rev) FROM kv", &maxrev, err) < 0 ||
@@ -1151,7 +1144,7 @@ static ck_store *open_locked(const char *path, ck_error **err)
             goto fail;
     /* the checkpointer must have read the file once to know it is in WAL mode */
     if (open_conn(path, false, &st->cdb, err) < 0 ||
-        exec(st->cdb, "SELECT count(*) FROM meta", err) < 0)
+        exec(st->cdb, "PRAGMA synchronous = FULL; SELECT count(*) FROM meta", err) < 0)
         goto fail;
     int rc;
     if ((rc = pthread_create(&st->writer, NULL, writer_main, st)) != 0)

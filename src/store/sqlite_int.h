@@ -27,7 +27,6 @@
 #define COMPACT_CHUNK     5000                /* revisions per compaction transaction */
 #define CKPT_PAGES        1000                /* WAL pages before the checkpointer runs */
 
-
 typedef struct wreq wreq;   /* a queued write (sqlite.c) */
 
 /* A committed event shared by every watcher queue that holds it. */
@@ -70,7 +69,7 @@ struct sqlite_store {
     dev_t dev;                /* the file's identity, in the registry of stores open here */
     ino_t ino;
     sqlite3 *wdb;
-    sqlite3_stmt *w_latest, *w_value, *w_insert, *w_setrev, *w_setmeta, *w_compact_old,
+    sqlite3_stmt *w_latest, *w_value, *w_insert, *w_setmeta, *w_compact_old,
         *w_compact_tomb;
     int64_t rev;              /* writer-owned: last assigned revision */
 

@@ -131,8 +131,8 @@ static int catch_up(ck_watch_handle *w, int64_t upto, ck_error **err)
             e->kv.key = ck__sqlite_col_dup(q, 1, NULL);
             e->kv.create_revision = sqlite3_column_int64(q, 2);
             e->kv.mod_revision = e->revision;
-            if (!deleted)
-                e->kv.value = ck__sqlite_col_dup(q, 5, &e->kv.value_len);
+            /* a tombstone's value column is NULL: col_dup gives "" */
+            e->kv.value = ck__sqlite_col_dup(q, 5, &e->kv.value_len);
             if (prev_rev && sqlite3_column_type(q, 6) != SQLITE_NULL) {
                 e->prev.key = xstrdup(e->kv.key);
                 e->prev.value = ck__sqlite_col_dup(q, 6, &e->prev.value_len);

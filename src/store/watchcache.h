@@ -102,7 +102,8 @@ typedef struct ck_watchcache_opts {
 ck_watchcache *ck_watchcache_new(ck_store *store, const char *prefix, const ck_watchcache_opts *opts,
                                  ck_error **err);
 /* Stop the backend watch and the dispatch thread and free everything.  Watchers should be removed
- * first; any left are freed without further callbacks (their handles become invalid). */
+ * first; any left are freed without further callbacks (their handles become invalid).  Not from a
+ * callback of this cache (it joins the dispatch thread). */
 void ck_watchcache_free(ck_watchcache *c);
 
 /* Newest revision the cache has received. */

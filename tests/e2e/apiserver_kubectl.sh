@@ -13,6 +13,7 @@ T=$(mktemp -d /tmp/ckube-e2e-apiserver.XXXXXX)
 PID=
 FAILED=0
 WATCHPID=
+ETCDPID=
 
 cleanup() {
     [ -n "$WATCHPID" ] && kill "$WATCHPID" 2>/dev/null
@@ -20,6 +21,10 @@ cleanup() {
         kill -TERM "$PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$PID" 2>/dev/null
+    fi
+    if [ -n "$ETCDPID" ]; then
+        kill "$ETCDPID" 2>/dev/null
+        wait "$ETCDPID" 2>/dev/null
     fi
     rm -rf "$T"
 }
@@ -66,12 +71,26 @@ mkdir -p "$T/pki"
     printf 'extendedKeyUsage=clientAuth\n' >cl.ext
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 2 -extfile cl.ext
     echo 'e2e-token-1,token-user,uid-7,"team-a,team-b"' >tokens.csv
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key
+    openssl pkey -in sa.key -pubout -out sa.pub
 ) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
 
-# ---- start the apiserver on a free loopback port ----
+# ---- start the apiserver on a free loopback port (STORE=etcd: on a throwaway etcd) ----
+STORE_FLAGS=()
+if [ "${STORE:-sqlite}" = etcd ]; then
+    EP=$((20000 + RANDOM % 20000))
+    etcd --data-dir "$T/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
+        --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$((EP + 1))" \
+        >"$T/etcd.log" 2>&1 &
+    ETCDPID=$!
+    for _ in $(seq 50); do curl -s "http://127.0.0.1:$EP/health" | grep -q true && break; sleep 0.2; done
+    STORE_FLAGS=(--etcd-servers "http://127.0.0.1:$EP")
+fi
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
     --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
-    --client-ca-file "$T/pki/ca.crt" --token-auth-file "$T/pki/tokens.csv" >"$T/apiserver.log" 2>&1 &
+    --client-ca-file "$T/pki/ca.crt" --token-auth-file "$T/pki/tokens.csv" "${STORE_FLAGS[@]}" \
+    --service-account-signing-key-file "$T/pki/sa.key" --service-account-key-file "$T/pki/sa.pub" \
+    >"$T/apiserver.log" 2>&1 &
 PID=$!
 PORT=
 touch "$T/apiserver.log"
@@ -105,6 +124,11 @@ python3 -c 'print("{\"a\":" * 5000 + "1" + "}" * 5000)' >"$T/deep.json"
 expect "deep nesting is a 4xx Status" '"status":"Failure"' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/json' --data-binary @"$T/deep.json" "$URL/api/v1/namespaces/default/configmaps"
 printf '{"metadata":{"name":"u\xff\xfe"}}' >"$T/badutf8.json"
 expect "bad UTF-8 is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/json' --data-binary @"$T/badutf8.json" "$URL/api/v1/namespaces/default/configmaps"
+printf 'k8s\000\012\377\377\377\377\017garbage' >"$T/bad.pb"
+expect "malformed protobuf is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X POST -H 'Content-Type: application/vnd.kubernetes.protobuf' --data-binary @"$T/bad.pb" "$URL/api/v1/namespaces/default/configmaps"
+printf 'a: [b\n  - : {' >"$T/bad.yaml"
+expect "malformed YAML is a 400 Status" '"code":400' "${CURL[@]}" "${ADMIN[@]}" -X PATCH -H 'Content-Type: application/apply-patch+yaml' --data-binary @"$T/bad.yaml" "$URL/api/v1/namespaces/default/configmaps/x?fieldManager=e2e"
+expect "unsupported patch type is 415" '"code":415' "${CURL[@]}" "${ADMIN[@]}" -X PATCH -H 'Content-Type: text/plain' --data-binary 'x' "$URL/api/v1/namespaces/default/configmaps/x"
 expect "server still alive after bad input" "ok" "${CURL[@]}" "$URL/healthz"
 
 # ---- watch semantics over the wire ----
@@ -137,8 +161,20 @@ expect "list limit returns a continue token" '"continue":"' "${AC[@]}" "$CM?limi
 TOK=$("${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx" | sed -n 's/.*"continue":"\([^"]*\)".*/\1/p')
 expect "continue returns the next page" '"name":"page3"' "${AC[@]}" "$CM?limit=2&labelSelector=page%3Dx&continue=$TOK"
 expect "a bad continue token is 400" '"code":400' "${AC[@]}" "$CM?limit=2&continue=bogus"
+PM='Accept: application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json'
+expect "metadata-only list (PartialObjectMetadataList)" '"kind":"PartialObjectMetadataList"' "${AC[@]}" -H "$PM" "$URL/api/v1/namespaces"
+expect "metadata-only get (PartialObjectMetadata)" '"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"default"' "${AC[@]}" -H 'Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' "$URL/api/v1/namespaces/default"
+expect "metadata-only watch" '"object":{"kind":"PartialObjectMetadata"' "${AC[@]}" -N -H 'Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1' "$URL/api/v1/namespaces?watch=1&timeoutSeconds=1"
 expect "list as Table" '"columnDefinitions"' "${AC[@]}" -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io' "$CM"
 expect "stale update: 409 Conflict" '"reason":"Conflict"' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/page1" -d '{"metadata":{"name":"page1","resourceVersion":"2"}}'
+expect "PUT creates a missing Lease (AllowCreateOnUpdate)" '"kind":"Lease"' "${AC[@]}" "${JSON[@]}" -X PUT "$URL/apis/coordination.k8s.io/v1/namespaces/default/leases/l1" -d '{"metadata":{"name":"l1"},"spec":{"holderIdentity":"a"}}'
+expect "PUT of a missing ConfigMap is 404" '"code":404' "${AC[@]}" "${JSON[@]}" -X PUT "$CM/missing-cm" -d '{"metadata":{"name":"missing-cm"}}'
+"${AC[@]}" -X PATCH -H 'Content-Type: application/apply-patch+yaml' "$CM/ssa1?fieldManager=e2e-ssa" --data-binary $'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa1\ndata:\n  a: "1"\n' >/dev/null
+mf() { "${AC[@]}" "$CM/ssa1" | /usr/bin/python3 -c 'import json,sys; print(" ".join(e["manager"]+":"+e["operation"] for e in json.load(sys.stdin)["metadata"]["managedFields"]))'; }
+expect "server-side apply records one Apply entry" "e2e-ssa:Apply" mf
+expect_not "server-side apply leaves no Update entry" "Update" mf
+"${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/ssa1?fieldManager=e2e-edit" -d '{"data":{"b":"2"}}' >/dev/null
+expect "a later merge patch adds its Update entry" "e2e-ssa:Apply e2e-edit:Update" mf
 expect "deletecollection by label" '"kind":"ConfigMapList"' "${AC[@]}" -X DELETE "$CM?labelSelector=page%3Dx"
 expect "deletecollection removed them" '"items":[]' "${AC[@]}" "$CM?labelSelector=page%3Dx"
 expect "generateName" '"name":"gen-' "${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"generateName":"gen-"}}'
@@ -220,6 +256,10 @@ for V in $VERSIONS; do
     expect "get all -A shows the deployment" "deployment.apps/web" k get all -A
     expect "get all -A shows the kubernetes service" "service/kubernetes" k get all -A
     expect "get missing: NotFound" "Error from server (NotFound): configmaps \"nope\" not found" kn get cm nope
+    expect "invalid name: 422 with the field and upstream's message" "is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123" kn create configmap Bad_Name --from-literal=a=b
+    BAD='{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"bad"},"spec":{"replicas":-1,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c"}]}}}}'
+    expect "invalid deployment: a cause for the replicas" "spec.replicas: Invalid value: -1: must be greater than or equal to 0" kn create -f - <<<"$BAD"
+    expect "invalid deployment: a cause for the image" "spec.template.spec.containers[0].image: Required value" kn create -f - <<<"$BAD"
     expect "create in missing namespace: NotFound" "namespaces \"no-such-ns\" not found" k -n no-such-ns create configmap x --from-literal=a=b
 
     cat >"$T/multi-$V.yaml" <<EOF
@@ -314,6 +354,14 @@ EOF
         expect "auth whoami" "kubernetes-admin" k auth whoami
     fi
     expect "explain" "containers" k explain pods.spec.containers
+    expect "create serviceaccount" "serviceaccount/robot created" kn create sa robot
+    SATOK=$("$K" -n "$NS" create token robot 2>&1)
+    expect "create token gives a JWT" "eyJ" echo "$SATOK"
+    expect "the token authenticates as the service account" "\"username\":\"system:serviceaccount:$NS:robot\"" "${CURL[@]}" -H "Authorization: Bearer $SATOK" -H 'Content-Type: application/json' -X POST "$URL/apis/authentication.k8s.io/v1/selfsubjectreviews" -d '{}'
+    expect "TokenReview accepts the service account token" '"authenticated":true' "${AC[@]}" -H 'Content-Type: application/json' -X POST "$URL/apis/authentication.k8s.io/v1/tokenreviews" -d "{\"spec\":{\"token\":\"$SATOK\"}}"
+    expect "create token with too short a duration: 422" "may not specify a duration less than 10 minutes" kn create token robot --duration=5m
+    kn delete sa robot >/dev/null 2>&1
+    expect "a deleted service account's token is refused" '"code":401' "${CURL[@]}" -H "Authorization: Bearer $SATOK" "$URL/api/v1/namespaces"
 
     # get -w sees a change
     "$K" -n "$NS" get cm -w >"$T/watch-$V.out" 2>&1 &

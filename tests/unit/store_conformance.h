@@ -25,6 +25,8 @@
  *  - list at a revision above the current one: CK_E_TIMEOUT ("Too large resource version", as
  *    upstream answers 504 with a retry).
  *  - ck_store_watch_cancel() may be called from inside the watch's own callback.
+ *  - watch with after_rev 0 ("from now") delivers every write that starts after watch() returned
+ *    (a backend whose watch is set up asynchronously must pin the current revision first).
  *  - values of 1.5 MiB must work (etcd: start it with --max-request-bytes >= 2 MiB).
  */
 #ifndef CK_STORE_CONFORMANCE_H
@@ -640,11 +642,13 @@ typedef struct sc_writer {
     const char *sub;    /* e.g. "w/" */
     int nkeys;
     int nops;
-    volatile int stop;
+    atomic_int stop;          /* set by the test thread */
     int failures;
     sc_oplog *log;
     int nlog;
-    volatile int64_t last_rev;
+    atomic_llong last_rev;    /* progress, read by the test thread while writing */
+    atomic_int progress;      /* == nlog, published */
+    atomic_int done;          /* the thread finished (or failed) */
     unsigned seed;
 } sc_writer;
 
@@ -652,7 +656,7 @@ static void *sc_writer_thread(void *p)
 {
     sc_writer *w = p;
     w->log = xcalloc((size_t)w->nops, sizeof *w->log);
-    for (int i = 0; i < w->nops && !w->stop; i++) {
+    for (int i = 0; i < w->nops && !atomic_load(&w->stop); i++) {
         int ki = (int)(rand_r(&w->seed) % (unsigned)w->nkeys);
         cleanup_free char *k = sc_key(w->root, "%s%04d", w->sub, ki);
         sc_oplog *op = &w->log[w->nlog];
@@ -680,10 +684,12 @@ static void *sc_writer_thread(void *p)
         }
         op->rev = rev;
         w->nlog++;
-        w->last_rev = rev;
+        atomic_store(&w->last_rev, rev);
+        atomic_store(&w->progress, w->nlog);
         if (w->nlog >= w->nops - 1)
             break;
     }
+    atomic_store(&w->done, 1);
     return NULL;
 }
 
@@ -706,7 +712,7 @@ static void sc_test_list_consistent(void **state)
     sc_writer w = {.s = s, .root = root, .sub = "w/", .nkeys = NK, .nops = 4000, .seed = 7};
     pthread_t th;
     pthread_create(&th, NULL, sc_writer_thread, &w);
-    while (w.last_rev == 0 && w.nlog == 0 && !w.failures)
+    while (atomic_load(&w.progress) == 0 && !atomic_load(&w.done))
         sc_sleep_ms(1);
     sc_sleep_ms(20);
 
@@ -716,7 +722,7 @@ static void sc_test_list_consistent(void **state)
     int64_t R = all.revision;
     /* also a second view: list at R in one page, done later */
     sc_sleep_ms(20);
-    w.stop = 1;
+    atomic_store(&w.stop, 1);
     pthread_join(th, NULL);
     assert_int_equal(w.failures, 0);
     assert_true(R >= base);
@@ -848,9 +854,9 @@ static void sc_test_watch_handoff(void **state)
         pthread_t th;
         pthread_create(&th, NULL, sc_writer_thread, &wr);
         /* let some history build up, then watch from a point in the middle of it */
-        while (wr.nlog < 100 + round * 200 && !wr.failures && wr.nlog < wr.nops - 2)
+        while (atomic_load(&wr.progress) < 100 + round * 200 && !atomic_load(&wr.done))
             sc_sleep_ms(1);
-        int64_t N = start + (wr.last_rev - start) / 2;
+        int64_t N = start + (atomic_load(&wr.last_rev) - start) / 2;
         sc_watch w;
         enum ck_error_code code;
         assert_int_equal(sc_watch_start(s, &w, prefix, N, &code), 0);
@@ -975,6 +981,7 @@ static void sc_test_watch_prev(void **state)
     assert_int_equal(e[2].type, CK_EVENT_DELETE);
     assert_int_equal(e[2].revision, r3);
     assert_string_equal(e[2].key, k);
+    assert_int_equal(e[2].value_len, 0);
     assert_non_null(e[2].prev_key);
     assert_string_equal(e[2].prev_value, "v2");
     assert_int_equal(e[2].prev_mod_revision, r2);

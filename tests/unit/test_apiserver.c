@@ -180,6 +180,36 @@ static void test_meta_create_update(void **state)
     assert_string_equal(ck_res_qualified(cm), "configmaps");
 }
 
+static void test_splice_rv(void **state)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"{\"metadata\":{\"name\":\"a\"},\"x\":1}",
+         "{\"metadata\":{\"resourceVersion\":\"7\",\"name\":\"a\"},\"x\":1}"},
+        {"{\"kind\":\"P\",\"spec\":{\"metadata\":{\"deep\":\"}\"}},\"metadata\":{}}",
+         "{\"kind\":\"P\",\"spec\":{\"metadata\":{\"deep\":\"}\"}},\"metadata\":{\"resourceVersion\":\"7\"}}"},
+        {"{\"a\":\"\\\"metadata\\\":{\",\"b\":[1,{\"c\":[]}],\"metadata\":{\"n\":1}}",
+         "{\"a\":\"\\\"metadata\\\":{\",\"b\":[1,{\"c\":[]}],\"metadata\":{\"resourceVersion\":\"7\",\"n\":1}}"},
+        {"{\"x\":true,\"y\":null}", NULL},
+        {"[1]", NULL},
+        {"{\"metadata\":5}", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        int rc = ck_json_splice_rv(cases[i].in, strlen(cases[i].in), 7, &b);
+        if (cases[i].out) {
+            assert_int_equal(rc, 0);
+            assert_string_equal(b.data, cases[i].out);
+            json_t *j = json_loads(b.data, 0, NULL);     /* still valid JSON */
+            assert_non_null(j);
+            json_decref(j);
+        } else {
+            assert_int_equal(rc, -1);
+        }
+        ck_buf_free(&b);
+    }
+}
+
 /* ---- allocation ---- */
 
 static void test_alloc_ips(void **state)
@@ -370,6 +400,72 @@ static void test_status_from_error(void **state)
     ck_route_free(&rt);
 }
 
+/* ---- service account tokens ---- */
+
+static void test_sa_tokens(void **state)
+{
+    char dir[] = "/tmp/ck-test-sa-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *cmd = xasprintf("cd %s && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+                          "-out ec.key 2>/dev/null && openssl genpkey -algorithm RSA -pkeyopt "
+                          "rsa_keygen_bits:2048 -out rsa.key 2>/dev/null && openssl genpkey "
+                          "-algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other.key 2>/dev/null",
+                          dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    static const char *const keys[] = {"ec.key", "rsa.key"};
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        char *path = xasprintf("%s/%s", dir, keys[i]);
+        ck_sa_keys *k = ck_sa_keys_load(path, NULL, "https://issuer.test", NULL);
+        free(path);
+        assert_non_null(k);
+        int64_t exp = 0;
+        char *tok = ck_sa_token_issue(k, "ns1", "robot", "uid-1", NULL, 3600, "pod-a", "puid",
+                                      &exp, NULL);
+        assert_non_null(tok);
+        assert_true(ck_sa_token_looks_like_jwt(tok));
+        assert_true(exp > ck_wall_ns() / 1000000000 + 3500);
+        ck_sa_claims cl;
+        assert_int_equal(ck_sa_token_verify(k, tok, &cl, NULL), 0);
+        assert_string_equal(cl.ns, "ns1");
+        assert_string_equal(cl.name, "robot");
+        assert_string_equal(cl.uid, "uid-1");
+        ck_sa_claims_free(&cl);
+        /* a flipped byte in the payload breaks the signature */
+        char *bad = xstrdup(tok);
+        char *dot = strchr(bad, '.');
+        dot[3] = dot[3] == 'A' ? 'B' : 'A';
+        ck_error *e = NULL;
+        assert_int_equal(ck_sa_token_verify(k, bad, &cl, &e), -1);
+        assert_int_equal(e->code, CK_E_UNAUTHORIZED);
+        ck_error_free(e);
+        free(bad);
+        /* another key does not accept it; a token for another audience is refused */
+        char *other = xasprintf("%s/other.key", dir);
+        ck_sa_keys *k2 = ck_sa_keys_load(other, NULL, "https://issuer.test", NULL);
+        free(other);
+        if (i == 0)
+            assert_int_equal(ck_sa_token_verify(k2, tok, &cl, NULL), -1);
+        json_t *aud = json_pack("[s]", "vault");
+        char *tok2 = ck_sa_token_issue(k, "ns1", "robot", "uid-1", aud, 3600, NULL, NULL, NULL, NULL);
+        assert_int_equal(ck_sa_token_verify(k, tok2, &cl, NULL), -1);
+        json_decref(aud);
+        free(tok2);
+        /* expired */
+        char *tok3 = ck_sa_token_issue(k, "ns1", "robot", "uid-1", NULL, -10, NULL, NULL, NULL, NULL);
+        assert_int_equal(ck_sa_token_verify(k, tok3, &cl, NULL), -1);
+        free(tok3);
+        assert_int_equal(ck_sa_token_verify(k, "a.b.c", &cl, NULL), -1);
+        assert_int_equal(ck_sa_token_verify(k, "notajwt", &cl, NULL), -1);
+        ck_sa_keys_free(k2);
+        ck_sa_keys_free(k);
+        free(tok);
+    }
+    cmd = xasprintf("rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,11 +474,13 @@ int main(void)
         cmocka_unit_test(test_continue_rejects_garbage),
         cmocka_unit_test(test_random_suffix),
         cmocka_unit_test(test_meta_create_update),
+        cmocka_unit_test(test_splice_rv),
         cmocka_unit_test(test_alloc_ips),
         cmocka_unit_test(test_alloc_small_range_exhausts),
         cmocka_unit_test(test_service_allocate),
         cmocka_unit_test(test_token_file),
         cmocka_unit_test(test_status_from_error),
+        cmocka_unit_test(test_sa_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,9 @@ static const struct { const char *yaml, *json; } yaml_cases[] = {
     {"base: &b {x: 1}\nd:\n  q: 3\n  <<: [*b, {q: 9, z: 4}]\n", "{\"base\":{\"x\":1},\"d\":{\"q\":3,\"x\":1,\"z\":4}}"},
     /* as sigs.k8s.io/yaml: a key spelled y is the bool true */
     {"y: 1\n", "{\"true\":1}"},
+    {"a: !!binary aGVsbG8=\n", "{\"a\":\"hello\"}"},
+    /* n is false too, also as a key next to a merge */
+    {"x: {<<: {m: 1, n: 2}, n: 3}\n", "{\"x\":{\"m\":1,\"false\":3}}"},
     {"v: &v hello\nw: *v\n", "{\"v\":\"hello\",\"w\":\"hello\"}"},
     {"yes: 1\n1: a\n", "{\"true\":1,\"1\":\"a\"}"},
     {"", "null"},
@@ -49,6 +52,8 @@ static const struct { const char *yaml, *json; } yaml_cases[] = {
     {"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: \"v\"\n",
      "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"k\":\"v\"}}"},
     {"a: 99999999999999999999\n", "{\"a\":1e20}"},
+    /* a float out of range stays text, as go-yaml leaves it */
+    {"a: 1e400\nb: 0x\nc: +\nd: -0\ne: 12:30\n", "{\"a\":\"1e400\",\"b\":\"0x\",\"c\":\"+\",\"d\":0,\"e\":\"12:30\"}"},
     {"a: \"\\u00e9\"\n", "{\"a\":\"\\u00e9\"}"},
     {"---\na: 1\n---\nb: 2\n", "{\"a\":1}"},
 };
@@ -73,6 +78,7 @@ static const struct { const char *yaml, *err; enum ck_error_code code; } yaml_er
     {"a: *nope\n", "error converting YAML to JSON: yaml: unknown anchor 'nope' referenced", CK_E_BAD_REQUEST},
     {"a: .inf\n", "error converting YAML to JSON: json: unsupported value", CK_E_BAD_REQUEST},
     {"? [a]\n: b\n", "error converting YAML to JSON: yaml: unsupported map key", CK_E_BAD_REQUEST},
+    {"{~: c}\n", "error converting YAML to JSON: unsupported map key of type: %!s(<nil>), key: <nil>", CK_E_BAD_REQUEST},
     {"a: !!int abc\n", "error converting YAML to JSON: yaml: cannot decode", CK_E_BAD_REQUEST},
     {"a: \"\xff\"\n", "error converting YAML to JSON: yaml: line", CK_E_BAD_REQUEST},
 };

@@ -39,6 +39,20 @@ static void test_root(void **state)
         assert_memory_equal(url, want, strlen(want));
         assert_true(strlen(url) > strlen(want) + 16);
     }
+    /* the cached text is the document, and its hash is the root's */
+    size_t len = 0;
+    const char *hash = NULL;
+    const char *text = ck_openapi_v3_document_json("apis/apps/v1", &len, &hash);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    json_t *parsed = json_loadb(text, len, 0, NULL);
+    json_t *doc = ck_openapi_v3_document("apis/apps/v1");
+    assert_true(json_equal(parsed, doc));
+    json_decref(parsed);
+    json_decref(doc);
+    const char *url = json_string_value(json_object_get(json_object_get(paths, "apis/apps/v1"), "serverRelativeURL"));
+    assert_string_equal(strstr(url, "hash=") + 5, hash);
+    assert_null(ck_openapi_v3_document_json("apis/nope/v1", &len, &hash));
     json_t *again = ck_openapi_v3_root();
     assert_true(json_equal(root, again));   /* hashes are stable */
     json_decref(again);

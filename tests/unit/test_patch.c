@@ -75,10 +75,15 @@ static void run_file(const char *file, int type)
     size_t i;
     json_t *c;
     assert_true(json_array_size(cases) > 5);
+    int type0 = type;
     json_array_foreach(cases, i, c) {
         const json_t *orig = json_object_get(c, "orig"), *patch = json_object_get(c, "patch");
         json_t *orig_before = json_deep_copy(orig), *patch_before = json_deep_copy(patch);
         ck_error *e = NULL;
+        const char *ct = json_string_value(json_object_get(c, "type"));
+        type = type0;
+        if (ct)
+            type = !strcmp(ct, "merge") ? 0 : !strcmp(ct, "json") ? 1 : 2;
         json_t *got = type == 0 ? ck_patch_merge(orig, patch, &e)
                     : type == 1 ? ck_patch_json(orig, patch, &e)
                                 : ck_patch_strategic(orig, patch, res_of(c), &e);
@@ -97,6 +102,68 @@ static void run_file(const char *file, int type)
 static void test_merge(void **state) { run_file("merge.json", 0); }
 static void test_json(void **state) { run_file("json.json", 1); }
 static void test_strategic(void **state) { run_file("strategic.json", 2); }
+static void test_kubectl_patches(void **state) { run_file("kubectl.json", -1); }
+/* Random pod patches whose expected results kubectl 1.33's own strategic-merge code computed
+ * (`kubectl patch --local`; directives it leaves inside new elements removed). */
+static void test_strategic_oracle(void **state) { run_file("strategic-oracle.json", 2); }
+/* Random merge patches with nulls in nested objects and arrays, results from kubectl 1.33 (evanphx). */
+static void test_merge_oracle(void **state) { run_file("merge-oracle.json", 0); }
+
+/* The server-side apply body real kubectl sent, then its follow-up carrying last-applied. */
+static void test_kubectl_server_side(void **state)
+{
+    json_t *cases = load_cases("kubectl.json");
+    json_t *body = load_cases("kubectl-apply-server-side.json");
+    json_t *la = load_cases("kubectl-apply-last-applied.json");
+    const ck_resource *d = ck_resource_find("apps", "v1", "deployments");
+    /* live: what client-side apply left, its fields owned by kubectl-client-side-apply */
+    json_t *live = json_deep_copy(json_object_get(json_array_get(cases, 0), "orig"));
+    ck_managed_fields_record(live, NULL, "kubectl-client-side-apply", "Update", "apps/v1");
+    ck_error *e = NULL;
+    json_t *out = ck_patch_apply(live, body, d, "kubectl", false, &e);
+    if (!out)
+        fail_msg("%s", e->msg);
+    /* same values: shared ownership, no conflict; both managers listed */
+    const json_t *mf = json_object_get(json_object_get(out, "metadata"), "managedFields");
+    assert_int_equal(json_array_size(mf), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(mf, 0), "operation")), "Apply");
+    json_t *fields = json_object_get(json_array_get(mf, 0), "fieldsV1");
+    json_t *c = json_object_get(json_object_get(json_object_get(json_object_get(json_object_get(fields, "f:spec"),
+                                "f:template"), "f:spec"), "f:containers"), "k:{\"name\":\"a\"}");
+    assert_non_null(c);
+    assert_non_null(json_object_get(json_object_get(c, "f:env"), "k:{\"name\":\"Q\"}"));
+    assert_non_null(json_object_get(json_object_get(c, "f:ports"), "k:{\"containerPort\":81,\"protocol\":\"TCP\"}"));
+    /* the follow-up apply carries a newer last-applied annotation than the one
+     * kubectl-client-side-apply wrote: a conflict (kubectl migrates that ownership first) */
+    json_t *out2 = ck_patch_apply(out, la, d, "kubectl-last-applied", false, &e);
+    assert_null(out2);
+    assert_non_null(strstr(e->msg, "conflict with \"kubectl-client-side-apply\" using apps/v1 at "));
+    assert_non_null(strstr(e->msg, ": .metadata.annotations.kubectl.kubernetes.io/last-applied-configuration"));
+    ck_error_free(e);
+    e = NULL;
+    out2 = ck_patch_apply(out, la, d, "kubectl-last-applied", true, &e);
+    if (!out2)
+        fail_msg("%s", e->msg);
+    assert_true(json_equal(json_object_get(json_object_get(out2, "metadata"), "annotations"),
+                           json_object_get(json_object_get(la, "metadata"), "annotations")));
+    assert_true(json_equal(json_object_get(out2, "spec"), json_object_get(out, "spec")));
+    /* a changed image under kubectl's ownership conflicts with another applier */
+    json_t *other = json_deep_copy(body);
+    json_object_set_new(json_array_get(json_object_get(json_object_get(json_object_get(json_object_get(other, "spec"),
+                        "template"), "spec"), "containers"), 0), "image", json_string("a:9"));
+    json_t *out3 = ck_patch_apply(out2, other, d, "someone", false, &e);
+    assert_null(out3);
+    assert_int_equal(e->code, CK_E_CONFLICT);
+    assert_non_null(strstr(e->msg, "Apply failed with 2 conflicts: conflicts with \"kubectl\":\n- .spec.template.spec.containers[name=\"a\"].image"));
+    ck_error_free(e);
+    json_decref(other);
+    json_decref(out2);
+    json_decref(out);
+    json_decref(live);
+    json_decref(la);
+    json_decref(body);
+    json_decref(cases);
+}
 
 static void test_deep_and_big(void **state)
 {
@@ -125,6 +192,16 @@ static void test_deep_and_big(void **state)
     json_decref(j);
     json_decref(ops);
     json_decref(deep);
+    /* upstream's cap on JSON patch operations */
+    ops = json_array();
+    for (int i = 0; i <= CK_JSON_PATCH_MAX_OPS; i++)
+        json_array_append_new(ops, json_pack("{s:s,s:s}", "op", "test", "path", ""));
+    e = NULL;
+    assert_null(ck_patch_json(NULL, ops, &e));
+    assert_int_equal(e->code, CK_E_TOO_LARGE);
+    assert_string_equal(e->msg, "The allowed operations count is 10000, got 10001");
+    ck_error_free(e);
+    json_decref(ops);
 }
 
 static json_t *J(const char *s)
@@ -205,6 +282,11 @@ static void test_apply_configmap(void **state)
     assert_true(json_equal(json_object_get(o4, "data"), want_data));
     assert_fields(o4, 0, "kubectl", "Apply", "{\"f:data\":{\"f:k2\":{}}}");
 
+    /* re-applying the same config changes nothing, managedFields included */
+    json_t *again = ck_patch_apply(o4, cfg2, cm, "kubectl", false, &e);
+    assert_non_null(again);
+    assert_true(json_equal(again, o4));
+    json_decref(again);
     /* a second applier agreeing on a value shares it without conflict */
     json_t *o5 = ck_patch_apply(o4, cfg2, cm, "other", false, &e);
     assert_non_null(o5);
@@ -265,6 +347,26 @@ static void test_apply_deployment(void **state)
     json_decref(o3);
 }
 
+static void test_apply_untracked(void **state)
+{
+    /* a live object without managedFields: its fields belong to "before-first-apply" */
+    const ck_resource *cm = ck_resource_find("", "v1", "configmaps");
+    json_t *live = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"a\":\"1\"}}");
+    json_t *cfg = J("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"a\":\"2\"}}");
+    ck_error *e = NULL;
+    assert_null(ck_patch_apply(live, cfg, cm, "kubectl", false, &e));
+    assert_int_equal(e->code, CK_E_CONFLICT);
+    assert_non_null(strstr(e->msg, "conflict with \"before-first-apply\" using v1: .data.a"));
+    ck_error_free(e);
+    e = NULL;
+    json_t *out = ck_patch_apply(live, cfg, cm, "kubectl", true, &e);
+    assert_non_null(out);
+    assert_fields(out, 0, "kubectl", "Apply", "{\"f:data\":{\"f:a\":{}}}");
+    json_decref(out);
+    json_decref(live);
+    json_decref(cfg);
+}
+
 static void test_record_create(void **state)
 {
     json_t *o = J("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"uid\":\"u\","
@@ -294,8 +396,84 @@ static void test_record_create(void **state)
     json_t *want = J("{\"f:status\":{\"f:replicas\":{}}}");
     assert_true(json_equal(json_object_get(st, "fieldsV1"), want));
     json_decref(want);
+    /* a request without managedFields (or with []) keeps the live ones; [{}] resets them */
+    json_t *prev = json_deep_copy(o);
+    json_object_set_new(json_object_get(o, "metadata"), "managedFields", json_array());
+    ck_managed_fields_record(o, prev, "other", "Update", "apps/v1");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(o, "metadata"), "managedFields")), 2);
+    json_object_set_new(json_object_get(o, "metadata"), "managedFields", json_pack("[{}]"));
+    ck_managed_fields_record(o, prev, "other", "Update", "apps/v1");
+    assert_null(json_object_get(json_object_get(o, "metadata"), "managedFields"));
+    json_decref(prev);
     json_decref(old);
     json_decref(o);
+}
+
+/* ---- random trees through every function: must not crash (ASan checks the rest) ---- */
+
+static const char *const vocab[] = {
+    "metadata", "spec", "status", "template", "containers", "initContainers", "name", "image", "ports",
+    "containerPort", "protocol", "env", "value", "volumes", "volumeMounts", "mountPath", "labels",
+    "annotations", "finalizers", "ownerReferences", "uid", "conditions", "type", "selector", "matchLabels",
+    "strategy", "rollingUpdate", "managedFields", "fieldsV1", "manager", "operation", "f:spec", "k:{\"name\":\"a\"}",
+    "$patch", "$retainKeys", "$setElementOrder/containers", "$deleteFromPrimitiveList/finalizers", "replace",
+    "delete", "merge", "apiVersion", "kind", "data", "a", "b", ".", "",
+};
+
+static json_t *rnd_tree(int depth)
+{
+    int r = rand() % (depth > 5 ? 4 : 7);
+    switch (r) {
+    case 0: return json_string(vocab[rand() % ARRAY_SIZE(vocab)]);
+    case 1: return json_integer(rand() % 5);
+    case 2: return rand() % 2 ? json_null() : json_true();
+    case 3: return json_real(0.5);
+    case 4: case 5: {
+        json_t *o = json_object();
+        for (int i = rand() % 5; i > 0; i--)
+            json_object_set_new(o, vocab[rand() % ARRAY_SIZE(vocab)], rnd_tree(depth + 1));
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        for (int i = rand() % 4; i > 0; i--)
+            json_array_append_new(a, rnd_tree(depth + 1));
+        return a;
+    }
+    }
+}
+
+static void test_random_trees(void **state)
+{
+    srand(1234);
+    const ck_resource *rs[] = {ck_resource_find("", "v1", "pods"), ck_resource_find("apps", "v1", "deployments"),
+                               ck_resource_find("", "v1", "services"), ck_resource_find("", "v1", "configmaps")};
+    for (int round = 0; round < 4000; round++) {
+        json_t *a = rnd_tree(0), *b = rnd_tree(0);
+        const ck_resource *r = rs[round % 4];
+        ck_error *e = NULL;
+        json_t *out;
+        out = ck_patch_merge(a, b, &e); json_decref(out); ck_error_free(e); e = NULL;
+        out = ck_patch_json(a, b, &e); json_decref(out); ck_error_free(e); e = NULL;
+        out = ck_patch_strategic(a, b, r, &e); json_decref(out); ck_error_free(e); e = NULL;
+        out = ck_patch_apply(json_is_object(a) ? a : NULL, b, r, "m", round % 2, &e);
+        if (out) {
+            json_t *again = ck_patch_apply(out, b, r, "other", false, &e);
+            json_decref(again);
+            ck_error_free(e);
+            e = NULL;
+            json_t *c = json_deep_copy(out);
+            ck_managed_fields_record(c, a, "u", "Update", "v1");
+            json_decref(c);
+        }
+        json_decref(out); ck_error_free(e); e = NULL;
+        json_t *c = json_deep_copy(b);
+        ck_managed_fields_record(c, a, "u", "Update", "v1");
+        json_decref(c);
+        json_decref(a);
+        json_decref(b);
+    }
+    assert_true(1);
 }
 
 int main(void)
@@ -304,10 +482,16 @@ int main(void)
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_strategic),
+        cmocka_unit_test(test_kubectl_patches),
+        cmocka_unit_test(test_strategic_oracle),
+        cmocka_unit_test(test_merge_oracle),
+        cmocka_unit_test(test_kubectl_server_side),
         cmocka_unit_test(test_deep_and_big),
         cmocka_unit_test(test_apply_configmap),
         cmocka_unit_test(test_apply_deployment),
+        cmocka_unit_test(test_apply_untracked),
         cmocka_unit_test(test_record_create),
+        cmocka_unit_test(test_random_trees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -237,6 +237,31 @@ static void test_client_cert_groups(void **state)
     assert_null(err);
 }
 
+/* A leaf that expires within 30 days is renewed at the next call: same key, new validity. */
+static void test_renew_expiring(void **state)
+{
+    ck_error *err = NULL;
+    cleanup_free char *ca_p = path(state, "ca.crt");
+    cleanup_free char *cak_p = path(state, "ca.key");
+    cleanup_free char *c_p = path(state, "short.crt");
+    cleanup_free char *k_p = path(state, "short.key");
+    assert_int_equal(ck_pki_ensure_ca(ca_p, cak_p, "ca", &err), 1);
+    ck_pki_cert_opts o = {.cn = "short-lived", .client = true, .days = 2};
+    assert_int_equal(ck_pki_ensure_cert(ca_p, cak_p, c_p, k_p, &o, &err), 1);
+    cleanup_free char *key_before = slurp(k_p);
+    o.days = 0;
+    assert_int_equal(ck_pki_ensure_cert(ca_p, cak_p, c_p, k_p, &o, &err), 1);
+    cleanup_free char *key_after = slurp(k_p);
+    assert_string_equal(key_before, key_after);
+    X509 *x = read_cert(c_p);
+    int days, secs;
+    assert_int_equal(ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)), 1);
+    assert_in_range(days, 355, 365);
+    X509_free(x);
+    assert_int_equal(ck_pki_ensure_cert(ca_p, cak_p, c_p, k_p, &o, &err), 0);
+    assert_null(err);
+}
+
 /* What a human put there is never overwritten: a foreign cert or a missing key is an error. */
 static void test_refuses_foreign(void **state)
 {
@@ -295,6 +320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cluster_reused, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_new_san_reissues, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_client_cert_groups, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_renew_expiring, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_refuses_foreign, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_token_file, setup_dir, teardown_dir),
     };

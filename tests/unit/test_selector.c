@@ -72,6 +72,7 @@ static const struct { const char *sel, *msg; } label_errors[] = {
     {"a in x", "unable to parse requirement: found 'x' expected: '('"},
     {"a in (x", "unable to parse requirement: found '', expected: ',' or ')'"},
     {"a=b c", "found 'c', expected: ',' or 'end of string'"},
+    {"!a>", "found '>', expected: ',' or 'end of string'"},
     {"a b=c", "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"},
     {"-a=b", "unable to parse requirement: <nil>: Invalid value: \"-a\": name part must consist of"},
     {"a=-b", "unable to parse requirement: values[0][a]: Invalid value: \"-b\": a valid label must be"},

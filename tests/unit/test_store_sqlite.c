@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -355,14 +356,16 @@ static void *crash_writer(void *p)
     char val[4096], line[256];
     for (int i = 0;; i++) {
         char key[128];
-        bool upd = i > 4 && rand_r(&seed) % 4 == 0;
-        int ki = upd ? (int)(rand_r(&seed) % (unsigned)i) : i;
+        unsigned dice = rand_r(&seed) % 10;
+        bool upd = i > 4 && dice < 3, del = i > 4 && dice == 3;   /* 30% updates, 10% deletes */
+        int ki = upd || del ? (int)(rand_r(&seed) % (unsigned)i) : i;
         snprintf(key, sizeof key, "/registry/crash/p%dt%d/%06d", (int)getpid(), a->id, ki);
         size_t n = make_value(val, sizeof val, key, i, &seed);
         int64_t rev = 0;
         ck_error *e = NULL;
-        int rc = upd ? ck_store_update(a->s, key, val, n, 0, &rev, &e)
-                     : ck_store_create(a->s, key, val, n, &rev, &e);
+        int rc = del   ? ck_store_delete(a->s, key, 0, NULL, &rev, &e)
+                 : upd ? ck_store_update(a->s, key, val, n, 0, &rev, &e)
+                       : ck_store_create(a->s, key, val, n, &rev, &e);
         if (rc < 0) {
             bool benign = e->code == CK_E_EXISTS || e->code == CK_E_NOT_FOUND;
             ck_error_free(e);
@@ -370,7 +373,7 @@ static void *crash_writer(void *p)
                 continue;   /* a key from an earlier round */
             _exit(5);
         }
-        int ln = snprintf(line, sizeof line, "%lld %s\n", (long long)rev, key);
+        int ln = snprintf(line, sizeof line, "%lld %s %c\n", (long long)rev, key, del ? 'D' : 'P');
         if (write(a->fd, line, (size_t)ln) != ln)   /* < PIPE_BUF: atomic */
             _exit(6);
     }
@@ -396,6 +399,7 @@ static void crash_child(int fd)
 typedef struct acked {
     int64_t rev;
     char key[100];
+    char op;                  /* P(ut) or D(elete) */
 } acked;
 
 static void test_crash(void **state)
@@ -444,7 +448,7 @@ static void test_crash(void **state)
                     acks = xrealloc(acks, cap * sizeof *acks);
                 }
                 long long rv;
-                assert_int_equal(sscanf(line, "%lld %99s", &rv, acks[n].key), 2);
+                assert_int_equal(sscanf(line, "%lld %99s %c", &rv, acks[n].key, &acks[n].op), 3);
                 acks[n++].rev = rv;
                 line = nl + 1;
             }
@@ -474,7 +478,11 @@ static void test_crash(void **state)
         assert_true(sc_watch_wait(&w, cur, 0));
         sc_check_contiguous(&w, base, cur, "/registry/crash/");
         for (size_t i = 0; i < w.n; i++) {
-            assert_int_equal(w.evs[i].type, CK_EVENT_PUT);
+            if (w.evs[i].type == CK_EVENT_DELETE) {
+                assert_non_null(w.evs[i].prev_value);   /* what was deleted was whole, too */
+                assert_true(value_ok(w.evs[i].prev_value, w.evs[i].prev_value_len, w.evs[i].key));
+                continue;
+            }
             if (!value_ok(w.evs[i].value, strlen(w.evs[i].value), w.evs[i].key)) {
                 print_error("rev %lld: bad value for %s\n", (long long)w.evs[i].revision,
                             w.evs[i].key);
@@ -485,6 +493,7 @@ static void test_crash(void **state)
             int64_t idx = acks[i].rev - base - 1;
             assert_true(idx >= 0 && (size_t)idx < w.n);
             assert_string_equal(w.evs[idx].key, acks[i].key);
+            assert_int_equal(w.evs[idx].type, acks[i].op == 'D' ? CK_EVENT_DELETE : CK_EVENT_PUT);
         }
         sc_watch_stop(s, &w);
         /* current state: every value intact */
@@ -501,6 +510,104 @@ static void test_crash(void **state)
     ck_error *e = NULL;
     *state = ck_store_open_sqlite(dbpath, &e);
     assert_non_null(*state);
+}
+
+/* ---- write errors: a file size limit makes the disk "full" -------------------------------- */
+
+/* In a child with RLIMIT_FSIZE: writes start failing with CK_E_IO (no crash, no revision used,
+ * reads still work); the parent then reopens without the limit and finds every acknowledged
+ * write.  Exit codes: 0 ok, 10+ a failed check. */
+static int full_child(int fd)
+{
+    signal(SIGXFSZ, SIG_IGN);
+    ck_error *e = NULL;
+    ck_store *s = ck_store_open_sqlite(dbpath, &e);
+    if (!s)
+        return 10;
+    struct rlimit rl = {4 * 1024 * 1024, 4 * 1024 * 1024};
+    if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+        return 11;
+    char *val = xmalloc(50000);
+    memset(val, 'f', 50000);
+    int64_t last = 0;
+    int failures = 0;
+    for (int i = 0; i < 400 && failures < 3; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/full/%04d", i);
+        int64_t rev = 0;
+        if (ck_store_create(s, key, val, 50000, &rev, &e) == 0) {
+            if (rev != last + 1 && last)
+                return 12;   /* a failed write used a revision */
+            last = rev;
+            char line[32];
+            int n = snprintf(line, sizeof line, "%lld\n", (long long)rev);
+            if (write(fd, line, (size_t)n) != n)
+                return 13;
+            continue;
+        }
+        if (e->code != CK_E_IO)
+            return 14;
+        ck_error_free(e);
+        e = NULL;
+        failures++;
+        int64_t cur = 0;
+        ck_kv kv = {0};
+        if (ck_store_current_revision(s, &cur, &e) < 0 || cur != last)
+            return 15;
+        if (ck_store_get(s, "/registry/full/0000", &kv, &e) < 0 || kv.value_len != 50000)
+            return 16;
+        ck_kv_free(&kv);
+    }
+    free(val);
+    if (failures == 0)
+        return 17;   /* the limit never bit: the test tested nothing */
+    ck_store_close(s);
+    return 0;
+}
+
+static void test_disk_full(void **state)
+{
+    ck_store_close(*state);
+    *state = NULL;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        _exit(full_child(pfd[1]));
+    }
+    close(pfd[1]);
+    FILE *f = fdopen(pfd[0], "r");
+    long long rev, nacks = 0, max_ack = 0;
+    while (fscanf(f, "%lld", &rev) == 1) {
+        nacks++;
+        if (rev > max_ack)
+            max_ack = rev;
+    }
+    fclose(f);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0) {
+        print_error("child failed check %d\n", WEXITSTATUS(status));
+        fail();
+    }
+    assert_true(nacks > 0);
+    ck_error *e = NULL;
+    ck_store *s = *state = ck_store_open_sqlite(dbpath, &e);
+    if (!s)
+        print_error("reopen: %s\n", e->msg);
+    assert_non_null(s);
+    assert_int_equal(sc_current(s), max_ack);
+    ck_list l = {0};
+    SC_OK(ck_store_list(s, "/registry/full/", NULL, &l, err_));
+    assert_int_equal(l.n, nacks);
+    for (size_t i = 0; i < l.n; i++)
+        assert_int_equal(l.items[i].value_len, 50000);
+    ck_list_free(&l);
+    /* and it takes writes again */
+    assert_int_equal(sc_create(s, "/registry/full/after", "x"), max_ack + 1);
 }
 
 /* ---- compaction, slow watchers, speed ------------------------------------------------------- */
@@ -606,6 +713,41 @@ static void test_slow_watcher(void **state)
     atomic_store(&c.gate, 1);
     assert_true(sc_watch_wait(&c.w, last, 0));
     sc_check_contiguous(&c.w, start - 1, last, "/registry/slow/");
+    ck_store_watch_cancel(s, h);
+    c.w.h = NULL;
+    sc_watch_stop(s, &c.w);
+}
+
+/* A watcher that falls behind past a compaction ends with CK_E_EXPIRED, after delivering a
+ * gap-free prefix of the events. */
+static void test_slow_watcher_expired(void **state)
+{
+    ck_store *s = *state;
+    slow_ctx c;
+    sc_watch_init(&c.w);
+    atomic_init(&c.gate, 0);
+    sc_create(s, "/registry/lag/first", "x");
+    int64_t start = sc_create(s, "/registry/lag/second", "x");
+    ck_watch_handle *h = NULL;
+    SC_OK(ck_store_watch(s, "/registry/lag/", start - 1, slow_cb, &c, &h, err_));
+    enum { T = 16, N = 2000 };
+    pthread_t th[T];
+    sc_storm args[T];
+    cleanup_free int64_t *revs = xcalloc(T * N, sizeof *revs);
+    for (int i = 0; i < T; i++) {
+        args[i] = (sc_storm){s, "/registry/lag/", i, N, revs + i * N, 0};
+        pthread_create(&th[i], NULL, sc_storm_thread, &args[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    int64_t last = sc_current(s);
+    SC_OK(ck_store_compact(s, last, err_));
+    atomic_store(&c.gate, 1);
+    assert_true(sc_watch_wait_end(&c.w));
+    assert_int_equal(c.w.end_code, CK_E_EXPIRED);
+    assert_int_equal(c.w.bad_calls, 0);
+    assert_true(c.w.n > 0 && c.w.n < (size_t)(last - start + 1));
+    sc_check_contiguous(&c.w, start - 1, c.w.evs[c.w.n - 1].revision, "/registry/lag/");
     ck_store_watch_cancel(s, h);
     c.w.h = NULL;
     sc_watch_stop(s, &c.w);
@@ -756,6 +898,8 @@ static void test_write_rate(void **state)
                 nl ? all[nl * 99 / 100] / 1e6 : 0,
                 (double)(s1.writes - s0.writes) / (double)(s1.commits - s0.commits + !(s1.commits - s0.commits)));
         assert_true(total > 0);
+        if (T >= 16)   /* group commit: concurrent writers share commits */
+            assert_true(s1.writes - s0.writes > (s1.commits - s0.commits) * 3 / 2);
         free(all);
         free(args);
         free(th);
@@ -776,9 +920,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuse_wrong_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auto_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_watcher_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_large_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_10k_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_rate, setup, teardown),

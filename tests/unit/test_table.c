@@ -176,6 +176,11 @@ static void test_service(void **state)
         {"{\"spec\":{\"type\":\"LoadBalancer\",\"clusterIP\":\"10.96.1.2\",\"ports\":[{\"port\":443,\"nodePort\":31443}]},"
          "\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"192.0.2.1\"}]}}}",
          "LoadBalancer", "10.96.1.2", "192.0.2.1", "443:31443/TCP", "<none>"},
+        /* load balancer addresses sorted and deduplicated, then external IPs */
+        {"{\"spec\":{\"type\":\"LoadBalancer\",\"clusterIP\":\"10.96.1.2\",\"externalIPs\":[\"192.0.2.50\"],"
+         "\"ports\":[{\"port\":443,\"nodePort\":31443}]},\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"192.0.2.9\"},"
+         "{\"hostname\":\"lb.example\"},{\"ip\":\"192.0.2.1\"},{\"ip\":\"192.0.2.9\"}]}}}",
+         "LoadBalancer", "10.96.1.2", "192.0.2.1,192.0.2.9,lb.example,192.0.2.50", "443:31443/TCP", "<none>"},
         {"{\"spec\":{\"type\":\"ExternalName\",\"externalName\":\"example.com\"}}",
          "ExternalName", "<none>", "example.com", "<none>", "<none>"},
         {"{\"spec\":{\"clusterIP\":\"None\",\"ports\":[{\"port\":80}],\"externalIPs\":[\"192.0.2.9\"]}}",
@@ -230,6 +235,29 @@ static void test_other_kinds(void **state)
     assert_string_equal(cell(c, 7), "app=web,!canary,tier in (a,b)");
     json_decref(c);
     json_decref(d);
+    /* empty selectors: "" for deployments, <none> where upstream uses FormatLabelSelector */
+    d = parse("{\"spec\":{\"selector\":{}}}");
+    c = ck_table_cells(res("apps", "deployments"), d, NOW);
+    assert_string_equal(cell(c, 7), "");
+    json_decref(c);
+    c = ck_table_cells(res("apps", "replicasets"), d, NOW);
+    assert_string_equal(cell(c, 7), "<none>");
+    json_decref(c);
+    c = ck_table_cells(res("", "replicationcontrollers"), d, NOW);
+    assert_string_equal(cell(c, 7), "<none>");
+    json_decref(c);
+    json_decref(d);
+
+    /* rolebinding subjects */
+    json_t *rb = parse("{\"roleRef\":{\"kind\":\"ClusterRole\",\"name\":\"view\"},\"subjects\":[{\"kind\":\"User\",\"name\":\"a\"},"
+                       "{\"kind\":\"User\",\"name\":\"b\"},{\"kind\":\"ServiceAccount\",\"namespace\":\"ns\",\"name\":\"sa\"}]}");
+    c = ck_table_cells(res("rbac.authorization.k8s.io", "rolebindings"), rb, NOW);
+    assert_string_equal(cell(c, 1), "ClusterRole/view");
+    assert_string_equal(cell(c, 3), "a, b");
+    assert_string_equal(cell(c, 4), "");
+    assert_string_equal(cell(c, 5), "ns/sa");
+    json_decref(c);
+    json_decref(rb);
 
     /* job 1.30 columns */
     json_t *j = parse("{\"metadata\":{\"name\":\"pi\"},\"spec\":{\"completions\":1},\"status\":{\"succeeded\":1,"

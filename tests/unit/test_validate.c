@@ -125,12 +125,61 @@ static void test_hostile(void **state)
     }
 }
 
+static const char *const vocab[] = {
+    "metadata", "spec", "template", "containers", "initContainers", "name", "image", "ports", "containerPort",
+    "hostPort", "protocol", "env", "volumes", "volumeMounts", "mountPath", "labels", "annotations", "finalizers",
+    "ownerReferences", "selector", "matchLabels", "matchExpressions", "key", "operator", "values", "In",
+    "strategy", "type", "rollingUpdate", "data", "binaryData", "immutable", "clusterIP", "restartPolicy",
+    "namespace", "generateName", "jobTemplate", "schedule", "replicas", "configMap", "uid", "a", "",
+};
+
+static json_t *rnd_tree(int depth)
+{
+    int r = rand() % (depth > 5 ? 4 : 7);
+    switch (r) {
+    case 0: return json_string(vocab[rand() % ARRAY_SIZE(vocab)]);
+    case 1: return json_integer(rand() % 70000 - 2);
+    case 2: return rand() % 2 ? json_null() : json_false();
+    case 3: return json_real(1.5);
+    case 4: case 5: {
+        json_t *o = json_object();
+        for (int i = rand() % 6; i > 0; i--)
+            json_object_set_new(o, vocab[rand() % ARRAY_SIZE(vocab)], rnd_tree(depth + 1));
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        for (int i = rand() % 4; i > 0; i--)
+            json_array_append_new(a, rnd_tree(depth + 1));
+        return a;
+    }
+    }
+}
+
+static void test_random_trees(void **state)
+{
+    srand(99);
+    for (int round = 0; round < 3000; round++) {
+        const ck_resource *r = &ck_resources[(size_t)round % ck_nresources];
+        json_t *a = rnd_tree(0), *b = rnd_tree(0);
+        json_t *causes = ck_validate(r, a, round % 2 ? b : NULL);
+        assert_true(json_is_array(causes));
+        char *m = ck_validate_message(r, "x", causes);
+        free(m);
+        json_decref(causes);
+        ck_default(r, a);
+        json_decref(a);
+        json_decref(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_hostile),
+        cmocka_unit_test(test_random_trees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

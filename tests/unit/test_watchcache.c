@@ -1297,6 +1297,107 @@ static void test_window_bytes(void **state)
     rec_free(&r);
 }
 
+/* A watcher from a revision the cache has not reached yet gets exactly the events after it. */
+static void test_future_rev(void **state)
+{
+    env *e = *state;
+    ck_watchcache *c = cache_new(e->s, 0, -1);
+    int64_t now = current_rev(e->s);
+    rec r;
+    rec_init(&r);
+    ck_wc_watcher *w = watch(c, &r, now + 2, NULL);
+    int64_t last = 0;
+    for (int i = 0; i < 4; i++) {
+        char key[64];
+        snprintf(key, sizeof(key), PODS "default/f%d", i);
+        last = put(e->s, key, "{}");
+    }
+    assert_int_equal(last, now + 4);
+    assert_true(REC_WAIT(&r, r.last >= last));
+    assert_contiguous(&r, now + 3, now + 4);
+    ck_watchcache_remove(c, w);
+    ck_watchcache_free(c);
+    rec_free(&r);
+}
+
+/* Blocks the dispatch thread in one callback, or sleeps in each. */
+typedef struct blocker {
+    int64_t block_at;             /* sleep block_ms when this revision arrives */
+    int block_ms, first_ms;       /* first_ms: sleep this long in the first callback */
+    atomic_bool entered;          /* a callback has started */
+    atomic_bool released;
+    atomic_int events;
+} blocker;
+
+static void blocker_cb(void *ctx, const ck_wc_note *n)
+{
+    blocker *b = ctx;
+    if (n->kind != CK_WC_EVENT)
+        return;
+    atomic_store(&b->entered, true);
+    if (atomic_fetch_add(&b->events, 1) == 0 && b->first_ms)
+        usleep((useconds_t)b->first_ms * 1000);
+    if (n->revision == b->block_at)
+        usleep((useconds_t)b->block_ms * 1000);
+    atomic_store(&b->released, true);
+}
+
+/* The narrow race the window allows: a watcher passes the add-time check, but a burst evicts its
+ * revision before the dispatch thread replays it.  It must end with EXPIRED, not miss events. */
+static void test_expired_race(void **state)
+{
+    env *e = *state;
+    ck_watchcache *c = cache_new(e->s, 10, -1);
+    int64_t base = current_rev(e->s);
+    char key[64];
+    /* 1. A blocker holds the dispatch thread (live delivery of base+1) for 600 ms. */
+    blocker blk = {.block_at = base + 1, .block_ms = 600};
+    ck_error *err = NULL;
+    ck_wc_watcher *wb = ck_watchcache_add(c, &(ck_wc_watch_opts){0}, blocker_cb, &blk, &err);
+    assert_non_null(wb);
+    for (int i = 0; i < 10; i++) {
+        snprintf(key, sizeof(key), PODS "default/x%d", i);
+        put(e->s, key, "{}");
+    }
+    for (int t = 0; t < 500 && !atomic_load(&blk.entered); t++)
+        usleep(2000);
+    assert_true(atomic_load(&blk.entered));
+    /* 2. Meanwhile: a slow joiner S from base (its replay stalls 300 ms in its first callback),
+     * and a burst of 20 more events; both are taken by the next round. */
+    blocker slow = {.first_ms = 300};
+    ck_wc_watcher *ws = ck_watchcache_add(c, &(ck_wc_watch_opts){.after_rev = base}, blocker_cb,
+                                          &slow, &err);
+    assert_non_null(ws);
+    int64_t last = 0;
+    for (int i = 10; i < 30; i++) {
+        snprintf(key, sizeof(key), PODS "default/x%d", i);
+        last = put(e->s, key, "{}");
+    }
+    /* 3. While S is being replayed, X joins at the window's start: accepted, but the burst will
+     * have evicted its revision by the time X's turn comes. */
+    for (int t = 0; t < 1000 && !atomic_load(&slow.entered); t++)
+        usleep(1000);
+    assert_true(atomic_load(&slow.entered));
+    ck_watchcache_stats st;
+    ck_watchcache_get_stats(c, &st);
+    rec x;
+    rec_init(&x);
+    ck_wc_watcher *wx = watch(c, &x, st.window_start, NULL);
+    assert_true(REC_WAIT(&x, x.errors > 0 || x.last >= last));
+    assert_int_equal(x.errors, 1);
+    assert_int_equal(x.err_code, CK_E_EXPIRED);
+    assert_int_equal(x.n, 0);
+    /* S itself lost nothing: 10 replayed + 20 live. */
+    for (int t = 0; t < 1000 && atomic_load(&slow.events) < 30; t++)
+        usleep(2000);
+    assert_int_equal(atomic_load(&slow.events), 30);
+    ck_watchcache_remove(c, wb);
+    ck_watchcache_remove(c, ws);
+    ck_watchcache_remove(c, wx);
+    ck_watchcache_free(c);
+    rec_free(&x);
+}
+
 /* The real etcd stops under a live cache: watchers end with UNAVAILABLE, adds fail with
  * UNAVAILABLE while it is down, and once etcd is back the cache restarts by itself. */
 static void test_etcd_restart(void **state)
@@ -1352,7 +1453,9 @@ static void test_etcd_restart(void **state)
     cmocka_unit_test_prestate_setup_teardown(test_backend_expired, env_setup, env_teardown, be), \
     cmocka_unit_test_prestate_setup_teardown(test_backend_down, env_setup, env_teardown, be), \
     cmocka_unit_test_prestate_setup_teardown(test_bookmarks_and_wait, env_setup, env_teardown, be), \
-    cmocka_unit_test_prestate_setup_teardown(test_window_bytes, env_setup, env_teardown, be)
+    cmocka_unit_test_prestate_setup_teardown(test_window_bytes, env_setup, env_teardown, be), \
+    cmocka_unit_test_prestate_setup_teardown(test_future_rev, env_setup, env_teardown, be),   \
+    cmocka_unit_test_prestate_setup_teardown(test_expired_race, env_setup, env_teardown, be)
 
 int main(void)
 {

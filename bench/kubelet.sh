@@ -1,0 +1,112 @@
+#!/bin/bash
+# bench/kubelet.sh [BUILD] - 100 pods created at once on one node with a present image (as root):
+# create -> Running latency p50/p99/max (from each create call's return to the watch event that
+# shows phase Running), throughput (pods Running per second over the burst), the kubelet's RSS
+# with the pods running, and the time to delete them all.  N=100 by default.  Uses `ckube
+# server` (its kubelet) and python3-kubernetes for the client side.  Cleans up everything.
+set -u
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CK=$ROOT/$BUILD/ckube
+N=${N:-100}
+[ "$(id -u)" = 0 ] || { echo "kubelet bench: needs root"; exit 2; }
+ip link show ckube0 >/dev/null 2>&1 && { echo "kubelet bench: bridge ckube0 in use"; exit 2; }
+T=$(mktemp -d /tmp/ckube-bench-kubelet.XXXXXX)
+data=$T/data
+spid=
+KUBECTL=/usr/lib/google-cloud-sdk/bin/kubectl.1.33
+kc() { "$KUBECTL" --kubeconfig "$data/kubeconfig" --request-timeout=30s "$@"; }
+cleanup() {
+    if [ -n "$spid" ]; then
+        kc delete pods --all --grace-period=1 --wait=true --timeout=60s >/dev/null 2>&1
+        kill -TERM "$spid" 2>/dev/null
+        wait "$spid" 2>/dev/null
+    fi
+    pkill -9 -f -- "--data-dir[= ]$T/" 2>/dev/null
+    local rt=$data/kubelet/runtime
+    for id in $(runc --root "$rt" list -q 2>/dev/null); do
+        runc --root "$rt" delete --force "$id" 2>/dev/null
+    done
+    grep " $data/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
+    ip link del ckube0 2>/dev/null
+    for c in /sys/fs/cgroup/*/ckube/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+(
+    set -e
+    cd "$T"
+    umoci init --layout img >/dev/null
+    umoci new --image img:t >/dev/null
+    umoci unpack --image img:t bundle >/dev/null 2>&1
+    mkdir -p bundle/rootfs/bin
+    cp "$(command -v busybox)" bundle/rootfs/bin/busybox
+    for c in sh sleep; do ln -sf busybox "bundle/rootfs/bin/$c"; done
+    umoci repack --image img:t bundle >/dev/null
+) || { echo "kubelet bench: image build failed"; exit 1; }
+"$CK" images import --root-dir "$data/kubelet" --name ckube.test/bench:1 "$T/img" >/dev/null || exit 1
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 >"$T/server.log" 2>&1 &
+spid=$!
+node=$(hostname | tr 'A-Z' 'a-z')
+for _ in $(seq 150); do
+    [ "$(kc get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] && break
+    sleep 0.2
+done
+kpid=$(pgrep -f -- "kubelet --kubeconfig=$data/" | head -n 1)
+rss_idle=$(awk '/VmRSS/ {print $2}' /proc/"$kpid"/status)
+KUBECTL=$KUBECTL KUBECONFIG=$data/kubeconfig NODE=$node N=$N /usr/bin/python3 - <<'EOF'
+import os, subprocess, threading, time
+from kubernetes import client, config
+config.load_kube_config(os.environ["KUBECONFIG"])
+v1 = client.CoreV1Api()
+n, node = int(os.environ["N"]), os.environ["NODE"]
+created, running = {}, {}
+done = threading.Event()
+def watcher():
+    # kubectl's watch, each line stamped on arrival
+    cmd = [os.environ["KUBECTL"], "--kubeconfig", os.environ["KUBECONFIG"], "get", "pods", "-w",
+           "-o", "jsonpath={.metadata.name} {.status.phase}{\"\\n\"}"]
+    pr = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    for line in pr.stdout:
+        now = time.monotonic()
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == "Running" and parts[0] not in running:
+            running[parts[0]] = now
+            if len(running) >= n:
+                break
+    pr.kill()
+    pr.wait()
+    done.set()
+t = threading.Thread(target=watcher, daemon=True)
+t.start()
+time.sleep(0.5)
+start = time.monotonic()
+def make(i):
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"b-{i}"},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "ckube.test/bench:1",
+                                     "command": ["sleep", "3600"]}]}}
+    v1.create_namespaced_pod("default", body)
+    created[f"b-{i}"] = time.monotonic()
+threads = [threading.Thread(target=lambda k=k: [make(i) for i in range(k, n, 8)]) for k in range(8)]
+for th in threads: th.start()
+for th in threads: th.join()
+done.wait(120)
+lat = sorted((running[k] - created[k]) * 1000 for k in created if k in running)
+if len(lat) < n:
+    print(f"kubelet bench: only {len(lat)}/{n} pods Running within 120 s")
+if lat:
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]
+    span = max(running.values()) - start
+    print(f"pods={n} create->Running p50={p(0.50):.0f}ms p99={p(0.99):.0f}ms max={lat[-1]:.0f}ms "
+          f"all-running={span:.2f}s throughput={len(lat)/span:.1f} pods/s")
+EOF
+rss=$(awk '/VmRSS/ {print $2}' /proc/"$kpid"/status)
+shims=$(pgrep -f -- "kubelet-shim --id .* --bundle $data/" | head -n 1)
+shim_rss=$( [ -n "$shims" ] && awk '/VmRSS/ {print $2}' /proc/"$shims"/status)
+echo "kubelet RSS idle=$((rss_idle / 1024))MB with-$N-pods=$((rss / 1024))MB (one shim: ${shim_rss:-?}kB)"
+t0=$(date +%s.%N)
+kc delete pods --all --grace-period=1 --wait=true --timeout=120s >/dev/null
+t1=$(date +%s.%N)
+echo "delete $N pods: $(python3 -c "print(f'{$t1-$t0:.1f}')")s"

@@ -1,0 +1,106 @@
+#!/bin/bash
+# bench/scheduler.sh [BUILD_DIR] - scheduler throughput on a real cluster (`ckube server` on
+# loopback, in a temp dir it removes) with hollow nodes, numbers for docs/benchmarks.md
+# ("Scheduler"):
+#   basic:  NODES (5000) hollow nodes, PODS (10000) pods created as fast as the API accepts
+#   anti:   ANTI_NODES (1000) nodes, the same PODS with required pod anti-affinity on hostname
+#           (ANTI_GROUPS (20) groups, so every node ends with one pod of each group)
+# For each: pods bound/s from first create to last bind, per-pod latency p50/p99, scheduler RSS
+# (peak), and the CPU seconds the API server, the scheduler and the hollow nodes used meanwhile.
+# CASES="basic anti" selects cases.
+set -u
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
+CK=$B/ckube
+BENCH=$B/bench/sched_bench
+KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
+NODES=${NODES:-5000}
+PODS=${PODS:-10000}
+ANTI_NODES=${ANTI_NODES:-1000}
+ANTI_GROUPS=${ANTI_GROUPS:-20}
+THREADS=${THREADS:-8}
+CASES=${CASES:-"basic anti"}
+[ -x "$BENCH" ] || { echo "bench/scheduler.sh: $BENCH missing; run make" >&2; exit 1; }
+tmp=$(mktemp -d /tmp/ckube-bench-scheduler.XXXXXX)
+spid= hpid=
+
+stop_all() {
+    [ -n "$hpid" ] && kill -TERM "$hpid" 2>/dev/null
+    [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null
+    for _ in $(seq 100); do
+        { [ -n "$hpid" ] && kill -0 "$hpid" 2>/dev/null; } || { [ -n "$spid" ] && kill -0 "$spid" 2>/dev/null; } || break
+        sleep 0.1
+    done
+    [ -n "$hpid" ] && kill -KILL "$hpid" 2>/dev/null
+    [ -n "$spid" ] && kill -KILL "$spid" 2>/dev/null
+    hpid= spid=
+}
+trap 'stop_all; rm -rf "$tmp"' EXIT
+
+cpu_s() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+run_case() {
+    local name=$1 nodes=$2 groups=$3 data=$tmp/$1
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 --disable-agent \
+        >"$tmp/$name-server.log" 2>&1 &
+    spid=$!
+    for _ in $(seq 150); do [ -f "$data/kubeconfig" ] && break; sleep 0.2; done
+    local kc="$KUBECTL --kubeconfig $data/kubeconfig"
+    for _ in $(seq 150); do [ "$($kc get --raw /readyz 2>/dev/null)" = ok ] && break; sleep 0.2; done
+    local sched api
+    for _ in $(seq 100); do
+        sched=$(sed -n 's/.*started scheduler (pid \([0-9]*\)).*/\1/p' "$tmp/$name-server.log" | tail -n 1)
+        [ -n "$sched" ] && break; sleep 0.1
+    done
+    api=$(sed -n 's/.*started apiserver (pid \([0-9]*\)).*/\1/p' "$tmp/$name-server.log" | tail -n 1)
+    "$CK" hollow-node --kubeconfig "$data/kubeconfig" --count "$nodes" >"$tmp/$name-hollow.log" 2>&1 &
+    hpid=$!
+    local t0=$SECONDS
+    until grep -q "registered $nodes hollow nodes" "$tmp/$name-hollow.log"; do
+        [ $((SECONDS - t0)) -gt 600 ] && { echo "$name: nodes not registered in 600s"; stop_all; return 1; }
+        sleep 1
+    done
+    echo "== $name: $nodes hollow nodes registered in $((SECONDS - t0))s; scheduler RSS $(grep VmRSS /proc/$sched/status | awk '{print $2/1024 " MB"}')"
+    sleep 3
+    local a0 s0 h0 a1 s1 h1
+    a0=$(cpu_s "$api"); s0=$(cpu_s "$sched"); h0=$(cpu_s "$hpid")
+    local args=(--kubeconfig "$data/kubeconfig" --pods "$PODS" --threads "$THREADS")
+    [ "$groups" -gt 0 ] && args+=(--anti-affinity-groups "$groups")
+    "$BENCH" "${args[@]}" | sed "s/^/$name: /"
+    a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid")
+    sleep 11     # the scheduler trims freed memory every 10 s: steady state after the burst
+    echo "$name: scheduler RSS steady $(grep VmRSS /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}'), peak $(grep VmHWM /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}')"
+    echo "$name: CPU seconds during the run: apiserver $(echo "$a1 - $a0" | bc), scheduler $(echo "$s1 - $s0" | bc), hollow-node $(echo "$h1 - $h0" | bc)"
+    if [ "${PRELOAD:-1}" = 1 ]; then
+        # the scheduler alone: pods created first for a scheduler that is not running, then a
+        # fresh `ckube scheduler` started (its informer sync included) binds them all
+        "$BENCH" "${args[@]}" --namespace preload --scheduler-name bench-sched --phase create | sed "s/^/$name preload: /"
+        "$BENCH" "${args[@]}" --namespace preload --scheduler-name bench-sched --phase bind >"$tmp/$name-bind.out" &
+        local bpid=$!
+        sleep 0.5
+        "$CK" scheduler --kubeconfig "$data/kubeconfig" --scheduler-name bench-sched --leader-elect=false \
+            >"$tmp/$name-sched2.log" 2>&1 &
+        local s2=$!
+        wait "$bpid"
+        sed "s/^/$name preload: /" "$tmp/$name-bind.out"
+        local peak2
+        peak2=$(grep VmHWM /proc/$s2/status | awk '{printf "%.1f MB", $2/1024}')
+        sleep 11
+        echo "$name preload: standalone scheduler RSS $(grep VmRSS /proc/$s2/status | awk '{printf "%.1f MB", $2/1024}'), peak $peak2, CPU $(cpu_s $s2) s"
+        kill -TERM "$s2"; wait "$s2" 2>/dev/null
+        grep -E 'cycles took' "$tmp/$name-sched2.log" | sed "s/^/$name preload: /"
+    fi
+    stop_all
+    grep -E 'scheduled [0-9]+ pods' "$tmp/$name-server.log" | tail -n 1 | sed "s/^/$name: /"
+    return 0
+}
+
+for c in $CASES; do
+    case $c in
+    basic) run_case basic "$NODES" 0 ;;
+    anti) run_case anti "$ANTI_NODES" "$ANTI_GROUPS" ;;
+    esac
+done

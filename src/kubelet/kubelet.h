@@ -1,0 +1,163 @@
+/* kubelet.h - the kubelet's modules and what they share (internal to src/kubelet/).
+ *
+ * Shape (docs/kubelet.md): node.c registers the Node and heartbeats its Lease; pods.c keeps one
+ * record per pod bound to this node and drives it toward its spec from a work queue (the sync
+ * loop); sandbox.c makes a pod's network namespace through CNI; images.c is the OCI layout store;
+ * oci.c turns a container spec into an OCI runtime config; runtime.c runs containers through runc
+ * under a small per-container shim (the `ckube kubelet-shim` process) that owns the container's
+ * stdio and records its exit code, so containers and their logs outlive a kubelet restart;
+ * logs.c writes and reads CRI-format log files; serve.c is the kubelet's HTTPS port.
+ *
+ * Error contract: lib/error.h.
+ */
+#ifndef CK_KUBELET_H
+#define CK_KUBELET_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "client/client.h"
+#include "lib/error.h"
+#include "lib/httpd.h"
+
+typedef struct ck_kubelet ck_kubelet;
+
+/* ---- images.c: OCI layout store under ROOT/images ---- */
+typedef struct ck_image {
+    char *ref;          /* normalized reference, "docker.io/library/busybox:latest" */
+    char *id;           /* config digest, "sha256:..." */
+    char *manifest;     /* manifest digest */
+    char **layers;      /* unpacked layer dirs, bottom first */
+    size_t nlayers;
+    json_t *config;     /* the image config's "config" object (Env, Entrypoint, Cmd, User, WorkingDir) */
+} ck_image;
+
+/* "busybox" -> "docker.io/library/busybox:latest"; caller frees. */
+char *ck_image_normalize(const char *ref);
+/* Import an OCI layout (directory or tar) or a docker-archive tar; returns the refs imported
+ * (a NEW array of strings).  name (may be NULL) names the layout's first image instead of its
+ * ref.name annotation (umoci writes bare tags). */
+json_t *ck_images_import(const char *root, const char *file, const char *name, ck_error **err);
+/* The image for ref if present in the store, else NULL with CK_E_NOT_FOUND. */
+ck_image *ck_images_get(const char *root, const char *ref, ck_error **err);
+void ck_image_free(ck_image *img);
+
+/* store internals shared with registry.c: blobs are digest-checked copies (want may be NULL;
+ * out gets the digest), layers unpacked once, refs recorded; writers hold the store lock. */
+int ck_images__store_blob(const char *root, const char *src, const char *want, char out[72],
+                          ck_error **err);
+int ck_images__store_data(const char *root, const char *data, size_t len, char out[72],
+                          ck_error **err);
+int ck_images__unpack(const char *root, const char *digest, ck_error **err);
+int ck_images__set_ref(const char *root, const char *ref, const char *manifest, ck_error **err);
+int ck_images__lock(const char *root);   /* fd to close to unlock */
+
+/* ---- registry.c: pulls over the registry v2 API into the store ---- */
+int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err);
+
+/* ---- sandbox.c: a pod's network namespace through CNI ---- */
+typedef struct ck_sandbox_cfg {
+    const char *root;          /* kubelet root dir (netns files, IPAM data) */
+    const char *cni_bin;       /* /usr/lib/cni */
+    const char *bridge;        /* ckube0 */
+    const char *pod_cidr;      /* 10.244.0.0/24 */
+} ck_sandbox_cfg;
+/* Creates ROOT/netns/<id> and runs CNI ADD (loopback, bridge+host-local); *ip gets the pod IP. */
+int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, char **netns, char **ip,
+                      ck_error **err);
+/* CNI DEL and netns removal; safe to call on a half-made or missing sandbox. */
+int ck_sandbox_destroy(const ck_sandbox_cfg *c, const char *id, ck_error **err);
+
+/* ---- runtime.c: runc under a shim ---- */
+typedef struct ck_runtime {
+    const char *runc;          /* runtime binary: "runc" or "crun" */
+    const char *root;          /* runtime state dir (--root) */
+    const char *self_exe;      /* our binary, for the shim */
+} ck_runtime;
+/* Run a bundle: the shim does `runc create` + `runc start` with stdout/stderr into log_path
+ * (CRI format) and writes the exit code to exit_path when the container's init exits.  Returns
+ * the container's init pid. */
+pid_t ck_runtime_run(const ck_runtime *rt, const char *id, const char *bundle,
+                     const char *log_path, const char *exit_path, ck_error **err);
+int ck_runtime_kill(const ck_runtime *rt, const char *id, int sig, ck_error **err);
+int ck_runtime_delete(const ck_runtime *rt, const char *id, ck_error **err);
+/* Run argv (NULL-terminated) inside a running container; *out gets combined output (bounded). */
+int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], int timeout_ms,
+                    char **out, ck_error **err);
+/* Run a command; returns its exit status (0..255) or -1.  stdout+stderr captured into *out. */
+int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], int timeout_ms,
+               char **out, ck_error **err);
+/* The `ckube kubelet-shim` entry point. */
+int ck_shim_main(int argc, char **argv);
+
+/* ---- oci.c: OCI runtime config from a PodSpec container ---- */
+typedef struct ck_oci_input {
+    const json_t *pod;
+    const json_t *container;
+    const ck_image *image;
+    const char *rootfs;        /* mounted overlay */
+    const char *netns;
+    const char *cgroup_path;   /* "/ckube/pod<uid>/<id>" */
+    const char *pod_dir;       /* etc-hosts, resolv.conf, hostname files live here */
+    json_t *env;               /* resolved env: array of "K=V" strings (borrowed) */
+    json_t *mounts;            /* extra mounts from volumes (borrowed array of OCI mounts) */
+} ck_oci_input;
+json_t *ck_oci_config(const ck_oci_input *in, ck_error **err);
+
+/* ---- logs.c: CRI log format ---- */
+/* Append one CRI line "<rfc3339nano> <stream> <P|F> <text>\n" to buf (bounded). */
+void ck_cri_format_time(int64_t wall_ns, char out[40]);
+typedef struct ck_log_opts {
+    bool follow, timestamps;
+    long tail_lines;           /* -1 = all */
+    int64_t since_ns;          /* 0 = all */
+    long limit_bytes;          /* 0 = no limit */
+} ck_log_opts;
+/* Write the selected lines of a CRI log to fd/cb; for follow, keep going while alive() says the
+ * container may still write. */
+typedef int (*ck_log_write_cb)(void *ctx, const char *data, size_t len);
+int ck_logs_read(const char *path, const ck_log_opts *o, ck_log_write_cb cb, void *ctx,
+                 bool (*alive)(void *ctx), ck_error **err);
+
+/* ---- node.c ---- */
+int ck_node_register(ck_kubelet *k, ck_error **err);
+void *ck_node_loop(void *arg);
+
+/* ---- pods.c ---- */
+int ck_pods_start(ck_kubelet *k, ck_error **err);
+void ck_pods_stop(ck_kubelet *k);
+/* The log file of a container ("" container = the only one); caller frees. */
+char *ck_pods_log_path(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                       bool previous, bool *running, ck_error **err);
+
+/* The runtime id of a running container and the pod's netns path (either out may be NULL;
+ * container "" = the first app container); CK_E_NOT_FOUND with upstream's wording if none. */
+int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                        char **id, char **netns, ck_error **err);
+
+/* ---- streaming.c: exec, attach, port-forward (src/streams) ---- */
+void ck_kubelet_streaming_serve(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp);
+
+/* ---- serve.c ---- */
+int ck_serve_start(ck_kubelet *k, ck_error **err);
+void ck_serve_stop(ck_kubelet *k);
+
+/* ---- the kubelet ---- */
+struct ck_kubelet {
+    ck_client *client;
+    char *node_name;
+    char *root;                /* --root-dir, absolute */
+    char *pod_cidr;
+    char *node_ip;
+    long port;
+    ck_runtime rt;
+    ck_sandbox_cfg sb;
+    volatile bool stop;
+    struct ck_pods *pods;      /* pods.c state */
+    struct ck_httpd *httpd;
+    char *cert_file, *key_file, *client_ca;
+};
+
+#endif

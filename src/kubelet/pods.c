@@ -1,0 +1,552 @@
+/* pods.c - the pod workers and the sync loop.
+ *
+ * An informer watches the pods bound to this node (fieldSelector spec.nodeName); every change
+ * and a 1 s resync put the pod's "ns/name" key on a work queue; a few workers run sync_pod, which
+ * is level-triggered: it compares the pod's spec with what runs (records below) and takes the
+ * next step -- sandbox, volumes, the next init container, start or restart containers (with
+ * CrashLoopBackOff), probes, graceful termination -- then writes the status if it changed.
+ * Nothing in sync_pod waits for a container: termination sends SIGTERM, remembers the deadline
+ * and comes back; that keeps 100 pods starting at once from queueing behind a slow one.
+ *
+ * Each pod has a record (by uid) persisted as ROOT/pods/<uid>/state.json, so a restarted kubelet
+ * adopts its running containers (their shims kept running and logging) instead of restarting
+ * them, and removes what belongs to pods that are gone.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client/informer.h"
+#include "client/workqueue.h"
+#include "kubelet/pods.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define WORKERS 8
+#define RESYNC_MS 1000
+#define BACKOFF_START_MS 10000
+#define BACKOFF_MAX_MS 300000
+
+struct ck_pods {
+    ck_kubelet *k;
+    ck_informer *inf;
+    ck_workqueue *q;
+    pthread_t workers[WORKERS], resync;
+    pthread_mutex_t mu;
+    pod_rec **recs;
+    size_t nrecs;
+};
+
+static const ck_resource *pods_res(void)
+{
+    return ck_resource_find("", "v1", "pods");
+}
+
+/* ---------------- records ---------------- */
+
+static pod_rec *rec_find(ck_pods *p, const char *key, const char *uid)
+{
+    for (size_t i = 0; i < p->nrecs; i++)
+        if ((!key || !strcmp(p->recs[i]->key, key)) && (!uid || !strcmp(p->recs[i]->uid, uid)))
+            return p->recs[i];
+    return NULL;
+}
+
+static void rec_free(pod_rec *r)
+{
+    for (size_t i = 0; i < r->nctrs; i++)
+        ck_ctr_free(&r->ctrs[i]);
+    free(r->ctrs);
+    free(r->key);
+    free(r->ns);
+    free(r->name);
+    free(r->uid);
+    free(r->dir);
+    free(r->netns);
+    free(r->ip);
+    free(r->last_status);
+    free(r->start_time);
+    free(r);
+}
+
+static void rec_remove(ck_pods *p, pod_rec *r)
+{
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < p->nrecs; i++)
+        if (p->recs[i] == r) {
+            p->recs[i] = p->recs[--p->nrecs];
+            break;
+        }
+    pthread_mutex_unlock(&p->mu);
+    rec_free(r);
+}
+
+ctr_state *ck_rec_ctr(pod_rec *r, const char *name, bool init)
+{
+    for (size_t i = 0; i < r->nctrs; i++)
+        if (!strcmp(r->ctrs[i].name, name) && r->ctrs[i].init == init)
+            return &r->ctrs[i];
+    r->ctrs = xrealloc(r->ctrs, (r->nctrs + 1) * sizeof *r->ctrs);
+    ctr_state *c = &r->ctrs[r->nctrs++];
+    memset(c, 0, sizeof *c);
+    c->name = xstrdup(name);
+    c->init = init;
+    c->attempt = -1;
+    return c;
+}
+
+void ck_ctr_free(ctr_state *c)
+{
+    free(c->name);
+    free(c->id);
+    free(c->image);
+    free(c->image_id);
+    free(c->wait_reason);
+    free(c->wait_msg);
+    free(c->term_reason);
+    free(c->last.reason);
+    free(c->last.id);
+}
+
+static json_t *ctr_to_json(const ctr_state *c)
+{
+    return json_pack("{s:s, s:b, s:i, s:s?, s:i, s:I, s:s?, s:s?, s:b, s:i, s:I, s:I, s:I, s:i, s:s?, s:s?, s:I, s:I, s:I}",
+                     "name", c->name, "init", c->init, "attempt", c->attempt, "id", c->id, "pid",
+                     (int)c->pid, "started", (json_int_t)c->started_ns, "image", c->image,
+                     "imageID", c->image_id, "exited", c->exited, "exitCode", c->exit_code,
+                     "finished", (json_int_t)c->finished_ns, "backoffUntil",
+                     (json_int_t)c->backoff_until, "backoffMs", (json_int_t)c->backoff_ms,
+                     "lastExit", c->last.exit_code, "lastReason", c->last.reason, "lastID",
+                     c->last.id, "lastStarted", (json_int_t)c->last.started_ns, "lastFinished",
+                     (json_int_t)c->last.finished_ns, "restarts", (json_int_t)c->restarts);
+}
+
+void ck_rec_save(pod_rec *r)
+{
+    json_t *ctrs = json_array();
+    for (size_t i = 0; i < r->nctrs; i++)
+        json_array_append_new(ctrs, ctr_to_json(&r->ctrs[i]));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:o}", "namespace", r->ns, "name",
+                          r->name, "uid", r->uid, "netns", r->netns, "ip", r->ip, "startTime",
+                          r->start_time, "containers", ctrs);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    cleanup_free char *path = xasprintf("%s/state.json", r->dir);
+    ck_write_file_atomic(path, s, strlen(s), 0600);
+    free(s);
+}
+
+static char *jdup(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? xstrdup(s) : NULL;
+}
+
+static pod_rec *rec_load(ck_pods *p, const char *dir)
+{
+    cleanup_free char *path = xasprintf("%s/state.json", dir);
+    cleanup_free char *data = NULL;
+    size_t len;
+    if (ck_read_file(path, 1 << 20, &data, &len) < 0)
+        return NULL;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    if (!j)
+        return NULL;
+    pod_rec *r = xcalloc(1, sizeof *r);
+    r->ns = jdup(j, "namespace");
+    r->name = jdup(j, "name");
+    r->uid = jdup(j, "uid");
+    if (!r->ns || !r->name || !r->uid) {
+        json_decref(j);
+        rec_free(r);
+        return NULL;
+    }
+    r->key = xasprintf("%s/%s", r->ns, r->name);
+    r->dir = xstrdup(dir);
+    r->netns = jdup(j, "netns");
+    r->ip = jdup(j, "ip");
+    r->start_time = jdup(j, "startTime");
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(j, "containers"), i, c) {
+        ctr_state *s = ck_rec_ctr(r, json_string_value(json_object_get(c, "name")),
+                                  json_is_true(json_object_get(c, "init")));
+        s->attempt = (int)json_integer_value(json_object_get(c, "attempt"));
+        s->id = jdup(c, "id");
+        s->pid = (pid_t)json_integer_value(json_object_get(c, "pid"));
+        s->started_ns = json_integer_value(json_object_get(c, "started"));
+        s->image = jdup(c, "image");
+        s->image_id = jdup(c, "imageID");
+        s->exited = json_is_true(json_object_get(c, "exited"));
+        s->exit_code = (int)json_integer_value(json_object_get(c, "exitCode"));
+        s->finished_ns = json_integer_value(json_object_get(c, "finished"));
+        s->backoff_until = json_integer_value(json_object_get(c, "backoffUntil"));
+        s->backoff_ms = json_integer_value(json_object_get(c, "backoffMs"));
+        s->last.exit_code = (int)json_integer_value(json_object_get(c, "lastExit"));
+        s->last.reason = jdup(c, "lastReason");
+        s->last.id = jdup(c, "lastID");
+        s->last.started_ns = json_integer_value(json_object_get(c, "lastStarted"));
+        s->last.finished_ns = json_integer_value(json_object_get(c, "lastFinished"));
+        s->restarts = (int)json_integer_value(json_object_get(c, "restarts"));
+    }
+    json_decref(j);
+    (void)p;
+    return r;
+}
+
+/* ---------------- sync ---------------- */
+
+static void cleanup_pod(ck_pods *p, pod_rec *r)
+{
+    ck_kubelet *k = p->k;
+    for (size_t i = 0; i < r->nctrs; i++)
+        ck_ctr_remove(k, r, &r->ctrs[i]);
+    ck_volumes_teardown(k, r);
+    ck_error *err = NULL;
+    if (r->netns && ck_sandbox_destroy(&k->sb, r->uid, &err) < 0) {
+        log_warn("pod %s: sandbox teardown: %s", r->key, err->msg);
+        ck_error_free(err);
+    } else if (!r->netns) {
+        ck_sandbox_destroy(&k->sb, r->uid, NULL);
+    }
+    ck_cgroup_remove_pod(r->uid);
+    char *rm[] = {"rm", "-rf", r->dir, NULL};
+    ck_run_cmd(rm, NULL, NULL, 60000, NULL, NULL);
+    cleanup_free char *logs = ck_pod_log_dir(k, r);
+    char *rm2[] = {"rm", "-rf", logs, NULL};
+    ck_run_cmd(rm2, NULL, NULL, 60000, NULL, NULL);
+    log_info("pod %s (%s): cleaned up", r->key, r->uid);
+}
+
+/* Finish a graceful delete: containers stopped, everything torn down, the API object removed. */
+static int finish_delete(ck_pods *p, pod_rec *r, ck_error **err)
+{
+    cleanup_pod(p, r);
+    json_t *opts = json_pack("{s:s, s:s, s:i, s:{s:s}}", "kind", "DeleteOptions", "apiVersion",
+                             "v1", "gracePeriodSeconds", 0, "preconditions", "uid", r->uid);
+    int rc = ck_client_delete(p->k->client, pods_res(), r->ns, r->name, opts, err);
+    json_decref(opts);
+    if (rc < 0 && ((*err)->code == CK_E_NOT_FOUND || (*err)->code == CK_E_CONFLICT)) {
+        ck_error_free(*err);
+        *err = NULL;
+        rc = 0;
+    }
+    rec_remove(p, r);
+    return rc;
+}
+
+static int write_status(ck_pods *p, pod_rec *r, json_t *pod, json_t *status, ck_error **err)
+{
+    char *s = json_dumps(status, JSON_COMPACT | JSON_SORT_KEYS);
+    if (r->last_status && !strcmp(r->last_status, s)) {
+        free(s);
+        json_decref(status);
+        return 0;
+    }
+    json_t *copy = json_deep_copy(pod);
+    json_object_set_new(copy, "status", status);
+    json_t *out = ck_client_update_status(p->k->client, pods_res(), r->ns, copy, err);
+    if (!out && (*err)->code == CK_E_CONFLICT) {
+        /* our cached copy is stale: take the current one and try once more */
+        ck_error_free(*err);
+        *err = NULL;
+        json_t *cur = ck_client_get(p->k->client, pods_res(), r->ns, r->name, err);
+        if (cur) {
+            json_object_set(cur, "status", json_object_get(copy, "status"));
+            out = ck_client_update_status(p->k->client, pods_res(), r->ns, cur, err);
+            json_decref(cur);
+        }
+    }
+    json_decref(copy);
+    if (!out) {
+        free(s);
+        if ((*err)->code == CK_E_NOT_FOUND) {
+            ck_error_free(*err);
+            *err = NULL;
+            return 0;
+        }
+        return -1;
+    }
+    json_decref(out);
+    free(r->last_status);
+    r->last_status = s;
+    return 0;
+}
+
+static int sync_pod(ck_pods *p, const char *key, ck_error **err)
+{
+    ck_kubelet *k = p->k;
+    char *slash = strchr(key, '/');
+    if (!slash)
+        return 0;
+    cleanup_free char *ns = xstrndup(key, (size_t)(slash - key));
+    json_t *pod = ck_informer_get(p->inf, ns, slash + 1);
+    const char *uid = pod ? json_string_value(json_object_get(json_object_get(pod, "metadata"), "uid")) : NULL;
+    const char *node = pod ? json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName")) : NULL;
+    if (pod && (!node || strcmp(node, k->node_name))) {
+        json_decref(pod);
+        pod = NULL;
+        uid = NULL;
+    }
+    /* records of this key that are not this pod (deleted, or recreated under the same name) */
+    pthread_mutex_lock(&p->mu);
+    pod_rec *stale = NULL;
+    for (size_t i = 0; i < p->nrecs; i++)
+        if (!strcmp(p->recs[i]->key, key) && (!uid || strcmp(p->recs[i]->uid, uid))) {
+            stale = p->recs[i];
+            break;
+        }
+    pthread_mutex_unlock(&p->mu);
+    if (stale) {
+        for (size_t i = 0; i < stale->nctrs; i++)
+            if (!stale->ctrs[i].exited && stale->ctrs[i].id)
+                ck_runtime_kill(&k->rt, stale->ctrs[i].id, SIGKILL, NULL);
+        cleanup_pod(p, stale);
+        rec_remove(p, stale);
+    }
+    if (!pod)
+        return 0;
+    pthread_mutex_lock(&p->mu);
+    pod_rec *r = rec_find(p, key, uid);
+    if (!r) {
+        r = xcalloc(1, sizeof *r);
+        r->key = xstrdup(key);
+        r->ns = xstrdup(ns);
+        r->name = xstrdup(slash + 1);
+        r->uid = xstrdup(uid);
+        r->dir = xasprintf("%s/pods/%s", k->root, uid);
+        p->recs = xrealloc(p->recs, (p->nrecs + 1) * sizeof *p->recs);
+        p->recs[p->nrecs++] = r;
+    }
+    pthread_mutex_unlock(&p->mu);
+    r->created_ns = r->created_ns ? r->created_ns : ck_now_ns();
+
+    int rc = 0;
+    json_t *md = json_object_get(pod, "metadata");
+    ck_ctrs_refresh(k, r);
+    if (json_object_get(md, "deletionTimestamp")) {
+        if (ck_pod_terminate(k, r, pod)) {
+            rc = finish_delete(p, r, err);
+            json_decref(pod);
+            return rc;
+        }
+        ck_workqueue_add_after(p->q, key, 200);
+        json_t *st = ck_pod_status(k, r, pod);
+        rc = write_status(p, r, pod, st, err);
+        json_decref(pod);
+        return rc;
+    }
+    /* state.json is saved where it changes (sandbox made, container started), not per sync */
+    int64_t next_ms = ck_pod_advance(k, r, pod);
+    json_t *st = ck_pod_status(k, r, pod);
+    rc = write_status(p, r, pod, st, err);
+    if (next_ms > 0)
+        ck_workqueue_add_after(p->q, key, next_ms);
+    json_decref(pod);
+    return rc;
+}
+
+static void *worker(void *arg)
+{
+    ck_pods *p = arg;
+    char *key;
+    while ((key = ck_workqueue_get(p->q))) {
+        ck_error *err = NULL;
+        if (sync_pod(p, key, &err) == 0) {
+            ck_workqueue_forget(p->q, key);
+        } else {
+            if (err && err->code != CK_E_CONFLICT)
+                log_warn("pod %s: %s", key, err->msg);
+            ck_error_free(err);
+            ck_workqueue_add_rate_limited(p->q, key);
+        }
+        ck_workqueue_done(p->q, key);
+        free(key);
+    }
+    return NULL;
+}
+
+static void enqueue(void *ctx, json_t *pod)
+{
+    ck_pods *p = ctx;
+    char *key = ck_informer_key(pod);
+    ck_workqueue_add(p->q, key);
+    free(key);
+}
+
+static void on_update(void *ctx, json_t *old_pod, json_t *pod)
+{
+    (void)old_pod;
+    enqueue(ctx, pod);
+}
+
+/* Every second: every known pod and every record (a record without a pod is cleaned up). */
+static void *resync_loop(void *arg)
+{
+    ck_pods *p = arg;
+    while (!p->k->stop) {
+        for (int i = 0; i < RESYNC_MS / 100 && !p->k->stop; i++)
+            usleep(100 * 1000);
+        if (!ck_informer_synced(p->inf))
+            continue;
+        json_t *all = ck_informer_list(p->inf);
+        size_t i;
+        json_t *pod;
+        json_array_foreach(all, i, pod) enqueue(p, pod);
+        json_decref(all);
+        pthread_mutex_lock(&p->mu);
+        for (size_t j = 0; j < p->nrecs; j++)
+            ck_workqueue_add(p->q, p->recs[j]->key);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return NULL;
+}
+
+static void adopt(ck_pods *p)
+{
+    cleanup_free char *dir = xasprintf("%s/pods", p->k->root);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        cleanup_free char *pd = xasprintf("%s/%s", dir, e->d_name);
+        pod_rec *r = rec_load(p, pd);
+        if (!r)
+            continue;
+        ck_ctrs_refresh(p->k, r);
+        size_t running = 0;
+        for (size_t i = 0; i < r->nctrs; i++)
+            running += r->ctrs[i].id && !r->ctrs[i].exited;
+        log_info("adopted pod %s (%s): %zu container(s) running", r->key, r->uid, running);
+        p->recs = xrealloc(p->recs, (p->nrecs + 1) * sizeof *p->recs);
+        p->recs[p->nrecs++] = r;
+    }
+    closedir(d);
+}
+
+int ck_pods_start(ck_kubelet *k, ck_error **err)
+{
+    (void)err;
+    ck_pods *p = xcalloc(1, sizeof *p);
+    p->k = k;
+    pthread_mutex_init(&p->mu, NULL);
+    p->q = ck_workqueue_new();
+    k->pods = p;
+    adopt(p);
+    cleanup_free char *fs = xasprintf("spec.nodeName=%s", k->node_name);
+    ck_informer_handlers h = {.on_add = enqueue, .on_update = on_update, .on_delete = enqueue};
+    p->inf = ck_informer_new(k->client, pods_res(), NULL, NULL, fs, &h, p);
+    ck_informer_start(p->inf);
+    for (int i = 0; i < WORKERS; i++)
+        pthread_create(&p->workers[i], NULL, worker, p);
+    pthread_create(&p->resync, NULL, resync_loop, p);
+    return 0;
+}
+
+void ck_pods_stop(ck_kubelet *k)
+{
+    ck_pods *p = k->pods;
+    if (!p)
+        return;
+    ck_workqueue_shutdown(p->q);
+    for (int i = 0; i < WORKERS; i++)
+        pthread_join(p->workers[i], NULL);
+    pthread_join(p->resync, NULL);
+    ck_informer_free(p->inf);
+    ck_workqueue_free(p->q);
+    for (size_t i = 0; i < p->nrecs; i++)
+        rec_free(p->recs[i]);
+    free(p->recs);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    k->pods = NULL;
+}
+
+char *ck_pods_log_path(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                       bool previous, bool *running, ck_error **err)
+{
+    ck_pods *p = k->pods;
+    cleanup_free char *key = xasprintf("%s/%s", ns, pod);
+    char *path = NULL;
+    pthread_mutex_lock(&p->mu);
+    pod_rec *r = rec_find(p, key, NULL);
+    if (!r) {
+        pthread_mutex_unlock(&p->mu);
+        ck_error_set(err, CK_E_NOT_FOUND, "pod %s not found on this node", key);
+        return NULL;
+    }
+    ctr_state *c = NULL;
+    size_t napp = 0;
+    for (size_t i = 0; i < r->nctrs; i++) {
+        if (!r->ctrs[i].init)
+            napp++;
+        if (container && *container ? !strcmp(r->ctrs[i].name, container) : !r->ctrs[i].init)
+            c = c ? c : &r->ctrs[i];
+    }
+    if (!c || (!(container && *container) && napp > 1)) {
+        pthread_mutex_unlock(&p->mu);
+        if (!c)
+            ck_error_set(err, CK_E_BAD_REQUEST, "container %s is not valid for pod %s",
+                         container && *container ? container : "(none)", pod);
+        else
+            ck_error_set(err, CK_E_BAD_REQUEST,
+                         "a container name must be specified for pod %s", pod);
+        return NULL;
+    }
+    int attempt = previous ? c->attempt - 1 : c->attempt;
+    if (attempt < 0) {
+        pthread_mutex_unlock(&p->mu);
+        ck_error_set(err, CK_E_BAD_REQUEST,
+                     previous ? "previous terminated container \"%s\" in pod \"%s\" not found"
+                              : "container \"%s\" in pod \"%s\" is waiting to start",
+                     c->name, pod);
+        return NULL;
+    }
+    cleanup_free char *dir = ck_pod_log_dir(k, r);
+    path = xasprintf("%s/%s/%d.log", dir, c->name, attempt);
+    if (running)
+        *running = !previous && c->id && !c->exited;
+    pthread_mutex_unlock(&p->mu);
+    return path;
+}
+
+int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                        char **id, char **netns, ck_error **err)
+{
+    ck_pods *p = k->pods;
+    cleanup_free char *key = xasprintf("%s/%s", ns, pod);
+    pthread_mutex_lock(&p->mu);
+    pod_rec *r = rec_find(p, key, NULL);
+    if (!r) {
+        pthread_mutex_unlock(&p->mu);
+        return ck_error_set(err, CK_E_NOT_FOUND, "pod %s not found on this node", key);
+    }
+    ctr_state *c = NULL;
+    for (size_t i = 0; container && *container && i < r->nctrs && !c; i++)
+        if (!strcmp(r->ctrs[i].name, container))
+            c = &r->ctrs[i];
+    for (size_t i = 0; !(container && *container) && i < r->nctrs && !c; i++)
+        if (!r->ctrs[i].init)
+            c = &r->ctrs[i];
+    if (id && (!c || !c->id || c->exited)) {
+        pthread_mutex_unlock(&p->mu);
+        return ck_error_set(err, CK_E_NOT_FOUND, "container not found (\"%s\")",
+                            container ? container : "");
+    }
+    if (id)
+        *id = xstrdup(c->id);
+    if (netns)
+        *netns = r->netns ? xstrdup(r->netns) : NULL;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}

@@ -1,0 +1,347 @@
+/* registry.c - image pulls over the registry v2 API (OCI distribution) into the store.
+ *
+ * GET /v2/<repo>/manifests/<tag|digest> (accepting OCI and Docker v2 manifests and indexes; an
+ * index picks linux/amd64), then every blob (config, layers) to a temp file, each checked
+ * against its digest by the store.  HTTPS, except plain HTTP for registries on loopback
+ * (127.0.0.0/8, localhost, [::1]) as Docker does, and for hosts listed in the environment
+ * variable CKUBE_INSECURE_REGISTRIES (comma-separated host[:port]).  A 401 with a Bearer
+ * challenge fetches an anonymous token from the realm and retries (basic credentials from
+ * imagePullSecrets are not read yet).  Manifests are bounded to 4 MiB.
+ */
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kubelet/kubelet.h"
+#include "lib/util.h"
+
+#define MANIFEST_MAX (4 * 1024 * 1024)
+#define ACCEPT "Accept: application/vnd.oci.image.index.v1+json, " \
+               "application/vnd.oci.image.manifest.v1+json, " \
+               "application/vnd.docker.distribution.manifest.list.v2+json, " \
+               "application/vnd.docker.distribution.manifest.v2+json"
+
+typedef struct pull {
+    char *host, *repo, *tag;   /* tag may be "sha256:..." */
+    char *base;                /* "http://127.0.0.1:5000" */
+    char *token;               /* bearer */
+} pull;
+
+static void pull_free(pull *p)
+{
+    free(p->host);
+    free(p->repo);
+    free(p->tag);
+    free(p->base);
+    free(p->token);
+}
+
+static bool insecure_host(const char *host)
+{
+    if (!strncmp(host, "127.", 4) || !strncmp(host, "localhost", 9) || !strncmp(host, "[::1]", 5))
+        return true;
+    const char *env = getenv("CKUBE_INSECURE_REGISTRIES");
+    if (!env)
+        return false;
+    cleanup_free char *copy = xstrdup(env);
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (!strcmp(t, host))
+            return true;
+    return false;
+}
+
+static int parse_ref(const char *ref, pull *p, ck_error **err)
+{
+    cleanup_free char *norm = ck_image_normalize(ref);
+    char *slash = strchr(norm, '/');
+    if (!slash)
+        return ck_error_set(err, CK_E_INVALID, "bad image reference %s", ref);
+    p->host = xstrndup(norm, (size_t)(slash - norm));
+    const char *rest = slash + 1;
+    const char *at = strchr(rest, '@');
+    if (at) {
+        p->repo = xstrndup(rest, (size_t)(at - rest));
+        p->tag = xstrdup(at + 1);
+    } else {
+        const char *colon = strrchr(rest, ':');
+        p->repo = xstrndup(rest, (size_t)(colon - rest));
+        p->tag = xstrdup(colon + 1);
+    }
+    const char *h = !strcmp(p->host, "docker.io") ? "registry-1.docker.io" : p->host;
+    p->base = xasprintf("%s://%s", insecure_host(p->host) ? "http" : "https", h);
+    return 0;
+}
+
+typedef struct sink {
+    ck_buf *buf;
+    FILE *file;
+    char *challenge;
+} sink;
+
+static size_t on_body(char *d, size_t size, size_t n, void *ud)
+{
+    sink *s = ud;
+    size_t len = size * n;
+    if (s->file)
+        return fwrite(d, 1, len, s->file);
+    return ck_buf_add(s->buf, d, len) == 0 ? len : 0;
+}
+
+static size_t on_header(char *d, size_t size, size_t n, void *ud)
+{
+    sink *s = ud;
+    size_t len = size * n;
+    if (len > 17 && !strncasecmp(d, "WWW-Authenticate:", 17)) {
+        free(s->challenge);
+        s->challenge = xstrndup(d + 17, len - 17);
+    }
+    return len;
+}
+
+/* value of key="..." in a challenge; caller frees */
+static char *challenge_param(const char *ch, const char *key)
+{
+    cleanup_free char *pat = xasprintf("%s=\"", key);
+    const char *p = strstr(ch, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    const char *e = strchr(p, '"');
+    return e ? xstrndup(p, (size_t)(e - p)) : NULL;
+}
+
+static long http_get(pull *p, const char *url, const char *accept, ck_buf *buf, FILE *file,
+                     char **challenge, char **ctype, ck_error **err)
+{
+    CURL *h = curl_easy_init();
+    struct curl_slist *hl = NULL;
+    if (accept)
+        hl = curl_slist_append(hl, accept);
+    if (p->token) {
+        char *a = xasprintf("Authorization: Bearer %s", p->token);
+        hl = curl_slist_append(hl, a);
+        free(a);
+    }
+    sink s = {.buf = buf, .file = file};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "ckube-kubelet");
+    CURLcode rc = curl_easy_perform(h);
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    if (ctype) {
+        char *ct = NULL;
+        curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct);
+        *ctype = ct ? xstrdup(ct) : NULL;
+    }
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(h);
+    if (challenge)
+        *challenge = s.challenge;
+    else
+        free(s.challenge);
+    if (rc != CURLE_OK) {
+        ck_error_set(err, CK_E_UNAVAILABLE, "GET %s: %s", url, curl_easy_strerror(rc));
+        return -1;
+    }
+    return code;
+}
+
+/* Answer a Bearer challenge with an anonymous token. */
+static int get_token(pull *p, const char *challenge, ck_error **err)
+{
+    if (!challenge || !strstr(challenge, "Bearer"))
+        return ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: authentication required", p->host);
+    cleanup_free char *realm = challenge_param(challenge, "realm");
+    cleanup_free char *service = challenge_param(challenge, "service");
+    cleanup_free char *scope = challenge_param(challenge, "scope");
+    if (!realm)
+        return ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: bad challenge", p->host);
+    CURL *esc = curl_easy_init();
+    char *es = service ? curl_easy_escape(esc, service, 0) : NULL;
+    char *sc = scope ? curl_easy_escape(esc, scope, 0) : NULL;
+    cleanup_free char *url = xasprintf("%s?%s%s%s%s", realm, es ? "service=" : "", es ? es : "",
+                                       sc ? "&scope=" : "", sc ? sc : "");
+    curl_free(es);
+    curl_free(sc);
+    curl_easy_cleanup(esc);
+    ck_buf b;
+    ck_buf_init(&b, 64 * 1024);
+    free(p->token);
+    p->token = NULL;
+    long code = http_get(p, url, NULL, &b, NULL, NULL, NULL, err);
+    json_t *j = code == 200 ? json_loadb(b.data ? b.data : "", b.len, 0, NULL) : NULL;
+    ck_buf_free(&b);
+    const char *t = json_string_value(json_object_get(j, "token"));
+    if (!t)
+        t = json_string_value(json_object_get(j, "access_token"));
+    if (t)
+        p->token = xstrdup(t);
+    json_decref(j);
+    if (!p->token)
+        return code < 0 ? -1 : ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: no token (HTTP %ld)", p->host, code);
+    return 0;
+}
+
+/* GET with one retry after a token; body into buf or file. */
+static long get_auth(pull *p, const char *url, const char *accept, ck_buf *buf, const char *file_path,
+                     char **ctype, ck_error **err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        FILE *f = file_path ? fopen(file_path, "wb") : NULL;
+        if (file_path && !f)
+            return ck_error_sys(err, CK_E_IO, "open %s", file_path);
+        if (buf)
+            ck_buf_reset(buf);
+        char *ch = NULL;
+        long code = http_get(p, url, accept, buf, f, &ch, ctype, err);
+        if (f)
+            fclose(f);
+        if (code == 401 && attempt == 0) {
+            if (ctype) {
+                free(*ctype);
+                *ctype = NULL;
+            }
+            int rc = get_token(p, ch, err);
+            free(ch);
+            if (rc < 0)
+                return -1;
+            continue;
+        }
+        free(ch);
+        return code;
+    }
+    return -1;
+}
+
+static json_t *get_manifest(pull *p, const char *ref, ck_error **err)
+{
+    cleanup_free char *url = xasprintf("%s/v2/%s/manifests/%s", p->base, p->repo, ref);
+    ck_buf b;
+    ck_buf_init(&b, MANIFEST_MAX);
+    cleanup_free char *ctype = NULL;
+    long code = get_auth(p, url, ACCEPT, &b, NULL, &ctype, err);
+    if (code != 200) {
+        ck_buf_free(&b);
+        if (code == 404)
+            ck_error_set(err, CK_E_NOT_FOUND, "%s/%s:%s: not found", p->host, p->repo, ref);
+        else if (code > 0)
+            ck_error_set(err, CK_E_UNAVAILABLE, "%s: HTTP %ld", url, code);
+        return NULL;
+    }
+    /* a manifest fetched by digest must have that digest */
+    if (!strncmp(ref, "sha256:", 7)) {
+        unsigned char md[32];
+        EVP_Digest(b.data, b.len, md, NULL, EVP_sha256(), NULL);
+        char got[72] = "sha256:";
+        for (int i = 0; i < 32; i++)
+            sprintf(got + 7 + 2 * i, "%02x", md[i]);
+        if (strcmp(got, ref)) {
+            ck_buf_free(&b);
+            ck_error_set(err, CK_E_CORRUPT, "%s: manifest digest is %s", url, got);
+            return NULL;
+        }
+    }
+    json_t *m = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
+    if (!m) {
+        ck_buf_free(&b);
+        ck_error_set(err, CK_E_CORRUPT, "%s: manifest is not JSON", url);
+        return NULL;
+    }
+    json_object_set_new(m, "__raw", json_stringn(b.data, b.len));
+    if (ctype && !json_object_get(m, "mediaType"))
+        json_object_set_new(m, "mediaType", json_string(ctype));
+    ck_buf_free(&b);
+    return m;
+}
+
+static int fetch_blob(pull *p, const char *root, const char *digest, ck_error **err)
+{
+    cleanup_free char *have = xasprintf("%s/images/blobs/sha256/%s", root, digest + 7);
+    if (access(have, F_OK) == 0)
+        return 0;
+    cleanup_free char *url = xasprintf("%s/v2/%s/blobs/%s", p->base, p->repo, digest);
+    cleanup_free char *tmp = xasprintf("%s/images/pull-%d-%s", root, getpid(), digest + 7);
+    long code = get_auth(p, url, NULL, NULL, tmp, NULL, err);
+    int rc = 0;
+    if (code != 200)
+        rc = code < 0 ? -1 : ck_error_set(err, CK_E_UNAVAILABLE, "%s: HTTP %ld", url, code);
+    else
+        rc = ck_images__store_blob(root, tmp, digest, NULL, err);
+    unlink(tmp);
+    return rc;
+}
+
+int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err)
+{
+    (void)auths;
+    pull p = {0};
+    if (parse_ref(ref, &p, err) < 0)
+        return -1;
+    cleanup_free char *norm = ck_image_normalize(ref);
+    int lock = ck_images__lock(root);
+    int rc = -1;
+    json_t *m = get_manifest(&p, p.tag, err);
+    const char *mt = m ? json_string_value(json_object_get(m, "mediaType")) : NULL;
+    if (m && mt && (strstr(mt, "index") || strstr(mt, "manifest.list"))) {
+        const char *pick = NULL;
+        size_t i;
+        json_t *d;
+        json_array_foreach(json_object_get(m, "manifests"), i, d) {
+            json_t *pl = json_object_get(d, "platform");
+            if (!strcmp(json_string_value(json_object_get(pl, "os")) ?: "", "linux") &&
+                !strcmp(json_string_value(json_object_get(pl, "architecture")) ?: "", "amd64")) {
+                pick = json_string_value(json_object_get(d, "digest"));
+                break;
+            }
+        }
+        cleanup_free char *sel = pick ? xstrdup(pick) : NULL;
+        json_decref(m);
+        m = sel ? get_manifest(&p, sel, err) : NULL;
+        if (!sel)
+            ck_error_set(err, CK_E_NOT_FOUND, "%s: no linux/amd64 image", norm);
+    }
+    if (m) {
+        const char *raw = json_string_value(json_object_get(m, "__raw"));
+        char got[72];
+        if (ck_images__store_data(root, raw, json_string_length(json_object_get(m, "__raw")), got, err) < 0)
+            goto out;
+        const char *cfg = json_string_value(json_object_get(json_object_get(m, "config"), "digest"));
+        if (!cfg || fetch_blob(&p, root, cfg, err) < 0) {
+            if (!cfg)
+                ck_error_set(err, CK_E_CORRUPT, "%s: manifest has no config", norm);
+            goto out;
+        }
+        size_t i;
+        json_t *l;
+        json_array_foreach(json_object_get(m, "layers"), i, l) {
+            const char *ld = json_string_value(json_object_get(l, "digest"));
+            if (!ld || fetch_blob(&p, root, ld, err) < 0 || ck_images__unpack(root, ld, err) < 0) {
+                if (!ld)
+                    ck_error_set(err, CK_E_CORRUPT, "%s: bad layer", norm);
+                goto out;
+            }
+        }
+        rc = ck_images__set_ref(root, norm, got, err);
+    }
+out:
+    json_decref(m);
+    if (lock >= 0)
+        close(lock);
+    pull_free(&p);
+    return rc;
+}

@@ -1,0 +1,148 @@
+/* sandbox.c - a pod's sandbox: its own network namespace, wired up by CNI plugins.
+ *
+ * The namespace is held by a bind mount at ROOT/netns/<pod uid> (no pause process needed: every
+ * container joins it by path in its OCI config).  CNI plugins are run as the spec says (env +
+ * network config on stdin): loopback, then bridge with host-local IPAM on the node's pod CIDR.
+ * No masquerade and no portmap rules are installed, so pods reach only the node and each other
+ * through the bridge.  Destroy is idempotent: CNI DEL (host-local frees the IP, bridge removes
+ * the veth), then the namespace mount goes.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "kubelet/kubelet.h"
+#include "lib/util.h"
+
+static char *netns_path(const ck_sandbox_cfg *c, const char *id)
+{
+    return xasprintf("%s/netns/%s", c->root, id);
+}
+
+static char *net_config(const ck_sandbox_cfg *c, const char *type)
+{
+    json_t *j;
+    cleanup_free char *dd = xasprintf("%s/cni/networks", c->root);
+    if (!strcmp(type, "loopback"))
+        j = json_pack("{s:s, s:s, s:s}", "cniVersion", "1.0.0", "name", "lo", "type", "loopback");
+    else
+        j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:{s:s, s:[[{s:s}]], s:[{s:s}], s:s}}",
+                      "cniVersion", "1.0.0", "name", "ckube", "type", "bridge", "bridge",
+                      c->bridge, "isGateway", 1, "ipMasq", 0, "hairpinMode", 1, "ipam", "type",
+                      "host-local", "ranges", "subnet", c->pod_cidr, "routes", "dst", "0.0.0.0/0",
+                      "dataDir", dd);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+static int cni_run(const ck_sandbox_cfg *c, const char *cmd, const char *type, const char *id,
+                   const char *netns, const char *ifname, char **out, ck_error **err)
+{
+    cleanup_free char *conf = net_config(c, type);
+    cleanup_free char *exe = xasprintf("%s/%s", c->cni_bin, type);
+    char e_cmd[32], e_id[300], e_ns[600], e_if[64], e_path[600];
+    snprintf(e_cmd, sizeof e_cmd, "CNI_COMMAND=%s", cmd);
+    snprintf(e_id, sizeof e_id, "CNI_CONTAINERID=%s", id);
+    snprintf(e_ns, sizeof e_ns, "CNI_NETNS=%s", netns ? netns : "");
+    snprintf(e_if, sizeof e_if, "CNI_IFNAME=%s", ifname);
+    snprintf(e_path, sizeof e_path, "CNI_PATH=%s", c->cni_bin);
+    char *envp[] = {e_cmd, e_id, e_ns, e_if, e_path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    char *argv[] = {exe, NULL};
+    char *o = NULL;
+    int rc = ck_run_cmd(argv, conf, envp, 60000, &o, err);
+    if (rc != 0) {
+        if (rc > 0)
+            ck_error_set(err, CK_E_INTERNAL, "CNI %s %s: %s", type, cmd, o ? o : "");
+        free(o);
+        return -1;
+    }
+    if (out)
+        *out = o;
+    else
+        free(o);
+    return 0;
+}
+
+static int make_netns(const char *path, ck_error **err)
+{
+    int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (fd < 0)
+        return ck_error_sys(err, CK_E_IO, "create %s", path);
+    close(fd);
+    pid_t pid = fork();
+    if (pid < 0)
+        return ck_error_sys(err, CK_E_IO, "fork");
+    if (pid == 0) {
+        if (unshare(CLONE_NEWNET) < 0)
+            _exit(1);
+        if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
+            _exit(2);
+        _exit(0);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+        unlink(path);
+        return ck_error_set(err, CK_E_INTERNAL, "new network namespace %s: step %d failed", path,
+                            WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+    return 0;
+}
+
+int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, char **netns, char **ip,
+                      ck_error **err)
+{
+    cleanup_free char *dir = xasprintf("%s/netns", c->root);
+    ck_mkdir_p(dir, 0755);
+    char *path = netns_path(c, id);
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        /* left over from a failed attempt: start over */
+        ck_sandbox_destroy(c, id, NULL);
+    }
+    if (make_netns(path, err) < 0) {
+        free(path);
+        return -1;
+    }
+    cleanup_free char *out = NULL;
+    if (cni_run(c, "ADD", "loopback", id, path, "lo", NULL, err) < 0 ||
+        cni_run(c, "ADD", "bridge", id, path, "eth0", &out, err) < 0) {
+        ck_sandbox_destroy(c, id, NULL);
+        free(path);
+        return -1;
+    }
+    json_t *res = json_loads(out, 0, NULL);
+    const char *addr = json_string_value(json_object_get(json_array_get(json_object_get(res, "ips"), 0), "address"));
+    if (!addr) {
+        json_decref(res);
+        ck_sandbox_destroy(c, id, NULL);
+        free(path);
+        return ck_error_set(err, CK_E_INTERNAL, "CNI bridge ADD: no IP in result");
+    }
+    *ip = xstrndup(addr, strcspn(addr, "/"));
+    json_decref(res);
+    *netns = path;
+    return 0;
+}
+
+int ck_sandbox_destroy(const ck_sandbox_cfg *c, const char *id, ck_error **err)
+{
+    cleanup_free char *path = netns_path(c, id);
+    struct stat st;
+    bool have = stat(path, &st) == 0;
+    int rc = cni_run(c, "DEL", "bridge", id, have ? path : NULL, "eth0", NULL, err);
+    if (have) {
+        umount2(path, MNT_DETACH);
+        unlink(path);
+    }
+    return rc;
+}

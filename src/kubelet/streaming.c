@@ -1,0 +1,93 @@
+/* streaming.c - the kubelet's exec, attach and port-forward endpoints, on src/streams:
+ *
+ *   GET|POST /exec/NS/POD/CONTAINER?command=...&stdin=&stdout=&stderr=&tty=
+ *   GET|POST /attach/NS/POD/CONTAINER?...
+ *   GET|POST /portForward/NS/POD
+ *
+ * exec runs `runc exec [-t] ID CMD...` (the runtime enters the container's namespaces and
+ * cgroup and applies its env, user and capabilities); with a tty, runc's stdio is the slave of
+ * a pty we own, so window size changes reach the container through runc's SIGWINCH handling.
+ * port-forward connects to 127.0.0.1:PORT inside the pod's network namespace from a helper
+ * thread.  attach needs the container's own stdio, which the shim does not expose yet: it
+ * answers an error rather than pretending.  A missing pod or container is answered before the
+ * upgrade, so kubectl prints upstream's "unable to upgrade connection: container not found".
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kubelet/kubelet.h"
+#include "lib/http_util.h"
+#include "lib/util.h"
+#include "streams/streams.h"
+
+typedef struct exec_ctx {
+    ck_kubelet *k;
+    char *id;
+} exec_ctx;
+
+static int spawn_runc(void *ctx, const ck_stream_exec_opts *o, ck_stream_proc *p, ck_error **err)
+{
+    exec_ctx *x = ctx;
+    const ck_runtime *rt = &x->k->rt;
+    char *prefix[] = {(char *)rt->runc, "--root", (char *)rt->root, "exec",
+                      o->tty ? "-t" : x->id, o->tty ? x->id : NULL, NULL};
+    return ck_streams_spawn(prefix, o, p, err);
+}
+
+static void exec_ctx_free(void *ctx)
+{
+    exec_ctx *x = ctx;
+    free(x->id);
+    free(x);
+}
+
+static int connect_netns(void *ctx, int port, ck_error **err)
+{
+    return ck_streams_connect_netns(ctx, port, err);
+}
+
+static void respond_status(ck_http_resp *resp, int code, const char *reason, const char *msg)
+{
+    char *body = ck_http__status_json(code, reason, msg);
+    ck_http_respond(resp, code, "application/json", NULL, body, strlen(body));
+    free(body);
+}
+
+void ck_kubelet_streaming_serve(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp)
+{
+    char what[16], ns[256], pod[256], ct[256] = "";
+    if (sscanf(req->path, "/%15[^/]/%255[^/]/%255[^/]/%255s", what, ns, pod, ct) < 3)
+        return respond_status(resp, 404, "NotFound", "want /exec|attach/NS/POD/CONTAINER or "
+                              "/portForward/NS/POD");
+    ck_error *e = NULL;
+    if (!strcmp(what, "attach"))
+        return respond_status(resp, 501, "NotImplemented",
+                              "attach is not supported by this kubelet yet (containers' stdio "
+                              "goes to their logs: use kubectl logs -f)");
+    if (!strcmp(what, "portForward")) {
+        char *netns = NULL;
+        if (ck_pods_exec_target(k, ns, pod, NULL, NULL, &netns, &e) < 0 || !netns) {
+            respond_status(resp, 404, "NotFound", e ? e->msg : "pod has no network namespace");
+            ck_error_free(e);
+            free(netns);
+            return;
+        }
+        char desc[600];
+        snprintf(desc, sizeof desc, "%s/%s", ns, pod);
+        ck_streams_config cfg = {.pod_desc = desc, .ctx_free = free};
+        return ck_streams_serve_portforward(req, resp, &cfg, connect_netns, netns);
+    }
+    if (strcmp(what, "exec"))
+        return respond_status(resp, 404, "NotFound", "not found");
+    exec_ctx *x = xcalloc(1, sizeof *x);
+    x->k = k;
+    if (ck_pods_exec_target(k, ns, pod, ct, &x->id, NULL, &e) < 0) {
+        respond_status(resp, 404, "NotFound", e->msg);
+        ck_error_free(e);
+        free(x);
+        return;
+    }
+    ck_streams_config cfg = {.ctx_free = exec_ctx_free};
+    ck_streams_serve_exec(req, resp, ct, false, &cfg, spawn_runc, x);
+}

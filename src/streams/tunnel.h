@@ -1,0 +1,70 @@
+/* tunnel.h - internal to src/streams: one upgraded client connection as a framed transport.
+ *
+ * The tunnel owns the httpd stream and the framing state.  Client bytes (httpd I/O thread) are
+ * parsed under `mu` and handed to the session's callbacks (also under `mu`); everything to send
+ * is framed into `out` under `mu`, and only the pump thread moves `out` into the httpd stream,
+ * holding back while the client has CK_STREAMS_HIGH_WATER bytes unsent.  Freed when both the
+ * pump (ck_tunnel_release) and httpd (on_close) let go.
+ */
+#ifndef CK_STREAMS_TUNNEL_H
+#define CK_STREAMS_TUNNEL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "lib/spdy.h"
+#include "lib/websocket.h"
+#include "streams/streams.h"
+
+typedef struct ck_tunnel ck_tunnel;
+typedef void (*ck_tunnel_ws_cb)(void *user, ck_tunnel *t, uint8_t channel, const uint8_t *data,
+                                size_t len);
+typedef void (*ck_tunnel_spdy_cb)(void *user, ck_tunnel *t, const ck_spdy_frame *f);
+
+struct ck_tunnel {
+    pthread_mutex_t mu;
+    ck_http_stream *hs;
+    bool ws, spdy_on;
+    ck_ws wsp;
+    ck_spdy spdy;
+    ck_buf out;                 /* framed bytes for the client */
+    int wake_r, wake_w;         /* wakes the pump */
+    bool gone;                  /* the client closed, or a protocol error */
+    bool client_closed_ws;      /* a websocket close frame arrived */
+    int refs;
+    int64_t last_ns;            /* last traffic either way (idle timeout) */
+    ck_tunnel_ws_cb on_ws;      /* channel messages (exec over websocket) */
+    ck_tunnel_spdy_cb on_spdy;  /* SPDY frames (raw, or inside websocket) */
+    void *user;
+};
+
+/* Upgrade: sends the 101 with extra_headers.  Returns NULL (and answers nothing more) if the
+ * response could not be claimed. */
+ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws, bool spdy,
+                          ck_tunnel_ws_cb on_ws, ck_tunnel_spdy_cb on_spdy, void *user);
+void ck_tunnel_wake(ck_tunnel *t);
+/* Under t->mu: frame and queue. */
+void ck_tunnel_send_channel(ck_tunnel *t, uint8_t channel, const void *data, size_t len);
+/* Under t->mu: queue SPDY bytes just encoded into b (wrapped in a websocket message if needed). */
+void ck_tunnel_send_spdy_bytes(ck_tunnel *t, const ck_buf *b);
+/* Pump thread: move queued bytes to the client.  Returns bytes still waiting (queued + httpd's
+ * unsent), or -1 if the client is gone. */
+ssize_t ck_tunnel_flush(ck_tunnel *t);
+/* Pump thread: wait for a wake or fd events.  fds may be NULL. */
+/* Close the client side (websocket close frame if ws), after flushing. */
+void ck_tunnel_finish(ck_tunnel *t);
+void ck_tunnel_release(ck_tunnel *t);
+/* Stop calling the session back (before the session is freed). */
+void ck_tunnel_detach(ck_tunnel *t);
+/* Drain the wake pipe. */
+void ck_tunnel_drain_wake(ck_tunnel *t);
+
+/* Negotiation helpers shared by exec and port-forward. */
+bool ck_tunnel_is_websocket(const ck_http_req *req);
+bool ck_tunnel_is_spdy(const ck_http_req *req);
+/* Every value of a header that may repeat, comma lists split: is `token` among them? */
+bool ck_tunnel_header_has(const ck_http_req *req, const char *name, const char *token);
+/* Headers for a websocket 101 choosing proto (caller frees); NULL if no usable key. */
+char *ck_tunnel_ws_accept_headers(const ck_http_req *req, const char *proto);
+
+#endif

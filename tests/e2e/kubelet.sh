@@ -1,0 +1,351 @@
+#!/bin/bash
+# tests/e2e/kubelet.sh - the kubelet end to end, as root, with `ckube server` and the real kubectl:
+# a test image built with umoci from busybox-static and imported; the node registers and holds
+# its Lease; 3 HTTP pods become Ready and answer on their pod IPs; kubectl logs (--tail,
+# --timestamps, -f, --previous, -c); init containers; CrashLoopBackOff; a failing liveness probe
+# restarts; a failing readiness probe turns Ready false; env (valueFrom) and volumes (configMap,
+# secret, downwardAPI, emptyDir, hostPath); a bad image and a bad command fail visibly; delete runs
+# preStop and stops within the grace period; a killed kubelet comes back and adopts its pods
+# (no restarts); after delete no netns, veth, mount, cgroup or IP allocation is left.
+# Traffic: loopback and the pod IPs on the test's own bridge only.  The trap removes everything.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
+KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
+fails=0
+ok() { echo "ok - $*"; }
+notok() { echo "not ok - $*"; fails=$((fails + 1)); }
+skip() { echo "skip - $*"; }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else notok "$d"; fi; }
+
+if [ "$(id -u)" != 0 ]; then skip "kubelet e2e (needs root)"; exit 0; fi
+for t in runc umoci busybox "$KUBECTL" /usr/lib/cni/bridge /usr/lib/cni/host-local; do
+    command -v "$t" >/dev/null 2>&1 || [ -x "$t" ] || { skip "kubelet e2e (missing $t)"; exit 0; }
+done
+if ip link show ckube0 >/dev/null 2>&1; then
+    skip "kubelet e2e (bridge ckube0 in use by another kubelet)"; exit 0
+fi
+
+tmp=$(mktemp -d /tmp/ckube-e2e-kubelet.XXXXXX)
+data=$tmp/data
+log=$tmp/server.log
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+spid=
+
+kc() { "$KUBECTL" --kubeconfig "$data/kubeconfig" --request-timeout=10s "$@"; }
+wait_for() {
+    local end=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.3
+    done
+}
+
+rpid=
+cleanup() {
+    [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
+    if [ -n "$spid" ]; then
+        kc delete pods --all --grace-period=1 --wait=true --timeout=30s >/dev/null 2>&1
+        kill -TERM "$spid" 2>/dev/null
+        wait "$spid" 2>/dev/null
+    fi
+    pkill -9 -f -- "--data-dir[= ]$tmp/" 2>/dev/null
+    pkill -9 -f -- "--root-dir[= ]$data/kubelet" 2>/dev/null
+    local rt=$data/kubelet/runtime
+    if [ -d "$rt" ]; then
+        for id in $(runc --root "$rt" list -q 2>/dev/null); do
+            runc --root "$rt" kill "$id" KILL 2>/dev/null
+            sleep 0.2
+            runc --root "$rt" delete --force "$id" 2>/dev/null
+        done
+    fi
+    pkill -9 -f -- "kubelet-shim --id .* --bundle $data/" 2>/dev/null
+    grep " $data/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
+    ip link del ckube0 2>/dev/null
+    for c in /sys/fs/cgroup/*/ckube/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# ---- the test image: busybox-static in an OCI layout ----
+img=$tmp/img
+(
+    set -e
+    cd "$tmp"
+    umoci init --layout img >/dev/null
+    umoci new --image img:t >/dev/null
+    umoci unpack --image img:t bundle >/dev/null 2>&1
+    mkdir -p bundle/rootfs/bin bundle/rootfs/tmp bundle/rootfs/www
+    cp "$(command -v busybox)" bundle/rootfs/bin/busybox
+    for c in sh ls cat echo sleep httpd wget env hostname id kill mkdir rm touch true false date \
+             grep head tail printf test; do ln -sf busybox "bundle/rootfs/bin/$c"; done
+    echo "hello from the image" >bundle/rootfs/www/index.html
+    umoci repack --image img:t bundle >/dev/null
+    umoci config --image img:t --config.cmd /bin/sh --config.env PATH=/bin --config.env FROM_IMAGE=yes >/dev/null
+) || { notok "build the test image with umoci"; exit 1; }
+IMAGE=ckube.test/busybox:1
+check "ckube images import (OCI layout)" "$CK" images import --root-dir "$data/kubelet" --name "$IMAGE" "$img"
+check "images list shows it" bash -c "'$CK' images list --root-dir '$data/kubelet' | grep -q '^docker.io/ckube.test/busybox:1\|^ckube.test/busybox:1'"
+tar -C "$img" -cf "$tmp/img.tar" .
+check "ckube images import (OCI tar)" "$CK" images import --root-dir "$data/kubelet" --name ckube.test/busybox:tar "$tmp/img.tar"
+
+# ---- the cluster ----
+"$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 >>"$log" 2>&1 &
+spid=$!
+node=$(hostname | tr 'A-Z' 'a-z')
+node_ready() { [ "$(kc get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+check "node registers and is Ready" wait_for 60 node_ready
+check "node has capacity and podCIDR" bash -c "[ -n \"\$($KUBECTL --kubeconfig $data/kubeconfig get node $node -o jsonpath='{.status.capacity.cpu}{.spec.podCIDR}')\" ]"
+check "node lease is held" wait_for 20 bash -c "[ \"\$($KUBECTL --kubeconfig $data/kubeconfig -n kube-node-lease get lease $node -o jsonpath='{.spec.holderIdentity}')\" = $node ]"
+
+apply() { kc apply -f - >/dev/null; }
+for i in 1 2 3; do
+apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: web-$i, labels: {app: web}}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 10
+  volumes:
+  - {name: hp, hostPath: {path: $tmp/hostdir, type: DirectoryOrCreate}}
+  containers:
+  - name: web
+    image: $IMAGE
+    command: ["sh", "-c", "echo serving \$(hostname); trap 'echo bye; exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
+    readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+    volumeMounts: [{name: hp, mountPath: /host}]
+    lifecycle:
+      preStop: {exec: {command: ["sh", "-c", "echo stopped > /host/prestop-$i"]}}
+EOF
+done
+all_ready() { [ "$(kc get pods -l app=web -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{" "}{end}')" = "True True True " ]; }
+check "3 HTTP pods become Ready" wait_for 60 all_ready
+ips=$(kc get pods -l app=web -o jsonpath='{range .items[*]}{.status.podIP}{" "}{end}')
+n=0
+for ip in $ips; do
+    [ "$(curl -s --max-time 3 "http://$ip:8080/index.html")" = "hello from the image" ] && n=$((n + 1))
+done
+check "each pod answers on its pod IP ($ips)" [ "$n" = 3 ]
+check "kubectl logs shows the output" bash -c "$KUBECTL --kubeconfig $data/kubeconfig logs web-1 | grep -q 'serving web-1'"
+check "kubectl logs --timestamps" bash -c "$KUBECTL --kubeconfig $data/kubeconfig logs web-1 --timestamps | grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T.* serving web-1'"
+check "kubectl logs --tail=0 is empty" bash -c "[ -z \"\$($KUBECTL --kubeconfig $data/kubeconfig logs web-1 --tail=0)\" ]"
+
+apply <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {greeting: hello-cm, file.txt: from-configmap}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: counter, labels: {team: blue}}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - {name: init, image: $IMAGE, command: ["sh", "-c", "echo init-ran > /work/init; echo init-log"], volumeMounts: [{name: work, mountPath: /work}]}
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: cm, configMap: {name: cfg}}
+  - {name: sec, secret: {secretName: sec}}
+  - {name: dapi, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+  containers:
+  - name: c
+    image: $IMAGE
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: cfg, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: sec, key: password}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: COMBINED, value: "\$(POD_NAME)-x"}
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: cm, mountPath: /cm}
+    - {name: sec, mountPath: /sec, readOnly: true}
+    - {name: dapi, mountPath: /dapi}
+    command: ["sh", "-c", "cat /work/init; echo env \$GREETING \$PASSWORD \$POD_NAME \$COMBINED \$FROM_IMAGE; cat /cm/file.txt; echo; cat /sec/password; echo; cat /dapi/labels; trap 'exit 0' TERM; i=0; while true; do echo tick \$i; i=\$((i+1)); sleep 0.5; done"]
+EOF
+running() { [ "$(kc get pod "$1" -o jsonpath='{.status.phase}')" = Running ]; }
+check "pod with init container, env and volumes runs" wait_for 60 running counter
+sleep 1
+out=$(kc logs counter 2>&1)
+check "init container ran first (emptyDir shared)" grep -q '^init-ran$' <<<"$out"
+check "env valueFrom configMap/secret/fieldRef, \$(VAR) expansion, image env" grep -q '^env hello-cm s3cret counter counter-x yes$' <<<"$out"
+check "configMap, secret and downwardAPI volumes" bash -c "grep -q '^from-configmap$' <<<'$out' && grep -q '^s3cret$' <<<'$out' && grep -q 'team=\"blue\"' <<<'$out'"
+check "kubectl logs -c init" bash -c "[ \"\$($KUBECTL --kubeconfig $data/kubeconfig logs counter -c init)\" = init-log ]"
+follow=$(timeout 3 "$KUBECTL" --kubeconfig "$data/kubeconfig" logs -f counter --tail=1 2>/dev/null | grep -c tick)
+check "kubectl logs -f streams new lines ($follow in 3s)" [ "$follow" -ge 3 ]
+since=$(kc logs counter --since=1s | grep -c tick)
+check "kubectl logs --since=1s limits the lines ($since)" [ "$since" -ge 1 -a "$since" -le 4 ]
+
+apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  nodeName: $node
+  containers: [{name: c, image: $IMAGE, command: ["sh", "-c", "echo crashing; exit 3"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: $IMAGE
+    command: ["sh", "-c", "touch /tmp/ok; sleep 3; rm /tmp/ok; sleep 3600"]
+    livenessProbe: {exec: {command: ["cat", "/tmp/ok"]}, periodSeconds: 1, failureThreshold: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: notready}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: $IMAGE
+    command: ["sh", "-c", "httpd -p 8080 -h /www; while [ ! -f /www/stop ]; do sleep 0.2; done; rm /www/index.html; sleep 3600"]
+    readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badimage}
+spec:
+  nodeName: $node
+  containers: [{name: c, image: ckube.test/does-not-exist:1}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badcmd}
+spec:
+  nodeName: $node
+  containers: [{name: c, image: $IMAGE, command: ["/no/such/binary"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  nodeName: $node
+  restartPolicy: Never
+  containers: [{name: c, image: $IMAGE, command: ["sh", "-c", "echo done"]}]
+EOF
+waiting_reason() { kc get pod "$1" -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}'; }
+crashloop() { [ "$(waiting_reason crash)" = CrashLoopBackOff ]; }
+check "a crashing container goes to CrashLoopBackOff" wait_for 30 crashloop
+check "lastState has its exit code 3" bash -c "[ \"\$($KUBECTL --kubeconfig $data/kubeconfig get pod crash -o jsonpath='{.status.containerStatuses[0].lastState.terminated.exitCode}')\" = 3 ]"
+check "kubectl logs --previous" bash -c "$KUBECTL --kubeconfig $data/kubeconfig logs crash --previous | grep -q crashing"
+restarted() { [ "$(kc get pod live -o jsonpath='{.status.containerStatuses[0].restartCount}')" -ge 1 ]; }
+check "a failing liveness probe restarts the container" wait_for 30 restarted
+ready_is() { [ "$(kc get pod notready -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = "$1" ]; }
+check "readiness probe: Ready true first" wait_for 30 ready_is True
+nr_id=$(kc get pod notready -o jsonpath='{.status.containerStatuses[0].containerID}'); nr_id=${nr_id#runc://}
+runc --root "$data/kubelet/runtime" exec "$nr_id" touch /www/stop
+check "a failing readiness probe turns Ready false" wait_for 20 ready_is False
+is_pull_err() { case $(waiting_reason badimage) in ErrImagePull|ImagePullBackOff) return 0 ;; esac; return 1; }
+check "an unknown image: ErrImagePull/ImagePullBackOff" wait_for 20 is_pull_err
+is_run_err() { case $(waiting_reason badcmd) in RunContainerError|CrashLoopBackOff|CreateContainerError) return 0 ;; esac; return 1; }
+check "a bad command: RunContainerError" wait_for 20 is_run_err
+succeeded() { [ "$(kc get pod once -o jsonpath='{.status.phase}')" = Succeeded ]; }
+check "restartPolicy Never: phase Succeeded" wait_for 20 succeeded
+check "other pods unaffected by the bad ones" all_ready
+
+if "$CK" --help | grep -q '^  scheduler '; then
+    apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: scheduled}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: $IMAGE, command: ["sleep", "3600"]}]
+EOF
+    check "a pod without nodeName is scheduled here and runs" wait_for 40 running scheduled
+else
+    skip "scheduled pod (no scheduler in this build)"
+fi
+
+# ---- registry pulls from a docker-registry on loopback ----
+if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
+    rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: "127.0.0.1:%s"}\nlog: {level: error}\n' \
+        "$tmp/registry" "$rport" >"$tmp/registry.yml"
+    docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
+    rpid=$!
+    wait_for 20 curl -sf "http://127.0.0.1:$rport/v2/"
+    check "push the test image to the local registry (skopeo)" skopeo copy -q --dest-tls-verify=false \
+        "oci:$img:t" "docker://127.0.0.1:$rport/test/busybox:2"
+    apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: pulled}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: 127.0.0.1:$rport/test/busybox:2, imagePullPolicy: Always, command: ["sh", "-c", "echo pulled-ok; sleep 3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pullmissing}
+spec:
+  nodeName: $node
+  containers: [{name: c, image: 127.0.0.1:$rport/test/nothere:1}]
+EOF
+    check "an image pulled from the registry runs" wait_for 60 running pulled
+    check "the pulled image's container logs" bash -c "$KUBECTL --kubeconfig $data/kubeconfig logs pulled | grep -q pulled-ok"
+    pm() { case $(waiting_reason pullmissing) in ErrImagePull|ImagePullBackOff) return 0 ;; esac; return 1; }
+    check "a tag missing from the registry: ErrImagePull/ImagePullBackOff" wait_for 30 pm
+    check "the pull error names the image" bash -c "$KUBECTL --kubeconfig $data/kubeconfig get pod pullmissing -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'nothere'"
+else
+    skip "registry pulls (docker-registry or skopeo missing)"
+fi
+
+# ---- kubelet restart: pods keep running, no restart ----
+cid_before=$(kc get pod web-1 -o jsonpath='{.status.containerStatuses[0].containerID}')
+kpid=$(pgrep -f -- "kubelet --kubeconfig=$data/" | head -n 1)
+if [ -n "$kpid" ]; then
+    kill -9 "$kpid"
+    sleep 1
+    ip1=$(kc get pod web-1 -o jsonpath='{.status.podIP}')
+    check "pods keep serving while the kubelet is down" bash -c "[ \"\$(curl -s --max-time 3 http://$ip1:8080/index.html)\" = 'hello from the image' ]"
+    newpid() { p=$(pgrep -f -- "kubelet --kubeconfig=$data/" | head -n 1); [ -n "$p" ] && [ "$p" != "$kpid" ]; }
+    check "the server restarts the kubelet" wait_for 40 newpid
+    sleep 3
+    check "the restarted kubelet adopts running containers (same container ID)" \
+        bash -c "[ \"\$($KUBECTL --kubeconfig $data/kubeconfig get pod web-1 -o jsonpath='{.status.containerStatuses[0].containerID}')\" = '$cid_before' ]"
+    check "no container restarted" bash -c "[ \"\$($KUBECTL --kubeconfig $data/kubeconfig get pods -l app=web -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{end}')\" = 000 ]"
+    check "pods still Ready after adoption" wait_for 20 all_ready
+else
+    notok "find the kubelet process"
+fi
+
+# ---- graceful delete ----
+t0=$SECONDS
+kc delete pod web-1 --wait=true --timeout=30s >/dev/null
+dt=$((SECONDS - t0))
+check "delete stops within the grace period (${dt}s <= 10s)" [ "$dt" -le 10 ]
+check "delete ran the preStop hook" grep -q stopped "$tmp/hostdir/prestop-1"
+
+kc delete pods --all --grace-period=2 --wait=true --timeout=60s >/dev/null 2>&1
+gone() { [ -z "$(kc get pods -o name)" ]; }
+check "all pods deleted" wait_for 60 gone
+sleep 1
+check "no netns left" bash -c "[ -z \"\$(ls $data/kubelet/netns 2>/dev/null)\" ]"
+check "no pod directories left" bash -c "[ -z \"\$(ls $data/kubelet/pods 2>/dev/null)\" ]"
+check "no mounts left" bash -c "! grep -q ' $data/' /proc/self/mounts"
+check "no IP allocations left" bash -c "[ -z \"\$(ls $data/kubelet/cni/networks/ckube 2>/dev/null | grep -v -e lock -e last_reserved)\" ]"
+check "no veth left on the bridge" bash -c "[ -z \"\$(ip -o link show master ckube0 2>/dev/null)\" ]"
+check "no pod cgroups left" bash -c "! ls -d /sys/fs/cgroup/memory/ckube/pod* >/dev/null 2>&1"
+check "no runtime containers left" bash -c "[ -z \"\$(runc --root $data/kubelet/runtime list -q 2>/dev/null)\" ]"
+
+check "no sanitizer report in the component logs" bash -c "! grep -aq -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$log'"
+check "no kubelet crash" bash -c "! grep -aq 'kubelet (pid [0-9]*) killed by signal 11' '$log'"
+[ "$fails" = 0 ] || { echo "--- server log tail"; tail -n 40 "$log"; }
+exit $((fails > 0))

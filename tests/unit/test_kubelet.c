@@ -1,0 +1,277 @@
+/* Unit tests for the kubelet's pure parts: image references, CRI log reading (tail, since,
+ * timestamps, partial lines, limitBytes), OCI config generation (argv, user, caps, resources,
+ * mounts), the command runner, and image import of a docker-archive (no root needed). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "kubelet/kubelet.h"
+#include "lib/util.h"
+
+static void test_normalize(void **state)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"busybox", "docker.io/library/busybox:latest"},
+        {"busybox:1.36", "docker.io/library/busybox:1.36"},
+        {"user/app", "docker.io/user/app:latest"},
+        {"localhost:5000/app", "localhost:5000/app:latest"},
+        {"localhost/app:v1", "localhost/app:v1"},
+        {"ckube.test/busybox:1", "ckube.test/busybox:1"},
+        {"reg.io/a/b@sha256:abcd", "reg.io/a/b@sha256:abcd"},
+        {"127.0.0.1:5000/x/y:z", "127.0.0.1:5000/x/y:z"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char *n = ck_image_normalize(cases[i].in);
+        assert_string_equal(n, cases[i].out);
+        free(n);
+    }
+}
+
+typedef struct sink {
+    ck_buf b;
+} sink;
+
+static int sink_write(void *ctx, const char *d, size_t n)
+{
+    sink *s = ctx;
+    ck_buf_add(&s->b, d, n);
+    return 0;
+}
+
+static char *write_log(const char *text)
+{
+    char tmpl[] = "/tmp/ck-kubelet-log-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return xstrdup(tmpl);
+}
+
+static const char LOG[] =
+    "2026-11-25T10:00:00.000000001Z stdout F one\n"
+    "2026-11-25T10:00:01.000000000Z stderr F two\n"
+    "2026-11-25T10:00:02.000000000Z stdout P thr\n"
+    "2026-11-25T10:00:02.500000000Z stdout F ee\n"
+    "2026-11-25T10:00:03.000000000Z stdout F four\n";
+
+static void test_logs_read(void **state)
+{
+    char *path = write_log(LOG);
+    static const struct {
+        long tail;
+        int64_t since;
+        bool ts;
+        long limit;
+        const char *want;
+    } cases[] = {
+        {-1, 0, false, 0, "one\ntwo\nthree\nfour\n"},
+        {2, 0, false, 0, "three\nfour\n"},
+        {1, 0, false, 0, "four\n"},
+        {0, 0, false, 0, ""},
+        {10, 0, false, 0, "one\ntwo\nthree\nfour\n"},
+        {-1, 1795600801000000000LL, false, 0, "two\nthree\nfour\n"},
+        {1, 0, true, 0, "2026-11-25T10:00:03.000000000Z four\n"},
+        {-1, 0, false, 6, "one\ntw"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        sink s;
+        ck_buf_init(&s.b, 0);
+        ck_log_opts o = {.tail_lines = cases[i].tail, .since_ns = cases[i].since,
+                         .timestamps = cases[i].ts, .limit_bytes = cases[i].limit};
+        assert_int_equal(ck_logs_read(path, &o, sink_write, &s, NULL, NULL), 0);
+        assert_string_equal(s.b.data ? s.b.data : "", cases[i].want);
+        ck_buf_free(&s.b);
+    }
+    ck_error *err = NULL;
+    ck_log_opts o = {.tail_lines = -1};
+    assert_int_equal(ck_logs_read("/nonexistent/x.log", &o, sink_write, NULL, NULL, &err), -1);
+    assert_int_equal(err->code, CK_E_NOT_FOUND);
+    ck_error_free(err);
+    unlink(path);
+    free(path);
+}
+
+static void test_cri_time(void **state)
+{
+    char t[40];
+    ck_cri_format_time(1795600800000000001LL, t);
+    assert_string_equal(t, "2026-11-25T10:00:00.000000001Z");
+}
+
+static json_t *oci_for(const char *container_json, const char *image_cfg)
+{
+    json_t *pod = json_loads("{\"metadata\":{\"name\":\"p\",\"namespace\":\"d\",\"uid\":\"u\"},"
+                             "\"spec\":{\"securityContext\":{\"runAsUser\":1000}}}", 0, NULL);
+    json_t *c = json_loads(container_json, 0, NULL);
+    ck_image img = {.config = json_loads(image_cfg, 0, NULL)};
+    json_t *env = json_pack("[s]", "A=1");
+    json_t *mounts = json_array();
+    ck_oci_input in = {.pod = pod, .container = c, .image = &img, .rootfs = "/r", .netns = "/n",
+                       .cgroup_path = "/ckube/podu/x", .pod_dir = "/pd", .env = env,
+                       .mounts = mounts};
+    ck_error *err = NULL;
+    json_t *cfg = ck_oci_config(&in, &err);
+    if (!cfg) {
+        assert_non_null(err);
+        ck_error_free(err);
+    }
+    json_decref(pod);
+    json_decref(c);
+    json_decref(img.config);
+    json_decref(env);
+    json_decref(mounts);
+    return cfg;
+}
+
+static char *args_of(json_t *cfg)
+{
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(json_object_get(cfg, "process"), "args"), i, a)
+        ck_buf_printf(&b, "%s%s", i ? " " : "", json_string_value(a));
+    return ck_buf_steal(&b);
+}
+
+static void test_oci_args(void **state)
+{
+    static const struct { const char *ctr, *img, *want; } cases[] = {
+        {"{\"name\":\"c\"}", "{\"Entrypoint\":[\"/ep\"],\"Cmd\":[\"a\"]}", "/ep a"},
+        {"{\"name\":\"c\",\"args\":[\"x\"]}", "{\"Entrypoint\":[\"/ep\"],\"Cmd\":[\"a\"]}", "/ep x"},
+        {"{\"name\":\"c\",\"command\":[\"/c\"]}", "{\"Entrypoint\":[\"/ep\"],\"Cmd\":[\"a\"]}", "/c"},
+        {"{\"name\":\"c\",\"command\":[\"/c\"],\"args\":[\"y\"]}", "{\"Cmd\":[\"a\"]}", "/c y"},
+        {"{\"name\":\"c\"}", "{\"Cmd\":[\"/bin/sh\"]}", "/bin/sh"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        json_t *cfg = oci_for(cases[i].ctr, cases[i].img);
+        assert_non_null(cfg);
+        char *a = args_of(cfg);
+        assert_string_equal(a, cases[i].want);
+        free(a);
+        json_decref(cfg);
+    }
+    /* nothing to run: an error, not a config */
+    assert_null(oci_for("{\"name\":\"c\"}", "{}"));
+}
+
+static void test_oci_security_resources(void **state)
+{
+    json_t *cfg = oci_for("{\"name\":\"c\",\"command\":[\"x\"],\"workingDir\":\"/w\","
+                          "\"securityContext\":{\"runAsUser\":7,\"readOnlyRootFilesystem\":true,"
+                          "\"capabilities\":{\"add\":[\"NET_ADMIN\"],\"drop\":[\"KILL\"]}},"
+                          "\"resources\":{\"limits\":{\"memory\":\"64Mi\",\"cpu\":\"500m\"}}}",
+                          "{\"User\":\"3:4\",\"WorkingDir\":\"/img\"}");
+    assert_non_null(cfg);
+    json_t *p = json_object_get(cfg, "process");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "user"), "uid")), 7);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "user"), "gid")), 4);
+    assert_string_equal(json_string_value(json_object_get(p, "cwd")), "/w");
+    assert_true(json_is_true(json_object_get(json_object_get(cfg, "root"), "readonly")));
+    char *caps = json_dumps(json_object_get(json_object_get(p, "capabilities"), "bounding"), 0);
+    assert_non_null(strstr(caps, "CAP_NET_ADMIN"));
+    assert_null(strstr(caps, "CAP_KILL"));
+    assert_non_null(strstr(caps, "CAP_CHOWN"));
+    free(caps);
+    json_t *res = json_object_get(json_object_get(cfg, "linux"), "resources");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(res, "memory"), "limit")), 64 * 1024 * 1024);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(res, "cpu"), "quota")), 50000);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(res, "cpu"), "shares")), 512);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cfg, "linux"), "cgroupsPath")),
+                        "/ckube/podu/x");
+    /* the network namespace is the pod's, by path */
+    char *ns = json_dumps(json_object_get(json_object_get(cfg, "linux"), "namespaces"), 0);
+    assert_non_null(strstr(ns, "\"path\": \"/n\""));
+    free(ns);
+    json_decref(cfg);
+    /* pod-level runAsUser when the container has none; privileged gets every capability */
+    cfg = oci_for("{\"name\":\"c\",\"command\":[\"x\"],\"securityContext\":{\"privileged\":true}}", "{}");
+    p = json_object_get(cfg, "process");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "user"), "uid")), 1000);
+    caps = json_dumps(json_object_get(json_object_get(p, "capabilities"), "bounding"), 0);
+    assert_non_null(strstr(caps, "CAP_SYS_ADMIN"));
+    free(caps);
+    assert_null(json_object_get(json_object_get(cfg, "linux"), "maskedPaths"));
+    json_decref(cfg);
+}
+
+static void test_run_cmd(void **state)
+{
+    char *out = NULL;
+    char *a1[] = {"sh", "-c", "cat; echo err >&2; exit 3", NULL};
+    assert_int_equal(ck_run_cmd(a1, "in\n", NULL, 5000, &out, NULL), 3);
+    assert_string_equal(out, "in\nerr\n");
+    free(out);
+    ck_error *err = NULL;
+    char *a2[] = {"sleep", "5", NULL};
+    int64_t t0 = ck_now_ns();
+    assert_int_equal(ck_run_cmd(a2, NULL, NULL, 200, NULL, &err), -1);
+    assert_int_equal(err->code, CK_E_TIMEOUT);
+    assert_true(ck_now_ns() - t0 < 3000000000LL);
+    ck_error_free(err);
+    char *a3[] = {"/no/such/cmd", NULL};
+    assert_int_equal(ck_run_cmd(a3, NULL, NULL, 5000, NULL, NULL), 127);
+}
+
+/* A docker-archive (docker save) with one layer imports, and a bad file is refused. */
+static void test_import_docker_archive(void **state)
+{
+    char dir[] = "/tmp/ck-kubelet-img-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *script = xasprintf(
+        "set -e; cd %s; mkdir -p src/layer/bin; echo hi > src/layer/bin/hello; "
+        "tar -C src/layer -cf src/layer.tar .; "
+        "echo '{\"config\":{\"Cmd\":[\"/bin/hello\"],\"Env\":[\"X=1\"]},\"rootfs\":{\"type\":\"layers\"}}' > src/cfg.json; "
+        "echo '[{\"Config\":\"cfg.json\",\"RepoTags\":[\"example.org/t:1\"],\"Layers\":[\"layer.tar\"]}]' > src/manifest.json; "
+        "rm -rf src/layer; tar -C src -cf archive.tar .", dir);
+    char *argv[] = {"sh", "-c", script, NULL};
+    assert_int_equal(ck_run_cmd(argv, NULL, NULL, 10000, NULL, NULL), 0);
+    free(script);
+    char *root = xasprintf("%s/root", dir);
+    char *file = xasprintf("%s/archive.tar", dir);
+    ck_error *err = NULL;
+    json_t *refs = ck_images_import(root, file, NULL, &err);
+    assert_non_null(refs);
+    assert_string_equal(json_string_value(json_array_get(refs, 0)), "example.org/t:1");
+    json_decref(refs);
+    ck_image *img = ck_images_get(root, "example.org/t:1", &err);
+    assert_non_null(img);
+    assert_int_equal(img->nlayers, 1);
+    char *hello = xasprintf("%s/bin/hello", img->layers[0]);
+    assert_int_equal(access(hello, F_OK), 0);
+    free(hello);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(img->config, "Cmd"), 0)), "/bin/hello");
+    ck_image_free(img);
+    assert_null(ck_images_get(root, "example.org/t:2", &err));
+    assert_int_equal(err->code, CK_E_NOT_FOUND);
+    ck_error_free(err);
+    err = NULL;
+    assert_null(ck_images_import(root, "/etc/hostname", NULL, &err));
+    assert_non_null(err);
+    ck_error_free(err);
+    char *rm[] = {"rm", "-rf", dir, NULL};
+    ck_run_cmd(rm, NULL, NULL, 10000, NULL, NULL);
+    free(root);
+    free(file);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_logs_read),
+        cmocka_unit_test(test_cri_time),
+        cmocka_unit_test(test_oci_args),
+        cmocka_unit_test(test_oci_security_resources),
+        cmocka_unit_test(test_run_cmd),
+        cmocka_unit_test(test_import_docker_archive),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

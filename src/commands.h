@@ -7,11 +7,13 @@ int cmd_version(int argc, char **argv);
 int cmd_apiserver(int argc, char **argv);
 int cmd_server(int argc, char **argv);
 int cmd_hollow_node(int argc, char **argv);
+int cmd_proxy(int argc, char **argv);
 
 #define CK_COMMANDS(X) \
     X("version", cmd_version, "Print the ckube version") \
     X("apiserver", cmd_apiserver, "Run the Kubernetes API server") \
     X("server", cmd_server, "Run a single-node cluster (every component supervised)") \
-    X("hollow-node", cmd_hollow_node, "Simulate N kubelets that run no containers (scale tests)")
+    X("hollow-node", cmd_hollow_node, "Simulate N kubelets that run no containers (scale tests)") \
+    X("proxy", cmd_proxy, "Run the network proxy (Service virtual IPs and node ports)")
 
 #endif

@@ -49,6 +49,8 @@ ck_alloc *ck_alloc_new(const char *cidr, int port_lo, int port_hi, ck_error **er
     al->base = ntohl(a.s_addr) & ~(al->size - 1);
     uint32_t band = al->size / 16;
     al->static_band = band < 16 ? 16 : band > 256 ? 256 : band;
+    if (al->static_band * 2 >= al->size)
+        al->static_band = 1;       /* tiny ranges: no reserved band beyond the network address */
     struct in_addr na = {.s_addr = htonl(al->base)};
     snprintf(al->cidr, sizeof al->cidr, "%s/%d", inet_ntoa(na), prefix);
     al->nips = al->size / 8 + 1;

@@ -11,11 +11,13 @@
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- health, version ---- */
 
@@ -32,13 +34,13 @@ static void serve_health(ck_reqctx *c, const char *which)
     ck_error *e = NULL;
     bool store_ok = ck_store_current_revision(s->store, &rev, &e) == 0;
     ck_error_free(e);
-    bool ready = s->ready;
+    bool ready = __atomic_load_n(&s->ready, __ATOMIC_ACQUIRE);
     struct { const char *name; bool ok; bool readiness_only; } checks[] = {
         {"ping", true, false},
         {"log", true, false},
         {"etcd", store_ok, false},
         {"poststarthook/bootstrap-controller", ready, false},
-        {"poststarthook/start-watch-cache", s->watch != NULL, true},
+        {"poststarthook/start-watch-cache", __atomic_load_n(&s->watch, __ATOMIC_ACQUIRE) != NULL, true},
         {"informer-sync", ready, true},
     };
     bool readyz = !strcmp(which, "readyz");
@@ -153,7 +155,7 @@ static int authorize(ck_reqctx *c, ck_error **err)
     if (!s->authorize)
         return 0;
     const ck_route *rt = &c->route;
-    bool resource = rt->kind == CK_ROUTE_RESOURCE;
+    bool resource = rt->kind == CK_ROUTE_RESOURCE && rt->res;
     ck_authz_attrs a = {
         .user = &c->user,
         .verb = resource ? ck_verb_name(rt->verb) : "get",
@@ -201,7 +203,7 @@ static void dispatch(ck_reqctx *c, const char **metric_verb, const char **metric
     }
     if (path_is(path, "/version"))
         return serve_version(c);
-    if (ck_authn_request(s->tokens, req, &c->user, &e) < 0)
+    if (ck_authn(s, req, &c->user, &e) < 0)
         return ck_respond_error(c, e);
     if (path_is(path, "/metrics")) {
         char *text = ck_metrics_render();
@@ -273,7 +275,8 @@ int cmd_apiserver(int argc, char **argv)
 {
     char *data_dir = NULL, *bind = "0.0.0.0", *etcd = NULL, *cert = NULL, *key = NULL, *ca = NULL,
          *tokens = NULL, *cidr = "10.96.0.0/12", *ports = "30000-32767", *advertise = NULL,
-         *vlevel = NULL;
+         *vlevel = NULL, *sa_sign = NULL, *sa_pub = NULL,
+         *sa_issuer = "https://kubernetes.default.svc.cluster.local";
     long port = 6443, workers = 16;
     ck_flag flags[] = {
         {"data-dir", CK_FLAG_STRING, &data_dir, "Directory for state (DIR/db/state.db with SQLite)"},
@@ -289,6 +292,13 @@ int cmd_apiserver(int argc, char **argv)
         {"service-cluster-ip-range", CK_FLAG_STRING, &cidr, "Service IP range (default 10.96.0.0/12)"},
         {"service-node-port-range", CK_FLAG_STRING, &ports, "Node port range (default 30000-32767)"},
         {"workers", CK_FLAG_INT, &workers, "Request handler threads (default 16)"},
+        {"service-account-signing-key-file", CK_FLAG_STRING, &sa_sign,
+         "Private key (PEM, EC P-256 or RSA) that signs service account tokens "
+         "(default DATA-DIR/pki/sa.key if present)"},
+        {"service-account-key-file", CK_FLAG_STRING, &sa_pub,
+         "Public key (PEM) that verifies service account tokens (default DATA-DIR/pki/sa.pub)"},
+        {"service-account-issuer", CK_FLAG_STRING, &sa_issuer,
+         "Issuer (iss) of service account tokens"},
         {"v", CK_FLAG_STRING, &vlevel, "Log verbosity (0-10; >= 4 logs every request)"},
     };
     int npos = ck_flags_parse("apiserver", "Run the Kubernetes API server", argc, argv, flags,
@@ -318,6 +328,9 @@ int cmd_apiserver(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* a few malloc arenas instead of one per worker thread: big list responses otherwise leave
+     * each arena's high-water mark resident */
+    mallopt(M_ARENA_MAX, 8);
 
     ck_apiserver s = {.authorize = allow_authenticated, .started_wall = ck_wall_ns() / 1000000000};
     ck_error *err = NULL;
@@ -327,6 +340,14 @@ int cmd_apiserver(int argc, char **argv)
     if (!(s.alloc = ck_alloc_new(cidr, lo, hi, &err)))
         goto out;
     if (tokens && *tokens && !(s.tokens = ck_token_file_load(tokens, &err)))
+        goto out;
+    cleanup_free char *def_sign = data_dir ? xasprintf("%s/pki/sa.key", data_dir) : NULL;
+    cleanup_free char *def_pub = data_dir ? xasprintf("%s/pki/sa.pub", data_dir) : NULL;
+    if (!sa_sign && def_sign && access(def_sign, R_OK) == 0)
+        sa_sign = def_sign;
+    if (!sa_pub && def_pub && access(def_pub, R_OK) == 0)
+        sa_pub = def_pub;
+    if ((sa_sign || sa_pub) && !(s.sa_keys = ck_sa_keys_load(sa_sign, sa_pub, sa_issuer, &err)))
         goto out;
     if (etcd && *etcd) {
         s.store = ck_store_open_etcd(etcd, &err);
@@ -348,9 +369,7 @@ int cmd_apiserver(int argc, char **argv)
         s.advertise_ip = bind;
     else
         s.advertise_ip = host_ip = first_host_ip();
-    if (ck_alloc_recover(&s, &err) < 0 || ck_bootstrap(&s, &err) < 0)
-        goto out;
-    if (!(s.watch = ck_watch_hub_new(&s, &err)))
+    if (ck_alloc_recover(&s, &err) < 0)
         goto out;
     ck_httpd_config hc = {
         .bind_addr = bind, .port = (int)port, .cert_file = cert, .key_file = key,
@@ -360,8 +379,16 @@ int cmd_apiserver(int argc, char **argv)
     };
     if (!(httpd = ck_httpd_start(&hc, &err)))
         goto out;
+    /* serving first (the port may have been picked by the kernel and the kubernetes Service
+     * points at it); /readyz says 503 until bootstrap and the watch caches are done */
     s.secure_port = ck_httpd_port(httpd);
-    s.ready = true;
+    if (ck_bootstrap(&s, &err) < 0)
+        goto out;
+    ck_watch_hub *hub = ck_watch_hub_new(&s, &err);
+    if (!hub)
+        goto out;
+    __atomic_store_n(&s.watch, hub, __ATOMIC_RELEASE);
+    __atomic_store_n(&s.ready, true, __ATOMIC_RELEASE);
     log_info("serving %s on %s:%d (store %s)", cert ? "HTTPS" : "HTTP", bind, s.secure_port,
              s.store->ops->name);
     int sig = 0;
@@ -381,6 +408,7 @@ out:
     s.watch = NULL;
     ck_store_close(s.store);
     ck_token_file_free(s.tokens);
+    ck_sa_keys_free(s.sa_keys);
     ck_alloc_free(s.alloc);
     return rc;
 }

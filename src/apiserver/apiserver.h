@@ -44,6 +44,25 @@ int ck_token_file_lookup(const ck_token_file *t, const char *token, ck_user *out
  * or no credentials. */
 int ck_authn_request(const ck_token_file *t, const ck_http_req *req, ck_user *out, ck_error **err);
 
+/* ---- service account tokens (satoken.c) ---- */
+typedef struct ck_sa_keys ck_sa_keys;
+typedef struct ck_sa_claims {
+    char *ns, *name, *uid;    /* the service account the token names */
+} ck_sa_claims;
+/* priv_file may be NULL (verify only); pub_file NULL: use the private key's public half. */
+ck_sa_keys *ck_sa_keys_load(const char *priv_file, const char *pub_file, const char *issuer,
+                            ck_error **err);
+void ck_sa_keys_free(ck_sa_keys *k);
+bool ck_sa_keys_can_sign(const ck_sa_keys *k);
+/* A signed JWT (caller frees); audiences NULL/empty: the issuer; pod may be NULL. */
+char *ck_sa_token_issue(ck_sa_keys *k, const char *ns, const char *sa, const char *sa_uid,
+                        const json_t *audiences, int64_t seconds, const char *pod,
+                        const char *pod_uid, int64_t *expires, ck_error **err);
+bool ck_sa_token_looks_like_jwt(const char *tok);
+/* Signature, issuer, audience and lifetime; CK_E_UNAUTHORIZED otherwise. */
+int ck_sa_token_verify(ck_sa_keys *k, const char *tok, ck_sa_claims *out, ck_error **err);
+void ck_sa_claims_free(ck_sa_claims *c);
+
 /* ---- routing (router.c) ---- */
 enum ck_verb {
     CK_VERB_GET, CK_VERB_LIST, CK_VERB_WATCH, CK_VERB_CREATE, CK_VERB_UPDATE, CK_VERB_PATCH,
@@ -52,6 +71,7 @@ enum ck_verb {
 const char *ck_verb_name(enum ck_verb v);
 
 enum ck_route_kind {
+    CK_ROUTE_NONE,            /* not an API path (health, metrics, openapi) */
     CK_ROUTE_RESOURCE,        /* a served resource (res set) */
     CK_ROUTE_API,             /* GET /api */
     CK_ROUTE_APIS,            /* GET /apis */
@@ -120,6 +140,9 @@ bool ck_meta_has_generation(const ck_resource *r);
 bool ck_res_has_status(const ck_resource *r);
 /* Upstream's qualified resource ("pods", "deployments.apps"); static per thread. */
 const char *ck_res_qualified(const ck_resource *r);
+/* Append the stored JSON object text s with metadata.resourceVersion = rev inserted, without
+ * parsing it; -1 (out may hold a partial write) if s has no top-level metadata object. */
+int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out);
 /* The object as JSON text for the store (without resourceVersion).  Caller frees. */
 char *ck_meta_dump_for_store(json_t *obj, size_t *len);
 
@@ -135,6 +158,7 @@ typedef struct ck_watch_hub ck_watch_hub;
 typedef struct ck_apiserver {
     ck_store *store;
     ck_token_file *tokens;
+    ck_sa_keys *sa_keys;      /* NULL: no service account tokens */
     ck_authorizer authorize;
     void *authorize_ctx;
     ck_alloc *alloc;
@@ -157,6 +181,7 @@ typedef struct ck_reqctx {
     json_t *causes;           /* for 422 Invalid (stolen by the response) */
     int status;               /* HTTP status sent (for metrics) */
     bool responded;
+    bool no_details;          /* error Status without details (errors about the request itself) */
 } ck_reqctx;
 
 /* ---- responses (status.c) ---- */
@@ -246,6 +271,10 @@ int ck_alloc_recover(ck_apiserver *s, ck_error **err);
 ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err);
 void ck_watch_hub_free(ck_watch_hub *h);
 void ck_watch_serve(ck_reqctx *c);
+
+/* Client certificate, static token, then service account JWT (whose account must still exist
+ * with the uid in the token). */
+int ck_authn(ck_apiserver *s, const ck_http_req *req, ck_user *out, ck_error **err);
 
 /* ---- bootstrap (bootstrap.c) ---- */
 int ck_bootstrap(ck_apiserver *s, ck_error **err);

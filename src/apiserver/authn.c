@@ -197,3 +197,45 @@ int ck_authn_request(const ck_token_file *t, const ck_http_req *req, ck_user *ou
     }
     return ck_error_set(err, CK_E_UNAUTHORIZED, "Unauthorized");
 }
+
+int ck_authn(ck_apiserver *s, const ck_http_req *req, ck_user *out, ck_error **err)
+{
+    ck_error *e = NULL;
+    if (ck_authn_request(s->tokens, req, out, &e) == 0)
+        return 0;
+    const char *auth = ck_http_req_header(req, "Authorization");
+    const char *tok = auth && !strncasecmp(auth, "Bearer ", 7) ? auth + 7 : NULL;
+    while (tok && *tok == ' ')
+        tok++;
+    if (!s->sa_keys || !tok || !ck_sa_token_looks_like_jwt(tok)) {
+        if (err)
+            *err = e;
+        else
+            ck_error_free(e);
+        return -1;
+    }
+    ck_error_free(e);
+    ck_sa_claims cl;
+    if (ck_sa_token_verify(s->sa_keys, tok, &cl, err) < 0)
+        return -1;
+    /* a deleted (or deleted and re-created) service account's tokens stop working */
+    const ck_resource *sar = ck_resource_find("", "v1", "serviceaccounts");
+    json_t *sa = ck_rest_read(s, sar, cl.ns, cl.name, NULL, NULL);
+    const char *uid = ck_meta_str(sa, "uid");
+    bool ok = sa && (!*cl.uid || (uid && !strcmp(uid, cl.uid)));
+    json_decref(sa);
+    if (!ok) {
+        ck_sa_claims_free(&cl);
+        return ck_error_set(err, CK_E_UNAUTHORIZED, "Unauthorized");
+    }
+    memset(out, 0, sizeof *out);
+    out->name = xasprintf("system:serviceaccount:%s:%s", cl.ns, cl.name);
+    out->uid = xstrdup(cl.uid);
+    char *g = xasprintf("system:serviceaccounts:%s", cl.ns);
+    user_add_group(out, "system:serviceaccounts");
+    user_add_group(out, g);
+    user_add_group(out, "system:authenticated");
+    free(g);
+    ck_sa_claims_free(&cl);
+    return 0;
+}

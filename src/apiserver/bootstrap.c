@@ -15,7 +15,7 @@ static int ensure(ck_apiserver *s, const char *group, const char *resource, cons
                   json_t *obj, ck_error **err)
 {
     const ck_resource *r = ck_resource_find(group, "v1", resource);
-    const char *name = ck_meta_str(obj, "name");
+    cleanup_free char *name = xstrdup(ck_meta_str(obj, "name") ?: "");
     ck_error *e = NULL;
     json_t *cur = ck_rest_read(s, r, ns, name, NULL, &e);
     if (cur) {

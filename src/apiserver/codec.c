@@ -7,10 +7,26 @@
 #include <string.h>
 #include <strings.h>
 
+/* One open container on the scanner's path: the key (raw text between the quotes) or index
+ * that leads to the value being scanned now. */
+struct seg {
+    const char *key;
+    size_t klen;
+    size_t idx;
+    bool is_key;
+};
+
+/* A raw key seen in the current object (escapes are compared as written: a key spelled once
+ * with and once without an escape is not reported, which no client does). */
+struct rawkey {
+    const char *p;
+    size_t n;
+};
+
 struct scan {
     const char *p, *end;
     json_t *dups;       /* NULL: depth check only */
-    ck_buf path;
+    struct seg *path;   /* CK_DECODE_MAX_DEPTH + 1 entries */
     int depth;
     bool too_deep;
 };
@@ -21,42 +37,55 @@ static void skip_ws(struct scan *s)
         s->p++;
 }
 
-/* A JSON string at s->p; its decoded text (escapes other than \uXXXX resolved) into *out if
- * out != NULL.  -1 on anything malformed: jansson will report it. */
-static int scan_string(struct scan *s, ck_buf *out)
+/* A JSON string at s->p: its raw contents in raw and rawn.  -1 on anything malformed (jansson
+ * will report it). */
+static int scan_string(struct scan *s, const char **raw, size_t *rawn)
 {
     if (s->p >= s->end || *s->p != '"')
         return -1;
-    s->p++;
+    const char *start = ++s->p;
     while (s->p < s->end && *s->p != '"') {
-        char c = *s->p++;
-        if (c == '\\') {
-            if (s->p >= s->end)
-                return -1;
-            char e = *s->p++;
-            switch (e) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'u':
-                if (out && ck_buf_add(out, s->p - 2, 2) < 0)
-                    return -1;
-                c = 0;
-                break;
-            default: c = e;
-            }
-            if (!c)
-                continue;
-        }
-        if (out && ck_buf_add(out, &c, 1) < 0)
-            return -1;
+        if (*s->p == '\\')
+            s->p++;
+        s->p++;
     }
     if (s->p >= s->end)
         return -1;
+    if (raw) {
+        *raw = start;
+        *rawn = (size_t)(s->p - start);
+    }
     s->p++;
     return 0;
+}
+
+/* The path of the key at the current depth, ".a.b[0].c" (keys unescaped for the common escapes). */
+static void report_dup(struct scan *s)
+{
+    ck_buf b;
+    ck_buf_init(&b, 1u << 20);
+    for (int i = 1; i <= s->depth; i++) {
+        const struct seg *g = &s->path[i];
+        if (!g->is_key) {
+            ck_buf_printf(&b, "[%zu]", g->idx);
+            continue;
+        }
+        ck_buf_addstr(&b, ".");
+        for (size_t k = 0; k < g->klen; k++) {
+            char c = g->key[k];
+            if (c == '\\' && k + 1 < g->klen) {
+                char e = g->key[++k];
+                c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+                if (e == 'u') {
+                    ck_buf_add(&b, "\\u", 2);
+                    continue;
+                }
+            }
+            ck_buf_add(&b, &c, 1);
+        }
+    }
+    json_array_append_new(s->dups, json_string(b.data ? b.data : ""));
+    ck_buf_free(&b);
 }
 
 static int scan_value(struct scan *s);
@@ -64,33 +93,41 @@ static int scan_value(struct scan *s);
 static int scan_object(struct scan *s)
 {
     s->p++;
-    json_t *seen = s->dups ? json_object() : NULL;
-    size_t base = s->path.len;
+    struct rawkey local[16], *keys = local;
+    size_t nkeys = 0, cap = ARRAY_SIZE(local);
     int rc = -1;
     skip_ws(s);
     if (s->p < s->end && *s->p == '}') {
         s->p++;
-        rc = 0;
-        goto out;
+        return 0;
     }
     for (;;) {
         skip_ws(s);
-        ck_buf key;
-        ck_buf_init(&key, 1u << 20);
-        if (scan_string(s, &key) < 0) {
-            ck_buf_free(&key);
+        const char *k;
+        size_t kn;
+        if (scan_string(s, &k, &kn) < 0)
             goto out;
+        struct seg *g = &s->path[s->depth];
+        *g = (struct seg){.key = k, .klen = kn, .is_key = true};
+        if (s->dups) {
+            bool dup = false;
+            for (size_t i = 0; i < nkeys && !dup; i++)
+                dup = keys[i].n == kn && !memcmp(keys[i].p, k, kn);
+            if (dup) {
+                report_dup(s);
+            } else {
+                if (nkeys == cap) {
+                    cap *= 2;
+                    if (keys == local) {
+                        keys = xmalloc(cap * sizeof *keys);
+                        memcpy(keys, local, sizeof local);
+                    } else {
+                        keys = xrealloc(keys, cap * sizeof *keys);
+                    }
+                }
+                keys[nkeys++] = (struct rawkey){k, kn};
+            }
         }
-        if (seen) {
-            const char *k = key.data ? key.data : "";
-            s->path.len = base;
-            ck_buf_printf(&s->path, ".%s", k);
-            if (json_object_get(seen, k))
-                json_array_append_new(s->dups, json_string(s->path.data));
-            else
-                json_object_set_new(seen, k, json_true());
-        }
-        ck_buf_free(&key);
         skip_ws(s);
         if (s->p >= s->end || *s->p != ':')
             goto out;
@@ -109,27 +146,21 @@ static int scan_object(struct scan *s)
         goto out;
     }
 out:
-    json_decref(seen);
-    s->path.len = base;
-    if (s->path.data)
-        s->path.data[base] = 0;
+    if (keys != local)
+        free(keys);
     return rc;
 }
 
 static int scan_array(struct scan *s)
 {
     s->p++;
-    size_t base = s->path.len;
     skip_ws(s);
     if (s->p < s->end && *s->p == ']') {
         s->p++;
         return 0;
     }
     for (size_t i = 0;; i++) {
-        if (s->dups) {
-            s->path.len = base;
-            ck_buf_printf(&s->path, "[%zu]", i);
-        }
+        s->path[s->depth] = (struct seg){.idx = i};
         if (scan_value(s) < 0)
             return -1;
         skip_ws(s);
@@ -137,9 +168,6 @@ static int scan_array(struct scan *s)
             s->p++;
             continue;
         }
-        s->path.len = base;
-        if (s->path.data)
-            s->path.data[base] = 0;
         if (s->p < s->end && *s->p == ']') {
             s->p++;
             return 0;
@@ -154,18 +182,20 @@ static int scan_value(struct scan *s)
     if (s->p >= s->end)
         return -1;
     if (*s->p == '{' || *s->p == '[') {
-        if (++s->depth > CK_DECODE_MAX_DEPTH) {
+        if (s->depth + 1 > CK_DECODE_MAX_DEPTH) {
             s->too_deep = true;
             return -1;
         }
+        s->depth++;
         int rc = *s->p == '{' ? scan_object(s) : scan_array(s);
         s->depth--;
         return rc;
     }
     if (*s->p == '"')
-        return scan_string(s, NULL);
+        return scan_string(s, NULL, NULL);
     /* number, true, false, null: jansson checks the spelling */
-    while (s->p < s->end && !strchr(",]} \t\r\n", *s->p))
+    while (s->p < s->end && *s->p != ',' && *s->p != ']' && *s->p != '}' && *s->p != ' ' && *s->p != '\n' &&
+           *s->p != '\t' && *s->p != '\r')
         s->p++;
     return 0;
 }
@@ -173,9 +203,9 @@ static int scan_value(struct scan *s)
 json_t *ck_json_load(const char *buf, size_t len, json_t *duplicates, ck_error **err)
 {
     struct scan s = {.p = buf, .end = buf + len, .dups = duplicates};
-    ck_buf_init(&s.path, 1u << 20);
+    s.path = xcalloc(CK_DECODE_MAX_DEPTH + 2, sizeof *s.path);
     scan_value(&s);
-    ck_buf_free(&s.path);
+    free(s.path);
     if (s.too_deep) {
         ck_error_set(err, CK_E_TOO_LARGE, "json: exceeded max depth of %d", CK_DECODE_MAX_DEPTH);
         return NULL;

@@ -42,7 +42,9 @@ json_t *ck_table_wrap(const ck_resource *r, json_t *items, const char *include, 
 }
 
 typedef struct list_result {
-    json_t *items;
+    json_t *items;            /* parsed objects, or NULL when raw */
+    ck_buf raw;               /* raw mode: the items' JSON texts joined by commas */
+    size_t nraw;
     int64_t rev;
     char *cont;
     int64_t remaining;        /* -1: unknown */
@@ -51,6 +53,7 @@ typedef struct list_result {
 static void list_result_free(list_result *l)
 {
     json_decref(l->items);
+    ck_buf_free(&l->raw);
     free(l->cont);
 }
 
@@ -65,7 +68,37 @@ static int expired(ck_error **err)
                         "the first chunk was returned and now may show up in the list.");
 }
 
-static int collect(ck_reqctx *c, bool paging, list_result *out, ck_error **err)
+/* Append one stored object to the raw list text (RV spliced in; parsed only as a fallback). */
+static int raw_append(list_result *out, const ck_kv *kv)
+{
+    size_t mark = out->raw.len;
+    if (out->nraw && ck_buf_add(&out->raw, ",", 1) < 0)
+        return -1;
+    size_t start = out->raw.len;
+    if (ck_json_splice_rv(kv->value, kv->value_len, kv->mod_revision, &out->raw) < 0) {
+        out->raw.len = start;
+        json_t *obj = json_loadb(kv->value, kv->value_len, 0, NULL);
+        char *text = NULL;
+        if (json_is_object(obj)) {
+            ck_meta_set_rv(obj, kv->mod_revision);
+            text = json_dumps(obj, JSON_COMPACT);
+        }
+        json_decref(obj);
+        if (!text || ck_buf_addstr(&out->raw, text) < 0) {
+            free(text);
+            out->raw.len = mark;
+            if (out->raw.data)
+                out->raw.data[mark] = '\0';
+            return 0;       /* skip what cannot be served */
+        }
+        free(text);
+    }
+    out->nraw++;
+    return 0;
+}
+
+/* raw_ok: plain JSON wanted, so unfiltered lists may skip parsing objects. */
+static int collect(ck_reqctx *c, bool paging, bool raw_ok, list_result *out, ck_error **err)
 {
     const ck_resource *r = c->route.res;
     memset(out, 0, sizeof *out);
@@ -121,7 +154,11 @@ static int collect(ck_reqctx *c, bool paging, list_result *out, ck_error **err)
         ck_error_set(err, CK_E_BAD_REQUEST, "resourceVersionMatch: Unsupported value: \"%s\"", rvm);
         goto out;
     }
-    out->items = json_array();
+    bool raw = raw_ok && !filtered;
+    if (raw)
+        ck_buf_init(&out->raw, (size_t)4 << 30);
+    else
+        out->items = json_array();
     for (;;) {
         ck_list_opts o = {.revision = rev, .start_after = start};
         if (limit)
@@ -148,6 +185,20 @@ static int collect(ck_reqctx *c, bool paging, list_result *out, ck_error **err)
             ck_kv *kv = &l.items[i];
             if (by_name && strcmp(kv->key + strlen(prefix), fname))
                 continue;     /* prefix matched "name2" for name */
+            if (raw) {
+                if (raw_append(out, kv) < 0) {
+                    ck_error_set(err, CK_E_TOO_LARGE, "list result too large");
+                    ck_list_free(&l);
+                    goto out;
+                }
+                if (limit && (long long)out->nraw == limit && (i + 1 < l.n || l.more)) {
+                    out->cont = ck_continue_encode(rev, kv->key + strlen(prefix));
+                    out->remaining = l.remaining + (int64_t)(l.n - i - 1);
+                    stopped = true;
+                    break;
+                }
+                continue;
+            }
             json_t *obj = json_loadb(kv->value, kv->value_len, 0, NULL);
             if (!json_is_object(obj)) {
                 json_decref(obj);
@@ -195,7 +246,7 @@ static void serve_list(ck_reqctx *c)
     const ck_resource *r = c->route.res;
     list_result l;
     ck_error *e = NULL;
-    if (collect(c, true, &l, &e) < 0)
+    if (collect(c, true, !ck_accept_table(c), &l, &e) < 0)
         return ck_respond_error(c, e);
     json_t *body;
     char rvbuf[24];
@@ -205,9 +256,9 @@ static void serve_list(ck_reqctx *c)
         body = ck_table_wrap(r, l.items, inc, l.rev);
     } else {
         char *kind = xasprintf("%sList", r->kind);
-        body = json_pack("{s:s,s:s,s:{s:s},s:O}", "kind", kind, "apiVersion",
+        body = json_pack("{s:s,s:s,s:{s:s},s:o}", "kind", kind, "apiVersion",
                          ck_resource_api_version(r), "metadata", "resourceVersion", rvbuf, "items",
-                         l.items);
+                         l.items ? json_incref(l.items) : json_array());
         free(kind);
     }
     json_t *meta = json_object_get(body, "metadata");
@@ -215,6 +266,29 @@ static void serve_list(ck_reqctx *c)
         json_object_set_new(meta, "continue", json_string(l.cont));
         if (l.remaining > 0)
             json_object_set_new(meta, "remainingItemCount", json_integer(l.remaining));
+    }
+    if (!l.items) {
+        /* raw: the envelope printed by jansson, the items pasted in */
+        json_object_set_new(body, "items", json_array());
+        char *env = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        size_t elen = env ? strlen(env) : 0;
+        ck_buf b;
+        ck_buf_init(&b, (size_t)4 << 30);
+        if (!env || elen < 3 || ck_buf_add(&b, env, elen - 2) < 0 ||
+            ck_buf_add(&b, l.raw.data ? l.raw.data : "", l.raw.len) < 0 ||
+            ck_buf_add(&b, "]}", 2) < 0) {
+            free(env);
+            ck_buf_free(&b);
+            list_result_free(&l);
+            ck_error_set(&e, CK_E_INTERNAL, "list encoding failed");
+            return ck_respond_error(c, e);
+        }
+        free(env);
+        list_result_free(&l);
+        ck_respond_bytes(c, 200, "application/json", b.data, b.len);
+        ck_buf_free(&b);
+        return;
     }
     list_result_free(&l);
     ck_respond_json(c, 200, body);
@@ -228,7 +302,7 @@ static void serve_deletecollection(ck_reqctx *c)
     if (!opts)
         return ck_respond_error(c, e);
     list_result l;
-    if (collect(c, false, &l, &e) < 0) {
+    if (collect(c, false, false, &l, &e) < 0) {
         json_decref(opts);
         return ck_respond_error(c, e);
     }

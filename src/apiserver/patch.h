@@ -18,6 +18,8 @@
 #include "lib/error.h"
 
 json_t *ck_patch_merge(const json_t *target, const json_t *patch, ck_error **err);
+/* More operations than this: CK_E_TOO_LARGE, as upstream's maxJSONPatchOperations. */
+#define CK_JSON_PATCH_MAX_OPS 10000
 json_t *ck_patch_json(const json_t *doc, const json_t *ops, ck_error **err);
 /* r selects the merge keys (containers by name, ports by containerPort, env by name, volumes by
  * name, ...); for kinds without a schema it behaves like a merge patch. */
@@ -31,5 +33,10 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
  * previous object (NULL on create).  In place. */
 void ck_managed_fields_record(json_t *obj, const json_t *old, const char *manager,
                               const char *operation, const char *api_version);
+/* Same for a write to a subresource ("status": only status fields are tracked, and the entry
+ * carries "subresource"; NULL = the main resource, where status is not tracked). */
+void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *manager,
+                                  const char *operation, const char *api_version,
+                                  const char *subresource);
 
 #endif

@@ -972,6 +972,8 @@ static void do_patch(ck_reqctx *c)
         if (!old)
             break;
         json_t *obj = ck_rest_patch_apply(t, old, patch, r, &o, force, &e);
+        if (!obj && e && e->code != CK_E_CONFLICT)
+            c->no_details = true;     /* the patch itself is wrong: say why, not which object */
         if (!obj || ck_rest_check_name(c, obj, &e) < 0 || ck_rest_check_fields(c, r, obj, NULL, &o, &e) < 0) {
             json_decref(obj);
             json_decref(old);

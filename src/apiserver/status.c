@@ -82,7 +82,7 @@ void ck_respond_error(ck_reqctx *c, ck_error *e)
         ck_error_set(&tmp, CK_E_INTERNAL, "unknown error");
         e = tmp;
     }
-    json_t *st = ck_status_from_error(e, &c->route, c->causes);
+    json_t *st = ck_status_from_error(e, c->no_details ? NULL : &c->route, c->causes);
     int code = ck_error_http_status(e->code);
     ck_error_free(e);
     ck_respond_json(c, code, st);

@@ -374,6 +374,64 @@ static void serve_finalize(ck_reqctx *c)
     ck_respond_json(c, 200, ns);
 }
 
+/* serviceaccounts/NAME/token: TokenRequest (kubectl create token). */
+static void serve_token(ck_reqctx *c)
+{
+    ck_error *e = NULL;
+    json_t *in = ck_rest_body(c, NULL, &e);
+    if (!in)
+        return ck_respond_error(c, e);
+    json_t *sa = ck_rest_read(c->srv, c->route.res, c->route.namespace_, c->route.name, NULL, &e);
+    if (!sa) {
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    json_t *spec = json_object_get(in, "spec");
+    if (!json_is_object(spec)) {
+        spec = json_object();
+        json_object_set_new(in, "spec", spec);
+    }
+    json_t *es = json_object_get(spec, "expirationSeconds");
+    json_int_t secs = json_is_integer(es) ? json_integer_value(es) : 3600;
+    if (secs < 600) {
+        c->causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueInvalid", "message",
+                              "Invalid value: may not specify a duration less than 10 minutes",
+                              "field", "spec.expirationSeconds");
+        c->no_details = false;
+        ck_error_set(&e, CK_E_INVALID, "TokenRequest.authentication.k8s.io \"%s\" is invalid: "
+                     "spec.expirationSeconds: Invalid value: %lld: may not specify a duration less "
+                     "than 10 minutes", c->route.name, (long long)secs);
+        json_decref(sa);
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    json_object_set_new(spec, "expirationSeconds", json_integer(secs));
+    json_t *bound = json_object_get(spec, "boundObjectRef");
+    const char *bkind = json_string_value(json_object_get(bound, "kind"));
+    const char *pod = bkind && !strcmp(bkind, "Pod") ? json_string_value(json_object_get(bound, "name")) : NULL;
+    const char *pod_uid = pod ? json_string_value(json_object_get(bound, "uid")) : NULL;
+    int64_t exp = 0;
+    char *tok = ck_sa_token_issue(c->srv->sa_keys, c->route.namespace_, c->route.name,
+                                  ck_meta_str(sa, "uid"), json_object_get(spec, "audiences"), secs,
+                                  pod, pod_uid, &exp, &e);
+    json_decref(sa);
+    if (!tok) {
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    char ts[32];
+    ck_rfc3339(exp, ts);
+    if (!json_array_size(json_object_get(spec, "audiences")))
+        json_object_set_new(spec, "audiences", json_array());
+    json_t *out = json_pack("{s:s,s:s,s:{s:s,s:s,s:n},s:O,s:{s:s,s:s}}", "kind", "TokenRequest",
+                            "apiVersion", "authentication.k8s.io/v1", "metadata", "name",
+                            c->route.name, "namespace", c->route.namespace_, "creationTimestamp",
+                            "spec", spec, "status", "token", tok, "expirationTimestamp", ts);
+    free(tok);
+    json_decref(in);
+    ck_respond_json(c, 201, out);
+}
+
 static void serve_eviction(ck_reqctx *c)
 {
     ck_error *e = NULL;
@@ -415,6 +473,9 @@ void ck_subres_serve(ck_reqctx *c)
     }
     if (!strcmp(sub, "eviction") && c->route.verb == CK_VERB_CREATE)
         return serve_eviction(c);
+    if (!strcmp(sub, "token") && c->route.verb == CK_VERB_CREATE &&
+        !strcmp(c->route.res->resource, "serviceaccounts"))
+        return serve_token(c);
     ck_error_set(&e, CK_E_METHOD, "%s/%s is not served by this API server yet",
                  c->route.res->resource, sub);
     ck_respond_error(c, e);

@@ -457,7 +457,7 @@ void ck_watch_serve(ck_reqctx *c)
 {
     ck_apiserver *s = c->srv;
     const ck_resource *r = c->route.res;
-    ck_watch_hub *h = s->watch;
+    ck_watch_hub *h = __atomic_load_n(&s->watch, __ATOMIC_ACQUIRE);
     ck_error *e = NULL;
     ck_watchcache *cache = h ? h->caches[r - ck_resources] : NULL;
     if (!cache) {

@@ -14,9 +14,10 @@
  * should the window move past a joiner's cursor before its replay (a burst between add() and the
  * next round), the joiner is ended with CK_E_EXPIRED exactly as if it had come a moment later.
  *
- * Removal: `current` (under the lock) names the watcher whose callbacks are running; remove()
- * marks the watcher, unlinks it and waits while it is current (unless called on the dispatch
- * thread).  Removed watchers are freed at the start of the next round, when no snapshot refers to
+ * Removal: `current` (an atomic) names the watcher whose callbacks are running; remove() marks
+ * the watcher, unlinks it and waits while it is current (unless called on the dispatch thread).
+ * Delivery takes no lock per watcher: on two cores a lock holder that gets preempted would stall
+ * the whole round.  Removed watchers are freed at the start of the next round, when no snapshot refers to
  * them any more.
  */
 #include "store/watchcache.h"
@@ -91,8 +92,8 @@ struct ck_watchcache {
     ck_wc_watcher *watchers;        /* doubly linked, registered */
     size_t nwatchers, njoining;
     ck_wc_watcher *dead;
-    ck_wc_watcher *current;
-    int nwaiting;                   /* remove() calls waiting on `idle` */
+    _Atomic(ck_wc_watcher *) current;   /* whose callbacks run now (dispatch thread writes) */
+    atomic_int nwaiting;            /* remove() calls waiting on `idle` */
     int64_t next_bookmark;          /* ck_now_ns() deadline */
 
     uint64_t events_received, restarts, resumes;
@@ -279,31 +280,46 @@ static size_t ring_find_after(ck_watchcache *c, int64_t rev)
 
 /* ---- delivery (dispatch thread) ---- */
 
+static void wake_removers(ck_watchcache *c)
+{
+    lock(c);
+    pthread_cond_broadcast(&c->idle);
+    unlock(c);
+}
+
 static bool matches(const ck_wc_watcher *w, const ck_wc_event *e)
 {
     return !w->prefix || !strncmp(e->ev.kv.key, w->prefix, w->prefix_len);
 }
 
-/* Claim `w` for callbacks; false if it was removed or has ended. */
+/* Claim `w` for callbacks; false if it was removed or has ended.  No lock: `current` and
+ * `removed` are sequentially consistent atomics, written in opposite order by this thread
+ * (current, then read removed) and by remove() (removed, then read current), so at least one of
+ * the two sees the other: either we skip the watcher or remove() waits for us. */
 static bool begin_calls(ck_watchcache *c, ck_wc_watcher *w)
 {
-    lock(c);
-    bool ok = !atomic_load(&w->removed) && w->state != W_ENDED;
-    if (ok)
-        c->current = w;
-    unlock(c);
-    return ok;
+    if (w->state == W_ENDED)      /* written only by this thread */
+        return false;
+    atomic_store(&c->current, w);
+    if (atomic_load(&w->removed)) {
+        atomic_store(&c->current, NULL);
+        if (atomic_load(&c->nwaiting))
+            wake_removers(c);
+        return false;
+    }
+    return true;
 }
 
 static void end_calls(ck_watchcache *c, ck_wc_watcher *w, bool ended)
 {
-    lock(c);
-    if (ended)
+    if (ended) {
+        lock(c);
         w->state = W_ENDED;
-    c->current = NULL;
-    if (c->nwaiting)
-        pthread_cond_broadcast(&c->idle);
-    unlock(c);
+        unlock(c);
+    }
+    atomic_store(&c->current, NULL);
+    if (atomic_load(&c->nwaiting))
+        wake_removers(c);
 }
 
 static void deliver_one(ck_wc_watcher *w, ck_wc_event *e)
@@ -792,10 +808,10 @@ void ck_watchcache_remove(ck_watchcache *c, ck_wc_watcher *w)
         c->njoining--;
     c->nwatchers--;
     if (tl_dispatching != c) {
-        c->nwaiting++;
-        while (c->current == w)
+        atomic_fetch_add(&c->nwaiting, 1);
+        while (atomic_load(&c->current) == w)
             pthread_cond_wait(&c->idle, &c->mu);
-        c->nwaiting--;
+        atomic_fetch_sub(&c->nwaiting, 1);
     }
     w->dead_next = c->dead;
     c->dead = w;

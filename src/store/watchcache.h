@@ -20,7 +20,8 @@
  *     ck_watchcache_wait() first if the caller must know the cache has caught up).
  *
  * Filtering: a watcher may give a sub-prefix of the cache prefix ("/registry/pods/default/") or an
- * exact key; only events whose key starts with it are delivered.  The check is one memcmp.
+ * exact key; only events whose key starts with it are delivered (an exact key is matched as a
+ * prefix too: compare the name if that matters).  The check is one strncmp per event.
  *
  * Delivery: the callback runs on the dispatch thread, one call per notification, and MUST NOT
  * block (queue the event - ck_wc_event_ref() it - and return).  The cache lock is not held during
@@ -130,7 +131,8 @@ enum ck_wc_kind { CK_WC_EVENT, CK_WC_BOOKMARK, CK_WC_ERROR };
 typedef struct ck_wc_note {
     enum ck_wc_kind kind;
     ck_wc_event *event;         /* CK_WC_EVENT: borrowed for the call */
-    int64_t revision;           /* EVENT: the event's revision; BOOKMARK: progress revision */
+    int64_t revision;           /* EVENT: the event's revision; BOOKMARK: progress revision;
+                                 * ERROR: the last revision delivered to this watcher */
     const ck_error *err;        /* CK_WC_ERROR: why the watcher ended (borrowed) */
 } ck_wc_note;
 

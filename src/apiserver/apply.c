@@ -1,0 +1,788 @@
+/* apply.c - server-side apply and managedFields, after structured-merge-diff's model reduced to
+ * what the built-in kinds need.
+ *
+ * A field set is held flat: a JSON object used as a hash set whose keys are paths, each path the
+ * FieldsV1 path elements ("f:spec", "k:{\"name\":\"c\"}", "v:\"x\"", "i:0") joined by SEP.  It is
+ * converted from/to the nested FieldsV1 form ({"f:spec":{"f:replicas":{}}}, "." marking a node
+ * that is itself a member and has children) only at the edges.  The schema (schema.h) says which
+ * lists are keyed maps (k:), sets (v:) or atomic (a leaf).
+ *
+ * Apply: the manager's new set is the set of its applied config; fields it applied before and no
+ * longer applies are removed unless another manager owns them; a field another manager owns with
+ * a different value is a conflict (409) unless force, which moves ownership.
+ * Update: the writer takes the fields whose value it changed; fields that disappeared leave
+ * every set. */
+#include "apiserver/patch.h"
+#include "apiserver/schema.h"
+#include "lib/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SEP "\x01"
+
+
+/* Fields never tracked (upstream's strip set), and status on the main resource (only status on
+ * the status subresource). */
+static bool stripped(const char *path, bool status_sub)
+{
+    bool is_status = !strncmp(path, "f:status", 8) && (path[8] == 0 || path[8] == SEP[0]);
+    if (status_sub)
+        return !is_status;
+    if (is_status || !strcmp(path, "f:apiVersion") || !strcmp(path, "f:kind") || !strcmp(path, "f:metadata"))
+        return true;
+    if (strncmp(path, "f:metadata" SEP, 11))
+        return false;
+    static const char *const meta[] = {
+        "f:name", "f:namespace", "f:creationTimestamp", "f:selfLink", "f:uid", "f:generation",
+        "f:managedFields", "f:resourceVersion", "f:deletionTimestamp", "f:deletionGracePeriodSeconds", NULL,
+    };
+    const char *rest = path + 11;
+    size_t n = strcspn(rest, SEP);
+    for (const char *const *m = meta; *m; m++)
+        if (strlen(*m) == n && !memcmp(*m, rest, n))
+            return true;
+    return false;
+}
+
+/* ---- building sets from objects ---- */
+
+struct build {
+    json_t *set;
+    bool update_mode;    /* granular maps are members themselves */
+    bool status_sub;
+    ck_buf path;         /* the current path; pushed and popped as the walk descends */
+};
+
+/* The set maps each path to (a reference to) its value in the walked object, so callers compare
+ * values without walking again. */
+static void add_member(struct build *b, const json_t *v)
+{
+    const char *path = b->path.data;
+    if (path && *path && !stripped(path, b->status_sub))
+        json_object_set(b->set, path, (json_t *)v);
+}
+
+/* Append one path element; returns the length to pop back to. */
+static size_t push(ck_buf *p, const char *kind, const char *text, size_t n)
+{
+    size_t mark = p->len;
+    if (p->len)
+        ck_buf_add(p, SEP, 1);
+    ck_buf_addstr(p, kind);
+    ck_buf_add(p, text, n);
+    return mark;
+}
+
+static void pop(ck_buf *p, size_t mark)
+{
+    p->len = mark;
+    if (p->data)
+        p->data[mark] = 0;
+}
+
+/* JSON text of a scalar key value into b (strings escaped as encoding/json does for ASCII). */
+static void json_scalar(ck_buf *b, const json_t *v)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        ck_buf_addstr(b, "\"");
+        for (; *s; s++) {
+            unsigned char c = (unsigned char)*s;
+            if (c == '"' || c == '\\')
+                ck_buf_printf(b, "\\%c", c);
+            else if (c < 0x20)
+                ck_buf_printf(b, "\\u%04x", c);
+            else
+                ck_buf_add(b, s, 1);
+        }
+        ck_buf_addstr(b, "\"");
+    } else if (json_is_integer(v)) {
+        ck_buf_printf(b, "%lld", (long long)json_integer_value(v));
+    } else {
+        char *d = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        ck_buf_addstr(b, d ? d : "null");
+        free(d);
+    }
+}
+
+/* The body of a "k:" element, {"key":value[,"key2":value]} with keys sorted; false if the item
+ * lacks its key. */
+static bool item_key(ck_buf *out, const json_t *item, const ck_pfield *f)
+{
+    const json_t *k1 = json_object_get(item, f->key);
+    if (!k1)
+        return false;
+    const json_t *k2 = f->key2 ? json_object_get(item, f->key2) : NULL;
+    json_t *def = NULL;
+    if (f->key2 && !k2 && f->key2_default)
+        k2 = def = json_string(f->key2_default);
+    const char *n1 = f->key, *n2 = f->key2;
+    const json_t *v1 = k1, *v2 = k2;
+    if (k2 && strcmp(n2, n1) < 0) {
+        n1 = f->key2, n2 = f->key, v1 = k2, v2 = k1;
+    }
+    ck_buf_printf(out, "{\"%s\":", n1);
+    json_scalar(out, v1);
+    if (k2) {
+        ck_buf_printf(out, ",\"%s\":", n2);
+        json_scalar(out, v2);
+    }
+    ck_buf_addstr(out, "}");
+    json_decref(def);
+    return true;
+}
+
+static void walk(struct build *b, const json_t *v, const ck_ptype *t);
+
+static void walk_field(struct build *b, const json_t *v, const ck_pfield *f)
+{
+    if (json_is_object(v) && !(f && f->atomic)) {
+        if (json_object_size(v) == 0 || (b->update_mode && f && f->granular))
+            add_member(b, v);
+        walk(b, v, f ? f->type : NULL);
+        return;
+    }
+    if (json_is_array(v) && f && f->list != CK_LIST_ATOMIC && json_array_size(v)) {
+        size_t i;
+        json_t *e;
+        ck_buf pe;
+        ck_buf_init(&pe, 0);
+        json_array_foreach(v, i, e) {
+            pe.len = 0;
+            const char *kind = "k:";
+            if (f->list == CK_LIST_SET) {
+                kind = "v:";
+                json_scalar(&pe, e);
+            } else if (!json_is_object(e) || !item_key(&pe, e, f)) {
+                kind = "i:";
+                pe.len = 0;
+                ck_buf_printf(&pe, "%zu", i);
+            }
+            size_t mark = push(&b->path, kind, pe.data ? pe.data : "", pe.len);
+            add_member(b, e);
+            if (f->list == CK_LIST_MAP && json_is_object(e))
+                walk(b, e, f->type);
+            pop(&b->path, mark);
+        }
+        ck_buf_free(&pe);
+        return;
+    }
+    add_member(b, v);
+}
+
+static void walk(struct build *b, const json_t *v, const ck_ptype *t)
+{
+    const char *k;
+    json_t *c;
+    bool top = b->path.len == 0;
+    json_object_foreach((json_t *)v, k, c) {
+        if (top && (!strcmp(k, "apiVersion") || !strcmp(k, "kind")))
+            continue;
+        size_t mark = push(&b->path, "f:", k, strlen(k));
+        walk_field(b, c, ck_schema_field(t, k));
+        pop(&b->path, mark);
+    }
+}
+
+static json_t *set_of(const json_t *obj, const ck_resource *r, bool update_mode, bool status_sub)
+{
+    struct build b = {.set = json_object(), .update_mode = update_mode, .status_sub = status_sub};
+    ck_buf_init(&b.path, 0);
+    if (json_is_object(obj))
+        walk(&b, obj, ck_schema_root(r));
+    ck_buf_free(&b.path);
+    return b.set;
+}
+
+/* ---- FieldsV1 <-> flat sets ---- */
+
+static void flatten_at(const json_t *node, ck_buf *path, json_t *set)
+{
+    if (!json_is_object(node))
+        return;
+    if (path->len && (json_object_size(node) == 0 || json_object_get(node, ".")))
+        json_object_set_new(set, path->data, json_true());
+    const char *k;
+    json_t *c;
+    json_object_foreach((json_t *)node, k, c) {
+        if (!strcmp(k, "."))
+            continue;
+        size_t mark = push(path, "", k, strlen(k));
+        flatten_at(c, path, set);
+        pop(path, mark);
+    }
+}
+
+static void flatten(const json_t *node, json_t *set)
+{
+    ck_buf path;
+    ck_buf_init(&path, 0);
+    flatten_at(node, &path, set);
+    ck_buf_free(&path);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Nested FieldsV1 from a flat set.  Paths are inserted in sorted order (SEP sorts lowest, so a
+ * node comes right before its children and siblings come sorted), which leaves every object's keys
+ * sorted with "." first; then "." is dropped where a node has no children (a leaf is {}). */
+static void drop_lone_dots(json_t *node)
+{
+    const char *k;
+    json_t *c;
+    json_object_foreach(node, k, c) {
+        if (json_object_size(c) == 1 && json_object_get(c, "."))
+            json_object_del(c, ".");
+        else
+            drop_lone_dots(c);
+    }
+}
+
+static json_t *to_fields_v1(const json_t *set)
+{
+    size_t n = json_object_size(set), i = 0;
+    const char **paths = xcalloc(n ? n : 1, sizeof *paths);
+    const char *path;
+    json_t *v;
+    json_object_foreach((json_t *)set, path, v)
+        paths[i++] = path;
+    qsort(paths, n, sizeof *paths, cmp_str);
+    json_t *root = json_object();
+    for (i = 0; i < n; i++) {
+        json_t *cur = root;
+        const char *p = paths[i];
+        for (;;) {
+            const char *sep = strchr(p, SEP[0]);
+            size_t len = sep ? (size_t)(sep - p) : strlen(p);
+            json_t *next = json_object_getn(cur, p, len);
+            if (!next) {
+                next = json_object();
+                json_object_setn_new(cur, p, len, next);
+            }
+            cur = next;
+            if (!sep)
+                break;
+            p = sep + 1;
+        }
+        if (!json_object_get(cur, "."))
+            json_object_set_new(cur, ".", json_object());
+    }
+    free(paths);
+    drop_lone_dots(root);
+    return root;
+}
+
+/* ---- navigating objects by path elements ---- */
+
+static bool item_matches(const json_t *item, const char *pe)
+{
+    if (!strncmp(pe, "k:", 2)) {
+        json_t *k = json_loads(pe + 2, 0, NULL);
+        if (!k)
+            return false;
+        bool ok = json_is_object(item);
+        const char *kk;
+        json_t *kv;
+        json_object_foreach(k, kk, kv) {
+            const json_t *iv = json_object_get(item, kk);
+            if (!iv && json_is_string(kv) && !strcmp(kk, "protocol") && !strcmp(json_string_value(kv), "TCP"))
+                continue;   /* defaulted key field */
+            if (!iv || !json_equal(iv, kv))
+                ok = false;
+        }
+        json_decref(k);
+        return ok;
+    }
+    if (!strncmp(pe, "v:", 2)) {
+        json_t *v = json_loads(pe + 2, JSON_DECODE_ANY, NULL);
+        bool ok = v && json_equal(v, item);
+        json_decref(v);
+        return ok;
+    }
+    return false;
+}
+
+/* The index of the element a k:/v:/i: path element selects, -1 if none. */
+static long find_item(const json_t *arr, const char *pe)
+{
+    if (!json_is_array(arr))
+        return -1;
+    if (!strncmp(pe, "i:", 2)) {
+        long i = atol(pe + 2);
+        return i >= 0 && (size_t)i < json_array_size(arr) ? i : -1;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e)
+        if (item_matches(e, pe))
+            return (long)i;
+    return -1;
+}
+
+static json_t *step(json_t *cur, const char *pe)
+{
+    if (!strncmp(pe, "f:", 2))
+        return json_is_object(cur) ? json_object_get(cur, pe + 2) : NULL;
+    long i = find_item(cur, pe);
+    return i < 0 ? NULL : json_array_get(cur, (size_t)i);
+}
+
+static json_t *value_at(const json_t *obj, const char *path)
+{
+    char *copy = xstrdup(path), *save = NULL;
+    json_t *cur = (json_t *)obj;
+    for (char *pe = strtok_r(copy, SEP, &save); pe && cur; pe = strtok_r(NULL, SEP, &save))
+        cur = step(cur, pe);
+    free(copy);
+    return cur;
+}
+
+static void delete_at(json_t *obj, const char *path)
+{
+    char *copy = xstrdup(path);
+    char *last = strrchr(copy, SEP[0]);
+    json_t *parent = obj;
+    if (last) {
+        *last++ = 0;
+        parent = value_at(obj, copy);
+    } else {
+        last = copy;
+    }
+    if (parent) {
+        if (!strncmp(last, "f:", 2)) {
+            if (json_is_object(parent))
+                json_object_del(parent, last + 2);
+        } else {
+            long i = find_item(parent, last);
+            if (i >= 0)
+                json_array_remove(parent, (size_t)i);
+        }
+    }
+    free(copy);
+}
+
+/* Upstream's fieldpath string: .spec.containers[name="c"].image, [="x"] for set values. */
+static char *path_string(const char *path)
+{
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    char *copy = xstrdup(path), *save = NULL;
+    for (char *pe = strtok_r(copy, SEP, &save); pe; pe = strtok_r(NULL, SEP, &save)) {
+        if (!strncmp(pe, "f:", 2)) {
+            ck_buf_printf(&b, ".%s", pe + 2);
+        } else if (!strncmp(pe, "k:", 2)) {
+            json_t *k = json_loads(pe + 2, 0, NULL);
+            ck_buf_addstr(&b, "[");
+            const char *kk;
+            json_t *kv;
+            bool first = true;
+            json_object_foreach(k, kk, kv) {
+                char *vs = json_dumps(kv, JSON_ENCODE_ANY | JSON_COMPACT);
+                ck_buf_printf(&b, "%s%s=%s", first ? "" : ",", kk, vs ? vs : "");
+                free(vs);
+                first = false;
+            }
+            ck_buf_addstr(&b, "]");
+            json_decref(k);
+        } else if (!strncmp(pe, "v:", 2)) {
+            ck_buf_printf(&b, "[=%s]", pe + 2);
+        } else {
+            ck_buf_printf(&b, "[%s]", pe + 2);
+        }
+    }
+    free(copy);
+    return ck_buf_steal(&b);
+}
+
+/* ---- managedFields entries ---- */
+
+struct entry {
+    char *manager, *operation, *api_version, *time, *subresource;
+    json_t *set;   /* flat */
+};
+
+struct entries {
+    struct entry *v;
+    size_t n;
+};
+
+static void entries_free(struct entries *es)
+{
+    for (size_t i = 0; i < es->n; i++) {
+        free(es->v[i].manager);
+        free(es->v[i].operation);
+        free(es->v[i].api_version);
+        free(es->v[i].time);
+        free(es->v[i].subresource);
+        json_decref(es->v[i].set);
+    }
+    free(es->v);
+}
+
+static char *sdup(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? xstrdup(s) : NULL;
+}
+
+static void entries_load(struct entries *es, const json_t *mf)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(mf, i, e) {
+        if (!json_is_object(e))
+            continue;
+        es->v = xrealloc(es->v, (es->n + 1) * sizeof *es->v);
+        struct entry *x = &es->v[es->n++];
+        x->manager = sdup(e, "manager");
+        x->operation = sdup(e, "operation");
+        x->api_version = sdup(e, "apiVersion");
+        x->time = sdup(e, "time");
+        x->subresource = sdup(e, "subresource");
+        x->set = json_object();
+        flatten(json_object_get(e, "fieldsV1"), x->set);
+    }
+}
+
+static bool streq(const char *a, const char *b) { return (a ? a : "")[0] == (b ? b : "")[0] && !strcmp(a ? a : "", b ? b : ""); }
+
+static struct entry *entry_get(struct entries *es, const char *manager, const char *op, const char *api_version,
+                               const char *sub, bool create)
+{
+    for (size_t i = 0; i < es->n; i++) {
+        struct entry *x = &es->v[i];
+        if (streq(x->manager, manager) && streq(x->operation, op) && streq(x->subresource, sub) &&
+            (!strcmp(op, "Apply") || streq(x->api_version, api_version)))
+            return x;
+    }
+    if (!create)
+        return NULL;
+    es->v = xrealloc(es->v, (es->n + 1) * sizeof *es->v);
+    struct entry *x = &es->v[es->n++];
+    *x = (struct entry){xstrdup(manager), xstrdup(op), api_version ? xstrdup(api_version) : NULL, NULL,
+                        sub && *sub ? xstrdup(sub) : NULL, json_object()};
+    return x;
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+    const struct entry *p = pa, *q = pb;
+    int c = strcmp(p->operation ? p->operation : "", q->operation ? q->operation : "");
+    if (c)
+        return c;
+    /* RFC 3339 UTC timestamps order as strings; none sorts first */
+    c = strcmp(p->time ? p->time : "", q->time ? q->time : "");
+    if (c)
+        return c;
+    c = strcmp(p->manager ? p->manager : "", q->manager ? q->manager : "");
+    if (c)
+        return c;
+    c = strcmp(p->api_version ? p->api_version : "", q->api_version ? q->api_version : "");
+    if (c)
+        return c;
+    return strcmp(p->subresource ? p->subresource : "", q->subresource ? q->subresource : "");
+}
+
+static void entries_store(struct entries *es, json_t *obj)
+{
+    if (es->n)
+        qsort(es->v, es->n, sizeof *es->v, entry_cmp);
+    json_t *mf = json_array();
+    for (size_t i = 0; i < es->n; i++) {
+        struct entry *x = &es->v[i];
+        if (!json_object_size(x->set))
+            continue;
+        json_t *e = json_object();
+        json_object_set_new(e, "manager", json_string(x->manager ? x->manager : ""));
+        json_object_set_new(e, "operation", json_string(x->operation ? x->operation : "Update"));
+        if (x->api_version)
+            json_object_set_new(e, "apiVersion", json_string(x->api_version));
+        if (x->time)
+            json_object_set_new(e, "time", json_string(x->time));
+        json_object_set_new(e, "fieldsType", json_string("FieldsV1"));
+        json_object_set_new(e, "fieldsV1", to_fields_v1(x->set));
+        if (x->subresource)
+            json_object_set_new(e, "subresource", json_string(x->subresource));
+        json_array_append_new(mf, e);
+    }
+    json_t *meta = json_object_get(obj, "metadata");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        json_object_set_new(obj, "metadata", meta);
+    }
+    if (json_array_size(mf))
+        json_object_set_new(meta, "managedFields", mf);
+    else {
+        json_object_del(meta, "managedFields");
+        json_decref(mf);
+    }
+}
+
+static char *now_rfc3339(void)
+{
+    char t[32];
+    ck_rfc3339(ck_wall_ns() / 1000000000, t);
+    return xstrdup(t);
+}
+
+static const json_t *managed_of(const json_t *obj)
+{
+    return json_object_get(json_object_get(obj, "metadata"), "managedFields");
+}
+
+/* ---- apply ---- */
+
+static bool last_is_item(const char *path)
+{
+    const char *l = strrchr(path, SEP[0]);
+    l = l ? l + 1 : path;
+    return !strncmp(l, "k:", 2) || !strncmp(l, "v:", 2) || !strncmp(l, "i:", 2);
+}
+
+/* Conflict text as upstream prints it (single conflict inline, several grouped by manager). */
+static char *manager_text(const struct entry *x)
+{
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    ck_buf_printf(&b, "\"%s\"", x->manager ? x->manager : "");
+    if (x->subresource)
+        ck_buf_printf(&b, " with subresource \"%s\"", x->subresource);
+    if (x->operation && !strcmp(x->operation, "Update")) {
+        ck_buf_printf(&b, " using %s", x->api_version ? x->api_version : "");
+        if (x->time)
+            ck_buf_printf(&b, " at %s", x->time);
+    }
+    return ck_buf_steal(&b);
+}
+
+json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resource *r, const char *manager,
+                       bool force, ck_error **err)
+{
+    if (!json_is_object(applied)) {
+        ck_error_set(err, CK_E_BAD_REQUEST, "error decoding YAML: the applied configuration must be an object");
+        return NULL;
+    }
+    if (!manager || !*manager) {
+        ck_error_set(err, CK_E_BAD_REQUEST, "PATCH, application/apply-patch+yaml requests must have a fieldManager");
+        return NULL;
+    }
+    struct entries es = {0};
+    entries_load(&es, managed_of(live));
+    json_t *applied_set = set_of(applied, r, false, false);
+    struct entry *own = entry_get(&es, manager, "Apply", NULL, NULL, true);
+    size_t own_idx = (size_t)(own - es.v);
+    json_t *live_set = set_of(live, r, false, false);
+
+    /* conflicts: a field another manager owns whose value the config changes */
+    ck_buf msg;
+    ck_buf_init(&msg, 0);
+    size_t nconf = 0;
+    json_t *causes = json_array();
+    for (size_t i = 0; live && i < es.n; i++) {
+        if (i == own_idx)
+            continue;
+        struct entry *x = &es.v[i];
+        const char *p;
+        json_t *tv;
+        void *tmp;
+        json_object_foreach_safe(x->set, tmp, p, tv) {
+            if (!json_object_get(applied_set, p) || last_is_item(p))
+                continue;
+            json_t *lv = json_object_get(live_set, p), *av = json_object_get(applied_set, p);
+            if (!lv || !av || json_equal(lv, av))
+                continue;
+            if (json_is_object(av) && json_object_size(av))
+                continue;   /* a map the config only adds to */
+            if (force) {
+                json_object_del(x->set, p);
+                continue;
+            }
+            cleanup_free char *ps = path_string(p);
+            cleanup_free char *mt = manager_text(x);
+            json_array_append_new(causes, json_pack("{s:s,s:s}", "path", ps, "manager", mt));
+            nconf++;
+        }
+    }
+    if (nconf) {
+        if (nconf == 1) {
+            json_t *c = json_array_get(causes, 0);
+            ck_buf_printf(&msg, "Apply failed with 1 conflict: conflict with %s: %s",
+                          json_string_value(json_object_get(c, "manager")), json_string_value(json_object_get(c, "path")));
+        } else {
+            ck_buf_printf(&msg, "Apply failed with %zu conflicts: ", nconf);
+            /* group by manager, managers sorted */
+            json_t *by = json_object();
+            size_t i;
+            json_t *c;
+            json_array_foreach(causes, i, c) {
+                const char *m = json_string_value(json_object_get(c, "manager"));
+                json_t *l = json_object_get(by, m);
+                if (!l) {
+                    l = json_array();
+                    json_object_set_new(by, m, l);
+                }
+                json_array_append(l, json_object_get(c, "path"));
+            }
+            size_t nm = json_object_size(by), k = 0;
+            const char **names = xcalloc(nm, sizeof *names);
+            const char *m;
+            json_t *l;
+            json_object_foreach(by, m, l)
+                names[k++] = m;
+            qsort(names, nm, sizeof *names, cmp_str);
+            for (k = 0; k < nm; k++) {
+                ck_buf_printf(&msg, "%sconflicts with %s:", k ? "\n" : "", names[k]);
+                json_array_foreach(json_object_get(by, names[k]), i, c)
+                    ck_buf_printf(&msg, "\n- %s", json_string_value(c));
+            }
+            free(names);
+            json_decref(by);
+        }
+        ck_error_set(err, CK_E_CONFLICT, "%s", msg.data);
+        ck_buf_free(&msg);
+        json_decref(causes);
+        json_decref(applied_set);
+        json_decref(live_set);
+        entries_free(&es);
+        return NULL;
+    }
+    ck_buf_free(&msg);
+    json_decref(causes);
+    json_decref(live_set);
+
+    /* merge the config into the live object */
+    json_t *base = live ? json_deep_copy(live) : json_object();
+    json_t *cfg = json_deep_copy(applied);
+    json_t *meta_cfg = json_object_get(cfg, "metadata");
+    if (json_is_object(meta_cfg))
+        json_object_del(meta_cfg, "managedFields");
+    if (live)
+        json_object_del(cfg, "status");   /* status is reset on the main resource */
+    json_t *out = ck__strategic_merge(base, cfg, ck_schema_root(r), err);
+    json_decref(cfg);
+    if (!out) {
+        json_decref(applied_set);
+        entries_free(&es);
+        return NULL;
+    }
+    /* fields this manager applied before and no longer applies go, unless someone else owns them */
+    own = &es.v[own_idx];
+    const char *p;
+    json_t *tv;
+    const char **gone = xcalloc(json_object_size(own->set) + 1, sizeof *gone);
+    size_t ngone = 0;
+    json_object_foreach(own->set, p, tv) {
+        if (json_object_get(applied_set, p))
+            continue;
+        bool other = false;
+        for (size_t i = 0; i < es.n && !other; i++)
+            if (i != own_idx && json_object_get(es.v[i].set, p))
+                other = true;
+        if (!other)
+            gone[ngone++] = p;
+    }
+    /* sorted, a path's descendants follow it (SEP sorts lowest): delete only the outermost */
+    qsort(gone, ngone, sizeof *gone, cmp_str);
+    const char *last = NULL;
+    for (size_t i = 0; i < ngone; i++) {
+        size_t ll = last ? strlen(last) : 0;
+        if (last && !strncmp(gone[i], last, ll) && gone[i][ll] == SEP[0])
+            continue;
+        delete_at(out, gone[i]);
+        last = gone[i];
+    }
+    free(gone);
+
+    json_decref(own->set);
+    own->set = applied_set;
+    free(own->time);
+    own->time = now_rfc3339();
+    free(own->api_version);
+    const char *av = json_string_value(json_object_get(applied, "apiVersion"));
+    own->api_version = xstrdup(av ? av : ck_resource_api_version(r));
+    entries_store(&es, out);
+    entries_free(&es);
+    return out;
+}
+
+/* ---- update ---- */
+
+void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *manager, const char *operation,
+                                  const char *api_version, const char *subresource)
+{
+    if (!json_is_object(obj))
+        return;
+    if (!manager || !*manager)
+        manager = "unknown";
+    if (!operation || !*operation)
+        operation = "Update";
+    bool status_sub = subresource && !strcmp(subresource, "status");
+    struct entries es = {0};
+    const json_t *mf = managed_of(obj);
+    entries_load(&es, mf ? mf : managed_of(old));
+    /* the schema of the object's kind, when the object says which it is */
+    const char *kind = json_string_value(json_object_get(obj, "kind"));
+    const char *avs = json_string_value(json_object_get(obj, "apiVersion"));
+    const ck_resource *r = NULL;
+    if (kind) {
+        char group[128] = "";
+        const char *slash = avs ? strchr(avs, '/') : NULL;
+        if (slash && (size_t)(slash - avs) < sizeof group) {
+            memcpy(group, avs, (size_t)(slash - avs));
+            group[slash - avs] = 0;
+        }
+        r = ck_resource_by_kind(group, kind);
+    }
+    json_t *new_set = set_of(obj, r, true, status_sub);
+    json_t *old_set = set_of(old, r, true, status_sub);
+    json_t *changed = json_object();
+    const char *p;
+    json_t *tv;
+    json_object_foreach(new_set, p, tv) {
+        if (!json_object_get(old_set, p)) {
+            json_object_set_new(changed, p, json_true());
+            continue;
+        }
+        if (last_is_item(p))
+            continue;
+        json_t *nv = tv, *ov = json_object_get(old_set, p);
+        if (json_is_object(nv) && json_object_size(nv))
+            continue;   /* a granular map: its keys carry the changes */
+        if (!ov || !nv || !json_equal(nv, ov))
+            json_object_set_new(changed, p, json_true());
+    }
+    json_t *removed = json_object();
+    json_object_foreach(old_set, p, tv)
+        if (!json_object_get(new_set, p))
+            json_object_set_new(removed, p, json_true());
+    struct entry *own = entry_get(&es, manager, operation, api_version, subresource,
+                                  json_object_size(changed) > 0);
+    for (size_t i = 0; i < es.n; i++) {
+        struct entry *x = &es.v[i];
+        json_object_foreach(removed, p, tv)
+            json_object_del(x->set, p);
+        if (x == own)
+            continue;
+        json_object_foreach(changed, p, tv)
+            json_object_del(x->set, p);
+    }
+    if (own && json_object_size(changed)) {
+        json_object_update(own->set, changed);
+        free(own->time);
+        own->time = now_rfc3339();
+    }
+    entries_store(&es, obj);
+    entries_free(&es);
+    json_decref(changed);
+    json_decref(removed);
+    json_decref(new_set);
+    json_decref(old_set);
+}
+
+void ck_managed_fields_record(json_t *obj, const json_t *old, const char *manager, const char *operation,
+                              const char *api_version)
+{
+    ck_managed_fields_record_sub(obj, old, manager, operation, api_version, NULL);
+}

@@ -1,0 +1,486 @@
+/* Unit tests for the API server's own logic: routing, continue tokens, metadata, service IP and
+ * node port allocation, the static token file, and Status errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "apiserver/apiserver.h"
+
+/* ---- router (table-driven) ---- */
+
+static const struct route_case {
+    const char *method, *path, *query;
+    int rc;                     /* 0 or the error code */
+    enum ck_route_kind kind;
+    const char *resource, *ns, *name, *sub;
+    enum ck_verb verb;
+} route_cases[] = {
+    {"GET", "/api", "", 0, CK_ROUTE_API, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/apis", "", 0, CK_ROUTE_APIS, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/apis/apps", "", 0, CK_ROUTE_GROUP, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/api/v1", "", 0, CK_ROUTE_GROUP_VERSION, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/apis/apps/v1", "", 0, CK_ROUTE_GROUP_VERSION, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/api/v1/pods", "", 0, CK_ROUTE_RESOURCE, "pods", NULL, NULL, NULL, CK_VERB_LIST},
+    {"GET", "/api/v1/pods", "watch=true", 0, CK_ROUTE_RESOURCE, "pods", NULL, NULL, NULL, CK_VERB_WATCH},
+    {"GET", "/api/v1/namespaces/default/pods", "watch=1&rv=3", 0, CK_ROUTE_RESOURCE, "pods", "default", NULL, NULL, CK_VERB_WATCH},
+    {"GET", "/api/v1/namespaces/default/pods/web", "", 0, CK_ROUTE_RESOURCE, "pods", "default", "web", NULL, CK_VERB_GET},
+    {"PUT", "/api/v1/namespaces/default/pods/web/status", "", 0, CK_ROUTE_RESOURCE, "pods", "default", "web", "status", CK_VERB_UPDATE},
+    {"POST", "/api/v1/namespaces/default/pods/web/binding", "", 0, CK_ROUTE_RESOURCE, "pods", "default", "web", "binding", CK_VERB_CREATE},
+    {"POST", "/api/v1/namespaces/default/pods", "", 0, CK_ROUTE_RESOURCE, "pods", "default", NULL, NULL, CK_VERB_CREATE},
+    {"DELETE", "/api/v1/namespaces/default/pods", "", 0, CK_ROUTE_RESOURCE, "pods", "default", NULL, NULL, CK_VERB_DELETECOLLECTION},
+    {"DELETE", "/api/v1/namespaces/default/pods/x", "", 0, CK_ROUTE_RESOURCE, "pods", "default", "x", NULL, CK_VERB_DELETE},
+    {"PATCH", "/apis/apps/v1/namespaces/ns1/deployments/d/scale", "", 0, CK_ROUTE_RESOURCE, "deployments", "ns1", "d", "scale", CK_VERB_PATCH},
+    {"GET", "/api/v1/namespaces", "", 0, CK_ROUTE_RESOURCE, "namespaces", NULL, NULL, NULL, CK_VERB_LIST},
+    {"GET", "/api/v1/namespaces/kube-system", "", 0, CK_ROUTE_RESOURCE, "namespaces", NULL, "kube-system", NULL, CK_VERB_GET},
+    {"PUT", "/api/v1/namespaces/kube-system/finalize", "", 0, CK_ROUTE_RESOURCE, "namespaces", NULL, "kube-system", "finalize", CK_VERB_UPDATE},
+    {"GET", "/api/v1/namespaces/kube-system/status", "", 0, CK_ROUTE_RESOURCE, "namespaces", NULL, "kube-system", "status", CK_VERB_GET},
+    {"GET", "/api/v1/watch/namespaces/default/configmaps", "", 0, CK_ROUTE_RESOURCE, "configmaps", "default", NULL, NULL, CK_VERB_WATCH},
+    {"GET", "/api/v1/nodes/n1", "", 0, CK_ROUTE_RESOURCE, "nodes", NULL, "n1", NULL, CK_VERB_GET},
+    {"GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles", "", 0, CK_ROUTE_RESOURCE, "clusterroles", NULL, NULL, NULL, CK_VERB_LIST},
+    {"GET", "/api/v1/namespaces/default/nodes", "", CK_E_NOT_FOUND, 0, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/api/v1/nosuch", "", CK_E_NOT_FOUND, 0, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/api/v2/pods", "", CK_E_NOT_FOUND, 0, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/api/v1/namespaces/default/pods/web/nosub", "", CK_E_NOT_FOUND, 0, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/healthz", "", CK_E_NOT_FOUND, 0, NULL, NULL, NULL, NULL, 0},
+    {"PUT", "/api/v1/namespaces/default/pods", "", CK_E_METHOD, 0, NULL, NULL, NULL, NULL, 0},
+    {"POST", "/api/v1/namespaces/default/pods/web", "", CK_E_METHOD, 0, NULL, NULL, NULL, NULL, 0},
+    {"GET", "/api/v1/namespaces/default/bindings", "", CK_E_METHOD, 0, NULL, NULL, NULL, NULL, 0},
+    {"DELETE", "/api/v1/namespaces", "", CK_E_METHOD, 0, NULL, NULL, NULL, NULL, 0},
+    {"POST", "/api", "", CK_E_METHOD, 0, NULL, NULL, NULL, NULL, 0},
+};
+
+static void test_router(void **state)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(route_cases); i++) {
+        const struct route_case *tc = &route_cases[i];
+        ck_route r;
+        ck_error *e = NULL;
+        int rc = ck_route_parse(tc->method, tc->path, tc->query, &r, &e);
+        if (tc->rc) {
+            if (rc != -1 || !e || (int)e->code != tc->rc)
+                fail_msg("case %zu %s %s: wanted error %d", i, tc->method, tc->path, tc->rc);
+            ck_error_free(e);
+            continue;
+        }
+        if (rc != 0)
+            fail_msg("case %zu %s %s: %s", i, tc->method, tc->path, e ? e->msg : "?");
+        assert_int_equal(r.kind, tc->kind);
+        if (tc->resource) {
+            assert_non_null(r.res);
+            assert_string_equal(r.res->resource, tc->resource);
+            assert_int_equal(r.verb, tc->verb);
+        }
+#define STR_EQ(a, b)                      \
+    do {                                  \
+        if (b) assert_string_equal(a, b); \
+        else assert_null(a);              \
+    } while (0)
+        if (tc->kind == CK_ROUTE_RESOURCE) {
+            STR_EQ(r.namespace_, tc->ns);
+            STR_EQ(r.name, tc->name);
+            STR_EQ(r.subresource, tc->sub);
+        }
+        ck_route_free(&r);
+    }
+}
+
+/* ---- continue tokens ---- */
+
+static void test_continue_roundtrip(void **state)
+{
+    char *tok = ck_continue_encode(42, "default/web-7");
+    assert_null(strchr(tok, '='));        /* raw base64url, no padding */
+    int64_t rev = 0;
+    char *start = NULL;
+    assert_int_equal(ck_continue_decode(tok, &rev, &start, NULL), 0);
+    assert_int_equal(rev, 42);
+    assert_string_equal(start, "default/web-7");
+    free(start);
+    free(tok);
+}
+
+static void test_continue_rejects_garbage(void **state)
+{
+    static const char *const bad[] = {"", "!!!", "e30", /* {} */
+                                      "eyJ2IjoieCIsInJ2IjoxLCJzdGFydCI6ImEifQ" /* wrong v */};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        int64_t rev = 0;
+        char *start = NULL;
+        ck_error *e = NULL;
+        assert_int_equal(ck_continue_decode(bad[i], &rev, &start, &e), -1);
+        assert_int_equal(e->code, CK_E_BAD_REQUEST);
+        ck_error_free(e);
+        assert_null(start);
+    }
+    /* a token must not escape the listed prefix */
+    char *tok = ck_continue_encode(5, "../secrets/x");
+    int64_t rev;
+    char *start = NULL;
+    assert_int_equal(ck_continue_decode(tok, &rev, &start, NULL), -1);
+    free(tok);
+}
+
+/* ---- metadata ---- */
+
+static void test_random_suffix(void **state)
+{
+    char a[6], b[6];
+    ck_meta_random_suffix(a);
+    ck_meta_random_suffix(b);
+    assert_int_equal(strlen(a), 5);
+    assert_true(strspn(a, "bcdfghjklmnpqrstvwxz2456789") == 5);
+    /* two draws of 27^5 colliding is ~1e-7: treat as a failure of the generator */
+    assert_string_not_equal(a, b);
+}
+
+static void test_meta_create_update(void **state)
+{
+    const ck_resource *dep = ck_resource_find("apps", "v1", "deployments");
+    const ck_resource *cm = ck_resource_find("", "v1", "configmaps");
+    json_t *d = json_loads("{\"metadata\":{\"name\":\"d\",\"resourceVersion\":\"9\"},"
+                           "\"spec\":{\"replicas\":1}}", 0, NULL);
+    ck_meta_on_create(dep, d, 1700000000);
+    assert_non_null(ck_meta_str(d, "uid"));
+    assert_int_equal(strlen(ck_meta_str(d, "uid")), 36);
+    assert_string_equal(ck_meta_str(d, "creationTimestamp"), "2023-11-14T22:13:20Z");
+    assert_null(ck_meta_str(d, "resourceVersion"));
+    assert_int_equal(json_integer_value(json_object_get(ck_meta(d), "generation")), 1);
+
+    /* a label change keeps the generation, a spec change bumps it; uid cannot be changed */
+    json_t *n = json_deep_copy(d);
+    json_object_set_new(ck_meta(n), "uid", json_string("forged"));
+    json_object_set_new(ck_meta(n), "labels", json_pack("{s:s}", "a", "b"));
+    ck_meta_on_update(dep, n, d);
+    assert_string_equal(ck_meta_str(n, "uid"), ck_meta_str(d, "uid"));
+    assert_int_equal(json_integer_value(json_object_get(ck_meta(n), "generation")), 1);
+    json_object_set_new(json_object_get(n, "spec"), "replicas", json_integer(3));
+    ck_meta_on_update(dep, n, d);
+    assert_int_equal(json_integer_value(json_object_get(ck_meta(n), "generation")), 2);
+    json_decref(n);
+
+    json_t *c = json_loads("{\"metadata\":{\"name\":\"c\",\"generation\":5}}", 0, NULL);
+    ck_meta_on_create(cm, c, 0);
+    assert_null(json_object_get(ck_meta(c), "generation"));   /* no spec, no generation */
+
+    /* resourceVersion is never stored */
+    ck_meta_set_rv(c, 77);
+    assert_string_equal(ck_meta_str(c, "resourceVersion"), "77");
+    size_t len;
+    char *text = ck_meta_dump_for_store(c, &len);
+    assert_null(strstr(text, "resourceVersion"));
+    assert_string_equal(ck_meta_str(c, "resourceVersion"), "77");
+    free(text);
+    json_decref(c);
+    json_decref(d);
+    assert_string_equal(ck_res_qualified(dep), "deployments.apps");
+    assert_string_equal(ck_res_qualified(cm), "configmaps");
+}
+
+static void test_splice_rv(void **state)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"{\"metadata\":{\"name\":\"a\"},\"x\":1}",
+         "{\"metadata\":{\"resourceVersion\":\"7\",\"name\":\"a\"},\"x\":1}"},
+        {"{\"kind\":\"P\",\"spec\":{\"metadata\":{\"deep\":\"}\"}},\"metadata\":{}}",
+         "{\"kind\":\"P\",\"spec\":{\"metadata\":{\"deep\":\"}\"}},\"metadata\":{\"resourceVersion\":\"7\"}}"},
+        {"{\"a\":\"\\\"metadata\\\":{\",\"b\":[1,{\"c\":[]}],\"metadata\":{\"n\":1}}",
+         "{\"a\":\"\\\"metadata\\\":{\",\"b\":[1,{\"c\":[]}],\"metadata\":{\"resourceVersion\":\"7\",\"n\":1}}"},
+        {"{\"x\":true,\"y\":null}", NULL},
+        {"[1]", NULL},
+        {"{\"metadata\":5}", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        int rc = ck_json_splice_rv(cases[i].in, strlen(cases[i].in), 7, &b);
+        if (cases[i].out) {
+            assert_int_equal(rc, 0);
+            assert_string_equal(b.data, cases[i].out);
+            json_t *j = json_loads(b.data, 0, NULL);     /* still valid JSON */
+            assert_non_null(j);
+            json_decref(j);
+        } else {
+            assert_int_equal(rc, -1);
+        }
+        ck_buf_free(&b);
+    }
+}
+
+/* ---- allocation ---- */
+
+static void test_alloc_ips(void **state)
+{
+    ck_error *e = NULL;
+    ck_alloc *a = ck_alloc_new("10.96.0.0/12", 30000, 32767, &e);
+    assert_non_null(a);
+    assert_int_equal(ck_alloc_ip_claim(a, "10.96.0.1", NULL), 0);
+    assert_int_equal(ck_alloc_ip_claim(a, "10.96.0.1", &e), -1);
+    assert_int_equal(e->code, CK_E_INVALID);
+    assert_non_null(strstr(e->msg, "provided IP is already allocated"));
+    ck_error_free(e);
+    e = NULL;
+    assert_int_equal(ck_alloc_ip_claim(a, "10.200.0.1", &e), -1);
+    assert_non_null(strstr(e->msg, "The range of valid IPs is 10.96.0.0/12"));
+    ck_error_free(e);
+    assert_false(ck_alloc_ip_in_range(a, "10.96.0.0"));       /* network address */
+    assert_false(ck_alloc_ip_in_range(a, "10.111.255.255"));  /* broadcast */
+    assert_true(ck_alloc_ip_in_range(a, "10.111.255.254"));
+    char ip[16];
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(ck_alloc_ip_next(a, ip, NULL), 0);
+        assert_true(ck_alloc_ip_in_range(a, ip));
+        assert_string_not_equal(ip, "10.96.0.1");
+    }
+    assert_int_equal(ck_alloc_ip_used(a), 1001);
+    ck_alloc_ip_release(a, "10.96.0.1");
+    assert_int_equal(ck_alloc_ip_used(a), 1000);
+    assert_int_equal(ck_alloc_ip_claim(a, "10.96.0.1", NULL), 0);
+    ck_alloc_free(a);
+}
+
+static void test_alloc_small_range_exhausts(void **state)
+{
+    ck_alloc *a = ck_alloc_new("192.168.7.0/29", 30000, 30002, NULL);
+    assert_non_null(a);
+    char ip[16], seen[8][16];
+    for (int i = 0; i < 6; i++) {            /* 8 addresses minus network and broadcast */
+        assert_int_equal(ck_alloc_ip_next(a, ip, NULL), 0);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(seen[j], ip);
+        strcpy(seen[i], ip);
+    }
+    assert_int_equal(ck_alloc_ip_next(a, ip, NULL), -1);
+    int p, ports[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ck_alloc_port_next(a, &ports[i], NULL), 0);
+        assert_true(ports[i] >= 30000 && ports[i] <= 30002);
+        for (int j = 0; j < i; j++)
+            assert_int_not_equal(ports[j], ports[i]);
+    }
+    assert_int_equal(ck_alloc_port_next(a, &p, NULL), -1);
+    ck_alloc_port_release(a, ports[1]);
+    assert_int_equal(ck_alloc_port_next(a, &p, NULL), 0);
+    assert_int_equal(p, ports[1]);
+    ck_error *e = NULL;
+    assert_int_equal(ck_alloc_port_claim(a, 80, &e), -1);
+    assert_non_null(strstr(e->msg, "provided port is not in the valid range"));
+    ck_error_free(e);
+    assert_null(ck_alloc_new("10.0.0.0/33", 1, 2, NULL));
+    assert_null(ck_alloc_new("10.96.0.0/12", 5, 2, NULL));
+    ck_alloc_free(a);
+}
+
+static void test_service_allocate(void **state)
+{
+    ck_apiserver s = {0};
+    s.alloc = ck_alloc_new("10.96.0.0/12", 30000, 32767, NULL);
+    json_t *svc = json_loads("{\"metadata\":{\"name\":\"a\"},\"spec\":{\"type\":\"NodePort\","
+                             "\"ports\":[{\"port\":80},{\"port\":81,\"nodePort\":30081}]}}", 0, NULL);
+    json_t *causes = json_array();
+    assert_int_equal(ck_service_allocate(&s, svc, NULL, causes, NULL), 0);
+    const char *ip = json_string_value(json_object_get(json_object_get(svc, "spec"), "clusterIP"));
+    assert_non_null(ip);
+    assert_true(ck_alloc_ip_in_range(s.alloc, ip));
+    json_t *ports = json_object_get(json_object_get(svc, "spec"), "ports");
+    json_int_t np0 = json_integer_value(json_object_get(json_array_get(ports, 0), "nodePort"));
+    assert_true(np0 >= 30000 && np0 <= 32767);
+    assert_int_equal(ck_alloc_port_used(s.alloc), 2);
+
+    /* a second service asking for the same node port: 422 with the field path */
+    json_t *b = json_loads("{\"metadata\":{\"name\":\"b\"},\"spec\":{\"type\":\"NodePort\","
+                           "\"ports\":[{\"port\":1},{\"port\":2,\"nodePort\":30081}]}}", 0, NULL);
+    ck_error *e = NULL;
+    assert_int_equal(ck_service_allocate(&s, b, NULL, causes, &e), -1);
+    assert_int_equal(e->code, CK_E_INVALID);
+    assert_non_null(strstr(e->msg, "spec.ports[1].nodePort: Invalid value: 30081: provided port is already allocated"));
+    ck_error_free(e);
+    assert_int_equal(json_array_size(causes), 1);
+    /* ... and what it took before failing was given back */
+    assert_int_equal(ck_alloc_port_used(s.alloc), 2);
+    assert_int_equal(ck_alloc_ip_used(s.alloc), 1);
+
+    /* update that drops a port and keeps the IP */
+    json_t *upd = json_deep_copy(svc);
+    json_array_remove(json_object_get(json_object_get(upd, "spec"), "ports"), 1);
+    json_object_del(json_object_get(upd, "spec"), "clusterIP");
+    assert_int_equal(ck_service_allocate(&s, upd, svc, causes, NULL), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(upd, "spec"), "clusterIP")), ip);
+    ck_service_release(&s, svc, upd);
+    assert_int_equal(ck_alloc_port_used(s.alloc), 1);
+    ck_service_release(&s, upd, NULL);
+    assert_int_equal(ck_alloc_port_used(s.alloc), 0);
+    assert_int_equal(ck_alloc_ip_used(s.alloc), 0);
+
+    json_t *headless = json_loads("{\"spec\":{\"clusterIP\":\"None\"}}", 0, NULL);
+    assert_int_equal(ck_service_allocate(&s, headless, NULL, causes, NULL), 0);
+    assert_int_equal(ck_alloc_ip_used(s.alloc), 0);
+    json_decref(headless);
+    json_decref(upd);
+    json_decref(b);
+    json_decref(svc);
+    json_decref(causes);
+    ck_alloc_free(s.alloc);
+}
+
+/* ---- token file ---- */
+
+static void test_token_file(void **state)
+{
+    ck_error *e = NULL;
+    ck_token_file *t = ck_token_file_parse("# comment\n"
+                                           "abc,alice,u1,\"dev,ops\"\n"
+                                           "\n"
+                                           "xyz,bob,u2\n", &e);
+    assert_non_null(t);
+    ck_user u;
+    assert_int_equal(ck_token_file_lookup(t, "abc", &u), 0);
+    assert_string_equal(u.name, "alice");
+    assert_string_equal(u.uid, "u1");
+    assert_int_equal(u.ngroups, 3);
+    assert_string_equal(u.groups[0], "dev");
+    assert_string_equal(u.groups[1], "ops");
+    assert_string_equal(u.groups[2], "system:authenticated");
+    ck_user_free(&u);
+    assert_int_equal(ck_token_file_lookup(t, "xyz", &u), 0);
+    assert_string_equal(u.name, "bob");
+    ck_user_free(&u);
+    assert_int_equal(ck_token_file_lookup(t, "ab", &u), -1);
+    assert_int_equal(ck_token_file_lookup(t, "", &u), -1);
+    ck_token_file_free(t);
+    assert_null(ck_token_file_parse("onlytoken\n", &e));
+    assert_int_equal(e->code, CK_E_INVALID);
+    ck_error_free(e);
+}
+
+/* ---- Status ---- */
+
+static void test_status_from_error(void **state)
+{
+    ck_route rt;
+    assert_int_equal(ck_route_parse("GET", "/apis/apps/v1/namespaces/d/deployments/web", "", &rt, NULL), 0);
+    ck_error *e = NULL;
+    ck_err_not_found(&e, rt.res, "web");
+    json_t *st = ck_status_from_error(e, &rt, NULL);
+    assert_string_equal(json_string_value(json_object_get(st, "message")),
+                        "deployments.apps \"web\" not found");
+    assert_string_equal(json_string_value(json_object_get(st, "reason")), "NotFound");
+    assert_int_equal(json_integer_value(json_object_get(st, "code")), 404);
+    json_t *d = json_object_get(st, "details");
+    assert_string_equal(json_string_value(json_object_get(d, "kind")), "deployments");
+    assert_string_equal(json_string_value(json_object_get(d, "group")), "apps");
+    assert_string_equal(json_string_value(json_object_get(d, "name")), "web");
+    json_decref(st);
+    ck_error_free(e);
+    e = NULL;
+    ck_err_conflict(&e, rt.res, "web");
+    assert_string_equal(e->msg, "Operation cannot be fulfilled on deployments.apps \"web\": the "
+                                "object has been modified; please apply your changes to the "
+                                "latest version and try again");
+    st = ck_status_from_error(e, &rt, NULL);
+    assert_int_equal(json_integer_value(json_object_get(st, "code")), 409);
+    assert_string_equal(json_string_value(json_object_get(st, "reason")), "Conflict");
+    json_decref(st);
+    ck_error_free(e);
+    e = NULL;
+    json_t *causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueRequired", "message",
+                               "Required value", "field", "spec.template");
+    ck_error_set(&e, CK_E_INVALID, "Deployment.apps \"web\" is invalid: spec.template: Required value");
+    st = ck_status_from_error(e, &rt, causes);
+    d = json_object_get(st, "details");
+    assert_string_equal(json_string_value(json_object_get(d, "kind")), "Deployment");
+    assert_int_equal(json_array_size(json_object_get(d, "causes")), 1);
+    assert_int_equal(json_integer_value(json_object_get(st, "code")), 422);
+    json_decref(st);
+    json_decref(causes);
+    ck_error_free(e);
+    ck_route_free(&rt);
+}
+
+/* ---- service account tokens ---- */
+
+static void test_sa_tokens(void **state)
+{
+    char dir[] = "/tmp/ck-test-sa-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *cmd = xasprintf("cd %s && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+                          "-out ec.key 2>/dev/null && openssl genpkey -algorithm RSA -pkeyopt "
+                          "rsa_keygen_bits:2048 -out rsa.key 2>/dev/null && openssl genpkey "
+                          "-algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other.key 2>/dev/null",
+                          dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    static const char *const keys[] = {"ec.key", "rsa.key"};
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        char *path = xasprintf("%s/%s", dir, keys[i]);
+        ck_sa_keys *k = ck_sa_keys_load(path, NULL, "https://issuer.test", NULL);
+        free(path);
+        assert_non_null(k);
+        int64_t exp = 0;
+        char *tok = ck_sa_token_issue(k, "ns1", "robot", "uid-1", NULL, 3600, "pod-a", "puid",
+                                      &exp, NULL);
+        assert_non_null(tok);
+        assert_true(ck_sa_token_looks_like_jwt(tok));
+        assert_true(exp > ck_wall_ns() / 1000000000 + 3500);
+        ck_sa_claims cl;
+        assert_int_equal(ck_sa_token_verify(k, tok, &cl, NULL), 0);
+        assert_string_equal(cl.ns, "ns1");
+        assert_string_equal(cl.name, "robot");
+        assert_string_equal(cl.uid, "uid-1");
+        ck_sa_claims_free(&cl);
+        /* a flipped byte in the payload breaks the signature */
+        char *bad = xstrdup(tok);
+        char *dot = strchr(bad, '.');
+        dot[3] = dot[3] == 'A' ? 'B' : 'A';
+        ck_error *e = NULL;
+        assert_int_equal(ck_sa_token_verify(k, bad, &cl, &e), -1);
+        assert_int_equal(e->code, CK_E_UNAUTHORIZED);
+        ck_error_free(e);
+        free(bad);
+        /* another key does not accept it; a token for another audience is refused */
+        char *other = xasprintf("%s/other.key", dir);
+        ck_sa_keys *k2 = ck_sa_keys_load(other, NULL, "https://issuer.test", NULL);
+        free(other);
+        if (i == 0)
+            assert_int_equal(ck_sa_token_verify(k2, tok, &cl, NULL), -1);
+        json_t *aud = json_pack("[s]", "vault");
+        char *tok2 = ck_sa_token_issue(k, "ns1", "robot", "uid-1", aud, 3600, NULL, NULL, NULL, NULL);
+        assert_int_equal(ck_sa_token_verify(k, tok2, &cl, NULL), -1);
+        json_decref(aud);
+        free(tok2);
+        /* expired */
+        char *tok3 = ck_sa_token_issue(k, "ns1", "robot", "uid-1", NULL, -10, NULL, NULL, NULL, NULL);
+        assert_int_equal(ck_sa_token_verify(k, tok3, &cl, NULL), -1);
+        free(tok3);
+        assert_int_equal(ck_sa_token_verify(k, "a.b.c", &cl, NULL), -1);
+        assert_int_equal(ck_sa_token_verify(k, "notajwt", &cl, NULL), -1);
+        ck_sa_keys_free(k2);
+        ck_sa_keys_free(k);
+        free(tok);
+    }
+    cmd = xasprintf("rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_router),
+        cmocka_unit_test(test_continue_roundtrip),
+        cmocka_unit_test(test_continue_rejects_garbage),
+        cmocka_unit_test(test_random_suffix),
+        cmocka_unit_test(test_meta_create_update),
+        cmocka_unit_test(test_splice_rv),
+        cmocka_unit_test(test_alloc_ips),
+        cmocka_unit_test(test_alloc_small_range_exhausts),
+        cmocka_unit_test(test_service_allocate),
+        cmocka_unit_test(test_token_file),
+        cmocka_unit_test(test_status_from_error),
+        cmocka_unit_test(test_sa_tokens),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

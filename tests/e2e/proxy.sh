@@ -133,9 +133,9 @@ spread() {
 }
 all_ok() { # N FROM URL: every request answered
     local k r
-    for k in $(seq "$1"); do r=$(get "$2" "$3") || return 1; case $r in pod*) ;; *) return 1 ;; esac; done
+    for k in $(seq "$1"); do r=$(get "$2" "$3"); case $r in pod*) ;; *) echo "# request $k to $3 from $2 failed: [$r]"; return 1 ;; esac; done
 }
-refused() { inn "$1" curl -s --max-time 2 "http://$2/" >/dev/null 2>&1; [ $? = 7 ]; }
+refused() { inn "$1" curl -s --max-time 2 "http://$2/" >/dev/null 2>&1; local rc=$?; [ $rc = 7 ] || echo "# curl $2 from $1: exit $rc" >>$tmp/refused.log; [ $rc = 7 ]; }
 
 for mode in $MODES; do
     slice "true true true"
@@ -167,7 +167,7 @@ for mode in $MODES; do
         inn ckpc2$S busybox httpd -p 8080 -h $tmp/www3
     fi
     slice none
-    check "$mode: 0 endpoints -> connection refused" wait_for 5 refused $CLIENT 10.96.100.10
+    check "$mode: 0 endpoints -> connection refused" wait_for 5 refused $CLIENT 10.96.100.10 || { cat $tmp/refused.log; tail -5 $tmp/proxy-$mode.log; }
     check "$mode: 0 endpoints -> node port refused" wait_for 5 refused $CLIENT 10.244.0.1:30080
     slice "true true true"
     check "$mode: endpoints back -> reachable again" wait_for 5 get $CLIENT 10.96.100.10

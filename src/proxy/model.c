@@ -13,6 +13,7 @@ struct ck_proxy_model {
     json_t *services;   /* "ns/name" -> Service */
     json_t *slices;     /* "ns/name" -> { "ns/slice" -> EndpointSlice } */
     json_t *dirty;      /* "ns/name" -> true */
+    json_t *owner;      /* "ns/slice" -> "ns/name" it was filed under */
     /* "ns/name" -> ck_proxy_service*: a small open hash (chained), grown at load 1 */
     struct entry { char *key; ck_proxy_service *svc; struct entry *next; } **tab;
     size_t cap, count;
@@ -66,6 +67,7 @@ ck_proxy_model *ck_proxy_model_new(const char *node_name)
     m->services = json_object();
     m->slices = json_object();
     m->dirty = json_object();
+    m->owner = json_object();
     grow(m);
     return m;
 }
@@ -85,6 +87,7 @@ void ck_proxy_model_free(ck_proxy_model *m)
     json_decref(m->services);
     json_decref(m->slices);
     json_decref(m->dirty);
+    json_decref(m->owner);
     free(m->node);
     free(m);
 }
@@ -126,14 +129,16 @@ void ck_proxy_model_set_slice(ck_proxy_model *m, json_t *slice)
 {
     cleanup_free char *owner = slice_owner(slice);
     cleanup_free char *k = obj_key(slice);
-    /* a slice may have moved between services (label change): drop it everywhere first */
-    const char *sk;
-    json_t *set;
-    json_object_foreach(m->slices, sk, set)
-        if (json_object_get(set, k) && (!owner || strcmp(sk, owner))) {
-            json_object_del(set, k);
-            json_object_set_new(m->dirty, sk, json_true());
-        }
+    /* a slice may have moved between services (label change): drop it from the old one */
+    const char *prev = json_string_value(json_object_get(m->owner, k));
+    if (prev && (!owner || strcmp(prev, owner))) {
+        json_t *set = json_object_get(m->slices, prev);
+        json_object_del(set, k);
+        json_object_set_new(m->dirty, prev, json_true());
+        if (set && !json_object_size(set))
+            json_object_del(m->slices, prev);
+        json_object_del(m->owner, k);
+    }
     if (!owner)
         return;
     json_t *s = json_object_get(m->slices, owner);
@@ -142,6 +147,7 @@ void ck_proxy_model_set_slice(ck_proxy_model *m, json_t *slice)
         json_object_set_new(m->slices, owner, s);
     }
     json_object_set(s, k, slice);
+    json_object_set_new(m->owner, k, json_string(owner));
     json_object_set_new(m->dirty, owner, json_true());
 }
 
@@ -151,6 +157,7 @@ void ck_proxy_model_delete_slice(ck_proxy_model *m, json_t *slice)
     cleanup_free char *k = obj_key(slice);
     if (!owner)
         return;
+    json_object_del(m->owner, k);
     json_t *s = json_object_get(m->slices, owner);
     if (s) {
         json_object_del(s, k);

@@ -16,6 +16,7 @@
  */
 #include "proxy/proxy.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,15 +173,56 @@ static json_t *render_service(nft *t, const ck_proxy_service *s)
 
 /* ---- the transaction ---- */
 
+/* Statements in the order the kernel needs them; elements are batched per map (one statement
+ * per map and chunk: nft commits one statement per element far slower). */
 typedef struct txn {
-    ck_buf del_elems, del_chains, del_sets, add_sets, add_chains, add_elems;
+    json_t *dels, *adds;      /* map -> [element text] */
+    ck_buf flush_chains, del_chains, del_sets, add_sets, add_chains, add_rules;
 } txn;
 
 static void txn_init(txn *x)
 {
-    ck_buf *b[] = {&x->del_elems, &x->del_chains, &x->del_sets, &x->add_sets, &x->add_chains, &x->add_elems};
+    x->dels = json_object();
+    x->adds = json_object();
+    ck_buf *b[] = {&x->flush_chains, &x->del_chains, &x->del_sets, &x->add_sets, &x->add_chains, &x->add_rules};
     for (size_t i = 0; i < ARRAY_SIZE(b); i++)
         ck_buf_init(b[i], 0);
+}
+
+static void txn_elem(json_t *to, const char *map, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void txn_elem(json_t *to, const char *map, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *e = xvasprintf(fmt, ap);
+    va_end(ap);
+    json_t *a = json_object_get(to, map);
+    if (!a) {
+        a = json_array();
+        json_object_set_new(to, map, a);
+    }
+    json_array_append_new(a, json_string(e));
+    free(e);
+}
+
+static void emit_elems(ck_buf *out, const char *verb, json_t *sets)
+{
+    const char *map;
+    json_t *a;
+    json_object_foreach(sets, map, a) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v) {
+            if (i % 4096 == 0)
+                ck_buf_printf(out, "%s%s element " TABLE " %s { ", i ? " }\n" : "", verb, map);
+            else
+                ck_buf_addstr(out, ", ");
+            ck_buf_addstr(out, json_string_value(v));
+        }
+        if (json_array_size(a))
+            ck_buf_addstr(out, " }\n");
+    }
 }
 
 static char *txn_text(txn *x, const char *prefix)
@@ -189,12 +231,18 @@ static char *txn_text(txn *x, const char *prefix)
     ck_buf_init(&out, 0);
     if (prefix)
         ck_buf_addstr(&out, prefix);
-    ck_buf *b[] = {&x->del_elems, &x->del_chains, &x->del_sets, &x->add_sets, &x->add_chains, &x->add_elems};
+    /* deletes first (a changed value is delete + add), chains flushed before any is deleted,
+     * sets deleted after the chains that use them, rules once every chain exists */
+    emit_elems(&out, "delete", x->dels);
+    ck_buf *b[] = {&x->flush_chains, &x->del_chains, &x->del_sets, &x->add_sets, &x->add_chains, &x->add_rules};
     for (size_t i = 0; i < ARRAY_SIZE(b); i++) {
         if (b[i]->len)
             ck_buf_add(&out, b[i]->data, b[i]->len);
         ck_buf_free(b[i]);
     }
+    emit_elems(&out, "add", x->adds);
+    json_decref(x->dels);
+    json_decref(x->adds);
     return out.data ? ck_buf_steal(&out) : xstrdup("");
 }
 
@@ -209,11 +257,11 @@ static void hairpin_ref(nft *t, txn *x, const char *ip, int delta)
     if (n <= 0) {
         json_object_del(t->hairpin, ip);
         if (delta < 0)
-            ck_buf_printf(&x->del_elems, "delete element " TABLE " hairpin { %s . %s }\n", ip, ip);
+            txn_elem(x->dels, "hairpin", "%s . %s", ip, ip);
     } else {
         json_object_set_new(t->hairpin, ip, json_integer(n));
         if (n == 1 && delta > 0)
-            ck_buf_printf(&x->add_elems, "add element " TABLE " hairpin { %s . %s }\n", ip, ip);
+            txn_elem(x->adds, "hairpin", "%s . %s", ip, ip);
     }
 }
 
@@ -232,7 +280,7 @@ static void diff_service(nft *t, txn *x, const json_t *old, const json_t *new)
             if (!strcmp(map, "hairpin-ip"))
                 hairpin_ref(t, x, k, -1);
             else if (!is_pseudo(map))
-                ck_buf_printf(&x->del_elems, "delete element " TABLE " %s { %s }\n", map, k);
+                txn_elem(x->dels, map, "%s", k);
         }
     }
     json_object_foreach(ne, map, nm) {
@@ -246,16 +294,15 @@ static void diff_service(nft *t, txn *x, const json_t *old, const json_t *new)
             } else if (!strcmp(map, "pick-need")) {
                 if (!json_object_get(t->picks, k)) {
                     json_object_set_new(t->picks, k, json_true());
-                    ck_buf_printf(&x->add_chains, "add chain " TABLE " pick-%s\n"
-                                  "add rule " TABLE " pick-%s meta l4proto { tcp, udp, sctp } dnat ip "
-                                  "to meta mark . numgen random mod %s map @ep\n", k, k, k);
-                    ck_buf_printf(&x->add_elems, "add element " TABLE " pick { %s : goto pick-%s }\n", k, k);
+                    ck_buf_printf(&x->add_chains, "add chain " TABLE " pick-%s\n", k);
+                    ck_buf_printf(&x->add_rules, "add rule " TABLE " pick-%s meta l4proto { tcp, udp, "
+                                  "sctp } dnat ip to meta mark . numgen random mod %s map @ep\n", k, k);
+                    txn_elem(x->adds, "pick", "%s : goto pick-%s", k, k);
                 }
             } else if (*json_string_value(v)) {
-                ck_buf_printf(&x->add_elems, "add element " TABLE " %s { %s : %s }\n", map, k,
-                              json_string_value(v));
+                txn_elem(x->adds, map, "%s : %s", k, json_string_value(v));
             } else {
-                ck_buf_printf(&x->add_elems, "add element " TABLE " %s { %s }\n", map, k);
+                txn_elem(x->adds, map, "%s", k);
             }
         }
     }
@@ -263,7 +310,7 @@ static void diff_service(nft *t, txn *x, const json_t *old, const json_t *new)
     json_t *oc = json_object_get(old, "c"), *nc = json_object_get(new, "c");
     json_object_foreach(oc, k, v)
         if (!json_object_get(nc, k) || !json_equal(json_object_get(nc, k), v))
-            ck_buf_printf(&x->del_elems, "flush chain " TABLE " %s\n", k);
+            ck_buf_printf(&x->flush_chains, "flush chain " TABLE " %s\n", k);
     json_object_foreach(oc, k, v)
         if (!json_object_get(nc, k))
             ck_buf_printf(&x->del_chains, "delete chain " TABLE " %s\n", k);
@@ -278,7 +325,7 @@ static void diff_service(nft *t, txn *x, const json_t *old, const json_t *new)
         cleanup_free char *body = xstrdup(json_string_value(v));
         char *save = NULL;
         for (char *l = strtok_r(body, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
-            ck_buf_printf(&x->add_elems, "add rule " TABLE " %s %s\n", k, l);
+            ck_buf_printf(&x->add_rules, "add rule " TABLE " %s %s\n", k, l);
     }
     json_t *os = json_object_get(old, "s"), *ns = json_object_get(new, "s");
     json_object_foreach(os, k, v)

@@ -7,9 +7,16 @@
  * with NEPS ready endpoints each through the same model the proxy uses, then times: a full sync,
  * one service's endpoints changed (model rebuild + partial sync), one service added, one deleted.
  * Prints one line per step: "MODE N full_ms change_ms add_ms delete_ms".
+ *
+ *   proxy_bench MODE serve PODIP PORT
+ *
+ * Programs one Service 10.96.0.50:80 -> PODIP:PORT and keeps it (the userspace mode carries
+ * the traffic itself) until stdin closes: the data-path benchmark's proxy.
  */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,8 +64,49 @@ static double ms_since(int64_t t0)
     return (double)(ck_now_ns() - t0) / 1e6;
 }
 
+static int serve(const ck_proxy_mode *mode, const char *ip, const char *port)
+{
+    ck_error *e = NULL;
+    ck_proxy_opts o = {.node_name = "node1", .cluster_cidr = "10.244.0.0/16"};
+    void *st = mode->new(&o, &e);
+    if (!st) {
+        fprintf(stderr, "%s\n", e ? e->msg : "mode failed");
+        return 1;
+    }
+    ck_proxy_model *m = ck_proxy_model_new("node1");
+    json_t *svc = json_pack("{s:{s:s,s:s},s:{s:s,s:[{s:s,s:i,s:s}]}}", "metadata", "name", "bench",
+                            "namespace", "default", "spec", "clusterIP", "10.96.0.50", "ports",
+                            "name", "http", "port", 80, "protocol", "TCP");
+    json_t *sl = json_pack("{s:{s:s,s:s,s:{s:s}},s:[{s:s,s:i,s:s}],s:[{s:[s],s:{s:b}}]}", "metadata",
+                           "name", "bench-1", "namespace", "default", "labels",
+                           "kubernetes.io/service-name", "bench", "ports", "name", "http", "port",
+                           atoi(port), "protocol", "TCP", "endpoints", "addresses", ip, "conditions",
+                           "ready", 1);
+    ck_proxy_model_set_service(m, svc);
+    ck_proxy_model_set_slice(m, sl);
+    json_decref(ck_proxy_model_take_changes(m));
+    if (mode->sync(st, m, NULL, &e) < 0) {
+        fprintf(stderr, "sync: %s\n", e->msg);
+        return 1;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    char c;
+    while (read(0, &c, 1) > 0) {
+    }
+    mode->free(st);
+    mode->cleanup(NULL);
+    ck_proxy_model_free(m);
+    json_decref(svc);
+    json_decref(sl);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN);
+    if (argc == 5 && !strcmp(argv[2], "serve") && ck_proxy_mode_find(argv[1]))
+        return serve(ck_proxy_mode_find(argv[1]), argv[3], argv[4]);
     if (argc != 4) {
         fprintf(stderr, "usage: %s MODE NSERVICES NEPS\n", argv[0]);
         return 2;

@@ -47,6 +47,50 @@ static const char *const nodeports_last =
     "-m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" "
     "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS";
 
+
+static bool own_chain(const char *name, size_t len)
+{
+    for (const char *const *p = own_prefixes; *p; p++) {
+        size_t pl = strlen(*p);
+        if (len >= pl && !strncmp(name, *p, pl) && ((*p)[pl - 1] == '-' || len == pl))
+            return true;
+    }
+    return false;
+}
+
+/* A full sync replaces whole tables (iptables-restore without --noflush: ~7 s for 10k services
+ * where --noflush takes many minutes with the nft backend), so everyone else's rules are read
+ * back with iptables-save and written again unchanged; our chains come only from the rendering.
+ * Appends the kept lines of one table (without COMMIT) to out. */
+static int foreign_rules(const char *table, ck_buf *out, ck_error **err)
+{
+    const char *argv[] = {"iptables-save", "-t", table, NULL};
+    cleanup_free char *dump = NULL;
+    if (ck_proxy_exec(argv, NULL, 0, &dump, err) < 0)
+        return -1;
+    bool in_table = false;
+    for (char *line = dump, *nl; line && *line; line = nl) {
+        nl = strchr(line, '\n');
+        if (nl)
+            *nl++ = 0;
+        if (line[0] == '*') {
+            in_table = !strcmp(line + 1, table);
+            continue;
+        }
+        if (!in_table || line[0] == '#' || !strcmp(line, "COMMIT") || !*line)
+            continue;
+        const char *name = NULL;
+        if (line[0] == ':')
+            name = line + 1;
+        else if (!strncmp(line, "-A ", 3))
+            name = line + 3;
+        if (name && own_chain(name, strcspn(name, " ")))
+            continue;
+        ck_buf_printf(out, "%s\n", line);
+    }
+    return 0;
+}
+
 /* ---- rendering one service ---- */
 
 typedef struct render {
@@ -299,7 +343,7 @@ static void base_rules(script *sc)
                   "--ctstate RELATED,ESTABLISHED -j ACCEPT\n");
 }
 
-static char *script_text(script *sc)
+static char *script_text(script *sc, ck_buf *foreign)
 {
     ck_buf out;
     ck_buf_init(&out, 0);
@@ -308,6 +352,8 @@ static char *script_text(script *sc)
         if (!sc->decl[t].len && !sc->del[t].len && !sc->add[t].len && !sc->drop[t].len)
             continue;
         ck_buf_printf(&out, "*%s\n", names[t]);
+        if (foreign && foreign[t].len)
+            ck_buf_add(&out, foreign[t].data, foreign[t].len);
         ck_buf *parts[] = {&sc->decl[t], &sc->del[t], &sc->add[t], &sc->drop[t]};
         for (size_t i = 0; i < 4; i++)
             if (parts[i]->len)
@@ -434,28 +480,36 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
             const ck_proxy_service *s = ck_proxy_model_get(m, k);
             json_t *r = s ? render_service(t, s) : NULL;
             diff_service(&sc, json_object_get(t->applied, k), r, live);
-            flush_gone_udp(json_object_get(t->applied, k), r);
+            if (!t->o.dry_run)
+                flush_gone_udp(json_object_get(t->applied, k), r);
             if (r)
                 json_object_set_new(t->applied, k, r);
             else
                 json_object_del(t->applied, k);
         }
     }
+    ck_buf foreign[2];
+    ck_buf_init(&foreign[0], 0);
+    ck_buf_init(&foreign[1], 0);
+    if (full && !t->o.dry_run &&
+        (foreign_rules("nat", &foreign[0], err) < 0 || foreign_rules("filter", &foreign[1], err) < 0)) {
+        ck_buf_free(&foreign[0]);
+        ck_buf_free(&foreign[1]);
+        script_free(&sc);
+        json_decref(live);
+        json_decref(next);
+        return ck_error_wrap(err, "iptables: reading the current rules");
+    }
     free(t->script);
-    t->script = script_text(&sc);
+    t->script = script_text(&sc, full ? foreign : NULL);
+    ck_buf_free(&foreign[0]);
+    ck_buf_free(&foreign[1]);
     script_free(&sc);
     json_decref(live);
     int rc = 0;
     if (*t->script && !t->o.dry_run) {
-        if (!t->started) {
-            /* chains left by an earlier run that this one will not write are deleted first */
-            if (ck_proxy_iptables_delete_chains("nat", (const char *const[]){"KUBE-SVC-", "KUBE-SVL-",
-                                                "KUBE-EXT-", "KUBE-SEP-", NULL}, err) < 0) {
-                json_decref(next);
-                return ck_error_wrap(err, "iptables: removing stale chains");
-            }
-        }
-        const char *argv[] = {"iptables-restore", "-w", "--noflush", NULL};
+        /* full: whole tables replaced (ours rendered, others' read back); partial: --noflush */
+        const char *argv[] = {"iptables-restore", "-w", full ? NULL : "--noflush", NULL};
         rc = ck_proxy_exec(argv, t->script, strlen(t->script), NULL, err);
         if (rc < 0) {
             /* the kernel kept the old rules (restore is atomic per table): force a full sync */
@@ -468,8 +522,9 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     if (full) {
         const char *k;
         json_t *v;
-        json_object_foreach(t->applied, k, v)
-            flush_gone_udp(v, json_object_get(next, k));
+        if (!t->o.dry_run)
+            json_object_foreach(t->applied, k, v)
+                flush_gone_udp(v, json_object_get(next, k));
         json_decref(t->applied);
         t->applied = next;
     }

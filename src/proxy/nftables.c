@@ -491,7 +491,8 @@ static int nft_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
             const ck_proxy_service *s = ck_proxy_model_get(m, k);
             json_t *r = s ? render_service(t, s) : NULL;
             diff_service(t, &x, json_object_get(t->applied, k), r);
-            flush_gone_udp(json_object_get(t->applied, k), r);
+            if (!t->o.dry_run)
+                flush_gone_udp(json_object_get(t->applied, k), r);
             if (r)
                 json_object_set_new(t->applied, k, r);
             else

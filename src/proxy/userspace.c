@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ struct conn {
     char c2b[BUF_SIZE], b2c[BUF_SIZE];
     size_t c2b_len, b2c_len;
     bool c_eof, b_eof;
+    uint32_t cev, bev;        /* interest currently registered (skip no-op epoll_ctl) */
     tag ct, bt;
 };
 
@@ -104,16 +106,21 @@ static void conn_close(us *u, conn *c)
 
 static void conn_arm(us *u, conn *c)
 {
-    struct epoll_event ev = {0};
-    ev.events = (c->c2b_len < BUF_SIZE && !c->c_eof && c->connected ? EPOLLIN : 0) |
-                (c->b2c_len ? EPOLLOUT : 0) | EPOLLRDHUP;
-    ev.data.ptr = &c->ct;
-    epoll_ctl(u->ep, EPOLL_CTL_MOD, c->cfd, &ev);
-    ev.events = (!c->connected ? EPOLLOUT : 0) |
-                (c->connected && c->b2c_len < BUF_SIZE && !c->b_eof ? EPOLLIN : 0) |
-                (c->connected && c->c2b_len ? EPOLLOUT : 0);
-    ev.data.ptr = &c->bt;
-    epoll_ctl(u->ep, EPOLL_CTL_MOD, c->bfd, &ev);
+    uint32_t cev = (c->c2b_len < BUF_SIZE && !c->c_eof && c->connected ? EPOLLIN : 0) |
+                   (c->b2c_len ? EPOLLOUT : 0) | EPOLLRDHUP;
+    uint32_t bev = (!c->connected ? EPOLLOUT : 0) |
+                   (c->connected && c->b2c_len < BUF_SIZE && !c->b_eof ? EPOLLIN : 0) |
+                   (c->connected && c->c2b_len ? EPOLLOUT : 0);
+    if (cev != c->cev) {
+        struct epoll_event ev = {.events = cev, .data.ptr = &c->ct};
+        epoll_ctl(u->ep, EPOLL_CTL_MOD, c->cfd, &ev);
+        c->cev = cev;
+    }
+    if (bev != c->bev) {
+        struct epoll_event ev = {.events = bev, .data.ptr = &c->bt};
+        epoll_ctl(u->ep, EPOLL_CTL_MOD, c->bfd, &ev);
+        c->bev = bev;
+    }
 }
 
 /* Start a connect to the next endpoint; false when every endpoint has been tried. */
@@ -131,10 +138,13 @@ static bool conn_try(us *u, conn *c)
         c->bfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->bfd < 0)
             return false;
+        int one = 1;
+        setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (connect(c->bfd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)
             continue;
         struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = &c->bt};
         epoll_ctl(u->ep, EPOLL_CTL_ADD, c->bfd, &ev);
+        c->bev = EPOLLOUT;
         return true;
     }
     return false;
@@ -146,6 +156,8 @@ static void on_accept(us *u, listener *l)
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         conn *c = xcalloc(1, sizeof *c);
         c->cfd = fd;
         c->bfd = -1;
@@ -154,6 +166,7 @@ static void on_accept(us *u, listener *l)
         c->bt = (tag){K_CONN_BACKEND, c};
         struct epoll_event ev = {.events = 0, .data.ptr = &c->ct};
         epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+        c->cev = 0;
         if (!conn_try(u, c)) {
             conn_close(u, c);
             continue;

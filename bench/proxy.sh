@@ -59,7 +59,8 @@ sleep 0.3
 rps() { ip netns exec $node wrk -t1 -c32 -d${WRK_SECS}s "$1" 2>/dev/null | awk '/Requests\/sec/ {printf "%d", $2}'; }
 for mode in $MODES; do
     coproc PB { ip netns exec $node "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
-    PIDS+=($PB_PID)
+    pbpid=$PB_PID
+    PIDS+=($pbpid)
     read -r line <&"${PB[0]}"
     if [ "$line" != ready ]; then echo "$mode: proxy did not start"; continue; fi
     direct=$(rps http://10.244.0.10:8080/)
@@ -68,5 +69,5 @@ for mode in $MODES; do
     d=$(( (direct + direct2) / 2 ))
     echo "$mode direct_rps=$d cluster_ip_rps=$via ratio=$(awk -v a=$via -v b=$d 'BEGIN {printf "%.2f", b ? a / b : 0}')"
     exec {PB[1]}>&-
-    wait $PB_PID 2>/dev/null
+    wait $pbpid 2>/dev/null
 done

@@ -183,6 +183,13 @@ static void render_lb(const ipt *t, render *r, const ck_proxy_port *p, const cha
     }
 }
 
+/* A TCP reset, not an ICMP error: ICMP errors are rate limited per destination (the second
+ * refused connect within a second would hang until its timeout). */
+static const char *reject_with(const char *proto)
+{
+    return !strcmp(proto, "tcp") ? " --reject-with tcp-reset" : "";
+}
+
 static void render_port(const ipt *t, render *r, const ck_proxy_port *p)
 {
     const char *pr = p->proto;
@@ -206,7 +213,8 @@ static void render_port(const ipt *t, render *r, const ck_proxy_port *p)
                  p->int_local ? svl : svc);
     else
         line_add(r, "filter", "KUBE-SERVICES", "-m comment --comment \"%s has no endpoints\" "
-                 "-m %s -p %s -d %s/32 --dport %d -j REJECT", p->name, pr, pr, p->cluster_ip, p->port);
+                 "-m %s -p %s -d %s/32 --dport %d -j REJECT%s", p->name, pr, pr, p->cluster_ip, p->port,
+                 reject_with(pr));
 
     /* external destinations: node ports, external IPs, load balancer IPs */
     if (!p->node_port && !p->n_external)
@@ -237,7 +245,7 @@ static void render_port(const ipt *t, render *r, const ck_proxy_port *p)
                      "-p %s -d %s/32 --dport %d -j %s", p->name, pr, pr, p->external[i], p->port, ext);
     }
     if (!ext_ok) {
-        const char *verdict = n_all ? "DROP" : "REJECT";
+        cleanup_free char *verdict = n_all ? xstrdup("DROP") : xasprintf("REJECT%s", reject_with(pr));
         const char *why = n_all ? "has no local endpoints" : "has no endpoints";
         if (p->node_port)
             line_add(r, "filter", "KUBE-EXTERNAL-SERVICES", "-m comment --comment \"%s %s\" "

@@ -377,7 +377,10 @@ static char *base_table(const nft *t)
         "    ct mark & 0x4000 == 0x4000 masquerade fully-random\n"
         "    ct status dnat ip saddr . ip daddr @hairpin masquerade\n  }\n"
         "  chain reject-chain {\n"
+        /* TCP gets a reset: ICMP errors are rate limited per destination */
+        "    ct state new meta l4proto tcp ip daddr . meta l4proto . th dport @noep reject with tcp reset\n"
         "    ct state new ip daddr . meta l4proto . th dport @noep reject\n"
+        "    ct state new meta l4proto tcp fib daddr type local meta l4proto . th dport @noep-np reject with tcp reset\n"
         "    ct state new fib daddr type local meta l4proto . th dport @noep-np reject\n"
         "    ct state new ip daddr . meta l4proto . th dport @drop-ext drop\n"
         "    ct state new fib daddr type local meta l4proto . th dport @drop-np drop\n  }\n"

@@ -65,6 +65,13 @@ struct conn {
     size_t c2b_len, b2c_len;
     bool c_eof, b_eof;
     uint32_t cev, bev;        /* interest currently registered (skip no-op epoll_ctl) */
+    /* what the client sent before the backend answered: replayed to the next endpoint when the
+     * backend dies before its first byte (a backend killed mid-test costs no request) */
+    char *replay;
+    size_t replay_len;
+    bool answered, no_replay;
+    bool dead;                /* closed; freed after the current epoll batch */
+    conn *next_dead;
     tag ct, bt;
 };
 
@@ -75,6 +82,7 @@ typedef struct us {
     pthread_t thr;
     bool running;
     listener *ls;
+    conn *dead;               /* closed this batch: later events in the batch may name them */
     json_t *applied;          /* key -> rendering (for partial syncs): rules text per service */
     char *script;
 } us;
@@ -97,11 +105,26 @@ static bool pick_ep(us *u, listener *l, struct sockaddr_in *out)
 
 static void conn_close(us *u, conn *c)
 {
+    if (c->dead)
+        return;
     if (c->cfd >= 0)
         close(c->cfd);
     if (c->bfd >= 0)
         close(c->bfd);
-    free(c);
+    c->cfd = c->bfd = -1;
+    c->dead = true;
+    c->next_dead = u->dead;
+    u->dead = c;
+}
+
+static void reap(us *u)
+{
+    for (conn *c = u->dead, *n; c; c = n) {
+        n = c->next_dead;
+        free(c->replay);
+        free(c);
+    }
+    u->dead = NULL;
 }
 
 static void conn_arm(us *u, conn *c)
@@ -175,16 +198,29 @@ static void on_accept(us *u, listener *l)
 }
 
 /* Move bytes: returns false when the connection is done. */
-static bool pump(int from, int to, char *buf, size_t *len, bool *eof, bool readable, bool writable)
+static bool pump(int from, int to, char *buf, size_t *len, bool *eof, bool readable, conn *tee,
+                 bool *got)
 {
     if (readable && *len < BUF_SIZE && !*eof) {
         ssize_t r = read(from, buf + *len, BUF_SIZE - *len);
+        if (r > 0 && got)
+            *got = true;
+        if (r > 0 && tee && !tee->answered && !tee->no_replay) {
+            if (tee->replay_len + (size_t)r > BUF_SIZE) {
+                tee->no_replay = true;
+            } else {
+                if (!tee->replay)
+                    tee->replay = xmalloc(BUF_SIZE);
+                memcpy(tee->replay + tee->replay_len, buf + *len, (size_t)r);
+                tee->replay_len += (size_t)r;
+            }
+        }
         if (r > 0)
             *len += (size_t)r;
         else if (r == 0 || (errno != EAGAIN && errno != EINTR))
             *eof = true;
     }
-    if (*len && (writable || true)) {
+    if (*len) {
         ssize_t w = write(to, buf, *len);
         if (w > 0) {
             memmove(buf, buf + w, *len - (size_t)w);
@@ -219,15 +255,40 @@ static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
         return;
     }
     bool ok = true;
+    bool got = false;
     if (backend)
-        ok = pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, evs & (EPOLLIN | EPOLLHUP | EPOLLERR), true) &&
-             pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, false, true);
+        ok = pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, evs & (EPOLLIN | EPOLLHUP | EPOLLERR), NULL, &got) &&
+             pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, false, c, NULL);
     else
-        ok = pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, evs & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), true) &&
-             pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, false, true);
+        ok = pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, evs & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), c, NULL) &&
+             pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, false, NULL, NULL);
+    if (got && !c->answered) {
+        c->answered = true;
+        free(c->replay);
+        c->replay = NULL;
+    }
+    bool backend_died = (!ok || c->b_eof || (backend && (evs & EPOLLERR))) && !c->answered;
+    if (backend_died && !c->no_replay && c->tries < c->l->n_eps) {
+        /* the backend went away before answering: replay the request to the next endpoint */
+        epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
+        close(c->bfd);
+        c->bfd = -1;
+        c->connected = false;
+        c->b_eof = false;
+        struct epoll_event ev = {.events = 0, .data.ptr = &c->ct};
+        epoll_ctl(u->ep, EPOLL_CTL_MOD, c->cfd, &ev);
+        c->cev = 0;
+        c->c2b_len = c->replay_len;
+        if (c->replay_len)
+            memcpy(c->c2b, c->replay, c->replay_len);
+        if (conn_try(u, c))
+            return;
+        ok = false;
+    }
     if (!ok || (c->c_eof && c->b_eof && !c->c2b_len && !c->b2c_len)) {
         epoll_ctl(u->ep, EPOLL_CTL_DEL, c->cfd, NULL);
-        epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
+        if (c->bfd >= 0)
+            epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
         conn_close(u, c);
         return;
     }
@@ -327,16 +388,19 @@ static void *loop(void *arg)
                 break;
             }
             case K_CONN_CLIENT:
-                on_conn(u, t->obj, false, evs[i].events);
+                if (!((conn *)t->obj)->dead)
+                    on_conn(u, t->obj, false, evs[i].events);
                 break;
             case K_CONN_BACKEND:
-                on_conn(u, t->obj, true, evs[i].events);
+                if (!((conn *)t->obj)->dead)
+                    on_conn(u, t->obj, true, evs[i].events);
                 break;
             case K_UDP_BACKEND:
                 on_udp_reply(u, t->obj);
                 break;
             }
         }
+        reap(u);
         if (ck_now_ns() - last_sweep > 1000000000ll) {
             sweep_udp(u);
             last_sweep = ck_now_ns();
@@ -447,8 +511,8 @@ static bool sync_one(void *ctx, const ck_proxy_service *s)
         const char *pr = p->proto;
         if (!n) {
             ck_buf_printf(x->reject, "-A KUBE-PORTALS-REJECT -m comment --comment \"%s has no "
-                          "endpoints\" -m %s -p %s -d %s/32 --dport %d -j REJECT\n", p->name, pr, pr,
-                          p->cluster_ip, p->port);
+                          "endpoints\" -m %s -p %s -d %s/32 --dport %d -j REJECT%s\n", p->name, pr, pr,
+                          p->cluster_ip, p->port, !strcmp(pr, "tcp") ? " --reject-with tcp-reset" : "");
             continue;
         }
         for (int h = 0; h < 2; h++) {

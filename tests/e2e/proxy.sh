@@ -42,6 +42,7 @@ cleanup() {
         for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     done
     [ -n "$spid" ] && wait "$spid" 2>/dev/null
+    [ -n "${KEEP:-}" ] && inn $NODE iptables-save >$tmp/iptables-final.txt 2>&1
     for ns in $NODE $CLIENT $PODS; do ip netns del "$ns" 2>/dev/null; done
     [ -n "${KEEP:-}" ] && echo "# kept $tmp" || rm -rf "$tmp"
 }
@@ -133,7 +134,7 @@ spread() {
 }
 all_ok() { # N FROM URL: every request answered
     local k r
-    for k in $(seq "$1"); do r=$(get "$2" "$3"); case $r in pod*) ;; *) echo "# request $k to $3 from $2 failed: [$r]"; return 1 ;; esac; done
+    for k in $(seq "$1"); do r=$(get "$2" "$3"); local rc=$?; case $r in pod*) ;; *) echo "# request $k to $3 from $2 failed: [$r] curl exit $rc"; return 1 ;; esac; done
 }
 refused() { inn "$1" curl -s --max-time 2 "http://$2/" >/dev/null 2>&1; local rc=$?; [ $rc = 7 ] || echo "# curl $2 from $1: exit $rc" >>$tmp/refused.log; [ $rc = 7 ]; }
 
@@ -173,6 +174,7 @@ for mode in $MODES; do
     slice "true true true"
     check "$mode: endpoints back -> reachable again" wait_for 5 get $CLIENT 10.96.100.10
     check "$mode: syncs were partial after the first" grep -q "partial sync" $tmp/proxy-$mode.log
+    [ -n "${KEEP:-}" ] && inn $NODE iptables-save >$tmp/iptables-$mode.txt 2>&1
     kill -TERM $ppid_; wait $ppid_ 2>/dev/null; ppid_=
     inn $NODE "$CK" proxy --cleanup >>$tmp/proxy-$mode.log 2>&1
     left=$( (inn $NODE iptables-save; inn $NODE nft list tables) 2>/dev/null | grep -E 'KUBE-|kube-proxy' | head -3)

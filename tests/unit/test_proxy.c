@@ -231,8 +231,8 @@ static void test_iptables_no_endpoints_reject(void **state)
     json_decref(ck_proxy_model_take_changes(m));
     assert_int_equal(ck_proxy_mode_iptables.sync(st, m, NULL, NULL), 0);
     const char *s = ck_proxy_mode_iptables.last_script(st);
-    assert_non_null(strstr(s, "-A KUBE-SERVICES -m comment --comment \"default/web:http has no endpoints\" -m tcp -p tcp -d 10.96.100.10/32 --dport 80 -j REJECT"));
-    assert_non_null(strstr(s, "--dport 30080 -j REJECT"));
+    assert_non_null(strstr(s, "-A KUBE-SERVICES -m comment --comment \"default/web:http has no endpoints\" -m tcp -p tcp -d 10.96.100.10/32 --dport 80 -j REJECT --reject-with tcp-reset"));
+    assert_non_null(strstr(s, "--dport 30080 -j REJECT --reject-with tcp-reset"));
     assert_null(strstr(s, "KUBE-SVC-"));
     json_decref(svc);
     ck_proxy_model_free(m);

@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
-MODES=${MODES:-"userspace iptables nftables"}
+MODES=${MODES:-"iptables nftables userspace"}
 fails=0
 ok() { echo "ok - $*"; }
 notok() { echo "not ok - $*"; fails=$((fails + 1)); }
@@ -92,7 +92,8 @@ addpod $CLIENT 10.244.0.20
 
 # ---- the API server (inside the node namespace, on its loopback) ----
 port=6443
-inn $NODE "$CK" server --data-dir "$data" --secure-port $port --bind-address 127.0.0.1 \
+# (ip netns exec directly, not through a function: $! must be the process itself)
+ip netns exec $NODE "$CK" server --data-dir "$data" --secure-port $port --bind-address 127.0.0.1 \
     --disable-agent >$tmp/server.log 2>&1 &
 spid=$!
 ready() { [ -f "$data/kubeconfig" ] && [ "$(kc get --raw /readyz 2>/dev/null)" = ok ]; }
@@ -136,12 +137,18 @@ all_ok() { # N FROM URL: every request answered
     local k r
     for k in $(seq "$1"); do r=$(get "$2" "$3"); local rc=$?; case $r in pod*) ;; *) echo "# request $k to $3 from $2 failed: [$r] curl exit $rc"; return 1 ;; esac; done
 }
+no_proxy_left() {
+    local p
+    for p in $(ip netns pids $NODE); do
+        tr '\0' ' ' </proc/$p/cmdline 2>/dev/null | grep -q -- "proxy --kubeconfig" && return 1
+    done
+    return 0
+}
 refused() { inn "$1" curl -s --max-time 2 "http://$2/" >/dev/null 2>&1; local rc=$?; [ $rc = 7 ] || echo "# curl $2 from $1: exit $rc" >>$tmp/refused.log; [ $rc = 7 ]; }
 
 for mode in $MODES; do
     slice "true true true"
-    [ -n "$ppid_" ] || true
-    inn $NODE "$CK" proxy --kubeconfig "$data/kubeconfig" --proxy-mode $mode --hostname-override node1 \
+    ip netns exec $NODE "$CK" proxy --kubeconfig "$data/kubeconfig" --proxy-mode $mode --hostname-override node1 \
         --min-sync-period 100ms --cluster-cidr 10.244.0.0/16 >$tmp/proxy-$mode.log 2>&1 &
     ppid_=$!
     if ! wait_for 20 get $NODE 10.96.100.10; then
@@ -175,7 +182,10 @@ for mode in $MODES; do
     check "$mode: endpoints back -> reachable again" wait_for 5 get $CLIENT 10.96.100.10
     check "$mode: syncs were partial after the first" grep -q "partial sync" $tmp/proxy-$mode.log
     [ -n "${KEEP:-}" ] && inn $NODE iptables-save >$tmp/iptables-$mode.txt 2>&1
-    kill -TERM $ppid_; wait $ppid_ 2>/dev/null; ppid_=
+    kill -TERM $ppid_; wait $ppid_; rc=$?
+    check "$mode: proxy exits 0 on SIGTERM (rc=$rc)" test $rc = 0
+    check "$mode: no proxy process left in the node namespace" no_proxy_left
+    ppid_=
     inn $NODE "$CK" proxy --cleanup >>$tmp/proxy-$mode.log 2>&1
     # TIME_WAIT conntrack entries keep their DNAT binding when a SYN reuses the tuple: the next
     # mode would inherit this mode's choices (one of them a pod killed below).  Switching modes on

@@ -7,6 +7,7 @@
  */
 #include "proxy/proxy.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -167,7 +168,11 @@ int cmd_proxy(int argc, char **argv)
     }
     char host[256] = "";
     if (!hostname) {
-        gethostname(host, sizeof host - 1);
+        /* lower-cased, as upstream and the kubelet's node name */
+        if (gethostname(host, sizeof host - 1) < 0 || !host[0])
+            snprintf(host, sizeof host, "localhost");
+        for (char *c = host; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
         hostname = host;
     }
     ck_client *c = ck_client_from_file(kubeconfig, "ckube-proxy", &e);

@@ -83,7 +83,7 @@ typedef struct us {
     bool running;
     listener *ls;
     conn *dead;               /* closed this batch: later events in the batch may name them */
-    json_t *applied;          /* key -> rendering (for partial syncs): rules text per service */
+    json_t *applied;          /* unused: userspace syncs are full re-renders */
     char *script;
 } us;
 
@@ -473,9 +473,8 @@ static void listener_close(us *u, listener *l)
         close(s->fd);
         free(s);
     }
-    /* open TCP connections keep a pointer to l: they keep working (their endpoint is chosen);
-     * l itself is leaked on purpose only while they live - freed at exit.  Keep it simple:
-     * mark it dead with no endpoints. */
+    /* open TCP connections keep a pointer to l and keep working (their endpoint is chosen), so
+     * l stays on the list (fd -1, no endpoints) until the mode is freed */
     l->n_eps = 0;
 }
 

@@ -27,7 +27,8 @@ all: deps-check $(BUILD)/ckube $(UNIT_BINS) $(BENCH_BINS)
 DEB_BUILD := gcc make pkg-config libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
              libsqlite3-dev libevent-dev libprotobuf-c-dev zlib1g-dev libcmocka-dev
 DEB_RUN   := etcd-server etcd-client runc containernetworking-plugins iptables nftables \
-             busybox-static umoci skopeo docker-registry wrk python3-kubernetes iproute2 procps
+             busybox-static umoci skopeo docker-registry wrk python3-kubernetes iproute2 procps \
+             conntrack
 deps:
 	@missing=""; for p in $(DEB_BUILD) $(DEB_RUN); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \

@@ -12,6 +12,7 @@ int cmd_images(int argc, char **argv);
 int cmd_kubelet_shim(int argc, char **argv);
 int cmd_scheduler(int argc, char **argv);
 int cmd_controller_manager(int argc, char **argv);
+int cmd_proxy(int argc, char **argv);
 
 #define CK_COMMANDS(X) \
     X("version", cmd_version, "Print the ckube version") \
@@ -23,6 +24,7 @@ int cmd_controller_manager(int argc, char **argv);
     X("kubelet-shim", cmd_kubelet_shim, "Container shim (internal, started by the kubelet)") \
     X("scheduler", cmd_scheduler, "Assign pods to nodes (kube-scheduler)") \
     X("controller-manager", cmd_controller_manager, \
-      "Run the controllers that turn desired state into actual state (kube-controller-manager)")
+      "Run the controllers that turn desired state into actual state (kube-controller-manager)") \
+    X("proxy", cmd_proxy, "Run the network proxy (Service virtual IPs and node ports)")
 
 #endif

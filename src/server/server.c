@@ -101,6 +101,14 @@ static void kubelet_args(const server *s, argv_b *a)
     arg(a, "--node-name=%s", s->node_name);
 }
 
+/* The proxy picks "local" endpoints by node name: the same name the kubelet registers; the pod
+ * CIDR is the cluster default (off-cluster sources of cluster-IP traffic are masqueraded). */
+static void proxy_args(const server *s, argv_b *a)
+{
+    arg(a, "--hostname-override=%s", s->node_name);
+    arg(a, "--cluster-cidr=10.244.0.0/16");
+}
+
 /* One row per component.  Rows with a `user` talk to the API server: they get a client
  * certificate (CN=user, O=group) in DIR/pki/<name>.{crt,key}, a kubeconfig
  * DIR/kubeconfigs/<name>.kubeconfig passed as --kubeconfig, and start once the API server is
@@ -121,7 +129,7 @@ static const component components[] = {
     {"scheduler",          false, false, "system:kube-scheduler",          NULL,           false, NULL},
     {"controller-manager", false, false, "system:kube-controller-manager", NULL,           false, NULL},
     {"kubelet",            false, true,  "system:node:",                   "system:nodes", true,  kubelet_args},
-    {"proxy",              false, true,  "system:kube-proxy",              NULL,           false, NULL},
+    {"proxy",              false, true,  "system:kube-proxy",              NULL,           false, proxy_args},
 };
 
 static bool command_built_in(const char *name)

@@ -1,0 +1,73 @@
+#!/bin/bash
+# bench/proxy.sh [BUILD] - the proxy benchmark, every mode, in scratch network namespaces:
+#  1. rule sync time for 1,000 and 10,000 services x 5 endpoints: full sync, one service's
+#     endpoints changed, one service added, one deleted (build/bench/proxy_bench);
+#  2. requests/s with wrk from a "node" namespace to a pod (build/bench/proxy_httpd, keep-alive)
+#     through the cluster IP vs straight to the pod IP, per mode.
+# Traffic stays inside the namespaces made here; the trap removes them.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-build}
+case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
+MODES=${MODES:-"iptables nftables userspace"}
+SIZES=${SIZES:-"1000 10000"}
+WRK_SECS=${WRK_SECS:-5}
+S=$$
+NS_LIST=()
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for ns in "${NS_LIST[@]}"; do
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] || { echo "bench/proxy.sh: needs root (network namespaces)"; exit 0; }
+
+echo "# sync time (ms): full = every rule; change = one service's endpoints; add/delete = one service"
+for mode in $MODES; do
+    for n in $SIZES; do
+        ns=ckbs$S-$mode-$n
+        ip netns add $ns; NS_LIST+=($ns)
+        ip netns exec $ns ip link set lo up
+        ip netns exec $ns timeout 900 "$B/bench/proxy_bench" $mode $n 5 || echo "$mode services=$n: failed or timed out"
+        ip netns del $ns
+    done
+done
+
+echo "# data path: wrk -t1 -c32 -d${WRK_SECS}s from the node namespace"
+node=ckbn$S pod=ckbp$S
+ip netns add $node; NS_LIST+=($node)
+ip netns add $pod; NS_LIST+=($pod)
+ip netns exec $node ip link set lo up
+ip netns exec $node ip link add cbr0 type bridge
+ip netns exec $node ip addr add 10.244.0.1/24 dev cbr0
+ip netns exec $node ip link set cbr0 up
+ip netns exec $node sysctl -qw net.ipv4.ip_forward=1
+ip netns exec $node ip route add 10.96.0.0/12 dev cbr0
+ip link add vb$S type veth peer name eth0 netns $pod
+ip link set vb$S netns $node
+ip netns exec $node ip link set vb$S master cbr0 up
+ip netns exec $pod ip link set lo up
+ip netns exec $pod ip addr add 10.244.0.10/24 dev eth0
+ip netns exec $pod ip link set eth0 up
+ip netns exec $pod ip route add default via 10.244.0.1
+ip netns exec $pod "$B/bench/proxy_httpd" 8080 &
+PIDS+=($!)
+sleep 0.3
+rps() { ip netns exec $node wrk -t1 -c32 -d${WRK_SECS}s "$1" 2>/dev/null | awk '/Requests\/sec/ {printf "%d", $2}'; }
+for mode in $MODES; do
+    coproc PB { ip netns exec $node "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
+    pbpid=$PB_PID
+    PIDS+=($pbpid)
+    read -r line <&"${PB[0]}"
+    if [ "$line" != ready ]; then echo "$mode: proxy did not start"; continue; fi
+    direct=$(rps http://10.244.0.10:8080/)
+    via=$(rps http://10.96.0.50/)
+    direct2=$(rps http://10.244.0.10:8080/)
+    d=$(( (direct + direct2) / 2 ))
+    echo "$mode direct_rps=$d cluster_ip_rps=$via ratio=$(awk -v a=$via -v b=$d 'BEGIN {printf "%.2f", b ? a / b : 0}')"
+    exec {PB[1]}>&-
+    wait $pbpid 2>/dev/null
+done

@@ -1,0 +1,61 @@
+/* proxy.h - `ckube proxy`: the modes' common interface and helpers.
+ *
+ * proxy.c watches Services and EndpointSlices, feeds model.c, and calls the selected mode's sync
+ * (rate limited by --min-sync-period, a full resync every --sync-period).  A mode renders the
+ * model into kernel state in one transaction per sync: iptables.c (iptables-restore), nftables.c
+ * (nft -f), userspace.c (its own epoll proxy + iptables redirects), ipvs.c (refuses: no ip_vs).
+ */
+#ifndef CK_PROXY_H
+#define CK_PROXY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/error.h"
+#include "proxy/model.h"
+
+typedef struct ck_proxy_opts {
+    const char *node_name;
+    const char *cluster_cidr;  /* NULL: no "off-cluster" masquerade of cluster-IP traffic */
+    bool masquerade_all;
+    bool dry_run;              /* render only: sync keeps the text in last_script (tests) */
+} ck_proxy_opts;
+
+typedef struct ck_proxy_mode {
+    const char *name;
+    /* Check the host can run the mode (binaries, kernel modules); a one-line error if not. */
+    int (*probe)(ck_error **err);
+    void *(*new)(const ck_proxy_opts *o, ck_error **err);
+    /* changed == NULL: full sync of every service; else the keys changed since the last sync. */
+    int (*sync)(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err);
+    /* The rendered text of the last sync (tests, debugging); may be NULL. */
+    const char *(*last_script)(void *st);
+    void (*free)(void *st);
+    /* Remove everything this mode may have programmed (works without state: --cleanup). */
+    int (*cleanup)(ck_error **err);
+} ck_proxy_mode;
+
+extern const ck_proxy_mode ck_proxy_mode_iptables;
+extern const ck_proxy_mode ck_proxy_mode_nftables;
+extern const ck_proxy_mode ck_proxy_mode_ipvs;
+extern const ck_proxy_mode ck_proxy_mode_userspace;
+const ck_proxy_mode *ck_proxy_mode_find(const char *name);
+
+/* Run argv[0] (searched in PATH) with `in` on stdin; stdout kept in *out (may be NULL; caller
+ * frees) up to 256 MiB.  A non-zero exit is CK_E_INTERNAL with the first stderr line. */
+int ck_proxy_exec(const char *const *argv, const char *in, size_t in_len, char **out, ck_error **err);
+bool ck_proxy_have_binary(const char *name);
+
+/* Flush conntrack entries of UDP flows to a removed endpoint (conntrack -D); logs once and
+ * returns 0 when the conntrack tool is missing. */
+void ck_proxy_conntrack_flush_udp(const char *service_ip, const char *endpoint_ip);
+
+/* iptables jump rules from the built-in chains, shared by iptables and userspace modes. */
+int ck_proxy_iptables_ensure_jump(const char *table, const char *chain, const char *rule, ck_error **err);
+int ck_proxy_iptables_delete_jump(const char *table, const char *chain, const char *rule);
+/* Delete every chain in table whose name starts with one of prefixes (NULL-terminated),
+ * flushing them first, in one iptables-restore. */
+int ck_proxy_iptables_delete_chains(const char *table, const char *const *prefixes, ck_error **err);
+
+#endif

@@ -1,0 +1,639 @@
+/* userspace.c - the userspace mode: the proxy itself carries the traffic.
+ *
+ * Each service port gets a listening socket on an ephemeral port; iptables (nat chains
+ * KUBE-PORTALS-CONTAINER from PREROUTING and KUBE-PORTALS-HOST from OUTPUT) REDIRECTs the cluster
+ * IP, external IPs and node port to it.  One epoll thread does everything else, no thread per
+ * connection: TCP connections pick an endpoint round robin and, when the connect fails, try the
+ * next one (so one dead backend costs a client nothing); UDP keeps a session per client address
+ * (60 s idle) with a connected socket to its endpoint.  Ports without endpoints are REJECTed
+ * (filter KUBE-PORTALS-REJECT), as in the iptables mode.
+ */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define BUF_SIZE 65536
+#define UDP_IDLE_NS (60ll * 1000000000)
+
+enum kind { K_LISTEN, K_CONN_CLIENT, K_CONN_BACKEND, K_UDP_BACKEND, K_WAKE };
+
+typedef struct listener listener;
+typedef struct conn conn;
+typedef struct tag { enum kind kind; void *obj; } tag;
+
+typedef struct udp_sess {
+    struct sockaddr_in client;
+    int fd;
+    int64_t last;
+    listener *l;
+    tag t;
+    struct udp_sess *next;
+} udp_sess;
+
+struct listener {
+    char *key;                /* port name + proto */
+    bool udp;
+    int fd, local_port;
+    struct sockaddr_in *eps;
+    size_t n_eps, rr;
+    bool seen;                /* mark in a full sync */
+    tag t;
+    udp_sess *sessions;
+    listener *next;
+};
+
+struct conn {
+    int cfd, bfd;
+    listener *l;
+    size_t tries;
+    bool connected;
+    char c2b[BUF_SIZE], b2c[BUF_SIZE];
+    size_t c2b_len, b2c_len;
+    bool c_eof, b_eof;
+    uint32_t cev, bev;        /* interest currently registered (skip no-op epoll_ctl) */
+    /* what the client sent before the backend answered: replayed to the next endpoint when the
+     * backend dies before its first byte (a backend killed mid-test costs no request) */
+    char *replay;
+    size_t replay_len;
+    bool answered, no_replay;
+    bool dead;                /* closed; freed after the current epoll batch */
+    conn *next_dead;
+    tag ct, bt;
+};
+
+typedef struct us {
+    ck_proxy_opts o;
+    pthread_mutex_t mu;
+    int ep, wakefd;
+    pthread_t thr;
+    bool running;
+    listener *ls;
+    conn *dead;               /* closed this batch: later events in the batch may name them */
+    json_t *applied;          /* unused: userspace syncs are full re-renders */
+    char *script;
+} us;
+
+static listener *find_listener(us *u, const char *key)
+{
+    for (listener *l = u->ls; l; l = l->next)
+        if (l->fd >= 0 && !strcmp(l->key, key))
+            return l;
+    return NULL;
+}
+
+static bool pick_ep(us *u, listener *l, struct sockaddr_in *out)
+{
+    if (!l->n_eps)
+        return false;
+    *out = l->eps[l->rr++ % l->n_eps];
+    return true;
+}
+
+static void conn_close(us *u, conn *c)
+{
+    if (c->dead)
+        return;
+    if (c->cfd >= 0)
+        close(c->cfd);
+    if (c->bfd >= 0)
+        close(c->bfd);
+    c->cfd = c->bfd = -1;
+    c->dead = true;
+    c->next_dead = u->dead;
+    u->dead = c;
+}
+
+static void reap(us *u)
+{
+    for (conn *c = u->dead, *n; c; c = n) {
+        n = c->next_dead;
+        free(c->replay);
+        free(c);
+    }
+    u->dead = NULL;
+}
+
+static void conn_arm(us *u, conn *c)
+{
+    uint32_t cev = (c->c2b_len < BUF_SIZE && !c->c_eof && c->connected ? EPOLLIN : 0) |
+                   (c->b2c_len ? EPOLLOUT : 0) | EPOLLRDHUP;
+    uint32_t bev = (!c->connected ? EPOLLOUT : 0) |
+                   (c->connected && c->b2c_len < BUF_SIZE && !c->b_eof ? EPOLLIN : 0) |
+                   (c->connected && c->c2b_len ? EPOLLOUT : 0);
+    if (cev != c->cev) {
+        struct epoll_event ev = {.events = cev, .data.ptr = &c->ct};
+        epoll_ctl(u->ep, EPOLL_CTL_MOD, c->cfd, &ev);
+        c->cev = cev;
+    }
+    if (bev != c->bev) {
+        struct epoll_event ev = {.events = bev, .data.ptr = &c->bt};
+        epoll_ctl(u->ep, EPOLL_CTL_MOD, c->bfd, &ev);
+        c->bev = bev;
+    }
+}
+
+/* Start a connect to the next endpoint; false when every endpoint has been tried. */
+static bool conn_try(us *u, conn *c)
+{
+    struct sockaddr_in sa;
+    while (c->tries < c->l->n_eps && c->tries < 8) {
+        c->tries++;
+        if (!pick_ep(u, c->l, &sa))
+            return false;
+        if (c->bfd >= 0) {
+            epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
+            close(c->bfd);
+        }
+        c->bfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->bfd < 0)
+            return false;
+        int one = 1;
+        setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(c->bfd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)
+            continue;
+        struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = &c->bt};
+        epoll_ctl(u->ep, EPOLL_CTL_ADD, c->bfd, &ev);
+        c->bev = EPOLLOUT;
+        return true;
+    }
+    return false;
+}
+
+static void on_accept(us *u, listener *l)
+{
+    for (;;) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conn *c = xcalloc(1, sizeof *c);
+        c->cfd = fd;
+        c->bfd = -1;
+        c->l = l;
+        c->ct = (tag){K_CONN_CLIENT, c};
+        c->bt = (tag){K_CONN_BACKEND, c};
+        struct epoll_event ev = {.events = 0, .data.ptr = &c->ct};
+        epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+        c->cev = 0;
+        if (!conn_try(u, c)) {
+            conn_close(u, c);
+            continue;
+        }
+    }
+}
+
+/* Move bytes: returns false when the connection is done. */
+static bool pump(int from, int to, char *buf, size_t *len, bool *eof, bool readable, conn *tee,
+                 bool *got)
+{
+    if (readable && *len < BUF_SIZE && !*eof) {
+        ssize_t r = read(from, buf + *len, BUF_SIZE - *len);
+        if (r > 0 && got)
+            *got = true;
+        if (r > 0 && tee && !tee->answered && !tee->no_replay) {
+            if (tee->replay_len + (size_t)r > BUF_SIZE) {
+                tee->no_replay = true;
+            } else {
+                if (!tee->replay)
+                    tee->replay = xmalloc(BUF_SIZE);
+                memcpy(tee->replay + tee->replay_len, buf + *len, (size_t)r);
+                tee->replay_len += (size_t)r;
+            }
+        }
+        if (r > 0)
+            *len += (size_t)r;
+        else if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            *eof = true;
+    }
+    if (*len) {
+        ssize_t w = write(to, buf, *len);
+        if (w > 0) {
+            memmove(buf, buf + w, *len - (size_t)w);
+            *len -= (size_t)w;
+        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            return false;
+        }
+    }
+    if (*eof && !*len)
+        shutdown(to, SHUT_WR);
+    return true;
+}
+
+static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
+{
+    if (backend && !c->connected) {
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        if (soerr || (evs & (EPOLLERR | EPOLLHUP))) {
+            /* this endpoint is dead: the client never notices, try the next */
+            if (!conn_try(u, c)) {
+                epoll_ctl(u->ep, EPOLL_CTL_DEL, c->cfd, NULL);
+                if (c->bfd >= 0)
+                    epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
+                conn_close(u, c);
+            }
+            return;
+        }
+        c->connected = true;
+        conn_arm(u, c);
+        return;
+    }
+    bool ok = true;
+    bool got = false;
+    if (backend)
+        ok = pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, evs & (EPOLLIN | EPOLLHUP | EPOLLERR), NULL, &got) &&
+             pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, false, c, NULL);
+    else
+        ok = pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, evs & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), c, NULL) &&
+             pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, false, NULL, NULL);
+    if (got && !c->answered) {
+        c->answered = true;
+        free(c->replay);
+        c->replay = NULL;
+    }
+    bool backend_died = (!ok || c->b_eof || (backend && (evs & EPOLLERR))) && !c->answered;
+    if (backend_died && !c->no_replay && c->tries < c->l->n_eps) {
+        /* the backend went away before answering: replay the request to the next endpoint */
+        epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
+        close(c->bfd);
+        c->bfd = -1;
+        c->connected = false;
+        c->b_eof = false;
+        struct epoll_event ev = {.events = 0, .data.ptr = &c->ct};
+        epoll_ctl(u->ep, EPOLL_CTL_MOD, c->cfd, &ev);
+        c->cev = 0;
+        c->c2b_len = c->replay_len;
+        if (c->replay_len)
+            memcpy(c->c2b, c->replay, c->replay_len);
+        if (conn_try(u, c))
+            return;
+        ok = false;
+    }
+    if (!ok || (c->c_eof && c->b_eof && !c->c2b_len && !c->b2c_len)) {
+        epoll_ctl(u->ep, EPOLL_CTL_DEL, c->cfd, NULL);
+        if (c->bfd >= 0)
+            epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
+        conn_close(u, c);
+        return;
+    }
+    conn_arm(u, c);
+}
+
+static void on_udp(us *u, listener *l)
+{
+    char buf[BUF_SIZE];
+    for (;;) {
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        ssize_t n = recvfrom(l->fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+        if (n < 0)
+            return;
+        udp_sess *s = l->sessions;
+        while (s && (s->client.sin_addr.s_addr != from.sin_addr.s_addr || s->client.sin_port != from.sin_port))
+            s = s->next;
+        if (!s) {
+            struct sockaddr_in ep;
+            if (!pick_ep(u, l, &ep))
+                continue;
+            int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0 || connect(fd, (struct sockaddr *)&ep, sizeof ep) < 0) {
+                if (fd >= 0)
+                    close(fd);
+                continue;
+            }
+            s = xcalloc(1, sizeof *s);
+            s->client = from;
+            s->fd = fd;
+            s->l = l;
+            s->t = (tag){K_UDP_BACKEND, s};
+            s->next = l->sessions;
+            l->sessions = s;
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &s->t};
+            epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+        }
+        s->last = ck_now_ns();
+        send(s->fd, buf, (size_t)n, MSG_DONTWAIT);
+    }
+}
+
+static void on_udp_reply(us *u, udp_sess *s)
+{
+    char buf[BUF_SIZE];
+    ssize_t n;
+    while ((n = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT)) >= 0) {
+        s->last = ck_now_ns();
+        sendto(s->l->fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&s->client, sizeof s->client);
+    }
+}
+
+static void sweep_udp(us *u)
+{
+    int64_t now = ck_now_ns();
+    for (listener *l = u->ls; l; l = l->next)
+        for (udp_sess **p = &l->sessions; *p;) {
+            udp_sess *s = *p;
+            if (now - s->last > UDP_IDLE_NS) {
+                *p = s->next;
+                close(s->fd);
+                free(s);
+            } else {
+                p = &s->next;
+            }
+        }
+}
+
+static void *loop(void *arg)
+{
+    us *u = arg;
+    struct epoll_event evs[256];
+    int64_t last_sweep = ck_now_ns();
+    for (;;) {
+        int n = epoll_wait(u->ep, evs, 256, 1000);
+        pthread_mutex_lock(&u->mu);
+        if (!u->running) {
+            pthread_mutex_unlock(&u->mu);
+            return NULL;
+        }
+        for (int i = 0; i < n; i++) {
+            tag *t = evs[i].data.ptr;
+            switch (t->kind) {
+            case K_WAKE: {
+                uint64_t v;
+                if (read(u->wakefd, &v, sizeof v) < 0) {
+                }
+                break;
+            }
+            case K_LISTEN: {
+                listener *l = t->obj;
+                if (l->udp)
+                    on_udp(u, l);
+                else
+                    on_accept(u, l);
+                break;
+            }
+            case K_CONN_CLIENT:
+                if (!((conn *)t->obj)->dead)
+                    on_conn(u, t->obj, false, evs[i].events);
+                break;
+            case K_CONN_BACKEND:
+                if (!((conn *)t->obj)->dead)
+                    on_conn(u, t->obj, true, evs[i].events);
+                break;
+            case K_UDP_BACKEND:
+                on_udp_reply(u, t->obj);
+                break;
+            }
+        }
+        reap(u);
+        if (ck_now_ns() - last_sweep > 1000000000ll) {
+            sweep_udp(u);
+            last_sweep = ck_now_ns();
+        }
+        pthread_mutex_unlock(&u->mu);
+    }
+}
+
+static int us_probe(ck_error **err)
+{
+    if (!ck_proxy_have_binary("iptables-restore"))
+        return ck_error_set(err, CK_E_UNAVAILABLE, "userspace mode: iptables-restore not found "
+                            "in PATH (apt-get install iptables)");
+    return 0;
+}
+
+static void *us_new(const ck_proxy_opts *o, ck_error **err)
+{
+    us *u = xcalloc(1, sizeof *u);
+    u->o = *o;
+    pthread_mutex_init(&u->mu, NULL);
+    u->applied = json_object();
+    u->ep = epoll_create1(EPOLL_CLOEXEC);
+    u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    static tag wake_tag = {K_WAKE, NULL};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
+    epoll_ctl(u->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
+    u->running = true;
+    if (!o->dry_run)
+        pthread_create(&u->thr, NULL, loop, u);
+    return u;
+}
+
+static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
+{
+    int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        ck_error_sys(err, CK_E_IO, "userspace: socket");
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || (!udp && listen(fd, 1024) < 0) ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+        ck_error_sys(err, CK_E_IO, "userspace: listen for %s", key);
+        close(fd);
+        return NULL;
+    }
+    listener *l = xcalloc(1, sizeof *l);
+    l->key = xstrdup(key);
+    l->udp = udp;
+    l->fd = fd;
+    l->local_port = ntohs(sa.sin_port);
+    l->t = (tag){K_LISTEN, l};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
+    epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+    l->next = u->ls;
+    u->ls = l;
+    return l;
+}
+
+static void listener_close(us *u, listener *l)
+{
+    epoll_ctl(u->ep, EPOLL_CTL_DEL, l->fd, NULL);
+    close(l->fd);
+    for (udp_sess *s = l->sessions, *n; s; s = n) {
+        n = s->next;
+        close(s->fd);
+        free(s);
+    }
+    /* open TCP connections keep a pointer to l and keep working (their endpoint is chosen), so
+     * l stays on the list (fd -1, no endpoints) until the mode is freed */
+    l->n_eps = 0;
+}
+
+typedef struct sync_ctx {
+    us *u;
+    ck_buf *portals, *reject;
+    ck_error **err;
+    int rc;
+} sync_ctx;
+
+static bool sync_one(void *ctx, const ck_proxy_service *s)
+{
+    sync_ctx *x = ctx;
+    for (size_t i = 0; i < s->n_ports; i++) {
+        const ck_proxy_port *p = &s->ports[i];
+        cleanup_free char *key = xasprintf("%s/%s", p->name, p->proto);
+        listener *l = find_listener(x->u, key);
+        if (!l && !(l = listener_open(x->u, key, !strcmp(p->proto, "udp"), x->err))) {
+            x->rc = -1;
+            return false;
+        }
+        l->seen = true;
+        const ck_proxy_ep *eps[p->n_eps + 1];
+        size_t n = ck_proxy_port_pick(p, p->int_local, eps);
+        free(l->eps);
+        l->eps = xcalloc(n + 1, sizeof *l->eps);
+        for (size_t j = 0; j < n; j++) {
+            l->eps[j].sin_family = AF_INET;
+            l->eps[j].sin_port = htons((uint16_t)eps[j]->port);
+            inet_pton(AF_INET, eps[j]->ip, &l->eps[j].sin_addr);
+        }
+        l->n_eps = n;
+        const char *pr = p->proto;
+        if (!n) {
+            ck_buf_printf(x->reject, "-A KUBE-PORTALS-REJECT -m comment --comment \"%s has no "
+                          "endpoints\" -m %s -p %s -d %s/32 --dport %d -j REJECT%s\n", p->name, pr, pr,
+                          p->cluster_ip, p->port, !strcmp(pr, "tcp") ? " --reject-with tcp-reset" : "");
+            continue;
+        }
+        for (int h = 0; h < 2; h++) {
+            const char *ch = h ? "KUBE-PORTALS-HOST" : "KUBE-PORTALS-CONTAINER";
+            ck_buf_printf(x->portals, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 "
+                          "--dport %d -j REDIRECT --to-ports %d\n", ch, p->name, pr, pr,
+                          p->cluster_ip, p->port, l->local_port);
+            for (size_t j = 0; j < p->n_external; j++)
+                ck_buf_printf(x->portals, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 "
+                              "--dport %d -j REDIRECT --to-ports %d\n", ch, p->name, pr, pr,
+                              p->external[j], p->port, l->local_port);
+            if (p->node_port)
+                ck_buf_printf(x->portals, "-A %s -m comment --comment \"%s\" -m addrtype --dst-type "
+                              "LOCAL -m %s -p %s --dport %d -j REDIRECT --to-ports %d\n", ch, p->name,
+                              pr, pr, p->node_port, l->local_port);
+        }
+    }
+    return true;
+}
+
+static const struct { const char *table, *chain, *rule; } us_jumps[] = {
+    {"nat", "PREROUTING", "-m comment --comment \"handle ClusterIPs; NOTE: this must be before the NodePort rules\" -j KUBE-PORTALS-CONTAINER"},
+    {"nat", "OUTPUT", "-m comment --comment \"handle ClusterIPs; NOTE: this must be before the NodePort rules\" -j KUBE-PORTALS-HOST"},
+    {"filter", "INPUT", "-m conntrack --ctstate NEW -j KUBE-PORTALS-REJECT"},
+    {"filter", "OUTPUT", "-m conntrack --ctstate NEW -j KUBE-PORTALS-REJECT"},
+    {"filter", "FORWARD", "-m conntrack --ctstate NEW -j KUBE-PORTALS-REJECT"},
+};
+
+/* Userspace syncs are always full: the rules are one small line per port. */
+static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
+{
+    us *u = st;
+    ck_buf portals, reject;
+    ck_buf_init(&portals, 0);
+    ck_buf_init(&reject, 0);
+    pthread_mutex_lock(&u->mu);
+    for (listener *l = u->ls; l; l = l->next)
+        l->seen = false;
+    sync_ctx x = {u, &portals, &reject, err, 0};
+    ck_proxy_model_foreach(m, sync_one, &x);
+    for (listener **p = &u->ls; *p;) {
+        listener *l = *p;
+        if (!l->seen && l->fd >= 0) {
+            listener_close(u, l);
+            l->fd = -1;
+        }
+        p = &l->next;
+    }
+    pthread_mutex_unlock(&u->mu);
+    ck_buf out;
+    ck_buf_init(&out, 0);
+    ck_buf_addstr(&out, "*nat\n:KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n");
+    if (portals.len)
+        ck_buf_add(&out, portals.data, portals.len);
+    ck_buf_addstr(&out, "COMMIT\n*filter\n:KUBE-PORTALS-REJECT - [0:0]\n");
+    if (reject.len)
+        ck_buf_add(&out, reject.data, reject.len);
+    ck_buf_addstr(&out, "COMMIT\n");
+    ck_buf_free(&portals);
+    ck_buf_free(&reject);
+    free(u->script);
+    u->script = ck_buf_steal(&out);
+    if (x.rc < 0 || u->o.dry_run)
+        return x.rc;
+    const char *argv[] = {"iptables-restore", "-w", "--noflush", NULL};
+    if (ck_proxy_exec(argv, u->script, strlen(u->script), NULL, err) < 0)
+        return ck_error_wrap(err, "userspace sync");
+    for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
+        if (ck_proxy_iptables_ensure_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule, err) < 0)
+            return -1;
+    return 0;
+}
+
+static const char *us_last(void *st)
+{
+    return ((us *)st)->script;
+}
+
+static void us_free(void *st)
+{
+    us *u = st;
+    if (!u)
+        return;
+    pthread_mutex_lock(&u->mu);
+    u->running = false;
+    pthread_mutex_unlock(&u->mu);
+    uint64_t one = 1;
+    if (write(u->wakefd, &one, sizeof one) < 0) {
+    }
+    if (!u->o.dry_run)
+        pthread_join(u->thr, NULL);
+    for (listener *l = u->ls, *n; l; l = n) {
+        n = l->next;
+        if (l->fd >= 0)
+            listener_close(u, l);
+        free(l->eps);
+        free(l->key);
+        free(l);
+    }
+    close(u->ep);
+    close(u->wakefd);
+    json_decref(u->applied);
+    free(u->script);
+    free(u);
+}
+
+static int us_cleanup(ck_error **err)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
+        ck_proxy_iptables_delete_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule);
+    if (ck_proxy_iptables_delete_chains("nat", (const char *const[]){"KUBE-PORTALS-", NULL}, err) < 0 ||
+        ck_proxy_iptables_delete_chains("filter", (const char *const[]){"KUBE-PORTALS-", NULL}, err) < 0)
+        return ck_error_wrap(err, "userspace cleanup");
+    return 0;
+}
+
+const ck_proxy_mode ck_proxy_mode_userspace = {
+    .name = "userspace",
+    .probe = us_probe,
+    .new = us_new,
+    .sync = us_sync,
+    .last_script = us_last,
+    .free = us_free,
+    .cleanup = us_cleanup,
+};

@@ -1,0 +1,348 @@
+/* test_proxy.c - the proxy's model and rule rendering (dry run: nothing touches the kernel). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+#include "proxy/model.h"
+#include "proxy/proxy.h"
+
+static json_t *js(const char *text)
+{
+    json_error_t je;
+    json_t *v = json_loads(text, 0, &je);
+    if (!v)
+        fail_msg("bad test JSON: %s", je.text);
+    return v;
+}
+
+#define SVC_WEB                                                                                    \
+    "{\"metadata\":{\"name\":\"web\",\"namespace\":\"default\"},\"spec\":{\"type\":\"NodePort\","  \
+    "\"clusterIP\":\"10.96.100.10\",\"externalIPs\":[\"192.0.2.7\"],\"ports\":[{\"name\":\"http\"," \
+    "\"port\":80,\"protocol\":\"TCP\",\"nodePort\":30080},{\"name\":\"dns\",\"port\":53,"          \
+    "\"protocol\":\"UDP\"}]}}"
+
+static json_t *slice_web(const char *ready2, const char *term2)
+{
+    char *t = xasprintf(
+        "{\"metadata\":{\"name\":\"web-1\",\"namespace\":\"default\",\"labels\":"
+        "{\"kubernetes.io/service-name\":\"web\"}},\"addressType\":\"IPv4\",\"ports\":["
+        "{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"},{\"name\":\"dns\",\"port\":5353,"
+        "\"protocol\":\"UDP\"}],\"endpoints\":["
+        "{\"addresses\":[\"10.244.0.11\"],\"conditions\":{\"ready\":true},\"nodeName\":\"node1\"},"
+        "{\"addresses\":[\"10.244.0.12\"],\"conditions\":{\"ready\":%s,\"serving\":true,"
+        "\"terminating\":%s},\"nodeName\":\"node2\"},"
+        "{\"addresses\":[\"10.244.0.13\"],\"conditions\":{\"ready\":true},\"nodeName\":\"node2\"}]}",
+        ready2, term2);
+    json_t *v = js(t);
+    free(t);
+    return v;
+}
+
+static void test_build_ports(void **state)
+{
+    json_t *svc = js(SVC_WEB), *sl = slice_web("true", "false");
+    json_t *arr = json_pack("[O]", sl);
+    size_t n = 0;
+    ck_proxy_port *p = ck_proxy_build_ports(svc, arr, "node1", &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(p[0].name, "default/web:http");
+    assert_string_equal(p[0].proto, "tcp");
+    assert_int_equal(p[0].node_port, 30080);
+    assert_int_equal(p[0].n_external, 1);
+    assert_int_equal(p[0].n_eps, 3);
+    assert_int_equal(p[0].eps[0].port, 8080);
+    assert_true(p[0].eps[0].local);
+    assert_false(p[0].eps[1].local);
+    assert_string_equal(p[1].proto, "udp");
+    assert_int_equal(p[1].eps[0].port, 5353);
+    assert_int_equal(p[1].node_port, 30080 * 0); /* the UDP port has no nodePort */
+    ck_proxy_ports_free(p, n);
+    json_decref(arr);
+    json_decref(svc);
+    json_decref(sl);
+}
+
+/* Table: which endpoints a path uses (ready, else serving-terminating; local filter). */
+static void test_pick(void **state)
+{
+    static const struct {
+        const char *ready2, *term2;
+        bool local;
+        size_t want;
+    } cases[] = {
+        {"true", "false", false, 3},
+        {"false", "false", false, 2},  /* unready leaves the rotation */
+        {"false", "true", false, 2},   /* others are ready: no fallback */
+        {"true", "false", true, 1},    /* node1 has one */
+    };
+    json_t *svc = js(SVC_WEB);
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        json_t *sl = slice_web(cases[i].ready2, cases[i].term2), *arr = json_pack("[o]", sl);
+        size_t n = 0;
+        ck_proxy_port *p = ck_proxy_build_ports(svc, arr, "node1", &n);
+        const ck_proxy_ep *out[8];
+        assert_int_equal(ck_proxy_port_pick(&p[0], cases[i].local, out), cases[i].want);
+        ck_proxy_ports_free(p, n);
+        json_decref(arr);
+    }
+    json_decref(svc);
+}
+
+static void test_fallback_terminating(void **state)
+{
+    json_t *svc = js(SVC_WEB);
+    json_t *sl = js("{\"metadata\":{\"name\":\"s\",\"namespace\":\"default\",\"labels\":"
+                    "{\"kubernetes.io/service-name\":\"web\"}},\"ports\":[{\"name\":\"http\","
+                    "\"port\":8080}],\"endpoints\":[{\"addresses\":[\"10.244.0.11\"],\"conditions\":"
+                    "{\"ready\":false,\"serving\":true,\"terminating\":true}},{\"addresses\":"
+                    "[\"10.244.0.12\"],\"conditions\":{\"ready\":false,\"serving\":false,"
+                    "\"terminating\":true}}]}");
+    json_t *arr = json_pack("[o]", sl);
+    size_t n = 0;
+    ck_proxy_port *p = ck_proxy_build_ports(svc, arr, "node1", &n);
+    const ck_proxy_ep *out[4];
+    assert_int_equal(ck_proxy_port_pick(&p[0], false, out), 1);
+    assert_string_equal(out[0]->ip, "10.244.0.11");
+    ck_proxy_ports_free(p, n);
+    json_decref(arr);
+    json_decref(svc);
+}
+
+static void test_headless_and_externalname(void **state)
+{
+    const char *svcs[] = {
+        "{\"metadata\":{\"name\":\"h\",\"namespace\":\"d\"},\"spec\":{\"clusterIP\":\"None\",\"ports\":[{\"port\":80}]}}",
+        "{\"metadata\":{\"name\":\"e\",\"namespace\":\"d\"},\"spec\":{\"type\":\"ExternalName\",\"externalName\":\"x.example\"}}",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(svcs); i++) {
+        json_t *s = js(svcs[i]), *arr = json_array();
+        size_t n = 7;
+        assert_null(ck_proxy_build_ports(s, arr, "n", &n));
+        assert_int_equal(n, 0);
+        json_decref(s);
+        json_decref(arr);
+    }
+}
+
+static void test_model_changes(void **state)
+{
+    ck_proxy_model *m = ck_proxy_model_new("node1");
+    json_t *svc = js(SVC_WEB), *sl = slice_web("true", "false");
+    ck_proxy_model_set_service(m, svc);
+    ck_proxy_model_set_slice(m, sl);
+    json_t *ch = ck_proxy_model_take_changes(m);
+    assert_int_equal(json_array_size(ch), 1);
+    assert_string_equal(json_string_value(json_array_get(ch, 0)), "default/web");
+    json_decref(ch);
+    const ck_proxy_service *s = ck_proxy_model_get(m, "default/web");
+    assert_non_null(s);
+    assert_int_equal(s->ports[0].n_eps, 3);
+    ch = ck_proxy_model_take_changes(m);
+    assert_int_equal(json_array_size(ch), 0);
+    json_decref(ch);
+    ck_proxy_model_delete_slice(m, sl);
+    json_decref(ck_proxy_model_take_changes(m));
+    assert_int_equal(ck_proxy_model_get(m, "default/web")->ports[0].n_eps, 0);
+    ck_proxy_model_delete_service(m, svc);
+    json_decref(ck_proxy_model_take_changes(m));
+    assert_null(ck_proxy_model_get(m, "default/web"));
+    assert_int_equal(ck_proxy_model_count(m), 0);
+    json_decref(svc);
+    json_decref(sl);
+    ck_proxy_model_free(m);
+}
+
+static void test_hash16(void **state)
+{
+    char a[17], b[17];
+    ck_proxy_hash16("default/web:httptcp", a);
+    ck_proxy_hash16("default/web:httpudp", b);
+    assert_int_equal(strlen(a), 16);
+    assert_string_not_equal(a, b);
+    for (int i = 0; i < 16; i++)
+        assert_true((a[i] >= 'A' && a[i] <= 'Z') || (a[i] >= '2' && a[i] <= '7'));
+}
+
+/* Render with a mode in dry-run: full, then a partial sync after one change. */
+static char *render(const ck_proxy_mode *mode, const char *ready2, char **partial)
+{
+    ck_proxy_opts o = {.node_name = "node1", .cluster_cidr = "10.244.0.0/16", .dry_run = true};
+    void *st = mode->new(&o, NULL);
+    ck_proxy_model *m = ck_proxy_model_new("node1");
+    json_t *svc = js(SVC_WEB), *sl = slice_web("true", "false");
+    ck_proxy_model_set_service(m, svc);
+    ck_proxy_model_set_slice(m, sl);
+    json_decref(ck_proxy_model_take_changes(m));
+    assert_int_equal(mode->sync(st, m, NULL, NULL), 0);
+    char *full = xstrdup(mode->last_script(st));
+    json_t *sl2 = slice_web(ready2, "false");
+    ck_proxy_model_set_slice(m, sl2);
+    json_t *ch = ck_proxy_model_take_changes(m);
+    assert_int_equal(mode->sync(st, m, ch, NULL), 0);
+    *partial = xstrdup(mode->last_script(st));
+    json_decref(ch);
+    json_decref(svc);
+    json_decref(sl);
+    json_decref(sl2);
+    ck_proxy_model_free(m);
+    mode->free(st);
+    return full;
+}
+
+static void test_iptables_render(void **state)
+{
+    char *partial = NULL;
+    char *full = render(&ck_proxy_mode_iptables, "false", &partial);
+    /* upstream layout and the pieces the issue names */
+    static const char *const want[] = {
+        "*nat\n", ":KUBE-SERVICES - [0:0]", "-A KUBE-SERVICES -m comment --comment \"default/web:http cluster IP\" -m tcp -p tcp -d 10.96.100.10/32 --dport 80 -j KUBE-SVC-",
+        "-m statistic --mode random --probability 0.3333333333", "-j DNAT --to-destination 10.244.0.11:8080",
+        "-A KUBE-NODEPORTS -m comment --comment default/web:http -m tcp -p tcp --dport 30080 -j KUBE-EXT-",
+        "-d 192.0.2.7/32 --dport 80 -j KUBE-EXT-", "! -s 10.244.0.0/16 -j KUBE-MARK-MASQ",
+        "-s 10.244.0.11/32 -j KUBE-MARK-MASQ", "-j MASQUERADE --random-fully",
+        "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\nCOMMIT", "*filter\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        if (!strstr(full, want[i]))
+            fail_msg("full iptables script lacks \"%s\"", want[i]);
+    /* one endpoint unready: only that service's chains rewritten, its SEP chain deleted */
+    assert_null(strstr(partial, ":KUBE-SERVICES"));
+    assert_non_null(strstr(partial, "-X KUBE-SEP-"));
+    assert_non_null(strstr(partial, "--probability 0.5000000000"));
+    assert_null(strstr(partial, "10.244.0.12:8080"));
+    free(full);
+    free(partial);
+}
+
+static void test_iptables_no_endpoints_reject(void **state)
+{
+    ck_proxy_opts o = {.node_name = "node1", .dry_run = true};
+    void *st = ck_proxy_mode_iptables.new(&o, NULL);
+    ck_proxy_model *m = ck_proxy_model_new("node1");
+    json_t *svc = js(SVC_WEB);
+    ck_proxy_model_set_service(m, svc);
+    json_decref(ck_proxy_model_take_changes(m));
+    assert_int_equal(ck_proxy_mode_iptables.sync(st, m, NULL, NULL), 0);
+    const char *s = ck_proxy_mode_iptables.last_script(st);
+    assert_non_null(strstr(s, "-A KUBE-SERVICES -m comment --comment \"default/web:http has no endpoints\" -m tcp -p tcp -d 10.96.100.10/32 --dport 80 -j REJECT --reject-with tcp-reset"));
+    assert_non_null(strstr(s, "--dport 30080 -j REJECT --reject-with tcp-reset"));
+    assert_null(strstr(s, "KUBE-SVC-"));
+    json_decref(svc);
+    ck_proxy_model_free(m);
+    ck_proxy_mode_iptables.free(st);
+}
+
+static void test_nftables_render(void **state)
+{
+    char *partial = NULL;
+    char *full = render(&ck_proxy_mode_nftables, "false", &partial);
+    static const char *const want[] = {
+        "delete table ip kube-proxy", "map ep { typeof meta mark . numgen random mod 1 : ip daddr . th dport; }",
+        "add element ip kube-proxy svc { ", "10.96.100.10 . tcp . 80 : 0x", "tcp . 30080 : 0x",
+        "192.0.2.7 . tcp . 80 : 0x", "10.244.0.13 . 8080", "ip saddr != 10.244.0.0/16 ct mark set 0x4000",
+        "add chain ip kube-proxy pick-3", "ct status dnat ip saddr . ip daddr @hairpin masquerade",
+        "add element ip kube-proxy hairpin { 10.244.0.11 . 10.244.0.11 }",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        if (!strstr(full, want[i]))
+            fail_msg("full nft script lacks \"%s\"\n%s", want[i], full);
+    /* the partial sync only touches elements: no table rebuild */
+    assert_null(strstr(partial, "delete table"));
+    assert_non_null(strstr(partial, "delete element ip kube-proxy svc { "));
+    assert_non_null(strstr(partial, "10.96.100.10 . tcp . 80"));
+    assert_non_null(strstr(partial, "add chain ip kube-proxy pick-2"));
+    assert_null(strstr(partial, "10.244.0.12 . 8080"));
+    free(full);
+    free(partial);
+}
+
+static void test_nftables_affinity(void **state)
+{
+    ck_proxy_opts o = {.node_name = "node1", .dry_run = true};
+    void *st = ck_proxy_mode_nftables.new(&o, NULL);
+    ck_proxy_model *m = ck_proxy_model_new("node1");
+    json_t *svc = js(SVC_WEB), *sl = slice_web("true", "false");
+    json_object_set_new(json_object_get(svc, "spec"), "sessionAffinity", json_string("ClientIP"));
+    ck_proxy_model_set_service(m, svc);
+    ck_proxy_model_set_slice(m, sl);
+    json_decref(ck_proxy_model_take_changes(m));
+    assert_int_equal(ck_proxy_mode_nftables.sync(st, m, NULL, NULL), 0);
+    const char *s = ck_proxy_mode_nftables.last_script(st);
+    assert_non_null(strstr(s, "flags dynamic,timeout; timeout 10800s;"));
+    assert_non_null(strstr(s, "update @aff-1-0 { ip saddr }"));
+    assert_non_null(strstr(s, "numgen random mod 3 vmap { 0 : goto aff-1-e0"));
+    json_decref(svc);
+    json_decref(sl);
+    ck_proxy_model_free(m);
+    ck_proxy_mode_nftables.free(st);
+}
+
+static void test_iptables_affinity(void **state)
+{
+    ck_proxy_opts o = {.node_name = "node1", .dry_run = true};
+    void *st = ck_proxy_mode_iptables.new(&o, NULL);
+    ck_proxy_model *m = ck_proxy_model_new("node1");
+    json_t *svc = js(SVC_WEB), *sl = slice_web("true", "false");
+    json_object_set_new(json_object_get(svc, "spec"), "sessionAffinity", json_string("ClientIP"));
+    ck_proxy_model_set_service(m, svc);
+    ck_proxy_model_set_slice(m, sl);
+    json_decref(ck_proxy_model_take_changes(m));
+    assert_int_equal(ck_proxy_mode_iptables.sync(st, m, NULL, NULL), 0);
+    const char *s = ck_proxy_mode_iptables.last_script(st);
+    assert_non_null(strstr(s, "--rcheck --seconds 10800 --reap -j KUBE-SEP-"));
+    assert_non_null(strstr(s, "-m recent --set --name KUBE-SEP-"));
+    json_decref(svc);
+    json_decref(sl);
+    ck_proxy_model_free(m);
+    ck_proxy_mode_iptables.free(st);
+}
+
+static void test_mode_find(void **state)
+{
+    assert_ptr_equal(ck_proxy_mode_find("iptables"), &ck_proxy_mode_iptables);
+    assert_ptr_equal(ck_proxy_mode_find("nftables"), &ck_proxy_mode_nftables);
+    assert_ptr_equal(ck_proxy_mode_find("userspace"), &ck_proxy_mode_userspace);
+    assert_ptr_equal(ck_proxy_mode_find("ipvs"), &ck_proxy_mode_ipvs);
+    assert_null(ck_proxy_mode_find("kernelspace"));
+}
+
+static void test_exec(void **state)
+{
+    char *out = NULL;
+    const char *cat[] = {"cat", NULL};
+    assert_int_equal(ck_proxy_exec(cat, "hello\n", 6, &out, NULL), 0);
+    assert_string_equal(out, "hello\n");
+    free(out);
+    ck_error *e = NULL;
+    const char *f[] = {"sh", "-c", "echo boom >&2; exit 3", NULL};
+    assert_int_equal(ck_proxy_exec(f, NULL, 0, NULL, &e), -1);
+    assert_non_null(strstr(e->msg, "boom"));
+    ck_error_free(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_build_ports),
+        cmocka_unit_test(test_pick),
+        cmocka_unit_test(test_fallback_terminating),
+        cmocka_unit_test(test_headless_and_externalname),
+        cmocka_unit_test(test_model_changes),
+        cmocka_unit_test(test_hash16),
+        cmocka_unit_test(test_iptables_render),
+        cmocka_unit_test(test_iptables_no_endpoints_reject),
+        cmocka_unit_test(test_iptables_affinity),
+        cmocka_unit_test(test_nftables_render),
+        cmocka_unit_test(test_nftables_affinity),
+        cmocka_unit_test(test_mode_find),
+        cmocka_unit_test(test_exec),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -45,6 +45,7 @@ typedef struct server {
     const char *bind;
     const char *etcd;          /* NULL: the apiserver's embedded SQLite store */
     bool disable_agent;
+    bool disable_kube_proxy;   /* k3s's flag: run the kubelet but not the proxy */
     const char *tls_san;       /* comma-separated extra SANs */
     char *node_name;
     char *url;                 /* how local clients reach the API server */
@@ -147,6 +148,8 @@ static bool command_built_in(const char *name)
  * run once their command exists. */
 static bool component_enabled(const server *s, const component *c)
 {
+    if (s->disable_kube_proxy && !strcmp(c->name, "proxy"))
+        return false;
     return !(c->agent && s->disable_agent) &&
            (command_built_in(c->name) || (c->required && s->self_override));
 }
@@ -436,7 +439,8 @@ static int run(server *s, int sfd)
     s->sup = ck_supervisor_new(&o);
     for (size_t i = 0; i < ARRAY_SIZE(components); i++) {
         const component *c = &components[i];
-        if (!(c->agent && s->disable_agent) && !component_enabled(s, c))
+        if (!(c->agent && s->disable_agent) &&
+            !(s->disable_kube_proxy && !strcmp(c->name, "proxy")) && !component_enabled(s, c))
             log_info("%s: not built into this binary yet; not started", c->name);
     }
     log_info("starting a cluster in %s; API server at %s", s->dir, s->url);
@@ -494,7 +498,7 @@ int cmd_server(int argc, char **argv)
 {
     char *data_dir = NULL, *bind = "0.0.0.0", *etcd = NULL, *tls_san = NULL;
     long port = 6443;
-    bool disable_agent = false;
+    bool disable_agent = false, disable_kube_proxy = false;
     ck_flag flags[] = {
         {"data-dir", CK_FLAG_STRING, &data_dir,
          "Directory for all cluster state: pki/, db/, kubeconfig (required)"},
@@ -505,6 +509,8 @@ int cmd_server(int argc, char **argv)
          "Comma-separated etcd URLs; default: the embedded SQLite store in DIR/db"},
         {"disable-agent", CK_FLAG_BOOL, &disable_agent,
          "Do not run the node components (kubelet, proxy) on this machine"},
+        {"disable-kube-proxy", CK_FLAG_BOOL, &disable_kube_proxy,
+         "Run the kubelet but not the service proxy (its rules go into this network namespace)"},
         {"tls-san", CK_FLAG_STRING, &tls_san,
          "Comma-separated extra host names or IPs for the API server's certificate"},
     };
@@ -522,7 +528,7 @@ int cmd_server(int argc, char **argv)
 
     ck_log_init("server", CK_LOG_INFO);
     server s = {.port = port, .bind = bind, .etcd = etcd, .disable_agent = disable_agent,
-                .tls_san = tls_san, .lock_fd = -1};
+                .disable_kube_proxy = disable_kube_proxy, .tls_san = tls_san, .lock_fd = -1};
     /* Signals arrive through a signalfd, polled with the children's pidfds.  Blocked before any
      * work, so a SIGTERM during start-up is a clean stop too. */
     sigset_t mask;

@@ -1,6 +1,11 @@
 /* watch.c - watch over chunked HTTP without a thread per watch.
  *
- * One watch cache (store/watchcache.h) per resource, created at startup.  A watch request starts a
+ * One watch cache (store/watchcache.h) on all of /registry/, created at startup and shared by every
+ * resource: each watcher filters by its resource's key prefix, so one backend watch and one
+ * dispatch thread serve all types (a cache per type cost two idle threads each, ~2 MB of RSS for
+ * ~35 types).  Every key belongs to exactly one resource prefix, so the per-event memo slots below
+ * are never shared between two types.  The window is global, as resourceVersions are, and sized
+ * for all types together (SHARED_WINDOW).  A watch request starts a
  * chunked stream, optionally writes the initial ADDED events (resourceVersion "" / "0" /
  * sendInitialEvents) from a store list at revision R, then registers a cache watcher from R (or
  * from the client's resourceVersion).  From then on the cache's dispatch thread calls us with each
@@ -56,9 +61,13 @@ typedef struct watch {
     bool ended;
 } watch;
 
+/* events of all types together: four times a single type's default */
+#define SHARED_WINDOW (4 * CK_WC_DEFAULT_WINDOW)
+
 struct ck_watch_hub {
     ck_apiserver *srv;
-    ck_watchcache **caches;     /* by resource index */
+    ck_watchcache *shared;      /* all of /registry/ */
+    ck_watchcache **caches;     /* by resource index: `shared`, or NULL if not watchable */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     watch *head;
@@ -373,19 +382,16 @@ ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err)
     h->caches = xcalloc(ck_nresources, sizeof *h->caches);
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
-    ck_watchcache_opts o = {.window_events = CK_WC_DEFAULT_WINDOW, .bookmark_interval_ms = 60000};
-    for (size_t i = 0; i < ck_nresources; i++) {
-        const ck_resource *r = &ck_resources[i];
-        if (!ck_word_in(r->verbs, "watch"))
-            continue;
-        cleanup_free char *prefix = ck_resource_key_prefix(r, NULL);
-        h->caches[i] = ck_watchcache_new(s->store, prefix, &o, err);
-        if (!h->caches[i]) {
-            ck_error_wrap(err, "watch cache for %s", prefix);
-            ck_watch_hub_free(h);
-            return NULL;
-        }
+    ck_watchcache_opts o = {.window_events = SHARED_WINDOW, .bookmark_interval_ms = 60000};
+    h->shared = ck_watchcache_new(s->store, "/registry/", &o, err);
+    if (!h->shared) {
+        ck_error_wrap(err, "watch cache for /registry/");
+        ck_watch_hub_free(h);
+        return NULL;
     }
+    for (size_t i = 0; i < ck_nresources; i++)
+        if (ck_word_in(ck_resources[i].verbs, "watch"))
+            h->caches[i] = h->shared;
     if (pthread_create(&h->reaper, NULL, reaper_main, h) != 0) {
         ck_error_set(err, CK_E_INTERNAL, "start the watch reaper thread");
         h->reaper = 0;
@@ -416,9 +422,8 @@ void ck_watch_hub_free(ck_watch_hub *h)
         watch_free(w);
     }
     h->head = NULL;
-    for (size_t i = 0; i < ck_nresources; i++)
-        if (h->caches[i])
-            ck_watchcache_free(h->caches[i]);
+    if (h->shared)
+        ck_watchcache_free(h->shared);
     free(h->caches);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);

@@ -382,7 +382,9 @@ ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err)
     h->caches = xcalloc(ck_nresources, sizeof *h->caches);
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
-    ck_watchcache_opts o = {.window_events = SHARED_WINDOW, .bookmark_interval_ms = 60000};
+    /* the byte cap keeps a burst of big objects from holding 40,000 of them */
+    ck_watchcache_opts o = {.window_events = SHARED_WINDOW, .window_bytes = 64u << 20,
+                            .bookmark_interval_ms = 60000};
     h->shared = ck_watchcache_new(s->store, "/registry/", &o, err);
     if (!h->shared) {
         ck_error_wrap(err, "watch cache for /registry/");

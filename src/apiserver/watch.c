@@ -162,6 +162,32 @@ static json_t *table_of(const ck_resource *r, json_t *obj)
     return t;
 }
 
+/* A plain (not Table) line straight from the stored text of the new (or, with `prev`, the
+ * previous) object with the event's revision spliced in: no parse, no print (stored values are
+ * our own compact dumps, as the list path relies on too).  NULL if there is no such text or it
+ * is not the object we expect; the caller then prints the parsed object. */
+static const ck_wc_memo *raw_line(ck_wc_event *e, unsigned slot, const char *type, bool prev)
+{
+    const ck_wc_memo *m = ck_wc_event_memo(e, slot);
+    if (m)
+        return m;
+    const ck_event *ev = ck_wc_event_get(e);
+    const char *v = prev ? (ev->prev.key ? ev->prev.value : NULL)
+                         : (ev->type == CK_EVENT_PUT ? ev->kv.value : NULL);
+    size_t n = prev ? ev->prev.value_len : ev->kv.value_len;
+    if (!v)
+        return NULL;
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    if (ck_buf_printf(&b, "{\"type\":\"%s\",\"object\":", type) < 0 ||
+        ck_json_splice_rv(v, n, ev->revision, &b) < 0 || ck_buf_add(&b, "}\n", 2) < 0) {
+        ck_buf_free(&b);
+        return NULL;
+    }
+    size_t len = b.len;
+    return ck_wc_event_memo_set(e, slot, ck_buf_steal(&b), len, free);
+}
+
 static const ck_wc_memo *event_line(ck_wc_event *e, const ck_resource *r, unsigned slot,
                                     const char *type, json_t *obj, bool table)
 {
@@ -257,16 +283,24 @@ static void on_note(void *ctx, const ck_wc_note *n)
     const char *natural = ev->type == CK_EVENT_DELETE ? "DELETED" : ev->created ? "ADDED" : "MODIFIED";
     unsigned base = w->table ? SLOT_TABLE_LINE : SLOT_LINE;
     const ck_wc_memo *line = NULL;
+    bool del = ev->type == CK_EVENT_DELETE;
     if (!w->filtered) {
-        json_t *obj = ev->type == CK_EVENT_DELETE ? event_prev_obj(e, w->res) : event_new_obj(e);
-        if (!json_is_object(obj))
-            return;
-        line = event_line(e, w->res, base, natural, obj, w->table);
-    } else if (ev->type == CK_EVENT_DELETE) {
+        if (!w->table)
+            line = raw_line(e, base, natural, del);
+        if (!line) {
+            json_t *obj = del ? event_prev_obj(e, w->res) : event_new_obj(e);
+            if (!json_is_object(obj))
+                return;
+            line = event_line(e, w->res, base, natural, obj, w->table);
+        }
+    } else if (del) {
         json_t *prev = event_prev_obj(e, w->res);
         if (!matches(w, prev))
             return;
-        line = event_line(e, w->res, base, natural, prev, w->table);
+        if (!w->table)
+            line = raw_line(e, base, natural, true);
+        if (!line)
+            line = event_line(e, w->res, base, natural, prev, w->table);
     } else {
         json_t *cur = event_new_obj(e);
         bool now = matches(w, cur);
@@ -277,16 +311,26 @@ static void on_note(void *ctx, const ck_wc_note *n)
             before = matches(w, event_prev_obj(e, w->res));
         else
             before = now;
-        if (now && (before || ev->created))
-            line = event_line(e, w->res, base, natural, cur, w->table);
-        else if (now)
-            line = event_line(e, w->res, w->table ? SLOT_TABLE_ADD : SLOT_ADD_LINE, "ADDED", cur,
-                              w->table);
-        else if (before)
-            line = event_line(e, w->res, w->table ? SLOT_TABLE_DEL : SLOT_DEL_LINE, "DELETED",
-                              event_prev_obj(e, w->res), w->table);
-        else
+        if (now && (before || ev->created)) {
+            if (!w->table)
+                line = raw_line(e, base, natural, false);
+            if (!line)
+                line = event_line(e, w->res, base, natural, cur, w->table);
+        } else if (now) {
+            if (!w->table)
+                line = raw_line(e, SLOT_ADD_LINE, "ADDED", false);
+            if (!line)
+                line = event_line(e, w->res, w->table ? SLOT_TABLE_ADD : SLOT_ADD_LINE, "ADDED",
+                                  cur, w->table);
+        } else if (before) {
+            if (!w->table)
+                line = raw_line(e, SLOT_DEL_LINE, "DELETED", true);
+            if (!line)
+                line = event_line(e, w->res, w->table ? SLOT_TABLE_DEL : SLOT_DEL_LINE, "DELETED",
+                                  event_prev_obj(e, w->res), w->table);
+        } else {
             return;
+        }
     }
     if (line && w->partial)
         write_partial(w, line->data, line->len);

@@ -198,6 +198,17 @@ int ck_namespace_check(ck_apiserver *s, const ck_resource *r, const char *ns, co
         return 0;
     const ck_resource *nsr = ck_resource_find("", "v1", "namespaces");
     ck_error *e = NULL;
+    /* Fast path, run on every namespaced create: the stored text is our own compact dump (keys
+     * and "Terminating" are never escaped), so if neither marker occurs in it the namespace is
+     * not terminating and parsing it (~15% of a create's CPU) can be skipped. */
+    cleanup_free char *key = ck_resource_key(nsr, NULL, ns);
+    ck_kv kv = {0};
+    if (ck_store_get(s->store, key, &kv, NULL) == 0) {
+        bool maybe = strstr(kv.value, "\"deletionTimestamp\"") || strstr(kv.value, "Terminating");
+        ck_kv_free(&kv);
+        if (!maybe)
+            return 0;
+    }
     json_t *o = ck_rest_read(s, nsr, NULL, ns, NULL, &e);
     if (!o) {
         if (err)
@@ -295,8 +306,11 @@ static bool is_service(const ck_resource *r)
     return !r->group[0] && !strcmp(r->resource, "services");
 }
 
-json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
-                           const ck_write_opts *o, ck_error **err)
+/* resp: if not NULL, gets the response text on a stored create: the stored text with the
+ * resourceVersion spliced in, which saves printing the object a second time (left empty for a
+ * dry run, or if the splice fails: then the caller prints the returned object). */
+static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
+                          const ck_write_opts *o, ck_buf *resp, ck_error **err)
 {
     ck_apiserver *s = c->srv;
     if (check_type(r, obj, err) < 0 || set_namespace(r, obj, ns, err) < 0)
@@ -369,6 +383,8 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
         ck_metrics_store("create", since(t0));
         if (rc == 0) {
             ck_meta_set_rv(obj, rev);
+            if (resp && ck_json_splice_rv(text, len, rev, resp) < 0)
+                ck_buf_reset(resp);
             json_incref(obj);
             return obj;
         }
@@ -393,6 +409,12 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
         }
         return NULL;
     }
+}
+
+json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
+                           const ck_write_opts *o, ck_error **err)
+{
+    return create_obj(c, r, ns, obj, o, NULL, err);
 }
 
 /* Copy-compare ignoring what every write changes anyway. */
@@ -844,11 +866,21 @@ static void do_create(ck_reqctx *c)
         return ck_respond_error(c, e);
     }
     json_decref(dups);
-    json_t *out = ck_rest_create_obj(c, r, ns_of(c), obj, &o, &e);
+    ck_buf resp;
+    ck_buf_init(&resp, 0);
+    json_t *out = create_obj(c, r, ns_of(c), obj, &o, &resp, &e);
     json_decref(obj);
-    if (!out)
+    if (!out) {
+        ck_buf_free(&resp);
         return ck_respond_error(c, e);
-    ck_respond_json(c, 201, out);
+    }
+    if (resp.len) {
+        json_decref(out);
+        ck_respond_text(c, 201, "application/json", resp.data);
+    } else {
+        ck_respond_json(c, 201, out);
+    }
+    ck_buf_free(&resp);
 }
 
 int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err)

@@ -1,6 +1,11 @@
 /* watch.c - watch over chunked HTTP without a thread per watch.
  *
- * One watch cache (store/watchcache.h) per resource, created at startup.  A watch request starts a
+ * One watch cache (store/watchcache.h) on all of /registry/, created at startup and shared by every
+ * resource: each watcher filters by its resource's key prefix, so one backend watch and one
+ * dispatch thread serve all types (a cache per type cost two idle threads each, ~2 MB of RSS for
+ * ~35 types).  Every key belongs to exactly one resource prefix, so the per-event memo slots below
+ * are never shared between two types.  The window is global, as resourceVersions are, and sized
+ * for all types together (SHARED_WINDOW).  A watch request starts a
  * chunked stream, optionally writes the initial ADDED events (resourceVersion "" / "0" /
  * sendInitialEvents) from a store list at revision R, then registers a cache watcher from R (or
  * from the client's resourceVersion).  From then on the cache's dispatch thread calls us with each
@@ -56,9 +61,13 @@ typedef struct watch {
     bool ended;
 } watch;
 
+/* events of all types together: four times a single type's default */
+#define SHARED_WINDOW (4 * CK_WC_DEFAULT_WINDOW)
+
 struct ck_watch_hub {
     ck_apiserver *srv;
-    ck_watchcache **caches;     /* by resource index */
+    ck_watchcache *shared;      /* all of /registry/ */
+    ck_watchcache **caches;     /* by resource index: `shared`, or NULL if not watchable */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     watch *head;
@@ -151,6 +160,32 @@ static json_t *table_of(const ck_resource *r, json_t *obj)
     json_t *t = ck_table_wrap(r, items, NULL, rv ? strtoll(rv, NULL, 10) : 0);
     json_decref(items);
     return t;
+}
+
+/* A plain (not Table) line straight from the stored text of the new (or, with `prev`, the
+ * previous) object with the event's revision spliced in: no parse, no print (stored values are
+ * our own compact dumps, as the list path relies on too).  NULL if there is no such text or it
+ * is not the object we expect; the caller then prints the parsed object. */
+static const ck_wc_memo *raw_line(ck_wc_event *e, unsigned slot, const char *type, bool prev)
+{
+    const ck_wc_memo *m = ck_wc_event_memo(e, slot);
+    if (m)
+        return m;
+    const ck_event *ev = ck_wc_event_get(e);
+    const char *v = prev ? (ev->prev.key ? ev->prev.value : NULL)
+                         : (ev->type == CK_EVENT_PUT ? ev->kv.value : NULL);
+    size_t n = prev ? ev->prev.value_len : ev->kv.value_len;
+    if (!v)
+        return NULL;
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    if (ck_buf_printf(&b, "{\"type\":\"%s\",\"object\":", type) < 0 ||
+        ck_json_splice_rv(v, n, ev->revision, &b) < 0 || ck_buf_add(&b, "}\n", 2) < 0) {
+        ck_buf_free(&b);
+        return NULL;
+    }
+    size_t len = b.len;
+    return ck_wc_event_memo_set(e, slot, ck_buf_steal(&b), len, free);
 }
 
 static const ck_wc_memo *event_line(ck_wc_event *e, const ck_resource *r, unsigned slot,
@@ -248,16 +283,24 @@ static void on_note(void *ctx, const ck_wc_note *n)
     const char *natural = ev->type == CK_EVENT_DELETE ? "DELETED" : ev->created ? "ADDED" : "MODIFIED";
     unsigned base = w->table ? SLOT_TABLE_LINE : SLOT_LINE;
     const ck_wc_memo *line = NULL;
+    bool del = ev->type == CK_EVENT_DELETE;
     if (!w->filtered) {
-        json_t *obj = ev->type == CK_EVENT_DELETE ? event_prev_obj(e, w->res) : event_new_obj(e);
-        if (!json_is_object(obj))
-            return;
-        line = event_line(e, w->res, base, natural, obj, w->table);
-    } else if (ev->type == CK_EVENT_DELETE) {
+        if (!w->table)
+            line = raw_line(e, base, natural, del);
+        if (!line) {
+            json_t *obj = del ? event_prev_obj(e, w->res) : event_new_obj(e);
+            if (!json_is_object(obj))
+                return;
+            line = event_line(e, w->res, base, natural, obj, w->table);
+        }
+    } else if (del) {
         json_t *prev = event_prev_obj(e, w->res);
         if (!matches(w, prev))
             return;
-        line = event_line(e, w->res, base, natural, prev, w->table);
+        if (!w->table)
+            line = raw_line(e, base, natural, true);
+        if (!line)
+            line = event_line(e, w->res, base, natural, prev, w->table);
     } else {
         json_t *cur = event_new_obj(e);
         bool now = matches(w, cur);
@@ -268,16 +311,26 @@ static void on_note(void *ctx, const ck_wc_note *n)
             before = matches(w, event_prev_obj(e, w->res));
         else
             before = now;
-        if (now && (before || ev->created))
-            line = event_line(e, w->res, base, natural, cur, w->table);
-        else if (now)
-            line = event_line(e, w->res, w->table ? SLOT_TABLE_ADD : SLOT_ADD_LINE, "ADDED", cur,
-                              w->table);
-        else if (before)
-            line = event_line(e, w->res, w->table ? SLOT_TABLE_DEL : SLOT_DEL_LINE, "DELETED",
-                              event_prev_obj(e, w->res), w->table);
-        else
+        if (now && (before || ev->created)) {
+            if (!w->table)
+                line = raw_line(e, base, natural, false);
+            if (!line)
+                line = event_line(e, w->res, base, natural, cur, w->table);
+        } else if (now) {
+            if (!w->table)
+                line = raw_line(e, SLOT_ADD_LINE, "ADDED", false);
+            if (!line)
+                line = event_line(e, w->res, w->table ? SLOT_TABLE_ADD : SLOT_ADD_LINE, "ADDED",
+                                  cur, w->table);
+        } else if (before) {
+            if (!w->table)
+                line = raw_line(e, SLOT_DEL_LINE, "DELETED", true);
+            if (!line)
+                line = event_line(e, w->res, w->table ? SLOT_TABLE_DEL : SLOT_DEL_LINE, "DELETED",
+                                  event_prev_obj(e, w->res), w->table);
+        } else {
             return;
+        }
     }
     if (line && w->partial)
         write_partial(w, line->data, line->len);
@@ -373,19 +426,18 @@ ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err)
     h->caches = xcalloc(ck_nresources, sizeof *h->caches);
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
-    ck_watchcache_opts o = {.window_events = CK_WC_DEFAULT_WINDOW, .bookmark_interval_ms = 60000};
-    for (size_t i = 0; i < ck_nresources; i++) {
-        const ck_resource *r = &ck_resources[i];
-        if (!ck_word_in(r->verbs, "watch"))
-            continue;
-        cleanup_free char *prefix = ck_resource_key_prefix(r, NULL);
-        h->caches[i] = ck_watchcache_new(s->store, prefix, &o, err);
-        if (!h->caches[i]) {
-            ck_error_wrap(err, "watch cache for %s", prefix);
-            ck_watch_hub_free(h);
-            return NULL;
-        }
+    /* the byte cap keeps a burst of big objects from holding 40,000 of them */
+    ck_watchcache_opts o = {.window_events = SHARED_WINDOW, .window_bytes = 64u << 20,
+                            .bookmark_interval_ms = 60000};
+    h->shared = ck_watchcache_new(s->store, "/registry/", &o, err);
+    if (!h->shared) {
+        ck_error_wrap(err, "watch cache for /registry/");
+        ck_watch_hub_free(h);
+        return NULL;
     }
+    for (size_t i = 0; i < ck_nresources; i++)
+        if (ck_word_in(ck_resources[i].verbs, "watch"))
+            h->caches[i] = h->shared;
     if (pthread_create(&h->reaper, NULL, reaper_main, h) != 0) {
         ck_error_set(err, CK_E_INTERNAL, "start the watch reaper thread");
         h->reaper = 0;
@@ -416,9 +468,8 @@ void ck_watch_hub_free(ck_watch_hub *h)
         watch_free(w);
     }
     h->head = NULL;
-    for (size_t i = 0; i < ck_nresources; i++)
-        if (h->caches[i])
-            ck_watchcache_free(h->caches[i]);
+    if (h->shared)
+        ck_watchcache_free(h->shared);
     free(h->caches);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);

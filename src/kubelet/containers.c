@@ -155,16 +155,16 @@ static void write_etc(ck_kubelet *k, pod_rec *r, json_t *pod)
         ck_buf_addstr(&b, "\n");
     }
     cleanup_free char *hosts = xasprintf("%s/etc-hosts", r->dir);
-    ck_write_file_atomic(hosts, b.data, b.len, 0644);
+    ck_write_file_nosync(hosts, b.data, b.len, 0644);
     ck_buf_reset(&b);
     /* cluster DNS lives at the conventional service IP; nothing outside is named */
     ck_buf_printf(&b, "search %s.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n", r->ns);
     cleanup_free char *resolv = xasprintf("%s/etc-resolv.conf", r->dir);
-    ck_write_file_atomic(resolv, b.data, b.len, 0644);
+    ck_write_file_nosync(resolv, b.data, b.len, 0644);
     ck_buf_reset(&b);
     ck_buf_printf(&b, "%s\n", name);
     cleanup_free char *hostname = xasprintf("%s/etc-hostname", r->dir);
-    ck_write_file_atomic(hostname, b.data, b.len, 0644);
+    ck_write_file_nosync(hostname, b.data, b.len, 0644);
     ck_buf_free(&b);
     (void)k;
 }
@@ -266,7 +266,8 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
     int attempt = c->attempt + 1;
     cleanup_free char *id = xasprintf("%s-%s-%d", r->uid, c->name, attempt);
     cleanup_free char *dir = ctr_dir(r, c, attempt);
-    remove_attempt(k, r, c, id, attempt);  /* leftovers of a failed try */
+    if (access(dir, F_OK) == 0)
+        remove_attempt(k, r, c, id, attempt);  /* leftovers of a failed try */
     ck_mkdir_p(dir, 0755);
     cleanup_free char *logdir0 = ck_pod_log_dir(k, r);
     cleanup_free char *logdir = xasprintf("%s/%s", logdir0, c->name);

@@ -88,6 +88,8 @@ int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], in
 /* Run a command; returns its exit status (0..255) or -1.  stdout+stderr captured into *out. */
 int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], int timeout_ms,
                char **out, ck_error **err);
+/* tmp + rename without fsync: the kubelet's own files are rebuilt from the API after a crash. */
+int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode);
 /* The `ckube kubelet-shim` entry point. */
 int ck_shim_main(int argc, char **argv);
 

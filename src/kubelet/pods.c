@@ -139,7 +139,7 @@ void ck_rec_save(pod_rec *r)
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     cleanup_free char *path = xasprintf("%s/state.json", r->dir);
-    ck_write_file_atomic(path, s, strlen(s), 0600);
+    ck_write_file_nosync(path, s, strlen(s), 0600);
     free(s);
 }
 

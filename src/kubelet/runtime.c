@@ -2,7 +2,7 @@
  *
  * Each container runs under a shim (`ckube kubelet-shim`, a double-forked, session-leading child
  * reparented away from the kubelet, like conmon): it is the child subreaper of `runc create`, so
- * the container's init becomes its child; it holds the read ends of the container's stdout and
+ * the container's init becomes its child (`runc run --detach`: one runtime exec); it holds the read ends of the container's stdout and
  * stderr pipes and writes them to the log file in CRI format; when init exits it writes
  * "<exit code> <finished wall ns>" to the exit file and leaves.  The kubelet therefore needs no
  * live link to a container: a restarted kubelet finds containers running (pid alive, no exit file)
@@ -141,6 +141,20 @@ int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], i
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode)
+{
+    cleanup_free char *tmp = xasprintf("%s.tmp.%d.%lld", path, (int)getpid(), (long long)ck_now_ns());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, data, len);
+    if (close(fd) < 0 || n != (ssize_t)len || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
 }
 
 /* Run a runtime subcommand; non-zero exit -> error with its output. */
@@ -390,27 +404,28 @@ int ck_shim_main(int argc, char **argv)
         shim_report(sync, "err open log %s: %s\n", log_path, strerror(errno));
         return 1;
     }
-    int outp[2], errp[2], msgp[2];
-    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(msgp, O_CLOEXEC) < 0) {
+    int outp[2], errp[2];
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
         shim_report(sync, "err pipe: %s\n", strerror(errno));
         return 1;
     }
     cleanup_free char *pidfile = xasprintf("%s/init.pid", bundle);
-    char *create[] = {runc, "--root", rroot, "create", "--bundle", bundle, "--pid-file", pidfile,
-                      id, NULL};
-    /* The runtime's own stdio is the container's; its errors come from its --log file.  */
-    int rc = shim_spawn(create, outp[1], errp[1]);
+    char *run[] = {runc, "--root", rroot, "run", "--detach", "--bundle", bundle, "--pid-file",
+                   pidfile, id, NULL};
+    /* One runtime exec (run --detach = create + start).  The runtime's own stdio is the
+     * container's, so its error message arrives on the stderr pipe. */
+    int rc = shim_spawn(run, outp[1], errp[1]);
     close(outp[1]);
     close(errp[1]);
     if (rc != 0) {
-        /* runc prints its error to stderr, which is the container's stderr pipe here */
         char ebuf[2048];
         fcntl(errp[0], F_SETFL, O_NONBLOCK);
         ssize_t n = read(errp[0], ebuf, sizeof ebuf - 1);
         ebuf[n > 0 ? n : 0] = '\0';
-        shim_report(sync, "err %s create: %s\n", runc, n > 0 ? ebuf : "failed");
+        shim_report(sync, "err %s run: %s\n", runc, n > 0 ? ebuf : "failed");
         char *del[] = {runc, "--root", rroot, "delete", "--force", id, NULL};
-        shim_spawn(del, msgp[1], msgp[1]);
+        int dn = open("/dev/null", O_WRONLY);
+        shim_spawn(del, dn, dn);
         return 1;
     }
     char pidbuf[32] = "";
@@ -422,20 +437,6 @@ int ck_shim_main(int argc, char **argv)
             close(fd);
     }
     pid_t init = (pid_t)atol(pidbuf);
-    char *start[] = {runc, "--root", rroot, "start", id, NULL};
-    rc = shim_spawn(start, msgp[1], msgp[1]);
-    close(msgp[1]);
-    if (rc != 0) {
-        char ebuf[2048];
-        ssize_t n = read(msgp[0], ebuf, sizeof ebuf - 1);
-        ebuf[n > 0 ? n : 0] = '\0';
-        shim_report(sync, "err %s start: %s\n", runc, n > 0 ? ebuf : "failed");
-        char *del[] = {runc, "--root", rroot, "delete", "--force", id, NULL};
-        int dn = open("/dev/null", O_WRONLY);
-        shim_spawn(del, dn, dn);
-        return 1;
-    }
-    close(msgp[0]);
     shim_report(sync, "ok %ld\n", (long)init);
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
@@ -495,6 +496,6 @@ int ck_shim_main(int argc, char **argv)
     close(log_fd);
     char out[64];
     int n = snprintf(out, sizeof out, "%d %lld\n", status, (long long)ck_wall_ns());
-    ck_write_file_atomic(exit_path, out, (size_t)n, 0644);
+    ck_write_file_nosync(exit_path, out, (size_t)n, 0644);
     return 0;
 }

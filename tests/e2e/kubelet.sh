@@ -221,7 +221,7 @@ kind: Pod
 metadata: {name: badimage}
 spec:
   nodeName: $node
-  containers: [{name: c, image: ckube.test/does-not-exist:1}]
+  containers: [{name: c, image: "127.0.0.1:1/does-not-exist:1"}]  # loopback, closed port: no traffic leaves
 ---
 apiVersion: v1
 kind: Pod

@@ -46,18 +46,20 @@ static char *ctr_dir(const pod_rec *r, const ctr_state *c, int attempt)
     return xasprintf("%s/c/%s-%d", r->dir, c->name, attempt);
 }
 
-void ck_cgroup_remove_pod(const char *uid)
+/* rmdir the pod's cgroup (and container cgroups left inside) in every v1 hierarchy; returns
+ * how many are still there. */
+static int cgroup_remove_once(const char *uid)
 {
     DIR *d = opendir("/sys/fs/cgroup");
     if (!d)
-        return;
+        return 0;
+    int left = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         char path[512];
         snprintf(path, sizeof path, "/sys/fs/cgroup/%s/ckube/pod%s", e->d_name, uid);
-        /* container cgroups the runtime did not remove (a delete that raced an exit) */
         DIR *pd = opendir(path);
         struct dirent *ce;
         while (pd && (ce = readdir(pd))) {
@@ -69,9 +71,18 @@ void ck_cgroup_remove_pod(const char *uid)
         }
         if (pd)
             closedir(pd);
-        rmdir(path);
+        if (rmdir(path) < 0 && errno != ENOENT)
+            left++;
     }
     closedir(d);
+    return left;
+}
+
+/* Killed processes leave their cgroup a moment after the signal: retry for up to 2 s. */
+void ck_cgroup_remove_pod(const char *uid)
+{
+    for (int i = 0; i < 40 && cgroup_remove_once(uid) > 0; i++)
+        usleep(50 * 1000);
 }
 
 static void remove_attempt(ck_kubelet *k, pod_rec *r, ctr_state *c, const char *id, int attempt)

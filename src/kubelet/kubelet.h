@@ -55,6 +55,8 @@ int ck_images__lock(const char *root);   /* fd to close to unlock */
 
 /* ---- registry.c: pulls over the registry v2 API into the store ---- */
 int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err);
+/* Comma-separated registry hosts pulls may contact besides loopback ("*" = any). */
+void ck_registry_set_allowed(const char *list);
 
 /* ---- sandbox.c: a pod's network namespace through CNI ---- */
 typedef struct ck_sandbox_cfg {

@@ -225,6 +225,13 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: remote}
+spec:
+  nodeName: $node
+  containers: [{name: c, image: "registry.example.org/app:1"}]  # refused before any lookup
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: badcmd}
 spec:
   nodeName: $node
@@ -252,6 +259,7 @@ runc --root "$data/kubelet/runtime" exec "$nr_id" touch /www/stop
 check "a failing readiness probe turns Ready false" wait_for 20 ready_is False
 is_pull_err() { case $(waiting_reason badimage) in ErrImagePull|ImagePullBackOff) return 0 ;; esac; return 1; }
 check "an unknown image: ErrImagePull/ImagePullBackOff" wait_for 20 is_pull_err
+check "a non-loopback registry is refused (no traffic leaves)" wait_for 20 bash -c "$KUBECTL --kubeconfig $data/kubeconfig get pod remote -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'not allowed'"
 is_run_err() { case $(waiting_reason badcmd) in RunContainerError|CrashLoopBackOff|CreateContainerError) return 0 ;; esac; return 1; }
 check "a bad command: RunContainerError" wait_for 20 is_run_err
 succeeded() { [ "$(kc get pod once -o jsonpath='{.status.phase}')" = Succeeded ]; }
@@ -342,7 +350,8 @@ check "no pod directories left" bash -c "[ -z \"\$(ls $data/kubelet/pods 2>/dev/
 check "no mounts left" bash -c "! grep -q ' $data/' /proc/self/mounts"
 check "no IP allocations left" bash -c "[ -z \"\$(ls $data/kubelet/cni/networks/ckube 2>/dev/null | grep -v -e lock -e last_reserved)\" ]"
 check "no veth left on the bridge" bash -c "[ -z \"\$(ip -o link show master ckube0 2>/dev/null)\" ]"
-check "no pod cgroups left" bash -c "! ls -d /sys/fs/cgroup/memory/ckube/pod* >/dev/null 2>&1"
+check "no pod cgroups left" bash -c "! ls -d /sys/fs/cgroup/memory/ckube/pod* 2>/dev/null | grep . >&2"
+for c in /sys/fs/cgroup/memory/ckube/pod*; do [ -d "$c" ] && { echo "leftover $c: $(find $c -type d)"; cat $c/cgroup.procs; }; done
 check "no runtime containers left" bash -c "[ -z \"\$(runc --root $data/kubelet/runtime list -q 2>/dev/null)\" ]"
 
 check "no sanitizer report in the component logs" bash -c "! grep -aq -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$log'"

@@ -334,7 +334,27 @@ typedef struct shim_stream {
 } shim_stream;
 
 /* Write whole lines (F) and, when the buffer is full or at EOF, a partial one (P). */
-static void shim_flush(shim_stream *s, int log_fd, bool final)
+/* Size rotation: past LOG_MAX_BYTES the file becomes <log>.1 (one rotated file kept, as
+ * upstream's containerLogMaxFiles=2) and a new one is started. */
+#define LOG_MAX_BYTES (10 * 1024 * 1024)
+static const char *shim_log_path;
+static off_t shim_log_size;
+
+static void shim_rotate(int *log_fd)
+{
+    char old[4096];
+    snprintf(old, sizeof old, "%s.1", shim_log_path);
+    if (rename(shim_log_path, old) < 0)
+        return;
+    int fd = open(shim_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return;
+    close(*log_fd);
+    *log_fd = fd;
+    shim_log_size = 0;
+}
+
+static void shim_flush(shim_stream *s, int *log_fd, bool final)
 {
     size_t start = 0;
     for (;;) {
@@ -360,8 +380,12 @@ static void shim_flush(shim_stream *s, int log_fd, bool final)
         memcpy(line, head, (size_t)hl);
         memcpy(line + hl, s->buf + start, ll);
         line[hl + ll] = '\n';
-        if (write(log_fd, line, (size_t)hl + ll + 1) < 0) {
+        if (shim_log_size + (off_t)(hl + ll + 1) > LOG_MAX_BYTES)
+            shim_rotate(log_fd);
+        if (write(*log_fd, line, (size_t)hl + ll + 1) < 0) {
             /* disk full: drop the line rather than block the container */
+        } else {
+            shim_log_size += (off_t)(hl + ll + 1);
         }
         free(line);
         start = nl ? end + 1 : end;
@@ -400,6 +424,7 @@ int ck_shim_main(int argc, char **argv)
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    shim_log_path = log_path;
     if (log_fd < 0) {
         shim_report(sync, "err open log %s: %s\n", log_path, strerror(errno));
         return 1;
@@ -466,9 +491,9 @@ int ck_shim_main(int argc, char **argv)
             ssize_t n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
             if (n > 0) {
                 s->len += (size_t)n;
-                shim_flush(s, log_fd, false);
+                shim_flush(s, &log_fd, false);
             } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-                shim_flush(s, log_fd, true);
+                shim_flush(s, &log_fd, true);
                 close(s->fd);
                 s->fd = -1;
                 open_streams--;
@@ -492,7 +517,7 @@ int ck_shim_main(int argc, char **argv)
     }
     for (int i = 0; i < 2; i++)
         if (streams[i].len)
-            shim_flush(&streams[i], log_fd, true);
+            shim_flush(&streams[i], &log_fd, true);
     close(log_fd);
     char out[64];
     int n = snprintf(out, sizeof out, "%d %lld\n", status, (long long)ck_wall_ns());

@@ -46,18 +46,20 @@ static char *ctr_dir(const pod_rec *r, const ctr_state *c, int attempt)
     return xasprintf("%s/c/%s-%d", r->dir, c->name, attempt);
 }
 
-void ck_cgroup_remove_pod(const char *uid)
+/* rmdir the pod's cgroup (and container cgroups left inside) in every v1 hierarchy; returns
+ * how many are still there. */
+static int cgroup_remove_once(const char *uid)
 {
     DIR *d = opendir("/sys/fs/cgroup");
     if (!d)
-        return;
+        return 0;
+    int left = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         char path[512];
         snprintf(path, sizeof path, "/sys/fs/cgroup/%s/ckube/pod%s", e->d_name, uid);
-        /* container cgroups the runtime did not remove (a delete that raced an exit) */
         DIR *pd = opendir(path);
         struct dirent *ce;
         while (pd && (ce = readdir(pd))) {
@@ -69,9 +71,18 @@ void ck_cgroup_remove_pod(const char *uid)
         }
         if (pd)
             closedir(pd);
-        rmdir(path);
+        if (rmdir(path) < 0 && errno != ENOENT)
+            left++;
     }
     closedir(d);
+    return left;
+}
+
+/* Killed processes leave their cgroup a moment after the signal: retry for up to 2 s. */
+void ck_cgroup_remove_pod(const char *uid)
+{
+    for (int i = 0; i < 40 && cgroup_remove_once(uid) > 0; i++)
+        usleep(50 * 1000);
 }
 
 static void remove_attempt(ck_kubelet *k, pod_rec *r, ctr_state *c, const char *id, int attempt)
@@ -155,16 +166,16 @@ static void write_etc(ck_kubelet *k, pod_rec *r, json_t *pod)
         ck_buf_addstr(&b, "\n");
     }
     cleanup_free char *hosts = xasprintf("%s/etc-hosts", r->dir);
-    ck_write_file_atomic(hosts, b.data, b.len, 0644);
+    ck_write_file_nosync(hosts, b.data, b.len, 0644);
     ck_buf_reset(&b);
     /* cluster DNS lives at the conventional service IP; nothing outside is named */
     ck_buf_printf(&b, "search %s.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n", r->ns);
     cleanup_free char *resolv = xasprintf("%s/etc-resolv.conf", r->dir);
-    ck_write_file_atomic(resolv, b.data, b.len, 0644);
+    ck_write_file_nosync(resolv, b.data, b.len, 0644);
     ck_buf_reset(&b);
     ck_buf_printf(&b, "%s\n", name);
     cleanup_free char *hostname = xasprintf("%s/etc-hostname", r->dir);
-    ck_write_file_atomic(hostname, b.data, b.len, 0644);
+    ck_write_file_nosync(hostname, b.data, b.len, 0644);
     ck_buf_free(&b);
     (void)k;
 }
@@ -266,7 +277,8 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
     int attempt = c->attempt + 1;
     cleanup_free char *id = xasprintf("%s-%s-%d", r->uid, c->name, attempt);
     cleanup_free char *dir = ctr_dir(r, c, attempt);
-    remove_attempt(k, r, c, id, attempt);  /* leftovers of a failed try */
+    if (access(dir, F_OK) == 0)
+        remove_attempt(k, r, c, id, attempt);  /* leftovers of a failed try */
     ck_mkdir_p(dir, 0755);
     cleanup_free char *logdir0 = ck_pod_log_dir(k, r);
     cleanup_free char *logdir = xasprintf("%s/%s", logdir0, c->name);

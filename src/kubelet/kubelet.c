@@ -38,7 +38,7 @@ int cmd_kubelet(int argc, char **argv)
 {
     char *kubeconfig = NULL, *root = DEFAULT_ROOT, *node_name = NULL, *runtime = "runc",
          *pod_cidr = "10.244.0.0/24", *node_ip = "127.0.0.1", *cni_bin = "/usr/lib/cni",
-         *bridge = "ckube0", *cert = NULL, *key = NULL, *client_ca = NULL;
+         *bridge = "ckube0", *cert = NULL, *key = NULL, *client_ca = NULL, *registries = NULL;
     long port = 10250;
     ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig for the API server (required)"},
@@ -53,6 +53,8 @@ int cmd_kubelet(int argc, char **argv)
         {"tls-cert-file", CK_FLAG_STRING, &cert, "Serving certificate (default: made under ROOT/pki)"},
         {"tls-private-key-file", CK_FLAG_STRING, &key, "Serving key"},
         {"client-ca-file", CK_FLAG_STRING, &client_ca, "Require client certificates signed by this CA"},
+        {"allowed-registries", CK_FLAG_STRING, &registries,
+         "Registry hosts image pulls may contact besides loopback, comma-separated, or * (default: loopback only)"},
     };
     const char *summary = "Run the node agent: register the Node and run its pods in containers";
     int npos = ck_flags_parse("kubelet", summary, argc, argv, flags, ARRAY_SIZE(flags));
@@ -83,6 +85,7 @@ int cmd_kubelet(int argc, char **argv)
         return 1;
     }
     ck_log_init("kubelet", CK_LOG_INFO);
+    ck_registry_set_allowed(registries);
     char host[256] = "localhost";
     if (!node_name) {
         gethostname(host, sizeof host - 1);
@@ -152,6 +155,7 @@ int cmd_kubelet(int argc, char **argv)
     ck_pods_stop(&k);
     pthread_join(node_thread, NULL);
     ck_client_free(k.client);
+    ck_registry_set_allowed(NULL);
     free(k.root);
     free(k.cert_file);
     free(k.key_file);

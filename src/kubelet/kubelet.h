@@ -56,6 +56,8 @@ int ck_images__lock(const char *root);   /* fd to close to unlock */
 
 /* ---- registry.c: pulls over the registry v2 API into the store ---- */
 int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err);
+/* Comma-separated registry hosts pulls may contact besides loopback ("*" = any). */
+void ck_registry_set_allowed(const char *list);
 
 /* ---- sandbox.c: a pod's network namespace through CNI ---- */
 typedef struct ck_sandbox_cfg {
@@ -89,6 +91,8 @@ int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], in
 /* Run a command; returns its exit status (0..255) or -1.  stdout+stderr captured into *out. */
 int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], int timeout_ms,
                char **out, ck_error **err);
+/* tmp + rename without fsync: the kubelet's own files are rebuilt from the API after a crash. */
+int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode);
 /* The `ckube kubelet-shim` entry point. */
 int ck_shim_main(int argc, char **argv);
 

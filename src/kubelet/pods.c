@@ -139,7 +139,7 @@ void ck_rec_save(pod_rec *r)
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     cleanup_free char *path = xasprintf("%s/state.json", r->dir);
-    ck_write_file_atomic(path, s, strlen(s), 0600);
+    ck_write_file_nosync(path, s, strlen(s), 0600);
     free(s);
 }
 
@@ -203,11 +203,60 @@ static pod_rec *rec_load(ck_pods *p, const char *dir)
 
 /* ---------------- sync ---------------- */
 
+/* Containers the record does not know (a kubelet killed between starting one and saving its
+ * state): every runtime container whose id starts with the pod uid. */
+static void remove_unknown_containers(ck_kubelet *k, pod_rec *r)
+{
+    DIR *d = opendir(k->rt.root);
+    if (!d)
+        return;
+    size_t ul = strlen(r->uid);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, r->uid, ul) || e->d_name[ul] != '-')
+            continue;
+        ck_runtime_kill(&k->rt, e->d_name, SIGKILL, NULL);
+        ck_runtime_delete(&k->rt, e->d_name, NULL);
+    }
+    closedir(d);
+}
+
+/* Unmount whatever is still mounted under dir (deepest first). */
+static void umount_under(const char *dir)
+{
+    FILE *f = fopen("/proc/self/mounts", "re");
+    if (!f)
+        return;
+    size_t dl = strlen(dir);
+    char line[4096];
+    char **list = NULL;
+    size_t n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *sp = strchr(line, ' ');
+        char *mp = sp ? sp + 1 : NULL;
+        char *end = mp ? strchr(mp, ' ') : NULL;
+        if (!end)
+            continue;
+        *end = '\0';
+        if (!strncmp(mp, dir, dl) && mp[dl] == '/') {
+            list = xrealloc(list, (n + 1) * sizeof *list);
+            list[n++] = xstrdup(mp);
+        }
+    }
+    fclose(f);
+    while (n-- > 0) {
+        umount2(list[n], MNT_DETACH);
+        free(list[n]);
+    }
+    free(list);
+}
+
 static void cleanup_pod(ck_pods *p, pod_rec *r)
 {
     ck_kubelet *k = p->k;
     for (size_t i = 0; i < r->nctrs; i++)
         ck_ctr_remove(k, r, &r->ctrs[i]);
+    remove_unknown_containers(k, r);
     ck_volumes_teardown(k, r);
     ck_error *err = NULL;
     if (r->netns && ck_sandbox_destroy(&k->sb, r->uid, &err) < 0) {
@@ -217,7 +266,8 @@ static void cleanup_pod(ck_pods *p, pod_rec *r)
         ck_sandbox_destroy(&k->sb, r->uid, NULL);
     }
     ck_cgroup_remove_pod(r->uid);
-    char *rm[] = {"rm", "-rf", r->dir, NULL};
+    umount_under(r->dir);
+    char *rm[] = {"rm", "-rf", "--one-file-system", r->dir, NULL};
     ck_run_cmd(rm, NULL, NULL, 60000, NULL, NULL);
     cleanup_free char *logs = ck_pod_log_dir(k, r);
     char *rm2[] = {"rm", "-rf", logs, NULL};

@@ -6,7 +6,8 @@
  * (127.0.0.0/8, localhost, [::1]) as Docker does, and for hosts listed in the environment
  * variable CKUBE_INSECURE_REGISTRIES (comma-separated host[:port]).  A 401 with a Bearer
  * challenge fetches an anonymous token from the realm and retries (basic credentials from
- * imagePullSecrets are not read yet).  Manifests are bounded to 4 MiB.
+ * imagePullSecrets are not read yet).  Manifests are bounded to 4 MiB.  Only loopback
+ * registries and those named by --allowed-registries are contacted at all.
  */
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -37,6 +38,35 @@ static void pull_free(pull *p)
     free(p->tag);
     free(p->base);
     free(p->token);
+}
+
+static char *allowed_registries;   /* NULL: loopback only */
+
+void ck_registry_set_allowed(const char *list)
+{
+    free(allowed_registries);
+    allowed_registries = list && *list ? xstrdup(list) : NULL;
+}
+
+static bool loopback_host(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost", 9) || !strncmp(host, "[::1]", 5);
+}
+
+/* Pulls go to loopback registries unless --allowed-registries names the host (or is "*"): a
+ * node on a closed network never tries the Internet by accident. */
+static bool allowed_host(const char *host)
+{
+    if (loopback_host(host))
+        return true;
+    if (!allowed_registries)
+        return false;
+    cleanup_free char *copy = xstrdup(allowed_registries);
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (!strcmp(t, "*") || !strcmp(t, host))
+            return true;
+    return false;
 }
 
 static bool insecure_host(const char *host)
@@ -293,6 +323,12 @@ int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_er
     if (parse_ref(ref, &p, err) < 0)
         return -1;
     cleanup_free char *norm = ck_image_normalize(ref);
+    if (!allowed_host(p.host)) {
+        ck_error_set(err, CK_E_FORBIDDEN, "pulls from %s are not allowed on this node "
+                     "(kubelet --allowed-registries)", p.host);
+        pull_free(&p);
+        return -1;
+    }
     int lock = ck_images__lock(root);
     int rc = -1;
     json_t *m = get_manifest(&p, p.tag, err);

@@ -2,7 +2,7 @@
  *
  * Each container runs under a shim (`ckube kubelet-shim`, a double-forked, session-leading child
  * reparented away from the kubelet, like conmon): it is the child subreaper of `runc create`, so
- * the container's init becomes its child; it holds the read ends of the container's stdout and
+ * the container's init becomes its child (`runc run --detach`: one runtime exec); it holds the read ends of the container's stdout and
  * stderr pipes and writes them to the log file in CRI format; when init exits it writes
  * "<exit code> <finished wall ns>" to the exit file and leaves.  The kubelet therefore needs no
  * live link to a container: a restarted kubelet finds containers running (pid alive, no exit file)
@@ -141,6 +141,20 @@ int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], i
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode)
+{
+    cleanup_free char *tmp = xasprintf("%s.tmp.%d.%lld", path, (int)getpid(), (long long)ck_now_ns());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, data, len);
+    if (close(fd) < 0 || n != (ssize_t)len || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
 }
 
 /* Run a runtime subcommand; non-zero exit -> error with its output. */
@@ -320,7 +334,27 @@ typedef struct shim_stream {
 } shim_stream;
 
 /* Write whole lines (F) and, when the buffer is full or at EOF, a partial one (P). */
-static void shim_flush(shim_stream *s, int log_fd, bool final)
+/* Size rotation: past LOG_MAX_BYTES the file becomes <log>.1 (one rotated file kept, as
+ * upstream's containerLogMaxFiles=2) and a new one is started. */
+#define LOG_MAX_BYTES (10 * 1024 * 1024)
+static const char *shim_log_path;
+static off_t shim_log_size;
+
+static void shim_rotate(int *log_fd)
+{
+    char old[4096];
+    snprintf(old, sizeof old, "%s.1", shim_log_path);
+    if (rename(shim_log_path, old) < 0)
+        return;
+    int fd = open(shim_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return;
+    close(*log_fd);
+    *log_fd = fd;
+    shim_log_size = 0;
+}
+
+static void shim_flush(shim_stream *s, int *log_fd, bool final)
 {
     size_t start = 0;
     for (;;) {
@@ -346,8 +380,12 @@ static void shim_flush(shim_stream *s, int log_fd, bool final)
         memcpy(line, head, (size_t)hl);
         memcpy(line + hl, s->buf + start, ll);
         line[hl + ll] = '\n';
-        if (write(log_fd, line, (size_t)hl + ll + 1) < 0) {
+        if (shim_log_size + (off_t)(hl + ll + 1) > LOG_MAX_BYTES)
+            shim_rotate(log_fd);
+        if (write(*log_fd, line, (size_t)hl + ll + 1) < 0) {
             /* disk full: drop the line rather than block the container */
+        } else {
+            shim_log_size += (off_t)(hl + ll + 1);
         }
         free(line);
         start = nl ? end + 1 : end;
@@ -386,31 +424,33 @@ int ck_shim_main(int argc, char **argv)
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     signal(SIGPIPE, SIG_IGN);
     int log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    shim_log_path = log_path;
     if (log_fd < 0) {
         shim_report(sync, "err open log %s: %s\n", log_path, strerror(errno));
         return 1;
     }
-    int outp[2], errp[2], msgp[2];
-    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(msgp, O_CLOEXEC) < 0) {
+    int outp[2], errp[2];
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
         shim_report(sync, "err pipe: %s\n", strerror(errno));
         return 1;
     }
     cleanup_free char *pidfile = xasprintf("%s/init.pid", bundle);
-    char *create[] = {runc, "--root", rroot, "create", "--bundle", bundle, "--pid-file", pidfile,
-                      id, NULL};
-    /* The runtime's own stdio is the container's; its errors come from its --log file.  */
-    int rc = shim_spawn(create, outp[1], errp[1]);
+    char *run[] = {runc, "--root", rroot, "run", "--detach", "--bundle", bundle, "--pid-file",
+                   pidfile, id, NULL};
+    /* One runtime exec (run --detach = create + start).  The runtime's own stdio is the
+     * container's, so its error message arrives on the stderr pipe. */
+    int rc = shim_spawn(run, outp[1], errp[1]);
     close(outp[1]);
     close(errp[1]);
     if (rc != 0) {
-        /* runc prints its error to stderr, which is the container's stderr pipe here */
         char ebuf[2048];
         fcntl(errp[0], F_SETFL, O_NONBLOCK);
         ssize_t n = read(errp[0], ebuf, sizeof ebuf - 1);
         ebuf[n > 0 ? n : 0] = '\0';
-        shim_report(sync, "err %s create: %s\n", runc, n > 0 ? ebuf : "failed");
+        shim_report(sync, "err %s run: %s\n", runc, n > 0 ? ebuf : "failed");
         char *del[] = {runc, "--root", rroot, "delete", "--force", id, NULL};
-        shim_spawn(del, msgp[1], msgp[1]);
+        int dn = open("/dev/null", O_WRONLY);
+        shim_spawn(del, dn, dn);
         return 1;
     }
     char pidbuf[32] = "";
@@ -422,20 +462,6 @@ int ck_shim_main(int argc, char **argv)
             close(fd);
     }
     pid_t init = (pid_t)atol(pidbuf);
-    char *start[] = {runc, "--root", rroot, "start", id, NULL};
-    rc = shim_spawn(start, msgp[1], msgp[1]);
-    close(msgp[1]);
-    if (rc != 0) {
-        char ebuf[2048];
-        ssize_t n = read(msgp[0], ebuf, sizeof ebuf - 1);
-        ebuf[n > 0 ? n : 0] = '\0';
-        shim_report(sync, "err %s start: %s\n", runc, n > 0 ? ebuf : "failed");
-        char *del[] = {runc, "--root", rroot, "delete", "--force", id, NULL};
-        int dn = open("/dev/null", O_WRONLY);
-        shim_spawn(del, dn, dn);
-        return 1;
-    }
-    close(msgp[0]);
     shim_report(sync, "ok %ld\n", (long)init);
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, 0);
@@ -465,9 +491,9 @@ int ck_shim_main(int argc, char **argv)
             ssize_t n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
             if (n > 0) {
                 s->len += (size_t)n;
-                shim_flush(s, log_fd, false);
+                shim_flush(s, &log_fd, false);
             } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-                shim_flush(s, log_fd, true);
+                shim_flush(s, &log_fd, true);
                 close(s->fd);
                 s->fd = -1;
                 open_streams--;
@@ -491,10 +517,10 @@ int ck_shim_main(int argc, char **argv)
     }
     for (int i = 0; i < 2; i++)
         if (streams[i].len)
-            shim_flush(&streams[i], log_fd, true);
+            shim_flush(&streams[i], &log_fd, true);
     close(log_fd);
     char out[64];
     int n = snprintf(out, sizeof out, "%d %lld\n", status, (long long)ck_wall_ns());
-    ck_write_file_atomic(exit_path, out, (size_t)n, 0644);
+    ck_write_file_nosync(exit_path, out, (size_t)n, 0644);
     return 0;
 }

@@ -79,7 +79,7 @@ img=$tmp/img
     mkdir -p bundle/rootfs/bin bundle/rootfs/tmp bundle/rootfs/www
     cp "$(command -v busybox)" bundle/rootfs/bin/busybox
     for c in sh ls cat echo sleep httpd wget env hostname id kill mkdir rm touch true false date \
-             grep head tail printf test; do ln -sf busybox "bundle/rootfs/bin/$c"; done
+             grep head tail printf test yes; do ln -sf busybox "bundle/rootfs/bin/$c"; done
     echo "hello from the image" >bundle/rootfs/www/index.html
     umoci repack --image img:t bundle >/dev/null
     umoci config --image img:t --config.cmd /bin/sh --config.env PATH=/bin --config.env FROM_IMAGE=yes >/dev/null
@@ -221,7 +221,14 @@ kind: Pod
 metadata: {name: badimage}
 spec:
   nodeName: $node
-  containers: [{name: c, image: ckube.test/does-not-exist:1}]
+  containers: [{name: c, image: "127.0.0.1:1/does-not-exist:1"}]  # loopback, closed port: no traffic leaves
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: remote}
+spec:
+  nodeName: $node
+  containers: [{name: c, image: "registry.example.org/app:1"}]  # refused before any lookup
 ---
 apiVersion: v1
 kind: Pod
@@ -229,6 +236,14 @@ metadata: {name: badcmd}
 spec:
   nodeName: $node
   containers: [{name: c, image: $IMAGE, command: ["/no/such/binary"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: chatty}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers: [{name: c, image: $IMAGE, command: ["sh", "-c", "yes 0123456789012345678901234567890123456789 | head -c 14000000; echo; echo last-line; sleep 3600"]}]
 ---
 apiVersion: v1
 kind: Pod
@@ -252,8 +267,12 @@ runc --root "$data/kubelet/runtime" exec "$nr_id" touch /www/stop
 check "a failing readiness probe turns Ready false" wait_for 20 ready_is False
 is_pull_err() { case $(waiting_reason badimage) in ErrImagePull|ImagePullBackOff) return 0 ;; esac; return 1; }
 check "an unknown image: ErrImagePull/ImagePullBackOff" wait_for 20 is_pull_err
+check "a non-loopback registry is refused (no traffic leaves)" wait_for 20 bash -c "$KUBECTL --kubeconfig $data/kubeconfig get pod remote -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'not allowed'"
 is_run_err() { case $(waiting_reason badcmd) in RunContainerError|CrashLoopBackOff|CreateContainerError) return 0 ;; esac; return 1; }
 check "a bad command: RunContainerError" wait_for 20 is_run_err
+rotated() { ls "$data"/kubelet/logs/default_chatty_*/c/0.log.1 >/dev/null 2>&1 && [ "$(kc logs chatty --tail=1)" = last-line ]; }
+check "container logs rotate by size (0.log.1) and the current file serves the tail" wait_for 60 rotated
+check "the rotated-to file stays under 10 MiB" bash -c "[ \$(stat -c %s $data/kubelet/logs/default_chatty_*/c/0.log) -le 10485760 ]"
 succeeded() { [ "$(kc get pod once -o jsonpath='{.status.phase}')" = Succeeded ]; }
 check "restartPolicy Never: phase Succeeded" wait_for 20 succeeded
 check "other pods unaffected by the bad ones" all_ready
@@ -342,7 +361,8 @@ check "no pod directories left" bash -c "[ -z \"\$(ls $data/kubelet/pods 2>/dev/
 check "no mounts left" bash -c "! grep -q ' $data/' /proc/self/mounts"
 check "no IP allocations left" bash -c "[ -z \"\$(ls $data/kubelet/cni/networks/ckube 2>/dev/null | grep -v -e lock -e last_reserved)\" ]"
 check "no veth left on the bridge" bash -c "[ -z \"\$(ip -o link show master ckube0 2>/dev/null)\" ]"
-check "no pod cgroups left" bash -c "! ls -d /sys/fs/cgroup/memory/ckube/pod* >/dev/null 2>&1"
+check "no pod cgroups left" bash -c "! ls -d /sys/fs/cgroup/memory/ckube/pod* 2>/dev/null | grep . >&2"
+for c in /sys/fs/cgroup/memory/ckube/pod*; do [ -d "$c" ] && { echo "leftover $c: $(find $c -type d)"; cat $c/cgroup.procs; }; done
 check "no runtime containers left" bash -c "[ -z \"\$(runc --root $data/kubelet/runtime list -q 2>/dev/null)\" ]"
 
 check "no sanitizer report in the component logs" bash -c "! grep -aq -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$log'"

@@ -404,6 +404,107 @@ except Exception as e:
 still_healthy("plain HTTP on the TLS port")
 
 
+# 7b. bad query parameters, paths and patch bodies: answered below 500, server survives.
+# (upstream answers most with 400; some it ignores, so only "no 5xx, no hang" is asserted for those)
+for what, method, path, body, ctype, want in [
+    ("limit=-1", "GET", CM_PATH + "?limit=-1", b"", "application/json", None),
+    ("limit not a number", "GET", CM_PATH + "?limit=abc", b"", "application/json", -400),
+    ("garbage continue token", "GET", CM_PATH + "?limit=1&continue=%%%%%%", b"", "application/json", None),
+    ("base64 garbage continue token", "GET", CM_PATH + "?limit=1&continue=eyJ2IjoiIiwicnYiOi0xLCJzdGFydCI6IiJ9", b"", "application/json", None),
+    ("resourceVersion not a number", "GET", CM_PATH + "?resourceVersion=abc", b"", "application/json", -400),
+    ("resourceVersion huge", "GET", CM_PATH + "?resourceVersion=99999999999999999999999", b"", "application/json", None),
+    ("resourceVersionMatch bogus", "GET", CM_PATH + "?resourceVersion=1&resourceVersionMatch=Bogus", b"", "application/json", 400),
+    ("timeoutSeconds huge on watch", "GET", CM_PATH + "?watch=1&timeoutSeconds=99999999999999999999", b"", "application/json", None),
+    ("timeoutSeconds negative on watch", "GET", CM_PATH + "?watch=1&timeoutSeconds=-5", b"", "application/json", -200),
+    ("bad label selector", "GET", CM_PATH + "?labelSelector=a%20in%20(b", b"", "application/json", 400),
+    ("bad field selector", "GET", CM_PATH + "?fieldSelector=no.such.field%3Dx", b"", "application/json", 400),
+    ("label selector 100 KiB", "GET", CM_PATH + "?labelSelector=" + "a" * 60000, b"", "application/json", None),
+    ("invalid percent-encoding", "GET", "/api/v1/namespaces/%zz/configmaps", b"", "application/json", None),
+    ("NUL in the path", "GET", "/api/v1/namespaces/default/configmaps/a%00b", b"", "application/json", None),
+    ("dot-dot path", "GET", "/api/v1/namespaces/../../../etc/passwd", b"", "application/json", None),
+    ("very long name", "GET", CM_PATH + "/" + "a" * 5000, b"", "application/json", None),
+    ("empty name segment", "GET", "/api/v1/namespaces//configmaps/", b"", "application/json", None),
+    ("unknown group", "GET", "/apis/no.such.group/v1/things", b"", "application/json", 404),
+    ("unknown verb", "BREW", CM_PATH, b"", "application/json", None),
+    ("dryRun bogus", "POST", CM_PATH + "?dryRun=Bogus",
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dry-bogus"}}', "application/json", -422),
+    ("fieldValidation bogus", "POST", CM_PATH + "?fieldValidation=Bogus",
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fv-bogus"}}', "application/json", 400),
+    ("fieldManager 1000 chars", "POST", CM_PATH + "?fieldManager=" + "m" * 1000,
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fm-long"}}', "application/json", -422),
+    ("kind mismatch", "POST", CM_PATH,
+     b'{"apiVersion":"v1","kind":"Secret","metadata":{"name":"kind-mismatch"}}', "application/json", 400),
+    ("metadata not an object", "POST", CM_PATH,
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":"x"}', "application/json", None),
+    ("data not an object", "POST", CM_PATH,
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"data-bad"},"data":[1]}', "application/json", None),
+    ("labels with a non-string value", "POST", CM_PATH,
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"lbl-bad","labels":{"a":{"b":1}}}}', "application/json", None),
+    ("name with a number type", "POST", CM_PATH,
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":12}}', "application/json", None),
+    ("huge integer", "POST", CM_PATH,
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"bigint","generation":1' + b"0" * 400 + b'}}', "application/json", None),
+    ("pod with garbage spec", "POST", "/api/v1/namespaces/default/pods",
+     b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pg"},"spec":{"containers":"x","volumes":{"a":1}}}', "application/json", None),
+    ("pod with null containers entries", "POST", "/api/v1/namespaces/default/pods",
+     b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pn"},"spec":{"containers":[null,1,"s",[]]}}', "application/json", None),
+    ("service with garbage ports", "POST", "/api/v1/namespaces/default/services",
+     b'{"apiVersion":"v1","kind":"Service","metadata":{"name":"sg"},"spec":{"ports":[{"port":"x"},null,{"port":70000,"nodePort":-1}],"clusterIP":"999.1.1.1","type":"NodePort"}}', "application/json", None),
+    ("deployment with garbage selector", "POST", "/apis/apps/v1/namespaces/default/deployments",
+     b'{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"dg"},"spec":{"selector":{"matchExpressions":[{"key":1,"operator":"Bogus","values":"x"}]},"replicas":-1,"template":7}}', "application/json", None),
+    ("JSON patch with garbage ops", "PATCH", CM_PATH + "/badinput-check-1",
+     b'[{"op":"bogus"},{"op":"add","path":5},{"op":"move","from":"/metadata","path":"/metadata/x"},null]',
+     "application/json-patch+json", None),
+    ("JSON patch not an array", "PATCH", CM_PATH + "/badinput-check-1", b'{"op":"add"}',
+     "application/json-patch+json", 400),
+    ("JSON patch 20,000 ops", "PATCH", CM_PATH + "/badinput-check-1",
+     b"[" + b",".join([b'{"op":"test","path":"/kind","value":"ConfigMap"}'] * 20000) + b"]",
+     "application/json-patch+json", None),
+    ("strategic patch with bogus directives", "PATCH", CM_PATH + "/badinput-check-1",
+     b'{"$patch":"bogus","data":{"$patch":"delete"},"metadata":{"$setElementOrder/finalizers":5,"$retainKeys":7}}',
+     "application/strategic-merge-patch+json", None),
+    ("merge patch that is a string", "PATCH", CM_PATH + "/badinput-check-1", b'"x"',
+     "application/merge-patch+json", None),
+    ("apply patch that is a list", "PATCH", CM_PATH + "/badinput-check-1?fieldManager=x", b"- 1\n- 2\n",
+     "application/apply-patch+yaml", None),
+    ("apply patch without fieldManager", "PATCH", CM_PATH + "/badinput-check-1",
+     b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: badinput-check-1\n", "application/apply-patch+yaml", 400),
+    ("status patch with garbage", "PATCH", "/api/v1/namespaces/default/pods/nope/status", b'{"status":5}',
+     "application/merge-patch+json", None),
+    ("scale with garbage", "PUT", "/apis/apps/v1/namespaces/default/deployments/nope/scale",
+     b'{"apiVersion":"autoscaling/v1","kind":"Scale","spec":{"replicas":"x"}}', "application/json", None),
+    ("binding with garbage", "POST", "/api/v1/namespaces/default/pods/nope/binding",
+     b'{"apiVersion":"v1","kind":"Binding","target":5}', "application/json", None),
+    ("deletecollection with garbage body", "DELETE", CM_PATH + "?labelSelector=nomatch%3D1",
+     b'{"kind":"DeleteOptions","propagationPolicy":"Bogus","gracePeriodSeconds":"x","preconditions":5}', "application/json", None),
+    ("delete with garbage body", "DELETE", CM_PATH + "/nope", b"{{{", "application/json", None),
+]:
+    try:
+        if want is not None and want < 0:
+            # upstream answers -want here; ckube does not yet (reported to the API server's
+            # owner).  Robustness is what this test asserts, so a difference is a skip line that
+            # stays visible, and only a 5xx or a dead server fails.
+            try:
+                st, _, rb = request(method, path, body, ctype, timeout=10)
+            except socket.timeout:
+                st, rb = None, b"no answer within 10s"
+            if st == -want:
+                ok("%s: %d as upstream" % (what, st))
+            elif st is not None and st >= 500:
+                notok(what + ": below 500", "%s %r" % (st, rb[:300]))
+            else:
+                print("skip - %s: upstream answers %d, ckube %s (known deviation)" % (what, -want, st),
+                      flush=True)
+        elif want is not None:
+            expect_4xx(what, st, rb, want)
+        elif st < 500:
+            ok("%s: %d" % (what, st))
+        else:
+            notok(what + ": below 500", "%s %r" % (st, rb[:300]))
+    except Exception as e:
+        notok(what + ": answered", repr(e))
+    still_healthy(what)
+
 # 8. slow loris: one header byte a second.  The server must close the connection (its header
 # deadline is 30 s) while serving everyone else meanwhile.
 def loris(result):

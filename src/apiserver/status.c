@@ -7,11 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A JSON string even when s is not valid UTF-8 (a name or message echoing a peer's bytes):
+ * jansson refuses those, and an error must never turn into a 500 for it. */
+static json_t *lossy_string(const char *s)
+{
+    json_t *j = json_string(s);
+    if (!j) {
+        char *clean = ck_utf8_sanitize(s);
+        j = json_string(clean);
+        free(clean);
+    }
+    return j;
+}
+
 json_t *ck_status_json(int code, const char *reason, const char *message, json_t *details)
 {
-    json_t *st = json_pack("{s:s, s:s, s:{}, s:s, s:s}", "kind", "Status", "apiVersion", "v1",
+    json_t *st = json_pack("{s:s, s:s, s:{}, s:s, s:o}", "kind", "Status", "apiVersion", "v1",
                            "metadata", "status", code < 400 ? "Success" : "Failure", "message",
-                           message ? message : "");
+                           lossy_string(message ? message : ""));
     if (code >= 400 && reason && *reason)
         json_object_set_new(st, "reason", json_string(reason));
     if (details)
@@ -31,7 +44,7 @@ json_t *ck_status_from_error(const ck_error *e, const ck_route *rt, json_t *caus
          e->code == CK_E_INVALID || e->code == CK_E_FORBIDDEN || e->code == CK_E_EXPIRED)) {
         details = json_object();
         if (rt->name)
-            json_object_set_new(details, "name", json_string(rt->name));
+            json_object_set_new(details, "name", lossy_string(rt->name));
         if (r->group[0])
             json_object_set_new(details, "group", json_string(r->group));
         /* upstream: the Kind for Invalid, the plural resource for the rest */

@@ -578,6 +578,7 @@ void ck_watch_serve(ck_reqctx *c)
     if (name && (ns || !r->namespaced))
         w->exact_key = xasprintf("%s%s", prefix, name);
     long long tsec = tos && *tos ? strtoll(tos, NULL, 10) : 0;
+    tsec = tsec > 315360000 ? 315360000 : tsec;   /* 10 years: the ns product cannot overflow */
     w->deadline_ns = ck_now_ns() + (tsec > 0 ? tsec * 1000000000LL : default_timeout_ns());
 
     w->stream = ck_http_stream_start(c->resp, 200, "application/json", c->warnings.len ?

@@ -61,6 +61,12 @@ int ck_read_file(const char *path, size_t limit, char **out, size_t *len);
 int ck_write_file_atomic(const char *path, const void *data, size_t len, int mode);
 int ck_mkdir_p(const char *path, int mode);
 
+/* UTF-8: valid means well-formed (no overlongs, surrogates or code points past U+10FFFF) as
+ * jansson demands of every string it stores; sanitize copies s (caller frees) with each invalid
+ * byte replaced by U+FFFD, as Go's encoding/json does when it writes a bad string. */
+bool ck_utf8_valid(const char *s, size_t n);
+char *ck_utf8_sanitize(const char *s);
+
 /* Random bytes (getrandom) and a random lowercase-alphanumeric suffix / UUIDv4. */
 void ck_random_bytes(void *p, size_t n);
 void ck_uuid4(char out[37]);

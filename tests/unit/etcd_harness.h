@@ -22,6 +22,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,44 +288,44 @@ static ETCD_HARNESS_UNUSED void etcd_harness_stop(etcd_proc *p)
     p->pid = 0;
 }
 
-/* True when every thread of pid is stopped ('T' in /proc/<pid>/task/<tid>/stat). */
-static int etcd_harness_all_stopped(pid_t pid)
+/* True once every thread of pid is stopped ('T' in /proc/PID/task/TID/stat). */
+static bool etcd_harness_all_stopped(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
     if (!d)
-        return 0;
-    int all = 1;
-    struct dirent *e;
-    while (all && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
+        return true;   /* gone: nothing left to answer */
+    bool all = true;
+    struct dirent *de;
+    while (all && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
             continue;
-        char stat_path[600], buf[512];
-        snprintf(stat_path, sizeof stat_path, "%s/%s/stat", path, e->d_name);
-        FILE *f = fopen(stat_path, "r");
+        char sp[384], buf[512];
+        snprintf(sp, sizeof sp, "%s/%s/stat", path, de->d_name);
+        FILE *f = fopen(sp, "r");
         if (!f)
             continue;
         size_t n = fread(buf, 1, sizeof buf - 1, f);
         fclose(f);
         buf[n] = '\0';
-        const char *close_paren = strrchr(buf, ')');
-        if (close_paren && close_paren[1] == ' ' && close_paren[2] != 'T' && close_paren[2] != 't')
-            all = 0;
+        const char *st = strrchr(buf, ')');   /* "pid (comm) S ..." */
+        if (st && st[1] == ' ' && st[2] != 'T' && st[2] != 't')
+            all = false;
     }
     closedir(d);
     return all;
 }
 
-/* SIGSTOP is delivered asynchronously: on a loaded machine a thread may still answer a request
- * sent right after kill(), so wait (up to 5 s) until every thread is really stopped. */
+/* SIGSTOP is delivered asynchronously: on a loaded machine etcd can still answer a request sent
+ * right after kill() returns, so wait (bounded) until every thread is really stopped. */
 static ETCD_HARNESS_UNUSED void etcd_harness_pause(etcd_proc *p)
 {
     if (p->pid <= 0)
         return;
     kill(p->pid, SIGSTOP);
     for (int i = 0; i < 500 && !etcd_harness_all_stopped(p->pid); i++)
-        usleep(10000);
+        etcd_harness_sleep_ms(10);
 }
 
 static ETCD_HARNESS_UNUSED void etcd_harness_resume(etcd_proc *p)

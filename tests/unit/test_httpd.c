@@ -551,14 +551,14 @@ static void test_post_bodies(void **state)
     curl_easy_setopt(c, CURLOPT_READDATA, &src);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_sink);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     int64_t t0 = ck_now_ns();
     assert_int_equal(curl_easy_perform(c), CURLE_OK);
     long code;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     assert_int_equal(code, 200);
-    assert_true(ck_now_ns() - t0 < 4000000000LL);            /* 100 Continue came, no wait */
+    assert_true(ck_now_ns() - t0 < 20000000000LL);           /* 100 Continue came, no 30 s wait */
     assert_int_equal(b.len, n);
     assert_memory_equal(b.data, data, n);
     ck_buf_free(&b);
@@ -607,7 +607,7 @@ static void test_blocking_handler(void **state)
         ck_buf b;
         int64_t t0 = ck_now_ns();
         assert_int_equal(curl_do(c, ue, NULL, 0, &b), 200);
-        assert_true(ck_now_ns() - t0 < 2000000000LL);
+        assert_true(ck_now_ns() - t0 < 8000000000LL);   /* not stuck behind the blocked ones */
         ck_buf_free(&b);
         curl_easy_cleanup(c);
     }
@@ -921,7 +921,7 @@ static void test_slow_loris(void **state)
     raw_send(fd, start, strlen(start));
     int64_t t0 = ck_now_ns();
     bool closed = false;
-    for (int i = 0; i < 40 && !closed; i++) {       /* one header byte every 50 ms */
+    for (int i = 0; i < 200 && !closed; i++) {      /* one header byte every 50 ms */
         if (send(fd, "X", 1, MSG_NOSIGNAL) != 1)
             break;
         ck_buf r;
@@ -937,7 +937,9 @@ static void test_slow_loris(void **state)
         ck_buf_free(&r);
     }
     assert_true(closed);
-    assert_true(took_ms >= 250 && took_ms < 1500);
+    /* the lower bound is the point; the upper one only proves the deadline is enforced at all
+     * (generous: the suite runs on loaded 2-core machines) */
+    assert_true(took_ms >= 250 && took_ms < 8000);
     close(fd);
 
     /* Idle keep-alive connections are closed too, after a served request. */
@@ -947,10 +949,10 @@ static void test_slow_loris(void **state)
     ck_buf r;
     ck_buf_init(&r, 1 << 20);
     t0 = ck_now_ns();
-    assert_true(raw_read(fd, &r, NULL, 3000));
+    assert_true(raw_read(fd, &r, NULL, 10000));
     took_ms = (ck_now_ns() - t0) / 1000000;
     assert_non_null(strstr(r.data, "HTTP/1.1 200 OK"));
-    assert_true(took_ms >= 300 && took_ms < 2000);
+    assert_true(took_ms >= 300 && took_ms < 8000);
     ck_buf_free(&r);
     close(fd);
     ck_httpd_stop(h);
@@ -985,7 +987,7 @@ static void test_many_idle_connections(void **state)
     ck_buf b;
     int64_t t0 = ck_now_ns();
     assert_int_equal(curl_do(c, u, NULL, 0, &b), 200);
-    assert_true(ck_now_ns() - t0 < 2000000000LL);
+    assert_true(ck_now_ns() - t0 < 8000000000LL);   /* idle ones do not slow it down */
     ck_buf_free(&b);
     curl_easy_cleanup(c);
 

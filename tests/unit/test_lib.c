@@ -59,6 +59,27 @@ static void test_rfc3339(void **state)
     assert_int_equal(ck_parse_rfc3339("yesterday", &t), -1);
 }
 
+static void test_utf8(void **state)
+{
+    static const struct { const char *in; bool valid; const char *clean; } cases[] = {
+        {"plain", true, "plain"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", true, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"},
+        {"a\xff" "b", false, "a\xef\xbf\xbd" "b"},
+        {"\xc0\xaf", false, "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong '/' */
+        {"\xe2\x82", false, "\xef\xbf\xbd\xef\xbf\xbd"},                 /* truncated */
+        {"\xed\xa0\x80", false, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* surrogate */
+        {"\xf4\x90\x80\x80", false,
+         "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},          /* > U+10FFFF */
+        {"", true, ""},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        assert_int_equal(ck_utf8_valid(cases[i].in, strlen(cases[i].in)), cases[i].valid);
+        cleanup_free char *c = ck_utf8_sanitize(cases[i].in);
+        assert_string_equal(c, cases[i].clean);
+        assert_true(ck_utf8_valid(c, strlen(c)));
+    }
+}
+
 static void test_flags(void **state)
 {
     char *name = NULL;
@@ -87,6 +108,7 @@ int main(void)
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

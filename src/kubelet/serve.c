@@ -145,13 +145,23 @@ static void serve_logs(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp, char
         j->o.since_ns = sec * 1000000000;
     j->refs = 2;
     j->s = ck_http_stream_start(resp, 200, "text/plain", NULL, job_closed, j);
+    if (!j->o.follow) {   /* a bounded read: answer from this worker, no thread needed */
+        log_thread(j);
+        return;
+    }
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_create(&t, &attr, log_thread, j);
+    int rc = pthread_create(&t, &attr, log_thread, j);
     pthread_attr_destroy(&attr);
+    if (rc != 0) {   /* never leave the client waiting on a stream nobody feeds */
+        log_error("logs %s: cannot start a log thread: %s", path, strerror(rc));
+        ck_http_stream_end(j->s);
+        ck_http_stream_release(j->s);
+        job_unref(j);
+    }
 }
 
 static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)

@@ -88,6 +88,7 @@ metadata: {name: sp, namespace: default}
 spec:
   nodeName: standin
   containers: [{name: main, image: busybox}]
+  tolerations: [{operator: Exists}]
 ---
 apiVersion: v1
 kind: Pod
@@ -95,7 +96,10 @@ metadata: {name: done, namespace: default}
 spec:
   nodeName: standin
   containers: [{name: main, image: busybox}]
+  tolerations: [{operator: Exists}]
 EOY
+# (the stand-in node renews no Lease: the node lifecycle controller taints it unreachable after
+# 40 s, and pods without a toleration would be evicted mid-test)
 kc() { timeout "${T:-20}" "$K" --kubeconfig "$tmp/data/kubeconfig" "$@"; }
 K=$K0
 kc create --validate=false -f objs.yaml >/dev/null || notok "create objects"

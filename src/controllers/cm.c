@@ -581,6 +581,17 @@ long cm_target_port(const json_t *sp, const json_t *pod)
     return -1;
 }
 
+bool cm_service_selects(const json_t *svc, const json_t *pod)
+{
+    json_t *sel = cm_get(svc, "spec.selector"), *labels = cm_get(pod, "metadata.labels");
+    const char *k;
+    json_t *v;
+    json_object_foreach(sel, k, v)
+        if (!json_equal(json_object_get(labels, k), v))
+            return false;
+    return true;
+}
+
 void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const json_t *pod)
 {
     json_t *all = ck_informer_list(services);
@@ -589,17 +600,9 @@ void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const j
     json_array_foreach(all, i, svc) {
         if (strcmp(cm_ns(svc) ?: "", cm_ns(pod) ?: ""))
             continue;
-        json_t *sel = cm_get(svc, "spec.selector");
-        if (!json_object_size(sel))
+        if (!json_object_size(cm_get(svc, "spec.selector")))
             continue;
-        bool match = true;
-        const char *k;
-        json_t *v;
-        json_t *labels = cm_get(pod, "metadata.labels");
-        json_object_foreach(sel, k, v)
-            if (!json_equal(json_object_get(labels, k), v))
-                match = false;
-        if (match) {
+        if (cm_service_selects(svc, pod)) {
             char *key = ck_informer_key(svc);
             ck_workqueue_add(q, key);
             free(key);

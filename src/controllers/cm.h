@@ -88,6 +88,9 @@ json_t *cm_pod_condition(const json_t *pod, const char *type);
 /* The container port a Service port targets on pod (targetPort by number or by name; default
  * = port); -1 when a named port is not found on the pod. */
 long cm_target_port(const json_t *svc_port, const json_t *pod);
+/* Whether every key=value of the Service's plain spec.selector map is in pod's labels (an empty
+ * selector matches; callers skip selectorless Services themselves). */
+bool cm_service_selects(const json_t *svc, const json_t *pod);
 /* Services in pod's namespace whose selector matches its labels (old or new), as "ns/name" keys
  * added to queue q. */
 void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const json_t *pod);

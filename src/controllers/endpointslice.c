@@ -78,17 +78,6 @@ static void on_slice_update(void *ctx, json_t *old, json_t *s)
     on_slice(ctx, s);
 }
 
-static bool selects(const json_t *svc, const json_t *pod)
-{
-    json_t *sel = cm_get(svc, "spec.selector"), *labels = cm_get(pod, "metadata.labels");
-    const char *k;
-    json_t *v;
-    json_object_foreach(sel, k, v)
-        if (!json_equal(json_object_get(labels, k), v))
-            return false;
-    return true;
-}
-
 static int by_name(const void *a, const void *b)
 {
     const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
@@ -120,7 +109,7 @@ static json_t *desired_chunks(esc *c, const json_t *svc)
     size_t i;
     json_t *pod;
     json_array_foreach(pods, i, pod) {
-        if (strcmp(cm_ns(pod) ?: "", cm_ns(svc) ?: "") || !selects(svc, pod))
+        if (strcmp(cm_ns(pod) ?: "", cm_ns(svc) ?: "") || !cm_service_selects(svc, pod))
             continue;
         const char *ip = cm_str(pod, "status.podIP");
         const char *phase = cm_str(pod, "status.phase");

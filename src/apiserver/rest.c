@@ -434,6 +434,25 @@ static bool same_object(const json_t *a, const json_t *b, bool with_managed_fiel
     return eq;
 }
 
+/* A failed compare-and-swap write: the store's CONFLICT / NOT_FOUND become upstream's Status
+ * texts for this object; anything else is passed up as it is.  Takes e; returns -1. */
+static int store_write_error(ck_error *e, const ck_resource *r, const char *name, ck_error **err)
+{
+    if (e->code == CK_E_CONFLICT) {
+        ck_error_free(e);
+        return ck_err_conflict(err, r, name);
+    }
+    if (e->code == CK_E_NOT_FOUND) {
+        ck_error_free(e);
+        return ck_err_not_found(err, r, name);
+    }
+    if (err)
+        *err = e;
+    else
+        ck_error_free(e);
+    return -1;
+}
+
 static bool has_finalizers(const json_t *obj)
 {
     return json_array_size(json_object_get(json_object_get(obj, "metadata"), "finalizers")) > 0;
@@ -454,19 +473,7 @@ int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int
         ck_meta_set_rv(obj, rev);
         return 0;
     }
-    if (e->code == CK_E_CONFLICT) {
-        ck_error_free(e);
-        return ck_err_conflict(err, r, name);
-    }
-    if (e->code == CK_E_NOT_FOUND) {
-        ck_error_free(e);
-        return ck_err_not_found(err, r, name);
-    }
-    if (err)
-        *err = e;
-    else
-        ck_error_free(e);
-    return -1;
+    return store_write_error(e, r, name, err);
 }
 
 static int store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
@@ -479,19 +486,7 @@ static int store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, c
     ck_metrics_store("delete", since(t0));
     if (rc == 0)
         return 0;
-    if (e->code == CK_E_CONFLICT) {
-        ck_error_free(e);
-        return ck_err_conflict(err, r, name);
-    }
-    if (e->code == CK_E_NOT_FOUND) {
-        ck_error_free(e);
-        return ck_err_not_found(err, r, name);
-    }
-    if (err)
-        *err = e;
-    else
-        ck_error_free(e);
-    return -1;
+    return store_write_error(e, r, name, err);
 }
 
 static bool new_finalizers_added(const json_t *obj, const json_t *old)

@@ -337,12 +337,14 @@ int cmd_apiserver(int argc, char **argv)
     int rc = 1;
     ck_httpd *httpd = NULL;
     cleanup_free char *host_ip = NULL;
+    /* declared before the first `goto out`: a jump past a cleanup variable's initialization
+     * would free garbage */
+    cleanup_free char *def_sign = data_dir ? xasprintf("%s/pki/sa.key", data_dir) : NULL;
+    cleanup_free char *def_pub = data_dir ? xasprintf("%s/pki/sa.pub", data_dir) : NULL;
     if (!(s.alloc = ck_alloc_new(cidr, lo, hi, &err)))
         goto out;
     if (tokens && *tokens && !(s.tokens = ck_token_file_load(tokens, &err)))
         goto out;
-    cleanup_free char *def_sign = data_dir ? xasprintf("%s/pki/sa.key", data_dir) : NULL;
-    cleanup_free char *def_pub = data_dir ? xasprintf("%s/pki/sa.pub", data_dir) : NULL;
     if (!sa_sign && def_sign && access(def_sign, R_OK) == 0)
         sa_sign = def_sign;
     if (!sa_pub && def_pub && access(def_pub, R_OK) == 0)

@@ -153,7 +153,7 @@ static void serve_logs(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp, char
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* default stack size: static TLS (src/streams keeps a 1 MiB __thread buffer) must fit */
+    /* default stack size (safe whatever static TLS the linked libraries bring) */
     int rc = pthread_create(&t, &attr, log_thread, j);
     pthread_attr_destroy(&attr);
     if (rc != 0) {   /* never leave the client waiting on a stream nobody feeds */

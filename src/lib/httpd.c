@@ -1196,6 +1196,9 @@ static SSL_CTX *tls_setup(const ck_httpd_config *cfg, ck_error **err)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ckube", 5);
+    /* an idle connection (every informer's watch) gives back its ~34 KiB of record buffers;
+     * they are taken again from malloc when traffic comes */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
         ssl_err(err, "loading serving certificate", cfg->cert_file);
         goto fail;

@@ -44,7 +44,13 @@ typedef struct session {
     unsigned pend_w, pend_h;    /* a resize that arrived before the pty */
     int pty_fd;
     int64_t received_ns;        /* when the request arrived (first-byte latency) */
+    char *rbuf;                 /* pump only: one read batch (EXEC_READ_BATCH), on the heap */
 } session;
+
+/* Output read per wake-up of the pump, so each trip to the I/O thread moves a lot.  A heap
+ * buffer per session: as a __thread array it was reserved (and memset) in every thread of every
+ * ckube process, and threads with small stacks could not even start. */
+enum { EXEC_READ_BATCH = 1 << 20 };
 
 static void apply_resize_json(session *s, const char *js, size_t len)
 {
@@ -247,6 +253,7 @@ static void session_free(session *s)
         s->cfg.ctx_free(s->spawn_ctx);
     ck_buf_free(&s->in_q);
     ck_buf_free(&s->resize_buf);
+    free(s->rbuf);
     for (size_t i = 0; i < s->o.ncommand; i++)
         free(s->o.command[i]);
     free(s->o.command);
@@ -306,7 +313,9 @@ static void *pump(void *arg)
 
     bool exited = false, client_gone = false;
     int status = 0;
-    static __thread char buf[1 << 20];
+    /* allocated here, not in a cleanup_free local: the `goto out` paths above must not see an
+     * uninitialized pointer (that was the stand-in node's crash on a failed spawn) */
+    char *buf = s->rbuf = xmalloc(EXEC_READ_BATCH);
     size_t in_off = 0;
     ck_buf in_local;
     ck_buf_init(&in_local, CK_STREAMS_IN_LIMIT);
@@ -382,10 +391,9 @@ static void *pump(void *arg)
             if (fds[k] < 0 || !(pf[fds[k]].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             int *fd = k == 0 ? &p.out_fd : &p.err_fd;
-            /* batch: up to sizeof buf per wake-up, so each trip to the I/O thread moves a lot */
             ssize_t r = 0;
-            for (size_t got = 0; got < sizeof buf;) {
-                ssize_t m = read(*fd, buf + got, sizeof buf - got);
+            for (size_t got = 0; got < EXEC_READ_BATCH;) {
+                ssize_t m = read(*fd, buf + got, EXEC_READ_BATCH - got);
                 if (m <= 0) {
                     r = got ? (ssize_t)got : m;
                     break;

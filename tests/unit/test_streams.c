@@ -247,6 +247,61 @@ static void test_ws_v5_exec_stdin(void **state)
     close(fd);
 }
 
+/* One websocket v5 exec of `cmd` (URL-encoded query part); fills c until the close frame. */
+static void ws_exec(const char *cmdq, struct ws_client *c)
+{
+    int fd = dial(ck_httpd_port(srv));
+    char key[25];
+    ck_ws_client_key(key);
+    char *rq = xasprintf("GET /exec?%s&stdout=true&stderr=true HTTP/1.1\r\n"
+                         "Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                         "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
+                         "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n", cmdq, key);
+    send_all(fd, rq, strlen(rq));
+    free(rq);
+    ck_buf rest;
+    ck_buf_init(&rest, 0);
+    assert_int_equal(read_head(fd, &rest), 101);
+    ck_ws ws;
+    ck_ws_init(&ws, false, 0);
+    ck_buf_init(&c->out, 0);
+    assert_true(ck_ws_feed(&ws, rest.data, rest.len, ws_cb, c, NULL) >= 0);
+    while (!c->closed) {
+        char tmp[65536];
+        struct pollfd pf = {fd, POLLIN, 0};
+        assert_int_equal(poll(&pf, 1, 5000), 1);
+        ssize_t r = read(fd, tmp, sizeof tmp);
+        if (r <= 0)
+            break;
+        assert_true(ck_ws_feed(&ws, tmp, (size_t)r, ws_cb, c, NULL) >= 0);
+    }
+    ck_buf_free(&rest);
+    ck_ws_free(&ws);
+    close(fd);
+}
+
+static void test_spawn_failure_then_serve(void **state)
+{
+    /* a command that cannot start: a Failure status with upstream's wording, a closed stream,
+     * and the node keeps serving (the pump's early exit path once freed an uninitialized
+     * pointer and took the whole stand-in node down) */
+    for (int round = 0; round < 3; round++) {
+        struct ws_client c = {0};
+        ws_exec("command=/no/such/binary", &c);
+        assert_true(c.closed);
+        assert_non_null(strstr(c.status, "\"status\":\"Failure\""));
+        assert_non_null(strstr(c.status, "failed to exec in container"));
+        ck_buf_free(&c.out);
+    }
+    struct ws_client ok = {0};
+    ws_exec("command=echo&command=still-here", &ok);
+    assert_true(ok.closed);
+    assert_int_equal(ok.out.len, 11);
+    assert_memory_equal(ok.out.data, "still-here\n", 11);
+    assert_string_equal(ok.status, "{\"metadata\":{},\"status\":\"Success\"}");
+    ck_buf_free(&ok.out);
+}
+
 /* ---- port-forward: SPDY inside websocket to a local listener ---- */
 
 struct pf_client {
@@ -447,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_status_json),
         cmocka_unit_test(test_spdy_exec_exit_code),
         cmocka_unit_test(test_ws_v5_exec_stdin),
+        cmocka_unit_test(test_spawn_failure_then_serve),
         cmocka_unit_test(test_ws_portforward),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_idle_timeout),

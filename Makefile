@@ -8,7 +8,9 @@ CFLAGS  ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=local \
            -D_GNU_SOURCE -Isrc -MMD -MP $(SAN) \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lprotobuf-c -lpthread -lm
+# libcurl is not linked: src/lib/curl_lazy.c loads it on first use (it and its ~25 dependencies
+# cost every process ~3 MB resident at exec, most never make a request)
+LDLIBS  += $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null) -lprotobuf-c -lpthread -lm
 override LDFLAGS += $(SAN)
 
 SRCS      := $(sort $(wildcard src/*.c src/*/*.c))

@@ -1083,8 +1083,18 @@ static void unregister_open(dev_t dev, ino_t ino)
 
 static ck_store *open_locked(const char *path, ck_error **err);
 
+/* No bulk page-cache allocation per connection (SQLite's default carves 20 pages, ~87 KiB, for
+ * each of our six connections up front): pages are allocated as they are read.  Must precede
+ * sqlite3_initialize; if SQLite was already initialized by someone else this is a no-op. */
+static void sqlite_global_config(void)
+{
+    sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
 ck_store *ck_store_open_sqlite(const char *path, ck_error **err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_global_config);
     if (!path || !*path) {
         ck_error_set(err, CK_E_INVALID, "sqlite store: empty path");
         return NULL;

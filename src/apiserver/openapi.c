@@ -961,19 +961,31 @@ static void walk_value(walkctx *w, const field *f, size_t wrap_at, const json_t 
     }
 }
 
+/* Append sep + key to buf at len (a no-op returning len when it would not fit). */
+static size_t append(char *buf, size_t cap, size_t len, const char *sep, const char *key, size_t klen)
+{
+    size_t sl = strlen(sep);
+    if (len + sl + klen + 1 > cap)
+        return len;
+    memcpy(buf + len, sep, sl);
+    memcpy(buf + len + sl, key, klen);
+    buf[len + sl + klen] = 0;
+    return len + sl + klen;
+}
+
 static void walk(walkctx *w, const otype *t, const json_t *obj, size_t plen, size_t glen, int depth)
 {
     const char *outer = w->strct;
+    const char *name = t->kind_of ? t->kind_of->kind : schema_short(t->src->name);
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)obj, k, v) {
-        w->strct = t->kind_of ? t->kind_of->kind : schema_short(t->src->name);
-        int n = snprintf(w->path + plen, sizeof w->path - plen, ".%s", k);
-        if (n <= 0 || (size_t)n >= sizeof w->path - plen)
+        w->strct = name;
+        size_t klen = strlen(k);
+        size_t nl = append(w->path, sizeof w->path, plen, ".", k, klen);
+        if (nl == plen)
             continue;
-        size_t nl = plen + (size_t)n;
-        int gn = snprintf(w->gopath + glen, sizeof w->gopath - glen, "%s%s", glen ? "." : "", k);
-        size_t gl = gn > 0 && (size_t)gn < sizeof w->gopath - glen ? glen + (size_t)gn : glen;
+        size_t gl = append(w->gopath, sizeof w->gopath, glen, glen ? "." : "", k, klen);
         const field *f = NULL;
         for (size_t i = 0; i < t->nfields && !f; i++)
             if (!strcmp(t->fields[i].name, k))
@@ -1020,11 +1032,12 @@ static void check(int k, const json_t *obj, json_t *unknown, ck_type_error *te)
         memset(te, 0, sizeof *te);
     if (k < 0 || !json_is_object(obj) || (unknown && !json_is_array(unknown)))
         return;   /* no schema: nothing is unknown, every type is right */
-    walkctx *w = xcalloc(1, sizeof *w);
-    w->unknown = unknown;
-    w->te = te;
-    walk(w, &model.types[k], obj, 0, 0, 0);
-    free(w);
+    walkctx w;
+    w.unknown = unknown;
+    w.te = te;
+    w.path[0] = w.gopath[0] = 0;
+    w.strct = NULL;
+    walk(&w, &model.types[k], obj, 0, 0, 0);
 }
 
 static int kind_of_body(const ck_resource *r, const json_t *obj)

@@ -249,6 +249,7 @@ void ck_apiserver_handle(void *ctx, ck_http_req *req, ck_http_resp *resp)
     ck_user_free(&c.user);
     ck_buf_free(&c.warnings);
     json_decref(c.causes);
+    json_decref(c.details);
 }
 
 /* ---- the command ---- */

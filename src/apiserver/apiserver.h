@@ -179,6 +179,7 @@ typedef struct ck_reqctx {
     ck_route route;
     ck_buf warnings;          /* "Warning: 299 - ..." header lines */
     json_t *causes;           /* for 422 Invalid (stolen by the response) */
+    json_t *details;          /* replaces the route's Status details (errors about query options) */
     int status;               /* HTTP status sent (for metrics) */
     bool responded;
     bool no_details;          /* error Status without details (errors about the request itself) */
@@ -218,14 +219,50 @@ json_t *ck_table_wrap(const ck_resource *r, json_t *items /* borrowed array */, 
                       int64_t rev);
 
 /* Shared write machinery (rest.c). */
+enum ck_write_verb { CK_WRITE_CREATE, CK_WRITE_UPDATE, CK_WRITE_PATCH, CK_WRITE_APPLY };
 typedef struct ck_write_opts {
+    enum ck_write_verb verb;   /* which write the options came with */
     bool dry_run;
     const char *manager;       /* fieldManager */
     const char *field_validation;   /* Strict|Warn|Ignore */
     bool applied;              /* the object comes from ck_patch_apply (it recorded itself) */
 } ck_write_opts;
-void ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager,
-                              char **owned_fv);
+/* The write options a create (POST), update (PUT) or patch (PATCH) takes from the query, checked
+ * as upstream's ValidateCreateOptions / ValidateUpdateOptions / ValidatePatchOptions do before
+ * the body is looked at: dryRun other than All, a fieldManager over 128 bytes or with control
+ * characters, fieldValidation other than Strict/Warn/Ignore, force on a non-apply patch and an
+ * apply without fieldManager are 422 Invalid `<Kind>Options.meta.k8s.io "" is invalid: ...`
+ * (*details then holds the Status details: group meta.k8s.io, the options kind, one cause per
+ * field).  ck_write_opts_parse is the parser; ck_write_opts_from_query picks the verb from the
+ * request and puts the details on the request for ck_respond_error. */
+int ck_write_opts_parse(const char *query, const char *user_agent, enum ck_write_verb verb,
+                        ck_write_opts *o, char **owned_manager, char **owned_fv, json_t **details,
+                        ck_error **err);
+int ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager,
+                             char **owned_fv, ck_error **err);
+
+/* The options of a list, watch or deletecollection (list.c), parsed and checked as upstream
+ * decodes metav1.ListOptions and runs ValidateListOptions: limit and timeoutSeconds must be
+ * integers (400 `strconv.ParseInt: parsing "abc": invalid syntax`), resourceVersion an unsigned
+ * integer when given (400 `resourceVersion: Invalid value: "abc": strconv.ParseUint: ...`), and
+ * resourceVersionMatch / sendInitialEvents combinations follow upstream's rules (422
+ * `ListOptions.meta.k8s.io "" is invalid: ...`, details in *details). */
+typedef struct ck_list_query {
+    char *label_selector, *field_selector, *cont, *rv, *rvm;   /* NULL when absent */
+    int64_t limit;             /* <= 0: no limit (upstream ignores a negative one) */
+    bool has_timeout;
+    int64_t timeout_seconds;
+    bool send_initial_set, send_initial;
+    bool bookmarks;
+    int64_t rev;               /* resourceVersion as a number; 0 for absent, "" or "0" */
+} ck_list_query;
+int ck_list_query_parse(const char *query, bool watch, ck_list_query *q, json_t **details,
+                        ck_error **err);
+void ck_list_query_free(ck_list_query *q);
+/* ck_list_query_parse on the request's query; details go on the request. */
+int ck_list_query_from_request(ck_reqctx *c, bool watch, ck_list_query *q, ck_error **err);
+/* 422 `<kind>.meta.k8s.io "" is invalid: ...` for query options; causes stolen. */
+int ck_options_invalid(const char *kind, json_t *causes, json_t **details, ck_error **err);
 /* Read an object; *rev receives its mod revision.  NULL + CK_E_NOT_FOUND (upstream text). */
 json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
                      int64_t *rev, ck_error **err);
@@ -256,9 +293,17 @@ void ck_rest_put(ck_reqctx *c, bool status_only);
 json_t *ck_rest_delete_options(ck_reqctx *c, ck_error **err);
 /* The body's name must match the URL's; sets name and namespace from the URL. */
 int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err);
-/* fieldValidation Strict/Warn/Ignore over unknown (openapi.h) and duplicate (codec.h) fields. */
+/* One walk over obj (openapi.h): JSON types always (a mismatch is upstream's decode error: 400
+ * `<Kind> in version "v1" cannot be handled as a <Kind>: json: cannot unmarshal ...` for a create
+ * or update body, 422 `patch: Invalid value: ...` for the result of a JSON, merge or strategic
+ * patch, 400 `failed to create typed patch object ...` for an apply), then fieldValidation
+ * Strict/Warn/Ignore over the unknown fields and the duplicates (codec.h) found. */
 int ck_rest_check_fields(ck_reqctx *c, const ck_resource *r, const json_t *obj, const json_t *dups,
                          const ck_write_opts *o, ck_error **err);
+/* The type half of ck_rest_check_fields alone (status writes, whose unknown fields are never
+ * reported). */
+int ck_rest_check_types(ck_reqctx *c, const ck_resource *r, const json_t *obj,
+                        const ck_write_opts *o, ck_error **err);
 
 /* Write obj (its metadata names the key) with expected revision, bypassing strategy and
  * validation (binding, finalize); sets obj's resourceVersion.  Upstream errors. */

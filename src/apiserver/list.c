@@ -3,12 +3,14 @@
  * resourceVersionMatch, label and field selectors filtered here (with a selector we keep reading
  * store pages until `limit` objects matched or the keys ran out), and Table output for kubectl. */
 #include "apiserver/apiserver.h"
+#include "apiserver/names.h"
 #include "apiserver/selector.h"
 #include "apiserver/table.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PAGE_MIN 500
 
@@ -39,6 +41,168 @@ json_t *ck_table_wrap(const ck_resource *r, json_t *items, const char *include, 
     }
     return json_pack("{s:s,s:s,s:o,s:o,s:o}", "kind", "Table", "apiVersion", "meta.k8s.io/v1",
                      "metadata", meta, "columnDefinitions", ck_table_columns(r), "rows", rows);
+}
+
+/* ---- options ---- */
+
+/* Go's strconv.ParseInt(s, 10, 64) / ParseUint: 0, or -1 with upstream's error text in *why. */
+static int parse_go_int(const char *s, bool is_unsigned, int64_t *out, char **why)
+{
+    const char *p = s;
+    bool neg = false;
+    if (!is_unsigned && (*p == '+' || *p == '-'))
+        neg = *p++ == '-';
+    const char *fn = is_unsigned ? "strconv.ParseUint" : "strconv.ParseInt";
+    if (!*p) {
+        cleanup_free char *q = ck_go_quote(s);
+        *why = xasprintf("%s: parsing %s: invalid syntax", fn, q);
+        return -1;
+    }
+    uint64_t v = 0;
+    bool range = false;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            cleanup_free char *q = ck_go_quote(s);
+            *why = xasprintf("%s: parsing %s: invalid syntax", fn, q);
+            return -1;
+        }
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            range = true;
+        else
+            v = v * 10 + d;
+    }
+    uint64_t lim = is_unsigned ? UINT64_MAX : neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    if (range || v > lim) {
+        cleanup_free char *q = ck_go_quote(s);
+        *why = xasprintf("%s: parsing %s: value out of range", fn, q);
+        return -1;
+    }
+    /* a uint64 above INT64_MAX is a valid resourceVersion no store has reached: clamp */
+    *out = neg ? (int64_t)(0 - v) : v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+    return 0;
+}
+
+void ck_list_query_free(ck_list_query *q)
+{
+    free(q->label_selector);
+    free(q->field_selector);
+    free(q->cont);
+    free(q->rv);
+    free(q->rvm);
+    memset(q, 0, sizeof *q);
+}
+
+static void forbid(json_t *causes, const char *field, const char *detail)
+{
+    cleanup_free char *m = xasprintf("Forbidden: %s", detail);
+    json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", "FieldValueForbidden",
+                                            "message", m, "field", field));
+}
+
+static void unsupported(json_t *causes, const char *field, const char *val, const char *supported)
+{
+    cleanup_free char *q = ck_go_quote(val);
+    cleanup_free char *m = xasprintf("Unsupported value: %s: supported values: %s", q, supported);
+    json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", "FieldValueNotSupported",
+                                            "message", m, "field", field));
+}
+
+/* upstream's string -> bool query conversion: absent, "0" and "false" (any case) are false */
+static bool query_flag(const char *v)
+{
+    return v && strcmp(v, "0") && strcasecmp(v, "false");
+}
+
+int ck_list_query_parse(const char *query, bool watch, ck_list_query *q, json_t **details,
+                        ck_error **err)
+{
+    memset(q, 0, sizeof *q);
+    if (details)
+        *details = NULL;
+    q->label_selector = ck_http_query_param(query, "labelSelector");
+    q->field_selector = ck_http_query_param(query, "fieldSelector");
+    q->cont = ck_http_query_param(query, "continue");
+    q->rv = ck_http_query_param(query, "resourceVersion");
+    q->rvm = ck_http_query_param(query, "resourceVersionMatch");
+    cleanup_free char *bm = ck_http_query_param(query, "allowWatchBookmarks");
+    cleanup_free char *sie = ck_http_query_param(query, "sendInitialEvents");
+    cleanup_free char *tos = ck_http_query_param(query, "timeoutSeconds");
+    cleanup_free char *lim = ck_http_query_param(query, "limit");
+    q->bookmarks = query_flag(bm);
+    q->send_initial_set = sie != NULL;
+    q->send_initial = query_flag(sie);
+    /* decoding (400), in the order of the generated conversion: timeoutSeconds, then limit */
+    char *why = NULL;
+    if ((tos && parse_go_int(tos, false, &q->timeout_seconds, &why) < 0) ||
+        (lim && parse_go_int(lim, false, &q->limit, &why) < 0)) {
+        ck_error_set(err, CK_E_BAD_REQUEST, "%s", why);
+        free(why);
+        ck_list_query_free(q);
+        return -1;
+    }
+    q->has_timeout = tos != NULL;
+    /* ValidateListOptions (422) */
+    json_t *causes = json_array();
+    const char *rvm = q->rvm ? q->rvm : "";
+    bool has_cont = q->cont && *q->cont;
+    if (watch) {
+        if (q->send_initial_set && strcmp(rvm, "NotOlderThan"))
+            forbid(causes, "resourceVersionMatch",
+                   "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+        if (*rvm) {
+            if (!q->send_initial_set)
+                forbid(causes, "resourceVersionMatch",
+                       "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided");
+            if (strcmp(rvm, "NotOlderThan"))
+                unsupported(causes, "resourceVersionMatch", rvm, "\"NotOlderThan\"");
+            if (has_cont)
+                forbid(causes, "resourceVersionMatch",
+                       "resourceVersionMatch is forbidden when continue is provided");
+        }
+    } else {
+        if (*rvm) {
+            if (!q->rv || !*q->rv)
+                forbid(causes, "resourceVersionMatch",
+                       "resourceVersionMatch is forbidden unless resourceVersion is provided");
+            if (has_cont)
+                forbid(causes, "resourceVersionMatch",
+                       "resourceVersionMatch is forbidden when continue is provided");
+            if (strcmp(rvm, "Exact") && strcmp(rvm, "NotOlderThan"))
+                unsupported(causes, "resourceVersionMatch", rvm, "\"Exact\", \"NotOlderThan\", \"\"");
+            if (!strcmp(rvm, "Exact") && q->rv && !strcmp(q->rv, "0"))
+                forbid(causes, "resourceVersionMatch",
+                       "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"");
+        }
+        if (q->send_initial_set)
+            forbid(causes, "sendInitialEvents", "sendInitialEvents is forbidden for list");
+    }
+    if (json_array_size(causes)) {
+        ck_list_query_free(q);
+        return ck_options_invalid("ListOptions", causes, details, err);
+    }
+    json_decref(causes);
+    /* the storage layer's resourceVersion parse: upstream's text; 400 rather than released
+     * upstream's 500 (kubernetes/kubernetes#139485 asks for 400) */
+    if (q->rv && *q->rv && parse_go_int(q->rv, true, &q->rev, &why) < 0) {
+        cleanup_free char *qv = ck_go_quote(q->rv);
+        ck_error_set(err, CK_E_BAD_REQUEST, "resourceVersion: Invalid value: %s: %s", qv, why);
+        free(why);
+        ck_list_query_free(q);
+        return -1;
+    }
+    return 0;
+}
+
+int ck_list_query_from_request(ck_reqctx *c, bool watch, ck_list_query *q, ck_error **err)
+{
+    json_t *details = NULL;
+    int rc = ck_list_query_parse(c->req->query, watch, q, &details, err);
+    if (details) {
+        json_decref(c->details);
+        c->details = details;
+    }
+    return rc;
 }
 
 typedef struct list_result {
@@ -103,24 +267,25 @@ static int collect(ck_reqctx *c, bool paging, bool raw_ok, list_result *out, ck_
     const ck_resource *r = c->route.res;
     memset(out, 0, sizeof *out);
     out->remaining = -1;
-    cleanup_free char *ls = ck_query(c, "labelSelector");
-    cleanup_free char *fs = ck_query(c, "fieldSelector");
-    cleanup_free char *lim = paging ? ck_query(c, "limit") : NULL;
-    cleanup_free char *cont = paging ? ck_query(c, "continue") : NULL;
-    cleanup_free char *rvs = ck_query(c, "resourceVersion");
-    cleanup_free char *rvm = ck_query(c, "resourceVersionMatch");
-    ck_selector *lsel = ck_label_selector_parse(ls, err);
-    if (!lsel)
+    ck_list_query lq;
+    if (ck_list_query_from_request(c, false, &lq, err) < 0)
         return -1;
-    ck_selector *fsel = ck_field_selector_parse(fs, r, err);
+    const char *cont = paging ? lq.cont : NULL;
+    const char *rvs = lq.rv, *rvm = lq.rvm;
+    ck_selector *fsel = NULL;
+    ck_selector *lsel = ck_label_selector_parse(lq.label_selector, err);
+    if (!lsel) {
+        ck_list_query_free(&lq);
+        return -1;
+    }
+    fsel = ck_field_selector_parse(lq.field_selector, r, err);
     if (!fsel) {
         ck_selector_free(lsel);
+        ck_list_query_free(&lq);
         return -1;
     }
     bool filtered = !ck_selector_is_empty(lsel) || !ck_selector_is_empty(fsel);
-    long long limit = lim && *lim ? strtoll(lim, NULL, 10) : 0;
-    if (limit < 0)
-        limit = 0;
+    long long limit = paging && lq.limit > 0 ? lq.limit : 0;
     const char *ns = r->namespaced ? c->route.namespace_ : NULL;
     const char *fns = ck_selector_exact(fsel, "metadata.namespace");
     if (!ns && r->namespaced && fns)
@@ -143,16 +308,8 @@ static int collect(ck_reqctx *c, bool paging, bool raw_ok, list_result *out, ck_
         if (ck_continue_decode(cont, &rev, &suffix, err) < 0)
             goto out;
         start = xasprintf("%s%s", prefix, suffix);
-    } else if (rvs && *rvs && rvm && !strcmp(rvm, "Exact")) {
-        rev = strtoll(rvs, NULL, 10);
-        if (rev <= 0) {
-            ck_error_set(err, CK_E_BAD_REQUEST, "resourceVersionMatch \"Exact\" requires a "
-                         "resourceVersion greater than 0");
-            goto out;
-        }
-    } else if (rvm && *rvm && strcmp(rvm, "NotOlderThan") && strcmp(rvm, "Exact")) {
-        ck_error_set(err, CK_E_BAD_REQUEST, "resourceVersionMatch: Unsupported value: \"%s\"", rvm);
-        goto out;
+    } else if (rvm && !strcmp(rvm, "Exact")) {
+        rev = lq.rev;     /* > 0: the parser refused "0" with Exact */
     }
     bool raw = raw_ok && !filtered;
     if (raw)
@@ -234,6 +391,7 @@ static int collect(ck_reqctx *c, bool paging, bool raw_ok, list_result *out, ck_
 out:
     ck_selector_free(lsel);
     ck_selector_free(fsel);
+    ck_list_query_free(&lq);
     if (rc < 0) {
         list_result_free(out);
         memset(out, 0, sizeof *out);

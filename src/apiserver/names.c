@@ -280,7 +280,12 @@ char *ck_go_quote(const char *s)
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
             size_t l = utf8_len((const unsigned char *)s + i, n - i);
-            if (l) {
+            unsigned char c2 = l == 2 ? (unsigned char)s[i + 1] : 0;
+            if (l == 2 && c == 0xc2 && (c2 <= 0x9f || c2 == 0xad)) {
+                /* C1 controls and the soft hyphen are not printable: Go writes \u0085 */
+                ck_buf_printf(&b, "\\u%04x", c2);
+                i += 2;
+            } else if (l) {
                 ck_buf_add(&b, s + i, l);
                 i += l;
             } else {

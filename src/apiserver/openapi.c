@@ -14,6 +14,7 @@
 
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ typedef struct field {
     const char *desc;
     char *merge_key;      /* x-kubernetes-patch-merge-key, or NULL */
     char *strategy;       /* x-kubernetes-patch-strategy ("merge", "merge,retainKeys", ...), or NULL */
+    bool int64;           /* an integer field that is an int64 in Go (the rest are int32) */
 } field;
 
 typedef struct otype {
@@ -116,6 +118,27 @@ static const char *field_doc(const char *type, const char *fieldname)
     return NULL;
 }
 
+/* The integer fields that are int64 in upstream's Go types (every other integer is an int32):
+ * the decoder's type errors name the width. */
+static const char INT64_FIELDS[] =
+    " ObjectMeta.deletionGracePeriodSeconds ObjectMeta.generation PodSpec.activeDeadlineSeconds"
+    " PodSpec.terminationGracePeriodSeconds Probe.terminationGracePeriodSeconds"
+    " SecurityContext.runAsGroup SecurityContext.runAsUser PodSecurityContext.fsGroup"
+    " PodSecurityContext.runAsGroup PodSecurityContext.runAsUser PodSecurityContext.supplementalGroups"
+    " Toleration.tolerationSeconds ServiceAccountTokenProjection.expirationSeconds"
+    " ContainerImage.sizeBytes ControllerRevision.revision JobSpec.activeDeadlineSeconds"
+    " CronJobSpec.startingDeadlineSeconds DeleteOptions.gracePeriodSeconds"
+    " TokenRequestSpec.expirationSeconds ListMeta.remainingItemCount SleepAction.seconds ";
+
+static bool is_int64(const char *type, const char *name)
+{
+    if (!strcmp(name, "observedGeneration"))
+        return true;
+    char key[160];
+    snprintf(key, sizeof key, " %s.%s ", schema_short(type), name);
+    return strstr(INT64_FIELDS, key) != NULL;
+}
+
 /* Kinds served only as subresource bodies, with their group/version. */
 static const struct {
     const char *type, *group, *version, *kind;
@@ -178,6 +201,8 @@ static void model_build(void)
                 if (merge || retain)
                     f->strategy = xstrdup(merge && retain ? "merge,retainKeys" : merge ? "merge" : "retainKeys");
                 f->desc = field_doc(t->src->name, f->name);
+                if (f->t.prim == P_INTEGER)
+                    f->int64 = is_int64(t->src->name, f->name);
             }
             p += len;
         }
@@ -701,72 +726,293 @@ void ck_openapi_v2(const char *accept, const char **content_type, const char **b
     *len = sizeof v2_json - 1;
 }
 
-/* ---- unknown fields ---- */
+/* ---- one walk: unknown fields and JSON types ---- */
 
-static void walk(const otype *t, const json_t *obj, char *path, size_t plen, size_t cap, json_t *unknown, int depth);
+/* Upstream decodes a body into the kind's Go struct; a JSON value of the wrong type fails there
+ * with encoding/json's UnmarshalTypeError, which names the innermost struct, the path of JSON
+ * field names from the root (no list indices, no map keys) and the Go type:
+ *   json: cannot unmarshal array into Go struct field ConfigMap.data of type map[string]string
+ * The walk keeps that context next to the unknown-field path and stops checking types at the
+ * first mismatch (the decoder reports the first one). */
+typedef struct walkctx {
+    json_t *unknown;          /* NULL: unknown fields not wanted */
+    ck_type_error *te;        /* NULL: types not checked */
+    char path[1024];          /* ".spec.containers[0].image" for unknown fields */
+    char gopath[512];         /* "spec.containers.image" for type errors */
+    const char *strct;        /* the innermost struct's Go name */
+} walkctx;
 
-static void walk_value(const ftype *ft, size_t wrap_at, const json_t *v, char *path, size_t plen, size_t cap,
-                       json_t *unknown, int depth)
+static void walk(walkctx *w, const otype *t, const json_t *obj, size_t plen, size_t glen, int depth);
+
+static const char *json_kind(const json_t *v)
 {
-    if (depth > 64)
-        return;
-    char w = ft->wrap[wrap_at];
-    if (w == '[') {
-        if (!json_is_array(v))
-            return;
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) {
-            int n = snprintf(path + plen, cap - plen, "[%zu]", i);
-            if (n > 0 && (size_t)n < cap - plen)
-                walk_value(ft, wrap_at + 1, e, path, plen + (size_t)n, cap, unknown, depth + 1);
-        }
-        path[plen] = 0;
-    } else if (w == '{') {
-        if (!json_is_object(v))
-            return;
-        const char *k;
-        json_t *e;
-        json_object_foreach((json_t *)v, k, e) {
-            int n = snprintf(path + plen, cap - plen, ".%s", k);
-            if (n > 0 && (size_t)n < cap - plen)
-                walk_value(ft, wrap_at + 1, e, path, plen + (size_t)n, cap, unknown, depth + 1);
-        }
-        path[plen] = 0;
-    } else if (ft->prim == P_REF && json_is_object(v)) {
-        walk(&model.types[ft->ref], v, path, plen, cap, unknown, depth + 1);
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "bool";
+    default: return "null";
     }
 }
 
-static void walk(const otype *t, const json_t *obj, char *path, size_t plen, size_t cap, json_t *unknown, int depth)
+/* The Go type of ft from wrap level `at` on, as reflect prints it. */
+static void go_type(const ftype *ft, size_t at, bool int64, char *out, size_t cap)
 {
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t i = at; ft->wrap[i] && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s", ft->wrap[i] == '[' ? "[]" : "map[string]");
+    if (n >= cap)
+        return;
+    const char *base = "";
+    char ref[96];
+    switch (ft->prim) {
+    case P_STRING: base = "string"; break;
+    case P_INTEGER: base = int64 ? "int64" : "int32"; break;
+    case P_NUMBER: base = "float64"; break;
+    case P_BOOLEAN: base = "bool"; break;
+    case P_TIME: base = "v1.Time"; break;
+    case P_QUANTITY: base = "resource.Quantity"; break;
+    case P_INTORSTR: base = "intstr.IntOrString"; break;
+    case P_RAW: base = "runtime.RawExtension"; break;
+    case P_REF:
+        snprintf(ref, sizeof ref, "v1.%s", schema_short(model.types[ft->ref].src->name));
+        base = ref;
+        break;
+    }
+    snprintf(out + n, cap - n, "%s", base);
+}
+
+static void type_error(walkctx *w, const char *got, const char *want)
+{
+    ck_type_error *te = w->te;
+    te->found = true;
+    if (w->strct)
+        snprintf(te->msg, sizeof te->msg, "json: cannot unmarshal %s into Go struct field %s.%s of type %s",
+                 got, w->strct, w->gopath, want);
+    else
+        snprintf(te->msg, sizeof te->msg, "json: cannot unmarshal %s into Go value of type %s", got, want);
+    snprintf(te->path, sizeof te->path, "%s", w->path[0] == '.' ? w->path + 1 : w->path);
+}
+
+/* "number 1.5" for a number an integer field cannot hold, as the decoder quotes the literal */
+static void number_error(walkctx *w, const json_t *v, const char *want)
+{
+    char got[64];
+    if (json_is_integer(v))
+        snprintf(got, sizeof got, "number %" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else {
+        char *d = json_dumps(v, JSON_ENCODE_ANY);
+        snprintf(got, sizeof got, "number %s", d ? d : "?");
+        free(d);
+    }
+    type_error(w, got, want);
+}
+
+/* upstream's ParseQuantity, the syntax only: [+-]digits[.digits] then a binary suffix (Ki..Ei),
+ * a decimal one (n u m "" k M G T P E) or an exponent ([eE][+-]digits); 0 or the error text. */
+static const char *quantity_syntax(const char *s)
+{
+    static const char *const wrong =
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        n--;
+    size_t i = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    size_t digits = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+        digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            digits++;
+    if (!digits)
+        return wrong;
+    const char *suf = s + i;
+    size_t sl = n - i;
+    static const char *const suffixes[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m",
+                                           "k", "M", "G", "T", "P", "E"};
+    for (size_t k = 0; k < ARRAY_SIZE(suffixes); k++)
+        if (strlen(suffixes[k]) == sl && !strncmp(suffixes[k], suf, sl))
+            return NULL;
+    /* the regular expression's shape: letters from the set, then an optional signed number */
+    size_t j = 0;
+    while (j < sl && strchr("eEinumkKMGTP", suf[j]))
+        j++;
+    size_t letters = j;
+    if (j < sl && (suf[j] == '+' || suf[j] == '-'))
+        j++;
+    while (j < sl && suf[j] >= '0' && suf[j] <= '9')
+        j++;
+    if (j < sl)
+        return wrong;
+    if ((suf[0] == 'e' || suf[0] == 'E') && letters == 1 && sl > 1) {
+        size_t k = 1 + (suf[1] == '+' || suf[1] == '-');
+        if (k < sl)
+            return NULL;     /* an exponent */
+    }
+    return "unable to parse quantity's suffix";
+}
+
+static void check_scalar(walkctx *w, const ftype *ft, bool int64, const json_t *v)
+{
+    switch (ft->prim) {
+    case P_STRING:
+        if (!json_is_string(v))
+            type_error(w, json_kind(v), "string");
+        break;
+    case P_BOOLEAN:
+        if (!json_is_boolean(v))
+            type_error(w, json_kind(v), "bool");
+        break;
+    case P_NUMBER:
+        if (!json_is_number(v))
+            type_error(w, json_kind(v), "float64");
+        break;
+    case P_INTEGER:
+    case P_INTORSTR: {
+        /* IntOrString: a string, else its int32 (the inner decode's error, in the field's context) */
+        if (ft->prim == P_INTORSTR && json_is_string(v))
+            break;
+        const char *want = ft->prim == P_INTEGER && int64 ? "int64" : "int32";
+        if (json_is_real(v))
+            number_error(w, v, want);
+        else if (!json_is_integer(v))
+            type_error(w, json_kind(v), want);
+        else if (!int64 || ft->prim == P_INTORSTR) {
+            json_int_t n = json_integer_value(v);
+            if (n < INT32_MIN || n > INT32_MAX)
+                number_error(w, v, want);
+        }
+        break;
+    }
+    case P_TIME:
+        /* metav1.Time decodes a string (its own UnmarshalJSON); the format is not checked here */
+        if (!json_is_string(v))
+            type_error(w, json_kind(v), "string");
+        break;
+    case P_QUANTITY: {
+        const char *why = NULL;
+        if (json_is_string(v))
+            why = quantity_syntax(json_string_value(v));
+        else if (!json_is_number(v))
+            why = quantity_syntax("");   /* not a number: the format error */
+        if (why) {
+            w->te->found = true;
+            snprintf(w->te->msg, sizeof w->te->msg, "%s", why);
+            snprintf(w->te->path, sizeof w->te->path, "%s", w->path[0] == '.' ? w->path + 1 : w->path);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void walk_value(walkctx *w, const field *f, size_t wrap_at, const json_t *v, size_t plen,
+                       size_t glen, int depth)
+{
+    if (depth > 64 || json_is_null(v))
+        return;   /* null decodes into anything (the zero value) */
+    const ftype *ft = &f->t;
+    bool types = w->te && !w->te->found;
+    char want[160];
+    char c = ft->wrap[wrap_at];
+    if (c == '[' || c == '{') {
+        if (c == '[' ? !json_is_array(v) : !json_is_object(v)) {
+            if (types) {
+                go_type(ft, wrap_at, f->int64, want, sizeof want);
+                type_error(w, json_kind(v), want);
+            }
+            return;
+        }
+        size_t i;
+        const char *k;
+        json_t *e;
+        if (c == '[') {
+            json_array_foreach(v, i, e) {
+                int n = snprintf(w->path + plen, sizeof w->path - plen, "[%zu]", i);
+                if (n > 0 && (size_t)n < sizeof w->path - plen)
+                    walk_value(w, f, wrap_at + 1, e, plen + (size_t)n, glen, depth + 1);
+            }
+        } else {
+            json_object_foreach((json_t *)v, k, e) {
+                int n = snprintf(w->path + plen, sizeof w->path - plen, ".%s", k);
+                if (n > 0 && (size_t)n < sizeof w->path - plen)
+                    walk_value(w, f, wrap_at + 1, e, plen + (size_t)n, glen, depth + 1);
+            }
+        }
+        w->path[plen] = 0;
+    } else if (ft->prim == P_REF) {
+        if (json_is_object(v)) {
+            walk(w, &model.types[ft->ref], v, plen, glen, depth + 1);
+        } else if (types) {
+            go_type(ft, wrap_at, false, want, sizeof want);
+            type_error(w, json_kind(v), want);
+        }
+    } else if (types) {
+        check_scalar(w, ft, f->int64, v);
+    }
+}
+
+/* Append sep + key to buf at len (a no-op returning len when it would not fit). */
+static size_t append(char *buf, size_t cap, size_t len, const char *sep, const char *key, size_t klen)
+{
+    size_t sl = strlen(sep);
+    if (len + sl + klen + 1 > cap)
+        return len;
+    memcpy(buf + len, sep, sl);
+    memcpy(buf + len + sl, key, klen);
+    buf[len + sl + klen] = 0;
+    return len + sl + klen;
+}
+
+static void walk(walkctx *w, const otype *t, const json_t *obj, size_t plen, size_t glen, int depth)
+{
+    const char *outer = w->strct;
+    const char *name = t->kind_of ? t->kind_of->kind : schema_short(t->src->name);
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)obj, k, v) {
-        /* a root's status is written by controllers with whatever their version knows: never
-         * reject it */
-        if (depth == 0 && !strcmp(k, "status"))
+        w->strct = name;
+        size_t klen = strlen(k);
+        size_t nl = append(w->path, sizeof w->path, plen, ".", k, klen);
+        if (nl == plen)
             continue;
-        int n = snprintf(path + plen, cap - plen, ".%s", k);
-        if (n <= 0 || (size_t)n >= cap - plen)
-            continue;
-        size_t nl = plen + (size_t)n;
+        size_t gl = append(w->gopath, sizeof w->gopath, glen, glen ? "." : "", k, klen);
         const field *f = NULL;
         for (size_t i = 0; i < t->nfields && !f; i++)
             if (!strcmp(t->fields[i].name, k))
                 f = &t->fields[i];
+        /* a root's status is written by controllers with whatever their version knows: never
+         * call its fields unknown (its types are still checked) */
+        json_t *unknown = w->unknown;
+        if (depth == 0 && !strcmp(k, "status"))
+            w->unknown = NULL;
         if (f) {
-            walk_value(&f->t, 0, v, path, nl, cap, unknown, depth);
+            walk_value(w, f, 0, v, nl, gl, depth);
         } else if (is_root(t) && (!strcmp(k, "apiVersion") || !strcmp(k, "kind"))) {
-            /* declared on every kind */
+            if (w->te && !w->te->found && !json_is_string(v) && !json_is_null(v))
+                type_error(w, json_kind(v), "string");
         } else if (is_root(t) && !strcmp(k, "metadata")) {
             if (json_is_object(v))
-                walk(&model.types[type_index("ObjectMeta", 10)], v, path, nl, cap, unknown, depth + 1);
-        } else {
-            json_array_append_new(unknown, json_string(path));
+                walk(w, &model.types[type_index("ObjectMeta", 10)], v, nl, gl, depth + 1);
+            else if (w->te && !w->te->found && !json_is_null(v))
+                type_error(w, json_kind(v), "v1.ObjectMeta");
+        } else if (w->unknown) {
+            json_array_append_new(w->unknown, json_string(w->path));
         }
-        path[plen] = 0;
+        w->unknown = unknown;
+        w->path[plen] = 0;
+        w->gopath[glen] = 0;
     }
+    w->strct = outer;
 }
 
 /* The root type named by a body's kind (a served kind or a subresource kind), or -1. */
@@ -780,24 +1026,44 @@ static int root_by_kind(const char *kind)
     return -1;
 }
 
-static void check(int k, const json_t *obj, json_t *unknown)
+static void check(int k, const json_t *obj, json_t *unknown, ck_type_error *te)
 {
-    if (k < 0 || !json_is_object(obj) || !json_is_array(unknown))
-        return;   /* no schema: nothing is unknown */
-    char path[1024] = "";
-    walk(&model.types[k], obj, path, 0, sizeof path, unknown, 0);
+    if (te)
+        memset(te, 0, sizeof *te);
+    if (k < 0 || !json_is_object(obj) || (unknown && !json_is_array(unknown)))
+        return;   /* no schema: nothing is unknown, every type is right */
+    walkctx w;
+    w.unknown = unknown;
+    w.te = te;
+    w.path[0] = w.gopath[0] = 0;
+    w.strct = NULL;
+    walk(&w, &model.types[k], obj, 0, 0, 0);
 }
 
-void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+static int kind_of_body(const ck_resource *r, const json_t *obj)
 {
-    if (!r)
-        return;
     model_init();
     int k = kind_type(r);
     const char *kind = json_string_value(json_object_get(obj, "kind"));
     if (kind && strcmp(kind, r->kind))
         k = root_by_kind(kind);   /* e.g. a Scale sent to deployments/scale */
-    check(k, obj, unknown);
+    return k;
+}
+
+void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown)
+{
+    if (r)
+        check(kind_of_body(r, obj), obj, unknown, NULL);
+}
+
+bool ck_openapi_check(const ck_resource *r, const json_t *obj, json_t *unknown, ck_type_error *te)
+{
+    if (te)
+        memset(te, 0, sizeof *te);
+    if (!r)
+        return false;
+    check(kind_of_body(r, obj), obj, unknown, te);
+    return te && te->found;
 }
 
 void ck_openapi_subresource_unknown_fields(const ck_resource *r, const char *subresource,
@@ -815,7 +1081,7 @@ void ck_openapi_subresource_unknown_fields(const ck_resource *r, const char *sub
     model_init();
     for (size_t i = 0; i < ARRAY_SIZE(body_kinds); i++)
         if (!strcmp(subresource, body_kinds[i][0])) {
-            check(root_by_kind(body_kinds[i][1]), obj, unknown);
+            check(root_by_kind(body_kinds[i][1]), obj, unknown, NULL);
             return;
         }
 }

@@ -7,6 +7,7 @@
 #define CK_OPENAPI_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "apiserver/resources.h"
 
@@ -23,6 +24,20 @@ void ck_openapi_v2(const char *accept, const char **content_type, const char **b
  * declare, as a path like ".spec.containers[0].imagePullPolicyy".  Fields inside free-form maps
  * (labels, annotations, data, x-kubernetes-preserve-unknown-fields) are never unknown. */
 void ck_openapi_unknown_fields(const ck_resource *r, const json_t *obj, json_t *unknown);
+/* A JSON value of the wrong type for its field in a built-in kind, worded as upstream's Go
+ * decoder words it ("json: cannot unmarshal array into Go struct field ConfigMap.data of type
+ * map[string]string"; a malformed quantity gets ParseQuantity's text); path is where it is
+ * (".data", "spec.containers[0].ports[1].containerPort" without the dot). */
+typedef struct ck_type_error {
+    bool found;
+    char msg[1024];
+    char path[1024];
+} ck_type_error;
+/* One walk over obj: the unknown fields of ck_openapi_unknown_fields when unknown is non-NULL,
+ * and the first JSON type mismatch in *te (objects vs arrays vs strings vs numbers vs booleans,
+ * int32/int64 range, int-or-string, quantities; null is accepted anywhere, as the decoder does).
+ * Returns te->found. */
+bool ck_openapi_check(const ck_resource *r, const json_t *obj, json_t *unknown, ck_type_error *te);
 /* The same for the body of a subresource write: status and ephemeralcontainers take the
  * resource's kind, scale an autoscaling/v1 Scale, token a TokenRequest, eviction an Eviction,
  * binding a Binding; other subresources (log, exec, proxy, ...) have no schema: nothing is unknown.

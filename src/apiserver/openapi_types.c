@@ -77,7 +77,7 @@ const ck_oa_type ck_oa_types[] = {
     {"ObjectFieldSelector", "core.v1", "A field of the pod, such as metadata.name or status.podIP.",
      "apiVersion:string fieldPath:string!"},
     {"ResourceFieldSelector", "core.v1", "A container resource request or limit, scaled by a divisor.",
-     "containerName:string divisor:string resource:string!"},
+     "containerName:string divisor:Quantity resource:string!"},
     {"SecretKeySelector", "core.v1", "One key of a Secret.",
      "key:string! name:string optional:boolean"},
     {"EnvFromSource", "core.v1", "Imports every key of a ConfigMap or Secret as environment variables.",

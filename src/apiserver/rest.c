@@ -6,6 +6,7 @@
 #include "apiserver/podproxy.h"
 #include "apiserver/apiserver.h"
 #include "apiserver/codec.h"
+#include "apiserver/names.h"
 #include "apiserver/openapi.h"
 #include "apiserver/patch.h"
 #include "apiserver/table.h"
@@ -94,38 +95,169 @@ json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err)
     return obj;
 }
 
-void ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager, char **owned_fv)
+static void opt_cause(json_t *causes, const char *reason, const char *field, const char *msg)
 {
-    memset(o, 0, sizeof *o);
-    cleanup_free char *dry = ck_query(c, "dryRun");
-    o->dry_run = dry && !strcmp(dry, "All");
-    *owned_manager = ck_query(c, "fieldManager");
-    if (!*owned_manager || !**owned_manager) {
-        free(*owned_manager);
-        /* upstream: the user agent's program name */
-        const char *ua = ck_http_req_header(c->req, "User-Agent");
-        size_t n = ua ? strcspn(ua, "/") : 0;
-        *owned_manager = n ? xstrndup(ua, n < 128 ? n : 128) : xstrdup("unknown");
-    }
-    o->manager = *owned_manager;
-    *owned_fv = ck_query(c, "fieldValidation");
-    o->field_validation = *owned_fv && **owned_fv ? *owned_fv : "Warn";
+    json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg,
+                                            "field", field));
 }
 
-/* fieldValidation: unknown fields (openapi.h) and duplicate fields (codec.h). */
+/* upstream's unicode.IsPrint, for what a field manager can hold: C0 and C1 controls, DEL and
+ * the soft hyphen are not printable; -1 if s is all printable, else the byte offset. */
+static long first_unprintable(const char *s, unsigned *cp)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *cp = *p;
+            return (long)(p - (const unsigned char *)s);
+        }
+        if (*p == 0xc2 && ((p[1] >= 0x80 && p[1] <= 0x9f) || p[1] == 0xad)) {
+            *cp = p[1];
+            return (long)(p - (const unsigned char *)s);
+        }
+    }
+    return -1;
+}
+
+/* The user agent's program name, printable characters only, at most 128 bytes (upstream). */
+static char *manager_from_user_agent(const char *ua)
+{
+    size_t n = ua ? strcspn(ua, "/") : 0;
+    char *m = xmalloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n && o < 128; i++)
+        if ((unsigned char)ua[i] >= 0x20 && ua[i] != 0x7f)
+            m[o++] = ua[i];
+    m[o] = 0;
+    return m;
+}
+
+int ck_write_opts_parse(const char *query, const char *user_agent, enum ck_write_verb verb,
+                        ck_write_opts *o, char **owned_manager, char **owned_fv, json_t **details,
+                        ck_error **err)
+{
+    static const char *const kinds[] = {"CreateOptions", "UpdateOptions", "PatchOptions",
+                                        "PatchOptions"};
+    memset(o, 0, sizeof *o);
+    *owned_manager = *owned_fv = NULL;
+    if (details)
+        *details = NULL;
+    json_t *causes = json_array();
+    cleanup_free char *dry = ck_http_query_param(query, "dryRun");
+    cleanup_free char *fm = ck_http_query_param(query, "fieldManager");
+    cleanup_free char *force = ck_http_query_param(query, "force");
+    char *fv = ck_http_query_param(query, "fieldValidation");
+    /* the order of upstream's Validate*Options */
+    if (verb == CK_WRITE_PATCH && force)
+        opt_cause(causes, "FieldValueForbidden", "force",
+                  "Forbidden: may not be specified for non-apply patch");
+    if (verb == CK_WRITE_APPLY && (!fm || !*fm))
+        opt_cause(causes, "FieldValueRequired", "fieldManager",
+                  "Required value: is required for apply patch");
+    if (fm && strlen(fm) > 128)
+        opt_cause(causes, "FieldValueTooLong", "fieldManager", "Too long: must have at most 128 bytes");
+    unsigned cp = 0;
+    long at = fm ? first_unprintable(fm, &cp) : -1;
+    if (at >= 0) {
+        cleanup_free char *q = ck_go_quote(fm);
+        cleanup_free char *m = xasprintf("Invalid value: %s: invalid character U+%04X (at position %ld)",
+                                         q, cp, at);
+        opt_cause(causes, "FieldValueInvalid", "fieldManager", m);
+    }
+    if (dry && strcmp(dry, "All")) {
+        cleanup_free char *q = ck_go_quote(dry);
+        cleanup_free char *m = xasprintf("Unsupported value: []string{%s}: supported values: \"All\"", q);
+        opt_cause(causes, "FieldValueNotSupported", "dryRun", m);
+    }
+    if (fv && *fv && strcmp(fv, "Ignore") && strcmp(fv, "Warn") && strcmp(fv, "Strict")) {
+        cleanup_free char *q = ck_go_quote(fv);
+        cleanup_free char *m = xasprintf("Unsupported value: %s: supported values: \"\", \"Ignore\", "
+                                         "\"Strict\", \"Warn\"", q);
+        opt_cause(causes, "FieldValueNotSupported", "fieldValidation", m);
+    }
+    if (json_array_size(causes)) {
+        free(fv);
+        return ck_options_invalid(kinds[verb], causes, details, err);
+    }
+    json_decref(causes);
+    o->dry_run = dry != NULL;
+    if (fm && *fm) {
+        *owned_manager = fm;
+        fm = NULL;
+    } else {
+        *owned_manager = manager_from_user_agent(user_agent);
+    }
+    o->manager = *owned_manager;
+    *owned_fv = fv;
+    o->field_validation = fv && *fv ? fv : "Warn";
+    o->verb = verb;
+    return 0;
+}
+
+int ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manager, char **owned_fv,
+                             ck_error **err)
+{
+    enum ck_write_verb verb = CK_WRITE_CREATE;
+    const char *m = c->req->method;
+    if (!strcmp(m, "PUT")) {
+        verb = CK_WRITE_UPDATE;
+    } else if (!strcmp(m, "PATCH")) {
+        cleanup_free char *mt = media_type(ck_http_req_header(c->req, "Content-Type"));
+        verb = !strcmp(mt, "application/apply-patch+yaml") ? CK_WRITE_APPLY : CK_WRITE_PATCH;
+    }
+    json_t *details = NULL;
+    int rc = ck_write_opts_parse(c->req->query, ck_http_req_header(c->req, "User-Agent"), verb, o,
+                                 owned_manager, owned_fv, &details, err);
+    if (details) {
+        json_decref(c->details);
+        c->details = details;
+    }
+    return rc;
+}
+
+/* A JSON type mismatch as upstream reports it where it decodes (see apiserver.h). */
+static int type_mismatch(ck_reqctx *c, const ck_resource *r, const json_t *obj,
+                         const ck_write_opts *o, const ck_type_error *te, ck_error **err)
+{
+    if (o->verb == CK_WRITE_CREATE || o->verb == CK_WRITE_UPDATE)
+        return ck_error_set(err, CK_E_BAD_REQUEST, "%s in version \"%s\" cannot be handled as a %s: %s",
+                            r->kind, r->version, r->kind, te->msg);
+    if (o->verb == CK_WRITE_APPLY) {
+        const char *ns = ck_meta_str(obj, "namespace"), *name = ck_meta_str(obj, "name");
+        return ck_error_set(err, CK_E_BAD_REQUEST,
+                            "failed to create typed patch object (%s/%s; %s/%s, Kind=%s): .%s: %s",
+                            ns ? ns : "", name ? name : "", r->group, r->version, r->kind,
+                            te->path, te->msg);
+    }
+    /* JSON, merge and strategic patches: an Invalid with no kind, on the field "patch" */
+    char *text = json_dumps(obj, JSON_COMPACT);
+    cleanup_free char *q = ck_go_quote(text ? text : "");
+    free(text);
+    cleanup_free char *m = xasprintf("Invalid value: %s: %s", q, te->msg);
+    json_t *causes = json_pack("[{s:s,s:s,s:s}]", "reason", "FieldValueInvalid", "message", m,
+                               "field", "patch");
+    json_decref(c->details);
+    c->details = json_pack("{s:o}", "causes", causes);
+    return ck_error_set(err, CK_E_INVALID, " \"\" is invalid: patch: %s", m);
+}
+
 int ck_rest_check_fields(ck_reqctx *c, const ck_resource *r, const json_t *obj, const json_t *dups,
                         const ck_write_opts *o, ck_error **err)
 {
     const char *fv = o->field_validation;
-    if (!strcasecmp(fv, "Ignore"))
-        return 0;
+    bool ignore = !strcasecmp(fv, "Ignore");
     bool strict = !strcasecmp(fv, "Strict");
-    if (!strict && strcasecmp(fv, "Warn"))
+    if (!ignore && !strict && strcasecmp(fv, "Warn"))
         return ck_error_set(err, CK_E_BAD_REQUEST,
                             "fieldValidation parameter unsupported: %s (supported: Ignore, Warn, "
                             "Strict)", fv);
-    json_t *unknown = json_array();
-    ck_openapi_unknown_fields(r, obj, unknown);
+    json_t *unknown = ignore ? NULL : json_array();
+    ck_type_error te;
+    if (ck_openapi_check(r, obj, unknown, &te)) {
+        json_decref(unknown);
+        return type_mismatch(c, r, obj, o, &te, err);
+    }
+    if (ignore)
+        return 0;
     ck_buf msg;
     ck_buf_init(&msg, 64 * 1024);
     size_t i;
@@ -154,6 +286,15 @@ int ck_rest_check_fields(ck_reqctx *c, const ck_resource *r, const json_t *obj, 
         rc = ck_error_set(err, CK_E_BAD_REQUEST, "strict decoding error: %s", msg.data);
     ck_buf_free(&msg);
     return rc;
+}
+
+int ck_rest_check_types(ck_reqctx *c, const ck_resource *r, const json_t *obj,
+                        const ck_write_opts *o, ck_error **err)
+{
+    ck_type_error te;
+    if (ck_openapi_check(r, obj, NULL, &te))
+        return type_mismatch(c, r, obj, o, &te, err);
+    return 0;
 }
 
 static int check_type(const ck_resource *r, json_t *obj, ck_error **err)
@@ -852,7 +993,8 @@ static void do_create(ck_reqctx *c)
     }
     ck_write_opts o;
     cleanup_free char *mgr = NULL, *fv = NULL;
-    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    if (ck_write_opts_from_query(c, &o, &mgr, &fv, &e) < 0)
+        return ck_respond_error(c, e);
     json_t *dups = json_array();
     json_t *obj = ck_rest_body(c, dups, &e);
     if (!obj || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
@@ -904,7 +1046,8 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
     const ck_resource *r = c->route.res;
     ck_write_opts o;
     cleanup_free char *mgr = NULL, *fv = NULL;
-    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    if (ck_write_opts_from_query(c, &o, &mgr, &fv, &e) < 0)
+        return ck_respond_error(c, e);
     json_t *dups = json_array();
     json_t *obj = ck_rest_body(c, dups, &e);
     if (!obj || ck_rest_check_name(c, obj, &e) < 0 || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
@@ -1016,21 +1159,19 @@ static void do_patch(ck_reqctx *c)
     const ck_resource *r = c->route.res;
     ck_write_opts o;
     cleanup_free char *mgr = NULL, *fv = NULL;
-    ck_write_opts_from_query(c, &o, &mgr, &fv);
     enum ck_patch_type t;
+    /* upstream: an unknown patch type (415), then the options, then the body */
+    if (patch_type_of(c, &t, &e) < 0 || ck_write_opts_from_query(c, &o, &mgr, &fv, &e) < 0)
+        return ck_respond_error(c, e);
     json_t *patch = ck_rest_patch_body(c, &t, &e);
     if (!patch)
         return ck_respond_error(c, e);
     bool force = ck_query_bool(c, "force");
     o.applied = t == CK_PATCH_APPLY;
-    if (t == CK_PATCH_APPLY) {
-        cleanup_free char *fm = ck_query(c, "fieldManager");
-        if (!fm || !*fm) {
-            json_decref(patch);
-            ck_error_set(&e, CK_E_BAD_REQUEST,
-                         "PATCH /apply requires fieldManager to be specified");
-            return ck_respond_error(c, e);
-        }
+    /* upstream types the applied configuration before it looks for conflicts */
+    if (t == CK_PATCH_APPLY && ck_rest_check_types(c, r, patch, &o, &e) < 0) {
+        json_decref(patch);
+        return ck_respond_error(c, e);
     }
     for (int attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
         int64_t rev = 0;

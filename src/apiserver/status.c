@@ -2,6 +2,7 @@
  * reason from the error table in lib/error.h, details from the route), JSON bodies with the
  * request's Warning headers, and the small query helpers the verbs share. */
 #include "apiserver/apiserver.h"
+#include "apiserver/validate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +96,15 @@ void ck_respond_error(ck_reqctx *c, ck_error *e)
         ck_error_set(&tmp, CK_E_INTERNAL, "unknown error");
         e = tmp;
     }
-    json_t *st = ck_status_from_error(e, c->no_details ? NULL : &c->route, c->causes);
+    json_t *st;
+    if (c->details) {
+        /* an error about the request's options: upstream names the options kind, not the route */
+        st = ck_status_json(ck_error_http_status(e->code), ck_error_reason(e->code), e->msg,
+                            c->details);
+        c->details = NULL;
+    } else {
+        st = ck_status_from_error(e, c->no_details ? NULL : &c->route, c->causes);
+    }
     int code = ck_error_http_status(e->code);
     ck_error_free(e);
     ck_respond_json(c, code, st);
@@ -207,4 +216,17 @@ json_t *ck_partial_metadata(const json_t *obj)
     json_t *m = json_object_get(obj, "metadata");
     return json_pack("{s:s,s:s,s:O}", "kind", "PartialObjectMetadata", "apiVersion",
                      "meta.k8s.io/v1", "metadata", m ? m : json_object());
+}
+
+int ck_options_invalid(const char *kind, json_t *causes, json_t **details, ck_error **err)
+{
+    const ck_resource opts = {.group = "meta.k8s.io", .kind = kind};
+    char *msg = ck_validate_message(&opts, "", causes);
+    ck_error_set(err, CK_E_INVALID, "%s", msg);
+    free(msg);
+    if (details)
+        *details = json_pack("{s:s,s:s,s:o}", "group", "meta.k8s.io", "kind", kind, "causes", causes);
+    else
+        json_decref(causes);
+    return -1;
 }

@@ -127,7 +127,10 @@ static json_t *apply_scale(ck_reqctx *c, const json_t *scale, json_t *old, int64
     json_object_del(ck_meta(obj), "resourceVersion");
     ck_write_opts o;
     cleanup_free char *mgr = NULL, *fv = NULL;
-    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    if (ck_write_opts_from_query(c, &o, &mgr, &fv, err) < 0) {
+        json_decref(obj);
+        return NULL;
+    }
     json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, false, err);
     json_decref(obj);
     return out;
@@ -218,7 +221,10 @@ static void serve_status(ck_reqctx *c)
         return ck_respond_error(c, e);
     ck_write_opts o;
     cleanup_free char *mgr = NULL, *fv = NULL;
-    ck_write_opts_from_query(c, &o, &mgr, &fv);
+    if (ck_write_opts_from_query(c, &o, &mgr, &fv, &e) < 0) {
+        json_decref(patch);
+        return ck_respond_error(c, e);
+    }
     bool force = ck_query_bool(c, "force");
     o.applied = pt == CK_PATCH_APPLY;
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -227,7 +233,8 @@ static void serve_status(ck_reqctx *c)
         if (!old)
             break;
         json_t *obj = ck_rest_patch_apply(pt, old, patch, r, &o, force, &e);
-        if (!obj) {
+        if (!obj || ck_rest_check_types(c, r, obj, &o, &e) < 0) {
+            json_decref(obj);
             json_decref(old);
             break;
         }

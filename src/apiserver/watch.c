@@ -542,31 +542,24 @@ void ck_watch_serve(ck_reqctx *c)
         ck_error_set(&e, CK_E_METHOD, "watch is not supported on %s", ck_res_qualified(r));
         return ck_respond_error(c, e);
     }
-    cleanup_free char *ls = ck_query(c, "labelSelector");
-    cleanup_free char *fs = ck_query(c, "fieldSelector");
-    cleanup_free char *rvs = ck_query(c, "resourceVersion");
-    cleanup_free char *rvm = ck_query(c, "resourceVersionMatch");
-    cleanup_free char *tos = ck_query(c, "timeoutSeconds");
-    bool send_initial = ck_query_bool(c, "sendInitialEvents");
+    ck_list_query lq;
+    if (ck_list_query_from_request(c, true, &lq, &e) < 0)
+        return ck_respond_error(c, e);
     watch *w = xcalloc(1, sizeof *w);
     w->hub = h;
     w->cache = cache;
     w->res = r;
-    w->lsel = ck_label_selector_parse(ls, &e);
+    w->lsel = ck_label_selector_parse(lq.label_selector, &e);
     if (w->lsel)
-        w->fsel = ck_field_selector_parse(fs, r, &e);
+        w->fsel = ck_field_selector_parse(lq.field_selector, r, &e);
     if (!w->lsel || !w->fsel) {
         watch_free(w);
+        ck_list_query_free(&lq);
         return ck_respond_error(c, e);
     }
-    if (send_initial && (!rvm || strcmp(rvm, "NotOlderThan"))) {
-        watch_free(w);
-        ck_error_set(&e, CK_E_INVALID, "resourceVersionMatch: Forbidden: sendInitialEvents "
-                     "requires setting resourceVersionMatch to NotOlderThan");
-        return ck_respond_error(c, e);
-    }
+    bool send_initial = lq.send_initial;
     w->filtered = !ck_selector_is_empty(w->lsel) || !ck_selector_is_empty(w->fsel);
-    w->bookmarks = ck_query_bool(c, "allowWatchBookmarks");
+    w->bookmarks = lq.bookmarks;
     w->table = ck_accept_as(c) == CK_AS_TABLE;
     w->partial = ck_accept_as(c) == CK_AS_PARTIAL;
     const char *ns = r->namespaced ? c->route.namespace_ : NULL;
@@ -577,21 +570,24 @@ void ck_watch_serve(ck_reqctx *c)
     cleanup_free char *prefix = ck_resource_key_prefix(r, ns);
     if (name && (ns || !r->namespaced))
         w->exact_key = xasprintf("%s%s", prefix, name);
-    long long tsec = tos && *tos ? strtoll(tos, NULL, 10) : 0;
-    tsec = tsec > 315360000 ? 315360000 : tsec;   /* 10 years: the ns product cannot overflow */
-    w->deadline_ns = ck_now_ns() + (tsec > 0 ? tsec * 1000000000LL : default_timeout_ns());
+    /* upstream: 0 or absent picks the default; a negative timeout ends the watch at once */
+    int64_t tsec = lq.timeout_seconds;
+    tsec = tsec > 315360000 ? 315360000 : tsec < 0 ? 0 : tsec;   /* the ns product cannot overflow */
+    w->deadline_ns = ck_now_ns() + (lq.timeout_seconds < 0 ? 0
+                                    : tsec > 0 ? tsec * 1000000000LL : default_timeout_ns());
 
     w->stream = ck_http_stream_start(c->resp, 200, "application/json", c->warnings.len ?
                                      c->warnings.data : NULL, on_close, w);
     c->responded = true;
     c->status = 200;
+    int64_t after = lq.rev;
+    bool initial = send_initial || after == 0;
+    ck_list_query_free(&lq);
     if (!w->stream) {
         watch_free(w);
         return;
     }
     ck_metrics_watchers(1);
-    int64_t after = rvs && *rvs ? strtoll(rvs, NULL, 10) : 0;
-    bool initial = send_initial || !rvs || !*rvs || after == 0;
     if (initial) {
         int64_t rev = 0;
         if (initial_events(c, w, prefix, &rev, &e) < 0) {

@@ -408,6 +408,129 @@ static void test_unknown_none(void **state)
     }
 }
 
+/* Every realistic manifest passes the type check too, in the same walk. */
+static void test_types_valid(void **state)
+{
+    for (size_t i = 0; i < sizeof valid_manifests / sizeof valid_manifests[0]; i++) {
+        json_t *obj = json_loads(valid_manifests[i][1], 0, NULL);
+        assert_non_null(obj);
+        const char *av = json_string_value(json_object_get(obj, "apiVersion"));
+        const char *slash = strchr(av, '/');
+        char group[64] = "";
+        if (slash)
+            snprintf(group, sizeof group, "%.*s", (int)(slash - av), av);
+        const ck_resource *r = ck_resource_by_kind(group, valid_manifests[i][0]);
+        assert_non_null(r);
+        ck_type_error te;
+        json_t *unknown = json_array();
+        if (ck_openapi_check(r, obj, unknown, &te))
+            fail_msg("%s: false type error at %s: %s", valid_manifests[i][0], te.path, te.msg);
+        assert_int_equal(json_array_size(unknown), 0);
+        json_decref(unknown);
+        json_decref(obj);
+    }
+}
+
+/* Wrong JSON types, worded as upstream's decoder words them (nil: accepted). */
+static const struct {
+    const char *group, *kind, *body, *msg, *path;
+} type_cases[] = {
+    {"", "ConfigMap", "{\"metadata\":{\"name\":\"c\"},\"data\":[1]}",
+     "json: cannot unmarshal array into Go struct field ConfigMap.data of type map[string]string", "data"},
+    {"", "ConfigMap", "{\"data\":{\"a\":5}}",
+     "json: cannot unmarshal number into Go struct field ConfigMap.data of type string", "data.a"},
+    {"", "ConfigMap", "{\"metadata\":\"x\"}",
+     "json: cannot unmarshal string into Go struct field ConfigMap.metadata of type v1.ObjectMeta", "metadata"},
+    {"", "ConfigMap", "{\"metadata\":{\"name\":12}}",
+     "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.name of type string", "metadata.name"},
+    {"", "ConfigMap", "{\"metadata\":{\"labels\":{\"a\":{\"b\":1}}}}",
+     "json: cannot unmarshal object into Go struct field ObjectMeta.metadata.labels of type string",
+     "metadata.labels.a"},
+    {"", "ConfigMap", "{\"immutable\":\"yes\"}",
+     "json: cannot unmarshal string into Go struct field ConfigMap.immutable of type bool", "immutable"},
+    {"", "ConfigMap", "{\"kind\":7}",
+     "json: cannot unmarshal number into Go struct field ConfigMap.kind of type string", "kind"},
+    {"", "Pod", "{\"spec\":{\"containers\":\"x\"}}",
+     "json: cannot unmarshal string into Go struct field PodSpec.spec.containers of type []v1.Container",
+     "spec.containers"},
+    {"", "Pod", "{\"spec\":{\"containers\":[null,1]}}",
+     "json: cannot unmarshal number into Go struct field PodSpec.spec.containers of type v1.Container",
+     "spec.containers[1]"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"name\":\"a\",\"ports\":[{\"containerPort\":1.5}]}]}}",
+     "json: cannot unmarshal number 1.5 into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32",
+     "spec.containers[0].ports[0].containerPort"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"ports\":[{\"containerPort\":3000000000}]}]}}",
+     "json: cannot unmarshal number 3000000000 into Go struct field ContainerPort.spec.containers.ports.containerPort of type int32",
+     "spec.containers[0].ports[0].containerPort"},
+    {"", "Pod", "{\"spec\":{\"terminationGracePeriodSeconds\":3000000000,\"activeDeadlineSeconds\":\"1\"}}",
+     "json: cannot unmarshal string into Go struct field PodSpec.spec.activeDeadlineSeconds of type int64",
+     "spec.activeDeadlineSeconds"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"livenessProbe\":{\"httpGet\":{\"port\":true}}}]}}",
+     "json: cannot unmarshal bool into Go struct field HTTPGetAction.spec.containers.livenessProbe.httpGet.port of type int32",
+     "spec.containers[0].livenessProbe.httpGet.port"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"livenessProbe\":{\"httpGet\":{\"port\":\"http\"}}}]}}", NULL, NULL},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"resources\":{\"limits\":{\"cpu\":\"lots\"}}}]}}",
+     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+     "spec.containers[0].resources.limits.cpu"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"resources\":{\"limits\":{\"cpu\":\"1Qi\"}}}]}}",
+     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+     "spec.containers[0].resources.limits.cpu"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"resources\":{\"limits\":{\"memory\":\"1Gb\"}}}]}}",
+     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+     "spec.containers[0].resources.limits.memory"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"resources\":{\"limits\":{\"memory\":\"1KM\"}}}]}}",
+     "unable to parse quantity's suffix", "spec.containers[0].resources.limits.memory"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"resources\":{\"limits\":{\"memory\":\"1.2.3\"}}}]}}",
+     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+     "spec.containers[0].resources.limits.memory"},
+    {"", "Pod", "{\"spec\":{\"containers\":[{\"resources\":{\"limits\":{\"cpu\":0.5,\"memory\":\"1e3\",\"x\":\" 2Ki \"},"
+     "\"requests\":{\"cpu\":\"-1.5m\",\"memory\":\"12E\"}}}]}}", NULL, NULL},
+    {"", "Pod", "{\"spec\":{\"volumes\":{\"a\":1}}}",
+     "json: cannot unmarshal object into Go struct field PodSpec.spec.volumes of type []v1.Volume", "spec.volumes"},
+    {"", "Pod", "{\"metadata\":{\"creationTimestamp\":5}}",
+     "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.creationTimestamp of type string",
+     "metadata.creationTimestamp"},
+    {"", "Pod", "{\"status\":{\"phase\":1}}",
+     "json: cannot unmarshal number into Go struct field PodStatus.status.phase of type string", "status.phase"},
+    {"", "Pod", "{\"status\":{\"someFutureField\":[1]},\"spec\":null,\"metadata\":null}", NULL, NULL},
+    {"apps", "Deployment", "{\"spec\":{\"replicas\":\"3\"}}",
+     "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32", "spec.replicas"},
+    {"apps", "Deployment", "{\"spec\":{\"template\":7}}",
+     "json: cannot unmarshal number into Go struct field DeploymentSpec.spec.template of type v1.PodTemplateSpec",
+     "spec.template"},
+    {"apps", "Deployment", "{\"spec\":{\"strategy\":{\"rollingUpdate\":{\"maxSurge\":{}}}}}",
+     "json: cannot unmarshal object into Go struct field RollingUpdateDeployment.spec.strategy.rollingUpdate.maxSurge of type int32",
+     "spec.strategy.rollingUpdate.maxSurge"},
+    {"", "Service", "{\"spec\":{\"ports\":[{\"port\":\"x\"}]}}",
+     "json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32", "spec.ports[0].port"},
+    {"", "Secret", "{\"data\":{\"a\":[]}}",
+     "json: cannot unmarshal array into Go struct field Secret.data of type string", "data.a"},
+    /* fields the schema does not know are not typed (the decoder drops them) */
+    {"", "ConfigMap", "{\"bogus\":[1],\"metadata\":{\"bogus\":{}}}", NULL, NULL},
+};
+
+static void test_types_mismatch(void **state)
+{
+    for (size_t i = 0; i < sizeof type_cases / sizeof type_cases[0]; i++) {
+        const ck_resource *r = ck_resource_by_kind(type_cases[i].group, type_cases[i].kind);
+        assert_non_null(r);
+        json_t *obj = json_loads(type_cases[i].body, 0, NULL);
+        assert_non_null(obj);
+        ck_type_error te;
+        bool found = ck_openapi_check(r, obj, NULL, &te);
+        if (!type_cases[i].msg) {
+            if (found)
+                fail_msg("case %zu: unexpected type error %s", i, te.msg);
+        } else {
+            if (!found)
+                fail_msg("case %zu: no type error, want %s", i, type_cases[i].msg);
+            assert_string_equal(te.msg, type_cases[i].msg);
+            assert_string_equal(te.path, type_cases[i].path);
+        }
+        json_decref(obj);
+    }
+}
+
 static void test_unknown_typos(void **state)
 {
     static const struct {
@@ -539,6 +662,8 @@ int main(void)
         cmocka_unit_test(test_explain_paths),
         cmocka_unit_test(test_v2),
         cmocka_unit_test(test_unknown_none),
+        cmocka_unit_test(test_types_valid),
+        cmocka_unit_test(test_types_mismatch),
         cmocka_unit_test(test_unknown_typos),
         cmocka_unit_test(test_unknown_subresources),
         cmocka_unit_test(test_dump),

@@ -184,8 +184,9 @@ MSG(m_priority_class, {1, "metadata", P_MSG, 0, &m_meta}, {2, "value", P_I32, OP
     {4, "description", P_STR}, {5, "preemptionPolicy", P_STR, OPT});
 MSG(m_pdb_spec, {1, "minAvailable", P_IOS}, {2, "selector", P_MSG, 0, &m_selector}, {3, "maxUnavailable", P_IOS},
     {4, "unhealthyPodEvictionPolicy", P_STR, OPT});
-MSG(m_pdb_status, {1, "observedGeneration", P_I64}, {3, "disruptionsAllowed", P_I32}, {4, "currentHealthy", P_I32},
-    {5, "desiredHealthy", P_I32}, {6, "expectedPods", P_I32});
+/* the counts have no omitempty upstream */
+MSG(m_pdb_status, {1, "observedGeneration", P_I64}, {3, "disruptionsAllowed", P_I32, OPT},
+    {4, "currentHealthy", P_I32, OPT}, {5, "desiredHealthy", P_I32, OPT}, {6, "expectedPods", P_I32, OPT});
 MSG(m_pdb, {1, "metadata", P_MSG, 0, &m_meta}, {2, "spec", P_MSG, 0, &m_pdb_spec}, {3, "status", P_MSG, 0, &m_pdb_status});
 
 /* ---- rbac.authorization.k8s.io/v1 (kubectl create role, clusterrole, rolebinding, clusterrolebinding) ---- */

@@ -172,15 +172,17 @@ static void merge_defaults(json_t *res, const char *which, const json_t *dflt)
             json_object_set(have, k, v);
 }
 
-static void limit_msg(ck_buf *b, const char *fmt, const char *res, const char *bound, const char *have)
+static void limit_msg(ck_buf *b, size_t *n, const char *fmt, const char *res, const char *bound,
+                      const char *have)
 {
+    (*n)++;
     if (b->len)
         ck_buf_add(b, ", ", 2);
     ck_buf_printf(b, fmt, res, bound, have);
 }
 
 /* min/max of one container against one LimitRange item of type Container. */
-static void limit_check(const json_t *item, const json_t *ctr, ck_buf *msg)
+static void limit_check(const json_t *item, const json_t *ctr, ck_buf *msg, size_t *n)
 {
     json_t *res = json_object_get(ctr, "resources");
     json_t *req = json_object_get(res, "requests"), *lim = json_object_get(res, "limits");
@@ -192,10 +194,10 @@ static void limit_check(const json_t *item, const json_t *ctr, ck_buf *msg)
         if (!qty(v, &bound))
             continue;
         if (!rv)
-            limit_msg(msg, "minimum %s usage per Container is %s.  No request is specified", k,
+            limit_msg(msg, n, "minimum %s usage per Container is %s.  No request is specified", k,
                       json_string_value(v) ?: "", "");
         else if (qty(rv, &have) && have < bound)
-            limit_msg(msg, "minimum %s usage per Container is %s, but request is %s", k,
+            limit_msg(msg, n, "minimum %s usage per Container is %s, but request is %s", k,
                       json_string_value(v) ?: "", json_string_value(rv) ?: "");
     }
     json_object_foreach(json_object_get((json_t *)item, "max"), k, v) {
@@ -204,10 +206,10 @@ static void limit_check(const json_t *item, const json_t *ctr, ck_buf *msg)
         if (!qty(v, &bound))
             continue;
         if (!lv)
-            limit_msg(msg, "maximum %s usage per Container is %s.  No limit is specified", k,
+            limit_msg(msg, n, "maximum %s usage per Container is %s.  No limit is specified", k,
                       json_string_value(v) ?: "", "");
         else if (qty(lv, &have) && have > bound)
-            limit_msg(msg, "maximum %s usage per Container is %s, but limit is %s", k,
+            limit_msg(msg, n, "maximum %s usage per Container is %s, but limit is %s", k,
                       json_string_value(v) ?: "", json_string_value(lv) ?: "");
     }
 }
@@ -250,20 +252,15 @@ static int limit_ranger(ck_apiserver *s, const ck_resource *r, const char *ns, c
                 continue;
             for (l = 0; l < 2; l++) {
                 size_t k;
-                json_array_foreach(json_object_get(spec, lists[l]), k, ctr) {
-                    size_t before = msg.len;
-                    limit_check(item, ctr, &msg);
-                    if (msg.len != before)
-                        nmsg++;
-                }
+                json_array_foreach(json_object_get(spec, lists[l]), k, ctr)
+                    limit_check(item, ctr, &msg, &nmsg);
             }
         }
     json_decref(ranges);
     int rc = 0;
     if (msg.len) {
         /* an aggregate of several errors is printed in brackets */
-        bool many = nmsg > 1 || strstr(msg.data, ", maximum") || strstr(msg.data, ", minimum");
-        cleanup_free char *m = xasprintf(many ? "[%s]" : "%s", msg.data);
+        cleanup_free char *m = xasprintf(nmsg > 1 ? "[%s]" : "%s", msg.data);
         rc = forbidden(err, r, name, m);
     }
     ck_buf_free(&msg);

@@ -244,6 +244,18 @@ expect "removing the last metadata finalizer removes it" 'namespaces "held" not 
 
 if ! kill -0 "$PID" 2>/dev/null; then
     notok "apiserver still running at the end"; tail -n 30 "$T/apiserver.log"
+else
+    # stop it here so that sanitizer leak reports (written at exit) are in the log below
+    kill -TERM "$PID"
+    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$PID" 2>/dev/null; then
+        notok "apiserver stops on SIGTERM within 10s"
+    else
+        wait "$PID"
+        rc=$?
+        PID=
+        [ "$rc" -eq 0 ] && ok "apiserver stops cleanly on SIGTERM" || notok "apiserver exit status $rc on SIGTERM"
+    fi
 fi
 if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log"; then
     notok "sanitizer reports"

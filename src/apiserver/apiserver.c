@@ -276,7 +276,7 @@ int cmd_apiserver(int argc, char **argv)
 {
     char *data_dir = NULL, *bind = "0.0.0.0", *etcd = NULL, *cert = NULL, *key = NULL, *ca = NULL,
          *tokens = NULL, *cidr = "10.96.0.0/12", *ports = "30000-32767", *advertise = NULL,
-         *vlevel = NULL, *sa_sign = NULL, *sa_pub = NULL,
+         *vlevel = NULL, *sa_sign = NULL, *sa_pub = NULL, *admission_off = NULL,
          *sa_issuer = "https://kubernetes.default.svc.cluster.local";
     long port = 6443, workers = 16;
     ck_flag flags[] = {
@@ -300,6 +300,9 @@ int cmd_apiserver(int argc, char **argv)
          "Public key (PEM) that verifies service account tokens (default DATA-DIR/pki/sa.pub)"},
         {"service-account-issuer", CK_FLAG_STRING, &sa_issuer,
          "Issuer (iss) of service account tokens"},
+        {"disable-admission-plugins", CK_FLAG_STRING, &admission_off,
+         "Comma-separated admission plugins to turn off (LimitRanger, ServiceAccount, Priority, "
+         "DefaultTolerationSeconds, ResourceQuota)"},
         {"v", CK_FLAG_STRING, &vlevel, "Log verbosity (0-10; >= 4 logs every request)"},
     };
     int npos = ck_flags_parse("apiserver", "Run the Kubernetes API server", argc, argv, flags,
@@ -335,6 +338,11 @@ int cmd_apiserver(int argc, char **argv)
 
     ck_apiserver s = {.authorize = allow_authenticated, .started_wall = ck_wall_ns() / 1000000000};
     ck_error *err = NULL;
+    if (ck_admission_parse_disabled(admission_off, &s.admission_off, &err) < 0) {
+        fprintf(stderr, "Error: --disable-admission-plugins: %s\n", err->msg);
+        ck_error_free(err);
+        return 2;
+    }
     int rc = 1;
     ck_httpd *httpd = NULL;
     cleanup_free char *host_ip = NULL;

@@ -166,6 +166,7 @@ typedef struct ck_apiserver {
     ck_watch_hub *watch;      /* watch.c */
     int secure_port;
     const char *advertise_ip;
+    unsigned admission_off;   /* CK_ADMIT_* bits of --disable-admission-plugins */
     bool ready;
     int64_t started_wall;
 } ck_apiserver;
@@ -310,6 +311,15 @@ int ck_rest_check_types(ck_reqctx *c, const ck_resource *r, const json_t *obj,
 int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
                          ck_error **err);
 
+/* Delete the key of (r, ns, name) if its revision is still expected; *rev gets the delete's
+ * revision.  Upstream errors (404, 409). */
+int ck_rest_store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                         int64_t expected, int64_t *rev, ck_error **err);
+/* Whether a write leaves obj to be removed instead of stored: deletionTimestamp set and no
+ * finalizers left (a namespace also needs spec.finalizers empty; pods never: the kubelet
+ * deletes them). */
+bool ck_rest_should_finish(const ck_resource *r, const json_t *obj);
+
 /* Namespace lifecycle: 0 if writes may go into ns; 404 / 403 otherwise. */
 int ck_namespace_check(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
                        ck_error **err);
@@ -319,6 +329,35 @@ int ck_service_allocate(ck_apiserver *s, json_t *svc, const json_t *old, json_t 
                         ck_error **err);
 void ck_service_release(ck_apiserver *s, const json_t *svc, const json_t *keep);
 int ck_alloc_recover(ck_apiserver *s, ck_error **err);
+
+/* ---- admission (admission.c) ---- */
+enum {
+    CK_ADMIT_LIMITRANGER = 1u << 0,
+    CK_ADMIT_SERVICEACCOUNT = 1u << 1,
+    CK_ADMIT_PRIORITY = 1u << 2,
+    CK_ADMIT_TOLERATIONS = 1u << 3,     /* DefaultTolerationSeconds */
+    CK_ADMIT_RESOURCEQUOTA = 1u << 4,
+};
+/* "LimitRanger,Priority" (upstream's plugin names) -> CK_ADMIT_* bits; CK_E_USAGE if unknown. */
+int ck_admission_parse_disabled(const char *list, unsigned *out, ck_error **err);
+/* Mutating plugins on a create (after defaulting, before the strategy): LimitRanger,
+ * ServiceAccount, Priority, DefaultTolerationSeconds for pods; the one-globalDefault rule for
+ * PriorityClasses.  403 Forbidden with upstream's texts. */
+int ck_admit_create(ck_apiserver *s, const ck_resource *r, const char *ns, json_t *obj,
+                    ck_error **err);
+/* The same on an update (pods keep their resolved priority; tolerations defaulted). */
+int ck_admit_update(ck_apiserver *s, const ck_resource *r, json_t *obj, const json_t *old,
+                    ck_error **err);
+/* ResourceQuota on a create, after validation: 403 if a quota in ns would be exceeded, else
+ * charges the quotas' status.used (unless dry_run).  *locked: the quota lock is held; the caller
+ * calls ck_quota_done(*locked) once the store write is done, then ck_quota_refresh if it failed. */
+int ck_quota_admit(ck_apiserver *s, const ck_resource *r, const char *ns, const json_t *obj,
+                   bool dry_run, bool *locked, ck_error **err);
+void ck_quota_done(bool locked);
+/* Recount the quotas in ns that track r (after a delete or a failed create). */
+void ck_quota_refresh(ck_apiserver *s, const ck_resource *r, const char *ns);
+/* status.hard and status.used of a ResourceQuota being created or changed. */
+void ck_quota_fill_status(ck_apiserver *s, json_t *quota);
 
 /* ---- watch (watch.c) ---- */
 ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err);

@@ -2,7 +2,7 @@
  * (idempotent): namespaces default, kube-system, kube-public, kube-node-lease; the `kubernetes`
  * Service in default (10.96.0.1:443 -> the secure port) with its Endpoints and EndpointSlice
  * (reconciled to this server's address and port); PriorityClasses system-cluster-critical and
- * system-node-critical. */
+ * system-node-critical; the `default` ServiceAccount of those four namespaces. */
 #include "apiserver/apiserver.h"
 #include "lib/log.h"
 
@@ -84,6 +84,14 @@ int ck_bootstrap(ck_apiserver *s, ck_error **err)
     for (size_t i = 0; i < ARRAY_SIZE(namespaces); i++)
         if (ensure(s, "", "namespaces", NULL,
                    json_pack("{s:{s:s}}", "metadata", "name", namespaces[i]), err) < 0)
+            return -1;
+    /* The serviceaccount controller makes these too; having them from the start means pods in
+     * the system namespaces pass the ServiceAccount admission plugin before the controller
+     * manager is up. */
+    for (size_t i = 0; i < ARRAY_SIZE(namespaces); i++)
+        if (ensure(s, "", "serviceaccounts", namespaces[i],
+                   json_pack("{s:{s:s,s:s}}", "metadata", "name", "default", "namespace",
+                             namespaces[i]), err) < 0)
             return -1;
     const char *ip = s->advertise_ip ? s->advertise_ip : "127.0.0.1";
     int port = s->secure_port;

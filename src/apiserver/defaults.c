@@ -3,6 +3,7 @@
 #include "apiserver/validate.h"
 #include "lib/util.h"
 
+#include <openssl/evp.h>
 #include <string.h>
 
 static json_t *obj_at(json_t *o, const char *k)
@@ -155,6 +156,63 @@ static void default_job_spec(json_t *spec, const json_t *meta)
     }
 }
 
+/* SetDefaults_Pod: a container that states a limit but no request requests its limit. */
+static void requests_from_limits(json_t *res)
+{
+    json_t *lim = json_object_get(res, "limits");
+    if (!json_object_size(lim))
+        return;
+    json_t *req = obj_at(res, "requests");
+    const char *k;
+    json_t *v;
+    json_object_foreach(lim, k, v)
+        set_default(req, k, json_incref(v));
+}
+
+/* Container items: default limit <- max, default request <- default limit, then <- min. */
+static void default_limit_item(json_t *item)
+{
+    if (!json_is_object(item) || strcmp(json_string_value(json_object_get(item, "type")) ?: "", "Container"))
+        return;
+    static const char *const from[] = {"max", "default", "min"};
+    static const char *const to[] = {"default", "defaultRequest", "defaultRequest"};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *src = json_object_get(item, from[i]);
+        if (!json_object_size(src))
+            continue;
+        json_t *dst = obj_at(item, to[i]);
+        const char *k;
+        json_t *v;
+        json_object_foreach(src, k, v)
+            set_default(dst, k, json_incref(v));
+    }
+}
+
+/* v1 Secret conversion: stringData is write-only, merged into data (base64) over any key of
+ * the same name, and never stored. */
+static void merge_string_data(json_t *secret)
+{
+    json_t *sd = json_object_get(secret, "stringData");
+    if (!sd)
+        return;
+    if (json_object_size(sd)) {
+        json_t *data = obj_at(secret, "data");
+        const char *k;
+        json_t *v;
+        json_object_foreach(sd, k, v) {
+            const char *plain = json_string_value(v);
+            if (!plain)
+                continue;
+            size_t n = strlen(plain);
+            char *b64 = xmalloc(4 * ((n + 2) / 3) + 1);
+            EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)plain, (int)n);
+            json_object_set_new(data, k, json_string(b64));
+            free(b64);
+        }
+    }
+    json_object_del(secret, "stringData");
+}
+
 void ck_default(const ck_resource *r, json_t *obj)
 {
     if (!r || !json_is_object(obj))
@@ -164,9 +222,15 @@ void ck_default(const ck_resource *r, json_t *obj)
     if (!strcmp(k, "Pod")) {
         default_pod_spec(spec);
         if (json_is_object(spec)) {
+            /* priority and preemptionPolicy come from the Priority admission plugin */
             set_default(spec, "enableServiceLinks", json_true());
-            set_default(spec, "preemptionPolicy", json_string("PreemptLowerPriority"));
-            set_default(spec, "priority", json_integer(0));
+            static const char *const lists[] = {"containers", "initContainers"};
+            for (size_t l = 0; l < 2; l++) {
+                size_t i;
+                json_t *c;
+                json_array_foreach(json_object_get(spec, lists[l]), i, c)
+                    requests_from_limits(json_object_get(c, "resources"));
+            }
         }
     } else if (!strcmp(k, "PodTemplate")) {
         json_t *t = json_object_get(obj, "template");
@@ -270,6 +334,12 @@ void ck_default(const ck_resource *r, json_t *obj)
         set_default(obj_at(obj, "status"), "phase", json_string("Active"));
     } else if (!strcmp(k, "Secret")) {
         set_default(obj, "type", json_string("Opaque"));
+        merge_string_data(obj);
+    } else if (!strcmp(k, "LimitRange") && json_is_object(spec)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(spec, "limits"), i, item)
+            default_limit_item(item);
     } else if (!strcmp(k, "PersistentVolumeClaim") && json_is_object(spec)) {
         set_default(spec, "volumeMode", json_string("Filesystem"));
     } else if (!strcmp(k, "PersistentVolume") && json_is_object(spec)) {

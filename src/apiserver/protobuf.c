@@ -1,6 +1,7 @@
 /* protobuf.c - the Kubernetes protobuf envelope ("k8s\0" + runtime.Unknown) decoded into the JSON
  * tree the JSON encoding of the same object gives, for the kinds kubectl 1.32+ sends as protobuf
- * (wire doc section 3) plus a few neighbours.
+ * (wire doc section 3: every `kubectl create <kind>` of a served kind, plus create token and the
+ * auth reviews) plus a few neighbours.
  *
  * A small table-driven wire decoder: each message type is a table of (field number, JSON name,
  * type, nested table).  Field numbers are facts from upstream's generated.proto files.  Go's
@@ -170,6 +171,36 @@ MSG(m_cronjob_status, {1, "active", P_MSG, REP, &m_object_ref}, {4, "lastSchedul
 MSG(m_cronjob, {1, "metadata", P_MSG, 0, &m_meta}, {2, "spec", P_MSG, 0, &m_cronjob_spec},
     {3, "status", P_MSG, 0, &m_cronjob_status});
 
+/* ---- core/v1 ResourceQuota, scheduling.k8s.io/v1, policy/v1 (kubectl create quota, priorityclass,
+ * poddisruptionbudget) ---- */
+MSG(m_scoped_req, {1, "scopeName", P_STR}, {2, "operator", P_STR}, {3, "values", P_STR, REP});
+MSG(m_scope_selector, {1, "matchExpressions", P_MSG, REP, &m_scoped_req});
+MSG(m_quota_spec, {1, "hard", P_MAP_SQ}, {2, "scopes", P_STR, REP}, {3, "scopeSelector", P_MSG, 0, &m_scope_selector});
+MSG(m_quota_status, {1, "hard", P_MAP_SQ}, {2, "used", P_MAP_SQ});
+MSG(m_quota, {1, "metadata", P_MSG, 0, &m_meta}, {2, "spec", P_MSG, 0, &m_quota_spec},
+    {3, "status", P_MSG, 0, &m_quota_status});
+/* value has no omitempty upstream: a 0 is kept */
+MSG(m_priority_class, {1, "metadata", P_MSG, 0, &m_meta}, {2, "value", P_I32, OPT}, {3, "globalDefault", P_BOOL},
+    {4, "description", P_STR}, {5, "preemptionPolicy", P_STR, OPT});
+MSG(m_pdb_spec, {1, "minAvailable", P_IOS}, {2, "selector", P_MSG, 0, &m_selector}, {3, "maxUnavailable", P_IOS},
+    {4, "unhealthyPodEvictionPolicy", P_STR, OPT});
+/* the counts have no omitempty upstream */
+MSG(m_pdb_status, {1, "observedGeneration", P_I64}, {3, "disruptionsAllowed", P_I32, OPT},
+    {4, "currentHealthy", P_I32, OPT}, {5, "desiredHealthy", P_I32, OPT}, {6, "expectedPods", P_I32, OPT});
+MSG(m_pdb, {1, "metadata", P_MSG, 0, &m_meta}, {2, "spec", P_MSG, 0, &m_pdb_spec}, {3, "status", P_MSG, 0, &m_pdb_status});
+
+/* ---- rbac.authorization.k8s.io/v1 (kubectl create role, clusterrole, rolebinding, clusterrolebinding) ---- */
+MSG(m_policy_rule, {1, "verbs", P_STR, REP}, {2, "apiGroups", P_STR, REP}, {3, "resources", P_STR, REP},
+    {4, "resourceNames", P_STR, REP}, {5, "nonResourceURLs", P_STR, REP});
+MSG(m_aggregation, {1, "clusterRoleSelectors", P_MSG, REP, &m_selector});
+MSG(m_role, {1, "metadata", P_MSG, 0, &m_meta}, {2, "rules", P_MSG, REP, &m_policy_rule});
+MSG(m_cluster_role, {1, "metadata", P_MSG, 0, &m_meta}, {2, "rules", P_MSG, REP, &m_policy_rule},
+    {3, "aggregationRule", P_MSG, 0, &m_aggregation});
+MSG(m_subject, {1, "kind", P_STR}, {2, "apiGroup", P_STR}, {3, "name", P_STR}, {4, "namespace", P_STR});
+MSG(m_role_ref, {1, "apiGroup", P_STR}, {2, "kind", P_STR}, {3, "name", P_STR});
+MSG(m_binding, {1, "metadata", P_MSG, 0, &m_meta}, {2, "subjects", P_MSG, REP, &m_subject},
+    {3, "roleRef", P_MSG, 0, &m_role_ref});
+
 /* ---- authentication.k8s.io/v1, authorization.k8s.io/v1 ---- */
 MSG(m_bound_ref, {1, "kind", P_STR}, {2, "apiVersion", P_STR}, {3, "name", P_STR}, {4, "uid", P_STR});
 MSG(m_token_spec, {1, "audiences", P_STR, REP}, {3, "boundObjectRef", P_MSG, 0, &m_bound_ref},
@@ -204,6 +235,13 @@ static const struct {
     {"apps/v1", "Deployment", &m_deployment},
     {"batch/v1", "Job", &m_job},
     {"batch/v1", "CronJob", &m_cronjob},
+    {"v1", "ResourceQuota", &m_quota},
+    {"scheduling.k8s.io/v1", "PriorityClass", &m_priority_class},
+    {"policy/v1", "PodDisruptionBudget", &m_pdb},
+    {"rbac.authorization.k8s.io/v1", "Role", &m_role},
+    {"rbac.authorization.k8s.io/v1", "ClusterRole", &m_cluster_role},
+    {"rbac.authorization.k8s.io/v1", "RoleBinding", &m_binding},
+    {"rbac.authorization.k8s.io/v1", "ClusterRoleBinding", &m_binding},
     {"authentication.k8s.io/v1", "TokenRequest", &m_token_request},
     {"authentication.k8s.io/v1", "SelfSubjectReview", &m_ssr},
     {"authorization.k8s.io/v1", "SelfSubjectAccessReview", &m_ssar},

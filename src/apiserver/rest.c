@@ -442,9 +442,14 @@ static int invalid_from_causes(ck_reqctx *c, const ck_resource *r, const char *n
     return -1;
 }
 
+static bool is_core(const ck_resource *r, const char *resource)
+{
+    return !r->group[0] && !strcmp(r->resource, resource);
+}
+
 static bool is_service(const ck_resource *r)
 {
-    return !r->group[0] && !strcmp(r->resource, "services");
+    return is_core(r, "services");
 }
 
 /* resp: if not NULL, gets the response text on a stored create: the stored text with the
@@ -482,7 +487,11 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
     if (ck_namespace_check(s, r, ns, name, err) < 0)
         return NULL;
     ck_default(r, obj);
+    if (ck_admit_create(s, r, ns, obj, err) < 0)
+        return NULL;
     prepare_create(r, obj);
+    if (is_core(r, "resourcequotas"))
+        ck_quota_fill_status(s, obj);
     ck_meta_on_create(r, obj, ck_wall_ns() / 1000000000);
     /* again, now that the uid exists: a Job's generated selector is keyed on it */
     ck_default(r, obj);
@@ -505,6 +514,12 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         return NULL;
     }
     json_decref(causes);
+    bool qlocked = false;     /* ResourceQuota charged, its lock held until the write is done */
+    if (ck_quota_admit(s, r, ns, obj, o->dry_run, &qlocked, err) < 0) {
+        if (is_service(r))
+            ck_service_release(s, obj, NULL);
+        return NULL;
+    }
     if (!o->applied)
         ck_managed_fields_record(obj, NULL, o->manager, "Update", ck_resource_api_version(r));
     if (o->dry_run) {
@@ -523,6 +538,7 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         int rc = ck_store_create(s->store, key, text, len, &rev, &e);
         ck_metrics_store("create", since(t0));
         if (rc == 0) {
+            ck_quota_done(qlocked);
             ck_meta_set_rv(obj, rev);
             if (resp && ck_json_splice_rv(text, len, rev, resp) < 0)
                 ck_buf_reset(resp);
@@ -540,6 +556,9 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         }
         if (is_service(r))
             ck_service_release(s, obj, NULL);
+        ck_quota_done(qlocked);
+        if (qlocked)
+            ck_quota_refresh(s, r, ns);   /* give back what was charged */
         if (e->code == CK_E_EXISTS) {
             ck_error_free(e);
             ck_err_exists(err, r, name);
@@ -617,8 +636,8 @@ int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int
     return store_write_error(e, r, name, err);
 }
 
-static int store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
-                        int64_t expected, int64_t *rev, ck_error **err)
+int ck_rest_store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                         int64_t expected, int64_t *rev, ck_error **err)
 {
     cleanup_free char *key = ck_resource_key(r, ns, name);
     int64_t t0 = ck_now_ns();
@@ -628,6 +647,18 @@ static int store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, c
     if (rc == 0)
         return 0;
     return store_write_error(e, r, name, err);
+}
+
+bool ck_rest_should_finish(const ck_resource *r, const json_t *obj)
+{
+    if (!json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp") || has_finalizers(obj))
+        return false;
+    if (is_core(r, "pods"))
+        return false;   /* the kubelet's grace-0 delete removes a pod */
+    /* a namespace also waits for spec.finalizers (the namespace controller's "kubernetes") */
+    if (is_core(r, "namespaces"))
+        return !json_array_size(json_object_get(json_object_get(obj, "spec"), "finalizers"));
+    return true;
 }
 
 static bool new_finalizers_added(const json_t *obj, const json_t *old)
@@ -701,6 +732,14 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         json_object_set_new(labels, "kubernetes.io/metadata.name", json_string(name));
     }
     ck_default(r, nobj);
+    if (!status_only && ck_admit_update(s, r, nobj, old, err) < 0) {
+        json_decref(nobj);
+        return NULL;
+    }
+    if (!status_only && is_core(r, "resourcequotas") &&
+        !json_equal(json_object_get(json_object_get(nobj, "spec"), "hard"),
+                    json_object_get(json_object_get(old, "status"), "hard")))
+        ck_quota_fill_status(s, nobj);
     ck_meta_on_update(r, nobj, old);
     if (json_object_get(json_object_get(old, "metadata"), "deletionTimestamp") &&
         new_finalizers_added(nobj, old)) {
@@ -743,9 +782,7 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         else
             ck_managed_fields_record(nobj, old, o->manager, "Update", ck_resource_api_version(r));
     }
-    bool finish = json_object_get(json_object_get(nobj, "metadata"), "deletionTimestamp") &&
-                  !has_finalizers(nobj) && strcmp(r->resource, "pods") &&
-                  strcmp(r->resource, "namespaces");
+    bool finish = ck_rest_should_finish(r, nobj);
     if (o->dry_run) {
         if (is_service(r))
             ck_service_release(s, nobj, old);
@@ -755,7 +792,7 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
     if (finish) {
         /* the last finalizer went away from an object being deleted: now it goes */
         int64_t rev = 0;
-        rc = store_delete(s, r, ns, name, old_rev, &rev, err);
+        rc = ck_rest_store_delete(s, r, ns, name, old_rev, &rev, err);
         if (rc == 0)
             ck_meta_set_rv(nobj, rev);
     } else {
@@ -769,6 +806,8 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
     }
     if (is_service(r))
         ck_service_release(s, old, finish ? NULL : nobj);
+    if (finish)
+        ck_quota_refresh(s, r, ns);
     return nobj;
 }
 
@@ -921,7 +960,7 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
         if (!dry) {
             ck_error *e = NULL;
             int64_t drev = 0;
-            if (store_delete(s, r, ns, name, rev, &drev, &e) < 0) {
+            if (ck_rest_store_delete(s, r, ns, name, rev, &drev, &e) < 0) {
                 json_decref(obj);
                 if (e->code == CK_E_CONFLICT) {
                     ck_error_free(e);
@@ -935,6 +974,7 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
             }
             if (is_service(r))
                 ck_service_release(s, obj, NULL);
+            ck_quota_refresh(s, r, ns);
         }
         json_t *details = json_pack("{s:s,s:s}", "name", name, "kind", r->resource);
         if (r->group[0])

@@ -375,6 +375,16 @@ static void serve_finalize(ck_reqctx *c)
     else
         json_object_del(spec, "finalizers");
     json_decref(in);
+    if (ck_rest_should_finish(r, ns)) {
+        /* finalized and nothing else holds it: upstream's registry removes it on this write */
+        int64_t drev = 0;
+        if (ck_rest_store_delete(c->srv, r, NULL, c->route.name, rev, &drev, &e) < 0) {
+            json_decref(ns);
+            return ck_respond_error(c, e);
+        }
+        ck_meta_set_rv(ns, drev);
+        return ck_respond_json(c, 200, ns);
+    }
     if (ck_rest_store_update(c->srv, r, ns, rev, &e) < 0) {
         json_decref(ns);
         return ck_respond_error(c, e);

@@ -1,7 +1,15 @@
-/* table.c - server-side printing (see table.h): one column set and one cell function per kind,
- * after upstream's printers (pkg/printers/internalversion), always with the wide columns (the
- * server fills every column; kubectl hides priority>0 ones unless -o wide).  Kinds with no
- * printer get upstream's default table: Name and Created At. */
+/* table.c - server-side printing (see table.h) after upstream's printers
+ * (pkg/printers/internalversion), always with the wide columns (the server fills every column;
+ * kubectl hides priority>0 ones unless -o wide).  Kinds with no printer get upstream's default
+ * table: Name and Created At.
+ *
+ * Printers are data: each kind is an array of columns, and a column names its header, type,
+ * priority, description and where its cell comes from - a JSON path read one of a few ways
+ * (string, string with a default, integer, count, boolean, label map, selector, container names
+ * or images) or, for what needs computing, a small extractor function.  Pods' READY/STATUS/
+ * RESTARTS come out of one walk over the container statuses: a kind may have a row function whose
+ * array of cells C_ROW columns pick from.  tests/unit/test_table.c keeps every kind's output
+ * byte-identical through golden digests. */
 #include "apiserver/table.h"
 #include "lib/util.h"
 
@@ -9,14 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct col {
-    const char *name, *type, *format;
-    int priority;
-    const char *desc;
-} col;
-
-typedef void (*cells_fn)(const json_t *obj, int64_t now, json_t *cells);
 
 /* ---- small JSON helpers ---- */
 
@@ -55,24 +55,6 @@ static size_t jsize(const json_t *o, const char *path)
     return json_is_array(v) ? json_array_size(v) : json_is_object(v) ? json_object_size(v) : 0;
 }
 
-static void add_str(json_t *cells, const char *s) { json_array_append_new(cells, json_string(s ? s : "")); }
-static void add_int(json_t *cells, json_int_t v) { json_array_append_new(cells, json_integer(v)); }
-static void add_buf(json_t *cells, ck_buf *b)
-{
-    add_str(cells, b->data ? b->data : "");
-    ck_buf_free(b);
-}
-
-/* An int-or-string value as text ("25%", "1"); dflt when absent. */
-static void int_or_string(const json_t *v, char *out, size_t cap, const char *dflt)
-{
-    if (json_is_integer(v))
-        snprintf(out, cap, "%lld", (long long)json_integer_value(v));
-    else if (json_is_string(v))
-        snprintf(out, cap, "%s", json_string_value(v));
-    else
-        snprintf(out, cap, "%s", dflt);
-}
 
 /* ---- time ---- */
 
@@ -150,12 +132,6 @@ static void since(const char *ts, int64_t now, char out[32])
     ck_table_age(now - t, out);
 }
 
-static void add_age(json_t *cells, const json_t *obj, int64_t now)
-{
-    char a[32];
-    since(jstr(obj, "metadata.creationTimestamp"), now, a);
-    add_str(cells, a);
-}
 
 /* ---- shared formatting ---- */
 
@@ -246,34 +222,109 @@ static void format_selector(const json_t *sel, ck_buf *b, const char *none)
         ck_buf_addstr(b, none);
 }
 
-/* Containers and images of a pod spec, comma-joined. */
-static void add_containers(json_t *cells, const json_t *podspec)
+/* ---- the column spec ---- */
+
+/* Where a column's cell comes from.  Paths are dotted ("spec.template.spec"). */
+enum cell {
+    C_NAME,           /* metadata.name */
+    C_AGE,            /* human age of metadata.creationTimestamp */
+    C_STR,            /* the string at path; "" when missing */
+    C_STR_SET,        /* the string at path when the field is present, else dflt */
+    C_STR_NONEMPTY,   /* the string at path when not empty, else dflt */
+    C_INT,            /* the integer at path (0 when missing) */
+    C_LEN,            /* how many items or keys the array or object at path has */
+    C_BOOL,           /* whether path is true */
+    C_LABELS,         /* the string map at path as sorted k=v,k2=v2 ("<none>" when empty) */
+    C_SELECTOR,       /* the LabelSelector at path as upstream prints it; dflt (or "<none>") when empty */
+    C_CONTAINERS,     /* the container names of the pod spec at path, comma-joined */
+    C_IMAGES,         /* their images */
+    C_FN,             /* fn(obj, now) */
+    C_ROW,            /* item `row` of the kind's row function (cells computed together) */
+};
+
+typedef json_t *(*cell_fn)(const json_t *obj, int64_t now);
+
+typedef struct col {
+    const char *name, *type, *format;
+    int priority;
+    const char *desc;
+    enum cell cell;
+    const char *path;
+    const char *dflt;
+    cell_fn fn;
+    int row;
+} col;
+
+/* Column constructors: a name column, an age column, and the rest by cell kind. */
+#define NAME(desc) {"Name", "string", "name", 0, desc, C_NAME, NULL, NULL, NULL, 0}
+#define AGE {"Age", "string", "", 0, "Time since creation.", C_AGE, NULL, NULL, NULL, 0}
+#define COL(name, type, prio, desc, cell, path, dflt) {name, type, "", prio, desc, cell, path, dflt, NULL, 0}
+#define FN(name, type, prio, desc, fn) {name, type, "", prio, desc, C_FN, NULL, NULL, fn, 0}
+#define ROW(name, prio, desc, i) {name, "string", "", prio, desc, C_ROW, NULL, NULL, NULL, i}
+/* the Containers / Images (/ Selector) trio of workloads, for the pod spec at path */
+#define TEMPLATE_COLS(spec)                                                                        \
+    COL("Containers", "string", 1, "Names of each container in the template.", C_CONTAINERS, spec, NULL), \
+    COL("Images", "string", 1, "Images of each container in the template.", C_IMAGES, spec, NULL)
+#define SELECTOR_COL(path) COL("Selector", "string", 1, "Label selector of the pods.", C_SELECTOR, path, NULL)
+
+static json_t *str_cell(const char *s) { return json_string(s ? s : ""); }
+
+static json_t *buf_cell(ck_buf *b)
 {
-    ck_buf names, images;
-    ck_buf_init(&names, 0);
-    ck_buf_init(&images, 0);
+    json_t *v = str_cell(b->data ? b->data : "");
+    ck_buf_free(b);
+    return v;
+}
+
+static json_t *join_containers(const json_t *podspec, const char *field)
+{
+    ck_buf b;
+    ck_buf_init(&b, 0);
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(podspec, "containers"), i, c) {
-        ck_buf_printf(&names, "%s%s", i ? "," : "", jstr(c, "name"));
-        ck_buf_printf(&images, "%s%s", i ? "," : "", jstr(c, "image"));
+    json_array_foreach(json_object_get(podspec, "containers"), i, c)
+        ck_buf_printf(&b, "%s%s", i ? "," : "", jstr(c, field));
+    return buf_cell(&b);
+}
+
+static json_t *cell_of(const col *c, const json_t *o, int64_t now, const json_t *row)
+{
+    ck_buf b;
+    char a[32];
+    switch (c->cell) {
+    case C_NAME:
+        return str_cell(jstr(o, "metadata.name"));
+    case C_AGE:
+        since(jstr(o, "metadata.creationTimestamp"), now, a);
+        return str_cell(a);
+    case C_STR:
+        return str_cell(jstr(o, c->path));
+    case C_STR_SET:
+        return str_cell(jget(o, c->path) ? jstr(o, c->path) : c->dflt);
+    case C_STR_NONEMPTY:
+        return str_cell(*jstr(o, c->path) ? jstr(o, c->path) : c->dflt);
+    case C_INT:
+        return json_integer(jint(o, c->path));
+    case C_LEN:
+        return json_integer((json_int_t)jsize(o, c->path));
+    case C_BOOL:
+        return json_boolean(json_is_true(jget(o, c->path)));
+    case C_LABELS:
+        format_labels(jget(o, c->path), &b);
+        return buf_cell(&b);
+    case C_SELECTOR:
+        format_selector(jget(o, c->path), &b, c->dflt ? c->dflt : "<none>");
+        return buf_cell(&b);
+    case C_CONTAINERS:
+        return join_containers(jget(o, c->path), "name");
+    case C_IMAGES:
+        return join_containers(jget(o, c->path), "image");
+    case C_FN:
+        return c->fn(o, now);
+    case C_ROW:
+        return json_incref(json_array_get(row, (size_t)c->row));
     }
-    add_buf(cells, &names);
-    add_buf(cells, &images);
-}
-
-static void add_selector(json_t *cells, const json_t *sel)
-{
-    ck_buf b;
-    format_selector(sel, &b, "<none>");
-    add_buf(cells, &b);
-}
-
-static void add_labels(json_t *cells, const json_t *m)
-{
-    ck_buf b;
-    format_labels(m, &b);
-    add_buf(cells, &b);
+    return NULL;
 }
 
 static bool has_condition(const json_t *obj, const char *path, const char *type)
@@ -285,20 +336,6 @@ static bool has_condition(const json_t *obj, const char *path, const char *type)
             return true;
     return false;
 }
-
-/* ---- pods ---- */
-
-static const col pod_cols[] = {
-    {"Name", "string", "name", 0, "Name of the pod."},
-    {"Ready", "string", "", 0, "Ready containers out of all containers."},
-    {"Status", "string", "", 0, "Aggregate status of the pod's containers."},
-    {"Restarts", "string", "", 0, "Container restarts, and how long ago the last one was."},
-    {"Age", "string", "", 0, "Time since the pod was created."},
-    {"IP", "string", "", 1, "The pod's IP address."},
-    {"Node", "string", "", 1, "The node the pod is bound to."},
-    {"Nominated Node", "string", "", 1, "The node the scheduler nominated for preemption."},
-    {"Readiness Gates", "string", "", 1, "Readiness gates that are true out of all."},
-};
 
 static const json_t *find_named(const json_t *arr, const char *name)
 {
@@ -318,7 +355,11 @@ static int64_t ts_of(const char *s)
     return t;
 }
 
-static void pod_cells(const json_t *pod, int64_t now, json_t *cells)
+/* ---- pods ---- */
+
+/* READY, STATUS and RESTARTS come out of one walk over the container statuses, as upstream's
+ * printPod computes them: [ready, status, restarts]. */
+static json_t *pod_row(const json_t *pod, int64_t now)
 {
     const json_t *spec = json_object_get(pod, "spec"), *st = json_object_get(pod, "status");
     const json_t *init_specs = json_object_get(spec, "initContainers");
@@ -414,162 +455,124 @@ static void pod_cells(const json_t *pod, int64_t now, json_t *cells)
     else if (jget(pod, "metadata.deletionTimestamp") && !terminal)
         snprintf(reason, sizeof reason, "Terminating");
 
-    char buf[64], age[32];
-    add_str(cells, jstr(pod, "metadata.name"));
-    snprintf(buf, sizeof buf, "%zu/%zu", ready, total);
-    add_str(cells, buf);
-    add_str(cells, reason);
+    char rd[64], rs[96], age[32];
+    snprintf(rd, sizeof rd, "%zu/%zu", ready, total);
     if (restarts && last_restart) {
         ck_table_age(now - last_restart, age);
-        snprintf(buf, sizeof buf, "%ld (%s ago)", restarts, age);
+        snprintf(rs, sizeof rs, "%ld (%s ago)", restarts, age);
     } else {
-        snprintf(buf, sizeof buf, "%ld", restarts);
+        snprintf(rs, sizeof rs, "%ld", restarts);
     }
-    add_str(cells, buf);
-    add_age(cells, pod, now);
+    json_t *row = json_array();
+    json_array_append_new(row, str_cell(rd));
+    json_array_append_new(row, str_cell(reason));
+    json_array_append_new(row, str_cell(rs));
+    return row;
+}
 
+static json_t *pod_ip(const json_t *pod, int64_t now)
+{
+    (void)now;
+    const json_t *st = json_object_get(pod, "status");
     const char *ip = jstr(json_array_get(json_object_get(st, "podIPs"), 0), "ip");
     if (!*ip)
         ip = jstr(st, "podIP");
-    add_str(cells, *ip ? ip : "<none>");
-    add_str(cells, *jstr(spec, "nodeName") ? jstr(spec, "nodeName") : "<none>");
-    add_str(cells, *jstr(st, "nominatedNodeName") ? jstr(st, "nominatedNodeName") : "<none>");
-    size_t ngates = jsize(spec, "readinessGates");
-    if (!ngates) {
-        add_str(cells, "<none>");
-    } else {
-        size_t ntrue = 0;
-        json_t *g;
-        json_array_foreach(json_object_get(spec, "readinessGates"), i, g) {
-            size_t k;
-            json_t *cond;
-            json_array_foreach(json_object_get(st, "conditions"), k, cond)
-                if (!strcmp(jstr(cond, "type"), jstr(g, "conditionType"))) {
-                    ntrue += !strcmp(jstr(cond, "status"), "True");
-                    break;
-                }
-        }
-        snprintf(buf, sizeof buf, "%zu/%zu", ntrue, ngates);
-        add_str(cells, buf);
-    }
+    return str_cell(*ip ? ip : "<none>");
 }
+
+static json_t *pod_gates(const json_t *pod, int64_t now)
+{
+    (void)now;
+    const json_t *spec = json_object_get(pod, "spec"), *st = json_object_get(pod, "status");
+    size_t ngates = jsize(spec, "readinessGates");
+    if (!ngates)
+        return str_cell("<none>");
+    size_t ntrue = 0, i;
+    json_t *g;
+    json_array_foreach(json_object_get(spec, "readinessGates"), i, g) {
+        size_t k;
+        json_t *cond;
+        json_array_foreach(json_object_get(st, "conditions"), k, cond)
+            if (!strcmp(jstr(cond, "type"), jstr(g, "conditionType"))) {
+                ntrue += !strcmp(jstr(cond, "status"), "True");
+                break;
+            }
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%zu/%zu", ntrue, ngates);
+    return str_cell(buf);
+}
+
+static const col pod_cols[] = {
+    NAME("Name of the pod."),
+    ROW("Ready", 0, "Ready containers out of all containers.", 0),
+    ROW("Status", 0, "Aggregate status of the pod's containers.", 1),
+    ROW("Restarts", 0, "Container restarts, and how long ago the last one was.", 2),
+    {"Age", "string", "", 0, "Time since the pod was created.", C_AGE, NULL, NULL, NULL, 0},
+    FN("IP", "string", 1, "The pod's IP address.", pod_ip),
+    COL("Node", "string", 1, "The node the pod is bound to.", C_STR_NONEMPTY, "spec.nodeName", "<none>"),
+    COL("Nominated Node", "string", 1, "The node the scheduler nominated for preemption.", C_STR_NONEMPTY,
+        "status.nominatedNodeName", "<none>"),
+    FN("Readiness Gates", "string", 1, "Readiness gates that are true out of all.", pod_gates),
+};
 
 /* ---- workloads ---- */
 
-static const col deploy_cols[] = {
-    {"Name", "string", "name", 0, "Name of the deployment."},
-    {"Ready", "string", "", 0, "Ready pods out of desired."},
-    {"Up-to-date", "string", "", 0, "Pods running the newest template."},
-    {"Available", "string", "", 0, "Pods available to serve."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Containers", "string", "", 1, "Names of each container in the template."},
-    {"Images", "string", "", 1, "Images of each container in the template."},
-    {"Selector", "string", "", 1, "Label selector of the pods."},
-};
-
-static void deploy_cells(const json_t *o, int64_t now, json_t *cells)
+/* "ready/desired" of deployments and stateful sets */
+static json_t *ready_of_desired(const json_t *o, int64_t now)
 {
+    (void)now;
     char buf[64];
-    add_str(cells, jstr(o, "metadata.name"));
     snprintf(buf, sizeof buf, "%lld/%lld", (long long)jint(o, "status.readyReplicas"), (long long)jint(o, "spec.replicas"));
-    add_str(cells, buf);
-    add_int(cells, jint(o, "status.updatedReplicas"));
-    add_int(cells, jint(o, "status.availableReplicas"));
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.template.spec"));
-    ck_buf b;
-    format_selector(jget(o, "spec.selector"), &b, "");   /* Deployment prints selector.String() */
-    add_buf(cells, &b);
+    return str_cell(buf);
 }
 
-static const col rs_cols[] = {
-    {"Name", "string", "name", 0, "Name of the object."},
-    {"Desired", "integer", "", 0, "Desired number of pods."},
-    {"Current", "integer", "", 0, "Pods that exist."},
-    {"Ready", "integer", "", 0, "Pods that are ready."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Containers", "string", "", 1, "Names of each container in the template."},
-    {"Images", "string", "", 1, "Images of each container in the template."},
-    {"Selector", "string", "", 1, "Label selector of the pods."},
+static const col deploy_cols[] = {
+    NAME("Name of the deployment."),
+    FN("Ready", "string", 0, "Ready pods out of desired.", ready_of_desired),
+    COL("Up-to-date", "string", 0, "Pods running the newest template.", C_INT, "status.updatedReplicas", NULL),
+    COL("Available", "string", 0, "Pods available to serve.", C_INT, "status.availableReplicas", NULL),
+    AGE,
+    TEMPLATE_COLS("spec.template.spec"),
+    /* Deployment prints selector.String(): empty, not <none> */
+    COL("Selector", "string", 1, "Label selector of the pods.", C_SELECTOR, "spec.selector", ""),
 };
 
-/* ReplicaSet and ReplicationController: the RC selector is a plain map (sorted k=v). */
-static void rs_like(const json_t *o, int64_t now, json_t *cells, bool map_selector)
-{
-    add_str(cells, jstr(o, "metadata.name"));
-    add_int(cells, jint(o, "spec.replicas"));
-    add_int(cells, jint(o, "status.replicas"));
-    add_int(cells, jint(o, "status.readyReplicas"));
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.template.spec"));
-    if (map_selector)
-        add_labels(cells, jget(o, "spec.selector"));
-    else
-        add_selector(cells, jget(o, "spec.selector"));
-}
+#define RS_COLS(selector)                                                                          \
+    NAME("Name of the object."),                                                                   \
+    COL("Desired", "integer", 0, "Desired number of pods.", C_INT, "spec.replicas", NULL),         \
+    COL("Current", "integer", 0, "Pods that exist.", C_INT, "status.replicas", NULL),              \
+    COL("Ready", "integer", 0, "Pods that are ready.", C_INT, "status.readyReplicas", NULL),       \
+    AGE, TEMPLATE_COLS("spec.template.spec"), selector
 
-static void rs_cells(const json_t *o, int64_t now, json_t *cells) { rs_like(o, now, cells, false); }
-static void rc_cells(const json_t *o, int64_t now, json_t *cells) { rs_like(o, now, cells, true); }
+static const col rs_cols[] = {RS_COLS(SELECTOR_COL("spec.selector"))};
+/* a ReplicationController's selector is a plain map */
+static const col rc_cols[] = {
+    RS_COLS(COL("Selector", "string", 1, "Label selector of the pods.", C_LABELS, "spec.selector", NULL))};
 
 static const col sts_cols[] = {
-    {"Name", "string", "name", 0, "Name of the statefulset."},
-    {"Ready", "string", "", 0, "Ready pods out of desired."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Containers", "string", "", 1, "Names of each container in the template."},
-    {"Images", "string", "", 1, "Images of each container in the template."},
+    NAME("Name of the statefulset."),
+    FN("Ready", "string", 0, "Ready pods out of desired.", ready_of_desired),
+    AGE,
+    TEMPLATE_COLS("spec.template.spec"),
 };
-
-static void sts_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    char buf[64];
-    add_str(cells, jstr(o, "metadata.name"));
-    snprintf(buf, sizeof buf, "%lld/%lld", (long long)jint(o, "status.readyReplicas"), (long long)jint(o, "spec.replicas"));
-    add_str(cells, buf);
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.template.spec"));
-}
 
 static const col ds_cols[] = {
-    {"Name", "string", "name", 0, "Name of the daemonset."},
-    {"Desired", "integer", "", 0, "Nodes that should run the pod."},
-    {"Current", "integer", "", 0, "Nodes running at least one pod."},
-    {"Ready", "integer", "", 0, "Nodes whose pod is ready."},
-    {"Up-to-date", "integer", "", 0, "Nodes running the newest template."},
-    {"Available", "integer", "", 0, "Nodes whose pod is available."},
-    {"Node Selector", "string", "", 0, "Node labels the pods require."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Containers", "string", "", 1, "Names of each container in the template."},
-    {"Images", "string", "", 1, "Images of each container in the template."},
-    {"Selector", "string", "", 1, "Label selector of the pods."},
+    NAME("Name of the daemonset."),
+    COL("Desired", "integer", 0, "Nodes that should run the pod.", C_INT, "status.desiredNumberScheduled", NULL),
+    COL("Current", "integer", 0, "Nodes running at least one pod.", C_INT, "status.currentNumberScheduled", NULL),
+    COL("Ready", "integer", 0, "Nodes whose pod is ready.", C_INT, "status.numberReady", NULL),
+    COL("Up-to-date", "integer", 0, "Nodes running the newest template.", C_INT, "status.updatedNumberScheduled", NULL),
+    COL("Available", "integer", 0, "Nodes whose pod is available.", C_INT, "status.numberAvailable", NULL),
+    COL("Node Selector", "string", 0, "Node labels the pods require.", C_LABELS, "spec.template.spec.nodeSelector", NULL),
+    AGE,
+    TEMPLATE_COLS("spec.template.spec"),
+    SELECTOR_COL("spec.selector"),
 };
 
-static void ds_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *job_status(const json_t *o, int64_t now)
 {
-    add_str(cells, jstr(o, "metadata.name"));
-    add_int(cells, jint(o, "status.desiredNumberScheduled"));
-    add_int(cells, jint(o, "status.currentNumberScheduled"));
-    add_int(cells, jint(o, "status.numberReady"));
-    add_int(cells, jint(o, "status.updatedNumberScheduled"));
-    add_int(cells, jint(o, "status.numberAvailable"));
-    add_labels(cells, jget(o, "spec.template.spec.nodeSelector"));
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.template.spec"));
-    add_selector(cells, jget(o, "spec.selector"));
-}
-
-static const col job_cols[] = {
-    {"Name", "string", "name", 0, "Name of the job."},
-    {"Status", "string", "", 0, "Status of the job."},
-    {"Completions", "string", "", 0, "Succeeded pods out of the completions wanted."},
-    {"Duration", "string", "", 0, "Time the job took (or has taken so far)."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Containers", "string", "", 1, "Names of each container in the template."},
-    {"Images", "string", "", 1, "Images of each container in the template."},
-    {"Selector", "string", "", 1, "Label selector of the pods."},
-};
-
-static void job_cells(const json_t *o, int64_t now, json_t *cells)
-{
+    (void)now;
     const json_t *st = json_object_get(o, "status");
     const char *status = "Running";
     if (has_condition(st, "conditions", "Complete"))
@@ -584,69 +587,76 @@ static void job_cells(const json_t *o, int64_t now, json_t *cells)
         status = "FailureTarget";
     else if (has_condition(st, "conditions", "SuccessCriteriaMet"))
         status = "SuccessCriteriaMet";
+    return str_cell(status);
+}
 
+static json_t *job_completions(const json_t *o, int64_t now)
+{
+    (void)now;
     char comp[64];
-    long long succeeded = jint(st, "succeeded");
+    long long succeeded = jint(o, "status.succeeded");
     if (jget(o, "spec.completions"))
         snprintf(comp, sizeof comp, "%lld/%lld", succeeded, (long long)jint(o, "spec.completions"));
     else if (jint(o, "spec.parallelism") > 1)
         snprintf(comp, sizeof comp, "%lld/1 of %lld", succeeded, (long long)jint(o, "spec.parallelism"));
     else
         snprintf(comp, sizeof comp, "%lld/1", succeeded);
-
-    char dur[32] = "";
-    int64_t start = ts_of(jstr(st, "startTime")), done = ts_of(jstr(st, "completionTime"));
-    if (start)
-        ck_table_age((done ? done : now) - start, dur);
-
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, status);
-    add_str(cells, comp);
-    add_str(cells, dur);
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.template.spec"));
-    add_selector(cells, jget(o, "spec.selector"));
+    return str_cell(comp);
 }
 
-static const col cj_cols[] = {
-    {"Name", "string", "name", 0, "Name of the cronjob."},
-    {"Schedule", "string", "", 0, "Cron schedule."},
-    {"Timezone", "string", "", 0, "Time zone of the schedule."},
-    {"Suspend", "boolean", "", 0, "Whether new runs are suspended."},
-    {"Active", "integer", "", 0, "Jobs currently running."},
-    {"Last Schedule", "string", "", 0, "Time since the last scheduled run."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Containers", "string", "", 1, "Names of each container in the job template."},
-    {"Images", "string", "", 1, "Images of each container in the job template."},
-    {"Selector", "string", "", 1, "Label selector of the job template."},
+static json_t *job_duration(const json_t *o, int64_t now)
+{
+    char dur[32] = "";
+    int64_t start = ts_of(jstr(o, "status.startTime")), done = ts_of(jstr(o, "status.completionTime"));
+    if (start)
+        ck_table_age((done ? done : now) - start, dur);
+    return str_cell(dur);
+}
+
+static const col job_cols[] = {
+    NAME("Name of the job."),
+    FN("Status", "string", 0, "Status of the job.", job_status),
+    FN("Completions", "string", 0, "Succeeded pods out of the completions wanted.", job_completions),
+    FN("Duration", "string", 0, "Time the job took (or has taken so far).", job_duration),
+    AGE,
+    TEMPLATE_COLS("spec.template.spec"),
+    SELECTOR_COL("spec.selector"),
 };
 
-static void cj_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *cj_suspend(const json_t *o, int64_t now)
 {
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, jstr(o, "spec.schedule"));
-    add_str(cells, jget(o, "spec.timeZone") ? jstr(o, "spec.timeZone") : "<none>");
+    (void)now;
     const json_t *sus = jget(o, "spec.suspend");
-    add_str(cells, !sus ? "<unset>" : json_is_true(sus) ? "True" : "False");
-    add_int(cells, (json_int_t)jsize(o, "status.active"));
+    return str_cell(!sus ? "<unset>" : json_is_true(sus) ? "True" : "False");
+}
+
+static json_t *cj_last(const json_t *o, int64_t now)
+{
     char last[32] = "<none>";
     if (jget(o, "status.lastScheduleTime"))
         since(jstr(o, "status.lastScheduleTime"), now, last);
-    add_str(cells, last);
-    add_age(cells, o, now);
-    add_containers(cells, jget(o, "spec.jobTemplate.spec.template.spec"));
-    add_selector(cells, jget(o, "spec.jobTemplate.spec.selector"));
+    return str_cell(last);
 }
 
-static const col rev_cols[] = {
-    {"Name", "string", "name", 0, "Name of the revision."},
-    {"Controller", "string", "", 0, "The object that owns the revision."},
-    {"Revision", "string", "", 0, "Revision number."},
-    {"Age", "string", "", 0, "Time since creation."},
+static const col cj_cols[] = {
+    NAME("Name of the cronjob."),
+    COL("Schedule", "string", 0, "Cron schedule.", C_STR, "spec.schedule", NULL),
+    COL("Timezone", "string", 0, "Time zone of the schedule.", C_STR_SET, "spec.timeZone", "<none>"),
+    FN("Suspend", "boolean", 0, "Whether new runs are suspended.", cj_suspend),
+    COL("Active", "integer", 0, "Jobs currently running.", C_LEN, "status.active", NULL),
+    FN("Last Schedule", "string", 0, "Time since the last scheduled run.", cj_last),
+    AGE,
+    COL("Containers", "string", 1, "Names of each container in the job template.", C_CONTAINERS,
+        "spec.jobTemplate.spec.template.spec", NULL),
+    COL("Images", "string", 1, "Images of each container in the job template.", C_IMAGES,
+        "spec.jobTemplate.spec.template.spec", NULL),
+    COL("Selector", "string", 1, "Label selector of the job template.", C_SELECTOR, "spec.jobTemplate.spec.selector", NULL),
 };
 
-static void rev_cells(const json_t *o, int64_t now, json_t *cells)
+/* kind[.group]/name of the controlling owner */
+static json_t *rev_controller(const json_t *o, int64_t now)
 {
+    (void)now;
     char ctl[256] = "<none>";
     size_t i;
     json_t *ref;
@@ -664,57 +674,48 @@ static void rev_cells(const json_t *o, int64_t now, json_t *cells)
             snprintf(ctl, sizeof ctl, "%s/%s", kind, jstr(ref, "name"));
         break;
     }
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, ctl);
-    add_int(cells, jint(o, "revision"));
-    add_age(cells, o, now);
+    return str_cell(ctl);
 }
+
+static const col rev_cols[] = {
+    NAME("Name of the revision."),
+    FN("Controller", "string", 0, "The object that owns the revision.", rev_controller),
+    COL("Revision", "string", 0, "Revision number.", C_INT, "revision", NULL),
+    AGE,
+};
 
 static const col podtemplate_cols[] = {
-    {"Name", "string", "name", 0, "Name of the pod template."},
-    {"Containers", "string", "", 0, "Names of each container in the template."},
-    {"Images", "string", "", 0, "Images of each container in the template."},
-    {"Pod Labels", "string", "", 0, "Labels of the template's pods."},
+    NAME("Name of the pod template."),
+    COL("Containers", "string", 0, "Names of each container in the template.", C_CONTAINERS, "template.spec", NULL),
+    COL("Images", "string", 0, "Images of each container in the template.", C_IMAGES, "template.spec", NULL),
+    COL("Pod Labels", "string", 0, "Labels of the template's pods.", C_LABELS, "template.metadata.labels", NULL),
 };
 
-static void podtemplate_cells(const json_t *o, int64_t now, json_t *cells)
+/* An int-or-string value as text ("25%", "1"), N/A when absent. */
+static json_t *int_or_string(const json_t *v)
 {
-    add_str(cells, jstr(o, "metadata.name"));
-    add_containers(cells, jget(o, "template.spec"));
-    add_labels(cells, jget(o, "template.metadata.labels"));
+    char out[64];
+    if (json_is_integer(v))
+        snprintf(out, sizeof out, "%lld", (long long)json_integer_value(v));
+    else if (json_is_string(v))
+        snprintf(out, sizeof out, "%s", json_string_value(v));
+    else
+        snprintf(out, sizeof out, "N/A");
+    return str_cell(out);
 }
+
+static json_t *pdb_min(const json_t *o, int64_t now) { (void)now; return int_or_string(jget(o, "spec.minAvailable")); }
+static json_t *pdb_max(const json_t *o, int64_t now) { (void)now; return int_or_string(jget(o, "spec.maxUnavailable")); }
 
 static const col pdb_cols[] = {
-    {"Name", "string", "name", 0, "Name of the budget."},
-    {"Min Available", "string", "", 0, "Pods that must stay available."},
-    {"Max Unavailable", "string", "", 0, "Pods that may be unavailable."},
-    {"Allowed Disruptions", "integer", "", 0, "Disruptions allowed right now."},
-    {"Age", "string", "", 0, "Time since creation."},
+    NAME("Name of the budget."),
+    FN("Min Available", "string", 0, "Pods that must stay available.", pdb_min),
+    FN("Max Unavailable", "string", 0, "Pods that may be unavailable.", pdb_max),
+    COL("Allowed Disruptions", "integer", 0, "Disruptions allowed right now.", C_INT, "status.disruptionsAllowed", NULL),
+    AGE,
 };
-
-static void pdb_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    char a[64], b[64];
-    int_or_string(jget(o, "spec.minAvailable"), a, sizeof a, "N/A");
-    int_or_string(jget(o, "spec.maxUnavailable"), b, sizeof b, "N/A");
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, a);
-    add_str(cells, b);
-    add_int(cells, jint(o, "status.disruptionsAllowed"));
-    add_age(cells, o, now);
-}
 
 /* ---- services and networking ---- */
-
-static const col svc_cols[] = {
-    {"Name", "string", "name", 0, "Name of the service."},
-    {"Type", "string", "", 0, "How the service is exposed."},
-    {"Cluster-IP", "string", "", 0, "The service's virtual IP inside the cluster."},
-    {"External-IP", "string", "", 0, "Addresses the service is reachable on from outside."},
-    {"Port(s)", "string", "", 0, "Ports the service exposes (port[:nodePort]/protocol)."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Selector", "string", "", 1, "Labels of the pods the service routes to."},
-};
 
 static void join_strings(const json_t *arr, const char *key, ck_buf *b)
 {
@@ -727,14 +728,28 @@ static void join_strings(const json_t *arr, const char *key, ck_buf *b)
     }
 }
 
-static void svc_cells(const json_t *o, int64_t now, json_t *cells)
+static const char *svc_type_of(const json_t *o)
 {
+    return *jstr(o, "spec.type") ? jstr(o, "spec.type") : "ClusterIP";
+}
+
+static json_t *svc_type(const json_t *o, int64_t now) { (void)now; return str_cell(svc_type_of(o)); }
+
+static json_t *svc_cluster_ip(const json_t *o, int64_t now)
+{
+    (void)now;
     const json_t *spec = json_object_get(o, "spec");
-    const char *type = *jstr(spec, "type") ? jstr(spec, "type") : "ClusterIP";
     const char *ip = json_string_value(json_array_get(json_object_get(spec, "clusterIPs"), 0));
     if (!ip || !*ip)
         ip = *jstr(spec, "clusterIP") ? jstr(spec, "clusterIP") : "<none>";
+    return str_cell(ip);
+}
 
+static json_t *svc_external(const json_t *o, int64_t now)
+{
+    (void)now;
+    const json_t *spec = json_object_get(o, "spec");
+    const char *type = svc_type_of(o);
     ck_buf ext;
     ck_buf_init(&ext, 0);
     if (!strcmp(type, "ClusterIP") || !strcmp(type, "NodePort")) {
@@ -766,12 +781,17 @@ static void svc_cells(const json_t *o, int64_t now, json_t *cells)
     } else {
         ck_buf_addstr(&ext, "<unknown>");
     }
+    return buf_cell(&ext);
+}
 
+static json_t *svc_ports(const json_t *o, int64_t now)
+{
+    (void)now;
     ck_buf ports;
     ck_buf_init(&ports, 0);
     size_t i;
     json_t *p;
-    json_array_foreach(json_object_get(spec, "ports"), i, p) {
+    json_array_foreach(jget(o, "spec.ports"), i, p) {
         const char *proto = *jstr(p, "protocol") ? jstr(p, "protocol") : "TCP";
         if (jint(p, "nodePort") > 0)
             ck_buf_printf(&ports, "%s%lld:%lld/%s", i ? "," : "", (long long)jint(p, "port"), (long long)jint(p, "nodePort"), proto);
@@ -780,24 +800,22 @@ static void svc_cells(const json_t *o, int64_t now, json_t *cells)
     }
     if (!ports.len)
         ck_buf_addstr(&ports, "<none>");
-
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, type);
-    add_str(cells, ip);
-    add_buf(cells, &ext);
-    add_buf(cells, &ports);
-    add_age(cells, o, now);
-    add_labels(cells, json_object_get(spec, "selector"));
+    return buf_cell(&ports);
 }
 
-static const col ep_cols[] = {
-    {"Name", "string", "name", 0, "Name of the endpoints."},
-    {"Endpoints", "string", "", 0, "Addresses (ip:port) behind the service."},
-    {"Age", "string", "", 0, "Time since creation."},
+static const col svc_cols[] = {
+    NAME("Name of the service."),
+    FN("Type", "string", 0, "How the service is exposed.", svc_type),
+    FN("Cluster-IP", "string", 0, "The service's virtual IP inside the cluster.", svc_cluster_ip),
+    FN("External-IP", "string", 0, "Addresses the service is reachable on from outside.", svc_external),
+    FN("Port(s)", "string", 0, "Ports the service exposes (port[:nodePort]/protocol).", svc_ports),
+    AGE,
+    COL("Selector", "string", 1, "Labels of the pods the service routes to.", C_LABELS, "spec.selector", NULL),
 };
 
-static void ep_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *ep_endpoints(const json_t *o, int64_t now)
 {
+    (void)now;
     ck_buf b;
     ck_buf_init(&b, 0);
     size_t n = 0, count = 0, i;
@@ -838,17 +856,13 @@ static void ep_cells(const json_t *o, int64_t now, json_t *cells)
         ck_buf_addstr(&b, "<none>");
     else if (more)
         ck_buf_printf(&b, " + %zu more...", count - 3);
-    add_str(cells, jstr(o, "metadata.name"));
-    add_buf(cells, &b);
-    add_age(cells, o, now);
+    return buf_cell(&b);
 }
 
-static const col eps_cols[] = {
-    {"Name", "string", "name", 0, "Name of the slice."},
-    {"AddressType", "string", "", 0, "IPv4, IPv6 or FQDN."},
-    {"Ports", "string", "", 0, "Ports of the slice."},
-    {"Endpoints", "string", "", 0, "Addresses in the slice."},
-    {"Age", "string", "", 0, "Time since creation."},
+static const col ep_cols[] = {
+    NAME("Name of the endpoints."),
+    FN("Endpoints", "string", 0, "Addresses (ip:port) behind the service.", ep_endpoints),
+    AGE,
 };
 
 static void more_suffix(ck_buf *b, bool more, size_t count)
@@ -859,11 +873,11 @@ static void more_suffix(ck_buf *b, bool more, size_t count)
         ck_buf_addstr(b, "<unset>");
 }
 
-static void eps_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *eps_ports(const json_t *o, int64_t now)
 {
-    ck_buf ports, eps;
+    (void)now;
+    ck_buf ports;
     ck_buf_init(&ports, 0);
-    ck_buf_init(&eps, 0);
     size_t n = 0, count = 0, i;
     bool more = false;
     json_t *p;
@@ -882,8 +896,16 @@ static void eps_cells(const json_t *o, int64_t now, json_t *cells)
         count++;
     }
     more_suffix(&ports, more, count);
-    n = count = 0;
-    more = false;
+    return buf_cell(&ports);
+}
+
+static json_t *eps_endpoints(const json_t *o, int64_t now)
+{
+    (void)now;
+    ck_buf eps;
+    ck_buf_init(&eps, 0);
+    size_t n = 0, count = 0, i;
+    bool more = false;
     json_t *e;
     json_array_foreach(json_object_get(o, "endpoints"), i, e) {
         size_t j;
@@ -897,30 +919,22 @@ static void eps_cells(const json_t *o, int64_t now, json_t *cells)
         }
     }
     more_suffix(&eps, more, count);
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, jstr(o, "addressType"));
-    add_buf(cells, &ports);
-    add_buf(cells, &eps);
-    add_age(cells, o, now);
+    return buf_cell(&eps);
 }
+
+static const col eps_cols[] = {
+    NAME("Name of the slice."),
+    COL("AddressType", "string", 0, "IPv4, IPv6 or FQDN.", C_STR, "addressType", NULL),
+    FN("Ports", "string", 0, "Ports of the slice.", eps_ports),
+    FN("Endpoints", "string", 0, "Addresses in the slice.", eps_endpoints),
+    AGE,
+};
 
 /* ---- cluster objects ---- */
 
-static const col node_cols[] = {
-    {"Name", "string", "name", 0, "Name of the node."},
-    {"Status", "string", "", 0, "Ready, NotReady or Unknown, and SchedulingDisabled."},
-    {"Roles", "string", "", 0, "Roles from node-role.kubernetes.io/ labels."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Version", "string", "", 0, "Kubelet version."},
-    {"Internal-IP", "string", "", 1, "First internal address."},
-    {"External-IP", "string", "", 1, "First external address."},
-    {"OS-Image", "string", "", 1, "Operating system image."},
-    {"Kernel-Version", "string", "", 1, "Kernel version."},
-    {"Container-Runtime", "string", "", 1, "Container runtime and version."},
-};
-
-static void node_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *node_status(const json_t *o, int64_t now)
 {
+    (void)now;
     ck_buf st;
     ck_buf_init(&st, 0);
     const char *ready = NULL;
@@ -932,11 +946,16 @@ static void node_cells(const json_t *o, int64_t now, json_t *cells)
     ck_buf_addstr(&st, !ready ? "Unknown" : !strcmp(ready, "True") ? "Ready" : "NotReady");
     if (json_is_true(jget(o, "spec.unschedulable")))
         ck_buf_addstr(&st, ",SchedulingDisabled");
+    return buf_cell(&st);
+}
 
-    /* roles: node-role.kubernetes.io/<role> keys and the kubernetes.io/role value, sorted */
+/* node-role.kubernetes.io/<role> keys and the kubernetes.io/role value, sorted */
+static json_t *node_roles(const json_t *o, int64_t now)
+{
+    (void)now;
     const json_t *labels = jget(o, "metadata.labels");
     const char *roles[32];
-    size_t nr = 0;
+    size_t nr = 0, i;
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)labels, k, v) {
@@ -955,115 +974,113 @@ static void node_cells(const json_t *o, int64_t now, json_t *cells)
             ck_buf_printf(&rb, "%s%s", rb.len ? "," : "", roles[i]);
     if (!rb.len)
         ck_buf_addstr(&rb, "<none>");
-
-    const char *internal = "<none>", *external = "<none>";
-    json_t *a;
-    json_array_foreach(jget(o, "status.addresses"), i, a) {
-        if (!strcmp(jstr(a, "type"), "InternalIP") && !strcmp(internal, "<none>"))
-            internal = jstr(a, "address");
-        if (!strcmp(jstr(a, "type"), "ExternalIP") && !strcmp(external, "<none>"))
-            external = jstr(a, "address");
-    }
-    const json_t *ni = jget(o, "status.nodeInfo");
-    add_str(cells, jstr(o, "metadata.name"));
-    add_buf(cells, &st);
-    add_buf(cells, &rb);
-    add_age(cells, o, now);
-    add_str(cells, jstr(ni, "kubeletVersion"));
-    add_str(cells, internal);
-    add_str(cells, external);
-    add_str(cells, *jstr(ni, "osImage") ? jstr(ni, "osImage") : "<unknown>");
-    add_str(cells, *jstr(ni, "kernelVersion") ? jstr(ni, "kernelVersion") : "<unknown>");
-    add_str(cells, *jstr(ni, "containerRuntimeVersion") ? jstr(ni, "containerRuntimeVersion") : "<unknown>");
+    return buf_cell(&rb);
 }
 
-static const col ns_cols[] = {
-    {"Name", "string", "name", 0, "Name of the namespace."},
-    {"Status", "string", "", 0, "Active or Terminating."},
-    {"Age", "string", "", 0, "Time since creation."},
+static json_t *node_address(const json_t *o, const char *type)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(jget(o, "status.addresses"), i, a)
+        if (!strcmp(jstr(a, "type"), type))
+            return str_cell(jstr(a, "address"));
+    return str_cell("<none>");
+}
+
+static json_t *node_internal(const json_t *o, int64_t now) { (void)now; return node_address(o, "InternalIP"); }
+static json_t *node_external(const json_t *o, int64_t now) { (void)now; return node_address(o, "ExternalIP"); }
+
+static const col node_cols[] = {
+    NAME("Name of the node."),
+    FN("Status", "string", 0, "Ready, NotReady or Unknown, and SchedulingDisabled.", node_status),
+    FN("Roles", "string", 0, "Roles from node-role.kubernetes.io/ labels.", node_roles),
+    AGE,
+    COL("Version", "string", 0, "Kubelet version.", C_STR, "status.nodeInfo.kubeletVersion", NULL),
+    FN("Internal-IP", "string", 1, "First internal address.", node_internal),
+    FN("External-IP", "string", 1, "First external address.", node_external),
+    COL("OS-Image", "string", 1, "Operating system image.", C_STR_NONEMPTY, "status.nodeInfo.osImage", "<unknown>"),
+    COL("Kernel-Version", "string", 1, "Kernel version.", C_STR_NONEMPTY, "status.nodeInfo.kernelVersion", "<unknown>"),
+    COL("Container-Runtime", "string", 1, "Container runtime and version.", C_STR_NONEMPTY,
+        "status.nodeInfo.containerRuntimeVersion", "<unknown>"),
 };
 
-static void ns_cells(const json_t *o, int64_t now, json_t *cells)
+static const col ns_cols[] = {
+    NAME("Name of the namespace."),
+    COL("Status", "string", 0, "Active or Terminating.", C_STR, "status.phase", NULL),
+    AGE,
+};
+
+static json_t *cm_data(const json_t *o, int64_t now)
 {
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, jstr(o, "status.phase"));
-    add_age(cells, o, now);
+    (void)now;
+    return json_integer((json_int_t)(jsize(o, "data") + jsize(o, "binaryData")));
 }
 
 static const col cm_cols[] = {
-    {"Name", "string", "name", 0, "Name of the config map."},
-    {"Data", "string", "", 0, "Number of keys."},
-    {"Age", "string", "", 0, "Time since creation."},
+    NAME("Name of the config map."),
+    FN("Data", "string", 0, "Number of keys.", cm_data),
+    AGE,
 };
-
-static void cm_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    add_str(cells, jstr(o, "metadata.name"));
-    add_int(cells, (json_int_t)(jsize(o, "data") + jsize(o, "binaryData")));
-    add_age(cells, o, now);
-}
 
 static const col secret_cols[] = {
-    {"Name", "string", "name", 0, "Name of the secret."},
-    {"Type", "string", "", 0, "Type of the secret."},
-    {"Data", "string", "", 0, "Number of keys."},
-    {"Age", "string", "", 0, "Time since creation."},
+    NAME("Name of the secret."),
+    COL("Type", "string", 0, "Type of the secret.", C_STR, "type", NULL),
+    COL("Data", "string", 0, "Number of keys.", C_LEN, "data", NULL),
+    AGE,
 };
-
-static void secret_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, jstr(o, "type"));
-    add_int(cells, (json_int_t)jsize(o, "data"));
-    add_age(cells, o, now);
-}
 
 static const col sa_cols[] = {
-    {"Name", "string", "name", 0, "Name of the service account."},
-    {"Secrets", "string", "", 0, "Number of secrets listed."},
-    {"Age", "string", "", 0, "Time since creation."},
+    NAME("Name of the service account."),
+    COL("Secrets", "string", 0, "Number of secrets listed.", C_LEN, "secrets", NULL),
+    AGE,
 };
 
-static void sa_cells(const json_t *o, int64_t now, json_t *cells)
+/* Events: core/v1 (involvedObject, firstTimestamp...) and events.k8s.io/v1 (regarding, note,
+ * deprecated* names) share the columns. */
+static bool ev_core(const json_t *o) { return jget(o, "involvedObject") || !jget(o, "regarding"); }
+static const json_t *ev_object(const json_t *o) { return jget(o, ev_core(o) ? "involvedObject" : "regarding"); }
+
+static void ev_first(const json_t *o, int64_t now, char out[32])
 {
-    add_str(cells, jstr(o, "metadata.name"));
-    add_int(cells, (json_int_t)jsize(o, "secrets"));
-    add_age(cells, o, now);
+    const char *first_ts = jstr(o, ev_core(o) ? "firstTimestamp" : "deprecatedFirstTimestamp");
+    since(*first_ts ? first_ts : jstr(o, "eventTime"), now, out);
 }
 
-static const col event_cols[] = {
-    {"Last Seen", "string", "", 0, "Time since the event was last seen."},
-    {"Type", "string", "", 0, "Normal or Warning."},
-    {"Reason", "string", "", 0, "Short machine-readable cause."},
-    {"Object", "string", "", 0, "The object the event is about."},
-    {"Subobject", "string", "", 1, "Field path inside the object."},
-    {"Source", "string", "", 1, "Component that reported the event."},
-    {"Message", "string", "", 0, "Human-readable description."},
-    {"First Seen", "string", "", 1, "Time since the event was first seen."},
-    {"Count", "string", "", 1, "How many times it happened."},
-    {"Name", "string", "name", 1, "Name of the event."},
-};
-
-/* Serves both core/v1 Event and events.k8s.io/v1 Event (note/regarding/deprecated* names). */
-static void event_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *ev_first_seen(const json_t *o, int64_t now)
 {
-    bool v1 = jget(o, "involvedObject") || !jget(o, "regarding");
-    const json_t *obj = jget(o, v1 ? "involvedObject" : "regarding");
-    const char *first_ts = jstr(o, v1 ? "firstTimestamp" : "deprecatedFirstTimestamp");
-    const char *last_ts = jstr(o, v1 ? "lastTimestamp" : "deprecatedLastTimestamp");
-    char first[32], last[32];
-    since(*first_ts ? first_ts : jstr(o, "eventTime"), now, first);
-    if (*last_ts)
+    char first[32];
+    ev_first(o, now, first);
+    return str_cell(first);
+}
+
+static json_t *ev_last_seen(const json_t *o, int64_t now)
+{
+    const char *last_ts = jstr(o, ev_core(o) ? "lastTimestamp" : "deprecatedLastTimestamp");
+    char last[32];
+    if (jget(o, "series"))
+        since(jstr(o, "series.lastObservedTime"), now, last);
+    else if (*last_ts)
         since(last_ts, now, last);
     else
-        memcpy(last, first, sizeof last);
-    json_int_t count = jint(o, v1 ? "count" : "deprecatedCount");
-    if (jget(o, "series")) {
-        since(jstr(o, "series.lastObservedTime"), now, last);
+        ev_first(o, now, last);
+    return str_cell(last);
+}
+
+static json_t *ev_count(const json_t *o, int64_t now)
+{
+    (void)now;
+    json_int_t count = jint(o, ev_core(o) ? "count" : "deprecatedCount");
+    if (jget(o, "series"))
         count = jint(o, "series.count");
-    } else if (!count) {
+    else if (!count)
         count = 1;
-    }
+    return json_integer(count);
+}
+
+static json_t *ev_target(const json_t *o, int64_t now)
+{
+    (void)now;
+    const json_t *obj = ev_object(o);
     char target[320], kind[96];
     snprintf(kind, sizeof kind, "%s", jstr(obj, "kind"));
     for (char *p = kind; *p; p++)
@@ -1072,7 +1089,15 @@ static void event_cells(const json_t *o, int64_t now, json_t *cells)
         snprintf(target, sizeof target, "%s/%s", kind, jstr(obj, "name"));
     else
         snprintf(target, sizeof target, "%s", kind);
+    return str_cell(target);
+}
 
+static json_t *ev_subobject(const json_t *o, int64_t now) { (void)now; return str_cell(jstr(ev_object(o), "fieldPath")); }
+
+static json_t *ev_source(const json_t *o, int64_t now)
+{
+    (void)now;
+    bool v1 = ev_core(o);
     const char *comp = jstr(o, v1 ? "source.component" : "deprecatedSource.component");
     const char *host = jstr(o, v1 ? "source.host" : "deprecatedSource.host");
     if (!*comp)
@@ -1084,223 +1109,200 @@ static void event_cells(const json_t *o, int64_t now, json_t *cells)
         snprintf(source, sizeof source, "%s, %s", comp, host);
     else
         snprintf(source, sizeof source, "%s", comp);
+    return str_cell(source);
+}
 
-    /* message with surrounding whitespace trimmed */
-    const char *msg = jstr(o, v1 ? "message" : "note");
+/* the message with surrounding whitespace trimmed */
+static json_t *ev_message(const json_t *o, int64_t now)
+{
+    (void)now;
+    const char *msg = jstr(o, ev_core(o) ? "message" : "note");
     while (isspace((unsigned char)*msg))
         msg++;
     size_t ml = strlen(msg);
     while (ml && isspace((unsigned char)msg[ml - 1]))
         ml--;
-
-    add_str(cells, last);
-    add_str(cells, jstr(o, "type"));
-    add_str(cells, jstr(o, "reason"));
-    add_str(cells, target);
-    add_str(cells, jstr(obj, "fieldPath"));
-    add_str(cells, source);
-    json_array_append_new(cells, json_stringn(msg, ml));
-    add_str(cells, first);
-    add_int(cells, count);
-    add_str(cells, jstr(o, "metadata.name"));
+    return json_stringn(msg, ml);
 }
 
-static const col lease_cols[] = {
-    {"Name", "string", "name", 0, "Name of the lease."},
-    {"Holder", "string", "", 0, "Current holder of the lease."},
-    {"Age", "string", "", 0, "Time since creation."},
+static const col event_cols[] = {
+    FN("Last Seen", "string", 0, "Time since the event was last seen.", ev_last_seen),
+    COL("Type", "string", 0, "Normal or Warning.", C_STR, "type", NULL),
+    COL("Reason", "string", 0, "Short machine-readable cause.", C_STR, "reason", NULL),
+    FN("Object", "string", 0, "The object the event is about.", ev_target),
+    FN("Subobject", "string", 1, "Field path inside the object.", ev_subobject),
+    FN("Source", "string", 1, "Component that reported the event.", ev_source),
+    FN("Message", "string", 0, "Human-readable description.", ev_message),
+    FN("First Seen", "string", 1, "Time since the event was first seen.", ev_first_seen),
+    FN("Count", "string", 1, "How many times it happened.", ev_count),
+    {"Name", "string", "name", 1, "Name of the event.", C_NAME, NULL, NULL, NULL, 0},
 };
 
-static void lease_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, jstr(o, "spec.holderIdentity"));
-    add_age(cells, o, now);
-}
+static const col lease_cols[] = {
+    NAME("Name of the lease."),
+    COL("Holder", "string", 0, "Current holder of the lease.", C_STR, "spec.holderIdentity", NULL),
+    AGE,
+};
 
 /* ---- storage ---- */
 
 /* Access modes abbreviated in upstream's fixed order. */
-static void access_modes(const json_t *arr, ck_buf *b)
+static json_t *access_modes(const json_t *arr)
 {
     static const char *const modes[][2] = {
         {"ReadWriteOnce", "RWO"}, {"ReadOnlyMany", "ROX"}, {"ReadWriteMany", "RWX"}, {"ReadWriteOncePod", "RWOP"}};
-    ck_buf_init(b, 0);
+    ck_buf b;
+    ck_buf_init(&b, 0);
     for (size_t m = 0; m < ARRAY_SIZE(modes); m++) {
         size_t i;
         json_t *v;
         json_array_foreach(arr, i, v)
             if (json_string_value(v) && !strcmp(json_string_value(v), modes[m][0])) {
-                ck_buf_printf(b, "%s%s", b->len ? "," : "", modes[m][1]);
+                ck_buf_printf(&b, "%s%s", b.len ? "," : "", modes[m][1]);
                 break;
             }
     }
-    if (!b->data)
-        ck_buf_addstr(b, "");
+    return buf_cell(&b);
 }
 
 /* The beta annotation wins over the field, as upstream's helpers read it. */
-static const char *storage_class_of(const json_t *o, const char *spec_field)
+static json_t *storage_class(const json_t *o, int64_t now)
 {
+    (void)now;
     const json_t *ann = jget(o, "metadata.annotations");
     const char *s = json_string_value(json_object_get(ann, "volume.beta.kubernetes.io/storage-class"));
-    return s ? s : jstr(o, spec_field);
+    return str_cell(s ? s : jstr(o, "spec.storageClassName"));
 }
 
-static const col pv_cols[] = {
-    {"Name", "string", "name", 0, "Name of the volume."},
-    {"Capacity", "string", "", 0, "Storage capacity."},
-    {"Access Modes", "string", "", 0, "How the volume can be mounted."},
-    {"Reclaim Policy", "string", "", 0, "What happens on release."},
-    {"Status", "string", "", 0, "Phase of the volume."},
-    {"Claim", "string", "", 0, "The claim bound to the volume."},
-    {"StorageClass", "string", "", 0, "Storage class of the volume."},
-    {"VolumeAttributesClass", "string", "", 0, "Volume attributes class."},
-    {"Reason", "string", "", 0, "Why the volume is in its phase."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"VolumeMode", "string", "", 1, "Filesystem or Block."},
-};
-
-static void pv_cells(const json_t *o, int64_t now, json_t *cells)
+/* PV and PVC phase, Terminating while being deleted */
+static json_t *volume_phase(const json_t *o, int64_t now)
 {
+    (void)now;
+    return str_cell(jget(o, "metadata.deletionTimestamp") ? "Terminating" : jstr(o, "status.phase"));
+}
+
+static json_t *pv_modes(const json_t *o, int64_t now) { (void)now; return access_modes(jget(o, "spec.accessModes")); }
+
+static json_t *pv_claim(const json_t *o, int64_t now)
+{
+    (void)now;
     char claim[320] = "";
     if (jget(o, "spec.claimRef"))
         snprintf(claim, sizeof claim, "%s/%s", jstr(o, "spec.claimRef.namespace"), jstr(o, "spec.claimRef.name"));
-    ck_buf am;
-    access_modes(jget(o, "spec.accessModes"), &am);
-    const char *phase = jget(o, "metadata.deletionTimestamp") ? "Terminating" : jstr(o, "status.phase");
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, jstr(o, "spec.capacity.storage"));
-    add_buf(cells, &am);
-    add_str(cells, jstr(o, "spec.persistentVolumeReclaimPolicy"));
-    add_str(cells, phase);
-    add_str(cells, claim);
-    add_str(cells, storage_class_of(o, "spec.storageClassName"));
-    add_str(cells, jget(o, "spec.volumeAttributesClassName") ? jstr(o, "spec.volumeAttributesClassName") : "<unset>");
-    add_str(cells, jstr(o, "status.reason"));
-    add_age(cells, o, now);
-    add_str(cells, jget(o, "spec.volumeMode") ? jstr(o, "spec.volumeMode") : "<unset>");
+    return str_cell(claim);
+}
+
+#define VAC_COL COL("VolumeAttributesClass", "string", 0, "Volume attributes class.", C_STR_SET, "spec.volumeAttributesClassName", "<unset>")
+#define VOLUME_MODE_COL COL("VolumeMode", "string", 1, "Filesystem or Block.", C_STR_SET, "spec.volumeMode", "<unset>")
+
+static const col pv_cols[] = {
+    NAME("Name of the volume."),
+    COL("Capacity", "string", 0, "Storage capacity.", C_STR, "spec.capacity.storage", NULL),
+    FN("Access Modes", "string", 0, "How the volume can be mounted.", pv_modes),
+    COL("Reclaim Policy", "string", 0, "What happens on release.", C_STR, "spec.persistentVolumeReclaimPolicy", NULL),
+    FN("Status", "string", 0, "Phase of the volume.", volume_phase),
+    FN("Claim", "string", 0, "The claim bound to the volume.", pv_claim),
+    FN("StorageClass", "string", 0, "Storage class of the volume.", storage_class),
+    VAC_COL,
+    COL("Reason", "string", 0, "Why the volume is in its phase.", C_STR, "status.reason", NULL),
+    AGE,
+    VOLUME_MODE_COL,
+};
+
+/* capacity and access modes of a claim show once it is bound */
+static json_t *pvc_capacity(const json_t *o, int64_t now)
+{
+    (void)now;
+    return str_cell(*jstr(o, "spec.volumeName") ? jstr(o, "status.capacity.storage") : "");
+}
+
+static json_t *pvc_modes(const json_t *o, int64_t now)
+{
+    (void)now;
+    return *jstr(o, "spec.volumeName") ? access_modes(jget(o, "status.accessModes")) : str_cell("");
 }
 
 static const col pvc_cols[] = {
-    {"Name", "string", "name", 0, "Name of the claim."},
-    {"Status", "string", "", 0, "Phase of the claim."},
-    {"Volume", "string", "", 0, "The volume bound to the claim."},
-    {"Capacity", "string", "", 0, "Capacity of the bound volume."},
-    {"Access Modes", "string", "", 0, "Access modes of the bound volume."},
-    {"StorageClass", "string", "", 0, "Storage class of the claim."},
-    {"VolumeAttributesClass", "string", "", 0, "Volume attributes class."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"VolumeMode", "string", "", 1, "Filesystem or Block."},
+    NAME("Name of the claim."),
+    FN("Status", "string", 0, "Phase of the claim.", volume_phase),
+    COL("Volume", "string", 0, "The volume bound to the claim.", C_STR, "spec.volumeName", NULL),
+    FN("Capacity", "string", 0, "Capacity of the bound volume.", pvc_capacity),
+    FN("Access Modes", "string", 0, "Access modes of the bound volume.", pvc_modes),
+    FN("StorageClass", "string", 0, "Storage class of the claim.", storage_class),
+    VAC_COL,
+    AGE,
+    VOLUME_MODE_COL,
 };
 
-static void pvc_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *sc_name(const json_t *o, int64_t now)
 {
-    const char *phase = jget(o, "metadata.deletionTimestamp") ? "Terminating" : jstr(o, "status.phase");
-    bool bound = *jstr(o, "spec.volumeName");
-    ck_buf am;
-    if (bound)
-        access_modes(jget(o, "status.accessModes"), &am);
-    else {
-        ck_buf_init(&am, 0);
-        ck_buf_addstr(&am, "");
-    }
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, phase);
-    add_str(cells, jstr(o, "spec.volumeName"));
-    add_str(cells, bound ? jstr(o, "status.capacity.storage") : "");
-    add_buf(cells, &am);
-    add_str(cells, storage_class_of(o, "spec.storageClassName"));
-    add_str(cells, jget(o, "spec.volumeAttributesClassName") ? jstr(o, "spec.volumeAttributesClassName") : "<unset>");
-    add_age(cells, o, now);
-    add_str(cells, jget(o, "spec.volumeMode") ? jstr(o, "spec.volumeMode") : "<unset>");
-}
-
-static const col sc_cols[] = {
-    {"Name", "string", "name", 0, "Name of the class; (default) marks the default class."},
-    {"Provisioner", "string", "", 0, "Volume plugin that provisions volumes."},
-    {"ReclaimPolicy", "string", "", 0, "Reclaim policy of provisioned volumes."},
-    {"VolumeBindingMode", "string", "", 0, "When volumes are bound."},
-    {"AllowVolumeExpansion", "string", "", 0, "Whether volumes may be expanded."},
-    {"Age", "string", "", 0, "Time since creation."},
-};
-
-static void sc_cells(const json_t *o, int64_t now, json_t *cells)
-{
+    (void)now;
     const json_t *ann = jget(o, "metadata.annotations");
     const char *def = json_string_value(json_object_get(ann, "storageclass.kubernetes.io/is-default-class"));
     if (!def)
         def = json_string_value(json_object_get(ann, "storageclass.beta.kubernetes.io/is-default-class"));
     char name[300];
     snprintf(name, sizeof name, "%s%s", jstr(o, "metadata.name"), def && !strcmp(def, "true") ? " (default)" : "");
-    add_str(cells, name);
-    add_str(cells, jstr(o, "provisioner"));
-    add_str(cells, *jstr(o, "reclaimPolicy") ? jstr(o, "reclaimPolicy") : "Delete");
-    add_str(cells, *jstr(o, "volumeBindingMode") ? jstr(o, "volumeBindingMode") : "Immediate");
-    json_array_append_new(cells, json_boolean(json_is_true(json_object_get(o, "allowVolumeExpansion"))));
-    add_age(cells, o, now);
+    return str_cell(name);
 }
+
+static const col sc_cols[] = {
+    {"Name", "string", "name", 0, "Name of the class; (default) marks the default class.", C_FN, NULL, NULL, sc_name, 0},
+    COL("Provisioner", "string", 0, "Volume plugin that provisions volumes.", C_STR, "provisioner", NULL),
+    COL("ReclaimPolicy", "string", 0, "Reclaim policy of provisioned volumes.", C_STR_NONEMPTY, "reclaimPolicy", "Delete"),
+    COL("VolumeBindingMode", "string", 0, "When volumes are bound.", C_STR_NONEMPTY, "volumeBindingMode", "Immediate"),
+    COL("AllowVolumeExpansion", "string", 0, "Whether volumes may be expanded.", C_BOOL, "allowVolumeExpansion", NULL),
+    AGE,
+};
 
 /* ---- policy, scheduling, rbac ---- */
 
 static const col pc_cols[] = {
-    {"Name", "string", "name", 0, "Name of the priority class."},
-    {"Value", "integer", "", 0, "Priority value."},
-    {"Global-Default", "boolean", "", 0, "Whether pods without a class get this one."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"PreemptionPolicy", "string", "", 0, "Whether these pods may preempt others."},
+    NAME("Name of the priority class."),
+    COL("Value", "integer", 0, "Priority value.", C_INT, "value", NULL),
+    COL("Global-Default", "boolean", 0, "Whether pods without a class get this one.", C_BOOL, "globalDefault", NULL),
+    AGE,
+    COL("PreemptionPolicy", "string", 0, "Whether these pods may preempt others.", C_STR, "preemptionPolicy", NULL),
 };
 
-static void pc_cells(const json_t *o, int64_t now, json_t *cells)
+static json_t *rb_role(const json_t *o, int64_t now)
 {
-    add_str(cells, jstr(o, "metadata.name"));
-    add_int(cells, jint(o, "value"));
-    json_array_append_new(cells, json_boolean(json_is_true(json_object_get(o, "globalDefault"))));
-    add_age(cells, o, now);
-    add_str(cells, jstr(o, "preemptionPolicy"));
-}
-
-static const col rb_cols[] = {
-    {"Name", "string", "name", 0, "Name of the binding."},
-    {"Role", "string", "", 0, "The role granted."},
-    {"Age", "string", "", 0, "Time since creation."},
-    {"Users", "string", "", 1, "Users bound."},
-    {"Groups", "string", "", 1, "Groups bound."},
-    {"ServiceAccounts", "string", "", 1, "Service accounts bound (namespace/name)."},
-};
-
-static void rb_cells(const json_t *o, int64_t now, json_t *cells)
-{
+    (void)now;
     char role[300];
     snprintf(role, sizeof role, "%s/%s", jstr(o, "roleRef.kind"), jstr(o, "roleRef.name"));
-    ck_buf users, groups, sas;
-    ck_buf_init(&users, 0);
-    ck_buf_init(&groups, 0);
-    ck_buf_init(&sas, 0);
+    return str_cell(role);
+}
+
+/* the subjects of one kind, ", "-joined (service accounts as namespace/name) */
+static json_t *subjects(const json_t *o, const char *kind)
+{
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    bool sa = !strcmp(kind, "ServiceAccount");
     size_t i;
     json_t *s;
     json_array_foreach(json_object_get(o, "subjects"), i, s) {
-        const char *kind = jstr(s, "kind");
-        if (!strcmp(kind, "User"))
-            ck_buf_printf(&users, "%s%s", users.len ? ", " : "", jstr(s, "name"));
-        else if (!strcmp(kind, "Group"))
-            ck_buf_printf(&groups, "%s%s", groups.len ? ", " : "", jstr(s, "name"));
-        else if (!strcmp(kind, "ServiceAccount"))
-            ck_buf_printf(&sas, "%s%s/%s", sas.len ? ", " : "", jstr(s, "namespace"), jstr(s, "name"));
+        if (strcmp(jstr(s, "kind"), kind))
+            continue;
+        if (sa)
+            ck_buf_printf(&b, "%s%s/%s", b.len ? ", " : "", jstr(s, "namespace"), jstr(s, "name"));
+        else
+            ck_buf_printf(&b, "%s%s", b.len ? ", " : "", jstr(s, "name"));
     }
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, role);
-    add_age(cells, o, now);
-    add_buf(cells, &users);
-    add_buf(cells, &groups);
-    add_buf(cells, &sas);
+    return buf_cell(&b);
 }
 
-static const col rq_cols[] = {
-    {"Name", "string", "name", 0, "Name of the quota."},
-    {"Request", "string", "", 0, "Used/hard of the request (non-limit) resources."},
-    {"Limit", "string", "", 0, "Used/hard of the limits.* resources."},
-    {"Age", "string", "", 0, "Time since creation."},
+static json_t *rb_users(const json_t *o, int64_t now) { (void)now; return subjects(o, "User"); }
+static json_t *rb_groups(const json_t *o, int64_t now) { (void)now; return subjects(o, "Group"); }
+static json_t *rb_sas(const json_t *o, int64_t now) { (void)now; return subjects(o, "ServiceAccount"); }
+
+static const col rb_cols[] = {
+    NAME("Name of the binding."),
+    FN("Role", "string", 0, "The role granted.", rb_role),
+    AGE,
+    FN("Users", "string", 1, "Users bound.", rb_users),
+    FN("Groups", "string", 1, "Groups bound.", rb_groups),
+    FN("ServiceAccounts", "string", 1, "Service accounts bound (namespace/name).", rb_sas),
 };
 
 static void quantity_text(const json_t *v, char *out, size_t cap)
@@ -1313,9 +1315,11 @@ static void quantity_text(const json_t *v, char *out, size_t cap)
         snprintf(out, cap, "0");
 }
 
-static void rq_cells(const json_t *o, int64_t now, json_t *cells)
+/* "key: used/hard, ..." over status.hard (the enforced limits, as upstream prints), sorted,
+ * for the limits.* keys or for the others */
+static json_t *rq_usage(const json_t *o, bool limits)
 {
-    const json_t *hard = jget(o, "status.hard");   /* enforced limits, as upstream prints */
+    const json_t *hard = jget(o, "status.hard");
     size_t n = json_is_object(hard) ? json_object_size(hard) : 0, i = 0;
     const char **keys = xcalloc(n + 1, sizeof *keys);
     const char *k;
@@ -1323,32 +1327,34 @@ static void rq_cells(const json_t *o, int64_t now, json_t *cells)
     if (n)
         json_object_foreach((json_t *)hard, k, v) keys[i++] = k;
     qsort(keys, n, sizeof *keys, cmp_str);
-    ck_buf req, lim;
-    ck_buf_init(&req, 0);
-    ck_buf_init(&lim, 0);
+    ck_buf b;
+    ck_buf_init(&b, 0);
     for (i = 0; i < n; i++) {
+        if (!strncmp(keys[i], "limits.", 7) != limits)
+            continue;
         char used[64], h[64];
         quantity_text(json_object_get(jget(o, "status.used"), keys[i]), used, sizeof used);
-        quantity_text(json_object_get(jget(o, "status.hard"), keys[i]), h, sizeof h);
-        ck_buf *w = !strncmp(keys[i], "limits.", 7) ? &lim : &req;
-        ck_buf_printf(w, "%s%s: %s/%s", w->len ? ", " : "", keys[i], used, h);
+        quantity_text(json_object_get(hard, keys[i]), h, sizeof h);
+        ck_buf_printf(&b, "%s%s: %s/%s", b.len ? ", " : "", keys[i], used, h);
     }
     free(keys);
-    add_str(cells, jstr(o, "metadata.name"));
-    add_buf(cells, &req);
-    add_buf(cells, &lim);
-    add_age(cells, o, now);
+    return buf_cell(&b);
 }
 
-static const col cs_cols[] = {
-    {"Name", "string", "name", 0, "Name of the component."},
-    {"Status", "string", "", 0, "Healthy or Unhealthy."},
-    {"Message", "string", "", 0, "Message of the health condition."},
-    {"Error", "string", "", 0, "Error of the health condition."},
+static json_t *rq_request(const json_t *o, int64_t now) { (void)now; return rq_usage(o, false); }
+static json_t *rq_limit(const json_t *o, int64_t now) { (void)now; return rq_usage(o, true); }
+
+static const col rq_cols[] = {
+    NAME("Name of the quota."),
+    FN("Request", "string", 0, "Used/hard of the request (non-limit) resources.", rq_request),
+    FN("Limit", "string", 0, "Used/hard of the limits.* resources.", rq_limit),
+    AGE,
 };
 
-static void cs_cells(const json_t *o, int64_t now, json_t *cells)
+/* [status, message, error] of the Healthy condition */
+static json_t *cs_row(const json_t *o, int64_t now)
 {
+    (void)now;
     const char *status = "Unknown", *msg = "", *err = "";
     size_t i;
     json_t *c;
@@ -1360,65 +1366,67 @@ static void cs_cells(const json_t *o, int64_t now, json_t *cells)
         err = jstr(c, "error");
         break;
     }
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, status);
-    add_str(cells, msg);
-    add_str(cells, err);
+    json_t *row = json_array();
+    json_array_append_new(row, str_cell(status));
+    json_array_append_new(row, str_cell(msg));
+    json_array_append_new(row, str_cell(err));
+    return row;
 }
+
+static const col cs_cols[] = {
+    NAME("Name of the component."),
+    ROW("Status", 0, "Healthy or Unhealthy.", 0),
+    ROW("Message", 0, "Message of the health condition.", 1),
+    ROW("Error", 0, "Error of the health condition.", 2),
+};
 
 /* Upstream's default table for kinds without a printer. */
 static const col default_cols[] = {
-    {"Name", "string", "name", 0, "Name of the object."},
-    {"Created At", "date", "", 0, "When the object was created."},
+    NAME("Name of the object."),
+    {"Created At", "date", "", 0, "When the object was created.", C_STR, "metadata.creationTimestamp", NULL, NULL, 0},
 };
-
-static void default_cells(const json_t *o, int64_t now, json_t *cells)
-{
-    add_str(cells, jstr(o, "metadata.name"));
-    add_str(cells, jstr(o, "metadata.creationTimestamp"));
-}
 
 /* ---- dispatch ---- */
 
-#define P(kind, cols, fn) {kind, cols, ARRAY_SIZE(cols), fn}
+#define P(kind, cols, row) {kind, cols, ARRAY_SIZE(cols), row}
 static const struct printer {
     const char *kind;
     const col *cols;
     size_t ncols;
-    cells_fn fn;
+    cell_fn row;      /* NULL, or the cells several C_ROW columns share, as an array */
 } printers[] = {
-    P("Pod", pod_cols, pod_cells),
-    P("Deployment", deploy_cols, deploy_cells),
-    P("ReplicaSet", rs_cols, rs_cells),
-    P("ReplicationController", rs_cols, rc_cells),
-    P("StatefulSet", sts_cols, sts_cells),
-    P("DaemonSet", ds_cols, ds_cells),
-    P("Job", job_cols, job_cells),
-    P("CronJob", cj_cols, cj_cells),
-    P("ControllerRevision", rev_cols, rev_cells),
-    P("PodTemplate", podtemplate_cols, podtemplate_cells),
-    P("PodDisruptionBudget", pdb_cols, pdb_cells),
-    P("Service", svc_cols, svc_cells),
-    P("Endpoints", ep_cols, ep_cells),
-    P("EndpointSlice", eps_cols, eps_cells),
-    P("Node", node_cols, node_cells),
-    P("Namespace", ns_cols, ns_cells),
-    P("ConfigMap", cm_cols, cm_cells),
-    P("Secret", secret_cols, secret_cells),
-    P("ServiceAccount", sa_cols, sa_cells),
-    P("Event", event_cols, event_cells),
-    P("Lease", lease_cols, lease_cells),
-    P("PersistentVolume", pv_cols, pv_cells),
-    P("PersistentVolumeClaim", pvc_cols, pvc_cells),
-    P("StorageClass", sc_cols, sc_cells),
-    P("PriorityClass", pc_cols, pc_cells),
-    P("RoleBinding", rb_cols, rb_cells),
-    P("ClusterRoleBinding", rb_cols, rb_cells),
-    P("ResourceQuota", rq_cols, rq_cells),
-    P("ComponentStatus", cs_cols, cs_cells),
+    P("Pod", pod_cols, pod_row),
+    P("Deployment", deploy_cols, NULL),
+    P("ReplicaSet", rs_cols, NULL),
+    P("ReplicationController", rc_cols, NULL),
+    P("StatefulSet", sts_cols, NULL),
+    P("DaemonSet", ds_cols, NULL),
+    P("Job", job_cols, NULL),
+    P("CronJob", cj_cols, NULL),
+    P("ControllerRevision", rev_cols, NULL),
+    P("PodTemplate", podtemplate_cols, NULL),
+    P("PodDisruptionBudget", pdb_cols, NULL),
+    P("Service", svc_cols, NULL),
+    P("Endpoints", ep_cols, NULL),
+    P("EndpointSlice", eps_cols, NULL),
+    P("Node", node_cols, NULL),
+    P("Namespace", ns_cols, NULL),
+    P("ConfigMap", cm_cols, NULL),
+    P("Secret", secret_cols, NULL),
+    P("ServiceAccount", sa_cols, NULL),
+    P("Event", event_cols, NULL),
+    P("Lease", lease_cols, NULL),
+    P("PersistentVolume", pv_cols, NULL),
+    P("PersistentVolumeClaim", pvc_cols, NULL),
+    P("StorageClass", sc_cols, NULL),
+    P("PriorityClass", pc_cols, NULL),
+    P("RoleBinding", rb_cols, NULL),
+    P("ClusterRoleBinding", rb_cols, NULL),
+    P("ResourceQuota", rq_cols, NULL),
+    P("ComponentStatus", cs_cols, cs_row),
 };
 
-static const struct printer default_printer = P("", default_cols, default_cells);
+static const struct printer default_printer = P("", default_cols, NULL);
 
 static const struct printer *printer_for(const ck_resource *r)
 {
@@ -1441,8 +1449,12 @@ json_t *ck_table_columns(const ck_resource *r)
 
 json_t *ck_table_cells(const ck_resource *r, const json_t *obj, int64_t now_sec)
 {
+    const struct printer *p = printer_for(r);
+    json_t *row = p->row ? p->row(obj, now_sec) : NULL;
     json_t *cells = json_array();
-    printer_for(r)->fn(obj, now_sec, cells);
+    for (size_t i = 0; i < p->ncols; i++)
+        json_array_append_new(cells, cell_of(&p->cols[i], obj, now_sec, row));
+    json_decref(row);
     return cells;
 }
 

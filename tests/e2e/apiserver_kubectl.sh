@@ -252,6 +252,21 @@ for V in $VERSIONS; do
     expect "create service" "service/svc1 created" kn create service clusterip svc1 --tcp=80:8080
     expect "create job" "job.batch/j1 created" kn create job j1 --image=busybox
     expect "service got a cluster IP" "10." kn get svc svc1 -o 'jsonpath={.spec.clusterIP}'
+    # kinds 1.32+ send as protobuf too (wire doc section 3)
+    VN=${V/./-}
+    expect "create role" "role.rbac.authorization.k8s.io/r1 created" kn create role r1 --verb=get,list --resource=pods,deployments.apps
+    expect "create rolebinding" "rolebinding.rbac.authorization.k8s.io/rb1 created" kn create rolebinding rb1 --role=r1 --user=alice --serviceaccount="$NS:robot"
+    expect "create clusterrole" "clusterrole.rbac.authorization.k8s.io/e2e-cr-$VN created" k create clusterrole "e2e-cr-$VN" --verb=get --resource=nodes
+    expect "create clusterrolebinding" "clusterrolebinding.rbac.authorization.k8s.io/e2e-crb-$VN created" k create clusterrolebinding "e2e-crb-$VN" --clusterrole="e2e-cr-$VN" --group=devs
+    expect "create quota" "resourcequota/q1 created" kn create quota q1 --hard=pods=50,services=20
+    expect "create priorityclass" "priorityclass.scheduling.k8s.io/e2e-pc-$VN created" k create priorityclass "e2e-pc-$VN" --value=0 --description=zero
+    expect "create poddisruptionbudget" "poddisruptionbudget.policy/pdb1 created" kn create poddisruptionbudget pdb1 --selector=app=web --min-available=50%
+    expect "role rules stored" "get list/pods deployments" kn get role r1 -o 'jsonpath={.rules[0].verbs[*]}/{.rules[*].resources[0]}'
+    expect "rolebinding subjects and roleRef stored" "alice robot/Role r1" kn get rolebinding rb1 -o 'jsonpath={.subjects[*].name}/{.roleRef.kind} {.roleRef.name}'
+    expect "priorityclass value 0 kept" "0/zero" k get priorityclass "e2e-pc-$VN" -o 'jsonpath={.value}/{.description}'
+    expect "pdb minAvailable stored" "50%" kn get pdb pdb1 -o 'jsonpath={.spec.minAvailable}'
+    expect "quota status.used counts the service" "services:1" kn get quota q1 -o 'jsonpath=services:{.status.used.services}'
+    expect "get clusterrolebinding columns" "ROLE" k get clusterrolebinding "e2e-crb-$VN"
     expect "secret stored" "eA==" kn get secret s1 -o 'jsonpath={.data.pw}'
     expect "get all -A shows the deployment" "deployment.apps/web" k get all -A
     expect "get all -A shows the kubernetes service" "service/kubernetes" k get all -A

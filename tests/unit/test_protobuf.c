@@ -27,6 +27,9 @@ static const char *const vectors[] = {
     "create-deployment", "create-configmap", "create-secret", "create-namespace", "create-job",
     "create-service-clusterip", "create-service-nodeport", "create-serviceaccount", "create-token",
     "auth-can-i", "auth-can-i-subresource", "auth-whoami", "create-cronjob",
+    "create-role", "create-clusterrole", "create-clusterrole-aggregation", "create-rolebinding",
+    "create-clusterrolebinding", "create-quota", "create-priorityclass-zero",
+    "create-priorityclass-default", "create-pdb-min-available", "create-pdb-max-unavailable",
 };
 
 static void test_kubectl_vectors(void **state)

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <libgen.h>
+#include <openssl/sha.h>
+#include <unistd.h>
 
 #include "apiserver/resources.h"
 #include "apiserver/table.h"
@@ -388,6 +391,63 @@ static void test_accept_and_table(void **state)
     json_decref(objs);
 }
 
+static char *data_path(const char *name)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = 0;
+    return xasprintf("%s/tests/data/table/%s", dirname(dirname(dirname(exe))), name);
+}
+
+/* Every served kind's Table (columns and the cells of every fixture in tests/data/table/
+ * objects.json, printed as on the wire) against a digest kept in golden.json, so a change to
+ * any printer's output shows up by kind.  CK_TABLE_GOLDEN_WRITE=1 rewrites the digests (only
+ * after checking the new output is right). */
+static void test_golden(void **state)
+{
+    char *op = data_path("objects.json"), *gp = data_path("golden.json");
+    json_error_t je;
+    json_t *objs = json_load_file(op, 0, &je);
+    if (!objs)
+        fail_msg("%s: %s", op, je.text);
+    bool write = getenv("CK_TABLE_GOLDEN_WRITE") != NULL;
+    json_t *golden = write ? json_object() : json_load_file(gp, 0, &je);
+    if (!golden)
+        fail_msg("%s: %s", gp, je.text);
+    size_t checked = 0;
+    for (size_t i = 0; i < ck_nresources; i++) {
+        const ck_resource *r = &ck_resources[i];
+        json_t *t = ck_table_new(r, objs, NULL, "42", "tok", NOW);
+        char *text = json_dumps(t, JSON_COMPACT);
+        json_decref(t);
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)text, strlen(text), md);
+        free(text);
+        char hex[2 * SHA256_DIGEST_LENGTH + 1];
+        for (size_t k = 0; k < SHA256_DIGEST_LENGTH; k++)
+            snprintf(hex + 2 * k, 3, "%02x", md[k]);
+        char *key = xasprintf("%s/%s/%s", r->group, r->version, r->resource);
+        if (write) {
+            json_object_set_new(golden, key, json_string(hex));
+        } else {
+            const char *want = json_string_value(json_object_get(golden, key));
+            if (!want || strcmp(want, hex))
+                fail_msg("%s: table output changed (digest %s, golden %s)", key, hex, want ? want : "none");
+            checked++;
+        }
+        free(key);
+    }
+    if (write)
+        assert_int_equal(json_dump_file(golden, gp, JSON_INDENT(1) | JSON_SORT_KEYS), 0);
+    else
+        assert_int_equal(checked, json_object_size(golden));
+    json_decref(golden);
+    json_decref(objs);
+    free(op);
+    free(gp);
+}
+
 /* With CK_TABLE_DUMP=DIR write Tables the stub serves to the real kubectl (tests/e2e). */
 static void test_dump(void **state)
 {
@@ -436,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_age),
         cmocka_unit_test(test_other_kinds),
         cmocka_unit_test(test_accept_and_table),
+        cmocka_unit_test(test_golden),
         cmocka_unit_test(test_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,264 @@
+#!/bin/bash
+# tests/e2e/apiserver_admission.sh - the admission plugins, Secret stringData and the namespace
+# finalize subresource of `ckube apiserver`, driven with the real kubectl 1.33 (and curl for the
+# raw subresource): DefaultTolerationSeconds, Priority, ServiceAccount, LimitRanger,
+# ResourceQuota.  The API server runs alone (no controller manager), so no serviceaccount
+# controller makes `default` accounts in new namespaces.  Prints "ok - ..." / "not ok - ...";
+# exits non-zero on failure.  Loopback only; the trap stops the server and removes the temp dir.
+set -u
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+case $BUILD in /*) CKUBE=$BUILD/ckube ;; *) CKUBE=$ROOT/$BUILD/ckube ;; esac
+K=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
+T=$(mktemp -d /tmp/ckube-e2e-admission.XXXXXX)
+PID=
+FAILED=0
+
+cleanup() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$PID" 2>/dev/null
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { echo "ok - $*"; }
+notok() { echo "not ok - $*"; FAILED=1; }
+# expect DESC SUBSTRING CMD...: CMD's combined output must contain SUBSTRING
+expect() {
+    local desc=$1 want=$2 out
+    shift 2
+    out=$("$@" 2>&1)
+    if [[ "$out" == *"$want"* ]]; then
+        ok "$desc"
+    else
+        notok "$desc"
+        echo "#   wanted: $want"
+        printf '%s\n' "$out" | head -n 6 | sed 's/^/#   got: /'
+    fi
+}
+expect_not() {
+    local desc=$1 bad=$2 out
+    shift 2
+    out=$("$@" 2>&1)
+    if [[ "$out" != *"$bad"* ]]; then
+        ok "$desc"
+    else
+        notok "$desc"
+        printf '%s\n' "$out" | head -n 6 | sed 's/^/#   got: /'
+    fi
+}
+
+[ -x "$K" ] || { echo "skip - admission e2e ($K not installed)"; exit 0; }
+
+mkdir -p "$T/pki"
+(
+    cd "$T/pki" || exit 1
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=e2e-ca"
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >srv.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 2 -extfile srv.ext
+    echo 'e2e-admin-token,admin,uid-1,"system:masters"' >tokens.csv
+) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
+
+"$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
+    --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
+    --token-auth-file "$T/pki/tokens.csv" >"$T/apiserver.log" 2>&1 &
+PID=$!
+PORT=
+touch "$T/apiserver.log"
+for _ in $(seq 100); do
+    PORT=$(sed -n 's/.*serving HTTPS on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/apiserver.log")
+    [ -n "$PORT" ] && break
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$PORT" ] || { notok "apiserver starts"; cat "$T/apiserver.log"; exit 1; }
+URL=https://127.0.0.1:$PORT
+AC=(curl -s --cacert "$T/pki/ca.crt" -H "Authorization: Bearer e2e-admin-token")
+for _ in $(seq 50); do [ "$("${AC[@]}" "$URL/readyz")" = ok ] && break; sleep 0.1; done
+cat >"$T/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {certificate-authority: $T/pki/ca.crt, server: "$URL"}
+  name: e2e
+contexts:
+- context: {cluster: e2e, user: admin}
+  name: e2e
+current-context: e2e
+users:
+- name: admin
+  user: {token: e2e-admin-token}
+EOF
+export KUBECONFIG=$T/kubeconfig HOME=$T/home
+mkdir -p "$HOME"
+k() { "$K" "$@"; }
+jp() { "$K" get "$@" 2>&1; }
+
+# pod NAME [spec lines...]: a pod manifest on stdout
+pod() {
+    local name=$1; shift
+    printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\nspec:\n' "$name"
+    local l
+    for l in "$@"; do printf '  %s\n' "$l"; done
+    printf '  containers:\n  - name: c\n    image: busybox:1.36\n%s' "${CTR:-}"
+}
+
+# ---- DefaultTolerationSeconds, ServiceAccount, Priority (defaults) ----
+expect "bootstrap made the default service account" "default" jp sa default -n default -o name
+pod plain | k create -f - >/dev/null 2>&1
+expect "DefaultTolerationSeconds: not-ready and unreachable for 300s" \
+    "node.kubernetes.io/not-ready:NoExecute:300 node.kubernetes.io/unreachable:NoExecute:300" \
+    jp pod plain -o 'jsonpath={range .spec.tolerations[*]}{.key}:{.effect}:{.tolerationSeconds} {end}'
+expect "ServiceAccount: serviceAccountName defaults to default" "default/default" \
+    jp pod plain -o 'jsonpath={.spec.serviceAccountName}/{.spec.serviceAccount}'
+expect "Priority: no class and no globalDefault -> 0, PreemptLowerPriority" "0/PreemptLowerPriority" \
+    jp pod plain -o 'jsonpath={.spec.priority}/{.spec.preemptionPolicy}'
+pod tolerant "tolerations:" "- operator: Exists" | k create -f - >/dev/null 2>&1
+expect "a pod tolerating every taint gets no extra tolerations" "1" \
+    jp pod tolerant -o 'jsonpath={.spec.tolerations[*].operator}' -o go-template='{{len .spec.tolerations}}'
+pod partial "tolerations:" "- {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}" | k create -f - >/dev/null 2>&1
+expect "an existing unreachable toleration is kept, not-ready added" "node.kubernetes.io/unreachable:5 node.kubernetes.io/not-ready:300" \
+    jp pod partial -o 'jsonpath={range .spec.tolerations[*]}{.key}:{.tolerationSeconds} {end}'
+expect "an update keeps priority and tolerations" "pod/plain labeled" k label pod plain x=y
+
+# ---- Priority ----
+expect "create priorityclass" "priorityclass.scheduling.k8s.io/high created" k create priorityclass high --value=1000 --preemption-policy=Never
+pod vip "priorityClassName: high" | k create -f - >/dev/null 2>&1
+expect "Priority: spec.priority and preemptionPolicy from the class" "1000/Never" \
+    jp pod vip -o 'jsonpath={.spec.priority}/{.spec.preemptionPolicy}'
+expect "Priority: unknown class is Forbidden" \
+    'Error from server (Forbidden): error when creating "STDIN": pods "lost" is forbidden: no PriorityClass with name nope was found' \
+    k create -f - < <(pod lost "priorityClassName: nope")
+pod crit "priorityClassName: system-node-critical" | k -n kube-system create -f - >/dev/null 2>&1
+expect "Priority: system-node-critical is built in" "2000001000" jp pod crit -n kube-system -o 'jsonpath={.spec.priority}'
+expect "Priority: a priority that disagrees with the class is Forbidden" \
+    "the integer value of priority (7) must not be provided in pod spec; priority admission controller computed 1000 from the given PriorityClass name" \
+    k create -f - < <(pod bad-prio "priorityClassName: high" "priority: 7")
+expect "create a globalDefault class" "created" k create priorityclass dflt --value=50 --global-default=true
+pod defaulted | k create -f - >/dev/null 2>&1
+expect "Priority: the globalDefault class applies when none is named" "dflt/50" \
+    jp pod defaulted -o 'jsonpath={.spec.priorityClassName}/{.spec.priority}'
+expect "a second globalDefault class is Forbidden" \
+    'priorityclasses.scheduling.k8s.io "dflt2" is forbidden: PriorityClass dflt is already marked as default. Only one default can exist' \
+    k create priorityclass dflt2 --value=60 --global-default=true
+k delete priorityclass dflt >/dev/null 2>&1
+
+# ---- ServiceAccount ----
+k create ns sa-less >/dev/null 2>&1
+expect "ServiceAccount: no default account in the namespace is Forbidden" \
+    'pods "orphan" is forbidden: error looking up service account sa-less/default: serviceaccounts "default" not found' \
+    k -n sa-less create -f - < <(pod orphan)
+k -n sa-less create sa robot >/dev/null 2>&1
+k -n sa-less patch sa robot -p '{"imagePullSecrets":[{"name":"regcred"}]}' >/dev/null 2>&1
+expect "ServiceAccount: a named account that exists is fine" "pod/robotic created" \
+    k -n sa-less create -f - < <(pod robotic "serviceAccountName: robot")
+expect "ServiceAccount: the account's imagePullSecrets are copied" "regcred" \
+    jp pod robotic -n sa-less -o 'jsonpath={.spec.imagePullSecrets[*].name}'
+
+# ---- LimitRanger ----
+k create ns limited >/dev/null 2>&1
+k -n limited create sa default >/dev/null 2>&1
+k -n limited create -f - >/dev/null 2>&1 <<EOF
+apiVersion: v1
+kind: LimitRange
+metadata: {name: lr}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m, memory: 128Mi}
+    defaultRequest: {cpu: 250m}
+    max: {cpu: "1"}
+EOF
+pod dflt-res | k -n limited create -f - >/dev/null 2>&1
+expect "LimitRanger: default limits and requests" "250m/500m/128Mi/128Mi" \
+    jp pod dflt-res -n limited -o 'jsonpath={.spec.containers[0].resources.requests.cpu}/{.spec.containers[0].resources.limits.cpu}/{.spec.containers[0].resources.requests.memory}/{.spec.containers[0].resources.limits.memory}'
+expect "LimitRanger: the QoS class sees the defaults" "Burstable" jp pod dflt-res -n limited -o 'jsonpath={.status.qosClass}'
+CTR=$'    resources: {limits: {cpu: "2"}}\n' expect "LimitRanger: over max is Forbidden" \
+    'pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2' \
+    k -n limited create -f - < <(CTR=$'    resources: {limits: {cpu: "2"}}\n' pod big)
+
+# ---- ResourceQuota ----
+k create ns quoted >/dev/null 2>&1
+k -n quoted create sa default >/dev/null 2>&1
+expect "create quota" "resourcequota/q created" k -n quoted create quota q --hard=pods=2,configmaps=20
+expect "quota status: hard and used filled at create" "2/0" jp quota q -n quoted -o 'jsonpath={.status.hard.pods}/{.status.used.pods}'
+pod q1 | k -n quoted create -f - >/dev/null 2>&1
+pod q2 | k -n quoted create -f - >/dev/null 2>&1
+expect "quota status.used counts created pods" "2" jp quota q -n quoted -o 'jsonpath={.status.used.pods}'
+expect "ResourceQuota: exceeding it is Forbidden" \
+    'pods "q3" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2' \
+    k -n quoted create -f - < <(pod q3)
+expect "kubectl describe quota shows used and hard" "pods        2     2" k -n quoted describe quota q
+k -n quoted delete pod q1 --wait=false >/dev/null 2>&1
+expect "quota status.used drops after a delete" "1" jp quota q -n quoted -o 'jsonpath={.status.used.pods}'
+expect "room again after the delete" "pod/q3 created" k -n quoted create -f - < <(pod q3)
+expect "dry run is charged nothing" "created (server dry run)" k -n quoted create cm dry --from-literal=a=b --dry-run=server
+k -n quoted create cm real --from-literal=a=b >/dev/null 2>&1
+expect "configmaps counted" "1" jp quota q -n quoted -o 'jsonpath={.status.used.configmaps}'
+k create ns cpuq >/dev/null 2>&1
+k -n cpuq create sa default >/dev/null 2>&1
+k -n cpuq create quota cpu --hard=requests.cpu=1,limits.memory=1Gi >/dev/null 2>&1
+expect "ResourceQuota: a pod that does not state what the quota tracks is Forbidden" \
+    'pods "nores" is forbidden: failed quota: cpu: must specify limits.memory for: c; requests.cpu for: c' \
+    k -n cpuq create -f - < <(pod nores)
+R=$'    resources: {requests: {cpu: 600m}, limits: {memory: 512Mi}}\n'
+CTR=$R pod c1 | k -n cpuq create -f - >/dev/null 2>&1
+expect "quota sums requests" "600m/512Mi" jp quota cpu -n cpuq -o 'jsonpath={.status.used.requests\.cpu}/{.status.used.limits\.memory}'
+expect "ResourceQuota: cpu over the hard limit" \
+    'pods "c2" is forbidden: exceeded quota: cpu, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1' \
+    k -n cpuq create -f - < <(CTR=$R pod c2)
+
+# ---- Secret stringData ----
+k create -f - >/dev/null 2>&1 <<EOF
+apiVersion: v1
+kind: Secret
+metadata: {name: sd}
+data: {keep: a2VlcA==, over: b2xk}
+stringData: {over: new, plain: hello}
+EOF
+expect "stringData merged into data as base64" "a2VlcA==/bmV3/aGVsbG8=" jp secret sd -o 'jsonpath={.data.keep}/{.data.over}/{.data.plain}'
+expect_not "stringData is not stored" "stringData" jp secret sd -o json
+expect "stringData on update" "secret/sd patched" k patch secret sd --type=merge -p '{"stringData":{"plain":"again"}}'
+expect "update merged stringData" "YWdhaW4=" jp secret sd -o 'jsonpath={.data.plain}'
+
+# ---- namespace finalize ----
+k create ns doomed >/dev/null 2>&1
+k create cm -n doomed x --from-literal=a=b >/dev/null 2>&1
+k delete ns doomed --wait=false >/dev/null 2>&1
+expect "namespace waits for its finalizer" "Terminating" k get ns doomed
+printf '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"doomed"},"spec":{"finalizers":[]}}' >"$T/fin.json"
+expect "PUT finalize with no finalizers answers the namespace" '"name":"doomed"' k replace --raw /api/v1/namespaces/doomed/finalize -f "$T/fin.json"
+expect "the finalized namespace is gone" 'namespaces "doomed" not found' k get ns doomed
+k create ns held >/dev/null 2>&1
+k patch ns held --type=merge -p '{"metadata":{"finalizers":["e2e/hold"]}}' >/dev/null 2>&1
+k delete ns held --wait=false >/dev/null 2>&1
+sed 's/doomed/held/' "$T/fin.json" >"$T/fin2.json"
+k replace --raw /api/v1/namespaces/held/finalize -f "$T/fin2.json" >/dev/null 2>&1
+expect "a metadata finalizer still holds a finalized namespace" "Terminating" k get ns held
+k patch ns held --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
+expect "removing the last metadata finalizer removes it" 'namespaces "held" not found' k get ns held
+
+if ! kill -0 "$PID" 2>/dev/null; then
+    notok "apiserver still running at the end"; tail -n 30 "$T/apiserver.log"
+else
+    # stop it here so that sanitizer leak reports (written at exit) are in the log below
+    kill -TERM "$PID"
+    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$PID" 2>/dev/null; then
+        notok "apiserver stops on SIGTERM within 10s"
+    else
+        wait "$PID"
+        rc=$?
+        PID=
+        [ "$rc" -eq 0 ] && ok "apiserver stops cleanly on SIGTERM" || notok "apiserver exit status $rc on SIGTERM"
+    fi
+fi
+if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log"; then
+    notok "sanitizer reports"
+    grep -E -A12 "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log" | head -60
+fi
+exit $FAILED

@@ -22,6 +22,124 @@
 #include <string.h>
 #include <time.h>
 
+/* ---- a cache of what admission reads on every create ----
+ *
+ * LimitRanges and ResourceQuotas of a namespace, PriorityClasses, ServiceAccounts: read on every
+ * pod create (four store reads, ~25% of a pod create's time), written rarely.  Entries are keyed
+ * by kind and namespace/name and stamped with the kind's write generation, which every write of
+ * that kind through this server bumps (ck_admission_note_write, called at rest.c's three store
+ * writes), and with the time: an entry is used only if no write of its kind happened since and
+ * it is less than a second old, so a write made through another API server on the same store is
+ * seen within a second, as with upstream's informers.  A server without a cache (unit tests
+ * build ck_apiserver by hand) reads the store every time. */
+enum { K_LR, K_RQ, K_PC, K_SA, K__COUNT };
+#define CACHE_SLOTS 1024
+#define CACHE_TTL_NS 1000000000LL
+
+typedef struct cache_slot {
+    int kind;
+    char *key;
+    uint64_t gen;
+    int64_t at;
+    json_t *val;
+} cache_slot;
+
+struct ck_admission_cache {
+    uint64_t gens[K__COUNT];   /* atomic */
+    pthread_mutex_t mu;
+    cache_slot slots[CACHE_SLOTS];
+};
+
+ck_admission_cache *ck_admission_cache_new(void)
+{
+    ck_admission_cache *c = xcalloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+void ck_admission_cache_free(ck_admission_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        free(c->slots[i].key);
+        json_decref(c->slots[i].val);
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static int cache_kind(const ck_resource *r)
+{
+    if (!strcmp(r->group, "scheduling.k8s.io") && !strcmp(r->resource, "priorityclasses"))
+        return K_PC;
+    if (r->group[0])
+        return -1;
+    if (!strcmp(r->resource, "limitranges"))
+        return K_LR;
+    if (!strcmp(r->resource, "resourcequotas"))
+        return K_RQ;
+    if (!strcmp(r->resource, "serviceaccounts"))
+        return K_SA;
+    return -1;
+}
+
+void ck_admission_note_write(ck_apiserver *s, const ck_resource *r)
+{
+    int k = s->admit_cache ? cache_kind(r) : -1;
+    if (k >= 0)
+        __atomic_add_fetch(&s->admit_cache->gens[k], 1, __ATOMIC_SEQ_CST);
+}
+
+static uint64_t cache_gen(ck_apiserver *s, int kind)
+{
+    return s->admit_cache ? __atomic_load_n(&s->admit_cache->gens[kind], __ATOMIC_SEQ_CST) : 0;
+}
+
+static cache_slot *slot_of(ck_admission_cache *c, int kind, const char *key)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)kind;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return &c->slots[h % CACHE_SLOTS];
+}
+
+/* NEW reference of a fresh entry, or NULL. */
+static json_t *cache_get(ck_apiserver *s, int kind, const char *key)
+{
+    ck_admission_cache *c = s->admit_cache;
+    if (!c)
+        return NULL;
+    uint64_t gen = cache_gen(s, kind);
+    json_t *v = NULL;
+    pthread_mutex_lock(&c->mu);
+    cache_slot *sl = slot_of(c, kind, key);
+    if (sl->key && sl->kind == kind && !strcmp(sl->key, key) && sl->gen == gen &&
+        ck_now_ns() - sl->at < CACHE_TTL_NS)
+        v = json_incref(sl->val);
+    pthread_mutex_unlock(&c->mu);
+    return v;
+}
+
+/* gen: the kind's generation read before the store read that produced val (a write in between
+ * leaves the entry stale, never wrong). */
+static void cache_put(ck_apiserver *s, int kind, const char *key, uint64_t gen, json_t *val)
+{
+    ck_admission_cache *c = s->admit_cache;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    cache_slot *sl = slot_of(c, kind, key);
+    free(sl->key);
+    json_decref(sl->val);
+    sl->kind = kind;
+    sl->key = xstrdup(key);
+    sl->gen = gen;
+    sl->at = ck_now_ns();
+    sl->val = json_incref(val);
+    pthread_mutex_unlock(&c->mu);
+}
+
 static bool off(const ck_apiserver *s, unsigned plugin)
 {
     return (s->admission_off & plugin) != 0;
@@ -97,6 +215,22 @@ static json_t *list_objs(ck_apiserver *s, const ck_resource *r, const char *ns, 
     return a;
 }
 
+/* list_objs through the cache (LimitRanges, ResourceQuotas of ns; PriorityClasses).  The
+ * result is shared: read it, do not change it. */
+static json_t *list_cached(ck_apiserver *s, const ck_resource *r, const char *ns, ck_error **err)
+{
+    int kind = cache_kind(r);
+    const char *key = ns ? ns : "";
+    json_t *v = cache_get(s, kind, key);
+    if (v)
+        return v;
+    uint64_t gen = cache_gen(s, kind);
+    v = list_objs(s, r, ns, err);
+    if (v)
+        cache_put(s, kind, key, gen, v);
+    return v;
+}
+
 static json_t *get_path(const json_t *o, const char *a, const char *b)
 {
     json_t *x = json_object_get(o, a);
@@ -169,7 +303,7 @@ static void merge_defaults(json_t *res, const char *which, const json_t *dflt)
     json_t *v;
     json_object_foreach((json_t *)dflt, k, v)
         if (!json_object_get(have, k))
-            json_object_set(have, k, v);
+            json_object_set_new(have, k, json_deep_copy(v));   /* v belongs to a cached list */
 }
 
 static void limit_msg(ck_buf *b, size_t *n, const char *fmt, const char *res, const char *bound,
@@ -218,7 +352,7 @@ static int limit_ranger(ck_apiserver *s, const ck_resource *r, const char *ns, c
                         json_t *pod, ck_error **err)
 {
     const ck_resource *lr = ck_resource_find("", "v1", "limitranges");
-    json_t *ranges = list_objs(s, lr, ns, err);
+    json_t *ranges = list_cached(s, lr, ns, err);
     if (!ranges)
         return -1;
     json_t *spec = json_object_get(pod, "spec");
@@ -290,6 +424,9 @@ static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns
     int attempts = strcmp(sa, "default") ? 1 : 10;
     json_t *acct = NULL;
     ck_error *e = NULL;
+    cleanup_free char *ckey = xasprintf("%s/%s", ns, sa);
+    uint64_t gen = cache_gen(s, K_SA);
+    acct = cache_get(s, K_SA, ckey);
     for (int i = 0; i < attempts && !acct; i++) {
         if (i) {
             struct timespec ts = {0, (100 + rand() % 100) * 1000000L};
@@ -308,9 +445,10 @@ static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns
         return forbidden(err, r, name, m);
     }
     ck_error_free(e);
+    cache_put(s, K_SA, ckey, gen, acct);
     json_t *ips = json_object_get(acct, "imagePullSecrets");
     if (!json_array_size(json_object_get(spec, "imagePullSecrets")) && json_array_size(ips))
-        json_object_set(spec, "imagePullSecrets", ips);
+        json_object_set_new(spec, "imagePullSecrets", json_deep_copy(ips));
     json_decref(acct);
     return 0;
 }
@@ -320,7 +458,7 @@ static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns
 static json_t *default_priority_class(ck_apiserver *s, ck_error **err)
 {
     const ck_resource *pcr = ck_resource_find("scheduling.k8s.io", "v1", "priorityclasses");
-    json_t *all = list_objs(s, pcr, NULL, err);
+    json_t *all = list_cached(s, pcr, NULL, err);
     if (!all)
         return NULL;
     json_t *best = NULL;
@@ -335,6 +473,25 @@ static json_t *default_priority_class(ck_apiserver *s, ck_error **err)
     json_t *out = best ? json_incref(best) : json_null();
     json_decref(all);
     return out;
+}
+
+/* The named class (NEW reference), from the cached list; upstream's NotFound otherwise. */
+static json_t *find_priority_class(ck_apiserver *s, const char *name, ck_error **err)
+{
+    const ck_resource *pcr = ck_resource_find("scheduling.k8s.io", "v1", "priorityclasses");
+    json_t *all = list_cached(s, pcr, NULL, err);
+    if (!all)
+        return NULL;
+    json_t *found = NULL;
+    size_t i;
+    json_t *pc;
+    json_array_foreach(all, i, pc)
+        if (!strcmp(ck_meta_str(pc, "name") ?: "", name))
+            found = json_incref(pc);
+    json_decref(all);
+    if (!found)
+        ck_err_not_found(err, pcr, name);
+    return found;
 }
 
 static int priority(ck_apiserver *s, const ck_resource *r, const char *name, json_t *pod,
@@ -354,9 +511,8 @@ static int priority(ck_apiserver *s, const ck_resource *r, const char *name, jso
         if (json_is_object(pc))
             json_object_set_new(spec, "priorityClassName", json_string(ck_meta_str(pc, "name") ?: ""));
     } else {
-        const ck_resource *pcr = ck_resource_find("scheduling.k8s.io", "v1", "priorityclasses");
         ck_error *e = NULL;
-        pc = ck_rest_read(s, pcr, NULL, cls, NULL, &e);
+        pc = find_priority_class(s, cls, &e);
         if (!pc) {
             if (e->code == CK_E_NOT_FOUND) {
                 ck_error_free(e);
@@ -810,7 +966,7 @@ int ck_quota_admit(ck_apiserver *s, const ck_resource *r, const char *ns, const 
     if (off(s, CK_ADMIT_RESOURCEQUOTA) || !r->namespaced || !ns)
         return 0;
     const ck_resource *rq = ck_resource_find("", "v1", "resourcequotas");
-    json_t *quotas = list_objs(s, rq, ns, err);
+    json_t *quotas = list_cached(s, rq, ns, err);
     if (!quotas)
         return -1;
     if (!json_array_size(quotas)) {
@@ -929,7 +1085,7 @@ void ck_quota_refresh(ck_apiserver *s, const ck_resource *r, const char *ns)
     if (off(s, CK_ADMIT_RESOURCEQUOTA) || !r->namespaced || !ns)
         return;
     const ck_resource *rq = ck_resource_find("", "v1", "resourcequotas");
-    json_t *quotas = list_objs(s, rq, ns, NULL);
+    json_t *quotas = list_cached(s, rq, ns, NULL);
     if (!json_array_size(quotas)) {
         json_decref(quotas);
         return;

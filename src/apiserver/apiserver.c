@@ -336,11 +336,13 @@ int cmd_apiserver(int argc, char **argv)
      * each arena's high-water mark resident */
     mallopt(M_ARENA_MAX, 8);
 
-    ck_apiserver s = {.authorize = allow_authenticated, .started_wall = ck_wall_ns() / 1000000000};
+    ck_apiserver s = {.authorize = allow_authenticated, .started_wall = ck_wall_ns() / 1000000000,
+                      .admit_cache = ck_admission_cache_new()};
     ck_error *err = NULL;
     if (ck_admission_parse_disabled(admission_off, &s.admission_off, &err) < 0) {
         fprintf(stderr, "Error: --disable-admission-plugins: %s\n", err->msg);
         ck_error_free(err);
+        ck_admission_cache_free(s.admit_cache);
         return 2;
     }
     int rc = 1;
@@ -421,5 +423,6 @@ out:
     ck_token_file_free(s.tokens);
     ck_sa_keys_free(s.sa_keys);
     ck_alloc_free(s.alloc);
+    ck_admission_cache_free(s.admit_cache);
     return rc;
 }

@@ -167,6 +167,7 @@ typedef struct ck_apiserver {
     int secure_port;
     const char *advertise_ip;
     unsigned admission_off;   /* CK_ADMIT_* bits of --disable-admission-plugins */
+    struct ck_admission_cache *admit_cache;   /* NULL: admission reads the store every time */
     bool ready;
     int64_t started_wall;
 } ck_apiserver;
@@ -338,6 +339,11 @@ enum {
     CK_ADMIT_TOLERATIONS = 1u << 3,     /* DefaultTolerationSeconds */
     CK_ADMIT_RESOURCEQUOTA = 1u << 4,
 };
+typedef struct ck_admission_cache ck_admission_cache;
+ck_admission_cache *ck_admission_cache_new(void);
+void ck_admission_cache_free(ck_admission_cache *c);
+/* Every store write of an object of r through this server (rest.c's create, update, delete). */
+void ck_admission_note_write(ck_apiserver *s, const ck_resource *r);
 /* "LimitRanger,Priority" (upstream's plugin names) -> CK_ADMIT_* bits; CK_E_USAGE if unknown. */
 int ck_admission_parse_disabled(const char *list, unsigned *out, ck_error **err);
 /* Mutating plugins on a create (after defaulting, before the strategy): LimitRanger,

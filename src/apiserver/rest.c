@@ -536,6 +536,8 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         int64_t rev = 0, t0 = ck_now_ns();
         ck_error *e = NULL;
         int rc = ck_store_create(s->store, key, text, len, &rev, &e);
+        ck_admission_note_write(s, r);   /* after the write: a reader that sees the old
+                                          * generation may have read the old state */
         ck_metrics_store("create", since(t0));
         if (rc == 0) {
             ck_quota_done(qlocked);
@@ -628,6 +630,7 @@ int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int
     int64_t rev = 0, t0 = ck_now_ns();
     ck_error *e = NULL;
     int rc = ck_store_update(s->store, key, text, len, expected, &rev, &e);
+    ck_admission_note_write(s, r);
     ck_metrics_store("update", since(t0));
     if (rc == 0) {
         ck_meta_set_rv(obj, rev);
@@ -643,6 +646,7 @@ int ck_rest_store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, 
     int64_t t0 = ck_now_ns();
     ck_error *e = NULL;
     int rc = ck_store_delete(s->store, key, expected, NULL, rev, &e);
+    ck_admission_note_write(s, r);
     ck_metrics_store("delete", since(t0));
     if (rc == 0)
         return 0;

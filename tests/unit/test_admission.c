@@ -322,6 +322,45 @@ static void test_quota_fill_status(void **state)
     json_decref(q);
 }
 
+/* With a cache, what admission read is reused until a write of that kind goes through the
+ * server (here: the store is written behind its back, then the write is noted). */
+static void test_cache(void **state)
+{
+    fixture *f = *state;
+    f->s.admit_cache = ck_admission_cache_new();
+    json_t *p = pod("");
+    assert_int_equal(ck_admit_create(&f->s, pods(), "ns", p, NULL), 0);
+    json_decref(p);
+    put(f, "", "limitranges", "ns",
+        "{\"metadata\":{\"name\":\"lr\",\"namespace\":\"ns\"},\"spec\":{\"limits\":[{\"type\":\"Container\","
+        "\"default\":{\"cpu\":\"1\"}}]}}");
+    p = pod("");
+    assert_int_equal(ck_admit_create(&f->s, pods(), "ns", p, NULL), 0);
+    json_t *lim = json_object_get(json_object_get(json_array_get(json_object_get(json_object_get(p, "spec"),
+                                                                                 "containers"), 0), "resources"), "limits");
+    assert_null(lim);   /* the cached (empty) list */
+    json_decref(p);
+    ck_admission_note_write(&f->s, ck_resource_find("", "v1", "limitranges"));
+    p = pod("");
+    assert_int_equal(ck_admit_create(&f->s, pods(), "ns", p, NULL), 0);
+    lim = json_object_get(json_object_get(json_array_get(json_object_get(json_object_get(p, "spec"), "containers"), 0),
+                                          "resources"), "limits");
+    assert_string_equal(json_string_value(json_object_get(lim, "cpu")), "1");
+    json_decref(p);
+    /* the cached service account is shared: the pod gets its own copy of imagePullSecrets */
+    p = pod("");
+    assert_int_equal(ck_admit_create(&f->s, pods(), "ns", p, NULL), 0);
+    json_t *ips = json_object_get(json_object_get(p, "spec"), "imagePullSecrets");
+    json_array_clear(ips);
+    json_decref(p);
+    p = pod("");
+    assert_int_equal(ck_admit_create(&f->s, pods(), "ns", p, NULL), 0);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(p, "spec"), "imagePullSecrets")), 1);
+    json_decref(p);
+    ck_admission_cache_free(f->s.admit_cache);
+    f->s.admit_cache = NULL;
+}
+
 static void test_disable_flag(void **state)
 {
     fixture *f = *state;
@@ -351,6 +390,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_limit_ranger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_fill_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disable_flag, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,8 @@ done
 cm=$(pgrep -f -- "controller-manager --kubeconfig=$data/" | head -n 1)
 [ -n "$cm" ] || { echo "no controller-manager"; exit 1; }
 echo "# $NODES hollow nodes Ready; controller-manager pid $cm"
+# PROF_HOOK: shell code run here with $cm set (e.g. a sampler of /proc/$cm/smaps)
+[ -n "${PROF_HOOK:-}" ] && eval "$PROF_HOOK"
 
 cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }

@@ -91,13 +91,36 @@ long cm_target_port(const json_t *svc_port, const json_t *pod);
 /* Whether every key=value of the Service's plain spec.selector map is in pod's labels (an empty
  * selector matches; callers skip selectorless Services themselves). */
 bool cm_service_selects(const json_t *svc, const json_t *pod);
-/* Services in pod's namespace whose selector matches its labels (old or new), as "ns/name" keys
- * added to queue q. */
-void cm_enqueue_services_for_pod(ck_informer *services, ck_workqueue *q, const json_t *pod);
+/* The informer wiring of a controller keyed by Service (Endpoints, EndpointSlice): a Service's
+ * events enqueue its "ns/name"; a pod's enqueue the Services in its namespace whose selector
+ * matches it (old and new labels on an update; updates that change nothing an endpoint is made
+ * of are skipped).  The caller's struct holds the state; k must outlive the manager. */
+typedef struct cm_service_keys {
+    ck_informer *services, *pods;
+    ck_workqueue *q;
+} cm_service_keys;
+void cm_service_keys_init(cm *m, cm_service_keys *k, ck_workqueue *q);
+/* A handler (ctx = k) that enqueues obj's own key: for objects named as their Service. */
+void cm_service_keys_enqueue(void *ctx, json_t *obj);
 
 /* A short name-safe hash of obj's canonical JSON (+ salt): fnv-1a spelled in the
  * consonant-and-digit alphabet upstream uses for pod-template-hash, so names never spell words. */
 void cm_hash(const json_t *obj, long salt, char out[16]);
+
+/* "ns/name" of obj's controller when that controller is of the given kind, else NULL.  Caller
+ * frees.  (Pod and revision handlers use it to enqueue their owner.) */
+char *cm_owner_key(const json_t *obj, const char *kind);
+
+/* --- ControllerRevision history (history.c; DaemonSet and StatefulSet) */
+/* The revision data for owner's template: {"spec":{"template":{..., "$patch":"replace"}}}. NEW. */
+json_t *cm_history_data(const json_t *owner);
+/* Make the revision of owner's current template exist and be the newest: found by data among
+ * the revisions owner controls (cached in revs), renumbered max+1 when an older one came back
+ * (an undo), else created as `name` with label controller-revision-hash=hash.  Then prune
+ * history beyond spec.revisionHistoryLimit (default 10), sparing revisions whose names are keys
+ * of live.  *revision = the current revision's number. */
+int cm_history_sync(cm *m, ck_informer *revs, const json_t *owner, const char *name,
+                    const char *hash, const json_t *live, long long *revision, ck_error **err);
 
 /* --- writes that ignore "already gone" */
 int cm_delete(cm *m, const ck_resource *r, const char *ns, const char *name, const char *uid,
@@ -120,8 +143,16 @@ int cm_job_init(cm *m);
 int cm_daemonset_init(cm *m);
 int cm_cronjob_init(cm *m);
 int cm_statefulset_init(cm *m);
+/* The spec.podFailurePolicy rule a Failed pod matches (job.c): its index, *action
+ * ("FailJob", "Ignore", "Count", "FailIndex") and the message upstream writes; -1 and "Count"
+ * when no rule matches. */
+int cm_job_failure_rule(const json_t *job, const json_t *pod, const char **action, char *msg,
+                        size_t msglen);
 /* The first time after t (seconds, UTC) a cron schedule fires; 0 if it does not parse. */
 int64_t cm_cron_next(const char *spec, int64_t t);
+/* The same on the wall clock of tz (lib/tz.h; NULL = UTC). */
+struct ck_tz;
+int64_t cm_cron_next_tz(const char *spec, const struct ck_tz *tz, int64_t t);
 
 /* Tuning knobs the manager sets from flags. */
 extern long cm_node_grace_ms;          /* lease not renewed for this long -> Unknown (40 s) */

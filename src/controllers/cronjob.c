@@ -2,7 +2,10 @@
  *
  * The schedule is standard 5-field cron (minute hour day-of-month month day-of-week; lists,
  * ranges, steps, month/day names, `?`, and @yearly/@monthly/@weekly/@daily/@hourly), evaluated in
- * UTC.  A sync finds the most recent scheduled time not yet run (since status.lastScheduleTime,
+ * spec.timeZone (an IANA name read from /usr/share/zoneinfo by lib/tz.c; default UTC): each UTC
+ * minute is tested against the wall clock of the zone at that instant, so across a DST change a
+ * time that does not exist that day (02:30 when clocks jump 02:00 -> 03:00) does not run and one
+ * that happens twice (falling back) runs twice.  A sync finds the most recent scheduled time not yet run (since status.lastScheduleTime,
  * or creation); if it is older than startingDeadlineSeconds it is skipped (missed), else a Job
  * `<cronjob>-<minutes since epoch>` is made from jobTemplate - unless concurrencyPolicy Forbid
  * and a job still runs, or Replace, which deletes the running ones first.  More than 100 missed
@@ -10,7 +13,7 @@
  * successfulJobsHistoryLimit / failedJobsHistoryLimit are deleted, oldest first.  The key is
  * re-queued for the next scheduled time.
  *
- * Limits: spec.timeZone other than UTC/Etc/UTC is refused (Warning event UnknownTimeZone).
+ * An unknown zone is reported (Warning event UnknownTimeZone) and nothing is scheduled.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 
 #include "controllers/cm.h"
 #include "lib/log.h"
+#include "lib/tz.h"
 #include "lib/util.h"
 
 #define COMPONENT "cronjob-controller"
@@ -135,9 +139,10 @@ static bool cron_parse(const char *spec, cron *c)
     return true;
 }
 
-static bool cron_matches(const cron *c, int64_t t)
+/* Whether the minute starting at instant t is scheduled, on tz's wall clock (NULL = UTC). */
+static bool cron_matches(const cron *c, const ck_tz *tz, int64_t t)
 {
-    time_t tt = (time_t)t;
+    time_t tt = (time_t)(tz ? t + ck_tz_offset(tz, t, NULL) : t);
     struct tm tm;
     gmtime_r(&tt, &tm);
     if (!(c->minute >> tm.tm_min & 1) || !(c->hour >> tm.tm_hour & 1) || !(c->month >> (tm.tm_mon + 1) & 1))
@@ -150,7 +155,7 @@ static bool cron_matches(const cron *c, int64_t t)
 }
 
 /* The latest scheduled minute in (after, until], or 0; *missed counts them all (capped). */
-static int64_t last_due(const cron *c, int64_t after, int64_t until, int *missed)
+static int64_t last_due(const cron *c, const ck_tz *tz, int64_t after, int64_t until, int *missed)
 {
     int64_t last = 0;
     *missed = 0;
@@ -159,7 +164,7 @@ static int64_t last_due(const cron *c, int64_t after, int64_t until, int *missed
     if (until - start > 366LL * 24 * 3600)
         start = until - 366LL * 24 * 3600 - (until % 60);
     for (int64_t t = start; t <= until; t += 60)
-        if (cron_matches(c, t)) {
+        if (cron_matches(c, tz, t)) {
             last = t;
             if (*missed < 1000)
                 (*missed)++;
@@ -167,11 +172,11 @@ static int64_t last_due(const cron *c, int64_t after, int64_t until, int *missed
     return last;
 }
 
-static int64_t next_due(const cron *c, int64_t now)
+static int64_t next_due(const cron *c, const ck_tz *tz, int64_t now)
 {
     int64_t start = now - now % 60 + 60;
     for (int64_t t = start; t < start + 366LL * 24 * 3600; t += 60)
-        if (cron_matches(c, t))
+        if (cron_matches(c, tz, t))
             return t;
     return 0;
 }
@@ -257,17 +262,23 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     if (!cj)
         return 0;
     int rc = 0;
-    const char *tz = cm_str(cj, "spec.timeZone");
+    const char *tzname = cm_str(cj, "spec.timeZone");
     cron sched;
-    if (tz && strcmp(tz, "UTC") && strcmp(tz, "Etc/UTC")) {
-        cm_event(c->m, cj, COMPONENT, "Warning", "UnknownTimeZone",
-                 "invalid timeZone: \"%s\": only UTC is supported", tz);
-        json_decref(cj);
-        return 0;
+    ck_tz *tz = NULL;
+    if (tzname && strcmp(tzname, "UTC") && strcmp(tzname, "Etc/UTC")) {
+        ck_error *e = NULL;
+        if (!(tz = ck_tz_load(tzname, NULL, &e))) {
+            cm_event(c->m, cj, COMPONENT, "Warning", "UnknownTimeZone", "invalid timeZone: \"%s\": %s",
+                     tzname, e->msg);
+            ck_error_free(e);
+            json_decref(cj);
+            return 0;
+        }
     }
     if (!cron_parse(cm_str(cj, "spec.schedule") ?: "", &sched)) {
         cm_event(c->m, cj, COMPONENT, "Warning", "UnparseableSchedule", "unparseable schedule: \"%s\"",
                  cm_str(cj, "spec.schedule") ?: "");
+        ck_tz_free(tz);
         json_decref(cj);
         return 0;
     }
@@ -316,7 +327,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     bool suspended = cm_bool(cj, "spec.suspend", false);
     int64_t since = cm_time(cj, "status.lastScheduleTime") ?: cm_time(cj, "metadata.creationTimestamp");
     int missed = 0;
-    int64_t due = suspended ? 0 : last_due(&sched, since, now, &missed);
+    int64_t due = suspended ? 0 : last_due(&sched, tz, since, now, &missed);
     json_t *deadline = cm_get(cj, "spec.startingDeadlineSeconds");
     if (due && missed > 100)
         cm_event(c->m, cj, COMPONENT, "Warning", "TooManyMissedTimes",
@@ -350,9 +361,12 @@ static int sync_cj(void *self, const char *key, ck_error **err)
         if (cm_get(tmpl, "metadata.labels"))
             json_object_set_new(md, "labels", json_deep_copy(cm_get(tmpl, "metadata.labels")));
         json_t *ann = json_deep_copy(cm_get(tmpl, "metadata.annotations") ?: json_object());
-        char ts[32];
+        char ts[32], local[32];
         ck_rfc3339(due, ts);
-        json_object_set_new(ann, "batch.kubernetes.io/cronjob-scheduled-timestamp", json_string(ts));
+        if (tz)   /* as upstream: the scheduled time in the job's zone */
+            ck_tz_rfc3339(tz, due, local);
+        json_object_set_new(ann, "batch.kubernetes.io/cronjob-scheduled-timestamp",
+                            json_string(tz ? local : ts));
         json_object_set_new(md, "annotations", ann);
         json_t *obj = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "batch/v1", "kind", "Job",
                                 "metadata", md, "spec", json_deep_copy(cm_get(tmpl, "spec") ?: json_object()));
@@ -393,7 +407,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
         json_decref(out);
     }
     if (!suspended) {
-        int64_t next = next_due(&sched, now);
+        int64_t next = next_due(&sched, tz, now);
         if (next)
             ck_workqueue_add_after(c->q, key, (next - now) * 1000 + 100);
     }
@@ -401,6 +415,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     json_decref(active);
     json_decref(ok);
     json_decref(bad);
+    ck_tz_free(tz);
     json_decref(cj);
     return rc;
 }
@@ -420,8 +435,13 @@ int cm_cronjob_init(cm *m)
 /* For tests: whether spec parses, and the first scheduled time after t (0 if none/invalid). */
 int64_t cm_cron_next(const char *spec, int64_t t)
 {
+    return cm_cron_next_tz(spec, NULL, t);
+}
+
+int64_t cm_cron_next_tz(const char *spec, const ck_tz *tz, int64_t t)
+{
     cron c;
     if (!cron_parse(spec, &c))
         return 0;
-    return next_due(&c, t);
+    return next_due(&c, tz, t);
 }

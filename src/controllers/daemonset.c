@@ -10,7 +10,10 @@
  * from the new template); OnDelete leaves them.  Extra pods on a node and pods on nodes no longer
  * eligible are deleted.  Status fields are the ones `kubectl rollout status ds` reads.
  *
- * Limits: no ControllerRevision history (so no `rollout undo` for daemon sets), no maxSurge.
+ * Every template gets a ControllerRevision <set>-<hash> (history.c), so `kubectl rollout
+ * history/undo ds` work as upstream.
+ *
+ * Limits: no maxSurge.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,7 +28,7 @@
 
 typedef struct dsc {
     cm *m;
-    ck_informer *sets, *nodes, *pods;
+    ck_informer *sets, *nodes, *pods, *revs;
     ck_workqueue *q;
 } dsc;
 
@@ -73,30 +76,28 @@ static void on_node_update(void *ctx, json_t *old, json_t *node)
 static void on_pod(void *ctx, json_t *pod)
 {
     dsc *c = ctx;
-    json_t *ref = cm_controller_ref(pod);
-    if (!ref || strcmp(json_string_value(json_object_get(ref, "kind")) ?: "", "DaemonSet"))
+    cleanup_free char *k = cm_owner_key(pod, "DaemonSet");
+    if (!k)
         return;
-    cleanup_free char *k = xasprintf("%s/%s", cm_ns(pod), json_string_value(json_object_get(ref, "name")));
     cleanup_free char *ek = xasprintf("ds:%s", k);
     if (!cm_deleting(pod))
         cm_observe_add(c->m, ek);
     ck_workqueue_add(c->q, k);
 }
 
-static void on_pod_update(void *ctx, json_t *old, json_t *pod)
+/* pod updates and deletions, revisions: the owner looks again */
+static void on_owned(void *ctx, json_t *obj)
 {
-    (void)old;
     dsc *c = ctx;
-    json_t *ref = cm_controller_ref(pod);
-    if (!ref || strcmp(json_string_value(json_object_get(ref, "kind")) ?: "", "DaemonSet"))
-        return;
-    cleanup_free char *k = xasprintf("%s/%s", cm_ns(pod), json_string_value(json_object_get(ref, "name")));
-    ck_workqueue_add(c->q, k);
+    cleanup_free char *k = cm_owner_key(obj, "DaemonSet");
+    if (k)
+        ck_workqueue_add(c->q, k);
 }
 
-static void on_pod_delete(void *ctx, json_t *pod)
+static void on_owned_update(void *ctx, json_t *old, json_t *obj)
 {
-    on_pod_update(ctx, NULL, pod);
+    (void)old;
+    on_owned(ctx, obj);
 }
 
 /* ---------------------------------------------------------------- eligibility */
@@ -330,6 +331,33 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     }
     json_decref(all);
 
+    /* the revision of this template, before any pod is made from it */
+    json_t *live = json_object();
+    cleanup_free char *rev_name = xasprintf("%s-%s", name, hash);
+    json_object_set_new(live, rev_name, json_true());
+    const char *nk;
+    json_t *np_;
+    json_object_foreach(by_node, nk, np_) {
+        size_t j;
+        json_t *p;
+        json_array_foreach(np_, j, p) {
+            const char *h = json_string_value(json_object_get(cm_get(p, "metadata.labels"), HASH_LABEL));
+            if (h) {
+                cleanup_free char *rn = xasprintf("%s-%s", name, h);
+                json_object_set_new(live, rn, json_true());
+            }
+        }
+    }
+    long long revision = 0;
+    int hrc = cm_deleting(ds) ? 0 : cm_history_sync(c->m, c->revs, ds, rev_name, hash, live, &revision, err);
+    json_decref(live);
+    if (hrc < 0) {
+        json_decref(by_node);
+        json_decref(tols);
+        json_decref(ds);
+        return -1;
+    }
+
     json_t *nodes = ck_informer_list(c->nodes);
     work w = {.c = c, .ds = ds, .ek = ek, .hash = hash, .tols = tols, .nodes = json_array(),
               .victims = json_array()};
@@ -465,8 +493,10 @@ int cm_daemonset_init(cm *m)
     c->sets = cm_informer(m, "apps", "daemonsets", &dh, c);
     ck_informer_handlers nh = {on_node, on_node_update, on_node};
     c->nodes = cm_informer(m, "", "nodes", &nh, c);
-    ck_informer_handlers ph = {on_pod, on_pod_update, on_pod_delete};
+    ck_informer_handlers ph = {on_pod, on_owned_update, on_owned};
     c->pods = cm_informer(m, "", "pods", &ph, c);
+    ck_informer_handlers rh = {on_owned, NULL, on_owned};
+    c->revs = cm_informer(m, "apps", "controllerrevisions", &rh, c);
     c->q = cm_queue(m, COMPONENT, 2, sync_ds, c);
     return 0;
 }

@@ -12,36 +12,9 @@
 
 typedef struct epc {
     cm *m;
-    ck_informer *svcs, *pods, *eps;
-    ck_workqueue *q;
+    cm_service_keys keys;   /* services, pods, queue */
+    ck_informer *eps;
 } epc;
-
-static void on_svc(void *ctx, json_t *svc)
-{
-    epc *c = ctx;
-    cleanup_free char *k = ck_informer_key(svc);
-    ck_workqueue_add(c->q, k);
-}
-
-static void on_svc_update(void *ctx, json_t *old, json_t *svc)
-{
-    (void)old;
-    on_svc(ctx, svc);
-}
-
-static void on_pod(void *ctx, json_t *pod)
-{
-    epc *c = ctx;
-    cm_enqueue_services_for_pod(c->svcs, c->q, pod);
-}
-
-static void on_pod_update(void *ctx, json_t *old, json_t *pod)
-{
-    epc *c = ctx;
-    if (!json_equal(cm_get(old, "metadata.labels"), cm_get(pod, "metadata.labels")))
-        cm_enqueue_services_for_pod(c->svcs, c->q, old);
-    cm_enqueue_services_for_pod(c->svcs, c->q, pod);
-}
 
 static int by_ip_name(const void *a, const void *b)
 {
@@ -69,7 +42,7 @@ static void sort_array(json_t *arr)
 static json_t *build_subsets(epc *c, const json_t *svc)
 {
     json_t *groups = json_object();   /* ports text -> subset */
-    json_t *pods = ck_informer_list(c->pods);
+    json_t *pods = ck_informer_list(c->keys.pods);
     bool publish = cm_bool(svc, "spec.publishNotReadyAddresses", false);
     size_t i;
     json_t *pod;
@@ -137,7 +110,7 @@ static int sync_svc(void *self, const char *key, ck_error **err)
     const char *name;
     cm_split_key(key, &ns, &name);
     const ck_resource *epres = cm_res("", "endpoints");
-    json_t *svc = ck_informer_get(c->svcs, ns, name);
+    json_t *svc = ck_informer_get(c->keys.services, ns, name);
     json_t *cur = ck_informer_get(c->eps, ns, name);
     int rc = 0;
     if (!svc) {
@@ -180,12 +153,8 @@ int cm_endpoints_init(cm *m)
 {
     epc *c = xcalloc(1, sizeof *c);
     c->m = m;
-    ck_informer_handlers sh = {on_svc, on_svc_update, on_svc};
-    c->svcs = cm_informer(m, "", "services", &sh, c);
-    ck_informer_handlers ph = {on_pod, on_pod_update, on_pod};
-    c->pods = cm_informer(m, "", "pods", &ph, c);
-    ck_informer_handlers eh = {NULL, NULL, on_svc};   /* deleted by hand: recreate */
-    c->eps = cm_informer(m, "", "endpoints", &eh, c);
-    c->q = cm_queue(m, "endpoints-controller", 4, sync_svc, c);
+    cm_service_keys_init(m, &c->keys, cm_queue(m, "endpoints-controller", 4, sync_svc, c));
+    ck_informer_handlers eh = {NULL, NULL, cm_service_keys_enqueue};   /* deleted by hand: recreate */
+    c->eps = cm_informer(m, "", "endpoints", &eh, &c->keys);
     return 0;
 }

@@ -2,9 +2,16 @@
  * (discovery.k8s.io/v1, addressType IPv4, at most 100 endpoints each) labelled
  * kubernetes.io/service-name and endpointslice.kubernetes.io/managed-by, owned by the Service.
  * Unlike Endpoints, terminating pods stay listed with conditions ready=false, serving=<Ready>,
- * terminating=true, so proxies can drain them.  Endpoints with the same resolved ports share a
- * slice; the desired chunks are matched to the existing slices in name order (update in place),
- * surplus slices are deleted and missing ones created (generateName "<service>-").
+ * terminating=true, so proxies can drain them.  Endpoints with the same resolved ports share
+ * slices.
+ *
+ * Reconciling minimizes churn as upstream's reconciler does, per port set: every existing slice
+ * keeps the endpoints it has that are still wanted (updated in place when one changed; deleted
+ * when none is left); new endpoints go first into slices being written anyway (up to 100), then
+ * into new slices of 100 (reusing a slice that would be deleted instead of create + delete),
+ * and a last remainder into the fullest unchanged slice it fits in, else a new slice.  Slices
+ * are never rebalanced, so a slice may stay part full: one pod going away rewrites one slice.
+ * A Service without endpoints keeps one empty slice.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,36 +24,9 @@
 
 typedef struct esc {
     cm *m;
-    ck_informer *svcs, *pods, *slices;
-    ck_workqueue *q;
+    cm_service_keys keys;   /* services, pods, queue */
+    ck_informer *slices;
 } esc;
-
-static void on_svc(void *ctx, json_t *svc)
-{
-    esc *c = ctx;
-    cleanup_free char *k = ck_informer_key(svc);
-    ck_workqueue_add(c->q, k);
-}
-
-static void on_svc_update(void *ctx, json_t *old, json_t *svc)
-{
-    (void)old;
-    on_svc(ctx, svc);
-}
-
-static void on_pod(void *ctx, json_t *pod)
-{
-    esc *c = ctx;
-    cm_enqueue_services_for_pod(c->svcs, c->q, pod);
-}
-
-static void on_pod_update(void *ctx, json_t *old, json_t *pod)
-{
-    esc *c = ctx;
-    if (!json_equal(cm_get(old, "metadata.labels"), cm_get(pod, "metadata.labels")))
-        cm_enqueue_services_for_pod(c->svcs, c->q, old);
-    cm_enqueue_services_for_pod(c->svcs, c->q, pod);
-}
 
 static void on_slice(void *ctx, json_t *s)
 {
@@ -55,7 +35,7 @@ static void on_slice(void *ctx, json_t *s)
                                                         "kubernetes.io/service-name"));
     if (svc && cm_ns(s)) {
         cleanup_free char *k = xasprintf("%s/%s", cm_ns(s), svc);
-        ck_workqueue_add(c->q, k);
+        ck_workqueue_add(c->keys.q, k);
     }
 }
 
@@ -100,11 +80,24 @@ static void sort_by(json_t *arr, int (*cmp)(const void *, const void *))
     free(v);
 }
 
-/* [{ports, endpoints}] chunks of at most SLICE_MAX endpoints.  NEW array. */
-static json_t *desired_chunks(esc *c, const json_t *svc)
+/* Text key of a port list (the slice grouping). Caller frees. */
+static char *port_key(const json_t *ports)
+{
+    return json_dumps(ports ? ports : json_array(), JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+/* Identity of an endpoint across syncs: its pod (uid) and address. Caller frees. */
+static char *ep_key(const json_t *ep)
+{
+    return xasprintf("%s|%s", cm_str(ep, "targetRef.uid") ?: cm_str(ep, "targetRef.name") ?: "",
+                     json_string_value(json_array_get(json_object_get(ep, "addresses"), 0)) ?: "");
+}
+
+/* port key -> {ports, endpoints: {ep key: endpoint}} (endpoints in pod name order).  NEW. */
+static json_t *desired_groups(esc *c, const json_t *svc)
 {
     json_t *groups = json_object();
-    json_t *pods = ck_informer_list(c->pods);
+    json_t *pods = ck_informer_list(c->keys.pods);
     bool publish = cm_bool(svc, "spec.publishNotReadyAddresses", false);
     size_t i;
     json_t *pod;
@@ -146,27 +139,122 @@ static json_t *desired_chunks(esc *c, const json_t *svc)
         json_array_append_new(json_object_get(g, "endpoints"), ep);
     }
     json_decref(pods);
-    json_t *chunks = json_array();
     const char *k;
     json_t *g;
     json_object_foreach(groups, k, g) {
-        json_t *eps = json_object_get(g, "endpoints");
+        json_t *eps = json_object_get(g, "endpoints"), *byk = json_object();
         sort_by(eps, by_name);
-        size_t n = json_array_size(eps);
-        for (size_t off = 0; off < n || off == 0; off += SLICE_MAX) {
-            json_t *part = json_array();
-            for (size_t x = off; x < n && x < off + SLICE_MAX; x++)
-                json_array_append(part, json_array_get(eps, x));
-            json_array_append_new(chunks, json_pack("{s:O, s:o}", "ports", json_object_get(g, "ports"),
-                                                    "endpoints", part));
-            if (!n)
-                break;
+        size_t x;
+        json_t *ep;
+        json_array_foreach(eps, x, ep) {
+            char *ek = ep_key(ep);
+            json_object_set(byk, ek, ep);
+            free(ek);
         }
+        json_object_set_new(g, "endpoints", byk);
     }
-    json_decref(groups);
-    if (!json_array_size(chunks))   /* a service without endpoints still has one empty slice */
-        json_array_append_new(chunks, json_pack("{s:[], s:[]}", "ports", "endpoints"));
-    return chunks;
+    return groups;
+}
+
+/* One slice in the plan: an existing one (obj) or a new one (obj NULL), with the endpoints it
+ * should hold. */
+typedef struct plan_slice {
+    json_t *obj;        /* borrowed cached slice, or NULL = create */
+    json_t *ports;      /* borrowed */
+    json_t *eps;        /* owned array */
+    bool dirty;
+} plan_slice;
+
+typedef struct plan {
+    plan_slice *v;
+    size_t n, cap;
+    json_t *deletes;    /* cached slices to delete */
+} plan;
+
+static plan_slice *plan_add(plan *p, json_t *obj, json_t *ports, json_t *eps, bool dirty)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 8;
+        p->v = xrealloc(p->v, p->cap * sizeof *p->v);
+    }
+    p->v[p->n] = (plan_slice){obj, ports, eps, dirty};
+    return &p->v[p->n++];
+}
+
+/* Move up to `room` endpoints from the front of want (key -> endpoint) to the array eps. */
+static void take(json_t *want, json_t *eps, size_t room)
+{
+    const char *k;
+    json_t *ep;
+    void *tmp;
+    json_object_foreach_safe(want, tmp, k, ep) {
+        if (!room--)
+            break;
+        json_array_append(eps, ep);
+        json_object_del(want, k);
+    }
+}
+
+/* Plan the slices of one port set: existing (theirs, cached) against want (key -> endpoint). */
+static void plan_group(plan *p, json_t *ports, json_t *want, json_t *theirs, json_t *labels)
+{
+    size_t i;
+    json_t *s;
+    size_t first = p->n;
+    json_t *recycle = json_array();
+    json_array_foreach(theirs, i, s) {
+        json_t *keep = json_array(), *ep;
+        size_t j;
+        bool changed = false;
+        json_array_foreach(json_object_get(s, "endpoints"), j, ep) {
+            char *k = ep_key(ep);
+            json_t *w = json_object_get(want, k);
+            if (w) {
+                json_array_append(keep, w);
+                changed |= !json_equal(w, ep);
+                json_object_del(want, k);
+            } else {
+                changed = true;
+            }
+            free(k);
+        }
+        if (!json_array_size(keep)) {
+            json_decref(keep);
+            json_array_append(recycle, s);
+            continue;
+        }
+        changed |= !json_equal(cm_get(s, "metadata.labels"), labels);
+        plan_add(p, s, ports, keep, changed);
+    }
+    /* 1: fill the slices that are written anyway */
+    for (i = first; i < p->n && json_object_size(want); i++)
+        if (p->v[i].dirty && json_array_size(p->v[i].eps) < SLICE_MAX)
+            take(want, p->v[i].eps, SLICE_MAX - json_array_size(p->v[i].eps));
+    /* 2: whole new slices while the rest fits in no unchanged slice */
+    for (;;) {
+        size_t left = json_object_size(want), best = (size_t)-1;
+        if (!left)
+            break;
+        for (i = first; i < p->n; i++)
+            if (!p->v[i].dirty && json_array_size(p->v[i].eps) + left <= SLICE_MAX &&
+                (best == (size_t)-1 || json_array_size(p->v[i].eps) > json_array_size(p->v[best].eps)))
+                best = i;
+        if (left < SLICE_MAX && best != (size_t)-1) {
+            /* 3: the remainder into the fullest unchanged slice it fits in */
+            take(want, p->v[best].eps, left);
+            p->v[best].dirty = true;
+            break;
+        }
+        json_t *eps = json_array();
+        take(want, eps, SLICE_MAX);
+        json_t *reuse = json_array_size(recycle) ? json_array_get(recycle, json_array_size(recycle) - 1) : NULL;
+        plan_add(p, reuse, ports, eps, true);
+        if (reuse)
+            json_array_remove(recycle, json_array_size(recycle) - 1);
+    }
+    json_array_foreach(recycle, i, s)
+        json_array_append(p->deletes, s);
+    json_decref(recycle);
 }
 
 static int sync_svc(void *self, const char *key, ck_error **err)
@@ -178,10 +266,10 @@ static int sync_svc(void *self, const char *key, ck_error **err)
     const ck_resource *sres = cm_res("discovery.k8s.io", "endpointslices");
     cleanup_free char *ek = xasprintf("slice:%s", key);
     if (!cm_expectations_met(c->m, ek)) {   /* slices we made are not all in the cache yet */
-        ck_workqueue_add_after(c->q, key, 100);
+        ck_workqueue_add_after(c->keys.q, key, 100);
         return 0;
     }
-    json_t *svc = ck_informer_get(c->svcs, ns, name);
+    json_t *svc = ck_informer_get(c->keys.services, ns, name);
 
     /* our existing slices for this service, in name order */
     json_t *all = ck_informer_list(c->slices), *mine = json_array();
@@ -207,33 +295,61 @@ static int sync_svc(void *self, const char *key, ck_error **err)
         json_decref(svc);
         return rc;
     }
-    size_t n = json_array_size(mine);
-    json_t **v = xcalloc(n ? n : 1, sizeof *v);
-    for (i = 0; i < n; i++)
-        v[i] = json_array_get(mine, i);
-    qsort(v, n, sizeof *v, by_name);
+    sort_by(mine, by_name);
 
-    json_t *chunks = desired_chunks(c, svc);
+    json_t *groups = desired_groups(c, svc);
     json_t *labels = json_deep_copy(cm_get(svc, "metadata.labels"));
     if (!labels)
         labels = json_object();
     json_object_set_new(labels, "kubernetes.io/service-name", json_string(name));
     json_object_set_new(labels, "endpointslice.kubernetes.io/managed-by", json_string(MANAGED_BY));
-    json_t *chunk;
-    size_t creating = json_array_size(chunks) > n ? json_array_size(chunks) - n : 0;
+
+    /* existing slices by port set */
+    json_t *theirs = json_object();
+    json_array_foreach(mine, i, s) {
+        char *pk = port_key(json_object_get(s, "ports"));
+        if (!json_object_get(theirs, pk))
+            json_object_set_new(theirs, pk, json_array());
+        json_array_append(json_object_get(theirs, pk), s);
+        free(pk);
+    }
+    plan p = {.deletes = json_array()};
+    json_t *no_ports = json_array();
+    const char *pk;
+    json_t *g;
+    json_object_foreach(groups, pk, g)
+        plan_group(&p, json_object_get(g, "ports"), json_object_get(g, "endpoints"),
+                   json_object_get(theirs, pk) ?: json_array(), labels);
+    json_t *arr;
+    json_object_foreach(theirs, pk, arr)
+        if (!json_object_get(groups, pk))
+            json_array_foreach(arr, i, s)
+                json_array_append(p.deletes, s);
+    if (!json_object_size(groups)) {
+        /* no endpoints: one empty slice stays (the first existing one, or a new one) */
+        json_t *keep = json_array_size(p.deletes) ? json_array_get(p.deletes, 0) : NULL;
+        bool dirty = !keep || json_array_size(json_object_get(keep, "endpoints")) ||
+                     json_array_size(json_object_get(keep, "ports")) ||
+                     !json_equal(cm_get(keep, "metadata.labels"), labels);
+        plan_add(&p, keep, no_ports, json_array(), dirty);
+        if (keep)
+            json_array_remove(p.deletes, 0);
+    }
+
+    size_t creating = 0;
+    for (i = 0; i < p.n; i++)
+        creating += !p.v[i].obj;
     if (creating)
         cm_expect(c->m, ek, (int)creating, NULL);
-    json_array_foreach(chunks, i, chunk) {
+    for (i = 0; i < p.n && rc == 0; i++) {
+        plan_slice *ps = &p.v[i];
+        if (!ps->dirty)
+            continue;
         json_t *obj, *out;
-        if (i < n) {
-            json_t *cur = v[i];
-            if (json_equal(json_object_get(cur, "endpoints") ?: json_array(), json_object_get(chunk, "endpoints")) &&
-                json_equal(json_object_get(cur, "ports") ?: json_array(), json_object_get(chunk, "ports")) &&
-                json_equal(cm_get(cur, "metadata.labels"), labels))
-                continue;
-            obj = json_deep_copy(cur);
-            json_object_set(obj, "endpoints", json_object_get(chunk, "endpoints"));
-            json_object_set(obj, "ports", json_object_get(chunk, "ports"));
+        if (ps->obj) {
+            obj = json_deep_copy(ps->obj);
+            json_object_set(obj, "endpoints", ps->eps);
+            json_object_set(obj, "ports", ps->ports);
             json_object_set(json_object_get(obj, "metadata"), "labels", labels);
             out = ck_client_update(cm_client(c->m), sres, ns, obj, err);
         } else {
@@ -242,8 +358,7 @@ static int sync_svc(void *self, const char *key, ck_error **err)
                             "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata",
                             "generateName", gen, "namespace", ns, "labels", labels,
                             "ownerReferences", cm_owner_ref(svc, true), "addressType", "IPv4",
-                            "endpoints", json_object_get(chunk, "endpoints"), "ports",
-                            json_object_get(chunk, "ports"));
+                            "endpoints", ps->eps, "ports", ps->ports);
             /* Services from the informer carry kind/apiVersion, so the reference is complete */
             out = ck_client_create(cm_client(c->m), sres, ns, obj, err);
             if (!out)
@@ -253,16 +368,23 @@ static int sync_svc(void *self, const char *key, ck_error **err)
         if (!out) {
             cm_expect_forget(c->m, ek);   /* the rest were never asked for */
             rc = -1;
-            break;
         }
         json_decref(out);
     }
-    for (size_t k = json_array_size(chunks); rc == 0 && k < n; k++)
-        if (cm_delete(c->m, sres, ns, cm_name(v[k]), cm_uid(v[k]), NULL, err) < 0)
+    json_array_foreach(p.deletes, i, s) {
+        if (rc < 0)
+            break;
+        if (cm_delete(c->m, sres, ns, cm_name(s), cm_uid(s), NULL, err) < 0)
             rc = -1;
-    free(v);
+    }
+    for (i = 0; i < p.n; i++)
+        json_decref(p.v[i].eps);
+    free(p.v);
+    json_decref(p.deletes);
+    json_decref(no_ports);
+    json_decref(theirs);
     json_decref(labels);
-    json_decref(chunks);
+    json_decref(groups);
     json_decref(mine);
     json_decref(svc);
     return rc;
@@ -272,12 +394,8 @@ int cm_endpointslice_init(cm *m)
 {
     esc *c = xcalloc(1, sizeof *c);
     c->m = m;
-    ck_informer_handlers sh = {on_svc, on_svc_update, on_svc};
-    c->svcs = cm_informer(m, "", "services", &sh, c);
-    ck_informer_handlers ph = {on_pod, on_pod_update, on_pod};
-    c->pods = cm_informer(m, "", "pods", &ph, c);
+    cm_service_keys_init(m, &c->keys, cm_queue(m, "endpointslice-controller", 4, sync_svc, c));
     ck_informer_handlers eh = {on_slice_add, on_slice_update, on_slice};
     c->slices = cm_informer(m, "discovery.k8s.io", "endpointslices", &eh, c);
-    c->q = cm_queue(m, "endpointslice-controller", 4, sync_svc, c);
     return 0;
 }

@@ -11,7 +11,17 @@
  * undo progress.  A finished job with ttlSecondsAfterFinished is deleted (background) that long
  * after its completion/failure time.  Suspended jobs keep no active pods.
  *
- * Limits: no pod failure policy, no backoff delay between retries, no tracking finalizers.
+ * spec.podFailurePolicy decides what a Failed pod means, first matching rule wins: onExitCodes
+ * (In/NotIn over the non-zero exit codes of its containers, optionally one containerName) or
+ * onPodConditions (e.g. DisruptionTarget=True); FailJob fails the job at once (reason
+ * PodFailurePolicy), Ignore does not count the failure, Count counts it (the default), FailIndex
+ * fails the pod's index.  Indexed jobs with spec.backoffLimitPerIndex retry each index that many
+ * times, then mark it in status.failedIndexes and go on with the others; the job fails
+ * (FailedIndexes) when every index has succeeded or failed and some failed, or at once when more
+ * than maxFailedIndexes have failed (MaxFailedIndexesExceeded).
+ *
+ * Limits: no backoff delay between retries, no tracking finalizers, no FailureTarget /
+ * SuccessCriteriaMet conditions, init containers' exit codes are not matched.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -170,6 +180,70 @@ static json_t *pod_for(const json_t *job, long index)
                      "spec", spec);
 }
 
+/* ---------------------------------------------------------------- pod failure policy */
+
+static bool exit_codes_match(const json_t *req, const json_t *pod, const char **ctr, long long *code)
+{
+    const char *want_ctr = cm_str(req, "containerName");
+    bool in = !strcmp(cm_str(req, "operator") ?: "In", "In");
+    size_t i, j;
+    json_t *cs, *v;
+    json_array_foreach(cm_get(pod, "status.containerStatuses"), i, cs) {
+        if (want_ctr && *want_ctr && strcmp(cm_str(cs, "name") ?: "", want_ctr))
+            continue;
+        json_t *ec = cm_get(cs, "state.terminated.exitCode");
+        if (!json_is_integer(ec) || json_integer_value(ec) == 0)   /* 0 never matches */
+            continue;
+        bool listed = false;
+        json_array_foreach(json_object_get(req, "values"), j, v)
+            listed |= json_integer_value(v) == json_integer_value(ec);
+        if (listed == in) {
+            *ctr = cm_str(cs, "name") ?: "";
+            *code = json_integer_value(ec);
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *condition_match(const json_t *patterns, const json_t *pod)
+{
+    size_t i;
+    json_t *pat;
+    json_array_foreach(patterns, i, pat) {
+        json_t *c = cm_pod_condition(pod, cm_str(pat, "type") ?: "");
+        if (c && !strcmp(cm_str(c, "status") ?: "", cm_str(pat, "status") ?: "True"))
+            return cm_str(pat, "type");
+    }
+    return NULL;
+}
+
+int cm_job_failure_rule(const json_t *job, const json_t *pod, const char **action, char *msg, size_t msglen)
+{
+    size_t i;
+    json_t *rule;
+    json_array_foreach(cm_get(job, "spec.podFailurePolicy.rules"), i, rule) {
+        const char *ctr = NULL, *cond = NULL;
+        long long code = 0;
+        json_t *ec = json_object_get(rule, "onExitCodes");
+        json_t *pc = json_object_get(rule, "onPodConditions");
+        if (ec ? !exit_codes_match(ec, pod, &ctr, &code) : !(cond = condition_match(pc, pod)))
+            continue;
+        *action = cm_str(rule, "action") ?: "Count";
+        if (ctr)
+            snprintf(msg, msglen, "Container %s for pod %s/%s failed with exit code %lld matching %s rule at index %zu",
+                     ctr, cm_ns(pod) ?: "", cm_name(pod), code, *action, i);
+        else
+            snprintf(msg, msglen, "Pod %s/%s has condition %s matching %s rule at index %zu",
+                     cm_ns(pod) ?: "", cm_name(pod), cond, *action, i);
+        return (int)i;
+    }
+    *action = "Count";
+    if (msglen)
+        msg[0] = 0;
+    return -1;
+}
+
 typedef struct mk {
     jc *c;
     const json_t *job;
@@ -269,6 +343,12 @@ static int sync_job(void *self, const char *key, ck_error **err)
     long succeeded = 0, failed = 0, ready = 0;
     unsigned char *done = indexed && completions > 0 ? xcalloc((size_t)completions, 1) : NULL;
     unsigned char *running = indexed && completions > 0 ? xcalloc((size_t)completions, 1) : NULL;
+    /* backoffLimitPerIndex: failures per index, and the indexes given up on */
+    json_t *bpi = cm_get(job, "spec.backoffLimitPerIndex");
+    bool per_index = indexed && completions > 0 && json_is_integer(bpi);
+    long *idx_failures = per_index ? xcalloc((size_t)completions, sizeof *idx_failures) : NULL;
+    unsigned char *idx_failed = per_index ? xcalloc((size_t)completions, 1) : NULL;
+    char fail_msg[512] = "";
     size_t i;
     json_t *pod;
     json_array_foreach(all, i, pod) {
@@ -282,7 +362,19 @@ static int sync_job(void *self, const char *key, ck_error **err)
             if (done && idx >= 0 && idx < completions)
                 done[idx] = 1;
         } else if (!strcmp(phase, "Failed")) {
+            const char *action;
+            char msg[512];
+            cm_job_failure_rule(job, pod, &action, msg, sizeof msg);
+            if (!strcmp(action, "Ignore"))
+                continue;
             failed++;
+            if (!strcmp(action, "FailJob") && !fail_msg[0])
+                snprintf(fail_msg, sizeof fail_msg, "%s", msg);
+            if (idx_failures && idx >= 0 && idx < completions) {
+                idx_failures[idx]++;
+                if (!strcmp(action, "FailIndex"))
+                    idx_failed[idx] = 1;
+            }
         } else if (!cm_deleting(pod)) {
             json_array_append(active, pod);
             ready += cm_pod_ready(pod);
@@ -305,6 +397,16 @@ static int sync_job(void *self, const char *key, ck_error **err)
         failed = prev_f;
     if (!indexed)
         done_count = succeeded;
+    long failed_indexes = 0;
+    if (per_index)
+        for (long k = 0; k < completions; k++) {
+            if (done[k])
+                idx_failed[k] = 0;
+            else if (idx_failures[k] > json_integer_value(bpi))
+                idx_failed[k] = 1;
+            failed_indexes += idx_failed[k];
+        }
+    json_t *max_fi = cm_get(job, "spec.maxFailedIndexes");
 
     json_t *st = json_deep_copy(cm_get(job, "status") ?: json_object());
     if (!suspend && !json_object_get(st, "startTime")) {
@@ -315,7 +417,24 @@ static int sync_job(void *self, const char *key, ck_error **err)
     int64_t start = cm_time(st, "startTime");
     json_t *deadline = cm_get(job, "spec.activeDeadlineSeconds");
     bool finished = false;
-    if (failed > backoff) {
+    if (fail_msg[0]) {
+        rc = delete_all(c, active, err);
+        add_condition(st, "Failed", "PodFailurePolicy", fail_msg);
+        cm_event(c->m, job, COMPONENT, "Warning", "PodFailurePolicy", "%s", fail_msg);
+        finished = true;
+    } else if (per_index && json_is_integer(max_fi) && failed_indexes > json_integer_value(max_fi)) {
+        rc = delete_all(c, active, err);
+        add_condition(st, "Failed", "MaxFailedIndexesExceeded",
+                      "Job has exceeded the specified maximal number of failed indexes");
+        cm_event(c->m, job, COMPONENT, "Warning", "MaxFailedIndexesExceeded",
+                 "Job has exceeded the specified maximal number of failed indexes");
+        finished = true;
+    } else if (per_index && done_count + failed_indexes >= completions && failed_indexes &&
+               json_array_size(active) == 0) {
+        add_condition(st, "Failed", "FailedIndexes", "Job has failed indexes");
+        cm_event(c->m, job, COMPONENT, "Warning", "FailedIndexes", "Job has failed indexes");
+        finished = true;
+    } else if (!per_index && failed > backoff) {
         rc = delete_all(c, active, err);
         add_condition(st, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit");
         cm_event(c->m, job, COMPONENT, "Warning", "BackoffLimitExceeded",
@@ -338,8 +457,8 @@ static int sync_job(void *self, const char *key, ck_error **err)
         finished = true;
     } else if (cm_expectations_met(c->m, ek)) {
         long want = suspend ? 0 : parallelism;
-        if (!suspend && completions >= 0 && completions - done_count < want)
-            want = completions - done_count;
+        if (!suspend && completions >= 0 && completions - done_count - failed_indexes < want)
+            want = completions - done_count - failed_indexes;
         if (!suspend && completions < 0 && succeeded > 0)
             want = (long)json_array_size(active) < want ? (long)json_array_size(active) : want;
         long have = (long)json_array_size(active);
@@ -350,7 +469,7 @@ static int sync_job(void *self, const char *key, ck_error **err)
                 indexes = xcalloc((size_t)n, sizeof *indexes);
                 long m = 0;
                 for (long k = 0; k < completions && m < n; k++)
-                    if (!done[k] && !running[k])
+                    if (!done[k] && !running[k] && !(idx_failed && idx_failed[k]))
                         indexes[m++] = k;
                 n = m;
             }
@@ -394,6 +513,11 @@ static int sync_job(void *self, const char *key, ck_error **err)
             json_object_set_new(st, "completedIndexes", json_string(r));
         free(r);
     }
+    if (per_index) {   /* present (maybe empty) whenever backoffLimitPerIndex is set, as upstream */
+        char *r = ranges(idx_failed, completions);
+        json_object_set_new(st, "failedIndexes", json_string(r));
+        free(r);
+    }
     if (!json_equal(st, cm_get(job, "status"))) {
         json_t *copy = json_deep_copy(job);
         json_object_set(copy, "status", st);
@@ -413,6 +537,8 @@ static int sync_job(void *self, const char *key, ck_error **err)
     json_decref(st);
     free(done);
     free(running);
+    free(idx_failures);
+    free(idx_failed);
     json_decref(active);
     json_decref(job);
     return rc;

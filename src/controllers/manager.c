@@ -153,8 +153,11 @@ int cmd_controller_manager(int argc, char **argv)
     }
     cm_node_grace_ms = grace_ms;
     /* Many short-lived worker threads would each get a malloc arena that keeps its freed
-     * memory; two arenas keep RSS close to what the caches really hold. */
+     * memory; two arenas keep RSS close to what the caches really hold.  A fixed mmap threshold
+     * sends big transient buffers (list pages, watch lines) to mmap, where freeing returns them,
+     * instead of letting glibc's sliding threshold put them among the cached pods. */
     mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     ck_log_init("controller-manager", CK_LOG_INFO);
     ck_error *err = NULL;
     ck_client *client = ck_client_from_file(kubeconfig, "ckube-controller-manager/" CK_VERSION, &err);

@@ -10,7 +10,10 @@
  * one at a time and only while every pod is ready; OnDelete waits for the user.  Status carries
  * currentRevision/updateRevision (<set>-<hash>) and the counts `kubectl rollout status sts` reads.
  *
- * Limits: no ControllerRevision objects (no `rollout history/undo`), no maxUnavailable, no
+ * Every template gets a ControllerRevision named as its update revision (history.c), so
+ * `kubectl rollout history/undo sts` work as upstream.
+ *
+ * Limits: no maxUnavailable, no
  * persistentVolumeClaimRetentionPolicy, no minReadySeconds-based availability beyond Ready.
  */
 #include <limits.h>
@@ -27,7 +30,7 @@
 
 typedef struct ssc {
     cm *m;
-    ck_informer *sets, *pods, *pvcs;
+    ck_informer *sets, *pods, *pvcs, *revs;
     ck_workqueue *q;
 } ssc;
 
@@ -44,14 +47,13 @@ static void on_set_update(void *ctx, json_t *old, json_t *s)
     on_set(ctx, s);
 }
 
+/* pods and revisions: their owner looks again */
 static void on_pod(void *ctx, json_t *pod)
 {
     ssc *c = ctx;
-    json_t *ref = cm_controller_ref(pod);
-    if (!ref || strcmp(json_string_value(json_object_get(ref, "kind")) ?: "", "StatefulSet"))
-        return;
-    cleanup_free char *k = xasprintf("%s/%s", cm_ns(pod), json_string_value(json_object_get(ref, "name")));
-    ck_workqueue_add(c->q, k);
+    cleanup_free char *k = cm_owner_key(pod, "StatefulSet");
+    if (k)
+        ck_workqueue_add(c->q, k);
 }
 
 static void on_pod_update(void *ctx, json_t *old, json_t *pod)
@@ -216,8 +218,20 @@ static int sync_set(void *self, const char *key, ck_error **err)
         if (ord >= top)
             top = ord + 1;
     }
-    int rc = 0;
     bool deleting = cm_deleting(set);
+    /* the revision of this template, before any pod is made from it */
+    json_t *live = json_object();
+    json_object_set_new(live, update_rev, json_true());
+    if (cm_str(set, "status.currentRevision"))
+        json_object_set_new(live, cm_str(set, "status.currentRevision"), json_true());
+    json_array_foreach(all, i, pod) {
+        json_t *ref = cm_controller_ref(pod);
+        if (ref && !strcmp(json_string_value(json_object_get(ref, "uid")) ?: "", cm_uid(set)))
+            json_object_set_new(live, hash_of(pod), json_true());
+    }
+    long long revision = 0;
+    int rc = deleting ? 0 : cm_history_sync(c->m, c->revs, set, update_rev, hash, live, &revision, err);
+    json_decref(live);
     /* failed pods are replaced */
     for (long o = 0; o < replicas && rc == 0 && !deleting; o++) {
         const char *ph = slot[o] ? cm_str(slot[o], "status.phase") : NULL;
@@ -341,6 +355,8 @@ int cm_statefulset_init(cm *m)
     ck_informer_handlers ph = {on_pod, on_pod_update, on_pod};
     c->pods = cm_informer(m, "", "pods", &ph, c);
     c->pvcs = cm_informer(m, "", "persistentvolumeclaims", NULL, NULL);
+    ck_informer_handlers rh = {on_pod, NULL, on_pod};
+    c->revs = cm_informer(m, "apps", "controllerrevisions", &rh, c);
     c->q = cm_queue(m, COMPONENT, 2, sync_set, c);
     return 0;
 }

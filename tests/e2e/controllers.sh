@@ -296,6 +296,32 @@ check "endpointslice: one slice with 3 ready endpoints, owned by the service" wa
 kc scale deploy/svcweb --replicas=1 >/dev/null
 check "endpoints: follow a scale down" wait_for 30 field_is 1 endpoints svcweb -o go-template='{{len (index .subsets 0).addresses}}'
 check "endpointslice: follow a scale down" wait_for 30 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get endpointslices -l kubernetes.io/service-name=svcweb -o go-template='{{range .items}}{{len .endpoints}}{{end}}')\" = 1 ]"
+# packing: a Service that finds 250 ready pods at once gets slices of 100/100/50; scaling then
+# keeps the same slices (updated in place, no new ones while the rest fits)
+slice_sizes() { jp endpointslices -l kubernetes.io/service-name=svcpack -o go-template='{{range .items}}{{len .endpoints}}{{"\n"}}{{end}}' | sort -n | paste -sd' '; }
+slice_names() { jp endpointslices -l kubernetes.io/service-name=svcpack -o 'jsonpath={.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' '; }
+slice_total() { jp endpointslices -l kubernetes.io/service-name=svcpack -o go-template='{{range .items}}{{len .endpoints}}{{"\n"}}{{end}}' | awk '{t += $1; if ($1 > 100) big = 1} END {print (big ? "over100" : t)}'; }
+kc scale deploy/svcweb --replicas=250 >/dev/null
+wait_for 120 field_is 250 endpoints svcweb -o go-template='{{len (index .subsets 0).addresses}}'
+apply <<'Y'
+apiVersion: v1
+kind: Service
+metadata: {name: svcpack}
+spec:
+  selector: {app: svcweb}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+Y
+check "endpointslice: 250 endpoints packed 50 100 100" wait_for 60 out_is "50 100 100" slice_sizes
+names250=$(slice_names)
+kc scale deploy/svcweb --replicas=240 >/dev/null
+check "endpointslice: scale 250 -> 240 updates the slices in place" wait_for 60 out_is 240 slice_total
+check "endpointslice: ... same three slices (names unchanged)" out_is "$names250" slice_names
+kc scale deploy/svcweb --replicas=270 >/dev/null
+check "endpointslice: scale 240 -> 270 fills the existing slices" wait_for 90 out_is 270 slice_total
+check "endpointslice: ... still the same three slices, none over 100" out_is "$names250" slice_names
+kc scale deploy/svcweb --replicas=1 >/dev/null
+check "endpointslice: scale to 1 -> emptied slices deleted, one left" wait_for 60 out_is 1 slice_sizes
+kc delete svc svcpack >/dev/null
 kc delete svc svcweb >/dev/null
 check "endpoints and slices go with the service" wait_for 30 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get endpoints svcweb >/dev/null 2>&1 && [ -z \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get endpointslices -l kubernetes.io/service-name=svcweb --no-headers 2>/dev/null)\" ]"
 
@@ -354,6 +380,28 @@ for round in 1 2; do
     for p in $(job_pods jfail); do finish "$p" Failed; done
 done
 check "job: Failed (BackoffLimitExceeded) after backoffLimit+1 failures" wait_for 30 out_is "Failed BackoffLimitExceeded" jobcond jfail
+# podFailurePolicy: a disruption is ignored (a new pod, nothing counted), exit code 42 fails the job
+fail_with() {   # fail_with POD STATUS-JSON-FIELDS
+    kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"Failed\",$2}}" >/dev/null
+}
+job jpfp 'backoffLimit: 0' 'podFailurePolicy: {rules: [{action: FailJob, onExitCodes: {containerName: c, operator: In, values: [42]}}, {action: Ignore, onPodConditions: [{type: DisruptionTarget, status: "True"}]}]}'
+wait_for 30 out_is 1 njob_pods jpfp
+first=$(job_pods jpfp)
+fail_with "$first" '"conditions":[{"type":"DisruptionTarget","status":"True","reason":"EvictionByEvictionAPI"}]'
+check "job podFailurePolicy: Ignore -> a replacement pod" wait_for 30 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jpfp --field-selector=status.phase=Running -o name | grep -v '$first' | grep -q ."
+check "job podFailurePolicy: the ignored failure is not counted (backoffLimit 0, still running)" out_is " " jobcond jpfp
+fail_with "$(job_pods jpfp)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":42,"reason":"Error"}}}]'
+check "job podFailurePolicy: exit code 42 -> Failed (PodFailurePolicy)" wait_for 30 out_is "Failed PodFailurePolicy" jobcond jpfp
+check "job podFailurePolicy: the message names the container and rule" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get job jpfp -o jsonpath='{.status.conditions[0].message}' | grep -q 'Container c for pod default/.* failed with exit code 42 matching FailJob rule at index 0'"
+# backoffLimitPerIndex: index 0 fails once and is given up on, index 1 succeeds -> FailedIndexes
+job jpi 'completions: 2' 'parallelism: 2' 'completionMode: Indexed' 'backoffLimitPerIndex: 0'
+idx_pod() { jp pods -l "job-name=$1,batch.kubernetes.io/job-completion-index=$2" -o 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{end}'; }
+wait_for 30 out_is 2 njob_pods jpi
+fail_with "$(idx_pod jpi 0)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":1}}}]'
+check "job backoffLimitPerIndex: index 0 marked failed, not retried" wait_for 30 out_is "0" jp job jpi -o 'jsonpath={.status.failedIndexes}'
+finish "$(idx_pod jpi 1)" Succeeded
+check "job backoffLimitPerIndex: Failed (FailedIndexes) once index 1 succeeded" wait_for 30 out_is "Failed FailedIndexes" jobcond jpi
+check "job backoffLimitPerIndex: no pod was made again for index 0" out_is 1 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jpi,batch.kubernetes.io/job-completion-index=0 --no-headers | wc -l"
 job jdead 'activeDeadlineSeconds: 2'
 check "job: Failed (DeadlineExceeded) after activeDeadlineSeconds" wait_for 30 out_is "Failed DeadlineExceeded" jobcond jdead
 check "job: its running pod deleted at the deadline" wait_for 30 out_is "" job_pods jdead
@@ -385,6 +433,20 @@ check "statefulset: hostname and subdomain" out_is "db-1 db" jp pod db-1 -o 'jso
 kc patch sts db --type=merge -p '{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":1}}}}' >/dev/null
 kc set image sts/db c=img:2 >/dev/null
 check "statefulset: partitioned update replaces ordinals >= 1 only" wait_for 60 out_is "db-0=img:1 db-1=img:2 db-2=img:2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l app=db -o jsonpath='{range .items[*]}{.metadata.name}={.spec.containers[0].image}{\"\\n\"}{end}' | sort | paste -sd' '"
+hist_revs() { kc rollout history "$1" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $1}' | paste -sd' '; }
+check "statefulset: rollout history lists revisions 1 2 (ControllerRevisions)" wait_for 20 out_is "1 2" hist_revs sts/db
+check "statefulset: rollout history --revision=1 shows img:1" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout history sts/db --revision=1 | grep -q 'Image:.*img:1'"
+kc patch sts db --type=merge -p '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}' >/dev/null
+check "statefulset: partition 0 finishes the update" wait_for 60 out_is "3 img:2" images db
+check "statefulset: rollout undo" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout undo sts/db | grep -q 'rolled back'"
+check "statefulset: undo brings img:1 back to every pod" wait_for 90 out_is "3 img:1" images db
+check "statefulset: revision 1 renumbered to 3 (history 2 3)" wait_for 20 out_is "2 3" hist_revs sts/db
+sts_revs_match() {
+    local want
+    want=$(jp controllerrevisions -l app=db -o 'jsonpath={range .items[?(@.revision==3)]}{.metadata.name}{end}')
+    [ -n "$want" ] && [ "$(jp sts db -o 'jsonpath={.status.currentRevision} {.status.updateRevision}')" = "$want $want" ]
+}
+check "statefulset: status currentRevision = updateRevision = the undone revision" wait_for 30 sts_revs_match
 kc scale sts db --replicas=1 >/dev/null
 check "statefulset: scale down removes the highest ordinals" wait_for 60 out_is "db-0" jp pods -l app=db -o 'jsonpath={.items[*].metadata.name}'
 check "statefulset: PVCs are kept on scale down" wait_for 5 out_is 3 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc --no-headers | grep -c db"
@@ -413,10 +475,19 @@ check "daemonset: status desired/current/ready 3/3/3" field_is "3 3 3" ds dsall 
 kc set image ds/dsall c=img:2 >/dev/null
 check "daemonset: rolling update" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout status ds/dsall --timeout=60s >/dev/null"
 check "daemonset: all 3 pods run the new image" wait_for 20 out_is "3 img:2" images dsall
+check "daemonset: rollout history lists revisions 1 2 (ControllerRevisions)" wait_for 20 out_is "1 2" hist_revs ds/dsall
+check "daemonset: rollout history --revision=1 shows img:1" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout history ds/dsall --revision=1 | grep -q 'Image:.*img:1'"
+check "daemonset: rollout undo" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout undo ds/dsall | grep -q 'rolled back'"
+check "daemonset: undo brings img:1 back to every pod" wait_for 60 out_is "3 img:1" images dsall
+check "daemonset: revision 1 renumbered to 3 (history 2 3)" wait_for 20 out_is "2 3" hist_revs ds/dsall
+check "daemonset: rollout undo --to-revision=2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout undo ds/dsall --to-revision=2 | grep -q 'rolled back'"
+ds_back_on_2() { out_is "3 img:2" images dsall && out_is "3 4" hist_revs ds/dsall; }
+check "daemonset: back on img:2 (history 3 4)" wait_for 60 ds_back_on_2
 ds dsone img:1 'nodeSelector: {kubernetes.io/hostname: hollow-node-1}'
 check "daemonset: nodeSelector -> one pod, on hollow-node-1" wait_for 30 out_is hollow-node-1 jp pods -l app=dsone -o 'jsonpath={.items[*].spec.nodeName}'
 kc delete ds dsall dsone >/dev/null
 check "daemonset: pods go with the daemon set (gc)" wait_for 30 count_is 0 pods -l 'app in (dsall,dsone)'
+check "daemonset: its ControllerRevisions go with it (gc)" wait_for 30 count_is 0 controllerrevisions -l 'app in (dsall,dsone)'
 
 # ---------------------------------------------------------------- CronJob
 check "cronjob: a job made on schedule (within a minute)" wait_for $((75 - (SECONDS - cj_start))) count_is 1 jobs -l cron=cj

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "controllers/cm.h"
+#include "lib/tz.h"
 #include "lib/util.h"
 
 static void test_expectations(void **state)
@@ -201,6 +202,92 @@ static void test_cron(void **state)
         assert_int_equal(cm_cron_next(bad[i], base), 0);
 }
 
+/* Schedules on a zone's wall clock, across DST changes. */
+static void test_cron_tz(void **state)
+{
+    (void)state;
+    static const struct { const char *zone, *spec, *after, *want; } cases[] = {
+        {"America/New_York", "0 9 * * *", "2026-11-25T17:25:30Z", "2026-11-26T14:00:00Z"},
+        {"Europe/Berlin", "0 9 * * *", "2026-07-01T00:00:00Z", "2026-07-01T07:00:00Z"},
+        {"Asia/Kolkata", "30 9 * * *", "2026-07-01T00:00:00Z", "2026-07-01T04:00:00Z"},
+        {"UTC", "0 9 * * *", "2026-07-01T00:00:00Z", "2026-07-01T09:00:00Z"},
+        /* 02:30 does not exist on 2026-03-29 in Berlin (02:00 -> 03:00): the next day's */
+        {"Europe/Berlin", "30 2 * * *", "2026-03-28T12:00:00Z", "2026-03-30T00:30:00Z"},
+        /* 01:30 happens twice on 2026-11-01 in New York: EDT, then EST */
+        {"America/New_York", "30 1 * * *", "2026-11-01T05:00:00Z", "2026-11-01T05:30:00Z"},
+        {"America/New_York", "30 1 * * *", "2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"},
+        /* southern hemisphere: Sydney midnight in January is 13:00 UTC the day before */
+        {"Australia/Sydney", "0 0 1 1 *", "2026-06-01T00:00:00Z", "2026-12-31T13:00:00Z"},
+    };
+    char got[32];
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        ck_error *err = NULL;
+        ck_tz *tz = ck_tz_load(cases[i].zone, NULL, &err);
+        if (!tz)
+            fail_msg("%s: %s", cases[i].zone, err->msg);
+        int64_t after = 0;
+        assert_int_equal(ck_parse_rfc3339(cases[i].after, &after), 0);
+        ck_rfc3339(cm_cron_next_tz(cases[i].spec, tz, after), got);
+        if (strcmp(got, cases[i].want))
+            fail_msg("%s in %s after %s: %s, want %s", cases[i].spec, cases[i].zone, cases[i].after,
+                     got, cases[i].want);
+        ck_tz_free(tz);
+    }
+}
+
+/* podFailurePolicy: which rule a failed pod matches, first match wins. */
+static void test_pod_failure_policy(void **state)
+{
+    (void)state;
+    json_t *job = json_loads(
+        "{\"spec\":{\"podFailurePolicy\":{\"rules\":["
+        "{\"action\":\"FailJob\",\"onExitCodes\":{\"containerName\":\"main\",\"operator\":\"In\",\"values\":[42,43]}},"
+        "{\"action\":\"Ignore\",\"onPodConditions\":[{\"type\":\"DisruptionTarget\"}]},"
+        "{\"action\":\"FailIndex\",\"onExitCodes\":{\"operator\":\"NotIn\",\"values\":[1,2]}},"
+        "{\"action\":\"Count\",\"onPodConditions\":[{\"type\":\"ConfigIssue\",\"status\":\"False\"}]}"
+        "]}}}", 0, NULL);
+    assert_non_null(job);
+    static const struct { const char *status; int rule; const char *action, *msg; } cases[] = {
+        {"{\"containerStatuses\":[{\"name\":\"main\",\"state\":{\"terminated\":{\"exitCode\":42}}}]}", 0,
+         "FailJob", "Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0"},
+        /* 42 in another container: not rule 0 (containerName), but NotIn [1,2] of rule 2 */
+        {"{\"containerStatuses\":[{\"name\":\"side\",\"state\":{\"terminated\":{\"exitCode\":42}}}]}", 2,
+         "FailIndex", "Container side for pod ns/p failed with exit code 42 matching FailIndex rule at index 2"},
+        {"{\"containerStatuses\":[{\"name\":\"main\",\"state\":{\"terminated\":{\"exitCode\":1}}}]}", -1, "Count", ""},
+        /* exit code 0 never matches, not even NotIn */
+        {"{\"containerStatuses\":[{\"name\":\"main\",\"state\":{\"terminated\":{\"exitCode\":0}}}]}", -1, "Count", ""},
+        {"{\"conditions\":[{\"type\":\"DisruptionTarget\",\"status\":\"True\"}]}", 1, "Ignore",
+         "Pod ns/p has condition DisruptionTarget matching Ignore rule at index 1"},
+        {"{\"conditions\":[{\"type\":\"DisruptionTarget\",\"status\":\"False\"}]}", -1, "Count", ""},
+        {"{\"conditions\":[{\"type\":\"ConfigIssue\",\"status\":\"False\"}]}", 3, "Count",
+         "Pod ns/p has condition ConfigIssue matching Count rule at index 3"},
+        /* both an exit code and a condition: the earlier rule wins */
+        {"{\"conditions\":[{\"type\":\"DisruptionTarget\",\"status\":\"True\"}],"
+         "\"containerStatuses\":[{\"name\":\"main\",\"state\":{\"terminated\":{\"exitCode\":43}}}]}", 0, "FailJob",
+         "Container main for pod ns/p failed with exit code 43 matching FailJob rule at index 0"},
+        {"{}", -1, "Count", ""},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        json_t *pod = json_pack("{s:{s:s, s:s}, s:o}", "metadata", "name", "p", "namespace", "ns", "status",
+                                json_loads(cases[i].status, 0, NULL));
+        const char *action = NULL;
+        char msg[256];
+        int r = cm_job_failure_rule(job, pod, &action, msg, sizeof msg);
+        if (r != cases[i].rule || strcmp(action, cases[i].action) || strcmp(msg, cases[i].msg))
+            fail_msg("case %zu: rule %d %s \"%s\"", i, r, action, msg);
+        json_decref(pod);
+    }
+    /* no policy: every failure counts */
+    json_t *plain = json_object(), *pod = json_pack("{s:{}}", "status");
+    const char *action = NULL;
+    char msg[16];
+    assert_int_equal(cm_job_failure_rule(plain, pod, &action, msg, sizeof msg), -1);
+    assert_string_equal(action, "Count");
+    json_decref(plain);
+    json_decref(pod);
+    json_decref(job);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +298,8 @@ int main(void)
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_parallel),
         cmocka_unit_test(test_cron),
+        cmocka_unit_test(test_cron_tz),
+        cmocka_unit_test(test_pod_failure_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

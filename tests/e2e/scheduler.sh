@@ -3,7 +3,8 @@
 # the scheduler as a supervised component) with hollow nodes, driven by the real kubectl.
 # Requests respected, unschedulable -> FailedScheduling text in `kubectl describe pod`, a pod
 # scheduled once a node is added, taints, pod affinity and anti-affinity, topology spread,
-# preemption, schedulerName filtering, and leader failover between two extra replicas.
+# preemption (nominatedNodeName, a lingering victim, PodDisruptionBudgets), schedulerName
+# filtering, and leader failover between two extra replicas.
 # Loopback only; everything it starts is stopped by the trap.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -144,6 +145,50 @@ check "preemption: the low-priority pod was deleted" wait_for 20 bash -c \
     "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get pod low >/dev/null 2>&1"
 check "preemption: Preempted event" wait_for 10 bash -c \
     "'$KUBECTL' --kubeconfig '$data/kubeconfig' get events --field-selector reason=Preempted | grep -q 'Preempted by pod'"
+nominated() { [ "$(kc get pod "$1" -o jsonpath='{.status.nominatedNodeName}')" = "$2" ]; }
+check "preemption: status.nominatedNodeName set on the preemptor" wait_for 10 nominated vip extra-0
+kc delete pod --all --wait=true --timeout=30s >/dev/null 2>&1
+
+# a victim that lingers (a finalizer holds it): the preemptor waits, nominated; a lower-priority
+# pod that arrives meanwhile does not get the room when it frees up
+kc apply -f - >/dev/null <<'EOF2'
+apiVersion: v1
+kind: Pod
+metadata: {name: slow, finalizers: [e2e.ckube.io/hold]}
+spec:
+  nodeSelector: {kubernetes.io/hostname: extra-0}
+  containers: [{name: c, image: busybox, resources: {requests: {cpu: "2"}}}]
+EOF2
+wait_for 20 bound slow
+pod vip2 2 "nodeSelector: {kubernetes.io/hostname: extra-0}" "priorityClassName: e2e-high"
+check "lingering victim: preemptor pending and nominated to extra-0" wait_for 20 nominated vip2 extra-0
+check "lingering victim: kubectl get -o wide shows the nominated node" wait_for 10 bash -c \
+    "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pod vip2 -o wide --no-headers | grep -q 'Pending .*extra-0'"
+pod sneak 2 "nodeSelector: {kubernetes.io/hostname: extra-0}"
+sleep 1
+kc patch pod slow --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+check "lingering victim gone: the preemptor gets the node" wait_for 30 on_node vip2 extra-0
+check "... and the lower-priority pod that came meanwhile does not" test -z "$(node_of sneak)"
+kc delete pod --all --wait=true --timeout=30s >/dev/null 2>&1
+
+# PodDisruptionBudgets: of two equal victims on two nodes, the unprotected one goes
+LABELS="app: pa" pod pa 2 "nodeSelector: {kubernetes.io/hostname: small-0}"
+LABELS="app: pb" pod pb 2 "nodeSelector: {kubernetes.io/hostname: small-1}"
+wait_for 20 all_bound pa pb
+kc apply -f - >/dev/null <<'EOF2'
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pa}
+spec: {minAvailable: 1, selector: {matchLabels: {app: pa}}}
+EOF2
+sleep 1
+pod vip3 2 "priorityClassName: e2e-high" \
+    "affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [small-0, small-1]}]}]}}}"
+check "PDB: the preemptor lands where the unprotected pod ran" wait_for 30 on_node vip3 small-1
+check "PDB: the protected pod is still running" bound pa
+check "PDB: the unprotected pod was preempted" wait_for 20 bash -c \
+    "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get pod pb >/dev/null 2>&1"
+kc delete pdb pa >/dev/null 2>&1
 kc delete pod --all --wait=true --timeout=30s >/dev/null 2>&1
 
 # ---- schedulerName ----

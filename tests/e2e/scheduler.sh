@@ -199,6 +199,21 @@ check "... and gets no event from us" bash -c \
     "! '$KUBECTL' --kubeconfig '$data/kubeconfig' describe pod other | grep -q FailedScheduling"
 kc delete pod other --wait=false >/dev/null 2>&1
 
+# ---- the status write path the hollow kubelets use: merge PATCH of pods/status ----
+LABELS="app: st" pod st 10m "schedulerName: nobody"
+kc patch pod st --subresource=status --type=merge \
+    -p '{"metadata":{"labels":{"app":"changed"}},"spec":{"nodeName":"x"},"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}' >/dev/null
+check "status patch: phase and conditions written" test \
+    "$(kc get pod st -o jsonpath='{.status.phase}/{.status.conditions[0].type}')" = "Running/Ready"
+check "status patch: spec and labels untouched" test \
+    "$(kc get pod st -o jsonpath='{.spec.nodeName}/{.metadata.labels.app}')" = "/st"
+kc patch pod st --subresource=status --type=merge -p '{"status":{"conditions":null}}' >/dev/null
+check "status patch: null removes a status field" test -z "$(kc get pod st -o jsonpath='{.status.conditions}')"
+check "status patch: a stale resourceVersion is a conflict" bash -c \
+    "'$KUBECTL' --kubeconfig '$data/kubeconfig' patch pod st --subresource=status --type=merge -p '{\"metadata\":{\"resourceVersion\":\"1\"},\"status\":{\"phase\":\"Failed\"}}' 2>&1 | grep -q Conflict"
+check "status patch: ... and changed nothing" test "$(kc get pod st -o jsonpath='{.status.phase}')" = Running
+kc delete pod st --wait=false >/dev/null 2>&1
+
 # ---- leader failover: two replicas of a second scheduler on their own Lease ----
 for i in 1 2; do
     "$CK" scheduler --kubeconfig "$data/kubeconfig" --scheduler-name e2e-sched \

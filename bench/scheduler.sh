@@ -67,7 +67,7 @@ run_case() {
     "$CK" hollow-node --kubeconfig "$data/kubeconfig" --count "$nodes" >"$tmp/$name-hollow.log" 2>&1 &
     hpid=$!
     local t0=$SECONDS
-    until grep -q "registered $nodes hollow nodes" "$tmp/$name-hollow.log"; do
+    until grep -q "registered $nodes hollow nodes" "$tmp/$name-hollow.log" 2>/dev/null; do
         [ $((SECONDS - t0)) -gt 600 ] && { echo "$name: nodes not registered in 600s"; stop_all; return 1; }
         sleep 1
     done

@@ -6,7 +6,9 @@
 #   anti:   ANTI_NODES (1000) nodes, the same PODS with required pod anti-affinity on hostname
 #           (ANTI_GROUPS (20) groups, so every node ends with one pod of each group)
 # For each: pods bound/s from first create to last bind, per-pod latency p50/p99, scheduler RSS
-# (peak), and the CPU seconds the API server, the scheduler and the hollow nodes used meanwhile.
+# (peak), the CPU seconds every process used meanwhile (API server, scheduler, hollow nodes,
+# controller-manager, the bench client), the API server's idle CPU (Lease renewals) just before,
+# and the API requests it served during the run (from /metrics).
 # CASES="basic anti" selects cases.
 set -u
 BUILD=${1:-build}
@@ -38,7 +40,12 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$tmp"' EXIT
 
-cpu_s() { awk '{printf "%.1f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# apiserver_request_total summed by verb+resource, "VERB resource count" lines
+req_counts() {
+    $1 get --raw /metrics 2>/dev/null | sed -n 's/^apiserver_request_total{verb="\([^"]*\)",resource="\([^"]*\)",code="[0-9]*"} \([0-9]*\)$/\1 \2 \3/p' |
+        awk '{n[$1" "$2]+=$3} END {for (k in n) print k, n[k]}' | sort
+}
 
 run_case() {
     local name=$1 nodes=$2 groups=$3 data=$tmp/$1
@@ -56,24 +63,31 @@ run_case() {
         [ -n "$sched" ] && break; sleep 0.1
     done
     api=$(sed -n 's/.*started apiserver (pid \([0-9]*\)).*/\1/p' "$tmp/$name-server.log" | tail -n 1)
+    cm=$(sed -n 's/.*started controller-manager (pid \([0-9]*\)).*/\1/p' "$tmp/$name-server.log" | tail -n 1)
     "$CK" hollow-node --kubeconfig "$data/kubeconfig" --count "$nodes" >"$tmp/$name-hollow.log" 2>&1 &
     hpid=$!
     local t0=$SECONDS
-    until grep -q "registered $nodes hollow nodes" "$tmp/$name-hollow.log"; do
+    until grep -q "registered $nodes hollow nodes" "$tmp/$name-hollow.log" 2>/dev/null; do
         [ $((SECONDS - t0)) -gt 600 ] && { echo "$name: nodes not registered in 600s"; stop_all; return 1; }
         sleep 1
     done
     echo "== $name: $nodes hollow nodes registered in $((SECONDS - t0))s; scheduler RSS $(grep VmRSS /proc/$sched/status | awk '{print $2/1024 " MB"}')"
     sleep 3
-    local a0 s0 h0 a1 s1 h1
-    a0=$(cpu_s "$api"); s0=$(cpu_s "$sched"); h0=$(cpu_s "$hpid")
+    local i0 i1
+    i0=$(cpu_s "$api"); sleep 5; i1=$(cpu_s "$api")
+    echo "$name: idle (Lease renewals of $nodes nodes): apiserver $(echo "scale=2; ($i1 - $i0) / 5" | bc) CPU s/s"
+    local a0 s0 h0 c0 a1 s1 h1 c1
+    req_counts "$kc" >"$tmp/$name-req0"
+    a0=$(cpu_s "$api"); s0=$(cpu_s "$sched"); h0=$(cpu_s "$hpid"); c0=$(cpu_s "$cm")
     local args=(--kubeconfig "$data/kubeconfig" --pods "$PODS" --threads "$THREADS")
     [ "$groups" -gt 0 ] && args+=(--anti-affinity-groups "$groups")
-    "$BENCH" "${args[@]}" | sed "s/^/$name: /"
-    a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid")
+    /usr/bin/time -f "%U %S" -o "$tmp/$name-bench.time" "$BENCH" "${args[@]}" | sed "s/^/$name: /"
+    a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid"); c1=$(cpu_s "$cm")
+    req_counts "$kc" >"$tmp/$name-req1"
     sleep 11     # the scheduler trims freed memory every 10 s: steady state after the burst
     echo "$name: scheduler RSS steady $(grep VmRSS /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}'), peak $(grep VmHWM /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}')"
-    echo "$name: CPU seconds during the run: apiserver $(echo "$a1 - $a0" | bc), scheduler $(echo "$s1 - $s0" | bc), hollow-node $(echo "$h1 - $h0" | bc)"
+    echo "$name: CPU seconds during the run: apiserver $(echo "$a1 - $a0" | bc), scheduler $(echo "$s1 - $s0" | bc), hollow-node $(echo "$h1 - $h0" | bc), controller-manager $(echo "$c1 - $c0" | bc), bench client $(awk '{print $1 + $2}' "$tmp/$name-bench.time")"
+    echo "$name: API requests during the run: $(join -a 2 -e 0 -o 0,1.2,2.2 <(awk '{print $1"/"$2, $3}' "$tmp/$name-req0" | sort) <(awk '{print $1"/"$2, $3}' "$tmp/$name-req1" | sort) | awk '{d = $3 - $2; if (d >= 100) printf "%s %d, ", $1, d}')"
     if [ "${PRELOAD:-1}" = 1 ]; then
         # the scheduler alone: pods created first for a scheduler that is not running, then a
         # fresh `ckube scheduler` started (its informer sync included) binds them all

@@ -3,11 +3,12 @@
  * API server.
  *
  * It registers N Nodes (capacity/allocatable from flags, Ready), renews one Lease per node in
- * kube-node-lease every 10 s (as kubelets do), watches all pods and, for each pod bound to one of
- * its nodes, reports it Running and Ready (status update) as a kubelet would once containers
- * started; a pod being deleted (deletionTimestamp set) is finalized with a grace-0 delete.  Work
- * goes through a rate-limited work queue served by a few worker threads, so bursts of thousands of
- * pods are absorbed and failed writes retried.
+ * kube-node-lease every 10 s (as kubelets do; in a few independent paced streams), watches all
+ * pods and, for each pod bound to one of its nodes, reports it Running and Ready (a merge PATCH
+ * of pods/status, as a kubelet would once containers started); a pod being deleted
+ * (deletionTimestamp set) is finalized with a grace-0 delete.  Work goes through a rate-limited
+ * work queue served by a few worker threads, so bursts of thousands of pods are absorbed and
+ * failed writes retried.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -204,11 +205,12 @@ static int sync_pod(hollow *h, const char *key, ck_error **err)
         bool terminal = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
         if (!terminal && (!phase || strcmp(phase, "Running"))) {
             const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
-            json_t *copy = json_deep_copy(pod);
-            json_t *status = running_status(pod, node);
-            json_object_set_new(copy, "status", status);
-            json_t *out = ck_client_update_status(h->client, pods, ns, copy, err);
-            json_decref(copy);
+            /* a merge patch of the status alone, as a kubelet patches pods/status: the request
+             * carries ~1 KB instead of the whole pod, and neither side copies or prints it */
+            json_t *patch = json_pack("{s:o}", "status", running_status(pod, node));
+            json_t *out = ck_client_patch(h->client, pods, ns, name, "status",
+                                          "application/merge-patch+json", patch, err);
+            json_decref(patch);
             if (!out) {
                 rc = (*err)->code == CK_E_NOT_FOUND ? 0 : -1;
                 if (rc == 0) {
@@ -243,7 +245,6 @@ static void *pod_worker(void *arg)
     return NULL;
 }
 
-/* Registers every node, then renews every lease each period, spread over the period. */
 /* Whether our cached copy of the node says Ready=True (true when not cached yet). */
 static bool node_ready(hollow *h, const char *name)
 {
@@ -260,6 +261,54 @@ static bool node_ready(hollow *h, const char *name)
     return ready;
 }
 
+/* Lease renewals run in a few independent streams (node i in stream i % STREAMS), each paced to
+ * renew its nodes once a period: thousands of real kubelets do not wait for one another, so a
+ * slow answer under load delays one stream, not every lease behind it (one serialized loop fell
+ * behind exactly when the API server was busiest, quietly lightening its load). */
+#define HOLLOW_LEASE_STREAMS 4
+
+typedef struct lease_stream {
+    hollow *h;
+    long first;
+    pthread_t th;
+} lease_stream;
+
+static void *lease_loop(void *arg)
+{
+    lease_stream *ls = arg;
+    hollow *h = ls->h;
+    while (!h->stop) {
+        int64_t start = ck_now_ns();
+        for (long i = ls->first; i < h->count && !h->stop; i += HOLLOW_LEASE_STREAMS) {
+            char name[256];
+            snprintf(name, sizeof name, "%s%ld", h->prefix, i);
+            ck_error *err = NULL;
+            if (renew_lease(h, name, &err) < 0) {
+                log_warn("lease %s: %s", name, err->msg);
+                ck_error_free(err);
+                err = NULL;
+            }
+            /* As a kubelet does: when the stored status is not what we report (the node
+             * controller marked us Unknown while we were away), post it again. */
+            if (!node_ready(h, name) && register_node(h, name, &err) < 0) {
+                log_warn("node status %s: %s", name, err->msg);
+                ck_error_free(err);
+            }
+            /* pace: the whole set in one period, the streams interleaved */
+            int64_t due = start + (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000 * (i + 1) / h->count;
+            /* in slices, so a stop is noticed at once even when one node's pace is seconds */
+            while (!h->stop && due - ck_now_ns() > 0) {
+                int64_t wait = due - ck_now_ns();
+                usleep((useconds_t)((wait > 50000000 ? 50000000 : wait) / 1000));
+            }
+        }
+        while (!h->stop && ck_now_ns() - start < (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000)
+            usleep(50 * 1000);
+    }
+    return NULL;
+}
+
+/* Registers every node, then renews every lease each period (lease_loop). */
 static void *node_loop(void *arg)
 {
     hollow *h = arg;
@@ -275,34 +324,15 @@ static void *node_loop(void *arg)
         }
     }
     log_info("registered %ld hollow nodes", h->count);
-    while (!h->stop) {
-        int64_t start = ck_now_ns();
-        for (long i = 0; i < h->count && !h->stop; i++) {
-            char name[256];
-            snprintf(name, sizeof name, "%s%ld", h->prefix, i);
-            ck_error *err = NULL;
-            if (renew_lease(h, name, &err) < 0) {
-                log_warn("lease %s: %s", name, err->msg);
-                ck_error_free(err);
-                err = NULL;
-            }
-            /* As a kubelet does: when the stored status is not what we report (the node
-             * controller marked us Unknown while we were away), post it again. */
-            if (!node_ready(h, name) && register_node(h, name, &err) < 0) {
-                log_warn("node status %s: %s", name, err->msg);
-                ck_error_free(err);
-            }
-            /* pace: the whole set in one period */
-            int64_t due = start + (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000 * (i + 1) / h->count;
-            /* in slices, so a stop is noticed at once even when one node's pace is seconds */
-            while (!h->stop && due - ck_now_ns() > 0) {
-                int64_t wait = due - ck_now_ns();
-                usleep((useconds_t)((wait > 50000000 ? 50000000 : wait) / 1000));
-            }
-        }
-        while (!h->stop && ck_now_ns() - start < (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000)
-            usleep(50 * 1000);
+    lease_stream ls[HOLLOW_LEASE_STREAMS];
+    for (int k = 0; k < HOLLOW_LEASE_STREAMS; k++) {
+        ls[k] = (lease_stream){.h = h, .first = k};
+        if (k)
+            pthread_create(&ls[k].th, NULL, lease_loop, &ls[k]);
     }
+    lease_loop(&ls[0]);
+    for (int k = 1; k < HOLLOW_LEASE_STREAMS; k++)
+        pthread_join(ls[k].th, NULL);
     return NULL;
 }
 

@@ -5,6 +5,10 @@
  * A pod can arrive before its node (informers race): it then waits on a placeholder node (obj
  * NULL, not in the sampling list) that becomes real when the node arrives.  The caller holds the
  * scheduler's cache lock around every call.
+ *
+ * It also keeps what preemption and the filters need besides placed pods: nominated pods (their
+ * own compiled copies, off every node; a cycle adds those of higher or equal priority to the
+ * node being checked) and the PodDisruptionBudgets.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +21,18 @@ void sc_cache_init(sc_cache *c)
     memset(c, 0, sizeof *c);
     c->nodes = sc_map_new();
     c->pods = sc_map_new();
+    c->nominated = sc_map_new();
+}
+
+static void pdb_free_fields(sc_pdb *b)
+{
+    free(b->ns);
+    free(b->name);
+    ck_selector_free(b->sel);
+    for (int i = 0; i < b->ndisrupted; i++)
+        free(b->disrupted[i]);
+    free(b->disrupted);
+    memset(b, 0, sizeof *b);
 }
 
 static void node_free(sc_node *n)
@@ -35,6 +51,12 @@ void sc_cache_destroy(sc_cache *c)
         sc_pod_free(v);
     for (size_t it = 0; sc_map_next(c->nodes, &it, &k, &v);)
         node_free(v);
+    for (size_t it = 0; sc_map_next(c->nominated, &it, &k, &v);)
+        sc_pod_free(v);
+    for (int i = 0; i < c->npdbs; i++)
+        pdb_free_fields(&c->pdbs[i]);
+    free(c->pdbs);
+    sc_map_free(c->nominated);
     sc_map_free(c->pods);
     sc_map_free(c->nodes);
     free(c->list);
@@ -185,4 +207,108 @@ void sc_cache_pod_del(sc_cache *c, const char *key)
     detach(c, p);
     sc_pod_free(p);
     c->generation++;
+}
+
+/* ---- nominated pods ---- */
+
+void sc_cache_nominate(sc_cache *c, const sc_pod *p, const char *node)
+{
+    if (!p->obj || !node || !*node)
+        return;
+    sc_pod *old = sc_map_get(c->nominated, p->key);
+    if (old && old->node && !strcmp(old->node, node))
+        return;
+    sc_pod *cp = sc_pod_new(p->obj, NULL);
+    if (!cp)
+        return;
+    cp->priority = p->priority;
+    cp->preempt_never = p->preempt_never;
+    free(cp->node);
+    cp->node = xstrdup(node);
+    sc_pod_slim(cp);
+    sc_map_put(c->nominated, p->key, cp);
+    sc_pod_free(old);
+    c->generation++;
+}
+
+void sc_cache_unnominate(sc_cache *c, const char *key)
+{
+    sc_pod *old = sc_map_del(c->nominated, key);
+    if (old) {
+        sc_pod_free(old);
+        c->generation++;
+    }
+}
+
+const char *sc_cache_nominated_node(sc_cache *c, const char *key)
+{
+    sc_pod *p = sc_map_get(c->nominated, key);
+    return p ? p->node : NULL;
+}
+
+int sc_cache_unnominate_lower(sc_cache *c, const char *node, int32_t prio)
+{
+    char *drop[64];
+    int n = 0, total = 0;
+    do {                                  /* deleting while iterating would skip entries */
+        n = 0;
+        const char *k;
+        void *v;
+        for (size_t it = 0; n < 64 && sc_map_next(c->nominated, &it, &k, &v);) {
+            sc_pod *p = v;
+            if (!strcmp(p->node, node) && p->priority < prio)
+                drop[n++] = xstrdup(k);
+        }
+        for (int i = 0; i < n; i++) {
+            sc_cache_unnominate(c, drop[i]);
+            free(drop[i]);
+        }
+        total += n;
+    } while (n == 64);
+    return total;
+}
+
+/* ---- PodDisruptionBudgets ---- */
+
+int sc_cache_pdb_set(sc_cache *c, const json_t *obj, ck_error **err)
+{
+    const json_t *md = json_object_get(obj, "metadata");
+    const char *ns = json_string_value(json_object_get(md, "namespace"));
+    const char *name = json_string_value(json_object_get(md, "name"));
+    if (!ns || !name)
+        return ck_error_set(err, CK_E_INVALID, "PodDisruptionBudget without a namespace/name");
+    sc_pdb b = {.ns = xstrdup(ns), .name = xstrdup(name)};
+    const json_t *sel = json_object_get(json_object_get(obj, "spec"), "selector");
+    /* upstream's preemption treats a nil or empty selector as matching no pod */
+    if (json_object_size(json_object_get(sel, "matchLabels")) ||
+        json_array_size(json_object_get(sel, "matchExpressions"))) {
+        b.sel = ck_label_selector_from_json(sel, err);
+        if (!b.sel) {
+            pdb_free_fields(&b);
+            return -1;
+        }
+    }
+    const json_t *st = json_object_get(obj, "status");
+    b.allowed = json_integer_value(json_object_get(st, "disruptionsAllowed"));
+    const json_t *dp = json_object_get(st, "disruptedPods");
+    b.disrupted = xcalloc(json_object_size(dp) + 1, sizeof(char *));
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)dp, k, v)
+        b.disrupted[b.ndisrupted++] = xstrdup(k);
+    sc_cache_pdb_del(c, ns, name);
+    c->pdbs = xrealloc(c->pdbs, (size_t)(c->npdbs + 1) * sizeof *c->pdbs);
+    c->pdbs[c->npdbs++] = b;
+    return 0;
+}
+
+void sc_cache_pdb_del(sc_cache *c, const char *ns, const char *name)
+{
+    for (int i = 0; i < c->npdbs; i++) {
+        if (strcmp(c->pdbs[i].ns, ns) || strcmp(c->pdbs[i].name, name))
+            continue;
+        pdb_free_fields(&c->pdbs[i]);
+        c->pdbs[i] = c->pdbs[--c->npdbs];
+        return;
+    }
 }

@@ -48,7 +48,11 @@ void sc_pairs_add(sc_pairs *p, const char *key, const char *value, intptr_t delt
         p->keys[p->nkeys++] = xstrdup(key);
     char buf[512];
     pair_key(buf, sizeof buf, key, value);
-    sc_map_add(p->m, buf, delta);
+    intptr_t now = sc_map_count(p->m, buf) + delta;
+    if (now)
+        sc_map_put(p->m, buf, (void *)now);
+    else                /* gone: "no pod matches anywhere" must read as an empty map */
+        sc_map_del(p->m, buf);
 }
 
 intptr_t sc_pairs_get(const sc_pairs *p, const char *key, const char *value)
@@ -200,6 +204,61 @@ static bool memo_match(memo *m, int row, const sc_term *t, const sc_pod *owner, 
     return *slot == 1;
 }
 
+/* Count one existing pod e on node n (sign 1) or take it out (sign -1).  memos may be NULL (no
+ * memo); pref: also the scoring weights (prepare only; the simulations only filter). */
+static void count_affinity(sc_cycle *cy, const sc_node *n, const sc_pod *e, int sign,
+                           memo *own_memo, int8_t *exist, int bound, bool pref)
+{
+    sc_pod *pod = cy->pod;
+    if (pod->naff) {
+        bool all = true;
+        for (int t = 0; t < pod->naff && all; t++)
+            all = own_memo ? memo_match(own_memo, t, &pod->aff[t], pod, e)
+                           : sc_term_matches(&pod->aff[t], pod, e);
+        if (all)
+            for (int t = 0; t < pod->naff; t++) {
+                const char *v = sc_node_label(n, pod->aff[t].topology_key);
+                if (v)
+                    sc_pairs_add(&cy->aff, pod->aff[t].topology_key, v, sign);
+            }
+    }
+    for (int t = 0; t < pod->nanti; t++) {
+        if (!(own_memo ? memo_match(own_memo, pod->naff + t, &pod->anti[t], pod, e)
+                       : sc_term_matches(&pod->anti[t], pod, e)))
+            continue;
+        const char *v = sc_node_label(n, pod->anti[t].topology_key);
+        if (v)
+            sc_pairs_add(&cy->anti, pod->anti[t].topology_key, v, sign);
+    }
+    for (int t = 0; t < e->nanti; t++) {
+        const sc_term *term = &e->anti[t];
+        bool m;
+        if (exist && term->id >= 0 && term->id < bound) {
+            if (!exist[term->id])
+                exist[term->id] = sc_term_matches(term, e, pod) ? 1 : 2;
+            m = exist[term->id] == 1;
+        } else {
+            m = sc_term_matches(term, e, pod);
+        }
+        const char *v = m ? sc_node_label(n, term->topology_key) : NULL;
+        if (v)
+            sc_pairs_add(&cy->existing_anti, term->topology_key, v, sign);
+    }
+    if (!pref)
+        return;
+    /* scoring: the pod's preferences, and existing pods' preferences and required
+     * affinity (weight 1, upstream's hardPodAffinityWeight) toward it */
+    if (pod->naff_pref || pod->nanti_pref) {
+        add_terms(&cy->pref, pod->aff_pref, pod->naff_pref, pod, e, n, sign, true);
+        add_terms(&cy->pref, pod->anti_pref, pod->nanti_pref, pod, e, n, -sign, true);
+    }
+    if (e->naff_pref || e->nanti_pref || e->naff) {
+        add_terms(&cy->pref, e->aff_pref, e->naff_pref, e, pod, n, sign, true);
+        add_terms(&cy->pref, e->anti_pref, e->nanti_pref, e, pod, n, -sign, true);
+        add_terms(&cy->pref, e->aff, e->naff, e, pod, n, sign, false);
+    }
+}
+
 static void prepare_affinity(sc_cycle *cy, sc_cache *c)
 {
     sc_pod *pod = cy->pod;
@@ -220,54 +279,26 @@ static void prepare_affinity(sc_cycle *cy, sc_cache *c)
             sc_pod *e = n->pods[k];
             if (e == pod || e->terminating)
                 continue;
-            if (pod->naff) {
-                bool all = true;
-                for (int t = 0; t < pod->naff && all; t++)
-                    all = memo_match(&own_memo, t, &pod->aff[t], pod, e);
-                if (all)
-                    for (int t = 0; t < pod->naff; t++) {
-                        const char *v = sc_node_label(n, pod->aff[t].topology_key);
-                        if (v)
-                            sc_pairs_add(&cy->aff, pod->aff[t].topology_key, v, 1);
-                    }
-            }
-            for (int t = 0; t < pod->nanti; t++) {
-                if (!memo_match(&own_memo, pod->naff + t, &pod->anti[t], pod, e))
-                    continue;
-                const char *v = sc_node_label(n, pod->anti[t].topology_key);
-                if (v)
-                    sc_pairs_add(&cy->anti, pod->anti[t].topology_key, v, 1);
-            }
-            for (int t = 0; t < e->nanti; t++) {
-                const sc_term *term = &e->anti[t];
-                bool m;
-                if (term->id >= 0 && term->id < bound) {
-                    if (!exist[term->id])
-                        exist[term->id] = sc_term_matches(term, e, pod) ? 1 : 2;
-                    m = exist[term->id] == 1;
-                } else {
-                    m = sc_term_matches(term, e, pod);
-                }
-                const char *v = m ? sc_node_label(n, term->topology_key) : NULL;
-                if (v)
-                    sc_pairs_add(&cy->existing_anti, term->topology_key, v, 1);
-            }
-            /* scoring: the pod's preferences, and existing pods' preferences and required
-             * affinity (weight 1, upstream's hardPodAffinityWeight) toward it */
-            if (own_pref) {
-                add_terms(&cy->pref, pod->aff_pref, pod->naff_pref, pod, e, n, 1, true);
-                add_terms(&cy->pref, pod->anti_pref, pod->nanti_pref, pod, e, n, -1, true);
-            }
-            if (e->naff_pref || e->nanti_pref || e->naff) {
-                add_terms(&cy->pref, e->aff_pref, e->naff_pref, e, pod, n, 1, true);
-                add_terms(&cy->pref, e->anti_pref, e->nanti_pref, e, pod, n, -1, true);
-                add_terms(&cy->pref, e->aff, e->naff, e, pod, n, 1, false);
-            }
+            count_affinity(cy, n, e, 1, &own_memo, exist, bound, true);
         }
     }
     free(own_memo.v);
     free(exist);
     cy->has_pref = cy->pref.m != NULL;
+}
+
+static void spread_min(sc_cycle *cy, int s)
+{
+    sc_spread_state *st = &cy->spread[s];
+    const char *k;
+    void *v;
+    int64_t min = -1;
+    for (size_t it = 0; sc_map_next(st->counts, &it, &k, &v);)
+        if (min < 0 || (intptr_t)v < min)
+            min = (intptr_t)v;
+    if (min < 0 || (int64_t)sc_map_len(st->counts) < cy->pod->spread[s].min_domains)
+        min = 0;
+    st->min = min;
 }
 
 static void prepare_spread(sc_cycle *cy, sc_cache *c)
@@ -300,18 +331,42 @@ static void prepare_spread(sc_cycle *cy, sc_cache *c)
             sc_map_add(cy->spread[s].counts, sc_node_label(n, pod->spread[s].topology_key), cnt);
         }
     }
+    for (int s = 0; s < pod->nspread; s++)
+        spread_min(cy, s);
+}
+
+/* Whether n is a domain of the pod's spread constraints (its node affinity admits it and it has
+ * every topology key). */
+static bool spread_domain(const sc_pod *pod, const sc_node *n)
+{
+    if (!sc_node_matches_pod_selector(pod, n))
+        return false;
+    for (int s = 0; s < pod->nspread; s++)
+        if (!sc_node_label(n, pod->spread[s].topology_key))
+            return false;
+    return true;
+}
+
+static void count_spread(sc_cycle *cy, const sc_node *n, const sc_pod *e, int sign)
+{
+    const sc_pod *pod = cy->pod;
+    if (!pod->nspread || !cy->spread || e == pod || e->terminating || strcmp(e->ns, pod->ns) ||
+        !spread_domain(pod, n))
+        return;
     for (int s = 0; s < pod->nspread; s++) {
-        sc_spread_state *st = &cy->spread[s];
-        const char *k;
-        void *v;
-        int64_t min = -1;
-        for (size_t it = 0; sc_map_next(st->counts, &it, &k, &v);)
-            if (min < 0 || (intptr_t)v < min)
-                min = (intptr_t)v;
-        if (min < 0 || (int64_t)sc_map_len(st->counts) < pod->spread[s].min_domains)
-            min = 0;
-        st->min = min;
+        if (!ck_label_selector_matches(pod->spread[s].sel, e->labels))
+            continue;
+        sc_map_add(cy->spread[s].counts, sc_node_label(n, pod->spread[s].topology_key), sign);
+        spread_min(cy, s);
     }
+}
+
+void sc_cycle_update_pod(sc_cycle *cy, const sc_node *n, const sc_pod *e, int sign)
+{
+    if (e == cy->pod || e->terminating)
+        return;
+    count_affinity(cy, n, e, sign, NULL, NULL, 0, false);
+    count_spread(cy, n, e, sign);
 }
 
 void sc_cycle_prepare(sc_cycle *cy, sc_cache *c, sc_pod *pod)
@@ -320,6 +375,17 @@ void sc_cycle_prepare(sc_cycle *cy, sc_cache *c, sc_pod *pod)
     cy->pod = pod;
     prepare_affinity(cy, c);
     prepare_spread(cy, c);
+    size_t nn = sc_map_len(c->nominated);
+    if (nn) {
+        cy->nominated = xcalloc(nn, sizeof *cy->nominated);
+        const char *k;
+        void *v;
+        for (size_t it = 0; sc_map_next(c->nominated, &it, &k, &v);) {
+            sc_pod *q = v;
+            if (strcmp(q->key, pod->key) && q->priority >= pod->priority)
+                cy->nominated[cy->nnominated++] = q;
+        }
+    }
 }
 
 void sc_cycle_release(sc_cycle *cy)
@@ -332,6 +398,7 @@ void sc_cycle_release(sc_cycle *cy)
         for (int s = 0; s < cy->pod->nspread; s++)
             sc_map_free(cy->spread[s].counts);
     free(cy->spread);
+    free(cy->nominated);
     memset(cy, 0, sizeof *cy);
 }
 
@@ -492,4 +559,29 @@ void sc_filter(const sc_cycle *cy, const sc_node *n, sc_status *st)
         if (st->plugin)
             return;
     }
+}
+
+void sc_filter_nominated(sc_cycle *cy, sc_node *n, sc_status *st)
+{
+    int added = 0;
+    for (int i = 0; i < cy->nnominated; i++) {
+        sc_pod *q = cy->nominated[i];
+        if (strcmp(q->node, n->name))
+            continue;
+        sc_node_add_pod(n, q);
+        sc_cycle_update_pod(cy, n, q, 1);
+        added++;
+    }
+    sc_filter(cy, n, st);
+    if (!added)
+        return;
+    for (int i = 0; i < cy->nnominated; i++) {
+        sc_pod *q = cy->nominated[i];
+        if (strcmp(q->node, n->name))
+            continue;
+        sc_cycle_update_pod(cy, n, q, -1);
+        sc_node_remove_pod(n, q);
+    }
+    if (!st->plugin)
+        sc_filter(cy, n, st);
 }

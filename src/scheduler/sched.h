@@ -176,7 +176,19 @@ typedef struct sc_cache {
     sc_map *pods;                 /* key -> sc_pod, assigned or assumed */
     uint64_t generation;          /* bumped on every change */
     int pods_with_terms;          /* placed pods with (anti-)affinity terms: 0 skips that work */
+    sc_map *nominated;            /* key -> compiled copy (node = the nominated node) */
+    struct sc_pdb *pdbs;          /* PodDisruptionBudgets, for choosing preemption victims */
+    int npdbs;
 } sc_cache;
+
+/* A PodDisruptionBudget as preemption reads it. */
+typedef struct sc_pdb {
+    char *ns, *name;
+    ck_selector *sel;             /* NULL: an empty or missing selector (matches nothing here) */
+    int64_t allowed;              /* status.disruptionsAllowed */
+    char **disrupted;             /* status.disruptedPods names (already being evicted) */
+    int ndisrupted;
+} sc_pdb;
 
 void sc_cache_init(sc_cache *c);
 void sc_cache_destroy(sc_cache *c);
@@ -195,6 +207,18 @@ void sc_cache_assume(sc_cache *c, sc_pod *p, const char *node);
 /* Detach a pod from its node and re-attach (preemption simulation). */
 void sc_node_remove_pod(sc_node *n, sc_pod *p);
 void sc_node_add_pod(sc_node *n, sc_pod *p);
+/* Nominated pods (status.nominatedNodeName, or chosen by our preemption): what they request is
+ * held on that node against pods of lower or equal priority (upstream's nominator).  nominate
+ * compiles its own copy of p (p->obj is needed); a new nomination replaces the old one. */
+void sc_cache_nominate(sc_cache *c, const sc_pod *p, const char *node);
+void sc_cache_unnominate(sc_cache *c, const char *key);
+const char *sc_cache_nominated_node(sc_cache *c, const char *key);
+/* Drop nominations to node of pods with priority below prio (a preemptor took their place);
+ * returns how many. */
+int sc_cache_unnominate_lower(sc_cache *c, const char *node, int32_t prio);
+/* PodDisruptionBudgets: set (add or replace by namespace/name) from the object, or delete. */
+int sc_cache_pdb_set(sc_cache *c, const json_t *obj, ck_error **err);
+void sc_cache_pdb_del(sc_cache *c, const char *ns, const char *name);
 
 /* ---- queue.c ---- */
 /* Cluster events that can make an unschedulable pod schedulable, and the filters they help. */
@@ -279,12 +303,22 @@ typedef struct sc_cycle {
     sc_spread_state *spread;      /* per pod->spread */
     sc_pairs pref;                /* preferred (anti-)affinity weights, for scoring */
     bool has_pref;
+    sc_pod **nominated;           /* others' nominations of priority >= the pod's */
+    int nnominated;
 } sc_cycle;
 
 void sc_cycle_prepare(sc_cycle *cy, sc_cache *c, sc_pod *pod);
 void sc_cycle_release(sc_cycle *cy);
+/* Count pod e on node n into (sign 1) or out of (sign -1) the pre-computed affinity and spread
+ * state, as if it had been there at prepare time (upstream's PreFilter AddPod/RemovePod): the
+ * preemption simulation removes victims this way, nominated pods are added this way. */
+void sc_cycle_update_pod(sc_cycle *cy, const sc_node *n, const sc_pod *e, int sign);
 /* Runs the filters in upstream's order, stopping at the first failure. */
 void sc_filter(const sc_cycle *cy, const sc_node *n, sc_status *st);
+/* sc_filter with the node's nominated pods (cy->nominated) counted as if running there; when
+ * they were and the pod fits, once more without them (an affinity they alone satisfied does not
+ * count), as upstream's RunFilterPluginsWithNominatedPods. */
+void sc_filter_nominated(sc_cycle *cy, sc_node *n, sc_status *st);
 /* Individual filters (unit tests call them one by one). */
 void sc_filter_unschedulable(const sc_cycle *cy, const sc_node *n, sc_status *st);
 void sc_filter_node_name(const sc_cycle *cy, const sc_node *n, sc_status *st);
@@ -342,6 +376,7 @@ typedef struct sc_preemption {
     sc_node *node;                /* NULL: none */
     sc_pod **victims;
     int nvictims;
+    int pdb_violations;           /* victims whose eviction a PodDisruptionBudget forbids */
     char *message;                /* "preemption: 0/3 nodes are available: ..." */
 } sc_preemption;
 void sc_preempt(sc_cache *c, sc_pod *pod, const sc_result *r, sc_preemption *out);
@@ -358,7 +393,7 @@ typedef struct sc_sched {
     sc_algo algo;
     sc_queue *queue;
     sc_binder *binder;
-    ck_informer *pods_inf, *nodes_inf, *classes_inf;
+    ck_informer *pods_inf, *nodes_inf, *classes_inf, *pdbs_inf;
     /* counters (under lock) */
     uint64_t attempts, scheduled, unschedulable, bound, bind_failed, preemptions;
     int64_t cycle_ns;             /* time spent in scheduling cycles */

@@ -5,7 +5,9 @@
  * 50% - nodes/125, at least 5% and 100 nodes) and each cycle starts filtering where the previous
  * one stopped, so every node gets its turn; among equal best scores the winner is drawn at random
  * (reservoir sampling), so ties never always go to the first node.  A pod with
- * status.nominatedNodeName (after preemption) tries that node first.
+ * status.nominatedNodeName (after preemption) tries that node first.  Every filter run counts
+ * the node's nominated pods of higher or equal priority as if they were there
+ * (sc_filter_nominated), so the room a preemption made is kept for its preemptor.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,11 +68,13 @@ void sc_schedule(sc_algo *a, sc_cache *c, sc_pod *pod, sc_result *res)
     sc_cycle_prepare(&cy, c, pod);
     sc_status st;
 
-    const char *nominated = json_string_value(
-        json_object_get(json_object_get(pod->obj, "status"), "nominatedNodeName"));
+    const char *nominated = sc_cache_nominated_node(c, pod->key);
+    if (!nominated)
+        nominated = json_string_value(
+            json_object_get(json_object_get(pod->obj, "status"), "nominatedNodeName"));
     sc_node *nom = nominated && *nominated ? sc_cache_node(c, nominated) : NULL;
     if (nom && nom->idx >= 0) {
-        sc_filter(&cy, nom, &st);
+        sc_filter_nominated(&cy, nom, &st);
         if (!st.plugin) {
             res->node = nom;
             res->evaluated = res->feasible = 1;
@@ -84,7 +88,7 @@ void sc_schedule(sc_algo *a, sc_cache *c, sc_pod *pod, sc_result *res)
     int nf = 0, i, start = a->next_start % c->nlist;
     for (i = 0; i < c->nlist && nf < want; i++) {
         sc_node *n = c->list[(start + i) % c->nlist];
-        sc_filter(&cy, n, &st);
+        sc_filter_nominated(&cy, n, &st);
         if (st.plugin)
             note_failure(res, n, &st);
         else

@@ -2,7 +2,8 @@
  * that fits, bind it; say why when none fits.  Talks to the API server only through its public
  * API, so it could run against any Kubernetes API server.
  *
- * Threads: three informers (pods, nodes, priorityclasses) feed the cache and the queue; one
+ * Threads: four informers (pods, nodes, priorityclasses, poddisruptionbudgets) feed the cache
+ * and the queue; one
  * scheduling thread runs cycles back to back (the cache lock is held for a cycle); binding workers
  * make the API writes.  With --leader-elect (the default) the informers start at once (a warm
  * standby) but scheduling starts only once this replica holds the Lease; losing it ends the
@@ -135,6 +136,7 @@ static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
     if (p->node) {
         sc_queue_delete(s->queue, p->key);
         pthread_mutex_lock(&s->lock);
+        sc_cache_unnominate(&s->cache, p->key);       /* bound (by us or anyone) */
         sc_pod *old = sc_cache_pod(&s->cache, p->key);
         bool fresh = !old;
         /* an update of a placed pod matters to others only if its labels changed */
@@ -157,6 +159,9 @@ static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
     }
     if (strcmp(p->scheduler_name, s->name) || p->terminating || p->terminal) {
         sc_queue_delete(s->queue, p->key);
+        pthread_mutex_lock(&s->lock);
+        sc_cache_unnominate(&s->cache, p->key);
+        pthread_mutex_unlock(&s->lock);
         sc_pod_free(p);
         return;
     }
@@ -170,6 +175,15 @@ static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
     }
     (void)is_new;
     sc_pod_resolve_priority(p, sc_sched_priority, s);
+    /* a nomination made by a previous leader (or us) holds the room on that node; an update
+     * without one does not clear ours: our status write may simply not have landed yet */
+    const char *nom = json_string_value(json_object_get(json_object_get(p->obj, "status"),
+                                                        "nominatedNodeName"));
+    if (nom && *nom) {
+        pthread_mutex_lock(&s->lock);
+        sc_cache_nominate(&s->cache, p, nom);
+        pthread_mutex_unlock(&s->lock);
+    }
     sc_queue_add(s->queue, p);
 }
 
@@ -189,8 +203,10 @@ static void on_pod_delete(void *ctx, json_t *obj)
     char *key = ck_informer_key(obj);
     sc_queue_delete(s->queue, key);
     pthread_mutex_lock(&s->lock);
-    bool had = sc_cache_pod(&s->cache, key) != NULL;
+    bool had = sc_cache_pod(&s->cache, key) != NULL ||
+               sc_cache_nominated_node(&s->cache, key) != NULL;   /* its reservation goes too */
     sc_cache_pod_del(&s->cache, key);
+    sc_cache_unnominate(&s->cache, key);
     pthread_mutex_unlock(&s->lock);
     if (had)
         sc_queue_move(s->queue, SC_EV_POD_DELETE);
@@ -264,6 +280,38 @@ static void on_node_delete(void *ctx, json_t *obj)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* PodDisruptionBudgets only steer the choice of preemption victims: no queue moves. */
+static void on_pdb_set(void *ctx, json_t *obj)
+{
+    sc_sched *s = ctx;
+    ck_error *err = NULL;
+    pthread_mutex_lock(&s->lock);
+    int rc = sc_cache_pdb_set(&s->cache, obj, &err);
+    pthread_mutex_unlock(&s->lock);
+    if (rc < 0) {
+        log_warn("ignoring PodDisruptionBudget: %s", err->msg);
+        ck_error_free(err);
+    }
+}
+
+static void on_pdb_update(void *ctx, json_t *old_obj, json_t *obj)
+{
+    on_pdb_set(ctx, obj);
+}
+
+static void on_pdb_delete(void *ctx, json_t *obj)
+{
+    sc_sched *s = ctx;
+    const json_t *md = json_object_get(obj, "metadata");
+    const char *ns = json_string_value(json_object_get(md, "namespace"));
+    const char *name = json_string_value(json_object_get(md, "name"));
+    if (!ns || !name)
+        return;
+    pthread_mutex_lock(&s->lock);
+    sc_cache_pdb_del(&s->cache, ns, name);
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* ---- the scheduling loop ---- */
 
 static void schedule_one(sc_sched *s, sc_qitem *it)
@@ -282,6 +330,7 @@ static void schedule_one(sc_sched *s, sc_qitem *it)
         cleanup_free char *node = xstrdup(r.node->name);
         int attempts = it->attempts;
         sc_pod *p = sc_queue_done(s->queue, it);
+        sc_cache_unnominate(&s->cache, p->key);
         sc_cache_assume(&s->cache, p, node);
         s->scheduled++;
         sc_bind_async(s->binder, p, node, attempts);   /* copies what it needs */
@@ -297,8 +346,15 @@ static void schedule_one(sc_sched *s, sc_qitem *it)
     cleanup_free char *nominated = pr.node ? xstrdup(pr.node->name) : NULL;
     if (pr.node) {
         s->preemptions++;
+        /* the room is ours: lower-priority pods nominated there look again (upstream), and
+         * our own nomination holds what the victims free against other pods meanwhile */
+        sc_cache_unnominate_lower(&s->cache, nominated, pod->priority);
+        sc_cache_nominate(&s->cache, pod, nominated);
         for (int i = 0; i < pr.nvictims; i++)
             sc_delete_victim_async(s->binder, pr.victims[i], pod, nominated);
+        if (pr.pdb_violations)
+            log_info("preempting on %s violates %d PodDisruptionBudget(s): no other choice",
+                     nominated, pr.pdb_violations);
     }
     unsigned mask = r.reject_mask;
     pthread_mutex_unlock(&s->lock);
@@ -436,6 +492,12 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_set_cache_stubs(s.nodes_inf, true);
     ck_informer_start(s.nodes_inf);
     ck_informer_wait_synced(s.nodes_inf, 30000);
+    ck_informer_handlers bh = {on_pdb_set, on_pdb_update, on_pdb_delete};
+    s.pdbs_inf = ck_informer_new(client, ck_resource_find("policy", "v1", "poddisruptionbudgets"),
+                                 NULL, NULL, NULL, &bh, &s);
+    ck_informer_set_cache_stubs(s.pdbs_inf, true);
+    ck_informer_start(s.pdbs_inf);
+    ck_informer_wait_synced(s.pdbs_inf, 10000);
     ck_informer_handlers ph = {on_pod_add, on_pod_update, on_pod_delete};
     s.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &ph, &s);
     ck_informer_set_transform(s.pods_inf, trim_pod);
@@ -483,6 +545,7 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_free(s.pods_inf);
     ck_informer_free(s.nodes_inf);
     ck_informer_free(s.classes_inf);
+    ck_informer_free(s.pdbs_inf);
     sc_queue_free(s.queue);
     sc_cache_destroy(&s.cache);
     pthread_mutex_destroy(&s.lock);

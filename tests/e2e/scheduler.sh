@@ -3,7 +3,8 @@
 # the scheduler as a supervised component) with hollow nodes, driven by the real kubectl.
 # Requests respected, unschedulable -> FailedScheduling text in `kubectl describe pod`, a pod
 # scheduled once a node is added, taints, pod affinity and anti-affinity, topology spread,
-# preemption, schedulerName filtering, and leader failover between two extra replicas.
+# preemption (nominatedNodeName, a lingering victim, PodDisruptionBudgets), schedulerName
+# filtering, and leader failover between two extra replicas.
 # Loopback only; everything it starts is stopped by the trap.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -144,6 +145,50 @@ check "preemption: the low-priority pod was deleted" wait_for 20 bash -c \
     "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get pod low >/dev/null 2>&1"
 check "preemption: Preempted event" wait_for 10 bash -c \
     "'$KUBECTL' --kubeconfig '$data/kubeconfig' get events --field-selector reason=Preempted | grep -q 'Preempted by pod'"
+nominated() { [ "$(kc get pod "$1" -o jsonpath='{.status.nominatedNodeName}')" = "$2" ]; }
+check "preemption: status.nominatedNodeName set on the preemptor" wait_for 10 nominated vip extra-0
+kc delete pod --all --wait=true --timeout=30s >/dev/null 2>&1
+
+# a victim that lingers (a finalizer holds it): the preemptor waits, nominated; a lower-priority
+# pod that arrives meanwhile does not get the room when it frees up
+kc apply -f - >/dev/null <<'EOF2'
+apiVersion: v1
+kind: Pod
+metadata: {name: slow, finalizers: [e2e.ckube.io/hold]}
+spec:
+  nodeSelector: {kubernetes.io/hostname: extra-0}
+  containers: [{name: c, image: busybox, resources: {requests: {cpu: "2"}}}]
+EOF2
+wait_for 20 bound slow
+pod vip2 2 "nodeSelector: {kubernetes.io/hostname: extra-0}" "priorityClassName: e2e-high"
+check "lingering victim: preemptor pending and nominated to extra-0" wait_for 20 nominated vip2 extra-0
+check "lingering victim: kubectl get -o wide shows the nominated node" wait_for 10 bash -c \
+    "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pod vip2 -o wide --no-headers | grep -q 'Pending .*extra-0'"
+pod sneak 2 "nodeSelector: {kubernetes.io/hostname: extra-0}"
+sleep 1
+kc patch pod slow --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+check "lingering victim gone: the preemptor gets the node" wait_for 30 on_node vip2 extra-0
+check "... and the lower-priority pod that came meanwhile does not" test -z "$(node_of sneak)"
+kc delete pod --all --wait=true --timeout=30s >/dev/null 2>&1
+
+# PodDisruptionBudgets: of two equal victims on two nodes, the unprotected one goes
+LABELS="app: pa" pod pa 2 "nodeSelector: {kubernetes.io/hostname: small-0}"
+LABELS="app: pb" pod pb 2 "nodeSelector: {kubernetes.io/hostname: small-1}"
+wait_for 20 all_bound pa pb
+kc apply -f - >/dev/null <<'EOF2'
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pa}
+spec: {minAvailable: 1, selector: {matchLabels: {app: pa}}}
+EOF2
+sleep 1
+pod vip3 2 "priorityClassName: e2e-high" \
+    "affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [small-0, small-1]}]}]}}}"
+check "PDB: the preemptor lands where the unprotected pod ran" wait_for 30 on_node vip3 small-1
+check "PDB: the protected pod is still running" bound pa
+check "PDB: the unprotected pod was preempted" wait_for 20 bash -c \
+    "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get pod pb >/dev/null 2>&1"
+kc delete pdb pa >/dev/null 2>&1
 kc delete pod --all --wait=true --timeout=30s >/dev/null 2>&1
 
 # ---- schedulerName ----
@@ -153,6 +198,21 @@ check "a pod for another scheduler is left alone" test -z "$(node_of other)"
 check "... and gets no event from us" bash -c \
     "! '$KUBECTL' --kubeconfig '$data/kubeconfig' describe pod other | grep -q FailedScheduling"
 kc delete pod other --wait=false >/dev/null 2>&1
+
+# ---- the status write path the hollow kubelets use: merge PATCH of pods/status ----
+LABELS="app: st" pod st 10m "schedulerName: nobody"
+kc patch pod st --subresource=status --type=merge \
+    -p '{"metadata":{"labels":{"app":"changed"}},"spec":{"nodeName":"x"},"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}' >/dev/null
+check "status patch: phase and conditions written" test \
+    "$(kc get pod st -o jsonpath='{.status.phase}/{.status.conditions[0].type}')" = "Running/Ready"
+check "status patch: spec and labels untouched" test \
+    "$(kc get pod st -o jsonpath='{.spec.nodeName}/{.metadata.labels.app}')" = "/st"
+kc patch pod st --subresource=status --type=merge -p '{"status":{"conditions":null}}' >/dev/null
+check "status patch: null removes a status field" test -z "$(kc get pod st -o jsonpath='{.status.conditions}')"
+check "status patch: a stale resourceVersion is a conflict" bash -c \
+    "'$KUBECTL' --kubeconfig '$data/kubeconfig' patch pod st --subresource=status --type=merge -p '{\"metadata\":{\"resourceVersion\":\"1\"},\"status\":{\"phase\":\"Failed\"}}' 2>&1 | grep -q Conflict"
+check "status patch: ... and changed nothing" test "$(kc get pod st -o jsonpath='{.status.phase}')" = Running
+kc delete pod st --wait=false >/dev/null 2>&1
 
 # ---- leader failover: two replicas of a second scheduler on their own Lease ----
 for i in 1 2; do

@@ -487,6 +487,252 @@ static void test_preemption(void **state)
     sc_cache_destroy(&c);
 }
 
+/* Preemption with the cycle's pre-computed state: removing victims can satisfy inter-pod
+ * anti-affinity (both directions) and topology spread; the simulation leaves no trace. */
+static const struct preempt_case {
+    const char *name, *nodes, *pods, *incoming;
+    const char *want_node;       /* NULL: no candidate */
+    int want_victims;
+    const char *want_victim;     /* name of the most important victim, or NULL */
+} preempt_cases[] = {
+    {"own anti-affinity satisfied by evicting the matching pod",
+     "[" NODE("n1", "", "") "]",
+     "[" CPOD("x", "'app':'x'", "'cpu':'100m'", ON("n1") ",'priority':10") "," CPOD("y", "'app':'y'", "'cpu':'100m'", ON("n1") ",'priority':10") "]",
+     CPOD("vip", "", "'cpu':'100m'", ",'priority':1000,'affinity':{'podAntiAffinity':{'requiredDuringSchedulingIgnoredDuringExecution':"
+          "[{'labelSelector':{'matchLabels':{'app':'x'}},'topologyKey':'kubernetes.io/hostname'}]}}"),
+     "n1", 1, "x"},
+    {"an existing pod's anti-affinity toward the pod, evicted",
+     "[" NODE("n1", "", "") "]",
+     "[" CPOD("hater", "", "'cpu':'100m'", ON("n1") ",'priority':10,'affinity':{'podAntiAffinity':{'requiredDuringSchedulingIgnoredDuringExecution':"
+          "[{'labelSelector':{'matchLabels':{'app':'vip'}},'topologyKey':'kubernetes.io/hostname'}]}}") "]",
+     CPOD("vip", "'app':'vip'", "'cpu':'100m'", ",'priority':1000"),
+     "n1", 1, "hater"},
+    {"anti-affinity to a more important pod: no victims",
+     "[" NODE("n1", "", "") "]",
+     "[" CPOD("x", "'app':'x'", "'cpu':'100m'", ON("n1") ",'priority':5000") "]",
+     CPOD("vip", "", "'cpu':'100m'", ",'priority':1000,'affinity':{'podAntiAffinity':{'requiredDuringSchedulingIgnoredDuringExecution':"
+          "[{'labelSelector':{'matchLabels':{'app':'x'}},'topologyKey':'kubernetes.io/hostname'}]}}"),
+     NULL, 0, NULL},
+    {"spread skew fixed by evicting lower-priority members of the group",
+     "[" NODE("n1", "", "") "," NODE("n2", "", "") "]",
+     "[" CPOD("s1", "'app':'s'", "'cpu':'100m'", ON("n1") ",'priority':10") "," CPOD("s2", "'app':'s'", "'cpu':'100m'", ON("n1") ",'priority':10")
+     "," CPOD("big", "", "'cpu':'4'", ON("n2") ",'priority':5000") "]",
+     CPOD("s3", "'app':'s'", "'cpu':'1'", ",'priority':1000,'topologySpreadConstraints':[{'maxSkew':1,'topologyKey':'kubernetes.io/hostname',"
+          "'whenUnsatisfiable':'DoNotSchedule','labelSelector':{'matchLabels':{'app':'s'}}}]"),
+     "n1", 2, "s1"},
+    {"resources alone: the least important pods go, the others are reprieved",
+     "[" NODE("n1", "", "") "]",
+     "[" CPOD("a", "", "'cpu':'2'", ON("n1") ",'priority':10") "," CPOD("b", "", "'cpu':'2'", ON("n1") ",'priority':20") "]",
+     CPOD("vip", "", "'cpu':'2'", ",'priority':1000"),
+     "n1", 1, "a"},
+};
+
+static void test_preemption_cycle_state(void **state)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(preempt_cases); i++) {
+        const struct preempt_case *tc = &preempt_cases[i];
+        sc_cache c;
+        build(&c, tc->nodes, tc->pods);
+        int64_t used = sc_cache_node(&c, "n1")->used.cpu;
+        int npods = sc_cache_node(&c, "n1")->npods;
+        sc_algo a = {0};
+        sc_pod *p = pod(tc->incoming);
+        sc_result r;
+        sc_schedule(&a, &c, p, &r);
+        if (r.node)
+            fail_msg("%s: fits without preemption on %s", tc->name, r.node->name);
+        sc_preemption pr;
+        sc_preempt(&c, p, &r, &pr);
+        if (!tc->want_node) {
+            if (pr.node)
+                fail_msg("%s: unexpected candidate %s", tc->name, pr.node->name);
+        } else {
+            if (!pr.node || strcmp(pr.node->name, tc->want_node))
+                fail_msg("%s: node %s, want %s", tc->name, pr.node ? pr.node->name : "(none)",
+                         tc->want_node);
+            if (pr.nvictims != tc->want_victims)
+                fail_msg("%s: %d victims, want %d", tc->name, pr.nvictims, tc->want_victims);
+            if (tc->want_victim && strcmp(pr.victims[0]->name, tc->want_victim))
+                fail_msg("%s: victim %s, want %s", tc->name, pr.victims[0]->name, tc->want_victim);
+        }
+        /* the simulation is undone: node, and a fresh cycle over it, as before */
+        assert_int_equal(sc_cache_node(&c, "n1")->used.cpu, used);
+        assert_int_equal(sc_cache_node(&c, "n1")->npods, npods);
+        sc_result r2;
+        sc_schedule(&a, &c, p, &r2);
+        assert_null(r2.node);
+        assert_int_equal(r2.nresolvable, r.nresolvable);
+        sc_result_release(&r2);
+        sc_preemption_release(&pr);
+        sc_result_release(&r);
+        sc_pod_free(p);
+        sc_cache_destroy(&c);
+    }
+}
+
+/* PodDisruptionBudgets: candidates with fewer violations win, and on a node the protected pods
+ * are the first to be reprieved.  n1's pod (priority 10) is the natural victim, n2's (20) next. */
+#define PDB(name, sel, allowed, disrupted) \
+    "{'metadata':{'name':'" name "','namespace':'default'},'spec':{'selector':" sel "}," \
+    "'status':{'disruptionsAllowed':" allowed ",'disruptedPods':{" disrupted "}}}"
+static const struct pdb_case {
+    const char *name, *pdbs;
+    const char *want_node;
+    int want_violations;
+} pdb_cases[] = {
+    {"no PDB: the least important victim", "[]", "n1", 0},
+    {"n1's pod protected: n2", "[" PDB("p", "{'matchLabels':{'app':'a'}}", "0", "") "]", "n2", 0},
+    {"a budget left: no violation", "[" PDB("p", "{'matchLabels':{'app':'a'}}", "1", "") "]", "n1", 0},
+    {"both protected: priority decides, one violation",
+     "[" PDB("p", "{'matchLabels':{'app':'a'}}", "0", "") "," PDB("q", "{'matchLabels':{'app':'b'}}", "0", "") "]", "n1", 1},
+    {"an empty selector protects nothing", "[" PDB("p", "{}", "0", "") "]", "n1", 0},
+    {"a pod already being disrupted is not counted again",
+     "[" PDB("p", "{'matchLabels':{'app':'a'}}", "0", "'a1':'2026-01-01T00:00:00Z'") "]", "n1", 0},
+    {"another namespace's budget does not apply",
+     "[{'metadata':{'name':'p','namespace':'other'},'spec':{'selector':{'matchLabels':{'app':'a'}}},'status':{'disruptionsAllowed':0}}]",
+     "n1", 0},
+};
+
+static void test_preemption_pdb(void **state)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(pdb_cases); i++) {
+        const struct pdb_case *tc = &pdb_cases[i];
+        sc_cache c;
+        build(&c, "[" NODE("n1", "", "") "," NODE("n2", "", "") "]",
+              "[" CPOD("a1", "'app':'a'", "'cpu':'3'", ON("n1") ",'priority':10") ","
+                  CPOD("b1", "'app':'b'", "'cpu':'3'", ON("n2") ",'priority':20") "]");
+        json_t *pdbs = js(tc->pdbs);
+        size_t k;
+        json_t *b;
+        json_array_foreach(pdbs, k, b)
+            assert_int_equal(sc_cache_pdb_set(&c, b, NULL), 0);
+        json_decref(pdbs);
+        sc_algo a = {0};
+        sc_pod *p = pod(CPOD("vip", "", "'cpu':'2'", ",'priority':1000"));
+        sc_result r;
+        sc_schedule(&a, &c, p, &r);
+        sc_preemption pr;
+        sc_preempt(&c, p, &r, &pr);
+        if (!pr.node || strcmp(pr.node->name, tc->want_node))
+            fail_msg("%s: node %s, want %s", tc->name, pr.node ? pr.node->name : "(none)", tc->want_node);
+        if (pr.pdb_violations != tc->want_violations)
+            fail_msg("%s: %d violations, want %d", tc->name, pr.pdb_violations, tc->want_violations);
+        sc_preemption_release(&pr);
+        sc_result_release(&r);
+        sc_pod_free(p);
+        sc_cache_destroy(&c);
+    }
+
+    /* on one node: of two equal pods, the one a PDB protects is reprieved */
+    static const struct { const char *protect, *want_victim; } within[] = {
+        {"x", "y"}, {"y", "x"}, {NULL, "y"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(within); i++) {
+        sc_cache c;
+        build(&c, "[" NODE("n1", "", "") "]",
+              "[" CPOD("x", "'app':'x'", "'cpu':'2'", ON("n1") ",'priority':10") ","
+                  CPOD("y", "'app':'y'", "'cpu':'2'", ON("n1") ",'priority':10") "]");
+        if (within[i].protect) {
+            char text[256];
+            snprintf(text, sizeof text, PDB("p", "{'matchLabels':{'app':'%s'}}", "0", ""), within[i].protect);
+            json_t *b = js(text);
+            assert_int_equal(sc_cache_pdb_set(&c, b, NULL), 0);
+            json_decref(b);
+        }
+        sc_algo a = {0};
+        sc_pod *p = pod(CPOD("vip", "", "'cpu':'2'", ",'priority':1000"));
+        sc_result r;
+        sc_schedule(&a, &c, p, &r);
+        sc_preemption pr;
+        sc_preempt(&c, p, &r, &pr);
+        assert_non_null(pr.node);
+        assert_int_equal(pr.nvictims, 1);
+        assert_string_equal(pr.victims[0]->name, within[i].want_victim);
+        assert_int_equal(pr.pdb_violations, 0);
+        sc_preemption_release(&pr);
+        sc_result_release(&r);
+        sc_pod_free(p);
+        sc_cache_destroy(&c);
+    }
+    /* replacing and deleting budgets */
+    sc_cache c;
+    build(&c, "[]", "[]");
+    json_t *b = js(PDB("p", "{'matchLabels':{'app':'a'}}", "0", ""));
+    assert_int_equal(sc_cache_pdb_set(&c, b, NULL), 0);
+    assert_int_equal(sc_cache_pdb_set(&c, b, NULL), 0);
+    assert_int_equal(c.npdbs, 1);
+    sc_cache_pdb_del(&c, "default", "p");
+    assert_int_equal(c.npdbs, 0);
+    json_decref(b);
+    sc_cache_destroy(&c);
+}
+
+/* A nominated pod holds the room on its node against pods of lower (not higher) priority. */
+static const struct nominate_case {
+    const char *name, *incoming;
+    bool nominate;
+    const char *want;            /* node, or NULL: unschedulable */
+} nominate_cases[] = {
+    {"lower priority cannot take the reserved room", CPOD("low", "", "'cpu':'2'", ",'priority':0"), true, NULL},
+    {"equal priority cannot either", CPOD("eq", "", "'cpu':'2'", ",'priority':500"), true, NULL},
+    {"higher priority ignores the reservation", CPOD("hi", "", "'cpu':'2'", ",'priority':2000"), true, "n1"},
+    {"small enough to fit beside it", CPOD("tiny", "", "'cpu':'500m'", ",'priority':0"), true, "n1"},
+    {"the preemptor itself gets its node", CPOD("pre", "", "'cpu':'3'", ",'priority':500"), true, "n1"},
+    {"without the nomination the room is free", CPOD("low", "", "'cpu':'2'", ",'priority':0"), false, "n1"},
+};
+
+static void test_nominated_reservation(void **state)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(nominate_cases); i++) {
+        const struct nominate_case *tc = &nominate_cases[i];
+        sc_cache c;
+        build(&c, "[" NODE("n1", "", "") "]", "[" CPOD("run", "", "'cpu':'500m'", ON("n1")) "]");
+        sc_pod *pre = pod(CPOD("pre", "", "'cpu':'3'", ",'priority':500"));
+        if (tc->nominate) {
+            sc_cache_nominate(&c, pre, "n1");
+            assert_string_equal(sc_cache_nominated_node(&c, "default/pre"), "n1");
+        }
+        sc_algo a = {0};
+        sc_pod *p = pod(tc->incoming);
+        sc_result r;
+        sc_schedule(&a, &c, p, &r);
+        if (!tc->want ? r.node != NULL : (!r.node || strcmp(r.node->name, tc->want)))
+            fail_msg("%s: got %s", tc->name, r.node ? r.node->name : "(none)");
+        if (!tc->want) {
+            cleanup_free char *m = sc_fit_message(&r);
+            assert_string_equal(m, "0/1 nodes are available: 1 Insufficient cpu.");
+        }
+        assert_int_equal(sc_cache_node(&c, "n1")->npods, 1);        /* nothing left behind */
+        assert_int_equal(sc_cache_node(&c, "n1")->used.cpu, 500);
+        sc_result_release(&r);
+        sc_pod_free(p);
+        sc_pod_free(pre);
+        sc_cache_destroy(&c);
+    }
+
+    /* a preemptor of higher priority takes over the node: lower nominations there are dropped */
+    sc_cache c;
+    build(&c, "[" NODE("n1", "", "") "," NODE("n2", "", "") "]", "[]");
+    sc_pod *lo = pod(CPOD("lo", "", "'cpu':'1'", ",'priority':10"));
+    sc_pod *mid = pod(CPOD("mid", "", "'cpu':'1'", ",'priority':50"));
+    sc_pod *other = pod(CPOD("other", "", "'cpu':'1'", ",'priority':1"));
+    sc_cache_nominate(&c, lo, "n1");
+    sc_cache_nominate(&c, mid, "n1");
+    sc_cache_nominate(&c, other, "n2");
+    assert_int_equal(sc_cache_unnominate_lower(&c, "n1", 20), 1);
+    assert_null(sc_cache_nominated_node(&c, "default/lo"));
+    assert_string_equal(sc_cache_nominated_node(&c, "default/mid"), "n1");
+    assert_string_equal(sc_cache_nominated_node(&c, "default/other"), "n2");
+    sc_cache_nominate(&c, mid, "n2");                 /* re-nominated elsewhere */
+    assert_string_equal(sc_cache_nominated_node(&c, "default/mid"), "n2");
+    sc_cache_unnominate(&c, "default/mid");
+    assert_null(sc_cache_nominated_node(&c, "default/mid"));
+    sc_pod_free(lo);
+    sc_pod_free(mid);
+    sc_pod_free(other);
+    sc_cache_destroy(&c);
+}
+
 static sc_pod *qpod(const char *name, int prio)
 {
     char text[256];
@@ -574,7 +820,8 @@ int main(void)
         cmocka_unit_test(test_assume_and_message), cmocka_unit_test(test_requests),
         cmocka_unit_test(test_num_to_find),      cmocka_unit_test(test_sampling_rotates),
         cmocka_unit_test(test_preemption),       cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_map),
+        cmocka_unit_test(test_map),              cmocka_unit_test(test_preemption_cycle_state),
+        cmocka_unit_test(test_preemption_pdb),   cmocka_unit_test(test_nominated_reservation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

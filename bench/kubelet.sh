@@ -29,7 +29,7 @@ cleanup() {
     done
     grep " $data/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
     ip link del ckube0 2>/dev/null
-    for c in /sys/fs/cgroup/*/ckube/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
+    for c in /sys/fs/cgroup/*/ckube/pod* /sys/fs/cgroup/*/ckube/kubepods/pod* /sys/fs/cgroup/*/ckube/kubepods/*/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
     rm -rf "$T"
 }
 trap cleanup EXIT

@@ -55,7 +55,12 @@ int ck_images__set_ref(const char *root, const char *ref, const char *manifest, 
 int ck_images__lock(const char *root);   /* fd to close to unlock */
 
 /* ---- registry.c: pulls over the registry v2 API into the store ---- */
+/* auths: a docker config object {"auths": {"host[:port]": {"username","password"|"auth"}}}
+ * (the pod's imagePullSecrets merged), or NULL for anonymous pulls. */
 int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err);
+/* The credentials auths holds for a registry host (keys matched as upstream's keyring: scheme
+ * and path ignored, "*.domain" wildcards, docker.io aliases); 0 and both set, or -1. */
+int ck_registry_creds(const json_t *auths, const char *host, char **user, char **pass);
 /* Comma-separated registry hosts pulls may contact besides loopback ("*" = any). */
 void ck_registry_set_allowed(const char *list);
 
@@ -96,6 +101,24 @@ int ck_write_file_nosync(const char *path, const void *data, size_t len, int mod
 /* The `ckube kubelet-shim` entry point. */
 int ck_shim_main(int argc, char **argv);
 
+/* ---- cgroups.c: QoS classes and pod cgroups ---- */
+/* "Guaranteed", "Burstable" or "BestEffort" for a PodSpec, as upstream computes it. */
+const char *ck_pod_qos(const json_t *spec);
+typedef struct ck_pod_res {
+    const char *qos;
+    int64_t cpu_shares;        /* >= 2 */
+    int64_t cpu_quota;         /* per 100 ms period; 0 = none */
+    int64_t memory_limit;      /* bytes; 0 = none */
+} ck_pod_res;
+/* The pod-level cgroup settings (upstream's ResourceConfigForPod). */
+void ck_pod_resources(const json_t *spec, ck_pod_res *out);
+/* "/ckube/kubepods[/burstable|/besteffort]/pod<uid>"; caller frees. */
+char *ck_pod_cgroup(const char *uid, const char *qos);
+/* Makes the pod cgroup with its limits (v1 or v2); *path gets ck_pod_cgroup(). */
+int ck_cgroup_create_pod(const json_t *spec, const char *uid, char **path, ck_error **err);
+/* Removes the pod cgroup wherever it is (every hierarchy, every QoS parent). */
+void ck_cgroup_remove_pod(const char *uid);
+
 /* ---- oci.c: OCI runtime config from a PodSpec container ---- */
 typedef struct ck_oci_input {
     const json_t *pod;
@@ -103,7 +126,7 @@ typedef struct ck_oci_input {
     const ck_image *image;
     const char *rootfs;        /* mounted overlay */
     const char *netns;
-    const char *cgroup_path;   /* "/ckube/pod<uid>/<id>" */
+    const char *cgroup_path;   /* "/ckube/kubepods/burstable/pod<uid>/<id>" */
     const char *pod_dir;       /* etc-hosts, resolv.conf, hostname files live here */
     json_t *env;               /* resolved env: array of "K=V" strings (borrowed) */
     json_t *mounts;            /* extra mounts from volumes (borrowed array of OCI mounts) */

@@ -71,6 +71,7 @@ static void rec_free(pod_rec *r)
     free(r->dir);
     free(r->netns);
     free(r->ip);
+    free(r->cgroup);
     free(r->last_status);
     free(r->start_time);
     free(r);

@@ -49,6 +49,7 @@ typedef struct ctr_state {
 typedef struct pod_rec {
     char *key, *ns, *name, *uid, *dir;
     char *netns, *ip;
+    char *cgroup;           /* the pod cgroup ("/ckube/kubepods/burstable/pod<uid>") once made */
     char *start_time;
     char *last_status;
     int64_t created_ns;
@@ -75,7 +76,6 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod);
 bool ck_pod_terminate(ck_kubelet *k, pod_rec *r, json_t *pod);
 json_t *ck_pod_status(ck_kubelet *k, pod_rec *r, json_t *pod);
 void ck_ctr_remove(ck_kubelet *k, pod_rec *r, ctr_state *c);
-void ck_cgroup_remove_pod(const char *uid);
 
 /* volumes.c */
 int ck_volumes_setup(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err);
@@ -85,6 +85,11 @@ json_t *ck_volume_mounts(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *contain
 /* Env as "K=V" strings: image env, then env/envFrom resolved (NEW array). */
 json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container,
                        const ck_image *img, ck_error **err);
+
+/* The pod's imagePullSecrets merged into one docker config {"auths": {...}} (NEW; empty when
+ * none): kubernetes.io/dockerconfigjson and kubernetes.io/dockercfg secrets; a missing secret
+ * is skipped (upstream pulls anonymously then). */
+json_t *ck_pull_auths(ck_kubelet *k, pod_rec *r, json_t *pod);
 
 /* probes.c */
 /* Runs a handler (exec/httpGet/tcpSocket) against a container; 0 = success. */

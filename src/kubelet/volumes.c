@@ -315,6 +315,37 @@ json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container
     return out;
 }
 
+json_t *ck_pull_auths(ck_kubelet *k, pod_rec *r, json_t *pod)
+{
+    json_t *auths = json_object();
+    size_t i;
+    json_t *ref;
+    json_array_foreach(json_object_get(json_object_get(pod, "spec"), "imagePullSecrets"), i, ref) {
+        const char *name = json_string_value(json_object_get(ref, "name"));
+        ck_error *e = NULL;
+        json_t *sec = name ? get_obj(k, "secrets", r->ns, name, &e) : NULL;
+        ck_error_free(e);
+        if (!sec)
+            continue;
+        const char *type = json_string_value(json_object_get(sec, "type")) ?: "";
+        bool cfgjson = !strcmp(type, "kubernetes.io/dockerconfigjson");
+        size_t len = 0;
+        cleanup_free char *raw = !cfgjson && strcmp(type, "kubernetes.io/dockercfg") ? NULL
+                                 : secret_value(sec, cfgjson ? ".dockerconfigjson" : ".dockercfg", &len);
+        json_t *doc = raw ? json_loadb(raw, len, 0, NULL) : NULL;
+        /* .dockercfg is the bare auths map; .dockerconfigjson wraps it in "auths" */
+        json_t *map = cfgjson ? json_object_get(doc, "auths") : doc;
+        const char *key;
+        json_t *v;
+        json_object_foreach(map, key, v)
+            if (!json_object_get(auths, key))   /* the first secret naming a registry wins */
+                json_object_set(auths, key, v);
+        json_decref(doc);
+        json_decref(sec);
+    }
+    return json_pack("{s:o}", "auths", auths);
+}
+
 /* ---------------- volumes ---------------- */
 
 static int write_item(const char *dir, const char *path, const char *data, size_t len, int mode,

@@ -43,8 +43,10 @@ wait_for() {
 }
 
 rpid=
+apid=
 cleanup() {
     [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
+    [ -n "$apid" ] && kill "$apid" 2>/dev/null && wait "$apid" 2>/dev/null
     if [ -n "$spid" ]; then
         kc delete pods --all --grace-period=1 --wait=true --timeout=30s >/dev/null 2>&1
         kill -TERM "$spid" 2>/dev/null
@@ -63,7 +65,10 @@ cleanup() {
     pkill -9 -f -- "kubelet-shim --id .* --bundle $data/" 2>/dev/null
     grep " $data/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
     ip link del ckube0 2>/dev/null
-    for c in /sys/fs/cgroup/*/ckube/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
+    for c in /sys/fs/cgroup/*/ckube/pod* /sys/fs/cgroup/*/ckube/kubepods/pod* /sys/fs/cgroup/*/ckube/kubepods/*/pod*; do
+        [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
+    rmdir /sys/fs/cgroup/*/ckube/kubepods/burstable /sys/fs/cgroup/*/ckube/kubepods/besteffort /sys/fs/cgroup/*/ckube/kubepods 2>/dev/null
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -128,6 +133,47 @@ for ip in $ips; do
     [ "$(curl -s --max-time 3 "http://$ip:8080/index.html")" = "hello from the image" ] && n=$((n + 1))
 done
 check "each pod answers on its pod IP ($ips)" [ "$n" = 3 ]
+# ---- QoS classes and pod cgroups ----
+apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: guaranteed}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: a, image: $IMAGE, command: ["sleep", "3600"], resources: {limits: {cpu: 200m, memory: 64Mi}}}
+  - {name: b, image: $IMAGE, command: ["sleep", "3600"], resources: {limits: {cpu: 100m, memory: 32Mi}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: burstable}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: a, image: $IMAGE, command: ["sleep", "3600"], resources: {requests: {cpu: 100m}, limits: {memory: 48Mi}}}
+EOF
+check "Guaranteed and Burstable pods run" wait_for 60 bash -c "[ \"\$($KUBECTL --kubeconfig $data/kubeconfig get pod guaranteed burstable -o jsonpath='{.items[*].status.phase}')\" = 'Running Running' ]"
+qos() { kc get pod "$1" -o jsonpath='{.status.qosClass}'; }
+check "status.qosClass: Guaranteed, Burstable, BestEffort" [ "$(qos guaranteed) $(qos burstable) $(qos web-1)" = "Guaranteed Burstable BestEffort" ]
+uid_of() { kc get pod "$1" -o jsonpath='{.metadata.uid}'; }
+gcg=ckube/kubepods/pod$(uid_of guaranteed)
+bcg=ckube/kubepods/burstable/pod$(uid_of burstable)
+ecg=ckube/kubepods/besteffort/pod$(uid_of web-1)
+check "Guaranteed pod cgroup directly under kubepods, memory limit = sum (96Mi)" \
+    [ "$(cat /sys/fs/cgroup/memory/$gcg/memory.limit_in_bytes 2>/dev/null)" = $((96 << 20)) ]
+check "Guaranteed pod cgroup CFS quota = sum of limits (300m -> 30000/100000)" \
+    [ "$(cat /sys/fs/cgroup/cpu/$gcg/cpu.cfs_quota_us 2>/dev/null)" = 30000 ]
+check "Guaranteed pod cgroup shares = sum of requests (307)" [ "$(cat /sys/fs/cgroup/cpu/$gcg/cpu.shares 2>/dev/null)" = 307 ]
+check "the containers' cgroups are inside the pod cgroup" bash -c "[ \$(ls -d /sys/fs/cgroup/memory/$gcg/*/ | wc -l) = 2 ]"
+gpid=$(cat "$data"/kubelet/pods/$(uid_of guaranteed)/c/a-0/init.pid 2>/dev/null)
+check "the container's process is in kubepods/pod<uid>" grep -q ":memory:/$gcg/" /proc/${gpid:-0}/cgroup
+check "Burstable pod cgroup under kubepods/burstable: shares 102, no quota, memory 48Mi" \
+    [ "$(cat /sys/fs/cgroup/cpu/$bcg/cpu.shares 2>/dev/null) $(cat /sys/fs/cgroup/cpu/$bcg/cpu.cfs_quota_us 2>/dev/null) $(cat /sys/fs/cgroup/memory/$bcg/memory.limit_in_bytes 2>/dev/null)" = "102 -1 $((48 << 20))" ]
+check "BestEffort pod cgroup under kubepods/besteffort (shares 2)" \
+    [ "$(cat /sys/fs/cgroup/cpu/$ecg/cpu.shares 2>/dev/null) $(cat /sys/fs/cgroup/cpu/ckube/kubepods/besteffort/cpu.shares 2>/dev/null)" = "2 2" ]
+
 # kubectl logs is known to hang in some runs (the kubelet never answers /containerLogs;
 # see README "What works").  Probe it with a deadline; if it hangs, every check that reads
 # logs is reported as skipped with that reason, never as passed.
@@ -328,6 +374,40 @@ EOF
     pm() { case $(waiting_reason pullmissing) in ErrImagePull|ImagePullBackOff) return 0 ;; esac; return 1; }
     check "a tag missing from the registry: ErrImagePull/ImagePullBackOff" wait_for 30 pm
     check "the pull error names the image" bash -c "$KUBECTL --kubeconfig $data/kubeconfig get pod pullmissing -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'nothere'"
+    # a second registry with htpasswd (bcrypt) auth: imagePullSecrets carry the credentials
+    aport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    python3 -c 'import crypt; print("puller:" + crypt.crypt("s3cret-pw", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))' \
+        >"$tmp/htpasswd" 2>/dev/null
+    printf 'version: 0.1\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: "127.0.0.1:%s"}\nlog: {level: error}\nauth: {htpasswd: {realm: ckube-test, path: %s}}\n' \
+        "$tmp/registry-auth" "$aport" "$tmp/htpasswd" >"$tmp/registry-auth.yml"
+    docker-registry serve "$tmp/registry-auth.yml" >"$tmp/registry-auth.log" 2>&1 &
+    apid=$!
+    wait_for 20 bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$aport/v2/)\" = 401 ]"
+    check "push to the registry with auth (skopeo --dest-creds)" skopeo copy -q --dest-tls-verify=false \
+        --dest-creds puller:s3cret-pw "oci:$img:t" "docker://127.0.0.1:$aport/private/busybox:1"
+    kc create secret docker-registry regcred --docker-server="127.0.0.1:$aport" --docker-username=puller \
+        --docker-password=s3cret-pw >/dev/null
+    kc create secret docker-registry wrongcred --docker-server="127.0.0.1:$aport" --docker-username=puller \
+        --docker-password=wrong >/dev/null
+    for p in nosecret wrongsecret withsecret; do
+        case $p in nosecret) ps="[]" ;; wrongsecret) ps="[{name: wrongcred}]" ;; *) ps="[{name: regcred}]" ;; esac
+        apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $p}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: $ps
+  containers: [{name: c, image: 127.0.0.1:$aport/private/busybox:1, command: ["sleep", "3600"]}]
+EOF
+    done
+    denied() { case $(waiting_reason "$1") in ErrImagePull|ImagePullBackOff) return 0 ;; esac; return 1; }
+    check "a private image without imagePullSecrets: ErrImagePull" wait_for 30 denied nosecret
+    check "the message says authentication is required" bash -c "$KUBECTL --kubeconfig $data/kubeconfig get pod nosecret -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'authentication required'"
+    check "a private image with a wrong password: ErrImagePull" wait_for 30 denied wrongsecret
+    check "a private image with a dockerconfigjson imagePullSecret runs" wait_for 60 running withsecret
+    kill "$apid" 2>/dev/null; wait "$apid" 2>/dev/null
 else
     skip "registry pulls (docker-registry or skopeo missing)"
 fi
@@ -367,8 +447,7 @@ check "no pod directories left" bash -c "[ -z \"\$(ls $data/kubelet/pods 2>/dev/
 check "no mounts left" bash -c "! grep -q ' $data/' /proc/self/mounts"
 check "no IP allocations left" bash -c "[ -z \"\$(ls $data/kubelet/cni/networks/ckube 2>/dev/null | grep -v -e lock -e last_reserved)\" ]"
 check "no veth left on the bridge" bash -c "[ -z \"\$(ip -o link show master ckube0 2>/dev/null)\" ]"
-check "no pod cgroups left" bash -c "! ls -d /sys/fs/cgroup/memory/ckube/pod* 2>/dev/null | grep . >&2"
-for c in /sys/fs/cgroup/memory/ckube/pod*; do [ -d "$c" ] && { echo "leftover $c: $(find $c -type d)"; cat $c/cgroup.procs; }; done
+check "no pod cgroups left" bash -c "! find /sys/fs/cgroup/memory/ckube /sys/fs/cgroup/cpu/ckube -maxdepth 3 -type d -name 'pod*' 2>/dev/null | grep . >&2"
 check "no runtime containers left" bash -c "[ -z \"\$(runc --root $data/kubelet/runtime list -q 2>/dev/null)\" ]"
 
 check "no sanitizer report in the component logs" bash -c "! grep -aq -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$log'"

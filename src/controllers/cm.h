@@ -120,6 +120,12 @@ int cm_job_init(cm *m);
 int cm_daemonset_init(cm *m);
 int cm_cronjob_init(cm *m);
 int cm_statefulset_init(cm *m);
+int cm_pvbinder_init(cm *m);
+/* pvbinder.c: whether an Available volume fits a claim (class, volumeMode, access modes,
+ * capacity, selector matchLabels, claimRef), and the volume a claim binds to (borrowed from
+ * pvs, NULL if none fits). */
+bool cm_pv_fits(const json_t *pv, const json_t *claim);
+json_t *cm_pv_pick(const json_t *pvs, const json_t *claim);
 /* The first time after t (seconds, UTC) a cron schedule fires; 0 if it does not parse. */
 int64_t cm_cron_next(const char *spec, int64_t t);
 

@@ -411,7 +411,10 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
     if (!r->netns) {
         ck_error *err = NULL;
         char *netns = NULL, *ip = NULL;
-        if (ck_sandbox_create(&k->sb, r->uid, &netns, &ip, &err) < 0) {
+        json_t *maps = ck_sandbox_port_mappings(spec);
+        int src = ck_sandbox_create(&k->sb, r->uid, maps, &netns, &ip, &err);
+        json_decref(maps);
+        if (src < 0) {
             log_warn("pod %s: sandbox: %s", r->key, err->msg);
             free(r->volume_error);
             r->volume_error = xasprintf("failed to create pod sandbox: %s", err->msg);
@@ -426,6 +429,11 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
     if (!r->volumes_ready) {
         ck_error *err = NULL;
         if (ck_volumes_setup(k, r, pod, &err) < 0) {
+            /* one event per distinct reason, not one per retry */
+            if (!r->volume_error || strcmp(r->volume_error, err->msg)) {
+                cleanup_free char *m = xasprintf("Unable to attach or mount volumes: %s", err->msg);
+                ck_pod_event(k, r, "Warning", "FailedMount", m);
+            }
             free(r->volume_error);
             r->volume_error = xstrdup(err->msg);
             ck_error_free(err);

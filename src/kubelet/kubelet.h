@@ -71,9 +71,12 @@ typedef struct ck_sandbox_cfg {
     const char *bridge;        /* ckube0 */
     const char *pod_cidr;      /* 10.244.0.0/24 */
 } ck_sandbox_cfg;
-/* Creates ROOT/netns/<id> and runs CNI ADD (loopback, bridge+host-local); *ip gets the pod IP. */
-int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, char **netns, char **ip,
-                      ck_error **err);
+/* Creates ROOT/netns/<id> and runs CNI ADD (loopback, bridge+host-local, then portmap when
+ * port_mappings, a CNI portMappings array, is not empty); *ip gets the pod IP. */
+int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, const json_t *port_mappings,
+                      char **netns, char **ip, ck_error **err);
+/* The pod's hostPort mappings as CNI runtimeConfig portMappings (NEW array, maybe empty). */
+json_t *ck_sandbox_port_mappings(const json_t *pod_spec);
 /* CNI DEL and netns removal; safe to call on a half-made or missing sandbox. */
 int ck_sandbox_destroy(const ck_sandbox_cfg *c, const char *id, ck_error **err);
 

@@ -66,6 +66,8 @@ typedef struct pod_rec {
 ctr_state *ck_rec_ctr(pod_rec *r, const char *name, bool init);
 void ck_ctr_free(ctr_state *c);
 void ck_rec_save(pod_rec *r);
+/* Records an Event about the pod (type "Normal"/"Warning"), from the kubelet on this node. */
+void ck_pod_event(ck_kubelet *k, pod_rec *r, const char *type, const char *reason, const char *msg);
 
 /* containers.c */
 char *ck_pod_log_dir(ck_kubelet *k, const pod_rec *r);

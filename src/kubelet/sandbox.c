@@ -3,9 +3,12 @@
  * The namespace is held by a bind mount at ROOT/netns/<pod uid> (no pause process needed: every
  * container joins it by path in its OCI config).  CNI plugins are run as the spec says (env +
  * network config on stdin): loopback, then bridge with host-local IPAM on the node's pod CIDR.
- * No masquerade and no portmap rules are installed, so pods reach only the node and each other
- * through the bridge.  Destroy is idempotent: CNI DEL (host-local frees the IP, bridge removes
- * the veth), then the namespace mount goes.
+ * No masquerade is installed, so pods reach only the node and each other through the bridge.
+ * Containers' hostPorts go to the portmap plugin, chained after bridge (prevResult, runtimeConfig
+ * portMappings, snat so that 127.0.0.1:<hostPort> works from the node); the mappings are kept in
+ * ROOT/cni/portmap/<id>.json because portmap's DEL needs them to find its rules.  Destroy is
+ * idempotent: portmap DEL, CNI DEL (host-local frees the IP, bridge removes the veth), then the
+ * namespace mount goes.
  */
 #include <errno.h>
 #include <sched.h>
@@ -43,10 +46,30 @@ static char *net_config(const ck_sandbox_cfg *c, const char *type)
     return s;
 }
 
-static int cni_run(const ck_sandbox_cfg *c, const char *cmd, const char *type, const char *id,
-                   const char *netns, const char *ifname, char **out, ck_error **err)
+static char *portmap_file(const ck_sandbox_cfg *c, const char *id)
 {
-    cleanup_free char *conf = net_config(c, type);
+    return xasprintf("%s/cni/portmap/%s.json", c->root, id);
+}
+
+/* portmap's config: chained after bridge, so prevResult (may be NULL on DEL) and the mappings. */
+static char *portmap_config(const json_t *maps, const char *prev)
+{
+    json_t *j = json_pack("{s:s, s:s, s:s, s:{s:b}, s:b, s:{s:O}}", "cniVersion", "1.0.0", "name",
+                          "ckube", "type", "portmap", "capabilities", "portMappings", 1, "snat", 1,
+                          "runtimeConfig", "portMappings", maps);
+    json_t *pr = prev ? json_loads(prev, 0, NULL) : NULL;
+    if (pr)
+        json_object_set_new(j, "prevResult", pr);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+static int cni_run(const ck_sandbox_cfg *c, const char *cmd, const char *type, const char *id,
+                   const char *netns, const char *ifname, const char *conf_in, char **out,
+                   ck_error **err)
+{
+    cleanup_free char *conf = conf_in ? xstrdup(conf_in) : net_config(c, type);
     cleanup_free char *exe = xasprintf("%s/%s", c->cni_bin, type);
     char e_cmd[32], e_id[300], e_ns[600], e_if[64], e_path[600];
     snprintf(e_cmd, sizeof e_cmd, "CNI_COMMAND=%s", cmd);
@@ -98,8 +121,8 @@ static int make_netns(const char *path, ck_error **err)
     return 0;
 }
 
-int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, char **netns, char **ip,
-                      ck_error **err)
+int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, const json_t *port_mappings,
+                      char **netns, char **ip, ck_error **err)
 {
     cleanup_free char *dir = xasprintf("%s/netns", c->root);
     ck_mkdir_p(dir, 0755);
@@ -114,11 +137,30 @@ int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, char **netns, cha
         return -1;
     }
     cleanup_free char *out = NULL;
-    if (cni_run(c, "ADD", "loopback", id, path, "lo", NULL, err) < 0 ||
-        cni_run(c, "ADD", "bridge", id, path, "eth0", &out, err) < 0) {
+    if (cni_run(c, "ADD", "loopback", id, path, "lo", NULL, NULL, err) < 0 ||
+        cni_run(c, "ADD", "bridge", id, path, "eth0", NULL, &out, err) < 0) {
         ck_sandbox_destroy(c, id, NULL);
         free(path);
         return -1;
+    }
+    if (json_array_size(port_mappings)) {
+        /* remember the mappings first: a failed ADD may have left rules for DEL to find */
+        cleanup_free char *pdir = xasprintf("%s/cni/portmap", c->root);
+        ck_mkdir_p(pdir, 0755);
+        cleanup_free char *pf = portmap_file(c, id);
+        cleanup_free char *maps = json_dumps(port_mappings, JSON_COMPACT);
+        cleanup_free char *pconf = portmap_config(port_mappings, out);
+        if (ck_write_file_nosync(pf, maps, strlen(maps), 0644) < 0) {
+            ck_error_sys(err, CK_E_IO, "write %s", pf);
+            ck_sandbox_destroy(c, id, NULL);
+            free(path);
+            return -1;
+        }
+        if (cni_run(c, "ADD", "portmap", id, path, "eth0", pconf, NULL, err) < 0) {
+            ck_sandbox_destroy(c, id, NULL);
+            free(path);
+            return -1;
+        }
     }
     json_t *res = json_loads(out, 0, NULL);
     const char *addr = json_string_value(json_object_get(json_array_get(json_object_get(res, "ips"), 0), "address"));
@@ -139,10 +181,51 @@ int ck_sandbox_destroy(const ck_sandbox_cfg *c, const char *id, ck_error **err)
     cleanup_free char *path = netns_path(c, id);
     struct stat st;
     bool have = stat(path, &st) == 0;
-    int rc = cni_run(c, "DEL", "bridge", id, have ? path : NULL, "eth0", NULL, err);
+    cleanup_free char *pf = portmap_file(c, id);
+    char *maps = NULL;
+    size_t len;
+    if (ck_read_file(pf, 1 << 20, &maps, &len) == 0) {
+        json_t *m = json_loadb(maps, len, 0, NULL);
+        free(maps);
+        cleanup_free char *pconf = m ? portmap_config(m, NULL) : NULL;
+        json_decref(m);
+        ck_error *e = NULL;
+        if (!pconf || cni_run(c, "DEL", "portmap", id, have ? path : NULL, "eth0", pconf, NULL, &e) == 0)
+            unlink(pf);
+        else if (e) {
+            /* keep the file: the next teardown retries */
+            ck_error_free(e);
+        }
+    }
+    int rc = cni_run(c, "DEL", "bridge", id, have ? path : NULL, "eth0", NULL, NULL, err);
     if (have) {
         umount2(path, MNT_DETACH);
         unlink(path);
     }
     return rc;
+}
+
+json_t *ck_sandbox_port_mappings(const json_t *spec)
+{
+    json_t *out = json_array();
+    size_t i, j;
+    json_t *c, *port;
+    json_array_foreach(json_object_get(spec, "containers"), i, c) {
+        json_array_foreach(json_object_get(c, "ports"), j, port) {
+            json_int_t hp = json_integer_value(json_object_get(port, "hostPort"));
+            json_int_t cp = json_integer_value(json_object_get(port, "containerPort"));
+            if (hp <= 0 || hp > 65535 || cp <= 0 || cp > 65535)
+                continue;
+            const char *proto = json_string_value(json_object_get(port, "protocol")) ?: "TCP";
+            char lower[8];
+            size_t n = 0;
+            for (; proto[n] && n < sizeof lower - 1; n++)
+                lower[n] = (char)(proto[n] >= 'A' && proto[n] <= 'Z' ? proto[n] + 32 : proto[n]);
+            lower[n] = '\0';
+            const char *hip = json_string_value(json_object_get(port, "hostIP")) ?: "";
+            json_array_append_new(out, json_pack("{s:I, s:I, s:s, s:s}", "hostPort", hp,
+                                                 "containerPort", cp, "protocol", lower, "hostIP", hip));
+        }
+    }
+    return out;
 }

@@ -179,6 +179,10 @@ static int sync_claim(void *self, const char *key, ck_error **err)
     if (vn && *vn) {
         json_t *pv = ck_informer_get(c->pvs, NULL, vn);
         const char *ru = pv ? cm_str(pv, "spec.claimRef.uid") : NULL;
+        const char *rn = pv ? cm_str(pv, "spec.claimRef.name") : NULL;
+        const char *rns = pv ? cm_str(pv, "spec.claimRef.namespace") : NULL;
+        bool other = (ru && *ru && strcmp(ru, cm_uid(claim) ?: "")) ||
+                     (rn && (strcmp(rn, cm_name(claim) ?: "") || strcmp(rns ?: "", cm_ns(claim) ?: "")));
         if (!pv) {
             if (bound) {
                 json_t *cp = json_deep_copy(claim);
@@ -186,7 +190,7 @@ static int sync_claim(void *self, const char *key, ck_error **err)
                 rc = write_status(c, "persistentvolumeclaims", cm_ns(claim), cp, err);
                 json_decref(cp);
             }
-        } else if (ru && *ru && strcmp(ru, cm_uid(claim) ?: "")) {
+        } else if (other) {
             cm_event(c->m, claim, COMPONENT, "Warning", "FailedBinding",
                      "volume \"%s\" is bound to another claim", vn);
         } else if (!bound || strcmp(cm_str(pv, "status.phase") ?: "", "Bound")) {

@@ -268,6 +268,36 @@ static void test_pod_qos_resources(void **state)
 }
 #undef C
 
+/* hostPorts -> CNI portMappings: only ports with a hostPort, protocol lower-cased, hostIP kept */
+static void test_port_mappings(void **state)
+{
+    (void)state;
+    static const struct { const char *spec, *want; } cases[] = {
+        {"{\"containers\":[{\"name\":\"c\"}]}", "[]"},
+        {"{\"containers\":[{\"name\":\"c\",\"ports\":[{\"containerPort\":80}]}]}", "[]"},
+        {"{\"containers\":[{\"name\":\"c\",\"ports\":[{\"containerPort\":80,\"hostPort\":8080}]}]}",
+         "[{\"hostPort\":8080,\"containerPort\":80,\"protocol\":\"tcp\",\"hostIP\":\"\"}]"},
+        {"{\"containers\":[{\"name\":\"a\",\"ports\":[{\"containerPort\":53,\"hostPort\":5353,\"protocol\":\"UDP\",\"hostIP\":\"127.0.0.1\"}]},"
+         "{\"name\":\"b\",\"ports\":[{\"containerPort\":9,\"hostPort\":70000},{\"containerPort\":7,\"hostPort\":7007,\"protocol\":\"SCTP\"}]}]}",
+         "[{\"hostPort\":5353,\"containerPort\":53,\"protocol\":\"udp\",\"hostIP\":\"127.0.0.1\"},"
+         "{\"hostPort\":7007,\"containerPort\":7,\"protocol\":\"sctp\",\"hostIP\":\"\"}]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *spec = json_loads(cases[i].spec, 0, NULL);
+        json_t *want = json_loads(cases[i].want, 0, NULL);
+        assert_non_null(spec);
+        assert_non_null(want);
+        json_t *got = ck_sandbox_port_mappings(spec);
+        if (!json_equal(got, want)) {
+            char *g = json_dumps(got, JSON_COMPACT);
+            fail_msg("case %zu: got %s", i, g);
+        }
+        json_decref(got);
+        json_decref(want);
+        json_decref(spec);
+    }
+}
+
 /* imagePullSecrets: which auths entry answers for which registry host */
 static void test_registry_creds(void **state)
 {
@@ -381,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_oci_security_resources),
         cmocka_unit_test(test_registry_creds),
         cmocka_unit_test(test_pod_qos_resources),
+        cmocka_unit_test(test_port_mappings),
         cmocka_unit_test(test_run_cmd),
         cmocka_unit_test(test_import_docker_archive),
     };

@@ -91,6 +91,10 @@ int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], in
 /* Run a command; returns its exit status (0..255) or -1.  stdout+stderr captured into *out. */
 int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], int timeout_ms,
                char **out, ck_error **err);
+/* posix_spawn exe (path) with stdin/stdout/stderr = the fds (-1: /dev/null), extra_fd (if >= 0) as
+ * fd 3, every other fd closed; envp NULL = ours.  Returns 0 or an errno value. */
+int ck_spawn(pid_t *pid, const char *exe, char *const argv[], char *const envp[], int in_fd,
+             int out_fd, int err_fd, int extra_fd);
 /* tmp + rename without fsync: the kubelet's own files are rebuilt from the API after a crash. */
 int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode);
 /* The `ckube kubelet-shim` entry point. */

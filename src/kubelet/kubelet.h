@@ -77,7 +77,13 @@ typedef struct ck_runtime {
     const char *runc;          /* runtime binary: "runc" or "crun" */
     const char *root;          /* runtime state dir (--root) */
     const char *self_exe;      /* our binary, for the shim */
+    int launcher_fd;           /* > 0: socket to the shim launcher (ck_runtime_launcher_start) */
+    pid_t launcher_pid;
 } ck_runtime;
+/* Start / stop `ckube kubelet-shim --launcher`, which forks the shims (no exec per container).
+ * Without it (start failed, or it died) ck_runtime_run executes the shim itself. */
+void ck_runtime_launcher_start(ck_runtime *rt);
+void ck_runtime_launcher_stop(ck_runtime *rt);
 /* Run a bundle: the shim does `runc create` + `runc start` with stdout/stderr into log_path
  * (CRI format) and writes the exit code to exit_path when the container's init exits.  Returns
  * the container's init pid. */

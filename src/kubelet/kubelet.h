@@ -85,7 +85,13 @@ typedef struct ck_runtime {
     const char *runc;          /* runtime binary: "runc" or "crun" */
     const char *root;          /* runtime state dir (--root) */
     const char *self_exe;      /* our binary, for the shim */
+    int launcher_fd;           /* > 0: socket to the shim launcher (ck_runtime_launcher_start) */
+    pid_t launcher_pid;
 } ck_runtime;
+/* Start / stop `ckube kubelet-shim --launcher`, which forks the shims (no exec per container).
+ * Without it (start failed, or it died) ck_runtime_run executes the shim itself. */
+void ck_runtime_launcher_start(ck_runtime *rt);
+void ck_runtime_launcher_stop(ck_runtime *rt);
 /* Run a bundle: the shim does `runc create` + `runc start` with stdout/stderr into log_path
  * (CRI format) and writes the exit code to exit_path when the container's init exits.  Returns
  * the container's init pid. */
@@ -99,6 +105,10 @@ int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], in
 /* Run a command; returns its exit status (0..255) or -1.  stdout+stderr captured into *out. */
 int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], int timeout_ms,
                char **out, ck_error **err);
+/* posix_spawn exe (path) with stdin/stdout/stderr = the fds (-1: /dev/null), extra_fd (if >= 0) as
+ * fd 3, every other fd closed; envp NULL = ours.  Returns 0 or an errno value. */
+int ck_spawn(pid_t *pid, const char *exe, char *const argv[], char *const envp[], int in_fd,
+             int out_fd, int err_fd, int extra_fd);
 /* tmp + rename without fsync: the kubelet's own files are rebuilt from the API after a crash. */
 int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode);
 /* The `ckube kubelet-shim` entry point. */

@@ -1,27 +1,31 @@
 /* sandbox.c - a pod's sandbox: its own network namespace, wired up by CNI plugins.
  *
  * The namespace is held by a bind mount at ROOT/netns/<pod uid> (no pause process needed: every
- * container joins it by path in its OCI config).  CNI plugins are run as the spec says (env +
- * network config on stdin): loopback, then bridge with host-local IPAM on the node's pod CIDR.
- * No masquerade is installed, so pods reach only the node and each other through the bridge.
- * Containers' hostPorts go to the portmap plugin, chained after bridge (prevResult, runtimeConfig
- * portMappings, snat so that 127.0.0.1:<hostPort> works from the node); the mappings are kept in
- * ROOT/cni/portmap/<id>.json because portmap's DEL needs them to find its rules.  Destroy is
- * idempotent: portmap DEL, CNI DEL (host-local frees the IP, bridge removes the veth), then the
- * namespace mount goes.
+ * container joins it by path in its OCI config); the kubelet brings its lo up itself, as
+ * containerd's use_internal_loopback does, instead of executing the loopback plugin.  CNI
+ * plugins are run as the spec says (env + network config on stdin): bridge with host-local IPAM
+ * on the node's pod CIDR.  No masquerade is installed, so pods reach only the node and each
+ * other through the bridge.  Containers' hostPorts go to the portmap plugin, chained after
+ * bridge (prevResult, runtimeConfig portMappings, snat so that 127.0.0.1:<hostPort> works from
+ * the node); the mappings are kept in ROOT/cni/portmap/<id>.json because portmap's DEL needs
+ * them to find its rules.  Destroy is idempotent: portmap DEL, CNI DEL (host-local frees the IP,
+ * bridge removes the veth), then the namespace mount goes.
  */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "kubelet/kubelet.h"
+#include "lib/log.h"
 #include "lib/util.h"
 
 static char *netns_path(const ck_sandbox_cfg *c, const char *id)
@@ -31,12 +35,8 @@ static char *netns_path(const ck_sandbox_cfg *c, const char *id)
 
 static char *net_config(const ck_sandbox_cfg *c, const char *type)
 {
-    json_t *j;
     cleanup_free char *dd = xasprintf("%s/cni/networks", c->root);
-    if (!strcmp(type, "loopback"))
-        j = json_pack("{s:s, s:s, s:s}", "cniVersion", "1.0.0", "name", "lo", "type", "loopback");
-    else
-        j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:{s:s, s:[[{s:s}]], s:[{s:s}], s:s}}",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:{s:s, s:[[{s:s}]], s:[{s:s}], s:s}}",
                       "cniVersion", "1.0.0", "name", "ckube", "type", "bridge", "bridge",
                       c->bridge, "isGateway", 1, "ipMasq", 0, "hairpinMode", 1, "ipam", "type",
                       "host-local", "ranges", "subnet", c->pod_cidr, "routes", "dst", "0.0.0.0/0",
@@ -94,31 +94,61 @@ static int cni_run(const ck_sandbox_cfg *c, const char *cmd, const char *type, c
     return 0;
 }
 
+/* Bring lo up in the calling thread's network namespace (the kernel then gives it 127.0.0.1/8
+ * and ::1, as the loopback CNI plugin would). */
+static int lo_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    close(s);
+    return rc;
+}
+
+/* A new network namespace held by a bind mount at path, with lo up.  Done in the calling thread
+ * (a network namespace is per thread): unshare, bind-mount /proc/thread-self/ns/net, lo up,
+ * setns back -- no child process, which under a burst of pod starts cost a fork + reap each. */
 static int make_netns(const char *path, ck_error **err)
 {
     int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
     if (fd < 0)
         return ck_error_sys(err, CK_E_IO, "create %s", path);
     close(fd);
-    pid_t pid = fork();
-    if (pid < 0)
-        return ck_error_sys(err, CK_E_IO, "fork");
-    if (pid == 0) {
-        if (unshare(CLONE_NEWNET) < 0)
-            _exit(1);
-        if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
-            _exit(2);
-        _exit(0);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+    int orig = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (orig < 0) {
         unlink(path);
-        return ck_error_set(err, CK_E_INTERNAL, "new network namespace %s: step %d failed", path,
-                            WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        return ck_error_sys(err, CK_E_IO, "open /proc/thread-self/ns/net");
     }
-    return 0;
+    if (unshare(CLONE_NEWNET) < 0) {
+        ck_error_sys(err, CK_E_INTERNAL, "new network namespace %s: unshare", path);
+        close(orig);
+        unlink(path);
+        return -1;
+    }
+    int rc = 0;
+    if (mount("/proc/thread-self/ns/net", path, NULL, MS_BIND, NULL) < 0)
+        rc = ck_error_sys(err, CK_E_INTERNAL, "new network namespace %s: bind mount", path);
+    else if (lo_up() < 0)
+        rc = ck_error_sys(err, CK_E_INTERNAL, "new network namespace %s: lo up", path);
+    if (setns(orig, CLONE_NEWNET) < 0) {
+        /* this worker would go on in the pod's namespace: nothing sane is left to do */
+        log_error("setns back to the node's network namespace: %s", strerror(errno));
+        abort();
+    }
+    close(orig);
+    if (rc < 0) {
+        umount2(path, MNT_DETACH);
+        unlink(path);
+    }
+    return rc;
 }
 
 int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, const json_t *port_mappings,
@@ -137,8 +167,7 @@ int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, const json_t *por
         return -1;
     }
     cleanup_free char *out = NULL;
-    if (cni_run(c, "ADD", "loopback", id, path, "lo", NULL, NULL, err) < 0 ||
-        cni_run(c, "ADD", "bridge", id, path, "eth0", NULL, &out, err) < 0) {
+    if (cni_run(c, "ADD", "bridge", id, path, "eth0", NULL, &out, err) < 0) {
         ck_sandbox_destroy(c, id, NULL);
         free(path);
         return -1;

@@ -306,7 +306,10 @@ static void *pump(void *arg)
 
     bool exited = false, client_gone = false;
     int status = 0;
-    static __thread char buf[1 << 20];
+    /* one read batch per wake-up; on the heap, not in TLS (a 1 MiB __thread array is reserved in
+     * every thread of every ckube process and breaks threads with small stacks) */
+    enum { EXEC_READ_BATCH = 1 << 20 };
+    cleanup_free char *buf = xmalloc(EXEC_READ_BATCH);
     size_t in_off = 0;
     ck_buf in_local;
     ck_buf_init(&in_local, CK_STREAMS_IN_LIMIT);
@@ -382,10 +385,10 @@ static void *pump(void *arg)
             if (fds[k] < 0 || !(pf[fds[k]].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             int *fd = k == 0 ? &p.out_fd : &p.err_fd;
-            /* batch: up to sizeof buf per wake-up, so each trip to the I/O thread moves a lot */
+            /* batch: up to EXEC_READ_BATCH per wake-up, so each trip to the I/O thread moves a lot */
             ssize_t r = 0;
-            for (size_t got = 0; got < sizeof buf;) {
-                ssize_t m = read(*fd, buf + got, sizeof buf - got);
+            for (size_t got = 0; got < EXEC_READ_BATCH;) {
+                ssize_t m = read(*fd, buf + got, EXEC_READ_BATCH - got);
                 if (m <= 0) {
                     r = got ? (ssize_t)got : m;
                     break;

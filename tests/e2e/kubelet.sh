@@ -62,7 +62,7 @@ cleanup() {
             runc --root "$rt" delete --force "$id" 2>/dev/null
         done
     fi
-    pkill -9 -f -- "kubelet-shim --id .* --bundle $data/" 2>/dev/null
+    pkill -9 -f -- "kubelet-shim .*$data/" 2>/dev/null
     grep " $data/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
     ip link del ckube0 2>/dev/null
     # portmap's shared chains, once no pod uses them (no per-pod CNI-DN- chain left)

@@ -4,6 +4,8 @@
 # shows phase Running), throughput (pods Running per second over the burst), the kubelet's RSS
 # with the pods running, and the time to delete them all.  N=100 by default.  Uses `ckube
 # server` (its kubelet) and python3-kubernetes for the client side.  Cleans up everything.
+# PERF=FILE records the server's whole process tree (kubelet, shims, runc, CNI plugins, API
+# server) with `perf record -g` into FILE; CPU per process tree is printed either way.
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +31,7 @@ cleanup() {
     done
     grep " $data/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
     ip link del ckube0 2>/dev/null
-    for c in /sys/fs/cgroup/*/ckube/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
+    for c in /sys/fs/cgroup/*/ckube/pod* /sys/fs/cgroup/*/ckube/kubepods/pod* /sys/fs/cgroup/*/ckube/kubepods/*/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -46,7 +48,12 @@ trap cleanup EXIT
 ) || { echo "kubelet bench: image build failed"; exit 1; }
 "$CK" images import --root-dir "$data/kubelet" --name ckube.test/bench:1 "$T/img" >/dev/null || exit 1
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 >"$T/server.log" 2>&1 &
+if [ -n "${PERF:-}" ]; then
+    perf record -q -g -o "$PERF" -- "$CK" server --data-dir "$data" --secure-port "$port" \
+        --bind-address 127.0.0.1 >"$T/server.log" 2>&1 &
+else
+    "$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 >"$T/server.log" 2>&1 &
+fi
 spid=$!
 node=$(hostname | tr 'A-Z' 'a-z')
 for _ in $(seq 150); do
@@ -103,7 +110,9 @@ if lat:
           f"all-running={span:.2f}s throughput={len(lat)/span:.1f} pods/s")
 EOF
 rss=$(awk '/VmRSS/ {print $2}' /proc/"$kpid"/status)
-shims=$(pgrep -f -- "kubelet-shim --id .* --bundle $data/" | head -n 1)
+# a shim: forked by the launcher (the kubelet's child), so any match whose parent is not the kubelet
+shims=$(for p in $(pgrep -f -- "kubelet-shim .*$data/"); do
+    [ "$(awk '{print $4}' /proc/"$p"/stat 2>/dev/null)" != "$kpid" ] && echo "$p"; done | head -n 1)
 shim_rss=$( [ -n "$shims" ] && awk '/VmRSS/ {print $2}' /proc/"$shims"/status)
 echo "kubelet RSS idle=$((rss_idle / 1024))MB with-$N-pods=$((rss / 1024))MB (one shim: ${shim_rss:-?}kB)"
 t0=$(date +%s.%N)

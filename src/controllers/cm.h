@@ -148,6 +148,12 @@ int cm_statefulset_init(cm *m);
  * when no rule matches. */
 int cm_job_failure_rule(const json_t *job, const json_t *pod, const char **action, char *msg,
                         size_t msglen);
+int cm_pvbinder_init(cm *m);
+/* pvbinder.c: whether an Available volume fits a claim (class, volumeMode, access modes,
+ * capacity, selector matchLabels, claimRef), and the volume a claim binds to (borrowed from
+ * pvs, NULL if none fits). */
+bool cm_pv_fits(const json_t *pv, const json_t *claim);
+json_t *cm_pv_pick(const json_t *pvs, const json_t *claim);
 /* The first time after t (seconds, UTC) a cron schedule fires; 0 if it does not parse. */
 int64_t cm_cron_next(const char *spec, int64_t t);
 /* The same on the wall clock of tz (lib/tz.h; NULL = UTC). */

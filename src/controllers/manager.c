@@ -39,6 +39,7 @@ static const struct {
     {"daemonset", cm_daemonset_init},
     {"cronjob", cm_cronjob_init},
     {"statefulset", cm_statefulset_init},
+    {"persistentvolume-binder", cm_pvbinder_init},
 };
 
 /* --controllers: "*" = all, "name" = on, "-name" = off (upstream syntax). */
@@ -122,7 +123,7 @@ int cmd_controller_manager(int argc, char **argv)
         {"controllers", CK_FLAG_STRING, &list,
          "Controllers to run: '*' = all, 'foo' enables, '-foo' disables (default *). Known: "
          "replicaset, replicationcontroller, deployment, serviceaccount, namespace, garbagecollector, "
-         "endpoint, endpointslice, nodelifecycle, job, cronjob, daemonset, statefulset"},
+         "endpoint, endpointslice, nodelifecycle, job, cronjob, daemonset, statefulset, persistentvolume-binder"},
         {"leader-elect", CK_FLAG_BOOL, &leader_elect,
          "Run leader election on the Lease kube-system/kube-controller-manager (default true)"},
         {"leader-elect-lease-duration", CK_FLAG_DURATION_MS, &lease_ms,

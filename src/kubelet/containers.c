@@ -46,45 +46,6 @@ static char *ctr_dir(const pod_rec *r, const ctr_state *c, int attempt)
     return xasprintf("%s/c/%s-%d", r->dir, c->name, attempt);
 }
 
-/* rmdir the pod's cgroup (and container cgroups left inside) in every v1 hierarchy; returns
- * how many are still there. */
-static int cgroup_remove_once(const char *uid)
-{
-    DIR *d = opendir("/sys/fs/cgroup");
-    if (!d)
-        return 0;
-    int left = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[512];
-        snprintf(path, sizeof path, "/sys/fs/cgroup/%s/ckube/pod%s", e->d_name, uid);
-        DIR *pd = opendir(path);
-        struct dirent *ce;
-        while (pd && (ce = readdir(pd))) {
-            if (ce->d_type != DT_DIR || ce->d_name[0] == '.')
-                continue;
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, ce->d_name);
-            rmdir(sub);
-        }
-        if (pd)
-            closedir(pd);
-        if (rmdir(path) < 0 && errno != ENOENT)
-            left++;
-    }
-    closedir(d);
-    return left;
-}
-
-/* Killed processes leave their cgroup a moment after the signal: retry for up to 2 s. */
-void ck_cgroup_remove_pod(const char *uid)
-{
-    for (int i = 0; i < 40 && cgroup_remove_once(uid) > 0; i++)
-        usleep(50 * 1000);
-}
-
 static void remove_attempt(ck_kubelet *k, pod_rec *r, ctr_state *c, const char *id, int attempt)
 {
     if (id)
@@ -214,7 +175,10 @@ static ck_image *ensure_image(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *sp
         return NULL;
     }
     /* Always: a present image is used as is when the pull fails (offline nodes keep working) */
-    if (ck_images_pull(k->root, ref, json_object_get(json_object_get(pod, "spec"), "imagePullSecrets"), &err) < 0) {
+    json_t *auths = ck_pull_auths(k, r, pod);
+    int prc = ck_images_pull(k->root, ref, auths, &err);
+    json_decref(auths);
+    if (prc < 0) {
         if (present) {
             ck_error_free(err);
             return img;
@@ -289,7 +253,7 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
     ck_error *err = NULL;
     /* every cleanup_ variable is set before the first goto (jumping past one frees garbage) */
     cleanup_free char *rootfs = NULL;
-    cleanup_free char *cg = xasprintf("/ckube/pod%s/%s", r->uid, id);
+    cleanup_free char *cg = xasprintf("%s/%s", r->cgroup, id);
     cleanup_free char *cfg_path = xasprintf("%s/config.json", dir);
     json_t *env = NULL, *mounts = NULL, *cfg = NULL;
     const char *reason = "CreateContainerConfigError";
@@ -447,7 +411,10 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
     if (!r->netns) {
         ck_error *err = NULL;
         char *netns = NULL, *ip = NULL;
-        if (ck_sandbox_create(&k->sb, r->uid, &netns, &ip, &err) < 0) {
+        json_t *maps = ck_sandbox_port_mappings(spec);
+        int src = ck_sandbox_create(&k->sb, r->uid, maps, &netns, &ip, &err);
+        json_decref(maps);
+        if (src < 0) {
             log_warn("pod %s: sandbox: %s", r->key, err->msg);
             free(r->volume_error);
             r->volume_error = xasprintf("failed to create pod sandbox: %s", err->msg);
@@ -462,6 +429,11 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
     if (!r->volumes_ready) {
         ck_error *err = NULL;
         if (ck_volumes_setup(k, r, pod, &err) < 0) {
+            /* one event per distinct reason, not one per retry */
+            if (!r->volume_error || strcmp(r->volume_error, err->msg)) {
+                cleanup_free char *m = xasprintf("Unable to attach or mount volumes: %s", err->msg);
+                ck_pod_event(k, r, "Warning", "FailedMount", m);
+            }
             free(r->volume_error);
             r->volume_error = xstrdup(err->msg);
             ck_error_free(err);
@@ -470,6 +442,16 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
         free(r->volume_error);
         r->volume_error = NULL;
         r->volumes_ready = true;
+    }
+    if (!r->cgroup) {
+        ck_error *err = NULL;
+        if (ck_cgroup_create_pod(spec, r->uid, &r->cgroup, &err) < 0) {
+            log_warn("pod %s: %s", r->key, err->msg);
+            free(r->volume_error);
+            r->volume_error = xstrdup(err->msg);
+            ck_error_free(err);
+            return 2000;
+        }
     }
     if (r->killed)
         return 0;
@@ -642,27 +624,6 @@ static const char *prev_transition(json_t *pod, const char *type, bool ok, const
     return dflt;
 }
 
-static const char *qos_class(json_t *spec)
-{
-    bool any = false, guaranteed = true;
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(spec, "containers"), i, c) {
-        json_t *res = json_object_get(c, "resources");
-        json_t *lim = json_object_get(res, "limits"), *req = json_object_get(res, "requests");
-        if (json_object_size(lim) || json_object_size(req))
-            any = true;
-        static const char *const names[] = {"cpu", "memory"};
-        for (size_t k = 0; k < 2; k++) {
-            const char *l = json_string_value(json_object_get(lim, names[k]));
-            const char *q = json_string_value(json_object_get(req, names[k]));
-            if (!l || (q && strcmp(l, q)))
-                guaranteed = false;
-        }
-    }
-    return !any ? "BestEffort" : guaranteed ? "Guaranteed" : "Burstable";
-}
-
 json_t *ck_pod_status(ck_kubelet *k, pod_rec *r, json_t *pod)
 {
     json_t *spec = json_object_get(pod, "spec");
@@ -738,7 +699,7 @@ json_t *ck_pod_status(ck_kubelet *k, pod_rec *r, json_t *pod)
     json_array_append_new(conds, cond("PodScheduled", true, NULL, prev_transition(pod, "PodScheduled", true, now)));
     json_t *st = json_pack("{s:s, s:o, s:o, s:s, s:[{s:s}], s:s}", "phase", phase, "conditions",
                            conds, "containerStatuses", ctrs, "hostIP", k->node_ip, "hostIPs",
-                           "ip", k->node_ip, "qosClass", qos_class(spec));
+                           "ip", k->node_ip, "qosClass", ck_pod_qos(spec));
     if (json_array_size(inits))
         json_object_set_new(st, "initContainerStatuses", inits);
     else

@@ -106,6 +106,7 @@ int cmd_kubelet(int argc, char **argv)
     cleanup_free char *rt_root = xasprintf("%s/runtime", k.root);
     ck_mkdir_p(rt_root, 0700);
     k.rt = (ck_runtime){.runc = runtime, .root = rt_root, .self_exe = self};
+    ck_runtime_launcher_start(&k.rt);
     k.sb = (ck_sandbox_cfg){.root = k.root, .cni_bin = cni_bin, .bridge = bridge, .pod_cidr = pod_cidr};
     ck_error *err = NULL;
     k.client = ck_client_from_file(kubeconfig, "ckube-kubelet/" CK_VERSION, &err);
@@ -154,6 +155,7 @@ int cmd_kubelet(int argc, char **argv)
     ck_serve_stop(&k);
     ck_pods_stop(&k);
     pthread_join(node_thread, NULL);
+    ck_runtime_launcher_stop(&k.rt);
     ck_client_free(k.client);
     ck_registry_set_allowed(NULL);
     free(k.root);

@@ -55,7 +55,12 @@ int ck_images__set_ref(const char *root, const char *ref, const char *manifest, 
 int ck_images__lock(const char *root);   /* fd to close to unlock */
 
 /* ---- registry.c: pulls over the registry v2 API into the store ---- */
+/* auths: a docker config object {"auths": {"host[:port]": {"username","password"|"auth"}}}
+ * (the pod's imagePullSecrets merged), or NULL for anonymous pulls. */
 int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err);
+/* The credentials auths holds for a registry host (keys matched as upstream's keyring: scheme
+ * and path ignored, "*.domain" wildcards, docker.io aliases); 0 and both set, or -1. */
+int ck_registry_creds(const json_t *auths, const char *host, char **user, char **pass);
 /* Comma-separated registry hosts pulls may contact besides loopback ("*" = any). */
 void ck_registry_set_allowed(const char *list);
 
@@ -66,9 +71,12 @@ typedef struct ck_sandbox_cfg {
     const char *bridge;        /* ckube0 */
     const char *pod_cidr;      /* 10.244.0.0/24 */
 } ck_sandbox_cfg;
-/* Creates ROOT/netns/<id> and runs CNI ADD (loopback, bridge+host-local); *ip gets the pod IP. */
-int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, char **netns, char **ip,
-                      ck_error **err);
+/* Creates ROOT/netns/<id> and runs CNI ADD (loopback, bridge+host-local, then portmap when
+ * port_mappings, a CNI portMappings array, is not empty); *ip gets the pod IP. */
+int ck_sandbox_create(const ck_sandbox_cfg *c, const char *id, const json_t *port_mappings,
+                      char **netns, char **ip, ck_error **err);
+/* The pod's hostPort mappings as CNI runtimeConfig portMappings (NEW array, maybe empty). */
+json_t *ck_sandbox_port_mappings(const json_t *pod_spec);
 /* CNI DEL and netns removal; safe to call on a half-made or missing sandbox. */
 int ck_sandbox_destroy(const ck_sandbox_cfg *c, const char *id, ck_error **err);
 
@@ -77,7 +85,13 @@ typedef struct ck_runtime {
     const char *runc;          /* runtime binary: "runc" or "crun" */
     const char *root;          /* runtime state dir (--root) */
     const char *self_exe;      /* our binary, for the shim */
+    int launcher_fd;           /* > 0: socket to the shim launcher (ck_runtime_launcher_start) */
+    pid_t launcher_pid;
 } ck_runtime;
+/* Start / stop `ckube kubelet-shim --launcher`, which forks the shims (no exec per container).
+ * Without it (start failed, or it died) ck_runtime_run executes the shim itself. */
+void ck_runtime_launcher_start(ck_runtime *rt);
+void ck_runtime_launcher_stop(ck_runtime *rt);
 /* Run a bundle: the shim does `runc create` + `runc start` with stdout/stderr into log_path
  * (CRI format) and writes the exit code to exit_path when the container's init exits.  Returns
  * the container's init pid. */
@@ -91,10 +105,32 @@ int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], in
 /* Run a command; returns its exit status (0..255) or -1.  stdout+stderr captured into *out. */
 int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], int timeout_ms,
                char **out, ck_error **err);
+/* posix_spawn exe (path) with stdin/stdout/stderr = the fds (-1: /dev/null), extra_fd (if >= 0) as
+ * fd 3, every other fd closed; envp NULL = ours.  Returns 0 or an errno value. */
+int ck_spawn(pid_t *pid, const char *exe, char *const argv[], char *const envp[], int in_fd,
+             int out_fd, int err_fd, int extra_fd);
 /* tmp + rename without fsync: the kubelet's own files are rebuilt from the API after a crash. */
 int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode);
 /* The `ckube kubelet-shim` entry point. */
 int ck_shim_main(int argc, char **argv);
+
+/* ---- cgroups.c: QoS classes and pod cgroups ---- */
+/* "Guaranteed", "Burstable" or "BestEffort" for a PodSpec, as upstream computes it. */
+const char *ck_pod_qos(const json_t *spec);
+typedef struct ck_pod_res {
+    const char *qos;
+    int64_t cpu_shares;        /* >= 2 */
+    int64_t cpu_quota;         /* per 100 ms period; 0 = none */
+    int64_t memory_limit;      /* bytes; 0 = none */
+} ck_pod_res;
+/* The pod-level cgroup settings (upstream's ResourceConfigForPod). */
+void ck_pod_resources(const json_t *spec, ck_pod_res *out);
+/* "/ckube/kubepods[/burstable|/besteffort]/pod<uid>"; caller frees. */
+char *ck_pod_cgroup(const char *uid, const char *qos);
+/* Makes the pod cgroup with its limits (v1 or v2); *path gets ck_pod_cgroup(). */
+int ck_cgroup_create_pod(const json_t *spec, const char *uid, char **path, ck_error **err);
+/* Removes the pod cgroup wherever it is (every hierarchy, every QoS parent). */
+void ck_cgroup_remove_pod(const char *uid);
 
 /* ---- oci.c: OCI runtime config from a PodSpec container ---- */
 typedef struct ck_oci_input {
@@ -103,7 +139,7 @@ typedef struct ck_oci_input {
     const ck_image *image;
     const char *rootfs;        /* mounted overlay */
     const char *netns;
-    const char *cgroup_path;   /* "/ckube/pod<uid>/<id>" */
+    const char *cgroup_path;   /* "/ckube/kubepods/burstable/pod<uid>/<id>" */
     const char *pod_dir;       /* etc-hosts, resolv.conf, hostname files live here */
     json_t *env;               /* resolved env: array of "K=V" strings (borrowed) */
     json_t *mounts;            /* extra mounts from volumes (borrowed array of OCI mounts) */

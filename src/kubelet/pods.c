@@ -71,6 +71,7 @@ static void rec_free(pod_rec *r)
     free(r->dir);
     free(r->netns);
     free(r->ip);
+    free(r->cgroup);
     free(r->last_status);
     free(r->start_time);
     free(r);
@@ -290,6 +291,31 @@ static int finish_delete(ck_pods *p, pod_rec *r, ck_error **err)
     }
     rec_remove(p, r);
     return rc;
+}
+
+void ck_pod_event(ck_kubelet *k, pod_rec *r, const char *type, const char *reason,
+                  const char *msg)
+{
+    char now[32];
+    int64_t wall = ck_wall_ns();
+    ck_rfc3339(wall / 1000000000, now);
+    cleanup_free char *name = xasprintf("%s.%llx", r->name, (unsigned long long)wall);
+    json_t *ev = json_pack(
+        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s, s:s},"
+        " s:s, s:s, s:i, s:s, s:s}",
+        "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace", r->ns,
+        "involvedObject", "kind", "Pod", "apiVersion", "v1", "namespace", r->ns, "name", r->name,
+        "uid", r->uid, "type", type, "reason", reason, "message", msg, "source", "component",
+        "kubelet", "host", k->node_name, "firstTimestamp", now, "lastTimestamp", now, "count", 1,
+        "reportingComponent", "kubelet", "reportingInstance", k->node_name);
+    ck_error *err = NULL;
+    json_t *out = ck_client_create(k->client, ck_resource_find("", "v1", "events"), r->ns, ev, &err);
+    if (!out) {
+        log_warn("pod %s: event %s: %s", r->key, reason, err->msg);
+        ck_error_free(err);
+    }
+    json_decref(out);
+    json_decref(ev);
 }
 
 static int write_status(ck_pods *p, pod_rec *r, json_t *pod, json_t *status, ck_error **err)

@@ -49,6 +49,7 @@ typedef struct ctr_state {
 typedef struct pod_rec {
     char *key, *ns, *name, *uid, *dir;
     char *netns, *ip;
+    char *cgroup;           /* the pod cgroup ("/ckube/kubepods/burstable/pod<uid>") once made */
     char *start_time;
     char *last_status;
     int64_t created_ns;
@@ -65,6 +66,8 @@ typedef struct pod_rec {
 ctr_state *ck_rec_ctr(pod_rec *r, const char *name, bool init);
 void ck_ctr_free(ctr_state *c);
 void ck_rec_save(pod_rec *r);
+/* Records an Event about the pod (type "Normal"/"Warning"), from the kubelet on this node. */
+void ck_pod_event(ck_kubelet *k, pod_rec *r, const char *type, const char *reason, const char *msg);
 
 /* containers.c */
 char *ck_pod_log_dir(ck_kubelet *k, const pod_rec *r);
@@ -75,7 +78,6 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod);
 bool ck_pod_terminate(ck_kubelet *k, pod_rec *r, json_t *pod);
 json_t *ck_pod_status(ck_kubelet *k, pod_rec *r, json_t *pod);
 void ck_ctr_remove(ck_kubelet *k, pod_rec *r, ctr_state *c);
-void ck_cgroup_remove_pod(const char *uid);
 
 /* volumes.c */
 int ck_volumes_setup(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err);
@@ -85,6 +87,11 @@ json_t *ck_volume_mounts(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *contain
 /* Env as "K=V" strings: image env, then env/envFrom resolved (NEW array). */
 json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container,
                        const ck_image *img, ck_error **err);
+
+/* The pod's imagePullSecrets merged into one docker config {"auths": {...}} (NEW; empty when
+ * none): kubernetes.io/dockerconfigjson and kubernetes.io/dockercfg secrets; a missing secret
+ * is skipped (upstream pulls anonymously then). */
+json_t *ck_pull_auths(ck_kubelet *k, pod_rec *r, json_t *pod);
 
 /* probes.c */
 /* Runs a handler (exec/httpGet/tcpSocket) against a container; 0 = success. */

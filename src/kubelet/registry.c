@@ -4,10 +4,12 @@
  * index picks linux/amd64), then every blob (config, layers) to a temp file, each checked
  * against its digest by the store.  HTTPS, except plain HTTP for registries on loopback
  * (127.0.0.0/8, localhost, [::1]) as Docker does, and for hosts listed in the environment
- * variable CKUBE_INSECURE_REGISTRIES (comma-separated host[:port]).  A 401 with a Bearer
- * challenge fetches an anonymous token from the realm and retries (basic credentials from
- * imagePullSecrets are not read yet).  Manifests are bounded to 4 MiB.  Only loopback
- * registries and those named by --allowed-registries are contacted at all.
+ * variable CKUBE_INSECURE_REGISTRIES (comma-separated host[:port]).  A 401 is answered once:
+ * a Basic challenge with the credentials the pod's imagePullSecrets hold for the registry (a
+ * docker config "auths" object, matched by host as upstream's keyring does), a Bearer challenge
+ * with a token from the realm (fetched with those credentials, or anonymously).  Manifests are
+ * bounded to 4 MiB.  Only loopback registries and those named by --allowed-registries are
+ * contacted at all.
  */
 #include <curl/curl.h>
 #include <openssl/evp.h>
@@ -28,7 +30,8 @@
 typedef struct pull {
     char *host, *repo, *tag;   /* tag may be "sha256:..." */
     char *base;                /* "http://127.0.0.1:5000" */
-    char *token;               /* bearer */
+    char *authz;               /* the Authorization header line in use, or NULL */
+    char *user, *pass;         /* from imagePullSecrets, or NULL */
 } pull;
 
 static void pull_free(pull *p)
@@ -37,7 +40,92 @@ static void pull_free(pull *p)
     free(p->repo);
     free(p->tag);
     free(p->base);
-    free(p->token);
+    free(p->authz);
+    free(p->user);
+    free(p->pass);
+}
+
+static char *b64(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = xmalloc(4 * ((n + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
+    return out;
+}
+
+static void set_authz(pull *p, const char *scheme, const char *cred)
+{
+    free(p->authz);
+    p->authz = xasprintf("Authorization: %s %s", scheme, cred);
+}
+
+static void set_basic(pull *p)
+{
+    cleanup_free char *up = xasprintf("%s:%s", p->user, p->pass);
+    cleanup_free char *enc = b64(up);
+    set_authz(p, "Basic", enc);
+}
+
+/* Does an "auths" key name this registry host?  Keys may carry a scheme and a path
+ * ("https://index.docker.io/v1/") and a leading "*." label wildcard. */
+static bool auth_key_matches(const char *key, const char *host)
+{
+    if (!strncmp(key, "https://", 8))
+        key += 8;
+    else if (!strncmp(key, "http://", 7))
+        key += 7;
+    size_t kl = strcspn(key, "/");
+    bool hub = !strcmp(host, "docker.io");
+    static const char *const hub_names[] = {"docker.io", "index.docker.io", "registry-1.docker.io"};
+    for (size_t i = 0; i < (hub ? ARRAY_SIZE(hub_names) : 1); i++) {
+        const char *h = hub ? hub_names[i] : host;
+        if (strlen(h) == kl && !strncmp(key, h, kl))
+            return true;
+        /* "*.example.com" matches exactly one more label */
+        if (kl > 2 && !strncmp(key, "*.", 2)) {
+            const char *dot = strchr(h, '.');
+            if (dot && strlen(dot + 1) == kl - 2 && !strncmp(dot + 1, key + 2, kl - 2))
+                return true;
+        }
+    }
+    return false;
+}
+
+int ck_registry_creds(const json_t *auths, const char *host, char **user, char **pass)
+{
+    const char *key;
+    json_t *v;
+    *user = *pass = NULL;
+    json_object_foreach((json_t *)json_object_get(auths, "auths"), key, v) {
+        if (!auth_key_matches(key, host))
+            continue;
+        const char *u = json_string_value(json_object_get(v, "username"));
+        const char *pw = json_string_value(json_object_get(v, "password"));
+        const char *a = json_string_value(json_object_get(v, "auth"));
+        if (u && pw) {
+            *user = xstrdup(u);
+            *pass = xstrdup(pw);
+            return 0;
+        }
+        if (a) {
+            /* "auth" is base64("user:password") */
+            size_t n = strlen(a);
+            cleanup_free unsigned char *d = xmalloc(n / 4 * 3 + 4);
+            int dl = EVP_DecodeBlock(d, (const unsigned char *)a, (int)n);
+            if (dl < 0)
+                continue;
+            while (n > 0 && a[n - 1] == '=' && dl > 0)
+                n--, dl--;
+            d[dl] = '\0';
+            char *colon = strchr((char *)d, ':');
+            if (!colon)
+                continue;
+            *user = xstrndup((char *)d, (size_t)(colon - (char *)d));
+            *pass = xstrdup(colon + 1);
+            return 0;
+        }
+    }
+    return -1;
 }
 
 static char *allowed_registries;   /* NULL: loopback only */
@@ -151,11 +239,8 @@ static long http_get(pull *p, const char *url, const char *accept, ck_buf *buf, 
     struct curl_slist *hl = NULL;
     if (accept)
         hl = curl_slist_append(hl, accept);
-    if (p->token) {
-        char *a = xasprintf("Authorization: Bearer %s", p->token);
-        hl = curl_slist_append(hl, a);
-        free(a);
-    }
+    if (p->authz)
+        hl = curl_slist_append(hl, p->authz);
     sink s = {.buf = buf, .file = file};
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
@@ -191,10 +276,18 @@ static long http_get(pull *p, const char *url, const char *accept, ck_buf *buf, 
     return code;
 }
 
-/* Answer a Bearer challenge with an anonymous token. */
-static int get_token(pull *p, const char *challenge, ck_error **err)
+/* Answer a challenge: Basic with the pod's credentials, Bearer with a token from the realm
+ * (asked for with those credentials, else anonymously). */
+static int answer_challenge(pull *p, const char *challenge, ck_error **err)
 {
-    if (!challenge || !strstr(challenge, "Bearer"))
+    if (challenge && strcasestr(challenge, "Basic") && !strcasestr(challenge, "Bearer")) {
+        if (!p->user)
+            return ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: authentication required "
+                                "(no imagePullSecrets credentials for it)", p->host);
+        set_basic(p);
+        return 0;
+    }
+    if (!challenge || !strcasestr(challenge, "Bearer"))
         return ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: authentication required", p->host);
     cleanup_free char *realm = challenge_param(challenge, "realm");
     cleanup_free char *service = challenge_param(challenge, "service");
@@ -211,19 +304,24 @@ static int get_token(pull *p, const char *challenge, ck_error **err)
     curl_easy_cleanup(esc);
     ck_buf b;
     ck_buf_init(&b, 64 * 1024);
-    free(p->token);
-    p->token = NULL;
+    free(p->authz);
+    p->authz = NULL;
+    if (p->user)
+        set_basic(p);
     long code = http_get(p, url, NULL, &b, NULL, NULL, NULL, err);
+    free(p->authz);
+    p->authz = NULL;
     json_t *j = code == 200 ? json_loadb(b.data ? b.data : "", b.len, 0, NULL) : NULL;
     ck_buf_free(&b);
     const char *t = json_string_value(json_object_get(j, "token"));
     if (!t)
         t = json_string_value(json_object_get(j, "access_token"));
     if (t)
-        p->token = xstrdup(t);
+        set_authz(p, "Bearer", t);
     json_decref(j);
-    if (!p->token)
-        return code < 0 ? -1 : ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: no token (HTTP %ld)", p->host, code);
+    if (!p->authz)
+        return code < 0 ? -1 : ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: no token (HTTP %ld)%s",
+                                            p->host, code, p->user ? " with the imagePullSecrets credentials" : "");
     return 0;
 }
 
@@ -246,13 +344,16 @@ static long get_auth(pull *p, const char *url, const char *accept, ck_buf *buf, 
                 free(*ctype);
                 *ctype = NULL;
             }
-            int rc = get_token(p, ch, err);
+            int rc = answer_challenge(p, ch, err);
             free(ch);
             if (rc < 0)
                 return -1;
             continue;
         }
         free(ch);
+        if (code == 401)
+            return ck_error_set(err, CK_E_UNAUTHORIZED, "registry %s: unauthorized%s", p->host,
+                                p->user ? " (the imagePullSecrets credentials were refused)" : "");
         return code;
     }
     return -1;
@@ -318,10 +419,10 @@ static int fetch_blob(pull *p, const char *root, const char *digest, ck_error **
 
 int ck_images_pull(const char *root, const char *ref, const json_t *auths, ck_error **err)
 {
-    (void)auths;
     pull p = {0};
     if (parse_ref(ref, &p, err) < 0)
         return -1;
+    ck_registry_creds(auths, p.host, &p.user, &p.pass);
     cleanup_free char *norm = ck_image_normalize(ref);
     if (!allowed_host(p.host)) {
         ck_error_set(err, CK_E_FORBIDDEN, "pulls from %s are not allowed on this node "

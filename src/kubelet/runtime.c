@@ -14,32 +14,30 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kubelet/kubelet.h"
 #include "lib/flags.h"
+#include "lib/log.h"
 #include "lib/util.h"
 
 #define CMD_OUTPUT_LIMIT (256 * 1024)
+#define LAUNCH_MSG_MAX 16384
+#define LAUNCH_MAX_ARGS 32
 
 extern char **environ;
 
-static void close_from(int lowfd)
-{
-    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
-        return;
-    for (int fd = lowfd; fd < 4096; fd++)
-        close(fd);
-}
+static int launcher_main(int sock);
 
 static char *find_exe(const char *name)
 {
@@ -57,6 +55,51 @@ static char *find_exe(const char *name)
     return xstrdup(name);
 }
 
+/* Start exe with the given stdio, every other fd closed, an empty signal mask and SIGPIPE at its
+ * default.  posix_spawn (clone with CLONE_VM|CLONE_VFORK in glibc) instead of fork: the kubelet is
+ * multi-threaded and tens of MB, and a fork per CNI/runc/rm call copied its page tables and then
+ * paid copy-on-write faults in every thread; that was most of the kubelet's own CPU in a burst of
+ * pod starts.  extra_fd >= 0 becomes fd 3.  Returns 0 or an errno value. */
+int ck_spawn(pid_t *pid, const char *exe, char *const argv[], char *const envp[], int in_fd,
+             int out_fd, int err_fd, int extra_fd)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    int dn = -1;
+    if (in_fd < 0 || out_fd < 0 || err_fd < 0)
+        dn = open("/dev/null", O_RDWR | O_CLOEXEC);
+    /* dup2 onto itself would keep O_CLOEXEC: move such fds out of the way first */
+    int moved[4] = {-1, -1, -1, -1};
+    int src[4] = {in_fd < 0 ? dn : in_fd, out_fd < 0 ? dn : out_fd, err_fd < 0 ? dn : err_fd, extra_fd};
+    for (int i = 0; i < 4; i++)
+        if (src[i] >= 0 && src[i] <= 3) {
+            moved[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+            src[i] = moved[i];
+        }
+    for (int i = 0; i < 4; i++)
+        if (src[i] >= 0)
+            posix_spawn_file_actions_adddup2(&fa, src[i], i);
+    posix_spawn_file_actions_addclosefrom_np(&fa, extra_fd >= 0 ? 4 : 3);
+    sigset_t none, def;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &def);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawn(pid, exe, &fa, &at, argv, envp ? envp : environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    for (int i = 0; i < 4; i++)
+        if (moved[i] >= 0)
+            close(moved[i]);
+    if (dn >= 0)
+        close(dn);
+    return rc;
+}
+
 int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], int timeout_ms,
                char **out, ck_error **err)
 {
@@ -69,27 +112,19 @@ int ck_run_cmd(char *const argv[], const char *stdin_data, char *const envp[], i
         return ck_error_sys(err, CK_E_IO, "pipe");
     }
     cleanup_free char *exe = find_exe(argv[0]);
-    pid_t pid = fork();
-    if (pid < 0) {
+    pid_t pid;
+    int src = ck_spawn(&pid, exe, argv, envp, inp[0], outp[1], outp[1], -1);
+    if (src != 0) {
+        /* as a shell would: the command could not be run -> 127 and the reason as output */
         close(outp[0]);
         close(outp[1]);
         if (inp[0] >= 0) {
             close(inp[0]);
             close(inp[1]);
         }
-        return ck_error_sys(err, CK_E_IO, "fork");
-    }
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(inp[0] >= 0 ? inp[0] : devnull, 0);
-        dup2(outp[1], 1);
-        dup2(outp[1], 2);
-        close_from(3);
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        execve(exe, argv, envp ? envp : environ);
-        _exit(127);
+        if (out)
+            *out = xasprintf("%s: %s\n", argv[0], strerror(src));
+        return 127;
     }
     close(outp[1]);
     if (inp[0] >= 0) {
@@ -224,6 +259,38 @@ int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], in
     return ck_run_cmd(a, NULL, NULL, timeout_ms, out, err);
 }
 
+/* Ask the launcher to fork a shim: one SOCK_SEQPACKET message with the shim's argv (NUL
+ * separated) and the sync pipe's write end as SCM_RIGHTS.  -1 when the launcher is gone. */
+static int launcher_send(const ck_runtime *rt, char *const argv[], int sync_fd)
+{
+    char buf[LAUNCH_MSG_MAX];
+    size_t len = 0;
+    for (int i = 0; argv[i]; i++) {
+        size_t l = strlen(argv[i]) + 1;
+        if (len + l > sizeof buf)
+            return -1;
+        memcpy(buf + len, argv[i], l);
+        len += l;
+    }
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                       .msg_controllen = sizeof ctl.b};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &sync_fd, sizeof(int));
+    ssize_t n;
+    while ((n = sendmsg(rt->launcher_fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    return n == (ssize_t)len ? 0 : -1;
+}
+
 pid_t ck_runtime_run(const ck_runtime *rt, const char *id, const char *bundle,
                      const char *log_path, const char *exit_path, ck_error **err)
 {
@@ -233,30 +300,28 @@ pid_t ck_runtime_run(const ck_runtime *rt, const char *id, const char *bundle,
     char *argv[] = {(char *)rt->self_exe, "kubelet-shim", "--id", (char *)id, "--bundle",
                     (char *)bundle, "--log", (char *)log_path, "--exit", (char *)exit_path,
                     "--runtime", (char *)rt->runc, "--runtime-root", (char *)rt->root, NULL};
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(sync[0]);
+    int st = 0;
+    if (rt->launcher_fd > 0 && launcher_send(rt, argv + 1, sync[1]) == 0) {
+        /* the launcher reaps the shim's first process */
+    } else {
+        if (rt->launcher_fd > 0)
+            log_warn("shim launcher gone (%s): executing the shim", strerror(errno));
+        pid_t pid;
+        int src = ck_spawn(&pid, rt->self_exe, argv, NULL, -1, -1, -1, sync[1]);
+        if (src != 0) {
+            close(sync[0]);
+            close(sync[1]);
+            errno = src;
+            return ck_error_sys(err, CK_E_IO, "spawn %s", rt->self_exe);
+        }
         close(sync[1]);
-        return ck_error_sys(err, CK_E_IO, "fork");
+        sync[1] = -1;
+        /* The shim forks once more and its first process exits: reap it now. */
+        while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
     }
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        dup2(sync[1], 3);
-        close_from(4);
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        execve(rt->self_exe, argv, environ);
-        _exit(127);
-    }
-    close(sync[1]);
-    /* The shim forks once more and its first process exits: reap it now. */
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    if (sync[1] >= 0)
+        close(sync[1]);
     char msg[4096];
     size_t len = 0;
     for (;;) {
@@ -307,18 +372,10 @@ static void shim_report(int fd, const char *fmt, ...)
 /* Run argv with stdout/stderr = out_fd, err_fd; wait for it; returns exit status. */
 static int shim_spawn(char *const argv[], int out_fd, int err_fd)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(out_fd, 1);
-        dup2(err_fd, 2);
-        close_from(3);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
+    cleanup_free char *exe = find_exe(argv[0]);
+    pid_t pid;
+    if (ck_spawn(&pid, exe, argv, NULL, -1, out_fd, err_fd, -1) != 0)
+        return 127;
     int st;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR)
@@ -398,6 +455,7 @@ int ck_shim_main(int argc, char **argv)
 {
     char *id = NULL, *bundle = NULL, *log_path = NULL, *exit_path = NULL, *runc = "runc",
          *rroot = "/run/ckube-runc";
+    bool launcher = false;
     ck_flag flags[] = {
         {"id", CK_FLAG_STRING, &id, "container id"},
         {"bundle", CK_FLAG_STRING, &bundle, "OCI bundle"},
@@ -405,10 +463,13 @@ int ck_shim_main(int argc, char **argv)
         {"exit", CK_FLAG_STRING, &exit_path, "exit code file"},
         {"runtime", CK_FLAG_STRING, &runc, "OCI runtime binary"},
         {"runtime-root", CK_FLAG_STRING, &rroot, "OCI runtime state dir"},
+        {"launcher", CK_FLAG_BOOL, &launcher, "serve shim launch requests on fd 3 (internal)"},
     };
     ck_flags_parse("kubelet-shim", "Container shim (internal)", argc, argv, flags,
                    ARRAY_SIZE(flags));
     int sync = 3;
+    if (launcher)
+        return launcher_main(sync);
     if (!id || !bundle || !log_path || !exit_path) {
         shim_report(sync, "err shim: missing flags\n");
         return 2;
@@ -523,4 +584,119 @@ int ck_shim_main(int argc, char **argv)
     int n = snprintf(out, sizeof out, "%d %lld\n", status, (long long)ck_wall_ns());
     ck_write_file_nosync(exit_path, out, (size_t)n, 0644);
     return 0;
+}
+
+/* ---------------- the shim launcher ---------------- */
+
+/* `ckube kubelet-shim --launcher`: started once by the kubelet with a SOCK_SEQPACKET socket as
+ * fd 3; for each request it forks a shim (ck_shim_main in the child, no exec).  Executing
+ * ckube per container cost ~6 ms of CPU (dynamic linking of ~40 libraries), a tenth of a pod
+ * start.  It exits when the kubelet closes the socket or dies (PDEATHSIG). */
+/* Make /proc/PID/cmdline of a forked shim read "ckube kubelet-shim --id ID --bundle ..." like
+ * an executed one (for ps and for scripts that find shims by their arguments).  Best effort:
+ * needs CAP_SYS_RESOURCE and CONFIG_CHECKPOINT_RESTORE; otherwise the launcher's command line
+ * (which names the runtime root) stays. */
+static void set_cmdline(int argc, char **argv)
+{
+    size_t len = strlen("ckube") + 1;
+    for (int i = 0; i < argc; i++)
+        len += strlen(argv[i]) + 1;
+    char *b = xmalloc(len), *p = b;  /* kept for the life of the shim */
+    p = stpcpy(p, "ckube") + 1;
+    for (int i = 0; i < argc; i++)
+        p = stpcpy(p, argv[i]) + 1;
+    unsigned long start = (unsigned long)b, end = (unsigned long)(b + len);
+    /* start <= end must hold after each call: try both orders */
+    if (prctl(PR_SET_MM, PR_SET_MM_ARG_START, start, 0, 0) < 0 ||
+        prctl(PR_SET_MM, PR_SET_MM_ARG_END, end, 0, 0) < 0) {
+        if (prctl(PR_SET_MM, PR_SET_MM_ARG_END, end, 0, 0) == 0)
+            prctl(PR_SET_MM, PR_SET_MM_ARG_START, start, 0, 0);
+    }
+}
+
+static int launcher_main(int sock)
+{
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        return 0;
+    for (;;) {
+        char buf[LAUNCH_MSG_MAX + 1];
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        struct iovec iov = {.iov_base = buf, .iov_len = LAUNCH_MSG_MAX};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                           .msg_controllen = sizeof ctl.b};
+        ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        int fd = -1;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+        if (fd < 0)
+            continue;
+        buf[n] = '\0';
+        char *argv[LAUNCH_MAX_ARGS + 1];
+        int argc = 0;
+        for (char *p = buf; p < buf + n && argc < LAUNCH_MAX_ARGS; p += strlen(p) + 1)
+            argv[argc++] = p;
+        argv[argc] = NULL;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(sock);
+            /* only fd 3 may hold the pipe: the kubelet waits for its EOF */
+            if (dup2(fd, 3) < 0)
+                _exit(1);
+            close(fd);
+            set_cmdline(argc, argv);
+            _exit(ck_shim_main(argc, argv));
+        }
+        if (pid < 0)
+            shim_report(fd, "err shim launcher: fork: %s\n", strerror(errno));
+        else
+            close(fd);
+        /* the child forks the shim proper and exits at once */
+        int st;
+        while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+void ck_runtime_launcher_start(ck_runtime *rt)
+{
+    rt->launcher_fd = -1;
+    rt->launcher_pid = -1;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        log_warn("shim launcher: socketpair: %s (shims will be executed)", strerror(errno));
+        return;
+    }
+    char *argv[] = {(char *)rt->self_exe, "kubelet-shim", "--launcher", "--runtime-root",
+                    (char *)rt->root, NULL};
+    pid_t pid;
+    int rc = ck_spawn(&pid, rt->self_exe, argv, NULL, -1, -1, 2, sv[1]);
+    close(sv[1]);
+    if (rc != 0) {
+        log_warn("shim launcher: %s (shims will be executed)", strerror(rc));
+        close(sv[0]);
+        return;
+    }
+    rt->launcher_fd = sv[0];
+    rt->launcher_pid = pid;
+}
+
+void ck_runtime_launcher_stop(ck_runtime *rt)
+{
+    if (rt->launcher_fd > 0)
+        close(rt->launcher_fd);
+    rt->launcher_fd = -1;
+    if (rt->launcher_pid > 0)
+        while (waitpid(rt->launcher_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    rt->launcher_pid = -1;
 }

@@ -315,6 +315,37 @@ json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container
     return out;
 }
 
+json_t *ck_pull_auths(ck_kubelet *k, pod_rec *r, json_t *pod)
+{
+    json_t *auths = json_object();
+    size_t i;
+    json_t *ref;
+    json_array_foreach(json_object_get(json_object_get(pod, "spec"), "imagePullSecrets"), i, ref) {
+        const char *name = json_string_value(json_object_get(ref, "name"));
+        ck_error *e = NULL;
+        json_t *sec = name ? get_obj(k, "secrets", r->ns, name, &e) : NULL;
+        ck_error_free(e);
+        if (!sec)
+            continue;
+        const char *type = json_string_value(json_object_get(sec, "type")) ?: "";
+        bool cfgjson = !strcmp(type, "kubernetes.io/dockerconfigjson");
+        size_t len = 0;
+        cleanup_free char *raw = !cfgjson && strcmp(type, "kubernetes.io/dockercfg") ? NULL
+                                 : secret_value(sec, cfgjson ? ".dockerconfigjson" : ".dockercfg", &len);
+        json_t *doc = raw ? json_loadb(raw, len, 0, NULL) : NULL;
+        /* .dockercfg is the bare auths map; .dockerconfigjson wraps it in "auths" */
+        json_t *map = cfgjson ? json_object_get(doc, "auths") : doc;
+        const char *key;
+        json_t *v;
+        json_object_foreach(map, key, v)
+            if (!json_object_get(auths, key))   /* the first secret naming a registry wins */
+                json_object_set(auths, key, v);
+        json_decref(doc);
+        json_decref(sec);
+    }
+    return json_pack("{s:o}", "auths", auths);
+}
+
 /* ---------------- volumes ---------------- */
 
 static int write_item(const char *dir, const char *path, const char *data, size_t len, int mode,
@@ -403,6 +434,63 @@ static int downward_volume(pod_rec *r, json_t *pod, json_t *src, const char *dir
     return 0;
 }
 
+/* A claim bound to a hostPath or local volume: its path bind-mounted at dir.  An unbound claim
+ * is an error the sync loop retries (the pod stays ContainerCreating). */
+static int pvc_volume(ck_kubelet *k, pod_rec *r, json_t *src, const char *dir, ck_error **err)
+{
+    const char *cn = json_string_value(json_object_get(src, "claimName"));
+    if (!cn || !*cn)
+        return ck_error_set(err, CK_E_INVALID, "persistentVolumeClaim without claimName");
+    ck_error *e = NULL;
+    json_t *pvc = get_obj(k, "persistentvolumeclaims", r->ns, cn, &e);
+    if (!pvc) {
+        bool nf = e->code == CK_E_NOT_FOUND;
+        ck_error_set(err, e->code, nf ? "persistentvolumeclaim \"%s\" not found" : "persistentvolumeclaim \"%s\": %s",
+                     cn, e->msg);
+        ck_error_free(e);
+        return -1;
+    }
+    cleanup_free char *phase = xstrdup(json_string_value(json_object_get(json_object_get(pvc, "status"), "phase")) ?: "Pending");
+    cleanup_free char *vn = xstrdup(json_string_value(json_object_get(json_object_get(pvc, "spec"), "volumeName")) ?: "");
+    bool deleting = json_object_get(json_object_get(pvc, "metadata"), "deletionTimestamp") != NULL;
+    json_decref(pvc);
+    if (deleting)
+        return ck_error_set(err, CK_E_INVALID, "persistentvolumeclaim \"%s\" is being deleted", cn);
+    if (strcmp(phase, "Bound") || !*vn)
+        return ck_error_set(err, CK_E_UNAVAILABLE, "persistentvolumeclaim \"%s\" is not bound (phase %s)",
+                            cn, phase);
+    json_t *pv = ck_client_get(k->client, ck_resource_find("", "v1", "persistentvolumes"), NULL, vn, &e);
+    if (!pv) {
+        ck_error_set(err, e->code, "persistentvolume \"%s\" of claim \"%s\": %s", vn, cn, e->msg);
+        ck_error_free(e);
+        return -1;
+    }
+    json_t *spec = json_object_get(pv, "spec");
+    json_t *hp = json_object_get(spec, "hostPath"), *local = json_object_get(spec, "local");
+    cleanup_free char *path = xstrdup(json_string_value(json_object_get(hp ? hp : local, "path")) ?: "");
+    bool create = hp && !strcmp(json_string_value(json_object_get(hp, "type")) ?: "", "DirectoryOrCreate");
+    json_decref(pv);
+    if (!hp && !local)
+        return ck_error_set(err, CK_E_INVALID, "persistentvolume \"%s\": only hostPath and local volumes are supported", vn);
+    if (path[0] != '/')
+        return ck_error_set(err, CK_E_INVALID, "persistentvolume \"%s\": path must be absolute", vn);
+    if (create)
+        ck_mkdir_p(path, 0755);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return ck_error_sys(err, CK_E_NOT_FOUND, "persistentvolume \"%s\": path %s", vn, path);
+    /* a restarted kubelet mounts again: drop an older mount first so they do not stack */
+    umount2(dir, MNT_DETACH);
+    if (mount(path, dir, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return ck_error_sys(err, CK_E_IO, "bind-mount %s", path);
+    if (json_is_true(json_object_get(src, "readOnly")) &&
+        mount(NULL, dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC, NULL) < 0) {
+        umount2(dir, MNT_DETACH);
+        return ck_error_sys(err, CK_E_IO, "remount %s read-only", dir);
+    }
+    return 0;
+}
+
 int ck_volumes_setup(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err)
 {
     size_t i;
@@ -478,8 +566,9 @@ int ck_volumes_setup(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err)
                 if (rc < 0)
                     return ck_error_wrap(err, "volume %s", name);
             }
-        } else if (json_object_get(v, "persistentVolumeClaim")) {
-            return ck_error_set(err, CK_E_INVALID, "volume %s: persistentVolumeClaim is not supported yet", name);
+        } else if ((src = json_object_get(v, "persistentVolumeClaim"))) {
+            if (pvc_volume(k, r, src, dir, err) < 0)
+                return ck_error_wrap(err, "volume %s", name);
         }
     }
     return 0;

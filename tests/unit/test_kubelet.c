@@ -202,6 +202,145 @@ static void test_oci_security_resources(void **state)
     json_decref(cfg);
 }
 
+/* QoS class as upstream's GetPodQOS; the pod cgroup's settings as ResourceConfigForPod */
+#define C(res) "{\"name\":\"c\",\"resources\":" res "}"
+static void test_pod_qos_resources(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec, *qos;
+        long long shares, quota, mem;
+    } cases[] = {
+        {"{\"containers\":[{\"name\":\"c\"}]}", "BestEffort", 2, 0, 0},
+        {"{\"containers\":[" C("{\"requests\":{\"ephemeral-storage\":\"1Gi\"}}") "]}", "BestEffort", 2, 0, 0},
+        {"{\"containers\":[" C("{\"requests\":{\"cpu\":\"0\"}}") "]}", "BestEffort", 2, 0, 0},
+        {"{\"containers\":[" C("{\"limits\":{\"cpu\":\"500m\",\"memory\":\"64Mi\"},"
+                                 "\"requests\":{\"cpu\":\"500m\",\"memory\":\"64Mi\"}}") "]}",
+         "Guaranteed", 512, 50000, 64 << 20},
+        /* requests default to limits; "1" and "1000m" are the same quantity */
+        {"{\"containers\":[" C("{\"limits\":{\"cpu\":\"1\",\"memory\":\"1Gi\"},"
+                                 "\"requests\":{\"cpu\":\"1000m\"}}") "]}",
+         "Guaranteed", 1024, 100000, 1LL << 30},
+        {"{\"containers\":[" C("{\"limits\":{\"cpu\":\"1\"}}") "]}", "Burstable", 1024, 100000, 0},
+        {"{\"containers\":[" C("{\"requests\":{\"memory\":\"1Gi\"}}") "]}", "Burstable", 2, 0, 0},
+        {"{\"containers\":[" C("{\"limits\":{\"cpu\":\"200m\",\"memory\":\"64Mi\"},"
+                                 "\"requests\":{\"cpu\":\"100m\"}}") "]}",
+         "Burstable", 102, 20000, 64 << 20},
+        /* one container without limits: no pod quota or memory limit; shares still summed */
+        {"{\"containers\":[" C("{\"limits\":{\"cpu\":\"1\",\"memory\":\"64Mi\"}}") ","
+                              "{\"name\":\"d\",\"resources\":{\"requests\":{\"cpu\":\"250m\"}}}]}",
+         "Burstable", 1280, 0, 0},
+        /* two Guaranteed containers: limits summed */
+        {"{\"containers\":[" C("{\"limits\":{\"cpu\":\"100m\",\"memory\":\"32Mi\"}}") ","
+                              "{\"name\":\"d\",\"resources\":{\"limits\":{\"cpu\":\"200m\",\"memory\":\"32Mi\"}}}]}",
+         "Guaranteed", 307, 30000, 64 << 20},
+        /* an init container without limits makes the pod Burstable; a bigger init request wins */
+        {"{\"initContainers\":[{\"name\":\"i\",\"resources\":{\"requests\":{\"cpu\":\"2\"}}}],"
+         "\"containers\":[" C("{\"limits\":{\"cpu\":\"1\",\"memory\":\"64Mi\"}}") "]}",
+         "Burstable", 2048, 0, 0},
+        /* tiny quota is raised to the kernel minimum */
+        {"{\"containers\":[" C("{\"limits\":{\"cpu\":\"1m\",\"memory\":\"8Mi\"}}") "]}",
+         "Guaranteed", 2, 1000, 8 << 20},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_error_t je;
+        json_t *spec = json_loads(cases[i].spec, 0, &je);
+        if (!spec)
+            fail_msg("case %zu: %s", i, je.text);
+        ck_pod_res res;
+        ck_pod_resources(spec, &res);
+        if (strcmp(ck_pod_qos(spec), cases[i].qos) || strcmp(res.qos, cases[i].qos) ||
+            res.cpu_shares != cases[i].shares || res.cpu_quota != cases[i].quota ||
+            res.memory_limit != cases[i].mem)
+            fail_msg("case %zu: got %s shares %lld quota %lld mem %lld", i, res.qos,
+                     (long long)res.cpu_shares, (long long)res.cpu_quota, (long long)res.memory_limit);
+        json_decref(spec);
+    }
+    char *p = ck_pod_cgroup("u1", "Guaranteed");
+    assert_string_equal(p, "/ckube/kubepods/podu1");
+    free(p);
+    p = ck_pod_cgroup("u1", "Burstable");
+    assert_string_equal(p, "/ckube/kubepods/burstable/podu1");
+    free(p);
+    p = ck_pod_cgroup("u1", "BestEffort");
+    assert_string_equal(p, "/ckube/kubepods/besteffort/podu1");
+    free(p);
+}
+#undef C
+
+/* hostPorts -> CNI portMappings: only ports with a hostPort, protocol lower-cased, hostIP kept */
+static void test_port_mappings(void **state)
+{
+    (void)state;
+    static const struct { const char *spec, *want; } cases[] = {
+        {"{\"containers\":[{\"name\":\"c\"}]}", "[]"},
+        {"{\"containers\":[{\"name\":\"c\",\"ports\":[{\"containerPort\":80}]}]}", "[]"},
+        {"{\"containers\":[{\"name\":\"c\",\"ports\":[{\"containerPort\":80,\"hostPort\":8080}]}]}",
+         "[{\"hostPort\":8080,\"containerPort\":80,\"protocol\":\"tcp\",\"hostIP\":\"\"}]"},
+        {"{\"containers\":[{\"name\":\"a\",\"ports\":[{\"containerPort\":53,\"hostPort\":5353,\"protocol\":\"UDP\",\"hostIP\":\"127.0.0.1\"}]},"
+         "{\"name\":\"b\",\"ports\":[{\"containerPort\":9,\"hostPort\":70000},{\"containerPort\":7,\"hostPort\":7007,\"protocol\":\"SCTP\"}]}]}",
+         "[{\"hostPort\":5353,\"containerPort\":53,\"protocol\":\"udp\",\"hostIP\":\"127.0.0.1\"},"
+         "{\"hostPort\":7007,\"containerPort\":7,\"protocol\":\"sctp\",\"hostIP\":\"\"}]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *spec = json_loads(cases[i].spec, 0, NULL);
+        json_t *want = json_loads(cases[i].want, 0, NULL);
+        assert_non_null(spec);
+        assert_non_null(want);
+        json_t *got = ck_sandbox_port_mappings(spec);
+        if (!json_equal(got, want)) {
+            char *g = json_dumps(got, JSON_COMPACT);
+            fail_msg("case %zu: got %s", i, g);
+        }
+        json_decref(got);
+        json_decref(want);
+        json_decref(spec);
+    }
+}
+
+/* imagePullSecrets: which auths entry answers for which registry host */
+static void test_registry_creds(void **state)
+{
+    (void)state;
+    /* auth = base64("bob:pw2") */
+    json_t *auths = json_loads(
+        "{\"auths\":{\"127.0.0.1:5000\":{\"username\":\"alice\",\"password\":\"pw1\"},"
+        "\"https://reg.example.com/v1/\":{\"auth\":\"Ym9iOnB3Mg==\"},"
+        "\"*.corp.example\":{\"username\":\"w\",\"password\":\"x:y\"},"
+        "\"https://index.docker.io/v1/\":{\"username\":\"hub\",\"password\":\"h\"},"
+        "\"bad.example\":{\"auth\":\"bm9jb2xvbg==\"}}}", 0, NULL);
+    assert_non_null(auths);
+    static const struct { const char *host, *user, *pass; } cases[] = {
+        {"127.0.0.1:5000", "alice", "pw1"},
+        {"127.0.0.1:5001", NULL, NULL},          /* the port is part of the key */
+        {"127.0.0.1", NULL, NULL},
+        {"reg.example.com", "bob", "pw2"},        /* scheme and path ignored, auth decoded */
+        {"a.corp.example", "w", "x:y"},           /* wildcard: one label; password keeps ':' */
+        {"a.b.corp.example", NULL, NULL},
+        {"corp.example", NULL, NULL},
+        {"docker.io", "hub", "h"},                /* docker.io aliases index.docker.io */
+        {"bad.example", NULL, NULL},              /* auth without ':' is skipped */
+        {"other.example", NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *u = NULL, *p = NULL;
+        int rc = ck_registry_creds(auths, cases[i].host, &u, &p);
+        if (!cases[i].user) {
+            assert_int_equal(rc, -1);
+            assert_null(u);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_string_equal(u, cases[i].user);
+        assert_string_equal(p, cases[i].pass);
+        free(u);
+        free(p);
+    }
+    char *u = NULL, *p = NULL;
+    assert_int_equal(ck_registry_creds(NULL, "127.0.0.1:5000", &u, &p), -1);
+    json_decref(auths);
+}
+
 static void test_run_cmd(void **state)
 {
     char *out = NULL;
@@ -270,6 +409,9 @@ int main(void)
         cmocka_unit_test(test_cri_time),
         cmocka_unit_test(test_oci_args),
         cmocka_unit_test(test_oci_security_resources),
+        cmocka_unit_test(test_registry_creds),
+        cmocka_unit_test(test_pod_qos_resources),
+        cmocka_unit_test(test_port_mappings),
         cmocka_unit_test(test_run_cmd),
         cmocka_unit_test(test_import_docker_archive),
     };

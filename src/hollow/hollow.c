@@ -3,7 +3,7 @@
  * API server.
  *
  * It registers N Nodes (capacity/allocatable from flags, Ready), renews one Lease per node in
- * kube-node-lease every 10 s (as kubelets do; in a few independent paced streams), watches all
+ * kube-node-lease every 10 s (as kubelets do; in 16 independent paced streams), watches all
  * pods and, for each pod bound to one of its nodes, reports it Running and Ready (a merge PATCH
  * of pods/status, as a kubelet would once containers started); a pod being deleted
  * (deletionTimestamp set) is finalized with a grace-0 delete.  Work goes through a rate-limited
@@ -261,11 +261,12 @@ static bool node_ready(hollow *h, const char *name)
     return ready;
 }
 
-/* Lease renewals run in a few independent streams (node i in stream i % STREAMS), each paced to
- * renew its nodes once a period: thousands of real kubelets do not wait for one another, so a
- * slow answer under load delays one stream, not every lease behind it (one serialized loop fell
- * behind exactly when the API server was busiest, quietly lightening its load). */
-#define HOLLOW_LEASE_STREAMS 4
+/* Lease renewals run in independent streams (node i in stream i % STREAMS), each paced to renew
+ * its nodes once a period: thousands of real kubelets do not wait for one another, so a slow
+ * answer under load delays one stream, not every lease behind it (one serialized loop fell
+ * behind exactly when the API server was busiest, quietly lightening its load).  16 streams keep
+ * 5,000 nodes at their 500 renewals/s while answers take up to ~30 ms. */
+#define HOLLOW_LEASE_STREAMS 16
 
 typedef struct lease_stream {
     hollow *h;

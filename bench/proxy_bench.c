@@ -67,7 +67,8 @@ static double ms_since(int64_t t0)
 static int serve(const ck_proxy_mode *mode, const char *ip, const char *port)
 {
     ck_error *e = NULL;
-    ck_proxy_opts o = {.node_name = "node1", .cluster_cidr = "10.244.0.0/16"};
+    ck_proxy_opts o = {.node_name = "node1", .cluster_cidr = "10.244.0.0/16",
+                       .kernel_relay = getenv("PROXY_BENCH_KERNEL_RELAY") != NULL};
     void *st = mode->new(&o, &e);
     if (!st) {
         fprintf(stderr, "%s\n", e ? e->msg : "mode failed");

@@ -7,7 +7,8 @@
 # A selector-less Service (cluster IP 10.96.100.10:80, node port 30080) with a hand-written
 # EndpointSlice (no controller needed).  Checks: cluster IP from the node and from a pod, node
 # port, spread over all 3 backends, hairpin, unready endpoint leaves the rotation, a killed backend
-# costs no request (userspace), 0 endpoints -> connection refused, --cleanup leaves nothing.
+# costs no request (userspace), 0 endpoints -> connection refused, a removed UDP endpoint's
+# conntrack entries are flushed (iptables, nftables), --cleanup leaves nothing.
 # Service CIDR 10.96.0.0/12 and pod CIDR 10.244.0.0/16 exist only in these namespaces.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -122,6 +123,21 @@ cat <<JSON | kc apply -f - >/dev/null
  "spec":{"type":"NodePort","clusterIP":"10.96.100.10",
    "ports":[{"name":"http","port":80,"targetPort":8080,"protocol":"TCP","nodePort":30080}]}}
 JSON
+# a UDP Service for the stale-conntrack check (no server needed: the DNAT entry is enough)
+cat <<JSON | kc apply -f - >/dev/null
+{"apiVersion":"v1","kind":"Service","metadata":{"name":"dns","namespace":"default"},
+ "spec":{"clusterIP":"10.96.100.53","ports":[{"name":"dns","port":53,"targetPort":5353,"protocol":"UDP"}]}}
+JSON
+dns_slice() { # endpoint IP
+    cat <<JSON | kc apply -f - >/dev/null
+{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+ "metadata":{"name":"dns-1","namespace":"default","labels":{"kubernetes.io/service-name":"dns",
+   "endpointslice.kubernetes.io/managed-by":"e2e.ckube.io"}},
+ "addressType":"IPv4","ports":[{"name":"dns","port":5353,"protocol":"UDP"}],
+ "endpoints":[{"addresses":["$1"],"conditions":{"ready":true},"nodeName":"node1"}]}
+JSON
+}
+NFT_HAS_DNS="(iptables-save; nft list ruleset) 2>/dev/null | grep -q 10.96.100.53"
 check "Service web with cluster IP 10.96.100.10 and node port 30080" \
     test "$(kc get svc web -o jsonpath='{.spec.clusterIP}/{.spec.ports[0].nodePort}')" = "10.96.100.10/30080"
 slice "true true true"
@@ -181,6 +197,18 @@ for mode in $MODES; do
     slice "true true true"
     check "$mode: endpoints back -> reachable again" wait_for 5 get $CLIENT 10.96.100.10
     check "$mode: syncs were partial after the first" grep -q "partial sync" $tmp/proxy-$mode.log
+    if [ $mode != userspace ] && command -v conntrack >/dev/null; then
+        # a UDP flow to the dns Service is DNATed to pod1; pod1 leaves the slice: its conntrack
+        # entry must go (else the flow keeps going to the removed endpoint)
+        dns_slice 10.244.0.11
+        wait_for 5 inn $NODE bash -c "$NFT_HAS_DNS" || true
+        udp_flow() { inn $CLIENT bash -c 'echo x >/dev/udp/10.96.100.53/53' 2>/dev/null;
+                     inn $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53; }
+        check "$mode: a UDP flow to the dns service has a conntrack entry to pod1" wait_for 5 udp_flow
+        dns_slice 10.244.0.12
+        check "$mode: pod1 left the UDP service -> its conntrack entry is flushed" \
+            wait_for 5 bash -c "! ip netns exec $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53"
+    fi
     [ -n "${KEEP:-}" ] && inn $NODE iptables-save >$tmp/iptables-$mode.txt 2>&1
     kill -TERM $ppid_; wait $ppid_; rc=$?
     check "$mode: proxy exits 0 on SIGTERM (rc=$rc)" test $rc = 0

@@ -1,6 +1,6 @@
 /* sockmap.c - kernel-side forwarding between two TCP sockets for the userspace mode (see proxy.h).
  *
- * A SOCKHASH map holds every paired socket under the *peer's* socket cookie, and a 10-instruction
+ * A SOCKHASH map holds every paired socket under the *peer's* socket cookie, and a 13-instruction
  * SK_SKB verdict program attached to the map redirects each received skb to the socket stored
  * under its own cookie: bytes arriving on the client socket leave on the backend socket and back,
  * without waking the proxy (no read/write, no epoll event per message).  When the lookup fails

@@ -69,7 +69,7 @@ static bool own_chain(const char *name, size_t len)
  * Appends the kept lines of one table (without COMMIT) to out. */
 static int foreign_rules(const char *table, ck_buf *out, ck_error **err)
 {
-    const char *argv[] = {"iptables-save", "-t", table, NULL};
+    const char *argv[] = {ck_proxy_ipt(CK_IPT_SAVE), "-t", table, NULL};
     cleanup_free char *dump = NULL;
     if (ck_proxy_exec(argv, NULL, 0, &dump, err) < 0)
         return -1;
@@ -532,7 +532,7 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     int rc = 0;
     if (*t->script && !t->o.dry_run) {
         /* full: whole tables replaced (ours rendered, others' read back); partial: --noflush */
-        const char *argv[] = {"iptables-restore", "-w", full ? NULL : "--noflush", NULL};
+        const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", full ? NULL : "--noflush", NULL};
         rc = ck_proxy_exec(argv, t->script, strlen(t->script), NULL, err);
         if (rc < 0) {
             /* the kernel kept the old rules (restore is atomic per table): force a full sync */

@@ -142,12 +142,24 @@ int cmd_proxy(int argc, char **argv)
         for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
             if (modes[i]->probe && modes[i] != &ck_proxy_mode_ipvs && modes[i]->probe(NULL) < 0)
                 continue;
-            ck_error *e = NULL;
-            if (modes[i]->cleanup(&e) < 0) {
-                log_error("cleanup %s: %s", modes[i]->name, e->msg);
-                ck_error_free(e);
-                rc = 1;
+            /* the iptables-based modes: in both backends (ours may be in either) */
+            bool ipt = modes[i] == &ck_proxy_mode_iptables || modes[i] == &ck_proxy_mode_userspace;
+            ck_proxy_ipt_use(CK_IPT_INSTALLED);
+            for (int pass = 0; pass < (ipt ? 2 : 1); pass++) {
+                if (pass == 1) {
+                    ck_proxy_ipt_backend other = ck_proxy_ipt_other();
+                    if (other == CK_IPT_INSTALLED)
+                        break;
+                    ck_proxy_ipt_use(other);
+                }
+                ck_error *e = NULL;
+                if (modes[i]->cleanup(&e) < 0) {
+                    log_error("cleanup %s: %s", modes[i]->name, e->msg);
+                    ck_error_free(e);
+                    rc = 1;
+                }
             }
+            ck_proxy_ipt_use(CK_IPT_INSTALLED);
         }
         if (!rc)
             log_info("cleanup done");
@@ -162,6 +174,24 @@ int cmd_proxy(int argc, char **argv)
         return 2;
     }
     ck_error *e = NULL;
+    if (mode == &ck_proxy_mode_iptables || mode == &ck_proxy_mode_userspace) {
+        /* the backend this host uses; none of our rules left in the other one */
+        ck_proxy_ipt_backend use = ck_proxy_ipt_detect(), other = ck_proxy_ipt_other();
+        if (other != CK_IPT_INSTALLED) {
+            ck_proxy_ipt_use(other);
+            const char *save[] = {ck_proxy_ipt(CK_IPT_SAVE), "-t", "nat", NULL};
+            cleanup_free char *dump = NULL;
+            /* only when our service chains are there (KUBE-MARK-MASQ and friends alone may be
+             * an old kubelet's) */
+            if (ck_proxy_exec(save, NULL, 0, &dump, NULL) == 0 &&
+                (strstr(dump, ":KUBE-SERVICES ") || strstr(dump, ":KUBE-PORTALS-"))) {
+                log_info("removing this proxy's rules left in %s", ck_proxy_ipt(CK_IPT_CMD));
+                ck_proxy_mode_iptables.cleanup(NULL);
+                ck_proxy_mode_userspace.cleanup(NULL);
+            }
+            ck_proxy_ipt_use(use);
+        }
+    }
     if (mode->probe(&e) < 0) {
         fprintf(stderr, "Error: %s\n", e->msg);
         ck_error_free(e);

@@ -820,7 +820,7 @@ static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error 
         u->started = true;
         return 0;
     }
-    const char *argv[] = {"iptables-restore", "-w", "--noflush", NULL};
+    const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", "--noflush", NULL};
     if (ck_proxy_exec(argv, u->script, strlen(u->script), NULL, err) < 0) {
         u->started = false;     /* next sync: everything again */
         return ck_error_wrap(err, "userspace sync");

@@ -8,14 +8,16 @@
 # EndpointSlice (no controller needed).  Checks: cluster IP from the node and from a pod, node
 # port, spread over all 3 backends, hairpin, unready endpoint leaves the rotation, a killed backend
 # costs no request (userspace), 0 endpoints -> connection refused, a removed UDP endpoint's
-# conntrack entries are flushed (iptables, nftables), --cleanup leaves nothing.
+# conntrack entries are flushed (iptables, nftables), --cleanup leaves nothing.  iptables-legacy:
+# the iptables mode on a node whose only rules are in the legacy backend (a kubelet canary chain
+# made here) must program legacy and leave nft alone.
 # Service CIDR 10.96.0.0/12 and pod CIDR 10.244.0.0/16 exist only in these namespaces.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
-MODES=${MODES:-"iptables nftables userspace"}
+MODES=${MODES:-"iptables nftables userspace iptables-legacy"}
 fails=0
 ok() { echo "ok - $*"; }
 notok() { echo "not ok - $*"; fails=$((fails + 1)); }
@@ -162,7 +164,14 @@ no_proxy_left() {
 }
 refused() { inn "$1" curl -s --max-time 2 "http://$2/" >/dev/null 2>&1; local rc=$?; [ $rc = 7 ] || echo "# curl $2 from $1: exit $rc" >>$tmp/refused.log; [ $rc = 7 ]; }
 
-for mode in $MODES; do
+# the legacy tables, when the node namespace has any (listing them would create them)
+legacy_save() { [ -n "$(inn $NODE cat /proc/net/ip_tables_names 2>/dev/null)" ] || return 0; inn $NODE iptables-legacy-save 2>/dev/null; }
+for label in $MODES; do
+    mode=${label%-legacy}
+    if [ $label = iptables-legacy ]; then
+        command -v iptables-legacy >/dev/null || { skip "iptables-legacy (not installed)"; continue; }
+        inn $NODE iptables-legacy -t filter -N KUBE-KUBELET-CANARY
+    fi
     slice "true true true"
     ip netns exec $NODE "$CK" proxy --kubeconfig "$data/kubeconfig" --proxy-mode $mode --hostname-override node1 \
         --min-sync-period 100ms --cluster-cidr 10.244.0.0/16 >$tmp/proxy-$mode.log 2>&1 &
@@ -197,6 +206,12 @@ for mode in $MODES; do
     slice "true true true"
     check "$mode: endpoints back -> reachable again" wait_for 5 get $CLIENT 10.96.100.10
     check "$mode: syncs were partial after the first" grep -q "partial sync" $tmp/proxy-$mode.log
+    if [ $label = iptables-legacy ]; then
+        check "iptables-legacy: the proxy's rules are in the legacy backend" \
+            bash -c "ip netns exec $NODE iptables-legacy-save -t nat | grep -q ':KUBE-SERVICES '"
+        check "iptables-legacy: and none in nft" \
+            bash -c "! ip netns exec $NODE iptables-nft-save 2>/dev/null | grep -q KUBE-"
+    fi
     if [ $mode != userspace ] && command -v conntrack >/dev/null; then
         # a UDP flow to the dns Service is DNATed to pod1; pod1 leaves the slice: its conntrack
         # entry must go (else the flow keeps going to the removed endpoint)
@@ -219,8 +234,10 @@ for mode in $MODES; do
     # mode would inherit this mode's choices (one of them a pod killed below).  Switching modes on
     # a live node has the same effect; this namespace's table only.
     command -v conntrack >/dev/null && inn $NODE conntrack -F >/dev/null 2>&1
-    left=$( (inn $NODE iptables-save; inn $NODE nft list tables) 2>/dev/null | grep -E 'KUBE-|kube-proxy' | head -3)
-    check "$mode: --cleanup leaves no rule behind" test -z "$left"
+    left=$( (inn $NODE iptables-save; inn $NODE nft list tables; legacy_save) 2>/dev/null |
+            grep -E 'KUBE-|kube-proxy' | grep -v KUBE-KUBELET-CANARY | head -3)
+    check "$label: --cleanup leaves no rule behind" test -z "$left"
+    [ $label = iptables-legacy ] && inn $NODE iptables-legacy -t filter -X KUBE-KUBELET-CANARY
     check "$mode: after cleanup the cluster IP is gone" wait_for 3 bash -c "! ip netns exec $NODE curl -s --max-time 1 http://10.96.100.10/"
 done
 

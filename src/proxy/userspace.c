@@ -538,7 +538,9 @@ static int bind_port(us *u, int fd)
     }
     int span = u->port_hi - u->port_lo + 1;
     for (int i = 0; i < span; i++) {
-        struct sockaddr_in sa = {.sin_family = AF_INET};
+        /* dry run (tests): no listener beyond loopback */
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(u->o.dry_run ? INADDR_LOOPBACK : INADDR_ANY)};
         sa.sin_port = htons((uint16_t)(u->port_lo + u->port_next));
         u->port_next = (u->port_next + 1) % span;
         if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0)

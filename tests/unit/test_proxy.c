@@ -226,6 +226,45 @@ static void test_iptables_render(void **state)
     free(partial);
 }
 
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void test_userspace_render(void **state)
+{
+    char *partial = NULL;
+    char *full = render(&ck_proxy_mode_userspace, "false", &partial);
+    static const char *const want[] = {
+        "*nat\n:KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n",
+        "-A KUBE-PORTALS-CONTAINER -j KUBE-PORTALS-B-00\n", "-A KUBE-PORTALS-HOST -j KUBE-PORTALS-B-63\n",
+        "-m comment --comment \"default/web:http\" -m tcp -p tcp -d 10.96.100.10/32 --dport 80 -j REDIRECT --to-ports ",
+        "-p tcp -d 192.0.2.7/32 --dport 80 -j REDIRECT", "-m addrtype --dst-type LOCAL -m tcp -p tcp --dport 30080 -j REDIRECT",
+        "-m udp -p udp -d 10.96.100.10/32 --dport 53 -j REDIRECT", "*filter\n:KUBE-PORTALS-REJECT - [0:0]\n",
+        "-A KUBE-PORTALS-REJECT -j KUBE-PORTALS-R-17\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        if (!strstr(full, want[i]))
+            fail_msg("full userspace script lacks \"%s\"", want[i]);
+    assert_int_equal(count(full, ":KUBE-PORTALS-B-"), 64);
+    /* a partial sync rewrites the changed Service's bucket only, and keeps its listener port */
+    assert_null(strstr(partial, "KUBE-PORTALS-CONTAINER"));
+    assert_int_equal(count(partial, ":KUBE-PORTALS-B-"), 1);
+    assert_int_equal(count(partial, ":KUBE-PORTALS-R-"), 1);
+    const char *p = strstr(full, "--dport 80 -j REDIRECT --to-ports ");
+    assert_non_null(p);
+    char port[16];
+    snprintf(port, sizeof port, "%.*s", (int)strcspn(p + 34, "\n"), p + 34);
+    assert_non_null(strstr(partial, port));
+    /* http: cluster IP, external IP, node port; dns: cluster IP, external IP */
+    assert_int_equal(count(partial, "-j REDIRECT"), 5);
+    free(full);
+    free(partial);
+}
+
 static void test_iptables_no_endpoints_reject(void **state)
 {
     ck_proxy_opts o = {.node_name = "node1", .dry_run = true};
@@ -421,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_hash16),
         cmocka_unit_test(test_iptables_render),
         cmocka_unit_test(test_iptables_no_endpoints_reject),
+        cmocka_unit_test(test_userspace_render),
         cmocka_unit_test(test_iptables_affinity),
         cmocka_unit_test(test_nftables_render),
         cmocka_unit_test(test_nftables_affinity),

@@ -57,17 +57,25 @@ ip netns exec $pod "$B/bench/proxy_httpd" 8080 &
 PIDS+=($!)
 sleep 0.3
 rps() { ip netns exec $node wrk -t1 -c32 -d${WRK_SECS}s "$1" 2>/dev/null | awk '/Requests\/sec/ {printf "%d", $2}'; }
+DP_MODES=""
 for mode in $MODES; do
-    coproc PB { ip netns exec $node "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
+    DP_MODES="$DP_MODES $mode"
+    # userspace with --userspace-kernel-relay (sockmap) as a row of its own
+    [ $mode = userspace ] && DP_MODES="$DP_MODES userspace+kernel-relay"
+done
+for label in $DP_MODES; do
+    mode=${label%%+*}
+    relay=; [ "$label" != "$mode" ] && relay=1
+    coproc PB { ip netns exec $node env ${relay:+PROXY_BENCH_KERNEL_RELAY=1} "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
     pbpid=$PB_PID
     PIDS+=($pbpid)
     read -r line <&"${PB[0]}"
-    if [ "$line" != ready ]; then echo "$mode: proxy did not start"; continue; fi
+    if [ "$line" != ready ]; then echo "$label: proxy did not start"; continue; fi
     direct=$(rps http://10.244.0.10:8080/)
     via=$(rps http://10.96.0.50/)
     direct2=$(rps http://10.244.0.10:8080/)
     d=$(( (direct + direct2) / 2 ))
-    echo "$mode direct_rps=$d cluster_ip_rps=$via ratio=$(awk -v a=$via -v b=$d 'BEGIN {printf "%.2f", b ? a / b : 0}')"
+    echo "$label direct_rps=$d cluster_ip_rps=$via ratio=$(awk -v a=$via -v b=$d 'BEGIN {printf "%.2f", b ? a / b : 0}')"
     exec {PB[1]}>&-
     wait $pbpid 2>/dev/null
 done

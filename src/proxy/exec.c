@@ -147,6 +147,102 @@ void ck_proxy_conntrack_flush_udp(const char *service_ip, const char *endpoint_i
     }
 }
 
+/* ---- which iptables backend ---- */
+
+static const char *ipt_names[3][3] = {
+    {"iptables", "iptables-save", "iptables-restore"},
+    {"iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore"},
+    {"iptables-nft", "iptables-nft-save", "iptables-nft-restore"},
+};
+static ck_proxy_ipt_backend ipt_backend = CK_IPT_INSTALLED;
+
+const char *ck_proxy_ipt(ck_proxy_ipt_tool tool)
+{
+    return ipt_names[ipt_backend][tool];
+}
+
+void ck_proxy_ipt_use(ck_proxy_ipt_backend b)
+{
+    ipt_backend = b;
+}
+
+/* Rules and non-built-in chains in a backend (-1: cannot tell).  The legacy tables are only read
+ * when the kernel has some: listing them would create them. */
+static long backend_rules(ck_proxy_ipt_backend b)
+{
+    if (b == CK_IPT_LEGACY) {
+        FILE *f = fopen("/proc/net/ip_tables_names", "r");
+        if (!f)
+            return 0;
+        char line[64];
+        bool any = fgets(line, sizeof line, f) != NULL;
+        fclose(f);
+        if (!any)
+            return 0;
+    }
+    const char *argv[] = {ipt_names[b][CK_IPT_SAVE], NULL};
+    cleanup_free char *dump = NULL;
+    if (!ck_proxy_have_binary(argv[0]) || ck_proxy_exec(argv, NULL, 0, &dump, NULL) < 0)
+        return -1;
+    static const char *const builtin[] = {":PREROUTING ", ":INPUT ", ":FORWARD ", ":OUTPUT ",
+                                          ":POSTROUTING ", NULL};
+    long n = 0;
+    for (char *line = dump; line && *line;) {
+        if (!strncmp(line, "-A ", 3)) {
+            n++;
+        } else if (line[0] == ':') {
+            bool b_in = false;
+            for (const char *const *p = builtin; *p; p++)
+                b_in = b_in || !strncmp(line, *p, strlen(*p));
+            n += !b_in;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return n;
+}
+
+/* The backend `iptables` is installed as, by its --version ("(legacy)" or "(nf_tables)"). */
+static ck_proxy_ipt_backend installed_backend(void)
+{
+    static ck_proxy_ipt_backend cached = CK_IPT_INSTALLED;
+    if (cached != CK_IPT_INSTALLED)
+        return cached;
+    const char *ver[] = {"iptables", "--version", NULL};
+    cleanup_free char *out = NULL;
+    if (ck_proxy_exec(ver, NULL, 0, &out, NULL) < 0)
+        return CK_IPT_INSTALLED;
+    return cached = strstr(out, "legacy") ? CK_IPT_LEGACY : CK_IPT_NFT;
+}
+
+ck_proxy_ipt_backend ck_proxy_ipt_detect(void)
+{
+    ck_proxy_ipt_backend installed = installed_backend();
+    ipt_backend = CK_IPT_INSTALLED;
+    if (installed == CK_IPT_INSTALLED)
+        return ipt_backend;
+    ck_proxy_ipt_backend other = installed == CK_IPT_LEGACY ? CK_IPT_NFT : CK_IPT_LEGACY;
+    long mine = backend_rules(installed), theirs = backend_rules(other);
+    if (mine == 0 && theirs > 0) {
+        log_info("iptables: the installed backend (%s) has no rules and %s has %ld: using %s, as "
+                 "the rest of this host does", ipt_names[installed][0], ipt_names[other][0],
+                 theirs, ipt_names[other][0]);
+        ipt_backend = other;
+    }
+    return ipt_backend;
+}
+
+ck_proxy_ipt_backend ck_proxy_ipt_other(void)
+{
+    ck_proxy_ipt_backend installed = installed_backend();
+    if (installed == CK_IPT_INSTALLED)
+        return CK_IPT_INSTALLED;
+    ck_proxy_ipt_backend in_use = ipt_backend == CK_IPT_INSTALLED ? installed : ipt_backend;
+    ck_proxy_ipt_backend other = in_use == CK_IPT_LEGACY ? CK_IPT_NFT : CK_IPT_LEGACY;
+    return backend_rules(other) > 0 ? other : CK_IPT_INSTALLED;
+}
+
 static char *jump_words(const char *rule, const char ***argvp, const char *table, const char *op,
                         const char *chain)
 {
@@ -154,7 +250,7 @@ static char *jump_words(const char *rule, const char ***argvp, const char *table
     char *copy = xstrdup(rule);
     size_t n = 0, cap = 16;
     const char **a = xcalloc(cap, sizeof *a);
-    a[n++] = "iptables", a[n++] = "-w", a[n++] = "-t", a[n++] = table, a[n++] = op, a[n++] = chain;
+    a[n++] = ck_proxy_ipt(CK_IPT_CMD), a[n++] = "-w", a[n++] = "-t", a[n++] = table, a[n++] = op, a[n++] = chain;
     for (char *p = copy; *p;) {
         while (*p == ' ')
             p++;
@@ -206,7 +302,7 @@ int ck_proxy_iptables_delete_jump(const char *table, const char *chain, const ch
 
 int ck_proxy_iptables_delete_chains(const char *table, const char *const *prefixes, ck_error **err)
 {
-    const char *save[] = {"iptables-save", "-t", table, NULL};
+    const char *save[] = {ck_proxy_ipt(CK_IPT_SAVE), "-t", table, NULL};
     cleanup_free char *dump = NULL;
     if (ck_proxy_exec(save, NULL, 0, &dump, err) < 0)
         return -1;
@@ -236,7 +332,7 @@ int ck_proxy_iptables_delete_chains(const char *table, const char *const *prefix
     if (n) {
         ck_buf_add(&flush, del.data, del.len);
         ck_buf_addstr(&flush, "COMMIT\n");
-        const char *argv[] = {"iptables-restore", "-w", "--noflush", NULL};
+        const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", "--noflush", NULL};
         rc = ck_proxy_exec(argv, flush.data, flush.len, NULL, err);
     }
     ck_buf_free(&flush);

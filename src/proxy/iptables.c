@@ -24,7 +24,12 @@ typedef struct ipt {
     json_t *applied;     /* service key -> rendering {"chains": {"t/C": text}, "lines": {"t/C\tspec": 1}} */
     bool started;        /* base chains + jumps are in place */
     char *script;        /* last restore input */
+    bool large;          /* over LARGE_CLUSTER_ENDPOINTS: no comments in SVC/SEP rules */
 } ipt;
+
+/* Upstream's large-cluster mode: past 1,000 endpoints the per-endpoint rules carry no comment
+ * (the restore input shrinks by a third and iptables-restore parses that much less). */
+#define LARGE_CLUSTER_ENDPOINTS 1000
 
 static const struct { const char *table, *chain, *target, *rule; } jumps[] = {
     {"nat", "PREROUTING", "KUBE-SERVICES", "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"},
@@ -64,7 +69,7 @@ static bool own_chain(const char *name, size_t len)
  * Appends the kept lines of one table (without COMMIT) to out. */
 static int foreign_rules(const char *table, ck_buf *out, ck_error **err)
 {
-    const char *argv[] = {"iptables-save", "-t", table, NULL};
+    const char *argv[] = {ck_proxy_ipt(CK_IPT_SAVE), "-t", table, NULL};
     cleanup_free char *dump = NULL;
     if (ck_proxy_exec(argv, NULL, 0, &dump, err) < 0)
         return -1;
@@ -163,23 +168,23 @@ static void render_lb(const ipt *t, render *r, const ck_proxy_port *p, const cha
     for (size_t i = 0; i < n; i++) {
         cleanup_free char *x = xasprintf("%s:%d", eps[i]->ip, eps[i]->port);
         chain_name(sep, "KUBE-SEP-", p, x);
+        cleanup_free char *jc = t->large ? xstrdup("") :
+                                xasprintf("-m comment --comment \"%s -> %s\" ", p->name, x);
         if (i + 1 < n)
-            chain_add(r, "nat", chain, "-m comment --comment \"%s -> %s\" -m statistic --mode "
-                      "random --probability %.10f -j %s", p->name, x, 1.0 / (double)(n - i), sep);
+            chain_add(r, "nat", chain, "%s-m statistic --mode random --probability %.10f -j %s", jc,
+                      1.0 / (double)(n - i), sep);
         else
-            chain_add(r, "nat", chain, "-m comment --comment \"%s -> %s\" -j %s", p->name, x, sep);
+            chain_add(r, "nat", chain, "%s-j %s", jc, sep);
         cleanup_free char *k = xasprintf("nat/%s", sep);
         if (json_object_get(r->chains, k))
             continue;
-        chain_add(r, "nat", sep, "-m comment --comment %s -s %s/32 -j KUBE-MARK-MASQ", p->name,
-                  eps[i]->ip);
+        cleanup_free char *sc = t->large ? xstrdup("") : xasprintf("-m comment --comment %s ", p->name);
+        chain_add(r, "nat", sep, "%s-s %s/32 -j KUBE-MARK-MASQ", sc, eps[i]->ip);
         if (p->affinity)
-            chain_add(r, "nat", sep, "-m comment --comment %s -m recent --set --name %s --mask "
-                      "255.255.255.255 --rsource -m %s -p %s -j DNAT --to-destination %s", p->name,
-                      sep, pr, pr, x);
+            chain_add(r, "nat", sep, "%s-m recent --set --name %s --mask 255.255.255.255 --rsource "
+                      "-m %s -p %s -j DNAT --to-destination %s", sc, sep, pr, pr, x);
         else
-            chain_add(r, "nat", sep, "-m comment --comment %s -m %s -p %s -j DNAT "
-                      "--to-destination %s", p->name, pr, pr, x);
+            chain_add(r, "nat", sep, "%s-m %s -p %s -j DNAT --to-destination %s", sc, pr, pr, x);
     }
 }
 
@@ -442,6 +447,13 @@ static bool full_one(void *ctx, const ck_proxy_service *s)
     return true;
 }
 
+static bool count_eps(void *ctx, const ck_proxy_service *s)
+{
+    for (size_t i = 0; i < s->n_ports; i++)
+        *(size_t *)ctx += s->ports[i].n_eps;
+    return true;
+}
+
 static void flush_gone_udp(const json_t *old, const json_t *new)
 {
     /* an endpoint of a UDP port gone: its DNAT conntrack entries would blackhole the flow */
@@ -469,6 +481,9 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     json_t *live = json_object();
     bool full = !changed || !t->started;
     if (full) {
+        size_t n_eps = 0;
+        ck_proxy_model_foreach(m, count_eps, &n_eps);
+        t->large = n_eps > LARGE_CLUSTER_ENDPOINTS;
         json_object_set_new(live, "full", json_true());
         base_rules(&sc);
         next = json_object();
@@ -517,7 +532,7 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     int rc = 0;
     if (*t->script && !t->o.dry_run) {
         /* full: whole tables replaced (ours rendered, others' read back); partial: --noflush */
-        const char *argv[] = {"iptables-restore", "-w", full ? NULL : "--noflush", NULL};
+        const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", full ? NULL : "--noflush", NULL};
         rc = ck_proxy_exec(argv, t->script, strlen(t->script), NULL, err);
         if (rc < 0) {
             /* the kernel kept the old rules (restore is atomic per table): force a full sync */

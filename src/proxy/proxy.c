@@ -115,7 +115,7 @@ static void write_sysctl(const char *path, const char *val)
 int cmd_proxy(int argc, char **argv)
 {
     char *kubeconfig = NULL, *mode_name = "iptables", *hostname = NULL, *cidr = NULL;
-    bool cleanup = false, masq_all = false;
+    bool cleanup = false, masq_all = false, kernel_relay = false;
     long min_sync = 1000, sync_period = 30000;
     const ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig file (the API server and credentials)"},
@@ -126,6 +126,7 @@ int cmd_proxy(int argc, char **argv)
         {"sync-period", CK_FLAG_DURATION_MS, &sync_period, "Period of full resyncs (default 30s)"},
         {"cluster-cidr", CK_FLAG_STRING, &cidr, "The pods' CIDR: cluster-IP traffic from outside it is masqueraded"},
         {"masquerade-all", CK_FLAG_BOOL, &masq_all, "Masquerade all traffic sent to cluster IPs"},
+        {"userspace-kernel-relay", CK_FLAG_BOOL, &kernel_relay, "userspace mode: once a connection's backend has answered, let the kernel (sockmap) carry its bytes"},
     };
     ck_flags_parse("proxy", "Run the network proxy (Service virtual IPs and node ports)", argc, argv,
                    flags, ARRAY_SIZE(flags));
@@ -141,12 +142,24 @@ int cmd_proxy(int argc, char **argv)
         for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
             if (modes[i]->probe && modes[i] != &ck_proxy_mode_ipvs && modes[i]->probe(NULL) < 0)
                 continue;
-            ck_error *e = NULL;
-            if (modes[i]->cleanup(&e) < 0) {
-                log_error("cleanup %s: %s", modes[i]->name, e->msg);
-                ck_error_free(e);
-                rc = 1;
+            /* the iptables-based modes: in both backends (ours may be in either) */
+            bool ipt = modes[i] == &ck_proxy_mode_iptables || modes[i] == &ck_proxy_mode_userspace;
+            ck_proxy_ipt_use(CK_IPT_INSTALLED);
+            for (int pass = 0; pass < (ipt ? 2 : 1); pass++) {
+                if (pass == 1) {
+                    ck_proxy_ipt_backend other = ck_proxy_ipt_other();
+                    if (other == CK_IPT_INSTALLED)
+                        break;
+                    ck_proxy_ipt_use(other);
+                }
+                ck_error *e = NULL;
+                if (modes[i]->cleanup(&e) < 0) {
+                    log_error("cleanup %s: %s", modes[i]->name, e->msg);
+                    ck_error_free(e);
+                    rc = 1;
+                }
             }
+            ck_proxy_ipt_use(CK_IPT_INSTALLED);
         }
         if (!rc)
             log_info("cleanup done");
@@ -161,6 +174,24 @@ int cmd_proxy(int argc, char **argv)
         return 2;
     }
     ck_error *e = NULL;
+    if (mode == &ck_proxy_mode_iptables || mode == &ck_proxy_mode_userspace) {
+        /* the backend this host uses; none of our rules left in the other one */
+        ck_proxy_ipt_backend use = ck_proxy_ipt_detect(), other = ck_proxy_ipt_other();
+        if (other != CK_IPT_INSTALLED) {
+            ck_proxy_ipt_use(other);
+            const char *save[] = {ck_proxy_ipt(CK_IPT_SAVE), "-t", "nat", NULL};
+            cleanup_free char *dump = NULL;
+            /* only when our service chains are there (KUBE-MARK-MASQ and friends alone may be
+             * an old kubelet's) */
+            if (ck_proxy_exec(save, NULL, 0, &dump, NULL) == 0 &&
+                (strstr(dump, ":KUBE-SERVICES ") || strstr(dump, ":KUBE-PORTALS-"))) {
+                log_info("removing this proxy's rules left in %s", ck_proxy_ipt(CK_IPT_CMD));
+                ck_proxy_mode_iptables.cleanup(NULL);
+                ck_proxy_mode_userspace.cleanup(NULL);
+            }
+            ck_proxy_ipt_use(use);
+        }
+    }
     if (mode->probe(&e) < 0) {
         fprintf(stderr, "Error: %s\n", e->msg);
         ck_error_free(e);
@@ -181,7 +212,8 @@ int cmd_proxy(int argc, char **argv)
         ck_error_free(e);
         return 1;
     }
-    ck_proxy_opts o = {.node_name = hostname, .cluster_cidr = cidr, .masquerade_all = masq_all};
+    ck_proxy_opts o = {.node_name = hostname, .cluster_cidr = cidr, .masquerade_all = masq_all,
+                       .kernel_relay = kernel_relay};
     void *st = mode->new(&o, &e);
     if (!st) {
         fprintf(stderr, "Error: %s\n", e ? e->msg : "mode failed to start");

@@ -20,6 +20,7 @@ typedef struct ck_proxy_opts {
     const char *cluster_cidr;  /* NULL: no "off-cluster" masquerade of cluster-IP traffic */
     bool masquerade_all;
     bool dry_run;              /* render only: sync keeps the text in last_script (tests) */
+    bool kernel_relay;         /* userspace: pair answered connections in a sockmap */
 } ck_proxy_opts;
 
 typedef struct ck_proxy_mode {
@@ -50,6 +51,31 @@ bool ck_proxy_have_binary(const char *name);
 /* Flush conntrack entries of UDP flows to a removed endpoint (conntrack -D); logs once and
  * returns 0 when the conntrack tool is missing. */
 void ck_proxy_conntrack_flush_udp(const char *service_ip, const char *endpoint_ip);
+
+/* Kernel-side forwarding between the two TCP sockets of a userspace-mode connection (sockmap.c):
+ * a SOCKHASH map with an SK_SKB verdict program that redirects each socket's incoming bytes to
+ * its peer.  new fails (CK_E_UNAVAILABLE, one line) without CAP_BPF or kernel support.
+ * pair: 0 paired, -1 failed (map full, socket not established); closing a socket unpairs it.
+ * Paired sockets stay readable for EOF, and for bytes queued before pairing: reading such a
+ * socket hands them to the kernel relay (EAGAIN) or returns them when no peer is paired. */
+typedef struct ck_proxy_sockmap ck_proxy_sockmap;
+ck_proxy_sockmap *ck_proxy_sockmap_new(ck_error **err);
+int ck_proxy_sockmap_pair(ck_proxy_sockmap *s, int client, int backend);
+void ck_proxy_sockmap_free(ck_proxy_sockmap *s);
+
+/* The iptables backend the iptables and userspace modes drive (exec.c).  Upstream's rule
+ * (iptables-wrapper): the installed alternative, unless it has no rules and the other backend
+ * has some - then the host is using the other one, and so do we (rules in both would make two
+ * rule sets to reason about).  The legacy tables are not read unless the kernel has some. */
+typedef enum { CK_IPT_INSTALLED, CK_IPT_LEGACY, CK_IPT_NFT } ck_proxy_ipt_backend;
+typedef enum { CK_IPT_CMD, CK_IPT_SAVE, CK_IPT_RESTORE } ck_proxy_ipt_tool;
+ck_proxy_ipt_backend ck_proxy_ipt_detect(void);
+/* The backend not in use when it has rules (ours may be left there from an earlier run), else
+ * CK_IPT_INSTALLED. */
+ck_proxy_ipt_backend ck_proxy_ipt_other(void);
+void ck_proxy_ipt_use(ck_proxy_ipt_backend b);
+/* "iptables", "iptables-save", "iptables-restore" of the backend in use. */
+const char *ck_proxy_ipt(ck_proxy_ipt_tool tool);
 
 /* iptables jump rules from the built-in chains, shared by iptables and userspace modes. */
 int ck_proxy_iptables_ensure_jump(const char *table, const char *chain, const char *rule, ck_error **err);

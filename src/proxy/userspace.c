@@ -7,6 +7,12 @@
  * next one (so one dead backend costs a client nothing); UDP keeps a session per client address
  * (60 s idle) with a connected socket to its endpoint.  Ports without endpoints are REJECTed
  * (filter KUBE-PORTALS-REJECT), as in the iptables mode.
+ *
+ * With --userspace-kernel-relay, once a TCP connection's backend has answered and nothing is
+ * buffered, the two sockets are paired in the kernel (sockmap.c): later bytes cross without
+ * waking this thread, which still sees EOF and errors on both sockets and tears the connection
+ * down as before.  Off by default: on this 2-core test machine the kernel's relay (a workqueue
+ * item per message) was no faster than this thread (docs/proxy.md).
  */
 #include "proxy/proxy.h"
 
@@ -28,6 +34,12 @@
 
 #define BUF_SIZE 65536
 #define UDP_IDLE_NS (60ll * 1000000000)
+/* A paired connection's kernel relay may still hold bytes that arrived before an EOF (its
+ * backlog work sends them): the write side of the peer is shut only after this grace. */
+#define SHUT_GRACE_NS (50ll * 1000000)
+/* Portal rules live in bucket chains (by hash of the Service key), so a partial sync rewrites
+ * the few buckets of the changed Services, not one chain of every port. */
+#define PORTAL_BUCKETS 64
 
 enum kind { K_LISTEN, K_CONN_CLIENT, K_CONN_BACKEND, K_UDP_BACKEND, K_WAKE };
 
@@ -50,7 +62,6 @@ struct listener {
     int fd, local_port;
     struct sockaddr_in *eps;
     size_t n_eps, rr;
-    bool seen;                /* mark in a full sync */
     tag t;
     udp_sess *sessions;
     listener *next;
@@ -72,6 +83,10 @@ struct conn {
     bool answered, no_replay;
     bool dead;                /* closed; freed after the current epoll batch */
     conn *next_dead;
+    bool paired, pair_failed; /* relayed by the kernel (sockmap) */
+    int64_t shut_at[2];       /* paired: when to shut the write side of [0] backend [1] client */
+    bool shut_done[2];
+    conn *next_shut;          /* on us.shut while a shutdown is pending */
     tag ct, bt;
 };
 
@@ -83,16 +98,20 @@ typedef struct us {
     bool running;
     listener *ls;
     conn *dead;               /* closed this batch: later events in the batch may name them */
-    json_t *applied;          /* unused: userspace syncs are full re-renders */
+    conn *shut;               /* paired connections with a deferred shutdown */
+    ck_proxy_sockmap *sm;     /* NULL: every byte is relayed by this thread */
+    json_t *applied;          /* service key -> {"b": bucket, "nat": text, "filter": text, "ls": [port keys]} */
+    json_t *open;             /* port key -> listener (pointer as integer) of open listeners */
+    json_t *members[PORTAL_BUCKETS]; /* service keys per bucket */
+    bool started;             /* bucket chains and jumps are in place */
+    int port_lo, port_hi, port_next; /* listener ports: the ephemeral range, a cursor */
     char *script;
 } us;
 
 static listener *find_listener(us *u, const char *key)
 {
-    for (listener *l = u->ls; l; l = l->next)
-        if (l->fd >= 0 && !strcmp(l->key, key))
-            return l;
-    return NULL;
+    json_t *v = json_object_get(u->open, key);
+    return v ? (listener *)(intptr_t)json_integer_value(v) : NULL;
 }
 
 static bool pick_ep(us *u, listener *l, struct sockaddr_in *out)
@@ -107,6 +126,11 @@ static void conn_close(us *u, conn *c)
 {
     if (c->dead)
         return;
+    for (conn **p = &u->shut; *p; p = &(*p)->next_shut)
+        if (*p == c) {
+            *p = c->next_shut;
+            break;
+        }
     if (c->cfd >= 0)
         close(c->cfd);
     if (c->bfd >= 0)
@@ -198,9 +222,52 @@ static void on_accept(us *u, listener *l)
 }
 
 /* Move bytes: returns false when the connection is done. */
-static bool pump(int from, int to, char *buf, size_t *len, bool *eof, bool readable, conn *tee,
-                 bool *got)
+static void shut_write(us *u, conn *c, int side)
 {
+    if (c->shut_done[side])
+        return;
+    if (!c->paired) {
+        shutdown(side ? c->cfd : c->bfd, SHUT_WR);
+        c->shut_done[side] = true;
+        return;
+    }
+    if (c->shut_at[side])
+        return;
+    c->shut_at[side] = ck_now_ns() + SHUT_GRACE_NS;
+    if (!c->shut_at[!side] || c->shut_done[!side]) {
+        c->next_shut = u->shut;
+        u->shut = c;
+    }
+}
+
+static void run_shutdowns(us *u)
+{
+    int64_t now = ck_now_ns();
+    for (conn **p = &u->shut; *p;) {
+        conn *c = *p;
+        bool pending = false;
+        for (int side = 0; side < 2; side++) {
+            if (!c->shut_at[side] || c->shut_done[side])
+                continue;
+            if (now >= c->shut_at[side]) {
+                shutdown(side ? c->cfd : c->bfd, SHUT_WR);
+                c->shut_done[side] = true;
+            } else {
+                pending = true;
+            }
+        }
+        if (pending)
+            p = &c->next_shut;
+        else
+            *p = c->next_shut;
+    }
+}
+
+/* side: the socket written to, 0 the backend, 1 the client */
+static bool pump(us *u, conn *c, int side, char *buf, size_t *len, bool *eof, bool readable,
+                 conn *tee, bool *got)
+{
+    int from = side ? c->bfd : c->cfd, to = side ? c->cfd : c->bfd;
     if (readable && *len < BUF_SIZE && !*eof) {
         ssize_t r = read(from, buf + *len, BUF_SIZE - *len);
         if (r > 0 && got)
@@ -230,7 +297,7 @@ static bool pump(int from, int to, char *buf, size_t *len, bool *eof, bool reada
         }
     }
     if (*eof && !*len)
-        shutdown(to, SHUT_WR);
+        shut_write(u, c, side);
     return true;
 }
 
@@ -257,11 +324,11 @@ static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
     bool ok = true;
     bool got = false;
     if (backend)
-        ok = pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, evs & (EPOLLIN | EPOLLHUP | EPOLLERR), NULL, &got) &&
-             pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, false, c, NULL);
+        ok = pump(u, c, 1, c->b2c, &c->b2c_len, &c->b_eof, evs & (EPOLLIN | EPOLLHUP | EPOLLERR), NULL, &got) &&
+             pump(u, c, 0, c->c2b, &c->c2b_len, &c->c_eof, false, c, NULL);
     else
-        ok = pump(c->cfd, c->bfd, c->c2b, &c->c2b_len, &c->c_eof, evs & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), c, NULL) &&
-             pump(c->bfd, c->cfd, c->b2c, &c->b2c_len, &c->b_eof, false, NULL, NULL);
+        ok = pump(u, c, 0, c->c2b, &c->c2b_len, &c->c_eof, evs & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR), c, NULL) &&
+             pump(u, c, 1, c->b2c, &c->b2c_len, &c->b_eof, false, NULL, NULL);
     if (got && !c->answered) {
         c->answered = true;
         free(c->replay);
@@ -291,6 +358,15 @@ static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
             epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
         conn_close(u, c);
         return;
+    }
+    /* answered and nothing buffered: from now on the kernel carries the bytes (the replay of a
+     * request to another endpoint only matters before the first answer) */
+    if (u->sm && !c->paired && !c->pair_failed && c->answered && c->connected && !c->c2b_len &&
+        !c->b2c_len && !c->c_eof && !c->b_eof) {
+        if (ck_proxy_sockmap_pair(u->sm, c->cfd, c->bfd) == 0)
+            c->paired = true;
+        else
+            c->pair_failed = true;
     }
     conn_arm(u, c);
 }
@@ -364,7 +440,7 @@ static void *loop(void *arg)
     struct epoll_event evs[256];
     int64_t last_sweep = ck_now_ns();
     for (;;) {
-        int n = epoll_wait(u->ep, evs, 256, 1000);
+        int n = epoll_wait(u->ep, evs, 256, u->shut ? 10 : 1000);
         pthread_mutex_lock(&u->mu);
         if (!u->running) {
             pthread_mutex_unlock(&u->mu);
@@ -400,6 +476,8 @@ static void *loop(void *arg)
                 break;
             }
         }
+        if (u->shut)
+            run_shutdowns(u);
         reap(u);
         if (ck_now_ns() - last_sweep > 1000000000ll) {
             sweep_udp(u);
@@ -423,15 +501,55 @@ static void *us_new(const ck_proxy_opts *o, ck_error **err)
     u->o = *o;
     pthread_mutex_init(&u->mu, NULL);
     u->applied = json_object();
+    u->open = json_object();
+    for (int i = 0; i < PORTAL_BUCKETS; i++)
+        u->members[i] = json_object();
     u->ep = epoll_create1(EPOLL_CLOEXEC);
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     static tag wake_tag = {K_WAKE, NULL};
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
     epoll_ctl(u->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
     u->running = true;
-    if (!o->dry_run)
+    if (!o->dry_run) {
+        ck_error *e = NULL;
+        if (o->kernel_relay && !(u->sm = ck_proxy_sockmap_new(&e))) {
+            log_warn("userspace: no kernel relay, every byte goes through the proxy: %s", e->msg);
+            ck_error_free(e);
+        }
         pthread_create(&u->thr, NULL, loop, u);
+    }
     return u;
+}
+
+/* Ports come from our own cursor over the ephemeral range: bind(port 0) searches the range for
+ * a free port each time, which grows with every port held (10,000 listeners: seconds). */
+static int bind_port(us *u, int fd)
+{
+    if (!u->port_lo) {
+        u->port_lo = 32768, u->port_hi = 60999;
+        FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+        if (f) {
+            int lo, hi;
+            if (fscanf(f, "%d %d", &lo, &hi) == 2 && lo > 0 && hi >= lo && hi < 65536)
+                u->port_lo = lo, u->port_hi = hi;
+            fclose(f);
+        }
+        u->port_next = (int)(ck_now_ns() % (u->port_hi - u->port_lo + 1));
+    }
+    int span = u->port_hi - u->port_lo + 1;
+    for (int i = 0; i < span; i++) {
+        /* dry run (tests): no listener beyond loopback */
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(u->o.dry_run ? INADDR_LOOPBACK : INADDR_ANY)};
+        sa.sin_port = htons((uint16_t)(u->port_lo + u->port_next));
+        u->port_next = (u->port_next + 1) % span;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            return 0;
+        if (errno != EADDRINUSE && errno != EACCES)
+            return -1;
+    }
+    errno = EADDRINUSE;
+    return -1;
 }
 
 static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
@@ -445,7 +563,7 @@ static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t sl = sizeof sa;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || (!udp && listen(fd, 1024) < 0) ||
+    if (bind_port(u, fd) < 0 || (!udp && listen(fd, 1024) < 0) ||
         getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
         ck_error_sys(err, CK_E_IO, "userspace: listen for %s", key);
         close(fd);
@@ -461,6 +579,7 @@ static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
     epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
     l->next = u->ls;
     u->ls = l;
+    json_object_set_new(u->open, key, json_integer((json_int_t)(intptr_t)l));
     return l;
 }
 
@@ -478,25 +597,45 @@ static void listener_close(us *u, listener *l)
     l->n_eps = 0;
 }
 
-typedef struct sync_ctx {
-    us *u;
-    ck_buf *portals, *reject;
-    ck_error **err;
-    int rc;
-} sync_ctx;
-
-static bool sync_one(void *ctx, const ck_proxy_service *s)
+static void listener_drop(us *u, const char *key)
 {
-    sync_ctx *x = ctx;
+    listener *l = find_listener(u, key);
+    if (!l)
+        return;
+    json_object_del(u->open, key);
+    listener_close(u, l);
+    l->fd = -1;
+}
+
+static int bucket_of(const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return (int)(h % PORTAL_BUCKETS);
+}
+
+/* Open/update the listeners of one Service and render its portal lines; NULL s: gone. */
+static json_t *render_service(us *u, const ck_proxy_service *s, ck_error **err)
+{
+    ck_buf nat, filter;
+    ck_buf_init(&nat, 0);
+    ck_buf_init(&filter, 0);
+    json_t *ls = json_array();
+    char chain[32];
+    snprintf(chain, sizeof chain, "KUBE-PORTALS-B-%02d", bucket_of(s->key));
+    char rchain[32];
+    snprintf(rchain, sizeof rchain, "KUBE-PORTALS-R-%02d", bucket_of(s->key));
+    int rc = 0;
     for (size_t i = 0; i < s->n_ports; i++) {
         const ck_proxy_port *p = &s->ports[i];
         cleanup_free char *key = xasprintf("%s/%s", p->name, p->proto);
-        listener *l = find_listener(x->u, key);
-        if (!l && !(l = listener_open(x->u, key, !strcmp(p->proto, "udp"), x->err))) {
-            x->rc = -1;
-            return false;
+        listener *l = find_listener(u, key);
+        if (!l && !(l = listener_open(u, key, !strcmp(p->proto, "udp"), err))) {
+            rc = -1;
+            break;
         }
-        l->seen = true;
+        json_array_append_new(ls, json_string(key));
         const ck_proxy_ep *eps[p->n_eps + 1];
         size_t n = ck_proxy_port_pick(p, p->int_local, eps);
         free(l->eps);
@@ -509,26 +648,82 @@ static bool sync_one(void *ctx, const ck_proxy_service *s)
         l->n_eps = n;
         const char *pr = p->proto;
         if (!n) {
-            ck_buf_printf(x->reject, "-A KUBE-PORTALS-REJECT -m comment --comment \"%s has no "
-                          "endpoints\" -m %s -p %s -d %s/32 --dport %d -j REJECT%s\n", p->name, pr, pr,
+            ck_buf_printf(&filter, "-A %s -m comment --comment \"%s has no endpoints\" -m %s -p %s "
+                          "-d %s/32 --dport %d -j REJECT%s\n", rchain, p->name, pr, pr,
                           p->cluster_ip, p->port, !strcmp(pr, "tcp") ? " --reject-with tcp-reset" : "");
             continue;
         }
-        for (int h = 0; h < 2; h++) {
-            const char *ch = h ? "KUBE-PORTALS-HOST" : "KUBE-PORTALS-CONTAINER";
-            ck_buf_printf(x->portals, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 "
-                          "--dport %d -j REDIRECT --to-ports %d\n", ch, p->name, pr, pr,
-                          p->cluster_ip, p->port, l->local_port);
-            for (size_t j = 0; j < p->n_external; j++)
-                ck_buf_printf(x->portals, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 "
-                              "--dport %d -j REDIRECT --to-ports %d\n", ch, p->name, pr, pr,
-                              p->external[j], p->port, l->local_port);
-            if (p->node_port)
-                ck_buf_printf(x->portals, "-A %s -m comment --comment \"%s\" -m addrtype --dst-type "
-                              "LOCAL -m %s -p %s --dport %d -j REDIRECT --to-ports %d\n", ch, p->name,
-                              pr, pr, p->node_port, l->local_port);
-        }
+        ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 --dport %d "
+                      "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->cluster_ip, p->port,
+                      l->local_port);
+        for (size_t j = 0; j < p->n_external; j++)
+            ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 --dport %d "
+                          "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->external[j],
+                          p->port, l->local_port);
+        if (p->node_port)
+            ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m addrtype --dst-type LOCAL "
+                          "-m %s -p %s --dport %d -j REDIRECT --to-ports %d\n", chain, p->name, pr,
+                          pr, p->node_port, l->local_port);
     }
+    json_t *r = json_pack("{s:i,s:s,s:s,s:o}", "b", bucket_of(s->key), "nat", nat.data ? nat.data : "",
+                          "filter", filter.data ? filter.data : "", "ls", ls);
+    ck_buf_free(&nat);
+    ck_buf_free(&filter);
+    if (rc < 0) {
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Apply one Service's new rendering (NULL: gone): listeners it no longer has are closed. */
+static void apply_service(us *u, const char *key, json_t *r, bool *dirty)
+{
+    json_t *old = json_object_get(u->applied, key);
+    if (old) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(old, "ls"), i, v) {
+            bool kept = false;
+            size_t j;
+            json_t *w;
+            json_array_foreach(json_object_get(r, "ls"), j, w)
+                kept = kept || json_equal(v, w);
+            if (!kept)
+                listener_drop(u, json_string_value(v));
+        }
+        int b = (int)json_integer_value(json_object_get(old, "b"));
+        dirty[b] = true;
+        json_object_del(u->members[b], key);
+    }
+    if (r) {
+        int b = (int)json_integer_value(json_object_get(r, "b"));
+        dirty[b] = true;
+        json_object_set_new(u->members[b], key, json_true());
+        json_object_set_new(u->applied, key, r);
+    } else {
+        json_object_del(u->applied, key);
+    }
+}
+
+typedef struct full_ctx {
+    us *u;
+    json_t *seen;
+    bool *dirty;
+    ck_error **err;
+    int rc;
+} full_ctx;
+
+static bool full_one(void *ctx, const ck_proxy_service *s)
+{
+    full_ctx *x = ctx;
+    json_t *r = render_service(x->u, s, x->err);
+    if (!r) {
+        x->rc = -1;
+        return false;
+    }
+    json_object_set_new(x->seen, s->key, json_true());
+    apply_service(x->u, s->key, r, x->dirty);
     return true;
 }
 
@@ -540,48 +735,103 @@ static const struct { const char *table, *chain, *rule; } us_jumps[] = {
     {"filter", "FORWARD", "-m conntrack --ctstate NEW -j KUBE-PORTALS-REJECT"},
 };
 
-/* Userspace syncs are always full: the rules are one small line per port. */
 static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
 {
     us *u = st;
-    ck_buf portals, reject;
-    ck_buf_init(&portals, 0);
-    ck_buf_init(&reject, 0);
+    bool dirty[PORTAL_BUCKETS] = {0};
+    bool full = !changed || !u->started;
+    int rc = 0;
     pthread_mutex_lock(&u->mu);
-    for (listener *l = u->ls; l; l = l->next)
-        l->seen = false;
-    sync_ctx x = {u, &portals, &reject, err, 0};
-    ck_proxy_model_foreach(m, sync_one, &x);
-    for (listener **p = &u->ls; *p;) {
-        listener *l = *p;
-        if (!l->seen && l->fd >= 0) {
-            listener_close(u, l);
-            l->fd = -1;
+    if (full) {
+        full_ctx x = {u, json_object(), dirty, err, 0};
+        ck_proxy_model_foreach(m, full_one, &x);
+        rc = x.rc;
+        const char *k;
+        json_t *v, *gone = json_array();
+        json_object_foreach(u->applied, k, v)
+            if (!json_object_get(x.seen, k))
+                json_array_append_new(gone, json_string(k));
+        size_t i;
+        json_array_foreach(gone, i, v)
+            apply_service(u, json_string_value(v), NULL, dirty);
+        json_decref(gone);
+        json_decref(x.seen);
+        for (int b = 0; b < PORTAL_BUCKETS; b++)
+            dirty[b] = true;
+    } else {
+        size_t i;
+        json_t *kv;
+        json_array_foreach(changed, i, kv) {
+            const char *k = json_string_value(kv);
+            const ck_proxy_service *s = ck_proxy_model_get(m, k);
+            json_t *r = NULL;
+            if (s && !(r = render_service(u, s, err))) {
+                rc = -1;
+                break;
+            }
+            apply_service(u, k, r, dirty);
         }
-        p = &l->next;
     }
     pthread_mutex_unlock(&u->mu);
+    if (rc < 0)
+        return ck_error_wrap(err, "userspace sync");
+    /* the script: dirty bucket chains re-declared (flushed) and refilled */
+    ck_buf nat, filter;
+    ck_buf_init(&nat, 0);
+    ck_buf_init(&filter, 0);
+    if (!u->started) {
+        ck_buf_addstr(&nat, ":KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n");
+        ck_buf_addstr(&filter, ":KUBE-PORTALS-REJECT - [0:0]\n");
+    }
+    for (int b = 0; b < PORTAL_BUCKETS; b++)
+        if (dirty[b]) {
+            ck_buf_printf(&nat, ":KUBE-PORTALS-B-%02d - [0:0]\n", b);
+            ck_buf_printf(&filter, ":KUBE-PORTALS-R-%02d - [0:0]\n", b);
+        }
+    if (!u->started)
+        for (int b = 0; b < PORTAL_BUCKETS; b++) {
+            ck_buf_printf(&nat, "-A KUBE-PORTALS-CONTAINER -j KUBE-PORTALS-B-%02d\n", b);
+            ck_buf_printf(&nat, "-A KUBE-PORTALS-HOST -j KUBE-PORTALS-B-%02d\n", b);
+            ck_buf_printf(&filter, "-A KUBE-PORTALS-REJECT -j KUBE-PORTALS-R-%02d\n", b);
+        }
+    for (int b = 0; b < PORTAL_BUCKETS; b++) {
+        if (!dirty[b])
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach(u->members[b], k, v) {
+            json_t *r = json_object_get(u->applied, k);
+            ck_buf_addstr(&nat, json_string_value(json_object_get(r, "nat")));
+            ck_buf_addstr(&filter, json_string_value(json_object_get(r, "filter")));
+        }
+    }
     ck_buf out;
     ck_buf_init(&out, 0);
-    ck_buf_addstr(&out, "*nat\n:KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n");
-    if (portals.len)
-        ck_buf_add(&out, portals.data, portals.len);
-    ck_buf_addstr(&out, "COMMIT\n*filter\n:KUBE-PORTALS-REJECT - [0:0]\n");
-    if (reject.len)
-        ck_buf_add(&out, reject.data, reject.len);
+    ck_buf_addstr(&out, "*nat\n");
+    if (nat.len)
+        ck_buf_add(&out, nat.data, nat.len);
+    ck_buf_addstr(&out, "COMMIT\n*filter\n");
+    if (filter.len)
+        ck_buf_add(&out, filter.data, filter.len);
     ck_buf_addstr(&out, "COMMIT\n");
-    ck_buf_free(&portals);
-    ck_buf_free(&reject);
+    ck_buf_free(&nat);
+    ck_buf_free(&filter);
     free(u->script);
     u->script = ck_buf_steal(&out);
-    if (x.rc < 0 || u->o.dry_run)
-        return x.rc;
-    const char *argv[] = {"iptables-restore", "-w", "--noflush", NULL};
-    if (ck_proxy_exec(argv, u->script, strlen(u->script), NULL, err) < 0)
+    if (u->o.dry_run) {
+        u->started = true;
+        return 0;
+    }
+    const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", "--noflush", NULL};
+    if (ck_proxy_exec(argv, u->script, strlen(u->script), NULL, err) < 0) {
+        u->started = false;     /* next sync: everything again */
         return ck_error_wrap(err, "userspace sync");
-    for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
-        if (ck_proxy_iptables_ensure_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule, err) < 0)
-            return -1;
+    }
+    if (!u->started)
+        for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
+            if (ck_proxy_iptables_ensure_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule, err) < 0)
+                return -1;
+    u->started = true;
     return 0;
 }
 
@@ -613,7 +863,11 @@ static void us_free(void *st)
     }
     close(u->ep);
     close(u->wakefd);
+    ck_proxy_sockmap_free(u->sm);
     json_decref(u->applied);
+    json_decref(u->open);
+    for (int i = 0; i < PORTAL_BUCKETS; i++)
+        json_decref(u->members[i]);
     free(u->script);
     free(u);
 }

@@ -7,14 +7,17 @@
 # A selector-less Service (cluster IP 10.96.100.10:80, node port 30080) with a hand-written
 # EndpointSlice (no controller needed).  Checks: cluster IP from the node and from a pod, node
 # port, spread over all 3 backends, hairpin, unready endpoint leaves the rotation, a killed backend
-# costs no request (userspace), 0 endpoints -> connection refused, --cleanup leaves nothing.
+# costs no request (userspace), 0 endpoints -> connection refused, a removed UDP endpoint's
+# conntrack entries are flushed (iptables, nftables), --cleanup leaves nothing.  iptables-legacy:
+# the iptables mode on a node whose only rules are in the legacy backend (a kubelet canary chain
+# made here) must program legacy and leave nft alone.
 # Service CIDR 10.96.0.0/12 and pod CIDR 10.244.0.0/16 exist only in these namespaces.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
-MODES=${MODES:-"iptables nftables userspace"}
+MODES=${MODES:-"iptables nftables userspace iptables-legacy"}
 fails=0
 ok() { echo "ok - $*"; }
 notok() { echo "not ok - $*"; fails=$((fails + 1)); }
@@ -122,6 +125,21 @@ cat <<JSON | kc apply -f - >/dev/null
  "spec":{"type":"NodePort","clusterIP":"10.96.100.10",
    "ports":[{"name":"http","port":80,"targetPort":8080,"protocol":"TCP","nodePort":30080}]}}
 JSON
+# a UDP Service for the stale-conntrack check (no server needed: the DNAT entry is enough)
+cat <<JSON | kc apply -f - >/dev/null
+{"apiVersion":"v1","kind":"Service","metadata":{"name":"dns","namespace":"default"},
+ "spec":{"clusterIP":"10.96.100.53","ports":[{"name":"dns","port":53,"targetPort":5353,"protocol":"UDP"}]}}
+JSON
+dns_slice() { # endpoint IP
+    cat <<JSON | kc apply -f - >/dev/null
+{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+ "metadata":{"name":"dns-1","namespace":"default","labels":{"kubernetes.io/service-name":"dns",
+   "endpointslice.kubernetes.io/managed-by":"e2e.ckube.io"}},
+ "addressType":"IPv4","ports":[{"name":"dns","port":5353,"protocol":"UDP"}],
+ "endpoints":[{"addresses":["$1"],"conditions":{"ready":true},"nodeName":"node1"}]}
+JSON
+}
+NFT_HAS_DNS="(iptables-save; nft list ruleset) 2>/dev/null | grep -q 10.96.100.53"
 check "Service web with cluster IP 10.96.100.10 and node port 30080" \
     test "$(kc get svc web -o jsonpath='{.spec.clusterIP}/{.spec.ports[0].nodePort}')" = "10.96.100.10/30080"
 slice "true true true"
@@ -146,7 +164,14 @@ no_proxy_left() {
 }
 refused() { inn "$1" curl -s --max-time 2 "http://$2/" >/dev/null 2>&1; local rc=$?; [ $rc = 7 ] || echo "# curl $2 from $1: exit $rc" >>$tmp/refused.log; [ $rc = 7 ]; }
 
-for mode in $MODES; do
+# the legacy tables, when the node namespace has any (listing them would create them)
+legacy_save() { [ -n "$(inn $NODE cat /proc/net/ip_tables_names 2>/dev/null)" ] || return 0; inn $NODE iptables-legacy-save 2>/dev/null; }
+for label in $MODES; do
+    mode=${label%-legacy}
+    if [ $label = iptables-legacy ]; then
+        command -v iptables-legacy >/dev/null || { skip "iptables-legacy (not installed)"; continue; }
+        inn $NODE iptables-legacy -t filter -N KUBE-KUBELET-CANARY
+    fi
     slice "true true true"
     ip netns exec $NODE "$CK" proxy --kubeconfig "$data/kubeconfig" --proxy-mode $mode --hostname-override node1 \
         --min-sync-period 100ms --cluster-cidr 10.244.0.0/16 >$tmp/proxy-$mode.log 2>&1 &
@@ -181,6 +206,24 @@ for mode in $MODES; do
     slice "true true true"
     check "$mode: endpoints back -> reachable again" wait_for 5 get $CLIENT 10.96.100.10
     check "$mode: syncs were partial after the first" grep -q "partial sync" $tmp/proxy-$mode.log
+    if [ $label = iptables-legacy ]; then
+        check "iptables-legacy: the proxy's rules are in the legacy backend" \
+            bash -c "ip netns exec $NODE iptables-legacy-save -t nat | grep -q ':KUBE-SERVICES '"
+        check "iptables-legacy: and none in nft" \
+            bash -c "! ip netns exec $NODE iptables-nft-save 2>/dev/null | grep -q KUBE-"
+    fi
+    if [ $mode != userspace ] && command -v conntrack >/dev/null; then
+        # a UDP flow to the dns Service is DNATed to pod1; pod1 leaves the slice: its conntrack
+        # entry must go (else the flow keeps going to the removed endpoint)
+        dns_slice 10.244.0.11
+        wait_for 5 inn $NODE bash -c "$NFT_HAS_DNS" || true
+        udp_flow() { inn $CLIENT bash -c 'echo x >/dev/udp/10.96.100.53/53' 2>/dev/null;
+                     inn $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53; }
+        check "$mode: a UDP flow to the dns service has a conntrack entry to pod1" wait_for 5 udp_flow
+        dns_slice 10.244.0.12
+        check "$mode: pod1 left the UDP service -> its conntrack entry is flushed" \
+            wait_for 5 bash -c "! ip netns exec $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53"
+    fi
     [ -n "${KEEP:-}" ] && inn $NODE iptables-save >$tmp/iptables-$mode.txt 2>&1
     kill -TERM $ppid_; wait $ppid_; rc=$?
     check "$mode: proxy exits 0 on SIGTERM (rc=$rc)" test $rc = 0
@@ -191,8 +234,10 @@ for mode in $MODES; do
     # mode would inherit this mode's choices (one of them a pod killed below).  Switching modes on
     # a live node has the same effect; this namespace's table only.
     command -v conntrack >/dev/null && inn $NODE conntrack -F >/dev/null 2>&1
-    left=$( (inn $NODE iptables-save; inn $NODE nft list tables) 2>/dev/null | grep -E 'KUBE-|kube-proxy' | head -3)
-    check "$mode: --cleanup leaves no rule behind" test -z "$left"
+    left=$( (inn $NODE iptables-save; inn $NODE nft list tables; legacy_save) 2>/dev/null |
+            grep -E 'KUBE-|kube-proxy' | grep -v KUBE-KUBELET-CANARY | head -3)
+    check "$label: --cleanup leaves no rule behind" test -z "$left"
+    [ $label = iptables-legacy ] && inn $NODE iptables-legacy -t filter -X KUBE-KUBELET-CANARY
     check "$mode: after cleanup the cluster IP is gone" wait_for 3 bash -c "! ip netns exec $NODE curl -s --max-time 1 http://10.96.100.10/"
 done
 

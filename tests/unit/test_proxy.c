@@ -5,9 +5,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "lib/util.h"
 #include "proxy/model.h"
@@ -221,6 +226,45 @@ static void test_iptables_render(void **state)
     free(partial);
 }
 
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void test_userspace_render(void **state)
+{
+    char *partial = NULL;
+    char *full = render(&ck_proxy_mode_userspace, "false", &partial);
+    static const char *const want[] = {
+        "*nat\n:KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n",
+        "-A KUBE-PORTALS-CONTAINER -j KUBE-PORTALS-B-00\n", "-A KUBE-PORTALS-HOST -j KUBE-PORTALS-B-63\n",
+        "-m comment --comment \"default/web:http\" -m tcp -p tcp -d 10.96.100.10/32 --dport 80 -j REDIRECT --to-ports ",
+        "-p tcp -d 192.0.2.7/32 --dport 80 -j REDIRECT", "-m addrtype --dst-type LOCAL -m tcp -p tcp --dport 30080 -j REDIRECT",
+        "-m udp -p udp -d 10.96.100.10/32 --dport 53 -j REDIRECT", "*filter\n:KUBE-PORTALS-REJECT - [0:0]\n",
+        "-A KUBE-PORTALS-REJECT -j KUBE-PORTALS-R-17\n",
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+        if (!strstr(full, want[i]))
+            fail_msg("full userspace script lacks \"%s\"", want[i]);
+    assert_int_equal(count(full, ":KUBE-PORTALS-B-"), 64);
+    /* a partial sync rewrites the changed Service's bucket only, and keeps its listener port */
+    assert_null(strstr(partial, "KUBE-PORTALS-CONTAINER"));
+    assert_int_equal(count(partial, ":KUBE-PORTALS-B-"), 1);
+    assert_int_equal(count(partial, ":KUBE-PORTALS-R-"), 1);
+    const char *p = strstr(full, "--dport 80 -j REDIRECT --to-ports ");
+    assert_non_null(p);
+    char port[16];
+    snprintf(port, sizeof port, "%.*s", (int)strcspn(p + 34, "\n"), p + 34);
+    assert_non_null(strstr(partial, port));
+    /* http: cluster IP, external IP, node port; dns: cluster IP, external IP */
+    assert_int_equal(count(partial, "-j REDIRECT"), 5);
+    free(full);
+    free(partial);
+}
+
 static void test_iptables_no_endpoints_reject(void **state)
 {
     ck_proxy_opts o = {.node_name = "node1", .dry_run = true};
@@ -327,6 +371,84 @@ static void test_exec(void **state)
     ck_error_free(e);
 }
 
+/* A listening socket on 127.0.0.1 (ephemeral port) and a connected pair through it. */
+static int lo_listen(struct sockaddr_in *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof *sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof *sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)sa, &l), 0);
+    return fd;
+}
+
+static void lo_pair(int *out_connected, int *out_accepted)
+{
+    struct sockaddr_in sa;
+    int ls = lo_listen(&sa);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof sa), 0);
+    int a = accept(ls, NULL, NULL);
+    assert_true(a >= 0);
+    close(ls);
+    *out_connected = c;
+    *out_accepted = a;
+}
+
+static void expect_bytes(int fd, const char *want)
+{
+    char buf[64] = "";
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 2000) != 1)
+        fail_msg("nothing arrived where \"%s\" was expected", want);
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    assert_int_equal(n, (ssize_t)strlen(want));
+    assert_string_equal(buf, want);
+}
+
+/* The sockmap relay: client -> [proxy accepted A | proxy connected B] -> backend D; once A and B
+ * are paired, bytes cross in the kernel (the proxy never reads them from A or B). */
+static void test_sockmap_pair(void **state)
+{
+    (void)state;
+    ck_error *e = NULL;
+    ck_proxy_sockmap *sm = ck_proxy_sockmap_new(&e);
+    if (!sm) {
+        /* not root or no sockmap in this kernel: the proxy relays in userspace then */
+        ck_error_free(e);
+        skip();
+    }
+    int client, a, b, d;
+    lo_pair(&client, &a);
+    lo_pair(&b, &d);
+    assert_int_equal(send(client, "early", 5, 0), 5);
+    struct pollfd p = {a, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_int_equal(ck_proxy_sockmap_pair(sm, a, b), 0);
+    /* queued before pairing: A stays readable; the proxy's read of it hands the bytes to the
+     * verdict program (EAGAIN for the proxy) and they leave through B in order */
+    char c;
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_int_equal(recv(a, &c, 1, MSG_DONTWAIT), -1);
+    expect_bytes(d, "early");
+    assert_int_equal(send(client, "request", 7, 0), 7);
+    expect_bytes(d, "request");
+    assert_int_equal(send(d, "response", 8, 0), 8);
+    expect_bytes(client, "response");
+    assert_int_equal(send(client, "again", 5, 0), 5);
+    expect_bytes(d, "again");
+    /* nothing was delivered to the proxy's own sockets; EOF still reaches it */
+    assert_int_equal(recv(a, &c, 1, MSG_DONTWAIT), -1);
+    assert_int_equal(recv(b, &c, 1, MSG_DONTWAIT), -1);
+    shutdown(client, SHUT_WR);
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_int_equal(recv(a, &c, 1, MSG_DONTWAIT), 0);
+    close(client), close(a), close(b), close(d);
+    ck_proxy_sockmap_free(sm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,11 +460,13 @@ int main(void)
         cmocka_unit_test(test_hash16),
         cmocka_unit_test(test_iptables_render),
         cmocka_unit_test(test_iptables_no_endpoints_reject),
+        cmocka_unit_test(test_userspace_render),
         cmocka_unit_test(test_iptables_affinity),
         cmocka_unit_test(test_nftables_render),
         cmocka_unit_test(test_nftables_affinity),
         cmocka_unit_test(test_mode_find),
         cmocka_unit_test(test_exec),
+        cmocka_unit_test(test_sockmap_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

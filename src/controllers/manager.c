@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client/component.h"
 #include "client/leader.h"
 #include "commands.h"
 #include "controllers/cm.h"
@@ -137,14 +138,8 @@ int cmd_controller_manager(int argc, char **argv)
     };
     const char *summary = "Run the controllers that turn desired state into actual state";
     int npos = ck_flags_parse("controller-manager", summary, argc, argv, flags, ARRAY_SIZE(flags));
-    if (npos) {
-        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+    if (ck_component_check_args(npos, argv, kubeconfig) < 0)
         return 2;
-    }
-    if (!kubeconfig) {
-        fprintf(stderr, "Error: --kubeconfig is required\n");
-        return 2;
-    }
     if (check_list(list) < 0)
         return 2;
     if (lease_ms <= 0 || renew_ms <= 0 || retry_ms <= 0 || renew_ms >= lease_ms || grace_ms <= 0) {
@@ -156,20 +151,11 @@ int cmd_controller_manager(int argc, char **argv)
      * memory; two arenas keep RSS close to what the caches really hold. */
     mallopt(M_ARENA_MAX, 2);
     ck_log_init("controller-manager", CK_LOG_INFO);
-    ck_error *err = NULL;
-    ck_client *client = ck_client_from_file(kubeconfig, "ckube-controller-manager/" CK_VERSION, &err);
-    if (!client) {
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
-        return 1;
-    }
+    ck_client *client = ck_component_client(kubeconfig, "ckube-controller-manager/" CK_VERSION);
+    if (!client)
+        return 2;
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGUSR1);
-    sigaddset(&sigs, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    ck_component_block_signals(&sigs, (const int[]){SIGUSR1, SIGUSR2, 0});
 
     ck_leader *leader = NULL;
     if (leader_elect) {

@@ -14,6 +14,19 @@
 #include <signal.h>
 
 #include "client/client.h"
+#include "lib/flags.h"
+
+/* The leader-election flags of the components that run active/standby (upstream's names);
+ * entries of a ck_flag array.  Defaults are the callers': 15s, 10s, 2s, <hostname>_<random>. */
+#define CK_COMPONENT_LEADER_FLAGS(lease_ms, renew_ms, retry_ms, identity)                          \
+    {"leader-elect-lease-duration", CK_FLAG_DURATION_MS, (lease_ms),                             \
+     "How long a standby waits after the last renewal before taking over (default 15s)"},        \
+    {"leader-elect-renew-deadline", CK_FLAG_DURATION_MS, (renew_ms),                             \
+     "How long the leader retries renewing before giving up (default 10s)"},                     \
+    {"leader-elect-retry-period", CK_FLAG_DURATION_MS, (retry_ms),                               \
+     "Interval between acquire/renew attempts (default 2s)"},                                    \
+    {"leader-elect-identity", CK_FLAG_STRING, (identity),                                        \
+     "Identity in the Lease (default <hostname>_<random>)"}
 
 /* No positional argument left and --kubeconfig given; else prints the one error line and
  * returns -1. */

@@ -7,7 +7,10 @@
 
 int cmd_version(int argc, char **argv)
 {
-    ck_flags_parse("version", "Print the ckube version", argc, argv, NULL, 0);
+    if (ck_flags_parse("version", "Print the ckube version", argc, argv, NULL, 0) > 0) {
+        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+        return 2;
+    }
     printf("ckube %s (Kubernetes API %s)\n", CK_VERSION, CK_KUBE_GIT_VERSION);
     return 0;
 }

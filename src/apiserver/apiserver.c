@@ -312,7 +312,7 @@ int cmd_apiserver(int argc, char **argv)
         return 2;
     }
     ck_log_init("apiserver", vlevel && atoi(vlevel) >= 4 ? CK_LOG_DEBUG : CK_LOG_INFO);
-    if ((!etcd || !*etcd) && !data_dir) {
+    if ((!etcd || !*etcd) && (!data_dir || !*data_dir)) {  /* "" would mean /db */
         fprintf(stderr, "Error: --data-dir or --etcd-servers is required\n");
         return 2;
     }

@@ -2,6 +2,7 @@
  * resourceVersion (never stored: it is the store's mod revision, injected on every read),
  * generateName suffixes, and list continue tokens. */
 #include "apiserver/apiserver.h"
+#include "lib/base64.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,82 +19,23 @@ void ck_meta_random_suffix(char out[6])
     out[5] = '\0';
 }
 
-/* ---- base64url without padding (as upstream's continue tokens) ---- */
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static char *b64_encode(const unsigned char *in, size_t n)
-{
-    char *out = xmalloc(n * 4 / 3 + 4);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = b64[(v >> 18) & 63];
-        out[o++] = b64[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = b64[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = b64[v & 63];
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static int b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '-' || c == '+') return 62;
-    if (c == '_' || c == '/') return 63;
-    return -1;
-}
-
-static char *b64_decode(const char *in, size_t *outlen)
-{
-    size_t n = strlen(in);
-    while (n && in[n - 1] == '=')
-        n--;
-    char *out = xmalloc(n * 3 / 4 + 4);
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_val(in[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    *outlen = o;
-    return out;
-}
-
 char *ck_continue_encode(int64_t rev, const char *start)
 {
     json_t *j = json_pack("{s:s,s:I,s:s}", "v", "meta.k8s.io/v1", "rv", (json_int_t)rev, "start",
                           start);
     char *text = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    char *tok = b64_encode((const unsigned char *)text, strlen(text));
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    ck_b64url_encode(&b, text, strlen(text));
     free(text);
-    return tok;
+    return ck_buf_steal(&b);
 }
 
 int ck_continue_decode(const char *tok, int64_t *rev, char **start, ck_error **err)
 {
     size_t n = 0;
-    cleanup_free char *raw = tok ? b64_decode(tok, &n) : NULL;
+    cleanup_free char *raw = tok ? (char *)ck_b64url_decode(tok, strlen(tok), &n) : NULL;
     json_t *j = raw ? json_loadb(raw, n, 0, NULL) : NULL;
     const char *v = json_string_value(json_object_get(j, "v"));
     const char *s = json_string_value(json_object_get(j, "start"));

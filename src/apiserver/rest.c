@@ -1084,6 +1084,17 @@ static bool allow_create_on_update(const ck_resource *r)
            !strcmp(r->group, "rbac.authorization.k8s.io");
 }
 
+/* A read-modify-write attempt failed with *e: true to read again and retry (a conflict on a
+ * write not pinned to a resourceVersion; *e is cleared), false to answer with *e. */
+static bool retry_on_conflict(ck_error **e, bool pinned)
+{
+    if (pinned || (*e)->code != CK_E_CONFLICT)
+        return false;
+    ck_error_free(*e);
+    *e = NULL;
+    return true;
+}
+
 void ck_rest_put(ck_reqctx *c, bool status_only)
 {
     ck_error *e = NULL;
@@ -1129,10 +1140,8 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
             json_decref(obj);
             return ck_respond_json(c, 200, out);
         }
-        if (conditional || e->code != CK_E_CONFLICT)
+        if (!retry_on_conflict(&e, conditional))
             break;
-        ck_error_free(e);
-        e = NULL;
     }
     json_decref(obj);
     ck_respond_error(c, e);
@@ -1256,10 +1265,8 @@ static void do_patch(ck_reqctx *c)
             json_decref(patch);
             return ck_respond_json(c, 200, out);
         }
-        if (pinned || e->code != CK_E_CONFLICT)
+        if (!retry_on_conflict(&e, pinned))
             break;
-        ck_error_free(e);
-        e = NULL;
     }
     json_decref(patch);
     ck_respond_error(c, e);

@@ -8,6 +8,7 @@
  * issuer, audience (the issuer) and lifetime check out and the service account still exists with
  * the same uid (the caller checks that against the store). */
 #include "apiserver/apiserver.h"
+#include "lib/base64.h"
 
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
@@ -24,52 +25,6 @@ struct ck_sa_keys {
     char *issuer;
     char kid[64];
 };
-
-static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void b64u_encode(ck_buf *out, const unsigned char *in, size_t n)
-{
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        char q[4] = {b64u[(v >> 18) & 63], b64u[(v >> 12) & 63], b64u[(v >> 6) & 63], b64u[v & 63]};
-        ck_buf_add(out, q, i + 2 < n ? 4 : i + 1 < n ? 3 : 2);
-    }
-}
-
-static int b64u_val(char c)
-{
-    const char *p = c ? strchr(b64u, c) : NULL;
-    return p ? (int)(p - b64u) : -1;
-}
-
-/* Decode [s, s+n); NULL on a bad character. */
-static unsigned char *b64u_decode(const char *s, size_t n, size_t *outlen)
-{
-    unsigned char *out = xmalloc(n * 3 / 4 + 4);
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64u_val(s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = 0;
-    *outlen = o;
-    return out;
-}
 
 static EVP_PKEY *read_key(const char *path, bool private_key)
 {
@@ -118,7 +73,7 @@ ck_sa_keys *ck_sa_keys_load(const char *priv_file, const char *pub_file, const c
         SHA256(der, (size_t)dlen, md);
         ck_buf b;
         ck_buf_init(&b, 128);
-        b64u_encode(&b, md, sizeof md);
+        ck_b64url_encode(&b, md, sizeof md);
         snprintf(k->kid, sizeof k->kid, "%s", b.data);
         ck_buf_free(&b);
     }
@@ -206,9 +161,9 @@ char *ck_sa_token_issue(ck_sa_keys *k, const char *ns, const char *sa, const cha
     json_decref(claims);
     ck_buf b;
     ck_buf_init(&b, 1 << 20);
-    b64u_encode(&b, (unsigned char *)h, strlen(h));
+    ck_b64url_encode(&b, (unsigned char *)h, strlen(h));
     ck_buf_add(&b, ".", 1);
-    b64u_encode(&b, (unsigned char *)c, strlen(c));
+    ck_b64url_encode(&b, (unsigned char *)c, strlen(c));
     free(h);
     free(c);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -232,9 +187,9 @@ char *ck_sa_token_issue(ck_sa_keys *k, const char *ns, const char *sa, const cha
     }
     ck_buf_add(&b, ".", 1);
     if (k->ec)
-        b64u_encode(&b, raw, sizeof raw);
+        ck_b64url_encode(&b, raw, sizeof raw);
     else
-        b64u_encode(&b, sig, slen);
+        ck_b64url_encode(&b, sig, slen);
     free(sig);
     if (expires)
         *expires = now + seconds;
@@ -255,9 +210,9 @@ int ck_sa_token_verify(ck_sa_keys *k, const char *tok, ck_sa_claims *out, ck_err
     if (!k || !d1 || !d2)
         return ck_error_set(err, CK_E_UNAUTHORIZED, "Unauthorized");
     size_t hlen, clen, slen;
-    cleanup_free unsigned char *h = b64u_decode(tok, (size_t)(d1 - tok), &hlen);
-    cleanup_free unsigned char *c = b64u_decode(d1 + 1, (size_t)(d2 - d1 - 1), &clen);
-    cleanup_free unsigned char *s = b64u_decode(d2 + 1, strlen(d2 + 1), &slen);
+    cleanup_free unsigned char *h = ck_b64url_decode(tok, (size_t)(d1 - tok), &hlen);
+    cleanup_free unsigned char *c = ck_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &clen);
+    cleanup_free unsigned char *s = ck_b64url_decode(d2 + 1, strlen(d2 + 1), &slen);
     json_t *hdr = h ? json_loadb((char *)h, hlen, 0, NULL) : NULL;
     const char *alg = json_string_value(json_object_get(hdr, "alg"));
     bool alg_ok = alg && !strcmp(alg, k->ec ? "ES256" : "RS256");

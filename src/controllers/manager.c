@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client/component.h"
 #include "client/leader.h"
 #include "commands.h"
 #include "controllers/cm.h"
@@ -126,26 +127,14 @@ int cmd_controller_manager(int argc, char **argv)
          "endpoint, endpointslice, nodelifecycle, job, cronjob, daemonset, statefulset, persistentvolume-binder"},
         {"leader-elect", CK_FLAG_BOOL, &leader_elect,
          "Run leader election on the Lease kube-system/kube-controller-manager (default true)"},
-        {"leader-elect-lease-duration", CK_FLAG_DURATION_MS, &lease_ms,
-         "How long a standby waits after the last renewal before taking over (default 15s)"},
-        {"leader-elect-renew-deadline", CK_FLAG_DURATION_MS, &renew_ms,
-         "How long the leader retries renewing before giving up (default 10s)"},
-        {"leader-elect-retry-period", CK_FLAG_DURATION_MS, &retry_ms,
-         "Interval between acquire/renew attempts (default 2s)"},
-        {"leader-elect-identity", CK_FLAG_STRING, &identity, "Identity in the Lease (default <hostname>_<random>)"},
+        CK_COMPONENT_LEADER_FLAGS(&lease_ms, &renew_ms, &retry_ms, &identity),
         {"node-monitor-grace-period", CK_FLAG_DURATION_MS, &grace_ms,
          "How long a node's Lease may go unrenewed before it is marked Unknown (default 40s)"},
     };
     const char *summary = "Run the controllers that turn desired state into actual state";
     int npos = ck_flags_parse("controller-manager", summary, argc, argv, flags, ARRAY_SIZE(flags));
-    if (npos) {
-        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+    if (ck_component_check_args(npos, argv, kubeconfig) < 0)
         return 2;
-    }
-    if (!kubeconfig) {
-        fprintf(stderr, "Error: --kubeconfig is required\n");
-        return 2;
-    }
     if (check_list(list) < 0)
         return 2;
     if (lease_ms <= 0 || renew_ms <= 0 || retry_ms <= 0 || renew_ms >= lease_ms || grace_ms <= 0) {
@@ -160,20 +149,11 @@ int cmd_controller_manager(int argc, char **argv)
     mallopt(M_ARENA_MAX, 2);
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     ck_log_init("controller-manager", CK_LOG_INFO);
-    ck_error *err = NULL;
-    ck_client *client = ck_client_from_file(kubeconfig, "ckube-controller-manager/" CK_VERSION, &err);
-    if (!client) {
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
-        return 1;
-    }
+    ck_client *client = ck_component_client(kubeconfig, "ckube-controller-manager/" CK_VERSION);
+    if (!client)
+        return 2;
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGUSR1);
-    sigaddset(&sigs, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    ck_component_block_signals(&sigs, (const int[]){SIGUSR1, SIGUSR2, 0});
 
     ck_leader *leader = NULL;
     if (leader_elect) {

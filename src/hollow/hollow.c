@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "client/component.h"
 #include "client/informer.h"
 #include "client/leader.h"
 #include "client/workqueue.h"
@@ -354,26 +355,16 @@ int cmd_hollow_node(int argc, char **argv)
     };
     const char *summary = "Simulate N kubelets that run no containers (for scale tests)";
     int npos = ck_flags_parse("hollow-node", summary, argc, argv, flags, ARRAY_SIZE(flags));
-    if (npos) {
-        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+    if (ck_component_check_args(npos, argv, kubeconfig) < 0)
         return 2;
-    }
-    if (!kubeconfig) {
-        fprintf(stderr, "Error: --kubeconfig is required\n");
-        return 2;
-    }
     if (count < 1 || count > 100000 || workers < 1 || workers > 256) {
         fprintf(stderr, "Error: --count must be 1..100000 and --workers 1..256\n");
         return 2;
     }
     ck_log_init("hollow-node", CK_LOG_INFO);
-    ck_error *err = NULL;
-    ck_client *client = ck_client_from_file(kubeconfig, "ckube-hollow-node/" CK_VERSION, &err);
-    if (!client) {
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
-        return 1;
-    }
+    ck_client *client = ck_component_client(kubeconfig, "ckube-hollow-node/" CK_VERSION);
+    if (!client)
+        return 2;
     hollow h = {.client = client, .prefix = prefix, .count = count, .cpu = cpu, .memory = memory,
                 .pods = pods, .storage = storage};
     h.queue = ck_workqueue_new();
@@ -383,10 +374,7 @@ int cmd_hollow_node(int argc, char **argv)
 
     /* Threads inherit a mask blocking the stop signals; main waits for them with sigwait. */
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    ck_component_block_signals(&stop_signals, NULL);
 
     pthread_t nodes_thread, *worker_threads = xcalloc((size_t)workers, sizeof(pthread_t));
     pthread_create(&nodes_thread, NULL, node_loop, &h);

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include "client/component.h"
 #include "commands.h"
 #include "kubelet/kubelet.h"
 #include "lib/flags.h"
@@ -58,14 +59,8 @@ int cmd_kubelet(int argc, char **argv)
     };
     const char *summary = "Run the node agent: register the Node and run its pods in containers";
     int npos = ck_flags_parse("kubelet", summary, argc, argv, flags, ARRAY_SIZE(flags));
-    if (npos) {
-        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+    if (ck_component_check_args(npos, argv, kubeconfig) < 0)
         return 2;
-    }
-    if (!kubeconfig) {
-        fprintf(stderr, "Error: --kubeconfig is required\n");
-        return 2;
-    }
     if (strcmp(runtime, "runc") && strcmp(runtime, "crun")) {
         fprintf(stderr, "Error: --container-runtime must be runc or crun\n");
         return 2;
@@ -93,14 +88,19 @@ int cmd_kubelet(int argc, char **argv)
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
         node_name = host;
     }
-    ck_kubelet k = {.node_name = node_name, .pod_cidr = pod_cidr, .node_ip = node_ip, .port = port,
-                    .cert_file = cert ? xstrdup(cert) : NULL, .key_file = key ? xstrdup(key) : NULL,
-                    .client_ca = client_ca};
-    k.root = abs_dir(root);
-    if (!k.root) {
+    /* the client first: a bad kubeconfig exits 2 before anything is made on disk */
+    ck_client *client = ck_component_client(kubeconfig, "ckube-kubelet/" CK_VERSION);
+    if (!client)
+        return 2;
+    char *root_abs = abs_dir(root);     /* k.root, freed at the end */
+    if (!root_abs) {
         fprintf(stderr, "Error: --root-dir %s: %s\n", root, strerror(errno));
+        ck_client_free(client);
         return 1;
     }
+    ck_kubelet k = {.node_name = node_name, .pod_cidr = pod_cidr, .node_ip = node_ip, .port = port,
+                    .cert_file = cert ? xstrdup(cert) : NULL, .key_file = key ? xstrdup(key) : NULL,
+                    .client_ca = client_ca, .root = root_abs, .client = client};
     /* our own binary for the shim, even if it was replaced on disk since we started */
     const char *self = "/proc/self/exe";
     cleanup_free char *rt_root = xasprintf("%s/runtime", k.root);
@@ -109,18 +109,8 @@ int cmd_kubelet(int argc, char **argv)
     ck_runtime_launcher_start(&k.rt);
     k.sb = (ck_sandbox_cfg){.root = k.root, .cni_bin = cni_bin, .bridge = bridge, .pod_cidr = pod_cidr};
     ck_error *err = NULL;
-    k.client = ck_client_from_file(kubeconfig, "ckube-kubelet/" CK_VERSION, &err);
-    if (!k.client) {
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
-        return 1;
-    }
     sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    ck_component_block_signals(&stop_signals, NULL);
 
     if (ck_serve_start(&k, &err) < 0) {
         fprintf(stderr, "Error: %s\n", err->msg);

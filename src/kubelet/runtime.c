@@ -472,6 +472,9 @@ int ck_shim_main(int argc, char **argv)
         return launcher_main(sync);
     if (!id || !bundle || !log_path || !exit_path) {
         shim_report(sync, "err shim: missing flags\n");
+        /* run by hand there is no sync pipe: say it where a person looks */
+        fprintf(stderr, "Error: --id, --bundle, --log and --exit are required (internal command, "
+                        "started by the kubelet)\n");
         return 2;
     }
     pid_t p = fork();

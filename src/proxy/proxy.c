@@ -18,6 +18,7 @@
 
 #include "apiserver/resources.h"
 #include "client/client.h"
+#include "client/component.h"
 #include "client/informer.h"
 #include "commands.h"
 #include "lib/flags.h"
@@ -128,8 +129,12 @@ int cmd_proxy(int argc, char **argv)
         {"masquerade-all", CK_FLAG_BOOL, &masq_all, "Masquerade all traffic sent to cluster IPs"},
         {"userspace-kernel-relay", CK_FLAG_BOOL, &kernel_relay, "userspace mode: once a connection's backend has answered, let the kernel (sockmap) carry its bytes"},
     };
-    ck_flags_parse("proxy", "Run the network proxy (Service virtual IPs and node ports)", argc, argv,
-                   flags, ARRAY_SIZE(flags));
+    int npos = ck_flags_parse("proxy", "Run the network proxy (Service virtual IPs and node ports)",
+                              argc, argv, flags, ARRAY_SIZE(flags));
+    if (npos) {
+        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+        return 2;
+    }
     ck_log_init("proxy", CK_LOG_INFO);
     const ck_proxy_mode *mode = ck_proxy_mode_find(mode_name);
     if (!mode) {
@@ -206,12 +211,9 @@ int cmd_proxy(int argc, char **argv)
             *c = (char)tolower((unsigned char)*c);
         hostname = host;
     }
-    ck_client *c = ck_client_from_file(kubeconfig, "ckube-proxy", &e);
-    if (!c) {
-        fprintf(stderr, "Error: %s\n", e->msg);
-        ck_error_free(e);
-        return 1;
-    }
+    ck_client *c = ck_component_client(kubeconfig, "ckube-proxy");
+    if (!c)
+        return 2;
     ck_proxy_opts o = {.node_name = hostname, .cluster_cidr = cidr, .masquerade_all = masq_all,
                        .kernel_relay = kernel_relay};
     void *st = mode->new(&o, &e);

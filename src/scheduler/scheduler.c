@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client/component.h"
 #include "client/leader.h"
 #include "commands.h"
 #include "lib/flags.h"
@@ -429,27 +430,15 @@ int cmd_scheduler(int argc, char **argv)
          "Run leader election on a Lease; only the leader schedules (default true)"},
         {"leader-elect-lease-namespace", CK_FLAG_STRING, &lease_ns, "Namespace of the Lease (default kube-system)"},
         {"leader-elect-lease-name", CK_FLAG_STRING, &lease_name, "Name of the Lease (default kube-scheduler)"},
-        {"leader-elect-lease-duration", CK_FLAG_DURATION_MS, &lease_ms,
-         "How long a standby waits after the last renewal before taking over (default 15s)"},
-        {"leader-elect-renew-deadline", CK_FLAG_DURATION_MS, &renew_ms,
-         "How long the leader retries renewing before giving up (default 10s)"},
-        {"leader-elect-retry-period", CK_FLAG_DURATION_MS, &retry_ms,
-         "Interval between acquire/renew attempts (default 2s)"},
-        {"leader-elect-identity", CK_FLAG_STRING, &identity, "Identity in the Lease (default <hostname>_<random>)"},
+        CK_COMPONENT_LEADER_FLAGS(&lease_ms, &renew_ms, &retry_ms, &identity),
         {"bind-workers", CK_FLAG_INT, &bind_workers, "Concurrent binding/API-write workers (default 32)"},
         {"percentage-of-nodes-to-score", CK_FLAG_INT, &percentage,
          "Percent of nodes to find feasible before scoring; 0 = adaptive like upstream (default 0)"},
     };
     const char *summary = "Assign pods to nodes (kube-scheduler)";
     int npos = ck_flags_parse("scheduler", summary, argc, argv, flags, ARRAY_SIZE(flags));
-    if (npos) {
-        fprintf(stderr, "Error: unexpected argument \"%s\"\n", argv[0]);
+    if (ck_component_check_args(npos, argv, kubeconfig) < 0)
         return 2;
-    }
-    if (!kubeconfig) {
-        fprintf(stderr, "Error: --kubeconfig is required\n");
-        return 2;
-    }
     if (bind_workers < 1 || bind_workers > 256 || percentage < 0 || percentage > 100 ||
         lease_ms <= 0 || renew_ms <= 0 || retry_ms <= 0 || renew_ms >= lease_ms) {
         fprintf(stderr, "Error: --bind-workers must be 1..256, --percentage-of-nodes-to-score "
@@ -460,19 +449,11 @@ int cmd_scheduler(int argc, char **argv)
     /* many threads allocate and free pod objects: a few malloc arenas keep RSS from growing
      * with the thread count through fragmentation */
     mallopt(M_ARENA_MAX, 2);
-    ck_error *err = NULL;
-    ck_client *client = ck_client_from_file(kubeconfig, "ckube-scheduler/" CK_VERSION, &err);
-    if (!client) {              /* a bad config: one line, exit 2 (docs/design.md) */
-        fprintf(stderr, "Error: %s\n", err->msg);
-        ck_error_free(err);
+    ck_client *client = ck_component_client(kubeconfig, "ckube-scheduler/" CK_VERSION);
+    if (!client)
         return 2;
-    }
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    ck_component_block_signals(&sigs, (const int[]){SIGUSR1, 0});
 
     sc_sched s = {.client = client, .name = name};
     pthread_mutex_init(&s.lock, NULL);

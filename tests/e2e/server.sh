@@ -1,8 +1,8 @@
 #!/bin/bash
 # tests/e2e/server.sh - `ckube server` end to end: flag and data-dir errors, first start (PKI,
-# kubeconfig, /readyz, kubectl), the data-dir lock, a SIGKILLed API server restarted, SIGTERM ->
-# exit 0 with nothing left behind, a second start keeping all state, and no orphans when the
-# server itself is SIGKILLed.  Loopback only; everything it starts is killed by the trap.
+# kubeconfig, /readyz, kubectl), bad usage of every subcommand, the data-dir lock, SIGKILLed
+# components restarted, SIGTERM -> exit 0 with nothing left behind, a second start keeping all
+# state, no orphans when the server itself is SIGKILLed, and on etcd: an outage, a dead peer.  Loopback only; everything it starts is killed by the trap.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
@@ -14,8 +14,10 @@ log=$tmp/server.log
 spid=
 fails=0
 
+etcd_pid=
 cleanup() {
     [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && sleep 1
+    [ -n "$etcd_pid" ] && kill "$etcd_pid" 2>/dev/null && wait "$etcd_pid" 2>/dev/null
     # anything still running from this test's data dir
     pkill -9 -f -- "--data-dir[= ]$tmp/" 2>/dev/null
     [ -n "$spid" ] && wait "$spid" 2>/dev/null
@@ -79,6 +81,42 @@ check "bad --secure-port: exit 2 with one line" [ "$rc" -eq 2 -a "$(wc -l <<<"$o
 out=$("$CK" server --data-dir "$tmp/x" --bind-address nowhere 2>&1); rc=$?
 check "bad --bind-address: exit 2 with one line" [ "$rc" -eq 2 -a "$(wc -l <<<"$out")" -eq 1 ]
 check "flag errors created nothing" [ ! -e "$tmp/x" ]
+
+# every subcommand: a bad flag, a missing value, a stray argument or a bad kubeconfig is one
+# "Error:" line and exit 2 (docs/design.md), with no sanitizer report
+bad_usage() {
+    local out rc
+    out=$(cd "$tmp" && timeout 20 "$CK" "$@" 2>&1 </dev/null); rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(grep -c '^Error:' <<<"$out")" -eq 1 ] &&
+        ! grep -qE 'Sanitizer|runtime error' <<<"$out"; then
+        return 0
+    fi
+    echo "# ckube $*: exit $rc"; head -n 5 <<<"$out" | sed 's/^/#   /'
+    return 1
+}
+lport=$(free_port)
+usage_cases=(
+    "version --bogus" "version extra" "apiserver --bogus" "apiserver --data-dir"
+    "apiserver --secure-port abc" "apiserver --secure-port 99999999999999999999"
+    "apiserver --bind-address 127.0.0.1 --secure-port $lport --data-dir=" "apiserver extra"
+    "server --bogus" "server --data-dir" "images --bogus" "images import" "kubelet-shim"
+    "scheduler --kubeconfig x --leader-elect=maybe"
+    "scheduler --kubeconfig x --leader-elect-lease-duration 5q"
+    "controller-manager --kubeconfig x --controllers nosuch"
+    "hollow-node --kubeconfig x --count 0"
+)
+for c in hollow-node kubelet scheduler controller-manager proxy; do
+    usage_cases+=("$c --bogus" "$c --kubeconfig" "$c" "$c --kubeconfig=" "$c --kubeconfig x extra"
+                  "$c --kubeconfig /dev/null" "$c --kubeconfig $tmp/no-such-file")
+done
+usage_fails=0
+for c in "${usage_cases[@]}"; do
+    # shellcheck disable=SC2086 # each case is a word list
+    bad_usage $c || usage_fails=$((usage_fails + 1))
+done
+check "bad usage of every subcommand (${#usage_cases[@]} cases): one Error: line, exit 2" \
+    [ "$usage_fails" -eq 0 ]
+check "an empty --data-dir made nothing at /db" [ ! -e /db/state.db ]
 
 echo "precious" >"$tmp/afile"
 out=$("$CK" server --data-dir "$tmp/afile/sub" 2>&1); rc=$?
@@ -162,6 +200,21 @@ else
     notok "find the apiserver child"
 fi
 
+# the other components are supervised the same way
+for comp in scheduler controller-manager; do
+    comp_pid() { pgrep -f -- "$comp --kubeconfig=$data/kubeconfigs/$comp.kubeconfig" | head -n 1; }
+    old=$(comp_pid)
+    if [ -n "$old" ]; then
+        kill -9 "$old"
+        comp_back() { local p; p=$(comp_pid); [ -n "$p" ] && [ "$p" != "$old" ]; }
+        check "SIGKILLed $comp restarted" wait_for 60 comp_back
+        check "$comp death logged with its signal" grep -q "$comp (pid $old) killed by signal 9" "$log"
+    else
+        notok "find the $comp child"
+    fi
+done
+check "API server still ready after the component restarts" ready
+
 # --- clean stop ------------------------------------------------------------------------------
 check "SIGTERM: server exits 0 and no ckube process is left" stop_server TERM
 
@@ -190,11 +243,14 @@ fi
 # --- --etcd-servers: the same cluster on a real etcd -----------------------------------------
 if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
     cport=$(free_port); pport=$(free_port)
-    etcd --name e2e --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$cport" \
-        --advertise-client-urls "http://127.0.0.1:$cport" --listen-peer-urls "http://127.0.0.1:$pport" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-        --initial-cluster "e2e=http://127.0.0.1:$pport" >"$tmp/etcd.log" 2>&1 &
-    etcd_pid=$!
+    start_etcd() {
+        etcd --name e2e --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$cport" \
+            --advertise-client-urls "http://127.0.0.1:$cport" --listen-peer-urls "http://127.0.0.1:$pport" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+            --initial-cluster "e2e=http://127.0.0.1:$pport" >>"$tmp/etcd.log" 2>&1 &
+        etcd_pid=$!
+    }
+    start_etcd
     etcd_up() { ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$cport" endpoint health; }
     if wait_for 30 etcd_up; then
         data=$tmp/data-etcd
@@ -206,11 +262,38 @@ if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
         in_etcd() { ETCDCTL_API=3 etcdctl --endpoints "http://127.0.0.1:$cport" get --keys-only \
                     /registry/namespaces/default | grep -q /registry/namespaces/default; }
         check "etcd: the API server's objects are in etcd" wait_for 30 in_etcd
+        # etcd dies under a running server: requests fail cleanly, nothing crashes, and the
+        # cluster serves again once etcd is back
+        kill "$etcd_pid"; wait "$etcd_pid" 2>/dev/null; etcd_pid=
+        down() { ! ready; }
+        check "etcd down: /readyz fails" wait_for 60 down
+        out=$(kc get ns default 2>&1); rc=$?
+        check "etcd down: a read fails with an error" [ "$rc" -ne 0 -a -n "$out" ]
+        check "etcd down: the server keeps running" kill -0 "$spid"
+        start_etcd
+        check "etcd back: ready again" wait_for 90 ready
+        check "etcd outage: no sanitizer report in the server log" \
+            bash -c "! grep -qE 'Sanitizer|runtime error' '$log'"
         check "etcd: server stops cleanly" stop_server TERM
+        # a dead peer first in --etcd-servers: the live one is used
+        dead=$(free_port)
+        "$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 \
+            --disable-agent --etcd-servers "http://127.0.0.1:$dead,http://127.0.0.1:$cport" >>"$log" 2>&1 &
+        spid=$!
+        check "etcd: a dead first peer is skipped, ready" wait_for 60 ready
+        check "etcd (dead peer): server stops cleanly" stop_server TERM
+        # only dead peers: the API server says why and is restarted, the server does not crash
+        elog=$tmp/etcd-dead.log
+        "$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 \
+            --disable-agent --etcd-servers "http://127.0.0.1:$dead" >"$elog" 2>&1 &
+        spid=$!
+        said_why() { grep -q 'Error: etcd open: .*127.0.0.1:'"$dead" "$elog" && grep -q 'restarting in' "$elog"; }
+        check "etcd: only a dead peer -> one clear error, apiserver restarted" wait_for 30 said_why
+        check "etcd (all dead): server stops cleanly" stop_server TERM
     else
         notok "etcd: start a local etcd"; tail -n 5 "$tmp/etcd.log" | sed 's/^/# /'
     fi
-    kill "$etcd_pid" 2>/dev/null; wait "$etcd_pid" 2>/dev/null
+    kill "$etcd_pid" 2>/dev/null; wait "$etcd_pid" 2>/dev/null; etcd_pid=
 else
     skip "--etcd-servers (no etcd binary)"
 fi

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "client/component.h"
 #include "lib/error.h"
 #include "lib/kubeconfig.h"
 #include "lib/pki.h"
@@ -436,6 +437,29 @@ static void test_curl_auth(void **state)
     server_stop(&s);
 }
 
+/* The shared component start-up refuses what docs/design.md calls bad usage (the caller exits 2). */
+static void test_component_args(void **state)
+{
+    (void)state;
+    char *argv[] = {"stray", NULL};
+    assert_int_equal(ck_component_check_args(1, argv, "kc"), -1);
+    assert_int_equal(ck_component_check_args(0, argv, NULL), -1);
+    assert_int_equal(ck_component_check_args(0, argv, ""), -1);
+    assert_int_equal(ck_component_check_args(0, argv, "kc"), 0);
+    assert_null(ck_component_client("/nonexistent/kubeconfig", "test"));
+    assert_null(ck_component_client("/dev/null", "test"));
+    cleanup_free char *path = tpath("component.kubeconfig");
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', "
+          "insecure-skip-tls-verify: true}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\n"
+          "current-context: x\nusers:\n- name: u\n  user: {token: t}\n", f);
+    fclose(f);
+    ck_client *c = ck_component_client(path, "test");
+    assert_non_null(c);
+    ck_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -446,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_curl_auth),
+        cmocka_unit_test(test_component_args),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "lib/base64.h"
 #include "lib/error.h"
 #include "lib/flags.h"
 #include "lib/util.h"
@@ -80,6 +81,43 @@ static void test_utf8(void **state)
     }
 }
 
+/* RFC 4648 vectors in the URL alphabet, unpadded; decoding rejects the standard alphabet. */
+static void test_b64url(void **state)
+{
+    (void)state;
+    static const struct { const char *plain, *enc; } cases[] = {
+        {"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
+        {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        assert_int_equal(ck_b64url_encode(&b, cases[i].plain, strlen(cases[i].plain)), 0);
+        char *enc = ck_buf_steal(&b);
+        assert_string_equal(enc, cases[i].enc);
+        free(enc);
+        size_t n = 99;
+        unsigned char *dec = ck_b64url_decode(cases[i].enc, strlen(cases[i].enc), &n);
+        assert_non_null(dec);
+        assert_int_equal(n, strlen(cases[i].plain));
+        assert_memory_equal(dec, cases[i].plain, n);
+        assert_int_equal(dec[n], 0);
+        free(dec);
+    }
+    size_t n;
+    unsigned char *dec = ck_b64url_decode("Zm8=", 4, &n);   /* padding tolerated */
+    assert_non_null(dec);
+    assert_int_equal(n, 2);
+    free(dec);
+    assert_null(ck_b64url_decode("+/8", 3, &n));
+    assert_null(ck_b64url_decode("Zm 8", 4, &n));
+    assert_null(ck_b64url_decode("Zm\0", 3, &n));
+    ck_buf small;
+    ck_buf_init(&small, 3);
+    assert_int_equal(ck_b64url_encode(&small, "foobar", 6), -1);
+    ck_buf_free(&small);
+}
+
 static void test_flags(void **state)
 {
     char *name = NULL;
@@ -109,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_b64url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

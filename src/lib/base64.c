@@ -1,0 +1,57 @@
+/* base64.c - unpadded base64url; see base64.h. */
+#include "lib/base64.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int ck_b64url_encode(ck_buf *out, const void *in, size_t n)
+{
+    const unsigned char *p = in;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        char q[4] = {alphabet[(v >> 18) & 63], alphabet[(v >> 12) & 63], alphabet[(v >> 6) & 63],
+                     alphabet[v & 63]};
+        if (ck_buf_add(out, q, i + 2 < n ? 4 : i + 1 < n ? 3 : 2) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int value_of(char c)
+{
+    const char *p = c ? strchr(alphabet, c) : NULL;
+    return p ? (int)(p - alphabet) : -1;
+}
+
+unsigned char *ck_b64url_decode(const char *s, size_t n, size_t *outlen)
+{
+    while (n && s[n - 1] == '=')
+        n--;
+    unsigned char *out = xmalloc(n * 3 / 4 + 4);
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = value_of(s[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}

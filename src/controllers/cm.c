@@ -442,6 +442,8 @@ void cm_expect_forget(cm *m, const char *key)
 
 /* ---------------------------------------------------------------- JSON */
 
+/* The hottest function of a sync over thousands of pods: no copy of the segments, no strlen
+ * per segment beyond the scan (json_object_getn takes a length). */
 json_t *cm_get(const json_t *obj, const char *path)
 {
     const json_t *cur = obj;
@@ -449,12 +451,7 @@ json_t *cm_get(const json_t *obj, const char *path)
     while (cur && *p) {
         const char *dot = strchr(p, '.');
         size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        char key[128];
-        if (n >= sizeof key)
-            return NULL;
-        memcpy(key, p, n);
-        key[n] = 0;
-        cur = json_object_get(cur, key);
+        cur = json_object_getn(cur, p, n);
         p = dot ? dot + 1 : p + n;
     }
     return (json_t *)cur;

@@ -206,18 +206,13 @@ static int mark_unknown(nlc *c, const json_t *node, ck_error **err)
     json_array_foreach(pods, i, pod) {
         if (strcmp(cm_str(pod, "spec.nodeName") ?: "", cm_name(node)) || !cm_pod_ready(pod))
             continue;
-        /* a patch: the cached pod is trimmed (cm.c), never send it back whole */
-        json_t *conds = json_deep_copy(cm_get(pod, "status.conditions"));
-        size_t j;
-        json_t *pcond;
-        json_array_foreach(conds, j, pcond)
-            if (!strcmp(cm_str(pcond, "type") ?: "", "Ready")) {
-                json_object_set_new(pcond, "status", json_string("False"));
-                json_object_set_new(pcond, "lastTransitionTime", json_string(now));
-            }
-        json_t *patch = json_pack("{s:{s:o}}", "status", "conditions", conds);
+        /* a strategic merge patch of the Ready condition alone (conditions merge by type): the
+         * cached pod is trimmed (cm.c) to its Ready condition, so neither the pod nor its
+         * condition list may be sent back whole */
+        json_t *patch = json_pack("{s:{s:[{s:s, s:s, s:s}]}}", "status", "conditions", "type", "Ready",
+                                  "status", "False", "lastTransitionTime", now);
         json_t *po = ck_client_patch(cm_client(c->m), cm_res("", "pods"), cm_ns(pod), cm_name(pod),
-                                     "status", "application/merge-patch+json", patch, NULL);
+                                     "status", "application/strategic-merge-patch+json", patch, NULL);
         json_decref(po);
         json_decref(patch);
     }

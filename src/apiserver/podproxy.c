@@ -22,6 +22,8 @@
 #define HEAD_LIMIT (64u * 1024)
 #define BODY_LIMIT (1u << 20)
 #define CONNECT_TIMEOUT_MS 10000
+#define BULK_AFTER (1u << 20)     /* as CK_STREAMS_BULK_AFTER / _WAIT_US on the node side */
+#define BULK_WAIT_US 1000
 
 static struct {
     pthread_mutex_t mu;
@@ -58,6 +60,10 @@ static SSL_CTX *client_ctx(ck_error **err)
             goto fail;
         SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
         SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* read ahead: one read(2) per TLS record instead of two (head, then body).  The
+         * buffer stays at its default (one record): OpenSSL moves the unread rest of a bigger
+         * one to its front after every record, which cost more than the reads it saved */
+        SSL_CTX_set_read_ahead(c, 1);
         if (cfg.cert && cfg.key &&
             (SSL_CTX_use_certificate_chain_file(c, cfg.cert) != 1 ||
              SSL_CTX_use_PrivateKey_file(c, cfg.key, SSL_FILETYPE_PEM) != 1)) {
@@ -251,7 +257,7 @@ static void relay_on_close(void *ctx)
 static void *relay_thread(void *arg)
 {
     relay *r = arg;
-    char *buf = xmalloc(1 << 20);
+    char *buf = NULL;       /* one batch from the kubelet, handed to httpd without a copy */
     const size_t bufsz = 1 << 20;
     ck_buf w;               /* bytes being written to the kubelet */
     ck_buf_init(&w, IN_LIMIT);
@@ -259,14 +265,16 @@ static void *relay_thread(void *arg)
     int flags = fcntl(r->fd, F_GETFL);
     fcntl(r->fd, F_SETFL, flags | O_NONBLOCK);
     bool kubelet_eof = false;
+    uint64_t down_total = 0;   /* bytes from the kubelet so far (bulk coalescing) */
     for (;;) {
         pthread_mutex_lock(&r->mu);
         bool gone = r->gone;
-        if (woff == w.len && r->inq.len) {
-            ck_buf_reset(&w);
-            woff = 0;
-            ck_buf_add(&w, r->inq.data, r->inq.len);
+        if (woff == w.len && r->inq.len) {   /* swap buffers rather than copy */
+            ck_buf done = w;
+            w = r->inq;
+            r->inq = done;
             ck_buf_reset(&r->inq);
+            woff = 0;
         }
         pthread_mutex_unlock(&r->mu);
         if (gone)
@@ -292,6 +300,8 @@ static void *relay_thread(void *arg)
         size_t got = 0;
         /* batch reads into one write: each write is a trip to httpd's I/O thread */
         while (room && !kubelet_eof && got < bufsz) {
+            if (!buf)
+                buf = xmalloc(bufsz);
             int n = SSL_read(r->ssl, buf + got, (int)(bufsz - got));
             if (n > 0) {
                 r->last_ns = ck_now_ns();
@@ -307,8 +317,18 @@ static void *relay_thread(void *arg)
                 kubelet_eof = true;
             break;
         }
-        if (got && ck_http_stream_write(r->hs, buf, got) < 0)
-            break;   /* the client is gone */
+        /* a bulk download found the socket drained: let more arrive before the next look, so
+         * each hand-off to httpd moves hundreds of KiB (see CK_STREAMS_BULK_* in streams.h) */
+        bool drained = got < bufsz && !kubelet_eof;
+        down_total += got;
+        if (got) {
+            if (bufsz - got > 64 * 1024)
+                buf = xrealloc(buf, got);
+            int wrc = ck_http_stream_write_owned(r->hs, buf, got);
+            buf = NULL;
+            if (wrc < 0)
+                break;   /* the client is gone */
+        }
         room = ck_http_stream_pending(r->hs) < HIGH_WATER;
         if (kubelet_eof)
             break;
@@ -321,8 +341,12 @@ static void *relay_thread(void *arg)
             pf[1].events |= POLLIN;
         if (want_w)
             pf[1].events |= POLLOUT;
-        poll(pf, 2, room ? 1000 : 1);
-        while (read(r->wake_r, buf, 4096) > 0)
+        if (drained && room && down_total >= BULK_AFTER)
+            usleep(BULK_WAIT_US);
+        /* read-ahead may hold whole records the socket no longer shows as readable */
+        poll(pf, 2, !room ? 1 : SSL_has_pending(r->ssl) ? 0 : 1000);
+        char drain[256];
+        while (read(r->wake_r, drain, sizeof drain) > 0)
             ;
     }
     ck_buf_free(&w);

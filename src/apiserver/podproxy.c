@@ -22,8 +22,8 @@
 #define HEAD_LIMIT (64u * 1024)
 #define BODY_LIMIT (1u << 20)
 #define CONNECT_TIMEOUT_MS 10000
-#define BULK_AFTER (1u << 20)     /* as CK_STREAMS_BULK_AFTER / _WAIT_US on the node side */
-#define BULK_WAIT_US 1000
+#define BULK_AFTER (1u << 20)     /* as CK_STREAMS_BULK_AFTER / _READ on the node side */
+#define BULK_READ (256 * 1024)
 
 static struct {
     pthread_mutex_t mu;
@@ -254,6 +254,11 @@ static void relay_on_close(void *ctx)
     relay_unref(r);
 }
 
+static void set_rcvlowat(int fd, int lowat)
+{
+    setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+}
+
 static void *relay_thread(void *arg)
 {
     relay *r = arg;
@@ -265,7 +270,11 @@ static void *relay_thread(void *arg)
     int flags = fcntl(r->fd, F_GETFL);
     fcntl(r->fd, F_SETFL, flags | O_NONBLOCK);
     bool kubelet_eof = false;
-    uint64_t down_total = 0;   /* bytes from the kubelet so far (bulk coalescing) */
+    /* bulk coalescing (as the node side, streams.h): once 1 MiB came down, poll wakes when
+     * 256 KiB wait on the socket (SO_RCVLOWAT) or after 1 ms; 100 ms without data ends it */
+    uint64_t down_total = 0;
+    bool bulk = false;
+    int64_t last_down_ns = 0;
     for (;;) {
         pthread_mutex_lock(&r->mu);
         bool gone = r->gone;
@@ -317,10 +326,18 @@ static void *relay_thread(void *arg)
                 kubelet_eof = true;
             break;
         }
-        /* a bulk download found the socket drained: let more arrive before the next look, so
-         * each hand-off to httpd moves hundreds of KiB (see CK_STREAMS_BULK_* in streams.h) */
-        bool drained = got < bufsz && !kubelet_eof;
-        down_total += got;
+        if (got) {
+            down_total += got;
+            last_down_ns = ck_now_ns();
+            if (!bulk && down_total >= BULK_AFTER) {
+                bulk = true;
+                set_rcvlowat(r->fd, BULK_READ);
+            }
+        } else if (bulk && ck_now_ns() - last_down_ns > 100 * 1000000LL) {
+            bulk = false;
+            down_total = 0;
+            set_rcvlowat(r->fd, 1);
+        }
         if (got) {
             if (bufsz - got > 64 * 1024)
                 buf = xrealloc(buf, got);
@@ -341,10 +358,8 @@ static void *relay_thread(void *arg)
             pf[1].events |= POLLIN;
         if (want_w)
             pf[1].events |= POLLOUT;
-        if (drained && room && down_total >= BULK_AFTER)
-            usleep(BULK_WAIT_US);
         /* read-ahead may hold whole records the socket no longer shows as readable */
-        poll(pf, 2, !room ? 1 : SSL_has_pending(r->ssl) ? 0 : 1000);
+        poll(pf, 2, SSL_has_pending(r->ssl) && room ? 0 : !room || bulk ? 1 : 1000);
         char drain[256];
         while (read(r->wake_r, drain, sizeof drain) > 0)
             ;

@@ -308,7 +308,7 @@ static void *pump(void *arg)
     bool exited = false, client_gone = false;
     int status = 0;
     uint64_t out_total = 0;     /* output bytes so far (bulk coalescing) */
-    bool drained = false;       /* the last output read emptied the pipe */
+    bool drained = false;       /* the last output read was short: the producer is slow */
     size_t in_off = 0;
     ck_buf in_local;
     ck_buf_init(&in_local, CK_STREAMS_IN_LIMIT);
@@ -403,7 +403,7 @@ static void *pump(void *arg)
             int rerr = errno;
             if (r > 0) {
                 out_total += (uint64_t)r;
-                if ((size_t)r < (size_t)ni * CK_TUNNEL_SLOT)
+                if ((size_t)r < CK_STREAMS_BULK_READ)
                     drained = true;
                 if (s->received_ns) {
                     log_info("exec: first output %.1f ms after the request",

@@ -145,13 +145,24 @@ static void send_data(ck_tunnel *t, uint32_t id, const void *d, size_t len, bool
     ck_buf_free(&b);
 }
 
+/* In a bulk episode poll reports a pod socket readable once CK_STREAMS_BULK_READ bytes wait (or
+ * it closed); the pump's 1 ms rounds pick up smaller amounts. */
+static void set_rcvlowat(int fd, int lowat)
+{
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+}
+
 static void *pump(void *arg)
 {
     pfsession *s = arg;
     ck_tunnel *t = s->t;
     int idle_ms = s->cfg.idle_timeout_ms > 0 ? s->cfg.idle_timeout_ms : 4 * 3600 * 1000;
-    uint64_t out_total = 0;   /* bytes from the pod so far (bulk coalescing, see streams.h) */
-    bool drained = false;
+    /* bulk coalescing (streams.h): an episode starts once CK_STREAMS_BULK_AFTER bytes came from
+     * the pods, and ends (RCVLOWAT back to 1) after 100 ms without any */
+    uint64_t out_total = 0;
+    bool bulk = false;
+    int64_t last_read_ns = 0;
     for (;;) {
         ssize_t waiting = ck_tunnel_flush(t);
         if (waiting < 0)
@@ -197,6 +208,8 @@ static void *pump(void *arg)
                 }
                 fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
                 p->fd = fd;
+                if (bulk)
+                    set_rcvlowat(fd, CK_STREAMS_BULK_READ);
             }
             if (p->fd < 0)
                 continue;
@@ -214,11 +227,14 @@ static void *pump(void *arg)
                 pp[n++] = p;
             }
         }
+        if (bulk && ck_now_ns() - last_read_ns > 100 * 1000000LL) {
+            bulk = false;
+            out_total = 0;
+            for (size_t i = 0; i < s->npairs; i++)
+                set_rcvlowat(s->pairs[i]->fd, 1);
+        }
         pthread_mutex_unlock(&t->mu);
-        if (drained && room && out_total >= CK_STREAMS_BULK_AFTER)
-            usleep(CK_STREAMS_BULK_WAIT_US);
-        drained = false;
-        poll(pf, (nfds_t)n, room ? 1000 : 1);
+        poll(pf, (nfds_t)n, !room || bulk ? CK_STREAMS_BULK_WAIT_US / 1000 : 1000);
         ck_tunnel_drain_wake(t);
         pthread_mutex_lock(&t->mu);
         for (int i = 1; i < n; i++) {
@@ -236,7 +252,9 @@ static void *pump(void *arg)
                     p->in_off = 0;
                 }
             }
-            if (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+            /* (in a bulk episode a socket below its RCVLOWAT is read on every round anyway) */
+            if ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
+                (bulk && (pf[i].events & POLLIN))) {
                 /* up to ~1 MiB straight into frames that go to httpd without a copy */
                 ck_tunnel_batch b = {0};
                 struct iovec iov[CK_TUNNEL_BATCH_SLOTS];
@@ -244,9 +262,13 @@ static void *pump(void *arg)
                 ssize_t r = readv(p->fd, iov, ni);
                 int rerr = errno;
                 if (r > 0) {
+                    last_read_ns = ck_now_ns();
                     out_total += (uint64_t)r;
-                    if ((size_t)r < (size_t)ni * CK_TUNNEL_SLOT)
-                        drained = true;
+                    if (!bulk && out_total >= CK_STREAMS_BULK_AFTER) {
+                        bulk = true;
+                        for (size_t j = 0; j < s->npairs; j++)
+                            set_rcvlowat(s->pairs[j]->fd, CK_STREAMS_BULK_READ);
+                    }
                     ck_tunnel_batch_commit(t, &b, p->data_id, (size_t)r);
                     ck_tunnel_batch_send_locked(t, &b);
                 }

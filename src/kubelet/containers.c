@@ -317,7 +317,8 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
         free(msg);
     }
     c->post_start_done = true;
-    log_info("pod %s: started container %s (attempt %d, pid %d)", r->key, c->name, attempt, (int)pid);
+    log_info("pod %s: started container %s (attempt %d, pid %d) %lld ms after its first sync",
+             r->key, c->name, attempt, (int)pid, (long long)((ck_now_ns() - r->created_ns) / 1000000));
     return 0;
 fail:
     log_warn("pod %s container %s: %s", r->key, c->name, err ? err->msg : reason);

@@ -607,6 +607,12 @@ char *ck_pods_log_path(ck_kubelet *k, const char *ns, const char *pod, const cha
 int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
                         char **id, char **netns, ck_error **err)
 {
+    return ck_pods_attach_target(k, ns, pod, container, id, netns, NULL, err);
+}
+
+int ck_pods_attach_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                          char **id, char **netns, char **dir, ck_error **err)
+{
     ck_pods *p = k->pods;
     cleanup_free char *key = xasprintf("%s/%s", ns, pod);
     pthread_mutex_lock(&p->mu);
@@ -622,13 +628,15 @@ int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const ch
     for (size_t i = 0; !(container && *container) && i < r->nctrs && !c; i++)
         if (!r->ctrs[i].init)
             c = &r->ctrs[i];
-    if (id && (!c || !c->id || c->exited)) {
+    if ((id || dir) && (!c || !c->id || c->exited)) {
         pthread_mutex_unlock(&p->mu);
         return ck_error_set(err, CK_E_NOT_FOUND, "container not found (\"%s\")",
                             container ? container : "");
     }
     if (id)
         *id = xstrdup(c->id);
+    if (dir)
+        *dir = ck_ctr_dir(r, c, c->attempt);
     if (netns)
         *netns = r->netns ? xstrdup(r->netns) : NULL;
     pthread_mutex_unlock(&p->mu);

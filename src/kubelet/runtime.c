@@ -3,7 +3,8 @@
  * Each container runs under a shim (`ckube kubelet-shim`, a double-forked, session-leading child
  * reparented away from the kubelet, like conmon): it is the child subreaper of `runc create`, so
  * the container's init becomes its child (`runc run --detach`: one runtime exec); it holds the read ends of the container's stdout and
- * stderr pipes and writes them to the log file in CRI format; when init exits it writes
+ * stderr pipes (or the pty master for tty containers) and writes them to the log file in CRI
+ * format, keeps the container's stdin, and serves attach on a socket (attach.c); when init exits it writes
  * "<exit code> <finished wall ns>" to the exit file and leaves.  The kubelet therefore needs no
  * live link to a container: a restarted kubelet finds containers running (pid alive, no exit file)
  * or finished (exit file), and logs keep flowing meanwhile.

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,6 +24,8 @@
 #define HEAD_LIMIT (64u * 1024)
 #define BODY_LIMIT (1u << 20)
 #define CONNECT_TIMEOUT_MS 10000
+#define BULK_AFTER (1u << 20)     /* as CK_STREAMS_BULK_AFTER / _READ on the node side */
+#define BULK_READ (256 * 1024)
 
 static struct {
     pthread_mutex_t mu;
@@ -58,6 +62,10 @@ static SSL_CTX *client_ctx(ck_error **err)
             goto fail;
         SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
         SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        /* read ahead: one read(2) per TLS record instead of two (head, then body).  The
+         * buffer stays at its default (one record): OpenSSL moves the unread rest of a bigger
+         * one to its front after every record, which cost more than the reads it saved */
+        SSL_CTX_set_read_ahead(c, 1);
         if (cfg.cert && cfg.key &&
             (SSL_CTX_use_certificate_chain_file(c, cfg.cert) != 1 ||
              SSL_CTX_use_PrivateKey_file(c, cfg.key, SSL_FILETYPE_PEM) != 1)) {
@@ -182,6 +190,8 @@ static int dial(const char *host, int port, ck_error **err)
         return ck_error_set(err, CK_E_UNAVAILABLE, "error dialing backend: dial tcp %s:%d: %s",
                             host, port, strerror(e));
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);   /* blocking for the handshake */
+    int one = 1;   /* keystrokes and control frames go out at once (Go's default, too) */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -248,10 +258,15 @@ static void relay_on_close(void *ctx)
     relay_unref(r);
 }
 
+static void set_rcvlowat(int fd, int lowat)
+{
+    setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+}
+
 static void *relay_thread(void *arg)
 {
     relay *r = arg;
-    char *buf = xmalloc(1 << 20);
+    char *buf = NULL;       /* one batch from the kubelet, handed to httpd without a copy */
     const size_t bufsz = 1 << 20;
     ck_buf w;               /* bytes being written to the kubelet */
     ck_buf_init(&w, IN_LIMIT);
@@ -259,14 +274,20 @@ static void *relay_thread(void *arg)
     int flags = fcntl(r->fd, F_GETFL);
     fcntl(r->fd, F_SETFL, flags | O_NONBLOCK);
     bool kubelet_eof = false;
+    /* bulk coalescing (as the node side, streams.h): once 1 MiB came down, poll wakes when
+     * 256 KiB wait on the socket (SO_RCVLOWAT) or after 1 ms; 100 ms without data ends it */
+    uint64_t down_total = 0;
+    bool bulk = false;
+    int64_t last_down_ns = 0;
     for (;;) {
         pthread_mutex_lock(&r->mu);
         bool gone = r->gone;
-        if (woff == w.len && r->inq.len) {
-            ck_buf_reset(&w);
-            woff = 0;
-            ck_buf_add(&w, r->inq.data, r->inq.len);
+        if (woff == w.len && r->inq.len) {   /* swap buffers rather than copy */
+            ck_buf done = w;
+            w = r->inq;
+            r->inq = done;
             ck_buf_reset(&r->inq);
+            woff = 0;
         }
         pthread_mutex_unlock(&r->mu);
         if (gone)
@@ -292,6 +313,8 @@ static void *relay_thread(void *arg)
         size_t got = 0;
         /* batch reads into one write: each write is a trip to httpd's I/O thread */
         while (room && !kubelet_eof && got < bufsz) {
+            if (!buf)
+                buf = xmalloc(bufsz);
             int n = SSL_read(r->ssl, buf + got, (int)(bufsz - got));
             if (n > 0) {
                 r->last_ns = ck_now_ns();
@@ -307,8 +330,26 @@ static void *relay_thread(void *arg)
                 kubelet_eof = true;
             break;
         }
-        if (got && ck_http_stream_write(r->hs, buf, got) < 0)
-            break;   /* the client is gone */
+        if (got) {
+            down_total += got;
+            last_down_ns = ck_now_ns();
+            if (!bulk && down_total >= BULK_AFTER) {
+                bulk = true;
+                set_rcvlowat(r->fd, BULK_READ);
+            }
+        } else if (bulk && ck_now_ns() - last_down_ns > 100 * 1000000LL) {
+            bulk = false;
+            down_total = 0;
+            set_rcvlowat(r->fd, 1);
+        }
+        if (got) {
+            if (bufsz - got > 64 * 1024)
+                buf = xrealloc(buf, got);
+            int wrc = ck_http_stream_write_owned(r->hs, buf, got);
+            buf = NULL;
+            if (wrc < 0)
+                break;   /* the client is gone */
+        }
         room = ck_http_stream_pending(r->hs) < HIGH_WATER;
         if (kubelet_eof)
             break;
@@ -321,8 +362,10 @@ static void *relay_thread(void *arg)
             pf[1].events |= POLLIN;
         if (want_w)
             pf[1].events |= POLLOUT;
-        poll(pf, 2, room ? 1000 : 1);
-        while (read(r->wake_r, buf, 4096) > 0)
+        /* read-ahead may hold whole records the socket no longer shows as readable */
+        poll(pf, 2, SSL_has_pending(r->ssl) && room ? 0 : !room || bulk ? 1 : 1000);
+        char drain[256];
+        while (read(r->wake_r, drain, sizeof drain) > 0)
             ;
     }
     ck_buf_free(&w);

@@ -41,7 +41,7 @@ char *ck_pod_log_dir(ck_kubelet *k, const pod_rec *r)
     return xasprintf("%s/logs/%s_%s_%s", k->root, r->ns, r->name, r->uid);
 }
 
-static char *ctr_dir(const pod_rec *r, const ctr_state *c, int attempt)
+char *ck_ctr_dir(const pod_rec *r, const ctr_state *c, int attempt)
 {
     return xasprintf("%s/c/%s-%d", r->dir, c->name, attempt);
 }
@@ -50,7 +50,7 @@ static void remove_attempt(ck_kubelet *k, pod_rec *r, ctr_state *c, const char *
 {
     if (id)
         ck_runtime_delete(&k->rt, id, NULL);
-    cleanup_free char *dir = ctr_dir(r, c, attempt);
+    cleanup_free char *dir = ck_ctr_dir(r, c, attempt);
     cleanup_free char *rootfs = xasprintf("%s/rootfs", dir);
     umount2(rootfs, MNT_DETACH);
     char *rm[] = {"rm", "-rf", dir, NULL};
@@ -71,7 +71,7 @@ void ck_ctrs_refresh(ck_kubelet *k, pod_rec *r)
         ctr_state *c = &r->ctrs[i];
         if (!c->id || c->exited)
             continue;
-        cleanup_free char *dir = ctr_dir(r, c, c->attempt);
+        cleanup_free char *dir = ck_ctr_dir(r, c, c->attempt);
         cleanup_free char *exitf = xasprintf("%s/exit", dir);
         char *data = NULL;
         size_t len;
@@ -240,7 +240,7 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
         return -1;
     int attempt = c->attempt + 1;
     cleanup_free char *id = xasprintf("%s-%s-%d", r->uid, c->name, attempt);
-    cleanup_free char *dir = ctr_dir(r, c, attempt);
+    cleanup_free char *dir = ck_ctr_dir(r, c, attempt);
     if (access(dir, F_OK) == 0)
         remove_attempt(k, r, c, id, attempt);  /* leftovers of a failed try */
     ck_mkdir_p(dir, 0755);
@@ -273,7 +273,10 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
         goto fail;
     }
     reason = "RunContainerError";
-    pid_t pid = ck_runtime_run(&k->rt, id, dir, log_path, exit_path, &err);
+    unsigned io = (json_is_true(json_object_get(spec_c, "stdin")) ? CK_SHIM_STDIN : 0) |
+                  (json_is_true(json_object_get(spec_c, "stdinOnce")) ? CK_SHIM_STDIN_ONCE : 0) |
+                  (json_is_true(json_object_get(spec_c, "tty")) ? CK_SHIM_TTY : 0);
+    pid_t pid = ck_runtime_run(&k->rt, id, dir, log_path, exit_path, io, &err);
     if (pid < 0)
         goto fail;
     /* the previous attempt becomes lastState; its rootfs goes, its log stays */
@@ -317,7 +320,8 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
         free(msg);
     }
     c->post_start_done = true;
-    log_info("pod %s: started container %s (attempt %d, pid %d)", r->key, c->name, attempt, (int)pid);
+    log_info("pod %s: started container %s (attempt %d, pid %d) %lld ms after its first sync",
+             r->key, c->name, attempt, (int)pid, (long long)((ck_now_ns() - r->created_ns) / 1000000));
     return 0;
 fail:
     log_warn("pod %s container %s: %s", r->key, c->name, err ? err->msg : reason);

@@ -93,10 +93,13 @@ typedef struct ck_runtime {
 void ck_runtime_launcher_start(ck_runtime *rt);
 void ck_runtime_launcher_stop(ck_runtime *rt);
 /* Run a bundle: the shim does `runc create` + `runc start` with stdout/stderr into log_path
- * (CRI format) and writes the exit code to exit_path when the container's init exits.  Returns
- * the container's init pid. */
+ * (CRI format) and writes the exit code to exit_path when the container's init exits.  io: the
+ * container's stdin is a pipe the shim keeps (CK_SHIM_STDIN, +CK_SHIM_STDIN_ONCE), its stdio a
+ * pty (CK_SHIM_TTY: the bundle must say terminal: true); either way it serves attach on
+ * bundle/attach.sock (attach.c).  Returns the container's init pid. */
+enum { CK_SHIM_STDIN = 1, CK_SHIM_STDIN_ONCE = 2, CK_SHIM_TTY = 4 };
 pid_t ck_runtime_run(const ck_runtime *rt, const char *id, const char *bundle,
-                     const char *log_path, const char *exit_path, ck_error **err);
+                     const char *log_path, const char *exit_path, unsigned io, ck_error **err);
 int ck_runtime_kill(const ck_runtime *rt, const char *id, int sig, ck_error **err);
 int ck_runtime_delete(const ck_runtime *rt, const char *id, ck_error **err);
 /* Run argv (NULL-terminated) inside a running container; *out gets combined output (bounded). */
@@ -113,6 +116,30 @@ int ck_spawn(pid_t *pid, const char *exe, char *const argv[], char *const envp[]
 int ck_write_file_nosync(const char *path, const void *data, size_t len, int mode);
 /* The `ckube kubelet-shim` entry point. */
 int ck_shim_main(int argc, char **argv);
+
+/* ---- attach.c: the container's own stdio for attach, through the shim's socket ---- */
+/* The shim's end: a listener at DIR/attach.sock (0600). */
+typedef struct ck_attach_srv ck_attach_srv;
+ck_attach_srv *ck_attach_listen(const char *dir, ck_error **err);
+/* What attaches get: stdin_fd (owned; -1 none; with stdin_once the first attach that asks takes
+ * it), pty_fd (duplicated; -1 without a tty, else output is one stream and resizes apply to it). */
+void ck_attach_set_io(ck_attach_srv *s, int stdin_fd, bool stdin_once, int pty_fd);
+/* A console socket for `runc --console-socket *path`; ck_attach_console_recv (after runc ran)
+ * returns the pty master it sent. */
+int ck_attach_console_listen(ck_attach_srv *s, const char *dir, char **path, ck_error **err);
+int ck_attach_console_recv(ck_attach_srv *s, int lfd, ck_error **err);
+/* Poll integration: append the server's fds (at most max), then hand the same slice back. */
+struct pollfd;
+int ck_attach_pollfds(ck_attach_srv *s, struct pollfd *pf, int max);
+void ck_attach_handle(ck_attach_srv *s, const struct pollfd *pf, int n);
+/* Fan the container's output (stream 0 stdout, 1 stderr) out to the attached clients. */
+void ck_attach_output(ck_attach_srv *s, int stream, const void *data, size_t len);
+/* Close the listener and every client (their output ends: attaches see EOF); NULL is fine. */
+void ck_attach_close(ck_attach_srv *s);
+/* The kubelet's end: attach to the shim of the container whose dir is `dir`.  fds gets stdin,
+ * stdout, stderr, pty master (-1 for what was not asked for or the container does not have: no
+ * stdin without spec stdin or after a stdinOnce attach, no stderr with a tty). */
+int ck_attach_connect(const char *dir, bool in, bool out, bool errs, int fds[4], ck_error **err);
 
 /* ---- cgroups.c: QoS classes and pod cgroups ---- */
 /* "Guaranteed", "Burstable" or "BestEffort" for a PodSpec, as upstream computes it. */
@@ -176,6 +203,9 @@ char *ck_pods_log_path(ck_kubelet *k, const char *ns, const char *pod, const cha
  * container "" = the first app container); CK_E_NOT_FOUND with upstream's wording if none. */
 int ck_pods_exec_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
                         char **id, char **netns, ck_error **err);
+/* The same, and (dir may be NULL) the running container's directory (its attach socket). */
+int ck_pods_attach_target(ck_kubelet *k, const char *ns, const char *pod, const char *container,
+                          char **id, char **netns, char **dir, ck_error **err);
 
 /* ---- streaming.c: exec, attach, port-forward (src/streams) ---- */
 void ck_kubelet_streaming_serve(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp);

@@ -200,9 +200,18 @@ json_t *ck_oci_config(const ck_oci_input *in, ck_error **err)
     if (hn && *hn)
         hostname = hn;
 
-    json_t *process = json_pack("{s:b, s:{s:I, s:I, s:o}, s:o, s:O, s:s, s:o, s:b}",
-                                "terminal", 0, "user", "uid", uid, "gid", gid, "additionalGids",
-                                groups, "args", args, "env", in->env, "cwd", cwd, "capabilities",
+    /* tty: the runtime makes a pty (its master goes to the shim) and, as containerd does, the
+     * container gets TERM=xterm unless it sets TERM itself */
+    bool tty = json_is_true(json_object_get(c, "tty"));
+    json_t *env = json_copy(in->env);
+    bool has_term = false;
+    json_array_foreach(in->env, i, v)
+        has_term |= json_is_string(v) && !strncmp(json_string_value(v), "TERM=", 5);
+    if (tty && !has_term)
+        json_array_append_new(env, json_string("TERM=xterm"));
+    json_t *process = json_pack("{s:b, s:{s:I, s:I, s:o}, s:o, s:o, s:s, s:o, s:b}",
+                                "terminal", tty, "user", "uid", uid, "gid", gid, "additionalGids",
+                                groups, "args", args, "env", env, "cwd", cwd, "capabilities",
                                 capabilities(sc), "noNewPrivileges",
                                 json_is_false(json_object_get(sc, "allowPrivilegeEscalation")));
 

@@ -70,6 +70,8 @@ void ck_rec_save(pod_rec *r);
 void ck_pod_event(ck_kubelet *k, pod_rec *r, const char *type, const char *reason, const char *msg);
 
 /* containers.c */
+/* ROOT/pods/<uid>/c/<name>-<attempt>: the bundle, exit file and attach socket of an attempt. */
+char *ck_ctr_dir(const pod_rec *r, const ctr_state *c, int attempt);
 char *ck_pod_log_dir(ck_kubelet *k, const pod_rec *r);
 void ck_ctrs_refresh(ck_kubelet *k, pod_rec *r);
 /* One step toward the spec; returns ms until it wants to look again (0 = on the next resync). */

@@ -3,7 +3,8 @@
  * Each container runs under a shim (`ckube kubelet-shim`, a double-forked, session-leading child
  * reparented away from the kubelet, like conmon): it is the child subreaper of `runc create`, so
  * the container's init becomes its child (`runc run --detach`: one runtime exec); it holds the read ends of the container's stdout and
- * stderr pipes and writes them to the log file in CRI format; when init exits it writes
+ * stderr pipes (or the pty master for tty containers) and writes them to the log file in CRI
+ * format, keeps the container's stdin, and serves attach on a socket (attach.c); when init exits it writes
  * "<exit code> <finished wall ns>" to the exit file and leaves.  The kubelet therefore needs no
  * live link to a container: a restarted kubelet finds containers running (pid alive, no exit file)
  * or finished (exit file), and logs keep flowing meanwhile.
@@ -292,14 +293,22 @@ static int launcher_send(const ck_runtime *rt, char *const argv[], int sync_fd)
 }
 
 pid_t ck_runtime_run(const ck_runtime *rt, const char *id, const char *bundle,
-                     const char *log_path, const char *exit_path, ck_error **err)
+                     const char *log_path, const char *exit_path, unsigned io, ck_error **err)
 {
     int sync[2];
     if (pipe2(sync, O_CLOEXEC) < 0)
         return ck_error_sys(err, CK_E_IO, "pipe");
-    char *argv[] = {(char *)rt->self_exe, "kubelet-shim", "--id", (char *)id, "--bundle",
-                    (char *)bundle, "--log", (char *)log_path, "--exit", (char *)exit_path,
-                    "--runtime", (char *)rt->runc, "--runtime-root", (char *)rt->root, NULL};
+    char *argv[20] = {(char *)rt->self_exe, "kubelet-shim", "--id", (char *)id, "--bundle",
+                      (char *)bundle, "--log", (char *)log_path, "--exit", (char *)exit_path,
+                      "--runtime", (char *)rt->runc, "--runtime-root", (char *)rt->root};
+    int na = 14;
+    if (io & CK_SHIM_STDIN)
+        argv[na++] = "--stdin";
+    if (io & CK_SHIM_STDIN_ONCE)
+        argv[na++] = "--stdin-once";
+    if (io & CK_SHIM_TTY)
+        argv[na++] = "--tty";
+    argv[na] = NULL;
     int st = 0;
     if (rt->launcher_fd > 0 && launcher_send(rt, argv + 1, sync[1]) == 0) {
         /* the launcher reaps the shim's first process */
@@ -369,12 +378,12 @@ static void shim_report(int fd, const char *fmt, ...)
     close(fd);
 }
 
-/* Run argv with stdout/stderr = out_fd, err_fd; wait for it; returns exit status. */
-static int shim_spawn(char *const argv[], int out_fd, int err_fd)
+/* Run argv with stdio = in_fd, out_fd, err_fd; wait for it; returns exit status. */
+static int shim_spawn(char *const argv[], int in_fd, int out_fd, int err_fd)
 {
     cleanup_free char *exe = find_exe(argv[0]);
     pid_t pid;
-    if (ck_spawn(&pid, exe, argv, NULL, -1, out_fd, err_fd, -1) != 0)
+    if (ck_spawn(&pid, exe, argv, NULL, in_fd, out_fd, err_fd, -1) != 0)
         return 127;
     int st;
     while (waitpid(pid, &st, 0) < 0)
@@ -455,7 +464,7 @@ int ck_shim_main(int argc, char **argv)
 {
     char *id = NULL, *bundle = NULL, *log_path = NULL, *exit_path = NULL, *runc = "runc",
          *rroot = "/run/ckube-runc";
-    bool launcher = false;
+    bool launcher = false, opt_stdin = false, stdin_once = false, tty = false;
     ck_flag flags[] = {
         {"id", CK_FLAG_STRING, &id, "container id"},
         {"bundle", CK_FLAG_STRING, &bundle, "OCI bundle"},
@@ -464,6 +473,9 @@ int ck_shim_main(int argc, char **argv)
         {"runtime", CK_FLAG_STRING, &runc, "OCI runtime binary"},
         {"runtime-root", CK_FLAG_STRING, &rroot, "OCI runtime state dir"},
         {"launcher", CK_FLAG_BOOL, &launcher, "serve shim launch requests on fd 3 (internal)"},
+        {"stdin", CK_FLAG_BOOL, &opt_stdin, "keep the container's stdin open for attach"},
+        {"stdin-once", CK_FLAG_BOOL, &stdin_once, "close stdin when the first attach ends"},
+        {"tty", CK_FLAG_BOOL, &tty, "the container's stdio is a pty (bundle: terminal true)"},
     };
     ck_flags_parse("kubelet-shim", "Container shim (internal)", argc, argv, flags,
                    ARRAY_SIZE(flags));
@@ -493,30 +505,61 @@ int ck_shim_main(int argc, char **argv)
         shim_report(sync, "err open log %s: %s\n", log_path, strerror(errno));
         return 1;
     }
-    int outp[2], errp[2];
-    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+    int outp[2], errp[2], inp[2] = {-1, -1};
+    if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+        (opt_stdin && !tty && pipe2(inp, O_CLOEXEC) < 0)) {
         shim_report(sync, "err pipe: %s\n", strerror(errno));
+        return 1;
+    }
+    /* attach (attach.c): the socket exists before the container runs */
+    ck_error *e = NULL;
+    ck_attach_srv *as = ck_attach_listen(bundle, &e);
+    if (!as) {
+        shim_report(sync, "err attach socket: %s\n", e->msg);
+        return 1;
+    }
+    int con_l = -1;
+    cleanup_free char *con_path = NULL;
+    if (tty && (con_l = ck_attach_console_listen(as, bundle, &con_path, &e)) < 0) {
+        shim_report(sync, "err console socket: %s\n", e->msg);
         return 1;
     }
     cleanup_free char *pidfile = xasprintf("%s/init.pid", bundle);
     char *run[] = {runc, "--root", rroot, "run", "--detach", "--bundle", bundle, "--pid-file",
-                   pidfile, id, NULL};
-    /* One runtime exec (run --detach = create + start).  The runtime's own stdio is the
-     * container's, so its error message arrives on the stderr pipe. */
-    int rc = shim_spawn(run, outp[1], errp[1]);
+                   pidfile, tty ? "--console-socket" : id, tty ? con_path : NULL, id, NULL};
+    /* One runtime exec (run --detach = create + start).  Without a tty the runtime's own stdio
+     * is the container's, so its error message arrives on the stderr pipe; with one, the
+     * container gets the pty's slave and the runtime sends us the master. */
+    int rc = shim_spawn(run, inp[0], outp[1], errp[1]);
     close(outp[1]);
     close(errp[1]);
+    if (inp[0] >= 0)
+        close(inp[0]);
+    int pty = -1;
+    if (rc == 0 && tty && (pty = ck_attach_console_recv(as, con_l, &e)) < 0)
+        rc = -1;
     if (rc != 0) {
         char ebuf[2048];
         fcntl(errp[0], F_SETFL, O_NONBLOCK);
         ssize_t n = read(errp[0], ebuf, sizeof ebuf - 1);
         ebuf[n > 0 ? n : 0] = '\0';
-        shim_report(sync, "err %s run: %s\n", runc, n > 0 ? ebuf : "failed");
+        if (e)
+            shim_report(sync, "err %s\n", e->msg);
+        else
+            shim_report(sync, "err %s run: %s\n", runc, n > 0 ? ebuf : "failed");
         char *del[] = {runc, "--root", rroot, "delete", "--force", id, NULL};
         int dn = open("/dev/null", O_WRONLY);
-        shim_spawn(del, dn, dn);
+        shim_spawn(del, -1, dn, dn);
+        ck_attach_close(as);
         return 1;
     }
+    if (tty) {
+        fcntl(pty, F_SETFL, O_NONBLOCK);
+        close(outp[0]);       /* the runtime's stdout; the container's output is the pty's */
+        outp[0] = pty;
+    }
+    ck_attach_set_io(as, tty ? (opt_stdin ? fcntl(pty, F_DUPFD_CLOEXEC, 3) : -1) : inp[1],
+                     stdin_once, pty);
     char pidbuf[32] = "";
     {
         int fd = open(pidfile, O_RDONLY | O_CLOEXEC);
@@ -539,21 +582,23 @@ int ck_shim_main(int argc, char **argv)
     bool exited = false;
     int64_t exit_at = 0;
     while (open_streams > 0 || !exited) {
-        struct pollfd pf[2];
+        struct pollfd pf[64];
         int np = 0;
         for (int i = 0; i < 2; i++)
             if (streams[i].fd >= 0)
                 pf[np++] = (struct pollfd){.fd = streams[i].fd, .events = POLLIN};
-        if (np)
-            poll(pf, (nfds_t)np, 200);
-        else
-            usleep(200 * 1000);
+        int na = ck_attach_pollfds(as, pf + np, (int)ARRAY_SIZE(pf) - np);
+        poll(pf, (nfds_t)(np + na), 200);
+        ck_attach_handle(as, pf + np, na);
         for (int i = 0; i < 2; i++) {
             shim_stream *s = &streams[i];
             if (s->fd < 0)
                 continue;
             ssize_t n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
             if (n > 0) {
+                /* with a tty, stream 1 is the runtime's own stderr: logged, not attached */
+                if (!tty || i == 0)
+                    ck_attach_output(as, i, s->buf + s->len, (size_t)n);
                 s->len += (size_t)n;
                 shim_flush(s, &log_fd, false);
             } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
@@ -582,6 +627,7 @@ int ck_shim_main(int argc, char **argv)
     for (int i = 0; i < 2; i++)
         if (streams[i].len)
             shim_flush(&streams[i], &log_fd, true);
+    ck_attach_close(as);
     close(log_fd);
     char out[64];
     int n = snprintf(out, sizeof out, "%d %lld\n", status, (long long)ck_wall_ns());

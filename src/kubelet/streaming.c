@@ -8,13 +8,16 @@
  * cgroup and applies its env, user and capabilities); with a tty, runc's stdio is the slave of
  * a pty we own, so window size changes reach the container through runc's SIGWINCH handling.
  * port-forward connects to 127.0.0.1:PORT inside the pod's network namespace from a helper
- * thread.  attach needs the container's own stdio, which the shim does not expose yet: it
- * answers an error rather than pretending.  A missing pod or container is answered before the
- * upgrade, so kubectl prints upstream's "unable to upgrade connection: container not found".
+ * thread.  attach reaches the container's own stdio through its shim's socket (attach.c): the
+ * shim hands over pipes it fans the output into, the container's stdin and the pty master; the
+ * session ends when the container's output does.  A missing pod or container is answered before
+ * the upgrade, so kubectl prints upstream's "unable to upgrade connection: container not found".
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kubelet/kubelet.h"
 #include "lib/http_util.h"
@@ -42,6 +45,24 @@ static void exec_ctx_free(void *ctx)
     free(x);
 }
 
+/* attach: ctx is the container's directory */
+static int attach_shim(void *ctx, const ck_stream_exec_opts *o, ck_stream_proc *p, ck_error **err)
+{
+    int fds[4];
+    if (ck_attach_connect(ctx, o->stdin_, o->stdout_, o->stderr_, fds, err) < 0)
+        return -1;
+    *p = (ck_stream_proc){.pid = -1, .in_fd = fds[0], .out_fd = fds[1], .err_fd = fds[2],
+                          .pty_fd = fds[3]};
+    /* stderr asked for but absent (a tty): a stream that ends at once, so a SPDY client sees
+     * its end instead of waiting for the connection to close */
+    int pp[2];
+    if (o->stderr_ && p->err_fd < 0 && pipe2(pp, O_CLOEXEC) == 0) {
+        close(pp[1]);
+        p->err_fd = pp[0];
+    }
+    return 0;
+}
+
 static int connect_netns(void *ctx, int port, ck_error **err)
 {
     return ck_streams_connect_netns(ctx, port, err);
@@ -61,10 +82,16 @@ void ck_kubelet_streaming_serve(ck_kubelet *k, ck_http_req *req, ck_http_resp *r
         return respond_status(resp, 404, "NotFound", "want /exec|attach/NS/POD/CONTAINER or "
                               "/portForward/NS/POD");
     ck_error *e = NULL;
-    if (!strcmp(what, "attach"))
-        return respond_status(resp, 501, "NotImplemented",
-                              "attach is not supported by this kubelet yet (containers' stdio "
-                              "goes to their logs: use kubectl logs -f)");
+    if (!strcmp(what, "attach")) {
+        char *dir = NULL;
+        if (ck_pods_attach_target(k, ns, pod, ct, NULL, NULL, &dir, &e) < 0) {
+            respond_status(resp, 404, "NotFound", e->msg);
+            ck_error_free(e);
+            return;
+        }
+        ck_streams_config cfg = {.ctx_free = free};
+        return ck_streams_serve_exec(req, resp, ct, true, &cfg, attach_shim, dir);
+    }
     if (!strcmp(what, "portForward")) {
         char *netns = NULL;
         if (ck_pods_exec_target(k, ns, pod, NULL, NULL, &netns, &e) < 0 || !netns) {

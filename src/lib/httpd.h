@@ -102,6 +102,9 @@ ck_http_stream *ck_http_stream_start(ck_http_resp *resp, int status, const char 
  * slow to keep up is disconnected rather than grown without bound; on_close follows).  Writing 0
  * bytes is a no-op.  Writes are framed as one chunk each, in call order. */
 int ck_http_stream_write(ck_http_stream *s, const void *data, size_t len);
+/* The same, but takes ownership of `data` (from malloc): it is queued without a copy and freed
+ * once sent, or when the connection ends; also freed right away on -1 or when len is 0. */
+int ck_http_stream_write_owned(ck_http_stream *s, void *data, size_t len);
 size_t ck_http_stream_pending(ck_http_stream *s);
 void ck_http_stream_end(ck_http_stream *s);          /* final chunk; connection may be reused */
 void ck_http_stream_release(ck_http_stream *s);

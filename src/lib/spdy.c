@@ -493,14 +493,19 @@ void ck_spdy_settings(ck_buf *out, const uint32_t *ids, const uint32_t *values, 
     }
 }
 
-void ck_spdy_data(ck_buf *out, uint32_t id, uint8_t flags, const void *data, size_t len)
+void ck_spdy_data_head(uint8_t h[8], uint32_t id, uint8_t flags, size_t len)
 {
-    uint8_t h[8];
     put32(h, id & 0x7fffffff);
     h[4] = flags;
     h[5] = (uint8_t)(len >> 16);
     h[6] = (uint8_t)(len >> 8);
     h[7] = (uint8_t)len;
+}
+
+void ck_spdy_data(ck_buf *out, uint32_t id, uint8_t flags, const void *data, size_t len)
+{
+    uint8_t h[8];
+    ck_spdy_data_head(h, id, flags, len);
     ck_buf_add(out, h, 8);
     if (len)
         ck_buf_add(out, data, len);

@@ -106,6 +106,8 @@ void ck_spdy_goaway(ck_buf *out, uint32_t last_good_id, uint32_t status);
 void ck_spdy_window_update(ck_buf *out, uint32_t id, uint32_t delta);
 /* One DATA frame per call; len must be < 2^24 (split bigger writes). */
 void ck_spdy_data(ck_buf *out, uint32_t id, uint8_t flags, const void *data, size_t len);
+/* Just the 8-byte head of such a frame (for payloads laid out in place). */
+void ck_spdy_data_head(uint8_t out[8], uint32_t id, uint8_t flags, size_t len);
 /* The application used n bytes of stream id: with flow_control on, append WINDOW_UPDATEs for
  * the stream and the session once half a window has been used. */
 void ck_spdy_consumed(ck_spdy *s, ck_buf *out, uint32_t id, size_t n);

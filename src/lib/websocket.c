@@ -76,6 +76,26 @@ static int proto_err(ck_ws *ws, int code, ck_error **err, const char *what)
     return ck_error_set(err, CK_E_BAD_REQUEST, "websocket: %s", what);
 }
 
+/* XOR n bytes with the masking key, starting at key offset koff: eight bytes at a time (the
+ * compiler vectorizes it), as uploads through exec and port-forward are all masked frames. */
+static void xor_mask(uint8_t *p, size_t n, const uint8_t key[4], size_t koff)
+{
+    uint8_t k8[8];
+    for (int i = 0; i < 8; i++)
+        k8[i] = key[((size_t)i + koff) & 3];
+    uint64_t kw;
+    memcpy(&kw, k8, 8);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        w ^= kw;
+        memcpy(p + i, &w, 8);
+    }
+    for (; i < n; i++)
+        p[i] ^= k8[i & 7];
+}
+
 /* Parse one frame at p[0..n): 0 if incomplete, -1 on error, else bytes consumed. */
 static ssize_t parse_frame(ck_ws *ws, uint8_t *p, size_t n, ck_ws_message_cb cb, void *ctx,
                            int *stop, ck_error **err)
@@ -119,8 +139,7 @@ static ssize_t parse_frame(ck_ws *ws, uint8_t *p, size_t n, ck_ws_message_cb cb,
         return 0;
     uint8_t *data = p + hl;
     if (masked)
-        for (uint64_t i = 0; i < plen; i++)
-            data[i] ^= key[i & 3];
+        xor_mask(data, (size_t)plen, key, 0);
     size_t used = hl + (size_t)plen;
     if (op >= 0x8) {
         if (op != CK_WS_CLOSE && op != CK_WS_PING && op != CK_WS_PONG)
@@ -184,24 +203,29 @@ int ck_ws_feed(ck_ws *ws, const void *data, size_t len, ck_ws_message_cb cb, voi
     return rc;
 }
 
-static void frame_head(ck_buf *out, int op, bool mask, size_t len, uint8_t key[4])
+size_t ck_ws_server_head(uint8_t h[10], enum ck_ws_opcode op, size_t len)
 {
-    uint8_t h[WS_MAX_HEADER];
-    size_t hl = 2;
     h[0] = 0x80 | (uint8_t)op;
     if (len < 126) {
         h[1] = (uint8_t)len;
-    } else if (len <= 0xffff) {
+        return 2;
+    }
+    if (len <= 0xffff) {
         h[1] = 126;
         h[2] = (uint8_t)(len >> 8);
         h[3] = (uint8_t)len;
-        hl = 4;
-    } else {
-        h[1] = 127;
-        for (int i = 0; i < 8; i++)
-            h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
-        hl = 10;
+        return 4;
     }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+static void frame_head(ck_buf *out, int op, bool mask, size_t len, uint8_t key[4])
+{
+    uint8_t h[WS_MAX_HEADER];
+    size_t hl = ck_ws_server_head(h, (enum ck_ws_opcode)op, len);
     if (mask) {
         h[1] |= 0x80;
         ck_random_bytes(key, 4);
@@ -217,9 +241,7 @@ static void add_masked(ck_buf *out, const uint8_t *d, size_t len, const uint8_t 
     size_t start = out->len;
     if (ck_buf_add(out, d, len) < 0 || !key)
         return;
-    uint8_t *p = (uint8_t *)out->data + start;
-    for (size_t i = 0; i < len; i++)
-        p[i] ^= key[(i + koff) & 3];
+    xor_mask((uint8_t *)out->data + start, len, key, koff);
 }
 
 void ck_ws_frame_prefixed(ck_buf *out, enum ck_ws_opcode op, bool mask, uint8_t prefix,

@@ -62,5 +62,8 @@ void ck_ws_frame_prefixed(ck_buf *out, enum ck_ws_opcode op, bool mask, uint8_t 
                           const void *data, size_t len);
 /* A close frame with code and reason. */
 void ck_ws_close_frame(ck_buf *out, bool mask, int code, const char *reason);
+/* The head of an unmasked (server role) final frame of len payload bytes, written to out;
+ * returns its size: 2, 4 or 10 bytes.  For callers that lay payloads out in place. */
+size_t ck_ws_server_head(uint8_t out[10], enum ck_ws_opcode op, size_t len);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,13 +45,7 @@ typedef struct session {
     unsigned pend_w, pend_h;    /* a resize that arrived before the pty */
     int pty_fd;
     int64_t received_ns;        /* when the request arrived (first-byte latency) */
-    char *rbuf;                 /* pump only: one read batch (EXEC_READ_BATCH), on the heap */
 } session;
-
-/* Output read per wake-up of the pump, so each trip to the I/O thread moves a lot.  A heap
- * buffer per session: as a __thread array it was reserved (and memset) in every thread of every
- * ckube process, and threads with small stacks could not even start. */
-enum { EXEC_READ_BATCH = 1 << 20 };
 
 static void apply_resize_json(session *s, const char *js, size_t len)
 {
@@ -253,7 +248,6 @@ static void session_free(session *s)
         s->cfg.ctx_free(s->spawn_ctx);
     ck_buf_free(&s->in_q);
     ck_buf_free(&s->resize_buf);
-    free(s->rbuf);
     for (size_t i = 0; i < s->o.ncommand; i++)
         free(s->o.command[i]);
     free(s->o.command);
@@ -313,9 +307,8 @@ static void *pump(void *arg)
 
     bool exited = false, client_gone = false;
     int status = 0;
-    /* allocated here, not in a cleanup_free local: the `goto out` paths above must not see an
-     * uninitialized pointer (that was the stand-in node's crash on a failed spawn) */
-    char *buf = s->rbuf = xmalloc(EXEC_READ_BATCH);
+    uint64_t out_total = 0;     /* output bytes so far (bulk coalescing) */
+    bool drained = false;       /* the last output read was short: the producer is slow */
     size_t in_off = 0;
     ck_buf in_local;
     ck_buf_init(&in_local, CK_STREAMS_IN_LIMIT);
@@ -327,7 +320,13 @@ static void *pump(void *arg)
         }
         /* take stdin from the shared queue */
         pthread_mutex_lock(&t->mu);
-        if (s->in_q.len && in_local.len - in_off < CK_STREAMS_HIGH_WATER) {
+        if (s->in_q.len && in_off == in_local.len) {   /* all written: swap, no copy */
+            ck_buf done = in_local;
+            in_local = s->in_q;
+            s->in_q = done;
+            ck_buf_reset(&s->in_q);
+            in_off = 0;
+        } else if (s->in_q.len && in_local.len - in_off < CK_STREAMS_HIGH_WATER) {
             if (in_off) {
                 memmove(in_local.data, in_local.data + in_off, in_local.len - in_off);
                 in_local.len -= in_off;
@@ -380,6 +379,9 @@ static void *pump(void *arg)
         int timeout = !room ? 1 : (p.pid > 0 && !exited) ? 100 : 1000;
         if (exited && p.pty_fd >= 0)
             timeout = 20;   /* drain the pty, whose EOF may never come (background children) */
+        if (drained && room && !s->o.tty && out_total >= CK_STREAMS_BULK_AFTER)
+            usleep(CK_STREAMS_BULK_WAIT_US);   /* a bulk transfer: let the pipe fill */
+        drained = false;
         int pr = poll(pf, (nfds_t)n, timeout);
         ck_tunnel_drain_wake(t);
         if (pr == 0 && exited && p.pty_fd >= 0) {
@@ -391,26 +393,33 @@ static void *pump(void *arg)
             if (fds[k] < 0 || !(pf[fds[k]].revents & (POLLIN | POLLHUP | POLLERR)))
                 continue;
             int *fd = k == 0 ? &p.out_fd : &p.err_fd;
-            ssize_t r = 0;
-            for (size_t got = 0; got < EXEC_READ_BATCH;) {
-                ssize_t m = read(*fd, buf + got, EXEC_READ_BATCH - got);
-                if (m <= 0) {
-                    r = got ? (ssize_t)got : m;
-                    break;
-                }
-                got += (size_t)m;
-                r = (ssize_t)got;
-            }
+            int ch = k == 0 ? CH_STDOUT : CH_STDERR;
+            /* up to ~1 MiB per wake-up, read straight into frames that go to httpd without a
+             * copy (one readv; a short one means the pipe is empty for now) */
+            ck_tunnel_batch b = {0};
+            struct iovec iov[CK_TUNNEL_BATCH_SLOTS];
+            int ni = ck_tunnel_batch_slots(t, &b, iov, CK_TUNNEL_BATCH_SLOTS);
+            ssize_t r = readv(*fd, iov, ni);
+            int rerr = errno;
             if (r > 0) {
+                out_total += (uint64_t)r;
+                if ((size_t)r < CK_STREAMS_BULK_READ)
+                    drained = true;
                 if (s->received_ns) {
                     log_info("exec: first output %.1f ms after the request",
                              (double)(ck_now_ns() - s->received_ns) / 1e6);
                     s->received_ns = 0;
                 }
                 pthread_mutex_lock(&t->mu);
-                send_out(s, k == 0 ? CH_STDOUT : CH_STDERR, buf, (size_t)r, false);
+                uint32_t id = t->ws ? (uint32_t)ch : s->sid[ch];
                 pthread_mutex_unlock(&t->mu);
-            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                if (id) {   /* (a SPDY stream the client did not open: dropped) */
+                    ck_tunnel_batch_commit(t, &b, id, (size_t)r);
+                    ck_tunnel_batch_send(t, &b);
+                }
+            }
+            ck_tunnel_batch_free(&b);
+            if (r == 0 || (r < 0 && rerr != EAGAIN && rerr != EINTR)) {
                 /* EOF (EIO on a pty whose last slave closed) */
                 pthread_mutex_lock(&t->mu);
                 send_out(s, k == 0 ? CH_STDOUT : CH_STDERR, NULL, 0, true);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "lib/http_util.h"
@@ -34,6 +35,7 @@ typedef struct pair {
     bool shut_wr;
     bool reset;             /* client reset a stream: drop the pair */
     ck_buf in_q;            /* client -> pod (under t->mu) */
+    size_t in_off;          /* bytes of in_q already written to the pod */
 } pair;
 
 typedef struct pfsession {
@@ -94,6 +96,14 @@ static void on_spdy(void *user, ck_tunnel *t, const ck_spdy_frame *f)
     } else if (f->type == CK_SPDY_DATA) {
         pair *p = find_pair(s, NULL, f->stream_id);
         if (p && f->stream_id == p->data_id) {
+            /* drop what was written once it outweighs what was not (amortized O(1) a byte),
+             * and whenever the limit would otherwise count it */
+            if (p->in_off && (p->in_off >= p->in_q.len - p->in_off ||
+                              p->in_q.len + f->len > PAIR_IN_LIMIT)) {
+                memmove(p->in_q.data, p->in_q.data + p->in_off, p->in_q.len - p->in_off);
+                p->in_q.len -= p->in_off;
+                p->in_off = 0;
+            }
             if (ck_buf_add(&p->in_q, f->data, f->len) < 0)
                 p->reset = true;   /* the pod does not keep up: drop this connection */
             if (f->flags & CK_SPDY_FLAG_FIN)
@@ -135,12 +145,24 @@ static void send_data(ck_tunnel *t, uint32_t id, const void *d, size_t len, bool
     ck_buf_free(&b);
 }
 
+/* In a bulk episode poll reports a pod socket readable once CK_STREAMS_BULK_READ bytes wait (or
+ * it closed); the pump's 1 ms rounds pick up smaller amounts. */
+static void set_rcvlowat(int fd, int lowat)
+{
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+}
+
 static void *pump(void *arg)
 {
     pfsession *s = arg;
     ck_tunnel *t = s->t;
     int idle_ms = s->cfg.idle_timeout_ms > 0 ? s->cfg.idle_timeout_ms : 4 * 3600 * 1000;
-    char *buf = xmalloc(1 << 20);
+    /* bulk coalescing (streams.h): an episode starts once CK_STREAMS_BULK_AFTER bytes came from
+     * the pods, and ends (RCVLOWAT back to 1) after 100 ms without any */
+    uint64_t out_total = 0;
+    bool bulk = false;
+    int64_t last_read_ns = 0;
     for (;;) {
         ssize_t waiting = ck_tunnel_flush(t);
         if (waiting < 0)
@@ -159,7 +181,8 @@ static void *pump(void *arg)
         pthread_mutex_lock(&t->mu);
         for (size_t i = 0; i < s->npairs;) {
             pair *p = s->pairs[i];
-            bool done = p->reset || (p->pod_eof && p->client_fin && p->in_q.len == 0) ||
+            size_t unsent = p->in_q.len - p->in_off;
+            bool done = p->reset || (p->pod_eof && p->client_fin && unsent == 0) ||
                         (p->connect_tried && p->fd < 0);
             if (done) {
                 s->pairs[i] = s->pairs[--s->npairs];
@@ -185,15 +208,17 @@ static void *pump(void *arg)
                 }
                 fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
                 p->fd = fd;
+                if (bulk)
+                    set_rcvlowat(fd, CK_STREAMS_BULK_READ);
             }
             if (p->fd < 0)
                 continue;
             short ev = 0;
             if (!p->pod_eof && room)
                 ev |= POLLIN;
-            if (p->in_q.len)
+            if (unsent)
                 ev |= POLLOUT;
-            if (p->client_fin && p->in_q.len == 0 && !p->shut_wr) {
+            if (p->client_fin && unsent == 0 && !p->shut_wr) {
                 shutdown(p->fd, SHUT_WR);
                 p->shut_wr = true;
             }
@@ -202,28 +227,53 @@ static void *pump(void *arg)
                 pp[n++] = p;
             }
         }
+        if (bulk && ck_now_ns() - last_read_ns > 100 * 1000000LL) {
+            bulk = false;
+            out_total = 0;
+            for (size_t i = 0; i < s->npairs; i++)
+                set_rcvlowat(s->pairs[i]->fd, 1);
+        }
         pthread_mutex_unlock(&t->mu);
-        poll(pf, (nfds_t)n, room ? 1000 : 1);
+        poll(pf, (nfds_t)n, !room || bulk ? CK_STREAMS_BULK_WAIT_US / 1000 : 1000);
         ck_tunnel_drain_wake(t);
         pthread_mutex_lock(&t->mu);
         for (int i = 1; i < n; i++) {
             pair *p = pp[i];
             if (p->reset)
                 continue;
-            if (pf[i].revents & POLLOUT && p->in_q.len) {
-                ssize_t w = write(p->fd, p->in_q.data, p->in_q.len);
-                if (w > 0) {
-                    memmove(p->in_q.data, p->in_q.data + w, p->in_q.len - (size_t)w);
-                    p->in_q.len -= (size_t)w;
-                } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            if (pf[i].revents & POLLOUT && p->in_off < p->in_q.len) {
+                ssize_t w = write(p->fd, p->in_q.data + p->in_off, p->in_q.len - p->in_off);
+                if (w > 0)
+                    p->in_off += (size_t)w;
+                else if (w < 0 && errno != EAGAIN && errno != EINTR)
+                    p->in_off = p->in_q.len;   /* the pod closed its side: drop the rest */
+                if (p->in_off == p->in_q.len) {
                     ck_buf_reset(&p->in_q);
+                    p->in_off = 0;
                 }
             }
-            if (pf[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-                ssize_t r = read(p->fd, buf, 1 << 20);
+            /* (in a bulk episode a socket below its RCVLOWAT is read on every round anyway) */
+            if ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
+                (bulk && (pf[i].events & POLLIN))) {
+                /* up to ~1 MiB straight into frames that go to httpd without a copy */
+                ck_tunnel_batch b = {0};
+                struct iovec iov[CK_TUNNEL_BATCH_SLOTS];
+                int ni = ck_tunnel_batch_slots(t, &b, iov, CK_TUNNEL_BATCH_SLOTS);
+                ssize_t r = readv(p->fd, iov, ni);
+                int rerr = errno;
                 if (r > 0) {
-                    send_data(t, p->data_id, buf, (size_t)r, false);
-                } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                    last_read_ns = ck_now_ns();
+                    out_total += (uint64_t)r;
+                    if (!bulk && out_total >= CK_STREAMS_BULK_AFTER) {
+                        bulk = true;
+                        for (size_t j = 0; j < s->npairs; j++)
+                            set_rcvlowat(s->pairs[j]->fd, CK_STREAMS_BULK_READ);
+                    }
+                    ck_tunnel_batch_commit(t, &b, p->data_id, (size_t)r);
+                    ck_tunnel_batch_send_locked(t, &b);
+                }
+                ck_tunnel_batch_free(&b);
+                if (r == 0 || (r < 0 && rerr != EAGAIN && rerr != EINTR)) {
                     p->pod_eof = true;
                     send_data(t, p->data_id, NULL, 0, true);
                     send_data(t, p->err_id, NULL, 0, true);
@@ -232,7 +282,6 @@ static void *pump(void *arg)
         }
         pthread_mutex_unlock(&t->mu);
     }
-    free(buf);
     ck_tunnel_detach(t);
     ck_tunnel_finish(t);
     for (size_t i = 0; i < s->npairs; i++)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <pty.h>
@@ -180,6 +181,8 @@ static void *nsconn_thread(void *arg)
         close(fd);
         return NULL;
     }
+    int one = 1;   /* as Go's net.Dial: small writes (requests, keystrokes) go out at once */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
     return NULL;
 }

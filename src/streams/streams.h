@@ -35,6 +35,18 @@
 
 #define CK_STREAMS_HIGH_WATER (4u << 20)
 #define CK_STREAMS_IN_LIMIT (16u << 20)
+/* Bulk coalescing: once a session has moved CK_STREAMS_BULK_AFTER bytes one way, the pump stops
+ * waking up for every few KiB a producer writes (busybox cat writes 4 KiB at a time; each
+ * wake-up is a hand-off to httpd's thread and a TLS flush):
+ *  - pipes (exec): after a read of less than CK_STREAMS_BULK_READ it waits
+ *    CK_STREAMS_BULK_WAIT_US before looking again, so the pipe (1 MiB) fills meanwhile;
+ *  - sockets (port-forward, the API server's relay): SO_RCVLOWAT = CK_STREAMS_BULK_READ, so
+ *    poll wakes once that much is there, and a poll timeout of CK_STREAMS_BULK_WAIT_US takes
+ *    whatever came in less.
+ * Small outputs and the first bytes go out at once; a tty never waits. */
+#define CK_STREAMS_BULK_AFTER (1u << 20)
+#define CK_STREAMS_BULK_READ (256u << 10)
+#define CK_STREAMS_BULK_WAIT_US 1000
 
 typedef struct ck_stream_exec_opts {
     char **command;        /* NULL-terminated; empty for attach */

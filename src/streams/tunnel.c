@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -225,6 +226,101 @@ ssize_t ck_tunnel_flush(ck_tunnel *t)
     bool gone = t->gone;
     pthread_mutex_unlock(&t->mu);
     return gone && waiting == 0 ? -1 : waiting;
+}
+
+/* ---- bulk output laid out in place ---- */
+
+/* The head room reserved before each slot: the head of a full slot's frame. */
+static size_t slot_room(const ck_tunnel *t)
+{
+    if (t->ws && !t->spdy_on)
+        return 4 + 1;      /* websocket head for 126..65535 bytes + the channel byte */
+    if (!t->ws)
+        return 8;          /* SPDY DATA head */
+    return 4 + 8;          /* websocket head around a SPDY DATA frame */
+}
+
+/* Write the head of a frame carrying n payload bytes on id into h; returns its size. */
+static size_t frame_head(const ck_tunnel *t, uint8_t *h, uint32_t id, size_t n)
+{
+    if (t->ws && !t->spdy_on) {
+        size_t hl = ck_ws_server_head(h, CK_WS_BINARY, n + 1);
+        h[hl] = (uint8_t)id;
+        return hl + 1;
+    }
+    if (!t->ws) {
+        ck_spdy_data_head(h, id, 0, n);
+        return 8;
+    }
+    size_t hl = ck_ws_server_head(h, CK_WS_BINARY, n + 8);
+    ck_spdy_data_head(h + hl, id, 0, n);
+    return hl + 8;
+}
+
+int ck_tunnel_batch_slots(ck_tunnel *t, ck_tunnel_batch *b, struct iovec *iov, int nslots)
+{
+    size_t room = slot_room(t), need = (size_t)nslots * (room + CK_TUNNEL_SLOT);
+    if (b->cap - b->len < need) {
+        b->cap = b->len + need;
+        b->data = xrealloc(b->data, b->cap);
+    }
+    for (int i = 0; i < nslots; i++) {
+        iov[i].iov_base = b->data + b->len + (size_t)i * (room + CK_TUNNEL_SLOT) + room;
+        iov[i].iov_len = CK_TUNNEL_SLOT;
+    }
+    return nslots;
+}
+
+void ck_tunnel_batch_commit(ck_tunnel *t, ck_tunnel_batch *b, uint32_t id, size_t n)
+{
+    size_t room = slot_room(t);
+    while (n > 0) {
+        uint8_t *start = b->data + b->len;
+        size_t k = n < CK_TUNNEL_SLOT ? n : CK_TUNNEL_SLOT;
+        uint8_t h[24];
+        size_t hl = frame_head(t, h, id, k);
+        if (hl < room)   /* a short message's head is smaller: close the gap (k < 126) */
+            memmove(start + hl, start + room, k);
+        memcpy(start, h, hl);
+        b->len += hl + k;
+        n -= k;
+    }
+}
+
+int ck_tunnel_batch_send(ck_tunnel *t, ck_tunnel_batch *b)
+{
+    pthread_mutex_lock(&t->mu);
+    int rc = ck_tunnel_batch_send_locked(t, b);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+int ck_tunnel_batch_send_locked(ck_tunnel *t, ck_tunnel_batch *b)
+{
+    int rc = 0;
+    if (t->out.len) {   /* control bytes queued earlier go first */
+        rc = ck_http_stream_write(t->hs, t->out.data, t->out.len);
+        ck_buf_reset(&t->out);
+    }
+    if (b->len) {
+        if (b->cap - b->len > CK_TUNNEL_SLOT)   /* a short read: give back the unused slots */
+            b->data = xrealloc(b->data, b->len);
+        if (rc == 0)
+            rc = ck_http_stream_write_owned(t->hs, b->data, b->len);
+        else
+            free(b->data);
+        *b = (ck_tunnel_batch){0};
+        t->last_ns = ck_now_ns();
+    }
+    if (rc < 0)
+        t->gone = true;
+    return rc;
+}
+
+void ck_tunnel_batch_free(ck_tunnel_batch *b)
+{
+    free(b->data);
+    *b = (ck_tunnel_batch){0};
 }
 
 void ck_tunnel_finish(ck_tunnel *t)

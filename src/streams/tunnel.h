@@ -59,6 +59,30 @@ void ck_tunnel_detach(ck_tunnel *t);
 /* Drain the wake pipe. */
 void ck_tunnel_drain_wake(ck_tunnel *t);
 
+/* Bulk output without copies (pump thread only).  A batch is one malloc'd buffer in which data
+ * frames lie back to back: the pump reads each payload straight into its slot (a readv over the
+ * slots), the frame heads are written into the gaps before them, and the whole batch goes to
+ * httpd by reference.  Payloads are at most CK_TUNNEL_SLOT bytes (frames and websocket
+ * messages stay under 64 KiB). */
+#define CK_TUNNEL_SLOT 65520u
+#define CK_TUNNEL_BATCH_SLOTS 16
+typedef struct ck_tunnel_batch {
+    uint8_t *data;
+    size_t len, cap;
+} ck_tunnel_batch;
+struct iovec;
+/* Room for up to nslots (<= CK_TUNNEL_BATCH_SLOTS) more frames: fills iov with their payload
+ * slots and returns how many. */
+int ck_tunnel_batch_slots(ck_tunnel *t, ck_tunnel_batch *b, struct iovec *iov, int nslots);
+/* n bytes were read into the slots just handed out (filling them in order): frame them as data
+ * on `id` (the channel byte for exec over websocket, else the SPDY stream id). */
+void ck_tunnel_batch_commit(ck_tunnel *t, ck_tunnel_batch *b, uint32_t id, size_t n);
+/* Queue the batch behind the tunnel's pending bytes and give it to httpd; b is left empty.
+ * Returns -1 if the client is gone. */
+int ck_tunnel_batch_send(ck_tunnel *t, ck_tunnel_batch *b);
+int ck_tunnel_batch_send_locked(ck_tunnel *t, ck_tunnel_batch *b);   /* caller holds t->mu */
+void ck_tunnel_batch_free(ck_tunnel_batch *b);
+
 /* Negotiation helpers shared by exec and port-forward. */
 bool ck_tunnel_is_websocket(const ck_http_req *req);
 bool ck_tunnel_is_spdy(const ck_http_req *req);

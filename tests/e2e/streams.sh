@@ -5,7 +5,10 @@
 # Two nodes: a real kubelet (`ckube kubelet`, own root dir, bridge ckst0 and pod CIDR
 # 10.244.231.0/24, runc) running a busybox pod built here from busybox-static ("real pod" in
 # the test names), and the STAND-IN bench/streams_node (src/streams on an HTTPS port running
-# commands on this host, no containers; "stand-in node" in the names), which also covers attach.
+# commands on this host, no containers; "stand-in node" in the names).  attach on the real
+# kubelet goes through the container shims' sockets: output of a running container, `attach -i`
+# to a container with stdin, `run -i --rm` (stdinOnce), `attach -it` to a shell with a tty, and
+# again after the kubelet was killed and restarted (it re-connects to the shims).
 # Loopback and the test's own pod network only; everything it starts is stopped by the trap.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,7 +24,7 @@ fails=0
 cleanup() {
     # the real pod first (the kubelet stops its containers), then everything else
     if [ -n "${klpid:-}" ] && kill -0 "$klpid" 2>/dev/null; then
-        timeout 20 "$K0" --kubeconfig "$tmp/data/kubeconfig" delete pod rp --grace-period=1 --wait=true >/dev/null 2>&1
+        timeout 20 "$K0" --kubeconfig "$tmp/data/kubeconfig" delete pod rp rin rtty --grace-period=1 --wait=true >/dev/null 2>&1
     fi
     R=$tmp/kubelet/runtime
     for id in $(runc --root "$R" list -q 2>/dev/null); do
@@ -123,14 +126,26 @@ spec:
     image: busybox
     imagePullPolicy: Never
     command: ["sh", "-c", "httpd -p 8080 -h /www; i=0; while :; do i=\$((i+1)); echo attached-output \$i; sleep 0.3; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: rin, namespace: default}
+spec:
+  nodeName: streams-e2e
+  containers: [{name: main, image: busybox, imagePullPolicy: Never, stdin: true, command: [cat]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: rtty, namespace: default}
+spec:
+  nodeName: streams-e2e
+  containers: [{name: main, image: busybox, imagePullPolicy: Never, stdin: true, tty: true, command: [sh]}]
 EOY
     kc create --validate=false -f rp.yaml >/dev/null || notok "real pod: create"
-    for i in $(seq 100); do
-        [ "$(kc get pod rp -o jsonpath='{.status.phase}' 2>/dev/null)" = Running ] && break
-        sleep 0.3
-    done
-    if [ "$(kc get pod rp -o jsonpath='{.status.phase}')" = Running ]; then ok "real pod: running"
-    else notok "real pod: not running: $(tail -3 kubelet.log | tr '\n' '|')"; real=0; fi
+    running() { [ "$(kc get pod rp rin rtty -o jsonpath='{.items[*].status.phase}' 2>/dev/null)" = "Running Running Running" ]; }
+    for i in $(seq 100); do running && break; sleep 0.3; done
+    if running; then ok "real pods: running"
+    else notok "real pods: not running: $(tail -3 kubelet.log | tr '\n' '|')"; real=0; fi
 fi
 
 head -c 5242880 /dev/urandom >big.bin
@@ -161,17 +176,11 @@ suite() {
     if [ $rc = 4 ] && grep -aq '^PROMPT-42' tty.out && grep -aq '^33 77' tty.out; then
         ok "kubectl $v: $where: exec -it under script (prompt, resize, exit 4)"
     else notok "kubectl $v: $where: exec -it (rc=$rc: $(tr -d '\r' <tty.out | tail -3 | tr '\n' '|'))"; fi
-    # attach: the running process' output (the real kubelet refuses it, with a message)
-    T=5 kc attach $pod >att.out 2>&1
-    rc=$?
-    if [ "$where" = "real pod" ]; then
-        [ $rc != 124 ] && grep -q 'attach is not supported' att.out &&
-            ok "kubectl $v: $where: attach refused with a message (not implemented), no hang" ||
-            notok "kubectl $v: $where: attach: rc=$rc $(head -3 att.out | tr '\n' '|')"
-    else
-        grep -q '^attached-output' att.out && ok "kubectl $v: $where: attach" ||
-            notok "kubectl $v: $where: attach: $(head -3 att.out | tr '\n' '|')"
-    fi
+    # attach: the running process' output
+    T=4 kc attach $pod >att.out 2>&1
+    grep -q '^attached-output' att.out && ok "kubectl $v: $where: attach (output of a running container)" ||
+        notok "kubectl $v: $where: attach: $(head -3 att.out | tr '\n' '|')"
+    [ "$where" = "real pod" ] && real_attach
     # cp both ways, 5 MiB
     rm -f cp/*
     kc exec $pod -- rm -f "$dir/up.bin"
@@ -185,7 +194,7 @@ suite() {
     lp=$(free_port)
     "$K" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/$pod "$lp:$webport" >pf.log 2>&1 &
     pf=$!
-    for i in $(seq 50); do grep -q Forwarding pf.log && break; sleep 0.1; done
+    for i in $(seq 150); do grep -q Forwarding pf.log && break; sleep 0.1; done   # (loaded hosts)
     rm -f got.*
     cpids=()
     for i in $(seq 10); do curl -s -m 20 -o "got.$i" "http://127.0.0.1:$lp/$blobpath" & cpids+=($!); done
@@ -194,7 +203,7 @@ suite() {
     for i in $(seq 10); do cmp -s "got.$i" "$blob" && good=$((good + 1)); done
     kill $pf 2>/dev/null; wait $pf 2>/dev/null
     [ $good = 10 ] && ok "kubectl $v: $where: port-forward, 10 parallel 1 MiB downloads" ||
-        notok "kubectl $v: $where: port-forward: $good/10 intact"
+        notok "kubectl $v: $where: port-forward: $good/10 intact ($(tail -3 pf.log | tr '\n' '|'); curl: $(for i in $(seq 10); do [ -f got.$i ] && wc -c <got.$i || echo none; done | tr '\n' ' '))"
     # errors: missing container, completed pod, missing binary; none hangs
     msg=$(kc exec $pod -c nope -- true 2>&1)
     [[ $msg == *"container nope is not valid for pod $pod"* ]] &&
@@ -213,12 +222,76 @@ suite() {
         notok "kubectl $v: missing binary: rc=$rc '$msg'"
 }
 
+# wait (10 s at most) until FILE has a line matching RE
+wait_for() { for i in $(seq 50); do grep -aq "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done; return 1; }
+
+# attach to the real kubelet's containers with stdin and a tty
+real_attach() {
+    # stdin: true (not stdinOnce): the line reaches cat, its echo comes back and is logged; the
+    # container's stdin stays open after kubectl's ends, so kubectl keeps waiting (as upstream's
+    # does): stopped here
+    : >atti.out
+    echo "hi-$v" | "$K" --kubeconfig "$tmp/data/kubeconfig" attach -i rin >atti.out 2>&1 &
+    local ap=$!
+    wait_for atti.out "^hi-$v\$"; local seen=$?
+    kill $ap 2>/dev/null; wait $ap 2>/dev/null
+    local logged=1
+    for i in $(seq 20); do kc logs rin | grep -qx "hi-$v" && { logged=0; break; }; sleep 0.2; done
+    [ $seen = 0 ] && [ $logged = 0 ] && ok "kubectl $v: real pod: echo | attach -i to cat: echoed back and logged" ||
+        notok "kubectl $v: real pod: attach -i: seen=$seen logged=$logged $(head -3 atti.out | tr '\n' '|')"
+    # a tty: a shell's prompt, the client's window size, a command's output
+    rm -f feed; mkfifo feed
+    script -qec "stty cols 77 rows 33; $K --kubeconfig $tmp/data/kubeconfig attach -it rtty" /dev/null <feed >attt.out 2>&1 &
+    local sp=$!
+    exec 7>feed
+    sleep 1.5; printf '\n' >&7; sleep 0.5
+    echo 'stty size; echo PROMPT-$((6*7))' >&7
+    wait_for attt.out '^PROMPT-42'; local got=$?
+    kill $sp 2>/dev/null; exec 7>&-; wait $sp 2>/dev/null
+    [ $got = 0 ] && grep -aq '^33 77' attt.out && grep -aq '/ # ' attt.out &&
+        ok "kubectl $v: real pod: attach -it to a tty shell (prompt, resize, command output)" ||
+        notok "kubectl $v: real pod: attach -it: $(tr -d '\r' <attt.out | tail -4 | tr '\n' '|')"
+    # run -i --rm: stdinOnce, so cat ends when kubectl's stdin does; the pod is removed
+    local rn=run-${v/./-}
+    out=$(echo "run-hi" | T=60 kc run $rn -i --rm --restart=Never --image=busybox --image-pull-policy=Never \
+        --overrides='{"apiVersion":"v1","spec":{"nodeName":"streams-e2e"}}' -- cat 2>&1)
+    rc=$?
+    gone=1
+    for i in $(seq 30); do kc get pod $rn >/dev/null 2>&1 || { gone=0; break; }; sleep 0.3; done
+    [ $rc = 0 ] && [[ $out == *run-hi* ]] && [ $gone = 0 ] &&
+        ok "kubectl $v: real pod: echo | run -i --rm -- cat (stdinOnce): output, exit 0, pod removed" ||
+        notok "kubectl $v: real pod: run -i --rm: rc=$rc gone=$gone '$(echo "$out" | tail -3 | tr '\n' '|')'"
+}
+
 for v in $VERSIONS; do
     K=/usr/lib/google-cloud-sdk/bin/kubectl.$v
     [ -x "$K" ] || { notok "kubectl $v missing"; continue; }
     suite "stand-in node" sp "$tmp" "$web" blob www/blob
     [ $real = 1 ] && suite "real pod" rp /tmp 8080 blob "$tmp/www-blob"
 done
+
+# the kubelet is killed and restarted: it adopts the running containers and attaches to their
+# shims again (same container, same stdin)
+if [ $real = 1 ]; then
+    K=$K0; v=${K0##*.}
+    kill -9 $klpid; wait $klpid 2>/dev/null
+    "$CK" kubelet --kubeconfig "$tmp/data/kubeconfig" --root-dir "$tmp/kubelet" --node-name streams-e2e \
+        --port "$kport" --pod-cidr 10.244.231.0/24 --cni-bridge ckst0 >>kubelet.log 2>&1 &
+    klpid=$!
+    pids+=($klpid)
+    for i in $(seq 50); do curl -sk "https://127.0.0.1:$kport/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+    T=4 kc attach rp >att.out 2>&1
+    grep -q '^attached-output' att.out && ok "kubelet restarted: attach to an adopted container" ||
+        notok "kubelet restarted: attach: $(head -3 att.out | tr '\n' '|')"
+    : >atti.out
+    echo "hi-again" | "$K" --kubeconfig "$tmp/data/kubeconfig" attach -i rin >atti.out 2>&1 &
+    ap=$!
+    wait_for atti.out '^hi-again$'; seen=$?
+    kill $ap 2>/dev/null; wait $ap 2>/dev/null
+    [ $seen = 0 ] && [ "$(kc get pod rin -o jsonpath='{.status.containerStatuses[0].restartCount}')" = 0 ] &&
+        ok "kubelet restarted: echo | attach -i to the same cat (no restart)" ||
+        notok "kubelet restarted: attach -i: seen=$seen $(head -3 atti.out | tr '\n' '|')"
+fi
 
 # a slow client does not grow the server: read 100 MiB of output at 1 MiB/s for 3 s, check RSS
 K=$K0

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <link.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -20,6 +22,7 @@
 #include "lib/spdy.h"
 #include "lib/websocket.h"
 #include "streams/streams.h"
+#include "streams/tunnel.h"
 
 static ck_httpd *srv;
 
@@ -496,10 +499,126 @@ static void test_status_json(void **state)
     free(s);
 }
 
+/* ---- batches framed in place, for each tunnel framing ---- */
+
+struct batch_chk {
+    ck_buf got;
+    uint32_t id;
+    int frames;
+    ck_spdy *spdy;   /* SPDY inside websocket */
+};
+
+static int batch_spdy_cb(void *ctx, const ck_spdy_frame *f)
+{
+    struct batch_chk *c = ctx;
+    assert_int_equal(f->type, CK_SPDY_DATA);
+    assert_int_equal(f->stream_id, c->id);
+    assert_true(f->len <= CK_TUNNEL_SLOT);
+    ck_buf_add(&c->got, f->data, f->len);
+    c->frames++;
+    return 0;
+}
+
+static int batch_ws_cb(void *ctx, enum ck_ws_opcode op, const uint8_t *d, size_t len)
+{
+    struct batch_chk *c = ctx;
+    assert_int_equal(op, CK_WS_BINARY);
+    assert_true(len < 65536);
+    if (c->spdy)
+        return ck_spdy_feed(c->spdy, d, len, batch_spdy_cb, c, NULL) < 0;
+    assert_true(len >= 1);
+    assert_int_equal(d[0], c->id);
+    ck_buf_add(&c->got, d + 1, len - 1);
+    c->frames++;
+    return 0;
+}
+
+static void test_batch_framing(void **state)
+{
+    /* websocket channels (exec v4/v5), raw SPDY (exec, port-forward), SPDY inside websocket
+     * (port-forward 1.31+); sizes around the short-head and slot boundaries, several readv
+     * rounds into one batch */
+    size_t sizes[] = {1, 117, 118, 124, 125, 126, 4096, 65519, 65520, 65521, 3 * 65520 + 5};
+    struct { bool ws, spdy; uint32_t id; } modes[] = {{true, false, 1}, {false, true, 7},
+                                                      {true, true, 5}};
+    size_t srclen = 0;
+    for (size_t k = 0; k < ARRAY_SIZE(sizes); k++)
+        srclen += sizes[k];
+    uint8_t *src = malloc(srclen);
+    for (size_t i = 0; i < srclen; i++)
+        src[i] = (uint8_t)(i * 131 + 7);
+    for (size_t m = 0; m < ARRAY_SIZE(modes); m++) {
+        ck_tunnel t;
+        memset(&t, 0, sizeof t);
+        t.ws = modes[m].ws;
+        t.spdy_on = modes[m].spdy;
+        ck_tunnel_batch b = {0};
+        size_t total = 0;
+        for (size_t k = 0; k < ARRAY_SIZE(sizes); k++) {   /* one "readv" of sizes[k] bytes */
+            struct iovec iov[CK_TUNNEL_BATCH_SLOTS];
+            int ni = ck_tunnel_batch_slots(&t, &b, iov, CK_TUNNEL_BATCH_SLOTS);
+            size_t left = sizes[k], off = total;
+            for (int i = 0; i < ni && left; i++) {
+                size_t n = left < iov[i].iov_len ? left : iov[i].iov_len;
+                memcpy(iov[i].iov_base, src + off, n);
+                off += n;
+                left -= n;
+            }
+            ck_tunnel_batch_commit(&t, &b, modes[m].id, sizes[k]);
+            total += sizes[k];
+        }
+        struct batch_chk c = {.id = modes[m].id};
+        ck_buf_init(&c.got, 0);
+        ck_spdy sp;
+        ck_spdy_init(&sp, false, 0);
+        if (t.ws) {
+            ck_ws ws;
+            ck_ws_init(&ws, false, 0);
+            c.spdy = t.spdy_on ? &sp : NULL;
+            assert_int_equal(ck_ws_feed(&ws, b.data, b.len, batch_ws_cb, &c, NULL), 0);
+            assert_int_equal(ws.in.len, 0);   /* no bytes left over: frames are contiguous */
+            ck_ws_free(&ws);
+        } else {
+            assert_int_equal(ck_spdy_feed(&sp, b.data, b.len, batch_spdy_cb, &c, NULL), 0);
+        }
+        assert_int_equal(c.got.len, total);
+        for (size_t i = 0; i < total; i++)
+            if ((uint8_t)c.got.data[i] != src[i])
+                fail_msg("mode %zu: byte %zu differs", m, i);
+        assert_true(c.frames >= (int)ARRAY_SIZE(sizes));
+        ck_buf_free(&c.got);
+        ck_spdy_free(&sp);
+        ck_tunnel_batch_free(&b);
+    }
+    free(src);
+}
+
+/* The static TLS of this binary (every src object but main.c): every thread of every ckube
+ * process reserves and clears it at creation.  A 1 MiB `static __thread` buffer once made each
+ * API server thread 1 MiB bigger and kept 256 KiB-stack threads from starting. */
+static int tls_size_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    if (info->dlpi_name && info->dlpi_name[0])
+        return 0;   /* shared libraries: not ours */
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS)
+            *(size_t *)data += info->dlpi_phdr[i].p_memsz;
+    return 1;       /* the executable comes first */
+}
+
+static void test_static_tls_small(void **state)
+{
+    size_t tls = 0;
+    dl_iterate_phdr(tls_size_cb, &tls);
+    assert_true(tls < 16 * 1024);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_json),
+        cmocka_unit_test(test_static_tls_small),
+        cmocka_unit_test(test_batch_framing),
         cmocka_unit_test(test_spdy_exec_exit_code),
         cmocka_unit_test(test_ws_v5_exec_stdin),
         cmocka_unit_test(test_spawn_failure_then_serve),

@@ -106,7 +106,7 @@ static int ws_check(void *ctx, enum ck_ws_opcode op, const uint8_t *d, size_t le
 
 static void test_ws_roundtrip_sizes(void **state)
 {
-    size_t sizes[] = {0, 1, 124, 125, 126, 127, 65534, 65535, 65536, 200000};
+    size_t sizes[] = {0, 1, 7, 8, 9, 17, 124, 125, 126, 127, 65534, 65535, 65536, 200000};
     for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
         size_t n = sizes[i];
         uint8_t *payload = malloc(n + 1);

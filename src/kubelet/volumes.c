@@ -511,7 +511,7 @@ static int downward_volume(pod_rec *r, json_t *pod, json_t *src, const char *dir
 }
 
 /* A projected serviceAccountToken source: a TokenRequest for the pod's service account bound to
- * the pod, written to its path.  Returns the wall second at which it should be renewed. */
+ * the pod, written to its path; *refresh_at lowered to the wall second it is due for renewal. */
 static int token_source(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *src, const char *dir,
                         int mode, int64_t *refresh_at, ck_error **err)
 {

@@ -3,7 +3,8 @@
  *
  * Mutating, after defaulting and before the strategy (status reset, QoS class), in upstream's
  * order: LimitRanger (container default requests/limits, min/max), ServiceAccount
- * (spec.serviceAccountName `default`, the account must exist, its imagePullSecrets), Priority
+ * (spec.serviceAccountName `default`, the account must exist, its imagePullSecrets, the
+ * kube-api-access-* projected token volume in every container), Priority
  * (spec.priority and preemptionPolicy from the PriorityClass, the globalDefault class when none
  * is named; one globalDefault class), DefaultTolerationSeconds (not-ready/unreachable NoExecute
  * for 300 s).  Validating, after validation and just before the store write: ResourceQuota.
@@ -449,8 +450,82 @@ static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns
     json_t *ips = json_object_get(acct, "imagePullSecrets");
     if (!json_array_size(json_object_get(spec, "imagePullSecrets")) && json_array_size(ips))
         json_object_set_new(spec, "imagePullSecrets", json_deep_copy(ips));
+    /* the pod's automountServiceAccountToken wins, then the account's; default true.  Without a
+     * signing key no token could be issued, so no volume is added (a deviation: upstream always
+     * has a key). */
+    json_t *am = json_object_get(spec, "automountServiceAccountToken");
+    if (!json_is_boolean(am))
+        am = json_object_get(acct, "automountServiceAccountToken");
+    if (!json_is_false(am) && ck_sa_keys_can_sign(s->sa_keys))
+        ck_admission_mount_token(spec);
     json_decref(acct);
     return 0;
+}
+
+json_t *ck_admission_token_volume(const char *name)
+{
+    return json_pack("{s:s,s:{s:i,s:[{s:{s:i,s:s}},{s:{s:s,s:[{s:s,s:s}]}},"
+                     "{s:{s:[{s:s,s:{s:s,s:s}}]}}]}}",
+                     "name", name, "projected", "defaultMode", 0644, "sources",
+                     "serviceAccountToken", "expirationSeconds", CK_SA_TOKEN_VOLUME_SECONDS, "path",
+                     "token", "configMap", "name", "kube-root-ca.crt", "items", "key", "ca.crt",
+                     "path", "ca.crt", "downwardAPI", "items", "path", "namespace", "fieldRef",
+                     "apiVersion", "v1", "fieldPath", "metadata.namespace");
+}
+
+/* As upstream: every container and init container without a mount at the token path gets the
+ * kube-api-access-<suffix> volume mounted there read-only; the volume is added once (an existing
+ * kube-api-access-* volume is reused). */
+void ck_admission_mount_token(json_t *spec)
+{
+    json_t *vols = json_object_get(spec, "volumes");
+    char vname[32] = "";
+    size_t i;
+    json_t *v;
+    json_array_foreach(vols, i, v) {
+        const char *n = json_string_value(json_object_get(v, "name"));
+        if (n && !strncmp(n, "kube-api-access-", 16) && strlen(n) < sizeof vname) {
+            snprintf(vname, sizeof vname, "%s", n);
+            break;
+        }
+    }
+    bool have_volume = vname[0];
+    if (!have_volume) {
+        char sfx[6];
+        ck_meta_random_suffix(sfx);
+        snprintf(vname, sizeof vname, "kube-api-access-%s", sfx);
+    }
+    bool needed = false;
+    static const char *const lists[] = {"initContainers", "containers"};
+    for (size_t l = 0; l < 2; l++) {
+        json_t *c;
+        json_array_foreach(json_object_get(spec, lists[l]), i, c) {
+            json_t *mounts = json_object_get(c, "volumeMounts");
+            bool mounted = false;
+            size_t j;
+            json_t *m;
+            json_array_foreach(mounts, j, m)
+                if (!strcmp(json_string_value(json_object_get(m, "mountPath")) ?: "",
+                            CK_SA_TOKEN_MOUNT_PATH))
+                    mounted = true;
+            if (mounted)
+                continue;
+            if (!json_is_array(mounts)) {
+                mounts = json_array();
+                json_object_set_new(c, "volumeMounts", mounts);
+            }
+            json_array_append_new(mounts, json_pack("{s:s,s:b,s:s}", "name", vname, "readOnly", 1,
+                                                    "mountPath", CK_SA_TOKEN_MOUNT_PATH));
+            needed = true;
+        }
+    }
+    if (have_volume || !needed)
+        return;
+    if (!json_is_array(vols)) {
+        vols = json_array();
+        json_object_set_new(spec, "volumes", vols);
+    }
+    json_array_append_new(vols, ck_admission_token_volume(vname));
 }
 
 /* ---- Priority ---- */

@@ -48,6 +48,7 @@ int ck_authn_request(const ck_token_file *t, const ck_http_req *req, ck_user *ou
 typedef struct ck_sa_keys ck_sa_keys;
 typedef struct ck_sa_claims {
     char *ns, *name, *uid;    /* the service account the token names */
+    char *pod, *pod_uid;      /* the pod a bound token is bound to, else NULL */
 } ck_sa_claims;
 /* priv_file may be NULL (verify only); pub_file NULL: use the private key's public half. */
 ck_sa_keys *ck_sa_keys_load(const char *priv_file, const char *pub_file, const char *issuer,
@@ -62,6 +63,13 @@ bool ck_sa_token_looks_like_jwt(const char *tok);
 /* Signature, issuer, audience and lifetime; CK_E_UNAUTHORIZED otherwise. */
 int ck_sa_token_verify(ck_sa_keys *k, const char *tok, ck_sa_claims *out, ck_error **err);
 void ck_sa_claims_free(ck_sa_claims *c);
+/* The ServiceAccount admission plugin's token volume (admission.c), as upstream makes it. */
+#define CK_SA_TOKEN_MOUNT_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
+#define CK_SA_TOKEN_VOLUME_SECONDS 3607
+/* The kube-api-access-NAME projected volume: token, kube-root-ca.crt's ca.crt, namespace. NEW. */
+json_t *ck_admission_token_volume(const char *name);
+/* Mount that volume (adding it once) in every container of spec without a mount at the path. */
+void ck_admission_mount_token(json_t *spec);
 
 /* ---- routing (router.c) ---- */
 enum ck_verb {

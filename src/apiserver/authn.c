@@ -198,6 +198,21 @@ int ck_authn_request(const ck_token_file *t, const ck_http_req *req, ck_user *ou
     return ck_error_set(err, CK_E_UNAUTHORIZED, "Unauthorized");
 }
 
+/* A token bound to a pod works while the pod exists with the uid it was bound to and until a
+ * minute past its deletionTimestamp (upstream's leeway for a pod shutting down). */
+static bool bound_pod_alive(ck_apiserver *s, const char *ns, const char *pod, const char *uid)
+{
+    const ck_resource *pr = ck_resource_find("", "v1", "pods");
+    json_t *p = ck_rest_read(s, pr, ns, pod, NULL, NULL);
+    const char *puid = ck_meta_str(p, "uid");
+    const char *dts = ck_meta_str(p, "deletionTimestamp");
+    int64_t dt = 0;
+    bool ok = p && puid && uid && !strcmp(puid, uid) &&
+              !(dts && ck_parse_rfc3339(dts, &dt) == 0 && dt + 60 < ck_wall_ns() / 1000000000);
+    json_decref(p);
+    return ok;
+}
+
 int ck_authn(ck_apiserver *s, const ck_http_req *req, ck_user *out, ck_error **err)
 {
     ck_error *e = NULL;
@@ -224,6 +239,8 @@ int ck_authn(ck_apiserver *s, const ck_http_req *req, ck_user *out, ck_error **e
     const char *uid = ck_meta_str(sa, "uid");
     bool ok = sa && (!*cl.uid || (uid && !strcmp(uid, cl.uid)));
     json_decref(sa);
+    if (ok && cl.pod)
+        ok = bound_pod_alive(s, cl.ns, cl.pod, cl.pod_uid);
     if (!ok) {
         ck_sa_claims_free(&cl);
         return ck_error_set(err, CK_E_UNAUTHORIZED, "Unauthorized");

@@ -6,7 +6,8 @@
  * (system:serviceaccount:NS:NAME), aud, exp/iat/nbf, jti, and kubernetes.io {namespace,
  * serviceaccount {name, uid}, pod {name, uid} when bound}.  A token is accepted if the signature,
  * issuer, audience (the issuer) and lifetime check out and the service account still exists with
- * the same uid (the caller checks that against the store). */
+ * the same uid, and, for a token bound to a pod, while that pod exists with the same uid and its
+ * deletion grace period has not run out (the caller checks both against the store). */
 #include "apiserver/apiserver.h"
 #include "lib/base64.h"
 
@@ -257,6 +258,12 @@ int ck_sa_token_verify(ck_sa_keys *k, const char *tok, ck_sa_claims *out, ck_err
     out->ns = xstrdup(ns);
     out->name = xstrdup(name);
     out->uid = xstrdup(uid ? uid : "");
+    json_t *pod = json_object_get(kio, "pod");
+    const char *pname = json_string_value(json_object_get(pod, "name"));
+    if (pname) {
+        out->pod = xstrdup(pname);
+        out->pod_uid = xstrdup(json_string_value(json_object_get(pod, "uid")) ?: "");
+    }
     json_decref(cl);
     return 0;
 }
@@ -266,5 +273,7 @@ void ck_sa_claims_free(ck_sa_claims *c)
     free(c->ns);
     free(c->name);
     free(c->uid);
+    free(c->pod);
+    free(c->pod_uid);
     memset(c, 0, sizeof *c);
 }

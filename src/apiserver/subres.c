@@ -434,6 +434,42 @@ static void serve_finalize(ck_reqctx *c)
     ck_respond_json(c, 200, ns);
 }
 
+/* The pod a TokenRequest's boundObjectRef names, checked as upstream: it exists, has the uid
+ * given (if one is), and runs as the service account the token is for.  Only Pods are bindable
+ * here (upstream also binds to Secrets and Nodes). */
+static int bound_pod(ck_reqctx *c, const json_t *ref, json_t **out, ck_error **err)
+{
+    const char *kind = json_string_value(json_object_get(ref, "kind"));
+    const char *av = json_string_value(json_object_get(ref, "apiVersion"));
+    const char *name = json_string_value(json_object_get(ref, "name"));
+    const char *uid = json_string_value(json_object_get(ref, "uid"));
+    if (!kind || strcmp(kind, "Pod") || (av && *av && strcmp(av, "v1")))
+        return ck_error_set(err, CK_E_BAD_REQUEST, "cannot bind token for serviceaccount \"%s\" "
+                            "to object of kind %s/%s", c->route.name, av ? av : "", kind ? kind : "");
+    if (!name || !*name)
+        return ck_error_set(err, CK_E_BAD_REQUEST, "boundObjectRef.name is required");
+    json_t *pod = ck_rest_read(c->srv, ck_resource_find("", "v1", "pods"), c->route.namespace_,
+                               name, NULL, err);
+    if (!pod)
+        return -1;
+    const char *puid = ck_meta_str(pod, "uid");
+    const char *psa = json_string_value(json_object_get(json_object_get(pod, "spec"),
+                                                        "serviceAccountName"));
+    if (uid && *uid && (!puid || strcmp(uid, puid))) {
+        json_decref(pod);
+        return ck_error_set(err, CK_E_CONFLICT, "the UID in the bound object reference (%s) does "
+                            "not match the UID in record. The object might have been deleted and "
+                            "then recreated", uid);
+    }
+    if (strcmp(psa && *psa ? psa : "default", c->route.name)) {
+        json_decref(pod);
+        return ck_error_set(err, CK_E_BAD_REQUEST, "cannot bind token for serviceaccount \"%s\" "
+                            "to pod running with different serviceaccount name.", c->route.name);
+    }
+    *out = pod;
+    return 0;
+}
+
 /* serviceaccounts/NAME/token: TokenRequest (kubectl create token). */
 static void serve_token(ck_reqctx *c)
 {
@@ -467,13 +503,23 @@ static void serve_token(ck_reqctx *c)
     }
     json_object_set_new(spec, "expirationSeconds", json_integer(secs));
     json_t *bound = json_object_get(spec, "boundObjectRef");
-    const char *bkind = json_string_value(json_object_get(bound, "kind"));
-    const char *pod = bkind && !strcmp(bkind, "Pod") ? json_string_value(json_object_get(bound, "name")) : NULL;
-    const char *pod_uid = pod ? json_string_value(json_object_get(bound, "uid")) : NULL;
+    const char *pod = NULL, *pod_uid = NULL;
+    json_t *pobj = NULL;
+    if (json_is_object(bound) && bound_pod(c, bound, &pobj, &e) < 0) {
+        json_decref(sa);
+        json_decref(in);
+        return ck_respond_error(c, e);
+    }
+    if (pobj) {
+        pod = ck_meta_str(pobj, "name");
+        pod_uid = ck_meta_str(pobj, "uid");
+        json_object_set_new(bound, "uid", json_string(pod_uid ?: ""));
+    }
     int64_t exp = 0;
     char *tok = ck_sa_token_issue(c->srv->sa_keys, c->route.namespace_, c->route.name,
                                   ck_meta_str(sa, "uid"), json_object_get(spec, "audiences"), secs,
                                   pod, pod_uid, &exp, &e);
+    json_decref(pobj);
     json_decref(sa);
     if (!tok) {
         json_decref(in);

@@ -134,6 +134,7 @@ int cm_replicaset_init(cm *m);
 int cm_replicationcontroller_init(cm *m);
 int cm_deployment_init(cm *m);
 int cm_serviceaccount_init(cm *m);
+int cm_rootca_init(cm *m);     /* root-ca-cert-publisher (rootca.c) */
 int cm_namespace_init(cm *m);
 int cm_gc_init(cm *m);
 int cm_endpoints_init(cm *m);
@@ -163,5 +164,6 @@ int64_t cm_cron_next_tz(const char *spec, const struct ck_tz *tz, int64_t t);
 /* Tuning knobs the manager sets from flags. */
 extern long cm_node_grace_ms;          /* lease not renewed for this long -> Unknown (40 s) */
 extern long cm_node_eviction_check_ms; /* how often node lifecycle looks (5 s) */
+extern char *cm_root_ca;               /* PEM published as kube-root-ca.crt (NULL: none) */
 
 #endif

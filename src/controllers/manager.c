@@ -19,6 +19,7 @@
 #include "commands.h"
 #include "controllers/cm.h"
 #include "lib/flags.h"
+#include "lib/kubeconfig.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "version.h"
@@ -31,6 +32,7 @@ static const struct {
     {"replicationcontroller", cm_replicationcontroller_init},
     {"deployment", cm_deployment_init},
     {"serviceaccount", cm_serviceaccount_init},
+    {"root-ca-cert-publisher", cm_rootca_init},
     {"namespace", cm_namespace_init},
     {"garbagecollector", cm_gc_init},
     {"endpoint", cm_endpoints_init},
@@ -114,20 +116,49 @@ static int start_controllers(ck_client *client, const char *list)
     return 0;
 }
 
+/* The CA the root-ca-cert-publisher publishes: --root-ca-file, else the kubeconfig's. */
+static int load_root_ca(const char *kubeconfig, const char *file)
+{
+    ck_error *err = NULL;
+    if (file) {
+        size_t len = 0;
+        if (ck_read_file(file, 1 << 20, &cm_root_ca, &len) < 0) {
+            fprintf(stderr, "Error: --root-ca-file: cannot read %s\n", file);
+            return -1;
+        }
+        return 0;
+    }
+    ck_kubeconfig *kc = ck_kubeconfig_load(kubeconfig, NULL, &err);
+    if (!kc) {
+        ck_error_free(err);
+        return 0;   /* the client reports it */
+    }
+    if (kc->ca_pem)
+        cm_root_ca = xstrndup(kc->ca_pem, kc->ca_len);
+    else
+        log_warn("no --root-ca-file and no CA in the kubeconfig: kube-root-ca.crt is not published");
+    ck_kubeconfig_free(kc);
+    return 0;
+}
+
 int cmd_controller_manager(int argc, char **argv)
 {
-    char *kubeconfig = NULL, *list = "*", *identity = NULL;
+    char *kubeconfig = NULL, *list = "*", *identity = NULL, *root_ca = NULL;
     bool leader_elect = true;
     long lease_ms = 15000, renew_ms = 10000, retry_ms = 2000, grace_ms = 40000;
     ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig for the API server (required)"},
         {"controllers", CK_FLAG_STRING, &list,
          "Controllers to run: '*' = all, 'foo' enables, '-foo' disables (default *). Known: "
-         "replicaset, replicationcontroller, deployment, serviceaccount, namespace, garbagecollector, "
+         "replicaset, replicationcontroller, deployment, serviceaccount, root-ca-cert-publisher, "
+         "namespace, garbagecollector, "
          "endpoint, endpointslice, nodelifecycle, job, cronjob, daemonset, statefulset, persistentvolume-binder"},
         {"leader-elect", CK_FLAG_BOOL, &leader_elect,
          "Run leader election on the Lease kube-system/kube-controller-manager (default true)"},
         CK_COMPONENT_LEADER_FLAGS(&lease_ms, &renew_ms, &retry_ms, &identity),
+        {"root-ca-file", CK_FLAG_STRING, &root_ca,
+         "CA bundle published as the kube-root-ca.crt ConfigMap in every namespace (default: the "
+         "kubeconfig's certificate authority)"},
         {"node-monitor-grace-period", CK_FLAG_DURATION_MS, &grace_ms,
          "How long a node's Lease may go unrenewed before it is marked Unknown (default 40s)"},
     };
@@ -152,6 +183,8 @@ int cmd_controller_manager(int argc, char **argv)
     ck_client *client = ck_component_client(kubeconfig, "ckube-controller-manager/" CK_VERSION);
     if (!client)
         return 2;
+    if (load_root_ca(kubeconfig, root_ca) < 0)
+        return 2;   /* an unreadable --root-ca-file is a bad flag value */
     sigset_t sigs;
     ck_component_block_signals(&sigs, (const int[]){SIGUSR1, SIGUSR2, 0});
 

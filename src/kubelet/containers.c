@@ -446,6 +446,14 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
         free(r->volume_error);
         r->volume_error = NULL;
         r->volumes_ready = true;
+    } else if (r->token_refresh_at && ck_wall_ns() / 1000000000 >= r->token_refresh_at) {
+        ck_error *err = NULL;
+        if (ck_volumes_refresh_tokens(k, r, pod, &err) < 0) {
+            /* the old token stays until it expires; try again in a while */
+            log_warn("pod %s: %s", r->key, err->msg);
+            ck_error_free(err);
+            r->token_refresh_at = ck_wall_ns() / 1000000000 + 10;
+        }
     }
     if (!r->cgroup) {
         ck_error *err = NULL;

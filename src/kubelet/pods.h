@@ -57,6 +57,7 @@ typedef struct pod_rec {
     size_t nctrs;
     bool volumes_ready;
     char *volume_error;
+    int64_t token_refresh_at;   /* wall seconds: when projected SA tokens are due (0: none) */
     bool term_started;
     int64_t term_deadline;  /* monotonic */
     bool killed;
@@ -87,6 +88,8 @@ void ck_volumes_teardown(ck_kubelet *k, pod_rec *r);
 /* OCI mounts for a container's volumeMounts (NEW array). */
 json_t *ck_volume_mounts(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container, ck_error **err);
 /* Env as "K=V" strings: image env, then env/envFrom resolved (NEW array). */
+/* Re-request the pod's projected service account tokens (when r->token_refresh_at is due). */
+int ck_volumes_refresh_tokens(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err);
 json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container,
                        const ck_image *img, ck_error **err);
 

@@ -4,15 +4,20 @@
  * readOnly and subPath).  emptyDir: a directory, or a tmpfs for medium Memory (sizeLimit as its
  * size).  hostPath: the host path (DirectoryOrCreate / FileOrCreate make it).  configMap, secret,
  * downwardAPI and projected: files written once at pod start (keys or items, defaultMode/mode;
- * secret data base64-decoded); they are not refreshed while the pod runs.
+ * secret data base64-decoded); they are not refreshed while the pod runs, except projected
+ * serviceAccountToken sources: a TokenRequest bound to the pod (audience, expirationSeconds),
+ * requested again once 80% of the token's lifetime has passed, as upstream's token manager does.
  *
- * Env: the image's Env, then env in order with $(VAR) references to earlier entries expanded,
- * valueFrom fieldRef / resourceFieldRef / configMapKeyRef / secretKeyRef, and envFrom prefixes.
+ * Env: the image's Env, the `kubernetes` Service's KUBERNETES_SERVICE_HOST/PORT family (as
+ * upstream gives every pod; other services' links are not made), then env in order with $(VAR)
+ * references to earlier entries expanded, valueFrom fieldRef / resourceFieldRef / configMapKeyRef
+ * / secretKeyRef, and envFrom prefixes.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +230,76 @@ static char *expand(const char *s, json_t *vars)
     return ck_buf_steal(&b);
 }
 
+/* The default/kubernetes Service as docker-link env vars, cached for 30 s (it rarely changes and
+ * every container start wants it).  No service, no vars (upstream waits for the service lister's
+ * sync; we do not hold a container back for it). */
+static pthread_mutex_t master_mu = PTHREAD_MUTEX_INITIALIZER;
+static json_t *master_vars;
+static int64_t master_at;
+
+static json_t *master_env_build(json_t *svc)
+{
+    json_t *out = json_object();
+    json_t *spec = json_object_get(svc, "spec");
+    const char *ip = json_string_value(json_object_get(spec, "clusterIP"));
+    json_t *ports = json_object_get(spec, "ports");
+    if (!ip || !*ip || !strcmp(ip, "None") || !json_array_size(ports))
+        return out;
+    json_object_set_new(out, "KUBERNETES_SERVICE_HOST", json_string(ip));
+    size_t i;
+    json_t *p;
+    json_array_foreach(ports, i, p) {
+        long port = (long)json_integer_value(json_object_get(p, "port"));
+        const char *name = json_string_value(json_object_get(p, "name"));
+        const char *proto = json_string_value(json_object_get(p, "protocol")) ?: "TCP";
+        char lp[16], buf[128], key[160];
+        snprintf(lp, sizeof lp, "%s", proto);
+        for (char *c = lp; *c; c++)
+            *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+        snprintf(buf, sizeof buf, "%ld", port);
+        if (i == 0) {
+            json_object_set_new(out, "KUBERNETES_SERVICE_PORT", json_string(buf));
+            json_object_set_new(out, "KUBERNETES_PORT",
+                                json_sprintf("%s://%s:%ld", lp, ip, port));
+        }
+        if (name && *name) {
+            snprintf(key, sizeof key, "KUBERNETES_SERVICE_PORT_%s", name);
+            for (char *c = key; *c; c++)
+                *c = *c == '-' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+            json_object_set_new(out, key, json_string(buf));
+        }
+        char pfx[96];
+        snprintf(pfx, sizeof pfx, "KUBERNETES_PORT_%ld_%s", port, proto);
+        json_object_set_new(out, pfx, json_sprintf("%s://%s:%ld", lp, ip, port));
+        snprintf(key, sizeof key, "%s_PROTO", pfx);
+        json_object_set_new(out, key, json_string(lp));
+        snprintf(key, sizeof key, "%s_PORT", pfx);
+        json_object_set_new(out, key, json_string(buf));
+        snprintf(key, sizeof key, "%s_ADDR", pfx);
+        json_object_set_new(out, key, json_string(ip));
+    }
+    return out;
+}
+
+static void master_service_env(ck_kubelet *k, json_t *vars)
+{
+    int64_t now = ck_now_ns();
+    pthread_mutex_lock(&master_mu);
+    if (!master_vars || now - master_at > 30 * 1000000000LL) {
+        ck_error *e = NULL;
+        json_t *svc = get_obj(k, "services", "default", "kubernetes", &e);
+        ck_error_free(e);
+        if (svc || !master_vars) {
+            json_decref(master_vars);
+            master_vars = master_env_build(svc);
+            master_at = now;
+        }
+        json_decref(svc);
+    }
+    json_object_update(vars, master_vars);
+    pthread_mutex_unlock(&master_mu);
+}
+
 json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container,
                        const ck_image *img, ck_error **err)
 {
@@ -242,6 +317,7 @@ json_t *ck_env_resolve(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *container
     if (!json_object_get(vars, "PATH"))
         json_object_set_new(vars, "PATH", json_string("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
     json_object_set_new(vars, "HOSTNAME", json_string(r->name));
+    master_service_env(k, vars);
     const char *cname = json_string_value(json_object_get(container, "name"));
     json_array_foreach(json_object_get(container, "envFrom"), i, e) {
         const char *prefix = json_string_value(json_object_get(e, "prefix"));
@@ -434,6 +510,81 @@ static int downward_volume(pod_rec *r, json_t *pod, json_t *src, const char *dir
     return 0;
 }
 
+/* A projected serviceAccountToken source: a TokenRequest for the pod's service account bound to
+ * the pod, written to its path; *refresh_at lowered to the wall second it is due for renewal. */
+static int token_source(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *src, const char *dir,
+                        int mode, int64_t *refresh_at, ck_error **err)
+{
+    const char *path = json_string_value(json_object_get(src, "path"));
+    if (!path || !*path)
+        return ck_error_set(err, CK_E_INVALID, "serviceAccountToken: path is required");
+    json_t *es = json_object_get(src, "expirationSeconds");
+    json_int_t secs = json_is_integer(es) ? json_integer_value(es) : 3600;
+    const char *aud = json_string_value(json_object_get(src, "audience"));
+    json_t *spec = json_object_get(pod, "spec");
+    const char *sa = json_string_value(json_object_get(spec, "serviceAccountName"));
+    if (!sa || !*sa)
+        sa = "default";
+    json_t *req = json_pack("{s:s,s:s,s:{s:I,s:{s:s,s:s,s:s,s:s}}}", "apiVersion",
+                            "authentication.k8s.io/v1", "kind", "TokenRequest", "spec",
+                            "expirationSeconds", secs, "boundObjectRef", "apiVersion", "v1",
+                            "kind", "Pod", "name", r->name, "uid", r->uid);
+    if (aud && *aud)
+        json_object_set_new(json_object_get(req, "spec"), "audiences", json_pack("[s]", aud));
+    cleanup_free char *url = ck_client_path(ck_resource_find("", "v1", "serviceaccounts"), r->ns,
+                                            sa, "token");
+    json_t *resp = ck_client_request(k->client, "POST", url, req, NULL, err);
+    json_decref(req);
+    if (!resp)
+        return ck_error_wrap(err, "failed to fetch token");
+    json_t *st = json_object_get(resp, "status");
+    const char *tok = json_string_value(json_object_get(st, "token"));
+    const char *exps = json_string_value(json_object_get(st, "expirationTimestamp"));
+    int64_t now = ck_wall_ns() / 1000000000, exp = 0;
+    if (!tok || !exps || ck_parse_rfc3339(exps, &exp) < 0) {
+        json_decref(resp);
+        return ck_error_set(err, CK_E_INTERNAL, "failed to fetch token: no token in the response");
+    }
+    int rc = write_item(dir, path, tok, strlen(tok), mode, err);
+    json_decref(resp);
+    if (rc < 0)
+        return -1;
+    /* renew at 80% of the lifetime, or after 24 h, whichever comes first */
+    int64_t ttl = exp > now ? exp - now : 0;
+    int64_t at = now + (ttl * 8 / 10 < 86400 ? ttl * 8 / 10 : 86400);
+    if (!*refresh_at || at < *refresh_at)
+        *refresh_at = at;
+    return 0;
+}
+
+static int projected_mode(json_t *src)
+{
+    json_t *m = json_object_get(src, "defaultMode");
+    return json_is_integer(m) ? (int)json_integer_value(m) : 0644;
+}
+
+int ck_volumes_refresh_tokens(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err)
+{
+    int64_t at = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(json_object_get(pod, "spec"), "volumes"), i, v) {
+        json_t *src = json_object_get(v, "projected");
+        const char *name = json_string_value(json_object_get(v, "name"));
+        if (!src || !name || strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, "."))
+            continue;
+        cleanup_free char *dir = vol_dir(r, name);
+        size_t j;
+        json_t *ps, *t;
+        json_array_foreach(json_object_get(src, "sources"), j, ps)
+            if ((t = json_object_get(ps, "serviceAccountToken")) &&
+                token_source(k, r, pod, t, dir, projected_mode(src), &at, err) < 0)
+                return ck_error_wrap(err, "volume %s", name);
+    }
+    r->token_refresh_at = at;
+    return 0;
+}
+
 /* A claim bound to a hostPath or local volume: its path bind-mounted at dir.  An unbound claim
  * is an error the sync loop retries (the pod stays ContainerCreating). */
 static int pvc_volume(ck_kubelet *k, pod_rec *r, json_t *src, const char *dir, ck_error **err)
@@ -493,6 +644,7 @@ static int pvc_volume(ck_kubelet *k, pod_rec *r, json_t *src, const char *dir, c
 
 int ck_volumes_setup(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err)
 {
+    int64_t refresh_at = 0;
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(json_object_get(pod, "spec"), "volumes"), i, v) {
@@ -550,19 +702,26 @@ int ck_volumes_setup(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err)
         } else if ((src = json_object_get(v, "projected"))) {
             size_t j;
             json_t *ps;
+            int pmode = projected_mode(src);
             json_array_foreach(json_object_get(src, "sources"), j, ps) {
                 json_t *s2;
                 int rc = 0;
-                if ((s2 = json_object_get(ps, "configMap")))
-                    rc = keys_volume(k, r, s2, false, dir, 0644, err);
-                else if ((s2 = json_object_get(ps, "secret"))) {
+                if ((s2 = json_object_get(ps, "configMap"))) {
+                    json_t *c2 = json_deep_copy(s2);   /* sources have item modes only */
+                    json_object_del(c2, "defaultMode");
+                    rc = keys_volume(k, r, c2, false, dir, pmode, err);
+                    json_decref(c2);
+                } else if ((s2 = json_object_get(ps, "secret"))) {
                     /* projected secrets name the secret "name" */
                     json_t *c2 = json_deep_copy(s2);
+                    json_object_del(c2, "defaultMode");
                     json_object_set(c2, "secretName", json_object_get(s2, "name"));
-                    rc = keys_volume(k, r, c2, true, dir, 0644, err);
+                    rc = keys_volume(k, r, c2, true, dir, pmode, err);
                     json_decref(c2);
                 } else if ((s2 = json_object_get(ps, "downwardAPI")))
                     rc = downward_volume(r, pod, s2, dir, err);
+                else if ((s2 = json_object_get(ps, "serviceAccountToken")))
+                    rc = token_source(k, r, pod, s2, dir, pmode, &refresh_at, err);
                 if (rc < 0)
                     return ck_error_wrap(err, "volume %s", name);
             }
@@ -571,6 +730,7 @@ int ck_volumes_setup(ck_kubelet *k, pod_rec *r, json_t *pod, ck_error **err)
                 return ck_error_wrap(err, "volume %s", name);
         }
     }
+    r->token_refresh_at = refresh_at;
     return 0;
 }
 

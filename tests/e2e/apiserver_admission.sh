@@ -1,8 +1,9 @@
 #!/bin/bash
 # tests/e2e/apiserver_admission.sh - the admission plugins, Secret stringData and the namespace
 # finalize subresource of `ckube apiserver`, driven with the real kubectl 1.33 (and curl for the
-# raw subresource): DefaultTolerationSeconds, Priority, ServiceAccount, LimitRanger,
-# ResourceQuota.  The API server runs alone (no controller manager), so no serviceaccount
+# raw subresource): DefaultTolerationSeconds, Priority, ServiceAccount (incl. the kube-api-access
+# token volume), LimitRanger, ResourceQuota; TokenRequest (`kubectl create token`, kubectl 1.27
+# and 1.33) and pod-bound tokens.  The API server runs alone (no controller manager), so no serviceaccount
 # controller makes `default` accounts in new namespaces.  Prints "ok - ..." / "not ok - ...";
 # exits non-zero on failure.  Loopback only; the trap stops the server and removes the temp dir.
 set -u
@@ -61,11 +62,13 @@ mkdir -p "$T/pki"
     printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >srv.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 2 -extfile srv.ext
     echo 'e2e-admin-token,admin,uid-1,"system:masters"' >tokens.csv
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key
 ) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
 
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
     --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
-    --token-auth-file "$T/pki/tokens.csv" >"$T/apiserver.log" 2>&1 &
+    --token-auth-file "$T/pki/tokens.csv" --service-account-signing-key-file "$T/pki/sa.key" \
+    >"$T/apiserver.log" 2>&1 &
 PID=$!
 PORT=
 touch "$T/apiserver.log"
@@ -124,6 +127,36 @@ pod partial "tolerations:" "- {key: node.kubernetes.io/unreachable, operator: Ex
 expect "an existing unreachable toleration is kept, not-ready added" "node.kubernetes.io/unreachable:5 node.kubernetes.io/not-ready:300" \
     jp pod partial -o 'jsonpath={range .spec.tolerations[*]}{.key}:{.tolerationSeconds} {end}'
 expect "an update keeps priority and tolerations" "pod/plain labeled" k label pod plain x=y
+
+# ---- ServiceAccount: the token volume; TokenRequest ----
+expect "ServiceAccount: a kube-api-access-* volume" "kube-api-access-" jp pod plain -o 'jsonpath={.spec.volumes[0].name}'
+expect "ServiceAccount: it projects token, kube-root-ca.crt and namespace" ":token:kube-root-ca.crt:namespace" \
+    jp pod plain -o 'jsonpath=:{.spec.volumes[0].projected.sources[0].serviceAccountToken.path}:{.spec.volumes[0].projected.sources[1].configMap.name}:{.spec.volumes[0].projected.sources[2].downwardAPI.items[0].path}'
+expect "ServiceAccount: mounted read-only at the token path" "/var/run/secrets/kubernetes.io/serviceaccount:true" \
+    jp pod plain -o 'jsonpath={.spec.containers[0].volumeMounts[0].mountPath}:{.spec.containers[0].volumeMounts[0].readOnly}'
+pod noauto "automountServiceAccountToken: false" | k create -f - >/dev/null 2>&1
+expect "ServiceAccount: automountServiceAccountToken false: no volume" "none" \
+    jp pod noauto -o 'jsonpath={.spec.volumes[*].name}none'
+for KV in 1.27 1.33; do
+    KK=/usr/lib/google-cloud-sdk/bin/kubectl.$KV
+    [ -x "$KK" ] || { echo "skip - create token with kubectl $KV (not installed)"; continue; }
+    TOK=$("$KK" create token default 2>&1)
+    expect "kubectl $KV create token default gives a JWT" "eyJ" echo "$TOK"
+    expect "kubectl $KV --token=<it> auth whoami: the service account" "system:serviceaccount:default:default" \
+        "$KK" --token="$TOK" auth whoami
+    expect "kubectl $KV auth whoami shows the service account groups" "system:serviceaccounts:default" \
+        "$KK" --token="$TOK" auth whoami
+done
+pod bound | k create -f - >/dev/null 2>&1
+BTOK=$(k create token default --bound-object-kind Pod --bound-object-name bound 2>&1)
+expect "a token bound to a pod authenticates" "system:serviceaccount:default:default" k --token="$BTOK" auth whoami
+expect "binding to a missing pod is 404" 'pods "ghost" not found' k create token default --bound-object-kind Pod --bound-object-name ghost
+expect "binding to a pod's wrong uid is 409" "does not match the UID in record" \
+    k create token default --bound-object-kind Pod --bound-object-name bound --bound-object-uid 00000000-0000-0000-0000-000000000000
+k delete pod bound --grace-period=0 --force >/dev/null 2>&1
+expect "the bound token is refused once its pod is deleted" "Unauthorized" k --token="$BTOK" auth whoami
+pod bound | k create -f - >/dev/null 2>&1
+expect "and stays refused when a pod of that name is re-created" "Unauthorized" k --token="$BTOK" auth whoami
 
 # ---- Priority ----
 expect "create priorityclass" "priorityclass.scheduling.k8s.io/high created" k create priorityclass high --value=1000 --preemption-policy=Never

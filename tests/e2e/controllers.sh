@@ -3,7 +3,7 @@
 # scheduler, controller-manager under its supervisor) plus hollow nodes, driven with the real
 # kubectl.  ReplicaSet/ReplicationController, Deployment rollouts (history, undo, pause/resume,
 # restart, scale, Recreate), a kill -9 of the controller-manager mid-rollout, two replicas with one
-# leader, ServiceAccount, Namespace deletion, garbage collection (background/foreground/orphan),
+# leader, ServiceAccount, root-ca-cert-publisher, Namespace deletion, garbage collection (background/foreground/orphan),
 # Endpoints/EndpointSlice, Job, CronJob, StatefulSet, DaemonSet, and node lifecycle (lease grace, taints, eviction).
 # Loopback only; everything it starts is killed by the trap.
 set -u
@@ -95,6 +95,16 @@ echo '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"e2e"}}' | apply
 check "serviceaccount: default SA in a new namespace" wait_for 20 field_is default sa default -n e2e -o 'jsonpath={.metadata.name}'
 kc delete sa default -n e2e >/dev/null 2>&1
 check "serviceaccount: a deleted default SA comes back" wait_for 20 field_is default sa default -n e2e -o 'jsonpath={.metadata.name}'
+
+# ---------------------------------------------------------------- root-ca-cert-publisher
+ca_is() { [ "$(jp cm kube-root-ca.crt -n "$1" -o 'jsonpath={.data.ca\.crt}')" = "$(cat "$data/pki/ca.crt")" ]; }
+check "root-ca: kube-root-ca.crt holds the cluster CA in kube-system" wait_for 20 ca_is kube-system
+check "root-ca: kube-root-ca.crt in a new namespace" wait_for 20 ca_is e2e
+kc delete cm kube-root-ca.crt -n e2e >/dev/null 2>&1
+check "root-ca: a deleted kube-root-ca.crt comes back" wait_for 20 ca_is e2e
+kc patch cm kube-root-ca.crt -n e2e --type=merge -p '{"data":{"ca.crt":"bogus","extra":"x"}}' >/dev/null 2>&1
+check "root-ca: an edited kube-root-ca.crt is put back" wait_for 20 ca_is e2e
+check "root-ca: only ca.crt is kept" wait_for 20 field_is "" cm kube-root-ca.crt -n e2e -o 'jsonpath={.data.extra}'
 
 # ---------------------------------------------------------------- ReplicaSet / RC
 apply <<'Y'

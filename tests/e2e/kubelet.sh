@@ -4,7 +4,7 @@
 # its Lease; 3 HTTP pods become Ready and answer on their pod IPs; kubectl logs (--tail,
 # --timestamps, -f, --previous, -c); init containers; CrashLoopBackOff; a failing liveness probe
 # restarts; a failing readiness probe turns Ready false; env (valueFrom) and volumes (configMap,
-# secret, downwardAPI, emptyDir, hostPath); a bad image and a bad command fail visibly; delete runs
+# secret, downwardAPI, emptyDir, hostPath, the service account token volume); a bad image and a bad command fail visibly; delete runs
 # preStop and stops within the grace period; a killed kubelet comes back and adopts its pods
 # (no restarts); after delete no netns, veth, mount, cgroup or IP allocation is left.
 # Traffic: loopback and the pod IPs on the test's own bridge only.  The trap removes everything.
@@ -274,6 +274,40 @@ follow=0; [ -n "$LOGS_OK" ] && follow=$(timeout 3 "$KUBECTL" --kubeconfig "$data
 lcheck "kubectl logs -f streams new lines ($follow in 3s)" [ "$follow" -ge 3 ]
 since=0; [ -n "$LOGS_OK" ] && since=$(kc logs counter --since=1s | grep -c tick)
 lcheck "kubectl logs --since=1s limits the lines ($since)" [ "$since" -ge 1 -a "$since" -le 4 ]
+
+# ---- the service account token volume (kube-api-access-*) and KUBERNETES_SERVICE_* env ----
+apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: satok}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: out, emptyDir: {}}]
+  containers:
+  - name: c
+    image: $IMAGE
+    volumeMounts: [{name: out, mountPath: /out}]
+    command: ["sh", "-c", "d=/var/run/secrets/kubernetes.io/serviceaccount; cat \$d/token > /out/token; cat \$d/namespace > /out/namespace; cat \$d/ca.crt > /out/ca.crt; echo \$KUBERNETES_SERVICE_HOST:\$KUBERNETES_SERVICE_PORT:\$KUBERNETES_SERVICE_PORT_HTTPS > /out/env; if touch \$d/x 2>/dev/null; then echo rw; else echo ro; fi > /out/mode; trap 'exit 0' TERM; while true; do sleep 0.5; done"]
+EOF
+check "a pod with the service account token volume runs" wait_for 60 running satok
+sa_uid=$(kc get pod satok -o jsonpath='{.metadata.uid}')
+sa_out=$data/kubelet/pods/$sa_uid/volumes/out
+check "the pod reads its namespace" wait_for 10 grep -qx default "$sa_out/namespace"
+check "the pod reads ca.crt: the cluster CA" cmp -s "$sa_out/ca.crt" "$data/pki/ca.crt"
+sa_tok=$(cat "$sa_out/token" 2>/dev/null)
+# the token alone (the admin kubeconfig's client certificate would authenticate first)
+sa_kc() { "$KUBECTL" --kubeconfig /dev/null --server "https://127.0.0.1:$port" \
+    --certificate-authority "$data/pki/ca.crt" --token "$sa_tok" --request-timeout=10s "$@"; }
+sa_whoami_has() { sa_kc auth whoami 2>&1 | grep -q "$1"; }
+check "the pod's token authenticates as system:serviceaccount:default:default" \
+    sa_whoami_has system:serviceaccount:default:default
+check "the token volume is mounted read-only" grep -qx ro "$sa_out/mode"
+check "the token file is 0644" bash -c "[ \"\$(stat -c %a $data/kubelet/pods/$sa_uid/volumes/kube-api-access-*/token)\" = 644 ]"
+check "KUBERNETES_SERVICE_HOST/PORT/PORT_HTTPS in the env" grep -qx "$(kc get svc kubernetes -o jsonpath='{.spec.clusterIP}'):443:443" "$sa_out/env"
+kc delete pod satok --grace-period=1 --wait=true --timeout=30s >/dev/null 2>&1
+check "the pod's token is refused once the pod is deleted" \
+    sa_whoami_has Unauthorized
 
 apply <<EOF
 apiVersion: v1

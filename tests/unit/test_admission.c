@@ -1,7 +1,8 @@
 /* Unit tests for apiserver/admission: the mutating plugins (DefaultTolerationSeconds,
  * ServiceAccount, Priority, LimitRanger) on pods built from table rows, the one-globalDefault
  * rule, ResourceQuota's exceeded/must-specify errors and its status.used accounting, and the
- * --disable-admission-plugins parser.  Each test runs on a fresh SQLite store in a temp dir that
+ * --disable-admission-plugins parser, the kube-api-access token volume and bound-token
+ * authentication (a token bound to a pod stops working when the pod is gone or re-created).  Each test runs on a fresh SQLite store in a temp dir that
  * it removes. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -171,6 +172,183 @@ static void test_pod_cases(void **state)
         }
         json_decref(p);
     }
+}
+
+/* ---- the service account token volume and bound tokens ---- */
+
+static void load_sa_key(fixture *f)
+{
+    char *cmd = xasprintf("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+                          "-out %s/sa.key 2>/dev/null", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    char *path = xasprintf("%s/sa.key", f->dir);
+    f->s.sa_keys = ck_sa_keys_load(path, NULL, "https://kubernetes.default.svc.cluster.local", NULL);
+    free(path);
+    assert_non_null(f->s.sa_keys);
+}
+
+static json_t *find_volume(json_t *spec, const char *prefix)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(spec, "volumes"), i, v)
+        if (!strncmp(json_string_value(json_object_get(v, "name")) ?: "", prefix, strlen(prefix)))
+            return v;
+    return NULL;
+}
+
+/* how many of the pod's containers + init containers mount vname at the token path */
+static size_t token_mounts(json_t *spec, const char *vname)
+{
+    size_t n = 0, i, j;
+    json_t *c, *m;
+    static const char *const lists[] = {"initContainers", "containers"};
+    for (size_t l = 0; l < 2; l++)
+        json_array_foreach(json_object_get(spec, lists[l]), i, c)
+            json_array_foreach(json_object_get(c, "volumeMounts"), j, m)
+                if (!strcmp(json_string_value(json_object_get(m, "name")) ?: "", vname) &&
+                    !strcmp(json_string_value(json_object_get(m, "mountPath")) ?: "",
+                            "/var/run/secrets/kubernetes.io/serviceaccount") &&
+                    json_is_true(json_object_get(m, "readOnly")))
+                    n++;
+    return n;
+}
+
+static void test_token_volume(void **state)
+{
+    fixture *f = *state;
+    /* no signing key: no token could be issued, so no volume */
+    json_t *p = pod("");
+    assert_int_equal(ck_admit_create(&f->s, pods(), "ns", p, NULL), 0);
+    assert_null(find_volume(json_object_get(p, "spec"), "kube-api-access-"));
+    json_decref(p);
+    load_sa_key(f);
+    put(f, "", "serviceaccounts", "ns", "{\"metadata\":{\"name\":\"quiet\",\"namespace\":\"ns\"},"
+        "\"automountServiceAccountToken\":false}");
+    static const struct {
+        const char *spec;
+        bool volume;
+        size_t mounts;      /* containers mounting it */
+        const char *name;   /* expected volume name, NULL: kube-api-access-<5 random> */
+    } cases[] = {
+        {"", true, 1, NULL},
+        {"\"initContainers\":[{\"name\":\"i\",\"image\":\"i\"}]", true, 2, NULL},
+        {"\"automountServiceAccountToken\":false", false, 0, NULL},
+        {"\"serviceAccountName\":\"quiet\"", false, 0, NULL},
+        {"\"serviceAccountName\":\"quiet\",\"automountServiceAccountToken\":true", true, 1, NULL},
+        /* a container with its own mount at the path keeps it; the other gets the volume */
+        {"\"initContainers\":[{\"name\":\"i\",\"image\":\"i\",\"volumeMounts\":[{\"name\":\"x\","
+         "\"mountPath\":\"/var/run/secrets/kubernetes.io/serviceaccount\"}]}],\"volumes\":[{\"name\":"
+         "\"x\",\"emptyDir\":{}}]", true, 1, NULL},
+        /* an existing kube-api-access-* volume is reused, not doubled */
+        {"\"volumes\":[{\"name\":\"kube-api-access-abcde\",\"emptyDir\":{}}]", true, 1,
+         "kube-api-access-abcde"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        p = pod(cases[i].spec);
+        ck_error *e = NULL;
+        if (ck_admit_create(&f->s, pods(), "ns", p, &e) < 0)
+            fail_msg("case %zu: %s", i, e->msg);
+        json_t *spec = json_object_get(p, "spec");
+        json_t *v = find_volume(spec, "kube-api-access-");
+        if (!cases[i].volume) {
+            assert_null(v);
+            assert_int_equal(token_mounts(spec, "kube-api-access-"), 0);
+            json_decref(p);
+            continue;
+        }
+        assert_non_null(v);
+        const char *vname = json_string_value(json_object_get(v, "name"));
+        size_t nvol = 0, j;
+        json_t *w;
+        json_array_foreach(json_object_get(spec, "volumes"), j, w)
+            nvol += !strncmp(json_string_value(json_object_get(w, "name")), "kube-api-access-", 16);
+        assert_int_equal(nvol, 1);
+        if (cases[i].name) {
+            assert_string_equal(vname, cases[i].name);
+        } else {
+            assert_int_equal(strlen(vname), strlen("kube-api-access-") + 5);
+            assert_int_equal(strspn(vname + 16, "bcdfghjklmnpqrstvwxz2456789"), 5);
+            json_t *want = parse("{\"projected\":{\"defaultMode\":420,\"sources\":["
+                                 "{\"serviceAccountToken\":{\"expirationSeconds\":3607,\"path\":\"token\"}},"
+                                 "{\"configMap\":{\"name\":\"kube-root-ca.crt\",\"items\":[{\"key\":"
+                                 "\"ca.crt\",\"path\":\"ca.crt\"}]}},{\"downwardAPI\":{\"items\":[{"
+                                 "\"path\":\"namespace\",\"fieldRef\":{\"apiVersion\":\"v1\","
+                                 "\"fieldPath\":\"metadata.namespace\"}}]}}]}}");
+            json_object_set_new(want, "name", json_string(vname));
+            assert_true(json_equal(v, want));
+            json_decref(want);
+        }
+        if (token_mounts(spec, vname) != cases[i].mounts)
+            fail_msg("case %zu: %zu mounts, want %zu", i, token_mounts(spec, vname), cases[i].mounts);
+        json_decref(p);
+    }
+    ck_sa_keys_free(f->s.sa_keys);
+    f->s.sa_keys = NULL;
+}
+
+/* a bearer token through ck_authn: 0 and the user, or -1 */
+static int authn_token(fixture *f, const char *tok, ck_user *u)
+{
+    char *hv = xasprintf("Bearer %s", tok);
+    ck_http_header h = {"Authorization", hv};
+    ck_http_req req = {.method = "GET", .target = "/api", .path = "/api", .query = "",
+                       .headers = &h, .nheaders = 1};
+    ck_error *e = NULL;
+    int rc = ck_authn(&f->s, &req, u, &e);
+    ck_error_free(e);
+    free(hv);
+    return rc;
+}
+
+static void test_bound_token(void **state)
+{
+    fixture *f = *state;
+    load_sa_key(f);
+    char old_s[32], recent_s[32];
+    int64_t now = ck_wall_ns() / 1000000000;
+    ck_rfc3339(now - 120, old_s);
+    ck_rfc3339(now - 10, recent_s);
+    put(f, "", "pods", "ns", "{\"metadata\":{\"name\":\"live\",\"namespace\":\"ns\",\"uid\":\"u1\"}}");
+    char *js = xasprintf("{\"metadata\":{\"name\":\"dying\",\"namespace\":\"ns\",\"uid\":\"u2\","
+                         "\"deletionTimestamp\":\"%s\"}}", recent_s);
+    put(f, "", "pods", "ns", js);
+    free(js);
+    js = xasprintf("{\"metadata\":{\"name\":\"dead\",\"namespace\":\"ns\",\"uid\":\"u3\","
+                   "\"deletionTimestamp\":\"%s\"}}", old_s);
+    put(f, "", "pods", "ns", js);
+    free(js);
+    static const struct {
+        const char *pod, *uid;
+        bool ok;
+    } cases[] = {
+        {NULL, NULL, true},         /* not bound */
+        {"live", "u1", true},
+        {"live", "u-old", false},   /* the pod was deleted and re-created */
+        {"gone", "u9", false},      /* the pod was deleted */
+        {"dying", "u2", true},      /* shutting down: still works for a minute */
+        {"dead", "u3", false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char *tok = ck_sa_token_issue(f->s.sa_keys, "ns", "default", NULL, NULL, 3600,
+                                      cases[i].pod, cases[i].uid, NULL, NULL);
+        assert_non_null(tok);
+        ck_user u = {0};
+        int rc = authn_token(f, tok, &u);
+        if ((rc == 0) != cases[i].ok)
+            fail_msg("case %zu (%s): authn %d", i, cases[i].pod ? cases[i].pod : "-", rc);
+        if (rc == 0) {
+            assert_string_equal(u.name, "system:serviceaccount:ns:default");
+            assert_true(u.ngroups >= 2);
+            assert_string_equal(u.groups[0], "system:serviceaccounts");
+            assert_string_equal(u.groups[1], "system:serviceaccounts:ns");
+            ck_user_free(&u);
+        }
+        free(tok);
+    }
+    ck_sa_keys_free(f->s.sa_keys);
+    f->s.sa_keys = NULL;
 }
 
 static void test_global_default(void **state)
@@ -386,6 +564,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pod_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pod_cases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_volume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bound_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_global_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_ranger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota, setup, teardown),

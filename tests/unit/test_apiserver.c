@@ -430,6 +430,8 @@ static void test_sa_tokens(void **state)
         assert_string_equal(cl.ns, "ns1");
         assert_string_equal(cl.name, "robot");
         assert_string_equal(cl.uid, "uid-1");
+        assert_string_equal(cl.pod, "pod-a");
+        assert_string_equal(cl.pod_uid, "puid");
         ck_sa_claims_free(&cl);
         /* a flipped byte in the payload breaks the signature */
         char *bad = xstrdup(tok);
@@ -451,6 +453,11 @@ static void test_sa_tokens(void **state)
         assert_int_equal(ck_sa_token_verify(k, tok2, &cl, NULL), -1);
         json_decref(aud);
         free(tok2);
+        char *tok4 = ck_sa_token_issue(k, "ns1", "robot", "uid-1", NULL, 3600, NULL, NULL, NULL, NULL);
+        assert_int_equal(ck_sa_token_verify(k, tok4, &cl, NULL), 0);
+        assert_null(cl.pod);    /* not bound */
+        ck_sa_claims_free(&cl);
+        free(tok4);
         /* expired */
         char *tok3 = ck_sa_token_issue(k, "ns1", "robot", "uid-1", NULL, -10, NULL, NULL, NULL, NULL);
         assert_int_equal(ck_sa_token_verify(k, tok3, &cl, NULL), -1);

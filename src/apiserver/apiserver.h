@@ -212,6 +212,9 @@ int ck_err_conflict(ck_error **err, const ck_resource *r, const char *name);
 char *ck_query(const ck_reqctx *c, const char *name);   /* caller frees */
 bool ck_query_bool(const ck_reqctx *c, const char *name);
 bool ck_accept_table(const ck_reqctx *c);
+/* 0 when the Accept header names a media type the API serves (or none at all); -1 with 406
+ * NotAcceptable in upstream's words otherwise. */
+int ck_accept_check(const ck_reqctx *c, ck_error **err);
 /* What the Accept header asks for: the object, a meta.k8s.io Table, or PartialObjectMetadata
  * (metadata-only clients such as the garbage collector). */
 enum ck_accept_as { CK_AS_OBJECT, CK_AS_TABLE, CK_AS_PARTIAL };
@@ -300,7 +303,13 @@ json_t *ck_rest_patch_apply(enum ck_patch_type t, const json_t *old, const json_
 /* PUT of the object (status_only false) or of its status subresource. */
 void ck_rest_put(ck_reqctx *c, bool status_only);
 /* DeleteOptions from the body (kubectl sends JSON) or the query. */
+/* DeleteOptions from the body and the query (gracePeriodSeconds, propagationPolicy, dryRun),
+ * validated as upstream's ValidateDeleteOptions: NULL with 400 (unparsable number) or 422
+ * DeleteOptions Invalid (c->details carries the causes). */
 json_t *ck_rest_delete_options(ck_reqctx *c, ck_error **err);
+/* Go's strconv.ParseInt(s, 10, 64) / ParseUint: 0, or -1 with upstream's error text in *why
+ * (the caller frees it). */
+int ck_parse_go_int(const char *s, bool is_unsigned, int64_t *out, char **why);
 /* The body's name must match the URL's; sets name and namespace from the URL. */
 int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err);
 /* One walk over obj (openapi.h): JSON types always (a mismatch is upstream's decode error: 400

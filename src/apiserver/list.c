@@ -45,8 +45,7 @@ json_t *ck_table_wrap(const ck_resource *r, json_t *items, const char *include, 
 
 /* ---- options ---- */
 
-/* Go's strconv.ParseInt(s, 10, 64) / ParseUint: 0, or -1 with upstream's error text in *why. */
-static int parse_go_int(const char *s, bool is_unsigned, int64_t *out, char **why)
+int ck_parse_go_int(const char *s, bool is_unsigned, int64_t *out, char **why)
 {
     const char *p = s;
     bool neg = false;
@@ -134,8 +133,8 @@ int ck_list_query_parse(const char *query, bool watch, ck_list_query *q, json_t 
     q->send_initial = query_flag(sie);
     /* decoding (400), in the order of the generated conversion: timeoutSeconds, then limit */
     char *why = NULL;
-    if ((tos && parse_go_int(tos, false, &q->timeout_seconds, &why) < 0) ||
-        (lim && parse_go_int(lim, false, &q->limit, &why) < 0)) {
+    if ((tos && ck_parse_go_int(tos, false, &q->timeout_seconds, &why) < 0) ||
+        (lim && ck_parse_go_int(lim, false, &q->limit, &why) < 0)) {
         ck_error_set(err, CK_E_BAD_REQUEST, "%s", why);
         free(why);
         ck_list_query_free(q);
@@ -184,7 +183,7 @@ int ck_list_query_parse(const char *query, bool watch, ck_list_query *q, json_t 
     json_decref(causes);
     /* the storage layer's resourceVersion parse: upstream's text; 400 rather than released
      * upstream's 500 (kubernetes/kubernetes#139485 asks for 400) */
-    if (q->rv && *q->rv && parse_go_int(q->rv, true, &q->rev, &why) < 0) {
+    if (q->rv && *q->rv && ck_parse_go_int(q->rv, true, &q->rev, &why) < 0) {
         cleanup_free char *qv = ck_go_quote(q->rv);
         ck_error_set(err, CK_E_BAD_REQUEST, "resourceVersion: Invalid value: %s: %s", qv, why);
         free(why);

@@ -1272,6 +1272,49 @@ static void do_patch(ck_reqctx *c)
     ck_respond_error(c, e);
 }
 
+/* upstream's ValidateDeleteOptions, in its order: orphanDependents with propagationPolicy,
+ * the policy's value, then every dryRun value */
+static int delete_options_check(ck_reqctx *c, const json_t *opts, ck_error **err)
+{
+    json_t *causes = json_array();
+    json_t *pp = json_object_get(opts, "propagationPolicy");
+    json_t *orphan = json_object_get(opts, "orphanDependents");
+    const char *policy = json_string_value(pp);
+    if (pp && !json_is_null(pp) && orphan && !json_is_null(orphan)) {
+        cleanup_free char *q = ck_go_quote(policy ? policy : "");
+        cleanup_free char *m = xasprintf("Invalid value: %s: orphanDependents and deletionPropagation "
+                                         "cannot be both set", q);
+        opt_cause(causes, "FieldValueInvalid", "propagationPolicy", m);
+    }
+    if (policy && strcmp(policy, "Foreground") && strcmp(policy, "Background") &&
+        strcmp(policy, "Orphan")) {
+        cleanup_free char *q = ck_go_quote(policy);
+        cleanup_free char *m = xasprintf("Unsupported value: %s: supported values: \"Foreground\", "
+                                         "\"Background\", \"Orphan\", \"nil\"", q);
+        opt_cause(causes, "FieldValueNotSupported", "propagationPolicy", m);
+    }
+    json_t *dry = json_object_get(opts, "dryRun");
+    size_t i;
+    json_t *v;
+    json_array_foreach(dry, i, v) {
+        if (json_is_string(v) && !strcmp(json_string_value(v), "All"))
+            continue;
+        cleanup_free char *q = ck_go_quote(json_is_string(v) ? json_string_value(v) : "");
+        cleanup_free char *m = xasprintf("Unsupported value: []string{%s}: supported values: \"All\"", q);
+        opt_cause(causes, "FieldValueNotSupported", "dryRun", m);
+        break;
+    }
+    if (!json_array_size(causes)) {
+        json_decref(causes);
+        return 0;
+    }
+    json_t *details = NULL;
+    ck_options_invalid("DeleteOptions", causes, &details, err);
+    json_decref(c->details);
+    c->details = details;
+    return -1;
+}
+
 json_t *ck_rest_delete_options(ck_reqctx *c, ck_error **err)
 {
     json_t *opts = NULL;
@@ -1285,12 +1328,24 @@ json_t *ck_rest_delete_options(ck_reqctx *c, ck_error **err)
     cleanup_free char *gp = ck_query(c, "gracePeriodSeconds");
     cleanup_free char *pp = ck_query(c, "propagationPolicy");
     cleanup_free char *dry = ck_query(c, "dryRun");
-    if (gp && *gp)
-        json_object_set_new(opts, "gracePeriodSeconds", json_integer(strtoll(gp, NULL, 10)));
+    if (gp && *gp) {
+        int64_t grace = 0;
+        cleanup_free char *why = NULL;
+        if (ck_parse_go_int(gp, false, &grace, &why) < 0) {
+            ck_error_set(err, CK_E_BAD_REQUEST, "%s", why);
+            json_decref(opts);
+            return NULL;
+        }
+        json_object_set_new(opts, "gracePeriodSeconds", json_integer(grace));
+    }
     if (pp && *pp)
         json_object_set_new(opts, "propagationPolicy", json_string(pp));
     if (dry && *dry)
         json_object_set_new(opts, "dryRun", json_pack("[s]", dry));
+    if (delete_options_check(c, opts, err) < 0) {
+        json_decref(opts);
+        return NULL;
+    }
     return opts;
 }
 
@@ -1318,6 +1373,9 @@ void ck_rest_serve(ck_reqctx *c)
         return ck_podproxy_serve(c);   /* exec, attach, portforward: relayed to the kubelet */
     if (rt->subresource)
         return ck_subres_serve(c);
+    ck_error *ae = NULL;   /* subresources such as log stream other media types */
+    if (ck_accept_check(c, &ae) < 0)
+        return ck_respond_error(c, ae);
     if (r->namespaced && rt->name && !rt->namespace_) {
         ck_error *e = NULL;
         ck_error_set(&e, CK_E_NOT_FOUND, "the server could not find the requested resource");

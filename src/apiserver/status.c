@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* A JSON string even when s is not valid UTF-8 (a name or message echoing a peer's bytes):
  * jansson refuses those, and an error must never turn into a 500 for it. */
@@ -204,6 +205,34 @@ enum ck_accept_as ck_accept_as(const ck_reqctx *c)
             return as;
     }
     return CK_AS_OBJECT;
+}
+
+int ck_accept_check(const ck_reqctx *c, ck_error **err)
+{
+    static const char *const served[] = {"application/json", "application/yaml",
+                                         "application/vnd.kubernetes.protobuf", "application/*",
+                                         "*/*"};
+    const char *accept = c->req ? ck_http_req_header(c->req, "Accept") : NULL;
+    if (!accept || !*accept)
+        return 0;
+    for (const char *p = accept; *p;) {
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, ",;");
+        size_t t = n;
+        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
+        for (size_t i = 0; i < ARRAY_SIZE(served); i++)
+            if (t == strlen(served[i]) && !strncasecmp(p, served[i], t))
+                return 0;
+        if (t == 0 && p[n] != ';')
+            return 0;   /* an empty range ("Accept: ,") asks for nothing in particular */
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
+    ck_error_set(err, CK_E_NOT_ACCEPTABLE, "only the following media types are accepted: "
+                 "application/json, application/yaml, application/vnd.kubernetes.protobuf");
+    return -1;
 }
 
 bool ck_accept_table(const ck_reqctx *c)

@@ -261,6 +261,10 @@ static void *pump(void *arg)
     int idle_ms = s->cfg.idle_timeout_ms > 0 ? s->cfg.idle_timeout_ms : 4 * 3600 * 1000;
     int create_ms = s->cfg.stream_create_timeout_ms > 0 ? s->cfg.stream_create_timeout_ms : 30000;
     ck_stream_proc p = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pty_fd = -1};
+    /* one read batch per wake-up; on the heap, not in TLS (a 1 MiB __thread array is reserved in
+     * every thread of every ckube process); declared here, before the first goto out */
+    enum { EXEC_READ_BATCH = 1 << 20 };
+    char *buf = NULL;
 
     /* SPDY: wait for the client's streams */
     int64_t deadline = ck_now_ns() + (int64_t)create_ms * 1000000;
@@ -306,10 +310,7 @@ static void *pump(void *arg)
 
     bool exited = false, client_gone = false;
     int status = 0;
-    /* one read batch per wake-up; on the heap, not in TLS (a 1 MiB __thread array is reserved in
-     * every thread of every ckube process and breaks threads with small stacks) */
-    enum { EXEC_READ_BATCH = 1 << 20 };
-    cleanup_free char *buf = xmalloc(EXEC_READ_BATCH);
+    buf = xmalloc(EXEC_READ_BATCH);
     size_t in_off = 0;
     ck_buf in_local;
     ck_buf_init(&in_local, CK_STREAMS_IN_LIMIT);
@@ -459,6 +460,7 @@ static void *pump(void *arg)
     close_fd(&p.out_fd);
     close_fd(&p.err_fd);
 out:
+    free(buf);
     if (p.pty_fd >= 0)
         close_fd(&p.pty_fd);
     ck_tunnel_detach(t);

@@ -7,10 +7,13 @@
  * format, keeps the container's stdin, and serves attach on a socket (attach.c); when init exits it writes
  * "<exit code> <finished wall ns>" to the exit file and leaves.  The kubelet therefore needs no
  * live link to a container: a restarted kubelet finds containers running (pid alive, no exit file)
- * or finished (exit file), and logs keep flowing meanwhile.
+ * or finished (exit file), and logs keep flowing meanwhile.  Shims are forked by one long-lived
+ * `ckube kubelet-shim --launcher` (no exec per container); the kubelet executes the shim itself
+ * only when the launcher is gone.
  *
- * ck_run_cmd is the one fork+exec helper: output bounded, a timeout, every fd but 0-2 closed in
- * the child.
+ * ck_spawn is the one process-starting helper (posix_spawn: no fork of the multi-threaded
+ * kubelet); ck_run_cmd runs a command with it: output bounded, a timeout, every fd but 0-2
+ * closed in the child.
  */
 #include <errno.h>
 #include <fcntl.h>

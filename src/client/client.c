@@ -426,3 +426,24 @@ done:
     curl_easy_cleanup(h);
     return rc;
 }
+
+json_t *ck_event_new(const char *name, const char *event_ns, const ck_event_about *about,
+                     const char *component, const char *instance, const char *host,
+                     const char *type, const char *reason, const char *message,
+                     const char *now_rfc3339)
+{
+    json_t *involved = json_pack("{s:s, s:s, s:s, s:s, s:s}", "apiVersion", about->api_version,
+                                 "kind", about->kind, "namespace", about->ns, "name", about->name,
+                                 "uid", about->uid);
+    if (about->resource_version)
+        json_object_set_new(involved, "resourceVersion", json_string(about->resource_version));
+    json_t *source = json_pack("{s:s}", "component", component);
+    if (host)
+        json_object_set_new(source, "host", json_string(host));
+    return json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:o, s:s, s:s, s:i, s:s, s:s}",
+                     "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace",
+                     event_ns, "involvedObject", involved, "reason", reason, "message", message,
+                     "type", type, "source", source, "firstTimestamp", now_rfc3339,
+                     "lastTimestamp", now_rfc3339, "count", 1, "reportingComponent", component,
+                     "reportingInstance", instance);
+}

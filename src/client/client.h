@@ -64,4 +64,18 @@ int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void 
 /* Map a metav1.Status reason to our error code (CK_E_INTERNAL when unknown). */
 enum ck_error_code ck_client_code_from_reason(const char *reason, long http_status);
 
+/* The object an Event is about (its involvedObject); resource_version may be NULL. */
+typedef struct ck_event_about {
+    const char *api_version, *kind, *ns, *name, *uid, *resource_version;
+} ck_event_about;
+
+/* A new core/v1 Event named `name` in namespace event_ns (count 1, first = last timestamp =
+ * now_rfc3339) about one object, from component/instance; host (source.host) may be NULL.
+ * The kubelet, the scheduler and the controller-manager all post events of this shape.
+ * Returns a NEW reference. */
+json_t *ck_event_new(const char *name, const char *event_ns, const ck_event_about *about,
+                     const char *component, const char *instance, const char *host,
+                     const char *type, const char *reason, const char *message,
+                     const char *now_rfc3339);
+
 #endif

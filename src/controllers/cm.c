@@ -342,21 +342,12 @@ void cm_event(cm *m, const json_t *obj, const char *component, const char *type,
     cleanup_free char *name = xasprintf("%s.%02x%02x%02x%02x%02x%02x%02x%02x", cm_name(obj),
                                         rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     const char *ns = cm_ns(obj);
-    json_t *ev = json_pack(
-        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s},"
-        " s:s, s:s, s:i, s:s, s:s}",
-        "apiVersion", "v1", "kind", "Event",
-        "metadata", "name", name, "namespace", ns && *ns ? ns : "default",
-        "involvedObject", "kind", cm_str(obj, "kind") ? cm_str(obj, "kind") : "",
-        "namespace", ns ? ns : "", "name", cm_name(obj), "uid", uid ? uid : "",
-        "apiVersion", cm_str(obj, "apiVersion") ? cm_str(obj, "apiVersion") : "",
-        "reason", reason, "message", msg, "type", type, "source", "component", component,
-        "firstTimestamp", now, "lastTimestamp", now, "count", 1, "reportingComponent", component,
-        "reportingInstance", component);
-    const char *rv = cm_str(obj, "metadata.resourceVersion");
-    if (rv)
-        json_object_set_new(json_object_get(ev, "involvedObject"), "resourceVersion",
-                            json_string(rv));
+    ck_event_about about = {.api_version = cm_str(obj, "apiVersion") ?: "",
+                            .kind = cm_str(obj, "kind") ?: "", .ns = ns ?: "",
+                            .name = cm_name(obj), .uid = uid ?: "",
+                            .resource_version = cm_str(obj, "metadata.resourceVersion")};
+    json_t *ev = ck_event_new(name, ns && *ns ? ns : "default", &about, component, component, NULL,
+                              type, reason, msg, now);
     pthread_mutex_lock(&m->ev_lock);
     json_array_append_new(m->ev_pending, ev);
     pthread_cond_signal(&m->ev_cond);

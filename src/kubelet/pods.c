@@ -306,14 +306,10 @@ void ck_pod_event(ck_kubelet *k, pod_rec *r, const char *type, const char *reaso
     int64_t wall = ck_wall_ns();
     ck_rfc3339(wall / 1000000000, now);
     cleanup_free char *name = xasprintf("%s.%llx", r->name, (unsigned long long)wall);
-    json_t *ev = json_pack(
-        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s, s:s},"
-        " s:s, s:s, s:i, s:s, s:s}",
-        "apiVersion", "v1", "kind", "Event", "metadata", "name", name, "namespace", r->ns,
-        "involvedObject", "kind", "Pod", "apiVersion", "v1", "namespace", r->ns, "name", r->name,
-        "uid", r->uid, "type", type, "reason", reason, "message", msg, "source", "component",
-        "kubelet", "host", k->node_name, "firstTimestamp", now, "lastTimestamp", now, "count", 1,
-        "reportingComponent", "kubelet", "reportingInstance", k->node_name);
+    ck_event_about about = {.api_version = "v1", .kind = "Pod", .ns = r->ns, .name = r->name,
+                            .uid = r->uid};
+    json_t *ev = ck_event_new(name, r->ns, &about, "kubelet", k->node_name, k->node_name, type,
+                              reason, msg, now);
     ck_error *err = NULL;
     json_t *out = ck_client_create(k->client, ck_resource_find("", "v1", "events"), r->ns, ev, &err);
     if (!out) {

@@ -216,14 +216,9 @@ static void post_event(sc_binder *b, const char *ns, const char *name, const cha
     snprintf(suffix, sizeof suffix, "%08llx", (unsigned long long)(rnd & 0xffffffffu));
     cleanup_free char *ev_name = xasprintf("%s.%s%08llx", name, suffix,
                                            (unsigned long long)(ck_wall_ns() & 0xffffffff));
-    json_t *e = json_pack(
-        "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:{s:s},"
-        " s:s, s:s, s:i, s:s, s:s}",
-        "apiVersion", "v1", "kind", "Event", "metadata", "name", ev_name, "namespace", ns,
-        "involvedObject", "apiVersion", "v1", "kind", "Pod", "namespace", ns, "name", name, "uid",
-        uid, "reason", reason, "message", message, "type", type, "source", "component",
-        s->name, "firstTimestamp", now, "lastTimestamp", now, "count", 1, "reportingComponent",
-        s->name, "reportingInstance", s->identity ? s->identity : s->name);
+    ck_event_about about = {.api_version = "v1", .kind = "Pod", .ns = ns, .name = name, .uid = uid};
+    json_t *e = ck_event_new(ev_name, ns, &about, s->name, s->identity ? s->identity : s->name, NULL,
+                             type, reason, message, now);
     json_t *out = ck_client_create(s->client, events, ns, e, &err);
     json_decref(e);
     if (!out) {

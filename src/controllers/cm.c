@@ -491,6 +491,16 @@ bool cm_deleting(const json_t *obj)
     return cm_get(obj, "metadata.deletionTimestamp") != NULL;
 }
 
+bool cm_namespace_active(ck_informer *namespaces, const char *name)
+{
+    json_t *ns = ck_informer_get(namespaces, NULL, name);
+    if (!ns)
+        return false;
+    bool active = !cm_deleting(ns) && strcmp(cm_str(ns, "status.phase") ?: "", "Terminating");
+    json_decref(ns);
+    return active;
+}
+
 void cm_split_key(const char *key, char **ns, const char **name)
 {
     const char *slash = strchr(key, '/');

@@ -66,6 +66,9 @@ const char *cm_ns(const json_t *obj);
 const char *cm_uid(const json_t *obj);
 const char *cm_annotation(const json_t *obj, const char *key);
 bool cm_deleting(const json_t *obj);
+/* Whether the namespaces informer holds `name` and it is neither being deleted nor Terminating
+ * (the controllers that keep an object in every namespace stop there). */
+bool cm_namespace_active(ck_informer *namespaces, const char *name);
 /* Split "ns/name" (or "name"); *ns is NULL for cluster keys.  Caller frees *ns. */
 void cm_split_key(const char *key, char **ns, const char **name);
 /* The ownerReference with controller=true, or NULL. */

@@ -52,12 +52,7 @@ static void on_cm_update(void *ctx, json_t *old, json_t *obj)
 static int sync_ns(void *self, const char *key, ck_error **err)
 {
     rootca *c = self;
-    json_t *ns = ck_informer_get(c->nss, NULL, key);
-    if (!ns)
-        return 0;
-    bool active = !cm_deleting(ns) && strcmp(cm_str(ns, "status.phase") ?: "", "Terminating");
-    json_decref(ns);
-    if (!active)
+    if (!cm_namespace_active(c->nss, key))
         return 0;
     json_t *cur = ck_informer_get(c->cms, key, ROOT_CA_NAME);
     json_t *out = NULL;

@@ -33,12 +33,7 @@ static void on_sa_delete(void *ctx, json_t *sa)
 static int sync_ns(void *self, const char *key, ck_error **err)
 {
     sac *c = self;
-    json_t *ns = ck_informer_get(c->nss, NULL, key);
-    if (!ns)
-        return 0;
-    bool active = !cm_deleting(ns) && strcmp(cm_str(ns, "status.phase") ?: "", "Terminating");
-    json_decref(ns);
-    if (!active)
+    if (!cm_namespace_active(c->nss, key))
         return 0;
     json_t *sa = ck_informer_get(c->sas, key, "default");
     if (sa) {

@@ -1,9 +1,9 @@
 /* defaults.c - ck_default (validate.h): the defaults upstream's pkg/apis/<group>/v1 defaulting
  * functions apply to the built-in kinds, in place.  Only unset fields are filled. */
 #include "apiserver/validate.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 
-#include <openssl/evp.h>
 #include <string.h>
 
 static json_t *obj_at(json_t *o, const char *k)
@@ -203,11 +203,8 @@ static void merge_string_data(json_t *secret)
             const char *plain = json_string_value(v);
             if (!plain)
                 continue;
-            size_t n = strlen(plain);
-            char *b64 = xmalloc(4 * ((n + 2) / 3) + 1);
-            EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)plain, (int)n);
+            cleanup_free char *b64 = ck_b64_encode(plain, strlen(plain));
             json_object_set_new(data, k, json_string(b64));
-            free(b64);
         }
     }
     json_object_del(secret, "stringData");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "kubelet/kubelet.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 
 #define MANIFEST_MAX (4 * 1024 * 1024)
@@ -45,14 +46,6 @@ static void pull_free(pull *p)
     free(p->pass);
 }
 
-static char *b64(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = xmalloc(4 * ((n + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)s, (int)n);
-    return out;
-}
-
 static void set_authz(pull *p, const char *scheme, const char *cred)
 {
     free(p->authz);
@@ -62,7 +55,7 @@ static void set_authz(pull *p, const char *scheme, const char *cred)
 static void set_basic(pull *p)
 {
     cleanup_free char *up = xasprintf("%s:%s", p->user, p->pass);
-    cleanup_free char *enc = b64(up);
+    cleanup_free char *enc = ck_b64_encode(up, strlen(up));
     set_authz(p, "Basic", enc);
 }
 
@@ -109,14 +102,10 @@ int ck_registry_creds(const json_t *auths, const char *host, char **user, char *
         }
         if (a) {
             /* "auth" is base64("user:password") */
-            size_t n = strlen(a);
-            cleanup_free unsigned char *d = xmalloc(n / 4 * 3 + 4);
-            int dl = EVP_DecodeBlock(d, (const unsigned char *)a, (int)n);
-            if (dl < 0)
+            size_t dl = 0;
+            cleanup_free unsigned char *d = ck_b64_decode(a, &dl);
+            if (!d)
                 continue;
-            while (n > 0 && a[n - 1] == '=' && dl > 0)
-                n--, dl--;
-            d[dl] = '\0';
             char *colon = strchr((char *)d, ':');
             if (!colon)
                 continue;

@@ -16,7 +16,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "kubelet/pods.h"
+#include "lib/base64.h"
 #include "lib/quantity.h"
 #include "lib/util.h"
 
@@ -34,30 +34,12 @@ static char *vol_dir(const pod_rec *r, const char *name)
     return xasprintf("%s/volumes/%s", r->dir, name);
 }
 
-static char *b64_decode(const char *in, size_t *outlen)
-{
-    size_t len = strlen(in);
-    unsigned char *out = xmalloc(len / 4 * 3 + 4);
-    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0) {
-        free(out);
-        return NULL;
-    }
-    while (len > 0 && in[len - 1] == '=') {
-        n--;
-        len--;
-    }
-    out[n] = '\0';
-    *outlen = (size_t)n;
-    return (char *)out;
-}
-
 /* A Secret's data as bytes: data (base64), else stringData (an API server that keeps it). */
 static char *secret_value(json_t *obj, const char *key, size_t *len)
 {
     const char *v = json_string_value(json_object_get(json_object_get(obj, "data"), key));
     if (v)
-        return b64_decode(v, len);
+        return (char *)ck_b64_decode(v, len);
     v = json_string_value(json_object_get(json_object_get(obj, "stringData"), key));
     if (!v)
         return NULL;
@@ -75,7 +57,7 @@ static json_t *secret_all(json_t *obj)
         json_object_set(out, key, v);
     json_object_foreach(json_object_get(obj, "data"), key, v) {
         size_t l;
-        char *d = b64_decode(json_string_value(v) ?: "", &l);
+        char *d = (char *)ck_b64_decode(json_string_value(v) ?: "", &l);
         json_object_set_new(out, key, json_stringn(d ? d : "", d ? l : 0));
         free(d);
     }

@@ -1,6 +1,8 @@
 /* base64.c - unpadded base64url; see base64.h. */
 #include "lib/base64.h"
 
+#include <openssl/evp.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,5 +55,31 @@ unsigned char *ck_b64url_decode(const char *s, size_t n, size_t *outlen)
     }
     out[o] = '\0';
     *outlen = o;
+    return out;
+}
+
+char *ck_b64_encode(const void *in, size_t n)
+{
+    char *out = xmalloc(4 * ((n + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+    return out;
+}
+
+unsigned char *ck_b64_decode(const char *s, size_t *outlen)
+{
+    size_t n = strlen(s);
+    unsigned char *out = xmalloc(n / 4 * 3 + 4);
+    int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
+    if (len < 0) {
+        free(out);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts the bytes the '=' padding stands for */
+    while (n > 0 && s[n - 1] == '=' && len > 0) {
+        n--;
+        len--;
+    }
+    out[len] = '\0';
+    *outlen = (size_t)len;
     return out;
 }

@@ -1,4 +1,5 @@
-/* base64.h - unpadded base64url (RFC 4648 section 5), as upstream's continue tokens and JWTs use.
+/* base64.h - unpadded base64url (RFC 4648 section 5), as upstream's continue tokens and JWTs use,
+ * and padded standard base64 (section 4), as Secret data and registry credentials use.
  *
  * Encoding appends to a ck_buf (so a caller can build "a.b.c" in one buffer) and never pads.
  * Decoding takes the URL alphabet only, tolerates trailing '=' padding, and returns a
@@ -15,5 +16,12 @@ int ck_b64url_encode(ck_buf *out, const void *in, size_t n);
 
 /* Decode [s, s+n); *outlen gets the byte count.  Caller frees. */
 unsigned char *ck_b64url_decode(const char *s, size_t n, size_t *outlen);
+
+/* Standard alphabet, padded: a NUL-terminated string.  Caller frees. */
+char *ck_b64_encode(const void *in, size_t n);
+
+/* Standard alphabet, padded (length a multiple of 4); returns a NUL-terminated copy with the
+ * byte count in *outlen, or NULL if s is not valid base64.  Caller frees. */
+unsigned char *ck_b64_decode(const char *s, size_t *outlen);
 
 #endif

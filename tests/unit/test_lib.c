@@ -118,6 +118,32 @@ static void test_b64url(void **state)
     ck_buf_free(&small);
 }
 
+/* RFC 4648 vectors in the standard alphabet, padded; bad input is refused. */
+static void test_b64_std(void **state)
+{
+    (void)state;
+    static const struct { const char *plain, *enc; } cases[] = {
+        {"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "+/8="},
+        {"user:pa:ss", "dXNlcjpwYTpzcw=="},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *enc = ck_b64_encode(cases[i].plain, strlen(cases[i].plain));
+        assert_string_equal(enc, cases[i].enc);
+        free(enc);
+        size_t n = 99;
+        unsigned char *dec = ck_b64_decode(cases[i].enc, &n);
+        assert_non_null(dec);
+        assert_int_equal(n, strlen(cases[i].plain));
+        assert_memory_equal(dec, cases[i].plain, n);
+        assert_int_equal(dec[n], 0);
+        free(dec);
+    }
+    size_t n;
+    assert_null(ck_b64_decode("Zm9", &n));      /* not a multiple of 4 */
+    assert_null(ck_b64_decode("Zm-_", &n));     /* URL alphabet */
+}
+
 static void test_flags(void **state)
 {
     char *name = NULL;
@@ -148,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_flags),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_b64_std),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* base64.c - unpadded base64url; see base64.h. */
+/* base64.c - base64url, standard and lenient base64; see base64.h. */
 #include "lib/base64.h"
 
 #include <openssl/evp.h>
@@ -81,5 +81,48 @@ unsigned char *ck_b64_decode(const char *s, size_t *outlen)
     }
     out[len] = '\0';
     *outlen = (size_t)len;
+    return out;
+}
+
+/* 0-63 for either alphabet's digit, -2 for whitespace, -1 otherwise. */
+static int lenient_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') return -2;
+    return -1;
+}
+
+unsigned char *ck_b64_decode_lenient(const char *s, size_t n, size_t *outlen)
+{
+    unsigned char *out = xmalloc(n / 4 * 3 + 4);
+    size_t o = 0, digits = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n && s[i] != '='; i++) {
+        int v = lenient_value((unsigned char)s[i]);
+        if (v == -2)
+            continue;
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        digits++;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits & 0xff);
+        }
+    }
+    if (digits % 4 == 1) {   /* a lone digit cannot carry a whole byte */
+        free(out);
+        return NULL;
+    }
+    out[o] = '\0';
+    *outlen = o;
     return out;
 }

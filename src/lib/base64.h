@@ -24,4 +24,9 @@ char *ck_b64_encode(const void *in, size_t n);
  * byte count in *outlen, or NULL if s is not valid base64.  Caller frees. */
 unsigned char *ck_b64_decode(const char *s, size_t *outlen);
 
+/* [s, s+n) in the standard or the URL alphabet, whitespace skipped, '=' padding optional, as
+ * kubeconfig "*-data" fields and etcd's JSON gateway carry bytes.  A NUL-terminated copy with
+ * the byte count in *outlen, or NULL on any other character.  Caller frees. */
+unsigned char *ck_b64_decode_lenient(const char *s, size_t n, size_t *outlen);
+
 #endif

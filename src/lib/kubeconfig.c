@@ -1,6 +1,7 @@
 /* kubeconfig.c - see kubeconfig.h.  Parsing walks the libyaml document tree; rendering writes
  * text directly (the shape is fixed, every free-form string is double-quoted and escaped). */
 #include "lib/kubeconfig.h"
+#include "lib/base64.h"
 #include "lib/util.h"
 
 #include <libgen.h>
@@ -8,60 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <yaml.h>
 
 #define KUBECONFIG_LIMIT (4u << 20)   /* a kubeconfig or a file it references */
 
-/* --- base64 --- */
-
-static char *b64_encode(const char *data, size_t len)
-{
-    char *out = xmalloc(4 * ((len + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)data, (int)len);
-    return out;
-}
-
-static int b64_val(int c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
-/* Standard or URL alphabet, whitespace ignored, padding optional.  -1 on a bad character. */
-static int b64_decode(const char *s, char **out, size_t *outlen)
-{
-    size_t n = strlen(s);
-    char *o = xmalloc(n / 4 * 3 + 4);
-    size_t len = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (; *s; s++) {
-        if (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')
-            continue;
-        if (*s == '=')
-            break;
-        int v = b64_val((unsigned char)*s);
-        if (v < 0) {
-            free(o);
-            return -1;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[len++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    o[len] = '\0';
-    *out = o;
-    *outlen = len;
-    return 0;
-}
 
 /* --- the YAML tree --- */
 
@@ -134,7 +86,7 @@ static int load_pem(parse_ctx *c, yaml_node_t *m, const char *field, char **out,
     const char *data = map_str(c, m, data_key);
     const char *file = map_str(c, m, field);
     if (data) {
-        if (b64_decode(data, out, len) < 0)
+        if (!(*out = (char *)ck_b64_decode_lenient(data, strlen(data), len)))
             return ck_error_set(err, CK_E_INVALID, "%s: not valid base64", data_key);
         return 0;
     }
@@ -324,7 +276,7 @@ static void field_b64(ck_buf *b, const char *indent, const char *key, const char
 {
     if (!data)
         return;
-    cleanup_free char *enc = b64_encode(data, len);
+    cleanup_free char *enc = ck_b64_encode(data, len);
     ck_buf_printf(b, "%s%s: %s\n", indent, key, enc);
 }
 

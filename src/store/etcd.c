@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -57,79 +58,11 @@ typedef struct etcd_store {
 
 static const ck_store_ops etcd_ops;
 
-/* ---- base64 (etcd's JSON carries bytes as standard base64 with padding) ---- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    char *out = xmalloc((len + 2) / 3 * 4 + 1), *o = out;
-    size_t i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = b64_alphabet[v >> 18 & 63];
-        *o++ = b64_alphabet[v >> 12 & 63];
-        *o++ = b64_alphabet[v >> 6 & 63];
-        *o++ = b64_alphabet[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0);
-        *o++ = b64_alphabet[v >> 18 & 63];
-        *o++ = b64_alphabet[v >> 12 & 63];
-        *o++ = i + 1 < len ? b64_alphabet[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
-/* Decode into a new NUL-terminated buffer; -1 on malformed input. */
-static int b64_decode(const char *s, size_t n, char **out, size_t *out_len)
-{
-    while (n > 0 && s[n - 1] == '=')
-        n--;
-    if (n % 4 == 1)
-        return -1;
-    char *buf = xmalloc(n / 4 * 3 + 3 + 1);
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value((unsigned char)s[i]);
-        if (v < 0) {
-            free(buf);
-            return -1;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (char)(acc >> bits & 0xff);
-        }
-    }
-    buf[o] = '\0';
-    *out = buf;
-    *out_len = o;
-    return 0;
-}
-
 /* ---- JSON helpers ---- */
 
 static json_t *j_bytes(const void *p, size_t n)
 {
-    char *b = b64_encode(p, n);
+    char *b = ck_b64_encode(p, n);   /* etcd's JSON carries bytes as padded base64 */
     json_t *j = json_string(b);
     free(b);
     return j;
@@ -165,9 +98,10 @@ static int kv_from_json(json_t *j, ck_kv *out, ck_error **err)
     const char *k = json_string_value(json_object_get(j, "key"));
     const char *v = json_string_value(json_object_get(j, "value"));
     size_t klen;
-    if (!k || b64_decode(k, strlen(k), &out->key, &klen) < 0)
+    if (!k || !(out->key = (char *)ck_b64_decode_lenient(k, strlen(k), &klen)))
         return ck_error_set(err, CK_E_INTERNAL, "etcd: malformed key in response");
-    if (b64_decode(v ? v : "", v ? strlen(v) : 0, &out->value, &out->value_len) < 0) {
+    out->value = (char *)ck_b64_decode_lenient(v ? v : "", v ? strlen(v) : 0, &out->value_len);
+    if (!out->value) {
         ck_kv_free(out);
         return ck_error_set(err, CK_E_INTERNAL, "etcd: malformed value in response");
     }

@@ -7,77 +7,28 @@
 # controller makes `default` accounts in new namespaces.  Prints "ok - ..." / "not ok - ...";
 # exits non-zero on failure.  Loopback only; the trap stops the server and removes the temp dir.
 set -u
-BUILD=${BUILD:-build}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-case $BUILD in /*) CKUBE=$BUILD/ckube ;; *) CKUBE=$ROOT/$BUILD/ckube ;; esac
+. "$(dirname "$0")/lib/common.sh"
 K=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
 T=$(mktemp -d /tmp/ckube-e2e-admission.XXXXXX)
 PID=
-FAILED=0
 
 cleanup() {
-    if [ -n "$PID" ]; then
-        kill -TERM "$PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PID" 2>/dev/null
-    fi
+    e2e_kill "$PID"
     rm -rf "$T"
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; FAILED=1; }
-# expect DESC SUBSTRING CMD...: CMD's combined output must contain SUBSTRING
-expect() {
-    local desc=$1 want=$2 out
-    shift 2
-    out=$("$@" 2>&1)
-    if [[ "$out" == *"$want"* ]]; then
-        ok "$desc"
-    else
-        notok "$desc"
-        echo "#   wanted: $want"
-        printf '%s\n' "$out" | head -n 6 | sed 's/^/#   got: /'
-    fi
-}
-expect_not() {
-    local desc=$1 bad=$2 out
-    shift 2
-    out=$("$@" 2>&1)
-    if [[ "$out" != *"$bad"* ]]; then
-        ok "$desc"
-    else
-        notok "$desc"
-        printf '%s\n' "$out" | head -n 6 | sed 's/^/#   got: /'
-    fi
-}
-
 [ -x "$K" ] || { echo "skip - admission e2e ($K not installed)"; exit 0; }
 
-mkdir -p "$T/pki"
-(
-    cd "$T/pki" || exit 1
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=e2e-ca"
-    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >srv.ext
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 2 -extfile srv.ext
-    echo 'e2e-admin-token,admin,uid-1,"system:masters"' >tokens.csv
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key
-) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
+e2e_pki "$T/pki" || { notok "generate test certificates"; cat "$T/pki/openssl.log"; exit 1; }
+echo 'e2e-admin-token,admin,uid-1,"system:masters"' >"$T/pki/tokens.csv"
 
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
     --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
     --token-auth-file "$T/pki/tokens.csv" --service-account-signing-key-file "$T/pki/sa.key" \
     >"$T/apiserver.log" 2>&1 &
 PID=$!
-PORT=
-touch "$T/apiserver.log"
-for _ in $(seq 100); do
-    PORT=$(sed -n 's/.*serving HTTPS on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/apiserver.log")
-    [ -n "$PORT" ] && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
+PORT=$(e2e_apiserver_port "$PID" "$T/apiserver.log")
 [ -n "$PORT" ] || { notok "apiserver starts"; cat "$T/apiserver.log"; exit 1; }
 URL=https://127.0.0.1:$PORT
 AC=(curl -s --cacert "$T/pki/ca.crt" -H "Authorization: Bearer e2e-admin-token")
@@ -275,23 +226,6 @@ expect "a metadata finalizer still holds a finalized namespace" "Terminating" k 
 k patch ns held --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1
 expect "removing the last metadata finalizer removes it" 'namespaces "held" not found' k get ns held
 
-if ! kill -0 "$PID" 2>/dev/null; then
-    notok "apiserver still running at the end"; tail -n 30 "$T/apiserver.log"
-else
-    # stop it here so that sanitizer leak reports (written at exit) are in the log below
-    kill -TERM "$PID"
-    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$PID" 2>/dev/null; then
-        notok "apiserver stops on SIGTERM within 10s"
-    else
-        wait "$PID"
-        rc=$?
-        PID=
-        [ "$rc" -eq 0 ] && ok "apiserver stops cleanly on SIGTERM" || notok "apiserver exit status $rc on SIGTERM"
-    fi
-fi
-if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log"; then
-    notok "sanitizer reports"
-    grep -E -A12 "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log" | head -60
-fi
+e2e_stop_checked apiserver "$PID" "$T/apiserver.log" && PID=
+e2e_sanitizer_check "$T/apiserver.log"
 exit $FAILED

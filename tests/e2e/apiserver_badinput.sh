@@ -6,14 +6,12 @@
 # (tests/e2e/badinput_probe.py does the probing).  Finally the API server child must never have
 # exited or been restarted.  Loopback only; the trap stops the server and removes the temp dir.
 set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
+. "$(dirname "$0")/lib/common.sh"
+CK=$CKUBE
 tmp=$(mktemp -d /tmp/ckube-e2e-badinput.XXXXXX)
 data=$tmp/data
 log=$tmp/server.log
 spid=
-fails=0
 
 cleanup() {
     if [ -n "$spid" ]; then
@@ -29,8 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; fails=$((fails + 1)); }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -4,24 +4,17 @@
 # HTTPS with x509 client certificates made here with the openssl CLI.  Asserts output texts and
 # upstream error messages.  Prints "ok - ..." / "not ok - ..." lines; exits non-zero on failure.
 set -u
-BUILD=${BUILD:-build}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CKUBE=$ROOT/$BUILD/ckube
+. "$(dirname "$0")/lib/common.sh"
 KBIN=/usr/lib/google-cloud-sdk/bin
 VERSIONS=${KUBECTL_VERSIONS:-"1.27 1.33"}
 T=$(mktemp -d /tmp/ckube-e2e-apiserver.XXXXXX)
 PID=
-FAILED=0
 WATCHPID=
 ETCDPID=
 
 cleanup() {
     [ -n "$WATCHPID" ] && kill "$WATCHPID" 2>/dev/null
-    if [ -n "$PID" ]; then
-        kill -TERM "$PID" 2>/dev/null
-        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PID" 2>/dev/null
-    fi
+    e2e_kill "$PID"
     if [ -n "$ETCDPID" ]; then
         kill "$ETCDPID" 2>/dev/null
         wait "$ETCDPID" 2>/dev/null
@@ -30,50 +23,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; FAILED=1; }
-
-# expect DESC SUBSTRING CMD...: CMD's combined output must contain SUBSTRING
-expect() {
-    local desc=$1 want=$2 out
-    shift 2
-    out=$("$@" 2>&1)
-    if [[ "$out" == *"$want"* ]]; then
-        ok "$V $desc"
-    else
-        notok "$V $desc"
-        echo "#   wanted: $want"
-        printf '%s\n' "$out" | head -n 6 | sed 's/^/#   got: /'
-    fi
-}
-# expect_not DESC SUBSTRING CMD...: output must NOT contain SUBSTRING
-expect_not() {
-    local desc=$1 bad=$2 out
-    shift 2
-    out=$("$@" 2>&1)
-    if [[ "$out" != *"$bad"* ]]; then
-        ok "$V $desc"
-    else
-        notok "$V $desc"
-        printf '%s\n' "$out" | head -n 6 | sed 's/^/#   got: /'
-    fi
-}
+# every check is named after the client that made it: "server", a kubectl version or "python"
+setv() { V=$1; EXPECT_PREFIX="$V "; }
 
 # ---- certificates ----
-mkdir -p "$T/pki"
-(
-    cd "$T/pki" || exit 1
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=e2e-ca"
-    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver"
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >srv.ext
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 2 -extfile srv.ext
-    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=kubernetes-admin"
-    printf 'extendedKeyUsage=clientAuth\n' >cl.ext
-    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 2 -extfile cl.ext
-    echo 'e2e-token-1,token-user,uid-7,"team-a,team-b"' >tokens.csv
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key
-    openssl pkey -in sa.key -pubout -out sa.pub
-) >"$T/openssl.log" 2>&1 || { notok "generate test certificates"; cat "$T/openssl.log"; exit 1; }
+e2e_pki "$T/pki" client || { notok "generate test certificates"; cat "$T/pki/openssl.log"; exit 1; }
+echo 'e2e-token-1,token-user,uid-7,"team-a,team-b"' >"$T/pki/tokens.csv"
 
 # ---- start the apiserver on a free loopback port (STORE=etcd: on a throwaway etcd) ----
 STORE_FLAGS=()
@@ -92,20 +47,13 @@ fi
     --service-account-signing-key-file "$T/pki/sa.key" --service-account-key-file "$T/pki/sa.pub" \
     >"$T/apiserver.log" 2>&1 &
 PID=$!
-PORT=
-touch "$T/apiserver.log"
-for _ in $(seq 100); do
-    PORT=$(sed -n 's/.*serving HTTPS on 127.0.0.1:\([0-9]*\).*/\1/p' "$T/apiserver.log")
-    [ -n "$PORT" ] && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
+PORT=$(e2e_apiserver_port "$PID" "$T/apiserver.log")
 if [ -z "$PORT" ]; then
     notok "apiserver starts"; cat "$T/apiserver.log"; exit 1
 fi
 URL=https://127.0.0.1:$PORT
 CURL=(curl -s --cacert "$T/pki/ca.crt")
-V=server
+setv server
 expect "readyz answers ok" "ok" "${CURL[@]}" "$URL/readyz"
 expect "readyz?verbose lists checks" "[+]etcd ok" "${CURL[@]}" "$URL/readyz?verbose"
 expect "anonymous /version allowed" '"gitVersion"' "${CURL[@]}" "$URL/version"
@@ -151,7 +99,7 @@ WTOOK=$((SECONDS - WSTART))
 types() { sed -n 's/^{"type":"\([A-Z]*\)".*/\1/p' "$1" | tr '\n' ' '; }
 expect "watch with a label selector: leaving = DELETED, entering = ADDED" "ADDED DELETED ADDED DELETED" types "$T/w1.out"
 expect "watch without selector: ADDED MODIFIED MODIFIED DELETED" "ADDED MODIFIED MODIFIED DELETED" types "$T/w2.out"
-[ "$WTOOK" -le 8 ] && ok "$V watch ends at timeoutSeconds" || notok "$V watch ends at timeoutSeconds (took ${WTOOK}s)"
+[ "$WTOOK" -le 8 ] && ok "watch ends at timeoutSeconds" || notok "watch ends at timeoutSeconds (took ${WTOOK}s)"
 expect "watch with sendInitialEvents ends the initial list with a bookmark" '"k8s.io/initial-events-end":"true"' "${AC[@]}" -N "$CM?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
 expect "watch with sendInitialEvents sends ADDED for existing objects" '{"type":"ADDED"' "${AC[@]}" -N "$URL/api/v1/namespaces?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
 expect "watch from a compacted revision: ERROR 410 Expired" '"code":410' "${AC[@]}" -N "$CM?watch=true&resourceVersion=1&timeoutSeconds=2"
@@ -229,6 +177,7 @@ EOF
 export KUBECONFIG=$T/kubeconfig
 
 for V in $VERSIONS; do
+    setv "$V"
     K=$KBIN/kubectl.$V
     if [ ! -x "$K" ]; then
         echo "skip - kubectl $V (not installed)"
@@ -397,7 +346,7 @@ EOF
 done
 
 # ---- the official Python client over HTTPS with the admin certificate ----
-V=python
+setv python
 if /usr/bin/python3 -c 'import kubernetes' 2>/dev/null; then
     expect "python3-kubernetes: list namespaces, create and read a configmap" "PYTHON-OK" /usr/bin/python3 - "$T/kubeconfig" <<'EOF'
 import sys
@@ -421,24 +370,7 @@ else
     echo "skip - python3-kubernetes (not installed)"
 fi
 
-V=server
-if ! kill -0 "$PID" 2>/dev/null; then
-    notok "$V still running at the end"
-    tail -n 30 "$T/apiserver.log"
-else
-    kill -TERM "$PID"
-    for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$PID" 2>/dev/null; then
-        notok "$V stops on SIGTERM within 10s"
-    else
-        wait "$PID"
-        rc=$?
-        PID=
-        [ "$rc" -eq 0 ] && ok "$V stops cleanly on SIGTERM" || notok "$V exit status $rc on SIGTERM"
-    fi
-fi
-if grep -qE "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log"; then
-    notok "$V sanitizer reports"
-    grep -E -A12 "AddressSanitizer|LeakSanitizer|runtime error" "$T/apiserver.log" | head -60
-fi
+setv server
+e2e_stop_checked apiserver "$PID" "$T/apiserver.log" && PID=
+e2e_sanitizer_check "$T/apiserver.log"
 exit $FAILED

@@ -4,19 +4,15 @@
 # dump (CK_DISCOVERY_DUMP / CK_OPENAPI_DUMP).  Checks api-resources (aggregated and legacy),
 # explain (OpenAPI v3), and that create -f enables server-side field validation.
 set -u
-BUILD=${BUILD:-build}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib/common.sh"
 KDIR=/usr/lib/google-cloud-sdk/bin
 TMP=$(mktemp -d)
 STUB_PID=
-fail=0
 cleanup() {
     [ -n "$STUB_PID" ] && kill "$STUB_PID" 2>/dev/null && wait "$STUB_PID" 2>/dev/null
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; fail=1; }
 
 mkdir -p "$TMP/docs"
 CK_DISCOVERY_DUMP=$TMP/docs "$ROOT/$BUILD/tests/test_discovery" >/dev/null 2>&1 || { notok "dump discovery"; exit 1; }
@@ -109,4 +105,4 @@ for v in 1.27 1.33; do
         notok "kubectl $v apply patch: $body"
     fi
 done
-exit $fail
+exit $FAILED

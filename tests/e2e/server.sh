@@ -4,15 +4,13 @@
 # components restarted, SIGTERM -> exit 0 with nothing left behind, a second start keeping all
 # state, no orphans when the server itself is SIGKILLed, and on etcd: an outage, a dead peer.  Loopback only; everything it starts is killed by the trap.
 set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-build}
-case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
+. "$(dirname "$0")/lib/common.sh"
+CK=$CKUBE
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
 tmp=$(mktemp -d /tmp/ckube-e2e-server.XXXXXX)
 data=$tmp/data
 log=$tmp/server.log
 spid=
-fails=0
 
 etcd_pid=
 cleanup() {
@@ -25,8 +23,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; fails=$((fails + 1)); }
 skip() { echo "skip - $*"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else notok "$d"; fi; }
 

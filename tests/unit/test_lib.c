@@ -144,6 +144,31 @@ static void test_b64_std(void **state)
     assert_null(ck_b64_decode("Zm-_", &n));     /* URL alphabet */
 }
 
+/* kubeconfig "*-data" fields and etcd's gateway: either alphabet, whitespace, padding optional */
+static void test_b64_lenient(void **state)
+{
+    (void)state;
+    static const struct { const char *enc; const char *plain; size_t len; } ok[] = {
+        {"", "", 0}, {"Zg==", "f", 1}, {"Zg", "f", 1}, {"Zm9v\nYmFy\n", "foobar", 6},
+        {" Zm9v Yg ", "foob", 4}, {"+/8=", "\xfb\xff", 2}, {"-_8", "\xfb\xff", 2},
+        {"AAE=", "\0\1", 2},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        size_t n = 99;
+        unsigned char *dec = ck_b64_decode_lenient(ok[i].enc, strlen(ok[i].enc), &n);
+        assert_non_null(dec);
+        assert_int_equal(n, ok[i].len);
+        assert_memory_equal(dec, ok[i].plain, n);
+        assert_int_equal(dec[n], 0);
+        free(dec);
+    }
+    static const char *bad[] = {"Zm9v!", "Z", "Zm9vY", "Zm\x80v"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n;
+        assert_null(ck_b64_decode_lenient(bad[i], strlen(bad[i]), &n));
+    }
+}
+
 static void test_flags(void **state)
 {
     char *name = NULL;
@@ -175,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_b64url),
         cmocka_unit_test(test_b64_std),
+        cmocka_unit_test(test_b64_lenient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

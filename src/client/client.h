@@ -31,6 +31,10 @@ void ck_client_free(ck_client *c);
  * body gives an empty object). */
 json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
                           const char *content_type, ck_error **err);
+/* GET path, decoding only what the ck_json_filter spec `filter` keeps of the body (NULL = all):
+ * a list whose items a cache trims anyway is never built whole. */
+json_t *ck_client_get_filtered(ck_client *c, const char *path, const json_t *filter,
+                               ck_error **err);
 
 /* "/api/v1/namespaces/<ns>/pods/<name>/<sub>" for a resource; ns ignored for cluster-scoped
  * kinds, name/sub may be NULL.  Caller frees. */
@@ -60,6 +64,11 @@ typedef bool (*ck_client_watch_cb)(void *ctx, const char *type, json_t *object);
  * polled about every 100 ms; when it becomes true the watch ends with 0. */
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
                     const volatile bool *cancel, ck_error **err);
+/* The same, decoding of each event line only what the ck_json_filter spec `filter` keeps (the
+ * spec of the whole event: {"type": true, "object": ...}); ERROR events are decoded whole. */
+int ck_client_watch_filtered(ck_client *c, const char *path, const json_t *filter,
+                             ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                             ck_error **err);
 
 /* Map a metav1.Status reason to our error code (CK_E_INTERNAL when unknown). */
 enum ck_error_code ck_client_code_from_reason(const char *reason, long http_status);

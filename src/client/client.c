@@ -257,6 +257,13 @@ json_t *ck_client_request(ck_client *c, const char *method, const char *path, co
     return request(c, method, path, body, content_type, NULL, err);
 }
 
+json_t *ck_client_request_filtered(ck_client *c, const char *method, const char *path,
+                                   const json_t *body, const char *content_type,
+                                   const json_t *filter, ck_error **err)
+{
+    return request(c, method, path, body, content_type, filter, err);
+}
+
 json_t *ck_client_get_filtered(ck_client *c, const char *path, const json_t *filter,
                                ck_error **err)
 {
@@ -335,7 +342,9 @@ int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const c
                      const json_t *options, ck_error **err)
 {
     cleanup_free char *p = ck_client_path(r, ns, name, NULL);
-    json_t *out = ck_client_request(c, "DELETE", p, options, NULL, err);
+    json_t *nothing = json_object();   /* a filter that keeps no member */
+    json_t *out = request(c, "DELETE", p, options, NULL, nothing, err);
+    json_decref(nothing);
     if (!out)
         return -1;
     json_decref(out);

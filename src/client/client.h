@@ -31,8 +31,12 @@ void ck_client_free(ck_client *c);
  * body gives an empty object). */
 json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
                           const char *content_type, ck_error **err);
-/* GET path, decoding only what the ck_json_filter spec `filter` keeps of the body (NULL = all):
- * a list whose items a cache trims anyway is never built whole. */
+/* The same, decoding only what the ck_json_filter spec `filter` keeps of the answer (NULL =
+ * all): a list whose items a cache trims anyway, or a created object of which the caller reads
+ * the name, is never built whole. */
+json_t *ck_client_request_filtered(ck_client *c, const char *method, const char *path,
+                                   const json_t *body, const char *content_type,
+                                   const json_t *filter, ck_error **err);
 json_t *ck_client_get_filtered(ck_client *c, const char *path, const json_t *filter,
                                ck_error **err);
 
@@ -51,6 +55,7 @@ json_t *ck_client_update_status(ck_client *c, const ck_resource *r, const char *
 /* patch_type: "application/merge-patch+json", "application/strategic-merge-patch+json", ... */
 json_t *ck_client_patch(ck_client *c, const ck_resource *r, const char *ns, const char *name,
                         const char *sub, const char *patch_type, const json_t *patch, ck_error **err);
+/* The deleted object in the answer is not decoded. */
 int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const char *name,
                      const json_t *options, ck_error **err);
 

@@ -16,7 +16,7 @@
 #include "lib/util.h"
 
 #define RS_BURST 500
-#define RS_PARALLEL 32
+#define RS_PARALLEL 16
 
 typedef struct rsc {
     cm *m;

@@ -4,10 +4,10 @@
 # rolling update of it (25% surge / 25% unavailable) to a complete rollout; the controller-manager's
 # peak RSS (VmHWM) and CPU seconds over each phase.  Runs `ckube server` (API server, scheduler,
 # controller-manager) on loopback; everything it starts is killed by the trap.
-#   REPLICAS=3000 NODES=300 BUILD=build bench/controllers.sh
+#   REPLICAS=3000 NODES=300 bench/controllers.sh [BUILD-DIR]   (default $BUILD, else build)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${BUILD:-build}
+BUILD=${1:-${BUILD:-build}}
 case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
 REPLICAS=${REPLICAS:-3000}

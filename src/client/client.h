@@ -31,6 +31,14 @@ void ck_client_free(ck_client *c);
  * body gives an empty object). */
 json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
                           const char *content_type, ck_error **err);
+/* The same, decoding only what the ck_json_filter spec `filter` keeps of the answer (NULL =
+ * all): a list whose items a cache trims anyway, or a created object of which the caller reads
+ * the name, is never built whole. */
+json_t *ck_client_request_filtered(ck_client *c, const char *method, const char *path,
+                                   const json_t *body, const char *content_type,
+                                   const json_t *filter, ck_error **err);
+json_t *ck_client_get_filtered(ck_client *c, const char *path, const json_t *filter,
+                               ck_error **err);
 
 /* "/api/v1/namespaces/<ns>/pods/<name>/<sub>" for a resource; ns ignored for cluster-scoped
  * kinds, name/sub may be NULL.  Caller frees. */
@@ -47,6 +55,7 @@ json_t *ck_client_update_status(ck_client *c, const ck_resource *r, const char *
 /* patch_type: "application/merge-patch+json", "application/strategic-merge-patch+json", ... */
 json_t *ck_client_patch(ck_client *c, const ck_resource *r, const char *ns, const char *name,
                         const char *sub, const char *patch_type, const json_t *patch, ck_error **err);
+/* The deleted object in the answer is not decoded. */
 int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const char *name,
                      const json_t *options, ck_error **err);
 
@@ -60,6 +69,11 @@ typedef bool (*ck_client_watch_cb)(void *ctx, const char *type, json_t *object);
  * polled about every 100 ms; when it becomes true the watch ends with 0. */
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
                     const volatile bool *cancel, ck_error **err);
+/* The same, decoding of each event line only what the ck_json_filter spec `filter` keeps (the
+ * spec of the whole event: {"type": true, "object": ...}); ERROR events are decoded whole. */
+int ck_client_watch_filtered(ck_client *c, const char *path, const json_t *filter,
+                             ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                             ck_error **err);
 
 /* Map a metav1.Status reason to our error code (CK_E_INTERNAL when unknown). */
 enum ck_error_code ck_client_code_from_reason(const char *reason, long http_status);

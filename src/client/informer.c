@@ -20,6 +20,7 @@ struct ck_informer {
     void *ctx;
     ck_informer_transform transform;
     bool stubs;
+    json_t *list_filter, *watch_filter;   /* NULL = decode everything */
 
     pthread_mutex_t lock;
     pthread_cond_t synced_cond;
@@ -159,7 +160,7 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
             extra = xasprintf("limit=%d", INFORMER_PAGE);
         }
         cleanup_free char *path = base_path(inf, extra);
-        json_t *page = ck_client_request(inf->client, "GET", path, NULL, NULL, err);
+        json_t *page = ck_client_get_filtered(inf->client, path, inf->list_filter, err);
         if (!page) {
             json_decref(fresh);
             return NULL;
@@ -169,17 +170,24 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
         json_t *it;
         /* List items carry no kind/apiVersion; fill them in as watch events have them. */
         json_array_foreach(items, i, it) {
-            if (inf->transform)
-                inf->transform(inf->ctx, it);
             json_object_set_new(it, "kind", json_string(inf->res->kind));
             json_object_set_new(it, "apiVersion", json_string(ck_resource_api_version(inf->res)));
+            if (inf->transform)
+                inf->transform(inf->ctx, it);
             char *key = ck_informer_key(it);
             if (inf->stubs) {
                 /* deliver page by page so a big list never sits in memory whole */
                 deliver_listed(inf, key, it);
                 json_object_set_new(fresh, key, cached_form(inf, it));
             } else {
-                json_object_set(fresh, key, it);
+                /* an object the cache holds unchanged stays as it is: a relist of thousands of
+                 * objects does not hold two copies of each until the swap */
+                pthread_mutex_lock(&inf->lock);
+                json_t *prev = json_incref(json_object_get(inf->cache, key));
+                pthread_mutex_unlock(&inf->lock);
+                const char *a = prev ? obj_rv(prev) : NULL, *b = obj_rv(it);
+                json_object_set(fresh, key, a && b && !strcmp(a, b) ? prev : it);
+                json_decref(prev);
             }
             free(key);
         }
@@ -313,7 +321,8 @@ static void *informer_main(void *arg)
                 300 + rand() % 300, inf->resource_version);
             pthread_mutex_unlock(&inf->lock);
             cleanup_free char *path = base_path(inf, extra);
-            if (ck_client_watch(inf->client, path, on_event, inf, &inf->stop, &err) == 0) {
+            if (ck_client_watch_filtered(inf->client, path, inf->watch_filter, on_event, inf,
+                                         &inf->stop, &err) == 0) {
                 backoff = 250;
                 continue;
             }
@@ -335,6 +344,17 @@ static void *informer_main(void *arg)
 void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn)
 {
     inf->transform = fn;
+}
+
+void ck_informer_set_filter(ck_informer *inf, json_t *object_spec)
+{
+    json_decref(inf->list_filter);
+    json_decref(inf->watch_filter);
+    inf->list_filter = inf->watch_filter = NULL;
+    if (!object_spec)
+        return;
+    inf->list_filter = json_pack("{s:b, s:O}", "*", 1, "items", object_spec);
+    inf->watch_filter = json_pack("{s:b, s:O}", "*", 1, "object", object_spec);
 }
 
 void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs)
@@ -420,6 +440,8 @@ void ck_informer_free(ck_informer *inf)
     if (inf->started)
         pthread_join(inf->thread, NULL);
     json_decref(inf->cache);
+    json_decref(inf->list_filter);
+    json_decref(inf->watch_filter);
     free(inf->resource_version);
     free(inf->ns);
     free(inf->label_selector);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/jsonfilter.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -82,18 +83,113 @@ static void fan_delete(void *ctx, json_t *o)
             s->h[i].on_delete(s->ctx[i], o);
 }
 
-/* What no controller reads is not worth caching: managedFields everywhere; for pods, everything
- * but the fields some controller reads.  Pods are most of the cache (4,000 in a 3,000-replica
- * rolling update), and a jansson leaf costs ~150 bytes, so each kept field is weighed:
- *   metadata: all but generateName (names, uid, labels, annotations, ownerReferences, times);
- *   spec: nodeName, tolerations, affinity (daemon pod pins), containers only when one has ports
- *         (named targetPorts), reduced to name/ports;
- *   status: phase, podIP, the Ready and DisruptionTarget conditions (type/status/time/reason),
- *         and for a Failed pod its containers' exit codes (a Job's podFailurePolicy). */
+/* What no controller reads is not worth caching, nor worth decoding: each informer has a
+ * ck_json_filter spec that cuts the watch and list text before jansson builds a tree (a pod's
+ * event is ~4 KB of text, ~35 KB as a tree, of which the cache keeps a tenth), and a transform
+ * that applies the same spec to the decoded tree (so a text the filter could not cut ends the
+ * same), then the cuts a spec cannot say, then shares repeated parts (intern below).
+ *   every type: metadata without managedFields;
+ *   pods: metadata without generateName; spec nodeName, tolerations, affinity (daemon pod pins),
+ *         containers (name/ports) only when one has ports (named targetPorts); status phase,
+ *         podIP, the Ready and DisruptionTarget conditions (type/status/time/reason), and for a
+ *         Failed pod its containers' exit codes (a Job's podFailurePolicy).
+ * A controller that needs another pod field adds it to pod_spec_text. */
+static const char object_spec_text[] = "{\"*\": true, \"metadata\": {\"*\": true, \"managedFields\": false}}";
+static const char pod_spec_text[] =
+    "{\"kind\": true, \"apiVersion\": true,"
+    " \"metadata\": {\"*\": true, \"managedFields\": false, \"generateName\": false},"
+    " \"spec\": {\"nodeName\": true, \"tolerations\": true, \"affinity\": true,"
+    "           \"containers\": {\"name\": true, \"ports\": true}},"
+    " \"status\": {\"phase\": true, \"podIP\": true,"
+    "  \"conditions\": {\"type\": true, \"status\": true, \"lastTransitionTime\": true, \"reason\": true},"
+    "  \"containerStatuses\": {\"name\": true, \"state\": {\"terminated\": {\"exitCode\": true}}}}}";
+
+static json_t *object_spec, *pod_spec;
+static pthread_once_t specs_once = PTHREAD_ONCE_INIT;
+
+static void specs_init(void)
+{
+    object_spec = json_loads(object_spec_text, 0, NULL);
+    pod_spec = json_loads(pod_spec_text, 0, NULL);
+    if (!object_spec || !pod_spec)
+        abort();
+}
+
+/* ---- interning: one shared value for equal parts of many cached objects.
+ * A jansson leaf costs ~80-150 bytes and an object ~250 before its members, so the parts that
+ * repeat across thousands of objects (a ReplicaSet's pods share labels, ownerReferences, spec
+ * and mostly their conditions; every pod says kind Pod, namespace, phase) are kept once,
+ * reference-counted.  Cached objects are never modified (writes work on json_deep_copy, which
+ * copies shared parts like any other), so sharing is invisible to readers.  The table is keyed
+ * by canonical text; values only the table still holds are dropped by cm_intern_prune. */
+static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *interned;             /* canonical JSON text -> the shared value */
+
+/* A NEW reference to the shared value equal to v (v itself when it is the first). */
+static json_t *intern(json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    if (!text)
+        return json_incref(v);
+    pthread_mutex_lock(&intern_lock);
+    if (!interned)
+        interned = json_object();
+    json_t *s = json_object_get(interned, text);
+    if (!s) {
+        json_object_set(interned, text, v);
+        s = v;
+    }
+    json_incref(s);
+    pthread_mutex_unlock(&intern_lock);
+    free(text);
+    return s;
+}
+
+static void intern_member(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v)
+        json_object_set_new(obj, key, intern(v));
+}
+
+size_t cm_intern_prune(void)
+{
+    size_t left = 0;
+    pthread_mutex_lock(&intern_lock);
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(interned, tmp, k, v)
+        if (v->refcount <= 1)
+            json_object_del(interned, k);
+    left = json_object_size(interned);
+    pthread_mutex_unlock(&intern_lock);
+    return left;
+}
+
+/* The parts of any object that repeat: its type, namespace, labels and owners. */
+static void intern_common(json_t *obj)
+{
+    intern_member(obj, "kind");
+    intern_member(obj, "apiVersion");
+    json_t *md = json_object_get(obj, "metadata");
+    intern_member(md, "namespace");
+    intern_member(md, "labels");
+    intern_member(md, "ownerReferences");
+}
+
 static void trim_object(void *ctx, json_t *obj)
 {
     (void)ctx;
-    json_object_del(json_object_get(obj, "metadata"), "managedFields");
+    pthread_once(&specs_once, specs_init);
+    ck_json_filter_tree(obj, object_spec);
+    intern_common(obj);
+    /* nodes: every node of a pool reports the same capacity and system info layout */
+    json_t *st = json_object_get(obj, "status");
+    if (st && !strcmp(json_string_value(json_object_get(obj, "kind")) ?: "", "Node")) {
+        intern_member(st, "capacity");
+        intern_member(st, "allocatable");
+    }
 }
 
 static bool in_list(const char *k, const char *const *list, size_t n)
@@ -131,24 +227,17 @@ static void trim_container_statuses(json_t *statuses)
 
 static void trim_pod(void *ctx, json_t *pod)
 {
-    trim_object(ctx, pod);
-    json_object_del(json_object_get(pod, "metadata"), "generateName");
-    static const char *const spec_keep[] = {"nodeName", "tolerations", "affinity", "containers"};
-    static const char *const status_keep[] = {"phase", "conditions", "podIP", "containerStatuses"};
-    static const char *const cond_keep[] = {"type", "status", "lastTransitionTime", "reason"};
+    (void)ctx;
+    pthread_once(&specs_once, specs_init);
+    ck_json_filter_tree(pod, pod_spec);
     json_t *spec = json_object_get(pod, "spec"), *status = json_object_get(pod, "status");
-    keep_only(spec, spec_keep, ARRAY_SIZE(spec_keep));
     bool ports = false;
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(spec, "containers"), i, c) {
-        static const char *const ctr_keep[] = {"name", "ports"};
-        keep_only(c, ctr_keep, ARRAY_SIZE(ctr_keep));
+    json_array_foreach(json_object_get(spec, "containers"), i, c)
         ports |= json_array_size(json_object_get(c, "ports")) > 0;
-    }
     if (!ports)
         json_object_del(spec, "containers");
-    keep_only(status, status_keep, ARRAY_SIZE(status_keep));
     if (strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed"))
         json_object_del(status, "containerStatuses");
     else
@@ -157,12 +246,13 @@ static void trim_pod(void *ctx, json_t *pod)
     for (i = json_array_size(conds); i-- > 0;) {
         c = json_array_get(conds, i);
         const char *t = json_string_value(json_object_get(c, "type")) ?: "";
-        if (strcmp(t, "Ready") && strcmp(t, "DisruptionTarget")) {
+        if (strcmp(t, "Ready") && strcmp(t, "DisruptionTarget"))
             json_array_remove(conds, i);
-            continue;
-        }
-        keep_only(c, cond_keep, ARRAY_SIZE(cond_keep));
     }
+    intern_common(pod);
+    intern_member(pod, "spec");     /* the pods of a set on one node: one spec */
+    intern_member(status, "phase");
+    intern_member(status, "conditions");
 }
 
 cm *cm_new(ck_client *c)
@@ -225,8 +315,10 @@ ck_informer *cm_informer(cm *m, const char *group, const char *resource,
         s->res = r;
         ck_informer_handlers fan = {fan_add, fan_update, fan_delete};
         s->inf = ck_informer_new(m->client, r, NULL, NULL, NULL, &fan, s);
-        ck_informer_set_transform(s->inf, !strcmp(r->resource, "pods") && !r->group[0] ? trim_pod
-                                                                                      : trim_object);
+        bool pods = !strcmp(r->resource, "pods") && !r->group[0];
+        pthread_once(&specs_once, specs_init);
+        ck_informer_set_transform(s->inf, pods ? trim_pod : trim_object);
+        ck_informer_set_filter(s->inf, pods ? pod_spec : object_spec);
     }
     if (h) {
         if (s->nh == CM_MAX_HANDLERS)
@@ -284,6 +376,7 @@ static void *trim_main(void *arg)
     (void)arg;
     for (;;) {
         sleep(2);
+        cm_intern_prune();
         malloc_trim(0);
     }
     return NULL;

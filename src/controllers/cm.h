@@ -32,6 +32,9 @@ ck_client *cm_client(cm *m);
 ck_informer *cm_informer(cm *m, const char *group, const char *resource,
                          const ck_informer_handlers *h, void *ctx);
 const ck_resource *cm_res(const char *group, const char *resource);
+/* Drop the shared parts of cached objects that no cached object holds any more (cm_run's
+ * housekeeping thread calls it every 2 s); returns how many are still shared. */
+size_t cm_intern_prune(void);
 
 /* A sync function: 0 = done (the key is forgotten), -1 with *err = retry with backoff. */
 typedef int (*cm_sync_fn)(void *self, const char *key, ck_error **err);

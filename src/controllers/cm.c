@@ -89,7 +89,8 @@ static void fan_delete(void *ctx, json_t *o)
  *   spec: nodeName, tolerations, affinity (daemon pod pins), containers only when one has ports
  *         (named targetPorts), reduced to name/ports;
  *   status: phase, podIP, the Ready and DisruptionTarget conditions (type/status/time/reason),
- *         and for a Failed pod its containers' exit codes (a Job's podFailurePolicy). */
+ *         and for a Failed pod every condition and its (init) containers' exit codes and finish
+ *         times (a Job's podFailurePolicy and failure backoff). */
 static void trim_object(void *ctx, json_t *obj)
 {
     (void)ctx;
@@ -114,18 +115,21 @@ static void keep_only(json_t *obj, const char *const *list, size_t n)
             json_object_del(obj, k);
 }
 
-/* containerStatuses of a failed pod -> [{name, state: {terminated: {exitCode}}}] */
+/* containerStatuses of a failed pod -> [{name, state: {terminated: {exitCode, finishedAt}}}]
+ * (a Job's podFailurePolicy and its failure backoff) */
 static void trim_container_statuses(json_t *statuses)
 {
     size_t i;
     json_t *cs;
     json_array_foreach(statuses, i, cs) {
-        json_t *code = cm_get(cs, "state.terminated.exitCode");
-        json_incref(code);
+        json_t *term = json_incref(cm_get(cs, "state.terminated"));
         static const char *const keep[] = {"name"};
         keep_only(cs, keep, ARRAY_SIZE(keep));
-        if (code)
-            json_object_set_new(cs, "state", json_pack("{s:{s:o}}", "terminated", "exitCode", code));
+        if (term) {
+            static const char *const term_keep[] = {"exitCode", "finishedAt"};
+            keep_only(term, term_keep, ARRAY_SIZE(term_keep));
+            json_object_set_new(cs, "state", json_pack("{s:o}", "terminated", term));
+        }
     }
 }
 
@@ -134,7 +138,8 @@ static void trim_pod(void *ctx, json_t *pod)
     trim_object(ctx, pod);
     json_object_del(json_object_get(pod, "metadata"), "generateName");
     static const char *const spec_keep[] = {"nodeName", "tolerations", "affinity", "containers"};
-    static const char *const status_keep[] = {"phase", "conditions", "podIP", "containerStatuses"};
+    static const char *const status_keep[] = {"phase", "conditions", "podIP", "containerStatuses",
+                                              "initContainerStatuses"};
     static const char *const cond_keep[] = {"type", "status", "lastTransitionTime", "reason"};
     json_t *spec = json_object_get(pod, "spec"), *status = json_object_get(pod, "status");
     keep_only(spec, spec_keep, ARRAY_SIZE(spec_keep));
@@ -149,15 +154,20 @@ static void trim_pod(void *ctx, json_t *pod)
     if (!ports)
         json_object_del(spec, "containers");
     keep_only(status, status_keep, ARRAY_SIZE(status_keep));
-    if (strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed"))
+    bool failed = !strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed");
+    if (!failed) {
         json_object_del(status, "containerStatuses");
-    else
+        json_object_del(status, "initContainerStatuses");
+    } else {
         trim_container_statuses(json_object_get(status, "containerStatuses"));
+        trim_container_statuses(json_object_get(status, "initContainerStatuses"));
+    }
     json_t *conds = json_object_get(status, "conditions");
     for (i = json_array_size(conds); i-- > 0;) {
         c = json_array_get(conds, i);
         const char *t = json_string_value(json_object_get(c, "type")) ?: "";
-        if (strcmp(t, "Ready") && strcmp(t, "DisruptionTarget")) {
+        /* a failed pod keeps every condition (podFailurePolicy onPodConditions) */
+        if (!failed && strcmp(t, "Ready") && strcmp(t, "DisruptionTarget")) {
             json_array_remove(conds, i);
             continue;
         }

@@ -360,7 +360,10 @@ check "namespace: deleting empties it and removes it" wait_for 60 bash -c "! '$K
 finish() { kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"$2\"}}" >/dev/null; }
 job_pods() { jp pods -l "job-name=$1" -o 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{"\n"}{end}'; }
 njob_pods() { job_pods "$1" | grep -c .; }
-# "TYPE REASON" of the job's true conditions
+# kfail POD: Failed as a kubelet reports it (Ready=False from now: the failure's time)
+kfail() {
+    kc patch pod "$1" --subresource=status --type=strategic -p "{\"status\":{\"phase\":\"Failed\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"lastTransitionTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}]}}" >/dev/null
+}
 # job NAME [SPEC LINES...]: a Job with a manual selector (job-name=NAME).  (The API server's generated
 # selector is not used: it adds it on the first status write and then calls the template changed.)
 job() {
@@ -371,25 +374,45 @@ job() {
       printf '  template:\n    metadata: {labels: {job-name: %s}}\n' "$n"
       printf '    spec: {restartPolicy: Never, containers: [{name: c, image: x}]}\n'; } | apply
 }
+# "TYPES REASONS" of the job's true conditions (1.33: the interim SuccessCriteriaMet/FailureTarget first)
 jobcond() { jp job "$1" -o 'jsonpath={.status.conditions[?(@.status=="True")].type} {.status.conditions[?(@.status=="True")].reason}'; }
+# pod backoff: the replacement of a failed pod waits 10 s, the next one 20 s (started first: it takes a while)
+job jbo 'backoffLimit: 3'
 job j3 'completions: 3' 'parallelism: 2'
 check "job: parallelism 2 -> 2 running pods" wait_for 30 out_is 2 njob_pods j3
+check "job tracking: pods are created with the batch.kubernetes.io/job-tracking finalizer" \
+    out_is "batch.kubernetes.io/job-tracking batch.kubernetes.io/job-tracking" jp pods -l job-name=j3 -o 'jsonpath={.items[*].metadata.finalizers[*]}'
+check "job: status active 2, ready 2, terminating 0, uncountedTerminatedPods {}" wait_for 20 out_is "2 2 0 {}" \
+    jp job j3 -o 'jsonpath={.status.active} {.status.ready} {.status.terminating} {.status.uncountedTerminatedPods}'
+first=$(job_pods j3 | head -n 1)
 for p in $(job_pods j3); do finish "$p" Succeeded; done
 check "job: a third pod for the last completion" wait_for 30 out_is 1 njob_pods j3
+check "job tracking: a finished pod loses its finalizer once counted (succeeded 2)" wait_for 20 out_is "/2" \
+    bash -c "echo \$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pod $first -o jsonpath='{.metadata.finalizers[*]}')/\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded}')"
+kc delete pod "$first" --wait=false >/dev/null
 for p in $(job_pods j3); do finish "$p" Succeeded; done
 check "job: Complete after 3 successes (kubectl wait)" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' wait --for=condition=complete job/j3 --timeout=30s >/dev/null"
-check "job: status succeeded=3, completionTime set" wait_for 10 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded} {.status.completionTime}' | cut -c1-4)\" = '3 20' ]"
+check "job: SuccessCriteriaMet (CompletionsReached) before Complete" wait_for 10 out_is "SuccessCriteriaMet Complete CompletionsReached CompletionsReached" jobcond j3
+check "job: status succeeded=3 (a deleted finished pod still counts), completionTime set" wait_for 10 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded} {.status.completionTime}' | cut -c1-4)\" = '3 20' ]"
 job jidx 'completions: 2' 'parallelism: 2' 'completionMode: Indexed'
 check "job (Indexed): pods carry completion indexes 0 and 1" wait_for 30 out_is "0 1" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jidx -o jsonpath='{.items[*].metadata.annotations.batch\.kubernetes\.io/job-completion-index}' | tr ' ' '\n' | sort | paste -sd' '"
 for p in $(job_pods jidx); do finish "$p" Succeeded; done
 jobidx() { jp job "$1" -o 'jsonpath={.status.conditions[?(@.status=="True")].type} {.status.completedIndexes}'; }
-check "job (Indexed): Complete with completedIndexes 0-1" wait_for 30 out_is "Complete 0-1" jobidx jidx
+check "job (Indexed): Complete with completedIndexes 0-1" wait_for 30 out_is "SuccessCriteriaMet Complete 0-1" jobidx jidx
+# successPolicy: index 0 alone makes the job succeed; the other pods are removed
+job jsp 'completions: 3' 'parallelism: 3' 'completionMode: Indexed' 'successPolicy: {rules: [{succeededIndexes: "0"}]}'
+wait_for 30 out_is 3 njob_pods jsp
+finish "$(jp pods -l job-name=jsp,batch.kubernetes.io/job-completion-index=0 -o 'jsonpath={.items[0].metadata.name}')" Succeeded
+check "job successPolicy: Complete (SuccessPolicy) once index 0 succeeded" wait_for 30 out_is "SuccessCriteriaMet Complete SuccessPolicy SuccessPolicy" jobcond jsp
+check "job successPolicy: the remaining pods were deleted" wait_for 30 out_is 0 njob_pods jsp
+check "job successPolicy: message names the rule" out_is "Matched rules at index 0" jp job jsp -o 'jsonpath={.status.conditions[?(@.type=="Complete")].message}'
 job jfail 'backoffLimit: 1'
 for round in 1 2; do
     wait_for 30 out_is 1 njob_pods jfail
     for p in $(job_pods jfail); do finish "$p" Failed; done
 done
-check "job: Failed (BackoffLimitExceeded) after backoffLimit+1 failures" wait_for 30 out_is "Failed BackoffLimitExceeded" jobcond jfail
+check "job: FailureTarget then Failed (BackoffLimitExceeded) after backoffLimit+1 failures" wait_for 30 out_is "FailureTarget Failed BackoffLimitExceeded BackoffLimitExceeded" jobcond jfail
+check "job: status failed=2, nothing left uncounted" wait_for 10 out_is "2 {}" jp job jfail -o 'jsonpath={.status.failed} {.status.uncountedTerminatedPods}'
 # podFailurePolicy: a disruption is ignored (a new pod, nothing counted), exit code 42 fails the job
 fail_with() {   # fail_with POD STATUS-JSON-FIELDS
     kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"Failed\",$2}}" >/dev/null
@@ -401,8 +424,8 @@ fail_with "$first" '"conditions":[{"type":"DisruptionTarget","status":"True","re
 check "job podFailurePolicy: Ignore -> a replacement pod" wait_for 30 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jpfp --field-selector=status.phase=Running -o name | grep -v '$first' | grep -q ."
 check "job podFailurePolicy: the ignored failure is not counted (backoffLimit 0, still running)" out_is " " jobcond jpfp
 fail_with "$(job_pods jpfp)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":42,"reason":"Error"}}}]'
-check "job podFailurePolicy: exit code 42 -> Failed (PodFailurePolicy)" wait_for 30 out_is "Failed PodFailurePolicy" jobcond jpfp
-check "job podFailurePolicy: the message names the container and rule" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get job jpfp -o jsonpath='{.status.conditions[0].message}' | grep -q 'Container c for pod default/.* failed with exit code 42 matching FailJob rule at index 0'"
+check "job podFailurePolicy: exit code 42 -> Failed (PodFailurePolicy)" wait_for 30 out_is "FailureTarget Failed PodFailurePolicy PodFailurePolicy" jobcond jpfp
+check "job podFailurePolicy: the message names the container and rule" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get job jpfp -o jsonpath='{.status.conditions[?(@.type==\"Failed\")].message}' | grep -q 'Container c for pod default/.* failed with exit code 42 matching FailJob rule at index 0'"
 # backoffLimitPerIndex: index 0 fails once and is given up on, index 1 succeeds -> FailedIndexes
 job jpi 'completions: 2' 'parallelism: 2' 'completionMode: Indexed' 'backoffLimitPerIndex: 0'
 idx_pod() { jp pods -l "job-name=$1,batch.kubernetes.io/job-completion-index=$2" -o 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{end}'; }
@@ -410,15 +433,57 @@ wait_for 30 out_is 2 njob_pods jpi
 fail_with "$(idx_pod jpi 0)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":1}}}]'
 check "job backoffLimitPerIndex: index 0 marked failed, not retried" wait_for 30 out_is "0" jp job jpi -o 'jsonpath={.status.failedIndexes}'
 finish "$(idx_pod jpi 1)" Succeeded
-check "job backoffLimitPerIndex: Failed (FailedIndexes) once index 1 succeeded" wait_for 30 out_is "Failed FailedIndexes" jobcond jpi
+check "job backoffLimitPerIndex: Failed (FailedIndexes) once index 1 succeeded" wait_for 30 out_is "FailureTarget Failed FailedIndexes FailedIndexes" jobcond jpi
 check "job backoffLimitPerIndex: no pod was made again for index 0" out_is 1 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jpi,batch.kubernetes.io/job-completion-index=0 --no-headers | wc -l"
+# backoffLimitPerIndex 1: index 0 is retried once (failure count 1 on the new pod), then maxFailedIndexes 0 fails the job
+job jpm 'completions: 2' 'parallelism: 2' 'completionMode: Indexed' 'backoffLimitPerIndex: 1' 'maxFailedIndexes: 0'
+wait_for 30 out_is 2 njob_pods jpm
+fail_with "$(idx_pod jpm 0)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":1}}}]'
+check "job backoffLimitPerIndex: index 0 retried, the new pod counts one failure" wait_for 30 out_is 1 \
+    jp pods -l job-name=jpm,batch.kubernetes.io/job-completion-index=0 -o 'jsonpath={.items[?(@.status.phase=="Running")].metadata.annotations.batch\.kubernetes\.io/job-index-failure-count}'
+fail_with "$(idx_pod jpm 0)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":1}}}]'
+check "job maxFailedIndexes: Failed (MaxFailedIndexesExceeded), index 1 stopped" wait_for 40 out_is "FailureTarget Failed MaxFailedIndexesExceeded MaxFailedIndexesExceeded" jobcond jpm
+check "job maxFailedIndexes: no pod left running" wait_for 20 out_is 0 njob_pods jpm
 job jdead 'activeDeadlineSeconds: 2'
-check "job: Failed (DeadlineExceeded) after activeDeadlineSeconds" wait_for 30 out_is "Failed DeadlineExceeded" jobcond jdead
+check "job: Failed (DeadlineExceeded) after activeDeadlineSeconds" wait_for 30 out_is "FailureTarget Failed DeadlineExceeded DeadlineExceeded" jobcond jdead
 check "job: its running pod deleted at the deadline" wait_for 30 out_is "" job_pods jdead
 job jttl 'ttlSecondsAfterFinished: 1'
 wait_for 30 out_is 1 njob_pods jttl
 for p in $(job_pods jttl); do finish "$p" Succeeded; done
 check "job: ttlSecondsAfterFinished deletes the finished job" wait_for 30 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get job jttl >/dev/null 2>&1"
+# suspend: pods go, Suspended=True; resume: pods again, Suspended=False (JobResumed)
+job jsus 'parallelism: 2' 'completions: 4'
+wait_for 30 out_is 2 njob_pods jsus
+kc patch job jsus --type=merge -p '{"spec":{"suspend":true}}' >/dev/null
+check "job suspend: active pods deleted" wait_for 30 count_is 0 pods -l job-name=jsus
+check "job suspend: Suspended=True (JobSuspended), active 0" wait_for 20 out_is "True JobSuspended " jp job jsus -o 'jsonpath={.status.conditions[?(@.type=="Suspended")].status} {.status.conditions[?(@.type=="Suspended")].reason} {.status.active}'
+check "job suspend: the deleted pods are not failures" out_is "" jp job jsus -o 'jsonpath={.status.failed}'
+kc patch job jsus --type=merge -p '{"spec":{"suspend":false}}' >/dev/null
+check "job resume: pods again" wait_for 30 out_is 2 njob_pods jsus
+check "job resume: Suspended=False (JobResumed)" wait_for 20 out_is "False JobResumed" jp job jsus -o 'jsonpath={.status.conditions[?(@.type=="Suspended")].status} {.status.conditions[?(@.type=="Suspended")].reason}'
+# terminating: a job pod deleted while another finalizer holds it is terminating and (no
+# podFailurePolicy) counted failed
+job jterm 'backoffLimit: 5'
+wait_for 30 out_is 1 njob_pods jterm
+held=$(job_pods jterm)
+kc patch pod "$held" --type=json -p '[{"op":"add","path":"/metadata/finalizers/-","value":"e2e.ckube.io/hold"}]' >/dev/null
+kc delete pod "$held" --wait=false >/dev/null
+check "job: a held deleted pod is terminating 1, counted failed 1" wait_for 20 out_is "1 1" jp job jterm -o 'jsonpath={.status.terminating} {.status.failed}'
+kc patch pod "$held" --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+check "job: released, terminating 0" wait_for 20 out_is "0" jp job jterm -o 'jsonpath={.status.terminating}'
+# deleting a job: its pods lose the tracking finalizer and go
+kc delete job jsus jterm --wait=false >/dev/null
+check "job tracking: a deleted job's pods go (finalizers removed)" wait_for 30 count_is 0 pods -l 'job-name in (jsus,jterm)'
+# the backoff: measured from the failure to the replacement's creation
+wait_for 30 out_is 1 njob_pods jbo
+t_fail=$(date +%s); kfail "$(job_pods jbo)"
+wait_for 40 out_is 1 njob_pods jbo
+gap1=$(( $(date -d "$(jp pods -l job-name=jbo -o 'jsonpath={.items[?(@.status.phase=="Running")].metadata.creationTimestamp}')" +%s) - t_fail ))
+check "job backoff: first replacement after ~10 s ($gap1 s)" test "$gap1" -ge 9 -a "$gap1" -le 14
+t_fail=$(date +%s); kfail "$(job_pods jbo)"
+wait_for 50 out_is 1 njob_pods jbo
+gap2=$(( $(date -d "$(jp pods -l job-name=jbo -o 'jsonpath={.items[?(@.status.phase=="Running")].metadata.creationTimestamp}')" +%s) - t_fail ))
+check "job backoff: second replacement after ~20 s ($gap2 s)" test "$gap2" -ge 19 -a "$gap2" -le 25
 
 # ---------------------------------------------------------------- StatefulSet
 apply <<'Y'

@@ -558,6 +558,101 @@ check "daemonset: revision 1 renumbered to 3 (history 2 3)" wait_for 20 out_is "
 check "daemonset: rollout undo --to-revision=2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout undo ds/dsall --to-revision=2 | grep -q 'rolled back'"
 ds_back_on_2() { out_is "3 img:2" images dsall && out_is "3 4" hist_revs ds/dsall; }
 check "daemonset: back on img:2 (history 3 4)" wait_for 60 ds_back_on_2
+# the rollout commands of kubectl 1.27 (older client code paths) on the same daemon set
+K127=/usr/lib/google-cloud-sdk/bin/kubectl.1.27
+k127() { "$K127" --kubeconfig "$data/kubeconfig" --request-timeout=10s "$@"; }
+check "daemonset (kubectl 1.27): rollout history lists 3 4" out_is "3 4" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout history ds/dsall | awk '\$1 ~ /^[0-9]+\$/ {print \$1}' | paste -sd' '"
+check "daemonset (kubectl 1.27): rollout undo" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout undo ds/dsall | grep -q 'rolled back'"
+check "daemonset (kubectl 1.27): rollout status" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout status ds/dsall --timeout=60s >/dev/null"
+check "daemonset (kubectl 1.27): undo brought img:1 back" wait_for 60 out_is "3 img:1" images dsall
+# maxSurge: the new pod starts next to the old one, which goes once the new one is available;
+# nodes never lack an available pod (maxUnavailable 0)
+apply <<'Y'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: dsurge}
+spec:
+  minReadySeconds: 2
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  selector: {matchLabels: {app: dsurge}}
+  template:
+    metadata: {labels: {app: dsurge}}
+    spec: {containers: [{name: c, image: img:1}]}
+Y
+check "daemonset maxSurge: rollout status" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout status ds/dsurge --timeout=60s >/dev/null"
+check "daemonset: numberAvailable 3 after minReadySeconds" wait_for 20 out_is "3 3" jp ds dsurge -o 'jsonpath={.status.numberAvailable} {.status.updatedNumberScheduled}'
+kc set image ds/dsurge c=img:2 >/dev/null
+surge_max=0; surge_min_avail=3
+end=$((SECONDS + 60))
+while [ $SECONDS -lt $end ]; do
+    n=$(jp pods -l app=dsurge -o 'jsonpath={range .items[*]}{.metadata.deletionTimestamp}|{.metadata.name}{"\n"}{end}' | grep -c '^|')
+    [ "$n" -gt "$surge_max" ] && surge_max=$n
+    a=$(jp ds dsurge -o 'jsonpath={.status.numberAvailable}')
+    [ -n "$a" ] && [ "$a" -lt "$surge_min_avail" ] && surge_min_avail=$a
+    [ "$(images dsurge)" = "3 img:2" ] && [ "$n" = 3 ] && break
+    sleep 0.3
+done
+check "daemonset maxSurge: all 3 nodes moved to img:2" out_is "3 img:2" images dsurge
+check "daemonset maxSurge: one node at a time ran old and new side by side (max $surge_max pods not being deleted)" test "$surge_max" = 4
+check "daemonset maxSurge: numberAvailable never dropped below 3 ($surge_min_avail)" test "$surge_min_avail" = 3
+check "daemonset maxSurge: rollout status completes" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout status ds/dsurge --timeout=60s >/dev/null"
+# OnDelete: a template change replaces nothing until a pod is deleted
+apply <<'Y'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: dsod}
+spec:
+  updateStrategy: {type: OnDelete}
+  selector: {matchLabels: {app: dsod}}
+  template:
+    metadata: {labels: {app: dsod}}
+    spec: {containers: [{name: c, image: img:1}]}
+Y
+check "daemonset OnDelete: 3 pods" wait_for 30 out_is "3 img:1" images dsod
+kc set image ds/dsod c=img:2 >/dev/null
+sleep 3
+check "daemonset OnDelete: nothing replaced by the template change" out_is "3 img:1" images dsod
+check "daemonset OnDelete: updatedNumberScheduled 0" wait_for 10 out_is "0" jp ds dsod -o 'jsonpath={.status.updatedNumberScheduled}'
+kc delete pod "$(jp pods -l app=dsod -o 'jsonpath={.items[0].metadata.name}')" --wait=false >/dev/null
+check "daemonset OnDelete: the deleted pod comes back with the new template" wait_for 30 out_is "$(printf '2 img:1\n1 img:2')" images dsod
+check "daemonset OnDelete: updatedNumberScheduled 1" wait_for 10 out_is "1" jp ds dsod -o 'jsonpath={.status.updatedNumberScheduled}'
+kc delete ds dsurge dsod >/dev/null
+# taints: an untolerated NoSchedule taint keeps the running pod (misscheduled) but no new one is
+# made; an untolerated NoExecute taint removes it; the automatic daemon tolerations let pods onto
+# unschedulable nodes, and onto network-unavailable ones only with hostNetwork
+ds dstol img:1
+check "daemonset taints: 3 pods before tainting" wait_for 30 out_is 3 ds_nodes dstol
+kc taint node hollow-node-2 e2e=x:NoSchedule >/dev/null
+check "daemonset taints: NoSchedule keeps the pod, numberMisscheduled 1, desired 2" wait_for 20 out_is "1 2 2" \
+    jp ds dstol -o "jsonpath={.status.numberMisscheduled} {.status.desiredNumberScheduled} {.status.currentNumberScheduled}"
+check "daemonset taints: the pod on the NoSchedule node still runs" out_is 3 ds_nodes dstol
+ds dsnew img:1
+check "daemonset taints: a new daemon set skips the NoSchedule node" wait_for 30 out_is "2" jp ds dsnew -o 'jsonpath={.status.desiredNumberScheduled}'
+check "daemonset taints: ...and has 2 pods" wait_for 30 out_is 2 ds_nodes dsnew
+kc taint node hollow-node-2 e2e=x:NoExecute >/dev/null
+check "daemonset taints: NoExecute removes the pod" wait_for 30 out_is 2 ds_nodes dstol
+check "daemonset taints: ...numberMisscheduled 0" wait_for 10 out_is 0 jp ds dstol -o 'jsonpath={.status.numberMisscheduled}'
+kc taint node hollow-node-2 e2e- >/dev/null
+kc taint node hollow-node-1 node.kubernetes.io/unschedulable:NoSchedule node.kubernetes.io/network-unavailable:NoSchedule >/dev/null
+check "daemonset taints: back to 3 pods once untainted" wait_for 30 out_is 3 ds_nodes dstol
+ds dsnet img:1
+apply <<'Y'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: dshost}
+spec:
+  selector: {matchLabels: {app: dshost}}
+  template:
+    metadata: {labels: {app: dshost}}
+    spec: {hostNetwork: true, containers: [{name: c, image: img:1}]}
+Y
+check "daemonset tolerations: network-unavailable keeps a pod-network daemon off (desired 2)" wait_for 30 out_is "2" jp ds dsnet -o 'jsonpath={.status.desiredNumberScheduled}'
+check "daemonset tolerations: a hostNetwork daemon runs on unschedulable + network-unavailable nodes (3)" wait_for 30 out_is 3 ds_nodes dshost
+check "daemonset tolerations: the pods carry the automatic tolerations" out_is "NoSchedule" \
+    jp pods -l app=dshost -o 'jsonpath={.items[0].spec.tolerations[?(@.key=="node.kubernetes.io/network-unavailable")].effect}'
+kc taint node hollow-node-1 node.kubernetes.io/unschedulable:NoSchedule- node.kubernetes.io/network-unavailable:NoSchedule- >/dev/null
+kc delete ds dstol dsnew dsnet dshost >/dev/null
+check "daemonset: the test daemon sets' pods go (gc)" wait_for 30 count_is 0 pods -l 'app in (dstol,dsnew,dsnet,dshost)'
 ds dsone img:1 'nodeSelector: {kubernetes.io/hostname: hollow-node-1}'
 check "daemonset: nodeSelector -> one pod, on hollow-node-1" wait_for 30 out_is hollow-node-1 jp pods -l app=dsone -o 'jsonpath={.items[*].spec.nodeName}'
 kc delete ds dsall dsone >/dev/null

@@ -369,6 +369,13 @@ static void victim(work *w, json_t *doomed, json_t *pod)
     json_array_append(w->victims, pod);
 }
 
+void cm_ds_should_run(const json_t *tmpl_spec, const json_t *node, bool *run, bool *stay)
+{
+    json_t *tols = daemon_tolerations(tmpl_spec);
+    should_run(tmpl_spec, tols, node, run, stay);
+    json_decref(tols);
+}
+
 static int sync_ds(void *self, const char *key, ck_error **err)
 {
     dsc *c = self;

@@ -11,6 +11,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
+# every component's local zone (the controller-manager replicas started below too) is
+# Asia/Kolkata (+05:30): CronJobs without timeZone follow it
+export TZ=Asia/Kolkata
+K127=${K127:-/usr/lib/google-cloud-sdk/bin/kubectl.1.27}   # rollout commands are checked with it too
 tmp=$(mktemp -d /tmp/ckube-e2e-controllers.XXXXXX)
 data=$tmp/data
 fails=0
@@ -88,6 +92,26 @@ spec:
         spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
 Y
 cj_start=$SECONDS
+# no timeZone: the schedule is read in the manager's zone.  The hour field names this hour and
+# the next in Kolkata (cjlocal runs) or in UTC (cjutc never does: the zones are 5.5 h apart).
+cronjob() {   # cronjob NAME SCHEDULE [SPEC LINES...]
+    local n=$1 sched=$2; shift 2
+    { printf 'apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: %s}\nspec:\n  schedule: "%s"\n' "$n" "$sched"
+      for l in "$@"; do printf '  %s\n' "$l"; done
+      printf '  jobTemplate:\n    metadata: {labels: {cron: %s}}\n    spec:\n      template:\n' "$n"
+      printf '        spec: {restartPolicy: Never, containers: [{name: c, image: x}]}\n'; } | apply
+}
+kh=$(TZ=Asia/Kolkata date +%-H); uh=$(date -u +%-H)
+cronjob cjlocal "* $kh,$(( (kh + 1) % 24 )) * * *" 'concurrencyPolicy: Forbid'
+cronjob cjutc "* $uh,$(( (uh + 1) % 24 )) * * *" 'concurrencyPolicy: Forbid'
+cronjob cjbad "* * * * *" 'timeZone: Mars/Olympus'
+# 180 minutes since the last run: too many missed; with a 30 s startingDeadlineSeconds window, not
+for n in cjmiss cjwin; do
+    extra=""; [ $n = cjwin ] && extra="startingDeadlineSeconds: 30"
+    cronjob $n "* * * * *" 'suspend: true' 'concurrencyPolicy: Forbid' "$extra"
+    kc patch cronjob $n --subresource=status --type=merge -p "{\"status\":{\"lastScheduleTime\":\"$(date -u -d '-3 hours' +%Y-%m-%dT%H:%M:%SZ)\"}}" >/dev/null
+    kc patch cronjob $n --type=merge -p '{"spec":{"suspend":false}}' >/dev/null
+done
 
 # ---------------------------------------------------------------- ServiceAccount
 check "serviceaccount: default SA in every namespace" wait_for 20 field_is default sa default -n kube-system -o 'jsonpath={.metadata.name}'
@@ -217,14 +241,15 @@ for i in 2 3 4; do kc set image deploy/hist c=img:$i >/dev/null; rollout hist; d
 check "deployment: revisionHistoryLimit 1 keeps 2 sets" wait_for 20 count_is 2 rs -l app=hist
 
 # ---------------------------------------------------------------- kill -9 mid-rollout
-# minReadySeconds makes each rollout step wait, so the kill lands in the middle of it
+# minReadySeconds makes each rollout step wait (3 s: 1 s let a quick rollout end before the kill),
+# so the kill lands in the middle of it
 apply <<'Y'
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: big}
 spec:
   replicas: 30
-  minReadySeconds: 1
+  minReadySeconds: 3
   selector: {matchLabels: {app: big}}
   template:
     metadata: {labels: {app: big}}
@@ -508,6 +533,10 @@ check "statefulset: hostname and subdomain" out_is "db-1 db" jp pod db-1 -o 'jso
 kc patch sts db --type=merge -p '{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":1}}}}' >/dev/null
 kc set image sts/db c=img:2 >/dev/null
 check "statefulset: partitioned update replaces ordinals >= 1 only" wait_for 60 out_is "db-0=img:1 db-1=img:2 db-2=img:2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l app=db -o jsonpath='{range .items[*]}{.metadata.name}={.spec.containers[0].image}{\"\\n\"}{end}' | sort | paste -sd' '"
+old_uid=$(jp pod db-0 -o 'jsonpath={.metadata.uid}')
+kc delete pod db-0 --wait=false >/dev/null
+db0_again() { [ "$(jp pod db-0 -o 'jsonpath={.metadata.uid} {.spec.containers[0].image}')" != "" ] && [ "$(jp pod db-0 -o 'jsonpath={.metadata.uid}')" != "$old_uid" ] && [ "$(jp pod db-0 -o 'jsonpath={.spec.containers[0].image}')" = img:1 ]; }
+check "statefulset: a pod below the partition comes back from the current revision (img:1)" wait_for 60 db0_again
 hist_revs() { kc rollout history "$1" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $1}' | paste -sd' '; }
 check "statefulset: rollout history lists revisions 1 2 (ControllerRevisions)" wait_for 20 out_is "1 2" hist_revs sts/db
 check "statefulset: rollout history --revision=1 shows img:1" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout history sts/db --revision=1 | grep -q 'Image:.*img:1'"
@@ -522,10 +551,75 @@ sts_revs_match() {
     [ -n "$want" ] && [ "$(jp sts db -o 'jsonpath={.status.currentRevision} {.status.updateRevision}')" = "$want $want" ]
 }
 check "statefulset: status currentRevision = updateRevision = the undone revision" wait_for 30 sts_revs_match
+check "statefulset (kubectl 1.27): rollout history lists 2 3" out_is "2 3" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout history sts/db | awk '\$1 ~ /^[0-9]+\$/ {print \$1}' | paste -sd' '"
+check "statefulset (kubectl 1.27): rollout undo" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout undo sts/db | grep -q 'rolled back'"
+check "statefulset (kubectl 1.27): rollout status" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout status sts/db --timeout=90s >/dev/null"
+check "statefulset (kubectl 1.27): undo brought img:2 back" wait_for 90 out_is "3 img:2" images db
 kc scale sts db --replicas=1 >/dev/null
 check "statefulset: scale down removes the highest ordinals" wait_for 60 out_is "db-0" jp pods -l app=db -o 'jsonpath={.items[*].metadata.name}'
 check "statefulset: PVCs are kept on scale down" wait_for 5 out_is 3 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc --no-headers | grep -c db"
 kc delete sts db >/dev/null
+# the rollout commands of kubectl 1.27 on a StatefulSet
+sts() {   # sts NAME [SPEC LINES...]: a StatefulSet of img:1 with a volumeClaimTemplate "data"
+    local n=$1; shift
+    { printf 'apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: %s}\nspec:\n  serviceName: %s\n' "$n" "$n"
+      printf '  selector: {matchLabels: {app: %s}}\n' "$n"
+      for l in "$@"; do printf '  %s\n' "$l"; done
+      printf '  template:\n    metadata: {labels: {app: %s}}\n' "$n"
+      printf '    spec: {containers: [{name: c, image: img:1}]}\n'
+      printf '  volumeClaimTemplates:\n  - metadata: {name: data}\n'
+      printf '    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n'; } | apply
+}
+pod_names() { jp pods -l "app=$1" -o 'jsonpath={.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' '; }
+pvc_names() { jp pvc -o 'jsonpath={.items[*].metadata.name}' | tr ' ' '\n' | grep -- "-$1-" | sort | paste -sd' '; }
+# persistentVolumeClaimRetentionPolicy Delete/Delete: claims owned by the set; a scaled-down pod's
+# claim goes with it; the rest go with the set
+sts sret 'replicas: 2' 'persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}'
+check "statefulset retention: 2 pods, 2 claims" wait_for 60 out_is "data-sret-0 data-sret-1" pvc_names sret
+check "statefulset retention: whenDeleted=Delete -> the set is the claims' controller" wait_for 20 out_is "StatefulSet sret true" \
+    jp pvc data-sret-0 -o 'jsonpath={.metadata.ownerReferences[0].kind} {.metadata.ownerReferences[0].name} {.metadata.ownerReferences[0].controller}'
+wait_for 60 out_is "sret-0 sret-1" pod_names sret
+kc scale sts sret --replicas=1 >/dev/null
+check "statefulset retention: whenScaled=Delete -> the scaled-down pod's claim goes" wait_for 60 out_is "data-sret-0" pvc_names sret
+kc delete sts sret >/dev/null
+check "statefulset retention: whenDeleted=Delete -> the claims go with the set" wait_for 60 out_is "" pvc_names sret
+# a claim still being deleted holds its pod back; the claim is made again before the pod
+apply <<'Y'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data-swait-0, finalizers: [e2e.ckube.io/hold]}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+Y
+kc delete pvc data-swait-0 --wait=false >/dev/null
+sts swait 'replicas: 1'
+sleep 3
+check "statefulset claims: no pod while its claim is being deleted" out_is "" pod_names swait
+kc patch pvc data-swait-0 --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+check "statefulset claims: claim made again, then the pod" wait_for 60 out_is "swait-0" pod_names swait
+check "statefulset claims: the new claim is older than the pod" bash -c "[ \$(date -d \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc data-swait-0 -o jsonpath='{.metadata.creationTimestamp}')\" +%s) -le \$(date -d \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pod swait-0 -o jsonpath='{.metadata.creationTimestamp}')\" +%s) ]"
+# minReadySeconds: availableReplicas lags readyReplicas, and OrderedReady waits for availability
+sts smr 'replicas: 2' 'minReadySeconds: 3'
+check "statefulset minReadySeconds: ready 1, available 0 at first" wait_for 30 out_is "1 0" jp sts smr -o 'jsonpath={.status.readyReplicas} {.status.availableReplicas}'
+check "statefulset minReadySeconds: availableReplicas 2 in the end" wait_for 60 out_is "2 2" jp sts smr -o 'jsonpath={.status.readyReplicas} {.status.availableReplicas}'
+gap=$(( $(date -d "$(jp pod smr-1 -o 'jsonpath={.metadata.creationTimestamp}')" +%s) - $(date -d "$(jp pod smr-0 -o 'jsonpath={.metadata.creationTimestamp}')" +%s) ))
+check "statefulset minReadySeconds: smr-1 made only once smr-0 was available ($gap s)" test "$gap" -ge 3
+# OnDelete: the template change waits for the user's deletions
+sts sod 'replicas: 2' 'updateStrategy: {type: OnDelete}'
+wait_for 60 out_is "2 img:1" images sod
+kc set image sts/sod c=img:2 >/dev/null
+sleep 3
+check "statefulset OnDelete: nothing replaced by the template change" out_is "2 img:1" images sod
+kc delete pod sod-1 --wait=false >/dev/null
+check "statefulset OnDelete: the deleted pod comes back with the new template" wait_for 60 out_is "$(printf '1 img:1\n1 img:2')" images sod
+check "statefulset OnDelete: updatedReplicas 1, currentRevision still the old one" wait_for 20 bash -c "s=\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get sts sod -o jsonpath='{.status.updatedReplicas} {.status.currentReplicas} {.status.currentRevision} {.status.updateRevision}'); set -- \$s; [ \"\$1 \$2\" = '1 1' ] && [ \"\$3\" != \"\$4\" ]"
+# ordinals.start
+sts sord 'replicas: 2' 'ordinals: {start: 5}'
+check "statefulset ordinals.start: pods sord-5 sord-6" wait_for 60 out_is "sord-5 sord-6" pod_names sord
+check "statefulset ordinals.start: pod-index label and claim follow the ordinal" out_is "6 data-sord-6" \
+    jp pod sord-6 -o 'jsonpath={.metadata.labels.apps\.kubernetes\.io/pod-index} {.spec.volumes[?(@.name=="data")].persistentVolumeClaim.claimName}'
+kc scale sts sord --replicas=1 >/dev/null
+check "statefulset ordinals.start: scale down removes sord-6" wait_for 60 out_is "sord-5" pod_names sord
+kc delete sts swait smr sod sord >/dev/null
 
 # ---------------------------------------------------------------- DaemonSet
 ds() {   # ds NAME IMAGE [NODESELECTOR-LINE]
@@ -559,8 +653,6 @@ check "daemonset: rollout undo --to-revision=2" bash -c "'$KUBECTL' --kubeconfig
 ds_back_on_2() { out_is "3 img:2" images dsall && out_is "3 4" hist_revs ds/dsall; }
 check "daemonset: back on img:2 (history 3 4)" wait_for 60 ds_back_on_2
 # the rollout commands of kubectl 1.27 (older client code paths) on the same daemon set
-K127=/usr/lib/google-cloud-sdk/bin/kubectl.1.27
-k127() { "$K127" --kubeconfig "$data/kubeconfig" --request-timeout=10s "$@"; }
 check "daemonset (kubectl 1.27): rollout history lists 3 4" out_is "3 4" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout history ds/dsall | awk '\$1 ~ /^[0-9]+\$/ {print \$1}' | paste -sd' '"
 check "daemonset (kubectl 1.27): rollout undo" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout undo ds/dsall | grep -q 'rolled back'"
 check "daemonset (kubectl 1.27): rollout status" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout status ds/dsall --timeout=60s >/dev/null"
@@ -665,8 +757,19 @@ check "cronjob: job named <cronjob>-<minute>, owned by it" wait_for 5 out_is "Cr
 check "cronjob: status lastScheduleTime and active" wait_for 10 out_is "1" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get cronjob cj -o jsonpath='{.status.lastScheduleTime} {.status.active[*].name}' | awk '{print NF-1}'"
 if [ $((SECONDS - cj_start)) -lt 125 ]; then sleep $((125 - (SECONDS - cj_start))); fi
 check "cronjob: Forbid - no second job while the first runs (after 2 minutes)" count_is 1 jobs -l cron=cj
-kc delete cronjob cj >/dev/null
-check "cronjob: its jobs go with it (gc)" wait_for 30 count_is 0 jobs -l cron=cj
+njobs() { kc get jobs -l "cron=$1" --no-headers 2>/dev/null | wc -l; }
+check "cronjob (no timeZone): runs on the manager's local zone (TZ=Asia/Kolkata)" wait_for 10 test "$(njobs cjlocal)" -ge 1
+check "cronjob (no timeZone): a schedule of the UTC hour did not run" count_is 0 jobs -l cron=cjutc
+check "cronjob (no timeZone): the scheduled-timestamp annotation is UTC" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get jobs -l cron=cjlocal -o jsonpath='{.items[0].metadata.annotations.batch\.kubernetes\.io/cronjob-scheduled-timestamp}' | grep -q 'Z\$'"
+evmsg() { jp events --field-selector "involvedObject.name=$1,reason=$2" -o 'jsonpath={.items[0].message}'; }
+check "cronjob: an unknown timeZone -> UnknownTimeZone event, no job" out_is 'invalid timeZone: "Mars/Olympus": unknown time zone Mars/Olympus 0' \
+    bash -c "echo \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get events --field-selector involvedObject.name=cjbad,reason=UnknownTimeZone -o jsonpath='{.items[0].message}') \$('$KUBECTL' --kubeconfig '$data/kubeconfig' get jobs -l cron=cjbad --no-headers 2>/dev/null | wc -l)\""
+check "cronjob: 180 missed minutes -> TooManyMissedTimes" out_is "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew" evmsg cjmiss TooManyMissedTimes
+check "cronjob: ...and the latest missed time ran" test "$(njobs cjmiss)" -ge 1
+check "cronjob: startingDeadlineSeconds bounds the look-back (no TooManyMissedTimes)" out_is "" evmsg cjwin TooManyMissedTimes
+check "cronjob: startingDeadlineSeconds: runs on schedule" test "$(njobs cjwin)" -ge 1
+kc delete cronjob cj cjlocal cjutc cjbad cjmiss cjwin >/dev/null
+check "cronjob: its jobs go with it (gc)" wait_for 30 count_is 0 jobs -l 'cron in (cj,cjlocal,cjmiss,cjwin)'
 
 if [ -n "${CONTROLLERS_E2E_EXTRA:-}" ]; then . "$CONTROLLERS_E2E_EXTRA"; fi
 

@@ -194,26 +194,6 @@ static void trim_object(void *ctx, json_t *obj)
     }
 }
 
-static bool in_list(const char *k, const char *const *list, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(k, list[i]))
-            return true;
-    return false;
-}
-
-static void keep_only(json_t *obj, const char *const *list, size_t n)
-{
-    const char *k;
-    json_t *v;
-    void *tmp;
-    json_object_foreach_safe(obj, tmp, k, v)
-        if (!in_list(k, list, n))
-            json_object_del(obj, k);
-}
-
-/* containerStatuses of a failed pod -> [{name, state: {terminated: {exitCode, finishedAt}}}]
- * (a Job's podFailurePolicy and its failure backoff) */
 static void trim_pod(void *ctx, json_t *pod)
 {
     (void)ctx;

@@ -9,7 +9,8 @@
 #   port-forward: curl of the file through `kubectl port-forward` (each version) vs curl
 #          straight to the pod IP;
 #   all into the same sink (bench/streams_sink), best of RUNS, wall rate (incl. the client's
-#   start), stream rate (first byte -> last byte), first byte, CPU-s of client/API server/kubelet;
+#   start), stream rate (first byte -> last byte), first byte, CPU-s of the client (for
+#   port-forward: curl + the kubectl port-forward process), the API server and the kubelet;
 #   exec start: kubectl wall time, the kubelet's own figure (request received -> first
 #          output byte, from its log), and bench/streams_client's connect -> first byte through
 #          the API server (server side, no kubectl), p50/p90 over N runs.
@@ -91,9 +92,13 @@ run() {
     local best_w=0 best_s=0 fb=0 cpu="" i
     for i in $(seq "$R"); do
         local a0 k0 t0 line w st c
+        local x0=0
+        [ -n "${XPID:-}" ] && x0=$(ticks "$XPID")
         a0=$(ticks "$AP"); k0=$(ticks "$KL"); t0=$(date +%s%N)
         line=$( { /usr/bin/time -f "%U %S" -o time.out "$@" | "$SINK" "$t0"; } 2>/dev/null)
-        c="$(awk '{printf "%.2f", $1 + $2}' time.out) $(echo "($(ticks "$AP") - $a0) / 100" | bc -l | xargs printf %.2f) $(echo "($(ticks "$KL") - $k0) / 100" | bc -l | xargs printf %.2f)"
+        local xc=0
+        [ -n "${XPID:-}" ] && xc=$(( $(ticks "$XPID") - x0 ))
+        c="$(awk -v x="$xc" '{printf "%.2f", $1 + $2 + x / 100}' time.out) $(echo "($(ticks "$AP") - $a0) / 100" | bc -l | xargs printf %.2f) $(echo "($(ticks "$KL") - $k0) / 100" | bc -l | xargs printf %.2f)"
         w=$(echo "$line" | sed -n 's/.*total_mib_s=\([0-9]*\).*/\1/p')
         st=$(echo "$line" | sed -n 's/.*stream_mib_s=\([0-9]*\).*/\1/p')
         [ "$(echo "$line" | sed -n 's/bytes=\([0-9]*\).*/\1/p')" = 104857600 ] || { echo "WARNING: $name: short output: $line"; continue; }
@@ -133,7 +138,7 @@ for v in $KVERS; do
     "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/rp "$lp:8080" >pf.log 2>&1 &
     pf=$!
     for i in $(seq 50); do grep -q Forwarding pf.log && break; sleep 0.1; done
-    run "curl via kubectl $v port-forward" curl -s "http://127.0.0.1:$lp/blob"
+    XPID=$pf run "curl via kubectl $v port-forward" curl -s "http://127.0.0.1:$lp/blob"
     pw[$v]=$last_w; ps[$v]=$last_s
     kill $pf; wait $pf 2>/dev/null
 done

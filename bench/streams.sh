@@ -8,7 +8,7 @@
 #          and bench/streams_client (websocket v5, no kubectl) through the same API server;
 #   port-forward: curl of the file through `kubectl port-forward` (each version) vs curl
 #          straight to the pod IP;
-#   all into the same sink (bench/streams_sink), best of RUNS, wall rate (incl. the client's
+#   all into the same sink (bench/streams_sink), RUNS interleaved rounds, wall rate (incl. the client's
 #   start), stream rate (first byte -> last byte), first byte, CPU-s of the client (for
 #   port-forward: curl + the kubectl port-forward process), the API server and the kubelet;
 #   exec start: kubectl wall time, the kubelet's own figure (request received -> first
@@ -84,45 +84,43 @@ SINK=$B/bench/streams_sink
 AP=$(pgrep -P "${pids[0]}" -f "ckube apiserver" | head -1)
 KL=${pids[1]}
 ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# run NAME CMD...: R runs of CMD | sink; keeps the best wall and stream rates, first byte and CPU
-# (user+sys of CMD, of the API server, of the kubelet incl. the runc it waited for) of the best
+# one KEY CMD...: one run of CMD | sink; appends "wall stream first-byte cpu-client cpu-apiserver
+# cpu-kubelet" (MiB/s, MiB/s, ms, CPU-s: user+sys of CMD (+ of XPID, kubectl port-forward), of
+# the API server, of the kubelet incl. the runc it waited for) to res/KEY, or "0 0 0 0 0 0" for a
+# short output.  Runs are interleaved (each round runs every path once), so a direct path and
+# the relayed ones see the same moment's load; ratios are medians of per-round ratios.
 R=${RUNS:-3}
-run() {
-    local name=$1; shift
-    local best_w=0 best_s=0 fb=0 cpu="" i
-    for i in $(seq "$R"); do
-        local a0 k0 t0 line w st c
-        local x0=0
-        [ -n "${XPID:-}" ] && x0=$(ticks "$XPID")
-        a0=$(ticks "$AP"); k0=$(ticks "$KL"); t0=$(date +%s%N)
-        line=$( { /usr/bin/time -f "%U %S" -o time.out "$@" | "$SINK" "$t0"; } 2>/dev/null)
-        local xc=0
-        [ -n "${XPID:-}" ] && xc=$(( $(ticks "$XPID") - x0 ))
-        c="$(awk -v x="$xc" '{printf "%.2f", $1 + $2 + x / 100}' time.out) $(echo "($(ticks "$AP") - $a0) / 100" | bc -l | xargs printf %.2f) $(echo "($(ticks "$KL") - $k0) / 100" | bc -l | xargs printf %.2f)"
-        w=$(echo "$line" | sed -n 's/.*total_mib_s=\([0-9]*\).*/\1/p')
-        st=$(echo "$line" | sed -n 's/.*stream_mib_s=\([0-9]*\).*/\1/p')
-        [ "$(echo "$line" | sed -n 's/bytes=\([0-9]*\).*/\1/p')" = 104857600 ] || { echo "WARNING: $name: short output: $line"; continue; }
-        [ "${w:-0}" -gt "$best_w" ] && { best_w=$w; fb=$(echo "$line" | sed -n 's/.*first_byte_ms=\([0-9.]*\).*/\1/p'); cpu=$c; }
-        [ "${st:-0}" -gt "$best_s" ] && best_s=$st
-    done
-    printf "%-34s %6s %6s %8s   %s\n" "$name" "$best_w" "$best_s" "$fb" "$cpu"
-    last_w=$best_w; last_s=$best_s
+mkdir -p res
+one() {
+    local key=$1; shift
+    local x0=0 xc=0 a0 k0 t0 line c
+    [ -n "${XPID:-}" ] && x0=$(ticks "$XPID")
+    a0=$(ticks "$AP"); k0=$(ticks "$KL"); t0=$(date +%s%N)
+    line=$( { /usr/bin/time -f "%U %S" -o time.out "$@" | "$SINK" "$t0"; } 2>/dev/null)
+    [ -n "${XPID:-}" ] && xc=$(( $(ticks "$XPID") - x0 ))
+    c="$(awk -v x="$xc" '{printf "%.2f", $1 + $2 + x / 100}' time.out) $(echo "($(ticks "$AP") - $a0) / 100" | bc -l | xargs printf %.2f) $(echo "($(ticks "$KL") - $k0) / 100" | bc -l | xargs printf %.2f)"
+    if [ "$(echo "$line" | sed -n 's/bytes=\([0-9]*\).*/\1/p')" != 104857600 ]; then
+        echo "WARNING: $key: short output: $line"
+        echo "0 0 0 0 0 0" >>"res/$key"
+        return
+    fi
+    echo "$(echo "$line" | sed -n 's/.*total_mib_s=\([0-9]*\).*/\1/p') $(echo "$line" |
+        sed -n 's/.*stream_mib_s=\([0-9]*\).*/\1/p') $(echo "$line" |
+        sed -n 's/.*first_byte_ms=\([0-9.]*\).*/\1/p') $c" >>"res/$key"
 }
-ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2f", $1 / $2; else print "-" }'; }
+# show KEY NAME: the best wall rate's line, with the best stream rate
+show() {
+    sort -k1,1n "res/$1" | tail -1 | awk -v n="$2" -v bs="$(sort -k2,2n "res/$1" | tail -1 | cut -d' ' -f2)" \
+        '{printf "%-34s %6s %6s %8s   %s %s %s\n", n, $1, bs, $3, $4, $5, $6}'
+}
+# ratio A B COL: median over rounds of A's COL / B's COL (1 wall, 2 stream)
+ratio() {
+    paste -d' ' "res/$1" "res/$2" | awk -v c="$3" '$(c + 6) > 0 && $c > 0 {print $c / $(c + 6)}' |
+        sort -n | awk '{a[NR] = $1} END {if (NR) printf "%.2f", (a[int((NR + 1) / 2)] + a[int(NR / 2) + 1]) / 2; else print "-"}'
+}
 KVERS=${KUBECTL_VERSIONS:-"1.27 1.30 1.33"}
 [ -n "${KUBECTL:-}" ] && KVERS=${KUBECTL##*kubectl.}
 KD=$(dirname "$K0")
-echo "# 100 MiB from the pod to the client; best of $R runs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# path                              wall stream first-byte  CPU-s: client apiserver kubelet"
-echo "#                                  MiB/s  MiB/s       ms"
-run "local cat blob" cat blob; r_local_w=$last_w; r_local_s=$last_s
-run "runc exec cat (node, direct)" runc --root "$tmp/kubelet/runtime" exec "$id" cat /www/blob
-r_runc_w=$last_w; r_runc_s=$last_s
-declare -A ew es pw ps
-for v in $KVERS; do
-    run "kubectl $v exec cat" "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" exec rp -- cat /www/blob
-    ew[$v]=$last_w; es[$v]=$last_s
-done
 # the same exec without kubectl: bench/streams_client (websocket v5) through the API server
 python3 -c "
 import yaml, base64
@@ -130,26 +128,46 @@ u = yaml.safe_load(open('data/kubeconfig'))['users'][0]['user']
 open('adm.crt','wb').write(base64.b64decode(u['client-certificate-data'])); open('adm.key','wb').write(base64.b64decode(u['client-key-data']))"
 CL="$B/bench/streams_client 127.0.0.1 $api"
 EX=/api/v1/namespaces/default/pods/rp/exec?container=main
-r_client=$(for i in $(seq "$R"); do $CL "$EX&command=cat&command=/www/blob&stdout=true" adm.crt adm.key |
-    sed -n 's/.*mib_s=\([0-9]*\).*/\1/p'; done | sort -n | tail -1)
-run "curl pod IP (direct)" curl -s "http://$ip:8080/blob"; r_pod_w=$last_w; r_pod_s=$last_s
+declare -A pfport pfpid
 for v in $KVERS; do
-    lp=$(free_port)
-    "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/rp "$lp:8080" >pf.log 2>&1 &
-    pf=$!
-    for i in $(seq 50); do grep -q Forwarding pf.log && break; sleep 0.1; done
-    XPID=$pf run "curl via kubectl $v port-forward" curl -s "http://127.0.0.1:$lp/blob"
-    pw[$v]=$last_w; ps[$v]=$last_s
-    kill $pf; wait $pf 2>/dev/null
+    pfport[$v]=$(free_port)
+    "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/rp "${pfport[$v]}:8080" >"pf$v.log" 2>&1 &
+    pfpid[$v]=$!
+    pids+=($!)
+    for i in $(seq 50); do grep -qs Forwarding "pf$v.log" && break; sleep 0.1; done
 done
-echo "# ratios against the direct path of this run (wall / stream); target >= 0.5"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+for r in $(seq "$R"); do
+    one local cat blob
+    one runc runc --root "$tmp/kubelet/runtime" exec "$id" cat /www/blob
+    for v in $KVERS; do
+        one "exec$v" "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" exec rp -- cat /www/blob
+    done
+    $CL "$EX&command=cat&command=/www/blob&stdout=true" adm.crt adm.key |
+        sed -n 's/.*mib_s=\([0-9]*\).*/\1 0 0 0 0 0/p' >>res/client
+    one pod curl -s "http://$ip:8080/blob"
+    for v in $KVERS; do
+        XPID=${pfpid[$v]} one "pf$v" curl -s "http://127.0.0.1:${pfport[$v]}/blob"
+    done
+done
+echo "# 100 MiB from the pod to the client; $R interleaved rounds, best of them; load: $load0 -> $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# path                              wall stream first-byte  CPU-s: client apiserver kubelet"
+echo "#                                  MiB/s  MiB/s       ms"
+show local "local cat blob"
+show runc "runc exec cat (node, direct)"
+for v in $KVERS; do show "exec$v" "kubectl $v exec cat"; done
+show pod "curl pod IP (direct)"
+for v in $KVERS; do show "pf$v" "curl via kubectl $v port-forward"; done
+echo "# (port-forward's client CPU: curl + the kubectl port-forward process)"
+echo "# ratios to the direct path, median of per-round ratios (wall / stream); target >= 0.5"
 for v in $KVERS; do
-    echo "kubectl $v exec cat:        $(ratio "${ew[$v]}" "$r_runc_w") / $(ratio "${es[$v]}" "$r_runc_s") of runc exec cat"
+    echo "kubectl $v exec cat:        $(ratio "exec$v" runc 1) / $(ratio "exec$v" runc 2) of runc exec cat"
 done
-echo "exec cat, our client (no kubectl): $r_client MiB/s, $(ratio "$r_client" "$r_runc_w") of runc exec cat (wall)"
+echo "exec cat, our client (no kubectl): $(sort -n res/client | tail -1 | cut -d' ' -f1) MiB/s best, $(ratio client runc 1) of runc exec cat (wall)"
 for v in $KVERS; do
-    echo "kubectl $v port-forward:    $(ratio "${pw[$v]}" "$r_pod_w") / $(ratio "${ps[$v]}" "$r_pod_s") of curl to the pod IP"
+    echo "kubectl $v port-forward:    $(ratio "pf$v" pod 1) / $(ratio "pf$v" pod 2) of curl to the pod IP"
 done
+for v in $KVERS; do kill "${pfpid[$v]}" 2>/dev/null; wait "${pfpid[$v]}" 2>/dev/null; done
 # the bytes are the pod's (one untimed run each, to files)
 kc exec rp -- cat /www/blob >out.bin
 [ "$(sha256sum out.bin | cut -d' ' -f1)" = "$sum" ] || echo "WARNING: exec output differs"

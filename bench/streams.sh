@@ -2,22 +2,33 @@
 # bench/streams.sh - streaming throughput and exec latency through the whole path:
 #   kubectl -> API server relay -> kubelet -> runc exec / pod netns.
 # Measures, in one run on one machine (a real kubelet and a busybox pod made from
-# busybox-static, as tests/e2e/streams.sh does):
-#   exec:  `kubectl exec pod -- cat /www/blob` (100 MiB) vs `runc exec cat` of the same file
-#          (direct, on the node) vs `cat` of the same bytes from a local file into a pipe;
-#   port-forward: curl of the 100 MiB file through `kubectl port-forward` vs curl straight
-#          to the pod IP;
+# busybox-static, as tests/e2e/streams.sh does), 100 MiB from the pod to the client:
+#   exec:  `kubectl exec pod -- cat /www/blob` for each kubectl in KUBECTL_VERSIONS vs
+#          `runc exec ID cat /www/blob` on the node (direct) vs `cat` of the same local file;
+#          and bench/streams_client (websocket v5, no kubectl) through the same API server;
+#   port-forward: curl of the file through `kubectl port-forward` (each version) vs curl
+#          straight to the pod IP;
+#   all into the same sink (bench/streams_sink), RUNS interleaved rounds, wall rate (incl. the client's
+#   start), stream rate (first byte -> last byte), first byte, CPU-s of the client (for
+#   port-forward: curl + the kubectl port-forward process), the API server and the kubelet;
 #   exec start: kubectl wall time, the kubelet's own figure (request received -> first
 #          output byte, from its log), and bench/streams_client's connect -> first byte through
 #          the API server (server side, no kubectl), p50/p90 over N runs.
-# Usage: bench/streams.sh [N]  (root; BUILD=build; KUBECTL=kubectl.1.33)
+# Usage: bench/streams.sh [BUILD] [N]  (root; BUILD=build; RUNS=3; KUBECTL_VERSIONS="1.27 1.30 1.33",
+#        or KUBECTL=/path/kubectl.1.33 for one version; the latency part uses the last one)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
+N=20
+case ${1:-} in     # `bench/streams.sh build [N]` or `bench/streams.sh [N]`
+    '') ;;
+    *[!0-9]*) BUILD=$1; N=${2:-20} ;;
+    *) N=$1 ;;
+esac
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
 CK=$B/ckube
-K0=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
-N=${1:-20}
+KVL=${KUBECTL_VERSIONS:-1.33}
+K0=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.${KVL##* }}
 tmp=$(mktemp -d /tmp/ckube-bench-streams.XXXXXX)
 pids=()
 cleanup() {
@@ -65,20 +76,51 @@ ip=$(kc get pod rp -o jsonpath='{.status.podIP}')
 id=$(runc --root "$tmp/kubelet/runtime" list -q | head -1)
 sum=$(sha256sum blob | cut -d' ' -f1)
 
-echo "# 100 MiB, MiB/s (best of 3)"
-best() { sort -n | tail -1; }
-r_local=$(for i in 1 2 3; do t0=$(now); cat blob | cat >/dev/null; t1=$(now); rate $t0 $t1; done | best)
-r_runc=$(for i in 1 2 3; do t0=$(now); runc --root "$tmp/kubelet/runtime" exec "$id" cat /www/blob >/dev/null; t1=$(now); rate $t0 $t1; done | best)
-r_exec=$(for i in 1 2 3; do t0=$(now); kc exec rp -- cat /www/blob >out.bin; t1=$(now); rate $t0 $t1; done | best)
-[ "$(sha256sum out.bin | cut -d' ' -f1)" = "$sum" ] || echo "WARNING: exec output differs"
-r_pod=$(for i in 1 2 3; do t0=$(now); curl -s -o /dev/null "http://$ip:8080/blob"; t1=$(now); rate $t0 $t1; done | best)
-lp=$(free_port)
-kc port-forward pod/rp "$lp:8080" >pf.log 2>&1 &
-pf=$!
-for i in $(seq 50); do grep -q Forwarding pf.log && break; sleep 0.1; done
-r_pf=$(for i in 1 2 3; do t0=$(now); curl -s -o pf.bin "http://127.0.0.1:$lp/blob"; t1=$(now); rate $t0 $t1; done | best)
-[ "$(sha256sum pf.bin | cut -d' ' -f1)" = "$sum" ] || echo "WARNING: port-forward output differs"
-kill $pf; wait $pf 2>/dev/null
+# Every path ends in the same sink (bench/streams_sink: a pipe read in 1 MiB reads), so direct
+# and relayed copies pay the same last hop.  Per run it reports the wall rate (command start ->
+# last byte, so it includes the client's own start: kubectl is a 60 MB Go binary that GETs the
+# pod before it upgrades) and the stream rate (first byte -> last byte).
+SINK=$B/bench/streams_sink
+AP=$(pgrep -P "${pids[0]}" -f "ckube apiserver" | head -1)
+KL=${pids[1]}
+ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# one KEY CMD...: one run of CMD | sink; appends "wall stream first-byte cpu-client cpu-apiserver
+# cpu-kubelet" (MiB/s, MiB/s, ms, CPU-s: user+sys of CMD (+ of XPID, kubectl port-forward), of
+# the API server, of the kubelet incl. the runc it waited for) to res/KEY, or "0 0 0 0 0 0" for a
+# short output.  Runs are interleaved (each round runs every path once), so a direct path and
+# the relayed ones see the same moment's load; ratios are medians of per-round ratios.
+R=${RUNS:-3}
+mkdir -p res
+one() {
+    local key=$1; shift
+    local x0=0 xc=0 a0 k0 t0 line c
+    [ -n "${XPID:-}" ] && x0=$(ticks "$XPID")
+    a0=$(ticks "$AP"); k0=$(ticks "$KL"); t0=$(date +%s%N)
+    line=$( { /usr/bin/time -f "%U %S" -o time.out "$@" | "$SINK" "$t0"; } 2>/dev/null)
+    [ -n "${XPID:-}" ] && xc=$(( $(ticks "$XPID") - x0 ))
+    c="$(awk -v x="$xc" '{printf "%.2f", $1 + $2 + x / 100}' time.out) $(echo "($(ticks "$AP") - $a0) / 100" | bc -l | xargs printf %.2f) $(echo "($(ticks "$KL") - $k0) / 100" | bc -l | xargs printf %.2f)"
+    if [ "$(echo "$line" | sed -n 's/bytes=\([0-9]*\).*/\1/p')" != 104857600 ]; then
+        echo "WARNING: $key: short output: $line"
+        echo "0 0 0 0 0 0" >>"res/$key"
+        return
+    fi
+    echo "$(echo "$line" | sed -n 's/.*total_mib_s=\([0-9]*\).*/\1/p') $(echo "$line" |
+        sed -n 's/.*stream_mib_s=\([0-9]*\).*/\1/p') $(echo "$line" |
+        sed -n 's/.*first_byte_ms=\([0-9.]*\).*/\1/p') $c" >>"res/$key"
+}
+# show KEY NAME: the best wall rate's line, with the best stream rate
+show() {
+    sort -k1,1n "res/$1" | tail -1 | awk -v n="$2" -v bs="$(sort -k2,2n "res/$1" | tail -1 | cut -d' ' -f2)" \
+        '{printf "%-34s %6s %6s %8s   %s %s %s\n", n, $1, bs, $3, $4, $5, $6}'
+}
+# ratio A B COL: median over rounds of A's COL / B's COL (1 wall, 2 stream)
+ratio() {
+    paste -d' ' "res/$1" "res/$2" | awk -v c="$3" '$(c + 6) > 0 && $c > 0 {print $c / $(c + 6)}' |
+        sort -n | awk '{a[NR] = $1} END {if (NR) printf "%.2f", (a[int((NR + 1) / 2)] + a[int(NR / 2) + 1]) / 2; else print "-"}'
+}
+KVERS=${KUBECTL_VERSIONS:-"1.27 1.30 1.33"}
+[ -n "${KUBECTL:-}" ] && KVERS=${KUBECTL##*kubectl.}
+KD=$(dirname "$K0")
 # the same exec without kubectl: bench/streams_client (websocket v5) through the API server
 python3 -c "
 import yaml, base64
@@ -86,15 +128,57 @@ u = yaml.safe_load(open('data/kubeconfig'))['users'][0]['user']
 open('adm.crt','wb').write(base64.b64decode(u['client-certificate-data'])); open('adm.key','wb').write(base64.b64decode(u['client-key-data']))"
 CL="$B/bench/streams_client 127.0.0.1 $api"
 EX=/api/v1/namespaces/default/pods/rp/exec?container=main
-r_client=$(for i in 1 2 3; do $CL "$EX&command=cat&command=/www/blob&stdout=true" adm.crt adm.key |
-    sed -n 's/.*mib_s=\([0-9]*\).*/\1/p'; done | best)
-printf "local cat | cat              %6s\n" "$r_local"
-printf "runc exec cat (node, direct) %6s\n" "$r_runc"
-printf "kubectl exec cat             %6s   (%.2fx runc exec, %.2fx local)\n" "$r_exec" \
-    "$(echo "$r_exec / $r_runc" | bc -l)" "$(echo "$r_exec / $r_local" | bc -l)"
-printf "exec cat, our client (no kubectl) %6s   (%.2fx runc exec)\n" "$r_client" "$(echo "$r_client / $r_runc" | bc -l)"
-printf "curl pod IP (direct)         %6s\n" "$r_pod"
-printf "curl via port-forward        %6s   (%.2fx direct)\n" "$r_pf" "$(echo "$r_pf / $r_pod" | bc -l)"
+declare -A pfport pfpid
+for v in $KVERS; do
+    pfport[$v]=$(free_port)
+    "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/rp "${pfport[$v]}:8080" >"pf$v.log" 2>&1 &
+    pfpid[$v]=$!
+    pids+=($!)
+    for i in $(seq 50); do grep -qs Forwarding "pf$v.log" && break; sleep 0.1; done
+done
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+for r in $(seq "$R"); do
+    one local cat blob
+    one runc runc --root "$tmp/kubelet/runtime" exec "$id" cat /www/blob
+    for v in $KVERS; do
+        one "exec$v" "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" exec rp -- cat /www/blob
+    done
+    $CL "$EX&command=cat&command=/www/blob&stdout=true" adm.crt adm.key |
+        sed -n 's/.*mib_s=\([0-9]*\).*/\1 0 0 0 0 0/p' >>res/client
+    one pod curl -s "http://$ip:8080/blob"
+    for v in $KVERS; do
+        XPID=${pfpid[$v]} one "pf$v" curl -s "http://127.0.0.1:${pfport[$v]}/blob"
+    done
+done
+echo "# 100 MiB from the pod to the client; $R interleaved rounds, best of them; load: $load0 -> $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# path                              wall stream first-byte  CPU-s: client apiserver kubelet"
+echo "#                                  MiB/s  MiB/s       ms"
+show local "local cat blob"
+show runc "runc exec cat (node, direct)"
+for v in $KVERS; do show "exec$v" "kubectl $v exec cat"; done
+show pod "curl pod IP (direct)"
+for v in $KVERS; do show "pf$v" "curl via kubectl $v port-forward"; done
+echo "# (port-forward's client CPU: curl + the kubectl port-forward process)"
+echo "# ratios to the direct path, median of per-round ratios (wall / stream); target >= 0.5"
+for v in $KVERS; do
+    echo "kubectl $v exec cat:        $(ratio "exec$v" runc 1) / $(ratio "exec$v" runc 2) of runc exec cat"
+done
+echo "exec cat, our client (no kubectl): $(sort -n res/client | tail -1 | cut -d' ' -f1) MiB/s best, $(ratio client runc 1) of runc exec cat (wall)"
+for v in $KVERS; do
+    echo "kubectl $v port-forward:    $(ratio "pf$v" pod 1) / $(ratio "pf$v" pod 2) of curl to the pod IP"
+done
+for v in $KVERS; do kill "${pfpid[$v]}" 2>/dev/null; wait "${pfpid[$v]}" 2>/dev/null; done
+# the bytes are the pod's (one untimed run each, to files)
+kc exec rp -- cat /www/blob >out.bin
+[ "$(sha256sum out.bin | cut -d' ' -f1)" = "$sum" ] || echo "WARNING: exec output differs"
+lp=$(free_port)
+kc port-forward pod/rp "$lp:8080" >pf.log 2>&1 &
+pf=$!
+for i in $(seq 50); do grep -q Forwarding pf.log && break; sleep 0.1; done
+curl -s -o pf.bin "http://127.0.0.1:$lp/blob"
+kill $pf; wait $pf 2>/dev/null
+[ "$(sha256sum pf.bin | cut -d' ' -f1)" = "$sum" ] || echo "WARNING: port-forward output differs"
+rm -f out.bin pf.bin
 
 echo "# exec start latency over $N runs (kubectl $(basename "$K0")), ms"
 : >lat

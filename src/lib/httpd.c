@@ -382,13 +382,21 @@ ck_http_stream *ck_http_upgrade(ck_http_resp *resp, const char *extra_headers,
     return stream_open(resp, b, EV_UPGRADE, true, on_data, on_close, ctx);
 }
 
-static void free_owned(const void *data, size_t len, void *extra)
+/* evbuffer cleanup for referenced data: extra is the release function */
+static void release_ref(const void *data, size_t len, void *extra)
 {
-    free((void *)data);
+    ((ck_http_release_fn)(uintptr_t)extra)((void *)data);
 }
 
-/* owned: data is handed to the outbox by reference and freed by it (or here if not queued) */
-static int stream_write(ck_http_stream *s, const void *data, size_t len, bool owned)
+static void release_free(void *data)
+{
+    free(data);
+}
+
+/* release != NULL: data is handed to the outbox by reference and released by it (or here if
+ * not queued) */
+static int stream_write(ck_http_stream *s, const void *data, size_t len,
+                        ck_http_release_fn release)
 {
     struct conn *c = s->c;
     int rc = 0;
@@ -407,29 +415,35 @@ static int stream_write(ck_http_stream *s, const void *data, size_t len, bool ow
         } else {
             if (s->chunked)
                 evbuffer_add_printf(c->outbox, "%zx\r\n", len);
-            if (!owned)
+            if (!release)
                 evbuffer_add(c->outbox, data, len);
             else
-                queued = evbuffer_add_reference(c->outbox, data, len, free_owned, NULL) == 0;
+                queued = evbuffer_add_reference(c->outbox, data, len, release_ref,
+                                                (void *)(uintptr_t)release) == 0;
             if (s->chunked)
                 evbuffer_add(c->outbox, "\r\n", 2);
         }
         schedule_wake_locked(c);
     }
     pthread_mutex_unlock(&c->mu);
-    if (owned && !queued)
-        free((void *)data);
+    if (release && !queued)
+        release((void *)data);
     return rc;
 }
 
 int ck_http_stream_write(ck_http_stream *s, const void *data, size_t len)
 {
-    return stream_write(s, data, len, false);
+    return stream_write(s, data, len, NULL);
 }
 
 int ck_http_stream_write_owned(ck_http_stream *s, void *data, size_t len)
 {
-    return stream_write(s, data, len, true);
+    return stream_write(s, data, len, release_free);
+}
+
+int ck_http_stream_write_ref(ck_http_stream *s, void *data, size_t len, ck_http_release_fn release)
+{
+    return stream_write(s, data, len, release);
 }
 
 size_t ck_http_stream_pending(ck_http_stream *s)

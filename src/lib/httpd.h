@@ -105,6 +105,10 @@ int ck_http_stream_write(ck_http_stream *s, const void *data, size_t len);
 /* The same, but takes ownership of `data` (from malloc): it is queued without a copy and freed
  * once sent, or when the connection ends; also freed right away on -1 or when len is 0. */
 int ck_http_stream_write_owned(ck_http_stream *s, void *data, size_t len);
+/* The same with release(data) instead of free (e.g. ck_bufpool_release), called on httpd's I/O
+ * thread once the bytes are sent, or in the calling thread if they are not queued. */
+typedef void (*ck_http_release_fn)(void *data);
+int ck_http_stream_write_ref(ck_http_stream *s, void *data, size_t len, ck_http_release_fn release);
 size_t ck_http_stream_pending(ck_http_stream *s);
 void ck_http_stream_end(ck_http_stream *s);          /* final chunk; connection may be reused */
 void ck_http_stream_release(ck_http_stream *s);

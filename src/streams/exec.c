@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -307,6 +308,9 @@ static void *pump(void *arg)
 
     bool exited = false, client_gone = false;
     int status = 0;
+    /* the process's exit wakes the poll (a pidfd), so the status follows the last output at
+     * once instead of at the next poll timeout */
+    int pidfd = p.pid > 0 ? (int)syscall(SYS_pidfd_open, p.pid, 0) : -1;
     uint64_t out_total = 0;     /* output bytes so far (bulk coalescing) */
     bool drained = false;       /* the last output read was short: the producer is slow */
     size_t in_off = 0;
@@ -360,9 +364,11 @@ static void *pump(void *arg)
             client_gone = true;
             break;
         }
-        struct pollfd pf[4];
+        struct pollfd pf[5];
         int n = 0, iout = -1, ierr = -1, iin = -1;
         pf[n++] = (struct pollfd){t->wake_r, POLLIN, 0};
+        if (pidfd >= 0 && !exited)
+            pf[n++] = (struct pollfd){pidfd, POLLIN, 0};
         bool room = (size_t)waiting < CK_STREAMS_HIGH_WATER;
         if (p.out_fd >= 0 && room) {
             iout = n;
@@ -442,6 +448,7 @@ static void *pump(void *arg)
         }
     }
     ck_buf_free(&in_local);
+    close_fd(&pidfd);
     if (client_gone) {   /* gone, protocol error or idle: stop the process, close the tunnel */
         if (p.pid > 0 && !exited) {
             kill(p.pid, SIGKILL);

@@ -107,6 +107,7 @@ static void tunnel_free(ck_tunnel *t)
     if (t->spdy_on)
         ck_spdy_free(&t->spdy);
     ck_buf_free(&t->out);
+    ck_bufpool_close(t->pool);
     close(t->wake_r);
     close(t->wake_w);
     pthread_mutex_destroy(&t->mu);
@@ -149,6 +150,7 @@ ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws
     if (spdy)
         ck_spdy_init(&t->spdy, true, 0);
     ck_buf_init(&t->out, 0);
+    t->pool = ck_bufpool_new(CK_TUNNEL_BATCH_BYTES, 4);
     t->on_ws = on_ws;
     t->on_spdy = on_spdy;
     t->user = user;
@@ -260,9 +262,20 @@ static size_t frame_head(const ck_tunnel *t, uint8_t *h, uint32_t id, size_t n)
 int ck_tunnel_batch_slots(ck_tunnel *t, ck_tunnel_batch *b, struct iovec *iov, int nslots)
 {
     size_t room = slot_room(t), need = (size_t)nslots * (room + CK_TUNNEL_SLOT);
-    if (b->cap - b->len < need) {
-        b->cap = b->len + need;
-        b->data = xrealloc(b->data, b->cap);
+    /* pooled buffers go out whole while httpd counts only their bytes: at most 6 out (6 MiB)
+     * per session, beyond that plain buffers trimmed to size */
+    if (!b->data && t->pool && need <= ck_bufpool_size(t->pool) &&
+        ck_bufpool_outstanding(t->pool) < 6) {
+        b->data = ck_bufpool_get(t->pool);
+        b->cap = ck_bufpool_size(t->pool);
+        b->pooled = true;
+    } else if (b->cap - b->len < need) {
+        size_t len = b->len;
+        uint8_t *d = xmalloc(len + need);
+        if (len)
+            memcpy(d, b->data, len);
+        ck_tunnel_batch_free(b);
+        *b = (ck_tunnel_batch){.data = d, .len = len, .cap = len + need};
     }
     for (int i = 0; i < nslots; i++) {
         iov[i].iov_base = b->data + b->len + (size_t)i * (room + CK_TUNNEL_SLOT) + room;
@@ -303,12 +316,22 @@ int ck_tunnel_batch_send_locked(ck_tunnel *t, ck_tunnel_batch *b)
         ck_buf_reset(&t->out);
     }
     if (b->len) {
-        if (b->cap - b->len > CK_TUNNEL_SLOT)   /* a short read: give back the unused slots */
-            b->data = xrealloc(b->data, b->len);
-        if (rc == 0)
-            rc = ck_http_stream_write_owned(t->hs, b->data, b->len);
+        if (b->pooled && b->len < 64 * 1024) {
+            /* a short read: copy it out and recycle the big buffer at once, so that little
+             * outputs (an interactive shell) do not hold megabytes while they wait */
+            uint8_t *d = xmalloc(b->len);
+            memcpy(d, b->data, b->len);
+            ck_bufpool_release(b->data);
+            *b = (ck_tunnel_batch){.data = d, .len = b->len, .cap = b->len};
+        } else if (!b->pooled && b->cap - b->len > CK_TUNNEL_SLOT) {
+            b->data = xrealloc(b->data, b->len);   /* give back the unused slots */
+        }
+        if (rc < 0)
+            ck_tunnel_batch_free(b);
+        else if (b->pooled)
+            rc = ck_http_stream_write_ref(t->hs, b->data, b->len, ck_bufpool_release);
         else
-            free(b->data);
+            rc = ck_http_stream_write_owned(t->hs, b->data, b->len);
         *b = (ck_tunnel_batch){0};
         t->last_ns = ck_now_ns();
     }
@@ -319,7 +342,10 @@ int ck_tunnel_batch_send_locked(ck_tunnel *t, ck_tunnel_batch *b)
 
 void ck_tunnel_batch_free(ck_tunnel_batch *b)
 {
-    free(b->data);
+    if (b->pooled)
+        ck_bufpool_release(b->data);
+    else
+        free(b->data);
     *b = (ck_tunnel_batch){0};
 }
 

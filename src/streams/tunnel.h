@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "lib/bufpool.h"
 #include "lib/spdy.h"
 #include "lib/websocket.h"
 #include "streams/streams.h"
@@ -36,6 +37,7 @@ struct ck_tunnel {
     ck_tunnel_ws_cb on_ws;      /* channel messages (exec over websocket) */
     ck_tunnel_spdy_cb on_spdy;  /* SPDY frames (raw, or inside websocket) */
     void *user;
+    ck_bufpool *pool;           /* batch buffers (NULL: plain malloc, as in unit tests) */
 };
 
 /* Upgrade: sends the 101 with extra_headers.  Returns NULL (and answers nothing more) if the
@@ -69,7 +71,10 @@ void ck_tunnel_drain_wake(ck_tunnel *t);
 typedef struct ck_tunnel_batch {
     uint8_t *data;
     size_t len, cap;
+    bool pooled;                /* data is from t->pool */
 } ck_tunnel_batch;
+/* A batch buffer: room for CK_TUNNEL_BATCH_SLOTS slots with the largest head before each. */
+#define CK_TUNNEL_BATCH_BYTES ((size_t)CK_TUNNEL_BATCH_SLOTS * (12 + CK_TUNNEL_SLOT))
 struct iovec;
 /* Room for up to nslots (<= CK_TUNNEL_BATCH_SLOTS) more frames: fills iov with their payload
  * slots and returns how many. */
@@ -77,8 +82,9 @@ int ck_tunnel_batch_slots(ck_tunnel *t, ck_tunnel_batch *b, struct iovec *iov, i
 /* n bytes were read into the slots just handed out (filling them in order): frame them as data
  * on `id` (the channel byte for exec over websocket, else the SPDY stream id). */
 void ck_tunnel_batch_commit(ck_tunnel *t, ck_tunnel_batch *b, uint32_t id, size_t n);
-/* Queue the batch behind the tunnel's pending bytes and give it to httpd; b is left empty.
- * Returns -1 if the client is gone. */
+/* Queue the batch behind the tunnel's pending bytes and give it to httpd; b is left empty
+ * (a pooled buffer goes by reference unless the batch is small; then it is copied and the
+ * buffer goes back to the pool at once).  Returns -1 if the client is gone. */
 int ck_tunnel_batch_send(ck_tunnel *t, ck_tunnel_batch *b);
 int ck_tunnel_batch_send_locked(ck_tunnel *t, ck_tunnel_batch *b);   /* caller holds t->mu */
 void ck_tunnel_batch_free(ck_tunnel_batch *b);

@@ -547,11 +547,13 @@ static void test_batch_framing(void **state)
     uint8_t *src = malloc(srclen);
     for (size_t i = 0; i < srclen; i++)
         src[i] = (uint8_t)(i * 131 + 7);
-    for (size_t m = 0; m < ARRAY_SIZE(modes); m++) {
+    for (size_t m = 0; m < 2 * ARRAY_SIZE(modes); m++) {   /* second round: a buffer pool */
         ck_tunnel t;
         memset(&t, 0, sizeof t);
-        t.ws = modes[m].ws;
-        t.spdy_on = modes[m].spdy;
+        t.ws = modes[m % 3].ws;
+        t.spdy_on = modes[m % 3].spdy;
+        if (m >= 3)
+            t.pool = ck_bufpool_new(CK_TUNNEL_BATCH_BYTES, 2);
         ck_tunnel_batch b = {0};
         size_t total = 0;
         for (size_t k = 0; k < ARRAY_SIZE(sizes); k++) {   /* one "readv" of sizes[k] bytes */
@@ -564,10 +566,10 @@ static void test_batch_framing(void **state)
                 off += n;
                 left -= n;
             }
-            ck_tunnel_batch_commit(&t, &b, modes[m].id, sizes[k]);
+            ck_tunnel_batch_commit(&t, &b, modes[m % 3].id, sizes[k]);
             total += sizes[k];
         }
-        struct batch_chk c = {.id = modes[m].id};
+        struct batch_chk c = {.id = modes[m % 3].id};
         ck_buf_init(&c.got, 0);
         ck_spdy sp;
         ck_spdy_init(&sp, false, 0);
@@ -589,6 +591,7 @@ static void test_batch_framing(void **state)
         ck_buf_free(&c.got);
         ck_spdy_free(&sp);
         ck_tunnel_batch_free(&b);
+        ck_bufpool_close(t.pool);
     }
     free(src);
 }

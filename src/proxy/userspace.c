@@ -43,12 +43,34 @@
 
 enum kind { K_LISTEN, K_CONN_CLIENT, K_CONN_BACKEND, K_UDP_BACKEND, K_WAKE };
 
+/* An IPv4 or IPv6 socket address (a listener and its endpoints are of one family). */
+typedef union sa_any {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} sa_any;
+
+static socklen_t sa_len(const sa_any *a)
+{
+    return a->sa.sa_family == AF_INET6 ? sizeof a->v6 : sizeof a->v4;
+}
+
+static bool sa_equal(const sa_any *a, const sa_any *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family)
+        return false;
+    if (a->sa.sa_family == AF_INET6)
+        return a->v6.sin6_port == b->v6.sin6_port &&
+               !memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof a->v6.sin6_addr);
+    return a->v4.sin_port == b->v4.sin_port && a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+}
+
 typedef struct listener listener;
 typedef struct conn conn;
 typedef struct tag { enum kind kind; void *obj; } tag;
 
 typedef struct udp_sess {
-    struct sockaddr_in client;
+    sa_any client;
     int fd;
     int64_t last;
     listener *l;
@@ -59,8 +81,9 @@ typedef struct udp_sess {
 struct listener {
     char *key;                /* port name + proto */
     bool udp;
+    int family;               /* AF_INET or AF_INET6 */
     int fd, local_port;
-    struct sockaddr_in *eps;
+    sa_any *eps;
     size_t n_eps, rr;
     tag t;
     udp_sess *sessions;
@@ -104,6 +127,8 @@ typedef struct us {
     json_t *open;             /* port key -> listener (pointer as integer) of open listeners */
     json_t *members[PORTAL_BUCKETS]; /* service keys per bucket */
     bool started;             /* bucket chains and jumps are in place */
+    bool v6;                  /* the host has IPv6: ip6tables portals and IPv6 listeners too */
+    bool any_v6;              /* some Service had an IPv6 port (dry run: show that script) */
     int port_lo, port_hi, port_next; /* listener ports: the ephemeral range, a cursor */
     char *script;
 } us;
@@ -114,7 +139,7 @@ static listener *find_listener(us *u, const char *key)
     return v ? (listener *)(intptr_t)json_integer_value(v) : NULL;
 }
 
-static bool pick_ep(us *u, listener *l, struct sockaddr_in *out)
+static bool pick_ep(us *u, listener *l, sa_any *out)
 {
     if (!l->n_eps)
         return false;
@@ -173,7 +198,7 @@ static void conn_arm(us *u, conn *c)
 /* Start a connect to the next endpoint; false when every endpoint has been tried. */
 static bool conn_try(us *u, conn *c)
 {
-    struct sockaddr_in sa;
+    sa_any sa;
     while (c->tries < c->l->n_eps && c->tries < 8) {
         c->tries++;
         if (!pick_ep(u, c->l, &sa))
@@ -182,12 +207,12 @@ static bool conn_try(us *u, conn *c)
             epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
             close(c->bfd);
         }
-        c->bfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        c->bfd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->bfd < 0)
             return false;
         int one = 1;
         setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(c->bfd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)
+        if (connect(c->bfd, &sa.sa, sa_len(&sa)) < 0 && errno != EINPROGRESS)
             continue;
         struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = &c->bt};
         epoll_ctl(u->ep, EPOLL_CTL_ADD, c->bfd, &ev);
@@ -375,20 +400,20 @@ static void on_udp(us *u, listener *l)
 {
     char buf[BUF_SIZE];
     for (;;) {
-        struct sockaddr_in from;
+        sa_any from;
         socklen_t fl = sizeof from;
-        ssize_t n = recvfrom(l->fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+        ssize_t n = recvfrom(l->fd, buf, sizeof buf, MSG_DONTWAIT, &from.sa, &fl);
         if (n < 0)
             return;
         udp_sess *s = l->sessions;
-        while (s && (s->client.sin_addr.s_addr != from.sin_addr.s_addr || s->client.sin_port != from.sin_port))
+        while (s && !sa_equal(&s->client, &from))
             s = s->next;
         if (!s) {
-            struct sockaddr_in ep;
+            sa_any ep;
             if (!pick_ep(u, l, &ep))
                 continue;
-            int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (fd < 0 || connect(fd, (struct sockaddr *)&ep, sizeof ep) < 0) {
+            int fd = socket(ep.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0 || connect(fd, &ep.sa, sa_len(&ep)) < 0) {
                 if (fd >= 0)
                     close(fd);
                 continue;
@@ -414,7 +439,7 @@ static void on_udp_reply(us *u, udp_sess *s)
     ssize_t n;
     while ((n = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT)) >= 0) {
         s->last = ck_now_ns();
-        sendto(s->l->fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&s->client, sizeof s->client);
+        sendto(s->l->fd, buf, (size_t)n, MSG_DONTWAIT, &s->client.sa, sa_len(&s->client));
     }
 }
 
@@ -510,6 +535,7 @@ static void *us_new(const ck_proxy_opts *o, ck_error **err)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
     epoll_ctl(u->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
     u->running = true;
+    u->v6 = o->dry_run || ck_proxy_ipv6_usable();
     if (!o->dry_run) {
         ck_error *e = NULL;
         if (o->kernel_relay && !(u->sm = ck_proxy_sockmap_new(&e))) {
@@ -523,7 +549,7 @@ static void *us_new(const ck_proxy_opts *o, ck_error **err)
 
 /* Ports come from our own cursor over the ephemeral range: bind(port 0) searches the range for
  * a free port each time, which grows with every port held (10,000 listeners: seconds). */
-static int bind_port(us *u, int fd)
+static int bind_port(us *u, int fd, int family)
 {
     if (!u->port_lo) {
         u->port_lo = 32768, u->port_hi = 60999;
@@ -539,11 +565,18 @@ static int bind_port(us *u, int fd)
     int span = u->port_hi - u->port_lo + 1;
     for (int i = 0; i < span; i++) {
         /* dry run (tests): no listener beyond loopback */
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_addr.s_addr = htonl(u->o.dry_run ? INADDR_LOOPBACK : INADDR_ANY)};
-        sa.sin_port = htons((uint16_t)(u->port_lo + u->port_next));
+        uint16_t port = htons((uint16_t)(u->port_lo + u->port_next));
+        sa_any sa = {0};
+        if (family == AF_INET6) {
+            sa.v6 = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = port,
+                                          .sin6_addr = u->o.dry_run ? in6addr_loopback : in6addr_any};
+        } else {
+            sa.v4 = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = port,
+                                         .sin_addr.s_addr = htonl(u->o.dry_run ? INADDR_LOOPBACK
+                                                                               : INADDR_ANY)};
+        }
         u->port_next = (u->port_next + 1) % span;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        if (bind(fd, &sa.sa, sa_len(&sa)) == 0)
             return 0;
         if (errno != EADDRINUSE && errno != EACCES)
             return -1;
@@ -552,19 +585,21 @@ static int bind_port(us *u, int fd)
     return -1;
 }
 
-static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
+static listener *listener_open(us *u, const char *key, bool udp, int family, ck_error **err)
 {
-    int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         ck_error_sys(err, CK_E_IO, "userspace: socket");
         return NULL;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    sa_any sa = {0};
     socklen_t sl = sizeof sa;
-    if (bind_port(u, fd) < 0 || (!udp && listen(fd, 1024) < 0) ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+    if (bind_port(u, fd, family) < 0 || (!udp && listen(fd, 1024) < 0) ||
+        getsockname(fd, &sa.sa, &sl) < 0) {
         ck_error_sys(err, CK_E_IO, "userspace: listen for %s", key);
         close(fd);
         return NULL;
@@ -572,8 +607,9 @@ static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
     listener *l = xcalloc(1, sizeof *l);
     l->key = xstrdup(key);
     l->udp = udp;
+    l->family = family;
     l->fd = fd;
-    l->local_port = ntohs(sa.sin_port);
+    l->local_port = ntohs(family == AF_INET6 ? sa.v6.sin6_port : sa.v4.sin_port);
     l->t = (tag){K_LISTEN, l};
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
     epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
@@ -615,12 +651,15 @@ static int bucket_of(const char *key)
     return (int)(h % PORTAL_BUCKETS);
 }
 
-/* Open/update the listeners of one Service and render its portal lines; NULL s: gone. */
+/* Open/update the listeners of one Service and render its portal lines, per family ("nat" and
+ * "filter" for iptables, "nat6" and "filter6" for ip6tables); NULL s: gone. */
 static json_t *render_service(us *u, const ck_proxy_service *s, ck_error **err)
 {
-    ck_buf nat, filter;
-    ck_buf_init(&nat, 0);
-    ck_buf_init(&filter, 0);
+    ck_buf nat[2], filter[2];
+    for (int f = 0; f < 2; f++) {
+        ck_buf_init(&nat[f], 0);
+        ck_buf_init(&filter[f], 0);
+    }
     json_t *ls = json_array();
     char chain[32];
     snprintf(chain, sizeof chain, "KUBE-PORTALS-B-%02d", bucket_of(s->key));
@@ -629,9 +668,15 @@ static json_t *render_service(us *u, const ck_proxy_service *s, ck_error **err)
     int rc = 0;
     for (size_t i = 0; i < s->n_ports; i++) {
         const ck_proxy_port *p = &s->ports[i];
-        cleanup_free char *key = xasprintf("%s/%s", p->name, p->proto);
+        int f = p->family == 6;
+        if (f && !u->v6)
+            continue;
+        u->any_v6 |= f;
+        const char *host = f ? "/128" : "/32";
+        int af = f ? AF_INET6 : AF_INET;
+        cleanup_free char *key = xasprintf("%s/%s%s", p->name, p->proto, f ? "/6" : "");
         listener *l = find_listener(u, key);
-        if (!l && !(l = listener_open(u, key, !strcmp(p->proto, "udp"), err))) {
+        if (!l && !(l = listener_open(u, key, !strcmp(p->proto, "udp"), af, err))) {
             rc = -1;
             break;
         }
@@ -641,34 +686,46 @@ static json_t *render_service(us *u, const ck_proxy_service *s, ck_error **err)
         free(l->eps);
         l->eps = xcalloc(n + 1, sizeof *l->eps);
         for (size_t j = 0; j < n; j++) {
-            l->eps[j].sin_family = AF_INET;
-            l->eps[j].sin_port = htons((uint16_t)eps[j]->port);
-            inet_pton(AF_INET, eps[j]->ip, &l->eps[j].sin_addr);
+            if (f) {
+                l->eps[j].v6.sin6_family = AF_INET6;
+                l->eps[j].v6.sin6_port = htons((uint16_t)eps[j]->port);
+                inet_pton(AF_INET6, eps[j]->ip, &l->eps[j].v6.sin6_addr);
+            } else {
+                l->eps[j].v4.sin_family = AF_INET;
+                l->eps[j].v4.sin_port = htons((uint16_t)eps[j]->port);
+                inet_pton(AF_INET, eps[j]->ip, &l->eps[j].v4.sin_addr);
+            }
         }
         l->n_eps = n;
         const char *pr = p->proto;
         if (!n) {
-            ck_buf_printf(&filter, "-A %s -m comment --comment \"%s has no endpoints\" -m %s -p %s "
-                          "-d %s/32 --dport %d -j REJECT%s\n", rchain, p->name, pr, pr,
-                          p->cluster_ip, p->port, !strcmp(pr, "tcp") ? " --reject-with tcp-reset" : "");
+            ck_buf_printf(&filter[f], "-A %s -m comment --comment \"%s has no endpoints\" -m %s -p %s "
+                          "-d %s%s --dport %d -j REJECT%s\n", rchain, p->name, pr, pr,
+                          p->cluster_ip, host, p->port,
+                          !strcmp(pr, "tcp") ? " --reject-with tcp-reset" : "");
             continue;
         }
-        ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 --dport %d "
-                      "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->cluster_ip, p->port,
-                      l->local_port);
+        ck_buf_printf(&nat[f], "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s%s --dport %d "
+                      "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->cluster_ip, host,
+                      p->port, l->local_port);
         for (size_t j = 0; j < p->n_external; j++)
-            ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 --dport %d "
+            ck_buf_printf(&nat[f], "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s%s --dport %d "
                           "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->external[j],
-                          p->port, l->local_port);
+                          host, p->port, l->local_port);
         if (p->node_port)
-            ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m addrtype --dst-type LOCAL "
+            ck_buf_printf(&nat[f], "-A %s -m comment --comment \"%s\" -m addrtype --dst-type LOCAL "
                           "-m %s -p %s --dport %d -j REDIRECT --to-ports %d\n", chain, p->name, pr,
                           pr, p->node_port, l->local_port);
     }
-    json_t *r = json_pack("{s:i,s:s,s:s,s:o}", "b", bucket_of(s->key), "nat", nat.data ? nat.data : "",
-                          "filter", filter.data ? filter.data : "", "ls", ls);
-    ck_buf_free(&nat);
-    ck_buf_free(&filter);
+    json_t *r = json_pack("{s:i,s:s,s:s,s:s,s:s,s:o}", "b", bucket_of(s->key),
+                          "nat", nat[0].data ? nat[0].data : "",
+                          "filter", filter[0].data ? filter[0].data : "",
+                          "nat6", nat[1].data ? nat[1].data : "",
+                          "filter6", filter[1].data ? filter[1].data : "", "ls", ls);
+    for (int f = 0; f < 2; f++) {
+        ck_buf_free(&nat[f]);
+        ck_buf_free(&filter[f]);
+    }
     if (rc < 0) {
         json_decref(r);
         return NULL;
@@ -735,6 +792,52 @@ static const struct { const char *table, *chain, *rule; } us_jumps[] = {
     {"filter", "FORWARD", "-m conntrack --ctstate NEW -j KUBE-PORTALS-REJECT"},
 };
 
+/* The restore input of one family (f 0: iptables, 1: ip6tables) for the dirty buckets. */
+static char *portal_script(us *u, const bool *dirty, int f)
+{
+    ck_buf nat, filter;
+    ck_buf_init(&nat, 0);
+    ck_buf_init(&filter, 0);
+    if (!u->started) {
+        ck_buf_addstr(&nat, ":KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n");
+        ck_buf_addstr(&filter, ":KUBE-PORTALS-REJECT - [0:0]\n");
+    }
+    for (int b = 0; b < PORTAL_BUCKETS; b++)
+        if (dirty[b]) {
+            ck_buf_printf(&nat, ":KUBE-PORTALS-B-%02d - [0:0]\n", b);
+            ck_buf_printf(&filter, ":KUBE-PORTALS-R-%02d - [0:0]\n", b);
+        }
+    if (!u->started)
+        for (int b = 0; b < PORTAL_BUCKETS; b++) {
+            ck_buf_printf(&nat, "-A KUBE-PORTALS-CONTAINER -j KUBE-PORTALS-B-%02d\n", b);
+            ck_buf_printf(&nat, "-A KUBE-PORTALS-HOST -j KUBE-PORTALS-B-%02d\n", b);
+            ck_buf_printf(&filter, "-A KUBE-PORTALS-REJECT -j KUBE-PORTALS-R-%02d\n", b);
+        }
+    for (int b = 0; b < PORTAL_BUCKETS; b++) {
+        if (!dirty[b])
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach(u->members[b], k, v) {
+            json_t *r = json_object_get(u->applied, k);
+            ck_buf_addstr(&nat, json_string_value(json_object_get(r, f ? "nat6" : "nat")));
+            ck_buf_addstr(&filter, json_string_value(json_object_get(r, f ? "filter6" : "filter")));
+        }
+    }
+    ck_buf out;
+    ck_buf_init(&out, 0);
+    ck_buf_addstr(&out, "*nat\n");
+    if (nat.len)
+        ck_buf_add(&out, nat.data, nat.len);
+    ck_buf_addstr(&out, "COMMIT\n*filter\n");
+    if (filter.len)
+        ck_buf_add(&out, filter.data, filter.len);
+    ck_buf_addstr(&out, "COMMIT\n");
+    ck_buf_free(&nat);
+    ck_buf_free(&filter);
+    return ck_buf_steal(&out);
+}
+
 static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
 {
     us *u = st;
@@ -775,62 +878,33 @@ static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error 
     pthread_mutex_unlock(&u->mu);
     if (rc < 0)
         return ck_error_wrap(err, "userspace sync");
-    /* the script: dirty bucket chains re-declared (flushed) and refilled */
-    ck_buf nat, filter;
-    ck_buf_init(&nat, 0);
-    ck_buf_init(&filter, 0);
-    if (!u->started) {
-        ck_buf_addstr(&nat, ":KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n");
-        ck_buf_addstr(&filter, ":KUBE-PORTALS-REJECT - [0:0]\n");
-    }
-    for (int b = 0; b < PORTAL_BUCKETS; b++)
-        if (dirty[b]) {
-            ck_buf_printf(&nat, ":KUBE-PORTALS-B-%02d - [0:0]\n", b);
-            ck_buf_printf(&filter, ":KUBE-PORTALS-R-%02d - [0:0]\n", b);
-        }
-    if (!u->started)
-        for (int b = 0; b < PORTAL_BUCKETS; b++) {
-            ck_buf_printf(&nat, "-A KUBE-PORTALS-CONTAINER -j KUBE-PORTALS-B-%02d\n", b);
-            ck_buf_printf(&nat, "-A KUBE-PORTALS-HOST -j KUBE-PORTALS-B-%02d\n", b);
-            ck_buf_printf(&filter, "-A KUBE-PORTALS-REJECT -j KUBE-PORTALS-R-%02d\n", b);
-        }
-    for (int b = 0; b < PORTAL_BUCKETS; b++) {
-        if (!dirty[b])
-            continue;
-        const char *k;
-        json_t *v;
-        json_object_foreach(u->members[b], k, v) {
-            json_t *r = json_object_get(u->applied, k);
-            ck_buf_addstr(&nat, json_string_value(json_object_get(r, "nat")));
-            ck_buf_addstr(&filter, json_string_value(json_object_get(r, "filter")));
-        }
-    }
-    ck_buf out;
-    ck_buf_init(&out, 0);
-    ck_buf_addstr(&out, "*nat\n");
-    if (nat.len)
-        ck_buf_add(&out, nat.data, nat.len);
-    ck_buf_addstr(&out, "COMMIT\n*filter\n");
-    if (filter.len)
-        ck_buf_add(&out, filter.data, filter.len);
-    ck_buf_addstr(&out, "COMMIT\n");
-    ck_buf_free(&nat);
-    ck_buf_free(&filter);
+    /* one restore per family: dirty bucket chains re-declared (flushed) and refilled */
     free(u->script);
-    u->script = ck_buf_steal(&out);
+    u->script = portal_script(u, dirty, 0);
+    cleanup_free char *s6 = u->v6 ? portal_script(u, dirty, 1) : NULL;
     if (u->o.dry_run) {
+        if (u->any_v6) {
+            char *both = xasprintf("%s# ip6tables\n%s", u->script, s6);
+            free(u->script);
+            u->script = both;
+        }
         u->started = true;
         return 0;
     }
-    const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", "--noflush", NULL};
-    if (ck_proxy_exec(argv, u->script, strlen(u->script), NULL, err) < 0) {
-        u->started = false;     /* next sync: everything again */
-        return ck_error_wrap(err, "userspace sync");
+    for (int f = 0; f < (u->v6 ? 2 : 1); f++) {
+        const char *argv[] = {ck_proxy_ipt_fam(f ? 6 : 4, CK_IPT_RESTORE), "-w", "--noflush", NULL};
+        const char *text = f ? s6 : u->script;
+        if (ck_proxy_exec(argv, text, strlen(text), NULL, err) < 0) {
+            u->started = false;     /* next sync: everything again */
+            return ck_error_wrap(err, "userspace sync");
+        }
     }
     if (!u->started)
-        for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
-            if (ck_proxy_iptables_ensure_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule, err) < 0)
-                return -1;
+        for (int f = 0; f < (u->v6 ? 2 : 1); f++)
+            for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
+                if (ck_proxy_iptables_ensure_jump(f ? 6 : 4, us_jumps[i].table, us_jumps[i].chain,
+                                                  us_jumps[i].rule, err) < 0)
+                    return -1;
     u->started = true;
     return 0;
 }
@@ -874,11 +948,16 @@ static void us_free(void *st)
 
 static int us_cleanup(ck_error **err)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
-        ck_proxy_iptables_delete_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule);
-    if (ck_proxy_iptables_delete_chains("nat", (const char *const[]){"KUBE-PORTALS-", NULL}, err) < 0 ||
-        ck_proxy_iptables_delete_chains("filter", (const char *const[]){"KUBE-PORTALS-", NULL}, err) < 0)
-        return ck_error_wrap(err, "userspace cleanup");
+    static const char *const prefixes[] = {"KUBE-PORTALS-", NULL};
+    for (int fam = 4; fam <= 6; fam += 2) {
+        if (fam == 6 && !ck_proxy_ipv6_usable())
+            break;
+        for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
+            ck_proxy_iptables_delete_jump(fam, us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule);
+        if (ck_proxy_iptables_delete_chains(fam, "nat", prefixes, err) < 0 ||
+            ck_proxy_iptables_delete_chains(fam, "filter", prefixes, err) < 0)
+            return ck_error_wrap(err, "userspace cleanup");
+    }
     return 0;
 }
 

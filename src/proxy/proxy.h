@@ -21,6 +21,7 @@ typedef struct ck_proxy_opts {
     bool masquerade_all;
     bool dry_run;              /* render only: sync keeps the text in last_script (tests) */
     bool kernel_relay;         /* userspace: pair answered connections in a sockmap */
+    int workers;               /* userspace: epoll threads (0: one per online CPU, at most 8) */
 } ck_proxy_opts;
 
 typedef struct ck_proxy_mode {

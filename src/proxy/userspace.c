@@ -40,6 +40,9 @@
 /* Portal rules live in bucket chains (by hash of the Service key), so a partial sync rewrites
  * the few buckets of the changed Services, not one chain of every port. */
 #define PORTAL_BUCKETS 64
+/* Epoll threads: one per online CPU up to this many; each TCP listener is one SO_REUSEPORT
+ * socket per thread, so the kernel spreads the connections and no lock is shared per message. */
+#define MAX_WORKERS 8
 
 enum kind { K_LISTEN, K_CONN_CLIENT, K_CONN_BACKEND, K_UDP_BACKEND, K_WAKE };
 
@@ -82,7 +85,9 @@ struct listener {
     char *key;                /* port name + proto */
     bool udp;
     int family;               /* AF_INET or AF_INET6 */
-    int fd, local_port;
+    int fd, local_port;       /* fd: fds[0] (UDP has only that one, served by worker 0) */
+    int fds[MAX_WORKERS];     /* TCP: worker i accepts on fds[i] (same port, SO_REUSEPORT) */
+    int nfds;
     sa_any *eps;
     size_t n_eps, rr;
     tag t;
@@ -113,16 +118,29 @@ struct conn {
     tag ct, bt;
 };
 
-typedef struct us {
-    ck_proxy_opts o;
+typedef struct us us;
+
+/* One epoll thread: its connections live on its epoll set only; mu is held per event batch
+ * (the sync path takes every worker's mu to change listeners and endpoints). */
+typedef struct worker {
+    us *owner;
+    int idx;
     pthread_mutex_t mu;
-    int ep, wakefd;
+    int ep;
     pthread_t thr;
-    bool running;
-    listener *ls;
     conn *dead;               /* closed this batch: later events in the batch may name them */
     conn *shut;               /* paired connections with a deferred shutdown */
     ck_proxy_sockmap *sm;     /* NULL: every byte is relayed by this thread */
+} worker;
+
+struct us {
+    ck_proxy_opts o;
+    worker w[MAX_WORKERS];
+    int nw;
+    int wakefd;               /* readable once stopping: wakes every worker */
+    bool running;
+    listener *ls;
+    ck_proxy_sockmap *sm;
     json_t *applied;          /* service key -> {"b": bucket, "nat": text, "filter": text, "ls": [port keys]} */
     json_t *open;             /* port key -> listener (pointer as integer) of open listeners */
     json_t *members[PORTAL_BUCKETS]; /* service keys per bucket */
@@ -131,7 +149,19 @@ typedef struct us {
     bool any_v6;              /* some Service had an IPv6 port (dry run: show that script) */
     int port_lo, port_hi, port_next; /* listener ports: the ephemeral range, a cursor */
     char *script;
-} us;
+};
+
+static void lock_all(us *u)
+{
+    for (int i = 0; i < u->nw; i++)
+        pthread_mutex_lock(&u->w[i].mu);
+}
+
+static void unlock_all(us *u)
+{
+    for (int i = u->nw - 1; i >= 0; i--)
+        pthread_mutex_unlock(&u->w[i].mu);
+}
 
 static listener *find_listener(us *u, const char *key)
 {
@@ -139,15 +169,16 @@ static listener *find_listener(us *u, const char *key)
     return v ? (listener *)(intptr_t)json_integer_value(v) : NULL;
 }
 
-static bool pick_ep(us *u, listener *l, sa_any *out)
+static bool pick_ep(listener *l, sa_any *out)
 {
     if (!l->n_eps)
         return false;
-    *out = l->eps[l->rr++ % l->n_eps];
+    /* workers pick concurrently (each under its own lock): the cursor is atomic */
+    *out = l->eps[__atomic_fetch_add(&l->rr, 1, __ATOMIC_RELAXED) % l->n_eps];
     return true;
 }
 
-static void conn_close(us *u, conn *c)
+static void conn_close(worker *u, conn *c)
 {
     if (c->dead)
         return;
@@ -166,7 +197,7 @@ static void conn_close(us *u, conn *c)
     u->dead = c;
 }
 
-static void reap(us *u)
+static void reap(worker *u)
 {
     for (conn *c = u->dead, *n; c; c = n) {
         n = c->next_dead;
@@ -176,7 +207,7 @@ static void reap(us *u)
     u->dead = NULL;
 }
 
-static void conn_arm(us *u, conn *c)
+static void conn_arm(worker *u, conn *c)
 {
     uint32_t cev = (c->c2b_len < BUF_SIZE && !c->c_eof && c->connected ? EPOLLIN : 0) |
                    (c->b2c_len ? EPOLLOUT : 0) | EPOLLRDHUP;
@@ -196,12 +227,12 @@ static void conn_arm(us *u, conn *c)
 }
 
 /* Start a connect to the next endpoint; false when every endpoint has been tried. */
-static bool conn_try(us *u, conn *c)
+static bool conn_try(worker *u, conn *c)
 {
     sa_any sa;
     while (c->tries < c->l->n_eps && c->tries < 8) {
         c->tries++;
-        if (!pick_ep(u, c->l, &sa))
+        if (!pick_ep(c->l, &sa))
             return false;
         if (c->bfd >= 0) {
             epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
@@ -222,10 +253,12 @@ static bool conn_try(us *u, conn *c)
     return false;
 }
 
-static void on_accept(us *u, listener *l)
+static void on_accept(worker *u, listener *l)
 {
+    if (u->idx >= l->nfds)
+        return;
     for (;;) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fds[u->idx], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
         int one = 1;
@@ -247,7 +280,7 @@ static void on_accept(us *u, listener *l)
 }
 
 /* Move bytes: returns false when the connection is done. */
-static void shut_write(us *u, conn *c, int side)
+static void shut_write(worker *u, conn *c, int side)
 {
     if (c->shut_done[side])
         return;
@@ -265,7 +298,7 @@ static void shut_write(us *u, conn *c, int side)
     }
 }
 
-static void run_shutdowns(us *u)
+static void run_shutdowns(worker *u)
 {
     int64_t now = ck_now_ns();
     for (conn **p = &u->shut; *p;) {
@@ -289,7 +322,7 @@ static void run_shutdowns(us *u)
 }
 
 /* side: the socket written to, 0 the backend, 1 the client */
-static bool pump(us *u, conn *c, int side, char *buf, size_t *len, bool *eof, bool readable,
+static bool pump(worker *u, conn *c, int side, char *buf, size_t *len, bool *eof, bool readable,
                  conn *tee, bool *got)
 {
     int from = side ? c->bfd : c->cfd, to = side ? c->cfd : c->bfd;
@@ -326,7 +359,7 @@ static bool pump(us *u, conn *c, int side, char *buf, size_t *len, bool *eof, bo
     return true;
 }
 
-static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
+static void on_conn(worker *u, conn *c, bool backend, uint32_t evs)
 {
     if (backend && !c->connected) {
         int soerr = 0;
@@ -396,7 +429,7 @@ static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
     conn_arm(u, c);
 }
 
-static void on_udp(us *u, listener *l)
+static void on_udp(worker *u, listener *l)
 {
     char buf[BUF_SIZE];
     for (;;) {
@@ -410,7 +443,7 @@ static void on_udp(us *u, listener *l)
             s = s->next;
         if (!s) {
             sa_any ep;
-            if (!pick_ep(u, l, &ep))
+            if (!pick_ep(l, &ep))
                 continue;
             int fd = socket(ep.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             if (fd < 0 || connect(fd, &ep.sa, sa_len(&ep)) < 0) {
@@ -433,7 +466,7 @@ static void on_udp(us *u, listener *l)
     }
 }
 
-static void on_udp_reply(us *u, udp_sess *s)
+static void on_udp_reply(worker *u, udp_sess *s)
 {
     char buf[BUF_SIZE];
     ssize_t n;
@@ -461,54 +494,52 @@ static void sweep_udp(us *u)
 
 static void *loop(void *arg)
 {
-    us *u = arg;
+    worker *w = arg;
+    us *u = w->owner;
     struct epoll_event evs[256];
     int64_t last_sweep = ck_now_ns();
     for (;;) {
-        int n = epoll_wait(u->ep, evs, 256, u->shut ? 10 : 1000);
-        pthread_mutex_lock(&u->mu);
+        int n = epoll_wait(w->ep, evs, 256, w->shut ? 10 : 1000);
+        pthread_mutex_lock(&w->mu);
         if (!u->running) {
-            pthread_mutex_unlock(&u->mu);
+            pthread_mutex_unlock(&w->mu);
             return NULL;
         }
         for (int i = 0; i < n; i++) {
             tag *t = evs[i].data.ptr;
             switch (t->kind) {
-            case K_WAKE: {
-                uint64_t v;
-                if (read(u->wakefd, &v, sizeof v) < 0) {
-                }
-                break;
-            }
+            case K_WAKE:
+                break;        /* stopping: running is false on the next batch */
             case K_LISTEN: {
                 listener *l = t->obj;
                 if (l->udp)
-                    on_udp(u, l);
+                    on_udp(w, l);
                 else
-                    on_accept(u, l);
+                    on_accept(w, l);
                 break;
             }
             case K_CONN_CLIENT:
                 if (!((conn *)t->obj)->dead)
-                    on_conn(u, t->obj, false, evs[i].events);
+                    on_conn(w, t->obj, false, evs[i].events);
                 break;
             case K_CONN_BACKEND:
                 if (!((conn *)t->obj)->dead)
-                    on_conn(u, t->obj, true, evs[i].events);
+                    on_conn(w, t->obj, true, evs[i].events);
                 break;
             case K_UDP_BACKEND:
-                on_udp_reply(u, t->obj);
+                on_udp_reply(w, t->obj);
                 break;
             }
         }
-        if (u->shut)
-            run_shutdowns(u);
-        reap(u);
-        if (ck_now_ns() - last_sweep > 1000000000ll) {
+        if (w->shut)
+            run_shutdowns(w);
+        reap(w);
+        /* UDP sessions live on worker 0 only */
+        if (w->idx == 0 && ck_now_ns() - last_sweep > 1000000000ll) {
             sweep_udp(u);
             last_sweep = ck_now_ns();
         }
-        pthread_mutex_unlock(&u->mu);
+        pthread_mutex_unlock(&w->mu);
     }
 }
 
@@ -524,26 +555,38 @@ static void *us_new(const ck_proxy_opts *o, ck_error **err)
 {
     us *u = xcalloc(1, sizeof *u);
     u->o = *o;
-    pthread_mutex_init(&u->mu, NULL);
     u->applied = json_object();
     u->open = json_object();
     for (int i = 0; i < PORTAL_BUCKETS; i++)
         u->members[i] = json_object();
-    u->ep = epoll_create1(EPOLL_CLOEXEC);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    u->nw = o->workers > 0 ? o->workers : cpus > 0 ? (int)cpus : 1;
+    if (u->nw > MAX_WORKERS)
+        u->nw = MAX_WORKERS;
+    if (o->dry_run)
+        u->nw = 1;
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     static tag wake_tag = {K_WAKE, NULL};
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
-    epoll_ctl(u->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
     u->running = true;
     u->v6 = o->dry_run || ck_proxy_ipv6_usable();
-    if (!o->dry_run) {
-        ck_error *e = NULL;
-        if (o->kernel_relay && !(u->sm = ck_proxy_sockmap_new(&e))) {
-            log_warn("userspace: no kernel relay, every byte goes through the proxy: %s", e->msg);
-            ck_error_free(e);
-        }
-        pthread_create(&u->thr, NULL, loop, u);
+    ck_error *e = NULL;
+    if (!o->dry_run && o->kernel_relay && !(u->sm = ck_proxy_sockmap_new(&e))) {
+        log_warn("userspace: no kernel relay, every byte goes through the proxy: %s", e->msg);
+        ck_error_free(e);
     }
+    for (int i = 0; i < u->nw; i++) {
+        worker *w = &u->w[i];
+        w->owner = u;
+        w->idx = i;
+        w->sm = u->sm;
+        pthread_mutex_init(&w->mu, NULL);
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
+    }
+    if (!o->dry_run)
+        for (int i = 0; i < u->nw; i++)
+            pthread_create(&u->w[i].thr, NULL, loop, &u->w[i]);
     return u;
 }
 
@@ -585,17 +628,29 @@ static int bind_port(us *u, int fd, int family)
     return -1;
 }
 
-static listener *listener_open(us *u, const char *key, bool udp, int family, ck_error **err)
+static int listen_socket(int family, bool udp, bool reuseport)
 {
     int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    return fd;
+}
+
+static listener *listener_open(us *u, const char *key, bool udp, int family, ck_error **err)
+{
+    int n = udp ? 1 : u->nw;
+    int fds[MAX_WORKERS];
+    int fd = listen_socket(family, udp, n > 1);
     if (fd < 0) {
         ck_error_sys(err, CK_E_IO, "userspace: socket");
         return NULL;
     }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     sa_any sa = {0};
     socklen_t sl = sizeof sa;
     if (bind_port(u, fd, family) < 0 || (!udp && listen(fd, 1024) < 0) ||
@@ -604,15 +659,31 @@ static listener *listener_open(us *u, const char *key, bool udp, int family, ck_
         close(fd);
         return NULL;
     }
+    fds[0] = fd;
+    /* the other workers' sockets on the same address and port */
+    for (int i = 1; i < n; i++) {
+        fds[i] = listen_socket(family, udp, true);
+        if (fds[i] < 0 || bind(fds[i], &sa.sa, sl) < 0 || listen(fds[i], 1024) < 0) {
+            ck_error_sys(err, CK_E_IO, "userspace: listen for %s (worker %d)", key, i);
+            for (int k = 0; k <= i; k++)
+                if (fds[k] >= 0)
+                    close(fds[k]);
+            return NULL;
+        }
+    }
     listener *l = xcalloc(1, sizeof *l);
     l->key = xstrdup(key);
     l->udp = udp;
     l->family = family;
     l->fd = fd;
+    l->nfds = n;
+    memcpy(l->fds, fds, (size_t)n * sizeof *fds);
     l->local_port = ntohs(family == AF_INET6 ? sa.v6.sin6_port : sa.v4.sin_port);
     l->t = (tag){K_LISTEN, l};
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
-    epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+    for (int i = 0; i < n; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
+        epoll_ctl(u->w[i].ep, EPOLL_CTL_ADD, fds[i], &ev);
+    }
     l->next = u->ls;
     u->ls = l;
     json_object_set_new(u->open, key, json_integer((json_int_t)(intptr_t)l));
@@ -621,13 +692,19 @@ static listener *listener_open(us *u, const char *key, bool udp, int family, ck_
 
 static void listener_close(us *u, listener *l)
 {
-    epoll_ctl(u->ep, EPOLL_CTL_DEL, l->fd, NULL);
-    close(l->fd);
+    for (int i = 0; i < l->nfds; i++) {
+        epoll_ctl(u->w[i].ep, EPOLL_CTL_DEL, l->fds[i], NULL);
+        close(l->fds[i]);
+        l->fds[i] = -1;
+    }
+    l->nfds = 0;
     for (udp_sess *s = l->sessions, *n; s; s = n) {
         n = s->next;
+        epoll_ctl(u->w[0].ep, EPOLL_CTL_DEL, s->fd, NULL);
         close(s->fd);
         free(s);
     }
+    l->sessions = NULL;
     /* open TCP connections keep a pointer to l and keep working (their endpoint is chosen), so
      * l stays on the list (fd -1, no endpoints) until the mode is freed */
     l->n_eps = 0;
@@ -844,7 +921,7 @@ static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error 
     bool dirty[PORTAL_BUCKETS] = {0};
     bool full = !changed || !u->started;
     int rc = 0;
-    pthread_mutex_lock(&u->mu);
+    lock_all(u);
     if (full) {
         full_ctx x = {u, json_object(), dirty, err, 0};
         ck_proxy_model_foreach(m, full_one, &x);
@@ -875,7 +952,7 @@ static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error 
             apply_service(u, k, r, dirty);
         }
     }
-    pthread_mutex_unlock(&u->mu);
+    unlock_all(u);
     if (rc < 0)
         return ck_error_wrap(err, "userspace sync");
     /* one restore per family: dirty bucket chains re-declared (flushed) and refilled */
@@ -919,14 +996,15 @@ static void us_free(void *st)
     us *u = st;
     if (!u)
         return;
-    pthread_mutex_lock(&u->mu);
+    lock_all(u);
     u->running = false;
-    pthread_mutex_unlock(&u->mu);
+    unlock_all(u);
     uint64_t one = 1;
     if (write(u->wakefd, &one, sizeof one) < 0) {
     }
     if (!u->o.dry_run)
-        pthread_join(u->thr, NULL);
+        for (int i = 0; i < u->nw; i++)
+            pthread_join(u->w[i].thr, NULL);
     for (listener *l = u->ls, *n; l; l = n) {
         n = l->next;
         if (l->fd >= 0)
@@ -935,7 +1013,10 @@ static void us_free(void *st)
         free(l->key);
         free(l);
     }
-    close(u->ep);
+    for (int i = 0; i < u->nw; i++) {
+        close(u->w[i].ep);
+        pthread_mutex_destroy(&u->w[i].mu);
+    }
     close(u->wakefd);
     ck_proxy_sockmap_free(u->sm);
     json_decref(u->applied);

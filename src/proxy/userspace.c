@@ -40,8 +40,10 @@
 /* Portal rules live in bucket chains (by hash of the Service key), so a partial sync rewrites
  * the few buckets of the changed Services, not one chain of every port. */
 #define PORTAL_BUCKETS 64
-/* Epoll threads: one per online CPU up to this many; each TCP listener is one SO_REUSEPORT
- * socket per thread, so the kernel spreads the connections and no lock is shared per message. */
+/* Epoll threads: one per online CPU up to this many.  A TCP listener is in every thread's epoll
+ * set with EPOLLEXCLUSIVE (the kernel wakes one thread per new connection; one socket, not one
+ * per thread: 10,000 services would otherwise hold 10,000 x threads descriptors); a connection
+ * then lives on the thread that accepted it and no lock is shared per message. */
 #define MAX_WORKERS 8
 
 enum kind { K_LISTEN, K_CONN_CLIENT, K_CONN_BACKEND, K_UDP_BACKEND, K_WAKE };
@@ -85,9 +87,7 @@ struct listener {
     char *key;                /* port name + proto */
     bool udp;
     int family;               /* AF_INET or AF_INET6 */
-    int fd, local_port;       /* fd: fds[0] (UDP has only that one, served by worker 0) */
-    int fds[MAX_WORKERS];     /* TCP: worker i accepts on fds[i] (same port, SO_REUSEPORT) */
-    int nfds;
+    int fd, local_port;       /* TCP: in every worker's epoll set; UDP: worker 0's only */
     sa_any *eps;
     size_t n_eps, rr;
     tag t;
@@ -255,10 +255,10 @@ static bool conn_try(worker *u, conn *c)
 
 static void on_accept(worker *u, listener *l)
 {
-    if (u->idx >= l->nfds)
+    if (l->fd < 0)
         return;
     for (;;) {
-        int fd = accept4(l->fds[u->idx], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
         int one = 1;
@@ -628,29 +628,17 @@ static int bind_port(us *u, int fd, int family)
     return -1;
 }
 
-static int listen_socket(int family, bool udp, bool reuseport)
-{
-    int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    return fd;
-}
-
 static listener *listener_open(us *u, const char *key, bool udp, int family, ck_error **err)
 {
-    int n = udp ? 1 : u->nw;
-    int fds[MAX_WORKERS];
-    int fd = listen_socket(family, udp, n > 1);
+    int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         ck_error_sys(err, CK_E_IO, "userspace: socket");
         return NULL;
     }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     sa_any sa = {0};
     socklen_t sl = sizeof sa;
     if (bind_port(u, fd, family) < 0 || (!udp && listen(fd, 1024) < 0) ||
@@ -659,30 +647,16 @@ static listener *listener_open(us *u, const char *key, bool udp, int family, ck_
         close(fd);
         return NULL;
     }
-    fds[0] = fd;
-    /* the other workers' sockets on the same address and port */
-    for (int i = 1; i < n; i++) {
-        fds[i] = listen_socket(family, udp, true);
-        if (fds[i] < 0 || bind(fds[i], &sa.sa, sl) < 0 || listen(fds[i], 1024) < 0) {
-            ck_error_sys(err, CK_E_IO, "userspace: listen for %s (worker %d)", key, i);
-            for (int k = 0; k <= i; k++)
-                if (fds[k] >= 0)
-                    close(fds[k]);
-            return NULL;
-        }
-    }
     listener *l = xcalloc(1, sizeof *l);
     l->key = xstrdup(key);
     l->udp = udp;
     l->family = family;
     l->fd = fd;
-    l->nfds = n;
-    memcpy(l->fds, fds, (size_t)n * sizeof *fds);
     l->local_port = ntohs(family == AF_INET6 ? sa.v6.sin6_port : sa.v4.sin_port);
     l->t = (tag){K_LISTEN, l};
-    for (int i = 0; i < n; i++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
-        epoll_ctl(u->w[i].ep, EPOLL_CTL_ADD, fds[i], &ev);
+    for (int i = 0; i < (udp ? 1 : u->nw); i++) {
+        struct epoll_event ev = {.events = EPOLLIN | (udp ? 0 : EPOLLEXCLUSIVE), .data.ptr = &l->t};
+        epoll_ctl(u->w[i].ep, EPOLL_CTL_ADD, fd, &ev);
     }
     l->next = u->ls;
     u->ls = l;
@@ -692,12 +666,9 @@ static listener *listener_open(us *u, const char *key, bool udp, int family, ck_
 
 static void listener_close(us *u, listener *l)
 {
-    for (int i = 0; i < l->nfds; i++) {
-        epoll_ctl(u->w[i].ep, EPOLL_CTL_DEL, l->fds[i], NULL);
-        close(l->fds[i]);
-        l->fds[i] = -1;
-    }
-    l->nfds = 0;
+    for (int i = 0; i < (l->udp ? 1 : u->nw); i++)
+        epoll_ctl(u->w[i].ep, EPOLL_CTL_DEL, l->fd, NULL);
+    close(l->fd);
     for (udp_sess *s = l->sessions, *n; s; s = n) {
         n = s->next;
         epoll_ctl(u->w[0].ep, EPOLL_CTL_DEL, s->fd, NULL);

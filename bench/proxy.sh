@@ -3,7 +3,10 @@
 #  1. rule sync time for 1,000 and 10,000 services x 5 endpoints: full sync, one service's
 #     endpoints changed, one service added, one deleted (build/bench/proxy_bench);
 #  2. requests/s with wrk from a "node" namespace to a pod (build/bench/proxy_httpd, keep-alive)
-#     through the cluster IP vs straight to the pod IP, per mode.
+#     through the cluster IP vs straight to the pod IP, per mode, the same wrk settings for both;
+#     the userspace rows also give the proxy's CPU per request (one epoll thread vs one per CPU);
+#  3. (FLOOR=1, default) bench/proxy_ipt_floor.sh: iptables-restore's own cost for the same
+#     10,000-service layout written by hand, without ckube.
 # Traffic stays inside the namespaces made here; the trap removes them.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,22 +63,32 @@ rps() { ip netns exec $node wrk -t1 -c32 -d${WRK_SECS}s "$1" 2>/dev/null | awk '
 DP_MODES=""
 for mode in $MODES; do
     DP_MODES="$DP_MODES $mode"
-    # userspace with --userspace-kernel-relay (sockmap) as a row of its own
-    [ $mode = userspace ] && DP_MODES="$DP_MODES userspace+kernel-relay"
+    # userspace with one epoll thread (the previous design), and with --userspace-kernel-relay
+    # (sockmap), as rows of their own
+    [ $mode = userspace ] && DP_MODES="$DP_MODES userspace+1-thread userspace+kernel-relay"
 done
 for label in $DP_MODES; do
     mode=${label%%+*}
-    relay=; [ "$label" != "$mode" ] && relay=1
-    coproc PB { ip netns exec $node env ${relay:+PROXY_BENCH_KERNEL_RELAY=1} "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
+    relay=; [ "$label" = userspace+kernel-relay ] && relay=1
+    workers=0; [ "$label" = userspace+1-thread ] && workers=1
+    coproc PB { ip netns exec $node env PROXY_BENCH_WORKERS=$workers ${relay:+PROXY_BENCH_KERNEL_RELAY=1} "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
     pbpid=$PB_PID
     PIDS+=($pbpid)
     read -r line <&"${PB[0]}"
     if [ "$line" != ready ]; then echo "$label: proxy did not start"; continue; fi
+    ppid=$(pgrep -x proxy_bench | tail -1)
     direct=$(rps http://10.244.0.10:8080/)
+    t0=$(awk '{print $14 + $15}' /proc/$ppid/stat 2>/dev/null || echo 0)
     via=$(rps http://10.96.0.50/)
+    t1=$(awk '{print $14 + $15}' /proc/$ppid/stat 2>/dev/null || echo 0)
     direct2=$(rps http://10.244.0.10:8080/)
     d=$(( (direct + direct2) / 2 ))
-    echo "$label direct_rps=$d cluster_ip_rps=$via ratio=$(awk -v a=$via -v b=$d 'BEGIN {printf "%.2f", b ? a / b : 0}')"
+    cpu=; [ $mode = userspace ] && cpu=" proxy_cpu_us_per_req=$(awk -v t=$((t1 - t0)) -v n=$via -v s=$WRK_SECS -v hz=$(getconf CLK_TCK) 'BEGIN {printf "%.1f", n ? t * 1e6 / hz / (n * s) : 0}')"
+    echo "$label direct_rps=$d cluster_ip_rps=$via ratio=$(awk -v a=$via -v b=$d 'BEGIN {printf "%.2f", b ? a / b : 0}')$cpu load=$(cut -d' ' -f1 /proc/loadavg)"
     exec {PB[1]}>&-
     wait $pbpid 2>/dev/null
 done
+
+if [ "${FLOOR:-1}" = 1 ]; then
+    "$ROOT/bench/proxy_ipt_floor.sh" 10000
+fi

@@ -121,6 +121,11 @@ void ck_alloc_free(ck_alloc *a);
  * when taken or out of range. */
 int ck_alloc_ip_claim(ck_alloc *a, const char *ip, ck_error **err);
 int ck_alloc_ip_next(ck_alloc *a, char out[16], ck_error **err);
+/* cidr may be dual-stack ("10.96.0.0/12,fd00:96::/108", primary first; IPv6 /108 to /126).
+ * The family (4 or 6) of range i (0 primary, 1 secondary), 0 when there is none. */
+int ck_alloc_family(ck_alloc *a, int i);
+/* Any free IP of a family (out holds out_len bytes; 46 fits any). */
+int ck_alloc_ip_next_family(ck_alloc *a, int family, char *out, size_t out_len, ck_error **err);
 void ck_alloc_ip_release(ck_alloc *a, const char *ip);
 bool ck_alloc_ip_in_range(ck_alloc *a, const char *ip);
 int ck_alloc_port_claim(ck_alloc *a, int port, ck_error **err);

@@ -137,7 +137,8 @@ void ck_proxy_conntrack_flush_udp(const char *service_ip, const char *endpoint_i
         warned = true;
         return;
     }
-    const char *argv[] = {"conntrack", "-D", "-p", "udp", "--dst-nat", endpoint_ip,
+    const char *argv[] = {"conntrack", "-D", "-f", strchr(endpoint_ip, ':') ? "ipv6" : "ipv4",
+                          "-p", "udp", "--dst-nat", endpoint_ip,
                           service_ip ? "--orig-dst" : NULL, service_ip, NULL};
     ck_error *e = NULL;
     if (ck_proxy_exec(argv, NULL, 0, NULL, &e) < 0) {
@@ -154,11 +155,33 @@ static const char *ipt_names[3][3] = {
     {"iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore"},
     {"iptables-nft", "iptables-nft-save", "iptables-nft-restore"},
 };
+static const char *ip6t_names[3][3] = {
+    {"ip6tables", "ip6tables-save", "ip6tables-restore"},
+    {"ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore"},
+    {"ip6tables-nft", "ip6tables-nft-save", "ip6tables-nft-restore"},
+};
 static ck_proxy_ipt_backend ipt_backend = CK_IPT_INSTALLED;
 
 const char *ck_proxy_ipt(ck_proxy_ipt_tool tool)
 {
     return ipt_names[ipt_backend][tool];
+}
+
+const char *ck_proxy_ipt_fam(int family, ck_proxy_ipt_tool tool)
+{
+    return (family == 6 ? ip6t_names : ipt_names)[ipt_backend][tool];
+}
+
+bool ck_proxy_ipv6_usable(void)
+{
+    static int cached = -1;
+    if (cached < 0) {
+        cached = access("/proc/net/if_inet6", R_OK) == 0 &&
+                 ck_proxy_have_binary(ip6t_names[ipt_backend][CK_IPT_RESTORE]);
+        if (!cached)
+            log_info("no IPv6 on this host (or no ip6tables): IPv4 services only");
+    }
+    return cached;
 }
 
 void ck_proxy_ipt_use(ck_proxy_ipt_backend b)
@@ -243,14 +266,14 @@ ck_proxy_ipt_backend ck_proxy_ipt_other(void)
     return backend_rules(other) > 0 ? other : CK_IPT_INSTALLED;
 }
 
-static char *jump_words(const char *rule, const char ***argvp, const char *table, const char *op,
-                        const char *chain)
+static char *jump_words(int family, const char *rule, const char ***argvp, const char *table,
+                        const char *op, const char *chain)
 {
     /* split rule on spaces; a "..." quoted comment stays one word */
     char *copy = xstrdup(rule);
     size_t n = 0, cap = 16;
     const char **a = xcalloc(cap, sizeof *a);
-    a[n++] = ck_proxy_ipt(CK_IPT_CMD), a[n++] = "-w", a[n++] = "-t", a[n++] = table, a[n++] = op, a[n++] = chain;
+    a[n++] = ck_proxy_ipt_fam(family, CK_IPT_CMD), a[n++] = "-w", a[n++] = "-t", a[n++] = table, a[n++] = op, a[n++] = chain;
     for (char *p = copy; *p;) {
         while (*p == ' ')
             p++;
@@ -275,10 +298,11 @@ static char *jump_words(const char *rule, const char ***argvp, const char *table
     return copy;
 }
 
-int ck_proxy_iptables_ensure_jump(const char *table, const char *chain, const char *rule, ck_error **err)
+int ck_proxy_iptables_ensure_jump(int family, const char *table, const char *chain, const char *rule,
+                                  ck_error **err)
 {
     const char **argv = NULL;
-    cleanup_free char *c = jump_words(rule, &argv, table, "-C", chain);
+    cleanup_free char *c = jump_words(family, rule, &argv, table, "-C", chain);
     if (ck_proxy_exec(argv, NULL, 0, NULL, NULL) == 0) {
         free(argv);
         return 0;
@@ -289,10 +313,10 @@ int ck_proxy_iptables_ensure_jump(const char *table, const char *chain, const ch
     return rc < 0 ? ck_error_wrap(err, "jump from %s %s", table, chain) : 0;
 }
 
-int ck_proxy_iptables_delete_jump(const char *table, const char *chain, const char *rule)
+int ck_proxy_iptables_delete_jump(int family, const char *table, const char *chain, const char *rule)
 {
     const char **argv = NULL;
-    cleanup_free char *c = jump_words(rule, &argv, table, "-D", chain);
+    cleanup_free char *c = jump_words(family, rule, &argv, table, "-D", chain);
     int n = 0;
     while (n < 16 && ck_proxy_exec(argv, NULL, 0, NULL, NULL) == 0)
         n++;
@@ -300,9 +324,10 @@ int ck_proxy_iptables_delete_jump(const char *table, const char *chain, const ch
     return n;
 }
 
-int ck_proxy_iptables_delete_chains(const char *table, const char *const *prefixes, ck_error **err)
+int ck_proxy_iptables_delete_chains(int family, const char *table, const char *const *prefixes,
+                                    ck_error **err)
 {
-    const char *save[] = {ck_proxy_ipt(CK_IPT_SAVE), "-t", table, NULL};
+    const char *save[] = {ck_proxy_ipt_fam(family, CK_IPT_SAVE), "-t", table, NULL};
     cleanup_free char *dump = NULL;
     if (ck_proxy_exec(save, NULL, 0, &dump, err) < 0)
         return -1;
@@ -332,7 +357,7 @@ int ck_proxy_iptables_delete_chains(const char *table, const char *const *prefix
     if (n) {
         ck_buf_add(&flush, del.data, del.len);
         ck_buf_addstr(&flush, "COMMIT\n");
-        const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", "--noflush", NULL};
+        const char *argv[] = {ck_proxy_ipt_fam(family, CK_IPT_RESTORE), "-w", "--noflush", NULL};
         rc = ck_proxy_exec(argv, flush.data, flush.len, NULL, err);
     }
     ck_buf_free(&flush);

@@ -21,6 +21,8 @@
 
 typedef struct ipt {
     ck_proxy_opts o;
+    int fam;             /* 4: iptables, 6: ip6tables (only this family's ports are rendered) */
+    char *cidr;          /* this family's part of --cluster-cidr (o.cluster_cidr points here) */
     json_t *applied;     /* service key -> rendering {"chains": {"t/C": text}, "lines": {"t/C\tspec": 1}} */
     bool started;        /* base chains + jumps are in place */
     char *script;        /* last restore input */
@@ -67,9 +69,9 @@ static bool own_chain(const char *name, size_t len)
  * where --noflush takes many minutes with the nft backend), so everyone else's rules are read
  * back with iptables-save and written again unchanged; our chains come only from the rendering.
  * Appends the kept lines of one table (without COMMIT) to out. */
-static int foreign_rules(const char *table, ck_buf *out, ck_error **err)
+static int foreign_rules(int fam, const char *table, ck_buf *out, ck_error **err)
 {
-    const char *argv[] = {ck_proxy_ipt(CK_IPT_SAVE), "-t", table, NULL};
+    const char *argv[] = {ck_proxy_ipt_fam(fam, CK_IPT_SAVE), "-t", table, NULL};
     cleanup_free char *dump = NULL;
     if (ck_proxy_exec(argv, NULL, 0, &dump, err) < 0)
         return -1;
@@ -143,6 +145,16 @@ static void chain_name(char out[32], const char *prefix, const ck_proxy_port *p,
     snprintf(out, 32, "%s%s", prefix, h);
 }
 
+/* A host's prefix length and the all-ones mask in this family's notation. */
+#define HOST(t) ((t)->fam == 6 ? "/128" : "/32")
+#define MASK(t) ((t)->fam == 6 ? "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" : "255.255.255.255")
+
+/* An endpoint as DNAT's --to-destination wants it ("[ip]:port" for IPv6). */
+static char *dnat_to(const ipt *t, const ck_proxy_ep *e)
+{
+    return t->fam == 6 ? xasprintf("[%s]:%d", e->ip, e->port) : xasprintf("%s:%d", e->ip, e->port);
+}
+
 /* A load-balancing chain (SVC or SVL) over eps; SEP chains rendered alongside. */
 static void render_lb(const ipt *t, render *r, const ck_proxy_port *p, const char *chain,
                       const ck_proxy_ep **eps, size_t n, bool masq_rule)
@@ -150,20 +162,20 @@ static void render_lb(const ipt *t, render *r, const ck_proxy_port *p, const cha
     const char *pr = p->proto;
     chain_touch(r, "nat", chain);
     if (masq_rule && t->o.masquerade_all)
-        chain_add(r, "nat", chain, "-m comment --comment \"%s cluster IP\" -m %s -p %s -d %s/32 "
-                  "--dport %d -j KUBE-MARK-MASQ", p->name, pr, pr, p->cluster_ip, p->port);
+        chain_add(r, "nat", chain, "-m comment --comment \"%s cluster IP\" -m %s -p %s -d %s%s "
+                  "--dport %d -j KUBE-MARK-MASQ", p->name, pr, pr, p->cluster_ip, HOST(t), p->port);
     else if (masq_rule && t->o.cluster_cidr)
-        chain_add(r, "nat", chain, "-m comment --comment \"%s cluster IP\" -m %s -p %s -d %s/32 "
-                  "--dport %d ! -s %s -j KUBE-MARK-MASQ", p->name, pr, pr, p->cluster_ip, p->port,
-                  t->o.cluster_cidr);
+        chain_add(r, "nat", chain, "-m comment --comment \"%s cluster IP\" -m %s -p %s -d %s%s "
+                  "--dport %d ! -s %s -j KUBE-MARK-MASQ", p->name, pr, pr, p->cluster_ip, HOST(t),
+                  p->port, t->o.cluster_cidr);
     char sep[32];
     if (p->affinity)
         for (size_t i = 0; i < n; i++) {
             cleanup_free char *x = xasprintf("%s:%d", eps[i]->ip, eps[i]->port);
             chain_name(sep, "KUBE-SEP-", p, x);
             chain_add(r, "nat", chain, "-m comment --comment \"%s -> %s\" -m recent --name %s "
-                      "--mask 255.255.255.255 --rsource --rcheck --seconds %d --reap -j %s",
-                      p->name, x, sep, p->affinity_timeout, sep);
+                      "--mask %s --rsource --rcheck --seconds %d --reap -j %s",
+                      p->name, x, sep, MASK(t), p->affinity_timeout, sep);
         }
     for (size_t i = 0; i < n; i++) {
         cleanup_free char *x = xasprintf("%s:%d", eps[i]->ip, eps[i]->port);
@@ -179,12 +191,13 @@ static void render_lb(const ipt *t, render *r, const ck_proxy_port *p, const cha
         if (json_object_get(r->chains, k))
             continue;
         cleanup_free char *sc = t->large ? xstrdup("") : xasprintf("-m comment --comment %s ", p->name);
-        chain_add(r, "nat", sep, "%s-s %s/32 -j KUBE-MARK-MASQ", sc, eps[i]->ip);
+        cleanup_free char *to = dnat_to(t, eps[i]);
+        chain_add(r, "nat", sep, "%s-s %s%s -j KUBE-MARK-MASQ", sc, eps[i]->ip, HOST(t));
         if (p->affinity)
-            chain_add(r, "nat", sep, "%s-m recent --set --name %s --mask 255.255.255.255 --rsource "
-                      "-m %s -p %s -j DNAT --to-destination %s", sc, sep, pr, pr, x);
+            chain_add(r, "nat", sep, "%s-m recent --set --name %s --mask %s --rsource "
+                      "-m %s -p %s -j DNAT --to-destination %s", sc, sep, MASK(t), pr, pr, to);
         else
-            chain_add(r, "nat", sep, "%s-m %s -p %s -j DNAT --to-destination %s", sc, pr, pr, x);
+            chain_add(r, "nat", sep, "%s-m %s -p %s -j DNAT --to-destination %s", sc, pr, pr, to);
     }
 }
 
@@ -214,12 +227,12 @@ static void render_port(const ipt *t, render *r, const ck_proxy_port *p)
     bool int_ok = p->int_local ? n_loc > 0 : n_all > 0;
     if (int_ok)
         line_add(r, "nat", "KUBE-SERVICES", "-m comment --comment \"%s cluster IP\" -m %s -p %s "
-                 "-d %s/32 --dport %d -j %s", p->name, pr, pr, p->cluster_ip, p->port,
+                 "-d %s%s --dport %d -j %s", p->name, pr, pr, p->cluster_ip, HOST(t), p->port,
                  p->int_local ? svl : svc);
     else
         line_add(r, "filter", "KUBE-SERVICES", "-m comment --comment \"%s has no endpoints\" "
-                 "-m %s -p %s -d %s/32 --dport %d -j REJECT%s", p->name, pr, pr, p->cluster_ip, p->port,
-                 reject_with(pr));
+                 "-m %s -p %s -d %s%s --dport %d -j REJECT%s", p->name, pr, pr, p->cluster_ip,
+                 HOST(t), p->port, reject_with(pr));
 
     /* external destinations: node ports, external IPs, load balancer IPs */
     if (!p->node_port && !p->n_external)
@@ -247,7 +260,8 @@ static void render_port(const ipt *t, render *r, const ck_proxy_port *p)
                      "-j %s", p->name, pr, pr, p->node_port, ext);
         for (size_t i = 0; i < p->n_external; i++)
             line_add(r, "nat", "KUBE-SERVICES", "-m comment --comment \"%s external IP\" -m %s "
-                     "-p %s -d %s/32 --dport %d -j %s", p->name, pr, pr, p->external[i], p->port, ext);
+                     "-p %s -d %s%s --dport %d -j %s", p->name, pr, pr, p->external[i], HOST(t),
+                     p->port, ext);
     }
     if (!ext_ok) {
         cleanup_free char *verdict = n_all ? xstrdup("DROP") : xasprintf("REJECT%s", reject_with(pr));
@@ -258,8 +272,8 @@ static void render_port(const ipt *t, render *r, const ck_proxy_port *p)
                      pr, pr, p->node_port, verdict);
         for (size_t i = 0; i < p->n_external; i++)
             line_add(r, "filter", "KUBE-EXTERNAL-SERVICES", "-m comment --comment \"%s %s\" -m %s "
-                     "-p %s -d %s/32 --dport %d -j %s", p->name, why, pr, pr, p->external[i],
-                     p->port, verdict);
+                     "-p %s -d %s%s --dport %d -j %s", p->name, why, pr, pr, p->external[i],
+                     HOST(t), p->port, verdict);
     }
 }
 
@@ -267,7 +281,8 @@ static json_t *render_service(const ipt *t, const ck_proxy_service *s)
 {
     render r = {json_object(), json_object()};
     for (size_t i = 0; s && i < s->n_ports; i++)
-        render_port(t, &r, &s->ports[i]);
+        if (s->ports[i].family == t->fam)
+            render_port(t, &r, &s->ports[i]);
     json_t *out = json_pack("{s:o,s:o}", "chains", r.chains, "lines", r.lines);
     return out;
 }
@@ -409,27 +424,62 @@ static int ipt_probe(ck_error **err)
     return 0;
 }
 
+/* The mode's state: one renderer per family, as upstream's dual-stack meta-proxier; the IPv6 one
+ * only when the host has IPv6 and ip6tables (always in a dry run). */
+typedef struct ipt_mode {
+    ipt fam[2];
+    bool v6;
+    char *script;        /* both families' last restore input (tests, debugging) */
+} ipt_mode;
+
+/* The CIDR of family fam in a comma-separated (dual-stack) list, or NULL. */
+static char *cidr_of(const char *list, int fam)
+{
+    if (!list)
+        return NULL;
+    cleanup_free char *copy = xstrdup(list);
+    char *save = NULL;
+    for (char *c = strtok_r(copy, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
+        while (*c == ' ')
+            c++;
+        if ((strchr(c, ':') ? 6 : 4) == fam)
+            return xstrdup(c);
+    }
+    return NULL;
+}
+
 static void *ipt_new(const ck_proxy_opts *o, ck_error **err)
 {
-    ipt *t = xcalloc(1, sizeof *t);
-    t->o = *o;
-    t->applied = json_object();
-    return t;
+    ipt_mode *im = xcalloc(1, sizeof *im);
+    for (int f = 0; f < 2; f++) {
+        ipt *t = &im->fam[f];
+        t->o = *o;
+        t->fam = f ? 6 : 4;
+        t->cidr = cidr_of(o->cluster_cidr, t->fam);
+        t->o.cluster_cidr = t->cidr;
+        t->applied = json_object();
+    }
+    im->v6 = o->dry_run || ck_proxy_ipv6_usable();
+    return im;
 }
 
 static void ipt_free(void *st)
 {
-    ipt *t = st;
-    if (!t)
+    ipt_mode *im = st;
+    if (!im)
         return;
-    json_decref(t->applied);
-    free(t->script);
-    free(t);
+    for (int f = 0; f < 2; f++) {
+        json_decref(im->fam[f].applied);
+        free(im->fam[f].script);
+        free(im->fam[f].cidr);
+    }
+    free(im->script);
+    free(im);
 }
 
 static const char *ipt_last(void *st)
 {
-    return ((ipt *)st)->script;
+    return ((ipt_mode *)st)->script;
 }
 
 typedef struct full_ctx {
@@ -450,7 +500,7 @@ static bool full_one(void *ctx, const ck_proxy_service *s)
 static bool count_eps(void *ctx, const ck_proxy_service *s)
 {
     for (size_t i = 0; i < s->n_ports; i++)
-        *(size_t *)ctx += s->ports[i].n_eps;
+        ((size_t *)ctx)[s->ports[i].family == 6] += s->ports[i].n_eps;
     return true;
 }
 
@@ -466,24 +516,27 @@ static void flush_gone_udp(const json_t *old, const json_t *new)
         const char *d = strstr(txt, "-p udp -j DNAT --to-destination ");
         if (!d)
             continue;
-        char ip[64];
-        if (sscanf(d + 32, "%63[0-9.]", ip) == 1)
+        char ip[64] = "";
+        d += 32;
+        /* "ip:port", or "[ip6]:port" (the scan stops at ']') */
+        if (sscanf(d + (*d == '['), "%63[0-9a-fA-F.:]", ip) == 1 && *d != '[' && strchr(ip, ':'))
+            *strchr(ip, ':') = 0;
+        if (*ip)
             ck_proxy_conntrack_flush_udp(NULL, ip);
     }
 }
 
-static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
+static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_error **err)
 {
-    ipt *t = st;
     script sc;
     script_init(&sc);
     json_t *next = NULL;
     json_t *live = json_object();
     bool full = !changed || !t->started;
     if (full) {
-        size_t n_eps = 0;
-        ck_proxy_model_foreach(m, count_eps, &n_eps);
-        t->large = n_eps > LARGE_CLUSTER_ENDPOINTS;
+        size_t n_eps[2] = {0, 0};
+        ck_proxy_model_foreach(m, count_eps, n_eps);
+        t->large = n_eps[t->fam == 6] > LARGE_CLUSTER_ENDPOINTS;
         json_object_set_new(live, "full", json_true());
         base_rules(&sc);
         next = json_object();
@@ -515,7 +568,8 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     ck_buf_init(&foreign[0], 0);
     ck_buf_init(&foreign[1], 0);
     if (full && !t->o.dry_run &&
-        (foreign_rules("nat", &foreign[0], err) < 0 || foreign_rules("filter", &foreign[1], err) < 0)) {
+        (foreign_rules(t->fam, "nat", &foreign[0], err) < 0 ||
+         foreign_rules(t->fam, "filter", &foreign[1], err) < 0)) {
         ck_buf_free(&foreign[0]);
         ck_buf_free(&foreign[1]);
         script_free(&sc);
@@ -532,14 +586,15 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     int rc = 0;
     if (*t->script && !t->o.dry_run) {
         /* full: whole tables replaced (ours rendered, others' read back); partial: --noflush */
-        const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", full ? NULL : "--noflush", NULL};
+        const char *argv[] = {ck_proxy_ipt_fam(t->fam, CK_IPT_RESTORE), "-w", full ? NULL : "--noflush",
+                              NULL};
         rc = ck_proxy_exec(argv, t->script, strlen(t->script), NULL, err);
         if (rc < 0) {
             /* the kernel kept the old rules (restore is atomic per table): force a full sync */
             json_decref(next);
             t->started = false;
             json_object_clear(t->applied);
-            return ck_error_wrap(err, "iptables sync");
+            return ck_error_wrap(err, "%s sync", t->fam == 6 ? "ip6tables" : "iptables");
         }
     }
     if (full) {
@@ -553,19 +608,37 @@ static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     }
     if (!t->started && !t->o.dry_run)
         for (size_t i = 0; i < ARRAY_SIZE(jumps); i++)
-            if (ck_proxy_iptables_ensure_jump(jumps[i].table, jumps[i].chain, jumps[i].rule, err) < 0)
+            if (ck_proxy_iptables_ensure_jump(t->fam, jumps[i].table, jumps[i].chain, jumps[i].rule,
+                                              err) < 0)
                 return -1;
     t->started = true;
     return rc;
 }
 
+static int ipt_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
+{
+    ipt_mode *im = st;
+    int rc = ipt_sync_fam(&im->fam[0], m, changed, err);
+    if (rc == 0 && im->v6)
+        rc = ipt_sync_fam(&im->fam[1], m, changed, err);
+    free(im->script);
+    const char *s4 = im->fam[0].script ? im->fam[0].script : "";
+    const char *s6 = im->v6 && im->fam[1].script ? im->fam[1].script : "";
+    im->script = *s6 ? xasprintf("%s# ip6tables\n%s", s4, s6) : xstrdup(s4);
+    return rc;
+}
+
 static int ipt_cleanup(ck_error **err)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(jumps); i++)
-        ck_proxy_iptables_delete_jump(jumps[i].table, jumps[i].chain, jumps[i].rule);
-    if (ck_proxy_iptables_delete_chains("nat", own_prefixes, err) < 0 ||
-        ck_proxy_iptables_delete_chains("filter", own_prefixes, err) < 0)
-        return ck_error_wrap(err, "iptables cleanup");
+    for (int fam = 4; fam <= 6; fam += 2) {
+        if (fam == 6 && !ck_proxy_ipv6_usable())
+            break;
+        for (size_t i = 0; i < ARRAY_SIZE(jumps); i++)
+            ck_proxy_iptables_delete_jump(fam, jumps[i].table, jumps[i].chain, jumps[i].rule);
+        if (ck_proxy_iptables_delete_chains(fam, "nat", own_prefixes, err) < 0 ||
+            ck_proxy_iptables_delete_chains(fam, "filter", own_prefixes, err) < 0)
+            return ck_error_wrap(err, "%s cleanup", fam == 6 ? "ip6tables" : "iptables");
+    }
     return 0;
 }
 

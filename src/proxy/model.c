@@ -253,10 +253,14 @@ void ck_proxy_model_foreach(ck_proxy_model *m, bool (*fn)(void *ctx, const ck_pr
 
 /* ---- building ports ---- */
 
-static bool is_ipv4(const char *s)
+int ck_proxy_ip_family(const char *s)
 {
-    struct in_addr a;
-    return s && inet_pton(AF_INET, s, &a) == 1;
+    unsigned char a[16];
+    if (!s)
+        return 0;
+    if (inet_pton(AF_INET, s, a) == 1)
+        return 4;
+    return inet_pton(AF_INET6, s, a) == 1 ? 6 : 0;
 }
 
 static const char *proto_of(const char *p)
@@ -283,7 +287,7 @@ static void add_eps(ck_proxy_port *p, const json_t *slices, const char *node)
     const json_t *sl, *sp, *ep, *addr;
     json_array_foreach(slices, i, sl) {
         const char *at = json_string_value(json_object_get(sl, "addressType"));
-        if (at && strcmp(at, "IPv4"))
+        if (strcmp(at ? at : "IPv4", p->family == 6 ? "IPv6" : "IPv4"))
             continue;
         int port = -1;
         json_array_foreach(json_object_get(sl, "ports"), j, sp) {
@@ -306,7 +310,7 @@ static void add_eps(ck_proxy_port *p, const json_t *slices, const char *node)
                     json_object_get(json_object_get(ep, "deprecatedTopology"), "kubernetes.io/hostname"));
             json_array_foreach(json_object_get(ep, "addresses"), k, addr) {
                 const char *ip = json_string_value(addr);
-                if (!is_ipv4(ip))
+                if (ck_proxy_ip_family(ip) != p->family)
                     continue;
                 bool dup = false;
                 for (size_t d = 0; d < p->n_eps; d++)
@@ -345,13 +349,20 @@ ck_proxy_port *ck_proxy_build_ports(const json_t *svc, const json_t *slices, con
     const char *type = json_string_value(json_object_get(spec, "type"));
     if (type && !strcmp(type, "ExternalName"))
         return NULL;
-    const char *cip = json_string_value(json_object_get(spec, "clusterIP"));
-    if (!cip) {
-        const json_t *cips = json_object_get(spec, "clusterIPs");
-        cip = json_string_value(json_array_get(cips, 0));
+    /* the cluster IPs, one per family (clusterIPs; clusterIP alone from older writers) */
+    const char *cips[2] = {NULL, NULL};
+    size_t n_fam = 0;
+    const json_t *cips_j = json_object_get(spec, "clusterIPs");
+    size_t n_cips = json_array_size(cips_j);
+    for (size_t f = 0; f < (n_cips ? n_cips : 1) && n_fam < 2; f++) {
+        const char *ip = n_cips ? json_string_value(json_array_get(cips_j, f))
+                                : json_string_value(json_object_get(spec, "clusterIP"));
+        int fam = ck_proxy_ip_family(ip);
+        if (fam && !(n_fam && ck_proxy_ip_family(cips[0]) == fam))
+            cips[n_fam++] = ip;
     }
-    if (!is_ipv4(cip))
-        return NULL; /* headless ("None"), unallocated or IPv6-only: nothing to proxy */
+    if (!n_fam)
+        return NULL; /* headless ("None") or unallocated: nothing to proxy */
     const char *ns = json_string_value(json_object_get(md, "namespace"));
     const char *name = json_string_value(json_object_get(md, "name"));
     const char *aff = json_string_value(json_object_get(spec, "sessionAffinity"));
@@ -363,10 +374,13 @@ ck_proxy_port *ck_proxy_build_ports(const json_t *svc, const json_t *slices, con
     bool has_np = type && (!strcmp(type, "NodePort") || !strcmp(type, "LoadBalancer"));
 
     const json_t *ports = json_object_get(spec, "ports");
-    ck_proxy_port *out = xcalloc(json_array_size(ports) + 1, sizeof *out);
+    ck_proxy_port *out = xcalloc(n_fam * json_array_size(ports) + 1, sizeof *out);
     size_t i, j;
     const json_t *sp, *v;
+    for (size_t f = 0; f < n_fam; f++)
     json_array_foreach(ports, i, sp) {
+        const char *cip = cips[f];
+        int fam = ck_proxy_ip_family(cip);
         const char *pr = proto_of(json_string_value(json_object_get(sp, "protocol")));
         int port = (int)json_integer_value(json_object_get(sp, "port"));
         if (!pr || port <= 0 || port > 65535)
@@ -377,6 +391,7 @@ ck_proxy_port *ck_proxy_build_ports(const json_t *svc, const json_t *slices, con
         p->name = *p->port_name ? xasprintf("%s/%s:%s", ns ? ns : "", name ? name : "", pn)
                                 : xasprintf("%s/%s", ns ? ns : "", name ? name : "");
         p->proto = pr;
+        p->family = fam;
         snprintf(p->cluster_ip, sizeof p->cluster_ip, "%s", cip);
         p->port = port;
         if (has_np)
@@ -386,7 +401,7 @@ ck_proxy_port *ck_proxy_build_ports(const json_t *svc, const json_t *slices, con
         p->ext_local = etp && !strcmp(etp, "Local");
         p->int_local = itp && !strcmp(itp, "Local");
         json_array_foreach(json_object_get(spec, "externalIPs"), j, v)
-            if (is_ipv4(json_string_value(v))) {
+            if (ck_proxy_ip_family(json_string_value(v)) == fam) {
                 p->external = xrealloc(p->external, (p->n_external + 1) * sizeof *p->external);
                 p->external[p->n_external++] = xstrdup(json_string_value(v));
             }
@@ -394,7 +409,7 @@ ck_proxy_port *ck_proxy_build_ports(const json_t *svc, const json_t *slices, con
             json_array_foreach(json_object_get(json_object_get(json_object_get(svc, "status"),
                                                                "loadBalancer"), "ingress"), j, v) {
                 const char *ip = json_string_value(json_object_get(v, "ip"));
-                if (!is_ipv4(ip))
+                if (ck_proxy_ip_family(ip) != fam)
                     continue;
                 p->external = xrealloc(p->external, (p->n_external + 1) * sizeof *p->external);
                 p->external[p->n_external++] = xstrdup(ip);

@@ -27,6 +27,8 @@ typedef struct ck_proxy_port {
     char *name;               /* "ns/name:portname" (":" dropped when the port is unnamed) */
     char *port_name;          /* the ServicePort name, "" when unnamed */
     const char *proto;        /* "tcp", "udp", "sctp" */
+    int family;               /* 4 or 6: the cluster IP's family; endpoints and external IPs
+                               * are of the same family (upstream: a proxier per family) */
     char cluster_ip[46];      /* "" for headless / none */
     int port, node_port;
     char **external;          /* externalIPs then LB ingress IPs */
@@ -76,10 +78,15 @@ size_t ck_proxy_port_pick(const ck_proxy_port *p, bool local_only, const ck_prox
 bool ck_proxy_port_has_eps(const ck_proxy_port *p);
 
 /* Build one Service's ports from the Service and its slices (an array); exposed for tests.
- * Returns NULL (and *n = 0) for headless/ExternalName Services. */
+ * A dual-stack Service gives each of its ports twice, IPv4 first (clusterIPs order), each with
+ * the endpoints of slices of its addressType.  Returns NULL (and *n = 0) for
+ * headless/ExternalName Services. */
 ck_proxy_port *ck_proxy_build_ports(const json_t *svc, const json_t *slices, const char *node_name,
                                     size_t *n);
 void ck_proxy_ports_free(ck_proxy_port *ports, size_t n);
+
+/* 4 or 6 for an address literal, 0 when it is neither. */
+int ck_proxy_ip_family(const char *ip);
 
 /* A stable chain-name suffix (upstream style: base32 of sha256, 16 chars) of a string. */
 void ck_proxy_hash16(const char *s, char out[17]);

@@ -32,6 +32,9 @@
 
 typedef struct nft {
     ck_proxy_opts o;
+    int fam;              /* 4: table "ip kube-proxy"; 6: "ip6 kube-proxy" (see to_ip6) */
+    char *cidr;           /* this family's part of --cluster-cidr (o.cluster_cidr points here) */
+    json_t *next;         /* a full sync's renderings, applied once the transaction succeeded */
     json_t *applied;      /* service key -> rendering {"e": {"map": {"key": "value-or-empty"}}, "c": {chain: body}, "s": {set: decl}} */
     json_t *ids;          /* group name -> id */
     json_t *picks;        /* "N" -> true: pick-N chains that exist */
@@ -94,11 +97,13 @@ static unsigned render_group(nft *t, render *r, const ck_proxy_port *p, const ch
         cleanup_free char *decl = xasprintf("{ type ipv4_addr; flags dynamic,timeout; timeout %ds; }",
                                             p->affinity_timeout);
         json_object_set_new(r->s, set, json_string(decl));
-        ck_buf_printf(&body, "ip saddr @%s meta l4proto { tcp, udp, sctp } dnat ip to %s:%d\n",
-                      set, eps[i]->ip, eps[i]->port);
+        cleanup_free char *to = t->fam == 6 ? xasprintf("[%s]:%d", eps[i]->ip, eps[i]->port)
+                                            : xasprintf("%s:%d", eps[i]->ip, eps[i]->port);
+        ck_buf_printf(&body, "ip saddr @%s meta l4proto { tcp, udp, sctp } dnat ip to %s\n",
+                      set, to);
         cleanup_free char *ec = xasprintf("aff-%u-e%zu", id, i);
         cleanup_free char *eb = xasprintf("update @%s { ip saddr } meta l4proto { tcp, udp, sctp } "
-                                          "dnat ip to %s:%d\n", set, eps[i]->ip, eps[i]->port);
+                                          "dnat ip to %s\n", set, to);
         json_object_set_new(r->c, ec, json_string(eb));
     }
     ck_buf_printf(&body, "numgen random mod %zu vmap { ", n);
@@ -164,10 +169,11 @@ static json_t *render_service(nft *t, const ck_proxy_service *s)
 {
     render r = {json_object(), json_object(), json_object()};
     for (size_t i = 0; s && i < s->n_ports; i++)
-        render_port(t, &r, &s->ports[i]);
+        if (s->ports[i].family == t->fam)
+            render_port(t, &r, &s->ports[i]);
     bool udp = false;
     for (size_t i = 0; s && i < s->n_ports; i++)
-        udp |= !strcmp(s->ports[i].proto, "udp");
+        udp |= s->ports[i].family == t->fam && !strcmp(s->ports[i].proto, "udp");
     return json_pack("{s:o,s:o,s:o,s:b}", "e", r.e, "c", r.c, "s", r.s, "udp", udp);
 }
 
@@ -402,33 +408,94 @@ static int nft_probe(ck_error **err)
     return 0;
 }
 
+/* The IPv6 table is the IPv4 rendering with the family's words swapped: the same maps and chains
+ * in table "ip6 kube-proxy" (ipv6_addr keys, ip6 matches, dnat ip6).  Addresses and element
+ * values never contain these words. */
+static char *to_ip6(const char *s)
+{
+    static const struct { const char *from, *to; } words[] = {
+        {"ip kube-proxy", "ip6 kube-proxy"}, {"ip daddr", "ip6 daddr"}, {"ip saddr", "ip6 saddr"},
+        {"dnat ip to", "dnat ip6 to"}, {"ipv4_addr", "ipv6_addr"},
+    };
+    ck_buf out;
+    ck_buf_init(&out, 0);
+    while (*s) {
+        size_t w = 0;
+        for (; w < ARRAY_SIZE(words); w++)
+            if (!strncmp(s, words[w].from, strlen(words[w].from)))
+                break;
+        if (w < ARRAY_SIZE(words)) {
+            ck_buf_addstr(&out, words[w].to);
+            s += strlen(words[w].from);
+            continue;
+        }
+        size_t run = strcspn(s + 1, "id") + 1;
+        ck_buf_add(&out, s, run);
+        s += run;
+    }
+    return out.data ? ck_buf_steal(&out) : xstrdup("");
+}
+
+/* The mode: one renderer per family, both written in one `nft -f` transaction. */
+typedef struct nft_mode {
+    nft fam[2];
+    char *script;
+} nft_mode;
+
+static char *cidr_of(const char *list, int fam)
+{
+    if (!list)
+        return NULL;
+    cleanup_free char *copy = xstrdup(list);
+    char *save = NULL;
+    for (char *c = strtok_r(copy, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
+        while (*c == ' ')
+            c++;
+        if ((strchr(c, ':') ? 6 : 4) == fam)
+            return xstrdup(c);
+    }
+    return NULL;
+}
+
 static void *nft_new(const ck_proxy_opts *o, ck_error **err)
 {
-    nft *t = xcalloc(1, sizeof *t);
-    t->o = *o;
-    t->applied = json_object();
-    t->ids = json_object();
-    t->picks = json_object();
-    t->hairpin = json_object();
-    return t;
+    nft_mode *nm = xcalloc(1, sizeof *nm);
+    for (int f = 0; f < 2; f++) {
+        nft *t = &nm->fam[f];
+        t->o = *o;
+        t->fam = f ? 6 : 4;
+        t->cidr = cidr_of(o->cluster_cidr, t->fam);
+        t->o.cluster_cidr = t->cidr;
+        t->applied = json_object();
+        t->ids = json_object();
+        t->picks = json_object();
+        t->hairpin = json_object();
+    }
+    return nm;
 }
 
 static void nft_free(void *st)
 {
-    nft *t = st;
-    if (!t)
+    nft_mode *nm = st;
+    if (!nm)
         return;
-    json_decref(t->applied);
-    json_decref(t->ids);
-    json_decref(t->picks);
-    json_decref(t->hairpin);
-    free(t->script);
-    free(t);
+    for (int f = 0; f < 2; f++) {
+        nft *t = &nm->fam[f];
+        json_decref(t->applied);
+        json_decref(t->ids);
+        json_decref(t->picks);
+        json_decref(t->hairpin);
+        json_decref(t->next);
+        free(t->script);
+        free(t->cidr);
+    }
+    free(nm->script);
+    free(nm);
 }
 
 static const char *nft_last(void *st)
 {
-    return ((nft *)st)->script;
+    return ((nft_mode *)st)->script;
 }
 
 typedef struct full_ctx {
@@ -463,15 +530,16 @@ static void flush_gone_udp(const json_t *old, const json_t *new)
                 still = true;
         if (!still && json_is_true(json_object_get(old, "udp"))) {
             char host[64];
-            if (sscanf(ip, "%63[0-9.]", host) == 1)
+            if (sscanf(ip, "%63[0-9a-fA-F.:]", host) == 1)
                 ck_proxy_conntrack_flush_udp(NULL, host);
         }
     }
 }
 
-static int nft_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
+/* Render one family's part of the transaction into t->script (a full sync's renderings wait in
+ * t->next until the transaction succeeded). */
+static void nft_render_fam(nft *t, ck_proxy_model *m, const json_t *changed)
 {
-    nft *t = st;
     txn x;
     txn_init(&x);
     bool full = !changed || !t->started || t->next_id > MAX_ID - 1024;
@@ -504,28 +572,50 @@ static int nft_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
     }
     free(t->script);
     t->script = txn_text(&x, base);
+    if (t->fam == 6) {
+        char *v6 = to_ip6(t->script);
+        free(t->script);
+        t->script = v6;
+    }
+    json_decref(t->next);
+    t->next = next;
+}
+
+static int nft_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
+{
+    nft_mode *nm = st;
+    nft_render_fam(&nm->fam[0], m, changed);
+    nft_render_fam(&nm->fam[1], m, changed);
+    free(nm->script);
+    nm->script = xasprintf("%s%s", nm->fam[0].script, nm->fam[1].script);
     int rc = 0;
-    if (*t->script && !t->o.dry_run) {
+    if (*nm->script && !nm->fam[0].o.dry_run) {
         const char *argv[] = {"nft", "-f", "-", NULL};
-        rc = ck_proxy_exec(argv, t->script, strlen(t->script), NULL, err);
+        rc = ck_proxy_exec(argv, nm->script, strlen(nm->script), NULL, err);
+    }
+    for (int f = 0; f < 2; f++) {
+        nft *t = &nm->fam[f];
         if (rc < 0) {
-            json_decref(next);
-            t->started = false; /* next sync rebuilds the table */
-            return ck_error_wrap(err, "nftables sync");
+            t->started = false; /* next sync rebuilds the tables */
+        } else {
+            if (t->next) {
+                json_decref(t->applied);
+                t->applied = t->next;
+                t->next = NULL;
+            }
+            t->started = true;
         }
+        json_decref(t->next);
+        t->next = NULL;
     }
-    if (full) {
-        json_decref(t->applied);
-        t->applied = next;
-    }
-    t->started = true;
-    return rc;
+    return rc < 0 ? ck_error_wrap(err, "nftables sync") : 0;
 }
 
 static int nft_cleanup(ck_error **err)
 {
     const char *argv[] = {"nft", "-f", "-", NULL};
-    const char *s = "table " TABLE " {}\ndelete table " TABLE "\n";
+    const char *s = "table " TABLE " {}\ndelete table " TABLE "\n"
+                    "table ip6 kube-proxy {}\ndelete table ip6 kube-proxy\n";
     if (ck_proxy_exec(argv, s, strlen(s), NULL, err) < 0)
         return ck_error_wrap(err, "nftables cleanup");
     return 0;

@@ -21,6 +21,7 @@ typedef struct ck_proxy_opts {
     bool masquerade_all;
     bool dry_run;              /* render only: sync keeps the text in last_script (tests) */
     bool kernel_relay;         /* userspace: pair answered connections in a sockmap */
+    int workers;               /* userspace: epoll threads (0: one per online CPU, at most 8) */
 } ck_proxy_opts;
 
 typedef struct ck_proxy_mode {
@@ -76,12 +77,20 @@ ck_proxy_ipt_backend ck_proxy_ipt_other(void);
 void ck_proxy_ipt_use(ck_proxy_ipt_backend b);
 /* "iptables", "iptables-save", "iptables-restore" of the backend in use. */
 const char *ck_proxy_ipt(ck_proxy_ipt_tool tool);
+/* The same for a family: 4 as above, 6 the ip6tables tools of the same backend. */
+const char *ck_proxy_ipt_fam(int family, ck_proxy_ipt_tool tool);
+/* The host has IPv6 and ip6tables-restore (checked once; logs once when not): the iptables and
+ * userspace modes program the IPv6 family too, as upstream's dual-stack proxier does. */
+bool ck_proxy_ipv6_usable(void);
 
-/* iptables jump rules from the built-in chains, shared by iptables and userspace modes. */
-int ck_proxy_iptables_ensure_jump(const char *table, const char *chain, const char *rule, ck_error **err);
-int ck_proxy_iptables_delete_jump(const char *table, const char *chain, const char *rule);
+/* iptables jump rules from the built-in chains, shared by iptables and userspace modes; family
+ * 4 (iptables) or 6 (ip6tables). */
+int ck_proxy_iptables_ensure_jump(int family, const char *table, const char *chain, const char *rule,
+                                  ck_error **err);
+int ck_proxy_iptables_delete_jump(int family, const char *table, const char *chain, const char *rule);
 /* Delete every chain in table whose name starts with one of prefixes (NULL-terminated),
  * flushing them first, in one iptables-restore. */
-int ck_proxy_iptables_delete_chains(const char *table, const char *const *prefixes, ck_error **err);
+int ck_proxy_iptables_delete_chains(int family, const char *table, const char *const *prefixes,
+                                    ck_error **err);
 
 #endif

@@ -40,15 +40,42 @@
 /* Portal rules live in bucket chains (by hash of the Service key), so a partial sync rewrites
  * the few buckets of the changed Services, not one chain of every port. */
 #define PORTAL_BUCKETS 64
+/* Epoll threads: one per online CPU up to this many.  A TCP listener is in every thread's epoll
+ * set with EPOLLEXCLUSIVE (the kernel wakes one thread per new connection; one socket, not one
+ * per thread: 10,000 services would otherwise hold 10,000 x threads descriptors); a connection
+ * then lives on the thread that accepted it and no lock is shared per message. */
+#define MAX_WORKERS 8
 
 enum kind { K_LISTEN, K_CONN_CLIENT, K_CONN_BACKEND, K_UDP_BACKEND, K_WAKE };
+
+/* An IPv4 or IPv6 socket address (a listener and its endpoints are of one family). */
+typedef union sa_any {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} sa_any;
+
+static socklen_t sa_len(const sa_any *a)
+{
+    return a->sa.sa_family == AF_INET6 ? sizeof a->v6 : sizeof a->v4;
+}
+
+static bool sa_equal(const sa_any *a, const sa_any *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family)
+        return false;
+    if (a->sa.sa_family == AF_INET6)
+        return a->v6.sin6_port == b->v6.sin6_port &&
+               !memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof a->v6.sin6_addr);
+    return a->v4.sin_port == b->v4.sin_port && a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+}
 
 typedef struct listener listener;
 typedef struct conn conn;
 typedef struct tag { enum kind kind; void *obj; } tag;
 
 typedef struct udp_sess {
-    struct sockaddr_in client;
+    sa_any client;
     int fd;
     int64_t last;
     listener *l;
@@ -59,8 +86,9 @@ typedef struct udp_sess {
 struct listener {
     char *key;                /* port name + proto */
     bool udp;
-    int fd, local_port;
-    struct sockaddr_in *eps;
+    int family;               /* AF_INET or AF_INET6 */
+    int fd, local_port;       /* TCP: in every worker's epoll set; UDP: worker 0's only */
+    sa_any *eps;
     size_t n_eps, rr;
     tag t;
     udp_sess *sessions;
@@ -90,23 +118,50 @@ struct conn {
     tag ct, bt;
 };
 
-typedef struct us {
-    ck_proxy_opts o;
+typedef struct us us;
+
+/* One epoll thread: its connections live on its epoll set only; mu is held per event batch
+ * (the sync path takes every worker's mu to change listeners and endpoints). */
+typedef struct worker {
+    us *owner;
+    int idx;
     pthread_mutex_t mu;
-    int ep, wakefd;
+    int ep;
     pthread_t thr;
-    bool running;
-    listener *ls;
     conn *dead;               /* closed this batch: later events in the batch may name them */
     conn *shut;               /* paired connections with a deferred shutdown */
     ck_proxy_sockmap *sm;     /* NULL: every byte is relayed by this thread */
+} worker;
+
+struct us {
+    ck_proxy_opts o;
+    worker w[MAX_WORKERS];
+    int nw;
+    int wakefd;               /* readable once stopping: wakes every worker */
+    bool running;
+    listener *ls;
+    ck_proxy_sockmap *sm;
     json_t *applied;          /* service key -> {"b": bucket, "nat": text, "filter": text, "ls": [port keys]} */
     json_t *open;             /* port key -> listener (pointer as integer) of open listeners */
     json_t *members[PORTAL_BUCKETS]; /* service keys per bucket */
     bool started;             /* bucket chains and jumps are in place */
+    bool v6;                  /* the host has IPv6: ip6tables portals and IPv6 listeners too */
+    bool any_v6;              /* some Service had an IPv6 port (dry run: show that script) */
     int port_lo, port_hi, port_next; /* listener ports: the ephemeral range, a cursor */
     char *script;
-} us;
+};
+
+static void lock_all(us *u)
+{
+    for (int i = 0; i < u->nw; i++)
+        pthread_mutex_lock(&u->w[i].mu);
+}
+
+static void unlock_all(us *u)
+{
+    for (int i = u->nw - 1; i >= 0; i--)
+        pthread_mutex_unlock(&u->w[i].mu);
+}
 
 static listener *find_listener(us *u, const char *key)
 {
@@ -114,15 +169,16 @@ static listener *find_listener(us *u, const char *key)
     return v ? (listener *)(intptr_t)json_integer_value(v) : NULL;
 }
 
-static bool pick_ep(us *u, listener *l, struct sockaddr_in *out)
+static bool pick_ep(listener *l, sa_any *out)
 {
     if (!l->n_eps)
         return false;
-    *out = l->eps[l->rr++ % l->n_eps];
+    /* workers pick concurrently (each under its own lock): the cursor is atomic */
+    *out = l->eps[__atomic_fetch_add(&l->rr, 1, __ATOMIC_RELAXED) % l->n_eps];
     return true;
 }
 
-static void conn_close(us *u, conn *c)
+static void conn_close(worker *u, conn *c)
 {
     if (c->dead)
         return;
@@ -141,7 +197,7 @@ static void conn_close(us *u, conn *c)
     u->dead = c;
 }
 
-static void reap(us *u)
+static void reap(worker *u)
 {
     for (conn *c = u->dead, *n; c; c = n) {
         n = c->next_dead;
@@ -151,7 +207,7 @@ static void reap(us *u)
     u->dead = NULL;
 }
 
-static void conn_arm(us *u, conn *c)
+static void conn_arm(worker *u, conn *c)
 {
     uint32_t cev = (c->c2b_len < BUF_SIZE && !c->c_eof && c->connected ? EPOLLIN : 0) |
                    (c->b2c_len ? EPOLLOUT : 0) | EPOLLRDHUP;
@@ -171,23 +227,23 @@ static void conn_arm(us *u, conn *c)
 }
 
 /* Start a connect to the next endpoint; false when every endpoint has been tried. */
-static bool conn_try(us *u, conn *c)
+static bool conn_try(worker *u, conn *c)
 {
-    struct sockaddr_in sa;
+    sa_any sa;
     while (c->tries < c->l->n_eps && c->tries < 8) {
         c->tries++;
-        if (!pick_ep(u, c->l, &sa))
+        if (!pick_ep(c->l, &sa))
             return false;
         if (c->bfd >= 0) {
             epoll_ctl(u->ep, EPOLL_CTL_DEL, c->bfd, NULL);
             close(c->bfd);
         }
-        c->bfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        c->bfd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (c->bfd < 0)
             return false;
         int one = 1;
         setsockopt(c->bfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (connect(c->bfd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)
+        if (connect(c->bfd, &sa.sa, sa_len(&sa)) < 0 && errno != EINPROGRESS)
             continue;
         struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = &c->bt};
         epoll_ctl(u->ep, EPOLL_CTL_ADD, c->bfd, &ev);
@@ -197,8 +253,10 @@ static bool conn_try(us *u, conn *c)
     return false;
 }
 
-static void on_accept(us *u, listener *l)
+static void on_accept(worker *u, listener *l)
 {
+    if (l->fd < 0)
+        return;
     for (;;) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
@@ -222,7 +280,7 @@ static void on_accept(us *u, listener *l)
 }
 
 /* Move bytes: returns false when the connection is done. */
-static void shut_write(us *u, conn *c, int side)
+static void shut_write(worker *u, conn *c, int side)
 {
     if (c->shut_done[side])
         return;
@@ -240,7 +298,7 @@ static void shut_write(us *u, conn *c, int side)
     }
 }
 
-static void run_shutdowns(us *u)
+static void run_shutdowns(worker *u)
 {
     int64_t now = ck_now_ns();
     for (conn **p = &u->shut; *p;) {
@@ -264,7 +322,7 @@ static void run_shutdowns(us *u)
 }
 
 /* side: the socket written to, 0 the backend, 1 the client */
-static bool pump(us *u, conn *c, int side, char *buf, size_t *len, bool *eof, bool readable,
+static bool pump(worker *u, conn *c, int side, char *buf, size_t *len, bool *eof, bool readable,
                  conn *tee, bool *got)
 {
     int from = side ? c->bfd : c->cfd, to = side ? c->cfd : c->bfd;
@@ -301,7 +359,7 @@ static bool pump(us *u, conn *c, int side, char *buf, size_t *len, bool *eof, bo
     return true;
 }
 
-static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
+static void on_conn(worker *u, conn *c, bool backend, uint32_t evs)
 {
     if (backend && !c->connected) {
         int soerr = 0;
@@ -371,24 +429,24 @@ static void on_conn(us *u, conn *c, bool backend, uint32_t evs)
     conn_arm(u, c);
 }
 
-static void on_udp(us *u, listener *l)
+static void on_udp(worker *u, listener *l)
 {
     char buf[BUF_SIZE];
     for (;;) {
-        struct sockaddr_in from;
+        sa_any from;
         socklen_t fl = sizeof from;
-        ssize_t n = recvfrom(l->fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+        ssize_t n = recvfrom(l->fd, buf, sizeof buf, MSG_DONTWAIT, &from.sa, &fl);
         if (n < 0)
             return;
         udp_sess *s = l->sessions;
-        while (s && (s->client.sin_addr.s_addr != from.sin_addr.s_addr || s->client.sin_port != from.sin_port))
+        while (s && !sa_equal(&s->client, &from))
             s = s->next;
         if (!s) {
-            struct sockaddr_in ep;
-            if (!pick_ep(u, l, &ep))
+            sa_any ep;
+            if (!pick_ep(l, &ep))
                 continue;
-            int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (fd < 0 || connect(fd, (struct sockaddr *)&ep, sizeof ep) < 0) {
+            int fd = socket(ep.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0 || connect(fd, &ep.sa, sa_len(&ep)) < 0) {
                 if (fd >= 0)
                     close(fd);
                 continue;
@@ -408,13 +466,13 @@ static void on_udp(us *u, listener *l)
     }
 }
 
-static void on_udp_reply(us *u, udp_sess *s)
+static void on_udp_reply(worker *u, udp_sess *s)
 {
     char buf[BUF_SIZE];
     ssize_t n;
     while ((n = recv(s->fd, buf, sizeof buf, MSG_DONTWAIT)) >= 0) {
         s->last = ck_now_ns();
-        sendto(s->l->fd, buf, (size_t)n, MSG_DONTWAIT, (struct sockaddr *)&s->client, sizeof s->client);
+        sendto(s->l->fd, buf, (size_t)n, MSG_DONTWAIT, &s->client.sa, sa_len(&s->client));
     }
 }
 
@@ -436,54 +494,52 @@ static void sweep_udp(us *u)
 
 static void *loop(void *arg)
 {
-    us *u = arg;
+    worker *w = arg;
+    us *u = w->owner;
     struct epoll_event evs[256];
     int64_t last_sweep = ck_now_ns();
     for (;;) {
-        int n = epoll_wait(u->ep, evs, 256, u->shut ? 10 : 1000);
-        pthread_mutex_lock(&u->mu);
+        int n = epoll_wait(w->ep, evs, 256, w->shut ? 10 : 1000);
+        pthread_mutex_lock(&w->mu);
         if (!u->running) {
-            pthread_mutex_unlock(&u->mu);
+            pthread_mutex_unlock(&w->mu);
             return NULL;
         }
         for (int i = 0; i < n; i++) {
             tag *t = evs[i].data.ptr;
             switch (t->kind) {
-            case K_WAKE: {
-                uint64_t v;
-                if (read(u->wakefd, &v, sizeof v) < 0) {
-                }
-                break;
-            }
+            case K_WAKE:
+                break;        /* stopping: running is false on the next batch */
             case K_LISTEN: {
                 listener *l = t->obj;
                 if (l->udp)
-                    on_udp(u, l);
+                    on_udp(w, l);
                 else
-                    on_accept(u, l);
+                    on_accept(w, l);
                 break;
             }
             case K_CONN_CLIENT:
                 if (!((conn *)t->obj)->dead)
-                    on_conn(u, t->obj, false, evs[i].events);
+                    on_conn(w, t->obj, false, evs[i].events);
                 break;
             case K_CONN_BACKEND:
                 if (!((conn *)t->obj)->dead)
-                    on_conn(u, t->obj, true, evs[i].events);
+                    on_conn(w, t->obj, true, evs[i].events);
                 break;
             case K_UDP_BACKEND:
-                on_udp_reply(u, t->obj);
+                on_udp_reply(w, t->obj);
                 break;
             }
         }
-        if (u->shut)
-            run_shutdowns(u);
-        reap(u);
-        if (ck_now_ns() - last_sweep > 1000000000ll) {
+        if (w->shut)
+            run_shutdowns(w);
+        reap(w);
+        /* UDP sessions live on worker 0 only */
+        if (w->idx == 0 && ck_now_ns() - last_sweep > 1000000000ll) {
             sweep_udp(u);
             last_sweep = ck_now_ns();
         }
-        pthread_mutex_unlock(&u->mu);
+        pthread_mutex_unlock(&w->mu);
     }
 }
 
@@ -499,31 +555,44 @@ static void *us_new(const ck_proxy_opts *o, ck_error **err)
 {
     us *u = xcalloc(1, sizeof *u);
     u->o = *o;
-    pthread_mutex_init(&u->mu, NULL);
     u->applied = json_object();
     u->open = json_object();
     for (int i = 0; i < PORTAL_BUCKETS; i++)
         u->members[i] = json_object();
-    u->ep = epoll_create1(EPOLL_CLOEXEC);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    u->nw = o->workers > 0 ? o->workers : cpus > 0 ? (int)cpus : 1;
+    if (u->nw > MAX_WORKERS)
+        u->nw = MAX_WORKERS;
+    if (o->dry_run)
+        u->nw = 1;
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     static tag wake_tag = {K_WAKE, NULL};
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
-    epoll_ctl(u->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
     u->running = true;
-    if (!o->dry_run) {
-        ck_error *e = NULL;
-        if (o->kernel_relay && !(u->sm = ck_proxy_sockmap_new(&e))) {
-            log_warn("userspace: no kernel relay, every byte goes through the proxy: %s", e->msg);
-            ck_error_free(e);
-        }
-        pthread_create(&u->thr, NULL, loop, u);
+    u->v6 = o->dry_run || ck_proxy_ipv6_usable();
+    ck_error *e = NULL;
+    if (!o->dry_run && o->kernel_relay && !(u->sm = ck_proxy_sockmap_new(&e))) {
+        log_warn("userspace: no kernel relay, every byte goes through the proxy: %s", e->msg);
+        ck_error_free(e);
     }
+    for (int i = 0; i < u->nw; i++) {
+        worker *w = &u->w[i];
+        w->owner = u;
+        w->idx = i;
+        w->sm = u->sm;
+        pthread_mutex_init(&w->mu, NULL);
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
+    }
+    if (!o->dry_run)
+        for (int i = 0; i < u->nw; i++)
+            pthread_create(&u->w[i].thr, NULL, loop, &u->w[i]);
     return u;
 }
 
 /* Ports come from our own cursor over the ephemeral range: bind(port 0) searches the range for
  * a free port each time, which grows with every port held (10,000 listeners: seconds). */
-static int bind_port(us *u, int fd)
+static int bind_port(us *u, int fd, int family)
 {
     if (!u->port_lo) {
         u->port_lo = 32768, u->port_hi = 60999;
@@ -539,11 +608,18 @@ static int bind_port(us *u, int fd)
     int span = u->port_hi - u->port_lo + 1;
     for (int i = 0; i < span; i++) {
         /* dry run (tests): no listener beyond loopback */
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_addr.s_addr = htonl(u->o.dry_run ? INADDR_LOOPBACK : INADDR_ANY)};
-        sa.sin_port = htons((uint16_t)(u->port_lo + u->port_next));
+        uint16_t port = htons((uint16_t)(u->port_lo + u->port_next));
+        sa_any sa = {0};
+        if (family == AF_INET6) {
+            sa.v6 = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = port,
+                                          .sin6_addr = u->o.dry_run ? in6addr_loopback : in6addr_any};
+        } else {
+            sa.v4 = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = port,
+                                         .sin_addr.s_addr = htonl(u->o.dry_run ? INADDR_LOOPBACK
+                                                                               : INADDR_ANY)};
+        }
         u->port_next = (u->port_next + 1) % span;
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        if (bind(fd, &sa.sa, sa_len(&sa)) == 0)
             return 0;
         if (errno != EADDRINUSE && errno != EACCES)
             return -1;
@@ -552,19 +628,21 @@ static int bind_port(us *u, int fd)
     return -1;
 }
 
-static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
+static listener *listener_open(us *u, const char *key, bool udp, int family, ck_error **err)
 {
-    int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         ck_error_sys(err, CK_E_IO, "userspace: socket");
         return NULL;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    sa_any sa = {0};
     socklen_t sl = sizeof sa;
-    if (bind_port(u, fd) < 0 || (!udp && listen(fd, 1024) < 0) ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+    if (bind_port(u, fd, family) < 0 || (!udp && listen(fd, 1024) < 0) ||
+        getsockname(fd, &sa.sa, &sl) < 0) {
         ck_error_sys(err, CK_E_IO, "userspace: listen for %s", key);
         close(fd);
         return NULL;
@@ -572,11 +650,14 @@ static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
     listener *l = xcalloc(1, sizeof *l);
     l->key = xstrdup(key);
     l->udp = udp;
+    l->family = family;
     l->fd = fd;
-    l->local_port = ntohs(sa.sin_port);
+    l->local_port = ntohs(family == AF_INET6 ? sa.v6.sin6_port : sa.v4.sin_port);
     l->t = (tag){K_LISTEN, l};
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->t};
-    epoll_ctl(u->ep, EPOLL_CTL_ADD, fd, &ev);
+    for (int i = 0; i < (udp ? 1 : u->nw); i++) {
+        struct epoll_event ev = {.events = EPOLLIN | (udp ? 0 : EPOLLEXCLUSIVE), .data.ptr = &l->t};
+        epoll_ctl(u->w[i].ep, EPOLL_CTL_ADD, fd, &ev);
+    }
     l->next = u->ls;
     u->ls = l;
     json_object_set_new(u->open, key, json_integer((json_int_t)(intptr_t)l));
@@ -585,13 +666,16 @@ static listener *listener_open(us *u, const char *key, bool udp, ck_error **err)
 
 static void listener_close(us *u, listener *l)
 {
-    epoll_ctl(u->ep, EPOLL_CTL_DEL, l->fd, NULL);
+    for (int i = 0; i < (l->udp ? 1 : u->nw); i++)
+        epoll_ctl(u->w[i].ep, EPOLL_CTL_DEL, l->fd, NULL);
     close(l->fd);
     for (udp_sess *s = l->sessions, *n; s; s = n) {
         n = s->next;
+        epoll_ctl(u->w[0].ep, EPOLL_CTL_DEL, s->fd, NULL);
         close(s->fd);
         free(s);
     }
+    l->sessions = NULL;
     /* open TCP connections keep a pointer to l and keep working (their endpoint is chosen), so
      * l stays on the list (fd -1, no endpoints) until the mode is freed */
     l->n_eps = 0;
@@ -615,12 +699,15 @@ static int bucket_of(const char *key)
     return (int)(h % PORTAL_BUCKETS);
 }
 
-/* Open/update the listeners of one Service and render its portal lines; NULL s: gone. */
+/* Open/update the listeners of one Service and render its portal lines, per family ("nat" and
+ * "filter" for iptables, "nat6" and "filter6" for ip6tables); NULL s: gone. */
 static json_t *render_service(us *u, const ck_proxy_service *s, ck_error **err)
 {
-    ck_buf nat, filter;
-    ck_buf_init(&nat, 0);
-    ck_buf_init(&filter, 0);
+    ck_buf nat[2], filter[2];
+    for (int f = 0; f < 2; f++) {
+        ck_buf_init(&nat[f], 0);
+        ck_buf_init(&filter[f], 0);
+    }
     json_t *ls = json_array();
     char chain[32];
     snprintf(chain, sizeof chain, "KUBE-PORTALS-B-%02d", bucket_of(s->key));
@@ -629,9 +716,15 @@ static json_t *render_service(us *u, const ck_proxy_service *s, ck_error **err)
     int rc = 0;
     for (size_t i = 0; i < s->n_ports; i++) {
         const ck_proxy_port *p = &s->ports[i];
-        cleanup_free char *key = xasprintf("%s/%s", p->name, p->proto);
+        int f = p->family == 6;
+        if (f && !u->v6)
+            continue;
+        u->any_v6 |= f;
+        const char *host = f ? "/128" : "/32";
+        int af = f ? AF_INET6 : AF_INET;
+        cleanup_free char *key = xasprintf("%s/%s%s", p->name, p->proto, f ? "/6" : "");
         listener *l = find_listener(u, key);
-        if (!l && !(l = listener_open(u, key, !strcmp(p->proto, "udp"), err))) {
+        if (!l && !(l = listener_open(u, key, !strcmp(p->proto, "udp"), af, err))) {
             rc = -1;
             break;
         }
@@ -641,34 +734,46 @@ static json_t *render_service(us *u, const ck_proxy_service *s, ck_error **err)
         free(l->eps);
         l->eps = xcalloc(n + 1, sizeof *l->eps);
         for (size_t j = 0; j < n; j++) {
-            l->eps[j].sin_family = AF_INET;
-            l->eps[j].sin_port = htons((uint16_t)eps[j]->port);
-            inet_pton(AF_INET, eps[j]->ip, &l->eps[j].sin_addr);
+            if (f) {
+                l->eps[j].v6.sin6_family = AF_INET6;
+                l->eps[j].v6.sin6_port = htons((uint16_t)eps[j]->port);
+                inet_pton(AF_INET6, eps[j]->ip, &l->eps[j].v6.sin6_addr);
+            } else {
+                l->eps[j].v4.sin_family = AF_INET;
+                l->eps[j].v4.sin_port = htons((uint16_t)eps[j]->port);
+                inet_pton(AF_INET, eps[j]->ip, &l->eps[j].v4.sin_addr);
+            }
         }
         l->n_eps = n;
         const char *pr = p->proto;
         if (!n) {
-            ck_buf_printf(&filter, "-A %s -m comment --comment \"%s has no endpoints\" -m %s -p %s "
-                          "-d %s/32 --dport %d -j REJECT%s\n", rchain, p->name, pr, pr,
-                          p->cluster_ip, p->port, !strcmp(pr, "tcp") ? " --reject-with tcp-reset" : "");
+            ck_buf_printf(&filter[f], "-A %s -m comment --comment \"%s has no endpoints\" -m %s -p %s "
+                          "-d %s%s --dport %d -j REJECT%s\n", rchain, p->name, pr, pr,
+                          p->cluster_ip, host, p->port,
+                          !strcmp(pr, "tcp") ? " --reject-with tcp-reset" : "");
             continue;
         }
-        ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 --dport %d "
-                      "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->cluster_ip, p->port,
-                      l->local_port);
+        ck_buf_printf(&nat[f], "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s%s --dport %d "
+                      "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->cluster_ip, host,
+                      p->port, l->local_port);
         for (size_t j = 0; j < p->n_external; j++)
-            ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s/32 --dport %d "
+            ck_buf_printf(&nat[f], "-A %s -m comment --comment \"%s\" -m %s -p %s -d %s%s --dport %d "
                           "-j REDIRECT --to-ports %d\n", chain, p->name, pr, pr, p->external[j],
-                          p->port, l->local_port);
+                          host, p->port, l->local_port);
         if (p->node_port)
-            ck_buf_printf(&nat, "-A %s -m comment --comment \"%s\" -m addrtype --dst-type LOCAL "
+            ck_buf_printf(&nat[f], "-A %s -m comment --comment \"%s\" -m addrtype --dst-type LOCAL "
                           "-m %s -p %s --dport %d -j REDIRECT --to-ports %d\n", chain, p->name, pr,
                           pr, p->node_port, l->local_port);
     }
-    json_t *r = json_pack("{s:i,s:s,s:s,s:o}", "b", bucket_of(s->key), "nat", nat.data ? nat.data : "",
-                          "filter", filter.data ? filter.data : "", "ls", ls);
-    ck_buf_free(&nat);
-    ck_buf_free(&filter);
+    json_t *r = json_pack("{s:i,s:s,s:s,s:s,s:s,s:o}", "b", bucket_of(s->key),
+                          "nat", nat[0].data ? nat[0].data : "",
+                          "filter", filter[0].data ? filter[0].data : "",
+                          "nat6", nat[1].data ? nat[1].data : "",
+                          "filter6", filter[1].data ? filter[1].data : "", "ls", ls);
+    for (int f = 0; f < 2; f++) {
+        ck_buf_free(&nat[f]);
+        ck_buf_free(&filter[f]);
+    }
     if (rc < 0) {
         json_decref(r);
         return NULL;
@@ -735,13 +840,59 @@ static const struct { const char *table, *chain, *rule; } us_jumps[] = {
     {"filter", "FORWARD", "-m conntrack --ctstate NEW -j KUBE-PORTALS-REJECT"},
 };
 
+/* The restore input of one family (f 0: iptables, 1: ip6tables) for the dirty buckets. */
+static char *portal_script(us *u, const bool *dirty, int f)
+{
+    ck_buf nat, filter;
+    ck_buf_init(&nat, 0);
+    ck_buf_init(&filter, 0);
+    if (!u->started) {
+        ck_buf_addstr(&nat, ":KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n");
+        ck_buf_addstr(&filter, ":KUBE-PORTALS-REJECT - [0:0]\n");
+    }
+    for (int b = 0; b < PORTAL_BUCKETS; b++)
+        if (dirty[b]) {
+            ck_buf_printf(&nat, ":KUBE-PORTALS-B-%02d - [0:0]\n", b);
+            ck_buf_printf(&filter, ":KUBE-PORTALS-R-%02d - [0:0]\n", b);
+        }
+    if (!u->started)
+        for (int b = 0; b < PORTAL_BUCKETS; b++) {
+            ck_buf_printf(&nat, "-A KUBE-PORTALS-CONTAINER -j KUBE-PORTALS-B-%02d\n", b);
+            ck_buf_printf(&nat, "-A KUBE-PORTALS-HOST -j KUBE-PORTALS-B-%02d\n", b);
+            ck_buf_printf(&filter, "-A KUBE-PORTALS-REJECT -j KUBE-PORTALS-R-%02d\n", b);
+        }
+    for (int b = 0; b < PORTAL_BUCKETS; b++) {
+        if (!dirty[b])
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach(u->members[b], k, v) {
+            json_t *r = json_object_get(u->applied, k);
+            ck_buf_addstr(&nat, json_string_value(json_object_get(r, f ? "nat6" : "nat")));
+            ck_buf_addstr(&filter, json_string_value(json_object_get(r, f ? "filter6" : "filter")));
+        }
+    }
+    ck_buf out;
+    ck_buf_init(&out, 0);
+    ck_buf_addstr(&out, "*nat\n");
+    if (nat.len)
+        ck_buf_add(&out, nat.data, nat.len);
+    ck_buf_addstr(&out, "COMMIT\n*filter\n");
+    if (filter.len)
+        ck_buf_add(&out, filter.data, filter.len);
+    ck_buf_addstr(&out, "COMMIT\n");
+    ck_buf_free(&nat);
+    ck_buf_free(&filter);
+    return ck_buf_steal(&out);
+}
+
 static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error **err)
 {
     us *u = st;
     bool dirty[PORTAL_BUCKETS] = {0};
     bool full = !changed || !u->started;
     int rc = 0;
-    pthread_mutex_lock(&u->mu);
+    lock_all(u);
     if (full) {
         full_ctx x = {u, json_object(), dirty, err, 0};
         ck_proxy_model_foreach(m, full_one, &x);
@@ -772,65 +923,36 @@ static int us_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error 
             apply_service(u, k, r, dirty);
         }
     }
-    pthread_mutex_unlock(&u->mu);
+    unlock_all(u);
     if (rc < 0)
         return ck_error_wrap(err, "userspace sync");
-    /* the script: dirty bucket chains re-declared (flushed) and refilled */
-    ck_buf nat, filter;
-    ck_buf_init(&nat, 0);
-    ck_buf_init(&filter, 0);
-    if (!u->started) {
-        ck_buf_addstr(&nat, ":KUBE-PORTALS-CONTAINER - [0:0]\n:KUBE-PORTALS-HOST - [0:0]\n");
-        ck_buf_addstr(&filter, ":KUBE-PORTALS-REJECT - [0:0]\n");
-    }
-    for (int b = 0; b < PORTAL_BUCKETS; b++)
-        if (dirty[b]) {
-            ck_buf_printf(&nat, ":KUBE-PORTALS-B-%02d - [0:0]\n", b);
-            ck_buf_printf(&filter, ":KUBE-PORTALS-R-%02d - [0:0]\n", b);
-        }
-    if (!u->started)
-        for (int b = 0; b < PORTAL_BUCKETS; b++) {
-            ck_buf_printf(&nat, "-A KUBE-PORTALS-CONTAINER -j KUBE-PORTALS-B-%02d\n", b);
-            ck_buf_printf(&nat, "-A KUBE-PORTALS-HOST -j KUBE-PORTALS-B-%02d\n", b);
-            ck_buf_printf(&filter, "-A KUBE-PORTALS-REJECT -j KUBE-PORTALS-R-%02d\n", b);
-        }
-    for (int b = 0; b < PORTAL_BUCKETS; b++) {
-        if (!dirty[b])
-            continue;
-        const char *k;
-        json_t *v;
-        json_object_foreach(u->members[b], k, v) {
-            json_t *r = json_object_get(u->applied, k);
-            ck_buf_addstr(&nat, json_string_value(json_object_get(r, "nat")));
-            ck_buf_addstr(&filter, json_string_value(json_object_get(r, "filter")));
-        }
-    }
-    ck_buf out;
-    ck_buf_init(&out, 0);
-    ck_buf_addstr(&out, "*nat\n");
-    if (nat.len)
-        ck_buf_add(&out, nat.data, nat.len);
-    ck_buf_addstr(&out, "COMMIT\n*filter\n");
-    if (filter.len)
-        ck_buf_add(&out, filter.data, filter.len);
-    ck_buf_addstr(&out, "COMMIT\n");
-    ck_buf_free(&nat);
-    ck_buf_free(&filter);
+    /* one restore per family: dirty bucket chains re-declared (flushed) and refilled */
     free(u->script);
-    u->script = ck_buf_steal(&out);
+    u->script = portal_script(u, dirty, 0);
+    cleanup_free char *s6 = u->v6 ? portal_script(u, dirty, 1) : NULL;
     if (u->o.dry_run) {
+        if (u->any_v6) {
+            char *both = xasprintf("%s# ip6tables\n%s", u->script, s6);
+            free(u->script);
+            u->script = both;
+        }
         u->started = true;
         return 0;
     }
-    const char *argv[] = {ck_proxy_ipt(CK_IPT_RESTORE), "-w", "--noflush", NULL};
-    if (ck_proxy_exec(argv, u->script, strlen(u->script), NULL, err) < 0) {
-        u->started = false;     /* next sync: everything again */
-        return ck_error_wrap(err, "userspace sync");
+    for (int f = 0; f < (u->v6 ? 2 : 1); f++) {
+        const char *argv[] = {ck_proxy_ipt_fam(f ? 6 : 4, CK_IPT_RESTORE), "-w", "--noflush", NULL};
+        const char *text = f ? s6 : u->script;
+        if (ck_proxy_exec(argv, text, strlen(text), NULL, err) < 0) {
+            u->started = false;     /* next sync: everything again */
+            return ck_error_wrap(err, "userspace sync");
+        }
     }
     if (!u->started)
-        for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
-            if (ck_proxy_iptables_ensure_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule, err) < 0)
-                return -1;
+        for (int f = 0; f < (u->v6 ? 2 : 1); f++)
+            for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
+                if (ck_proxy_iptables_ensure_jump(f ? 6 : 4, us_jumps[i].table, us_jumps[i].chain,
+                                                  us_jumps[i].rule, err) < 0)
+                    return -1;
     u->started = true;
     return 0;
 }
@@ -845,14 +967,15 @@ static void us_free(void *st)
     us *u = st;
     if (!u)
         return;
-    pthread_mutex_lock(&u->mu);
+    lock_all(u);
     u->running = false;
-    pthread_mutex_unlock(&u->mu);
+    unlock_all(u);
     uint64_t one = 1;
     if (write(u->wakefd, &one, sizeof one) < 0) {
     }
     if (!u->o.dry_run)
-        pthread_join(u->thr, NULL);
+        for (int i = 0; i < u->nw; i++)
+            pthread_join(u->w[i].thr, NULL);
     for (listener *l = u->ls, *n; l; l = n) {
         n = l->next;
         if (l->fd >= 0)
@@ -861,7 +984,10 @@ static void us_free(void *st)
         free(l->key);
         free(l);
     }
-    close(u->ep);
+    for (int i = 0; i < u->nw; i++) {
+        close(u->w[i].ep);
+        pthread_mutex_destroy(&u->w[i].mu);
+    }
     close(u->wakefd);
     ck_proxy_sockmap_free(u->sm);
     json_decref(u->applied);
@@ -874,11 +1000,16 @@ static void us_free(void *st)
 
 static int us_cleanup(ck_error **err)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
-        ck_proxy_iptables_delete_jump(us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule);
-    if (ck_proxy_iptables_delete_chains("nat", (const char *const[]){"KUBE-PORTALS-", NULL}, err) < 0 ||
-        ck_proxy_iptables_delete_chains("filter", (const char *const[]){"KUBE-PORTALS-", NULL}, err) < 0)
-        return ck_error_wrap(err, "userspace cleanup");
+    static const char *const prefixes[] = {"KUBE-PORTALS-", NULL};
+    for (int fam = 4; fam <= 6; fam += 2) {
+        if (fam == 6 && !ck_proxy_ipv6_usable())
+            break;
+        for (size_t i = 0; i < ARRAY_SIZE(us_jumps); i++)
+            ck_proxy_iptables_delete_jump(fam, us_jumps[i].table, us_jumps[i].chain, us_jumps[i].rule);
+        if (ck_proxy_iptables_delete_chains(fam, "nat", prefixes, err) < 0 ||
+            ck_proxy_iptables_delete_chains(fam, "filter", prefixes, err) < 0)
+            return ck_error_wrap(err, "userspace cleanup");
+    }
     return 0;
 }
 

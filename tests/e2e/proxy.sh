@@ -11,6 +11,9 @@
 # conntrack entries are flushed (iptables, nftables), --cleanup leaves nothing.  iptables-legacy:
 # the iptables mode on a node whose only rules are in the legacy backend (a kubelet canary chain
 # made here) must program legacy and leave nft alone.
+# IPv6 (ULA, in the same namespaces: bridge fd00:10::1/64, pods fd00:10::1N, client fd00:10::20;
+# the API server's service range is dual-stack 10.96.0.0/12,fd00:96::/108): an IPv6-only Service
+# (cluster IP fd00:96::10) and a RequireDualStack one reached on both of its cluster IPs.
 # Service CIDR 10.96.0.0/12 and pod CIDR 10.244.0.0/16 exist only in these namespaces.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -68,8 +71,11 @@ inn $NODE ip link add cbr0 type bridge
 inn $NODE ip addr add 10.244.0.1/24 dev cbr0
 inn $NODE ip link set cbr0 up
 inn $NODE sysctl -qw net.ipv4.ip_forward=1
+inn $NODE sysctl -qw net.ipv6.conf.all.forwarding=1
+inn $NODE ip -6 addr add fd00:10::1/64 dev cbr0 nodad
 # locally generated traffic to cluster IPs needs a route before DNAT (upstream nodes have a default)
 inn $NODE ip route add 10.96.0.0/12 dev cbr0
+inn $NODE ip -6 route add fd00:96::/108 dev cbr0
 i=0
 addpod() { # ns ip
     local ns=$1 ip=$2 h=v$S$i
@@ -80,8 +86,10 @@ addpod() { # ns ip
     inn $NODE bridge link set dev "$h" hairpin on
     inn "$ns" ip link set lo up
     inn "$ns" ip addr add "$ip/24" dev eth0
+    inn "$ns" ip -6 addr add "fd00:10::${ip##*.}/64" dev eth0 nodad
     inn "$ns" ip link set eth0 up
     inn "$ns" ip route add default via 10.244.0.1
+    inn "$ns" ip -6 route add default via fd00:10::1
     i=$((i + 1))
 }
 n=1
@@ -96,8 +104,16 @@ addpod $CLIENT 10.244.0.20
 # ---- the API server (inside the node namespace, on its loopback) ----
 port=6443
 # (ip netns exec directly, not through a function: $! must be the process itself)
-ip netns exec $NODE "$CK" server --data-dir "$data" --secure-port $port --bind-address 127.0.0.1 \
-    --disable-agent >$tmp/server.log 2>&1 &
+# the server runs its components through CKUBE_SELF_EXE: this wrapper gives the API server a
+# dual-stack service range (`ckube server` has no flag for it)
+cat >$tmp/ckube-wrap <<SH
+#!/bin/sh
+[ "\$1" = apiserver ] && { shift; exec "$CK" apiserver --service-cluster-ip-range=10.96.0.0/12,fd00:96::/108 "\$@"; }
+exec "$CK" "\$@"
+SH
+chmod +x $tmp/ckube-wrap
+CKUBE_SELF_EXE=$tmp/ckube-wrap ip netns exec $NODE "$CK" server --data-dir "$data" --secure-port $port \
+    --bind-address 127.0.0.1 --disable-agent >$tmp/server.log 2>&1 &
 spid=$!
 ready() { [ -f "$data/kubeconfig" ] && [ "$(kc get --raw /readyz 2>/dev/null)" = ok ]; }
 if ! wait_for 60 ready; then
@@ -144,7 +160,7 @@ check "Service web with cluster IP 10.96.100.10 and node port 30080" \
     test "$(kc get svc web -o jsonpath='{.spec.clusterIP}/{.spec.ports[0].nodePort}')" = "10.96.100.10/30080"
 slice "true true true"
 
-get() { inn "$1" curl -s --max-time 2 "http://$2/"; }
+get() { inn "$1" curl -gs --max-time 2 "http://$2/"; }
 # spread N FROM URL: the distinct answers of N requests, sorted, space-separated
 spread() {
     local out="" k
@@ -163,6 +179,40 @@ no_proxy_left() {
     return 0
 }
 refused() { inn "$1" curl -s --max-time 2 "http://$2/" >/dev/null 2>&1; local rc=$?; [ $rc = 7 ] || echo "# curl $2 from $1: exit $rc" >>$tmp/refused.log; [ $rc = 7 ]; }
+
+# ---- IPv6: an IPv6-only Service and a dual-stack one ----
+v6slice() { # name service addressType IP-prefix
+    local eps="" n
+    for n in 1 2 3; do
+        eps="$eps{\"addresses\":[\"$4$n\"],\"conditions\":{\"ready\":true},\"nodeName\":\"node1\"},"
+    done
+    cat <<JSON | kc apply -f - >/dev/null
+{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+ "metadata":{"name":"$1","namespace":"default","labels":{"kubernetes.io/service-name":"$2",
+   "endpointslice.kubernetes.io/managed-by":"e2e.ckube.io"}},
+ "addressType":"$3","ports":[{"name":"http","port":8080,"protocol":"TCP"}],
+ "endpoints":[${eps%,}]}
+JSON
+}
+cat <<JSON | kc apply -f - >/dev/null
+{"apiVersion":"v1","kind":"Service","metadata":{"name":"web6","namespace":"default"},
+ "spec":{"ipFamilies":["IPv6"],"clusterIP":"fd00:96::10",
+   "ports":[{"name":"http","port":80,"targetPort":8080,"protocol":"TCP"}]}}
+JSON
+cat <<JSON | kc apply -f - >/dev/null
+{"apiVersion":"v1","kind":"Service","metadata":{"name":"dual","namespace":"default"},
+ "spec":{"ipFamilyPolicy":"RequireDualStack","ipFamilies":["IPv4","IPv6"],
+   "ports":[{"name":"http","port":80,"targetPort":8080,"protocol":"TCP"}]}}
+JSON
+v6slice web6-1 web6 IPv6 fd00:10::1
+v6slice dual-4 dual IPv4 10.244.0.1
+v6slice dual-6 dual IPv6 fd00:10::1
+check "Service web6 has the IPv6 cluster IP fd00:96::10" \
+    test "$(kc get svc web6 -o jsonpath='{.spec.clusterIPs[0]}/{.spec.ipFamilies[0]}')" = "fd00:96::10/IPv6"
+DUAL4=$(kc get svc dual -o jsonpath='{.spec.clusterIPs[0]}')
+DUAL6=$(kc get svc dual -o jsonpath='{.spec.clusterIPs[1]}')
+check "Service dual has an IPv4 and an IPv6 cluster IP ($DUAL4, $DUAL6)" \
+    bash -c "[[ '$DUAL4' == 10.* && '$DUAL6' == fd00:96::* ]]"
 
 # the legacy tables, when the node namespace has any (listing them would create them)
 legacy_save() { [ -n "$(inn $NODE cat /proc/net/ip_tables_names 2>/dev/null)" ] || return 0; inn $NODE iptables-legacy-save 2>/dev/null; }
@@ -186,6 +236,12 @@ for label in $MODES; do
     check "$mode: node port on 127.0.0.1 from the node" all_ok 3 $NODE 127.0.0.1:30080
     s=$(spread 40 $CLIENT 10.96.100.10)
     check "$mode: spread over all 3 backends ($s)" test "$s" = "pod1 pod2 pod3"
+    check "$mode: IPv6 cluster IP [fd00:96::10] reachable from the node" wait_for 5 get $NODE "[fd00:96::10]"
+    check "$mode: IPv6 cluster IP reachable from another pod" all_ok 5 $CLIENT "[fd00:96::10]"
+    s=$(spread 40 $CLIENT "[fd00:96::10]")
+    check "$mode: IPv6 spread over all 3 backends ($s)" test "$s" = "pod1 pod2 pod3"
+    check "$mode: dual-stack service on its IPv4 cluster IP" all_ok 3 $CLIENT "$DUAL4"
+    check "$mode: dual-stack service on its IPv6 cluster IP" all_ok 3 $CLIENT "[$DUAL6]"
     check "$mode: hairpin (pod1 -> its own service, 20 requests)" all_ok 20 ckpa$S 10.96.100.10
     slice "true false true"
     sleep 0.5
@@ -234,7 +290,7 @@ for label in $MODES; do
     # mode would inherit this mode's choices (one of them a pod killed below).  Switching modes on
     # a live node has the same effect; this namespace's table only.
     command -v conntrack >/dev/null && inn $NODE conntrack -F >/dev/null 2>&1
-    left=$( (inn $NODE iptables-save; inn $NODE nft list tables; legacy_save) 2>/dev/null |
+    left=$( (inn $NODE iptables-save; inn $NODE ip6tables-save; inn $NODE nft list tables; legacy_save) 2>/dev/null |
             grep -E 'KUBE-|kube-proxy' | grep -v KUBE-KUBELET-CANARY | head -3)
     check "$label: --cleanup leaves no rule behind" test -z "$left"
     [ $label = iptables-legacy ] && inn $NODE iptables-legacy -t filter -X KUBE-KUBELET-CANARY

@@ -274,6 +274,68 @@ static void test_alloc_small_range_exhausts(void **state)
     ck_alloc_free(a);
 }
 
+/* Dual-stack service ranges: IPv6 and IPv4+IPv6 allocation per ipFamilies / ipFamilyPolicy. */
+static void test_service_dual_stack(void **state)
+{
+    ck_apiserver s = {0};
+    assert_null(ck_alloc_new("10.96.0.0/12,10.0.0.0/16", 30000, 32767, NULL)); /* same family */
+    assert_null(ck_alloc_new("fd00::/64", 30000, 32767, NULL));               /* over /108 */
+    s.alloc = ck_alloc_new("10.96.0.0/12,fd00:96::/112", 30000, 32767, NULL);
+    assert_non_null(s.alloc);
+    assert_int_equal(ck_alloc_family(s.alloc, 0), 4);
+    assert_int_equal(ck_alloc_family(s.alloc, 1), 6);
+    assert_false(ck_alloc_ip_in_range(s.alloc, "fd00:96::"));      /* network address */
+    assert_true(ck_alloc_ip_in_range(s.alloc, "fd00:96::ffff"));   /* no broadcast in IPv6 */
+    assert_false(ck_alloc_ip_in_range(s.alloc, "fd00:97::1"));
+    static const struct { const char *spec; int rc; const char *fams; const char *ip0; } cases[] = {
+        {"{}", 0, "[\"IPv4\"]", NULL},
+        {"{\"ipFamilies\":[\"IPv6\"]}", 0, "[\"IPv6\"]", NULL},
+        {"{\"ipFamilyPolicy\":\"PreferDualStack\"}", 0, "[\"IPv4\",\"IPv6\"]", NULL},
+        {"{\"ipFamilyPolicy\":\"RequireDualStack\",\"ipFamilies\":[\"IPv6\"]}", 0, "[\"IPv6\",\"IPv4\"]", NULL},
+        {"{\"clusterIP\":\"fd00:96::10\"}", 0, "[\"IPv6\"]", "fd00:96::10"},
+        {"{\"clusterIPs\":[\"fd00:96::11\",\"10.96.0.11\"],\"ipFamilyPolicy\":\"RequireDualStack\"}", 0,
+         "[\"IPv6\",\"IPv4\"]", "fd00:96::11"},
+        {"{\"clusterIP\":\"fd00:96::10\"}", -1, NULL, NULL},                  /* taken */
+        {"{\"clusterIPs\":[\"10.96.0.12\",\"fd00:96::12\"]}", -1, NULL, NULL}, /* SingleStack */
+        {"{\"clusterIP\":\"fd00:99::1\"}", -1, NULL, NULL},                   /* out of range */
+    };
+    size_t used = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        char *t = xasprintf("{\"metadata\":{\"name\":\"s%zu\"},\"spec\":%s}", i, cases[i].spec);
+        json_t *svc = json_loads(t, 0, NULL);
+        free(t);
+        ck_error *e = NULL;
+        int rc = ck_service_allocate(&s, svc, NULL, NULL, &e);
+        assert_int_equal(rc, cases[i].rc);
+        const json_t *spec = json_object_get(svc, "spec");
+        if (rc == 0) {
+            json_t *want = json_loads(cases[i].fams, 0, NULL);
+            assert_true(json_equal(want, json_object_get(spec, "ipFamilies")));
+            const json_t *ips = json_object_get(spec, "clusterIPs");
+            assert_int_equal(json_array_size(ips), json_array_size(want));
+            for (size_t k = 0; k < json_array_size(ips); k++)
+                assert_true(ck_alloc_ip_in_range(s.alloc, json_string_value(json_array_get(ips, k))));
+            assert_string_equal(json_string_value(json_object_get(spec, "clusterIP")),
+                                json_string_value(json_array_get(ips, 0)));
+            if (cases[i].ip0)
+                assert_string_equal(json_string_value(json_array_get(ips, 0)), cases[i].ip0);
+            used += json_array_size(ips);
+            json_decref(want);
+        } else {
+            assert_non_null(e);
+            ck_error_free(e);
+        }
+        assert_int_equal(ck_alloc_ip_used(s.alloc), used);   /* a failure takes nothing */
+        json_decref(svc);
+    }
+    /* release gives back both families */
+    json_t *d = json_loads("{\"spec\":{\"clusterIPs\":[\"fd00:96::11\",\"10.96.0.11\"]}}", 0, NULL);
+    ck_service_release(&s, d, NULL);
+    assert_int_equal(ck_alloc_ip_used(s.alloc), used - 2);
+    json_decref(d);
+    ck_alloc_free(s.alloc);
+}
+
 static void test_service_allocate(void **state)
 {
     ck_apiserver s = {0};
@@ -485,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_alloc_ips),
         cmocka_unit_test(test_alloc_small_range_exhausts),
         cmocka_unit_test(test_service_allocate),
+        cmocka_unit_test(test_service_dual_stack),
         cmocka_unit_test(test_token_file),
         cmocka_unit_test(test_status_from_error),
         cmocka_unit_test(test_sa_tokens),

@@ -348,6 +348,91 @@ static void test_iptables_affinity(void **state)
     ck_proxy_mode_iptables.free(st);
 }
 
+/* Dual-stack: a Service with an IPv4 and an IPv6 cluster IP and a slice per family.  The model
+ * gives each port once per family with that family's endpoints; every mode renders the IPv6
+ * half in its IPv6 form (ip6tables input, table ip6 kube-proxy, ip6tables portals). */
+#define SVC_DUAL                                                                                   \
+    "{\"metadata\":{\"name\":\"dual\",\"namespace\":\"default\"},\"spec\":{\"type\":\"NodePort\"," \
+    "\"clusterIP\":\"10.96.100.20\",\"clusterIPs\":[\"10.96.100.20\",\"fd00:96::20\"],"            \
+    "\"ipFamilies\":[\"IPv4\",\"IPv6\"],\"ipFamilyPolicy\":\"RequireDualStack\","                  \
+    "\"externalIPs\":[\"192.0.2.8\",\"2001:db8::8\"],\"ports\":[{\"name\":\"http\",\"port\":80,"   \
+    "\"protocol\":\"TCP\",\"nodePort\":30090}]}}"
+#define SLICE_DUAL(fam, a, b)                                                                      \
+    "{\"metadata\":{\"name\":\"dual-" fam "\",\"namespace\":\"default\",\"labels\":"               \
+    "{\"kubernetes.io/service-name\":\"dual\"}},\"addressType\":\"IP" fam "\",\"ports\":["         \
+    "{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],\"endpoints\":["                      \
+    "{\"addresses\":[\"" a "\"],\"nodeName\":\"node1\"},{\"addresses\":[\"" b "\"]}]}"
+
+static void test_dual_stack(void **state)
+{
+    json_t *svc = js(SVC_DUAL);
+    json_t *sl = json_pack("[oo]", js(SLICE_DUAL("v4", "10.244.0.21", "10.244.0.22")),
+                           js(SLICE_DUAL("v6", "fd00:10::21", "fd00:10::22")));
+    size_t n = 0;
+    ck_proxy_port *p = ck_proxy_build_ports(svc, sl, "node1", &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(p[0].family, 4);
+    assert_string_equal(p[0].cluster_ip, "10.96.100.20");
+    assert_int_equal(p[0].n_eps, 2);
+    assert_string_equal(p[0].eps[0].ip, "10.244.0.21");
+    assert_int_equal(p[0].n_external, 1);
+    assert_int_equal(p[1].family, 6);
+    assert_string_equal(p[1].cluster_ip, "fd00:96::20");
+    assert_int_equal(p[1].n_eps, 2);
+    assert_string_equal(p[1].eps[1].ip, "fd00:10::22");
+    assert_int_equal(p[1].n_external, 1);
+    assert_string_equal(p[1].external[0], "2001:db8::8");
+    assert_string_equal(p[0].name, p[1].name);
+    ck_proxy_ports_free(p, n);
+    assert_int_equal(ck_proxy_ip_family("fd00::1"), 6);
+    assert_int_equal(ck_proxy_ip_family("10.0.0.1"), 4);
+    assert_int_equal(ck_proxy_ip_family("None"), 0);
+
+    static const struct { const ck_proxy_mode *mode; const char *want[8]; } cases[] = {
+        {&ck_proxy_mode_iptables, {"-d 10.96.100.20/32 --dport 80", "# ip6tables\n*nat\n",
+                                   "-d fd00:96::20/128 --dport 80 -j KUBE-SVC-",
+                                   "-j DNAT --to-destination [fd00:10::21]:8080",
+                                   "-s fd00:10::22/128 -j KUBE-MARK-MASQ", "! -s fd00:10::/64",
+                                   "-d 2001:db8::8/128 --dport 80 -j KUBE-EXT-", NULL}},
+        {&ck_proxy_mode_nftables, {"add element ip kube-proxy svc { 10.96.100.20 . tcp . 80",
+                                   "table ip6 kube-proxy {", "typeof ip6 daddr . meta l4proto",
+                                   "add element ip6 kube-proxy svc { fd00:96::20 . tcp . 80",
+                                   "fd00:10::21 . 8080", "ip6 saddr != fd00:10::/64",
+                                   "dnat ip6 to meta mark", NULL}},
+        {&ck_proxy_mode_userspace, {"-d 10.96.100.20/32 --dport 80 -j REDIRECT", "# ip6tables\n",
+                                    "-d fd00:96::20/128 --dport 80 -j REDIRECT --to-ports",
+                                    "-d 2001:db8::8/128 --dport 80 -j REDIRECT", NULL}},
+    };
+    for (size_t c = 0; c < ARRAY_SIZE(cases); c++) {
+        ck_proxy_opts o = {.node_name = "node1", .cluster_cidr = "10.244.0.0/16,fd00:10::/64",
+                           .dry_run = true};
+        void *st = cases[c].mode->new(&o, NULL);
+        ck_proxy_model *m = ck_proxy_model_new("node1");
+        ck_proxy_model_set_service(m, svc);
+        size_t i;
+        json_t *v;
+        json_array_foreach(sl, i, v)
+            ck_proxy_model_set_slice(m, v);
+        json_decref(ck_proxy_model_take_changes(m));
+        assert_int_equal(cases[c].mode->sync(st, m, NULL, NULL), 0);
+        const char *full = cases[c].mode->last_script(st);
+        for (size_t w = 0; cases[c].want[w]; w++)
+            if (!strstr(full, cases[c].want[w]))
+                fail_msg("%s: script lacks \"%s\"\n%s", cases[c].mode->name, cases[c].want[w], full);
+        /* the IPv6 half never carries an IPv4 address, nor the IPv4 half an IPv6 one */
+        const char *six = strstr(full, cases[c].mode == &ck_proxy_mode_nftables ? "table ip6 kube-proxy {"
+                                                                                 : "# ip6tables");
+        assert_non_null(six);
+        assert_null(strstr(six, "10.244.0.2"));
+        cleanup_free char *four = xstrndup(full, (size_t)(six - full));
+        assert_null(strstr(four, "fd00:"));
+        ck_proxy_model_free(m);
+        cases[c].mode->free(st);
+    }
+    json_decref(svc);
+    json_decref(sl);
+}
+
 static void test_mode_find(void **state)
 {
     assert_ptr_equal(ck_proxy_mode_find("iptables"), &ck_proxy_mode_iptables);
@@ -464,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_iptables_affinity),
         cmocka_unit_test(test_nftables_render),
         cmocka_unit_test(test_nftables_affinity),
+        cmocka_unit_test(test_dual_stack),
         cmocka_unit_test(test_mode_find),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_sockmap_pair),

@@ -279,11 +279,23 @@ int ck_options_invalid(const char *kind, json_t *causes, json_t **details, ck_er
 /* Read an object; *rev receives its mod revision.  NULL + CK_E_NOT_FOUND (upstream text). */
 json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
                      int64_t *rev, ck_error **err);
+/* ck_rest_update_obj flags */
+enum {
+    CK_UPDATE_STATUS = 1,   /* a status write: only obj's status is taken */
+    CK_UPDATE_OWN = 2,      /* obj is the caller's to give: used (and changed) in place instead of
+                             * copied; it shares nothing with old, and the caller only drops it */
+};
 /* The update path shared by PUT, PATCH, status and scale writes: `obj` is the desired object,
- * `old`/`old_rev` the live one.  Returns the stored object (RV set) or NULL. */
+ * `old`/`old_rev` the live one.  Returns the stored object (RV set) or NULL.  When resp is given
+ * and the object was written, resp gets the answer's JSON text (the stored text with the new
+ * resourceVersion spliced in); it stays empty for a no-op or when the splice fails (answer
+ * with the returned object then). */
 json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
-                           int64_t old_rev, const ck_write_opts *o, bool status_only,
-                           ck_error **err);
+                           int64_t old_rev, const ck_write_opts *o, unsigned flags,
+                           ck_buf *resp, ck_error **err);
+/* Answer an update: resp's text when it has some (see ck_rest_update_obj), else out printed.
+ * Takes out and frees resp's data. */
+void ck_rest_respond_update(ck_reqctx *c, int code, json_t *out, ck_buf *resp);
 /* The create path shared by POST and apply-create. */
 json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
                            const ck_write_opts *o, ck_error **err);

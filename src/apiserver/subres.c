@@ -131,7 +131,7 @@ static json_t *apply_scale(ck_reqctx *c, const json_t *scale, json_t *old, int64
         json_decref(obj);
         return NULL;
     }
-    json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, false, err);
+    json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, CK_UPDATE_OWN, NULL, err);
     json_decref(obj);
     return out;
 }
@@ -280,16 +280,19 @@ static void serve_status(ck_reqctx *c)
             json_decref(old);
             break;
         }
-        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, true, &e);
         const char *prv = ck_meta_str(obj, "resourceVersion");
         const char *orv = ck_meta_str(old, "resourceVersion");
         bool pinned = prv && orv && strcmp(prv, orv);
+        ck_buf resp;
+        ck_buf_init(&resp, 0);
+        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, CK_UPDATE_STATUS, &resp, &e);
         json_decref(obj);
         json_decref(old);
         if (out) {
             json_decref(patch);
-            return ck_respond_json(c, 200, out);
+            return ck_rest_respond_update(c, 200, out, &resp);
         }
+        ck_buf_free(&resp);
         if (pinned || e->code != CK_E_CONFLICT)
             break;
         ck_error_free(e);

@@ -151,6 +151,22 @@ const char *ck_res_qualified(const ck_resource *r);
 /* Append the stored JSON object text s with metadata.resourceVersion = rev inserted, without
  * parsing it; -1 (out may hold a partial write) if s has no top-level metadata object. */
 int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out);
+/* s[i] starts a JSON value (of text this server printed); the index after it (n if cut). */
+size_t ck_json_skip_value(const char *s, size_t i, size_t n);
+
+/* ---- pods/binding (podbind.c) ---- */
+enum ck_bind_result {
+    CK_BIND_OK,         /* bound: the pod (or out) has nodeName and PodScheduled=True */
+    CK_BIND_ASSIGNED,   /* spec.nodeName already set: *assigned (caller frees) names the node */
+    CK_BIND_DELETING,   /* metadata.deletionTimestamp is set */
+    CK_BIND_DECLINE,    /* (text only) not a shape the text edit handles: use the tree */
+};
+/* Bind the pod tree in place to node, the condition's lastTransitionTime ts. */
+enum ck_bind_result ck_pod_bind_tree(json_t *pod, const char *node, const char *ts, char **assigned);
+/* The same on the stored compact text s: out gets exactly the compact print of the tree path's
+ * result (resourceVersion aside: stored text has none). */
+enum ck_bind_result ck_pod_bind_text(const char *s, size_t n, const char *node, const char *ts,
+                                     ck_buf *out, char **assigned);
 /* The object as JSON text for the store (without resourceVersion).  Caller frees. */
 char *ck_meta_dump_for_store(json_t *obj, size_t *len);
 
@@ -340,6 +356,14 @@ int ck_rest_check_types(ck_reqctx *c, const ck_resource *r, const json_t *obj,
  * validation (binding, finalize); sets obj's resourceVersion.  Upstream errors. */
 int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
                          ck_error **err);
+/* ck_rest_store_update of an object's stored text (no resourceVersion in it); *rev (if given)
+ * gets the write's revision. */
+int ck_rest_store_update_text(ck_apiserver *s, const ck_resource *r, const char *ns,
+                              const char *name, const char *text, size_t len, int64_t expected,
+                              int64_t *rev, ck_error **err);
+/* The stored text of (r, ns, name) into *kv (ck_kv_free it); upstream's 404. */
+int ck_rest_read_text(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                      ck_kv *kv, ck_error **err);
 
 /* Delete the key of (r, ns, name) if its revision is still expected; *rev gets the delete's
  * revision.  Upstream errors (404, 409). */

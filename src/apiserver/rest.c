@@ -24,14 +24,13 @@ static double since(int64_t t0)
     return (double)(ck_now_ns() - t0) / 1e9;
 }
 
-json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
-                     int64_t *rev, ck_error **err)
+int ck_rest_read_text(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                      ck_kv *kv, ck_error **err)
 {
     cleanup_free char *key = ck_resource_key(r, ns, name);
-    ck_kv kv = {0};
     int64_t t0 = ck_now_ns();
     ck_error *e = NULL;
-    int rc = ck_store_get(s->store, key, &kv, &e);
+    int rc = ck_store_get(s->store, key, kv, &e);
     ck_metrics_store("get", since(t0));
     if (rc < 0) {
         if (e->code == CK_E_NOT_FOUND) {
@@ -42,13 +41,23 @@ json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, cons
         } else {
             ck_error_free(e);
         }
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                     int64_t *rev, ck_error **err)
+{
+    ck_kv kv = {0};
+    if (ck_rest_read_text(s, r, ns, name, &kv, err) < 0)
+        return NULL;
     json_t *obj = json_loadb(kv.value, kv.value_len, 0, NULL);
     if (!json_is_object(obj)) {
         json_decref(obj);
+        ck_error_set(err, CK_E_CORRUPT, "stored object %s is not a JSON object",
+                     kv.key ? kv.key : name);
         ck_kv_free(&kv);
-        ck_error_set(err, CK_E_CORRUPT, "stored object %s is not a JSON object", key);
         return NULL;
     }
     ck_meta_set_rv(obj, kv.mod_revision);
@@ -653,6 +662,24 @@ int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int
                         ck_error **err)
 {
     return store_update_resp(s, r, obj, expected, NULL, err);
+}
+
+int ck_rest_store_update_text(ck_apiserver *s, const ck_resource *r, const char *ns,
+                              const char *name, const char *text, size_t len, int64_t expected,
+                              int64_t *rev, ck_error **err)
+{
+    cleanup_free char *key = ck_resource_key(r, ns, name);
+    int64_t nrev = 0, t0 = ck_now_ns();
+    ck_error *e = NULL;
+    int rc = ck_store_update(s->store, key, text, len, expected, &nrev, &e);
+    ck_admission_note_write(s, r);
+    ck_metrics_store("update", since(t0));
+    if (rc == 0) {
+        if (rev)
+            *rev = nrev;
+        return 0;
+    }
+    return store_write_error(e, r, name, err);
 }
 
 /* ck_rest_store_update; on success resp (if given) gets the stored text with the new

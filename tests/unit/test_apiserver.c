@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -473,6 +474,68 @@ static void test_sa_tokens(void **state)
     free(cmd);
 }
 
+/* ---- pods/binding on the stored text == on the tree (table-driven) ---- */
+
+static const struct bind_case {
+    const char *pod, *node;
+    enum ck_bind_result want;     /* the tree path's answer */
+    bool text_declines;           /* the text edit hands this shape to the tree */
+} bind_cases[] = {
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"containers\":[]}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":{}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"a\":1},\"status\":{\"phase\":\"Pending\"}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":{\"conditions\":[]}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"nodeName\":\"\",\"x\":[1,{\"y\":\"}\"}]},\"status\":{\"conditions\":"
+     "[{\"type\":\"Ready\"},{\"type\":\"PodScheduled\",\"status\":\"False\",\"reason\":\"Unschedulable\"},"
+     "{\"type\":\"PodScheduled\"},5,{\"x\":\"type\"}],\"qosClass\":\"BestEffort\"}}", "n1", CK_BIND_OK, false},
+    {"{\"spec\":{\"nodeName\":null},\"metadata\":{\"name\":\"p\",\"annotations\":{\"a\":\"\\\"nodeName\\\":\\\"z\\\"\"}},"
+     "\"status\":{\"conditions\":[{\"type\":\"PodScheduled\"}]},\"kind\":\"Pod\"}", "n\xc3\xb6\"de", CK_BIND_OK, false},
+    {"{\"status\":{\"conditions\":[{\"type\":\"PodScheduled\"}]},\"spec\":{}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"nodeName\":\"n0\"}}", "n1", CK_BIND_ASSIGNED, false},
+    {"{\"metadata\":{\"name\":\"p\",\"deletionTimestamp\":\"2026-01-01T00:00:00Z\"},\"spec\":{}}", "n1",
+     CK_BIND_DELETING, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":[]}", "n1", CK_BIND_OK, true},
+    {"{\"metadata\":{\"name\":\"p\"}}", "n1", CK_BIND_OK, true},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":{\"conditions\":{}}}", "n1", CK_BIND_OK, true},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":\"x\"}", "n1", CK_BIND_OK, true},
+};
+
+static void test_pod_bind_text(void **state)
+{
+    (void)state;
+    const char *ts = "2026-11-25T23:00:00Z";
+    for (size_t i = 0; i < sizeof bind_cases / sizeof bind_cases[0]; i++) {
+        const struct bind_case *bc = &bind_cases[i];
+        json_t *pod = json_loads(bc->pod, 0, NULL);
+        assert_non_null(pod);
+        char *tree_assigned = NULL, *text_assigned = NULL;
+        enum ck_bind_result tr = ck_pod_bind_tree(pod, bc->node, ts, &tree_assigned);
+        assert_int_equal(tr, bc->want);
+        ck_buf out;
+        ck_buf_init(&out, 0);
+        enum ck_bind_result xr = ck_pod_bind_text(bc->pod, strlen(bc->pod), bc->node, ts, &out,
+                                                  &text_assigned);
+        if (bc->text_declines) {
+            assert_int_equal(xr, CK_BIND_DECLINE);
+        } else {
+            assert_int_equal(xr, tr);
+            if (tr == CK_BIND_ASSIGNED)
+                assert_string_equal(text_assigned, tree_assigned);
+            if (tr == CK_BIND_OK) {
+                char *want = json_dumps(pod, JSON_COMPACT);
+                ck_buf_add(&out, "", 1);
+                if (strcmp(want, out.data))
+                    fail_msg("case %zu:\n tree %s\n text %s", i, want, out.data);
+                free(want);
+            }
+        }
+        free(tree_assigned);
+        free(text_assigned);
+        ck_buf_free(&out);
+        json_decref(pod);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_random_suffix),
         cmocka_unit_test(test_meta_create_update),
         cmocka_unit_test(test_splice_rv),
+        cmocka_unit_test(test_pod_bind_text),
         cmocka_unit_test(test_alloc_ips),
         cmocka_unit_test(test_alloc_small_range_exhausts),
         cmocka_unit_test(test_service_allocate),

@@ -149,11 +149,11 @@ char *ck_meta_dump_for_store(json_t *obj, size_t *len)
         json_incref(rv);
         json_object_del(m, "resourceVersion");
     }
-    char *text = json_dumps(obj, JSON_COMPACT);
+    *len = 0;
+    char *text = ck_json_print(obj, len);
     if (rv) {
         json_object_set_new(m, "resourceVersion", rv);
     }
-    *len = text ? strlen(text) : 0;
     return text;
 }
 

@@ -536,6 +536,81 @@ static void test_pod_bind_text(void **state)
     }
 }
 
+/* ---- ck_json_print == json_dumps(JSON_COMPACT) ---- */
+
+static json_t *random_tree(unsigned *seed, int depth)
+{
+    static const char *const strs[] = {"", "a", "caf\xc3\xa9", "q\"b\\s/", "\x01\x1f\x7f", "tab\there\n",
+                                       "\xe2\x80\xa8 line sep", "\xf0\x9f\x98\x80", "\b\f\r"};
+    int kind = depth > 4 ? rand_r(seed) % 6 : rand_r(seed) % 8;
+    switch (kind) {
+    case 0: return json_string(strs[rand_r(seed) % (sizeof strs / sizeof strs[0])]);
+    case 1: return json_integer((json_int_t)rand_r(seed) * (rand_r(seed) % 2 ? -1 : 1) * 1000003LL);
+    case 2: return json_real((double)rand_r(seed) / 7.0);
+    case 3: return rand_r(seed) % 2 ? json_true() : json_false();
+    case 4: return json_null();
+    case 5: return json_stringn("nul\0in", 6);
+    case 6: {
+        json_t *o = json_object();
+        int n = rand_r(seed) % 5;
+        for (int i = 0; i < n; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "%s%d", i % 2 ? "k\"" : "key", rand_r(seed) % 100);
+            json_object_set_new(o, k, random_tree(seed, depth + 1));
+        }
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        int n = rand_r(seed) % 5;
+        for (int i = 0; i < n; i++)
+            json_array_append_new(a, random_tree(seed, depth + 1));
+        return a;
+    }
+    }
+}
+
+static void test_json_print(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{}", "[]", "{\"a\":{},\"b\":[],\"c\":[{}],\"d\":null}",
+        "{\"metadata\":{\"name\":\"p\",\"labels\":{\"app\":\"x\"}},\"spec\":{\"containers\":[{\"name\":\"c\","
+        "\"image\":\"i\",\"resources\":{\"requests\":{\"cpu\":\"10m\"}}}],\"n\":-9223372036854775807,"
+        "\"f\":1.5e300,\"g\":0.1,\"t\":true}}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        json_t *j = json_loads(docs[i], 0, NULL);
+        assert_non_null(j);
+        char *want = json_dumps(j, JSON_COMPACT);
+        size_t len = 0;
+        char *got = ck_json_print(j, &len);
+        assert_string_equal(got, want);
+        assert_int_equal(len, strlen(want));
+        free(want);
+        free(got);
+        json_decref(j);
+    }
+    unsigned seed = 42;
+    for (int i = 0; i < 500; i++) {
+        json_t *j = json_object();
+        json_object_set_new(j, "x", random_tree(&seed, 0));
+        char *want = json_dumps(j, JSON_COMPACT);
+        size_t len = 0;
+        char *got = ck_json_print(j, &len);
+        assert_non_null(want);
+        assert_non_null(got);
+        assert_int_equal(len, strlen(want));
+        assert_memory_equal(got, want, len);
+        free(want);
+        free(got);
+        json_decref(j);
+    }
+    json_t *s = json_string("x");
+    assert_null(ck_json_print(s, NULL));   /* as json_dumps without JSON_ENCODE_ANY */
+    json_decref(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_meta_create_update),
         cmocka_unit_test(test_splice_rv),
         cmocka_unit_test(test_pod_bind_text),
+        cmocka_unit_test(test_json_print),
         cmocka_unit_test(test_alloc_ips),
         cmocka_unit_test(test_alloc_small_range_exhausts),
         cmocka_unit_test(test_service_allocate),

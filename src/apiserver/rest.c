@@ -52,7 +52,7 @@ json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, cons
     ck_kv kv = {0};
     if (ck_rest_read_text(s, r, ns, name, &kv, err) < 0)
         return NULL;
-    json_t *obj = json_loadb(kv.value, kv.value_len, 0, NULL);
+    json_t *obj = ck_json_load_fast(kv.value, kv.value_len, 0);
     if (!json_is_object(obj)) {
         json_decref(obj);
         ck_error_set(err, CK_E_CORRUPT, "stored object %s is not a JSON object",

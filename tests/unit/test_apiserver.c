@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "apiserver/apiserver.h"
+#include "apiserver/codec.h"
 
 /* ---- router (table-driven) ---- */
 
@@ -611,6 +612,63 @@ static void test_json_print(void **state)
     json_decref(s);
 }
 
+/* ---- ck_json_load_fast == json_loadb ---- */
+
+static void test_json_load_fast(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{}", " [ ] ", "{\"a\":1,\"b\":-0,\"c\":[true,false,null],\"d\":{\"e\":\"x\\\"y\\\\z\\/\\n\\t\\b\\f\\r\"}}",
+        "{\"a\":1,\"a\":2,\"b\":3}", "{\"k\":-922337203685477580}", "{\"k\":9223372036854775807}",
+        "{\"k\":99999999999999999999}", "{\"k\":1.5}", "{\"k\":1e3}", "{\"k\":\"\\u00e9\"}", "{\"k\":\"caf\xc3\xa9\"}",
+        "{\"k\":01}", "{\"k\":\"a\x01\"}", "{\"k\":\"\\u0000\"}", "{\"k\" : [ 1 , 2 ] }", "{\"k\":tru}", "{\"k\":1}x",
+        "{\"k\":1,}", "[1,]", "\"str\"", "5", "", "{\"k\":-}", "{\"\\\"q\":{\"x\\ty\":\"v\"}}",
+        "{\"ab\\u0063\":1}", "[\"\\x\"]", "{\"k\":\"unterminated}",
+    };
+    for (size_t f = 0; f < 2; f++) {
+        size_t flags = f ? JSON_DECODE_ANY : 0;
+        for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+            json_t *want = json_loadb(docs[i], strlen(docs[i]), flags, NULL);
+            json_t *got = ck_json_load_fast(docs[i], strlen(docs[i]), flags);
+            if (!want) {
+                assert_null(got);
+                continue;
+            }
+            assert_non_null(got);
+            char *a = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *b = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (strcmp(a, b) || !json_equal(want, got))
+                fail_msg("doc %zu: %s != %s", i, a, b);
+            free(a);
+            free(b);
+            json_decref(want);
+            json_decref(got);
+        }
+    }
+    /* random trees printed and read back */
+    unsigned seed = 7;
+    for (int i = 0; i < 300; i++) {
+        json_t *j = json_object();
+        json_object_set_new(j, "x", random_tree(&seed, 0));
+        char *text = json_dumps(j, JSON_COMPACT);
+        json_t *want = json_loads(text, 0, NULL), *got = ck_json_load_fast(text, strlen(text), 0);
+        if (!want) {    /* a \u0000 jansson refuses without JSON_ALLOW_NUL */
+            assert_null(got);
+            free(text);
+            json_decref(j);
+            continue;
+        }
+        char *a = json_dumps(want, JSON_COMPACT), *b = json_dumps(got, JSON_COMPACT);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+        free(text);
+        json_decref(want);
+        json_decref(got);
+        json_decref(j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -622,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_splice_rv),
         cmocka_unit_test(test_pod_bind_text),
         cmocka_unit_test(test_json_print),
+        cmocka_unit_test(test_json_load_fast),
         cmocka_unit_test(test_alloc_ips),
         cmocka_unit_test(test_alloc_small_range_exhausts),
         cmocka_unit_test(test_service_allocate),

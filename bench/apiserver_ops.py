@@ -42,7 +42,7 @@ tick = os.sysconf("SC_CLK_TCK")
 def cpu():
     with open("/proc/%d/stat" % PID) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / tick
+    return int(fields[11]) / tick, int(fields[12]) / tick   # user, sys
 
 
 def conn(timeout=60):
@@ -133,8 +133,9 @@ def phase(name, n, fn):
     c1, t1 = cpu(), time.time()
     if DUMP:
         subprocess.run(["callgrind_control", "-d", name, str(PID)], stdout=subprocess.DEVNULL)
-    print("%-8s %6d in %5.2f s (%6.0f/s), apiserver CPU %6.3f ms/request%s" % (
-        name, n, t1 - t0, n / (t1 - t0), (c1 - c0) * 1000 / n,
+    u, k = (c1[0] - c0[0]) * 1000 / n, (c1[1] - c0[1]) * 1000 / n
+    print("%-8s %6d in %5.2f s (%6.0f/s), apiserver CPU %6.3f ms/request (user %.3f, sys %.3f)%s" % (
+        name, n, t1 - t0, n / (t1 - t0), u + k, u, k,
         (", %d errors, first: %s" % (len(errs), errs[0])) if errs else ""), flush=True)
 
 

@@ -6,7 +6,7 @@
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CKUBE=$ROOT/$BUILD/ckube
+case $BUILD in /*) CKUBE=$BUILD/ckube ;; *) CKUBE=$ROOT/$BUILD/ckube ;; esac
 T=$(mktemp -d /tmp/ckube-bench-apiops.XXXXXX)
 PID=
 cleanup() {

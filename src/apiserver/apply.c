@@ -867,7 +867,14 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
             entry_del(x, p);
     }
     if (own && json_object_size(changed)) {
-        json_object_update(entry_set(own), changed);
+        /* a manager writing the fields it owns already (a Lease renewal, a kubelet's status)
+         * leaves its FieldsV1 as stored: only the entry's time changes */
+        bool owned = !own->set;
+        json_object_foreach(changed, p, tv)
+            if (owned && !fields_has(own->fields, p))
+                owned = false;
+        if (!owned)
+            json_object_update(entry_set(own), changed);
         free(own->time);
         own->time = now_rfc3339();
     }

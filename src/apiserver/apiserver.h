@@ -156,6 +156,25 @@ const char *ck_res_qualified(const ck_resource *r);
 /* Append the stored JSON object text s with metadata.resourceVersion = rev inserted, without
  * parsing it; -1 (out may hold a partial write) if s has no top-level metadata object. */
 int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out);
+/* s[i] starts a JSON value (of text this server printed); the index after it (n if cut). */
+size_t ck_json_skip_value(const char *s, size_t i, size_t n);
+
+/* ---- pods/binding (podbind.c) ---- */
+enum ck_bind_result {
+    CK_BIND_OK,         /* bound: the pod (or out) has nodeName and PodScheduled=True */
+    CK_BIND_ASSIGNED,   /* spec.nodeName already set: *assigned (caller frees) names the node */
+    CK_BIND_DELETING,   /* metadata.deletionTimestamp is set */
+    CK_BIND_DECLINE,    /* (text only) not a shape the text edit handles: use the tree */
+};
+/* Bind the pod tree in place to node, the condition's lastTransitionTime ts. */
+enum ck_bind_result ck_pod_bind_tree(json_t *pod, const char *node, const char *ts, char **assigned);
+/* The same on the stored compact text s: out gets exactly the compact print of the tree path's
+ * result (resourceVersion aside: stored text has none). */
+enum ck_bind_result ck_pod_bind_text(const char *s, size_t n, const char *node, const char *ts,
+                                     ck_buf *out, char **assigned);
+/* json_dumps(v, JSON_COMPACT), the same bytes, faster (jsonout.c); *len (if given) gets the
+ * length.  NULL if v is not an object or array (or nests absurdly deep). */
+char *ck_json_print(const json_t *v, size_t *len);
 /* The object as JSON text for the store (without resourceVersion).  Caller frees. */
 char *ck_meta_dump_for_store(json_t *obj, size_t *len);
 
@@ -284,11 +303,23 @@ int ck_options_invalid(const char *kind, json_t *causes, json_t **details, ck_er
 /* Read an object; *rev receives its mod revision.  NULL + CK_E_NOT_FOUND (upstream text). */
 json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
                      int64_t *rev, ck_error **err);
+/* ck_rest_update_obj flags */
+enum {
+    CK_UPDATE_STATUS = 1,   /* a status write: only obj's status is taken */
+    CK_UPDATE_OWN = 2,      /* obj is the caller's to give: used (and changed) in place instead of
+                             * copied; it shares nothing with old, and the caller only drops it */
+};
 /* The update path shared by PUT, PATCH, status and scale writes: `obj` is the desired object,
- * `old`/`old_rev` the live one.  Returns the stored object (RV set) or NULL. */
+ * `old`/`old_rev` the live one.  Returns the stored object (RV set) or NULL.  When resp is given
+ * and the object was written, resp gets the answer's JSON text (the stored text with the new
+ * resourceVersion spliced in); it stays empty for a no-op or when the splice fails (answer
+ * with the returned object then). */
 json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
-                           int64_t old_rev, const ck_write_opts *o, bool status_only,
-                           ck_error **err);
+                           int64_t old_rev, const ck_write_opts *o, unsigned flags,
+                           ck_buf *resp, ck_error **err);
+/* Answer an update: resp's text when it has some (see ck_rest_update_obj), else out printed.
+ * Takes out and frees resp's data. */
+void ck_rest_respond_update(ck_reqctx *c, int code, json_t *out, ck_buf *resp);
 /* The create path shared by POST and apply-create. */
 json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
                            const ck_write_opts *o, ck_error **err);
@@ -333,6 +364,14 @@ int ck_rest_check_types(ck_reqctx *c, const ck_resource *r, const json_t *obj,
  * validation (binding, finalize); sets obj's resourceVersion.  Upstream errors. */
 int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
                          ck_error **err);
+/* ck_rest_store_update of an object's stored text (no resourceVersion in it); *rev (if given)
+ * gets the write's revision. */
+int ck_rest_store_update_text(ck_apiserver *s, const ck_resource *r, const char *ns,
+                              const char *name, const char *text, size_t len, int64_t expected,
+                              int64_t *rev, ck_error **err);
+/* The stored text of (r, ns, name) into *kv (ck_kv_free it); upstream's 404. */
+int ck_rest_read_text(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                      ck_kv *kv, ck_error **err);
 
 /* Delete the key of (r, ns, name) if its revision is still expected; *rev gets the delete's
  * revision.  Upstream errors (404, 409). */

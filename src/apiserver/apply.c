@@ -180,6 +180,10 @@ static void walk(struct build *b, const json_t *v, const ck_ptype *t)
     json_object_foreach((json_t *)v, k, c) {
         if (top && (!strcmp(k, "apiVersion") || !strcmp(k, "kind")))
             continue;
+        /* a subtree stripped() drops whole is not walked: status on the main resource,
+         * everything but status on the status subresource */
+        if (top && b->status_sub != !strcmp(k, "status"))
+            continue;
         size_t mark = push(&b->path, "f:", k, strlen(k));
         walk_field(b, c, ck_schema_field(t, k));
         pop(&b->path, mark);
@@ -400,7 +404,8 @@ static char *path_string(const char *path)
 
 struct entry {
     char *manager, *operation, *api_version, *time, *subresource;
-    json_t *set;   /* flat */
+    json_t *set;      /* flat; NULL while the entry is only `fields` (see entry_set) */
+    json_t *fields;   /* the stored FieldsV1 it was loaded from, while set is NULL */
 };
 
 struct entries {
@@ -417,6 +422,7 @@ static void entries_free(struct entries *es)
         free(es->v[i].time);
         free(es->v[i].subresource);
         json_decref(es->v[i].set);
+        json_decref(es->v[i].fields);
     }
     free(es->v);
 }
@@ -427,7 +433,68 @@ static char *sdup(const json_t *o, const char *k)
     return s ? xstrdup(s) : NULL;
 }
 
-static void entries_load(struct entries *es, const json_t *mf)
+/* An Update touches one or two managers' fields, yet flattening every entry and nesting it back
+ * was most of managedFields' cost on a pod (its creator's entry holds the whole spec).  So a
+ * lazy entry keeps its stored FieldsV1 (which entries_store printed, normalized) and is
+ * flattened only when a path in it must change; untouched, it is written back as it was. */
+
+/* What flatten_at would make a member: a node that is {} or has "." */
+static bool fields_member(const json_t *node)
+{
+    return json_is_object(node) && (json_object_size(node) == 0 || json_object_get(node, "."));
+}
+
+/* flatten(fields) would not be empty */
+static bool fields_nonempty(const json_t *node)
+{
+    const char *k;
+    json_t *c;
+    json_object_foreach((json_t *)node, k, c) {
+        if (!strcmp(k, "."))
+            continue;
+        if (fields_member(c) || fields_nonempty(c))
+            return true;
+    }
+    return false;
+}
+
+/* flat path p is in flatten(fields) */
+static bool fields_has(const json_t *fields, const char *p)
+{
+    const json_t *cur = fields;
+    for (;;) {
+        const char *sep = strchr(p, SEP[0]);
+        size_t len = sep ? (size_t)(sep - p) : strlen(p);
+        if (len == 1 && *p == '.')
+            return false;
+        cur = json_object_getn(cur, p, len);
+        if (!json_is_object(cur))
+            return false;
+        if (!sep)
+            return fields_member(cur);
+        p = sep + 1;
+    }
+}
+
+static json_t *entry_set(struct entry *x)
+{
+    if (!x->set) {
+        x->set = json_object();
+        flatten(x->fields, x->set);
+        json_decref(x->fields);
+        x->fields = NULL;
+    }
+    return x->set;
+}
+
+static void entry_del(struct entry *x, const char *p)
+{
+    if (!x->set && !fields_has(x->fields, p))
+        return;
+    json_object_del(entry_set(x), p);
+}
+
+static void entries_load_lazy(struct entries *es, const json_t *mf, bool lazy)
 {
     size_t i;
     json_t *e;
@@ -441,9 +508,18 @@ static void entries_load(struct entries *es, const json_t *mf)
         x->api_version = sdup(e, "apiVersion");
         x->time = sdup(e, "time");
         x->subresource = sdup(e, "subresource");
-        x->set = json_object();
-        flatten(json_object_get(e, "fieldsV1"), x->set);
+        x->set = NULL;
+        x->fields = json_incref(json_object_get(e, "fieldsV1"));
+        if (!x->fields)
+            x->fields = json_object();
+        if (!lazy)
+            entry_set(x);
     }
+}
+
+static void entries_load(struct entries *es, const json_t *mf)
+{
+    entries_load_lazy(es, mf, false);
 }
 
 static bool streq(const char *a, const char *b) { return (a ? a : "")[0] == (b ? b : "")[0] && !strcmp(a ? a : "", b ? b : ""); }
@@ -462,7 +538,7 @@ static struct entry *entry_get(struct entries *es, const char *manager, const ch
     es->v = xrealloc(es->v, (es->n + 1) * sizeof *es->v);
     struct entry *x = &es->v[es->n++];
     *x = (struct entry){xstrdup(manager), xstrdup(op), api_version ? xstrdup(api_version) : NULL, NULL,
-                        sub && *sub ? xstrdup(sub) : NULL, json_object()};
+                        sub && *sub ? xstrdup(sub) : NULL, json_object(), NULL};
     return x;
 }
 
@@ -492,7 +568,7 @@ static void entries_store(struct entries *es, json_t *obj)
     json_t *mf = json_array();
     for (size_t i = 0; i < es->n; i++) {
         struct entry *x = &es->v[i];
-        if (!json_object_size(x->set))
+        if (x->set ? !json_object_size(x->set) : !fields_nonempty(x->fields))
             continue;
         json_t *e = json_object();
         json_object_set_new(e, "manager", json_string(x->manager ? x->manager : ""));
@@ -502,7 +578,7 @@ static void entries_store(struct entries *es, json_t *obj)
         if (x->time)
             json_object_set_new(e, "time", json_string(x->time));
         json_object_set_new(e, "fieldsType", json_string("FieldsV1"));
-        json_object_set_new(e, "fieldsV1", to_fields_v1(x->set));
+        json_object_set_new(e, "fieldsV1", x->set ? to_fields_v1(x->set) : json_incref(x->fields));
         if (x->subresource)
             json_object_set_new(e, "subresource", json_string(x->subresource));
         json_array_append_new(mf, e);
@@ -738,8 +814,12 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
     struct entries es = {0};
     /* the request's managedFields when it carries some (a client may set them; [{}] resets them),
      * else the live object's, as upstream: an empty list does not wipe them */
-    const json_t *mf = managed_of(obj);
-    entries_load(&es, json_array_size(mf) ? mf : managed_of(old));
+    const json_t *mf = managed_of(obj), *omf = managed_of(old);
+    if (!json_array_size(mf))
+        mf = omf;
+    /* lazy only for the stored entries (printed normalized by entries_store); a client's own
+     * managedFields are flattened and printed again as before */
+    entries_load_lazy(&es, mf, mf == omf || json_equal(mf, omf));
     /* the schema of the object's kind, when the object says which it is */
     const char *kind = json_string_value(json_object_get(obj, "kind"));
     const char *avs = json_string_value(json_object_get(obj, "apiVersion"));
@@ -780,14 +860,21 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
     for (size_t i = 0; i < es.n; i++) {
         struct entry *x = &es.v[i];
         json_object_foreach(removed, p, tv)
-            json_object_del(x->set, p);
+            entry_del(x, p);
         if (x == own)
             continue;
         json_object_foreach(changed, p, tv)
-            json_object_del(x->set, p);
+            entry_del(x, p);
     }
     if (own && json_object_size(changed)) {
-        json_object_update(own->set, changed);
+        /* a manager writing the fields it owns already (a Lease renewal, a kubelet's status)
+         * leaves its FieldsV1 as stored: only the entry's time changes */
+        bool owned = !own->set;
+        json_object_foreach(changed, p, tv)
+            if (owned && !fields_has(own->fields, p))
+                owned = false;
+        if (!owned)
+            json_object_update(entry_set(own), changed);
         free(own->time);
         own->time = now_rfc3339();
     }

@@ -211,7 +211,9 @@ json_t *ck_json_load(const char *buf, size_t len, json_t *duplicates, ck_error *
         return NULL;
     }
     json_error_t je;
-    json_t *j = json_loadb(buf, len, JSON_DECODE_ANY, &je);
+    json_t *j = ck_json_parse_plain(buf, len, JSON_DECODE_ANY);
+    if (!j)
+        j = json_loadb(buf, len, JSON_DECODE_ANY, &je);
     if (!j) {
         ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: %s (line %d, column %d)",
                      je.text, je.line, je.column);

@@ -15,6 +15,12 @@
 
 #include "lib/error.h"
 
+/* json_loadb(s, n, flags, NULL)'s tree, faster for the plain JSON API objects are (jsonin.c);
+ * flags: 0 or JSON_DECODE_ANY.  _plain: NULL when it did not handle the text (call json_loadb
+ * then, for its tree or its error). */
+json_t *ck_json_load_fast(const char *s, size_t n, size_t flags);
+json_t *ck_json_parse_plain(const char *s, size_t n, size_t flags);
+
 /* Decode by Content-Type ("application/json", "application/yaml",
  * "application/vnd.kubernetes.protobuf", and the patch types whose bodies are JSON or YAML).
  * duplicates (may be NULL): receives a JSON array of duplicate field paths (".metadata.name"). */

@@ -244,7 +244,7 @@ static int raw_append(list_result *out, const ck_kv *kv)
         char *text = NULL;
         if (json_is_object(obj)) {
             ck_meta_set_rv(obj, kv->mod_revision);
-            text = json_dumps(obj, JSON_COMPACT);
+            text = ck_json_print(obj, NULL);
         }
         json_decref(obj);
         if (!text || ck_buf_addstr(&out->raw, text) < 0) {

@@ -149,11 +149,11 @@ char *ck_meta_dump_for_store(json_t *obj, size_t *len)
         json_incref(rv);
         json_object_del(m, "resourceVersion");
     }
-    char *text = json_dumps(obj, JSON_COMPACT);
+    *len = 0;
+    char *text = ck_json_print(obj, len);
     if (rv) {
         json_object_set_new(m, "resourceVersion", rv);
     }
-    *len = text ? strlen(text) : 0;
     return text;
 }
 
@@ -183,7 +183,7 @@ static size_t skip_string(const char *s, size_t i, size_t n)
 }
 
 /* i at the first character of a value; returns the index after it. */
-static size_t skip_value(const char *s, size_t i, size_t n)
+size_t ck_json_skip_value(const char *s, size_t i, size_t n)
 {
     if (i >= n)
         return n;
@@ -233,7 +233,7 @@ int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out)
                 return -1;
             return 0;
         }
-        i = skip_ws(s, skip_value(s, i, n), n);
+        i = skip_ws(s, ck_json_skip_value(s, i, n), n);
         if (i < n && s[i] == ',')
             i = skip_ws(s, i + 1, n);
         else

@@ -149,7 +149,26 @@ static const struct {
 };
 
 /* The DSL type of a served kind: same schema name, package named after its group. */
+static int kind_type_scan(const ck_resource *r);
+
+/* Memoized per built-in resource: the scan over every schema type was ~50k instructions, paid
+ * by every write's field check.  Racing fillers store the same value. */
 static int kind_type(const ck_resource *r)
+{
+    static int memo[512];   /* index + 2; 0 = not yet known */
+    uintptr_t d = (uintptr_t)r - (uintptr_t)ck_resources;
+    size_t i = d / sizeof *r;
+    if (d % sizeof *r || i >= ck_nresources || i >= ARRAY_SIZE(memo))
+        return kind_type_scan(r);
+    int m = __atomic_load_n(&memo[i], __ATOMIC_RELAXED);
+    if (m)
+        return m - 2;
+    int k = kind_type_scan(r);
+    __atomic_store_n(&memo[i], k + 2, __ATOMIC_RELAXED);
+    return k;
+}
+
+static int kind_type_scan(const ck_resource *r)
 {
     char pkg[64];
     const char *g = r->group[0] ? r->group : "core";

@@ -24,14 +24,13 @@ static double since(int64_t t0)
     return (double)(ck_now_ns() - t0) / 1e9;
 }
 
-json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
-                     int64_t *rev, ck_error **err)
+int ck_rest_read_text(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                      ck_kv *kv, ck_error **err)
 {
     cleanup_free char *key = ck_resource_key(r, ns, name);
-    ck_kv kv = {0};
     int64_t t0 = ck_now_ns();
     ck_error *e = NULL;
-    int rc = ck_store_get(s->store, key, &kv, &e);
+    int rc = ck_store_get(s->store, key, kv, &e);
     ck_metrics_store("get", since(t0));
     if (rc < 0) {
         if (e->code == CK_E_NOT_FOUND) {
@@ -42,13 +41,23 @@ json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, cons
         } else {
             ck_error_free(e);
         }
-        return NULL;
+        return -1;
     }
-    json_t *obj = json_loadb(kv.value, kv.value_len, 0, NULL);
+    return 0;
+}
+
+json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                     int64_t *rev, ck_error **err)
+{
+    ck_kv kv = {0};
+    if (ck_rest_read_text(s, r, ns, name, &kv, err) < 0)
+        return NULL;
+    json_t *obj = ck_json_load_fast(kv.value, kv.value_len, 0);
     if (!json_is_object(obj)) {
         json_decref(obj);
+        ck_error_set(err, CK_E_CORRUPT, "stored object %s is not a JSON object",
+                     kv.key ? kv.key : name);
         ck_kv_free(&kv);
-        ck_error_set(err, CK_E_CORRUPT, "stored object %s is not a JSON object", key);
         return NULL;
     }
     ck_meta_set_rv(obj, kv.mod_revision);
@@ -579,21 +588,47 @@ json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, j
     return create_obj(c, r, ns, obj, o, NULL, err);
 }
 
-/* Copy-compare ignoring what every write changes anyway. */
+/* json_equal of two objects' metadata without resourceVersion (and managedFields unless
+ * with_mf), without copying them. */
+static bool meta_equal(const json_t *a, const json_t *b, bool with_mf)
+{
+    if (!json_is_object(a) || !json_is_object(b))
+        return json_equal(a, b);
+    size_t na = 0, nb = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)a, k, v) {
+        if (!strcmp(k, "resourceVersion") || (!with_mf && !strcmp(k, "managedFields")))
+            continue;
+        na++;
+        if (!json_equal(v, json_object_get(b, k)))
+            return false;
+    }
+    json_object_foreach((json_t *)b, k, v)
+        if (strcmp(k, "resourceVersion") && (with_mf || strcmp(k, "managedFields")))
+            nb++;
+    return na == nb;
+}
+
+/* Equal ignoring what every write changes anyway (metadata.resourceVersion, and managedFields
+ * unless with_managed_fields).  Compared in place: this runs on every update, and copying both
+ * objects to delete those keys cost two deep copies of the object per write. */
 static bool same_object(const json_t *a, const json_t *b, bool with_managed_fields)
 {
-    json_t *x = json_deep_copy(a), *y = json_deep_copy(b);
-    json_t *mx = json_object_get(x, "metadata"), *my = json_object_get(y, "metadata");
-    json_object_del(mx, "resourceVersion");
-    json_object_del(my, "resourceVersion");
-    if (!with_managed_fields) {
-        json_object_del(mx, "managedFields");
-        json_object_del(my, "managedFields");
+    if (!json_is_object(a) || !json_is_object(b))
+        return json_equal(a, b);
+    if (json_object_size(a) != json_object_size(b))
+        return false;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)a, k, v) {
+        json_t *w = json_object_get(b, k);
+        if (!w)
+            return false;
+        if (!strcmp(k, "metadata") ? !meta_equal(v, w, with_managed_fields) : !json_equal(v, w))
+            return false;
     }
-    bool eq = json_equal(x, y);
-    json_decref(x);
-    json_decref(y);
-    return eq;
+    return true;
 }
 
 /* A failed compare-and-swap write: the store's CONFLICT / NOT_FOUND become upstream's Status
@@ -620,8 +655,37 @@ static bool has_finalizers(const json_t *obj)
     return json_array_size(json_object_get(json_object_get(obj, "metadata"), "finalizers")) > 0;
 }
 
+static int store_update_resp(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
+                             ck_buf *resp, ck_error **err);
+
 int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
                         ck_error **err)
+{
+    return store_update_resp(s, r, obj, expected, NULL, err);
+}
+
+int ck_rest_store_update_text(ck_apiserver *s, const ck_resource *r, const char *ns,
+                              const char *name, const char *text, size_t len, int64_t expected,
+                              int64_t *rev, ck_error **err)
+{
+    cleanup_free char *key = ck_resource_key(r, ns, name);
+    int64_t nrev = 0, t0 = ck_now_ns();
+    ck_error *e = NULL;
+    int rc = ck_store_update(s->store, key, text, len, expected, &nrev, &e);
+    ck_admission_note_write(s, r);
+    ck_metrics_store("update", since(t0));
+    if (rc == 0) {
+        if (rev)
+            *rev = nrev;
+        return 0;
+    }
+    return store_write_error(e, r, name, err);
+}
+
+/* ck_rest_store_update; on success resp (if given) gets the stored text with the new
+ * resourceVersion spliced in: the answer, without printing the object a second time. */
+static int store_update_resp(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
+                             ck_buf *resp, ck_error **err)
 {
     const char *ns = ck_meta_str(obj, "namespace"), *name = ck_meta_str(obj, "name");
     cleanup_free char *key = ck_resource_key(r, ns, name);
@@ -634,6 +698,8 @@ int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int
     ck_metrics_store("update", since(t0));
     if (rc == 0) {
         ck_meta_set_rv(obj, rev);
+        if (resp && ck_json_splice_rv(text, len, rev, resp) < 0)
+            ck_buf_reset(resp);
         return 0;
     }
     return store_write_error(e, r, name, err);
@@ -685,10 +751,36 @@ static bool new_finalizers_added(const json_t *obj, const json_t *old)
     return false;
 }
 
-json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
-                           int64_t old_rev, const ck_write_opts *o, bool status_only,
-                           ck_error **err)
+/* old with obj's status, for a status write: a new top level and metadata (the two levels this
+ * path sets keys in) sharing every other value with old.  Nothing below changes a shared value in
+ * place (ck_default only fills unset fields, which a stored object has), so old stays as read;
+ * a deep copy of the whole pod here was a fifth of a kubelet status report's cost. */
+static json_t *status_shell_of(const json_t *old, const json_t *obj)
 {
+    json_t *n = json_object();
+    json_t *st = json_object_get(obj, "status");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)old, k, v) {
+        if (!strcmp(k, "status")) {
+            if (st)
+                json_object_set(n, k, st);   /* in old's place, as a deep copy + set kept it */
+        } else if (!strcmp(k, "metadata") && json_is_object(v)) {
+            json_object_set_new(n, k, json_copy(v));
+        } else {
+            json_object_set(n, k, v);
+        }
+    }
+    if (st && !json_object_get(n, "status"))
+        json_object_set(n, "status", st);
+    return n;
+}
+
+json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
+                           int64_t old_rev, const ck_write_opts *o, unsigned flags,
+                           ck_buf *resp, ck_error **err)
+{
+    bool status_only = flags & CK_UPDATE_STATUS;
     ck_apiserver *s = c->srv;
     const char *name = ck_meta_str(old, "name");
     const char *ns = ck_meta_str(old, "namespace");
@@ -702,14 +794,10 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
     json_t *nobj;
     if (status_only) {
         /* status writes change status only (upstream resets metadata and spec to the old) */
-        nobj = json_deep_copy(old);
-        json_t *st = json_object_get(obj, "status");
-        if (st)
-            json_object_set(nobj, "status", st);
-        else
-            json_object_del(nobj, "status");
+        nobj = status_shell_of(old, obj);
     } else {
-        nobj = json_deep_copy(obj);
+        /* the caller's own object (a patch result) is used as it is, else a copy */
+        nobj = flags & CK_UPDATE_OWN ? json_incref(obj) : json_deep_copy(obj);
         if (ck_res_has_status(r)) {
             json_t *st = json_object_get(old, "status");
             if (st)
@@ -731,12 +819,11 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
     set_namespace(r, nobj, ns, NULL);
     json_object_set_new(ck_meta(nobj), "name", json_string(name));
     if (!strcmp(r->resource, "namespaces") && !r->group[0]) {
-        /* upstream keeps this label equal to the name whatever an update says */
+        /* upstream keeps this label equal to the name whatever an update says (a copy: the
+         * labels may be old's, shared by a status write) */
         json_t *labels = json_object_get(ck_meta(nobj), "labels");
-        if (!json_is_object(labels)) {
-            labels = json_object();
-            json_object_set_new(ck_meta(nobj), "labels", labels);
-        }
+        labels = json_is_object(labels) ? json_copy(labels) : json_object();
+        json_object_set_new(ck_meta(nobj), "labels", labels);
         json_object_set_new(labels, "kubernetes.io/metadata.name", json_string(name));
     }
     ck_default(r, nobj);
@@ -804,7 +891,7 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         if (rc == 0)
             ck_meta_set_rv(nobj, rev);
     } else {
-        rc = ck_rest_store_update(s, r, nobj, old_rev, err);
+        rc = store_update_resp(s, r, nobj, old_rev, resp, err);
     }
     if (rc < 0) {
         if (is_service(r))
@@ -817,6 +904,17 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
     if (finish)
         ck_quota_refresh(s, r, ns);
     return nobj;
+}
+
+void ck_rest_respond_update(ck_reqctx *c, int code, json_t *out, ck_buf *resp)
+{
+    if (resp->len) {
+        json_decref(out);
+        ck_respond_bytes(c, code, "application/json", resp->data, resp->len);
+    } else {
+        ck_respond_json(c, code, out);
+    }
+    ck_buf_free(resp);
 }
 
 /* ---- delete ---- */
@@ -1139,12 +1237,16 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
         }
         if (!old)
             break;
-        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, status_only, &e);
+        ck_buf resp;
+        ck_buf_init(&resp, 0);
+        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, status_only ? CK_UPDATE_STATUS : 0,
+                                         &resp, &e);
         json_decref(old);
         if (out) {
             json_decref(obj);
-            return ck_respond_json(c, 200, out);
+            return ck_rest_respond_update(c, 200, out, &resp);
         }
+        ck_buf_free(&resp);
         if (!retry_on_conflict(&e, conditional))
             break;
     }
@@ -1263,13 +1365,18 @@ static void do_patch(ck_reqctx *c)
         const char *prv = ck_meta_str(obj, "resourceVersion");
         const char *orv = ck_meta_str(old, "resourceVersion");
         bool pinned = prv && orv && strcmp(prv, orv);
-        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, false, &e);
+        ck_buf resp;
+        ck_buf_init(&resp, 0);
+        /* merge and JSON patches build a tree of their own; the others may share values */
+        unsigned fl = t == CK_PATCH_MERGE || t == CK_PATCH_JSON ? CK_UPDATE_OWN : 0;
+        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, fl, &resp, &e);
         json_decref(obj);
         json_decref(old);
         if (out) {
             json_decref(patch);
-            return ck_respond_json(c, 200, out);
+            return ck_rest_respond_update(c, 200, out, &resp);
         }
+        ck_buf_free(&resp);
         if (!retry_on_conflict(&e, pinned))
             break;
     }

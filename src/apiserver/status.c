@@ -77,7 +77,8 @@ static void respond_body(ck_reqctx *c, int status, const char *ctype, const char
 
 void ck_respond_json(ck_reqctx *c, int status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    size_t len = 0;
+    char *text = ck_json_print(body, &len);
     json_decref(body);
     if (!text) {
         static const char fallback[] = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
@@ -86,7 +87,7 @@ void ck_respond_json(ck_reqctx *c, int status, json_t *body)
         respond_body(c, 500, "application/json", fallback, sizeof fallback - 1);
         return;
     }
-    respond_body(c, status, "application/json", text, strlen(text));
+    respond_body(c, status, "application/json", text, len);
     free(text);
 }
 
@@ -123,11 +124,12 @@ void ck_respond_bytes(ck_reqctx *c, int status, const char *ctype, const char *b
 
 void ck_respond_json_ct(ck_reqctx *c, int status, const char *ctype, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    size_t len = 0;
+    char *text = ck_json_print(body, &len);
     json_decref(body);
     if (!text)
         return ck_respond_json(c, 500, ck_status_json(500, "InternalError", "encoding failed", NULL));
-    respond_body(c, status, ctype, text, strlen(text));
+    respond_body(c, status, ctype, text, len);
     free(text);
 }
 

@@ -131,7 +131,7 @@ static json_t *apply_scale(ck_reqctx *c, const json_t *scale, json_t *old, int64
         json_decref(obj);
         return NULL;
     }
-    json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, false, err);
+    json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, CK_UPDATE_OWN, NULL, err);
     json_decref(obj);
     return out;
 }
@@ -280,16 +280,19 @@ static void serve_status(ck_reqctx *c)
             json_decref(old);
             break;
         }
-        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, true, &e);
         const char *prv = ck_meta_str(obj, "resourceVersion");
         const char *orv = ck_meta_str(old, "resourceVersion");
         bool pinned = prv && orv && strcmp(prv, orv);
+        ck_buf resp;
+        ck_buf_init(&resp, 0);
+        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, CK_UPDATE_STATUS, &resp, &e);
         json_decref(obj);
         json_decref(old);
         if (out) {
             json_decref(patch);
-            return ck_respond_json(c, 200, out);
+            return ck_rest_respond_update(c, 200, out, &resp);
         }
+        ck_buf_free(&resp);
         if (pinned || e->code != CK_E_CONFLICT)
             break;
         ck_error_free(e);
@@ -315,61 +318,59 @@ static void bind_pod(ck_reqctx *c, const char *ns, const char *name, const json_
                      name);
         return ck_respond_error(c, e);
     }
+    cleanup_free char *dry = ck_query(c, "dryRun");
+    bool dry_run = dry && !strcmp(dry, "All");
     for (int attempt = 0; attempt < 8; attempt++) {
-        int64_t rev = 0;
-        json_t *pod = ck_rest_read(c->srv, pods, ns, name, &rev, &e);
-        if (!pod)
-            break;
-        json_t *spec = json_object_get(pod, "spec");
-        const char *cur = json_string_value(json_object_get(spec, "nodeName"));
-        if (cur && *cur) {
-            ck_error_set(&e, CK_E_CONFLICT, "Operation cannot be fulfilled on pods/binding \"%s\": "
-                         "pod %s is already assigned to node \"%s\"", name, name, cur);
-            json_decref(pod);
-            break;
-        }
-        if (json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp")) {
-            ck_error_set(&e, CK_E_CONFLICT, "Operation cannot be fulfilled on pods/binding \"%s\": "
-                         "pod %s is being deleted, cannot be assigned to a host", name, name);
-            json_decref(pod);
-            break;
-        }
-        if (!json_is_object(spec)) {
-            spec = json_object();
-            json_object_set_new(pod, "spec", spec);
-        }
-        json_object_set_new(spec, "nodeName", json_string(node));
-        json_t *status = json_object_get(pod, "status");
-        if (!json_is_object(status)) {
-            status = json_object();
-            json_object_set_new(pod, "status", status);
-        }
-        json_t *conds = json_object_get(status, "conditions");
-        if (!json_is_array(conds)) {
-            conds = json_array();
-            json_object_set_new(status, "conditions", conds);
-        }
         char ts[32];
         ck_rfc3339(ck_wall_ns() / 1000000000, ts);
-        size_t i;
-        json_t *cd;
-        json_array_foreach(conds, i, cd) {
-            const char *t = json_string_value(json_object_get(cd, "type"));
-            if (t && !strcmp(t, "PodScheduled")) {
-                json_array_remove(conds, i);
+        ck_kv kv = {0};
+        if (ck_rest_read_text(c->srv, pods, ns, name, &kv, &e) < 0)
+            break;
+        int64_t rev = kv.mod_revision;
+        char *assigned = NULL;
+        ck_buf text;
+        ck_buf_init(&text, 0);
+        /* the stored text edited in place; the parsed pod only for shapes the edit declines */
+        enum ck_bind_result br = ck_pod_bind_text(kv.value, kv.value_len, node, ts, &text, &assigned);
+        json_t *pod = NULL;
+        if (br == CK_BIND_DECLINE) {
+            ck_buf_reset(&text);
+            pod = json_loadb(kv.value, kv.value_len, 0, NULL);
+            if (!json_is_object(pod)) {
+                ck_error_set(&e, CK_E_CORRUPT, "stored object %s is not a JSON object", kv.key ? kv.key : name);
+                json_decref(pod);
+                ck_kv_free(&kv);
+                ck_buf_free(&text);
                 break;
             }
+            br = ck_pod_bind_tree(pod, node, ts, &assigned);
         }
-        json_array_append_new(conds, json_pack("{s:s,s:s,s:n,s:s}", "type", "PodScheduled",
-                                               "status", "True", "lastProbeTime",
-                                               "lastTransitionTime", ts));
-        cleanup_free char *dry = ck_query(c, "dryRun");
-        if (dry && !strcmp(dry, "All")) {
+        ck_kv_free(&kv);
+        if (br == CK_BIND_ASSIGNED || br == CK_BIND_DELETING) {
+            if (br == CK_BIND_ASSIGNED)
+                ck_error_set(&e, CK_E_CONFLICT, "Operation cannot be fulfilled on pods/binding \"%s\": "
+                             "pod %s is already assigned to node \"%s\"", name, name, assigned);
+            else
+                ck_error_set(&e, CK_E_CONFLICT, "Operation cannot be fulfilled on pods/binding \"%s\": "
+                             "pod %s is being deleted, cannot be assigned to a host", name, name);
+            free(assigned);
             json_decref(pod);
+            ck_buf_free(&text);
+            break;
+        }
+        if (dry_run) {
+            json_decref(pod);
+            ck_buf_free(&text);
             return respond_status_success(c, 201);
         }
-        int rc = ck_rest_store_update(c->srv, pods, pod, rev, &e);
-        json_decref(pod);
+        int rc;
+        if (pod) {
+            rc = ck_rest_store_update(c->srv, pods, pod, rev, &e);
+            json_decref(pod);
+        } else {
+            rc = ck_rest_store_update_text(c->srv, pods, ns, name, text.data, text.len, rev, NULL, &e);
+        }
+        ck_buf_free(&text);
         if (rc == 0)
             return respond_status_success(c, 201);
         if (e->code != CK_E_CONFLICT)

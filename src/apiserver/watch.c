@@ -141,7 +141,7 @@ static json_t *event_prev_obj(ck_wc_event *e, const ck_resource *r)
 static char *line_for(const char *type, json_t *obj, size_t *len)
 {
     json_t *ev = json_pack("{s:s,s:O}", "type", type, "object", obj);
-    char *s = json_dumps(ev, JSON_COMPACT);
+    char *s = ck_json_print(ev, NULL);
     json_decref(ev);
     if (!s)
         s = xstrdup("{}");

@@ -4,11 +4,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "apiserver/apiserver.h"
+#include "apiserver/codec.h"
 
 /* ---- router (table-driven) ---- */
 
@@ -535,6 +537,200 @@ static void test_sa_tokens(void **state)
     free(cmd);
 }
 
+/* ---- pods/binding on the stored text == on the tree (table-driven) ---- */
+
+static const struct bind_case {
+    const char *pod, *node;
+    enum ck_bind_result want;     /* the tree path's answer */
+    bool text_declines;           /* the text edit hands this shape to the tree */
+} bind_cases[] = {
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"containers\":[]}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":{}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"a\":1},\"status\":{\"phase\":\"Pending\"}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":{\"conditions\":[]}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"nodeName\":\"\",\"x\":[1,{\"y\":\"}\"}]},\"status\":{\"conditions\":"
+     "[{\"type\":\"Ready\"},{\"type\":\"PodScheduled\",\"status\":\"False\",\"reason\":\"Unschedulable\"},"
+     "{\"type\":\"PodScheduled\"},5,{\"x\":\"type\"}],\"qosClass\":\"BestEffort\"}}", "n1", CK_BIND_OK, false},
+    {"{\"spec\":{\"nodeName\":null},\"metadata\":{\"name\":\"p\",\"annotations\":{\"a\":\"\\\"nodeName\\\":\\\"z\\\"\"}},"
+     "\"status\":{\"conditions\":[{\"type\":\"PodScheduled\"}]},\"kind\":\"Pod\"}", "n\xc3\xb6\"de", CK_BIND_OK, false},
+    {"{\"status\":{\"conditions\":[{\"type\":\"PodScheduled\"}]},\"spec\":{}}", "n1", CK_BIND_OK, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{\"nodeName\":\"n0\"}}", "n1", CK_BIND_ASSIGNED, false},
+    {"{\"metadata\":{\"name\":\"p\",\"deletionTimestamp\":\"2026-01-01T00:00:00Z\"},\"spec\":{}}", "n1",
+     CK_BIND_DELETING, false},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":[]}", "n1", CK_BIND_OK, true},
+    {"{\"metadata\":{\"name\":\"p\"}}", "n1", CK_BIND_OK, true},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":{\"conditions\":{}}}", "n1", CK_BIND_OK, true},
+    {"{\"metadata\":{\"name\":\"p\"},\"spec\":{},\"status\":\"x\"}", "n1", CK_BIND_OK, true},
+};
+
+static void test_pod_bind_text(void **state)
+{
+    (void)state;
+    const char *ts = "2026-11-25T23:00:00Z";
+    for (size_t i = 0; i < sizeof bind_cases / sizeof bind_cases[0]; i++) {
+        const struct bind_case *bc = &bind_cases[i];
+        json_t *pod = json_loads(bc->pod, 0, NULL);
+        assert_non_null(pod);
+        char *tree_assigned = NULL, *text_assigned = NULL;
+        enum ck_bind_result tr = ck_pod_bind_tree(pod, bc->node, ts, &tree_assigned);
+        assert_int_equal(tr, bc->want);
+        ck_buf out;
+        ck_buf_init(&out, 0);
+        enum ck_bind_result xr = ck_pod_bind_text(bc->pod, strlen(bc->pod), bc->node, ts, &out,
+                                                  &text_assigned);
+        if (bc->text_declines) {
+            assert_int_equal(xr, CK_BIND_DECLINE);
+        } else {
+            assert_int_equal(xr, tr);
+            if (tr == CK_BIND_ASSIGNED)
+                assert_string_equal(text_assigned, tree_assigned);
+            if (tr == CK_BIND_OK) {
+                char *want = json_dumps(pod, JSON_COMPACT);
+                ck_buf_add(&out, "", 1);
+                if (strcmp(want, out.data))
+                    fail_msg("case %zu:\n tree %s\n text %s", i, want, out.data);
+                free(want);
+            }
+        }
+        free(tree_assigned);
+        free(text_assigned);
+        ck_buf_free(&out);
+        json_decref(pod);
+    }
+}
+
+/* ---- ck_json_print == json_dumps(JSON_COMPACT) ---- */
+
+static json_t *random_tree(unsigned *seed, int depth)
+{
+    static const char *const strs[] = {"", "a", "caf\xc3\xa9", "q\"b\\s/", "\x01\x1f\x7f", "tab\there\n",
+                                       "\xe2\x80\xa8 line sep", "\xf0\x9f\x98\x80", "\b\f\r"};
+    int kind = depth > 4 ? rand_r(seed) % 6 : rand_r(seed) % 8;
+    switch (kind) {
+    case 0: return json_string(strs[rand_r(seed) % (sizeof strs / sizeof strs[0])]);
+    case 1: return json_integer((json_int_t)rand_r(seed) * (rand_r(seed) % 2 ? -1 : 1) * 1000003LL);
+    case 2: return json_real((double)rand_r(seed) / 7.0);
+    case 3: return rand_r(seed) % 2 ? json_true() : json_false();
+    case 4: return json_null();
+    case 5: return json_stringn("nul\0in", 6);
+    case 6: {
+        json_t *o = json_object();
+        int n = rand_r(seed) % 5;
+        for (int i = 0; i < n; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "%s%d", i % 2 ? "k\"" : "key", rand_r(seed) % 100);
+            json_object_set_new(o, k, random_tree(seed, depth + 1));
+        }
+        return o;
+    }
+    default: {
+        json_t *a = json_array();
+        int n = rand_r(seed) % 5;
+        for (int i = 0; i < n; i++)
+            json_array_append_new(a, random_tree(seed, depth + 1));
+        return a;
+    }
+    }
+}
+
+static void test_json_print(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{}", "[]", "{\"a\":{},\"b\":[],\"c\":[{}],\"d\":null}",
+        "{\"metadata\":{\"name\":\"p\",\"labels\":{\"app\":\"x\"}},\"spec\":{\"containers\":[{\"name\":\"c\","
+        "\"image\":\"i\",\"resources\":{\"requests\":{\"cpu\":\"10m\"}}}],\"n\":-9223372036854775807,"
+        "\"f\":1.5e300,\"g\":0.1,\"t\":true}}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        json_t *j = json_loads(docs[i], 0, NULL);
+        assert_non_null(j);
+        char *want = json_dumps(j, JSON_COMPACT);
+        size_t len = 0;
+        char *got = ck_json_print(j, &len);
+        assert_string_equal(got, want);
+        assert_int_equal(len, strlen(want));
+        free(want);
+        free(got);
+        json_decref(j);
+    }
+    unsigned seed = 42;
+    for (int i = 0; i < 500; i++) {
+        json_t *j = json_object();
+        json_object_set_new(j, "x", random_tree(&seed, 0));
+        char *want = json_dumps(j, JSON_COMPACT);
+        size_t len = 0;
+        char *got = ck_json_print(j, &len);
+        assert_non_null(want);
+        assert_non_null(got);
+        assert_int_equal(len, strlen(want));
+        assert_memory_equal(got, want, len);
+        free(want);
+        free(got);
+        json_decref(j);
+    }
+    json_t *s = json_string("x");
+    assert_null(ck_json_print(s, NULL));   /* as json_dumps without JSON_ENCODE_ANY */
+    json_decref(s);
+}
+
+/* ---- ck_json_load_fast == json_loadb ---- */
+
+static void test_json_load_fast(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{}", " [ ] ", "{\"a\":1,\"b\":-0,\"c\":[true,false,null],\"d\":{\"e\":\"x\\\"y\\\\z\\/\\n\\t\\b\\f\\r\"}}",
+        "{\"a\":1,\"a\":2,\"b\":3}", "{\"k\":-922337203685477580}", "{\"k\":9223372036854775807}",
+        "{\"k\":99999999999999999999}", "{\"k\":1.5}", "{\"k\":1e3}", "{\"k\":\"\\u00e9\"}", "{\"k\":\"caf\xc3\xa9\"}",
+        "{\"k\":01}", "{\"k\":\"a\x01\"}", "{\"k\":\"\\u0000\"}", "{\"k\" : [ 1 , 2 ] }", "{\"k\":tru}", "{\"k\":1}x",
+        "{\"k\":1,}", "[1,]", "\"str\"", "5", "", "{\"k\":-}", "{\"\\\"q\":{\"x\\ty\":\"v\"}}",
+        "{\"ab\\u0063\":1}", "[\"\\x\"]", "{\"k\":\"unterminated}",
+    };
+    for (size_t f = 0; f < 2; f++) {
+        size_t flags = f ? JSON_DECODE_ANY : 0;
+        for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+            json_t *want = json_loadb(docs[i], strlen(docs[i]), flags, NULL);
+            json_t *got = ck_json_load_fast(docs[i], strlen(docs[i]), flags);
+            if (!want) {
+                assert_null(got);
+                continue;
+            }
+            assert_non_null(got);
+            char *a = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *b = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (strcmp(a, b) || !json_equal(want, got))
+                fail_msg("doc %zu: %s != %s", i, a, b);
+            free(a);
+            free(b);
+            json_decref(want);
+            json_decref(got);
+        }
+    }
+    /* random trees printed and read back */
+    unsigned seed = 7;
+    for (int i = 0; i < 300; i++) {
+        json_t *j = json_object();
+        json_object_set_new(j, "x", random_tree(&seed, 0));
+        char *text = json_dumps(j, JSON_COMPACT);
+        json_t *want = json_loads(text, 0, NULL), *got = ck_json_load_fast(text, strlen(text), 0);
+        if (!want) {    /* a \u0000 jansson refuses without JSON_ALLOW_NUL */
+            assert_null(got);
+            free(text);
+            json_decref(j);
+            continue;
+        }
+        char *a = json_dumps(want, JSON_COMPACT), *b = json_dumps(got, JSON_COMPACT);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+        free(text);
+        json_decref(want);
+        json_decref(got);
+        json_decref(j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -544,6 +740,9 @@ int main(void)
         cmocka_unit_test(test_random_suffix),
         cmocka_unit_test(test_meta_create_update),
         cmocka_unit_test(test_splice_rv),
+        cmocka_unit_test(test_pod_bind_text),
+        cmocka_unit_test(test_json_print),
+        cmocka_unit_test(test_json_load_fast),
         cmocka_unit_test(test_alloc_ips),
         cmocka_unit_test(test_alloc_small_range_exhausts),
         cmocka_unit_test(test_service_allocate),

@@ -476,6 +476,72 @@ static void test_random_trees(void **state)
     assert_true(1);
 }
 
+/* Stored entries are used lazily (kept as stored unless a path in them changes); a client's own
+ * managedFields are flattened and rebuilt.  Both must give the same entries: each step runs
+ * twice, once from the live object's entries (lazy) and once with them sent back reversed (not
+ * equal to the live ones: the eager path), and the results are compared without their times. */
+static void strip_times(json_t *o)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(json_object_get(o, "metadata"), "managedFields"), i, e)
+        json_object_del(e, "time");
+}
+
+static void test_record_lazy_matches_eager(void **state)
+{
+    (void)state;
+    static const struct step {
+        const char *manager, *sub, *obj;
+    } steps[] = {
+        {"create", NULL, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"labels\":{\"a\":\"1\",\"b\":\"2\"}},"
+                         "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}],\"x\":1}}"},
+        {"kubelet", "status", "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"labels\":{\"a\":\"1\",\"b\":\"2\"}},"
+                              "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}],\"x\":1},\"status\":{\"phase\":\"Running\"}}"},
+        {"kubelet", "status", "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"labels\":{\"a\":\"1\",\"b\":\"2\"}},"
+                              "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\"}],\"x\":1},\"status\":{\"phase\":\"Failed\"}}"},
+        {"editor", NULL, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"labels\":{\"a\":\"1\"}},"
+                         "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"j\"}],\"x\":1},\"status\":{\"phase\":\"Failed\"}}"},
+        {"editor", NULL, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"labels\":{\"a\":\"1\"}},"
+                         "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"k\"}],\"x\":2},\"status\":{\"phase\":\"Failed\"}}"},
+        {"create", NULL, "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"},"
+                         "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"k\"}]},\"status\":{\"phase\":\"Failed\"}}"},
+    };
+    json_t *live = NULL;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        json_t *lazy = J(steps[i].obj), *eager = J(steps[i].obj);
+        const json_t *mf = live ? json_object_get(json_object_get(live, "metadata"), "managedFields") : NULL;
+        if (json_array_size(mf) > 1) {
+            json_t *rev = json_array();
+            for (size_t k = json_array_size(mf); k-- > 0;)
+                json_array_append_new(rev, json_deep_copy(json_array_get(mf, k)));
+            json_object_set_new(json_object_get(eager, "metadata"), "managedFields", rev);
+        }
+        ck_managed_fields_record_sub(lazy, live, steps[i].manager, "Update", "v1", steps[i].sub);
+        ck_managed_fields_record_sub(eager, live, steps[i].manager, "Update", "v1", steps[i].sub);
+        json_t *a = json_deep_copy(lazy), *b = json_deep_copy(eager);
+        strip_times(a);
+        strip_times(b);
+        char *sa = json_dumps(a, JSON_COMPACT), *sb = json_dumps(b, JSON_COMPACT);
+        if (strcmp(sa, sb))
+            fail_msg("step %zu:\n lazy  %s\n eager %s", i, sa, sb);
+        free(sa);
+        free(sb);
+        json_decref(a);
+        json_decref(b);
+        json_decref(eager);
+        json_decref(live);
+        live = lazy;
+    }
+    /* the end state: create owns the spec it kept, editor the image it changed last, the
+     * kubelet the status (its second write changed only the time) */
+    char *out = json_dumps(json_object_get(json_object_get(live, "metadata"), "managedFields"), JSON_COMPACT);
+    assert_non_null(strstr(out, "\"manager\":\"kubelet\""));
+    assert_non_null(strstr(out, "\"f:phase\""));
+    free(out);
+    json_decref(live);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_apply_deployment),
         cmocka_unit_test(test_apply_untracked),
         cmocka_unit_test(test_record_create),
+        cmocka_unit_test(test_record_lazy_matches_eager),
         cmocka_unit_test(test_random_trees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

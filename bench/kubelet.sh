@@ -33,6 +33,7 @@ cleanup() {
     grep " $data/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
     ip link del ckube0 2>/dev/null
     for c in /sys/fs/cgroup/*/ckube/pod* /sys/fs/cgroup/*/ckube/kubepods/pod* /sys/fs/cgroup/*/ckube/kubepods/*/pod*; do [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} + 2>/dev/null; done
+    [ -n "${KEEP_LOG:-}" ] && cp "$T/server.log" "$KEEP_LOG"
     rm -rf "$T"
     if [ -n "$CG" ]; then  # shims of deleted containers leave it within a few seconds
         for _ in $(seq 20); do rmdir "$CG" 2>/dev/null && break; sleep 0.5; done

@@ -283,9 +283,29 @@ static int cgroup_remove_once(const char *uid)
     return left;
 }
 
-/* Killed processes leave their cgroup a moment after the signal: retry for up to 2 s. */
-void ck_cgroup_remove_pod(const char *uid)
+int ck_cgroup_remove_pod(const char *uid)
 {
-    for (int i = 0; i < 40 && cgroup_remove_once(uid) > 0; i++)
-        usleep(50 * 1000);
+    return cgroup_remove_once(uid);
+}
+
+int ck_cgroup_remove(const char *cg)
+{
+    int left = 0;
+    char path[1024];
+    if (cgroup2_unified()) {
+        snprintf(path, sizeof path, CG_ROOT "%s", cg);
+        return rmdir(path) < 0 && errno != ENOENT ? 1 : 0;
+    }
+    DIR *d = opendir(CG_ROOT);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || e->d_type == DT_LNK)
+            continue;
+        snprintf(path, sizeof path, CG_ROOT "/%s%s", e->d_name, cg);
+        left += rmdir(path) < 0 && errno != ENOENT && errno != ENOTDIR;
+    }
+    closedir(d);
+    return left;
 }

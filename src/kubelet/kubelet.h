@@ -102,6 +102,14 @@ pid_t ck_runtime_run(const ck_runtime *rt, const char *id, const char *bundle,
                      const char *log_path, const char *exit_path, unsigned io, ck_error **err);
 int ck_runtime_kill(const ck_runtime *rt, const char *id, int sig, ck_error **err);
 int ck_runtime_delete(const ck_runtime *rt, const char *id, ck_error **err);
+/* Signal a container whose init is pid: directly through a pidfd once pid is checked to be in
+ * the container's cgroup (no runtime exec), else through `runc kill`. */
+int ck_runtime_signal(const ck_runtime *rt, const char *id, pid_t pid, int sig, ck_error **err);
+/* Remove a container whose init has exited: its cgroups (cgroup = its cgroupsPath) and the
+ * runtime's state dir, without a runtime exec; `runc delete --force` if processes remain. */
+int ck_runtime_forget(const ck_runtime *rt, const char *id, const char *cgroup, ck_error **err);
+/* rm -rf --one-file-system, in process. */
+void ck_rm_tree(const char *path);
 /* Run argv (NULL-terminated) inside a running container; *out gets combined output (bounded). */
 int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], int timeout_ms,
                     char **out, ck_error **err);
@@ -156,8 +164,11 @@ void ck_pod_resources(const json_t *spec, ck_pod_res *out);
 char *ck_pod_cgroup(const char *uid, const char *qos);
 /* Makes the pod cgroup with its limits (v1 or v2); *path gets ck_pod_cgroup(). */
 int ck_cgroup_create_pod(const json_t *spec, const char *uid, char **path, ck_error **err);
-/* Removes the pod cgroup wherever it is (every hierarchy, every QoS parent). */
-void ck_cgroup_remove_pod(const char *uid);
+/* Removes the pod cgroup wherever it is (every hierarchy, every QoS parent) and the container
+ * cgroups inside; returns how many are still there (busy: killed processes not gone yet). */
+int ck_cgroup_remove_pod(const char *uid);
+/* rmdir one cgroup path ("/ckube/...") in every hierarchy; returns how many are still there. */
+int ck_cgroup_remove(const char *path);
 
 /* ---- oci.c: OCI runtime config from a PodSpec container ---- */
 typedef struct ck_oci_input {

@@ -633,6 +633,21 @@ check "deleting the Deployment removes its pods" wait_for 40 dgone
 dt=$((SECONDS - t0))
 check "... within the grace period (${dt}s <= 15s)" [ "$dt" -le 15 ]
 check "... after running each pod's preStop hook" bash -c "[ \$(ls $tmp/hostdir/prestop-webd-* 2>/dev/null | wc -l) = 3 ]"
+# ---- pods terminate side by side: N pods whose pid 1 ignores SIGTERM each need the full grace
+# period; deleted together they are all gone in about one grace period, not N of them ----
+NT=20
+for i in $(seq $NT); do
+    printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: term-%s, labels: {grp: term}}\nspec: {nodeName: %s, terminationGracePeriodSeconds: 2, containers: [{name: c, image: %s, command: [sleep, "3600"]}]}\n' "$i" "$node" "$IMAGE"
+done | kc apply -f - >/dev/null
+nrun() { [ "$(kc get pods -l grp=term -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c Running)" = $NT ]; }
+check "$NT pods Running" wait_for 90 nrun
+tgone() { [ -z "$(kc get pods -l grp=term -o name)" ]; }
+t0=$(date +%s%N)
+kc delete pods -l grp=term --wait=false >/dev/null
+wait_for 60 tgone
+dt=$((($(date +%s%N) - t0) / 1000000))
+check "$NT pods with a 2 s grace period deleted together are gone in ${dt} ms (<= 12 s, not $NT x 2 s)" [ "$dt" -le 12000 ]
+
 kc delete pods --all --grace-period=2 --wait=true --timeout=60s >/dev/null 2>&1
 gone() { [ -z "$(kc get pods -o name)" ]; }
 check "all pods deleted" wait_for 60 gone

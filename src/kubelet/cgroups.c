@@ -116,6 +116,12 @@ static int64_t pod_total(const json_t *spec, const char *which, const char *name
     return sum > init_max ? sum : init_max;
 }
 
+int64_t ck_pod_request(const json_t *spec, const char *name)
+{
+    bool all;
+    return pod_total(spec, "requests", name, &all);
+}
+
 void ck_pod_resources(const json_t *spec, ck_pod_res *out)
 {
     const char *qos = ck_pod_qos(spec);

@@ -170,6 +170,23 @@ int ck_cgroup_remove_pod(const char *uid);
 /* rmdir one cgroup path ("/ckube/...") in every hierarchy; returns how many are still there. */
 int ck_cgroup_remove(const char *path);
 
+/* What the pod requests of a resource ("cpu", "memory"), in milli-units, as upstream sums it:
+ * app containers added up, each init container on its own, the larger wins (a request left out
+ * defaults to its limit). */
+int64_t ck_pod_request(const json_t *spec, const char *name);
+
+/* ---- admit.c: the kubelet's admission of a pod (upstream's predicate admit handler) ---- */
+typedef struct ck_node_alloc {
+    int64_t cpu_milli, memory, pods;
+} ck_node_alloc;
+/* This machine's allocatable (= the capacity the Node reports). */
+void ck_node_allocatable(ck_node_alloc *out);
+/* spec against others (an array of the PodSpecs admitted and still active on the node): 0, or
+ * -1 with upstream's reason ("OutOfpods", "OutOfcpu", "OutOfmemory", "NodePorts") and message
+ * (both allocated; the pod status says "Pod was rejected: " + message). */
+int ck_kubelet_admit(const json_t *spec, const json_t *others, const ck_node_alloc *alloc,
+                     char **reason, char **message);
+
 /* ---- oci.c: OCI runtime config from a PodSpec container ---- */
 typedef struct ck_oci_input {
     const json_t *pod;

@@ -49,6 +49,7 @@ struct ck_pods {
     pod_rec **recs;
     size_t nrecs;
     int nterminators;       /* terminator threads running (under mu) */
+    ck_node_alloc alloc;
     pthread_cond_t terminators_done;
 };
 
@@ -87,6 +88,9 @@ static void rec_free(pod_rec *r)
     free(r->cgroup);
     free(r->last_status);
     free(r->start_time);
+    free(r->refuse_reason);
+    free(r->refuse_msg);
+    json_decref(r->spec);
     free(r);
 }
 
@@ -450,6 +454,58 @@ static void terminate(ck_pods *p, pod_rec *r, json_t *pod)
     pthread_attr_destroy(&attr);
 }
 
+/* ---------------- admission ---------------- */
+
+/* Admit r (first sight of its pod) against the pods admitted and still active, atomically
+ * under the records lock so two workers cannot both take the last port or cpu.  A pod that is
+ * already Succeeded/Failed in the API (a kubelet restart that lost its record) is not run. */
+static void admit(ck_pods *p, pod_rec *r, json_t *pod)
+{
+    json_t *spec = json_object_get(pod, "spec");
+    const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
+    pthread_mutex_lock(&p->mu);
+    if (!r->admitted && phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))) {
+        r->refused = true;
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    if (r->admitted) {
+        if (!r->spec)
+            r->spec = json_incref(spec);   /* adopted */
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    json_t *others = json_array();
+    for (size_t i = 0; i < p->nrecs; i++) {
+        pod_rec *o = p->recs[i];
+        if (o != r && o->admitted && o->spec && !o->refused && !o->terminating && !o->finished)
+            json_array_append(others, o->spec);
+    }
+    char *reason = NULL, *msg = NULL;
+    if (ck_kubelet_admit(spec, others, &p->alloc, &reason, &msg) == 0) {
+        r->admitted = true;
+        r->spec = json_incref(spec);
+    } else {
+        r->refused = true;
+        r->refuse_reason = reason;
+        r->refuse_msg = msg;
+    }
+    pthread_mutex_unlock(&p->mu);
+    json_decref(others);
+    if (r->refused && r->refuse_reason) {
+        log_info("pod %s rejected: %s: %s", r->key, r->refuse_reason, r->refuse_msg);
+        ck_pod_event(p->k, r, "Warning", r->refuse_reason, r->refuse_msg);
+    }
+}
+
+/* The status of a rejected pod, as upstream's rejectPod sets it. */
+static json_t *refused_status(pod_rec *r, json_t *pod)
+{
+    cleanup_free char *m = xasprintf("Pod was rejected: %s", r->refuse_msg);
+    return json_pack("{s:s, s:s, s:s, s:s}", "phase", "Failed", "reason", r->refuse_reason,
+                     "message", m, "qosClass", ck_pod_qos(json_object_get(pod, "spec")));
+}
+
 static int sync_pod(ck_pods *p, const char *key, ck_error **err)
 {
     ck_kubelet *k = p->k;
@@ -509,9 +565,26 @@ static int sync_pod(ck_pods *p, const char *key, ck_error **err)
         json_decref(pod);
         return 0;
     }
+    if (!r->admitted && !r->refused)
+        admit(p, r, pod);
+    else if (r->admitted && !r->spec)
+        admit(p, r, pod);
+    if (r->refused) {
+        if (r->refuse_reason)
+            rc = write_status(p, r, pod, refused_status(r, pod), err);
+        json_decref(pod);
+        return rc;
+    }
     /* state.json is saved where it changes (sandbox made, container started), not per sync */
     int64_t next_ms = ck_pod_advance(k, r, pod);
     json_t *st = ck_pod_status(k, r, pod);
+    const char *phase = json_string_value(json_object_get(st, "phase"));
+    bool finished = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
+    if (finished != r->finished) {
+        pthread_mutex_lock(&p->mu);
+        r->finished = finished;
+        pthread_mutex_unlock(&p->mu);
+    }
     rc = write_status(p, r, pod, st, err);
     if (next_ms > 0)
         ck_workqueue_add_after(p->q, key, next_ms);
@@ -594,6 +667,7 @@ static void adopt(ck_pods *p)
         for (size_t i = 0; i < r->nctrs; i++)
             running += r->ctrs[i].id && !r->ctrs[i].exited;
         log_info("adopted pod %s (%s): %zu container(s) running", r->key, r->uid, running);
+        r->admitted = true;   /* it ran here before; its spec comes with its first sync */
         p->recs = xrealloc(p->recs, (p->nrecs + 1) * sizeof *p->recs);
         p->recs[p->nrecs++] = r;
     }
@@ -607,6 +681,7 @@ int ck_pods_start(ck_kubelet *k, ck_error **err)
     p->k = k;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->terminators_done, NULL);
+    ck_node_allocatable(&p->alloc);
     p->q = ck_workqueue_new();
     k->pods = p;
     adopt(p);

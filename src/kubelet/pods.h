@@ -62,6 +62,11 @@ typedef struct pod_rec {
     int64_t term_deadline;  /* monotonic */
     bool killed;
     bool terminating;       /* a terminator thread owns the record (pods.c) */
+    json_t *spec;           /* the admitted pod's spec (admission counts its requests, ports) */
+    bool admitted;          /* passed the kubelet's admission (or adopted after a restart) */
+    bool refused;           /* never to run: rejected by admission, or terminal on arrival */
+    char *refuse_reason, *refuse_msg;
+    bool finished;          /* phase Succeeded or Failed: its resources and ports are free */
 } pod_rec;
 
 /* pods.c */

@@ -511,6 +511,32 @@ EOF
         bash -c "nsenter --net=$data/kubelet/netns/$(uid_of web-2) curl -s --max-time 3 http://$gw:$hport/index.html | grep -q 'hello from the image'"
     check "... and from its own pod (hairpin)" \
         bash -c "nsenter --net=$data/kubelet/netns/$hp_uid curl -s --max-time 3 http://$gw:$hport/index.html | grep -q 'hello from the image'"
+    # a second pod asking for the same hostPort/protocol (any host IP) is refused by the
+    # kubelet's admission as upstream's: Failed, reason NodePorts, never started
+    apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: hostport2}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: $IMAGE
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: [{containerPort: 8080, hostPort: $hport, hostIP: 127.0.0.1}]
+EOF
+    hp2() { kc get pod hostport2 -o jsonpath="$1"; }
+    rejected() { [ "$(hp2 '{.status.phase}/{.status.reason}')" = Failed/NodePorts ]; }
+    check "a second pod on the same hostPort is rejected (Failed, reason NodePorts)" wait_for 20 rejected
+    want="Pod was rejected: Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports"
+    check "... with upstream's message" [ "$(hp2 '{.status.message}')" = "$want" ]
+    check "... and a Warning event NodePorts" bash -c "$KUBECTL --kubeconfig $data/kubeconfig get events --field-selector involvedObject.name=hostport2 -o jsonpath='{.items[*].reason}' | grep -qw NodePorts"
+    check "... and never started a container" [ -z "$(hp2 '{.status.containerStatuses}')" ]
+    check "... nor made a pod directory" [ ! -d "$data/kubelet/pods/$(hp2 '{.metadata.uid}')" ]
+    check "the first pod still serves its hostPort" bash -c "[ \"\$(curl -s --max-time 3 http://127.0.0.1:$hport/index.html)\" = 'hello from the image' ]"
+    kc delete pod hostport2 --wait=true --timeout=30s >/dev/null 2>&1
+    check "a rejected pod deletes" bash -c "! $KUBECTL --kubeconfig $data/kubeconfig get pod hostport2 >/dev/null 2>&1"
     kc delete pod hostport --wait=true --timeout=30s >/dev/null 2>&1
     check "deleting the pod removes its portmap rules (CNI DEL)" bash -c "! iptables-save -t nat | grep -q '$hp_uid'"
     check "the hostPort no longer answers" bash -c "! curl -s --max-time 2 http://127.0.0.1:$hport/index.html"

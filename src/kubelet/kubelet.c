@@ -24,8 +24,7 @@
 /* crun 1.8 refuses hybrid cgroup hosts (v1 controllers with a cgroup2 mount beside them). */
 static bool hybrid_cgroups(void)
 {
-    struct stat st;
-    return stat("/sys/fs/cgroup/unified", &st) == 0 && stat("/sys/fs/cgroup/memory", &st) == 0;
+    return ck_cgroup_mode_get() == CK_CGROUP_HYBRID;
 }
 
 static char *abs_dir(const char *dir)

@@ -169,6 +169,17 @@ int ck_cgroup_create_pod(const json_t *spec, const char *uid, char **path, ck_er
 int ck_cgroup_remove_pod(const char *uid);
 /* rmdir one cgroup path ("/ckube/...") in every hierarchy; returns how many are still there. */
 int ck_cgroup_remove(const char *path);
+/* The host's cgroup layout. */
+typedef enum { CK_CGROUP_V1, CK_CGROUP_HYBRID, CK_CGROUP_V2 } ck_cgroup_mode;
+/* From mountinfo text (/proc/self/mountinfo): V2 when cgroup2 is mounted at root (the unified
+ * mode), HYBRID for v1 controllers under root with a cgroup2 mount elsewhere, else V1. */
+ck_cgroup_mode ck_cgroup_detect(const char *mountinfo, const char *root);
+/* This host's mode (/proc/self/mountinfo, read once), or what ck_cgroup_set_root set. */
+ck_cgroup_mode ck_cgroup_mode_get(void);
+/* Use root instead of /sys/fs/cgroup, in the given mode (tests: a plain directory tree). */
+void ck_cgroup_set_root(const char *root, ck_cgroup_mode mode);
+/* runc's cpu shares -> cgroup v2 cpu.weight conversion. */
+int64_t ck_cpu_shares_to_weight(int64_t shares);
 
 /* What the pod requests of a resource ("cpu", "memory"), in milli-units, as upstream sums it:
  * app containers added up, each init container on its own, the larger wins (a request left out

@@ -417,8 +417,8 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
             return 0;
         }
     }
-    ck_mkdir_p(r->dir, 0755);
     if (!r->netns) {
+        ck_mkdir_p(r->dir, 0755);   /* once, not on every resync */
         ck_error *err = NULL;
         char *netns = NULL, *ip = NULL;
         json_t *maps = ck_sandbox_port_mappings(spec);

@@ -397,7 +397,10 @@ static void *terminator_main(void *arg)
             err = NULL;
         }
     }
+    log_info("pod %s (%s): terminating, grace period %lld s", r->key, r->uid, (long long)t->grace_s);
     bool done = ck_pod_kill(p->k, r, t->pod, t->grace_s);
+    if (done)
+        log_info("pod %s (%s): containers stopped", r->key, r->uid);
     bool removed = false;
     if (done && t->pod) {
         if (finish_delete(p, r, &err) < 0) {

@@ -3,10 +3,11 @@
  * An informer watches the pods bound to this node (fieldSelector spec.nodeName); every change
  * and a 1 s resync put the pod's "ns/name" key on a work queue; a few workers run sync_pod, which
  * is level-triggered: it compares the pod's spec with what runs (records below) and takes the
- * next step -- sandbox, volumes, the next init container, start or restart containers (with
- * CrashLoopBackOff), probes, graceful termination -- then writes the status if it changed.
- * Nothing in sync_pod waits for a container: termination sends SIGTERM, remembers the deadline
- * and comes back; that keeps 100 pods starting at once from queueing behind a slow one.
+ * next step -- admission (first sight), sandbox, volumes, the next init container, start or
+ * restart containers (with CrashLoopBackOff), probes -- then writes the status if it changed.
+ * Nothing in sync_pod waits for a container: a pod being deleted is handed to a terminator
+ * thread of its own (preStop, SIGTERM, grace period, SIGKILL, teardown, API delete), so deletes
+ * run side by side and never hold the workers that start pods.
  *
  * Each pod has a record (by uid) persisted as ROOT/pods/<uid>/state.json, so a restarted kubelet
  * adopts its running containers (their shims kept running and logging) instead of restarting
@@ -459,6 +460,30 @@ static void terminate(ck_pods *p, pod_rec *r, json_t *pod)
 
 /* ---------------- admission ---------------- */
 
+/* What admission needs of a spec (each container's ports and resources), copied small so a
+ * record does not pin a whole pod object the informer has since replaced. */
+static json_t *admission_spec(const json_t *spec)
+{
+    static const char *const lists[] = {"initContainers", "containers"};
+    json_t *out = json_object();
+    for (size_t l = 0; l < 2; l++) {
+        json_t *arr = json_array();
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(spec, lists[l]), i, c) {
+            json_t *o = json_object();
+            json_t *v;
+            if ((v = json_object_get(c, "ports")))
+                json_object_set_new(o, "ports", json_deep_copy(v));
+            if ((v = json_object_get(c, "resources")))
+                json_object_set_new(o, "resources", json_deep_copy(v));
+            json_array_append_new(arr, o);
+        }
+        json_object_set_new(out, lists[l], arr);
+    }
+    return out;
+}
+
 /* Admit r (first sight of its pod) against the pods admitted and still active, atomically
  * under the records lock so two workers cannot both take the last port or cpu.  A pod that is
  * already Succeeded/Failed in the API (a kubelet restart that lost its record) is not run. */
@@ -474,7 +499,7 @@ static void admit(ck_pods *p, pod_rec *r, json_t *pod)
     }
     if (r->admitted) {
         if (!r->spec)
-            r->spec = json_incref(spec);   /* adopted */
+            r->spec = admission_spec(spec);   /* adopted */
         pthread_mutex_unlock(&p->mu);
         return;
     }
@@ -487,7 +512,7 @@ static void admit(ck_pods *p, pod_rec *r, json_t *pod)
     char *reason = NULL, *msg = NULL;
     if (ck_kubelet_admit(spec, others, &p->alloc, &reason, &msg) == 0) {
         r->admitted = true;
-        r->spec = json_incref(spec);
+        r->spec = admission_spec(spec);
     } else {
         r->refused = true;
         r->refuse_reason = reason;

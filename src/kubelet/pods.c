@@ -719,6 +719,9 @@ int ck_pods_start(ck_kubelet *k, ck_error **err)
     ck_informer_start(p->inf);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     p->nworkers = cpus * 2 < WORKERS_MIN ? WORKERS_MIN : cpus * 2 > WORKERS_MAX ? WORKERS_MAX : (int)cpus * 2;
+    const char *wenv = getenv("CKUBE_KUBELET_WORKERS");   /* benchmarks: try other counts */
+    if (wenv && atoi(wenv) > 0)
+        p->nworkers = atoi(wenv) > WORKERS_MAX ? WORKERS_MAX : atoi(wenv);
     for (int i = 0; i < p->nworkers; i++)
         pthread_create(&p->workers[i], NULL, worker, p);
     pthread_create(&p->resync, NULL, resync_loop, p);

@@ -2,7 +2,7 @@
 # bench/kubelet_floor.sh [BUILD] - the floor under bench/kubelet.sh (as root): N pods started
 # with no ckube at all by build/bench/kubelet_floor (netns + CNI bridge/host-local ADD + overlay
 # + `runc run --detach`, P threads), also split into CNI-only and runc-only runs.  N=100,
-# P="2 4 8" by default.  Uses bridge ckfloor0 (10.244.200.0/24) and cgroups /ckfloor/*; removes
+# P="2 4 8" by default; MODES="all" skips the CNI-only and runc-only runs.  Uses bridge ckfloor0 (10.244.200.0/24) and cgroups /ckfloor/*; removes
 # everything it made.  Run it under `flock /tmp/ckube-host.lock` like the other kubelet benches.
 set -u
 BUILD=${1:-build}
@@ -41,7 +41,7 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 ) || { echo "kubelet floor: template build failed"; exit 1; }
 uptime
-for mode in all cni runc; do
+for mode in ${MODES:-all cni runc}; do
     for p in $P; do
         [ "$mode" != all ] && [ "$p" != "${P##* }" ] && continue
         rm -rf "$T/w"; mkdir -p "$T/w"

@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,21 +47,27 @@ char *ck_ctr_dir(const pod_rec *r, const ctr_state *c, int attempt)
     return xasprintf("%s/c/%s-%d", r->dir, c->name, attempt);
 }
 
-static void remove_attempt(ck_kubelet *k, pod_rec *r, ctr_state *c, const char *id, int attempt)
+/* exited: the attempt's init is known to have exited (its exit file), so its runtime state and
+ * cgroups can go without a runtime exec; otherwise `runc delete --force`. */
+static void remove_attempt(ck_kubelet *k, pod_rec *r, ctr_state *c, const char *id, int attempt,
+                           bool exited)
 {
-    if (id)
+    if (id && exited && r->cgroup) {
+        cleanup_free char *cg = xasprintf("%s/%s", r->cgroup, id);
+        ck_runtime_forget(&k->rt, id, cg, NULL);
+    } else if (id) {
         ck_runtime_delete(&k->rt, id, NULL);
+    }
     cleanup_free char *dir = ck_ctr_dir(r, c, attempt);
     cleanup_free char *rootfs = xasprintf("%s/rootfs", dir);
     umount2(rootfs, MNT_DETACH);
-    char *rm[] = {"rm", "-rf", dir, NULL};
-    ck_run_cmd(rm, NULL, NULL, 60000, NULL, NULL);
+    ck_rm_tree(dir);
 }
 
 void ck_ctr_remove(ck_kubelet *k, pod_rec *r, ctr_state *c)
 {
     if (c->attempt >= 0)
-        remove_attempt(k, r, c, c->id, c->attempt);
+        remove_attempt(k, r, c, c->id, c->attempt, c->exited);
 }
 
 /* Learn whether running containers have exited (the shim's exit file). */
@@ -242,7 +249,7 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
     cleanup_free char *id = xasprintf("%s-%s-%d", r->uid, c->name, attempt);
     cleanup_free char *dir = ck_ctr_dir(r, c, attempt);
     if (access(dir, F_OK) == 0)
-        remove_attempt(k, r, c, id, attempt);  /* leftovers of a failed try */
+        remove_attempt(k, r, c, id, attempt, false);  /* leftovers of a failed try */
     ck_mkdir_p(dir, 0755);
     cleanup_free char *logdir0 = ck_pod_log_dir(k, r);
     cleanup_free char *logdir = xasprintf("%s/%s", logdir0, c->name);
@@ -286,7 +293,7 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
         c->last.exit_code = c->exit_code;
         c->last.started_ns = c->started_ns;
         c->last.finished_ns = c->finished_ns;
-        remove_attempt(k, r, c, c->id, c->attempt);
+        remove_attempt(k, r, c, c->id, c->attempt, c->exited);
         c->restarts++;
     }
     c->attempt = attempt;
@@ -315,7 +322,7 @@ static int start_container(ck_kubelet *k, pod_rec *r, json_t *pod, json_t *spec_
         char *msg = NULL;
         if (ck_handler_run(k, r, c, ps, 30000, &msg) != 0) {
             log_warn("pod %s container %s: postStart hook failed: %s", r->key, c->name, msg ? msg : "");
-            ck_runtime_kill(&k->rt, c->id, SIGKILL, NULL);
+            ck_runtime_signal(&k->rt, c->id, c->pid, SIGKILL, NULL);
         }
         free(msg);
     }
@@ -333,8 +340,7 @@ fail:
     ck_image_free(img);
     if (rootfs)
         umount2(rootfs, MNT_DETACH);
-    char *rm[] = {"rm", "-rf", dir, NULL};
-    ck_run_cmd(rm, NULL, NULL, 60000, NULL, NULL);
+    ck_rm_tree(dir);
     int64_t now = ck_wall_ns();
     c->backoff_ms = c->backoff_ms ? (c->backoff_ms * 2 > BACKOFF_MAX_MS_C ? BACKOFF_MAX_MS_C : c->backoff_ms * 2) : 10000;
     c->backoff_until = now + c->backoff_ms * 1000000;
@@ -406,13 +412,13 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
             ck_wall_ns() / 1000000000 - st >= json_integer_value(ads)) {
             for (size_t i = 0; i < r->nctrs; i++)
                 if (r->ctrs[i].id && !r->ctrs[i].exited)
-                    ck_runtime_kill(&k->rt, r->ctrs[i].id, SIGKILL, NULL);
+                    ck_runtime_signal(&k->rt, r->ctrs[i].id, r->ctrs[i].pid, SIGKILL, NULL);
             r->killed = true;  /* DeadlineExceeded */
             return 0;
         }
     }
-    ck_mkdir_p(r->dir, 0755);
     if (!r->netns) {
+        ck_mkdir_p(r->dir, 0755);   /* once, not on every resync */
         ck_error *err = NULL;
         char *netns = NULL, *ip = NULL;
         json_t *maps = ck_sandbox_port_mappings(spec);
@@ -494,7 +500,7 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
                 json_t *ps = json_object_get(json_object_get(sc, "lifecycle"), "preStop");
                 if (ps)
                     ck_handler_run(k, r, c, ps, 10000, NULL);
-                ck_runtime_kill(&k->rt, c->id, SIGKILL, NULL);
+                ck_runtime_signal(&k->rt, c->id, c->pid, SIGKILL, NULL);
                 c->kill_requested = false;
                 c->backoff_ms = 0;  /* a liveness restart is not a crash loop */
                 next = min_pos(next, 200);
@@ -506,50 +512,92 @@ int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod)
     return next;
 }
 
-bool ck_pod_terminate(ck_kubelet *k, pod_rec *r, json_t *pod)
+typedef struct prestop_job {
+    ck_kubelet *k;
+    pod_rec *r;
+    ctr_state *c;
+    json_t *hook;
+    int64_t deadline;
+    pthread_t th;
+} prestop_job;
+
+/* A container's preStop hook (within what is left of the grace period), then SIGTERM. */
+static void *prestop_run(void *arg)
 {
-    json_t *md = json_object_get(pod, "metadata");
-    json_t *spec = json_object_get(pod, "spec");
-    bool all = true;
+    prestop_job *j = arg;
+    int64_t left = (j->deadline - ck_now_ns()) / 1000000;
+    if (left > 0) {
+        char *msg = NULL;
+        if (ck_handler_run(j->k, j->r, j->c, j->hook, (int)(left > 120000 ? 120000 : left), &msg) != 0)
+            log_warn("pod %s container %s: preStop hook failed: %s", j->r->key, j->c->name,
+                     msg ? msg : "");
+        free(msg);
+    }
+    ck_runtime_signal(&j->k->rt, j->c->id, j->c->pid, SIGTERM, NULL);
+    return NULL;
+}
+
+static bool all_stopped(const pod_rec *r)
+{
     for (size_t i = 0; i < r->nctrs; i++)
         if (r->ctrs[i].id && !r->ctrs[i].exited)
-            all = false;
-    if (all)
+            return false;
+    return true;
+}
+
+bool ck_pod_kill(ck_kubelet *k, pod_rec *r, json_t *pod, int64_t grace_s)
+{
+    json_t *spec = json_object_get(pod, "spec");
+    ck_ctrs_refresh(k, r);
+    if (all_stopped(r))
         return true;
-    if (!r->term_started) {
-        r->term_started = true;
-        json_t *g = json_object_get(md, "deletionGracePeriodSeconds");
-        if (!json_is_integer(g))
-            g = json_object_get(spec, "terminationGracePeriodSeconds");
-        int64_t grace = json_is_integer(g) ? json_integer_value(g) : 30;
-        r->term_deadline = ck_now_ns() + grace * 1000000000LL;
-        for (size_t i = 0; i < r->nctrs; i++) {
-            ctr_state *c = &r->ctrs[i];
-            if (!c->id || c->exited)
-                continue;
-            size_t j;
-            json_t *sc;
-            json_array_foreach(json_object_get(spec, "containers"), j, sc) {
-                if (strcmp(json_string_value(json_object_get(sc, "name")), c->name) || c->init)
-                    continue;
-                json_t *ps = json_object_get(json_object_get(sc, "lifecycle"), "preStop");
-                int64_t left = (r->term_deadline - ck_now_ns()) / 1000000;
-                if (ps && left > 0) {
-                    char *msg = NULL;
-                    if (ck_handler_run(k, r, c, ps, (int)(left > 120000 ? 120000 : left), &msg) != 0)
-                        log_warn("pod %s container %s: preStop hook failed: %s", r->key, c->name, msg ? msg : "");
-                    free(msg);
-                }
-            }
-            ck_runtime_kill(&k->rt, c->id, SIGTERM, NULL);
+    r->term_deadline = ck_now_ns() + grace_s * 1000000000LL;
+    /* every container at once, as upstream's killContainer goroutines: a preStop hook delays
+     * only its own container's SIGTERM */
+    prestop_job *jobs = xcalloc(r->nctrs ? r->nctrs : 1, sizeof *jobs);
+    size_t njobs = 0;
+    for (size_t i = 0; i < r->nctrs; i++) {
+        ctr_state *c = &r->ctrs[i];
+        if (!c->id || c->exited)
+            continue;
+        json_t *hook = NULL;
+        size_t j;
+        json_t *sc;
+        json_array_foreach(json_object_get(spec, "containers"), j, sc)
+            if (!c->init && !strcmp(json_string_value(json_object_get(sc, "name")) ?: "", c->name))
+                hook = json_object_get(json_object_get(sc, "lifecycle"), "preStop");
+        if (!hook || grace_s <= 0) {
+            ck_runtime_signal(&k->rt, c->id, c->pid, grace_s > 0 ? SIGTERM : SIGKILL, NULL);
+            continue;
         }
-        return false;
+        prestop_job *pj = &jobs[njobs];
+        *pj = (prestop_job){.k = k, .r = r, .c = c, .hook = hook, .deadline = r->term_deadline};
+        if (pthread_create(&pj->th, NULL, prestop_run, pj) == 0)
+            njobs++;
+        else
+            prestop_run(pj);
     }
-    if (!r->killed && ck_now_ns() >= r->term_deadline) {
-        r->killed = true;
-        for (size_t i = 0; i < r->nctrs; i++)
-            if (r->ctrs[i].id && !r->ctrs[i].exited)
-                ck_runtime_kill(&k->rt, r->ctrs[i].id, SIGKILL, NULL);
+    for (size_t i = 0; i < njobs; i++)
+        pthread_join(jobs[i].th, NULL);
+    free(jobs);
+    /* wait for the exits (the shims' exit files); SIGKILL what is left at the deadline */
+    int64_t killed_at = 0;
+    while (!k->stop) {
+        ck_ctrs_refresh(k, r);
+        if (all_stopped(r))
+            return true;
+        int64_t now = ck_now_ns();
+        if (!killed_at && now >= r->term_deadline) {
+            killed_at = now;
+            r->killed = true;
+            for (size_t i = 0; i < r->nctrs; i++)
+                if (r->ctrs[i].id && !r->ctrs[i].exited)
+                    ck_runtime_signal(&k->rt, r->ctrs[i].id, r->ctrs[i].pid, SIGKILL, NULL);
+        } else if (killed_at && now - killed_at > 30 * 1000000000LL) {
+            log_warn("pod %s: containers still running 30 s after SIGKILL; removing them", r->key);
+            return true;
+        }
+        usleep(50 * 1000);
     }
     return false;
 }

@@ -2,6 +2,7 @@
  * internal `ckube kubelet-shim`.  Flags and start-up here; the work is in the other files of
  * src/kubelet/ (see kubelet.h). */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,8 +25,7 @@
 /* crun 1.8 refuses hybrid cgroup hosts (v1 controllers with a cgroup2 mount beside them). */
 static bool hybrid_cgroups(void)
 {
-    struct stat st;
-    return stat("/sys/fs/cgroup/unified", &st) == 0 && stat("/sys/fs/cgroup/memory", &st) == 0;
+    return ck_cgroup_mode_get() == CK_CGROUP_HYBRID;
 }
 
 static char *abs_dir(const char *dir)
@@ -98,6 +98,10 @@ int cmd_kubelet(int argc, char **argv)
         ck_client_free(client);
         return 1;
     }
+    /* workers, terminators and the informer would each get a malloc arena (up to 8 per core)
+     * whose touched pages stay: two keep the RSS of a 100-pod burst down (as the scheduler's
+     * and controller-manager's) */
+    mallopt(M_ARENA_MAX, 2);
     ck_kubelet k = {.node_name = node_name, .pod_cidr = pod_cidr, .node_ip = node_ip, .port = port,
                     .cert_file = cert ? xstrdup(cert) : NULL, .key_file = key ? xstrdup(key) : NULL,
                     .client_ca = client_ca, .root = root_abs, .client = client};

@@ -102,6 +102,14 @@ pid_t ck_runtime_run(const ck_runtime *rt, const char *id, const char *bundle,
                      const char *log_path, const char *exit_path, unsigned io, ck_error **err);
 int ck_runtime_kill(const ck_runtime *rt, const char *id, int sig, ck_error **err);
 int ck_runtime_delete(const ck_runtime *rt, const char *id, ck_error **err);
+/* Signal a container whose init is pid: directly through a pidfd once pid is checked to be in
+ * the container's cgroup (no runtime exec), else through `runc kill`. */
+int ck_runtime_signal(const ck_runtime *rt, const char *id, pid_t pid, int sig, ck_error **err);
+/* Remove a container whose init has exited: its cgroups (cgroup = its cgroupsPath) and the
+ * runtime's state dir, without a runtime exec; `runc delete --force` if processes remain. */
+int ck_runtime_forget(const ck_runtime *rt, const char *id, const char *cgroup, ck_error **err);
+/* rm -rf --one-file-system, in process. */
+void ck_rm_tree(const char *path);
 /* Run argv (NULL-terminated) inside a running container; *out gets combined output (bounded). */
 int ck_runtime_exec(const ck_runtime *rt, const char *id, char *const argv[], int timeout_ms,
                     char **out, ck_error **err);
@@ -156,8 +164,39 @@ void ck_pod_resources(const json_t *spec, ck_pod_res *out);
 char *ck_pod_cgroup(const char *uid, const char *qos);
 /* Makes the pod cgroup with its limits (v1 or v2); *path gets ck_pod_cgroup(). */
 int ck_cgroup_create_pod(const json_t *spec, const char *uid, char **path, ck_error **err);
-/* Removes the pod cgroup wherever it is (every hierarchy, every QoS parent). */
-void ck_cgroup_remove_pod(const char *uid);
+/* Removes the pod cgroup wherever it is (every hierarchy, every QoS parent) and the container
+ * cgroups inside; returns how many are still there (busy: killed processes not gone yet). */
+int ck_cgroup_remove_pod(const char *uid);
+/* rmdir one cgroup path ("/ckube/...") in every hierarchy; returns how many are still there. */
+int ck_cgroup_remove(const char *path);
+/* The host's cgroup layout. */
+typedef enum { CK_CGROUP_V1, CK_CGROUP_HYBRID, CK_CGROUP_V2 } ck_cgroup_mode;
+/* From mountinfo text (/proc/self/mountinfo): V2 when cgroup2 is mounted at root (the unified
+ * mode), HYBRID for v1 controllers under root with a cgroup2 mount elsewhere, else V1. */
+ck_cgroup_mode ck_cgroup_detect(const char *mountinfo, const char *root);
+/* This host's mode (/proc/self/mountinfo, read once), or what ck_cgroup_set_root set. */
+ck_cgroup_mode ck_cgroup_mode_get(void);
+/* Use root instead of /sys/fs/cgroup, in the given mode (tests: a plain directory tree). */
+void ck_cgroup_set_root(const char *root, ck_cgroup_mode mode);
+/* runc's cpu shares -> cgroup v2 cpu.weight conversion. */
+int64_t ck_cpu_shares_to_weight(int64_t shares);
+
+/* What the pod requests of a resource ("cpu", "memory"), in milli-units, as upstream sums it:
+ * app containers added up, each init container on its own, the larger wins (a request left out
+ * defaults to its limit). */
+int64_t ck_pod_request(const json_t *spec, const char *name);
+
+/* ---- admit.c: the kubelet's admission of a pod (upstream's predicate admit handler) ---- */
+typedef struct ck_node_alloc {
+    int64_t cpu_milli, memory, pods;
+} ck_node_alloc;
+/* This machine's allocatable (= the capacity the Node reports). */
+void ck_node_allocatable(ck_node_alloc *out);
+/* spec against others (an array of the PodSpecs admitted and still active on the node): 0, or
+ * -1 with upstream's reason ("OutOfpods", "OutOfcpu", "OutOfmemory", "NodePorts") and message
+ * (both allocated; the pod status says "Pod was rejected: " + message). */
+int ck_kubelet_admit(const json_t *spec, const json_t *others, const ck_node_alloc *alloc,
+                     char **reason, char **message);
 
 /* ---- oci.c: OCI runtime config from a PodSpec container ---- */
 typedef struct ck_oci_input {

@@ -3,10 +3,11 @@
  * An informer watches the pods bound to this node (fieldSelector spec.nodeName); every change
  * and a 1 s resync put the pod's "ns/name" key on a work queue; a few workers run sync_pod, which
  * is level-triggered: it compares the pod's spec with what runs (records below) and takes the
- * next step -- sandbox, volumes, the next init container, start or restart containers (with
- * CrashLoopBackOff), probes, graceful termination -- then writes the status if it changed.
- * Nothing in sync_pod waits for a container: termination sends SIGTERM, remembers the deadline
- * and comes back; that keeps 100 pods starting at once from queueing behind a slow one.
+ * next step -- admission (first sight), sandbox, volumes, the next init container, start or
+ * restart containers (with CrashLoopBackOff), probes -- then writes the status if it changed.
+ * Nothing in sync_pod waits for a container: a pod being deleted is handed to a terminator
+ * thread of its own (preStop, SIGTERM, grace period, SIGKILL, teardown, API delete), so deletes
+ * run side by side and never hold the workers that start pods.
  *
  * Each pod has a record (by uid) persisted as ROOT/pods/<uid>/state.json, so a restarted kubelet
  * adopts its running containers (their shims kept running and logging) instead of restarting
@@ -48,6 +49,9 @@ struct ck_pods {
     pthread_mutex_t mu;
     pod_rec **recs;
     size_t nrecs;
+    int nterminators;       /* terminator threads running (under mu) */
+    ck_node_alloc alloc;
+    pthread_cond_t terminators_done;
 };
 
 static const ck_resource *pods_res(void)
@@ -57,12 +61,17 @@ static const ck_resource *pods_res(void)
 
 /* ---------------- records ---------------- */
 
+/* By key and/or uid; by key alone a live record wins over one being torn down. */
 static pod_rec *rec_find(ck_pods *p, const char *key, const char *uid)
 {
+    pod_rec *dying = NULL;
     for (size_t i = 0; i < p->nrecs; i++)
-        if ((!key || !strcmp(p->recs[i]->key, key)) && (!uid || !strcmp(p->recs[i]->uid, uid)))
-            return p->recs[i];
-    return NULL;
+        if ((!key || !strcmp(p->recs[i]->key, key)) && (!uid || !strcmp(p->recs[i]->uid, uid))) {
+            if (!p->recs[i]->terminating || uid)
+                return p->recs[i];
+            dying = dying ? dying : p->recs[i];
+        }
+    return dying;
 }
 
 static void rec_free(pod_rec *r)
@@ -80,6 +89,9 @@ static void rec_free(pod_rec *r)
     free(r->cgroup);
     free(r->last_status);
     free(r->start_time);
+    free(r->refuse_reason);
+    free(r->refuse_msg);
+    json_decref(r->spec);
     free(r);
 }
 
@@ -272,13 +284,14 @@ static void cleanup_pod(ck_pods *p, pod_rec *r)
     } else if (!r->netns) {
         ck_sandbox_destroy(&k->sb, r->uid, NULL);
     }
-    ck_cgroup_remove_pod(r->uid);
+    /* killed processes leave their cgroups a moment after the signal: retry for up to 2 s
+     * (this is the pod's own terminator thread, no worker waits on it) */
+    for (int i = 0; i < 40 && ck_cgroup_remove_pod(r->uid) > 0; i++)
+        usleep(50 * 1000);
     umount_under(r->dir);
-    char *rm[] = {"rm", "-rf", "--one-file-system", r->dir, NULL};
-    ck_run_cmd(rm, NULL, NULL, 60000, NULL, NULL);
+    ck_rm_tree(r->dir);
     cleanup_free char *logs = ck_pod_log_dir(k, r);
-    char *rm2[] = {"rm", "-rf", logs, NULL};
-    ck_run_cmd(rm2, NULL, NULL, 60000, NULL, NULL);
+    ck_rm_tree(logs);
     log_info("pod %s (%s): cleaned up", r->key, r->uid);
 }
 
@@ -295,7 +308,6 @@ static int finish_delete(ck_pods *p, pod_rec *r, ck_error **err)
         *err = NULL;
         rc = 0;
     }
-    rec_remove(p, r);
     return rc;
 }
 
@@ -358,6 +370,170 @@ static int write_status(ck_pods *p, pod_rec *r, json_t *pod, json_t *status, ck_
     return 0;
 }
 
+/* ---------------- termination ----------------
+ *
+ * A pod being deleted gets a thread of its own (upstream's pod worker per pod): preStop hooks,
+ * SIGTERM, the grace period, SIGKILL, the teardown and the final API delete run there, so a
+ * hundred pods terminate side by side and the shared workers keep starting pods meanwhile.  The
+ * record is the thread's (r->terminating) until it removes it; sync_pod leaves it alone. */
+
+typedef struct terminator {
+    ck_pods *p;
+    pod_rec *r;
+    json_t *pod;            /* NULL: the API object is gone (grace 0, no status, no delete) */
+    int64_t grace_s;
+} terminator;
+
+static void *terminator_main(void *arg)
+{
+    terminator *t = arg;
+    ck_pods *p = t->p;
+    pod_rec *r = t->r;
+    ck_error *err = NULL;
+    if (t->pod) {
+        /* Ready turns False at once (the status shows the pod terminating) */
+        json_t *st = ck_pod_status(p->k, r, t->pod);
+        if (write_status(p, r, t->pod, st, &err) < 0) {
+            ck_error_free(err);
+            err = NULL;
+        }
+    }
+    log_info("pod %s (%s): terminating, grace period %lld s", r->key, r->uid, (long long)t->grace_s);
+    bool done = ck_pod_kill(p->k, r, t->pod, t->grace_s);
+    if (done)
+        log_info("pod %s (%s): containers stopped", r->key, r->uid);
+    bool removed = false;
+    if (done && t->pod) {
+        if (finish_delete(p, r, &err) < 0) {
+            /* the API refused the delete: a worker takes the key again (a fresh record,
+             * nothing left to stop, the delete retried) */
+            log_warn("pod %s: delete: %s", r->key, err->msg);
+            ck_error_free(err);
+            ck_workqueue_add_after(p->q, r->key, 1000);
+        }
+        rec_remove(p, r);
+        removed = true;
+    } else if (done) {
+        cleanup_pod(p, r);
+        rec_remove(p, r);
+        removed = true;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (!removed)
+        r->terminating = false;   /* the kubelet is stopping: a restart takes it up again */
+    p->nterminators--;
+    pthread_cond_broadcast(&p->terminators_done);
+    pthread_mutex_unlock(&p->mu);
+    json_decref(t->pod);
+    free(t);
+    return NULL;
+}
+
+/* Hands r to a terminator thread (pod NULL: the object is gone, kill at once). */
+static void terminate(ck_pods *p, pod_rec *r, json_t *pod)
+{
+    int64_t grace = 0;
+    if (pod) {
+        json_t *g = json_object_get(json_object_get(pod, "metadata"), "deletionGracePeriodSeconds");
+        if (!json_is_integer(g))
+            g = json_object_get(json_object_get(pod, "spec"), "terminationGracePeriodSeconds");
+        grace = json_is_integer(g) ? json_integer_value(g) : 30;
+        if (grace < 0)
+            grace = 0;
+    }
+    terminator *t = xcalloc(1, sizeof *t);
+    *t = (terminator){.p = p, .r = r, .pod = pod ? json_incref(pod) : NULL, .grace_s = grace};
+    r->term_started = true;
+    pthread_mutex_lock(&p->mu);
+    r->terminating = true;
+    p->nterminators++;
+    pthread_mutex_unlock(&p->mu);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t th;
+    if (pthread_create(&th, &attr, terminator_main, t) != 0)
+        terminator_main(t);   /* no thread to be had: do it in this worker */
+    pthread_attr_destroy(&attr);
+}
+
+/* ---------------- admission ---------------- */
+
+/* What admission needs of a spec (each container's ports and resources), copied small so a
+ * record does not pin a whole pod object the informer has since replaced. */
+static json_t *admission_spec(const json_t *spec)
+{
+    static const char *const lists[] = {"initContainers", "containers"};
+    json_t *out = json_object();
+    for (size_t l = 0; l < 2; l++) {
+        json_t *arr = json_array();
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(spec, lists[l]), i, c) {
+            json_t *o = json_object();
+            json_t *v;
+            if ((v = json_object_get(c, "ports")))
+                json_object_set_new(o, "ports", json_deep_copy(v));
+            if ((v = json_object_get(c, "resources")))
+                json_object_set_new(o, "resources", json_deep_copy(v));
+            json_array_append_new(arr, o);
+        }
+        json_object_set_new(out, lists[l], arr);
+    }
+    return out;
+}
+
+/* Admit r (first sight of its pod) against the pods admitted and still active, atomically
+ * under the records lock so two workers cannot both take the last port or cpu.  A pod that is
+ * already Succeeded/Failed in the API (a kubelet restart that lost its record) is not run. */
+static void admit(ck_pods *p, pod_rec *r, json_t *pod)
+{
+    json_t *spec = json_object_get(pod, "spec");
+    const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
+    pthread_mutex_lock(&p->mu);
+    if (!r->admitted && phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))) {
+        r->refused = true;
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    if (r->admitted) {
+        if (!r->spec)
+            r->spec = admission_spec(spec);   /* adopted */
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    json_t *others = json_array();
+    for (size_t i = 0; i < p->nrecs; i++) {
+        pod_rec *o = p->recs[i];
+        if (o != r && o->admitted && o->spec && !o->refused && !o->terminating && !o->finished)
+            json_array_append(others, o->spec);
+    }
+    char *reason = NULL, *msg = NULL;
+    if (ck_kubelet_admit(spec, others, &p->alloc, &reason, &msg) == 0) {
+        r->admitted = true;
+        r->spec = admission_spec(spec);
+    } else {
+        r->refused = true;
+        r->refuse_reason = reason;
+        r->refuse_msg = msg;
+    }
+    pthread_mutex_unlock(&p->mu);
+    json_decref(others);
+    if (r->refused && r->refuse_reason) {
+        log_info("pod %s rejected: %s: %s", r->key, r->refuse_reason, r->refuse_msg);
+        ck_pod_event(p->k, r, "Warning", r->refuse_reason, r->refuse_msg);
+    }
+}
+
+/* The status of a rejected pod, as upstream's rejectPod sets it. */
+static json_t *refused_status(pod_rec *r, json_t *pod)
+{
+    cleanup_free char *m = xasprintf("Pod was rejected: %s", r->refuse_msg);
+    return json_pack("{s:s, s:s, s:s, s:s}", "phase", "Failed", "reason", r->refuse_reason,
+                     "message", m, "qosClass", ck_pod_qos(json_object_get(pod, "spec")));
+}
+
 static int sync_pod(ck_pods *p, const char *key, ck_error **err)
 {
     ck_kubelet *k = p->k;
@@ -373,26 +549,29 @@ static int sync_pod(ck_pods *p, const char *key, ck_error **err)
         pod = NULL;
         uid = NULL;
     }
-    /* records of this key that are not this pod (deleted, or recreated under the same name) */
-    pthread_mutex_lock(&p->mu);
-    pod_rec *stale = NULL;
-    for (size_t i = 0; i < p->nrecs; i++)
-        if (!strcmp(p->recs[i]->key, key) && (!uid || strcmp(p->recs[i]->uid, uid))) {
-            stale = p->recs[i];
+    /* records of this key that are not this pod (deleted, or recreated under the same name):
+     * killed at once, each by its own terminator */
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        pod_rec *stale = NULL;
+        for (size_t i = 0; i < p->nrecs && !stale; i++)
+            if (!strcmp(p->recs[i]->key, key) && (!uid || strcmp(p->recs[i]->uid, uid)) &&
+                !p->recs[i]->terminating)
+                stale = p->recs[i];
+        pthread_mutex_unlock(&p->mu);
+        if (!stale)
             break;
-        }
-    pthread_mutex_unlock(&p->mu);
-    if (stale) {
-        for (size_t i = 0; i < stale->nctrs; i++)
-            if (!stale->ctrs[i].exited && stale->ctrs[i].id)
-                ck_runtime_kill(&k->rt, stale->ctrs[i].id, SIGKILL, NULL);
-        cleanup_pod(p, stale);
-        rec_remove(p, stale);
+        terminate(p, stale, NULL);
     }
     if (!pod)
         return 0;
     pthread_mutex_lock(&p->mu);
     pod_rec *r = rec_find(p, key, uid);
+    if (r && r->terminating) {
+        pthread_mutex_unlock(&p->mu);
+        json_decref(pod);
+        return 0;   /* its terminator has it */
+    }
     if (!r) {
         r = xcalloc(1, sizeof *r);
         r->key = xstrdup(key);
@@ -410,20 +589,30 @@ static int sync_pod(ck_pods *p, const char *key, ck_error **err)
     json_t *md = json_object_get(pod, "metadata");
     ck_ctrs_refresh(k, r);
     if (json_object_get(md, "deletionTimestamp")) {
-        if (ck_pod_terminate(k, r, pod)) {
-            rc = finish_delete(p, r, err);
-            json_decref(pod);
-            return rc;
-        }
-        ck_workqueue_add_after(p->q, key, 200);
-        json_t *st = ck_pod_status(k, r, pod);
-        rc = write_status(p, r, pod, st, err);
+        terminate(p, r, pod);
+        json_decref(pod);
+        return 0;
+    }
+    if (!r->admitted && !r->refused)
+        admit(p, r, pod);
+    else if (r->admitted && !r->spec)
+        admit(p, r, pod);
+    if (r->refused) {
+        if (r->refuse_reason)
+            rc = write_status(p, r, pod, refused_status(r, pod), err);
         json_decref(pod);
         return rc;
     }
     /* state.json is saved where it changes (sandbox made, container started), not per sync */
     int64_t next_ms = ck_pod_advance(k, r, pod);
     json_t *st = ck_pod_status(k, r, pod);
+    const char *phase = json_string_value(json_object_get(st, "phase"));
+    bool finished = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
+    if (finished != r->finished) {
+        pthread_mutex_lock(&p->mu);
+        r->finished = finished;
+        pthread_mutex_unlock(&p->mu);
+    }
     rc = write_status(p, r, pod, st, err);
     if (next_ms > 0)
         ck_workqueue_add_after(p->q, key, next_ms);
@@ -506,6 +695,7 @@ static void adopt(ck_pods *p)
         for (size_t i = 0; i < r->nctrs; i++)
             running += r->ctrs[i].id && !r->ctrs[i].exited;
         log_info("adopted pod %s (%s): %zu container(s) running", r->key, r->uid, running);
+        r->admitted = true;   /* it ran here before; its spec comes with its first sync */
         p->recs = xrealloc(p->recs, (p->nrecs + 1) * sizeof *p->recs);
         p->recs[p->nrecs++] = r;
     }
@@ -518,6 +708,8 @@ int ck_pods_start(ck_kubelet *k, ck_error **err)
     ck_pods *p = xcalloc(1, sizeof *p);
     p->k = k;
     pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->terminators_done, NULL);
+    ck_node_allocatable(&p->alloc);
     p->q = ck_workqueue_new();
     k->pods = p;
     adopt(p);
@@ -527,6 +719,9 @@ int ck_pods_start(ck_kubelet *k, ck_error **err)
     ck_informer_start(p->inf);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     p->nworkers = cpus * 2 < WORKERS_MIN ? WORKERS_MIN : cpus * 2 > WORKERS_MAX ? WORKERS_MAX : (int)cpus * 2;
+    const char *wenv = getenv("CKUBE_KUBELET_WORKERS");   /* benchmarks: try other counts */
+    if (wenv && atoi(wenv) > 0)
+        p->nworkers = atoi(wenv) > WORKERS_MAX ? WORKERS_MAX : atoi(wenv);
     for (int i = 0; i < p->nworkers; i++)
         pthread_create(&p->workers[i], NULL, worker, p);
     pthread_create(&p->resync, NULL, resync_loop, p);
@@ -542,11 +737,17 @@ void ck_pods_stop(ck_kubelet *k)
     for (int i = 0; i < p->nworkers; i++)
         pthread_join(p->workers[i], NULL);
     pthread_join(p->resync, NULL);
+    /* terminators see k->stop and hand their records back */
+    pthread_mutex_lock(&p->mu);
+    while (p->nterminators > 0)
+        pthread_cond_wait(&p->terminators_done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
     ck_informer_free(p->inf);
     ck_workqueue_free(p->q);
     for (size_t i = 0; i < p->nrecs; i++)
         rec_free(p->recs[i]);
     free(p->recs);
+    pthread_cond_destroy(&p->terminators_done);
     pthread_mutex_destroy(&p->mu);
     free(p);
     k->pods = NULL;

@@ -61,6 +61,12 @@ typedef struct pod_rec {
     bool term_started;
     int64_t term_deadline;  /* monotonic */
     bool killed;
+    bool terminating;       /* a terminator thread owns the record (pods.c) */
+    json_t *spec;           /* the admitted pod's spec (admission counts its requests, ports) */
+    bool admitted;          /* passed the kubelet's admission (or adopted after a restart) */
+    bool refused;           /* never to run: rejected by admission, or terminal on arrival */
+    char *refuse_reason, *refuse_msg;
+    bool finished;          /* phase Succeeded or Failed: its resources and ports are free */
 } pod_rec;
 
 /* pods.c */
@@ -77,8 +83,10 @@ char *ck_pod_log_dir(ck_kubelet *k, const pod_rec *r);
 void ck_ctrs_refresh(ck_kubelet *k, pod_rec *r);
 /* One step toward the spec; returns ms until it wants to look again (0 = on the next resync). */
 int64_t ck_pod_advance(ck_kubelet *k, pod_rec *r, json_t *pod);
-/* Graceful termination step; true once every container has stopped. */
-bool ck_pod_terminate(ck_kubelet *k, pod_rec *r, json_t *pod);
+/* Graceful termination of every running container (blocking: the caller is the pod's own
+ * terminator thread): preStop hooks in parallel, SIGTERM, SIGKILL at the end of the grace
+ * period (0: SIGKILL at once); true once all stopped, false if the kubelet is stopping. */
+bool ck_pod_kill(ck_kubelet *k, pod_rec *r, json_t *pod, int64_t grace_s);
 json_t *ck_pod_status(ck_kubelet *k, pod_rec *r, json_t *pod);
 void ck_ctr_remove(ck_kubelet *k, pod_rec *r, ctr_state *c);
 

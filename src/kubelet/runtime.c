@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <spawn.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -244,6 +246,67 @@ int ck_runtime_delete(const ck_runtime *rt, const char *id, ck_error **err)
             ck_error_free(e);
         return -1;
     }
+    return 0;
+}
+
+/* Is pid (still) the init of container id?  runc put it in the cgroup ".../<id>". */
+static bool pid_is_container(pid_t pid, const char *id)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    cleanup_free char *data = NULL;
+    size_t len;
+    if (ck_read_file(path, 1 << 16, &data, &len) < 0)
+        return false;
+    cleanup_free char *want = xasprintf("/%s\n", id);
+    return strstr(data, want) != NULL;
+}
+
+int ck_runtime_signal(const ck_runtime *rt, const char *id, pid_t pid, int sig, ck_error **err)
+{
+    if (pid > 0) {
+        /* a pidfd pins the process: once it is checked to be the container's init, the signal
+         * cannot reach a process that reused the pid */
+        int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pfd < 0 && errno == ESRCH)
+            return 0;   /* gone already */
+        if (pfd >= 0) {
+            bool ours = pid_is_container(pid, id);
+            int rc = ours ? (int)syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0) : -1;
+            int e = errno;
+            close(pfd);
+            if (ours && (rc == 0 || e == ESRCH))
+                return 0;
+        }
+    }
+    return ck_runtime_kill(rt, id, sig, err);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+void ck_rm_tree(const char *path)
+{
+    /* FTW_MOUNT: never into a mount left under path (rm --one-file-system) */
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+int ck_runtime_forget(const ck_runtime *rt, const char *id, const char *cgroup, ck_error **err)
+{
+    /* a stopped container is its state dir and its (empty) cgroups; a cgroup still busy means
+     * processes outlived init: runc delete --force kills them */
+    if (ck_cgroup_remove(cgroup) > 0)
+        return ck_runtime_delete(rt, id, err);
+    cleanup_free char *dir = xasprintf("%s/%s", rt->root, id);
+    ck_rm_tree(dir);
     return 0;
 }
 

@@ -511,6 +511,32 @@ EOF
         bash -c "nsenter --net=$data/kubelet/netns/$(uid_of web-2) curl -s --max-time 3 http://$gw:$hport/index.html | grep -q 'hello from the image'"
     check "... and from its own pod (hairpin)" \
         bash -c "nsenter --net=$data/kubelet/netns/$hp_uid curl -s --max-time 3 http://$gw:$hport/index.html | grep -q 'hello from the image'"
+    # a second pod asking for the same hostPort/protocol (any host IP) is refused by the
+    # kubelet's admission as upstream's: Failed, reason NodePorts, never started
+    apply <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: hostport2}
+spec:
+  nodeName: $node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: $IMAGE
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: [{containerPort: 8080, hostPort: $hport, hostIP: 127.0.0.1}]
+EOF
+    hp2() { kc get pod hostport2 -o jsonpath="$1"; }
+    rejected() { [ "$(hp2 '{.status.phase}/{.status.reason}')" = Failed/NodePorts ]; }
+    check "a second pod on the same hostPort is rejected (Failed, reason NodePorts)" wait_for 20 rejected
+    want="Pod was rejected: Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports"
+    check "... with upstream's message" [ "$(hp2 '{.status.message}')" = "$want" ]
+    check "... and a Warning event NodePorts" bash -c "$KUBECTL --kubeconfig $data/kubeconfig get events --field-selector involvedObject.name=hostport2 -o jsonpath='{.items[*].reason}' | grep -qw NodePorts"
+    check "... and never started a container" [ -z "$(hp2 '{.status.containerStatuses}')" ]
+    check "... nor made a pod directory" [ ! -d "$data/kubelet/pods/$(hp2 '{.metadata.uid}')" ]
+    check "the first pod still serves its hostPort" bash -c "[ \"\$(curl -s --max-time 3 http://127.0.0.1:$hport/index.html)\" = 'hello from the image' ]"
+    kc delete pod hostport2 --wait=true --timeout=30s >/dev/null 2>&1
+    check "a rejected pod deletes" bash -c "! $KUBECTL --kubeconfig $data/kubeconfig get pod hostport2 >/dev/null 2>&1"
     kc delete pod hostport --wait=true --timeout=30s >/dev/null 2>&1
     check "deleting the pod removes its portmap rules (CNI DEL)" bash -c "! iptables-save -t nat | grep -q '$hp_uid'"
     check "the hostPort no longer answers" bash -c "! curl -s --max-time 2 http://127.0.0.1:$hport/index.html"
@@ -633,6 +659,21 @@ check "deleting the Deployment removes its pods" wait_for 40 dgone
 dt=$((SECONDS - t0))
 check "... within the grace period (${dt}s <= 15s)" [ "$dt" -le 15 ]
 check "... after running each pod's preStop hook" bash -c "[ \$(ls $tmp/hostdir/prestop-webd-* 2>/dev/null | wc -l) = 3 ]"
+# ---- pods terminate side by side: N pods whose pid 1 ignores SIGTERM each need the full grace
+# period; deleted together they are all gone in about one grace period, not N of them ----
+NT=20
+for i in $(seq $NT); do
+    printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: term-%s, labels: {grp: term}}\nspec: {nodeName: %s, terminationGracePeriodSeconds: 2, containers: [{name: c, image: %s, command: [sleep, "3600"]}]}\n' "$i" "$node" "$IMAGE"
+done | kc apply -f - >/dev/null
+nrun() { [ "$(kc get pods -l grp=term -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c Running)" = $NT ]; }
+check "$NT pods Running" wait_for 90 nrun
+tgone() { [ -z "$(kc get pods -l grp=term -o name)" ]; }
+t0=$(date +%s%N)
+kc delete pods -l grp=term --wait=false >/dev/null
+wait_for 60 tgone
+dt=$((($(date +%s%N) - t0) / 1000000))
+check "$NT pods with a 2 s grace period deleted together are gone in ${dt} ms (<= 12 s, not $NT x 2 s)" [ "$dt" -le 12000 ]
+
 kc delete pods --all --grace-period=2 --wait=true --timeout=60s >/dev/null 2>&1
 gone() { [ -z "$(kc get pods -o name)" ]; }
 check "all pods deleted" wait_for 60 gone

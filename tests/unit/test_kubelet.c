@@ -299,6 +299,67 @@ static void test_port_mappings(void **state)
 }
 
 /* imagePullSecrets: which auths entry answers for which registry host */
+/* the kubelet's admission: pods count, cpu and memory requests, then hostPorts (upstream's
+ * reasons and messages) */
+static void test_admit(void **state)
+{
+    (void)state;
+#define CP(port, extra) "{\"containers\":[{\"name\":\"c\",\"ports\":[{\"containerPort\":80,\"hostPort\":" #port extra "}]}]}"
+#define CR(cpu, mem) "{\"containers\":[{\"name\":\"c\",\"resources\":{\"requests\":{\"cpu\":\"" cpu "\",\"memory\":\"" mem "\"}}}]}"
+    static const struct {
+        const char *spec, *others, *reason, *msg;
+        int64_t pods;
+    } cases[] = {
+        {CP(8080, ""), "[]", NULL, NULL, 110},
+        {CP(8080, ""), "[" CP(8081, "") "]", NULL, NULL, 110},
+        {CP(8080, ""), "[" CP(8080, "") "]", "NodePorts",
+         "Predicate NodePorts failed: node(s) didn't have free ports for the requested pod ports", 110},
+        /* another protocol is another port */
+        {CP(8080, ",\"protocol\":\"UDP\""), "[" CP(8080, "") "]", NULL, NULL, 110},
+        /* two specific host IPs do not collide; 0.0.0.0 (or none) collides with any */
+        {CP(8080, ",\"hostIP\":\"127.0.0.1\""), "[" CP(8080, ",\"hostIP\":\"127.0.0.2\"") "]", NULL, NULL, 110},
+        {CP(8080, ",\"hostIP\":\"127.0.0.1\""), "[" CP(8080, "") "]", "NodePorts", NULL, 110},
+        {CP(8080, ""), "[" CP(8080, ",\"hostIP\":\"10.0.0.1\"") "]", "NodePorts", NULL, 110},
+        {CP(8080, ",\"protocol\":\"TCP\",\"hostIP\":\"0.0.0.0\""), "[" CP(8080, "") "]", "NodePorts", NULL, 110},
+        /* pods, then cpu, then memory */
+        {CR("100m", "1Mi"), "[" CR("1", "1Mi") "]", "OutOfpods",
+         "Node didn't have enough resource: pods, requested: 1, used: 1, capacity: 1", 1},
+        {CR("1500m", "1Mi"), "[" CR("1", "1Mi") "]", "OutOfcpu",
+         "Node didn't have enough resource: cpu, requested: 1500, used: 1000, capacity: 2000", 110},
+        {CR("1", "1Mi"), "[" CR("1", "1Mi") "]", NULL, NULL, 110},
+        {CR("100m", "3Gi"), "[" CR("100m", "2Gi") "]", "OutOfmemory",
+         "Node didn't have enough resource: memory, requested: 3221225472, used: 2147483648, capacity: 4294967296", 110},
+        /* no request: nothing to run out of */
+        {"{\"containers\":[{\"name\":\"c\"}]}", "[" CR("2", "4Gi") "]", NULL, NULL, 110},
+        /* the ports of an init container count too */
+        {"{\"initContainers\":[{\"name\":\"i\",\"ports\":[{\"containerPort\":1,\"hostPort\":9000}]}],\"containers\":[{\"name\":\"c\"}]}",
+         "[" CP(9000, "") "]", "NodePorts", NULL, 110},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        json_t *spec = json_loads(cases[i].spec, 0, NULL), *others = json_loads(cases[i].others, 0, NULL);
+        assert_non_null(spec);
+        assert_non_null(others);
+        ck_node_alloc alloc = {.cpu_milli = 2000, .memory = 4LL << 30, .pods = cases[i].pods};
+        char *reason = NULL, *msg = NULL;
+        int rc = ck_kubelet_admit(spec, others, &alloc, &reason, &msg);
+        if (!cases[i].reason) {
+            if (rc != 0)
+                fail_msg("case %zu: rejected: %s %s", i, reason, msg);
+        } else {
+            if (rc != -1 || strcmp(reason, cases[i].reason))
+                fail_msg("case %zu: got rc %d reason %s", i, rc, reason ? reason : "(none)");
+            if (cases[i].msg && strcmp(msg, cases[i].msg))
+                fail_msg("case %zu: message %s", i, msg);
+        }
+        free(reason);
+        free(msg);
+        json_decref(spec);
+        json_decref(others);
+    }
+#undef CP
+#undef CR
+}
+
 static void test_registry_creds(void **state)
 {
     (void)state;
@@ -412,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_registry_creds),
         cmocka_unit_test(test_pod_qos_resources),
         cmocka_unit_test(test_port_mappings),
+        cmocka_unit_test(test_admit),
         cmocka_unit_test(test_run_cmd),
         cmocka_unit_test(test_import_docker_archive),
     };

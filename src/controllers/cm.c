@@ -92,7 +92,8 @@ static void fan_delete(void *ctx, json_t *o)
  *   pods: metadata without generateName; spec nodeName, tolerations, affinity (daemon pod pins),
  *         containers (name/ports) only when one has ports (named targetPorts); status phase,
  *         podIP, the Ready and DisruptionTarget conditions (type/status/time/reason), and for a
- *         Failed pod its containers' exit codes (a Job's podFailurePolicy).
+ *         Failed pod every condition and its (init) containers' exit codes and finish times (a
+ *         Job's podFailurePolicy and failure backoff).
  * A controller that needs another pod field adds it to pod_spec_text. */
 static const char object_spec_text[] = "{\"*\": true, \"metadata\": {\"*\": true, \"managedFields\": false}}";
 static const char pod_spec_text[] =
@@ -102,7 +103,10 @@ static const char pod_spec_text[] =
     "           \"containers\": {\"name\": true, \"ports\": true}},"
     " \"status\": {\"phase\": true, \"podIP\": true,"
     "  \"conditions\": {\"type\": true, \"status\": true, \"lastTransitionTime\": true, \"reason\": true},"
-    "  \"containerStatuses\": {\"name\": true, \"state\": {\"terminated\": {\"exitCode\": true}}}}}";
+    "  \"containerStatuses\": {\"name\": true,"
+    "                         \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}},"
+    "  \"initContainerStatuses\": {\"name\": true,"
+    "                             \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}}}}";
 
 static json_t *object_spec, *pod_spec;
 static pthread_once_t specs_once = PTHREAD_ONCE_INIT;
@@ -192,39 +196,6 @@ static void trim_object(void *ctx, json_t *obj)
     }
 }
 
-static bool in_list(const char *k, const char *const *list, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(k, list[i]))
-            return true;
-    return false;
-}
-
-static void keep_only(json_t *obj, const char *const *list, size_t n)
-{
-    const char *k;
-    json_t *v;
-    void *tmp;
-    json_object_foreach_safe(obj, tmp, k, v)
-        if (!in_list(k, list, n))
-            json_object_del(obj, k);
-}
-
-/* containerStatuses of a failed pod -> [{name, state: {terminated: {exitCode}}}] */
-static void trim_container_statuses(json_t *statuses)
-{
-    size_t i;
-    json_t *cs;
-    json_array_foreach(statuses, i, cs) {
-        json_t *code = cm_get(cs, "state.terminated.exitCode");
-        json_incref(code);
-        static const char *const keep[] = {"name"};
-        keep_only(cs, keep, ARRAY_SIZE(keep));
-        if (code)
-            json_object_set_new(cs, "state", json_pack("{s:{s:o}}", "terminated", "exitCode", code));
-    }
-}
-
 static void trim_pod(void *ctx, json_t *pod)
 {
     (void)ctx;
@@ -238,12 +209,16 @@ static void trim_pod(void *ctx, json_t *pod)
         ports |= json_array_size(json_object_get(c, "ports")) > 0;
     if (!ports)
         json_object_del(spec, "containers");
-    if (strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed"))
+    /* (init) container exit codes and every condition only for a failed pod (podFailurePolicy
+     * onExitCodes / onPodConditions, failure backoff); the spec has cut statuses to
+     * name + state.terminated already */
+    bool failed = !strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed");
+    if (!failed) {
         json_object_del(status, "containerStatuses");
-    else
-        trim_container_statuses(json_object_get(status, "containerStatuses"));
+        json_object_del(status, "initContainerStatuses");
+    }
     json_t *conds = json_object_get(status, "conditions");
-    for (i = json_array_size(conds); i-- > 0;) {
+    for (i = json_array_size(conds); i-- > 0 && !failed;) {
         c = json_array_get(conds, i);
         const char *t = json_string_value(json_object_get(c, "type")) ?: "";
         if (strcmp(t, "Ready") && strcmp(t, "DisruptionTarget"))
@@ -253,6 +228,18 @@ static void trim_pod(void *ctx, json_t *pod)
     intern_member(pod, "spec");     /* the pods of a set on one node: one spec */
     intern_member(status, "phase");
     intern_member(status, "conditions");
+}
+
+json_t *cm_cache_decode(bool pod, const char *text, size_t len)
+{
+    pthread_once(&specs_once, specs_init);
+    size_t n = 0;
+    char *cut = ck_json_filter(text, len, pod ? pod_spec : object_spec, &n);
+    json_t *o = cut ? json_loadb(cut, n, 0, NULL) : json_loadb(text, len, 0, NULL);
+    free(cut);
+    if (o)
+        (pod ? trim_pod : trim_object)(NULL, o);
+    return o;
 }
 
 cm *cm_new(ck_client *c)

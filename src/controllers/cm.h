@@ -35,6 +35,9 @@ const ck_resource *cm_res(const char *group, const char *resource);
 /* Drop the shared parts of cached objects that no cached object holds any more (cm_run's
  * housekeeping thread calls it every 2 s); returns how many are still shared. */
 size_t cm_intern_prune(void);
+/* An object's text as the shared informers cache it (pod: the pod cut, else the generic one),
+ * shared parts included; NULL if it is not JSON.  For tests.  NEW reference. */
+json_t *cm_cache_decode(bool pod, const char *text, size_t len);
 
 /* A sync function: 0 = done (the key is forgotten), -1 with *err = retry with backoff. */
 typedef int (*cm_sync_fn)(void *self, const char *key, ck_error **err);

@@ -657,8 +657,12 @@ bool ck_rest_should_finish(const ck_resource *r, const json_t *obj)
 {
     if (!json_object_get(json_object_get(obj, "metadata"), "deletionTimestamp") || has_finalizers(obj))
         return false;
-    if (is_core(r, "pods"))
-        return false;   /* the kubelet's grace-0 delete removes a pod */
+    if (is_core(r, "pods")) {
+        /* the kubelet's grace-0 delete removes a pod; once that delete came (or the pod had no
+         * node), removing the last finalizer does, as upstream */
+        json_t *g = json_object_get(json_object_get(obj, "metadata"), "deletionGracePeriodSeconds");
+        return json_is_integer(g) && json_integer_value(g) == 0;
+    }
     /* a namespace also waits for spec.finalizers (the namespace controller's "kubernetes") */
     if (is_core(r, "namespaces"))
         return !json_array_size(json_object_get(json_object_get(obj, "spec"), "finalizers"));
@@ -933,7 +937,8 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
                     }
                 }
             } else if (has_finalizers(obj)) {
-                if (deleting) {
+                json_t *cur = json_object_get(m, "deletionGracePeriodSeconds");
+                if (deleting && !(pod && grace == 0 && json_integer_value(cur) != 0)) {
                     return obj;
                 }
                 set_deletion(obj, 0);

@@ -75,6 +75,18 @@ bool cm_deleting(const json_t *obj);
 /* Whether the namespaces informer holds `name` and it is neither being deleted nor Terminating
  * (the controllers that keep an object in every namespace stop there). */
 bool cm_namespace_active(ck_informer *namespaces, const char *name);
+/* A deep copy of the value at path, or a new empty object / array when there is none. NEW.
+ * (`json_deep_copy(cm_get(...) ?: json_object())` leaks the empty default.) */
+static inline json_t *cm_copy_object(const json_t *obj, const char *path)
+{
+    json_t *v = cm_get(obj, path);
+    return v ? json_deep_copy(v) : json_object();
+}
+static inline json_t *cm_copy_array(const json_t *obj, const char *path)
+{
+    json_t *v = cm_get(obj, path);
+    return v ? json_deep_copy(v) : json_array();
+}
 /* Split "ns/name" (or "name"); *ns is NULL for cluster keys.  Caller frees *ns. */
 void cm_split_key(const char *key, char **ns, const char **name);
 /* The ownerReference with controller=true, or NULL. */
@@ -158,6 +170,15 @@ int cm_statefulset_init(cm *m);
  * when no rule matches. */
 int cm_job_failure_rule(const json_t *job, const json_t *pod, const char **action, char *msg,
                         size_t msglen);
+/* statefulset.c: the ownerReferences a StatefulSet's claim should carry under its
+ * persistentVolumeClaimRetentionPolicy (upstream's updateClaimOwnerRefForSetAndPod): refs to the
+ * set and the pod are replaced by a controller ref to the set (whenDeleted=Delete, ordinal in
+ * range) or to the pod (whenScaled=Delete, ordinal scaled away; pod may be NULL); another
+ * controller leaves them out altogether.  NEW array. */
+json_t *cm_sts_claim_refs(const json_t *refs, const json_t *set, const json_t *pod, bool scaled_down);
+/* daemonset.c: NodeShouldRunDaemonPod for a template (its automatic tolerations included):
+ * *run = a new daemon pod belongs on node, *stay = one already there may keep running. */
+void cm_ds_should_run(const json_t *tmpl_spec, const json_t *node, bool *run, bool *stay);
 int cm_pvbinder_init(cm *m);
 /* pvbinder.c: whether an Available volume fits a claim (class, volumeMode, access modes,
  * capacity, selector matchLabels, claimRef), and the volume a claim binds to (borrowed from

@@ -2,14 +2,16 @@
  *
  * The schedule is standard 5-field cron (minute hour day-of-month month day-of-week; lists,
  * ranges, steps, month/day names, `?`, and @yearly/@monthly/@weekly/@daily/@hourly), evaluated in
- * spec.timeZone (an IANA name read from /usr/share/zoneinfo by lib/tz.c; default UTC): each UTC
+ * spec.timeZone (an IANA name read from /usr/share/zoneinfo by lib/tz.c; without one, the
+ * manager's local zone - TZ or /etc/localtime - as upstream's time.Local): each UTC
  * minute is tested against the wall clock of the zone at that instant, so across a DST change a
  * time that does not exist that day (02:30 when clocks jump 02:00 -> 03:00) does not run and one
  * that happens twice (falling back) runs twice.  A sync finds the most recent scheduled time not yet run (since status.lastScheduleTime,
  * or creation); if it is older than startingDeadlineSeconds it is skipped (missed), else a Job
  * `<cronjob>-<minutes since epoch>` is made from jobTemplate - unless concurrencyPolicy Forbid
- * and a job still runs, or Replace, which deletes the running ones first.  More than 100 missed
- * times are reported as upstream does, and only the latest is run.  Finished jobs beyond
+ * and a job still runs, or Replace, which deletes the running ones first.  With
+ * startingDeadlineSeconds nothing older than that window is considered; more than 100 missed
+ * times are reported (TooManyMissedTimes) as upstream does, and only the latest is run.  Finished jobs beyond
  * successfulJobsHistoryLimit / failedJobsHistoryLimit are deleted, oldest first.  The key is
  * re-queued for the next scheduled time.
  *
@@ -31,6 +33,7 @@ typedef struct cjc {
     cm *m;
     ck_informer *cjs, *jobs;
     ck_workqueue *q;
+    ck_tz *local;    /* the manager's own zone, for schedules without timeZone (NULL = UTC) */
 } cjc;
 
 /* ---------------------------------------------------------------- cron expressions */
@@ -181,6 +184,40 @@ static int64_t next_due(const cron *c, const ck_tz *tz, int64_t now)
     return 0;
 }
 
+/* The process's local zone, found as Go's time.Local is: TZ unset -> /etc/localtime; TZ empty
+ * or "UTC" -> UTC; TZ=":name" or "name" -> that zone (an absolute path: that file); anything
+ * that does not load -> UTC. */
+static ck_tz *local_zone(void)
+{
+    const char *tz = getenv("TZ");
+    const char *path = NULL;
+    if (!tz)
+        path = "/etc/localtime";
+    else {
+        if (*tz == ':')
+            tz++;
+        if (!*tz || !strcmp(tz, "UTC"))
+            return NULL;
+        if (*tz == '/')
+            path = tz;
+    }
+    ck_error *e = NULL;
+    ck_tz *z = NULL;
+    if (path) {
+        cleanup_free char *data = NULL;
+        size_t len = 0;
+        if (ck_read_file(path, 1 << 20, &data, &len) == 0)
+            z = ck_tz_parse((const unsigned char *)data, len, &e);
+    } else {
+        z = ck_tz_load(tz, NULL, &e);
+    }
+    if (e) {
+        log_warn("local time zone (TZ=%s): %s; schedules without timeZone use UTC", tz ? tz : "", e->msg);
+        ck_error_free(e);
+    }
+    return z;
+}
+
 /* ---------------------------------------------------------------- controller */
 
 static void on_cj(void *ctx, json_t *cj)
@@ -264,10 +301,12 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     int rc = 0;
     const char *tzname = cm_str(cj, "spec.timeZone");
     cron sched;
-    ck_tz *tz = NULL;
-    if (tzname && strcmp(tzname, "UTC") && strcmp(tzname, "Etc/UTC")) {
+    ck_tz *tz = NULL, *own = NULL;   /* own: loaded here, freed here */
+    if (!tzname) {
+        tz = c->local;
+    } else if (strcmp(tzname, "UTC") && strcmp(tzname, "Etc/UTC")) {
         ck_error *e = NULL;
-        if (!(tz = ck_tz_load(tzname, NULL, &e))) {
+        if (!(tz = own = ck_tz_load(tzname, NULL, &e))) {
             cm_event(c->m, cj, COMPONENT, "Warning", "UnknownTimeZone", "invalid timeZone: \"%s\": %s",
                      tzname, e->msg);
             ck_error_free(e);
@@ -278,7 +317,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     if (!cron_parse(cm_str(cj, "spec.schedule") ?: "", &sched)) {
         cm_event(c->m, cj, COMPONENT, "Warning", "UnparseableSchedule", "unparseable schedule: \"%s\"",
                  cm_str(cj, "spec.schedule") ?: "");
-        ck_tz_free(tz);
+        ck_tz_free(own);
         json_decref(cj);
         return 0;
     }
@@ -308,7 +347,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     prune(c, bad, (long)cm_int(cj, "spec.failedJobsHistoryLimit", 1));
 
     int64_t now = cm_now();
-    json_t *st = json_deep_copy(cm_get(cj, "status") ?: json_object());
+    json_t *st = cm_copy_object(cj, "status");
     json_t *refs = json_array();
     json_array_foreach(active, i, job)
         json_array_append_new(refs, job_ref(job));
@@ -326,16 +365,22 @@ static int sync_cj(void *self, const char *key, ck_error **err)
 
     bool suspended = cm_bool(cj, "spec.suspend", false);
     int64_t since = cm_time(cj, "status.lastScheduleTime") ?: cm_time(cj, "metadata.creationTimestamp");
+    json_t *deadline = cm_get(cj, "spec.startingDeadlineSeconds");
+    /* nothing older than startingDeadlineSeconds is considered (nor counted as missed) */
+    if (json_is_integer(deadline) && now - json_integer_value(deadline) > since)
+        since = now - json_integer_value(deadline);
     int missed = 0;
     int64_t due = suspended ? 0 : last_due(&sched, tz, since, now, &missed);
-    json_t *deadline = cm_get(cj, "spec.startingDeadlineSeconds");
     if (due && missed > 100)
         cm_event(c->m, cj, COMPONENT, "Warning", "TooManyMissedTimes",
-                 "too many missed start times: %d. Set or decrease .spec.startingDeadlineSeconds or check clock skew",
-                 missed);
+                 "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew");
     if (due && json_is_integer(deadline) && due + json_integer_value(deadline) < now) {
-        cm_event(c->m, cj, COMPONENT, "Warning", "MissSchedule", "Missed scheduled time to start a job: %lld",
-                 (long long)due);
+        char when[64];
+        time_t tt = (time_t)due;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S +0000", &tm);   /* Go's RFC1123Z */
+        cm_event(c->m, cj, COMPONENT, "Warning", "MissSchedule", "Missed scheduled time to start a job: %s", when);
         due = 0;
     }
     const char *policy = cm_str(cj, "spec.concurrencyPolicy") ?: "Allow";
@@ -360,16 +405,16 @@ static int sync_cj(void *self, const char *key, ck_error **err)
                                cm_owner_ref(cj, true));
         if (cm_get(tmpl, "metadata.labels"))
             json_object_set_new(md, "labels", json_deep_copy(cm_get(tmpl, "metadata.labels")));
-        json_t *ann = json_deep_copy(cm_get(tmpl, "metadata.annotations") ?: json_object());
+        json_t *ann = cm_copy_object(tmpl, "metadata.annotations");
         char ts[32], local[32];
         ck_rfc3339(due, ts);
-        if (tz)   /* as upstream: the scheduled time in the job's zone */
-            ck_tz_rfc3339(tz, due, local);
+        if (own)   /* as upstream: the scheduled time in spec.timeZone (UTC without one) */
+            ck_tz_rfc3339(own, due, local);
         json_object_set_new(ann, "batch.kubernetes.io/cronjob-scheduled-timestamp",
-                            json_string(tz ? local : ts));
+                            json_string(own ? local : ts));
         json_object_set_new(md, "annotations", ann);
         json_t *obj = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "batch/v1", "kind", "Job",
-                                "metadata", md, "spec", json_deep_copy(cm_get(tmpl, "spec") ?: json_object()));
+                                "metadata", md, "spec", cm_copy_object(tmpl, "spec"));
         ck_error *e = NULL;
         json_t *out = ck_client_create(cm_client(c->m), cm_res("batch", "jobs"), ns, obj, &e);
         json_decref(obj);
@@ -415,7 +460,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     json_decref(active);
     json_decref(ok);
     json_decref(bad);
-    ck_tz_free(tz);
+    ck_tz_free(own);
     json_decref(cj);
     return rc;
 }
@@ -424,6 +469,7 @@ int cm_cronjob_init(cm *m)
 {
     cjc *c = xcalloc(1, sizeof *c);
     c->m = m;
+    c->local = local_zone();
     ck_informer_handlers ch = {on_cj, on_cj_update, NULL};
     c->cjs = cm_informer(m, "batch", "cronjobs", &ch, c);
     ck_informer_handlers jh = {on_job, on_job_update, on_job};

@@ -1,19 +1,29 @@
-/* daemonset.c - the DaemonSet controller: one pod per eligible node.
+/* daemonset.c - the DaemonSet controller: one pod per eligible node, as kube-controller-manager 1.33.
  *
- * A node is eligible when the template's nodeSelector and required node affinity match it and
- * the pod (with the tolerations every daemon pod gets: not-ready/unreachable NoExecute,
- * disk/memory/pid-pressure and unschedulable NoSchedule) tolerates its NoSchedule/NoExecute
- * taints.  Pods are created as upstream does since 1.12: pinned with a required node affinity on
- * metadata.name (matchFields) and bound by the scheduler.  Each pod carries the
- * controller-revision-hash of the template it was made from; RollingUpdate deletes old-hash pods
- * while at most maxUnavailable nodes lack an available daemon pod (the next sync recreates them
- * from the new template); OnDelete leaves them.  Extra pods on a node and pods on nodes no longer
- * eligible are deleted.  Status fields are the ones `kubectl rollout status ds` reads.
+ * A node should run a daemon pod when the template's nodeName, nodeSelector and required node
+ * affinity match it and the pod tolerates its NoSchedule/NoExecute taints - with the tolerations
+ * every daemon pod gets: not-ready/unreachable NoExecute, disk/memory/pid-pressure and
+ * unschedulable NoSchedule, and network-unavailable NoSchedule for hostNetwork pods.  A pod
+ * already on a node that stops qualifying only because of a NoSchedule taint keeps running
+ * (counted in numberMisscheduled); an untolerated NoExecute taint or a selector/affinity change
+ * removes it.  Pods are created as upstream does since 1.12: pinned with a required node affinity
+ * on metadata.name (matchFields) and bound by the scheduler.  Failed pods are deleted and replaced;
+ * surplus pods on a node go (the oldest stays).
+ *
+ * Each pod carries the controller-revision-hash of the template it was made from.  RollingUpdate
+ * follows upstream's rollingUpdate: with maxSurge 0, old pods are deleted (unavailable ones
+ * first, then while fewer than maxUnavailable nodes are unavailable) and recreated by the next
+ * sync; with maxSurge > 0, a new pod is created next to the old one (at once where the old one is
+ * unavailable, else while fewer than maxSurge nodes are surging) and the old pod is deleted once
+ * the new one is available (minReadySeconds).  OnDelete replaces nothing: a pod deleted by the
+ * user comes back from the current template.  Status (desired/current/ready/available/
+ * unavailable/updated/misscheduled) is computed from the oldest pod of each node, as upstream.
  *
  * Every template gets a ControllerRevision <set>-<hash> (history.c), so `kubectl rollout
  * history/undo ds` work as upstream.
  *
- * Limits: no maxSurge.
+ * Limits: no backoff between replacements of failing pods, no template-generation label matching
+ * (the revision hash alone says "updated").
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -181,13 +191,17 @@ static bool tolerated(const json_t *tols, const json_t *taint)
 /* The tolerations a daemon pod gets on top of its template's. NEW array. */
 static json_t *daemon_tolerations(const json_t *tmpl_spec)
 {
-    json_t *tols = json_deep_copy(cm_get(tmpl_spec, "tolerations") ?: json_array());
+    json_t *tols = cm_copy_array(tmpl_spec, "tolerations");
     static const struct { const char *key, *effect; } add[] = {
         {"node.kubernetes.io/not-ready", "NoExecute"}, {"node.kubernetes.io/unreachable", "NoExecute"},
         {"node.kubernetes.io/disk-pressure", "NoSchedule"}, {"node.kubernetes.io/memory-pressure", "NoSchedule"},
         {"node.kubernetes.io/pid-pressure", "NoSchedule"}, {"node.kubernetes.io/unschedulable", "NoSchedule"},
+        {"node.kubernetes.io/network-unavailable", "NoSchedule"},
     };
-    for (size_t i = 0; i < ARRAY_SIZE(add); i++) {
+    size_t n = ARRAY_SIZE(add) - 1;
+    if (cm_bool(tmpl_spec, "hostNetwork", false))
+        n++;   /* the last one: only host-network pods run without the pod network */
+    for (size_t i = 0; i < n; i++) {
         json_t *taint = json_pack("{s:s, s:s}", "key", add[i].key, "effect", add[i].effect);
         if (!tolerated(tols, taint))
             json_array_append_new(tols, json_pack("{s:s, s:s, s:s}", "key", add[i].key, "operator",
@@ -197,18 +211,26 @@ static json_t *daemon_tolerations(const json_t *tmpl_spec)
     return tols;
 }
 
-static bool eligible(const json_t *tmpl_spec, const json_t *tols, const json_t *node)
+/* NodeShouldRunDaemonPod: *run = a new pod belongs there (name, selector, affinity, NoSchedule
+ * and NoExecute taints tolerated); *stay = a pod already there may keep running (only an
+ * untolerated NoExecute taint evicts it). */
+static void should_run(const json_t *tmpl_spec, const json_t *tols, const json_t *node, bool *run, bool *stay)
 {
-    if (!node_matches_template(tmpl_spec, node))
-        return false;
+    const char *want_node = cm_str(tmpl_spec, "nodeName");
+    *run = *stay = false;
+    if ((want_node && *want_node && strcmp(want_node, cm_name(node))) || !node_matches_template(tmpl_spec, node))
+        return;
+    *run = *stay = true;
     size_t i;
     json_t *t;
     json_array_foreach(cm_get(node, "spec.taints"), i, t) {
         const char *eff = cm_str(t, "effect") ?: "";
-        if ((!strcmp(eff, "NoSchedule") || !strcmp(eff, "NoExecute")) && !tolerated(tols, t))
-            return false;
+        if ((!strcmp(eff, "NoSchedule") || !strcmp(eff, "NoExecute")) && !tolerated(tols, t)) {
+            *run = false;
+            if (!strcmp(eff, "NoExecute"))
+                *stay = false;
+        }
     }
-    return true;
 }
 
 /* The node a daemon pod is for: spec.nodeName, else its matchFields pin. */
@@ -233,7 +255,7 @@ static json_t *daemon_pod(const json_t *ds, const char *node, const char *hash, 
 {
     json_t *tmpl = cm_get(ds, "spec.template");
     cleanup_free char *gen = xasprintf("%s-", cm_name(ds));
-    json_t *labels = json_deep_copy(cm_get(tmpl, "metadata.labels") ?: json_object());
+    json_t *labels = cm_copy_object(tmpl, "metadata.labels");
     json_object_set_new(labels, HASH_LABEL, json_string(hash));
     char g[32];
     snprintf(g, sizeof g, "%lld", cm_int(ds, "metadata.generation", 1));
@@ -242,7 +264,7 @@ static json_t *daemon_pod(const json_t *ds, const char *node, const char *hash, 
                            "labels", labels, "ownerReferences", cm_owner_ref(ds, true));
     if (cm_get(tmpl, "metadata.annotations"))
         json_object_set_new(md, "annotations", json_deep_copy(cm_get(tmpl, "metadata.annotations")));
-    json_t *spec = json_deep_copy(cm_get(tmpl, "spec") ?: json_object());
+    json_t *spec = cm_copy_object(tmpl, "spec");
     json_object_set(spec, "tolerations", (json_t *)tols);
     /* pin to the node (replacing any nodeAffinity the template had: it was checked already) */
     json_t *aff = json_object_get(spec, "affinity");
@@ -295,6 +317,65 @@ static int delete_one(void *arg, int i)
     return 0;
 }
 
+static bool is_new(const json_t *pod, const char *hash)
+{
+    return !strcmp(json_string_value(json_object_get(cm_get(pod, "metadata.labels"), HASH_LABEL)) ?: "", hash);
+}
+
+static int by_creation(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    int64_t tx = cm_time(x, "metadata.creationTimestamp"), ty = cm_time(y, "metadata.creationTimestamp");
+    if (tx != ty)
+        return tx < ty ? -1 : 1;
+    return strcmp(cm_name(x), cm_name(y));
+}
+
+static void sort_oldest_first(json_t *pods)
+{
+    size_t n = json_array_size(pods);
+    json_t **v = xcalloc(n + 1, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(pods, i));
+    qsort(v, n, sizeof *v, by_creation);
+    json_array_clear(pods);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(pods, v[i]);
+    free(v);
+}
+
+static bool node_runs(const json_t *tspec, const json_t *tols, const json_t *node)
+{
+    bool run, stay;
+    should_run(tspec, tols, node, &run, &stay);
+    return run;
+}
+
+/* maxSurge / maxUnavailable: an integer, or a percentage of the desired nodes rounded up */
+static long scaled(const json_t *v, long desired, long dflt)
+{
+    if (json_is_integer(v))
+        return (long)json_integer_value(v);
+    if (json_is_string(v))
+        return (atol(json_string_value(v)) * desired + 99) / 100;
+    return dflt;
+}
+
+static void victim(work *w, json_t *doomed, json_t *pod)
+{
+    if (json_object_get(doomed, cm_name(pod)))
+        return;
+    json_object_set_new(doomed, cm_name(pod), json_true());
+    json_array_append(w->victims, pod);
+}
+
+void cm_ds_should_run(const json_t *tmpl_spec, const json_t *node, bool *run, bool *stay)
+{
+    json_t *tols = daemon_tolerations(tmpl_spec);
+    should_run(tmpl_spec, tols, node, run, stay);
+    json_decref(tols);
+}
+
 static int sync_ds(void *self, const char *key, ck_error **err)
 {
     dsc *c = self;
@@ -314,29 +395,36 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     long min_ready = (long)cm_int(ds, "spec.minReadySeconds", 0);
     int64_t now = cm_now();
 
-    /* pods by node */
-    json_t *by_node = json_object();   /* node -> [pods] */
-    json_t *all = ck_informer_list(c->pods);
+    /* pods by node: running or being deleted; failed ones are deleted (and replaced) */
+    json_t *by_node = json_object();   /* node -> [pods], oldest first */
+    json_t *all = ck_informer_list(c->pods), *failed_pods = json_array();
     size_t i;
     json_t *pod;
     json_array_foreach(all, i, pod) {
         json_t *ref = cm_controller_ref(pod);
-        if (!ref || strcmp(json_string_value(json_object_get(ref, "uid")) ?: "", cm_uid(ds)) ||
-            !cm_pod_active(pod))
+        if (!ref || strcmp(json_string_value(json_object_get(ref, "uid")) ?: "", cm_uid(ds)))
             continue;
+        const char *phase = cm_str(pod, "status.phase") ?: "";
+        if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")) {
+            if (!strcmp(phase, "Failed") && !cm_deleting(pod))
+                json_array_append(failed_pods, pod);
+            continue;
+        }
         const char *n = pod_node(pod) ?: "";
         if (!json_object_get(by_node, n))
             json_object_set_new(by_node, n, json_array());
         json_array_append(json_object_get(by_node, n), pod);
     }
     json_decref(all);
+    const char *nk;
+    json_t *np_;
+    json_object_foreach(by_node, nk, np_)
+        sort_oldest_first(np_);
 
     /* the revision of this template, before any pod is made from it */
     json_t *live = json_object();
     cleanup_free char *rev_name = xasprintf("%s-%s", name, hash);
     json_object_set_new(live, rev_name, json_true());
-    const char *nk;
-    json_t *np_;
     json_object_foreach(by_node, nk, np_) {
         size_t j;
         json_t *p;
@@ -353,6 +441,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     json_decref(live);
     if (hrc < 0) {
         json_decref(by_node);
+        json_decref(failed_pods);
         json_decref(tols);
         json_decref(ds);
         return -1;
@@ -361,79 +450,141 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     json_t *nodes = ck_informer_list(c->nodes);
     work w = {.c = c, .ds = ds, .ek = ek, .hash = hash, .tols = tols, .nodes = json_array(),
               .victims = json_array()};
-    long desired = 0, current = 0, mis = 0, ready = 0, available = 0, updated = 0, unavailable_now = 0;
-    json_t *old_pods = json_array();   /* candidates for the rolling update */
+    json_t *doomed = json_object();   /* names of victims: a pod is deleted once */
+    json_array_foreach(failed_pods, i, pod)
+        victim(&w, doomed, pod);
+    long desired = 0;
     json_t *node;
+    json_array_foreach(nodes, i, node)
+        desired += node_runs(tspec, tols, node);
+    bool rolling = !strcmp(cm_str(ds, "spec.updateStrategy.type") ?: "RollingUpdate", "RollingUpdate");
+    long max_surge = rolling ? scaled(cm_get(ds, "spec.updateStrategy.rollingUpdate.maxSurge"), desired, 0) : 0;
+    long max_unavail = scaled(cm_get(ds, "spec.updateStrategy.rollingUpdate.maxUnavailable"), desired, 1);
+    if (desired > 0 && max_unavail == 0 && max_surge == 0)
+        max_unavail = 1;
+    bool surge = max_surge > 0;
+
+    /* manage (podsShouldBeOnNode) and status, node by node */
+    long current = 0, mis = 0, ready = 0, available = 0, updated = 0;
     json_array_foreach(nodes, i, node) {
         json_t *pods = json_object_get(by_node, cm_name(node));
-        bool want = eligible(tspec, tols, node);
-        size_t np = json_array_size(pods);
-        if (!want) {
-            if (np) {
-                mis++;
-                size_t j;
-                json_t *p;
-                json_array_foreach(pods, j, p)
-                    json_array_append(w.victims, p);
-            }
-            continue;
-        }
-        desired++;
-        if (!np) {
-            json_array_append_new(w.nodes, json_string(cm_name(node)));
-            unavailable_now++;
-            continue;
-        }
-        current++;
-        /* keep one (prefer the current template, then the oldest); delete the rest */
-        json_t *keep = json_array_get(pods, 0);
+        json_t *running = json_array();   /* not being deleted, oldest first */
         size_t j;
         json_t *p;
-        json_array_foreach(pods, j, p) {
-            const char *h = json_string_value(json_object_get(cm_get(p, "metadata.labels"), HASH_LABEL)) ?: "";
-            const char *kh = json_string_value(json_object_get(cm_get(keep, "metadata.labels"), HASH_LABEL)) ?: "";
-            if (!strcmp(h, hash) && strcmp(kh, hash))
-                keep = p;
-        }
         json_array_foreach(pods, j, p)
-            if (p != keep)
-                json_array_append(w.victims, p);
-        const char *kh = json_string_value(json_object_get(cm_get(keep, "metadata.labels"), HASH_LABEL)) ?: "";
-        bool is_new = !strcmp(kh, hash);
-        updated += is_new;
-        ready += cm_pod_ready(keep);
-        bool avail = cm_pod_available(keep, min_ready, now);
-        available += avail;
-        if (!avail)
-            unavailable_now++;
-        if (!is_new)
-            json_array_append(old_pods, keep);
+            if (!cm_deleting(p))
+                json_array_append(running, p);
+        bool run, stay;
+        should_run(tspec, tols, node, &run, &stay);
+        if (run && json_array_size(pods)) {
+            current++;
+            json_t *oldest = json_array_get(pods, 0);
+            if (cm_pod_ready(oldest)) {
+                ready++;
+                available += cm_pod_available(oldest, min_ready, now);
+            }
+            updated += is_new(oldest, hash);
+        } else if (!run && json_array_size(pods)) {
+            mis++;
+        }
+        if (!stay) {
+            json_array_foreach(running, j, p)
+                victim(&w, doomed, p);
+        } else if (run && !json_array_size(running)) {
+            json_array_append_new(w.nodes, json_string(cm_name(node)));
+        } else if (!surge) {   /* one pod a node: the oldest */
+            for (j = 1; j < json_array_size(running); j++)
+                victim(&w, doomed, json_array_get(running, j));
+        } else if (json_array_size(running) > 1) {
+            /* surging: the oldest new and the oldest old pod may run side by side until the new
+             * one is available (or the old one is not ready); any others go */
+            json_t *new_pod = NULL, *old_pod = NULL;
+            json_array_foreach(running, j, p) {
+                json_t **slot = is_new(p, hash) ? &new_pod : &old_pod;
+                if (!*slot)
+                    *slot = p;
+                else
+                    victim(&w, doomed, p);
+            }
+            if (new_pod && old_pod &&
+                (!cm_pod_ready(old_pod) || cm_pod_available(new_pod, min_ready, now)))
+                victim(&w, doomed, old_pod);
+        }
+        json_decref(running);
     }
-    json_decref(nodes);
 
-    /* rolling update: replace old pods, unavailable ones first, within maxUnavailable */
-    if (!strcmp(cm_str(ds, "spec.updateStrategy.type") ?: "RollingUpdate", "RollingUpdate")) {
-        json_t *mu = cm_get(ds, "spec.updateStrategy.rollingUpdate.maxUnavailable");
-        long max_unavail = 1;
-        if (json_is_integer(mu))
-            max_unavail = (long)json_integer_value(mu);
-        else if (json_is_string(mu))
-            max_unavail = (atol(json_string_value(mu)) * desired + 99) / 100;
-        if (max_unavail < 1)
-            max_unavail = 1;
-        long budget = max_unavail - unavailable_now;
-        json_array_foreach(old_pods, i, pod)
-            if (!cm_pod_available(pod, min_ready, now))
-                json_array_append(w.victims, pod);   /* costs no availability */
-        json_array_foreach(old_pods, i, pod) {
-            if (budget <= 0)
-                break;
-            if (cm_pod_available(pod, min_ready, now)) {
-                json_array_append(w.victims, pod);
-                budget--;
+    /* rolling update (upstream's rollingUpdate), over the nodes that have pods */
+    if (rolling) {
+        long num_unavail = 0, num_surge = 0;
+        json_t *allowed = json_array(), *candidates = json_array();   /* pods to delete / nodes to surge onto */
+        json_object_foreach(by_node, nk, np_) {
+            json_t *new_pod = NULL, *old_pod = NULL;
+            bool ok = true;
+            size_t j;
+            json_t *p;
+            json_array_foreach(np_, j, p) {
+                if (cm_deleting(p))
+                    continue;
+                json_t **slot = is_new(p, hash) ? &new_pod : &old_pod;
+                if (*slot)
+                    ok = false;
+                *slot = p;
+            }
+            if (!ok) {   /* the manage step cleans this node up */
+                num_unavail++;
+                num_surge++;
+                continue;
+            }
+            if (!surge) {
+                if ((!old_pod && !new_pod) || (old_pod && new_pod))
+                    num_unavail++;
+                else if (new_pod)
+                    num_unavail += !cm_pod_available(new_pod, min_ready, now);
+                else if (!cm_pod_available(old_pod, min_ready, now))
+                    json_array_append(allowed, old_pod);
+                else if (num_unavail < max_unavail)
+                    json_array_append(candidates, old_pod);
+                continue;
+            }
+            if (!old_pod)
+                continue;
+            if (!new_pod) {   /* a surge candidate */
+                json_t *nd = NULL;
+                json_t *n2;
+                size_t k;
+                json_array_foreach(nodes, k, n2)
+                    if (!strcmp(cm_name(n2), nk))
+                        nd = n2;
+                if (cm_pod_available(old_pod, min_ready, now))
+                    json_array_append_new(candidates, json_string(nk));
+                else if (nd && node_runs(tspec, tols, nd))
+                    json_array_append_new(allowed, json_string(nk));
+                else
+                    victim(&w, doomed, old_pod);
+            } else if (!cm_pod_available(new_pod, min_ready, now)) {
+                num_surge++;
+            } else {
+                victim(&w, doomed, old_pod);
             }
         }
+        long room = surge ? max_surge - num_surge : max_unavail - num_unavail;
+        if (room < 0)
+            room = 0;
+        if (room > (long)json_array_size(candidates))
+            room = (long)json_array_size(candidates);
+        for (long k = 0; k < room; k++)
+            json_array_append(allowed, json_array_get(candidates, (size_t)k));
+        json_array_foreach(allowed, i, pod) {
+            if (surge)
+                json_array_append(w.nodes, pod);   /* a node name */
+            else
+                victim(&w, doomed, pod);
+        }
+        json_decref(allowed);
+        json_decref(candidates);
     }
+    json_decref(doomed);
+    json_decref(nodes);
 
     int rc = 0;
     if (cm_expectations_met(c->m, ek) && !cm_deleting(ds)) {
@@ -446,7 +597,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
         if (nd && cm_parallel((int)nd, 16, delete_one, &w) && rc == 0)
             rc = ck_error_set(err, CK_E_UNAVAILABLE, "some daemon pods could not be deleted");
     }
-    if (min_ready > 0 && ready > available)
+    if (min_ready > 0 && (ready > available || updated < desired))
         ck_workqueue_add_after(c->q, key, min_ready * 1000 + 100);
 
     json_t *st = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
@@ -476,7 +627,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
         json_decref(out);
     }
     json_decref(st);
-    json_decref(old_pods);
+    json_decref(failed_pods);
     json_decref(w.nodes);
     json_decref(w.victims);
     json_decref(by_node);

@@ -11,6 +11,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
+# every component's local zone (the controller-manager replicas started below too) is
+# Asia/Kolkata (+05:30): CronJobs without timeZone follow it
+export TZ=Asia/Kolkata
+K127=${K127:-/usr/lib/google-cloud-sdk/bin/kubectl.1.27}   # rollout commands are checked with it too
 tmp=$(mktemp -d /tmp/ckube-e2e-controllers.XXXXXX)
 data=$tmp/data
 fails=0
@@ -88,6 +92,26 @@ spec:
         spec: {restartPolicy: Never, containers: [{name: c, image: x}]}
 Y
 cj_start=$SECONDS
+# no timeZone: the schedule is read in the manager's zone.  The hour field names this hour and
+# the next in Kolkata (cjlocal runs) or in UTC (cjutc never does: the zones are 5.5 h apart).
+cronjob() {   # cronjob NAME SCHEDULE [SPEC LINES...]
+    local n=$1 sched=$2; shift 2
+    { printf 'apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: %s}\nspec:\n  schedule: "%s"\n' "$n" "$sched"
+      for l in "$@"; do printf '  %s\n' "$l"; done
+      printf '  jobTemplate:\n    metadata: {labels: {cron: %s}}\n    spec:\n      template:\n' "$n"
+      printf '        spec: {restartPolicy: Never, containers: [{name: c, image: x}]}\n'; } | apply
+}
+kh=$(TZ=Asia/Kolkata date +%-H); uh=$(date -u +%-H)
+cronjob cjlocal "* $kh,$(( (kh + 1) % 24 )) * * *" 'concurrencyPolicy: Forbid'
+cronjob cjutc "* $uh,$(( (uh + 1) % 24 )) * * *" 'concurrencyPolicy: Forbid'
+cronjob cjbad "* * * * *" 'timeZone: Mars/Olympus'
+# 180 minutes since the last run: too many missed; with a 30 s startingDeadlineSeconds window, not
+for n in cjmiss cjwin; do
+    extra=""; [ $n = cjwin ] && extra="startingDeadlineSeconds: 30"
+    cronjob $n "* * * * *" 'suspend: true' 'concurrencyPolicy: Forbid' "$extra"
+    kc patch cronjob $n --subresource=status --type=merge -p "{\"status\":{\"lastScheduleTime\":\"$(date -u -d '-3 hours' +%Y-%m-%dT%H:%M:%SZ)\"}}" >/dev/null
+    kc patch cronjob $n --type=merge -p '{"spec":{"suspend":false}}' >/dev/null
+done
 
 # ---------------------------------------------------------------- ServiceAccount
 check "serviceaccount: default SA in every namespace" wait_for 20 field_is default sa default -n kube-system -o 'jsonpath={.metadata.name}'
@@ -217,14 +241,15 @@ for i in 2 3 4; do kc set image deploy/hist c=img:$i >/dev/null; rollout hist; d
 check "deployment: revisionHistoryLimit 1 keeps 2 sets" wait_for 20 count_is 2 rs -l app=hist
 
 # ---------------------------------------------------------------- kill -9 mid-rollout
-# minReadySeconds makes each rollout step wait, so the kill lands in the middle of it
+# minReadySeconds makes each rollout step wait (3 s: 1 s let a quick rollout end before the kill),
+# so the kill lands in the middle of it
 apply <<'Y'
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: big}
 spec:
   replicas: 30
-  minReadySeconds: 1
+  minReadySeconds: 3
   selector: {matchLabels: {app: big}}
   template:
     metadata: {labels: {app: big}}
@@ -360,7 +385,10 @@ check "namespace: deleting empties it and removes it" wait_for 60 bash -c "! '$K
 finish() { kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"$2\"}}" >/dev/null; }
 job_pods() { jp pods -l "job-name=$1" -o 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{"\n"}{end}'; }
 njob_pods() { job_pods "$1" | grep -c .; }
-# "TYPE REASON" of the job's true conditions
+# kfail POD: Failed as a kubelet reports it (Ready=False from now: the failure's time)
+kfail() {
+    kc patch pod "$1" --subresource=status --type=strategic -p "{\"status\":{\"phase\":\"Failed\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"lastTransitionTime\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}]}}" >/dev/null
+}
 # job NAME [SPEC LINES...]: a Job with a manual selector (job-name=NAME).  (The API server's generated
 # selector is not used: it adds it on the first status write and then calls the template changed.)
 job() {
@@ -371,25 +399,45 @@ job() {
       printf '  template:\n    metadata: {labels: {job-name: %s}}\n' "$n"
       printf '    spec: {restartPolicy: Never, containers: [{name: c, image: x}]}\n'; } | apply
 }
+# "TYPES REASONS" of the job's true conditions (1.33: the interim SuccessCriteriaMet/FailureTarget first)
 jobcond() { jp job "$1" -o 'jsonpath={.status.conditions[?(@.status=="True")].type} {.status.conditions[?(@.status=="True")].reason}'; }
+# pod backoff: the replacement of a failed pod waits 10 s, the next one 20 s (started first: it takes a while)
+job jbo 'backoffLimit: 3'
 job j3 'completions: 3' 'parallelism: 2'
 check "job: parallelism 2 -> 2 running pods" wait_for 30 out_is 2 njob_pods j3
+check "job tracking: pods are created with the batch.kubernetes.io/job-tracking finalizer" \
+    out_is "batch.kubernetes.io/job-tracking batch.kubernetes.io/job-tracking" jp pods -l job-name=j3 -o 'jsonpath={.items[*].metadata.finalizers[*]}'
+check "job: status active 2, ready 2, terminating 0, uncountedTerminatedPods {}" wait_for 20 out_is "2 2 0 {}" \
+    jp job j3 -o 'jsonpath={.status.active} {.status.ready} {.status.terminating} {.status.uncountedTerminatedPods}'
+first=$(job_pods j3 | head -n 1)
 for p in $(job_pods j3); do finish "$p" Succeeded; done
 check "job: a third pod for the last completion" wait_for 30 out_is 1 njob_pods j3
+check "job tracking: a finished pod loses its finalizer once counted (succeeded 2)" wait_for 20 out_is "/2" \
+    bash -c "echo \$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pod $first -o jsonpath='{.metadata.finalizers[*]}')/\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded}')"
+kc delete pod "$first" --wait=false >/dev/null
 for p in $(job_pods j3); do finish "$p" Succeeded; done
 check "job: Complete after 3 successes (kubectl wait)" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' wait --for=condition=complete job/j3 --timeout=30s >/dev/null"
-check "job: status succeeded=3, completionTime set" wait_for 10 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded} {.status.completionTime}' | cut -c1-4)\" = '3 20' ]"
+check "job: SuccessCriteriaMet (CompletionsReached) before Complete" wait_for 10 out_is "SuccessCriteriaMet Complete CompletionsReached CompletionsReached" jobcond j3
+check "job: status succeeded=3 (a deleted finished pod still counts), completionTime set" wait_for 10 bash -c "[ \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded} {.status.completionTime}' | cut -c1-4)\" = '3 20' ]"
 job jidx 'completions: 2' 'parallelism: 2' 'completionMode: Indexed'
 check "job (Indexed): pods carry completion indexes 0 and 1" wait_for 30 out_is "0 1" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jidx -o jsonpath='{.items[*].metadata.annotations.batch\.kubernetes\.io/job-completion-index}' | tr ' ' '\n' | sort | paste -sd' '"
 for p in $(job_pods jidx); do finish "$p" Succeeded; done
 jobidx() { jp job "$1" -o 'jsonpath={.status.conditions[?(@.status=="True")].type} {.status.completedIndexes}'; }
-check "job (Indexed): Complete with completedIndexes 0-1" wait_for 30 out_is "Complete 0-1" jobidx jidx
+check "job (Indexed): Complete with completedIndexes 0-1" wait_for 30 out_is "SuccessCriteriaMet Complete 0-1" jobidx jidx
+# successPolicy: index 0 alone makes the job succeed; the other pods are removed
+job jsp 'completions: 3' 'parallelism: 3' 'completionMode: Indexed' 'successPolicy: {rules: [{succeededIndexes: "0"}]}'
+wait_for 30 out_is 3 njob_pods jsp
+finish "$(jp pods -l job-name=jsp,batch.kubernetes.io/job-completion-index=0 -o 'jsonpath={.items[0].metadata.name}')" Succeeded
+check "job successPolicy: Complete (SuccessPolicy) once index 0 succeeded" wait_for 30 out_is "SuccessCriteriaMet Complete SuccessPolicy SuccessPolicy" jobcond jsp
+check "job successPolicy: the remaining pods were deleted" wait_for 30 out_is 0 njob_pods jsp
+check "job successPolicy: message names the rule" out_is "Matched rules at index 0" jp job jsp -o 'jsonpath={.status.conditions[?(@.type=="Complete")].message}'
 job jfail 'backoffLimit: 1'
 for round in 1 2; do
     wait_for 30 out_is 1 njob_pods jfail
     for p in $(job_pods jfail); do finish "$p" Failed; done
 done
-check "job: Failed (BackoffLimitExceeded) after backoffLimit+1 failures" wait_for 30 out_is "Failed BackoffLimitExceeded" jobcond jfail
+check "job: FailureTarget then Failed (BackoffLimitExceeded) after backoffLimit+1 failures" wait_for 30 out_is "FailureTarget Failed BackoffLimitExceeded BackoffLimitExceeded" jobcond jfail
+check "job: status failed=2, nothing left uncounted" wait_for 10 out_is "2 {}" jp job jfail -o 'jsonpath={.status.failed} {.status.uncountedTerminatedPods}'
 # podFailurePolicy: a disruption is ignored (a new pod, nothing counted), exit code 42 fails the job
 fail_with() {   # fail_with POD STATUS-JSON-FIELDS
     kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"Failed\",$2}}" >/dev/null
@@ -401,8 +449,8 @@ fail_with "$first" '"conditions":[{"type":"DisruptionTarget","status":"True","re
 check "job podFailurePolicy: Ignore -> a replacement pod" wait_for 30 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jpfp --field-selector=status.phase=Running -o name | grep -v '$first' | grep -q ."
 check "job podFailurePolicy: the ignored failure is not counted (backoffLimit 0, still running)" out_is " " jobcond jpfp
 fail_with "$(job_pods jpfp)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":42,"reason":"Error"}}}]'
-check "job podFailurePolicy: exit code 42 -> Failed (PodFailurePolicy)" wait_for 30 out_is "Failed PodFailurePolicy" jobcond jpfp
-check "job podFailurePolicy: the message names the container and rule" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get job jpfp -o jsonpath='{.status.conditions[0].message}' | grep -q 'Container c for pod default/.* failed with exit code 42 matching FailJob rule at index 0'"
+check "job podFailurePolicy: exit code 42 -> Failed (PodFailurePolicy)" wait_for 30 out_is "FailureTarget Failed PodFailurePolicy PodFailurePolicy" jobcond jpfp
+check "job podFailurePolicy: the message names the container and rule" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get job jpfp -o jsonpath='{.status.conditions[?(@.type==\"Failed\")].message}' | grep -q 'Container c for pod default/.* failed with exit code 42 matching FailJob rule at index 0'"
 # backoffLimitPerIndex: index 0 fails once and is given up on, index 1 succeeds -> FailedIndexes
 job jpi 'completions: 2' 'parallelism: 2' 'completionMode: Indexed' 'backoffLimitPerIndex: 0'
 idx_pod() { jp pods -l "job-name=$1,batch.kubernetes.io/job-completion-index=$2" -o 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{end}'; }
@@ -410,15 +458,57 @@ wait_for 30 out_is 2 njob_pods jpi
 fail_with "$(idx_pod jpi 0)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":1}}}]'
 check "job backoffLimitPerIndex: index 0 marked failed, not retried" wait_for 30 out_is "0" jp job jpi -o 'jsonpath={.status.failedIndexes}'
 finish "$(idx_pod jpi 1)" Succeeded
-check "job backoffLimitPerIndex: Failed (FailedIndexes) once index 1 succeeded" wait_for 30 out_is "Failed FailedIndexes" jobcond jpi
+check "job backoffLimitPerIndex: Failed (FailedIndexes) once index 1 succeeded" wait_for 30 out_is "FailureTarget Failed FailedIndexes FailedIndexes" jobcond jpi
 check "job backoffLimitPerIndex: no pod was made again for index 0" out_is 1 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jpi,batch.kubernetes.io/job-completion-index=0 --no-headers | wc -l"
+# backoffLimitPerIndex 1: index 0 is retried once (failure count 1 on the new pod), then maxFailedIndexes 0 fails the job
+job jpm 'completions: 2' 'parallelism: 2' 'completionMode: Indexed' 'backoffLimitPerIndex: 1' 'maxFailedIndexes: 0'
+wait_for 30 out_is 2 njob_pods jpm
+fail_with "$(idx_pod jpm 0)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":1}}}]'
+check "job backoffLimitPerIndex: index 0 retried, the new pod counts one failure" wait_for 30 out_is 1 \
+    jp pods -l job-name=jpm,batch.kubernetes.io/job-completion-index=0 -o 'jsonpath={.items[?(@.status.phase=="Running")].metadata.annotations.batch\.kubernetes\.io/job-index-failure-count}'
+fail_with "$(idx_pod jpm 0)" '"containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":1}}}]'
+check "job maxFailedIndexes: Failed (MaxFailedIndexesExceeded), index 1 stopped" wait_for 40 out_is "FailureTarget Failed MaxFailedIndexesExceeded MaxFailedIndexesExceeded" jobcond jpm
+check "job maxFailedIndexes: no pod left running" wait_for 20 out_is 0 njob_pods jpm
 job jdead 'activeDeadlineSeconds: 2'
-check "job: Failed (DeadlineExceeded) after activeDeadlineSeconds" wait_for 30 out_is "Failed DeadlineExceeded" jobcond jdead
+check "job: Failed (DeadlineExceeded) after activeDeadlineSeconds" wait_for 30 out_is "FailureTarget Failed DeadlineExceeded DeadlineExceeded" jobcond jdead
 check "job: its running pod deleted at the deadline" wait_for 30 out_is "" job_pods jdead
 job jttl 'ttlSecondsAfterFinished: 1'
 wait_for 30 out_is 1 njob_pods jttl
 for p in $(job_pods jttl); do finish "$p" Succeeded; done
 check "job: ttlSecondsAfterFinished deletes the finished job" wait_for 30 bash -c "! '$KUBECTL' --kubeconfig '$data/kubeconfig' get job jttl >/dev/null 2>&1"
+# suspend: pods go, Suspended=True; resume: pods again, Suspended=False (JobResumed)
+job jsus 'parallelism: 2' 'completions: 4'
+wait_for 30 out_is 2 njob_pods jsus
+kc patch job jsus --type=merge -p '{"spec":{"suspend":true}}' >/dev/null
+check "job suspend: active pods deleted" wait_for 30 count_is 0 pods -l job-name=jsus
+check "job suspend: Suspended=True (JobSuspended), active 0" wait_for 20 out_is "True JobSuspended " jp job jsus -o 'jsonpath={.status.conditions[?(@.type=="Suspended")].status} {.status.conditions[?(@.type=="Suspended")].reason} {.status.active}'
+check "job suspend: the deleted pods are not failures" out_is "" jp job jsus -o 'jsonpath={.status.failed}'
+kc patch job jsus --type=merge -p '{"spec":{"suspend":false}}' >/dev/null
+check "job resume: pods again" wait_for 30 out_is 2 njob_pods jsus
+check "job resume: Suspended=False (JobResumed)" wait_for 20 out_is "False JobResumed" jp job jsus -o 'jsonpath={.status.conditions[?(@.type=="Suspended")].status} {.status.conditions[?(@.type=="Suspended")].reason}'
+# terminating: a job pod deleted while another finalizer holds it is terminating and (no
+# podFailurePolicy) counted failed
+job jterm 'backoffLimit: 5'
+wait_for 30 out_is 1 njob_pods jterm
+held=$(job_pods jterm)
+kc patch pod "$held" --type=json -p '[{"op":"add","path":"/metadata/finalizers/-","value":"e2e.ckube.io/hold"}]' >/dev/null
+kc delete pod "$held" --wait=false >/dev/null
+check "job: a held deleted pod is terminating 1, counted failed 1" wait_for 20 out_is "1 1" jp job jterm -o 'jsonpath={.status.terminating} {.status.failed}'
+kc patch pod "$held" --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+check "job: released, terminating 0" wait_for 20 out_is "0" jp job jterm -o 'jsonpath={.status.terminating}'
+# deleting a job: its pods lose the tracking finalizer and go
+kc delete job jsus jterm --wait=false >/dev/null
+check "job tracking: a deleted job's pods go (finalizers removed)" wait_for 30 count_is 0 pods -l 'job-name in (jsus,jterm)'
+# the backoff: measured from the failure to the replacement's creation
+wait_for 30 out_is 1 njob_pods jbo
+t_fail=$(date +%s); kfail "$(job_pods jbo)"
+wait_for 40 out_is 1 njob_pods jbo
+gap1=$(( $(date -d "$(jp pods -l job-name=jbo -o 'jsonpath={.items[?(@.status.phase=="Running")].metadata.creationTimestamp}')" +%s) - t_fail ))
+check "job backoff: first replacement after ~10 s ($gap1 s)" test "$gap1" -ge 9 -a "$gap1" -le 14
+t_fail=$(date +%s); kfail "$(job_pods jbo)"
+wait_for 50 out_is 1 njob_pods jbo
+gap2=$(( $(date -d "$(jp pods -l job-name=jbo -o 'jsonpath={.items[?(@.status.phase=="Running")].metadata.creationTimestamp}')" +%s) - t_fail ))
+check "job backoff: second replacement after ~20 s ($gap2 s)" test "$gap2" -ge 19 -a "$gap2" -le 25
 
 # ---------------------------------------------------------------- StatefulSet
 apply <<'Y'
@@ -443,6 +533,10 @@ check "statefulset: hostname and subdomain" out_is "db-1 db" jp pod db-1 -o 'jso
 kc patch sts db --type=merge -p '{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":1}}}}' >/dev/null
 kc set image sts/db c=img:2 >/dev/null
 check "statefulset: partitioned update replaces ordinals >= 1 only" wait_for 60 out_is "db-0=img:1 db-1=img:2 db-2=img:2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l app=db -o jsonpath='{range .items[*]}{.metadata.name}={.spec.containers[0].image}{\"\\n\"}{end}' | sort | paste -sd' '"
+old_uid=$(jp pod db-0 -o 'jsonpath={.metadata.uid}')
+kc delete pod db-0 --wait=false >/dev/null
+db0_again() { [ "$(jp pod db-0 -o 'jsonpath={.metadata.uid} {.spec.containers[0].image}')" != "" ] && [ "$(jp pod db-0 -o 'jsonpath={.metadata.uid}')" != "$old_uid" ] && [ "$(jp pod db-0 -o 'jsonpath={.spec.containers[0].image}')" = img:1 ]; }
+check "statefulset: a pod below the partition comes back from the current revision (img:1)" wait_for 60 db0_again
 hist_revs() { kc rollout history "$1" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $1}' | paste -sd' '; }
 check "statefulset: rollout history lists revisions 1 2 (ControllerRevisions)" wait_for 20 out_is "1 2" hist_revs sts/db
 check "statefulset: rollout history --revision=1 shows img:1" wait_for 5 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout history sts/db --revision=1 | grep -q 'Image:.*img:1'"
@@ -457,10 +551,75 @@ sts_revs_match() {
     [ -n "$want" ] && [ "$(jp sts db -o 'jsonpath={.status.currentRevision} {.status.updateRevision}')" = "$want $want" ]
 }
 check "statefulset: status currentRevision = updateRevision = the undone revision" wait_for 30 sts_revs_match
+check "statefulset (kubectl 1.27): rollout history lists 2 3" out_is "2 3" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout history sts/db | awk '\$1 ~ /^[0-9]+\$/ {print \$1}' | paste -sd' '"
+check "statefulset (kubectl 1.27): rollout undo" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout undo sts/db | grep -q 'rolled back'"
+check "statefulset (kubectl 1.27): rollout status" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout status sts/db --timeout=90s >/dev/null"
+check "statefulset (kubectl 1.27): undo brought img:2 back" wait_for 90 out_is "3 img:2" images db
 kc scale sts db --replicas=1 >/dev/null
 check "statefulset: scale down removes the highest ordinals" wait_for 60 out_is "db-0" jp pods -l app=db -o 'jsonpath={.items[*].metadata.name}'
 check "statefulset: PVCs are kept on scale down" wait_for 5 out_is 3 bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc --no-headers | grep -c db"
 kc delete sts db >/dev/null
+# the rollout commands of kubectl 1.27 on a StatefulSet
+sts() {   # sts NAME [SPEC LINES...]: a StatefulSet of img:1 with a volumeClaimTemplate "data"
+    local n=$1; shift
+    { printf 'apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: %s}\nspec:\n  serviceName: %s\n' "$n" "$n"
+      printf '  selector: {matchLabels: {app: %s}}\n' "$n"
+      for l in "$@"; do printf '  %s\n' "$l"; done
+      printf '  template:\n    metadata: {labels: {app: %s}}\n' "$n"
+      printf '    spec: {containers: [{name: c, image: img:1}]}\n'
+      printf '  volumeClaimTemplates:\n  - metadata: {name: data}\n'
+      printf '    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n'; } | apply
+}
+pod_names() { jp pods -l "app=$1" -o 'jsonpath={.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' '; }
+pvc_names() { jp pvc -o 'jsonpath={.items[*].metadata.name}' | tr ' ' '\n' | grep -- "-$1-" | sort | paste -sd' '; }
+# persistentVolumeClaimRetentionPolicy Delete/Delete: claims owned by the set; a scaled-down pod's
+# claim goes with it; the rest go with the set
+sts sret 'replicas: 2' 'persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}'
+check "statefulset retention: 2 pods, 2 claims" wait_for 60 out_is "data-sret-0 data-sret-1" pvc_names sret
+check "statefulset retention: whenDeleted=Delete -> the set is the claims' controller" wait_for 20 out_is "StatefulSet sret true" \
+    jp pvc data-sret-0 -o 'jsonpath={.metadata.ownerReferences[0].kind} {.metadata.ownerReferences[0].name} {.metadata.ownerReferences[0].controller}'
+wait_for 60 out_is "sret-0 sret-1" pod_names sret
+kc scale sts sret --replicas=1 >/dev/null
+check "statefulset retention: whenScaled=Delete -> the scaled-down pod's claim goes" wait_for 60 out_is "data-sret-0" pvc_names sret
+kc delete sts sret >/dev/null
+check "statefulset retention: whenDeleted=Delete -> the claims go with the set" wait_for 60 out_is "" pvc_names sret
+# a claim still being deleted holds its pod back; the claim is made again before the pod
+apply <<'Y'
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data-swait-0, finalizers: [e2e.ckube.io/hold]}
+spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+Y
+kc delete pvc data-swait-0 --wait=false >/dev/null
+sts swait 'replicas: 1'
+sleep 3
+check "statefulset claims: no pod while its claim is being deleted" out_is "" pod_names swait
+kc patch pvc data-swait-0 --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]' >/dev/null
+check "statefulset claims: claim made again, then the pod" wait_for 60 out_is "swait-0" pod_names swait
+check "statefulset claims: the new claim is older than the pod" bash -c "[ \$(date -d \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc data-swait-0 -o jsonpath='{.metadata.creationTimestamp}')\" +%s) -le \$(date -d \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pod swait-0 -o jsonpath='{.metadata.creationTimestamp}')\" +%s) ]"
+# minReadySeconds: availableReplicas lags readyReplicas, and OrderedReady waits for availability
+sts smr 'replicas: 2' 'minReadySeconds: 3'
+check "statefulset minReadySeconds: ready 1, available 0 at first" wait_for 30 out_is "1 0" jp sts smr -o 'jsonpath={.status.readyReplicas} {.status.availableReplicas}'
+check "statefulset minReadySeconds: availableReplicas 2 in the end" wait_for 60 out_is "2 2" jp sts smr -o 'jsonpath={.status.readyReplicas} {.status.availableReplicas}'
+gap=$(( $(date -d "$(jp pod smr-1 -o 'jsonpath={.metadata.creationTimestamp}')" +%s) - $(date -d "$(jp pod smr-0 -o 'jsonpath={.metadata.creationTimestamp}')" +%s) ))
+check "statefulset minReadySeconds: smr-1 made only once smr-0 was available ($gap s)" test "$gap" -ge 3
+# OnDelete: the template change waits for the user's deletions
+sts sod 'replicas: 2' 'updateStrategy: {type: OnDelete}'
+wait_for 60 out_is "2 img:1" images sod
+kc set image sts/sod c=img:2 >/dev/null
+sleep 3
+check "statefulset OnDelete: nothing replaced by the template change" out_is "2 img:1" images sod
+kc delete pod sod-1 --wait=false >/dev/null
+check "statefulset OnDelete: the deleted pod comes back with the new template" wait_for 60 out_is "$(printf '1 img:1\n1 img:2')" images sod
+check "statefulset OnDelete: updatedReplicas 1, currentRevision still the old one" wait_for 20 bash -c "s=\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get sts sod -o jsonpath='{.status.updatedReplicas} {.status.currentReplicas} {.status.currentRevision} {.status.updateRevision}'); set -- \$s; [ \"\$1 \$2\" = '1 1' ] && [ \"\$3\" != \"\$4\" ]"
+# ordinals.start
+sts sord 'replicas: 2' 'ordinals: {start: 5}'
+check "statefulset ordinals.start: pods sord-5 sord-6" wait_for 60 out_is "sord-5 sord-6" pod_names sord
+check "statefulset ordinals.start: pod-index label and claim follow the ordinal" out_is "6 data-sord-6" \
+    jp pod sord-6 -o 'jsonpath={.metadata.labels.apps\.kubernetes\.io/pod-index} {.spec.volumes[?(@.name=="data")].persistentVolumeClaim.claimName}'
+kc scale sts sord --replicas=1 >/dev/null
+check "statefulset ordinals.start: scale down removes sord-6" wait_for 60 out_is "sord-5" pod_names sord
+kc delete sts swait smr sod sord >/dev/null
 
 # ---------------------------------------------------------------- DaemonSet
 ds() {   # ds NAME IMAGE [NODESELECTOR-LINE]
@@ -493,6 +652,99 @@ check "daemonset: revision 1 renumbered to 3 (history 2 3)" wait_for 20 out_is "
 check "daemonset: rollout undo --to-revision=2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout undo ds/dsall --to-revision=2 | grep -q 'rolled back'"
 ds_back_on_2() { out_is "3 img:2" images dsall && out_is "3 4" hist_revs ds/dsall; }
 check "daemonset: back on img:2 (history 3 4)" wait_for 60 ds_back_on_2
+# the rollout commands of kubectl 1.27 (older client code paths) on the same daemon set
+check "daemonset (kubectl 1.27): rollout history lists 3 4" out_is "3 4" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout history ds/dsall | awk '\$1 ~ /^[0-9]+\$/ {print \$1}' | paste -sd' '"
+check "daemonset (kubectl 1.27): rollout undo" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout undo ds/dsall | grep -q 'rolled back'"
+check "daemonset (kubectl 1.27): rollout status" bash -c "'$K127' --kubeconfig '$data/kubeconfig' rollout status ds/dsall --timeout=60s >/dev/null"
+check "daemonset (kubectl 1.27): undo brought img:1 back" wait_for 60 out_is "3 img:1" images dsall
+# maxSurge: the new pod starts next to the old one, which goes once the new one is available;
+# nodes never lack an available pod (maxUnavailable 0)
+apply <<'Y'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: dsurge}
+spec:
+  minReadySeconds: 2
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
+  selector: {matchLabels: {app: dsurge}}
+  template:
+    metadata: {labels: {app: dsurge}}
+    spec: {containers: [{name: c, image: img:1}]}
+Y
+check "daemonset maxSurge: rollout status" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout status ds/dsurge --timeout=60s >/dev/null"
+check "daemonset: numberAvailable 3 after minReadySeconds" wait_for 20 out_is "3 3" jp ds dsurge -o 'jsonpath={.status.numberAvailable} {.status.updatedNumberScheduled}'
+kc set image ds/dsurge c=img:2 >/dev/null
+surge_max=0; surge_min_avail=3
+end=$((SECONDS + 60))
+while [ $SECONDS -lt $end ]; do
+    n=$(jp pods -l app=dsurge -o 'jsonpath={range .items[*]}{.metadata.deletionTimestamp}|{.metadata.name}{"\n"}{end}' | grep -c '^|')
+    [ "$n" -gt "$surge_max" ] && surge_max=$n
+    a=$(jp ds dsurge -o 'jsonpath={.status.numberAvailable}')
+    [ -n "$a" ] && [ "$a" -lt "$surge_min_avail" ] && surge_min_avail=$a
+    [ "$(images dsurge)" = "3 img:2" ] && [ "$n" = 3 ] && break
+    sleep 0.3
+done
+check "daemonset maxSurge: all 3 nodes moved to img:2" out_is "3 img:2" images dsurge
+check "daemonset maxSurge: one node at a time ran old and new side by side (max $surge_max pods not being deleted)" test "$surge_max" = 4
+check "daemonset maxSurge: numberAvailable never dropped below 3 ($surge_min_avail)" test "$surge_min_avail" = 3
+check "daemonset maxSurge: rollout status completes" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout status ds/dsurge --timeout=60s >/dev/null"
+# OnDelete: a template change replaces nothing until a pod is deleted
+apply <<'Y'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: dsod}
+spec:
+  updateStrategy: {type: OnDelete}
+  selector: {matchLabels: {app: dsod}}
+  template:
+    metadata: {labels: {app: dsod}}
+    spec: {containers: [{name: c, image: img:1}]}
+Y
+check "daemonset OnDelete: 3 pods" wait_for 30 out_is "3 img:1" images dsod
+kc set image ds/dsod c=img:2 >/dev/null
+sleep 3
+check "daemonset OnDelete: nothing replaced by the template change" out_is "3 img:1" images dsod
+check "daemonset OnDelete: updatedNumberScheduled 0" wait_for 10 out_is "0" jp ds dsod -o 'jsonpath={.status.updatedNumberScheduled}'
+kc delete pod "$(jp pods -l app=dsod -o 'jsonpath={.items[0].metadata.name}')" --wait=false >/dev/null
+check "daemonset OnDelete: the deleted pod comes back with the new template" wait_for 30 out_is "$(printf '2 img:1\n1 img:2')" images dsod
+check "daemonset OnDelete: updatedNumberScheduled 1" wait_for 10 out_is "1" jp ds dsod -o 'jsonpath={.status.updatedNumberScheduled}'
+kc delete ds dsurge dsod >/dev/null
+# taints: an untolerated NoSchedule taint keeps the running pod (misscheduled) but no new one is
+# made; an untolerated NoExecute taint removes it; the automatic daemon tolerations let pods onto
+# unschedulable nodes, and onto network-unavailable ones only with hostNetwork
+ds dstol img:1
+check "daemonset taints: 3 pods before tainting" wait_for 30 out_is 3 ds_nodes dstol
+kc taint node hollow-node-2 e2e=x:NoSchedule >/dev/null
+check "daemonset taints: NoSchedule keeps the pod, numberMisscheduled 1, desired 2" wait_for 20 out_is "1 2 2" \
+    jp ds dstol -o "jsonpath={.status.numberMisscheduled} {.status.desiredNumberScheduled} {.status.currentNumberScheduled}"
+check "daemonset taints: the pod on the NoSchedule node still runs" out_is 3 ds_nodes dstol
+ds dsnew img:1
+check "daemonset taints: a new daemon set skips the NoSchedule node" wait_for 30 out_is "2" jp ds dsnew -o 'jsonpath={.status.desiredNumberScheduled}'
+check "daemonset taints: ...and has 2 pods" wait_for 30 out_is 2 ds_nodes dsnew
+kc taint node hollow-node-2 e2e=x:NoExecute >/dev/null
+check "daemonset taints: NoExecute removes the pod" wait_for 30 out_is 2 ds_nodes dstol
+check "daemonset taints: ...numberMisscheduled 0" wait_for 10 out_is 0 jp ds dstol -o 'jsonpath={.status.numberMisscheduled}'
+kc taint node hollow-node-2 e2e- >/dev/null
+kc taint node hollow-node-1 node.kubernetes.io/unschedulable:NoSchedule node.kubernetes.io/network-unavailable:NoSchedule >/dev/null
+check "daemonset taints: back to 3 pods once untainted" wait_for 30 out_is 3 ds_nodes dstol
+ds dsnet img:1
+apply <<'Y'
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: dshost}
+spec:
+  selector: {matchLabels: {app: dshost}}
+  template:
+    metadata: {labels: {app: dshost}}
+    spec: {hostNetwork: true, containers: [{name: c, image: img:1}]}
+Y
+check "daemonset tolerations: network-unavailable keeps a pod-network daemon off (desired 2)" wait_for 30 out_is "2" jp ds dsnet -o 'jsonpath={.status.desiredNumberScheduled}'
+check "daemonset tolerations: a hostNetwork daemon runs on unschedulable + network-unavailable nodes (3)" wait_for 30 out_is 3 ds_nodes dshost
+check "daemonset tolerations: the pods carry the automatic tolerations" out_is "NoSchedule" \
+    jp pods -l app=dshost -o 'jsonpath={.items[0].spec.tolerations[?(@.key=="node.kubernetes.io/network-unavailable")].effect}'
+kc taint node hollow-node-1 node.kubernetes.io/unschedulable:NoSchedule- node.kubernetes.io/network-unavailable:NoSchedule- >/dev/null
+kc delete ds dstol dsnew dsnet dshost >/dev/null
+check "daemonset: the test daemon sets' pods go (gc)" wait_for 30 count_is 0 pods -l 'app in (dstol,dsnew,dsnet,dshost)'
 ds dsone img:1 'nodeSelector: {kubernetes.io/hostname: hollow-node-1}'
 check "daemonset: nodeSelector -> one pod, on hollow-node-1" wait_for 30 out_is hollow-node-1 jp pods -l app=dsone -o 'jsonpath={.items[*].spec.nodeName}'
 kc delete ds dsall dsone >/dev/null
@@ -505,8 +757,19 @@ check "cronjob: job named <cronjob>-<minute>, owned by it" wait_for 5 out_is "Cr
 check "cronjob: status lastScheduleTime and active" wait_for 10 out_is "1" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get cronjob cj -o jsonpath='{.status.lastScheduleTime} {.status.active[*].name}' | awk '{print NF-1}'"
 if [ $((SECONDS - cj_start)) -lt 125 ]; then sleep $((125 - (SECONDS - cj_start))); fi
 check "cronjob: Forbid - no second job while the first runs (after 2 minutes)" count_is 1 jobs -l cron=cj
-kc delete cronjob cj >/dev/null
-check "cronjob: its jobs go with it (gc)" wait_for 30 count_is 0 jobs -l cron=cj
+njobs() { kc get jobs -l "cron=$1" --no-headers 2>/dev/null | wc -l; }
+check "cronjob (no timeZone): runs on the manager's local zone (TZ=Asia/Kolkata)" wait_for 10 test "$(njobs cjlocal)" -ge 1
+check "cronjob (no timeZone): a schedule of the UTC hour did not run" count_is 0 jobs -l cron=cjutc
+check "cronjob (no timeZone): the scheduled-timestamp annotation is UTC" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get jobs -l cron=cjlocal -o jsonpath='{.items[0].metadata.annotations.batch\.kubernetes\.io/cronjob-scheduled-timestamp}' | grep -q 'Z\$'"
+evmsg() { jp events --field-selector "involvedObject.name=$1,reason=$2" -o 'jsonpath={.items[0].message}'; }
+check "cronjob: an unknown timeZone -> UnknownTimeZone event, no job" out_is 'invalid timeZone: "Mars/Olympus": unknown time zone Mars/Olympus 0' \
+    bash -c "echo \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get events --field-selector involvedObject.name=cjbad,reason=UnknownTimeZone -o jsonpath='{.items[0].message}') \$('$KUBECTL' --kubeconfig '$data/kubeconfig' get jobs -l cron=cjbad --no-headers 2>/dev/null | wc -l)\""
+check "cronjob: 180 missed minutes -> TooManyMissedTimes" out_is "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew" evmsg cjmiss TooManyMissedTimes
+check "cronjob: ...and the latest missed time ran" test "$(njobs cjmiss)" -ge 1
+check "cronjob: startingDeadlineSeconds bounds the look-back (no TooManyMissedTimes)" out_is "" evmsg cjwin TooManyMissedTimes
+check "cronjob: startingDeadlineSeconds: runs on schedule" test "$(njobs cjwin)" -ge 1
+kc delete cronjob cj cjlocal cjutc cjbad cjmiss cjwin >/dev/null
+check "cronjob: its jobs go with it (gc)" wait_for 30 count_is 0 jobs -l 'cron in (cj,cjlocal,cjmiss,cjwin)'
 
 if [ -n "${CONTROLLERS_E2E_EXTRA:-}" ]; then . "$CONTROLLERS_E2E_EXTRA"; fi
 

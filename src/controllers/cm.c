@@ -103,8 +103,10 @@ static const char pod_spec_text[] =
     "           \"containers\": {\"name\": true, \"ports\": true}},"
     " \"status\": {\"phase\": true, \"podIP\": true,"
     "  \"conditions\": {\"type\": true, \"status\": true, \"lastTransitionTime\": true, \"reason\": true},"
-    "  \"containerStatuses\": {\"name\": true, \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}},"
-    "  \"initContainerStatuses\": {\"name\": true, \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}}}}";
+    "  \"containerStatuses\": {\"name\": true,"
+    "                         \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}},"
+    "  \"initContainerStatuses\": {\"name\": true,"
+    "                             \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}}}}";
 
 static json_t *object_spec, *pod_spec;
 static pthread_once_t specs_once = PTHREAD_ONCE_INIT;
@@ -207,23 +209,37 @@ static void trim_pod(void *ctx, json_t *pod)
         ports |= json_array_size(json_object_get(c, "ports")) > 0;
     if (!ports)
         json_object_del(spec, "containers");
+    /* (init) container exit codes and every condition only for a failed pod (podFailurePolicy
+     * onExitCodes / onPodConditions, failure backoff); the spec has cut statuses to
+     * name + state.terminated already */
     bool failed = !strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed");
-    if (!failed) {   /* the filter kept exit codes and finish times for failed pods only */
+    if (!failed) {
         json_object_del(status, "containerStatuses");
         json_object_del(status, "initContainerStatuses");
     }
     json_t *conds = json_object_get(status, "conditions");
-    for (i = json_array_size(conds); i-- > 0;) {
+    for (i = json_array_size(conds); i-- > 0 && !failed;) {
         c = json_array_get(conds, i);
         const char *t = json_string_value(json_object_get(c, "type")) ?: "";
-        /* a failed pod keeps every condition (podFailurePolicy onPodConditions) */
-        if (!failed && strcmp(t, "Ready") && strcmp(t, "DisruptionTarget"))
+        if (strcmp(t, "Ready") && strcmp(t, "DisruptionTarget"))
             json_array_remove(conds, i);
     }
     intern_common(pod);
     intern_member(pod, "spec");     /* the pods of a set on one node: one spec */
     intern_member(status, "phase");
     intern_member(status, "conditions");
+}
+
+json_t *cm_cache_decode(bool pod, const char *text, size_t len)
+{
+    pthread_once(&specs_once, specs_init);
+    size_t n = 0;
+    char *cut = ck_json_filter(text, len, pod ? pod_spec : object_spec, &n);
+    json_t *o = cut ? json_loadb(cut, n, 0, NULL) : json_loadb(text, len, 0, NULL);
+    free(cut);
+    if (o)
+        (pod ? trim_pod : trim_object)(NULL, o);
+    return o;
 }
 
 cm *cm_new(ck_client *c)

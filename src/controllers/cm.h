@@ -35,6 +35,9 @@ const ck_resource *cm_res(const char *group, const char *resource);
 /* Drop the shared parts of cached objects that no cached object holds any more (cm_run's
  * housekeeping thread calls it every 2 s); returns how many are still shared. */
 size_t cm_intern_prune(void);
+/* An object's text as the shared informers cache it (pod: the pod cut, else the generic one),
+ * shared parts included; NULL if it is not JSON.  For tests.  NEW reference. */
+json_t *cm_cache_decode(bool pod, const char *text, size_t len);
 
 /* A sync function: 0 = done (the key is forgotten), -1 with *err = retry with backoff. */
 typedef int (*cm_sync_fn)(void *self, const char *key, ck_error **err);
@@ -72,6 +75,18 @@ bool cm_deleting(const json_t *obj);
 /* Whether the namespaces informer holds `name` and it is neither being deleted nor Terminating
  * (the controllers that keep an object in every namespace stop there). */
 bool cm_namespace_active(ck_informer *namespaces, const char *name);
+/* A deep copy of the value at path, or a new empty object / array when there is none. NEW.
+ * (`json_deep_copy(cm_get(...) ?: json_object())` leaks the empty default.) */
+static inline json_t *cm_copy_object(const json_t *obj, const char *path)
+{
+    json_t *v = cm_get(obj, path);
+    return v ? json_deep_copy(v) : json_object();
+}
+static inline json_t *cm_copy_array(const json_t *obj, const char *path)
+{
+    json_t *v = cm_get(obj, path);
+    return v ? json_deep_copy(v) : json_array();
+}
 /* Split "ns/name" (or "name"); *ns is NULL for cluster keys.  Caller frees *ns. */
 void cm_split_key(const char *key, char **ns, const char **name);
 /* The ownerReference with controller=true, or NULL. */

@@ -347,7 +347,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
     prune(c, bad, (long)cm_int(cj, "spec.failedJobsHistoryLimit", 1));
 
     int64_t now = cm_now();
-    json_t *st = json_deep_copy(cm_get(cj, "status") ?: json_object());
+    json_t *st = cm_copy_object(cj, "status");
     json_t *refs = json_array();
     json_array_foreach(active, i, job)
         json_array_append_new(refs, job_ref(job));
@@ -405,7 +405,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
                                cm_owner_ref(cj, true));
         if (cm_get(tmpl, "metadata.labels"))
             json_object_set_new(md, "labels", json_deep_copy(cm_get(tmpl, "metadata.labels")));
-        json_t *ann = json_deep_copy(cm_get(tmpl, "metadata.annotations") ?: json_object());
+        json_t *ann = cm_copy_object(tmpl, "metadata.annotations");
         char ts[32], local[32];
         ck_rfc3339(due, ts);
         if (own)   /* as upstream: the scheduled time in spec.timeZone (UTC without one) */
@@ -414,7 +414,7 @@ static int sync_cj(void *self, const char *key, ck_error **err)
                             json_string(own ? local : ts));
         json_object_set_new(md, "annotations", ann);
         json_t *obj = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "batch/v1", "kind", "Job",
-                                "metadata", md, "spec", json_deep_copy(cm_get(tmpl, "spec") ?: json_object()));
+                                "metadata", md, "spec", cm_copy_object(tmpl, "spec"));
         ck_error *e = NULL;
         json_t *out = ck_client_create(cm_client(c->m), cm_res("batch", "jobs"), ns, obj, &e);
         json_decref(obj);

@@ -191,7 +191,7 @@ static bool tolerated(const json_t *tols, const json_t *taint)
 /* The tolerations a daemon pod gets on top of its template's. NEW array. */
 static json_t *daemon_tolerations(const json_t *tmpl_spec)
 {
-    json_t *tols = json_deep_copy(cm_get(tmpl_spec, "tolerations") ?: json_array());
+    json_t *tols = cm_copy_array(tmpl_spec, "tolerations");
     static const struct { const char *key, *effect; } add[] = {
         {"node.kubernetes.io/not-ready", "NoExecute"}, {"node.kubernetes.io/unreachable", "NoExecute"},
         {"node.kubernetes.io/disk-pressure", "NoSchedule"}, {"node.kubernetes.io/memory-pressure", "NoSchedule"},
@@ -255,7 +255,7 @@ static json_t *daemon_pod(const json_t *ds, const char *node, const char *hash, 
 {
     json_t *tmpl = cm_get(ds, "spec.template");
     cleanup_free char *gen = xasprintf("%s-", cm_name(ds));
-    json_t *labels = json_deep_copy(cm_get(tmpl, "metadata.labels") ?: json_object());
+    json_t *labels = cm_copy_object(tmpl, "metadata.labels");
     json_object_set_new(labels, HASH_LABEL, json_string(hash));
     char g[32];
     snprintf(g, sizeof g, "%lld", cm_int(ds, "metadata.generation", 1));
@@ -264,7 +264,7 @@ static json_t *daemon_pod(const json_t *ds, const char *node, const char *hash, 
                            "labels", labels, "ownerReferences", cm_owner_ref(ds, true));
     if (cm_get(tmpl, "metadata.annotations"))
         json_object_set_new(md, "annotations", json_deep_copy(cm_get(tmpl, "metadata.annotations")));
-    json_t *spec = json_deep_copy(cm_get(tmpl, "spec") ?: json_object());
+    json_t *spec = cm_copy_object(tmpl, "spec");
     json_object_set(spec, "tolerations", (json_t *)tols);
     /* pin to the node (replacing any nodeAffinity the template had: it was checked already) */
     json_t *aff = json_object_get(spec, "affinity");

@@ -23,7 +23,7 @@
 
 json_t *cm_history_data(const json_t *owner)
 {
-    json_t *tmpl = json_deep_copy(cm_get(owner, "spec.template") ?: json_object());
+    json_t *tmpl = cm_copy_object(owner, "spec.template");
     json_object_set_new(tmpl, "$patch", json_string("replace"));
     return json_pack("{s:{s:o}}", "spec", "template", tmpl);
 }
@@ -69,7 +69,7 @@ static json_t *owned(ck_informer *revs, const json_t *owner)
 static json_t *new_revision(const json_t *owner, const char *name, const char *hash, json_t *data,
                             long long revision)
 {
-    json_t *labels = json_deep_copy(cm_get(owner, "spec.template.metadata.labels") ?: json_object());
+    json_t *labels = cm_copy_object(owner, "spec.template.metadata.labels");
     json_object_set_new(labels, "controller-revision-hash", json_string(hash));
     json_t *md = json_pack("{s:s, s:s, s:o, s:[o]}", "name", name, "namespace", cm_ns(owner),
                            "labels", labels, "ownerReferences", cm_owner_ref(owner, true));

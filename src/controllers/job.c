@@ -142,9 +142,9 @@ static json_t *pod_for(const json_t *job, long index, long fails, long ignored)
                                         : xasprintf("%s-", cm_name(job));
     json_t *md = json_pack("{s:s, s:s, s:[o], s:[s]}", "generateName", gen, "namespace", cm_ns(job),
                            "ownerReferences", cm_owner_ref(job, true), "finalizers", TRACKING);
-    json_t *labels = json_deep_copy(cm_get(tmpl, "metadata.labels") ?: json_object());
-    json_t *ann = json_deep_copy(cm_get(tmpl, "metadata.annotations") ?: json_object());
-    json_t *spec = json_deep_copy(cm_get(tmpl, "spec") ?: json_object());
+    json_t *labels = cm_copy_object(tmpl, "metadata.labels");
+    json_t *ann = cm_copy_object(tmpl, "metadata.annotations");
+    json_t *spec = cm_copy_object(tmpl, "spec");
     /* the labels the API server's generated selector would have put on the template */
     static const char *const name_labels[] = {"batch.kubernetes.io/job-name", "job-name"};
     static const char *const uid_labels[] = {"batch.kubernetes.io/controller-uid", "controller-uid"};
@@ -751,7 +751,7 @@ static int sync_job(void *self, const char *key, ck_error **err)
     long failed = (long)cm_int(job, "status.failed", 0) + (long)json_array_size(unc_f) + v.new_failed;
     long failed_indexes = count_bits(v.failed_idx, v.completions);
 
-    json_t *st = json_deep_copy(cm_get(job, "status") ?: json_object());
+    json_t *st = cm_copy_object(job, "status");
     if (!suspend && !json_object_get(st, "startTime")) {
         char ts[32];
         cm_now_str(ts);

@@ -154,8 +154,9 @@ static int fix_claims(ssc *c, const json_t *set, const json_t *pod, long ord, bo
             continue;
         }
         json_t *want = cm_sts_claim_refs(cm_get(have, "metadata.ownerReferences"), set, pod, scaled_down);
-        json_t *now = cm_get(have, "metadata.ownerReferences") ?: json_array();
-        bool same = json_equal(want, now) || (!json_array_size(want) && !json_array_size(now));
+        json_t *now = cm_get(have, "metadata.ownerReferences");
+        bool same = json_array_size(want) == json_array_size(now) &&
+                    (!json_array_size(want) || json_equal(want, now));
         if (!same) {
             json_t *patch = json_pack("{s:{s:O, s:s}}", "metadata", "ownerReferences", want, "uid",
                                       cm_uid(have) ?: "");
@@ -195,8 +196,9 @@ static int ensure_pvcs(ssc *c, const json_t *set, long ord, ck_error **err)
             continue;
         }
         json_t *md = json_pack("{s:s, s:s}", "name", claim, "namespace", cm_ns(set));
-        json_t *labels = json_deep_copy(cm_get(set, "spec.selector.matchLabels") ?: json_object());
-        json_object_update(labels, cm_get(t, "metadata.labels") ?: json_object());
+        json_t *labels = cm_copy_object(set, "spec.selector.matchLabels");
+        if (cm_get(t, "metadata.labels"))
+            json_object_update(labels, cm_get(t, "metadata.labels"));
         json_object_set_new(md, "labels", labels);
         if (cm_get(t, "metadata.annotations"))
             json_object_set(md, "annotations", cm_get(t, "metadata.annotations"));
@@ -204,9 +206,9 @@ static int ensure_pvcs(ssc *c, const json_t *set, long ord, ck_error **err)
         if (json_array_size(refs))
             json_object_set(md, "ownerReferences", refs);
         json_decref(refs);
-        json_t *pvc = json_pack("{s:s, s:s, s:o, s:O}", "apiVersion", "v1", "kind",
+        json_t *pvc = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind",
                                 "PersistentVolumeClaim", "metadata", md, "spec",
-                                cm_get(t, "spec") ?: json_object());
+                                cm_copy_object(t, "spec"));
         ck_error *e = NULL;
         json_t *out = ck_client_create(cm_client(c->m), cm_res("", "persistentvolumeclaims"),
                                        cm_ns(set), pvc, &e);
@@ -262,7 +264,7 @@ static int create_pod(ssc *c, const json_t *set, long ord, const char *rev, cons
     cleanup_free char *name = xasprintf("%s-%ld", cm_name(set), ord);
     char idx[32];
     snprintf(idx, sizeof idx, "%ld", ord);
-    json_t *labels = json_deep_copy(cm_get(tmpl, "metadata.labels") ?: json_object());
+    json_t *labels = cm_copy_object(tmpl, "metadata.labels");
     json_object_set_new(labels, HASH_LABEL, json_string(rev));
     json_object_set_new(labels, "statefulset.kubernetes.io/pod-name", json_string(name));
     json_object_set_new(labels, "apps.kubernetes.io/pod-index", json_string(idx));
@@ -270,7 +272,7 @@ static int create_pod(ssc *c, const json_t *set, long ord, const char *rev, cons
                            labels, "ownerReferences", cm_owner_ref(set, true));
     if (cm_get(tmpl, "metadata.annotations"))
         json_object_set_new(md, "annotations", json_deep_copy(cm_get(tmpl, "metadata.annotations")));
-    json_t *spec = json_deep_copy(cm_get(tmpl, "spec") ?: json_object());
+    json_t *spec = cm_copy_object(tmpl, "spec");
     json_object_set_new(spec, "hostname", json_string(name));
     if (cm_str(set, "spec.serviceName") && *cm_str(set, "spec.serviceName"))
         json_object_set_new(spec, "subdomain", json_string(cm_str(set, "spec.serviceName")));

@@ -1,5 +1,6 @@
 /* client.c - see client.h. */
 #include "client/client.h"
+#include "client/jsonpick.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -169,8 +170,11 @@ static int status_error(long http, const char *body, const char *method, const c
     return -1;
 }
 
-json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
-                          const char *content_type, ck_error **err)
+/* One request; a 2xx body is decoded whole (keep NULL), picked (keep), or dropped (discard:
+ * then the result is an empty object). */
+static json_t *request(ck_client *c, const char *method, const char *path, const json_t *body,
+                       const char *content_type, const ck_jsonpick *keep, bool discard,
+                       ck_error **err)
 {
     CURL *h = handle_take(c);
     struct curl_slist *headers = NULL;
@@ -207,8 +211,14 @@ json_t *ck_client_request(ck_client *c, const char *method, const char *path, co
         status_error(http, resp.data, method, path, err);
         goto done;
     }
-    if (resp.len == 0) {
+    if (resp.len == 0 || discard) {
         out = json_object();
+        goto done;
+    }
+    if (keep) {
+        out = ck_jsonpick_parse(resp.data, resp.len, keep, err);
+        if (!out)
+            ck_error_wrap(err, "%s %s: bad JSON from server", method, path);
         goto done;
     }
     json_error_t jerr;
@@ -220,6 +230,28 @@ done:
     ck_buf_free(&resp);
     handle_give(c, h);
     return out;
+}
+
+json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
+                          const char *content_type, ck_error **err)
+{
+    return request(c, method, path, body, content_type, NULL, false, err);
+}
+
+json_t *ck_client_request_pick(ck_client *c, const char *method, const char *path,
+                               const json_t *body, const ck_jsonpick *keep, ck_error **err)
+{
+    return request(c, method, path, body, NULL, keep, false, err);
+}
+
+int ck_client_send(ck_client *c, const char *method, const char *path, const json_t *body,
+                   const char *content_type, ck_error **err)
+{
+    json_t *out = request(c, method, path, body, content_type, NULL, true, err);
+    if (!out)
+        return -1;
+    json_decref(out);
+    return 0;
 }
 
 char *ck_client_path(const ck_resource *r, const char *ns, const char *name, const char *sub)
@@ -294,11 +326,7 @@ int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const c
                      const json_t *options, ck_error **err)
 {
     cleanup_free char *p = ck_client_path(r, ns, name, NULL);
-    json_t *out = ck_client_request(c, "DELETE", p, options, NULL, err);
-    if (!out)
-        return -1;
-    json_decref(out);
-    return 0;
+    return ck_client_send(c, "DELETE", p, options, NULL, err);   /* the answer is not read */
 }
 
 /* ---- watch ---- */
@@ -310,6 +338,7 @@ struct watch_state {
     const volatile bool *cancel;
     bool stopped;        /* the callback asked to stop */
     bool expired;        /* the server sent a 410 ERROR event */
+    const ck_jsonpick *keep;   /* decode only these parts of each event (NULL: all) */
     char *error_msg;
     long http;
     CURL *h;
@@ -320,7 +349,24 @@ static bool deliver_line(struct watch_state *w, const char *text, size_t len)
     if (len == 0)
         return true;
     json_error_t jerr;
-    json_t *ev = json_loadb(text, len, 0, &jerr);
+    json_t *ev;
+    if (w->keep) {
+        ck_error *perr = NULL;
+        ev = ck_jsonpick_parse(text, len, w->keep, &perr);
+        if (!ev) {
+            w->error_msg = xasprintf("bad watch event JSON: %s", perr->msg);
+            ck_error_free(perr);
+            return false;
+        }
+        /* an ERROR event's Status is not what keep describes: decode it whole */
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        if (t && !strcmp(t, "ERROR")) {
+            json_decref(ev);
+            ev = json_loadb(text, len, 0, &jerr);
+        }
+    } else {
+        ev = json_loadb(text, len, 0, &jerr);
+    }
     if (!ev) {
         w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
         return false;
@@ -377,7 +423,14 @@ static int watch_progress(void *userp, curl_off_t a, curl_off_t b, curl_off_t c2
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
                     const volatile bool *cancel, ck_error **err)
 {
-    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel};
+    return ck_client_watch_pick(c, path, NULL, cb, ctx, cancel, err);
+}
+
+int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep,
+                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_error **err)
+{
+    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep};
     ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
     CURL *h = curl_easy_init();
     w.h = h;

@@ -20,6 +20,8 @@ struct ck_informer {
     void *ctx;
     ck_informer_transform transform;
     bool stubs;
+    ck_jsonpick list_keep[3], watch_keep[3];   /* set_keep: {metadata, items} / {type, object} */
+    bool keep;
 
     pthread_mutex_t lock;
     pthread_cond_t synced_cond;
@@ -159,7 +161,9 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
             extra = xasprintf("limit=%d", INFORMER_PAGE);
         }
         cleanup_free char *path = base_path(inf, extra);
-        json_t *page = ck_client_request(inf->client, "GET", path, NULL, NULL, err);
+        json_t *page = inf->keep ? ck_client_request_pick(inf->client, "GET", path, NULL,
+                                                          inf->list_keep, err)
+                                 : ck_client_request(inf->client, "GET", path, NULL, NULL, err);
         if (!page) {
             json_decref(fresh);
             return NULL;
@@ -313,7 +317,8 @@ static void *informer_main(void *arg)
                 300 + rand() % 300, inf->resource_version);
             pthread_mutex_unlock(&inf->lock);
             cleanup_free char *path = base_path(inf, extra);
-            if (ck_client_watch(inf->client, path, on_event, inf, &inf->stop, &err) == 0) {
+            if (ck_client_watch_pick(inf->client, path, inf->keep ? inf->watch_keep : NULL,
+                                     on_event, inf, &inf->stop, &err) == 0) {
                 backoff = 250;
                 continue;
             }
@@ -340,6 +345,17 @@ void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn)
 void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs)
 {
     inf->stubs = stubs;
+}
+
+void ck_informer_set_keep(ck_informer *inf, const ck_jsonpick *keep)
+{
+    inf->keep = keep != NULL;
+    inf->list_keep[0] = (ck_jsonpick){"metadata", NULL};
+    inf->list_keep[1] = (ck_jsonpick){"items", keep};
+    inf->list_keep[2] = (ck_jsonpick){NULL, NULL};
+    inf->watch_keep[0] = (ck_jsonpick){"type", NULL};
+    inf->watch_keep[1] = (ck_jsonpick){"object", keep};
+    inf->watch_keep[2] = (ck_jsonpick){NULL, NULL};
 }
 
 void ck_informer_strip_managed_fields(void *ctx, json_t *obj)

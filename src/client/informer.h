@@ -42,6 +42,10 @@ void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn);
  * whole new objects; old_obj in on_update and the object of a relist's on_delete are then stubs
  * holding only metadata.name/namespace, and ck_informer_get/list return resourceVersion strings. */
 void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs);
+/* Optional, before start: decode only what keep names of each listed or watched object
+ * (client/jsonpick.h; it must keep metadata.name, namespace and resourceVersion, and outlive the
+ * informer): the parsing cost and the garbage of the rest are never paid. */
+void ck_informer_set_keep(ck_informer *inf, const ck_jsonpick *keep);
 /* Strips metadata.managedFields: a ready-made transform. */
 void ck_informer_strip_managed_fields(void *ctx, json_t *obj);
 void ck_informer_start(ck_informer *inf);

@@ -155,14 +155,13 @@ static void do_bind(sc_binder *b, job *j)
                              j->node);
     cleanup_free char *path = ck_client_path(pods_res(), j->ns, j->name, "binding");
     ck_error *err = NULL;
-    json_t *out = ck_client_request(s->client, "POST", path, body, NULL, &err);
+    int rc = ck_client_send(s->client, "POST", path, body, NULL, &err);   /* a Status: unread */
     json_decref(body);
-    if (!out) {
+    if (rc < 0) {
         bind_failed(b, j, err);
         ck_error_free(err);
         return;
     }
-    json_decref(out);
     cleanup_free char *key = xasprintf("%s/%s", j->ns, j->name);
     pthread_mutex_lock(&s->lock);
     sc_pod *cp = sc_cache_pod(&s->cache, key);

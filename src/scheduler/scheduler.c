@@ -123,6 +123,34 @@ static void trim_node(void *ctx, json_t *node)
         json_object_del(status, "conditions");
 }
 
+/* What the informers decode at all (client/jsonpick.h): the same fields the trims keep, so the
+ * rest of each watched object (managedFields, env, images, volumes, node images ...) is
+ * skipped as text and never becomes a tree.  The trims stay: they also cut placed pods' status. */
+static const ck_jsonpick pod_md_keep[] = {
+    {"name", NULL}, {"namespace", NULL}, {"uid", NULL}, {"labels", NULL},
+    {"resourceVersion", NULL}, {"deletionTimestamp", NULL}, {NULL, NULL}};
+static const ck_jsonpick container_keep[] = {
+    {"name", NULL}, {"resources", NULL}, {"ports", NULL}, {"restartPolicy", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_spec_keep[] = {
+    {"nodeName", NULL}, {"schedulerName", NULL}, {"priority", NULL}, {"priorityClassName", NULL},
+    {"preemptionPolicy", NULL}, {"containers", container_keep},
+    {"initContainers", container_keep}, {"overhead", NULL}, {"tolerations", NULL},
+    {"nodeSelector", NULL}, {"affinity", NULL}, {"topologySpreadConstraints", NULL},
+    {NULL, NULL}};
+static const ck_jsonpick pod_status_keep[] = {
+    {"phase", NULL}, {"conditions", NULL}, {"nominatedNodeName", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_keep[] = {
+    {"apiVersion", NULL}, {"kind", NULL}, {"metadata", pod_md_keep}, {"spec", pod_spec_keep},
+    {"status", pod_status_keep}, {NULL, NULL}};
+static const ck_jsonpick node_md_keep[] = {
+    {"name", NULL}, {"uid", NULL}, {"labels", NULL}, {"resourceVersion", NULL}, {NULL, NULL}};
+static const ck_jsonpick node_cond_keep[] = {{"type", NULL}, {"status", NULL}, {NULL, NULL}};
+static const ck_jsonpick node_status_keep[] = {
+    {"allocatable", NULL}, {"capacity", NULL}, {"conditions", node_cond_keep}, {NULL, NULL}};
+static const ck_jsonpick node_keep[] = {
+    {"apiVersion", NULL}, {"kind", NULL}, {"metadata", node_md_keep}, {"spec", NULL},
+    {"status", node_status_keep}, {NULL, NULL}};
+
 /* ---- informer handlers ---- */
 
 static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
@@ -470,6 +498,7 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_handlers nh = {on_node_add, on_node_update, on_node_delete};
     s.nodes_inf = ck_informer_new(client, res("", "nodes"), NULL, NULL, NULL, &nh, &s);
     ck_informer_set_transform(s.nodes_inf, trim_node);
+    ck_informer_set_keep(s.nodes_inf, node_keep);
     ck_informer_set_cache_stubs(s.nodes_inf, true);
     ck_informer_start(s.nodes_inf);
     ck_informer_wait_synced(s.nodes_inf, 30000);
@@ -482,6 +511,7 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_handlers ph = {on_pod_add, on_pod_update, on_pod_delete};
     s.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &ph, &s);
     ck_informer_set_transform(s.pods_inf, trim_pod);
+    ck_informer_set_keep(s.pods_inf, pod_keep);
     ck_informer_set_cache_stubs(s.pods_inf, true);
     ck_informer_start(s.pods_inf);
     ck_informer_wait_synced(s.pods_inf, 30000);

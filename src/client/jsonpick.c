@@ -1,0 +1,218 @@
+/* jsonpick.c - see jsonpick.h. */
+#include "client/jsonpick.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+typedef struct scan {
+    const char *p, *end;
+    const char *why;            /* first error, for the message */
+} scan;
+
+static json_t *fail(scan *s, const char *why)
+{
+    if (!s->why)
+        s->why = why;
+    return NULL;
+}
+
+static void skip_ws(scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+/* s->p at '"': move past the closing quote.  A quote is escaped iff an odd run of backslashes
+ * precedes it, so memchr can do the scanning. */
+static bool skip_string(scan *s)
+{
+    const char *start = s->p + 1, *p = start;
+    for (;;) {
+        const char *q = memchr(p, '"', (size_t)(s->end - p));
+        if (!q)
+            return false;
+        size_t bs = 0;
+        while (q - bs > start && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (!(bs & 1)) {
+            s->p = q + 1;
+            return true;
+        }
+        p = q + 1;
+    }
+}
+
+/* Move past one value (balance only: brackets and strings). */
+static bool skip_value(scan *s)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return false;
+    char c = *s->p;
+    if (c == '"')
+        return skip_string(s);
+    if (c == '{' || c == '[') {
+        int depth = 0;
+        while (s->p < s->end) {
+            c = *s->p;
+            if (c == '"') {
+                if (!skip_string(s))
+                    return false;
+                continue;
+            }
+            if (c == '{' || c == '[') {
+                depth++;
+            } else if (c == '}' || c == ']') {
+                if (--depth == 0) {
+                    s->p++;
+                    return true;
+                }
+            }
+            s->p++;
+        }
+        return false;
+    }
+    const char *start = s->p;
+    while (s->p < s->end && !strchr(",}] \t\r\n", *s->p))
+        s->p++;
+    return s->p > start;
+}
+
+static json_t *load_slice(scan *s, const char *start)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(start, (size_t)(s->p - start), JSON_DECODE_ANY, &jerr);
+    return v ? v : fail(s, "invalid JSON value");
+}
+
+static json_t *pick_object(scan *s, const ck_jsonpick *keep);
+
+/* One kept value: picked further when it has a sub list and is an object or array. */
+static json_t *pick_value(scan *s, const ck_jsonpick *sub)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return fail(s, "truncated");
+    if (sub && *s->p == '{')
+        return pick_object(s, sub);
+    if (sub && *s->p == '[') {
+        s->p++;
+        json_t *arr = json_array();
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return arr;
+        }
+        for (;;) {
+            json_t *v = pick_value(s, sub);
+            if (!v) {
+                json_decref(arr);
+                return NULL;
+            }
+            json_array_append_new(arr, v);
+            skip_ws(s);
+            if (s->p < s->end && *s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (s->p < s->end && *s->p == ']') {
+                s->p++;
+                return arr;
+            }
+            json_decref(arr);
+            return fail(s, "expected ',' or ']'");
+        }
+    }
+    const char *start = s->p;
+    if (!skip_value(s))
+        return fail(s, "unbalanced value");
+    return load_slice(s, start);
+}
+
+static const ck_jsonpick *find_key(const ck_jsonpick *keep, const char *k, size_t len)
+{
+    for (const ck_jsonpick *e = keep; e->key; e++)
+        if (!strncmp(e->key, k, len) && e->key[len] == '\0')
+            return e;
+    return NULL;
+}
+
+static json_t *pick_object(scan *s, const ck_jsonpick *keep)
+{
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != '{')
+        return fail(s, "expected an object");
+    s->p++;
+    json_t *out = json_object();
+    skip_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return out;
+    }
+    for (;;) {
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != '"')
+            goto bad;
+        const char *kq = s->p;
+        if (!skip_string(s))
+            goto bad;
+        const char *k = kq + 1;
+        size_t klen = (size_t)(s->p - 1 - k);
+        json_t *escaped = NULL;         /* a key with escapes, decoded */
+        if (memchr(k, '\\', klen)) {
+            escaped = json_loadb(kq, (size_t)(s->p - kq), JSON_DECODE_ANY, NULL);
+            if (!json_is_string(escaped)) {
+                json_decref(escaped);
+                goto bad;
+            }
+            k = json_string_value(escaped);
+            klen = json_string_length(escaped);
+        }
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':') {
+            json_decref(escaped);
+            goto bad;
+        }
+        s->p++;
+        const ck_jsonpick *e = find_key(keep, k, klen);
+        if (e) {
+            json_t *v = pick_value(s, e->sub);
+            if (!v || json_object_setn_new(out, k, klen, v) < 0) {
+                json_decref(escaped);
+                goto bad;
+            }
+        } else if (!skip_value(s)) {
+            json_decref(escaped);
+            goto bad;
+        }
+        json_decref(escaped);
+        skip_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            return out;
+        }
+        goto bad;
+    }
+bad:
+    json_decref(out);
+    return fail(s, "malformed object");
+}
+
+json_t *ck_jsonpick_parse(const char *text, size_t len, const ck_jsonpick *keep, ck_error **err)
+{
+    scan s = {.p = text, .end = text + len};
+    json_t *out = pick_object(&s, keep);
+    if (out) {
+        skip_ws(&s);
+        if (s.p == s.end)
+            return out;
+        json_decref(out);
+        fail(&s, "text after the object");
+    }
+    ck_error_set(err, CK_E_BAD_REQUEST, "bad JSON at byte %zu: %s", (size_t)(s.p - text), s.why);
+    return NULL;
+}

@@ -1,0 +1,109 @@
+/* Unit tests for client/jsonpick: the partial decoder the informers use for watch events. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "client/jsonpick.h"
+#include "lib/util.h"
+
+static const ck_jsonpick md_keep[] = {{"name", NULL}, {"labels", NULL}, {NULL, NULL}};
+static const ck_jsonpick c_keep[] = {{"name", NULL}, {"resources", NULL}, {NULL, NULL}};
+static const ck_jsonpick spec_keep[] = {{"nodeName", NULL}, {"containers", c_keep}, {NULL, NULL}};
+static const ck_jsonpick obj_keep[] = {
+    {"metadata", md_keep}, {"spec", spec_keep}, {"n", NULL}, {"a\"b", NULL}, {NULL, NULL}};
+static const ck_jsonpick ev_keep[] = {{"type", NULL}, {"object", obj_keep}, {NULL, NULL}};
+
+static void test_pick_table(void **state)
+{
+    static const struct {
+        const char *in, *want;      /* want NULL: an error */
+    } rows[] = {
+        {"{}", "{}"},
+        {" { \"type\" : \"ADDED\" } \n", "{\"type\":\"ADDED\"}"},
+        /* dropped members of every shape, with strings that look like structure */
+        {"{\"x\":{\"a\":[1,{\"}\":\"]\"}],\"b\":\"\\\"}\"},\"type\":\"M\",\"y\":[\"\\\\\"],\"z\":-1.5e3,"
+         "\"w\":null,\"v\":true}", "{\"type\":\"M\"}"},
+        /* nested picks; arrays of objects picked element by element; scalars in the array kept */
+        {"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"p\",\"uid\":\"u\",\"labels\":"
+         "{\"a\":\"b\"},\"managedFields\":[{\"f:spec\":{}}]},\"spec\":{\"nodeName\":\"\","
+         "\"containers\":[{\"name\":\"c\",\"image\":\"i\",\"resources\":{\"requests\":{\"cpu\":"
+         "\"1\"}}},7,{\"env\":[]}],\"volumes\":[]},\"status\":{\"phase\":\"Pending\"},\"n\":12}}",
+         "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"p\",\"labels\":{\"a\":\"b\"}},"
+         "\"spec\":{\"nodeName\":\"\",\"containers\":[{\"name\":\"c\",\"resources\":{\"requests\":"
+         "{\"cpu\":\"1\"}}},7,{}]},\"n\":12}}"},
+        /* a kept member whose value is not an object is kept as it is */
+        {"{\"object\":{\"metadata\":null,\"spec\":[]}}", "{\"object\":{\"metadata\":null,\"spec\":[]}}"},
+        /* escapes in keys and values */
+        {"{\"object\":{\"a\\\"b\":\"\\u00e9\\n\",\"n\\u0061me\":1}}",
+         "{\"object\":{\"a\\\"b\":\"\\u00e9\\n\"}}"},
+        {"{\"type\":\"x\",\"type\":\"y\"}", "{\"type\":\"y\"}"},
+        /* errors */
+        {"", NULL},
+        {"[1]", NULL},
+        {"{\"type\":", NULL},
+        {"{\"x\":{\"a\":[1,2}", NULL},
+        {"{\"x\":\"unterminated}", NULL},
+        {"{\"type\":tru}", NULL},          /* a kept value is checked by jansson */
+        {"{\"type\":1}x", NULL},
+        {"{\"type\" 1}", NULL},
+        {"{type:1}", NULL},
+        {"{\"object\":{\"spec\":{\"containers\":[{},]}}}", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        ck_error *err = NULL;
+        json_t *got = ck_jsonpick_parse(rows[i].in, strlen(rows[i].in), ev_keep, &err);
+        if (!rows[i].want) {
+            if (got)
+                fail_msg("row %zu: expected an error", i);
+            assert_non_null(err);
+            ck_error_free(err);
+            continue;
+        }
+        if (!got)
+            fail_msg("row %zu: %s", i, err->msg);
+        json_t *want = json_loads(rows[i].want, 0, NULL);
+        assert_non_null(want);
+        if (!json_equal(got, want)) {
+            char *g = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
+            fail_msg("row %zu: got %s", i, g);
+        }
+        json_decref(want);
+        json_decref(got);
+    }
+}
+
+/* Truncating a valid document anywhere never reads past the end (ASan) and is an error. */
+static void test_pick_truncated(void **state)
+{
+    const char *doc = "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"p\\\"q\",\"x\":"
+                      "[{\"y\":\"}\"}]},\"spec\":{\"containers\":[{\"name\":\"c\"}]}}}";
+    size_t n = strlen(doc);
+    for (size_t len = 0; len < n; len++) {
+        char *copy = xmalloc(len ? len : 1);
+        memcpy(copy, doc, len);
+        ck_error *err = NULL;
+        json_t *got = ck_jsonpick_parse(copy, len, ev_keep, &err);
+        if (got)
+            fail_msg("prefix of %zu bytes parsed", len);
+        ck_error_free(err);
+        free(copy);
+    }
+    json_t *whole = ck_jsonpick_parse(doc, n, ev_keep, NULL);
+    assert_non_null(whole);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(
+                            json_object_get(whole, "object"), "metadata"), "name")), "p\"q");
+    json_decref(whole);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pick_table),
+        cmocka_unit_test(test_pick_truncated),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

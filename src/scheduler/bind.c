@@ -138,6 +138,7 @@ static void bind_failed(sc_binder *b, job *j, ck_error *err)
         sc_pod *p = sc_pod_new(obj, &perr);
         if (p) {
             sc_pod_resolve_priority(p, sc_sched_priority, s);
+            sc_pod_compact(p);
             sc_queue_add_backoff(s->queue, p, j->attempts);
         } else {
             ck_error_free(perr);

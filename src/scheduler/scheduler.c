@@ -213,6 +213,7 @@ static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
         sc_cache_nominate(&s->cache, p, nom);
         pthread_mutex_unlock(&s->lock);
     }
+    sc_pod_compact(p);
     sc_queue_add(s->queue, p);
 }
 
@@ -257,28 +258,6 @@ static void on_node_add(void *ctx, json_t *obj)
     sc_queue_move(s->queue, SC_EV_NODE_ADD);
 }
 
-/* Only changes a filter looks at wake unschedulable pods (heartbeats do not). */
-static bool node_sched_changed(json_t *a, json_t *b)
-{
-    static const char *const paths[][2] = {
-        {"metadata", "labels"}, {"spec", "taints"}, {"spec", "unschedulable"},
-        {"status", "allocatable"}, {"status", "capacity"},
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
-        json_t *x = json_object_get(json_object_get(a, paths[i][0]), paths[i][1]);
-        json_t *y = json_object_get(json_object_get(b, paths[i][0]), paths[i][1]);
-        if (!x != !y || (x && !json_equal(x, y)))
-            return true;
-    }
-    sc_node na = {0}, nb = {0};
-    sc_node_set(&na, a, NULL);
-    sc_node_set(&nb, b, NULL);
-    bool changed = na.ready != nb.ready;
-    sc_node_free_fields(&na);
-    sc_node_free_fields(&nb);
-    return changed;
-}
-
 static void on_node_update(void *ctx, json_t *old_obj, json_t *obj)
 {
     sc_sched *s = ctx;
@@ -287,7 +266,7 @@ static void on_node_update(void *ctx, json_t *old_obj, json_t *obj)
     pthread_mutex_lock(&s->lock);
     /* compare with our copy: the informer keeps stubs only */
     sc_node *n = name ? sc_cache_node(&s->cache, name) : NULL;
-    bool changed = !n || !n->obj || node_sched_changed(n->obj, obj);
+    bool changed = !n || n->idx < 0 || sc_node_sched_differs(n, obj);
     int rc = sc_cache_node_set(&s->cache, obj, &err);
     pthread_mutex_unlock(&s->lock);
     if (rc < 0) {

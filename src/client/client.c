@@ -1,5 +1,6 @@
 /* client.c - see client.h. */
 #include "client/client.h"
+#include "client/http1.h"
 #include "client/jsonpick.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -19,6 +20,7 @@ struct ck_client {
     pthread_mutex_t lock;
     CURL *pool[CLIENT_POOL_MAX]; /* idle handles; each keeps its live connection across requests */
     int npool;
+    ck_http1 *h1;                /* ck_client_use_http1: requests bypass libcurl */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -54,6 +56,19 @@ ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_err
     return c;
 }
 
+void ck_client_use_http1(ck_client *c)
+{
+    ck_error *err = NULL;
+    ck_http1 *h = ck_http1_new(&c->kc, c->user_agent, &err);
+    if (!h) {
+        log_warn("requests stay on libcurl: %s", err->msg);
+        ck_error_free(err);
+        return;
+    }
+    ck_http1_free(c->h1);
+    c->h1 = h;
+}
+
 ck_client *ck_client_from_file(const char *path, const char *user_agent, ck_error **err)
 {
     ck_kubeconfig *kc = ck_kubeconfig_load(path, NULL, err);
@@ -70,6 +85,7 @@ void ck_client_free(ck_client *c)
         return;
     for (int i = 0; i < c->npool; i++)
         curl_easy_cleanup(c->pool[i]);
+    ck_http1_free(c->h1);
     free(c->kc.server);
     free(c->kc.ca_pem);
     free(c->kc.cert_pem);
@@ -176,13 +192,22 @@ static json_t *request(ck_client *c, const char *method, const char *path, const
                        const char *content_type, const ck_jsonpick *keep, bool discard,
                        ck_error **err)
 {
-    CURL *h = handle_take(c);
+    CURL *h = NULL;
     struct curl_slist *headers = NULL;
     cleanup_free char *payload = NULL;
     ck_buf resp;
     ck_buf_init(&resp, CLIENT_MAX_RESPONSE);
     json_t *out = NULL;
+    long http = 0;
 
+    if (c->h1) {
+        payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        if (ck_http1_request(c->h1, method, path, content_type, payload,
+                             payload ? strlen(payload) : 0, &http, &resp, err) < 0)
+            goto done;
+        goto answered;
+    }
+    h = handle_take(c);
     if (setup(c, h, method, path, &headers, err) < 0)
         goto done;
     headers = curl_slist_append(headers, "Accept: application/json");
@@ -205,8 +230,8 @@ static json_t *request(ck_client *c, const char *method, const char *path, const
                      curl_easy_strerror(rc));
         goto done;
     }
-    long http = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
+answered:
     if (http < 200 || http > 299) {
         status_error(http, resp.data, method, path, err);
         goto done;
@@ -228,7 +253,8 @@ static json_t *request(ck_client *c, const char *method, const char *path, const
 done:
     curl_slist_free_all(headers);
     ck_buf_free(&resp);
-    handle_give(c, h);
+    if (h)
+        handle_give(c, h);
     return out;
 }
 

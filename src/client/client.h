@@ -26,6 +26,10 @@ typedef struct ck_client ck_client;
 ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_error **err);
 ck_client *ck_client_from_file(const char *kubeconfig_path, const char *user_agent, ck_error **err);
 void ck_client_free(ck_client *c);
+/* Before use: make requests (not watches) through client/http1.h's lean HTTP/1.1 path instead
+ * of libcurl, for processes that write thousands of times a second (the scheduler, the hollow
+ * node).  Logs and keeps libcurl when the kubeconfig's server cannot be used that way. */
+void ck_client_use_http1(ck_client *c);
 
 /* One request.  path is absolute ("/api/v1/namespaces/default/pods?limit=500"); body may be NULL;
  * content_type NULL = application/json.  Returns the decoded JSON body (a NEW reference; an empty

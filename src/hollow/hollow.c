@@ -398,6 +398,8 @@ int cmd_hollow_node(int argc, char **argv)
     ck_client *client = ck_component_client(kubeconfig, "ckube-hollow-node/" CK_VERSION);
     if (!client)
         return 2;
+    /* thousands of small writes a second: the lean request path, not libcurl's (watches stay) */
+    ck_client_use_http1(client);
     hollow h = {.client = client, .prefix = prefix, .count = count, .cpu = cpu, .memory = memory,
                 .pods = pods, .storage = storage};
     h.queue = ck_workqueue_new();

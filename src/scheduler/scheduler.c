@@ -459,6 +459,8 @@ int cmd_scheduler(int argc, char **argv)
     ck_client *client = ck_component_client(kubeconfig, "ckube-scheduler/" CK_VERSION);
     if (!client)
         return 2;
+    /* thousands of small writes a second: the lean request path, not libcurl's (watches stay) */
+    ck_client_use_http1(client);
     sigset_t sigs;
     ck_component_block_signals(&sigs, (const int[]){SIGUSR1, 0});
 

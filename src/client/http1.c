@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,11 @@ static int load_identity(ck_http1 *h, const ck_kubeconfig *kc, ck_error **err)
 
 ck_http1 *ck_http1_new(const ck_kubeconfig *kc, const char *user_agent, ck_error **err)
 {
+    /* OpenSSL writes with plain write(): a server that closed the connection must be an
+     * EPIPE error, not a SIGPIPE that ends the process (as lib/httpd does for servers) */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     ck_http1 *h = xcalloc(1, sizeof *h);
     pthread_mutex_init(&h->lock, NULL);
     if (parse_server(h, kc->server, err) < 0)
@@ -398,6 +404,18 @@ static void give(ck_http1 *h, conn *c)
     conn_close(c);
 }
 
+static void drain(ck_http1 *h)
+{
+    pthread_mutex_lock(&h->lock);
+    int n = h->nidle;
+    conn *idle[H1_POOL_MAX];
+    memcpy(idle, h->idle, (size_t)n * sizeof *idle);
+    h->nidle = 0;
+    pthread_mutex_unlock(&h->lock);
+    for (int i = 0; i < n; i++)
+        conn_close(idle[i]);
+}
+
 static bool write_all(conn *c, const char *p, size_t n)
 {
     while (n) {
@@ -433,7 +451,7 @@ int ck_http1_request(ck_http1 *h, const char *method, const char *path, const ch
     }
     bool head = !strcmp(method, "HEAD");
     int rc = -1;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0;; attempt++) {
         bool reused = false, keep = false, got_any = false;
         ck_error *cerr = NULL;
         conn *c = take(h, &reused, &cerr);
@@ -459,9 +477,12 @@ int ck_http1_request(ck_http1 *h, const char *method, const char *path, const ch
         resp->len = mark;
         if (resp->data)
             resp->data[mark] = '\0';
-        /* a kept-alive connection the server had closed: send once more on a fresh one */
-        if (reused && !got_any)
+        /* a kept-alive connection the server had closed: send once more on a fresh one (the
+         * other idle ones are likely closed too: a server restart) */
+        if (reused && !got_any && attempt == 0) {
+            drain(h);
             continue;
+        }
         ck_error_set(err, CK_E_UNAVAILABLE, "%s https://%s:%s%s: connection failed", method,
                      h->host, h->port, path);
         break;

@@ -11,7 +11,8 @@
  * prefix); the server's certificate is checked against the kubeconfig's CA (or the system store)
  * and the host name or IP unless insecure; a client certificate and/or bearer token as the
  * kubeconfig says.  A request on a reused connection that the server had closed is sent once
- * more on a fresh one (as libcurl does).  Answers are bounded by the caller's ck_buf limit.
+ * more on a fresh one (as libcurl does).  The first ck_http1_new sets SIGPIPE to ignored if it
+ * is at its default (OpenSSL writes with plain write()).  Answers are bounded by the caller's ck_buf limit.
  * Streaming (watch) stays on libcurl.  Safe from any thread.
  */
 #ifndef CK_HTTP1_H

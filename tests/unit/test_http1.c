@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         ck_http_stream_release(s);
         return;
     }
+    if (!strcmp(req->path, "/slow"))
+        usleep(200 * 1000);
     if (!strcmp(req->path, "/missing")) {
         const char *b = "{\"kind\":\"Status\",\"reason\":\"NotFound\"}";
         ck_http_respond(resp, 404, "application/json", NULL, b, strlen(b));
@@ -83,17 +86,68 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static ck_httpd *start(int idle_ms)
+static ck_httpd *start_on(int idle_ms, int port)
 {
     cleanup_free char *crt = xasprintf("%s/apiserver.crt", dir), *key = xasprintf("%s/apiserver.key", dir),
                       *ca = xasprintf("%s/ca.crt", dir);
     ck_httpd_config cfg = {.cert_file = crt, .key_file = key, .client_ca_file = ca,
-                           .handler = handler, .idle_timeout_ms = idle_ms};
+                           .handler = handler, .idle_timeout_ms = idle_ms, .port = port};
     ck_error *err = NULL;
     ck_httpd *h = ck_httpd_start(&cfg, &err);
     if (!h)
         fail_msg("httpd: %s", err->msg);
     return h;
+}
+
+static ck_httpd *start(int idle_ms)
+{
+    return start_on(idle_ms, 0);
+}
+
+static void *slow_request(void *arg)
+{
+    ck_buf out;
+    ck_buf_init(&out, 1 << 20);
+    long st = 0;
+    int rc = ck_http1_request(arg, "GET", "/slow", NULL, NULL, 0, &st, &out, NULL);
+    ck_buf_free(&out);
+    return (void *)(intptr_t)(rc == 0 && st == 200);
+}
+
+/* Two pooled connections, then the server goes away: an error (not a crash), and once a server
+ * is back on the port the next request works on a fresh connection. */
+static void test_server_restart(void **state)
+{
+    ck_httpd *srv = start(0);
+    int port = ck_httpd_port(srv);
+    ck_kubeconfig kc = kc_for(dir, port, true);
+    ck_error *err = NULL;
+    ck_http1 *h = ck_http1_new(&kc, "test/1", &err);
+    assert_non_null(h);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, slow_request, h);
+    for (int i = 0; i < 2; i++) {
+        void *ok;
+        pthread_join(t[i], &ok);
+        assert_true(ok != NULL);
+    }
+    ck_httpd_stop(srv);
+    ck_buf out;
+    ck_buf_init(&out, 1 << 20);
+    long st = 0;
+    assert_int_equal(ck_http1_request(h, "GET", "/echo", NULL, NULL, 0, &st, &out, &err), -1);
+    assert_non_null(err);
+    assert_int_equal(err->code, CK_E_UNAVAILABLE);
+    ck_error_free(err);
+    err = NULL;
+    srv = start_on(0, port);
+    assert_int_equal(ck_http1_request(h, "GET", "/echo", NULL, NULL, 0, &st, &out, &err), 0);
+    assert_int_equal(st, 200);
+    ck_buf_free(&out);
+    ck_http1_free(h);
+    kc_free(&kc);
+    ck_httpd_stop(srv);
 }
 
 static void test_requests(void **state)
@@ -211,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_requests),
         cmocka_unit_test(test_resend_after_idle_close),
         cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_server_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

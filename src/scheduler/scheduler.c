@@ -153,8 +153,36 @@ static const ck_jsonpick node_keep[] = {
 
 /* ---- informer handlers ---- */
 
+/* A placed pod we hold confirmed, updated in nothing the scheduler reads (its node, labels,
+ * phase, deletion): the kubelet's status reports, a third of all pod events. */
+static bool placed_unchanged(sc_sched *s, json_t *obj)
+{
+    json_t *md = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
+    const char *node = json_string_value(json_object_get(spec, "nodeName"));
+    const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+    if (!node || !*node || json_object_get(md, "deletionTimestamp") ||
+        (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))))
+        return false;
+    const char *ns = json_string_value(json_object_get(md, "namespace"));
+    const char *name = json_string_value(json_object_get(md, "name"));
+    if (!name)
+        return false;
+    char key[512];
+    if (snprintf(key, sizeof key, "%s/%s", ns ? ns : "default", name) >= (int)sizeof key)
+        return false;
+    json_t *labels = json_object_get(md, "labels");
+    pthread_mutex_lock(&s->lock);
+    sc_pod *old = sc_cache_pod(&s->cache, key);
+    bool same = old && !old->assumed && old->node && !strcmp(old->node, node) &&
+                json_equal(old->labels ? old->labels : json_null(), labels ? labels : json_null());
+    pthread_mutex_unlock(&s->lock);
+    return same;
+}
+
 static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
 {
+    if (!is_new && placed_unchanged(s, obj))
+        return;
     ck_error *err = NULL;
     sc_pod *p = sc_pod_new(obj, &err);
     if (!p) {

@@ -417,6 +417,56 @@ static bool deliver_line(struct watch_state *w, const char *text, size_t len)
     return go_on;
 }
 
+/* Split the stream into event lines and deliver each; false to stop. */
+static bool feed(struct watch_state *w, const char *data, size_t total)
+{
+    const char *p = data, *end = data + total;
+    const char *nl;
+    while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
+        if (ck_buf_add(&w->line, p, (size_t)(nl - p)) < 0)
+            return false;
+        bool ok = deliver_line(w, w->line.data, w->line.len);
+        ck_buf_reset(&w->line);
+        if (!ok)
+            return false;
+        p = nl + 1;
+    }
+    return ck_buf_add(&w->line, p, (size_t)(end - p)) == 0;
+}
+
+static bool h1_feed(void *ctx, const char *data, size_t len)
+{
+    return feed(ctx, data, len);
+}
+
+/* The watch over client/http1.h: the same events, without libcurl's per-read machinery. */
+static int watch_h1(ck_client *c, const char *path, struct watch_state *w, ck_error **err)
+{
+    ck_buf errb;
+    ck_buf_init(&errb, 1u << 20);
+    int rc = -1;
+    if (ck_http1_stream(c->h1, path, w->cancel, 300 * 1000, &w->http, &errb, h1_feed, w, err) < 0)
+        goto done;
+    if (w->http != 200) {
+        status_error(w->http, errb.data, "WATCH", path, err);
+        goto done;
+    }
+    if (w->expired) {
+        ck_error_set(err, CK_E_EXPIRED, "%s", w->error_msg);
+        goto done;
+    }
+    if (w->error_msg) {
+        ck_error_set(err, CK_E_INTERNAL, "watch %s: %s", path, w->error_msg);
+        goto done;
+    }
+    if (!w->stopped && w->line.len)   /* a last event without its newline */
+        deliver_line(w, w->line.data, w->line.len);
+    rc = 0;
+done:
+    ck_buf_free(&errb);
+    return rc;
+}
+
 static size_t watch_write(char *data, size_t size, size_t n, void *userp)
 {
     struct watch_state *w = userp;
@@ -426,18 +476,7 @@ static size_t watch_write(char *data, size_t size, size_t n, void *userp)
     if (w->http != 200) {   /* an error Status body: collect it whole */
         return ck_buf_add(&w->line, data, total) < 0 ? 0 : total;
     }
-    const char *p = data, *end = data + total;
-    const char *nl;
-    while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
-        if (ck_buf_add(&w->line, p, (size_t)(nl - p)) < 0)
-            return 0;
-        bool ok = deliver_line(w, w->line.data, w->line.len);
-        ck_buf_reset(&w->line);
-        if (!ok)
-            return 0;
-        p = nl + 1;
-    }
-    return ck_buf_add(&w->line, p, (size_t)(end - p)) < 0 ? 0 : total;
+    return feed(w, data, total) ? total : 0;
 }
 
 static int watch_progress(void *userp, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
@@ -458,6 +497,12 @@ int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep
 {
     struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep};
     ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
+    if (c->h1) {
+        int hrc = watch_h1(c, path, &w, err);
+        free(w.error_msg);
+        ck_buf_free(&w.line);
+        return hrc;
+    }
     CURL *h = curl_easy_init();
     w.h = h;
     struct curl_slist *headers = NULL;

@@ -10,6 +10,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -31,6 +32,9 @@ typedef struct conn {
     SSL *ssl;
     char in[16384];             /* bytes read past the current position */
     size_t in_off, in_len;
+    const volatile bool *cancel;    /* streams: polled every 100 ms while waiting */
+    int idle_ms;                    /* streams: silence for this long ends it */
+    bool cancelled;
 } conn;
 
 struct ck_http1 {
@@ -247,6 +251,23 @@ static ssize_t conn_fill(conn *c)
     if (c->in_off < c->in_len)
         return (ssize_t)(c->in_len - c->in_off);
     c->in_off = c->in_len = 0;
+    if (c->cancel && !SSL_pending(c->ssl)) {
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        int waited = 0;
+        for (;;) {
+            if (*c->cancel) {
+                c->cancelled = true;
+                return -1;
+            }
+            int r = poll(&pf, 1, 100);
+            if (r > 0)
+                break;
+            if (r < 0 && errno != EINTR)
+                return -1;
+            if ((waited += 100) >= c->idle_ms)
+                return -1;
+        }
+    }
     int n = SSL_read(c->ssl, c->in, (int)sizeof c->in);
     if (n <= 0) {
         int e = SSL_get_error(c->ssl, n);
@@ -323,26 +344,21 @@ out:
     return rc;
 }
 
-/* Read one answer.  *got_any tells whether any byte came (a retry is safe only when not). */
-static int read_response(conn *c, bool head, long *status, ck_buf *resp, bool *keep,
-                         bool *got_any)
+/* Status line and headers of one answer (1xx skipped). */
+static int read_head(conn *c, long *status, long long *clen, bool *chunked, bool *keep)
 {
     ck_buf line;
     ck_buf_init(&line, H1_HEADER_MAX);
     int rc = -1;
-    *got_any = false;
-    if (conn_fill(c) <= 0)
-        goto out;
-    *got_any = true;
     size_t total = 0;
-    do {                                  /* skip 1xx answers */
+    for (;;) {
         if (read_line(c, &line, H1_HEADER_MAX) < 0 || strncmp(line.data, "HTTP/1.", 7) ||
             line.len < 12)
             goto out;
         *status = strtol(line.data + 9, NULL, 10);
         *keep = line.data[7] == '1';
-        long long clen = -1;
-        bool chunked = false;
+        *clen = -1;
+        *chunked = false;
         for (;;) {
             if (read_line(c, &line, H1_HEADER_MAX) < 0)
                 goto out;
@@ -359,29 +375,42 @@ static int read_response(conn *c, bool head, long *status, ck_buf *resp, bool *k
                 v++;
             size_t kn = (size_t)(colon - line.data);
             if (kn == 14 && !strncasecmp(line.data, "Content-Length", 14))
-                clen = strtoll(v, NULL, 10);
+                *clen = strtoll(v, NULL, 10);
             else if (kn == 17 && !strncasecmp(line.data, "Transfer-Encoding", 17))
-                chunked = strcasestr(v, "chunked") != NULL;
+                *chunked = strcasestr(v, "chunked") != NULL;
             else if (kn == 10 && !strncasecmp(line.data, "Connection", 10))
                 *keep = strcasestr(v, "close") ? false : strcasestr(v, "keep-alive") ? true : *keep;
         }
-        if (*status >= 100 && *status < 200)
-            continue;
-        if (head || *status == 204 || *status == 304)
+        if (*status < 100 || *status >= 200) {
             rc = 0;
-        else if (chunked)
-            rc = read_chunked(c, resp);
-        else if (clen >= 0)
-            rc = read_body(c, (size_t)clen, resp, false);
-        else {
-            *keep = false;
-            rc = read_body(c, 0, resp, true);
+            break;
         }
-        break;
-    } while (1);
+    }
 out:
     ck_buf_free(&line);
     return rc;
+}
+
+/* Read one answer.  *got_any tells whether any byte came (a retry is safe only when not). */
+static int read_response(conn *c, bool head, long *status, ck_buf *resp, bool *keep,
+                         bool *got_any)
+{
+    *got_any = false;
+    if (conn_fill(c) <= 0)
+        return -1;
+    *got_any = true;
+    long long clen;
+    bool chunked;
+    if (read_head(c, status, &clen, &chunked, keep) < 0)
+        return -1;
+    if (head || *status == 204 || *status == 304)
+        return 0;
+    if (chunked)
+        return read_chunked(c, resp);
+    if (clen >= 0)
+        return read_body(c, (size_t)clen, resp, false);
+    *keep = false;
+    return read_body(c, 0, resp, true);
 }
 
 static conn *take(ck_http1 *h, bool *reused, ck_error **err)
@@ -489,5 +518,102 @@ int ck_http1_request(ck_http1 *h, const char *method, const char *path, const ch
     }
     memset(req.data, 0, req.len);       /* may hold a bearer token */
     ck_buf_free(&req);
+    return rc;
+}
+
+/* Chunked (or to-EOF) body handed to on_data piece by piece. */
+static int stream_body(conn *c, bool chunked, ck_http1_data_cb on_data, void *ctx)
+{
+    if (!chunked) {
+        for (;;) {
+            ssize_t n = conn_fill(c);
+            if (n <= 0)
+                return n == 0 ? 0 : -1;
+            bool go = on_data(ctx, c->in + c->in_off, (size_t)n);
+            c->in_off += (size_t)n;
+            if (!go)
+                return 0;
+        }
+    }
+    ck_buf line;
+    ck_buf_init(&line, 4096);
+    int rc = -1;
+    for (;;) {
+        if (read_line(c, &line, 4096) < 0)
+            goto out;
+        char *end;
+        unsigned long long want = strtoull(line.data, &end, 16);
+        if (end == line.data)
+            goto out;
+        if (want == 0) {
+            rc = 0;
+            goto out;
+        }
+        while (want) {
+            ssize_t n = conn_fill(c);
+            if (n <= 0)
+                goto out;
+            size_t take = (size_t)n < want ? (size_t)n : (size_t)want;
+            bool go = on_data(ctx, c->in + c->in_off, take);
+            c->in_off += take;
+            want -= take;
+            if (!go) {
+                rc = 0;
+                goto out;
+            }
+        }
+        if (read_line(c, &line, 4096) < 0)
+            goto out;
+    }
+out:
+    ck_buf_free(&line);
+    return rc;
+}
+
+int ck_http1_stream(ck_http1 *h, const char *path, const volatile bool *cancel, int idle_ms,
+                    long *status, ck_buf *err_body, ck_http1_data_cb on_data, void *ctx,
+                    ck_error **err)
+{
+    conn *c = conn_open(h, err);        /* its own connection: a watch holds it for minutes */
+    if (!c)
+        return -1;
+    c->cancel = cancel;
+    c->idle_ms = idle_ms > 0 ? idle_ms : 300000;
+    ck_buf req;
+    ck_buf_init(&req, 0);
+    ck_buf_printf(&req, "GET %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: %s\r\n"
+                  "Accept: application/json\r\n%s\r\n", path, strchr(h->host, ':') ? "[" : "",
+                  h->host, strchr(h->host, ':') ? "]" : "", h->port, h->user_agent, h->auth);
+    bool wrote = write_all(c, req.data, req.len);
+    memset(req.data, 0, req.len);
+    ck_buf_free(&req);
+    int rc = -1;
+    long long clen = -1;
+    bool chunked = false, keep = false;
+    if (!wrote || read_head(c, status, &clen, &chunked, &keep) < 0) {
+        if (c->cancelled)
+            rc = 0;
+        else
+            ck_error_set(err, CK_E_UNAVAILABLE, "watch https://%s:%s%s: connection failed",
+                         h->host, h->port, path);
+        goto out;
+    }
+    if (*status != 200) {
+        rc = chunked ? read_chunked(c, err_body)
+                     : clen >= 0 ? read_body(c, (size_t)clen, err_body, false)
+                                 : read_body(c, 0, err_body, true);
+        if (rc < 0)
+            ck_error_set(err, CK_E_UNAVAILABLE, "watch https://%s:%s%s: HTTP %ld, body cut",
+                         h->host, h->port, path, *status);
+        goto out;
+    }
+    rc = stream_body(c, chunked, on_data, ctx);
+    if (rc < 0 && c->cancelled)
+        rc = 0;
+    else if (rc < 0)
+        ck_error_set(err, CK_E_UNAVAILABLE, "watch https://%s:%s%s: stream broken", h->host,
+                     h->port, path);
+out:
+    conn_close(c);
     return rc;
 }

@@ -13,11 +13,12 @@
  * kubeconfig says.  A request on a reused connection that the server had closed is sent once
  * more on a fresh one (as libcurl does).  The first ck_http1_new sets SIGPIPE to ignored if it
  * is at its default (OpenSSL writes with plain write()).  Answers are bounded by the caller's ck_buf limit.
- * Streaming (watch) stays on libcurl.  Safe from any thread.
+ * Watches stream through ck_http1_stream on a connection of their own.  Safe from any thread.
  */
 #ifndef CK_HTTP1_H
 #define CK_HTTP1_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "lib/error.h"
@@ -36,5 +37,15 @@ void ck_http1_free(ck_http1 *h);
 int ck_http1_request(ck_http1 *h, const char *method, const char *path, const char *content_type,
                      const char *body, size_t body_len, long *status, ck_buf *resp,
                      ck_error **err);
+
+/* A streamed GET (a watch) on its own connection: each piece of the 200 answer's body goes to
+ * on_data as it arrives (return false to stop).  cancel (may be NULL) is polled every 100 ms;
+ * idle_ms of silence ends the stream as broken.  A non-200 answer's body goes to err_body.
+ * Returns 0 when the server ends the body, on_data stops it or cancel is set (*status says
+ * which answer came), -1 with *err (CK_E_UNAVAILABLE) on a transport failure. */
+typedef bool (*ck_http1_data_cb)(void *ctx, const char *data, size_t len);
+int ck_http1_stream(ck_http1 *h, const char *path, const volatile bool *cancel, int idle_ms,
+                    long *status, ck_buf *err_body, ck_http1_data_cb on_data, void *ctx,
+                    ck_error **err);
 
 #endif

@@ -30,6 +30,12 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         ck_http_stream_release(s);
         return;
     }
+    if (!strcmp(req->path, "/forever")) {     /* a watch that never ends by itself */
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL, NULL, NULL);
+        ck_http_stream_write(s, "{\"type\":\"ADDED\"}\n", 18);
+        ck_http_stream_release(s);
+        return;
+    }
     if (!strcmp(req->path, "/slow"))
         usleep(200 * 1000);
     if (!strcmp(req->path, "/missing")) {
@@ -259,6 +265,52 @@ static void test_identity(void **state)
     ck_httpd_stop(srv);
 }
 
+static bool collect(void *ctx, const char *data, size_t len)
+{
+    return ck_buf_add(ctx, data, len) == 0;
+}
+
+static void *cancel_later(void *arg)
+{
+    usleep(300 * 1000);
+    *(volatile bool *)arg = true;
+    return NULL;
+}
+
+/* Streams: a chunked body piece by piece, a non-200 body, a stream ended by cancel. */
+static void test_stream(void **state)
+{
+    ck_httpd *srv = start(0);
+    ck_kubeconfig kc = kc_for(dir, ck_httpd_port(srv), true);
+    ck_error *err = NULL;
+    ck_http1 *h = ck_http1_new(&kc, "test/1", &err);
+    assert_non_null(h);
+    ck_buf got, eb;
+    ck_buf_init(&got, 1 << 20);
+    ck_buf_init(&eb, 1 << 20);
+    long st = 0;
+    assert_int_equal(ck_http1_stream(h, "/chunked", NULL, 5000, &st, &eb, collect, &got, &err), 0);
+    assert_int_equal(st, 200);
+    assert_string_equal(got.data, "one,two,three");
+    assert_int_equal(ck_http1_stream(h, "/missing", NULL, 5000, &st, &eb, collect, &got, &err), 0);
+    assert_int_equal(st, 404);
+    assert_non_null(strstr(eb.data, "NotFound"));
+    ck_buf_reset(&got);
+    volatile bool cancel = false;
+    pthread_t t;
+    pthread_create(&t, NULL, cancel_later, (void *)&cancel);
+    int64_t t0 = ck_now_ns();
+    assert_int_equal(ck_http1_stream(h, "/forever", &cancel, 60000, &st, &eb, collect, &got, &err), 0);
+    pthread_join(t, NULL);
+    assert_true(ck_now_ns() - t0 < 2000000000LL);     /* cancel noticed within ~100 ms */
+    assert_string_equal(got.data, "{\"type\":\"ADDED\"}\n");
+    ck_buf_free(&got);
+    ck_buf_free(&eb);
+    ck_http1_free(h);
+    kc_free(&kc);
+    ck_httpd_stop(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_resend_after_idle_close),
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_stream),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,10 +4,15 @@
 #include <stdbool.h>
 #include <string.h>
 
+#define PICK_MAX_DEPTH 512
+
 typedef struct scan {
     const char *p, *end;
     const char *why;            /* first error, for the message */
+    int depth;
 } scan;
+
+static const ck_jsonpick keep_all = {"", NULL};
 
 static json_t *fail(scan *s, const char *why)
 {
@@ -87,29 +92,72 @@ static json_t *load_slice(scan *s, const char *start)
 
 static json_t *pick_object(scan *s, const ck_jsonpick *keep);
 
-/* One kept value: picked further when it has a sub list and is an object or array. */
+/* A string, number or literal built directly (jansson's loader has a fixed cost per call that
+ * dominated small values); what is not plain (escapes, reals) goes to jansson. */
+static json_t *scalar(scan *s)
+{
+    const char *start = s->p;
+    if (*start == '"') {
+        if (!skip_string(s))
+            return fail(s, "unterminated string");
+        size_t n = (size_t)(s->p - start - 2);
+        if (!memchr(start + 1, '\\', n)) {
+            json_t *v = json_stringn(start + 1, n);      /* NULL: not UTF-8 */
+            return v ? v : fail(s, "invalid UTF-8 in a string");
+        }
+        return load_slice(s, start);
+    }
+    if (!skip_value(s))
+        return fail(s, "bad value");
+    size_t n = (size_t)(s->p - start);
+    if (n == 4 && !memcmp(start, "true", 4))
+        return json_true();
+    if (n == 5 && !memcmp(start, "false", 5))
+        return json_false();
+    if (n == 4 && !memcmp(start, "null", 4))
+        return json_null();
+    const char *d = start + (*start == '-');
+    bool plain_int = d < s->p && n <= 18 && !(*d == '0' && d + 1 < s->p);
+    for (const char *q = d; plain_int && q < s->p; q++)
+        plain_int = *q >= '0' && *q <= '9';
+    if (plain_int) {                    /* 18 digits cannot overflow an int64 */
+        long long v = 0;
+        for (const char *q = d; q < s->p; q++)
+            v = v * 10 + (*q - '0');
+        return json_integer(*start == '-' ? -v : v);
+    }
+    return load_slice(s, start);
+}
+
+/* One kept value: objects and arrays are walked (objects picked with sub, or kept whole when
+ * sub is NULL), scalars built directly. */
 static json_t *pick_value(scan *s, const ck_jsonpick *sub)
 {
     skip_ws(s);
     if (s->p >= s->end)
         return fail(s, "truncated");
-    if (sub && *s->p == '{')
-        return pick_object(s, sub);
-    if (sub && *s->p == '[') {
+    if (*s->p != '{' && *s->p != '[')
+        return scalar(s);
+    if (++s->depth > PICK_MAX_DEPTH)
+        return fail(s, "nested too deeply");
+    json_t *v = NULL;
+    if (*s->p == '{') {
+        v = pick_object(s, sub);
+    } else {
         s->p++;
         json_t *arr = json_array();
         skip_ws(s);
         if (s->p < s->end && *s->p == ']') {
             s->p++;
-            return arr;
+            v = arr;
         }
-        for (;;) {
-            json_t *v = pick_value(s, sub);
-            if (!v) {
+        while (!v) {
+            json_t *e = pick_value(s, sub);
+            if (!e) {
                 json_decref(arr);
-                return NULL;
+                break;
             }
-            json_array_append_new(arr, v);
+            json_array_append_new(arr, e);
             skip_ws(s);
             if (s->p < s->end && *s->p == ',') {
                 s->p++;
@@ -117,20 +165,23 @@ static json_t *pick_value(scan *s, const ck_jsonpick *sub)
             }
             if (s->p < s->end && *s->p == ']') {
                 s->p++;
-                return arr;
+                v = arr;
+                break;
             }
             json_decref(arr);
-            return fail(s, "expected ',' or ']'");
+            fail(s, "expected ',' or ']'");
+            break;
         }
     }
-    const char *start = s->p;
-    if (!skip_value(s))
-        return fail(s, "unbalanced value");
-    return load_slice(s, start);
+    s->depth--;
+    return v;
 }
 
+/* keep NULL: every member, whole. */
 static const ck_jsonpick *find_key(const ck_jsonpick *keep, const char *k, size_t len)
 {
+    if (!keep)
+        return &keep_all;
     for (const ck_jsonpick *e = keep; e->key; e++)
         if (!strncmp(e->key, k, len) && e->key[len] == '\0')
             return e;

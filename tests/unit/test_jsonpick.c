@@ -99,11 +99,68 @@ static void test_pick_truncated(void **state)
     json_decref(whole);
 }
 
+/* Kept-whole values are built without jansson's loader: they must equal what json_loads makes
+ * of the same text, and what jansson refuses stays refused. */
+static void test_pick_whole_values(void **state)
+{
+    static const ck_jsonpick keep[] = {{"v", NULL}, {NULL, NULL}};
+    static const struct {
+        const char *value;
+        bool ok;
+    } rows[] = {
+        {"0", true}, {"-0", true}, {"12", true}, {"-9223372036854775807", true},
+        {"123456789012345678", true}, {"1234567890123456789", true}, {"1.5", true},
+        {"-2e-3", true}, {"1E+2", true}, {"true", true}, {"false", true}, {"null", true},
+        {"\"\"", true}, {"\"plain\"", true}, {"\"esc \\\" \\n \\u00e9 \\ud83d\\ude00\"", true},
+        {"\"caf\xc3\xa9\"", true},
+        {"{\"a\":[1,-2,3.5,\"x\",{\"b\":null}],\"c\":{},\"d\":[]}", true},
+        {"[[[[1]]],{\"k\":[true,false]}]", true},
+        {"01", false}, {"-", false}, {"tru", false}, {"nul", false}, {"1.", false},
+        {"\"\xff\"", false}, {"\"a\\x\"", false}, {"{\"a\" 1}", false}, {"[1 2]", false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        char *doc = xasprintf("{\"v\":%s,\"w\":1}", rows[i].value);
+        ck_error *err = NULL;
+        json_t *got = ck_jsonpick_parse(doc, strlen(doc), keep, &err);
+        if (!rows[i].ok) {
+            if (got)
+                fail_msg("row %zu (%s): parsed", i, rows[i].value);
+            ck_error_free(err);
+            free(doc);
+            continue;
+        }
+        if (!got)
+            fail_msg("row %zu (%s): %s", i, rows[i].value, err->msg);
+        json_t *want = json_loads(doc, 0, NULL);
+        assert_non_null(want);
+        json_object_del(want, "w");
+        if (!json_equal(got, want))
+            fail_msg("row %zu (%s): differs from jansson", i, rows[i].value);
+        json_decref(got);
+        json_decref(want);
+        free(doc);
+    }
+    /* nesting is bounded */
+    ck_buf deep;
+    ck_buf_init(&deep, 0);
+    ck_buf_addstr(&deep, "{\"v\":");
+    for (int i = 0; i < 600; i++)
+        ck_buf_addstr(&deep, "[");
+    for (int i = 0; i < 600; i++)
+        ck_buf_addstr(&deep, "]");
+    ck_buf_addstr(&deep, "}");
+    ck_error *err = NULL;
+    assert_null(ck_jsonpick_parse(deep.data, deep.len, keep, &err));
+    ck_error_free(err);
+    ck_buf_free(&deep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pick_table),
         cmocka_unit_test(test_pick_truncated),
+        cmocka_unit_test(test_pick_whole_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /* client.c - see client.h. */
 #include "client/client.h"
-#include "lib/jsonfilter.h"
+#include "client/jsonpick.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -185,21 +185,11 @@ static int status_error(long http, const char *body, const char *method, const c
     return -1;
 }
 
-/* Decode text, through filter when there is one (malformed text is decoded whole: jansson
- * then says what is wrong with it). */
-static json_t *decode(const char *text, size_t len, const json_t *filter, json_error_t *jerr)
-{
-    if (filter) {
-        size_t n = 0;
-        cleanup_free char *cut = ck_json_filter(text, len, filter, &n);
-        if (cut)
-            return json_loadb(cut, n, 0, jerr);
-    }
-    return json_loadb(text, len, 0, jerr);
-}
-
+/* One request; a 2xx body is decoded whole (keep NULL), picked (keep), or dropped (discard:
+ * then the result is an empty object). */
 static json_t *request(ck_client *c, const char *method, const char *path, const json_t *body,
-                       const char *content_type, const json_t *filter, ck_error **err)
+                       const char *content_type, const ck_jsonpick *keep, bool discard,
+                       ck_error **err)
 {
     CURL *h = handle_take(c);
     struct curl_slist *headers = NULL;
@@ -236,12 +226,18 @@ static json_t *request(ck_client *c, const char *method, const char *path, const
         status_error(http, resp.data, method, path, err);
         goto done;
     }
-    if (resp.len == 0) {
+    if (resp.len == 0 || discard) {
         out = json_object();
         goto done;
     }
+    if (keep) {
+        out = ck_jsonpick_parse(resp.data, resp.len, keep, err);
+        if (!out)
+            ck_error_wrap(err, "%s %s: bad JSON from server", method, path);
+        goto done;
+    }
     json_error_t jerr;
-    out = decode(resp.data, resp.len, filter, &jerr);
+    out = json_loadb(resp.data, resp.len, 0, &jerr);
     if (!out)
         ck_error_set(err, CK_E_INTERNAL, "%s %s: bad JSON from server: %s", method, path, jerr.text);
 done:
@@ -254,20 +250,23 @@ done:
 json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
                           const char *content_type, ck_error **err)
 {
-    return request(c, method, path, body, content_type, NULL, err);
+    return request(c, method, path, body, content_type, NULL, false, err);
 }
 
-json_t *ck_client_request_filtered(ck_client *c, const char *method, const char *path,
-                                   const json_t *body, const char *content_type,
-                                   const json_t *filter, ck_error **err)
+json_t *ck_client_request_pick(ck_client *c, const char *method, const char *path,
+                               const json_t *body, const ck_jsonpick *keep, ck_error **err)
 {
-    return request(c, method, path, body, content_type, filter, err);
+    return request(c, method, path, body, NULL, keep, false, err);
 }
 
-json_t *ck_client_get_filtered(ck_client *c, const char *path, const json_t *filter,
-                               ck_error **err)
+int ck_client_send(ck_client *c, const char *method, const char *path, const json_t *body,
+                   const char *content_type, ck_error **err)
 {
-    return request(c, "GET", path, NULL, NULL, filter, err);
+    json_t *out = request(c, method, path, body, content_type, NULL, true, err);
+    if (!out)
+        return -1;
+    json_decref(out);
+    return 0;
 }
 
 char *ck_client_path(const ck_resource *r, const char *ns, const char *name, const char *sub)
@@ -342,13 +341,7 @@ int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const c
                      const json_t *options, ck_error **err)
 {
     cleanup_free char *p = ck_client_path(r, ns, name, NULL);
-    json_t *nothing = json_object();   /* a filter that keeps no member */
-    json_t *out = request(c, "DELETE", p, options, NULL, nothing, err);
-    json_decref(nothing);
-    if (!out)
-        return -1;
-    json_decref(out);
-    return 0;
+    return ck_client_send(c, "DELETE", p, options, NULL, err);   /* the answer is not read */
 }
 
 /* ---- watch ---- */
@@ -357,7 +350,7 @@ struct watch_state {
     ck_buf line;
     ck_client_watch_cb cb;
     void *ctx;
-    const json_t *filter;
+    const ck_jsonpick *keep;   /* decode only these parts of each event (NULL: all) */
     const volatile bool *cancel;
     bool stopped;        /* the callback asked to stop */
     bool expired;        /* the server sent a 410 ERROR event */
@@ -371,14 +364,25 @@ static bool deliver_line(struct watch_state *w, const char *text, size_t len)
     if (len == 0)
         return true;
     json_error_t jerr;
-    json_t *ev = decode(text, len, w->filter, &jerr);
-    if (!ev) {
-        w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
-        return false;
+    json_t *ev;
+    if (w->keep) {
+        ck_error *perr = NULL;
+        ev = ck_jsonpick_parse(text, len, w->keep, &perr);
+        if (!ev) {
+            w->error_msg = xasprintf("bad watch event JSON: %s", perr->msg);
+            ck_error_free(perr);
+            return false;
+        }
+    } else {
+        ev = json_loadb(text, len, 0, &jerr);
+        if (!ev) {
+            w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
+            return false;
+        }
     }
     const char *type = json_string_value(json_object_get(ev, "type"));
-    if (w->filter && type && !strcmp(type, "ERROR")) {
-        /* the filter is cut for objects, not Status: decode it whole */
+    if (w->keep && type && !strcmp(type, "ERROR")) {
+        /* keep describes objects, not a Status: decode it whole */
         json_decref(ev);
         ev = json_loadb(text, len, 0, &jerr);
         if (!ev) {
@@ -438,14 +442,14 @@ static int watch_progress(void *userp, curl_off_t a, curl_off_t b, curl_off_t c2
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
                     const volatile bool *cancel, ck_error **err)
 {
-    return ck_client_watch_filtered(c, path, NULL, cb, ctx, cancel, err);
+    return ck_client_watch_pick(c, path, NULL, cb, ctx, cancel, err);
 }
 
-int ck_client_watch_filtered(ck_client *c, const char *path, const json_t *filter,
-                             ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
-                             ck_error **err)
+int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep,
+                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_error **err)
 {
-    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .filter = filter};
+    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep};
     ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
     CURL *h = curl_easy_init();
     w.h = h;

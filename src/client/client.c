@@ -1,6 +1,6 @@
 /* client.c - see client.h. */
 #include "client/client.h"
-#include "lib/jsonfilter.h"
+#include "client/jsonpick.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -18,8 +18,14 @@ struct ck_client {
     ck_kubeconfig kc;            /* owned copies of the strings */
     char *user_agent;
     pthread_mutex_t lock;
-    CURL *pool[CLIENT_POOL_MAX]; /* idle handles; each keeps its live connection across requests */
+    CURL *pool[CLIENT_POOL_MAX]; /* idle handles, configured once; each keeps its live connection */
     int npool;
+    /* TLS sessions and DNS answers shared by every handle: a new connection (a watch, a burst
+     * beyond the pool) resumes a session instead of a full handshake */
+    CURLSH *share;
+    pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
+    /* the headers of a request without and with a JSON body (Authorization when a token) */
+    struct curl_slist *hdr_plain, *hdr_json;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -31,6 +37,37 @@ static void curl_init_once(void)
 static char *dup_or_null(const char *s, size_t len)
 {
     return s ? xstrndup(s, len) : NULL;
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *userp)
+{
+    (void)h;
+    (void)access;
+    pthread_mutex_lock(&((ck_client *)userp)->share_lock[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *userp)
+{
+    (void)h;
+    pthread_mutex_unlock(&((ck_client *)userp)->share_lock[data]);
+}
+
+static struct curl_slist *header_list(const ck_client *c, const char *content_type)
+{
+    struct curl_slist *l = NULL;
+    if (c->kc.token) {
+        cleanup_free char *auth = xasprintf("Authorization: Bearer %s", c->kc.token);
+        l = curl_slist_append(l, auth);
+        OPENSSL_cleanse(auth, strlen(auth));
+    }
+    l = curl_slist_append(l, "Accept: application/json");
+    if (content_type) {
+        cleanup_free char *ct = xasprintf("Content-Type: %s", content_type);
+        l = curl_slist_append(l, ct);
+    }
+    if (!l)
+        abort();                /* out of memory, as xmalloc */
+    return l;
 }
 
 ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_error **err)
@@ -52,6 +89,18 @@ ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_err
     c->kc.token = kc->token ? xstrdup(kc->token) : NULL;
     c->user_agent = xstrdup(user_agent ? user_agent : "ckube");
     pthread_mutex_init(&c->lock, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&c->share_lock[i], NULL);
+    c->share = curl_share_init();
+    if (c->share) {
+        curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    c->hdr_plain = header_list(c, NULL);
+    c->hdr_json = header_list(c, "application/json");
     return c;
 }
 
@@ -71,6 +120,16 @@ void ck_client_free(ck_client *c)
         return;
     for (int i = 0; i < c->npool; i++)
         curl_easy_cleanup(c->pool[i]);
+    if (c->share)                /* after every handle that used it */
+        curl_share_cleanup(c->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&c->share_lock[i]);
+    if (c->hdr_plain)
+        OPENSSL_cleanse(c->hdr_plain->data, strlen(c->hdr_plain->data));
+    if (c->hdr_json)
+        OPENSSL_cleanse(c->hdr_json->data, strlen(c->hdr_json->data));
+    curl_slist_free_all(c->hdr_plain);
+    curl_slist_free_all(c->hdr_json);
     free(c->kc.server);
     free(c->kc.ca_pem);
     free(c->kc.cert_pem);
@@ -81,20 +140,37 @@ void ck_client_free(ck_client *c)
     free(c);
 }
 
-static CURL *handle_take(ck_client *c)
+static int setup_common(ck_client *c, CURL *h, ck_error **err);
+static size_t collect(char *data, size_t size, size_t n, void *userp);
+
+/* An idle handle, or a new one with everything that does not change between requests set once
+ * (TLS identity, user agent, timeouts, the share): a request then sets only its URL, method,
+ * body and headers.  NULL with *err when the identity cannot be set. */
+static CURL *handle_take(ck_client *c, ck_error **err)
 {
     pthread_mutex_lock(&c->lock);
     CURL *h = c->npool ? c->pool[--c->npool] : NULL;
     pthread_mutex_unlock(&c->lock);
-    if (!h)
-        h = curl_easy_init();
-    else
-        curl_easy_reset(h);   /* keeps the live connection and TLS session */
+    if (h)
+        return h;
+    h = curl_easy_init();
+    if (!h) {
+        ck_error_set(err, CK_E_INTERNAL, "curl_easy_init failed");
+        return NULL;
+    }
+    if (setup_common(c, h, err) < 0) {
+        curl_easy_cleanup(h);
+        return NULL;
+    }
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
     return h;
 }
 
 static void handle_give(ck_client *c, CURL *h)
 {
+    if (!h)
+        return;
     pthread_mutex_lock(&c->lock);
     if (c->npool < CLIENT_POOL_MAX) {
         c->pool[c->npool++] = h;
@@ -121,15 +197,20 @@ static CURLcode ssl_ctx_setup(CURL *h, void *ssl_ctx, void *arg)
     return CURLE_OK;
 }
 
-/* Common per-request setup: URL, TLS identity, headers. */
-static int setup(ck_client *c, CURL *h, const char *method, const char *path,
-                 struct curl_slist **headers, ck_error **err)
+/* What every handle has, set once a handle: TLS identity (the blobs are copied into the handle
+ * once, not each request), user agent, timeouts, the share. */
+static int setup_common(ck_client *c, CURL *h, ck_error **err)
 {
-    cleanup_free char *url = ck_kubeconfig_url(&c->kc, path);
-    if (ck_kubeconfig_apply_curl(&c->kc, h, headers, err) < 0)
+    struct curl_slist *unused = NULL;     /* the token header: c->hdr_* carry it */
+    int rc = ck_kubeconfig_apply_curl(&c->kc, h, &unused, err);
+    if (unused)
+        OPENSSL_cleanse(unused->data, strlen(unused->data));
+    curl_slist_free_all(unused);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    if (rc < 0)
         return -1;
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (c->share)
+        curl_easy_setopt(h, CURLOPT_SHARE, c->share);
     curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
@@ -139,6 +220,14 @@ static int setup(ck_client *c, CURL *h, const char *method, const char *path,
     curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_setup);
     return 0;
+}
+
+/* A request's own options: URL and method. */
+static void setup_target(ck_client *c, CURL *h, const char *method, const char *path)
+{
+    cleanup_free char *url = ck_kubeconfig_url(&c->kc, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);        /* copied by libcurl */
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 }
 
 enum ck_error_code ck_client_code_from_reason(const char *reason, long http)
@@ -185,44 +274,37 @@ static int status_error(long http, const char *body, const char *method, const c
     return -1;
 }
 
-/* Decode text, through filter when there is one (malformed text is decoded whole: jansson
- * then says what is wrong with it). */
-static json_t *decode(const char *text, size_t len, const json_t *filter, json_error_t *jerr)
-{
-    if (filter) {
-        size_t n = 0;
-        cleanup_free char *cut = ck_json_filter(text, len, filter, &n);
-        if (cut)
-            return json_loadb(cut, n, 0, jerr);
-    }
-    return json_loadb(text, len, 0, jerr);
-}
-
+/* One request; a 2xx body is decoded whole (keep NULL), picked (keep), or dropped (discard:
+ * then the result is an empty object). */
 static json_t *request(ck_client *c, const char *method, const char *path, const json_t *body,
-                       const char *content_type, const json_t *filter, ck_error **err)
+                       const char *content_type, const ck_jsonpick *keep, bool discard,
+                       ck_error **err)
 {
-    CURL *h = handle_take(c);
-    struct curl_slist *headers = NULL;
+    struct curl_slist *headers = NULL;    /* only for an unusual content type */
     cleanup_free char *payload = NULL;
     ck_buf resp;
     ck_buf_init(&resp, CLIENT_MAX_RESPONSE);
     json_t *out = NULL;
-
-    if (setup(c, h, method, path, &headers, err) < 0)
+    CURL *h = handle_take(c, err);
+    if (!h)
         goto done;
-    headers = curl_slist_append(headers, "Accept: application/json");
+
+    setup_target(c, h, method, path);
     if (body) {
         payload = json_dumps(body, JSON_COMPACT);
-        cleanup_free char *ct = xasprintf("Content-Type: %s", content_type ? content_type
-                                                                            : "application/json");
-        headers = curl_slist_append(headers, ct);
+        if (content_type && strcmp(content_type, "application/json"))
+            headers = header_list(c, content_type);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers ? headers : c->hdr_json);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    } else {
+        /* a pooled handle may have sent a body last time: back to none (the method is
+         * CUSTOMREQUEST's either way) */
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->hdr_plain);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
 
     CURLcode rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
@@ -236,15 +318,23 @@ static json_t *request(ck_client *c, const char *method, const char *path, const
         status_error(http, resp.data, method, path, err);
         goto done;
     }
-    if (resp.len == 0) {
+    if (resp.len == 0 || discard) {
         out = json_object();
         goto done;
     }
+    if (keep) {
+        out = ck_jsonpick_parse(resp.data, resp.len, keep, err);
+        if (!out)
+            ck_error_wrap(err, "%s %s: bad JSON from server", method, path);
+        goto done;
+    }
     json_error_t jerr;
-    out = decode(resp.data, resp.len, filter, &jerr);
+    out = json_loadb(resp.data, resp.len, 0, &jerr);
     if (!out)
         ck_error_set(err, CK_E_INTERNAL, "%s %s: bad JSON from server: %s", method, path, jerr.text);
 done:
+    if (headers)
+        OPENSSL_cleanse(headers->data, strlen(headers->data));
     curl_slist_free_all(headers);
     ck_buf_free(&resp);
     handle_give(c, h);
@@ -254,20 +344,23 @@ done:
 json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
                           const char *content_type, ck_error **err)
 {
-    return request(c, method, path, body, content_type, NULL, err);
+    return request(c, method, path, body, content_type, NULL, false, err);
 }
 
-json_t *ck_client_request_filtered(ck_client *c, const char *method, const char *path,
-                                   const json_t *body, const char *content_type,
-                                   const json_t *filter, ck_error **err)
+json_t *ck_client_request_pick(ck_client *c, const char *method, const char *path,
+                               const json_t *body, const ck_jsonpick *keep, ck_error **err)
 {
-    return request(c, method, path, body, content_type, filter, err);
+    return request(c, method, path, body, NULL, keep, false, err);
 }
 
-json_t *ck_client_get_filtered(ck_client *c, const char *path, const json_t *filter,
-                               ck_error **err)
+int ck_client_send(ck_client *c, const char *method, const char *path, const json_t *body,
+                   const char *content_type, ck_error **err)
 {
-    return request(c, "GET", path, NULL, NULL, filter, err);
+    json_t *out = request(c, method, path, body, content_type, NULL, true, err);
+    if (!out)
+        return -1;
+    json_decref(out);
+    return 0;
 }
 
 char *ck_client_path(const ck_resource *r, const char *ns, const char *name, const char *sub)
@@ -342,13 +435,7 @@ int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const c
                      const json_t *options, ck_error **err)
 {
     cleanup_free char *p = ck_client_path(r, ns, name, NULL);
-    json_t *nothing = json_object();   /* a filter that keeps no member */
-    json_t *out = request(c, "DELETE", p, options, NULL, nothing, err);
-    json_decref(nothing);
-    if (!out)
-        return -1;
-    json_decref(out);
-    return 0;
+    return ck_client_send(c, "DELETE", p, options, NULL, err);   /* the answer is not read */
 }
 
 /* ---- watch ---- */
@@ -357,7 +444,7 @@ struct watch_state {
     ck_buf line;
     ck_client_watch_cb cb;
     void *ctx;
-    const json_t *filter;
+    const ck_jsonpick *keep;   /* decode only these parts of each event (NULL: all) */
     const volatile bool *cancel;
     bool stopped;        /* the callback asked to stop */
     bool expired;        /* the server sent a 410 ERROR event */
@@ -371,14 +458,25 @@ static bool deliver_line(struct watch_state *w, const char *text, size_t len)
     if (len == 0)
         return true;
     json_error_t jerr;
-    json_t *ev = decode(text, len, w->filter, &jerr);
-    if (!ev) {
-        w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
-        return false;
+    json_t *ev;
+    if (w->keep) {
+        ck_error *perr = NULL;
+        ev = ck_jsonpick_parse(text, len, w->keep, &perr);
+        if (!ev) {
+            w->error_msg = xasprintf("bad watch event JSON: %s", perr->msg);
+            ck_error_free(perr);
+            return false;
+        }
+    } else {
+        ev = json_loadb(text, len, 0, &jerr);
+        if (!ev) {
+            w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
+            return false;
+        }
     }
     const char *type = json_string_value(json_object_get(ev, "type"));
-    if (w->filter && type && !strcmp(type, "ERROR")) {
-        /* the filter is cut for objects, not Status: decode it whole */
+    if (w->keep && type && !strcmp(type, "ERROR")) {
+        /* keep describes objects, not a Status: decode it whole */
         json_decref(ev);
         ev = json_loadb(text, len, 0, &jerr);
         if (!ev) {
@@ -438,23 +536,26 @@ static int watch_progress(void *userp, curl_off_t a, curl_off_t b, curl_off_t c2
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
                     const volatile bool *cancel, ck_error **err)
 {
-    return ck_client_watch_filtered(c, path, NULL, cb, ctx, cancel, err);
+    return ck_client_watch_pick(c, path, NULL, cb, ctx, cancel, err);
 }
 
-int ck_client_watch_filtered(ck_client *c, const char *path, const json_t *filter,
-                             ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
-                             ck_error **err)
+int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep,
+                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_error **err)
 {
-    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .filter = filter};
+    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep};
     ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
     CURL *h = curl_easy_init();
     w.h = h;
-    struct curl_slist *headers = NULL;
     int rc = -1;
-    if (setup(c, h, "GET", path, &headers, err) < 0)
+    if (!h) {
+        ck_error_set(err, CK_E_INTERNAL, "curl_easy_init failed");
         goto done;
-    headers = curl_slist_append(headers, "Accept: application/json");
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    }
+    if (setup_common(c, h, err) < 0)
+        goto done;
+    setup_target(c, h, "GET", path);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->hdr_plain);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, watch_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -490,7 +591,6 @@ int ck_client_watch_filtered(ck_client *c, const char *path, const json_t *filte
 done:
     free(w.error_msg);
     ck_buf_free(&w.line);
-    curl_slist_free_all(headers);
     curl_easy_cleanup(h);
     return rc;
 }

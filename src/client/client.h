@@ -17,6 +17,7 @@
 
 #include "apiserver/resources.h"
 #include "lib/error.h"
+#include "client/jsonpick.h"
 #include "lib/kubeconfig.h"
 
 typedef struct ck_client ck_client;
@@ -31,14 +32,16 @@ void ck_client_free(ck_client *c);
  * body gives an empty object). */
 json_t *ck_client_request(ck_client *c, const char *method, const char *path, const json_t *body,
                           const char *content_type, ck_error **err);
-/* The same, decoding only what the ck_json_filter spec `filter` keeps of the answer (NULL =
- * all): a list whose items a cache trims anyway, or a created object of which the caller reads
- * the name, is never built whole. */
-json_t *ck_client_request_filtered(ck_client *c, const char *method, const char *path,
-                                   const json_t *body, const char *content_type,
-                                   const json_t *filter, ck_error **err);
-json_t *ck_client_get_filtered(ck_client *c, const char *path, const json_t *filter,
-                               ck_error **err);
+
+/* As ck_client_request, decoding only the parts of a 2xx body that keep names (client/jsonpick.h):
+ * for list pages of which a consumer reads a few fields, a created object of which it reads
+ * the name. */
+json_t *ck_client_request_pick(ck_client *c, const char *method, const char *path,
+                               const json_t *body, const ck_jsonpick *keep, ck_error **err);
+/* A write whose answer the caller does not read: 0 on 2xx (the body is not decoded), -1 with
+ * *err as ck_client_request. */
+int ck_client_send(ck_client *c, const char *method, const char *path, const json_t *body,
+                   const char *content_type, ck_error **err);
 
 /* "/api/v1/namespaces/<ns>/pods/<name>/<sub>" for a resource; ns ignored for cluster-scoped
  * kinds, name/sub may be NULL.  Caller frees. */
@@ -69,11 +72,12 @@ typedef bool (*ck_client_watch_cb)(void *ctx, const char *type, json_t *object);
  * polled about every 100 ms; when it becomes true the watch ends with 0. */
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
                     const volatile bool *cancel, ck_error **err);
-/* The same, decoding of each event line only what the ck_json_filter spec `filter` keeps (the
- * spec of the whole event: {"type": true, "object": ...}); ERROR events are decoded whole. */
-int ck_client_watch_filtered(ck_client *c, const char *path, const json_t *filter,
-                             ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
-                             ck_error **err);
+
+/* As ck_client_watch, decoding only what keep names of each event line ({"type", "object"}
+ * members; an ERROR event is decoded whole). */
+int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep,
+                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_error **err);
 
 /* Map a metav1.Status reason to our error code (CK_E_INTERNAL when unknown). */
 enum ck_error_code ck_client_code_from_reason(const char *reason, long http_status);

@@ -20,7 +20,8 @@ struct ck_informer {
     void *ctx;
     ck_informer_transform transform;
     bool stubs;
-    json_t *list_filter, *watch_filter;   /* NULL = decode everything */
+    ck_jsonpick list_keep[3], watch_keep[3];   /* set_keep: {items, *} / {object, *} */
+    bool keep;
 
     pthread_mutex_t lock;
     pthread_cond_t synced_cond;
@@ -160,7 +161,8 @@ static json_t *list_all(ck_informer *inf, char **rv_out, ck_error **err)
             extra = xasprintf("limit=%d", INFORMER_PAGE);
         }
         cleanup_free char *path = base_path(inf, extra);
-        json_t *page = ck_client_get_filtered(inf->client, path, inf->list_filter, err);
+        json_t *page = ck_client_request_pick(inf->client, "GET", path, NULL,
+                                              inf->keep ? inf->list_keep : NULL, err);
         if (!page) {
             json_decref(fresh);
             return NULL;
@@ -321,8 +323,8 @@ static void *informer_main(void *arg)
                 300 + rand() % 300, inf->resource_version);
             pthread_mutex_unlock(&inf->lock);
             cleanup_free char *path = base_path(inf, extra);
-            if (ck_client_watch_filtered(inf->client, path, inf->watch_filter, on_event, inf,
-                                         &inf->stop, &err) == 0) {
+            if (ck_client_watch_pick(inf->client, path, inf->keep ? inf->watch_keep : NULL,
+                                     on_event, inf, &inf->stop, &err) == 0) {
                 backoff = 250;
                 continue;
             }
@@ -346,15 +348,16 @@ void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn)
     inf->transform = fn;
 }
 
-void ck_informer_set_filter(ck_informer *inf, json_t *object_spec)
+void ck_informer_set_keep(ck_informer *inf, const ck_jsonpick *keep)
 {
-    json_decref(inf->list_filter);
-    json_decref(inf->watch_filter);
-    inf->list_filter = inf->watch_filter = NULL;
-    if (!object_spec)
-        return;
-    inf->list_filter = json_pack("{s:b, s:O}", "*", 1, "items", object_spec);
-    inf->watch_filter = json_pack("{s:b, s:O}", "*", 1, "object", object_spec);
+    /* a list page and a watch event: everything but the objects whole, the objects picked */
+    inf->keep = keep != NULL;
+    inf->list_keep[0] = (ck_jsonpick){"items", keep};
+    inf->list_keep[1] = (ck_jsonpick){"*", NULL};
+    inf->list_keep[2] = (ck_jsonpick){NULL, NULL};
+    inf->watch_keep[0] = (ck_jsonpick){"object", keep};
+    inf->watch_keep[1] = (ck_jsonpick){"*", NULL};
+    inf->watch_keep[2] = (ck_jsonpick){NULL, NULL};
 }
 
 void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs)
@@ -440,8 +443,6 @@ void ck_informer_free(ck_informer *inf)
     if (inf->started)
         pthread_join(inf->thread, NULL);
     json_decref(inf->cache);
-    json_decref(inf->list_filter);
-    json_decref(inf->watch_filter);
     free(inf->resource_version);
     free(inf->ns);
     free(inf->label_selector);

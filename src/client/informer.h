@@ -37,15 +37,16 @@ ck_informer *ck_informer_new(ck_client *c, const ck_resource *r, const char *ns,
  * be most of an object's size). */
 typedef void (*ck_informer_transform)(void *ctx, json_t *obj);
 void ck_informer_set_transform(ck_informer *inf, ck_informer_transform fn);
-/* Optional, before start: a ck_json_filter spec (lib/jsonfilter.h) of what to decode of each
- * object, listed or watched (a reference is taken).  Cuts the decoding cost of big objects of
- * which the transform would keep little; the transform still runs on what is decoded. */
-void ck_informer_set_filter(ck_informer *inf, json_t *object_spec);
 /* Optional, before start: cache only each object's resourceVersion, for consumers that keep what
  * they need themselves and must stay small at tens of thousands of objects.  Handlers still get
  * whole new objects; old_obj in on_update and the object of a relist's on_delete are then stubs
  * holding only metadata.name/namespace, and ck_informer_get/list return resourceVersion strings. */
 void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs);
+/* Optional, before start: decode only what keep names of each listed or watched object
+ * (client/jsonpick.h; it must keep metadata.name, namespace and resourceVersion, and outlive the
+ * informer): the parsing cost and the garbage of the rest are never paid.  The transform still
+ * runs on what is decoded. */
+void ck_informer_set_keep(ck_informer *inf, const ck_jsonpick *keep);
 /* Strips metadata.managedFields: a ready-made transform. */
 void ck_informer_strip_managed_fields(void *ctx, json_t *obj);
 void ck_informer_start(ck_informer *inf);

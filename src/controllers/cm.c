@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lib/jsonfilter.h"
+#include "client/jsonpick.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -84,40 +84,39 @@ static void fan_delete(void *ctx, json_t *o)
 }
 
 /* What no controller reads is not worth caching, nor worth decoding: each informer has a
- * ck_json_filter spec that cuts the watch and list text before jansson builds a tree (a pod's
+ * client/jsonpick.h keep list that decodes only those parts of the watch and list text (a pod's
  * event is ~4 KB of text, ~35 KB as a tree, of which the cache keeps a tenth), and a transform
- * that applies the same spec to the decoded tree (so a text the filter could not cut ends the
- * same), then the cuts a spec cannot say, then shares repeated parts (intern below).
+ * that applies the same list to the decoded tree (so an object ends the same whatever path it
+ * came by), then the cuts a keep list cannot say, then shares repeated parts (intern below).
  *   every type: metadata without managedFields;
  *   pods: metadata without generateName; spec nodeName, tolerations, affinity (daemon pod pins),
  *         containers (name/ports) only when one has ports (named targetPorts); status phase,
  *         podIP, the Ready and DisruptionTarget conditions (type/status/time/reason), and for a
  *         Failed pod every condition and its (init) containers' exit codes and finish times (a
  *         Job's podFailurePolicy and failure backoff).
- * A controller that needs another pod field adds it to pod_spec_text. */
-static const char object_spec_text[] = "{\"*\": true, \"metadata\": {\"*\": true, \"managedFields\": false}}";
-static const char pod_spec_text[] =
-    "{\"kind\": true, \"apiVersion\": true,"
-    " \"metadata\": {\"*\": true, \"managedFields\": false, \"generateName\": false},"
-    " \"spec\": {\"nodeName\": true, \"tolerations\": true, \"affinity\": true,"
-    "           \"containers\": {\"name\": true, \"ports\": true}},"
-    " \"status\": {\"phase\": true, \"podIP\": true,"
-    "  \"conditions\": {\"type\": true, \"status\": true, \"lastTransitionTime\": true, \"reason\": true},"
-    "  \"containerStatuses\": {\"name\": true,"
-    "                         \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}},"
-    "  \"initContainerStatuses\": {\"name\": true,"
-    "                             \"state\": {\"terminated\": {\"exitCode\": true, \"finishedAt\": true}}}}}";
+ * A controller that needs another pod field adds it to pod_keep. */
+static const ck_jsonpick md_keep[] = {
+    {"managedFields", CK_JSONPICK_DROP}, {"*", NULL}, {NULL, NULL}};
+static const ck_jsonpick object_keep[] = {{"metadata", md_keep}, {"*", NULL}, {NULL, NULL}};
 
-static json_t *object_spec, *pod_spec;
-static pthread_once_t specs_once = PTHREAD_ONCE_INIT;
-
-static void specs_init(void)
-{
-    object_spec = json_loads(object_spec_text, 0, NULL);
-    pod_spec = json_loads(pod_spec_text, 0, NULL);
-    if (!object_spec || !pod_spec)
-        abort();
-}
+static const ck_jsonpick pod_md_keep[] = {
+    {"managedFields", CK_JSONPICK_DROP}, {"generateName", CK_JSONPICK_DROP}, {"*", NULL},
+    {NULL, NULL}};
+static const ck_jsonpick pod_container_keep[] = {{"name", NULL}, {"ports", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_spec_keep[] = {
+    {"nodeName", NULL}, {"tolerations", NULL}, {"affinity", NULL},
+    {"containers", pod_container_keep}, {NULL, NULL}};
+static const ck_jsonpick pod_cond_keep[] = {
+    {"type", NULL}, {"status", NULL}, {"lastTransitionTime", NULL}, {"reason", NULL}, {NULL, NULL}};
+static const ck_jsonpick terminated_keep[] = {{"exitCode", NULL}, {"finishedAt", NULL}, {NULL, NULL}};
+static const ck_jsonpick state_keep[] = {{"terminated", terminated_keep}, {NULL, NULL}};
+static const ck_jsonpick cstatus_keep[] = {{"name", NULL}, {"state", state_keep}, {NULL, NULL}};
+static const ck_jsonpick pod_status_keep[] = {
+    {"phase", NULL}, {"podIP", NULL}, {"conditions", pod_cond_keep},
+    {"containerStatuses", cstatus_keep}, {"initContainerStatuses", cstatus_keep}, {NULL, NULL}};
+static const ck_jsonpick pod_keep[] = {
+    {"kind", NULL}, {"apiVersion", NULL}, {"metadata", pod_md_keep}, {"spec", pod_spec_keep},
+    {"status", pod_status_keep}, {NULL, NULL}};
 
 /* ---- interning: one shared value for equal parts of many cached objects.
  * A jansson leaf costs ~80-150 bytes and an object ~250 before its members, so the parts that
@@ -185,8 +184,7 @@ static void intern_common(json_t *obj)
 static void trim_object(void *ctx, json_t *obj)
 {
     (void)ctx;
-    pthread_once(&specs_once, specs_init);
-    ck_json_filter_tree(obj, object_spec);
+    ck_jsonpick_tree(obj, object_keep);
     intern_common(obj);
     /* nodes: every node of a pool reports the same capacity and system info layout */
     json_t *st = json_object_get(obj, "status");
@@ -199,8 +197,7 @@ static void trim_object(void *ctx, json_t *obj)
 static void trim_pod(void *ctx, json_t *pod)
 {
     (void)ctx;
-    pthread_once(&specs_once, specs_init);
-    ck_json_filter_tree(pod, pod_spec);
+    ck_jsonpick_tree(pod, pod_keep);
     json_t *spec = json_object_get(pod, "spec"), *status = json_object_get(pod, "status");
     bool ports = false;
     size_t i;
@@ -213,7 +210,7 @@ static void trim_pod(void *ctx, json_t *pod)
      * onExitCodes / onPodConditions, failure backoff); the spec has cut statuses to
      * name + state.terminated already */
     bool failed = !strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed");
-    if (!failed) {
+    if (!failed) {   /* exit codes and finish times: a failed pod's only */
         json_object_del(status, "containerStatuses");
         json_object_del(status, "initContainerStatuses");
     }
@@ -232,11 +229,9 @@ static void trim_pod(void *ctx, json_t *pod)
 
 json_t *cm_cache_decode(bool pod, const char *text, size_t len)
 {
-    pthread_once(&specs_once, specs_init);
-    size_t n = 0;
-    char *cut = ck_json_filter(text, len, pod ? pod_spec : object_spec, &n);
-    json_t *o = cut ? json_loadb(cut, n, 0, NULL) : json_loadb(text, len, 0, NULL);
-    free(cut);
+    ck_error *err = NULL;
+    json_t *o = ck_jsonpick_parse(text, len, pod ? pod_keep : object_keep, &err);
+    ck_error_free(err);
     if (o)
         (pod ? trim_pod : trim_object)(NULL, o);
     return o;
@@ -303,9 +298,8 @@ ck_informer *cm_informer(cm *m, const char *group, const char *resource,
         ck_informer_handlers fan = {fan_add, fan_update, fan_delete};
         s->inf = ck_informer_new(m->client, r, NULL, NULL, NULL, &fan, s);
         bool pods = !strcmp(r->resource, "pods") && !r->group[0];
-        pthread_once(&specs_once, specs_init);
         ck_informer_set_transform(s->inf, pods ? trim_pod : trim_object);
-        ck_informer_set_filter(s->inf, pods ? pod_spec : object_spec);
+        ck_informer_set_keep(s->inf, pods ? pod_keep : object_keep);
     }
     if (h) {
         if (s->nh == CM_MAX_HANDLERS)

@@ -344,11 +344,14 @@ typedef struct create_ctx {
     rsc *c;
     const json_t *set;
     json_t *pod;          /* the template pod */
-    json_t *name_only;    /* what is decoded of a created pod */
     const char *key;
     ck_error *first_err;
     pthread_mutex_t lock;
 } create_ctx;
+
+/* What is decoded of a created pod. */
+static const ck_jsonpick name_keep[] = {{"name", NULL}, {NULL, NULL}};
+static const ck_jsonpick name_only[] = {{"metadata", name_keep}, {NULL, NULL}};
 
 static int create_one(void *arg, int i)
 {
@@ -356,8 +359,8 @@ static int create_one(void *arg, int i)
     create_ctx *cc = arg;
     ck_error *err = NULL;
     cleanup_free char *path = ck_client_path(cm_res("", "pods"), cm_ns(cc->set), NULL, NULL);
-    json_t *out = ck_client_request_filtered(cm_client(cc->c->m), "POST", path, cc->pod, NULL,
-                                             cc->name_only, &err);
+    json_t *out = ck_client_request_pick(cm_client(cc->c->m), "POST", path, cc->pod, name_only,
+                                         &err);
     if (out) {
         cm_event(cc->c->m, cc->set, cc->c->component, "Normal", "SuccessfulCreate",
                  "Created pod: %s", cm_name(out));
@@ -398,8 +401,7 @@ static json_t *pod_from_template(rsc *c, const json_t *set)
 static int create_pods(rsc *c, const json_t *set, const char *key, int n, ck_error **err)
 {
     cm_expect(c->m, key, n, NULL);
-    create_ctx cc = {.c = c, .set = set, .pod = pod_from_template(c, set), .key = key,
-                     .name_only = json_pack("{s:{s:b}}", "metadata", "name", 1)};
+    create_ctx cc = {.c = c, .set = set, .pod = pod_from_template(c, set), .key = key};
     pthread_mutex_init(&cc.lock, NULL);
     int done = 0, batch = 1, rc = 0;
     while (done < n) {
@@ -420,7 +422,6 @@ static int create_pods(rsc *c, const json_t *set, const char *key, int n, ck_err
         batch *= 2;
     }
     json_decref(cc.pod);
-    json_decref(cc.name_only);
     pthread_mutex_destroy(&cc.lock);
     return rc;
 }

@@ -116,8 +116,10 @@ static int renew_lease(hollow *h, const char *name, ck_error **err)
     ck_micro_time(ck_wall_ns(), now);
     json_t *patch = json_pack("{s:{s:s, s:i, s:s}}", "spec", "holderIdentity", name,
                               "leaseDurationSeconds", 40, "renewTime", now);
-    json_t *out = ck_client_patch(h->client, leases, "kube-node-lease", name, NULL,
-                                  "application/merge-patch+json", patch, err);
+    /* the answer (the whole Lease) is not read, so it is not decoded either */
+    cleanup_free char *path = ck_client_path(leases, "kube-node-lease", name, NULL);
+    int rc = ck_client_send(h->client, "PATCH", path, patch, "application/merge-patch+json", err);
+    json_t *out = rc == 0 ? json_object() : NULL;
     if (!out && (*err)->code == CK_E_NOT_FOUND) {
         ck_error_free(*err);
         *err = NULL;
@@ -149,6 +151,26 @@ static void on_pod_update(void *ctx, json_t *old_pod, json_t *pod)
 {
     enqueue_pod(ctx, pod);
 }
+
+/* What the informers decode (client/jsonpick.h): what sync_pod, running_status and node_ready
+ * read; the rest of every watched pod (managedFields, resources, volumes ...) stays text. */
+static const ck_jsonpick pod_md_keep[] = {
+    {"name", NULL}, {"namespace", NULL}, {"uid", NULL}, {"resourceVersion", NULL},
+    {"deletionTimestamp", NULL}, {NULL, NULL}};
+static const ck_jsonpick container_keep[] = {{"name", NULL}, {"image", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_spec_keep[] = {
+    {"nodeName", NULL}, {"containers", container_keep}, {NULL, NULL}};
+static const ck_jsonpick cond_keep[] = {{"type", NULL}, {"status", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_status_keep[] = {
+    {"phase", NULL}, {"conditions", cond_keep}, {NULL, NULL}};
+static const ck_jsonpick pod_keep[] = {
+    {"metadata", pod_md_keep}, {"spec", pod_spec_keep}, {"status", pod_status_keep},
+    {NULL, NULL}};
+static const ck_jsonpick node_md_keep[] = {
+    {"name", NULL}, {"resourceVersion", NULL}, {NULL, NULL}};
+static const ck_jsonpick node_status_keep[] = {{"conditions", cond_keep}, {NULL, NULL}};
+static const ck_jsonpick node_keep[] = {
+    {"metadata", node_md_keep}, {"status", node_status_keep}, {NULL, NULL}};
 
 static json_t *running_status(const json_t *pod, const char *node)
 {
@@ -221,17 +243,16 @@ static int sync_pod(hollow *h, const char *key, ck_error **err)
             /* a merge patch of the status alone, as a kubelet patches pods/status: the request
              * carries ~1 KB instead of the whole pod, and neither side copies or prints it */
             json_t *patch = json_pack("{s:o}", "status", running_status(pod, node));
-            json_t *out = ck_client_patch(h->client, pods, ns, name, "status",
-                                          "application/merge-patch+json", patch, err);
+            /* the answer (the whole pod) is not read, so it is not decoded either */
+            cleanup_free char *path = ck_client_path(pods, ns, name, "status");
+            rc = ck_client_send(h->client, "PATCH", path, patch, "application/merge-patch+json",
+                                err);
             json_decref(patch);
-            if (!out) {
-                rc = (*err)->code == CK_E_NOT_FOUND ? 0 : -1;
-                if (rc == 0) {
-                    ck_error_free(*err);
-                    *err = NULL;
-                }
+            if (rc < 0 && (*err)->code == CK_E_NOT_FOUND) {
+                ck_error_free(*err);
+                *err = NULL;
+                rc = 0;
             }
-            json_decref(out);
         }
     }
     json_decref(pod);
@@ -383,6 +404,8 @@ int cmd_hollow_node(int argc, char **argv)
     ck_informer_handlers handlers = {.on_add = enqueue_pod, .on_update = on_pod_update};
     h.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &handlers, &h);
     h.nodes_inf = ck_informer_new(client, res("", "nodes"), NULL, NULL, NULL, NULL, NULL);
+    ck_informer_set_keep(h.pods_inf, pod_keep);
+    ck_informer_set_keep(h.nodes_inf, node_keep);
 
     /* Threads inherit a mask blocking the stop signals; main waits for them with sigwait. */
     sigset_t stop_signals;

@@ -138,6 +138,7 @@ static void bind_failed(sc_binder *b, job *j, ck_error *err)
         sc_pod *p = sc_pod_new(obj, &perr);
         if (p) {
             sc_pod_resolve_priority(p, sc_sched_priority, s);
+            sc_pod_compact(p);
             sc_queue_add_backoff(s->queue, p, j->attempts);
         } else {
             ck_error_free(perr);
@@ -155,14 +156,13 @@ static void do_bind(sc_binder *b, job *j)
                              j->node);
     cleanup_free char *path = ck_client_path(pods_res(), j->ns, j->name, "binding");
     ck_error *err = NULL;
-    json_t *out = ck_client_request(s->client, "POST", path, body, NULL, &err);
+    int rc = ck_client_send(s->client, "POST", path, body, NULL, &err);   /* a Status: unread */
     json_decref(body);
-    if (!out) {
+    if (rc < 0) {
         bind_failed(b, j, err);
         ck_error_free(err);
         return;
     }
-    json_decref(out);
     cleanup_free char *key = xasprintf("%s/%s", j->ns, j->name);
     pthread_mutex_lock(&s->lock);
     sc_pod *cp = sc_cache_pod(&s->cache, key);

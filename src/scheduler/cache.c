@@ -170,7 +170,7 @@ static void detach(sc_cache *c, sc_pod *p)
     if (!n)
         return;
     sc_node_remove_pod(n, p);
-    if (!n->obj && !n->npods) {      /* a placeholder no pod needs any more */
+    if (n->idx < 0 && !n->npods) {   /* a placeholder no pod needs any more */
         sc_map_del(c->nodes, n->name);
         node_free(n);
     }
@@ -213,12 +213,14 @@ void sc_cache_pod_del(sc_cache *c, const char *key)
 
 void sc_cache_nominate(sc_cache *c, const sc_pod *p, const char *node)
 {
-    if (!p->obj || !node || !*node)
+    if ((!p->obj && !p->text) || !node || !*node)
         return;
     sc_pod *old = sc_map_get(c->nominated, p->key);
     if (old && old->node && !strcmp(old->node, node))
         return;
-    sc_pod *cp = sc_pod_new(p->obj, NULL);
+    json_t *whole = sc_pod_object(p);       /* a queued pod is compact */
+    sc_pod *cp = sc_pod_new(whole, NULL);
+    json_decref(whole);
     if (!cp)
         return;
     cp->priority = p->priority;

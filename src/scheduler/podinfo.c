@@ -27,6 +27,7 @@ static sc_map *intern_map;
 static int *intern_refs;
 static char **intern_keys;
 static int intern_n, intern_cap, *intern_free, intern_nfree;
+static json_t **intern_vals;    /* intern_json: the first value seen, shared by every user */
 
 static int intern(const char *key)
 {
@@ -46,10 +47,12 @@ static int intern(const char *key)
                 intern_refs = xrealloc(intern_refs, (size_t)intern_cap * sizeof *intern_refs);
                 intern_keys = xrealloc(intern_keys, (size_t)intern_cap * sizeof *intern_keys);
                 intern_free = xrealloc(intern_free, (size_t)intern_cap * sizeof *intern_free);
+                intern_vals = xrealloc(intern_vals, (size_t)intern_cap * sizeof *intern_vals);
             }
             id = intern_n++;
         }
         intern_refs[id] = 0;
+        intern_vals[id] = NULL;
         intern_keys[id] = xstrdup(key);
         sc_map_put(intern_map, key, (void *)(intptr_t)(id + 1));
     }
@@ -67,6 +70,8 @@ static void unintern(int id)
         sc_map_del(intern_map, intern_keys[id]);
         free(intern_keys[id]);
         intern_keys[id] = NULL;
+        json_decref(intern_vals[id]);
+        intern_vals[id] = NULL;
         intern_free[intern_nfree++] = id;
     }
     pthread_mutex_unlock(&intern_lock);
@@ -88,6 +93,20 @@ static int intern_json(const char *prefix, const json_t *j)
     int id = intern(key);
     free(key);
     return id;
+}
+
+/* The label set interned as id, shared (a NEW reference): equal labels are one tree, not one
+ * per pod (10,000 pods of a ReplicaSet carry the same labels). */
+static json_t *intern_labels(int id, json_t *labels)
+{
+    if (id < 0 || !labels)
+        return json_incref(labels);
+    pthread_mutex_lock(&intern_lock);
+    if (!intern_vals[id])
+        intern_vals[id] = json_incref(labels);
+    json_t *v = json_incref(intern_vals[id]);
+    pthread_mutex_unlock(&intern_lock);
+    return v;
 }
 
 static pthread_mutex_t scalar_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -442,10 +461,9 @@ fail:
 
 void sc_pod_slim(sc_pod *p)
 {
-    if (!p->obj)
+    if (!p->obj && !p->text)
         return;
-    json_incref(p->labels);
-    p->labels_owned = true;
+    sc_pod_share_labels(p);
     p->node_selector = NULL;
     free(p->node_req);
     free(p->node_pref);
@@ -454,6 +472,8 @@ void sc_pod_slim(sc_pod *p)
     p->has_node_req = false;
     json_decref(p->obj);
     p->obj = NULL;
+    free(p->text);
+    p->text = NULL;
     /* only the incoming pod's tolerations, spread constraints and scheduler name are read */
     for (int i = 0; i < p->ntols; i++) {
         free(p->tols[i].key);
@@ -474,9 +494,54 @@ void sc_pod_slim(sc_pod *p)
     p->scheduler_name = NULL;
 }
 
+void sc_pod_compact(sc_pod *p)
+{
+    if (!p->obj || p->text)
+        return;
+    p->text = json_dumps(p->obj, JSON_COMPACT);
+    sc_pod_share_labels(p);
+    json_t *spec = json_object_get(p->obj, "spec"), *status = json_object_get(p->obj, "status");
+    /* the same subtrees (increfs, not copies): every pointer the compiled fields borrow stays;
+     * a pod with none of these (the common case) keeps no tree at all */
+    json_t *small = NULL;
+    static const char *const keys[][2] = {
+        {"spec", "nodeSelector"}, {"spec", "affinity"},
+        {"status", "conditions"}, {"status", "nominatedNodeName"}};
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        json_t *v = json_object_get(keys[i][0][1] == 'p' ? spec : status, keys[i][1]);
+        if (!v)
+            continue;
+        if (!small)
+            small = json_object();
+        json_t *parent = json_object_get(small, keys[i][0]);
+        if (!parent)
+            json_object_set_new(small, keys[i][0], parent = json_object());
+        json_object_set(parent, keys[i][1], v);
+    }
+    json_decref(p->obj);
+    p->obj = small;
+}
+
+void sc_pod_share_labels(sc_pod *p)
+{
+    json_t *shared = intern_labels(p->lset, p->labels);
+    if (p->labels_owned)
+        json_decref(p->labels);
+    p->labels = shared;
+    p->labels_owned = true;
+}
+
+json_t *sc_pod_object(const sc_pod *p)
+{
+    if (!p->text)
+        return json_incref(p->obj);
+    json_t *o = json_loads(p->text, 0, NULL);
+    return o ? o : json_incref(p->obj);
+}
+
 void sc_pod_resolve_priority(sc_pod *p, sc_priority_lookup lookup, void *ctx)
 {
-    if (!lookup)
+    if (!lookup || p->text)         /* compact: resolved before, and spec is text now */
         return;
     json_t *spec = json_object_get(p->obj, "spec");
     const char *cls = json_string_value(json_object_get(spec, "priorityClassName"));
@@ -526,6 +591,7 @@ void sc_pod_free(sc_pod *p)
         json_decref(p->labels);
     unintern(p->lset);
     json_decref(p->obj);
+    free(p->text);
     free(p);
 }
 
@@ -600,12 +666,27 @@ int sc_node_set(sc_node *n, json_t *obj, ck_error **err)
         t->value = xstrdup("");
         t->effect = xstrdup("NoSchedule");
     }
-    json_incref(obj);
-    json_decref(n->obj);
-    n->obj = obj;
-    n->labels = json_object_get(json_object_get(obj, "metadata"), "labels");
+    json_t *labels = json_object_get(json_object_get(obj, "metadata"), "labels");
+    json_incref(labels);
+    json_decref(n->labels);
+    n->labels = labels;
     (void)err;
     return 0;
+}
+
+bool sc_node_sched_differs(const sc_node *n, json_t *obj)
+{
+    sc_node t = {0};
+    sc_node_set(&t, obj, NULL);
+    bool d = t.unschedulable != n->unschedulable || t.ready != n->ready ||
+             t.ntaints != n->ntaints || memcmp(&t.alloc, &n->alloc, sizeof t.alloc) ||
+             !json_equal(t.labels ? t.labels : json_null(), n->labels ? n->labels : json_null());
+    for (int i = 0; !d && i < t.ntaints; i++)
+        d = strcmp(t.taints[i].key, n->taints[i].key) ||
+            strcmp(t.taints[i].value, n->taints[i].value) ||
+            strcmp(t.taints[i].effect, n->taints[i].effect);
+    sc_node_free_fields(&t);
+    return d;
 }
 
 const char *sc_node_label(const sc_node *n, const char *key)
@@ -616,7 +697,6 @@ const char *sc_node_label(const sc_node *n, const char *key)
 void sc_node_free_fields(sc_node *n)
 {
     free_taints(n);
-    json_decref(n->obj);
-    n->obj = NULL;
+    json_decref(n->labels);
     n->labels = NULL;
 }

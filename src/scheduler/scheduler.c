@@ -123,10 +123,66 @@ static void trim_node(void *ctx, json_t *node)
         json_object_del(status, "conditions");
 }
 
+/* What the informers decode at all (client/jsonpick.h): the same fields the trims keep, so the
+ * rest of each watched object (managedFields, env, images, volumes, node images ...) is
+ * skipped as text and never becomes a tree.  The trims stay: they also cut placed pods' status. */
+static const ck_jsonpick pod_md_keep[] = {
+    {"name", NULL}, {"namespace", NULL}, {"uid", NULL}, {"labels", NULL},
+    {"resourceVersion", NULL}, {"deletionTimestamp", NULL}, {NULL, NULL}};
+static const ck_jsonpick container_keep[] = {
+    {"name", NULL}, {"resources", NULL}, {"ports", NULL}, {"restartPolicy", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_spec_keep[] = {
+    {"nodeName", NULL}, {"schedulerName", NULL}, {"priority", NULL}, {"priorityClassName", NULL},
+    {"preemptionPolicy", NULL}, {"containers", container_keep},
+    {"initContainers", container_keep}, {"overhead", NULL}, {"tolerations", NULL},
+    {"nodeSelector", NULL}, {"affinity", NULL}, {"topologySpreadConstraints", NULL},
+    {NULL, NULL}};
+static const ck_jsonpick pod_status_keep[] = {
+    {"phase", NULL}, {"conditions", NULL}, {"nominatedNodeName", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_keep[] = {
+    {"apiVersion", NULL}, {"kind", NULL}, {"metadata", pod_md_keep}, {"spec", pod_spec_keep},
+    {"status", pod_status_keep}, {NULL, NULL}};
+static const ck_jsonpick node_md_keep[] = {
+    {"name", NULL}, {"uid", NULL}, {"labels", NULL}, {"resourceVersion", NULL}, {NULL, NULL}};
+static const ck_jsonpick node_cond_keep[] = {{"type", NULL}, {"status", NULL}, {NULL, NULL}};
+static const ck_jsonpick node_status_keep[] = {
+    {"allocatable", NULL}, {"capacity", NULL}, {"conditions", node_cond_keep}, {NULL, NULL}};
+static const ck_jsonpick node_keep[] = {
+    {"apiVersion", NULL}, {"kind", NULL}, {"metadata", node_md_keep}, {"spec", NULL},
+    {"status", node_status_keep}, {NULL, NULL}};
+
 /* ---- informer handlers ---- */
+
+/* A placed pod we hold confirmed, updated in nothing the scheduler reads (its node, labels,
+ * phase, deletion): the kubelet's status reports, a third of all pod events. */
+static bool placed_unchanged(sc_sched *s, json_t *obj)
+{
+    json_t *md = json_object_get(obj, "metadata"), *spec = json_object_get(obj, "spec");
+    const char *node = json_string_value(json_object_get(spec, "nodeName"));
+    const char *phase = json_string_value(json_object_get(json_object_get(obj, "status"), "phase"));
+    if (!node || !*node || json_object_get(md, "deletionTimestamp") ||
+        (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))))
+        return false;
+    const char *ns = json_string_value(json_object_get(md, "namespace"));
+    const char *name = json_string_value(json_object_get(md, "name"));
+    if (!name)
+        return false;
+    char key[512];
+    if (snprintf(key, sizeof key, "%s/%s", ns ? ns : "default", name) >= (int)sizeof key)
+        return false;
+    json_t *labels = json_object_get(md, "labels");
+    pthread_mutex_lock(&s->lock);
+    sc_pod *old = sc_cache_pod(&s->cache, key);
+    bool same = old && !old->assumed && old->node && !strcmp(old->node, node) &&
+                json_equal(old->labels ? old->labels : json_null(), labels ? labels : json_null());
+    pthread_mutex_unlock(&s->lock);
+    return same;
+}
 
 static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
 {
+    if (!is_new && placed_unchanged(s, obj))
+        return;
     ck_error *err = NULL;
     sc_pod *p = sc_pod_new(obj, &err);
     if (!p) {
@@ -185,6 +241,7 @@ static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
         sc_cache_nominate(&s->cache, p, nom);
         pthread_mutex_unlock(&s->lock);
     }
+    sc_pod_compact(p);
     sc_queue_add(s->queue, p);
 }
 
@@ -229,28 +286,6 @@ static void on_node_add(void *ctx, json_t *obj)
     sc_queue_move(s->queue, SC_EV_NODE_ADD);
 }
 
-/* Only changes a filter looks at wake unschedulable pods (heartbeats do not). */
-static bool node_sched_changed(json_t *a, json_t *b)
-{
-    static const char *const paths[][2] = {
-        {"metadata", "labels"}, {"spec", "taints"}, {"spec", "unschedulable"},
-        {"status", "allocatable"}, {"status", "capacity"},
-    };
-    for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
-        json_t *x = json_object_get(json_object_get(a, paths[i][0]), paths[i][1]);
-        json_t *y = json_object_get(json_object_get(b, paths[i][0]), paths[i][1]);
-        if (!x != !y || (x && !json_equal(x, y)))
-            return true;
-    }
-    sc_node na = {0}, nb = {0};
-    sc_node_set(&na, a, NULL);
-    sc_node_set(&nb, b, NULL);
-    bool changed = na.ready != nb.ready;
-    sc_node_free_fields(&na);
-    sc_node_free_fields(&nb);
-    return changed;
-}
-
 static void on_node_update(void *ctx, json_t *old_obj, json_t *obj)
 {
     sc_sched *s = ctx;
@@ -259,7 +294,7 @@ static void on_node_update(void *ctx, json_t *old_obj, json_t *obj)
     pthread_mutex_lock(&s->lock);
     /* compare with our copy: the informer keeps stubs only */
     sc_node *n = name ? sc_cache_node(&s->cache, name) : NULL;
-    bool changed = !n || !n->obj || node_sched_changed(n->obj, obj);
+    bool changed = !n || n->idx < 0 || sc_node_sched_differs(n, obj);
     int rc = sc_cache_node_set(&s->cache, obj, &err);
     pthread_mutex_unlock(&s->lock);
     if (rc < 0) {
@@ -470,6 +505,7 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_handlers nh = {on_node_add, on_node_update, on_node_delete};
     s.nodes_inf = ck_informer_new(client, res("", "nodes"), NULL, NULL, NULL, &nh, &s);
     ck_informer_set_transform(s.nodes_inf, trim_node);
+    ck_informer_set_keep(s.nodes_inf, node_keep);
     ck_informer_set_cache_stubs(s.nodes_inf, true);
     ck_informer_start(s.nodes_inf);
     ck_informer_wait_synced(s.nodes_inf, 30000);
@@ -482,6 +518,7 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_handlers ph = {on_pod_add, on_pod_update, on_pod_delete};
     s.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &ph, &s);
     ck_informer_set_transform(s.pods_inf, trim_pod);
+    ck_informer_set_keep(s.pods_inf, pod_keep);
     ck_informer_set_cache_stubs(s.pods_inf, true);
     ck_informer_start(s.pods_inf);
     ck_informer_wait_synced(s.pods_inf, 30000);

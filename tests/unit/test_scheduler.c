@@ -812,6 +812,78 @@ static void test_map(void **state)
     sc_map_free(m);
 }
 
+/* A queued pod is compact (text + the borrowed subtrees): filters decide as before, the whole
+ * object comes back from the text, equal label sets are one shared tree, and a node keeps no
+ * object but still tells scheduling changes from heartbeats. */
+static void test_compact_forms(void **state)
+{
+    const char *spec = "{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},"
+                       "'spec':{'nodeSelector':{'zone':'z1'},'affinity':{'nodeAffinity':{"
+                       "'requiredDuringSchedulingIgnoredDuringExecution':{'nodeSelectorTerms':"
+                       "[{'matchExpressions':[{'key':'disk','operator':'In','values':['ssd']}]}]}}},"
+                       "'containers':[{'name':'c','resources':{'requests':{'cpu':'100m'}}}]},"
+                       "'status':{'phase':'Pending','nominatedNodeName':'n1'}}";
+    sc_pod *p = pod(spec), *q = pod(spec);
+    json_t *whole = js(spec);
+    sc_pod_compact(p);
+    sc_pod_compact(q);
+    assert_non_null(p->text);
+    json_t *back = sc_pod_object(p);
+    assert_true(json_equal(back, whole));
+    json_decref(back);
+    assert_ptr_equal(p->labels, q->labels);          /* one tree for equal labels */
+    assert_string_equal(json_string_value(json_object_get(json_object_get(p->obj, "status"),
+                                                          "nominatedNodeName")), "n1");
+    assert_int_equal(p->req.cpu, 100);
+    static const struct { const char *node; bool match; } rows[] = {
+        {"{'metadata':{'name':'n1','labels':{'zone':'z1','disk':'ssd'}},'status':{}}", true},
+        {"{'metadata':{'name':'n2','labels':{'zone':'z1','disk':'hdd'}},'status':{}}", false},
+        {"{'metadata':{'name':'n3','labels':{'zone':'z2','disk':'ssd'}},'status':{}}", false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        sc_node n = {0};
+        json_t *o = js(rows[i].node);
+        assert_int_equal(sc_node_set(&n, o, NULL), 0);
+        json_decref(o);
+        assert_int_equal(sc_node_matches_pod_selector(p, &n), rows[i].match);
+        sc_node_free_fields(&n);
+    }
+    sc_pod_slim(q);                                   /* placed: labels stay, text goes */
+    assert_null(q->text);
+    assert_string_equal(json_string_value(json_object_get(q->labels, "app")), "x");
+    sc_pod_free(p);
+    sc_pod_free(q);
+    json_decref(whole);
+
+    static const struct { const char *after; bool differs; } nrows[] = {
+        {"{'metadata':{'name':'n','labels':{'a':'1'}},'status':{'allocatable':{'cpu':'4'},"
+         "'conditions':[{'type':'Ready','status':'True','lastHeartbeatTime':'later'}]}}", false},
+        {"{'metadata':{'name':'n','labels':{'a':'2'}},'status':{'allocatable':{'cpu':'4'},"
+         "'conditions':[{'type':'Ready','status':'True'}]}}", true},
+        {"{'metadata':{'name':'n','labels':{'a':'1'}},'status':{'allocatable':{'cpu':'8'},"
+         "'conditions':[{'type':'Ready','status':'True'}]}}", true},
+        {"{'metadata':{'name':'n','labels':{'a':'1'}},'status':{'allocatable':{'cpu':'4'},"
+         "'conditions':[{'type':'Ready','status':'False'}]}}", true},
+        {"{'metadata':{'name':'n','labels':{'a':'1'}},'spec':{'taints':[{'key':'k','effect':"
+         "'NoSchedule'}]},'status':{'allocatable':{'cpu':'4'},'conditions':[{'type':'Ready',"
+         "'status':'True'}]}}", true},
+        {"{'metadata':{'name':'n','labels':{'a':'1'}},'spec':{'unschedulable':true},'status':{"
+         "'allocatable':{'cpu':'4'},'conditions':[{'type':'Ready','status':'True'}]}}", true},
+    };
+    sc_node base = {0};
+    json_t *b = js("{'metadata':{'name':'n','labels':{'a':'1'}},'status':{'allocatable':{'cpu':'4'},"
+                   "'conditions':[{'type':'Ready','status':'True'}]}}");
+    sc_node_set(&base, b, NULL);
+    json_decref(b);
+    for (size_t i = 0; i < ARRAY_SIZE(nrows); i++) {
+        json_t *o = js(nrows[i].after);
+        if (sc_node_sched_differs(&base, o) != nrows[i].differs)
+            fail_msg("node row %zu", i);
+        json_decref(o);
+    }
+    sc_node_free_fields(&base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -822,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_preemption),       cmocka_unit_test(test_queue),
         cmocka_unit_test(test_map),              cmocka_unit_test(test_preemption_cycle_state),
         cmocka_unit_test(test_preemption_pdb),   cmocka_unit_test(test_nominated_reservation),
+        cmocka_unit_test(test_compact_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,232 @@
+/* Unit tests for client/client over libcurl against lib/httpd over TLS on 127.0.0.1 (port 0): a
+ * pooled handle, configured once, carries each request's own method, body and headers and none of
+ * the one before (a DELETE after a POST sends no body); requests reuse the connection; answers
+ * are decoded whole, picked (client/jsonpick.h) or not at all (ck_client_send); a watch decodes
+ * its events through a keep list and an ERROR event whole; bearer tokens. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "client/client.h"
+#include "lib/httpd.h"
+#include "lib/pki.h"
+#include "lib/util.h"
+
+static char dir[64];
+
+static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
+{
+    (void)ctx;
+    if (!strcmp(req->path, "/missing")) {
+        const char *b = "{\"kind\":\"Status\",\"reason\":\"NotFound\",\"message\":\"gone\"}";
+        ck_http_respond(resp, 404, "application/json", NULL, b, strlen(b));
+        return;
+    }
+    if (!strcmp(req->path, "/watch")) {
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL, NULL, NULL);
+        const char *ev1 = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},"
+                          "\"spec\":{\"big\":[1,2,3]}}}\n";
+        const char *ev2 = "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,"
+                          "\"message\":\"too old\"}}\n";
+        ck_http_stream_write(s, ev1, strlen(ev1));
+        ck_http_stream_write(s, ev2, strlen(ev2));
+        ck_http_stream_end(s);
+        ck_http_stream_release(s);
+        return;
+    }
+    /* echo what arrived: method, client, connection, headers, body */
+    const char *auth = ck_http_req_header(req, "Authorization");
+    const char *ct = ck_http_req_header(req, "Content-Type");
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s%}", "method", req->method, "cn",
+                          req->client_cn ? req->client_cn : "-", "remote", req->remote_addr,
+                          "auth", auth ? auth : "-", "ct", ct ? ct : "-", "body",
+                          req->body ? req->body : "", req->body ? req->body_len : 0);
+    char *b = json_dumps(o, JSON_COMPACT);
+    ck_http_respond(resp, 200, "application/json", NULL, b, strlen(b));
+    free(b);
+    json_decref(o);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/ck-client-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    ck_error *err = NULL;
+    if (ck_pki_ensure_cluster(dir, NULL, &err) < 0) {
+        fprintf(stderr, "pki: %s\n", err->msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    cleanup_free char *cmd = xasprintf("rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static ck_httpd *start(void)
+{
+    cleanup_free char *crt = xasprintf("%s/apiserver.crt", dir),
+                      *key = xasprintf("%s/apiserver.key", dir), *ca = xasprintf("%s/ca.crt", dir);
+    ck_httpd_config cfg = {.cert_file = crt, .key_file = key, .client_ca_file = ca,
+                           .handler = handler};
+    ck_error *err = NULL;
+    ck_httpd *h = ck_httpd_start(&cfg, &err);
+    if (!h)
+        fail_msg("httpd: %s", err->msg);
+    return h;
+}
+
+static ck_client *client_for(int port, bool cert, const char *token)
+{
+    ck_kubeconfig kc = {0};
+    kc.server = xasprintf("https://127.0.0.1:%d", port);
+    cleanup_free char *ca = xasprintf("%s/ca.crt", dir), *crt = xasprintf("%s/admin.crt", dir),
+                      *key = xasprintf("%s/admin.key", dir);
+    assert_int_equal(ck_read_file(ca, 1 << 20, &kc.ca_pem, &kc.ca_len), 0);
+    if (cert) {
+        assert_int_equal(ck_read_file(crt, 1 << 20, &kc.cert_pem, &kc.cert_len), 0);
+        assert_int_equal(ck_read_file(key, 1 << 20, &kc.key_pem, &kc.key_len), 0);
+    }
+    kc.token = token ? xstrdup(token) : NULL;
+    ck_error *err = NULL;
+    ck_client *c = ck_client_new(&kc, "test/1", &err);
+    assert_non_null(c);
+    free(kc.server);
+    free(kc.ca_pem);
+    free(kc.cert_pem);
+    free(kc.key_pem);
+    free(kc.token);
+    return c;
+}
+
+static const char *str(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static void test_pooled_requests(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    ck_client *c = client_for(ck_httpd_port(srv), true, NULL);
+    json_t *body = json_pack("{s:i}", "x", 1);
+    static const struct {
+        const char *method, *ct;
+        bool body;
+        const char *want_body, *want_ct;
+    } rows[] = {
+        {"GET", NULL, false, "", "-"},
+        {"POST", NULL, true, "{\"x\":1}", "application/json"},
+        {"DELETE", NULL, false, "", "-"},            /* nothing left of the POST */
+        {"PATCH", "application/merge-patch+json", true, "{\"x\":1}", "application/merge-patch+json"},
+        {"GET", NULL, false, "", "-"},
+        {"PUT", "application/json", true, "{\"x\":1}", "application/json"},
+        {"DELETE", NULL, true, "{\"x\":1}", "application/json"},
+    };
+    char remote[64] = "";
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        ck_error *err = NULL;
+        json_t *out = ck_client_request(c, rows[i].method, "/echo", rows[i].body ? body : NULL,
+                                        rows[i].ct, &err);
+        if (!out)
+            fail_msg("row %zu: %s", i, err->msg);
+        assert_string_equal(str(out, "method"), rows[i].method);
+        assert_string_equal(str(out, "body"), rows[i].want_body);
+        assert_string_equal(str(out, "ct"), rows[i].want_ct);
+        assert_string_equal(str(out, "cn"), "kubernetes-admin");
+        assert_string_equal(str(out, "auth"), "-");
+        if (i == 0)       /* one after the other: one pooled handle, one connection */
+            snprintf(remote, sizeof remote, "%s", str(out, "remote"));
+        else
+            assert_string_equal(str(out, "remote"), remote);
+        json_decref(out);
+    }
+    /* picked: only what the keep list names */
+    static const ck_jsonpick keep[] = {{"method", NULL}, {NULL, NULL}};
+    ck_error *err = NULL;
+    json_t *out = ck_client_request_pick(c, "POST", "/echo", body, keep, &err);
+    assert_non_null(out);
+    assert_int_equal(json_object_size(out), 1);
+    assert_string_equal(str(out, "method"), "POST");
+    json_decref(out);
+    /* not decoded at all; errors keep their Status */
+    assert_int_equal(ck_client_send(c, "PUT", "/echo", body, NULL, &err), 0);
+    assert_null(ck_client_request(c, "GET", "/missing", NULL, NULL, &err));
+    assert_int_equal(err->code, CK_E_NOT_FOUND);
+    ck_error_free(err);
+    err = NULL;
+    assert_int_equal(ck_client_send(c, "DELETE", "/missing", NULL, NULL, &err), -1);
+    assert_int_equal(err->code, CK_E_NOT_FOUND);
+    ck_error_free(err);
+    json_decref(body);
+    ck_client_free(c);
+
+    /* a bearer token and no client certificate */
+    c = client_for(ck_httpd_port(srv), false, "t0ken");
+    err = NULL;
+    out = ck_client_request(c, "GET", "/echo", NULL, NULL, &err);
+    assert_non_null(out);
+    assert_string_equal(str(out, "auth"), "Bearer t0ken");
+    assert_string_equal(str(out, "cn"), "-");
+    json_decref(out);
+    ck_client_free(c);
+    ck_httpd_stop(srv);
+}
+
+typedef struct seen {
+    int n;
+    json_t *first;
+} seen;
+
+static bool on_event(void *ctx, const char *type, json_t *obj)
+{
+    seen *s = ctx;
+    if (!s->n++)
+        s->first = json_incref(obj);
+    (void)type;
+    return true;
+}
+
+static void test_watch_pick(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    ck_client *c = client_for(ck_httpd_port(srv), true, NULL);
+    static const ck_jsonpick md[] = {{"name", NULL}, {NULL, NULL}};
+    static const ck_jsonpick obj[] = {{"metadata", md}, {NULL, NULL}};
+    static const ck_jsonpick ev[] = {{"object", obj}, {"*", NULL}, {NULL, NULL}};
+    seen s = {0};
+    ck_error *err = NULL;
+    /* the ERROR event, decoded whole, ends the watch as expired (its code survives the pick) */
+    assert_int_equal(ck_client_watch_pick(c, "/watch", ev, on_event, &s, NULL, &err), -1);
+    assert_non_null(err);
+    assert_int_equal(err->code, CK_E_EXPIRED);
+    assert_non_null(strstr(err->msg, "too old"));
+    ck_error_free(err);
+    assert_int_equal(s.n, 1);
+    json_t *want = json_loads("{\"metadata\":{\"name\":\"a\"}}", 0, NULL);
+    assert_true(json_equal(s.first, want));
+    json_decref(want);
+    json_decref(s.first);
+    ck_client_free(c);
+    ck_httpd_stop(srv);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pooled_requests),
+        cmocka_unit_test(test_watch_pick),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -90,7 +90,8 @@ static void fan_delete(void *ctx, json_t *o)
  *         (named targetPorts), reduced to name/ports;
  *   status: phase, podIP, the Ready and DisruptionTarget conditions (type/status/time/reason),
  *         and for a Failed pod every condition and its (init) containers' exit codes and finish
- *         times (a Job's podFailurePolicy and failure backoff). */
+ *         times (a Job's podFailurePolicy and failure backoff); for other pods the (init)
+ *         containers' restart counts once one is non-zero (restartPolicy OnFailure jobs). */
 static void trim_object(void *ctx, json_t *obj)
 {
     (void)ctx;
@@ -133,6 +134,27 @@ static void trim_container_statuses(json_t *statuses)
     }
 }
 
+/* A running pod's container statuses matter only once a container restarted (a Job with
+ * restartPolicy OnFailure counts restarts against backoffLimit): [{name, restartCount}] then,
+ * else nothing. */
+static void keep_restarts(json_t *status, const char *list)
+{
+    json_t *statuses = json_object_get(status, list);
+    bool any = false;
+    size_t i;
+    json_t *cs;
+    json_array_foreach(statuses, i, cs)
+        any |= json_integer_value(json_object_get(cs, "restartCount")) > 0;
+    if (!any) {
+        json_object_del(status, list);
+        return;
+    }
+    json_array_foreach(statuses, i, cs) {
+        static const char *const keep[] = {"name", "restartCount"};
+        keep_only(cs, keep, ARRAY_SIZE(keep));
+    }
+}
+
 static void trim_pod(void *ctx, json_t *pod)
 {
     trim_object(ctx, pod);
@@ -156,8 +178,8 @@ static void trim_pod(void *ctx, json_t *pod)
     keep_only(status, status_keep, ARRAY_SIZE(status_keep));
     bool failed = !strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed");
     if (!failed) {
-        json_object_del(status, "containerStatuses");
-        json_object_del(status, "initContainerStatuses");
+        keep_restarts(status, "containerStatuses");
+        keep_restarts(status, "initContainerStatuses");
     } else {
         trim_container_statuses(json_object_get(status, "containerStatuses"));
         trim_container_statuses(json_object_get(status, "initContainerStatuses"));

@@ -93,7 +93,8 @@ static void fan_delete(void *ctx, json_t *o)
  *         containers (name/ports) only when one has ports (named targetPorts); status phase,
  *         podIP, the Ready and DisruptionTarget conditions (type/status/time/reason), and for a
  *         Failed pod every condition and its (init) containers' exit codes and finish times (a
- *         Job's podFailurePolicy and failure backoff).
+ *         Job's podFailurePolicy and failure backoff); for other pods the (init) containers'
+ *         restart counts once one is non-zero (restartPolicy OnFailure jobs).
  * A controller that needs another pod field adds it to pod_keep. */
 static const ck_jsonpick md_keep[] = {
     {"managedFields", CK_JSONPICK_DROP}, {"*", NULL}, {NULL, NULL}};
@@ -110,7 +111,8 @@ static const ck_jsonpick pod_cond_keep[] = {
     {"type", NULL}, {"status", NULL}, {"lastTransitionTime", NULL}, {"reason", NULL}, {NULL, NULL}};
 static const ck_jsonpick terminated_keep[] = {{"exitCode", NULL}, {"finishedAt", NULL}, {NULL, NULL}};
 static const ck_jsonpick state_keep[] = {{"terminated", terminated_keep}, {NULL, NULL}};
-static const ck_jsonpick cstatus_keep[] = {{"name", NULL}, {"state", state_keep}, {NULL, NULL}};
+static const ck_jsonpick cstatus_keep[] = {
+    {"name", NULL}, {"restartCount", NULL}, {"state", state_keep}, {NULL, NULL}};
 static const ck_jsonpick pod_status_keep[] = {
     {"phase", NULL}, {"podIP", NULL}, {"conditions", pod_cond_keep},
     {"containerStatuses", cstatus_keep}, {"initContainerStatuses", cstatus_keep}, {NULL, NULL}};
@@ -194,6 +196,25 @@ static void trim_object(void *ctx, json_t *obj)
     }
 }
 
+/* A pod that has not failed keeps its container statuses only once a container restarted (a Job
+ * with restartPolicy OnFailure counts restarts against backoffLimit): [{name, restartCount}]
+ * then, else nothing. */
+static void keep_restarts(json_t *status, const char *list)
+{
+    json_t *statuses = json_object_get(status, list);
+    bool any = false;
+    size_t i;
+    json_t *cs;
+    json_array_foreach(statuses, i, cs)
+        any |= json_integer_value(json_object_get(cs, "restartCount")) > 0;
+    if (!any) {
+        json_object_del(status, list);
+        return;
+    }
+    json_array_foreach(statuses, i, cs)
+        json_object_del(cs, "state");
+}
+
 static void trim_pod(void *ctx, json_t *pod)
 {
     (void)ctx;
@@ -211,8 +232,8 @@ static void trim_pod(void *ctx, json_t *pod)
      * name + state.terminated already */
     bool failed = !strcmp(json_string_value(json_object_get(status, "phase")) ?: "", "Failed");
     if (!failed) {   /* exit codes and finish times: a failed pod's only */
-        json_object_del(status, "containerStatuses");
-        json_object_del(status, "initContainerStatuses");
+        keep_restarts(status, "containerStatuses");
+        keep_restarts(status, "initContainerStatuses");
     }
     json_t *conds = json_object_get(status, "conditions");
     for (i = json_array_size(conds); i-- > 0 && !failed;) {

@@ -21,8 +21,10 @@
  * in the job-index-failure-count annotations).  Suspending deletes the active pods and sets the
  * Suspended condition; resuming resets startTime.  status.active/ready/terminating as upstream.
  *
- * Limits: no restartPolicy OnFailure restart counting against backoffLimit (the pod cache keeps
- * no restart counts), no managedBy, no per-sync cap of 500 uncounted pods.
+ * With restartPolicy OnFailure, container restarts of running pods count against backoffLimit
+ * too (upstream's pastBackoffLimitOnFailure).
+ *
+ * Limits: no managedBy, no per-sync cap of 500 uncounted pods.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -392,6 +394,7 @@ typedef struct view {
     long completions, bpi;
     json_t *pods, *active;         /* owned pods; active ones */
     long ready, terminating;
+    long restarts;                 /* container restarts of running/pending pods (OnFailure) */
     int64_t *new_s, *new_f;        /* finish times of newly finished pods (backoff) */
     size_t n_new_s, n_new_f;
     long new_succeeded, new_failed;   /* not yet in status or uncounted (ignored failures out) */
@@ -471,6 +474,15 @@ static void look(const json_t *job, view *v, json_t *all, const json_t *unc_s, c
         }
         if (!terminal && cm_deleting(pod))
             v->terminating++;
+        if (is_phase(pod, "Running") || is_phase(pod, "Pending")) {
+            static const char *const lists[] = {"status.containerStatuses", "status.initContainerStatuses"};
+            for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
+                size_t k;
+                json_t *cs;
+                json_array_foreach(cm_get(pod, lists[l]), k, cs)
+                    v->restarts += (long)json_integer_value(json_object_get(cs, "restartCount"));
+            }
+        }
         bool failed = considered_failed(v, pod);
         if (failed && !v->fail_msg[0] && cm_get(job, "spec.podFailurePolicy")) {
             const char *action;
@@ -511,6 +523,15 @@ static void look(const json_t *job, view *v, json_t *all, const json_t *unc_s, c
         for (long k = 0; k < n; k++)
             if (v->done[k])
                 v->failed_idx[k] = 0;
+}
+
+/* pastBackoffLimitOnFailure: with restartPolicy OnFailure the restarts of running containers
+ * count against backoffLimit. */
+static bool past_restart_limit(const json_t *job, const view *v, long backoff_limit)
+{
+    if (strcmp(cm_str(job, "spec.template.spec.restartPolicy") ?: "", "OnFailure"))
+        return false;
+    return backoff_limit == 0 ? v->restarts > 0 : v->restarts >= backoff_limit;
 }
 
 static long count_bits(const unsigned char *b, long n)
@@ -772,7 +793,7 @@ static int sync_job(void *self, const char *key, ck_error **err)
         fin_type = "Failed";
         snprintf(reason, sizeof reason, "PodFailurePolicy");
         snprintf(msg, sizeof msg, "%s", v.fail_msg);
-    } else if (!v.per_index && failed > backoff_limit) {
+    } else if (!v.per_index && (failed > backoff_limit || past_restart_limit(job, &v, backoff_limit))) {
         fin_type = "Failed";
         snprintf(reason, sizeof reason, "BackoffLimitExceeded");
         snprintf(msg, sizeof msg, "Job has reached the specified backoff limit");

@@ -438,6 +438,28 @@ for round in 1 2; do
 done
 check "job: FailureTarget then Failed (BackoffLimitExceeded) after backoffLimit+1 failures" wait_for 30 out_is "FailureTarget Failed BackoffLimitExceeded BackoffLimitExceeded" jobcond jfail
 check "job: status failed=2, nothing left uncounted" wait_for 10 out_is "2 {}" jp job jfail -o 'jsonpath={.status.failed} {.status.uncountedTerminatedPods}'
+# restartPolicy OnFailure: container restarts count against backoffLimit (2 here)
+apply <<'Y'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: jrst}
+spec:
+  backoffLimit: 2
+  manualSelector: true
+  selector: {matchLabels: {job-name: jrst}}
+  template:
+    metadata: {labels: {job-name: jrst}}
+    spec: {restartPolicy: OnFailure, containers: [{name: c, image: x}]}
+Y
+restarts() {   # restarts POD N: the kubelet reports container c restarted N times
+    kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"containerStatuses\":[{\"name\":\"c\",\"restartCount\":$2,\"ready\":true,\"image\":\"x\",\"imageID\":\"\",\"state\":{\"running\":{}}}]}}" >/dev/null
+}
+wait_for 30 out_is 1 njob_pods jrst
+restarts "$(job_pods jrst)" 1
+sleep 2
+check "job OnFailure: 1 restart < backoffLimit 2, still running" out_is " " jobcond jrst
+restarts "$(job_pods jrst)" 2
+check "job OnFailure: 2 restarts -> Failed (BackoffLimitExceeded)" wait_for 30 out_is "FailureTarget Failed BackoffLimitExceeded BackoffLimitExceeded" jobcond jrst
 # podFailurePolicy: a disruption is ignored (a new pod, nothing counted), exit code 42 fails the job
 fail_with() {   # fail_with POD STATUS-JSON-FIELDS
     kc patch pod "$1" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"Failed\",$2}}" >/dev/null

@@ -97,9 +97,23 @@ const char *ck_res_qualified(const ck_resource *r)
     return buf;
 }
 
+/* ObjectMeta's lists and maps are `omitempty` in Go: an empty one is never stored or shown
+ * (removing the last finalizer leaves no "finalizers": []). */
+static void drop_empty_lists(json_t *m)
+{
+    static const char *const fields[] = {"finalizers", "ownerReferences", "labels", "annotations"};
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+        json_t *v = json_object_get(m, fields[i]);
+        if ((json_is_array(v) && !json_array_size(v)) || (json_is_object(v) && !json_object_size(v)) ||
+            json_is_null(v))
+            json_object_del(m, fields[i]);
+    }
+}
+
 void ck_meta_on_create(const ck_resource *r, json_t *obj, int64_t now)
 {
     json_t *m = ck_meta(obj);
+    drop_empty_lists(m);
     char uid[37], ts[32];
     ck_uuid4(uid);
     ck_rfc3339(now, ts);
@@ -118,6 +132,7 @@ void ck_meta_on_create(const ck_resource *r, json_t *obj, int64_t now)
 void ck_meta_on_update(const ck_resource *r, json_t *obj, const json_t *old)
 {
     json_t *m = ck_meta(obj);
+    drop_empty_lists(m);
     const json_t *om = json_object_get(old, "metadata");
     static const char *const kept[] = {"uid", "creationTimestamp", "deletionTimestamp",
                                        "deletionGracePeriodSeconds"};

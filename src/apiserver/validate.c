@@ -5,9 +5,12 @@
 #include "apiserver/validate.h"
 #include "apiserver/names.h"
 #include "apiserver/selector.h"
+#include "lib/tz.h"
 #include "lib/util.h"
 
+#include <ctype.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 struct v {
@@ -652,12 +655,71 @@ static void validate_workload(struct v *v, const ck_resource *r, const json_t *o
     }
 }
 
-static void validate_cronjob(struct v *v, const ck_resource *r, const json_t *obj)
+/* One '/'-separated part of an IANA name as upstream tolerates it: 1-14 of [A-Za-z0-9.+_-], not
+ * "." or "..", not starting with '-'. */
+static bool tz_part_ok(const char *p, size_t n)
+{
+    if (n == 0 || n > 14 || p[0] == '-' || (n == 1 && p[0] == '.') || (n == 2 && !strncmp(p, "..", 2)))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)p[i]) || strchr(".-_+", p[i])))
+            return false;
+    return true;
+}
+
+/* spec.timeZone as upstream's validateTimeZone: a name tzdata has, never "Local". */
+static void validate_time_zone(struct v *v, const json_t *tzv)
+{
+    if (!tzv || json_is_null(tzv) || !json_is_string(tzv))
+        return;
+    const char *tz = json_string_value(tzv);
+    if (!*tz) {
+        invalid(v, "spec.timeZone", tzv, "timeZone must be nil or non-empty string");
+        return;
+    }
+    cleanup_free char *unknown = xasprintf("unknown time zone %s", tz);
+    for (const char *p = tz;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (!tz_part_ok(p, n)) {
+            invalid(v, "spec.timeZone", tzv, unknown);
+            return;
+        }
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    if (!strcasecmp(tz, "Local")) {
+        invalid(v, "spec.timeZone", tzv,
+                "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones");
+        if (!strcmp(tz, "Local"))   /* Go's LoadLocation("Local") succeeds */
+            return;
+    }
+    ck_error *err = NULL;
+    ck_tz *loaded = ck_tz_load(tz, NULL, &err);
+    if (!loaded)
+        invalid(v, "spec.timeZone", tzv, unknown);
+    ck_tz_free(loaded);
+    ck_error_free(err);
+}
+
+static void validate_cronjob(struct v *v, const ck_resource *r, const json_t *obj, const json_t *old)
 {
     const json_t *spec = get(obj, "spec");
     const char *sched = str(spec, "schedule");
     if (!sched || !*sched)
         required(v, "spec.schedule", "");
+    const json_t *tzv = get(spec, "timeZone");
+    bool has_tz = tzv && !json_is_null(tzv);
+    if (sched && strstr(sched, "TZ")) {
+        /* a TZ= prefix is tolerated only where the stored object already had one */
+        const char *old_sched = str(get(old, "spec"), "schedule");
+        if (has_tz)
+            invalid_str(v, "spec.schedule", sched, "cannot use both timeZone field and TZ or CRON_TZ in schedule");
+        else if (!old_sched || !strstr(old_sched, "TZ"))
+            invalid_str(v, "spec.schedule", sched, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead");
+    }
+    validate_time_zone(v, tzv);
     static const char *const cp[] = {"Allow", "Forbid", "Replace", NULL};
     const json_t *c = get(spec, "concurrencyPolicy");
     if (c && !(json_is_string(c) && in_list(json_string_value(c), cp)))
@@ -991,7 +1053,7 @@ json_t *ck_validate(const ck_resource *r, const json_t *obj, const json_t *old)
                !strcmp(k, "StatefulSet") || !strcmp(k, "Job") || !strcmp(k, "ReplicationController")) {
         validate_workload(&v, r, obj, old);
     } else if (!strcmp(k, "CronJob")) {
-        validate_cronjob(&v, r, obj);
+        validate_cronjob(&v, r, obj, old);
     } else if (!strcmp(k, "Service")) {
         validate_service(&v, obj, old);
     } else if (!strcmp(k, "ConfigMap")) {

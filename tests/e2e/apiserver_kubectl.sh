@@ -132,6 +132,13 @@ expect "delete with a finalizer sets deletionTimestamp" '"deletionTimestamp"' "$
 expect "object with finalizer still there" '"name":"fin"' "${AC[@]}" "$CM/fin"
 "${AC[@]}" -X PATCH -H 'Content-Type: application/merge-patch+json' "$CM/fin" -d '{"metadata":{"finalizers":null}}' >/dev/null
 expect "removing the last finalizer deletes it" '"code":404' "${AC[@]}" "$CM/fin"
+# ObjectMeta's lists are omitempty: the last finalizer removed leaves no "finalizers": []
+"${AC[@]}" "${JSON[@]}" -X POST "$CM" -d '{"metadata":{"name":"fin2","finalizers":["e2e/hold"]}}' >/dev/null
+"${AC[@]}" -X PATCH -H 'Content-Type: application/json-patch+json' "$CM/fin2" -d '[{"op":"remove","path":"/metadata/finalizers/0"}]' >/dev/null
+expect_not "no empty finalizers list after the last is removed" '"finalizers"' "${AC[@]}" "$CM/fin2"
+expect "an unknown CronJob timeZone: 422 as upstream" 'spec.timeZone: Invalid value: \"Mars/Olympus\": unknown time zone Mars/Olympus' \
+    "${AC[@]}" "${JSON[@]}" -X POST "$URL/apis/batch/v1/namespaces/default/cronjobs" \
+    -d '{"metadata":{"name":"tz"},"spec":{"schedule":"0 * * * *","timeZone":"Mars/Olympus","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"i"}]}}}}}}'
 # pods: binding, graceful delete
 PODS=$URL/api/v1/namespaces/default/pods
 POD='{"metadata":{"name":"p1"},"spec":{"containers":[{"name":"c","image":"busybox"}]}}'

@@ -104,7 +104,9 @@ cronjob() {   # cronjob NAME SCHEDULE [SPEC LINES...]
 kh=$(TZ=Asia/Kolkata date +%-H); uh=$(date -u +%-H)
 cronjob cjlocal "* $kh,$(( (kh + 1) % 24 )) * * *" 'concurrencyPolicy: Forbid'
 cronjob cjutc "* $uh,$(( (uh + 1) % 24 )) * * *" 'concurrencyPolicy: Forbid'
-cronjob cjbad "* * * * *" 'timeZone: Mars/Olympus'
+# an unknown zone is refused by the API server (as upstream validates it); the controller's own
+# UnknownTimeZone event is left for zones its tzdata lacks
+cjbad_out=$(apply() { kc apply -f - 2>&1; }; cronjob cjbad "* * * * *" 'timeZone: Mars/Olympus')
 # 180 minutes since the last run: too many missed; with a 30 s startingDeadlineSeconds window, not
 for n in cjmiss cjwin; do
     extra=""; [ $n = cjwin ] && extra="startingDeadlineSeconds: 30"
@@ -784,8 +786,8 @@ check "cronjob (no timeZone): runs on the manager's local zone (TZ=Asia/Kolkata)
 check "cronjob (no timeZone): a schedule of the UTC hour did not run" count_is 0 jobs -l cron=cjutc
 check "cronjob (no timeZone): the scheduled-timestamp annotation is UTC" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get jobs -l cron=cjlocal -o jsonpath='{.items[0].metadata.annotations.batch\.kubernetes\.io/cronjob-scheduled-timestamp}' | grep -q 'Z\$'"
 evmsg() { jp events --field-selector "involvedObject.name=$1,reason=$2" -o 'jsonpath={.items[0].message}'; }
-check "cronjob: an unknown timeZone -> UnknownTimeZone event, no job" out_is 'invalid timeZone: "Mars/Olympus": unknown time zone Mars/Olympus 0' \
-    bash -c "echo \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get events --field-selector involvedObject.name=cjbad,reason=UnknownTimeZone -o jsonpath='{.items[0].message}') \$('$KUBECTL' --kubeconfig '$data/kubeconfig' get jobs -l cron=cjbad --no-headers 2>/dev/null | wc -l)\""
+check "cronjob: an unknown timeZone is refused with upstream's 422" \
+    grep -q 'spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus' <<<"$cjbad_out"
 check "cronjob: 180 missed minutes -> TooManyMissedTimes" out_is "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew" evmsg cjmiss TooManyMissedTimes
 check "cronjob: ...and the latest missed time ran" test "$(njobs cjmiss)" -ge 1
 check "cronjob: startingDeadlineSeconds bounds the look-back (no TooManyMissedTimes)" out_is "" evmsg cjwin TooManyMissedTimes

@@ -724,6 +724,12 @@ static int sync_job(void *self, const char *key, ck_error **err)
         pthread_mutex_unlock(&c->lock);
         return release_pods(c, ns, name, NULL, err);
     }
+    /* spec.managedBy names another controller: this one leaves the job alone (JobManagedBy) */
+    const char *managed_by = cm_str(job, "spec.managedBy");
+    if (managed_by && strcmp(managed_by, "kubernetes.io/job-controller")) {
+        json_decref(job);
+        return 0;
+    }
     json_t *done_cond = cond(job, "Complete") ?: cond(job, "Failed");
     if (done_cond || cm_deleting(job)) {
         int rc = done_cond ? finished_job(c, key, job, done_cond, err)

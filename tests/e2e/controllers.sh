@@ -406,6 +406,8 @@ jobcond() { jp job "$1" -o 'jsonpath={.status.conditions[?(@.status=="True")].ty
 # pod backoff: the replacement of a failed pod waits 10 s, the next one 20 s (started first: it takes a while)
 job jbo 'backoffLimit: 3'
 job j3 'completions: 3' 'parallelism: 2'
+# spec.managedBy naming another controller: the job controller leaves the job alone
+job jext 'managedBy: example.com/custom-controller'
 check "job: parallelism 2 -> 2 running pods" wait_for 30 out_is 2 njob_pods j3
 check "job tracking: pods are created with the batch.kubernetes.io/job-tracking finalizer" \
     out_is "batch.kubernetes.io/job-tracking batch.kubernetes.io/job-tracking" jp pods -l job-name=j3 -o 'jsonpath={.items[*].metadata.finalizers[*]}'
@@ -414,6 +416,8 @@ check "job: status active 2, ready 2, terminating 0, uncountedTerminatedPods {}"
 first=$(job_pods j3 | head -n 1)
 for p in $(job_pods j3); do finish "$p" Succeeded; done
 check "job: a third pod for the last completion" wait_for 30 out_is 1 njob_pods j3
+check "job: managedBy another controller -> no pods, no status from the job controller" \
+    out_is "0 " bash -c "echo \"\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l job-name=jext --no-headers 2>/dev/null | wc -l) \$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job jext -o jsonpath='{.status.startTime}')\""
 check "job tracking: a finished pod loses its finalizer once counted (succeeded 2)" wait_for 20 out_is "/2" \
     bash -c "echo \$('$KUBECTL' --kubeconfig '$data/kubeconfig' get pod $first -o jsonpath='{.metadata.finalizers[*]}')/\$('$KUBECTL' --kubeconfig '$data/kubeconfig' get job j3 -o jsonpath='{.status.succeeded}')"
 kc delete pod "$first" --wait=false >/dev/null

@@ -138,17 +138,24 @@ static bool next(ck_jsonscan *l, char close, bool *ok)
     return false;
 }
 
+/* At a container's opening bracket: past it (and its whitespace); true when `close` follows
+ * at once (an empty container, moved past). */
+static bool open_empty(ck_jsonscan *l, char close)
+{
+    l->p++;
+    ws(l);
+    if (l->p < l->end && *l->p == close) {
+        l->p++;
+        return true;
+    }
+    return false;
+}
+
 static json_t *object(ck_jsonscan *l)
 {
     json_t *o = json_object();
-    bool ok = false;
-    l->p++;
-    ws(l);
-    if (l->p < l->end && *l->p == '}') {
-        l->p++;
-        return o;
-    }
-    for (;;) {
+    bool ok = open_empty(l, '}');
+    while (!ok) {
         const char *k;
         size_t kn;
         bool ascii;
@@ -184,14 +191,8 @@ static json_t *object(ck_jsonscan *l)
 static json_t *array(ck_jsonscan *l)
 {
     json_t *a = json_array();
-    bool ok = false;
-    l->p++;
-    ws(l);
-    if (l->p < l->end && *l->p == ']') {
-        l->p++;
-        return a;
-    }
-    for (;;) {
+    bool ok = open_empty(l, ']');
+    while (!ok) {
         json_t *v = ck_jsonscan_value(l);
         if (!v)
             break;

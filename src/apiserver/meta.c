@@ -3,6 +3,7 @@
  * generateName suffixes, and list continue tokens. */
 #include "apiserver/apiserver.h"
 #include "lib/base64.h"
+#include "lib/jsonscan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,47 +181,26 @@ char *ck_meta_dump_for_store(json_t *obj, size_t *len)
 
 static size_t skip_ws(const char *s, size_t i, size_t n)
 {
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-        i++;
-    return i;
+    return (size_t)(ck_jsonscan_ws(s + i, s + n) - s);
 }
 
 /* i at an opening quote; returns the index after the closing quote, or n on error. */
 static size_t skip_string(const char *s, size_t i, size_t n)
 {
-    for (i++; i < n; i++) {
-        if (s[i] == '\\')
-            i++;
-        else if (s[i] == '"')
-            return i + 1;
-    }
-    return n;
+    const char *e = ck_jsonscan_string(s + i, s + n);
+    return e ? (size_t)(e - s) : n;
 }
 
-/* i at the first character of a value; returns the index after it. */
+/* i at the first character of a value; returns the index after it: n when it is unterminated,
+ * i when it is empty. */
 size_t ck_json_skip_value(const char *s, size_t i, size_t n)
 {
     if (i >= n)
         return n;
-    if (s[i] == '"')
-        return skip_string(s, i, n);
-    if (s[i] == '{' || s[i] == '[') {
-        int depth = 0;
-        for (; i < n; i++) {
-            if (s[i] == '"') {
-                i = skip_string(s, i, n) - 1;
-            } else if (s[i] == '{' || s[i] == '[') {
-                depth++;
-            } else if (s[i] == '}' || s[i] == ']') {
-                if (--depth == 0)
-                    return i + 1;
-            }
-        }
-        return n;
-    }
-    while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ')
-        i++;
-    return i;
+    const char *e = ck_jsonscan_skip(s + i, s + n);
+    if (e)
+        return (size_t)(e - s);
+    return s[i] == '"' || s[i] == '{' || s[i] == '[' ? n : i;
 }
 
 int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out)

@@ -1,10 +1,11 @@
 /* jsonpick.c - see jsonpick.h. */
 #include "client/jsonpick.h"
+#include "lib/jsonscan.h"
 
 #include <stdbool.h>
 #include <string.h>
 
-#define PICK_MAX_DEPTH 512
+#define PICK_MAX_DEPTH CK_JSONSCAN_MAX_DEPTH
 
 typedef struct scan {
     const char *p, *end;
@@ -23,64 +24,25 @@ static json_t *fail(scan *s, const char *why)
 
 static void skip_ws(scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
-        s->p++;
+    s->p = ck_jsonscan_ws(s->p, s->end);
 }
 
-/* s->p at '"': move past the closing quote.  A quote is escaped iff an odd run of backslashes
- * precedes it, so memchr can do the scanning. */
 static bool skip_string(scan *s)
 {
-    const char *start = s->p + 1, *p = start;
-    for (;;) {
-        const char *q = memchr(p, '"', (size_t)(s->end - p));
-        if (!q)
-            return false;
-        size_t bs = 0;
-        while (q - bs > start && q[-1 - (ptrdiff_t)bs] == '\\')
-            bs++;
-        if (!(bs & 1)) {
-            s->p = q + 1;
-            return true;
-        }
-        p = q + 1;
-    }
+    const char *e = ck_jsonscan_string(s->p, s->end);
+    if (e)
+        s->p = e;
+    return e != NULL;
 }
 
 /* Move past one value (balance only: brackets and strings). */
 static bool skip_value(scan *s)
 {
     skip_ws(s);
-    if (s->p >= s->end)
-        return false;
-    char c = *s->p;
-    if (c == '"')
-        return skip_string(s);
-    if (c == '{' || c == '[') {
-        int depth = 0;
-        while (s->p < s->end) {
-            c = *s->p;
-            if (c == '"') {
-                if (!skip_string(s))
-                    return false;
-                continue;
-            }
-            if (c == '{' || c == '[') {
-                depth++;
-            } else if (c == '}' || c == ']') {
-                if (--depth == 0) {
-                    s->p++;
-                    return true;
-                }
-            }
-            s->p++;
-        }
-        return false;
-    }
-    const char *start = s->p;
-    while (s->p < s->end && !strchr(",}] \t\r\n", *s->p))
-        s->p++;
-    return s->p > start;
+    const char *e = ck_jsonscan_skip(s->p, s->end);
+    if (e)
+        s->p = e;
+    return e != NULL;
 }
 
 static json_t *load_slice(scan *s, const char *start)
@@ -92,40 +54,25 @@ static json_t *load_slice(scan *s, const char *start)
 
 static json_t *pick_object(scan *s, const ck_jsonpick *keep);
 
-/* A string, number or literal built directly (jansson's loader has a fixed cost per call that
- * dominated small values); what is not plain (escapes, reals) goes to jansson. */
+/* A string, number or literal built by the shared plain builder (jansson's loader has a fixed
+ * cost per call that dominated small values); what is not plain (escapes, reals) goes to jansson. */
 static json_t *scalar(scan *s)
 {
     const char *start = s->p;
-    if (*start == '"') {
-        if (!skip_string(s))
-            return fail(s, "unterminated string");
-        size_t n = (size_t)(s->p - start - 2);
-        if (!memchr(start + 1, '\\', n)) {
-            json_t *v = json_stringn(start + 1, n);      /* NULL: not UTF-8 */
-            return v ? v : fail(s, "invalid UTF-8 in a string");
-        }
-        return load_slice(s, start);
-    }
     if (!skip_value(s))
-        return fail(s, "bad value");
+        return fail(s, *start == '"' ? "unterminated string" : "bad value");
     size_t n = (size_t)(s->p - start);
-    if (n == 4 && !memcmp(start, "true", 4))
-        return json_true();
-    if (n == 5 && !memcmp(start, "false", 5))
-        return json_false();
-    if (n == 4 && !memcmp(start, "null", 4))
-        return json_null();
-    const char *d = start + (*start == '-');
-    bool plain_int = d < s->p && n <= 18 && !(*d == '0' && d + 1 < s->p);
-    for (const char *q = d; plain_int && q < s->p; q++)
-        plain_int = *q >= '0' && *q <= '9';
-    if (plain_int) {                    /* 18 digits cannot overflow an int64 */
-        long long v = 0;
-        for (const char *q = d; q < s->p; q++)
-            v = v * 10 + (*q - '0');
-        return json_integer(*start == '-' ? -v : v);
+    if (*start == '"' && !memchr(start + 1, '\\', n - 2)) {
+        /* as before the shared lexer: only UTF-8 checked (raw control bytes pass) */
+        json_t *v = json_stringn(start + 1, n - 2);
+        return v ? v : fail(s, "invalid UTF-8 in a string");
     }
+    ck_jsonscan l = {.p = start, .end = s->p};
+    json_t *v = ck_jsonscan_value(&l);
+    ck_jsonscan_done(&l);
+    if (v && l.p == s->p)
+        return v;
+    json_decref(v);
     return load_slice(s, start);
 }
 

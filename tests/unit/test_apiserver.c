@@ -686,6 +686,7 @@ static void test_json_load_fast(void **state)
         "{\"k\":01}", "{\"k\":\"a\x01\"}", "{\"k\":\"\\u0000\"}", "{\"k\" : [ 1 , 2 ] }", "{\"k\":tru}", "{\"k\":1}x",
         "{\"k\":1,}", "[1,]", "\"str\"", "5", "", "{\"k\":-}", "{\"\\\"q\":{\"x\\ty\":\"v\"}}",
         "{\"ab\\u0063\":1}", "[\"\\x\"]", "{\"k\":\"unterminated}",
+        "{\"k\":\"\xff\"}", "{\"caf\xc3\xa9\":\"\xc3\xa9\"}", "{\"\xff\":1}", "[\"\xc3\xa9\\n\"]",
     };
     for (size_t f = 0; f < 2; f++) {
         size_t flags = f ? JSON_DECODE_ANY : 0;

@@ -432,22 +432,6 @@ typedef struct ipt_mode {
     char *script;        /* both families' last restore input (tests, debugging) */
 } ipt_mode;
 
-/* The CIDR of family fam in a comma-separated (dual-stack) list, or NULL. */
-static char *cidr_of(const char *list, int fam)
-{
-    if (!list)
-        return NULL;
-    cleanup_free char *copy = xstrdup(list);
-    char *save = NULL;
-    for (char *c = strtok_r(copy, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
-        while (*c == ' ')
-            c++;
-        if ((strchr(c, ':') ? 6 : 4) == fam)
-            return xstrdup(c);
-    }
-    return NULL;
-}
-
 static void *ipt_new(const ck_proxy_opts *o, ck_error **err)
 {
     ipt_mode *im = xcalloc(1, sizeof *im);
@@ -455,7 +439,7 @@ static void *ipt_new(const ck_proxy_opts *o, ck_error **err)
         ipt *t = &im->fam[f];
         t->o = *o;
         t->fam = f ? 6 : 4;
-        t->cidr = cidr_of(o->cluster_cidr, t->fam);
+        t->cidr = ck_proxy_cidr_of(o->cluster_cidr, t->fam);
         t->o.cluster_cidr = t->cidr;
         t->applied = json_object();
     }

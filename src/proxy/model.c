@@ -253,6 +253,21 @@ void ck_proxy_model_foreach(ck_proxy_model *m, bool (*fn)(void *ctx, const ck_pr
 
 /* ---- building ports ---- */
 
+char *ck_proxy_cidr_of(const char *list, int fam)
+{
+    if (!list)
+        return NULL;
+    cleanup_free char *copy = xstrdup(list);
+    char *save = NULL;
+    for (char *c = strtok_r(copy, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
+        while (*c == ' ')
+            c++;
+        if ((strchr(c, ':') ? 6 : 4) == fam)
+            return xstrdup(c);
+    }
+    return NULL;
+}
+
 int ck_proxy_ip_family(const char *s)
 {
     unsigned char a[16];

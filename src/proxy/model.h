@@ -87,6 +87,8 @@ void ck_proxy_ports_free(ck_proxy_port *ports, size_t n);
 
 /* 4 or 6 for an address literal, 0 when it is neither. */
 int ck_proxy_ip_family(const char *ip);
+/* The CIDR of family fam (4 or 6) in a comma-separated (dual-stack) list, or NULL.  Caller frees. */
+char *ck_proxy_cidr_of(const char *list, int fam);
 
 /* A stable chain-name suffix (upstream style: base32 of sha256, 16 chars) of a string. */
 void ck_proxy_hash16(const char *s, char out[17]);

@@ -442,21 +442,6 @@ typedef struct nft_mode {
     char *script;
 } nft_mode;
 
-static char *cidr_of(const char *list, int fam)
-{
-    if (!list)
-        return NULL;
-    cleanup_free char *copy = xstrdup(list);
-    char *save = NULL;
-    for (char *c = strtok_r(copy, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
-        while (*c == ' ')
-            c++;
-        if ((strchr(c, ':') ? 6 : 4) == fam)
-            return xstrdup(c);
-    }
-    return NULL;
-}
-
 static void *nft_new(const ck_proxy_opts *o, ck_error **err)
 {
     nft_mode *nm = xcalloc(1, sizeof *nm);
@@ -464,7 +449,7 @@ static void *nft_new(const ck_proxy_opts *o, ck_error **err)
         nft *t = &nm->fam[f];
         t->o = *o;
         t->fam = f ? 6 : 4;
-        t->cidr = cidr_of(o->cluster_cidr, t->fam);
+        t->cidr = ck_proxy_cidr_of(o->cluster_cidr, t->fam);
         t->o.cluster_cidr = t->cidr;
         t->applied = json_object();
         t->ids = json_object();

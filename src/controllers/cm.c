@@ -258,6 +258,18 @@ json_t *cm_cache_decode(bool pod, const char *text, size_t len)
     return o;
 }
 
+int cm_write_status(cm *m, const ck_resource *r, const json_t *obj, const json_t *st, ck_error **err)
+{
+    if (json_equal(st, cm_get(obj, "status")))
+        return 0;
+    json_t *copy = json_deep_copy(obj);
+    json_object_set(copy, "status", (json_t *)st);
+    json_t *out = ck_client_update_status(m->client, r, cm_ns(obj), copy, err);
+    json_decref(copy);
+    json_decref(out);
+    return out ? 0 : -1;
+}
+
 cm *cm_new(ck_client *c)
 {
     cm *m = xcalloc(1, sizeof *m);

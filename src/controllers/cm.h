@@ -163,6 +163,9 @@ int cm_endpointslice_init(cm *m);
 int cm_nodelifecycle_init(cm *m);
 int cm_job_init(cm *m);
 int cm_daemonset_init(cm *m);
+/* PUT obj's status subresource with st, unless st equals the status obj already has (0 then).
+ * -1 with *err on failure. */
+int cm_write_status(cm *m, const ck_resource *r, const json_t *obj, const json_t *st, ck_error **err);
 int cm_cronjob_init(cm *m);
 int cm_statefulset_init(cm *m);
 /* The spec.podFailurePolicy rule a Failed pod matches (job.c): its index, *action

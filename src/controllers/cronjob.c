@@ -437,19 +437,12 @@ static int sync_cj(void *self, const char *key, ck_error **err)
         }
         json_decref(out);
     }
-    if (!json_equal(st, cm_get(cj, "status"))) {
-        json_t *copy = json_deep_copy(cj);
-        json_object_set(copy, "status", st);
-        ck_error *e = NULL;
-        json_t *out = ck_client_update_status(cm_client(c->m), cm_res("batch", "cronjobs"), ns, copy, &e);
-        json_decref(copy);
-        if (!out && rc == 0) {
-            *err = e;
-            rc = -1;
-        } else {
-            ck_error_free(e);
-        }
-        json_decref(out);
+    ck_error *e = NULL;
+    if (cm_write_status(c->m, cm_res("batch", "cronjobs"), cj, st, &e) < 0 && rc == 0) {
+        *err = e;
+        rc = -1;
+    } else {
+        ck_error_free(e);
     }
     if (!suspended) {
         int64_t next = next_due(&sched, tz, now);

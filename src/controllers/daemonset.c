@@ -612,19 +612,12 @@ static int sync_ds(void *self, const char *key, ck_error **err)
         json_object_del(st, "numberAvailable");
     if (desired - available == 0)
         json_object_del(st, "numberUnavailable");
-    if (!json_equal(st, cm_get(ds, "status"))) {
-        json_t *copy = json_deep_copy(ds);
-        json_object_set(copy, "status", st);
-        ck_error *e = NULL;
-        json_t *out = ck_client_update_status(cm_client(c->m), cm_res("apps", "daemonsets"), ns, copy, &e);
-        json_decref(copy);
-        if (!out && rc == 0) {
-            *err = e;
-            rc = -1;
-        } else {
-            ck_error_free(e);
-        }
-        json_decref(out);
+    ck_error *e = NULL;
+    if (cm_write_status(c->m, cm_res("apps", "daemonsets"), ds, st, &e) < 0 && rc == 0) {
+        *err = e;
+        rc = -1;
+    } else {
+        ck_error_free(e);
     }
     json_decref(st);
     json_decref(failed_pods);

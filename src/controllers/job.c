@@ -678,18 +678,6 @@ static int manage(jc *c, const json_t *job, const char *key, const char *ek, vie
     return rc;
 }
 
-static int write_status(jc *c, const json_t *job, json_t *st, ck_error **err)
-{
-    if (json_equal(st, cm_get(job, "status")))
-        return 0;
-    json_t *copy = json_deep_copy(job);
-    json_object_set(copy, "status", st);
-    json_t *out = ck_client_update_status(cm_client(c->m), cm_res("batch", "jobs"), cm_ns(job), copy, err);
-    json_decref(copy);
-    json_decref(out);
-    return out ? 0 : -1;
-}
-
 static int finished_job(jc *c, const char *key, const json_t *job, const json_t *done_cond, ck_error **err)
 {
     int64_t now = cm_now();
@@ -964,7 +952,7 @@ static int sync_job(void *self, const char *key, ck_error **err)
             json_object_del(st, omit_zero[k]);
 
     ck_error *e = NULL;
-    if (write_status(c, job, st, &e) < 0) {
+    if (cm_write_status(c->m, cm_res("batch", "jobs"), job, st, &e) < 0) {
         if (rc == 0 && !*err) {
             *err = e;
             rc = -1;

@@ -324,18 +324,6 @@ static bool running_available(const json_t *pod, long min_ready, int64_t now)
 
 /* ---------------------------------------------------------------- sync */
 
-static int write_status(ssc *c, const json_t *set, json_t *st, ck_error **err)
-{
-    if (json_equal(st, cm_get(set, "status")))
-        return 0;
-    json_t *copy = json_deep_copy(set);
-    json_object_set(copy, "status", st);
-    json_t *out = ck_client_update_status(cm_client(c->m), cm_res("apps", "statefulsets"), cm_ns(set), copy, err);
-    json_decref(copy);
-    json_decref(out);
-    return out ? 0 : -1;
-}
-
 static int sync_set(void *self, const char *key, ck_error **err)
 {
     ssc *c = self;
@@ -497,7 +485,7 @@ static int sync_set(void *self, const char *key, ck_error **err)
     json_t *cc = cm_get(set, "status.collisionCount");
     json_object_set_new(st, "collisionCount", json_integer(json_integer_value(cc)));
     ck_error *e = NULL;
-    if (write_status(c, set, st, &e) < 0) {
+    if (cm_write_status(c->m, cm_res("apps", "statefulsets"), set, st, &e) < 0) {
         if (rc == 0) {
             *err = e;
             rc = -1;

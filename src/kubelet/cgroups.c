@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,18 +394,53 @@ static int rmdir_pod(const char *path)
     return rmdir(path) < 0 && errno != ENOENT ? 1 : 0;
 }
 
-int ck_cgroup_remove_pod(const char *uid)
+/* SIGKILL every process listed in one cgroup's cgroup.procs; returns how many were signalled. */
+static int kill_procs(const char *dir)
 {
-    /* every hierarchy and QoS parent: no pod spec needed (a pod deleted while the kubelet was
-     * down is cleaned up too); returns how many are still there */
-    int left = 0;
+    char file[1100];
+    snprintf(file, sizeof file, "%s/cgroup.procs", dir);
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return 0;
+    int n = 0;
+    long pid;
+    while (fscanf(f, "%ld", &pid) == 1)
+        if (pid > 1 && kill((pid_t)pid, SIGKILL) == 0)
+            n++;
+    fclose(f);
+    return n;
+}
+
+/* A pod cgroup and its container cgroups: kill what is left in them, for rmdir to succeed. */
+static int kill_pod(const char *path)
+{
+    int n = kill_procs(path);
+    DIR *pd = opendir(path);
+    struct dirent *ce;
+    while (pd && (ce = readdir(pd))) {
+        if (ce->d_type != DT_DIR || ce->d_name[0] == '.')
+            continue;
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%s/%s", path, ce->d_name);
+        n += kill_procs(sub);
+    }
+    if (pd)
+        closedir(pd);
+    return n;
+}
+
+/* Apply fn to the pod's cgroup under every hierarchy and every QoS parent (no pod spec needed:
+ * a pod deleted while the kubelet was down is found too); returns the sum of fn's results. */
+static int each_pod_cgroup(const char *uid, int (*fn)(const char *path))
+{
+    int sum = 0;
     char path[1024];
     if (unified()) {
         for (size_t q = 0; q < ARRAY_SIZE(qos_parents); q++) {
             snprintf(path, sizeof path, "%s%s/pod%s", cg_root, qos_parents[q], uid);
-            left += rmdir_pod(path);
+            sum += fn(path);
         }
-        return left;
+        return sum;
     }
     DIR *d = opendir(cg_root);
     if (!d)
@@ -415,11 +451,21 @@ int ck_cgroup_remove_pod(const char *uid)
             continue;
         for (size_t q = 0; q < ARRAY_SIZE(qos_parents); q++) {
             snprintf(path, sizeof path, "%s/%s%s/pod%s", cg_root, e->d_name, qos_parents[q], uid);
-            left += rmdir_pod(path);
+            sum += fn(path);
         }
     }
     closedir(d);
-    return left;
+    return sum;
+}
+
+int ck_cgroup_remove_pod(const char *uid)
+{
+    return each_pod_cgroup(uid, rmdir_pod);
+}
+
+int ck_cgroup_kill_pod(const char *uid)
+{
+    return each_pod_cgroup(uid, kill_pod);
 }
 
 int ck_cgroup_remove(const char *cg)

@@ -167,6 +167,9 @@ int ck_cgroup_create_pod(const json_t *spec, const char *uid, char **path, ck_er
 /* Removes the pod cgroup wherever it is (every hierarchy, every QoS parent) and the container
  * cgroups inside; returns how many are still there (busy: killed processes not gone yet). */
 int ck_cgroup_remove_pod(const char *uid);
+/* SIGKILL the processes still in the pod's cgroups (any hierarchy, any QoS parent): the last
+ * resort when they outlived their containers; returns how many were signalled. */
+int ck_cgroup_kill_pod(const char *uid);
 /* rmdir one cgroup path ("/ckube/...") in every hierarchy; returns how many are still there. */
 int ck_cgroup_remove(const char *path);
 /* The host's cgroup layout. */

@@ -285,9 +285,19 @@ static void cleanup_pod(ck_pods *p, pod_rec *r)
         ck_sandbox_destroy(&k->sb, r->uid, NULL);
     }
     /* killed processes leave their cgroups a moment after the signal: retry for up to 2 s
-     * (this is the pod's own terminator thread, no worker waits on it) */
-    for (int i = 0; i < 40 && ck_cgroup_remove_pod(r->uid) > 0; i++)
+     * (this is the pod's own terminator thread, no worker waits on it); processes that outlived
+     * their containers (runc delete failed) are then killed, and 2 s more given */
+    int busy = 0;
+    for (int i = 0; i < 80 && (busy = ck_cgroup_remove_pod(r->uid)) > 0; i++) {
+        if (i == 39) {
+            int n = ck_cgroup_kill_pod(r->uid);
+            log_warn("pod %s: %d cgroup(s) still busy after 2 s, killed %d process(es) left in them",
+                     r->key, busy, n);
+        }
         usleep(50 * 1000);
+    }
+    if (busy > 0)
+        log_warn("pod %s: %d cgroup(s) could not be removed", r->key, busy);
     umount_under(r->dir);
     ck_rm_tree(r->dir);
     cleanup_free char *logs = ck_pod_log_dir(k, r);

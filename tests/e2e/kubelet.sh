@@ -683,7 +683,18 @@ check "no pod directories left" bash -c "[ -z \"\$(ls $data/kubelet/pods 2>/dev/
 check "no mounts left" bash -c "! grep -q ' $data/' /proc/self/mounts"
 check "no IP allocations left" bash -c "[ -z \"\$(ls $data/kubelet/cni/networks/ckube 2>/dev/null | grep -v -e lock -e last_reserved)\" ]"
 check "no veth left on the bridge" bash -c "[ -z \"\$(ip -o link show master ckube0 2>/dev/null)\" ]"
-check "no pod cgroups left" bash -c "! find /sys/fs/cgroup/memory/ckube /sys/fs/cgroup/cpu/ckube -maxdepth 3 -type d -name 'pod*' 2>/dev/null | grep . >&2"
+# only this run's pods (the UIDs its kubelet logged): /sys/fs/cgroup/*/ckube is host-wide
+pod_cgroups_left() {
+    local u
+    for u in $(grep -ao '([0-9a-f]\{8\}-[0-9a-f-]\{27\})' "$log" | tr -d '()' | sort -u); do
+        find /sys/fs/cgroup/memory/ckube /sys/fs/cgroup/cpu/ckube /sys/fs/cgroup/unified/ckube \
+            -maxdepth 4 -type d -name "pod$u" 2>/dev/null
+    done
+}
+nocg() { [ -z "$(pod_cgroups_left)" ]; }
+wait_for 5 nocg
+left=$(pod_cgroups_left | tr '\n' ' ')
+check "no pod cgroups left${left:+ (still there: $left)}" [ -z "$left" ]
 check "no runtime containers left" bash -c "[ -z \"\$(runc --root $data/kubelet/runtime list -q 2>/dev/null)\" ]"
 
 check "no sanitizer report in the component logs" bash -c "! grep -aq -e 'ERROR: AddressSanitizer' -e 'runtime error:' '$log'"

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -183,6 +185,39 @@ static void test_remove_pod(void **state)
     ck_cgroup_set_root("/sys/fs/cgroup", CK_CGROUP_V1);
 }
 
+/* Processes that outlived their containers keep the pod cgroup busy: ck_cgroup_kill_pod SIGKILLs
+ * what the pod's cgroup.procs files list (a fake tree here: a child we fork stands in). */
+static void test_kill_pod(void **state)
+{
+    (void)state;
+    for (int v2 = 0; v2 < 2; v2++) {
+        char *root = make_tree(NULL);
+        ck_cgroup_set_root(root, v2 ? CK_CGROUP_V2 : CK_CGROUP_V1);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            pause();
+            _exit(0);
+        }
+        cleanup_free char *dir = xasprintf("%s/%s", root, v2 ? "ckube/kubepods/besteffort/podk1/ctr"
+                                                               : "memory/ckube/kubepods/besteffort/podk1/ctr");
+        assert_int_equal(ck_mkdir_p(dir, 0755), 0);
+        cleanup_free char *procs = xasprintf("%s/cgroup.procs", dir);
+        char line[32];
+        int n = snprintf(line, sizeof line, "%d\n", (int)child);
+        assert_int_equal(ck_write_file_nosync(procs, line, (size_t)n, 0644), 0);
+        assert_int_equal(ck_cgroup_kill_pod("nobody"), 0);   /* another pod: nothing signalled */
+        assert_int_equal(ck_cgroup_kill_pod("k1"), 1);
+        int status = 0;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGKILL);
+        rm_tree(root);
+        free(root);
+    }
+    ck_cgroup_set_root("/sys/fs/cgroup", CK_CGROUP_V1);
+}
+
 /* The v2 code on a real cgroup2 filesystem where the host has one: this hybrid host's
  * /sys/fs/cgroup/unified (its controllers are bound to the v1 hierarchies, so it offers none of
  * cpu/io/memory/pids).  A BestEffort pod's cgroups are made and removed there (real mkdir and
@@ -279,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_create_pod),
         cmocka_unit_test(test_create_missing_controller),
         cmocka_unit_test(test_remove_pod),
+        cmocka_unit_test(test_kill_pod),
         cmocka_unit_test(test_real_cgroup2_mount),
         cmocka_unit_test(test_shares_to_weight),
         cmocka_unit_test(test_detect),

@@ -7,8 +7,12 @@
  * already on a node that stops qualifying only because of a NoSchedule taint keeps running
  * (counted in numberMisscheduled); an untolerated NoExecute taint or a selector/affinity change
  * removes it.  Pods are created as upstream does since 1.12: pinned with a required node affinity
- * on metadata.name (matchFields) and bound by the scheduler.  Failed pods are deleted and replaced;
- * surplus pods on a node go (the oldest stays).
+ * on metadata.name (matchFields) and bound by the scheduler.  Surplus pods on a node go (the oldest
+ * stays).  A Succeeded pod is deleted (SucceededDaemonPod); a Failed one too (FailedDaemonPod),
+ * but as upstream's failedPodsBackoff: per set and node, the first kill at once, each further one
+ * only after a delay that starts at 1 s and doubles up to 15 min (reset after 30 min without a
+ * failure), so a pod the kubelet keeps refusing is not recreated in a hot loop.  A node whose pod
+ * is being killed gets its replacement from the sync that sees the deletion.
  *
  * Each pod carries the controller-revision-hash of the template it was made from.  RollingUpdate
  * follows upstream's rollingUpdate: with maxSurge 0, old pods are deleted (unavailable ones
@@ -22,8 +26,7 @@
  * Every template gets a ControllerRevision <set>-<hash> (history.c), so `kubectl rollout
  * history/undo ds` work as upstream.
  *
- * Limits: no backoff between replacements of failing pods, no template-generation label matching
- * (the revision hash alone says "updated").
+ * Limits: no template-generation label matching (the revision hash alone says "updated").
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -36,11 +39,48 @@
 #define COMPONENT "daemonset-controller"
 #define HASH_LABEL "controller-revision-hash"
 
+#define BACKOFF_INITIAL_MS 1000
+#define BACKOFF_MAX_MS (15 * 60 * 1000)
+
 typedef struct dsc {
     cm *m;
     ck_informer *sets, *nodes, *pods, *revs;
     ck_workqueue *q;
+    pthread_mutex_t mu;        /* guards backoff (workers sync different sets at once) */
+    json_t *backoff;           /* "<set uid>/<node>" -> [delay ms, last kill ms] */
+    int64_t backoff_gc_ms;     /* when stale entries were last dropped */
 } dsc;
+
+/* Upstream's flowcontrol.Backoff as the DaemonSet controller uses it.  Returns 0 when a failed
+ * pod on this node may be killed now (and starts the next, doubled delay), else the ms left. */
+static int64_t backoff_take(dsc *c, const char *set_uid, const char *node, int64_t now_ms)
+{
+    cleanup_free char *key = xasprintf("%s/%s", set_uid, node);
+    pthread_mutex_lock(&c->mu);
+    if (now_ms - c->backoff_gc_ms > 60 * 1000) {   /* entries untouched for 2x the max go */
+        const char *k;
+        json_t *v, *tmp;
+        json_object_foreach_safe(c->backoff, tmp, k, v)
+            if (now_ms - json_integer_value(json_array_get(v, 1)) > 2 * BACKOFF_MAX_MS)
+                json_object_del(c->backoff, k);
+        c->backoff_gc_ms = now_ms;
+    }
+    json_t *e = json_object_get(c->backoff, key);
+    int64_t delay = e ? json_integer_value(json_array_get(e, 0)) : 0;
+    int64_t last = e ? json_integer_value(json_array_get(e, 1)) : 0;
+    int64_t left = 0;
+    if (e && now_ms - last < delay) {
+        left = delay - (now_ms - last);
+    } else {
+        if (!e || now_ms - last > 2 * BACKOFF_MAX_MS)
+            delay = BACKOFF_INITIAL_MS;
+        else
+            delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+        json_object_set_new(c->backoff, key, json_pack("[I, I]", (json_int_t)delay, (json_int_t)now_ms));
+    }
+    pthread_mutex_unlock(&c->mu);
+    return left;
+}
 
 static void enqueue_set(dsc *c, const json_t *ds)
 {
@@ -406,7 +446,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
             continue;
         const char *phase = cm_str(pod, "status.phase") ?: "";
         if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")) {
-            if (!strcmp(phase, "Failed") && !cm_deleting(pod))
+            if (!cm_deleting(pod))
                 json_array_append(failed_pods, pod);
             continue;
         }
@@ -451,8 +491,30 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     work w = {.c = c, .ds = ds, .ek = ek, .hash = hash, .tols = tols, .nodes = json_array(),
               .victims = json_array()};
     json_t *doomed = json_object();   /* names of victims: a pod is deleted once */
-    json_array_foreach(failed_pods, i, pod)
+    json_t *held = json_object();     /* nodes whose finished pod is still there: no new pod yet */
+    int64_t retry_ms = 0;
+    json_array_foreach(failed_pods, i, pod) {
+        const char *n = pod_node(pod) ?: "";
+        json_object_set_new(held, n, json_true());
+        if (!strcmp(cm_str(pod, "status.phase") ?: "", "Succeeded")) {
+            cm_event(c->m, ds, COMPONENT, "Normal", "SucceededDaemonPod",
+                     "Found succeeded daemon pod %s/%s on node %s, will try to delete it",
+                     cm_ns(pod), cm_name(pod), n);
+            victim(&w, doomed, pod);
+            continue;
+        }
+        int64_t left = backoff_take(c, cm_uid(ds), n, ck_now_ns() / 1000000);
+        if (left > 0) {   /* killed too recently on this node: look again when the delay is over */
+            if (!retry_ms || left < retry_ms)
+                retry_ms = left;
+            continue;
+        }
+        cm_event(c->m, ds, COMPONENT, "Warning", "FailedDaemonPod",
+                 "Found failed daemon pod %s/%s on node %s, will try to kill it", cm_ns(pod), cm_name(pod), n);
         victim(&w, doomed, pod);
+    }
+    if (retry_ms > 0)
+        ck_workqueue_add_after(c->q, key, retry_ms + 10);
     long desired = 0;
     json_t *node;
     json_array_foreach(nodes, i, node)
@@ -486,12 +548,15 @@ static int sync_ds(void *self, const char *key, ck_error **err)
             updated += is_new(oldest, hash);
         } else if (!run && json_array_size(pods)) {
             mis++;
+        } else if (run && json_object_get(held, cm_name(node))) {
+            current++;   /* its finished pod is still there (upstream counts it scheduled) */
         }
         if (!stay) {
             json_array_foreach(running, j, p)
                 victim(&w, doomed, p);
         } else if (run && !json_array_size(running)) {
-            json_array_append_new(w.nodes, json_string(cm_name(node)));
+            if (!json_object_get(held, cm_name(node)))
+                json_array_append_new(w.nodes, json_string(cm_name(node)));
         } else if (!surge) {   /* one pod a node: the oldest */
             for (j = 1; j < json_array_size(running); j++)
                 victim(&w, doomed, json_array_get(running, j));
@@ -584,6 +649,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
         json_decref(candidates);
     }
     json_decref(doomed);
+    json_decref(held);
     json_decref(nodes);
 
     int rc = 0;
@@ -633,6 +699,8 @@ int cm_daemonset_init(cm *m)
 {
     dsc *c = xcalloc(1, sizeof *c);
     c->m = m;
+    pthread_mutex_init(&c->mu, NULL);
+    c->backoff = json_object();
     ck_informer_handlers dh = {on_ds, on_ds_update, NULL};
     c->sets = cm_informer(m, "apps", "daemonsets", &dh, c);
     ck_informer_handlers nh = {on_node, on_node_update, on_node};

@@ -650,6 +650,7 @@ check "statefulset ordinals.start: scale down removes sord-6" wait_for 60 out_is
 kc delete sts swait smr sod sord >/dev/null
 
 # ---------------------------------------------------------------- DaemonSet
+evmsg() { jp events --field-selector "involvedObject.name=$1,reason=$2" -o 'jsonpath={.items[0].message}'; }
 ds() {   # ds NAME IMAGE [NODESELECTOR-LINE]
     apply <<Y
 apiVersion: apps/v1
@@ -775,6 +776,26 @@ kc delete ds dstol dsnew dsnet dshost >/dev/null
 check "daemonset: the test daemon sets' pods go (gc)" wait_for 30 count_is 0 pods -l 'app in (dstol,dsnew,dsnet,dshost)'
 ds dsone img:1 'nodeSelector: {kubernetes.io/hostname: hollow-node-1}'
 check "daemonset: nodeSelector -> one pod, on hollow-node-1" wait_for 30 out_is hollow-node-1 jp pods -l app=dsone -o 'jsonpath={.items[*].spec.nodeName}'
+# finished daemon pods: Succeeded -> deleted and replaced; Failed -> killed with a per-node backoff
+# (upstream's failedPodsBackoff: 1 s, doubling) so a failing pod is not recreated in a hot loop
+dsone_pod() { jp pods -l app=dsone -o 'jsonpath={range .items[?(@.status.phase=="Running")]}{.metadata.name}{"\n"}{end}' | head -1; }
+replaced() { local p; p=$(dsone_pod); [ -n "$p" ] && [ "$p" != "$1" ]; }
+gone() { ! kc get pod "$1" >/dev/null 2>&1; }
+p1=$(dsone_pod)
+finish "$p1" Succeeded
+check "daemonset: a Succeeded pod is deleted and replaced" wait_for 20 replaced "$p1"
+check "daemonset: ...with upstream's SucceededDaemonPod event" out_is "Found succeeded daemon pod default/$p1 on node hollow-node-1, will try to delete it" evmsg dsone SucceededDaemonPod
+p2=$(dsone_pod)
+kfail "$p2"
+check "daemonset: a Failed pod is killed and replaced" wait_for 20 replaced "$p2"
+check "daemonset: ...with upstream's FailedDaemonPod event" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get events --field-selector involvedObject.name=dsone,reason=FailedDaemonPod -o jsonpath='{.items[*].message}' | grep -q 'Found failed daemon pod default/$p2 on node hollow-node-1, will try to kill it'"
+# the next failures on that node wait: 1 s after the first kill, then 2 s after the second
+p3=$(dsone_pod); kfail "$p3"; wait_for 20 gone "$p3"; t0=$(date +%s%N)
+p4=""; wait_for 20 replaced "$p3" && p4=$(dsone_pod)
+t1=$(date +%s%N); kfail "$p4"; wait_for 20 gone "$p4"; t2=$(date +%s%N)
+dt=$(((t2 - t0) / 1000000)); df=$(((t1 - t0) / 1000000))
+check "daemonset: the third kill in a row on a node comes 2 s after the second (${dt} ms >= 1400; failed at ${df} ms)" test "$dt" -ge 1400
+check "daemonset: ...and replaced after it" wait_for 20 replaced "$p4"
 kc delete ds dsall dsone >/dev/null
 check "daemonset: pods go with the daemon set (gc)" wait_for 30 count_is 0 pods -l 'app in (dsall,dsone)'
 check "daemonset: its ControllerRevisions go with it (gc)" wait_for 30 count_is 0 controllerrevisions -l 'app in (dsall,dsone)'
@@ -789,7 +810,6 @@ njobs() { kc get jobs -l "cron=$1" --no-headers 2>/dev/null | wc -l; }
 check "cronjob (no timeZone): runs on the manager's local zone (TZ=Asia/Kolkata)" wait_for 10 test "$(njobs cjlocal)" -ge 1
 check "cronjob (no timeZone): a schedule of the UTC hour did not run" count_is 0 jobs -l cron=cjutc
 check "cronjob (no timeZone): the scheduled-timestamp annotation is UTC" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get jobs -l cron=cjlocal -o jsonpath='{.items[0].metadata.annotations.batch\.kubernetes\.io/cronjob-scheduled-timestamp}' | grep -q 'Z\$'"
-evmsg() { jp events --field-selector "involvedObject.name=$1,reason=$2" -o 'jsonpath={.items[0].message}'; }
 check "cronjob: an unknown timeZone is refused with upstream's 422" \
     grep -q 'spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus' <<<"$cjbad_out"
 check "cronjob: 180 missed minutes -> TooManyMissedTimes" out_is "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew" evmsg cjmiss TooManyMissedTimes

@@ -275,8 +275,13 @@ void ck_default(const ck_resource *r, json_t *obj)
         json_t *us = obj_at(spec, "updateStrategy");
         set_default(us, "type", json_string("RollingUpdate"));
         const char *t = json_string_value(json_object_get(us, "type"));
-        if (t && !strcmp(t, "RollingUpdate"))
-            set_default(obj_at(us, "rollingUpdate"), "partition", json_integer(0));
+        if (t && !strcmp(t, "RollingUpdate")) {
+            json_t *ru = obj_at(us, "rollingUpdate");
+            set_default(ru, "partition", json_integer(0));
+            /* maxUnavailable is behind the MaxUnavailableStatefulSet gate, alpha and off in 1.33:
+             * the API server drops it, as upstream's dropStatefulSetDisabledFields */
+            json_object_del(ru, "maxUnavailable");
+        }
         set_default(spec, "revisionHistoryLimit", json_integer(10));
         json_t *pr = obj_at(spec, "persistentVolumeClaimRetentionPolicy");
         set_default(pr, "whenDeleted", json_string("Retain"));

@@ -108,11 +108,6 @@ static void unsupported(json_t *causes, const char *field, const char *val, cons
 }
 
 /* upstream's string -> bool query conversion: absent, "0" and "false" (any case) are false */
-static bool query_flag(const char *v)
-{
-    return v && strcmp(v, "0") && strcasecmp(v, "false");
-}
-
 int ck_list_query_parse(const char *query, bool watch, ck_list_query *q, json_t **details,
                         ck_error **err)
 {
@@ -124,13 +119,12 @@ int ck_list_query_parse(const char *query, bool watch, ck_list_query *q, json_t 
     q->cont = ck_http_query_param(query, "continue");
     q->rv = ck_http_query_param(query, "resourceVersion");
     q->rvm = ck_http_query_param(query, "resourceVersionMatch");
-    cleanup_free char *bm = ck_http_query_param(query, "allowWatchBookmarks");
     cleanup_free char *sie = ck_http_query_param(query, "sendInitialEvents");
     cleanup_free char *tos = ck_http_query_param(query, "timeoutSeconds");
     cleanup_free char *lim = ck_http_query_param(query, "limit");
-    q->bookmarks = query_flag(bm);
+    q->bookmarks = ck_http_query_bool(query, "allowWatchBookmarks");
     q->send_initial_set = sie != NULL;
-    q->send_initial = query_flag(sie);
+    q->send_initial = ck_http_query_bool(query, "sendInitialEvents");
     /* decoding (400), in the order of the generated conversion: timeoutSeconds, then limit */
     char *why = NULL;
     if ((tos && ck_parse_go_int(tos, false, &q->timeout_seconds, &why) < 0) ||

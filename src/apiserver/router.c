@@ -62,10 +62,7 @@ static bool watch_param(const char *query)
 {
     if (!query || !*query)
         return false;
-    char *v = ck_http_query_param(query, "watch");
-    bool on = v && (!strcmp(v, "true") || !strcmp(v, "1"));
-    free(v);
-    return on;
+    return ck_http_query_bool(query, "watch");
 }
 
 static int not_found(ck_error **err)

@@ -178,8 +178,7 @@ char *ck_query(const ck_reqctx *c, const char *name)
 
 bool ck_query_bool(const ck_reqctx *c, const char *name)
 {
-    cleanup_free char *v = ck_query(c, name);
-    return v && (!strcmp(v, "true") || !strcmp(v, "1") || !*v);
+    return c->req && ck_http_query_bool(c->req->query, name);
 }
 
 /* The first media range we can produce decides (protobuf ranges are skipped: we answer JSON). */

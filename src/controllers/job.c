@@ -24,7 +24,8 @@
  * With restartPolicy OnFailure, container restarts of running pods count against backoffLimit
  * too (upstream's pastBackoffLimitOnFailure).
  *
- * Limits: no managedBy, no per-sync cap of 500 uncounted pods.
+ * A sync lists at most 500 pods in uncountedTerminatedPods (upstream's MaxUncountedPods: the
+ * status stays small and one big job does not starve the others); the next sync takes the rest.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 #define IGNORED_COUNT "batch.kubernetes.io/job-index-ignored-failure-count"
 #define MAX_INDEX 100000
 #define MAX_PER_SYNC 500
+#define MAX_UNCOUNTED 500   /* UIDs in uncountedTerminatedPods (+ new indexes) per sync */
 
 typedef struct jc {
     cm *m;
@@ -878,6 +880,8 @@ static int sync_job(void *self, const char *key, ck_error **err)
             st_fail++;
     }
     json_decref(with_fin);
+    size_t new_indexes = 0;
+    bool capped = false;
     json_array_foreach(v.pods, i, pod) {
         if (!cm_has_finalizer(pod, TRACKING))
             continue;
@@ -892,11 +896,20 @@ static int sync_job(void *self, const char *key, ck_error **err)
             can = false;
         if (!can)
             continue;
-        json_array_append(unfin, pod);
         const char *uid = cm_uid(pod);
+        /* pods already listed always go on; new ones only while the list is under the cap (the
+         * status update requeues the job, whose next sync takes the rest) */
+        if (!uid_in(ns_set, uid) && !uid_in(nf_set, uid) &&
+            json_array_size(ns_list) + json_array_size(nf_list) + new_indexes >= MAX_UNCOUNTED) {
+            capped = true;
+            continue;
+        }
+        json_array_append(unfin, pod);
         if (is_phase(pod, "Succeeded") && !uid_in(nf_set, uid)) {
             if (!v.indexed && !uid_in(ns_set, uid))
                 uid_add(ns_list, ns_set, uid);
+            else if (v.indexed)
+                new_indexes++;
         } else if ((pfailed || failing) && !uid_in(nf_set, uid) && valid_idx &&
                    counted_failure(job, pod)) {
             uid_add(nf_list, nf_set, uid);
@@ -969,6 +982,8 @@ static int sync_job(void *self, const char *key, ck_error **err)
         size_t n = json_array_size(unfin);
         if (n && (size_t)pods_batch(c, job, unfin, false, unfinalize_one, err) != n)
             rc = -1;
+        if (capped)
+            ck_workqueue_add(c->q, key);
     }
     json_decref(st);
     json_decref(ns_list);

@@ -33,8 +33,7 @@ static void respond_status(ck_http_resp *resp, int code, const char *reason, con
 
 static bool qbool(const char *q, const char *name)
 {
-    cleanup_free char *v = ck_http_query_param(q, name);
-    return v && (!strcmp(v, "true") || !strcmp(v, "1"));
+    return ck_http_query_bool(q, name);
 }
 
 static long qlong(const char *q, const char *name, long dflt)

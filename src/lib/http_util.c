@@ -212,3 +212,9 @@ char *ck_http_query_param(const char *query, const char *name)
     }
     return NULL;
 }
+
+bool ck_http_query_bool(const char *query, const char *name)
+{
+    cleanup_free char *v = ck_http_query_param(query, name);
+    return v && strcmp(v, "0") && strcasecmp(v, "false");
+}

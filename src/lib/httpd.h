@@ -46,6 +46,9 @@ typedef struct ck_http_req {
 const char *ck_http_req_header(const ck_http_req *req, const char *name);
 /* Query parameter value (percent-decoded, caller frees); NULL if absent. */
 char *ck_http_query_param(const char *query, const char *name);
+/* A boolean query parameter as upstream's query conversion reads it (Convert_Slice_string_To_bool):
+ * present and not "0" or "false" (any case) is true, so "True" (the Python client) and "" are. */
+bool ck_http_query_bool(const char *query, const char *name);
 
 /* The handle a handler answers through.  Exactly one of respond / stream_start / upgrade must be
  * called, once, from any thread (usually the worker running the handler; another thread may

@@ -488,12 +488,10 @@ out:
     return NULL;
 }
 
+/* the API server passes the client's query on, so read it as the API server would ("True" too) */
 static bool qbool(const char *query, const char *name)
 {
-    char *v = ck_http_query_param(query, name);
-    bool on = v && (!strcmp(v, "true") || !strcmp(v, "1"));
-    free(v);
-    return on;
+    return ck_http_query_bool(query, name);
 }
 
 /* Every value of a repeated query parameter. */

@@ -373,6 +373,27 @@ except client.exceptions.ApiException as e:
     assert e.status == 404, e.status
 print("PYTHON-OK")
 EOF
+    # the client writes booleans as Python does (watch=True): upstream reads any value but 0/false
+    # as true, so its watch helper streams events (with watch=true only, it would get a list)
+    expect "python3-kubernetes: watch (watch=True) streams ADDED and MODIFIED events" "PYWATCH-OK" /usr/bin/python3 - "$T/kubeconfig" <<'EOF'
+import sys, threading, time
+from kubernetes import client, config, watch
+config.load_kube_config(config_file=sys.argv[1])
+v1 = client.CoreV1Api()
+seen = []
+def later():
+    time.sleep(1)
+    v1.patch_namespaced_config_map("py-cm", "default", {"data": {"k": "v2"}})
+threading.Thread(target=later, daemon=True).start()
+w = watch.Watch()
+for ev in w.stream(v1.list_namespaced_config_map, "default", field_selector="metadata.name=py-cm",
+                   timeout_seconds=10):
+    seen.append((ev["type"], (ev["object"].data or {}).get("k")))
+    if ev["type"] == "MODIFIED":
+        w.stop()
+assert seen == [("ADDED", "v"), ("MODIFIED", "v2")], seen
+print("PYWATCH-OK")
+EOF
 else
     echo "skip - python3-kubernetes (not installed)"
 fi

@@ -245,6 +245,20 @@ check "deployment: revisionHistoryLimit 1 keeps 2 sets" wait_for 20 count_is 2 r
 # ---------------------------------------------------------------- kill -9 mid-rollout
 # minReadySeconds makes each rollout step wait (3 s: 1 s let a quick rollout end before the kill),
 # so the kill lands in the middle of it
+# MaxUncountedPods: 600 job pods that finish while the manager is stopped (and then killed) are
+# listed in uncountedTerminatedPods at most 500 at a time by the restarted one, all counted in the
+# end.  They stay Pending (no node matches), which a status write to Succeeded does not mind.
+apply <<'Y'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: jbig}
+spec:
+  completions: 600
+  parallelism: 600
+  template:
+    spec: {restartPolicy: Never, nodeSelector: {e2e: nowhere}, containers: [{name: c, image: x}]}
+Y
+check "job (600 pods): all created" wait_for 60 count_is 600 pods -l job-name=jbig
 apply <<'Y'
 apiVersion: apps/v1
 kind: Deployment
@@ -263,6 +277,34 @@ check "kill -9: rollout under way" wait_for 10 count_is 2 rs -l app=big
 sleep 1
 mid=$(rs_sizes big)
 old=$(cm_pid)
+kill -STOP "$old"
+/usr/bin/python3 - "$data/kubeconfig" >"$tmp/jbig.out" 2>&1 <<'PY' &
+import sys, threading
+from kubernetes import client, config, watch
+config.load_kube_config(sys.argv[1])
+core, batch = client.CoreV1Api(), client.BatchV1Api()
+most, done = [0], threading.Event()
+def watcher():
+    try:
+        for ev in watch.Watch().stream(batch.list_namespaced_job, "default",
+                                       field_selector="metadata.name=jbig", timeout_seconds=170):
+            st = ev["object"].status
+            unc = st.uncounted_terminated_pods
+            most[0] = max(most[0], len(unc.succeeded or []) if unc else 0)
+            if (st.succeeded or 0) == 600 and any(c.type == "Complete" and c.status == "True" for c in st.conditions or []):
+                break
+    except Exception as e:
+        print("watch: %r" % e, flush=True)
+    done.set()
+threading.Thread(target=watcher, daemon=True).start()
+for p in core.list_namespaced_pod("default", label_selector="job-name=jbig").items:
+    core.patch_namespaced_pod_status(p.metadata.name, "default", {"status": {"phase": "Succeeded"}})
+print("patched", flush=True)
+done.wait(175)
+print("most=%d" % most[0])
+PY
+jbig_py=$!
+wait_for 60 grep -q patched "$tmp/jbig.out"
 kill -9 "$old" 2>/dev/null
 check "kill -9: controller-manager killed mid-rollout (set sizes then: $mid)" test -n "$old" -a "$mid" != "0 30"
 check "kill -9: supervisor restarted it" wait_for 30 bash -c "p=\$(pgrep -f -- 'controller-manager --kubeconfig=$data/' | head -n1); [ -n \"\$p\" ] && [ \"\$p\" != $old ]"
@@ -270,6 +312,13 @@ check "kill -9: the restarted one takes the lease over (after 15 s)" wait_for 40
 check "kill -9: rollout finishes after the restart" rollout big 120
 check "kill -9: exactly 30 pods, all img:2" wait_for 30 out_is "30 img:2" images big
 check "kill -9: old set at 0 replicas" wait_for 10 out_is "0 30" rs_sizes big
+check "job (600 pods): Complete with succeeded 600" wait_for 60 out_is "600 SuccessCriteriaMet Complete" \
+    jp job jbig -o 'jsonpath={.status.succeeded} {.status.conditions[?(@.status=="True")].type}'
+wait "$jbig_py"
+check "job (600 pods): at most 500 UIDs in uncountedTerminatedPods at once ($(tail -n 1 "$tmp/jbig.out"))" \
+    grep -qx 'most=500' "$tmp/jbig.out"
+grep -q 'most=500' "$tmp/jbig.out" || cat "$tmp/jbig.out"
+kc delete job jbig --wait=false >/dev/null
 
 # ---------------------------------------------------------------- two replicas, one leader
 "$CK" controller-manager --kubeconfig "$data/kubeconfig" --leader-elect-identity=standby-2 \
@@ -557,6 +606,21 @@ Y
 check "statefulset: rollout status" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' rollout status sts/db --timeout=60s >/dev/null"
 check "statefulset: stable names db-0 db-1 db-2" wait_for 20 out_is "db-0 db-1 db-2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pods -l app=db -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | sort | paste -sd' '"
 check "statefulset: PVCs from volumeClaimTemplates" wait_for 20 out_is "data-db-0 data-db-1 data-db-2" bash -c "'$KUBECTL' --kubeconfig '$data/kubeconfig' get pvc -o jsonpath='{.items[*].metadata.name}' | tr ' ' '\n' | grep db | sort | paste -sd' '"
+sts_mu() {
+    kc create --dry-run=server -o 'jsonpath={.spec.updateStrategy.rollingUpdate}' -f - <<'Y'
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: stsmu}
+spec:
+  selector: {matchLabels: {app: stsmu}}
+  serviceName: stsmu
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 2}}
+  template:
+    metadata: {labels: {app: stsmu}}
+    spec: {containers: [{name: c, image: img:1}]}
+Y
+}
+check "statefulset: maxUnavailable (alpha gate, off as in 1.33) is dropped by the API server" out_is '{"partition":0}' sts_mu
 check "statefulset: hostname and subdomain" out_is "db-1 db" jp pod db-1 -o 'jsonpath={.spec.hostname} {.spec.subdomain}'
 kc patch sts db --type=merge -p '{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":1}}}}' >/dev/null
 kc set image sts/db c=img:2 >/dev/null

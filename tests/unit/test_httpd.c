@@ -378,6 +378,17 @@ static void test_query_helpers(void **state)
         else
             assert_string_equal(v, cases[i].want);
     }
+    /* booleans as upstream's query conversion: anything but 0 / false (any case) is true */
+    static const struct {
+        const char *query;
+        bool want;
+    } bools[] = {
+        {"watch=true", true}, {"watch=True", true}, {"watch=1", true}, {"watch", true},
+        {"watch=", true},     {"watch=yes", true},  {"watch=false", false}, {"watch=FALSE", false},
+        {"watch=0", false},   {"a=1", false},       {NULL, false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(bools); i++)
+        assert_int_equal(ck_http_query_bool(bools[i].query, "watch"), bools[i].want);
     ck_http_header hs[] = {{"Content-Type", "a/b"}, {"X-Test", "1"}};
     ck_http_req req = {.headers = hs, .nheaders = 2};
     assert_string_equal(ck_http_req_header(&req, "content-type"), "a/b");

@@ -57,6 +57,7 @@
 #define MAX_CHUNK_LINE 1024           /* chunk-size line incl. extensions */
 #define CLOSE_WAIT_MS 5000            /* a closing connection's response must drain within this */
 #define LINGER_MS 1000                /* then read and discard the peer's leftovers this long */
+#define TLS_GATHER_MAX (64u * 1024) /* outbox bytes gathered into one chain (TLS) per wake */
 
 enum conn_state {
     CS_HEADERS,     /* reading a request line + headers (cur == NULL until the first byte) */
@@ -578,8 +579,16 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     bool resp_close = c->resp_close;
     c->resp_close = false;
     ck_http_stream *started = c->stream;
-    if (evbuffer_get_length(c->outbox))
+    size_t out = evbuffer_get_length(c->outbox);
+    if (out) {
+        /* bufferevent_openssl calls SSL_write once per buffer chain, and each call is a TLS
+         * record and a write(): a watch event alone is three chains (chunk size, line, CRLF),
+         * and a wake usually carries several events.  Gathered into one chain they leave in one
+         * write.  Bulk relay data (large, by reference) is left as it is. */
+        if (c->ssl && out <= TLS_GATHER_MAX)
+            evbuffer_pullup(c->outbox, -1);
         evbuffer_add_buffer(bufferevent_get_output(c->bev), c->outbox);
+    }
     pthread_mutex_unlock(&c->mu);
 
     if (ev & EV_ABORT) {

@@ -74,6 +74,7 @@ typedef struct wreq {
     int rc;
     ck_error *err;
     int64_t rev;
+    int64_t create_rev;       /* of the key after a successful create/update */
     sem_t done;               /* posted once the result is in; no lock, so a woken caller does
                                  not queue on the writer's mutex */
     struct wreq *next;
@@ -370,7 +371,8 @@ static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_erro
     char *pval = NULL;
     size_t plen = 0;
     bool want_prev = r->kind != OP_CREATE && (build || (r->kind == OP_DELETE && r->prev));
-    if (want_prev && w_value(st, cur.rev, &pval, &plen, err) < 0)
+    if (want_prev && !ck__kvcache_value_at(st->cache, r->key, cur.rev, &pval, &plen) &&
+        w_value(st, cur.rev, &pval, &plen, err) < 0)
         return -1;
     if (w_insert(st, rev, r, create_rev, prev_rev, err) < 0) {
         free(pval);
@@ -378,6 +380,7 @@ static int apply_one(sqlite_store *st, wreq *r, bool build, sev **evout, ck_erro
     }
     st->rev = rev;
     r->rev = rev;
+    r->create_rev = create_rev;
     r->rc = 0;
     if (r->kind == OP_DELETE && r->prev) {
         r->prev->key = xstrdup(r->key);
@@ -441,6 +444,23 @@ static void wake(sqlite_store *st, wreq *list)
     }
 }
 
+/* The batch's successful writes for the value cache (NULL when there is none). */
+static kvcache_op *cache_ops(sqlite_store *st, wreq *batch, size_t nops, size_t *n)
+{
+    *n = 0;
+    if (!st->cache)
+        return NULL;
+    kvcache_op *ops = xcalloc(nops ? nops : 1, sizeof *ops);
+    for (wreq *r = batch; r && *n < nops; r = r->next) {
+        if (r->rc != 0 || r->kind == OP_COMPACT)
+            continue;
+        ops[(*n)++] = (kvcache_op){.key = r->key, .val = r->val, .len = r->len,
+                                   .create_rev = r->create_rev, .mod_rev = r->rev,
+                                   .deleted = r->kind == OP_DELETE};
+    }
+    return ops;
+}
+
 /* One group commit: every request in `batch` in one transaction. */
 static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
 {
@@ -448,7 +468,8 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
     int64_t start_rev = st->rev;
     bool build = atomic_load(&st->nwatchers) > 0;
     sev **evs = build ? xcalloc(nops, sizeof *evs) : NULL;
-    size_t nev = 0;
+    size_t nev = 0, nc = 0;
+    kvcache_op *ops = NULL;
     int rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         sql_err(&err, st->wdb, rc, "begin");
@@ -463,11 +484,17 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
     }
     if (st->rev != start_rev && set_meta(st, "current_rev", st->rev, &err) < 0)
         goto rollback;
+    /* the value cache forgets the batch's keys while the COMMIT runs, and learns the new values
+     * before anyone hears of them (sqlite_cache.c) */
+    ops = cache_ops(st, batch, nops, &nc);
+    ck__kvcache_begin(st->cache, ops, nc);
     rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         sql_err(&err, st->wdb, rc, "commit");
         goto rollback;
     }
+    ck__kvcache_apply(st->cache, ops, nc, st->rev);
+    free(ops);
     atomic_fetch_add(&st->st_commits, 1);
     atomic_fetch_add(&st->st_writes, (long long)(st->rev - start_rev));
     stat_max(&st->st_max_batch, st->rev - start_rev);
@@ -481,6 +508,8 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
 
 rollback:
     sqlite3_exec(st->wdb, "ROLLBACK", NULL, NULL, NULL);
+    ck__kvcache_abort(st->cache);
+    free(ops);
 fail:
     log_error("sqlite store: write batch failed: %s", err ? err->msg : "?");
     st->rev = start_rev;
@@ -824,15 +853,15 @@ static int s_get(ck_store *s, const char *key, ck_kv *out, ck_error **err)
     if (check_key(key, err) < 0)
         return -1;
     memset(out, 0, sizeof *out);
+    if (ck__kvcache_get(st->cache, key, out))
+        return 0;
     rconn *c = ck__sqlite_pool_get(st);
     int ret = -1;
-    int rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        sql_err(err, c->db, rc, "begin read");
+    int64_t snap_rev = 0, compacted = 0;
+    if (ck__sqlite_read_begin(c, &snap_rev, &compacted, err) < 0)
         goto out;
-    }
     sqlite3_bind_text(c->latest, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(c->latest);
+    int rc = sqlite3_step(c->latest);
     if (rc == SQLITE_ROW && sqlite3_column_int(c->latest, 1) == 0) {
         out->mod_revision = sqlite3_column_int64(c->latest, 0);
         out->create_revision = sqlite3_column_int64(c->latest, 2);
@@ -851,6 +880,8 @@ static int s_get(ck_store *s, const char *key, ck_kv *out, ck_error **err)
 out:
     sqlite3_clear_bindings(c->latest);
     ck__sqlite_pool_put(st, c);
+    if (ret == 0)
+        ck__kvcache_fill(st->cache, out, snap_rev);
     return ret;
 }
 
@@ -979,6 +1010,21 @@ static void env_compaction(sqlite_store *st)
         else
             log_warn("sqlite store: ignoring bad CKUBE_SQLITE_COMPACT_KEEP=%s", kp);
     }
+}
+
+/* CKUBE_SQLITE_CACHE_BYTES: the value cache's bound in bytes (0 turns it off) */
+static size_t env_cache_bytes(void)
+{
+    const char *v = getenv("CKUBE_SQLITE_CACHE_BYTES");
+    if (!v || !*v)
+        return KVCACHE_DEFAULT_BYTES;
+    char *e;
+    long long n = strtoll(v, &e, 10);
+    if (*e != '\0' || n < 0) {
+        log_warn("sqlite store: ignoring bad CKUBE_SQLITE_CACHE_BYTES=%s", v);
+        return KVCACHE_DEFAULT_BYTES;
+    }
+    return (size_t)n;
 }
 
 static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
@@ -1149,6 +1195,7 @@ static ck_store *open_locked(const char *path, ck_error **err)
     env_compaction(st);
     if (open_writer(st, fresh, err) < 0)
         goto fail;
+    st->cache = ck__kvcache_new(env_cache_bytes(), st->rev);
     for (int i = 0; i < N_READERS; i++)
         if (reader_init(&st->readers[i], path, err) < 0)
             goto fail;
@@ -1212,6 +1259,7 @@ static void s_close(ck_store *s)
         pthread_join(st->writer, NULL);
     if (st->ckpt_started)
         pthread_join(st->ckpt_th, NULL);
+    ck__kvcache_free(st->cache);
     for (int i = 0; i < N_READERS; i++)
         reader_close(&st->readers[i]);
     sqlite3_close(st->cdb);
@@ -1270,6 +1318,12 @@ int ck_store_sqlite_stats(ck_store *s, ck_sqlite_stats *out, ck_error **err)
     out->max_batch = atomic_load(&st->st_max_batch);
     out->compactions = atomic_load(&st->st_compactions);
     out->watch_resyncs = atomic_load(&st->st_resyncs);
+    uint64_t hits, misses;
+    size_t bytes;
+    ck__kvcache_stats(st->cache, &hits, &misses, &bytes);
+    out->cache_hits = (int64_t)hits;
+    out->cache_misses = (int64_t)misses;
+    out->cache_bytes = (int64_t)bytes;
     return 0;
 }
 

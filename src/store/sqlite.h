@@ -4,7 +4,10 @@
  * Automatic compaction: every `interval_ms` the store compacts history older than the newest
  * `keep_revisions` revisions.  Defaults: 60s and 10000, overridden at open by the environment
  * variables CKUBE_SQLITE_COMPACT_INTERVAL (a duration such as "30s"; "0" turns it off) and
- * CKUBE_SQLITE_COMPACT_KEEP (a count). */
+ * CKUBE_SQLITE_COMPACT_KEEP (a count).
+ *
+ * Value cache: get answers from memory for recently written or read keys, up to
+ * CKUBE_SQLITE_CACHE_BYTES (default 32 MiB; "0" turns it off) - see docs/store.md. */
 #ifndef CK_STORE_SQLITE_H
 #define CK_STORE_SQLITE_H
 
@@ -23,6 +26,9 @@ typedef struct ck_sqlite_stats {
     int64_t max_batch;     /* most writes in one commit */
     int64_t compactions;   /* finished compactions */
     int64_t watch_resyncs; /* times a lagging watcher dropped its queue and re-read the log */
+    int64_t cache_hits;    /* gets answered from the value cache ... */
+    int64_t cache_misses;  /* ... and read from the file */
+    int64_t cache_bytes;   /* the value cache's size now */
 } ck_sqlite_stats;
 
 /* Counters since open; -1 (CK_E_INVALID) if s is not a SQLite store. */

@@ -44,6 +44,17 @@ typedef struct rconn {
 
 typedef struct sqlite_store sqlite_store;
 
+/* sqlite_cache.c: the newest value of recently written or read keys (contract in that file). */
+typedef struct kvcache kvcache;
+typedef struct kvcache_op {   /* one committed write */
+    const char *key;
+    const void *val;
+    size_t len;
+    int64_t create_rev, mod_rev;
+    bool deleted;
+} kvcache_op;
+#define KVCACHE_DEFAULT_BYTES (32u * 1024 * 1024)
+
 struct ck_watch_handle {
     sqlite_store *st;
     char *prefix, *end;       /* key range [prefix, end); end NULL: unbounded */
@@ -104,6 +115,7 @@ struct sqlite_store {
     int64_t comp_interval_ms, comp_keep;
     int comp_gen;             /* bumped when the settings change: restarts the timer */
 
+    kvcache *cache;           /* NULL: off (CKUBE_SQLITE_CACHE_BYTES=0) */
     atomic_llong st_writes, st_commits, st_max_batch, st_compactions, st_resyncs;
 };
 
@@ -115,6 +127,22 @@ int ck__sqlite_read_begin(rconn *c, int64_t *cur, int64_t *compacted, ck_error *
 char *ck__sqlite_prefix_end(const char *prefix);
 void ck__sqlite_bind_end(sqlite3_stmt *s, int i, const char *end);
 char *ck__sqlite_col_dup(sqlite3_stmt *s, int i, size_t *len);
+
+/* sqlite_cache.c; every function is a no-op (or a miss) on a NULL cache */
+kvcache *ck__kvcache_new(size_t max_bytes, int64_t applied);   /* NULL if max_bytes is 0 */
+void ck__kvcache_free(kvcache *c);
+/* writer: before the COMMIT of a batch (its successful writes, in order), then after it, before
+ * acknowledging: apply if it committed, abort if not */
+void ck__kvcache_begin(kvcache *c, const kvcache_op *ops, size_t n);
+void ck__kvcache_abort(kvcache *c);
+void ck__kvcache_apply(kvcache *c, const kvcache_op *ops, size_t n, int64_t applied);
+/* 1 and a copy in *out (key, value, revisions) on a hit, 0 on a miss */
+int ck__kvcache_get(kvcache *c, const char *key, ck_kv *out);
+/* 1 and a copy of the value if the entry is at exactly mod_rev */
+int ck__kvcache_value_at(kvcache *c, const char *key, int64_t mod_rev, char **val, size_t *len);
+/* a reader's miss, read in a snapshot whose current revision was snap_rev */
+void ck__kvcache_fill(kvcache *c, const ck_kv *kv, int64_t snap_rev);
+void ck__kvcache_stats(kvcache *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 /* sqlite_watch.c */
 void ck__sqlite_publish(sqlite_store *st, int64_t last, sev **evs, size_t n, bool built);

@@ -906,6 +906,181 @@ static void test_write_rate(void **state)
     }
 }
 
+
+/* ---- value cache ------------------------------------------------------------------------------- */
+
+static ck_sqlite_stats cache_stats(ck_store *s)
+{
+    ck_sqlite_stats st;
+    SC_OK(ck_store_sqlite_stats(s, &st, err_));
+    return st;
+}
+
+static ck_store *reopen_cache(ck_store *s, const char *bytes)
+{
+    setenv("CKUBE_SQLITE_CACHE_BYTES", bytes, 1);
+    s = reopen(s);
+    unsetenv("CKUBE_SQLITE_CACHE_BYTES");
+    return s;
+}
+
+/* Gets after writes come from the cache and follow every write; a small bound evicts and the
+ * evicted keys are read from the file again; 0 turns the cache off. */
+static void test_value_cache(void **state)
+{
+    ck_store *s = *state;
+    int64_t r1 = sc_create(s, "/registry/c/a", "one");
+    ck_sqlite_stats a = cache_stats(s);
+    sc_assert_value(s, "/registry/c/a", "one");
+    ck_sqlite_stats b = cache_stats(s);
+    assert_int_equal(b.cache_hits, a.cache_hits + 1);
+    int64_t r2 = sc_update(s, "/registry/c/a", "two", r1);
+    ck_kv kv = {0};
+    SC_OK(ck_store_get(s, "/registry/c/a", &kv, err_));
+    assert_string_equal(kv.value, "two");
+    assert_int_equal(kv.mod_revision, r2);
+    assert_int_equal(kv.create_revision, r1);
+    ck_kv_free(&kv);
+    sc_delete(s, "/registry/c/a", r2);
+    SC_FAILS(ck_store_get(s, "/registry/c/a", &kv, err_), CK_E_NOT_FOUND);
+    int64_t r4 = sc_create(s, "/registry/c/a", "again");   /* a new life: new create_revision */
+    SC_OK(ck_store_get(s, "/registry/c/a", &kv, err_));
+    assert_int_equal(kv.create_revision, r4);
+    ck_kv_free(&kv);
+
+    /* 64 KiB bound, 64 values of 4 KiB: the old ones are evicted, still read right */
+    s = *state = reopen_cache(s, "65536");
+    char val[4097];
+    for (int i = 0; i < 64; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/c/k%02d", i);
+        memset(val, 'a' + i % 26, 4096);
+        val[4096] = '\0';
+        sc_create(s, key, val);
+    }
+    assert_true(cache_stats(s).cache_bytes <= 65536);
+    assert_true(cache_stats(s).cache_bytes > 0);
+    for (int i = 63; i >= 0; i--) {   /* newest first: the first ones are still cached */
+        char key[64];
+        snprintf(key, sizeof key, "/registry/c/k%02d", i);
+        SC_OK(ck_store_get(s, key, &kv, err_));
+        assert_int_equal(kv.value_len, 4096);
+        assert_int_equal(kv.value[0], 'a' + i % 26);
+        ck_kv_free(&kv);
+    }
+    b = cache_stats(s);
+    assert_true(b.cache_misses > 0);
+    assert_true(b.cache_hits > 0);
+    assert_true(b.cache_bytes <= 65536);
+
+    /* off */
+    s = *state = reopen_cache(s, "0");
+    sc_assert_value(s, "/registry/c/a", "again");
+    b = cache_stats(s);
+    assert_int_equal(b.cache_hits, 0);
+    assert_int_equal(b.cache_bytes, 0);
+}
+
+/* Writers and readers race on a handful of keys through a cache too small to hold them, so
+ * readers keep filling it from the file while the writer thread replaces entries: a get never
+ * goes back in time, and a writer always reads its own write. */
+#define RACE_KEYS 8
+#define RACE_ROUNDS 300
+
+typedef struct race_arg {
+    ck_store *s;
+    int id;
+    atomic_bool *stop;
+    int bad;
+} race_arg;
+
+static void *race_writer(void *p)
+{
+    race_arg *a = p;
+    char key[64], val[600];
+    snprintf(key, sizeof key, "/registry/race/k%d", a->id);
+    int64_t rev = 0;
+    for (int i = 1; i <= RACE_ROUNDS; i++) {
+        snprintf(val, sizeof val, "%08d", i);
+        memset(val + 8, 'x', 500);
+        val[508] = '\0';
+        ck_error *e = NULL;
+        int rc = i == 1 ? ck_store_create(a->s, key, val, strlen(val), &rev, &e)
+                        : ck_store_update(a->s, key, val, strlen(val), rev, &rev, &e);
+        if (rc < 0) {
+            ck_error_free(e);
+            a->bad++;
+            break;
+        }
+        ck_kv kv = {0};
+        if (ck_store_get(a->s, key, &kv, &e) < 0) {
+            ck_error_free(e);
+            a->bad++;
+            break;
+        }
+        if (kv.mod_revision != rev || atoi(kv.value) != i) {
+            fprintf(stderr, "# writer %d: wrote %d at %lld, read %d at %lld\n", a->id, i,
+                    (long long)rev, atoi(kv.value), (long long)kv.mod_revision);
+            a->bad++;
+        }
+        ck_kv_free(&kv);
+    }
+    return NULL;
+}
+
+static void *race_reader(void *p)
+{
+    race_arg *a = p;
+    int64_t last_rev[RACE_KEYS] = {0};
+    int last_n[RACE_KEYS] = {0};
+    while (!atomic_load(a->stop)) {
+        for (int k = 0; k < RACE_KEYS; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "/registry/race/k%d", k);
+            ck_kv kv = {0};
+            ck_error *e = NULL;
+            if (ck_store_get(a->s, key, &kv, &e) < 0) {
+                ck_error_free(e);   /* not created yet */
+                continue;
+            }
+            int n = atoi(kv.value);
+            if (kv.mod_revision < last_rev[k] || n < last_n[k] ||
+                (kv.mod_revision == last_rev[k] && n != last_n[k])) {
+                fprintf(stderr, "# reader: %s went from %d at %lld to %d at %lld\n", key,
+                        last_n[k], (long long)last_rev[k], n, (long long)kv.mod_revision);
+                a->bad++;
+            }
+            last_rev[k] = kv.mod_revision;
+            last_n[k] = n;
+            ck_kv_free(&kv);
+        }
+    }
+    return NULL;
+}
+
+static void test_value_cache_race(void **state)
+{
+    ck_store *s = *state = reopen_cache(*state, "4096");   /* holds about 5 of the 8 keys */
+    atomic_bool stop = false;
+    pthread_t th[RACE_KEYS + 3];
+    race_arg args[RACE_KEYS + 3];
+    for (int i = 0; i < RACE_KEYS + 3; i++) {
+        args[i] = (race_arg){.s = s, .id = i, .stop = &stop};
+        assert_int_equal(pthread_create(&th[i], NULL, i < RACE_KEYS ? race_writer : race_reader,
+                                        &args[i]), 0);
+    }
+    for (int i = 0; i < RACE_KEYS; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&stop, true);
+    for (int i = RACE_KEYS; i < RACE_KEYS + 3; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < RACE_KEYS + 3; i++)
+        assert_int_equal(args[i].bad, 0);
+    ck_sqlite_stats st = cache_stats(s);
+    assert_true(st.cache_hits > 0);
+    assert_true(st.cache_misses > 0);
+}
+
 int main(void)
 {
     size_t n;
@@ -913,6 +1088,8 @@ int main(void)
     int failed = _cmocka_run_group_tests("store_sqlite_conformance", conf, n, NULL, NULL);
     const struct CMUnitTest own[] = {
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_value_cache_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_random_bytes, setup, teardown),

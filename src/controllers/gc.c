@@ -214,6 +214,31 @@ static int patch_refs(gcc *g, mon *mo, const json_t *obj, json_t *refs, ck_error
     return out ? 0 : -1;
 }
 
+typedef struct ref_states {
+    size_t n, solid, gone, waiting;
+    json_t *keep;   /* the references whose owners are not gone */
+} ref_states;
+
+static void classify(gcc *g, const json_t *obj, ref_states *rs)
+{
+    json_t *refs = cm_get(obj, "metadata.ownerReferences");
+    *rs = (ref_states){.n = json_array_size(refs), .keep = json_array()};
+    size_t i;
+    json_t *r;
+    json_array_foreach(refs, i, r) {
+        enum owner_state st = owner_state(g, obj, r);
+        if (st == OWNER_GONE) {
+            rs->gone++;
+            continue;
+        }
+        if (st == OWNER_SOLID)
+            rs->solid++;
+        else
+            rs->waiting++;
+        json_array_append(rs->keep, r);
+    }
+}
+
 static int attempt(gcc *g, mon *mo, const char *ns, const char *name, ck_error **err)
 {
     json_t *obj = ck_informer_get(mo->inf, ns, name);
@@ -221,23 +246,32 @@ static int attempt(gcc *g, mon *mo, const char *ns, const char *name, ck_error *
         json_decref(obj);
         return 0;
     }
-    json_t *refs = cm_get(obj, "metadata.ownerReferences");
-    size_t n = json_array_size(refs), solid = 0, gone = 0, waiting = 0;
-    json_t *keep = json_array();
-    size_t i;
-    json_t *r;
-    json_array_foreach(refs, i, r) {
-        enum owner_state st = owner_state(g, obj, r);
-        if (st == OWNER_GONE) {
-            gone++;
-            continue;
+    ref_states rs;
+    classify(g, obj, &rs);
+    if (rs.gone > 0 || (rs.n > 0 && rs.solid == 0)) {
+        /* about to delete or edit: decide on the live object, as upstream's attemptToDeleteItem
+         * does - the cached one may still carry references an orphaning owner has removed */
+        json_decref(rs.keep);
+        json_t *live = ck_client_get(cm_client(g->m), mo->res, ns, name, err);
+        if (!live) {
+            json_decref(obj);
+            if ((*err)->code != CK_E_NOT_FOUND)
+                return -1;
+            ck_error_free(*err);
+            *err = NULL;
+            return 0;
         }
-        if (st == OWNER_SOLID)
-            solid++;
-        else
-            waiting++;
-        json_array_append(keep, r);
+        bool same = !strcmp(cm_uid(live) ?: "", cm_uid(obj) ?: "") && !cm_deleting(live);
+        json_decref(obj);
+        obj = live;
+        if (!same) {
+            json_decref(obj);
+            return 0;
+        }
+        classify(g, obj, &rs);
     }
+    size_t n = rs.n, solid = rs.solid, gone = rs.gone, waiting = rs.waiting;
+    json_t *keep = rs.keep;
     int rc = 0;
     if (n == 0) {
         /* nothing */

@@ -101,7 +101,7 @@ run_case() {
     local renewals scale
     renewals=$(join <(awk '{print $1"/"$2, $3}' "$tmp/$name-req0" | sort) <(awk '{print $1"/"$2, $3}' "$tmp/$name-req1" | sort) | awk '$1 == "patch/leases" {print $3 - $2}')
     scale=$(echo "scale=6; ${renewals:-0} / (${r1:-1} - ${r0:-0} + 1)" | bc)
-    net() { echo "scale=2; ($2 - $1) - ($4 - $3) * $scale" | bc; }
+    net() { printf "%.2f" "$(echo "scale=4; ($2 - $1) - ($4 - $3) * $scale" | bc)"; }
     echo "$name: CPU seconds for the pods (less the idle CPU of as many renewals): apiserver $(net "$a0" "$a1" "$i0" "$i1"), scheduler $(net "$s0" "$s1" "$is0" "$is1"), hollow-node $(net "$h0" "$h1" "$ih0" "$ih1"), controller-manager $(net "$c0" "$c1" "$ic0" "$ic1"), bench client $(awk '{print $1 + $2}' "$tmp/$name-bench.time")"
     # the hollow node's pod work alone: its CPU less its renewals at the idle cost each
     echo "$name: hollow-node CPU for pods ~ $(echo "scale=2; $h1 - $h0 - $per_renewal * ${renewals:-0}" | bc) s (less ${renewals:-0} renewals at the idle cost); window $(echo "scale=1; ($w1 - $w0) / 1" | bc) s; load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -7,7 +7,8 @@
  *   client_bench --kubeconfig F [--requests 5000] [--threads 1] [--op patch|get]
  *     patch: a merge PATCH of a Lease's renewTime (body from a text template, answer not decoded)
  *     get:   a GET of that Lease, decoded whole
- * The Lease (default/client-bench) is created first if missing and left in place.
+ * Thread i works on its own Lease, default/client-bench-i (as each kubelet renews its own), created
+ * first if missing and left in place.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -22,7 +23,8 @@
 
 typedef struct run {
     ck_client *c;
-    const char *op, *path;
+    const char *op;
+    char *path;
     long n;
     long errors;
 } run;
@@ -46,7 +48,7 @@ static void *worker(void *arg)
         }
         if (rc < 0) {
             if (!r->errors++)
-                fprintf(stderr, "client_bench: %s\n", err->msg);
+                fprintf(stderr, "client_bench: %s (%s)\n", err->msg, ck_error_name(err->code));
             ck_error_free(err);
         }
     }
@@ -85,19 +87,23 @@ int main(int argc, char **argv)
         return 1;
     }
     const ck_resource *leases = ck_resource_find("coordination.k8s.io", "v1", "leases");
-    json_t *lease = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion",
-                              "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name",
-                              "client-bench", "namespace", "default", "spec", "holderIdentity",
-                              "client-bench");
-    json_decref(ck_client_create(c, leases, "default", lease, NULL));
-    json_decref(lease);
-    cleanup_free char *path = ck_client_path(leases, "default", "client-bench", NULL);
+    char **paths = xcalloc((size_t)threads, sizeof *paths);
+    for (long i = 0; i < threads; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "client-bench-%ld", i);
+        json_t *lease = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion",
+                                  "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name",
+                                  name, "namespace", "default", "spec", "holderIdentity", name);
+        json_decref(ck_client_create(c, leases, "default", lease, NULL));
+        json_decref(lease);
+        paths[i] = ck_client_path(leases, "default", name, NULL);
+    }
 
     run *runs = xcalloc((size_t)threads, sizeof *runs);
     pthread_t *th = xcalloc((size_t)threads, sizeof *th);
     /* one request per thread first: connections and TLS handshakes are not what is measured */
     for (long i = 0; i < threads; i++) {
-        runs[i] = (run){.c = c, .op = op, .path = path, .n = 1};
+        runs[i] = (run){.c = c, .op = op, .path = paths[i], .n = 1};
         pthread_create(&th[i], NULL, worker, &runs[i]);
     }
     for (long i = 0; i < threads; i++)
@@ -105,7 +111,7 @@ int main(int argc, char **argv)
     double u0 = cpu_s(RUSAGE_SELF, false), s0 = cpu_s(RUSAGE_SELF, true);
     int64_t t0 = ck_now_ns();
     for (long i = 0; i < threads; i++) {
-        runs[i] = (run){.c = c, .op = op, .path = path,
+        runs[i] = (run){.c = c, .op = op, .path = paths[i],
                         .n = requests / threads + (i < requests % threads)};
         pthread_create(&th[i], NULL, worker, &runs[i]);
     }
@@ -120,6 +126,9 @@ int main(int argc, char **argv)
            "(user %.1f, sys %.1f)\n", op, requests, threads, errors, (double)requests / wall,
            (u + s) * 1e6 / (double)requests, u * 1e6 / (double)requests,
            s * 1e6 / (double)requests);
+    for (long i = 0; i < threads; i++)
+        free(paths[i]);
+    free(paths);
     free(runs);
     free(th);
     ck_client_free(c);

@@ -72,14 +72,16 @@ run_case() {
         sleep 1
     done
     echo "== $name: $nodes hollow nodes registered in $((SECONDS - t0))s; scheduler RSS $(grep VmRSS /proc/$sched/status | awk '{print $2/1024 " MB"}')"
-    sleep 3
-    local i0 i1 ih0 ih1 r0 r1 per_renewal
+    sleep 12    # past the first round of Leases (created, not renewed): idle is steady state
+    local i0 i1 ih0 ih1 is0 is1 ic0 ic1 r0 r1 per_renewal
     r0=$(req_counts "$kc" | awk '$1 == "patch" && $2 == "leases" {print $3}')
-    i0=$(cpu_s "$api"); ih0=$(cpu_s "$hpid"); sleep 5; i1=$(cpu_s "$api"); ih1=$(cpu_s "$hpid")
+    i0=$(cpu_s "$api"); ih0=$(cpu_s "$hpid"); is0=$(cpu_s "$sched"); ic0=$(cpu_s "$cm")
+    sleep 5
+    i1=$(cpu_s "$api"); ih1=$(cpu_s "$hpid"); is1=$(cpu_s "$sched"); ic1=$(cpu_s "$cm")
     r1=$(req_counts "$kc" | awk '$1 == "patch" && $2 == "leases" {print $3}')
     # the hollow node's CPU per Lease renewal when idle, to tell its pod work apart below
     per_renewal=$(echo "scale=6; ($ih1 - $ih0) / (${r1:-1} - ${r0:-0} + 1)" | bc)
-    echo "$name: idle (Lease renewals of $nodes nodes, $(( ${r1:-0} - ${r0:-0} )) in 5 s): apiserver $(echo "scale=2; ($i1 - $i0) / 5" | bc) CPU s/s, hollow-node $(echo "scale=3; ($ih1 - $ih0) / 5" | bc) CPU s/s ($(echo "scale=3; $per_renewal * 1000" | bc) ms a renewal)"
+    echo "$name: idle (Lease renewals of $nodes nodes, $(( ${r1:-0} - ${r0:-0} )) in 5 s): apiserver $(echo "scale=2; ($i1 - $i0) / 5" | bc) CPU s/s, hollow-node $(echo "scale=3; ($ih1 - $ih0) / 5" | bc) CPU s/s ($(echo "scale=3; $per_renewal * 1000" | bc) ms a renewal), scheduler $(echo "scale=3; ($is1 - $is0) / 5" | bc), controller-manager $(echo "scale=3; ($ic1 - $ic0) / 5" | bc) CPU s/s"
     local a0 s0 h0 c0 a1 s1 h1 c1
     req_counts "$kc" >"$tmp/$name-req0"
     a0=$(cpu_s "$api"); s0=$(cpu_s "$sched"); h0=$(cpu_s "$hpid"); c0=$(cpu_s "$cm")
@@ -93,9 +95,15 @@ run_case() {
     sleep 11     # the scheduler trims freed memory every 10 s: steady state after the burst
     echo "$name: scheduler RSS steady $(grep VmRSS /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}'), peak $(grep VmHWM /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}')"
     echo "$name: CPU seconds during the run: apiserver $(echo "$a1 - $a0" | bc), scheduler $(echo "$s1 - $s0" | bc), hollow-node $(echo "$h1 - $h0" | bc), controller-manager $(echo "$c1 - $c0" | bc), bench client $(awk '{print $1 + $2}' "$tmp/$name-bench.time")"
-    # the hollow node's pod work alone: its CPU less its renewals at the idle cost each
-    local renewals
+    # the same less what each process spends idle (the Lease renewals, their watchers), scaled
+    # by the renewals made during the run (fewer a second than idle when the machine is
+    # loaded): the part that is per pod
+    local renewals scale
     renewals=$(join <(awk '{print $1"/"$2, $3}' "$tmp/$name-req0" | sort) <(awk '{print $1"/"$2, $3}' "$tmp/$name-req1" | sort) | awk '$1 == "patch/leases" {print $3 - $2}')
+    scale=$(echo "scale=6; ${renewals:-0} / (${r1:-1} - ${r0:-0} + 1)" | bc)
+    net() { printf "%.2f" "$(echo "scale=4; ($2 - $1) - ($4 - $3) * $scale" | bc)"; }
+    echo "$name: CPU seconds for the pods (less the idle CPU of as many renewals): apiserver $(net "$a0" "$a1" "$i0" "$i1"), scheduler $(net "$s0" "$s1" "$is0" "$is1"), hollow-node $(net "$h0" "$h1" "$ih0" "$ih1"), controller-manager $(net "$c0" "$c1" "$ic0" "$ic1"), bench client $(awk '{print $1 + $2}' "$tmp/$name-bench.time")"
+    # the hollow node's pod work alone: its CPU less its renewals at the idle cost each
     echo "$name: hollow-node CPU for pods ~ $(echo "scale=2; $h1 - $h0 - $per_renewal * ${renewals:-0}" | bc) s (less ${renewals:-0} renewals at the idle cost); window $(echo "scale=1; ($w1 - $w0) / 1" | bc) s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "$name: API requests during the run: $(join -a 2 -e 0 -o 0,1.2,2.2 <(awk '{print $1"/"$2, $3}' "$tmp/$name-req0" | sort) <(awk '{print $1"/"$2, $3}' "$tmp/$name-req1" | sort) | awk '{d = $3 - $2; if (d >= 100) printf "%s %d, ", $1, d}')"
     if [ "${PRELOAD:-1}" = 1 ]; then

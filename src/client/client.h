@@ -42,6 +42,10 @@ json_t *ck_client_request_pick(ck_client *c, const char *method, const char *pat
  * *err as ck_client_request. */
 int ck_client_send(ck_client *c, const char *method, const char *path, const json_t *body,
                    const char *content_type, ck_error **err);
+/* As ck_client_send with the body already encoded (body[0..len), JSON text the caller built,
+ * e.g. from a template): a hot writer neither builds a tree nor prints it. */
+int ck_client_send_text(ck_client *c, const char *method, const char *path, const char *body,
+                        size_t len, const char *content_type, ck_error **err);
 
 /* "/api/v1/namespaces/<ns>/pods/<name>/<sub>" for a resource; ns ignored for cluster-scoped
  * kinds, name/sub may be NULL.  Caller frees. */

@@ -3,6 +3,7 @@
  * the one before (a DELETE after a POST sends no body); requests reuse the connection; answers
  * are decoded whole, picked (client/jsonpick.h) or not at all (ck_client_send); a watch decodes
  * its events through a keep list and an ERROR event whole; bearer tokens. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,9 @@
 #include "lib/util.h"
 
 static char dir[64];
+/* what the echo handler got last (its thread writes, the test reads) */
+static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_method[16], last_body[256], last_ct[64];
 
 static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
 {
@@ -42,6 +46,12 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
     /* echo what arrived: method, client, connection, headers, body */
     const char *auth = ck_http_req_header(req, "Authorization");
     const char *ct = ck_http_req_header(req, "Content-Type");
+    pthread_mutex_lock(&last_lock);
+    snprintf(last_method, sizeof last_method, "%s", req->method);
+    snprintf(last_body, sizeof last_body, "%.*s", req->body ? (int)req->body_len : 0,
+             req->body ? req->body : "");
+    snprintf(last_ct, sizeof last_ct, "%s", ct ? ct : "-");
+    pthread_mutex_unlock(&last_lock);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s%}", "method", req->method, "cn",
                           req->client_cn ? req->client_cn : "-", "remote", req->remote_addr,
                           "auth", auth ? auth : "-", "ct", ct ? ct : "-", "body",
@@ -183,6 +193,40 @@ static void test_pooled_requests(void **state)
     ck_httpd_stop(srv);
 }
 
+/* A body already encoded goes out byte for byte with its content type (the answer unread); a
+ * tree that is not an object or array is refused before anything is sent. */
+static void test_send_text(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    ck_client *c = client_for(ck_httpd_port(srv), true, NULL);
+    ck_error *err = NULL;
+    const char *text = "{\"spec\":{\"a\":1, \"b\":[true]}}xyz";
+    assert_int_equal(ck_client_send_text(c, "PATCH", "/echo", text, strlen(text) - 3,
+                                         "application/merge-patch+json", &err), 0);
+    pthread_mutex_lock(&last_lock);
+    assert_string_equal(last_method, "PATCH");
+    assert_string_equal(last_body, "{\"spec\":{\"a\":1, \"b\":[true]}}");
+    assert_string_equal(last_ct, "application/merge-patch+json");
+    pthread_mutex_unlock(&last_lock);
+    assert_int_equal(ck_client_send_text(c, "POST", "/echo", text, 5, NULL, &err), 0);
+    pthread_mutex_lock(&last_lock);
+    assert_string_equal(last_body, "{\"spe");
+    assert_string_equal(last_ct, "application/json");
+    pthread_mutex_unlock(&last_lock);
+    assert_int_equal(ck_client_send_text(c, "PUT", "/missing", text, 3, NULL, &err), -1);
+    assert_int_equal(err->code, CK_E_NOT_FOUND);
+    ck_error_free(err);
+    err = NULL;
+    json_t *scalar = json_integer(3);
+    assert_int_equal(ck_client_send(c, "POST", "/echo", scalar, NULL, &err), -1);
+    assert_int_equal(err->code, CK_E_INVALID);
+    ck_error_free(err);
+    json_decref(scalar);
+    ck_client_free(c);
+    ck_httpd_stop(srv);
+}
+
 typedef struct seen {
     int n;
     json_t *first;
@@ -227,6 +271,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pooled_requests),
         cmocka_unit_test(test_watch_pick),
+        cmocka_unit_test(test_send_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

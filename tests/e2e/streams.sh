@@ -194,7 +194,11 @@ suite() {
     lp=$(free_port)
     "$K" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/$pod "$lp:$webport" >pf.log 2>&1 &
     pf=$!
-    for i in $(seq 150); do grep -q Forwarding pf.log && break; sleep 0.1; done   # (loaded hosts)
+    local pft0=$SECONDS
+    # (loaded hosts: kubectl's own start has been seen to take seconds; wait up to 40 s)
+    for i in $(seq 400); do grep -q Forwarding pf.log && break; kill -0 $pf 2>/dev/null || break; sleep 0.1; done
+    local pfwait="ready after $((SECONDS - pft0)) s"
+    grep -q Forwarding pf.log || pfwait="not ready after $((SECONDS - pft0)) s, kubectl $(kill -0 $pf 2>/dev/null && echo running || echo exited); server: $(grep -a "podproxy: portforward" server.log | tail -2 | tr '\n' '|'); node: $(tail -2 node.log | tr '\n' '|')"
     rm -f got.*
     cpids=()
     for i in $(seq 10); do curl -s -m 20 -o "got.$i" "http://127.0.0.1:$lp/$blobpath" & cpids+=($!); done
@@ -203,7 +207,7 @@ suite() {
     for i in $(seq 10); do cmp -s "got.$i" "$blob" && good=$((good + 1)); done
     kill $pf 2>/dev/null; wait $pf 2>/dev/null
     [ $good = 10 ] && ok "kubectl $v: $where: port-forward, 10 parallel 1 MiB downloads" ||
-        notok "kubectl $v: $where: port-forward: $good/10 intact ($(tail -3 pf.log | tr '\n' '|'); curl: $(for i in $(seq 10); do [ -f got.$i ] && wc -c <got.$i || echo none; done | tr '\n' ' '))"
+        notok "kubectl $v: $where: port-forward: $good/10 intact ($pfwait; $(tail -3 pf.log | tr '\n' '|'); curl: $(for i in $(seq 10); do [ -f got.$i ] && wc -c <got.$i || echo none; done | tr '\n' ' '))"
     # errors: missing container, completed pod, missing binary; none hangs
     msg=$(kc exec $pod -c nope -- true 2>&1)
     [[ $msg == *"container nope is not valid for pod $pod"* ]] &&

@@ -192,7 +192,11 @@ suite() {
     else notok "kubectl $v: $where: cp 5 MiB both ways"; fi
     # port-forward with 10 parallel requests
     lp=$(free_port)
-    "$K" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/$pod "$lp:$webport" >pf.log 2>&1 &
+    # empty the log first: the background job truncates it only once it runs, and the wait below
+    # used to find the previous suite's "Forwarding from" in it and start the downloads before
+    # this kubectl listened (the "0/10 intact, pf.log empty" flake)
+    : >pf.log
+    "$K" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/$pod "$lp:$webport" >>pf.log 2>&1 &
     pf=$!
     local pft0=$SECONDS
     # (loaded hosts: kubectl's own start has been seen to take seconds; wait up to 40 s)
@@ -245,6 +249,7 @@ real_attach() {
         notok "kubectl $v: real pod: attach -i: seen=$seen logged=$logged $(head -3 atti.out | tr '\n' '|')"
     # a tty: a shell's prompt, the client's window size, a command's output
     rm -f feed; mkfifo feed
+    : >attt.out   # (not the previous version's prompt: the job truncates it only once it runs)
     script -qec "stty cols 77 rows 33; $K --kubeconfig $tmp/data/kubeconfig attach -it rtty" /dev/null <feed >attt.out 2>&1 &
     local sp=$!
     exec 7>feed

@@ -64,8 +64,10 @@ static _Noreturn void adopt_and_wait(char **argv, const char *pid_file, int ex_w
     while (waitpid(rt, &st, 0) < 0)
         if (errno != EINTR)
             _exit(255);
-    if (status_code(st) != 0)
+    if (status_code(st) != 0) {
+        unlink(pid_file);
         _exit(status_code(st));
+    }
     char buf[32];
     ssize_t n = -1;
     int fd = open(pid_file, O_RDONLY | O_CLOEXEC);
@@ -144,8 +146,6 @@ static int spawn(char *const *prefix, const char *pid_file, const ck_stream_exec
             setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
         if (o->tty && !getenv("TERM"))
             setenv("TERM", "xterm", 1);
-        if (pid_file && !o->tty)
-            adopt_and_wait(argv, pid_file, ex[1]);
         if (pid_file && !o->tty)
             adopt_and_wait(argv, pid_file, ex[1]);
         execvp(argv[0], argv);

@@ -136,6 +136,11 @@ for v in $KVERS; do
     pids+=($!)
     for i in $(seq 50); do grep -qs Forwarding "pf$v.log" && break; sleep 0.1; done
 done
+# PROF_HOOK: shell code run here, after the setup (variables: tmp, id (the container), AP (API
+# server pid), KL (kubelet pid), KD (kubectl dir), CL/EX (our client and its exec path), B), e.g.
+# a `perf record -a -g` around a few execs; RUNS=0 then skips the rounds and the latency part.
+[ -n "${PROF_HOOK:-}" ] && eval "$PROF_HOOK"
+[ "$R" = 0 ] && exit 0
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$R"); do
     one local cat blob

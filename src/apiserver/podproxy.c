@@ -432,6 +432,7 @@ void ck_podproxy_serve(ck_reqctx *c)
     const ck_route *rt = &c->route;
     ck_http_req *req = c->req;
     const char *sub = rt->subresource;
+    int64_t t0 = ck_now_ns();
     int64_t rev;
     json_t *pod = ck_rest_read(c->srv, rt->res, rt->namespace_, rt->name, &rev, &e);
     if (!pod)
@@ -520,6 +521,8 @@ void ck_podproxy_serve(ck_reqctx *c)
     if (!e)
         read_head(ssl, &head, &hlen, &e);
     if (e) {
+        log_info("podproxy: %s %s/%s: %s after %.1f ms", sub, rt->namespace_, rt->name, e->msg,
+                 (double)(ck_now_ns() - t0) / 1e6);
         if (ssl)
             SSL_free(ssl);
         if (fd >= 0)
@@ -529,6 +532,9 @@ void ck_podproxy_serve(ck_reqctx *c)
     }
     int status = 0;
     sscanf(head.data, "HTTP/1.%*d %d", &status);
+    /* (a slow upgrade shows here: pod and node lookup, dial, TLS, the kubelet's answer) */
+    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms", sub, rt->namespace_,
+             rt->name, status, (double)(ck_now_ns() - t0) / 1e6);
     /* headers worth passing on */
     ck_buf out;
     ck_buf_init(&out, HEAD_LIMIT);

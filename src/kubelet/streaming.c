@@ -33,9 +33,18 @@ static int spawn_runc(void *ctx, const ck_stream_exec_opts *o, ck_stream_proc *p
 {
     exec_ctx *x = ctx;
     const ck_runtime *rt = &x->k->rt;
-    char *prefix[] = {(char *)rt->runc, "--root", (char *)rt->root, "exec",
-                      o->tty ? "-t" : x->id, o->tty ? x->id : NULL, NULL};
-    return ck_streams_spawn(prefix, o, p, err);
+    if (o->tty) {
+        char *prefix[] = {(char *)rt->runc, "--root", (char *)rt->root, "exec", "-t", x->id, NULL};
+        return ck_streams_spawn(prefix, o, p, err);
+    }
+    /* detached: the command writes into our pipes itself (see ck_streams_spawn_adopt) */
+    static unsigned long seq;
+    char pid_file[4200];
+    snprintf(pid_file, sizeof pid_file, "%s/exec.%d.%lu.pid", x->k->root, (int)getpid(),
+             __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+    char *prefix[] = {(char *)rt->runc, "--root", (char *)rt->root, "exec", "-d",
+                      "--pid-file", pid_file, x->id, NULL};
+    return ck_streams_spawn_adopt(prefix, pid_file, o, p, err);
 }
 
 static void exec_ctx_free(void *ctx)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -28,8 +29,69 @@ void ck_streams_resize(int pty_fd, unsigned width, unsigned height)
     ioctl(pty_fd, TIOCSWINSZ, &ws);
 }
 
-int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_stream_proc *p,
-                     ck_error **err)
+static int status_code(int st)
+{
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 255;
+}
+
+/* The forked child, with a runtime that detaches (`runc exec -d --pid-file F`): become a
+ * subreaper, run the runtime, adopt the command once the runtime exits (its exit reparents the
+ * command here), and exit with the command's status, or the runtime's if it failed.  The command
+ * keeps our pipes as its stdio, so no runtime process copies its output.  Async-signal-safe
+ * calls only: this is a fork of a threaded process. */
+static _Noreturn void adopt_and_wait(char **argv, const char *pid_file, int ex_w)
+{
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    pid_t rt = fork();
+    if (rt <= 0) {
+        if (rt == 0)
+            execvp(argv[0], argv);
+        int e = errno;
+        ssize_t w = write(ex_w, &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    /* the command holds the pipes, not us (nor any other fd of the kubelet's we inherited:
+     * a stdin write end kept here would keep its EOF from the command) */
+    int dn = open("/dev/null", O_RDWR);
+    if (dn >= 0) {
+        dup2(dn, 0);
+        dup2(dn, 1);
+        dup2(dn, 2);
+    }
+    close_range(3, ~0u, 0);
+    int st = 0;
+    while (waitpid(rt, &st, 0) < 0)
+        if (errno != EINTR)
+            _exit(255);
+    if (status_code(st) != 0) {
+        unlink(pid_file);
+        _exit(status_code(st));
+    }
+    char buf[32];
+    ssize_t n = -1;
+    int fd = open(pid_file, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        unlink(pid_file);
+    }
+    pid_t cmd = 0;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        cmd = cmd * 10 + (buf[i] - '0');
+    if (cmd <= 0)
+        _exit(255);
+    for (;;) {   /* other orphans (the command's background children) are reaped on the way */
+        pid_t w = waitpid(-1, &st, 0);
+        if (w == cmd)
+            _exit(status_code(st));
+        if (w < 0 && errno != EINTR)
+            _exit(255);
+    }
+}
+
+static int spawn(char *const *prefix, const char *pid_file, const ck_stream_exec_opts *o,
+                 ck_stream_proc *p, ck_error **err)
 {
     size_t np = 0;
     while (prefix && prefix[np])
@@ -84,6 +146,8 @@ int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_strea
             setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
         if (o->tty && !getenv("TERM"))
             setenv("TERM", "xterm", 1);
+        if (pid_file && !o->tty)
+            adopt_and_wait(argv, pid_file, ex[1]);
         execvp(argv[0], argv);
         int e = errno;
         ssize_t w = write(ex[1], &e, sizeof e);
@@ -138,6 +202,18 @@ int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_strea
         p->err_fd = er[0];
     }
     return 0;
+}
+
+int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_stream_proc *p,
+                     ck_error **err)
+{
+    return spawn(prefix, NULL, o, p, err);
+}
+
+int ck_streams_spawn_adopt(char *const *prefix, const char *pid_file, const ck_stream_exec_opts *o,
+                           ck_stream_proc *p, ck_error **err)
+{
+    return spawn(prefix, pid_file, o, p, err);
 }
 
 struct nsconn {

@@ -95,6 +95,13 @@ void ck_streams_serve_portforward(ck_http_req *req, ck_http_resp *resp,
  * "-p","--",NULL} or {"runc","exec","ID",NULL}. */
 int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_stream_proc *p,
                      ck_error **err);
+/* The same for a runtime that starts the command detached and writes its pid to pid_file
+ * (prefix e.g. {"runc","exec","-d","--pid-file",pid_file,"ID",NULL}): the forked child becomes
+ * a subreaper, adopts the command when the runtime exits and exits with the command's status
+ * (the runtime's if it failed), so p->pid is waited for as usual.  The command writes into our
+ * pipes itself (plain `runc exec` copies them through its own).  A tty goes the plain way. */
+int ck_streams_spawn_adopt(char *const *prefix, const char *pid_file, const ck_stream_exec_opts *o,
+                           ck_stream_proc *p, ck_error **err);
 /* Connect to 127.0.0.1:port inside the network namespace at netns_path (e.g.
  * "/proc/PID/ns/net"; NULL: this one), from a helper thread so the caller's namespace stays. */
 int ck_streams_connect_netns(const char *netns_path, int port, ck_error **err);

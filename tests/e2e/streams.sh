@@ -192,9 +192,17 @@ suite() {
     else notok "kubectl $v: $where: cp 5 MiB both ways"; fi
     # port-forward with 10 parallel requests
     lp=$(free_port)
-    "$K" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/$pod "$lp:$webport" >pf.log 2>&1 &
+    # empty the log first: the background job truncates it only once it runs, and the wait below
+    # used to find the previous suite's "Forwarding from" in it and start the downloads before
+    # this kubectl listened (the "0/10 intact, pf.log empty" flake)
+    : >pf.log
+    "$K" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/$pod "$lp:$webport" >>pf.log 2>&1 &
     pf=$!
-    for i in $(seq 150); do grep -q Forwarding pf.log && break; sleep 0.1; done   # (loaded hosts)
+    local pft0=$SECONDS
+    # (loaded hosts: kubectl's own start has been seen to take seconds; wait up to 40 s)
+    for i in $(seq 400); do grep -q Forwarding pf.log && break; kill -0 $pf 2>/dev/null || break; sleep 0.1; done
+    local pfwait="ready after $((SECONDS - pft0)) s"
+    grep -q Forwarding pf.log || pfwait="not ready after $((SECONDS - pft0)) s, kubectl $(kill -0 $pf 2>/dev/null && echo running || echo exited); server: $(grep -a "podproxy: portforward" server.log | tail -2 | tr '\n' '|'); node: $(tail -2 node.log | tr '\n' '|')"
     rm -f got.*
     cpids=()
     for i in $(seq 10); do curl -s -m 20 -o "got.$i" "http://127.0.0.1:$lp/$blobpath" & cpids+=($!); done
@@ -203,7 +211,7 @@ suite() {
     for i in $(seq 10); do cmp -s "got.$i" "$blob" && good=$((good + 1)); done
     kill $pf 2>/dev/null; wait $pf 2>/dev/null
     [ $good = 10 ] && ok "kubectl $v: $where: port-forward, 10 parallel 1 MiB downloads" ||
-        notok "kubectl $v: $where: port-forward: $good/10 intact ($(tail -3 pf.log | tr '\n' '|'); curl: $(for i in $(seq 10); do [ -f got.$i ] && wc -c <got.$i || echo none; done | tr '\n' ' '))"
+        notok "kubectl $v: $where: port-forward: $good/10 intact ($pfwait; $(tail -3 pf.log | tr '\n' '|'); curl: $(for i in $(seq 10); do [ -f got.$i ] && wc -c <got.$i || echo none; done | tr '\n' ' '))"
     # errors: missing container, completed pod, missing binary; none hangs
     msg=$(kc exec $pod -c nope -- true 2>&1)
     [[ $msg == *"container nope is not valid for pod $pod"* ]] &&
@@ -241,6 +249,7 @@ real_attach() {
         notok "kubectl $v: real pod: attach -i: seen=$seen logged=$logged $(head -3 atti.out | tr '\n' '|')"
     # a tty: a shell's prompt, the client's window size, a command's output
     rm -f feed; mkfifo feed
+    : >attt.out   # (not the previous version's prompt: the job truncates it only once it runs)
     script -qec "stty cols 77 rows 33; $K --kubeconfig $tmp/data/kubeconfig attach -it rtty" /dev/null <feed >attt.out 2>&1 &
     local sp=$!
     exec 7>feed

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -609,6 +610,65 @@ static int tls_size_cb(struct dl_phdr_info *info, size_t size, void *data)
     return 1;       /* the executable comes first */
 }
 
+/* ck_streams_spawn_adopt with a stand-in for `runc exec -d --pid-file F`: a shell that starts
+ * the command in the background, writes its pid and exits (so the command is orphaned and must
+ * be adopted).  Output, stdin EOF and the exit status go straight between us and the command. */
+static void test_spawn_adopt(void **state)
+{
+    static const char rt_script[] =
+        "f=$1; shift; exec 3<&0; \"$@\" <&3 3<&- & echo $! >\"$f\"; exit 0";
+    static const struct {
+        const char *what;
+        const char *cmd[4];
+        const char *in;
+        const char *out;
+        int code;
+        bool rt_fails;
+    } cases[] = {
+        {"stdin to EOF", {"cat", NULL}, "hello", "hello", 0, false},
+        {"exit code", {"sh", "-c", "echo out; exit 3", NULL}, NULL, "out\n", 3, false},
+        {"killed", {"sh", "-c", "kill -9 $$", NULL}, NULL, "", 137, false},
+        {"runtime fails", {"true", NULL}, NULL, "", 7, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char pid_file[] = "/tmp/ck-adopt-XXXXXX";
+        int tfd = mkstemp(pid_file);
+        assert_true(tfd >= 0);
+        close(tfd);
+        char *prefix_ok[] = {"/bin/sh", "-c", (char *)rt_script, "rt", pid_file, NULL};
+        char *prefix_fail[] = {"/bin/sh", "-c", "exit 7", "rt", NULL};
+        char *cmd[4] = {0};
+        size_t n = 0;
+        while (cases[i].cmd[n]) {
+            cmd[n] = (char *)cases[i].cmd[n];
+            n++;
+        }
+        ck_stream_exec_opts o = {.command = cmd, .ncommand = n, .stdin_ = true, .stdout_ = true};
+        ck_stream_proc p;
+        ck_error *e = NULL;
+        assert_int_equal(ck_streams_spawn_adopt(cases[i].rt_fails ? prefix_fail : prefix_ok,
+                                                pid_file, &o, &p, &e), 0);
+        if (cases[i].in)
+            assert_int_equal(write(p.in_fd, cases[i].in, strlen(cases[i].in)),
+                             (ssize_t)strlen(cases[i].in));
+        close(p.in_fd);
+        char out[256];
+        size_t got = 0;
+        ssize_t r;
+        while (got < sizeof out - 1 && (r = read(p.out_fd, out + got, sizeof out - 1 - got)) > 0)
+            got += (size_t)r;
+        out[got] = '\0';
+        close(p.out_fd);
+        int st = 0;
+        assert_int_equal(waitpid(p.pid, &st, 0), p.pid);
+        print_message("%s: out '%s' status %d\n", cases[i].what, out, st);
+        assert_string_equal(out, cases[i].out);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), cases[i].code);
+        assert_int_equal(access(pid_file, F_OK), -1);   /* read and removed, or removed */
+    }
+}
+
 static void test_static_tls_small(void **state)
 {
     size_t tls = 0;
@@ -625,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_spdy_exec_exit_code),
         cmocka_unit_test(test_ws_v5_exec_stdin),
         cmocka_unit_test(test_spawn_failure_then_serve),
+        cmocka_unit_test(test_spawn_adopt),
         cmocka_unit_test(test_ws_portforward),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_idle_timeout),

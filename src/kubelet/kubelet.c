@@ -71,10 +71,18 @@ int cmd_kubelet(int argc, char **argv)
                         "--container-runtime=runc\n");
         return 2;
     }
-    if (port < 1 || port > 65535 || (cert && !key) || (key && !cert)) {
-        fprintf(stderr, "Error: --port must be 1..65535; --tls-cert-file and --tls-private-key-file go together\n");
+    if (port < 1 || port > 65535) {
+        fprintf(stderr, "Error: invalid argument \"%ld\" for \"--port\": must be between 1 and 65535, inclusive\n",
+                port);
         return 2;
     }
+    if ((cert && !key) || (key && !cert)) {
+        fprintf(stderr, "Error: --tls-cert-file and --tls-private-key-file go together\n");
+        return 2;
+    }
+    if (!ck_flags_check_ip("kubelet", "node-ip", node_ip) ||
+        !ck_flags_check_cidrs("kubelet", "pod-cidr", pod_cidr))
+        return 2;
     if (geteuid() != 0) {
         fprintf(stderr, "Error: the kubelet must run as root (namespaces, mounts, cgroups)\n");
         return 1;

@@ -210,7 +210,7 @@ kc rollout pause deploy/web >/dev/null
 kc set image deploy/web c=img:3 >/dev/null
 sleep 2
 check "deployment: paused rollout creates no new set" count_is 2 rs -l app=web
-check "deployment: paused condition" field_is DeploymentPaused deploy web -o 'jsonpath={.status.conditions[?(@.type=="Progressing")].reason}'
+check "deployment: paused condition" wait_for 20 field_is DeploymentPaused deploy web -o 'jsonpath={.status.conditions[?(@.type=="Progressing")].reason}'
 kc rollout resume deploy/web >/dev/null
 check "deployment: resume rolls out" rollout web
 check "deployment: 3 sets after resume" count_is 3 rs -l app=web
@@ -281,7 +281,7 @@ holder() { jp lease kube-controller-manager -n kube-system -o 'jsonpath={.spec.h
 sleep 3
 first=$(holder)
 check "two replicas: the lease has one holder, the server's replica (not the new standby)" test -n "$first" -a "$first" != standby-2
-check "two replicas: the standby waits" grep -q "waiting to become leader" "$tmp/cm2.log"
+check "two replicas: the standby waits" wait_for 20 grep -q "waiting to become leader" "$tmp/cm2.log"
 check "two replicas: the standby runs no controller" bash -c "! grep -q 'controllers running' '$tmp/cm2.log'"
 # Stop the server's replica for good (SIGSTOP: the supervisor sees it alive), so the standby leads.
 sup=$(cm_pid)

@@ -32,8 +32,10 @@ trap cleanup EXIT
 inn() { ip netns exec "$NS" "$@"; }
 kc() { inn "$KUBECTL" --kubeconfig "$data/kubeconfig" --request-timeout=5s "$@"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else notok "$d"; fi; }
+# The deadlines are for a quiet machine; a loaded one (CI on 2 cores, the sanitizer build) gets
+# E2E_WAIT_SCALE (default 3) times as long.  A passing check returns as soon as it holds.
 wait_for() {
-    local end=$((SECONDS + $1)); shift
+    local end=$((SECONDS + $1 * ${E2E_WAIT_SCALE:-3})); shift
     until "$@" >/dev/null 2>&1; do
         [ $SECONDS -ge $end ] && return 1
         sleep 0.2

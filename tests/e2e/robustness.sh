@@ -43,12 +43,17 @@ wait_for() {
 }
 alive() { for n in "$@"; do kill -0 "${PID[$n]}" 2>/dev/null || return 1; done; }
 
+ip netns add "$NS"
+inn ip link set lo up
+
 # ---- bad flag values of the node components: one error, exit 2, nothing started -------------
+# (in the namespace, and the kubelet with a root dir of its own: a value wrongly taken would
+# start a component, which must not meet the host's ports or state)
 kcfg=$tmp/none.kubeconfig
 printf 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n' >"$kcfg"
 bad_value() {
     local out rc
-    out=$(cd "$tmp" && timeout 10 "$CKUBE" "$@" 2>&1 </dev/null); rc=$?
+    out=$(cd "$tmp" && timeout 10 ip netns exec "$NS" "$CKUBE" "$@" 2>&1 </dev/null); rc=$?
     if [ "$rc" -eq 2 ] && [ "$(grep -c '^Error:' <<<"$out")" -eq 1 ] &&
         ! grep -qE 'Sanitizer|runtime error' <<<"$out"; then
         return 0
@@ -57,9 +62,9 @@ bad_value() {
     return 1
 }
 value_cases=(
-    "kubelet --kubeconfig $kcfg --port 99999" "kubelet --kubeconfig $kcfg --node-ip bogus"
-    "kubelet --kubeconfig $kcfg --pod-cidr bogus" "kubelet --kubeconfig $kcfg --pod-cidr 10.0.0.0/33"
-    "kubelet --kubeconfig $kcfg --tls-cert-file x"
+    "kubelet --root-dir $tmp/x --kubeconfig $kcfg --port 99999" "kubelet --root-dir $tmp/x --kubeconfig $kcfg --node-ip bogus"
+    "kubelet --root-dir $tmp/x --kubeconfig $kcfg --pod-cidr bogus" "kubelet --root-dir $tmp/x --kubeconfig $kcfg --pod-cidr 10.0.0.0/33"
+    "kubelet --root-dir $tmp/x --kubeconfig $kcfg --tls-cert-file x"
     "proxy --kubeconfig $kcfg --cluster-cidr bogus" "proxy --kubeconfig $kcfg --userspace-workers -1"
     "proxy --kubeconfig $kcfg --sync-period nans"
     "hollow-node --kubeconfig $kcfg --cpu abc" "hollow-node --kubeconfig $kcfg --memory 4Zz"
@@ -77,8 +82,6 @@ check "bad flag values (${#value_cases[@]} cases): one Error: line, exit 2" [ "$
 check "bad flag values started nothing" [ ! -e "$tmp/x" ]
 
 # ---- the cluster's certificates and kubeconfigs, from one short `ckube server` run -----------
-ip netns add "$NS"
-inn ip link set lo up
 port=6443
 ip netns exec "$NS" "$CKUBE" server --data-dir "$data" --secure-port $port --bind-address 127.0.0.1 --disable-agent \
     >"$tmp/server.log" 2>&1 &

@@ -325,6 +325,14 @@ int cmd_apiserver(int argc, char **argv)
         fprintf(stderr, "Error: bad --service-node-port-range %s\n", ports);
         return 2;
     }
+    char *vend = NULL;
+    if (vlevel && (strtol(vlevel, &vend, 10) < 0 || vend == vlevel || *vend)) {
+        fprintf(stderr, "Error: invalid argument \"%s\" for \"--v\": not a log level (0-10)\n", vlevel);
+        return 2;
+    }
+    if ((advertise && *advertise && !ck_flags_check_ip("apiserver", "advertise-address", advertise)) ||
+        !ck_flags_check_cidrs("apiserver", "service-cluster-ip-range", cidr))
+        return 2;
     /* every thread inherits this mask: signals arrive only at sigwait below */
     sigset_t set;
     sigemptyset(&set);

@@ -88,8 +88,11 @@ static int cmp_i64(const void *a, const void *b)
 
 void cm_job_backoff_update(cm_job_backoff *b, int64_t *succeeded, size_t ns, int64_t *failed, size_t nf)
 {
-    qsort(succeeded, ns, sizeof *succeeded, cmp_i64);
-    qsort(failed, nf, sizeof *failed, cmp_i64);
+    /* the arrays may be NULL when empty: qsort(NULL, 0, ...) is undefined behaviour */
+    if (ns > 1)
+        qsort(succeeded, ns, sizeof *succeeded, cmp_i64);
+    if (nf > 1)
+        qsort(failed, nf, sizeof *failed, cmp_i64);
     if (!ns) {
         if (!nf)
             return;

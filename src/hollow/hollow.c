@@ -429,6 +429,11 @@ int cmd_hollow_node(int argc, char **argv)
         fprintf(stderr, "Error: --count must be 1..100000 and --workers 1..256\n");
         return 2;
     }
+    if (!ck_flags_check_quantity("hollow-node", "cpu", cpu) ||
+        !ck_flags_check_quantity("hollow-node", "memory", memory) ||
+        !ck_flags_check_quantity("hollow-node", "max-pods", pods) ||
+        !ck_flags_check_quantity("hollow-node", "ephemeral-storage", storage))
+        return 2;
     ck_log_init("hollow-node", CK_LOG_INFO);
     ck_client *client = ck_component_client(kubeconfig, "ckube-hollow-node/" CK_VERSION);
     if (!client)

@@ -35,6 +35,18 @@ static char *abs_dir(const char *dir)
     return realpath(dir, buf) ? xstrdup(buf) : NULL;
 }
 
+/* What every way out of cmd_kubelet after the launcher started gives back (LeakSanitizer checks
+ * the error paths too). */
+static void kubelet_release(ck_kubelet *k)
+{
+    ck_runtime_launcher_stop(&k->rt);
+    ck_client_free(k->client);
+    ck_registry_set_allowed(NULL);
+    free(k->root);
+    free(k->cert_file);
+    free(k->key_file);
+}
+
 int cmd_kubelet(int argc, char **argv)
 {
     char *kubeconfig = NULL, *root = DEFAULT_ROOT, *node_name = NULL, *runtime = "runc",
@@ -71,10 +83,18 @@ int cmd_kubelet(int argc, char **argv)
                         "--container-runtime=runc\n");
         return 2;
     }
-    if (port < 1 || port > 65535 || (cert && !key) || (key && !cert)) {
-        fprintf(stderr, "Error: --port must be 1..65535; --tls-cert-file and --tls-private-key-file go together\n");
+    if (port < 1 || port > 65535) {
+        fprintf(stderr, "Error: invalid argument \"%ld\" for \"--port\": must be between 1 and 65535, inclusive\n",
+                port);
         return 2;
     }
+    if ((cert && !key) || (key && !cert)) {
+        fprintf(stderr, "Error: --tls-cert-file and --tls-private-key-file go together\n");
+        return 2;
+    }
+    if (!ck_flags_check_ip("kubelet", "node-ip", node_ip) ||
+        !ck_flags_check_cidrs("kubelet", "pod-cidr", pod_cidr))
+        return 2;
     if (geteuid() != 0) {
         fprintf(stderr, "Error: the kubelet must run as root (namespaces, mounts, cgroups)\n");
         return 1;
@@ -119,7 +139,7 @@ int cmd_kubelet(int argc, char **argv)
     if (ck_serve_start(&k, &err) < 0) {
         fprintf(stderr, "Error: %s\n", err->msg);
         ck_error_free(err);
-        ck_client_free(k.client);
+        kubelet_release(&k);
         return 1;
     }
     while (ck_node_register(&k, &err) < 0) {
@@ -131,7 +151,7 @@ int cmd_kubelet(int argc, char **argv)
         sigpending(&pending);
         if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
             ck_serve_stop(&k);
-            ck_client_free(k.client);
+            kubelet_release(&k);
             return 0;
         }
         (void)ts;
@@ -149,12 +169,7 @@ int cmd_kubelet(int argc, char **argv)
     ck_serve_stop(&k);
     ck_pods_stop(&k);
     pthread_join(node_thread, NULL);
-    ck_runtime_launcher_stop(&k.rt);
-    ck_client_free(k.client);
-    ck_registry_set_allowed(NULL);
-    free(k.root);
-    free(k.cert_file);
-    free(k.key_file);
+    kubelet_release(&k);
     return 0;
 }
 

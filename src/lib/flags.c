@@ -1,6 +1,9 @@
 /* flags.c - see flags.h. */
 #include "lib/flags.h"
+#include "lib/quantity.h"
 #include "lib/util.h"
+
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,7 +32,7 @@ long ck_parse_duration_ms(const char *s)
         char *end;
         errno = 0;
         double v = strtod(s, &end);
-        if (end == s || errno || v < 0)
+        if (end == s || errno || !(v >= 0))     /* also NaN */
             return -1;
         double mul;
         if (!strncmp(end, "ms", 2)) { mul = 1; end += 2; }
@@ -37,6 +40,9 @@ long ck_parse_duration_ms(const char *s)
         else if (*end == 'm') { mul = 60000; end++; }
         else if (*end == 'h') { mul = 3600000; end++; }
         else return -1;
+        /* bounded before the cast: a double out of long's range is undefined behaviour */
+        if (v * mul > CK_DURATION_MAX_MS || total + (long)(v * mul) > CK_DURATION_MAX_MS)
+            return -1;
         total += (long)(v * mul);
         s = end;
     }
@@ -121,4 +127,75 @@ int ck_flags_parse(const char *command, const char *summary, int argc, char **ar
     }
     argv[npos] = NULL;
     return npos;
+}
+
+/* ---------------------------------------------------------------- value checks */
+
+static bool check_fail(const char *command, const char *flag, const char *value, const char *why)
+{
+    fprintf(stderr, "Error: invalid argument \"%s\" for \"--%s\": %s\n", value, flag, why);
+    fprintf(stderr, "Run 'ckube %s --help' for usage.\n", command);
+    return false;
+}
+
+static bool is_ip(const char *s)
+{
+    unsigned char b[16];
+    return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
+}
+
+/* "a.b.c.d/n" or "x::/n", n within the family's bits */
+static bool is_cidr(const char *s, size_t len)
+{
+    char buf[64];
+    if (len >= sizeof buf)
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *slash = strchr(buf, '/');
+    if (!slash || !slash[1])
+        return false;
+    *slash = 0;
+    char *end;
+    errno = 0;
+    long n = strtol(slash + 1, &end, 10);
+    if (errno || *end || slash[1] < '0' || slash[1] > '9')
+        return false;
+    unsigned char b[16];
+    if (inet_pton(AF_INET, buf, b) == 1)
+        return n >= 0 && n <= 32;
+    return inet_pton(AF_INET6, buf, b) == 1 && n >= 0 && n <= 128;
+}
+
+bool ck_flags_check_ip(const char *command, const char *flag, const char *value)
+{
+    return is_ip(value) || check_fail(command, flag, value, "not an IP address");
+}
+
+bool ck_flags_check_cidrs(const char *command, const char *flag, const char *value)
+{
+    int n = 0;
+    for (const char *p = value;; n++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!is_cidr(p, len) || n >= 2)
+            return check_fail(command, flag, value,
+                              "must be a valid CIDR block (e.g. 10.100.0.0/16 or "
+                              "fde4:8dba:82e1::/48), or two of them (dual-stack)");
+        if (!comma)
+            return true;
+        p = comma + 1;
+    }
+}
+
+bool ck_flags_check_quantity(const char *command, const char *flag, const char *value)
+{
+    int64_t milli;
+    if (ck_quantity_parse_milli(value, &milli) < 0)
+        return check_fail(command, flag, value,
+                          "quantities must match the regular expression "
+                          "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'");
+    if (milli < 0)
+        return check_fail(command, flag, value, "must be greater than or equal to 0");
+    return true;
 }

@@ -20,7 +20,18 @@ typedef struct ck_flag {
 int ck_flags_parse(const char *command, const char *summary, int argc, char **argv,
                    const ck_flag *flags, int nflags);
 
-/* "10s", "500ms", "2m", "1h", "1m30s" -> milliseconds; -1 if malformed. */
+/* "10s", "500ms", "2m", "1h", "1m30s" -> milliseconds; -1 if malformed, negative or over
+ * CK_DURATION_MAX_MS (about 31,700 years). */
+#define CK_DURATION_MAX_MS 1000000000000000L
 long ck_parse_duration_ms(const char *s);
+
+/* Checks of a parsed string flag's value: true if good, else false after printing the usual
+ * two lines ("Error: invalid argument ..." and the --help hint); the caller exits 2.
+ *   _ip        an IPv4 or IPv6 address
+ *   _cidrs     one CIDR block, or two comma-separated (dual-stack)
+ *   _quantity  a resource quantity ("4", "500m", "32Gi"), not negative */
+bool ck_flags_check_ip(const char *command, const char *flag, const char *value);
+bool ck_flags_check_cidrs(const char *command, const char *flag, const char *value);
+bool ck_flags_check_quantity(const char *command, const char *flag, const char *value);
 
 #endif

@@ -516,6 +516,10 @@ static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_err
     script_init(&sc);
     json_t *next = NULL;
     json_t *live = json_object();
+    /* [old, new] renderings of the changed services: their gone UDP endpoints' conntrack entries
+     * are flushed once the restore is in (as upstream): before it, a packet of the flow would
+     * be DNATed by the old rules again and make a new stale entry */
+    json_t *gone = json_array();
     bool full = !changed || !t->started;
     if (full) {
         size_t n_eps[2] = {0, 0};
@@ -539,9 +543,14 @@ static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_err
             const char *k = json_string_value(kv);
             const ck_proxy_service *s = ck_proxy_model_get(m, k);
             json_t *r = s ? render_service(t, s) : NULL;
-            diff_service(&sc, json_object_get(t->applied, k), r, live);
-            if (!t->o.dry_run)
-                flush_gone_udp(json_object_get(t->applied, k), r);
+            json_t *old = json_object_get(t->applied, k);
+            diff_service(&sc, old, r, live);
+            if (!t->o.dry_run) {
+                json_t *pair = json_array();
+                json_array_append(pair, old ? old : json_null());
+                json_array_append(pair, r ? r : json_null());
+                json_array_append_new(gone, pair);
+            }
             if (r)
                 json_object_set_new(t->applied, k, r);
             else
@@ -559,6 +568,7 @@ static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_err
         script_free(&sc);
         json_decref(live);
         json_decref(next);
+        json_decref(gone);
         return ck_error_wrap(err, "iptables: reading the current rules");
     }
     free(t->script);
@@ -576,11 +586,17 @@ static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_err
         if (rc < 0) {
             /* the kernel kept the old rules (restore is atomic per table): force a full sync */
             json_decref(next);
+            json_decref(gone);
             t->started = false;
             json_object_clear(t->applied);
             return ck_error_wrap(err, "%s sync", t->fam == 6 ? "ip6tables" : "iptables");
         }
     }
+    size_t gi;
+    json_t *pair;
+    json_array_foreach(gone, gi, pair)
+        flush_gone_udp(json_array_get(pair, 0), json_array_get(pair, 1));
+    json_decref(gone);
     if (full) {
         const char *k;
         json_t *v;

@@ -35,6 +35,9 @@ typedef struct nft {
     int fam;              /* 4: table "ip kube-proxy"; 6: "ip6 kube-proxy" (see to_ip6) */
     char *cidr;           /* this family's part of --cluster-cidr (o.cluster_cidr points here) */
     json_t *next;         /* a full sync's renderings, applied once the transaction succeeded */
+    json_t *gone;         /* [old, new] renderings of a partial sync's changed services: their gone
+                           * UDP endpoints' conntrack entries are flushed once the transaction is
+                           * in (before it, the old rules would DNAT a packet to one again) */
     json_t *applied;      /* service key -> rendering {"e": {"map": {"key": "value-or-empty"}}, "c": {chain: body}, "s": {set: decl}} */
     json_t *ids;          /* group name -> id */
     json_t *picks;        /* "N" -> true: pick-N chains that exist */
@@ -452,6 +455,7 @@ static void *nft_new(const ck_proxy_opts *o, ck_error **err)
         t->cidr = ck_proxy_cidr_of(o->cluster_cidr, t->fam);
         t->o.cluster_cidr = t->cidr;
         t->applied = json_object();
+        t->gone = json_array();
         t->ids = json_object();
         t->picks = json_object();
         t->hairpin = json_object();
@@ -471,6 +475,7 @@ static void nft_free(void *st)
         json_decref(t->picks);
         json_decref(t->hairpin);
         json_decref(t->next);
+        json_decref(t->gone);
         free(t->script);
         free(t->cidr);
     }
@@ -546,9 +551,14 @@ static void nft_render_fam(nft *t, ck_proxy_model *m, const json_t *changed)
             const char *k = json_string_value(kv);
             const ck_proxy_service *s = ck_proxy_model_get(m, k);
             json_t *r = s ? render_service(t, s) : NULL;
-            diff_service(t, &x, json_object_get(t->applied, k), r);
-            if (!t->o.dry_run)
-                flush_gone_udp(json_object_get(t->applied, k), r);
+            json_t *old = json_object_get(t->applied, k);
+            diff_service(t, &x, old, r);
+            if (!t->o.dry_run) {
+                json_t *pair = json_array();
+                json_array_append(pair, old ? old : json_null());
+                json_array_append(pair, r ? r : json_null());
+                json_array_append_new(t->gone, pair);
+            }
             if (r)
                 json_object_set_new(t->applied, k, r);
             else
@@ -583,6 +593,16 @@ static int nft_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
         if (rc < 0) {
             t->started = false; /* next sync rebuilds the tables */
         } else {
+            size_t i;
+            json_t *pair;
+            json_array_foreach(t->gone, i, pair)
+                flush_gone_udp(json_array_get(pair, 0), json_array_get(pair, 1));
+            if (t->next && !t->o.dry_run) {
+                const char *k;
+                json_t *v;
+                json_object_foreach(t->applied, k, v)
+                    flush_gone_udp(v, json_object_get(t->next, k));
+            }
             if (t->next) {
                 json_decref(t->applied);
                 t->applied = t->next;
@@ -592,6 +612,7 @@ static int nft_sync(void *st, ck_proxy_model *m, const json_t *changed, ck_error
         }
         json_decref(t->next);
         t->next = NULL;
+        json_array_clear(t->gone);
     }
     return rc < 0 ? ck_error_wrap(err, "nftables sync") : 0;
 }

@@ -180,6 +180,13 @@ int cmd_proxy(int argc, char **argv)
         fprintf(stderr, "Error: --min-sync-period and --sync-period must be positive\n");
         return 2;
     }
+    if (workers < 0 || workers > 1024) {
+        fprintf(stderr, "Error: invalid argument \"%ld\" for \"--userspace-workers\": must be 0..1024\n",
+                workers);
+        return 2;
+    }
+    if (cidr && *cidr && !ck_flags_check_cidrs("proxy", "cluster-cidr", cidr))
+        return 2;
     ck_error *e = NULL;
     if (mode == &ck_proxy_mode_iptables || mode == &ck_proxy_mode_userspace) {
         /* the backend this host uses; none of our rules left in the other one */

@@ -33,12 +33,25 @@ echo 'e2e-token-1,token-user,uid-7,"team-a,team-b"' >"$T/pki/tokens.csv"
 # ---- start the apiserver on a free loopback port (STORE=etcd: on a throwaway etcd) ----
 STORE_FLAGS=()
 if [ "${STORE:-sqlite}" = etcd ]; then
-    EP=$((20000 + RANDOM % 20000))
-    etcd --data-dir "$T/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
-        --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$((EP + 1))" \
-        >"$T/etcd.log" 2>&1 &
-    ETCDPID=$!
-    for _ in $(seq 50); do curl -s "http://127.0.0.1:$EP/health" | grep -q true && break; sleep 0.2; done
+    # ports the kernel just handed out (a random pick could be in use: etcd then exits at once),
+    # and up to 60 s for etcd to answer on a loaded machine; a new pair if it died anyway
+    free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    for _ in 1 2 3; do
+        EP=$(free_port) PP=$(free_port)
+        etcd --data-dir "$T/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
+            --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$PP" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
+            --initial-cluster "default=http://127.0.0.1:$PP" >>"$T/etcd.log" 2>&1 &
+        ETCDPID=$!
+        for _ in $(seq 300); do
+            curl -s "http://127.0.0.1:$EP/health" | grep -q true && break 2
+            kill -0 "$ETCDPID" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill "$ETCDPID" 2>/dev/null; wait "$ETCDPID" 2>/dev/null; ETCDPID=
+        rm -rf "$T/etcd"
+    done
+    [ -n "$ETCDPID" ] || { notok "etcd starts"; tail -n 20 "$T/etcd.log"; exit 1; }
     STORE_FLAGS=(--etcd-servers "http://127.0.0.1:$EP")
 fi
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \

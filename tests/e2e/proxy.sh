@@ -275,10 +275,10 @@ for label in $MODES; do
         wait_for 5 inn $NODE bash -c "$NFT_HAS_DNS" || true
         udp_flow() { inn $CLIENT bash -c 'echo x >/dev/udp/10.96.100.53/53' 2>/dev/null;
                      inn $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53; }
-        check "$mode: a UDP flow to the dns service has a conntrack entry to pod1" wait_for 5 udp_flow
+        check "$mode: a UDP flow to the dns service has a conntrack entry to pod1" wait_for 20 udp_flow
         dns_slice 10.244.0.12
         check "$mode: pod1 left the UDP service -> its conntrack entry is flushed" \
-            wait_for 5 bash -c "! ip netns exec $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53"
+            wait_for 20 bash -c "! ip netns exec $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53"
     fi
     [ -n "${KEEP:-}" ] && inn $NODE iptables-save >$tmp/iptables-$mode.txt 2>&1
     kill -TERM $ppid_; wait $ppid_; rc=$?

@@ -43,6 +43,13 @@ static void test_duration(void **state)
     assert_int_equal(ck_parse_duration_ms("250ms"), 250);
     assert_int_equal(ck_parse_duration_ms("abc"), -1);
     assert_int_equal(ck_parse_duration_ms(""), -1);
+    /* out of range or NaN: refused before the double -> long cast (undefined behaviour) */
+    assert_int_equal(ck_parse_duration_ms("1e300h"), -1);
+    assert_int_equal(ck_parse_duration_ms("nans"), -1);
+    assert_int_equal(ck_parse_duration_ms("infs"), -1);
+    assert_int_equal(ck_parse_duration_ms("-5s"), -1);
+    assert_int_equal(ck_parse_duration_ms("999999999h999999999h"), -1);
+    assert_int_equal(ck_parse_duration_ms("24h"), 86400000);
 }
 
 static void test_rfc3339(void **state)
@@ -169,6 +176,31 @@ static void test_b64_lenient(void **state)
     }
 }
 
+/* the value checks of string flags (their error lines go to stderr) */
+static void test_flag_values(void **state)
+{
+    (void)state;
+    static const struct { int kind; const char *v; bool good; } cases[] = {
+        {0, "127.0.0.1", true}, {0, "::1", true}, {0, "fd00::10", true}, {0, "bogus", false},
+        {0, "", false}, {0, "127.0.0.1/8", false}, {0, "1.2.3.256", false},
+        {1, "10.244.0.0/16", true}, {1, "fd00::/64", true}, {1, "10.96.0.0/12,fd00:96::/108", true},
+        {1, "10.0.0.0/33", false}, {1, "fd00::/129", false}, {1, "10.0.0.0", false},
+        {1, "10.0.0.0/", false}, {1, "10.0.0.0/-1", false}, {1, "10.0.0.0/8x", false},
+        {1, "bogus/8", false}, {1, "10.0.0.0/8,", false}, {1, ",10.0.0.0/8", false},
+        {1, "10.0.0.0/8,10.1.0.0/16,10.2.0.0/16", false},
+        {1, "1111:2222:3333:4444:5555:6666:7777:8888:9999/64", false},
+        {2, "4", true}, {2, "500m", true}, {2, "32Gi", true}, {2, "0", true}, {2, "abc", false},
+        {2, "4Zz", false}, {2, "-1", false}, {2, "", false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        bool got = cases[i].kind == 0   ? ck_flags_check_ip("t", "f", cases[i].v)
+                   : cases[i].kind == 1 ? ck_flags_check_cidrs("t", "f", cases[i].v)
+                                        : ck_flags_check_quantity("t", "f", cases[i].v);
+        if (got != cases[i].good)
+            fail_msg("check %d of \"%s\": got %d", cases[i].kind, cases[i].v, got);
+    }
+}
+
 static void test_flags(void **state)
 {
     char *name = NULL;
@@ -197,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_flags),
+        cmocka_unit_test(test_flag_values),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_b64url),
         cmocka_unit_test(test_b64_std),

@@ -11,7 +11,10 @@
  * backend that goes away before its first byte has its operations drained, then the next endpoint
  * gets what the client sent so far (the replay, as in the epoll relay).  Tearing down shuts both
  * sockets, which completes whatever the kernel holds; the last completion frees the connection.
- * The worker's epoll set (listeners, UDP, the stop signal) is polled through the ring.
+ * The worker's epoll set (listeners, UDP, the stop signal) is polled through the ring.  Since no
+ * thread sleeps in epoll_wait then, EPOLLEXCLUSIVE no longer picks one thread per new connection:
+ * each polls its set, tries accept4 and the others get EAGAIN (a cost per connection, not per
+ * request).
  */
 #include "proxy/userspace.h"
 

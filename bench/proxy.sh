@@ -4,16 +4,23 @@
 #     endpoints changed, one service added, one deleted (build/bench/proxy_bench);
 #  2. requests/s with wrk from a "node" namespace to a pod (build/bench/proxy_httpd, keep-alive)
 #     through the cluster IP vs straight to the pod IP, per mode, the same wrk settings for both;
-#     the userspace rows also give the proxy's CPU per request (one epoll thread vs one per CPU);
+#     the userspace rows also give the proxy's CPU per request: its io_uring relay (a thread per
+#     CPU, and one thread), the epoll relay (--userspace-epoll-relay, the previous design) and the
+#     sockmap kernel relay;
 #  3. (FLOOR=1, default) bench/proxy_ipt_floor.sh: iptables-restore's own cost for the same
 #     10,000-service layout written by hand, without ckube.
 # Traffic stays inside the namespaces made here; the trap removes them.
+# Knobs: MODES (default "iptables nftables userspace"), SIZES (default "1000 10000"; empty: no
+# sync rows), WRK_SECS (5), FLOOR (1; 0: skip 3), US_ROWS (the userspace data-path rows, default
+# "userspace userspace+1-thread userspace+epoll userspace+epoll-1-thread userspace+kernel-relay").
+# Only the userspace data path: MODES=userspace SIZES= FLOOR=0 bench/proxy.sh build
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
 MODES=${MODES:-"iptables nftables userspace"}
-SIZES=${SIZES:-"1000 10000"}
+SIZES=${SIZES-"1000 10000"}
+US_ROWS=${US_ROWS:-"userspace userspace+1-thread userspace+epoll userspace+epoll-1-thread userspace+kernel-relay"}
 WRK_SECS=${WRK_SECS:-5}
 S=$$
 NS_LIST=()
@@ -62,16 +69,14 @@ sleep 0.3
 rps() { ip netns exec $node wrk -t1 -c32 -d${WRK_SECS}s "$1" 2>/dev/null | awk '/Requests\/sec/ {printf "%d", $2}'; }
 DP_MODES=""
 for mode in $MODES; do
-    DP_MODES="$DP_MODES $mode"
-    # userspace with one epoll thread (the previous design), and with --userspace-kernel-relay
-    # (sockmap), as rows of their own
-    [ $mode = userspace ] && DP_MODES="$DP_MODES userspace+1-thread userspace+kernel-relay"
+    if [ $mode = userspace ]; then DP_MODES="$DP_MODES $US_ROWS"; else DP_MODES="$DP_MODES $mode"; fi
 done
 for label in $DP_MODES; do
     mode=${label%%+*}
-    relay=; [ "$label" = userspace+kernel-relay ] && relay=1
-    workers=0; [ "$label" = userspace+1-thread ] && workers=1
-    coproc PB { ip netns exec $node env PROXY_BENCH_WORKERS=$workers ${relay:+PROXY_BENCH_KERNEL_RELAY=1} "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
+    relay=; case $label in *kernel-relay) relay=1 ;; esac
+    epoll=; case $label in *epoll*) epoll=1 ;; esac
+    workers=0; case $label in *1-thread) workers=1 ;; esac
+    coproc PB { ip netns exec $node env PROXY_BENCH_WORKERS=$workers ${relay:+PROXY_BENCH_KERNEL_RELAY=1} ${epoll:+PROXY_BENCH_EPOLL=1} "$B/bench/proxy_bench" $mode serve 10.244.0.10 8080; }
     pbpid=$PB_PID
     PIDS+=($pbpid)
     read -r line <&"${PB[0]}"

@@ -97,6 +97,7 @@ static int serve(const ck_proxy_mode *mode, const char *ip, const char *port)
     ck_error *e = NULL;
     ck_proxy_opts o = {.node_name = "node1", .cluster_cidr = "10.244.0.0/16",
                        .kernel_relay = getenv("PROXY_BENCH_KERNEL_RELAY") != NULL,
+                       .epoll_relay = getenv("PROXY_BENCH_EPOLL") != NULL,
                        .workers = getenv("PROXY_BENCH_WORKERS") ? atoi(getenv("PROXY_BENCH_WORKERS")) : 0};
     void *st = mode->new(&o, &e);
     if (!st) {

@@ -7,6 +7,8 @@
  * MODE: rw      one read + one write per message, level-triggered (what userspace.c does)
  *       et      the same, edge-triggered (EPOLLET; reads until EAGAIN)
  *       splice  socket -> pipe -> socket per direction (no copy through user memory)
+ *       uring   io_uring: recv then send per direction, every submission of a turn in one
+ *               io_uring_enter (DEFER_TASKRUN; RELAY_URING_PLAIN=1: without)
  * THREADS: epoll threads, each with its own SO_REUSEPORT listener (the kernel spreads accepts).
  * Prints "ready" once listening; runs until killed.
  */
@@ -23,7 +25,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum { M_RW, M_ET, M_SPLICE };
+#include <liburing.h>
+
+enum { M_RW, M_ET, M_SPLICE, M_URING };
 static int mode, lport;
 static struct sockaddr_in backend;
 
@@ -163,6 +167,139 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* io_uring: per connection one buffer per direction; a recv into it, then a send of what came,
+ * then the next recv; every submission of a loop turn goes in with one io_uring_enter. */
+typedef struct uconn {
+    int fd[2];
+    char buf[2][16384];        /* buf[k]: read from fd[k], written to fd[!k] */
+    size_t len[2], off[2];
+    int inflight;
+    bool closing;
+} uconn;
+
+static struct io_uring_sqe *sqe_get(struct io_uring *r)
+{
+    struct io_uring_sqe *s = io_uring_get_sqe(r);
+    if (!s) {
+        io_uring_submit(r);
+        s = io_uring_get_sqe(r);
+    }
+    return s;
+}
+
+/* user_data: pointer | op (0 recv from fd[0], 1 recv from fd[1], 2 send to fd[1], 3 send to fd[0]) */
+static void u_recv(struct io_uring *r, uconn *c, int k)
+{
+    struct io_uring_sqe *s = sqe_get(r);
+    io_uring_prep_recv(s, c->fd[k], c->buf[k], sizeof c->buf[k], 0);
+    io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)c | (uint64_t)k);
+    c->inflight++;
+}
+
+static void u_send(struct io_uring *r, uconn *c, int k)
+{
+    struct io_uring_sqe *s = sqe_get(r);
+    io_uring_prep_send(s, c->fd[!k], c->buf[k] + c->off[k], c->len[k] - c->off[k], MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(s, (uint64_t)(uintptr_t)c | (uint64_t)(2 + k));
+    c->inflight++;
+}
+
+static void u_close(uconn *c)
+{
+    if (!c->closing) {
+        c->closing = true;
+        shutdown(c->fd[0], SHUT_RDWR);
+        shutdown(c->fd[1], SHUT_RDWR);
+    }
+}
+
+static void *uworker(void *arg)
+{
+    (void)arg;
+    int one = 1;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
+    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 1024) < 0) {
+        perror("listen");
+        exit(1);
+    }
+    struct io_uring r;
+    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN};
+    if (getenv("RELAY_URING_PLAIN"))
+        p.flags = 0;
+    if (io_uring_queue_init_params(1024, &r, &p) < 0) {
+        perror("io_uring");
+        exit(1);
+    }
+    struct io_uring_sqe *s = sqe_get(&r);
+    io_uring_prep_multishot_accept(s, ls, NULL, NULL, 0);
+    io_uring_sqe_set_data64(s, 0);
+    for (;;) {
+        io_uring_submit_and_wait(&r, 1);
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&r, head, cqe) {
+            seen++;
+            uint64_t ud = cqe->user_data;
+            int res = cqe->res;
+            if (!ud) {
+                if (!(cqe->flags & IORING_CQE_F_MORE)) {
+                    s = sqe_get(&r);
+                    io_uring_prep_multishot_accept(s, ls, NULL, NULL, 0);
+                    io_uring_sqe_set_data64(s, 0);
+                }
+                if (res < 0)
+                    continue;
+                uconn *c = calloc(1, sizeof *c);
+                if (!c)
+                    exit(1);
+                c->fd[0] = res;
+                c->fd[1] = socket(AF_INET, SOCK_STREAM, 0);
+                setsockopt(c->fd[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                setsockopt(c->fd[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                if (connect(c->fd[1], (struct sockaddr *)&backend, sizeof backend) < 0) {
+                    close(c->fd[0]);
+                    close(c->fd[1]);
+                    free(c);
+                    continue;
+                }
+                u_recv(&r, c, 0);
+                u_recv(&r, c, 1);
+                continue;
+            }
+            uconn *c = (uconn *)(uintptr_t)(ud & ~(uint64_t)3);
+            int op = (int)(ud & 3);
+            c->inflight--;
+            if (op < 2) {
+                if (res <= 0 || c->closing)
+                    u_close(c);
+                else {
+                    c->len[op] = (size_t)res;
+                    c->off[op] = 0;
+                    u_send(&r, c, op);
+                }
+            } else {
+                int k = op - 2;
+                if (res < 0 || c->closing)
+                    u_close(c);
+                else if ((c->off[k] += (size_t)res) < c->len[k])
+                    u_send(&r, c, k);
+                else
+                    u_recv(&r, c, k);
+            }
+            if (c->closing && !c->inflight) {
+                close(c->fd[0]);
+                close(c->fd[1]);
+                free(c);
+            }
+        }
+        io_uring_cq_advance(&r, seen);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 6) {
@@ -174,13 +311,14 @@ int main(int argc, char **argv)
     backend.sin_port = htons((uint16_t)atoi(argv[3]));
     if (inet_pton(AF_INET, argv[2], &backend.sin_addr) != 1)
         return 2;
-    mode = !strcmp(argv[4], "et") ? M_ET : !strcmp(argv[4], "splice") ? M_SPLICE : M_RW;
+    mode = !strcmp(argv[4], "et") ? M_ET : !strcmp(argv[4], "splice") ? M_SPLICE :
+           !strcmp(argv[4], "uring") ? M_URING : M_RW;
     int threads = atoi(argv[5]);
     if (threads < 1 || threads > 64)
         return 2;
     pthread_t t[64];
     for (int i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, worker, NULL);
+        pthread_create(&t[i], NULL, mode == M_URING ? uworker : worker, NULL);
     usleep(100000);
     printf("ready\n");
     fflush(stdout);

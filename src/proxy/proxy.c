@@ -116,7 +116,7 @@ static void write_sysctl(const char *path, const char *val)
 int cmd_proxy(int argc, char **argv)
 {
     char *kubeconfig = NULL, *mode_name = "iptables", *hostname = NULL, *cidr = NULL;
-    bool cleanup = false, masq_all = false, kernel_relay = false;
+    bool cleanup = false, masq_all = false, kernel_relay = false, epoll_relay = false;
     long workers = 0;
     long min_sync = 1000, sync_period = 30000;
     const ck_flag flags[] = {
@@ -128,7 +128,8 @@ int cmd_proxy(int argc, char **argv)
         {"sync-period", CK_FLAG_DURATION_MS, &sync_period, "Period of full resyncs (default 30s)"},
         {"cluster-cidr", CK_FLAG_STRING, &cidr, "The pods' CIDR: cluster-IP traffic from outside it is masqueraded"},
         {"masquerade-all", CK_FLAG_BOOL, &masq_all, "Masquerade all traffic sent to cluster IPs"},
-        {"userspace-workers", CK_FLAG_INT, &workers, "userspace mode: epoll threads relaying connections (default: one per CPU, at most 8)"},
+        {"userspace-workers", CK_FLAG_INT, &workers, "userspace mode: threads relaying connections (default: one per CPU, at most 8)"},
+        {"userspace-epoll-relay", CK_FLAG_BOOL, &epoll_relay, "userspace mode: relay with epoll and read/write instead of io_uring (io_uring is used where the kernel allows it)"},
         {"userspace-kernel-relay", CK_FLAG_BOOL, &kernel_relay, "userspace mode: once a connection's backend has answered, let the kernel (sockmap) carry its bytes"},
     };
     int npos = ck_flags_parse("proxy", "Run the network proxy (Service virtual IPs and node ports)",
@@ -224,7 +225,8 @@ int cmd_proxy(int argc, char **argv)
     if (!c)
         return 2;
     ck_proxy_opts o = {.node_name = hostname, .cluster_cidr = cidr, .masquerade_all = masq_all,
-                       .kernel_relay = kernel_relay, .workers = (int)workers};
+                       .kernel_relay = kernel_relay, .workers = (int)workers,
+                       .epoll_relay = epoll_relay};
     void *st = mode->new(&o, &e);
     if (!st) {
         fprintf(stderr, "Error: %s\n", e ? e->msg : "mode failed to start");

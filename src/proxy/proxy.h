@@ -21,7 +21,9 @@ typedef struct ck_proxy_opts {
     bool masquerade_all;
     bool dry_run;              /* render only: sync keeps the text in last_script (tests) */
     bool kernel_relay;         /* userspace: pair answered connections in a sockmap */
-    int workers;               /* userspace: epoll threads (0: one per online CPU, at most 8) */
+    int workers;               /* userspace: relay threads (0: one per online CPU, at most 8) */
+    bool epoll_relay;          /* userspace: relay with epoll + read/write even where io_uring works */
+    bool dry_run_relay;        /* tests: a dry run whose relay threads still serve its loopback listeners */
 } ck_proxy_opts;
 
 typedef struct ck_proxy_mode {

@@ -2,11 +2,17 @@
  *
  * Each service port gets a listening socket on an ephemeral port; iptables (nat chains
  * KUBE-PORTALS-CONTAINER from PREROUTING and KUBE-PORTALS-HOST from OUTPUT) REDIRECTs the cluster
- * IP, external IPs and node port to it.  One epoll thread does everything else, no thread per
- * connection: TCP connections pick an endpoint round robin and, when the connect fails, try the
- * next one (so one dead backend costs a client nothing); UDP keeps a session per client address
- * (60 s idle) with a connected socket to its endpoint.  Ports without endpoints are REJECTed
- * (filter KUBE-PORTALS-REJECT), as in the iptables mode.
+ * IP, external IPs and node port to it.  A few relay threads (one per CPU) do everything else, no
+ * thread per connection: TCP connections pick an endpoint round robin and, when the connect
+ * fails, try the next one (so one dead backend costs a client nothing); UDP keeps a session per
+ * client address (60 s idle) with a connected socket to its endpoint.  Ports without endpoints
+ * are REJECTed (filter KUBE-PORTALS-REJECT), as in the iptables mode.
+ *
+ * The TCP relay runs on an io_uring per thread where the kernel allows it (uring.c: a fraction of
+ * a syscall per request instead of two reads, two writes and a share of epoll_wait); listeners,
+ * UDP and the stop signal stay in an epoll set that the ring polls.  Without io_uring (old kernel,
+ * io_uring_disabled, seccomp) or with --userspace-epoll-relay, the relay is epoll + read/write
+ * (here).  Types shared by the two files: userspace.h.
  *
  * With --userspace-kernel-relay, once a TCP connection's backend has answered and nothing is
  * buffered, the two sockets are paired in the kernel (sockmap.c): later bytes cross without
@@ -14,7 +20,7 @@
  * down as before.  Off by default: on this 2-core test machine the kernel's relay (a workqueue
  * item per message) was no faster than this thread (docs/proxy.md).
  */
-#include "proxy/proxy.h"
+#include "proxy/userspace.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,125 +38,6 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define BUF_SIZE 65536
-#define UDP_IDLE_NS (60ll * 1000000000)
-/* A paired connection's kernel relay may still hold bytes that arrived before an EOF (its
- * backlog work sends them): the write side of the peer is shut only after this grace. */
-#define SHUT_GRACE_NS (50ll * 1000000)
-/* Portal rules live in bucket chains (by hash of the Service key), so a partial sync rewrites
- * the few buckets of the changed Services, not one chain of every port. */
-#define PORTAL_BUCKETS 64
-/* Epoll threads: one per online CPU up to this many.  A TCP listener is in every thread's epoll
- * set with EPOLLEXCLUSIVE (the kernel wakes one thread per new connection; one socket, not one
- * per thread: 10,000 services would otherwise hold 10,000 x threads descriptors); a connection
- * then lives on the thread that accepted it and no lock is shared per message. */
-#define MAX_WORKERS 8
-
-enum kind { K_LISTEN, K_CONN_CLIENT, K_CONN_BACKEND, K_UDP_BACKEND, K_WAKE };
-
-/* An IPv4 or IPv6 socket address (a listener and its endpoints are of one family). */
-typedef union sa_any {
-    struct sockaddr sa;
-    struct sockaddr_in v4;
-    struct sockaddr_in6 v6;
-} sa_any;
-
-static socklen_t sa_len(const sa_any *a)
-{
-    return a->sa.sa_family == AF_INET6 ? sizeof a->v6 : sizeof a->v4;
-}
-
-static bool sa_equal(const sa_any *a, const sa_any *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family)
-        return false;
-    if (a->sa.sa_family == AF_INET6)
-        return a->v6.sin6_port == b->v6.sin6_port &&
-               !memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof a->v6.sin6_addr);
-    return a->v4.sin_port == b->v4.sin_port && a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
-}
-
-typedef struct listener listener;
-typedef struct conn conn;
-typedef struct tag { enum kind kind; void *obj; } tag;
-
-typedef struct udp_sess {
-    sa_any client;
-    int fd;
-    int64_t last;
-    listener *l;
-    tag t;
-    struct udp_sess *next;
-} udp_sess;
-
-struct listener {
-    char *key;                /* port name + proto */
-    bool udp;
-    int family;               /* AF_INET or AF_INET6 */
-    int fd, local_port;       /* TCP: in every worker's epoll set; UDP: worker 0's only */
-    sa_any *eps;
-    size_t n_eps, rr;
-    tag t;
-    udp_sess *sessions;
-    listener *next;
-};
-
-struct conn {
-    int cfd, bfd;
-    listener *l;
-    size_t tries;
-    bool connected;
-    char c2b[BUF_SIZE], b2c[BUF_SIZE];
-    size_t c2b_len, b2c_len;
-    bool c_eof, b_eof;
-    uint32_t cev, bev;        /* interest currently registered (skip no-op epoll_ctl) */
-    /* what the client sent before the backend answered: replayed to the next endpoint when the
-     * backend dies before its first byte (a backend killed mid-test costs no request) */
-    char *replay;
-    size_t replay_len;
-    bool answered, no_replay;
-    bool dead;                /* closed; freed after the current epoll batch */
-    conn *next_dead;
-    bool paired, pair_failed; /* relayed by the kernel (sockmap) */
-    int64_t shut_at[2];       /* paired: when to shut the write side of [0] backend [1] client */
-    bool shut_done[2];
-    conn *next_shut;          /* on us.shut while a shutdown is pending */
-    tag ct, bt;
-};
-
-typedef struct us us;
-
-/* One epoll thread: its connections live on its epoll set only; mu is held per event batch
- * (the sync path takes every worker's mu to change listeners and endpoints). */
-typedef struct worker {
-    us *owner;
-    int idx;
-    pthread_mutex_t mu;
-    int ep;
-    pthread_t thr;
-    conn *dead;               /* closed this batch: later events in the batch may name them */
-    conn *shut;               /* paired connections with a deferred shutdown */
-    ck_proxy_sockmap *sm;     /* NULL: every byte is relayed by this thread */
-} worker;
-
-struct us {
-    ck_proxy_opts o;
-    worker w[MAX_WORKERS];
-    int nw;
-    int wakefd;               /* readable once stopping: wakes every worker */
-    bool running;
-    listener *ls;
-    ck_proxy_sockmap *sm;
-    json_t *applied;          /* service key -> {"b": bucket, "nat": text, "filter": text, "ls": [port keys]} */
-    json_t *open;             /* port key -> listener (pointer as integer) of open listeners */
-    json_t *members[PORTAL_BUCKETS]; /* service keys per bucket */
-    bool started;             /* bucket chains and jumps are in place */
-    bool v6;                  /* the host has IPv6: ip6tables portals and IPv6 listeners too */
-    bool any_v6;              /* some Service had an IPv6 port (dry run: show that script) */
-    int port_lo, port_hi, port_next; /* listener ports: the ephemeral range, a cursor */
-    char *script;
-};
-
 static void lock_all(us *u)
 {
     for (int i = 0; i < u->nw; i++)
@@ -167,15 +54,6 @@ static listener *find_listener(us *u, const char *key)
 {
     json_t *v = json_object_get(u->open, key);
     return v ? (listener *)(intptr_t)json_integer_value(v) : NULL;
-}
-
-static bool pick_ep(listener *l, sa_any *out)
-{
-    if (!l->n_eps)
-        return false;
-    /* workers pick concurrently (each under its own lock): the cursor is atomic */
-    *out = l->eps[__atomic_fetch_add(&l->rr, 1, __ATOMIC_RELAXED) % l->n_eps];
-    return true;
 }
 
 static void conn_close(worker *u, conn *c)
@@ -197,12 +75,31 @@ static void conn_close(worker *u, conn *c)
     u->dead = c;
 }
 
+static void conn_link(worker *w, conn *c)
+{
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+}
+
+void ck_proxy_us_conn_free(worker *w, conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c->replay);
+    free(c);
+}
+
 static void reap(worker *u)
 {
     for (conn *c = u->dead, *n; c; c = n) {
         n = c->next_dead;
-        free(c->replay);
-        free(c);
+        ck_proxy_us_conn_free(u, c);
     }
     u->dead = NULL;
 }
@@ -258,7 +155,7 @@ static void on_accept(worker *u, listener *l)
     if (l->fd < 0)
         return;
     for (;;) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, NULL, NULL, (u->uring ? 0 : SOCK_NONBLOCK) | SOCK_CLOEXEC);
         if (fd < 0)
             return;
         int one = 1;
@@ -267,6 +164,11 @@ static void on_accept(worker *u, listener *l)
         c->cfd = fd;
         c->bfd = -1;
         c->l = l;
+        conn_link(u, c);
+        if (u->uring) {
+            ck_proxy_us_uring_start(u, c);
+            continue;
+        }
         c->ct = (tag){K_CONN_CLIENT, c};
         c->bt = (tag){K_CONN_BACKEND, c};
         struct epoll_event ev = {.events = 0, .data.ptr = &c->ct};
@@ -346,7 +248,7 @@ static bool pump(worker *u, conn *c, int side, char *buf, size_t *len, bool *eof
             *eof = true;
     }
     if (*len) {
-        ssize_t w = write(to, buf, *len);
+        ssize_t w = send(to, buf, *len, MSG_NOSIGNAL);
         if (w > 0) {
             memmove(buf, buf + w, *len - (size_t)w);
             *len -= (size_t)w;
@@ -354,7 +256,9 @@ static bool pump(worker *u, conn *c, int side, char *buf, size_t *len, bool *eof
             return false;
         }
     }
-    if (*eof && !*len)
+    /* a backend's EOF before its first byte is not passed on: the request goes to the next
+     * endpoint (on_conn) */
+    if (*eof && !*len && !(side == 1 && !c->answered))
         shut_write(u, c, side);
     return true;
 }
@@ -410,6 +314,8 @@ static void on_conn(worker *u, conn *c, bool backend, uint32_t evs)
             return;
         ok = false;
     }
+    if (backend_died)
+        ok = false;     /* gone without a byte and nowhere to replay to: the client sees the end */
     if (!ok || (c->c_eof && c->b_eof && !c->c2b_len && !c->b2c_len)) {
         epoll_ctl(u->ep, EPOLL_CTL_DEL, c->cfd, NULL);
         if (c->bfd >= 0)
@@ -492,9 +398,47 @@ static void sweep_udp(us *u)
         }
 }
 
-static void *loop(void *arg)
+void ck_proxy_us_dispatch(worker *w, struct epoll_event *evs, int n)
 {
-    worker *w = arg;
+    for (int i = 0; i < n; i++) {
+        tag *t = evs[i].data.ptr;
+        switch (t->kind) {
+        case K_WAKE:
+            break;        /* stopping: running is false on the next batch */
+        case K_LISTEN: {
+            listener *l = t->obj;
+            if (l->udp)
+                on_udp(w, l);
+            else
+                on_accept(w, l);
+            break;
+        }
+        case K_CONN_CLIENT:
+            if (!((conn *)t->obj)->dead)
+                on_conn(w, t->obj, false, evs[i].events);
+            break;
+        case K_CONN_BACKEND:
+            if (!((conn *)t->obj)->dead)
+                on_conn(w, t->obj, true, evs[i].events);
+            break;
+        case K_UDP_BACKEND:
+            on_udp_reply(w, t->obj);
+            break;
+        }
+    }
+}
+
+/* UDP sessions live on worker 0 only */
+void ck_proxy_us_sweep(worker *w, int64_t *last_sweep)
+{
+    if (w->idx == 0 && ck_now_ns() - *last_sweep > 1000000000ll) {
+        sweep_udp(w->owner);
+        *last_sweep = ck_now_ns();
+    }
+}
+
+static void loop_epoll(worker *w)
+{
     us *u = w->owner;
     struct epoll_event evs[256];
     int64_t last_sweep = ck_now_ns();
@@ -503,44 +447,35 @@ static void *loop(void *arg)
         pthread_mutex_lock(&w->mu);
         if (!u->running) {
             pthread_mutex_unlock(&w->mu);
-            return NULL;
+            break;
         }
-        for (int i = 0; i < n; i++) {
-            tag *t = evs[i].data.ptr;
-            switch (t->kind) {
-            case K_WAKE:
-                break;        /* stopping: running is false on the next batch */
-            case K_LISTEN: {
-                listener *l = t->obj;
-                if (l->udp)
-                    on_udp(w, l);
-                else
-                    on_accept(w, l);
-                break;
-            }
-            case K_CONN_CLIENT:
-                if (!((conn *)t->obj)->dead)
-                    on_conn(w, t->obj, false, evs[i].events);
-                break;
-            case K_CONN_BACKEND:
-                if (!((conn *)t->obj)->dead)
-                    on_conn(w, t->obj, true, evs[i].events);
-                break;
-            case K_UDP_BACKEND:
-                on_udp_reply(w, t->obj);
-                break;
-            }
-        }
+        ck_proxy_us_dispatch(w, evs, n);
         if (w->shut)
             run_shutdowns(w);
         reap(w);
-        /* UDP sessions live on worker 0 only */
-        if (w->idx == 0 && ck_now_ns() - last_sweep > 1000000000ll) {
-            sweep_udp(u);
-            last_sweep = ck_now_ns();
-        }
+        ck_proxy_us_sweep(w, &last_sweep);
         pthread_mutex_unlock(&w->mu);
     }
+    while (w->conns) {
+        conn *c = w->conns;
+        if (c->cfd >= 0)
+            close(c->cfd);
+        if (c->bfd >= 0)
+            close(c->bfd);
+        ck_proxy_us_conn_free(w, c);
+    }
+}
+
+static void *loop(void *arg)
+{
+    worker *w = arg;
+    if (!w->owner->o.epoll_relay && !w->sm && ck_proxy_us_uring_init(w)) {
+        w->uring = true;
+        ck_proxy_us_uring_loop(w);
+    } else {
+        loop_epoll(w);
+    }
+    return NULL;
 }
 
 static int us_probe(ck_error **err)
@@ -563,7 +498,7 @@ static void *us_new(const ck_proxy_opts *o, ck_error **err)
     u->nw = o->workers > 0 ? o->workers : cpus > 0 ? (int)cpus : 1;
     if (u->nw > MAX_WORKERS)
         u->nw = MAX_WORKERS;
-    if (o->dry_run)
+    if (o->dry_run && !o->dry_run_relay)
         u->nw = 1;
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     static tag wake_tag = {K_WAKE, NULL};
@@ -584,7 +519,7 @@ static void *us_new(const ck_proxy_opts *o, ck_error **err)
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
         epoll_ctl(w->ep, EPOLL_CTL_ADD, u->wakefd, &ev);
     }
-    if (!o->dry_run)
+    if (!o->dry_run || o->dry_run_relay)
         for (int i = 0; i < u->nw; i++)
             pthread_create(&u->w[i].thr, NULL, loop, &u->w[i]);
     return u;
@@ -973,7 +908,7 @@ static void us_free(void *st)
     uint64_t one = 1;
     if (write(u->wakefd, &one, sizeof one) < 0) {
     }
-    if (!u->o.dry_run)
+    if (!u->o.dry_run || u->o.dry_run_relay)
         for (int i = 0; i < u->nw; i++)
             pthread_join(u->w[i].thr, NULL);
     for (listener *l = u->ls, *n; l; l = n) {

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -534,6 +535,184 @@ static void test_sockmap_pair(void **state)
     ck_proxy_sockmap_free(sm);
 }
 
+/* Backends of the relay test, all on one port P: 127.0.0.1:P refuses (bound, not listening),
+ * 127.0.0.2:P takes a request and closes without answering, 127.0.0.3:P echoes. */
+typedef struct relay_backends {
+    int port, dead, closer, echo, stop[2];
+    int closed_unanswered;      /* requests the closer took */
+    pthread_t thr;
+} relay_backends;
+
+static int bind_lo(const char *ip, int port, bool listening)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    if (listening)
+        assert_int_equal(listen(fd, 64), 0);
+    return fd;
+}
+
+static void *relay_backends_run(void *arg)
+{
+    relay_backends *b = arg;
+    struct pollfd p[64];
+    int kind[64], n = 3;       /* kind: 0 stop, 1 closer listener, 2 echo listener, 3 closer conn, 4 echo conn */
+    p[0] = (struct pollfd){b->stop[0], POLLIN, 0}, kind[0] = 0;
+    p[1] = (struct pollfd){b->closer, POLLIN, 0}, kind[1] = 1;
+    p[2] = (struct pollfd){b->echo, POLLIN, 0}, kind[2] = 2;
+    char buf[65536];
+    for (;;) {
+        if (poll(p, (nfds_t)n, -1) <= 0)
+            continue;
+        if (p[0].revents)
+            break;
+        for (int i = 1; i < n; i++) {
+            if (!p[i].revents)
+                continue;
+            if (kind[i] <= 2) {
+                int c = accept(p[i].fd, NULL, NULL);
+                if (c >= 0 && n < 64)
+                    p[n] = (struct pollfd){c, POLLIN, 0}, kind[n++] = kind[i] + 2;
+                continue;
+            }
+            ssize_t r = recv(p[i].fd, buf, sizeof buf, 0);
+            if (r > 0 && kind[i] == 4) {
+                for (ssize_t off = 0; off < r;) {
+                    ssize_t w = send(p[i].fd, buf + off, (size_t)(r - off), MSG_NOSIGNAL);
+                    if (w <= 0)
+                        break;
+                    off += w;
+                }
+                continue;
+            }
+            if (r > 0)
+                __atomic_fetch_add(&b->closed_unanswered, 1, __ATOMIC_RELAXED);
+            close(p[i].fd);
+            p[i] = p[--n], kind[i] = kind[n];
+            i--;
+        }
+    }
+    for (int i = 3; i < n; i++)
+        close(p[i].fd);
+    return NULL;
+}
+
+/* Send all of out and read back as much (the echo backend through the proxy), both at once. */
+static void echo_through(int fd, const char *out, size_t len)
+{
+    char *in = xmalloc(len);
+    size_t sent = 0, got = 0;
+    while (got < len) {
+        struct pollfd p = {fd, (short)(POLLIN | (sent < len ? POLLOUT : 0)), 0};
+        if (poll(&p, 1, 5000) != 1)
+            fail_msg("relay stalled: %zu of %zu bytes sent, %zu back", sent, len, got);
+        if ((p.revents & POLLOUT) && sent < len) {
+            ssize_t w = send(fd, out + sent, len - sent > 16384 ? 16384 : len - sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t r = recv(fd, in + got, len - got, MSG_DONTWAIT);
+            if (r == 0)
+                fail_msg("relay closed after %zu of %zu bytes", got, len);
+            if (r > 0)
+                got += (size_t)r;
+        }
+    }
+    assert_memory_equal(in, out, len);
+    free(in);
+}
+
+/* The userspace relay itself, io_uring and epoll: round robin with a refused endpoint and one that
+ * closes before answering (its request is replayed to the next), keep-alive requests, a transfer
+ * larger than the relay's buffers and the socket buffers, half-close passed on as EOF. */
+static void relay_run(bool epoll_relay)
+{
+    relay_backends b = {0};
+    b.dead = bind_lo("127.0.0.1", 0, false);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    getsockname(b.dead, (struct sockaddr *)&sa, &sl);
+    b.port = ntohs(sa.sin_port);
+    b.closer = bind_lo("127.0.0.2", b.port, true);
+    b.echo = bind_lo("127.0.0.3", b.port, true);
+    assert_int_equal(pipe(b.stop), 0);
+    pthread_create(&b.thr, NULL, relay_backends_run, &b);
+
+    ck_proxy_opts o = {.node_name = "node1", .dry_run = true, .dry_run_relay = true, .workers = 2,
+                       .epoll_relay = epoll_relay};
+    void *st = ck_proxy_mode_userspace.new(&o, NULL);
+    ck_proxy_model *m = ck_proxy_model_new("node1");
+    json_t *svc = js("{\"metadata\":{\"name\":\"r\",\"namespace\":\"default\"},\"spec\":{"
+                     "\"clusterIP\":\"10.96.100.30\",\"ports\":[{\"name\":\"t\",\"port\":80,\"protocol\":\"TCP\"}]}}");
+    char *slt = xasprintf("{\"metadata\":{\"name\":\"r-1\",\"namespace\":\"default\",\"labels\":"
+                          "{\"kubernetes.io/service-name\":\"r\"}},\"addressType\":\"IPv4\",\"ports\":"
+                          "[{\"name\":\"t\",\"port\":%d,\"protocol\":\"TCP\"}],\"endpoints\":["
+                          "{\"addresses\":[\"127.0.0.1\"],\"conditions\":{\"ready\":true}},"
+                          "{\"addresses\":[\"127.0.0.2\"],\"conditions\":{\"ready\":true}},"
+                          "{\"addresses\":[\"127.0.0.3\"],\"conditions\":{\"ready\":true}}]}", b.port);
+    json_t *sl1 = js(slt);
+    free(slt);
+    ck_proxy_model_set_service(m, svc);
+    ck_proxy_model_set_slice(m, sl1);
+    json_decref(ck_proxy_model_take_changes(m));
+    assert_int_equal(ck_proxy_mode_userspace.sync(st, m, NULL, NULL), 0);
+    const char *p = strstr(ck_proxy_mode_userspace.last_script(st), "--dport 80 -j REDIRECT --to-ports ");
+    assert_non_null(p);
+    struct sockaddr_in ls = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(p + 34)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+    for (int i = 0; i < 6; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(connect(fd, (struct sockaddr *)&ls, sizeof ls), 0);
+        char req[32];
+        snprintf(req, sizeof req, "request %d", i);
+        echo_through(fd, req, strlen(req));
+        echo_through(fd, "again", 5);
+        if (i == 0) {
+            size_t big = 1 << 20;
+            char *data = xmalloc(big);
+            for (size_t j = 0; j < big; j++)
+                data[j] = (char)(j * 7 + j / 4096);
+            echo_through(fd, data, big);
+            free(data);
+        }
+        /* our EOF reaches the backend, which closes: its EOF comes back */
+        shutdown(fd, SHUT_WR);
+        struct pollfd pf = {fd, POLLIN, 0};
+        assert_int_equal(poll(&pf, 1, 5000), 1);
+        char c;
+        assert_int_equal(recv(fd, &c, 1, 0), 0);
+        close(fd);
+    }
+    /* the closer took requests that were then answered by the echo backend (replayed) */
+    assert_true(__atomic_load_n(&b.closed_unanswered, __ATOMIC_RELAXED) > 0);
+
+    ck_proxy_mode_userspace.free(st);
+    ck_proxy_model_free(m);
+    json_decref(svc);
+    json_decref(sl1);
+    assert_int_equal(write(b.stop[1], "x", 1), 1);
+    pthread_join(b.thr, NULL);
+    close(b.stop[0]), close(b.stop[1]), close(b.dead), close(b.closer), close(b.echo);
+}
+
+static void test_userspace_relay_uring(void **state)
+{
+    (void)state;
+    relay_run(false);
+}
+
+static void test_userspace_relay_epoll(void **state)
+{
+    (void)state;
+    relay_run(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +732,8 @@ int main(void)
         cmocka_unit_test(test_mode_find),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_sockmap_pair),
+        cmocka_unit_test(test_userspace_relay_uring),
+        cmocka_unit_test(test_userspace_relay_epoll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,10 @@
 #     through the cluster IP vs straight to the pod IP, per mode, the same wrk settings for both;
 #     the userspace rows also give the proxy's CPU per request (one epoll thread vs one per CPU);
 #  3. (FLOOR=1, default) bench/proxy_ipt_floor.sh: iptables-restore's own cost for the same
-#     10,000-service layout written by hand, without ckube.
+#     10,000-service layout written by hand, without ckube, and the iptables mode's netlink
+#     writer on the same input.
+# Knobs: MODES="iptables" SIZES="10000" FLOOR=0 WRK_SECS=5 (e.g. only the iptables sync times:
+# MODES=iptables FLOOR=0, the data-path rows still run for the modes given).
 # Traffic stays inside the namespaces made here; the trap removes them.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,5 +93,5 @@ for label in $DP_MODES; do
 done
 
 if [ "${FLOOR:-1}" = 1 ]; then
-    "$ROOT/bench/proxy_ipt_floor.sh" 10000
+    BUILD=$BUILD "$ROOT/bench/proxy_ipt_floor.sh" 10000
 fi

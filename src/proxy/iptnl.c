@@ -129,12 +129,25 @@ static struct nlmsghdr *dump_req(ck_iptnl *n, char *buf, uint16_t msg, const cha
     return nlh;
 }
 
+typedef struct chains_of {
+    const char *table;
+    json_t *names;
+} chains_of;
+
+/* The kernel does not filter a chain dump by table: every family's chains come. */
 static int chain_name_cb(const struct nlmsghdr *nlh, void *data)
 {
+    chains_of *c = data;
     struct nlattr *a;
-    mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+    const char *table = NULL, *name = NULL;
+    mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
         if (mnl_attr_get_type(a) == NFTA_CHAIN_NAME)
-            json_object_set_new(data, mnl_attr_get_str(a), json_true());
+            name = mnl_attr_get_str(a);
+        else if (mnl_attr_get_type(a) == NFTA_CHAIN_TABLE)
+            table = mnl_attr_get_str(a);
+    }
+    if (name && table && !strcmp(table, c->table))
+        json_object_set_new(c->names, name, json_true());
     return MNL_CB_OK;
 }
 
@@ -819,8 +832,9 @@ static json_t *table_state(applyst *a, ck_error **err)
     json_object_set_new(a->tables, a->table, t);
     if (a->full) {
         char req[MNL_SOCKET_BUFFER_SIZE];
-        struct nlmsghdr *nlh = dump_req(a->n, req, NFT_MSG_GETCHAIN, a->table, NULL);
-        if (dump(a->n, nlh, chain_name_cb, json_object_get(t, "exists"), err) < 0)
+        struct nlmsghdr *nlh = dump_req(a->n, req, NFT_MSG_GETCHAIN, NULL, NULL);
+        chains_of c = {a->table, json_object_get(t, "exists")};
+        if (dump(a->n, nlh, chain_name_cb, &c, err) < 0)
             return NULL;
     }
     return t;
@@ -989,10 +1003,17 @@ static int send_batch(applyst *a, json_t *handles, ck_error **err)
     size_t bsz = 1 << 20;
     cleanup_free char *buf = xmalloc(bsz);
     int fail = 0, fail_line = 0;
+    bool overrun = false;
     for (;;) {
         ssize_t r = recv(fd, buf, bsz, MSG_DONTWAIT);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
+        if (r < 0 && errno == ENOBUFS) {
+            /* replies were dropped: only errors are unsolicited, so the batch failed (or an
+             * echo was lost, which loses its handle just the same) */
+            overrun = true;
+            continue;
+        }
         if (r < 0)
             return ck_error_sys(err, CK_E_INTERNAL, "nf_tables batch reply");
         for (struct nlmsghdr *nlh = (struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, (int)r);
@@ -1011,6 +1032,8 @@ static int send_batch(applyst *a, json_t *handles, ck_error **err)
     if (fail)
         return ck_error_set(err, CK_E_INTERNAL, "nf_tables refused the batch at script line %d: %s",
                             fail_line, strerror(fail));
+    if (overrun)
+        return ck_error_set(err, CK_E_INTERNAL, "nf_tables batch: replies lost (ENOBUFS)");
     return 0;
 }
 

@@ -862,7 +862,8 @@ static int add_rule(applyst *a, const char *chain, const char *text, bool insert
     struct nftnl_rule *r = build_rule(a->n, a->table, chain, text);
     if (!r)
         return ck_error_set(err, CK_E_INVALID, "line %d: rule not understood: %s", line, text);
-    cleanup_free char *tc = xasprintf("%s/%s", a->table, chain);
+    char tc[128];
+    snprintf(tc, sizeof tc, "%s/%s", a->table, chain);
     json_t *fl = json_object_get(a->flushed, tc);
     bool echo = !fl && json_object_get(a->n->tracked, tc);
     uint16_t flags = NLM_F_CREATE | (insert ? 0 : NLM_F_APPEND) | (echo ? NLM_F_ECHO : 0);
@@ -932,14 +933,16 @@ static int interpret(applyst *a, const char *script, ck_error **err)
 {
     int line = 0;
     json_t *ts = NULL;
-    for (const char *p = script, *nl; *p; p = nl) {
-        nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        nl = nl ? nl + 1 : p + len;
+    cleanup_free char *copy = xstrdup(script);   /* split in place */
+    for (char *l = copy, *nl; *l; l = nl) {
+        nl = strchr(l, '\n');
+        if (nl)
+            *nl++ = 0;
+        else
+            nl = l + strlen(l);
         line++;
-        if (!len || p[0] == '#')
+        if (!*l || l[0] == '#')
             continue;
-        cleanup_free char *l = xstrndup(p, len);
         if (l[0] == '*') {
             ts = json_object_get(a->tables, l + 1);
             if (!ts) {

@@ -889,7 +889,7 @@ static int del_rule(applyst *a, const char *chain, const char *text, int line, c
     cleanup_free char *tc = xasprintf("%s/%s", a->table, chain);
     json_t *h = json_object_get(json_object_get(a->n->tracked, tc), text);
     if (!h || json_object_get(a->flushed, tc))
-        return ck_error_set(err, CK_E_INVALID, "line %d: no handle known for -D %s %s", line,
+        return ck_error_set(err, CK_E_NOT_FOUND, "line %d: no handle known for -D %s %s", line,
                             chain, text);
     struct nftnl_rule *r = nftnl_rule_alloc();
     nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, a->n->nfproto);

@@ -41,7 +41,8 @@ typedef struct ck_iptnl_jump {
     const char *table, *chain, *target, *rule;
 } ck_iptnl_jump;
 /* One transaction; nothing changed on error (CK_E_INVALID: a construct the writer does not know,
- * CK_E_INTERNAL: the kernel said no). */
+ * CK_E_NOT_FOUND: a "-D" of a rule whose handle is not known, CK_E_INTERNAL: the kernel said no
+ * or replies were lost). */
 int ck_iptnl_apply(ck_iptnl *n, const char *script, bool full, ck_iptnl_own_fn own,
                    const ck_iptnl_jump *jumps, size_t n_jumps, ck_error **err);
 

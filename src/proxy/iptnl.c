@@ -338,10 +338,11 @@ static void e_xt(struct nftnl_rule *r, bool target, const char *name, uint32_t r
     struct nftnl_expr *e = nftnl_expr_alloc(target ? "target" : "match");
     nftnl_expr_set_str(e, target ? NFTNL_EXPR_TG_NAME : NFTNL_EXPR_MT_NAME, name);
     nftnl_expr_set_u32(e, target ? NFTNL_EXPR_TG_REV : NFTNL_EXPR_MT_REV, rev);
-    /* libnftnl keeps the pointer and frees it with the expression */
-    void *copy = xmalloc(len);
+    /* the kernel wants the struct padded to XT_ALIGN, the padding zero (as iptables' calloc);
+     * libnftnl keeps the pointer and frees it with the expression */
+    void *copy = xcalloc(1, XT_ALIGN(len));
     memcpy(copy, info, len);
-    nftnl_expr_set(e, target ? NFTNL_EXPR_TG_INFO : NFTNL_EXPR_MT_INFO, copy, (uint32_t)len);
+    nftnl_expr_set(e, target ? NFTNL_EXPR_TG_INFO : NFTNL_EXPR_MT_INFO, copy, (uint32_t)XT_ALIGN(len));
     e_add(r, e);
 }
 
@@ -461,7 +462,7 @@ static int emit_match(const ck_iptnl *n, struct nftnl_rule *r, const mt *m, int 
         if (!c || m->n != 1 || strlen(c->val) >= sizeof ci.comment)
             return -1;
         memcpy(ci.comment, c->val, strlen(c->val));
-        e_xt(r, false, "comment", 0, &ci, XT_ALIGN(sizeof ci));
+        e_xt(r, false, "comment", 0, &ci, sizeof ci);
         return 0;
     }
     if (!strcmp(m->name, "tcp") || !strcmp(m->name, "udp")) {
@@ -479,10 +480,10 @@ static int emit_match(const ck_iptnl *n, struct nftnl_rule *r, const mt *m, int 
             e_cmp(r, NFT_CMP_EQ, &be, 2);
         } else if (proto == 6) {
             struct xt_tcp ti = {.spts = {0, 0xffff}, .dpts = {0, 0xffff}};
-            e_xt(r, false, "tcp", 0, &ti, XT_ALIGN(sizeof ti));
+            e_xt(r, false, "tcp", 0, &ti, sizeof ti);
         } else {
             struct xt_udp ui = {.spts = {0, 0xffff}, .dpts = {0, 0xffff}};
-            e_xt(r, false, "udp", 0, &ui, XT_ALIGN(sizeof ui));
+            e_xt(r, false, "udp", 0, &ui, sizeof ui);
         }
         return 0;
     }
@@ -516,7 +517,7 @@ static int emit_match(const ck_iptnl *n, struct nftnl_rule *r, const mt *m, int 
         si.u.random.probability = (uint32_t)lround(0x80000000 * prob);
         /* libxt_statistic leaves the value in the nth union's count too */
         si.u.nth.count = si.u.random.probability;
-        e_xt(r, false, "statistic", 0, &si, XT_ALIGN(sizeof si));
+        e_xt(r, false, "statistic", 0, &si, sizeof si);
         return 0;
     }
     if (!strcmp(m->name, "recent")) {
@@ -551,7 +552,7 @@ static int emit_match(const ck_iptnl *n, struct nftnl_rule *r, const mt *m, int 
             else
                 return -1;
         }
-        e_xt(r, false, "recent", 1, &ri, XT_ALIGN(sizeof ri));
+        e_xt(r, false, "recent", 1, &ri, sizeof ri);
         return 0;
     }
     if (!strcmp(m->name, "addrtype")) {
@@ -562,7 +563,7 @@ static int emit_match(const ck_iptnl *n, struct nftnl_rule *r, const mt *m, int 
             if (o->inv || addrtype_bits(o->val, f) < 0)
                 return -1;
         }
-        e_xt(r, false, "addrtype", 1, &ai, XT_ALIGN(sizeof ai));
+        e_xt(r, false, "addrtype", 1, &ai, sizeof ai);
         return 0;
     }
     if (!strcmp(m->name, "conntrack")) {
@@ -572,7 +573,7 @@ static int emit_match(const ck_iptnl *n, struct nftnl_rule *r, const mt *m, int 
         if (!s || m->n != 1 || s->inv || ctstate_bits(s->val, &ci.state_mask) < 0)
             return -1;
         ci.match_flags = XT_CONNTRACK_STATE;
-        e_xt(r, false, "conntrack", 3, &ci, XT_ALIGN(sizeof ci));
+        e_xt(r, false, "conntrack", 3, &ci, sizeof ci);
         return 0;
     }
     return -1;
@@ -634,7 +635,7 @@ static int emit_target(const ck_iptnl *n, struct nftnl_rule *r, const spec *sp)
         nr.flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
         nr.max_addr = nr.min_addr;
         nr.min_proto.all = nr.max_proto.all = htons(port);
-        e_xt(r, true, "DNAT", 2, &nr, XT_ALIGN(sizeof nr));
+        e_xt(r, true, "DNAT", 2, &nr, sizeof nr);
         return 0;
     }
     if (!strcmp(t, "MARK")) {
@@ -645,7 +646,7 @@ static int emit_target(const ck_iptnl *n, struct nftnl_rule *r, const spec *sp)
             return -1;
         mi.mark = v;
         mi.mask = o ? v : 0;   /* (mark & ~mask) ^ value */
-        e_xt(r, true, "MARK", 2, &mi, XT_ALIGN(sizeof mi));
+        e_xt(r, true, "MARK", 2, &mi, sizeof mi);
         return 0;
     }
     if (!strcmp(t, "MASQUERADE")) {
@@ -657,13 +658,13 @@ static int emit_target(const ck_iptnl *n, struct nftnl_rule *r, const spec *sp)
             struct nf_nat_range nr;
             memset(&nr, 0, sizeof nr);
             nr.flags = flags;
-            e_xt(r, true, "MASQUERADE", 0, &nr, XT_ALIGN(sizeof nr));
+            e_xt(r, true, "MASQUERADE", 0, &nr, sizeof nr);
         } else {
             struct nf_nat_ipv4_multi_range_compat mr;
             memset(&mr, 0, sizeof mr);
             mr.rangesize = 1;
             mr.range[0].flags = flags;
-            e_xt(r, true, "MASQUERADE", 0, &mr, XT_ALIGN(sizeof mr));
+            e_xt(r, true, "MASQUERADE", 0, &mr, sizeof mr);
         }
         return 0;
     }
@@ -673,10 +674,10 @@ static int emit_target(const ck_iptnl *n, struct nftnl_rule *r, const spec *sp)
             return -1;
         if (n->fam == 6) {
             struct ip6t_reject_info ri = {.with = w ? IP6T_TCP_RESET : IP6T_ICMP6_PORT_UNREACH};
-            e_xt(r, true, "REJECT", 0, &ri, XT_ALIGN(sizeof ri));
+            e_xt(r, true, "REJECT", 0, &ri, sizeof ri);
         } else {
             struct ipt_reject_info ri = {.with = w ? IPT_TCP_RESET : IPT_ICMP_PORT_UNREACHABLE};
-            e_xt(r, true, "REJECT", 0, &ri, XT_ALIGN(sizeof ri));
+            e_xt(r, true, "REJECT", 0, &ri, sizeof ri);
         }
         return 0;
     }

@@ -1199,9 +1199,11 @@ static int dump_cb(const struct nlmsghdr *nlh, void *data)
 {
     dumpctx *d = data;
     struct nlattr *a;
-    const char *name = "", *chain = "";
+    const char *name = "", *chain = "", *table = "";
     mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
         uint16_t t = mnl_attr_get_type(a);
+        if (!strcmp(d->what, "rule") && t == NFTA_RULE_TABLE)
+            table = mnl_attr_get_str(a);
         if (!strcmp(d->what, "table") && t == NFTA_TABLE_NAME)
             name = mnl_attr_get_str(a);
         if (!strcmp(d->what, "chain") && t == NFTA_CHAIN_NAME)
@@ -1210,9 +1212,12 @@ static int dump_cb(const struct nlmsghdr *nlh, void *data)
             chain = mnl_attr_get_str(a);
     }
     if (!strcmp(d->what, "rule")) {
-        json_t *c = json_object_get(d->idx, chain);
+        /* a rule's place in its chain, which every table may name alike (OUTPUT) */
+        char key[160];
+        snprintf(key, sizeof key, "%s/%s", table, chain);
+        json_t *c = json_object_get(d->idx, key);
         json_int_t i = c ? json_integer_value(c) : 0;
-        json_object_set_new(d->idx, chain, json_integer(i + 1));
+        json_object_set_new(d->idx, key, json_integer(i + 1));
         fprintf(d->out, "rule %s #%lld", chain, (long long)i);
     } else
         fprintf(d->out, "%s %s", d->what, name);

@@ -3,7 +3,8 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := jansson yaml-0.1 openssl libcurl sqlite3 libevent libevent_openssl libevent_pthreads zlib liburing
+PKGS    := jansson yaml-0.1 openssl libcurl sqlite3 libevent libevent_openssl libevent_pthreads zlib \
+           liburing libnftnl libmnl
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=local \
            -D_GNU_SOURCE -Isrc -MMD -MP $(SAN) \
@@ -27,7 +28,8 @@ all: deps-check $(BUILD)/ckube $(UNIT_BINS) $(BENCH_BINS)
 
 # Debian packages needed to build, test and run. `make deps` installs what is missing.
 DEB_BUILD := gcc make pkg-config libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
-             libsqlite3-dev libevent-dev libprotobuf-c-dev zlib1g-dev libcmocka-dev liburing-dev
+             libsqlite3-dev libevent-dev libprotobuf-c-dev zlib1g-dev libcmocka-dev liburing-dev \
+             libnftnl-dev libmnl-dev
 DEB_RUN   := etcd-server etcd-client tzdata runc containernetworking-plugins iptables nftables \
              busybox-static umoci skopeo docker-registry wrk python3-kubernetes iproute2 procps \
              conntrack

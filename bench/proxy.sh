@@ -8,7 +8,10 @@
 #     CPU, and one thread), the epoll relay (--userspace-epoll-relay, the previous design) and the
 #     sockmap kernel relay;
 #  3. (FLOOR=1, default) bench/proxy_ipt_floor.sh: iptables-restore's own cost for the same
-#     10,000-service layout written by hand, without ckube.
+#     10,000-service layout written by hand, without ckube, and the iptables mode's netlink
+#     writer on the same input.
+# Knobs: MODES="iptables" SIZES="10000" FLOOR=0 WRK_SECS=5 (e.g. only the iptables sync times:
+# MODES=iptables FLOOR=0, the data-path rows still run for the modes given).
 # Traffic stays inside the namespaces made here; the trap removes them.
 # Knobs: MODES (default "iptables nftables userspace"), SIZES (default "1000 10000"; empty: no
 # sync rows), WRK_SECS (5), FLOOR (1; 0: skip 3), US_ROWS (the userspace data-path rows, default
@@ -95,5 +98,5 @@ for label in $DP_MODES; do
 done
 
 if [ "${FLOOR:-1}" = 1 ]; then
-    "$ROOT/bench/proxy_ipt_floor.sh" 10000
+    BUILD=$BUILD "$ROOT/bench/proxy_ipt_floor.sh" 10000
 fi

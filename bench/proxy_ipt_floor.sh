@@ -9,10 +9,15 @@
 #                 rule) while KUBE-SERVICES is not yet jumped to from PREROUTING/OUTPUT
 #   one-linked    the same once the base chains jump to KUBE-SERVICES (what a live proxy does)
 #   one-linked-1chain  --noflush: one unreferenced chain with one DNAT rule, nothing else
-# for each backend installed (nf_tables, legacy).  Default N=10000.
+# for each backend installed (nf_tables, legacy), and "netlink": the same files programmed by the
+# iptables mode's own netlink writer (build/bench/iptnl_tool, src/proxy/iptnl.c: the rules
+# iptables-nft-restore would make, without the tool).  Default N=10000.
 set -u
 N=${1:-10000}
-BACKENDS=${2:-"nft legacy"}
+BACKENDS=${2:-"nft legacy netlink"}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-build}
+case $BUILD in /*) TOOL=$BUILD/bench/iptnl_tool ;; *) TOOL=$ROOT/$BUILD/bench/iptnl_tool ;; esac
 [ "$(id -u)" = 0 ] || { echo "bench/proxy_ipt_floor.sh: needs root (network namespaces)"; exit 0; }
 tmp=$(mktemp -d /tmp/ckube-ipt-floor.XXXXXX)
 ns=ckif$$
@@ -66,17 +71,21 @@ cpu_ms() { # restore-binary args... < file
 }
 echo "# iptables floor: $N services x 5 endpoints, $(wc -l <"$tmp/full.txt") lines; CPU ms of the restore process; load $(cut -d' ' -f1 /proc/loadavg)"
 for b in $BACKENDS; do
-    restore=iptables-$b-restore; ipt=iptables-$b
+    restore=iptables-$b-restore; ipt=iptables-$b; noflush="-w --noflush"; flush=-w
+    if [ $b = netlink ]; then
+        restore=$TOOL; ipt=iptables-nft; noflush=apply; flush="apply --full"
+        [ -x "$TOOL" ] || { echo "netlink: $TOOL not built"; continue; }
+    fi
     command -v $restore >/dev/null || { echo "$b: $restore not installed"; continue; }
     ip netns add $ns
-    full=$(cpu_ms $restore -w <"$tmp/full.txt")
-    unlinked=$(cpu_ms $restore -w --noflush <"$tmp/one.txt")
+    full=$(cpu_ms $restore $flush <"$tmp/full.txt")
+    unlinked=$(cpu_ms $restore $noflush <"$tmp/one.txt")
     ip netns exec $ns $ipt -t nat -I PREROUTING -j KUBE-SERVICES
     ip netns exec $ns $ipt -t nat -I OUTPUT -j KUBE-SERVICES
     # another new service (other chain names)
     sed 's/KUBE-SVC-/KUBE-SVZ-/g; s/KUBE-SEP-/KUBE-SEQ-/g' "$tmp/one.txt" >"$tmp/one2.txt"
-    linked=$(cpu_ms $restore -w --noflush <"$tmp/one2.txt")
-    chain=$(cpu_ms $restore -w --noflush <"$tmp/chain.txt")
+    linked=$(cpu_ms $restore $noflush <"$tmp/one2.txt")
+    chain=$(cpu_ms $restore $noflush <"$tmp/chain.txt")
     echo "$b full_cpu_ms=$full one_unlinked_cpu_ms=$unlinked one_linked_cpu_ms=$linked one_linked_1chain_cpu_ms=$chain"
     ip netns del $ns
 done

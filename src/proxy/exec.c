@@ -256,6 +256,12 @@ ck_proxy_ipt_backend ck_proxy_ipt_detect(void)
     return ipt_backend;
 }
 
+bool ck_proxy_ipt_is_nft(void)
+{
+    return ipt_backend == CK_IPT_NFT ||
+           (ipt_backend == CK_IPT_INSTALLED && installed_backend() == CK_IPT_NFT);
+}
+
 ck_proxy_ipt_backend ck_proxy_ipt_other(void)
 {
     ck_proxy_ipt_backend installed = installed_backend();

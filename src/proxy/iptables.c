@@ -1,5 +1,9 @@
-/* iptables.c - the iptables mode: upstream's chain layout written with one iptables-restore
- * (--noflush) per sync.
+/* iptables.c - the iptables mode: upstream's chain layout, one transaction per sync.
+ *
+ * The rendering is iptables-restore input.  With the nf_tables backend it is programmed over
+ * netlink by iptnl.c (the same rules iptables-nft-restore would make, 3-4x cheaper); with the
+ * legacy backend, with CKUBE_PROXY_IPT_RESTORE=1, or once the writer met a rule it does not
+ * know, by iptables-restore itself.
  *
  * Every Service renders to (a) its own chains (KUBE-SVC-*, KUBE-SVL-*, KUBE-EXT-*, KUBE-SEP-*)
  * and (b) lines in the shared chains (KUBE-SERVICES, KUBE-NODEPORTS, filter KUBE-SERVICES /
@@ -9,6 +13,7 @@
  * every chain.  Traffic goes straight to the pod; readiness decides the rotation.
  */
 #include "proxy/proxy.h"
+#include "proxy/iptnl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +32,13 @@ typedef struct ipt {
     bool started;        /* base chains + jumps are in place */
     char *script;        /* last restore input */
     bool large;          /* over LARGE_CLUSTER_ENDPOINTS: no comments in SVC/SEP rules */
+    ck_iptnl *nl;        /* the netlink writer; NULL: iptables-restore */
 } ipt;
+
+/* Chains whose rules are deleted one by one (-D): the writer keeps their rule handles. */
+static const char *const shared_chains[] = {"nat/KUBE-SERVICES", "nat/KUBE-NODEPORTS",
+                                            "filter/KUBE-SERVICES", "filter/KUBE-EXTERNAL-SERVICES",
+                                            NULL};
 
 /* Upstream's large-cluster mode: past 1,000 endpoints the per-endpoint rules carry no comment
  * (the restore input shrinks by a third and iptables-restore parses that much less). */
@@ -444,6 +455,17 @@ static void *ipt_new(const ck_proxy_opts *o, ck_error **err)
         t->applied = json_object();
     }
     im->v6 = o->dry_run || ck_proxy_ipv6_usable();
+    const char *force = getenv("CKUBE_PROXY_IPT_RESTORE");
+    if (!o->dry_run && ck_proxy_ipt_is_nft() && !(force && *force && strcmp(force, "0")))
+        for (int f = 0; f < (im->v6 ? 2 : 1); f++) {
+            ck_error *e = NULL;
+            im->fam[f].nl = ck_iptnl_new(im->fam[f].fam, shared_chains, &e);
+            if (!im->fam[f].nl) {
+                log_warn("iptables: no netlink writer (%s): using iptables-restore", e->msg);
+                ck_error_free(e);
+            } else if (f == 0)
+                log_info("iptables: rules written over netlink (nf_tables, as iptables-nft)");
+        }
     return im;
 }
 
@@ -454,6 +476,7 @@ static void ipt_free(void *st)
         return;
     for (int f = 0; f < 2; f++) {
         json_decref(im->fam[f].applied);
+        ck_iptnl_free(im->fam[f].nl);
         free(im->fam[f].script);
         free(im->fam[f].cidr);
     }
@@ -560,7 +583,7 @@ static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_err
     ck_buf foreign[2];
     ck_buf_init(&foreign[0], 0);
     ck_buf_init(&foreign[1], 0);
-    if (full && !t->o.dry_run &&
+    if (full && !t->o.dry_run && !t->nl &&
         (foreign_rules(t->fam, "nat", &foreign[0], err) < 0 ||
          foreign_rules(t->fam, "filter", &foreign[1], err) < 0)) {
         ck_buf_free(&foreign[0]);
@@ -578,7 +601,27 @@ static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_err
     script_free(&sc);
     json_decref(live);
     int rc = 0;
-    if (*t->script && !t->o.dry_run) {
+    if (*t->script && !t->o.dry_run && t->nl) {
+        /* full: our chains flushed and refilled, stale ones of ours deleted, nothing else
+         * touched; partial: only the changed chains and lines (by rule handle) */
+        ck_iptnl_jump nj[ARRAY_SIZE(jumps)];
+        for (size_t i = 0; i < ARRAY_SIZE(jumps); i++)
+            nj[i] = (ck_iptnl_jump){jumps[i].table, jumps[i].chain, jumps[i].target, jumps[i].rule};
+        rc = ck_iptnl_apply(t->nl, t->script, full, own_chain, nj, full ? ARRAY_SIZE(nj) : 0, err);
+        if (rc < 0) {
+            if ((*err)->code == CK_E_INVALID) {
+                log_warn("%s: the netlink writer cannot write this rule set (%s): using "
+                         "iptables-restore from now on", t->fam == 6 ? "ip6tables" : "iptables",
+                         (*err)->msg);
+                ck_iptnl_free(t->nl);
+                t->nl = NULL;
+            }
+            json_decref(next);
+            t->started = false;
+            json_object_clear(t->applied);
+            return ck_error_wrap(err, "%s sync (netlink)", t->fam == 6 ? "ip6tables" : "iptables");
+        }
+    } else if (*t->script && !t->o.dry_run) {
         /* full: whole tables replaced (ours rendered, others' read back); partial: --noflush */
         const char *argv[] = {ck_proxy_ipt_fam(t->fam, CK_IPT_RESTORE), "-w", full ? NULL : "--noflush",
                               NULL};
@@ -606,7 +649,7 @@ static int ipt_sync_fam(ipt *t, ck_proxy_model *m, const json_t *changed, ck_err
         json_decref(t->applied);
         t->applied = next;
     }
-    if (!t->started && !t->o.dry_run)
+    if (!t->started && !t->o.dry_run && !t->nl)
         for (size_t i = 0; i < ARRAY_SIZE(jumps); i++)
             if (ck_proxy_iptables_ensure_jump(t->fam, jumps[i].table, jumps[i].chain, jumps[i].rule,
                                               err) < 0)

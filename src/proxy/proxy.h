@@ -77,6 +77,8 @@ ck_proxy_ipt_backend ck_proxy_ipt_detect(void);
  * CK_IPT_INSTALLED. */
 ck_proxy_ipt_backend ck_proxy_ipt_other(void);
 void ck_proxy_ipt_use(ck_proxy_ipt_backend b);
+/* The backend in use is nf_tables (the iptables mode then writes over netlink, iptnl.c). */
+bool ck_proxy_ipt_is_nft(void);
 /* "iptables", "iptables-save", "iptables-restore" of the backend in use. */
 const char *ck_proxy_ipt(ck_proxy_ipt_tool tool);
 /* The same for a family: 4 as above, 6 the ip6tables tools of the same backend. */

@@ -19,6 +19,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) CK=$BUILD/ckube ;; *) CK=$ROOT/$BUILD/ckube ;; esac
+IPTNL_TOOL=$(dirname "$CK")/bench/iptnl_tool
 KUBECTL=${KUBECTL:-/usr/lib/google-cloud-sdk/bin/kubectl.1.33}
 MODES=${MODES:-"iptables nftables userspace iptables-legacy"}
 fails=0
@@ -40,7 +41,9 @@ PODS="ckpa$S ckpb$S ckpc2$S"
 tmp=$(mktemp -d /tmp/ckube-e2e-proxy.XXXXXX)
 data=$tmp/data
 spid= ppid_=
+RT=ckrt$S   # iptables: a scratch namespace for the netlink writer's round-trip check
 cleanup() {
+    ip netns del $RT 2>/dev/null
     [ -n "$ppid_" ] && kill -TERM "$ppid_" 2>/dev/null && wait "$ppid_" 2>/dev/null
     [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && sleep 1
     for ns in $NODE $CLIENT $PODS; do
@@ -214,6 +217,16 @@ DUAL6=$(kc get svc dual -o jsonpath='{.spec.clusterIPs[1]}')
 check "Service dual has an IPv4 and an IPv6 cluster IP ($DUAL4, $DUAL6)" \
     bash -c "[[ '$DUAL4' == 10.* && '$DUAL6' == fd00:96::* ]]"
 
+# iptables-nft-save without comments and counters, and without the built-in chains that have no
+# rule (it lists every one, made or not; restoring the listing would make them)
+save_norm() {
+    grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/' |
+        awk '/^\*/ { t = $0 } { line[NR] = $0; tab[NR] = t } /^-A / { used[t " " $2] = 1 }
+             END { for (i = 1; i <= NR; i++) { split(line[i], w, " ")
+                   if (line[i] ~ /^:[A-Z]+ (ACCEPT|DROP)/ && !used[tab[i] " " substr(w[1], 2)]) continue
+                   print line[i] } }'
+}
+
 # the legacy tables, when the node namespace has any (listing them would create them)
 legacy_save() { [ -n "$(inn $NODE cat /proc/net/ip_tables_names 2>/dev/null)" ] || return 0; inn $NODE iptables-legacy-save 2>/dev/null; }
 for label in $MODES; do
@@ -279,6 +292,28 @@ for label in $MODES; do
         dns_slice 10.244.0.12
         check "$mode: pod1 left the UDP service -> its conntrack entry is flushed" \
             wait_for 20 bash -c "! ip netns exec $NODE conntrack -L -p udp --dst-nat 10.244.0.11 2>/dev/null | grep -q 10.96.100.53"
+    fi
+    if [ $label = iptables ] && iptables --version | grep -q nf_tables; then
+        # the netlink writer (src/proxy/iptnl.c) must leave exactly what iptables-nft-restore
+        # would: what iptables-nft-save lists of the live node, restored by the tool itself into
+        # a scratch namespace, must list the same and be the same expressions, byte for byte
+        check "iptables: rules written over netlink" grep -q "written over netlink" $tmp/proxy-$mode.log
+        ip netns add $RT
+        for f in "" 6; do
+            inn $NODE ip${f}tables-nft-save | save_norm >$tmp/live$f.txt
+            inn $RT ip${f}tables-nft-restore <$tmp/live$f.txt
+            inn $RT ip${f}tables-nft-save | save_norm >$tmp/rt$f.txt
+            check "ip${f}tables: netlink-written rules ($(grep -c '^-A' $tmp/live$f.txt)) list as iptables-nft-restore's" \
+                cmp -s $tmp/live$f.txt $tmp/rt$f.txt
+            if [ -x "$IPTNL_TOOL" ]; then
+                inn $NODE "$IPTNL_TOOL" dump ${f:+-6} | sort >$tmp/live$f.raw
+                inn $RT "$IPTNL_TOOL" dump ${f:+-6} | sort >$tmp/rt$f.raw
+                check "ip${f}tables: and are the same nf_tables expressions ($(grep -c ^rule $tmp/live$f.raw) rules)" \
+                    cmp -s $tmp/live$f.raw $tmp/rt$f.raw
+                cmp -s $tmp/live$f.raw $tmp/rt$f.raw || diff $tmp/live$f.raw $tmp/rt$f.raw | head -6 | cut -c1-200 | sed 's/^/# /'
+            fi
+        done
+        ip netns del $RT
     fi
     [ -n "${KEEP:-}" ] && inn $NODE iptables-save >$tmp/iptables-$mode.txt 2>&1
     kill -TERM $ppid_; wait $ppid_; rc=$?

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define CONFLICT_RETRIES 8
+#define CONFLICT_RETRIES 32   /* upstream's GuaranteedUpdate retries an unpinned write until it lands */
 
 static double since(int64_t t0)
 {
@@ -1188,10 +1188,11 @@ static bool allow_create_on_update(const ck_resource *r)
 }
 
 /* A read-modify-write attempt failed with *e: true to read again and retry (a conflict on a
- * write not pinned to a resourceVersion; *e is cleared), false to answer with *e. */
-static bool retry_on_conflict(ck_error **e, bool pinned)
+ * write not pinned to a resourceVersion; *e is cleared), false to answer with *e - also after
+ * the last attempt, so that a write that keeps losing the race gets its 409, never an empty 500. */
+static bool retry_on_conflict(ck_error **e, bool pinned, int attempt)
 {
-    if (pinned || (*e)->code != CK_E_CONFLICT)
+    if (pinned || (*e)->code != CK_E_CONFLICT || attempt + 1 >= CONFLICT_RETRIES)
         return false;
     ck_error_free(*e);
     *e = NULL;
@@ -1247,7 +1248,7 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
             return ck_rest_respond_update(c, 200, out, &resp);
         }
         ck_buf_free(&resp);
-        if (!retry_on_conflict(&e, conditional))
+        if (!retry_on_conflict(&e, conditional, attempt))
             break;
     }
     json_decref(obj);
@@ -1377,7 +1378,7 @@ static void do_patch(ck_reqctx *c)
             return ck_rest_respond_update(c, 200, out, &resp);
         }
         ck_buf_free(&resp);
-        if (!retry_on_conflict(&e, pinned))
+        if (!retry_on_conflict(&e, pinned, attempt))
             break;
     }
     json_decref(patch);

@@ -2,6 +2,7 @@
  * once to measure nesting depth and to find duplicate object keys (jansson keeps the last value
  * silently, as Go's decoder does, but fieldValidation=Strict must report them). */
 #include "apiserver/codec.h"
+#include "lib/jsonscan.h"
 #include "lib/util.h"
 
 #include <string.h>
@@ -33,8 +34,7 @@ struct scan {
 
 static void skip_ws(struct scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
+    s->p = ck_jsonscan_ws(s->p, s->end);
 }
 
 /* A JSON string at s->p: its raw contents in raw and rawn.  -1 on anything malformed (jansson
@@ -43,19 +43,14 @@ static int scan_string(struct scan *s, const char **raw, size_t *rawn)
 {
     if (s->p >= s->end || *s->p != '"')
         return -1;
-    const char *start = ++s->p;
-    while (s->p < s->end && *s->p != '"') {
-        if (*s->p == '\\')
-            s->p++;
-        s->p++;
-    }
-    if (s->p >= s->end)
+    const char *after = ck_jsonscan_string(s->p, s->end);
+    if (!after)
         return -1;
     if (raw) {
-        *raw = start;
-        *rawn = (size_t)(s->p - start);
+        *raw = s->p + 1;
+        *rawn = (size_t)(after - 1 - (s->p + 1));
     }
-    s->p++;
+    s->p = after;
     return 0;
 }
 

@@ -687,22 +687,16 @@ int ck_rest_store_update_text(ck_apiserver *s, const ck_resource *r, const char 
 static int store_update_resp(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
                              ck_buf *resp, ck_error **err)
 {
-    const char *ns = ck_meta_str(obj, "namespace"), *name = ck_meta_str(obj, "name");
-    cleanup_free char *key = ck_resource_key(r, ns, name);
     size_t len;
     cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
-    int64_t rev = 0, t0 = ck_now_ns();
-    ck_error *e = NULL;
-    int rc = ck_store_update(s->store, key, text, len, expected, &rev, &e);
-    ck_admission_note_write(s, r);
-    ck_metrics_store("update", since(t0));
-    if (rc == 0) {
-        ck_meta_set_rv(obj, rev);
-        if (resp && ck_json_splice_rv(text, len, rev, resp) < 0)
-            ck_buf_reset(resp);
-        return 0;
-    }
-    return store_write_error(e, r, name, err);
+    int64_t rev = 0;
+    if (ck_rest_store_update_text(s, r, ck_meta_str(obj, "namespace"), ck_meta_str(obj, "name"), text,
+                                  len, expected, &rev, err) < 0)
+        return -1;
+    ck_meta_set_rv(obj, rev);
+    if (resp && ck_json_splice_rv(text, len, rev, resp) < 0)
+        ck_buf_reset(resp);
+    return 0;
 }
 
 int ck_rest_store_delete(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,

@@ -58,13 +58,6 @@ static int split(const char *path, char *segs[MAX_SEGS], char *buf, size_t bufsz
     return count;
 }
 
-static bool watch_param(const char *query)
-{
-    if (!query || !*query)
-        return false;
-    return ck_http_query_bool(query, "watch");
-}
-
 static int not_found(ck_error **err)
 {
     return ck_error_set(err, CK_E_NOT_FOUND, "the server could not find the requested resource");
@@ -153,8 +146,9 @@ int ck_route_parse(const char *method, const char *path, const char *query, ck_r
             goto nf;
         out->verb = CK_VERB_WATCH;
     } else if (!strcmp(method, "GET")) {
-        out->verb = collection ? (watch_param(query) ? CK_VERB_WATCH : CK_VERB_LIST)
-                               : (watch_param(query) && !out->subresource ? CK_VERB_WATCH : CK_VERB_GET);
+        bool watch = ck_http_query_bool(query, "watch");
+        out->verb = collection ? (watch ? CK_VERB_WATCH : CK_VERB_LIST)
+                               : (watch && !out->subresource ? CK_VERB_WATCH : CK_VERB_GET);
     } else if (!strcmp(method, "POST")) {
         /* POST creates in a collection, or on a create-style subresource (binding, eviction, token) */
         if (!collection && !out->subresource)

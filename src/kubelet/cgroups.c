@@ -378,19 +378,34 @@ int ck_cgroup_create_pod(const json_t *spec, const char *uid, char **path, ck_er
     return 0;
 }
 
-static int rmdir_pod(const char *path)
+/* Apply fn to each child cgroup (a container's) of a pod cgroup; returns the sum of its results. */
+static int each_child(const char *path, int (*fn)(const char *path))
 {
     DIR *pd = opendir(path);
+    if (!pd)
+        return 0;
+    int sum = 0;
     struct dirent *ce;
-    while (pd && (ce = readdir(pd))) {
+    while ((ce = readdir(pd))) {
         if (ce->d_type != DT_DIR || ce->d_name[0] == '.')
             continue;
         char sub[1024];
         snprintf(sub, sizeof sub, "%s/%s", path, ce->d_name);
-        rmdir(sub);
+        sum += fn(sub);
     }
-    if (pd)
-        closedir(pd);
+    closedir(pd);
+    return sum;
+}
+
+static int rmdir_quiet(const char *path)
+{
+    rmdir(path);
+    return 0;
+}
+
+static int rmdir_pod(const char *path)
+{
+    each_child(path, rmdir_quiet);
     return rmdir(path) < 0 && errno != ENOENT ? 1 : 0;
 }
 
@@ -414,19 +429,7 @@ static int kill_procs(const char *dir)
 /* A pod cgroup and its container cgroups: kill what is left in them, for rmdir to succeed. */
 static int kill_pod(const char *path)
 {
-    int n = kill_procs(path);
-    DIR *pd = opendir(path);
-    struct dirent *ce;
-    while (pd && (ce = readdir(pd))) {
-        if (ce->d_type != DT_DIR || ce->d_name[0] == '.')
-            continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, ce->d_name);
-        n += kill_procs(sub);
-    }
-    if (pd)
-        closedir(pd);
-    return n;
+    return kill_procs(path) + each_child(path, kill_procs);
 }
 
 /* Apply fn to the pod's cgroup under every hierarchy and every QoS parent (no pod spec needed:

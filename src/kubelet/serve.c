@@ -31,11 +31,6 @@ static void respond_status(ck_http_resp *resp, int code, const char *reason, con
     free(s);
 }
 
-static bool qbool(const char *q, const char *name)
-{
-    return ck_http_query_bool(q, name);
-}
-
 static long qlong(const char *q, const char *name, long dflt)
 {
     cleanup_free char *v = ck_http_query_param(q, name);
@@ -114,7 +109,7 @@ static void serve_logs(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp, char
         return;
     }
     const char *q = req->query;
-    bool previous = qbool(q, "previous");
+    bool previous = ck_http_query_bool(q, "previous");
     bool running = false;
     ck_error *err = NULL;
     char *path = ck_pods_log_path(k, parts[0], parts[1], parts[2] ? parts[2] : "", previous,
@@ -131,8 +126,8 @@ static void serve_logs(ck_kubelet *k, ck_http_req *req, ck_http_resp *resp, char
     j->pod = xstrdup(parts[1]);
     j->container = xstrdup(parts[2] ? parts[2] : "");
     j->running = running;
-    j->o.follow = qbool(q, "follow") && !previous;
-    j->o.timestamps = qbool(q, "timestamps");
+    j->o.follow = ck_http_query_bool(q, "follow") && !previous;
+    j->o.timestamps = ck_http_query_bool(q, "timestamps");
     j->o.tail_lines = qlong(q, "tailLines", -1);
     j->o.limit_bytes = qlong(q, "limitBytes", 0);
     long since = qlong(q, "sinceSeconds", 0);

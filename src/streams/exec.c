@@ -488,12 +488,6 @@ out:
     return NULL;
 }
 
-/* the API server passes the client's query on, so read it as the API server would ("True" too) */
-static bool qbool(const char *query, const char *name)
-{
-    return ck_http_query_bool(query, name);
-}
-
 /* Every value of a repeated query parameter. */
 static char **query_all(const char *query, const char *name, size_t *n)
 {
@@ -533,10 +527,12 @@ void ck_streams_serve_exec(ck_http_req *req, ck_http_resp *resp, const char *con
     s->pty_fd = -1;
     s->received_ns = req->received_ns;
     s->o.attach = attach;
-    s->o.stdin_ = qbool(req->query, "stdin") || qbool(req->query, "input");
-    s->o.stdout_ = qbool(req->query, "stdout") || qbool(req->query, "output");
-    s->o.stderr_ = qbool(req->query, "stderr") || qbool(req->query, "error");
-    s->o.tty = qbool(req->query, "tty");
+    /* the API server passes the client's query on: read it as the API server would ("True" too) */
+    const char *q = req->query;
+    s->o.stdin_ = ck_http_query_bool(q, "stdin") || ck_http_query_bool(q, "input");
+    s->o.stdout_ = ck_http_query_bool(q, "stdout") || ck_http_query_bool(q, "output");
+    s->o.stderr_ = ck_http_query_bool(q, "stderr") || ck_http_query_bool(q, "error");
+    s->o.tty = ck_http_query_bool(q, "tty");
     if (s->o.tty)
         s->o.stderr_ = false;
     s->o.container = container ? xstrdup(container) : ck_http_query_param(req->query, "container");

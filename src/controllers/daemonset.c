@@ -19,7 +19,8 @@
  * first, then while fewer than maxUnavailable nodes are unavailable) and recreated by the next
  * sync; with maxSurge > 0, a new pod is created next to the old one (at once where the old one is
  * unavailable, else while fewer than maxSurge nodes are surging) and the old pod is deleted once
- * the new one is available (minReadySeconds).  OnDelete replaces nothing: a pod deleted by the
+ * the new one is available (minReadySeconds); a sync deletes before it creates, so no more than
+ * desired + maxSurge pods run at once.  OnDelete replaces nothing: a pod deleted by the
  * user comes back from the current template.  Status (desired/current/ready/available/
  * unavailable/updated/misscheduled) is computed from the oldest pod of each node, as upstream.
  *
@@ -655,13 +656,15 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     int rc = 0;
     if (cm_expectations_met(c->m, ek) && !cm_deleting(ds)) {
         size_t nc = json_array_size(w.nodes), nd = json_array_size(w.victims);
+        /* deletes first: an old pod whose surge replacement is available goes before the next
+         * node's surge pod is made, so no more than desired + maxSurge pods ever run at once */
+        if (nd && cm_parallel((int)nd, 16, delete_one, &w))
+            rc = ck_error_set(err, CK_E_UNAVAILABLE, "some daemon pods could not be deleted");
         if (nc) {
             cm_expect(c->m, ek, (int)nc, NULL);
-            if (cm_parallel((int)nc, 16, create_on, &w))
+            if (cm_parallel((int)nc, 16, create_on, &w) && rc == 0)
                 rc = ck_error_set(err, CK_E_UNAVAILABLE, "some daemon pods could not be created");
         }
-        if (nd && cm_parallel((int)nd, 16, delete_one, &w) && rc == 0)
-            rc = ck_error_set(err, CK_E_UNAVAILABLE, "some daemon pods could not be deleted");
     }
     if (min_ready > 0 && (ready > available || updated < desired))
         ck_workqueue_add_after(c->q, key, min_ready * 1000 + 100);

@@ -436,9 +436,9 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     long min_ready = (long)cm_int(ds, "spec.minReadySeconds", 0);
     int64_t now = cm_now();
 
-    /* pods by node: running or being deleted; failed ones are deleted (and replaced) */
+    /* pods by node: running or being deleted; finished (Succeeded/Failed) ones are deleted and replaced */
     json_t *by_node = json_object();   /* node -> [pods], oldest first */
-    json_t *all = ck_informer_list(c->pods), *failed_pods = json_array();
+    json_t *all = ck_informer_list(c->pods), *finished_pods = json_array();
     size_t i;
     json_t *pod;
     json_array_foreach(all, i, pod) {
@@ -448,7 +448,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
         const char *phase = cm_str(pod, "status.phase") ?: "";
         if (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")) {
             if (!cm_deleting(pod))
-                json_array_append(failed_pods, pod);
+                json_array_append(finished_pods, pod);
             continue;
         }
         const char *n = pod_node(pod) ?: "";
@@ -482,7 +482,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     json_decref(live);
     if (hrc < 0) {
         json_decref(by_node);
-        json_decref(failed_pods);
+        json_decref(finished_pods);
         json_decref(tols);
         json_decref(ds);
         return -1;
@@ -494,7 +494,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     json_t *doomed = json_object();   /* names of victims: a pod is deleted once */
     json_t *held = json_object();     /* nodes whose finished pod is still there: no new pod yet */
     int64_t retry_ms = 0;
-    json_array_foreach(failed_pods, i, pod) {
+    json_array_foreach(finished_pods, i, pod) {
         const char *n = pod_node(pod) ?: "";
         json_object_set_new(held, n, json_true());
         if (!strcmp(cm_str(pod, "status.phase") ?: "", "Succeeded")) {
@@ -689,7 +689,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
         ck_error_free(e);
     }
     json_decref(st);
-    json_decref(failed_pods);
+    json_decref(finished_pods);
     json_decref(w.nodes);
     json_decref(w.victims);
     json_decref(by_node);

@@ -122,7 +122,8 @@ int ck_nsexec_check(const json_t *state, const json_t *config, int last_cap, ck_
     if (pid <= 1)
         return decline(why, "no init pid");
     pl->init_pid = (pid_t)pid;
-    pl->init_start = (unsigned long long)json_integer_value(json_object_get(state, "init_process_start"));
+    pl->init_start =
+        (unsigned long long)json_integer_value(json_object_get(state, "init_process_start"));
     json_t *cgs = json_object_get(state, "cgroup_paths");
     if (!json_is_object(cgs) || json_object_size(cgs) == 0 ||
         json_object_size(cgs) > CK_NSEXEC_MAX_CGROUPS)

@@ -15,7 +15,9 @@
 #          output byte, from its log), and bench/streams_client's connect -> first byte through
 #          the API server (server side, no kubectl), p50/p90 over N runs.
 # Usage: bench/streams.sh [BUILD] [N]  (root; BUILD=build; RUNS=3; KUBECTL_VERSIONS="1.27 1.30 1.33",
-#        or KUBECTL=/path/kubectl.1.33 for one version; the latency part uses the last one)
+#        or KUBECTL=/path/kubectl.1.33 for one version; the latency part uses the last one;
+#        CKUBE_EXEC_VIA_RUNC=1: the kubelet runs every exec through `runc exec -d` as before
+#        session 5, instead of joining the container itself (docs/streams.md, "Exec without runc"))
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}

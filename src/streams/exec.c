@@ -135,6 +135,10 @@ static void on_spdy(void *user, ck_tunnel *t, const ck_spdy_frame *f)
     if (b.len)
         ck_tunnel_send_spdy_bytes(t, &b);
     ck_buf_free(&b);
+    /* the replies now, not when the pump (maybe starting the process) flushes: kubectl waits
+     * for each stream's reply before it opens the next */
+    if (f->type == CK_SPDY_SYN_STREAM && t->hs)
+        ck_tunnel_flush_locked(t);
 }
 
 /* Under t->mu: send output on a channel/stream. */
@@ -243,6 +247,23 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* a started process whose client went away before its streams were there */
+static void stop_proc(ck_stream_proc *p)
+{
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+    }
+    if (p->in_fd == p->pty_fd)
+        p->in_fd = -1;
+    if (p->out_fd == p->pty_fd)
+        p->out_fd = -1;
+    close_fd(&p->in_fd);
+    close_fd(&p->out_fd);
+    close_fd(&p->err_fd);
+    close_fd(&p->pty_fd);
+}
+
 static void session_free(session *s)
 {
     if (s->cfg.ctx_free)
@@ -264,30 +285,40 @@ static void *pump(void *arg)
     int create_ms = s->cfg.stream_create_timeout_ms > 0 ? s->cfg.stream_create_timeout_ms : 30000;
     ck_stream_proc p = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pty_fd = -1};
 
+    /* exec starts the command at once: over SPDY its start overlaps the client's opening of
+     * its streams (a round trip through the API server); attach waits for them first */
+    ck_error *e = NULL;
+    bool early = !s->o.attach;
+    int sprc = early ? s->spawn(s->spawn_ctx, &s->o, &p, &e) : 0;
+
     /* SPDY: wait for the client's streams */
     int64_t deadline = ck_now_ns() + (int64_t)create_ms * 1000000;
     for (;;) {
         pthread_mutex_lock(&t->mu);
         bool ready = streams_ready(s), gone = t->gone;
         pthread_mutex_unlock(&t->mu);
-        if (ck_tunnel_flush(t) < 0 || gone) {
+        bool failed = ck_tunnel_flush(t) < 0 || gone;
+        if (!failed && !ready && ck_now_ns() > deadline) {
+            log_warn("streams: client did not open its streams in time");
+            failed = true;
+        }
+        if (failed) {
+            if (early && sprc == 0)
+                stop_proc(&p);
+            ck_error_free(e);
             ck_tunnel_finish(t);
             goto out;
         }
         if (ready)
             break;
-        if (ck_now_ns() > deadline) {
-            log_warn("streams: client did not open its streams in time");
-            ck_tunnel_finish(t);
-            goto out;
-        }
         struct pollfd pf = {t->wake_r, POLLIN, 0};
         poll(&pf, 1, 100);
         ck_tunnel_drain_wake(t);
     }
 
-    ck_error *e = NULL;
-    if (s->spawn(s->spawn_ctx, &s->o, &p, &e) < 0) {
+    if (!early)
+        sprc = s->spawn(s->spawn_ctx, &s->o, &p, &e);
+    if (sprc < 0) {
         pthread_mutex_lock(&t->mu);
         send_status(s, 0, e->msg);
         pthread_mutex_unlock(&t->mu);

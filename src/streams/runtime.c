@@ -21,7 +21,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "lib/log.h"
 #include "lib/util.h"
+#include "streams/nsexec.h"
 
 void ck_streams_resize(int pty_fd, unsigned width, unsigned height)
 {
@@ -90,8 +92,8 @@ static _Noreturn void adopt_and_wait(char **argv, const char *pid_file, int ex_w
     }
 }
 
-static int spawn(char *const *prefix, const char *pid_file, const ck_stream_exec_opts *o,
-                 ck_stream_proc *p, ck_error **err)
+static int spawn(char *const *prefix, const char *pid_file, ck_nsexec_plan *plan,
+                 const ck_stream_exec_opts *o, ck_stream_proc *p, ck_error **err)
 {
     size_t np = 0;
     while (prefix && prefix[np])
@@ -146,6 +148,8 @@ static int spawn(char *const *prefix, const char *pid_file, const ck_stream_exec
             setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
         if (o->tty && !getenv("TERM"))
             setenv("TERM", "xterm", 1);
+        if (plan)
+            ck_nsexec_child(plan, ex[1]);
         if (pid_file && !o->tty)
             adopt_and_wait(argv, pid_file, ex[1]);
         execvp(argv[0], argv);
@@ -207,13 +211,29 @@ static int spawn(char *const *prefix, const char *pid_file, const ck_stream_exec
 int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_stream_proc *p,
                      ck_error **err)
 {
-    return spawn(prefix, NULL, o, p, err);
+    return spawn(prefix, NULL, NULL, o, p, err);
 }
 
 int ck_streams_spawn_adopt(char *const *prefix, const char *pid_file, const ck_stream_exec_opts *o,
                            ck_stream_proc *p, ck_error **err)
 {
-    return spawn(prefix, pid_file, o, p, err);
+    return spawn(prefix, pid_file, NULL, o, p, err);
+}
+
+int ck_streams_spawn_native(const char *runc_root, const char *id, const ck_stream_exec_opts *o,
+                            ck_stream_proc *p, ck_error **err)
+{
+    ck_nsexec_plan *plan = xmalloc(sizeof *plan);
+    const char *why = NULL;
+    int rc = ck_nsexec_prepare(runc_root, id, o, plan, &why, err);
+    if (rc == 0) {
+        rc = spawn(NULL, NULL, plan, o, p, err);
+        ck_nsexec_plan_free(plan);
+    } else if (rc > 0) {
+        log_debug("exec in %s through the runtime: %s", id, why);
+    }
+    free(plan);
+    return rc;
 }
 
 struct nsconn {

@@ -205,6 +205,15 @@ void ck_tunnel_send_spdy_bytes(ck_tunnel *t, const ck_buf *b)
         ck_buf_add(&t->out, b->data, b->len);
 }
 
+void ck_tunnel_flush_locked(ck_tunnel *t)
+{
+    if (t->out.len && !t->gone && ck_http_stream_pending(t->hs) < CK_STREAMS_HIGH_WATER) {
+        if (ck_http_stream_write(t->hs, t->out.data, t->out.len) < 0)
+            t->gone = true;
+        ck_buf_reset(&t->out);
+    }
+}
+
 ssize_t ck_tunnel_flush(ck_tunnel *t)
 {
     pthread_mutex_lock(&t->mu);

@@ -52,6 +52,9 @@ void ck_tunnel_send_spdy_bytes(ck_tunnel *t, const ck_buf *b);
 /* Pump thread: move queued bytes to the client.  Returns bytes still waiting (queued + httpd's
  * unsent), or -1 if the client is gone. */
 ssize_t ck_tunnel_flush(ck_tunnel *t);
+/* The same under t->mu, from the I/O thread (e.g. a SYN_REPLY while the pump is busy
+ * starting the process); keeps the order of everything queued. */
+void ck_tunnel_flush_locked(ck_tunnel *t);
 /* Pump thread: wait for a wake or fd events.  fds may be NULL. */
 /* Close the client side (websocket close frame if ws), after flushing. */
 void ck_tunnel_finish(ck_tunnel *t);

@@ -1,0 +1,477 @@
+/* nsexec.c - start a non-tty exec in a running runc container without runc (see streams.h,
+ * ck_streams_native_plan).
+ *
+ * Why: `runc exec` is two Go program starts (runc, then `runc init` inside the namespaces),
+ * 20-40 ms before the command's first byte, in every `kubectl exec`.  What it does for a
+ * container whose config we wrote ourselves (src/kubelet/oci.c) is small: join the
+ * container's cgroups and namespaces, set the user, groups and capabilities of config.json's
+ * process, its env (plus HOME), cwd and no_new_privs, and exec.  We do exactly that, and
+ * nothing else: a config with anything beyond it (seccomp, AppArmor/SELinux labels, rlimits,
+ * oomScoreAdj, a user or cgroup namespace, a umask, an unknown capability, no PATH...) is
+ * declined and the caller runs `runc exec` as before.
+ *
+ * Shape.  Everything that needs malloc or JSON happens in the caller (the plan: open fds of
+ * the namespaces and of each cgroup.procs, capability masks, argv, env); the forked child
+ * only makes system calls (it is the fork of a threaded process):
+ *   helper (forked by runtime.c's spawn, holds the stdio pipes):
+ *     PR_SET_DUMPABLE 0, setns(pid) (for its children), fork the command, then drop every
+ *     fd and wait for the command, exiting with its status (as the runc -d helper does);
+ *   command: write "0" to each cgroup.procs (joins them), setns ipc, uts, net, mnt (the
+ *     container's root and cwd), close every fd but stdio and the exec-error pipe, bounding
+ *     set, setgroups/setresgid, setresuid keeping caps, capset, ambient, no_new_privs,
+ *     umask 022, chdir, HOME from the container's /etc/passwd if the env has none, PATH
+ *     lookup in the container's PATH, execve.
+ * Container processes cannot ptrace or open /proc of the command before its execve (not
+ * dumpable; the container has no CAP_SYS_PTRACE unless privileged, when it owns the host
+ * anyway) and no kubelet fd survives into it.
+ */
+#include "streams/nsexec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/capability.h>
+
+#include "lib/util.h"
+
+static const char *const cap_names[] = {
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+};
+
+/* the namespaces we join, in order (pid separately: it applies to the helper's children) */
+static const struct {
+    const char *oci, *proc;
+    int flag;
+} ns_kinds[] = {
+    {"ipc", "ipc", CLONE_NEWIPC},
+    {"uts", "uts", CLONE_NEWUTS},
+    {"network", "net", CLONE_NEWNET},
+    {"mount", "mnt", CLONE_NEWNS},
+};
+
+static int decline(const char **why, const char *what)
+{
+    *why = what;
+    return 1;
+}
+
+/* A capability list -> mask; false for an unknown name or one this kernel lacks. */
+static bool cap_mask(const json_t *list, int last_cap, uint64_t *mask)
+{
+    *mask = 0;
+    if (!list || json_is_null(list))
+        return true;
+    if (!json_is_array(list))
+        return false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        const char *n = json_string_value(v);
+        size_t c = 0;
+        while (n && c < ARRAY_SIZE(cap_names) && strcmp(cap_names[c], n))
+            c++;
+        if (!n || c == ARRAY_SIZE(cap_names) || (int)c > last_cap)
+            return false;
+        *mask |= 1ull << c;
+    }
+    return true;
+}
+
+static bool only_keys(const json_t *obj, const char *const *keys, size_t nkeys)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)obj, k, v) {
+        size_t i = 0;
+        while (i < nkeys && strcmp(keys[i], k))
+            i++;
+        if (i == nkeys)
+            return false;
+    }
+    return true;
+}
+
+int ck_nsexec_check(const json_t *state, const json_t *config, int last_cap, ck_nsexec_plan *pl,
+                    const char **why)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->pidns_fd = -1;
+    if (json_is_true(json_object_get(state, "rootless")))
+        return decline(why, "rootless container");
+    const char *rdt = json_string_value(json_object_get(state, "intel_rdt_path"));
+    if (rdt && *rdt)
+        return decline(why, "intel RDT");
+    json_int_t pid = json_integer_value(json_object_get(state, "init_process_pid"));
+    if (pid <= 1)
+        return decline(why, "no init pid");
+    pl->init_pid = (pid_t)pid;
+    pl->init_start =
+        (unsigned long long)json_integer_value(json_object_get(state, "init_process_start"));
+    json_t *cgs = json_object_get(state, "cgroup_paths");
+    if (!json_is_object(cgs) || json_object_size(cgs) == 0 ||
+        json_object_size(cgs) > CK_NSEXEC_MAX_CGROUPS)
+        return decline(why, "cgroup paths");
+
+    const json_t *linux_ = json_object_get(config, "linux");
+    static const char *const linux_ok[] = {"namespaces", "cgroupsPath", "resources",
+                                           "maskedPaths", "readonlyPaths"};
+    if (!json_is_object(linux_) || !only_keys(linux_, linux_ok, ARRAY_SIZE(linux_ok)))
+        return decline(why, "linux settings beyond ours (seccomp, devices, sysctl, ...)");
+    const json_t *nss = json_object_get(linux_, "namespaces"), *ns;
+    size_t i;
+    bool have_pid = false, have[ARRAY_SIZE(ns_kinds)] = {false};
+    json_array_foreach(nss, i, ns) {
+        const char *t = json_string_value(json_object_get(ns, "type")) ?: "";
+        size_t k = 0;
+        while (k < ARRAY_SIZE(ns_kinds) && strcmp(ns_kinds[k].oci, t))
+            k++;
+        if (!strcmp(t, "pid"))
+            have_pid = true;
+        else if (k < ARRAY_SIZE(ns_kinds))
+            have[k] = true;
+        else
+            return decline(why, "user, cgroup or time namespace");
+    }
+    if (!have_pid)
+        return decline(why, "no pid namespace");
+    for (size_t k = 0; k < ARRAY_SIZE(ns_kinds); k++)
+        pl->ns_flag[k] = have[k] ? ns_kinds[k].flag : 0;
+
+    const json_t *proc = json_object_get(config, "process");
+    static const char *const proc_ok[] = {"terminal", "user", "args", "env", "cwd",
+                                          "capabilities", "noNewPrivileges", "consoleSize"};
+    if (!json_is_object(proc) || !only_keys(proc, proc_ok, ARRAY_SIZE(proc_ok)))
+        return decline(why, "process settings beyond ours (rlimits, apparmor, selinux, ...)");
+    const json_t *user = json_object_get(proc, "user");
+    static const char *const user_ok[] = {"uid", "gid", "additionalGids"};
+    if (!json_is_object(user) || !only_keys(user, user_ok, ARRAY_SIZE(user_ok)))
+        return decline(why, "user settings beyond uid/gid/additionalGids");
+    pl->uid = (uid_t)json_integer_value(json_object_get(user, "uid"));
+    pl->gid = (gid_t)json_integer_value(json_object_get(user, "gid"));
+    const json_t *groups = json_object_get(user, "additionalGids"), *g;
+    if (json_array_size(groups) > CK_NSEXEC_MAX_GROUPS)
+        return decline(why, "too many groups");
+    json_array_foreach(groups, i, g)
+        pl->groups[pl->ngroups++] = (gid_t)json_integer_value(g);
+    const json_t *caps = json_object_get(proc, "capabilities");
+    if (!cap_mask(json_object_get(caps, "bounding"), last_cap, &pl->cap_bnd) ||
+        !cap_mask(json_object_get(caps, "effective"), last_cap, &pl->cap_eff) ||
+        !cap_mask(json_object_get(caps, "permitted"), last_cap, &pl->cap_prm) ||
+        !cap_mask(json_object_get(caps, "inheritable"), last_cap, &pl->cap_inh) ||
+        !cap_mask(json_object_get(caps, "ambient"), last_cap, &pl->cap_amb))
+        return decline(why, "unknown capability");
+    pl->last_cap = last_cap;
+    pl->nnp = json_is_true(json_object_get(proc, "noNewPrivileges"));
+    const char *cwd = json_string_value(json_object_get(proc, "cwd"));
+    if (!cwd || cwd[0] != '/' || strlen(cwd) >= sizeof pl->cwd)
+        return decline(why, "cwd");
+    strcpy(pl->cwd, cwd);
+    const json_t *env = json_object_get(proc, "env"), *e;
+    pl->has_path = pl->has_home = false;
+    json_array_foreach(env, i, e) {
+        const char *s = json_string_value(e) ?: "";
+        pl->has_path |= !strncmp(s, "PATH=", 5);
+        pl->has_home |= !strncmp(s, "HOME=", 5);
+    }
+    if (!pl->has_path)
+        return decline(why, "no PATH in the env");
+    return 0;
+}
+
+void ck_nsexec_plan_free(ck_nsexec_plan *pl)
+{
+    if (pl->pidns_fd >= 0)
+        close(pl->pidns_fd);
+    for (size_t k = 0; k < ARRAY_SIZE(pl->ns_fd); k++)
+        if (pl->ns_fd[k] > 0)
+            close(pl->ns_fd[k]);
+    for (int i = 0; i < pl->ncg; i++)
+        close(pl->cg_fd[i]);
+    if (pl->envp) {
+        for (char **e = pl->envp; *e; e++)
+            if (*e != pl->home)
+                free(*e);
+        free(pl->envp);
+    }
+    free(pl->path);
+    pl->envp = NULL;
+    pl->path = NULL;
+    pl->pidns_fd = -1;
+    pl->ncg = 0;
+    memset(pl->ns_fd, 0, sizeof pl->ns_fd);
+}
+
+static int last_cap(void)
+{
+    char b[16] = {0};
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, b, sizeof b - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    return n > 0 ? atoi(b) : 40;
+}
+
+/* start time (field 22 of /proc/PID/stat) */
+static unsigned long long proc_start(pid_t pid)
+{
+    char path[64], b[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, b, sizeof b - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return 0;
+    b[n] = '\0';
+    char *p = strrchr(b, ')');
+    for (int f = 2; p && f < 22; f++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exec_opts *o,
+                      ck_nsexec_plan *pl, const char **why, ck_error **err)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->pidns_fd = -1;
+    if (o->tty || !o->ncommand)
+        return decline(why, "tty");
+    cleanup_free char *sp = xasprintf("%s/%s/state.json", runc_root, id);
+    json_t *state = json_load_file(sp, 0, NULL);
+    if (!state)
+        return decline(why, "no runc state");
+    const char *bundle = NULL;
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(json_object_get(state, "config"), "labels"), i, l)
+        if (json_string_value(l) && !strncmp(json_string_value(l), "bundle=", 7))
+            bundle = json_string_value(l) + 7;
+    cleanup_free char *cp = bundle ? xasprintf("%s/config.json", bundle) : NULL;
+    json_t *config = cp ? json_load_file(cp, 0, NULL) : NULL;
+    int rc = config ? ck_nsexec_check(state, config, last_cap(), pl, why)
+                    : decline(why, "no config.json");
+    if (rc == 0 && proc_start(pl->init_pid) != pl->init_start)
+        rc = decline(why, "container not running");   /* runc gives the error */
+    if (rc == 0) {
+        /* the fds the child needs, opened here (it may not allocate) */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)pl->init_pid);
+        pl->pidns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        for (size_t k = 0; k < ARRAY_SIZE(ns_kinds) && pl->pidns_fd >= 0; k++) {
+            if (!pl->ns_flag[k])
+                continue;
+            snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pl->init_pid, ns_kinds[k].proc);
+            pl->ns_fd[k] = open(path, O_RDONLY | O_CLOEXEC);
+            if (pl->ns_fd[k] < 0) {
+                pl->ns_fd[k] = 0;
+                rc = decline(why, "namespace gone");
+                break;
+            }
+        }
+        if (pl->pidns_fd < 0)
+            rc = decline(why, "namespace gone");
+        const char *sub;
+        json_t *v;
+        json_object_foreach(json_object_get(state, "cgroup_paths"), sub, v) {
+            if (rc)
+                break;
+            cleanup_free char *p = xasprintf("%s/cgroup.procs", json_string_value(v) ?: "");
+            int fd = open(p, O_WRONLY | O_CLOEXEC);
+            if (fd < 0) {
+                rc = decline(why, "cgroup gone");
+                break;
+            }
+            pl->cg_fd[pl->ncg++] = fd;
+        }
+        (void)sub;
+    }
+    if (rc == 0) {
+        json_t *env = json_object_get(json_object_get(config, "process"), "env"), *e;
+        size_t n = json_array_size(env);
+        pl->envp = xcalloc(n + 2, sizeof *pl->envp);
+        json_array_foreach(env, i, e) {
+            pl->envp[i] = xstrdup(json_string_value(e));
+            if (!strncmp(pl->envp[i], "PATH=", 5)) {
+                free(pl->path);
+                pl->path = xstrdup(pl->envp[i] + 5);
+            }
+        }
+        if (!pl->has_home)   /* filled in by the child from the container's /etc/passwd */
+            pl->envp[n] = pl->home;
+        pl->argv = o->command;
+    }
+    json_decref(state);
+    json_decref(config);
+    if (rc)
+        ck_nsexec_plan_free(pl);
+    (void)err;
+    return rc;
+}
+
+/* ---- the forked side: system calls only ---- */
+
+static _Noreturn void fail(int ex_w, int e)
+{
+    ssize_t w = write(ex_w, &e, sizeof e);
+    (void)w;
+    _exit(127);
+}
+
+/* HOME=<the uid's home in /etc/passwd>, else "/" (runc's rule) */
+static void set_home(ck_nsexec_plan *pl)
+{
+    static char buf[16384];
+    memcpy(pl->home, "HOME=/", 7);
+    int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (char *line = buf; line && *line;) {
+        char *eol = strchr(line, '\n');
+        if (eol)
+            *eol = '\0';
+        /* name:pw:uid:gid:gecos:home:shell */
+        char *f[7] = {line};
+        int nf = 1;
+        for (char *c = line; *c && nf < 7; c++)
+            if (*c == ':') {
+                *c = '\0';
+                f[nf++] = c + 1;
+            }
+        if (nf == 7 && f[2][0]) {
+            unsigned long u = 0;
+            char *c = f[2];
+            while (*c >= '0' && *c <= '9')
+                u = u * 10 + (unsigned long)(*c++ - '0');
+            size_t hl = strlen(f[5]);
+            if (!*c && u == pl->uid && hl && hl + 6 < sizeof pl->home) {
+                memcpy(pl->home + 5, f[5], hl + 1);
+                return;
+            }
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+}
+
+static void try_exec(const char *path, char **argv, char **envp, int *err)
+{
+    execve(path, argv, envp);
+    if (errno != ENOENT && errno != ENOTDIR)
+        *err = errno;   /* found but not runnable: that error wins, as in a shell */
+}
+
+static _Noreturn void run_command(ck_nsexec_plan *pl, int ex_w)
+{
+    for (int i = 0; i < pl->ncg; i++)
+        if (write(pl->cg_fd[i], "0", 1) != 1)
+            fail(ex_w, errno);
+    for (size_t k = 0; k < ARRAY_SIZE(ns_kinds); k++)
+        if (pl->ns_flag[k] && setns(pl->ns_fd[k], pl->ns_flag[k]) < 0)
+            fail(ex_w, errno);
+    /* nothing of the kubelet's but stdio and the error pipe (CLOEXEC) goes on */
+    int keep = ex_w;
+    if (keep > 3)
+        close_range(3, (unsigned)keep - 1, 0);
+    close_range((unsigned)keep + 1, ~0u, 0);
+    for (int c = 0; c <= pl->last_cap; c++)
+        if (!(pl->cap_bnd & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
+            errno != EINVAL)
+            fail(ex_w, errno);
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 ||
+        syscall(SYS_setgroups, pl->ngroups, pl->groups) < 0 ||
+        syscall(SYS_setresgid, pl->gid, pl->gid, pl->gid) < 0 ||
+        syscall(SYS_setresuid, pl->uid, pl->uid, pl->uid) < 0 ||
+        prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+        fail(ex_w, errno);
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2] = {
+        {(uint32_t)pl->cap_eff, (uint32_t)pl->cap_prm, (uint32_t)pl->cap_inh},
+        {(uint32_t)(pl->cap_eff >> 32), (uint32_t)(pl->cap_prm >> 32),
+         (uint32_t)(pl->cap_inh >> 32)},
+    };
+    if (syscall(SYS_capset, &h, d) < 0)
+        fail(ex_w, errno);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    for (int c = 0; c <= pl->last_cap; c++)
+        if ((pl->cap_amb & (1ull << c)) &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+            fail(ex_w, errno);
+    if (pl->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        fail(ex_w, errno);
+    umask(022);
+    if (chdir(pl->cwd) < 0)
+        fail(ex_w, errno);
+    if (!pl->has_home)
+        set_home(pl);
+    const char *cmd = pl->argv[0];
+    int err = ENOENT;
+    if (strchr(cmd, '/')) {
+        execve(cmd, pl->argv, pl->envp);
+        fail(ex_w, errno);
+    }
+    size_t cl = strlen(cmd);
+    for (const char *dir = pl->path; dir;) {
+        const char *end = strchr(dir, ':');
+        size_t dl = end ? (size_t)(end - dir) : strlen(dir);
+        if (dl + 1 + cl < sizeof pl->exe) {
+            memcpy(pl->exe, dl ? dir : ".", dl ? dl : 1);
+            size_t o = dl ? dl : 1;
+            pl->exe[o] = '/';
+            memcpy(pl->exe + o + 1, cmd, cl + 1);
+            try_exec(pl->exe, pl->argv, pl->envp, &err);
+        }
+        dir = end ? end + 1 : NULL;
+    }
+    fail(ex_w, err);
+}
+
+static int status_code(int st)
+{
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 255;
+}
+
+_Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w)
+{
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (setns(pl->pidns_fd, CLONE_NEWPID) < 0)
+        fail(ex_w, errno);
+    pid_t cmd = fork();
+    if (cmd < 0)
+        fail(ex_w, errno);
+    if (cmd == 0)
+        run_command(pl, ex_w);
+    /* the command alone holds the pipes and the error pipe */
+    int dn = open("/dev/null", O_RDWR);
+    if (dn >= 0) {
+        dup2(dn, 0);
+        dup2(dn, 1);
+        dup2(dn, 2);
+    }
+    close_range(3, ~0u, 0);
+    int st = 0;
+    while (waitpid(cmd, &st, 0) < 0)
+        if (errno != EINTR)
+            _exit(255);
+    _exit(status_code(st));
+}

@@ -1,0 +1,53 @@
+/* nsexec.h - a non-tty exec in a running runc container without runc (nsexec.c): the plan is
+ * made in the caller (runc's state.json and the bundle's config.json, fds opened), the forked
+ * helper runs it with system calls only.  Internal to src/streams; the entry point for callers
+ * is ck_streams_spawn_native (streams.h). */
+#ifndef CK_STREAMS_NSEXEC_H
+#define CK_STREAMS_NSEXEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/error.h"
+#include "streams/streams.h"
+
+#define CK_NSEXEC_MAX_CGROUPS 16
+#define CK_NSEXEC_MAX_GROUPS 64
+
+typedef struct ck_nsexec_plan {
+    pid_t init_pid;
+    unsigned long long init_start;
+    int pidns_fd;
+    int ns_flag[4], ns_fd[4];       /* ipc, uts, net, mnt (flag 0: not joined) */
+    int cg_fd[CK_NSEXEC_MAX_CGROUPS], ncg;   /* each cgroup.procs, write-only */
+    uid_t uid;
+    gid_t gid, groups[CK_NSEXEC_MAX_GROUPS];
+    size_t ngroups;
+    uint64_t cap_bnd, cap_eff, cap_prm, cap_inh, cap_amb;
+    int last_cap;
+    bool nnp, has_path, has_home;
+    char cwd[4096];
+    char **argv;                    /* the caller's (o->command) */
+    char **envp;                    /* owned; HOME slot points at `home` */
+    char *path;                     /* PATH's value, owned */
+    char home[4200];
+    char exe[8192];                 /* the child's PATH lookup buffer */
+} ck_nsexec_plan;
+
+/* Whether a container (runc state.json, OCI config.json) is within what the native exec
+ * applies: 0 and the plan's credentials/namespace kinds filled, or 1 with *why (the caller
+ * runs the runtime instead). */
+int ck_nsexec_check(const json_t *state, const json_t *config, int last_cap, ck_nsexec_plan *pl,
+                    const char **why);
+/* The whole plan for container `id` under runc root `runc_root`: 0 (free it with
+ * ck_nsexec_plan_free), 1 with *why when declined (nothing to free). */
+int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exec_opts *o,
+                      ck_nsexec_plan *pl, const char **why, ck_error **err);
+void ck_nsexec_plan_free(ck_nsexec_plan *pl);
+/* In the forked child with stdio in place: run the plan, exit with the command's status;
+ * an error before the command's execve goes to ex_w as an errno. */
+_Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w);
+
+#endif

@@ -1,0 +1,265 @@
+/* Unit tests for src/streams/nsexec.c (exec without runc): which container configs are within
+ * what it applies (the rest falls back to runc), and, as root, a real run of the forked side
+ * against this process's own namespaces and cgroup standing in for a container: user, groups,
+ * capabilities, HOME, cwd, no_new_privs, exit codes and a missing binary's error. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "lib/error.h"
+#include "lib/util.h"
+#include "streams/nsexec.h"
+#include "streams/streams.h"
+
+#define STATE_OK "{\"init_process_pid\": 4242, \"init_process_start\": 77, \"rootless\": false, " \
+                 "\"intel_rdt_path\": \"\", \"cgroup_paths\": {\"memory\": \"/sys/fs/cgroup/memory/x\"}}"
+#define PROC_OK "\"user\": {\"uid\": 1000, \"gid\": 1001, \"additionalGids\": [5, 6]}, " \
+                "\"args\": [\"sh\"], \"env\": [\"PATH=/bin\"], \"cwd\": \"/w\", \"terminal\": false, " \
+                "\"capabilities\": {\"bounding\": [\"CAP_CHOWN\", \"CAP_KILL\"], " \
+                "\"effective\": [\"CAP_KILL\"], \"permitted\": [\"CAP_CHOWN\", \"CAP_KILL\"]}, " \
+                "\"noNewPrivileges\": true"
+#define LINUX_OK "\"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"ipc\"}, {\"type\": \"uts\"}, " \
+                 "{\"type\": \"mount\"}, {\"type\": \"network\", \"path\": \"/n\"}], " \
+                 "\"cgroupsPath\": \"/x\", \"resources\": {}, \"maskedPaths\": [], \"readonlyPaths\": []"
+
+static void test_check_table(void **state)
+{
+    static const struct {
+        const char *name, *st, *proc, *lin;
+        int rc;
+    } cases[] = {
+        {"ours", STATE_OK, PROC_OK, LINUX_OK, 0},
+        {"seccomp", STATE_OK, PROC_OK, LINUX_OK ", \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ERRNO\"}", 1},
+        {"apparmor", STATE_OK, PROC_OK ", \"apparmorProfile\": \"x\"", LINUX_OK, 1},
+        {"rlimits", STATE_OK, PROC_OK ", \"rlimits\": []", LINUX_OK, 1},
+        {"oom score", STATE_OK, PROC_OK ", \"oomScoreAdj\": 5", LINUX_OK, 1},
+        {"user namespace", STATE_OK, PROC_OK, "\"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"user\"}]", 1},
+        {"no pid namespace", STATE_OK, PROC_OK, "\"namespaces\": [{\"type\": \"mount\"}]", 1},
+        {"unknown capability", STATE_OK,
+         "\"user\": {\"uid\": 0, \"gid\": 0}, \"env\": [\"PATH=/bin\"], \"cwd\": \"/\", "
+         "\"capabilities\": {\"bounding\": [\"CAP_NOT_A_CAP\"]}", LINUX_OK, 1},
+        {"no PATH", STATE_OK, "\"user\": {\"uid\": 0, \"gid\": 0}, \"env\": [\"A=b\"], \"cwd\": \"/\"",
+         LINUX_OK, 1},
+        {"umask", STATE_OK, "\"user\": {\"uid\": 0, \"gid\": 0, \"umask\": 63}, \"env\": [\"PATH=/bin\"], \"cwd\": \"/\"",
+         LINUX_OK, 1},
+        {"rootless", "{\"init_process_pid\": 9, \"rootless\": true, \"cgroup_paths\": {\"a\": \"/b\"}}",
+         PROC_OK, LINUX_OK, 1},
+        {"no cgroups", "{\"init_process_pid\": 9, \"cgroup_paths\": {}}", PROC_OK, LINUX_OK, 1},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        cleanup_free char *cfg = xasprintf("{\"process\": {%s}, \"linux\": {%s}}", cases[i].proc,
+                                           cases[i].lin);
+        json_t *st = json_loads(cases[i].st, 0, NULL), *c = json_loads(cfg, 0, NULL);
+        assert_non_null(st);
+        assert_non_null(c);
+        ck_nsexec_plan *pl = xmalloc(sizeof *pl);
+        const char *why = NULL;
+        int rc = ck_nsexec_check(st, c, 40, pl, &why);
+        if (rc != cases[i].rc)
+            fail_msg("%s: rc %d (%s)", cases[i].name, rc, why ? why : "");
+        if (rc)
+            assert_non_null(why);
+        if (i == 0) {
+            assert_int_equal(pl->init_pid, 4242);
+            assert_int_equal(pl->uid, 1000);
+            assert_int_equal(pl->gid, 1001);
+            assert_int_equal(pl->ngroups, 2);
+            assert_int_equal(pl->groups[1], 6);
+            assert_int_equal(pl->cap_bnd, (1u << 0) | (1u << 5));
+            assert_int_equal(pl->cap_eff, 1u << 5);
+            assert_int_equal(pl->cap_inh, 0);
+            assert_true(pl->nnp);
+            assert_string_equal(pl->cwd, "/w");
+            for (int k = 0; k < 4; k++)
+                assert_true(pl->ns_flag[k] != 0);
+        }
+        free(pl);
+        json_decref(st);
+        json_decref(c);
+    }
+}
+
+/* this process's cgroup in the unified hierarchy (hybrid or pure v2), or NULL */
+static char *own_cgroup(void)
+{
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[4096], *res = NULL;
+    while (f && !res && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "0::", 3))
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        const char *roots[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+        for (size_t i = 0; i < ARRAY_SIZE(roots) && !res; i++) {
+            char *p = xasprintf("%s%s/cgroup.procs", roots[i], line + 3);
+            if (access(p, W_OK) == 0)
+                res = xasprintf("%s%s", roots[i], line + 3);
+            free(p);
+        }
+    }
+    if (f)
+        fclose(f);
+    return res;
+}
+
+static unsigned long long own_start(void)
+{
+    char b[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(b, 1, sizeof b - 1, f) : 0;
+    if (f)
+        fclose(f);
+    b[n] = '\0';
+    char *p = strrchr(b, ')');
+    for (int i = 2; p && i < 22; i++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+typedef struct fake {
+    char dir[64];
+    char *cg;
+} fake;
+
+/* a "container" that is this process: state.json and config.json under a temp dir */
+static int fake_setup(void **state)
+{
+    fake *f = xcalloc(1, sizeof *f);
+    strcpy(f->dir, "/tmp/ck-nsexec.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->cg = own_cgroup();
+    *state = f;
+    return 0;
+}
+
+static int fake_teardown(void **state)
+{
+    fake *f = *state;
+    cleanup_free char *cmd = xasprintf("rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f->cg);
+    free(f);
+    return 0;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static void write_container(fake *f, const char *process)
+{
+    cleanup_free char *cdir = xasprintf("%s/c1", f->dir);
+    mkdir(cdir, 0700);
+    cleanup_free char *st = xasprintf(
+        "{\"init_process_pid\": %d, \"init_process_start\": %llu, \"cgroup_paths\": {\"\": \"%s\"}, "
+        "\"config\": {\"labels\": [\"bundle=%s\"]}}", (int)getpid(), own_start(), f->cg, f->dir);
+    cleanup_free char *sp = xasprintf("%s/state.json", cdir);
+    write_file(sp, st);
+    cleanup_free char *cfg = xasprintf("{\"process\": {%s}, \"linux\": {%s}}", process, LINUX_OK);
+    cleanup_free char *cp = xasprintf("%s/config.json", f->dir);
+    write_file(cp, cfg);
+}
+
+/* run argv in the fake container; returns the exit code, output in out */
+static int run(fake *f, char **argv, char *out, size_t outsz, ck_error **err)
+{
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    ck_stream_exec_opts o = {.command = argv, .ncommand = n, .stdout_ = true, .stderr_ = true};
+    ck_stream_proc p;
+    int rc = ck_streams_spawn_native(f->dir, "c1", &o, &p, err);
+    if (rc != 0)
+        return rc > 0 ? -100 : -1;
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < outsz && (r = read(p.out_fd, out + got, outsz - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(p.out_fd);
+    close(p.err_fd);
+    int st = 0;
+    assert_int_equal(waitpid(p.pid, &st, 0), p.pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void test_run_as_container(void **state)
+{
+    fake *f = *state;
+    if (geteuid() != 0 || !f->cg)
+        skip();   /* needs root (setns, capabilities) and a writable cgroup */
+    write_container(f, "\"user\": {\"uid\": 65534, \"gid\": 65534, \"additionalGids\": [4242]}, "
+                       "\"args\": [\"sh\"], \"env\": [\"PATH=/usr/bin:/bin\", \"X=y\"], "
+                       "\"cwd\": \"/tmp\", \"capabilities\": {\"bounding\": [\"CAP_CHOWN\", "
+                       "\"CAP_KILL\"], \"effective\": [\"CAP_KILL\"], \"permitted\": [\"CAP_KILL\"], "
+                       "\"inheritable\": [\"CAP_KILL\"], \"ambient\": [\"CAP_KILL\"]}, "
+                       "\"noNewPrivileges\": true");
+    char out[8192];
+    ck_error *e = NULL;
+    char *argv[] = {"sh", "-c",
+                    "id -u; id -G; grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status; "
+                    "echo HOME=$HOME X=$X; pwd; ls /proc/self/fd | wc -l; exit 3", NULL};
+    int rc = run(f, argv, out, sizeof out, &e);
+    if (rc == -100 || rc == -1)
+        fail_msg("spawn: %d %s", rc, e ? e->msg : "declined");
+    assert_int_equal(rc, 3);
+    assert_non_null(strstr(out, "65534\n"));
+    assert_non_null(strstr(out, "4242"));
+    assert_non_null(strstr(out, "CapEff:\t0000000000000020"));
+    assert_non_null(strstr(out, "CapBnd:\t0000000000000021"));
+    assert_non_null(strstr(out, "CapAmb:\t0000000000000020"));
+    assert_non_null(strstr(out, "NoNewPrivs:\t1"));
+    assert_non_null(strstr(out, " X=y\n"));
+    assert_non_null(strstr(out, "HOME=/"));   /* nobody's home, or / */
+    assert_non_null(strstr(out, "\n/tmp\n"));
+    /* stdin, stdout, stderr and ls's own directory fd: no kubelet fd leaks in */
+    assert_non_null(strstr(out, "\n4\n"));
+    /* the cgroup was joined (our own) and the process is gone from it */
+    char *argv2[] = {"/no/such/binary", NULL};
+    rc = run(f, argv2, out, sizeof out, &e);
+    assert_int_equal(rc, -1);
+    assert_non_null(e);
+    assert_non_null(strstr(e->msg, "not found"));
+    ck_error_free(e);
+    e = NULL;
+    char *argv3[] = {"nosuchcommand", NULL};
+    rc = run(f, argv3, out, sizeof out, &e);
+    assert_int_equal(rc, -1);
+    ck_error_free(e);
+}
+
+static void test_declined_without_state(void **state)
+{
+    fake *f = *state;
+    char *argv[] = {"true", NULL};
+    ck_stream_exec_opts o = {.command = argv, .ncommand = 1, .stdout_ = true};
+    ck_stream_proc p;
+    ck_error *e = NULL;
+    assert_int_equal(ck_streams_spawn_native(f->dir, "missing", &o, &p, &e), 1);
+    assert_null(e);
+    o.tty = true;   /* a tty always goes through the runtime */
+    assert_int_equal(ck_streams_spawn_native(f->dir, "missing", &o, &p, &e), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_table),
+        cmocka_unit_test_setup_teardown(test_run_as_container, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_declined_without_state, fake_setup, fake_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -117,40 +117,68 @@ typedef struct render {
 
 static void chain_add(render *r, const char *table, const char *chain, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The renderers run once per service port at every full sync (10,000s of times): the lines
+ * are formatted on the stack, and the strings are ASCII, so jansson's UTF-8 checks are skipped. */
 static void chain_add(render *r, const char *table, const char *chain, const char *fmt, ...)
 {
+    char spec[1024], k[96];
     va_list ap;
     va_start(ap, fmt);
-    cleanup_free char *spec = xvasprintf(fmt, ap);
+    int n = vsnprintf(spec, sizeof spec, fmt, ap);
     va_end(ap);
-    cleanup_free char *k = xasprintf("%s/%s", table, chain);
-    const char *old = json_string_value(json_object_get(r->chains, k));
-    cleanup_free char *text = xasprintf("%s-A %s %s\n", old ? old : "", chain, spec);
-    json_object_set_new(r->chains, k, json_string(text));
+    cleanup_free char *big = NULL;
+    if (n >= (int)sizeof spec) {
+        va_start(ap, fmt);
+        big = xvasprintf(fmt, ap);
+        va_end(ap);
+    }
+    snprintf(k, sizeof k, "%s/%s", table, chain);
+    json_t *old = json_object_get(r->chains, k);
+    const char *o = old ? json_string_value(old) : "";
+    char text[2048];
+    int tl = snprintf(text, sizeof text, "%s-A %s %s\n", o, chain, big ? big : spec);
+    cleanup_free char *bigtext = tl >= (int)sizeof text ?
+                                 xasprintf("%s-A %s %s\n", o, chain, big ? big : spec) : NULL;
+    const char *t = bigtext ? bigtext : text;
+    if (old)
+        json_string_setn_nocheck(old, t, strlen(t));
+    else
+        json_object_set_new_nocheck(r->chains, k, json_stringn_nocheck(t, strlen(t)));
 }
 
 static void chain_touch(render *r, const char *table, const char *chain)
 {
-    cleanup_free char *k = xasprintf("%s/%s", table, chain);
+    char k[96];
+    snprintf(k, sizeof k, "%s/%s", table, chain);
     if (!json_object_get(r->chains, k))
-        json_object_set_new(r->chains, k, json_string(""));
+        json_object_set_new_nocheck(r->chains, k, json_string_nocheck(""));
 }
 
 static void line_add(render *r, const char *table, const char *chain, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void line_add(render *r, const char *table, const char *chain, const char *fmt, ...)
 {
+    char spec[1024], k[1200];
     va_list ap;
     va_start(ap, fmt);
-    cleanup_free char *spec = xvasprintf(fmt, ap);
+    int n = vsnprintf(spec, sizeof spec, fmt, ap);
     va_end(ap);
-    cleanup_free char *k = xasprintf("%s/%s\t%s", table, chain, spec);
-    json_object_set_new(r->lines, k, json_true());
+    if (n >= (int)sizeof spec) {
+        va_start(ap, fmt);
+        cleanup_free char *big = xvasprintf(fmt, ap);
+        va_end(ap);
+        cleanup_free char *bk = xasprintf("%s/%s\t%s", table, chain, big);
+        json_object_set_new(r->lines, bk, json_true());
+        return;
+    }
+    snprintf(k, sizeof k, "%s/%s\t%s", table, chain, spec);
+    json_object_set_new_nocheck(r->lines, k, json_true());
 }
 
 static void chain_name(char out[32], const char *prefix, const ck_proxy_port *p, const char *extra)
 {
-    cleanup_free char *s = xasprintf("%s%s%s", p->name, p->proto, extra ? extra : "");
+    char s[512];
+    snprintf(s, sizeof s, "%s%s%s", p->name, p->proto, extra ? extra : "");
     char h[17];
     ck_proxy_hash16(s, h);
     snprintf(out, 32, "%s%s", prefix, h);
@@ -161,9 +189,9 @@ static void chain_name(char out[32], const char *prefix, const ck_proxy_port *p,
 #define MASK(t) ((t)->fam == 6 ? "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" : "255.255.255.255")
 
 /* An endpoint as DNAT's --to-destination wants it ("[ip]:port" for IPv6). */
-static char *dnat_to(const ipt *t, const ck_proxy_ep *e)
+static void dnat_to(const ipt *t, const ck_proxy_ep *e, char *out, size_t len)
 {
-    return t->fam == 6 ? xasprintf("[%s]:%d", e->ip, e->port) : xasprintf("%s:%d", e->ip, e->port);
+    snprintf(out, len, t->fam == 6 ? "[%s]:%d" : "%s:%d", e->ip, e->port);
 }
 
 /* A load-balancing chain (SVC or SVL) over eps; SEP chains rendered alongside. */
@@ -182,27 +210,31 @@ static void render_lb(const ipt *t, render *r, const ck_proxy_port *p, const cha
     char sep[32];
     if (p->affinity)
         for (size_t i = 0; i < n; i++) {
-            cleanup_free char *x = xasprintf("%s:%d", eps[i]->ip, eps[i]->port);
+            char x[96];
+            snprintf(x, sizeof x, "%s:%d", eps[i]->ip, eps[i]->port);
             chain_name(sep, "KUBE-SEP-", p, x);
             chain_add(r, "nat", chain, "-m comment --comment \"%s -> %s\" -m recent --name %s "
                       "--mask %s --rsource --rcheck --seconds %d --reap -j %s",
                       p->name, x, sep, MASK(t), p->affinity_timeout, sep);
         }
     for (size_t i = 0; i < n; i++) {
-        cleanup_free char *x = xasprintf("%s:%d", eps[i]->ip, eps[i]->port);
+        char x[96], jc[512], k[48], sc[400], to[112];
+        snprintf(x, sizeof x, "%s:%d", eps[i]->ip, eps[i]->port);
         chain_name(sep, "KUBE-SEP-", p, x);
-        cleanup_free char *jc = t->large ? xstrdup("") :
-                                xasprintf("-m comment --comment \"%s -> %s\" ", p->name, x);
+        *jc = *sc = 0;
+        if (!t->large)
+            snprintf(jc, sizeof jc, "-m comment --comment \"%s -> %s\" ", p->name, x);
         if (i + 1 < n)
             chain_add(r, "nat", chain, "%s-m statistic --mode random --probability %.10f -j %s", jc,
                       1.0 / (double)(n - i), sep);
         else
             chain_add(r, "nat", chain, "%s-j %s", jc, sep);
-        cleanup_free char *k = xasprintf("nat/%s", sep);
+        snprintf(k, sizeof k, "nat/%s", sep);
         if (json_object_get(r->chains, k))
             continue;
-        cleanup_free char *sc = t->large ? xstrdup("") : xasprintf("-m comment --comment %s ", p->name);
-        cleanup_free char *to = dnat_to(t, eps[i]);
+        if (!t->large)
+            snprintf(sc, sizeof sc, "-m comment --comment %s ", p->name);
+        dnat_to(t, eps[i], to, sizeof to);
         chain_add(r, "nat", sep, "%s-s %s%s -j KUBE-MARK-MASQ", sc, eps[i]->ip, HOST(t));
         if (p->affinity)
             chain_add(r, "nat", sep, "%s-m recent --set --name %s --mask %s --rsource "

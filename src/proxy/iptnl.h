@@ -16,7 +16,9 @@
  *
  * Rule handles: "-D chain spec" needs the handle of the rule that "-A/-I chain spec" added.  The
  * handles of rules added to the chains named in `tracked` ("nat/KUBE-SERVICES", ...) are kept:
- * echoed by the kernel for small batches, read back with one dump of the chain for big ones.
+ * echoed by the kernel for partial applies; for full ones computed from the table's handle
+ * allocation (the echoed first and last new rule of the table pin it; one dump of the chain if
+ * they do not agree with the batch).
  * A "-D" of an unknown rule fails the apply (the caller then does a full one).
  */
 #ifndef CK_PROXY_IPTNL_H

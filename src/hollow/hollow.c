@@ -3,11 +3,10 @@
  * API server.
  *
  * It registers N Nodes (capacity/allocatable from flags, Ready), renews one Lease per node in
- * kube-node-lease every 10 s (as kubelets do; paced over the period), watches the bound pods
- * (fieldSelector spec.nodeName!=, as each kubelet watches its own node's) and, for each pod bound
- * to one of its nodes, reports it Running and Ready (a merge PATCH of pods/status, as a kubelet
- * would once containers started); a pod being deleted (deletionTimestamp set) is finalized with
- * a grace-0 delete.  Work goes through a rate-limited work queue served by a few worker threads,
+ * kube-node-lease every 10 s (as kubelets do; paced over the period), watches all pods and, for
+ * each pod bound to one of its nodes, reports it Running and Ready (a merge PATCH of pods/status,
+ * as a kubelet would once containers started); a pod being deleted (deletionTimestamp set) is
+ * finalized with a grace-0 delete.  Work goes through a rate-limited work queue served by a few worker threads,
  * so bursts of thousands of pods are absorbed and failed writes retried.  The two writes made
  * most, Lease renewals and status patches, go through senders (client.h: many in flight from
  * one thread each), so neither the pacing loop nor a worker waits on a round trip.
@@ -478,9 +477,10 @@ int cmd_hollow_node(int argc, char **argv)
     h.lease_sender = ck_sender_new(client, HOLLOW_SENDER_CONNS);
     h.pod_sender = ck_sender_new(client, HOLLOW_SENDER_CONNS);
     ck_informer_handlers handlers = {.on_add = enqueue_pod, .on_update = on_pod_update};
-    /* bound pods only: a pod's first event (created, not scheduled) is no kubelet's business */
-    h.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, "spec.nodeName!=",
-                                 &handlers, &h);
+    /* every pod, not fieldSelector spec.nodeName!= (as a kubelet watches its node's): the API
+     * server serves an unfiltered watch from the stored bytes, a filtered one decodes each
+     * event's objects to match them, which cost it more than it saved us (docs/scheduler.md) */
+    h.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &handlers, &h);
     h.nodes_inf = ck_informer_new(client, res("", "nodes"), NULL, NULL, NULL, NULL, NULL);
     ck_informer_set_keep(h.pods_inf, pod_keep);
     ck_informer_set_keep(h.nodes_inf, node_keep);

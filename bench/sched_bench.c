@@ -124,6 +124,7 @@ static void create_all(bench *b)
         b->created_ns[i] = ck_now_ns();
         ck_sender_send(snd, "POST", b->create_path, body, (size_t)len, NULL, created, c);
     }
+    ck_sender_drain(snd);
     ck_sender_free(snd);
 }
 

@@ -745,16 +745,28 @@ static void *sender_main(void *arg)
     pthread_mutex_lock(&s->lock);
     for (;;) {
         sreq *failed = NULL;
+        if (s->stop) {           /* what has not started is not sent */
+            while (s->head) {
+                sreq *r = s->head;
+                s->head = r->next;
+                ck_error_set(&r->err, CK_E_UNAVAILABLE, "%s %s: the sender stopped before sending it",
+                             r->method, r->url);
+                r->next = failed;
+                failed = r;
+            }
+            s->tail = NULL;
+        }
         sender_start(s, &failed);
-        if (s->stop && !s->inflight && !s->head)
-            break;
-        s->polling = true;
+        bool done = s->stop && !s->inflight && !s->head;
+        s->polling = !done;
         pthread_mutex_unlock(&s->lock);
         while (failed) {
             sreq *r = failed;
             failed = r->next;
             sreq_finish(s, r, r->err);
         }
+        if (done)
+            return NULL;
         int running = 0, left = 0;
         curl_multi_perform(s->multi, &running);
         CURLMsg *m;
@@ -785,8 +797,6 @@ static void *sender_main(void *arg)
         pthread_mutex_lock(&s->lock);
         s->polling = false;
     }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
 }
 
 ck_sender *ck_sender_new(ck_client *c, int conns)

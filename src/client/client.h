@@ -63,7 +63,8 @@ void ck_sender_send(ck_sender *s, const char *method, const char *path, char *bo
                     const char *content_type, ck_sender_done_cb done, void *ctx);
 size_t ck_sender_pending(ck_sender *s);      /* queued or in flight */
 void ck_sender_drain(ck_sender *s);          /* waits until nothing is pending */
-/* Sends what is queued, waits for every answer, then frees. */
+/* Waits for the answers of the requests in flight, then frees; the ones not started yet are not
+ * sent (their callbacks get CK_E_UNAVAILABLE): ck_sender_drain first to send everything. */
 void ck_sender_free(ck_sender *s);
 
 /* "/api/v1/namespaces/<ns>/pods/<name>/<sub>" for a resource; ns ignored for cluster-scoped

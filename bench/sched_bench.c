@@ -12,9 +12,10 @@
  * this isolates the scheduler's own throughput from the API server's create rate.
  *
  * The client is lean so its CPU does not compete with what is measured: each create is a POST of
- * text printed from a template over the pooled keep-alive connections (one per thread), its 2xx
- * answer the acknowledgement (the created pod is not decoded), and the watch decodes only each
- * event's name and nodeName (client/jsonpick.h).
+ * text printed from a template, sent through a ck_sender (client.h: --threads creates in flight
+ * from one thread over as many kept-alive connections, the next one sent when one is answered),
+ * its 2xx answer the acknowledgement (the created pod is not decoded), and the watch decodes only
+ * each event's name and nodeName (client/jsonpick.h).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -35,8 +36,9 @@ typedef struct bench {
     long nbound;
     pthread_mutex_t lock;
     volatile bool stop;
-    volatile long next;
     long create_errors;
+    long inflight;                /* creates sent, not answered; under lock */
+    pthread_cond_t answered;
 } bench;
 
 static const ck_resource *pods_res(void)
@@ -74,26 +76,56 @@ static int pod_text(const bench *b, long i, char *buf, size_t size)
                     i, b->ns_json, g, sched, anti);
 }
 
+typedef struct create_ctx {
+    bench *b;
+    long i;
+} create_ctx;
+
 /* Each create is acknowledged by its 2xx answer; the created pod in it is not decoded (the
  * watch reports the binding). */
-static void *creator(void *arg)
+static void created(void *ctx, const ck_error *err)
 {
-    bench *b = arg;
-    char body[2048];
-    for (;;) {
-        long i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
-        if (i >= b->pods || b->stop)
-            return NULL;
-        int len = pod_text(b, i, body, sizeof body);
-        b->created_ns[i] = ck_now_ns();
-        ck_error *err = NULL;
-        if (len < 0 || (size_t)len >= sizeof body ||
-            ck_client_send_text(b->c, "POST", b->create_path, body, (size_t)len, NULL, &err) < 0) {
-            fprintf(stderr, "create bench-%ld: %s\n", i, err ? err->msg : "pod text too long");
-            ck_error_free(err);
-            __atomic_fetch_add(&b->create_errors, 1, __ATOMIC_RELAXED);
-        }
+    create_ctx *c = ctx;
+    bench *b = c->b;
+    if (err) {
+        fprintf(stderr, "create bench-%ld: %s\n", c->i, err->msg);
+        __atomic_fetch_add(&b->create_errors, 1, __ATOMIC_RELAXED);
     }
+    pthread_mutex_lock(&b->lock);
+    b->inflight--;
+    pthread_cond_signal(&b->answered);
+    pthread_mutex_unlock(&b->lock);
+    free(c);
+}
+
+/* Keeps `threads` creates in flight until all are sent; returns when all are answered. */
+static void create_all(bench *b)
+{
+    ck_sender *snd = ck_sender_new(b->c, (int)b->threads);
+    for (long i = 0; i < b->pods && !b->stop; i++) {
+        pthread_mutex_lock(&b->lock);
+        while (b->inflight >= b->threads)
+            pthread_cond_wait(&b->answered, &b->lock);
+        b->inflight++;
+        pthread_mutex_unlock(&b->lock);
+        char *body = xmalloc(2048);
+        int len = pod_text(b, i, body, 2048);
+        if (len < 0 || len >= 2048) {
+            fprintf(stderr, "create bench-%ld: pod text too long\n", i);
+            free(body);
+            __atomic_fetch_add(&b->create_errors, 1, __ATOMIC_RELAXED);
+            pthread_mutex_lock(&b->lock);
+            b->inflight--;
+            pthread_mutex_unlock(&b->lock);
+            continue;
+        }
+        create_ctx *c = xmalloc(sizeof *c);
+        *c = (create_ctx){.b = b, .i = i};
+        b->created_ns[i] = ck_now_ns();
+        ck_sender_send(snd, "POST", b->create_path, body, (size_t)len, NULL, created, c);
+    }
+    ck_sender_drain(snd);
+    ck_sender_free(snd);
 }
 
 /* What the watch decodes of each event (client/jsonpick.h): the name and the node. */
@@ -152,7 +184,7 @@ int main(int argc, char **argv)
     ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "kubeconfig of the cluster (required)"},
         {"pods", CK_FLAG_INT, &pods, "pods to create (default 10000)"},
-        {"threads", CK_FLAG_INT, &threads, "creating threads (default 8)"},
+        {"threads", CK_FLAG_INT, &threads, "creates in flight at once (default 8)"},
         {"namespace", CK_FLAG_STRING, &ns, "namespace (default bench; created if missing)"},
         {"anti-affinity-groups", CK_FLAG_INT, &groups, "pod anti-affinity groups (default 0 = none)"},
         {"timeout", CK_FLAG_INT, &timeout_s, "give up after this many seconds (default 300)"},
@@ -186,6 +218,7 @@ int main(int argc, char **argv)
     b.create_path = ck_client_path(pods_res(), ns, NULL, NULL);
     bool do_create = strcmp(phase, "bind") != 0, do_watch = strcmp(phase, "create") != 0;
     pthread_mutex_init(&b.lock, NULL);
+    pthread_cond_init(&b.answered, NULL);
     b.created_ns = xcalloc((size_t)pods, sizeof(int64_t));
     b.bound_ns = xcalloc((size_t)pods, sizeof(int64_t));
 
@@ -199,7 +232,7 @@ int main(int argc, char **argv)
     watch_arg w = {.b = &b, .path = xasprintf("/api/v1/namespaces/%s/pods?watch=1&resourceVersion=%s",
                                               ns, json_string_value(json_object_get(json_object_get(list, "metadata"), "resourceVersion")))};
     json_decref(list);
-    pthread_t wt, *ct = xcalloc((size_t)threads, sizeof(pthread_t));
+    pthread_t wt;
     if (do_watch) {
         pthread_create(&wt, NULL, watcher, &w);
         usleep(200 * 1000);
@@ -207,10 +240,7 @@ int main(int argc, char **argv)
 
     int64_t t0 = ck_now_ns();
     if (do_create) {
-        for (long i = 0; i < threads; i++)
-            pthread_create(&ct[i], NULL, creator, &b);
-        for (long i = 0; i < threads; i++)
-            pthread_join(ct[i], NULL);
+        create_all(&b);
     } else {
         for (long i = 0; i < pods; i++)
             b.created_ns[i] = t0;        /* latency from the start of the watch */
@@ -268,7 +298,6 @@ int main(int argc, char **argv)
                (double)lat[nl - 1] / 1e6);
     free(lat);
     free(w.path);
-    free(ct);
     free(b.created_ns);
     free(b.bound_ns);
     free(b.ns_json);

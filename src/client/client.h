@@ -47,6 +47,26 @@ int ck_client_send(ck_client *c, const char *method, const char *path, const jso
 int ck_client_send_text(ck_client *c, const char *method, const char *path, const char *body,
                         size_t len, const char *content_type, ck_error **err);
 
+/* A sender: writes whose answers are not read (as ck_client_send_text), many in flight at once
+ * from one thread of its own over up to `conns` kept-alive connections (a libcurl multi
+ * handle).  A busy writer (the scheduler's bindings, the hollow node's Lease renewals and status
+ * patches) then pays one wakeup and one poll for many requests, not a thread and a blocking
+ * round trip each.  Requests start in the order queued. */
+typedef struct ck_sender ck_sender;
+/* Called on the sender's thread when the answer came: err NULL on 2xx, else as ck_client_send
+ * sets it (owned by the sender: copy what you keep).  Must not wait on the sender. */
+typedef void (*ck_sender_done_cb)(void *ctx, const ck_error *err);
+ck_sender *ck_sender_new(ck_client *c, int conns);
+/* Queues one request and returns at once.  body (len bytes of JSON text, may be NULL) is taken
+ * over (freed by the sender); content_type NULL = application/json; done may be NULL. */
+void ck_sender_send(ck_sender *s, const char *method, const char *path, char *body, size_t len,
+                    const char *content_type, ck_sender_done_cb done, void *ctx);
+size_t ck_sender_pending(ck_sender *s);      /* queued or in flight */
+void ck_sender_drain(ck_sender *s);          /* waits until nothing is pending */
+/* Waits for the answers of the requests in flight, then frees; the ones not started yet are not
+ * sent (their callbacks get CK_E_UNAVAILABLE): ck_sender_drain first to send everything. */
+void ck_sender_free(ck_sender *s);
+
 /* "/api/v1/namespaces/<ns>/pods/<name>/<sub>" for a resource; ns ignored for cluster-scoped
  * kinds, name/sub may be NULL.  Caller frees. */
 char *ck_client_path(const ck_resource *r, const char *ns, const char *name, const char *sub);

@@ -3,12 +3,13 @@
  * API server.
  *
  * It registers N Nodes (capacity/allocatable from flags, Ready), renews one Lease per node in
- * kube-node-lease every 10 s (as kubelets do; in 16 independent paced streams), watches all
- * pods and, for each pod bound to one of its nodes, reports it Running and Ready (a merge PATCH
- * of pods/status, as a kubelet would once containers started); a pod being deleted
- * (deletionTimestamp set) is finalized with a grace-0 delete.  Work goes through a rate-limited
- * work queue served by a few worker threads, so bursts of thousands of pods are absorbed and
- * failed writes retried.
+ * kube-node-lease every 10 s (as kubelets do; paced over the period), watches all pods and, for
+ * each pod bound to one of its nodes, reports it Running and Ready (a merge PATCH of pods/status,
+ * as a kubelet would once containers started); a pod being deleted (deletionTimestamp set) is
+ * finalized with a grace-0 delete.  Work goes through a rate-limited work queue served by a few worker threads,
+ * so bursts of thousands of pods are absorbed and failed writes retried.  The two writes made
+ * most, Lease renewals and status patches, go through senders (client.h: many in flight from
+ * one thread each), so neither the pacing loop nor a worker waits on a round trip.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -38,8 +39,12 @@ typedef struct hollow {
     char *cpu, *memory, *pods, *storage;
     ck_informer *pods_inf, *nodes_inf;
     ck_workqueue *queue;
+    ck_sender *lease_sender, *pod_sender;
     volatile bool stop;
 } hollow;
+
+/* Connections each sender keeps in flight. */
+#define HOLLOW_SENDER_CONNS 8
 
 static const ck_resource *res(const char *group, const char *resource)
 {
@@ -125,38 +130,62 @@ static int add_json_string(ck_buf *b, const char *s)
     return ck_buf_addstr(b, text ? text : "\"\"");
 }
 
-/* A renewal is a merge patch of the Lease's spec, written as text (5,000 nodes renew 500 times
- * a second, a tree built and printed each time was a tenth of the hollow node's CPU). */
-static int renew_lease(hollow *h, const char *name, ck_error **err)
+/* The Lease of node `name` as JSON text, for a create (first renewal) or a merge patch of its
+ * spec (every renewal after): printed from a template, no tree built and printed each time. */
+static char *lease_text(const char *name, bool create, size_t *len)
 {
-    const ck_resource *leases = res("coordination.k8s.io", "leases");
     char now[48];
     ck_micro_time(ck_wall_ns(), now);
-    ck_buf patch;
-    ck_buf_init(&patch, 4096);
-    ck_buf_addstr(&patch, "{\"spec\":{\"holderIdentity\":");
-    add_json_string(&patch, name);
-    ck_buf_printf(&patch, ",\"leaseDurationSeconds\":40,\"renewTime\":\"%s\"}}", now);
-    /* the answer (the whole Lease) is not read, so it is not decoded either */
-    cleanup_free char *path = ck_client_path(leases, "kube-node-lease", name, NULL);
-    int rc = ck_client_send_text(h->client, "PATCH", path, patch.data, patch.len,
-                                 "application/merge-patch+json", err);
-    ck_buf_free(&patch);
-    if (rc < 0 && (*err)->code == CK_E_NOT_FOUND) {
-        ck_error_free(*err);
-        *err = NULL;
-        json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:i, s:s}}", "apiVersion",
-                                "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", name,
-                                "namespace", "kube-node-lease", "spec", "holderIdentity", name,
-                                "leaseDurationSeconds", 40, "renewTime", now);
-        json_t *out = ck_client_create(h->client, leases, "kube-node-lease", obj, err);
-        json_decref(obj);
-        if (!out)
-            return -1;
-        json_decref(out);
-        rc = 0;
+    ck_buf t;
+    ck_buf_init(&t, 0);
+    if (create) {
+        ck_buf_addstr(&t, "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+                          "\"metadata\":{\"name\":");
+        add_json_string(&t, name);
+        ck_buf_addstr(&t, ",\"namespace\":\"kube-node-lease\"},");
+    } else {
+        ck_buf_addstr(&t, "{");
     }
-    return rc;
+    ck_buf_addstr(&t, "\"spec\":{\"holderIdentity\":");
+    add_json_string(&t, name);
+    ck_buf_printf(&t, ",\"leaseDurationSeconds\":40,\"renewTime\":\"%s\"}}", now);
+    *len = t.len;
+    return ck_buf_steal(&t);
+}
+
+typedef struct lease_job {
+    hollow *h;
+    bool create;
+    char name[];
+} lease_job;
+
+static void lease_send(hollow *h, const char *name, bool create);
+
+/* The sender's answer to a renewal (its thread): a Lease that does not exist yet (the first
+ * round, or deleted by someone) is created, also through the sender. */
+static void lease_done(void *ctx, const ck_error *err)
+{
+    lease_job *j = ctx;
+    if (err && !j->create && err->code == CK_E_NOT_FOUND && !j->h->stop)
+        lease_send(j->h, j->name, true);
+    else if (err && !(j->create && err->code == CK_E_EXISTS))
+        log_warn("lease %s: %s", j->name, err->msg);
+    free(j);
+}
+
+static void lease_send(hollow *h, const char *name, bool create)
+{
+    const ck_resource *leases = res("coordination.k8s.io", "leases");
+    size_t nlen = strlen(name), len;
+    lease_job *j = xmalloc(sizeof *j + nlen + 1);
+    j->h = h;
+    j->create = create;
+    memcpy(j->name, name, nlen + 1);
+    char *body = lease_text(name, create, &len);
+    /* the answer (the whole Lease) is not read, so it is not decoded either */
+    cleanup_free char *path = ck_client_path(leases, "kube-node-lease", create ? NULL : name, NULL);
+    ck_sender_send(h->lease_sender, create ? "POST" : "PATCH", path, body, len,
+                   create ? NULL : "application/merge-patch+json", lease_done, j);
 }
 
 static void enqueue_pod(void *ctx, json_t *pod)
@@ -237,6 +266,28 @@ static bool pod_ready(const json_t *pod)
     return false;
 }
 
+typedef struct status_job {
+    hollow *h;
+    char key[];
+} status_job;
+
+/* The sender's answer to a status patch (its thread): the key's processing ends here. */
+static void status_done(void *ctx, const ck_error *err)
+{
+    status_job *j = ctx;
+    hollow *h = j->h;
+    const char *key = j->key;
+    if (!err || err->code == CK_E_NOT_FOUND) {
+        ck_workqueue_forget(h->queue, key);
+    } else {
+        if (err->code != CK_E_CONFLICT)
+            log_warn("pod %s: %s", key, err->msg);
+        ck_workqueue_add_rate_limited(h->queue, key);
+    }
+    ck_workqueue_done(h->queue, key);
+    free(j);
+}
+
 /* Bring one pod to where a kubelet would: Running+Ready, or gone if being deleted.  A Running
  * pod marked not ready by someone else (the node lifecycle controller, when our lease renewals
  * came late) is reported Ready again, as a kubelet's status sync would. */
@@ -276,17 +327,18 @@ static int sync_pod(hollow *h, const char *key, ck_error **err)
             cleanup_free char *path = ck_client_path(pods, ns, name, "status");
             if (running_patch(pod, &patch) < 0) {
                 ck_error_set(err, CK_E_INVALID, "pod %s: status patch over 1 MB", key);
+                ck_buf_free(&patch);
                 rc = -1;
             } else {
-                /* the answer (the whole pod) is not read, so it is not decoded either */
-                rc = ck_client_send_text(h->client, "PATCH", path, patch.data, patch.len,
-                                         "application/merge-patch+json", err);
-            }
-            ck_buf_free(&patch);
-            if (rc < 0 && (*err)->code == CK_E_NOT_FOUND) {
-                ck_error_free(*err);
-                *err = NULL;
-                rc = 0;
+                /* the answer (the whole pod) is not read, so it is not decoded either; the
+                 * key stays in process until it comes (status_done) */
+                size_t len = patch.len, klen = strlen(key);
+                status_job *j = xmalloc(sizeof *j + klen + 1);
+                j->h = h;
+                memcpy(j->key, key, klen + 1);
+                ck_sender_send(h->pod_sender, "PATCH", path, ck_buf_steal(&patch), len,
+                               "application/merge-patch+json", status_done, j);
+                rc = 1;
             }
         }
     }
@@ -300,7 +352,12 @@ static void *pod_worker(void *arg)
     char *key;
     while ((key = ck_workqueue_get(h->queue))) {
         ck_error *err = NULL;
-        if (sync_pod(h, key, &err) == 0) {
+        int rc = sync_pod(h, key, &err);
+        if (rc > 0) {            /* a status patch in the sender: status_done finishes it */
+            free(key);
+            continue;
+        }
+        if (rc == 0) {
             ck_workqueue_forget(h->queue, key);
         } else {
             if (err->code != CK_E_CONFLICT)
@@ -330,52 +387,36 @@ static bool node_ready(hollow *h, const char *name)
     return ready;
 }
 
-/* Lease renewals run in independent streams (node i in stream i % STREAMS), each paced to renew
- * its nodes once a period: thousands of real kubelets do not wait for one another, so a slow
- * answer under load delays one stream, not every lease behind it (one serialized loop fell
- * behind exactly when the API server was busiest, quietly lightening its load).  16 streams keep
- * 5,000 nodes at their 500 renewals/s while answers take up to ~30 ms. */
-#define HOLLOW_LEASE_STREAMS 16
+/* Lease renewals are paced over the period (node i due at i/N of it), as thousands of real
+ * kubelets spread over time; each is queued to the lease sender, so a slow answer under load
+ * delays no renewal behind it (a serialized loop of blocking renewals fell behind exactly when
+ * the API server was busiest, quietly lightening its load).  The loop wakes every few ms and
+ * queues what is due. */
+#define HOLLOW_LEASE_TICK_MS 5
 
-typedef struct lease_stream {
-    hollow *h;
-    long first;
-    pthread_t th;
-} lease_stream;
-
-static void *lease_loop(void *arg)
+static void lease_loop(hollow *h)
 {
-    lease_stream *ls = arg;
-    hollow *h = ls->h;
     while (!h->stop) {
         int64_t start = ck_now_ns();
-        for (long i = ls->first; i < h->count && !h->stop; i += HOLLOW_LEASE_STREAMS) {
+        for (long i = 0; i < h->count && !h->stop; i++) {
+            /* pace: the whole set in one period */
+            int64_t due = start + (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000 * i / h->count;
+            while (!h->stop && due - ck_now_ns() > 0)
+                usleep(HOLLOW_LEASE_TICK_MS * 1000);
             char name[256];
             snprintf(name, sizeof name, "%s%ld", h->prefix, i);
-            ck_error *err = NULL;
-            if (renew_lease(h, name, &err) < 0) {
-                log_warn("lease %s: %s", name, err->msg);
-                ck_error_free(err);
-                err = NULL;
-            }
+            lease_send(h, name, false);
             /* As a kubelet does: when the stored status is not what we report (the node
              * controller marked us Unknown while we were away), post it again. */
+            ck_error *err = NULL;
             if (!node_ready(h, name) && register_node(h, name, &err) < 0) {
                 log_warn("node status %s: %s", name, err->msg);
                 ck_error_free(err);
-            }
-            /* pace: the whole set in one period, the streams interleaved */
-            int64_t due = start + (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000 * (i + 1) / h->count;
-            /* in slices, so a stop is noticed at once even when one node's pace is seconds */
-            while (!h->stop && due - ck_now_ns() > 0) {
-                int64_t wait = due - ck_now_ns();
-                usleep((useconds_t)((wait > 50000000 ? 50000000 : wait) / 1000));
             }
         }
         while (!h->stop && ck_now_ns() - start < (int64_t)HOLLOW_LEASE_PERIOD_MS * 1000000)
             usleep(50 * 1000);
     }
-    return NULL;
 }
 
 /* Registers every node, then renews every lease each period (lease_loop). */
@@ -394,15 +435,7 @@ static void *node_loop(void *arg)
         }
     }
     log_info("registered %ld hollow nodes", h->count);
-    lease_stream ls[HOLLOW_LEASE_STREAMS];
-    for (int k = 0; k < HOLLOW_LEASE_STREAMS; k++) {
-        ls[k] = (lease_stream){.h = h, .first = k};
-        if (k)
-            pthread_create(&ls[k].th, NULL, lease_loop, &ls[k]);
-    }
-    lease_loop(&ls[0]);
-    for (int k = 1; k < HOLLOW_LEASE_STREAMS; k++)
-        pthread_join(ls[k].th, NULL);
+    lease_loop(h);
     return NULL;
 }
 
@@ -410,7 +443,7 @@ int cmd_hollow_node(int argc, char **argv)
 {
     char *kubeconfig = NULL, *prefix = "hollow-node-", *cpu = "4", *memory = "32Gi",
          *pods = "110", *storage = "100Gi";
-    long count = 1, workers = 8;
+    long count = 1, workers = 2;
     ck_flag flags[] = {
         {"kubeconfig", CK_FLAG_STRING, &kubeconfig, "Path to a kubeconfig for the API server (required)"},
         {"count", CK_FLAG_INT, &count, "Number of nodes to simulate (default 1)"},
@@ -419,7 +452,7 @@ int cmd_hollow_node(int argc, char **argv)
         {"memory", CK_FLAG_STRING, &memory, "Memory capacity of each node (default 32Gi)"},
         {"max-pods", CK_FLAG_STRING, &pods, "Pod capacity of each node (default 110)"},
         {"ephemeral-storage", CK_FLAG_STRING, &storage, "Ephemeral storage of each node (default 100Gi)"},
-        {"workers", CK_FLAG_INT, &workers, "Pod status workers (default 8)"},
+        {"workers", CK_FLAG_INT, &workers, "Pod status workers (default 2)"},
     };
     const char *summary = "Simulate N kubelets that run no containers (for scale tests)";
     int npos = ck_flags_parse("hollow-node", summary, argc, argv, flags, ARRAY_SIZE(flags));
@@ -441,7 +474,12 @@ int cmd_hollow_node(int argc, char **argv)
     hollow h = {.client = client, .prefix = prefix, .count = count, .cpu = cpu, .memory = memory,
                 .pods = pods, .storage = storage};
     h.queue = ck_workqueue_new();
+    h.lease_sender = ck_sender_new(client, HOLLOW_SENDER_CONNS);
+    h.pod_sender = ck_sender_new(client, HOLLOW_SENDER_CONNS);
     ck_informer_handlers handlers = {.on_add = enqueue_pod, .on_update = on_pod_update};
+    /* every pod, not fieldSelector spec.nodeName!= (as a kubelet watches its node's): the API
+     * server serves an unfiltered watch from the stored bytes, a filtered one decodes each
+     * event's objects to match them, which cost it more than it saved us (docs/scheduler.md) */
     h.pods_inf = ck_informer_new(client, res("", "pods"), NULL, NULL, NULL, &handlers, &h);
     h.nodes_inf = ck_informer_new(client, res("", "nodes"), NULL, NULL, NULL, NULL, NULL);
     ck_informer_set_keep(h.pods_inf, pod_keep);
@@ -465,6 +503,8 @@ int cmd_hollow_node(int argc, char **argv)
     for (long i = 0; i < workers; i++)
         pthread_join(worker_threads[i], NULL);
     pthread_join(nodes_thread, NULL);
+    ck_sender_free(h.lease_sender);
+    ck_sender_free(h.pod_sender);      /* its callbacks touch the queue: before it goes */
     ck_informer_free(h.pods_inf);
     ck_informer_free(h.nodes_inf);
     ck_workqueue_free(h.queue);

@@ -1,9 +1,12 @@
 /* bind.c - every API write the scheduler makes, done by a pool of worker threads so the
  * scheduling thread never waits on a round trip (upstream's asynchronous binding cycle):
  *
- *   bind     POST /api/v1/namespaces/NS/pods/NAME/binding.  Success: the assumed pod is marked
- *            bound (the informer's update will confirm it).  Failure: the assumption is dropped,
- *            freeing its resources, and the pod goes back to the queue's backoff.
+ *   bind     POST /api/v1/namespaces/NS/pods/NAME/binding, printed from a text template and
+ *            sent through a ck_sender (client.h): many bindings in flight from one thread over
+ *            a few connections, where one blocking worker a binding cost a thread wakeup, a
+ *            poll and a context switch each.  Success: the assumed pod is marked bound (the
+ *            informer's update will confirm it).  Failure: handed to the workers, which drop
+ *            the assumption, freeing its resources, and put the pod back into backoff.
  *   report   a FailedScheduling Warning event (repeats of the same message bump count and
  *            lastTimestamp, as the event recorder does) and PodScheduled=False/Unschedulable with
  *            the same message on the pod's status (+ nominatedNodeName after preemption).
@@ -17,7 +20,10 @@
 #include "lib/util.h"
 #include "scheduler/sched.h"
 
-enum job_kind { JOB_BIND, JOB_REPORT, JOB_VICTIM };
+/* Connections the bindings share (the sender keeps this many in flight). */
+#define SC_BIND_CONNS 16
+
+enum job_kind { JOB_BIND_FAILED, JOB_REPORT, JOB_VICTIM };
 
 typedef struct job {
     struct job *next;
@@ -26,6 +32,8 @@ typedef struct job {
     char *by_uid;                 /* victim: the preemptor */
     json_t *obj;                  /* report: the pod as the scheduler saw it */
     int attempts;
+    enum ck_error_code code;      /* bind failed: why (message: the text) */
+    sc_binder *b;                 /* a binding in the sender: whose */
 } job;
 
 typedef struct recorded {         /* the last FailedScheduling event per pod */
@@ -43,6 +51,7 @@ struct sc_binder {
     pthread_t *threads;
     pthread_mutex_t ev_lock;
     sc_map *events;               /* pod key -> recorded */
+    ck_sender *sender;            /* the bindings */
 };
 
 static const ck_resource *pods_res(void)
@@ -84,13 +93,6 @@ static job *new_job(enum job_kind kind, const sc_pod *p)
     return j;
 }
 
-void sc_bind_async(sc_binder *b, const sc_pod *p, const char *node, int attempts)
-{
-    job *j = new_job(JOB_BIND, p);
-    j->node = xstrdup(node);
-    j->attempts = attempts;
-    push(b, j);
-}
 
 void sc_report_failure_async(sc_binder *b, const sc_pod *p, const char *message,
                              const char *nominated)
@@ -114,7 +116,7 @@ void sc_delete_victim_async(sc_binder *b, const sc_pod *victim, const sc_pod *pr
 
 /* ---- bind ---- */
 
-static void bind_failed(sc_binder *b, job *j, ck_error *err)
+static void bind_failed(sc_binder *b, job *j)
 {
     sc_sched *s = b->s;
     cleanup_free char *key = xasprintf("%s/%s", j->ns, j->name);
@@ -125,9 +127,9 @@ static void bind_failed(sc_binder *b, job *j, ck_error *err)
     s->bind_failed++;
     pthread_mutex_unlock(&s->lock);
     sc_queue_move(s->queue, SC_EV_POD_DELETE);     /* its resources are free again */
-    if (err->code == CK_E_NOT_FOUND)
+    if (j->code == CK_E_NOT_FOUND)
         return;                                     /* deleted meanwhile */
-    log_warn("binding %s to %s failed: %s", key, j->node, err->msg);
+    log_warn("binding %s to %s failed: %s", key, j->node, j->message);
     /* retry from the latest copy, unless someone bound it meanwhile */
     ck_error *gerr = NULL;      /* the pods informer caches stubs only: ask the API */
     json_t *obj = ck_client_get(s->client, pods_res(), j->ns, j->name, &gerr);
@@ -147,20 +149,55 @@ static void bind_failed(sc_binder *b, job *j, ck_error *err)
     json_decref(obj);
 }
 
-static void do_bind(sc_binder *b, job *j)
+/* s as a JSON string: as is when it needs no escaping (API names never do), else jansson's. */
+static void add_json_str(ck_buf *out, const char *s)
 {
+    bool plain = true;
+    for (const unsigned char *p = (const unsigned char *)s; *p && plain; p++)
+        plain = *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\';
+    if (plain) {
+        ck_buf_add(out, "\"", 1);
+        ck_buf_addstr(out, s);
+        ck_buf_add(out, "\"", 1);
+        return;
+    }
+    json_t *v = json_string(s);
+    cleanup_free char *text = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    ck_buf_addstr(out, text ? text : "\"\"");
+}
+
+/* The Binding object as text (no tree built and printed per pod). */
+char *sc_binding_text(const char *ns, const char *name, const char *uid, const char *node,
+                      size_t *len)
+{
+    ck_buf t;
+    ck_buf_init(&t, 0);
+    ck_buf_addstr(&t, "{\"apiVersion\":\"v1\",\"kind\":\"Binding\",\"metadata\":{\"name\":");
+    add_json_str(&t, name);
+    ck_buf_addstr(&t, ",\"namespace\":");
+    add_json_str(&t, ns);
+    ck_buf_addstr(&t, ",\"uid\":");
+    add_json_str(&t, uid);
+    ck_buf_addstr(&t, "},\"target\":{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"name\":");
+    add_json_str(&t, node);
+    ck_buf_addstr(&t, "}}");
+    *len = t.len;
+    return ck_buf_steal(&t);
+}
+
+/* The sender's answer to a binding (on its thread: no API call here, a failure goes to the
+ * workers). */
+static void bind_done(void *ctx, const ck_error *err)
+{
+    job *j = ctx;
+    sc_binder *b = j->b;
     sc_sched *s = b->s;
-    json_t *body = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}", "apiVersion", "v1",
-                             "kind", "Binding", "metadata", "name", j->name, "namespace", j->ns,
-                             "uid", j->uid, "target", "apiVersion", "v1", "kind", "Node", "name",
-                             j->node);
-    cleanup_free char *path = ck_client_path(pods_res(), j->ns, j->name, "binding");
-    ck_error *err = NULL;
-    int rc = ck_client_send(s->client, "POST", path, body, NULL, &err);   /* a Status: unread */
-    json_decref(body);
-    if (rc < 0) {
-        bind_failed(b, j, err);
-        ck_error_free(err);
+    if (err) {
+        j->kind = JOB_BIND_FAILED;
+        j->code = err->code;
+        j->message = xstrdup(err->msg);
+        push(b, j);
         return;
     }
     cleanup_free char *key = xasprintf("%s/%s", j->ns, j->name);
@@ -171,13 +208,26 @@ static void do_bind(sc_binder *b, job *j)
     s->bound++;
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_lock(&b->ev_lock);
-    recorded *r = sc_map_del(b->events, key);
+    recorded *r = sc_map_len(b->events) ? sc_map_del(b->events, key) : NULL;
     pthread_mutex_unlock(&b->ev_lock);
     if (r) {
         free(r->event);
         free(r->message);
         free(r);
     }
+    job_free(j);
+}
+
+void sc_bind_async(sc_binder *b, const sc_pod *p, const char *node, int attempts)
+{
+    job *j = new_job(JOB_BIND_FAILED, p);   /* the kind it takes if it comes back */
+    j->node = xstrdup(node);
+    j->attempts = attempts;
+    j->b = b;
+    size_t len;
+    char *body = sc_binding_text(j->ns, j->name, j->uid, j->node, &len);
+    cleanup_free char *path = ck_client_path(pods_res(), j->ns, j->name, "binding");
+    ck_sender_send(b->sender, "POST", path, body, len, NULL, bind_done, j);
 }
 
 /* ---- events and conditions ---- */
@@ -332,7 +382,7 @@ static void *worker(void *arg)
         b->running++;
         pthread_mutex_unlock(&b->lock);
         switch (j->kind) {
-        case JOB_BIND: do_bind(b, j); break;
+        case JOB_BIND_FAILED: bind_failed(b, j); break;
         case JOB_REPORT: do_report(b, j); break;
         case JOB_VICTIM: do_victim(b, j); break;
         }
@@ -355,6 +405,7 @@ sc_binder *sc_binder_start(sc_sched *s, int workers)
     pthread_cond_init(&b->cond, NULL);
     pthread_cond_init(&b->idle, NULL);
     b->events = sc_map_new();
+    b->sender = ck_sender_new(s->client, SC_BIND_CONNS);
     b->nthreads = workers;
     b->threads = xcalloc((size_t)workers, sizeof(pthread_t));
     for (int i = 0; i < workers; i++)
@@ -364,6 +415,7 @@ sc_binder *sc_binder_start(sc_sched *s, int workers)
 
 void sc_binder_drain(sc_binder *b)
 {
+    ck_sender_drain(b->sender);
     pthread_mutex_lock(&b->lock);
     while (b->head || b->running)
         pthread_cond_wait(&b->idle, &b->lock);
@@ -374,6 +426,7 @@ void sc_binder_stop(sc_binder *b)
 {
     if (!b)
         return;
+    ck_sender_free(b->sender);   /* the bindings in flight are answered (failures queued) */
     pthread_mutex_lock(&b->lock);
     b->stop = true;
     /* queued jobs are dropped: a new leader redoes whatever is left */

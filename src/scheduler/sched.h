@@ -420,6 +420,9 @@ int sc_sched_priority(void *ctx, const char *class_name, int32_t *value, bool *n
 sc_binder *sc_binder_start(sc_sched *s, int workers);
 void sc_binder_stop(sc_binder *b);
 /* POST pods/NAME/binding; on failure the assumption is dropped and the pod retried. */
+/* The Binding's JSON text (len bytes; caller frees), printed from a template. */
+char *sc_binding_text(const char *ns, const char *name, const char *uid, const char *node,
+                      size_t *len);
 void sc_bind_async(sc_binder *b, const sc_pod *p, const char *node, int attempts);
 /* FailedScheduling event + PodScheduled=False condition (+ nominatedNodeName). */
 void sc_report_failure_async(sc_binder *b, const sc_pod *p, const char *message,

@@ -466,7 +466,7 @@ int cmd_scheduler(int argc, char **argv)
         {"leader-elect-lease-namespace", CK_FLAG_STRING, &lease_ns, "Namespace of the Lease (default kube-system)"},
         {"leader-elect-lease-name", CK_FLAG_STRING, &lease_name, "Name of the Lease (default kube-scheduler)"},
         CK_COMPONENT_LEADER_FLAGS(&lease_ms, &renew_ms, &retry_ms, &identity),
-        {"bind-workers", CK_FLAG_INT, &bind_workers, "Concurrent binding/API-write workers (default 32)"},
+        {"bind-workers", CK_FLAG_INT, &bind_workers, "Workers for API writes other than bindings: events, conditions, victim deletes, failed bindings (default 32)"},
         {"percentage-of-nodes-to-score", CK_FLAG_INT, &percentage,
          "Percent of nodes to find feasible before scoring; 0 = adaptive like upstream (default 0)"},
     };

@@ -22,6 +22,9 @@ static char dir[64];
 /* what the echo handler got last (its thread writes, the test reads) */
 static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_method[16], last_body[256], last_ct[64];
+/* every remote address the echo handler saw (the sender's connections), and requests served */
+static char remotes[64][64];
+static int nremotes, nserved;
 
 static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
 {
@@ -51,6 +54,12 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
     snprintf(last_body, sizeof last_body, "%.*s", req->body ? (int)req->body_len : 0,
              req->body ? req->body : "");
     snprintf(last_ct, sizeof last_ct, "%s", ct ? ct : "-");
+    nserved++;
+    int k = 0;
+    while (k < nremotes && strcmp(remotes[k], req->remote_addr))
+        k++;
+    if (k == nremotes && nremotes < 64)
+        snprintf(remotes[nremotes++], sizeof remotes[0], "%s", req->remote_addr);
     pthread_mutex_unlock(&last_lock);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s%}", "method", req->method, "cn",
                           req->client_cn ? req->client_cn : "-", "remote", req->remote_addr,
@@ -266,12 +275,141 @@ static void test_watch_pick(void **state)
     ck_httpd_stop(srv);
 }
 
+/* The sender: every queued request is answered once, in flight over at most `conns`
+ * connections, its callback told the outcome as ck_client_send would (2xx: no error; a Status
+ * answer: its code); bodies and content types go out as given. */
+typedef struct sent {
+    pthread_mutex_t lock;
+    int calls[300];
+    int codes[300];
+} sent;
+
+typedef struct sent_ctx {
+    sent *s;
+    int i;
+} sent_ctx;
+
+static void on_sent(void *ctx, const ck_error *err)
+{
+    sent_ctx *c = ctx;
+    pthread_mutex_lock(&c->s->lock);
+    c->s->calls[c->i]++;
+    c->s->codes[c->i] = err ? (int)err->code : 0;
+    pthread_mutex_unlock(&c->s->lock);
+}
+
+static void test_sender(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    ck_client *c = client_for(ck_httpd_port(srv), true, NULL);
+    pthread_mutex_lock(&last_lock);
+    nremotes = nserved = 0;
+    pthread_mutex_unlock(&last_lock);
+    static const struct {
+        const char *method, *path, *body, *ct;
+        int code;
+    } rows[] = {
+        {"POST", "/echo", "{\"a\":1}", NULL, 0},
+        {"PATCH", "/echo", "{\"spec\":{}}", "application/merge-patch+json", 0},
+        {"PATCH", "/echo", "[]", "application/strategic-merge-patch+json", 0},
+        {"DELETE", "/echo", NULL, NULL, 0},
+        {"PUT", "/missing", "{}", NULL, CK_E_NOT_FOUND},
+    };
+    enum { N = 300, CONNS = 4 };
+    sent s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    sent_ctx ctx[N];
+    ck_sender *snd = ck_sender_new(c, CONNS);
+    for (int i = 0; i < N; i++) {
+        size_t r = (size_t)i % ARRAY_SIZE(rows);
+        ctx[i] = (sent_ctx){.s = &s, .i = i};
+        char *body = rows[r].body ? xstrdup(rows[r].body) : NULL;
+        ck_sender_send(snd, rows[r].method, rows[r].path, body, body ? strlen(body) : 0,
+                       rows[r].ct, on_sent, &ctx[i]);
+        if (i == N / 2)          /* some while the first are in flight, the rest after */
+            ck_sender_drain(snd);
+    }
+    ck_sender_drain(snd);
+    assert_int_equal(ck_sender_pending(snd), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(s.calls[i], 1);
+        assert_int_equal(s.codes[i], rows[(size_t)i % ARRAY_SIZE(rows)].code);
+    }
+    pthread_mutex_lock(&last_lock);
+    assert_int_equal(nserved, N - N / (int)ARRAY_SIZE(rows));   /* /missing is not echoed */
+    assert_true(nremotes >= 1 && nremotes <= CONNS);
+    pthread_mutex_unlock(&last_lock);
+    /* the last one alone: its method, body and content type as given */
+    char *body = xstrdup("{\"x\":[1]}");
+    ck_sender_send(snd, "PATCH", "/echo", body, strlen(body), "application/merge-patch+json",
+                   NULL, NULL);
+    ck_sender_drain(snd);
+    ck_sender_free(snd);
+    pthread_mutex_lock(&last_lock);
+    assert_string_equal(last_method, "PATCH");
+    assert_string_equal(last_body, "{\"x\":[1]}");
+    assert_string_equal(last_ct, "application/merge-patch+json");
+    pthread_mutex_unlock(&last_lock);
+    /* a server that is gone: every request fails as unavailable, none is lost */
+    int port = ck_httpd_port(srv);
+    ck_client_free(c);
+    ck_httpd_stop(srv);
+    c = client_for(port, true, NULL);
+    snd = ck_sender_new(c, 2);
+    memset(&s.calls, 0, sizeof s.calls);
+    for (int i = 0; i < 5; i++) {
+        ctx[i] = (sent_ctx){.s = &s, .i = i};
+        ck_sender_send(snd, "POST", "/echo", xstrdup("{}"), 2, NULL, on_sent, &ctx[i]);
+    }
+    ck_sender_drain(snd);
+    ck_sender_free(snd);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(s.calls[i], 1);
+        assert_int_equal(s.codes[i], CK_E_UNAVAILABLE);
+    }
+    ck_client_free(c);
+}
+
+/* Freeing a sender with work queued: what is in flight is answered, what has not started is not
+ * sent, and every callback runs exactly once either way. */
+static void test_sender_stop(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    ck_client *c = client_for(ck_httpd_port(srv), true, NULL);
+    pthread_mutex_lock(&last_lock);
+    nserved = 0;
+    pthread_mutex_unlock(&last_lock);
+    enum { N = 200 };
+    sent s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    sent_ctx ctx[N];
+    ck_sender *snd = ck_sender_new(c, 1);
+    for (int i = 0; i < N; i++) {
+        ctx[i] = (sent_ctx){.s = &s, .i = i};
+        ck_sender_send(snd, "POST", "/echo", xstrdup("{}"), 2, NULL, on_sent, &ctx[i]);
+    }
+    ck_sender_free(snd);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(s.calls[i], 1);
+        assert_true(s.codes[i] == 0 || s.codes[i] == CK_E_UNAVAILABLE);
+        ok += s.codes[i] == 0;
+    }
+    pthread_mutex_lock(&last_lock);
+    assert_int_equal(nserved, ok);      /* nothing sent that was reported unsent */
+    pthread_mutex_unlock(&last_lock);
+    ck_client_free(c);
+    ck_httpd_stop(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pooled_requests),
         cmocka_unit_test(test_watch_pick),
         cmocka_unit_test(test_send_text),
+        cmocka_unit_test(test_sender),
+        cmocka_unit_test(test_sender_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -815,6 +815,34 @@ static void test_map(void **state)
 /* A queued pod is compact (text + the borrowed subtrees): filters decide as before, the whole
  * object comes back from the text, equal label sets are one shared tree, and a node keeps no
  * object but still tells scheduling changes from heartbeats. */
+/* The binding printed from a template is the object json_pack would build, escapes included. */
+static void test_binding_text(void **state)
+{
+    (void)state;
+    static const char *rows[][4] = {
+        {"default", "web-0", "0b7c-11", "node-1"},
+        {"ns", "a.b-c", "", "n"},
+        {"q\"uote", "back\\slash", "tab\there", "\xc3\xa9t\xc3\xa9"},
+        {"ctl\x01", "nl\nx", "/slash/", "{\"x\":1}"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        size_t len = 0;
+        char *text = sc_binding_text(rows[i][0], rows[i][1], rows[i][2], rows[i][3], &len);
+        assert_int_equal(len, strlen(text));
+        json_error_t jerr;
+        json_t *got = json_loadb(text, len, 0, &jerr);
+        assert_non_null(got);
+        json_t *want = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}", "apiVersion",
+                                 "v1", "kind", "Binding", "metadata", "name", rows[i][1],
+                                 "namespace", rows[i][0], "uid", rows[i][2], "target",
+                                 "apiVersion", "v1", "kind", "Node", "name", rows[i][3]);
+        assert_true(json_equal(got, want));
+        json_decref(got);
+        json_decref(want);
+        free(text);
+    }
+}
+
 static void test_compact_forms(void **state)
 {
     const char *spec = "{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},"
@@ -892,7 +920,7 @@ int main(void)
         cmocka_unit_test(test_assume_and_message), cmocka_unit_test(test_requests),
         cmocka_unit_test(test_num_to_find),      cmocka_unit_test(test_sampling_rotates),
         cmocka_unit_test(test_preemption),       cmocka_unit_test(test_queue),
-        cmocka_unit_test(test_map),              cmocka_unit_test(test_preemption_cycle_state),
+        cmocka_unit_test(test_map), cmocka_unit_test(test_binding_text),              cmocka_unit_test(test_preemption_cycle_state),
         cmocka_unit_test(test_preemption_pdb),   cmocka_unit_test(test_nominated_reservation),
         cmocka_unit_test(test_compact_forms),
     };

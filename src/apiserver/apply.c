@@ -200,6 +200,87 @@ static json_t *set_of(const json_t *obj, const ck_resource *r, bool update_mode,
     return b.set;
 }
 
+/* The sets of an update's new and old objects, built only under the members whose values
+ * differ: identical subtrees give identical paths with equal values, which add nothing to what
+ * changed or went away.  Under metadata it goes one level down and leaves out the members whose
+ * paths are all stripped (managedFields, resourceVersion, ...), so a write that changes spec
+ * does not compare or walk them (a Lease renewal walked its metadata twice for nothing). */
+static void walk_under(struct build *b, const char *k, const json_t *v, const ck_pfield *f)
+{
+    size_t mark = push(&b->path, "f:", k, strlen(k));
+    walk_field(b, v, f);
+    pop(&b->path, mark);
+}
+
+static void sets_of_diff(const json_t *nobj, const json_t *oobj, const ck_resource *r, bool status_sub,
+                         json_t **new_set, json_t **old_set)
+{
+    struct build nb = {.set = json_object(), .update_mode = true, .status_sub = status_sub};
+    struct build ob = {.set = json_object(), .update_mode = true, .status_sub = status_sub};
+    ck_buf_init(&nb.path, 0);
+    ck_buf_init(&ob.path, 0);
+    const ck_ptype *root = ck_schema_root(r);
+    for (int side = 0; side < 2; side++) {
+        const json_t *a = side ? oobj : nobj, *other = side ? nobj : oobj;
+        if (!json_is_object(a))
+            continue;
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)a, k, v) {
+            if (!strcmp(k, "apiVersion") || !strcmp(k, "kind") || status_sub != !strcmp(k, "status"))
+                continue;
+            const json_t *ov = json_is_object(other) ? json_object_get(other, k) : NULL;
+            if (side && ov)
+                continue;   /* both sides: done from the new side */
+            const ck_pfield *f = ck_schema_field(root, k);
+            const json_t *nv = side ? NULL : v;
+            const json_t *old_v = side ? v : ov;
+            if (nv && old_v && json_equal(nv, old_v))
+                continue;
+            if (!status_sub && !strcmp(k, "metadata") && json_is_object(nv) && json_is_object(old_v) &&
+                json_object_size(nv) && json_object_size(old_v)) {
+                /* f:metadata itself is stripped: its members one by one */
+                size_t mark_n = push(&nb.path, "f:", k, strlen(k));
+                size_t mark_o = push(&ob.path, "f:", k, strlen(k));
+                for (int ms = 0; ms < 2; ms++) {
+                    const json_t *ma = ms ? old_v : nv, *mother = ms ? nv : old_v;
+                    const char *mk;
+                    json_t *mv;
+                    json_object_foreach((json_t *)ma, mk, mv) {
+                        const json_t *mov = json_object_get(mother, mk);
+                        if (ms && mov)
+                            continue;
+                        size_t m2 = push(&nb.path, "f:", mk, strlen(mk));
+                        bool gone = stripped(nb.path.data, false);
+                        pop(&nb.path, m2);
+                        if (gone)
+                            continue;
+                        const json_t *mn = ms ? NULL : mv, *mo = ms ? mv : mov;
+                        if (mn && mo && json_equal(mn, mo))
+                            continue;
+                        const ck_pfield *mf = ck_schema_field(f ? f->type : NULL, mk);
+                        if (mn)
+                            walk_under(&nb, mk, mn, mf);
+                        if (mo)
+                            walk_under(&ob, mk, mo, mf);
+                    }
+                }
+                pop(&nb.path, mark_n);
+                pop(&ob.path, mark_o);
+                continue;
+            }
+            if (nv)
+                walk_under(&nb, k, nv, f);
+            if (old_v)
+                walk_under(&ob, k, old_v, f);
+        }
+    }
+    ck_buf_free(&nb.path);
+    ck_buf_free(&ob.path);
+    *new_set = nb.set;
+    *old_set = ob.set;
+}
+
 /* ---- FieldsV1 <-> flat sets ---- */
 
 static void flatten_at(const json_t *node, ck_buf *path, json_t *set)
@@ -275,6 +356,198 @@ static json_t *to_fields_v1(const json_t *set)
     }
     free(paths);
     drop_lone_dots(root);
+    return root;
+}
+
+/* ---- FieldsV1 straight from an object ----
+ *
+ * A create's only entry is the whole object's set: flattening it into path strings, sorting them
+ * and nesting them again (set_of + to_fields_v1) was most of managedFields' cost on a pod create.
+ * fields_of builds the same nested FieldsV1 in one walk: each node's children are sorted by their
+ * path element, which is the order sorted full paths give (SEP sorts below every byte a path
+ * element holds), and a member node with children gets "." first.  It gives up (NULL, *bail) where
+ * the flat form would differ: two siblings with the same element (list items sharing a key, which
+ * the set merges) or a key holding SEP; the caller then takes the flat path. */
+
+struct fbuild {
+    bool update_mode, status_sub, bail;
+    ck_buf path;
+};
+
+struct fkid {
+    char *elem;
+    const json_t *v;
+    size_t idx;
+};
+
+/* kind + text[0..n), NUL-terminated (xasprintf's format parsing was a fifth of fields_of) */
+static char *elem_new(const char *kind, const char *text, size_t n)
+{
+    size_t k = strlen(kind);
+    char *e = xmalloc(k + n + 1);
+    memcpy(e, kind, k);
+    memcpy(e + k, text, n);
+    e[k + n] = 0;
+    return e;
+}
+
+static int fkid_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct fkid *)a)->elem, ((const struct fkid *)b)->elem);
+}
+
+static json_t *fb_field(struct fbuild *b, const json_t *v, const ck_pfield *f);
+
+/* The children of node (sorted, each built under path + elem) into out; *bail on a duplicate. */
+static void fb_kids(struct fbuild *b, json_t *out, struct fkid *kids, size_t n, const ck_pfield *lf,
+                    const ck_ptype *t)
+{
+    qsort(kids, n, sizeof *kids, fkid_cmp);
+    for (size_t i = 0; i < n && !b->bail; i++) {
+        if (i && !strcmp(kids[i].elem, kids[i - 1].elem)) {
+            b->bail = true;
+            break;
+        }
+        size_t mark = b->path.len;
+        if (b->path.len)
+            ck_buf_add(&b->path, SEP, 1);
+        ck_buf_addstr(&b->path, kids[i].elem);
+        json_t *node;
+        if (lf) {
+            /* a list item: a member itself, its fields below when the list is a map */
+            node = lf->list == CK_LIST_MAP && json_is_object(kids[i].v)
+                       ? json_object() : NULL;
+            if (node) {
+                json_object_set_new(node, ".", json_object());
+                const char *k;
+                json_t *c;
+                size_t m = json_object_size(kids[i].v), j = 0;
+                struct fkid *sub = xcalloc(m ? m : 1, sizeof *sub);
+                json_object_foreach((json_t *)kids[i].v, k, c) {
+                    if (strchr(k, SEP[0]))
+                        b->bail = true;
+                    sub[j++] = (struct fkid){elem_new("f:", k, strlen(k)), c, 0};
+                }
+                fb_kids(b, node, sub, m, NULL, t);
+                for (j = 0; j < m; j++)
+                    free(sub[j].elem);
+                free(sub);
+                if (json_object_size(node) == 1)
+                    json_object_del(node, ".");
+            } else {
+                node = json_object();
+            }
+            if (stripped(b->path.data, b->status_sub) && !json_object_size(node)) {
+                json_decref(node);
+                node = NULL;
+            } else if (stripped(b->path.data, b->status_sub) && json_object_get(node, ".")) {
+                json_object_del(node, ".");
+            }
+        } else {
+            node = fb_field(b, kids[i].v, ck_schema_field(t, kids[i].elem + 2));
+        }
+        pop(&b->path, mark);
+        if (node)
+            json_object_set_new(out, kids[i].elem, node);
+    }
+}
+
+/* The FieldsV1 node of the value v at b->path, NULL if nothing at or below it is a member. */
+static json_t *fb_field(struct fbuild *b, const json_t *v, const ck_pfield *f)
+{
+    bool member;
+    json_t *node = json_object();
+    if (json_is_object(v) && !(f && f->atomic)) {
+        member = json_object_size(v) == 0 || (b->update_mode && f && f->granular);
+        member = member && !stripped(b->path.data, b->status_sub);
+        if (member)
+            json_object_set_new(node, ".", json_object());
+        size_t m = json_object_size(v), j = 0;
+        struct fkid *kids = xcalloc(m ? m : 1, sizeof *kids);
+        const char *k;
+        json_t *c;
+        json_object_foreach((json_t *)v, k, c) {
+            if (strchr(k, SEP[0]))
+                b->bail = true;
+            kids[j++] = (struct fkid){elem_new("f:", k, strlen(k)), c, 0};
+        }
+        fb_kids(b, node, kids, m, NULL, f ? f->type : NULL);
+        for (j = 0; j < m; j++)
+            free(kids[j].elem);
+        free(kids);
+    } else if (json_is_array(v) && f && f->list != CK_LIST_ATOMIC && json_array_size(v)) {
+        member = false;
+        size_t m = json_array_size(v), i;
+        struct fkid *kids = xcalloc(m, sizeof *kids);
+        json_t *e;
+        ck_buf pe;
+        ck_buf_init(&pe, 0);
+        json_array_foreach(v, i, e) {
+            pe.len = 0;
+            const char *kind = "k:";
+            if (f->list == CK_LIST_SET) {
+                kind = "v:";
+                json_scalar(&pe, e);
+            } else if (!json_is_object(e) || !item_key(&pe, e, f)) {
+                kind = "i:";
+                pe.len = 0;
+                ck_buf_printf(&pe, "%zu", i);
+            }
+            kids[i] = (struct fkid){elem_new(kind, pe.data ? pe.data : "", pe.len), e, i};
+            if (memchr(kids[i].elem, SEP[0], strlen(kids[i].elem)))
+                b->bail = true;
+        }
+        ck_buf_free(&pe);
+        fb_kids(b, node, kids, m, f, f->type);
+        for (i = 0; i < m; i++)
+            free(kids[i].elem);
+        free(kids);
+    } else {
+        member = !stripped(b->path.data, b->status_sub);
+    }
+    size_t n = json_object_size(node);
+    if (member && n == 1) {
+        json_object_del(node, ".");   /* a leaf: {} */
+        return node;
+    }
+    if (n == 0 && !member) {
+        json_decref(node);
+        return NULL;
+    }
+    return node;
+}
+
+/* The nested FieldsV1 of obj's whole set as set_of + to_fields_v1 would give it; NULL with *bail
+ * where they might differ (see above). */
+static json_t *fields_of(const json_t *obj, const ck_resource *r, bool update_mode, bool status_sub,
+                         bool *bail)
+{
+    struct fbuild b = {.update_mode = update_mode, .status_sub = status_sub};
+    ck_buf_init(&b.path, 0);
+    json_t *root = json_object();
+    if (json_is_object(obj)) {
+        size_t m = json_object_size(obj), j = 0;
+        struct fkid *kids = xcalloc(m ? m : 1, sizeof *kids);
+        const char *k;
+        json_t *c;
+        json_object_foreach((json_t *)obj, k, c) {
+            if (!strcmp(k, "apiVersion") || !strcmp(k, "kind") || status_sub != !strcmp(k, "status"))
+                continue;
+            if (strchr(k, SEP[0]))
+                b.bail = true;
+            kids[j++] = (struct fkid){elem_new("f:", k, strlen(k)), c, 0};
+        }
+        fb_kids(&b, root, kids, j, NULL, ck_schema_root(r));
+        for (size_t i = 0; i < j; i++)
+            free(kids[i].elem);
+        free(kids);
+    }
+    ck_buf_free(&b.path);
+    *bail = b.bail;
+    if (b.bail) {
+        json_decref(root);
+        return NULL;
+    }
     return root;
 }
 
@@ -801,6 +1074,63 @@ json_t *ck_patch_apply(const json_t *live, const json_t *applied, const ck_resou
 
 /* ---- update ---- */
 
+bool ck__managed_fields_no_shortcut;
+unsigned long ck__managed_fields_shortcuts;
+
+static const ck_resource *resource_of(const json_t *obj)
+{
+    const char *kind = json_string_value(json_object_get(obj, "kind"));
+    const char *avs = json_string_value(json_object_get(obj, "apiVersion"));
+    if (!kind)
+        return NULL;
+    char group[128] = "";
+    const char *slash = avs ? strchr(avs, '/') : NULL;
+    if (slash && (size_t)(slash - avs) < sizeof group) {
+        memcpy(group, avs, (size_t)(slash - avs));
+        group[slash - avs] = 0;
+    }
+    return ck_resource_by_kind(group, kind);
+}
+
+/* An object with no previous state and no managedFields of its own (a create): its one entry
+ * holds every field, built by fields_of.  False if fields_of declines (nothing done). */
+static bool record_fresh(json_t *obj, const char *manager, const char *operation, const char *api_version,
+                         const char *subresource, bool status_sub)
+{
+    bool bail = false;
+    json_t *fields = fields_of(obj, resource_of(obj), true, status_sub, &bail);
+    if (bail)
+        return false;
+    json_t *meta = json_object_get(obj, "metadata");
+    if (!json_is_object(meta)) {
+        meta = json_object();
+        json_object_set_new(obj, "metadata", meta);
+    }
+    if (!json_object_size(fields)) {
+        json_decref(fields);
+        json_object_del(meta, "managedFields");
+        __atomic_add_fetch(&ck__managed_fields_shortcuts, 1, __ATOMIC_RELAXED);
+        return true;
+    }
+    char t[32];
+    ck_rfc3339(ck_wall_ns() / 1000000000, t);
+    json_t *e = json_object();
+    json_object_set_new(e, "manager", json_string(manager));
+    json_object_set_new(e, "operation", json_string(operation));
+    if (api_version)
+        json_object_set_new(e, "apiVersion", json_string(api_version));
+    json_object_set_new(e, "time", json_string(t));
+    json_object_set_new(e, "fieldsType", json_string("FieldsV1"));
+    json_object_set_new(e, "fieldsV1", fields);
+    if (subresource && *subresource)
+        json_object_set_new(e, "subresource", json_string(subresource));
+    json_t *mf = json_array();
+    json_array_append_new(mf, e);
+    json_object_set_new(meta, "managedFields", mf);
+    __atomic_add_fetch(&ck__managed_fields_shortcuts, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
 void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *manager, const char *operation,
                                   const char *api_version, const char *subresource)
 {
@@ -811,6 +1141,10 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
     if (!operation || !*operation)
         operation = "Update";
     bool status_sub = subresource && !strcmp(subresource, "status");
+    const json_t *mf0 = managed_of(obj);
+    if (!old && !json_array_size(mf0) && !ck__managed_fields_no_shortcut && record_fresh(obj, manager, operation, api_version, subresource,
+                                                       status_sub))
+        return;
     struct entries es = {0};
     /* the request's managedFields when it carries some (a client may set them; [{}] resets them),
      * else the live object's, as upstream: an empty list does not wipe them */
@@ -821,20 +1155,14 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
      * managedFields are flattened and printed again as before */
     entries_load_lazy(&es, mf, mf == omf || json_equal(mf, omf));
     /* the schema of the object's kind, when the object says which it is */
-    const char *kind = json_string_value(json_object_get(obj, "kind"));
-    const char *avs = json_string_value(json_object_get(obj, "apiVersion"));
-    const ck_resource *r = NULL;
-    if (kind) {
-        char group[128] = "";
-        const char *slash = avs ? strchr(avs, '/') : NULL;
-        if (slash && (size_t)(slash - avs) < sizeof group) {
-            memcpy(group, avs, (size_t)(slash - avs));
-            group[slash - avs] = 0;
-        }
-        r = ck_resource_by_kind(group, kind);
+    const ck_resource *r = resource_of(obj);
+    json_t *new_set, *old_set;
+    if (ck__managed_fields_no_shortcut) {
+        new_set = set_of(obj, r, true, status_sub);
+        old_set = set_of(old, r, true, status_sub);
+    } else {
+        sets_of_diff(obj, old, r, status_sub, &new_set, &old_set);
     }
-    json_t *new_set = set_of(obj, r, true, status_sub);
-    json_t *old_set = set_of(old, r, true, status_sub);
     json_t *changed = json_object();
     const char *p;
     json_t *tv;

@@ -197,6 +197,19 @@ static int scan_value(struct scan *s)
 
 json_t *ck_json_load(const char *buf, size_t len, json_t *duplicates, ck_error **err)
 {
+    /* the common case in one pass: the builder, declining on a repeated key (and on nesting
+     * beyond its 512 levels, within our limit); anything it declines takes the scan below,
+     * which reports duplicates and depth as before */
+    ck_jsonscan l = {.p = buf, .end = buf + len, .no_dups = true};
+    l.p = ck_jsonscan_ws(l.p, l.end);
+    json_t *fast = ck_jsonscan_value(&l);
+    if (fast && ck_jsonscan_ws(l.p, l.end) != l.end) {
+        json_decref(fast);
+        fast = NULL;
+    }
+    ck_jsonscan_done(&l);
+    if (fast)
+        return fast;
     struct scan s = {.p = buf, .end = buf + len, .dups = duplicates};
     s.path = xcalloc(CK_DECODE_MAX_DEPTH + 2, sizeof *s.path);
     scan_value(&s);

@@ -42,5 +42,9 @@ void ck_managed_fields_record(json_t *obj, const json_t *old, const char *manage
 void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *manager,
                                   const char *operation, const char *api_version,
                                   const char *subresource);
+/* Tests only: true makes every record take the general (flatten, sort, nest) path instead of the
+ * short-cuts, so a test can hold the two to the same output. */
+extern bool ck__managed_fields_no_shortcut;
+extern unsigned long ck__managed_fields_shortcuts;   /* how often the create short-cut ran */
 
 #endif

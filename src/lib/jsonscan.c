@@ -174,9 +174,12 @@ static json_t *object(ck_jsonscan *l)
             v = ck_jsonscan_value(l);
         }
         int rc = -1;
+        size_t before = json_object_size(o);
         if (v)
             rc = ascii ? json_object_setn_new_nocheck(o, key, kn, v)
                        : json_object_setn_new(o, key, kn, v);   /* checks UTF-8 */
+        if (rc == 0 && l->no_dups && json_object_size(o) == before)
+            rc = -1;    /* the key replaced an earlier one */
         if (key != kbuf)
             free(key);
         if (rc < 0 || !next(l, '}', &ok))

@@ -14,6 +14,7 @@
 #define CK_LIB_JSONSCAN_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CK_JSONSCAN_MAX_DEPTH 512
@@ -34,6 +35,7 @@ typedef struct ck_jsonscan {
     char *tmp;
     size_t tmpcap;
     int depth;
+    bool no_dups;   /* set: decline an object that repeats a key (unescaped compare) */
 } ck_jsonscan;
 
 /* Build the value at l->p (no leading whitespace) and move past it; NULL (l->p anywhere) when

@@ -178,10 +178,18 @@ int64_t ck_wall_ns(void)
 
 void ck_rfc3339(int64_t wall_sec, char out[32])
 {
-    time_t t = (time_t)wall_sec;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* the last second per thread: gmtime_r takes glibc's tz lock, and every write stamps a
+     * time (managedFields), mostly the same second as the thread's previous one */
+    static __thread int64_t last_sec = INT64_MIN;
+    static __thread char last[32];
+    if (wall_sec != last_sec) {
+        time_t t = (time_t)wall_sec;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(last, sizeof last, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        last_sec = wall_sec;
+    }
+    memcpy(out, last, 32);
 }
 
 int ck_parse_rfc3339(const char *s, int64_t *wall_sec)

@@ -163,6 +163,10 @@ static const struct { const char *json; const char *dups; } dup_cases[] = {
      "[\".spec.containers[1].name\"]"},
     {"{\"a\\\"b\":1,\"a\\\"b\":1}", "[\".a\\\"b\"]"},
     {"[{\"x\":1,\"x\":1},{\"y\":{\"z\":1,\"z\":2}}]", "[\"[0].x\",\"[1].y.z\"]"},
+    /* the same key spelled with and without an escape: compared as written, not reported */
+    {"{\"a\\/b\":1,\"a/b\":2}", "[]"},
+    /* a duplicate after a \u escape (the one-pass builder declines both) */
+    {"{\"\\u0061\":1,\"b\":{\"c\":1,\"c\":2}}", "[\".b.c\"]"},
 };
 
 static void test_json_dups(void **state)
@@ -182,6 +186,19 @@ static void test_json_dups(void **state)
     /* last value wins, as Go's decoder does */
     json_t *j = ck_json_load("{\"a\":1,\"a\":2}", 13, NULL, NULL);
     assert_int_equal(json_integer_value(json_object_get(j, "a")), 2);
+    json_decref(j);
+    const char *esc = "{\"a\\/b\":1,\"a/b\":2}";
+    j = ck_json_load(esc, strlen(esc), NULL, NULL);
+    assert_int_equal(json_object_size(j), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "a/b")), 2);
+    json_decref(j);
+    /* nesting past the one-pass builder's 512 levels, within the 1000 limit, still parses */
+    char deep[1402];
+    memset(deep, '[', 700);
+    memset(deep + 700, ']', 700);
+    deep[1400] = 0;
+    j = ck_json_load(deep, 1400, NULL, NULL);
+    assert_non_null(j);
     json_decref(j);
     /* YAML duplicates */
     json_t *d = json_array();

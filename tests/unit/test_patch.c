@@ -488,6 +488,202 @@ static void strip_times(json_t *o)
         json_object_del(e, "time");
 }
 
+/* A create's managedFields come from fields_of's one walk unless it declines; the general
+ * path (flat set, sort, nest) must give the same bytes for every object, main resource and
+ * status subresource alike: real pods (the strategic-oracle cases), hand-made shapes (duplicate
+ * list keys and a key holding the path separator, where the short-cut declines; empty objects,
+ * granular maps, stripped metadata, list items without keys) and random trees. */
+static int fresh_compare(json_t *obj, const char *sub)
+{
+    json_t *fast = json_deep_copy(obj), *slow = json_deep_copy(obj);
+    unsigned long before = ck__managed_fields_shortcuts;
+    ck_managed_fields_record_sub(fast, NULL, "creator", "Update", "v1", sub);
+    int took = ck__managed_fields_shortcuts != before;
+    ck__managed_fields_no_shortcut = true;
+    ck_managed_fields_record_sub(slow, NULL, "creator", "Update", "v1", sub);
+    ck__managed_fields_no_shortcut = false;
+    strip_times(fast);
+    strip_times(slow);
+    char *sf = json_dumps(fast, JSON_COMPACT), *ss = json_dumps(slow, JSON_COMPACT);
+    if (strcmp(sf, ss)) {
+        char *so = json_dumps(obj, JSON_COMPACT);
+        fail_msg("object %s (sub %s):\n fast %s\n slow %s", so, sub ? sub : "-", sf, ss);
+    }
+    free(sf);
+    free(ss);
+    json_decref(fast);
+    json_decref(slow);
+    return took;
+}
+
+static void test_record_fresh_matches_general(void **state)
+{
+    (void)state;
+    static const char *const objs[] = {
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"namespace\":\"d\",\"uid\":\"u\","
+        "\"labels\":{\"a\":\"1\",\"b\":\"2\"},\"annotations\":{},\"finalizers\":[\"x\",\"y\"],"
+        "\"ownerReferences\":[{\"uid\":\"o1\",\"kind\":\"ReplicaSet\",\"name\":\"rs\"}],\"generateName\":\"p-\"},"
+        "\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\",\"ports\":[{\"containerPort\":80},"
+        "{\"containerPort\":53,\"protocol\":\"UDP\"},{\"containerPort\":53}],\"env\":[{\"name\":\"B\",\"value\":\"1\"},"
+        "{\"name\":\"A\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":\"x\"}}}],\"resources\":{},"
+        "\"volumeMounts\":[{\"name\":\"v\",\"mountPath\":\"/m\"}]},{\"name\":\"b\",\"image\":\"j\",\"args\":[\"x\"]}],"
+        "\"volumes\":[{\"name\":\"v\",\"emptyDir\":{}}],\"tolerations\":[{\"key\":\"k\"}],\"nodeSelector\":{\"z\":\"1\"},"
+        "\"securityContext\":{}},\"status\":{\"phase\":\"Pending\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\"},"
+        "{\"status\":\"x\"}],\"qosClass\":\"BestEffort\"}}",
+        /* duplicate env names: the set merges them, the short-cut declines */
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\"},\"spec\":{\"containers\":[{\"name\":\"c\","
+        "\"env\":[{\"name\":\"A\",\"value\":\"1\"},{\"name\":\"A\",\"valueFrom\":{}}]}]}}",
+        "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"a\\u0001b\":\"1\"}}",
+        "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"},\"data\":{\"ab\":\"1\",\"a\":\"2\","
+        "\"a.b\":\"3\",\"a-b\":\"4\",\"\":\"5\"},\"binaryData\":{}}",
+        "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"}}",
+        "{\"metadata\":{\"name\":\"c\"},\"spec\":{\"x\":[1,2],\"y\":{}}}",
+        "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"d\",\"labels\":{}},\"spec\":{\"replicas\":2,"
+        "\"selector\":{\"matchLabels\":{\"a\":\"b\"}},\"strategy\":{\"type\":\"RollingUpdate\",\"rollingUpdate\":{}},"
+        "\"template\":{\"metadata\":{\"labels\":{\"a\":\"b\"}},\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"i\","
+        "\"ports\":[{\"containerPort\":8080,\"protocol\":\"TCP\"},{\"containerPort\":\"x\"}]},{\"image\":\"nameless\"}]}}}}",
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"s\"},\"spec\":{\"ports\":[{\"port\":80,"
+        "\"protocol\":\"TCP\"},{\"port\":81}],\"selector\":{\"a\":\"b\"},\"clusterIPs\":[\"10.0.0.1\"]}}",
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"finalizers\":[\"a\",\"a\"]}}",
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p\",\"finalizers\":[{\"x\":1},2,\"q\\\"\\u0001\"]}}",
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"status\":{}}",
+        "{}",
+    };
+    int took = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(objs); i++) {
+        json_t *o = J(objs[i]);
+        took += fresh_compare(o, NULL);
+        fresh_compare(o, "status");
+        json_decref(o);
+    }
+    /* the short-cut ran where it should (all but the duplicate and separator cases) */
+    assert_int_equal(took, (int)ARRAY_SIZE(objs) - 3);
+    json_t *cases = load_cases("strategic-oracle.json");
+    size_t i;
+    json_t *c;
+    took = 0;
+    json_array_foreach(cases, i, c) {
+        took += fresh_compare(json_object_get(c, "orig"), NULL);
+        fresh_compare(json_object_get(c, "orig"), "status");
+        if (json_is_object(json_object_get(c, "want"))) {
+            fresh_compare(json_object_get(c, "want"), NULL);
+            fresh_compare(json_object_get(c, "want"), "status");
+        }
+    }
+    assert_true(took > 0);
+    json_decref(cases);
+    srand(4321);
+    static const char *const kinds[][2] = {{"v1", "Pod"}, {"apps/v1", "Deployment"}, {"v1", "Service"},
+                                           {"v1", "ConfigMap"}};
+    for (int round = 0; round < 3000; round++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "apiVersion", json_string(kinds[round % 4][0]));
+        json_object_set_new(o, "kind", json_string(kinds[round % 4][1]));
+        static const char *const top[] = {"metadata", "spec", "status", "data", "template"};
+        for (size_t k = 0; k < ARRAY_SIZE(top); k++)
+            if (rand() % 2)
+                json_object_set_new(o, top[k], rnd_tree(1));
+        fresh_compare(o, NULL);
+        fresh_compare(o, "status");
+        json_decref(o);
+    }
+}
+
+/* An update's sets are built only under the members that differ (sets_of_diff); the general
+ * path builds both whole.  Same entries for every pair: strategic-oracle before/after pods,
+ * chains of random trees (whose managedFields carry over, so earlier entries are edited),
+ * metadata-only and status-only changes. */
+static void update_compare(json_t *obj, const json_t *old, const char *sub)
+{
+    json_t *fast = json_deep_copy(obj), *slow = json_deep_copy(obj);
+    ck_managed_fields_record_sub(fast, old, "editor", "Update", "v1", sub);
+    ck__managed_fields_no_shortcut = true;
+    ck_managed_fields_record_sub(slow, old, "editor", "Update", "v1", sub);
+    ck__managed_fields_no_shortcut = false;
+    strip_times(fast);
+    strip_times(slow);
+    char *sf = json_dumps(fast, JSON_COMPACT), *ss = json_dumps(slow, JSON_COMPACT);
+    if (strcmp(sf, ss)) {
+        char *so = json_dumps(old, JSON_COMPACT), *sn = json_dumps(obj, JSON_COMPACT);
+        fail_msg("old %s\nnew %s (sub %s):\n fast %s\n slow %s", so, sn, sub ? sub : "-", sf, ss);
+    }
+    free(sf);
+    free(ss);
+    json_decref(fast);
+    json_decref(slow);
+}
+
+static void test_record_update_diff_matches_general(void **state)
+{
+    (void)state;
+    json_t *cases = load_cases("strategic-oracle.json");
+    size_t i;
+    json_t *c;
+    json_array_foreach(cases, i, c) {
+        json_t *orig = json_deep_copy(json_object_get(c, "orig"));
+        const json_t *want = json_object_get(c, "want");
+        if (!json_is_object(orig) || !json_is_object(want)) {
+            json_decref(orig);
+            continue;
+        }
+        ck_managed_fields_record(orig, NULL, "creator", "Update", "v1");
+        json_t *next = json_deep_copy(want);
+        json_object_set(json_object_get(next, "metadata"), "managedFields",
+                        json_object_get(json_object_get(orig, "metadata"), "managedFields"));
+        update_compare(next, orig, NULL);
+        update_compare(next, orig, "status");
+        update_compare(orig, next, NULL);
+        json_decref(next);
+        json_decref(orig);
+    }
+    json_decref(cases);
+    /* a Lease renewal: spec changes, metadata (with its managedFields) does not */
+    json_t *lease = J("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\",\"metadata\":{\"name\":\"n\","
+                      "\"ownerReferences\":[{\"uid\":\"u\",\"name\":\"n\"}],\"labels\":{\"a\":\"b\"}},"
+                      "\"spec\":{\"holderIdentity\":\"n\",\"renewTime\":\"t1\"}}");
+    ck_managed_fields_record(lease, NULL, "kubelet", "Update", "coordination.k8s.io/v1");
+    json_t *renew = json_deep_copy(lease);
+    json_object_set_new(json_object_get(renew, "spec"), "renewTime", json_string("t2"));
+    update_compare(renew, lease, NULL);
+    json_object_set_new(json_object_get(renew, "metadata"), "labels", json_pack("{s:s}", "a", "c"));
+    json_object_set_new(json_object_get(renew, "metadata"), "resourceVersion", json_string("9"));
+    update_compare(renew, lease, NULL);
+    json_object_set_new(json_object_get(renew, "metadata"), "labels", json_object());
+    update_compare(renew, lease, NULL);
+    json_object_del(renew, "metadata");
+    update_compare(renew, lease, NULL);
+    json_decref(renew);
+    json_decref(lease);
+    srand(777);
+    static const char *const kinds[][2] = {{"v1", "Pod"}, {"apps/v1", "Deployment"}, {"v1", "Service"},
+                                           {"v1", "ConfigMap"}};
+    static const char *const top[] = {"metadata", "spec", "status", "data"};
+    json_t *prev = NULL;
+    for (int round = 0; round < 3000; round++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "apiVersion", json_string(kinds[(round / 10) % 4][0]));
+        json_object_set_new(o, "kind", json_string(kinds[(round / 10) % 4][1]));
+        for (size_t k = 0; k < ARRAY_SIZE(top); k++) {
+            /* often keep the previous value: unchanged members are what the diff skips */
+            json_t *pv = prev ? json_object_get(prev, top[k]) : NULL;
+            if (pv && rand() % 3)
+                json_object_set_new(o, top[k], json_deep_copy(pv));
+            else if (rand() % 2)
+                json_object_set_new(o, top[k], rnd_tree(1));
+        }
+        if (prev) {
+            update_compare(o, prev, NULL);
+            update_compare(o, prev, "status");
+        }
+        json_t *rec = json_deep_copy(o);
+        ck_managed_fields_record_sub(rec, prev, round % 2 ? "a" : "b", "Update", "v1", round % 3 ? NULL : "status");
+        json_decref(o);
+        json_decref(prev);
+        prev = rec;
+    }
+    json_decref(prev);
+}
+
 static void test_record_lazy_matches_eager(void **state)
 {
     (void)state;
@@ -558,6 +754,8 @@ int main(void)
         cmocka_unit_test(test_apply_untracked),
         cmocka_unit_test(test_record_create),
         cmocka_unit_test(test_record_lazy_matches_eager),
+        cmocka_unit_test(test_record_fresh_matches_general),
+        cmocka_unit_test(test_record_update_diff_matches_general),
         cmocka_unit_test(test_random_trees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

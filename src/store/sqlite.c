@@ -199,7 +199,7 @@ static int query_i64(sqlite3 *db, const char *sql, int64_t *out, ck_error **err)
 static int open_conn(const char *path, bool create, sqlite3 **out, ck_error **err)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path, out, flags, NULL);
+    int rc = sqlite3_open_v2(path, out, flags, ck__sqlite_vfs());
     if (rc != SQLITE_OK) {
         sql_err(err, *out, rc, "open");
         sqlite3_close(*out);

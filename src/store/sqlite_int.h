@@ -128,6 +128,12 @@ struct sqlite_store {
 };
 
 
+/* sqlite_walbuf.c: the VFS every connection opens with (NULL: the default one), which gathers
+ * WAL writes into one pwrite per sync; and its counters (writes SQLite made, pwrites done) */
+#define CK_SQLITE_VFS "ckube-walbuf"
+const char *ck__sqlite_vfs(void);
+void ck__sqlite_walbuf_stats(long long *writes, long long *flushes);
+
 /* sqlite.c */
 rconn *ck__sqlite_pool_get(sqlite_store *st);
 void ck__sqlite_pool_put(sqlite_store *st, rconn *c);   /* also ends the read snapshot */

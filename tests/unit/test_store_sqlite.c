@@ -1010,6 +1010,41 @@ static void test_group_commit_gather(void **state)
     assert_true(ms < 19 * 50);
 }
 
+void ck__sqlite_walbuf_stats(long long *writes, long long *flushes);   /* sqlite_walbuf.c */
+
+/* The WAL writes of a commit reach the file in a few pwrites (two a frame before), and they are
+ * there when the write is acknowledged: another process's view of the file (a plain SQLite
+ * connection on the default VFS) sees every acknowledged row at once. */
+static void test_wal_writes_gathered(void **state)
+{
+    ck_store *s = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    long long w0, f0, w1, f1;
+    ck__sqlite_walbuf_stats(&w0, &f0);
+    char val[3000];
+    memset(val, 'x', sizeof val);
+    for (int i = 0; i < 50; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/wb/%d", i);
+        int64_t rev;
+        SC_OK(ck_store_create(s, key, val, sizeof val, &rev, err_));
+        sqlite3_stmt *q = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT key, length(value) FROM kv WHERE rev = ?1",
+                                            -1, &q, NULL), SQLITE_OK);
+        sqlite3_bind_int64(q, 1, rev);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(q, 0), key);
+        assert_int_equal(sqlite3_column_int(q, 1), (int)sizeof val);
+        sqlite3_finalize(q);
+    }
+    ck__sqlite_walbuf_stats(&w1, &f1);
+    print_message("# 50 commits: %lld WAL writes by SQLite, %lld pwrites\n", w1 - w0, f1 - f0);
+    assert_true(w1 - w0 >= 4 * 50);            /* a frame is two writes, a commit 2+ frames */
+    assert_true((f1 - f0) * 3 <= w1 - w0);
+    sqlite3_close(db);
+}
+
 /* ---- value cache ------------------------------------------------------------------------------- */
 
 static ck_sqlite_stats cache_stats(ck_store *s)
@@ -1194,6 +1229,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_current_rev_after_compacting_top_tombstone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_gather, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_writes_gathered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_cache_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_watch, setup, teardown),

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "lib/flags.h"
 #include "lib/log.h"
+#include "store/sqlite.h"
 #include "version.h"
 
 #include <arpa/inet.h>
@@ -207,8 +208,24 @@ static void dispatch(ck_reqctx *c, const char **metric_verb, const char **metric
         return ck_respond_error(c, e);
     if (path_is(path, "/metrics")) {
         char *text = ck_metrics_render();
-        ck_respond_text(c, 200, "text/plain; version=0.0.4", text);
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        ck_buf_addstr(&b, text);
         free(text);
+        /* the SQLite store's group commit: writes / commits is the mean batch */
+        ck_sqlite_stats st;
+        ck_error *se = NULL;
+        if (ck_store_sqlite_stats(s->store, &st, &se) == 0)
+            ck_buf_printf(&b, "# HELP ckube_store_writes_total Writes committed by the SQLite "
+                              "store.\n# TYPE ckube_store_writes_total counter\n"
+                              "ckube_store_writes_total %lld\n"
+                              "# HELP ckube_store_commits_total SQLite write transactions (one "
+                              "WAL fsync each).\n# TYPE ckube_store_commits_total counter\n"
+                              "ckube_store_commits_total %lld\n", (long long)st.writes,
+                          (long long)st.commits);
+        ck_error_free(se);
+        ck_respond_text(c, 200, "text/plain; version=0.0.4", b.data);
+        ck_buf_free(&b);
         return;
     }
     if (!strncmp(path, "/openapi/", 9) || path_is(path, "/openapi")) {

@@ -1166,6 +1166,7 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
 static void *worker_main(void *arg)
 {
     ck_httpd *h = arg;
+    pthread_setname_np(pthread_self(), "http-worker");
     for (;;) {
         pthread_mutex_lock(&h->qmu);
         while (!h->quit && !h->qhead)
@@ -1195,6 +1196,7 @@ static void *worker_main(void *arg)
 static void *io_main(void *arg)
 {
     ck_httpd *h = arg;
+    pthread_setname_np(pthread_self(), "http-io");
     event_base_loop(h->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }

@@ -6,7 +6,8 @@
  *    write in one transaction (group commit: one WAL fsync per batch).
  *  - Schema: table kv is a log, one row per revision (key, value, create_rev, prev_rev, deleted);
  *    the newest row of a key at or below revision R is its state at R.  meta holds the schema
- *    version, the current and compacted revisions.  PRAGMA application_id marks the file as ours:
+ *    version and the compacted revision; the current revision is the newest row's, or meta's
+ *    current_rev (written by compaction) when higher.  PRAGMA application_id marks the file as ours:
  *    an existing file that is not SQLite or carries another application id is refused with
  *    CK_E_CORRUPT before SQLite touches it.
  *  - Reads go through a pool of read connections (WAL readers never block the writer).
@@ -49,8 +50,12 @@ static const char schema_sql[] =
 
 #define SQL_LATEST "SELECT rev, deleted, create_rev FROM kv WHERE key = ?1 ORDER BY rev DESC LIMIT 1"
 #define SQL_VALUE  "SELECT value FROM kv WHERE rev = ?1"
-#define SQL_META   "SELECT (SELECT value FROM meta WHERE name = 'current_rev'),"  \
-                   "       (SELECT value FROM meta WHERE name = 'compact_rev')"
+/* The current revision is the newest row's (a seek to the end of kv), or meta's current_rev when
+ * that is higher: commits do not write meta (one page less per commit); compaction, which may
+ * delete the newest row (a tombstone), records the revision there in its own transaction. */
+#define SQL_CURRENT "MAX((SELECT value FROM meta WHERE name = 'current_rev'),"           \
+                    "    COALESCE((SELECT MAX(rev) FROM kv), 0))"
+#define SQL_META   "SELECT " SQL_CURRENT ", (SELECT value FROM meta WHERE name = 'compact_rev')"
 /* the newest row of every key in [lo, hi) at or below ?3 (SQLite takes the bare columns from
  * the row that holds the max) */
 #define SQL_LIST(op) "SELECT key, MAX(rev), deleted, create_rev FROM kv WHERE key " op " ?1"  \
@@ -194,7 +199,7 @@ static int query_i64(sqlite3 *db, const char *sql, int64_t *out, ck_error **err)
 static int open_conn(const char *path, bool create, sqlite3 **out, ck_error **err)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path, out, flags, NULL);
+    int rc = sqlite3_open_v2(path, out, flags, ck__sqlite_vfs());
     if (rc != SQLITE_OK) {
         sql_err(err, *out, rc, "open");
         sqlite3_close(*out);
@@ -482,8 +487,6 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
         if (e)
             evs[nev++] = e;
     }
-    if (st->rev != start_rev && set_meta(st, "current_rev", st->rev, &err) < 0)
-        goto rollback;
     /* the value cache forgets the batch's keys while the COMMIT runs, and learns the new values
      * before anyone hears of them (sqlite_cache.c) */
     ops = cache_ops(st, batch, nops, &nc);
@@ -539,7 +542,8 @@ static void compact_step(sqlite_store *st)
         sql_err(&err, st->wdb, rc, "begin");
         goto fail;
     }
-    if (set_meta(st, "compact_rev", st->cjob_target, &err) < 0 ||
+    if (set_meta(st, "current_rev", st->rev, &err) < 0 ||
+        set_meta(st, "compact_rev", st->cjob_target, &err) < 0 ||
         set_meta(st, "compact_done", b, &err) < 0)
         goto rollback;
     sqlite3_stmt *ss[] = {st->w_compact_old, st->w_compact_tomb};
@@ -603,15 +607,40 @@ static void take_compact(sqlite_store *st, wreq *r, wreq **finished)
     *finished = r;
 }
 
+/* Group commit gathering (under qmu).  A commit costs the same fsync, WAL pages and wake-ups
+ * whether it holds one write or twenty, so when the last batch showed concurrent writers (two or
+ * more), the writer lets more writes queue for up to gather_us before it begins: under load the
+ * batches grow several-fold for a bounded added latency; a lone serial writer (batches of one) is
+ * never delayed.  Submitters do not wake the writer while it gathers unless the queue is full. */
+static void gather(sqlite_store *st)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += st->gather_us * 1000;
+    while (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    st->gathering = true;
+    while (!st->stopping && st->qlen < GATHER_MAX &&
+           pthread_cond_timedwait(&st->qcond, &st->qmu, &dl) != ETIMEDOUT)
+        ;
+    st->gathering = false;
+}
+
 static void *writer_main(void *arg)
 {
     sqlite_store *st = arg;
+    pthread_setname_np(pthread_self(), "sqlite-writer");
     pthread_mutex_lock(&st->qmu);
     for (;;) {
         while (!st->qhead && st->cjob_done >= st->cjob_target && !st->stopping)
             pthread_cond_wait(&st->qcond, &st->qmu);
         if (!st->qhead && st->stopping)
             break;
+        if (st->qhead && st->gather_us > 0 && st->last_batch >= 2 && st->qlen < GATHER_MAX &&
+            !st->stopping)
+            gather(st);
         /* take up to a batch of writes; compaction requests join the job */
         wreq *batch = NULL, **tail = &batch, *finished = NULL;
         size_t nops = 0, bytes = 0;
@@ -621,6 +650,7 @@ static void *writer_main(void *arg)
             if (!st->qhead)
                 st->qtail = NULL;
             r->next = NULL;
+            st->qlen--;
             if (r->kind == OP_COMPACT) {
                 take_compact(st, r, &finished);
                 continue;
@@ -630,6 +660,7 @@ static void *writer_main(void *arg)
             nops++;
             bytes += r->len;
         }
+        st->last_batch = nops;
         pthread_mutex_unlock(&st->qmu);
         wake(st, finished);
         if (batch)
@@ -662,7 +693,8 @@ static int submit(sqlite_store *st, wreq *r, ck_error **err)
     else
         st->qhead = r;
     st->qtail = r;
-    pthread_cond_signal(&st->qcond);
+    if (++st->qlen >= GATHER_MAX || !st->gathering)
+        pthread_cond_signal(&st->qcond);
     pthread_mutex_unlock(&st->qmu);
     while (sem_wait(&r->done) < 0 && errno == EINTR)
         ;
@@ -681,14 +713,22 @@ static int submit(sqlite_store *st, wreq *r, ck_error **err)
 
 /* ---- checkpointer and auto-compactor ---------------------------------------------------------- */
 
+/* Runs on the writer after each commit; `pages` counts every frame since the WAL last restarted
+ * (a checkpoint does not lower it).  Past CKPT_PAGES the checkpointer is woken once per CKPT_STEP
+ * new frames, not after every commit: each checkpoint ends with an fsync of the database file, so
+ * waking it per commit cost an fsync (and two context switches) per commit; CKPT_STEP keeps the
+ * tail the writer copies itself at 3 * CKPT_PAGES short. */
 static int wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
 {
     sqlite_store *st = ctx;
+    if (pages < st->ckpt_mark)
+        st->ckpt_mark = 0;   /* the WAL restarted */
     if (pages >= 3 * CKPT_PAGES) {
         /* under steady writes the background checkpoint never catches the WAL's end, so the
          * WAL never restarts; finish the (short) tail here, between two commits */
         sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else if (pages >= CKPT_PAGES) {
+    } else if (pages >= CKPT_PAGES && pages - st->ckpt_mark >= CKPT_STEP) {
+        st->ckpt_mark = pages;
         pthread_mutex_lock(&st->cmu);
         st->ckpt_wanted = true;
         pthread_cond_broadcast(&st->ccond);
@@ -702,6 +742,7 @@ static int wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
 static void *ckpt_main(void *arg)
 {
     sqlite_store *st = arg;
+    pthread_setname_np(pthread_self(), "sqlite-ckpt");
     pthread_mutex_lock(&st->cmu);
     for (;;) {
         while (!st->ckpt_wanted && !st->cstop)
@@ -723,6 +764,7 @@ static void *ckpt_main(void *arg)
 static void *comp_main(void *arg)
 {
     sqlite_store *st = arg;
+    pthread_setname_np(pthread_self(), "sqlite-compact");
     pthread_mutex_lock(&st->cmu);
     for (;;) {
         int64_t ms = st->comp_interval_ms > 0 ? st->comp_interval_ms : 3600 * 1000;
@@ -1027,6 +1069,22 @@ static size_t env_cache_bytes(void)
     return (size_t)n;
 }
 
+/* CKUBE_SQLITE_COMMIT_DELAY_US: how long a commit may wait for more writes when writers are
+ * concurrent (microseconds, at most 100 ms; 0 turns gathering off) */
+static int64_t env_gather_us(void)
+{
+    const char *v = getenv("CKUBE_SQLITE_COMMIT_DELAY_US");
+    if (!v || !*v)
+        return GATHER_DEFAULT_US;
+    char *e;
+    long long n = strtoll(v, &e, 10);
+    if (*e != '\0' || n < 0 || n > 100000) {
+        log_warn("sqlite store: ignoring bad CKUBE_SQLITE_COMMIT_DELAY_US=%s", v);
+        return GATHER_DEFAULT_US;
+    }
+    return n;
+}
+
 static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
 {
     if (open_conn(st->path, true, &st->wdb, err) < 0)
@@ -1059,16 +1117,15 @@ static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
     sqlite3_finalize(jm);
     if (rc != SQLITE_OK)
         return sql_err(err, st->wdb, rc, "enable WAL");
-    int64_t cur = 0, maxrev = 0, crev = 0, cdone = 0;
+    int64_t cur = 0, crev = 0, cdone = 0;
     if (exec(st->wdb, "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;"
                       "PRAGMA temp_store = MEMORY;"
                       "PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16000", err) < 0 ||
-        query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'current_rev'", &cur, err) < 0 ||
-        query_i64(st->wdb, "SELECT MAX(rev) FROM kv", &maxrev, err) < 0 ||
+        query_i64(st->wdb, "SELECT " SQL_CURRENT, &cur, err) < 0 ||
         query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'compact_rev'", &crev, err) < 0 ||
         query_i64(st->wdb, "SELECT value FROM meta WHERE name = 'compact_done'", &cdone, err) < 0)
         return -1;
-    st->rev = cur > maxrev ? cur : maxrev;
+    st->rev = cur;
     st->published = st->rev;
     atomic_store(&st->compact_rev, crev);
     st->cjob_done = cdone;
@@ -1185,7 +1242,11 @@ static ck_store *open_locked(const char *path, ck_error **err)
     st->path = xstrdup(path);
     st->lock_fd = fd;   /* held (and its lock) until after SQLite closed the file */
     pthread_mutex_init(&st->qmu, NULL);
-    pthread_cond_init(&st->qcond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);   /* gather() waits on it with a timeout */
+    pthread_cond_init(&st->qcond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&st->hmu, NULL);
     pthread_cond_init(&st->hcond, NULL);
     pthread_mutex_init(&st->pmu, NULL);
@@ -1193,6 +1254,7 @@ static ck_store *open_locked(const char *path, ck_error **err)
     pthread_mutex_init(&st->cmu, NULL);
     pthread_cond_init(&st->ccond, NULL);
     env_compaction(st);
+    st->gather_us = env_gather_us();
     if (open_writer(st, fresh, err) < 0)
         goto fail;
     st->cache = ck__kvcache_new(env_cache_bytes(), st->rev);

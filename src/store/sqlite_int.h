@@ -25,7 +25,10 @@
 #define HIST_MAX_BYTES    (16u * 1024 * 1024) /* ... and at most this much value data */
 #define DELIVER_CHUNK     256
 #define COMPACT_CHUNK     5000                /* revisions per compaction transaction */
-#define CKPT_PAGES        1000                /* WAL pages before the checkpointer runs */
+#define CKPT_PAGES        1000                /* WAL pages before the checkpointer runs ... */
+#define CKPT_STEP         250                 /* ... and new pages between its runs */
+#define GATHER_DEFAULT_US 500                 /* group commit: wait for more writes ... */
+#define GATHER_MAX        64                  /* ... until this many are queued */
 
 typedef struct wreq wreq;   /* a queued write (sqlite.c) */
 
@@ -87,7 +90,11 @@ struct sqlite_store {
     pthread_mutex_t qmu;      /* write queue */
     pthread_cond_t qcond;
     wreq *qhead, *qtail;
+    int qlen;                 /* requests queued */
     bool stopping;
+    bool gathering;           /* the writer waits for more writes before a commit (gather()) */
+    int64_t gather_us;        /* 0: never */
+    size_t last_batch;        /* writes in the last batch taken */
     pthread_t writer;
     bool writer_started;
     /* compaction job (writer-owned, requests handed over under qmu) */
@@ -109,6 +116,7 @@ struct sqlite_store {
     pthread_mutex_t cmu;      /* checkpointer + auto-compactor */
     pthread_cond_t ccond;
     bool ckpt_wanted, cstop;
+    int ckpt_mark;            /* writer (wal_hook): WAL frames when the checkpointer was last woken */
     sqlite3 *cdb;
     pthread_t ckpt_th, comp_th;
     bool ckpt_started, comp_started;
@@ -119,6 +127,12 @@ struct sqlite_store {
     atomic_llong st_writes, st_commits, st_max_batch, st_compactions, st_resyncs;
 };
 
+
+/* sqlite_walbuf.c: the VFS every connection opens with (NULL: the default one), which gathers
+ * WAL writes into one pwrite per sync; and its counters (writes SQLite made, pwrites done) */
+#define CK_SQLITE_VFS "ckube-walbuf"
+const char *ck__sqlite_vfs(void);
+void ck__sqlite_walbuf_stats(long long *writes, long long *flushes);
 
 /* sqlite.c */
 rconn *ck__sqlite_pool_get(sqlite_store *st);

@@ -190,6 +190,7 @@ static void *watch_main(void *arg)
 {
     ck_watch_handle *w = arg;
     sqlite_store *st = w->st;
+    pthread_setname_np(pthread_self(), "sqlite-watch");
     ck_error *err = NULL;
     ck_event *batch = NULL;
     size_t bcap = 0;

@@ -907,6 +907,144 @@ static void test_write_rate(void **state)
 }
 
 
+/* Commits do not write meta's current_rev; the current revision is the newest row's.  Compacting
+ * away the newest row (a tombstone) must not move it back, before or after a reopen. */
+static void test_current_rev_after_compacting_top_tombstone(void **state)
+{
+    ck_store *s = *state;
+    int64_t r1 = sc_create(s, "/registry/t/a", "1");
+    int64_t r2 = sc_delete(s, "/registry/t/a", r1);
+    SC_OK(ck_store_compact(s, r2, err_));
+    ck_list l = {0};
+    SC_OK(ck_store_list(s, "/registry/t/", &(ck_list_opts){0}, &l, err_));
+    assert_int_equal(l.revision, r2);
+    assert_int_equal(l.n, 0);
+    ck_list_free(&l);
+    s = *state = reopen(s);
+    assert_int_equal(sc_current(s), r2);
+    SC_OK(ck_store_list(s, "/registry/t/", &(ck_list_opts){0}, &l, err_));
+    assert_int_equal(l.revision, r2);
+    ck_list_free(&l);
+    assert_int_equal(sc_create(s, "/registry/t/b", "2"), r2 + 1);
+    s = *state = reopen(s);
+    assert_int_equal(sc_current(s), r2 + 1);
+}
+
+typedef struct gather_arg {
+    ck_store *s;
+    int id, n;
+    int64_t *revs;
+} gather_arg;
+
+static void *gather_thread(void *p)
+{
+    gather_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/g/t%d/%d", a->id, i);
+        ck_error *e = NULL;
+        if (ck_store_create(a->s, key, "v", 1, &a->revs[i], &e) < 0) {
+            ck_error_free(e);
+            a->revs[i] = -1;
+        }
+        usleep(2000);   /* think time: alone, each write would be a commit of its own */
+    }
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Group commit gathering: concurrent writers share commits, each write gets its own revision in
+ * call order per writer and all revisions are contiguous, a watch sees them all in order; a lone
+ * serial writer is not held back by the commit delay. */
+static void test_group_commit_gather(void **state)
+{
+    const char *delay = getenv("TEST_GATHER_US");   /* to see the test fail without gathering */
+    setenv("CKUBE_SQLITE_COMMIT_DELAY_US", delay ? delay : "50000", 1);   /* exaggerated: 50 ms */
+    ck_store *s = *state = reopen(*state);
+    unsetenv("CKUBE_SQLITE_COMMIT_DELAY_US");
+    int64_t start = sc_current(s);
+    sc_watch w;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &w, "/registry/g/", start, &code), 0);
+    enum { T = 4, N = 20 };
+    pthread_t th[T];
+    gather_arg args[T];
+    int64_t all[T * N];
+    ck_sqlite_stats s0, s1;
+    SC_OK(ck_store_sqlite_stats(s, &s0, err_));
+    for (int i = 0; i < T; i++) {
+        args[i] = (gather_arg){.s = s, .id = i, .n = N, .revs = all + i * N};
+        pthread_create(&th[i], NULL, gather_thread, &args[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    SC_OK(ck_store_sqlite_stats(s, &s1, err_));
+    for (int i = 0; i < T; i++)
+        for (int j = 1; j < N; j++)
+            assert_true(args[i].revs[j] > args[i].revs[j - 1]);
+    qsort(all, T * N, sizeof *all, cmp_i64);
+    for (int i = 0; i < T * N; i++)
+        assert_int_equal(all[i], start + 1 + i);
+    assert_int_equal(s1.writes - s0.writes, T * N);
+    /* the writers' writes gathered into shared commits (without gathering: ~1 a commit) */
+    print_message("# %d writers with think time: %.1f writes a commit\n", T,
+                  (double)(s1.writes - s0.writes) / (double)(s1.commits - s0.commits));
+    assert_true((s1.commits - s0.commits) * 3 <= s1.writes - s0.writes);
+    assert_true(sc_watch_wait(&w, start + T * N, 0));
+    sc_check_contiguous(&w, start, start + T * N, "/registry/g/");
+    sc_watch_stop(s, &w);
+    /* serial writes: after the first (the last batch was concurrent), none waits the 50 ms */
+    int64_t t0 = ck_now_ns();
+    for (int i = 0; i < 20; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/g/serial/%d", i);
+        sc_create(s, key, "v");
+    }
+    int64_t ms = (ck_now_ns() - t0) / 1000000;
+    print_message("# 20 serial writes with a 50 ms commit delay: %lld ms\n", (long long)ms);
+    assert_true(ms < 19 * 50);
+}
+
+void ck__sqlite_walbuf_stats(long long *writes, long long *flushes);   /* sqlite_walbuf.c */
+
+/* The WAL writes of a commit reach the file in a few pwrites (two a frame before), and they are
+ * there when the write is acknowledged: another process's view of the file (a plain SQLite
+ * connection on the default VFS) sees every acknowledged row at once. */
+static void test_wal_writes_gathered(void **state)
+{
+    ck_store *s = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    long long w0, f0, w1, f1;
+    ck__sqlite_walbuf_stats(&w0, &f0);
+    char val[3000];
+    memset(val, 'x', sizeof val);
+    for (int i = 0; i < 50; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "/registry/wb/%d", i);
+        int64_t rev;
+        SC_OK(ck_store_create(s, key, val, sizeof val, &rev, err_));
+        sqlite3_stmt *q = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT key, length(value) FROM kv WHERE rev = ?1",
+                                            -1, &q, NULL), SQLITE_OK);
+        sqlite3_bind_int64(q, 1, rev);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(q, 0), key);
+        assert_int_equal(sqlite3_column_int(q, 1), (int)sizeof val);
+        sqlite3_finalize(q);
+    }
+    ck__sqlite_walbuf_stats(&w1, &f1);
+    print_message("# 50 commits: %lld WAL writes by SQLite, %lld pwrites\n", w1 - w0, f1 - f0);
+    assert_true(w1 - w0 >= 4 * 50);            /* a frame is two writes, a commit 2+ frames */
+    assert_true((f1 - f0) * 3 <= w1 - w0);
+    sqlite3_close(db);
+}
+
 /* ---- value cache ------------------------------------------------------------------------------- */
 
 static ck_sqlite_stats cache_stats(ck_store *s)
@@ -1088,6 +1226,10 @@ int main(void)
     int failed = _cmocka_run_group_tests("store_sqlite_conformance", conf, n, NULL, NULL);
     const struct CMUnitTest own[] = {
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_current_rev_after_compacting_top_tombstone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_gather, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_writes_gathered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_value_cache_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_watch, setup, teardown),

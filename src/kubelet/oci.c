@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 
 #include "kubelet/kubelet.h"
+#include "lib/caps.h"
 #include "lib/quantity.h"
 #include "lib/util.h"
 
@@ -22,16 +24,8 @@ static const char *const default_caps[] = {
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 };
 
-static const char *const all_caps[] = {
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-};
+/* what a privileged container (or capabilities.add ALL) gets: ck_cap_names up to CAP_AUDIT_READ */
+#define ALL_CAPS (CAP_AUDIT_READ + 1)
 
 static bool str_in(json_t *arr, const char *s)
 {
@@ -46,8 +40,8 @@ static json_t *capabilities(const json_t *sc)
     bool priv = json_is_true(json_object_get(sc, "privileged"));
     json_t *set = json_array();
     if (priv)
-        for (size_t i = 0; i < ARRAY_SIZE(all_caps); i++)
-            json_array_append_new(set, json_string(all_caps[i]));
+        for (size_t i = 0; i < ALL_CAPS; i++)
+            json_array_append_new(set, json_string(ck_cap_names[i]));
     else
         for (size_t i = 0; i < ARRAY_SIZE(default_caps); i++)
             json_array_append_new(set, json_string(default_caps[i]));
@@ -60,8 +54,8 @@ static json_t *capabilities(const json_t *sc)
             continue;
         if (!strcmp(n, "ALL")) {
             json_array_clear(set);
-            for (size_t k = 0; k < ARRAY_SIZE(all_caps); k++)
-                json_array_append_new(set, json_string(all_caps[k]));
+            for (size_t k = 0; k < ALL_CAPS; k++)
+                json_array_append_new(set, json_string(ck_cap_names[k]));
             continue;
         }
         char *full = strncmp(n, "CAP_", 4) ? xasprintf("CAP_%s", n) : xstrdup(n);

@@ -41,19 +41,8 @@
 #include <unistd.h>
 #include <linux/capability.h>
 
+#include "lib/caps.h"
 #include "lib/util.h"
-
-static const char *const cap_names[] = {
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-};
 
 /* the namespaces we join, in order (pid separately: it applies to the helper's children) */
 static const struct {
@@ -84,10 +73,8 @@ static bool cap_mask(const json_t *list, int last_cap, uint64_t *mask)
     json_t *v;
     json_array_foreach(list, i, v) {
         const char *n = json_string_value(v);
-        size_t c = 0;
-        while (n && c < ARRAY_SIZE(cap_names) && strcmp(cap_names[c], n))
-            c++;
-        if (!n || c == ARRAY_SIZE(cap_names) || (int)c > last_cap)
+        int c = ck_cap_number(n);
+        if (c < 0 || c > last_cap)
             return false;
         *mask |= 1ull << c;
     }
@@ -446,11 +433,6 @@ static _Noreturn void run_command(ck_nsexec_plan *pl, int ex_w)
     fail(ex_w, err);
 }
 
-static int status_code(int st)
-{
-    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 255;
-}
-
 _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w)
 {
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -462,16 +444,5 @@ _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w)
     if (cmd == 0)
         run_command(pl, ex_w);
     /* the command alone holds the pipes and the error pipe */
-    int dn = open("/dev/null", O_RDWR);
-    if (dn >= 0) {
-        dup2(dn, 0);
-        dup2(dn, 1);
-        dup2(dn, 2);
-    }
-    close_range(3, ~0u, 0);
-    int st = 0;
-    while (waitpid(cmd, &st, 0) < 0)
-        if (errno != EINTR)
-            _exit(255);
-    _exit(status_code(st));
+    _exit(ck__streams_release_and_wait(cmd));
 }

@@ -50,4 +50,9 @@ void ck_nsexec_plan_free(ck_nsexec_plan *pl);
  * an error before the command's execve goes to ex_w as an errno. */
 _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w);
 
+/* In a forked exec helper (runtime.c, here): stdio to /dev/null and every other fd closed, so
+ * only the command holds the pipes, then wait for `pid` and return its status as a shell
+ * reports it (128 + signal), 255 if the wait fails.  Async-signal-safe calls only. */
+int ck__streams_release_and_wait(pid_t pid);
+
 #endif

@@ -36,6 +36,24 @@ static int status_code(int st)
     return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 255;
 }
 
+int ck__streams_release_and_wait(pid_t pid)
+{
+    /* the command holds the pipes, not us (nor any other fd of the kubelet's we inherited:
+     * a stdin write end kept here would keep its EOF from the command) */
+    int dn = open("/dev/null", O_RDWR);
+    if (dn >= 0) {
+        dup2(dn, 0);
+        dup2(dn, 1);
+        dup2(dn, 2);
+    }
+    close_range(3, ~0u, 0);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return 255;
+    return status_code(st);
+}
+
 /* The forked child, with a runtime that detaches (`runc exec -d --pid-file F`): become a
  * subreaper, run the runtime, adopt the command once the runtime exits (its exit reparents the
  * command here), and exit with the command's status, or the runtime's if it failed.  The command
@@ -53,23 +71,12 @@ static _Noreturn void adopt_and_wait(char **argv, const char *pid_file, int ex_w
         (void)w;
         _exit(127);
     }
-    /* the command holds the pipes, not us (nor any other fd of the kubelet's we inherited:
-     * a stdin write end kept here would keep its EOF from the command) */
-    int dn = open("/dev/null", O_RDWR);
-    if (dn >= 0) {
-        dup2(dn, 0);
-        dup2(dn, 1);
-        dup2(dn, 2);
-    }
-    close_range(3, ~0u, 0);
-    int st = 0;
-    while (waitpid(rt, &st, 0) < 0)
-        if (errno != EINTR)
-            _exit(255);
-    if (status_code(st) != 0) {
+    int rc = ck__streams_release_and_wait(rt);
+    if (rc != 0) {
         unlink(pid_file);
-        _exit(status_code(st));
+        _exit(rc);
     }
+    int st;
     char buf[32];
     ssize_t n = -1;
     int fd = open(pid_file, O_RDONLY | O_CLOEXEC);

@@ -136,6 +136,22 @@ static bool item_key(ck_buf *out, const json_t *item, const ck_pfield *f)
 
 static void walk(struct build *b, const json_t *v, const ck_ptype *t);
 
+/* The path element of list item i into *pe: its key ("k:"), its value in a set ("v:"), or its
+ * index when it has no key ("i:"); returns the kind. */
+static const char *item_elem(ck_buf *pe, const json_t *e, size_t i, const ck_pfield *f)
+{
+    pe->len = 0;
+    if (f->list == CK_LIST_SET) {
+        json_scalar(pe, e);
+        return "v:";
+    }
+    if (json_is_object(e) && item_key(pe, e, f))
+        return "k:";
+    pe->len = 0;
+    ck_buf_printf(pe, "%zu", i);
+    return "i:";
+}
+
 static void walk_field(struct build *b, const json_t *v, const ck_pfield *f)
 {
     if (json_is_object(v) && !(f && f->atomic)) {
@@ -150,16 +166,7 @@ static void walk_field(struct build *b, const json_t *v, const ck_pfield *f)
         ck_buf pe;
         ck_buf_init(&pe, 0);
         json_array_foreach(v, i, e) {
-            pe.len = 0;
-            const char *kind = "k:";
-            if (f->list == CK_LIST_SET) {
-                kind = "v:";
-                json_scalar(&pe, e);
-            } else if (!json_is_object(e) || !item_key(&pe, e, f)) {
-                kind = "i:";
-                pe.len = 0;
-                ck_buf_printf(&pe, "%zu", i);
-            }
+            const char *kind = item_elem(&pe, e, i, f);
             size_t mark = push(&b->path, kind, pe.data ? pe.data : "", pe.len);
             add_member(b, e);
             if (f->list == CK_LIST_MAP && json_is_object(e))
@@ -483,16 +490,7 @@ static json_t *fb_field(struct fbuild *b, const json_t *v, const ck_pfield *f)
         ck_buf pe;
         ck_buf_init(&pe, 0);
         json_array_foreach(v, i, e) {
-            pe.len = 0;
-            const char *kind = "k:";
-            if (f->list == CK_LIST_SET) {
-                kind = "v:";
-                json_scalar(&pe, e);
-            } else if (!json_is_object(e) || !item_key(&pe, e, f)) {
-                kind = "i:";
-                pe.len = 0;
-                ck_buf_printf(&pe, "%zu", i);
-            }
+            const char *kind = item_elem(&pe, e, i, f);
             kids[i] = (struct fkid){elem_new(kind, pe.data ? pe.data : "", pe.len), e, i};
             if (memchr(kids[i].elem, SEP[0], strlen(kids[i].elem)))
                 b->bail = true;

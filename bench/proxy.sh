@@ -21,6 +21,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
+. "$ROOT/bench/proxy_netns.sh"
 MODES=${MODES:-"iptables nftables userspace"}
 SIZES=${SIZES-"1000 10000"}
 US_ROWS=${US_ROWS:-"userspace userspace+1-thread userspace+epoll userspace+epoll-1-thread userspace+kernel-relay"}
@@ -51,21 +52,8 @@ done
 
 echo "# data path: wrk -t1 -c32 -d${WRK_SECS}s from the node namespace"
 node=ckbn$S pod=ckbp$S
-ip netns add $node; NS_LIST+=($node)
-ip netns add $pod; NS_LIST+=($pod)
-ip netns exec $node ip link set lo up
-ip netns exec $node ip link add cbr0 type bridge
-ip netns exec $node ip addr add 10.244.0.1/24 dev cbr0
-ip netns exec $node ip link set cbr0 up
-ip netns exec $node sysctl -qw net.ipv4.ip_forward=1
-ip netns exec $node ip route add 10.96.0.0/12 dev cbr0
-ip link add vb$S type veth peer name eth0 netns $pod
-ip link set vb$S netns $node
-ip netns exec $node ip link set vb$S master cbr0 up
-ip netns exec $pod ip link set lo up
-ip netns exec $pod ip addr add 10.244.0.10/24 dev eth0
-ip netns exec $pod ip link set eth0 up
-ip netns exec $pod ip route add default via 10.244.0.1
+NS_LIST+=($node $pod)
+proxy_bench_netns $node $pod vb$S
 ip netns exec $pod "$B/bench/proxy_httpd" 8080 &
 PIDS+=($!)
 sleep 0.3

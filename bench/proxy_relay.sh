@@ -25,6 +25,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
+. "$ROOT/bench/proxy_netns.sh"
 VARIANTS=${VARIANTS:-"uring uring-1 uring-nonat epoll bare-uring bare-ms"}
 ROUNDS=${ROUNDS:-3}
 WRK_SECS=${WRK_SECS:-3}
@@ -48,21 +49,7 @@ trap cleanup EXIT
 [ "$(id -u)" = 0 ] || { echo "bench/proxy_relay.sh: needs root (network namespaces)"; exit 0; }
 command -v wrk >/dev/null || { echo "bench/proxy_relay.sh: needs wrk"; exit 0; }
 
-ip netns add $node
-ip netns add $pod
-ip netns exec $node ip link set lo up
-ip netns exec $node ip link add cbr0 type bridge
-ip netns exec $node ip addr add 10.244.0.1/24 dev cbr0
-ip netns exec $node ip link set cbr0 up
-ip netns exec $node sysctl -qw net.ipv4.ip_forward=1
-ip netns exec $node ip route add 10.96.0.0/12 dev cbr0
-ip link add vr$S type veth peer name eth0 netns $pod
-ip link set vr$S netns $node
-ip netns exec $node ip link set vr$S master cbr0 up
-ip netns exec $pod ip link set lo up
-ip netns exec $pod ip addr add 10.244.0.10/24 dev eth0
-ip netns exec $pod ip link set eth0 up
-ip netns exec $pod ip route add default via 10.244.0.1
+proxy_bench_netns $node $pod vr$S
 ip netns exec $pod "$B/bench/proxy_httpd" 8080 &
 sleep 0.3
 SRV=$(ip netns pids $pod | head -1)

@@ -11,10 +11,14 @@
 #   all into the same sink (bench/streams_sink), RUNS interleaved rounds, wall rate (incl. the client's
 #   start), stream rate (first byte -> last byte), first byte, CPU-s of the client (for
 #   port-forward: curl + the kubectl port-forward process), the API server and the kubelet;
+#   floor (FLOOR=1, the default): the same kubectl commands against bench/streams_floor, a
+#          server that answers kubectl's GET and upgrade itself and sends 100 MiB from memory
+#          (no relay, no kubelet, no process): kubectl's own ceiling on this machine, in the
+#          same rounds (docs/streams.md, "kubectl's ceiling");
 #   exec start: kubectl wall time, the kubelet's own figure (request received -> first
 #          output byte, from its log), and bench/streams_client's connect -> first byte through
 #          the API server (server side, no kubectl), p50/p90 over N runs.
-# Usage: bench/streams.sh [BUILD] [N]  (root; BUILD=build; RUNS=3; KUBECTL_VERSIONS="1.27 1.30 1.33",
+# Usage: bench/streams.sh [BUILD] [N]  (root; BUILD=build; RUNS=3; FLOOR=0 skips the floor server; KUBECTL_VERSIONS="1.27 1.30 1.33",
 #        or KUBECTL=/path/kubectl.1.33 for one version; the latency part uses the last one;
 #        CKUBE_EXEC_VIA_RUNC=1: the kubelet runs every exec through `runc exec -d` as before
 #        session 5, instead of joining the container itself (docs/streams.md, "Exec without runc"))
@@ -95,7 +99,7 @@ R=${RUNS:-3}
 mkdir -p res
 one() {
     local key=$1; shift
-    local x0=0 xc=0 a0 k0 t0 line c
+    local x0=0 xc=0 a0 k0 t0 line c AP=${APS:-$AP} KL=${KLS:-$KL}
     [ -n "${XPID:-}" ] && x0=$(ticks "$XPID")
     a0=$(ticks "$AP"); k0=$(ticks "$KL"); t0=$(date +%s%N)
     line=$( { /usr/bin/time -f "%U %S" -o time.out "$@" | "$SINK" "$t0"; } 2>/dev/null)
@@ -130,7 +134,23 @@ u = yaml.safe_load(open('data/kubeconfig'))['users'][0]['user']
 open('adm.crt','wb').write(base64.b64decode(u['client-certificate-data'])); open('adm.key','wb').write(base64.b64decode(u['client-key-data']))"
 CL="$B/bench/streams_client 127.0.0.1 $api"
 EX=/api/v1/namespaces/default/pods/rp/exec?container=main
-declare -A pfport pfpid
+declare -A pfport pfpid fpfport fpfpid
+FL=${FLOOR:-1}
+if [ "$FL" = 1 ]; then
+    "$B/bench/streams_floor" data/pki/apiserver.crt data/pki/apiserver.key floor.port >floor.log 2>&1 &
+    FLPID=$!
+    pids+=($!)
+    for i in $(seq 50); do [ -s floor.port ] && break; sleep 0.1; done
+    sed "s#^\( *server: \).*#\1https://127.0.0.1:$(cat floor.port)#" data/kubeconfig >floor.kubeconfig
+    grep -q "server: https://127.0.0.1:$(cat floor.port)\$" floor.kubeconfig || { echo "floor kubeconfig not made"; exit 1; }
+    for v in $KVERS; do
+        fpfport[$v]=$(free_port)
+        "$KD/kubectl.$v" --kubeconfig floor.kubeconfig port-forward pod/rp "${fpfport[$v]}:8080" >"fpf$v.log" 2>&1 &
+        fpfpid[$v]=$!
+        pids+=($!)
+        for i in $(seq 50); do grep -qs Forwarding "fpf$v.log" && break; sleep 0.1; done
+    done
+fi
 for v in $KVERS; do
     pfport[$v]=$(free_port)
     "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" port-forward pod/rp "${pfport[$v]}:8080" >"pf$v.log" 2>&1 &
@@ -149,12 +169,14 @@ for r in $(seq "$R"); do
     one runc runc --root "$tmp/kubelet/runtime" exec "$id" cat /www/blob
     for v in $KVERS; do
         one "exec$v" "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" exec rp -- cat /www/blob
+        [ "$FL" = 1 ] && APS=$FLPID KLS=0 one "floor$v" "$KD/kubectl.$v" --kubeconfig floor.kubeconfig exec rp -- cat /www/blob
     done
     $CL "$EX&command=cat&command=/www/blob&stdout=true" adm.crt adm.key |
         sed -n 's/.*mib_s=\([0-9]*\).*/\1 0 0 0 0 0/p' >>res/client
     one pod curl -s "http://$ip:8080/blob"
     for v in $KVERS; do
         XPID=${pfpid[$v]} one "pf$v" curl -s "http://127.0.0.1:${pfport[$v]}/blob"
+        [ "$FL" = 1 ] && XPID=${fpfpid[$v]} APS=$FLPID KLS=0 one "fpf$v" curl -s "http://127.0.0.1:${fpfport[$v]}/blob"
     done
 done
 echo "# 100 MiB from the pod to the client; $R interleaved rounds, best of them; load: $load0 -> $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -163,9 +185,12 @@ echo "#                                  MiB/s  MiB/s       ms"
 show local "local cat blob"
 show runc "runc exec cat (node, direct)"
 for v in $KVERS; do show "exec$v" "kubectl $v exec cat"; done
+if [ "$FL" = 1 ]; then for v in $KVERS; do show "floor$v" "kubectl $v exec, floor server"; done; fi
 show pod "curl pod IP (direct)"
 for v in $KVERS; do show "pf$v" "curl via kubectl $v port-forward"; done
-echo "# (port-forward's client CPU: curl + the kubectl port-forward process)"
+if [ "$FL" = 1 ]; then for v in $KVERS; do show "fpf$v" "kubectl $v port-forward, floor"; done; fi
+echo "# (port-forward's client CPU: curl + the kubectl port-forward process; floor rows: the"
+echo "#  apiserver column is the floor server's CPU, the kubelet column 0)"
 echo "# ratios to the direct path, median of per-round ratios (wall / stream); target >= 0.5"
 for v in $KVERS; do
     echo "kubectl $v exec cat:        $(ratio "exec$v" runc 1) / $(ratio "exec$v" runc 2) of runc exec cat"
@@ -174,6 +199,16 @@ echo "exec cat, our client (no kubectl): $(sort -n res/client | tail -1 | cut -d
 for v in $KVERS; do
     echo "kubectl $v port-forward:    $(ratio "pf$v" pod 1) / $(ratio "pf$v" pod 2) of curl to the pod IP"
 done
+if [ "$FL" = 1 ]; then
+    echo "# kubectl's ceiling: the same commands against bench/streams_floor (wall / stream)"
+    for v in $KVERS; do
+        echo "kubectl $v exec, floor:      $(ratio "floor$v" runc 1) / $(ratio "floor$v" runc 2) of runc exec cat;  ckube = $(ratio "exec$v" "floor$v" 1) / $(ratio "exec$v" "floor$v" 2) of the floor"
+    done
+    for v in $KVERS; do
+        echo "kubectl $v port-fwd, floor:  $(ratio "fpf$v" pod 1) / $(ratio "fpf$v" pod 2) of curl to the pod IP;  ckube = $(ratio "pf$v" "fpf$v" 1) / $(ratio "pf$v" "fpf$v" 2) of the floor"
+    done
+    for v in $KVERS; do kill "${fpfpid[$v]}" 2>/dev/null; wait "${fpfpid[$v]}" 2>/dev/null; done
+fi
 for v in $KVERS; do kill "${pfpid[$v]}" 2>/dev/null; wait "${pfpid[$v]}" 2>/dev/null; done
 # the bytes are the pod's (one untimed run each, to files)
 kc exec rp -- cat /www/blob >out.bin

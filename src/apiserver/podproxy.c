@@ -28,12 +28,79 @@
 #define BULK_AFTER (1u << 20)     /* as CK_STREAMS_BULK_AFTER / _READ on the node side */
 #define BULK_READ (256 * 1024)
 
+/* TLS sessions to resume, one per kubelet address (the newest ticket it gave us): a resumed
+ * handshake skips the kubelet's certificate signature and our check of it on every exec.  A
+ * small table: a cluster with more kubelets than slots just resumes less often. */
+#define SESSION_SLOTS 64
+
 static struct {
     pthread_mutex_t mu;
     SSL_CTX *ctx;
     char *cert, *key, *ca;
     int idle_ms;
-} cfg = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle_ms = 4 * 3600 * 1000};
+    int key_idx;                 /* SSL ex_data: the "host:port" of a connection */
+    struct {
+        char *addr;
+        SSL_SESSION *sess;
+    } sessions[SESSION_SLOTS];
+    unsigned next_slot;
+} cfg = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle_ms = 4 * 3600 * 1000, .key_idx = -1};
+
+static void sessions_clear_locked(void)
+{
+    for (size_t i = 0; i < SESSION_SLOTS; i++) {
+        free(cfg.sessions[i].addr);
+        if (cfg.sessions[i].sess)
+            SSL_SESSION_free(cfg.sessions[i].sess);
+        cfg.sessions[i].addr = NULL;
+        cfg.sessions[i].sess = NULL;
+    }
+}
+
+/* OpenSSL calls this when the kubelet sends a ticket (TLS 1.3: after the handshake, seen by our
+ * first read); keep the newest per address. */
+static int session_new_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    const char *addr = cfg.key_idx >= 0 ? SSL_get_ex_data(ssl, cfg.key_idx) : NULL;
+    if (!addr || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    pthread_mutex_lock(&cfg.mu);
+    size_t slot = SESSION_SLOTS;
+    for (size_t i = 0; i < SESSION_SLOTS && slot == SESSION_SLOTS; i++)
+        if (cfg.sessions[i].addr && !strcmp(cfg.sessions[i].addr, addr))
+            slot = i;
+    if (slot == SESSION_SLOTS) {
+        slot = cfg.next_slot++ % SESSION_SLOTS;
+        free(cfg.sessions[slot].addr);
+        cfg.sessions[slot].addr = xstrdup(addr);
+    }
+    if (cfg.sessions[slot].sess)
+        SSL_SESSION_free(cfg.sessions[slot].sess);
+    cfg.sessions[slot].sess = sess;   /* returning 1: the reference is ours */
+    pthread_mutex_unlock(&cfg.mu);
+    return 1;
+}
+
+/* Offer the kept session for addr, if any, and tag ssl with addr for the ticket callback. */
+static void session_attach(SSL *ssl, const char *host, int port)
+{
+    char *addr = xasprintf("%s:%d", host, port);
+    pthread_mutex_lock(&cfg.mu);
+    for (size_t i = 0; i < SESSION_SLOTS; i++)
+        if (cfg.sessions[i].addr && !strcmp(cfg.sessions[i].addr, addr) && cfg.sessions[i].sess) {
+            SSL_set_session(ssl, cfg.sessions[i].sess);
+            break;
+        }
+    pthread_mutex_unlock(&cfg.mu);
+    if (cfg.key_idx < 0 || !SSL_set_ex_data(ssl, cfg.key_idx, addr))
+        free(addr);
+}
+
+static void addr_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
 
 void ck_podproxy_configure(const char *client_cert, const char *client_key, const char *ca_file,
                            int idle_timeout_ms)
@@ -51,6 +118,7 @@ void ck_podproxy_configure(const char *client_cert, const char *client_key, cons
         SSL_CTX_free(cfg.ctx);
         cfg.ctx = NULL;
     }
+    sessions_clear_locked();   /* made with the old client identity */
     pthread_mutex_unlock(&cfg.mu);
 }
 
@@ -67,6 +135,11 @@ static SSL_CTX *client_ctx(ck_error **err)
          * buffer stays at its default (one record): OpenSSL moves the unread rest of a bigger
          * one to its front after every record, which cost more than the reads it saved */
         SSL_CTX_set_read_ahead(c, 1);
+        /* resumption: sessions are kept in our own table (session_new_cb), not OpenSSL's */
+        if (cfg.key_idx < 0)
+            cfg.key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, addr_free);
+        SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(c, session_new_cb);
         if (cfg.cert && cfg.key &&
             (SSL_CTX_use_certificate_chain_file(c, cfg.cert) != 1 ||
              SSL_CTX_use_PrivateKey_file(c, cfg.key, SSL_FILETYPE_PEM) != 1)) {
@@ -504,6 +577,7 @@ void ck_podproxy_serve(ck_reqctx *c)
         SSL_CTX_free(ctx);
         SSL_set_fd(ssl, fd);
         SSL_set_tlsext_host_name(ssl, host);
+        session_attach(ssl, host, port);
         if (SSL_connect(ssl) != 1) {
             unsigned long le = ERR_get_error();
             char eb[256];
@@ -533,8 +607,9 @@ void ck_podproxy_serve(ck_reqctx *c)
     int status = 0;
     sscanf(head.data, "HTTP/1.%*d %d", &status);
     /* (a slow upgrade shows here: pod and node lookup, dial, TLS, the kubelet's answer) */
-    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms", sub, rt->namespace_,
-             rt->name, status, (double)(ck_now_ns() - t0) / 1e6);
+    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms (TLS %s)", sub,
+             rt->namespace_, rt->name, status, (double)(ck_now_ns() - t0) / 1e6,
+             SSL_session_reused(ssl) ? "resumed" : "full handshake");
     /* headers worth passing on */
     ck_buf out;
     ck_buf_init(&out, HEAD_LIMIT);

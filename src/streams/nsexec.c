@@ -16,11 +16,19 @@
  *   helper (forked by runtime.c's spawn, holds the stdio pipes):
  *     PR_SET_DUMPABLE 0, setns(pid) (for its children), fork the command, then drop every
  *     fd and wait for the command, exiting with its status (as the runc -d helper does);
- *   command: write "0" to each cgroup.procs (joins them), setns ipc, uts, net, mnt (the
+ *   command: started by clone3 straight into the unified hierarchy's cgroup
+ *     (CLONE_INTO_CGROUP; fork and a write to its cgroup.procs where clone3 cannot), writes
+ *     "0" to each v1 hierarchy's `tasks` (joins them), setns ipc, uts, net, mnt (the
  *     container's root and cwd), close every fd but stdio and the exec-error pipe, bounding
  *     set, setgroups/setresgid, setresuid keeping caps, capset, ambient, no_new_privs,
  *     umask 022, chdir, HOME from the container's /etc/passwd if the env has none, PATH
  *     lookup in the container's PATH, execve.
+ * Why not cgroup.procs everywhere: a write there takes the kernel's global
+ * cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period unless another
+ * writer came within the last one: 10-70 ms for the first exec after a pause (docs/streams.md,
+ * "kubectl's ceiling").  Moving the calling thread itself through `tasks` skips that lock
+ * (the kernel needs it only to hold a whole thread group still), and a single-threaded
+ * command is its whole process; CLONE_INTO_CGROUP does not migrate at all.
  * Container processes cannot ptrace or open /proc of the command before its execve (not
  * dumpable; the container has no CAP_SYS_PTRACE unless privileged, when it owns the host
  * anyway) and no kubelet fd survives into it.
@@ -99,7 +107,7 @@ int ck_nsexec_check(const json_t *state, const json_t *config, int last_cap, ck_
                     const char **why)
 {
     memset(pl, 0, sizeof *pl);
-    pl->pidns_fd = -1;
+    pl->pidns_fd = pl->cg2_dir = pl->cg2_procs = -1;
     if (json_is_true(json_object_get(state, "rootless")))
         return decline(why, "rootless container");
     const char *rdt = json_string_value(json_object_get(state, "intel_rdt_path"));
@@ -191,6 +199,11 @@ void ck_nsexec_plan_free(ck_nsexec_plan *pl)
             close(pl->ns_fd[k]);
     for (int i = 0; i < pl->ncg; i++)
         close(pl->cg_fd[i]);
+    if (pl->cg2_dir >= 0)
+        close(pl->cg2_dir);
+    if (pl->cg2_procs >= 0)
+        close(pl->cg2_procs);
+    pl->cg2_dir = pl->cg2_procs = -1;
     if (pl->envp) {
         for (char **e = pl->envp; *e; e++)
             if (*e != pl->home)
@@ -237,7 +250,7 @@ int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exe
                       ck_nsexec_plan *pl, const char **why, ck_error **err)
 {
     memset(pl, 0, sizeof *pl);
-    pl->pidns_fd = -1;
+    pl->pidns_fd = pl->cg2_dir = pl->cg2_procs = -1;
     if (o->tty || !o->ncommand)
         return decline(why, "tty");
     cleanup_free char *sp = xasprintf("%s/%s/state.json", runc_root, id);
@@ -279,13 +292,31 @@ int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exe
         json_object_foreach(json_object_get(state, "cgroup_paths"), sub, v) {
             if (rc)
                 break;
-            cleanup_free char *p = xasprintf("%s/cgroup.procs", json_string_value(v) ?: "");
-            int fd = open(p, O_WRONLY | O_CLOEXEC);
-            if (fd < 0) {
-                rc = decline(why, "cgroup gone");
+            const char *dir = json_string_value(v) ?: "";
+            cleanup_free char *t = xasprintf("%s/tasks", dir);
+            int fd = open(t, O_WRONLY | O_CLOEXEC);   /* a v1 hierarchy */
+            if (fd >= 0) {
+                if (pl->ncg == CK_NSEXEC_MAX_CGROUPS) {
+                    close(fd);
+                    rc = decline(why, "too many cgroup hierarchies");
+                    break;
+                }
+                pl->cg_fd[pl->ncg++] = fd;
+                continue;
+            }
+            cleanup_free char *p = xasprintf("%s/cgroup.procs", dir);
+            fd = open(p, O_WRONLY | O_CLOEXEC);
+            int dfd = fd >= 0 ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+            if (fd < 0 || dfd < 0 || pl->cg2_dir >= 0) {   /* gone, or two unified paths */
+                if (fd >= 0)
+                    close(fd);
+                if (dfd >= 0)
+                    close(dfd);
+                rc = decline(why, fd < 0 || dfd < 0 ? "cgroup gone" : "two unified cgroups");
                 break;
             }
-            pl->cg_fd[pl->ncg++] = fd;
+            pl->cg2_procs = fd;
+            pl->cg2_dir = dfd;
         }
         (void)sub;
     }
@@ -368,8 +399,10 @@ static void try_exec(const char *path, char **argv, char **envp, int *err)
         *err = errno;   /* found but not runnable: that error wins, as in a shell */
 }
 
-static _Noreturn void run_command(ck_nsexec_plan *pl, int ex_w)
+static _Noreturn void run_command(ck_nsexec_plan *pl, int ex_w, bool in_cg2)
 {
+    if (!in_cg2 && pl->cg2_procs >= 0 && write(pl->cg2_procs, "0", 1) != 1)
+        fail(ex_w, errno);
     for (int i = 0; i < pl->ncg; i++)
         if (write(pl->cg_fd[i], "0", 1) != 1)
             fail(ex_w, errno);
@@ -438,11 +471,27 @@ _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (setns(pl->pidns_fd, CLONE_NEWPID) < 0)
         fail(ex_w, errno);
-    pid_t cmd = fork();
+    bool in_cg2 = false;
+    pid_t cmd = -1;
+    if (pl->cg2_dir >= 0) {
+        /* struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2), spelled out so that no
+         * kernel header is needed; a raw clone3 without CLONE_VM returns twice, like fork */
+        uint64_t args[11] = {0};
+        args[0] = 0x200000000ULL;   /* flags: CLONE_INTO_CGROUP */
+        args[4] = SIGCHLD;          /* exit_signal */
+        args[10] = (uint64_t)pl->cg2_dir;
+        long r = syscall(SYS_clone3, args, sizeof args);
+        if (r >= 0) {
+            cmd = (pid_t)r;
+            in_cg2 = true;
+        }
+    }
+    if (!in_cg2)   /* no clone3 (ENOSYS), or the cgroup refused (EBUSY, EOPNOTSUPP...) */
+        cmd = fork();
     if (cmd < 0)
         fail(ex_w, errno);
     if (cmd == 0)
-        run_command(pl, ex_w);
+        run_command(pl, ex_w, in_cg2);
     /* the command alone holds the pipes and the error pipe */
     _exit(ck__streams_release_and_wait(cmd));
 }

@@ -21,7 +21,12 @@ typedef struct ck_nsexec_plan {
     unsigned long long init_start;
     int pidns_fd;
     int ns_flag[4], ns_fd[4];       /* ipc, uts, net, mnt (flag 0: not joined) */
-    int cg_fd[CK_NSEXEC_MAX_CGROUPS], ncg;   /* each cgroup.procs, write-only */
+    /* joining the cgroups: each v1 hierarchy's `tasks` (the command is one thread: writing
+     * "0" there moves it without the global lock cgroup.procs takes, see nsexec.c), and the
+     * unified hierarchy's directory (cg2_dir, for clone3's CLONE_INTO_CGROUP) with its
+     * cgroup.procs (cg2_procs, written when clone3 cannot); -1 when there is none */
+    int cg_fd[CK_NSEXEC_MAX_CGROUPS], ncg;
+    int cg2_dir, cg2_procs;
     uid_t uid;
     gid_t gid, groups[CK_NSEXEC_MAX_GROUPS];
     size_t ngroups;

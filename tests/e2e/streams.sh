@@ -278,6 +278,12 @@ for v in $VERSIONS; do
     suite "stand-in node" sp "$tmp" "$web" blob www/blob
     [ $real = 1 ] && suite "real pod" rp /tmp 8080 blob "$tmp/www-blob"
 done
+# the relay keeps a TLS session per kubelet: after the first upgrade to each, handshakes resume
+nres=$(grep -ac 'kubelet answered 101 .*(TLS resumed)' server.log)
+nfull=$(grep -ac 'kubelet answered 101 .*(TLS full handshake)' server.log)
+[ "$nres" -gt 0 ] && [ "$nres" -gt "$nfull" ] &&
+    ok "relay to the kubelets: $nres upgrades over resumed TLS sessions, $nfull full handshakes" ||
+    notok "relay TLS resumption: $nres resumed, $nfull full handshakes"
 
 # the kubelet is killed and restarted: it adopts the running containers and attaches to their
 # shims again (same container, same stdin)

@@ -128,6 +128,7 @@ static unsigned long long own_start(void)
 typedef struct fake {
     char dir[64];
     char *cg;
+    char *made_cg[2];   /* test cgroups, removed in teardown if a failed test left them */
 } fake;
 
 /* a "container" that is this process: state.json and config.json under a temp dir */
@@ -146,6 +147,11 @@ static int fake_teardown(void **state)
     fake *f = *state;
     cleanup_free char *cmd = xasprintf("rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(f->made_cg); i++) {
+        if (f->made_cg[i])
+            rmdir(f->made_cg[i]);
+        free(f->made_cg[i]);
+    }
     free(f->cg);
     free(f);
     return 0;
@@ -159,18 +165,26 @@ static void write_file(const char *path, const char *text)
     fclose(fp);
 }
 
-static void write_container(fake *f, const char *process)
+/* cgpaths: the state's cgroup_paths object, NULL for {"": our own unified cgroup} */
+static void write_container_cg(fake *f, const char *process, const char *cgpaths)
 {
     cleanup_free char *cdir = xasprintf("%s/c1", f->dir);
     mkdir(cdir, 0700);
+    cleanup_free char *own = xasprintf("{\"\": \"%s\"}", f->cg);
     cleanup_free char *st = xasprintf(
-        "{\"init_process_pid\": %d, \"init_process_start\": %llu, \"cgroup_paths\": {\"\": \"%s\"}, "
-        "\"config\": {\"labels\": [\"bundle=%s\"]}}", (int)getpid(), own_start(), f->cg, f->dir);
+        "{\"init_process_pid\": %d, \"init_process_start\": %llu, \"cgroup_paths\": %s, "
+        "\"config\": {\"labels\": [\"bundle=%s\"]}}", (int)getpid(), own_start(),
+        cgpaths ? cgpaths : own, f->dir);
     cleanup_free char *sp = xasprintf("%s/state.json", cdir);
     write_file(sp, st);
     cleanup_free char *cfg = xasprintf("{\"process\": {%s}, \"linux\": {%s}}", process, LINUX_OK);
     cleanup_free char *cp = xasprintf("%s/config.json", f->dir);
     write_file(cp, cfg);
+}
+
+static void write_container(fake *f, const char *process)
+{
+    write_container_cg(f, process, NULL);
 }
 
 /* run argv in the fake container; returns the exit code, output in out */
@@ -241,6 +255,70 @@ static void test_run_as_container(void **state)
     ck_error_free(e);
 }
 
+/* this process's cgroup in a v1 hierarchy (e.g. "pids"), relative, or NULL (pure v2) */
+static char *own_v1_cgroup(const char *hier)
+{
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[4096], *res = NULL;
+    cleanup_free char *key = xasprintf(":%s:", hier);
+    while (f && !res && fgets(line, sizeof line, f)) {
+        char *k = strstr(line, key);
+        line[strcspn(line, "\n")] = '\0';
+        if (k)
+            res = xstrdup(k + strlen(key));
+    }
+    if (f)
+        fclose(f);
+    return res;
+}
+
+/* The command joins cgroups other than the kubelet's: the unified one through clone3's
+ * CLONE_INTO_CGROUP, a v1 hierarchy (hybrid hosts) through its `tasks` file. */
+static void test_joins_cgroups(void **state)
+{
+    fake *f = *state;
+    if (geteuid() != 0 || !f->cg)
+        skip();
+    size_t cl = strlen(f->cg);   /* "/sys/fs/cgroup/unified/" for the root cgroup */
+    cleanup_free char *v2 = xasprintf("%.*s/ck-nsexec-%d", (int)(cl && f->cg[cl - 1] == '/' ? cl - 1 : cl),
+                                      f->cg, (int)getpid());
+    assert_int_equal(mkdir(v2, 0755), 0);
+    f->made_cg[0] = xstrdup(v2);
+    cleanup_free char *rel1 = own_v1_cgroup("pids");
+    cleanup_free char *v1 = rel1 && !access("/sys/fs/cgroup/pids/tasks", W_OK)
+                                ? xasprintf("/sys/fs/cgroup/pids%s/ck-nsexec-%d",
+                                            strcmp(rel1, "/") ? rel1 : "", (int)getpid())
+                                : NULL;
+    if (v1) {
+        assert_int_equal(mkdir(v1, 0755), 0);
+        f->made_cg[1] = xstrdup(v1);
+    }
+    cleanup_free char *paths = v1 ? xasprintf("{\"\": \"%s\", \"pids\": \"%s\"}", v2, v1)
+                                  : xasprintf("{\"\": \"%s\"}", v2);
+    write_container_cg(f, "\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"sh\"], "
+                          "\"env\": [\"PATH=/usr/bin:/bin\"], \"cwd\": \"/\"", paths);
+    char out[8192];
+    ck_error *e = NULL;
+    char *argv[] = {"cat", "/proc/self/cgroup", NULL};
+    int rc = run(f, argv, out, sizeof out, &e);
+    if (rc == -100 || rc == -1)
+        fail_msg("spawn: %d %s", rc, e ? e->msg : "declined");
+    assert_int_equal(rc, 0);
+    /* the unified path as the kernel shows it: relative to the hierarchy's mount */
+    const char *v2rel = strncmp(v2, "/sys/fs/cgroup/unified", 22) ? v2 + 14 : v2 + 22;
+    cleanup_free char *want2 = xasprintf("0::%s\n", v2rel);
+    if (!strstr(out, want2))
+        fail_msg("want %s in:\n%s", want2, out);
+    if (v1) {
+        cleanup_free char *want1 = xasprintf(":pids:%s\n", v1 + strlen("/sys/fs/cgroup/pids"));
+        assert_non_null(strstr(out, want1));
+    }
+    /* the command is gone (its helper reaped it): the cgroups are empty again */
+    assert_int_equal(rmdir(v2), 0);
+    if (v1)
+        assert_int_equal(rmdir(v1), 0);
+}
+
 static void test_declined_without_state(void **state)
 {
     fake *f = *state;
@@ -259,6 +337,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_table),
         cmocka_unit_test_setup_teardown(test_run_as_container, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_joins_cgroups, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_declined_without_state, fake_setup, fake_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -172,6 +172,12 @@ enum ck_bind_result ck_pod_bind_tree(json_t *pod, const char *node, const char *
  * result (resourceVersion aside: stored text has none). */
 enum ck_bind_result ck_pod_bind_text(const char *s, size_t n, const char *node, const char *ts,
                                      ck_buf *out, char **assigned);
+/* A Lease renewal on the stored text (leasetext.c): 1 with out = what the tree path (merge patch,
+ * checks, managedFields by `manager` at `now`, an RFC 3339 second) would store for the compact
+ * stored Lease s[0..n) and merge patch `patch`; 0 (out untouched) when it declines: then the
+ * caller takes the tree path. */
+int ck_lease_renew_text(const char *s, size_t n, const json_t *patch, const char *manager,
+                        const char *now, ck_buf *out);
 /* json_dumps(v, JSON_COMPACT), the same bytes, faster (jsonout.c); *len (if given) gets the
  * length.  NULL if v is not an object or array (or nests absurdly deep). */
 char *ck_json_print(const json_t *v, size_t *len);

@@ -309,6 +309,10 @@ int ck_options_invalid(const char *kind, json_t *causes, json_t **details, ck_er
 /* Read an object; *rev receives its mod revision.  NULL + CK_E_NOT_FOUND (upstream text). */
 json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
                      int64_t *rev, ck_error **err);
+/* ck_rest_read with the top-level members named in raw_keys (space-separated; NULL: none) kept as
+ * their stored text (codec.h, ck_json_load_raw): for a write that only carries them over. */
+json_t *ck_rest_read_raw(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                         int64_t *rev, const char *raw_keys, ck_error **err);
 /* ck_rest_update_obj flags */
 enum {
     CK_UPDATE_STATUS = 1,   /* a status write: only obj's status is taken */

@@ -10,6 +10,9 @@
  * the error, when there is one).  test_apiserver compares the two. */
 #include "apiserver/codec.h"
 #include "lib/jsonscan.h"
+#include "lib/util.h"
+
+#include <string.h>
 
 json_t *ck_json_parse_plain(const char *s, size_t n, size_t flags)
 {
@@ -30,4 +33,86 @@ json_t *ck_json_load_fast(const char *s, size_t n, size_t flags)
 {
     json_t *v = ck_json_parse_plain(s, n, flags);
     return v ? v : json_loadb(s, n, flags, NULL);
+}
+
+/* ---- raw members (codec.h) ---- */
+
+#define RAW_MARK "\xff\xfe"   /* never in UTF-8 text: no decoded string starts so */
+
+const char *ck_json_raw_text(const json_t *v, size_t *len)
+{
+    if (!json_is_string(v) || json_string_length(v) < 2 || memcmp(json_string_value(v), RAW_MARK, 2))
+        return NULL;
+    *len = json_string_length(v) - 2;
+    return json_string_value(v) + 2;
+}
+
+static bool word_in(const char *words, const char *w, size_t n)
+{
+    for (const char *p = words; *p;) {
+        size_t l = strcspn(p, " ");
+        if (l == n && !memcmp(p, w, n))
+            return true;
+        p += l;
+        while (*p == ' ')
+            p++;
+    }
+    return false;
+}
+
+json_t *ck_json_load_raw(const char *s, size_t n, const char *raw_keys)
+{
+    const char *p = ck_jsonscan_ws(s, s + n), *end = s + n;
+    if (p >= end || *p != '{')
+        return NULL;
+    json_t *o = json_object();
+    p = ck_jsonscan_ws(p + 1, end);
+    if (p < end && *p == '}') {
+        if (ck_jsonscan_ws(p + 1, end) == end)
+            return o;
+        json_decref(o);
+        return NULL;
+    }
+    while (p < end && *p == '"') {
+        const char *ke = ck_jsonscan_string(p, end);
+        if (!ke)
+            break;
+        const char *key = p + 1;
+        size_t kn = (size_t)(ke - p) - 2;
+        bool plain = kn > 0;
+        for (size_t i = 0; i < kn && plain; i++)
+            plain = key[i] != '\\' && (unsigned char)key[i] >= 0x20 && (unsigned char)key[i] < 0x80;
+        const char *colon = ck_jsonscan_ws(ke, end);
+        if (!plain || colon >= end || *colon != ':' || json_object_getn(o, key, kn))
+            break;
+        const char *vs = ck_jsonscan_ws(colon + 1, end), *ve = vs < end ? ck_jsonscan_skip(vs, end) : NULL;
+        if (!ve || ve == vs)
+            break;
+        json_t *v;
+        if (word_in(raw_keys, key, kn)) {
+            if (*vs != '{')
+                break;
+            size_t len = (size_t)(ve - vs);
+            char *t = xmalloc(len + 2);
+            memcpy(t, RAW_MARK, 2);
+            memcpy(t + 2, vs, len);
+            v = json_stringn_nocheck(t, len + 2);
+            free(t);
+        } else {
+            v = ck_json_load_fast(vs, (size_t)(ve - vs), JSON_DECODE_ANY);
+        }
+        if (!v)
+            break;
+        json_object_setn_new_nocheck(o, key, kn, v);
+        p = ck_jsonscan_ws(ve, end);
+        if (p < end && *p == ',') {
+            p = ck_jsonscan_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}' && ck_jsonscan_ws(p + 1, end) == end)
+            return o;
+        break;
+    }
+    json_decref(o);
+    return NULL;
 }

@@ -49,10 +49,18 @@ int ck_rest_read_text(ck_apiserver *s, const ck_resource *r, const char *ns, con
 json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
                      int64_t *rev, ck_error **err)
 {
+    return ck_rest_read_raw(s, r, ns, name, rev, NULL, err);
+}
+
+json_t *ck_rest_read_raw(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                         int64_t *rev, const char *raw_keys, ck_error **err)
+{
     ck_kv kv = {0};
     if (ck_rest_read_text(s, r, ns, name, &kv, err) < 0)
         return NULL;
-    json_t *obj = ck_json_load_fast(kv.value, kv.value_len, 0);
+    json_t *obj = raw_keys ? ck_json_load_raw(kv.value, kv.value_len, raw_keys) : NULL;
+    if (!obj)
+        obj = ck_json_load_fast(kv.value, kv.value_len, 0);
     if (!json_is_object(obj)) {
         json_decref(obj);
         ck_error_set(err, CK_E_CORRUPT, "stored object %s is not a JSON object",

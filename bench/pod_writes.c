@@ -95,7 +95,7 @@ __attribute__((noinline)) static char *create_one(const ck_resource *pods)
 __attribute__((noinline)) static char *status_one(const ck_resource *pods, const char *stored)
 {
     /* subres.c reads the pod with its spec raw (codec.h) for a status merge patch */
-    json_t *old = ck_json_load_raw(stored, strlen(stored), "spec");
+    json_t *old = ck_json_load_raw(stored, strlen(stored), CK_STATUS_RAW_KEYS);
     if (!old) {
         fprintf(stderr, "pod_writes: the raw-spec load declined\n");
         exit(1);

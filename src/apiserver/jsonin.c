@@ -60,18 +60,39 @@ static bool word_in(const char *words, const char *w, size_t n)
     return false;
 }
 
-json_t *ck_json_load_raw(const char *s, size_t n, const char *raw_keys)
+/* raw_keys names a path below key k ("k.rest ..."): the words for k's value, "" if none */
+static void words_below(const char *words, const char *k, size_t kn, char *out, size_t cap)
 {
-    const char *p = ck_jsonscan_ws(s, s + n), *end = s + n;
-    if (p >= end || *p != '{')
+    size_t o = 0;
+    out[0] = 0;
+    for (const char *p = words; *p;) {
+        size_t l = strcspn(p, " ");
+        if (l > kn + 1 && !memcmp(p, k, kn) && p[kn] == '.' && o + l - kn < cap) {
+            if (o)
+                out[o++] = ' ';
+            memcpy(out + o, p + kn + 1, l - kn - 1);
+            o += l - kn - 1;
+            out[o] = 0;
+        }
+        p += l;
+        while (*p == ' ')
+            p++;
+    }
+}
+
+static json_t *load_value(const char **pp, const char *end, const char *words, int depth);
+
+/* the object at *pp with raw members per words; *pp moves past it; NULL on anything odd */
+static json_t *load_object(const char **pp, const char *end, const char *words, int depth)
+{
+    const char *p = *pp;
+    if (depth > 8 || p >= end || *p != '{')
         return NULL;
     json_t *o = json_object();
     p = ck_jsonscan_ws(p + 1, end);
     if (p < end && *p == '}') {
-        if (ck_jsonscan_ws(p + 1, end) == end)
-            return o;
-        json_decref(o);
-        return NULL;
+        *pp = p + 1;
+        return o;
     }
     while (p < end && *p == '"') {
         const char *ke = ck_jsonscan_string(p, end);
@@ -85,21 +106,26 @@ json_t *ck_json_load_raw(const char *s, size_t n, const char *raw_keys)
         const char *colon = ck_jsonscan_ws(ke, end);
         if (!plain || colon >= end || *colon != ':' || json_object_getn(o, key, kn))
             break;
-        const char *vs = ck_jsonscan_ws(colon + 1, end), *ve = vs < end ? ck_jsonscan_skip(vs, end) : NULL;
-        if (!ve || ve == vs)
-            break;
-        json_t *v;
-        if (word_in(raw_keys, key, kn)) {
-            if (*vs != '{')
-                break;
-            size_t len = (size_t)(ve - vs);
-            char *t = xmalloc(len + 2);
-            memcpy(t, RAW_MARK, 2);
-            memcpy(t + 2, vs, len);
-            v = json_stringn_nocheck(t, len + 2);
-            free(t);
+        const char *vs = ck_jsonscan_ws(colon + 1, end);
+        char below[256];
+        words_below(words, key, kn, below, sizeof below);
+        json_t *v = NULL;
+        const char *ve = vs;
+        if (word_in(words, key, kn)) {
+            ve = vs < end && *vs == '{' ? ck_jsonscan_skip(vs, end) : NULL;
+            if (ve) {
+                size_t len = (size_t)(ve - vs);
+                char *t = xmalloc(len + 2);
+                memcpy(t, RAW_MARK, 2);
+                memcpy(t + 2, vs, len);
+                v = json_stringn_nocheck(t, len + 2);
+                free(t);
+            }
+        } else if (below[0] && vs < end && (*vs == '{' || *vs == '[')) {
+            v = load_value(&ve, end, below, depth + 1);
         } else {
-            v = ck_json_load_fast(vs, (size_t)(ve - vs), JSON_DECODE_ANY);
+            ve = vs < end ? ck_jsonscan_skip(vs, end) : NULL;
+            v = ve && ve != vs ? ck_json_load_fast(vs, (size_t)(ve - vs), JSON_DECODE_ANY) : NULL;
         }
         if (!v)
             break;
@@ -109,10 +135,62 @@ json_t *ck_json_load_raw(const char *s, size_t n, const char *raw_keys)
             p = ck_jsonscan_ws(p + 1, end);
             continue;
         }
-        if (p < end && *p == '}' && ck_jsonscan_ws(p + 1, end) == end)
+        if (p < end && *p == '}') {
+            *pp = p + 1;
             return o;
+        }
         break;
     }
     json_decref(o);
     return NULL;
+}
+
+/* an object (raw members per words) or an array of them (other elements parsed whole) */
+static json_t *load_value(const char **pp, const char *end, const char *words, int depth)
+{
+    const char *p = *pp;
+    if (*p == '{')
+        return load_object(pp, end, words, depth);
+    json_t *a = json_array();
+    p = ck_jsonscan_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        *pp = p + 1;
+        return a;
+    }
+    while (p < end) {
+        json_t *v;
+        if (*p == '{') {
+            v = load_object(&p, end, words, depth + 1);
+        } else {
+            const char *ve = ck_jsonscan_skip(p, end);
+            v = ve && ve != p ? ck_json_load_fast(p, (size_t)(ve - p), JSON_DECODE_ANY) : NULL;
+            p = ve;
+        }
+        if (!v)
+            break;
+        json_array_append_new(a, v);
+        p = ck_jsonscan_ws(p, end);
+        if (p < end && *p == ',') {
+            p = ck_jsonscan_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']') {
+            *pp = p + 1;
+            return a;
+        }
+        break;
+    }
+    json_decref(a);
+    return NULL;
+}
+
+json_t *ck_json_load_raw(const char *s, size_t n, const char *raw_keys)
+{
+    const char *p = ck_jsonscan_ws(s, s + n), *end = s + n;
+    json_t *o = load_object(&p, end, raw_keys, 0);
+    if (o && ck_jsonscan_ws(p, end) != end) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
 }

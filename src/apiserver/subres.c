@@ -8,6 +8,7 @@
  *   SelfSubjectReview, TokenReview, (Self)SubjectAccessReview, SelfSubjectRulesReview.
  * The proxying subresources (log, exec, attach, portforward, proxy) belong to a later issue. */
 #include "apiserver/apiserver.h"
+#include "apiserver/codec.h"
 #include "apiserver/patch.h"
 
 #include <stdio.h>
@@ -273,9 +274,10 @@ static void serve_status(ck_reqctx *c)
     }
     bool force = ck_query_bool(c, "force");
     o.applied = pt == CK_PATCH_APPLY;
-    /* a pod's spec only passes through a status merge: kept as its stored text (codec.h) */
+    /* a pod's spec and the stored managedFields' FieldsV1 only pass through a status merge:
+     * kept as their stored text (codec.h; apply.c reads a FieldsV1 only if a path may be in it) */
     const char *raw = pt == CK_PATCH_MERGE && !r->group[0] && !strcmp(r->resource, "pods") &&
-                      status_merge_ok(patch) ? "spec" : NULL;
+                      status_merge_ok(patch) ? CK_STATUS_RAW_KEYS : NULL;
     for (int attempt = 0; attempt < 8; attempt++) {
         int64_t rev = 0;
         json_t *old = ck_rest_read_raw(c->srv, r, ns_of(c), c->route.name, &rev, raw, &e);

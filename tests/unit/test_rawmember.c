@@ -215,7 +215,7 @@ static json_t *random_pod(unsigned *seed)
     json_t *cs = json_object_get(json_object_get(o, "spec"), "containers");
     int nc = 1 + rand_r(seed) % 3;
     for (int i = 0; i < nc; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "c%d", i);
         json_array_append_new(cs, json_pack("{s:s,s:s,s:{s:{s:s}}}", "name", name, "image", "img:1",
                                             "resources", "requests", "cpu", "10m"));

@@ -269,8 +269,10 @@ int ck_lease_renew_text(const char *s, size_t n, const json_t *patch, const char
 {
     /* the patch: {"spec": {known field: string or (unchanged) integer, ...}} */
     const json_t *pspec = json_object_get(patch, "spec");
+    if (!manager || !*manager)
+        manager = "unknown";   /* as ck_managed_fields_record names a client without a name */
     if (!json_is_object(patch) || json_object_size(patch) != 1 || !json_is_object(pspec) ||
-        !json_object_size(pspec) || json_object_size(pspec) > 8 || !manager || !*manager ||
+        !json_object_size(pspec) || json_object_size(pspec) > 8 ||
         strpbrk(manager, "\"\\") || strlen(now) != 20)
         return 0;
     for (const char *p = manager; *p; p++)

@@ -123,6 +123,7 @@ static void test_renew_table(void **state)
         "\"v1\",\"kind\":\"Node\",\"name\":\"n1\",\"uid\":\"7a1b\"}]},\"spec\":{\"holderIdentity\":\"n1\","
         "\"leaseDurationSeconds\":40,\"renewTime\":\"2026-11-26T05:00:00.000000Z\"}}";
     char *kubelet = create_lease(kubelet_body, "kubelet");
+    char *unknown = create_lease(HOLLOW, "");
     struct {
         const char *what, *stored, *patch, *manager;
         bool fast;
@@ -144,6 +145,7 @@ static void test_renew_table(void **state)
          "hollow-node", false},
         {"spec not an object", hollow, "{\"spec\":[1]}", "hollow-node", false},
         {"manager with a quote", hollow, RENEW("2026-11-26T05:00:10.000000Z"), "a\"b", false},
+        {"no manager (unknown)", unknown, RENEW("2026-11-26T05:00:10.000000Z"), "", true},
     };
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         bool fast = check_one(cases[i].stored, cases[i].patch, cases[i].manager);
@@ -169,6 +171,7 @@ static void test_renew_table(void **state)
     free(cur);
     free(hollow);
     free(kubelet);
+    free(unknown);
 }
 
 /* Two managers: the entries are sorted by time again after a renewal (entries_store), a field

@@ -9,6 +9,7 @@ discard every event, as the scheduler, hollow nodes, controller-manager and benc
   binding  POST pods/NAME/binding
   status   PATCH pods/NAME/status, merge patch (the hollow node's Running/Ready status)
   lease    PATCH leases/NAME, merge patch (the hollow node's renewal), over LEASES Leases
+           (created with a renewTime, as the hollow node creates them)
 
 For each it prints the count, the wall time and the API server's CPU (user+sys of PID, from
 /proc) per request.  Env: N (2000), THREADS (8), WATCHERS (4), LEASES (500), CALLGRIND_DUMP=1
@@ -147,7 +148,8 @@ def main():
     for i in range(LEASES):
         call(c, "POST", "/apis/coordination.k8s.io/v1/namespaces/%s/leases" % NS, json.dumps({
             "metadata": {"name": "node-%d" % i}, "spec": {"holderIdentity": "node-%d" % i,
-                                                          "leaseDurationSeconds": 40}}))
+                                                          "leaseDurationSeconds": 40,
+                                                          "renewTime": "%s.000000Z" % now()}}))
     stop = threading.Event()
     ws = [threading.Thread(target=watcher, args=("/api/v1/pods?watch=1&allowWatchBookmarks=true", stop), daemon=True)
           for _ in range(WATCHERS)]

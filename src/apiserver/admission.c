@@ -462,20 +462,52 @@ static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns
     return 0;
 }
 
-json_t *ck_admission_token_volume(const char *name)
+/* The volume is built member by member rather than with json_pack: a pod create made the same
+ * tree through json_pack's format parser and checked UTF-8 of every constant key and value, a
+ * tenth of the create's tree work (test_admission compares the two). */
+static json_t *obj(void)
 {
-    return json_pack("{s:s,s:{s:i,s:[{s:{s:i,s:s}},{s:{s:s,s:[{s:s,s:s}]}},"
-                     "{s:{s:[{s:s,s:{s:s,s:s}}]}}]}}",
-                     "name", name, "projected", "defaultMode", 0644, "sources",
-                     "serviceAccountToken", "expirationSeconds", CK_SA_TOKEN_VOLUME_SECONDS, "path",
-                     "token", "configMap", "name", "kube-root-ca.crt", "items", "key", "ca.crt",
-                     "path", "ca.crt", "downwardAPI", "items", "path", "namespace", "fieldRef",
-                     "apiVersion", "v1", "fieldPath", "metadata.namespace");
+    return json_object();
 }
 
-/* As upstream: every container and init container without a mount at the token path gets the
- * kube-api-access-<suffix> volume mounted there read-only; the volume is added once (an existing
- * kube-api-access-* volume is reused). */
+static json_t *put(json_t *o, const char *k, json_t *v)
+{
+    json_object_set_new_nocheck(o, k, v);
+    return o;
+}
+
+static json_t *str(const char *s)
+{
+    return json_string_nocheck(s);
+}
+
+static json_t *one(json_t *v)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, v);
+    return a;
+}
+
+json_t *ck_admission_token_volume(const char *name)
+{
+    json_t *sources = json_array();
+    json_array_append_new(sources, put(obj(), "serviceAccountToken",
+                                       put(put(obj(), "expirationSeconds",
+                                               json_integer(CK_SA_TOKEN_VOLUME_SECONDS)),
+                                           "path", str("token"))));
+    json_array_append_new(sources, put(obj(), "configMap",
+                                       put(put(obj(), "name", str("kube-root-ca.crt")), "items",
+                                           one(put(put(obj(), "key", str("ca.crt")), "path",
+                                                   str("ca.crt"))))));
+    json_array_append_new(sources, put(obj(), "downwardAPI",
+                                       put(obj(), "items",
+                                           one(put(put(obj(), "path", str("namespace")), "fieldRef",
+                                                   put(put(obj(), "apiVersion", str("v1")),
+                                                       "fieldPath", str("metadata.namespace")))))));
+    return put(put(obj(), "name", json_string(name)), "projected",
+               put(put(obj(), "defaultMode", json_integer(0644)), "sources", sources));
+}
+
 void ck_admission_mount_token(json_t *spec)
 {
     json_t *vols = json_object_get(spec, "volumes");
@@ -514,8 +546,9 @@ void ck_admission_mount_token(json_t *spec)
                 mounts = json_array();
                 json_object_set_new(c, "volumeMounts", mounts);
             }
-            json_array_append_new(mounts, json_pack("{s:s,s:b,s:s}", "name", vname, "readOnly", 1,
-                                                    "mountPath", CK_SA_TOKEN_MOUNT_PATH));
+            json_array_append_new(mounts, put(put(put(obj(), "name", json_string(vname)), "readOnly",
+                                                  json_true()),
+                                              "mountPath", str(CK_SA_TOKEN_MOUNT_PATH)));
             needed = true;
         }
     }

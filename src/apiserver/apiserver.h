@@ -172,6 +172,12 @@ enum ck_bind_result ck_pod_bind_tree(json_t *pod, const char *node, const char *
  * result (resourceVersion aside: stored text has none). */
 enum ck_bind_result ck_pod_bind_text(const char *s, size_t n, const char *node, const char *ts,
                                      ck_buf *out, char **assigned);
+/* A Lease renewal on the stored text (leasetext.c): 1 with out = what the tree path (merge patch,
+ * checks, managedFields by `manager` at `now`, an RFC 3339 second) would store for the compact
+ * stored Lease s[0..n) and merge patch `patch`; 0 (out untouched) when it declines: then the
+ * caller takes the tree path. */
+int ck_lease_renew_text(const char *s, size_t n, const json_t *patch, const char *manager,
+                        const char *now, ck_buf *out);
 /* json_dumps(v, JSON_COMPACT), the same bytes, faster (jsonout.c); *len (if given) gets the
  * length.  NULL if v is not an object or array (or nests absurdly deep). */
 char *ck_json_print(const json_t *v, size_t *len);
@@ -303,6 +309,10 @@ int ck_options_invalid(const char *kind, json_t *causes, json_t **details, ck_er
 /* Read an object; *rev receives its mod revision.  NULL + CK_E_NOT_FOUND (upstream text). */
 json_t *ck_rest_read(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
                      int64_t *rev, ck_error **err);
+/* ck_rest_read with the top-level members named in raw_keys (space-separated; NULL: none) kept as
+ * their stored text (codec.h, ck_json_load_raw): for a write that only carries them over. */
+json_t *ck_rest_read_raw(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
+                         int64_t *rev, const char *raw_keys, ck_error **err);
 /* ck_rest_update_obj flags */
 enum {
     CK_UPDATE_STATUS = 1,   /* a status write: only obj's status is taken */

@@ -12,6 +12,7 @@
  * a different value is a conflict (409) unless force, which moves ownership.
  * Update: the writer takes the fields whose value it changed; fields that disappeared leave
  * every set. */
+#include "apiserver/codec.h"
 #include "apiserver/patch.h"
 #include "apiserver/schema.h"
 #include "lib/util.h"
@@ -677,6 +678,7 @@ struct entry {
     char *manager, *operation, *api_version, *time, *subresource;
     json_t *set;      /* flat; NULL while the entry is only `fields` (see entry_set) */
     json_t *fields;   /* the stored FieldsV1 it was loaded from, while set is NULL */
+    char lacks[64];   /* a first path element its raw FieldsV1 text is known not to hold */
 };
 
 struct entries {
@@ -747,9 +749,87 @@ static bool fields_has(const json_t *fields, const char *p)
     }
 }
 
+/* A stored entry's FieldsV1 may be raw (codec.h: a status write reads the pod with it as text):
+ * made a tree when a walk needs one.  The text is our own compact print, so an entry whose text
+ * never names a path's first element cannot hold the path, and one with a member that is {} or
+ * has "." (`"k":{}` / `"k":{".":` for a key k other than ".") is not empty: those two questions
+ * (asked of every stored entry by every status write) are answered from the text. */
+static const json_t *entry_fields(struct entry *x)
+{
+    size_t n;
+    const char *t = ck_json_raw_text(x->fields, &n);
+    if (t) {
+        json_t *tree = ck_json_load_fast(t, n, 0);
+        json_decref(x->fields);
+        x->fields = json_is_object(tree) ? tree : json_object();
+        if (tree && !json_is_object(tree))
+            json_decref(tree);
+    }
+    return x->fields;
+}
+
+/* raw FieldsV1 text that certainly lacks path p: its first element is not in it as a key */
+static bool raw_lacks(const char *t, size_t n, const char *p)
+{
+    size_t l = strcspn(p, SEP);
+    if (l == 0 || l > 200)
+        return false;
+    char key[208];
+    key[0] = '"';
+    memcpy(key + 1, p, l);
+    key[l + 1] = '"';
+    for (size_t i = 0; i < l; i++)
+        if (p[i] == '"' || p[i] == '\\' || (unsigned char)p[i] < 0x20)
+            return false;   /* escaped in the text: ask the tree */
+    return !memmem(t, n, key, l + 2);
+}
+
+/* raw FieldsV1 text with a non-"." member that is {} or starts with "." */
+static bool raw_nonempty(const char *t, size_t n)
+{
+    static const char *const pats[] = {"\":{}", "\":{\".\":"};
+    for (size_t k = 0; k < 2; k++) {
+        size_t pl = strlen(pats[k]);
+        for (const char *q = t; (q = memmem(q, n - (size_t)(q - t), pats[k], pl)); q++)
+            if (!(q - t >= 2 && q[-1] == '.' && q[-2] == '"') && !(q > t && q[-1] == '\\'))
+                return true;
+    }
+    return false;
+}
+
+static bool entry_nonempty(struct entry *x)
+{
+    size_t n;
+    const char *t = ck_json_raw_text(x->fields, &n);
+    if (t && raw_nonempty(t, n))
+        return true;
+    return fields_nonempty(entry_fields(x));
+}
+
+static bool entry_has(struct entry *x, const char *p)
+{
+    size_t n;
+    const char *t = ck_json_raw_text(x->fields, &n);
+    if (t) {
+        /* a write's paths mostly share their first element (f:status): one text search */
+        size_t l = strcspn(p, SEP);
+        if (x->lacks[0] && strlen(x->lacks) == l && !memcmp(x->lacks, p, l))
+            return false;
+        if (raw_lacks(t, n, p)) {
+            if (l < sizeof x->lacks) {
+                memcpy(x->lacks, p, l);
+                x->lacks[l] = 0;
+            }
+            return false;
+        }
+    }
+    return fields_has(entry_fields(x), p);
+}
+
 static json_t *entry_set(struct entry *x)
 {
     if (!x->set) {
+        entry_fields(x);
         x->set = json_object();
         flatten(x->fields, x->set);
         json_decref(x->fields);
@@ -760,7 +840,7 @@ static json_t *entry_set(struct entry *x)
 
 static void entry_del(struct entry *x, const char *p)
 {
-    if (!x->set && !fields_has(x->fields, p))
+    if (!x->set && !entry_has(x, p))
         return;
     json_object_del(entry_set(x), p);
 }
@@ -780,6 +860,7 @@ static void entries_load_lazy(struct entries *es, const json_t *mf, bool lazy)
         x->time = sdup(e, "time");
         x->subresource = sdup(e, "subresource");
         x->set = NULL;
+        x->lacks[0] = 0;
         x->fields = json_incref(json_object_get(e, "fieldsV1"));
         if (!x->fields)
             x->fields = json_object();
@@ -809,7 +890,7 @@ static struct entry *entry_get(struct entries *es, const char *manager, const ch
     es->v = xrealloc(es->v, (es->n + 1) * sizeof *es->v);
     struct entry *x = &es->v[es->n++];
     *x = (struct entry){xstrdup(manager), xstrdup(op), api_version ? xstrdup(api_version) : NULL, NULL,
-                        sub && *sub ? xstrdup(sub) : NULL, json_object(), NULL};
+                        sub && *sub ? xstrdup(sub) : NULL, json_object(), NULL, ""};
     return x;
 }
 
@@ -839,7 +920,7 @@ static void entries_store(struct entries *es, json_t *obj)
     json_t *mf = json_array();
     for (size_t i = 0; i < es->n; i++) {
         struct entry *x = &es->v[i];
-        if (x->set ? !json_object_size(x->set) : !fields_nonempty(x->fields))
+        if (x->set ? !json_object_size(x->set) : !entry_nonempty(x))
             continue;
         json_t *e = json_object();
         json_object_set_new(e, "manager", json_string(x->manager ? x->manager : ""));
@@ -1197,7 +1278,7 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
          * leaves its FieldsV1 as stored: only the entry's time changes */
         bool owned = !own->set;
         json_object_foreach(changed, p, tv)
-            if (owned && !fields_has(own->fields, p))
+            if (owned && !entry_has(own, p))
                 owned = false;
         if (!owned)
             json_object_update(entry_set(own), changed);

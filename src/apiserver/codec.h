@@ -21,6 +21,23 @@
 json_t *ck_json_load_fast(const char *s, size_t n, size_t flags);
 json_t *ck_json_parse_plain(const char *s, size_t n, size_t flags);
 
+/* Raw members (jsonin.c, jsonout.c).  A status write keeps the stored spec as it is, so parsing it
+ * into a tree, freeing it and printing it again is work without effect.  ck_json_load_raw
+ * parses the top-level object s[0..n) like ck_json_load_fast except that the members named in
+ * raw_keys (space-separated; "a.b.c" names c in the objects under a.b, array elements included)
+ * stay their text: an opaque string node ck_json_print prints verbatim.  Everything else sees a string, so only a member no step of the write looks into may
+ * be raw (a status write's spec: shared by old and new, skipped by validation and managedFields,
+ * defaults leave non-objects alone).  No UTF-8 string can begin as a raw node does (0xFF), so no
+ * decoded value is ever mistaken for one.  NULL (use ck_json_load_fast) unless s is a plain
+ * object with unescaped ASCII keys, each once, and the raw members are objects.  The raw text is
+ * printed as stored: like lists and watch, this relies on stored values being our compact print
+ * (test_apiserver holds the output to a full parse's). */
+json_t *ck_json_load_raw(const char *s, size_t n, const char *raw_keys);
+/* what a pod status merge patch reads raw */
+#define CK_STATUS_RAW_KEYS "spec metadata.managedFields.fieldsV1"
+/* the raw text of a node ck_json_load_raw made, else NULL */
+const char *ck_json_raw_text(const json_t *v, size_t *len);
+
 /* Decode by Content-Type ("application/json", "application/yaml",
  * "application/vnd.kubernetes.protobuf", and the patch types whose bodies are JSON or YAML).
  * duplicates (may be NULL): receives a JSON array of duplicate field paths (".metadata.name"). */

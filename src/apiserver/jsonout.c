@@ -105,9 +105,15 @@ static bool print(struct out *o, const json_t *v, int depth)
         putc1(o, ']');
         return true;
     }
-    case JSON_STRING:
-        put_string(o, json_string_value(v), json_string_length(v));
+    case JSON_STRING: {
+        const char *sv = json_string_value(v);
+        size_t sn = json_string_length(v);
+        if (sn >= 2 && (unsigned char)sv[0] == 0xff && (unsigned char)sv[1] == 0xfe)
+            put(o, sv + 2, sn - 2);   /* a raw member (codec.h, ck_json_load_raw): as stored */
+        else
+            put_string(o, sv, sn);
         return true;
+    }
     case JSON_INTEGER: {
         char b[32];
         int n = snprintf(b, sizeof b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));

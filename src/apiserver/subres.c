@@ -8,6 +8,7 @@
  *   SelfSubjectReview, TokenReview, (Self)SubjectAccessReview, SelfSubjectRulesReview.
  * The proxying subresources (log, exec, attach, portforward, proxy) belong to a later issue. */
 #include "apiserver/apiserver.h"
+#include "apiserver/codec.h"
 #include "apiserver/patch.h"
 
 #include <stdio.h>
@@ -205,18 +206,24 @@ static void serve_scale(ck_reqctx *c)
  * .status from the stored object anyway, so merging into a copy of the whole object (the general
  * path) only copied spec and metadata once more: one deep copy of the pod less per kubelet status
  * report.  NULL (nothing set) when the patch does not qualify. */
-static json_t *status_merge_shell(const json_t *old, const json_t *patch, ck_error **err)
+static bool status_merge_ok(const json_t *patch)
 {
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)patch, k, v)
         if (strcmp(k, "status") && strcmp(k, "metadata") && strcmp(k, "apiVersion") &&
             strcmp(k, "kind"))
-            return NULL;
+            return false;
+    const json_t *pmd = json_object_get(patch, "metadata");
+    return json_is_object(json_object_get(patch, "status")) && (!pmd || json_is_object(pmd));
+}
+
+static json_t *status_merge_shell(const json_t *old, const json_t *patch, ck_error **err)
+{
+    if (!status_merge_ok(patch))
+        return NULL;
     const json_t *pst = json_object_get(patch, "status");
     const json_t *pmd = json_object_get(patch, "metadata");
-    if (!json_is_object(pst) || (pmd && !json_is_object(pmd)))
-        return NULL;
     const json_t *ost = json_object_get(old, "status");
     json_t *st = ck_patch_merge(json_is_object(ost) ? ost : NULL, pst, err);
     if (!st)
@@ -267,9 +274,13 @@ static void serve_status(ck_reqctx *c)
     }
     bool force = ck_query_bool(c, "force");
     o.applied = pt == CK_PATCH_APPLY;
+    /* a pod's spec and the stored managedFields' FieldsV1 only pass through a status merge:
+     * kept as their stored text (codec.h; apply.c reads a FieldsV1 only if a path may be in it) */
+    const char *raw = pt == CK_PATCH_MERGE && !r->group[0] && !strcmp(r->resource, "pods") &&
+                      status_merge_ok(patch) ? CK_STATUS_RAW_KEYS : NULL;
     for (int attempt = 0; attempt < 8; attempt++) {
         int64_t rev = 0;
-        json_t *old = ck_rest_read(c->srv, r, ns_of(c), c->route.name, &rev, &e);
+        json_t *old = ck_rest_read_raw(c->srv, r, ns_of(c), c->route.name, &rev, raw, &e);
         if (!old)
             break;
         json_t *obj = pt == CK_PATCH_MERGE ? status_merge_shell(old, patch, &e) : NULL;

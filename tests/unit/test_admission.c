@@ -559,12 +559,53 @@ static void test_disable_flag(void **state)
     json_decref(p);
 }
 
+/* the token volume and mount built member by member are json_pack's trees, in the same order */
+static void test_token_volume_shape(void **state)
+{
+    (void)state;
+    json_t *want = json_pack("{s:s,s:{s:i,s:[{s:{s:i,s:s}},{s:{s:s,s:[{s:s,s:s}]}},"
+                             "{s:{s:[{s:s,s:{s:s,s:s}}]}}]}}",
+                             "name", "kube-api-access-abcde", "projected", "defaultMode", 0644, "sources",
+                             "serviceAccountToken", "expirationSeconds", CK_SA_TOKEN_VOLUME_SECONDS, "path",
+                             "token", "configMap", "name", "kube-root-ca.crt", "items", "key", "ca.crt",
+                             "path", "ca.crt", "downwardAPI", "items", "path", "namespace", "fieldRef",
+                             "apiVersion", "v1", "fieldPath", "metadata.namespace");
+    json_t *got = ck_admission_token_volume("kube-api-access-abcde");
+    char *a = ck_json_print(want, NULL), *b = ck_json_print(got, NULL);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    json_decref(want);
+    json_decref(got);
+    json_t *spec = json_pack("{s:[{s:s},{s:s,s:[]}]}", "containers", "name", "a", "name", "b", "volumeMounts");
+    ck_admission_mount_token(spec);
+    const char *vname = json_string_value(json_object_get(json_array_get(json_object_get(spec, "volumes"), 0), "name"));
+    assert_non_null(vname);
+    json_t *mount = json_pack("{s:s,s:b,s:s}", "name", vname, "readOnly", 1, "mountPath", CK_SA_TOKEN_MOUNT_PATH);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *m = json_array_get(json_object_get(json_array_get(json_object_get(spec, "containers"), i),
+                                                   "volumeMounts"), 0);
+        a = ck_json_print(mount, NULL);
+        json_t *wrap = json_pack("[O]", m);
+        b = ck_json_print(wrap, NULL);
+        json_decref(wrap);
+        char *c = xasprintf("[%s]", a);
+        assert_string_equal(c, b);
+        free(a);
+        free(b);
+        free(c);
+    }
+    json_decref(mount);
+    json_decref(spec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pod_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pod_cases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_volume, setup, teardown),
+        cmocka_unit_test(test_token_volume_shape),
         cmocka_unit_test_setup_teardown(test_bound_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_global_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_ranger, setup, teardown),

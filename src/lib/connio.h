@@ -21,6 +21,8 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "lib/error.h"
+
 typedef struct ck_connio ck_connio;
 
 #define CK_CONNIO_EOF 0x1     /* the peer closed its side (cleanly or not: dirty TLS close is EOF) */
@@ -28,6 +30,13 @@ typedef struct ck_connio ck_connio;
 
 typedef void (*ck_connio_cb)(ck_connio *io, void *arg);
 typedef void (*ck_connio_event_cb)(ck_connio *io, int what, void *arg);
+
+/* The server TLS context httpd uses: the serving chain and key; TLS 1.2+; client certificates
+ * requested, never required, verified against client_ca_file (NULL: not requested) with a bad one
+ * leaving the client anonymous (the verify result is read per connection); ALPN http/1.1 only;
+ * TLS 1.3 suites in Go's order; SSL_MODE_RELEASE_BUFFERS.  NULL and *err on a bad file. */
+SSL_CTX *ck_connio_tls_server_ctx(const char *cert_file, const char *key_file,
+                                  const char *client_ca_file, ck_error **err);
 
 /* fd must be nonblocking (evconnlistener's are).  Takes ownership of fd and of ssl (NULL:
  * plain), which gets our BIO, read-ahead, and accept state.  NULL (fd and ssl still the

@@ -44,7 +44,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -1280,90 +1279,13 @@ static void *io_main(void *arg)
     return NULL;
 }
 
-/* ---- TLS setup ---------------------------------------------------------------------------- */
-
-static int ssl_err(ck_error **err, const char *what, const char *file)
-{
-    char buf[256] = "";
-    unsigned long e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, buf, sizeof buf);
-    ERR_clear_error();
-    return ck_error_set(err, CK_E_USAGE, "%s %s: %s", what, file ? file : "", buf);
-}
-
-/* Client certificates are requested, never required, and a bad one does not fail the
- * handshake: as in kube-apiserver, an unverified client is simply anonymous (the verify result
- * is checked per connection in conn_tls_identity). */
-static int verify_accept_cb(int ok, X509_STORE_CTX *store)
-{
-    return 1;
-}
-
-static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                   const unsigned char *in, unsigned int inlen, void *arg)
-{
-    static const unsigned char ours[] = "\x08http/1.1";
-    unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;            /* e.g. h2 only: proceed without ALPN */
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
-}
-
-static SSL_CTX *tls_setup(const ck_httpd_config *cfg, ck_error **err)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) {
-        ssl_err(err, "SSL_CTX_new", NULL);
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ckube", 5);
-    /* an idle connection (every informer's watch) gives back its ~34 KiB of record buffers;
-     * they are taken again from malloc when traffic comes */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    /* TLS 1.3: AES-128-GCM first, as Go servers (kube-apiserver, kubelet) choose on hardware
-     * with AES; OpenSSL's default order would pick AES-256-GCM, ~15% more cipher work for the
-     * bulk of exec and port-forward streams */
-    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
-                                  "TLS_CHACHA20_POLY1305_SHA256");
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
-        ssl_err(err, "loading serving certificate", cfg->cert_file);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-        ssl_err(err, "loading serving key", cfg->key_file);
-        goto fail;
-    }
-    if (cfg->client_ca_file) {
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_ca_file);
-        if (!names || SSL_CTX_load_verify_locations(ctx, cfg->client_ca_file, NULL) != 1) {
-            if (names)
-                sk_X509_NAME_pop_free(names, X509_NAME_free);
-            ssl_err(err, "loading client CA", cfg->client_ca_file);
-            goto fail;
-        }
-        SSL_CTX_set_client_CA_list(ctx, names);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept_cb);
-    }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
-    return ctx;
-fail:
-    SSL_CTX_free(ctx);
-    return NULL;
-}
-
 /* ---- start / stop ------------------------------------------------------------------------- */
 
 static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
 static void evthread_init(void)
 {
     evthread_use_pthreads();
-    /* libevent (writev) and OpenSSL (write) do not use MSG_NOSIGNAL: a peer that vanished must
+    /* connio writes with plain writev (evbuffer_write), not MSG_NOSIGNAL: a peer that vanished must
      * be an EPIPE error, not a process-killing signal.  Leave a handler someone installed. */
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
@@ -1406,7 +1328,9 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     h->hub->refs = 1;
     pthread_mutex_init(&h->hub->mu, NULL);
 
-    if (cfg->cert_file && !(h->ssl_ctx = tls_setup(cfg, err)))
+    if (cfg->cert_file &&
+        !(h->ssl_ctx = ck_connio_tls_server_ctx(cfg->cert_file, cfg->key_file,
+                                                cfg->client_ca_file, err)))
         goto fail;
     h->base = h->hub->base = event_base_new();
     if (!h->base) {

@@ -10,6 +10,10 @@
 # controller-manager, the bench client), the API server's idle CPU (Lease renewals) just before,
 # and the API requests it served during the run (from /metrics).
 # CASES="basic anti" selects cases.
+# HOOK=perf-stat: `perf stat` attached to the API server for the bench client's run prints its
+# system calls (by kind), context switches and CPU per pod (the per-pod figures count every
+# thread; Lease renewals and hollow status PATCHes of the window are included), plus the same per
+# thread name (http-io, http-worker, sqlite-*, ...) with PERF_THREADS=1.
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,7 +99,33 @@ run_case() {
     local w0=$(date +%s.%N)
     local args=(--kubeconfig "$data/kubeconfig" --pods "$PODS" --threads "$THREADS")
     [ "$groups" -gt 0 ] && args+=(--anti-affinity-groups "$groups")
+    local ppid=
+    if [ "${HOOK:-}" = perf-stat ]; then
+        local ev=task-clock,context-switches,raw_syscalls:sys_enter
+        for sc in read write writev readv futex epoll_wait epoll_ctl pread64 pwrite64 fcntl fdatasync \
+            sendmsg recvfrom sendto eventfd2 ppoll poll; do
+            ev=$ev,syscalls:sys_enter_$sc
+        done
+        perf stat -x, -e "$ev" -p "$api" ${PERF_THREADS:+--per-thread} -o "$tmp/$name-perf" &
+        ppid=$!
+        sleep 0.3
+    fi
     /usr/bin/time -f "%U %S" -o "$tmp/$name-bench.time" "$BENCH" "${args[@]}" | sed "s/^/$name: /"
+    if [ -n "$ppid" ]; then
+        kill -INT "$ppid"; wait "$ppid" 2>/dev/null
+        # -x, lines: value,unit,event,... (per thread: thread,value,unit,event,...)
+        if [ -n "${PERF_THREADS:-}" ]; then
+            awk -F, -v pods="$PODS" -v n="$name" '$4 != "" && $2 ~ /^[0-9.]+$/ {
+                t = $1; sub(/-[0-9]+$/, "", t); e = $4; sub(/^syscalls:sys_enter_/, "", e); sub(/^raw_syscalls:sys_enter/, "syscalls", e)
+                v[t " " e] += $2 } END { for (k in v) if (v[k] / pods >= 0.05) printf "%s perf per thread: %s %.2f a pod\n", n, k, v[k] / pods }' \
+                "$tmp/$name-perf" | sort
+        else
+            awk -F, -v pods="$PODS" -v n="$name" '$3 != "" && $1 ~ /^[0-9.]+$/ {
+                e = $3; sub(/^syscalls:sys_enter_/, "", e); sub(/^raw_syscalls:sys_enter/, "syscalls", e)
+                if (e == "task-clock") printf "%s perf: task-clock %.3f ms a pod\n", n, $1 / pods
+                else printf "%s perf: %s %.2f a pod\n", n, e, $1 / pods }' "$tmp/$name-perf"
+        fi
+    fi
     a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid"); c1=$(cpu_s "$cm")
     local w1=$(date +%s.%N)
     req_counts "$kc" >"$tmp/$name-req1"

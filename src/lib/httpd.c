@@ -1,11 +1,17 @@
 /* httpd.c - the HTTP/1.1 server: see httpd.h for the contract and docs/http.md for the shape.
  *
- * Threads.  One I/O thread owns the event_base, every bufferevent, timer and parser state.
- * Worker threads run handlers.  A handler (or any thread holding a stream) never touches a
- * bufferevent: it appends bytes to the connection's locked `outbox`, records what happened
- * (`events`: response done, stream started/ended, abort, upgrade) and activates the connection's
- * `wake` event; the I/O thread then moves the outbox into the bufferevent and acts on the events.
- * This keeps OpenSSL and libevent single-threaded per connection and makes ordering trivial.
+ * Threads.  One I/O thread owns the event_base, every socket (lib/connio: plain or TLS), timer
+ * and parser state.  Worker threads run handlers.  A handler (or any thread holding a stream)
+ * never touches a socket: it appends bytes to the connection's locked `outbox`, records what
+ * happened (`events`: response done, stream started/ended, abort, upgrade) and puts the
+ * connection on the server's wake list; the I/O thread then moves the outbox to the socket and
+ * acts on the events.  This keeps OpenSSL and libevent single-threaded per connection and makes
+ * ordering trivial.
+ *
+ * Wakes.  The wake list is a lock-free stack of connections drained once a loop pass.  A writer
+ * that finds it empty writes the server's eventfd only if the I/O thread said it was about to
+ * sleep (`io_idle`); while the I/O thread runs, it drains the list before sleeping again.  So a
+ * burst of answers and watch events costs one wake, and none while the I/O thread is busy.
  *
  * Lifetimes.  A connection is reference-counted: the I/O side holds one reference while it is
  * open, each dispatched request one, each stream one.  Closing (I/O thread) marks it `gone`
@@ -15,7 +21,7 @@
  *
  * Pipelining.  Only one request per connection is dispatched at a time; the parser resumes when
  * its response is complete, so responses leave in request order.  Input that arrives meanwhile
- * waits in the bufferevent, capped by a read watermark.
+ * waits in the connection's input, capped by a read limit.
  */
 #include "lib/httpd.h"
 
@@ -30,19 +36,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "lib/connio.h"
 #include "lib/http_util.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -57,7 +62,6 @@
 #define MAX_CHUNK_LINE 1024           /* chunk-size line incl. extensions */
 #define CLOSE_WAIT_MS 5000            /* a closing connection's response must drain within this */
 #define LINGER_MS 1000                /* then read and discard the peer's leftovers this long */
-#define TLS_GATHER_MAX (64u * 1024) /* outbox bytes gathered into one chain (TLS) per wake */
 
 enum conn_state {
     CS_HEADERS,     /* reading a request line + headers (cur == NULL until the first byte) */
@@ -122,10 +126,11 @@ struct conn {
     unsigned events;
     bool wake_scheduled, gone, resp_close;
     ck_http_stream *stream;     /* the started stream or tunnel; the conn holds a reference */
-    size_t io_pending;          /* atomic: bytes in the bufferevent's output buffer */
+    size_t io_pending;          /* atomic: bytes in the socket's output buffer */
+    struct conn *wnext;         /* on the server's wake list (while wake_scheduled) */
     /* I/O thread only */
-    struct bufferevent *bev;
-    struct event *wake, *timer;
+    ck_connio *io;
+    struct event *timer;
     SSL *ssl;
     enum conn_state state;
     bool header_timer_armed, peer_eof, write_shut, tls_checked, keepalive;
@@ -160,6 +165,12 @@ struct ck_httpd {
     ck_http_resp *qhead, *qtail;
     bool quit;
     struct conn *conns;         /* I/O thread */
+    /* the wake list (see the top of this file) */
+    struct conn *wake_head;     /* atomic */
+    int io_idle;                /* atomic: the I/O thread may be asleep in epoll_wait */
+    int io_quit;                /* atomic */
+    int wake_fd;                /* eventfd, edge-triggered in the loop: never read */
+    struct event *wake_ev;
 };
 
 static void conn_process(struct conn *c);
@@ -238,12 +249,37 @@ void ck_http_stream_release(ck_http_stream *s)
 
 /* ---- cross-thread posting --------------------------------------------------------------- */
 
+static void wake_io_thread(ck_httpd *h)
+{
+    uint64_t one = 1;
+    while (write(h->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+/* Every I/O-thread entry point says the thread is awake: writers need not wake it. */
+static inline void io_awake(ck_httpd *h)
+{
+    __atomic_store_n(&h->io_idle, 0, __ATOMIC_RELAXED);
+}
+
+/* Under c->mu.  A connection that is not gone has its server (closing marks it gone first, and
+ * the server is freed only after every connection closed), so c->h is safe to use here. */
 static void schedule_wake_locked(struct conn *c)
 {
-    if (!c->wake_scheduled && !c->gone) {
-        c->wake_scheduled = true;
-        event_active(c->wake, EV_READ, 0);
-    }
+    if (c->wake_scheduled || c->gone)
+        return;
+    c->wake_scheduled = true;
+    conn_ref(c);                        /* the list's; dropped once the I/O thread took it */
+    ck_httpd *h = c->h;
+    struct conn *head = __atomic_load_n(&h->wake_head, __ATOMIC_RELAXED);
+    do {
+        c->wnext = head;
+    } while (!__atomic_compare_exchange_n(&h->wake_head, &head, c, true, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_RELAXED));
+    /* the first on an empty list wakes the I/O thread, unless it is running (then it drains
+     * the list before it sleeps: it sets io_idle, then looks at the list, both seq_cst) */
+    if (!head && __atomic_load_n(&h->io_idle, __ATOMIC_SEQ_CST))
+        wake_io_thread(h);
 }
 
 static size_t pending_locked(struct conn *c)
@@ -489,7 +525,7 @@ static void stream_fire_close(ck_http_stream *s)
 /* Tear the connection down now (I/O thread, or the stopping thread after the loop ended). */
 static void conn_close(struct conn *c)
 {
-    if (!c->bev)
+    if (!c->io)
         return;
     pthread_mutex_lock(&c->mu);
     c->gone = true;
@@ -510,10 +546,9 @@ static void conn_close(struct conn *c)
         c->h->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    evbuffer_remove_cb(bufferevent_get_output(c->bev), outbuf_cb, c);
-    bufferevent_free(c->bev);
-    c->bev = NULL;
-    event_free(c->wake);
+    evbuffer_remove_cb(ck_connio_output(c->io), outbuf_cb, c);
+    ck_connio_free(c->io);
+    c->io = NULL;
     event_free(c->timer);
     c->io_stream = NULL;
     if (s) {
@@ -526,8 +561,7 @@ static void conn_close(struct conn *c)
 static void finish_write_then_linger(struct conn *c)
 {
     c->write_shut = true;
-    if (!c->ssl)
-        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    ck_connio_shutdown_write(c->io);
     arm_timer(c, LINGER_MS);
 }
 
@@ -540,7 +574,8 @@ static void conn_begin_close(struct conn *c)
         resp_free(c->cur);
         c->cur = NULL;
     }
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    ck_connio_flush(c->io);
+    if (ck_connio_unsent(c->io) == 0)
         finish_write_then_linger(c);
     else
         arm_timer(c, CLOSE_WAIT_MS);
@@ -552,7 +587,7 @@ static void conn_fail(struct conn *c, int status, const char *reason, const char
     cleanup_free char *body = ck_http__status_json(status, reason, message);
     char date[32];
     ck_http__date(date);
-    evbuffer_add_printf(bufferevent_get_output(c->bev),
+    evbuffer_add_printf(ck_connio_output(c->io),
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                         status, ck_http__reason(status), date, strlen(body), body);
@@ -569,9 +604,9 @@ static void conn_next_request(struct conn *c)
     conn_process(c);
 }
 
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
+/* A connection taken off the wake list (I/O thread). */
+static void conn_wake(struct conn *c)
 {
-    struct conn *c = arg;
     pthread_mutex_lock(&c->mu);
     unsigned ev = c->events;
     c->events = 0;
@@ -581,15 +616,12 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     ck_http_stream *started = c->stream;
     size_t out = evbuffer_get_length(c->outbox);
     if (out) {
-        /* bufferevent_openssl calls SSL_write once per buffer chain, and each call is a TLS
-         * record and a write(): a watch event alone is three chains (chunk size, line, CRLF),
-         * and a wake usually carries several events.  Gathered into one chain they leave in one
-         * write.  Bulk relay data (large, by reference) is left as it is. */
-        if (c->ssl && out <= TLS_GATHER_MAX)
-            evbuffer_pullup(c->outbox, -1);
-        evbuffer_add_buffer(bufferevent_get_output(c->bev), c->outbox);
+        /* no copy: the chains move (connio gathers them into TLS records) */
+        evbuffer_add_buffer(ck_connio_output(c->io), c->outbox);
     }
     pthread_mutex_unlock(&c->mu);
+    if (out)
+        ck_connio_flush(c->io);         /* written now; EV_WRITE only if the socket is full */
 
     if (ev & EV_ABORT) {
         conn_close(c);
@@ -634,6 +666,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
+    io_awake(c->h);
     switch (c->state) {
     case CS_HEADERS:
     case CS_BODY:
@@ -645,25 +678,26 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    conn_process(arg);
-}
-
-static void write_cb(struct bufferevent *bev, void *arg)
+static void read_cb(ck_connio *io, void *arg)
 {
     struct conn *c = arg;
-    if (c->state == CS_CLOSING && !c->write_shut &&
-        evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    io_awake(c->h);
+    conn_process(c);
+}
+
+static void write_cb(ck_connio *io, void *arg)
+{
+    struct conn *c = arg;
+    io_awake(c->h);
+    if (c->state == CS_CLOSING && !c->write_shut && ck_connio_unsent(io) == 0)
         finish_write_then_linger(c);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+static void event_cb(ck_connio *io, int what, void *arg)
 {
     struct conn *c = arg;
-    if (what & BEV_EVENT_CONNECTED)
-        return;
-    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state == CS_DISPATCHED) {
+    io_awake(c->h);
+    if ((what & CK_CONNIO_EOF) && !(what & CK_CONNIO_ERROR) && c->state == CS_DISPATCHED) {
         /* Half-closed after sending a request: answer it, then close. */
         c->peer_eof = true;
         return;
@@ -876,7 +910,10 @@ static int prepare_body(struct conn *c, struct evbuffer *in)
         c->body_mode = BODY_NONE;
     }
     if (c->body_mode != BODY_NONE && expect_continue && evbuffer_get_length(in) == 0)
-        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    {
+        evbuffer_add(ck_connio_output(c->io), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        ck_connio_flush(c->io);
+    }
     return 0;
 }
 
@@ -1029,7 +1066,7 @@ static void deliver_tunnel(struct conn *c, struct evbuffer *in)
 
 static void conn_process(struct conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = ck_connio_input(c->io);
     for (;;) {
         int st;
         switch (c->state) {
@@ -1090,6 +1127,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                       int salen, void *arg)
 {
     ck_httpd *h = arg;
+    io_awake(h);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = xcalloc(1, sizeof *c);
@@ -1111,16 +1149,11 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
         snprintf(c->remote, sizeof c->remote, "%s:%u", ip, ntohs(s4->sin_port));
     }
-    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-    if (h->ssl_ctx) {
+    if (h->ssl_ctx)
         c->ssl = SSL_new(h->ssl_ctx);
-        c->bev = bufferevent_openssl_socket_new(h->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
-        if (c->bev)
-            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    } else {
-        c->bev = bufferevent_socket_new(h->base, fd, opts);
-    }
-    if (!c->bev) {
+    if (!(h->ssl_ctx && !c->ssl))
+        c->io = ck_connio_new(h->base, fd, c->ssl);
+    if (!c->io) {
         log_warn("httpd: cannot set up connection from %s", c->remote);
         if (c->ssl)
             SSL_free(c->ssl);
@@ -1128,13 +1161,12 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
         conn_unref(c);
         return;
     }
-    c->wake = event_new(h->base, -1, 0, wake_cb, c);
     c->timer = evtimer_new(h->base, timer_cb, c);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), outbuf_cb, c);
+    evbuffer_add_cb(ck_connio_output(c->io), outbuf_cb, c);
     /* Pipelined input waiting behind a dispatched request stays bounded. */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, h->cfg.max_header_bytes + 64 * 1024);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    ck_connio_set_read_limit(c->io, h->cfg.max_header_bytes + 64 * 1024);
+    ck_connio_setcb(c->io, read_cb, write_cb, event_cb, c);
+    ck_connio_start(c->io);
     c->next = h->conns;
     if (h->conns)
         h->conns->prev = c;
@@ -1193,88 +1225,57 @@ static void *worker_main(void *arg)
     }
 }
 
+/* Take the whole wake list and serve it in the order it was filled.  false if it was empty. */
+static bool drain_wakes(ck_httpd *h)
+{
+    struct conn *c = __atomic_exchange_n(&h->wake_head, NULL, __ATOMIC_SEQ_CST);
+    if (!c)
+        return false;
+    struct conn *fifo = NULL;
+    while (c) {
+        struct conn *next = c->wnext;
+        c->wnext = fifo;
+        fifo = c;
+        c = next;
+    }
+    while (fifo) {
+        c = fifo;
+        fifo = c->wnext;
+        if (c->io)
+            conn_wake(c);
+        else {                          /* closed meanwhile */
+            pthread_mutex_lock(&c->mu);
+            c->wake_scheduled = false;
+            pthread_mutex_unlock(&c->mu);
+        }
+        conn_unref(c);
+    }
+    return true;
+}
+
+/* The eventfd is edge-triggered: each write is one wake-up, nothing to read back. */
+static void wake_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ck_httpd *h = arg;
+    io_awake(h);
+    drain_wakes(h);
+}
+
 static void *io_main(void *arg)
 {
     ck_httpd *h = arg;
     pthread_setname_np(pthread_self(), "http-io");
-    event_base_loop(h->base, EVLOOP_NO_EXIT_ON_EMPTY);
-    return NULL;
-}
-
-/* ---- TLS setup ---------------------------------------------------------------------------- */
-
-static int ssl_err(ck_error **err, const char *what, const char *file)
-{
-    char buf[256] = "";
-    unsigned long e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, buf, sizeof buf);
-    ERR_clear_error();
-    return ck_error_set(err, CK_E_USAGE, "%s %s: %s", what, file ? file : "", buf);
-}
-
-/* Client certificates are requested, never required, and a bad one does not fail the
- * handshake: as in kube-apiserver, an unverified client is simply anonymous (the verify result
- * is checked per connection in conn_tls_identity). */
-static int verify_accept_cb(int ok, X509_STORE_CTX *store)
-{
-    return 1;
-}
-
-static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                   const unsigned char *in, unsigned int inlen, void *arg)
-{
-    static const unsigned char ours[] = "\x08http/1.1";
-    unsigned char *sel = NULL;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;            /* e.g. h2 only: proceed without ALPN */
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
-}
-
-static SSL_CTX *tls_setup(const ck_httpd_config *cfg, ck_error **err)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) {
-        ssl_err(err, "SSL_CTX_new", NULL);
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"ckube", 5);
-    /* an idle connection (every informer's watch) gives back its ~34 KiB of record buffers;
-     * they are taken again from malloc when traffic comes */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    /* TLS 1.3: AES-128-GCM first, as Go servers (kube-apiserver, kubelet) choose on hardware
-     * with AES; OpenSSL's default order would pick AES-256-GCM, ~15% more cipher work for the
-     * bulk of exec and port-forward streams */
-    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
-                                  "TLS_CHACHA20_POLY1305_SHA256");
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
-        ssl_err(err, "loading serving certificate", cfg->cert_file);
-        goto fail;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(ctx) != 1) {
-        ssl_err(err, "loading serving key", cfg->key_file);
-        goto fail;
-    }
-    if (cfg->client_ca_file) {
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->client_ca_file);
-        if (!names || SSL_CTX_load_verify_locations(ctx, cfg->client_ca_file, NULL) != 1) {
-            if (names)
-                sk_X509_NAME_pop_free(names, X509_NAME_free);
-            ssl_err(err, "loading client CA", cfg->client_ca_file);
-            goto fail;
+    while (!__atomic_load_n(&h->io_quit, __ATOMIC_ACQUIRE)) {
+        /* about to sleep: say so, then look at the list once more (pairs with the writer's
+         * push-then-load in schedule_wake_locked) */
+        __atomic_store_n(&h->io_idle, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&h->wake_head, __ATOMIC_SEQ_CST)) {
+            io_awake(h);
+            drain_wakes(h);
+            continue;
         }
-        SSL_CTX_set_client_CA_list(ctx, names);
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept_cb);
+        event_base_loop(h->base, EVLOOP_ONCE);
     }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
-    return ctx;
-fail:
-    SSL_CTX_free(ctx);
     return NULL;
 }
 
@@ -1284,7 +1285,7 @@ static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
 static void evthread_init(void)
 {
     evthread_use_pthreads();
-    /* libevent (writev) and OpenSSL (write) do not use MSG_NOSIGNAL: a peer that vanished must
+    /* connio writes with plain writev (evbuffer_write), not MSG_NOSIGNAL: a peer that vanished must
      * be an EPIPE error, not a process-killing signal.  Leave a handler someone installed. */
     struct sigaction sa;
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
@@ -1303,6 +1304,7 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     }
     pthread_once(&evthread_once, evthread_init);
     ck_httpd *h = xcalloc(1, sizeof *h);
+    h->wake_fd = -1;
     h->cfg = *cfg;
     if (h->cfg.workers <= 0)
         h->cfg.workers = DEFAULT_WORKERS;
@@ -1326,11 +1328,23 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     h->hub->refs = 1;
     pthread_mutex_init(&h->hub->mu, NULL);
 
-    if (cfg->cert_file && !(h->ssl_ctx = tls_setup(cfg, err)))
+    if (cfg->cert_file &&
+        !(h->ssl_ctx = ck_connio_tls_server_ctx(cfg->cert_file, cfg->key_file,
+                                                cfg->client_ca_file, err)))
         goto fail;
     h->base = h->hub->base = event_base_new();
     if (!h->base) {
         ck_error_set(err, CK_E_INTERNAL, "httpd: event_base_new failed");
+        goto fail;
+    }
+    h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->wake_fd < 0) {
+        ck_error_sys(err, CK_E_INTERNAL, "httpd: eventfd");
+        goto fail;
+    }
+    h->wake_ev = event_new(h->base, h->wake_fd, EV_READ | EV_PERSIST | EV_ET, wake_ev_cb, h);
+    if (!h->wake_ev || event_add(h->wake_ev, NULL) != 0) {
+        ck_error_set(err, CK_E_INTERNAL, "httpd: cannot watch the wake eventfd");
         goto fail;
     }
     const char *addr = cfg->bind_addr ? cfg->bind_addr : "127.0.0.1";
@@ -1401,7 +1415,8 @@ void ck_httpd_stop(ck_httpd *h)
     if (!h)
         return;
     if (h->io_started) {
-        event_base_loopbreak(h->base);
+        __atomic_store_n(&h->io_quit, 1, __ATOMIC_RELEASE);
+        wake_io_thread(h);
         pthread_join(h->io_thread, NULL);
     }
     if (h->lis)
@@ -1423,6 +1438,11 @@ void ck_httpd_stop(ck_httpd *h)
         h->qhead = r->qnext;
         resp_free(r);
     }
+    drain_wakes(h);                   /* every connection is closed: this only drops refs */
+    if (h->wake_ev)
+        event_free(h->wake_ev);
+    if (h->wake_fd >= 0)
+        close(h->wake_fd);
     pthread_mutex_lock(&h->hub->mu);
     h->hub->base = NULL;              /* from now on late on_close runs on the caller's thread */
     pthread_mutex_unlock(&h->hub->mu);

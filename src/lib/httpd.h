@@ -1,7 +1,7 @@
 /* httpd.h - the HTTP/1.1 server under the API server and the kubelet.
  *
- * Why our own framing: see docs/http.md.  Shape: one I/O thread (libevent, TLS through
- * bufferevent_openssl) parses requests with hard limits; each complete request is handed to a
+ * Why our own framing: see docs/http.md.  Shape: one I/O thread (libevent; sockets and TLS
+ * through lib/connio, which writes at once and reads once a wake) parses requests with hard limits; each complete request is handed to a
  * worker thread pool, so a handler may block (on the store) without stalling other connections.
  * Long responses (watch, logs -f) are streams that any thread may write to later; upgraded
  * connections (101: websocket, SPDY) become raw byte tunnels.  No thread per connection or watch.
@@ -78,8 +78,8 @@ typedef struct ck_httpd_config {
 } ck_httpd_config;
 
 /* Zero config fields take the defaults.  cfg's strings are not kept after start returns.  The
- * first start sets SIGPIPE to ignored if it is at its default (libevent and OpenSSL write with
- * plain write/writev), and enables libevent's pthread locking for the whole process. */
+ * first start sets SIGPIPE to ignored if it is at its default (connio writes with
+ * plain writev), and enables libevent's pthread locking for the whole process. */
 ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err);
 int ck_httpd_port(ck_httpd *h);
 /* Closes every connection (on_close for open streams), waits for running handlers, joins the

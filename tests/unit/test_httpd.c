@@ -228,6 +228,14 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         t_signal();
         pthread_mutex_unlock(&T.mu);
         detach(late_stream, resp);
+    } else if (!strcmp(p, "/big")) {
+        /* n bytes of a pattern whose every position can be checked: byte i is 'a' + i % 23 */
+        cleanup_free char *nq = ck_http_query_param(req->query, "n");
+        size_t n = nq ? strtoul(nq, NULL, 10) : 0;
+        cleanup_free char *body = xmalloc(n + 1);
+        for (size_t i = 0; i < n; i++)
+            body[i] = (char)('a' + i % 23);
+        ck_http_respond(resp, 200, "application/octet-stream", NULL, body, n);
     } else if (!strcmp(p, "/defer")) {
         detach(deferred_answer, resp);      /* answered from another thread, after we return */
     } else if (!strcmp(p, "/slow")) {
@@ -353,6 +361,15 @@ static int count_substr(const char *s, const char *sub)
     for (const char *p = s; p && (p = strstr(p, sub)); p += strlen(sub))
         n++;
     return n;
+}
+
+/* Is b (len n) the /big pattern? */
+static bool big_ok(const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (char)('a' + i % 23))
+            return false;
+    return true;
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -1092,6 +1109,114 @@ static void test_deferred_answer(void **state)
 
 /* ---- TLS ---------------------------------------------------------------------------------- */
 
+/* A response far larger than the socket buffers, to a client that does not read at first: the
+ * direct write stops at EAGAIN, the rest goes out on EV_WRITE, byte-exact; then the same
+ * connection serves the next request (written directly again). */
+static void test_large_response_after_eagain(void **state)
+{
+    ck_httpd *h = start_plain();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 16 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ck_httpd_port(h))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    size_t n = 8u << 20;
+    cleanup_free char *req = xasprintf("GET /big?n=%zu HTTP/1.1\r\nHost: x\r\n\r\n", n);
+    raw_send(fd, req, strlen(req));
+    usleep(300 * 1000);                           /* the server meets a full socket */
+    ck_buf r;
+    ck_buf_init(&r, 16u << 20);
+    int64_t deadline = ck_now_ns() + 10LL * 1000000000;
+    const char *body = NULL;
+    while (ck_now_ns() < deadline) {
+        raw_read(fd, &r, NULL, 50);
+        body = r.data ? strstr(r.data, "\r\n\r\n") : NULL;
+        if (body && r.len - (size_t)(body + 4 - r.data) >= n)
+            break;
+    }
+    assert_non_null(body);
+    body += 4;
+    assert_int_equal(r.len - (size_t)(body - r.data), n);
+    assert_true(big_ok(body, n));
+    cleanup_free char *cl = xasprintf("Content-Length: %zu\r\n", n);
+    assert_non_null(strstr(r.data, cl));
+    ck_buf_reset(&r);
+    const char *req2 = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_send(fd, req2, strlen(req2));
+    raw_read(fd, &r, "remote=", 3000);
+    assert_true(!strncmp(r.data, "HTTP/1.1 200 ", 13));
+    ck_buf_free(&r);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
+/* Many writer threads fan events out to many streams at once (the wake list under contention):
+ * every client gets every event, each writer's events in its order. */
+struct fan {
+    int id, nstreams, events;
+};
+
+static void *fan_writer(void *arg)
+{
+    struct fan *f = arg;
+    for (int e = 0; e < f->events; e++) {
+        char line[64];
+        int n = snprintf(line, sizeof line, "w%d-e%04d\n", f->id, e);
+        for (int i = 0; i < f->nstreams; i++)
+            assert_int_equal(ck_http_stream_write(T.many[i], line, (size_t)n), 0);
+        if (e % 50 == 0)
+            usleep(1000);                         /* let the I/O thread fall asleep sometimes */
+    }
+    return NULL;
+}
+
+static void test_many_wakes(void **state)
+{
+    ck_httpd *h = start_plain();
+    enum { N = 64, W = 8, E = 200 };
+    int fds[N];
+    const char *req = "GET /many HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(ck_httpd_port(h));
+        raw_send(fds[i], req, strlen(req));
+    }
+    assert_int_equal(t_wait_int(&T.nmany, N, 10000), N);
+    pthread_t th[W];
+    struct fan f[W];
+    for (int w = 0; w < W; w++) {
+        f[w] = (struct fan){.id = w, .nstreams = N, .events = E};
+        assert_int_equal(pthread_create(&th[w], NULL, fan_writer, &f[w]), 0);
+    }
+    for (int w = 0; w < W; w++)
+        pthread_join(th[w], NULL);
+    for (int i = 0; i < N; i++)
+        ck_http_stream_end(T.many[i]);
+    for (int i = 0; i < N; i++) {
+        ck_buf r;
+        ck_buf_init(&r, 1 << 20);
+        raw_read(fds[i], &r, "\r\n0\r\n\r\n", 10000);
+        assert_non_null(r.data);
+        assert_int_equal(count_substr(r.data, "-e"), W * E);
+        for (int w = 0; w < W; w++) {             /* per writer, in order */
+            const char *p = r.data;
+            for (int e = 0; e < E; e++) {
+                char line[64];
+                snprintf(line, sizeof line, "w%d-e%04d\n", w, e);
+                p = strstr(p, line);
+                assert_non_null(p);
+            }
+        }
+        ck_buf_free(&r);
+    }
+    assert_int_equal(t_wait_int(&T.closes, N, 5000), N);
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+        ck_http_stream_release(T.many[i]);
+    }
+    ck_httpd_stop(h);
+}
+
 static char tls_dir[64];
 
 static int sh(const char *fmt, ...)
@@ -1227,6 +1352,124 @@ static bool tls_read(SSL *ssl, ck_buf *out, const char *until)
     }
 }
 
+/* Records as the server's reads see them: a record split over several TCP segments (header and
+ * body apart, even a 1-byte piece), two requests' records in one segment (both served, in order),
+ * and a 100 KB body of seven records in one go; then a large answer back. */
+static void test_tls_split_records(void **state)
+{
+    cleanup_free char *crt = xasprintf("%s/server.crt", tls_dir);
+    cleanup_free char *key = xasprintf("%s/server.key", tls_dir);
+    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key});
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int fd = raw_connect(ck_httpd_port(h));
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+    assert_int_equal(SSL_connect(ssl), 1);
+    /* from now on the client's records go to a memory BIO; we send its bytes as we like */
+    BIO *mem = BIO_new(BIO_s_mem());
+    SSL_set0_wbio(ssl, mem);
+    const char *req = "GET /echo?split=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    char *wire;
+    long wn = BIO_get_mem_data(mem, &wire);
+    assert_true(wn > 10);
+    const long cuts[] = {1, 3, 2, 5, 1};          /* header in pieces, then the body in two */
+    long off = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(cuts); i++) {
+        raw_send(fd, wire + off, (size_t)cuts[i]);
+        off += cuts[i];
+        usleep(20 * 1000);
+    }
+    raw_send(fd, wire + off, (size_t)(wn - off));
+    (void)BIO_reset(mem);
+    ck_buf r;
+    ck_buf_init(&r, 16u << 20);
+    tls_read(ssl, &r, "remote=127.0.0.1:");
+    assert_true(!strncmp(r.data, "HTTP/1.1 200 ", 13));
+    assert_non_null(strstr(r.data, "GET /echo q=split=1"));
+    ck_buf_reset(&r);
+
+    /* two requests, each its own record, in one segment */
+    const char *r1 = "GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *r2 = "GET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(SSL_write(ssl, r1, (int)strlen(r1)), (int)strlen(r1));
+    assert_int_equal(SSL_write(ssl, r2, (int)strlen(r2)), (int)strlen(r2));
+    wn = BIO_get_mem_data(mem, &wire);
+    raw_send(fd, wire, (size_t)wn);
+    (void)BIO_reset(mem);
+    tls_read(ssl, &r, "q=n=2");
+    char *a = strstr(r.data, "q=n=1"), *b = strstr(r.data, "q=n=2");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(a < b);
+    ck_buf_reset(&r);
+
+    /* a 100 KB body: seven records arriving together, more than one read's worth */
+    size_t bn = 100 * 1000;
+    cleanup_free char *body = xmalloc(bn);
+    for (size_t i = 0; i < bn; i++)
+        body[i] = (char)('a' + i % 23);
+    cleanup_free char *hdr = xasprintf("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", bn);
+    assert_int_equal(SSL_write(ssl, hdr, (int)strlen(hdr)), (int)strlen(hdr));
+    assert_int_equal(SSL_write(ssl, body, (int)bn), (int)bn);
+    wn = BIO_get_mem_data(mem, &wire);
+    raw_send(fd, wire, (size_t)wn);
+    (void)BIO_reset(mem);
+    cleanup_free char *cl = xasprintf("Content-Length: %zu\r\n", bn);
+    int64_t deadline = ck_now_ns() + 5LL * 1000000000;
+    const char *got = NULL;
+    while (ck_now_ns() < deadline) {
+        char buf[16384];
+        int rn = SSL_read(ssl, buf, sizeof buf);
+        if (rn <= 0)
+            break;
+        ck_buf_add(&r, buf, (size_t)rn);
+        got = strstr(r.data, "\r\n\r\n");
+        if (got && r.len - (size_t)(got + 4 - r.data) >= bn)
+            break;
+    }
+    assert_non_null(got);
+    assert_non_null(strstr(r.data, cl));
+    assert_int_equal(r.len - (size_t)(got + 4 - r.data), bn);
+    assert_true(big_ok(got + 4, bn));
+    ck_buf_reset(&r);
+
+    /* 4 MiB back (hundreds of records, the socket fills), still byte-exact */
+    size_t big = 4u << 20;
+    cleanup_free char *breq = xasprintf("GET /big?n=%zu HTTP/1.1\r\nHost: x\r\n\r\n", big);
+    assert_int_equal(SSL_write(ssl, breq, (int)strlen(breq)), (int)strlen(breq));
+    wn = BIO_get_mem_data(mem, &wire);
+    raw_send(fd, wire, (size_t)wn);
+    (void)BIO_reset(mem);
+    usleep(200 * 1000);
+    got = NULL;
+    deadline = ck_now_ns() + 10LL * 1000000000;
+    while (ck_now_ns() < deadline) {
+        char buf[16384];
+        int rn = SSL_read(ssl, buf, sizeof buf);
+        if (rn <= 0)
+            break;
+        ck_buf_add(&r, buf, (size_t)rn);
+        got = strstr(r.data, "\r\n\r\n");
+        if (got && r.len - (size_t)(got + 4 - r.data) >= big)
+            break;
+    }
+    assert_non_null(got);
+    assert_int_equal(r.len - (size_t)(got + 4 - r.data), big);
+    assert_true(big_ok(got + 4, big));
+    ck_buf_free(&r);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    ck_httpd_stop(h);
+}
+
 /* Streams, tunnels and refusals over TLS: the paths kubectl watch / exec / apply really take. */
 static void test_tls_streams_and_tunnel(void **state)
 {
@@ -1313,8 +1556,11 @@ int main(void)
         cmocka_unit_test(test_many_idle_connections),
         cmocka_unit_test(test_many_streams),
         cmocka_unit_test(test_deferred_answer),
+        cmocka_unit_test(test_large_response_after_eagain),
+        cmocka_unit_test(test_many_wakes),
         cmocka_unit_test_setup_teardown(test_tls_client_certs, tls_setup, tls_teardown),
         cmocka_unit_test_setup_teardown(test_tls_streams_and_tunnel, tls_setup, tls_teardown),
+        cmocka_unit_test_setup_teardown(test_tls_split_records, tls_setup, tls_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -25,6 +25,7 @@
 #include "client/leader.h"
 #include "client/workqueue.h"
 #include "commands.h"
+#include "hollow/hollow.h"
 #include "lib/flags.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -188,11 +189,25 @@ static void lease_send(hollow *h, const char *name, bool create)
                    create ? NULL : "application/merge-patch+json", lease_done, j);
 }
 
+static bool pod_ready(const json_t *pod);
+
+bool ck_hollow_pod_needs_sync(const json_t *pod)
+{
+    if (json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp"))
+        return true;                       /* to finalize */
+    const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
+    if (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")))
+        return false;                      /* final */
+    return !phase || strcmp(phase, "Running") || !pod_ready(pod);
+}
+
 static void enqueue_pod(void *ctx, json_t *pod)
 {
     hollow *h = ctx;
     const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
-    if (!ours(h, node))
+    /* our own report coming back (Running and Ready) needs nothing: not queued, so no worker
+     * wakes for a third of all pod events */
+    if (!ours(h, node) || !ck_hollow_pod_needs_sync(pod))
         return;
     char *key = ck_informer_key(pod);
     ck_workqueue_add(h->queue, key);

@@ -54,7 +54,10 @@ static void share_unlock(CURL *h, curl_lock_data data, void *userp)
     pthread_mutex_unlock(&((ck_client *)userp)->share_lock[data]);
 }
 
-static struct curl_slist *header_list(const ck_client *c, const char *content_type)
+/* accept false: no Accept header at all ("Accept:" tells libcurl not to add its own), for
+ * writes whose answer is not read: libcurl prints every header byte by byte, ~100 instructions
+ * a byte. */
+static struct curl_slist *header_list(const ck_client *c, const char *content_type, bool accept)
 {
     struct curl_slist *l = NULL;
     if (c->kc.token) {
@@ -62,7 +65,7 @@ static struct curl_slist *header_list(const ck_client *c, const char *content_ty
         l = curl_slist_append(l, auth);
         OPENSSL_cleanse(auth, strlen(auth));
     }
-    l = curl_slist_append(l, "Accept: application/json");
+    l = curl_slist_append(l, accept ? "Accept: application/json" : "Accept:");
     if (content_type) {
         cleanup_free char *ct = xasprintf("Content-Type: %s", content_type);
         l = curl_slist_append(l, ct);
@@ -105,8 +108,8 @@ ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_err
                                              "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"};
     for (size_t i = 0; i < ARRAY_SIZE(proxy_vars); i++)
         c->env_proxy |= getenv(proxy_vars[i]) != NULL;
-    c->hdr_plain = header_list(c, NULL);
-    c->hdr_json = header_list(c, "application/json");
+    c->hdr_plain = header_list(c, NULL, true);
+    c->hdr_json = header_list(c, "application/json", true);
     return c;
 }
 
@@ -304,7 +307,7 @@ static json_t *request_text(ck_client *c, const char *method, const char *path,
     setup_target(c, h, method, path);
     if (payload) {
         if (content_type && strcmp(content_type, "application/json"))
-            headers = header_list(c, content_type);
+            headers = header_list(c, content_type, true);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers ? headers : c->hdr_json);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)payload_len);
@@ -688,7 +691,8 @@ struct ck_sender {
     bool polling, stop;
     CURL **free_h;                /* configured handles not in a transfer */
     int nfree;
-    struct curl_slist *hdr_merge; /* merge patches, the most common unusual type */
+    /* without Accept (the answers are not read): JSON and merge patches, the usual types */
+    struct curl_slist *hdr_json, *hdr_merge;
 };
 
 static void sreq_free(sreq *r)
@@ -819,7 +823,8 @@ ck_sender *ck_sender_new(ck_client *c, int conns)
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)s->conns);
     curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s->conns);
     s->free_h = xcalloc((size_t)s->conns, sizeof(CURL *));
-    s->hdr_merge = header_list(c, "application/merge-patch+json");
+    s->hdr_json = header_list(c, "application/json", false);
+    s->hdr_merge = header_list(c, "application/merge-patch+json", false);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
     pthread_create(&s->th, NULL, sender_main, s);
@@ -838,11 +843,11 @@ void ck_sender_send(ck_sender *s, const char *method, const char *path, char *bo
     r->ctx = ctx;
     ck_buf_init(&r->resp, CLIENT_MAX_RESPONSE);
     if (!content_type || !strcmp(content_type, "application/json"))
-        r->hdr = s->c->hdr_json;
+        r->hdr = s->hdr_json;
     else if (!strcmp(content_type, "application/merge-patch+json"))
         r->hdr = s->hdr_merge;
     else
-        r->hdr = r->own_hdr = header_list(s->c, content_type);
+        r->hdr = r->own_hdr = header_list(s->c, content_type, false);
     pthread_mutex_lock(&s->lock);
     if (s->tail)
         s->tail->next = r;
@@ -888,8 +893,11 @@ void ck_sender_free(ck_sender *s)
         curl_easy_cleanup(s->free_h[i]);
     curl_multi_cleanup(s->multi);
     free(s->free_h);
+    if (s->hdr_json)
+        OPENSSL_cleanse(s->hdr_json->data, strlen(s->hdr_json->data));
     if (s->hdr_merge)
         OPENSSL_cleanse(s->hdr_merge->data, strlen(s->hdr_merge->data));
+    curl_slist_free_all(s->hdr_json);
     curl_slist_free_all(s->hdr_merge);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->idle);

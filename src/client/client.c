@@ -487,6 +487,8 @@ struct watch_state {
     ck_client_watch_cb cb;
     void *ctx;
     const ck_jsonpick *keep;   /* decode only these parts of each event (NULL: all) */
+    const ck_jsonpick *light;  /* the first look (ck_client_watch_peek), or NULL */
+    ck_client_watch_peek_cb peek;
     const volatile bool *cancel;
     bool stopped;        /* the callback asked to stop */
     bool expired;        /* the server sent a 410 ERROR event */
@@ -495,10 +497,37 @@ struct watch_state {
     CURL *h;
 };
 
+/* The first look of a peeking watch: true when the event is to be decoded with the full keep
+ * list and delivered, false when the peek dealt with it (or stop said to end: *go_on). */
+static bool first_look(struct watch_state *w, const char *text, size_t len, bool *go_on)
+{
+    ck_error *perr = NULL;
+    json_t *ev = ck_jsonpick_parse(text, len, w->light, &perr);
+    if (!ev) {
+        ck_error_free(perr);
+        return true;             /* the full decode reports it */
+    }
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *obj = json_object_get(ev, "object");
+    bool full = true;
+    if (type && obj && strcmp(type, "ERROR") && strcmp(type, "BOOKMARK"))
+        full = w->peek(w->ctx, type, obj, go_on);
+    json_decref(ev);
+    return full;
+}
+
 static bool deliver_line(struct watch_state *w, const char *text, size_t len)
 {
     if (len == 0)
         return true;
+    if (w->light) {
+        bool go_on = true;
+        if (!first_look(w, text, len, &go_on)) {
+            if (!go_on)
+                w->stopped = true;
+            return go_on;
+        }
+    }
     json_error_t jerr;
     json_t *ev;
     if (w->keep) {
@@ -585,7 +614,16 @@ int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep
                          ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
                          ck_error **err)
 {
-    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep};
+    return ck_client_watch_peek(c, path, NULL, NULL, keep, cb, ctx, cancel, err);
+}
+
+int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *light,
+                         ck_client_watch_peek_cb peek, const ck_jsonpick *keep,
+                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_error **err)
+{
+    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep,
+                            .light = peek ? light : NULL, .peek = peek};
     ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
     CURL *h = curl_easy_init();
     w.h = h;

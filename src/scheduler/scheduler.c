@@ -142,6 +142,16 @@ static const ck_jsonpick pod_status_keep[] = {
 static const ck_jsonpick pod_keep[] = {
     {"apiVersion", NULL}, {"kind", NULL}, {"metadata", pod_md_keep}, {"spec", pod_spec_keep},
     {"status", pod_status_keep}, {NULL, NULL}};
+/* The first look at a pod update (ck_informer_set_light): what sc_sched_placed_unchanged reads.
+ * Two pod events in three (our binding coming back, the kubelet's status report) end there. */
+static const ck_jsonpick light_md_keep[] = {
+    {"name", NULL}, {"namespace", NULL}, {"uid", NULL}, {"labels", NULL},
+    {"resourceVersion", NULL}, {"deletionTimestamp", NULL}, {NULL, NULL}};
+static const ck_jsonpick light_spec_keep[] = {{"nodeName", NULL}, {NULL, NULL}};
+static const ck_jsonpick light_status_keep[] = {{"phase", NULL}, {NULL, NULL}};
+static const ck_jsonpick pod_light_keep[] = {
+    {"metadata", light_md_keep}, {"spec", light_spec_keep}, {"status", light_status_keep},
+    {NULL, NULL}};
 static const ck_jsonpick node_md_keep[] = {
     {"name", NULL}, {"uid", NULL}, {"labels", NULL}, {"resourceVersion", NULL}, {NULL, NULL}};
 static const ck_jsonpick node_cond_keep[] = {{"type", NULL}, {"status", NULL}, {NULL, NULL}};
@@ -261,6 +271,11 @@ static void pod_changed(sc_sched *s, json_t *obj, bool is_new)
     if (active + backoff + unsched >= SC_COMPACT_QUEUED)
         sc_pod_compact(p);
     sc_queue_add(s->queue, p);
+}
+
+static bool consume_pod_update(void *ctx, json_t *light)
+{
+    return sc_sched_placed_unchanged(ctx, light);
 }
 
 static void on_pod_add(void *ctx, json_t *obj)
@@ -538,6 +553,7 @@ int cmd_scheduler(int argc, char **argv)
     ck_informer_set_transform(s.pods_inf, trim_pod);
     ck_informer_set_keep(s.pods_inf, pod_keep);
     ck_informer_set_cache_stubs(s.pods_inf, true);
+    ck_informer_set_light(s.pods_inf, pod_light_keep, consume_pod_update);
     ck_informer_start(s.pods_inf);
     ck_informer_wait_synced(s.pods_inf, 30000);
 

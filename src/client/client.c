@@ -501,6 +501,12 @@ struct watch_state {
  * list and delivered, false when the peek dealt with it (or stop said to end: *go_on). */
 static bool first_look(struct watch_state *w, const char *text, size_t len, bool *go_on)
 {
+    /* the API server writes the type first: an event that is not an update is not worth a
+     * light pass (it would be decoded twice) */
+    static const char prefix[] = "{\"type\":\"";
+    if (len > sizeof prefix + 8 && !memcmp(text, prefix, sizeof prefix - 1) &&
+        memcmp(text + sizeof prefix - 1, "MODIFIED\"", 9))
+        return true;
     ck_error *perr = NULL;
     json_t *ev = ck_jsonpick_parse(text, len, w->light, &perr);
     if (!ev) {
@@ -510,7 +516,7 @@ static bool first_look(struct watch_state *w, const char *text, size_t len, bool
     const char *type = json_string_value(json_object_get(ev, "type"));
     json_t *obj = json_object_get(ev, "object");
     bool full = true;
-    if (type && obj && strcmp(type, "ERROR") && strcmp(type, "BOOKMARK"))
+    if (type && obj && !strcmp(type, "MODIFIED"))
         full = w->peek(w->ctx, type, obj, go_on);
     json_decref(ev);
     return full;

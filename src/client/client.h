@@ -109,10 +109,11 @@ int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep
 typedef bool (*ck_client_watch_peek_cb)(void *ctx, const char *type, json_t *light_object,
                                         bool *go_on);
 
-/* As ck_client_watch_pick, each ADDED/MODIFIED/DELETED event first decoded with `light` (an
- * event-line keep list naming fewer fields than keep) and shown to peek: events a consumer
- * can tell apart from a few fields (its own writes coming back) skip the full decode.  The
- * light pass still scans the line once; a line it cannot decode goes the full way. */
+/* As ck_client_watch_pick, each MODIFIED event first decoded with `light` (an event-line keep
+ * list naming fewer fields than keep) and shown to peek: updates a consumer can tell apart from
+ * a few fields (its own writes coming back) skip the full decode.  The light pass still scans
+ * the line once; a line it cannot decode goes the full way, and other events (told by the
+ * line's first member when it is the type, as the API server writes it) go straight to it. */
 int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *light,
                          ck_client_watch_peek_cb peek, const ck_jsonpick *keep,
                          ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,

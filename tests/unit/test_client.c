@@ -46,13 +46,16 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         ck_http_stream_release(s);
         return;
     }
-    if (!strcmp(req->path, "/watch2")) {      /* three events, then the end */
+    if (!strcmp(req->path, "/watch2")) {      /* five events, then the end */
         ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL, NULL, NULL);
         static const char *const evs[] = {
             "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},\"spec\":{\"big\":[1]}}}\n",
             "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},\"spec\":{\"big\":[2]}}}\n",
-            "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"b\",\"uid\":\"v\"},\"spec\":{\"big\":[3]}}}\n"};
-        for (size_t i = 0; i < 3; i++)
+            "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"b\",\"uid\":\"v\"},\"spec\":{\"big\":[3]}}}\n",
+            /* the type not first: only the light pass can tell */
+            "{\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},\"spec\":{\"big\":[4]}},\"type\":\"MODIFIED\"}\n",
+            "{\"object\":{\"metadata\":{\"name\":\"c\",\"uid\":\"w\"},\"spec\":{\"big\":[5]}},\"type\":\"DELETED\"}\n"};
+        for (size_t i = 0; i < 5; i++)
             ck_http_stream_write(s, evs[i], strlen(evs[i]));
         ck_http_stream_end(s);
         ck_http_stream_release(s);
@@ -287,9 +290,10 @@ static void test_watch_pick(void **state)
     ck_httpd_stop(srv);
 }
 
-/* A peeking watch: every event is first shown to peek in its light form (the name only); what
+/* A peeking watch: every update is first shown to peek in its light form (the name only); what
  * peek deals with (MODIFIED a) never reaches the callback, the rest arrive decoded with the
- * full keep list. */
+ * full keep list.  Adds and deletes are never peeked at, whether the line says its type first
+ * (no light pass at all) or last. */
 typedef struct peeked {
     int n;
     char seen[4][32];            /* "TYPE name" as peek saw them */
@@ -333,13 +337,14 @@ static void test_watch_peek(void **state)
     ck_error *err = NULL;
     assert_int_equal(ck_client_watch_peek(c, "/watch2", light, on_peek, full, on_full, &p, NULL, &err), 0);
     assert_int_equal(p.n, 3);
-    assert_string_equal(p.seen[0], "ADDED a");
-    assert_string_equal(p.seen[1], "MODIFIED a");
-    assert_string_equal(p.seen[2], "MODIFIED b");
+    assert_string_equal(p.seen[0], "MODIFIED a");
+    assert_string_equal(p.seen[1], "MODIFIED b");
+    assert_string_equal(p.seen[2], "MODIFIED a");
     assert_true(p.light_only);
-    assert_int_equal(p.full, 2);
+    assert_int_equal(p.full, 3);
     assert_string_equal(p.got[0], "ADDED a 1");
     assert_string_equal(p.got[1], "MODIFIED b 3");
+    assert_string_equal(p.got[2], "DELETED c 5");
     ck_client_free(c);
     ck_httpd_stop(srv);
 }

@@ -13,7 +13,8 @@
  *
  * The client is lean so its CPU does not compete with what is measured: each create is a POST of
  * text printed from a template, sent through a ck_sender (client.h: --threads creates in flight
- * from one thread over as many kept-alive connections, the next one sent when one is answered),
+ * from one thread over as many kept-alive connections, the next one sent from the answer's
+ * callback on that thread, so no other thread wakes per create),
  * its 2xx answer the acknowledgement (the created pod is not decoded), and the watch decodes only
  * each event's name and nodeName (client/jsonpick.h).
  */
@@ -37,7 +38,8 @@ typedef struct bench {
     pthread_mutex_t lock;
     volatile bool stop;
     long create_errors;
-    long inflight;                /* creates sent, not answered; under lock */
+    long inflight;                /* chains of creates still sending; under lock */
+    long next;                    /* the next pod to create (atomic) */
     pthread_cond_t answered;
 } bench;
 
@@ -78,11 +80,38 @@ static int pod_text(const bench *b, long i, char *buf, size_t size)
 
 typedef struct create_ctx {
     bench *b;
+    ck_sender *snd;
     long i;
 } create_ctx;
 
+static void created(void *ctx, const ck_error *err);
+
+/* Queue the next create, if any is left (b->next counts them out).  Returns whether one was. */
+static bool send_next(bench *b, ck_sender *snd)
+{
+    for (;;) {
+        long i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->pods || b->stop)
+            return false;
+        char *body = xmalloc(2048);
+        int len = pod_text(b, i, body, 2048);
+        if (len < 0 || len >= 2048) {
+            fprintf(stderr, "create bench-%ld: pod text too long\n", i);
+            free(body);
+            __atomic_fetch_add(&b->create_errors, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        create_ctx *c = xmalloc(sizeof *c);
+        *c = (create_ctx){.b = b, .snd = snd, .i = i};
+        b->created_ns[i] = ck_now_ns();
+        ck_sender_send(snd, "POST", b->create_path, body, (size_t)len, NULL, created, c);
+        return true;
+    }
+}
+
 /* Each create is acknowledged by its 2xx answer; the created pod in it is not decoded (the
- * watch reports the binding). */
+ * watch reports the binding).  The next create is sent from here, on the sender's thread: no
+ * other thread wakes per create. */
 static void created(void *ctx, const ck_error *err)
 {
     create_ctx *c = ctx;
@@ -91,39 +120,31 @@ static void created(void *ctx, const ck_error *err)
         fprintf(stderr, "create bench-%ld: %s\n", c->i, err->msg);
         __atomic_fetch_add(&b->create_errors, 1, __ATOMIC_RELAXED);
     }
-    pthread_mutex_lock(&b->lock);
-    b->inflight--;
-    pthread_cond_signal(&b->answered);
-    pthread_mutex_unlock(&b->lock);
+    bool more = send_next(b, c->snd);
     free(c);
+    if (!more) {
+        pthread_mutex_lock(&b->lock);
+        if (--b->inflight == 0)
+            pthread_cond_signal(&b->answered);
+        pthread_mutex_unlock(&b->lock);
+    }
 }
 
 /* Keeps `threads` creates in flight until all are sent; returns when all are answered. */
 static void create_all(bench *b)
 {
     ck_sender *snd = ck_sender_new(b->c, (int)b->threads);
-    for (long i = 0; i < b->pods && !b->stop; i++) {
-        pthread_mutex_lock(&b->lock);
-        while (b->inflight >= b->threads)
-            pthread_cond_wait(&b->answered, &b->lock);
-        b->inflight++;
-        pthread_mutex_unlock(&b->lock);
-        char *body = xmalloc(2048);
-        int len = pod_text(b, i, body, 2048);
-        if (len < 0 || len >= 2048) {
-            fprintf(stderr, "create bench-%ld: pod text too long\n", i);
-            free(body);
-            __atomic_fetch_add(&b->create_errors, 1, __ATOMIC_RELAXED);
-            pthread_mutex_lock(&b->lock);
+    pthread_mutex_lock(&b->lock);
+    for (long k = 0; k < b->threads; k++) {
+        b->inflight++;                 /* a chain of creates, each sending the next */
+        if (!send_next(b, snd)) {
             b->inflight--;
-            pthread_mutex_unlock(&b->lock);
-            continue;
+            break;
         }
-        create_ctx *c = xmalloc(sizeof *c);
-        *c = (create_ctx){.b = b, .i = i};
-        b->created_ns[i] = ck_now_ns();
-        ck_sender_send(snd, "POST", b->create_path, body, (size_t)len, NULL, created, c);
     }
+    while (b->inflight > 0)
+        pthread_cond_wait(&b->answered, &b->lock);
+    pthread_mutex_unlock(&b->lock);
     ck_sender_drain(snd);
     ck_sender_free(snd);
 }

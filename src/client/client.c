@@ -27,6 +27,7 @@ struct ck_client {
     pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
     /* the headers of a request without and with a JSON body (Authorization when a token) */
     struct curl_slist *hdr_plain, *hdr_json;
+    bool env_proxy;              /* a proxy variable is set: libcurl must read the environment */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -53,7 +54,10 @@ static void share_unlock(CURL *h, curl_lock_data data, void *userp)
     pthread_mutex_unlock(&((ck_client *)userp)->share_lock[data]);
 }
 
-static struct curl_slist *header_list(const ck_client *c, const char *content_type)
+/* accept false: no Accept header at all ("Accept:" tells libcurl not to add its own), for
+ * writes whose answer is not read: libcurl prints every header byte by byte, ~100 instructions
+ * a byte. */
+static struct curl_slist *header_list(const ck_client *c, const char *content_type, bool accept)
 {
     struct curl_slist *l = NULL;
     if (c->kc.token) {
@@ -61,7 +65,7 @@ static struct curl_slist *header_list(const ck_client *c, const char *content_ty
         l = curl_slist_append(l, auth);
         OPENSSL_cleanse(auth, strlen(auth));
     }
-    l = curl_slist_append(l, "Accept: application/json");
+    l = curl_slist_append(l, accept ? "Accept: application/json" : "Accept:");
     if (content_type) {
         cleanup_free char *ct = xasprintf("Content-Type: %s", content_type);
         l = curl_slist_append(l, ct);
@@ -100,8 +104,12 @@ ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_err
         curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
         curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     }
-    c->hdr_plain = header_list(c, NULL);
-    c->hdr_json = header_list(c, "application/json");
+    static const char *const proxy_vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                                             "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"};
+    for (size_t i = 0; i < ARRAY_SIZE(proxy_vars); i++)
+        c->env_proxy |= getenv(proxy_vars[i]) != NULL;
+    c->hdr_plain = header_list(c, NULL, true);
+    c->hdr_json = header_list(c, "application/json", true);
     return c;
 }
 
@@ -223,6 +231,10 @@ static int setup_common(ck_client *c, CURL *h, ck_error **err)
      * parallel writers, one per watch); bodies we send are small */
     curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_setup);
+    /* libcurl looks the proxy variables up in the environment on every request (five getenv
+     * walks of environ); when none is set, say so once */
+    if (!c->env_proxy)
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     return 0;
 }
 
@@ -295,7 +307,7 @@ static json_t *request_text(ck_client *c, const char *method, const char *path,
     setup_target(c, h, method, path);
     if (payload) {
         if (content_type && strcmp(content_type, "application/json"))
-            headers = header_list(c, content_type);
+            headers = header_list(c, content_type, true);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers ? headers : c->hdr_json);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)payload_len);
@@ -475,6 +487,8 @@ struct watch_state {
     ck_client_watch_cb cb;
     void *ctx;
     const ck_jsonpick *keep;   /* decode only these parts of each event (NULL: all) */
+    const ck_jsonpick *light;  /* the first look (ck_client_watch_peek), or NULL */
+    ck_client_watch_peek_cb peek;
     const volatile bool *cancel;
     bool stopped;        /* the callback asked to stop */
     bool expired;        /* the server sent a 410 ERROR event */
@@ -483,10 +497,43 @@ struct watch_state {
     CURL *h;
 };
 
+/* The first look of a peeking watch: true when the event is to be decoded with the full keep
+ * list and delivered, false when the peek dealt with it (or stop said to end: *go_on). */
+static bool first_look(struct watch_state *w, const char *text, size_t len, bool *go_on)
+{
+    /* the API server writes the type first: an event that is not an update is not worth a
+     * light pass (it would be decoded twice) */
+    static const char prefix[] = "{\"type\":\"";
+    if (len > sizeof prefix + 8 && !memcmp(text, prefix, sizeof prefix - 1) &&
+        memcmp(text + sizeof prefix - 1, "MODIFIED\"", 9))
+        return true;
+    ck_error *perr = NULL;
+    json_t *ev = ck_jsonpick_parse(text, len, w->light, &perr);
+    if (!ev) {
+        ck_error_free(perr);
+        return true;             /* the full decode reports it */
+    }
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    json_t *obj = json_object_get(ev, "object");
+    bool full = true;
+    if (type && obj && !strcmp(type, "MODIFIED"))
+        full = w->peek(w->ctx, type, obj, go_on);
+    json_decref(ev);
+    return full;
+}
+
 static bool deliver_line(struct watch_state *w, const char *text, size_t len)
 {
     if (len == 0)
         return true;
+    if (w->light) {
+        bool go_on = true;
+        if (!first_look(w, text, len, &go_on)) {
+            if (!go_on)
+                w->stopped = true;
+            return go_on;
+        }
+    }
     json_error_t jerr;
     json_t *ev;
     if (w->keep) {
@@ -573,7 +620,16 @@ int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep
                          ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
                          ck_error **err)
 {
-    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep};
+    return ck_client_watch_peek(c, path, NULL, NULL, keep, cb, ctx, cancel, err);
+}
+
+int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *light,
+                         ck_client_watch_peek_cb peek, const ck_jsonpick *keep,
+                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_error **err)
+{
+    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep,
+                            .light = peek ? light : NULL, .peek = peek};
     ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
     CURL *h = curl_easy_init();
     w.h = h;
@@ -679,7 +735,8 @@ struct ck_sender {
     bool polling, stop;
     CURL **free_h;                /* configured handles not in a transfer */
     int nfree;
-    struct curl_slist *hdr_merge; /* merge patches, the most common unusual type */
+    /* without Accept (the answers are not read): JSON and merge patches, the usual types */
+    struct curl_slist *hdr_json, *hdr_merge;
 };
 
 static void sreq_free(sreq *r)
@@ -810,7 +867,8 @@ ck_sender *ck_sender_new(ck_client *c, int conns)
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)s->conns);
     curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s->conns);
     s->free_h = xcalloc((size_t)s->conns, sizeof(CURL *));
-    s->hdr_merge = header_list(c, "application/merge-patch+json");
+    s->hdr_json = header_list(c, "application/json", false);
+    s->hdr_merge = header_list(c, "application/merge-patch+json", false);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
     pthread_create(&s->th, NULL, sender_main, s);
@@ -829,11 +887,11 @@ void ck_sender_send(ck_sender *s, const char *method, const char *path, char *bo
     r->ctx = ctx;
     ck_buf_init(&r->resp, CLIENT_MAX_RESPONSE);
     if (!content_type || !strcmp(content_type, "application/json"))
-        r->hdr = s->c->hdr_json;
+        r->hdr = s->hdr_json;
     else if (!strcmp(content_type, "application/merge-patch+json"))
         r->hdr = s->hdr_merge;
     else
-        r->hdr = r->own_hdr = header_list(s->c, content_type);
+        r->hdr = r->own_hdr = header_list(s->c, content_type, false);
     pthread_mutex_lock(&s->lock);
     if (s->tail)
         s->tail->next = r;
@@ -879,8 +937,11 @@ void ck_sender_free(ck_sender *s)
         curl_easy_cleanup(s->free_h[i]);
     curl_multi_cleanup(s->multi);
     free(s->free_h);
+    if (s->hdr_json)
+        OPENSSL_cleanse(s->hdr_json->data, strlen(s->hdr_json->data));
     if (s->hdr_merge)
         OPENSSL_cleanse(s->hdr_merge->data, strlen(s->hdr_merge->data));
+    curl_slist_free_all(s->hdr_json);
     curl_slist_free_all(s->hdr_merge);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->idle);

@@ -103,6 +103,22 @@ int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep
                          ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
                          ck_error **err);
 
+/* A first look at an event (ck_client_watch_peek): return true to have it decoded with the full
+ * keep list and passed to the watch callback, false when the light form was enough (the
+ * callback is not called for it; set *go_on false to end the watch). */
+typedef bool (*ck_client_watch_peek_cb)(void *ctx, const char *type, json_t *light_object,
+                                        bool *go_on);
+
+/* As ck_client_watch_pick, each MODIFIED event first decoded with `light` (an event-line keep
+ * list naming fewer fields than keep) and shown to peek: updates a consumer can tell apart from
+ * a few fields (its own writes coming back) skip the full decode.  The light pass still scans
+ * the line once; a line it cannot decode goes the full way, and other events (told by the
+ * line's first member when it is the type, as the API server writes it) go straight to it. */
+int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *light,
+                         ck_client_watch_peek_cb peek, const ck_jsonpick *keep,
+                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_error **err);
+
 /* Map a metav1.Status reason to our error code (CK_E_INTERNAL when unknown). */
 enum ck_error_code ck_client_code_from_reason(const char *reason, long http_status);
 

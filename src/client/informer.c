@@ -22,6 +22,8 @@ struct ck_informer {
     bool stubs;
     ck_jsonpick list_keep[3], watch_keep[3];   /* set_keep: {items, *} / {object, *} */
     bool keep;
+    ck_jsonpick light_keep[3];                 /* set_light: {object, light}, {type} */
+    ck_informer_consume consume;
 
     pthread_mutex_t lock;
     pthread_cond_t synced_cond;
@@ -297,6 +299,29 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
     return !inf->stop;
 }
 
+/* The light look (ck_informer_set_light): a MODIFIED event of a cached object that the consumer
+ * deals with from its light form is only recorded (its resourceVersion) here. */
+static bool peek_event(void *ctx, const char *type, json_t *light, bool *go_on)
+{
+    ck_informer *inf = ctx;
+    *go_on = !inf->stop;
+    if (strcmp(type, "MODIFIED"))
+        return true;
+    const char *rv = obj_rv(light);
+    cleanup_free char *key = ck_informer_key(light);
+    pthread_mutex_lock(&inf->lock);
+    bool cached = json_object_get(inf->cache, key) != NULL;
+    pthread_mutex_unlock(&inf->lock);
+    if (!cached || !rv || !inf->consume(inf->ctx, light))
+        return true;
+    pthread_mutex_lock(&inf->lock);
+    json_object_set_new(inf->cache, key, json_string(rv));
+    free(inf->resource_version);
+    inf->resource_version = xstrdup(rv);
+    pthread_mutex_unlock(&inf->lock);
+    return false;
+}
+
 static void *informer_main(void *arg)
 {
     ck_informer *inf = arg;
@@ -323,8 +348,10 @@ static void *informer_main(void *arg)
                 300 + rand() % 300, inf->resource_version);
             pthread_mutex_unlock(&inf->lock);
             cleanup_free char *path = base_path(inf, extra);
-            if (ck_client_watch_pick(inf->client, path, inf->keep ? inf->watch_keep : NULL,
-                                     on_event, inf, &inf->stop, &err) == 0) {
+            if (ck_client_watch_peek(inf->client, path, inf->light_keep,
+                                     inf->consume ? peek_event : NULL,
+                                     inf->keep ? inf->watch_keep : NULL, on_event, inf,
+                                     &inf->stop, &err) == 0) {
                 backoff = 250;
                 continue;
             }
@@ -358,6 +385,16 @@ void ck_informer_set_keep(ck_informer *inf, const ck_jsonpick *keep)
     inf->watch_keep[0] = (ck_jsonpick){"object", keep};
     inf->watch_keep[1] = (ck_jsonpick){"*", NULL};
     inf->watch_keep[2] = (ck_jsonpick){NULL, NULL};
+}
+
+void ck_informer_set_light(ck_informer *inf, const ck_jsonpick *light, ck_informer_consume fn)
+{
+    if (!inf->stubs)
+        abort();                 /* a cached light object would be a wrong cache */
+    inf->consume = fn;
+    inf->light_keep[0] = (ck_jsonpick){"type", NULL};
+    inf->light_keep[1] = (ck_jsonpick){"object", light};
+    inf->light_keep[2] = (ck_jsonpick){NULL, NULL};
 }
 
 void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs)

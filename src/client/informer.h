@@ -47,6 +47,15 @@ void ck_informer_set_cache_stubs(ck_informer *inf, bool stubs);
  * informer): the parsing cost and the garbage of the rest are never paid.  The transform still
  * runs on what is decoded. */
 void ck_informer_set_keep(ck_informer *inf, const ck_jsonpick *keep);
+/* Optional, before start, after set_cache_stubs(true) (aborts otherwise): a first look at each
+ * watched MODIFIED event of a cached object, decoded with `light` (a keep list naming fewer
+ * fields than set_keep's: it must keep metadata.name, namespace and resourceVersion, and
+ * outlive the informer).  consume(ctx, light_obj) returns true when the consumer dealt with the
+ * update from those fields (its own write coming back, a status report it does not read): the
+ * cache records the new resourceVersion and no handler is called.  false: the event is decoded
+ * with the keep list and delivered as usual.  Adds, deletes and relists are never consumed. */
+typedef bool (*ck_informer_consume)(void *ctx, json_t *light_obj);
+void ck_informer_set_light(ck_informer *inf, const ck_jsonpick *light, ck_informer_consume fn);
 /* Strips metadata.managedFields: a ready-made transform. */
 void ck_informer_strip_managed_fields(void *ctx, json_t *obj);
 void ck_informer_start(ck_informer *inf);

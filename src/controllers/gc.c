@@ -98,8 +98,19 @@ static void index_refs(gcc *g, const json_t *obj, const char *ref, bool add)
 static void on_change(mon *mo, json_t *old, json_t *obj, bool gone)
 {
     gcc *g = mo->g;
-    cleanup_free char *ref = ref_of(mo, obj);
     const char *uid = cm_uid(obj);
+    json_t *refs = cm_get(obj, "metadata.ownerReferences"), *old_refs = cm_get(old, "metadata.ownerReferences");
+    /* an update that keeps the uid and the owners and does not start a deletion (status
+     * reports, Lease renewals: most events) leaves both indexes as they are */
+    if (old && !gone && !cm_deleting(obj) && uid && !strcmp(cm_uid(old) ?: "", uid) &&
+        (refs == old_refs || json_equal(refs, old_refs))) {
+        if (json_array_size(refs)) {
+            cleanup_free char *r = ref_of(mo, obj);
+            enqueue(g, 'a', r);
+        }
+        return;
+    }
+    cleanup_free char *ref = ref_of(mo, obj);
     pthread_mutex_lock(&g->lock);
     if (old)
         index_refs(g, old, ref, false);

@@ -228,7 +228,12 @@ static void h_pod_add(void *ctx, json_t *pod)
 
 static void h_pod_update(void *ctx, json_t *old, json_t *pod)
 {
-    idx_del(ctx, old);
+    /* same owners (the shared ownerReferences, or none; an update keeps the key, so the
+     * namespace too): same bucket, where idx_put replaces the entry; only a move needs the
+     * old one removed first */
+    json_t *oref = cm_get(old, "metadata.ownerReferences"), *nref = cm_get(pod, "metadata.ownerReferences");
+    if (!(oref == nref || json_equal(oref, nref)))
+        idx_del(ctx, old);
     idx_put(ctx, pod);
     on_pod_update(ctx, old, pod);
 }

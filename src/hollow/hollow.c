@@ -25,6 +25,7 @@
 #include "client/leader.h"
 #include "client/workqueue.h"
 #include "commands.h"
+#include "hollow/hollow.h"
 #include "lib/flags.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -188,14 +189,33 @@ static void lease_send(hollow *h, const char *name, bool create)
                    create ? NULL : "application/merge-patch+json", lease_done, j);
 }
 
+static bool pod_ready(const json_t *pod);
+static int report_running(hollow *h, const char *key, const json_t *pod, bool queued);
+
+bool ck_hollow_pod_needs_sync(const json_t *pod)
+{
+    if (json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp"))
+        return true;                       /* to finalize */
+    const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
+    if (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")))
+        return false;                      /* final */
+    return !phase || strcmp(phase, "Running") || !pod_ready(pod);
+}
+
 static void enqueue_pod(void *ctx, json_t *pod)
 {
     hollow *h = ctx;
     const char *node = json_string_value(json_object_get(json_object_get(pod, "spec"), "nodeName"));
-    if (!ours(h, node))
+    /* our own report coming back (Running and Ready) needs nothing: not queued, so no worker
+     * wakes for a third of all pod events */
+    if (!ours(h, node) || !ck_hollow_pod_needs_sync(pod))
         return;
     char *key = ck_informer_key(pod);
-    ck_workqueue_add(h->queue, key);
+    /* a status report is queued to the sender from here (its answer comes to report_done):
+     * no worker thread woken per pod; deletes (blocking) and retries go through the queue */
+    if (json_object_get(json_object_get(pod, "metadata"), "deletionTimestamp") ||
+        report_running(h, key, pod, false) < 0)
+        ck_workqueue_add(h->queue, key);
     free(key);
 }
 
@@ -268,24 +288,59 @@ static bool pod_ready(const json_t *pod)
 
 typedef struct status_job {
     hollow *h;
+    bool queued;                /* the key is in process in the queue (a worker sent it) */
     char key[];
 } status_job;
 
-/* The sender's answer to a status patch (its thread): the key's processing ends here. */
+/* The sender's answer to a status patch (its thread).  A queued key's processing ends here; a
+ * report sent straight from the informer is retried through the queue when it failed. */
 static void status_done(void *ctx, const ck_error *err)
 {
     status_job *j = ctx;
     hollow *h = j->h;
     const char *key = j->key;
-    if (!err || err->code == CK_E_NOT_FOUND) {
-        ck_workqueue_forget(h->queue, key);
-    } else {
-        if (err->code != CK_E_CONFLICT)
-            log_warn("pod %s: %s", key, err->msg);
+    bool ok = !err || err->code == CK_E_NOT_FOUND;
+    if (!ok && err->code != CK_E_CONFLICT)
+        log_warn("pod %s: %s", key, err->msg);
+    if (j->queued) {
+        if (ok)
+            ck_workqueue_forget(h->queue, key);
+        else
+            ck_workqueue_add_rate_limited(h->queue, key);
+        ck_workqueue_done(h->queue, key);
+    } else if (!ok && !h->stop) {
         ck_workqueue_add_rate_limited(h->queue, key);
     }
-    ck_workqueue_done(h->queue, key);
     free(j);
+}
+
+/* Queue the Running+Ready status patch of pod (key "ns/name") to the pod sender: 1 when sent
+ * (status_done finishes it), -1 with *err when the patch cannot be built. */
+static int report_running(hollow *h, const char *key, const json_t *pod, bool queued)
+{
+    const ck_resource *pods = res("", "pods");
+    const char *slash = strchr(key, '/');
+    if (!slash)
+        return -1;
+    /* a merge patch of the status alone, as a kubelet patches pods/status: the request carries
+     * ~1 KB instead of the whole pod, and neither side copies or prints it */
+    ck_buf patch;
+    ck_buf_init(&patch, 1024 * 1024);
+    if (running_patch(pod, &patch) < 0) {
+        ck_buf_free(&patch);
+        return -1;
+    }
+    cleanup_free char *ns = xstrndup(key, (size_t)(slash - key));
+    cleanup_free char *path = ck_client_path(pods, ns, slash + 1, "status");
+    /* the answer (the whole pod) is not read, so it is not decoded either */
+    size_t len = patch.len, klen = strlen(key);
+    status_job *j = xmalloc(sizeof *j + klen + 1);
+    j->h = h;
+    j->queued = queued;
+    memcpy(j->key, key, klen + 1);
+    ck_sender_send(h->pod_sender, "PATCH", path, ck_buf_steal(&patch), len,
+                   "application/merge-patch+json", status_done, j);
+    return 1;
 }
 
 /* Bring one pod to where a kubelet would: Running+Ready, or gone if being deleted.  A Running
@@ -315,32 +370,10 @@ static int sync_pod(hollow *h, const char *key, ck_error **err)
             rc = 0;
         }
         json_decref(opts);
-    } else {
-        const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"), "phase"));
-        /* Succeeded/Failed are final: a kubelet never brings a terminated pod back */
-        bool terminal = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
-        if (!terminal && (!phase || strcmp(phase, "Running") || !pod_ready(pod))) {
-            /* a merge patch of the status alone, as a kubelet patches pods/status: the request
-             * carries ~1 KB instead of the whole pod, and neither side copies or prints it */
-            ck_buf patch;
-            ck_buf_init(&patch, 1024 * 1024);
-            cleanup_free char *path = ck_client_path(pods, ns, name, "status");
-            if (running_patch(pod, &patch) < 0) {
-                ck_error_set(err, CK_E_INVALID, "pod %s: status patch over 1 MB", key);
-                ck_buf_free(&patch);
-                rc = -1;
-            } else {
-                /* the answer (the whole pod) is not read, so it is not decoded either; the
-                 * key stays in process until it comes (status_done) */
-                size_t len = patch.len, klen = strlen(key);
-                status_job *j = xmalloc(sizeof *j + klen + 1);
-                j->h = h;
-                memcpy(j->key, key, klen + 1);
-                ck_sender_send(h->pod_sender, "PATCH", path, ck_buf_steal(&patch), len,
-                               "application/merge-patch+json", status_done, j);
-                rc = 1;
-            }
-        }
+    } else if (ck_hollow_pod_needs_sync(pod)) {
+        rc = report_running(h, key, pod, true);
+        if (rc < 0)
+            ck_error_set(err, CK_E_INVALID, "pod %s: status patch over 1 MB", key);
     }
     json_decref(pod);
     return rc;

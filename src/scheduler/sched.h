@@ -398,6 +398,9 @@ void sc_preemption_release(sc_preemption *pr);
 
 /* ---- the running scheduler (scheduler.c) ---- */
 typedef struct sc_binder sc_binder;
+/* Queued pods are kept compact (sc_pod_compact) once this many wait. */
+#define SC_COMPACT_QUEUED 256
+
 typedef struct sc_sched {
     ck_client *client;
     const char *name;             /* --scheduler-name */
@@ -410,8 +413,16 @@ typedef struct sc_sched {
     ck_informer *pods_inf, *nodes_inf, *classes_inf, *pdbs_inf;
     /* counters (under lock) */
     uint64_t attempts, scheduled, unschedulable, bound, bind_failed, preemptions;
+    uint64_t confirmed;           /* assumed pods confirmed by their update without a compile */
     int64_t cycle_ns;             /* time spent in scheduling cycles */
 } sc_sched;
+
+/* Whether a pod update (obj, from the informer) needs no compile: the pod is placed (nodeName,
+ * not being deleted, not terminal) and the cache holds it on that node with the same labels,
+ * either confirmed (a kubelet's status report) or assumed by us with the same uid (our own
+ * binding coming back: then it is marked confirmed in place, unnominated and dropped from the
+ * queue).  Takes s->lock. */
+bool sc_sched_placed_unchanged(sc_sched *s, const json_t *obj);
 
 /* Look a pod's priority class up in the PriorityClass informer (sc_priority_lookup). */
 int sc_sched_priority(void *ctx, const char *class_name, int32_t *value, bool *never);

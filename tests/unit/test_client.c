@@ -46,6 +46,21 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         ck_http_stream_release(s);
         return;
     }
+    if (!strcmp(req->path, "/watch2")) {      /* five events, then the end */
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL, NULL, NULL);
+        static const char *const evs[] = {
+            "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},\"spec\":{\"big\":[1]}}}\n",
+            "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},\"spec\":{\"big\":[2]}}}\n",
+            "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"b\",\"uid\":\"v\"},\"spec\":{\"big\":[3]}}}\n",
+            /* the type not first: only the light pass can tell */
+            "{\"object\":{\"metadata\":{\"name\":\"a\",\"uid\":\"u\"},\"spec\":{\"big\":[4]}},\"type\":\"MODIFIED\"}\n",
+            "{\"object\":{\"metadata\":{\"name\":\"c\",\"uid\":\"w\"},\"spec\":{\"big\":[5]}},\"type\":\"DELETED\"}\n"};
+        for (size_t i = 0; i < 5; i++)
+            ck_http_stream_write(s, evs[i], strlen(evs[i]));
+        ck_http_stream_end(s);
+        ck_http_stream_release(s);
+        return;
+    }
     /* echo what arrived: method, client, connection, headers, body */
     const char *auth = ck_http_req_header(req, "Authorization");
     const char *ct = ck_http_req_header(req, "Content-Type");
@@ -275,6 +290,65 @@ static void test_watch_pick(void **state)
     ck_httpd_stop(srv);
 }
 
+/* A peeking watch: every update is first shown to peek in its light form (the name only); what
+ * peek deals with (MODIFIED a) never reaches the callback, the rest arrive decoded with the
+ * full keep list.  Adds and deletes are never peeked at, whether the line says its type first
+ * (no light pass at all) or last. */
+typedef struct peeked {
+    int n;
+    char seen[4][32];            /* "TYPE name" as peek saw them */
+    bool light_only;             /* every light object held metadata.name alone */
+    int full;                    /* callback calls */
+    char got[4][32];             /* "TYPE name big[0]" as the callback got them */
+} peeked;
+
+static bool on_peek(void *ctx, const char *type, json_t *obj, bool *go_on)
+{
+    peeked *p = ctx;
+    const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+    if (p->n < 4)
+        snprintf(p->seen[p->n++], sizeof p->seen[0], "%s %s", type, name ? name : "-");
+    p->light_only &= json_object_size(obj) == 1 && json_object_size(json_object_get(obj, "metadata")) == 1;
+    (void)go_on;
+    return !(strcmp(type, "MODIFIED") == 0 && name && !strcmp(name, "a"));
+}
+
+static bool on_full(void *ctx, const char *type, json_t *obj)
+{
+    peeked *p = ctx;
+    const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+    json_int_t big = json_integer_value(json_array_get(json_object_get(json_object_get(obj, "spec"), "big"), 0));
+    if (p->full < 4)
+        snprintf(p->got[p->full++], sizeof p->got[0], "%s %s %lld", type, name ? name : "-", (long long)big);
+    return true;
+}
+
+static void test_watch_peek(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    ck_client *c = client_for(ck_httpd_port(srv), true, NULL);
+    static const ck_jsonpick md[] = {{"name", NULL}, {NULL, NULL}};
+    static const ck_jsonpick light_obj[] = {{"metadata", md}, {NULL, NULL}};
+    static const ck_jsonpick light[] = {{"type", NULL}, {"object", light_obj}, {NULL, NULL}};
+    static const ck_jsonpick full_obj[] = {{"metadata", md}, {"spec", NULL}, {NULL, NULL}};
+    static const ck_jsonpick full[] = {{"object", full_obj}, {"*", NULL}, {NULL, NULL}};
+    peeked p = {.light_only = true};
+    ck_error *err = NULL;
+    assert_int_equal(ck_client_watch_peek(c, "/watch2", light, on_peek, full, on_full, &p, NULL, &err), 0);
+    assert_int_equal(p.n, 3);
+    assert_string_equal(p.seen[0], "MODIFIED a");
+    assert_string_equal(p.seen[1], "MODIFIED b");
+    assert_string_equal(p.seen[2], "MODIFIED a");
+    assert_true(p.light_only);
+    assert_int_equal(p.full, 3);
+    assert_string_equal(p.got[0], "ADDED a 1");
+    assert_string_equal(p.got[1], "MODIFIED b 3");
+    assert_string_equal(p.got[2], "DELETED c 5");
+    ck_client_free(c);
+    ck_httpd_stop(srv);
+}
+
 /* The sender: every queued request is answered once, in flight over at most `conns`
  * connections, its callback told the outcome as ck_client_send would (2xx: no error; a Status
  * answer: its code); bodies and content types go out as given. */
@@ -406,7 +480,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pooled_requests),
-        cmocka_unit_test(test_watch_pick),
+        cmocka_unit_test(test_watch_pick),      cmocka_unit_test(test_watch_peek),
         cmocka_unit_test(test_send_text),
         cmocka_unit_test(test_sender),
         cmocka_unit_test(test_sender_stop),

@@ -740,6 +740,54 @@ static sc_pod *qpod(const char *name, int prio)
     return pod(text);
 }
 
+/* Updates of placed pods that change nothing the scheduler reads are not compiled again: our own
+ * binding coming back confirms the assumed pod in place (same node, labels and uid only), and a
+ * status report of a confirmed pod is a no-op; anything else goes the compile path. */
+static void test_placed_unchanged(void **state)
+{
+    sc_sched s = {0};
+    pthread_mutex_init(&s.lock, NULL);
+    s.queue = sc_queue_new(50, 200);
+    sc_cache_init(&s.cache);
+    json_t *n1 = js(NODE("n1", "", ""));
+    assert_int_equal(sc_cache_node_set(&s.cache, n1, NULL), 0);
+    json_decref(n1);
+    sc_pod *p = pod("{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},"
+                    "'spec':{'containers':[{'name':'c','resources':{'requests':{'cpu':'1'}}}]}}");
+    sc_cache_assume(&s.cache, p, "n1");
+    static const struct {
+        const char *obj;
+        bool unchanged, assumed_after;
+    } cases[] = {
+        /* not placed, another node, other labels, another uid, being deleted, terminal */
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},'spec':{}}", false, true},
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},'spec':{'nodeName':'n2'}}", false, true},
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'y'}},'spec':{'nodeName':'n1'}}", false, true},
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u2','labels':{'app':'x'}},'spec':{'nodeName':'n1'}}", false, true},
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'},'deletionTimestamp':'2026-01-01T00:00:00Z'},'spec':{'nodeName':'n1'}}", false, true},
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},'spec':{'nodeName':'n1'},'status':{'phase':'Succeeded'}}", false, true},
+        {"{'metadata':{'name':'b','namespace':'d','uid':'u1','labels':{'app':'x'}},'spec':{'nodeName':'n1'}}", false, true},
+        /* our binding: confirmed in place; then the kubelet's report: nothing to do */
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},'spec':{'nodeName':'n1'},'status':{'phase':'Pending'}}", true, false},
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'x'}},'spec':{'nodeName':'n1'},'status':{'phase':'Running'}}", true, false},
+        {"{'metadata':{'name':'a','namespace':'d','uid':'u1','labels':{'app':'z'}},'spec':{'nodeName':'n1'},'status':{'phase':'Running'}}", false, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *o = js(cases[i].obj);
+        assert_int_equal(sc_sched_placed_unchanged(&s, o), cases[i].unchanged);
+        json_decref(o);
+        sc_pod *cp = sc_cache_pod(&s.cache, "d/a");
+        assert_non_null(cp);
+        assert_int_equal(cp->assumed, cases[i].assumed_after);
+        assert_ptr_equal(cp, p);                        /* never replaced here */
+    }
+    assert_int_equal(s.confirmed, 1);
+    assert_int_equal(sc_cache_node(&s.cache, "n1")->used.cpu, 1000);
+    sc_cache_destroy(&s.cache);
+    sc_queue_free(s.queue);
+    pthread_mutex_destroy(&s.lock);
+}
+
 static void test_queue(void **state)
 {
     sc_queue *q = sc_queue_new(50, 200);
@@ -922,7 +970,7 @@ int main(void)
         cmocka_unit_test(test_preemption),       cmocka_unit_test(test_queue),
         cmocka_unit_test(test_map), cmocka_unit_test(test_binding_text),              cmocka_unit_test(test_preemption_cycle_state),
         cmocka_unit_test(test_preemption_pdb),   cmocka_unit_test(test_nominated_reservation),
-        cmocka_unit_test(test_compact_forms),
+        cmocka_unit_test(test_compact_forms),    cmocka_unit_test(test_placed_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -217,7 +217,42 @@ typedef struct ck_reqctx {
     int status;               /* HTTP status sent (for metrics) */
     bool responded;
     bool no_details;          /* error Status without details (errors about the request itself) */
+    const char *metric_verb, *metric_res;   /* static strings */
+    /* asynchronous store writes (writedefer.c): a handler sets async_ok just before a write
+     * whose successful answer is only the stored text with its new resourceVersion (nothing
+     * else happens after the write), and async_retry if a conflict is retried by reading again
+     * (an unpinned write); the write may then be handed to the store and answered by its
+     * completion (defer set), the handler returning without an answer. */
+    bool async_ok, async_retry;
+    bool sync_only;           /* a rerun after an asynchronous conflict: every write waits */
+    struct ck_defer *defer;
 } ck_reqctx;
+
+/* ---- request lifetime (apiserver.c) ---- */
+/* Heap-allocated by ck_apiserver_handle.  account: the request metric and log line (reads the
+ * request: call before the answer when the handler has returned); free: the context itself. */
+void ck_reqctx_account(ck_reqctx *c, const char *method, const char *target, int64_t received_ns);
+void ck_reqctx_free(ck_reqctx *c);
+
+/* ---- asynchronous writes (writedefer.c) ---- */
+/* true if this write may be handed to the store: the handler allowed it (async_ok), this is not
+ * a rerun, and the store completes writes on its own thread (SQLite). */
+bool ck_defer_can(const ck_reqctx *c);
+/* Hands the write to the store (key, text stolen; obj referenced for a fallback print) and
+ * sets c->defer: the caller returns without answering; the completion answers `code` with the
+ * stored text and its resourceVersion (status_answer: a Status Success instead), or the error
+ * as the synchronous path would (404, 409 AlreadyExists/Conflict; a conflict with async_retry
+ * reruns the whole request with every write synchronous). */
+void ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+                    const char *name, char *key, char *text, size_t len, int64_t expected,
+                    json_t *obj, int code, bool status_answer);
+/* ck_apiserver_handle, after the handler returned with c->defer set. */
+void ck_defer_handler_done(ck_reqctx *c);
+/* Waits until no deferred request is in flight (after the HTTP server stopped, before the store
+ * closes). */
+void ck_defer_drain(void);
+/* writes handed to the store, and requests rerun after a conflict, since the process started */
+void ck_defer_stats(long long *deferred, long long *reruns);
 
 /* ---- responses (status.c) ---- */
 json_t *ck_status_json(int code, const char *reason, const char *message, json_t *details);

@@ -83,9 +83,9 @@ typedef struct ck_watch_handle ck_watch_handle;
 
 /* An asynchronous write (create or update; see ck_store_write_async).  key and val must stay
  * valid until the completion has been called. */
-enum ck_write_kind { CK_STORE_CREATE, CK_STORE_UPDATE };
+enum ck_store_write_kind { CK_STORE_CREATE, CK_STORE_UPDATE };
 typedef struct ck_write {
-    enum ck_write_kind kind;
+    enum ck_store_write_kind kind;
     const char *key;
     const void *val;
     size_t len;

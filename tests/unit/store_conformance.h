@@ -1402,7 +1402,7 @@ static void sc_test_async_writes(void **state)
     sc_create(s, dup, "0");
     int64_t urev = sc_create(s, upd, "0");
     static const struct {
-        enum ck_write_kind kind;
+        enum ck_store_write_kind kind;
         const char *key;            /* NULL: a fresh key k<i>; "" an invalid one */
         int expect;                 /* 0: urev, -1: wrong revision, 1: unconditional */
         int want;                   /* -1 success, else the error */

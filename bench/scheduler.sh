@@ -9,7 +9,9 @@
 # (peak), the CPU seconds every process used meanwhile (API server, scheduler, hollow nodes,
 # controller-manager, the bench client), the API server's idle CPU (Lease renewals) just before,
 # and the API requests it served during the run (from /metrics).
-# CASES="basic anti" selects cases.
+# CASES="basic anti" selects cases.  HOOK=perf-stat also counts, with `perf stat -p` on the API
+# server over the bench client's run, its context switches, futex calls and system calls (totals
+# and per pod), for comparing builds on a loaded machine where the times mean little.
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,7 +97,19 @@ run_case() {
     local w0=$(date +%s.%N)
     local args=(--kubeconfig "$data/kubeconfig" --pods "$PODS" --threads "$THREADS")
     [ "$groups" -gt 0 ] && args+=(--anti-affinity-groups "$groups")
+    local ppid=
+    if [ "${HOOK:-}" = perf-stat ]; then
+        perf stat -x, -e context-switches,task-clock,syscalls:sys_enter_futex,raw_syscalls:sys_enter \
+            -p "$api" -o "$tmp/$name-perf.csv" &
+        ppid=$!
+    fi
     /usr/bin/time -f "%U %S" -o "$tmp/$name-bench.time" "$BENCH" "${args[@]}" | sed "s/^/$name: /"
+    if [ -n "$ppid" ]; then
+        kill -INT "$ppid"; wait "$ppid" 2>/dev/null
+        awk -F, -v pods="$PODS" -v name="$name" '$3 ~ /context-switches|task-clock|sys_enter/ {
+                printf "%s: perf stat apiserver: %s %.0f (%.2f a pod)\n", name, $3, $1, $1 / pods }' \
+            "$tmp/$name-perf.csv"
+    fi
     a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid"); c1=$(cpu_s "$cm")
     local w1=$(date +%s.%N)
     req_counts "$kc" >"$tmp/$name-req1"

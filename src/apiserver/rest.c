@@ -542,10 +542,10 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         cleanup_free char *key = ck_resource_key(r, ns, name);
         size_t len;
         cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
-        if (resp && !generated && !qlocked && !is_service(r) && ck_defer_can(c)) {
-            /* answered by the store's completion (writedefer.c): nothing below runs after a
-             * successful write but the splice, and a failure answers as below */
-            ck_defer_write(c, r, CK_STORE_CREATE, name, key, text, len, 0, obj, 201, false);
+        /* answered by the store's completion (writedefer.c): nothing below runs after a
+         * successful write but the splice, and a failure answers as below */
+        if (resp && !generated && !qlocked && !is_service(r) &&
+            ck_defer_write(c, r, CK_STORE_CREATE, name, key, text, len, 0, 201, false)) {
             key = text = NULL;
             json_incref(obj);
             return obj;
@@ -700,10 +700,12 @@ static int store_update_resp(ck_apiserver *s, ck_reqctx *c, const ck_resource *r
     cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
     if (c && resp && ck_defer_can(c)) {
         const char *ns = ck_meta_str(obj, "namespace"), *name = ck_meta_str(obj, "name");
-        ck_defer_write(c, r, CK_STORE_UPDATE, name, ck_resource_key(r, ns, name), text, len,
-                       expected, obj, 200, false);
-        text = NULL;
-        return 0;
+        char *key = ck_resource_key(r, ns, name);
+        if (ck_defer_write(c, r, CK_STORE_UPDATE, name, key, text, len, expected, 200, false)) {
+            text = NULL;
+            return 0;
+        }
+        free(key);
     }
     int64_t rev = 0;
     if (ck_rest_store_update_text(s, r, ck_meta_str(obj, "namespace"), ck_meta_str(obj, "name"), text,

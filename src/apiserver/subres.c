@@ -369,9 +369,10 @@ static void bind_pod(ck_reqctx *c, const char *ns, const char *name, const json_
         c->async_ok = true;   /* the answer is a Status Success; a conflict is retried */
         c->async_retry = true;
         if (!pod && ck_defer_can(c)) {
+            /* taken whenever ck_defer_can: a Status answer needs no splice */
             size_t len = text.len;
             ck_defer_write(c, pods, CK_STORE_UPDATE, name, ck_resource_key(pods, ns, name),
-                           ck_buf_steal(&text), len, rev, NULL, 201, true);
+                           ck_buf_steal(&text), len, rev, 201, true);
             return;
         }
         c->async_ok = false;

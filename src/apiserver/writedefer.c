@@ -34,7 +34,8 @@ typedef struct ck_defer {
     enum ck_store_write_kind kind;
     char *name, *key, *text;
     size_t len;
-    json_t *obj;              /* for the fallback print (may be NULL) */
+    size_t rv_at;             /* where the resourceVersion goes (ck_json_rv_slot) */
+    bool rv_empty;
     int code;
     bool status_answer;
     int64_t t0;
@@ -62,7 +63,6 @@ static void defer_free(ck_defer *d)
     free(d->name);
     free(d->key);
     free(d->text);
-    json_decref(d->obj);
     ck_error_free(d->err);
     free(d);
 }
@@ -182,14 +182,10 @@ static void settle(ck_reqctx *c)
         ck_buf_init(&b, 0);
         c->status = d->code;
         ck_reqctx_account(c, req->method, req->target, req->received_ns);
-        if (ck_json_splice_rv(d->text, d->len, d->rev, &b) == 0) {
+        if (ck_json_splice_rv_at(d->text, d->len, d->rv_at, d->rv_empty, d->rev, &b) == 0)
             ck_respond_bytes(c, d->code, "application/json", b.data, b.len);
-        } else if (d->obj) {
-            ck_meta_set_rv(d->obj, d->rev);
-            ck_respond_json(c, d->code, json_incref(d->obj));
-        } else {
+        else   /* out of memory only: the buffer has no limit */
             ck_respond_json(c, 500, ck_status_json(500, "InternalError", "encoding failed", NULL));
-        }
         ck_buf_free(&b);
     }
     defer_free(d);
@@ -219,10 +215,15 @@ static void write_done(void *ctx, int64_t rev, ck_error *err)
     let_go(c);
 }
 
-void ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
                     const char *name, char *key, char *text, size_t len, int64_t expected,
-                    json_t *obj, int code, bool status_answer)
+                    int code, bool status_answer)
 {
+    size_t at = 0;
+    bool empty = false;
+    /* no metadata to splice into: the synchronous path prints the object instead */
+    if (!ck_defer_can(c) || (!status_answer && ck_json_rv_slot(text, len, &at, &empty) < 0))
+        return false;
     ck_defer *d = xcalloc(1, sizeof *d);
     atomic_init(&d->holders, 2);
     d->r = r;
@@ -231,7 +232,8 @@ void ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind
     d->key = key;
     d->text = text;
     d->len = len;
-    d->obj = obj ? json_incref(obj) : NULL;
+    d->rv_at = at;
+    d->rv_empty = empty;
     d->code = code;
     d->status_answer = status_answer;
     d->t0 = ck_now_ns();
@@ -243,6 +245,7 @@ void ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind
     atomic_fetch_add(&n_deferred, 1);
     ck_write w = {.kind = kind, .key = key, .val = text, .len = len, .expected = expected};
     ck_store_write_async(c->srv->store, &w, write_done, c);
+    return true;
 }
 
 void ck_defer_handler_done(ck_reqctx *c)

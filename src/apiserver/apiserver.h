@@ -224,9 +224,9 @@ typedef struct ck_reqctx {
     const char *metric_verb, *metric_res;   /* static strings */
     /* asynchronous store writes (writedefer.c): a handler sets async_ok just before a write
      * whose successful answer is only the stored text with its new resourceVersion (nothing
-     * else happens after the write), and async_retry if a conflict is retried by reading again
-     * (an unpinned write); the write may then be handed to the store and answered by its
-     * completion (defer set), the handler returning without an answer. */
+     * else happens after the write), and async_retry if the failure is retried (an unpinned
+     * update's conflict, a generated name's clash); the write may then be handed to the store
+     * and answered by its completion (defer set), the handler returning without an answer. */
     bool async_ok, async_retry;
     bool sync_only;           /* a rerun after an asynchronous conflict: every write waits */
     struct ck_defer *defer;
@@ -246,8 +246,9 @@ bool ck_defer_can(const ck_reqctx *c);
  * for the resourceVersion, unless status_answer): true with key and text taken and c->defer
  * set, and the caller returns without answering; the completion answers `code` with the stored
  * text and its resourceVersion (status_answer: a Status Success instead), or the error as the
- * synchronous path would (404, 409 AlreadyExists/Conflict; a conflict with async_retry reruns
- * the whole request with every write synchronous).  false: nothing taken, write synchronously. */
+ * synchronous path would (404, 409 AlreadyExists/Conflict; with async_retry, a conflict or a
+ * generated name's clash reruns the whole request with every write synchronous).  false:
+ * nothing taken, write synchronously. */
 bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
                     const char *name, char *key, char *text, size_t len, int64_t expected,
                     int code, bool status_answer);

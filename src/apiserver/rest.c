@@ -543,8 +543,10 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         size_t len;
         cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
         /* answered by the store's completion (writedefer.c): nothing below runs after a
-         * successful write but the splice, and a failure answers as below */
-        if (resp && !generated && !qlocked && !is_service(r) &&
+         * successful write but the splice, and a failure answers as below (a generated name
+         * that clashed: the request is rerun, which picks another suffix) */
+        c->async_retry = generated;
+        if (resp && !qlocked && !is_service(r) &&
             ck_defer_write(c, r, CK_STORE_CREATE, name, key, text, len, 0, 201, false)) {
             key = text = NULL;
             json_incref(obj);
@@ -1166,7 +1168,7 @@ static void do_create(ck_reqctx *c)
     json_decref(dups);
     ck_buf resp;
     ck_buf_init(&resp, 0);
-    c->async_ok = true;   /* the answer is the stored text (a generated name is not retried) */
+    c->async_ok = true;   /* the answer is the stored text */
     json_t *out = create_obj(c, r, ns_of(c), obj, &o, &resp, &e);
     c->async_ok = false;
     json_decref(obj);

@@ -13,8 +13,9 @@
  *  - The answer is the synchronous path's, byte for byte: the same splice (or, if the text has
  *    no top-level metadata, the same print of the object), the same error texts (404,
  *    409 AlreadyExists / Conflict, the store's own errors as they are).
- *  - A conflict of a write that would have been retried (async_retry) reruns the whole request
- *    on the rerun thread with c->sync_only set: the handler reads again and retries as before.
+ *  - A failure that the synchronous path would have retried (async_retry: an unpinned update's
+ *    conflict, a generated name's clash) reruns the whole request on the rerun thread with
+ *    c->sync_only set: the handler reads again (or picks another name) and retries as before.
  *  - Two parties hold the request: the handler (until it returns) and the completion; the last
  *    one to let go answers, so the answer never races with a handler still unwinding, and the
  *    request is read (metrics, log line) before the answer lets httpd free it.
@@ -163,7 +164,10 @@ static void settle(ck_reqctx *c)
 {
     ck_defer *d = c->defer;
     ck_http_req *req = c->req;
-    if (d->err && d->err->code == CK_E_CONFLICT && c->async_retry) {
+    /* what the synchronous path retries: an unpinned update's conflict, a generated name's
+     * clash */
+    if (d->err && c->async_retry &&
+        d->err->code == (d->kind == CK_STORE_UPDATE ? CK_E_CONFLICT : CK_E_EXISTS)) {
         atomic_fetch_add(&n_reruns, 1);
         return rerun(d);
     }

@@ -96,6 +96,14 @@ st, got = req(c, "GET", P + "/p1")
 check("the create's answer is byte for byte the stored object with its resourceVersion",
       created == as_written(got), (created, got))
 rv1 = int(json.loads(created)["metadata"]["resourceVersion"])
+gp = pod("x")
+del gp["metadata"]["name"]
+gp["metadata"]["generateName"] = "gen-"
+st, gen = req(c, "POST", P, gp)
+gname = json.loads(gen)["metadata"]["name"] if st == 201 else ""
+st2, got = req(c, "GET", P + "/" + gname) if gname else (0, b"")
+check("a create with generateName: 201, a gen-xxxxx name, the stored object byte for byte",
+      st == 201 and gname.startswith("gen-") and len(gname) == 9 and gen == as_written(got), gen)
 st, dup = req(c, "POST", P, pod("p1"))
 d = json.loads(dup)
 check("a second create: 409 AlreadyExists with upstream's text",

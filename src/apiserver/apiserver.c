@@ -224,6 +224,15 @@ static void dispatch(ck_reqctx *c, const char **metric_verb, const char **metric
                               "ckube_store_commits_total %lld\n", (long long)st.writes,
                           (long long)st.commits);
         ck_error_free(se);
+        long long deferred, reruns;
+        ck_defer_stats(&deferred, &reruns);
+        ck_buf_printf(&b, "# HELP ckube_apiserver_async_writes_total Writes answered by the "
+                          "store's completion.\n# TYPE ckube_apiserver_async_writes_total counter\n"
+                          "ckube_apiserver_async_writes_total %lld\n"
+                          "# HELP ckube_apiserver_async_reruns_total Requests served again after "
+                          "their asynchronous write conflicted.\n"
+                          "# TYPE ckube_apiserver_async_reruns_total counter\n"
+                          "ckube_apiserver_async_reruns_total %lld\n", deferred, reruns);
         ck_respond_text(c, 200, "text/plain; version=0.0.4", b.data);
         ck_buf_free(&b);
         return;
@@ -248,25 +257,39 @@ static void dispatch(ck_reqctx *c, const char **metric_verb, const char **metric
     ck_rest_serve(c);
 }
 
+void ck_reqctx_account(ck_reqctx *c, const char *method, const char *target, int64_t received_ns)
+{
+    int64_t t0 = received_ns ? received_ns : ck_now_ns();
+    ck_metrics_request(c->metric_verb, c->metric_res, c->status, (double)(ck_now_ns() - t0) / 1e9);
+    if (c->status >= 500)
+        log_warn("%s %s -> %d", method, target, c->status);
+    else
+        log_debug("%s %s -> %d", method, target, c->status);
+}
+
+void ck_reqctx_free(ck_reqctx *c)
+{
+    ck_route_free(&c->route);
+    ck_user_free(&c->user);
+    ck_buf_free(&c->warnings);
+    json_decref(c->causes);
+    json_decref(c->details);
+    free(c);
+}
+
 void ck_apiserver_handle(void *ctx, ck_http_req *req, ck_http_resp *resp)
 {
-    ck_reqctx c = {.srv = ctx, .req = req, .resp = resp};
-    ck_buf_init(&c.warnings, 64 * 1024);
-    const char *verb = "get", *res = "";
-    dispatch(&c, &verb, &res);
-    if (!c.responded)
-        ck_respond_json(&c, 500, ck_status_json(500, "InternalError", "no response", NULL));
-    int64_t t0 = req->received_ns ? req->received_ns : ck_now_ns();
-    ck_metrics_request(verb, res, c.status, (double)(ck_now_ns() - t0) / 1e9);
-    if (c.status >= 500)
-        log_warn("%s %s -> %d", req->method, req->target, c.status);
-    else
-        log_debug("%s %s -> %d", req->method, req->target, c.status);
-    ck_route_free(&c.route);
-    ck_user_free(&c.user);
-    ck_buf_free(&c.warnings);
-    json_decref(c.causes);
-    json_decref(c.details);
+    /* on the heap: a write handed to the store (writedefer.c) is answered after this returns */
+    ck_reqctx *c = xcalloc(1, sizeof *c);
+    *c = (ck_reqctx){.srv = ctx, .req = req, .resp = resp, .metric_verb = "get", .metric_res = ""};
+    ck_buf_init(&c->warnings, 64 * 1024);
+    dispatch(c, &c->metric_verb, &c->metric_res);
+    if (c->defer)
+        return ck_defer_handler_done(c);
+    if (!c->responded)
+        ck_respond_json(c, 500, ck_status_json(500, "InternalError", "no response", NULL));
+    ck_reqctx_account(c, req->method, req->target, req->received_ns);
+    ck_reqctx_free(c);
 }
 
 /* ---- the command ---- */
@@ -442,6 +465,7 @@ out:
     /* the HTTP server first (it fires every stream's on_close), then the watches */
     if (httpd)
         ck_httpd_stop(httpd);
+    ck_defer_drain();   /* writes handed to the store: answered (dropped) or rerun before it closes */
     ck_watch_hub_free(s.watch);
     s.watch = NULL;
     ck_store_close(s.store);

@@ -156,6 +156,10 @@ const char *ck_res_qualified(const ck_resource *r);
 /* Append the stored JSON object text s with metadata.resourceVersion = rev inserted, without
  * parsing it; -1 (out may hold a partial write) if s has no top-level metadata object. */
 int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out);
+/* Its two halves: where the resourceVersion goes (just inside the top-level metadata; empty: the
+ * metadata object is empty), -1 if s has none; and the splice at that place. */
+int ck_json_rv_slot(const char *s, size_t n, size_t *at, bool *empty);
+int ck_json_splice_rv_at(const char *s, size_t n, size_t at, bool empty, int64_t rev, ck_buf *out);
 /* s[i] starts a JSON value (of text this server printed); the index after it (n if cut). */
 size_t ck_json_skip_value(const char *s, size_t i, size_t n);
 
@@ -223,7 +227,44 @@ typedef struct ck_reqctx {
     int status;               /* HTTP status sent (for metrics) */
     bool responded;
     bool no_details;          /* error Status without details (errors about the request itself) */
+    const char *metric_verb, *metric_res;   /* static strings */
+    /* asynchronous store writes (writedefer.c): a handler sets async_ok just before a write
+     * whose successful answer is only the stored text with its new resourceVersion (nothing
+     * else happens after the write), and async_retry if the failure is retried (an unpinned
+     * update's conflict, a generated name's clash); the write may then be handed to the store
+     * and answered by its completion (defer set), the handler returning without an answer. */
+    bool async_ok, async_retry;
+    bool sync_only;           /* a rerun after an asynchronous conflict: every write waits */
+    struct ck_defer *defer;
 } ck_reqctx;
+
+/* ---- request lifetime (apiserver.c) ---- */
+/* Heap-allocated by ck_apiserver_handle.  account: the request metric and log line (reads the
+ * request: call before the answer when the handler has returned); free: the context itself. */
+void ck_reqctx_account(ck_reqctx *c, const char *method, const char *target, int64_t received_ns);
+void ck_reqctx_free(ck_reqctx *c);
+
+/* ---- asynchronous writes (writedefer.c) ---- */
+/* true if this write may be handed to the store: the handler allowed it (async_ok), this is not
+ * a rerun, and the store completes writes on its own thread (SQLite). */
+bool ck_defer_can(const ck_reqctx *c);
+/* Hands the write to the store if it can (ck_defer_can, and the text has a top-level metadata
+ * for the resourceVersion, unless status_answer): true with key and text taken and c->defer
+ * set, and the caller returns without answering; the completion answers `code` with the stored
+ * text and its resourceVersion (status_answer: a Status Success instead), or the error as the
+ * synchronous path would (404, 409 AlreadyExists/Conflict; with async_retry, a conflict or a
+ * generated name's clash reruns the whole request with every write synchronous).  false:
+ * nothing taken, write synchronously. */
+bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+                    const char *name, char *key, char *text, size_t len, int64_t expected,
+                    int code, bool status_answer);
+/* ck_apiserver_handle, after the handler returned with c->defer set. */
+void ck_defer_handler_done(ck_reqctx *c);
+/* Waits until no deferred request is in flight (after the HTTP server stopped, before the store
+ * closes). */
+void ck_defer_drain(void);
+/* writes handed to the store, and requests rerun after a conflict, since the process started */
+void ck_defer_stats(long long *deferred, long long *reruns);
 
 /* ---- responses (status.c) ---- */
 json_t *ck_status_json(int code, const char *reason, const char *message, json_t *details);

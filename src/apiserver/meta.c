@@ -203,7 +203,7 @@ size_t ck_json_skip_value(const char *s, size_t i, size_t n)
     return s[i] == '"' || s[i] == '{' || s[i] == '[' ? n : i;
 }
 
-int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out)
+int ck_json_rv_slot(const char *s, size_t n, size_t *at, bool *empty)
 {
     size_t i = skip_ws(s, 0, n);
     if (i >= n || s[i] != '{')
@@ -220,12 +220,8 @@ int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out)
             if (i >= n || s[i] != '{')
                 return -1;
             size_t after = skip_ws(s, i + 1, n);
-            bool empty = after < n && s[after] == '}';
-            if (ck_buf_add(out, s, i + 1) < 0 ||
-                ck_buf_printf(out, "\"resourceVersion\":\"%lld\"%s", (long long)rev,
-                              empty ? "" : ",") < 0 ||
-                ck_buf_add(out, s + i + 1, n - i - 1) < 0)
-                return -1;
+            *empty = after < n && s[after] == '}';
+            *at = i + 1;
             return 0;
         }
         i = skip_ws(s, ck_json_skip_value(s, i, n), n);
@@ -235,4 +231,22 @@ int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out)
             break;
     }
     return -1;
+}
+
+int ck_json_splice_rv_at(const char *s, size_t n, size_t at, bool empty, int64_t rev, ck_buf *out)
+{
+    if (ck_buf_add(out, s, at) < 0 ||
+        ck_buf_printf(out, "\"resourceVersion\":\"%lld\"%s", (long long)rev, empty ? "" : ",") < 0 ||
+        ck_buf_add(out, s + at, n - at) < 0)
+        return -1;
+    return 0;
+}
+
+int ck_json_splice_rv(const char *s, size_t n, int64_t rev, ck_buf *out)
+{
+    size_t at;
+    bool empty;
+    if (ck_json_rv_slot(s, n, &at, &empty) < 0)
+        return -1;
+    return ck_json_splice_rv_at(s, n, at, empty, rev, out);
 }

@@ -550,6 +550,16 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         cleanup_free char *key = ck_resource_key(r, ns, name);
         size_t len;
         cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
+        /* answered by the store's completion (writedefer.c): nothing below runs after a
+         * successful write but the splice, and a failure answers as below (a generated name
+         * that clashed: the request is rerun, which picks another suffix) */
+        c->async_retry = generated;
+        if (resp && !qlocked && !is_service(r) &&
+            ck_defer_write(c, r, CK_STORE_CREATE, name, key, text, len, 0, 201, false)) {
+            key = text = NULL;
+            json_incref(obj);
+            return obj;
+        }
         int64_t rev = 0, t0 = ck_now_ns();
         ck_error *e = NULL;
         int rc = ck_store_create(s->store, key, text, len, &rev, &e);
@@ -663,13 +673,13 @@ static bool has_finalizers(const json_t *obj)
     return json_array_size(json_object_get(json_object_get(obj, "metadata"), "finalizers")) > 0;
 }
 
-static int store_update_resp(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
-                             ck_buf *resp, ck_error **err);
+static int store_update_resp(ck_apiserver *s, ck_reqctx *c, const ck_resource *r, json_t *obj,
+                             int64_t expected, ck_buf *resp, ck_error **err);
 
 int ck_rest_store_update(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
                         ck_error **err)
 {
-    return store_update_resp(s, r, obj, expected, NULL, err);
+    return store_update_resp(s, NULL, r, obj, expected, NULL, err);
 }
 
 int ck_rest_store_update_text(ck_apiserver *s, const ck_resource *r, const char *ns,
@@ -691,12 +701,22 @@ int ck_rest_store_update_text(ck_apiserver *s, const ck_resource *r, const char 
 }
 
 /* ck_rest_store_update; on success resp (if given) gets the stored text with the new
- * resourceVersion spliced in: the answer, without printing the object a second time. */
-static int store_update_resp(ck_apiserver *s, const ck_resource *r, json_t *obj, int64_t expected,
-                             ck_buf *resp, ck_error **err)
+ * resourceVersion spliced in: the answer, without printing the object a second time.  With c
+ * and resp, the write may be handed to the store and answered by its completion (c->defer). */
+static int store_update_resp(ck_apiserver *s, ck_reqctx *c, const ck_resource *r, json_t *obj,
+                             int64_t expected, ck_buf *resp, ck_error **err)
 {
     size_t len;
     cleanup_free char *text = ck_meta_dump_for_store(obj, &len);
+    if (c && resp && ck_defer_can(c)) {
+        const char *ns = ck_meta_str(obj, "namespace"), *name = ck_meta_str(obj, "name");
+        char *key = ck_resource_key(r, ns, name);
+        if (ck_defer_write(c, r, CK_STORE_UPDATE, name, key, text, len, expected, 200, false)) {
+            text = NULL;
+            return 0;
+        }
+        free(key);
+    }
     int64_t rev = 0;
     if (ck_rest_store_update_text(s, r, ck_meta_str(obj, "namespace"), ck_meta_str(obj, "name"), text,
                                   len, expected, &rev, err) < 0)
@@ -893,7 +913,7 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         if (rc == 0)
             ck_meta_set_rv(nobj, rev);
     } else {
-        rc = store_update_resp(s, r, nobj, old_rev, resp, err);
+        rc = store_update_resp(s, is_service(r) ? NULL : c, r, nobj, old_rev, resp, err);
     }
     if (rc < 0) {
         if (is_service(r))
@@ -910,7 +930,9 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
 
 void ck_rest_respond_update(ck_reqctx *c, int code, json_t *out, ck_buf *resp)
 {
-    if (resp->len) {
+    if (c->defer) {
+        json_decref(out);   /* the store's completion answers (writedefer.c) */
+    } else if (resp->len) {
         json_decref(out);
         ck_respond_bytes(c, code, "application/json", resp->data, resp->len);
     } else {
@@ -1154,13 +1176,17 @@ static void do_create(ck_reqctx *c)
     json_decref(dups);
     ck_buf resp;
     ck_buf_init(&resp, 0);
+    c->async_ok = true;   /* the answer is the stored text */
     json_t *out = create_obj(c, r, ns_of(c), obj, &o, &resp, &e);
+    c->async_ok = false;
     json_decref(obj);
     if (!out) {
         ck_buf_free(&resp);
         return ck_respond_error(c, e);
     }
-    if (resp.len) {
+    if (c->defer) {
+        json_decref(out);   /* the store's completion answers (writedefer.c) */
+    } else if (resp.len) {
         json_decref(out);
         ck_respond_text(c, 201, "application/json", resp.data);
     } else {
@@ -1242,8 +1268,11 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
             break;
         ck_buf resp;
         ck_buf_init(&resp, 0);
+        c->async_ok = true;
+        c->async_retry = !conditional;
         json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, status_only ? CK_UPDATE_STATUS : 0,
                                          &resp, &e);
+        c->async_ok = false;
         json_decref(old);
         if (out) {
             json_decref(obj);
@@ -1418,7 +1447,10 @@ static void do_patch(ck_reqctx *c)
         ck_buf_init(&resp, 0);
         /* merge and JSON patches build a tree of their own; the others may share values */
         unsigned fl = t == CK_PATCH_MERGE || t == CK_PATCH_JSON ? CK_UPDATE_OWN : 0;
+        c->async_ok = true;
+        c->async_retry = !pinned;
         json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, fl, &resp, &e);
+        c->async_ok = false;
         json_decref(obj);
         json_decref(old);
         if (out) {

@@ -296,7 +296,10 @@ static void serve_status(ck_reqctx *c)
         bool pinned = prv && orv && strcmp(prv, orv);
         ck_buf resp;
         ck_buf_init(&resp, 0);
+        c->async_ok = true;
+        c->async_retry = !pinned;
         json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, CK_UPDATE_STATUS, &resp, &e);
+        c->async_ok = false;
         json_decref(obj);
         json_decref(old);
         if (out) {
@@ -374,6 +377,16 @@ static void bind_pod(ck_reqctx *c, const char *ns, const char *name, const json_
             ck_buf_free(&text);
             return respond_status_success(c, 201);
         }
+        c->async_ok = true;   /* the answer is a Status Success; a conflict is retried */
+        c->async_retry = true;
+        if (!pod && ck_defer_can(c)) {
+            /* taken whenever ck_defer_can: a Status answer needs no splice */
+            size_t len = text.len;
+            ck_defer_write(c, pods, CK_STORE_UPDATE, name, ck_resource_key(pods, ns, name),
+                           ck_buf_steal(&text), len, rev, 201, true);
+            return;
+        }
+        c->async_ok = false;
         int rc;
         if (pod) {
             rc = ck_rest_store_update(c->srv, pods, pod, rev, &e);

@@ -82,6 +82,9 @@ typedef struct wreq {
     int64_t create_rev;       /* of the key after a successful create/update */
     sem_t done;               /* posted once the result is in; no lock, so a woken caller does
                                  not queue on the writer's mutex */
+    ck_write_done_cb done_cb; /* an asynchronous write (heap-allocated, freed after the call):
+                                 completed by the writer instead of the semaphore */
+    void *done_ctx;
     struct wreq *next;
 } wreq;
 
@@ -441,11 +444,19 @@ static int set_meta(sqlite_store *st, const char *name, int64_t v, ck_error **er
     return 0;
 }
 
+/* Hand results back: a waiting caller through its semaphore, an asynchronous one through its
+ * completion, on this (the writer) thread, in commit order. */
 static void wake(sqlite_store *st, wreq *list)
 {
+    (void)st;
     for (wreq *r = list, *next; r; r = next) {
         next = r->next;         /* r belongs to its caller again after the post */
-        sem_post(&r->done);
+        if (r->done_cb) {
+            r->done_cb(r->done_ctx, r->rc < 0 ? 0 : r->rev, r->rc < 0 ? r->err : NULL);
+            free(r);
+        } else {
+            sem_post(&r->done);
+        }
     }
 }
 
@@ -678,15 +689,14 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-/* Queue a request and wait until the writer has committed (or failed) it. */
-static int submit(sqlite_store *st, wreq *r, ck_error **err)
+/* Queue a request for the writer; -1 if the store is closing. */
+static int enqueue(sqlite_store *st, wreq *r, ck_error **err)
 {
     pthread_mutex_lock(&st->qmu);
     if (st->stopping) {
         pthread_mutex_unlock(&st->qmu);
         return ck_error_set(err, CK_E_UNAVAILABLE, "store is closed");
     }
-    sem_init(&r->done, 0, 0);
     r->next = NULL;
     if (st->qtail)
         st->qtail->next = r;
@@ -696,6 +706,17 @@ static int submit(sqlite_store *st, wreq *r, ck_error **err)
     if (++st->qlen >= GATHER_MAX || !st->gathering)
         pthread_cond_signal(&st->qcond);
     pthread_mutex_unlock(&st->qmu);
+    return 0;
+}
+
+/* Queue a request and wait until the writer has committed (or failed) it. */
+static int submit(sqlite_store *st, wreq *r, ck_error **err)
+{
+    sem_init(&r->done, 0, 0);
+    if (enqueue(st, r, err) < 0) {
+        sem_destroy(&r->done);
+        return -1;
+    }
     while (sem_wait(&r->done) < 0 && errno == EINTR)
         ;
     sem_destroy(&r->done);
@@ -852,6 +873,26 @@ static int s_delete(ck_store *s, const char *key, int64_t expected_rev, ck_kv *p
     if (rev)
         *rev = r.rev;
     return 0;
+}
+
+/* The writer completes it (wake); the caller's thread only when it is refused up front. */
+static void s_write_async(ck_store *s, const ck_write *w, ck_write_done_cb done, void *ctx)
+{
+    ck_error *err = NULL;
+    if (check_key(w->key, &err) < 0 || check_value(w->val, w->len, &err) < 0)
+        return done(ctx, 0, err);
+    wreq *r = xcalloc(1, sizeof *r);
+    r->kind = w->kind == CK_STORE_CREATE ? OP_CREATE : OP_UPDATE;
+    r->key = w->key;
+    r->val = w->val;
+    r->len = w->len;
+    r->expected = w->kind == CK_STORE_CREATE ? 0 : w->expected;
+    r->done_cb = done;
+    r->done_ctx = ctx;
+    if (enqueue((sqlite_store *)s, r, &err) < 0) {
+        free(r);
+        done(ctx, 0, err);
+    }
 }
 
 static int s_compact(ck_store *s, int64_t revision, ck_error **err)
@@ -1401,4 +1442,5 @@ static const ck_store_ops sqlite_ops = {
     .watch = ck__sqlite_watch,
     .watch_cancel = ck__sqlite_watch_cancel,
     .close = s_close,
+    .write_async = s_write_async,
 };

@@ -31,3 +31,17 @@ void ck_event_free(ck_event *ev)
     ck_kv_free(&ev->kv);
     ck_kv_free(&ev->prev);
 }
+
+void ck_store_write_async(ck_store *s, const ck_write *w, ck_write_done_cb done, void *ctx)
+{
+    if (s->ops->write_async)
+        return s->ops->write_async(s, w, done, ctx);
+    int64_t rev = 0;
+    ck_error *err = NULL;
+    int rc = w->kind == CK_STORE_CREATE ? s->ops->create(s, w->key, w->val, w->len, &rev, &err)
+                                        : s->ops->update(s, w->key, w->val, w->len, w->expected,
+                                                         &rev, &err);
+    if (rc < 0 && !err)
+        ck_error_set(&err, CK_E_INTERNAL, "write failed");
+    done(ctx, rc < 0 ? 0 : rev, rc < 0 ? err : NULL);
+}

@@ -81,6 +81,23 @@ typedef void (*ck_watch_cb)(void *ctx, const ck_event *events, size_t n, const c
 typedef struct ck_store ck_store;
 typedef struct ck_watch_handle ck_watch_handle;
 
+/* An asynchronous write (create or update; see ck_store_write_async).  key and val must stay
+ * valid until the completion has been called. */
+enum ck_store_write_kind { CK_STORE_CREATE, CK_STORE_UPDATE };
+typedef struct ck_write {
+    enum ck_store_write_kind kind;
+    const char *key;
+    const void *val;
+    size_t len;
+    int64_t expected;         /* update: as ck_store_update's expected_rev (0: unconditional) */
+} ck_write;
+
+/* Called exactly once per ck_store_write_async: rev > 0 and err NULL once the write is durable,
+ * or rev 0 and err (the same codes as the synchronous call; the callee frees it).  It may run on
+ * the backend's writer thread, so it must be short and must not write to the same store
+ * synchronously (the writer would wait for itself). */
+typedef void (*ck_write_done_cb)(void *ctx, int64_t rev, ck_error *err);
+
 typedef struct ck_store_ops {
     const char *name;
     int (*create)(ck_store *s, const char *key, const void *val, size_t len, int64_t *rev,
@@ -103,6 +120,10 @@ typedef struct ck_store_ops {
     /* Stops a watch; when it returns no callback is running or will run. */
     void (*watch_cancel)(ck_store *s, ck_watch_handle *w);
     void (*close)(ck_store *s);
+    /* Optional (NULL: ck_store_write_async runs the synchronous call).  Queues the write and
+     * returns; the completion runs on the backend's writer thread after the commit, or on the
+     * calling thread if the write is refused before it was queued (bad key, store closing). */
+    void (*write_async)(ck_store *s, const ck_write *w, ck_write_done_cb done, void *ctx);
 } ck_store_ops;
 
 struct ck_store {
@@ -140,5 +161,14 @@ static inline void ck_store_watch_cancel(ck_store *s, ck_watch_handle *w)
 { s->ops->watch_cancel(s, w); }
 static inline void ck_store_close(ck_store *s)
 { if (s) s->ops->close(s); }
+
+/* A create or update whose result goes to `done` (exactly once, see ck_write_done_cb) instead of
+ * the caller waiting for it.  The SQLite backend completes it on its writer thread after the
+ * group commit, in commit order, after the value cache and watchers have the write; a backend
+ * without write_async (etcd) makes the synchronous call and completes on the calling thread. */
+void ck_store_write_async(ck_store *s, const ck_write *w, ck_write_done_cb done, void *ctx);
+/* true if writes complete on a backend thread (write_async), not in ck_store_write_async */
+static inline bool ck_store_async_native(const ck_store *s)
+{ return s && s->ops->write_async != NULL; }
 
 #endif

@@ -1339,6 +1339,195 @@ static void sc_test_watch_cancel_in_callback(void **state)
     pthread_mutex_destroy(&c.mu);
 }
 
+/* ---- asynchronous writes (ck_store_write_async) ----------------------------------------------- */
+
+#define SC_ASYNC_MAX 64
+
+typedef struct sc_async {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int calls[SC_ASYNC_MAX];        /* completions per write: each must be exactly 1 */
+    int64_t rev[SC_ASYNC_MAX];
+    int code[SC_ASYNC_MAX];         /* -1: success, else the error code */
+    int order[SC_ASYNC_MAX];        /* write index in completion order */
+    int ndone;
+} sc_async;
+
+typedef struct sc_async_slot {
+    sc_async *a;
+    int i;
+} sc_async_slot;
+
+static void sc_async_done(void *ctx, int64_t rev, ck_error *err)
+{
+    sc_async_slot *sl = ctx;
+    sc_async *a = sl->a;
+    pthread_mutex_lock(&a->mu);
+    a->calls[sl->i]++;
+    a->rev[sl->i] = rev;
+    a->code[sl->i] = err ? (int)err->code : -1;
+    if (a->ndone < SC_ASYNC_MAX)
+        a->order[a->ndone] = sl->i;
+    a->ndone++;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+    ck_error_free(err);
+}
+
+static bool sc_async_wait(sc_async *a, int n)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += SC_WAIT_MS / 1000;
+    pthread_mutex_lock(&a->mu);
+    while (a->ndone < n)
+        if (pthread_cond_timedwait(&a->cond, &a->mu, &dl) != 0)
+            break;
+    bool ok = a->ndone >= n;
+    pthread_mutex_unlock(&a->mu);
+    return ok;
+}
+
+/* Every write completes exactly once, failures with the synchronous call's codes; one
+ * submitter's writes complete in submission order with increasing revisions; a completed write
+ * is visible to get. */
+static void sc_test_async_writes(void **state)
+{
+    ck_store *s = *state;
+    char root[64];
+    sc_root(root);
+    cleanup_free char *dup = sc_key(root, "dup");
+    cleanup_free char *upd = sc_key(root, "upd");
+    cleanup_free char *missing = sc_key(root, "missing");
+    sc_create(s, dup, "0");
+    int64_t urev = sc_create(s, upd, "0");
+    static const struct {
+        enum ck_store_write_kind kind;
+        const char *key;            /* NULL: a fresh key k<i>; "" an invalid one */
+        int expect;                 /* 0: urev, -1: wrong revision, 1: unconditional */
+        int want;                   /* -1 success, else the error */
+    } cases[] = {
+        {CK_STORE_CREATE, NULL, 0, -1},
+        {CK_STORE_CREATE, "dup", 0, CK_E_EXISTS},
+        {CK_STORE_UPDATE, "upd", -1, CK_E_CONFLICT},
+        {CK_STORE_UPDATE, "upd", 0, -1},
+        {CK_STORE_UPDATE, "missing", 1, CK_E_NOT_FOUND},
+        {CK_STORE_CREATE, NULL, 0, -1},
+        {CK_STORE_UPDATE, "upd", 1, -1},
+        {CK_STORE_CREATE, "", 0, CK_E_INVALID},
+        {CK_STORE_CREATE, NULL, 0, -1},
+    };
+    enum { N = ARRAY_SIZE(cases) };
+    sc_async a = {.ndone = 0};
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cond, NULL);
+    sc_async_slot slots[N];
+    char *keys[N];
+    char vals[N][16];
+    for (int i = 0; i < N; i++) {
+        if (!cases[i].key)
+            keys[i] = sc_key(root, "k%d", i);
+        else if (!*cases[i].key)
+            keys[i] = xstrdup("");
+        else
+            keys[i] = sc_key(root, "%s", cases[i].key);
+        snprintf(vals[i], sizeof vals[i], "v%d", i);
+        slots[i] = (sc_async_slot){&a, i};
+        ck_write w = {.kind = cases[i].kind, .key = keys[i], .val = vals[i], .len = strlen(vals[i]),
+                      .expected = cases[i].expect == 0 ? urev : cases[i].expect < 0 ? urev + 1000 : 0};
+        ck_store_write_async(s, &w, sc_async_done, &slots[i]);
+    }
+    assert_true(sc_async_wait(&a, N));
+    sc_sleep_ms(50);   /* a second completion would show up here */
+    int64_t last = 0;
+    for (int k = 0; k < N; k++) {
+        int i = a.order[k];
+        assert_int_equal(a.calls[i], 1);
+        if (a.code[i] != cases[i].want)
+            print_error("write %d: want %d, got %d\n", i, cases[i].want, a.code[i]);
+        assert_int_equal(a.code[i], cases[i].want);
+        if (cases[i].want == -1) {
+            assert_true(a.rev[i] > last);   /* in submission order, revisions increasing */
+            last = a.rev[i];
+            ck_kv kv = {0};
+            SC_OK(ck_store_get(s, keys[i], &kv, err_));
+            if (cases[i].kind == CK_STORE_CREATE)
+                assert_string_equal(kv.value, vals[i]);
+            assert_true(kv.mod_revision >= a.rev[i]);
+            ck_kv_free(&kv);
+        } else {
+            assert_int_equal(a.rev[i], 0);
+        }
+    }
+    assert_int_equal(a.ndone, N);
+    /* the successful ones are in submission order */
+    int prev = -1;
+    for (int k = 0; k < N; k++) {
+        int i = a.order[k];
+        if (cases[i].want != -1)
+            continue;
+        assert_true(i > prev);
+        prev = i;
+    }
+    sc_assert_value(s, upd, "v6");
+    for (int i = 0; i < N; i++)
+        free(keys[i]);
+    pthread_mutex_destroy(&a.mu);
+    pthread_cond_destroy(&a.cond);
+}
+
+/* A completion may queue the next asynchronous write (it must not wait for it). */
+typedef struct sc_chain {
+    ck_store *s;
+    char *key;
+    char val[16];
+    int left;
+    int64_t last_rev;
+    sc_async *a;
+} sc_chain;
+
+static void sc_chain_done(void *ctx, int64_t rev, ck_error *err)
+{
+    sc_chain *ch = ctx;
+    if (err || rev <= ch->last_rev)
+        ch->left = -1000;          /* seen by the test as a failure */
+    ck_error_free(err);
+    ch->last_rev = rev;
+    if (--ch->left > 0) {
+        snprintf(ch->val, sizeof ch->val, "%d", ch->left);
+        ck_write w = {.kind = CK_STORE_UPDATE, .key = ch->key, .val = ch->val,
+                      .len = strlen(ch->val), .expected = rev};
+        ck_store_write_async(ch->s, &w, sc_chain_done, ch);
+        return;
+    }
+    pthread_mutex_lock(&ch->a->mu);
+    ch->a->ndone++;
+    pthread_cond_broadcast(&ch->a->cond);
+    pthread_mutex_unlock(&ch->a->mu);
+}
+
+static void sc_test_async_chain(void **state)
+{
+    ck_store *s = *state;
+    char root[64];
+    sc_root(root);
+    sc_async a = {.ndone = 0};
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_cond_init(&a.cond, NULL);
+    sc_chain ch = {.s = s, .key = sc_key(root, "chain"), .left = 20, .a = &a};
+    ch.last_rev = sc_create(s, ch.key, "start");
+    snprintf(ch.val, sizeof ch.val, "%d", ch.left);
+    ck_write w = {.kind = CK_STORE_UPDATE, .key = ch.key, .val = ch.val, .len = strlen(ch.val),
+                  .expected = ch.last_rev};
+    ck_store_write_async(s, &w, sc_chain_done, &ch);
+    assert_true(sc_async_wait(&a, 1));
+    assert_int_equal(ch.left, 0);
+    sc_assert_value(s, ch.key, "1");
+    free(ch.key);
+    pthread_mutex_destroy(&a.mu);
+    pthread_cond_destroy(&a.cond);
+}
+
 /* ---- the table -------------------------------------------------------------------------------- */
 
 #define SC_CASES(X)                    \
@@ -1361,7 +1550,9 @@ static void sc_test_watch_cancel_in_callback(void **state)
     X(sc_test_unusual_keys)            \
     X(sc_test_concurrent_writers)     \
     X(sc_test_invalid)                \
-    X(sc_test_watch_cancel_in_callback)
+    X(sc_test_watch_cancel_in_callback) \
+    X(sc_test_async_writes)           \
+    X(sc_test_async_chain)
 
 /* The suite with the backend's per-case setup/teardown.  The array is static: call once. */
 static inline const struct CMUnitTest *store_conformance_tests(CMFixtureFunction setup,

@@ -72,6 +72,93 @@ static ck_store *reopen(ck_store *s)
     return n;
 }
 
+
+/* ---- asynchronous writes and close ------------------------------------------------------------- */
+
+/* Writes queued when the store closes are all completed, exactly once, before close returns:
+ * committed ones are in the file after a reopen; completions run on the writer, not here. */
+typedef struct close_async {
+    pthread_mutex_t mu;
+    int calls[200], ok;
+    int64_t rev[200];
+    pthread_t caller;
+    bool on_caller;
+} close_async;
+
+typedef struct close_slot {
+    close_async *ca;
+    int i;
+} close_slot;
+
+static void close_done(void *ctx, int64_t rev, ck_error *err)
+{
+    close_slot *sl = ctx;
+    pthread_mutex_lock(&sl->ca->mu);
+    sl->ca->calls[sl->i]++;
+    sl->ca->rev[sl->i] = rev;
+    if (!err)
+        sl->ca->ok++;
+    if (pthread_equal(pthread_self(), sl->ca->caller))
+        sl->ca->on_caller = true;
+    pthread_mutex_unlock(&sl->ca->mu);
+    ck_error_free(err);
+}
+
+static void test_async_close(void **state)
+{
+    ck_store *s = *state;
+    enum { N = 200 };
+    close_async ca = {.caller = pthread_self()};
+    pthread_mutex_init(&ca.mu, NULL);
+    close_slot slots[N];
+    char keys[N][64];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "/registry/async/k%d", i);
+        slots[i] = (close_slot){&ca, i};
+        ck_write w = {.kind = CK_STORE_CREATE, .key = keys[i], .val = keys[i], .len = strlen(keys[i])};
+        ck_store_write_async(s, &w, close_done, &slots[i]);
+    }
+    ck_store_close(s);   /* drains the queue: every completion has run when it returns */
+    *state = NULL;
+    pthread_mutex_lock(&ca.mu);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(ca.calls[i], 1);
+    assert_int_equal(ca.ok, N);
+    assert_false(ca.on_caller);
+    pthread_mutex_unlock(&ca.mu);
+    ck_error *e = NULL;
+    s = ck_store_open_sqlite(dbpath, &e);
+    assert_non_null(s);
+    *state = s;
+    for (int i = 0; i < N; i++) {
+        ck_kv kv = {0};
+        assert_int_equal(ck_store_get(s, keys[i], &kv, &e), 0);
+        assert_string_equal(kv.value, keys[i]);
+        assert_int_equal(kv.mod_revision, ca.rev[i]);
+        ck_kv_free(&kv);
+    }
+    pthread_mutex_destroy(&ca.mu);
+}
+
+/* A write refused before it is queued (too large) completes once, on the calling thread, with
+ * the synchronous call's error. */
+static void test_async_refused(void **state)
+{
+    ck_store *s = *state;
+    close_async ca = {.caller = pthread_self()};
+    pthread_mutex_init(&ca.mu, NULL);
+    close_slot sl = {&ca, 0};
+    size_t big = 16u * 1024 * 1024 + 1;
+    char *val = xcalloc(1, big);
+    ck_write w = {.kind = CK_STORE_CREATE, .key = "/registry/async/big", .val = val, .len = big};
+    ck_store_write_async(s, &w, close_done, &sl);
+    assert_int_equal(ca.calls[0], 1);
+    assert_int_equal(ca.ok, 0);
+    assert_true(ca.on_caller);
+    free(val);
+    pthread_mutex_destroy(&ca.mu);
+}
+
 /* ---- reopen ----------------------------------------------------------------------------------- */
 
 /* Closing a store with a watch still open ends the watch without hanging. */
@@ -1226,6 +1313,8 @@ int main(void)
     int failed = _cmocka_run_group_tests("store_sqlite_conformance", conf, n, NULL, NULL);
     const struct CMUnitTest own[] = {
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_current_rev_after_compacting_top_tombstone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_gather, setup, teardown),

@@ -1,0 +1,272 @@
+/* writedefer.c - API writes answered by the store's completion instead of a waiting worker.
+ *
+ * A create, update, patch, status write or binding ends with one store write whose successful
+ * answer is the stored text with the new resourceVersion spliced in.  With the SQLite store the
+ * worker hands that write over (ck_store_write_async) and takes the next request; the store's
+ * writer thread, after the group commit is durable, completes it here and answers through httpd
+ * (which takes answers from any thread).  That saves the worker's sleep and wake-up (a futex
+ * wait, a context switch) per write: see docs/apiserver.md "Writes answered by the store".
+ *
+ * Contract:
+ *  - Nothing is answered before the commit: the completion runs after the COMMIT (synchronous
+ *    = FULL), the value cache and the watchers have the write.
+ *  - The answer is the synchronous path's, byte for byte: the same splice (or, if the text has
+ *    no top-level metadata, the same print of the object), the same error texts (404,
+ *    409 AlreadyExists / Conflict, the store's own errors as they are).
+ *  - A failure that the synchronous path would have retried (async_retry: an unpinned update's
+ *    conflict, a generated name's clash) reruns the whole request on the rerun thread with
+ *    c->sync_only set: the handler reads again (or picks another name) and retries as before.
+ *  - Two parties hold the request: the handler (until it returns) and the completion; the last
+ *    one to let go answers, so the answer never races with a handler still unwinding, and the
+ *    request is read (metrics, log line) before the answer lets httpd free it.
+ *  - The writer thread must not wait on the store: the answer is built and queued (no write),
+ *    and a rerun goes to the rerun thread.
+ */
+#include "apiserver/apiserver.h"
+#include "lib/log.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ck_defer {
+    atomic_int holders;       /* handler + completion */
+    const ck_resource *r;
+    enum ck_store_write_kind kind;
+    char *name, *key, *text;
+    size_t len;
+    size_t rv_at;             /* where the resourceVersion goes (ck_json_rv_slot) */
+    bool rv_empty;
+    int code;
+    bool status_answer;
+    int64_t t0;
+    int64_t rev;              /* the result */
+    ck_error *err;
+    struct ck_defer *next;    /* rerun queue */
+    ck_reqctx *c;
+} ck_defer;
+
+/* in-flight deferred requests (for ck_defer_drain) and the rerun queue */
+static pthread_mutex_t dmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dcond = PTHREAD_COND_INITIALIZER;
+static long inflight;
+static ck_defer *rq_head, **rq_tail = &rq_head;
+static pthread_once_t rerun_once = PTHREAD_ONCE_INIT;
+static atomic_llong n_deferred, n_reruns;
+
+bool ck_defer_can(const ck_reqctx *c)
+{
+    return c->async_ok && !c->sync_only && c->resp && ck_store_async_native(c->srv->store);
+}
+
+static void defer_free(ck_defer *d)
+{
+    free(d->name);
+    free(d->key);
+    free(d->text);
+    ck_error_free(d->err);
+    free(d);
+}
+
+static void inflight_done(void)
+{
+    pthread_mutex_lock(&dmu);
+    if (--inflight == 0)
+        pthread_cond_broadcast(&dcond);
+    pthread_mutex_unlock(&dmu);
+}
+
+/* The rerun thread: a request whose asynchronous write lost a race, served again from the top
+ * with every write synchronous (the handler's read-modify-write retry loop). */
+static void *rerun_main(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "api-rerun");
+    for (;;) {
+        pthread_mutex_lock(&dmu);
+        while (!rq_head)
+            pthread_cond_wait(&dcond, &dmu);
+        ck_defer *d = rq_head;
+        rq_head = d->next;
+        if (!rq_head)
+            rq_tail = &rq_head;
+        pthread_mutex_unlock(&dmu);
+
+        ck_reqctx *c = d->c;
+        defer_free(d);
+        c->defer = NULL;
+        c->sync_only = true;
+        c->async_ok = c->async_retry = false;
+        c->no_details = false;
+        ck_buf_reset(&c->warnings);
+        json_decref(c->causes);
+        json_decref(c->details);
+        c->causes = c->details = NULL;
+        /* the request is freed by httpd once answered: keep what the log line needs */
+        char *method = xstrdup(c->req->method), *target = xstrdup(c->req->target);
+        int64_t received = c->req->received_ns;
+        ck_rest_serve(c);
+        if (!c->responded)
+            ck_respond_json(c, 500, ck_status_json(500, "InternalError", "no response", NULL));
+        ck_reqctx_account(c, method, target, received);
+        free(method);
+        free(target);
+        ck_reqctx_free(c);
+        inflight_done();
+    }
+    return NULL;
+}
+
+static void rerun_start(void)
+{
+    pthread_t th;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &a, rerun_main, NULL) != 0) {
+        log_error("cannot start the API rerun thread");
+        abort();   /* a conflicted write could never be answered */
+    }
+    pthread_attr_destroy(&a);
+}
+
+static void rerun(ck_defer *d)
+{
+    pthread_once(&rerun_once, rerun_start);
+    pthread_mutex_lock(&dmu);
+    d->next = NULL;
+    *rq_tail = d;
+    rq_tail = &d->next;
+    pthread_cond_broadcast(&dcond);
+    pthread_mutex_unlock(&dmu);
+}
+
+/* The synchronous path's error for a failed write (rest.c: create_obj, store_write_error). */
+static ck_error *map_error(ck_defer *d)
+{
+    ck_error *e = d->err, *out = NULL;
+    d->err = NULL;
+    if (d->kind == CK_STORE_CREATE && e->code == CK_E_EXISTS)
+        ck_err_exists(&out, d->r, d->name);
+    else if (d->kind == CK_STORE_UPDATE && e->code == CK_E_CONFLICT)
+        ck_err_conflict(&out, d->r, d->name);
+    else if (d->kind == CK_STORE_UPDATE && e->code == CK_E_NOT_FOUND)
+        ck_err_not_found(&out, d->r, d->name);
+    else
+        return e;
+    ck_error_free(e);
+    return out;
+}
+
+/* Both parties are done: answer (after reading the request for metrics and the log line, as
+ * the answer lets httpd free it), or queue the rerun. */
+static void settle(ck_reqctx *c)
+{
+    ck_defer *d = c->defer;
+    ck_http_req *req = c->req;
+    /* what the synchronous path retries: an unpinned update's conflict, a generated name's
+     * clash */
+    if (d->err && c->async_retry &&
+        d->err->code == (d->kind == CK_STORE_UPDATE ? CK_E_CONFLICT : CK_E_EXISTS)) {
+        atomic_fetch_add(&n_reruns, 1);
+        return rerun(d);
+    }
+    c->defer = NULL;
+    if (d->err) {
+        ck_error *e = map_error(d);
+        c->status = ck_error_http_status(e->code);
+        ck_reqctx_account(c, req->method, req->target, req->received_ns);
+        ck_respond_error(c, e);
+    } else if (d->status_answer) {
+        c->status = d->code;
+        ck_reqctx_account(c, req->method, req->target, req->received_ns);
+        ck_respond_json(c, d->code, ck_status_json(d->code, NULL, NULL, NULL));
+    } else {
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        c->status = d->code;
+        ck_reqctx_account(c, req->method, req->target, req->received_ns);
+        if (ck_json_splice_rv_at(d->text, d->len, d->rv_at, d->rv_empty, d->rev, &b) == 0)
+            ck_respond_bytes(c, d->code, "application/json", b.data, b.len);
+        else   /* out of memory only: the buffer has no limit */
+            ck_respond_json(c, 500, ck_status_json(500, "InternalError", "encoding failed", NULL));
+        ck_buf_free(&b);
+    }
+    defer_free(d);
+    ck_reqctx_free(c);
+    inflight_done();
+}
+
+static void let_go(ck_reqctx *c)
+{
+    if (atomic_fetch_sub(&c->defer->holders, 1) == 1)
+        settle(c);
+}
+
+/* the store's completion (usually on its writer thread) */
+static void write_done(void *ctx, int64_t rev, ck_error *err)
+{
+    ck_reqctx *c = ctx;
+    ck_defer *d = c->defer;
+    /* after the write, as the synchronous path: admission's cached reads are stale from here */
+    ck_admission_note_write(c->srv, d->r);
+    ck_metrics_store(d->kind == CK_STORE_CREATE ? "create" : "update",
+                     (double)(ck_now_ns() - d->t0) / 1e9);
+    d->rev = rev;
+    d->err = err;
+    if (!err && rev <= 0)
+        ck_error_set(&d->err, CK_E_INTERNAL, "write completed without a revision");
+    let_go(c);
+}
+
+bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+                    const char *name, char *key, char *text, size_t len, int64_t expected,
+                    int code, bool status_answer)
+{
+    size_t at = 0;
+    bool empty = false;
+    /* no metadata to splice into: the synchronous path prints the object instead */
+    if (!ck_defer_can(c) || (!status_answer && ck_json_rv_slot(text, len, &at, &empty) < 0))
+        return false;
+    ck_defer *d = xcalloc(1, sizeof *d);
+    atomic_init(&d->holders, 2);
+    d->r = r;
+    d->kind = kind;
+    d->name = xstrdup(name ? name : "");
+    d->key = key;
+    d->text = text;
+    d->len = len;
+    d->rv_at = at;
+    d->rv_empty = empty;
+    d->code = code;
+    d->status_answer = status_answer;
+    d->t0 = ck_now_ns();
+    d->c = c;
+    c->defer = d;
+    pthread_mutex_lock(&dmu);
+    inflight++;
+    pthread_mutex_unlock(&dmu);
+    atomic_fetch_add(&n_deferred, 1);
+    ck_write w = {.kind = kind, .key = key, .val = text, .len = len, .expected = expected};
+    ck_store_write_async(c->srv->store, &w, write_done, c);
+    return true;
+}
+
+void ck_defer_handler_done(ck_reqctx *c)
+{
+    let_go(c);
+}
+
+void ck_defer_drain(void)
+{
+    pthread_mutex_lock(&dmu);
+    while (inflight > 0)
+        pthread_cond_wait(&dcond, &dmu);
+    pthread_mutex_unlock(&dmu);
+}
+
+void ck_defer_stats(long long *deferred, long long *reruns)
+{
+    *deferred = atomic_load(&n_deferred);
+    *reruns = atomic_load(&n_reruns);
+}

@@ -13,6 +13,19 @@ override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshad
 # cost every process ~3 MB resident at exec, most never make a request)
 LDLIBS  += $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null) -lprotobuf-c -lpthread -lm
 override LDFLAGS += $(SAN)
+# The allocator every process runs on (docs/allocator.md): jemalloc from Debian's static PIC
+# archive, so all mallocs (libc's, jansson's, OpenSSL's) use it and no libstdc++ is loaded;
+# its tuning is in src/lib/alloc.c.  ALLOC=glibc keeps libc's malloc; sanitizer builds always do
+# (ASan brings its own allocator).
+ALLOC   ?= jemalloc
+ifneq ($(strip $(SAN)),)
+override ALLOC := glibc
+endif
+ifeq ($(ALLOC),jemalloc)
+ALLOC_PKG := jemalloc
+override CFLAGS += -DCK_ALLOC_JEMALLOC
+LDLIBS  += -Wl,--push-state,-Bstatic -ljemalloc_pic -Wl,--pop-state -ldl
+endif
 
 SRCS      := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
@@ -29,7 +42,7 @@ all: deps-check $(BUILD)/ckube $(UNIT_BINS) $(BENCH_BINS)
 # Debian packages needed to build, test and run. `make deps` installs what is missing.
 DEB_BUILD := gcc make pkg-config libjansson-dev libyaml-dev libssl-dev libcurl4-openssl-dev \
              libsqlite3-dev libevent-dev libprotobuf-c-dev zlib1g-dev libcmocka-dev liburing-dev \
-             libnftnl-dev libmnl-dev
+             libnftnl-dev libmnl-dev libjemalloc-dev
 DEB_RUN   := etcd-server etcd-client tzdata runc containernetworking-plugins iptables nftables \
              busybox-static umoci skopeo docker-registry wrk python3-kubernetes iproute2 procps \
              conntrack
@@ -41,7 +54,7 @@ deps:
 	  { echo "make deps: apt-get install failed for:$$missing" >&2; exit 1; }; fi
 
 deps-check:
-	@pkg-config --exists $(PKGS) || $(MAKE) --no-print-directory deps
+	@pkg-config --exists $(PKGS) $(ALLOC_PKG) || $(MAKE) --no-print-directory deps
 
 # V=1 shows the full compiler command lines.
 Q := $(if $(V),,@)

@@ -11,6 +11,7 @@
 
 #include "apiserver/apiserver.h"   /* ck_json_print */
 #include "client/jsonpick.h"
+#include "lib/alloc.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -411,7 +412,7 @@ static void *trim_main(void *arg)
     for (;;) {
         sleep(2);
         cm_intern_prune();
-        malloc_trim(0);
+        ck_alloc_trim();
     }
     return NULL;
 }

@@ -20,6 +20,7 @@
 #include "client/component.h"
 #include "client/leader.h"
 #include "commands.h"
+#include "lib/alloc.h"
 #include "lib/flags.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -580,7 +581,7 @@ int cmd_scheduler(int argc, char **argv)
         sig = sigtimedwait(&sigs, NULL, &period);
         if (sig > 0)
             break;
-        malloc_trim(0);
+        ck_alloc_trim();
     }
     int status = sig == SIGUSR1 ? 1 : 0;
     log_info("stopping (%s)", sig == SIGUSR1 ? "lost leadership" : "signal");

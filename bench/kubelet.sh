@@ -58,11 +58,14 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 CG=/sys/fs/cgroup/cpuacct/ckbench.$$
 mkdir -p "$CG" 2>/dev/null || CG=
 incg() { [ -n "$CG" ] && echo "$BASHPID" >"$CG/cgroup.procs"; exec "$@"; }
+# no service proxy: it would program the host's own iptables (and, as upstream's, leave its
+# rules behind when stopped); pod starts do not need it
 if [ -n "${PERF:-}" ]; then
     (incg perf record -q -g -o "$PERF" -- "$CK" server --data-dir "$data" --secure-port "$port" \
-        --bind-address 127.0.0.1) >"$T/server.log" 2>&1 &
+        --bind-address 127.0.0.1 --disable-kube-proxy) >"$T/server.log" 2>&1 &
 else
-    (incg "$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1) >"$T/server.log" 2>&1 &
+    (incg "$CK" server --data-dir "$data" --secure-port "$port" --bind-address 127.0.0.1 \
+        --disable-kube-proxy) >"$T/server.log" 2>&1 &
 fi
 spid=$!
 node=$(hostname | tr 'A-Z' 'a-z')

@@ -11,25 +11,10 @@
 #include <libgen.h>
 #include <cmocka.h>
 
+#include "testdata.h"
+
 #include "apiserver/patch.h"
 #include "lib/util.h"
-
-/* tests/data relative to the binary (ROOT/<build>/tests/<name>). */
-static json_t *load_cases(const char *name)
-{
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    assert_true(n > 0);
-    exe[n] = 0;
-    char *root = dirname(dirname(dirname(exe)));
-    char *path = xasprintf("%s/tests/data/patch/%s", root, name);
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    if (!j)
-        fail_msg("%s: %s line %d", path, je.text, je.line);
-    free(path);
-    return j;
-}
 
 static const char *code_name(enum ck_error_code c) { return ck_error_name(c); }
 
@@ -71,7 +56,7 @@ static const ck_resource *res_of(const json_t *c)
 
 static void run_file(const char *file, int type)
 {
-    json_t *cases = load_cases(file);
+    json_t *cases = test_data_load("patch", file);
     size_t i;
     json_t *c;
     assert_true(json_array_size(cases) > 5);
@@ -112,9 +97,9 @@ static void test_merge_oracle(void **state) { run_file("merge-oracle.json", 0); 
 /* The server-side apply body real kubectl sent, then its follow-up carrying last-applied. */
 static void test_kubectl_server_side(void **state)
 {
-    json_t *cases = load_cases("kubectl.json");
-    json_t *body = load_cases("kubectl-apply-server-side.json");
-    json_t *la = load_cases("kubectl-apply-last-applied.json");
+    json_t *cases = test_data_load("patch", "kubectl.json");
+    json_t *body = test_data_load("patch", "kubectl-apply-server-side.json");
+    json_t *la = test_data_load("patch", "kubectl-apply-last-applied.json");
     const ck_resource *d = ck_resource_find("apps", "v1", "deployments");
     /* live: what client-side apply left, its fields owned by kubectl-client-side-apply */
     json_t *live = json_deep_copy(json_object_get(json_array_get(cases, 0), "orig"));
@@ -558,7 +543,7 @@ static void test_record_fresh_matches_general(void **state)
     }
     /* the short-cut ran where it should (all but the duplicate and separator cases) */
     assert_int_equal(took, (int)ARRAY_SIZE(objs) - 3);
-    json_t *cases = load_cases("strategic-oracle.json");
+    json_t *cases = test_data_load("patch", "strategic-oracle.json");
     size_t i;
     json_t *c;
     took = 0;
@@ -616,7 +601,7 @@ static void update_compare(json_t *obj, const json_t *old, const char *sub)
 static void test_record_update_diff_matches_general(void **state)
 {
     (void)state;
-    json_t *cases = load_cases("strategic-oracle.json");
+    json_t *cases = test_data_load("patch", "strategic-oracle.json");
     size_t i;
     json_t *c;
     json_array_foreach(cases, i, c) {

@@ -15,27 +15,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testdata.h"
+
 #include "apiserver/apiserver.h"
 #include "apiserver/codec.h"
 #include "apiserver/patch.h"
 #include "apiserver/validate.h"
 #include "lib/util.h"
-
-static json_t *load_cases(const char *name)
-{
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    assert_true(n > 0);
-    exe[n] = 0;
-    char *root = dirname(dirname(dirname(exe)));
-    char *path = xasprintf("%s/tests/data/patch/%s", root, name);
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    if (!j)
-        fail_msg("%s: %s line %d", path, je.text, je.line);
-    free(path);
-    return j;
-}
 
 static void test_load_raw(void **state)
 {
@@ -238,7 +224,7 @@ static void test_status_write_raw_spec(void **state)
 {
     (void)state;
     int wrote = 0;
-    json_t *cases = load_cases("strategic-oracle.json");
+    json_t *cases = test_data_load("patch", "strategic-oracle.json");
     size_t i;
     json_t *c;
     json_array_foreach(cases, i, c) {

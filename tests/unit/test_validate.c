@@ -10,24 +10,10 @@
 #include <libgen.h>
 #include <cmocka.h>
 
+#include "testdata.h"
+
 #include "apiserver/validate.h"
 #include "lib/util.h"
-
-static json_t *load_cases(const char *name)
-{
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    assert_true(n > 0);
-    exe[n] = 0;
-    char *root = dirname(dirname(dirname(exe)));
-    char *path = xasprintf("%s/tests/data/validate/%s", root, name);
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    if (!j)
-        fail_msg("%s: %s line %d", path, je.text, je.line);
-    free(path);
-    return j;
-}
 
 static const ck_resource *res_of(const json_t *c)
 {
@@ -42,7 +28,7 @@ static const ck_resource *res_of(const json_t *c)
 
 static void test_validate(void **state)
 {
-    json_t *cases = load_cases("validate.json");
+    json_t *cases = test_data_load("validate", "validate.json");
     assert_true(json_array_size(cases) > 10);
     size_t i;
     json_t *c;
@@ -82,7 +68,7 @@ static void test_validate(void **state)
 
 static void test_defaults(void **state)
 {
-    json_t *cases = load_cases("defaults.json");
+    json_t *cases = test_data_load("validate", "defaults.json");
     size_t i;
     json_t *c;
     json_array_foreach(cases, i, c) {

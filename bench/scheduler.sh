@@ -14,6 +14,9 @@
 # system calls (by kind), context switches and CPU per pod (the per-pod figures count every
 # thread; Lease renewals and hollow status PATCHes of the window are included), plus the same per
 # thread name (http-io, http-worker, sqlite-*, ...) with PERF_THREADS=1.
+# HOOK=perf-record: `perf record -g` of the API server (or of PERF_PID) for the bench client's
+# run, into PERF_OUT (set it: the default lies in the run's temporary directory, removed at exit).
+# PERF_ARGS replaces `-g` (e.g. "--call-graph dwarf -F 999": the build has no frame pointers).
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -109,9 +112,16 @@ run_case() {
         perf stat -x, -e "$ev" -p "$api" ${PERF_THREADS:+--per-thread} -o "$tmp/$name-perf" &
         ppid=$!
         sleep 0.3
+    elif [ "${HOOK:-}" = perf-record ]; then
+        perf record -q ${PERF_ARGS:--g} -p "${PERF_PID:-$api}" -o "${PERF_OUT:-$tmp/$name-perf.data}" 2>/dev/null &
+        ppid=$!
+        sleep 0.3
     fi
     /usr/bin/time -f "%U %S" -o "$tmp/$name-bench.time" "$BENCH" "${args[@]}" | sed "s/^/$name: /"
-    if [ -n "$ppid" ]; then
+    if [ -n "$ppid" ] && [ "${HOOK:-}" = perf-record ]; then
+        kill -INT "$ppid"; wait "$ppid" 2>/dev/null
+        echo "$name: perf record of the API server in ${PERF_OUT:-$tmp/$name-perf.data}"
+    elif [ -n "$ppid" ]; then
         kill -INT "$ppid"; wait "$ppid" 2>/dev/null
         # -x, lines: value,unit,event,... (per thread: thread,value,unit,event,...)
         if [ -n "${PERF_THREADS:-}" ]; then

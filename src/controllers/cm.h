@@ -161,6 +161,17 @@ int cm_gc_init(cm *m);
 int cm_endpoints_init(cm *m);
 int cm_endpointslice_init(cm *m);
 int cm_nodelifecycle_init(cm *m);
+/* Node lifecycle's choices, for tests: get(ctx, "ns/name") returns a NEW reference to a cached
+ * pod or NULL.  The pods on node (per idx, checked again by get) that are Ready, to be marked
+ * Ready=False when the node goes Unknown; and those the NoExecute taints of `taints` evict at
+ * `now` (seconds), *next lowered to the seconds until the next one is due (-1 = none).  NEW
+ * arrays of the pods. */
+struct cm_podindex;
+typedef json_t *(*cm_pod_lookup)(void *ctx, const char *key);
+json_t *cm_nodelifecycle_not_ready(struct cm_podindex *idx, cm_pod_lookup get, void *ctx,
+                                   const char *node);
+json_t *cm_nodelifecycle_evictions(struct cm_podindex *idx, cm_pod_lookup get, void *ctx,
+                                   const char *node, json_t *taints, int64_t now, long *next);
 int cm_job_init(cm *m);
 int cm_daemonset_init(cm *m);
 /* PUT obj's status subresource with st, unless st equals the status obj already has (0 then).

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "controllers/cm.h"
+#include "controllers/podindex.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -25,6 +26,7 @@
 typedef struct nlc {
     cm *m;
     ck_informer *nodes, *leases, *pods;
+    cm_podindex *on_node;   /* node -> its pods, from the pod informer */
     ck_workqueue *q;
     pthread_mutex_t lock;
     json_t *seen;      /* node -> [renewTime text, monotonic ms when it changed] */
@@ -178,6 +180,63 @@ static int set_taints(nlc *c, const json_t *node, const char *key, bool want, ck
     return 0;
 }
 
+/* The cached pods the index puts on node, each checked again against the cache (the index and
+ * the cache are read at different moments); NEW array. */
+static json_t *pods_on(cm_podindex *idx, cm_pod_lookup get, void *ctx, const char *node)
+{
+    json_t *keys = cm_podindex_keys(idx, node), *out = json_array();
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) {
+        json_t *pod = get(ctx, json_string_value(k));
+        if (pod && !strcmp(cm_str(pod, "spec.nodeName") ?: "", node))
+            json_array_append(out, pod);
+        json_decref(pod);
+    }
+    json_decref(keys);
+    return out;
+}
+
+json_t *cm_nodelifecycle_not_ready(cm_podindex *idx, cm_pod_lookup get, void *ctx,
+                                   const char *node)
+{
+    json_t *pods = pods_on(idx, get, ctx, node);
+    for (size_t i = json_array_size(pods); i-- > 0;)
+        if (!cm_pod_ready(json_array_get(pods, i)))
+            json_array_remove(pods, i);
+    return pods;
+}
+
+json_t *cm_nodelifecycle_evictions(cm_podindex *idx, cm_pod_lookup get, void *ctx,
+                                   const char *node, json_t *taints, int64_t now, long *next)
+{
+    json_t *pods = pods_on(idx, get, ctx, node), *out = json_array();
+    size_t i;
+    json_t *pod;
+    json_array_foreach(pods, i, pod) {
+        if (cm_deleting(pod))
+            continue;
+        long after = evict_after(pod, taints, now);
+        if (after == 0)
+            json_array_append(out, pod);
+        else if (after > 0 && (*next < 0 || after < *next))
+            *next = after;
+    }
+    json_decref(pods);
+    return out;
+}
+
+static json_t *cached_pod(void *ctx, const char *key)
+{
+    nlc *c = ctx;
+    char *ns = NULL;
+    const char *name = NULL;
+    cm_split_key(key, &ns, &name);
+    json_t *pod = ck_informer_get(c->pods, ns, name);
+    free(ns);
+    return pod;
+}
+
 static int mark_unknown(nlc *c, const json_t *node, ck_error **err)
 {
     json_t *copy = json_deep_copy(node);
@@ -201,11 +260,9 @@ static int mark_unknown(nlc *c, const json_t *node, ck_error **err)
     cm_event(c->m, node, COMPONENT, "Normal", "NodeNotReady", "Node %s status is now: NodeNotReady",
              cm_name(node));
     /* pods on it are no longer ready */
-    json_t *pods = ck_informer_list(c->pods);
+    json_t *pods = cm_nodelifecycle_not_ready(c->on_node, cached_pod, c, cm_name(node));
     json_t *pod;
     json_array_foreach(pods, i, pod) {
-        if (strcmp(cm_str(pod, "spec.nodeName") ?: "", cm_name(node)) || !cm_pod_ready(pod))
-            continue;
         /* a strategic merge patch of the Ready condition alone (conditions merge by type): the
          * cached pod is trimmed (cm.c) to its Ready condition, so neither the pod nor its
          * condition list may be sent back whole */
@@ -231,24 +288,17 @@ static int evict(nlc *c, const json_t *node, const char *key, ck_error **err)
             any = true;
     if (!any)
         return 0;
-    int64_t now = cm_now();
     long next = -1;
-    json_t *pods = ck_informer_list(c->pods);
+    json_t *pods = cm_nodelifecycle_evictions(c->on_node, cached_pod, c, cm_name(node), taints,
+                                              cm_now(), &next);
     json_t *pod;
     int rc = 0;
     json_array_foreach(pods, i, pod) {
-        if (strcmp(cm_str(pod, "spec.nodeName") ?: "", cm_name(node)) || cm_deleting(pod))
-            continue;
-        long after = evict_after(pod, taints, now);
-        if (after == 0) {
-            cm_event(c->m, pod, "taint-eviction-controller", "Normal", "TaintManagerEviction",
-                     "Marking for deletion Pod %s/%s", cm_ns(pod), cm_name(pod));
-            if (cm_delete(c->m, cm_res("", "pods"), cm_ns(pod), cm_name(pod), cm_uid(pod), NULL, err) < 0) {
-                rc = -1;
-                break;
-            }
-        } else if (after > 0 && (next < 0 || after < next)) {
-            next = after;
+        cm_event(c->m, pod, "taint-eviction-controller", "Normal", "TaintManagerEviction",
+                 "Marking for deletion Pod %s/%s", cm_ns(pod), cm_name(pod));
+        if (cm_delete(c->m, cm_res("", "pods"), cm_ns(pod), cm_name(pod), cm_uid(pod), NULL, err) < 0) {
+            rc = -1;
+            break;
         }
     }
     json_decref(pods);
@@ -309,7 +359,8 @@ int cm_nodelifecycle_init(cm *m)
     c->nodes = cm_informer(m, "", "nodes", &nh, c);
     ck_informer_handlers lh = {on_lease, on_lease_update, NULL};
     c->leases = cm_informer(m, "coordination.k8s.io", "leases", &lh, c);
-    c->pods = cm_informer(m, "", "pods", NULL, NULL);
+    c->on_node = cm_podindex_new();
+    c->pods = cm_informer(m, "", "pods", &cm_podindex_handlers, c->on_node);
     c->q = cm_queue(m, COMPONENT, 2, sync_node, c);
     return 0;
 }

@@ -17,6 +17,8 @@
 # HOOK=perf-record: `perf record -g` of the API server (or of PERF_PID) for the bench client's
 # run, into PERF_OUT (set it: the default lies in the run's temporary directory, removed at exit).
 # PERF_ARGS replaces `-g` (e.g. "--call-graph dwarf -F 999": the build has no frame pointers).
+# PERF_PID=clients records the scheduler, the hollow nodes and the controller-manager together
+# (split them with `perf report --sort pid`); PERF_BENCH_OUT=FILE also records the bench client.
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -113,14 +115,19 @@ run_case() {
         ppid=$!
         sleep 0.3
     elif [ "${HOOK:-}" = perf-record ]; then
-        perf record -q ${PERF_ARGS:--g} -p "${PERF_PID:-$api}" -o "${PERF_OUT:-$tmp/$name-perf.data}" 2>/dev/null &
+        local who=${PERF_PID:-$api}
+        [ "$who" = clients ] && who=$sched,$hpid,$cm
+        perf record -q ${PERF_ARGS:--g} -p "$who" -o "${PERF_OUT:-$tmp/$name-perf.data}" 2>/dev/null &
         ppid=$!
         sleep 0.3
     fi
-    /usr/bin/time -f "%U %S" -o "$tmp/$name-bench.time" "$BENCH" "${args[@]}" | sed "s/^/$name: /"
+    local bench=("$BENCH")
+    [ "${HOOK:-}" = perf-record ] && [ -n "${PERF_BENCH_OUT:-}" ] &&
+        bench=(perf record -q ${PERF_ARGS:--g} -o "$PERF_BENCH_OUT" -- "$BENCH")
+    /usr/bin/time -f "%U %S" -o "$tmp/$name-bench.time" "${bench[@]}" "${args[@]}" | sed "s/^/$name: /"
     if [ -n "$ppid" ] && [ "${HOOK:-}" = perf-record ]; then
         kill -INT "$ppid"; wait "$ppid" 2>/dev/null
-        echo "$name: perf record of the API server in ${PERF_OUT:-$tmp/$name-perf.data}"
+        echo "$name: perf record of ${PERF_PID:-the API server} in ${PERF_OUT:-$tmp/$name-perf.data}"
     elif [ -n "$ppid" ]; then
         kill -INT "$ppid"; wait "$ppid" 2>/dev/null
         # -x, lines: value,unit,event,... (per thread: thread,value,unit,event,...)

@@ -1,5 +1,6 @@
 /* client.c - see client.h. */
 #include "client/client.h"
+#include "client/client_int.h"
 #include "apiserver/apiserver.h"   /* ck_json_print */
 #include "client/jsonpick.h"
 #include "lib/log.h"
@@ -171,6 +172,21 @@ static CURL *handle_new(ck_client *c, ck_error **err)
     return h;
 }
 
+CURL *ck_client_handle_new(ck_client *c, ck_error **err)
+{
+    return handle_new(c, err);
+}
+
+const ck_kubeconfig *ck_client_kubeconfig(const ck_client *c)
+{
+    return &c->kc;
+}
+
+const char *ck_client_user_agent(const ck_client *c)
+{
+    return c->user_agent;
+}
+
 static CURL *handle_take(ck_client *c, ck_error **err)
 {
     pthread_mutex_lock(&c->lock);
@@ -276,8 +292,8 @@ enum ck_error_code ck_client_code_from_reason(const char *reason, long http)
 }
 
 /* Turn a non-2xx answer into *err from its Status body (or the bare HTTP code). */
-static int status_error(long http, const char *body, const char *method, const char *path,
-                        ck_error **err)
+int ck_client_status_error(long http, const char *body, const char *method, const char *path,
+                           ck_error **err)
 {
     json_t *st = body ? json_loads(body, 0, NULL) : NULL;
     const char *reason = st ? json_string_value(json_object_get(st, "reason")) : NULL;
@@ -329,7 +345,7 @@ static json_t *request_text(ck_client *c, const char *method, const char *path,
     long http = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
     if (http < 200 || http > 299) {
-        status_error(http, resp.data, method, path, err);
+        ck_client_status_error(http, resp.data, method, path, err);
         goto done;
     }
     if (resp.len == 0 || discard) {
@@ -659,7 +675,7 @@ int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *ligh
     if (!w.http)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &w.http);
     if (w.http && w.http != 200) {
-        status_error(w.http, w.line.data, "WATCH", path, err);
+        ck_client_status_error(w.http, w.line.data, "WATCH", path, err);
         goto done;
     }
     if (w.expired) {
@@ -704,246 +720,4 @@ json_t *ck_event_new(const char *name, const char *event_ns, const ck_event_abou
                      "type", type, "source", source, "firstTimestamp", now_rfc3339,
                      "lastTimestamp", now_rfc3339, "count", 1, "reportingComponent", component,
                      "reportingInstance", instance);
-}
-
-/* ---- the sender: writes whose answers are not read, many in flight from one thread ---- */
-
-typedef struct sreq {
-    struct sreq *next;
-    char method[16];
-    char *url, *body;
-    size_t len;
-    struct curl_slist *own_hdr;   /* an unusual content type's headers */
-    const struct curl_slist *hdr; /* the headers sent: own_hdr or one of the shared lists */
-    ck_error *err;                /* failed before it started */
-    ck_sender_done_cb done;
-    void *ctx;
-    ck_buf resp;
-    CURL *h;
-} sreq;
-
-struct ck_sender {
-    ck_client *c;
-    CURLM *multi;
-    int conns;
-    pthread_t th;
-    pthread_mutex_t lock;
-    pthread_cond_t idle;
-    sreq *head, *tail;            /* queued, not started */
-    int inflight;
-    size_t pending;               /* queued + in flight */
-    bool polling, stop;
-    CURL **free_h;                /* configured handles not in a transfer */
-    int nfree;
-    /* without Accept (the answers are not read): JSON and merge patches, the usual types */
-    struct curl_slist *hdr_json, *hdr_merge;
-};
-
-static void sreq_free(sreq *r)
-{
-    free(r->url);
-    free(r->body);
-    if (r->own_hdr)
-        OPENSSL_cleanse(r->own_hdr->data, strlen(r->own_hdr->data));
-    curl_slist_free_all(r->own_hdr);
-    ck_buf_free(&r->resp);
-    free(r);
-}
-
-/* Run the callback and forget the request (its handle is back in the free list already). */
-static void sreq_finish(ck_sender *s, sreq *r, ck_error *err)
-{
-    if (r->done)
-        r->done(r->ctx, err);
-    ck_error_free(err);
-    sreq_free(r);
-    pthread_mutex_lock(&s->lock);
-    s->pending--;
-    if (!s->pending)
-        pthread_cond_broadcast(&s->idle);
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* Hand queued requests to free connections (called with s->lock held); the ones that cannot
- * start (no handle) are returned in *failed for the caller to finish unlocked. */
-static void sender_start(ck_sender *s, sreq **failed)
-{
-    while (s->head && s->inflight < s->conns) {
-        sreq *r = s->head;
-        s->head = r->next;
-        if (!s->head)
-            s->tail = NULL;
-        r->next = NULL;
-        ck_error *err = NULL;
-        CURL *h = s->nfree ? s->free_h[--s->nfree] : handle_new(s->c, &err);
-        if (!h) {
-            ck_error_wrap(&err, "%s %s", r->method, r->url);
-            r->err = err;
-            r->next = *failed;
-            *failed = r;
-            continue;
-        }
-        r->h = h;
-        curl_easy_setopt(h, CURLOPT_URL, r->url);
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hdr);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)r->len);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->resp);
-        curl_easy_setopt(h, CURLOPT_PRIVATE, r);
-        curl_multi_add_handle(s->multi, h);
-        s->inflight++;
-    }
-}
-
-static void *sender_main(void *arg)
-{
-    ck_sender *s = arg;
-    pthread_mutex_lock(&s->lock);
-    for (;;) {
-        sreq *failed = NULL;
-        if (s->stop) {           /* what has not started is not sent */
-            while (s->head) {
-                sreq *r = s->head;
-                s->head = r->next;
-                ck_error_set(&r->err, CK_E_UNAVAILABLE, "%s %s: the sender stopped before sending it",
-                             r->method, r->url);
-                r->next = failed;
-                failed = r;
-            }
-            s->tail = NULL;
-        }
-        sender_start(s, &failed);
-        bool done = s->stop && !s->inflight && !s->head;
-        s->polling = !done;
-        pthread_mutex_unlock(&s->lock);
-        while (failed) {
-            sreq *r = failed;
-            failed = r->next;
-            sreq_finish(s, r, r->err);
-        }
-        if (done)
-            return NULL;
-        int running = 0, left = 0;
-        curl_multi_perform(s->multi, &running);
-        CURLMsg *m;
-        while ((m = curl_multi_info_read(s->multi, &left))) {
-            if (m->msg != CURLMSG_DONE)
-                continue;
-            CURL *h = m->easy_handle;
-            CURLcode cc = m->data.result;
-            sreq *r = NULL;
-            curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&r);
-            long http = 0;
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
-            curl_multi_remove_handle(s->multi, h);
-            pthread_mutex_lock(&s->lock);
-            s->inflight--;
-            s->free_h[s->nfree++] = h;
-            pthread_mutex_unlock(&s->lock);
-            ck_error *err = NULL;
-            if (cc != CURLE_OK)
-                ck_error_set(&err, CK_E_UNAVAILABLE, "%s %s: %s", r->method, r->url,
-                             curl_easy_strerror(cc));
-            else if (http < 200 || http > 299)
-                status_error(http, r->resp.data, r->method, r->url, &err);
-            sreq_finish(s, r, err);
-        }
-        /* new work wakes the poll (ck_sender_send): no timeout polling for it */
-        curl_multi_poll(s->multi, NULL, 0, 1000, NULL);
-        pthread_mutex_lock(&s->lock);
-        s->polling = false;
-    }
-}
-
-ck_sender *ck_sender_new(ck_client *c, int conns)
-{
-    ck_sender *s = xcalloc(1, sizeof *s);
-    s->c = c;
-    s->conns = conns < 1 ? 1 : conns;
-    s->multi = curl_multi_init();
-    if (!s->multi)
-        abort();                 /* out of memory, as xmalloc */
-    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)s->conns);
-    curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)s->conns);
-    s->free_h = xcalloc((size_t)s->conns, sizeof(CURL *));
-    s->hdr_json = header_list(c, "application/json", false);
-    s->hdr_merge = header_list(c, "application/merge-patch+json", false);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->idle, NULL);
-    pthread_create(&s->th, NULL, sender_main, s);
-    return s;
-}
-
-void ck_sender_send(ck_sender *s, const char *method, const char *path, char *body, size_t len,
-                    const char *content_type, ck_sender_done_cb done, void *ctx)
-{
-    sreq *r = xcalloc(1, sizeof *r);
-    snprintf(r->method, sizeof r->method, "%s", method);
-    r->url = ck_kubeconfig_url(&s->c->kc, path);
-    r->body = body;
-    r->len = body ? len : 0;
-    r->done = done;
-    r->ctx = ctx;
-    ck_buf_init(&r->resp, CLIENT_MAX_RESPONSE);
-    if (!content_type || !strcmp(content_type, "application/json"))
-        r->hdr = s->hdr_json;
-    else if (!strcmp(content_type, "application/merge-patch+json"))
-        r->hdr = s->hdr_merge;
-    else
-        r->hdr = r->own_hdr = header_list(s->c, content_type, false);
-    pthread_mutex_lock(&s->lock);
-    if (s->tail)
-        s->tail->next = r;
-    else
-        s->head = r;
-    s->tail = r;
-    s->pending++;
-    /* the thread sleeps in its poll: wake it only when it can start this one */
-    bool wake = s->polling && s->inflight < s->conns;
-    if (wake)
-        s->polling = false;
-    pthread_mutex_unlock(&s->lock);
-    if (wake)
-        curl_multi_wakeup(s->multi);
-}
-
-size_t ck_sender_pending(ck_sender *s)
-{
-    pthread_mutex_lock(&s->lock);
-    size_t n = s->pending;
-    pthread_mutex_unlock(&s->lock);
-    return n;
-}
-
-void ck_sender_drain(ck_sender *s)
-{
-    pthread_mutex_lock(&s->lock);
-    while (s->pending)
-        pthread_cond_wait(&s->idle, &s->lock);
-    pthread_mutex_unlock(&s->lock);
-}
-
-void ck_sender_free(ck_sender *s)
-{
-    if (!s)
-        return;
-    pthread_mutex_lock(&s->lock);
-    s->stop = true;
-    pthread_mutex_unlock(&s->lock);
-    curl_multi_wakeup(s->multi);
-    pthread_join(s->th, NULL);
-    for (int i = 0; i < s->nfree; i++)
-        curl_easy_cleanup(s->free_h[i]);
-    curl_multi_cleanup(s->multi);
-    free(s->free_h);
-    if (s->hdr_json)
-        OPENSSL_cleanse(s->hdr_json->data, strlen(s->hdr_json->data));
-    if (s->hdr_merge)
-        OPENSSL_cleanse(s->hdr_merge->data, strlen(s->hdr_merge->data));
-    curl_slist_free_all(s->hdr_json);
-    curl_slist_free_all(s->hdr_merge);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->idle);
-    free(s);
 }

@@ -15,6 +15,7 @@
 
 #include "client/client.h"
 #include "lib/httpd.h"
+#include "client/client_int.h"
 #include "lib/pki.h"
 #include "lib/util.h"
 
@@ -22,6 +23,8 @@ static char dir[64];
 /* what the echo handler got last (its thread writes, the test reads) */
 static pthread_mutex_t last_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_method[16], last_body[256], last_ct[64];
+/* the whole request as the server saw it: target, headers in order, body */
+static char last_request[1024];
 /* every remote address the echo handler saw (the sender's connections), and requests served */
 static char remotes[64][64];
 static int nremotes, nserved;
@@ -69,6 +72,12 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
     snprintf(last_body, sizeof last_body, "%.*s", req->body ? (int)req->body_len : 0,
              req->body ? req->body : "");
     snprintf(last_ct, sizeof last_ct, "%s", ct ? ct : "-");
+    int off = snprintf(last_request, sizeof last_request, "%s %s\n", req->method, req->target);
+    for (size_t i = 0; i < req->nheaders && off > 0 && (size_t)off < sizeof last_request; i++)
+        off += snprintf(last_request + off, sizeof last_request - (size_t)off, "%s: %s\n",
+                        req->headers[i].name, req->headers[i].value);
+    if (off > 0 && (size_t)off < sizeof last_request)
+        snprintf(last_request + off, sizeof last_request - (size_t)off, "\n%s", last_body);
     nserved++;
     int k = 0;
     while (k < nremotes && strcmp(remotes[k], req->remote_addr))
@@ -476,6 +485,107 @@ static void test_sender_stop(void **state)
     ck_httpd_stop(srv);
 }
 
+/* The sender prints its requests itself: the server sees the same request as from the general
+ * path (ck_client_send_text over a libcurl transfer): line, headers (the Accept header aside,
+ * which writes leave out), body; with a bearer token too. */
+static void test_sender_same_request(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    static const struct {
+        const char *method, *path, *body, *ct;
+        bool token;
+    } rows[] = {
+        {"PATCH", "/echo/a", "{\"spec\":{\"x\":1}}", "application/merge-patch+json", false},
+        {"POST", "/echo/b?dryRun=All", "{\"kind\":\"Binding\"}", NULL, true},
+        {"PUT", "/echo/c", "[]", "application/strategic-merge-patch+json", true},
+        {"DELETE", "/echo/d", NULL, NULL, false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+        ck_client *c = client_for(ck_httpd_port(srv), true, rows[i].token ? "t0ken" : NULL);
+        char general[1024], sender[1024];
+        ck_error *err = NULL;
+        const char *body = rows[i].body;
+        assert_int_equal(ck_client_send_text(c, rows[i].method, rows[i].path, body,
+                                             body ? strlen(body) : 0, rows[i].ct, &err), 0);
+        pthread_mutex_lock(&last_lock);
+        snprintf(general, sizeof general, "%s", last_request);
+        pthread_mutex_unlock(&last_lock);
+        ck_sender *snd = ck_sender_new(c, 1);
+        ck_sender_send(snd, rows[i].method, rows[i].path, body ? xstrdup(body) : NULL,
+                       body ? strlen(body) : 0, rows[i].ct, NULL, NULL);
+        ck_sender_drain(snd);
+        ck_sender_free(snd);
+        pthread_mutex_lock(&last_lock);
+        snprintf(sender, sizeof sender, "%s", last_request);
+        pthread_mutex_unlock(&last_lock);
+        /* the general path asks for JSON answers; a write through the sender does not read its
+         * answer (as ck_client_send_text's Accept) */
+        char *acc = strstr(general, "Accept: application/json\n");
+        assert_non_null(acc);
+        memmove(acc, acc + 25, strlen(acc + 25) + 1);
+        assert_string_equal(sender, general);
+        assert_non_null(strstr(sender, rows[i].token ? "Authorization: Bearer t0ken" : "User-Agent: test/1"));
+        ck_client_free(c);
+    }
+    ck_httpd_stop(srv);
+}
+
+/* The sender's answer parser: lengths, chunks, 1xx, closes, and what it refuses. */
+static void test_parse_answer(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        bool eof;
+        int rc, status;
+        bool close;
+        const char *body;
+        int used;          /* -1: the whole input */
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", false, 1, 200, false, "{}", -1},
+        {"HTTP/1.1 201 Created\r\ncontent-length:  3\r\nConnection: keep-alive\r\n\r\nabc", false, 1, 201, false, "abc", -1},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", false, 0, 0, false, NULL, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, -1, 0, false, NULL, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Len", false, 0, 0, false, NULL, 0},
+        {"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 4\r\n\r\ngone", false, 1, 404, true, "gone", -1},
+        {"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", false, 1, 200, true, "x", -1},
+        {"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nx", false, 1, 200, false, "x", -1},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nA;x=y\r\n0123456789\r\n0\r\n\r\n", false, 1, 200, false, "abc0123456789", -1},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n", false, 1, 200, false, "abc", -1},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", false, 0, 0, false, NULL, 0},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n", false, -1, 0, false, NULL, 0},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false, -1, 0, false, NULL, 0},
+        {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false, 1, 200, false, "", -1},
+        {"HTTP/1.1 204 No Content\r\n\r\n", false, 1, 204, false, "", -1},
+        {"HTTP/1.1 200 OK\r\n\r\nuntil the end", false, 0, 0, false, NULL, 0},
+        {"HTTP/1.1 200 OK\r\n\r\nuntil the end", true, 1, 200, true, "until the end", -1},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxy", false, 1, 200, false, "x", 39},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy", false, -1, 0, false, NULL, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false, -1, 0, false, NULL, 0},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", false, -1, 0, false, NULL, 0},
+        {"HTTP/2 200\r\n\r\n", false, -1, 0, false, NULL, 0},
+        {"HTTP/1.1 2x0 OK\r\n\r\n", false, -1, 0, false, NULL, 0},
+        {"garbage\r\n\r\n", false, -1, 0, false, NULL, 0},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        ck_client_answer a = {0};
+        ck_buf_init(&a.body, 1u << 20);
+        size_t len = strlen(cases[i].in);
+        int rc = ck_client_parse_answer(cases[i].in, len, cases[i].eof, 1u << 20, &a);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d, want %d", i, rc, cases[i].rc);
+        if (rc == 1) {
+            assert_int_equal(a.status, cases[i].status);
+            assert_int_equal(a.close, cases[i].close);
+            assert_int_equal(a.body.len, strlen(cases[i].body));
+            assert_memory_equal(a.body.len ? a.body.data : "", cases[i].body, a.body.len);
+            assert_int_equal(a.used, cases[i].used < 0 ? len : (size_t)cases[i].used);
+        }
+        ck_buf_free(&a.body);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +594,8 @@ int main(void)
         cmocka_unit_test(test_send_text),
         cmocka_unit_test(test_sender),
         cmocka_unit_test(test_sender_stop),
+        cmocka_unit_test(test_sender_same_request),
+        cmocka_unit_test(test_parse_answer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

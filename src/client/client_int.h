@@ -1,0 +1,33 @@
+/* client_int.h - what client.c shares with sender.c (not for other modules), and the sender's
+ * HTTP/1.1 answer parser, exported for its unit test. */
+#ifndef CK_CLIENT_INT_H
+#define CK_CLIENT_INT_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "client/client.h"
+#include "lib/kubeconfig.h"
+#include "lib/util.h"
+
+/* A new easy handle with the client's TLS identity, user agent, timeouts and share set. */
+CURL *ck_client_handle_new(ck_client *c, ck_error **err);
+const ck_kubeconfig *ck_client_kubeconfig(const ck_client *c);
+const char *ck_client_user_agent(const ck_client *c);
+/* *err from a non-2xx answer's Status body (body may be NULL); returns -1. */
+int ck_client_status_error(long http, const char *body, const char *method, const char *path,
+                           ck_error **err);
+
+/* One HTTP/1.1 answer parsed from the bytes received so far (p[0..len), eof: the peer closed). */
+typedef struct ck_client_answer {
+    int status;
+    bool close;        /* the connection cannot carry another request */
+    size_t used;       /* bytes of p the answer took (header, body, chunk framing) */
+    ck_buf body;       /* the body, de-chunked (init it before; the caller frees it) */
+} ck_client_answer;
+/* 1: complete (a->*), 0: more bytes needed, -1: malformed or over max_body. */
+int ck_client_parse_answer(const char *p, size_t len, bool eof, size_t max_body,
+                           ck_client_answer *a);
+
+#endif

@@ -29,6 +29,10 @@ struct ck_client {
     /* the headers of a request without and with a JSON body (Authorization when a token) */
     struct curl_slist *hdr_plain, *hdr_json;
     bool env_proxy;              /* a proxy variable is set: libcurl must read the environment */
+    /* for the requests printed here (sender, watches): the server URL's path, and the Host,
+     * User-Agent and Authorization headers */
+    char *prefix, *fixed;
+    size_t fixed_len;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -111,6 +115,31 @@ ck_client *ck_client_new(const ck_kubeconfig *kc, const char *user_agent, ck_err
         c->env_proxy |= getenv(proxy_vars[i]) != NULL;
     c->hdr_plain = header_list(c, NULL, true);
     c->hdr_json = header_list(c, "application/json", true);
+    char *host = NULL, *port = NULL, *path = NULL;
+    CURLU *u = curl_url();
+    if (!u)
+        abort();                /* out of memory, as xmalloc */
+    if (curl_url_set(u, CURLUPART_URL, c->kc.server, 0) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_HOST, &host, 0);
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        curl_url_get(u, CURLUPART_PATH, &path, 0);
+    }
+    curl_url_cleanup(u);
+    size_t plen = path ? strlen(path) : 0;
+    while (plen && path[plen - 1] == '/')
+        plen--;
+    c->prefix = xstrndup(path ? path : "", plen);
+    ck_buf b;
+    ck_buf_init(&b, 1u << 20);
+    ck_buf_printf(&b, "Host: %s%s%s\r\nUser-Agent: %s\r\n", host ? host : "localhost",
+                  port ? ":" : "", port ? port : "", c->user_agent);
+    if (c->kc.token)
+        ck_buf_printf(&b, "Authorization: Bearer %s\r\n", c->kc.token);
+    c->fixed_len = b.len;
+    c->fixed = ck_buf_steal(&b);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
     return c;
 }
 
@@ -140,6 +169,9 @@ void ck_client_free(ck_client *c)
         OPENSSL_cleanse(c->hdr_json->data, strlen(c->hdr_json->data));
     curl_slist_free_all(c->hdr_plain);
     curl_slist_free_all(c->hdr_json);
+    OPENSSL_cleanse(c->fixed, c->fixed_len);
+    free(c->fixed);
+    free(c->prefix);
     free(c->kc.server);
     free(c->kc.ca_pem);
     free(c->kc.cert_pem);
@@ -185,6 +217,17 @@ const ck_kubeconfig *ck_client_kubeconfig(const ck_client *c)
 const char *ck_client_user_agent(const ck_client *c)
 {
     return c->user_agent;
+}
+
+const char *ck_client_prefix(const ck_client *c)
+{
+    return c->prefix;
+}
+
+const char *ck_client_fixed_headers(const ck_client *c, size_t *len)
+{
+    *len = c->fixed_len;
+    return c->fixed;
 }
 
 static CURL *handle_take(ck_client *c, ck_error **err)
@@ -494,211 +537,6 @@ int ck_client_delete(ck_client *c, const ck_resource *r, const char *ns, const c
 {
     cleanup_free char *p = ck_client_path(r, ns, name, NULL);
     return ck_client_send(c, "DELETE", p, options, NULL, err);   /* the answer is not read */
-}
-
-/* ---- watch ---- */
-
-struct watch_state {
-    ck_buf line;
-    ck_client_watch_cb cb;
-    void *ctx;
-    const ck_jsonpick *keep;   /* decode only these parts of each event (NULL: all) */
-    const ck_jsonpick *light;  /* the first look (ck_client_watch_peek), or NULL */
-    ck_client_watch_peek_cb peek;
-    const volatile bool *cancel;
-    bool stopped;        /* the callback asked to stop */
-    bool expired;        /* the server sent a 410 ERROR event */
-    char *error_msg;
-    long http;
-    CURL *h;
-};
-
-/* The first look of a peeking watch: true when the event is to be decoded with the full keep
- * list and delivered, false when the peek dealt with it (or stop said to end: *go_on). */
-static bool first_look(struct watch_state *w, const char *text, size_t len, bool *go_on)
-{
-    /* the API server writes the type first: an event that is not an update is not worth a
-     * light pass (it would be decoded twice) */
-    static const char prefix[] = "{\"type\":\"";
-    if (len > sizeof prefix + 8 && !memcmp(text, prefix, sizeof prefix - 1) &&
-        memcmp(text + sizeof prefix - 1, "MODIFIED\"", 9))
-        return true;
-    ck_error *perr = NULL;
-    json_t *ev = ck_jsonpick_parse(text, len, w->light, &perr);
-    if (!ev) {
-        ck_error_free(perr);
-        return true;             /* the full decode reports it */
-    }
-    const char *type = json_string_value(json_object_get(ev, "type"));
-    json_t *obj = json_object_get(ev, "object");
-    bool full = true;
-    if (type && obj && !strcmp(type, "MODIFIED"))
-        full = w->peek(w->ctx, type, obj, go_on);
-    json_decref(ev);
-    return full;
-}
-
-static bool deliver_line(struct watch_state *w, const char *text, size_t len)
-{
-    if (len == 0)
-        return true;
-    if (w->light) {
-        bool go_on = true;
-        if (!first_look(w, text, len, &go_on)) {
-            if (!go_on)
-                w->stopped = true;
-            return go_on;
-        }
-    }
-    json_error_t jerr;
-    json_t *ev;
-    if (w->keep) {
-        ck_error *perr = NULL;
-        ev = ck_jsonpick_parse(text, len, w->keep, &perr);
-        if (!ev) {
-            w->error_msg = xasprintf("bad watch event JSON: %s", perr->msg);
-            ck_error_free(perr);
-            return false;
-        }
-    } else {
-        ev = json_loadb(text, len, 0, &jerr);
-        if (!ev) {
-            w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
-            return false;
-        }
-    }
-    const char *type = json_string_value(json_object_get(ev, "type"));
-    if (w->keep && type && !strcmp(type, "ERROR")) {
-        /* keep describes objects, not a Status: decode it whole */
-        json_decref(ev);
-        ev = json_loadb(text, len, 0, &jerr);
-        if (!ev) {
-            w->error_msg = xasprintf("bad watch event JSON: %s", jerr.text);
-            return false;
-        }
-        type = json_string_value(json_object_get(ev, "type"));
-    }
-    json_t *obj = json_object_get(ev, "object");
-    bool go_on = true;
-    if (type && !strcmp(type, "ERROR")) {
-        json_int_t code = json_integer_value(json_object_get(obj, "code"));
-        const char *msg = json_string_value(json_object_get(obj, "message"));
-        if (code == 410)
-            w->expired = true;
-        free(w->error_msg);
-        w->error_msg = xstrdup(msg ? msg : "watch error");
-        go_on = false;
-    }
-    if (go_on && type && obj && !w->cb(w->ctx, type, obj)) {
-        w->stopped = true;
-        go_on = false;
-    }
-    json_decref(ev);
-    return go_on;
-}
-
-static size_t watch_write(char *data, size_t size, size_t n, void *userp)
-{
-    struct watch_state *w = userp;
-    size_t total = size * n;
-    if (!w->http)
-        curl_easy_getinfo(w->h, CURLINFO_RESPONSE_CODE, &w->http);
-    if (w->http != 200) {   /* an error Status body: collect it whole */
-        return ck_buf_add(&w->line, data, total) < 0 ? 0 : total;
-    }
-    const char *p = data, *end = data + total;
-    const char *nl;
-    while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
-        if (ck_buf_add(&w->line, p, (size_t)(nl - p)) < 0)
-            return 0;
-        bool ok = deliver_line(w, w->line.data, w->line.len);
-        ck_buf_reset(&w->line);
-        if (!ok)
-            return 0;
-        p = nl + 1;
-    }
-    return ck_buf_add(&w->line, p, (size_t)(end - p)) < 0 ? 0 : total;
-}
-
-static int watch_progress(void *userp, curl_off_t a, curl_off_t b, curl_off_t c2, curl_off_t d)
-{
-    struct watch_state *w = userp;
-    return (w->cancel && *w->cancel) ? 1 : 0;
-}
-
-int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
-                    const volatile bool *cancel, ck_error **err)
-{
-    return ck_client_watch_pick(c, path, NULL, cb, ctx, cancel, err);
-}
-
-int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep,
-                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
-                         ck_error **err)
-{
-    return ck_client_watch_peek(c, path, NULL, NULL, keep, cb, ctx, cancel, err);
-}
-
-int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *light,
-                         ck_client_watch_peek_cb peek, const ck_jsonpick *keep,
-                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
-                         ck_error **err)
-{
-    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep,
-                            .light = peek ? light : NULL, .peek = peek};
-    ck_buf_init(&w.line, CLIENT_MAX_WATCH_LINE);
-    CURL *h = curl_easy_init();
-    w.h = h;
-    int rc = -1;
-    if (!h) {
-        ck_error_set(err, CK_E_INTERNAL, "curl_easy_init failed");
-        goto done;
-    }
-    if (setup_common(c, h, err) < 0)
-        goto done;
-    /* a watch connection is never idle for long: keeping OpenSSL's buffers spares a 17 KB
-     * malloc and free per TLS record read (each large malloc consolidating the heap's
-     * fastbins), which was a tenth of a busy pod informer's CPU */
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, NULL);
-    setup_target(c, h, "GET", path);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->hdr_plain);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, watch_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &w);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, watch_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &w);
-    /* A silent connection for this long is dead (the server sends bookmarks far more often). */
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 300L);
-
-    CURLcode cc = curl_easy_perform(h);
-    if (!w.http)
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &w.http);
-    if (w.http && w.http != 200) {
-        ck_client_status_error(w.http, w.line.data, "WATCH", path, err);
-        goto done;
-    }
-    if (w.expired) {
-        ck_error_set(err, CK_E_EXPIRED, "%s", w.error_msg);
-        goto done;
-    }
-    if (w.error_msg) {
-        ck_error_set(err, CK_E_INTERNAL, "watch %s: %s", path, w.error_msg);
-        goto done;
-    }
-    if (w.stopped || (cancel && *cancel) || cc == CURLE_OK) {
-        if (w.line.len)   /* a last event without its newline */
-            deliver_line(&w, w.line.data, w.line.len);
-        rc = 0;
-        goto done;
-    }
-    ck_error_set(err, CK_E_UNAVAILABLE, "watch %s%s: %s", c->kc.server, path,
-                 curl_easy_strerror(cc));
-done:
-    free(w.error_msg);
-    ck_buf_free(&w.line);
-    curl_easy_cleanup(h);
-    return rc;
 }
 
 json_t *ck_event_new(const char *name, const char *event_ns, const ck_event_about *about,

@@ -19,6 +19,22 @@ const char *ck_client_user_agent(const ck_client *c);
 int ck_client_status_error(long http, const char *body, const char *method, const char *path,
                            ck_error **err);
 
+/* The server URL's path ("" or "/base", no trailing slash): what goes before a request's path. */
+const char *ck_client_prefix(const ck_client *c);
+/* "Host: ...\r\nUser-Agent: ...\r\n[Authorization: Bearer ...\r\n]", printed once a client
+ * (it may hold the token: wiped when the client is freed). */
+const char *ck_client_fixed_headers(const ck_client *c, size_t *len);
+
+/* The head of an HTTP/1.1 answer (1xx answers before it skipped). */
+typedef struct ck_client_head {
+    int status;
+    bool chunked, has_len, close;
+    size_t clen;       /* Content-Length when has_len */
+    size_t used;       /* bytes up to the end of the head */
+} ck_client_head;
+/* 1: complete, 0: more bytes needed, -1: malformed (or eof before its end). */
+int ck_client_parse_head(const char *p, size_t len, bool eof, ck_client_head *h);
+
 /* One HTTP/1.1 answer parsed from the bytes received so far (p[0..len), eof: the peer closed). */
 typedef struct ck_client_answer {
     int status;

@@ -74,8 +74,8 @@ struct ck_sender {
     bool polling, stop;
     int wake_fd;                  /* an eventfd: new work while the thread polls */
     char *server;                 /* the URL libcurl connects to */
-    char *prefix;                 /* the server URL's path ("" or "/base"), before each path */
-    char *fixed;                  /* the headers every request carries, printed once */
+    const char *prefix;           /* the server URL's path ("" or "/base"), before each path */
+    const char *fixed;            /* the headers every request carries (the client's) */
     size_t fixed_len;
 };
 
@@ -158,8 +158,7 @@ static int parse_chunks(const char *p, size_t len, size_t max_body, ck_buf *body
     }
 }
 
-int ck_client_parse_answer(const char *p, size_t len, bool eof, size_t max_body,
-                           ck_client_answer *a)
+int ck_client_parse_head(const char *p, size_t len, bool eof, ck_client_head *hd)
 {
     size_t start = 0;
     for (;;) {                   /* 1xx answers before the real one are skipped */
@@ -180,8 +179,8 @@ int ck_client_parse_answer(const char *p, size_t len, bool eof, size_t max_body,
             start += hlen;
             continue;
         }
-        bool http10 = h[7] == '0', chunked = false, has_len = false, close = http10;
-        size_t clen = 0;
+        bool http10 = h[7] == '0';
+        *hd = (ck_client_head){.status = status, .close = http10};
         const char *line = memchr(h, '\n', hlen) + 1;
         while (line < end + 2) {
             const char *eol = memchr(line, '\n', (size_t)(end + 4 - line));
@@ -202,58 +201,69 @@ int ck_client_parse_answer(const char *p, size_t len, bool eof, size_t max_body,
                         return -1;
                     x = x * 10 + (size_t)(v[k] - '0');
                 }
-                if (has_len && x != clen)
+                if (hd->has_len && x != hd->clen)
                     return -1;
-                clen = x;
-                has_len = true;
+                hd->clen = x;
+                hd->has_len = true;
             } else if (name_is(line, n, "Transfer-Encoding")) {
-                chunked = has_token(v, vn, "chunked");
+                hd->chunked = has_token(v, vn, "chunked");
             } else if (name_is(line, n, "Connection")) {
                 if (has_token(v, vn, "close"))
-                    close = true;
+                    hd->close = true;
                 else if (http10 && has_token(v, vn, "keep-alive"))
-                    close = false;
+                    hd->close = false;
             }
             line = eol + 1;
         }
-        size_t body_at = start + hlen;
-        a->status = status;
-        a->close = close;
-        ck_buf_reset(&a->body);
-        if (status == 204 || status == 304) {
-            a->used = body_at;
-            return 1;
-        }
-        if (chunked) {
-            size_t used = 0;
-            int rc = parse_chunks(p + body_at, len - body_at, max_body, &a->body, &used);
-            if (rc == 0 && eof)
-                return -1;
-            if (rc == 1)
-                a->used = body_at + used;
-            return rc;
-        }
-        if (has_len) {
-            if (clen > max_body)
-                return -1;
-            if (len - body_at < clen)
-                return eof ? -1 : 0;
-            if (ck_buf_add(&a->body, p + body_at, clen) < 0)
-                return -1;
-            a->used = body_at + clen;
-            return 1;
-        }
-        /* no length: the body runs to the close */
-        if (len - body_at > max_body)
-            return -1;
-        if (!eof)
-            return 0;
-        if (ck_buf_add(&a->body, p + body_at, len - body_at) < 0)
-            return -1;
-        a->close = true;
-        a->used = len;
+        hd->used = start + hlen;
         return 1;
     }
+}
+
+int ck_client_parse_answer(const char *p, size_t len, bool eof, size_t max_body,
+                           ck_client_answer *a)
+{
+    ck_client_head hd;
+    int rc = ck_client_parse_head(p, len, eof, &hd);
+    if (rc <= 0)
+        return rc;
+    size_t body_at = hd.used;
+    a->status = hd.status;
+    a->close = hd.close;
+    ck_buf_reset(&a->body);
+    if (hd.status == 204 || hd.status == 304) {
+        a->used = body_at;
+        return 1;
+    }
+    if (hd.chunked) {
+        size_t used = 0;
+        rc = parse_chunks(p + body_at, len - body_at, max_body, &a->body, &used);
+        if (rc == 0 && eof)
+            return -1;
+        if (rc == 1)
+            a->used = body_at + used;
+        return rc;
+    }
+    if (hd.has_len) {
+        if (hd.clen > max_body)
+            return -1;
+        if (len - body_at < hd.clen)
+            return eof ? -1 : 0;
+        if (ck_buf_add(&a->body, p + body_at, hd.clen) < 0)
+            return -1;
+        a->used = body_at + hd.clen;
+        return 1;
+    }
+    /* no length: the body runs to the close */
+    if (len - body_at > max_body)
+        return -1;
+    if (!eof)
+        return 0;
+    if (ck_buf_add(&a->body, p + body_at, len - body_at) < 0)
+        return -1;
+    a->close = true;
+    a->used = len;
+    return 1;
 }
 
 /* ---- requests and connections ---- */
@@ -607,34 +617,9 @@ ck_sender *ck_sender_new(ck_client *c, int conns)
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->wake_fd < 0)
         abort();                 /* out of file descriptors at start-up */
-    const ck_kubeconfig *kc = ck_client_kubeconfig(c);
-    s->server = xstrdup(kc->server);
-    /* the Host header and the path before each request's, from the server URL once */
-    char *host = NULL, *port = NULL, *path = NULL;
-    CURLU *u = curl_url();
-    if (!u)
-        abort();
-    if (curl_url_set(u, CURLUPART_URL, kc->server, 0) == CURLUE_OK) {
-        curl_url_get(u, CURLUPART_HOST, &host, 0);
-        curl_url_get(u, CURLUPART_PORT, &port, 0);
-        curl_url_get(u, CURLUPART_PATH, &path, 0);
-    }
-    curl_url_cleanup(u);
-    size_t plen = path ? strlen(path) : 0;
-    while (plen && path[plen - 1] == '/')
-        plen--;
-    s->prefix = xstrndup(path ? path : "", plen);
-    ck_buf b;
-    ck_buf_init(&b, 1u << 20);
-    ck_buf_printf(&b, "Host: %s%s%s\r\nUser-Agent: %s\r\n", host ? host : "localhost",
-                  port ? ":" : "", port ? port : "", ck_client_user_agent(c));
-    if (kc->token)
-        ck_buf_printf(&b, "Authorization: Bearer %s\r\n", kc->token);
-    s->fixed_len = b.len;
-    s->fixed = ck_buf_steal(&b);
-    curl_free(host);
-    curl_free(port);
-    curl_free(path);
+    s->server = xstrdup(ck_client_kubeconfig(c)->server);
+    s->prefix = ck_client_prefix(c);
+    s->fixed = ck_client_fixed_headers(c, &s->fixed_len);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
     pthread_create(&s->th, NULL, sender_main, s);
@@ -709,9 +694,6 @@ void ck_sender_free(ck_sender *s)
     free(s->cs);
     close(s->wake_fd);
     free(s->server);
-    free(s->prefix);
-    OPENSSL_cleanse(s->fixed, s->fixed_len);     /* it may hold a token */
-    free(s->fixed);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->idle);
     free(s);

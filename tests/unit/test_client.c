@@ -28,6 +28,7 @@ static char last_request[1024];
 /* every remote address the echo handler saw (the sender's connections), and requests served */
 static char remotes[64][64];
 static int nremotes, nserved;
+static ck_http_stream *hanging;     /* the open /hang stream */
 
 static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
 {
@@ -47,6 +48,15 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
         ck_http_stream_write(s, ev2, strlen(ev2));
         ck_http_stream_end(s);
         ck_http_stream_release(s);
+        return;
+    }
+    if (!strcmp(req->path, "/hang")) {         /* one event, then open until the test ends it */
+        ck_http_stream *s = ck_http_stream_start(resp, 200, "application/json", NULL, NULL, NULL);
+        const char *ev = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"h\"}}}\n";
+        ck_http_stream_write(s, ev, strlen(ev));
+        pthread_mutex_lock(&last_lock);
+        hanging = s;
+        pthread_mutex_unlock(&last_lock);
         return;
     }
     if (!strcmp(req->path, "/watch2")) {      /* five events, then the end */
@@ -332,6 +342,66 @@ static bool on_full(void *ctx, const char *type, json_t *obj)
     return true;
 }
 
+/* The watch's own wire handling: a stream the server ends (every event, rc 0), an error answer
+ * (its Status), a cancel while the server is silent, a server that is gone. */
+static volatile bool cancel_now;
+
+static bool cancel_on_event(void *ctx, const char *type, json_t *obj)
+{
+    (void)type;
+    (void)obj;
+    ((seen *)ctx)->n++;
+    cancel_now = true;
+    return true;
+}
+
+static void test_watch_wire(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    ck_client *c = client_for(ck_httpd_port(srv), true, "t0ken");
+    seen s = {0};
+    ck_error *err = NULL;
+    assert_int_equal(ck_client_watch(c, "/watch2", on_event, &s, NULL, &err), 0);
+    assert_null(err);
+    assert_int_equal(s.n, 5);
+    json_decref(s.first);
+
+    s = (seen){0};
+    assert_int_equal(ck_client_watch(c, "/missing", on_event, &s, NULL, &err), -1);
+    assert_non_null(err);
+    assert_int_equal(err->code, CK_E_NOT_FOUND);
+    assert_string_equal(err->msg, "gone");
+    ck_error_free(err);
+    err = NULL;
+    assert_int_equal(s.n, 0);
+
+    s = (seen){0};
+    cancel_now = false;
+    int64_t t0 = ck_now_ns();
+    assert_int_equal(ck_client_watch(c, "/hang", cancel_on_event, &s, &cancel_now, &err), 0);
+    assert_null(err);
+    assert_int_equal(s.n, 1);
+    assert_true(ck_now_ns() - t0 < 2000000000LL);     /* the cancel is seen within a tick */
+    pthread_mutex_lock(&last_lock);
+    ck_http_stream *hs = hanging;
+    hanging = NULL;
+    pthread_mutex_unlock(&last_lock);
+    assert_non_null(hs);
+    ck_http_stream_end(hs);
+    ck_http_stream_release(hs);
+
+    int port = ck_httpd_port(srv);
+    ck_httpd_stop(srv);
+    ck_client_free(c);
+    c = client_for(port, true, NULL);
+    assert_int_equal(ck_client_watch(c, "/watch2", on_event, &s, NULL, &err), -1);
+    assert_non_null(err);
+    assert_int_equal(err->code, CK_E_UNAVAILABLE);
+    ck_error_free(err);
+    ck_client_free(c);
+}
+
 static void test_watch_peek(void **state)
 {
     (void)state;
@@ -591,6 +661,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pooled_requests),
         cmocka_unit_test(test_watch_pick),      cmocka_unit_test(test_watch_peek),
+        cmocka_unit_test(test_watch_wire),
         cmocka_unit_test(test_send_text),
         cmocka_unit_test(test_sender),
         cmocka_unit_test(test_sender_stop),

@@ -19,6 +19,9 @@
 # PERF_ARGS replaces `-g` (e.g. "--call-graph dwarf -F 999": the build has no frame pointers).
 # PERF_PID=clients records the scheduler, the hollow nodes and the controller-manager together
 # (split them with `perf report --sort pid`); PERF_BENCH_OUT=FILE also records the bench client.
+# PERF_CLIENTS=1 (any HOOK or none): `perf stat` of the scheduler, hollow nodes, controller-manager
+# and bench client for the run: CPU and context switches (wakeups) a pod.  (This VM exposes no
+# hardware counters, so no instruction counts.)
 set -u
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -121,7 +124,18 @@ run_case() {
         ppid=$!
         sleep 0.3
     fi
+    local cpids=()
+    if [ -n "${PERF_CLIENTS:-}" ]; then
+        local role pid
+        for role in scheduler:$sched hollow-node:$hpid controller-manager:$cm; do
+            pid=${role#*:}; role=${role%%:*}
+            perf stat -x, -e task-clock,context-switches -p "$pid" -o "$tmp/$name-$role.stat" &
+            cpids+=($!)
+        done
+        sleep 0.3
+    fi
     local bench=("$BENCH")
+    [ -n "${PERF_CLIENTS:-}" ] && bench=(perf stat -x, -e task-clock,context-switches -o "$tmp/$name-bench-client.stat" -- "$BENCH")
     [ "${HOOK:-}" = perf-record ] && [ -n "${PERF_BENCH_OUT:-}" ] &&
         bench=(perf record -q ${PERF_ARGS:--g} -o "$PERF_BENCH_OUT" -- "$BENCH")
     /usr/bin/time -f "%U %S" -o "$tmp/$name-bench.time" "${bench[@]}" "${args[@]}" | sed "s/^/$name: /"
@@ -142,6 +156,15 @@ run_case() {
                 if (e == "task-clock") printf "%s perf: task-clock %.3f ms a pod\n", n, $1 / pods
                 else printf "%s perf: %s %.2f a pod\n", n, e, $1 / pods }' "$tmp/$name-perf"
         fi
+    fi
+    if [ ${#cpids[@]} -gt 0 ]; then
+        kill -INT "${cpids[@]}"; wait "${cpids[@]}" 2>/dev/null
+        local f
+        for f in scheduler hollow-node controller-manager bench-client; do
+            awk -F, -v pods="$PODS" -v n="$name" -v r="$f" '$1 ~ /^[0-9.]+$/ {v[$3] = $1}
+                END {printf "%s perf %s: %.3f ms of CPU, %.2f context switches a pod\n", n, r,
+                     v["task-clock"] / pods, v["context-switches"] / pods}' "$tmp/$name-$f.stat"
+        done
     fi
     a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid"); c1=$(cpu_s "$cm")
     local w1=$(date +%s.%N)

@@ -28,8 +28,8 @@ typedef struct rsc {
     /* pods by controller uid (ours only) and orphans by namespace, so a sync looks at its own
      * pods and the adoptable ones instead of scanning the whole pod cache */
     pthread_mutex_t idx_lock;
-    json_t *by_owner;     /* uid -> {pod key: pod} */
-    json_t *orphans;      /* namespace -> {pod key: pod} */
+    json_t *by_owner;     /* uid -> {pod key: null} (the pods are in the informer) */
+    json_t *orphans;      /* namespace -> {pod key: null} */
 } rsc;
 
 /* What a sync reads of one of its pods, read once: a sync walks thousands of cached pods, and
@@ -177,13 +177,17 @@ static json_t *idx_bucket(rsc *c, const json_t *pod, bool create)
     return b;
 }
 
+/* The buckets hold keys only (the pods are read from the informer's cache when a set syncs):
+ * an update that keeps the owners then writes nothing here, where storing the new object cost
+ * a hash write per pod event (a tenth of the controller-manager's pod informer with thousands
+ * of orphans in one namespace). */
 static void idx_put(rsc *c, json_t *pod)
 {
     cleanup_free char *key = ck_informer_key(pod);
     pthread_mutex_lock(&c->idx_lock);
     json_t *b = idx_bucket(c, pod, true);
-    if (b)
-        json_object_set(b, key, pod);
+    if (b && !json_object_get(b, key))
+        json_object_set_new(b, key, json_null());
     pthread_mutex_unlock(&c->idx_lock);
 }
 
@@ -208,15 +212,26 @@ static void idx_del(rsc *c, const json_t *pod)
 /* The pods a set may claim: those it controls and the orphans of its namespace.  NEW array. */
 static json_t *idx_candidates(rsc *c, const json_t *set)
 {
-    json_t *out = json_array();
+    json_t *keys = json_array(), *out = json_array();
     pthread_mutex_lock(&c->idx_lock);
     const char *k;
     json_t *v;
     json_object_foreach(json_object_get(c->by_owner, cm_uid(set) ?: ""), k, v)
-        json_array_append(out, v);
+        json_array_append_new(keys, json_string(k));
     json_object_foreach(json_object_get(c->orphans, cm_ns(set) ?: ""), k, v)
-        json_array_append(out, v);
+        json_array_append_new(keys, json_string(k));
     pthread_mutex_unlock(&c->idx_lock);
+    size_t i;
+    json_array_foreach(keys, i, v) {
+        char *ns = NULL;
+        const char *name = NULL;
+        cm_split_key(json_string_value(v), &ns, &name);
+        json_t *pod = ck_informer_get(c->pods, ns, name);   /* NULL: gone meanwhile */
+        free(ns);
+        if (pod)
+            json_array_append_new(out, pod);
+    }
+    json_decref(keys);
     return out;
 }
 
@@ -229,12 +244,12 @@ static void h_pod_add(void *ctx, json_t *pod)
 static void h_pod_update(void *ctx, json_t *old, json_t *pod)
 {
     /* same owners (the shared ownerReferences, or none; an update keeps the key, so the
-     * namespace too): same bucket, where idx_put replaces the entry; only a move needs the
-     * old one removed first */
+     * namespace too): same bucket, nothing to write; only a move changes buckets */
     json_t *oref = cm_get(old, "metadata.ownerReferences"), *nref = cm_get(pod, "metadata.ownerReferences");
-    if (!(oref == nref || json_equal(oref, nref)))
+    if (!(oref == nref || json_equal(oref, nref))) {
         idx_del(ctx, old);
-    idx_put(ctx, pod);
+        idx_put(ctx, pod);
+    }
     on_pod_update(ctx, old, pod);
 }
 

@@ -93,7 +93,8 @@ typedef bool (*ck_client_watch_cb)(void *ctx, const char *type, json_t *object);
 /* Blocks the calling thread, streaming a watch on path (which carries watch=1 and the
  * resourceVersion).  Returns 0 when the server or the callback ends it, -1 with *err on failure
  * (CK_E_EXPIRED when the server says the resourceVersion is too old).  cancel (may be NULL) is
- * polled about every 100 ms; when it becomes true the watch ends with 0. */
+ * polled about every 250 ms (a silent watch wakes that often); when it becomes true the watch
+ * ends with 0. */
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
                     const volatile bool *cancel, ck_error **err);
 

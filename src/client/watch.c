@@ -3,7 +3,7 @@
  * A watch is one long answer: event lines in a chunked body.  Its connection is a libcurl easy
  * handle in CONNECT_ONLY mode (libcurl connects and does TLS with the client's identity); the
  * request is printed here, and the answer read here with curl_easy_recv on a BLOCKING socket with
- * a 100 ms receive timeout (the cancel flag's polling period).  Why: libcurl's transfer loop
+ * a 250 ms receive timeout (the cancel flag's polling period).  Why: libcurl's transfer loop
  * costs a poll, a read and a read that finds nothing (EAGAIN) per wakeup, plus its multi
  * machinery; a watch woken for each event (three a pod in every component) then paid three
  * system calls where one does.  Here a wakeup is one recv.
@@ -32,7 +32,7 @@
 #define WATCH_MAX_HEAD (64u * 1024)
 #define WATCH_MAX_ERROR_BODY (1u * 1024 * 1024)
 #define WATCH_SILENT_MS 300000
-#define WATCH_TICK_MS 100
+#define WATCH_TICK_MS 250
 
 enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER, CH_DONE };
 
@@ -329,7 +329,7 @@ int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *ligh
                      cc != CURLE_OK ? curl_easy_strerror(cc) : "no socket");
         goto done;
     }
-    /* blocking reads that give up every 100 ms (to look at cancel): one recv a wakeup */
+    /* blocking reads that give up every 250 ms (to look at cancel): one recv a wakeup */
     int fl = fcntl(fd, F_GETFL);
     struct timeval tv = {.tv_sec = 0, .tv_usec = WATCH_TICK_MS * 1000};
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ||

@@ -1275,8 +1275,13 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
         json_object_foreach(changed, p, tv)
             if (owned && !entry_has(own, p))
                 owned = false;
-        if (!owned)
+        if (!owned && own->set && !own->fields && !json_object_size(own->set)) {
+            /* a new entry (a kubelet's first status): its set is the changed set itself */
+            json_decref(own->set);
+            own->set = json_incref(changed);
+        } else if (!owned) {
             json_object_update(entry_set(own), changed);
+        }
         free(own->time);
         own->time = now_rfc3339();
     }

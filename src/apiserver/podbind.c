@@ -51,15 +51,19 @@ static size_t scan_obj(const char *s, size_t n, size_t obj, const char *key, siz
     return n;
 }
 
-/* "..." holding printable ASCII only, no escapes: its bytes are its value (no decode needed) */
-static bool plain_string(const char *s, size_t v, size_t ve)
+/* printable ASCII only, neither '"' nor '\\': the same bytes inside a JSON string as outside */
+static bool plain_string_n(const char *p, size_t n)
 {
-    if (ve < v + 2 || s[v] != '"' || s[ve - 1] != '"')
-        return false;
-    for (size_t i = v + 1; i + 1 < ve; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e || p[i] == '"' || p[i] == '\\')
             return false;
     return true;
+}
+
+/* "..." holding such bytes: its value is its text without the quotes (no decode needed) */
+static bool plain_string(const char *s, size_t v, size_t ve)
+{
+    return ve >= v + 2 && s[v] == '"' && s[ve - 1] == '"' && plain_string_n(s + v + 1, ve - v - 2);
 }
 
 static bool is_empty_obj(const char *s, size_t n, size_t obj)
@@ -71,8 +75,10 @@ static bool is_empty_obj(const char *s, size_t n, size_t obj)
 /* The condition the binding adds, as a compact print of the tree path's object. */
 static void condition(ck_buf *b, const char *ts)
 {
-    ck_buf_printf(b, "{\"type\":\"PodScheduled\",\"status\":\"True\",\"lastProbeTime\":null,"
-                     "\"lastTransitionTime\":\"%s\"}", ts);
+    ck_buf_addstr(b, "{\"type\":\"PodScheduled\",\"status\":\"True\",\"lastProbeTime\":null,"
+                     "\"lastTransitionTime\":\"");
+    ck_buf_addstr(b, ts);
+    ck_buf_add(b, "\"}", 2);
 }
 
 /* A JSON string's text (quotes included) as a C string; NULL if it is not one. */
@@ -161,13 +167,23 @@ enum ck_bind_result ck_pod_bind_text(const char *s, size_t n, const char *node, 
     if (has_conds && s[cv] != '[')
         return CK_BIND_DECLINE;
     /* the edits, in text order: nodeName (in spec), then status */
-    json_t *nj = json_string(node);
-    if (!nj)
-        return CK_BIND_DECLINE;
-    char *nq = json_dumps(nj, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(nj);
-    if (!nq)
-        return CK_BIND_DECLINE;
+    char *nq = NULL;
+    size_t nlen = strlen(node);
+    if (nlen < 4096 && plain_string_n(node, nlen)) {   /* the JSON text is the quoted bytes */
+        nq = xmalloc(nlen + 3);
+        nq[0] = '"';
+        memcpy(nq + 1, node, nlen);
+        nq[nlen + 1] = '"';
+        nq[nlen + 2] = '\0';
+    } else {
+        json_t *nj = json_string(node);
+        if (!nj)
+            return CK_BIND_DECLINE;
+        nq = json_dumps(nj, JSON_ENCODE_ANY | JSON_COMPACT);
+        json_decref(nj);
+        if (!nq)
+            return CK_BIND_DECLINE;
+    }
     /* pieces: [0, a) + A + [a2, b) + B + [b2, n) where A edits spec and B edits status;
      * spec comes before or after status in the text, so order the two edits */
     struct edit {
@@ -182,18 +198,19 @@ enum ck_bind_result ck_pod_bind_text(const char *s, size_t n, const char *node, 
         ck_buf_add(&ed[0].text, nq, strlen(nq));
     } else {
         ed[0].from = ed[0].to = spec_close;
-        ck_buf_printf(&ed[0].text, "%s\"nodeName\":%s", is_empty_obj(s, n, sv) ? "" : ",", nq);
+        ck_buf_addstr(&ed[0].text, is_empty_obj(s, n, sv) ? "\"nodeName\":" : ",\"nodeName\":");
+        ck_buf_addstr(&ed[0].text, nq);
     }
     free(nq);
     enum ck_bind_result rc = CK_BIND_OK;
     if (!has_status) {
         ed[1].from = ed[1].to = top_close;
-        ck_buf_printf(&ed[1].text, "%s\"status\":{\"conditions\":[", is_empty_obj(s, n, top) ? "" : ",");
+        ck_buf_addstr(&ed[1].text, is_empty_obj(s, n, top) ? "\"status\":{\"conditions\":[" : ",\"status\":{\"conditions\":[");
         condition(&ed[1].text, ts);
         ck_buf_add(&ed[1].text, "]}", 2);
     } else if (!has_conds) {
         ed[1].from = ed[1].to = st_close;
-        ck_buf_printf(&ed[1].text, "%s\"conditions\":[", is_empty_obj(s, n, stv) ? "" : ",");
+        ck_buf_addstr(&ed[1].text, is_empty_obj(s, n, stv) ? "\"conditions\":[" : ",\"conditions\":[");
         condition(&ed[1].text, ts);
         ck_buf_add(&ed[1].text, "]", 1);
     } else {

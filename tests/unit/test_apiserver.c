@@ -924,6 +924,62 @@ static void test_status_success_text(void **state)
     assert_int_equal(ck_status_success_text(201, tiny, sizeof tiny), 0);   /* too small: none */
 }
 
+/* storage keys joined by hand == the printf formats they replaced */
+static void test_resource_keys(void **state)
+{
+    (void)state;
+    const char *nss[] = {NULL, "default", "kube-system"};
+    for (size_t i = 0; i < ck_nresources; i++) {
+        const ck_resource *r = &ck_resources[i];
+        const char *g = r->group[0] ? r->group : NULL;
+        for (size_t j = 0; j < ARRAY_SIZE(nss); j++) {
+            const char *ns = nss[j];
+            char *want = ns && r->namespaced
+                             ? (g ? xasprintf("/registry/%s/%s/%s/", g, r->resource, ns)
+                                  : xasprintf("/registry/%s/%s/", r->resource, ns))
+                             : (g ? xasprintf("/registry/%s/%s/", g, r->resource)
+                                  : xasprintf("/registry/%s/", r->resource));
+            char *prefix = ck_resource_key_prefix(r, ns);
+            assert_string_equal(prefix, want);
+            char *key = ck_resource_key(r, ns, "obj-1");
+            char *want_key = xasprintf("%sobj-1", want);
+            assert_string_equal(key, want_key);
+            free(prefix);
+            free(key);
+            free(want_key);
+            free(want);
+        }
+    }
+    char *k = ck_resource_key(ck_resource_find("", "v1", "pods"), "ns", "p");
+    assert_string_equal(k, "/registry/pods/ns/p");
+    free(k);
+}
+
+/* the revision written by hand == printf's %lld, with and without a following member */
+static void test_splice_rv_numbers(void **state)
+{
+    (void)state;
+    int64_t revs[] = {0, 1, 9, 10, 99, 100, 123456789, INT64_MAX, -1, -10, INT64_MIN};
+    unsigned seed = 3;
+    for (int i = 0; i < 1000 + (int)ARRAY_SIZE(revs); i++) {
+        int64_t rev = i < (int)ARRAY_SIZE(revs) ? revs[i]
+                                               : ((int64_t)rand_r(&seed) << 31 | rand_r(&seed)) >> (rand_r(&seed) % 60);
+        for (int empty = 0; empty < 2; empty++) {
+            const char *in = empty ? "{\"metadata\":{}}" : "{\"metadata\":{\"name\":\"a\"}}";
+            size_t at = strlen("{\"metadata\":{");
+            ck_buf b;
+            ck_buf_init(&b, 0);
+            assert_int_equal(ck_json_splice_rv_at(in, strlen(in), at, empty, rev, &b), 0);
+            ck_buf_add(&b, "", 1);
+            char *want = xasprintf("{\"metadata\":{\"resourceVersion\":\"%lld\"%s%s", (long long)rev,
+                                   empty ? "" : ",", in + at);
+            assert_string_equal(b.data, want);
+            free(want);
+            ck_buf_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -933,6 +989,7 @@ int main(void)
         cmocka_unit_test(test_random_suffix),
         cmocka_unit_test(test_meta_create_update),
         cmocka_unit_test(test_splice_rv),
+        cmocka_unit_test(test_splice_rv_numbers),
         cmocka_unit_test(test_pod_bind_text),
         cmocka_unit_test(test_pod_bind_text_random),
         cmocka_unit_test(test_json_print),
@@ -944,6 +1001,7 @@ int main(void)
         cmocka_unit_test(test_token_file),
         cmocka_unit_test(test_status_from_error),
         cmocka_unit_test(test_status_success_text),
+        cmocka_unit_test(test_resource_keys),
         cmocka_unit_test(test_sa_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

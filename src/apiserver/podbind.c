@@ -5,7 +5,9 @@
  * parse and print were two thirds of a binding's CPU.  ck_pod_bind_text gives byte for byte what
  * ck_pod_bind_tree + a compact print give (test_apiserver compares the two); anything it does not
  * expect (a spec or status that is not an object, ...) makes it decline, and the caller takes
- * the tree path. */
+ * the tree path.  The pod is read in one pass: the top level once, and metadata, spec and status
+ * each by the scan that finds the member the binding needs in it (test_pod_bind_text_random
+ * holds it to the tree path on random pods). */
 #include "apiserver/apiserver.h"
 #include "lib/util.h"
 

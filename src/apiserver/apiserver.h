@@ -271,6 +271,10 @@ json_t *ck_status_json(int code, const char *reason, const char *message, json_t
 /* A Status for err, with details from the route (name, group, kind = resource or Kind). */
 json_t *ck_status_from_error(const ck_error *e, const ck_route *rt, json_t *causes);
 void ck_respond_json(ck_reqctx *c, int status, json_t *body /* stolen */);
+/* metav1.Status Success with CODE (< 400): the same bytes as ck_respond_json of
+ * ck_status_json(code, NULL, NULL, NULL), from a fixed text */
+void ck_respond_success(ck_reqctx *c, int code);
+size_t ck_status_success_text(int code, char *buf, size_t size);
 void ck_respond_error(ck_reqctx *c, ck_error *e /* freed */);
 void ck_respond_text(ck_reqctx *c, int status, const char *ctype, const char *text);
 void ck_respond_bytes(ck_reqctx *c, int status, const char *ctype, const char *body, size_t len);

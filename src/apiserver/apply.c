@@ -318,30 +318,23 @@ static void flatten(const json_t *node, json_t *set)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Nested FieldsV1 from a flat set.  Paths are inserted in sorted order (SEP sorts lowest, so a
- * node comes right before its children and siblings come sorted), which leaves every object's keys
- * sorted with "." first; then "." is dropped where a node has no children (a leaf is {}). */
-static void drop_lone_dots(json_t *node)
-{
-    const char *k;
-    json_t *c;
-    json_object_foreach(node, k, c) {
-        if (json_object_size(c) == 1 && json_object_get(c, "."))
-            json_object_del(c, ".");
-        else
-            drop_lone_dots(c);
-    }
-}
-
+/* Nested FieldsV1 from a flat set.  Paths are taken in sorted order: SEP sorts lowest, so a
+ * node comes right before its children and siblings come sorted, which leaves every object's keys
+ * sorted.  A node in the set gets "." (first) only when it has children, i.e. when the next path
+ * continues it; a leaf is {}.  (It used to put "." in every node and drop the lone ones after:
+ * an object and two hash operations more a leaf, on every status write's own entry.) */
 static json_t *to_fields_v1(const json_t *set)
 {
     size_t n = json_object_size(set), i = 0;
     const char **paths = xcalloc(n ? n : 1, sizeof *paths);
+    size_t *lens = xcalloc(n ? n : 1, sizeof *lens);
     const char *path;
     json_t *v;
     json_object_foreach((json_t *)set, path, v)
         paths[i++] = path;
     qsort(paths, n, sizeof *paths, cmp_str);
+    for (i = 0; i < n; i++)
+        lens[i] = strlen(paths[i]);
     json_t *root = json_object();
     for (i = 0; i < n; i++) {
         json_t *cur = root;
@@ -352,18 +345,20 @@ static json_t *to_fields_v1(const json_t *set)
             json_t *next = json_object_getn(cur, p, len);
             if (!next) {
                 next = json_object();
-                json_object_setn_new(cur, p, len, next);
+                json_object_setn_new_nocheck(cur, p, len, next);
             }
             cur = next;
             if (!sep)
                 break;
             p = sep + 1;
         }
-        if (!json_object_get(cur, "."))
-            json_object_set_new(cur, ".", json_object());
+        bool has_kids = i + 1 < n && lens[i + 1] > lens[i] && paths[i + 1][lens[i]] == SEP[0] &&
+                        !memcmp(paths[i + 1], paths[i], lens[i]);
+        if (has_kids && !json_object_get(cur, "."))
+            json_object_set_new_nocheck(cur, ".", json_object());
     }
+    free(lens);
     free(paths);
-    drop_lone_dots(root);
     return root;
 }
 
@@ -1280,8 +1275,13 @@ void ck_managed_fields_record_sub(json_t *obj, const json_t *old, const char *ma
         json_object_foreach(changed, p, tv)
             if (owned && !entry_has(own, p))
                 owned = false;
-        if (!owned)
+        if (!owned && own->set && !own->fields && !json_object_size(own->set)) {
+            /* a new entry (a kubelet's first status): its set is the changed set itself */
+            json_decref(own->set);
+            own->set = json_incref(changed);
+        } else if (!owned) {
             json_object_update(entry_set(own), changed);
+        }
         free(own->time);
         own->time = now_rfc3339();
     }

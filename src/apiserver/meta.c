@@ -235,9 +235,25 @@ int ck_json_rv_slot(const char *s, size_t n, size_t *at, bool *empty)
 
 int ck_json_splice_rv_at(const char *s, size_t n, size_t at, bool empty, int64_t rev, ck_buf *out)
 {
-    if (ck_buf_add(out, s, at) < 0 ||
-        ck_buf_printf(out, "\"resourceVersion\":\"%lld\"%s", (long long)rev, empty ? "" : ",") < 0 ||
-        ck_buf_add(out, s + at, n - at) < 0)
+    /* "resourceVersion":"<rev>", without printf: every answer and watch line of a write
+     * passes here */
+    char mid[64] = "\"resourceVersion\":\"";
+    size_t m = sizeof "\"resourceVersion\":\"" - 1;
+    char digits[24];
+    size_t nd = 0;
+    uint64_t u = rev < 0 ? (uint64_t)0 - (uint64_t)rev : (uint64_t)rev;
+    do {
+        digits[nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (rev < 0)
+        mid[m++] = '-';
+    while (nd)
+        mid[m++] = digits[--nd];
+    mid[m++] = '"';
+    if (!empty)
+        mid[m++] = ',';
+    if (ck_buf_add(out, s, at) < 0 || ck_buf_add(out, mid, m) < 0 || ck_buf_add(out, s + at, n - at) < 0)
         return -1;
     return 0;
 }

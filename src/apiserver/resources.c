@@ -111,19 +111,39 @@ const char *ck_resource_api_version(const ck_resource *r)
     return buf;
 }
 
+/* "/registry/" + the non-empty parts, each followed by '/', + last (may be "").  Joined by hand:
+ * every request builds a key, and vasprintf's format parsing was most of that. */
+static char *join_key(const char *const parts[3], const char *last)
+{
+    static const char root[] = "/registry/";
+    size_t lens[3] = {0}, n = sizeof root - 1, ln = strlen(last);
+    for (int i = 0; i < 3; i++)
+        if (parts[i])
+            n += (lens[i] = strlen(parts[i])) + 1;
+    char *out = xmalloc(n + ln + 1), *p = out;
+    memcpy(p, root, sizeof root - 1);
+    p += sizeof root - 1;
+    for (int i = 0; i < 3; i++) {
+        if (!parts[i])
+            continue;
+        memcpy(p, parts[i], lens[i]);
+        p += lens[i];
+        *p++ = '/';
+    }
+    memcpy(p, last, ln + 1);   /* callers pass a validated name, never NULL */
+    return out;
+}
+
 char *ck_resource_key_prefix(const ck_resource *r, const char *namespace_)
 {
-    const char *g = r->group[0] ? r->group : NULL;
-    if (namespace_ && r->namespaced)
-        return g ? xasprintf("/registry/%s/%s/%s/", g, r->resource, namespace_)
-                 : xasprintf("/registry/%s/%s/", r->resource, namespace_);
-    return g ? xasprintf("/registry/%s/%s/", g, r->resource) : xasprintf("/registry/%s/", r->resource);
+    const char *parts[3] = {r->group[0] ? r->group : NULL, r->resource,
+                            namespace_ && r->namespaced ? namespace_ : NULL};
+    return join_key(parts, "");
 }
 
 char *ck_resource_key(const ck_resource *r, const char *namespace_, const char *name)
 {
-    char *prefix = ck_resource_key_prefix(r, r->namespaced ? namespace_ : NULL);
-    char *key = xasprintf("%s%s", prefix, name);
-    free(prefix);
-    return key;
+    const char *parts[3] = {r->group[0] ? r->group : NULL, r->resource,
+                            namespace_ && r->namespaced ? namespace_ : NULL};
+    return join_key(parts, name);
 }

@@ -22,7 +22,7 @@ static const char *ns_of(ck_reqctx *c)
 
 static void respond_status_success(ck_reqctx *c, int code)
 {
-    ck_respond_json(c, code, ck_status_json(code, NULL, NULL, NULL));
+    ck_respond_success(c, code);
 }
 
 /* ---- scale ---- */

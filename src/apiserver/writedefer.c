@@ -180,7 +180,7 @@ static void settle(ck_reqctx *c)
     } else if (d->status_answer) {
         c->status = d->code;
         ck_reqctx_account(c, req->method, req->target, req->received_ns);
-        ck_respond_json(c, d->code, ck_status_json(d->code, NULL, NULL, NULL));
+        ck_respond_success(c, d->code);
     } else {
         ck_buf b;
         ck_buf_init(&b, 0);

@@ -477,6 +477,15 @@ static kvcache_op *cache_ops(sqlite_store *st, wreq *batch, size_t nops, size_t 
     return ops;
 }
 
+/* A prepared statement without rows (BEGIN, COMMIT) run once: SQLITE_OK or the error.  Unlike
+ * sqlite3_exec it does not parse the SQL again on every group commit. */
+static int run_stmt(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    int rrc = sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rrc != SQLITE_OK ? rrc : rc;
+}
+
 /* One group commit: every request in `batch` in one transaction. */
 static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
 {
@@ -486,7 +495,7 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
     sev **evs = build ? xcalloc(nops, sizeof *evs) : NULL;
     size_t nev = 0, nc = 0;
     kvcache_op *ops = NULL;
-    int rc = sqlite3_exec(st->wdb, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rc = run_stmt(st->w_begin);
     if (rc != SQLITE_OK) {
         sql_err(&err, st->wdb, rc, "begin");
         goto fail;
@@ -502,7 +511,7 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
      * before anyone hears of them (sqlite_cache.c) */
     ops = cache_ops(st, batch, nops, &nc);
     ck__kvcache_begin(st->cache, ops, nc);
-    rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+    rc = run_stmt(st->w_commit);
     if (rc != SQLITE_OK) {
         sql_err(&err, st->wdb, rc, "commit");
         goto rollback;
@@ -1176,6 +1185,8 @@ static int open_writer(sqlite_store *st, bool fresh, ck_error **err)
         prepare(st->wdb, "INSERT INTO kv (rev, key, create_rev, prev_rev, deleted, value)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &st->w_insert, err) < 0 ||
         prepare(st->wdb, "UPDATE meta SET value = ?1 WHERE name = ?2", &st->w_setmeta, err) < 0 ||
+        prepare(st->wdb, "BEGIN IMMEDIATE", &st->w_begin, err) < 0 ||
+        prepare(st->wdb, "COMMIT", &st->w_commit, err) < 0 ||
         /* rows superseded by a newer row of the same key inside (?1, ?2] */
         prepare(st->wdb, "DELETE FROM kv WHERE rev IN (SELECT o.rev FROM"
                          " (SELECT key, MAX(rev) AS m FROM kv WHERE rev > ?1 AND rev <= ?2"
@@ -1367,7 +1378,7 @@ static void s_close(ck_store *s)
         reader_close(&st->readers[i]);
     sqlite3_close(st->cdb);
     sqlite3_stmt *ws[] = {st->w_latest, st->w_value, st->w_insert, st->w_setmeta,
-                          st->w_compact_old, st->w_compact_tomb};
+                          st->w_compact_old, st->w_compact_tomb, st->w_begin, st->w_commit};
     for (size_t i = 0; i < ARRAY_SIZE(ws); i++)
         sqlite3_finalize(ws[i]);
     if (st->wdb && st->opened) {

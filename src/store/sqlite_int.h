@@ -85,6 +85,7 @@ struct sqlite_store {
     sqlite3 *wdb;
     sqlite3_stmt *w_latest, *w_value, *w_insert, *w_setmeta, *w_compact_old,
         *w_compact_tomb;
+    sqlite3_stmt *w_begin, *w_commit;   /* the group commit's BEGIN IMMEDIATE and COMMIT, prepared once */
     int64_t rev;              /* writer-owned: last assigned revision */
 
     pthread_mutex_t qmu;      /* write queue */

@@ -732,6 +732,254 @@ static void test_json_load_fast(void **state)
     }
 }
 
+/* ---- pods/binding: the one-pass text edit == the tree path on random pods ---- */
+
+static json_t *rand_str(unsigned *seed)
+{
+    static const char *const v[] = {"n0", "", "n\xc3\xb6" "de", "a\"b", "x\ty", "}", "\"nodeName\":\"z\"",
+                                    "PodScheduled", "podScheduled", "PodScheduled "};
+    return json_string(v[rand_r(seed) % ARRAY_SIZE(v)]);
+}
+
+static json_t *rand_value(unsigned *seed, int depth)
+{
+    switch (rand_r(seed) % (depth > 2 ? 4 : 6)) {
+    case 0: return rand_str(seed);
+    case 1: return json_integer(rand_r(seed) % 100);
+    case 2: return rand_r(seed) % 2 ? json_null() : json_true();
+    case 3: return json_object();
+    case 4: {
+        json_t *a = json_array();
+        for (int i = rand_r(seed) % 3; i > 0; i--)
+            json_array_append_new(a, rand_value(seed, depth + 1));
+        return a;
+    }
+    default: {
+        static const char *const keys[] = {"type", "nodeName", "spec", "status", "conditions", "f:spec", "k"};
+        json_t *o = json_object();
+        for (int i = rand_r(seed) % 4; i > 0; i--)
+            json_object_set_new(o, keys[rand_r(seed) % ARRAY_SIZE(keys)], rand_value(seed, depth + 1));
+        return o;
+    }
+    }
+}
+
+/* a random condition: mostly objects with a type, some PodScheduled, some odd elements */
+static json_t *rand_condition(unsigned *seed)
+{
+    int r = rand_r(seed) % 6;
+    if (r == 0)
+        return rand_value(seed, 2);
+    json_t *c = json_object();
+    if (r != 1)
+        json_object_set_new(c, "status", json_string("True"));
+    json_object_set_new(c, "type", r == 2 ? rand_str(seed) : json_string(r % 2 ? "PodScheduled" : "Ready"));
+    if (rand_r(seed) % 2)
+        json_object_set_new(c, "reason", rand_value(seed, 2));
+    return c;
+}
+
+/* Returns whether the text edit may decline this pod (an odd shape the tree path handles). */
+static json_t *rand_pod(unsigned *seed, bool *odd)
+{
+    json_t *pod = json_object();
+    *odd = false;
+    const char *order[] = {"apiVersion", "kind", "metadata", "spec", "status", "extra"};
+    for (int i = (int)ARRAY_SIZE(order) - 1; i > 0; i--) {   /* shuffle the top level */
+        int j = rand_r(seed) % (i + 1);
+        const char *t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+        const char *k = order[i];
+        int r = rand_r(seed) % 10;
+        if (!strcmp(k, "apiVersion")) {
+            json_object_set_new(pod, k, json_string("v1"));
+        } else if (!strcmp(k, "kind")) {
+            if (r < 8)
+                json_object_set_new(pod, k, json_string("Pod"));
+        } else if (!strcmp(k, "extra")) {
+            if (r < 3)
+                json_object_set_new(pod, "zz", rand_value(seed, 0));
+        } else if (!strcmp(k, "metadata")) {
+            if (r == 0)
+                continue;
+            json_t *m = json_pack("{s:s,s:s}", "name", "p", "namespace", "ns");
+            if (r == 1)
+                json_object_set_new(m, "deletionTimestamp", rand_r(seed) % 2 ? json_null() : json_string("2026-01-01T00:00:00Z"));
+            if (rand_r(seed) % 2)
+                json_object_set_new(m, "managedFields", rand_value(seed, 0));
+            if (rand_r(seed) % 2)
+                json_object_set_new(m, "annotations", json_pack("{s:s}", "deletionTimestamp", "\"x\"}"));
+            json_object_set_new(pod, k, m);
+        } else if (!strcmp(k, "spec")) {
+            if (r == 0) {
+                *odd = true;   /* no spec, or not an object */
+                if (rand_r(seed) % 2)
+                    json_object_set_new(pod, k, rand_r(seed) % 2 ? json_array() : json_string("x"));
+                continue;
+            }
+            json_t *sp = json_object();
+            if (r > 3)
+                json_object_set_new(sp, "containers", rand_value(seed, 0));
+            if (r % 3 == 0)
+                json_object_set_new(sp, "nodeName", rand_r(seed) % 3 ? rand_str(seed) : rand_value(seed, 2));
+            if (rand_r(seed) % 2)
+                json_object_set_new(sp, "schedulerName", json_string("default-scheduler"));
+            json_object_set_new(pod, k, sp);
+        } else {   /* status */
+            if (r < 2)
+                continue;
+            if (r == 2) {
+                json_object_set_new(pod, k, rand_value(seed, 3));
+                if (!json_is_object(json_object_get(pod, k)))
+                    *odd = true;
+                continue;
+            }
+            json_t *st = json_object();
+            if (r > 4)
+                json_object_set_new(st, "phase", json_string("Pending"));
+            if (r > 5) {
+                if (r == 9) {
+                    json_object_set_new(st, "conditions", rand_value(seed, 3));
+                    if (!json_is_array(json_object_get(st, "conditions")))
+                        *odd = true;
+                } else {
+                    json_t *cs = json_array();
+                    for (int n = rand_r(seed) % 4; n > 0; n--)
+                        json_array_append_new(cs, rand_condition(seed));
+                    json_object_set_new(st, "conditions", cs);
+                }
+            }
+            if (rand_r(seed) % 2)
+                json_object_set_new(st, "qosClass", json_string("BestEffort"));
+            json_object_set_new(pod, k, st);
+        }
+    }
+    return pod;
+}
+
+static void test_pod_bind_text_random(void **state)
+{
+    (void)state;
+    const char *ts = "2026-11-25T23:00:00Z";
+    unsigned seed = 7;
+    int counts[4] = {0};   /* OK, ASSIGNED, DELETING, declined */
+    for (int r = 0; r < 5000; r++) {
+        bool odd;
+        json_t *pod = rand_pod(&seed, &odd);
+        char *text = json_dumps(pod, JSON_COMPACT);
+        const char *node = r % 7 ? "hollow-1" : "n\xc3\xb6" "\"de";
+        char *tree_assigned = NULL, *text_assigned = NULL;
+        ck_buf out;
+        ck_buf_init(&out, 0);
+        enum ck_bind_result xr = ck_pod_bind_text(text, strlen(text), node, ts, &out, &text_assigned);
+        enum ck_bind_result tr = ck_pod_bind_tree(pod, node, ts, &tree_assigned);
+        if (xr == CK_BIND_DECLINE) {
+            if (!odd)
+                fail_msg("declined a plain pod: %s", text);
+            counts[3]++;
+        } else {
+            if (xr != tr)
+                fail_msg("text %d, tree %d: %s", xr, tr, text);
+            if (tr == CK_BIND_ASSIGNED)
+                assert_string_equal(text_assigned, tree_assigned);
+            if (tr == CK_BIND_OK) {
+                char *want = json_dumps(pod, JSON_COMPACT);
+                ck_buf_add(&out, "", 1);
+                if (strcmp(want, out.data))
+                    fail_msg("pod %s\n tree %s\n text %s", text, want, out.data);
+                free(want);
+            }
+            counts[tr == CK_BIND_OK ? 0 : tr == CK_BIND_ASSIGNED ? 1 : 2]++;
+        }
+        free(tree_assigned);
+        free(text_assigned);
+        ck_buf_free(&out);
+        free(text);
+        json_decref(pod);
+    }
+    /* every outcome was reached often */
+    for (int i = 0; i < 4; i++)
+        assert_true(counts[i] > 100);
+}
+
+/* the fixed Status Success text == the printed ck_status_json tree */
+static void test_status_success_text(void **state)
+{
+    (void)state;
+    for (int code = 100; code < 400; code++) {
+        json_t *st = ck_status_json(code, NULL, NULL, NULL);
+        size_t len = 0;
+        char *want = ck_json_print(st, &len);
+        char buf[160];
+        size_t n = ck_status_success_text(code, buf, sizeof buf);
+        assert_int_equal(n, len);
+        assert_memory_equal(buf, want, len);
+        free(want);
+        json_decref(st);
+    }
+    char tiny[8];
+    assert_int_equal(ck_status_success_text(201, tiny, sizeof tiny), 0);   /* too small: none */
+}
+
+/* storage keys joined by hand == the printf formats they replaced */
+static void test_resource_keys(void **state)
+{
+    (void)state;
+    const char *nss[] = {NULL, "default", "kube-system"};
+    for (size_t i = 0; i < ck_nresources; i++) {
+        const ck_resource *r = &ck_resources[i];
+        const char *g = r->group[0] ? r->group : NULL;
+        for (size_t j = 0; j < ARRAY_SIZE(nss); j++) {
+            const char *ns = nss[j];
+            char *want = ns && r->namespaced
+                             ? (g ? xasprintf("/registry/%s/%s/%s/", g, r->resource, ns)
+                                  : xasprintf("/registry/%s/%s/", r->resource, ns))
+                             : (g ? xasprintf("/registry/%s/%s/", g, r->resource)
+                                  : xasprintf("/registry/%s/", r->resource));
+            char *prefix = ck_resource_key_prefix(r, ns);
+            assert_string_equal(prefix, want);
+            char *key = ck_resource_key(r, ns, "obj-1");
+            char *want_key = xasprintf("%sobj-1", want);
+            assert_string_equal(key, want_key);
+            free(prefix);
+            free(key);
+            free(want_key);
+            free(want);
+        }
+    }
+    char *k = ck_resource_key(ck_resource_find("", "v1", "pods"), "ns", "p");
+    assert_string_equal(k, "/registry/pods/ns/p");
+    free(k);
+}
+
+/* the revision written by hand == printf's %lld, with and without a following member */
+static void test_splice_rv_numbers(void **state)
+{
+    (void)state;
+    int64_t revs[] = {0, 1, 9, 10, 99, 100, 123456789, INT64_MAX, -1, -10, INT64_MIN};
+    unsigned seed = 3;
+    for (int i = 0; i < 1000 + (int)ARRAY_SIZE(revs); i++) {
+        int64_t rev = i < (int)ARRAY_SIZE(revs) ? revs[i]
+                                               : ((int64_t)rand_r(&seed) << 31 | rand_r(&seed)) >> (rand_r(&seed) % 60);
+        for (int empty = 0; empty < 2; empty++) {
+            const char *in = empty ? "{\"metadata\":{}}" : "{\"metadata\":{\"name\":\"a\"}}";
+            size_t at = strlen("{\"metadata\":{");
+            ck_buf b;
+            ck_buf_init(&b, 0);
+            assert_int_equal(ck_json_splice_rv_at(in, strlen(in), at, empty, rev, &b), 0);
+            ck_buf_add(&b, "", 1);
+            char *want = xasprintf("{\"metadata\":{\"resourceVersion\":\"%lld\"%s%s", (long long)rev,
+                                   empty ? "" : ",", in + at);
+            assert_string_equal(b.data, want);
+            free(want);
+            ck_buf_free(&b);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -741,7 +989,9 @@ int main(void)
         cmocka_unit_test(test_random_suffix),
         cmocka_unit_test(test_meta_create_update),
         cmocka_unit_test(test_splice_rv),
+        cmocka_unit_test(test_splice_rv_numbers),
         cmocka_unit_test(test_pod_bind_text),
+        cmocka_unit_test(test_pod_bind_text_random),
         cmocka_unit_test(test_json_print),
         cmocka_unit_test(test_json_load_fast),
         cmocka_unit_test(test_alloc_ips),
@@ -750,6 +1000,8 @@ int main(void)
         cmocka_unit_test(test_service_dual_stack),
         cmocka_unit_test(test_token_file),
         cmocka_unit_test(test_status_from_error),
+        cmocka_unit_test(test_status_success_text),
+        cmocka_unit_test(test_resource_keys),
         cmocka_unit_test(test_sa_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -235,6 +235,7 @@ typedef struct ck_reqctx {
      * and answered by its completion (defer set), the handler returning without an answer. */
     bool async_ok, async_retry;
     bool sync_only;           /* a rerun after an asynchronous conflict: every write waits */
+    int admit_tries;          /* ServiceAccount lookups made by earlier runs (ck_defer_retry) */
     struct ck_defer *defer;
 } ck_reqctx;
 
@@ -258,6 +259,12 @@ bool ck_defer_can(const ck_reqctx *c);
 bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
                     const char *name, char *key, char *text, size_t len, int64_t expected,
                     int code, bool status_answer);
+/* true if the handler may return without an answer and have the request served again later
+ * (ck_defer_retry): a create answered with the stored text (async_ok), not a synchronous rerun. */
+bool ck_defer_can_retry(const ck_reqctx *c);
+/* Serve the whole request again (ck_rest_serve, on the rerun thread) in delay_ms, instead of
+ * waiting on this thread; sets c->defer, and the caller returns without answering. */
+void ck_defer_retry(ck_reqctx *c, int delay_ms);
 /* ck_apiserver_handle, after the handler returned with c->defer set. */
 void ck_defer_handler_done(ck_reqctx *c);
 /* Waits until no deferred request is in flight (after the HTTP server stopped, before the store
@@ -463,6 +470,17 @@ int ck_admission_parse_disabled(const char *list, unsigned *out, ck_error **err)
  * PriorityClasses.  403 Forbidden with upstream's texts. */
 int ck_admit_create(ck_apiserver *s, const ck_resource *r, const char *ns, json_t *obj,
                     ck_error **err);
+/* ServiceAccount admission looks a namespace's default account up this many times, 100-200 ms
+ * apart (it is made by a controller right after the namespace), before it gives up. */
+#define CK_ADMIT_SA_LOOKUPS 10
+#define CK_ADMIT_SA_RETRY_MS 100   /* + up to 100 ms at random */
+/* ck_admit_create without the wait: tries (>= 0) lookups of the default account were made by
+ * earlier runs of this request; 1 if it is still missing and may yet come, so the caller serves
+ * the request again in CK_ADMIT_SA_RETRY_MS (ck_defer_retry) instead of sleeping (obj may be
+ * half-admitted: start over from the request).  After the last lookup, upstream's 403 as
+ * ck_admit_create.  tries < 0 is ck_admit_create. */
+int ck_admit_create_try(ck_apiserver *s, const ck_resource *r, const char *ns, json_t *obj,
+                        int tries, ck_error **err);
 /* The same on an update (pods keep their resolved priority; tolerations defaulted). */
 int ck_admit_update(ck_apiserver *s, const ck_resource *r, json_t *obj, const json_t *old,
                     ck_error **err);

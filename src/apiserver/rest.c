@@ -497,6 +497,7 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         invalid_from_causes(c, r, "", causes, err);
         return NULL;
     }
+    bool named_here = !c->route.name;
     if (!c->route.name) {
         free(c->route.name);
         c->route.name = xstrdup(name);
@@ -504,8 +505,22 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
     if (ck_namespace_check(s, r, ns, name, err) < 0)
         return NULL;
     ck_default(r, obj);
-    if (ck_admit_create(s, r, ns, obj, err) < 0)
+    /* a namespace's default ServiceAccount may not exist yet: rather than wait on this thread,
+     * serve the request again a little later (writedefer.c) */
+    bool can_retry = resp && ck_defer_can_retry(c);
+    int arc = ck_admit_create_try(s, r, ns, obj, can_retry ? c->admit_tries : -1, err);
+    if (arc < 0)
         return NULL;
+    if (arc > 0) {
+        if (named_here) {                       /* the next run names it again */
+            free(c->route.name);
+            c->route.name = NULL;
+        }
+        c->admit_tries++;
+        ck_defer_retry(c, CK_ADMIT_SA_RETRY_MS + rand() % 100);
+        json_incref(obj);
+        return obj;
+    }
     prepare_create(r, obj);
     if (is_core(r, "resourcequotas"))
         ck_quota_fill_status(s, obj);

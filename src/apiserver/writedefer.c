@@ -21,6 +21,9 @@
  *    request is read (metrics, log line) before the answer lets httpd free it.
  *  - The writer thread must not wait on the store: the answer is built and queued (no write),
  *    and a rerun goes to the rerun thread.
+ *  - A request that must wait for something another party makes soon (a namespace's default
+ *    ServiceAccount: ck_defer_retry) is served again from the top by the rerun thread once its
+ *    delay has passed, as it is (not synchronous only), instead of sleeping on its worker.
  */
 #include "apiserver/apiserver.h"
 #include "lib/log.h"
@@ -42,6 +45,8 @@ typedef struct ck_defer {
     int64_t t0;
     int64_t rev;              /* the result */
     ck_error *err;
+    bool again;               /* ck_defer_retry: serve again at due_ns */
+    int64_t due_ns;
     struct ck_defer *next;    /* rerun queue */
     ck_reqctx *c;
 } ck_defer;
@@ -76,26 +81,52 @@ static void inflight_done(void)
     pthread_mutex_unlock(&dmu);
 }
 
+/* Under dmu: the queued request due first, unlinked, once it is due (waits until then). */
+static ck_defer *next_due_locked(void)
+{
+    for (;;) {
+        ck_defer **best = NULL;
+        for (ck_defer **p = &rq_head; *p; p = &(*p)->next)
+            if (!best || (*p)->due_ns < (*best)->due_ns)
+                best = p;
+        if (!best) {
+            pthread_cond_wait(&dcond, &dmu);
+            continue;
+        }
+        int64_t wait = (*best)->due_ns - ck_now_ns();
+        if (wait <= 0) {
+            ck_defer *d = *best;
+            *best = d->next;
+            if (rq_tail == &d->next)
+                rq_tail = best;
+            return d;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + wait;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&dcond, &dmu, &ts);
+    }
+}
+
 /* The rerun thread: a request whose asynchronous write lost a race, served again from the top
- * with every write synchronous (the handler's read-modify-write retry loop). */
+ * with every write synchronous (the handler's read-modify-write retry loop); or one that asked
+ * to be served again later (ck_defer_retry), served as it is. */
 static void *rerun_main(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "api-rerun");
     for (;;) {
         pthread_mutex_lock(&dmu);
-        while (!rq_head)
-            pthread_cond_wait(&dcond, &dmu);
-        ck_defer *d = rq_head;
-        rq_head = d->next;
-        if (!rq_head)
-            rq_tail = &rq_head;
+        ck_defer *d = next_due_locked();
         pthread_mutex_unlock(&dmu);
 
         ck_reqctx *c = d->c;
+        bool again = d->again;
         defer_free(d);
         c->defer = NULL;
-        c->sync_only = true;
+        c->sync_only = c->sync_only || !again;
         c->async_ok = c->async_retry = false;
         c->no_details = false;
         ck_buf_reset(&c->warnings);
@@ -106,6 +137,13 @@ static void *rerun_main(void *arg)
         char *method = xstrdup(c->req->method), *target = xstrdup(c->req->target);
         int64_t received = c->req->received_ns;
         ck_rest_serve(c);
+        if (c->defer) {               /* handed on again: that one answers (and counts) */
+            free(method);
+            free(target);
+            ck_defer_handler_done(c);
+            inflight_done();
+            continue;
+        }
         if (!c->responded)
             ck_respond_json(c, 500, ck_status_json(500, "InternalError", "no response", NULL));
         ck_reqctx_account(c, method, target, received);
@@ -130,6 +168,7 @@ static void rerun_start(void)
     pthread_attr_destroy(&a);
 }
 
+/* Queues d for the rerun thread (due_ns 0: at once). */
 static void rerun(ck_defer *d)
 {
     pthread_once(&rerun_once, rerun_start);
@@ -164,6 +203,8 @@ static void settle(ck_reqctx *c)
 {
     ck_defer *d = c->defer;
     ck_http_req *req = c->req;
+    if (d->again)
+        return rerun(d);
     /* what the synchronous path retries: an unpinned update's conflict, a generated name's
      * clash */
     if (d->err && c->async_retry &&
@@ -250,6 +291,24 @@ bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind
     ck_write w = {.kind = kind, .key = key, .val = text, .len = len, .expected = expected};
     ck_store_write_async(c->srv->store, &w, write_done, c);
     return true;
+}
+
+bool ck_defer_can_retry(const ck_reqctx *c)
+{
+    return c->async_ok && !c->sync_only && c->resp;
+}
+
+void ck_defer_retry(ck_reqctx *c, int delay_ms)
+{
+    ck_defer *d = xcalloc(1, sizeof *d);
+    atomic_init(&d->holders, 1);   /* the handler only: once it returns, the rerun queue */
+    d->again = true;
+    d->due_ns = ck_now_ns() + (int64_t)delay_ms * 1000000;
+    d->c = c;
+    c->defer = d;
+    pthread_mutex_lock(&dmu);
+    inflight++;
+    pthread_mutex_unlock(&dmu);
 }
 
 void ck_defer_handler_done(ck_reqctx *c)

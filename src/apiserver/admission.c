@@ -1205,6 +1205,17 @@ void ck_quota_done(bool locked)
         pthread_mutex_unlock(&quota_mu);
 }
 
+bool ck_quota_may_track(ck_apiserver *s, const ck_resource *r, const char *ns)
+{
+    if (off(s, CK_ADMIT_RESOURCEQUOTA) || !r->namespaced || !ns)
+        return false;
+    const ck_resource *rq = ck_resource_find("", "v1", "resourcequotas");
+    json_t *quotas = list_cached(s, rq, ns, NULL);
+    bool any = !quotas || json_array_size(quotas) > 0;   /* unknown: assume one */
+    json_decref(quotas);
+    return any;
+}
+
 void ck_quota_refresh(ck_apiserver *s, const ck_resource *r, const char *ns)
 {
     if (off(s, CK_ADMIT_RESOURCEQUOTA) || !r->namespaced || !ns)

@@ -265,6 +265,13 @@ bool ck_defer_can_retry(const ck_reqctx *c);
 /* Serve the whole request again (ck_rest_serve, on the rerun thread) in delay_ms, instead of
  * waiting on this thread; sets c->defer, and the caller returns without answering. */
 void ck_defer_retry(ck_reqctx *c, int delay_ms);
+/* The same for a write answered with a JSON object printed (200): a delete's Status (text
+ * NULL), or a delete's kept object (answer_rv: its new resourceVersion set first).  true with
+ * key, text and answer taken; a conflict reruns the request (with async_retry), as the
+ * synchronous path reads and tries again; a 404 is NotFound as there. */
+bool ck_defer_write_json(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+                         const char *name, char *key, char *text, size_t len, int64_t expected,
+                         json_t *answer, bool answer_rv);
 /* ck_apiserver_handle, after the handler returned with c->defer set. */
 void ck_defer_handler_done(ck_reqctx *c);
 /* Waits until no deferred request is in flight (after the HTTP server stopped, before the store
@@ -492,6 +499,9 @@ int ck_quota_admit(ck_apiserver *s, const ck_resource *r, const char *ns, const 
 void ck_quota_done(bool locked);
 /* Recount the quotas in ns that track r (after a delete or a failed create). */
 void ck_quota_refresh(ck_apiserver *s, const ck_resource *r, const char *ns);
+/* false if ck_quota_refresh(s, r, ns) would do nothing now (no ResourceQuota in ns, the plugin
+ * off, r cluster-scoped) */
+bool ck_quota_may_track(ck_apiserver *s, const ck_resource *r, const char *ns);
 /* status.hard and status.used of a ResourceQuota being created or changed. */
 void ck_quota_fill_status(ck_apiserver *s, json_t *quota);
 

@@ -1089,6 +1089,20 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
             if (dry)
                 return obj;
             ck_error *e = NULL;
+            /* answered by the store's completion (writedefer.c) where the caller allows it
+             * (do_delete): the answer is the object printed with its new resourceVersion; a
+             * conflict reruns the request */
+            if (c->async_ok && ck_defer_can(c)) {
+                size_t len;
+                char *text = ck_meta_dump_for_store(obj, &len);
+                c->async_retry = true;
+                json_incref(obj);
+                if (ck_defer_write_json(c, r, CK_STORE_UPDATE, name, ck_resource_key(r, ns, name),
+                                        text, len, rev, obj, true))
+                    return obj;
+                json_decref(obj);
+                free(text);
+            }
             if (ck_rest_store_update(s, r, obj, rev, &e) < 0) {
                 json_decref(obj);
                 if (e->code == CK_E_CONFLICT) {
@@ -1103,11 +1117,31 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
             }
             return obj;
         }
+        json_t *details = json_pack("{s:s,s:s}", "name", name, "kind", r->resource);
+        if (r->group[0])
+            json_object_set_new(details, "group", json_string(r->group));
+        if (uid)
+            json_object_set_new(details, "uid", json_string(uid));
+        json_t *answer = ck_status_json(200, NULL, NULL, details);
+        /* the same for the removal, unless something must follow it on this thread (a
+         * Service's addresses go back to the allocator, a ResourceQuota is recounted) */
+        if (!dry && c->async_ok && !is_service(r) && !ck_quota_may_track(s, r, ns)) {
+            c->async_retry = true;
+            char *key = ck_resource_key(r, ns, name);
+            json_incref(answer);
+            if (ck_defer_write_json(c, r, CK_STORE_DELETE, name, key, NULL, 0, rev, answer, false)) {
+                json_decref(obj);
+                return answer;
+            }
+            free(key);
+            json_decref(answer);   /* not taken: the reference given is dropped here */
+        }
         if (!dry) {
             ck_error *e = NULL;
             int64_t drev = 0;
             if (ck_rest_store_delete(s, r, ns, name, rev, &drev, &e) < 0) {
                 json_decref(obj);
+                json_decref(answer);
                 if (e->code == CK_E_CONFLICT) {
                     ck_error_free(e);
                     continue;
@@ -1122,13 +1156,8 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
                 ck_service_release(s, obj, NULL);
             ck_quota_refresh(s, r, ns);
         }
-        json_t *details = json_pack("{s:s,s:s}", "name", name, "kind", r->resource);
-        if (r->group[0])
-            json_object_set_new(details, "group", json_string(r->group));
-        if (uid)
-            json_object_set_new(details, "uid", json_string(uid));
         json_decref(obj);
-        return ck_status_json(200, NULL, NULL, details);
+        return answer;
     }
     ck_err_conflict(err, r, name);
     return NULL;
@@ -1563,11 +1592,16 @@ static void do_delete(ck_reqctx *c)
     json_t *opts = ck_rest_delete_options(c, &e);
     if (!opts)
         return ck_respond_error(c, e);
+    c->async_ok = true;   /* the answer is the stored object or a Status built before */
     json_t *out = ck_rest_delete_obj(c, c->route.res, ns_of(c), c->route.name, opts, &e);
+    c->async_ok = false;
     json_decref(opts);
     if (!out)
         return ck_respond_error(c, e);
-    ck_respond_json(c, 200, out);
+    if (c->defer)
+        json_decref(out);   /* the store's completion answers (writedefer.c) */
+    else
+        ck_respond_json(c, 200, out);
 }
 
 void ck_rest_serve(ck_reqctx *c)

@@ -1,7 +1,8 @@
 /* writedefer.c - API writes answered by the store's completion instead of a waiting worker.
  *
  * A create, update, patch, status write or binding ends with one store write whose successful
- * answer is the stored text with the new resourceVersion spliced in.  With the SQLite store the
+ * answer is the stored text with the new resourceVersion spliced in; a delete's is a Status
+ * built before the write.  With the SQLite store the
  * worker hands that write over (ck_store_write_async) and takes the next request; the store's
  * writer thread, after the group commit is durable, completes it here and answers through httpd
  * (which takes answers from any thread).  That saves the worker's sleep and wake-up (a futex
@@ -42,6 +43,8 @@ typedef struct ck_defer {
     bool rv_empty;
     int code;
     bool status_answer;
+    json_t *answer;           /* a delete's Status or kept object, printed as the answer */
+    bool answer_rv;           /* the new resourceVersion goes into answer first */
     int64_t t0;
     int64_t rev;              /* the result */
     ck_error *err;
@@ -69,6 +72,7 @@ static void defer_free(ck_defer *d)
     free(d->name);
     free(d->key);
     free(d->text);
+    json_decref(d->answer);
     ck_error_free(d->err);
     free(d);
 }
@@ -189,8 +193,10 @@ static ck_error *map_error(ck_defer *d)
         ck_err_exists(&out, d->r, d->name);
     else if (d->kind == CK_STORE_UPDATE && e->code == CK_E_CONFLICT)
         ck_err_conflict(&out, d->r, d->name);
-    else if (d->kind == CK_STORE_UPDATE && e->code == CK_E_NOT_FOUND)
+    else if (d->kind != CK_STORE_CREATE && e->code == CK_E_NOT_FOUND)
         ck_err_not_found(&out, d->r, d->name);
+    else if (d->kind == CK_STORE_DELETE && e->code == CK_E_CONFLICT)
+        ck_err_conflict(&out, d->r, d->name);
     else
         return e;
     ck_error_free(e);
@@ -206,9 +212,9 @@ static void settle(ck_reqctx *c)
     if (d->again)
         return rerun(d);
     /* what the synchronous path retries: an unpinned update's conflict, a generated name's
-     * clash */
+     * clash, a delete's conflict (read again) */
     if (d->err && c->async_retry &&
-        d->err->code == (d->kind == CK_STORE_UPDATE ? CK_E_CONFLICT : CK_E_EXISTS)) {
+        d->err->code == (d->kind == CK_STORE_CREATE ? CK_E_EXISTS : CK_E_CONFLICT)) {
         atomic_fetch_add(&n_reruns, 1);
         return rerun(d);
     }
@@ -218,6 +224,14 @@ static void settle(ck_reqctx *c)
         c->status = ck_error_http_status(e->code);
         ck_reqctx_account(c, req->method, req->target, req->received_ns);
         ck_respond_error(c, e);
+    } else if (d->answer) {
+        c->status = d->code;
+        ck_reqctx_account(c, req->method, req->target, req->received_ns);
+        json_t *a = d->answer;
+        d->answer = NULL;
+        if (d->answer_rv)
+            ck_meta_set_rv(a, d->rev);
+        ck_respond_json(c, d->code, a);
     } else if (d->status_answer) {
         c->status = d->code;
         ck_reqctx_account(c, req->method, req->target, req->received_ns);
@@ -251,8 +265,8 @@ static void write_done(void *ctx, int64_t rev, ck_error *err)
     ck_defer *d = c->defer;
     /* after the write, as the synchronous path: admission's cached reads are stale from here */
     ck_admission_note_write(c->srv, d->r);
-    ck_metrics_store(d->kind == CK_STORE_CREATE ? "create" : "update",
-                     (double)(ck_now_ns() - d->t0) / 1e9);
+    static const char *const kinds[] = {"create", "update", "delete"};
+    ck_metrics_store(kinds[d->kind], (double)(ck_now_ns() - d->t0) / 1e9);
     d->rev = rev;
     d->err = err;
     if (!err && rev <= 0)
@@ -309,6 +323,35 @@ void ck_defer_retry(ck_reqctx *c, int delay_ms)
     pthread_mutex_lock(&dmu);
     inflight++;
     pthread_mutex_unlock(&dmu);
+}
+
+bool ck_defer_write_json(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+                         const char *name, char *key, char *text, size_t len, int64_t expected,
+                         json_t *answer, bool answer_rv)
+{
+    if (!ck_defer_can(c))
+        return false;
+    ck_defer *d = xcalloc(1, sizeof *d);
+    atomic_init(&d->holders, 2);
+    d->r = r;
+    d->kind = kind;
+    d->name = xstrdup(name ? name : "");
+    d->key = key;
+    d->text = text;
+    d->len = len;
+    d->answer = answer;
+    d->answer_rv = answer_rv;
+    d->code = 200;
+    d->t0 = ck_now_ns();
+    d->c = c;
+    c->defer = d;
+    pthread_mutex_lock(&dmu);
+    inflight++;
+    pthread_mutex_unlock(&dmu);
+    atomic_fetch_add(&n_deferred, 1);
+    ck_write w = {.kind = kind, .key = key, .val = text, .len = len, .expected = expected};
+    ck_store_write_async(c->srv->store, &w, write_done, c);
+    return true;
 }
 
 void ck_defer_handler_done(ck_reqctx *c)

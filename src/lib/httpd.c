@@ -1426,11 +1426,12 @@ static void queue_request(ck_httpd *h, ck_http_resp *r)
         h->qhead = r;
     h->qtail = r;
     struct worker *w = pick_waker_locked(h);
-    bool none_idle = !h->idle;
     pthread_mutex_unlock(&h->qmu);
     if (w)
         sem_post(&w->sem);
-    else if (none_idle && !h->stall_armed && h->stall_ev)
+    /* the watch for held workers runs while requests come (one timer a STALL_MS, not one a
+     * request); queued now behind a waker, this one may find every worker held later */
+    if (!h->stall_armed && h->stall_ev)
         arm_stall_timer(h);
 }
 

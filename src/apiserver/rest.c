@@ -1405,6 +1405,25 @@ static int lease_renew(ck_reqctx *c, const ck_resource *r, const json_t *patch,
     int rc = 0;
     int64_t rev = 0;
     if (ck_lease_renew_text(kv.value, kv.value_len, patch, o->manager, now, &text)) {
+        /* answered by the store's completion (writedefer.c) with the same splice; a conflict
+         * reruns the request (synchronously), as the caller retries one */
+        c->async_ok = true;
+        c->async_retry = true;
+        if (ck_defer_can(c)) {
+            size_t len = text.len;
+            char *key = ck_resource_key(r, ns_of(c), c->route.name);
+            char *owned = ck_buf_steal(&text);
+            if (ck_defer_write(c, r, CK_STORE_UPDATE, c->route.name, key, owned, len,
+                               kv.mod_revision, 200, false)) {
+                c->async_ok = false;
+                ck_kv_free(&kv);
+                return 1;
+            }
+            free(key);
+            ck_buf_add(&text, owned, len);
+            free(owned);
+        }
+        c->async_ok = false;
         rc = ck_rest_store_update_text(c->srv, r, ns_of(c), c->route.name, text.data, text.len,
                                        kv.mod_revision, &rev, err) < 0 ? -1 : 1;
         /* the text has a metadata object (leasetext.c requires one): the splice succeeds */

@@ -227,15 +227,19 @@ static void dispatch(ck_reqctx *c, const char **metric_verb, const char **metric
                               "ckube_store_commits_total %lld\n", (long long)st.writes,
                           (long long)st.commits);
         ck_error_free(se);
-        long long deferred, reruns;
-        ck_defer_stats(&deferred, &reruns);
+        long long deferred, reruns, retries;
+        ck_defer_stats(&deferred, &reruns, &retries);
         ck_buf_printf(&b, "# HELP ckube_apiserver_async_writes_total Writes answered by the "
                           "store's completion.\n# TYPE ckube_apiserver_async_writes_total counter\n"
                           "ckube_apiserver_async_writes_total %lld\n"
                           "# HELP ckube_apiserver_async_reruns_total Requests served again after "
                           "their asynchronous write conflicted.\n"
                           "# TYPE ckube_apiserver_async_reruns_total counter\n"
-                          "ckube_apiserver_async_reruns_total %lld\n", deferred, reruns);
+                          "ckube_apiserver_async_reruns_total %lld\n"
+                          "# HELP ckube_apiserver_retries_total Requests served again later "
+                          "instead of waiting on a worker (a ServiceAccount not there yet).\n"
+                          "# TYPE ckube_apiserver_retries_total counter\n"
+                          "ckube_apiserver_retries_total %lld\n", deferred, reruns, retries);
         ck_respond_text(c, 200, "text/plain; version=0.0.4", b.data);
         ck_buf_free(&b);
         return;

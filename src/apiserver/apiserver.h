@@ -277,8 +277,9 @@ void ck_defer_handler_done(ck_reqctx *c);
 /* Waits until no deferred request is in flight (after the HTTP server stopped, before the store
  * closes). */
 void ck_defer_drain(void);
-/* writes handed to the store, and requests rerun after a conflict, since the process started */
-void ck_defer_stats(long long *deferred, long long *reruns);
+/* writes handed to the store, requests rerun after a conflict, and requests to be served again
+ * later (ck_defer_retry), since the process started */
+void ck_defer_stats(long long *deferred, long long *reruns, long long *retries);
 
 /* ---- responses (status.c) ---- */
 json_t *ck_status_json(int code, const char *reason, const char *message, json_t *details);

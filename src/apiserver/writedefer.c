@@ -60,7 +60,7 @@ static pthread_cond_t dcond = PTHREAD_COND_INITIALIZER;
 static long inflight;
 static ck_defer *rq_head, **rq_tail = &rq_head;
 static pthread_once_t rerun_once = PTHREAD_ONCE_INIT;
-static atomic_llong n_deferred, n_reruns;
+static atomic_llong n_deferred, n_reruns, n_retries;
 
 bool ck_defer_can(const ck_reqctx *c)
 {
@@ -318,6 +318,7 @@ void ck_defer_retry(ck_reqctx *c, int delay_ms)
     atomic_init(&d->holders, 1);   /* the handler only: once it returns, the rerun queue */
     d->again = true;
     d->due_ns = ck_now_ns() + (int64_t)delay_ms * 1000000;
+    atomic_fetch_add(&n_retries, 1);
     d->c = c;
     c->defer = d;
     pthread_mutex_lock(&dmu);
@@ -367,8 +368,9 @@ void ck_defer_drain(void)
     pthread_mutex_unlock(&dmu);
 }
 
-void ck_defer_stats(long long *deferred, long long *reruns)
+void ck_defer_stats(long long *deferred, long long *reruns, long long *retries)
 {
     *deferred = atomic_load(&n_deferred);
     *reruns = atomic_load(&n_reruns);
+    *retries = atomic_load(&n_retries);
 }

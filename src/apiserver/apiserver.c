@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_WORKERS_SQLITE 4   /* --workers 0: see cmd_apiserver */
+#define DEFAULT_WORKERS_SQLITE 8   /* --workers 0: see cmd_apiserver */
 #define DEFAULT_WORKERS_ETCD 16
 
 /* ---- health, version ---- */
@@ -340,7 +340,7 @@ int cmd_apiserver(int argc, char **argv)
         {"service-cluster-ip-range", CK_FLAG_STRING, &cidr, "Service IP range (default 10.96.0.0/12)"},
         {"service-node-port-range", CK_FLAG_STRING, &ports, "Node port range (default 30000-32767)"},
         {"workers", CK_FLAG_INT, &workers,
-         "Request handler threads (default 4 with SQLite, 16 with etcd; more start while every "
+         "Request handler threads (default 8 with SQLite, 16 with etcd; more start while every "
          "one is held)"},
         {"service-account-signing-key-file", CK_FLAG_STRING, &sa_sign,
          "Private key (PEM, EC P-256 or RSA) that signs service account tokens "

@@ -404,8 +404,11 @@ static int limit_ranger(ck_apiserver *s, const ck_resource *r, const char *ns, c
 
 /* ---- ServiceAccount ---- */
 
+/* tries < 0: wait here between lookups, as upstream.  tries >= 0: this is the request's
+ * (tries+1)-th lookup, and while the default account may still come, 1 asks the caller to serve
+ * the request again later (SA_RETRY_MS) instead of holding its thread. */
 static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns, const char *name,
-                           json_t *pod, ck_error **err)
+                           json_t *pod, int tries, ck_error **err)
 {
     const json_t *ann = get_path(pod, "metadata", "annotations");
     if (json_object_get((json_t *)ann, "kubernetes.io/config.mirror"))
@@ -422,15 +425,16 @@ static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns
     const ck_resource *sar = ck_resource_find("", "v1", "serviceaccounts");
     /* the default account is made by the serviceaccount controller right after a namespace:
      * like upstream, look it up a few more times before giving up */
-    int attempts = strcmp(sa, "default") ? 1 : 10;
+    int attempts = strcmp(sa, "default") ? 1 : CK_ADMIT_SA_LOOKUPS;
     json_t *acct = NULL;
     ck_error *e = NULL;
     cleanup_free char *ckey = xasprintf("%s/%s", ns, sa);
     uint64_t gen = cache_gen(s, K_SA);
     acct = cache_get(s, K_SA, ckey);
-    for (int i = 0; i < attempts && !acct; i++) {
-        if (i) {
-            struct timespec ts = {0, (100 + rand() % 100) * 1000000L};
+    int first = tries > 0 ? tries : 0, last = tries >= 0 ? first + 1 : attempts;
+    for (int i = first; i < last && !acct; i++) {
+        if (i > first) {
+            struct timespec ts = {0, (CK_ADMIT_SA_RETRY_MS + rand() % 100) * 1000000L};
             nanosleep(&ts, NULL);
         }
         ck_error_free(e);
@@ -438,6 +442,10 @@ static int service_account(ck_apiserver *s, const ck_resource *r, const char *ns
         acct = ck_rest_read(s, sar, ns, sa, NULL, &e);
         if (!acct && e->code != CK_E_NOT_FOUND)
             break;
+    }
+    if (!acct && tries >= 0 && e && e->code == CK_E_NOT_FOUND && first + 1 < attempts) {
+        ck_error_free(e);
+        return 1;
     }
     if (!acct) {
         cleanup_free char *m = xasprintf("error looking up service account %s/%s: %s", ns, sa,
@@ -720,12 +728,21 @@ static void default_tolerations(json_t *pod)
 int ck_admit_create(ck_apiserver *s, const ck_resource *r, const char *ns, json_t *obj,
                     ck_error **err)
 {
+    return ck_admit_create_try(s, r, ns, obj, -1, err);
+}
+
+int ck_admit_create_try(ck_apiserver *s, const ck_resource *r, const char *ns, json_t *obj,
+                        int tries, ck_error **err)
+{
     const char *name = ck_meta_str(obj, "name");
     if (is_core(r, "pods")) {
         if (!off(s, CK_ADMIT_LIMITRANGER) && limit_ranger(s, r, ns, name, obj, err) < 0)
             return -1;
-        if (!off(s, CK_ADMIT_SERVICEACCOUNT) && service_account(s, r, ns, name, obj, err) < 0)
-            return -1;
+        if (!off(s, CK_ADMIT_SERVICEACCOUNT)) {
+            int rc = service_account(s, r, ns, name, obj, tries, err);
+            if (rc != 0)
+                return rc;
+        }
         if (!off(s, CK_ADMIT_PRIORITY) && priority(s, r, name, obj, err) < 0)
             return -1;
         if (!off(s, CK_ADMIT_TOLERATIONS))
@@ -1186,6 +1203,17 @@ void ck_quota_done(bool locked)
 {
     if (locked)
         pthread_mutex_unlock(&quota_mu);
+}
+
+bool ck_quota_may_track(ck_apiserver *s, const ck_resource *r, const char *ns)
+{
+    if (off(s, CK_ADMIT_RESOURCEQUOTA) || !r->namespaced || !ns)
+        return false;
+    const ck_resource *rq = ck_resource_find("", "v1", "resourcequotas");
+    json_t *quotas = list_cached(s, rq, ns, NULL);
+    bool any = !quotas || json_array_size(quotas) > 0;   /* unknown: assume one */
+    json_decref(quotas);
+    return any;
 }
 
 void ck_quota_refresh(ck_apiserver *s, const ck_resource *r, const char *ns)

@@ -20,6 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#define DEFAULT_WORKERS_SQLITE 8   /* --workers 0: see cmd_apiserver */
+#define DEFAULT_WORKERS_ETCD 16
+
 /* ---- health, version ---- */
 
 static bool path_is(const char *path, const char *p)
@@ -224,15 +227,19 @@ static void dispatch(ck_reqctx *c, const char **metric_verb, const char **metric
                               "ckube_store_commits_total %lld\n", (long long)st.writes,
                           (long long)st.commits);
         ck_error_free(se);
-        long long deferred, reruns;
-        ck_defer_stats(&deferred, &reruns);
+        long long deferred, reruns, retries;
+        ck_defer_stats(&deferred, &reruns, &retries);
         ck_buf_printf(&b, "# HELP ckube_apiserver_async_writes_total Writes answered by the "
                           "store's completion.\n# TYPE ckube_apiserver_async_writes_total counter\n"
                           "ckube_apiserver_async_writes_total %lld\n"
                           "# HELP ckube_apiserver_async_reruns_total Requests served again after "
                           "their asynchronous write conflicted.\n"
                           "# TYPE ckube_apiserver_async_reruns_total counter\n"
-                          "ckube_apiserver_async_reruns_total %lld\n", deferred, reruns);
+                          "ckube_apiserver_async_reruns_total %lld\n"
+                          "# HELP ckube_apiserver_retries_total Requests served again later "
+                          "instead of waiting on a worker (a ServiceAccount not there yet).\n"
+                          "# TYPE ckube_apiserver_retries_total counter\n"
+                          "ckube_apiserver_retries_total %lld\n", deferred, reruns, retries);
         ck_respond_text(c, 200, "text/plain; version=0.0.4", b.data);
         ck_buf_free(&b);
         return;
@@ -318,7 +325,7 @@ int cmd_apiserver(int argc, char **argv)
          *tokens = NULL, *cidr = "10.96.0.0/12", *ports = "30000-32767", *advertise = NULL,
          *vlevel = NULL, *sa_sign = NULL, *sa_pub = NULL, *admission_off = NULL,
          *sa_issuer = "https://kubernetes.default.svc.cluster.local";
-    long port = 6443, workers = 16;
+    long port = 6443, workers = 0;
     ck_flag flags[] = {
         {"data-dir", CK_FLAG_STRING, &data_dir, "Directory for state (DIR/db/state.db with SQLite)"},
         {"secure-port", CK_FLAG_INT, &port, "Port to serve HTTPS on (default 6443)"},
@@ -332,7 +339,9 @@ int cmd_apiserver(int argc, char **argv)
         {"token-auth-file", CK_FLAG_STRING, &tokens, "Static bearer tokens: token,user,uid,\"groups\""},
         {"service-cluster-ip-range", CK_FLAG_STRING, &cidr, "Service IP range (default 10.96.0.0/12)"},
         {"service-node-port-range", CK_FLAG_STRING, &ports, "Node port range (default 30000-32767)"},
-        {"workers", CK_FLAG_INT, &workers, "Request handler threads (default 16)"},
+        {"workers", CK_FLAG_INT, &workers,
+         "Request handler threads (default 8 with SQLite, 16 with etcd; more start while every "
+         "one is held)"},
         {"service-account-signing-key-file", CK_FLAG_STRING, &sa_sign,
          "Private key (PEM, EC P-256 or RSA) that signs service account tokens "
          "(default DATA-DIR/pki/sa.key if present)"},
@@ -356,7 +365,7 @@ int cmd_apiserver(int argc, char **argv)
         fprintf(stderr, "Error: --data-dir or --etcd-servers is required\n");
         return 2;
     }
-    if (port < 0 || port > 65535 || workers < 1 || workers > 1024) {
+    if (port < 0 || port > 65535 || workers < 0 || workers > 1024) {
         fprintf(stderr, "Error: bad --secure-port or --workers\n");
         return 2;
     }
@@ -434,7 +443,13 @@ int cmd_apiserver(int argc, char **argv)
         goto out;
     ck_httpd_config hc = {
         .bind_addr = bind, .port = (int)port, .cert_file = cert, .key_file = key,
-        .client_ca_file = ca, .workers = (int)workers, .max_body_bytes = CK_MAX_BODY + 4096,
+        .client_ca_file = ca, .max_body_bytes = CK_MAX_BODY + 4096,
+        /* with SQLite a write is answered by the store's writer (writedefer.c) and nothing
+         * else waits long on a worker, so a few suffice; etcd writes wait for their round trip
+         * (docs/apiserver.md, "Session 7") */
+        .workers = workers ? (int)workers
+                           : ck_store_async_native(s.store) ? DEFAULT_WORKERS_SQLITE
+                                                            : DEFAULT_WORKERS_ETCD,
         .header_timeout_ms = 30000, .idle_timeout_ms = 90000,
         .handler = ck_apiserver_handle, .handler_ctx = &s,
     };

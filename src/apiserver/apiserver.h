@@ -235,6 +235,7 @@ typedef struct ck_reqctx {
      * and answered by its completion (defer set), the handler returning without an answer. */
     bool async_ok, async_retry;
     bool sync_only;           /* a rerun after an asynchronous conflict: every write waits */
+    int admit_tries;          /* ServiceAccount lookups made by earlier runs (ck_defer_retry) */
     struct ck_defer *defer;
 } ck_reqctx;
 
@@ -258,13 +259,27 @@ bool ck_defer_can(const ck_reqctx *c);
 bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
                     const char *name, char *key, char *text, size_t len, int64_t expected,
                     int code, bool status_answer);
+/* true if the handler may return without an answer and have the request served again later
+ * (ck_defer_retry): a create answered with the stored text (async_ok), not a synchronous rerun. */
+bool ck_defer_can_retry(const ck_reqctx *c);
+/* Serve the whole request again (ck_rest_serve, on the rerun thread) in delay_ms, instead of
+ * waiting on this thread; sets c->defer, and the caller returns without answering. */
+void ck_defer_retry(ck_reqctx *c, int delay_ms);
+/* The same for a write answered with a JSON object printed (200): a delete's Status (text
+ * NULL), or a delete's kept object (answer_rv: its new resourceVersion set first).  true with
+ * key, text and answer taken; a conflict reruns the request (with async_retry), as the
+ * synchronous path reads and tries again; a 404 is NotFound as there. */
+bool ck_defer_write_json(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+                         const char *name, char *key, char *text, size_t len, int64_t expected,
+                         json_t *answer, bool answer_rv);
 /* ck_apiserver_handle, after the handler returned with c->defer set. */
 void ck_defer_handler_done(ck_reqctx *c);
 /* Waits until no deferred request is in flight (after the HTTP server stopped, before the store
  * closes). */
 void ck_defer_drain(void);
-/* writes handed to the store, and requests rerun after a conflict, since the process started */
-void ck_defer_stats(long long *deferred, long long *reruns);
+/* writes handed to the store, requests rerun after a conflict, and requests to be served again
+ * later (ck_defer_retry), since the process started */
+void ck_defer_stats(long long *deferred, long long *reruns, long long *retries);
 
 /* ---- responses (status.c) ---- */
 json_t *ck_status_json(int code, const char *reason, const char *message, json_t *details);
@@ -467,6 +482,17 @@ int ck_admission_parse_disabled(const char *list, unsigned *out, ck_error **err)
  * PriorityClasses.  403 Forbidden with upstream's texts. */
 int ck_admit_create(ck_apiserver *s, const ck_resource *r, const char *ns, json_t *obj,
                     ck_error **err);
+/* ServiceAccount admission looks a namespace's default account up this many times, 100-200 ms
+ * apart (it is made by a controller right after the namespace), before it gives up. */
+#define CK_ADMIT_SA_LOOKUPS 10
+#define CK_ADMIT_SA_RETRY_MS 100   /* + up to 100 ms at random */
+/* ck_admit_create without the wait: tries (>= 0) lookups of the default account were made by
+ * earlier runs of this request; 1 if it is still missing and may yet come, so the caller serves
+ * the request again in CK_ADMIT_SA_RETRY_MS (ck_defer_retry) instead of sleeping (obj may be
+ * half-admitted: start over from the request).  After the last lookup, upstream's 403 as
+ * ck_admit_create.  tries < 0 is ck_admit_create. */
+int ck_admit_create_try(ck_apiserver *s, const ck_resource *r, const char *ns, json_t *obj,
+                        int tries, ck_error **err);
 /* The same on an update (pods keep their resolved priority; tolerations defaulted). */
 int ck_admit_update(ck_apiserver *s, const ck_resource *r, json_t *obj, const json_t *old,
                     ck_error **err);
@@ -478,6 +504,9 @@ int ck_quota_admit(ck_apiserver *s, const ck_resource *r, const char *ns, const 
 void ck_quota_done(bool locked);
 /* Recount the quotas in ns that track r (after a delete or a failed create). */
 void ck_quota_refresh(ck_apiserver *s, const ck_resource *r, const char *ns);
+/* false if ck_quota_refresh(s, r, ns) would do nothing now (no ResourceQuota in ns, the plugin
+ * off, r cluster-scoped) */
+bool ck_quota_may_track(ck_apiserver *s, const ck_resource *r, const char *ns);
 /* status.hard and status.used of a ResourceQuota being created or changed. */
 void ck_quota_fill_status(ck_apiserver *s, json_t *quota);
 

@@ -497,6 +497,7 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
         invalid_from_causes(c, r, "", causes, err);
         return NULL;
     }
+    bool named_here = !c->route.name;
     if (!c->route.name) {
         free(c->route.name);
         c->route.name = xstrdup(name);
@@ -504,8 +505,22 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
     if (ck_namespace_check(s, r, ns, name, err) < 0)
         return NULL;
     ck_default(r, obj);
-    if (ck_admit_create(s, r, ns, obj, err) < 0)
+    /* a namespace's default ServiceAccount may not exist yet: rather than wait on this thread,
+     * serve the request again a little later (writedefer.c) */
+    bool can_retry = resp && ck_defer_can_retry(c);
+    int arc = ck_admit_create_try(s, r, ns, obj, can_retry ? c->admit_tries : -1, err);
+    if (arc < 0)
         return NULL;
+    if (arc > 0) {
+        if (named_here) {                       /* the next run names it again */
+            free(c->route.name);
+            c->route.name = NULL;
+        }
+        c->admit_tries++;
+        ck_defer_retry(c, CK_ADMIT_SA_RETRY_MS + rand() % 100);
+        json_incref(obj);
+        return obj;
+    }
     prepare_create(r, obj);
     if (is_core(r, "resourcequotas"))
         ck_quota_fill_status(s, obj);
@@ -1074,6 +1089,20 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
             if (dry)
                 return obj;
             ck_error *e = NULL;
+            /* answered by the store's completion (writedefer.c) where the caller allows it
+             * (do_delete): the answer is the object printed with its new resourceVersion; a
+             * conflict reruns the request */
+            if (c->async_ok && ck_defer_can(c)) {
+                size_t len;
+                char *text = ck_meta_dump_for_store(obj, &len);
+                c->async_retry = true;
+                json_incref(obj);
+                if (ck_defer_write_json(c, r, CK_STORE_UPDATE, name, ck_resource_key(r, ns, name),
+                                        text, len, rev, obj, true))
+                    return obj;
+                json_decref(obj);
+                free(text);
+            }
             if (ck_rest_store_update(s, r, obj, rev, &e) < 0) {
                 json_decref(obj);
                 if (e->code == CK_E_CONFLICT) {
@@ -1088,11 +1117,31 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
             }
             return obj;
         }
+        json_t *details = json_pack("{s:s,s:s}", "name", name, "kind", r->resource);
+        if (r->group[0])
+            json_object_set_new(details, "group", json_string(r->group));
+        if (uid)
+            json_object_set_new(details, "uid", json_string(uid));
+        json_t *answer = ck_status_json(200, NULL, NULL, details);
+        /* the same for the removal, unless something must follow it on this thread (a
+         * Service's addresses go back to the allocator, a ResourceQuota is recounted) */
+        if (!dry && c->async_ok && !is_service(r) && !ck_quota_may_track(s, r, ns)) {
+            c->async_retry = true;
+            char *key = ck_resource_key(r, ns, name);
+            json_incref(answer);
+            if (ck_defer_write_json(c, r, CK_STORE_DELETE, name, key, NULL, 0, rev, answer, false)) {
+                json_decref(obj);
+                return answer;
+            }
+            free(key);
+            json_decref(answer);   /* not taken: the reference given is dropped here */
+        }
         if (!dry) {
             ck_error *e = NULL;
             int64_t drev = 0;
             if (ck_rest_store_delete(s, r, ns, name, rev, &drev, &e) < 0) {
                 json_decref(obj);
+                json_decref(answer);
                 if (e->code == CK_E_CONFLICT) {
                     ck_error_free(e);
                     continue;
@@ -1107,13 +1156,8 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
                 ck_service_release(s, obj, NULL);
             ck_quota_refresh(s, r, ns);
         }
-        json_t *details = json_pack("{s:s,s:s}", "name", name, "kind", r->resource);
-        if (r->group[0])
-            json_object_set_new(details, "group", json_string(r->group));
-        if (uid)
-            json_object_set_new(details, "uid", json_string(uid));
         json_decref(obj);
-        return ck_status_json(200, NULL, NULL, details);
+        return answer;
     }
     ck_err_conflict(err, r, name);
     return NULL;
@@ -1361,6 +1405,25 @@ static int lease_renew(ck_reqctx *c, const ck_resource *r, const json_t *patch,
     int rc = 0;
     int64_t rev = 0;
     if (ck_lease_renew_text(kv.value, kv.value_len, patch, o->manager, now, &text)) {
+        /* answered by the store's completion (writedefer.c) with the same splice; a conflict
+         * reruns the request (synchronously), as the caller retries one */
+        c->async_ok = true;
+        c->async_retry = true;
+        if (ck_defer_can(c)) {
+            size_t len = text.len;
+            char *key = ck_resource_key(r, ns_of(c), c->route.name);
+            char *owned = ck_buf_steal(&text);
+            if (ck_defer_write(c, r, CK_STORE_UPDATE, c->route.name, key, owned, len,
+                               kv.mod_revision, 200, false)) {
+                c->async_ok = false;
+                ck_kv_free(&kv);
+                return 1;
+            }
+            free(key);
+            ck_buf_add(&text, owned, len);
+            free(owned);
+        }
+        c->async_ok = false;
         rc = ck_rest_store_update_text(c->srv, r, ns_of(c), c->route.name, text.data, text.len,
                                        kv.mod_revision, &rev, err) < 0 ? -1 : 1;
         /* the text has a metadata object (leasetext.c requires one): the splice succeeds */
@@ -1548,11 +1611,16 @@ static void do_delete(ck_reqctx *c)
     json_t *opts = ck_rest_delete_options(c, &e);
     if (!opts)
         return ck_respond_error(c, e);
+    c->async_ok = true;   /* the answer is the stored object or a Status built before */
     json_t *out = ck_rest_delete_obj(c, c->route.res, ns_of(c), c->route.name, opts, &e);
+    c->async_ok = false;
     json_decref(opts);
     if (!out)
         return ck_respond_error(c, e);
-    ck_respond_json(c, 200, out);
+    if (c->defer)
+        json_decref(out);   /* the store's completion answers (writedefer.c) */
+    else
+        ck_respond_json(c, 200, out);
 }
 
 void ck_rest_serve(ck_reqctx *c)

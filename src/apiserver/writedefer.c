@@ -1,7 +1,8 @@
 /* writedefer.c - API writes answered by the store's completion instead of a waiting worker.
  *
  * A create, update, patch, status write or binding ends with one store write whose successful
- * answer is the stored text with the new resourceVersion spliced in.  With the SQLite store the
+ * answer is the stored text with the new resourceVersion spliced in; a delete's is a Status
+ * built before the write.  With the SQLite store the
  * worker hands that write over (ck_store_write_async) and takes the next request; the store's
  * writer thread, after the group commit is durable, completes it here and answers through httpd
  * (which takes answers from any thread).  That saves the worker's sleep and wake-up (a futex
@@ -21,6 +22,9 @@
  *    request is read (metrics, log line) before the answer lets httpd free it.
  *  - The writer thread must not wait on the store: the answer is built and queued (no write),
  *    and a rerun goes to the rerun thread.
+ *  - A request that must wait for something another party makes soon (a namespace's default
+ *    ServiceAccount: ck_defer_retry) is served again from the top by the rerun thread once its
+ *    delay has passed, as it is (not synchronous only), instead of sleeping on its worker.
  */
 #include "apiserver/apiserver.h"
 #include "lib/log.h"
@@ -39,9 +43,13 @@ typedef struct ck_defer {
     bool rv_empty;
     int code;
     bool status_answer;
+    json_t *answer;           /* a delete's Status or kept object, printed as the answer */
+    bool answer_rv;           /* the new resourceVersion goes into answer first */
     int64_t t0;
     int64_t rev;              /* the result */
     ck_error *err;
+    bool again;               /* ck_defer_retry: serve again at due_ns */
+    int64_t due_ns;
     struct ck_defer *next;    /* rerun queue */
     ck_reqctx *c;
 } ck_defer;
@@ -52,7 +60,7 @@ static pthread_cond_t dcond = PTHREAD_COND_INITIALIZER;
 static long inflight;
 static ck_defer *rq_head, **rq_tail = &rq_head;
 static pthread_once_t rerun_once = PTHREAD_ONCE_INIT;
-static atomic_llong n_deferred, n_reruns;
+static atomic_llong n_deferred, n_reruns, n_retries;
 
 bool ck_defer_can(const ck_reqctx *c)
 {
@@ -64,6 +72,7 @@ static void defer_free(ck_defer *d)
     free(d->name);
     free(d->key);
     free(d->text);
+    json_decref(d->answer);
     ck_error_free(d->err);
     free(d);
 }
@@ -76,26 +85,52 @@ static void inflight_done(void)
     pthread_mutex_unlock(&dmu);
 }
 
+/* Under dmu: the queued request due first, unlinked, once it is due (waits until then). */
+static ck_defer *next_due_locked(void)
+{
+    for (;;) {
+        ck_defer **best = NULL;
+        for (ck_defer **p = &rq_head; *p; p = &(*p)->next)
+            if (!best || (*p)->due_ns < (*best)->due_ns)
+                best = p;
+        if (!best) {
+            pthread_cond_wait(&dcond, &dmu);
+            continue;
+        }
+        int64_t wait = (*best)->due_ns - ck_now_ns();
+        if (wait <= 0) {
+            ck_defer *d = *best;
+            *best = d->next;
+            if (rq_tail == &d->next)
+                rq_tail = best;
+            return d;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + wait;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&dcond, &dmu, &ts);
+    }
+}
+
 /* The rerun thread: a request whose asynchronous write lost a race, served again from the top
- * with every write synchronous (the handler's read-modify-write retry loop). */
+ * with every write synchronous (the handler's read-modify-write retry loop); or one that asked
+ * to be served again later (ck_defer_retry), served as it is. */
 static void *rerun_main(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "api-rerun");
     for (;;) {
         pthread_mutex_lock(&dmu);
-        while (!rq_head)
-            pthread_cond_wait(&dcond, &dmu);
-        ck_defer *d = rq_head;
-        rq_head = d->next;
-        if (!rq_head)
-            rq_tail = &rq_head;
+        ck_defer *d = next_due_locked();
         pthread_mutex_unlock(&dmu);
 
         ck_reqctx *c = d->c;
+        bool again = d->again;
         defer_free(d);
         c->defer = NULL;
-        c->sync_only = true;
+        c->sync_only = c->sync_only || !again;
         c->async_ok = c->async_retry = false;
         c->no_details = false;
         ck_buf_reset(&c->warnings);
@@ -106,6 +141,13 @@ static void *rerun_main(void *arg)
         char *method = xstrdup(c->req->method), *target = xstrdup(c->req->target);
         int64_t received = c->req->received_ns;
         ck_rest_serve(c);
+        if (c->defer) {               /* handed on again: that one answers (and counts) */
+            free(method);
+            free(target);
+            ck_defer_handler_done(c);
+            inflight_done();
+            continue;
+        }
         if (!c->responded)
             ck_respond_json(c, 500, ck_status_json(500, "InternalError", "no response", NULL));
         ck_reqctx_account(c, method, target, received);
@@ -130,6 +172,7 @@ static void rerun_start(void)
     pthread_attr_destroy(&a);
 }
 
+/* Queues d for the rerun thread (due_ns 0: at once). */
 static void rerun(ck_defer *d)
 {
     pthread_once(&rerun_once, rerun_start);
@@ -150,8 +193,10 @@ static ck_error *map_error(ck_defer *d)
         ck_err_exists(&out, d->r, d->name);
     else if (d->kind == CK_STORE_UPDATE && e->code == CK_E_CONFLICT)
         ck_err_conflict(&out, d->r, d->name);
-    else if (d->kind == CK_STORE_UPDATE && e->code == CK_E_NOT_FOUND)
+    else if (d->kind != CK_STORE_CREATE && e->code == CK_E_NOT_FOUND)
         ck_err_not_found(&out, d->r, d->name);
+    else if (d->kind == CK_STORE_DELETE && e->code == CK_E_CONFLICT)
+        ck_err_conflict(&out, d->r, d->name);
     else
         return e;
     ck_error_free(e);
@@ -164,10 +209,12 @@ static void settle(ck_reqctx *c)
 {
     ck_defer *d = c->defer;
     ck_http_req *req = c->req;
+    if (d->again)
+        return rerun(d);
     /* what the synchronous path retries: an unpinned update's conflict, a generated name's
-     * clash */
+     * clash, a delete's conflict (read again) */
     if (d->err && c->async_retry &&
-        d->err->code == (d->kind == CK_STORE_UPDATE ? CK_E_CONFLICT : CK_E_EXISTS)) {
+        d->err->code == (d->kind == CK_STORE_CREATE ? CK_E_EXISTS : CK_E_CONFLICT)) {
         atomic_fetch_add(&n_reruns, 1);
         return rerun(d);
     }
@@ -177,6 +224,14 @@ static void settle(ck_reqctx *c)
         c->status = ck_error_http_status(e->code);
         ck_reqctx_account(c, req->method, req->target, req->received_ns);
         ck_respond_error(c, e);
+    } else if (d->answer) {
+        c->status = d->code;
+        ck_reqctx_account(c, req->method, req->target, req->received_ns);
+        json_t *a = d->answer;
+        d->answer = NULL;
+        if (d->answer_rv)
+            ck_meta_set_rv(a, d->rev);
+        ck_respond_json(c, d->code, a);
     } else if (d->status_answer) {
         c->status = d->code;
         ck_reqctx_account(c, req->method, req->target, req->received_ns);
@@ -210,8 +265,8 @@ static void write_done(void *ctx, int64_t rev, ck_error *err)
     ck_defer *d = c->defer;
     /* after the write, as the synchronous path: admission's cached reads are stale from here */
     ck_admission_note_write(c->srv, d->r);
-    ck_metrics_store(d->kind == CK_STORE_CREATE ? "create" : "update",
-                     (double)(ck_now_ns() - d->t0) / 1e9);
+    static const char *const kinds[] = {"create", "update", "delete"};
+    ck_metrics_store(kinds[d->kind], (double)(ck_now_ns() - d->t0) / 1e9);
     d->rev = rev;
     d->err = err;
     if (!err && rev <= 0)
@@ -252,6 +307,54 @@ bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind
     return true;
 }
 
+bool ck_defer_can_retry(const ck_reqctx *c)
+{
+    return c->async_ok && !c->sync_only && c->resp;
+}
+
+void ck_defer_retry(ck_reqctx *c, int delay_ms)
+{
+    ck_defer *d = xcalloc(1, sizeof *d);
+    atomic_init(&d->holders, 1);   /* the handler only: once it returns, the rerun queue */
+    d->again = true;
+    d->due_ns = ck_now_ns() + (int64_t)delay_ms * 1000000;
+    atomic_fetch_add(&n_retries, 1);
+    d->c = c;
+    c->defer = d;
+    pthread_mutex_lock(&dmu);
+    inflight++;
+    pthread_mutex_unlock(&dmu);
+}
+
+bool ck_defer_write_json(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
+                         const char *name, char *key, char *text, size_t len, int64_t expected,
+                         json_t *answer, bool answer_rv)
+{
+    if (!ck_defer_can(c))
+        return false;
+    ck_defer *d = xcalloc(1, sizeof *d);
+    atomic_init(&d->holders, 2);
+    d->r = r;
+    d->kind = kind;
+    d->name = xstrdup(name ? name : "");
+    d->key = key;
+    d->text = text;
+    d->len = len;
+    d->answer = answer;
+    d->answer_rv = answer_rv;
+    d->code = 200;
+    d->t0 = ck_now_ns();
+    d->c = c;
+    c->defer = d;
+    pthread_mutex_lock(&dmu);
+    inflight++;
+    pthread_mutex_unlock(&dmu);
+    atomic_fetch_add(&n_deferred, 1);
+    ck_write w = {.kind = kind, .key = key, .val = text, .len = len, .expected = expected};
+    ck_store_write_async(c->srv->store, &w, write_done, c);
+    return true;
+}
+
 void ck_defer_handler_done(ck_reqctx *c)
 {
     let_go(c);
@@ -265,8 +368,9 @@ void ck_defer_drain(void)
     pthread_mutex_unlock(&dmu);
 }
 
-void ck_defer_stats(long long *deferred, long long *reruns)
+void ck_defer_stats(long long *deferred, long long *reruns, long long *retries)
 {
     *deferred = atomic_load(&n_deferred);
     *reruns = atomic_load(&n_reruns);
+    *retries = atomic_load(&n_retries);
 }

@@ -13,12 +13,15 @@
  *  narenas:1                   - one arena, not 4 per CPU: each arena keeps its own partly used
  *                                slabs and extents; with thread caches in front it is not contended
  *                                on 2 cores;
- *  tcache_max:1024             - thread caches for the small objects (jansson nodes, strings)
- *                                only; larger blocks go back to the arena;
+ *  tcache_max:32768            - thread caches up to 32 KiB blocks (response bodies, TLS
+ *                                records, stored texts of a few KiB): with 1024 those took the
+ *                                arena's lock each time.  Affordable since session 7: the API
+ *                                server wakes few of its workers (httpd's LIFO hand-off), so
+ *                                few thread caches fill;
  *  tcache_nslots_small_max:32  - at most 32 cached blocks a size class a thread (default 200):
  *                                an idle thread's cache is memory nobody uses;
  *  dirty_decay_ms:1000         - freed pages go back to the system after ~1 s, not 10. */
-const char *malloc_conf = "narenas:1,tcache_max:1024,tcache_nslots_small_max:32,dirty_decay_ms:1000";
+const char *malloc_conf = "narenas:1,tcache_max:32768,tcache_nslots_small_max:32,dirty_decay_ms:1000";
 
 const char *ck_alloc_name(void)
 {

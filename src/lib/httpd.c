@@ -19,6 +19,14 @@
  * A request (struct ck_http_resp) starts with two references, the running handler and the
  * unanswered response, so it is freed only when both are done, whichever thread finishes last.
  *
+ * Workers.  Complete requests go on one FIFO queue (qmu).  Each worker sleeps on its own
+ * semaphore on a LIFO idle stack; the queuer wakes one only if none is already on its way, a
+ * woken worker wakes the next if more wait, and a worker drains the queue before it sleeps:
+ * under load requests pass between running threads without a futex wake each.  If every worker
+ * is held (slow handlers) and none finishes for STALL_MS while requests wait, the I/O thread
+ * starts an extra worker (up to max_workers; it leaves when idle), so held workers can delay
+ * other requests but never starve them.
+ *
  * Pipelining.  Only one request per connection is dispatched at a time; the parser resumes when
  * its response is complete, so responses leave in request order.  Input that arrives meanwhile
  * waits in the connection's input, capped by a read limit.
@@ -31,6 +39,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +62,9 @@
 #include "lib/util.h"
 
 #define DEFAULT_WORKERS 16
+#define DEFAULT_MIN_MAX_WORKERS 64    /* the pool may grow to max(4 x workers, this) */
+#define STALL_MS 100                  /* every worker busy and none finished this long: one more */
+#define EXTRA_IDLE_S 10               /* an extra worker idle this long leaves */
 #define DEFAULT_MAX_HEADER_BYTES (64u * 1024)
 #define DEFAULT_MAX_BODY_BYTES (3u * 1024 * 1024 + 64 * 1024)
 #define DEFAULT_HEADER_TIMEOUT_MS 30000
@@ -158,12 +170,19 @@ struct ck_httpd {
     int port;
     pthread_t io_thread;
     bool io_started;
-    pthread_t *workers;
-    int nworkers;
+    /* the request queue and the worker pool (see "Workers" at the top of this file) */
     pthread_mutex_t qmu;
-    pthread_cond_t qcond;
     ck_http_resp *qhead, *qtail;
-    bool quit;
+    struct worker *idle;        /* under qmu: sleeping workers, most recently idle first */
+    struct worker *all;         /* under qmu: every worker thread not yet joined */
+    int nidle, nwaking, nlive;  /* under qmu */
+    int max_workers;
+    bool quit;                  /* under qmu */
+    uint64_t served;            /* atomic: requests the workers have finished */
+    uint64_t stall_mark;        /* I/O thread: `served` when the stall timer was armed */
+    bool stall_armed;           /* I/O thread */
+    struct event *stall_ev;
+    uint64_t extra_started;     /* atomic: extra workers started after a stall (for tests) */
     struct conn *conns;         /* I/O thread */
     /* the wake list (see the top of this file) */
     struct conn *wake_head;     /* atomic */
@@ -175,6 +194,7 @@ struct ck_httpd {
 
 static void conn_process(struct conn *c);
 static void conn_close(struct conn *c);
+static void queue_request(ck_httpd *h, ck_http_resp *r);
 static void outbuf_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 
 /* ---- references ------------------------------------------------------------------------- */
@@ -1041,14 +1061,7 @@ static void conn_dispatch(struct conn *c)
     c->state = CS_DISPATCHED;
     evtimer_del(c->timer);
 
-    pthread_mutex_lock(&h->qmu);
-    if (h->qtail)
-        h->qtail->qnext = r;
-    else
-        h->qhead = r;
-    h->qtail = r;
-    pthread_cond_signal(&h->qcond);
-    pthread_mutex_unlock(&h->qmu);
+    queue_request(h, r);
 }
 
 static void deliver_tunnel(struct conn *c, struct evbuffer *in)
@@ -1195,35 +1208,241 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
 
 /* ---- workers ------------------------------------------------------------------------------ */
 
+/* A handler thread.  Each sleeps on its own semaphore, so a wake-up is one futex wake aimed at
+ * one thread, posted after the queue lock is released (no herd on a shared condvar, and the
+ * woken thread does not find the lock still held by its waker). */
+struct worker {
+    ck_httpd *h;
+    pthread_t th;
+    sem_t sem;
+    bool extra;                 /* started after a stall: leaves after EXTRA_IDLE_S idle */
+    bool woken;                 /* under qmu: taken off the idle stack by a waker */
+    bool in_idle;               /* under qmu: on h->idle */
+    bool exited;                /* under qmu: the thread is returning (join it) */
+    struct worker *inext;       /* h->idle */
+    struct worker *anext;       /* h->all */
+};
+
+/* Under qmu: the sleeper to wake for queued work, or NULL.  At most one worker is on its way at
+ * a time: it takes a request and, if more are queued, wakes the next, so a burst wakes workers
+ * one by one as they are needed, and a busy worker coming back for more takes what is queued
+ * before any sleeper is disturbed.  The most recently idle sleeper goes first (warm caches). */
+static struct worker *pick_waker_locked(ck_httpd *h)
+{
+    if (!h->qhead || h->nwaking > 0 || !h->idle)
+        return NULL;
+    struct worker *w = h->idle;
+    h->idle = w->inext;
+    h->nidle--;
+    w->in_idle = false;
+    w->woken = true;
+    h->nwaking++;
+    return w;
+}
+
+static void sem_wait_intr(sem_t *s)
+{
+    while (sem_wait(s) < 0 && errno == EINTR)
+        ;
+}
+
+static void serve_request(ck_httpd *h, ck_http_resp *r)
+{
+    pthread_mutex_lock(&r->c->mu);
+    bool gone = r->c->gone;
+    pthread_mutex_unlock(&r->c->mu);
+    if (gone) {                                 /* the client left while it was queued */
+        resp_free(r);
+        return;
+    }
+    h->cfg.handler(h->cfg.handler_ctx, &r->req, r);
+    resp_unref(r);
+}
+
 static void *worker_main(void *arg)
 {
-    ck_httpd *h = arg;
+    struct worker *w = arg;
+    ck_httpd *h = w->h;
     pthread_setname_np(pthread_self(), "http-worker");
+    pthread_mutex_lock(&h->qmu);
     for (;;) {
-        pthread_mutex_lock(&h->qmu);
-        while (!h->quit && !h->qhead)
-            pthread_cond_wait(&h->qcond, &h->qmu);
-        if (h->quit) {
-            pthread_mutex_unlock(&h->qmu);
-            return NULL;
+        if (w->woken) {
+            w->woken = false;
+            h->nwaking--;
         }
+        if (h->quit)
+            break;
         ck_http_resp *r = h->qhead;
-        h->qhead = r->qnext;
-        if (!h->qhead)
-            h->qtail = NULL;
-        pthread_mutex_unlock(&h->qmu);
-
-        pthread_mutex_lock(&r->c->mu);
-        bool gone = r->c->gone;
-        pthread_mutex_unlock(&r->c->mu);
-        if (gone) {                             /* the client left while it was queued */
-            resp_free(r);
+        if (r) {                                /* drain the queue before sleeping */
+            h->qhead = r->qnext;
+            if (!h->qhead)
+                h->qtail = NULL;
+            struct worker *next = pick_waker_locked(h);
+            pthread_mutex_unlock(&h->qmu);
+            if (next)
+                sem_post(&next->sem);
+            serve_request(h, r);
+            __atomic_add_fetch(&h->served, 1, __ATOMIC_RELAXED);
+            pthread_mutex_lock(&h->qmu);
             continue;
         }
-        h->cfg.handler(h->cfg.handler_ctx, &r->req, r);
-        resp_unref(r);
+        w->inext = h->idle;
+        h->idle = w;
+        h->nidle++;
+        w->in_idle = true;
+        pthread_mutex_unlock(&h->qmu);
+        if (!w->extra) {
+            sem_wait_intr(&w->sem);
+            pthread_mutex_lock(&h->qmu);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += EXTRA_IDLE_S;
+        int rc;
+        while ((rc = sem_timedwait(&w->sem, &ts)) < 0 && errno == EINTR)
+            ;
+        pthread_mutex_lock(&h->qmu);
+        if (rc < 0 && w->in_idle) {             /* idle long enough: leave */
+            for (struct worker **p = &h->idle; *p; p = &(*p)->inext)
+                if (*p == w) {
+                    *p = w->inext;
+                    break;
+                }
+            h->nidle--;
+            w->in_idle = false;
+            break;
+        }
+        if (rc < 0) {                           /* a waker took it meanwhile: its post is due */
+            pthread_mutex_unlock(&h->qmu);
+            sem_wait_intr(&w->sem);
+            pthread_mutex_lock(&h->qmu);
+        }
+    }
+    h->nlive--;
+    w->exited = true;
+    pthread_mutex_unlock(&h->qmu);
+    return NULL;
+}
+
+/* Starts a worker; the caller has counted it in nlive.  -1 if the thread cannot start. */
+static int start_worker(ck_httpd *h, bool extra)
+{
+    struct worker *w = xcalloc(1, sizeof *w);
+    w->h = h;
+    w->extra = extra;
+    if (sem_init(&w->sem, 0, 0) < 0) {
+        free(w);
+        return -1;
+    }
+    pthread_mutex_lock(&h->qmu);
+    w->anext = h->all;
+    h->all = w;
+    pthread_mutex_unlock(&h->qmu);
+    if (pthread_create(&w->th, NULL, worker_main, w) == 0)
+        return 0;
+    pthread_mutex_lock(&h->qmu);
+    h->all = w->anext;          /* only the I/O thread or start adds: still first */
+    pthread_mutex_unlock(&h->qmu);
+    sem_destroy(&w->sem);
+    free(w);
+    return -1;
+}
+
+/* Joins and frees workers that have exited (extras that idled out). */
+static void reap_workers(ck_httpd *h)
+{
+    struct worker *dead = NULL;
+    pthread_mutex_lock(&h->qmu);
+    for (struct worker **p = &h->all; *p;) {
+        struct worker *w = *p;
+        if (w->exited) {
+            *p = w->anext;
+            w->anext = dead;
+            dead = w;
+        } else {
+            p = &w->anext;
+        }
+    }
+    pthread_mutex_unlock(&h->qmu);
+    while (dead) {
+        struct worker *w = dead;
+        dead = w->anext;
+        pthread_join(w->th, NULL);
+        sem_destroy(&w->sem);
+        free(w);
     }
 }
+
+static void arm_stall_timer(ck_httpd *h)
+{
+    struct timeval tv = {0, STALL_MS * 1000};
+    h->stall_armed = true;
+    h->stall_mark = __atomic_load_n(&h->served, __ATOMIC_RELAXED);
+    evtimer_add(h->stall_ev, &tv);
+}
+
+/* Every worker was busy when a request was queued.  If, a while later, requests still wait,
+ * no worker is idle or on its way, and not one request finished meanwhile, the workers are all
+ * held by something slow: start one more, so a slow request (or one waiting for another
+ * request to be served) cannot starve the rest.  Extras leave again when idle. */
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    ck_httpd *h = arg;
+    io_awake(h);
+    h->stall_armed = false;
+    bool progress = __atomic_load_n(&h->served, __ATOMIC_RELAXED) != h->stall_mark;
+    pthread_mutex_lock(&h->qmu);
+    bool waiting = h->qhead != NULL;
+    bool spawn = waiting && !progress && !h->idle && h->nwaking == 0 && !h->quit &&
+                 h->nlive < h->max_workers;
+    if (spawn)
+        h->nlive++;
+    pthread_mutex_unlock(&h->qmu);
+    reap_workers(h);
+    if (spawn) {
+        if (start_worker(h, true) == 0) {
+            __atomic_add_fetch(&h->extra_started, 1, __ATOMIC_RELAXED);
+            log_debug("httpd: every worker busy for %d ms: started one more", STALL_MS);
+        } else {
+            pthread_mutex_lock(&h->qmu);
+            h->nlive--;
+            pthread_mutex_unlock(&h->qmu);
+            log_warn("httpd: every worker is busy and no more can start");
+        }
+    }
+    if (waiting)
+        arm_stall_timer(h);
+}
+
+/* I/O thread: hand a complete request to the pool. */
+static void queue_request(ck_httpd *h, ck_http_resp *r)
+{
+    r->qnext = NULL;
+    pthread_mutex_lock(&h->qmu);
+    if (h->qtail)
+        h->qtail->qnext = r;
+    else
+        h->qhead = r;
+    h->qtail = r;
+    struct worker *w = pick_waker_locked(h);
+    pthread_mutex_unlock(&h->qmu);
+    if (w)
+        sem_post(&w->sem);
+    /* the watch for held workers runs while requests come (one timer a STALL_MS, not one a
+     * request); queued now behind a waker, this one may find every worker held later */
+    if (!h->stall_armed && h->stall_ev)
+        arm_stall_timer(h);
+}
+
+int ck_httpd_workers(ck_httpd *h)
+{
+    pthread_mutex_lock(&h->qmu);
+    int n = h->nlive;
+    pthread_mutex_unlock(&h->qmu);
+    return n;
+}
+
 
 /* Take the whole wake list and serve it in the order it was filled.  false if it was empty. */
 static bool drain_wakes(ck_httpd *h)
@@ -1322,8 +1541,12 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
         h->cfg.stream_buffer_limit = DEFAULT_STREAM_LIMIT;
     h->cfg.bind_addr = NULL;   /* not kept: only used below */
     h->cfg.cert_file = h->cfg.key_file = h->cfg.client_ca_file = NULL;
+    h->max_workers = h->cfg.max_workers > 0 ? h->cfg.max_workers : 4 * h->cfg.workers;
+    if (h->max_workers < DEFAULT_MIN_MAX_WORKERS && h->cfg.max_workers <= 0)
+        h->max_workers = DEFAULT_MIN_MAX_WORKERS;
+    if (h->max_workers < h->cfg.workers)
+        h->max_workers = h->cfg.workers;
     pthread_mutex_init(&h->qmu, NULL);
-    pthread_cond_init(&h->qcond, NULL);
     h->hub = xcalloc(1, sizeof *h->hub);
     h->hub->refs = 1;
     pthread_mutex_init(&h->hub->mu, NULL);
@@ -1388,12 +1611,23 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
 
-    h->workers = xcalloc((size_t)h->cfg.workers, sizeof(pthread_t));
-    for (; h->nworkers < h->cfg.workers; h->nworkers++)
-        if (pthread_create(&h->workers[h->nworkers], NULL, worker_main, h)) {
+    h->stall_ev = evtimer_new(h->base, stall_cb, h);
+    if (!h->stall_ev) {
+        ck_error_set(err, CK_E_INTERNAL, "httpd: evtimer_new failed");
+        goto fail;
+    }
+    for (int i = 0; i < h->cfg.workers; i++) {
+        pthread_mutex_lock(&h->qmu);
+        h->nlive++;
+        pthread_mutex_unlock(&h->qmu);
+        if (start_worker(h, false) < 0) {
+            pthread_mutex_lock(&h->qmu);
+            h->nlive--;
+            pthread_mutex_unlock(&h->qmu);
             ck_error_set(err, CK_E_INTERNAL, "httpd: cannot start worker threads");
             goto fail;
         }
+    }
     if (pthread_create(&h->io_thread, NULL, io_main, h)) {
         ck_error_set(err, CK_E_INTERNAL, "httpd: cannot start the I/O thread");
         goto fail;
@@ -1428,11 +1662,20 @@ void ck_httpd_stop(ck_httpd *h)
 
     pthread_mutex_lock(&h->qmu);
     h->quit = true;
-    pthread_cond_broadcast(&h->qcond);
+    for (struct worker *w = h->all; w; w = w->anext)
+        if (!w->exited)
+            sem_post(&w->sem);
     pthread_mutex_unlock(&h->qmu);
-    for (int i = 0; i < h->nworkers; i++)
-        pthread_join(h->workers[i], NULL);
-    free(h->workers);
+    /* the I/O thread is gone: nothing adds workers any more */
+    while (h->all) {
+        struct worker *w = h->all;
+        h->all = w->anext;
+        pthread_join(w->th, NULL);
+        sem_destroy(&w->sem);
+        free(w);
+    }
+    if (h->stall_ev)
+        event_free(h->stall_ev);
     while (h->qhead) {
         ck_http_resp *r = h->qhead;
         h->qhead = r->qnext;
@@ -1454,6 +1697,5 @@ void ck_httpd_stop(ck_httpd *h)
     if (h->ssl_ctx)
         SSL_CTX_free(h->ssl_ctx);
     pthread_mutex_destroy(&h->qmu);
-    pthread_cond_destroy(&h->qcond);
     free(h);
 }

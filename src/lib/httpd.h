@@ -66,6 +66,9 @@ typedef struct ck_httpd_config {
                                    * one that does not verify leaves the client anonymous
                                    * (client_cn NULL), as kube-apiserver does */
     int workers;                  /* handler threads (default 16) */
+    int max_workers;              /* the pool grows past `workers` only when every worker is
+                                   * held and none finished a request for 100 ms; extras leave
+                                   * after 10 s idle (default: max(4 x workers, 64)) */
     size_t max_header_bytes;      /* default 64 KiB */
     size_t max_body_bytes;        /* default 3 MiB + 64 KiB: bigger -> 413 (metav1.Status), close */
     int header_timeout_ms;        /* a request's headers (and the TLS handshake) must arrive
@@ -82,6 +85,8 @@ typedef struct ck_httpd_config {
  * plain writev), and enables libevent's pthread locking for the whole process. */
 ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err);
 int ck_httpd_port(ck_httpd *h);
+/* Handler threads running now (workers, plus extras started while all were held). */
+int ck_httpd_workers(ck_httpd *h);
 /* Closes every connection (on_close for open streams), waits for running handlers, joins the
  * threads.  Answers given after stop are dropped; streams started after it are closed at once. */
 void ck_httpd_stop(ck_httpd *h);

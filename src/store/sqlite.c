@@ -888,10 +888,12 @@ static int s_delete(ck_store *s, const char *key, int64_t expected_rev, ck_kv *p
 static void s_write_async(ck_store *s, const ck_write *w, ck_write_done_cb done, void *ctx)
 {
     ck_error *err = NULL;
-    if (check_key(w->key, &err) < 0 || check_value(w->val, w->len, &err) < 0)
+    if (check_key(w->key, &err) < 0 ||
+        (w->kind != CK_STORE_DELETE && check_value(w->val, w->len, &err) < 0))
         return done(ctx, 0, err);
     wreq *r = xcalloc(1, sizeof *r);
-    r->kind = w->kind == CK_STORE_CREATE ? OP_CREATE : OP_UPDATE;
+    r->kind = w->kind == CK_STORE_CREATE ? OP_CREATE
+              : w->kind == CK_STORE_UPDATE ? OP_UPDATE : OP_DELETE;
     r->key = w->key;
     r->val = w->val;
     r->len = w->len;

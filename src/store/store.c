@@ -39,8 +39,9 @@ void ck_store_write_async(ck_store *s, const ck_write *w, ck_write_done_cb done,
     int64_t rev = 0;
     ck_error *err = NULL;
     int rc = w->kind == CK_STORE_CREATE ? s->ops->create(s, w->key, w->val, w->len, &rev, &err)
-                                        : s->ops->update(s, w->key, w->val, w->len, w->expected,
-                                                         &rev, &err);
+             : w->kind == CK_STORE_UPDATE ? s->ops->update(s, w->key, w->val, w->len, w->expected,
+                                                           &rev, &err)
+                                          : s->ops->delete(s, w->key, w->expected, NULL, &rev, &err);
     if (rc < 0 && !err)
         ck_error_set(&err, CK_E_INTERNAL, "write failed");
     done(ctx, rc < 0 ? 0 : rev, rc < 0 ? err : NULL);

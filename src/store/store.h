@@ -81,15 +81,15 @@ typedef void (*ck_watch_cb)(void *ctx, const ck_event *events, size_t n, const c
 typedef struct ck_store ck_store;
 typedef struct ck_watch_handle ck_watch_handle;
 
-/* An asynchronous write (create or update; see ck_store_write_async).  key and val must stay
- * valid until the completion has been called. */
-enum ck_store_write_kind { CK_STORE_CREATE, CK_STORE_UPDATE };
+/* An asynchronous write (create, update or delete; see ck_store_write_async).  key and val must
+ * stay valid until the completion has been called.  A delete has no val; rev is the delete's. */
+enum ck_store_write_kind { CK_STORE_CREATE, CK_STORE_UPDATE, CK_STORE_DELETE };
 typedef struct ck_write {
     enum ck_store_write_kind kind;
     const char *key;
     const void *val;
     size_t len;
-    int64_t expected;         /* update: as ck_store_update's expected_rev (0: unconditional) */
+    int64_t expected;         /* update, delete: as ck_store_update's expected_rev (0: unconditional) */
 } ck_write;
 
 /* Called exactly once per ck_store_write_async: rev > 0 and err NULL once the write is durable,

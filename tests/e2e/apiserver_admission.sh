@@ -26,7 +26,7 @@ echo 'e2e-admin-token,admin,uid-1,"system:masters"' >"$T/pki/tokens.csv"
 "$CKUBE" apiserver --data-dir "$T/data" --secure-port 0 --bind-address 127.0.0.1 \
     --tls-cert-file "$T/pki/apiserver.crt" --tls-private-key-file "$T/pki/apiserver.key" \
     --token-auth-file "$T/pki/tokens.csv" --service-account-signing-key-file "$T/pki/sa.key" \
-    >"$T/apiserver.log" 2>&1 &
+    --workers 2 >"$T/apiserver.log" 2>&1 &
 PID=$!
 PORT=$(e2e_apiserver_port "$PID" "$T/apiserver.log")
 [ -n "$PORT" ] || { notok "apiserver starts"; cat "$T/apiserver.log"; exit 1; }
@@ -136,6 +136,34 @@ k create ns sa-less >/dev/null 2>&1
 expect "ServiceAccount: no default account in the namespace is Forbidden" \
     'pods "orphan" is forbidden: error looking up service account sa-less/default: serviceaccounts "default" not found' \
     k -n sa-less create -f - < <(pod orphan)
+# the wait for a default account does not hold a request thread (--workers 2): three creates
+# wait at once, the server still answers, the pool did not grow for them, and the account that
+# appears meanwhile is taken
+retries() { "${AC[@]}" "$URL/metrics" | awk '$1 == "ckube_apiserver_retries_total" {print $2}'; }
+k create ns sa-late >/dev/null 2>&1
+r0=$(retries)
+for i in 1 2 3; do k -n sa-late create -f - < <(pod "late$i") >"$T/late$i.out" 2>&1 & done
+# once a create is waiting (served again later), the account appears (well within the ~1.4 s
+# the lookups last), by curl: kubectl takes too long to start on a loaded machine
+for _ in $(seq 200); do [ "$(retries)" -gt "${r0:-0}" ] && break; sleep 0.05; done
+expect "ServiceAccount: the server answers while creates wait for an account" '"name":"sa-late"' \
+    "${AC[@]}" -m 2 "$URL/api/v1/namespaces/sa-late"
+"${AC[@]}" -H 'Content-Type: application/json' -d '{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default"}}' \
+    "$URL/api/v1/namespaces/sa-late/serviceaccounts" >/dev/null
+[ "$(retries)" -gt "${r0:-0}" ] && ok "ServiceAccount: a create found no account and waits off its worker" ||
+    notok "ServiceAccount: a create found no account and waits off its worker"
+wait_ok=1
+for i in 1 2 3; do
+    for _ in $(seq 150); do grep -q . "$T/late$i.out" && break; sleep 0.1; done
+    grep -q "pod/late$i created" "$T/late$i.out" || { wait_ok=0; cat "$T/late$i.out"; }
+done
+[ $wait_ok = 1 ] && ok "ServiceAccount: pods created before their default account appeared get it" ||
+    notok "ServiceAccount: pods created before their default account appeared get it"
+expect "ServiceAccount: the waiting pod names the account" "default" \
+    jp pod late2 -n sa-late -o 'jsonpath={.spec.serviceAccountName}'
+nworkers=$(grep -l '^http-worker$' /proc/"$PID"/task/*/comm 2>/dev/null | wc -l)
+[ "$nworkers" = 2 ] && ok "ServiceAccount: the waits held no worker (2 http-worker threads)" ||
+    notok "ServiceAccount: the waits held no worker (2 http-worker threads, saw $nworkers)"
 k -n sa-less create sa robot >/dev/null 2>&1
 k -n sa-less patch sa robot -p '{"imagePullSecrets":[{"name":"regcred"}]}' >/dev/null 2>&1
 expect "ServiceAccount: a named account that exists is fine" "pod/robotic created" \

@@ -5,7 +5,10 @@
 # AlreadyExists, Conflict (a pinned patch) and NotFound keep upstream's texts; concurrent
 # unpinned patches of one object all land (a conflict reruns the request, counted in /metrics);
 # concurrent bindings each land once; SIGTERM during a write storm stops the server cleanly.
-# ASYNC_PROBE_MODE=checks-sync runs the same checks against a build without asynchronous writes.
+# Deletes: the Status or the kept object (finalizers, a graceful pod delete) as the synchronous
+# path printed them, 404 and precondition texts as before, concurrent deletes each land once.
+# ASYNC_PROBE_MODE=checks-sync runs the same checks against a build without asynchronous writes
+# (checks-sync-deletes: against one whose deletes are synchronous).
 # Loopback only; the trap stops the server and removes the temp dir.
 set -u
 . "$(dirname "$0")/lib/common.sh"
@@ -180,6 +183,112 @@ st, body = req(c, "GET", P)
 items = {p["metadata"]["name"]: p for p in json.loads(body)["items"]}
 check("every bound pod has its node",
       all(items["b%d" % i]["spec"].get("nodeName") == "n%d" % (i % 3) for i in range(24)))
+
+# ---- a Lease renewal on the stored text (leasetext.c), answered by the completion too ----
+st, body = req(c, "GET", "/metrics")
+m0 = dict(l.split(" ", 1) for l in body.decode().splitlines() if l.startswith("ckube_apiserver_async"))
+st, body = req(c, "POST", L + "?fieldManager=renewer", {"apiVersion": "coordination.k8s.io/v1",
+          "kind": "Lease", "metadata": {"name": "l2"},
+          "spec": {"holderIdentity": "n1", "renewTime": "2026-01-01T00:00:00.000000Z"}})
+check("create a Lease to renew", st == 201, body)
+ok_renew = True
+for k in range(5):
+    st, renewed = req(c, "PATCH", L + "/l2?fieldManager=renewer",
+                      {"spec": {"renewTime": "2026-01-01T00:00:0%d.000000Z" % (k + 1)}}, MERGE)
+    st2, got = req(c, "GET", L + "/l2")
+    ok_renew = ok_renew and st == 200 and renewed == as_written(got) and b"00:00:0%d" % (k + 1) in got
+check("Lease renewals answer the stored Lease byte for byte", ok_renew, (renewed, got))
+st, body = req(c, "GET", "/metrics")
+m1 = dict(l.split(" ", 1) for l in body.decode().splitlines() if l.startswith("ckube_apiserver_async"))
+if mode in ("checks-sync", "checks-sync-deletes"):
+    check("(a synchronous build: no async counters)", True)
+else:
+    check("and were answered by the store",
+          int(m1.get("ckube_apiserver_async_writes_total", 0)) - int(m0.get("ckube_apiserver_async_writes_total", 0)) >= 6,
+          (m0, m1))
+
+# ---- deletes (answered by the store's completion too) ----
+def async_count():
+    st, body = req(c, "GET", "/metrics")
+    m = dict(l.split(" ", 1) for l in body.decode().splitlines() if l.startswith("ckube_apiserver_async"))
+    return int(m.get("ckube_apiserver_async_writes_total", 0))
+a0 = async_count()
+st, body = req(c, "POST", P, pod("d1"))
+uid = json.loads(body)["metadata"]["uid"]
+st, body = req(c, "DELETE", P + "/d1")
+d = json.loads(body)
+check("a delete answers 200 Status Success with the name, kind and uid",
+      st == 200 and d.get("kind") == "Status" and d.get("status") == "Success"
+      and d.get("details") == {"name": "d1", "kind": "pods", "uid": uid}, body)
+st, body = req(c, "GET", P + "/d1")
+check("the deleted pod is gone", st == 404, body)
+st, body = req(c, "DELETE", P + "/d1")
+check("a second delete: 404 with upstream's text",
+      st == 404 and json.loads(body).get("message") == 'pods "d1" not found', body)
+st, body = req(c, "POST", P, pod("d2"))
+uid2, rvd2 = json.loads(body)["metadata"]["uid"], json.loads(body)["metadata"]["resourceVersion"]
+st, body = req(c, "DELETE", P + "/d2", {"kind": "DeleteOptions", "apiVersion": "v1",
+               "preconditions": {"uid": "not-it"}})
+check("a delete with another uid as precondition: 409, upstream's text",
+      st == 409 and json.loads(body).get("message") ==
+      "Precondition failed: UID in precondition: not-it, UID in object meta: " + uid2, body)
+st, body = req(c, "DELETE", P + "/d2", {"kind": "DeleteOptions", "apiVersion": "v1",
+               "preconditions": {"resourceVersion": "1"}})
+check("a delete with an old resourceVersion as precondition: 409, upstream's text",
+      st == 409 and json.loads(body).get("message") ==
+      "Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object meta: " + rvd2, body)
+st, body = req(c, "DELETE", P + "/d2", {"kind": "DeleteOptions", "apiVersion": "v1",
+               "preconditions": {"uid": uid2, "resourceVersion": rvd2}})
+check("a delete whose preconditions hold: 200", st == 200 and json.loads(body).get("status") == "Success", body)
+fp = pod("f1")
+fp["metadata"]["finalizers"] = ["example.com/hold"]
+req(c, "POST", P, fp)
+st, body = req(c, "DELETE", P + "/f1")
+st2, got = req(c, "GET", P + "/f1")
+check("a delete of a pod with a finalizer answers the kept object, printed as GET prints it",
+      st == 200 and b"deletionTimestamp" in body and body == got, (body, got))
+st, body = req(c, "PATCH", P + "/f1", {"metadata": {"finalizers": None}}, MERGE)
+st2, got = req(c, "GET", P + "/f1")
+check("removing the finalizer removes it", st == 200 and st2 == 404, (st, st2, got))
+st, body = req(c, "DELETE", P + "/b0")
+st2, got = req(c, "GET", P + "/b0")
+g = json.loads(body).get("metadata", {})
+check("a bound pod's delete is graceful (30 s), the answer printed as GET prints it",
+      st == 200 and g.get("deletionGracePeriodSeconds") == 30 and body == got, (body, got))
+st, body = req(c, "DELETE", P + "/b0", {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
+st2, got = req(c, "GET", P + "/b0")
+check("then a grace-0 delete removes it", st == 200 and json.loads(body).get("status") == "Success"
+      and st2 == 404, (body, got))
+req(c, "POST", "/api/v1/namespaces/default/configmaps",
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm1"}})
+st, body = req(c, "DELETE", "/api/v1/namespaces/default/configmaps/cm1",
+               {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"})
+check("a foreground delete keeps the object with its finalizer",
+      st == 200 and b'"foregroundDeletion"' in body, body)
+# concurrent deletes: of one pod, exactly one succeeds; of many, each once
+req(c, "POST", P, pod("c1"))
+dres = []
+def deleter(path):
+    cc = conn()
+    s, b = req(cc, "DELETE", path, {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
+    with lock:
+        dres.append(s)
+ts = [threading.Thread(target=deleter, args=(P + "/c1",)) for i in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+check("8 concurrent deletes of one pod: one 200, seven 404", sorted(dres) == [200] + [404] * 7, dres)
+dres = []
+ts = [threading.Thread(target=deleter, args=(P + "/b%d" % i,)) for i in range(1, 24)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+st, body = req(c, "GET", P)
+left = [p["metadata"]["name"] for p in json.loads(body)["items"] if p["metadata"]["name"].startswith("b")]
+check("23 concurrent deletes of as many pods: all 200, none left", dres == [200] * 23 and not left, (dres, left))
+a1 = async_count()
+if mode in ("checks-sync", "checks-sync-deletes"):
+    check("(a synchronous build: no async counters)", True)
+else:
+    check("the deletes were answered by the store (%d)" % (a1 - a0), a1 - a0 >= 30, (a0, a1))
 sys.exit(1 if fails else 0)
 PY
 

@@ -1399,12 +1399,15 @@ static void sc_test_async_writes(void **state)
     cleanup_free char *dup = sc_key(root, "dup");
     cleanup_free char *upd = sc_key(root, "upd");
     cleanup_free char *missing = sc_key(root, "missing");
+    cleanup_free char *del = sc_key(root, "del");
     sc_create(s, dup, "0");
     int64_t urev = sc_create(s, upd, "0");
+    int64_t drev = sc_create(s, del, "0");
     static const struct {
         enum ck_store_write_kind kind;
         const char *key;            /* NULL: a fresh key k<i>; "" an invalid one */
-        int expect;                 /* 0: urev, -1: wrong revision, 1: unconditional */
+        int expect;                 /* 0: urev (del: its revision), -1: wrong revision,
+                                     * 1: unconditional */
         int want;                   /* -1 success, else the error */
     } cases[] = {
         {CK_STORE_CREATE, NULL, 0, -1},
@@ -1416,6 +1419,10 @@ static void sc_test_async_writes(void **state)
         {CK_STORE_UPDATE, "upd", 1, -1},
         {CK_STORE_CREATE, "", 0, CK_E_INVALID},
         {CK_STORE_CREATE, NULL, 0, -1},
+        {CK_STORE_DELETE, "del", -1, CK_E_CONFLICT},
+        {CK_STORE_DELETE, "missing", 1, CK_E_NOT_FOUND},
+        {CK_STORE_DELETE, "del", 0, -1},
+        {CK_STORE_DELETE, "del", 1, CK_E_NOT_FOUND},
     };
     enum { N = ARRAY_SIZE(cases) };
     sc_async a = {.ndone = 0};
@@ -1433,8 +1440,11 @@ static void sc_test_async_writes(void **state)
             keys[i] = sc_key(root, "%s", cases[i].key);
         snprintf(vals[i], sizeof vals[i], "v%d", i);
         slots[i] = (sc_async_slot){&a, i};
-        ck_write w = {.kind = cases[i].kind, .key = keys[i], .val = vals[i], .len = strlen(vals[i]),
-                      .expected = cases[i].expect == 0 ? urev : cases[i].expect < 0 ? urev + 1000 : 0};
+        int64_t base = cases[i].kind == CK_STORE_DELETE ? drev : urev;
+        bool d = cases[i].kind == CK_STORE_DELETE;
+        ck_write w = {.kind = cases[i].kind, .key = keys[i], .val = d ? NULL : vals[i],
+                      .len = d ? 0 : strlen(vals[i]),
+                      .expected = cases[i].expect == 0 ? base : cases[i].expect < 0 ? base + 1000 : 0};
         ck_store_write_async(s, &w, sc_async_done, &slots[i]);
     }
     assert_true(sc_async_wait(&a, N));
@@ -1450,6 +1460,13 @@ static void sc_test_async_writes(void **state)
             assert_true(a.rev[i] > last);   /* in submission order, revisions increasing */
             last = a.rev[i];
             ck_kv kv = {0};
+            if (cases[i].kind == CK_STORE_DELETE) {
+                ck_error *ge = NULL;
+                assert_int_equal(ck_store_get(s, keys[i], &kv, &ge), -1);
+                assert_int_equal(ge->code, CK_E_NOT_FOUND);
+                ck_error_free(ge);
+                continue;
+            }
             SC_OK(ck_store_get(s, keys[i], &kv, err_));
             if (cases[i].kind == CK_STORE_CREATE)
                 assert_string_equal(kv.value, vals[i]);

@@ -174,6 +174,62 @@ static void test_pod_cases(void **state)
     }
 }
 
+/* The ServiceAccount wait without a sleeping thread (ck_admit_create_try): while lookups are
+ * left, a missing default account asks for another run; the last one fails with the same text
+ * as the waiting ck_admit_create; an account that appears meanwhile is taken. */
+static void test_sa_retry(void **state)
+{
+    fixture *f = *state;
+    const char *missing =
+        "pods \"p\" is forbidden: error looking up service account late/default: serviceaccounts \"default\" not found";
+    struct {
+        const char *spec;
+        int tries;
+        int rc;
+        const char *error;
+    } cases[] = {
+        {"", 0, 1, NULL},
+        {"", 1, 1, NULL},
+        {"", CK_ADMIT_SA_LOOKUPS - 2, 1, NULL},
+        {"", CK_ADMIT_SA_LOOKUPS - 1, -1, missing},
+        {"", CK_ADMIT_SA_LOOKUPS + 3, -1, missing},
+        /* a named account is looked up once, as before */
+        {"\"serviceAccountName\":\"ghost\"", 0, -1,
+         "pods \"p\" is forbidden: error looking up service account late/ghost: serviceaccounts \"ghost\" not found"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        json_t *p = pod(cases[i].spec);
+        ck_error *e = NULL;
+        int rc = ck_admit_create_try(&f->s, pods(), "late", p, cases[i].tries, &e);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d, want %d (%s)", i, rc, cases[i].rc, e ? e->msg : "");
+        if (cases[i].error) {
+            assert_non_null(e);
+            assert_int_equal(e->code, CK_E_FORBIDDEN);
+            assert_string_equal(e->msg, cases[i].error);
+            ck_error_free(e);
+        } else {
+            assert_null(e);
+        }
+        json_decref(p);
+    }
+    /* the waiting form (tries < 0) gives up with the same text, after its sleeps */
+    json_t *p = pod("");
+    ck_error *e = NULL;
+    int64_t t0 = ck_now_ns();
+    assert_int_equal(ck_admit_create_try(&f->s, pods(), "late", p, -1, &e), -1);
+    assert_true(ck_now_ns() - t0 >= (int64_t)(CK_ADMIT_SA_LOOKUPS - 1) * CK_ADMIT_SA_RETRY_MS * 1000000);
+    assert_string_equal(e->msg, missing);
+    ck_error_free(e);
+    json_decref(p);
+    /* the account appears: the next run takes it */
+    put(f, "", "serviceaccounts", "late", "{\"metadata\":{\"name\":\"default\",\"namespace\":\"late\"}}");
+    p = pod("");
+    assert_int_equal(ck_admit_create_try(&f->s, pods(), "late", p, 4, NULL), 0);
+    assert_string_equal(spec_str(p, "serviceAccountName"), "default");
+    json_decref(p);
+}
+
 /* ---- the service account token volume and bound tokens ---- */
 
 static void load_sa_key(fixture *f)
@@ -604,6 +660,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pod_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pod_cases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sa_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_volume, setup, teardown),
         cmocka_unit_test(test_token_volume_shape),
         cmocka_unit_test_setup_teardown(test_bound_token, setup, teardown),

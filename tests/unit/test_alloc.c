@@ -72,7 +72,7 @@ static void test_jemalloc_tuning(void **state)
     size_t tcache_max = 0;
     sz = sizeof tcache_max;
     assert_int_equal(mallctl("opt.tcache_max", &tcache_max, &sz, NULL, 0), 0);
-    assert_int_equal(tcache_max, 1024);
+    assert_int_equal(tcache_max, 32768);
     unsigned nslots = 0;
     sz = sizeof nslots;
     assert_int_equal(mallctl("opt.tcache_nslots_small_max", &nslots, &sz, NULL, 0), 0);

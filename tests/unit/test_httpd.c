@@ -651,6 +651,104 @@ static void test_blocking_handler(void **state)
     ck_httpd_stop(h);
 }
 
+/* Every worker (and more) held by a slow handler: the pool grows and other requests are still
+ * answered; once released, all the held ones complete. */
+static void test_all_workers_held(void **state)
+{
+    ck_httpd *h = start_server((ck_httpd_config){.workers = 2, .max_workers = 6});
+    assert_int_equal(ck_httpd_workers(h), 2);
+    cleanup_free char *ub = url(h, "/block");
+    cleanup_free char *ue = url(h, "/echo");
+    enum { NBLOCK = 4 };
+    pthread_t th[NBLOCK];
+    for (int i = 0; i < NBLOCK; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, block_client, ub), 0);
+    /* two run on the core workers; the other two wait until the pool grows for them */
+    assert_int_equal(t_wait_int(&T.blocked, NBLOCK, 5000), NBLOCK);
+    int64_t t0 = ck_now_ns();
+    CURL *c = curl_easy_init();
+    ck_buf b;
+    assert_int_equal(curl_do(c, ue, NULL, 0, &b), 200);
+    assert_true(ck_now_ns() - t0 < 3000000000LL);
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
+    int n = ck_httpd_workers(h);
+    assert_true(n >= NBLOCK + 1 && n <= 6);
+    pthread_mutex_lock(&T.mu);
+    T.block_released = true;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+    for (int i = 0; i < NBLOCK; i++) {
+        void *rc;
+        pthread_join(th[i], &rc);
+        assert_int_equal((intptr_t)rc, 200);
+    }
+    ck_httpd_stop(h);
+}
+
+/* At the cap, held workers delay the rest but the pool does not grow past max_workers. */
+static void test_worker_cap(void **state)
+{
+    ck_httpd *h = start_server((ck_httpd_config){.workers = 1, .max_workers = 2});
+    cleanup_free char *ub = url(h, "/block");
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, block_client, ub), 0);
+    assert_int_equal(t_wait_int(&T.blocked, 2, 5000), 2);
+    usleep(400 * 1000);                         /* several stall periods */
+    assert_int_equal(ck_httpd_workers(h), 2);
+    pthread_mutex_lock(&T.mu);
+    assert_int_equal(T.blocked, 2);
+    T.block_released = true;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+    for (int i = 0; i < 3; i++) {
+        void *rc;
+        pthread_join(th[i], &rc);
+        assert_int_equal((intptr_t)rc, 200);
+    }
+    ck_httpd_stop(h);
+}
+
+struct burst {
+    const char *url;
+    int ok;
+};
+
+static void *burst_client(void *arg)
+{
+    struct burst *bu = arg;
+    CURL *c = curl_easy_init();
+    for (int i = 0; i < 200; i++) {
+        ck_buf b;
+        if (curl_do(c, bu->url, NULL, 0, &b) == 200 && b.len > 0)
+            bu->ok++;
+        ck_buf_free(&b);
+    }
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+/* Many clients at once over few workers: the one-waker hand-off loses no request. */
+static void test_worker_handoff_burst(void **state)
+{
+    ck_httpd *h = start_server((ck_httpd_config){.workers = 3});
+    cleanup_free char *ue = url(h, "/echo?a=1");
+    enum { NCLI = 8 };
+    pthread_t th[NCLI];
+    struct burst bu[NCLI];
+    for (int i = 0; i < NCLI; i++) {
+        bu[i] = (struct burst){.url = ue};
+        assert_int_equal(pthread_create(&th[i], NULL, burst_client, &bu[i]), 0);
+    }
+    for (int i = 0; i < NCLI; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(bu[i].ok, 200);
+    }
+    assert_true(ck_httpd_workers(h) >= 3);
+    ck_httpd_stop(h);
+}
+
 struct arrivals {
     ck_buf body;
     int calls;
@@ -1545,6 +1643,9 @@ int main(void)
         cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_post_bodies),
         cmocka_unit_test(test_blocking_handler),
+        cmocka_unit_test(test_all_workers_held),
+        cmocka_unit_test(test_worker_cap),
+        cmocka_unit_test(test_worker_handoff_burst),
         cmocka_unit_test(test_stream_incremental),
         cmocka_unit_test(test_stream_client_disconnect),
         cmocka_unit_test(test_slow_stream_closed),

@@ -354,11 +354,12 @@ int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exe
 
 /* ---- the forked side: system calls only ---- */
 
+/* Raw system calls: a sanitizer's _exit (a leak check) cannot run in a CLONE_VM child. */
 static _Noreturn void fail(int ex_w, int e)
 {
-    ssize_t w = write(ex_w, &e, sizeof e);
-    (void)w;
-    _exit(127);
+    syscall(SYS_write, ex_w, &e, sizeof e);
+    for (;;)
+        syscall(SYS_exit_group, 127);
 }
 
 /* HOME=<the uid's home in /etc/passwd>, else "/" (runc's rule) */
@@ -520,6 +521,9 @@ _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w)
  * kubelet's memory): the flag belongs to the memory, so the kubelet is marked not dumpable while
  * any such child is between clone and execve. */
 #if defined(__x86_64__)
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 /* long ck__clone3_run(struct clone_args *a, size_t size, int (*fn)(void *), void *arg): the
  * child (new stack from a->stack) calls fn(arg) and exits with its value; the parent returns
  * the syscall's result.  r8/r9 survive the syscall in both. */
@@ -645,6 +649,10 @@ pid_t ck_nsexec_clone(ck_nsexec_plan *pl, int in_fd, int out_fd, int err_fd, int
     dumpable_hold(false);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(self_pidns);
+#if defined(__SANITIZE_ADDRESS__)
+    /* the child's frames left their poison in the shadow: the next mmap may get this range */
+    __asan_unpoison_memory_region(stack, STACK);
+#endif
     munmap(stack, STACK);   /* the child has exec'd or exited (CLONE_VFORK) */
     if (e) {
         if (e == ENOSYS)

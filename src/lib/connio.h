@@ -58,6 +58,10 @@ struct evbuffer *ck_connio_output(ck_connio *io);
 void ck_connio_flush(ck_connio *io);
 /* Bytes not yet handed to the kernel: the output plus TLS records already made. */
 size_t ck_connio_unsent(ck_connio *io);
+/* Keep OpenSSL's record buffers between records (TLS only): for a connection that carries bulk
+ * data (an upgraded tunnel), where SSL_MODE_RELEASE_BUFFERS would free and allocate them again
+ * for every 16 KiB record. */
+void ck_connio_keep_buffers(ck_connio *io);
 /* shutdown(SHUT_WR) on a plain socket (a TLS connection sends nothing: dirty close, as before). */
 void ck_connio_shutdown_write(ck_connio *io);
 int ck_connio_fd(ck_connio *io);

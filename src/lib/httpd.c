@@ -650,6 +650,8 @@ static void conn_wake(struct conn *c)
     if (ev & (EV_STREAM_START | EV_UPGRADE)) {
         c->io_stream = started;
         c->state = (ev & EV_UPGRADE) ? CS_TUNNEL : CS_STREAMING;
+        if (c->state == CS_TUNNEL)
+            ck_connio_keep_buffers(c->io);   /* bulk both ways: no free/malloc per record */
         if (c->peer_eof) {
             conn_close(c);
             return;

@@ -46,6 +46,7 @@ typedef struct session {
     unsigned pend_w, pend_h;    /* a resize that arrived before the pty */
     int pty_fd;
     int64_t received_ns;        /* when the request arrived (first-byte latency) */
+    int64_t upgraded_ns, spawned_ns;   /* the 101 queued, the command started (exec start) */
 } session;
 
 static void apply_resize_json(session *s, const char *js, size_t len)
@@ -290,6 +291,8 @@ static void *pump(void *arg)
     ck_error *e = NULL;
     bool early = !s->o.attach;
     int sprc = early ? s->spawn(s->spawn_ctx, &s->o, &p, &e) : 0;
+    if (early)
+        s->spawned_ns = ck_now_ns();
 
     /* SPDY: wait for the client's streams */
     int64_t deadline = ck_now_ns() + (int64_t)create_ms * 1000000;
@@ -443,8 +446,11 @@ static void *pump(void *arg)
                 if ((size_t)r < CK_STREAMS_BULK_READ)
                     drained = true;
                 if (s->received_ns) {
-                    log_info("exec: first output %.1f ms after the request",
-                             (double)(ck_now_ns() - s->received_ns) / 1e6);
+                    int64_t now = ck_now_ns(), r0 = s->received_ns;
+                    log_info("exec: first output %.1f ms after the request (upgraded %.1f, "
+                             "started %.1f)", (double)(now - r0) / 1e6,
+                             (double)(s->upgraded_ns - r0) / 1e6,
+                             s->spawned_ns ? (double)(s->spawned_ns - r0) / 1e6 : 0.0);
                     s->received_ns = 0;
                 }
                 pthread_mutex_lock(&t->mu);
@@ -629,6 +635,7 @@ void ck_streams_serve_exec(ck_http_req *req, ck_http_resp *resp, const char *con
              ? s->o.command[0] : "", s->o.tty ? " (tty)" : "", pnames[s->proto]);
     /* the tunnel calls back into s from the I/O thread as soon as it exists */
     s->t = ck_tunnel_open(resp, hdrs, ws, spdy, on_ws, on_spdy, s);
+    s->upgraded_ns = ck_now_ns();
     free(hdrs);
     if (!s->t) {
         session_free(s);

@@ -11,13 +11,18 @@
  * declined and the caller runs `runc exec` as before.
  *
  * Shape.  Everything that needs malloc or JSON happens in the caller (the plan: open fds of
- * the namespaces and of each cgroup.procs, capability masks, argv, env); the forked child
- * only makes system calls (it is the fork of a threaded process):
- *   helper (forked by runtime.c's spawn, holds the stdio pipes):
+ * the namespaces and of each cgroup.procs, capability masks, argv, env); the child only makes
+ * system calls (it is a child of a threaded process):
+ *   x86-64 (ck_nsexec_clone, at the end): the calling thread enters the container's pid
+ *     namespace for its children, clones the command with CLONE_VM | CLONE_VFORK (no copy of
+ *     the kubelet's memory; the thread waits for the execve) into the unified cgroup, and
+ *     returns to its own namespace; the command is the kubelet's child, waited for directly;
+ *   elsewhere, a helper (forked by runtime.c's spawn, holds the stdio pipes):
  *     PR_SET_DUMPABLE 0, setns(pid) (for its children), fork the command, then drop every
  *     fd and wait for the command, exiting with its status (as the runc -d helper does);
  *   command: started by clone3 straight into the unified hierarchy's cgroup
- *     (CLONE_INTO_CGROUP; fork and a write to its cgroup.procs where clone3 cannot), writes
+ *     (CLONE_INTO_CGROUP; a clone without it and a write to its cgroup.procs where the cgroup
+ *     refuses), writes
  *     "0" to each v1 hierarchy's `tasks` (joins them), setns ipc, uts, net, mnt (the
  *     container's root and cwd), close every fd but stdio and the exec-error pipe, bounding
  *     set, setgroups/setresgid, setresuid keeping caps, capset, ambient, no_new_privs,
@@ -42,6 +47,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -50,6 +58,7 @@
 #include <linux/capability.h>
 
 #include "lib/caps.h"
+#include "lib/log.h"
 #include "lib/util.h"
 
 /* the namespaces we join, in order (pid separately: it applies to the helper's children) */
@@ -345,22 +354,23 @@ int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exe
 
 /* ---- the forked side: system calls only ---- */
 
+/* Raw system calls: a sanitizer's _exit (a leak check) cannot run in a CLONE_VM child. */
 static _Noreturn void fail(int ex_w, int e)
 {
-    ssize_t w = write(ex_w, &e, sizeof e);
-    (void)w;
-    _exit(127);
+    syscall(SYS_write, ex_w, &e, sizeof e);
+    for (;;)
+        syscall(SYS_exit_group, 127);
 }
 
 /* HOME=<the uid's home in /etc/passwd>, else "/" (runc's rule) */
 static void set_home(ck_nsexec_plan *pl)
 {
-    static char buf[16384];
+    char *buf = pl->passwd;   /* not static: a CLONE_VM child shares the kubelet's memory */
     memcpy(pl->home, "HOME=/", 7);
     int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n = read(fd, buf, sizeof pl->passwd - 1);
     close(fd);
     if (n <= 0)
         return;
@@ -495,3 +505,167 @@ _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w)
     /* the command alone holds the pipes and the error pipe */
     _exit(ck__streams_release_and_wait(cmd));
 }
+
+/* ---- the command without a helper (x86-64) ----
+ *
+ * Why: the helper was a fork() of the kubelet, so for the whole session it held a copy-on-write
+ * image of the kubelet's memory: every page the kubelet wrote afterwards (batch buffers, TLS
+ * buffers, heap) was copied once (~4% of the kubelet's CPU over a 100 MiB exec), and the start
+ * paid two page-table copies (helper, command).  A CLONE_VM | CLONE_VFORK child copies nothing:
+ * it runs on the kubelet's memory, on a stack of its own, until its execve, while the calling
+ * thread waits (as posix_spawn does); CLONE_INTO_CGROUP keeps it out of cgroup.procs' global
+ * lock.  The child only makes system calls and writes only the plan (its own) and the caller's
+ * errno (suspended).  Signals: blocked around the clone; the child sets every handler back to
+ * the default before unblocking, so no kubelet handler runs on the shared memory.  Dumpable:
+ * not until its execve (container processes must not ptrace it, which would now mean the
+ * kubelet's memory): the flag belongs to the memory, so the kubelet is marked not dumpable while
+ * any such child is between clone and execve. */
+#if defined(__x86_64__)
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+/* long ck__clone3_run(struct clone_args *a, size_t size, int (*fn)(void *), void *arg): the
+ * child (new stack from a->stack) calls fn(arg) and exits with its value; the parent returns
+ * the syscall's result.  r8/r9 survive the syscall in both. */
+__asm__(".text\n"
+        ".type ck__clone3_run, @function\n"
+        "ck__clone3_run:\n"
+        "    mov %rdx, %r8\n"
+        "    mov %rcx, %r9\n"
+        "    mov $435, %eax\n"          /* SYS_clone3 */
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jz 1f\n"
+        "    ret\n"
+        "1:  xor %ebp, %ebp\n"
+        "    and $-16, %rsp\n"
+        "    mov %r9, %rdi\n"
+        "    call *%r8\n"
+        "    mov %eax, %edi\n"
+        "    mov $60, %eax\n"           /* SYS_exit: this task only */
+        "    syscall\n"
+        "    hlt\n"
+        ".size ck__clone3_run, .-ck__clone3_run\n");
+long ck__clone3_run(uint64_t *args, size_t size, int (*fn)(void *), void *arg)
+    __attribute__((visibility("hidden")));
+
+struct clone_child {
+    ck_nsexec_plan *pl;
+    int in_fd, out_fd, err_fd, ex_w;
+    bool in_cg2;
+};
+
+static int clone_child(void *arg)
+{
+    struct clone_child *c = arg;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);   /* 32/33 (glibc's own) refuse: never delivered here */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    setsid();
+    int dn = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int fds[3] = {c->in_fd, c->out_fd, c->err_fd};
+    for (int i = 0; i < 3; i++) {
+        int f = fds[i] >= 0 ? fds[i] : dn;
+        if (f < 0 || dup2(f, i) < 0)
+            fail(c->ex_w, f < 0 ? ENOENT : errno);
+    }
+    run_command(c->pl, c->ex_w, c->in_cg2);
+}
+
+static pthread_mutex_t dump_mu = PTHREAD_MUTEX_INITIALIZER;
+static int dump_holds, dump_was = -1;
+
+static void dumpable_hold(bool hold)
+{
+    pthread_mutex_lock(&dump_mu);
+    if (hold && dump_holds++ == 0) {
+        dump_was = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+        if (dump_was > 0)
+            prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    } else if (!hold && --dump_holds == 0 && dump_was > 0) {
+        prctl(PR_SET_DUMPABLE, dump_was, 0, 0, 0);
+    }
+    pthread_mutex_unlock(&dump_mu);
+}
+
+pid_t ck_nsexec_clone(ck_nsexec_plan *pl, int in_fd, int out_fd, int err_fd, int ex_w)
+{
+    static int no_clone3;
+    if (__atomic_load_n(&no_clone3, __ATOMIC_RELAXED)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    enum { STACK = 256 << 10 };
+    void *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                       -1, 0);
+    if (stack == MAP_FAILED)
+        return -1;
+    int self_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (self_pidns < 0) {
+        int e = errno;
+        munmap(stack, STACK);
+        errno = e;
+        return -1;
+    }
+    struct clone_child c = {pl, in_fd, out_fd, err_fd, ex_w, false};
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    dumpable_hold(true);
+    long pid = -1;
+    int e = 0;
+    /* the command's pid namespace is its creator's pid_for_children: this thread's, for the
+     * clone only */
+    if (setns(pl->pidns_fd, CLONE_NEWPID) < 0) {
+        e = errno;
+    } else {
+        /* struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2), as in ck_nsexec_child */
+        uint64_t args[11] = {0};
+        args[0] = 0x100ULL | 0x4000ULL;   /* CLONE_VM | CLONE_VFORK */
+        args[4] = SIGCHLD;                /* exit_signal */
+        args[5] = (uint64_t)(uintptr_t)stack;
+        args[6] = STACK;
+        if (pl->cg2_dir >= 0) {
+            args[0] |= 0x200000000ULL;    /* CLONE_INTO_CGROUP */
+            args[10] = (uint64_t)pl->cg2_dir;
+            c.in_cg2 = true;
+            pid = ck__clone3_run(args, sizeof args, clone_child, &c);
+        }
+        if (pid < 0 && pid != -ENOSYS) {   /* no cgroup v2, or it refused: join by cgroup.procs */
+            args[0] &= ~0x200000000ULL;
+            args[10] = 0;
+            c.in_cg2 = false;
+            pid = ck__clone3_run(args, sizeof args, clone_child, &c);
+        }
+        if (pid < 0)
+            e = (int)-pid;
+        if (setns(self_pidns, CLONE_NEWPID) < 0)   /* only this thread's future children */
+            log_warn("exec: cannot return to the kubelet's pid namespace: %s", strerror(errno));
+    }
+    dumpable_hold(false);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(self_pidns);
+#if defined(__SANITIZE_ADDRESS__)
+    /* the child's frames left their poison in the shadow: the next mmap may get this range */
+    __asan_unpoison_memory_region(stack, STACK);
+#endif
+    munmap(stack, STACK);   /* the child has exec'd or exited (CLONE_VFORK) */
+    if (e) {
+        if (e == ENOSYS)
+            __atomic_store_n(&no_clone3, 1, __ATOMIC_RELAXED);
+        errno = e;
+        return -1;
+    }
+    return (pid_t)pid;
+}
+#else
+pid_t ck_nsexec_clone(ck_nsexec_plan *pl, int in_fd, int out_fd, int err_fd, int ex_w)
+{
+    errno = ENOSYS;
+    return -1;
+}
+#endif

@@ -39,6 +39,7 @@ typedef struct ck_nsexec_plan {
     char *path;                     /* PATH's value, owned */
     char home[4200];
     char exe[8192];                 /* the child's PATH lookup buffer */
+    char passwd[16384];             /* the child's read of the container's /etc/passwd */
 } ck_nsexec_plan;
 
 /* Whether a container (runc state.json, OCI config.json) is within what the native exec
@@ -54,6 +55,14 @@ void ck_nsexec_plan_free(ck_nsexec_plan *pl);
 /* In the forked child with stdio in place: run the plan, exit with the command's status;
  * an error before the command's execve goes to ex_w as an errno. */
 _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w);
+
+/* Start the command without a helper and without copying the kubelet's address space: a
+ * clone3(CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP) child on a stack of its own runs the plan
+ * with in_fd/out_fd/err_fd (-1: /dev/null) as its stdio and execs; the calling thread waits
+ * for that execve (or the child's failure, reported on ex_w as ever) and the command is its
+ * child, to be waited for directly.  -1 with errno ENOSYS where this is not available (not
+ * x86-64, or the kernel lacks clone3): use a forked helper (ck_nsexec_child) instead. */
+pid_t ck_nsexec_clone(ck_nsexec_plan *pl, int in_fd, int out_fd, int err_fd, int ex_w);
 
 /* In a forked exec helper (runtime.c, here): stdio to /dev/null and every other fd closed, so
  * only the command holds the pipes, then wait for `pid` and return its status as a shell

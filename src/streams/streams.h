@@ -102,10 +102,12 @@ int ck_streams_spawn(char *const *prefix, const ck_stream_exec_opts *o, ck_strea
  * pipes itself (plain `runc exec` copies them through its own).  A tty goes the plain way. */
 int ck_streams_spawn_adopt(char *const *prefix, const char *pid_file, const ck_stream_exec_opts *o,
                            ck_stream_proc *p, ck_error **err);
-/* A non-tty exec in runc container `id` (runc root `runc_root`) without runc: the forked
- * helper joins the container's cgroups and namespaces and applies config.json's user, groups,
- * capabilities, env, cwd and no_new_privs itself (nsexec.c), 20-40 ms sooner than `runc exec`.
- * 0 with *p as ck_streams_spawn_adopt's; 1 (nothing started) when the container has settings
+/* A non-tty exec in runc container `id` (runc root `runc_root`) without runc: the command,
+ * cloned from the calling thread without copying its memory (a forked helper where that is not
+ * available), joins the container's cgroups and namespaces and applies config.json's user,
+ * groups, capabilities, env, cwd and no_new_privs itself (nsexec.c), 20-40 ms sooner than `runc
+ * exec`.  0 with *p filled (p->pid is the command itself, or the helper that exits with its
+ * status); 1 (nothing started) when the container has settings
  * it does not apply (seccomp, LSM labels, rlimits, user namespace...), a tty, or no state:
  * the caller runs the runtime instead; -1 with *err when the command could not start. */
 int ck_streams_spawn_native(const char *runc_root, const char *id, const ck_stream_exec_opts *o,

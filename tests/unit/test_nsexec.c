@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -319,6 +321,63 @@ static void test_joins_cgroups(void **state)
         assert_int_equal(rmdir(v1), 0);
 }
 
+static volatile sig_atomic_t usr1_seen;
+static void on_usr1(int sig)
+{
+    usr1_seen = 1;
+}
+
+static char *ns_link(const char *path)
+{
+    char buf[256];
+    ssize_t n = readlink(path, buf, sizeof buf - 1);
+    if (n < 0)
+        return NULL;
+    buf[n] = '\0';
+    return xstrdup(buf);
+}
+
+/* The command is cloned from the calling thread on its memory (ck_nsexec_clone): the caller
+ * must come back as it was (dumpable, its own pid namespace for later children, its signal
+ * handlers and mask), and the command must be its direct child, killed by the child's own
+ * default dispositions rather than by our handler. */
+static void test_clone_leaves_caller(void **state)
+{
+    fake *f = *state;
+    if (geteuid() != 0 || !f->cg)
+        skip();
+    write_container(f, "\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"sh\"], "
+                       "\"env\": [\"PATH=/usr/bin:/bin\"], \"cwd\": \"/\"");
+    struct sigaction sa = {.sa_handler = on_usr1}, old;
+    sigaction(SIGUSR1, &sa, &old);
+    cleanup_free char *pidns0 = ns_link("/proc/thread-self/ns/pid_for_children");
+    assert_non_null(pidns0);
+    int dump0 = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    char *argv[] = {"sh", "-c", "kill -USR1 $$; echo survived", NULL};
+    ck_stream_exec_opts o = {.command = argv, .ncommand = 3, .stdout_ = true};
+    ck_stream_proc p;
+    ck_error *e = NULL;
+    int rc = ck_streams_spawn_native(f->dir, "c1", &o, &p, &e);
+    if (rc != 0)
+        fail_msg("spawn: %d %s", rc, e ? e->msg : "declined");
+    char out[256];
+    ssize_t n = read(p.out_fd, out, sizeof out - 1);
+    close(p.out_fd);
+    int st = 0;
+    assert_int_equal(waitpid(p.pid, &st, 0), p.pid);   /* our child: no helper between */
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGUSR1);            /* the default action, not on_usr1 */
+    assert_true(n <= 0);
+    assert_int_equal(usr1_seen, 0);
+    assert_int_equal(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), dump0);
+    cleanup_free char *pidns1 = ns_link("/proc/thread-self/ns/pid_for_children");
+    assert_string_equal(pidns0, pidns1);
+    sigset_t mask;
+    sigprocmask(SIG_SETMASK, NULL, &mask);
+    assert_false(sigismember(&mask, SIGUSR1));
+    sigaction(SIGUSR1, &old, NULL);
+}
+
 static void test_declined_without_state(void **state)
 {
     fake *f = *state;
@@ -338,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_check_table),
         cmocka_unit_test_setup_teardown(test_run_as_container, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_joins_cgroups, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_clone_leaves_caller, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_declined_without_state, fake_setup, fake_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

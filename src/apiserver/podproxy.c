@@ -43,6 +43,8 @@ static struct {
     unsigned next_slot;
 } cfg = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle_ms = 4 * 3600 * 1000, .key_idx = -1};
 
+static void spares_clear(void);
+
 static void sessions_clear_locked(void)
 {
     for (size_t i = 0; i < SESSION_SLOTS; i++) {
@@ -117,6 +119,7 @@ void ck_podproxy_configure(const char *client_cert, const char *client_key, cons
     }
     sessions_clear_locked();   /* made with the old client identity */
     pthread_mutex_unlock(&cfg.mu);
+    spares_clear();
 }
 
 static SSL_CTX *client_ctx(ck_error **err)
@@ -267,6 +270,185 @@ static int dial(const char *host, int port, ck_error **err)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     return fd;
+}
+
+/* A TLS connection to the kubelet at host:port (resumed when we hold a ticket); *tls_ns: the
+ * handshake's time.  0, or -1 and *err. */
+static int kubelet_connect(const char *host, int port, int *fdp, SSL **sslp, int64_t *tls_ns,
+                           ck_error **err)
+{
+    *fdp = -1;
+    *sslp = NULL;
+    int fd = dial(host, port, err);
+    if (fd < 0)
+        return -1;
+    SSL_CTX *ctx = client_ctx(err);
+    if (!ctx) {
+        close(fd);
+        return -1;
+    }
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, host);
+    session_attach(ssl, host, port);
+    int64_t t = ck_now_ns();
+    int ok = SSL_connect(ssl);
+    if (tls_ns)
+        *tls_ns = ck_now_ns() - t;
+    if (ok != 1) {
+        unsigned long le = ERR_get_error();
+        char eb[256];
+        ERR_error_string_n(le, eb, sizeof eb);
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        return ck_error_set(err, CK_E_UNAVAILABLE, "error dialing backend: tls: %s", eb);
+    }
+    *fdp = fd;
+    *sslp = ssl;
+    return 0;
+}
+
+/* Spare connections: after an upgrade to a kubelet, a background thread dials the next one
+ * (TCP + TLS, resumed), so the next exec on that node skips the dial and the handshake (1-2 ms
+ * of its first byte).  One per kubelet, dropped after SPARE_MAX_AGE_MS (well inside httpd's
+ * 90 s idle timeout on the kubelet's side) or when the kubelet closed it. */
+#define SPARE_SLOTS 16
+#define SPARE_MAX_AGE_MS 30000
+
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        char *addr;      /* "host:port" */
+        int fd;
+        SSL *ssl;
+        int64_t born_ns;
+        bool dialing;
+    } s[SPARE_SLOTS];
+} spares = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void spare_drop_locked(size_t i)
+{
+    if (spares.s[i].ssl) {   /* fd is valid only with an ssl */
+        SSL_free(spares.s[i].ssl);
+        close(spares.s[i].fd);
+    }
+    spares.s[i].ssl = NULL;
+    spares.s[i].fd = -1;
+}
+
+static void spares_clear(void)
+{
+    pthread_mutex_lock(&spares.mu);
+    for (size_t i = 0; i < SPARE_SLOTS; i++)
+        spare_drop_locked(i);
+    pthread_mutex_unlock(&spares.mu);
+}
+
+/* The slot for addr (made if create; the oldest spare is given up for it). */
+static ssize_t spare_slot_locked(const char *addr, bool create)
+{
+    size_t victim = 0;
+    for (size_t i = 0; i < SPARE_SLOTS; i++) {
+        if (spares.s[i].addr && !strcmp(spares.s[i].addr, addr))
+            return (ssize_t)i;
+        if (!spares.s[i].addr ||
+            (spares.s[victim].addr && spares.s[i].born_ns < spares.s[victim].born_ns &&
+             !spares.s[i].dialing))
+            victim = i;
+    }
+    if (!create || (spares.s[victim].addr && spares.s[victim].dialing))
+        return -1;
+    spare_drop_locked(victim);
+    free(spares.s[victim].addr);
+    spares.s[victim].addr = xstrdup(addr);
+    spares.s[victim].born_ns = 0;
+    return (ssize_t)victim;
+}
+
+/* A live spare for host:port, if one is kept: true and *fd, *ssl are the caller's. */
+static bool spare_take(const char *host, int port, int *fd, SSL **ssl)
+{
+    cleanup_free char *addr = xasprintf("%s:%d", host, port);
+    bool got = false;
+    pthread_mutex_lock(&spares.mu);
+    ssize_t i = spare_slot_locked(addr, false);
+    if (i >= 0 && spares.s[i].ssl) {
+        /* the kubelet may have closed it (idle timeout, restart): FIN or RST shows at once */
+        struct pollfd pf = {spares.s[i].fd, POLLRDHUP, 0};
+        bool fresh = ck_now_ns() - spares.s[i].born_ns < SPARE_MAX_AGE_MS * 1000000LL;
+        if (fresh && poll(&pf, 1, 0) == 0) {
+            *fd = spares.s[i].fd;
+            *ssl = spares.s[i].ssl;
+            spares.s[i].fd = -1;
+            spares.s[i].ssl = NULL;
+            got = true;
+        } else {
+            spare_drop_locked((size_t)i);
+        }
+    }
+    pthread_mutex_unlock(&spares.mu);
+    return got;
+}
+
+static void *spare_dialer(void *arg)
+{
+    char *addr = arg;
+    char *colon = strrchr(addr, ':');
+    *colon = '\0';
+    int fd = -1;
+    SSL *ssl = NULL;
+    ck_error *e = NULL;
+    if (kubelet_connect(addr, atoi(colon + 1), &fd, &ssl, NULL, &e) < 0)
+        ck_error_free(e);
+    *colon = ':';
+    pthread_mutex_lock(&spares.mu);
+    ssize_t i = spare_slot_locked(addr, true);
+    if (i >= 0) {
+        spares.s[i].dialing = false;
+        spare_drop_locked((size_t)i);
+        if (ssl) {
+            spares.s[i].fd = fd;
+            spares.s[i].ssl = ssl;
+            spares.s[i].born_ns = ck_now_ns();
+            ssl = NULL;
+        }
+    }
+    pthread_mutex_unlock(&spares.mu);
+    if (ssl) {
+        SSL_free(ssl);
+        close(fd);
+    }
+    free(addr);
+    return NULL;
+}
+
+/* Dial the next spare for host:port in the background, unless one is kept or on its way. */
+static void spare_refill(const char *host, int port)
+{
+    char *addr = xasprintf("%s:%d", host, port);
+    pthread_mutex_lock(&spares.mu);
+    ssize_t i = spare_slot_locked(addr, true);
+    bool go = i >= 0 && !spares.s[i].ssl && !spares.s[i].dialing;
+    if (go)
+        spares.s[i].dialing = true;
+    pthread_mutex_unlock(&spares.mu);
+    if (!go) {
+        free(addr);
+        return;
+    }
+    pthread_t th;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &a, spare_dialer, addr) != 0) {
+        pthread_mutex_lock(&spares.mu);
+        spares.s[i].dialing = false;
+        pthread_mutex_unlock(&spares.mu);
+        free(addr);
+    }
+    pthread_attr_destroy(&a);
 }
 
 /* ---- the relay ----
@@ -444,6 +626,9 @@ static int side_init(side *s, int fd, SSL *ssl, size_t raw_cap)
         return -1;
     BIO_set_data(b, s);
     SSL_set_bio(ssl, b, b);
+    /* httpd's connections give their record buffers back when idle; a relay keeps them (no
+     * malloc and free per record) */
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
     return 0;
 }
 
@@ -466,7 +651,6 @@ static int side_write(side *s, const char *data, size_t len)
         return s->failed ? -1 : 0;
     }
     while (len > 0) {
-        ERR_clear_error();
         int n = SSL_write(s->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
         if (n <= 0) {
             ERR_clear_error();
@@ -486,7 +670,7 @@ static size_t pump(side *src, side *dst, char *plain)
     while (!src->eof && !dst->failed && wire_pending(dst) < WIRE_HIGH) {
         int n;
         if (src->ssl) {
-            ERR_clear_error();
+            /* (the error queue is empty: every failure below clears it) */
             n = SSL_read(src->ssl, plain, PLAIN_CHUNK);
             if (n <= 0) {
                 int e = SSL_get_error(src->ssl, n);
@@ -761,33 +945,37 @@ void ck_podproxy_serve(ck_reqctx *c)
     ck_buf_addstr(&rq, "\r\n");
     free(container);
 
-    SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
-    int fd = dial(host, port, &e);
-    if (fd >= 0)
-        ctx = client_ctx(&e);
-    if (ctx) {
-        ssl = SSL_new(ctx);
-        SSL_CTX_free(ctx);
-        SSL_set_fd(ssl, fd);
-        SSL_set_tlsext_host_name(ssl, host);
-        session_attach(ssl, host, port);
-        if (SSL_connect(ssl) != 1) {
-            unsigned long le = ERR_get_error();
-            char eb[256];
-            ERR_error_string_n(le, eb, sizeof eb);
-            ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: tls: %s", eb);
-        } else if (SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len) {
-            ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
-        }
-    }
-    ck_buf_free(&rq);
-    free(host);
+    int fd = -1;
+    int64_t t_dial = ck_now_ns(), t_tls = 0;
     ck_buf head;
     ck_buf_init(&head, HEAD_LIMIT + 8192);
     size_t hlen = 0;
+    bool spare = spare_take(host, port, &fd, &ssl);
+    if (!spare)
+        kubelet_connect(host, port, &fd, &ssl, &t_tls, &e);
+    if (!e && SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len)
+        ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
     if (!e)
         read_head(ssl, &head, &hlen, &e);
+    if (e && spare && head.len == 0) {
+        /* the spare died under us before the kubelet read anything: dial as usual */
+        ck_error_free(e);
+        e = NULL;
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        spare = false;
+        if (kubelet_connect(host, port, &fd, &ssl, &t_tls, &e) == 0 &&
+            SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len)
+            ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
+        if (!e)
+            read_head(ssl, &head, &hlen, &e);
+    }
+    if (!e)
+        spare_refill(host, port);   /* for the next exec on this node */
+    ck_buf_free(&rq);
+    free(host);
     if (e) {
         log_info("podproxy: %s %s/%s: %s after %.1f ms", sub, rt->namespace_, rt->name, e->msg,
                  (double)(ck_now_ns() - t0) / 1e6);
@@ -801,9 +989,13 @@ void ck_podproxy_serve(ck_reqctx *c)
     int status = 0;
     sscanf(head.data, "HTTP/1.%*d %d", &status);
     /* (a slow upgrade shows here: pod and node lookup, dial, TLS, the kubelet's answer) */
-    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms (TLS %s)", sub,
-             rt->namespace_, rt->name, status, (double)(ck_now_ns() - t0) / 1e6,
-             SSL_session_reused(ssl) ? "resumed" : "full handshake");
+    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms (TLS %s; request queued, "
+             "authenticated, authorized %.1f ms; pod and node read %.1f ms; dial, TLS, the "
+             "kubelet's answer %.1f ms, of it TLS %.1f ms)", sub, rt->namespace_, rt->name, status,
+             (double)(ck_now_ns() - t0) / 1e6,
+             spare ? "spare, dialed ahead" : SSL_session_reused(ssl) ? "resumed" : "full handshake",
+             (double)(t0 - req->received_ns) / 1e6, (double)(t_dial - t0) / 1e6,
+             (double)(ck_now_ns() - t_dial) / 1e6, (double)t_tls / 1e6);
     /* headers worth passing on */
     ck_buf out;
     ck_buf_init(&out, HEAD_LIMIT);
@@ -865,31 +1057,39 @@ void ck_podproxy_serve(ck_reqctx *c)
         return;
     }
     ck_buf_free(&out);
+    cleanup_free char *label = xasprintf("%s %s/%s", sub, rt->namespace_, rt->name);
+    log_debug("podproxy: %s: client socket taken after %.2f ms", label,
+              (double)(ck_now_ns() - t1) / 1e6);
+    ck_podproxy_relay_start(fd, ssl, &t, head.data + hlen, head.len - hlen, label, t0);
+    ck_buf_free(&head);
+}
+
+int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *client,
+                            const char *early, size_t early_len, const char *label,
+                            int64_t t0_ns)
+{
     relay *r = xcalloc(1, sizeof *r);
-    r->label = xasprintf("%s %s/%s", sub, rt->namespace_, rt->name);
-    r->t0_ns = t0;
+    r->label = xstrdup(label);
+    r->t0_ns = t0_ns;
     r->ready_ns = ck_now_ns();
     r->c.fd = -1;
-    int rc = side_init(&r->k, fd, ssl, RAW_KUBELET);
+    int rc = side_init(&r->k, kubelet_fd, kubelet_ssl, RAW_KUBELET);
     if (rc == 0) {
-        rc = side_init(&r->c, t.fd, t.ssl, RAW_CLIENT);   /* r owns them, even on failure */
-        t.fd = -1;
-        t.ssl = NULL;
+        rc = side_init(&r->c, client->fd, client->ssl, RAW_CLIENT);   /* r owns them now */
+        client->fd = -1;
+        client->ssl = NULL;
     }
     if (rc == 0) {
         /* first the 101 httpd could not send yet, then what the kubelet sent after its 101 and
          * the client after its request */
-        wire_append(&r->c, t.unsent, t.unsent_len);
-        if (head.len > hlen)
-            side_write(&r->c, head.data + hlen, head.len - hlen);
-        if (t.input_len)
-            side_write(&r->k, t.input, t.input_len);
+        wire_append(&r->c, client->unsent, client->unsent_len);
+        if (early_len)
+            side_write(&r->c, early, early_len);
+        if (client->input_len)
+            side_write(&r->k, client->input, client->input_len);
         flush_wire(&r->c);
     }
-    ck_http_taken_free(&t);
-    ck_buf_free(&head);
-    log_debug("podproxy: %s: relaying (client socket taken after %.2f ms)", r->label,
-              (double)(ck_now_ns() - t1) / 1e6);
+    ck_http_taken_free(client);
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
@@ -897,6 +1097,8 @@ void ck_podproxy_serve(ck_reqctx *c)
     if (rc != 0 || pthread_create(&th, &a, relay_thread, r) != 0) {
         log_warn("podproxy: %s: cannot start the relay", r->label);
         relay_free(r);
+        rc = -1;
     }
     pthread_attr_destroy(&a);
+    return rc;
 }

@@ -989,11 +989,12 @@ void ck_podproxy_serve(ck_reqctx *c)
     int status = 0;
     sscanf(head.data, "HTTP/1.%*d %d", &status);
     /* (a slow upgrade shows here: pod and node lookup, dial, TLS, the kubelet's answer) */
-    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms (TLS %s; request queued, "
+    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms (TLS %s%s; request queued, "
              "authenticated, authorized %.1f ms; pod and node read %.1f ms; dial, TLS, the "
              "kubelet's answer %.1f ms, of it TLS %.1f ms)", sub, rt->namespace_, rt->name, status,
              (double)(ck_now_ns() - t0) / 1e6,
-             spare ? "spare, dialed ahead" : SSL_session_reused(ssl) ? "resumed" : "full handshake",
+             SSL_session_reused(ssl) ? "resumed" : "full handshake",
+             spare ? ", dialed ahead" : "",
              (double)(t0 - req->received_ns) / 1e6, (double)(t_dial - t0) / 1e6,
              (double)(ck_now_ns() - t_dial) / 1e6, (double)t_tls / 1e6);
     /* headers worth passing on */

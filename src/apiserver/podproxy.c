@@ -720,6 +720,13 @@ static void set_rcvlowat(int fd, int lowat)
     setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
 }
 
+static int relays_active;   /* atomic: relay threads running */
+
+int ck_podproxy_relays_active(void)
+{
+    return __atomic_load_n(&relays_active, __ATOMIC_ACQUIRE);
+}
+
 typedef struct relay {
     side k, c;              /* the kubelet, the client */
     char *label;            /* for the log */
@@ -845,6 +852,7 @@ static void *relay_thread(void *arg)
     }
     shutdown(k->fd, SHUT_RDWR);
     relay_free(r);
+    __atomic_sub_fetch(&relays_active, 1, __ATOMIC_ACQ_REL);
     return NULL;
 }
 
@@ -1095,9 +1103,11 @@ int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *cli
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    __atomic_add_fetch(&relays_active, 1, __ATOMIC_ACQ_REL);
     if (rc != 0 || pthread_create(&th, &a, relay_thread, r) != 0) {
         log_warn("podproxy: %s: cannot start the relay", r->label);
         relay_free(r);
+        __atomic_sub_fetch(&relays_active, 1, __ATOMIC_ACQ_REL);
         rc = -1;
     }
     pthread_attr_destroy(&a);

@@ -45,5 +45,7 @@ void ck_podproxy_serve(ck_reqctx *c);
 int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *client,
                             const char *early, size_t early_len, const char *label,
                             int64_t t0_ns);
+/* Relay threads running now (tests wait for 0; a gauge for the curious). */
+int ck_podproxy_relays_active(void);
 
 #endif

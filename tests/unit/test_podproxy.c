@@ -141,6 +141,14 @@ static void relay_up(SSL **kssl, int *kfd, SSL **cssl, int *cfd, const char *uns
     *cfd = cp.cfd;
 }
 
+/* Every relay thread of a test has ended (and freed everything) before the next starts. */
+static void relays_done(void)
+{
+    for (int i = 0; i < 500 && ck_podproxy_relays_active() > 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(ck_podproxy_relays_active(), 0);
+}
+
 static void set_timeout(int fd, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -230,6 +238,7 @@ static void test_relay_both_ways(void **state)
     SSL_free(kssl);
     SSL_free(cssl);
     close(cfd);
+    relays_done();
 }
 
 /* A client that reads nothing: the kubelet's writes stall at a bound (socket buffers plus the
@@ -294,6 +303,7 @@ static void test_relay_back_pressure(void **state)
     SSL_read(cssl, b, sizeof b);
     SSL_free(cssl);
     close(cfd);
+    relays_done();
 }
 
 /* Nothing moves for longer than the idle timeout: both connections are closed. */
@@ -318,6 +328,7 @@ static void test_relay_idle_timeout(void **state)
     SSL_free(cssl);
     close(kfd);
     close(cfd);
+    relays_done();
 }
 
 int main(void)

@@ -494,6 +494,8 @@ static pthread_once_t side_once = PTHREAD_ONCE_INIT;
 /* Bytes for the socket, after those queued (the relay bounds the wire by reading no further). */
 static int wire_append(side *s, const char *data, size_t len)
 {
+    if (len == 0)
+        return 0;
     if (s->wire_off == s->wire_len)
         s->wire_off = s->wire_len = 0;
     if (s->wire_len + len > s->wire_cap && s->wire_off) {

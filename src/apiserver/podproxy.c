@@ -17,11 +17,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "lib/bufpool.h"
 #include "lib/log.h"
 
-#define HIGH_WATER (4u << 20)
-#define IN_LIMIT (16u << 20)
 #define HEAD_LIMIT (64u * 1024)
 #define BODY_LIMIT (1u << 20)
 #define CONNECT_TIMEOUT_MS 10000
@@ -45,6 +42,8 @@ static struct {
     } sessions[SESSION_SLOTS];
     unsigned next_slot;
 } cfg = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle_ms = 4 * 3600 * 1000, .key_idx = -1};
+
+static void spares_clear(void);
 
 static void sessions_clear_locked(void)
 {
@@ -120,6 +119,7 @@ void ck_podproxy_configure(const char *client_cert, const char *client_key, cons
     }
     sessions_clear_locked();   /* made with the old client identity */
     pthread_mutex_unlock(&cfg.mu);
+    spares_clear();
 }
 
 static SSL_CTX *client_ctx(ck_error **err)
@@ -272,64 +272,449 @@ static int dial(const char *host, int port, ck_error **err)
     return fd;
 }
 
-/* ---- the relay ---- */
-
-typedef struct relay {
-    pthread_mutex_t mu;
-    int refs;
-    ck_http_stream *hs;
-    ck_buf inq;             /* client -> kubelet, under mu */
-    bool gone;              /* client gone or overflowed, under mu */
-    int wake_r, wake_w;
-    SSL *ssl;
-    int fd;
-    int64_t last_ns;
-} relay;
-
-static void relay_unref(relay *r)
+/* A TLS connection to the kubelet at host:port (resumed when we hold a ticket); *tls_ns: the
+ * handshake's time.  0, or -1 and *err. */
+static int kubelet_connect(const char *host, int port, int *fdp, SSL **sslp, int64_t *tls_ns,
+                           ck_error **err)
 {
-    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL))
-        return;
-    if (r->hs)
-        ck_http_stream_release(r->hs);
-    if (r->ssl)
-        SSL_free(r->ssl);
-    if (r->fd >= 0)
-        close(r->fd);
-    ck_buf_free(&r->inq);
-    close(r->wake_r);
-    close(r->wake_w);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
-}
-
-static void wake(relay *r)
-{
-    char c = 1;
-    ssize_t w = write(r->wake_w, &c, 1);
-    (void)w;
-}
-
-static void relay_on_data(void *ctx, const char *data, size_t len)
-{
-    relay *r = ctx;
-    pthread_mutex_lock(&r->mu);
-    if (!r->gone && ck_buf_add(&r->inq, data, len) < 0) {
-        log_warn("podproxy: kubelet does not keep up with the client; closing the session");
-        r->gone = true;
+    *fdp = -1;
+    *sslp = NULL;
+    int fd = dial(host, port, err);
+    if (fd < 0)
+        return -1;
+    SSL_CTX *ctx = client_ctx(err);
+    if (!ctx) {
+        close(fd);
+        return -1;
     }
-    pthread_mutex_unlock(&r->mu);
-    wake(r);
+    SSL *ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, host);
+    session_attach(ssl, host, port);
+    int64_t t = ck_now_ns();
+    int ok = SSL_connect(ssl);
+    if (tls_ns)
+        *tls_ns = ck_now_ns() - t;
+    if (ok != 1) {
+        unsigned long le = ERR_get_error();
+        char eb[256];
+        ERR_error_string_n(le, eb, sizeof eb);
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        return ck_error_set(err, CK_E_UNAVAILABLE, "error dialing backend: tls: %s", eb);
+    }
+    *fdp = fd;
+    *sslp = ssl;
+    return 0;
 }
 
-static void relay_on_close(void *ctx)
+/* Spare connections: after an upgrade to a kubelet, a background thread dials the next one
+ * (TCP + TLS, resumed), so the next exec on that node skips the dial and the handshake (1-2 ms
+ * of its first byte).  One per kubelet, dropped after SPARE_MAX_AGE_MS (well inside httpd's
+ * 90 s idle timeout on the kubelet's side) or when the kubelet closed it. */
+#define SPARE_SLOTS 16
+#define SPARE_MAX_AGE_MS 30000
+
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        char *addr;      /* "host:port" */
+        int fd;
+        SSL *ssl;
+        int64_t born_ns;
+        bool dialing;
+    } s[SPARE_SLOTS];
+} spares = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void spare_drop_locked(size_t i)
 {
-    relay *r = ctx;
-    pthread_mutex_lock(&r->mu);
-    r->gone = true;
-    pthread_mutex_unlock(&r->mu);
-    wake(r);
-    relay_unref(r);
+    if (spares.s[i].ssl) {   /* fd is valid only with an ssl */
+        SSL_free(spares.s[i].ssl);
+        close(spares.s[i].fd);
+    }
+    spares.s[i].ssl = NULL;
+    spares.s[i].fd = -1;
+}
+
+static void spares_clear(void)
+{
+    pthread_mutex_lock(&spares.mu);
+    for (size_t i = 0; i < SPARE_SLOTS; i++)
+        spare_drop_locked(i);
+    pthread_mutex_unlock(&spares.mu);
+}
+
+/* The slot for addr (made if create; the oldest spare is given up for it). */
+static ssize_t spare_slot_locked(const char *addr, bool create)
+{
+    size_t victim = 0;
+    for (size_t i = 0; i < SPARE_SLOTS; i++) {
+        if (spares.s[i].addr && !strcmp(spares.s[i].addr, addr))
+            return (ssize_t)i;
+        if (!spares.s[i].addr ||
+            (spares.s[victim].addr && spares.s[i].born_ns < spares.s[victim].born_ns &&
+             !spares.s[i].dialing))
+            victim = i;
+    }
+    if (!create || (spares.s[victim].addr && spares.s[victim].dialing))
+        return -1;
+    spare_drop_locked(victim);
+    free(spares.s[victim].addr);
+    spares.s[victim].addr = xstrdup(addr);
+    spares.s[victim].born_ns = 0;
+    return (ssize_t)victim;
+}
+
+/* A live spare for host:port, if one is kept: true and *fd, *ssl are the caller's. */
+static bool spare_take(const char *host, int port, int *fd, SSL **ssl)
+{
+    cleanup_free char *addr = xasprintf("%s:%d", host, port);
+    bool got = false;
+    pthread_mutex_lock(&spares.mu);
+    ssize_t i = spare_slot_locked(addr, false);
+    if (i >= 0 && spares.s[i].ssl) {
+        /* the kubelet may have closed it (idle timeout, restart): FIN or RST shows at once */
+        struct pollfd pf = {spares.s[i].fd, POLLRDHUP, 0};
+        bool fresh = ck_now_ns() - spares.s[i].born_ns < SPARE_MAX_AGE_MS * 1000000LL;
+        if (fresh && poll(&pf, 1, 0) == 0) {
+            *fd = spares.s[i].fd;
+            *ssl = spares.s[i].ssl;
+            spares.s[i].fd = -1;
+            spares.s[i].ssl = NULL;
+            got = true;
+        } else {
+            spare_drop_locked((size_t)i);
+        }
+    }
+    pthread_mutex_unlock(&spares.mu);
+    return got;
+}
+
+static void *spare_dialer(void *arg)
+{
+    char *addr = arg;
+    char *colon = strrchr(addr, ':');
+    *colon = '\0';
+    int fd = -1;
+    SSL *ssl = NULL;
+    ck_error *e = NULL;
+    if (kubelet_connect(addr, atoi(colon + 1), &fd, &ssl, NULL, &e) < 0)
+        ck_error_free(e);
+    *colon = ':';
+    pthread_mutex_lock(&spares.mu);
+    ssize_t i = spare_slot_locked(addr, true);
+    if (i >= 0) {
+        spares.s[i].dialing = false;
+        spare_drop_locked((size_t)i);
+        if (ssl) {
+            spares.s[i].fd = fd;
+            spares.s[i].ssl = ssl;
+            spares.s[i].born_ns = ck_now_ns();
+            ssl = NULL;
+        }
+    }
+    pthread_mutex_unlock(&spares.mu);
+    if (ssl) {
+        SSL_free(ssl);
+        close(fd);
+    }
+    free(addr);
+    return NULL;
+}
+
+/* Dial the next spare for host:port in the background, unless one is kept or on its way. */
+static void spare_refill(const char *host, int port)
+{
+    char *addr = xasprintf("%s:%d", host, port);
+    pthread_mutex_lock(&spares.mu);
+    ssize_t i = spare_slot_locked(addr, true);
+    bool go = i >= 0 && !spares.s[i].ssl && !spares.s[i].dialing;
+    if (go)
+        spares.s[i].dialing = true;
+    pthread_mutex_unlock(&spares.mu);
+    if (!go) {
+        free(addr);
+        return;
+    }
+    pthread_t th;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &a, spare_dialer, addr) != 0) {
+        pthread_mutex_lock(&spares.mu);
+        spares.s[i].dialing = false;
+        pthread_mutex_unlock(&spares.mu);
+        free(addr);
+    }
+    pthread_attr_destroy(&a);
+}
+
+/* ---- the relay ----
+ *
+ * One thread per session owns both TLS connections (the kubelet's, and the client's, taken out
+ * of httpd after the 101): it decrypts a record from one side into a 16 KiB buffer that stays in
+ * cache and encrypts it at once for the other.  Both SSLs run over our own BIO: socket reads of
+ * up to 256 KiB that OpenSSL's record reads are served from (one read(2) per 16 records in bulk,
+ * not one each), and records appended to a wire buffer that leaves in one send(2) however many
+ * records a round made.  No hand-off to httpd's thread, no batch buffers.  Back-pressure: a side
+ * is read only while the other side's wire holds less than WIRE_HIGH, so a slow reader stalls
+ * the writer on the far end instead of growing us (both ways: a client's input waits in its own
+ * socket when the kubelet does not take it). */
+
+#define WIRE_HIGH (256u * 1024)   /* records ahead of a socket: read the other side no further */
+#define WIRE_LIMIT (4u << 20)     /* hard bound (WIRE_HIGH + one round's records in practice) */
+#define RAW_KUBELET (256u * 1024) /* one read(2) from the kubelet: as SO_RCVLOWAT in bulk */
+#define RAW_CLIENT (32u * 1024)   /* the client sends keystrokes and control frames */
+#define PLAIN_CHUNK 16384         /* one TLS record's plaintext */
+#define LINGER_MS 1000            /* as httpd: read the client's leftovers before closing */
+
+typedef struct side {
+    int fd;
+    SSL *ssl;
+    char *raw;              /* bytes read from fd, not yet taken by OpenSSL */
+    size_t raw_cap, raw_off, raw_len;
+    bool may_read;          /* the BIO may call read(2): the socket was readable (see bio_read) */
+    bool sock_eof;          /* read(2) returned 0 */
+    char *wire;             /* records for fd, from SSL_write */
+    size_t wire_cap, wire_off, wire_len;
+    bool eof;               /* no more plaintext comes from this side (close_notify, EOF, error) */
+    bool failed;            /* writing to it failed: the peer is gone */
+} side;
+
+static size_t wire_pending(const side *s)
+{
+    return s->wire_len - s->wire_off;
+}
+
+static BIO_METHOD *side_meth;
+static pthread_once_t side_once = PTHREAD_ONCE_INIT;
+
+/* Bytes for the socket, after those queued (the relay bounds the wire by reading no further). */
+static int wire_append(side *s, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (s->wire_off == s->wire_len)
+        s->wire_off = s->wire_len = 0;
+    if (s->wire_len + len > s->wire_cap && s->wire_off) {
+        memmove(s->wire, s->wire + s->wire_off, s->wire_len - s->wire_off);
+        s->wire_len -= s->wire_off;
+        s->wire_off = 0;
+    }
+    if (s->wire_len + len > s->wire_cap) {
+        size_t cap = s->wire_cap ? s->wire_cap : 64 * 1024;
+        while (cap < s->wire_len + len)
+            cap *= 2;
+        if (cap > WIRE_LIMIT)
+            return -1;
+        s->wire = xrealloc(s->wire, cap);
+        s->wire_cap = cap;
+    }
+    memcpy(s->wire + s->wire_len, data, len);
+    s->wire_len += len;
+    return 0;
+}
+
+/* TLS records go to the wire, never a retry. */
+static int side_bio_write(BIO *b, const char *data, int len)
+{
+    side *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    return wire_append(s, data, (size_t)len) < 0 ? -1 : len;
+}
+
+/* Up to len bytes from the socket through raw: >0, 0 at EOF, -1 if none now (EAGAIN, or no
+ * read allowed this wake), -2 on an error.  raw is filled with one read(2) at a time, and no
+ * further read is tried once one came back short (the socket was empty then; poll says when it
+ * is not), so a wake costs one read, not one per record. */
+static int raw_take(side *s, char *data, size_t len)
+{
+    if (s->raw_off == s->raw_len) {
+        if (s->sock_eof)
+            return 0;
+        if (!s->may_read)
+            return -1;
+        ssize_t n;
+        do
+            n = read(s->fd, s->raw, s->raw_cap);
+        while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            s->sock_eof = true;
+            return 0;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -2;
+            s->may_read = false;
+            return -1;
+        }
+        if ((size_t)n < s->raw_cap)
+            s->may_read = false;
+        s->raw_off = 0;
+        s->raw_len = (size_t)n;
+    }
+    size_t n = s->raw_len - s->raw_off;
+    if (n > len)
+        n = len;
+    memcpy(data, s->raw + s->raw_off, n);
+    s->raw_off += n;
+    return (int)n;
+}
+
+/* OpenSSL's reads (read-ahead: as much as its record buffer takes) come from raw. */
+static int side_bio_read(BIO *b, char *data, int len)
+{
+    side *s = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    int n = raw_take(s, data, (size_t)len);
+    if (n == -1)
+        BIO_set_retry_read(b);
+    return n < 0 ? -1 : n;
+}
+
+static long side_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    side *s = BIO_get_data(b);
+    (void)num, (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return s && s->sock_eof && s->raw_off == s->raw_len;
+    default:
+        return 0;
+    }
+}
+
+static int side_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void side_meth_init(void)
+{
+    side_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ckube relay");
+    if (!side_meth)
+        return;
+    BIO_meth_set_write(side_meth, side_bio_write);
+    BIO_meth_set_read(side_meth, side_bio_read);
+    BIO_meth_set_ctrl(side_meth, side_bio_ctrl);
+    BIO_meth_set_create(side_meth, side_bio_create);
+}
+
+/* Put ssl (handshake done, on fd) on our BIO; records it read ahead stay in it.  s owns fd and
+ * ssl from here on, also when this fails. */
+static int side_init(side *s, int fd, SSL *ssl, size_t raw_cap)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = fd;
+    s->ssl = ssl;
+    s->raw_cap = raw_cap;
+    s->raw = xmalloc(raw_cap);
+    s->may_read = true;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (!ssl)
+        return 0;   /* a plain client (a server without TLS) */
+    pthread_once(&side_once, side_meth_init);
+    BIO *b = side_meth ? BIO_new(side_meth) : NULL;
+    if (!b)
+        return -1;
+    BIO_set_data(b, s);
+    SSL_set_bio(ssl, b, b);
+    /* httpd's connections give their record buffers back when idle; a relay keeps them (no
+     * malloc and free per record) */
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    return 0;
+}
+
+static void side_free(side *s)
+{
+    if (s->ssl)
+        SSL_free(s->ssl);   /* and our BIO */
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->raw);
+    free(s->wire);
+}
+
+/* Plaintext into records on s's wire (never blocks: the BIO only appends). */
+static int side_write(side *s, const char *data, size_t len)
+{
+    if (!s->ssl) {
+        if (wire_append(s, data, len) < 0)
+            s->failed = true;
+        return s->failed ? -1 : 0;
+    }
+    while (len > 0) {
+        int n = SSL_write(s->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
+        if (n <= 0) {
+            ERR_clear_error();
+            s->failed = true;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Records from src, decrypted and encrypted again for dst, while dst's wire has room. */
+static size_t pump(side *src, side *dst, char *plain)
+{
+    size_t moved = 0;
+    while (!src->eof && !dst->failed && wire_pending(dst) < WIRE_HIGH) {
+        int n;
+        if (src->ssl) {
+            /* (the error queue is empty: every failure below clears it) */
+            n = SSL_read(src->ssl, plain, PLAIN_CHUNK);
+            if (n <= 0) {
+                int e = SSL_get_error(src->ssl, n);
+                ERR_clear_error();
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    src->eof = true;   /* close_notify, a dirty close, or an error */
+                break;
+            }
+        } else {
+            n = raw_take(src, plain, PLAIN_CHUNK);
+            if (n <= 0) {
+                if (n != -1)
+                    src->eof = true;
+                break;
+            }
+        }
+        if (side_write(dst, plain, (size_t)n) < 0)
+            break;
+        moved += (size_t)n;
+    }
+    return moved;
+}
+
+/* The wire to the socket: one send for everything queued, unless the socket is full. */
+static void flush_wire(side *s)
+{
+    while (!s->failed && s->wire_off < s->wire_len) {
+        ssize_t n = send(s->fd, s->wire + s->wire_off, s->wire_len - s->wire_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            s->wire_off += (size_t)n;
+            if (s->wire_off < s->wire_len)
+                return;   /* a short write: the socket is full, poll says when it is not */
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        s->failed = true;
+    }
+    if (s->wire_off == s->wire_len)
+        s->wire_off = s->wire_len = 0;
 }
 
 static void set_rcvlowat(int fd, int lowat)
@@ -337,136 +722,139 @@ static void set_rcvlowat(int fd, int lowat)
     setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
 }
 
+static int relays_active;   /* atomic: relay threads running */
+
+int ck_podproxy_relays_active(void)
+{
+    return __atomic_load_n(&relays_active, __ATOMIC_ACQUIRE);
+}
+
+typedef struct relay {
+    side k, c;              /* the kubelet, the client */
+    char *label;            /* for the log */
+    int64_t t0_ns;          /* the request reached the handler */
+    int64_t ready_ns;       /* the client's socket is ours (its 101 queued) */
+} relay;
+
+static void relay_free(relay *r)
+{
+    side_free(&r->k);
+    side_free(&r->c);
+    free(r->label);
+    free(r);
+}
+
+/* Write what is left on s's wire, waiting for the socket at most ms. */
+static void drain_wire(side *s, int ms)
+{
+    int64_t until = ck_now_ns() + (int64_t)ms * 1000000;
+    for (;;) {
+        flush_wire(s);
+        if (s->failed || !wire_pending(s))
+            return;
+        int64_t left = (until - ck_now_ns()) / 1000000;
+        if (left <= 0)
+            return;
+        struct pollfd pf = {s->fd, POLLOUT, 0};
+        poll(&pf, 1, (int)left);
+    }
+}
+
 static void *relay_thread(void *arg)
 {
     relay *r = arg;
-    char *buf = NULL;       /* one batch from the kubelet, handed to httpd without a copy */
-    const size_t bufsz = 1 << 20;
-    /* batches are recycled (no page faults per MiB); at most 6 out, then plain buffers */
-    ck_bufpool *pool = ck_bufpool_new(bufsz, 4);
-    bool pooled = false;
-    ck_buf w;               /* bytes being written to the kubelet */
-    ck_buf_init(&w, IN_LIMIT);
-    size_t woff = 0;
-    int flags = fcntl(r->fd, F_GETFL);
-    fcntl(r->fd, F_SETFL, flags | O_NONBLOCK);
-    bool kubelet_eof = false;
+    side *k = &r->k, *c = &r->c;
+    char *plain = xmalloc(PLAIN_CHUNK);
+    int64_t last_ns = ck_now_ns();
     /* bulk coalescing (as the node side, streams.h): once 1 MiB came down, poll wakes when
-     * 256 KiB wait on the socket (SO_RCVLOWAT) or after 1 ms; 100 ms without data ends it */
+     * 256 KiB wait on the kubelet's socket (SO_RCVLOWAT) or after 1 ms; 100 ms without data
+     * ends it */
     uint64_t down_total = 0;
     bool bulk = false;
     int64_t last_down_ns = 0;
+    int64_t first_down_ns = 0, start_ns = ck_now_ns();
+    uint64_t total_up = 0, total_down = 0;
     for (;;) {
-        pthread_mutex_lock(&r->mu);
-        bool gone = r->gone;
-        if (woff == w.len && r->inq.len) {   /* swap buffers rather than copy */
-            ck_buf done = w;
-            w = r->inq;
-            r->inq = done;
-            ck_buf_reset(&r->inq);
-            woff = 0;
-        }
-        pthread_mutex_unlock(&r->mu);
-        if (gone)
-            break;
-        bool want_r = false, want_w = false;
-        while (woff < w.len) {
-            int n = SSL_write(r->ssl, w.data + woff, (int)(w.len - woff));
-            if (n > 0) {
-                woff += (size_t)n;
-                r->last_ns = ck_now_ns();
-                continue;
-            }
-            int e = SSL_get_error(r->ssl, n);
-            if (e == SSL_ERROR_WANT_WRITE)
-                want_w = true;
-            else if (e == SSL_ERROR_WANT_READ)
-                want_r = true;
-            else
-                kubelet_eof = true;
-            break;
-        }
-        bool room = ck_http_stream_pending(r->hs) < HIGH_WATER;
-        size_t got = 0;
-        /* batch reads into one write: each write is a trip to httpd's I/O thread */
-        while (room && !kubelet_eof && got < bufsz) {
-            if (!buf) {
-                pooled = ck_bufpool_outstanding(pool) < 6;
-                buf = pooled ? ck_bufpool_get(pool) : xmalloc(bufsz);
-            }
-            int n = SSL_read(r->ssl, buf + got, (int)(bufsz - got));
-            if (n > 0) {
-                r->last_ns = ck_now_ns();
-                got += (size_t)n;
-                continue;
-            }
-            int e = SSL_get_error(r->ssl, n);
-            if (e == SSL_ERROR_WANT_READ)
-                want_r = true;
-            else if (e == SSL_ERROR_WANT_WRITE)
-                want_w = true;
-            else
-                kubelet_eof = true;
-            break;
-        }
-        if (got) {
-            down_total += got;
-            last_down_ns = ck_now_ns();
+        size_t down = pump(k, c, plain);
+        flush_wire(c);
+        size_t up = pump(c, k, plain);
+        flush_wire(k);
+        flush_wire(c);   /* a read may have made records of its own (a KeyUpdate answer) */
+        int64_t now = ck_now_ns();
+        if (down || up)
+            last_ns = now;
+        if (down && !first_down_ns)
+            first_down_ns = now;
+        total_up += up;
+        total_down += down;
+        if (down) {
+            down_total += down;
+            last_down_ns = now;
             if (!bulk && down_total >= BULK_AFTER) {
                 bulk = true;
-                set_rcvlowat(r->fd, BULK_READ);
+                set_rcvlowat(k->fd, BULK_READ);
             }
-        } else if (bulk && ck_now_ns() - last_down_ns > 100 * 1000000LL) {
+        } else if (bulk && now - last_down_ns > 100 * 1000000LL) {
             bulk = false;
             down_total = 0;
-            set_rcvlowat(r->fd, 1);
+            set_rcvlowat(k->fd, 1);
         }
-        if (got) {
-            int wrc;
-            if (pooled && got < 64 * 1024) {   /* a small batch: copy, recycle the buffer */
-                char *small = xmalloc(got);
-                memcpy(small, buf, got);
-                ck_bufpool_release(buf);
-                wrc = ck_http_stream_write_owned(r->hs, small, got);
-            } else if (pooled) {
-                wrc = ck_http_stream_write_ref(r->hs, buf, got, ck_bufpool_release);
-            } else {
-                if (bufsz - got > 64 * 1024)
-                    buf = xrealloc(buf, got);
-                wrc = ck_http_stream_write_owned(r->hs, buf, got);
-            }
-            buf = NULL;
-            if (wrc < 0)
-                break;   /* the client is gone */
-        }
-        room = ck_http_stream_pending(r->hs) < HIGH_WATER;
-        if (kubelet_eof)
+        if (k->failed || c->failed)
             break;
-        if (ck_now_ns() - r->last_ns > (int64_t)cfg.idle_ms * 1000000) {
-            log_info("podproxy: idle timeout");
+        if (k->eof && !wire_pending(c))
+            break;   /* the kubelet ended the session and everything went out */
+        if (c->eof)
+            break;   /* the client is gone */
+        if (now - last_ns > (int64_t)cfg.idle_ms * 1000000) {
+            log_info("podproxy: %s: idle timeout", r->label);
             break;
         }
-        struct pollfd pf[2] = {{r->wake_r, POLLIN, 0}, {r->fd, 0, 0}};
-        if (want_r || (room && !want_w))
+        struct pollfd pf[2] = {{k->fd, 0, 0}, {c->fd, 0, 0}};
+        if (!k->eof && wire_pending(c) < WIRE_HIGH)
+            pf[0].events |= POLLIN;
+        if (wire_pending(k))
+            pf[0].events |= POLLOUT;
+        if (!c->eof && !k->eof && wire_pending(k) < WIRE_HIGH)
             pf[1].events |= POLLIN;
-        if (want_w)
+        if (wire_pending(c))
             pf[1].events |= POLLOUT;
-        /* read-ahead may hold whole records the socket no longer shows as readable */
-        poll(pf, 2, SSL_has_pending(r->ssl) && room ? 0 : !room || bulk ? 1 : 1000);
-        char drain[256];
-        while (read(r->wake_r, drain, sizeof drain) > 0)
-            ;
+        int64_t idle_left = (int64_t)cfg.idle_ms - (now - last_ns) / 1000000;
+        int timeout = bulk ? 1 : idle_left < 1000 ? (int)(idle_left > 0 ? idle_left : 0) : 1000;
+        if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+            break;
+        if (pf[0].revents || bulk)   /* bulk: a remainder under SO_RCVLOWAT is read after 1 ms */
+            k->may_read = true;
+        if (pf[1].revents)
+            c->may_read = true;
     }
-    ck_buf_free(&w);
-    if (pooled)
-        ck_bufpool_release(buf);
-    else
-        free(buf);
-    ck_bufpool_close(pool);
-    SSL_shutdown(r->ssl);
-    shutdown(r->fd, SHUT_RDWR);
-    ck_http_stream_end(r->hs);
-    relay_unref(r);
+    free(plain);
+    /* the server side of an exec's start: request -> socket taken -> first byte relayed */
+    log_info("podproxy: %s: relayed %llu bytes down, %llu up in %.1f ms; request -> relaying "
+             "%.1f ms, -> first byte down %.1f ms", r->label,
+             (unsigned long long)total_down, (unsigned long long)total_up,
+             (double)(ck_now_ns() - start_ns) / 1e6, (double)(r->ready_ns - r->t0_ns) / 1e6,
+             first_down_ns ? (double)(first_down_ns - r->t0_ns) / 1e6 : -1.0);
+    if (k->eof && !c->failed) {
+        /* as httpd ends a tunnel: the last bytes out, then the client's leftovers read (so the
+         * kernel does not answer them with a reset that eats ours) until it closes */
+        drain_wire(c, 10000);
+        int64_t until = ck_now_ns() + LINGER_MS * 1000000LL;
+        char tmp[4096];
+        for (int64_t left; (left = (until - ck_now_ns()) / 1000000) > 0;) {
+            struct pollfd pf = {c->fd, POLLIN, 0};
+            if (poll(&pf, 1, (int)left) <= 0 || read(c->fd, tmp, sizeof tmp) == 0)
+                break;
+        }
+    } else if (!k->failed) {
+        drain_wire(k, 1000);
+        ERR_clear_error();
+        SSL_shutdown(k->ssl);   /* close_notify to the kubelet */
+        flush_wire(k);
+        ERR_clear_error();
+    }
+    shutdown(k->fd, SHUT_RDWR);
+    relay_free(r);
+    __atomic_sub_fetch(&relays_active, 1, __ATOMIC_ACQ_REL);
     return NULL;
 }
 
@@ -567,33 +955,37 @@ void ck_podproxy_serve(ck_reqctx *c)
     ck_buf_addstr(&rq, "\r\n");
     free(container);
 
-    SSL_CTX *ctx = NULL;
     SSL *ssl = NULL;
-    int fd = dial(host, port, &e);
-    if (fd >= 0)
-        ctx = client_ctx(&e);
-    if (ctx) {
-        ssl = SSL_new(ctx);
-        SSL_CTX_free(ctx);
-        SSL_set_fd(ssl, fd);
-        SSL_set_tlsext_host_name(ssl, host);
-        session_attach(ssl, host, port);
-        if (SSL_connect(ssl) != 1) {
-            unsigned long le = ERR_get_error();
-            char eb[256];
-            ERR_error_string_n(le, eb, sizeof eb);
-            ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: tls: %s", eb);
-        } else if (SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len) {
-            ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
-        }
-    }
-    ck_buf_free(&rq);
-    free(host);
+    int fd = -1;
+    int64_t t_dial = ck_now_ns(), t_tls = 0;
     ck_buf head;
     ck_buf_init(&head, HEAD_LIMIT + 8192);
     size_t hlen = 0;
+    bool spare = spare_take(host, port, &fd, &ssl);
+    if (!spare)
+        kubelet_connect(host, port, &fd, &ssl, &t_tls, &e);
+    if (!e && SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len)
+        ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
     if (!e)
         read_head(ssl, &head, &hlen, &e);
+    if (e && spare && head.len == 0) {
+        /* the spare died under us before the kubelet read anything: dial as usual */
+        ck_error_free(e);
+        e = NULL;
+        ERR_clear_error();
+        SSL_free(ssl);
+        close(fd);
+        spare = false;
+        if (kubelet_connect(host, port, &fd, &ssl, &t_tls, &e) == 0 &&
+            SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len)
+            ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
+        if (!e)
+            read_head(ssl, &head, &hlen, &e);
+    }
+    if (!e)
+        spare_refill(host, port);   /* for the next exec on this node */
+    ck_buf_free(&rq);
+    free(host);
     if (e) {
         log_info("podproxy: %s %s/%s: %s after %.1f ms", sub, rt->namespace_, rt->name, e->msg,
                  (double)(ck_now_ns() - t0) / 1e6);
@@ -607,9 +999,14 @@ void ck_podproxy_serve(ck_reqctx *c)
     int status = 0;
     sscanf(head.data, "HTTP/1.%*d %d", &status);
     /* (a slow upgrade shows here: pod and node lookup, dial, TLS, the kubelet's answer) */
-    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms (TLS %s)", sub,
-             rt->namespace_, rt->name, status, (double)(ck_now_ns() - t0) / 1e6,
-             SSL_session_reused(ssl) ? "resumed" : "full handshake");
+    log_info("podproxy: %s %s/%s: kubelet answered %d after %.1f ms (TLS %s%s; request queued, "
+             "authenticated, authorized %.1f ms; pod and node read %.1f ms; dial, TLS, the "
+             "kubelet's answer %.1f ms, of it TLS %.1f ms)", sub, rt->namespace_, rt->name, status,
+             (double)(ck_now_ns() - t0) / 1e6,
+             SSL_session_reused(ssl) ? "resumed" : "full handshake",
+             spare ? ", dialed ahead" : "",
+             (double)(t0 - req->received_ns) / 1e6, (double)(t_dial - t0) / 1e6,
+             (double)(ck_now_ns() - t_dial) / 1e6, (double)t_tls / 1e6);
     /* headers worth passing on */
     ck_buf out;
     ck_buf_init(&out, HEAD_LIMIT);
@@ -657,42 +1054,64 @@ void ck_podproxy_serve(ck_reqctx *c)
         return;
     }
     free(ctype);
-    relay *r = xcalloc(1, sizeof *r);
-    pthread_mutex_init(&r->mu, NULL);
-    int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-        abort();
-    r->wake_r = p[0];
-    r->wake_w = p[1];
-    r->ssl = ssl;
-    r->fd = fd;
-    r->refs = 2;   /* the relay thread + httpd's on_close */
-    r->last_ns = ck_now_ns();
-    ck_buf_init(&r->inq, IN_LIMIT);
+    ck_http_taken t;
     c->status = 101;
     c->responded = true;
-    ck_http_stream *hs = ck_http_upgrade(c->resp, out.data, relay_on_data, relay_on_close, r);
-    ck_buf_free(&out);
-    if (!hs) {
-        r->refs = 1;
-        relay_unref(r);
+    int64_t t1 = ck_now_ns();
+    if (ck_http_upgrade_take(c->resp, out.data, &t, &e) < 0) {
+        log_info("podproxy: %s %s/%s: %s", sub, rt->namespace_, rt->name, e->msg);
+        ck_error_free(e);
+        ck_buf_free(&out);
         ck_buf_free(&head);
+        SSL_free(ssl);
+        close(fd);
         return;
     }
-    /* bytes the kubelet sent right after its 101 */
-    if (head.len > hlen)
-        ck_http_stream_write(hs, head.data + hlen, head.len - hlen);
+    ck_buf_free(&out);
+    cleanup_free char *label = xasprintf("%s %s/%s", sub, rt->namespace_, rt->name);
+    log_debug("podproxy: %s: client socket taken after %.2f ms", label,
+              (double)(ck_now_ns() - t1) / 1e6);
+    ck_podproxy_relay_start(fd, ssl, &t, head.data + hlen, head.len - hlen, label, t0);
     ck_buf_free(&head);
-    pthread_mutex_lock(&r->mu);
-    r->hs = hs;
-    pthread_mutex_unlock(&r->mu);
+}
+
+int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *client,
+                            const char *early, size_t early_len, const char *label,
+                            int64_t t0_ns)
+{
+    relay *r = xcalloc(1, sizeof *r);
+    r->label = xstrdup(label);
+    r->t0_ns = t0_ns;
+    r->ready_ns = ck_now_ns();
+    r->c.fd = -1;
+    int rc = side_init(&r->k, kubelet_fd, kubelet_ssl, RAW_KUBELET);
+    if (rc == 0) {
+        rc = side_init(&r->c, client->fd, client->ssl, RAW_CLIENT);   /* r owns them now */
+        client->fd = -1;
+        client->ssl = NULL;
+    }
+    if (rc == 0) {
+        /* first the 101 httpd could not send yet, then what the kubelet sent after its 101 and
+         * the client after its request */
+        wire_append(&r->c, client->unsent, client->unsent_len);
+        if (early_len)
+            side_write(&r->c, early, early_len);
+        if (client->input_len)
+            side_write(&r->k, client->input, client->input_len);
+        flush_wire(&r->c);
+    }
+    ck_http_taken_free(client);
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &a, relay_thread, r) != 0) {
-        ck_http_stream_end(hs);
-        relay_unref(r);
+    __atomic_add_fetch(&relays_active, 1, __ATOMIC_ACQ_REL);
+    if (rc != 0 || pthread_create(&th, &a, relay_thread, r) != 0) {
+        log_warn("podproxy: %s: cannot start the relay", r->label);
+        relay_free(r);
+        __atomic_sub_fetch(&relays_active, 1, __ATOMIC_ACQ_REL);
+        rc = -1;
     }
     pthread_attr_destroy(&a);
+    return rc;
 }

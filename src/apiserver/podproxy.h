@@ -8,10 +8,15 @@
  * answers the client with the kubelet's 101 headers and relays raw bytes both ways (websocket or
  * SPDY alike: the relay does not parse them).  A non-101 answer is passed back as is.
  *
- * Back-pressure and limits: kubelet -> client is read only while the client has less than 4 MiB
- * unsent; client -> kubelet waits in a queue of at most 16 MiB (beyond it the session ends).
- * Both directions idle for idle_timeout (default 4 h) close the session.  One thread per open
- * session; no stream is ever buffered whole.
+ * After the 101 the client's connection is taken out of httpd (ck_http_upgrade_take) and one
+ * thread per session relays both TLS connections itself (records decrypted and encrypted again,
+ * nothing parsed).  The next connection to a kubelet is dialed ahead in the background (one
+ * spare per kubelet, at most 30 s old), so an exec does not wait for the dial and handshake.
+ *
+ * Back-pressure and limits: each side is read only while the other side has less than 256 KiB
+ * of records waiting for its socket, so a slow reader (either way) stalls the writer at the far
+ * end; nothing grows.  Both directions idle for idle_timeout (default 4 h) close the session.
+ * No stream is ever buffered whole.
  */
 #ifndef CK_APISERVER_PODPROXY_H
 #define CK_APISERVER_PODPROXY_H
@@ -19,6 +24,7 @@
 #include <stdbool.h>
 
 #include "apiserver/apiserver.h"
+#include "lib/httpd.h"
 
 /* Kubelet client settings (all optional; call before serving).  Without a CA the kubelet's
  * serving certificate is not verified, as kube-apiserver without --kubelet-certificate-authority. */
@@ -29,5 +35,17 @@ void ck_podproxy_configure(const char *client_cert, const char *client_key, cons
 bool ck_podproxy_handles(const ck_route *rt);
 /* Answer the request (upgrade + relay, or an error Status). */
 void ck_podproxy_serve(ck_reqctx *c);
+
+/* The relay alone (ck_podproxy_serve uses it; also for tests): a thread relays the kubelet's
+ * connection (kubelet_fd with kubelet_ssl, handshake done) and the taken client connection
+ * until either ends, the idle timeout passes, or a write fails.  `early`: plaintext the kubelet
+ * sent after its 101, for the client.  Takes ownership of the fds and SSLs (and frees client's
+ * buffers) in every case.  t0_ns: when the request came (for the log).  0, or -1 if the thread
+ * could not start (everything closed). */
+int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *client,
+                            const char *early, size_t early_len, const char *label,
+                            int64_t t0_ns);
+/* Relay threads running now (tests wait for 0; a gauge for the curious). */
+int ck_podproxy_relays_active(void);
 
 #endif

@@ -65,6 +65,15 @@ void ck_connio_keep_buffers(ck_connio *io);
 /* shutdown(SHUT_WR) on a plain socket (a TLS connection sends nothing: dirty close, as before). */
 void ck_connio_shutdown_write(ck_connio *io);
 int ck_connio_fd(ck_connio *io);
+/* Hand the socket over to another owner (an upgraded tunnel that relays it from its own thread):
+ * the plaintext output is encrypted, and what the socket has not taken yet (TLS records, or the
+ * plain output) is moved to `unsent`, to be written before anything else; the plaintext already
+ * read is moved to `input` (TLS records read ahead stay in the SSL, whose BIO becomes a socket
+ * BIO without close-on-free).  *fd (still nonblocking) and *ssl (NULL: plain) are the caller's
+ * from then on, and io no longer watches the socket; free io as usual.  -1 if encrypting
+ * failed (then nothing is handed over). */
+int ck_connio_detach(ck_connio *io, int *fd, SSL **ssl, struct evbuffer *unsent,
+                     struct evbuffer *input);
 /* Closes the socket, frees the SSL and both buffers (deferred while a callback runs). */
 void ck_connio_free(ck_connio *io);
 

@@ -92,6 +92,17 @@ enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
 #define EV_STREAM_END   0x04u
 #define EV_ABORT        0x08u
 #define EV_UPGRADE      0x10u
+#define EV_TAKE         0x20u   /* upgrade, then hand the socket to c->take's waiter */
+
+/* ck_http_upgrade_take's rendezvous with the I/O thread (on the waiter's stack). */
+struct take {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool done, ok;
+    int fd;
+    SSL *ssl;
+    struct evbuffer *unsent, *input;
+};
 
 struct conn;
 
@@ -138,6 +149,7 @@ struct conn {
     unsigned events;
     bool wake_scheduled, gone, resp_close;
     ck_http_stream *stream;     /* the started stream or tunnel; the conn holds a reference */
+    struct take *take;          /* an upgrade waiting to take the socket (EV_TAKE) */
     size_t io_pending;          /* atomic: bytes in the socket's output buffer */
     struct conn *wnext;         /* on the server's wake list (while wake_scheduled) */
     /* I/O thread only */
@@ -439,6 +451,82 @@ ck_http_stream *ck_http_upgrade(ck_http_resp *resp, const char *extra_headers,
     return stream_open(resp, b, EV_UPGRADE, true, on_data, on_close, ctx);
 }
 
+static void take_finish(struct take *t, bool ok)
+{
+    pthread_mutex_lock(&t->mu);
+    t->ok = ok;
+    t->done = true;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int ck_http_upgrade_take(ck_http_resp *resp, const char *extra_headers, ck_http_taken *out,
+                         ck_error **err)
+{
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
+    if (!resp_claim(resp))
+        return ck_error_set(err, CK_E_INTERNAL, "request already answered");
+    struct conn *c = resp->c;
+    struct take t = {.fd = -1, .unsent = evbuffer_new(), .input = evbuffer_new()};
+    pthread_mutex_init(&t.mu, NULL);
+    pthread_cond_init(&t.cond, NULL);
+    pthread_mutex_lock(&c->mu);
+    bool gone = c->gone;
+    if (!gone) {
+        evbuffer_add_printf(c->outbox, "HTTP/1.1 101 Switching Protocols\r\n");
+        if (extra_headers && *extra_headers)
+            evbuffer_add(c->outbox, extra_headers, strlen(extra_headers));
+        evbuffer_add(c->outbox, "\r\n", 2);
+        c->take = &t;
+        c->events |= EV_TAKE;
+        schedule_wake_locked(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    resp_unref(resp);
+    int rc = 0;
+    if (gone) {
+        rc = ck_error_set(err, CK_E_UNAVAILABLE, "the client went away before the upgrade");
+    } else {
+        /* one trip through the I/O thread's loop; conn_close answers it if the connection ends
+         * first (also at ck_httpd_stop) */
+        pthread_mutex_lock(&t.mu);
+        while (!t.done)
+            pthread_cond_wait(&t.cond, &t.mu);
+        pthread_mutex_unlock(&t.mu);
+        if (!t.ok) {
+            rc = ck_error_set(err, CK_E_UNAVAILABLE, "the client went away before the upgrade");
+        } else {
+            out->fd = t.fd;
+            out->ssl = t.ssl;
+            out->unsent_len = evbuffer_get_length(t.unsent);
+            out->input_len = evbuffer_get_length(t.input);
+            out->unsent = xmalloc(out->unsent_len + 1);
+            out->input = xmalloc(out->input_len + 1);
+            evbuffer_remove(t.unsent, out->unsent, out->unsent_len);
+            evbuffer_remove(t.input, out->input, out->input_len);
+        }
+    }
+    evbuffer_free(t.unsent);
+    evbuffer_free(t.input);
+    pthread_cond_destroy(&t.cond);
+    pthread_mutex_destroy(&t.mu);
+    return rc;
+}
+
+void ck_http_taken_free(ck_http_taken *t)
+{
+    free(t->unsent);
+    free(t->input);
+    t->unsent = t->input = NULL;
+    if (t->ssl)
+        SSL_free(t->ssl);
+    t->ssl = NULL;
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+}
+
 /* evbuffer cleanup for referenced data: extra is the release function */
 static void release_ref(const void *data, size_t len, void *extra)
 {
@@ -551,10 +639,14 @@ static void conn_close(struct conn *c)
     c->gone = true;
     ck_http_stream *s = c->stream;
     c->stream = NULL;
+    struct take *take = c->take;
+    c->take = NULL;
     if (s)
         s->closed = true;
     evbuffer_drain(c->outbox, evbuffer_get_length(c->outbox));
     pthread_mutex_unlock(&c->mu);
+    if (take)
+        take_finish(take, false);
 
     if (c->cur) {
         resp_free(c->cur);
@@ -634,6 +726,9 @@ static void conn_wake(struct conn *c)
     bool resp_close = c->resp_close;
     c->resp_close = false;
     ck_http_stream *started = c->stream;
+    struct take *take = (ev & EV_TAKE) ? c->take : NULL;
+    if (take)
+        c->take = NULL;
     size_t out = evbuffer_get_length(c->outbox);
     if (out) {
         /* no copy: the chains move (connio gathers them into TLS records) */
@@ -644,6 +739,18 @@ static void conn_wake(struct conn *c)
         ck_connio_flush(c->io);         /* written now; EV_WRITE only if the socket is full */
 
     if (ev & EV_ABORT) {
+        if (take)
+            take_finish(take, false);
+        conn_close(c);
+        return;
+    }
+    if (take) {
+        /* the socket (and the client's bytes after its request) go to the taker; the
+         * connection ends here without touching them */
+        bool ok = ck_connio_detach(c->io, &take->fd, &take->ssl, take->unsent, take->input) == 0;
+        if (ok)
+            c->ssl = NULL;
+        take_finish(take, ok);
         conn_close(c);
         return;
     }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "lib/error.h"
 
 typedef struct ck_httpd ck_httpd;
@@ -129,5 +131,24 @@ void ck_http_stream_release(ck_http_stream *s);
 typedef void (*ck_http_data_cb)(void *ctx, const char *data, size_t len);
 ck_http_stream *ck_http_upgrade(ck_http_resp *resp, const char *extra_headers,
                                 ck_http_data_cb on_data, ck_http_close_cb on_close, void *ctx);
+
+/* Upgrade and take the connection out of httpd: `101 Switching Protocols` with the given headers
+ * is queued, and once the I/O thread has it (one trip through its loop: this blocks that long)
+ * the caller owns the socket and relays it from its own thread, with no hand-off per write and
+ * none of httpd's buffering (the pod relay).  *out: the nonblocking fd; the SSL (NULL on a plain
+ * server) with a socket BIO that does not close fd; `unsent`, bytes to write to the socket before
+ * anything else (the 101's TLS records or plain bytes, whatever the socket did not take yet);
+ * `input`, plaintext the client sent after its request (more may wait inside the SSL).  httpd
+ * forgets the connection (ck_httpd_stop does not close it).  -1 and *err if the client is gone.
+ * Free with ck_http_taken_free (closes what is still set in it). */
+typedef struct ck_http_taken {
+    int fd;
+    SSL *ssl;
+    char *unsent, *input;
+    size_t unsent_len, input_len;
+} ck_http_taken;
+int ck_http_upgrade_take(ck_http_resp *resp, const char *extra_headers, ck_http_taken *out,
+                         ck_error **err);
+void ck_http_taken_free(ck_http_taken *t);
 
 #endif

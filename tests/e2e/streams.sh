@@ -279,11 +279,16 @@ for v in $VERSIONS; do
     [ $real = 1 ] && suite "real pod" rp /tmp 8080 blob "$tmp/www-blob"
 done
 # the relay keeps a TLS session per kubelet: after the first upgrade to each, handshakes resume
-nres=$(grep -ac 'kubelet answered 101 .*(TLS resumed)' server.log)
-nfull=$(grep -ac 'kubelet answered 101 .*(TLS full handshake)' server.log)
+# (also the spare connections it dials ahead), and most upgrades find a spare
+nres=$(grep -ac 'kubelet answered 101 .*(TLS resumed[;,]' server.log)
+nfull=$(grep -ac 'kubelet answered 101 .*(TLS full handshake[;,]' server.log)
+nspare=$(grep -ac 'kubelet answered 101 .*, dialed ahead;' server.log)
 [ "$nres" -gt 0 ] && [ "$nres" -gt "$nfull" ] &&
     ok "relay to the kubelets: $nres upgrades over resumed TLS sessions, $nfull full handshakes" ||
     notok "relay TLS resumption: $nres resumed, $nfull full handshakes"
+[ "$nspare" -gt $(( (nres + nfull) / 2 )) ] &&
+    ok "relay: $nspare of $((nres + nfull)) upgrades over a connection dialed ahead" ||
+    notok "relay spares: $nspare of $((nres + nfull)) upgrades over a connection dialed ahead"
 
 # the kubelet is killed and restarted: it adopts the running containers and attaches to their
 # shims again (same container, same stdin)

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -171,6 +172,45 @@ static void detach(void *(*fn)(void *), void *arg)
     pthread_detach(th);
 }
 
+static void raw_send(int fd, const char *s, size_t n);
+
+/* The owner of a taken connection (ck_http_upgrade_take): blocking I/O on its own thread.  It
+ * sends the 101 httpd left to it, then "early:" + the client's bytes after the request, then
+ * echoes until "quit" and closes the socket itself. */
+static void *taker(void *arg)
+{
+    ck_http_taken *t = arg;
+    fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) & ~O_NONBLOCK);
+    for (size_t off = 0; off < t->unsent_len;) {
+        ssize_t n = write(t->fd, t->unsent + off, t->unsent_len - off);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    cleanup_free char *early = xasprintf("early:%.*s", (int)t->input_len, t->input);
+    if (t->ssl)
+        SSL_write(t->ssl, early, (int)strlen(early));
+    else
+        raw_send(t->fd, early, strlen(early));
+    char buf[4096];
+    for (;;) {
+        int n = t->ssl ? SSL_read(t->ssl, buf, sizeof buf) : (int)read(t->fd, buf, sizeof buf);
+        if (n <= 0 || (n >= 4 && !memcmp(buf, "quit", 4)))
+            break;
+        if (t->ssl)
+            SSL_write(t->ssl, buf, n);
+        else
+            raw_send(t->fd, buf, (size_t)n);
+    }
+    ck_http_taken_free(t);
+    free(t);
+    pthread_mutex_lock(&T.mu);
+    T.closes++;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+    return NULL;
+}
+
 static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
 {
     const char *p = req->path;
@@ -241,6 +281,16 @@ static void handler(void *ctx, ck_http_req *req, ck_http_resp *resp)
     } else if (!strcmp(p, "/slow")) {
         ck_http_stream *s = ck_http_stream_start(resp, 200, "text/plain", NULL, on_close_count, NULL);
         detach(slow_writer, s);
+    } else if (!strcmp(p, "/take")) {
+        ck_http_taken *t = xcalloc(1, sizeof *t);
+        ck_error *e = NULL;
+        if (ck_http_upgrade_take(resp, "Connection: Upgrade\r\nUpgrade: test-tunnel\r\n", t,
+                                 &e) < 0) {
+            ck_error_free(e);
+            free(t);
+            return;
+        }
+        detach(taker, t);
     } else if (!strcmp(p, "/upgrade")) {
         struct tunnel *t = xcalloc(1, sizeof *t);
         pthread_mutex_init(&t->mu, NULL);
@@ -868,6 +918,37 @@ static void test_upgrade_tunnel(void **state)
     ck_buf_free(&r);
     close(fd);
     ck_httpd_stop(h);
+}
+
+/* An upgrade that takes the socket out of httpd: the 101 and the bytes sent after the request
+ * reach the new owner, which then talks to the client directly; the server stops cleanly with
+ * the taken connection still open, and the connection lives on without it. */
+static void test_upgrade_take(void **state)
+{
+    ck_httpd *h = start_plain();
+    int fd = raw_connect(ck_httpd_port(h));
+    const char *req = "GET /take HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      "Upgrade: test-tunnel\r\n\r\nafter-request";
+    raw_send(fd, req, strlen(req));
+    ck_buf r;
+    ck_buf_init(&r, 1 << 20);
+    raw_read(fd, &r, "early:after-request", 3000);
+    assert_true(!strncmp(r.data, "HTTP/1.1 101 Switching Protocols\r\n", 34));
+    assert_non_null(strstr(r.data, "\r\nUpgrade: test-tunnel\r\n\r\nearly:after-request"));
+    ck_buf_reset(&r);
+    raw_send(fd, "ping-1", 6);
+    raw_read(fd, &r, "ping-1", 3000);
+    assert_string_equal(r.data, "ping-1");
+    ck_httpd_stop(h);                              /* httpd forgot the connection */
+    ck_buf_reset(&r);
+    raw_send(fd, "ping-2", 6);
+    raw_read(fd, &r, "ping-2", 3000);
+    assert_string_equal(r.data, "ping-2");
+    raw_send(fd, "quit", 4);
+    assert_true(raw_read(fd, &r, NULL, 3000));     /* the owner closed it */
+    assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
+    ck_buf_free(&r);
+    close(fd);
 }
 
 /* Malformed and oversized requests: each answered with a status and a closed connection. */
@@ -1625,6 +1706,30 @@ static void test_tls_streams_and_tunnel(void **state)
     assert_int_equal(SSL_write(ssl, "quit", 4), 4);
     assert_true(tls_read(ssl, &r, NULL));
     assert_int_equal(t_wait_int(&T.closes, 2, 3000), 2);   /* /stream's and the tunnel's */
+    SSL_free(ssl);
+    close(fd);
+
+    /* the same through a taken connection: the 101's records and the SSL move to the taker */
+    fd = raw_connect(ck_httpd_port(h));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+    assert_int_equal(SSL_connect(ssl), 1);
+    const char *treq = "GET /take HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                       "Upgrade: test-tunnel\r\n\r\nsecret";
+    assert_int_equal(SSL_write(ssl, treq, (int)strlen(treq)), (int)strlen(treq));
+    ck_buf_reset(&r);
+    tls_read(ssl, &r, "early:secret");
+    assert_true(!strncmp(r.data, "HTTP/1.1 101 ", 13));
+    assert_non_null(strstr(r.data, "\r\n\r\nearly:secret"));
+    ck_buf_reset(&r);
+    assert_int_equal(SSL_write(ssl, "ping-taken", 10), 10);
+    tls_read(ssl, &r, "ping-taken");
+    assert_string_equal(r.data, "ping-taken");
+    assert_int_equal(SSL_write(ssl, "quit", 4), 4);
+    assert_true(tls_read(ssl, &r, NULL));
+    assert_int_equal(t_wait_int(&T.closes, 3, 3000), 3);
     ck_buf_free(&r);
     SSL_free(ssl);
     SSL_CTX_free(ctx);
@@ -1650,6 +1755,7 @@ int main(void)
         cmocka_unit_test(test_stream_client_disconnect),
         cmocka_unit_test(test_slow_stream_closed),
         cmocka_unit_test(test_upgrade_tunnel),
+        cmocka_unit_test(test_upgrade_take),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_mutated_requests),
         cmocka_unit_test(test_body_too_large),

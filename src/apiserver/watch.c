@@ -427,8 +427,10 @@ ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err)
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     /* the byte cap keeps a burst of big objects from holding 40,000 of them */
+    /* inline: on_note only encodes and queues bytes on a stream, so the store's writer may run
+     * the delivery right after its commit (no watch-thread and dispatch-thread wake a commit) */
     ck_watchcache_opts o = {.window_events = SHARED_WINDOW, .window_bytes = 64u << 20,
-                            .bookmark_interval_ms = 60000};
+                            .bookmark_interval_ms = 60000, .inline_delivery = true};
     h->shared = ck_watchcache_new(s->store, "/registry/", &o, err);
     if (!h->shared) {
         ck_error_wrap(err, "watch cache for /registry/");
@@ -474,6 +476,15 @@ void ck_watch_hub_free(ck_watch_hub *h)
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h);
+}
+
+void ck_watch_hub_rounds(ck_watch_hub *h, uint64_t *inline_rounds, uint64_t *thread_rounds)
+{
+    ck_watchcache_stats st = {0};
+    if (h && h->shared)
+        ck_watchcache_get_stats(h->shared, &st);
+    *inline_rounds = st.rounds_inline;
+    *thread_rounds = st.rounds_thread;
 }
 
 /* ---- serving ---- */

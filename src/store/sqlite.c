@@ -1363,6 +1363,7 @@ static void s_close(ck_store *s)
     if (st->ckpt_started)
         pthread_join(st->ckpt_th, NULL);
     ck__kvcache_free(st->cache);
+    free(st->inl_batch);
     for (int i = 0; i < N_READERS; i++)
         reader_close(&st->readers[i]);
     sqlite3_close(st->cdb);
@@ -1421,6 +1422,8 @@ int ck_store_sqlite_stats(ck_store *s, ck_sqlite_stats *out, ck_error **err)
     out->max_batch = atomic_load(&st->st_max_batch);
     out->compactions = atomic_load(&st->st_compactions);
     out->watch_resyncs = atomic_load(&st->st_resyncs);
+    out->watch_inline = atomic_load(&st->st_inline);
+    out->watch_queued = atomic_load(&st->st_queued);
     uint64_t hits, misses;
     size_t bytes;
     ck__kvcache_stats(st->cache, &hits, &misses, &bytes);
@@ -1443,4 +1446,5 @@ static const ck_store_ops sqlite_ops = {
     .watch_cancel = ck__sqlite_watch_cancel,
     .close = s_close,
     .write_async = s_write_async,
+    .watch_inline = ck__sqlite_watch_inline,
 };

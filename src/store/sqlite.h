@@ -26,6 +26,8 @@ typedef struct ck_sqlite_stats {
     int64_t max_batch;     /* most writes in one commit */
     int64_t compactions;   /* finished compactions */
     int64_t watch_resyncs; /* times a lagging watcher dropped its queue and re-read the log */
+    int64_t watch_inline;  /* commits delivered to a watcher by the writer itself ... */
+    int64_t watch_queued;  /* ... and queued for a watcher's thread */
     int64_t cache_hits;    /* gets answered from the value cache ... */
     int64_t cache_misses;  /* ... and read from the file */
     int64_t cache_bytes;   /* the value cache's size now */

@@ -138,7 +138,8 @@ run_case() {
         if [ -n "${PERF_THREADS:-}" ]; then
             awk -F, -v pods="$PODS" -v n="$name" '$4 != "" && $2 ~ /^[0-9.]+$/ {
                 t = $1; sub(/-[0-9]+$/, "", t); e = $4; sub(/^syscalls:sys_enter_/, "", e); sub(/^raw_syscalls:sys_enter/, "syscalls", e)
-                v[t " " e] += $2 } END { for (k in v) if (v[k] / pods >= 0.05) printf "%s perf per thread: %s %.2f a pod\n", n, k, v[k] / pods }' \
+                v[t " " e] += $2; tot[e] += $2 } END { for (k in v) if (v[k] / pods >= 0.05) printf "%s perf per thread: %s %.2f a pod\n", n, k, v[k] / pods
+                for (e in tot) printf "%s perf: all threads: %s %.3f a pod\n", n, e, tot[e] / pods }' \
                 "$tmp/$name-perf" | sort
         else
             awk -F, -v pods="$PODS" -v n="$name" '$3 != "" && $1 ~ /^[0-9.]+$/ {

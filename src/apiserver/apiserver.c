@@ -434,6 +434,11 @@ int cmd_apiserver(int argc, char **argv)
             goto out;
         }
         s.store = ck_store_open_sqlite(db, &err);
+        /* what follows a commit (watch events, answers) wakes the I/O thread once */
+        if (s.store &&
+            ck_store_sqlite_set_notify_hooks(s.store, ck_httpd_wake_hold, ck_httpd_wake_flush,
+                                             &err) < 0)
+            goto out;
     }
     if (!s.store)
         goto out;

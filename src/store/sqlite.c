@@ -477,8 +477,9 @@ static kvcache_op *cache_ops(sqlite_store *st, wreq *batch, size_t nops, size_t 
     return ops;
 }
 
-/* One group commit: every request in `batch` in one transaction. */
-static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
+/* One group commit: every request in `batch` in one transaction.  hooks: the notify hooks as
+ * they were when the batch was taken. */
+static void commit_batch(sqlite_store *st, wreq *batch, size_t nops, void (*hooks[2])(void))
 {
     ck_error *err = NULL;
     int64_t start_rev = st->rev;
@@ -512,12 +513,16 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
     atomic_fetch_add(&st->st_commits, 1);
     atomic_fetch_add(&st->st_writes, (long long)(st->rev - start_rev));
     stat_max(&st->st_max_batch, st->rev - start_rev);
+    if (hooks[0])
+        hooks[0]();
     if (st->rev != start_rev)
         ck__sqlite_publish(st, st->rev, evs, nev, build);
+    wake(st, batch);
+    if (hooks[1])
+        hooks[1]();
     for (size_t i = 0; i < nev; i++)
         ck__sqlite_sev_unref(evs[i]);
     free(evs);
-    wake(st, batch);
     return;
 
 rollback:
@@ -672,10 +677,11 @@ static void *writer_main(void *arg)
             bytes += r->len;
         }
         st->last_batch = nops;
+        void (*hooks[2])(void) = {st->notify_begin, st->notify_end};
         pthread_mutex_unlock(&st->qmu);
         wake(st, finished);
         if (batch)
-            commit_batch(st, batch, nops);
+            commit_batch(st, batch, nops, hooks);
         else if (st->cjob_done < st->cjob_target)
             compact_step(st);
         pthread_mutex_lock(&st->qmu);
@@ -1409,6 +1415,19 @@ int ck_store_sqlite_set_compaction(ck_store *s, int64_t interval_ms, int64_t kee
     st->comp_gen++;
     pthread_cond_broadcast(&st->ccond);   /* restart the timer with the new interval */
     pthread_mutex_unlock(&st->cmu);
+    return 0;
+}
+
+int ck_store_sqlite_set_notify_hooks(ck_store *s, void (*begin)(void), void (*end)(void),
+                                     ck_error **err)
+{
+    sqlite_store *st = as_sqlite(s, err);
+    if (!st)
+        return -1;
+    pthread_mutex_lock(&st->qmu);
+    st->notify_begin = begin && end ? begin : NULL;   /* both or neither */
+    st->notify_end = begin && end ? end : NULL;
+    pthread_mutex_unlock(&st->qmu);
     return 0;
 }
 

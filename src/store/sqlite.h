@@ -20,6 +20,14 @@
 int ck_store_sqlite_set_compaction(ck_store *s, int64_t interval_ms, int64_t keep_revisions,
                                    ck_error **err);
 
+/* Functions the writer calls on its thread around what follows each commit (the watch
+ * deliveries it makes itself and the write completions): begin before the first, end after the
+ * last.  The API server holds its HTTP server's I/O-thread wakes there (ck_httpd_wake_hold /
+ * ck_httpd_wake_flush), so a commit wakes the I/O thread once.  NULL: none.  Takes effect from
+ * the next batch; -1 (CK_E_INVALID) if s is not a SQLite store. */
+int ck_store_sqlite_set_notify_hooks(ck_store *s, void (*begin)(void), void (*end)(void),
+                                     ck_error **err);
+
 typedef struct ck_sqlite_stats {
     int64_t writes;        /* acknowledged successful writes */
     int64_t commits;       /* write transactions (each one WAL fsync) */

@@ -96,6 +96,7 @@ struct sqlite_store {
     int qlen;                 /* requests queued */
     bool stopping;
     bool gathering;           /* the writer waits for more writes before a commit (gather()) */
+    void (*notify_begin)(void), (*notify_end)(void);   /* ck_store_sqlite_set_notify_hooks */
     int64_t gather_us;        /* 0: never */
     size_t last_batch;        /* writes in the last batch taken */
     pthread_t writer;

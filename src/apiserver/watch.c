@@ -8,8 +8,10 @@
  * for all types together (SHARED_WINDOW).  A watch request starts a
  * chunked stream, optionally writes the initial ADDED events (resourceVersion "" / "0" /
  * sendInitialEvents) from a store list at revision R, then registers a cache watcher from R (or
- * from the client's resourceVersion).  From then on the cache's dispatch thread calls us with each
- * event and we write one JSON line into the stream; nothing blocks.
+ * from the client's resourceVersion).  From then on the cache calls us with each event (on the
+ * SQLite writer right after the commit: inline delivery; on the cache's dispatch thread for a
+ * replay) and we write one JSON line into the stream; nothing blocks, and nothing here may wait
+ * for a store write.
  *
  * Each event is serialized once for all watchers that see it the same way: the cache's per-event
  * memo slots hold the parsed objects and the finished lines (slots below).  Selector transitions

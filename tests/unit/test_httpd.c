@@ -1092,6 +1092,23 @@ static void test_held_wakes(void **state)
         raw_send(fds[i], req, strlen(req));
     }
     assert_int_equal(t_wait_int(&T.nmany, N, 10000), N);
+    /* streams are in handler order, not socket order: which stream is whose */
+    ck_http_stream *of[N];
+    for (int i = 0; i < N; i++) {
+        char tag[16];
+        int n = snprintf(tag, sizeof tag, "<s%d>\n", i);
+        assert_int_equal(ck_http_stream_write(T.many[i], tag, (size_t)n), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        ck_buf r;
+        ck_buf_init(&r, 1 << 16);
+        raw_read(fds[i], &r, ">\n", 3000);
+        assert_non_null(r.data);
+        const char *t = strstr(r.data, "<s");
+        assert_non_null(t);
+        of[i] = T.many[atoi(t + 2)];
+        ck_buf_free(&r);
+    }
     for (int round = 0; round < 50; round++) {
         char line[32];
         int n = snprintf(line, sizeof line, "{\"r\":%d}\n", round);
@@ -1118,15 +1135,16 @@ static void test_held_wakes(void **state)
      * be woken for by the flush. */
     usleep(20000);                                    /* the I/O thread is asleep */
     ck_httpd_wake_hold();
-    assert_int_equal(ck_http_stream_write(T.many[0], "gone\n", 5), 0);
+    assert_int_equal(ck_http_stream_write(of[0], "gone\n", 5), 0);
     close(fds[0]);                                    /* this wakes the I/O thread anyway */
     assert_int_equal(t_wait_int(&T.closes, 1, 5000), 1);
     usleep(20000);
-    assert_int_equal(ck_http_stream_write(T.many[1], "after\n", 6), 0);
+    assert_int_equal(ck_http_stream_write(of[1], "after\n", 6), 0);
     ck_httpd_wake_flush();
     ck_buf r;
     ck_buf_init(&r, 1 << 16);
     raw_read(fds[1], &r, "after\n", 3000);
+    assert_non_null(r.data);
     assert_non_null(strstr(r.data, "after\n"));
     ck_buf_free(&r);
     ck_httpd_stop(h);

@@ -64,6 +64,14 @@ watch_counts() {
         END {print a + 0, b + 0, c + 0, d + 0}'
 }
 
+# one line a thread of process $1: "tid name voluntary involuntary" (context switches so far)
+ctxsw() {
+    for t in /proc/$1/task/*; do
+        awk -v tid="${t##*/}" -v n="$(tr ' ' _ < "$t/comm" 2>/dev/null)" '/^voluntary_ctxt_switches/ {v = $2}
+            /^nonvoluntary_ctxt_switches/ {nv = $2} END {print tid, n, v + 0, nv + 0}' "$t/status" 2>/dev/null
+    done
+}
+
 # the SQLite store's "writes commits" counters
 store_counts() {
     $1 get --raw /metrics 2>/dev/null | awk '$1 == "ckube_store_writes_total" {w = $2} $1 == "ckube_store_commits_total" {c = $2} END {print w + 0, c + 0}'
@@ -109,6 +117,7 @@ run_case() {
     local st0 wc0
     st0=$(store_counts "$kc")
     wc0=$(watch_counts "$kc")
+    ctxsw "$api" >"$tmp/$name-cs0"
     a0=$(cpu_s "$api"); s0=$(cpu_s "$sched"); h0=$(cpu_s "$hpid"); c0=$(cpu_s "$cm")
     local w0=$(date +%s.%N)
     local args=(--kubeconfig "$data/kubeconfig" --pods "$PODS" --threads "$THREADS")
@@ -149,6 +158,15 @@ run_case() {
         fi
     fi
     a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid"); c1=$(cpu_s "$cm")
+    # the API server's context switches by kind: voluntary ones are sleeps (each a wake-up
+    # later), involuntary ones preemptions (they follow the machine's load); threads that ended
+    # meanwhile are missing, new ones count from 0
+    ctxsw "$api" >"$tmp/$name-cs1"
+    awk -v pods="$PODS" -v n="$name" 'NR == FNR {v0[$1] = $3; nv0[$1] = $4; next}
+        {dv = $3 - v0[$1]; dn = $4 - nv0[$1]; V += dv; N += dn; byv[$2] += dv}
+        END {printf "%s: API server context switches a pod: voluntary %.2f, involuntary %.2f; voluntary by thread:", n, V / pods, N / pods
+             for (t in byv) if (byv[t] / pods >= 0.01) printf " %s %.2f", t, byv[t] / pods; printf "\n"}' \
+        "$tmp/$name-cs0" "$tmp/$name-cs1"
     local w1=$(date +%s.%N)
     req_counts "$kc" >"$tmp/$name-req1"
     # the SQLite store's group commit during the run (absent with etcd)

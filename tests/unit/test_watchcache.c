@@ -1450,9 +1450,13 @@ static void test_round_owner(void **state)
     int64_t mid = atomic_load(&last_rev);
     for (int i = 1; i < NJOIN; i += 2)
         assert_true(REC_WAIT(&joins[i], joins[i].last >= mid));
+    assert_true(REC_WAIT(&first, first.last >= mid));
+    assert_true(REC_WAIT(&slow, slow.last >= mid));   /* the dispatch thread is idle now */
     int64_t end = 0;
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 10; i++) {
+        usleep(3000);   /* a round the dispatch thread was finishing is over by then */
         end = put(e->s, PODS "sync", "{}");
+    }
     assert_int_equal(end, base + NWRITERS * PER + 10);
     assert_true(REC_WAIT(&first, first.last >= end));
     assert_true(REC_WAIT(&slow, slow.last >= end));

@@ -59,6 +59,24 @@ req_counts() {
         awk '{n[$1" "$2]+=$3} END {for (k in n) print k, n[k]}' | sort
 }
 
+# the watch path's counters: store deliveries by the writer / by watch threads, watch cache
+# rounds on the store's thread / on the dispatch thread
+watch_counts() {
+    $1 get --raw /metrics 2>/dev/null | awk '/^ckube_store_watch_deliveries_total\{thread="writer"/ {a = $2}
+        /^ckube_store_watch_deliveries_total\{thread="watch"/ {b = $2}
+        /^ckube_watch_cache_rounds_total\{thread="store"/ {c = $2}
+        /^ckube_watch_cache_rounds_total\{thread="dispatch"/ {d = $2}
+        END {print a + 0, b + 0, c + 0, d + 0}'
+}
+
+# one line a thread of process $1: "tid name voluntary involuntary" (context switches so far)
+ctxsw() {
+    for t in /proc/$1/task/*; do
+        awk -v tid="${t##*/}" -v n="$(tr ' ' _ < "$t/comm" 2>/dev/null)" '/^voluntary_ctxt_switches/ {v = $2}
+            /^nonvoluntary_ctxt_switches/ {nv = $2} END {print tid, n, v + 0, nv + 0}' "$t/status" 2>/dev/null
+    done
+}
+
 # the SQLite store's "writes commits" counters
 store_counts() {
     $1 get --raw /metrics 2>/dev/null | awk '$1 == "ckube_store_writes_total" {w = $2} $1 == "ckube_store_commits_total" {c = $2} END {print w + 0, c + 0}'
@@ -101,8 +119,10 @@ run_case() {
     echo "$name: idle (Lease renewals of $nodes nodes, $(( ${r1:-0} - ${r0:-0} )) in 5 s): apiserver $(echo "scale=2; ($i1 - $i0) / 5" | bc) CPU s/s, hollow-node $(echo "scale=3; ($ih1 - $ih0) / 5" | bc) CPU s/s ($(echo "scale=3; $per_renewal * 1000" | bc) ms a renewal), scheduler $(echo "scale=3; ($is1 - $is0) / 5" | bc), controller-manager $(echo "scale=3; ($ic1 - $ic0) / 5" | bc) CPU s/s"
     local a0 s0 h0 c0 a1 s1 h1 c1
     req_counts "$kc" >"$tmp/$name-req0"
-    local st0
+    local st0 wc0
     st0=$(store_counts "$kc")
+    wc0=$(watch_counts "$kc")
+    ctxsw "$api" >"$tmp/$name-cs0"
     a0=$(cpu_s "$api"); s0=$(cpu_s "$sched"); h0=$(cpu_s "$hpid"); c0=$(cpu_s "$cm")
     local w0=$(date +%s.%N)
     local args=(--kubeconfig "$data/kubeconfig" --pods "$PODS" --threads "$THREADS")
@@ -148,7 +168,8 @@ run_case() {
         if [ -n "${PERF_THREADS:-}" ]; then
             awk -F, -v pods="$PODS" -v n="$name" '$4 != "" && $2 ~ /^[0-9.]+$/ {
                 t = $1; sub(/-[0-9]+$/, "", t); e = $4; sub(/^syscalls:sys_enter_/, "", e); sub(/^raw_syscalls:sys_enter/, "syscalls", e)
-                v[t " " e] += $2 } END { for (k in v) if (v[k] / pods >= 0.05) printf "%s perf per thread: %s %.2f a pod\n", n, k, v[k] / pods }' \
+                v[t " " e] += $2; tot[e] += $2 } END { for (k in v) if (v[k] / pods >= 0.05) printf "%s perf per thread: %s %.2f a pod\n", n, k, v[k] / pods
+                for (e in tot) printf "%s perf: all threads: %s %.3f a pod\n", n, e, tot[e] / pods }' \
                 "$tmp/$name-perf" | sort
         else
             awk -F, -v pods="$PODS" -v n="$name" '$3 != "" && $1 ~ /^[0-9.]+$/ {
@@ -167,9 +188,19 @@ run_case() {
         done
     fi
     a1=$(cpu_s "$api"); s1=$(cpu_s "$sched"); h1=$(cpu_s "$hpid"); c1=$(cpu_s "$cm")
+    # the API server's context switches by kind: voluntary ones are sleeps (each a wake-up
+    # later), involuntary ones preemptions (they follow the machine's load); threads that ended
+    # meanwhile are missing, new ones count from 0
+    ctxsw "$api" >"$tmp/$name-cs1"
+    awk -v pods="$PODS" -v n="$name" 'NR == FNR {v0[$1] = $3; nv0[$1] = $4; next}
+        {dv = $3 - v0[$1]; dn = $4 - nv0[$1]; V += dv; N += dn; byv[$2] += dv}
+        END {printf "%s: API server context switches a pod: voluntary %.2f, involuntary %.2f; voluntary by thread:", n, V / pods, N / pods
+             for (t in byv) if (byv[t] / pods >= 0.01) printf " %s %.2f", t, byv[t] / pods; printf "\n"}' \
+        "$tmp/$name-cs0" "$tmp/$name-cs1"
     local w1=$(date +%s.%N)
     req_counts "$kc" >"$tmp/$name-req1"
     # the SQLite store's group commit during the run (absent with etcd)
+    echo "$wc0 $(watch_counts "$kc")" | awk '{printf "'"$name"': watch path: store deliveries %d by the writer, %d by watch threads; watch cache rounds %d on the store thread, %d on the dispatch thread\n", $5 - $1, $6 - $2, $7 - $3, $8 - $4}'
     echo "$st0 $(store_counts "$kc")" | awk 'NF == 4 && $4 > $2 {printf "'"$name"': store: %d writes in %d commits (%.1f a commit)\n", $3 - $1, $4 - $2, ($3 - $1) / ($4 - $2)}'
     sleep 11     # the scheduler trims freed memory every 10 s: steady state after the burst
     echo "$name: scheduler RSS steady $(grep VmRSS /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}'), peak $(grep VmHWM /proc/$sched/status | awk '{printf "%.1f MB", $2/1024}')"

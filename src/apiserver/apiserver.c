@@ -226,7 +226,21 @@ static void dispatch(ck_reqctx *c, const char **metric_verb, const char **metric
                               "WAL fsync each).\n# TYPE ckube_store_commits_total counter\n"
                               "ckube_store_commits_total %lld\n", (long long)st.writes,
                           (long long)st.commits);
+        if (se == NULL)
+            ck_buf_printf(&b, "# HELP ckube_store_watch_deliveries_total Commits handed to a "
+                              "watch, by the thread that ran its callback.\n"
+                              "# TYPE ckube_store_watch_deliveries_total counter\n"
+                              "ckube_store_watch_deliveries_total{thread=\"writer\"} %lld\n"
+                              "ckube_store_watch_deliveries_total{thread=\"watch\"} %lld\n",
+                          (long long)st.watch_inline, (long long)st.watch_queued);
         ck_error_free(se);
+        uint64_t rin = 0, rth = 0;
+        ck_watch_hub_rounds(s->watch, &rin, &rth);
+        ck_buf_printf(&b, "# HELP ckube_watch_cache_rounds_total Watch cache delivery rounds, by "
+                          "the thread that ran them.\n# TYPE ckube_watch_cache_rounds_total counter\n"
+                          "ckube_watch_cache_rounds_total{thread=\"store\"} %llu\n"
+                          "ckube_watch_cache_rounds_total{thread=\"dispatch\"} %llu\n",
+                          (unsigned long long)rin, (unsigned long long)rth);
         long long deferred, reruns, retries;
         ck_defer_stats(&deferred, &reruns, &retries);
         ck_buf_printf(&b, "# HELP ckube_apiserver_async_writes_total Writes answered by the "
@@ -429,6 +443,11 @@ int cmd_apiserver(int argc, char **argv)
             goto out;
         }
         s.store = ck_store_open_sqlite(db, &err);
+        /* what follows a commit (watch events, answers) wakes the I/O thread once */
+        if (s.store &&
+            ck_store_sqlite_set_notify_hooks(s.store, ck_httpd_wake_hold, ck_httpd_wake_flush,
+                                             &err) < 0)
+            goto out;
     }
     if (!s.store)
         goto out;

@@ -513,6 +513,9 @@ void ck_quota_fill_status(ck_apiserver *s, json_t *quota);
 /* ---- watch (watch.c) ---- */
 ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err);
 void ck_watch_hub_free(ck_watch_hub *h);
+/* Delivery rounds of the shared watch cache so far: run on the store's thread (inline) and on
+ * the cache's dispatch thread. */
+void ck_watch_hub_rounds(ck_watch_hub *h, uint64_t *inline_rounds, uint64_t *thread_rounds);
 void ck_watch_serve(ck_reqctx *c);
 
 /* Client certificate, static token, then service account JWT (whose account must still exist

@@ -8,8 +8,10 @@
  * for all types together (SHARED_WINDOW).  A watch request starts a
  * chunked stream, optionally writes the initial ADDED events (resourceVersion "" / "0" /
  * sendInitialEvents) from a store list at revision R, then registers a cache watcher from R (or
- * from the client's resourceVersion).  From then on the cache's dispatch thread calls us with each
- * event and we write one JSON line into the stream; nothing blocks.
+ * from the client's resourceVersion).  From then on the cache calls us with each event (on the
+ * SQLite writer right after the commit: inline delivery; on the cache's dispatch thread for a
+ * replay) and we write one JSON line into the stream; nothing blocks, and nothing here may wait
+ * for a store write.
  *
  * Each event is serialized once for all watchers that see it the same way: the cache's per-event
  * memo slots hold the parsed objects and the finished lines (slots below).  Selector transitions
@@ -26,6 +28,8 @@
 #include "lib/log.h"
 #include "store/watchcache.h"
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +142,35 @@ static json_t *event_prev_obj(ck_wc_event *e, const ck_resource *r)
     return m ? m->data : NULL;
 }
 
+/* A finished line, shared by the event's memo slot and every stream it is queued on (by
+ * reference: one copy an event, not one a watcher); freed by the last of them. */
+typedef struct sline {
+    atomic_uint refs;
+    char text[];
+} sline;
+
+static sline *sline_of(const void *text)
+{
+    return (sline *)((char *)text - offsetof(sline, text));
+}
+
+static void sline_unref(void *text)
+{
+    sline *l = sline_of(text);
+    if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
+        free(l);
+}
+
+/* A memo of a shared line holding a copy of data[0..len). */
+static const ck_wc_memo *memo_line(ck_wc_event *e, unsigned slot, const char *data, size_t len)
+{
+    sline *l = xmalloc(sizeof *l + len + 1);
+    atomic_init(&l->refs, 1);
+    memcpy(l->text, data, len);
+    l->text[len] = '\0';
+    return ck_wc_event_memo_set(e, slot, l->text, len, sline_unref);
+}
+
 static char *line_for(const char *type, json_t *obj, size_t *len)
 {
     json_t *ev = json_pack("{s:s,s:O}", "type", type, "object", obj);
@@ -179,13 +212,18 @@ static const ck_wc_memo *raw_line(ck_wc_event *e, unsigned slot, const char *typ
         return NULL;
     ck_buf b;
     ck_buf_init(&b, 0);
-    if (ck_buf_printf(&b, "{\"type\":\"%s\",\"object\":", type) < 0 ||
+    /* built behind room for the sline header, so the memo is the buffer itself */
+    sline hdr;
+    atomic_init(&hdr.refs, 1);
+    if (ck_buf_add(&b, &hdr, offsetof(sline, text)) < 0 ||
+        ck_buf_printf(&b, "{\"type\":\"%s\",\"object\":", type) < 0 ||
         ck_json_splice_rv(v, n, ev->revision, &b) < 0 || ck_buf_add(&b, "}\n", 2) < 0) {
         ck_buf_free(&b);
         return NULL;
     }
-    size_t len = b.len;
-    return ck_wc_event_memo_set(e, slot, ck_buf_steal(&b), len, free);
+    size_t len = b.len - offsetof(sline, text);
+    sline *l = (sline *)ck_buf_steal(&b);
+    return ck_wc_event_memo_set(e, slot, l->text, len, sline_unref);
 }
 
 static const ck_wc_memo *event_line(ck_wc_event *e, const ck_resource *r, unsigned slot,
@@ -203,7 +241,9 @@ static const ck_wc_memo *event_line(ck_wc_event *e, const ck_resource *r, unsign
     } else {
         line = line_for(type, obj, &len);
     }
-    return ck_wc_event_memo_set(e, slot, line, len, free);
+    const ck_wc_memo *m2 = memo_line(e, slot, line, len);
+    free(line);
+    return m2;
 }
 
 static bool matches(const watch *w, const json_t *obj)
@@ -222,6 +262,16 @@ static void watch_write(watch *w, const void *data, size_t len)
     if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
         return;
     if (ck_http_stream_write(w->stream, data, len) < 0)
+        __atomic_store_n(&w->failed, 1, __ATOMIC_RELEASE);
+}
+
+/* A memoized line, queued by reference (the stream releases its reference once sent). */
+static void watch_write_line(watch *w, const ck_wc_memo *line)
+{
+    if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE))
+        return;
+    atomic_fetch_add_explicit(&sline_of(line->data)->refs, 1, memory_order_relaxed);
+    if (ck_http_stream_write_ref(w->stream, line->data, line->len, sline_unref) < 0)
         __atomic_store_n(&w->failed, 1, __ATOMIC_RELEASE);
 }
 
@@ -335,7 +385,7 @@ static void on_note(void *ctx, const ck_wc_note *n)
     if (line && w->partial)
         write_partial(w, line->data, line->len);
     else if (line)
-        watch_write(w, line->data, line->len);
+        watch_write_line(w, line);
 }
 
 /* A PartialObjectMetadata watcher: the memoized line is re-encoded with metadata only. */
@@ -427,8 +477,10 @@ ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err)
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     /* the byte cap keeps a burst of big objects from holding 40,000 of them */
+    /* inline: on_note only encodes and queues bytes on a stream, so the store's writer may run
+     * the delivery right after its commit (no watch-thread and dispatch-thread wake a commit) */
     ck_watchcache_opts o = {.window_events = SHARED_WINDOW, .window_bytes = 64u << 20,
-                            .bookmark_interval_ms = 60000};
+                            .bookmark_interval_ms = 60000, .inline_delivery = true};
     h->shared = ck_watchcache_new(s->store, "/registry/", &o, err);
     if (!h->shared) {
         ck_error_wrap(err, "watch cache for /registry/");
@@ -474,6 +526,15 @@ void ck_watch_hub_free(ck_watch_hub *h)
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h);
+}
+
+void ck_watch_hub_rounds(ck_watch_hub *h, uint64_t *inline_rounds, uint64_t *thread_rounds)
+{
+    ck_watchcache_stats st = {0};
+    if (h && h->shared)
+        ck_watchcache_get_stats(h->shared, &st);
+    *inline_rounds = st.rounds_inline;
+    *thread_rounds = st.rounds_thread;
 }
 
 /* ---- serving ---- */

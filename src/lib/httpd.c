@@ -11,7 +11,8 @@
  * Wakes.  The wake list is a lock-free stack of connections drained once a loop pass.  A writer
  * that finds it empty writes the server's eventfd only if the I/O thread said it was about to
  * sleep (`io_idle`); while the I/O thread runs, it drains the list before sleeping again.  So a
- * burst of answers and watch events costs one wake, and none while the I/O thread is busy.
+ * burst of answers and watch events costs one wake, and none while the I/O thread is busy.  A
+ * thread may also hold its wakes (ck_httpd_wake_hold) and give the one it owes at the flush.
  *
  * Lifetimes.  A connection is reference-counted: the I/O side holds one reference while it is
  * open, each dispatched request one, each stream one.  Closing (I/O thread) marks it `gone`
@@ -294,6 +295,11 @@ static inline void io_awake(ck_httpd *h)
     __atomic_store_n(&h->io_idle, 0, __ATOMIC_RELAXED);
 }
 
+/* ck_httpd_wake_hold depth, and the connection whose push found the I/O thread idle meanwhile
+ * (referenced; its server gets the wake at the flush) */
+static __thread int tl_hold;
+static __thread struct conn *tl_held;
+
 /* Under c->mu.  A connection that is not gone has its server (closing marks it gone first, and
  * the server is freed only after every connection closed), so c->h is safe to use here. */
 static void schedule_wake_locked(struct conn *c)
@@ -310,8 +316,42 @@ static void schedule_wake_locked(struct conn *c)
                                           __ATOMIC_RELAXED));
     /* the first on an empty list wakes the I/O thread, unless it is running (then it drains
      * the list before it sleeps: it sets io_idle, then looks at the list, both seq_cst) */
-    if (!head && __atomic_load_n(&h->io_idle, __ATOMIC_SEQ_CST))
-        wake_io_thread(h);
+    if (!head && __atomic_load_n(&h->io_idle, __ATOMIC_SEQ_CST)) {
+        if (tl_hold && (!tl_held || tl_held->h == h)) {
+            /* the flush wakes, through the last connection that needed it: if that one is gone
+             * at the flush, the I/O thread ran after its push and drains before it sleeps */
+            if (tl_held != c) {
+                conn_ref(c);
+                if (tl_held)
+                    conn_unref(tl_held);
+                tl_held = c;
+            }
+        } else {
+            wake_io_thread(h);
+        }
+    }
+}
+
+void ck_httpd_wake_hold(void)
+{
+    tl_hold++;
+}
+
+void ck_httpd_wake_flush(void)
+{
+    if (tl_hold > 0 && --tl_hold > 0)
+        return;
+    struct conn *c = tl_held;
+    tl_held = NULL;
+    if (!c)
+        return;
+    /* a connection that is not gone has its server (under its lock: closing takes it) */
+    pthread_mutex_lock(&c->mu);
+    if (!c->gone && __atomic_load_n(&c->h->wake_head, __ATOMIC_SEQ_CST) &&
+        __atomic_load_n(&c->h->io_idle, __ATOMIC_SEQ_CST))
+        wake_io_thread(c->h);
+    pthread_mutex_unlock(&c->mu);
+    conn_unref(c);
 }
 
 static size_t pending_locked(struct conn *c)

@@ -123,6 +123,14 @@ size_t ck_http_stream_pending(ck_http_stream *s);
 void ck_http_stream_end(ck_http_stream *s);          /* final chunk; connection may be reused */
 void ck_http_stream_release(ck_http_stream *s);
 
+/* Batch I/O-thread wake-ups made by the calling thread: between ck_httpd_wake_hold() and
+ * ck_httpd_wake_flush(), answers and stream writes queue as usual, but a wake the I/O thread
+ * needs waits for the flush, so a burst of writes to many connections (the store writer's watch
+ * deliveries and completions of one commit) wakes it once.  Holds nest; keep them short (a
+ * held wake delays every connection queued meanwhile). */
+void ck_httpd_wake_hold(void);
+void ck_httpd_wake_flush(void);
+
 /* Switch the connection to a raw tunnel after sending `101 Switching Protocols` with the given
  * headers.  on_data receives every byte the client sends afterwards (on the I/O thread), possibly
  * before ck_http_upgrade has returned to its caller: if on_data needs the returned stream, store

@@ -486,8 +486,9 @@ static int run_stmt(sqlite3_stmt *s)
     return rc == SQLITE_DONE ? SQLITE_OK : rrc != SQLITE_OK ? rrc : rc;
 }
 
-/* One group commit: every request in `batch` in one transaction. */
-static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
+/* One group commit: every request in `batch` in one transaction.  hooks: the notify hooks as
+ * they were when the batch was taken. */
+static void commit_batch(sqlite_store *st, wreq *batch, size_t nops, void (*hooks[2])(void))
 {
     ck_error *err = NULL;
     int64_t start_rev = st->rev;
@@ -521,12 +522,16 @@ static void commit_batch(sqlite_store *st, wreq *batch, size_t nops)
     atomic_fetch_add(&st->st_commits, 1);
     atomic_fetch_add(&st->st_writes, (long long)(st->rev - start_rev));
     stat_max(&st->st_max_batch, st->rev - start_rev);
+    if (hooks[0])
+        hooks[0]();
     if (st->rev != start_rev)
         ck__sqlite_publish(st, st->rev, evs, nev, build);
+    wake(st, batch);
+    if (hooks[1])
+        hooks[1]();
     for (size_t i = 0; i < nev; i++)
         ck__sqlite_sev_unref(evs[i]);
     free(evs);
-    wake(st, batch);
     return;
 
 rollback:
@@ -681,10 +686,11 @@ static void *writer_main(void *arg)
             bytes += r->len;
         }
         st->last_batch = nops;
+        void (*hooks[2])(void) = {st->notify_begin, st->notify_end};
         pthread_mutex_unlock(&st->qmu);
         wake(st, finished);
         if (batch)
-            commit_batch(st, batch, nops);
+            commit_batch(st, batch, nops, hooks);
         else if (st->cjob_done < st->cjob_target)
             compact_step(st);
         pthread_mutex_lock(&st->qmu);
@@ -1376,6 +1382,7 @@ static void s_close(ck_store *s)
     if (st->ckpt_started)
         pthread_join(st->ckpt_th, NULL);
     ck__kvcache_free(st->cache);
+    free(st->inl_batch);
     for (int i = 0; i < N_READERS; i++)
         reader_close(&st->readers[i]);
     sqlite3_close(st->cdb);
@@ -1424,6 +1431,19 @@ int ck_store_sqlite_set_compaction(ck_store *s, int64_t interval_ms, int64_t kee
     return 0;
 }
 
+int ck_store_sqlite_set_notify_hooks(ck_store *s, void (*begin)(void), void (*end)(void),
+                                     ck_error **err)
+{
+    sqlite_store *st = as_sqlite(s, err);
+    if (!st)
+        return -1;
+    pthread_mutex_lock(&st->qmu);
+    st->notify_begin = begin && end ? begin : NULL;   /* both or neither */
+    st->notify_end = begin && end ? end : NULL;
+    pthread_mutex_unlock(&st->qmu);
+    return 0;
+}
+
 int ck_store_sqlite_stats(ck_store *s, ck_sqlite_stats *out, ck_error **err)
 {
     sqlite_store *st = as_sqlite(s, err);
@@ -1434,6 +1454,8 @@ int ck_store_sqlite_stats(ck_store *s, ck_sqlite_stats *out, ck_error **err)
     out->max_batch = atomic_load(&st->st_max_batch);
     out->compactions = atomic_load(&st->st_compactions);
     out->watch_resyncs = atomic_load(&st->st_resyncs);
+    out->watch_inline = atomic_load(&st->st_inline);
+    out->watch_queued = atomic_load(&st->st_queued);
     uint64_t hits, misses;
     size_t bytes;
     ck__kvcache_stats(st->cache, &hits, &misses, &bytes);
@@ -1456,4 +1478,5 @@ static const ck_store_ops sqlite_ops = {
     .watch_cancel = ck__sqlite_watch_cancel,
     .close = s_close,
     .write_async = s_write_async,
+    .watch_inline = ck__sqlite_watch_inline,
 };

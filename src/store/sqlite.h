@@ -20,12 +20,22 @@
 int ck_store_sqlite_set_compaction(ck_store *s, int64_t interval_ms, int64_t keep_revisions,
                                    ck_error **err);
 
+/* Functions the writer calls on its thread around what follows each commit (the watch
+ * deliveries it makes itself and the write completions): begin before the first, end after the
+ * last.  The API server holds its HTTP server's I/O-thread wakes there (ck_httpd_wake_hold /
+ * ck_httpd_wake_flush), so a commit wakes the I/O thread once.  NULL: none.  Takes effect from
+ * the next batch; -1 (CK_E_INVALID) if s is not a SQLite store. */
+int ck_store_sqlite_set_notify_hooks(ck_store *s, void (*begin)(void), void (*end)(void),
+                                     ck_error **err);
+
 typedef struct ck_sqlite_stats {
     int64_t writes;        /* acknowledged successful writes */
     int64_t commits;       /* write transactions (each one WAL fsync) */
     int64_t max_batch;     /* most writes in one commit */
     int64_t compactions;   /* finished compactions */
     int64_t watch_resyncs; /* times a lagging watcher dropped its queue and re-read the log */
+    int64_t watch_inline;  /* commits delivered to a watcher by the writer itself ... */
+    int64_t watch_queued;  /* ... and queued for a watcher's thread */
     int64_t cache_hits;    /* gets answered from the value cache ... */
     int64_t cache_misses;  /* ... and read from the file */
     int64_t cache_bytes;   /* the value cache's size now */

@@ -69,6 +69,9 @@ struct ck_watch_handle {
     /* under st->hmu: */
     pthread_cond_t cond;
     bool in_list, need_catchup, self_cancelled, finished;
+    bool inline_ok;           /* ck_store_watch_inline: the writer may call cb itself */
+    bool thread_busy;         /* the watch's thread is delivering (catch-up or its queue) */
+    bool inline_busy;         /* the writer is delivering to it (outside hmu) */
     atomic_bool cancelled;        /* also read without the lock while delivering */
     sev **q;
     size_t qn, qcap, qbytes;
@@ -94,6 +97,7 @@ struct sqlite_store {
     int qlen;                 /* requests queued */
     bool stopping;
     bool gathering;           /* the writer waits for more writes before a commit (gather()) */
+    void (*notify_begin)(void), (*notify_end)(void);   /* ck_store_sqlite_set_notify_hooks */
     int64_t gather_us;        /* 0: never */
     size_t last_batch;        /* writes in the last batch taken */
     pthread_t writer;
@@ -126,6 +130,9 @@ struct sqlite_store {
 
     kvcache *cache;           /* NULL: off (CKUBE_SQLITE_CACHE_BYTES=0) */
     atomic_llong st_writes, st_commits, st_max_batch, st_compactions, st_resyncs;
+    atomic_llong st_inline, st_queued;   /* watch deliveries by the writer / by watch threads */
+    ck_event *inl_batch;      /* writer-owned: the shallow batch of an inline delivery */
+    size_t inl_cap;
 };
 
 
@@ -160,11 +167,13 @@ void ck__kvcache_fill(kvcache *c, const ck_kv *kv, int64_t snap_rev);
 void ck__kvcache_stats(kvcache *c, uint64_t *hits, uint64_t *misses, size_t *bytes);
 
 /* sqlite_watch.c */
+#define INLINE_MAX        16                  /* watchers the writer delivers to per commit */
 void ck__sqlite_publish(sqlite_store *st, int64_t last, sev **evs, size_t n, bool built);
 void ck__sqlite_sev_unref(sev *e);
 int ck__sqlite_watch(ck_store *s, const char *prefix, int64_t after_rev, ck_watch_cb cb,
                      void *ctx, ck_watch_handle **out, ck_error **err);
 void ck__sqlite_watch_cancel(ck_store *s, ck_watch_handle *w);
+void ck__sqlite_watch_inline(ck_store *s, ck_watch_handle *w);
 void ck__sqlite_watch_close_all(sqlite_store *st);
 
 #endif

@@ -6,6 +6,16 @@
  * without a gap or an overlap.  A queue that grows past WQ_MAX_EVENTS / WQ_MAX_BYTES is dropped
  * and the watcher goes back to reading the log from its position: a slow consumer costs reads,
  * never unbounded memory, and never stalls the writer.  Callbacks run on the watcher's thread.
+ *
+ * Inline watchers (ck_store_watch_inline: a callback that is short and never waits for a write)
+ * skip the thread while they are live: when the watcher's thread is idle, its queue empty and no
+ * catch-up pending, the writer calls the callback itself after the commit (outside the hub lock,
+ * with inline_busy set so the thread, a cancel and the next commit keep out).  Otherwise the
+ * events are queued as for any watcher, and the thread delivers them; the writer goes back to
+ * delivering once the thread has emptied the queue.  Only the writer queues or delivers live
+ * events, and it does either for one commit at a time, so the order per watcher is the commit
+ * order whichever path an event takes.  This saves a futex wake and two context switches a
+ * commit (the watch thread's sleep and wake) on the API server's one watch of /registry/.
  */
 #include "store/sqlite_int.h"
 #include "lib/util.h"
@@ -37,10 +47,89 @@ static void wq_clear(ck_watch_handle *w)
     w->qbytes = 0;
 }
 
-/* After a commit: make `last` visible and queue the batch's events.  built == false means the
- * writer saw no watcher and made no events: anyone who registered since re-reads the log. */
+/* Queue the batch's matching events for `w` (under hmu).  Returns true if any was queued or the
+ * queue was dropped (the thread has work). */
+static bool wq_add(sqlite_store *st, ck_watch_handle *w, sev **evs, size_t n)
+{
+    bool added = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!key_in(w, evs[i]->ev.kv.key))
+            continue;
+        if (w->qn >= WQ_MAX_EVENTS || w->qbytes + evs[i]->bytes > WQ_MAX_BYTES) {
+            /* too far behind: forget the queue, the watcher re-reads the log */
+            wq_clear(w);
+            w->need_catchup = true;
+            atomic_fetch_add(&st->st_resyncs, 1);
+            return true;
+        }
+        if (w->qn == w->qcap) {
+            w->qcap = w->qcap ? w->qcap * 2 : 64;
+            w->q = xrealloc(w->q, w->qcap * sizeof *w->q);
+        }
+        atomic_fetch_add(&evs[i]->refs, 1);
+        w->q[w->qn++] = evs[i];
+        w->qbytes += evs[i]->bytes;
+        added = true;
+    }
+    return added;
+}
+
+static bool any_in(const ck_watch_handle *w, sev **evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (key_in(w, evs[i]->ev.kv.key))
+            return true;
+    return false;
+}
+
+static void deliver(ck_watch_handle *w, const ck_event *evs, size_t n);
+
+/* The watch whose callback the writer is running (a cancel from inside it must not wait). */
+static __thread ck_watch_handle *tl_inline;
+
+/* Writer: call inline watchers' callbacks with the batch's matching events (hub lock not held;
+ * each has inline_busy set, which keeps it alive and its thread out). */
+static void deliver_inline(sqlite_store *st, ck_watch_handle **inl, size_t ninl, sev **evs,
+                           size_t n)
+{
+    if (st->inl_cap < n) {
+        st->inl_cap = n < 64 ? 64 : n;
+        free(st->inl_batch);
+        st->inl_batch = xmalloc(st->inl_cap * sizeof *st->inl_batch);
+    }
+    for (size_t k = 0; k < ninl; k++) {
+        ck_watch_handle *w = inl[k];
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (key_in(w, evs[i]->ev.kv.key))
+                st->inl_batch[m++] = evs[i]->ev;   /* shallow: the callback only borrows */
+        tl_inline = w;
+        deliver(w, st->inl_batch, m);
+        tl_inline = NULL;
+        atomic_fetch_add(&st->st_inline, 1);
+    }
+    pthread_mutex_lock(&st->hmu);
+    bool cancelled = false;
+    for (size_t k = 0; k < ninl; k++) {
+        ck_watch_handle *w = inl[k];
+        w->inline_busy = false;
+        if (atomic_load(&w->cancelled)) {
+            cancelled = true;
+            pthread_cond_signal(&w->cond);   /* its thread may wait to finish (self-cancel) */
+        }
+    }
+    if (cancelled)
+        pthread_cond_broadcast(&st->hcond);   /* a cancel waits for inline_busy to clear */
+    pthread_mutex_unlock(&st->hmu);
+}
+
+/* After a commit: make `last` visible and queue the batch's events (or deliver them, for a live
+ * inline watcher).  built == false means the writer saw no watcher and made no events: anyone
+ * who registered since re-reads the log. */
 void ck__sqlite_publish(sqlite_store *st, int64_t last, sev **evs, size_t n, bool built)
 {
+    ck_watch_handle *inl[INLINE_MAX];
+    size_t ninl = 0;
     pthread_mutex_lock(&st->hmu);
     st->published = last;
     for (ck_watch_handle *w = st->watchers; w; w = w->next) {
@@ -52,31 +141,22 @@ void ck__sqlite_publish(sqlite_store *st, int64_t last, sev **evs, size_t n, boo
             pthread_cond_signal(&w->cond);
             continue;
         }
-        bool added = false;
-        for (size_t i = 0; i < n; i++) {
-            if (!key_in(w, evs[i]->ev.kv.key))
-                continue;
-            if (w->qn >= WQ_MAX_EVENTS || w->qbytes + evs[i]->bytes > WQ_MAX_BYTES) {
-                /* too far behind: forget the queue, the watcher re-reads the log */
-                wq_clear(w);
-                w->need_catchup = true;
-                atomic_fetch_add(&st->st_resyncs, 1);
-                added = true;
-                break;
+        if (w->inline_ok && !w->thread_busy && !w->qn && ninl < INLINE_MAX) {
+            /* live and idle: the writer delivers (nothing queued can be older) */
+            if (any_in(w, evs, n)) {
+                w->inline_busy = true;
+                inl[ninl++] = w;
             }
-            if (w->qn == w->qcap) {
-                w->qcap = w->qcap ? w->qcap * 2 : 64;
-                w->q = xrealloc(w->q, w->qcap * sizeof *w->q);
-            }
-            atomic_fetch_add(&evs[i]->refs, 1);
-            w->q[w->qn++] = evs[i];
-            w->qbytes += evs[i]->bytes;
-            added = true;
+            continue;
         }
-        if (added)
+        if (wq_add(st, w, evs, n)) {
+            atomic_fetch_add(&st->st_queued, 1);
             pthread_cond_signal(&w->cond);
+        }
     }
     pthread_mutex_unlock(&st->hmu);
+    if (ninl)
+        deliver_inline(st, inl, ninl, evs, n);
 }
 
 /* ---- watch ------------------------------------------------------------------------------------ */
@@ -196,12 +276,19 @@ static void *watch_main(void *arg)
     size_t bcap = 0;
     pthread_mutex_lock(&st->hmu);
     while (!w->cancelled) {
+        if (w->inline_busy) {
+            /* the writer is delivering (it never queues for us meanwhile): wait for it */
+            pthread_cond_wait(&w->cond, &st->hmu);
+            continue;
+        }
         if (w->need_catchup) {
             int64_t upto = st->published;
             w->need_catchup = false;
+            w->thread_busy = true;
             pthread_mutex_unlock(&st->hmu);
             int rc = catch_up(w, upto, &err);
             pthread_mutex_lock(&st->hmu);
+            w->thread_busy = false;
             if (rc < 0)
                 break;
             continue;
@@ -212,6 +299,7 @@ static void *watch_main(void *arg)
             w->q = NULL;
             w->qn = w->qcap = 0;
             w->qbytes = 0;
+            w->thread_busy = true;
             pthread_mutex_unlock(&st->hmu);
             if (n > bcap) {
                 bcap = n;
@@ -224,6 +312,7 @@ static void *watch_main(void *arg)
                 ck__sqlite_sev_unref(q[i]);
             free(q);
             pthread_mutex_lock(&st->hmu);
+            w->thread_busy = false;
             continue;
         }
         pthread_cond_wait(&w->cond, &st->hmu);
@@ -236,6 +325,8 @@ static void *watch_main(void *arg)
         w->cb(w->ctx, NULL, 0, err);   /* the end of the watch: no calls follow */
     ck_error_free(err);
     pthread_mutex_lock(&st->hmu);
+    while (w->inline_busy)   /* a writer delivery still running (cancelled from inside it) */
+        pthread_cond_wait(&st->hcond, &st->hmu);
     w->finished = true;
     bool self = w->self_cancelled;
     st->watch_threads--;
@@ -299,14 +390,25 @@ void ck__sqlite_watch_cancel(ck_store *s, ck_watch_handle *w)
     w->cancelled = true;
     watch_unlink(st, w);
     pthread_cond_signal(&w->cond);
-    if (pthread_equal(pthread_self(), w->th)) {
-        w->self_cancelled = true;   /* from inside its callback: the thread frees itself */
+    if (pthread_equal(pthread_self(), w->th) || tl_inline == w) {
+        /* from inside its callback: the thread frees it (after the writer let go of it) */
+        w->self_cancelled = true;
         pthread_mutex_unlock(&st->hmu);
         return;
     }
+    while (w->inline_busy)
+        pthread_cond_wait(&st->hcond, &st->hmu);
     pthread_mutex_unlock(&st->hmu);
     pthread_join(w->th, NULL);
     watch_free(w);
+}
+
+void ck__sqlite_watch_inline(ck_store *s, ck_watch_handle *w)
+{
+    sqlite_store *st = (sqlite_store *)s;
+    pthread_mutex_lock(&st->hmu);
+    w->inline_ok = true;
+    pthread_mutex_unlock(&st->hmu);
 }
 
 /* At close: cancel what is still open (no final call) and wait for every watcher thread. */

@@ -124,6 +124,8 @@ typedef struct ck_store_ops {
      * returns; the completion runs on the backend's writer thread after the commit, or on the
      * calling thread if the write is refused before it was queued (bad key, store closing). */
     void (*write_async)(ck_store *s, const ck_write *w, ck_write_done_cb done, void *ctx);
+    /* Optional (NULL: nothing changes).  See ck_store_watch_inline. */
+    void (*watch_inline)(ck_store *s, ck_watch_handle *w);
 } ck_store_ops;
 
 struct ck_store {
@@ -159,6 +161,14 @@ static inline int ck_store_watch(ck_store *s, const char *prefix, int64_t after,
 { return s->ops->watch(s, prefix, after, cb, ctx, out, err); }
 static inline void ck_store_watch_cancel(ck_store *s, ck_watch_handle *w)
 { s->ops->watch_cancel(s, w); }
+/* Declare that w's callback is short, never blocks and never waits for a write to this store, so the backend may call it on its
+ * writer thread right after a commit instead of handing the events to the watch's own thread.
+ * The watch contract is unchanged: events in revision order, each exactly once, batches as
+ * before; calls never overlap (a watch that is catching up from the log, or has events queued,
+ * keeps its thread until it is live again).  The callback may cancel its own watch.  A backend
+ * without the op ignores the call. */
+static inline void ck_store_watch_inline(ck_store *s, ck_watch_handle *w)
+{ if (s->ops->watch_inline && w) s->ops->watch_inline(s, w); }
 static inline void ck_store_close(ck_store *s)
 { if (s) s->ops->close(s); }
 

@@ -14,11 +14,20 @@
  * should the window move past a joiner's cursor before its replay (a burst between add() and the
  * next round), the joiner is ended with CK_E_EXPIRED exactly as if it had come a moment later.
  *
+ * Inline rounds (opts.inline_delivery): the backend callback runs the round itself, on the
+ * backend's thread (the SQLite writer, right after the commit: ck_store_watch_inline), when no
+ * round is running, no watcher is joining and the backend watch is healthy; otherwise it queues
+ * and signals as above.  `in_round` (under the lock) says a thread owns the rounds: the
+ * dispatch thread or an inline caller, never both; the window, the snapshot and the round's
+ * batch belong to the owner.  So rounds stay serial and in revision order, and a commit costs
+ * no dispatch-thread wake.  The dispatch thread keeps the joiners' replays (which may be long),
+ * bookmarks, removals and backend recovery.
+ *
  * Removal: `current` (an atomic) names the watcher whose callbacks are running; remove() marks
  * the watcher, unlinks it and waits while it is current (unless called on the dispatch thread).
  * Delivery takes no lock per watcher: on two cores a lock holder that gets preempted would stall
- * the whole round.  Removed watchers are freed at the start of the next round, when no snapshot refers to
- * them any more.
+ * the whole round.  Removed watchers are freed by the next round's owner before it takes a
+ * snapshot, when no snapshot refers to them any more.
  */
 #include "store/watchcache.h"
 
@@ -76,6 +85,13 @@ struct ck_watchcache {
     bool stop;
 
     ck_watch_handle *handle;        /* owned by the dispatch thread after creation */
+    bool inline_rounds;             /* opts.inline_delivery */
+    bool in_round;                  /* a thread runs a round or the recovery (it owns the window,
+                                     * `snap` and `rbatch`) */
+    bool dispatch_waits;            /* the dispatch thread waits for an inline round to end */
+    evvec rbatch;                   /* the round's events */
+    ck_wc_watcher **snap;           /* the round's watchers */
+    size_t snap_cap;
     ck_error *backend_err;          /* the backend watch ended: handled by the dispatch thread */
     bool healthy;
 
@@ -96,7 +112,7 @@ struct ck_watchcache {
     atomic_int nwaiting;            /* remove() calls waiting on `idle` */
     int64_t next_bookmark;          /* ck_now_ns() deadline */
 
-    uint64_t events_received, restarts, resumes;
+    uint64_t events_received, restarts, resumes, rounds_inline, rounds_thread;
 };
 
 /* The cache whose dispatch thread is the calling thread, if any. */
@@ -394,6 +410,20 @@ static void deliver(ck_watchcache *c, ck_wc_watcher *w, const evvec *batch, bool
 
 /* ---- the backend watch ---- */
 
+static void round_inline(ck_watchcache *c);
+
+/* Watchers removed since the last round (lock held, no round running). */
+static void free_dead(ck_watchcache *c)
+{
+    while (c->dead) {
+        ck_wc_watcher *w = c->dead;
+        c->dead = w->dead_next;
+        free(w->prefix);
+        free(w);
+    }
+}
+
+
 static void backend_cb(void *ctx, const ck_event *events, size_t n, const ck_error *err)
 {
     ck_watchcache *c = ctx;
@@ -430,8 +460,11 @@ static void backend_cb(void *ctx, const ck_event *events, size_t n, const ck_err
                 ck_wc_event_unref(conv[i]);
             }
         }
-        pthread_cond_signal(&c->wake);
+        if (!c->inline_rounds)
+            pthread_cond_signal(&c->wake);
         pthread_cond_broadcast(&c->rev_cond);
+        if (c->inline_rounds && off + m >= n)
+            round_inline(c);
         unlock(c);
     }
 }
@@ -452,6 +485,8 @@ static void backend_recover(ck_watchcache *c)
     if (cause->code != CK_E_EXPIRED) {
         ck_error *err = NULL;
         if (ck_store_watch(c->store, c->prefix, from, backend_cb, c, &c->handle, &err) == 0) {
+            if (c->inline_rounds)
+                ck_store_watch_inline(c->store, c->handle);
             log_info("watch cache %s: backend watch resumed at revision %lld", c->prefix,
                      (long long)from);
             lock(c);
@@ -497,6 +532,8 @@ static void backend_recover(ck_watchcache *c)
         int rc = ck_store_current_revision(c->store, &rev, &err);
         if (rc == 0)
             rc = ck_store_watch(c->store, c->prefix, rev, backend_cb, c, &c->handle, &err);
+        if (rc == 0 && c->inline_rounds)
+            ck_store_watch_inline(c->store, c->handle);
         lock(c);
         if (rc == 0) {
             c->latest_rev = c->window_start = c->dispatched_rev = rev;
@@ -519,31 +556,97 @@ static void backend_recover(ck_watchcache *c)
 
 /* ---- the dispatch thread ---- */
 
-static void free_dead(ck_watchcache *c)
+/* One round (see the top of the file).  The caller holds the lock and has set in_round; the lock
+ * is dropped for the callbacks and held again on return. */
+static void run_round(ck_watchcache *c, bool bm_due)
 {
-    while (c->dead) {
-        ck_wc_watcher *w = c->dead;
-        c->dead = w->dead_next;
-        free(w->prefix);
-        free(w);
+    /* 1. take the new events and a snapshot of the watchers */
+    evvec tmp = c->rbatch;
+    c->rbatch = c->pending;
+    c->pending = tmp;
+    if (c->snap_cap < c->nwatchers) {
+        c->snap_cap = c->nwatchers * 2;
+        c->snap = xrealloc(c->snap, c->snap_cap * sizeof(*c->snap));
     }
+    ck_wc_watcher **snap = c->snap;
+    evvec *batch = &c->rbatch;
+    size_t nsnap = 0;
+    bool any_replay = false;
+    for (ck_wc_watcher *w = c->watchers; w; w = w->next) {
+        if (w->state == W_ENDED)
+            continue;
+        w->replay = w->state == W_JOINING;
+        any_replay |= w->replay;
+        w->state = W_LIVE;
+        snap[nsnap++] = w;
+    }
+    c->njoining = 0;
+    unlock(c);
+
+    /* 2. replay the window to the joiners */
+    if (any_replay)
+        for (size_t i = 0; i < nsnap; i++)
+            if (snap[i]->replay)
+                replay(c, snap[i]);
+
+    /* 3. the new events enter the window */
+    if (batch->n) {
+        lock(c);
+        for (size_t i = 0; i < batch->n; i++)
+            ring_push(c, batch->v[i]);
+        c->dispatched_rev = batch->v[batch->n - 1]->ev.revision;
+        unlock(c);
+    }
+
+    /* 4. live delivery */
+    for (size_t i = 0; i < nsnap; i++)
+        deliver(c, snap[i], batch, bm_due);
+    evvec_clear(batch);
+    lock(c);
+}
+
+/* The backend's thread, lock held: deliver what is pending now unless the dispatch thread must
+ * (a joiner's replay, a recovery) or already does (in_round). */
+static void round_inline(ck_watchcache *c)
+{
+    if (!c->pending.n || c->in_round || c->njoining || c->backend_err || c->stop || !c->healthy) {
+        pthread_cond_signal(&c->wake);
+        return;
+    }
+    c->in_round = true;
+    ck_watchcache *outer = tl_dispatching;
+    tl_dispatching = c;   /* remove() from a callback must not wait for itself */
+    free_dead(c);
+    run_round(c, false);
+    tl_dispatching = outer;
+    c->in_round = false;
+    c->rounds_inline++;
+    /* the dispatch thread has work (a joiner or removal meanwhile) or waited for us */
+    if (c->dispatch_waits || c->njoining || c->dead || c->pending.n || c->backend_err)
+        pthread_cond_signal(&c->wake);
 }
 
 static void *dispatch_main(void *arg)
 {
     ck_watchcache *c = arg;
+    pthread_setname_np(pthread_self(), "watch-cache");
     tl_dispatching = c;
-    evvec batch = {0};
-    ck_wc_watcher **snap = NULL;
-    size_t snap_cap = 0;
 
     lock(c);
     for (;;) {
+        if (c->in_round) {   /* an inline round runs: it signals when it ends */
+            c->dispatch_waits = true;
+            pthread_cond_wait(&c->wake, &c->mu);
+            c->dispatch_waits = false;
+            continue;
+        }
         free_dead(c);
         if (c->stop)
             break;
         if (c->backend_err) {
+            c->in_round = true;
             backend_recover(c);
+            c->in_round = false;
             continue;
         }
         int64_t now = ck_now_ns();
@@ -559,56 +662,16 @@ static void *dispatch_main(void *arg)
         }
         if (bm_due)
             c->next_bookmark = now + c->bookmark_ns;
-
-        /* 1. take the new events and a snapshot of the watchers */
-        evvec tmp = batch;
-        batch = c->pending;
-        c->pending = tmp;
-        if (snap_cap < c->nwatchers) {
-            snap_cap = c->nwatchers * 2;
-            snap = xrealloc(snap, snap_cap * sizeof(*snap));
-        }
-        size_t nsnap = 0;
-        bool any_replay = false;
-        for (ck_wc_watcher *w = c->watchers; w; w = w->next) {
-            if (w->state == W_ENDED)
-                continue;
-            w->replay = w->state == W_JOINING;
-            any_replay |= w->replay;
-            w->state = W_LIVE;
-            snap[nsnap++] = w;
-        }
-        c->njoining = 0;
-        unlock(c);
-
-        /* 2. replay the window to the joiners */
-        if (any_replay)
-            for (size_t i = 0; i < nsnap; i++)
-                if (snap[i]->replay)
-                    replay(c, snap[i]);
-
-        /* 3. the new events enter the window */
-        if (batch.n) {
-            lock(c);
-            for (size_t i = 0; i < batch.n; i++)
-                ring_push(c, batch.v[i]);
-            c->dispatched_rev = batch.v[batch.n - 1]->ev.revision;
-            unlock(c);
-        }
-
-        /* 4. live delivery */
-        for (size_t i = 0; i < nsnap; i++)
-            deliver(c, snap[i], &batch, bm_due);
-        evvec_clear(&batch);
-        lock(c);
+        c->in_round = true;
+        run_round(c, bm_due);
+        c->in_round = false;
+        c->rounds_thread++;
     }
     unlock(c);
 
     if (c->handle)
         ck_store_watch_cancel(c->store, c->handle);
     c->handle = NULL;
-    free(batch.v);
-    free(snap);
     return NULL;
 }
 
@@ -636,6 +699,7 @@ ck_watchcache *ck_watchcache_new(ck_store *store, const char *prefix, const ck_w
     c->ring = xcalloc(c->ring_cap, sizeof(*c->ring));
     c->latest_rev = c->window_start = c->dispatched_rev = rev;
     c->healthy = true;
+    c->inline_rounds = o.inline_delivery;
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -652,6 +716,8 @@ ck_watchcache *ck_watchcache_new(ck_store *store, const char *prefix, const ck_w
         ck_watchcache_free(c);
         return NULL;
     }
+    if (c->inline_rounds)
+        ck_store_watch_inline(store, c->handle);
     int rc = pthread_create(&c->thread, NULL, dispatch_main, c);
     c->thread_started = rc == 0;
     if (rc != 0) {
@@ -686,6 +752,9 @@ void ck_watchcache_free(ck_watchcache *c)
     free_dead(c);
     evvec_clear(&c->pending);
     free(c->pending.v);
+    evvec_clear(&c->rbatch);
+    free(c->rbatch.v);
+    free(c->snap);
     ring_clear(c);
     free(c->ring);
     ck_error_free(c->backend_err);
@@ -735,6 +804,8 @@ void ck_watchcache_get_stats(ck_watchcache *c, ck_watchcache_stats *out)
         .events_received = c->events_received,
         .restarts = c->restarts,
         .resumes = c->resumes,
+        .rounds_inline = c->rounds_inline,
+        .rounds_thread = c->rounds_thread,
         .healthy = c->healthy,
     };
     unlock(c);

@@ -23,8 +23,8 @@
  * exact key; only events whose key starts with it are delivered (an exact key is matched as a
  * prefix too: compare the name if that matters).  The check is one strncmp per event.
  *
- * Delivery: the callback runs on the dispatch thread, one call per notification, and MUST NOT
- * block (queue the event - ck_wc_event_ref() it - and return).  The cache lock is not held during
+ * Delivery: the callback runs on the dispatch thread (or, with opts.inline_delivery, on the
+ * backend's thread: the SQLite writer), one call per notification, and MUST NOT block (queue the event - ck_wc_event_ref() it - and return).  The cache lock is not held during
  * callbacks, so a callback may call any function here, including ck_watchcache_remove() on any
  * watcher (itself included) and ck_watchcache_add().  Notifications:
  *   CK_WC_EVENT     note->event (borrowed for the call; ref it to keep it), note->revision.
@@ -96,6 +96,11 @@ typedef struct ck_watchcache_opts {
     size_t window_events;       /* max events kept; 0: CK_WC_DEFAULT_WINDOW */
     size_t window_bytes;        /* max key+value+prev bytes kept; 0: no byte limit */
     int bookmark_interval_ms;   /* 0: 60000 (as upstream, about a minute); < 0: never */
+    /* Deliver on the backend's thread when possible (the SQLite writer, right after a commit)
+     * instead of waking the dispatch thread for every batch.  Then every callback must also
+     * never wait for a write to the store (ck_store_watch_inline).  Order, exactly-once,
+     * replay and removal guarantees are unchanged. */
+    bool inline_delivery;
 } ck_watchcache_opts;
 
 /* Start a cache for `prefix` on `store` (opts may be NULL).  The store must outlive the cache. */
@@ -120,6 +125,8 @@ typedef struct ck_watchcache_stats {
     uint64_t events_received;   /* since creation */
     uint64_t restarts;          /* backend watch re-establishments that reset the window */
     uint64_t resumes;           /* backend watch resumptions that lost nothing */
+    uint64_t rounds_inline;     /* delivery rounds run on the backend's thread ... */
+    uint64_t rounds_thread;     /* ... and on the dispatch thread */
     bool healthy;               /* backend watch running */
 } ck_watchcache_stats;
 

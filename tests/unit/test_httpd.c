@@ -1257,6 +1257,82 @@ static void test_many_streams(void **state)
     free(fds);
 }
 
+/* Held wakes (ck_httpd_wake_hold): writes to many streams made under a hold reach their clients
+ * once the flush comes, holds nest, and the wake is not lost when the connection that first
+ * needed it closes before the flush (a later one that needs a wake takes over). */
+static void test_held_wakes(void **state)
+{
+    ck_httpd *h = start_plain();
+    enum { N = 8 };
+    int fds[N];
+    const char *req = "GET /many HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(ck_httpd_port(h));
+        raw_send(fds[i], req, strlen(req));
+    }
+    assert_int_equal(t_wait_int(&T.nmany, N, 10000), N);
+    /* streams are in handler order, not socket order: which stream is whose */
+    ck_http_stream *of[N];
+    for (int i = 0; i < N; i++) {
+        char tag[16];
+        int n = snprintf(tag, sizeof tag, "<s%d>\n", i);
+        assert_int_equal(ck_http_stream_write(T.many[i], tag, (size_t)n), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        ck_buf r;
+        ck_buf_init(&r, 1 << 16);
+        raw_read(fds[i], &r, ">\n", 3000);
+        assert_non_null(r.data);
+        const char *t = strstr(r.data, "<s");
+        assert_non_null(t);
+        of[i] = T.many[atoi(t + 2)];
+        ck_buf_free(&r);
+    }
+    for (int round = 0; round < 50; round++) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "{\"r\":%d}\n", round);
+        ck_httpd_wake_hold();
+        if (round % 2)
+            ck_httpd_wake_hold();                     /* nested: the inner flush does nothing */
+        for (int i = 0; i < N; i++)
+            assert_int_equal(ck_http_stream_write(T.many[i], line, (size_t)n), 0);
+        if (round % 2)
+            ck_httpd_wake_flush();
+        if (round % 10 == 0)
+            usleep(5000);                             /* the I/O thread is asleep by now */
+        ck_httpd_wake_flush();
+        for (int i = 0; i < N; i++) {
+            ck_buf r;
+            ck_buf_init(&r, 1 << 16);
+            raw_read(fds[i], &r, line, 3000);
+            assert_non_null(strstr(r.data, line));
+            ck_buf_free(&r);
+        }
+    }
+    /* The first stream's client leaves while its write holds the wake; the second stream's
+     * write, made once the I/O thread has closed the first and gone back to sleep, must still
+     * be woken for by the flush. */
+    usleep(20000);                                    /* the I/O thread is asleep */
+    ck_httpd_wake_hold();
+    assert_int_equal(ck_http_stream_write(of[0], "gone\n", 5), 0);
+    close(fds[0]);                                    /* this wakes the I/O thread anyway */
+    assert_int_equal(t_wait_int(&T.closes, 1, 5000), 1);
+    usleep(20000);
+    assert_int_equal(ck_http_stream_write(of[1], "after\n", 6), 0);
+    ck_httpd_wake_flush();
+    ck_buf r;
+    ck_buf_init(&r, 1 << 16);
+    raw_read(fds[1], &r, "after\n", 3000);
+    assert_non_null(r.data);
+    assert_non_null(strstr(r.data, "after\n"));
+    ck_buf_free(&r);
+    ck_httpd_stop(h);
+    for (int i = 1; i < N; i++)
+        close(fds[i]);
+    for (int i = 0; i < N; i++)
+        ck_http_stream_release(T.many[i]);
+}
+
 static void test_deferred_answer(void **state)
 {
     ck_httpd *h = start_plain();
@@ -1763,6 +1839,7 @@ int main(void)
         cmocka_unit_test(test_many_idle_connections),
         cmocka_unit_test(test_many_streams),
         cmocka_unit_test(test_deferred_answer),
+        cmocka_unit_test(test_held_wakes),
         cmocka_unit_test(test_large_response_after_eagain),
         cmocka_unit_test(test_many_wakes),
         cmocka_unit_test_setup_teardown(test_tls_client_certs, tls_setup, tls_teardown),

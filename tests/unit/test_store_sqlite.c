@@ -1306,11 +1306,153 @@ static void test_value_cache_race(void **state)
     assert_true(st.cache_misses > 0);
 }
 
+/* ---- inline watchers (ck_store_watch_inline) ---- */
+
+typedef struct inline_ctx {
+    sc_watch w;
+    atomic_int gate;          /* the first call waits for it (the thread's catch-up) */
+    atomic_int calls;
+    atomic_int late;          /* calls after cancel returned */
+    atomic_int cancelled;
+} inline_ctx;
+
+static void inline_cb(void *ctx, const ck_event *evs, size_t n, const ck_error *err)
+{
+    inline_ctx *c = ctx;
+    if (atomic_fetch_add(&c->calls, 1) == 0)
+        while (!atomic_load(&c->gate))
+            sc_sleep_ms(1);
+    if (atomic_load(&c->cancelled))
+        atomic_fetch_add(&c->late, 1);
+    sc_watch_cb(&c->w, evs, n, err);
+}
+
+static void storm(ck_store *s, const char *root, int threads, int n, int first_id)
+{
+    pthread_t th[32];
+    sc_storm args[32];
+    cleanup_free int64_t *revs = xcalloc((size_t)threads * n, sizeof *revs);
+    for (int i = 0; i < threads; i++) {
+        args[i] = (sc_storm){s, root, first_id + i, n, revs + (size_t)i * n, 0};
+        pthread_create(&th[i], NULL, sc_storm_thread, &args[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+}
+
+/* An inline watcher takes every path: its thread's catch-up (stuck in the callback while > 20,000
+ * events commit: the queue it had is dropped and it re-reads the log), its queue, then the writer
+ * once it is live.  Every event arrives once, in order; a watcher that is not inline on the same
+ * prefix sees the same. */
+static void test_inline_watch_paths(void **state)
+{
+    ck_store *s = *state;
+    const char *root = "/registry/inl/";
+    inline_ctx c = {0};
+    sc_watch_init(&c.w);
+    sc_create(s, "/registry/inl/first", "x");
+    int64_t start = sc_create(s, "/registry/inl/second", "x");
+    ck_watch_handle *h = NULL;
+    SC_OK(ck_store_watch(s, root, start - 1, inline_cb, &c, &h, err_));
+    ck_store_watch_inline(s, h);
+    sc_watch plain;
+    enum ck_error_code code;
+    assert_int_equal(sc_watch_start(s, &plain, root, start - 1, &code), 0);
+
+    storm(s, root, 16, 1400, 0);                 /* while the first call is stuck */
+    ck_sqlite_stats st0 = {0};
+    SC_OK(ck_store_sqlite_stats(s, &st0, err_));
+    assert_true(st0.watch_resyncs > 0);
+    assert_true(st0.watch_queued > 0);
+    atomic_store(&c.gate, 1);
+    int64_t mid = sc_current(s);
+    assert_true(sc_watch_wait(&c.w, mid, 0));
+
+    storm(s, root, 8, 200, 16);                  /* live: the writer delivers */
+    int64_t last = sc_current(s);
+    ck_sqlite_stats st1 = {0};
+    SC_OK(ck_store_sqlite_stats(s, &st1, err_));
+    assert_true(st1.watch_inline > st0.watch_inline);
+    assert_true(sc_watch_wait(&c.w, last, 0));
+    assert_true(sc_watch_wait(&plain, last, 0));
+    sc_check_contiguous(&c.w, start - 1, last, root);
+    sc_check_contiguous(&plain, start - 1, last, root);
+    assert_int_equal(c.w.bad_calls, 0);
+    ck_store_watch_cancel(s, h);
+    sc_watch_stop(s, &c.w);
+    sc_watch_stop(s, &plain);
+}
+
+typedef struct writer_loop {
+    ck_store *s;
+    atomic_int stop;
+    int failures;
+} writer_loop;
+
+static void *writer_loop_main(void *p)
+{
+    writer_loop *a = p;
+    for (int i = 0; !atomic_load(&a->stop); i++) {
+        char k[64];
+        snprintf(k, sizeof k, "/registry/inlc/k%d", i % 50);
+        ck_error *e = NULL;
+        int64_t rev = 0;
+        if (ck_store_update(a->s, k, "v", 1, 0, &rev, &e) < 0) {
+            ck_error_free(e);
+            e = NULL;
+            if (ck_store_create(a->s, k, "v", 1, &rev, &e) < 0 && e->code != CK_E_EXISTS)
+                a->failures++;   /* EXISTS: another thread created it meanwhile */
+            ck_error_free(e);
+        }
+    }
+    return NULL;
+}
+
+/* Cancelling an inline watch from another thread while commits flow: once the cancel returns no
+ * callback runs (the writer's delivery is waited for). */
+static void test_inline_watch_cancel_race(void **state)
+{
+    ck_store *s = *state;
+    writer_loop wl = {.s = s};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, writer_loop_main, &wl);
+    int delivered = 0;
+    for (int round = 0; round < 40; round++) {
+        inline_ctx c = {0};
+        atomic_store(&c.gate, 1);
+        sc_watch_init(&c.w);
+        ck_watch_handle *h = NULL;
+        SC_OK(ck_store_watch(s, "/registry/inlc/", 0, inline_cb, &c, &h, err_));
+        ck_store_watch_inline(s, h);
+        sc_sleep_ms(round % 5);
+        ck_store_watch_cancel(s, h);
+        atomic_store(&c.cancelled, 1);
+        sc_sleep_ms(2);
+        assert_int_equal(atomic_load(&c.late), 0);
+        delivered += atomic_load(&c.calls) > 0;
+        sc_watch_stop(s, &c.w);
+    }
+    atomic_store(&wl.stop, 1);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(wl.failures, 0);
+    assert_true(delivered > 0);
+    ck_sqlite_stats st = {0};
+    SC_OK(ck_store_sqlite_stats(s, &st, err_));
+    assert_true(st.watch_inline > 0);
+}
+
 int main(void)
 {
     size_t n;
     const struct CMUnitTest *conf = store_conformance_tests(setup, teardown, &n);
     int failed = _cmocka_run_group_tests("store_sqlite_conformance", conf, n, NULL, NULL);
+    sc_inline_watches = true;   /* again, the writer delivering to live watchers */
+    failed += _cmocka_run_group_tests("store_sqlite_conformance_inline", conf, n, NULL, NULL);
+    sc_inline_watches = false;
     const struct CMUnitTest own[] = {
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_close, setup, teardown),
@@ -1334,6 +1476,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_watcher, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_watcher_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watch_large_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_watch_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inline_watch_cancel_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_10k_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_rate, setup, teardown),
     };

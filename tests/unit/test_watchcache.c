@@ -385,6 +385,13 @@ static void px_watch_cancel(ck_store *s, ck_watch_handle *h)
     free(w);
 }
 
+static void px_watch_inline(ck_store *s, ck_watch_handle *h)
+{
+    proxy_watch *w = (proxy_watch *)h;
+    if (w->inner)
+        ck_store_watch_inline(PX(s)->inner, w->inner);
+}
+
 static void px_close(ck_store *s)
 {
     proxy_store *p = PX(s);
@@ -407,6 +414,7 @@ static const ck_store_ops proxy_ops = {
     .watch = px_watch,
     .watch_cancel = px_watch_cancel,
     .close = px_close,
+    .watch_inline = px_watch_inline,
 };
 
 /* End every open watch with `code` (the inner watch is cancelled first, so nothing follows). */
@@ -511,9 +519,13 @@ static int64_t current_rev(ck_store *s)
     return rev;
 }
 
+/* The second run of the cases: rounds on the backend's thread (opts.inline_delivery). */
+static bool inline_mode;
+
 static ck_watchcache *cache_new(ck_store *s, size_t window, int bookmark_ms)
 {
-    ck_watchcache_opts o = {.window_events = window, .bookmark_interval_ms = bookmark_ms};
+    ck_watchcache_opts o = {.window_events = window, .bookmark_interval_ms = bookmark_ms,
+                            .inline_delivery = inline_mode};
     ck_error *err = NULL;
     ck_watchcache *c = ck_watchcache_new(s, PODS, &o, &err);
     if (!c)
@@ -1264,7 +1276,8 @@ static void test_bookmarks_and_wait(void **state)
 static void test_window_bytes(void **state)
 {
     env *e = *state;
-    ck_watchcache_opts o = {.window_bytes = 4096, .bookmark_interval_ms = -1};
+    ck_watchcache_opts o = {.window_bytes = 4096, .bookmark_interval_ms = -1,
+                            .inline_delivery = inline_mode};
     ck_error *err = NULL;
     ck_watchcache *c = ck_watchcache_new(e->s, PODS, &o, &err);
     assert_non_null(c);
@@ -1398,6 +1411,79 @@ static void test_expired_race(void **state)
     rec_free(&x);
 }
 
+/* Who runs the rounds: with inline delivery, live events are delivered on the backend's thread
+ * (no dispatch-thread round for them) while a joiner's replay still goes to the dispatch thread;
+ * without it, every round is the dispatch thread's.  Many writers, a watcher that is slow (but
+ * never blocks), joiners and removals meanwhile: every watcher still sees each of its revisions
+ * once, in order. */
+static void test_round_owner(void **state)
+{
+    env *e = *state;
+    ck_watchcache *c = cache_new(e->s, 100000, -1);
+    int64_t base = current_rev(e->s);
+    rec first, slow;
+    rec_init(&first);
+    rec_init(&slow);
+    slow.sleep_us = 300;
+    ck_wc_watcher *w1 = watch(c, &first, base, NULL);
+    ck_wc_watcher *ws = watch(c, &slow, base, NULL);
+    enum { NWRITERS = 4, PER = 60, NJOIN = 8 };
+    atomic_llong last_rev = base;
+    writer_arg args[NWRITERS];
+    pthread_t th[NWRITERS];
+    for (int i = 0; i < NWRITERS; i++) {
+        args[i] = (writer_arg){e->s, i, PER, &last_rev};
+        assert_int_equal(pthread_create(&th[i], NULL, writer_main, &args[i]), 0);
+    }
+    rec joins[NJOIN];
+    ck_wc_watcher *wj[NJOIN];
+    for (int i = 0; i < NJOIN; i++) {
+        rec_init(&joins[i]);
+        usleep(5000);
+        wj[i] = watch(c, &joins[i], base, NULL);     /* a replay from base, then live */
+        if (i % 2)
+            ck_watchcache_remove(c, wj[i - 1]);       /* and a removal while events flow */
+    }
+    for (int i = 0; i < NWRITERS; i++)
+        pthread_join(th[i], NULL);
+    /* once every joiner is live, nothing keeps later commits off the backend's thread */
+    int64_t mid = atomic_load(&last_rev);
+    for (int i = 1; i < NJOIN; i += 2)
+        assert_true(REC_WAIT(&joins[i], joins[i].last >= mid));
+    assert_true(REC_WAIT(&first, first.last >= mid));
+    assert_true(REC_WAIT(&slow, slow.last >= mid));   /* the dispatch thread is idle now */
+    int64_t end = 0;
+    for (int i = 0; i < 10; i++) {
+        usleep(3000);   /* a round the dispatch thread was finishing is over by then */
+        end = put(e->s, PODS "sync", "{}");
+    }
+    assert_int_equal(end, base + NWRITERS * PER + 10);
+    assert_true(REC_WAIT(&first, first.last >= end));
+    assert_true(REC_WAIT(&slow, slow.last >= end));
+    assert_contiguous(&first, base + 1, end);
+    assert_contiguous(&slow, base + 1, end);
+    for (int i = 1; i < NJOIN; i += 2) {
+        assert_true(REC_WAIT(&joins[i], joins[i].last >= end));
+        assert_contiguous(&joins[i], base + 1, end);
+    }
+    ck_watchcache_stats st;
+    ck_watchcache_get_stats(c, &st);
+    assert_true(st.rounds_thread > 0);              /* the replays at least */
+    if (inline_mode)
+        assert_true(st.rounds_inline > 0);
+    else
+        assert_int_equal(st.rounds_inline, 0);
+    ck_watchcache_remove(c, w1);
+    ck_watchcache_remove(c, ws);
+    for (int i = 1; i < NJOIN; i += 2)
+        ck_watchcache_remove(c, wj[i]);
+    ck_watchcache_free(c);
+    rec_free(&first);
+    rec_free(&slow);
+    for (int i = 0; i < NJOIN; i++)
+        rec_free(&joins[i]);
+}
+
 /* The real etcd stops under a live cache: watchers end with UNAVAILABLE, adds fail with
  * UNAVAILABLE while it is down, and once etcd is back the cache restarts by itself. */
 static void test_etcd_restart(void **state)
@@ -1455,6 +1541,8 @@ static void test_etcd_restart(void **state)
     cmocka_unit_test_prestate_setup_teardown(test_bookmarks_and_wait, env_setup, env_teardown, be), \
     cmocka_unit_test_prestate_setup_teardown(test_window_bytes, env_setup, env_teardown, be), \
     cmocka_unit_test_prestate_setup_teardown(test_future_rev, env_setup, env_teardown, be),   \
+    cmocka_unit_test_prestate_setup_teardown(test_round_owner, env_setup, env_teardown, be),  \
+    /* last two: not in the inline run (a blocking callback there holds the writer) */      \
     cmocka_unit_test_prestate_setup_teardown(test_expired_race, env_setup, env_teardown, be)
 
 int main(void)
@@ -1473,6 +1561,13 @@ int main(void)
         failed += _cmocka_run_group_tests(name, tests, ARRAY_SIZE(tests) - !etcd,
                                           etcd ? etcd_group_setup : NULL,
                                           etcd ? etcd_group_teardown : NULL);
+        /* Again with rounds on the backend's thread, less the cases whose callbacks block. */
+        inline_mode = true;
+        snprintf(name, sizeof(name), "watchcache/%s/inline", backends[i].name);
+        failed += _cmocka_run_group_tests(name, tests, ARRAY_SIZE(tests) - 2,
+                                          etcd ? etcd_group_setup : NULL,
+                                          etcd ? etcd_group_teardown : NULL);
+        inline_mode = false;
     }
     return failed ? 1 : 0;
 }

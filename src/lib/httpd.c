@@ -20,27 +20,25 @@
  * A request (struct ck_http_resp) starts with two references, the running handler and the
  * unanswered response, so it is freed only when both are done, whichever thread finishes last.
  *
- * Workers.  Complete requests go on one FIFO queue (qmu).  Each worker sleeps on its own
- * semaphore on a LIFO idle stack; the queuer wakes one only if none is already on its way, a
- * woken worker wakes the next if more wait, and a worker drains the queue before it sleeps:
- * under load requests pass between running threads without a futex wake each.  If every worker
- * is held (slow handlers) and none finishes for STALL_MS while requests wait, the I/O thread
- * starts an extra worker (up to max_workers; it leaves when idle), so held workers can delay
- * other requests but never starve them.
+ * Workers.  Complete requests go on one FIFO queue; the worker pool that serves it is in
+ * httpd_workers.c (see the top of that file).
  *
  * Pipelining.  Only one request per connection is dispatched at a time; the parser resumes when
  * its response is complete, so responses leave in request order.  Input that arrives meanwhile
  * waits in the connection's input, capped by a read limit.
+ *
+ * Files.  This file has the connections, the I/O thread, the response and stream calls and
+ * start/stop; httpd_parse.c the request parser, httpd_workers.c the worker pool; httpd_int.h
+ * what they share.
  */
 #include "lib/httpd.h"
+#include "lib/httpd_int.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,150 +62,17 @@
 
 #define DEFAULT_WORKERS 16
 #define DEFAULT_MIN_MAX_WORKERS 64    /* the pool may grow to max(4 x workers, this) */
-#define STALL_MS 100                  /* every worker busy and none finished this long: one more */
-#define EXTRA_IDLE_S 10               /* an extra worker idle this long leaves */
 #define DEFAULT_MAX_HEADER_BYTES (64u * 1024)
 #define DEFAULT_MAX_BODY_BYTES (3u * 1024 * 1024 + 64 * 1024)
 #define DEFAULT_HEADER_TIMEOUT_MS 30000
 #define DEFAULT_IDLE_TIMEOUT_MS 90000
 #define DEFAULT_MAX_HEADERS 100
 #define DEFAULT_STREAM_LIMIT (16u * 1024 * 1024)
-#define MAX_CHUNK_LINE 1024           /* chunk-size line incl. extensions */
 #define CLOSE_WAIT_MS 5000            /* a closing connection's response must drain within this */
 #define LINGER_MS 1000                /* then read and discard the peer's leftovers this long */
 
-enum conn_state {
-    CS_HEADERS,     /* reading a request line + headers (cur == NULL until the first byte) */
-    CS_BODY,        /* reading a Content-Length or chunked body */
-    CS_DISPATCHED,  /* a worker has the request; input waits */
-    CS_STREAMING,   /* a chunked response stream is open */
-    CS_TUNNEL,      /* upgraded: raw bytes both ways */
-    CS_CLOSING,     /* last response going out, then close */
-};
-enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
-enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_CRLF, CH_TRAILER };
-
-/* Events a non-I/O thread reports to the I/O thread (conn->events, under conn->mu). */
-#define EV_RESP_DONE    0x01u
-#define EV_STREAM_START 0x02u
-#define EV_STREAM_END   0x04u
-#define EV_ABORT        0x08u
-#define EV_UPGRADE      0x10u
-#define EV_TAKE         0x20u   /* upgrade, then hand the socket to c->take's waiter */
-
-/* ck_http_upgrade_take's rendezvous with the I/O thread (on the waiter's stack). */
-struct take {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    bool done, ok;
-    int fd;
-    SSL *ssl;
-    struct evbuffer *unsent, *input;
-};
-
-struct conn;
-
-/* What a connection may still need after ck_httpd_stop freed the server: the event base (NULL
- * once stopped) for on_close of a stream started on a connection that is already gone. */
-struct hub {
-    int refs;                   /* atomic: the server + every connection */
-    pthread_mutex_t mu;
-    struct event_base *base;
-};
-
-struct ck_http_resp {
-    ck_http_req req;            /* what the handler sees; strings below */
-    struct conn *c;
-    int refs;                   /* atomic: running handler + unanswered response */
-    int answered;               /* atomic flag */
-    bool head, keepalive, http10;
-    char *method, *target, *path, *query;
-    char *body;
-    size_t body_cap;
-    size_t hdr_cap;
-    struct ck_http_resp *qnext;
-};
-
-struct ck_http_stream {
-    int refs;                   /* atomic: the holder(s) + the connection until on_close */
-    struct conn *c;
-    bool tunnel, chunked, head;
-    bool closed;                /* under c->mu: no more writes */
-    bool close_called;          /* I/O thread */
-    ck_http_close_cb on_close;
-    ck_http_data_cb on_data;
-    void *ctx;
-};
-
-struct conn {
-    ck_httpd *h;                /* I/O thread only: the server may be gone for other threads */
-    struct hub *hub;
-    size_t stream_limit;
-    int refs;                   /* atomic */
-    pthread_mutex_t mu;
-    /* under mu */
-    struct evbuffer *outbox;
-    unsigned events;
-    bool wake_scheduled, gone, resp_close;
-    ck_http_stream *stream;     /* the started stream or tunnel; the conn holds a reference */
-    struct take *take;          /* an upgrade waiting to take the socket (EV_TAKE) */
-    size_t io_pending;          /* atomic: bytes in the socket's output buffer */
-    struct conn *wnext;         /* on the server's wake list (while wake_scheduled) */
-    /* I/O thread only */
-    ck_connio *io;
-    struct event *timer;
-    SSL *ssl;
-    enum conn_state state;
-    bool header_timer_armed, peer_eof, write_shut, tls_checked, keepalive;
-    ck_http_stream *io_stream;  /* the stream as the I/O thread knows it (started) */
-    ck_http_resp *cur;          /* request being parsed */
-    bool got_request_line;
-    size_t hdr_bytes;
-    enum body_mode body_mode;
-    enum chunk_state chunk;
-    uint64_t body_left;
-    char remote[64];
-    char *client_cn;
-    char **client_orgs;
-    size_t nclient_orgs;
-    struct conn *prev, *next;
-};
-
-struct ck_httpd {
-    ck_httpd_config cfg;
-    struct hub *hub;
-    struct event_base *base;
-    struct evconnlistener *lis;
-    struct event *listen_retry;
-    SSL_CTX *ssl_ctx;
-    int port;
-    pthread_t io_thread;
-    bool io_started;
-    /* the request queue and the worker pool (see "Workers" at the top of this file) */
-    pthread_mutex_t qmu;
-    ck_http_resp *qhead, *qtail;
-    struct worker *idle;        /* under qmu: sleeping workers, most recently idle first */
-    struct worker *all;         /* under qmu: every worker thread not yet joined */
-    int nidle, nwaking, nlive;  /* under qmu */
-    int max_workers;
-    bool quit;                  /* under qmu */
-    uint64_t served;            /* atomic: requests the workers have finished */
-    uint64_t stall_mark;        /* I/O thread: `served` when the stall timer was armed */
-    bool stall_armed;           /* I/O thread */
-    struct event *stall_ev;
-    uint64_t extra_started;     /* atomic: extra workers started after a stall (for tests) */
-    struct conn *conns;         /* I/O thread */
-    /* the wake list (see the top of this file) */
-    struct conn *wake_head;     /* atomic */
-    int io_idle;                /* atomic: the I/O thread may be asleep in epoll_wait */
-    int io_quit;                /* atomic */
-    int wake_fd;                /* eventfd, edge-triggered in the loop: never read */
-    struct event *wake_ev;
-};
-
 static void conn_process(struct conn *c);
 static void conn_close(struct conn *c);
-static void queue_request(ck_httpd *h, ck_http_resp *r);
 static void outbuf_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 
 /* ---- references ------------------------------------------------------------------------- */
@@ -239,7 +104,7 @@ static void conn_unref(struct conn *c)
     free(c);
 }
 
-static void resp_free(ck_http_resp *r)
+void ck__httpd_resp_free(ck_http_resp *r)
 {
     for (size_t i = 0; i < r->req.nheaders; i++) {
         free(r->req.headers[i].name);
@@ -256,10 +121,10 @@ static void resp_free(ck_http_resp *r)
     free(r);
 }
 
-static void resp_unref(ck_http_resp *r)
+void ck__httpd_resp_unref(ck_http_resp *r)
 {
     if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        resp_free(r);
+        ck__httpd_resp_free(r);
 }
 
 /* Claim the one answer a request gets; false (and a log line) on a second attempt. */
@@ -287,12 +152,6 @@ static void wake_io_thread(ck_httpd *h)
     uint64_t one = 1;
     while (write(h->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
         ;
-}
-
-/* Every I/O-thread entry point says the thread is awake: writers need not wake it. */
-static inline void io_awake(ck_httpd *h)
-{
-    __atomic_store_n(&h->io_idle, 0, __ATOMIC_RELAXED);
 }
 
 /* ck_httpd_wake_hold depth, and the connection whose push found the I/O thread idle meanwhile
@@ -407,7 +266,7 @@ void ck_http_respond(ck_http_resp *resp, int status, const char *content_type,
     }
     pthread_mutex_unlock(&c->mu);
     evbuffer_free(b);
-    resp_unref(resp);
+    ck__httpd_resp_unref(resp);
 }
 
 /* A stream on a connection that is already gone still gets its on_close, on the I/O thread. */
@@ -458,7 +317,7 @@ static ck_http_stream *stream_open(ck_http_resp *resp, struct evbuffer *head, un
             late_close_cb(-1, 0, s);   /* the server is stopped: no I/O thread to run it */
     }
     evbuffer_free(head);
-    resp_unref(resp);
+    ck__httpd_resp_unref(resp);
     return s;
 }
 
@@ -523,7 +382,7 @@ int ck_http_upgrade_take(ck_http_resp *resp, const char *extra_headers, ck_http_
         schedule_wake_locked(c);
     }
     pthread_mutex_unlock(&c->mu);
-    resp_unref(resp);
+    ck__httpd_resp_unref(resp);
     int rc = 0;
     if (gone) {
         rc = ck_error_set(err, CK_E_UNAVAILABLE, "the client went away before the upgrade");
@@ -689,7 +548,7 @@ static void conn_close(struct conn *c)
         take_finish(take, false);
 
     if (c->cur) {
-        resp_free(c->cur);
+        ck__httpd_resp_free(c->cur);
         c->cur = NULL;
     }
     if (c->prev)
@@ -723,7 +582,7 @@ static void conn_begin_close(struct conn *c)
 {
     c->state = CS_CLOSING;
     if (c->cur) {
-        resp_free(c->cur);
+        ck__httpd_resp_free(c->cur);
         c->cur = NULL;
     }
     ck_connio_flush(c->io);
@@ -734,7 +593,7 @@ static void conn_begin_close(struct conn *c)
 }
 
 /* The server's own error answer (malformed, too large...): metav1.Status JSON, then close. */
-static void conn_fail(struct conn *c, int status, const char *reason, const char *message)
+void ck__httpd_conn_fail(struct conn *c, int status, const char *reason, const char *message)
 {
     cleanup_free char *body = ck_http__status_json(status, reason, message);
     char date[32];
@@ -835,7 +694,7 @@ static void conn_wake(struct conn *c)
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    io_awake(c->h);
+    ck__httpd_io_awake(c->h);
     switch (c->state) {
     case CS_HEADERS:
     case CS_BODY:
@@ -850,14 +709,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 static void read_cb(ck_connio *io, void *arg)
 {
     struct conn *c = arg;
-    io_awake(c->h);
+    ck__httpd_io_awake(c->h);
     conn_process(c);
 }
 
 static void write_cb(ck_connio *io, void *arg)
 {
     struct conn *c = arg;
-    io_awake(c->h);
+    ck__httpd_io_awake(c->h);
     if (c->state == CS_CLOSING && !c->write_shut && ck_connio_unsent(io) == 0)
         finish_write_then_linger(c);
 }
@@ -865,7 +724,7 @@ static void write_cb(ck_connio *io, void *arg)
 static void event_cb(ck_connio *io, int what, void *arg)
 {
     struct conn *c = arg;
-    io_awake(c->h);
+    ck__httpd_io_awake(c->h);
     if ((what & CK_CONNIO_EOF) && !(what & CK_CONNIO_ERROR) && c->state == CS_DISPATCHED) {
         /* Half-closed after sending a request: answer it, then close. */
         c->peer_eof = true;
@@ -881,284 +740,6 @@ static void outbuf_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
         __atomic_add_fetch(&c->io_pending, info->n_added, __ATOMIC_RELAXED);
     if (info->n_deleted)
         __atomic_sub_fetch(&c->io_pending, info->n_deleted, __ATOMIC_RELAXED);
-}
-
-/* ---- I/O thread: the request parser ----------------------------------------------------- */
-
-static int parse_request_line(struct conn *c, char *line, size_t n)
-{
-    ck_http_resp *r = c->cur;
-    char *sp1 = memchr(line, ' ', n);
-    if (!sp1)
-        return 400;
-    char *sp2 = memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - line));
-    if (!sp2)
-        return 400;
-    size_t mlen = (size_t)(sp1 - line), tlen = (size_t)(sp2 - sp1 - 1);
-    const char *ver = sp2 + 1;
-    size_t vlen = n - (size_t)(ver - line);
-    if (!ck_http__is_token(line, mlen) || tlen == 0)
-        return 400;
-    for (size_t i = 0; i < tlen; i++) {
-        unsigned char ch = (unsigned char)sp1[1 + i];
-        if (ch <= 0x20 || ch == 0x7f)
-            return 400;
-    }
-    if (vlen != 8 || memcmp(ver, "HTTP/", 5) || ver[6] != '.' ||
-        ver[5] < '0' || ver[5] > '9' || ver[7] < '0' || ver[7] > '9')
-        return 400;
-    if (ver[5] != '1')
-        return 505;
-    r->http10 = ver[7] == '0';
-    r->method = xstrndup(line, mlen);
-    r->target = xstrndup(sp1 + 1, tlen);
-
-    const char *t = r->target;
-    if (!strncasecmp(t, "http://", 7) || !strncasecmp(t, "https://", 8)) {
-        t = strstr(t, "://") + 3;   /* absolute-form: drop scheme and authority */
-        t += strcspn(t, "/?");
-    }
-    const char *q = strchr(t, '?');
-    size_t plen = q ? (size_t)(q - t) : strlen(t);
-    if (plen == 0)
-        r->path = xstrdup("/");
-    else if (t[0] != '/' && !(plen == 1 && t[0] == '*'))
-        return 400;
-    else if (!(r->path = ck_http__pct_decode(t, plen, false, true)))
-        return 400;
-    r->query = xstrdup(q ? q + 1 : "");
-    r->req.method = r->method;
-    r->req.target = r->target;
-    r->req.path = r->path;
-    r->req.query = r->query;
-    r->head = !strcmp(r->method, "HEAD");
-    return 0;
-}
-
-static int parse_header_line(struct conn *c, char *line, size_t n)
-{
-    ck_http_resp *r = c->cur;
-    if (line[0] == ' ' || line[0] == '\t')
-        return 400;                             /* obsolete line folding */
-    char *colon = memchr(line, ':', n);
-    if (!colon || !ck_http__is_token(line, (size_t)(colon - line)))
-        return 400;
-    const char *v = colon + 1, *end = line + n;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    if (!ck_http__is_field_value(v, (size_t)(end - v)))
-        return 400;
-    if (r->req.nheaders >= c->h->cfg.max_headers)
-        return 431;
-    if (r->req.nheaders == r->hdr_cap) {
-        r->hdr_cap = r->hdr_cap ? r->hdr_cap * 2 : 16;
-        r->req.headers = xrealloc(r->req.headers, r->hdr_cap * sizeof *r->req.headers);
-    }
-    ck_http_header *hd = &r->req.headers[r->req.nheaders++];
-    hd->name = xstrndup(line, (size_t)(colon - line));
-    hd->value = xstrndup(v, (size_t)(end - v));
-    return 0;
-}
-
-static void fail_status(struct conn *c, int status)
-{
-    switch (status) {
-    case 413:
-        conn_fail(c, 413, "RequestEntityTooLarge", "the request body is too large");
-        break;
-    case 431:
-        conn_fail(c, 431, "BadRequest", "the request header fields are too large");
-        break;
-    case 417:
-        conn_fail(c, 417, "BadRequest", "unsupported Expect header");
-        break;
-    case 501:
-        conn_fail(c, 501, "BadRequest", "unsupported Transfer-Encoding");
-        break;
-    case 505:
-        conn_fail(c, 505, "BadRequest", "unsupported HTTP version");
-        break;
-    default:
-        conn_fail(c, 400, "BadRequest", "malformed HTTP request");
-        break;
-    }
-}
-
-/* 1: headers complete, 0: need more input, -1: failed (answer sent). */
-static int parse_headers(struct conn *c, struct evbuffer *in)
-{
-    size_t max = c->h->cfg.max_header_bytes;
-    for (;;) {
-        size_t n;
-        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-        if (!line) {
-            if (c->hdr_bytes + evbuffer_get_length(in) > max) {
-                fail_status(c, 431);
-                return -1;
-            }
-            return 0;
-        }
-        c->hdr_bytes += n + 2;
-        int status = 0;
-        if (c->hdr_bytes > max)
-            status = 431;
-        else if (memchr(line, '\0', n))
-            status = 400;
-        else if (!c->got_request_line) {
-            if (n > 0) {                        /* a stray CRLF before a request is ignored */
-                status = parse_request_line(c, line, n);
-                c->got_request_line = true;
-            }
-        } else if (n == 0) {
-            free(line);
-            return 1;
-        } else {
-            status = parse_header_line(c, line, n);
-        }
-        free(line);
-        if (status) {
-            fail_status(c, status);
-            return -1;
-        }
-    }
-}
-
-/* Decide how the body is framed once the headers are in.  0 or an HTTP status to fail with. */
-static int prepare_body(struct conn *c, struct evbuffer *in)
-{
-    ck_http_resp *r = c->cur;
-    const ck_http_req *q = &r->req;
-    bool have_cl = false, have_te = false, expect_continue = false;
-    uint64_t cl = 0;
-    bool keepalive = !r->http10, host = false;
-    for (size_t i = 0; i < q->nheaders; i++) {
-        const char *name = q->headers[i].name, *v = q->headers[i].value;
-        if (!strcasecmp(name, "Content-Length")) {
-            if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 18)
-                return 400;
-            uint64_t x = strtoull(v, NULL, 10);
-            if (have_cl && x != cl)
-                return 400;
-            have_cl = true;
-            cl = x;
-        } else if (!strcasecmp(name, "Transfer-Encoding")) {
-            if (have_te || strcasecmp(v, "chunked"))
-                return 501;
-            have_te = true;
-        } else if (!strcasecmp(name, "Connection")) {
-            if (ck_http__has_token(v, "close"))
-                keepalive = false;
-            else if (r->http10 && ck_http__has_token(v, "keep-alive"))
-                keepalive = true;
-        } else if (!strcasecmp(name, "Expect")) {
-            if (strcasecmp(v, "100-continue"))
-                return 417;
-            expect_continue = !r->http10;
-        } else if (!strcasecmp(name, "Host")) {
-            host = true;
-        }
-    }
-    if (!r->http10 && !host)
-        return 400;                             /* as Go's net/http: HTTP/1.1 needs Host */
-    if (have_cl && have_te)
-        return 400;                             /* ambiguous framing: refuse (smuggling) */
-    r->keepalive = keepalive;
-    if (have_te) {
-        c->body_mode = BODY_CHUNKED;
-        c->chunk = CH_SIZE;
-    } else if (have_cl && cl > 0) {
-        if (cl > c->h->cfg.max_body_bytes)
-            return 413;
-        c->body_mode = BODY_LENGTH;
-        c->body_left = cl;
-        r->body_cap = (size_t)cl + 1;
-        r->body = xmalloc(r->body_cap);
-    } else {
-        c->body_mode = BODY_NONE;
-    }
-    if (c->body_mode != BODY_NONE && expect_continue && evbuffer_get_length(in) == 0)
-    {
-        evbuffer_add(ck_connio_output(c->io), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-        ck_connio_flush(c->io);
-    }
-    return 0;
-}
-
-static int body_append(struct conn *c, struct evbuffer *in, size_t n)
-{
-    ck_http_resp *r = c->cur;
-    if (r->req.body_len + n > c->h->cfg.max_body_bytes)
-        return 413;
-    if (r->req.body_len + n + 1 > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap : 4096;
-        while (cap < r->req.body_len + n + 1)
-            cap *= 2;
-        r->body = xrealloc(r->body, cap);
-        r->body_cap = cap;
-    }
-    evbuffer_remove(in, r->body + r->req.body_len, n);
-    r->req.body_len += n;
-    return 0;
-}
-
-/* 1: body complete, 0: need more, or an HTTP status to fail with. */
-static int parse_body(struct conn *c, struct evbuffer *in)
-{
-    for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (c->body_mode == BODY_LENGTH || (c->body_mode == BODY_CHUNKED && c->chunk == CH_DATA)) {
-            size_t take = avail < c->body_left ? avail : (size_t)c->body_left;
-            if (take) {
-                int st = body_append(c, in, take);
-                if (st)
-                    return st;
-                c->body_left -= take;
-            }
-            if (c->body_left > 0)
-                return 0;
-            if (c->body_mode == BODY_LENGTH)
-                return 1;
-            c->chunk = CH_DATA_CRLF;
-            continue;
-        }
-        size_t n;
-        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-        if (!line)
-            return evbuffer_get_length(in) > MAX_CHUNK_LINE ? 400 : 0;
-        int st = 0;
-        if (c->chunk == CH_SIZE) {
-            char *end;
-            errno = 0;
-            unsigned long long size = strtoull(line, &end, 16);
-            if (!isxdigit((unsigned char)line[0]) || errno || strspn(line, "0123456789abcdefABCDEF") > 16 ||
-                (*end && *end != ';' && *end != ' ' && *end != '\t'))
-                st = 400;
-            else if (size > c->h->cfg.max_body_bytes)
-                st = 413;
-            else if (size == 0)
-                c->chunk = CH_TRAILER;
-            else {
-                c->body_left = size;
-                c->chunk = CH_DATA;
-            }
-        } else if (c->chunk == CH_DATA_CRLF) {
-            st = n == 0 ? 0 : 400;
-            c->chunk = CH_SIZE;
-        } else {                                /* CH_TRAILER: ignore fields, bounded */
-            c->hdr_bytes += n + 2;
-            if (c->hdr_bytes > c->h->cfg.max_header_bytes)
-                st = 431;
-            else if (n == 0) {
-                free(line);
-                return 1;
-            }
-        }
-        free(line);
-        if (st)
-            return st;
-    }
 }
 
 static void conn_tls_identity(struct conn *c)
@@ -1210,7 +791,7 @@ static void conn_dispatch(struct conn *c)
     c->state = CS_DISPATCHED;
     evtimer_del(c->timer);
 
-    queue_request(h, r);
+    ck__httpd_queue_request(h, r);
 }
 
 static void deliver_tunnel(struct conn *c, struct evbuffer *in)
@@ -1242,12 +823,12 @@ static void conn_process(struct conn *c)
                 c->header_timer_armed = true;
                 arm_timer(c, c->h->cfg.header_timeout_ms);
             }
-            st = parse_headers(c, in);
+            st = ck__httpd_parse_headers(c, in);
             if (st <= 0)
                 return;
-            st = prepare_body(c, in);
+            st = ck__httpd_prepare_body(c, in);
             if (st) {
-                fail_status(c, st);
+                ck__httpd_fail_status(c, st);
                 return;
             }
             if (c->body_mode == BODY_NONE) {
@@ -1261,11 +842,11 @@ static void conn_process(struct conn *c)
         case CS_BODY:
             if (evbuffer_get_length(in) > 0)
                 arm_timer(c, c->h->cfg.idle_timeout_ms);   /* progress resets the body clock */
-            st = parse_body(c, in);
+            st = ck__httpd_parse_body(c, in);
             if (st == 0)
                 return;
             if (st != 1) {
-                fail_status(c, st);
+                ck__httpd_fail_status(c, st);
                 return;
             }
             conn_dispatch(c);
@@ -1289,7 +870,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
                       int salen, void *arg)
 {
     ck_httpd *h = arg;
-    io_awake(h);
+    ck__httpd_io_awake(h);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = xcalloc(1, sizeof *c);
@@ -1355,244 +936,6 @@ static void accept_error_cb(struct evconnlistener *lis, void *arg)
     evtimer_add(h->listen_retry, &tv);
 }
 
-/* ---- workers ------------------------------------------------------------------------------ */
-
-/* A handler thread.  Each sleeps on its own semaphore, so a wake-up is one futex wake aimed at
- * one thread, posted after the queue lock is released (no herd on a shared condvar, and the
- * woken thread does not find the lock still held by its waker). */
-struct worker {
-    ck_httpd *h;
-    pthread_t th;
-    sem_t sem;
-    bool extra;                 /* started after a stall: leaves after EXTRA_IDLE_S idle */
-    bool woken;                 /* under qmu: taken off the idle stack by a waker */
-    bool in_idle;               /* under qmu: on h->idle */
-    bool exited;                /* under qmu: the thread is returning (join it) */
-    struct worker *inext;       /* h->idle */
-    struct worker *anext;       /* h->all */
-};
-
-/* Under qmu: the sleeper to wake for queued work, or NULL.  At most one worker is on its way at
- * a time: it takes a request and, if more are queued, wakes the next, so a burst wakes workers
- * one by one as they are needed, and a busy worker coming back for more takes what is queued
- * before any sleeper is disturbed.  The most recently idle sleeper goes first (warm caches). */
-static struct worker *pick_waker_locked(ck_httpd *h)
-{
-    if (!h->qhead || h->nwaking > 0 || !h->idle)
-        return NULL;
-    struct worker *w = h->idle;
-    h->idle = w->inext;
-    h->nidle--;
-    w->in_idle = false;
-    w->woken = true;
-    h->nwaking++;
-    return w;
-}
-
-static void sem_wait_intr(sem_t *s)
-{
-    while (sem_wait(s) < 0 && errno == EINTR)
-        ;
-}
-
-static void serve_request(ck_httpd *h, ck_http_resp *r)
-{
-    pthread_mutex_lock(&r->c->mu);
-    bool gone = r->c->gone;
-    pthread_mutex_unlock(&r->c->mu);
-    if (gone) {                                 /* the client left while it was queued */
-        resp_free(r);
-        return;
-    }
-    h->cfg.handler(h->cfg.handler_ctx, &r->req, r);
-    resp_unref(r);
-}
-
-static void *worker_main(void *arg)
-{
-    struct worker *w = arg;
-    ck_httpd *h = w->h;
-    pthread_setname_np(pthread_self(), "http-worker");
-    pthread_mutex_lock(&h->qmu);
-    for (;;) {
-        if (w->woken) {
-            w->woken = false;
-            h->nwaking--;
-        }
-        if (h->quit)
-            break;
-        ck_http_resp *r = h->qhead;
-        if (r) {                                /* drain the queue before sleeping */
-            h->qhead = r->qnext;
-            if (!h->qhead)
-                h->qtail = NULL;
-            struct worker *next = pick_waker_locked(h);
-            pthread_mutex_unlock(&h->qmu);
-            if (next)
-                sem_post(&next->sem);
-            serve_request(h, r);
-            __atomic_add_fetch(&h->served, 1, __ATOMIC_RELAXED);
-            pthread_mutex_lock(&h->qmu);
-            continue;
-        }
-        w->inext = h->idle;
-        h->idle = w;
-        h->nidle++;
-        w->in_idle = true;
-        pthread_mutex_unlock(&h->qmu);
-        if (!w->extra) {
-            sem_wait_intr(&w->sem);
-            pthread_mutex_lock(&h->qmu);
-            continue;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += EXTRA_IDLE_S;
-        int rc;
-        while ((rc = sem_timedwait(&w->sem, &ts)) < 0 && errno == EINTR)
-            ;
-        pthread_mutex_lock(&h->qmu);
-        if (rc < 0 && w->in_idle) {             /* idle long enough: leave */
-            for (struct worker **p = &h->idle; *p; p = &(*p)->inext)
-                if (*p == w) {
-                    *p = w->inext;
-                    break;
-                }
-            h->nidle--;
-            w->in_idle = false;
-            break;
-        }
-        if (rc < 0) {                           /* a waker took it meanwhile: its post is due */
-            pthread_mutex_unlock(&h->qmu);
-            sem_wait_intr(&w->sem);
-            pthread_mutex_lock(&h->qmu);
-        }
-    }
-    h->nlive--;
-    w->exited = true;
-    pthread_mutex_unlock(&h->qmu);
-    return NULL;
-}
-
-/* Starts a worker; the caller has counted it in nlive.  -1 if the thread cannot start. */
-static int start_worker(ck_httpd *h, bool extra)
-{
-    struct worker *w = xcalloc(1, sizeof *w);
-    w->h = h;
-    w->extra = extra;
-    if (sem_init(&w->sem, 0, 0) < 0) {
-        free(w);
-        return -1;
-    }
-    pthread_mutex_lock(&h->qmu);
-    w->anext = h->all;
-    h->all = w;
-    pthread_mutex_unlock(&h->qmu);
-    if (pthread_create(&w->th, NULL, worker_main, w) == 0)
-        return 0;
-    pthread_mutex_lock(&h->qmu);
-    h->all = w->anext;          /* only the I/O thread or start adds: still first */
-    pthread_mutex_unlock(&h->qmu);
-    sem_destroy(&w->sem);
-    free(w);
-    return -1;
-}
-
-/* Joins and frees workers that have exited (extras that idled out). */
-static void reap_workers(ck_httpd *h)
-{
-    struct worker *dead = NULL;
-    pthread_mutex_lock(&h->qmu);
-    for (struct worker **p = &h->all; *p;) {
-        struct worker *w = *p;
-        if (w->exited) {
-            *p = w->anext;
-            w->anext = dead;
-            dead = w;
-        } else {
-            p = &w->anext;
-        }
-    }
-    pthread_mutex_unlock(&h->qmu);
-    while (dead) {
-        struct worker *w = dead;
-        dead = w->anext;
-        pthread_join(w->th, NULL);
-        sem_destroy(&w->sem);
-        free(w);
-    }
-}
-
-static void arm_stall_timer(ck_httpd *h)
-{
-    struct timeval tv = {0, STALL_MS * 1000};
-    h->stall_armed = true;
-    h->stall_mark = __atomic_load_n(&h->served, __ATOMIC_RELAXED);
-    evtimer_add(h->stall_ev, &tv);
-}
-
-/* Every worker was busy when a request was queued.  If, a while later, requests still wait,
- * no worker is idle or on its way, and not one request finished meanwhile, the workers are all
- * held by something slow: start one more, so a slow request (or one waiting for another
- * request to be served) cannot starve the rest.  Extras leave again when idle. */
-static void stall_cb(evutil_socket_t fd, short what, void *arg)
-{
-    ck_httpd *h = arg;
-    io_awake(h);
-    h->stall_armed = false;
-    bool progress = __atomic_load_n(&h->served, __ATOMIC_RELAXED) != h->stall_mark;
-    pthread_mutex_lock(&h->qmu);
-    bool waiting = h->qhead != NULL;
-    bool spawn = waiting && !progress && !h->idle && h->nwaking == 0 && !h->quit &&
-                 h->nlive < h->max_workers;
-    if (spawn)
-        h->nlive++;
-    pthread_mutex_unlock(&h->qmu);
-    reap_workers(h);
-    if (spawn) {
-        if (start_worker(h, true) == 0) {
-            __atomic_add_fetch(&h->extra_started, 1, __ATOMIC_RELAXED);
-            log_debug("httpd: every worker busy for %d ms: started one more", STALL_MS);
-        } else {
-            pthread_mutex_lock(&h->qmu);
-            h->nlive--;
-            pthread_mutex_unlock(&h->qmu);
-            log_warn("httpd: every worker is busy and no more can start");
-        }
-    }
-    if (waiting)
-        arm_stall_timer(h);
-}
-
-/* I/O thread: hand a complete request to the pool. */
-static void queue_request(ck_httpd *h, ck_http_resp *r)
-{
-    r->qnext = NULL;
-    pthread_mutex_lock(&h->qmu);
-    if (h->qtail)
-        h->qtail->qnext = r;
-    else
-        h->qhead = r;
-    h->qtail = r;
-    struct worker *w = pick_waker_locked(h);
-    pthread_mutex_unlock(&h->qmu);
-    if (w)
-        sem_post(&w->sem);
-    /* the watch for held workers runs while requests come (one timer a STALL_MS, not one a
-     * request); queued now behind a waker, this one may find every worker held later */
-    if (!h->stall_armed && h->stall_ev)
-        arm_stall_timer(h);
-}
-
-int ck_httpd_workers(ck_httpd *h)
-{
-    pthread_mutex_lock(&h->qmu);
-    int n = h->nlive;
-    pthread_mutex_unlock(&h->qmu);
-    return n;
-}
-
-
 /* Take the whole wake list and serve it in the order it was filled.  false if it was empty. */
 static bool drain_wakes(ck_httpd *h)
 {
@@ -1625,7 +968,7 @@ static bool drain_wakes(ck_httpd *h)
 static void wake_ev_cb(evutil_socket_t fd, short what, void *arg)
 {
     ck_httpd *h = arg;
-    io_awake(h);
+    ck__httpd_io_awake(h);
     drain_wakes(h);
 }
 
@@ -1638,7 +981,7 @@ static void *io_main(void *arg)
          * push-then-load in schedule_wake_locked) */
         __atomic_store_n(&h->io_idle, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&h->wake_head, __ATOMIC_SEQ_CST)) {
-            io_awake(h);
+            ck__httpd_io_awake(h);
             drain_wakes(h);
             continue;
         }
@@ -1760,7 +1103,7 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
     h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
 
-    h->stall_ev = evtimer_new(h->base, stall_cb, h);
+    h->stall_ev = evtimer_new(h->base, ck__httpd_stall_cb, h);
     if (!h->stall_ev) {
         ck_error_set(err, CK_E_INTERNAL, "httpd: evtimer_new failed");
         goto fail;
@@ -1769,7 +1112,7 @@ ck_httpd *ck_httpd_start(const ck_httpd_config *cfg, ck_error **err)
         pthread_mutex_lock(&h->qmu);
         h->nlive++;
         pthread_mutex_unlock(&h->qmu);
-        if (start_worker(h, false) < 0) {
+        if (ck__httpd_start_worker(h, false) < 0) {
             pthread_mutex_lock(&h->qmu);
             h->nlive--;
             pthread_mutex_unlock(&h->qmu);
@@ -1809,26 +1152,13 @@ void ck_httpd_stop(ck_httpd *h)
     while (h->conns)
         conn_close(h->conns);
 
-    pthread_mutex_lock(&h->qmu);
-    h->quit = true;
-    for (struct worker *w = h->all; w; w = w->anext)
-        if (!w->exited)
-            sem_post(&w->sem);
-    pthread_mutex_unlock(&h->qmu);
-    /* the I/O thread is gone: nothing adds workers any more */
-    while (h->all) {
-        struct worker *w = h->all;
-        h->all = w->anext;
-        pthread_join(w->th, NULL);
-        sem_destroy(&w->sem);
-        free(w);
-    }
+    ck__httpd_stop_workers(h);
     if (h->stall_ev)
         event_free(h->stall_ev);
     while (h->qhead) {
         ck_http_resp *r = h->qhead;
         h->qhead = r->qnext;
-        resp_free(r);
+        ck__httpd_resp_free(r);
     }
     drain_wakes(h);                   /* every connection is closed: this only drops refs */
     if (h->wake_ev)

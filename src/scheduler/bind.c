@@ -20,8 +20,11 @@
 #include "lib/util.h"
 #include "scheduler/sched.h"
 
-/* Connections the bindings share (the sender keeps this many in flight). */
-#define SC_BIND_CONNS 16
+/* Connections the bindings share (the sender keeps this many in flight).  A binding is answered
+ * after its commit is durable, so the binding rate is at most conns / commit latency: with 16 the
+ * scheduler waited on answers while the CPUs idled (docs/benchmarks.md, session 7).  Upstream
+ * binds each pod in a goroutine of its own, with no small cap. */
+#define SC_BIND_CONNS 32
 
 enum job_kind { JOB_BIND_FAILED, JOB_REPORT, JOB_VICTIM };
 

@@ -1,9 +1,11 @@
 /* exec.c - exec and attach, node side: negotiation, the channel/stream protocols, the pump.
  *
- * One session per request.  Client input (stdin bytes, resize events, half-close) is parsed on
- * httpd's I/O thread into the session under the tunnel's lock; the pump thread owns the process
- * fds, writes stdin from the bounded queue, reads stdout/stderr while the client keeps up, and
- * reports the exit status last.  See streams.h for the protocols.
+ * One session per request.  The pump thread owns the client's connection (tunnel.h) and the
+ * process fds: it parses client input (stdin bytes, resize events, half-close) into the session,
+ * writes stdin from the bounded queue, reads stdout/stderr while the client keeps up, encrypts
+ * and sends each batch at once, and reports the exit status last.  An exec's process is started
+ * by the httpd worker that upgraded, while the pump already serves the client (over SPDY the
+ * start overlaps kubectl's opening of its streams).  See streams.h for the protocols.
  */
 #include "streams/tunnel.h"
 
@@ -47,6 +49,11 @@ typedef struct session {
     int pty_fd;
     int64_t received_ns;        /* when the request arrived (first-byte latency) */
     int64_t upgraded_ns, spawned_ns;   /* the 101 queued, the command started (exec start) */
+    /* exec's early spawn, on the worker thread (under t->mu) */
+    bool spawn_done;
+    int sprc;
+    ck_stream_proc proc;
+    ck_error *spawn_err;
 } session;
 
 static void apply_resize_json(session *s, const char *js, size_t len)
@@ -133,13 +140,11 @@ static void on_spdy(void *user, ck_tunnel *t, const ck_spdy_frame *f)
     } else if (f->type == CK_SPDY_RST_STREAM && f->stream_id == s->sid[CH_STDIN]) {
         s->stdin_eof = true;
     }
+    /* (the pump sends the replies right after this round's parse: kubectl waits for each
+     * stream's reply before it opens the next) */
     if (b.len)
         ck_tunnel_send_spdy_bytes(t, &b);
     ck_buf_free(&b);
-    /* the replies now, not when the pump (maybe starting the process) flushes: kubectl waits
-     * for each stream's reply before it opens the next */
-    if (f->type == CK_SPDY_SYN_STREAM && t->hs)
-        ck_tunnel_flush_locked(t);
 }
 
 /* Under t->mu: send output on a channel/stream. */
@@ -286,37 +291,56 @@ static void *pump(void *arg)
     int create_ms = s->cfg.stream_create_timeout_ms > 0 ? s->cfg.stream_create_timeout_ms : 30000;
     ck_stream_proc p = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pty_fd = -1};
 
-    /* exec starts the command at once: over SPDY its start overlaps the client's opening of
-     * its streams (a round trip through the API server); attach waits for them first */
+    /* exec's command is being started by the worker that upgraded (exec_start_early): over
+     * SPDY its start overlaps the client's opening of its streams (a round trip through the API
+     * server); attach waits for them first */
     ck_error *e = NULL;
     bool early = !s->o.attach;
-    int sprc = early ? s->spawn(s->spawn_ctx, &s->o, &p, &e) : 0;
-    if (early)
-        s->spawned_ns = ck_now_ns();
+    int sprc = 0;
 
-    /* SPDY: wait for the client's streams */
+    /* SPDY: wait for the client's streams (and exec's start) */
     int64_t deadline = ck_now_ns() + (int64_t)create_ms * 1000000;
     for (;;) {
+        bool failed = ck_tunnel_flush(t) < 0;
         pthread_mutex_lock(&t->mu);
-        bool ready = streams_ready(s), gone = t->gone;
+        bool ready = streams_ready(s), gone = t->gone, started = !early || s->spawn_done;
         pthread_mutex_unlock(&t->mu);
-        bool failed = ck_tunnel_flush(t) < 0 || gone;
+        failed = failed || gone;
         if (!failed && !ready && ck_now_ns() > deadline) {
             log_warn("streams: client did not open its streams in time");
             failed = true;
         }
         if (failed) {
-            if (early && sprc == 0)
-                stop_proc(&p);
-            ck_error_free(e);
+            if (early) {   /* the worker may still be starting it: wait, then stop it */
+                for (;;) {
+                    pthread_mutex_lock(&t->mu);
+                    started = s->spawn_done;
+                    pthread_mutex_unlock(&t->mu);
+                    if (started)
+                        break;
+                    struct pollfd pf = {t->wake_r, POLLIN, 0};
+                    poll(&pf, 1, 100);
+                    ck_tunnel_drain_wake(t);
+                }
+                if (s->sprc == 0)
+                    stop_proc(&s->proc);
+                ck_error_free(s->spawn_err);
+            }
             ck_tunnel_finish(t);
             goto out;
         }
-        if (ready)
+        if (ready && started)
             break;
-        struct pollfd pf = {t->wake_r, POLLIN, 0};
-        poll(&pf, 1, 100);
+        struct pollfd pf[2] = {{t->wake_r, POLLIN, 0}, {t->fd, ck_tunnel_poll_events(t), 0}};
+        if (poll(pf, 2, 100) > 0)
+            ck_tunnel_polled(t, pf[1].revents);
         ck_tunnel_drain_wake(t);
+    }
+    if (early) {
+        p = s->proc;
+        sprc = s->sprc;
+        e = s->spawn_err;
+        s->spawn_err = NULL;
     }
 
     if (!early)
@@ -326,8 +350,7 @@ static void *pump(void *arg)
         send_status(s, 0, e->msg);
         pthread_mutex_unlock(&t->mu);
         ck_error_free(e);
-        while (ck_tunnel_flush(t) > 0)
-            usleep(1000);
+        ck_tunnel_drain(t, 10000);
         ck_tunnel_finish(t);
         goto out;
     }
@@ -375,6 +398,9 @@ static void *pump(void *arg)
         }
         bool eof_in = s->stdin_eof && s->in_q.len == 0;
         bool gone = t->gone;
+        /* the process does not take stdin as fast as it comes: leave it in the client's socket
+         * (the queue's hard limit is never reached) */
+        t->hold_input = s->in_q.len + (in_local.len - in_off) >= CK_STREAMS_IN_LIMIT / 2;
         pthread_mutex_unlock(&t->mu);
         if (gone) {
             client_gone = true;
@@ -398,12 +424,13 @@ static void *pump(void *arg)
             client_gone = true;
             break;
         }
-        struct pollfd pf[5];
+        struct pollfd pf[6];
         int n = 0, iout = -1, ierr = -1, iin = -1;
         pf[n++] = (struct pollfd){t->wake_r, POLLIN, 0};
+        pf[n++] = (struct pollfd){t->fd, ck_tunnel_poll_events(t), 0};
         if (pidfd >= 0 && !exited)
             pf[n++] = (struct pollfd){pidfd, POLLIN, 0};
-        bool room = (size_t)waiting < CK_STREAMS_HIGH_WATER;
+        bool room = (size_t)waiting < CK_TUNNEL_WIRE_HIGH;
         if (p.out_fd >= 0 && room) {
             iout = n;
             pf[n++] = (struct pollfd){p.out_fd, POLLIN, 0};
@@ -416,13 +443,15 @@ static void *pump(void *arg)
             iin = n;
             pf[n++] = (struct pollfd){p.in_fd, POLLOUT, 0};
         }
-        int timeout = !room ? 1 : (p.pid > 0 && !exited) ? 100 : 1000;
+        int timeout = (p.pid > 0 && !exited) ? 100 : 1000;
         if (exited && p.pty_fd >= 0)
             timeout = 20;   /* drain the pty, whose EOF may never come (background children) */
         if (drained && room && !s->o.tty && out_total >= CK_STREAMS_BULK_AFTER)
             usleep(CK_STREAMS_BULK_WAIT_US);   /* a bulk transfer: let the pipe fill */
         drained = false;
         int pr = poll(pf, (nfds_t)n, timeout);
+        if (pr > 0)
+            ck_tunnel_polled(t, pf[1].revents);
         ck_tunnel_drain_wake(t);
         if (pr == 0 && exited && p.pty_fd >= 0) {
             close_fd(&p.out_fd);
@@ -508,9 +537,7 @@ static void *pump(void *arg)
         }
         send_status(s, code, NULL);
         pthread_mutex_unlock(&t->mu);
-        int64_t end = ck_now_ns() + 10LL * 1000000000;
-        while (ck_tunnel_flush(t) > 0 && ck_now_ns() < end)
-            usleep(1000);
+        ck_tunnel_drain(t, 10000);
         ck_tunnel_finish(t);
     }
     close_fd(&p.in_fd);
@@ -523,6 +550,24 @@ out:
     session_free(s);
     ck_tunnel_release(t);
     return NULL;
+}
+
+/* exec: start the command on the calling (worker) thread while the pump serves the client;
+ * the pump takes the result once spawn_done is set (and frees s only after that). */
+static void exec_start_early(session *s, ck_tunnel *t)
+{
+    ck_stream_proc p = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pty_fd = -1};
+    ck_error *e = NULL;
+    int rc = s->spawn(s->spawn_ctx, &s->o, &p, &e);
+    pthread_mutex_lock(&t->mu);
+    s->spawned_ns = ck_now_ns();
+    s->proc = p;
+    s->sprc = rc;
+    s->spawn_err = e;
+    s->spawn_done = true;
+    pthread_mutex_unlock(&t->mu);   /* (s is the pump's from here) */
+    ck_tunnel_wake(t);
+    ck_tunnel_release(t);
 }
 
 /* Every value of a repeated query parameter. */
@@ -641,17 +686,26 @@ void ck_streams_serve_exec(ck_http_req *req, ck_http_resp *resp, const char *con
         session_free(s);
         return;
     }
+    ck_tunnel *t = s->t;
+    bool early = !attach;
+    if (early)
+        ck_tunnel_ref(t);   /* exec_start_early's, below */
     pthread_t th;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &a, pump, s) != 0) {
+    int rc = pthread_create(&th, &a, pump, s);
+    pthread_attr_destroy(&a);
+    if (rc != 0) {
         log_error("streams: cannot start a pump thread");
-        ck_tunnel *t = s->t;
         ck_tunnel_detach(t);
         ck_tunnel_finish(t);
         session_free(s);
+        if (early)
+            ck_tunnel_release(t);
         ck_tunnel_release(t);
+        return;
     }
-    pthread_attr_destroy(&a);
+    if (early)
+        exec_start_early(s, t);
 }

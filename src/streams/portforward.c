@@ -1,7 +1,8 @@
 /* portforward.c - port-forward, node side: SPDY/3.1 `portforward.k8s.io`, raw or inside
  * websocket messages (`SPDY/3.1+portforward.k8s.io`).
  *
- * Each forwarded connection is a pair of client-opened streams sharing a requestID: `error`
+ * The pump thread owns the client's connection (tunnel.h) and every pod socket.  Each forwarded
+ * connection is a pair of client-opened streams sharing a requestID: `error`
  * (we write a message there if the port cannot be reached) and `data` (the bytes).  Once both
  * exist the pump connects through the kubelet's connect callback and copies both ways; the
  * pod closing its side ends the data stream (FIN), the client's FIN half-closes the socket.
@@ -171,13 +172,16 @@ static void *pump(void *arg)
             log_info("streams: port-forward idle timeout");
             break;
         }
-        bool room = (size_t)waiting < CK_STREAMS_HIGH_WATER;
+        bool room = (size_t)waiting < CK_TUNNEL_WIRE_HIGH;
         /* connect new pairs, drop finished ones, collect fds to poll */
-        struct pollfd pf[MAX_PAIRS + 1];
-        pair *pp[MAX_PAIRS + 1];
+        struct pollfd pf[MAX_PAIRS + 2];
+        pair *pp[MAX_PAIRS + 2];
         int n = 0;
         pf[n] = (struct pollfd){t->wake_r, POLLIN, 0};
         pp[n++] = NULL;
+        pf[n] = (struct pollfd){t->fd, 0, 0};   /* the client: events set below */
+        pp[n++] = NULL;
+        bool full = false;   /* a pod does not take its input as fast as it comes */
         pthread_mutex_lock(&t->mu);
         for (size_t i = 0; i < s->npairs;) {
             pair *p = s->pairs[i];
@@ -190,6 +194,8 @@ static void *pump(void *arg)
                 continue;
             }
             i++;
+            if (unsent >= PAIR_IN_LIMIT / 2)
+                full = true;
             if (!p->connect_tried && p->err_id && p->data_id) {
                 p->connect_tried = true;
                 ck_error *e = NULL;
@@ -233,11 +239,16 @@ static void *pump(void *arg)
             for (size_t i = 0; i < s->npairs; i++)
                 set_rcvlowat(s->pairs[i]->fd, 1);
         }
+        /* leave the client's further input in its socket meanwhile (all connections share it;
+         * the queue's hard limit is never reached) */
+        t->hold_input = full;
         pthread_mutex_unlock(&t->mu);
-        poll(pf, (nfds_t)n, !room || bulk ? CK_STREAMS_BULK_WAIT_US / 1000 : 1000);
+        pf[1].events = ck_tunnel_poll_events(t);
+        if (poll(pf, (nfds_t)n, bulk ? CK_STREAMS_BULK_WAIT_US / 1000 : 1000) > 0)
+            ck_tunnel_polled(t, pf[1].revents);
         ck_tunnel_drain_wake(t);
         pthread_mutex_lock(&t->mu);
-        for (int i = 1; i < n; i++) {
+        for (int i = 2; i < n; i++) {
             pair *p = pp[i];
             if (p->reset)
                 continue;

@@ -9,7 +9,19 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "lib/log.h"
+
+#define RAW_CAP (64u * 1024)      /* one read(2) from the client: keystrokes, stdin, SPDY frames */
+#define PLAIN_CHUNK 16384         /* one TLS record's plaintext */
+#define IN_PER_ROUND (256u * 1024) /* client bytes parsed per round (output is not starved) */
+#define WIRE_LIMIT (64u << 20)    /* hard bound on the wire; the pumps stay far below it */
+#define LINGER_MS 1000
 
 static int ws_msg(void *ctx, enum ck_ws_opcode op, const uint8_t *d, size_t len)
 {
@@ -74,44 +86,257 @@ static int ws_spdy_msg(void *ctx, enum ck_ws_opcode op, const uint8_t *d, size_t
     return ws_msg(ctx, op, d, len);
 }
 
-static void on_data(void *ctx, const char *data, size_t len)
+/* Parse client bytes (pump thread, under t->mu). */
+static void feed(ck_tunnel *t, const char *data, size_t len)
 {
-    ck_tunnel *t = ctx;
     ck_error *e = NULL;
-    pthread_mutex_lock(&t->mu);
     t->last_ns = ck_now_ns();
-    if (!t->gone) {
-        int rc;
+    if (t->gone)
+        return;
+    int rc;
+    if (t->ws)
+        rc = ck_ws_feed(&t->wsp, data, len, t->spdy_on ? ws_spdy_msg : ws_msg, t, &e);
+    else
+        rc = ck_spdy_feed(&t->spdy, data, len, spdy_frame, t, &e);
+    if (rc < 0) {
+        log_warn("streams: client protocol error: %s", e->msg);
         if (t->ws)
-            rc = ck_ws_feed(&t->wsp, data, len, t->spdy_on ? ws_spdy_msg : ws_msg, t, &e);
-        else
-            rc = ck_spdy_feed(&t->spdy, data, len, spdy_frame, t, &e);
-        if (rc < 0) {
-            log_warn("streams: client protocol error: %s", e->msg);
-            if (t->ws)
-                ck_ws_close_frame(&t->out, false, t->wsp.close_code, e->msg);
-            t->gone = true;
-            ck_error_free(e);
-        }
+            ck_ws_close_frame(&t->out, false, t->wsp.close_code, e->msg);
+        t->gone = true;
+        ck_error_free(e);
     }
-    pthread_mutex_unlock(&t->mu);
-    ck_tunnel_wake(t);
+}
+
+/* ---- the socket: our BIO under the SSL ----
+ *
+ * Reads: one read(2) into `raw` per poll wake (a short read means the socket is empty; poll says
+ * when it is not), OpenSSL's record reads are served from it.  Writes: records are appended to
+ * `wire`, which leaves in one send(2) for everything a round made. */
+
+static int wire_append(ck_tunnel *t, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (t->wire_off == t->wire_len)
+        t->wire_off = t->wire_len = 0;
+    if (t->wire_len + len > t->wire_cap && t->wire_off) {
+        memmove(t->wire, t->wire + t->wire_off, t->wire_len - t->wire_off);
+        t->wire_len -= t->wire_off;
+        t->wire_off = 0;
+    }
+    if (t->wire_len + len > t->wire_cap) {
+        size_t cap = t->wire_cap ? t->wire_cap : 64 * 1024;
+        while (cap < t->wire_len + len)
+            cap *= 2;
+        if (cap > WIRE_LIMIT)
+            return -1;
+        t->wire = xrealloc(t->wire, cap);
+        t->wire_cap = cap;
+    }
+    memcpy(t->wire + t->wire_len, data, len);
+    t->wire_len += len;
+    return 0;
+}
+
+static size_t wire_pending(const ck_tunnel *t)
+{
+    return t->wire_len - t->wire_off;
+}
+
+/* Up to len bytes from the socket through raw: >0, 0 at EOF, -1 if none now, -2 on an error. */
+static int raw_take(ck_tunnel *t, char *data, size_t len)
+{
+    if (t->raw_off == t->raw_len) {
+        if (t->sock_eof)
+            return 0;
+        if (!t->may_read)
+            return -1;
+        ssize_t n;
+        do
+            n = read(t->fd, t->raw, RAW_CAP);
+        while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            t->sock_eof = true;
+            return 0;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -2;
+            t->may_read = false;
+            return -1;
+        }
+        if ((size_t)n < RAW_CAP)
+            t->may_read = false;
+        t->raw_off = 0;
+        t->raw_len = (size_t)n;
+    }
+    size_t n = t->raw_len - t->raw_off;
+    if (n > len)
+        n = len;
+    memcpy(data, t->raw + t->raw_off, n);
+    t->raw_off += n;
+    return (int)n;
+}
+
+static int tbio_write(BIO *b, const char *data, int len)
+{
+    ck_tunnel *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    return wire_append(t, data, (size_t)len) < 0 ? -1 : len;
+}
+
+static int tbio_read(BIO *b, char *data, int len)
+{
+    ck_tunnel *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    int n = raw_take(t, data, (size_t)len);
+    if (n == -1)
+        BIO_set_retry_read(b);
+    return n < 0 ? -1 : n;
+}
+
+static long tbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    ck_tunnel *t = BIO_get_data(b);
+    (void)num, (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return t && t->sock_eof && t->raw_off == t->raw_len;
+    default:
+        return 0;
+    }
+}
+
+static int tbio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *tbio_meth;
+static pthread_once_t tbio_once = PTHREAD_ONCE_INIT;
+
+static void tbio_init(void)
+{
+    tbio_meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ckube streams");
+    if (!tbio_meth)
+        return;
+    BIO_meth_set_write(tbio_meth, tbio_write);
+    BIO_meth_set_read(tbio_meth, tbio_read);
+    BIO_meth_set_ctrl(tbio_meth, tbio_ctrl);
+    BIO_meth_set_create(tbio_meth, tbio_create);
+}
+
+/* Plaintext onto the wire as records (never blocks: the BIO only appends). */
+static int tun_write(ck_tunnel *t, const void *data, size_t len)
+{
+    if (!t->ssl) {
+        if (wire_append(t, data, len) < 0)
+            t->gone = true;
+        return t->gone ? -1 : 0;
+    }
+    const char *p = data;
+    while (len > 0) {
+        int n = SSL_write(t->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+        if (n <= 0) {
+            ERR_clear_error();
+            t->gone = true;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The wire to the socket: one send for everything queued, unless the socket is full. */
+static void flush_wire(ck_tunnel *t)
+{
+    while (t->wire_off < t->wire_len) {
+        ssize_t n = send(t->fd, t->wire + t->wire_off, t->wire_len - t->wire_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            t->wire_off += (size_t)n;
+            t->last_ns = ck_now_ns();
+            if (t->wire_off < t->wire_len)
+                return;   /* a short write: the socket is full, poll says when it is not */
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        t->gone = true;   /* the client is gone: drop what it will never read */
+        t->wire_off = t->wire_len;
+    }
+    t->wire_off = t->wire_len = 0;
+}
+
+/* Read and parse what the client sent, up to IN_PER_ROUND bytes. */
+static void read_client(ck_tunnel *t)
+{
+    if (t->early_len) {
+        pthread_mutex_lock(&t->mu);
+        feed(t, t->early_in, t->early_len);
+        pthread_mutex_unlock(&t->mu);
+        t->early_len = 0;
+    }
+    for (size_t got = 0; got < IN_PER_ROUND && !t->hold_input && !t->gone;) {
+        int n;
+        if (t->ssl) {
+            n = SSL_read(t->ssl, t->plain, PLAIN_CHUNK);
+            if (n <= 0) {
+                int e = SSL_get_error(t->ssl, n);
+                ERR_clear_error();
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    t->gone = true;   /* close_notify, a dirty close, or an error */
+                break;
+            }
+        } else {
+            n = raw_take(t, t->plain, PLAIN_CHUNK);
+            if (n <= 0) {
+                if (n != -1)
+                    t->gone = true;
+                break;
+            }
+        }
+        pthread_mutex_lock(&t->mu);
+        feed(t, t->plain, (size_t)n);
+        pthread_mutex_unlock(&t->mu);
+        got += (size_t)n;
+    }
 }
 
 static void tunnel_free(ck_tunnel *t)
 {
-    if (t->hs)
-        ck_http_stream_release(t->hs);
+    if (t->ssl)
+        SSL_free(t->ssl);   /* and our BIO */
+    if (t->fd >= 0)
+        close(t->fd);
     if (t->ws)
         ck_ws_free(&t->wsp);
     if (t->spdy_on)
         ck_spdy_free(&t->spdy);
     ck_buf_free(&t->out);
     ck_bufpool_close(t->pool);
+    free(t->early_in);
+    free(t->raw);
+    free(t->wire);
+    free(t->plain);
     close(t->wake_r);
     close(t->wake_w);
     pthread_mutex_destroy(&t->mu);
     free(t);
+}
+
+void ck_tunnel_ref(ck_tunnel *t)
+{
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_ACQ_REL);
 }
 
 void ck_tunnel_release(ck_tunnel *t)
@@ -120,29 +345,29 @@ void ck_tunnel_release(ck_tunnel *t)
         tunnel_free(t);
 }
 
-static void on_close(void *ctx)
-{
-    ck_tunnel *t = ctx;
-    pthread_mutex_lock(&t->mu);
-    t->gone = true;
-    pthread_mutex_unlock(&t->mu);
-    ck_tunnel_wake(t);
-    ck_tunnel_release(t);
-}
-
 ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws, bool spdy,
                           ck_tunnel_ws_cb on_ws, ck_tunnel_spdy_cb on_spdy, void *user)
 {
-    ck_tunnel *t = xcalloc(1, sizeof *t);
-    pthread_mutex_init(&t->mu, NULL);
-    int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
-        free(t);
-        ck_http_respond(resp, 500, "text/plain", NULL, "pipe failed\n", 12);
+    ck_http_taken tk;
+    ck_error *e = NULL;
+    if (ck_http_upgrade_take(resp, extra_headers, &tk, &e) < 0) {
+        log_info("streams: %s", e->msg);
+        ck_error_free(e);
         return NULL;
     }
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+        ck_http_taken_free(&tk);
+        return NULL;
+    }
+    ck_tunnel *t = xcalloc(1, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
     t->wake_r = p[0];
     t->wake_w = p[1];
+    t->fd = tk.fd;
+    t->ssl = tk.ssl;
+    tk.fd = -1;
+    tk.ssl = NULL;
     t->ws = ws;
     t->spdy_on = spdy;
     if (ws)
@@ -154,18 +379,35 @@ ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws
     t->on_ws = on_ws;
     t->on_spdy = on_spdy;
     t->user = user;
-    t->refs = 2;   /* the pump and httpd's on_close */
+    t->refs = 1;   /* the pump */
     t->last_ns = ck_now_ns();
-    pthread_mutex_lock(&t->mu);
-    ck_http_stream *hs = ck_http_upgrade(resp, extra_headers, on_data, on_close, t);
-    if (!hs) {
-        pthread_mutex_unlock(&t->mu);
-        t->refs = 1;
-        ck_tunnel_release(t);
+    t->raw = xmalloc(RAW_CAP);
+    t->plain = xmalloc(PLAIN_CHUNK);
+    t->may_read = true;
+    t->early_in = tk.input;
+    t->early_len = tk.input_len;
+    tk.input = NULL;
+    fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK);
+    bool ok = wire_append(t, tk.unsent, tk.unsent_len) == 0;
+    if (ok && t->ssl) {
+        pthread_once(&tbio_once, tbio_init);
+        BIO *b = tbio_meth ? BIO_new(tbio_meth) : NULL;
+        if (b) {
+            BIO_set_data(b, t);
+            SSL_set_bio(t->ssl, b, b);
+            /* httpd's connections give their record buffers back when idle; a session keeps
+             * them (no malloc and free per record) */
+            SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+        } else {
+            ok = false;
+        }
+    }
+    ck_http_taken_free(&tk);
+    if (!ok) {
+        tunnel_free(t);
         return NULL;
     }
-    t->hs = hs;
-    pthread_mutex_unlock(&t->mu);
+    flush_wire(t);   /* the 101, now */
     return t;
 }
 
@@ -205,38 +447,62 @@ void ck_tunnel_send_spdy_bytes(ck_tunnel *t, const ck_buf *b)
         ck_buf_add(&t->out, b->data, b->len);
 }
 
-void ck_tunnel_flush_locked(ck_tunnel *t)
+/* Under t->mu: the queued control bytes onto the wire. */
+static void out_to_wire(ck_tunnel *t)
 {
-    if (t->out.len && !t->gone && ck_http_stream_pending(t->hs) < CK_STREAMS_HIGH_WATER) {
-        if (ck_http_stream_write(t->hs, t->out.data, t->out.len) < 0)
-            t->gone = true;
+    if (t->out.len) {
+        if (!t->gone || t->client_closed_ws)
+            tun_write(t, t->out.data, t->out.len);
         ck_buf_reset(&t->out);
     }
 }
 
 ssize_t ck_tunnel_flush(ck_tunnel *t)
 {
+    read_client(t);
     pthread_mutex_lock(&t->mu);
-    if (t->gone && !t->client_closed_ws && t->out.len == 0) {
-        pthread_mutex_unlock(&t->mu);
-        return -1;
-    }
-    size_t pending = ck_http_stream_pending(t->hs);
-    if (t->out.len && pending < CK_STREAMS_HIGH_WATER) {
-        if (ck_http_stream_write(t->hs, t->out.data, t->out.len) < 0) {
-            t->gone = true;
-            ck_buf_reset(&t->out);
-            pthread_mutex_unlock(&t->mu);
-            return -1;
-        }
-        t->last_ns = ck_now_ns();
-        ck_buf_reset(&t->out);
-        pending = ck_http_stream_pending(t->hs);
-    }
-    ssize_t waiting = (ssize_t)(pending + t->out.len);
-    bool gone = t->gone;
+    bool closing = t->gone && !t->client_closed_ws;
+    if (!closing)
+        out_to_wire(t);
+    size_t queued = t->out.len;
     pthread_mutex_unlock(&t->mu);
-    return gone && waiting == 0 ? -1 : waiting;
+    if (closing)
+        return -1;
+    flush_wire(t);
+    ssize_t waiting = (ssize_t)(wire_pending(t) + queued);
+    return t->gone && (waiting == 0 || !t->client_closed_ws) ? -1 : waiting;
+}
+
+short ck_tunnel_poll_events(const ck_tunnel *t)
+{
+    short ev = 0;
+    if (!t->hold_input && !t->sock_eof && !t->gone)
+        ev |= POLLIN;
+    if (wire_pending(t))
+        ev |= POLLOUT;
+    return ev;
+}
+
+void ck_tunnel_polled(ck_tunnel *t, short revents)
+{
+    if (revents & (POLLIN | POLLHUP | POLLERR))
+        t->may_read = true;
+}
+
+int ck_tunnel_drain(ck_tunnel *t, int ms)
+{
+    int64_t until = ck_now_ns() + (int64_t)ms * 1000000;
+    for (;;) {
+        ssize_t w = ck_tunnel_flush(t);
+        if (w <= 0)
+            return (int)w;
+        int64_t left = (until - ck_now_ns()) / 1000000;
+        if (left <= 0)
+            return -1;
+        struct pollfd pf = {t->fd, ck_tunnel_poll_events(t), 0};
+        if (poll(&pf, 1, (int)(left < 100 ? left : 100)) > 0)
+            ck_tunnel_polled(t, pf.revents);
+    }
 }
 
 /* ---- bulk output laid out in place ---- */
@@ -314,39 +580,22 @@ int ck_tunnel_batch_send(ck_tunnel *t, ck_tunnel_batch *b)
     pthread_mutex_lock(&t->mu);
     int rc = ck_tunnel_batch_send_locked(t, b);
     pthread_mutex_unlock(&t->mu);
-    return rc;
+    flush_wire(t);
+    return t->gone ? -1 : rc;
 }
 
 int ck_tunnel_batch_send_locked(ck_tunnel *t, ck_tunnel_batch *b)
 {
+    out_to_wire(t);   /* control bytes queued earlier go first */
     int rc = 0;
-    if (t->out.len) {   /* control bytes queued earlier go first */
-        rc = ck_http_stream_write(t->hs, t->out.data, t->out.len);
-        ck_buf_reset(&t->out);
-    }
-    if (b->len) {
-        if (b->pooled && b->len < 64 * 1024) {
-            /* a short read: copy it out and recycle the big buffer at once, so that little
-             * outputs (an interactive shell) do not hold megabytes while they wait */
-            uint8_t *d = xmalloc(b->len);
-            memcpy(d, b->data, b->len);
-            ck_bufpool_release(b->data);
-            *b = (ck_tunnel_batch){.data = d, .len = b->len, .cap = b->len};
-        } else if (!b->pooled && b->cap - b->len > CK_TUNNEL_SLOT) {
-            b->data = xrealloc(b->data, b->len);   /* give back the unused slots */
-        }
-        if (rc < 0)
-            ck_tunnel_batch_free(b);
-        else if (b->pooled)
-            rc = ck_http_stream_write_ref(t->hs, b->data, b->len, ck_bufpool_release);
-        else
-            rc = ck_http_stream_write_owned(t->hs, b->data, b->len);
-        *b = (ck_tunnel_batch){0};
-        t->last_ns = ck_now_ns();
-    }
-    if (rc < 0)
-        t->gone = true;
-    return rc;
+    if (b->len && !t->gone)
+        rc = tun_write(t, b->data, b->len);
+    ck_tunnel_batch_free(b);
+    /* a full batch goes out at once (the caller holds t->mu for its own reasons; sending holds
+     * nothing the client could need) */
+    if (wire_pending(t) >= CK_TUNNEL_BATCH_BYTES / 2)
+        flush_wire(t);
+    return t->gone ? -1 : rc;
 }
 
 void ck_tunnel_batch_free(ck_tunnel_batch *b)
@@ -361,13 +610,35 @@ void ck_tunnel_batch_free(ck_tunnel_batch *b)
 void ck_tunnel_finish(ck_tunnel *t)
 {
     pthread_mutex_lock(&t->mu);
-    if (t->ws && !t->client_closed_ws)
+    bool was_gone = t->gone && !t->client_closed_ws;
+    if (t->ws && !t->client_closed_ws && !was_gone)
         ck_ws_close_frame(&t->out, false, 1000, "");
-    if (t->out.len)
-        ck_http_stream_write(t->hs, t->out.data, t->out.len);
+    if (!was_gone)
+        out_to_wire(t);
     ck_buf_reset(&t->out);
     pthread_mutex_unlock(&t->mu);
-    ck_http_stream_end(t->hs);
+    if (t->sock_eof || (was_gone && !wire_pending(t)) || t->fd < 0)
+        return;
+    /* the last bytes out (at most 10 s), our side shut, the client's leftovers read */
+    int64_t until = ck_now_ns() + 10LL * 1000000000;
+    while (wire_pending(t) && ck_now_ns() < until) {
+        flush_wire(t);
+        if (!wire_pending(t) || (t->gone && !t->client_closed_ws && t->wire_off == t->wire_len))
+            break;
+        struct pollfd pf = {t->fd, POLLOUT, 0};
+        poll(&pf, 1, 100);
+    }
+    shutdown(t->fd, SHUT_WR);
+    until = ck_now_ns() + LINGER_MS * 1000000LL;
+    char tmp[4096];
+    for (int64_t left; (left = (until - ck_now_ns()) / 1000000) > 0;) {
+        struct pollfd pf = {t->fd, POLLIN, 0};
+        if (poll(&pf, 1, (int)left) <= 0)
+            break;
+        ssize_t r = read(t->fd, tmp, sizeof tmp);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+            break;
+    }
 }
 
 /* ---- negotiation ---- */

@@ -398,9 +398,6 @@ static void *pump(void *arg)
         }
         bool eof_in = s->stdin_eof && s->in_q.len == 0;
         bool gone = t->gone;
-        /* the process does not take stdin as fast as it comes: leave it in the client's socket
-         * (the queue's hard limit is never reached) */
-        t->hold_input = s->in_q.len + (in_local.len - in_off) >= CK_STREAMS_IN_LIMIT / 2;
         pthread_mutex_unlock(&t->mu);
         if (gone) {
             client_gone = true;

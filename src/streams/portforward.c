@@ -181,7 +181,6 @@ static void *pump(void *arg)
         pp[n++] = NULL;
         pf[n] = (struct pollfd){t->fd, 0, 0};   /* the client: events set below */
         pp[n++] = NULL;
-        bool full = false;   /* a pod does not take its input as fast as it comes */
         pthread_mutex_lock(&t->mu);
         for (size_t i = 0; i < s->npairs;) {
             pair *p = s->pairs[i];
@@ -194,8 +193,6 @@ static void *pump(void *arg)
                 continue;
             }
             i++;
-            if (unsent >= PAIR_IN_LIMIT / 2)
-                full = true;
             if (!p->connect_tried && p->err_id && p->data_id) {
                 p->connect_tried = true;
                 ck_error *e = NULL;
@@ -239,9 +236,6 @@ static void *pump(void *arg)
             for (size_t i = 0; i < s->npairs; i++)
                 set_rcvlowat(s->pairs[i]->fd, 1);
         }
-        /* leave the client's further input in its socket meanwhile (all connections share it;
-         * the queue's hard limit is never reached) */
-        t->hold_input = full;
         pthread_mutex_unlock(&t->mu);
         pf[1].events = ck_tunnel_poll_events(t);
         if (poll(pf, (nfds_t)n, bulk ? CK_STREAMS_BULK_WAIT_US / 1000 : 1000) > 0)

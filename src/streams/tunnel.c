@@ -286,7 +286,7 @@ static void read_client(ck_tunnel *t)
         pthread_mutex_unlock(&t->mu);
         t->early_len = 0;
     }
-    for (size_t got = 0; got < IN_PER_ROUND && !t->hold_input && !t->gone;) {
+    for (size_t got = 0; got < IN_PER_ROUND && !t->gone;) {
         int n;
         if (t->ssl) {
             n = SSL_read(t->ssl, t->plain, PLAIN_CHUNK);
@@ -476,7 +476,7 @@ ssize_t ck_tunnel_flush(ck_tunnel *t)
 short ck_tunnel_poll_events(const ck_tunnel *t)
 {
     short ev = 0;
-    if (!t->hold_input && !t->sock_eof && !t->gone)
+    if (!t->sock_eof && !t->gone)
         ev |= POLLIN;
     if (wire_pending(t))
         ev |= POLLOUT;

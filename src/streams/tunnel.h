@@ -7,8 +7,9 @@
  * round.  No other thread touches the socket or the SSL.  `mu` still guards what the parse
  * callbacks share with a thread that starts the process (exec's early spawn runs on the httpd
  * worker, see exec.c) and the framed control bytes in `out`.  Back-pressure: the pump reads
- * output only while less than CK_TUNNEL_WIRE_HIGH bytes of records wait for the socket, and
- * stops reading the client while the session says its input queue is full (hold_input).
+ * output only while less than CK_TUNNEL_WIRE_HIGH bytes of records wait for the socket; client
+ * input is always read (a peer gone must be seen), into the sessions' bounded queues, whose
+ * overflow ends the session (exec) or the connection (port-forward), as before.
  * Freed when the last reference (the pump's; the early spawn's) is released.
  */
 #ifndef CK_STREAMS_TUNNEL_H
@@ -51,7 +52,6 @@ struct ck_tunnel {
     void *user;
     ck_bufpool *pool;           /* batch buffers (NULL: plain malloc, as in unit tests) */
     /* the socket, pump thread only */
-    bool hold_input;            /* the session's input queue is full: read the client no further */
     char *early_in;             /* plaintext the client sent with its request (fed first) */
     size_t early_len;
     char *raw;                  /* bytes read from fd, not yet taken by OpenSSL / the parser */
@@ -77,7 +77,7 @@ void ck_tunnel_send_spdy_bytes(ck_tunnel *t, const ck_buf *b);
  * the socket takes.  Returns bytes still waiting for the socket (or queued), or -1 if the client
  * is gone (and nothing is left to send it). */
 ssize_t ck_tunnel_flush(ck_tunnel *t);
-/* Pump thread: the client's pollfd for this round (POLLIN unless input is held or ended,
+/* Pump thread: the client's pollfd for this round (POLLIN unless the client ended,
  * POLLOUT while records wait), and what poll said about it. */
 short ck_tunnel_poll_events(const ck_tunnel *t);
 void ck_tunnel_polled(ck_tunnel *t, short revents);

@@ -291,12 +291,18 @@ static void *pump(void *arg)
     int create_ms = s->cfg.stream_create_timeout_ms > 0 ? s->cfg.stream_create_timeout_ms : 30000;
     ck_stream_proc p = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1, .pty_fd = -1};
 
-    /* exec's command is being started by the worker that upgraded (exec_start_early): over
-     * SPDY its start overlaps the client's opening of its streams (a round trip through the API
-     * server); attach waits for them first */
+    /* exec starts the command at once.  Over SPDY the worker that upgraded starts it
+     * (exec_start_early) while this thread answers the client's opening of its streams (kubectl
+     * waits for each reply before it opens the next: round trips through the API server); over
+     * websocket, with nothing to answer, this thread does (no hand-off).  attach waits for the
+     * streams first. */
     ck_error *e = NULL;
-    bool early = !s->o.attach;
+    bool early = !s->o.attach && !t->ws;
     int sprc = 0;
+    if (!s->o.attach && t->ws) {
+        sprc = s->spawn(s->spawn_ctx, &s->o, &p, &e);
+        s->spawned_ns = ck_now_ns();
+    }
 
     /* SPDY: wait for the client's streams (and exec's start) */
     int64_t deadline = ck_now_ns() + (int64_t)create_ms * 1000000;
@@ -325,6 +331,10 @@ static void *pump(void *arg)
                 if (s->sprc == 0)
                     stop_proc(&s->proc);
                 ck_error_free(s->spawn_err);
+            } else if (!s->o.attach) {   /* started above */
+                if (sprc == 0)
+                    stop_proc(&p);
+                ck_error_free(e);
             }
             ck_tunnel_finish(t);
             goto out;
@@ -343,7 +353,7 @@ static void *pump(void *arg)
         s->spawn_err = NULL;
     }
 
-    if (!early)
+    if (s->o.attach)
         sprc = s->spawn(s->spawn_ctx, &s->o, &p, &e);
     if (sprc < 0) {
         pthread_mutex_lock(&t->mu);
@@ -684,7 +694,7 @@ void ck_streams_serve_exec(ck_http_req *req, ck_http_resp *resp, const char *con
         return;
     }
     ck_tunnel *t = s->t;
-    bool early = !attach;
+    bool early = !attach && !ws;
     if (early)
         ck_tunnel_ref(t);   /* exec_start_early's, below */
     pthread_t th;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
@@ -481,6 +482,7 @@ typedef struct side {
     size_t wire_cap, wire_off, wire_len;
     bool eof;               /* no more plaintext comes from this side (close_notify, EOF, error) */
     bool failed;            /* writing to it failed: the peer is gone */
+    unsigned reads, sends;  /* syscalls, for the session's log line */
 } side;
 
 static size_t wire_pending(const side *s)
@@ -542,6 +544,7 @@ static int raw_take(side *s, char *data, size_t len)
         do
             n = read(s->fd, s->raw, s->raw_cap);
         while (n < 0 && errno == EINTR);
+        s->reads++;
         if (n == 0) {
             s->sock_eof = true;
             return 0;
@@ -701,6 +704,7 @@ static void flush_wire(side *s)
 {
     while (!s->failed && s->wire_off < s->wire_len) {
         ssize_t n = send(s->fd, s->wire + s->wire_off, s->wire_len - s->wire_off, MSG_NOSIGNAL);
+        s->sends++;
         if (n > 0) {
             s->wire_off += (size_t)n;
             if (s->wire_off < s->wire_len)
@@ -774,6 +778,7 @@ static void *relay_thread(void *arg)
     int64_t last_down_ns = 0;
     int64_t first_down_ns = 0, start_ns = ck_now_ns();
     uint64_t total_up = 0, total_down = 0;
+    unsigned polls = 0;
     for (;;) {
         size_t down = pump(k, c, plain);
         flush_wire(c);
@@ -820,6 +825,7 @@ static void *relay_thread(void *arg)
             pf[1].events |= POLLOUT;
         int64_t idle_left = (int64_t)cfg.idle_ms - (now - last_ns) / 1000000;
         int timeout = bulk ? 1 : idle_left < 1000 ? (int)(idle_left > 0 ? idle_left : 0) : 1000;
+        polls++;
         if (poll(pf, 2, timeout) < 0 && errno != EINTR)
             break;
         if (pf[0].revents || bulk)   /* bulk: a remainder under SO_RCVLOWAT is read after 1 ms */
@@ -828,12 +834,20 @@ static void *relay_thread(void *arg)
             c->may_read = true;
     }
     free(plain);
-    /* the server side of an exec's start: request -> socket taken -> first byte relayed */
+    /* the server side of an exec's start: request -> socket taken -> first byte relayed; and
+     * what the session cost this thread (CPU, switches, syscalls) */
+    struct rusage ru = {0};
+    getrusage(RUSAGE_THREAD, &ru);
     log_info("podproxy: %s: relayed %llu bytes down, %llu up in %.1f ms; request -> relaying "
-             "%.1f ms, -> first byte down %.1f ms", r->label,
+             "%.1f ms, -> first byte down %.1f ms; cpu %.1f ms (user %.1f), switches %ld+%ld, "
+             "polls %u, reads %u+%u, sends %u+%u", r->label,
              (unsigned long long)total_down, (unsigned long long)total_up,
              (double)(ck_now_ns() - start_ns) / 1e6, (double)(r->ready_ns - r->t0_ns) / 1e6,
-             first_down_ns ? (double)(first_down_ns - r->t0_ns) / 1e6 : -1.0);
+             first_down_ns ? (double)(first_down_ns - r->t0_ns) / 1e6 : -1.0,
+             (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3,
+             (double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3,
+             ru.ru_nvcsw, ru.ru_nivcsw, polls, k->reads, c->reads, c->sends, k->sends);
     if (k->eof && !c->failed) {
         /* as httpd ends a tunnel: the last bytes out, then the client's leftovers read (so the
          * kernel does not answer them with a reset that eats ours) until it closes */

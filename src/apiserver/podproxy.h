@@ -47,5 +47,8 @@ int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *cli
                             int64_t t0_ns);
 /* Relay threads running now (tests wait for 0; a gauge for the curious). */
 int ck_podproxy_relays_active(void);
+/* Sessions ended so far that opened the kubelet's records / sealed the client's with lib/tlsrec
+ * instead of OpenSSL (for tests). */
+void ck_podproxy_relays_own(int *opened, int *sealed);
 
 #endif

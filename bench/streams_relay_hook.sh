@@ -40,9 +40,10 @@ hround() {   # hround NAME SINK CMD...: HOOK_RUNS runs of CMD | SINK (prints a .
             if ($i == "switches") { split($(i + 1), w, "+"); sv += w[1]; si += w[2] }
             if ($i == "polls") p += $(i + 1) + 0
             if ($i == "reads") { split($(i + 1), w, "+"); rk += w[1] }
-            if ($i == "sends") { split($(i + 1), w, "+"); sc += w[1] } }
+            if ($i == "sends") { split($(i + 1), w, "+"); sc += w[1] }
+            if ($i == "opened") ro += $(i + 1); if ($i == "sealed") rs += $(i + 1) }
          m++}
-        END {if (m) printf "HOOK %s relay thread: %.1f ms CPU (user %.1f) per session, switches %.0f+%.0f, polls %.0f, kubelet reads %.0f, client sends %.0f (n=%d)\n", n, c / m, u / m, sv / m, si / m, p / m, rk / m, sc / m, m}'
+        END {if (m) printf "HOOK %s relay thread: %.1f ms CPU (user %.1f) per session, switches %.0f+%.0f, polls %.0f, kubelet reads %.0f, client sends %.0f, records opened %.0f sealed %.0f by the relay (n=%d)\n", n, c / m, u / m, sv / m, si / m, p / m, rk / m, sc / m, ro / m, rs / m, m}'
 }
 for _ in $(seq "${HOOK_ROUNDS:-3}"); do
     hround kubectl "$B/bench/streams_sink 0" "$hk" --kubeconfig "$tmp/data/kubeconfig" exec rp -- cat /www/blob

@@ -465,7 +465,10 @@ static void spare_refill(const char *host, int port)
  * records a round made.  No hand-off to httpd's thread, no batch buffers.  Back-pressure: a side
  * is read only while the other side's wire holds less than WIRE_HIGH, so a slow reader stalls
  * the writer on the far end instead of growing us (both ways: a client's input waits in its own
- * socket when the kubelet does not take it). */
+ * socket when the kubelet does not take it).
+ * Records (docs/podproxy.md, "Records"): in the bulk direction the relay opens the kubelet's
+ * records in place in its read buffer and seals them into the client's wire buffer itself
+ * (lib/tlsrec), from a KeyUpdate each way on; OpenSSL keeps the other direction. */
 
 #define WIRE_HIGH (256u * 1024)   /* records ahead of a socket: read the other side no further */
 #define WIRE_LIMIT (4u << 20)     /* hard bound (WIRE_HIGH + one round's records in practice) */

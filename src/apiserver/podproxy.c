@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "lib/log.h"
+#include "lib/tlsrec.h"
 
 #define HEAD_LIMIT (64u * 1024)
 #define BODY_LIMIT (1u << 20)
@@ -135,6 +137,8 @@ static SSL_CTX *client_ctx(ck_error **err)
          * buffer stays at its default (one record): OpenSSL moves the unread rest of a bigger
          * one to its front after every record, which cost more than the reads it saved */
         SSL_CTX_set_read_ahead(c, 1);
+        /* the kubelet's traffic secret, for the relay's own record layer (lib/tlsrec) */
+        ck_tlsrec_keylog_install(c);
         /* resumption: sessions are kept in our own table (session_new_cb), not OpenSSL's */
         if (cfg.key_idx < 0)
             cfg.key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, addr_free);
@@ -461,7 +465,10 @@ static void spare_refill(const char *host, int port)
  * records a round made.  No hand-off to httpd's thread, no batch buffers.  Back-pressure: a side
  * is read only while the other side's wire holds less than WIRE_HIGH, so a slow reader stalls
  * the writer on the far end instead of growing us (both ways: a client's input waits in its own
- * socket when the kubelet does not take it). */
+ * socket when the kubelet does not take it).
+ * Records (docs/podproxy.md, "Records"): in the bulk direction the relay opens the kubelet's
+ * records in place in its read buffer and seals them into the client's wire buffer itself
+ * (lib/tlsrec), from a KeyUpdate each way on; OpenSSL keeps the other direction. */
 
 #define WIRE_HIGH (256u * 1024)   /* records ahead of a socket: read the other side no further */
 #define WIRE_LIMIT (4u << 20)     /* hard bound (WIRE_HIGH + one round's records in practice) */
@@ -481,6 +488,13 @@ typedef struct side {
     size_t wire_cap, wire_off, wire_len;
     bool eof;               /* no more plaintext comes from this side (close_notify, EOF, error) */
     bool failed;            /* writing to it failed: the peer is gone */
+    unsigned reads, sends;  /* syscalls, for the session's log line */
+    /* our own record layer (lib/tlsrec) in the bulk direction: the client's records are sealed
+     * here (`seal`, from the relay's start on), the kubelet's opened here (`open`, from the
+     * record after its KeyUpdate: `open_next` until then) */
+    ck_tlsrec *seal, *open, *open_next;
+    bool update_seen;       /* OpenSSL read the kubelet's KeyUpdate: it gets no further bytes */
+    uint64_t fast_records;  /* records opened / sealed by us */
 } side;
 
 static size_t wire_pending(const side *s)
@@ -491,11 +505,10 @@ static size_t wire_pending(const side *s)
 static BIO_METHOD *side_meth;
 static pthread_once_t side_once = PTHREAD_ONCE_INIT;
 
-/* Bytes for the socket, after those queued (the relay bounds the wire by reading no further). */
-static int wire_append(side *s, const char *data, size_t len)
+/* Room for len more bytes at the wire's end (the relay bounds the wire by reading no further;
+ * NULL past WIRE_LIMIT). */
+static char *wire_reserve(side *s, size_t len)
 {
-    if (len == 0)
-        return 0;
     if (s->wire_off == s->wire_len)
         s->wire_off = s->wire_len = 0;
     if (s->wire_len + len > s->wire_cap && s->wire_off) {
@@ -508,11 +521,22 @@ static int wire_append(side *s, const char *data, size_t len)
         while (cap < s->wire_len + len)
             cap *= 2;
         if (cap > WIRE_LIMIT)
-            return -1;
+            return NULL;
         s->wire = xrealloc(s->wire, cap);
         s->wire_cap = cap;
     }
-    memcpy(s->wire + s->wire_len, data, len);
+    return s->wire + s->wire_len;
+}
+
+/* Bytes for the socket, after those queued. */
+static int wire_append(side *s, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    char *p = wire_reserve(s, len);
+    if (!p)
+        return -1;
+    memcpy(p, data, len);
     s->wire_len += len;
     return 0;
 }
@@ -524,6 +548,13 @@ static int side_bio_write(BIO *b, const char *data, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
+    if (s->seal) {
+        /* OpenSSL writing after we took its sequence over (an alert, a KeyUpdate answer) would
+         * break the stream: end the session instead */
+        log_warn("podproxy: OpenSSL wrote a record to a client whose records we seal");
+        s->failed = true;
+        return -1;
+    }
     return wire_append(s, data, (size_t)len) < 0 ? -1 : len;
 }
 
@@ -542,6 +573,7 @@ static int raw_take(side *s, char *data, size_t len)
         do
             n = read(s->fd, s->raw, s->raw_cap);
         while (n < 0 && errno == EINTR);
+        s->reads++;
         if (n == 0) {
             s->sock_eof = true;
             return 0;
@@ -572,6 +604,10 @@ static int side_bio_read(BIO *b, char *data, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
+    if (s->update_seen) {
+        BIO_set_retry_read(b);   /* the records from here on are ours (pump_open) */
+        return -1;
+    }
     int n = raw_take(s, data, (size_t)len);
     if (n == -1)
         BIO_set_retry_read(b);
@@ -642,11 +678,35 @@ static void side_free(side *s)
         close(s->fd);
     free(s->raw);
     free(s->wire);
+    ck_tlsrec *t[3] = {s->seal, s->open, s->open_next};
+    for (int i = 0; i < 3; i++)
+        if (t[i]) {
+            ck_tlsrec_free(t[i]);
+            free(t[i]);
+        }
 }
 
 /* Plaintext into records on s's wire (never blocks: the BIO only appends). */
 static int side_write(side *s, const char *data, size_t len)
 {
+    while (s->seal && len > 0 && !s->failed) {
+        size_t n = len < CK_TLSREC_MAX_PLAIN ? len : CK_TLSREC_MAX_PLAIN;
+        char *p = wire_reserve(s, CK_TLSREC_SEALED(n));
+        ck_error *e = NULL;
+        if (!p || ck_tlsrec_seal(s->seal, CK_TLSREC_APPDATA, (const unsigned char *)data, n,
+                                 (unsigned char *)p, &e) < 0) {
+            log_warn("podproxy: %s", e ? e->msg : "wire limit");
+            ck_error_free(e);
+            s->failed = true;
+            break;
+        }
+        s->wire_len += CK_TLSREC_SEALED(n);
+        s->fast_records++;
+        data += n;
+        len -= n;
+    }
+    if (s->seal)
+        return s->failed ? -1 : 0;
     if (!s->ssl) {
         if (wire_append(s, data, len) < 0)
             s->failed = true;
@@ -665,9 +725,127 @@ static int side_write(side *s, const char *data, size_t len)
     return 0;
 }
 
+/* The handshake messages of a record of the kubelet's that we opened: a KeyUpdate moves our
+ * key on (and is answered through OpenSSL, which owns the way to the kubelet when asked); a
+ * NewSessionTicket is dropped (the kept one stays); anything else ends the session. */
+static int kubelet_handshake(side *k, const unsigned char *m, size_t len)
+{
+    while (len >= 4) {
+        size_t ml = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
+        if (ml > len - 4)
+            return -1;
+        if (m[0] == SSL3_MT_KEY_UPDATE && ml == 1) {
+            if (ck_tlsrec_update(k->open, NULL) < 0)
+                return -1;
+            if (m[4] == SSL_KEY_UPDATE_REQUESTED &&
+                (SSL_key_update(k->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+                 SSL_do_handshake(k->ssl) != 1)) {
+                ERR_clear_error();
+                return -1;
+            }
+        } else if (m[0] != SSL3_MT_NEWSESSION_TICKET) {
+            return -1;
+        }
+        m += 4 + ml;
+        len -= 4 + ml;
+    }
+    return len ? -1 : 0;
+}
+
+/* The kubelet's records opened in place in raw and sealed (or written through OpenSSL) for the
+ * client, while its wire has room: no copy of ours, no OpenSSL record layer on this side.  raw
+ * keeps a partial record at its front for the next read(2). */
+static size_t pump_open(side *src, side *dst)
+{
+    size_t moved = 0;
+    while (!src->eof && !dst->failed && wire_pending(dst) < WIRE_HIGH) {
+        unsigned char *rec = (unsigned char *)src->raw + src->raw_off;
+        size_t avail = src->raw_len - src->raw_off;
+        ck_error *e = NULL;
+        long rl = ck_tlsrec_record_len(rec, avail, &e);
+        if (rl < 0) {
+            log_warn("podproxy: kubelet: %s", e->msg);
+            ck_error_free(e);
+            src->eof = true;
+            break;
+        }
+        if (rl == 0 || avail < (size_t)rl) {
+            if (src->sock_eof) {
+                src->eof = true;   /* a dirty close (mid-record or between records) */
+                break;
+            }
+            if (!src->may_read)
+                break;
+            if (src->raw_off) {
+                memmove(src->raw, rec, avail);
+                src->raw_off = 0;
+                src->raw_len = avail;
+            }
+            ssize_t n;
+            do
+                n = read(src->fd, src->raw + src->raw_len, src->raw_cap - src->raw_len);
+            while (n < 0 && errno == EINTR);
+            src->reads++;
+            if (n == 0)
+                src->sock_eof = true;
+            else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                src->eof = true;
+            else if (n < 0 || (size_t)n < src->raw_cap - src->raw_len)
+                src->may_read = false;
+            if (n > 0)
+                src->raw_len += (size_t)n;
+            continue;
+        }
+        unsigned char *plain;
+        size_t plen;
+        uint8_t type;
+        if (ck_tlsrec_open(src->open, rec, (size_t)rl, &plain, &plen, &type, &e) < 0) {
+            log_warn("podproxy: kubelet: %s", e->msg);
+            ck_error_free(e);
+            src->eof = true;
+            break;
+        }
+        src->raw_off += (size_t)rl;
+        src->fast_records++;
+        if (type == CK_TLSREC_APPDATA) {
+            if (side_write(dst, (const char *)plain, plen) < 0)
+                break;
+            moved += plen;
+        } else if (type == CK_TLSREC_HANDSHAKE) {
+            if (kubelet_handshake(src, plain, plen) < 0) {
+                log_warn("podproxy: kubelet: a handshake message the relay does not take");
+                src->eof = true;
+            }
+        } else {
+            src->eof = true;   /* an alert: close_notify, or an error */
+        }
+    }
+    return moved;
+}
+
+/* Our KeyUpdate reached the kubelet and its answer was the last record OpenSSL read: the
+ * records after it are ours to open (key 1, sequence 0). */
+static void open_take_over(side *k)
+{
+    if (SSL_has_pending(k->ssl) || SSL_pending(k->ssl)) {
+        /* not at a record boundary (cannot happen with read-ahead off): OpenSSL keeps going */
+        log_warn("podproxy: kubelet: no record boundary at its KeyUpdate; relaying through OpenSSL");
+        ck_tlsrec_free(k->open_next);
+        free(k->open_next);
+        k->open_next = NULL;
+        k->update_seen = false;
+        return;
+    }
+    SSL_set_msg_callback(k->ssl, NULL);
+    k->open = k->open_next;
+    k->open_next = NULL;
+}
+
 /* Records from src, decrypted and encrypted again for dst, while dst's wire has room. */
 static size_t pump(side *src, side *dst, char *plain)
 {
+    if (src->open)
+        return pump_open(src, dst);
     size_t moved = 0;
     while (!src->eof && !dst->failed && wire_pending(dst) < WIRE_HIGH) {
         int n;
@@ -679,6 +857,11 @@ static size_t pump(side *src, side *dst, char *plain)
                 ERR_clear_error();
                 if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
                     src->eof = true;   /* close_notify, a dirty close, or an error */
+                else if (src->update_seen && src->open_next) {
+                    open_take_over(src);
+                    if (src->open)
+                        moved += pump_open(src, dst);
+                }
                 break;
             }
         } else {
@@ -701,6 +884,7 @@ static void flush_wire(side *s)
 {
     while (!s->failed && s->wire_off < s->wire_len) {
         ssize_t n = send(s->fd, s->wire + s->wire_off, s->wire_len - s->wire_off, MSG_NOSIGNAL);
+        s->sends++;
         if (n > 0) {
             s->wire_off += (size_t)n;
             if (s->wire_off < s->wire_len)
@@ -723,6 +907,13 @@ static void set_rcvlowat(int fd, int lowat)
 }
 
 static int relays_active;   /* atomic: relay threads running */
+static int relays_opened, relays_sealed;   /* atomic: sessions that did records themselves */
+
+void ck_podproxy_relays_own(int *opened, int *sealed)
+{
+    *opened = __atomic_load_n(&relays_opened, __ATOMIC_ACQUIRE);
+    *sealed = __atomic_load_n(&relays_sealed, __ATOMIC_ACQUIRE);
+}
 
 int ck_podproxy_relays_active(void)
 {
@@ -774,6 +965,7 @@ static void *relay_thread(void *arg)
     int64_t last_down_ns = 0;
     int64_t first_down_ns = 0, start_ns = ck_now_ns();
     uint64_t total_up = 0, total_down = 0;
+    unsigned polls = 0;
     for (;;) {
         size_t down = pump(k, c, plain);
         flush_wire(c);
@@ -820,6 +1012,7 @@ static void *relay_thread(void *arg)
             pf[1].events |= POLLOUT;
         int64_t idle_left = (int64_t)cfg.idle_ms - (now - last_ns) / 1000000;
         int timeout = bulk ? 1 : idle_left < 1000 ? (int)(idle_left > 0 ? idle_left : 0) : 1000;
+        polls++;
         if (poll(pf, 2, timeout) < 0 && errno != EINTR)
             break;
         if (pf[0].revents || bulk)   /* bulk: a remainder under SO_RCVLOWAT is read after 1 ms */
@@ -828,12 +1021,25 @@ static void *relay_thread(void *arg)
             c->may_read = true;
     }
     free(plain);
-    /* the server side of an exec's start: request -> socket taken -> first byte relayed */
+    /* the server side of an exec's start: request -> socket taken -> first byte relayed; and
+     * what the session cost this thread (CPU, switches, syscalls) */
+    struct rusage ru = {0};
+    getrusage(RUSAGE_THREAD, &ru);
     log_info("podproxy: %s: relayed %llu bytes down, %llu up in %.1f ms; request -> relaying "
-             "%.1f ms, -> first byte down %.1f ms", r->label,
+             "%.1f ms, -> first byte down %.1f ms; cpu %.1f ms (user %.1f), switches %ld+%ld, "
+             "polls %u, reads %u+%u, sends %u+%u, records opened %llu sealed %llu", r->label,
              (unsigned long long)total_down, (unsigned long long)total_up,
              (double)(ck_now_ns() - start_ns) / 1e6, (double)(r->ready_ns - r->t0_ns) / 1e6,
-             first_down_ns ? (double)(first_down_ns - r->t0_ns) / 1e6 : -1.0);
+             first_down_ns ? (double)(first_down_ns - r->t0_ns) / 1e6 : -1.0,
+             (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3,
+             (double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3,
+             ru.ru_nvcsw, ru.ru_nivcsw, polls, k->reads, c->reads, c->sends, k->sends,
+             (unsigned long long)k->fast_records, (unsigned long long)c->fast_records);
+    if (k->fast_records)
+        __atomic_add_fetch(&relays_opened, 1, __ATOMIC_ACQ_REL);
+    if (c->fast_records)
+        __atomic_add_fetch(&relays_sealed, 1, __ATOMIC_ACQ_REL);
     if (k->eof && !c->failed) {
         /* as httpd ends a tunnel: the last bytes out, then the client's leftovers read (so the
          * kernel does not answer them with a reset that eats ours) until it closes */
@@ -1075,6 +1281,65 @@ void ck_podproxy_serve(ck_reqctx *c)
     ck_buf_free(&head);
 }
 
+/* OpenSSL read a KeyUpdate from the kubelet: the one we asked for in fast_setup */
+static void kubelet_msg(int write_p, int version, int content_type, const void *buf, size_t len,
+                        SSL *ssl, void *arg)
+{
+    (void)version, (void)ssl;
+    if (!write_p && content_type == SSL3_RT_HANDSHAKE && len >= 1 &&
+        ((const unsigned char *)buf)[0] == SSL3_MT_KEY_UPDATE)
+        ((side *)arg)->update_seen = true;
+}
+
+static ck_tlsrec *tlsrec_for(SSL *ssl, bool seal)
+{
+    ck_tlsrec t;
+    ck_error *e = NULL;
+    if (ck_tlsrec_init(&t, ssl, seal, &e) < 0) {
+        log_debug("podproxy: relaying through OpenSSL: %s", e->msg);
+        ck_error_free(e);
+        return NULL;
+    }
+    ck_tlsrec *p = xmalloc(sizeof *p);
+    *p = t;
+    return p;
+}
+
+/* Our own record layer for the bulk direction (docs/podproxy.md, "Records"): the client's records
+ * are ours from a KeyUpdate we send now; the kubelet's from the KeyUpdate it answers ours with.
+ * CKUBE_RELAY_OPENSSL=1 leaves every record to OpenSSL. */
+static void fast_setup(relay *r)
+{
+    const char *off = getenv("CKUBE_RELAY_OPENSSL");
+    if (!r->c.ssl || (off && *off && strcmp(off, "0") != 0))
+        return;
+    ck_tlsrec *seal = tlsrec_for(r->c.ssl, true);
+    if (seal && (SSL_key_update(r->c.ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+                 SSL_do_handshake(r->c.ssl) != 1)) {
+        ERR_clear_error();
+        ck_tlsrec_free(seal);
+        free(steal_pointer(&seal));
+    }
+    r->c.seal = seal;
+    ck_tlsrec *open = tlsrec_for(r->k.ssl, false);
+    if (!open)
+        return;
+    /* read-ahead off: OpenSSL takes exactly the records it processes, so the one after the
+     * kubelet's KeyUpdate starts at raw_off */
+    SSL_set_read_ahead(r->k.ssl, 0);
+    SSL_set_msg_callback(r->k.ssl, kubelet_msg);
+    SSL_set_msg_callback_arg(r->k.ssl, &r->k);
+    if (SSL_key_update(r->k.ssl, SSL_KEY_UPDATE_REQUESTED) != 1 ||
+        SSL_do_handshake(r->k.ssl) != 1) {
+        ERR_clear_error();
+        SSL_set_msg_callback(r->k.ssl, NULL);
+        ck_tlsrec_free(open);
+        free(open);
+        return;
+    }
+    r->k.open_next = open;
+}
+
 int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *client,
                             const char *early, size_t early_len, const char *label,
                             int64_t t0_ns)
@@ -1094,6 +1359,7 @@ int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *cli
         /* first the 101 httpd could not send yet, then what the kubelet sent after its 101 and
          * the client after its request */
         wire_append(&r->c, client->unsent, client->unsent_len);
+        fast_setup(r);
         if (early_len)
             side_write(&r->c, early, early_len);
         if (client->input_len)

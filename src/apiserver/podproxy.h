@@ -10,7 +10,8 @@
  *
  * After the 101 the client's connection is taken out of httpd (ck_http_upgrade_take) and one
  * thread per session relays both TLS connections itself (records decrypted and encrypted again,
- * nothing parsed).  The next connection to a kubelet is dialed ahead in the background (one
+ * nothing parsed; in the kubelet -> client direction by lib/tlsrec, not OpenSSL, from a KeyUpdate
+ * each way on).  The next connection to a kubelet is dialed ahead in the background (one
  * spare per kubelet, at most 30 s old), so an exec does not wait for the dial and handshake.
  *
  * Back-pressure and limits: each side is read only while the other side has less than 256 KiB
@@ -47,5 +48,8 @@ int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *cli
                             int64_t t0_ns);
 /* Relay threads running now (tests wait for 0; a gauge for the curious). */
 int ck_podproxy_relays_active(void);
+/* Sessions ended so far that opened the kubelet's records / sealed the client's with lib/tlsrec
+ * instead of OpenSSL (for tests). */
+void ck_podproxy_relays_own(int *opened, int *sealed);
 
 #endif

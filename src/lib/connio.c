@@ -28,6 +28,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 
+#include "lib/tlsrec.h"
 #include "lib/util.h"
 
 /* One read / SSL_read goes to a stack buffer and is then appended: reserving evbuffer space
@@ -496,6 +497,9 @@ SSL_CTX *ck_connio_tls_server_ctx(const char *cert_file, const char *key_file,
      * bulk of exec and port-forward streams */
     SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                   "TLS_CHACHA20_POLY1305_SHA256");
+    /* each connection's server traffic secret, for a relay that seals its records itself
+     * (apiserver/podproxy.c, lib/tlsrec.h) */
+    ck_tlsrec_keylog_install(ctx);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
         ssl_err(err, "loading serving certificate", cert_file);
         goto fail;

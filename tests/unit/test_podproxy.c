@@ -28,9 +28,11 @@
 #include <openssl/x509.h>
 
 #include "apiserver/podproxy.h"
+#include "lib/tlsrec.h"
 #include "lib/util.h"
 
 static SSL_CTX *srv_ctx, *cli_ctx;
+static bool own_records;   /* the group where the relay opens and seals records itself */
 
 /* A throwaway P-256 self-signed certificate for both TLS servers. */
 static int setup(void **state)
@@ -55,7 +57,40 @@ static int setup(void **state)
     X509_free(x);
     EVP_PKEY_free(k);
     ck_podproxy_configure(NULL, NULL, NULL, 4 * 3600 * 1000);
+    own_records = false;
     return 0;
+}
+
+/* The same tests with the traffic secrets kept (as connio's and the relay's contexts do): the
+ * relay seals the client's records and opens the kubelet's after its KeyUpdate itself. */
+static int setup_own(void **state)
+{
+    if (setup(state) < 0)
+        return -1;
+    ck_tlsrec_keylog_install(srv_ctx);
+    ck_tlsrec_keylog_install(cli_ctx);
+    own_records = true;
+    return 0;
+}
+
+typedef struct own_count {
+    int opened, sealed;
+} own_count;
+
+static own_count own_now(void)
+{
+    own_count c;
+    ck_podproxy_relays_own(&c.opened, &c.sealed);
+    return c;
+}
+
+/* The one relay since `before`: with the secrets kept, it opened (the kubelet's records, after
+ * the kubelet answered our KeyUpdate) and sealed (the client's) records itself. */
+static void check_own(own_count before, bool opened, bool sealed)
+{
+    own_count now = own_now();
+    assert_int_equal(now.opened - before.opened, own_records && opened ? 1 : 0);
+    assert_int_equal(now.sealed - before.sealed, own_records && sealed ? 1 : 0);
 }
 
 static int teardown(void **state)
@@ -200,6 +235,7 @@ static void test_relay_both_ways(void **state)
 {
     SSL *kssl, *cssl;
     int kfd, cfd;
+    own_count own0 = own_now();
     relay_up(&kssl, &kfd, &cssl, &cfd, "HTTP/1.1 101 Switching Protocols\r\n\r\n", "K0",
              "C0");
     set_timeout(kfd, 5000);
@@ -239,6 +275,7 @@ static void test_relay_both_ways(void **state)
     SSL_free(cssl);
     close(cfd);
     relays_done();
+    check_own(own0, true, true);
 }
 
 /* A client that reads nothing: the kubelet's writes stall at a bound (socket buffers plus the
@@ -247,6 +284,7 @@ static void test_relay_back_pressure(void **state)
 {
     SSL *kssl, *cssl;
     int kfd, cfd;
+    own_count own0 = own_now();
     relay_up(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "");
     set_timeout(cfd, 5000);
     char b[16];
@@ -304,6 +342,7 @@ static void test_relay_back_pressure(void **state)
     SSL_free(cssl);
     close(cfd);
     relays_done();
+    check_own(own0, false, true);   /* (this kubelet never reads our KeyUpdate) */
 }
 
 /* Nothing moves for longer than the idle timeout: both connections are closed. */
@@ -331,6 +370,72 @@ static void test_relay_idle_timeout(void **state)
     relays_done();
 }
 
+/* The kubelet's records reach the relay in pieces of 1-13 bytes (records split across reads,
+ * headers split), records of 0-16384 bytes of plaintext, then half a record and a close: all
+ * whole records arrive intact and the client's stream ends. */
+static void test_relay_records_in_pieces(void **state)
+{
+    SSL *kssl, *cssl;
+    int kfd, cfd;
+    own_count own0 = own_now();
+    relay_up(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "");
+    set_timeout(cfd, 5000);
+    char b[16];
+    read_exact(cssl, b, 7);
+    /* the kubelet reads (our KeyUpdate request, if any) and makes its records in memory */
+    set_timeout(kfd, 300);
+    assert_true(SSL_read(kssl, b, sizeof b) <= 0);
+    ERR_clear_error();
+    BIO *mem = BIO_new(BIO_s_mem());
+    SSL_set0_wbio(kssl, mem);
+    static const size_t sizes[] = {1, 2, 0, 100, 16384, 5000, 1, 16383, 3, 70000, 7};
+    size_t total = 0;
+    char *src = xmalloc(1 << 20);
+    for (size_t i = 0; i < 1 << 20; i++)
+        src[i] = (char)((i * 7 + i / 4096) & 0xff);
+    for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+        if (sizes[i])
+            assert_int_equal(SSL_write(kssl, src + total, (int)sizes[i]), (int)sizes[i]);
+        total += sizes[i];
+    }
+    char *rec;
+    long n = BIO_get_mem_data(mem, &rec);
+    assert_true(n > 0);
+    int one = 1;
+    setsockopt(kfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    for (long off = 0, step = 1; off < n; off += step, step = step % 13 + 1) {
+        if (step > n - off)
+            step = n - off;
+        assert_int_equal(send(kfd, rec + off, (size_t)step, 0), step);
+        if (off % 64 == 0)
+            usleep(20);   /* the relay reads some of them one at a time */
+    }
+    /* half of one more record, then the kubelet is gone */
+    BIO_reset(mem);
+    assert_int_equal(SSL_write(kssl, "tail", 4), 4);
+    n = BIO_get_mem_data(mem, &rec);
+    assert_int_equal(send(kfd, rec, (size_t)n / 2, 0), n / 2);
+    shutdown(kfd, SHUT_WR);
+    char *got = xmalloc(total + 16);
+    size_t have = 0;
+    for (;;) {
+        int r = SSL_read(cssl, got + have, (int)(total + 16 - have));
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+    }
+    assert_int_equal(have, total);
+    assert_memory_equal(got, src, total);
+    free(got);
+    free(src);
+    SSL_free(kssl);
+    close(kfd);
+    SSL_free(cssl);
+    close(cfd);
+    relays_done();
+    check_own(own0, true, true);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -338,6 +443,8 @@ int main(void)
         cmocka_unit_test(test_relay_both_ways),
         cmocka_unit_test(test_relay_back_pressure),
         cmocka_unit_test(test_relay_idle_timeout),
+        cmocka_unit_test(test_relay_records_in_pieces),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("openssl", tests, setup, teardown);
+    return failed + cmocka_run_group_tests_name("own_records", tests, setup_own, teardown);
 }

@@ -4,7 +4,8 @@
 # FB_RUNS runs each (default 6), alternated; then the API server's and the kubelet's own figures
 # for the same execs (their logs), and port-forward's first byte (curl of 100 bytes through a
 # fresh `kubectl port-forward`, from its start). Usage:
-#   RUNS=0 PROF_HOOK='. bench/streams_firstbyte_hook.sh' flock /tmp/ckube-host.lock bench/streams.sh build
+#   RUNS=0 PROF_HOOK=". $PWD/bench/streams_firstbyte_hook.sh" flock /tmp/ckube-host.lock bench/streams.sh build
+# (an absolute path: streams.sh runs the hook from its temp dir)
 fbr=${FB_RUNS:-6}
 for v in ${FB_VERSIONS:-1.27 1.33}; do
     for i in $(seq "$fbr"); do

@@ -28,6 +28,8 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 
+#include "lib/certcache.h"
+#include "lib/log.h"
 #include "lib/tlsrec.h"
 #include "lib/util.h"
 
@@ -478,6 +480,22 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* TLS 1.3: a client that sends no psk_key_exchange_modes cannot resume a session (RFC 8446
+ * 4.2.9), so it gets no session ticket: Go clients without a session cache (kubectl, client-go)
+ * are such clients.  A ticket holds the whole session, the client's certificate included, and
+ * costs the server ~0.2 ms of CPU to make and encrypt under OpenSSL 3.0, in the handshake every
+ * kubectl command waits for (and ~700 bytes kubectl reads before its answer).  OpenSSL clients
+ * (the API server's relay to the kubelets, libcurl) send the extension and still get one. */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    const unsigned char *ext;
+    size_t len;
+    (void)alert, (void)arg;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk_kex_modes, &ext, &len) != 1)
+        SSL_set_num_tickets(ssl, 0);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 SSL_CTX *ck_connio_tls_server_ctx(const char *cert_file, const char *key_file,
                                   const char *client_ca_file, ck_error **err)
 {
@@ -519,6 +537,10 @@ SSL_CTX *ck_connio_tls_server_ctx(const char *cert_file, const char *key_file,
         }
         SSL_CTX_set_client_CA_list(ctx, names);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept_cb);
+        /* a client's chain verified lately is not verified again (every kubectl command makes
+         * two handshakes with one certificate; certcache.h) */
+        if (ck_certcache_install(ctx) < 0)
+            log_warn("tls: no client certificate cache: every handshake verifies the chain");
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     /* TLS 1.3: one session ticket after a full handshake, as Go servers send (OpenSSL sends two).
@@ -526,6 +548,7 @@ SSL_CTX *ck_connio_tls_server_ctx(const char *cert_file, const char *key_file,
      * ticket per kubelet.  Under OpenSSL 3.0 each ticket costs the server ~0.2 ms of CPU on a
      * client-certificate connection, in the handshake every kubectl command waits for. */
     SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -41,6 +41,7 @@
 #include "streams/nsexec.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -255,14 +256,163 @@ static unsigned long long proc_start(pid_t pid)
     return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
-int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exec_opts *o,
-                      ck_nsexec_plan *pl, const char **why, ck_error **err)
+/* ---- the plan's source, cached per container ----
+ * Parsing runc's state.json (~13 KiB: it repeats the whole config) and the bundle's
+ * config.json, and checking them, is most of the plan (0.5-0.8 ms of every exec's start, on the
+ * path to kubectl's first byte).  Their result depends on those two files only, so it is kept
+ * per state.json path with both files' identity (device, inode, size, mtime): runc replaces
+ * state.json (a new inode) whenever the container changes, and a restarted container is a new
+ * state.json and a new init pid.  The fds are never cached (a cached namespace fd would keep a
+ * dead container's namespaces alive): they are opened for each exec, after the init process's
+ * start time is checked again. */
+
+#define PLAN_CACHE_SLOTS 8
+#define PLAN_FIXED offsetof(ck_nsexec_plan, argv)   /* the part ck_nsexec_check fills */
+
+typedef struct file_sig {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} file_sig;
+
+typedef struct plan_src {
+    char *state_path, *config_path;
+    file_sig st, cf;
+    unsigned char fixed[PLAN_FIXED];
+    char **cg_dirs, **env;          /* NULL-terminated */
+    uint64_t used;
+} plan_src;
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static plan_src plan_cache[PLAN_CACHE_SLOTS];
+static uint64_t cache_tick;
+static unsigned long cache_hits, cache_misses;
+
+static bool file_sig_get(const char *path, file_sig *sig)
 {
-    memset(pl, 0, sizeof *pl);
-    pl->pidns_fd = pl->cg2_dir = pl->cg2_procs = -1;
-    if (o->tty || !o->ncommand)
-        return decline(why, "tty");
-    cleanup_free char *sp = xasprintf("%s/%s/state.json", runc_root, id);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return false;
+    *sig = (file_sig){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+    return true;
+}
+
+static bool file_sig_eq(const file_sig *a, const file_sig *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+static char **strv_dup(char *const *v)
+{
+    size_t n = 0;
+    while (v && v[n])
+        n++;
+    char **r = xcalloc(n + 1, sizeof *r);
+    for (size_t i = 0; i < n; i++)
+        r[i] = xstrdup(v[i]);
+    return r;
+}
+
+static void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void plan_src_clear(plan_src *c)
+{
+    free(c->state_path);
+    free(c->config_path);
+    strv_free(c->cg_dirs);
+    strv_free(c->env);
+    memset(c, 0, sizeof *c);
+}
+
+void ck_nsexec_cache_stats(unsigned long *hits, unsigned long *misses)
+{
+    pthread_mutex_lock(&cache_mu);
+    *hits = cache_hits;
+    *misses = cache_misses;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+void ck_nsexec_cache_clear(void)
+{
+    pthread_mutex_lock(&cache_mu);
+    for (size_t i = 0; i < PLAN_CACHE_SLOTS; i++)
+        plan_src_clear(&plan_cache[i]);
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* 0 with the checked part of the plan and copies of the lists when both files are unchanged */
+static int cache_get(const char *sp, ck_nsexec_plan *pl, char ***cg_dirs, char ***env)
+{
+    file_sig st, cf;
+    if (!file_sig_get(sp, &st))
+        return -1;
+    int rc = -1;
+    pthread_mutex_lock(&cache_mu);
+    for (size_t i = 0; i < PLAN_CACHE_SLOTS && rc < 0; i++) {
+        plan_src *c = &plan_cache[i];
+        if (!c->state_path || strcmp(c->state_path, sp))
+            continue;
+        if (file_sig_eq(&c->st, &st) && file_sig_get(c->config_path, &cf) &&
+            file_sig_eq(&c->cf, &cf)) {
+            memcpy(pl, c->fixed, PLAN_FIXED);
+            *cg_dirs = strv_dup(c->cg_dirs);
+            *env = strv_dup(c->env);
+            c->used = ++cache_tick;
+            rc = 0;
+        } else {
+            plan_src_clear(c);   /* the container changed: parse again */
+        }
+    }
+    if (rc == 0)
+        cache_hits++;
+    else
+        cache_misses++;
+    pthread_mutex_unlock(&cache_mu);
+    return rc;
+}
+
+static void cache_put(const char *sp, const file_sig *st, const char *cp, const file_sig *cf,
+                      const ck_nsexec_plan *pl, char *const *cg_dirs, char *const *env)
+{
+    pthread_mutex_lock(&cache_mu);
+    plan_src *slot = &plan_cache[0];
+    for (size_t i = 0; i < PLAN_CACHE_SLOTS; i++) {
+        plan_src *c = &plan_cache[i];
+        if (c->state_path && !strcmp(c->state_path, sp)) {
+            slot = c;
+            break;
+        }
+        if (c->used < slot->used)   /* an empty slot has used 0 */
+            slot = c;
+    }
+    plan_src_clear(slot);
+    slot->state_path = xstrdup(sp);
+    slot->config_path = xstrdup(cp);
+    slot->st = *st;
+    slot->cf = *cf;
+    memcpy(slot->fixed, pl, PLAN_FIXED);
+    slot->cg_dirs = strv_dup(cg_dirs);
+    slot->env = strv_dup(env);
+    slot->used = ++cache_tick;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* The plan from the files: 0 with the checked part and the lists (and cached), 1 with *why */
+static int plan_parse(const char *sp, ck_nsexec_plan *pl, char ***cg_dirs, char ***env,
+                      const char **why)
+{
+    file_sig st, cf;
+    /* the identity first: a file replaced meanwhile is cached under the older one and parsed
+     * again next time */
+    if (!file_sig_get(sp, &st))
+        return decline(why, "no runc state");
     json_t *state = json_load_file(sp, 0, NULL);
     if (!state)
         return decline(why, "no runc state");
@@ -273,79 +423,108 @@ int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exe
         if (json_string_value(l) && !strncmp(json_string_value(l), "bundle=", 7))
             bundle = json_string_value(l) + 7;
     cleanup_free char *cp = bundle ? xasprintf("%s/config.json", bundle) : NULL;
-    json_t *config = cp ? json_load_file(cp, 0, NULL) : NULL;
+    bool have_cf = cp && file_sig_get(cp, &cf);
+    json_t *config = have_cf ? json_load_file(cp, 0, NULL) : NULL;
     int rc = config ? ck_nsexec_check(state, config, last_cap(), pl, why)
                     : decline(why, "no config.json");
+    if (rc == 0) {
+        json_t *cgs = json_object_get(state, "cgroup_paths"), *v;
+        const char *sub;
+        *cg_dirs = xcalloc(json_object_size(cgs) + 1, sizeof **cg_dirs);
+        size_t k = 0;
+        json_object_foreach(cgs, sub, v)
+            (*cg_dirs)[k++] = xstrdup(json_string_value(v) ?: "");
+        (void)sub;
+        json_t *ev = json_object_get(json_object_get(config, "process"), "env"), *e;
+        *env = xcalloc(json_array_size(ev) + 1, sizeof **env);
+        json_array_foreach(ev, i, e)
+            (*env)[i] = xstrdup(json_string_value(e) ?: "");
+        cache_put(sp, &st, cp, &cf, pl, *cg_dirs, *env);
+    }
+    json_decref(state);
+    json_decref(config);
+    return rc;
+}
+
+/* the fds the child needs, opened here (it may not allocate): 0, or 1 with *why */
+static int plan_open(ck_nsexec_plan *pl, char *const *cg_dirs, const char **why)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)pl->init_pid);
+    pl->pidns_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (pl->pidns_fd < 0)
+        return decline(why, "namespace gone");
+    for (size_t k = 0; k < ARRAY_SIZE(ns_kinds); k++) {
+        if (!pl->ns_flag[k])
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pl->init_pid, ns_kinds[k].proc);
+        pl->ns_fd[k] = open(path, O_RDONLY | O_CLOEXEC);
+        if (pl->ns_fd[k] < 0) {
+            pl->ns_fd[k] = 0;
+            return decline(why, "namespace gone");
+        }
+    }
+    for (size_t i = 0; cg_dirs[i]; i++) {
+        const char *dir = cg_dirs[i];
+        cleanup_free char *t = xasprintf("%s/tasks", dir);
+        int fd = open(t, O_WRONLY | O_CLOEXEC);   /* a v1 hierarchy */
+        if (fd >= 0) {
+            if (pl->ncg == CK_NSEXEC_MAX_CGROUPS) {
+                close(fd);
+                return decline(why, "too many cgroup hierarchies");
+            }
+            pl->cg_fd[pl->ncg++] = fd;
+            continue;
+        }
+        cleanup_free char *p = xasprintf("%s/cgroup.procs", dir);
+        fd = open(p, O_WRONLY | O_CLOEXEC);
+        int dfd = fd >= 0 ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (fd < 0 || dfd < 0 || pl->cg2_dir >= 0) {   /* gone, or two unified paths */
+            if (fd >= 0)
+                close(fd);
+            if (dfd >= 0)
+                close(dfd);
+            return decline(why, fd < 0 || dfd < 0 ? "cgroup gone" : "two unified cgroups");
+        }
+        pl->cg2_procs = fd;
+        pl->cg2_dir = dfd;
+    }
+    return 0;
+}
+
+int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exec_opts *o,
+                      ck_nsexec_plan *pl, const char **why, ck_error **err)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->pidns_fd = pl->cg2_dir = pl->cg2_procs = -1;
+    if (o->tty || !o->ncommand)
+        return decline(why, "tty");
+    cleanup_free char *sp = xasprintf("%s/%s/state.json", runc_root, id);
+    char **cg_dirs = NULL, **env = NULL;
+    int rc = cache_get(sp, pl, &cg_dirs, &env) == 0 ? 0 : plan_parse(sp, pl, &cg_dirs, &env, why);
+    /* whether cached or not: the container's init is still the process runc started */
     if (rc == 0 && proc_start(pl->init_pid) != pl->init_start)
         rc = decline(why, "container not running");   /* runc gives the error */
+    if (rc == 0)
+        rc = plan_open(pl, cg_dirs, why);
     if (rc == 0) {
-        /* the fds the child needs, opened here (it may not allocate) */
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)pl->init_pid);
-        pl->pidns_fd = open(path, O_RDONLY | O_CLOEXEC);
-        for (size_t k = 0; k < ARRAY_SIZE(ns_kinds) && pl->pidns_fd >= 0; k++) {
-            if (!pl->ns_flag[k])
-                continue;
-            snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pl->init_pid, ns_kinds[k].proc);
-            pl->ns_fd[k] = open(path, O_RDONLY | O_CLOEXEC);
-            if (pl->ns_fd[k] < 0) {
-                pl->ns_fd[k] = 0;
-                rc = decline(why, "namespace gone");
-                break;
-            }
-        }
-        if (pl->pidns_fd < 0)
-            rc = decline(why, "namespace gone");
-        const char *sub;
-        json_t *v;
-        json_object_foreach(json_object_get(state, "cgroup_paths"), sub, v) {
-            if (rc)
-                break;
-            const char *dir = json_string_value(v) ?: "";
-            cleanup_free char *t = xasprintf("%s/tasks", dir);
-            int fd = open(t, O_WRONLY | O_CLOEXEC);   /* a v1 hierarchy */
-            if (fd >= 0) {
-                if (pl->ncg == CK_NSEXEC_MAX_CGROUPS) {
-                    close(fd);
-                    rc = decline(why, "too many cgroup hierarchies");
-                    break;
-                }
-                pl->cg_fd[pl->ncg++] = fd;
-                continue;
-            }
-            cleanup_free char *p = xasprintf("%s/cgroup.procs", dir);
-            fd = open(p, O_WRONLY | O_CLOEXEC);
-            int dfd = fd >= 0 ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-            if (fd < 0 || dfd < 0 || pl->cg2_dir >= 0) {   /* gone, or two unified paths */
-                if (fd >= 0)
-                    close(fd);
-                if (dfd >= 0)
-                    close(dfd);
-                rc = decline(why, fd < 0 || dfd < 0 ? "cgroup gone" : "two unified cgroups");
-                break;
-            }
-            pl->cg2_procs = fd;
-            pl->cg2_dir = dfd;
-        }
-        (void)sub;
-    }
-    if (rc == 0) {
-        json_t *env = json_object_get(json_object_get(config, "process"), "env"), *e;
-        size_t n = json_array_size(env);
+        size_t n = 0;
+        while (env[n])
+            n++;
         pl->envp = xcalloc(n + 2, sizeof *pl->envp);
-        json_array_foreach(env, i, e) {
-            pl->envp[i] = xstrdup(json_string_value(e));
-            if (!strncmp(pl->envp[i], "PATH=", 5)) {
+        for (size_t i = 0; i < n; i++) {
+            pl->envp[i] = xstrdup(env[i]);
+            if (!strncmp(env[i], "PATH=", 5)) {
                 free(pl->path);
-                pl->path = xstrdup(pl->envp[i] + 5);
+                pl->path = xstrdup(env[i] + 5);
             }
         }
         if (!pl->has_home)   /* filled in by the child from the container's /etc/passwd */
             pl->envp[n] = pl->home;
         pl->argv = o->command;
     }
-    json_decref(state);
-    json_decref(config);
+    strv_free(cg_dirs);
+    strv_free(env);
     if (rc)
         ck_nsexec_plan_free(pl);
     (void)err;

@@ -52,6 +52,10 @@ int ck_nsexec_check(const json_t *state, const json_t *config, int last_cap, ck_
 int ck_nsexec_prepare(const char *runc_root, const char *id, const ck_stream_exec_opts *o,
                       ck_nsexec_plan *pl, const char **why, ck_error **err);
 void ck_nsexec_plan_free(ck_nsexec_plan *pl);
+/* The checked part of each container's plan is cached (nsexec.c, "the plan's source"): hits
+ * and misses since the start, and a way to forget every entry (tests). */
+void ck_nsexec_cache_stats(unsigned long *hits, unsigned long *misses);
+void ck_nsexec_cache_clear(void);
 /* In the forked child with stdio in place: run the plan, exit with the command's status;
  * an error before the command's execve goes to ex_w as an errno. */
 _Noreturn void ck_nsexec_child(ck_nsexec_plan *pl, int ex_w);

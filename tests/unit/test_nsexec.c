@@ -159,12 +159,15 @@ static int fake_teardown(void **state)
     return 0;
 }
 
+/* written as runc writes its state: a new file renamed over the old one */
 static void write_file(const char *path, const char *text)
 {
-    FILE *fp = fopen(path, "w");
+    cleanup_free char *tmp = xasprintf("%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
     assert_non_null(fp);
     fputs(text, fp);
     fclose(fp);
+    assert_int_equal(rename(tmp, path), 0);
 }
 
 /* cgpaths: the state's cgroup_paths object, NULL for {"": our own unified cgroup} */
@@ -391,6 +394,93 @@ static void test_declined_without_state(void **state)
     assert_int_equal(ck_streams_spawn_native(f->dir, "missing", &o, &p, &e), 1);
 }
 
+/* The checked plan is cached per container, and only while its files are the same: a changed
+ * config.json is read again, and a restarted container (a new state.json whose init is another
+ * process) is never run from the old plan. */
+static void test_plan_cache(void **state)
+{
+    fake *f = *state;
+    if (geteuid() != 0 || !f->cg)
+        skip();
+    ck_nsexec_cache_clear();
+    const char *proc = "\"user\": {\"uid\": 0, \"gid\": 0}, \"args\": [\"sh\"], "
+                       "\"env\": [\"PATH=/usr/bin:/bin\", \"X=%s\"], \"cwd\": \"/tmp\"";
+    cleanup_free char *p1 = xasprintf(proc, "one");
+    cleanup_free char *p2 = xasprintf(proc, "two");
+    write_container(f, p1);
+    char out[256];
+    ck_error *e = NULL;
+    char *argv[] = {"sh", "-c", "echo X=$X", NULL};
+    unsigned long h0, m0, h1, m1;
+    ck_nsexec_cache_stats(&h0, &m0);
+    assert_int_equal(run(f, argv, out, sizeof out, &e), 0);
+    assert_string_equal(out, "X=one\n");
+    assert_int_equal(run(f, argv, out, sizeof out, &e), 0);
+    assert_string_equal(out, "X=one\n");
+    ck_nsexec_cache_stats(&h1, &m1);
+    assert_int_equal(m1 - m0, 1);
+    assert_int_equal(h1 - h0, 1);
+    /* the container's config changed: parsed again */
+    write_container(f, p2);
+    assert_int_equal(run(f, argv, out, sizeof out, &e), 0);
+    assert_string_equal(out, "X=two\n");
+    ck_nsexec_cache_stats(&h0, &m0);
+    assert_int_equal(m0 - m1, 1);
+    /* "restarted": state.json now names an init that is not this process; the cached plan
+     * (whose init is) must not be used */
+    cleanup_free char *sp = xasprintf("%s/c1/state.json", f->dir);
+    cleanup_free char *st = xasprintf(
+        "{\"init_process_pid\": %d, \"init_process_start\": %llu, \"cgroup_paths\": "
+        "{\"\": \"%s\"}, \"config\": {\"labels\": [\"bundle=%s\"]}}", (int)getpid(),
+        own_start() + 1, f->cg, f->dir);
+    write_file(sp, st);
+    assert_int_equal(run(f, argv, out, sizeof out, &e), -100);   /* declined: not running */
+    assert_null(e);
+    /* the container back (a new state.json again): parsed again */
+    write_container(f, p1);
+    assert_int_equal(run(f, argv, out, sizeof out, &e), 0);
+    ck_nsexec_cache_stats(&h1, &m1);
+    assert_int_equal(m1 - m0, 2);
+    /* an init that dies after its plan was cached, state.json untouched: the cached plan is
+     * found (a hit) and declined, since the pid is no longer the process runc started */
+    pid_t init = fork();
+    assert_true(init >= 0);
+    if (init == 0) {
+        pause();
+        _exit(0);
+    }
+    char sp_init[64], b[1024];
+    snprintf(sp_init, sizeof sp_init, "/proc/%d/stat", (int)init);
+    unsigned long long start = 0;
+    for (int i = 0; i < 100 && !start; i++) {   /* the child's start time, once it exists */
+        FILE *fp = fopen(sp_init, "r");
+        size_t n = fp ? fread(b, 1, sizeof b - 1, fp) : 0;
+        if (fp)
+            fclose(fp);
+        b[n] = '\0';
+        char *q = strrchr(b, ')');
+        for (int k = 2; q && k < 22; k++)
+            q = strchr(q + 1, ' ');
+        start = q ? strtoull(q + 1, NULL, 10) : 0;
+    }
+    cleanup_free char *st2 = xasprintf(
+        "{\"init_process_pid\": %d, \"init_process_start\": %llu, \"cgroup_paths\": "
+        "{\"\": \"%s\"}, \"config\": {\"labels\": [\"bundle=%s\"]}}", (int)init, start,
+        f->cg, f->dir);
+    write_file(sp, st2);
+    assert_int_equal(run(f, argv, out, sizeof out, &e), 0);    /* parsed, cached */
+    assert_int_equal(run(f, argv, out, sizeof out, &e), 0);    /* from the cache */
+    kill(init, SIGKILL);
+    assert_int_equal(waitpid(init, NULL, 0), init);
+    ck_nsexec_cache_stats(&h0, &m0);
+    assert_int_equal(run(f, argv, out, sizeof out, &e), -100); /* a hit, declined */
+    assert_null(e);
+    ck_nsexec_cache_stats(&h1, &m1);
+    assert_int_equal(h1 - h0, 1);
+    assert_int_equal(m1 - m0, 0);
+    ck_nsexec_cache_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +489,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_joins_cgroups, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_clone_leaves_caller, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(test_declined_without_state, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(test_plan_cache, fake_setup, fake_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

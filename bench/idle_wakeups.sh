@@ -4,33 +4,15 @@
 # (loopback, a temp data dir it removes) over WINDOW (10) seconds, SETTLE (8) seconds after start.
 # An idle component should only wake for its timers (Lease renewals, resyncs), not to poll.
 set -u
-BUILD=${1:-build}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
-CK=$B/ckube
 SETTLE=${SETTLE:-8}
 WINDOW=${WINDOW:-10}
-[ -x "$CK" ] || { echo "bench/idle_wakeups.sh: $CK missing; run make" >&2; exit 1; }
-tmp=$(mktemp -d /tmp/ckube-bench-wake.XXXXXX)
-spid=
-stop() {
-    [ -n "$spid" ] || return 0
-    kill -TERM "$spid" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$spid" 2>/dev/null
-    wait "$spid" 2>/dev/null
-    spid=
-}
-trap 'stop; rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/idle_server.sh"
 # switches PID: the process's context switches so far, all threads
 switches() {
     cat /proc/"$1"/task/*/status 2>/dev/null |
         awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {n += $2} END {print n + 0}'
 }
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$CK" server --data-dir "$tmp/data" --secure-port "$port" --bind-address 127.0.0.1 \
-    --disable-agent >"$tmp/server.log" 2>&1 &
-spid=$!
+start_server server
 sleep "$SETTLE"
 pids="$spid $(sed -n 's/.*started \([a-z-]*\) (pid \([0-9]*\)).*/\2/p' "$tmp/server.log" | tr '\n' ' ')"
 declare -A before name

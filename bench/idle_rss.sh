@@ -4,24 +4,9 @@
 # removes), SETTLE (6) seconds after start, RUNS (3) starts; also its thread count.  WORKERS=N
 # passes `--workers N` to the API server (through CKUBE_SELF_EXE and a wrapper in the temp dir).
 set -u
-BUILD=${1:-build}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
-CK=$B/ckube
 RUNS=${RUNS:-3}
 SETTLE=${SETTLE:-6}
-[ -x "$CK" ] || { echo "bench/idle_rss.sh: $CK missing; run make" >&2; exit 1; }
-tmp=$(mktemp -d /tmp/ckube-bench-rss.XXXXXX)
-spid=
-stop() {
-    [ -n "$spid" ] || return 0
-    kill -TERM "$spid" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$spid" 2>/dev/null
-    wait "$spid" 2>/dev/null
-    spid=
-}
-trap 'stop; rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/idle_server.sh"
 if [ -n "${WORKERS:-}" ]; then
     printf '#!/bin/sh\nif [ "$1" = apiserver ]; then shift; exec "%s" apiserver --workers %s "$@"; fi\nexec "%s" "$@"\n' \
         "$CK" "$WORKERS" "$CK" >"$tmp/wrap.sh"
@@ -30,10 +15,7 @@ if [ -n "${WORKERS:-}" ]; then
 fi
 all=
 for i in $(seq "$RUNS"); do
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "$CK" server --data-dir "$tmp/data$i" --secure-port "$port" --bind-address 127.0.0.1 \
-        --disable-agent >"$tmp/server$i.log" 2>&1 &
-    spid=$!
+    start_server "server$i"
     sleep "$SETTLE"
     api=$(sed -n 's/.*started apiserver (pid \([0-9]*\)).*/\1/p' "$tmp/server$i.log" | tail -n 1)
     if [ -z "$api" ] || [ ! -r "/proc/$api/status" ]; then
@@ -42,6 +24,6 @@ for i in $(seq "$RUNS"); do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$api/status")
     echo "run $i: API server idle RSS $rss kB, $(ls "/proc/$api/task" | wc -l) threads"
     all="$all $rss"
-    stop
+    stop_server
 done
 echo "idle RSS:$(echo "$all" | tr ' ' '\n' | sort -n | awk 'NF {v[n++] = $1} END {printf " %d - %d kB over %d starts", v[0], v[n-1], n}') (load $(cut -d' ' -f1-3 /proc/loadavg))"

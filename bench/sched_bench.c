@@ -36,7 +36,7 @@ typedef struct bench {
     int64_t *created_ns, *bound_ns;
     long nbound;
     pthread_mutex_t lock;
-    volatile bool stop;
+    ck_cancel stop;
     long create_errors;
     long inflight;                /* chains of creates still sending; under lock */
     long next;                    /* the next pod to create (atomic) */
@@ -91,7 +91,7 @@ static bool send_next(bench *b, ck_sender *snd)
 {
     for (;;) {
         long i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
-        if (i >= b->pods || b->stop)
+        if (i >= b->pods || ck_cancel_fired(&b->stop))
             return false;
         char *body = xmalloc(2048);
         int len = pod_text(b, i, body, 2048);
@@ -161,16 +161,16 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
     const char *name = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
     const char *node = json_string_value(json_object_get(json_object_get(obj, "spec"), "nodeName"));
     if (!name || strncmp(name, "bench-", 6) || !node || !*node)
-        return !b->stop;
+        return !ck_cancel_fired(&b->stop);
     long i = strtol(name + 6, NULL, 10);
     if (i < 0 || i >= b->pods)
-        return !b->stop;
+        return !ck_cancel_fired(&b->stop);
     pthread_mutex_lock(&b->lock);
     if (!b->bound_ns[i]) {
         b->bound_ns[i] = ck_now_ns();
         b->nbound++;
     }
-    bool more = b->nbound < b->pods && !b->stop;
+    bool more = b->nbound < b->pods && !ck_cancel_fired(&b->stop);
     pthread_mutex_unlock(&b->lock);
     return more;
 }
@@ -240,6 +240,7 @@ int main(int argc, char **argv)
     bool do_create = strcmp(phase, "bind") != 0, do_watch = strcmp(phase, "create") != 0;
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.answered, NULL);
+    ck_cancel_init(&b.stop);
     b.created_ns = xcalloc((size_t)pods, sizeof(int64_t));
     b.bound_ns = xcalloc((size_t)pods, sizeof(int64_t));
 
@@ -280,7 +281,7 @@ int main(int argc, char **argv)
             break;
         usleep(20 * 1000);
     }
-    b.stop = true;
+    ck_cancel_fire(&b.stop);
     pthread_join(wt, NULL);
 
     int64_t first = INT64_MAX, last = 0;

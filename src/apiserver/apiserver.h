@@ -390,6 +390,13 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
 /* Answer an update: resp's text when it has some (see ck_rest_update_obj), else out printed.
  * Takes out and frees resp's data. */
 void ck_rest_respond_update(ck_reqctx *c, int code, json_t *out, ck_buf *resp);
+/* One attempt of a write handler's update (PUT, PATCH, status): ck_rest_update_obj with the
+ * answer left to the store's completion where it can be (writedefer.c; retry: a conflict there
+ * reruns the request), answered 200 when it succeeds.  true: answered; false: *err set, for the
+ * caller to retry on or answer. */
+bool ck_rest_update_answer(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
+                           int64_t old_rev, const ck_write_opts *o, unsigned flags, bool retry,
+                           ck_error **err);
 /* The create path shared by POST and apply-create. */
 json_t *ck_rest_create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, json_t *obj,
                            const ck_write_opts *o, ck_error **err);

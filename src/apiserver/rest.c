@@ -459,6 +459,35 @@ static int invalid_from_causes(ck_reqctx *c, const ck_resource *r, const char *n
     return -1;
 }
 
+static bool is_service(const ck_resource *r);
+
+/* A Service's IPs and node ports allocated, then the object validated, for a create (old NULL)
+ * or an update: 0, or -1 with *err (an invalid object: its causes in c->causes) and nothing left
+ * allocated. */
+static int allocate_and_validate(ck_reqctx *c, const ck_resource *r, json_t *obj,
+                                 const json_t *old, const char *name, ck_error **err)
+{
+    json_t *causes = json_array();
+    if (is_service(r) && ck_service_allocate(c->srv, obj, old, causes, err) < 0) {
+        if (json_array_size(causes)) {
+            json_decref(c->causes);
+            c->causes = causes;
+        } else {
+            json_decref(causes);
+        }
+        return -1;
+    }
+    json_decref(causes);
+    causes = ck_validate(r, obj, old);
+    if (json_array_size(causes)) {
+        if (is_service(r))
+            ck_service_release(c->srv, obj, old);
+        return invalid_from_causes(c, r, name, causes, err);
+    }
+    json_decref(causes);
+    return 0;
+}
+
 static bool is_core(const ck_resource *r, const char *resource)
 {
     return !r->group[0] && !strcmp(r->resource, resource);
@@ -527,25 +556,8 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
     ck_meta_on_create(r, obj, ck_wall_ns() / 1000000000);
     /* again, now that the uid exists: a Job's generated selector is keyed on it */
     ck_default(r, obj);
-    json_t *causes = json_array();
-    if (is_service(r) && ck_service_allocate(s, obj, NULL, causes, err) < 0) {
-        if (json_array_size(causes)) {
-            json_decref(c->causes);
-            c->causes = causes;
-        } else {
-            json_decref(causes);
-        }
+    if (allocate_and_validate(c, r, obj, NULL, name, err) < 0)
         return NULL;
-    }
-    json_decref(causes);
-    causes = ck_validate(r, obj, NULL);
-    if (json_array_size(causes)) {
-        if (is_service(r))
-            ck_service_release(s, obj, NULL);
-        invalid_from_causes(c, r, name, causes, err);
-        return NULL;
-    }
-    json_decref(causes);
     bool qlocked = false;     /* ResourceQuota charged, its lock held until the write is done */
     if (ck_quota_admit(s, r, ns, obj, o->dry_run, &qlocked, err) < 0) {
         if (is_service(r))
@@ -882,23 +894,10 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         json_decref(nobj);
         return NULL;
     }
-    json_t *causes = json_array();
-    if (is_service(r) && ck_service_allocate(s, nobj, old, causes, err) < 0) {
-        json_decref(c->causes);
-        c->causes = causes;
+    if (allocate_and_validate(c, r, nobj, old, name, err) < 0) {
         json_decref(nobj);
         return NULL;
     }
-    json_decref(causes);
-    causes = ck_validate(r, nobj, old);
-    if (json_array_size(causes)) {
-        if (is_service(r))
-            ck_service_release(s, nobj, old);
-        invalid_from_causes(c, r, name, causes, err);
-        json_decref(nobj);
-        return NULL;
-    }
-    json_decref(causes);
     /* an apply that only changed ownership is still a write; an Update's entry is recorded
      * below, after this check, so it is compared without managedFields */
     if (same_object(nobj, old, o->applied)) {
@@ -1310,24 +1309,36 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
         }
         if (!old)
             break;
-        ck_buf resp;
-        ck_buf_init(&resp, 0);
-        c->async_ok = true;
-        c->async_retry = !conditional;
-        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, status_only ? CK_UPDATE_STATUS : 0,
-                                         &resp, &e);
-        c->async_ok = false;
+        bool done = ck_rest_update_answer(c, r, obj, old, rev, &o,
+                                          status_only ? CK_UPDATE_STATUS : 0, !conditional, &e);
         json_decref(old);
-        if (out) {
+        if (done) {
             json_decref(obj);
-            return ck_rest_respond_update(c, 200, out, &resp);
+            return;
         }
-        ck_buf_free(&resp);
         if (!retry_on_conflict(&e, conditional, attempt))
             break;
     }
     json_decref(obj);
     ck_respond_error(c, e);
+}
+
+bool ck_rest_update_answer(ck_reqctx *c, const ck_resource *r, json_t *obj, json_t *old,
+                           int64_t old_rev, const ck_write_opts *o, unsigned flags, bool retry,
+                           ck_error **err)
+{
+    ck_buf resp;
+    ck_buf_init(&resp, 0);
+    c->async_ok = true;
+    c->async_retry = retry;
+    json_t *out = ck_rest_update_obj(c, r, obj, old, old_rev, o, flags, &resp, err);
+    c->async_ok = false;
+    if (!out) {
+        ck_buf_free(&resp);
+        return false;
+    }
+    ck_rest_respond_update(c, 200, out, &resp);
+    return true;
 }
 
 static int patch_type_of(ck_reqctx *c, enum ck_patch_type *t, ck_error **err)
@@ -1506,21 +1517,15 @@ static void do_patch(ck_reqctx *c)
         const char *prv = ck_meta_str(obj, "resourceVersion");
         const char *orv = ck_meta_str(old, "resourceVersion");
         bool pinned = prv && orv && strcmp(prv, orv);
-        ck_buf resp;
-        ck_buf_init(&resp, 0);
         /* merge and JSON patches build a tree of their own; the others may share values */
         unsigned fl = t == CK_PATCH_MERGE || t == CK_PATCH_JSON ? CK_UPDATE_OWN : 0;
-        c->async_ok = true;
-        c->async_retry = !pinned;
-        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, fl, &resp, &e);
-        c->async_ok = false;
+        bool done = ck_rest_update_answer(c, r, obj, old, rev, &o, fl, !pinned, &e);
         json_decref(obj);
         json_decref(old);
-        if (out) {
+        if (done) {
             json_decref(patch);
-            return ck_rest_respond_update(c, 200, out, &resp);
+            return;
         }
-        ck_buf_free(&resp);
         if (!retry_on_conflict(&e, pinned, attempt))
             break;
     }

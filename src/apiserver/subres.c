@@ -294,19 +294,13 @@ static void serve_status(ck_reqctx *c)
         const char *prv = ck_meta_str(obj, "resourceVersion");
         const char *orv = ck_meta_str(old, "resourceVersion");
         bool pinned = prv && orv && strcmp(prv, orv);
-        ck_buf resp;
-        ck_buf_init(&resp, 0);
-        c->async_ok = true;
-        c->async_retry = !pinned;
-        json_t *out = ck_rest_update_obj(c, r, obj, old, rev, &o, CK_UPDATE_STATUS, &resp, &e);
-        c->async_ok = false;
+        bool done = ck_rest_update_answer(c, r, obj, old, rev, &o, CK_UPDATE_STATUS, !pinned, &e);
         json_decref(obj);
         json_decref(old);
-        if (out) {
+        if (done) {
             json_decref(patch);
-            return ck_rest_respond_update(c, 200, out, &resp);
+            return;
         }
-        ck_buf_free(&resp);
         if (pinned || e->code != CK_E_CONFLICT)
             break;
         ck_error_free(e);

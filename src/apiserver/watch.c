@@ -73,8 +73,9 @@ struct ck_watch_hub {
     ck_watchcache *shared;      /* all of /registry/ */
     ck_watchcache **caches;     /* by resource index: `shared`, or NULL if not watchable */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;          /* CLOCK_MONOTONIC, as the deadlines */
     watch *head;
+    int64_t wake_ns;            /* when the reaper wakes next (INT64_MAX: when told) */
     bool stop;
     pthread_t reaper;
 };
@@ -432,11 +433,16 @@ static void *reaper_main(void *arg)
     ck_watch_hub *h = arg;
     pthread_mutex_lock(&h->mu);
     while (!h->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+        /* sleep until the next deadline or a close: an idle server does not wake */
+        if (h->wake_ns == INT64_MAX) {
+            pthread_cond_wait(&h->cv, &h->mu);
+        } else {
+            struct timespec ts = {.tv_sec = h->wake_ns / 1000000000,
+                                  .tv_nsec = h->wake_ns % 1000000000};
+            pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+        }
         int64_t now = ck_now_ns();
+        h->wake_ns = INT64_MAX;
         watch *done = NULL;
         for (watch *w = h->head, *next; w; w = next) {
             next = w->next;
@@ -452,6 +458,8 @@ static void *reaper_main(void *arg)
             } else if (!w->ended && now >= w->deadline_ns) {
                 w->ended = true;
                 end_watch(w);
+            } else if (!w->ended && w->deadline_ns < h->wake_ns) {
+                h->wake_ns = w->deadline_ns;
             }
         }
         pthread_mutex_unlock(&h->mu);
@@ -475,7 +483,12 @@ ck_watch_hub *ck_watch_hub_new(ck_apiserver *s, ck_error **err)
     h->srv = s;
     h->caches = xcalloc(ck_nresources, sizeof *h->caches);
     pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    h->wake_ns = INT64_MAX;
     /* the byte cap keeps a burst of big objects from holding 40,000 of them */
     /* inline: on_note only encodes and queues bytes on a stream, so the store's writer may run
      * the delivery right after its commit (no watch-thread and dispatch-thread wake a commit) */
@@ -686,5 +699,9 @@ void ck_watch_serve(ck_reqctx *c)
     if (h->head)
         h->head->prev = w;
     h->head = w;
+    if (w->deadline_ns < h->wake_ns) {   /* sooner than the reaper planned to look */
+        h->wake_ns = w->deadline_ns;
+        pthread_cond_signal(&h->cv);
+    }
     pthread_mutex_unlock(&h->mu);
 }

@@ -274,6 +274,45 @@ static void write_done(void *ctx, int64_t rev, ck_error *err)
     let_go(c);
 }
 
+/* A new deferral of c, held by `holders` parties and counted in flight (ck_defer_drain). */
+static ck_defer *defer_new(ck_reqctx *c, int holders)
+{
+    ck_defer *d = xcalloc(1, sizeof *d);
+    atomic_init(&d->holders, holders);
+    d->c = c;
+    c->defer = d;
+    pthread_mutex_lock(&dmu);
+    inflight++;
+    pthread_mutex_unlock(&dmu);
+    return d;
+}
+
+/* A deferred write: held by the handler and the completion; owns key and text. */
+static ck_defer *defer_new_write(ck_reqctx *c, const ck_resource *r,
+                                 enum ck_store_write_kind kind, const char *name, char *key,
+                                 char *text, size_t len, int code)
+{
+    ck_defer *d = defer_new(c, 2);
+    d->r = r;
+    d->kind = kind;
+    d->name = xstrdup(name ? name : "");
+    d->key = key;
+    d->text = text;
+    d->len = len;
+    d->code = code;
+    d->t0 = ck_now_ns();
+    return d;
+}
+
+/* Hands d's write to the store; write_done completes it. */
+static void defer_submit(ck_defer *d, int64_t expected)
+{
+    atomic_fetch_add(&n_deferred, 1);
+    ck_write w = {.kind = d->kind, .key = d->key, .val = d->text, .len = d->len,
+                  .expected = expected};
+    ck_store_write_async(d->c->srv->store, &w, write_done, d->c);
+}
+
 bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
                     const char *name, char *key, char *text, size_t len, int64_t expected,
                     int code, bool status_answer)
@@ -283,27 +322,11 @@ bool ck_defer_write(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind
     /* no metadata to splice into: the synchronous path prints the object instead */
     if (!ck_defer_can(c) || (!status_answer && ck_json_rv_slot(text, len, &at, &empty) < 0))
         return false;
-    ck_defer *d = xcalloc(1, sizeof *d);
-    atomic_init(&d->holders, 2);
-    d->r = r;
-    d->kind = kind;
-    d->name = xstrdup(name ? name : "");
-    d->key = key;
-    d->text = text;
-    d->len = len;
+    ck_defer *d = defer_new_write(c, r, kind, name, key, text, len, code);
     d->rv_at = at;
     d->rv_empty = empty;
-    d->code = code;
     d->status_answer = status_answer;
-    d->t0 = ck_now_ns();
-    d->c = c;
-    c->defer = d;
-    pthread_mutex_lock(&dmu);
-    inflight++;
-    pthread_mutex_unlock(&dmu);
-    atomic_fetch_add(&n_deferred, 1);
-    ck_write w = {.kind = kind, .key = key, .val = text, .len = len, .expected = expected};
-    ck_store_write_async(c->srv->store, &w, write_done, c);
+    defer_submit(d, expected);
     return true;
 }
 
@@ -314,16 +337,10 @@ bool ck_defer_can_retry(const ck_reqctx *c)
 
 void ck_defer_retry(ck_reqctx *c, int delay_ms)
 {
-    ck_defer *d = xcalloc(1, sizeof *d);
-    atomic_init(&d->holders, 1);   /* the handler only: once it returns, the rerun queue */
+    ck_defer *d = defer_new(c, 1);   /* the handler only: once it returns, the rerun queue */
     d->again = true;
     d->due_ns = ck_now_ns() + (int64_t)delay_ms * 1000000;
     atomic_fetch_add(&n_retries, 1);
-    d->c = c;
-    c->defer = d;
-    pthread_mutex_lock(&dmu);
-    inflight++;
-    pthread_mutex_unlock(&dmu);
 }
 
 bool ck_defer_write_json(ck_reqctx *c, const ck_resource *r, enum ck_store_write_kind kind,
@@ -332,26 +349,10 @@ bool ck_defer_write_json(ck_reqctx *c, const ck_resource *r, enum ck_store_write
 {
     if (!ck_defer_can(c))
         return false;
-    ck_defer *d = xcalloc(1, sizeof *d);
-    atomic_init(&d->holders, 2);
-    d->r = r;
-    d->kind = kind;
-    d->name = xstrdup(name ? name : "");
-    d->key = key;
-    d->text = text;
-    d->len = len;
+    ck_defer *d = defer_new_write(c, r, kind, name, key, text, len, 200);
     d->answer = answer;
     d->answer_rv = answer_rv;
-    d->code = 200;
-    d->t0 = ck_now_ns();
-    d->c = c;
-    c->defer = d;
-    pthread_mutex_lock(&dmu);
-    inflight++;
-    pthread_mutex_unlock(&dmu);
-    atomic_fetch_add(&n_deferred, 1);
-    ck_write w = {.kind = kind, .key = key, .val = text, .len = len, .expected = expected};
-    ck_store_write_async(c->srv->store, &w, write_done, c);
+    defer_submit(d, expected);
     return true;
 }
 

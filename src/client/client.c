@@ -204,9 +204,29 @@ static CURL *handle_new(ck_client *c, ck_error **err)
     return h;
 }
 
-CURL *ck_client_handle_new(ck_client *c, ck_error **err)
+CURL *ck_client_connect_only(ck_client *c, curl_socket_t *fd, ck_error **err)
 {
-    return handle_new(c, err);
+    *fd = CURL_SOCKET_BAD;
+    CURL *h = handle_new(c, err);
+    if (!h)
+        return NULL;
+    curl_easy_setopt(h, CURLOPT_URL, c->kc.server);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);   /* ALPN: no h2 */
+    /* a connection of its own is busy or long-lived: OpenSSL's buffers are kept rather than
+     * freed after every record (17 KB malloc and free per record read otherwise) */
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, NULL);
+    CURLcode cc = curl_easy_perform(h);
+    if (cc == CURLE_OK)
+        cc = curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, fd);
+    if (cc != CURLE_OK || *fd == CURL_SOCKET_BAD) {
+        ck_error_set(err, CK_E_UNAVAILABLE, "%s: %s", c->kc.server,
+                     cc != CURLE_OK ? curl_easy_strerror(cc) : "no socket");
+        curl_easy_cleanup(h);
+        *fd = CURL_SOCKET_BAD;
+        return NULL;
+    }
+    return h;
 }
 
 const ck_kubeconfig *ck_client_kubeconfig(const ck_client *c)

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 
 #include "apiserver/resources.h"
+#include "lib/cancel.h"
 #include "lib/error.h"
 #include "client/jsonpick.h"
 #include "lib/kubeconfig.h"
@@ -92,16 +93,16 @@ typedef bool (*ck_client_watch_cb)(void *ctx, const char *type, json_t *object);
 
 /* Blocks the calling thread, streaming a watch on path (which carries watch=1 and the
  * resourceVersion).  Returns 0 when the server or the callback ends it, -1 with *err on failure
- * (CK_E_EXPIRED when the server says the resourceVersion is too old).  cancel (may be NULL) is
- * polled about every 250 ms (a silent watch wakes that often); when it becomes true the watch
- * ends with 0. */
+ * (CK_E_EXPIRED when the server says the resourceVersion is too old).  cancel (may be NULL; one
+ * watch at a time on it) ends the watch with 0 as soon as it fires, from any thread: the watch
+ * attaches its socket to it and does not wake to look (a silent watch does not wake at all). */
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
-                    const volatile bool *cancel, ck_error **err);
+                    ck_cancel *cancel, ck_error **err);
 
 /* As ck_client_watch, decoding only what keep names of each event line ({"type", "object"}
  * members; an ERROR event is decoded whole). */
 int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep,
-                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_client_watch_cb cb, void *ctx, ck_cancel *cancel,
                          ck_error **err);
 
 /* A first look at an event (ck_client_watch_peek): return true to have it decoded with the full
@@ -117,7 +118,7 @@ typedef bool (*ck_client_watch_peek_cb)(void *ctx, const char *type, json_t *lig
  * line's first member when it is the type, as the API server writes it) go straight to it. */
 int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *light,
                          ck_client_watch_peek_cb peek, const ck_jsonpick *keep,
-                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_client_watch_cb cb, void *ctx, ck_cancel *cancel,
                          ck_error **err);
 
 /* Map a metav1.Status reason to our error code (CK_E_INTERNAL when unknown). */

@@ -1,4 +1,4 @@
-/* client_int.h - what client.c shares with sender.c (not for other modules), and the sender's
+/* client_int.h - what client.c shares with sender.c and watch.c (not for other modules), and the sender's
  * HTTP/1.1 answer parser, exported for its unit test. */
 #ifndef CK_CLIENT_INT_H
 #define CK_CLIENT_INT_H
@@ -11,8 +11,11 @@
 #include "lib/kubeconfig.h"
 #include "lib/util.h"
 
-/* A new easy handle with the client's TLS identity, user agent, timeouts and share set. */
-CURL *ck_client_handle_new(ck_client *c, ck_error **err);
+/* A connection of its own to the server, opened by libcurl in CONNECT_ONLY mode (TCP, TLS with
+ * the client's identity, ALPN offering http/1.1 only) and handed over: the caller prints its
+ * requests and reads the answers with curl_easy_send/recv on *fd, and frees the handle with
+ * curl_easy_cleanup.  NULL with *err (CK_E_UNAVAILABLE, "server: why") when it cannot connect. */
+CURL *ck_client_connect_only(ck_client *c, curl_socket_t *fd, ck_error **err);
 const ck_kubeconfig *ck_client_kubeconfig(const ck_client *c);
 const char *ck_client_user_agent(const ck_client *c);
 /* *err from a non-2xx answer's Status body (body may be NULL); returns -1. */

@@ -33,7 +33,7 @@ struct ck_informer {
 
     pthread_t thread;
     bool started;
-    volatile bool stop;
+    ck_cancel stop;                /* ck_informer_free fires it: ends the watch or backoff */
 };
 
 char *ck_informer_key(const json_t *obj)
@@ -90,6 +90,7 @@ ck_informer *ck_informer_new(ck_client *c, const ck_resource *r, const char *ns,
     inf->ctx = ctx;
     pthread_mutex_init(&inf->lock, NULL);
     pthread_cond_init(&inf->synced_cond, NULL);
+    ck_cancel_init(&inf->stop);
     inf->cache = json_object();
     return inf;
 }
@@ -121,8 +122,7 @@ static char *base_path(ck_informer *inf, const char *extra)
 
 static void sleep_ms(ck_informer *inf, int ms)
 {
-    for (int waited = 0; waited < ms && !inf->stop; waited += 50)
-        usleep(50 * 1000);
+    ck_cancel_sleep(&inf->stop, ms);
 }
 
 /* Stub mode: an add or update for one listed object, against what the cache holds now. */
@@ -265,7 +265,7 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
             inf->resource_version = xstrdup(rv);
         }
         pthread_mutex_unlock(&inf->lock);
-        return !inf->stop;
+        return !ck_cancel_fired(&inf->stop);
     }
     if (inf->transform)
         inf->transform(inf->ctx, obj);
@@ -296,7 +296,7 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
         inf->handlers.on_add(inf->ctx, obj);
     }
     json_decref(prev);
-    return !inf->stop;
+    return !ck_cancel_fired(&inf->stop);
 }
 
 /* The light look (ck_informer_set_light): a MODIFIED event of a cached object that the consumer
@@ -304,7 +304,7 @@ static bool on_event(void *ctx, const char *type, json_t *obj)
 static bool peek_event(void *ctx, const char *type, json_t *light, bool *go_on)
 {
     ck_informer *inf = ctx;
-    *go_on = !inf->stop;
+    *go_on = !ck_cancel_fired(&inf->stop);
     if (strcmp(type, "MODIFIED"))
         return true;
     const char *rv = obj_rv(light);
@@ -326,7 +326,7 @@ static void *informer_main(void *arg)
 {
     ck_informer *inf = arg;
     int backoff = 250;
-    while (!inf->stop) {
+    while (!ck_cancel_fired(&inf->stop)) {
         ck_error *err = NULL;
         char *rv = NULL;
         json_t *fresh = list_all(inf, &rv, &err);
@@ -341,7 +341,7 @@ static void *informer_main(void *arg)
         replace_cache(inf, fresh, rv);
         backoff = 250;
         /* Watch until the server says our version is too old; then relist. */
-        while (!inf->stop) {
+        while (!ck_cancel_fired(&inf->stop)) {
             pthread_mutex_lock(&inf->lock);
             cleanup_free char *extra = xasprintf(
                 "watch=1&allowWatchBookmarks=true&timeoutSeconds=%d&resourceVersion=%s",
@@ -476,9 +476,10 @@ void ck_informer_free(ck_informer *inf)
 {
     if (!inf)
         return;
-    inf->stop = true;
+    ck_cancel_fire(&inf->stop);
     if (inf->started)
         pthread_join(inf->thread, NULL);
+    ck_cancel_destroy(&inf->stop);
     json_decref(inf->cache);
     free(inf->resource_version);
     free(inf->ns);

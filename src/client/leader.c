@@ -17,7 +17,7 @@ struct ck_leader {
     pthread_t thread;
     pthread_mutex_t lock;
     bool leading;
-    volatile bool stop;
+    ck_cancel stop;                /* ck_leader_stop fires it: ends the nap between tries */
     /* what we last saw of the lease */
     char *observed_holder;
     char *observed_renew;
@@ -142,17 +142,12 @@ static void set_leading(ck_leader *l, bool leading)
     }
 }
 
-static void nap(ck_leader *l, int ms)
-{
-    for (int t = 0; t < ms && !l->stop; t += 50)
-        usleep(50 * 1000);
-}
 
 static void *leader_main(void *arg)
 {
     ck_leader *l = arg;
     int64_t last_renew = 0;
-    while (!l->stop) {
+    while (!ck_cancel_fired(&l->stop)) {
         bool ok = try_acquire_or_renew(l);
         if (ok) {
             last_renew = ck_now_ns();
@@ -161,7 +156,7 @@ static void *leader_main(void *arg)
                    ck_now_ns() - last_renew > (int64_t)l->cfg.renew_deadline_ms * 1000000) {
             set_leading(l, false);
         }
-        nap(l, l->cfg.retry_period_ms);
+        ck_cancel_sleep(&l->stop, l->cfg.retry_period_ms);
     }
     return NULL;
 }
@@ -192,6 +187,7 @@ ck_leader *ck_leader_start(ck_client *c, const ck_leader_config *cfg)
     l->cfg.lease_name = l->name;
     l->cfg.identity = l->identity;
     pthread_mutex_init(&l->lock, NULL);
+    ck_cancel_init(&l->stop);
     pthread_create(&l->thread, NULL, leader_main, l);
     return l;
 }
@@ -213,7 +209,7 @@ void ck_leader_stop(ck_leader *l)
 {
     if (!l)
         return;
-    l->stop = true;
+    ck_cancel_fire(&l->stop);
     pthread_join(l->thread, NULL);
     if (l->leading) {   /* release so a standby need not wait out the lease */
         ck_error *err = NULL;
@@ -236,5 +232,6 @@ void ck_leader_stop(ck_leader *l)
     free(l->name);
     free(l->identity);
     pthread_mutex_destroy(&l->lock);
+    ck_cancel_destroy(&l->stop);
     free(l);
 }

@@ -314,24 +314,10 @@ static void conn_finish(ck_sender *s, sconn *k, ck_error *err)
 
 static int conn_open(ck_sender *s, sconn *k, ck_error **err)
 {
-    CURL *h = ck_client_handle_new(s->c, err);
+    curl_socket_t fd;
+    CURL *h = ck_client_connect_only(s->c, &fd, err);
     if (!h)
         return -1;
-    curl_easy_setopt(h, CURLOPT_URL, s->server);
-    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);   /* ALPN: no h2 */
-    /* a busy connection: OpenSSL's buffers are kept rather than freed after every record */
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, NULL);
-    CURLcode cc = curl_easy_perform(h);
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    if (cc == CURLE_OK)
-        cc = curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd);
-    if (cc != CURLE_OK || fd == CURL_SOCKET_BAD) {
-        ck_error_set(err, CK_E_UNAVAILABLE, "%s: %s", s->server,
-                     cc != CURLE_OK ? curl_easy_strerror(cc) : "no socket");
-        curl_easy_cleanup(h);
-        return -1;
-    }
     k->h = h;
     k->fd = fd;
     k->reused = false;

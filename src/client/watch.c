@@ -1,12 +1,14 @@
 /* watch.c - the watches of client.h (ck_client_watch, _pick, _peek).
  *
  * A watch is one long answer: event lines in a chunked body.  Its connection is a libcurl easy
- * handle in CONNECT_ONLY mode (libcurl connects and does TLS with the client's identity); the
- * request is printed here, and the answer read here with curl_easy_recv on a BLOCKING socket with
- * a 250 ms receive timeout (the cancel flag's polling period).  Why: libcurl's transfer loop
- * costs a poll, a read and a read that finds nothing (EAGAIN) per wakeup, plus its multi
- * machinery; a watch woken for each event (three a pod in every component) then paid three
- * system calls where one does.  Here a wakeup is one recv.
+ * handle in CONNECT_ONLY mode (ck_client_connect_only: libcurl connects and does TLS with the
+ * client's identity); the request is printed here, and the answer read here with curl_easy_recv
+ * on a BLOCKING socket.  Why: libcurl's transfer loop costs a poll, a read and a read that finds
+ * nothing (EAGAIN) per wakeup, plus its multi machinery; a watch woken for each event (three a
+ * pod in every component) then paid three system calls where one does.  Here a wakeup is one
+ * recv.  Cancelling does not need a wakeup either: the socket is attached to the ck_cancel,
+ * whose firing shuts it down and so ends the blocked recv (lib/cancel.h); an idle watch sleeps
+ * until the server sends something (bookmarks: about a minute) or WATCH_SILENT_MS passes.
  *
  * The body is de-chunked as it comes (a small state machine), split into lines, and each line
  * decoded (whole, picked, or after a light first look) and handed to the callback.  Limits: an
@@ -32,7 +34,7 @@
 #define WATCH_MAX_HEAD (64u * 1024)
 #define WATCH_MAX_ERROR_BODY (1u * 1024 * 1024)
 #define WATCH_SILENT_MS 300000
-#define WATCH_TICK_MS 250
+#define WATCH_SEND_MS 1000   /* a blocked send gives up this often to look at the cancel */
 
 enum chunk_state { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER, CH_DONE };
 
@@ -43,7 +45,6 @@ struct watch_state {
     const ck_jsonpick *keep;   /* decode only these parts of each event (NULL: all) */
     const ck_jsonpick *light;  /* the first look (ck_client_watch_peek), or NULL */
     ck_client_watch_peek_cb peek;
-    const volatile bool *cancel;
     bool stopped;        /* the callback asked to stop */
     bool expired;        /* the server sent a 410 ERROR event */
     char *error_msg;
@@ -261,13 +262,13 @@ bad:
 }
 
 int ck_client_watch(ck_client *c, const char *path, ck_client_watch_cb cb, void *ctx,
-                    const volatile bool *cancel, ck_error **err)
+                    ck_cancel *cancel, ck_error **err)
 {
     return ck_client_watch_pick(c, path, NULL, cb, ctx, cancel, err);
 }
 
 int ck_client_watch_pick(ck_client *c, const char *path, const ck_jsonpick *keep,
-                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_client_watch_cb cb, void *ctx, ck_cancel *cancel,
                          ck_error **err)
 {
     return ck_client_watch_peek(c, path, NULL, NULL, keep, cb, ctx, cancel, err);
@@ -278,17 +279,16 @@ static int64_t now_ms(void)
     return ck_now_ns() / 1000000;
 }
 
-/* Sends the whole request on the blocking socket (retrying the receive-timeout's EAGAINs). */
-static CURLcode send_all(CURL *h, const char *p, size_t n, const volatile bool *cancel)
+/* Sends the whole request on the blocking socket (retrying the send timeout's EAGAINs). */
+static CURLcode send_all(CURL *h, const char *p, size_t n, ck_cancel *cancel)
 {
     while (n) {
         size_t sent = 0;
         CURLcode cc = curl_easy_send(h, p, n, &sent);
-        if (cc == CURLE_AGAIN) {
-            if (cancel && *cancel)
-                return CURLE_ABORTED_BY_CALLBACK;
+        if (ck_cancel_fired(cancel))
+            return CURLE_ABORTED_BY_CALLBACK;
+        if (cc == CURLE_AGAIN)
             continue;
-        }
         if (cc != CURLE_OK)
             return cc;
         p += sent;
@@ -299,10 +299,10 @@ static CURLcode send_all(CURL *h, const char *p, size_t n, const volatile bool *
 
 int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *light,
                          ck_client_watch_peek_cb peek, const ck_jsonpick *keep,
-                         ck_client_watch_cb cb, void *ctx, const volatile bool *cancel,
+                         ck_client_watch_cb cb, void *ctx, ck_cancel *cancel,
                          ck_error **err)
 {
-    struct watch_state w = {.cb = cb, .ctx = ctx, .cancel = cancel, .keep = keep,
+    struct watch_state w = {.cb = cb, .ctx = ctx, .keep = keep,
                             .light = peek ? light : NULL, .peek = peek};
     const char *server = ck_client_kubeconfig(c)->server;
     ck_buf_init(&w.line, WATCH_MAX_LINE);
@@ -310,41 +310,41 @@ int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *ligh
     ck_buf_init(&head, WATCH_MAX_HEAD + WATCH_MAX_ERROR_BODY);
     ck_buf req;
     ck_buf_init(&req, 0);
-    int rc = -1;
-    CURL *h = ck_client_handle_new(c, err);
-    if (!h)
-        goto done;
-    curl_easy_setopt(h, CURLOPT_URL, server);
-    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
-    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);   /* ALPN: no h2 */
-    /* a watch connection is never idle for long: keeping OpenSSL's buffers spares a 17 KB
-     * malloc and free per TLS record read */
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, NULL);
-    CURLcode cc = curl_easy_perform(h);
+    int rc = -1, fl = -1;
+    bool attached = false;
     curl_socket_t fd = CURL_SOCKET_BAD;
-    if (cc == CURLE_OK)
-        cc = curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd);
-    if (cc != CURLE_OK || fd == CURL_SOCKET_BAD) {
-        ck_error_set(err, CK_E_UNAVAILABLE, "watch %s%s: %s", server, path,
-                     cc != CURLE_OK ? curl_easy_strerror(cc) : "no socket");
+    CURL *h = NULL;
+    if (ck_cancel_fired(cancel)) {
+        rc = 0;
         goto done;
     }
-    /* blocking reads that give up every 250 ms (to look at cancel): one recv a wakeup */
-    int fl = fcntl(fd, F_GETFL);
-    struct timeval tv = {.tv_sec = 0, .tv_usec = WATCH_TICK_MS * 1000};
+    h = ck_client_connect_only(c, &fd, err);
+    if (!h) {
+        ck_error_wrap(err, "watch %s", path);
+        goto done;
+    }
+    /* blocking reads, one recv a wakeup; a fired cancel shuts the socket down */
+    fl = fcntl(fd, F_GETFL);
+    struct timeval rtv = {.tv_sec = WATCH_SILENT_MS / 1000};
+    struct timeval stv = {.tv_sec = WATCH_SEND_MS / 1000, .tv_usec = WATCH_SEND_MS % 1000 * 1000};
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof rtv) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stv, sizeof stv) < 0) {
         ck_error_set(err, CK_E_INTERNAL, "watch %s%s: socket options: %s", server, path,
                      strerror(errno));
         goto done;
     }
+    if (ck_cancel_attach(cancel, fd) < 0) {
+        rc = 0;                  /* cancelled before it began */
+        goto done;
+    }
+    attached = true;
     size_t fixed_len;
     const char *fixed = ck_client_fixed_headers(c, &fixed_len);
     ck_buf_printf(&req, "GET %s%s HTTP/1.1\r\n", ck_client_prefix(c), path);
     ck_buf_add(&req, fixed, fixed_len);
     ck_buf_addstr(&req, "Accept: application/json\r\n\r\n");
-    cc = send_all(h, req.data, req.len, cancel);
+    CURLcode cc = send_all(h, req.data, req.len, cancel);
     OPENSSL_cleanse(req.data, req.len);
     if (cc == CURLE_ABORTED_BY_CALLBACK) {
         rc = 0;
@@ -361,14 +361,14 @@ int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *ligh
     int64_t heard = now_ms();
     char buf[65536];
     for (;;) {
-        if (cancel && *cancel) {
+        size_t n = 0;
+        cc = curl_easy_recv(h, buf, sizeof buf, &n);
+        if (ck_cancel_fired(cancel)) {   /* whatever the shut-down socket said */
             rc = 0;
             goto done;
         }
-        size_t n = 0;
-        cc = curl_easy_recv(h, buf, sizeof buf, &n);
         if (cc == CURLE_AGAIN) {
-            if (now_ms() - heard > WATCH_SILENT_MS) {
+            if (now_ms() - heard >= WATCH_SILENT_MS) {
                 ck_error_set(err, CK_E_UNAVAILABLE, "watch %s%s: nothing heard in %d s", server,
                              path, WATCH_SILENT_MS / 1000);
                 goto done;
@@ -452,6 +452,12 @@ int ck_client_watch_peek(ck_client *c, const char *path, const ck_jsonpick *ligh
     }
     rc = 0;
 done:
+    if (attached)
+        ck_cancel_detach(cancel);
+    /* libcurl's TLS shutdown at cleanup reads the peer's close_notify expecting a non-blocking
+     * socket: on a blocking one it would wait for it up to the receive timeout */
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     free(w.error_msg);
     ck_buf_free(&w.line);
     ck_buf_free(&head);

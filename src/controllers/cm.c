@@ -742,6 +742,42 @@ long cm_target_port(const json_t *sp, const json_t *pod)
     return -1;
 }
 
+json_t *cm_endpoint_ports(const json_t *svc, const json_t *pod, bool empty_name)
+{
+    json_t *ports = json_array();
+    size_t j;
+    json_t *sp;
+    json_array_foreach(cm_get(svc, "spec.ports"), j, sp) {
+        long port = cm_target_port(sp, pod);
+        if (port <= 0)
+            continue;
+        const char *name = cm_str(sp, "name");
+        json_t *p = json_pack("{s:I, s:s}", "port", (json_int_t)port, "protocol",
+                              cm_str(sp, "protocol") ?: "TCP");
+        if ((name && *name) || empty_name)
+            json_object_set_new(p, "name", json_string(name ? name : ""));
+        if (cm_str(sp, "appProtocol"))
+            json_object_set_new(p, "appProtocol", json_string(cm_str(sp, "appProtocol")));
+        json_array_append_new(ports, p);
+    }
+    return ports;
+}
+
+void cm_sort_array(json_t *arr, int (*cmp)(const void *, const void *))
+{
+    size_t n = json_array_size(arr);
+    if (n < 2)
+        return;
+    json_t **v = xcalloc(n, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(arr, i));
+    qsort(v, n, sizeof *v, cmp);
+    json_array_clear(arr);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, v[i]);
+    free(v);
+}
+
 bool cm_service_selects(const json_t *svc, const json_t *pod)
 {
     json_t *sel = cm_get(svc, "spec.selector"), *labels = cm_get(pod, "metadata.labels");

@@ -109,6 +109,12 @@ json_t *cm_pod_condition(const json_t *pod, const char *type);
 /* The container port a Service port targets on pod (targetPort by number or by name; default
  * = port); -1 when a named port is not found on the pod. */
 long cm_target_port(const json_t *svc_port, const json_t *pod);
+/* The Service's ports as they reach pod (a NEW array of {name, port, protocol[, appProtocol]}),
+ * the ones whose target the pod lacks left out; an unnamed port's name is "" when
+ * empty_name (EndpointSlice), absent otherwise (Endpoints).  Shared by both controllers. */
+json_t *cm_endpoint_ports(const json_t *svc, const json_t *pod, bool empty_name);
+/* Sorts a JSON array in place by cmp (qsort's, given json_t ** elements). */
+void cm_sort_array(json_t *arr, int (*cmp)(const void *, const void *));
 /* Whether every key=value of the Service's plain spec.selector map is in pod's labels (an empty
  * selector matches; callers skip selectorless Services themselves). */
 bool cm_service_selects(const json_t *svc, const json_t *pod);

@@ -372,19 +372,6 @@ static int by_creation(const void *a, const void *b)
     return strcmp(cm_name(x), cm_name(y));
 }
 
-static void sort_oldest_first(json_t *pods)
-{
-    size_t n = json_array_size(pods);
-    json_t **v = xcalloc(n + 1, sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = json_incref(json_array_get(pods, i));
-    qsort(v, n, sizeof *v, by_creation);
-    json_array_clear(pods);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(pods, v[i]);
-    free(v);
-}
-
 static bool node_runs(const json_t *tspec, const json_t *tols, const json_t *node)
 {
     bool run, stay;
@@ -460,7 +447,7 @@ static int sync_ds(void *self, const char *key, ck_error **err)
     const char *nk;
     json_t *np_;
     json_object_foreach(by_node, nk, np_)
-        sort_oldest_first(np_);
+        cm_sort_array(np_, by_creation);     /* oldest first */
 
     /* the revision of this template, before any pod is made from it */
     json_t *live = json_object();

@@ -23,21 +23,6 @@ static int by_ip_name(const void *a, const void *b)
     return r ? r : strcmp(cm_str(x, "targetRef.name") ?: "", cm_str(y, "targetRef.name") ?: "");
 }
 
-static void sort_array(json_t *arr)
-{
-    size_t n = json_array_size(arr);
-    if (n < 2)
-        return;
-    json_t **v = xcalloc(n, sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = json_incref(json_array_get(arr, i));
-    qsort(v, n, sizeof *v, by_ip_name);
-    json_array_clear(arr);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, v[i]);
-    free(v);
-}
-
 /* The subsets for svc from the cached pods.  NEW array. */
 static json_t *build_subsets(epc *c, const json_t *svc)
 {
@@ -52,21 +37,7 @@ static json_t *build_subsets(epc *c, const json_t *svc)
         const char *ip = cm_str(pod, "status.podIP");
         if (!ip || !*ip || !cm_pod_active(pod))
             continue;
-        json_t *ports = json_array();
-        size_t j;
-        json_t *sp;
-        json_array_foreach(cm_get(svc, "spec.ports"), j, sp) {
-            long port = cm_target_port(sp, pod);
-            if (port <= 0)
-                continue;
-            json_t *p = json_pack("{s:I, s:s}", "port", (json_int_t)port, "protocol",
-                                  cm_str(sp, "protocol") ?: "TCP");
-            if (cm_str(sp, "name") && *cm_str(sp, "name"))
-                json_object_set_new(p, "name", json_string(cm_str(sp, "name")));
-            if (cm_str(sp, "appProtocol"))
-                json_object_set_new(p, "appProtocol", json_string(cm_str(sp, "appProtocol")));
-            json_array_append_new(ports, p);
-        }
+        json_t *ports = cm_endpoint_ports(svc, pod, false);
         char *pk = json_dumps(ports, JSON_COMPACT | JSON_SORT_KEYS);
         json_t *sub = json_object_get(groups, pk);
         if (!sub) {
@@ -89,8 +60,8 @@ static json_t *build_subsets(epc *c, const json_t *svc)
     const char *k;
     json_t *sub;
     json_object_foreach(groups, k, sub) {
-        sort_array(json_object_get(sub, "addresses"));
-        sort_array(json_object_get(sub, "notReadyAddresses"));
+        cm_sort_array(json_object_get(sub, "addresses"), by_ip_name);
+        cm_sort_array(json_object_get(sub, "notReadyAddresses"), by_ip_name);
         if (!json_array_size(json_object_get(sub, "addresses")))
             json_object_del(sub, "addresses");
         if (!json_array_size(json_object_get(sub, "notReadyAddresses")))

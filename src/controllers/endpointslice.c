@@ -65,21 +65,6 @@ static int by_name(const void *a, const void *b)
     return r ? r : strcmp(cm_name(x), cm_name(y));
 }
 
-static void sort_by(json_t *arr, int (*cmp)(const void *, const void *))
-{
-    size_t n = json_array_size(arr);
-    if (n < 2)
-        return;
-    json_t **v = xcalloc(n, sizeof *v);
-    for (size_t i = 0; i < n; i++)
-        v[i] = json_incref(json_array_get(arr, i));
-    qsort(v, n, sizeof *v, cmp);
-    json_array_clear(arr);
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, v[i]);
-    free(v);
-}
-
 /* Text key of a port list (the slice grouping). Caller frees. */
 static char *port_key(const json_t *ports)
 {
@@ -108,19 +93,7 @@ static json_t *desired_groups(esc *c, const json_t *svc)
         const char *phase = cm_str(pod, "status.phase");
         if (!ip || !*ip || (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))))
             continue;
-        json_t *ports = json_array();
-        size_t j;
-        json_t *sp;
-        json_array_foreach(cm_get(svc, "spec.ports"), j, sp) {
-            long port = cm_target_port(sp, pod);
-            if (port <= 0)
-                continue;
-            json_t *p = json_pack("{s:s, s:I, s:s}", "name", cm_str(sp, "name") ?: "", "port",
-                                  (json_int_t)port, "protocol", cm_str(sp, "protocol") ?: "TCP");
-            if (cm_str(sp, "appProtocol"))
-                json_object_set_new(p, "appProtocol", json_string(cm_str(sp, "appProtocol")));
-            json_array_append_new(ports, p);
-        }
+        json_t *ports = cm_endpoint_ports(svc, pod, true);
         char *pk = json_dumps(ports, JSON_COMPACT | JSON_SORT_KEYS);
         json_t *g = json_object_get(groups, pk);
         if (!g) {
@@ -143,7 +116,7 @@ static json_t *desired_groups(esc *c, const json_t *svc)
     json_t *g;
     json_object_foreach(groups, k, g) {
         json_t *eps = json_object_get(g, "endpoints"), *byk = json_object();
-        sort_by(eps, by_name);
+        cm_sort_array(eps, by_name);
         size_t x;
         json_t *ep;
         json_array_foreach(eps, x, ep) {
@@ -295,7 +268,7 @@ static int sync_svc(void *self, const char *key, ck_error **err)
         json_decref(svc);
         return rc;
     }
-    sort_by(mine, by_name);
+    cm_sort_array(mine, by_name);
 
     json_t *groups = desired_groups(c, svc);
     json_t *labels = json_deep_copy(cm_get(svc, "metadata.labels"));

@@ -52,17 +52,7 @@ static json_t *owned(ck_informer *revs, const json_t *owner)
             json_array_append(mine, cr);
     }
     json_decref(all);
-    size_t n = json_array_size(mine);
-    if (n > 1) {
-        json_t **v = xcalloc(n, sizeof *v);
-        for (i = 0; i < n; i++)
-            v[i] = json_incref(json_array_get(mine, i));
-        qsort(v, n, sizeof *v, by_revision);
-        json_array_clear(mine);
-        for (i = 0; i < n; i++)
-            json_array_append_new(mine, v[i]);
-        free(v);
-    }
+    cm_sort_array(mine, by_revision);
     return mine;
 }
 

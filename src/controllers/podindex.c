@@ -1,5 +1,5 @@
-/* podindex.c - see podindex.h.  Two chained hash tables under one mutex: pod key -> entry, and
- * node name -> the node's entries (a doubly linked list, so a move or a delete is O(1)).  One
+/* podindex.c - see podindex.h.  Two hash tables (lib/htab.h) under one mutex: pod key -> entry,
+ * and node name -> the node's entries (a doubly linked list, so a move or a delete is O(1)).  One
  * allocation a bound pod; most pod events (status reports) keep the node, which the update
  * handler sees from the old and new objects without taking the lock.  (Jansson objects as the
  * two maps cost ~4 us a bind, 4.5% of the controller-manager's pod informer in the scheduler
@@ -11,45 +11,34 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/htab.h"
 #include "lib/util.h"
 
 typedef struct pnode pnode;
 typedef struct pentry {
-    struct pentry *hnext;        /* the key table's chain */
+    ck_hnode hn;                 /* in the key table */
     struct pentry *prev, *next;  /* the node's list */
     pnode *node;
     char key[];
 } pentry;
 
 struct pnode {
-    pnode *hnext;                /* the node table's chain */
+    ck_hnode hn;                 /* in the node table */
     pentry *head;
     char name[];
 };
 
 struct cm_podindex {
     pthread_mutex_t lock;
-    pentry **keys;
-    size_t kcap, kcount;
-    pnode **nodes;
-    size_t ncap, ncount;
+    ck_htab keys, nodes;
 };
-
-static uint64_t hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;       /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
 
 cm_podindex *cm_podindex_new(void)
 {
     cm_podindex *x = xcalloc(1, sizeof *x);
     pthread_mutex_init(&x->lock, NULL);
-    x->kcap = x->ncap = 64;
-    x->keys = xcalloc(x->kcap, sizeof *x->keys);
-    x->nodes = xcalloc(x->ncap, sizeof *x->nodes);
+    ck_htab_init(&x->keys, 64);
+    ck_htab_init(&x->nodes, 64);
     return x;
 }
 
@@ -57,69 +46,23 @@ void cm_podindex_free(cm_podindex *x)
 {
     if (!x)
         return;
-    for (size_t i = 0; i < x->kcap; i++)
-        for (pentry *e = x->keys[i], *n; e; e = n) {
-            n = e->hnext;
-            free(e);
-        }
-    for (size_t i = 0; i < x->ncap; i++)
-        for (pnode *d = x->nodes[i], *n; d; d = n) {
-            n = d->hnext;
-            free(d);
-        }
-    free(x->keys);
-    free(x->nodes);
+    ck_htab_iter it;
+    ck_htab_iter_init(&it, &x->keys);
+    for (ck_hnode *n; (n = ck_htab_iter_next(&it));)
+        free(ck_htab_entry(n, pentry, hn));
+    ck_htab_iter_init(&it, &x->nodes);
+    for (ck_hnode *n; (n = ck_htab_iter_next(&it));)
+        free(ck_htab_entry(n, pnode, hn));
+    ck_htab_free(&x->keys);
+    ck_htab_free(&x->nodes);
     pthread_mutex_destroy(&x->lock);
     free(x);
 }
 
-static pentry **key_slot(cm_podindex *x, const char *key)
+static pnode *node_find(cm_podindex *x, const char *name)
 {
-    pentry **p = &x->keys[hash(key) & (x->kcap - 1)];
-    while (*p && strcmp((*p)->key, key))
-        p = &(*p)->hnext;
-    return p;
-}
-
-static pnode **node_slot(cm_podindex *x, const char *name)
-{
-    pnode **p = &x->nodes[hash(name) & (x->ncap - 1)];
-    while (*p && strcmp((*p)->name, name))
-        p = &(*p)->hnext;
-    return p;
-}
-
-/* Doubles a table once it holds as many entries as buckets. */
-static void grow_keys(cm_podindex *x)
-{
-    size_t cap = x->kcap * 2;
-    pentry **t = xcalloc(cap, sizeof *t);
-    for (size_t i = 0; i < x->kcap; i++)
-        for (pentry *e = x->keys[i], *n; e; e = n) {
-            n = e->hnext;
-            size_t b = hash(e->key) & (cap - 1);
-            e->hnext = t[b];
-            t[b] = e;
-        }
-    free(x->keys);
-    x->keys = t;
-    x->kcap = cap;
-}
-
-static void grow_nodes(cm_podindex *x)
-{
-    size_t cap = x->ncap * 2;
-    pnode **t = xcalloc(cap, sizeof *t);
-    for (size_t i = 0; i < x->ncap; i++)
-        for (pnode *d = x->nodes[i], *n; d; d = n) {
-            n = d->hnext;
-            size_t b = hash(d->name) & (cap - 1);
-            d->hnext = t[b];
-            t[b] = d;
-        }
-    free(x->nodes);
-    x->nodes = t;
-    x->ncap = cap;
+    ck_hnode *n = ck_htab_get(&x->nodes, name);
+    return n ? ck_htab_entry(n, pnode, hn) : NULL;
 }
 
 /* Takes e off its node's list; a node left with no pods goes. */
@@ -135,24 +78,21 @@ static void unlink_entry(cm_podindex *x, pentry *e)
     e->prev = e->next = NULL;
     e->node = NULL;
     if (!d->head) {
-        pnode **p = node_slot(x, d->name);
-        *p = d->hnext;
-        x->ncount--;
+        ck_htab_del(&x->nodes, &d->hn);
         free(d);
     }
 }
 
 static void link_entry(cm_podindex *x, pentry *e, const char *node)
 {
-    pnode **p = node_slot(x, node);
-    pnode *d = *p;
+    size_t n = strlen(node);
+    uint64_t h = ck_htab_hash(node, n);
+    ck_hnode *hn = ck_htab_find(&x->nodes, node, n, h);
+    pnode *d = hn ? ck_htab_entry(hn, pnode, hn) : NULL;
     if (!d) {
-        size_t n = strlen(node);
         d = xcalloc(1, sizeof *d + n + 1);
         memcpy(d->name, node, n + 1);
-        *p = d;
-        if (++x->ncount > x->ncap)
-            grow_nodes(x);
+        ck_htab_add(&x->nodes, &d->hn, d->name, n, h);
     }
     e->node = d;
     e->prev = NULL;
@@ -163,14 +103,10 @@ static void link_entry(cm_podindex *x, pentry *e, const char *node)
 }
 
 /* Called with the lock held. */
-static void forget(cm_podindex *x, const char *key)
+static void forget(cm_podindex *x, pentry *e)
 {
-    pentry **p = key_slot(x, key), *e = *p;
-    if (!e)
-        return;
     unlink_entry(x, e);
-    *p = e->hnext;
-    x->kcount--;
+    ck_htab_del(&x->keys, &e->hn);
     free(e);
 }
 
@@ -178,32 +114,36 @@ void cm_podindex_set(cm_podindex *x, const char *key, const char *node)
 {
     if (node && !*node)
         node = NULL;
+    size_t n = strlen(key);
+    uint64_t h = ck_htab_hash(key, n);
     pthread_mutex_lock(&x->lock);
-    pentry **p = key_slot(x, key), *e = *p;
+    ck_hnode *hn = ck_htab_find(&x->keys, key, n, h);
+    pentry *e = hn ? ck_htab_entry(hn, pentry, hn) : NULL;
     if (!node) {
         if (e)
-            forget(x, key);
+            forget(x, e);
     } else if (e) {
         if (strcmp(e->node->name, node)) {      /* moved */
             unlink_entry(x, e);
             link_entry(x, e, node);
         }
     } else {
-        size_t n = strlen(key);
         e = xcalloc(1, sizeof *e + n + 1);
         memcpy(e->key, key, n + 1);
-        *p = e;
+        ck_htab_add(&x->keys, &e->hn, e->key, n, h);
         link_entry(x, e, node);
-        if (++x->kcount > x->kcap)
-            grow_keys(x);
     }
     pthread_mutex_unlock(&x->lock);
 }
 
 void cm_podindex_del(cm_podindex *x, const char *key)
 {
+    size_t n = strlen(key);
+    uint64_t h = ck_htab_hash(key, n);
     pthread_mutex_lock(&x->lock);
-    forget(x, key);
+    ck_hnode *hn = ck_htab_find(&x->keys, key, n, h);
+    if (hn)
+        forget(x, ck_htab_entry(hn, pentry, hn));
     pthread_mutex_unlock(&x->lock);
 }
 
@@ -211,7 +151,7 @@ json_t *cm_podindex_keys(cm_podindex *x, const char *node)
 {
     json_t *out = json_array();
     pthread_mutex_lock(&x->lock);
-    pnode *d = *node_slot(x, node ? node : "");
+    pnode *d = node_find(x, node ? node : "");
     for (pentry *e = d ? d->head : NULL; e; e = e->next)
         json_array_append_new(out, json_string(e->key));
     pthread_mutex_unlock(&x->lock);
@@ -221,7 +161,7 @@ json_t *cm_podindex_keys(cm_podindex *x, const char *node)
 size_t cm_podindex_count(cm_podindex *x)
 {
     pthread_mutex_lock(&x->lock);
-    size_t n = x->kcount;
+    size_t n = x->keys.n;
     pthread_mutex_unlock(&x->lock);
     return n;
 }

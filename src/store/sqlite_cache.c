@@ -20,6 +20,7 @@
  *  - One mutex; values are copied in and out under it (a few KiB).
  */
 #include "store/sqlite_int.h"
+#include "lib/htab.h"
 #include "lib/util.h"
 
 #include <pthread.h>
@@ -27,19 +28,18 @@
 #include <string.h>
 
 typedef struct kvent {
-    struct kvent *hnext;            /* hash chain */
+    ck_hnode hn;                    /* in the table, by key (hn.klen: the key's length) */
     struct kvent *prev, *next;      /* LRU list, head = oldest */
-    uint64_t hash;
     int64_t create_rev, mod_rev;
-    size_t klen, vlen;
+    size_t vlen;
     char *val;                      /* vlen bytes + NUL */
     char key[];                     /* klen bytes + NUL */
 } kvent;
 
 struct kvcache {
     pthread_mutex_t mu;
-    kvent **tab;
-    size_t nbuckets, n, bytes, max_bytes;
+    ck_htab tab;
+    size_t bytes, max_bytes;
     kvent *head, *tail;
     int64_t applied;                /* last revision applied by the writer */
     bool inflight;                  /* a batch between begin and apply/abort */
@@ -48,19 +48,9 @@ struct kvcache {
 
 #define ENT_OVERHEAD (sizeof(kvent) + 32)   /* plus malloc headers, roughly */
 
-static uint64_t hash_key(const char *k, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static size_t ent_bytes(const kvent *e)
 {
-    return ENT_OVERHEAD + e->klen + e->vlen;
+    return ENT_OVERHEAD + e->hn.klen + e->vlen;
 }
 
 kvcache *ck__kvcache_new(size_t max_bytes, int64_t applied)
@@ -69,8 +59,7 @@ kvcache *ck__kvcache_new(size_t max_bytes, int64_t applied)
         return NULL;
     kvcache *c = xcalloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
-    c->nbuckets = 1024;
-    c->tab = xcalloc(c->nbuckets, sizeof *c->tab);
+    ck_htab_init(&c->tab, 1024);
     c->max_bytes = max_bytes;
     c->applied = applied;
     return c;
@@ -85,17 +74,15 @@ void ck__kvcache_free(kvcache *c)
         free(e->val);
         free(e);
     }
-    free(c->tab);
+    ck_htab_free(&c->tab);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
-static kvent **find_slot(kvcache *c, const char *key, size_t klen, uint64_t h)
+static kvent *find(kvcache *c, const char *key, size_t klen, uint64_t h)
 {
-    kvent **p = &c->tab[h & (c->nbuckets - 1)];
-    while (*p && !((*p)->hash == h && (*p)->klen == klen && memcmp((*p)->key, key, klen) == 0))
-        p = &(*p)->hnext;
-    return p;
+    ck_hnode *n = ck_htab_find(&c->tab, key, klen, h);
+    return n ? ck_htab_entry(n, kvent, hn) : NULL;
 }
 
 static void lru_unlink(kvcache *c, kvent *e)
@@ -124,29 +111,11 @@ static void lru_append(kvcache *c, kvent *e)
 
 static void remove_ent(kvcache *c, kvent *e)
 {
-    kvent **p = find_slot(c, e->key, e->klen, e->hash);
-    *p = e->hnext;
+    ck_htab_del(&c->tab, &e->hn);
     lru_unlink(c, e);
-    c->n--;
     c->bytes -= ent_bytes(e);
     free(e->val);
     free(e);
-}
-
-static void grow(kvcache *c)
-{
-    size_t nb = c->nbuckets * 2;
-    kvent **tab = xcalloc(nb, sizeof *tab);
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        for (kvent *e = c->tab[i], *next; e; e = next) {
-            next = e->hnext;
-            e->hnext = tab[e->hash & (nb - 1)];
-            tab[e->hash & (nb - 1)] = e;
-        }
-    }
-    free(c->tab);
-    c->tab = tab;
-    c->nbuckets = nb;
 }
 
 /* Insert or replace under the lock; then evict the oldest down to the bound. */
@@ -154,9 +123,8 @@ static void upsert(kvcache *c, const char *key, const void *val, size_t vlen,
                    int64_t create_rev, int64_t mod_rev)
 {
     size_t klen = strlen(key);
-    uint64_t h = hash_key(key, klen);
-    kvent **p = find_slot(c, key, klen, h);
-    kvent *e = *p;
+    uint64_t h = ck_htab_hash(key, klen);
+    kvent *e = find(c, key, klen, h);
     if (ENT_OVERHEAD + klen + vlen > c->max_bytes / 4) {   /* huge values are not worth it */
         if (e)
             remove_ent(c, e);
@@ -173,11 +141,7 @@ static void upsert(kvcache *c, const char *key, const void *val, size_t vlen,
     } else {
         e = xcalloc(1, sizeof *e + klen + 1);
         memcpy(e->key, key, klen + 1);
-        e->klen = klen;
-        e->hash = h;
-        e->hnext = NULL;
-        *p = e;
-        c->n++;
+        ck_htab_add(&c->tab, &e->hn, e->key, klen, h);
     }
     e->val = v;
     e->vlen = vlen;
@@ -187,14 +151,12 @@ static void upsert(kvcache *c, const char *key, const void *val, size_t vlen,
     lru_append(c, e);
     while (c->bytes > c->max_bytes && c->head && c->head != e)
         remove_ent(c, c->head);
-    if (c->n > c->nbuckets)
-        grow(c);
 }
 
 static void remove_key(kvcache *c, const char *key)
 {
     size_t klen = strlen(key);
-    kvent *e = *find_slot(c, key, klen, hash_key(key, klen));
+    kvent *e = find(c, key, klen, ck_htab_hash(key, klen));
     if (e)
         remove_ent(c, e);
 }
@@ -241,9 +203,9 @@ int ck__kvcache_get(kvcache *c, const char *key, ck_kv *out)
     if (!c)
         return 0;
     size_t klen = strlen(key);
-    uint64_t h = hash_key(key, klen);
+    uint64_t h = ck_htab_hash(key, klen);
     pthread_mutex_lock(&c->mu);
-    kvent *e = *find_slot(c, key, klen, h);
+    kvent *e = find(c, key, klen, h);
     if (!e) {
         c->misses++;
         pthread_mutex_unlock(&c->mu);
@@ -268,9 +230,9 @@ int ck__kvcache_value_at(kvcache *c, const char *key, int64_t mod_rev, char **va
     if (!c)
         return 0;
     size_t klen = strlen(key);
-    uint64_t h = hash_key(key, klen);
+    uint64_t h = ck_htab_hash(key, klen);
     pthread_mutex_lock(&c->mu);
-    kvent *e = *find_slot(c, key, klen, h);
+    kvent *e = find(c, key, klen, h);
     int hit = e && e->mod_rev == mod_rev;
     if (hit) {
         *val = xmalloc(e->vlen + 1);
@@ -286,9 +248,9 @@ void ck__kvcache_fill(kvcache *c, const ck_kv *kv, int64_t snap_rev)
     if (!c)
         return;
     size_t klen = strlen(kv->key);
-    uint64_t h = hash_key(kv->key, klen);
+    uint64_t h = ck_htab_hash(kv->key, klen);
     pthread_mutex_lock(&c->mu);
-    if (!c->inflight && c->applied == snap_rev && !*find_slot(c, kv->key, klen, h))
+    if (!c->inflight && c->applied == snap_rev && !find(c, kv->key, klen, h))
         upsert(c, kv->key, kv->value, kv->value_len, kv->create_revision, kv->mod_revision);
     pthread_mutex_unlock(&c->mu);
 }

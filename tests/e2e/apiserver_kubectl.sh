@@ -113,6 +113,16 @@ types() { sed -n 's/^{"type":"\([A-Z]*\)".*/\1/p' "$1" | tr '\n' ' '; }
 expect "watch with a label selector: leaving = DELETED, entering = ADDED" "ADDED DELETED ADDED DELETED" types "$T/w1.out"
 expect "watch without selector: ADDED MODIFIED MODIFIED DELETED" "ADDED MODIFIED MODIFIED DELETED" types "$T/w2.out"
 [ "$WTOOK" -le 8 ] && ok "watch ends at timeoutSeconds" || notok "watch ends at timeoutSeconds (took ${WTOOK}s)"
+# a short watch behind a long one: the server's reaper sleeps until the soonest deadline, and a
+# new watch with a sooner one must wake it
+"${AC[@]}" -N --max-time 40 "$CM?watch=true&timeoutSeconds=30" >/dev/null &
+WATCHPID=$!
+sleep 0.5
+WSTART=$SECONDS
+"${AC[@]}" -N "$CM?watch=true&timeoutSeconds=1" >/dev/null
+WTOOK=$((SECONDS - WSTART))
+[ "$WTOOK" -le 3 ] && ok "a watch ends at its timeoutSeconds behind a longer one" || notok "a watch ends at its timeoutSeconds behind a longer one (took ${WTOOK}s)"
+kill "$WATCHPID" 2>/dev/null; wait "$WATCHPID" 2>/dev/null; WATCHPID=
 expect "watch with sendInitialEvents ends the initial list with a bookmark" '"k8s.io/initial-events-end":"true"' "${AC[@]}" -N "$CM?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
 expect "watch with sendInitialEvents sends ADDED for existing objects" '{"type":"ADDED"' "${AC[@]}" -N "$URL/api/v1/namespaces?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"
 expect "watch from a compacted revision: ERROR 410 Expired" '"code":410' "${AC[@]}" -N "$CM?watch=true&resourceVersion=1&timeoutSeconds=2"

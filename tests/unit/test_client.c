@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "client/client.h"
@@ -343,16 +345,69 @@ static bool on_full(void *ctx, const char *type, json_t *obj)
 }
 
 /* The watch's own wire handling: a stream the server ends (every event, rc 0), an error answer
- * (its Status), a cancel while the server is silent, a server that is gone. */
-static volatile bool cancel_now;
+ * (its Status), a cancel fired by the callback, a cancel fired by another thread while the server
+ * is silent (the watch ends at once: it does not wake to poll), a server that is gone. */
+static ck_cancel cancel_now;
 
 static bool cancel_on_event(void *ctx, const char *type, json_t *obj)
 {
     (void)type;
     (void)obj;
     ((seen *)ctx)->n++;
-    cancel_now = true;
+    ck_cancel_fire(&cancel_now);
     return true;
+}
+
+/* Ends the /hang stream the server holds open. */
+static void end_hanging(void)
+{
+    ck_http_stream *hs = NULL;
+    for (int i = 0; i < 200 && !hs; i++) {
+        pthread_mutex_lock(&last_lock);
+        hs = hanging;
+        hanging = NULL;
+        pthread_mutex_unlock(&last_lock);
+        if (!hs)
+            usleep(10 * 1000);
+    }
+    assert_non_null(hs);
+    ck_http_stream_end(hs);
+    ck_http_stream_release(hs);
+}
+
+typedef struct watch_run {
+    ck_client *c;
+    ck_cancel cancel;
+    seen s;
+    int rc;
+    int tid;
+    int64_t ended_ns;
+} watch_run;
+
+/* The times thread tid went to sleep (blocked) so far. */
+static long sleeps_of(int tid)
+{
+    cleanup_free char *path = xasprintf("/proc/self/task/%d/status", tid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[256];
+    long n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+static void *watch_thread(void *arg)
+{
+    watch_run *w = arg;
+    __atomic_store_n(&w->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    ck_error *err = NULL;
+    w->rc = ck_client_watch(w->c, "/hang", on_event, &w->s, &w->cancel, &err);
+    w->ended_ns = ck_now_ns();
+    ck_error_free(err);
+    return NULL;
 }
 
 static void test_watch_wire(void **state)
@@ -377,19 +432,41 @@ static void test_watch_wire(void **state)
     assert_int_equal(s.n, 0);
 
     s = (seen){0};
-    cancel_now = false;
+    ck_cancel_init(&cancel_now);
     int64_t t0 = ck_now_ns();
     assert_int_equal(ck_client_watch(c, "/hang", cancel_on_event, &s, &cancel_now, &err), 0);
     assert_null(err);
     assert_int_equal(s.n, 1);
-    assert_true(ck_now_ns() - t0 < 2000000000LL);     /* the cancel is seen within a tick */
-    pthread_mutex_lock(&last_lock);
-    ck_http_stream *hs = hanging;
-    hanging = NULL;
-    pthread_mutex_unlock(&last_lock);
-    assert_non_null(hs);
-    ck_http_stream_end(hs);
-    ck_http_stream_release(hs);
+    assert_true(ck_now_ns() - t0 < 2000000000LL);
+    end_hanging();
+    /* a cancel that fired before the watch began: no request at all */
+    s = (seen){0};
+    assert_int_equal(ck_client_watch(c, "/hang", on_event, &s, &cancel_now, &err), 0);
+    assert_null(err);
+    assert_int_equal(s.n, 0);
+    ck_cancel_destroy(&cancel_now);
+
+    /* fired from another thread while the watch blocks on a silent server */
+    watch_run wr = {.c = c};
+    ck_cancel_init(&wr.cancel);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, watch_thread, &wr), 0);
+    for (int i = 0; i < 500 && __atomic_load_n(&wr.s.n, __ATOMIC_ACQUIRE) < 1; i++)
+        usleep(10 * 1000);
+    usleep(50 * 1000);
+    long before = sleeps_of(__atomic_load_n(&wr.tid, __ATOMIC_ACQUIRE));
+    usleep(800 * 1000);                  /* the old 250 ms polling woke three times here */
+    assert_true(sleeps_of(wr.tid) - before <= 1);
+    assert_int_equal(wr.ended_ns, 0);    /* still watching */
+    int64_t fired = ck_now_ns();
+    ck_cancel_fire(&wr.cancel);
+    pthread_join(th, NULL);
+    assert_int_equal(wr.rc, 0);
+    assert_int_equal(wr.s.n, 1);
+    assert_true(wr.ended_ns - fired < 200000000LL);   /* at once, not at a poll's next tick */
+    json_decref(wr.s.first);
+    ck_cancel_destroy(&wr.cancel);
+    end_hanging();
 
     int port = ck_httpd_port(srv);
     ck_httpd_stop(srv);
@@ -398,6 +475,55 @@ static void test_watch_wire(void **state)
     assert_int_equal(ck_client_watch(c, "/watch2", on_event, &s, NULL, &err), -1);
     assert_non_null(err);
     assert_int_equal(err->code, CK_E_UNAVAILABLE);
+    cleanup_free char *want = xasprintf("watch /watch2: https://127.0.0.1:%d: ", port);
+    assert_true(!strncmp(err->msg, want, strlen(want)));
+    ck_error_free(err);
+    ck_client_free(c);
+}
+
+/* The connection the watch and the sender share: libcurl connects, does TLS with the client's
+ * certificate, agrees on http/1.1, and hands the socket over; a server that is gone is
+ * CK_E_UNAVAILABLE naming it. */
+static void test_connect_only(void **state)
+{
+    (void)state;
+    ck_httpd *srv = start();
+    int port = ck_httpd_port(srv);
+    ck_client *c = client_for(port, true, NULL);
+    ck_error *err = NULL;
+    curl_socket_t fd;
+    CURL *h = ck_client_connect_only(c, &fd, &err);
+    assert_non_null(h);
+    assert_null(err);
+    assert_true(fd != CURL_SOCKET_BAD);
+    const char *req = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t sent = 0;
+    assert_int_equal(curl_easy_send(h, req, strlen(req), &sent), CURLE_OK);
+    assert_int_equal(sent, strlen(req));
+    char buf[4096];
+    size_t got = 0;
+    for (int i = 0; i < 500 && !memmem(buf, got, "\r\n\r\n", 4); i++) {
+        size_t n = 0;
+        CURLcode cc = curl_easy_recv(h, buf + got, sizeof buf - 1 - got, &n);
+        if (cc == CURLE_AGAIN) {
+            usleep(10 * 1000);
+            continue;
+        }
+        assert_int_equal(cc, CURLE_OK);
+        got += n;
+    }
+    buf[got] = '\0';
+    assert_true(!strncmp(buf, "HTTP/1.1 200 ", 13));
+    curl_easy_cleanup(h);
+    ck_httpd_stop(srv);
+
+    h = ck_client_connect_only(c, &fd, &err);
+    assert_null(h);
+    assert_int_equal(fd, CURL_SOCKET_BAD);
+    assert_non_null(err);
+    assert_int_equal(err->code, CK_E_UNAVAILABLE);
+    cleanup_free char *want = xasprintf("https://127.0.0.1:%d: ", port);
+    assert_true(!strncmp(err->msg, want, strlen(want)));
     ck_error_free(err);
     ck_client_free(c);
 }
@@ -662,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_pooled_requests),
         cmocka_unit_test(test_watch_pick),      cmocka_unit_test(test_watch_peek),
         cmocka_unit_test(test_watch_wire),
+        cmocka_unit_test(test_connect_only),
         cmocka_unit_test(test_send_text),
         cmocka_unit_test(test_sender),
         cmocka_unit_test(test_sender_stop),

@@ -1473,6 +1473,7 @@ static void test_many_wakes(void **state)
 }
 
 static char tls_dir[64];
+static char tls_crt[96], tls_key[96], tls_ca[96];   /* the server's pair and the CA, in tls_dir */
 
 static int sh(const char *fmt, ...)
 {
@@ -1498,6 +1499,9 @@ static int tls_setup(void **state)
     strcpy(tls_dir, "/tmp/ck-httpd-tls-XXXXXX");
     if (!mkdtemp(tls_dir))
         return -1;
+    snprintf(tls_crt, sizeof tls_crt, "%s/server.crt", tls_dir);
+    snprintf(tls_key, sizeof tls_key, "%s/server.key", tls_dir);
+    snprintf(tls_ca, sizeof tls_ca, "%s/ca.crt", tls_dir);
     for (int i = 0; i < 2; i++) {
         const char *ca = i ? "otherca" : "ca";
         if (sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
@@ -1522,7 +1526,7 @@ static long tls_get(ck_httpd *h, const char *client, long http_version, ck_buf *
 {
     CURL *c = curl_easy_init();
     cleanup_free char *u = xasprintf("https://127.0.0.1:%d/whoami", ck_httpd_port(h));
-    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    const char *ca = tls_ca;
     cleanup_free char *crt = client ? xasprintf("%s/%s.crt", tls_dir, client) : NULL;
     cleanup_free char *key = client ? xasprintf("%s/%s.key", tls_dir, client) : NULL;
     curl_easy_setopt(c, CURLOPT_CAINFO, ca);
@@ -1549,9 +1553,7 @@ static long tls_get(ck_httpd *h, const char *client, long http_version, ck_buf *
 
 static void test_tls_client_certs(void **state)
 {
-    cleanup_free char *crt = xasprintf("%s/server.crt", tls_dir);
-    cleanup_free char *key = xasprintf("%s/server.key", tls_dir);
-    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    const char *crt = tls_crt, *key = tls_key, *ca = tls_ca;
     ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key,
                                                  .client_ca_file = ca});
     ck_buf b;
@@ -1607,30 +1609,87 @@ static bool tls_read(SSL *ssl, ck_buf *out, const char *until)
     }
 }
 
+/* A client context that trusts the test CA (alpn: the protocols offered, or NULL). */
+static SSL_CTX *tls_client_ctx(const char *alpn, unsigned alpn_len)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_int_equal(SSL_CTX_load_verify_locations(ctx, tls_ca, NULL), 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (alpn)
+        assert_int_equal(SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)alpn, alpn_len), 0);
+    return ctx;
+}
+
+/* A raw TLS connection to 127.0.0.1:port, the server's certificate checked; reads give up after
+ * timeout_s.  The caller frees it with tls_close. */
+static SSL *tls_connect(SSL_CTX *ctx, int port, int timeout_s, int *fd)
+{
+    *fd = raw_connect(port);
+    struct timeval tv = {timeout_s, 0};
+    setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, *fd);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+    assert_int_equal(SSL_connect(ssl), 1);
+    return ssl;
+}
+
+static void tls_close(SSL *ssl, int fd)
+{
+    SSL_free(ssl);
+    close(fd);
+}
+
+/* Writes all of s as application data. */
+static void tls_send(SSL *ssl, const char *s, size_t n)
+{
+    assert_int_equal(SSL_write(ssl, s, (int)n), (int)n);
+}
+
+/* Sends the records queued in the memory BIO mem in one segment. */
+static void tls_flush(BIO *mem, int fd)
+{
+    char *wire;
+    long wn = BIO_get_mem_data(mem, &wire);
+    assert_true(wn > 0);
+    raw_send(fd, wire, (size_t)wn);
+    (void)BIO_reset(mem);
+}
+
+/* Reads an answer into out until its body has n bytes (or timeout_s passes): the body's start,
+ * or NULL when the head never came. */
+static const char *tls_read_body(SSL *ssl, ck_buf *out, size_t n, int timeout_s)
+{
+    const char *got = NULL;
+    int64_t deadline = ck_now_ns() + (int64_t)timeout_s * 1000000000;
+    while (ck_now_ns() < deadline) {
+        char buf[16384];
+        int rn = SSL_read(ssl, buf, sizeof buf);
+        if (rn <= 0)
+            break;
+        ck_buf_add(out, buf, (size_t)rn);
+        got = strstr(out->data, "\r\n\r\n");
+        if (got && out->len - (size_t)(got + 4 - out->data) >= n)
+            break;
+    }
+    return got ? got + 4 : NULL;
+}
+
 /* Records as the server's reads see them: a record split over several TCP segments (header and
  * body apart, even a 1-byte piece), two requests' records in one segment (both served, in order),
  * and a 100 KB body of seven records in one go; then a large answer back. */
 static void test_tls_split_records(void **state)
 {
-    cleanup_free char *crt = xasprintf("%s/server.crt", tls_dir);
-    cleanup_free char *key = xasprintf("%s/server.key", tls_dir);
-    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    const char *crt = tls_crt, *key = tls_key;
     ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key});
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    int fd = raw_connect(ck_httpd_port(h));
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    SSL *ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
-    assert_int_equal(SSL_connect(ssl), 1);
+    SSL_CTX *ctx = tls_client_ctx(NULL, 0);
+    int fd;
+    SSL *ssl = tls_connect(ctx, ck_httpd_port(h), 5, &fd);
     /* from now on the client's records go to a memory BIO; we send its bytes as we like */
     BIO *mem = BIO_new(BIO_s_mem());
     SSL_set0_wbio(ssl, mem);
     const char *req = "GET /echo?split=1 HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    tls_send(ssl, req, strlen(req));
     char *wire;
     long wn = BIO_get_mem_data(mem, &wire);
     assert_true(wn > 10);
@@ -1653,11 +1712,9 @@ static void test_tls_split_records(void **state)
     /* two requests, each its own record, in one segment */
     const char *r1 = "GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\n";
     const char *r2 = "GET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_int_equal(SSL_write(ssl, r1, (int)strlen(r1)), (int)strlen(r1));
-    assert_int_equal(SSL_write(ssl, r2, (int)strlen(r2)), (int)strlen(r2));
-    wn = BIO_get_mem_data(mem, &wire);
-    raw_send(fd, wire, (size_t)wn);
-    (void)BIO_reset(mem);
+    tls_send(ssl, r1, strlen(r1));
+    tls_send(ssl, r2, strlen(r2));
+    tls_flush(mem, fd);
     tls_read(ssl, &r, "q=n=2");
     char *a = strstr(r.data, "q=n=1"), *b = strstr(r.data, "q=n=2");
     assert_non_null(a);
@@ -1671,66 +1728,37 @@ static void test_tls_split_records(void **state)
     for (size_t i = 0; i < bn; i++)
         body[i] = (char)('a' + i % 23);
     cleanup_free char *hdr = xasprintf("POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", bn);
-    assert_int_equal(SSL_write(ssl, hdr, (int)strlen(hdr)), (int)strlen(hdr));
-    assert_int_equal(SSL_write(ssl, body, (int)bn), (int)bn);
-    wn = BIO_get_mem_data(mem, &wire);
-    raw_send(fd, wire, (size_t)wn);
-    (void)BIO_reset(mem);
+    tls_send(ssl, hdr, strlen(hdr));
+    tls_send(ssl, body, bn);
+    tls_flush(mem, fd);
     cleanup_free char *cl = xasprintf("Content-Length: %zu\r\n", bn);
-    int64_t deadline = ck_now_ns() + 5LL * 1000000000;
-    const char *got = NULL;
-    while (ck_now_ns() < deadline) {
-        char buf[16384];
-        int rn = SSL_read(ssl, buf, sizeof buf);
-        if (rn <= 0)
-            break;
-        ck_buf_add(&r, buf, (size_t)rn);
-        got = strstr(r.data, "\r\n\r\n");
-        if (got && r.len - (size_t)(got + 4 - r.data) >= bn)
-            break;
-    }
+    const char *got = tls_read_body(ssl, &r, bn, 5);
     assert_non_null(got);
     assert_non_null(strstr(r.data, cl));
-    assert_int_equal(r.len - (size_t)(got + 4 - r.data), bn);
-    assert_true(big_ok(got + 4, bn));
+    assert_int_equal(r.len - (size_t)(got - r.data), bn);
+    assert_true(big_ok(got, bn));
     ck_buf_reset(&r);
 
     /* 4 MiB back (hundreds of records, the socket fills), still byte-exact */
     size_t big = 4u << 20;
     cleanup_free char *breq = xasprintf("GET /big?n=%zu HTTP/1.1\r\nHost: x\r\n\r\n", big);
-    assert_int_equal(SSL_write(ssl, breq, (int)strlen(breq)), (int)strlen(breq));
-    wn = BIO_get_mem_data(mem, &wire);
-    raw_send(fd, wire, (size_t)wn);
-    (void)BIO_reset(mem);
+    tls_send(ssl, breq, strlen(breq));
+    tls_flush(mem, fd);
     usleep(200 * 1000);
-    got = NULL;
-    deadline = ck_now_ns() + 10LL * 1000000000;
-    while (ck_now_ns() < deadline) {
-        char buf[16384];
-        int rn = SSL_read(ssl, buf, sizeof buf);
-        if (rn <= 0)
-            break;
-        ck_buf_add(&r, buf, (size_t)rn);
-        got = strstr(r.data, "\r\n\r\n");
-        if (got && r.len - (size_t)(got + 4 - r.data) >= big)
-            break;
-    }
+    got = tls_read_body(ssl, &r, big, 10);
     assert_non_null(got);
-    assert_int_equal(r.len - (size_t)(got + 4 - r.data), big);
-    assert_true(big_ok(got + 4, big));
+    assert_int_equal(r.len - (size_t)(got - r.data), big);
+    assert_true(big_ok(got, big));
     ck_buf_free(&r);
-    SSL_free(ssl);
+    tls_close(ssl, fd);
     SSL_CTX_free(ctx);
-    close(fd);
     ck_httpd_stop(h);
 }
 
 /* Streams, tunnels and refusals over TLS: the paths kubectl watch / exec / apply really take. */
 static void test_tls_streams_and_tunnel(void **state)
 {
-    cleanup_free char *crt = xasprintf("%s/server.crt", tls_dir);
-    cleanup_free char *key = xasprintf("%s/server.key", tls_dir);
-    cleanup_free char *ca = xasprintf("%s/ca.crt", tls_dir);
+    const char *crt = tls_crt, *key = tls_key, *ca = tls_ca;
     ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key,
                                                  .client_ca_file = ca});
     cleanup_free char *base = xasprintf("https://127.0.0.1:%d", ck_httpd_port(h));
@@ -1753,63 +1781,48 @@ static void test_tls_streams_and_tunnel(void **state)
     curl_easy_cleanup(c);
 
     /* A raw TLS client that offers only h2: no ALPN agreed, HTTP/1.1 upgrade to a tunnel. */
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    assert_int_equal(SSL_CTX_load_verify_locations(ctx, ca, NULL), 1);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    assert_int_equal(SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3), 0);
-    int fd = raw_connect(ck_httpd_port(h));
-    struct timeval tv = {3, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    SSL *ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
-    assert_int_equal(SSL_connect(ssl), 1);
+    SSL_CTX *ctx = tls_client_ctx("\x02h2", 3);
+    int fd;
+    SSL *ssl = tls_connect(ctx, ck_httpd_port(h), 3, &fd);
     const unsigned char *alpn = NULL;
     unsigned alpn_len = 0;
     SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
     assert_int_equal(alpn_len, 0);
     const char *req = "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
                       "Upgrade: test-tunnel\r\n\r\nearly";
-    assert_int_equal(SSL_write(ssl, req, (int)strlen(req)), (int)strlen(req));
+    tls_send(ssl, req, strlen(req));
     ck_buf r;
     ck_buf_init(&r, 1 << 20);
     tls_read(ssl, &r, "\r\n\r\nearly");
     assert_true(!strncmp(r.data, "HTTP/1.1 101 ", 13));
     ck_buf_reset(&r);
-    assert_int_equal(SSL_write(ssl, "ping-tls", 8), 8);
+    tls_send(ssl, "ping-tls", 8);
     tls_read(ssl, &r, "ping-tls");
     assert_string_equal(r.data, "ping-tls");
-    assert_int_equal(SSL_write(ssl, "quit", 4), 4);
+    tls_send(ssl, "quit", 4);
     assert_true(tls_read(ssl, &r, NULL));
     assert_int_equal(t_wait_int(&T.closes, 2, 3000), 2);   /* /stream's and the tunnel's */
-    SSL_free(ssl);
-    close(fd);
+    tls_close(ssl, fd);
 
     /* the same through a taken connection: the 101's records and the SSL move to the taker */
-    fd = raw_connect(ck_httpd_port(h));
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
-    assert_int_equal(SSL_connect(ssl), 1);
+    ssl = tls_connect(ctx, ck_httpd_port(h), 3, &fd);
     const char *treq = "GET /take HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
                        "Upgrade: test-tunnel\r\n\r\nsecret";
-    assert_int_equal(SSL_write(ssl, treq, (int)strlen(treq)), (int)strlen(treq));
+    tls_send(ssl, treq, strlen(treq));
     ck_buf_reset(&r);
     tls_read(ssl, &r, "early:secret");
     assert_true(!strncmp(r.data, "HTTP/1.1 101 ", 13));
     assert_non_null(strstr(r.data, "\r\n\r\nearly:secret"));
     ck_buf_reset(&r);
-    assert_int_equal(SSL_write(ssl, "ping-taken", 10), 10);
+    tls_send(ssl, "ping-taken", 10);
     tls_read(ssl, &r, "ping-taken");
     assert_string_equal(r.data, "ping-taken");
-    assert_int_equal(SSL_write(ssl, "quit", 4), 4);
+    tls_send(ssl, "quit", 4);
     assert_true(tls_read(ssl, &r, NULL));
     assert_int_equal(t_wait_int(&T.closes, 3, 3000), 3);
     ck_buf_free(&r);
-    SSL_free(ssl);
+    tls_close(ssl, fd);
     SSL_CTX_free(ctx);
-    close(fd);
     ck_httpd_stop(h);
 }
 

@@ -223,8 +223,15 @@ json_t *ck_json_load(const char *buf, size_t len, json_t *duplicates, ck_error *
     if (!j)
         j = json_loadb(buf, len, JSON_DECODE_ANY, &je);
     if (!j) {
-        ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: %s (line %d, column %d)",
-                     je.text, je.line, je.column);
+        /* upstream reads apiVersion and kind with Go's encoding/json first: its words */
+        char goerr[160];
+        if (ck_jsonscan_go_error(buf, buf + len, goerr, sizeof goerr))
+            ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: %s",
+                         goerr);
+        else
+            ck_error_set(err, CK_E_BAD_REQUEST,
+                         "couldn't get version/kind; json parse error: %s (line %d, column %d)",
+                         je.text, je.line, je.column);
         return NULL;
     }
     return j;

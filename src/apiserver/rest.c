@@ -95,21 +95,72 @@ json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err)
         ck_error_set(err, CK_E_TOO_LARGE, "Request entity too large: limit is %u", CK_MAX_BODY);
         return NULL;
     }
-    if (c->req->body_len == 0) {
-        ck_error_set(err, CK_E_BAD_REQUEST, "Object 'Kind' is missing in ''");
+    const char *ctype = ck_http_req_header(c->req, "Content-Type");
+    cleanup_free char *mt = media_type(ctype);
+    bool json = strstr(mt, "json") != NULL;
+    if (strstr(mt, "patch")) {   /* create and update take objects: no patch types */
+        ck_error_set(err, CK_E_UNSUPPORTED_TYPE, "the body of the request was in an unknown format - "
+                     "accepted media types include: application/json, application/yaml, "
+                     "application/vnd.kubernetes.protobuf");
         return NULL;
     }
-    const char *ctype = ck_http_req_header(c->req, "Content-Type");
+    if (c->req->body_len == 0) {
+        if (json)   /* Go's encoding/json on no bytes */
+            ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: "
+                         "unexpected end of JSON input");
+        else
+            ck_error_set(err, CK_E_BAD_REQUEST, "Object 'Kind' is missing in ''");
+        return NULL;
+    }
     json_t *obj = ck_decode_body(ctype ? ctype : "application/json", c->req->body,
                                  c->req->body_len, duplicates, err);
     if (!obj)
         return NULL;
     if (!json_is_object(obj)) {
+        /* upstream unmarshals apiVersion and kind into an anonymous struct first */
+        const char *t = json_is_array(obj) ? "array" : json_is_string(obj) ? "string"
+                        : json_is_boolean(obj) ? "bool" : json_is_null(obj) ? NULL : "number";
         json_decref(obj);
-        ck_error_set(err, CK_E_BAD_REQUEST, "the body of the request must be a JSON object");
+        if (t && json)
+            ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: json: "
+                         "cannot unmarshal %s into Go value of type struct { APIVersion string "
+                         "\"json:\\\"apiVersion,omitempty\\\"\"; Kind string "
+                         "\"json:\\\"kind,omitempty\\\"\" }", t);
+        else
+            ck_error_set(err, CK_E_BAD_REQUEST, "the body of the request must be a JSON object");
         return NULL;
     }
     return obj;
+}
+
+/* upstream's transformDecodeError for a create or update body whose apiVersion and kind could
+ * not be read: the type expected, the decoder's error and the first 30 bytes of the body (as
+ * text when it starts with '{', else in hex). */
+static ck_error *unrecognized_body(const ck_reqctx *c, const ck_resource *r, ck_error *e)
+{
+    if (!e || e->code != CK_E_BAD_REQUEST ||
+        (strncmp(e->msg, "couldn't get version/kind", 25) &&
+         strncmp(e->msg, "error converting YAML to JSON", 29)))
+        return e;
+    const char *b = c->req->body;
+    size_t n = c->req->body_len, k = n > 30 ? 30 : n;
+    ck_buf sum;
+    ck_buf_init(&sum, 0);
+    if (n == 0)
+        ck_buf_addstr(&sum, "<empty>");
+    else if (b[0] == '{')
+        ck_buf_add(&sum, b, k);
+    else
+        for (size_t i = 0; i < k; i++)
+            ck_buf_printf(&sum, "%02x", (unsigned char)b[i]);
+    if (n > 30)
+        ck_buf_addstr(&sum, " ...");
+    ck_error *w = NULL;
+    ck_error_set(&w, CK_E_BAD_REQUEST, "the object provided is unrecognized (must be of type %s): "
+                 "%s (%s)", r->kind, e->msg, sum.data);
+    ck_buf_free(&sum);
+    ck_error_free(e);
+    return w;
 }
 
 static void opt_cause(json_t *causes, const char *reason, const char *field, const char *msg)
@@ -314,19 +365,82 @@ int ck_rest_check_types(ck_reqctx *c, const ck_resource *r, const json_t *obj,
     return 0;
 }
 
+/* Whether upstream's scheme knows kind in group/version: a served kind or its list. */
+static bool kind_registered(const char *group, const char *version, const char *kind)
+{
+    size_t kl = strlen(kind);
+    for (size_t i = 0; i < ck_nresources; i++) {
+        const ck_resource *x = &ck_resources[i];
+        size_t xl = strlen(x->kind);
+        if (strcmp(x->group, group) || strcmp(x->version, version))
+            continue;
+        if (!strcmp(x->kind, kind) || (kl == xl + 4 && !strncmp(kind, x->kind, xl) &&
+                                       !strcmp(kind + xl, "List")))
+            return true;
+    }
+    return false;
+}
+
+/* The Go package of a group's internal types, as the converter names them: core for the core
+ * group and events.k8s.io, else the group's first label (apps, rbac, networking, ...). */
+static void internal_package(const char *group, char out[64])
+{
+    if (!*group || !strcmp(group, "events.k8s.io")) {
+        strcpy(out, "core");
+        return;
+    }
+    size_t n = strcspn(group, ".");
+    if (n > 63)
+        n = 63;
+    memcpy(out, group, n);
+    out[n] = 0;
+}
+
+/* Upstream decodes a body as the type its apiVersion and kind name (the resource's filling
+ * what is missing), then converts it to the resource's internal type: a kind its scheme does
+ * not have in that version fails in the scheme, another kind in the converter, and the same
+ * kind of another version converts but is refused after.  Their words, in that order. */
 static int check_type(const ck_resource *r, json_t *obj, ck_error **err)
 {
     const char *av = json_string_value(json_object_get(obj, "apiVersion"));
     const char *kind = json_string_value(json_object_get(obj, "kind"));
     const char *want = ck_resource_api_version(r);
-    if (av && *av && strcmp(av, want))
+    if (!kind || !*kind)
+        kind = r->kind;
+    char group[256], version[256];
+    if (!av || !*av) {
+        snprintf(group, sizeof group, "%s", r->group);
+        snprintf(version, sizeof version, "%s", r->version);
+    } else {
+        const char *slash = strchr(av, '/');
+        if (slash) {
+            snprintf(group, sizeof group, "%.*s", (int)(slash - av), av);
+            snprintf(version, sizeof version, "%s", slash + 1);
+        } else {
+            group[0] = 0;
+            snprintf(version, sizeof version, "%s", av);
+        }
+    }
+    bool same_gv = !strcmp(group, r->group) && !strcmp(version, r->version);
+    if (!same_gv || strcmp(kind, r->kind)) {
+        if (!kind_registered(group, version, kind))
+            return ck_error_set(err, CK_E_BAD_REQUEST,
+                                "%s in version \"%s\" cannot be handled as a %s: no kind \"%s\" is "
+                                "registered for version \"%s\" in scheme "
+                                "\"pkg/api/legacyscheme/scheme.go:30\"", kind, version, r->kind, kind,
+                                av && *av ? av : want);
+        if (strcmp(kind, r->kind)) {
+            char pkg[64];
+            internal_package(r->group, pkg);
+            return ck_error_set(err, CK_E_BAD_REQUEST,
+                                "%s in version \"%s\" cannot be handled as a %s: converting "
+                                "(%s.%s) to (%s.%s): unknown conversion", kind, version, r->kind,
+                                version, kind, pkg, r->kind);
+        }
         return ck_error_set(err, CK_E_BAD_REQUEST,
                             "the API version in the data (%s) does not match the expected API "
                             "version (%s)", av, want);
-    if (kind && *kind && strcmp(kind, r->kind))
-        return ck_error_set(err, CK_E_BAD_REQUEST,
-                            "%s in version \"%s\" cannot be handled as a %s: the kind in the data "
-                            "does not match the resource", kind, r->version, r->kind);
+    }
     json_object_set_new(obj, "apiVersion", json_string(want));
     json_object_set_new(obj, "kind", json_string(r->kind));
     return 0;
@@ -1212,6 +1326,8 @@ static void do_create(ck_reqctx *c)
         return ck_respond_error(c, e);
     json_t *dups = json_array();
     json_t *obj = ck_rest_body(c, dups, &e);
+    if (!obj)
+        e = unrecognized_body(c, r, e);
     if (!obj || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
         json_decref(dups);
         json_decref(obj);
@@ -1250,6 +1366,20 @@ int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err)
     return set_namespace(c->route.res, obj, ns_of(c), err);
 }
 
+/* upstream's checkName on an update body: the name must be there and be the URL's, and a
+ * namespace, when given, the request's (a patch result may leave the name to the URL). */
+static int update_names(ck_reqctx *c, json_t *obj, ck_error **err)
+{
+    const char *name = ck_meta_str(obj, "name"), *ns = ck_meta_str(obj, "namespace");
+    if (!name || !*name)
+        return ck_error_set(err, CK_E_BAD_REQUEST, "the name of the object (%s based on URL) was "
+                            "undeterminable: name must be provided", c->route.name);
+    if (c->route.res->namespaced && ns && *ns && ns_of(c) && strcmp(ns, ns_of(c)))
+        return ck_error_set(err, CK_E_BAD_REQUEST, "the namespace of the object (%s) does not match "
+                            "the namespace on the request (%s)", ns, ns_of(c));
+    return 0;
+}
+
 static bool allow_create_on_update(const ck_resource *r)
 {
     static const char *const core = "endpoints events limitranges services";
@@ -1281,7 +1411,10 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
         return ck_respond_error(c, e);
     json_t *dups = json_array();
     json_t *obj = ck_rest_body(c, dups, &e);
-    if (!obj || ck_rest_check_name(c, obj, &e) < 0 || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
+    if (!obj)
+        e = unrecognized_body(c, r, e);
+    if (!obj || update_names(c, obj, &e) < 0 || ck_rest_check_name(c, obj, &e) < 0 ||
+        ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
         json_decref(dups);
         json_decref(obj);
         return ck_respond_error(c, e);

@@ -1,5 +1,6 @@
 /* Mutation fuzzing of the decoders and patchers that see peer bytes: protobuf, JSON, YAML, label
- * and field selectors, merge/JSON/strategic patches and server-side apply.  Deterministic (a fixed
+ * and field selectors, merge/JSON/strategic patches and server-side apply, and the client's HTTP
+ * answer parser.  Deterministic (a fixed
  * xorshift seed; CK_FUZZ_SEED and CK_FUZZ_ITERS override), meant for the ASan/UBSan build where a
  * memory error aborts the test.  Each call must keep the error contract: a result, or NULL with an
  * error set - never both, never neither. */
@@ -18,6 +19,7 @@
 #include "apiserver/patch.h"
 #include "apiserver/resources.h"
 #include "apiserver/selector.h"
+#include "client/client_int.h"
 #include "lib/util.h"
 
 static uint64_t rng = 88172645463325252ULL;
@@ -342,6 +344,54 @@ static void test_fuzz_patches(void **state)
     corpus_free(&c);
 }
 
+/* The client's HTTP/1.1 answer parser (what components read from the API server): every prefix
+ * of a mutated answer, in an exact-size heap copy so ASan sees any overread.  An answer found
+ * complete in a prefix must be the same one the whole input gives. */
+static void test_fuzz_http_answers(void **state)
+{
+    static const char *const seeds[] = {
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\nA\r\n0123456789\r\n"
+        "0\r\nTrailer: 1\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 409 Conflict\r\nConnection: close\r\n"
+        "Content-Length: 5\r\n\r\nabcde",
+        "HTTP/1.0 200 OK\r\n\r\nuntil the end",
+        "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    };
+    long complete = 0;
+    for (long i = 0; i < iters; i++) {
+        const char *seed = seeds[rndn(ARRAY_SIZE(seeds))];
+        size_t n;
+        char *m = mutate(seed, strlen(seed), &n);
+        ck_client_answer whole = {0};
+        ck_buf_init(&whole.body, 1u << 16);
+        bool eof = rndn(2);
+        int rc = ck_client_parse_answer(n ? m : NULL, n, eof, 1u << 16, &whole);
+        if (rc < -1 || rc > 1)
+            fail_msg("http answer: rc %d", rc);
+        if (rc == 1) {
+            complete++;
+            if (whole.used > n || whole.status < 0 || whole.status > 999 ||
+                whole.body.len > (1u << 16))
+                fail_msg("http answer: used %zu of %zu, status %d", whole.used, n, whole.status);
+        }
+        for (size_t k = 0; k < n; k += 1 + rndn(5)) {
+            char *pre = xmalloc(k ? k : 1);
+            memcpy(pre, m, k);
+            ck_client_answer a = {0};
+            ck_buf_init(&a.body, 1u << 16);
+            int prc = ck_client_parse_answer(k ? pre : NULL, k, false, 1u << 16, &a);
+            if (prc == 1 && rc == 1 && (a.used != whole.used || a.status != whole.status))
+                fail_msg("http answer: a prefix of %zu bytes gave another answer", k);
+            ck_buf_free(&a.body);
+            free(pre);
+        }
+        ck_buf_free(&whole.body);
+        free(m);
+    }
+    assert_true(complete > iters / 20);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_fuzz_json_yaml),
         cmocka_unit_test(test_fuzz_selectors),
         cmocka_unit_test(test_fuzz_patches),
+        cmocka_unit_test(test_fuzz_http_answers),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

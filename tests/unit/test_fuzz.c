@@ -20,6 +20,8 @@
 #include "apiserver/resources.h"
 #include "apiserver/selector.h"
 #include "client/client_int.h"
+#include "lib/http_util.h"
+#include "lib/httpd.h"
 #include "lib/util.h"
 
 static uint64_t rng = 88172645463325252ULL;
@@ -392,6 +394,57 @@ static void test_fuzz_http_answers(void **state)
     assert_true(complete > iters / 20);
 }
 
+/* The request parser's helpers on mutated targets and header values: percent-decoding (both
+ * modes, exact-size input), query parameters, tokens, and the Status body built from a message
+ * that may echo the peer's bytes (it must stay JSON). */
+static void test_fuzz_http_helpers(void **state)
+{
+    static const char *const seeds[] = {
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb%2Ctier+in+(a,b)&limit=5&watch=1",
+        "fieldSelector=metadata.name%3Dx&timeoutSeconds=30&resourceVersion=12&%zz=%4",
+        "chunked, gzip;q=0.5 ,Upgrade, keep-alive",
+        "/a%2F%252e%2e/%C3%A9%00%",
+    };
+    /* a message echoing a pod name from the URL: it was printed into the JSON unescaped */
+    char *st0 = ck_http__status_json(404, "NotFound", "pod \"default/a\"}\\\x01\xff\" not found");
+    json_t *j0 = json_loads(st0, 0, NULL);
+    assert_non_null(j0);
+    assert_string_equal(json_string_value(json_object_get(j0, "message")),
+                        "pod \"default/a\"}\\\x01\xef\xbf\xbd\" not found");
+    assert_int_equal(json_integer_value(json_object_get(j0, "code")), 404);
+    json_decref(j0);
+    free(st0);
+    for (long i = 0; i < iters * 4; i++) {
+        const char *seed = seeds[rndn(ARRAY_SIZE(seeds))];
+        size_t n;
+        char *m = mutate(seed, strlen(seed), &n);
+        char *exact = xmalloc(n ? n : 1);
+        memcpy(exact, m, n);
+        free(ck_http__pct_decode(exact, n, true, false));
+        char *d = ck_http__pct_decode(exact, n, false, true);
+        if (d && strlen(d) > n)
+            fail_msg("pct_decode grew the text");
+        free(d);
+        free(exact);
+        char *z = xstrndup(m, n);   /* the string helpers take NUL-terminated text */
+        free(ck_http_query_param(z, "limit"));
+        free(ck_http_query_param(z, ""));
+        (void)ck_http_query_bool(z, "watch");
+        (void)ck_http__has_token(z, "chunked");
+        (void)ck_http__is_token(z, strlen(z));
+        (void)ck_http__is_field_value(z, strlen(z));
+        char *st = ck_http__status_json(400, "BadRequest", z);
+        json_error_t je;
+        json_t *j = json_loads(st, 0, &je);
+        if (!j)
+            fail_msg("status body is not JSON: %s (%s)", je.text, st);
+        json_decref(j);
+        free(st);
+        free(z);
+        free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -400,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_fuzz_selectors),
         cmocka_unit_test(test_fuzz_patches),
         cmocka_unit_test(test_fuzz_http_answers),
+        cmocka_unit_test(test_fuzz_http_helpers),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

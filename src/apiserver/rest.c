@@ -108,6 +108,8 @@ json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err)
         if (json)   /* Go's encoding/json on no bytes */
             ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: "
                          "unexpected end of JSON input");
+        else if (strstr(mt, "protobuf"))
+            ck_error_set(err, CK_E_BAD_REQUEST, "empty data");
         else
             ck_error_set(err, CK_E_BAD_REQUEST, "Object 'Kind' is missing in ''");
         return NULL;
@@ -138,9 +140,16 @@ json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err)
  * text when it starts with '{', else in hex). */
 static ck_error *unrecognized_body(const ck_reqctx *c, const ck_resource *r, ck_error *e)
 {
-    if (!e || e->code != CK_E_BAD_REQUEST ||
-        (strncmp(e->msg, "couldn't get version/kind", 25) &&
-         strncmp(e->msg, "error converting YAML to JSON", 29)))
+    static const char *const unread[] = {
+        "couldn't get version/kind", "error converting YAML to JSON",
+        "provided data does not appear to be a protobuf message", "empty data", "empty body",
+        "unable to decode protobuf body: truncated runtime.Unknown",
+        "unable to decode protobuf body: truncated TypeMeta",
+    };
+    bool wrap = false;
+    for (size_t i = 0; e && i < ARRAY_SIZE(unread) && !wrap; i++)
+        wrap = !strncmp(e->msg, unread[i], strlen(unread[i]));
+    if (!wrap || e->code != CK_E_BAD_REQUEST)
         return e;
     const char *b = c->req->body;
     size_t n = c->req->body_len, k = n > 30 ? 30 : n;

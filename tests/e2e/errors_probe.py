@@ -83,6 +83,18 @@ cases = [
     ("create: a JSON array", "POST", CM, "application/json", b"[1,2]", 400, "BadRequest",
      "the object provided is unrecognized (must be of type ConfigMap): " + UNSTRUCT % "array" +
      " (5b312c325d)"),
+    # serializer/protobuf/protobuf.go Decode, then transformDecodeError as above
+    ("create: JSON sent as protobuf", "POST", CM, "application/vnd.kubernetes.protobuf",
+     b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}', 400, "BadRequest",
+     "the object provided is unrecognized (must be of type ConfigMap): provided data does not "
+     "appear to be a protobuf message, expected prefix [107 56 115 0] "
+     "({\"apiVersion\":\"v1\",\"kind\":\"Con ...)"),
+    ("create: empty protobuf body", "POST", CM, "application/vnd.kubernetes.protobuf", b"", 400,
+     "BadRequest", "the object provided is unrecognized (must be of type ConfigMap): empty data "
+     "(<empty>)"),
+    ("create: protobuf envelope alone", "POST", CM, "application/vnd.kubernetes.protobuf", b"k8s\x00",
+     400, "BadRequest", "the object provided is unrecognized (must be of type ConfigMap): empty body "
+     "(6b387300)"),
     # the codec converts what apiVersion/kind name into the resource's internal type
     # (conversion/converter.go, runtime/scheme.go notRegisteredErr)
     ("create: another kind of the same version", "POST", CM, "application/json",

@@ -21,6 +21,7 @@
 #include "apiserver/selector.h"
 #include "client/client_int.h"
 #include "lib/http_util.h"
+#include "lib/jsonscan.h"
 #include "lib/httpd.h"
 #include "lib/util.h"
 
@@ -202,6 +203,15 @@ static void test_fuzz_json_yaml(void **state)
         json_t *dups = json_array();
         json_t *j = ck_json_load(m, n, dups, &e);
         check_contract(j, e, "json");
+        /* Go's grammar (ck_jsonscan_go_error) is never stricter than the decoder's, which adds
+         * UTF-8, NUL and range checks: what it refuses must not decode */
+        char goerr[160];
+        if (ck_jsonscan_go_error(m, m + n, goerr, sizeof goerr) && j)
+            fail_msg("go syntax error '%s' on JSON that decodes: %.*s", goerr, (int)n, m);
+        if (e && !strncmp(e->msg, "couldn't get version/kind", 25) && strstr(e->msg, "(line ") &&
+            !strstr(e->msg, "NUL") && !strstr(e->msg, "UTF-8") && !strstr(e->msg, "overflow") &&
+            !strstr(e->msg, "too big") && !strstr(e->msg, "unable to decode byte"))
+            fail_msg("a syntax error Go's words missed: %s: %.*s", e->msg, (int)n, m);
         json_decref(j);
         ck_error_free(e);
         e = NULL;

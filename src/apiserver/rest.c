@@ -118,6 +118,20 @@ json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err)
                                  c->req->body_len, duplicates, err);
     if (!obj)
         return NULL;
+    /* upstream unmarshals apiVersion and kind into an anonymous struct first (YAML after its
+     * conversion to JSON): a member of another JSON type fails there */
+    static const char *const tm[] = {"apiVersion", "kind"};
+    for (size_t i = 0; json_is_object(obj) && !strstr(mt, "protobuf") && i < 2; i++) {
+        json_t *v = json_object_get(obj, tm[i]);
+        if (!v || json_is_string(v) || json_is_null(v))
+            continue;
+        const char *t = json_is_array(v) ? "array" : json_is_object(v) ? "object"
+                        : json_is_boolean(v) ? "bool" : "number";
+        json_decref(obj);
+        ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: json: "
+                     "cannot unmarshal %s into Go struct field .%s of type string", t, tm[i]);
+        return NULL;
+    }
     if (!json_is_object(obj)) {
         /* upstream unmarshals apiVersion and kind into an anonymous struct first */
         const char *t = json_is_array(obj) ? "array" : json_is_string(obj) ? "string"
@@ -417,6 +431,9 @@ static int check_type(const ck_resource *r, json_t *obj, ck_error **err)
     if (!kind || !*kind)
         kind = r->kind;
     char group[256], version[256];
+    const char *s2 = av ? strchr(av, '/') : NULL;
+    if (av && (!strcmp(av, "/") || (s2 && strchr(s2 + 1, '/'))))
+        av = NULL;   /* not a group/version (ParseGroupVersion fails): upstream defaults it */
     if (!av || !*av) {
         snprintf(group, sizeof group, "%s", r->group);
         snprintf(version, sizeof version, "%s", r->version);

@@ -95,6 +95,10 @@ cases = [
     ("create: protobuf envelope alone", "POST", CM, "application/vnd.kubernetes.protobuf", b"k8s\x00",
      400, "BadRequest", "the object provided is unrecognized (must be of type ConfigMap): empty body "
      "(6b387300)"),
+    ("create: kind a number", "POST", CM, "application/json", b'{"kind":5,"metadata":{"name":"k1"}}',
+     400, "BadRequest", "the object provided is unrecognized (must be of type ConfigMap): couldn't get "
+     "version/kind; json parse error: json: cannot unmarshal number into Go struct field .kind of type "
+     "string ({\"kind\":5,\"metadata\":{\"name\":\" ...)"),
     # the codec converts what apiVersion/kind name into the resource's internal type
     # (conversion/converter.go, runtime/scheme.go notRegisteredErr)
     ("create: another kind of the same version", "POST", CM, "application/json",
@@ -206,6 +210,14 @@ for q, watch in [("watch=maybe", True), ("watch=f", True), ("watch=FALSE", False
             notok("%s is %s" % (q, "a watch" if watch else "a list"), "%s %r" % (st, hdrs))
     except Exception as e:
         notok(q, repr(e))
+
+# an apiVersion that is no group/version (two slashes): ParseGroupVersion fails and upstream
+# takes the resource's own (schema.FromAPIVersionAndKind)
+st, _, rb = request("POST", CM, b'{"apiVersion":"a/b/c","kind":"ConfigMap","metadata":{"name":"gv-odd"}}')
+if st == 201 and json.loads(rb).get("apiVersion") == "v1":
+    ok("create: apiVersion a/b/c is taken as the resource's (201, v1)")
+else:
+    notok("create: apiVersion a/b/c is taken as the resource's", "%s %r" % (st, rb[:300]))
 
 # the server is still there
 st, _, rb = request("GET", "/readyz", b"", None)

@@ -80,6 +80,11 @@ cases = [
     ("create: empty body", "POST", CM, "application/json", b"", 400, "BadRequest",
      "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; "
      "json parse error: unexpected end of JSON input (<empty>)"),
+    ("create: a NUL byte after a literal", "POST", CM, "application/json",
+     b'{"metadata":{"name":"nul"},"x":null\x00,"b":1}', 400, "BadRequest",
+     "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; "
+     "json parse error: invalid character '\\x00' after object key:value pair "
+     "({\"metadata\":{\"name\":\"nul\"},\"x\" ...)"),
     ("create: a JSON array", "POST", CM, "application/json", b"[1,2]", 400, "BadRequest",
      "the object provided is unrecognized (must be of type ConfigMap): " + UNSTRUCT % "array" +
      " (5b312c325d)"),

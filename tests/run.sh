@@ -37,15 +37,44 @@ run_unit() {
     fi
 }
 
+# A sanitizer build (make asan): the components' own logs live in the scripts' temp dirs, which
+# their traps delete, and UBSan always reports on stderr.  So each script gets a ckube that tees
+# every process's stderr to $LOGDIR/stderr-NAME.log (kept), and a report there fails the script.
+case $BUILD in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS=$ROOT/$BUILD ;; esac
+SAN_BUILD=0
+grep -qa "__asan_init" "$BUILD_ABS/ckube" 2>/dev/null && SAN_BUILD=1
+SAN_PATTERN='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:'
+
+# The build dir a script gets in a sanitizer build: ckube wrapped, tests/ and bench/ linked.
+# Relative when BUILD is (some scripts run $ROOT/$BUILD/tests/...).
+san_wrap() {
+    local name=$1 wrap
+    wrap=$BUILD/test-logs/wrap-$name
+    mkdir -p "$BUILD_ABS/test-logs/wrap-$name"
+    ln -sfn "$BUILD_ABS/tests" "$BUILD_ABS/test-logs/wrap-$name/tests"
+    ln -sfn "$BUILD_ABS/bench" "$BUILD_ABS/test-logs/wrap-$name/bench"
+    printf '#!/bin/bash\nexec %q "$@" 2> >(tee -a %q >&2)\n' "$BUILD_ABS/ckube" \
+        "$LOGDIR/stderr-$name.log" >"$BUILD_ABS/test-logs/wrap-$name/ckube"
+    chmod +x "$BUILD_ABS/test-logs/wrap-$name/ckube"
+    : >"$LOGDIR/stderr-$name.log"
+    echo "$wrap"
+}
+
 run_e2e() {
-    local script=$1 name log rc p f s
+    local script=$1 name log rc p f s build=$BUILD
     name=$(basename "$script" .sh)
     log=$LOGDIR/e2e-$name.log
-    (cd "$ROOT" && BUILD="$BUILD" timeout -k 10 "$E2E_TIMEOUT" "$script") >"$log" 2>&1
+    [ "$SAN_BUILD" = 1 ] && build=$(san_wrap "$name")
+    (cd "$ROOT" && BUILD="$build" timeout -k 10 "$E2E_TIMEOUT" "$script") >"$log" 2>&1
     rc=$?
     p=$(grep -c '^ok - ' "$log")
     f=$(grep -c '^not ok - ' "$log")
     s=$(grep -c '^skip - ' "$log")
+    if [ "$SAN_BUILD" = 1 ] && grep -qaE "$SAN_PATTERN" "$LOGDIR/stderr-$name.log"; then
+        echo "not ok - sanitizer reports in the stderr of ckube processes" >>"$log"
+        grep -aE -A12 "$SAN_PATTERN" "$LOGDIR/stderr-$name.log" | head -n 40 | sed 's/^/# /' >>"$log"
+        f=$((f + 1))
+    fi
     passed=$((passed + p)); skipped=$((skipped + s))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     failed=$((failed + f))

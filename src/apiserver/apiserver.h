@@ -406,6 +406,15 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
                            const json_t *options, ck_error **err);
 /* Decode the request body per Content-Type into an object; duplicates filled when non-NULL. */
 json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err);
+/* body.c: the media type of a Content-Type, without parameters, lowercased ("application/json"
+ * when none).  Caller frees. */
+char *ck_rest_media_type(const char *ctype);
+/* body.c: e (a ck_rest_body error) as upstream's transformDecodeError words it for a create or
+ * update of r when the body's apiVersion and kind could not be read; other errors unchanged. */
+ck_error *ck_rest_unrecognized_body(const ck_reqctx *c, const ck_resource *r, ck_error *e);
+/* body.c: the body's apiVersion and kind against r's (upstream's scheme, converter and
+ * AcceptsGroupVersion checks, their words); sets r's on success. */
+int ck_rest_check_type(const ck_resource *r, json_t *obj, ck_error **err);
 
 enum ck_patch_type { CK_PATCH_JSON, CK_PATCH_MERGE, CK_PATCH_STRATEGIC, CK_PATCH_APPLY };
 /* Decode a PATCH body by Content-Type (array for JSON patch, object otherwise). */

@@ -220,10 +220,20 @@ json_t *ck_json_load(const char *buf, size_t len, json_t *duplicates, ck_error *
     }
     json_error_t je;
     json_t *j = ck_json_parse_plain(buf, len, JSON_DECODE_ANY);
-    if (!j)
-        j = json_loadb(buf, len, JSON_DECODE_ANY, &je);
-    if (!j) {
-        ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: %s (line %d, column %d)",
+    if (j)
+        return j;
+    /* upstream reads apiVersion and kind with Go's encoding/json first: its grammar and words.
+     * Checked before jansson, which takes a NUL byte after a number or literal as nothing
+     * ({"a":null\0,"b":1} decoded) */
+    char goerr[160];
+    if (ck_jsonscan_go_error(buf, buf + len, goerr, sizeof goerr)) {
+        ck_error_set(err, CK_E_BAD_REQUEST, "couldn't get version/kind; json parse error: %s", goerr);
+        return NULL;
+    }
+    j = json_loadb(buf, len, JSON_DECODE_ANY, &je);
+    if (!j) {   /* valid for Go, not for jansson: NUL, bad UTF-8, out of range (docs/qa.md) */
+        ck_error_set(err, CK_E_BAD_REQUEST,
+                     "couldn't get version/kind; json parse error: %s (line %d, column %d)",
                      je.text, je.line, je.column);
         return NULL;
     }

@@ -572,8 +572,14 @@ fail:
 json_t *ck_protobuf_decode(const void *buf, size_t len, ck_error **err)
 {
     static const uint8_t magic[4] = {'k', '8', 's', 0};
-    if (len < 4 || memcmp(buf, magic, 4)) {
-        bad(err, "missing the k8s protobuf envelope");
+    /* upstream's protobuf serializer words for a body that is not its envelope */
+    if (len == 0 || len < 4 || memcmp(buf, magic, 4)) {
+        ck_error_set(err, CK_E_BAD_REQUEST, len ? "provided data does not appear to be a protobuf "
+                     "message, expected prefix [107 56 115 0]" : "empty data");
+        return NULL;
+    }
+    if (len == 4) {
+        ck_error_set(err, CK_E_BAD_REQUEST, "empty body");
         return NULL;
     }
     struct rd r = {(const uint8_t *)buf + 4, (const uint8_t *)buf + len};

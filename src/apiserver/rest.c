@@ -75,43 +75,6 @@ json_t *ck_rest_read_raw(ck_apiserver *s, const ck_resource *r, const char *ns, 
     return obj;
 }
 
-static char *media_type(const char *ctype)
-{
-    if (!ctype || !*ctype)
-        return xstrdup("application/json");
-    size_t n = strcspn(ctype, ";");
-    while (n && ctype[n - 1] == ' ')
-        n--;
-    char *m = xstrndup(ctype, n);
-    for (char *p = m; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    return m;
-}
-
-json_t *ck_rest_body(ck_reqctx *c, json_t *duplicates, ck_error **err)
-{
-    if (c->req->body_len > CK_MAX_BODY) {
-        ck_error_set(err, CK_E_TOO_LARGE, "Request entity too large: limit is %u", CK_MAX_BODY);
-        return NULL;
-    }
-    if (c->req->body_len == 0) {
-        ck_error_set(err, CK_E_BAD_REQUEST, "Object 'Kind' is missing in ''");
-        return NULL;
-    }
-    const char *ctype = ck_http_req_header(c->req, "Content-Type");
-    json_t *obj = ck_decode_body(ctype ? ctype : "application/json", c->req->body,
-                                 c->req->body_len, duplicates, err);
-    if (!obj)
-        return NULL;
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        ck_error_set(err, CK_E_BAD_REQUEST, "the body of the request must be a JSON object");
-        return NULL;
-    }
-    return obj;
-}
-
 static void opt_cause(json_t *causes, const char *reason, const char *field, const char *msg)
 {
     json_array_append_new(causes, json_pack("{s:s,s:s,s:s}", "reason", reason, "message", msg,
@@ -218,7 +181,7 @@ int ck_write_opts_from_query(ck_reqctx *c, ck_write_opts *o, char **owned_manage
     if (!strcmp(m, "PUT")) {
         verb = CK_WRITE_UPDATE;
     } else if (!strcmp(m, "PATCH")) {
-        cleanup_free char *mt = media_type(ck_http_req_header(c->req, "Content-Type"));
+        cleanup_free char *mt = ck_rest_media_type(ck_http_req_header(c->req, "Content-Type"));
         verb = !strcmp(mt, "application/apply-patch+yaml") ? CK_WRITE_APPLY : CK_WRITE_PATCH;
     }
     json_t *details = NULL;
@@ -311,24 +274,6 @@ int ck_rest_check_types(ck_reqctx *c, const ck_resource *r, const json_t *obj,
     ck_type_error te;
     if (ck_openapi_check(r, obj, NULL, &te))
         return type_mismatch(c, r, obj, o, &te, err);
-    return 0;
-}
-
-static int check_type(const ck_resource *r, json_t *obj, ck_error **err)
-{
-    const char *av = json_string_value(json_object_get(obj, "apiVersion"));
-    const char *kind = json_string_value(json_object_get(obj, "kind"));
-    const char *want = ck_resource_api_version(r);
-    if (av && *av && strcmp(av, want))
-        return ck_error_set(err, CK_E_BAD_REQUEST,
-                            "the API version in the data (%s) does not match the expected API "
-                            "version (%s)", av, want);
-    if (kind && *kind && strcmp(kind, r->kind))
-        return ck_error_set(err, CK_E_BAD_REQUEST,
-                            "%s in version \"%s\" cannot be handled as a %s: the kind in the data "
-                            "does not match the resource", kind, r->version, r->kind);
-    json_object_set_new(obj, "apiVersion", json_string(want));
-    json_object_set_new(obj, "kind", json_string(r->kind));
     return 0;
 }
 
@@ -505,7 +450,7 @@ static json_t *create_obj(ck_reqctx *c, const ck_resource *r, const char *ns, js
                           const ck_write_opts *o, ck_buf *resp, ck_error **err)
 {
     ck_apiserver *s = c->srv;
-    if (check_type(r, obj, err) < 0 || set_namespace(r, obj, ns, err) < 0)
+    if (ck_rest_check_type(r, obj, err) < 0 || set_namespace(r, obj, ns, err) < 0)
         return NULL;
     json_t *m = ck_meta(obj);
     const char *name = json_string_value(json_object_get(m, "name"));
@@ -838,7 +783,7 @@ json_t *ck_rest_update_obj(ck_reqctx *c, const ck_resource *r, json_t *obj, json
         ck_err_conflict(err, r, name);
         return NULL;
     }
-    if (check_type(r, obj, err) < 0)
+    if (ck_rest_check_type(r, obj, err) < 0)
         return NULL;
     json_t *nobj;
     if (status_only) {
@@ -1211,6 +1156,8 @@ static void do_create(ck_reqctx *c)
         return ck_respond_error(c, e);
     json_t *dups = json_array();
     json_t *obj = ck_rest_body(c, dups, &e);
+    if (!obj)
+        e = ck_rest_unrecognized_body(c, r, e);
     if (!obj || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
         json_decref(dups);
         json_decref(obj);
@@ -1249,6 +1196,20 @@ int ck_rest_check_name(ck_reqctx *c, json_t *obj, ck_error **err)
     return set_namespace(c->route.res, obj, ns_of(c), err);
 }
 
+/* upstream's checkName on an update body: the name must be there and be the URL's, and a
+ * namespace, when given, the request's (a patch result may leave the name to the URL). */
+static int update_names(ck_reqctx *c, json_t *obj, ck_error **err)
+{
+    const char *name = ck_meta_str(obj, "name"), *ns = ck_meta_str(obj, "namespace");
+    if (!name || !*name)
+        return ck_error_set(err, CK_E_BAD_REQUEST, "the name of the object (%s based on URL) was "
+                            "undeterminable: name must be provided", c->route.name);
+    if (c->route.res->namespaced && ns && *ns && ns_of(c) && strcmp(ns, ns_of(c)))
+        return ck_error_set(err, CK_E_BAD_REQUEST, "the namespace of the object (%s) does not match "
+                            "the namespace on the request (%s)", ns, ns_of(c));
+    return 0;
+}
+
 static bool allow_create_on_update(const ck_resource *r)
 {
     static const char *const core = "endpoints events limitranges services";
@@ -1280,7 +1241,10 @@ void ck_rest_put(ck_reqctx *c, bool status_only)
         return ck_respond_error(c, e);
     json_t *dups = json_array();
     json_t *obj = ck_rest_body(c, dups, &e);
-    if (!obj || ck_rest_check_name(c, obj, &e) < 0 || ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
+    if (!obj)
+        e = ck_rest_unrecognized_body(c, r, e);
+    if (!obj || update_names(c, obj, &e) < 0 || ck_rest_check_name(c, obj, &e) < 0 ||
+        ck_rest_check_fields(c, r, obj, dups, &o, &e) < 0) {
         json_decref(dups);
         json_decref(obj);
         return ck_respond_error(c, e);
@@ -1343,7 +1307,7 @@ bool ck_rest_update_answer(ck_reqctx *c, const ck_resource *r, json_t *obj, json
 
 static int patch_type_of(ck_reqctx *c, enum ck_patch_type *t, ck_error **err)
 {
-    cleanup_free char *mt = media_type(ck_http_req_header(c->req, "Content-Type"));
+    cleanup_free char *mt = ck_rest_media_type(ck_http_req_header(c->req, "Content-Type"));
     if (!strcmp(mt, "application/json-patch+json"))
         *t = CK_PATCH_JSON;
     else if (!strcmp(mt, "application/merge-patch+json"))

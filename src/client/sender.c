@@ -161,6 +161,8 @@ static int parse_chunks(const char *p, size_t len, size_t max_body, ck_buf *body
 int ck_client_parse_head(const char *p, size_t len, bool eof, ck_client_head *hd)
 {
     size_t start = 0;
+    if (len == 0)                /* nothing read yet: p may be NULL, which memmem must not get */
+        return eof ? -1 : 0;
     for (;;) {                   /* 1xx answers before the real one are skipped */
         const char *end = memmem(p + start, len - start, "\r\n\r\n", 4);
         if (!end)

@@ -136,12 +136,33 @@ void ck_http__date(char out[32])
     memcpy(out, cached, 32);
 }
 
+/* s as the inside of a JSON string: quotes, backslashes and control bytes escaped, bytes that
+ * are not UTF-8 replaced by U+FFFD (as Go's encoding/json writes them). */
+static void json_escape(ck_buf *b, const char *s)
+{
+    cleanup_free char *clean = ck_utf8_sanitize(s);
+    for (const unsigned char *p = (const unsigned char *)clean; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            ck_buf_printf(b, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            ck_buf_printf(b, "\\u%04x", *p);
+        else
+            ck_buf_add(b, p, 1);
+    }
+}
+
 char *ck_http__status_json(int code, const char *reason, const char *message)
 {
-    /* reason and message are our own constant strings: no JSON escaping needed. */
-    return xasprintf("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
-                     "\"status\":\"Failure\",\"message\":\"%s\",\"reason\":\"%s\",\"code\":%d}\n",
-                     message, reason, code);
+    /* the message may echo a peer's bytes (a pod name from the URL, a header): escaped */
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    ck_buf_addstr(&b, "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},"
+                      "\"status\":\"Failure\",\"message\":\"");
+    json_escape(&b, message);
+    ck_buf_addstr(&b, "\",\"reason\":\"");
+    json_escape(&b, reason);
+    ck_buf_printf(&b, "\",\"code\":%d}\n", code);
+    return ck_buf_steal(&b);
 }
 
 bool ck_http__has_token(const char *value, const char *token)

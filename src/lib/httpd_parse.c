@@ -268,11 +268,15 @@ int ck__httpd_parse_body(struct conn *c, struct evbuffer *in)
             return evbuffer_get_length(in) > MAX_CHUNK_LINE ? 400 : 0;
         int st = 0;
         if (c->chunk == CH_SIZE) {
-            char *end;
-            errno = 0;
-            unsigned long long size = strtoull(line, &end, 16);
-            if (!isxdigit((unsigned char)line[0]) || errno || strspn(line, "0123456789abcdefABCDEF") > 16 ||
-                (*end && *end != ';' && *end != ' ' && *end != '\t'))
+            /* hex digits only, as Go's parseHexUint: strtoull alone would take "0x10" */
+            size_t digits = strspn(line, "0123456789abcdefABCDEF");
+            char *end = line + digits;
+            unsigned long long size = 0;
+            for (size_t k = 0; k < digits && k < 16; k++)
+                size = size << 4 | (unsigned long long)(isdigit((unsigned char)line[k])
+                                                        ? line[k] - '0'
+                                                        : (line[k] | 0x20) - 'a' + 10);
+            if (digits == 0 || digits > 16 || (*end && *end != ';' && *end != ' ' && *end != '\t'))
                 st = 400;
             else if (size > c->h->cfg.max_body_bytes)
                 st = 413;

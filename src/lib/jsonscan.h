@@ -45,4 +45,10 @@ json_t *ck_jsonscan_value(ck_jsonscan *l);
 /* Free the scratch; l may be reused after. */
 void ck_jsonscan_done(ck_jsonscan *l);
 
+/* The first syntax error of [p, end) as Go's encoding/json words it ("invalid character 'x'
+ * after object key", "unexpected end of JSON input"), in out (cap bytes, truncated); false when
+ * the text is valid JSON.  Byte for byte Go's scanner: UTF-8 is not checked, and nesting is not
+ * limited (the caller bounds it first). */
+bool ck_jsonscan_go_error(const char *p, const char *end, char *out, size_t cap);
+
 #endif

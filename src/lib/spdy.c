@@ -143,6 +143,10 @@ static int inflate_block(ck_spdy *s, const uint8_t *in, size_t len, ck_buf *out,
         size_t got = sizeof chunk - s->rx.avail_out;
         if (ck_buf_add(out, chunk, got) < 0)
             return perr(err, "header block too large");
+        /* an ended zlib stream takes no more input: bytes after its end (in this block or a
+         * later one) would spin here forever */
+        if (rc == Z_STREAM_END && s->rx.avail_in > 0)
+            return perr(err, "header block after the end of the compressed stream");
         if (rc == Z_BUF_ERROR && got == 0)
             break;
     }

@@ -780,6 +780,13 @@ static void test_parse_answer(void **state)
         }
         ck_buf_free(&a.body);
     }
+    /* an empty input buffer (a connection that closed before sending a byte) has no data
+     * pointer: UBSan caught it reaching memmem */
+    ck_client_answer a = {0};
+    ck_buf_init(&a.body, 1u << 20);
+    assert_int_equal(ck_client_parse_answer(NULL, 0, false, 1u << 20, &a), 0);
+    assert_int_equal(ck_client_parse_answer(NULL, 0, true, 1u << 20, &a), -1);
+    ck_buf_free(&a.body);
 }
 
 int main(void)

@@ -239,6 +239,20 @@ static void test_content_types(void **state)
     assert_null(ck_decode_body("application/json", "{\"a\":\"\xff\xfe\"}", 10, NULL, &e));
     assert_int_equal(e->code, CK_E_BAD_REQUEST);
     ck_error_free(e);
+    /* a NUL byte after a scalar: jansson dropped it and decoded the rest (found by test_fuzz) */
+    static const struct { const char *text; size_t n; const char *msg; } nul[] = {
+        {"{\"a\":null\0,\"b\":1}", 17, "invalid character '\\x00' after object key:value pair"},
+        {"{\"a\":5\0}", 8, "invalid character '\\x00' after object key:value pair"},
+        {"[true\0]", 7, "invalid character '\\x00' after array element"},
+        {"{\"a\":1.5\0}", 10, "invalid character '\\x00' after object key:value pair"},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(nul); i++) {
+        e = NULL;
+        json_t *v = ck_decode_body("application/json", nul[i].text, nul[i].n, NULL, &e);
+        if (v || !e || !strstr(e->msg, nul[i].msg))
+            fail_msg("NUL case %zu: %s", i, e ? e->msg : "decoded");
+        ck_error_free(e);
+    }
 }
 
 static void test_fuzzish(void **state)

@@ -1,5 +1,6 @@
 /* Mutation fuzzing of the decoders and patchers that see peer bytes: protobuf, JSON, YAML, label
- * and field selectors, merge/JSON/strategic patches and server-side apply.  Deterministic (a fixed
+ * and field selectors, merge/JSON/strategic patches and server-side apply, and the client's HTTP
+ * answer parser.  Deterministic (a fixed
  * xorshift seed; CK_FUZZ_SEED and CK_FUZZ_ITERS override), meant for the ASan/UBSan build where a
  * memory error aborts the test.  Each call must keep the error contract: a result, or NULL with an
  * error set - never both, never neither. */
@@ -18,6 +19,10 @@
 #include "apiserver/patch.h"
 #include "apiserver/resources.h"
 #include "apiserver/selector.h"
+#include "client/client_int.h"
+#include "lib/http_util.h"
+#include "lib/jsonscan.h"
+#include "lib/httpd.h"
 #include "lib/util.h"
 
 static uint64_t rng = 88172645463325252ULL;
@@ -198,6 +203,15 @@ static void test_fuzz_json_yaml(void **state)
         json_t *dups = json_array();
         json_t *j = ck_json_load(m, n, dups, &e);
         check_contract(j, e, "json");
+        /* Go's grammar (ck_jsonscan_go_error) is never stricter than the decoder's, which adds
+         * UTF-8, NUL and range checks: what it refuses must not decode */
+        char goerr[160];
+        if (ck_jsonscan_go_error(m, m + n, goerr, sizeof goerr) && j)
+            fail_msg("go syntax error '%s' on JSON that decodes: %.*s", goerr, (int)n, m);
+        if (e && !strncmp(e->msg, "couldn't get version/kind", 25) && strstr(e->msg, "(line ") &&
+            !strstr(e->msg, "NUL") && !strstr(e->msg, "UTF-8") && !strstr(e->msg, "overflow") &&
+            !strstr(e->msg, "too big") && !strstr(e->msg, "unable to decode byte"))
+            fail_msg("a syntax error Go's words missed: %s: %.*s", e->msg, (int)n, m);
         json_decref(j);
         ck_error_free(e);
         e = NULL;
@@ -342,6 +356,105 @@ static void test_fuzz_patches(void **state)
     corpus_free(&c);
 }
 
+/* The client's HTTP/1.1 answer parser (what components read from the API server): every prefix
+ * of a mutated answer, in an exact-size heap copy so ASan sees any overread.  An answer found
+ * complete in a prefix must be the same one the whole input gives. */
+static void test_fuzz_http_answers(void **state)
+{
+    static const char *const seeds[] = {
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\nA\r\n0123456789\r\n"
+        "0\r\nTrailer: 1\r\n\r\n",
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 409 Conflict\r\nConnection: close\r\n"
+        "Content-Length: 5\r\n\r\nabcde",
+        "HTTP/1.0 200 OK\r\n\r\nuntil the end",
+        "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    };
+    long complete = 0;
+    for (long i = 0; i < iters; i++) {
+        const char *seed = seeds[rndn(ARRAY_SIZE(seeds))];
+        size_t n;
+        char *m = mutate(seed, strlen(seed), &n);
+        ck_client_answer whole = {0};
+        ck_buf_init(&whole.body, 1u << 16);
+        bool eof = rndn(2);
+        int rc = ck_client_parse_answer(n ? m : NULL, n, eof, 1u << 16, &whole);
+        if (rc < -1 || rc > 1)
+            fail_msg("http answer: rc %d", rc);
+        if (rc == 1) {
+            complete++;
+            if (whole.used > n || whole.status < 0 || whole.status > 999 ||
+                whole.body.len > (1u << 16))
+                fail_msg("http answer: used %zu of %zu, status %d", whole.used, n, whole.status);
+        }
+        for (size_t k = 0; k < n; k += 1 + rndn(5)) {
+            char *pre = xmalloc(k ? k : 1);
+            memcpy(pre, m, k);
+            ck_client_answer a = {0};
+            ck_buf_init(&a.body, 1u << 16);
+            int prc = ck_client_parse_answer(k ? pre : NULL, k, false, 1u << 16, &a);
+            if (prc == 1 && rc == 1 && (a.used != whole.used || a.status != whole.status))
+                fail_msg("http answer: a prefix of %zu bytes gave another answer", k);
+            ck_buf_free(&a.body);
+            free(pre);
+        }
+        ck_buf_free(&whole.body);
+        free(m);
+    }
+    assert_true(complete > iters / 20);
+}
+
+/* The request parser's helpers on mutated targets and header values: percent-decoding (both
+ * modes, exact-size input), query parameters, tokens, and the Status body built from a message
+ * that may echo the peer's bytes (it must stay JSON). */
+static void test_fuzz_http_helpers(void **state)
+{
+    static const char *const seeds[] = {
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb%2Ctier+in+(a,b)&limit=5&watch=1",
+        "fieldSelector=metadata.name%3Dx&timeoutSeconds=30&resourceVersion=12&%zz=%4",
+        "chunked, gzip;q=0.5 ,Upgrade, keep-alive",
+        "/a%2F%252e%2e/%C3%A9%00%",
+    };
+    /* a message echoing a pod name from the URL: it was printed into the JSON unescaped */
+    char *st0 = ck_http__status_json(404, "NotFound", "pod \"default/a\"}\\\x01\xff\" not found");
+    json_t *j0 = json_loads(st0, 0, NULL);
+    assert_non_null(j0);
+    assert_string_equal(json_string_value(json_object_get(j0, "message")),
+                        "pod \"default/a\"}\\\x01\xef\xbf\xbd\" not found");
+    assert_int_equal(json_integer_value(json_object_get(j0, "code")), 404);
+    json_decref(j0);
+    free(st0);
+    for (long i = 0; i < iters * 4; i++) {
+        const char *seed = seeds[rndn(ARRAY_SIZE(seeds))];
+        size_t n;
+        char *m = mutate(seed, strlen(seed), &n);
+        char *exact = xmalloc(n ? n : 1);
+        memcpy(exact, m, n);
+        free(ck_http__pct_decode(exact, n, true, false));
+        char *d = ck_http__pct_decode(exact, n, false, true);
+        if (d && strlen(d) > n)
+            fail_msg("pct_decode grew the text");
+        free(d);
+        free(exact);
+        char *z = xstrndup(m, n);   /* the string helpers take NUL-terminated text */
+        free(ck_http_query_param(z, "limit"));
+        free(ck_http_query_param(z, ""));
+        (void)ck_http_query_bool(z, "watch");
+        (void)ck_http__has_token(z, "chunked");
+        (void)ck_http__is_token(z, strlen(z));
+        (void)ck_http__is_field_value(z, strlen(z));
+        char *st = ck_http__status_json(400, "BadRequest", z);
+        json_error_t je;
+        json_t *j = json_loads(st, 0, &je);
+        if (!j)
+            fail_msg("status body is not JSON: %s (%s)", je.text, st);
+        json_decref(j);
+        free(st);
+        free(z);
+        free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -349,6 +462,8 @@ int main(void)
         cmocka_unit_test(test_fuzz_json_yaml),
         cmocka_unit_test(test_fuzz_selectors),
         cmocka_unit_test(test_fuzz_patches),
+        cmocka_unit_test(test_fuzz_http_answers),
+        cmocka_unit_test(test_fuzz_http_helpers),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

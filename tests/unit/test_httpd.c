@@ -985,6 +985,10 @@ static void test_bad_requests(void **state)
                   "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.1 400 "},
         {"bad chunk", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
          "HTTP/1.1 400 "},
+        {"0x chunk size", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "0x5\r\nhello\r\n0\r\n\r\n", "HTTP/1.1 400 "},
+        {"17-digit chunk size", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "00000000000000005\r\nhello\r\n0\r\n\r\n", "HTTP/1.1 400 "},
         {"gzip te", "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 501 "},
         {"http2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "HTTP/1.1 505 "},
         {"bad expect", "GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", "HTTP/1.1 417 "},

@@ -93,12 +93,66 @@ static void test_value(void **state)
     free(t);
 }
 
+/* Syntax errors in Go's encoding/json words (upstream's apiserver reads apiVersion and kind with
+ * it, so these are the messages of a create with a bad body).  NULL: valid JSON. */
+static void test_go_errors(void **state)
+{
+    static const struct { const char *text; const char *want; } cases[] = {
+        {"{}", NULL}, {" [1, -2.5e+3, \"\\u00e9\", true, false, null] ", NULL}, {"0", NULL},
+        {"\"\xff\"", NULL},   /* Go's scanner does not check UTF-8 */
+        {"", "unexpected end of JSON input"},
+        {"   ", "unexpected end of JSON input"},
+        {"{\"a\":", "unexpected end of JSON input"},
+        {"{\"a\":1", "unexpected end of JSON input"},
+        {"[1,2", "unexpected end of JSON input"},
+        {"\"abc", "unexpected end of JSON input"},
+        {"-", "invalid character ' ' in numeric literal"},
+        {"1.", "invalid character ' ' after decimal point in numeric literal"},
+        {"{\"a\" 1}", "invalid character '1' after object key"},
+        {"{\"a\":1 \"b\":2}", "invalid character '\"' after object key:value pair"},
+        {"[1 2]", "invalid character '2' after array element"},
+        {"{\"a\":1,}", "invalid character '}' looking for beginning of object key string"},
+        {"{'a':1}", "invalid character '\\'' looking for beginning of object key string"},
+        {"[,]", "invalid character ',' looking for beginning of value"},
+        {"{\"a\":1} x", "invalid character 'x' after top-level value"},
+        {"{\"a\":tru}", "invalid character '}' in literal true (expecting 'e')"},
+        {"nul", "invalid character ' ' in literal null (expecting 'l')"},
+        {"fals3", "invalid character '3' in literal false (expecting 'e')"},
+        {"{\"a\":-x}", "invalid character 'x' in numeric literal"},
+        {"{\"a\":1.e5}", "invalid character 'e' after decimal point in numeric literal"},
+        {"{\"a\":1e}", "invalid character '}' in exponent of numeric literal"},
+        {"{\"a\":01}", "invalid character '1' after object key:value pair"},
+        {"{\"a\":\"\\q\"}", "invalid character 'q' in string escape code"},
+        {"{\"a\":\"\\u12g4\"}", "invalid character 'g' in \\u hexadecimal character escape"},
+        {"{\"a\":\"x\ny\"}", "invalid character '\\n' in string literal"},
+        {"{\"a\":\"x\x01\"}", "invalid character '\\x01' in string literal"},
+        {"\x7f", "invalid character '\\x7f' looking for beginning of value"},
+        {"\\", "invalid character '\\\\' looking for beginning of value"},
+        {"\xc3\xa9", "invalid character '\xc3\x83' looking for beginning of value"},
+        {"\x85", "invalid character '\\u0085' looking for beginning of value"},
+        {"\xad", "invalid character '\\u00ad' looking for beginning of value"},
+        {"[[[[", "unexpected end of JSON input"},
+        {"]", "invalid character ']' looking for beginning of value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = strlen(cases[i].text);
+        const char *t = dup_exact(cases[i].text, n);
+        char out[160];
+        bool bad = ck_jsonscan_go_error(t, t + n, out, sizeof out);
+        if (bad != (cases[i].want != NULL) || (bad && strcmp(out, cases[i].want)))
+            fail_msg("case %zu (%s): got %s, want %s", i, cases[i].text, bad ? out : "valid",
+                     cases[i].want ? cases[i].want : "valid");
+        free((void *)t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_skip),
         cmocka_unit_test(test_ws_and_string),
         cmocka_unit_test(test_value),
+        cmocka_unit_test(test_go_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,17 +35,6 @@ static void secret_idx_init(void)
     secret_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, secret_free);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "SERVER_TRAFFIC_SECRET_0 <client random> <secret>", hex: keep the secret with the SSL */
 static void keylog_cb(const SSL *ssl, const char *line)
 {
@@ -60,7 +49,8 @@ static void keylog_cb(const SSL *ssl, const char *line)
     if (n % 2 || n / 2 > sizeof k.b || n == 0)
         return;
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]),
+            lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return;
         k.b[i] = (unsigned char)(hi << 4 | lo);

@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 
 #include "lib/log.h"
+#include "lib/rawin.h"
 #include "lib/tlsrec.h"
 
 #define HEAD_LIMIT (64u * 1024)
@@ -480,10 +481,7 @@ static void spare_refill(const char *host, int port)
 typedef struct side {
     int fd;
     SSL *ssl;
-    char *raw;              /* bytes read from fd, not yet taken by OpenSSL */
-    size_t raw_cap, raw_off, raw_len;
-    bool may_read;          /* the BIO may call read(2): the socket was readable (see bio_read) */
-    bool sock_eof;          /* read(2) returned 0 */
+    ck_rawin in;            /* bytes read from fd, not yet taken by OpenSSL (or opened by us) */
     char *wire;             /* records for fd, from SSL_write */
     size_t wire_cap, wire_off, wire_len;
     bool eof;               /* no more plaintext comes from this side (close_notify, EOF, error) */
@@ -558,74 +556,23 @@ static int side_bio_write(BIO *b, const char *data, int len)
     return wire_append(s, data, (size_t)len) < 0 ? -1 : len;
 }
 
-/* Up to len bytes from the socket through raw: >0, 0 at EOF, -1 if none now (EAGAIN, or no
- * read allowed this wake), -2 on an error.  raw is filled with one read(2) at a time, and no
- * further read is tried once one came back short (the socket was empty then; poll says when it
- * is not), so a wake costs one read, not one per record. */
-static int raw_take(side *s, char *data, size_t len)
-{
-    if (s->raw_off == s->raw_len) {
-        if (s->sock_eof)
-            return 0;
-        if (!s->may_read)
-            return -1;
-        ssize_t n;
-        do
-            n = read(s->fd, s->raw, s->raw_cap);
-        while (n < 0 && errno == EINTR);
-        s->reads++;
-        if (n == 0) {
-            s->sock_eof = true;
-            return 0;
-        }
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return -2;
-            s->may_read = false;
-            return -1;
-        }
-        if ((size_t)n < s->raw_cap)
-            s->may_read = false;
-        s->raw_off = 0;
-        s->raw_len = (size_t)n;
-    }
-    size_t n = s->raw_len - s->raw_off;
-    if (n > len)
-        n = len;
-    memcpy(data, s->raw + s->raw_off, n);
-    s->raw_off += n;
-    return (int)n;
-}
-
 /* OpenSSL's reads (read-ahead: as much as its record buffer takes) come from raw. */
 static int side_bio_read(BIO *b, char *data, int len)
 {
     side *s = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (len <= 0)
-        return 0;
-    if (s->update_seen) {
+    if (s->update_seen && len > 0) {
+        BIO_clear_retry_flags(b);
         BIO_set_retry_read(b);   /* the records from here on are ours (pump_open) */
         return -1;
     }
-    int n = raw_take(s, data, (size_t)len);
-    if (n == -1)
-        BIO_set_retry_read(b);
-    return n < 0 ? -1 : n;
+    return ck_rawin_bio_read(&s->in, s->fd, b, data, len);
 }
 
 static long side_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     side *s = BIO_get_data(b);
     (void)num, (void)ptr;
-    switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1;
-    case BIO_CTRL_EOF:
-        return s && s->sock_eof && s->raw_off == s->raw_len;
-    default:
-        return 0;
-    }
+    return s ? ck_rawin_bio_ctrl(&s->in, cmd) : 0;
 }
 
 static int side_bio_create(BIO *b)
@@ -652,9 +599,7 @@ static int side_init(side *s, int fd, SSL *ssl, size_t raw_cap)
     memset(s, 0, sizeof *s);
     s->fd = fd;
     s->ssl = ssl;
-    s->raw_cap = raw_cap;
-    s->raw = xmalloc(raw_cap);
-    s->may_read = true;
+    ck_rawin_init(&s->in, raw_cap);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     if (!ssl)
         return 0;   /* a plain client (a server without TLS) */
@@ -676,7 +621,7 @@ static void side_free(side *s)
         SSL_free(s->ssl);   /* and our BIO */
     if (s->fd >= 0)
         close(s->fd);
-    free(s->raw);
+    ck_rawin_free(&s->in);
     free(s->wire);
     ck_tlsrec *t[3] = {s->seal, s->open, s->open_next};
     for (int i = 0; i < 3; i++)
@@ -759,8 +704,8 @@ static size_t pump_open(side *src, side *dst)
 {
     size_t moved = 0;
     while (!src->eof && !dst->failed && wire_pending(dst) < WIRE_HIGH) {
-        unsigned char *rec = (unsigned char *)src->raw + src->raw_off;
-        size_t avail = src->raw_len - src->raw_off;
+        unsigned char *rec = (unsigned char *)src->in.buf + src->in.off;
+        size_t avail = src->in.len - src->in.off;
         ck_error *e = NULL;
         long rl = ck_tlsrec_record_len(rec, avail, &e);
         if (rl < 0) {
@@ -770,30 +715,30 @@ static size_t pump_open(side *src, side *dst)
             break;
         }
         if (rl == 0 || avail < (size_t)rl) {
-            if (src->sock_eof) {
+            if (src->in.eof) {
                 src->eof = true;   /* a dirty close (mid-record or between records) */
                 break;
             }
-            if (!src->may_read)
+            if (!src->in.may_read)
                 break;
-            if (src->raw_off) {
-                memmove(src->raw, rec, avail);
-                src->raw_off = 0;
-                src->raw_len = avail;
+            if (src->in.off) {
+                memmove(src->in.buf, rec, avail);
+                src->in.off = 0;
+                src->in.len = avail;
             }
             ssize_t n;
             do
-                n = read(src->fd, src->raw + src->raw_len, src->raw_cap - src->raw_len);
+                n = read(src->fd, src->in.buf + src->in.len, src->in.cap - src->in.len);
             while (n < 0 && errno == EINTR);
-            src->reads++;
+            src->in.reads++;
             if (n == 0)
-                src->sock_eof = true;
+                src->in.eof = true;
             else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
                 src->eof = true;
-            else if (n < 0 || (size_t)n < src->raw_cap - src->raw_len)
-                src->may_read = false;
+            else if (n < 0 || (size_t)n < src->in.cap - src->in.len)
+                src->in.may_read = false;
             if (n > 0)
-                src->raw_len += (size_t)n;
+                src->in.len += (size_t)n;
             continue;
         }
         unsigned char *plain;
@@ -805,7 +750,7 @@ static size_t pump_open(side *src, side *dst)
             src->eof = true;
             break;
         }
-        src->raw_off += (size_t)rl;
+        src->in.off += (size_t)rl;
         src->fast_records++;
         if (type == CK_TLSREC_APPDATA) {
             if (side_write(dst, (const char *)plain, plen) < 0)
@@ -865,7 +810,7 @@ static size_t pump(side *src, side *dst, char *plain)
                 break;
             }
         } else {
-            n = raw_take(src, plain, PLAIN_CHUNK);
+            n = ck_rawin_take(&src->in, src->fd, plain, PLAIN_CHUNK);
             if (n <= 0) {
                 if (n != -1)
                     src->eof = true;
@@ -1016,9 +961,9 @@ static void *relay_thread(void *arg)
         if (poll(pf, 2, timeout) < 0 && errno != EINTR)
             break;
         if (pf[0].revents || bulk)   /* bulk: a remainder under SO_RCVLOWAT is read after 1 ms */
-            k->may_read = true;
+            k->in.may_read = true;
         if (pf[1].revents)
-            c->may_read = true;
+            c->in.may_read = true;
     }
     free(plain);
     /* the server side of an exec's start: request -> socket taken -> first byte relayed; and
@@ -1034,7 +979,7 @@ static void *relay_thread(void *arg)
              (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
                  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3,
              (double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3,
-             ru.ru_nvcsw, ru.ru_nivcsw, polls, k->reads, c->reads, c->sends, k->sends,
+             ru.ru_nvcsw, ru.ru_nivcsw, polls, k->in.reads, c->in.reads, c->sends, k->sends,
              (unsigned long long)k->fast_records, (unsigned long long)c->fast_records);
     if (k->fast_records)
         __atomic_add_fetch(&relays_opened, 1, __ATOMIC_ACQ_REL);
@@ -1325,7 +1270,7 @@ static void fast_setup(relay *r)
     if (!open)
         return;
     /* read-ahead off: OpenSSL takes exactly the records it processes, so the one after the
-     * kubelet's KeyUpdate starts at raw_off */
+     * kubelet's KeyUpdate starts at in.off */
     SSL_set_read_ahead(r->k.ssl, 0);
     SSL_set_msg_callback(r->k.ssl, kubelet_msg);
     SSL_set_msg_callback_arg(r->k.ssl, &r->k);

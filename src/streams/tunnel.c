@@ -147,41 +147,6 @@ static size_t wire_pending(const ck_tunnel *t)
     return t->wire_len - t->wire_off;
 }
 
-/* Up to len bytes from the socket through raw: >0, 0 at EOF, -1 if none now, -2 on an error. */
-static int raw_take(ck_tunnel *t, char *data, size_t len)
-{
-    if (t->raw_off == t->raw_len) {
-        if (t->sock_eof)
-            return 0;
-        if (!t->may_read)
-            return -1;
-        ssize_t n;
-        do
-            n = read(t->fd, t->raw, RAW_CAP);
-        while (n < 0 && errno == EINTR);
-        if (n == 0) {
-            t->sock_eof = true;
-            return 0;
-        }
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return -2;
-            t->may_read = false;
-            return -1;
-        }
-        if ((size_t)n < RAW_CAP)
-            t->may_read = false;
-        t->raw_off = 0;
-        t->raw_len = (size_t)n;
-    }
-    size_t n = t->raw_len - t->raw_off;
-    if (n > len)
-        n = len;
-    memcpy(data, t->raw + t->raw_off, n);
-    t->raw_off += n;
-    return (int)n;
-}
-
 static int tbio_write(BIO *b, const char *data, int len)
 {
     ck_tunnel *t = BIO_get_data(b);
@@ -210,27 +175,14 @@ static int tbio_write(BIO *b, const char *data, int len)
 static int tbio_read(BIO *b, char *data, int len)
 {
     ck_tunnel *t = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (len <= 0)
-        return 0;
-    int n = raw_take(t, data, (size_t)len);
-    if (n == -1)
-        BIO_set_retry_read(b);
-    return n < 0 ? -1 : n;
+    return ck_rawin_bio_read(&t->in, t->fd, b, data, len);
 }
 
 static long tbio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     ck_tunnel *t = BIO_get_data(b);
     (void)num, (void)ptr;
-    switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1;
-    case BIO_CTRL_EOF:
-        return t && t->sock_eof && t->raw_off == t->raw_len;
-    default:
-        return 0;
-    }
+    return t ? ck_rawin_bio_ctrl(&t->in, cmd) : 0;
 }
 
 static int tbio_create(BIO *b)
@@ -318,7 +270,7 @@ static void read_client(ck_tunnel *t)
                 break;
             }
         } else {
-            n = raw_take(t, t->plain, PLAIN_CHUNK);
+            n = ck_rawin_take(&t->in, t->fd, t->plain, PLAIN_CHUNK);
             if (n <= 0) {
                 if (n != -1)
                     t->gone = true;
@@ -345,7 +297,7 @@ static void tunnel_free(ck_tunnel *t)
     ck_buf_free(&t->out);
     ck_bufpool_close(t->pool);
     free(t->early_in);
-    free(t->raw);
+    ck_rawin_free(&t->in);
     free(t->wire);
     free(t->plain);
     close(t->wake_r);
@@ -401,9 +353,8 @@ ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws
     t->user = user;
     t->refs = 1;   /* the pump */
     t->last_ns = ck_now_ns();
-    t->raw = xmalloc(RAW_CAP);
+    ck_rawin_init(&t->in, RAW_CAP);
     t->plain = xmalloc(PLAIN_CHUNK);
-    t->may_read = true;
     t->early_in = tk.input;
     t->early_len = tk.input_len;
     tk.input = NULL;
@@ -496,7 +447,7 @@ ssize_t ck_tunnel_flush(ck_tunnel *t)
 short ck_tunnel_poll_events(const ck_tunnel *t)
 {
     short ev = 0;
-    if (!t->sock_eof && !t->gone)
+    if (!t->in.eof && !t->gone)
         ev |= POLLIN;
     if (wire_pending(t))
         ev |= POLLOUT;
@@ -506,7 +457,7 @@ short ck_tunnel_poll_events(const ck_tunnel *t)
 void ck_tunnel_polled(ck_tunnel *t, short revents)
 {
     if (revents & (POLLIN | POLLHUP | POLLERR))
-        t->may_read = true;
+        t->in.may_read = true;
 }
 
 int ck_tunnel_drain(ck_tunnel *t, int ms)
@@ -640,7 +591,7 @@ void ck_tunnel_finish(ck_tunnel *t)
         out_to_wire(t);
     ck_buf_reset(&t->out);
     pthread_mutex_unlock(&t->mu);
-    if (t->sock_eof || (was_gone && !wire_pending(t)) || t->fd < 0)
+    if (t->in.eof || (was_gone && !wire_pending(t)) || t->fd < 0)
         return;
     /* the last bytes out (at most 10 s), our side shut, the client's leftovers read */
     int64_t until = ck_now_ns() + 10LL * 1000000000;

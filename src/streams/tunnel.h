@@ -21,6 +21,7 @@
 #include <openssl/types.h>
 
 #include "lib/bufpool.h"
+#include "lib/rawin.h"
 #include "lib/spdy.h"
 #include "lib/websocket.h"
 #include "streams/streams.h"
@@ -54,10 +55,7 @@ struct ck_tunnel {
     /* the socket, pump thread only */
     char *early_in;             /* plaintext the client sent with its request (fed first) */
     size_t early_len;
-    char *raw;                  /* bytes read from fd, not yet taken by OpenSSL / the parser */
-    size_t raw_off, raw_len;
-    bool may_read;              /* the BIO may call read(2): poll said readable */
-    bool sock_eof;
+    ck_rawin in;                /* bytes read from fd, not yet taken by OpenSSL / the parser */
     char *wire;                 /* records (or plain bytes) for fd */
     size_t wire_off, wire_len, wire_cap;
     char *plain;                /* one record's plaintext (input) */

@@ -36,7 +36,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test unit e2e run asan clean bench
+.PHONY: all deps deps-check test unit e2e run asan clean bench
 all: deps-check $(BUILD)/ckube $(UNIT_BINS) $(BENCH_BINS)
 
 # Debian packages needed to build, test and run. `make deps` installs what is missing.
@@ -59,7 +59,8 @@ deps-check:
 # V=1 shows the full compiler command lines.
 Q := $(if $(V),,@)
 
-$(BUILD)/obj/%.o: %.c
+# Order-only on deps-check: under -j the packages (headers) must be in before the first compile.
+$(BUILD)/obj/%.o: %.c | deps-check
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -68,12 +69,12 @@ $(BUILD)/ckube: $(OBJS)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | deps-check
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS) -lcmocka
 
-$(BUILD)/bench/%: bench/%.c $(LIB_OBJS)
+$(BUILD)/bench/%: bench/%.c $(LIB_OBJS) | deps-check
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  BENCH   $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)

@@ -444,12 +444,15 @@ static void go_step(struct go_scan *s, unsigned char c)
                 return;
             s->st = GS_ZERO;
             continue;
-        case GS_ZERO:
-            if (c == '.') {
+        case GS_ZERO:   /* after the integer part */
+        case GS_DOT0:   /* after a fraction digit */
+            if (s->st == GS_ZERO && c == '.') {
                 s->st = GS_DOT;
                 return;
             }
-            if (c == 'e' || c == 'E') {
+            if (s->st == GS_DOT0 && go_digit(c))
+                return;
+            if (c == 'e' || c == 'E') {   /* both may go on to an exponent */
                 s->st = GS_E;
                 return;
             }
@@ -461,15 +464,6 @@ static void go_step(struct go_scan *s, unsigned char c)
             else
                 go_fail(s, c, "after decimal point in numeric literal");
             return;
-        case GS_DOT0:
-            if (go_digit(c))
-                return;
-            if (c == 'e' || c == 'E') {
-                s->st = GS_E;
-                return;
-            }
-            s->st = GS_END_VALUE;
-            continue;
         case GS_E:
             if (c == '+' || c == '-') {
                 s->st = GS_ESIGN;

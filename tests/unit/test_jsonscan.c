@@ -60,6 +60,9 @@ static void test_value(void **state)
         {"\"caf\xc3\xa9\"", "\"caf\xc3\xa9\""},
         {"1.5", NULL}, {"\"\\u0041\"", NULL}, {"\"\xff\"", NULL}, {"[1,]", NULL}, {"[1", NULL},
         {"1234567890123456789", NULL},
+        /* numbers: integers built here; reals, exponents and leading zeros left to jansson */
+        {"-12", "-12"}, {"-0", "0"}, {"[0,-7]", "[0,-7]"}, {"01", NULL}, {"-", NULL},
+        {"-x", NULL}, {"1e5", NULL}, {"1E+2", NULL}, {"-0.0e-0", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = strlen(cases[i].text);
@@ -132,6 +135,35 @@ static void test_go_errors(void **state)
         {"\x85", "invalid character '\\u0085' looking for beginning of value"},
         {"\xad", "invalid character '\\u00ad' looking for beginning of value"},
         {"[[[[", "unexpected end of JSON input"},
+        /* numbers at the edges, as encoding/json's scanner (state0/state1/stateDot0/stateE...) */
+        {"-0.0e-0", NULL}, {"0e0", NULL}, {"1E+5", NULL}, {"1e-0", NULL}, {"0.5E10", NULL},
+        {"[-0,0.0,1e1,1.5e+2]", NULL}, {"1e999999999999999999", NULL},   /* grammar only */
+        {"123456789012345678901234567890", NULL}, {"-123456789.123456789e-999", NULL},
+        {"00", "invalid character '0' after top-level value"},
+        {"-01", "invalid character '1' after top-level value"},
+        {"01.5", "invalid character '1' after top-level value"},
+        {"[00]", "invalid character '0' after array element"},
+        {"--1", "invalid character '-' in numeric literal"},
+        {"-.5", "invalid character '.' in numeric literal"},
+        {"[-]", "invalid character ']' in numeric literal"},
+        {"-Infinity", "invalid character 'I' in numeric literal"},
+        {".5", "invalid character '.' looking for beginning of value"},
+        {"+1", "invalid character '+' looking for beginning of value"},
+        {"NaN", "invalid character 'N' looking for beginning of value"},
+        {"0.", "invalid character ' ' after decimal point in numeric literal"},
+        {"[0.]", "invalid character ']' after decimal point in numeric literal"},
+        {"1.5.2", "invalid character '.' after top-level value"},
+        {"0.e1", "invalid character 'e' after decimal point in numeric literal"},
+        {"1e", "invalid character ' ' in exponent of numeric literal"},
+        {"1E+", "invalid character ' ' in exponent of numeric literal"},
+        {"1.5e-", "invalid character ' ' in exponent of numeric literal"},
+        {"1e+-5", "invalid character '-' in exponent of numeric literal"},
+        {"1ee5", "invalid character 'e' in exponent of numeric literal"},
+        {"[1E]", "invalid character ']' in exponent of numeric literal"},
+        {"1e5.5", "invalid character '.' after top-level value"},
+        {"1e5e5", "invalid character 'e' after top-level value"},
+        {"0.1e1.", "invalid character '.' after top-level value"},
+        {"0x10", "invalid character 'x' after top-level value"},
         {"]", "invalid character ']' looking for beginning of value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -140,6 +140,21 @@ static void cli_close(cli *c)
     ck_buf_free(&c->rest);
 }
 
+/* Reads for up to ms, handing each piece to feed, until done(arg) or the connection ends. */
+static void cli_until(cli *c, bool (*done)(void *), void (*feed)(void *, const char *, size_t),
+                      void *arg, int ms)
+{
+    int64_t until = ck_now_ns() + (int64_t)ms * 1000000;
+    while (!done(arg) && ck_now_ns() < until) {
+        char tmp[65536];
+        int r = cli_read(c, tmp, sizeof tmp, 100);
+        if (r == 0)
+            break;
+        if (r > 0)
+            feed(arg, tmp, (size_t)r);
+    }
+}
+
 static char *ws_request(const char *query)
 {
     char key[25];
@@ -172,19 +187,79 @@ static int ws_cb(void *ctx, enum ck_ws_opcode op, const uint8_t *d, size_t len)
     return 0;
 }
 
-/* Read and parse until cond or ms pass. */
-#define WS_UNTIL(cl, ws, st, cond, ms)                                                   \
-    do {                                                                                 \
-        int64_t until_ = ck_now_ns() + (int64_t)(ms) * 1000000;                          \
-        while (!(cond) && ck_now_ns() < until_) {                                        \
-            char tmp_[65536];                                                            \
-            int r_ = cli_read((cl), tmp_, sizeof tmp_, 100);                             \
-            if (r_ == 0)                                                                 \
-                break;                                                                   \
-            if (r_ > 0)                                                                  \
-                assert_true(ck_ws_feed((ws), tmp_, (size_t)r_, ws_cb, (st), NULL) >= 0); \
-        }                                                                                \
-    } while (0)
+/* One websocket exec session: the TLS client, its frame parser and what arrived; the wait's
+ * goal (out_bytes at least want_out, and with want_close the close frame) for cli_until. */
+typedef struct wss {
+    cli c;
+    ck_ws ws;
+    wsc st;
+    uint64_t want_out;
+    bool want_close;
+} wss;
+
+static void wss_feed(void *arg, const char *d, size_t n)
+{
+    wss *s = arg;
+    assert_true(ck_ws_feed(&s->ws, d, n, ws_cb, &s->st, NULL) >= 0);
+}
+
+static bool wss_done(void *arg)
+{
+    wss *s = arg;
+    return s->st.out_bytes >= s->want_out && (!s->want_close || s->st.closed);
+}
+
+/* Starts exec?query over websocket v5 and parses what came with the 101. */
+static void wss_open(wss *s, const char *query)
+{
+    memset(s, 0, sizeof *s);
+    char *rq = ws_request(query);
+    cli_open(&s->c, rq);
+    free(rq);
+    ck_ws_init(&s->ws, false, 0);
+    wss_feed(s, s->c.rest.data, s->c.rest.len);
+}
+
+/* Reads until at least n output bytes arrived (within ms). */
+static void wss_wait_out(wss *s, uint64_t n, int ms)
+{
+    s->want_out = n;
+    s->want_close = false;
+    cli_until(&s->c, wss_done, wss_feed, s, ms);
+    assert_true(s->st.out_bytes >= n);
+}
+
+/* Reads until the close frame (within ms). */
+static void wss_wait_closed(wss *s, int ms)
+{
+    s->want_out = 0;
+    s->want_close = true;
+    cli_until(&s->c, wss_done, wss_feed, s, ms);
+    assert_true(s->st.closed);
+}
+
+/* `head -c n /dev/zero` in the session, stdout and stderr. */
+static void wss_open_zeros(wss *s, uint64_t n)
+{
+    char *q = xasprintf("command=head&command=-c&command=%llu&command=/dev/zero&"
+                        "stdout=true&stderr=true", (unsigned long long)n);
+    wss_open(s, q);
+    free(q);
+}
+
+/* Reads to the close frame: all n bytes came, then the Success status. */
+static void wss_wait_success(wss *s, uint64_t n, int ms)
+{
+    wss_wait_closed(s, ms);
+    assert_int_equal(s->st.out_bytes, n);
+    assert_string_equal(s->st.status, "{\"metadata\":{},\"status\":\"Success\"}");
+}
+
+static void wss_close(wss *s)
+{
+    ck_ws_free(&s->ws);
+    cli_close(&s->c);
+}
 
 /* Children of this process whose command name is comm. */
 static int children_named(const char *comm)
@@ -234,29 +309,17 @@ static void test_tls_bulk_and_ping(void **state)
 {
     /* 48 MiB of output over TLS, a ping answered mid-stream by the pump, the status last */
     (void)state;
-    char *rq = ws_request("command=head&command=-c&command=50331648&command=/dev/zero&"
-                          "stdout=true&stderr=true");
-    cli c;
-    cli_open(&c, rq);
-    free(rq);
-    ck_ws ws;
-    ck_ws_init(&ws, false, 0);
-    wsc st = {0};
-    assert_true(ck_ws_feed(&ws, c.rest.data, c.rest.len, ws_cb, &st, NULL) >= 0);
-    WS_UNTIL(&c, &ws, &st, st.out_bytes >= (1u << 20), 5000);
-    assert_true(st.out_bytes >= (1u << 20));
+    wss s;
+    wss_open_zeros(&s, 50331648);
+    wss_wait_out(&s, 1u << 20, 5000);
     ck_buf b;
     ck_buf_init(&b, 0);
     ck_ws_frame(&b, CK_WS_PING, true, "mid-stream", 10);
-    cli_send(&c, b.data, b.len);
-    WS_UNTIL(&c, &ws, &st, st.closed, 20000);
-    assert_true(st.closed);
-    assert_string_equal(st.pong, "mid-stream");
-    assert_int_equal(st.out_bytes, 50331648);
-    assert_string_equal(st.status, "{\"metadata\":{},\"status\":\"Success\"}");
+    cli_send(&s.c, b.data, b.len);
+    wss_wait_success(&s, 50331648, 20000);
+    assert_string_equal(s.st.pong, "mid-stream");
     ck_buf_free(&b);
-    ck_ws_free(&ws);
-    cli_close(&c);
+    wss_close(&s);
 }
 
 static void test_slow_client_stalls(void **state)
@@ -265,28 +328,16 @@ static void test_slow_client_stalls(void **state)
      * to write, which it does in well under a second otherwise) and this process does not grow
      * with it; then everything arrives */
     (void)state;
-    char *rq = ws_request("command=head&command=-c&command=67108864&command=/dev/zero&"
-                          "stdout=true&stderr=true");
-    cli c;
-    cli_open(&c, rq);
-    free(rq);
-    ck_ws ws;
-    ck_ws_init(&ws, false, 0);
-    wsc st = {0};
-    assert_true(ck_ws_feed(&ws, c.rest.data, c.rest.len, ws_cb, &st, NULL) >= 0);
-    WS_UNTIL(&c, &ws, &st, st.out_bytes >= (2u << 20), 5000);
-    assert_true(st.out_bytes >= (2u << 20));
+    wss s;
+    wss_open_zeros(&s, 67108864);
+    wss_wait_out(&s, 2u << 20, 5000);
     long rss0 = rss_kib();
     usleep(1500 * 1000);
     long rss1 = rss_kib();
     assert_int_equal(children_named("head"), 1);
     assert_true(rss1 - rss0 < 32 * 1024);
-    WS_UNTIL(&c, &ws, &st, st.closed, 30000);
-    assert_true(st.closed);
-    assert_int_equal(st.out_bytes, 67108864);
-    assert_string_equal(st.status, "{\"metadata\":{},\"status\":\"Success\"}");
-    ck_ws_free(&ws);
-    cli_close(&c);
+    wss_wait_success(&s, 67108864, 30000);
+    wss_close(&s);
 }
 
 static void test_client_disconnects_mid_stream(void **state)
@@ -294,23 +345,15 @@ static void test_client_disconnects_mid_stream(void **state)
     /* the client vanishes (no close frame, no TLS close_notify) while output flows: the pump
      * notices and kills the command */
     (void)state;
-    char *rq = ws_request("command=yes&stdout=true&stderr=true");
-    cli c;
-    cli_open(&c, rq);
-    free(rq);
-    ck_ws ws;
-    ck_ws_init(&ws, false, 0);
-    wsc st = {0};
-    assert_true(ck_ws_feed(&ws, c.rest.data, c.rest.len, ws_cb, &st, NULL) >= 0);
-    WS_UNTIL(&c, &ws, &st, st.out_bytes >= (4u << 20), 5000);
-    assert_true(st.out_bytes >= (4u << 20));
+    wss s;
+    wss_open(&s, "command=yes&stdout=true&stderr=true");
+    wss_wait_out(&s, 4u << 20, 5000);
     assert_int_equal(children_named("yes"), 1);
-    cli_close(&c);
+    wss_close(&s);
     int left = 1;
     for (int i = 0; i < 50 && (left = children_named("yes")) > 0; i++)
         usleep(100 * 1000);
     assert_int_equal(left, 0);
-    ck_ws_free(&ws);
 }
 
 /* ---- SPDY ---- */
@@ -318,7 +361,7 @@ static void test_client_disconnects_mid_stream(void **state)
 typedef struct spc {
     uint32_t err_id, out_id;
     int replies;
-    uint32_t ping_back;
+    uint32_t ping_back, want_ping;
     ck_buf out, errst;
     bool out_fin, err_fin;
 } spc;
@@ -339,23 +382,46 @@ static int spdy_cb(void *ctx, const ck_spdy_frame *f)
     return 0;
 }
 
-static void spdy_until(cli *c, ck_spdy *s, spc *st, bool (*cond)(spc *), int ms)
+struct spdy_wait {
+    ck_spdy *s;
+    spc *st;
+    bool (*cond)(spc *);
+};
+
+static void spdy_wait_feed(void *arg, const char *d, size_t n)
 {
-    int64_t until = ck_now_ns() + (int64_t)ms * 1000000;
-    while (!cond(st) && ck_now_ns() < until) {
-        char tmp[16384];
-        int r = cli_read(c, tmp, sizeof tmp, 100);
-        if (r == 0)
-            break;
-        if (r > 0)
-            assert_true(ck_spdy_feed(s, tmp, (size_t)r, spdy_cb, st, NULL) >= 0);
-    }
+    struct spdy_wait *w = arg;
+    assert_true(ck_spdy_feed(w->s, d, n, spdy_cb, w->st, NULL) >= 0);
 }
 
-static bool got_ping1(spc *c) { return c->ping_back == 1; }
-static bool got_ping3(spc *c) { return c->ping_back == 3; }
+static bool spdy_wait_done(void *arg)
+{
+    struct spdy_wait *w = arg;
+    return w->cond(w->st);
+}
+
+static void spdy_until(cli *c, ck_spdy *s, spc *st, bool (*cond)(spc *), int ms)
+{
+    struct spdy_wait w = {s, st, cond};
+    cli_until(c, spdy_wait_done, spdy_wait_feed, &w, ms);
+}
+
+static bool got_ping(spc *c) { return c->ping_back == c->want_ping; }
 static bool got_two_replies(spc *c) { return c->replies == 2; }
 static bool got_all(spc *c) { return c->out_fin && c->err_fin; }
+
+/* Sends PING id and waits for the pump to answer it. */
+static void spdy_ping_back(cli *c, ck_spdy *s, spc *st, uint32_t id)
+{
+    ck_buf b;
+    ck_buf_init(&b, 0);
+    ck_spdy_ping(&b, id);
+    cli_send(c, b.data, b.len);
+    ck_buf_free(&b);
+    st->want_ping = id;
+    spdy_until(c, s, st, got_ping, 3000);
+    assert_int_equal(st->ping_back, id);
+}
 
 static void test_spdy_ping_and_exit(void **state)
 {
@@ -373,13 +439,9 @@ static void test_spdy_ping_and_exit(void **state)
     ck_buf_init(&st.out, 0);
     ck_buf_init(&st.errst, 0);
     assert_int_equal(ck_spdy_feed(&s, c.rest.data, c.rest.len, spdy_cb, &st, NULL), 0);
+    spdy_ping_back(&c, &s, &st, 1);
     ck_buf b;
     ck_buf_init(&b, 0);
-    ck_spdy_ping(&b, 1);
-    cli_send(&c, b.data, b.len);
-    spdy_until(&c, &s, &st, got_ping1, 3000);
-    assert_int_equal(st.ping_back, 1);
-    ck_buf_reset(&b);
     st.err_id = ck_spdy_next_stream_id(&s);
     st.out_id = ck_spdy_next_stream_id(&s);
     ck_spdy_header he[] = {{"streamType", "error"}}, ho[] = {{"streamType", "stdout"}};
@@ -388,11 +450,7 @@ static void test_spdy_ping_and_exit(void **state)
     cli_send(&c, b.data, b.len);
     spdy_until(&c, &s, &st, got_two_replies, 3000);
     assert_int_equal(st.replies, 2);
-    ck_buf_reset(&b);
-    ck_spdy_ping(&b, 3);
-    cli_send(&c, b.data, b.len);
-    spdy_until(&c, &s, &st, got_ping3, 3000);
-    assert_int_equal(st.ping_back, 3);
+    spdy_ping_back(&c, &s, &st, 3);
     spdy_until(&c, &s, &st, got_all, 5000);
     assert_true(st.out_fin && st.err_fin);
     assert_int_equal(st.out.len, 3);

@@ -49,6 +49,15 @@ static void t_signal(void)
     pthread_cond_broadcast(&T.cond);
 }
 
+/* Lets every request held in /block go on. */
+static void t_release_blocked(void)
+{
+    pthread_mutex_lock(&T.mu);
+    T.block_released = true;
+    t_signal();
+    pthread_mutex_unlock(&T.mu);
+}
+
 /* Wait (up to ms) until *flag reaches at least want; returns the value seen. */
 static int t_wait_int(int *flag, int want, int ms)
 {
@@ -364,14 +373,23 @@ static char *url(ck_httpd *h, const char *path)
     return xasprintf("http://127.0.0.1:%d%s", ck_httpd_port(h), path);
 }
 
-static int raw_connect(int port)
+/* A TCP connection to 127.0.0.1:port; rcvbuf > 0 shrinks its receive buffer first (a client
+ * whose socket fills quickly). */
+static int raw_connect_rcvbuf(int port, int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
+    if (rcvbuf > 0)
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     return fd;
+}
+
+static int raw_connect(int port)
+{
+    return raw_connect_rcvbuf(port, 0);
 }
 
 static void raw_send(int fd, const char *s, size_t n)
@@ -405,6 +423,120 @@ static bool raw_read(int fd, ck_buf *out, const char *until, int timeout_ms)
     }
 }
 
+/* Read TLS application data until `until` appears; true if the peer closed. */
+static bool tls_read(SSL *ssl, ck_buf *out, const char *until)
+{
+    for (;;) {
+        if (until && out->data && strstr(out->data, until))
+            return false;
+        char buf[16384];
+        int r = SSL_read(ssl, buf, sizeof buf);
+        if (r <= 0)
+            return SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN ||
+                   SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL ||
+                   SSL_get_error(ssl, r) == SSL_ERROR_SSL;
+        ck_buf_add(out, buf, (size_t)r);
+    }
+}
+
+/* Writes all of s as application data. */
+static void tls_send(SSL *ssl, const char *s, size_t n)
+{
+    assert_int_equal(SSL_write(ssl, s, (int)n), (int)n);
+}
+
+/* A client connection: plain (ssl NULL) or TLS over fd, so one test body serves both. */
+typedef struct tconn {
+    int fd;
+    SSL *ssl;
+} tconn;
+
+static void conn_send(tconn *c, const char *s, size_t n)
+{
+    if (c->ssl)
+        tls_send(c->ssl, s, n);
+    else
+        raw_send(c->fd, s, n);
+}
+
+/* Reads until `until` appears (NULL: until the peer closes); true if the peer closed.  Plain
+ * reads give up after 3 s, TLS ones after the socket's SO_RCVTIMEO. */
+static bool conn_read(tconn *c, ck_buf *out, const char *until)
+{
+    return c->ssl ? tls_read(c->ssl, out, until) : raw_read(c->fd, out, until, 3000);
+}
+
+/* One read: >0 bytes added to out, 0 at EOF or an error, -1 when ms pass with nothing (plain;
+ * a TLS read waits for the socket's SO_RCVTIMEO). */
+static int conn_read_some(tconn *c, ck_buf *out, int ms)
+{
+    char buf[65536];
+    int r;
+    if (c->ssl) {
+        r = SSL_read(c->ssl, buf, sizeof buf);
+    } else {
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        if (poll(&pfd, 1, ms) <= 0)
+            return -1;
+        r = (int)recv(c->fd, buf, sizeof buf, 0);
+    }
+    if (r <= 0)
+        return 0;
+    ck_buf_add(out, buf, (size_t)r);
+    return r;
+}
+
+/* Reads an answer into out until its body has n bytes (or timeout_s passes): the body's start,
+ * or NULL when the head never came. */
+static const char *conn_read_body(tconn *c, ck_buf *out, size_t n, int timeout_s)
+{
+    const char *got = NULL;
+    int64_t deadline = ck_now_ns() + (int64_t)timeout_s * 1000000000;
+    while (ck_now_ns() < deadline) {
+        int r = conn_read_some(c, out, 50);
+        if (r == 0)
+            break;
+        got = out->data ? strstr(out->data, "\r\n\r\n") : NULL;
+        if (got && out->len - (size_t)(got + 4 - out->data) >= n)
+            break;
+    }
+    return got ? got + 4 : NULL;
+}
+
+static void conn_close(tconn *c)
+{
+    SSL_free(c->ssl);
+    close(c->fd);
+}
+
+/* Asks for the test-tunnel upgrade of path with `early` bytes right behind the request and
+ * reads until `until`: the 101 comes first. */
+static void tunnel_open(tconn *c, ck_buf *r, const char *path, const char *early, const char *until)
+{
+    cleanup_free char *req = xasprintf("GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                                       "Upgrade: test-tunnel\r\n\r\n%s", path, early);
+    conn_send(c, req, strlen(req));
+    ck_buf_reset(r);
+    conn_read(c, r, until);
+    assert_true(!strncmp(r->data, "HTTP/1.1 101 Switching Protocols\r\n", 34));
+}
+
+/* msg through the tunnel and back, as it was sent (raw: no chunk framing). */
+static void tunnel_echo(tconn *c, ck_buf *r, const char *msg)
+{
+    ck_buf_reset(r);
+    conn_send(c, msg, strlen(msg));
+    conn_read(c, r, msg);
+    assert_string_equal(r->data, msg);
+}
+
+/* "quit": the tunnel's owner closes the connection. */
+static void tunnel_quit(tconn *c, ck_buf *r)
+{
+    conn_send(c, "quit", 4);
+    assert_true(conn_read(c, r, NULL));
+}
+
 static int count_substr(const char *s, const char *sub)
 {
     int n = 0;
@@ -420,6 +552,32 @@ static bool big_ok(const char *b, size_t n)
         if (b[i] != (char)('a' + i % 23))
             return false;
     return true;
+}
+
+/* Asks for n bytes of the /big pattern. */
+static void send_big_get(tconn *c, size_t n)
+{
+    cleanup_free char *req = xasprintf("GET /big?n=%zu HTTP/1.1\r\nHost: x\r\n\r\n", n);
+    conn_send(c, req, strlen(req));
+}
+
+/* body (from conn_read_body) is the answer's whole body in r: n bytes of the /big pattern. */
+static void assert_big_body(const ck_buf *r, const char *body, size_t n)
+{
+    assert_non_null(body);
+    assert_int_equal(r->len - (size_t)(body - r->data), n);
+    assert_true(big_ok(body, n));
+}
+
+/* A fresh connection still gets a 200 for /echo. */
+static void assert_echo_200(ck_httpd *h)
+{
+    CURL *c = curl_easy_init();
+    cleanup_free char *u = url(h, "/echo");
+    ck_buf b;
+    assert_int_equal(curl_do(c, u, NULL, 0, &b), 200);
+    ck_buf_free(&b);
+    curl_easy_cleanup(c);
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -566,10 +724,7 @@ static void test_pipelining(void **state)
     ck_buf_init(&r, 1 << 20);
     raw_read(fd, &r, "n=two", 3000);
     assert_null(strstr(r.data, "n=3"));
-    pthread_mutex_lock(&T.mu);
-    T.block_released = true;
-    t_signal();
-    pthread_mutex_unlock(&T.mu);
+    t_release_blocked();
     assert_true(raw_read(fd, &r, NULL, 3000));
     const char *p1 = strstr(r.data, "q=n=1"), *p2 = strstr(r.data, "n=two"),
                *p3 = strstr(r.data, "unblocked"), *p4 = strstr(r.data, "q=n=3");
@@ -660,6 +815,16 @@ static void test_post_bodies(void **state)
     ck_httpd_stop(h);
 }
 
+/* Joins n client threads, each of which must have got a 200. */
+static void join_all_200(pthread_t *th, int n)
+{
+    for (int i = 0; i < n; i++) {
+        void *rc;
+        pthread_join(th[i], &rc);
+        assert_int_equal((intptr_t)rc, 200);
+    }
+}
+
 static void *block_client(void *arg)
 {
     ck_buf b;
@@ -689,15 +854,8 @@ static void test_blocking_handler(void **state)
         ck_buf_free(&b);
         curl_easy_cleanup(c);
     }
-    pthread_mutex_lock(&T.mu);
-    T.block_released = true;
-    t_signal();
-    pthread_mutex_unlock(&T.mu);
-    for (int i = 0; i < 2; i++) {
-        void *rc;
-        pthread_join(th[i], &rc);
-        assert_int_equal((intptr_t)rc, 200);
-    }
+    t_release_blocked();
+    join_all_200(th, 2);
     ck_httpd_stop(h);
 }
 
@@ -724,15 +882,8 @@ static void test_all_workers_held(void **state)
     curl_easy_cleanup(c);
     int n = ck_httpd_workers(h);
     assert_true(n >= NBLOCK + 1 && n <= 6);
-    pthread_mutex_lock(&T.mu);
-    T.block_released = true;
-    t_signal();
-    pthread_mutex_unlock(&T.mu);
-    for (int i = 0; i < NBLOCK; i++) {
-        void *rc;
-        pthread_join(th[i], &rc);
-        assert_int_equal((intptr_t)rc, 200);
-    }
+    t_release_blocked();
+    join_all_200(th, NBLOCK);
     ck_httpd_stop(h);
 }
 
@@ -749,14 +900,9 @@ static void test_worker_cap(void **state)
     assert_int_equal(ck_httpd_workers(h), 2);
     pthread_mutex_lock(&T.mu);
     assert_int_equal(T.blocked, 2);
-    T.block_released = true;
-    t_signal();
     pthread_mutex_unlock(&T.mu);
-    for (int i = 0; i < 3; i++) {
-        void *rc;
-        pthread_join(th[i], &rc);
-        assert_int_equal((intptr_t)rc, 200);
-    }
+    t_release_blocked();
+    join_all_200(th, 3);
     ck_httpd_stop(h);
 }
 
@@ -878,12 +1024,7 @@ static void test_stream_client_disconnect(void **state)
 static void test_slow_stream_closed(void **state)
 {
     ck_httpd *h = start_server((ck_httpd_config){.stream_buffer_limit = 1024 * 1024});
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int small = 16 * 1024;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ck_httpd_port(h))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    int fd = raw_connect_rcvbuf(ck_httpd_port(h), 16 * 1024);
     const char *req = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
     raw_send(fd, req, strlen(req));
     /* Never read: the writer must be cut off at the limit instead of buffering forever. */
@@ -897,26 +1038,18 @@ static void test_slow_stream_closed(void **state)
 static void test_upgrade_tunnel(void **state)
 {
     ck_httpd *h = start_plain();
-    int fd = raw_connect(ck_httpd_port(h));
-    const char *req = "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-                      "Upgrade: test-tunnel\r\n\r\nearly-bytes";
-    raw_send(fd, req, strlen(req));
+    tconn c = {.fd = raw_connect(ck_httpd_port(h))};
     ck_buf r;
     ck_buf_init(&r, 1 << 20);
-    raw_read(fd, &r, "early-bytes", 3000);
-    assert_true(!strncmp(r.data, "HTTP/1.1 101 Switching Protocols\r\n", 34));
+    tunnel_open(&c, &r, "/upgrade", "early-bytes", "early-bytes");
     assert_non_null(strstr(r.data, "\r\nUpgrade: test-tunnel\r\n"));
     assert_non_null(strstr(r.data, "\r\n\r\nearly-bytes"));
     assert_null(strstr(r.data, "Transfer-Encoding"));
-    ck_buf_reset(&r);
-    raw_send(fd, "ping-1", 6);
-    raw_read(fd, &r, "ping-1", 3000);
-    assert_string_equal(r.data, "ping-1");        /* raw: no chunk framing */
-    raw_send(fd, "quit", 4);
-    assert_true(raw_read(fd, &r, NULL, 3000));    /* the server ended the tunnel */
+    tunnel_echo(&c, &r, "ping-1");
+    tunnel_quit(&c, &r);                          /* the server ended the tunnel */
     assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
     ck_buf_free(&r);
-    close(fd);
+    conn_close(&c);
     ck_httpd_stop(h);
 }
 
@@ -926,29 +1059,18 @@ static void test_upgrade_tunnel(void **state)
 static void test_upgrade_take(void **state)
 {
     ck_httpd *h = start_plain();
-    int fd = raw_connect(ck_httpd_port(h));
-    const char *req = "GET /take HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-                      "Upgrade: test-tunnel\r\n\r\nafter-request";
-    raw_send(fd, req, strlen(req));
+    tconn c = {.fd = raw_connect(ck_httpd_port(h))};
     ck_buf r;
     ck_buf_init(&r, 1 << 20);
-    raw_read(fd, &r, "early:after-request", 3000);
-    assert_true(!strncmp(r.data, "HTTP/1.1 101 Switching Protocols\r\n", 34));
+    tunnel_open(&c, &r, "/take", "after-request", "early:after-request");
     assert_non_null(strstr(r.data, "\r\nUpgrade: test-tunnel\r\n\r\nearly:after-request"));
-    ck_buf_reset(&r);
-    raw_send(fd, "ping-1", 6);
-    raw_read(fd, &r, "ping-1", 3000);
-    assert_string_equal(r.data, "ping-1");
+    tunnel_echo(&c, &r, "ping-1");
     ck_httpd_stop(h);                              /* httpd forgot the connection */
-    ck_buf_reset(&r);
-    raw_send(fd, "ping-2", 6);
-    raw_read(fd, &r, "ping-2", 3000);
-    assert_string_equal(r.data, "ping-2");
-    raw_send(fd, "quit", 4);
-    assert_true(raw_read(fd, &r, NULL, 3000));     /* the owner closed it */
+    tunnel_echo(&c, &r, "ping-2");
+    tunnel_quit(&c, &r);                           /* the owner closed it */
     assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
     ck_buf_free(&r);
-    close(fd);
+    conn_close(&c);
 }
 
 /* Malformed and oversized requests: each answered with a status and a closed connection. */
@@ -1014,12 +1136,7 @@ static void test_bad_requests(void **state)
         close(fd);
     }
     /* The server survived all of it. */
-    CURL *c = curl_easy_init();
-    cleanup_free char *u = url(h, "/echo");
-    ck_buf b;
-    assert_int_equal(curl_do(c, u, NULL, 0, &b), 200);
-    ck_buf_free(&b);
-    curl_easy_cleanup(c);
+    assert_echo_200(h);
     ck_httpd_stop(h);
 }
 
@@ -1075,12 +1192,7 @@ static void test_mutated_requests(void **state)
         close(fd);
     }
     assert_true(answered > 100);
-    CURL *c = curl_easy_init();
-    cleanup_free char *u = url(h, "/echo");
-    ck_buf b;
-    assert_int_equal(curl_do(c, u, NULL, 0, &b), 200);
-    ck_buf_free(&b);
-    curl_easy_cleanup(c);
+    assert_echo_200(h);
     ck_httpd_stop(h);
 }
 
@@ -1356,10 +1468,7 @@ static void test_deferred_answer(void **state)
     raw_send(fd, req, strlen(req));
     assert_int_equal(t_wait_int(&T.blocked, 1, 3000), 1);
     ck_httpd_stop(h);
-    pthread_mutex_lock(&T.mu);
-    T.block_released = true;
-    t_signal();
-    pthread_mutex_unlock(&T.mu);
+    t_release_blocked();
     assert_int_equal(t_wait_int(&T.closes, 1, 3000), 1);
     assert_int_equal(t_wait_int(&T.slow_done, 1, 3000), 1);
     assert_int_equal(T.slow_result, -1);
@@ -1374,39 +1483,22 @@ static void test_deferred_answer(void **state)
 static void test_large_response_after_eagain(void **state)
 {
     ck_httpd *h = start_plain();
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int small = 16 * 1024;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ck_httpd_port(h))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    tconn c = {.fd = raw_connect_rcvbuf(ck_httpd_port(h), 16 * 1024)};
     size_t n = 8u << 20;
-    cleanup_free char *req = xasprintf("GET /big?n=%zu HTTP/1.1\r\nHost: x\r\n\r\n", n);
-    raw_send(fd, req, strlen(req));
+    send_big_get(&c, n);
     usleep(300 * 1000);                           /* the server meets a full socket */
     ck_buf r;
     ck_buf_init(&r, 16u << 20);
-    int64_t deadline = ck_now_ns() + 10LL * 1000000000;
-    const char *body = NULL;
-    while (ck_now_ns() < deadline) {
-        raw_read(fd, &r, NULL, 50);
-        body = r.data ? strstr(r.data, "\r\n\r\n") : NULL;
-        if (body && r.len - (size_t)(body + 4 - r.data) >= n)
-            break;
-    }
-    assert_non_null(body);
-    body += 4;
-    assert_int_equal(r.len - (size_t)(body - r.data), n);
-    assert_true(big_ok(body, n));
+    assert_big_body(&r, conn_read_body(&c, &r, n, 10), n);
     cleanup_free char *cl = xasprintf("Content-Length: %zu\r\n", n);
     assert_non_null(strstr(r.data, cl));
     ck_buf_reset(&r);
     const char *req2 = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
-    raw_send(fd, req2, strlen(req2));
-    raw_read(fd, &r, "remote=", 3000);
+    conn_send(&c, req2, strlen(req2));
+    conn_read(&c, &r, "remote=");
     assert_true(!strncmp(r.data, "HTTP/1.1 200 ", 13));
     ck_buf_free(&r);
-    close(fd);
+    conn_close(&c);
     ck_httpd_stop(h);
 }
 
@@ -1519,6 +1611,13 @@ static int tls_setup(void **state)
     return 0;
 }
 
+/* A TLS server with the test pair; client_ca: client certificates checked against the test CA. */
+static ck_httpd *start_tls(bool client_ca)
+{
+    return start_server((ck_httpd_config){.cert_file = tls_crt, .key_file = tls_key,
+                                          .client_ca_file = client_ca ? tls_ca : NULL});
+}
+
 static int tls_teardown(void **state)
 {
     cleanup_free char *cmd = xasprintf("rm -rf %s", tls_dir);
@@ -1557,9 +1656,7 @@ static long tls_get(ck_httpd *h, const char *client, long http_version, ck_buf *
 
 static void test_tls_client_certs(void **state)
 {
-    const char *crt = tls_crt, *key = tls_key, *ca = tls_ca;
-    ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key,
-                                                 .client_ca_file = ca});
+    ck_httpd *h = start_tls(true);
     ck_buf b;
     long ver = 0;
     assert_int_equal(tls_get(h, "alice", CURL_HTTP_VERSION_2TLS, &b, &ver), 200);
@@ -1582,7 +1679,7 @@ static void test_tls_client_certs(void **state)
     ck_httpd_stop(h);
 
     /* Without a client CA, client certificates are ignored. */
-    h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key});
+    h = start_tls(false);
     assert_int_equal(tls_get(h, "alice", CURL_HTTP_VERSION_1_1, &b, NULL), 200);
     assert_string_equal(b.data, "cn=(none) orgs=");
     ck_buf_free(&b);
@@ -1590,27 +1687,11 @@ static void test_tls_client_certs(void **state)
 
     /* A bad key file is a startup error, not a crash. */
     ck_error *err = NULL;
-    ck_httpd_config bad = {.bind_addr = "127.0.0.1", .cert_file = crt, .key_file = ca,
+    ck_httpd_config bad = {.bind_addr = "127.0.0.1", .cert_file = tls_crt, .key_file = tls_ca,
                            .handler = handler};
     assert_null(ck_httpd_start(&bad, &err));
     assert_non_null(err);
     ck_error_free(err);
-}
-
-/* Read TLS application data until `until` appears; true if the peer closed. */
-static bool tls_read(SSL *ssl, ck_buf *out, const char *until)
-{
-    for (;;) {
-        if (until && out->data && strstr(out->data, until))
-            return false;
-        char buf[16384];
-        int r = SSL_read(ssl, buf, sizeof buf);
-        if (r <= 0)
-            return SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN ||
-                   SSL_get_error(ssl, r) == SSL_ERROR_SYSCALL ||
-                   SSL_get_error(ssl, r) == SSL_ERROR_SSL;
-        ck_buf_add(out, buf, (size_t)r);
-    }
 }
 
 /* A client context that trusts the test CA (alpn: the protocols offered, or NULL). */
@@ -1625,29 +1706,17 @@ static SSL_CTX *tls_client_ctx(const char *alpn, unsigned alpn_len)
 }
 
 /* A raw TLS connection to 127.0.0.1:port, the server's certificate checked; reads give up after
- * timeout_s.  The caller frees it with tls_close. */
-static SSL *tls_connect(SSL_CTX *ctx, int port, int timeout_s, int *fd)
+ * timeout_s.  The caller frees it with conn_close. */
+static tconn tls_connect(SSL_CTX *ctx, int port, int timeout_s)
 {
-    *fd = raw_connect(port);
+    tconn c = {.fd = raw_connect(port)};
     struct timeval tv = {timeout_s, 0};
-    setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    SSL *ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, *fd);
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
-    assert_int_equal(SSL_connect(ssl), 1);
-    return ssl;
-}
-
-static void tls_close(SSL *ssl, int fd)
-{
-    SSL_free(ssl);
-    close(fd);
-}
-
-/* Writes all of s as application data. */
-static void tls_send(SSL *ssl, const char *s, size_t n)
-{
-    assert_int_equal(SSL_write(ssl, s, (int)n), (int)n);
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    c.ssl = SSL_new(ctx);
+    SSL_set_fd(c.ssl, c.fd);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c.ssl), "127.0.0.1");
+    assert_int_equal(SSL_connect(c.ssl), 1);
+    return c;
 }
 
 /* Sends the records queued in the memory BIO mem in one segment. */
@@ -1660,35 +1729,16 @@ static void tls_flush(BIO *mem, int fd)
     (void)BIO_reset(mem);
 }
 
-/* Reads an answer into out until its body has n bytes (or timeout_s passes): the body's start,
- * or NULL when the head never came. */
-static const char *tls_read_body(SSL *ssl, ck_buf *out, size_t n, int timeout_s)
-{
-    const char *got = NULL;
-    int64_t deadline = ck_now_ns() + (int64_t)timeout_s * 1000000000;
-    while (ck_now_ns() < deadline) {
-        char buf[16384];
-        int rn = SSL_read(ssl, buf, sizeof buf);
-        if (rn <= 0)
-            break;
-        ck_buf_add(out, buf, (size_t)rn);
-        got = strstr(out->data, "\r\n\r\n");
-        if (got && out->len - (size_t)(got + 4 - out->data) >= n)
-            break;
-    }
-    return got ? got + 4 : NULL;
-}
-
 /* Records as the server's reads see them: a record split over several TCP segments (header and
  * body apart, even a 1-byte piece), two requests' records in one segment (both served, in order),
  * and a 100 KB body of seven records in one go; then a large answer back. */
 static void test_tls_split_records(void **state)
 {
-    const char *crt = tls_crt, *key = tls_key;
-    ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key});
+    ck_httpd *h = start_tls(false);
     SSL_CTX *ctx = tls_client_ctx(NULL, 0);
-    int fd;
-    SSL *ssl = tls_connect(ctx, ck_httpd_port(h), 5, &fd);
+    tconn c = tls_connect(ctx, ck_httpd_port(h), 5);
+    SSL *ssl = c.ssl;
+    int fd = c.fd;
     /* from now on the client's records go to a memory BIO; we send its bytes as we like */
     BIO *mem = BIO_new(BIO_s_mem());
     SSL_set0_wbio(ssl, mem);
@@ -1736,25 +1786,18 @@ static void test_tls_split_records(void **state)
     tls_send(ssl, body, bn);
     tls_flush(mem, fd);
     cleanup_free char *cl = xasprintf("Content-Length: %zu\r\n", bn);
-    const char *got = tls_read_body(ssl, &r, bn, 5);
-    assert_non_null(got);
+    assert_big_body(&r, conn_read_body(&c, &r, bn, 5), bn);
     assert_non_null(strstr(r.data, cl));
-    assert_int_equal(r.len - (size_t)(got - r.data), bn);
-    assert_true(big_ok(got, bn));
     ck_buf_reset(&r);
 
     /* 4 MiB back (hundreds of records, the socket fills), still byte-exact */
     size_t big = 4u << 20;
-    cleanup_free char *breq = xasprintf("GET /big?n=%zu HTTP/1.1\r\nHost: x\r\n\r\n", big);
-    tls_send(ssl, breq, strlen(breq));
+    send_big_get(&c, big);
     tls_flush(mem, fd);
     usleep(200 * 1000);
-    got = tls_read_body(ssl, &r, big, 10);
-    assert_non_null(got);
-    assert_int_equal(r.len - (size_t)(got - r.data), big);
-    assert_true(big_ok(got, big));
+    assert_big_body(&r, conn_read_body(&c, &r, big, 10), big);
     ck_buf_free(&r);
-    tls_close(ssl, fd);
+    conn_close(&c);
     SSL_CTX_free(ctx);
     ck_httpd_stop(h);
 }
@@ -1762,14 +1805,12 @@ static void test_tls_split_records(void **state)
 /* Streams, tunnels and refusals over TLS: the paths kubectl watch / exec / apply really take. */
 static void test_tls_streams_and_tunnel(void **state)
 {
-    const char *crt = tls_crt, *key = tls_key, *ca = tls_ca;
-    ck_httpd *h = start_server((ck_httpd_config){.cert_file = crt, .key_file = key,
-                                                 .client_ca_file = ca});
+    ck_httpd *h = start_tls(true);
     cleanup_free char *base = xasprintf("https://127.0.0.1:%d", ck_httpd_port(h));
     cleanup_free char *us = xasprintf("%s/stream", base);
     cleanup_free char *ub = xasprintf("%s/body", base);
     CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(c, CURLOPT_CAINFO, tls_ca);
     ck_buf b;
     assert_int_equal(curl_do(c, us, NULL, 0, &b), 200);
     assert_string_equal(b.data, "event-0\nevent-1\nevent-2\nevent-3\nevent-4\n");
@@ -1786,46 +1827,28 @@ static void test_tls_streams_and_tunnel(void **state)
 
     /* A raw TLS client that offers only h2: no ALPN agreed, HTTP/1.1 upgrade to a tunnel. */
     SSL_CTX *ctx = tls_client_ctx("\x02h2", 3);
-    int fd;
-    SSL *ssl = tls_connect(ctx, ck_httpd_port(h), 3, &fd);
+    tconn tc = tls_connect(ctx, ck_httpd_port(h), 3);
     const unsigned char *alpn = NULL;
     unsigned alpn_len = 0;
-    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    SSL_get0_alpn_selected(tc.ssl, &alpn, &alpn_len);
     assert_int_equal(alpn_len, 0);
-    const char *req = "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-                      "Upgrade: test-tunnel\r\n\r\nearly";
-    tls_send(ssl, req, strlen(req));
     ck_buf r;
     ck_buf_init(&r, 1 << 20);
-    tls_read(ssl, &r, "\r\n\r\nearly");
-    assert_true(!strncmp(r.data, "HTTP/1.1 101 ", 13));
-    ck_buf_reset(&r);
-    tls_send(ssl, "ping-tls", 8);
-    tls_read(ssl, &r, "ping-tls");
-    assert_string_equal(r.data, "ping-tls");
-    tls_send(ssl, "quit", 4);
-    assert_true(tls_read(ssl, &r, NULL));
+    tunnel_open(&tc, &r, "/upgrade", "early", "\r\n\r\nearly");
+    tunnel_echo(&tc, &r, "ping-tls");
+    tunnel_quit(&tc, &r);
     assert_int_equal(t_wait_int(&T.closes, 2, 3000), 2);   /* /stream's and the tunnel's */
-    tls_close(ssl, fd);
+    conn_close(&tc);
 
     /* the same through a taken connection: the 101's records and the SSL move to the taker */
-    ssl = tls_connect(ctx, ck_httpd_port(h), 3, &fd);
-    const char *treq = "GET /take HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-                       "Upgrade: test-tunnel\r\n\r\nsecret";
-    tls_send(ssl, treq, strlen(treq));
-    ck_buf_reset(&r);
-    tls_read(ssl, &r, "early:secret");
-    assert_true(!strncmp(r.data, "HTTP/1.1 101 ", 13));
+    tc = tls_connect(ctx, ck_httpd_port(h), 3);
+    tunnel_open(&tc, &r, "/take", "secret", "early:secret");
     assert_non_null(strstr(r.data, "\r\n\r\nearly:secret"));
-    ck_buf_reset(&r);
-    tls_send(ssl, "ping-taken", 10);
-    tls_read(ssl, &r, "ping-taken");
-    assert_string_equal(r.data, "ping-taken");
-    tls_send(ssl, "quit", 4);
-    assert_true(tls_read(ssl, &r, NULL));
+    tunnel_echo(&tc, &r, "ping-taken");
+    tunnel_quit(&tc, &r);
     assert_int_equal(t_wait_int(&T.closes, 3, 3000), 3);
     ck_buf_free(&r);
-    tls_close(ssl, fd);
+    conn_close(&tc);
     SSL_CTX_free(ctx);
     ck_httpd_stop(h);
 }

@@ -635,10 +635,7 @@ static int priority(ck_apiserver *s, const ck_resource *r, const char *name, jso
                 cleanup_free char *m = xasprintf("no PriorityClass with name %s was found", cls);
                 return forbidden(err, r, name, m);
             }
-            if (err)
-                *err = e;
-            else
-                ck_error_free(e);
+            ck_error_pass(err, e);
             return ck_error_wrap(err, "failed to get PriorityClass with name %s", cls);
         }
     }

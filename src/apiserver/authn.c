@@ -223,11 +223,7 @@ int ck_authn(ck_apiserver *s, const ck_http_req *req, ck_user *out, ck_error **e
     while (tok && *tok == ' ')
         tok++;
     if (!s->sa_keys || !tok || !ck_sa_token_looks_like_jwt(tok)) {
-        if (err)
-            *err = e;
-        else
-            ck_error_free(e);
-        return -1;
+        return ck_error_pass(err, e);
     }
     ck_error_free(e);
     ck_sa_claims cl;

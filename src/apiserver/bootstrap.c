@@ -24,10 +24,7 @@ static int ensure(ck_apiserver *s, const char *group, const char *resource, cons
         return 0;
     }
     if (e->code != CK_E_NOT_FOUND) {
-        if (err)
-            *err = e;
-        else
-            ck_error_free(e);
+        ck_error_pass(err, e);
         json_decref(obj);
         return ck_error_wrap(err, "bootstrap %s/%s", resource, name);
     }
@@ -46,10 +43,7 @@ static int ensure(ck_apiserver *s, const char *group, const char *resource, cons
         return 0;
     }
     if (!out) {
-        if (err)
-            *err = e;
-        else
-            ck_error_free(e);
+        ck_error_pass(err, e);
         return ck_error_wrap(err, "bootstrap %s/%s", resource, name);
     }
     json_decref(out);

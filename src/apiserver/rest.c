@@ -314,11 +314,7 @@ int ck_namespace_check(ck_apiserver *s, const ck_resource *r, const char *ns, co
     }
     json_t *o = ck_rest_read(s, nsr, NULL, ns, NULL, &e);
     if (!o) {
-        if (err)
-            *err = e;
-        else
-            ck_error_free(e);
-        return -1;
+        return ck_error_pass(err, e);
     }
     bool terminating = json_object_get(json_object_get(o, "metadata"), "deletionTimestamp") ||
         !strcmp(json_string_value(json_object_get(json_object_get(o, "status"), "phase")) ?: "",
@@ -633,11 +629,7 @@ static int store_write_error(ck_error *e, const ck_resource *r, const char *name
         ck_error_free(e);
         return ck_err_not_found(err, r, name);
     }
-    if (err)
-        *err = e;
-    else
-        ck_error_free(e);
-    return -1;
+    return ck_error_pass(err, e);
 }
 
 static bool has_finalizers(const json_t *obj)
@@ -1053,10 +1045,7 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
                     ck_error_free(e);
                     continue;
                 }
-                if (err)
-                    *err = e;
-                else
-                    ck_error_free(e);
+                ck_error_pass(err, e);
                 return NULL;
             }
             return obj;
@@ -1090,10 +1079,7 @@ json_t *ck_rest_delete_obj(ck_reqctx *c, const ck_resource *r, const char *ns, c
                     ck_error_free(e);
                     continue;
                 }
-                if (err)
-                    *err = e;
-                else
-                    ck_error_free(e);
+                ck_error_pass(err, e);
                 return NULL;
             }
             if (is_service(r))

@@ -902,11 +902,7 @@ int cm_delete(cm *m, const ck_resource *r, const char *ns, const char *name, con
             ck_error_free(e);
             return 0;
         }
-        if (err)
-            *err = e;
-        else
-            ck_error_free(e);
-        return -1;
+        return ck_error_pass(err, e);
     }
     return 0;
 }

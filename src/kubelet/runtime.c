@@ -240,11 +240,7 @@ int ck_runtime_delete(const ck_runtime *rt, const char *id, ck_error **err)
             ck_error_free(e);
             return 0;
         }
-        if (err)
-            *err = e;
-        else
-            ck_error_free(e);
-        return -1;
+        return ck_error_pass(err, e);
     }
     return 0;
 }

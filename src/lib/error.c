@@ -69,6 +69,15 @@ int ck_error_wrap(ck_error **err, const char *fmt, ...)
     return -1;
 }
 
+int ck_error_pass(ck_error **err, ck_error *e)
+{
+    if (err)
+        *err = e;
+    else
+        ck_error_free(e);
+    return -1;
+}
+
 void ck_error_free(ck_error *e)
 {
     if (!e)

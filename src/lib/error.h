@@ -56,6 +56,9 @@ int ck_error_sys(ck_error **err, enum ck_error_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Prefix context: "ctx: old message".  Returns -1. */
 int ck_error_wrap(ck_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hands e (an error a callee set) to the caller: into *err when the caller asked for errors,
+ * freed otherwise.  Returns -1. */
+int ck_error_pass(ck_error **err, ck_error *e);
 void ck_error_free(ck_error *e);
 void ck_error_freep(ck_error **e);
 #define cleanup_error __attribute__((cleanup(ck_error_freep)))

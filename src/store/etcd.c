@@ -552,11 +552,7 @@ static int etcd_compact(ck_store *st, int64_t revision, ck_error **err)
         return 0;
     }
     if (rc < 0) {
-        if (err)
-            *err = e;
-        else
-            ck_error_free(e);
-        return -1;
+        return ck_error_pass(err, e);
     }
     json_decref(resp);
     return 0;

@@ -33,7 +33,13 @@ static void test_error_table(void **state)
     ck_error_wrap(&e, "update");
     assert_string_equal(e->msg, "update: key a");
     assert_int_equal(e->code, CK_E_CONFLICT);
-    ck_error_free(e);
+    /* passed up: into the caller's out-parameter, or freed when there is none (ASan: no leak) */
+    ck_error *up = NULL;
+    assert_int_equal(ck_error_pass(&up, e), -1);
+    assert_ptr_equal(up, e);
+    ck_error_set(&e, CK_E_INTERNAL, "dropped");
+    assert_int_equal(ck_error_pass(NULL, e), -1);
+    ck_error_free(up);
 }
 
 static void test_duration(void **state)

@@ -210,9 +210,9 @@ static enum owner_state owner_state(gcc *g, const json_t *dep, const json_t *ref
     return st;
 }
 
-static int patch_refs(gcc *g, mon *mo, const json_t *obj, json_t *refs, ck_error **err)
+/* Merge-patches obj (takes patch); an object gone meanwhile needs nothing more. */
+static int merge_patch(gcc *g, mon *mo, const json_t *obj, json_t *patch, ck_error **err)
 {
-    json_t *patch = json_pack("{s:{s:O, s:s}}", "metadata", "ownerReferences", refs, "uid", cm_uid(obj));
     json_t *out = ck_client_patch(cm_client(g->m), mo->res, cm_ns(obj), cm_name(obj), NULL,
                                   "application/merge-patch+json", patch, err);
     json_decref(patch);
@@ -223,6 +223,12 @@ static int patch_refs(gcc *g, mon *mo, const json_t *obj, json_t *refs, ck_error
     }
     json_decref(out);
     return out ? 0 : -1;
+}
+
+static int patch_refs(gcc *g, mon *mo, const json_t *obj, json_t *refs, ck_error **err)
+{
+    json_t *patch = json_pack("{s:{s:O, s:s}}", "metadata", "ownerReferences", refs, "uid", cm_uid(obj));
+    return merge_patch(g, mo, obj, patch, err);
 }
 
 typedef struct ref_states {
@@ -320,16 +326,7 @@ static int remove_finalizer(gcc *g, mon *mo, const json_t *obj, const char *fin,
             json_array_append(fins, f);
     json_t *patch = json_pack("{s:{s:o, s:s}}", "metadata", "finalizers", fins, "resourceVersion",
                               cm_str(obj, "metadata.resourceVersion") ?: "");
-    json_t *out = ck_client_patch(cm_client(g->m), mo->res, cm_ns(obj), cm_name(obj), NULL,
-                                  "application/merge-patch+json", patch, err);
-    json_decref(patch);
-    if (!out && (*err)->code == CK_E_NOT_FOUND) {
-        ck_error_free(*err);
-        *err = NULL;
-        return 0;
-    }
-    json_decref(out);
-    return out ? 0 : -1;
+    return merge_patch(g, mo, obj, patch, err);
 }
 
 static int process_owner(gcc *g, mon *mo, const char *ns, const char *name, ck_error **err)

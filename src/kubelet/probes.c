@@ -117,6 +117,23 @@ static int tcp_connect(const char *host, int port, int timeout_ms, char **msg)
     return rc < 0 ? -1 : 0;
 }
 
+/* An httpGet or tcpSocket handler h's host (the pod's IP when unset) and port. */
+static int handler_target(const pod_rec *r, const json_t *h, const char *what, const char **host,
+                          int *port, char **msg)
+{
+    *host = json_string_value(json_object_get(h, "host"));
+    /* named ports were resolved by the caller */
+    *port = resolve_port(NULL, json_object_get(h, "port"));
+    if (!*host || !**host)
+        *host = r->ip;
+    if (!*host || *port <= 0) {
+        if (msg)
+            *msg = xasprintf("%s: no host or port", what);
+        return -1;
+    }
+    return 0;
+}
+
 int ck_handler_run(ck_kubelet *k, pod_rec *r, ctr_state *c, json_t *handler, int timeout_ms,
                    char **msg)
 {
@@ -142,31 +159,18 @@ int ck_handler_run(ck_kubelet *k, pod_rec *r, ctr_state *c, json_t *handler, int
         free(out);
         return rc == 0 ? 0 : -1;
     }
-    json_t *container = NULL;  /* named ports were resolved by the caller */
+    const char *host;
+    int port;
     if ((h = json_object_get(handler, "httpGet"))) {
-        const char *host = json_string_value(json_object_get(h, "host"));
-        int port = resolve_port(container, json_object_get(h, "port"));
-        if (!host || !*host)
-            host = r->ip;
-        if (!host || port <= 0) {
-            if (msg)
-                *msg = xstrdup("httpGet: no host or port");
+        if (handler_target(r, h, "httpGet", &host, &port, msg) < 0)
             return -1;
-        }
         return http_get(host, port, json_string_value(json_object_get(h, "path")),
                         json_string_value(json_object_get(h, "scheme")),
                         json_object_get(h, "httpHeaders"), timeout_ms, msg);
     }
     if ((h = json_object_get(handler, "tcpSocket"))) {
-        const char *host = json_string_value(json_object_get(h, "host"));
-        int port = resolve_port(container, json_object_get(h, "port"));
-        if (!host || !*host)
-            host = r->ip;
-        if (!host || port <= 0) {
-            if (msg)
-                *msg = xstrdup("tcpSocket: no host or port");
+        if (handler_target(r, h, "tcpSocket", &host, &port, msg) < 0)
             return -1;
-        }
         return tcp_connect(host, port, timeout_ms, msg);
     }
     if ((h = json_object_get(handler, "sleep"))) {

@@ -44,6 +44,25 @@ typedef struct recorded {         /* the last FailedScheduling event per pod */
     int count;
 } recorded;
 
+static void recorded_free(recorded *r)
+{
+    if (!r)
+        return;
+    free(r->event);
+    free(r->message);
+    free(r);
+}
+
+/* Frees the map of recorded events and everything in it. */
+static void events_free(sc_map *events)
+{
+    const char *k;
+    void *v;
+    for (size_t it = 0; sc_map_next(events, &it, &k, &v);)
+        recorded_free(v);
+    sc_map_free(events);
+}
+
 struct sc_binder {
     sc_sched *s;
     pthread_mutex_t lock;
@@ -213,11 +232,7 @@ static void bind_done(void *ctx, const ck_error *err)
     pthread_mutex_lock(&b->ev_lock);
     recorded *r = sc_map_len(b->events) ? sc_map_del(b->events, key) : NULL;
     pthread_mutex_unlock(&b->ev_lock);
-    if (r) {
-        free(r->event);
-        free(r->message);
-        free(r);
-    }
+    recorded_free(r);
     job_free(j);
 }
 
@@ -283,14 +298,7 @@ static void post_event(sc_binder *b, const char *ns, const char *name, const cha
     if (key) {
         pthread_mutex_lock(&b->ev_lock);
         if (sc_map_len(b->events) > 20000) {       /* bounded: forget old history */
-            const char *k;
-            void *v;
-            for (size_t it = 0; sc_map_next(b->events, &it, &k, &v);) {
-                free(((recorded *)v)->event);
-                free(((recorded *)v)->message);
-                free(v);
-            }
-            sc_map_free(b->events);
+            events_free(b->events);
             b->events = sc_map_new();
         }
         recorded *r = sc_map_get(b->events, key);
@@ -443,14 +451,7 @@ void sc_binder_stop(sc_binder *b)
     pthread_mutex_unlock(&b->lock);
     for (int i = 0; i < b->nthreads; i++)
         pthread_join(b->threads[i], NULL);
-    const char *k;
-    void *v;
-    for (size_t it = 0; sc_map_next(b->events, &it, &k, &v);) {
-        free(((recorded *)v)->event);
-        free(((recorded *)v)->message);
-        free(v);
-    }
-    sc_map_free(b->events);
+    events_free(b->events);
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->ev_lock);
     pthread_cond_destroy(&b->cond);

@@ -432,33 +432,51 @@ static int kill_pod(const char *path)
     return kill_procs(path) + each_child(path, kill_procs);
 }
 
-/* Apply fn to the pod's cgroup under every hierarchy and every QoS parent (no pod spec needed:
- * a pod deleted while the kubelet was down is found too); returns the sum of fn's results. */
-static int each_pod_cgroup(const char *uid, int (*fn)(const char *path))
+/* Calls fn with every hierarchy's root: the unified one, or each v1 controller's directory
+ * (co-mount symlinks skipped); returns the sum of fn's results. */
+static int each_hierarchy(int (*fn)(const char *hier, const void *arg), const void *arg)
 {
-    int sum = 0;
-    char path[1024];
-    if (unified()) {
-        for (size_t q = 0; q < ARRAY_SIZE(qos_parents); q++) {
-            snprintf(path, sizeof path, "%s%s/pod%s", cg_root, qos_parents[q], uid);
-            sum += fn(path);
-        }
-        return sum;
-    }
+    if (unified())
+        return fn(cg_root, arg);
     DIR *d = opendir(cg_root);
     if (!d)
         return 0;
+    int sum = 0;
+    char hier[512];
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || e->d_type == DT_LNK)
             continue;
-        for (size_t q = 0; q < ARRAY_SIZE(qos_parents); q++) {
-            snprintf(path, sizeof path, "%s/%s%s/pod%s", cg_root, e->d_name, qos_parents[q], uid);
-            sum += fn(path);
-        }
+        snprintf(hier, sizeof hier, "%s/%s", cg_root, e->d_name);
+        sum += fn(hier, arg);
     }
     closedir(d);
     return sum;
+}
+
+struct pod_fn {
+    const char *uid;
+    int (*fn)(const char *path);
+};
+
+static int pod_in_hierarchy(const char *hier, const void *arg)
+{
+    const struct pod_fn *pf = arg;
+    int sum = 0;
+    char path[1024];
+    for (size_t q = 0; q < ARRAY_SIZE(qos_parents); q++) {
+        snprintf(path, sizeof path, "%s%s/pod%s", hier, qos_parents[q], pf->uid);
+        sum += pf->fn(path);
+    }
+    return sum;
+}
+
+/* Apply fn to the pod's cgroup under every hierarchy and every QoS parent (no pod spec needed:
+ * a pod deleted while the kubelet was down is found too); returns the sum of fn's results. */
+static int each_pod_cgroup(const char *uid, int (*fn)(const char *path))
+{
+    struct pod_fn pf = {uid, fn};
+    return each_hierarchy(pod_in_hierarchy, &pf);
 }
 
 int ck_cgroup_remove_pod(const char *uid)
@@ -471,24 +489,16 @@ int ck_cgroup_kill_pod(const char *uid)
     return each_pod_cgroup(uid, kill_pod);
 }
 
+/* 1 when hier's cg is still there after rmdir (v1: a controller directory that is not one
+ * does not count). */
+static int rmdir_in_hierarchy(const char *hier, const void *cg)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s%s", hier, (const char *)cg);
+    return rmdir(path) < 0 && errno != ENOENT && (unified() || errno != ENOTDIR);
+}
+
 int ck_cgroup_remove(const char *cg)
 {
-    int left = 0;
-    char path[1024];
-    if (unified()) {
-        snprintf(path, sizeof path, "%s%s", cg_root, cg);
-        return rmdir(path) < 0 && errno != ENOENT ? 1 : 0;
-    }
-    DIR *d = opendir(cg_root);
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || e->d_type == DT_LNK)
-            continue;
-        snprintf(path, sizeof path, "%s/%s%s", cg_root, e->d_name, cg);
-        left += rmdir(path) < 0 && errno != ENOENT && errno != ENOTDIR;
-    }
-    closedir(d);
-    return left;
+    return each_hierarchy(rmdir_in_hierarchy, cg);
 }

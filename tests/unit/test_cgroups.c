@@ -185,6 +185,41 @@ static void test_remove_pod(void **state)
     ck_cgroup_set_root("/sys/fs/cgroup", CK_CGROUP_V1);
 }
 
+/* ck_cgroup_remove: the cgroup goes from the one tree (v2) or every hierarchy (v1, where a
+ * hierarchy without it does not count); one that still has a child is counted as left. */
+static void test_remove_cgroup(void **state)
+{
+    (void)state;
+    for (int v2 = 0; v2 < 2; v2++) {
+        char *root = make_tree(NULL);
+        ck_cgroup_set_root(root, v2 ? CK_CGROUP_V2 : CK_CGROUP_V1);
+        const char *hiers[] = {"cpu", "memory"};
+        for (size_t h = 0; h < (v2 ? 1 : 2); h++) {
+            cleanup_free char *p = xasprintf("%s%s%s/ckube/ctr-a", root, v2 ? "" : "/",
+                                             v2 ? "" : hiers[h]);
+            assert_int_equal(ck_mkdir_p(p, 0755), 0);
+            cleanup_free char *q = xasprintf("%s%s%s/ckube/ctr-b/child", root, v2 ? "" : "/",
+                                             v2 ? "" : hiers[h]);
+            assert_int_equal(ck_mkdir_p(q, 0755), 0);
+        }
+        if (!v2) {
+            cleanup_free char *pids = xasprintf("%s/pids", root);      /* has neither */
+            assert_int_equal(ck_mkdir_p(pids, 0755), 0);
+            cleanup_free char *file = xasprintf("%s/release_agent", root);   /* not a directory */
+            assert_int_equal(ck_write_file_nosync(file, "", 0, 0644), 0);
+        }
+        assert_int_equal(ck_cgroup_remove("/ckube/ctr-a"), 0);
+        assert_int_equal(ck_cgroup_remove("/ckube/ctr-b"), v2 ? 1 : 2);
+        assert_int_equal(ck_cgroup_remove("/ckube/never-made"), 0);
+        cleanup_free char *gone = xasprintf("%s%s/ckube/ctr-a", root, v2 ? "" : "/memory");
+        struct stat st;
+        assert_int_equal(stat(gone, &st), -1);
+        rm_tree(root);
+        free(root);
+    }
+    ck_cgroup_set_root("/sys/fs/cgroup", CK_CGROUP_V1);
+}
+
 /* Processes that outlived their containers keep the pod cgroup busy: ck_cgroup_kill_pod SIGKILLs
  * what the pod's cgroup.procs files list (a fake tree here: a child we fork stands in). */
 static void test_kill_pod(void **state)
@@ -314,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_create_pod),
         cmocka_unit_test(test_create_missing_controller),
         cmocka_unit_test(test_remove_pod),
+        cmocka_unit_test(test_remove_cgroup),
         cmocka_unit_test(test_kill_pod),
         cmocka_unit_test(test_real_cgroup2_mount),
         cmocka_unit_test(test_shares_to_weight),

@@ -256,36 +256,23 @@ static void subres_gvk(const ck_resource *r, const struct subres_info *si, const
 static json_t *words_array(const char *words)
 {
     json_t *a = json_array();
-    for (const char *p = words; p && *p;) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        const char *e = strchr(p, ' ');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        json_array_append_new(a, json_stringn(p, len));
-        p += len;
-    }
+    size_t len;
+    for (const char *p = words, *w; (w = ck_word_next(&p, &len));)
+        json_array_append_new(a, json_stringn(w, len));
     return a;
 }
 
-/* Calls fn for each subresource word of r, in alphabetical order as upstream lists them. */
+/* The subresource words of r in names (up to cap), in alphabetical order as upstream lists
+ * them; returns how many. */
 static size_t sorted_subresources(const ck_resource *r, char names[][32], size_t cap)
 {
-    size_t n = 0;
-    for (const char *p = r->subresources; p && *p && n < cap;) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        const char *e = strchr(p, ' ');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
+    size_t n = 0, len;
+    for (const char *p = r->subresources, *w; n < cap && (w = ck_word_next(&p, &len));) {
         if (len < 32) {
-            memcpy(names[n], p, len);
+            memcpy(names[n], w, len);
             names[n][len] = 0;
             n++;
         }
-        p += len;
     }
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {

@@ -190,12 +190,8 @@ static void model_build(void)
         qualify(t->src->pkg, schema_short(t->src->name), t->schema, sizeof t->schema);
         size_t cap = 8;
         t->fields = xcalloc(cap, sizeof *t->fields);
-        for (const char *p = t->src->fields; *p;) {
-            while (*p == ' ')
-                p++;
-            if (!*p)
-                break;
-            size_t len = strcspn(p, " ");
+        size_t len;
+        for (const char *rest = t->src->fields, *p; (p = ck_word_next(&rest, &len));) {
             const char *colon = memchr(p, ':', len);
             if (colon) {
                 if (t->nfields == cap)
@@ -223,7 +219,6 @@ static void model_build(void)
                 if (f->t.prim == P_INTEGER)
                     f->int64 = is_int64(t->src->name, f->name);
             }
-            p += len;
         }
     }
     for (size_t i = 0; i < ck_nresources; i++) {

@@ -66,18 +66,26 @@ const ck_resource ck_resources[] = {
 
 const size_t ck_nresources = ARRAY_SIZE(ck_resources);
 
+const char *ck_word_next(const char **p, size_t *len)
+{
+    const char *w = *p;
+    if (!w)
+        return NULL;
+    while (*w == ' ')
+        w++;
+    if (!*w)
+        return NULL;
+    *len = strcspn(w, " ");
+    *p = w + *len;
+    return w;
+}
+
 bool ck_word_in(const char *words, const char *word)
 {
-    size_t n = strlen(word);
-    for (const char *p = words; p && *p;) {
-        while (*p == ' ')
-            p++;
-        const char *e = strchr(p, ' ');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && len && !strncmp(p, word, n))
+    size_t n = strlen(word), len;
+    for (const char *p = words, *w; (w = ck_word_next(&p, &len));)
+        if (len == n && !strncmp(w, word, n))
             return true;
-        p = e;
-    }
     return false;
 }
 

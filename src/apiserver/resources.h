@@ -34,5 +34,8 @@ char *ck_resource_key_prefix(const ck_resource *r, const char *namespace_);
 char *ck_resource_key(const ck_resource *r, const char *namespace_, const char *name);
 /* Whether a space-separated list contains a word. */
 bool ck_word_in(const char *words, const char *word);
+/* The next word of a space-separated list at *p (NULL or past the end: none): its start, with
+ * its length in *len, *p moved past it; NULL when only spaces are left. */
+const char *ck_word_next(const char **p, size_t *len);
 
 #endif

@@ -12,6 +12,29 @@
 #include "apiserver/discovery.h"
 #include "apiserver/resources.h"
 
+/* The space-separated word lists of the resource table (verbs, subresources, field lists). */
+static void test_words(void **state)
+{
+    (void)state;
+    static const struct { const char *list; const char *want; } cases[] = {
+        {"get list watch", "get|list|watch|"}, {"  status   scale ", "status|scale|"},
+        {"", ""}, {"   ", ""}, {NULL, ""}, {"one", "one|"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char got[64] = "";
+        size_t len, n = 0;
+        for (const char *p = cases[i].list, *w; (w = ck_word_next(&p, &len));)
+            n += (size_t)snprintf(got + n, sizeof got - n, "%.*s|", (int)len, w);
+        assert_string_equal(got, cases[i].want);
+    }
+    assert_true(ck_word_in("get list watch", "list"));
+    assert_true(ck_word_in(" watch", "watch"));
+    assert_false(ck_word_in("get list watch", "lis"));
+    assert_false(ck_word_in("get listx", "list"));
+    assert_false(ck_word_in("get  list", ""));
+    assert_false(ck_word_in(NULL, "get"));
+}
+
 static void test_negotiate(void **state)
 {
     static const struct {
@@ -290,6 +313,7 @@ static void test_dump(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_words),
         cmocka_unit_test(test_negotiate),
         cmocka_unit_test(test_legacy),
         cmocka_unit_test(test_resource_list),

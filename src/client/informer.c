@@ -125,23 +125,30 @@ static void sleep_ms(ck_informer *inf, int ms)
     ck_cancel_sleep(&inf->stop, ms);
 }
 
+/* A listed obj against prev, what the cache held under key (NULL: nothing): an add, or an update
+ * when the resourceVersion moved (from a stub object when the cache keeps stubs). */
+static void deliver_change(ck_informer *inf, const char *key, json_t *prev, json_t *obj)
+{
+    if (!prev) {
+        if (inf->handlers.on_add)
+            inf->handlers.on_add(inf->ctx, obj);
+        return;
+    }
+    const char *a = obj_rv(prev), *b = obj_rv(obj);
+    if (inf->handlers.on_update && (!a || !b || strcmp(a, b))) {
+        json_t *o = json_is_string(prev) ? stub_object(key) : json_incref(prev);
+        inf->handlers.on_update(inf->ctx, o, obj);
+        json_decref(o);
+    }
+}
+
 /* Stub mode: an add or update for one listed object, against what the cache holds now. */
 static void deliver_listed(ck_informer *inf, const char *key, json_t *obj)
 {
     pthread_mutex_lock(&inf->lock);
     json_t *prev = json_incref(json_object_get(inf->cache, key));
     pthread_mutex_unlock(&inf->lock);
-    if (!prev) {
-        if (inf->handlers.on_add)
-            inf->handlers.on_add(inf->ctx, obj);
-    } else {
-        const char *a = obj_rv(prev), *b = obj_rv(obj);
-        if (inf->handlers.on_update && (!a || !b || strcmp(a, b))) {
-            json_t *o = stub_object(key);
-            inf->handlers.on_update(inf->ctx, o, obj);
-            json_decref(o);
-        }
-    }
+    deliver_change(inf, key, prev, obj);
     json_decref(prev);
 }
 
@@ -224,18 +231,7 @@ static void replace_cache(ck_informer *inf, json_t *fresh, char *rv)
     json_object_foreach(fresh, key, obj) {
         if (inf->stubs)
             break;                      /* delivered by list_all already */
-        json_t *prev = json_object_get(old, key);
-        if (!prev) {
-            if (inf->handlers.on_add)
-                inf->handlers.on_add(inf->ctx, obj);
-        } else {
-            const char *a = obj_rv(prev), *b = obj_rv(obj);
-            if (inf->handlers.on_update && (!a || !b || strcmp(a, b))) {
-                json_t *o = json_is_string(prev) ? stub_object(key) : json_incref(prev);
-                inf->handlers.on_update(inf->ctx, o, obj);
-                json_decref(o);
-            }
-        }
+        deliver_change(inf, key, json_object_get(old, key), obj);
     }
     json_object_foreach(old, key, obj) {
         if (!json_object_get(fresh, key) && inf->handlers.on_delete) {

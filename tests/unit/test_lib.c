@@ -37,6 +37,7 @@ static void test_error_table(void **state)
     ck_error *up = NULL;
     assert_int_equal(ck_error_pass(&up, e), -1);
     assert_ptr_equal(up, e);
+    e = NULL;                     /* up owns it now (ck_error_set would free an old *e) */
     ck_error_set(&e, CK_E_INTERNAL, "dropped");
     assert_int_equal(ck_error_pass(NULL, e), -1);
     ck_error_free(up);

@@ -1183,8 +1183,10 @@ static int read_head(SSL *ssl, ck_buf *b, size_t *head_len, ck_error **err)
 
 static bool hop_header(const char *name)
 {
+    /* (X-Ckube-Seal: only the relay's own offer reaches the kubelet, never a client's) */
     static const char *const drop[] = {"host", "authorization", "content-length",
-                                       "transfer-encoding", "cookie", "proxy-authorization"};
+                                       "transfer-encoding", "cookie", "proxy-authorization",
+                                       CK_TLSREC_SEAL_HEADER};
     for (size_t i = 0; i < ARRAY_SIZE(drop); i++)
         if (!strcasecmp(name, drop[i]))
             return true;

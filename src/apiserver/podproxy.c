@@ -552,7 +552,10 @@ static int side_bio_write(BIO *b, const char *data, int len)
     if (s->seal || s->handed) {
         /* OpenSSL writing after we took its sequence over (an alert, a KeyUpdate answer) would
          * break the stream: end the session instead */
-        log_warn("podproxy: OpenSSL wrote a record to a client whose records we seal");
+        if (s->in.eof)   /* its alert for a client that left without close_notify: expected */
+            log_debug("podproxy: OpenSSL's alert to a client that left, dropped");
+        else
+            log_warn("podproxy: OpenSSL wrote a record to a client whose records we seal");
         s->failed = true;
         return -1;
     }

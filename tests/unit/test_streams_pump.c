@@ -518,6 +518,49 @@ static void test_handoff_sealed_output(void **state)
     cli_close(&c);
 }
 
+/* A client that stops reading under the hand-off: the command stalls (the pump's wire bound
+ * holds with sealed records too) and this process does not grow; then every byte arrives,
+ * sealed from sequence 0 on, and the close_notify last. */
+static void test_handoff_slow_client(void **state)
+{
+    (void)state;
+    ck_tlsrec_secret sec;
+    char hdr[256];
+    handoff_secret(&sec, hdr, sizeof hdr);
+    char *rq = ws_request_with("command=head&command=-c&command=67108864&command=/dev/zero&"
+                               "stdout=true&stderr=true", hdr);
+    cli c;
+    cli_open(&c, rq);
+    free(rq);
+    assert_non_null(strstr(head101, "\r\nX-Ckube-Seal: v1\r\n"));
+    ck_tlsrec open;
+    assert_int_equal(ck_tlsrec_init_secret(&open, &sec, false, NULL), 0);
+    ck_buf raw;
+    ck_buf_init(&raw, 0);
+    ck_ws ws;
+    ck_ws_init(&ws, false, 0);
+    wsc st = {0};
+    bool alert = false;
+    while (st.out_bytes < (2u << 20) && handoff_read(&c, &open, &raw, &ws, &st, &alert, 5000))
+        ;
+    assert_true(st.out_bytes >= (2u << 20));
+    long rss0 = rss_kib();
+    usleep(1500 * 1000);
+    long rss1 = rss_kib();
+    assert_int_equal(children_named("head"), 1);
+    assert_true(rss1 - rss0 < 32 * 1024);
+    while (!alert && handoff_read(&c, &open, &raw, &ws, &st, &alert, 30000))
+        ;
+    assert_true(alert);
+    assert_true(st.closed);
+    assert_int_equal(st.out_bytes, 67108864);
+    assert_string_equal(st.status, "{\"metadata\":{},\"status\":\"Success\"}");
+    ck_tlsrec_free(&open);
+    ck_buf_free(&raw);
+    ck_ws_free(&ws);
+    cli_close(&c);
+}
+
 /* A hand-off value the pump cannot use (a suite it does not seal): refused, the 101 does not
  * accept it and the output comes through the TLS session as before. */
 static void test_handoff_refused(void **state)
@@ -552,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_client_disconnects_mid_stream),
         cmocka_unit_test(test_spdy_ping_and_exit),
         cmocka_unit_test(test_handoff_sealed_output),
+        cmocka_unit_test(test_handoff_slow_client),
         cmocka_unit_test(test_handoff_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

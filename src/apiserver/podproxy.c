@@ -492,6 +492,9 @@ typedef struct side {
      * record after its KeyUpdate: `open_next` until then) */
     ck_tlsrec *seal, *open, *open_next;
     bool update_seen;       /* OpenSSL read the kubelet's KeyUpdate: it gets no further bytes */
+    bool handed;            /* the client's records come sealed from the kubelet (hand-off):
+                             * OpenSSL must not write to it again */
+    bool update_asked;      /* the client sent a KeyUpdate with update_requested */
     uint64_t fast_records;  /* records opened / sealed by us */
 } side;
 
@@ -546,10 +549,13 @@ static int side_bio_write(BIO *b, const char *data, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
-    if (s->seal) {
+    if (s->seal || s->handed) {
         /* OpenSSL writing after we took its sequence over (an alert, a KeyUpdate answer) would
          * break the stream: end the session instead */
-        log_warn("podproxy: OpenSSL wrote a record to a client whose records we seal");
+        if (s->in.eof)   /* its alert for a client that left without close_notify: expected */
+            log_debug("podproxy: OpenSSL's alert to a client that left, dropped");
+        else
+            log_warn("podproxy: OpenSSL wrote a record to a client whose records we seal");
         s->failed = true;
         return -1;
     }
@@ -853,6 +859,20 @@ static void set_rcvlowat(int fd, int lowat)
 
 static int relays_active;   /* atomic: relay threads running */
 static int relays_opened, relays_sealed;   /* atomic: sessions that did records themselves */
+static int relays_handed;   /* atomic: sessions the kubelet sealed for (the hand-off) */
+
+int ck_podproxy_relays_handed(void)
+{
+    return __atomic_load_n(&relays_handed, __ATOMIC_ACQUIRE);
+}
+
+bool ck_podproxy_seal_enabled(void)
+{
+    const char *off = getenv("CKUBE_RELAY_OPENSSL"), *seal = getenv("CKUBE_RELAY_SEAL");
+    if (off && *off && strcmp(off, "0") != 0)
+        return false;
+    return !(seal && !strcmp(seal, "0"));
+}
 
 void ck_podproxy_relays_own(int *opened, int *sealed)
 {
@@ -867,6 +887,12 @@ int ck_podproxy_relays_active(void)
 
 typedef struct relay {
     side k, c;              /* the kubelet, the client */
+    /* the sealing hand-off: the kubelet's bytes go to the client verbatim, socket -> pipe ->
+     * socket with splice(2) (or through c's wire if splice is refused) */
+    bool handoff, no_splice, pipe_full;
+    int pipe[2];
+    size_t pipe_len, pipe_cap;
+    uint64_t spliced;       /* bytes spliced out to the client */
     char *label;            /* for the log */
     int64_t t0_ns;          /* the request reached the handler */
     int64_t ready_ns;       /* the client's socket is ours (its 101 queued) */
@@ -874,6 +900,10 @@ typedef struct relay {
 
 static void relay_free(relay *r)
 {
+    if (r->pipe[0] >= 0)
+        close(r->pipe[0]);
+    if (r->pipe[1] >= 0)
+        close(r->pipe[1]);
     side_free(&r->k);
     side_free(&r->c);
     free(r->label);
@@ -896,6 +926,117 @@ static void drain_wire(side *s, int ms)
     }
 }
 
+/* The hand-off's down direction without splice: the kubelet's bytes read straight onto the
+ * client's wire (one copy, no crypto). */
+static size_t handoff_read(relay *r)
+{
+    side *k = &r->k, *c = &r->c;
+    size_t moved = 0;
+    while (!k->eof && !c->failed && wire_pending(c) < WIRE_HIGH && k->in.may_read) {
+        char *p = wire_reserve(c, RAW_KUBELET);
+        if (!p) {
+            c->failed = true;
+            break;
+        }
+        ssize_t n;
+        do
+            n = read(k->fd, p, RAW_KUBELET);
+        while (n < 0 && errno == EINTR);
+        k->in.reads++;
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            k->eof = true;
+            break;
+        }
+        if (n < 0) {
+            k->in.may_read = false;
+            break;
+        }
+        c->wire_len += (size_t)n;
+        moved += (size_t)n;
+        if ((size_t)n < RAW_KUBELET)
+            k->in.may_read = false;
+        flush_wire(c);
+    }
+    return moved;
+}
+
+/* The hand-off's down direction: the kubelet's bytes (records sealed for the client) spliced
+ * socket -> pipe -> socket, verbatim, after whatever waits on c's wire (the 101, our
+ * KeyUpdate).  Bounded by the pipe: the kubelet is read only while the pipe has room, so a
+ * client that reads nothing stalls the kubelet.  Returns bytes taken from the kubelet. */
+static size_t handoff_down(relay *r)
+{
+    side *k = &r->k, *c = &r->c;
+    if (r->no_splice)
+        return handoff_read(r);
+    size_t moved = 0;
+    for (;;) {
+        if (wire_pending(c))
+            flush_wire(c);
+        while (r->pipe_len && !wire_pending(c) && !c->failed) {
+            ssize_t n = splice(r->pipe[0], NULL, c->fd, NULL, r->pipe_len,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            c->sends++;
+            if (n > 0) {
+                r->pipe_len -= (size_t)n;
+                r->spliced += (size_t)n;
+                r->pipe_full = false;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;   /* the client's socket is full: poll says when it is not */
+            c->failed = true;
+        }
+        if (k->eof || c->failed || r->pipe_full || r->pipe_len >= r->pipe_cap || !k->in.may_read)
+            return moved;
+        ssize_t n = splice(k->fd, NULL, r->pipe[1], NULL, r->pipe_cap - r->pipe_len,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        k->in.reads++;
+        if (n > 0) {
+            r->pipe_len += (size_t)n;
+            moved += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            k->eof = true;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            /* the socket is empty, or the pipe's slots are all taken (a slot may hold less
+             * than a page of a socket buffer): then wait for the client, not for the kubelet */
+            if (r->pipe_len)
+                r->pipe_full = true;
+            else
+                k->in.may_read = false;
+        } else if (!r->pipe_len && !r->spliced && (errno == EINVAL || errno == ENOSYS)) {
+            log_info("podproxy: splice refused (%s): relaying through a buffer", strerror(errno));
+            r->no_splice = true;
+            return moved + handoff_read(r);
+        } else {
+            k->eof = true;
+        }
+        if (r->pipe_len && !c->failed && !wire_pending(c))
+            continue;   /* move what the pipe holds before sleeping */
+        return moved;
+    }
+}
+
+/* The rest of the pipe out to the client, waiting for the socket at most ms. */
+static void drain_pipe(relay *r, int ms)
+{
+    int64_t until = ck_now_ns() + (int64_t)ms * 1000000;
+    while (r->pipe_len && !r->c.failed) {
+        handoff_down(r);
+        int64_t left = (until - ck_now_ns()) / 1000000;
+        if (!r->pipe_len || left <= 0)
+            return;
+        struct pollfd pf = {r->c.fd, POLLOUT, 0};
+        poll(&pf, 1, (int)left);
+    }
+}
+
 static void *relay_thread(void *arg)
 {
     relay *r = arg;
@@ -912,7 +1053,7 @@ static void *relay_thread(void *arg)
     uint64_t total_up = 0, total_down = 0;
     unsigned polls = 0;
     for (;;) {
-        size_t down = pump(k, c, plain);
+        size_t down = r->handoff ? handoff_down(r) : pump(k, c, plain);
         flush_wire(c);
         size_t up = pump(c, k, plain);
         flush_wire(k);
@@ -936,9 +1077,14 @@ static void *relay_thread(void *arg)
             down_total = 0;
             set_rcvlowat(k->fd, 1);
         }
+        if (c->update_asked) {
+            log_warn("podproxy: %s: the client asked for a KeyUpdate under the seal hand-off; "
+                     "session ended", r->label);
+            c->failed = true;
+        }
         if (k->failed || c->failed)
             break;
-        if (k->eof && !wire_pending(c))
+        if (k->eof && !wire_pending(c) && !r->pipe_len)
             break;   /* the kubelet ended the session and everything went out */
         if (c->eof)
             break;   /* the client is gone */
@@ -947,13 +1093,14 @@ static void *relay_thread(void *arg)
             break;
         }
         struct pollfd pf[2] = {{k->fd, 0, 0}, {c->fd, 0, 0}};
-        if (!k->eof && wire_pending(c) < WIRE_HIGH)
+        bool pipe_room = !r->handoff || r->no_splice || (!r->pipe_full && r->pipe_len < r->pipe_cap);
+        if (!k->eof && wire_pending(c) < WIRE_HIGH && pipe_room)
             pf[0].events |= POLLIN;
         if (wire_pending(k))
             pf[0].events |= POLLOUT;
         if (!c->eof && !k->eof && wire_pending(k) < WIRE_HIGH)
             pf[1].events |= POLLIN;
-        if (wire_pending(c))
+        if (wire_pending(c) || r->pipe_len)
             pf[1].events |= POLLOUT;
         int64_t idle_left = (int64_t)cfg.idle_ms - (now - last_ns) / 1000000;
         int timeout = bulk ? 1 : idle_left < 1000 ? (int)(idle_left > 0 ? idle_left : 0) : 1000;
@@ -972,7 +1119,8 @@ static void *relay_thread(void *arg)
     getrusage(RUSAGE_THREAD, &ru);
     log_info("podproxy: %s: relayed %llu bytes down, %llu up in %.1f ms; request -> relaying "
              "%.1f ms, -> first byte down %.1f ms; cpu %.1f ms (user %.1f), switches %ld+%ld, "
-             "polls %u, reads %u+%u, sends %u+%u, records opened %llu sealed %llu", r->label,
+             "polls %u, reads %u+%u, sends %u+%u, records opened %llu sealed %llu; seal hand-off "
+             "%s (spliced %llu)", r->label,
              (unsigned long long)total_down, (unsigned long long)total_up,
              (double)(ck_now_ns() - start_ns) / 1e6, (double)(r->ready_ns - r->t0_ns) / 1e6,
              first_down_ns ? (double)(first_down_ns - r->t0_ns) / 1e6 : -1.0,
@@ -980,7 +1128,10 @@ static void *relay_thread(void *arg)
                  (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3,
              (double)ru.ru_utime.tv_sec * 1e3 + (double)ru.ru_utime.tv_usec / 1e3,
              ru.ru_nvcsw, ru.ru_nivcsw, polls, k->in.reads, c->in.reads, c->sends, k->sends,
-             (unsigned long long)k->fast_records, (unsigned long long)c->fast_records);
+             (unsigned long long)k->fast_records, (unsigned long long)c->fast_records,
+             r->handoff ? "used" : "not used", (unsigned long long)r->spliced);
+    if (r->handoff)
+        __atomic_add_fetch(&relays_handed, 1, __ATOMIC_ACQ_REL);
     if (k->fast_records)
         __atomic_add_fetch(&relays_opened, 1, __ATOMIC_ACQ_REL);
     if (c->fast_records)
@@ -989,6 +1140,11 @@ static void *relay_thread(void *arg)
         /* as httpd ends a tunnel: the last bytes out, then the client's leftovers read (so the
          * kernel does not answer them with a reset that eats ours) until it closes */
         drain_wire(c, 10000);
+        if (r->handoff) {
+            /* the kubelet's sealed close_notify was the last record: nothing of ours after it */
+            drain_pipe(r, 10000);
+            shutdown(c->fd, SHUT_WR);
+        }
         int64_t until = ck_now_ns() + LINGER_MS * 1000000LL;
         char tmp[4096];
         for (int64_t left; (left = (until - ck_now_ns()) / 1000000) > 0;) {
@@ -1030,8 +1186,10 @@ static int read_head(SSL *ssl, ck_buf *b, size_t *head_len, ck_error **err)
 
 static bool hop_header(const char *name)
 {
+    /* (X-Ckube-Seal: only the relay's own offer reaches the kubelet, never a client's) */
     static const char *const drop[] = {"host", "authorization", "content-length",
-                                       "transfer-encoding", "cookie", "proxy-authorization"};
+                                       "transfer-encoding", "cookie", "proxy-authorization",
+                                       CK_TLSREC_SEAL_HEADER};
     for (size_t i = 0; i < ARRAY_SIZE(drop); i++)
         if (!strcasecmp(name, drop[i]))
             return true;
@@ -1103,6 +1261,22 @@ void ck_podproxy_serve(ck_reqctx *c)
             ck_buf_printf(&rq, "%s: %s\r\n", req->headers[i].name, req->headers[i].value);
     if (!strcmp(req->method, "POST"))
         ck_buf_addstr(&rq, "Content-Length: 0\r\n");
+    /* the sealing hand-off: the kubelet may seal the client's records itself with the next
+     * server-to-client secret of the client's connection (docs/podproxy.md, "Sealing hand-off
+     * (session 9)") */
+    bool seal_offered = false;
+    {
+        ck_tlsrec_secret sec;
+        char v[CK_TLSREC_SEAL_VALUE_MAX];
+        if (ck_podproxy_seal_enabled() && ck_http_resp_tls_secret(c->resp, &sec) == 0 &&
+            ck_tlsrec_secret_next(&sec, NULL) == 0) {
+            ck_tlsrec_seal_value(&sec, v);
+            ck_buf_printf(&rq, CK_TLSREC_SEAL_HEADER ": %s\r\n", v);
+            seal_offered = true;
+            OPENSSL_cleanse(v, sizeof v);
+        }
+        OPENSSL_cleanse(&sec, sizeof sec);
+    }
     ck_buf_addstr(&rq, "\r\n");
     free(container);
 
@@ -1115,6 +1289,10 @@ void ck_podproxy_serve(ck_reqctx *c)
     bool spare = spare_take(host, port, &fd, &ssl);
     if (!spare)
         kubelet_connect(host, port, &fd, &ssl, &t_tls, &e);
+    /* with a hand-off offered, OpenSSL must not read past the 101's records: what follows are
+     * the client's (read-ahead off: it reads exactly the records it processes) */
+    if (!e && seal_offered)
+        SSL_set_read_ahead(ssl, 0);
     if (!e && SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len)
         ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
     if (!e)
@@ -1127,14 +1305,16 @@ void ck_podproxy_serve(ck_reqctx *c)
         SSL_free(ssl);
         close(fd);
         spare = false;
-        if (kubelet_connect(host, port, &fd, &ssl, &t_tls, &e) == 0 &&
-            SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len)
+        if (kubelet_connect(host, port, &fd, &ssl, &t_tls, &e) == 0 && seal_offered)
+            SSL_set_read_ahead(ssl, 0);
+        if (!e && SSL_write(ssl, rq.data, (int)rq.len) != (int)rq.len)
             ck_error_set(&e, CK_E_UNAVAILABLE, "error dialing backend: write failed");
         if (!e)
             read_head(ssl, &head, &hlen, &e);
     }
     if (!e)
         spare_refill(host, port);   /* for the next exec on this node */
+    OPENSSL_cleanse(rq.data, rq.len);   /* the hand-off's secret */
     ck_buf_free(&rq);
     free(host);
     if (e) {
@@ -1163,6 +1343,7 @@ void ck_podproxy_serve(ck_reqctx *c)
     ck_buf_init(&out, HEAD_LIMIT);
     char *ctype = NULL;
     long clen = -1;
+    bool sealed = false;   /* the kubelet accepted the hand-off */
     for (char *line = strstr(head.data, "\r\n") + 2; line < head.data + hlen - 2;) {
         char *eol = strstr(line, "\r\n");
         *eol = '\0';
@@ -1176,6 +1357,8 @@ void ck_podproxy_serve(ck_reqctx *c)
                 ctype = xstrdup(v);
             else if (!strcasecmp(line, "Content-Length"))
                 clen = strtol(v, NULL, 10);
+            else if (!strcasecmp(line, CK_TLSREC_SEAL_HEADER))   /* a hop header */
+                sealed = status == 101 && seal_offered && !strcmp(v, CK_TLSREC_SEAL_ACCEPT);
             else if (status == 101 && strcasecmp(line, "Date"))
                 ck_buf_printf(&out, "%s: %s\r\n", line, v);
         }
@@ -1205,6 +1388,19 @@ void ck_podproxy_serve(ck_reqctx *c)
         return;
     }
     free(ctype);
+    if (sealed && (head.len != hlen || SSL_has_pending(ssl))) {
+        /* the kubelet's 101 must end its records: bytes after it are the client's records */
+        log_warn("podproxy: %s %s/%s: bytes after the kubelet's 101 in its TLS records; session "
+                 "refused", sub, rt->namespace_, rt->name);
+        ck_buf_free(&out);
+        ck_buf_free(&head);
+        SSL_free(ssl);
+        close(fd);
+        ck_error_set(&e, CK_E_UNAVAILABLE, "kubelet sent data inside its upgrade answer");
+        return ck_respond_error(c, e);
+    }
+    if (seal_offered && !sealed)
+        SSL_set_read_ahead(ssl, 1);   /* as before; fast_setup decides for itself */
     ck_http_taken t;
     c->status = 101;
     c->responded = true;
@@ -1222,7 +1418,7 @@ void ck_podproxy_serve(ck_reqctx *c)
     cleanup_free char *label = xasprintf("%s %s/%s", sub, rt->namespace_, rt->name);
     log_debug("podproxy: %s: client socket taken after %.2f ms", label,
               (double)(ck_now_ns() - t1) / 1e6);
-    ck_podproxy_relay_start(fd, ssl, &t, head.data + hlen, head.len - hlen, label, t0);
+    ck_podproxy_relay_start(fd, ssl, &t, head.data + hlen, head.len - hlen, label, t0, sealed);
     ck_buf_free(&head);
 }
 
@@ -1285,11 +1481,54 @@ static void fast_setup(relay *r)
     r->k.open_next = open;
 }
 
+/* A KeyUpdate from the client that asks for ours (Go never sends one): under the hand-off we
+ * cannot answer it, so the session ends */
+static void client_msg(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg)
+{
+    (void)version, (void)ssl;
+    const unsigned char *m = buf;
+    if (!write_p && content_type == SSL3_RT_HANDSHAKE && len >= 5 && m[0] == SSL3_MT_KEY_UPDATE &&
+        m[4] == SSL_KEY_UPDATE_REQUESTED)
+        ((side *)arg)->update_asked = true;
+}
+
+/* The hand-off's start: the client gets our KeyUpdate through OpenSSL after its 101 (the
+ * kubelet seals from the next secret on, sequence 0), and OpenSSL writes to it no more. */
+static int handoff_setup(relay *r, size_t early_len)
+{
+    if (early_len || !r->c.ssl) {
+        log_warn("podproxy: %s: seal hand-off without a TLS client or with bytes inside the "
+                 "101; session ended", r->label);
+        return -1;
+    }
+    if (SSL_key_update(r->c.ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+        SSL_do_handshake(r->c.ssl) != 1) {
+        ERR_clear_error();
+        log_warn("podproxy: %s: KeyUpdate to the client failed; session ended", r->label);
+        return -1;
+    }
+    r->c.handed = true;
+    r->handoff = true;
+    SSL_set_msg_callback(r->c.ssl, client_msg);
+    SSL_set_msg_callback_arg(r->c.ssl, &r->c);
+    if (pipe2(r->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        r->pipe[0] = r->pipe[1] = -1;
+        r->no_splice = true;
+        return 0;
+    }
+    fcntl(r->pipe[1], F_SETPIPE_SZ, (int)RAW_KUBELET * 4);   /* best effort */
+    int sz = fcntl(r->pipe[1], F_GETPIPE_SZ);
+    r->pipe_cap = sz > 0 ? (size_t)sz : 65536;
+    return 0;
+}
+
 int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *client,
                             const char *early, size_t early_len, const char *label,
-                            int64_t t0_ns)
+                            int64_t t0_ns, bool handoff)
 {
     relay *r = xcalloc(1, sizeof *r);
+    r->pipe[0] = r->pipe[1] = -1;
     r->label = xstrdup(label);
     r->t0_ns = t0_ns;
     r->ready_ns = ck_now_ns();
@@ -1304,12 +1543,16 @@ int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *cli
         /* first the 101 httpd could not send yet, then what the kubelet sent after its 101 and
          * the client after its request */
         wire_append(&r->c, client->unsent, client->unsent_len);
-        fast_setup(r);
-        if (early_len)
+        if (handoff)
+            rc = handoff_setup(r, early_len);
+        else
+            fast_setup(r);
+        if (rc == 0 && early_len)
             side_write(&r->c, early, early_len);
-        if (client->input_len)
+        if (rc == 0 && client->input_len)
             side_write(&r->k, client->input, client->input_len);
-        flush_wire(&r->c);
+        if (rc == 0)
+            flush_wire(&r->c);
     }
     ck_http_taken_free(client);
     pthread_t th;

@@ -45,7 +45,14 @@ void ck_podproxy_serve(ck_reqctx *c);
  * could not start (everything closed). */
 int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *client,
                             const char *early, size_t early_len, const char *label,
-                            int64_t t0_ns);
+                            int64_t t0_ns, bool handoff);
+/* handoff: the kubelet accepted the sealing hand-off (docs/podproxy.md, "Sealing hand-off
+ * (session 9)"): its bytes after the 101 are the client's records, forwarded verbatim after the
+ * client's 101 and our KeyUpdate; early must be empty. */
+/* The hand-off is offered unless CKUBE_RELAY_SEAL=0 (or CKUBE_RELAY_OPENSSL=1). */
+bool ck_podproxy_seal_enabled(void);
+/* Sessions ended so far that used the hand-off (for tests). */
+int ck_podproxy_relays_handed(void);
 /* Relay threads running now (tests wait for 0; a gauge for the curious). */
 int ck_podproxy_relays_active(void);
 /* Sessions ended so far that opened the kubelet's records / sealed the client's with lib/tlsrec

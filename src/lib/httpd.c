@@ -98,6 +98,7 @@ static void conn_unref(struct conn *c)
     pthread_mutex_destroy(&c->mu);
     evbuffer_free(c->outbox);
     free(c->client_cn);
+    OPENSSL_cleanse(&c->tls_secret, sizeof c->tls_secret);
     for (size_t i = 0; i < c->nclient_orgs; i++)
         free(c->client_orgs[i]);
     free(c->client_orgs);
@@ -411,6 +412,16 @@ int ck_http_upgrade_take(ck_http_resp *resp, const char *extra_headers, ck_http_
     pthread_cond_destroy(&t.cond);
     pthread_mutex_destroy(&t.mu);
     return rc;
+}
+
+int ck_http_resp_tls_secret(const ck_http_resp *resp, ck_tlsrec_secret *out)
+{
+    /* written by the I/O thread before the request was queued (the queue's lock orders it),
+     * never changed after */
+    if (!resp->c || !resp->c->has_tls_secret)
+        return -1;
+    *out = resp->c->tls_secret;
+    return 0;
 }
 
 void ck_http_taken_free(ck_http_taken *t)
@@ -747,6 +758,7 @@ static void conn_tls_identity(struct conn *c)
     if (!c->ssl || c->tls_checked)
         return;
     c->tls_checked = true;
+    c->has_tls_secret = ck_tlsrec_kept(c->ssl, &c->tls_secret, NULL) == 0;
     X509 *peer = SSL_get0_peer_certificate(c->ssl);
     if (!peer || SSL_get_verify_result(c->ssl) != X509_V_OK)
         return;                                 /* absent or unverified: anonymous */

@@ -155,6 +155,11 @@ typedef struct ck_http_taken {
     char *unsent, *input;
     size_t unsent_len, input_len;
 } ck_http_taken;
+/* The kept SERVER_TRAFFIC_SECRET_0 and suite of the TLS 1.3 AES-GCM connection a request came on
+ * (lib/tlsrec; for the relay's sealing hand-off, docs/podproxy.md): 0, or -1 when there is none
+ * (plain HTTP, TLS 1.2, another suite).  A copy: the SSL stays httpd's. */
+struct ck_tlsrec_secret;
+int ck_http_resp_tls_secret(const ck_http_resp *resp, struct ck_tlsrec_secret *out);
 int ck_http_upgrade_take(ck_http_resp *resp, const char *extra_headers, ck_http_taken *out,
                          ck_error **err);
 void ck_http_taken_free(ck_http_taken *t);

@@ -17,6 +17,7 @@
 
 #include "lib/connio.h"
 #include "lib/httpd.h"
+#include "lib/tlsrec.h"
 
 enum conn_state {
     CS_HEADERS,     /* reading a request line + headers (cur == NULL until the first byte) */
@@ -110,6 +111,10 @@ struct conn {
     uint64_t body_left;
     char remote[64];
     char *client_cn;
+    /* the connection's kept SERVER_TRAFFIC_SECRET_0 (lib/tlsrec), copied by the I/O thread
+     * before the first request is dispatched, for ck_http_resp_tls_secret */
+    ck_tlsrec_secret tls_secret;
+    bool has_tls_secret;
     char **client_orgs;
     size_t nclient_orgs;
     struct conn *prev, *next;

@@ -2,6 +2,7 @@
 #include "lib/tlsrec.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -97,12 +98,63 @@ static int expand_label(const EVP_MD *md, const unsigned char *secret, size_t se
     return 0;
 }
 
-/* secret := the next traffic secret; key and iv from it, sequence 0 */
-static int next_secret(ck_tlsrec *r, ck_error **err)
+/* The cipher, hash and key size of a TLS 1.3 suite id tlsrec handles; false for any other. */
+static bool suite_params(uint16_t suite, const EVP_CIPHER **ciph, const EVP_MD **md,
+                         size_t *key_len)
+{
+    if (suite == (TLS1_3_CK_AES_128_GCM_SHA256 & 0xffff)) {
+        *ciph = EVP_aes_128_gcm();
+        *md = EVP_sha256();
+        *key_len = 16;
+        return true;
+    }
+    if (suite == (TLS1_3_CK_AES_256_GCM_SHA384 & 0xffff)) {
+        *ciph = EVP_aes_256_gcm();
+        *md = EVP_sha384();
+        *key_len = 32;
+        return true;
+    }
+    return false;
+}
+
+int ck_tlsrec_kept(SSL *ssl, ck_tlsrec_secret *out, ck_error **err)
+{
+    memset(out, 0, sizeof *out);
+    if (SSL_version(ssl) != TLS1_3_VERSION)
+        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: not TLS 1.3");
+    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+    uint16_t suite = c ? (uint16_t)(SSL_CIPHER_get_id(c) & 0xffff) : 0;
+    const EVP_CIPHER *ciph;
+    const EVP_MD *md;
+    size_t key_len;
+    if (!c || (SSL_CIPHER_get_id(c) >> 16) != 0x0300 || !suite_params(suite, &ciph, &md, &key_len))
+        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: cipher suite %s not handled",
+                            c ? SSL_CIPHER_get_name(c) : "(none)");
+    kept_secret *k = secret_idx >= 0 ? SSL_get_ex_data(ssl, secret_idx) : NULL;
+    if (!k || k->len != (size_t)EVP_MD_get_size(md))
+        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: no traffic secret kept");
+    out->suite = suite;
+    out->len = k->len;
+    memcpy(out->b, k->b, k->len);
+    return 0;
+}
+
+int ck_tlsrec_secret_next(ck_tlsrec_secret *s, ck_error **err)
+{
+    const EVP_CIPHER *ciph;
+    const EVP_MD *md;
+    size_t key_len;
+    if (!suite_params(s->suite, &ciph, &md, &key_len) || s->len != (size_t)EVP_MD_get_size(md) ||
+        expand_label(md, s->b, s->len, "traffic upd", s->b, s->len) < 0)
+        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: key derivation failed");
+    return 0;
+}
+
+/* key and iv from r->secret, sequence 0 */
+static int keys_from_secret(ck_tlsrec *r, ck_error **err)
 {
     unsigned char key[32];
-    if (expand_label(r->md, r->secret, r->secret_len, "traffic upd", r->secret, r->secret_len) < 0 ||
-        expand_label(r->md, r->secret, r->secret_len, "key", key, r->key_len) < 0 ||
+    if (expand_label(r->md, r->secret, r->secret_len, "key", key, r->key_len) < 0 ||
         expand_label(r->md, r->secret, r->secret_len, "iv", r->iv, sizeof r->iv) < 0 ||
         EVP_CipherInit_ex(r->ctx, NULL, NULL, key, NULL, r->seal ? 1 : 0) != 1) {
         OPENSSL_cleanse(key, sizeof key);
@@ -113,41 +165,93 @@ static int next_secret(ck_tlsrec *r, ck_error **err)
     return 0;
 }
 
-int ck_tlsrec_init(ck_tlsrec *r, SSL *ssl, bool seal, ck_error **err)
+int ck_tlsrec_init_secret(ck_tlsrec *r, const ck_tlsrec_secret *s, bool seal, ck_error **err)
 {
     memset(r, 0, sizeof *r);
     r->seal = seal;
-    if (SSL_version(ssl) != TLS1_3_VERSION)
-        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: not TLS 1.3");
-    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
-    uint32_t id = c ? SSL_CIPHER_get_id(c) : 0;
     const EVP_CIPHER *ciph;
-    if (id == TLS1_3_CK_AES_128_GCM_SHA256) {
-        ciph = EVP_aes_128_gcm();
-        r->md = EVP_sha256();
-        r->key_len = 16;
-    } else if (id == TLS1_3_CK_AES_256_GCM_SHA384) {
-        ciph = EVP_aes_256_gcm();
-        r->md = EVP_sha384();
-        r->key_len = 32;
-    } else {
-        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: cipher suite %s not handled",
-                            c ? SSL_CIPHER_get_name(c) : "(none)");
-    }
-    kept_secret *k = secret_idx >= 0 ? SSL_get_ex_data(ssl, secret_idx) : NULL;
-    if (!k || k->len != (size_t)EVP_MD_get_size(r->md))
-        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: no traffic secret kept");
-    memcpy(r->secret, k->b, k->len);
-    r->secret_len = k->len;
+    if (!suite_params(s->suite, &ciph, &r->md, &r->key_len))
+        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: cipher suite %04x not handled",
+                            s->suite);
+    if (s->len != (size_t)EVP_MD_get_size(r->md))
+        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: secret of %zu bytes for suite %04x",
+                            s->len, s->suite);
+    memcpy(r->secret, s->b, s->len);
+    r->secret_len = s->len;
     r->ctx = EVP_CIPHER_CTX_new();
     if (!r->ctx || EVP_CipherInit_ex(r->ctx, ciph, NULL, NULL, NULL, seal ? 1 : 0) != 1) {
         ck_tlsrec_free(r);
         return ck_error_set(err, CK_E_INTERNAL, "tlsrec: cipher setup failed");
     }
-    if (next_secret(r, err) < 0) {
+    if (keys_from_secret(r, err) < 0) {
         ck_tlsrec_free(r);
         return -1;
     }
+    return 0;
+}
+
+int ck_tlsrec_init(ck_tlsrec *r, SSL *ssl, bool seal, ck_error **err)
+{
+    ck_tlsrec_secret s;
+    memset(r, 0, sizeof *r);
+    int rc = ck_tlsrec_kept(ssl, &s, err) < 0 || ck_tlsrec_secret_next(&s, err) < 0 ||
+                     ck_tlsrec_init_secret(r, &s, seal, err) < 0
+                 ? -1
+                 : 0;
+    OPENSSL_cleanse(&s, sizeof s);
+    return rc;
+}
+
+void ck_tlsrec_seal_value(const ck_tlsrec_secret *s, char *out)
+{
+    int n = snprintf(out, CK_TLSREC_SEAL_VALUE_MAX, CK_TLSREC_SEAL_ACCEPT "; suite=%04x; secret=",
+                     s->suite);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < s->len && (size_t)n + 3 <= CK_TLSREC_SEAL_VALUE_MAX; i++) {
+        out[n++] = hex[s->b[i] >> 4];
+        out[n++] = hex[s->b[i] & 15];
+    }
+    out[n] = '\0';
+}
+
+int ck_tlsrec_seal_parse(const char *value, ck_tlsrec_secret *out, ck_error **err)
+{
+    static const char pre[] = CK_TLSREC_SEAL_ACCEPT "; suite=";
+    memset(out, 0, sizeof *out);
+    const char *p = value;
+    if (strncmp(p, pre, sizeof pre - 1) != 0)
+        return ck_error_set(err, CK_E_BAD_REQUEST, "seal hand-off: not a v1 value");
+    p += sizeof pre - 1;
+    unsigned suite = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = OPENSSL_hexchar2int((unsigned char)p[i]);
+        if (h < 0)
+            return ck_error_set(err, CK_E_BAD_REQUEST, "seal hand-off: bad suite");
+        suite = suite << 4 | (unsigned)h;
+    }
+    p += 4;
+    const EVP_CIPHER *ciph;
+    const EVP_MD *md;
+    size_t key_len;
+    if (!suite_params((uint16_t)suite, &ciph, &md, &key_len))
+        return ck_error_set(err, CK_E_BAD_REQUEST, "seal hand-off: suite %04x not handled", suite);
+    if (strncmp(p, "; secret=", 9) != 0)
+        return ck_error_set(err, CK_E_BAD_REQUEST, "seal hand-off: no secret");
+    p += 9;
+    size_t want = (size_t)EVP_MD_get_size(md);
+    if (strlen(p) != 2 * want)
+        return ck_error_set(err, CK_E_BAD_REQUEST, "seal hand-off: secret of the wrong length");
+    for (size_t i = 0; i < want; i++) {
+        int hi = OPENSSL_hexchar2int((unsigned char)p[2 * i]),
+            lo = OPENSSL_hexchar2int((unsigned char)p[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            OPENSSL_cleanse(out, sizeof *out);
+            return ck_error_set(err, CK_E_BAD_REQUEST, "seal hand-off: secret is not hex");
+        }
+        out->b[i] = (unsigned char)(hi << 4 | lo);
+    }
+    out->suite = (uint16_t)suite;
+    out->len = want;
     return 0;
 }
 
@@ -159,7 +263,9 @@ void ck_tlsrec_free(ck_tlsrec *r)
 
 int ck_tlsrec_update(ck_tlsrec *r, ck_error **err)
 {
-    return next_secret(r, err);
+    if (expand_label(r->md, r->secret, r->secret_len, "traffic upd", r->secret, r->secret_len) < 0)
+        return ck_error_set(err, CK_E_INTERNAL, "tlsrec: key derivation failed");
+    return keys_from_secret(r, err);
 }
 
 static void nonce_for(const ck_tlsrec *r, unsigned char nonce[12])

@@ -51,6 +51,18 @@ typedef struct ck_tlsrec {
     bool seal;           /* direction: true seals (our records), false opens (the peer's) */
 } ck_tlsrec;
 
+/* A traffic secret with its suite, as handed from the API server's relay to the kubelet (the
+ * sealing hand-off, docs/podproxy.md "Sealing hand-off (session 9)"). */
+typedef struct ck_tlsrec_secret {
+    uint16_t suite;          /* TLS 1.3 suite id: 0x1301 (AES-128-GCM) or 0x1302 (AES-256-GCM) */
+    size_t len;              /* the hash's size: 32 or 48 */
+    unsigned char b[48];
+} ck_tlsrec_secret;
+
+/* The request header that carries the hand-off, and the 101's answer accepting it. */
+#define CK_TLSREC_SEAL_HEADER "X-Ckube-Seal"
+#define CK_TLSREC_SEAL_ACCEPT "v1"
+
 /* Keep each handshake's SERVER_TRAFFIC_SECRET_0 with its SSL (for ck_tlsrec_init).  Replaces a
  * keylog callback the context had; call before the context makes connections. */
 void ck_tlsrec_keylog_install(SSL_CTX *ctx);
@@ -61,6 +73,23 @@ void ck_tlsrec_keylog_install(SSL_CTX *ctx);
  * secret was not kept. */
 int ck_tlsrec_init(ck_tlsrec *r, SSL *ssl, bool seal, ck_error **err);
 void ck_tlsrec_free(ck_tlsrec *r);
+
+/* ssl's kept SERVER_TRAFFIC_SECRET_0 and suite: 0, or -1 (err set) under the conditions
+ * ck_tlsrec_init fails on (not TLS 1.3, not AES-GCM, not kept). */
+int ck_tlsrec_kept(SSL *ssl, ck_tlsrec_secret *out, ck_error **err);
+/* s := the next traffic secret (HKDF-Expand-Label(s, "traffic upd", "", Hash.length), what
+ * ck_tlsrec_init derives from the kept one).  -1 on a derivation failure. */
+int ck_tlsrec_secret_next(ck_tlsrec_secret *s, ck_error **err);
+/* Records under s itself (no derivation), sequence 0. */
+int ck_tlsrec_init_secret(ck_tlsrec *r, const ck_tlsrec_secret *s, bool seal, ck_error **err);
+
+/* The hand-off header's value, "v1; suite=1301; secret=<hex>" into out (at least
+ * CK_TLSREC_SEAL_VALUE_MAX bytes).  Secret material: cleanse out after use, never log it. */
+#define CK_TLSREC_SEAL_VALUE_MAX 160
+void ck_tlsrec_seal_value(const ck_tlsrec_secret *s, char *out);
+/* Parse a hand-off header's value: exactly that form, a suite tlsrec handles, the secret's
+ * length the suite's hash size.  -1 (err set, without the value) otherwise. */
+int ck_tlsrec_seal_parse(const char *value, ck_tlsrec_secret *out, ck_error **err);
 
 /* A KeyUpdate the peer sent (the records after it use the next secret, sequence 0). */
 int ck_tlsrec_update(ck_tlsrec *r, ck_error **err);

@@ -686,7 +686,7 @@ void ck_streams_serve_exec(ck_http_req *req, ck_http_resp *resp, const char *con
     log_info("%s %s%s: %s", attach ? "attach" : "exec", s->o.command && s->o.command[0]
              ? s->o.command[0] : "", s->o.tty ? " (tty)" : "", pnames[s->proto]);
     /* the tunnel calls back into s from the I/O thread as soon as it exists */
-    s->t = ck_tunnel_open(resp, hdrs, ws, spdy, on_ws, on_spdy, s);
+    s->t = ck_tunnel_open(resp, req, hdrs, ws, spdy, on_ws, on_spdy, s);
     s->upgraded_ns = ck_now_ns();
     free(hdrs);
     if (!s->t) {

@@ -339,7 +339,7 @@ void ck_streams_serve_portforward(ck_http_req *req, ck_http_resp *resp,
     s->cfg.pod_desc = cfg && cfg->pod_desc ? xstrdup(cfg->pod_desc) : NULL;
     s->connect = connect;
     s->ctx = ctx;
-    s->t = ck_tunnel_open(resp, hdrs, ws, true, NULL, on_spdy, s);
+    s->t = ck_tunnel_open(resp, req, hdrs, ws, true, NULL, on_spdy, s);
     free(hdrs);
     if (!s->t) {
         free((char *)s->cfg.pod_desc);

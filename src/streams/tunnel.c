@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "lib/log.h"
+#include "lib/tlsrec.h"
 
 #define RAW_CAP (64u * 1024)      /* one read(2) from the client: keystrokes, stdin, SPDY frames */
 #define PLAIN_CHUNK 16384         /* one TLS record's plaintext */
@@ -117,10 +118,9 @@ static void feed(ck_tunnel *t, const char *data, size_t len)
  * socket as OpenSSL makes it; once the socket is full, records queue in `wire` (in order) and
  * leave in one send(2) when poll says it has room. */
 
-static int wire_append(ck_tunnel *t, const char *data, size_t len)
+/* Room for len more bytes at the wire's end; NULL past WIRE_LIMIT. */
+static char *wire_reserve(ck_tunnel *t, size_t len)
 {
-    if (len == 0)
-        return 0;
     if (t->wire_off == t->wire_len)
         t->wire_off = t->wire_len = 0;
     if (t->wire_len + len > t->wire_cap && t->wire_off) {
@@ -133,12 +133,43 @@ static int wire_append(ck_tunnel *t, const char *data, size_t len)
         while (cap < t->wire_len + len)
             cap *= 2;
         if (cap > WIRE_LIMIT)
-            return -1;
+            return NULL;
         t->wire = xrealloc(t->wire, cap);
         t->wire_cap = cap;
     }
-    memcpy(t->wire + t->wire_len, data, len);
+    return t->wire + t->wire_len;
+}
+
+static int wire_append(ck_tunnel *t, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    char *p = wire_reserve(t, len);
+    if (!p)
+        return -1;
+    memcpy(p, data, len);
     t->wire_len += len;
+    return 0;
+}
+
+/* Records of inner type `type` sealed with the handed-over key straight onto the wire. */
+static int seal_write(ck_tunnel *t, uint8_t type, const char *data, size_t len)
+{
+    do {
+        size_t n = len < CK_TLSREC_MAX_PLAIN ? len : CK_TLSREC_MAX_PLAIN;
+        char *p = wire_reserve(t, CK_TLSREC_SEALED(n));
+        ck_error *e = NULL;
+        if (!p || ck_tlsrec_seal(t->seal, type, (const unsigned char *)data, n,
+                                 (unsigned char *)p, &e) < 0) {
+            log_warn("streams: %s", e ? e->msg : "wire limit");
+            ck_error_free(e);
+            t->gone = true;
+            return -1;
+        }
+        t->wire_len += CK_TLSREC_SEALED(n);
+        data += n;
+        len -= n;
+    } while (len > 0);
     return 0;
 }
 
@@ -153,6 +184,13 @@ static int tbio_write(BIO *b, const char *data, int len)
     BIO_clear_retry_flags(b);
     if (len <= 0)
         return 0;
+    if (t->seal) {
+        /* our own TLS session writing after the hand-off (a KeyUpdate answer, an alert) would
+         * put its record among the client's: end the session instead */
+        log_warn("streams: OpenSSL wrote a record after the seal hand-off; ending the session");
+        t->gone = true;
+        return -1;
+    }
     /* a record straight from OpenSSL's (hot) buffer to the socket while nothing waits before
      * it: measured cheaper than collecting a round's records for one send (no copy of every
      * byte into the wire; 10-15 ms of CPU less per 100 MiB on the stand-in node) */
@@ -208,6 +246,8 @@ static void tbio_init(void)
 /* Plaintext onto the wire as records (never blocks: the BIO only appends). */
 static int tun_write(ck_tunnel *t, const void *data, size_t len)
 {
+    if (t->seal)
+        return len ? seal_write(t, CK_TLSREC_APPDATA, data, len) : 0;
     if (!t->ssl) {
         if (wire_append(t, data, len) < 0)
             t->gone = true;
@@ -300,6 +340,10 @@ static void tunnel_free(ck_tunnel *t)
     ck_rawin_free(&t->in);
     free(t->wire);
     free(t->plain);
+    if (t->seal) {
+        ck_tlsrec_free(t->seal);
+        free(t->seal);
+    }
     close(t->wake_r);
     close(t->wake_w);
     pthread_mutex_destroy(&t->mu);
@@ -317,14 +361,56 @@ void ck_tunnel_release(ck_tunnel *t)
         tunnel_free(t);
 }
 
-ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws, bool spdy,
-                          ck_tunnel_ws_cb on_ws, ck_tunnel_spdy_cb on_spdy, void *user)
+/* The sealing hand-off the API server asks for, if the value parses; NULL otherwise (the session
+ * goes on as before).  Who may ask is who may exec: the kubelet's handler already refused a
+ * client without a certificate from --client-ca-file when one is set (the API server's
+ * kubelet-client identity), and the key only changes how output the requester may read anyway
+ * is encrypted.  The value is never logged. */
+static ck_tlsrec *seal_accept(const ck_http_req *req)
+{
+    const char *v = req ? ck_http_req_header(req, CK_TLSREC_SEAL_HEADER) : NULL;
+    if (!v)
+        return NULL;
+    ck_tlsrec_secret sec;
+    ck_tlsrec r;
+    ck_error *e = NULL;
+    int rc = ck_tlsrec_seal_parse(v, &sec, &e);
+    if (rc == 0)
+        rc = ck_tlsrec_init_secret(&r, &sec, true, &e);
+    OPENSSL_cleanse(&sec, sizeof sec);
+    if (rc < 0) {
+        log_warn("streams: seal hand-off refused: %s", e->msg);
+        ck_error_free(e);
+        return NULL;
+    }
+    ck_tlsrec *p = xmalloc(sizeof *p);
+    *p = r;
+    return p;
+}
+
+ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const ck_http_req *req, const char *extra_headers,
+                          bool ws, bool spdy, ck_tunnel_ws_cb on_ws, ck_tunnel_spdy_cb on_spdy,
+                          void *user)
 {
     ck_http_taken tk;
     ck_error *e = NULL;
-    if (ck_http_upgrade_take(resp, extra_headers, &tk, &e) < 0) {
+    ck_tlsrec *seal = seal_accept(req);
+    cleanup_free char *hdrs = seal ? xasprintf("%s" CK_TLSREC_SEAL_HEADER ": " CK_TLSREC_SEAL_ACCEPT
+                                               "\r\n", extra_headers ? extra_headers : "")
+                                   : NULL;
+    if (ck_http_upgrade_take(resp, seal ? hdrs : extra_headers, &tk, &e) < 0) {
         log_info("streams: %s", e->msg);
         ck_error_free(e);
+        if (seal) {
+            ck_tlsrec_free(seal);
+            free(seal);
+        }
+        return NULL;
+    }
+    if (seal && !tk.ssl) {   /* a plain-HTTP server: the relay only offers it over TLS */
+        ck_tlsrec_free(seal);
+        free(steal_pointer(&seal));
+        ck_http_taken_free(&tk);
         return NULL;
     }
     int p[2];
@@ -357,6 +443,9 @@ ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws
     t->plain = xmalloc(PLAIN_CHUNK);
     t->early_in = tk.input;
     t->early_len = tk.input_len;
+    /* the 101 (tk.unsent) is whole records of our own session ending with its header block;
+     * every byte after it is sealed with the handed-over key */
+    t->seal = seal;
     tk.input = NULL;
     fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK);
     bool ok = wire_append(t, tk.unsent, tk.unsent_len) == 0;
@@ -590,6 +679,11 @@ void ck_tunnel_finish(ck_tunnel *t)
     if (!was_gone)
         out_to_wire(t);
     ck_buf_reset(&t->out);
+    if (t->seal && !was_gone) {
+        /* the client's TLS ends with our close_notify (the relay adds nothing after us) */
+        static const char close_notify[2] = {1, 0};
+        seal_write(t, CK_TLSREC_ALERT, close_notify, sizeof close_notify);
+    }
     pthread_mutex_unlock(&t->mu);
     if (t->in.eof || (was_gone && !wire_pending(t)) || t->fd < 0)
         return;

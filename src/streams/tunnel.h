@@ -59,11 +59,17 @@ struct ck_tunnel {
     char *wire;                 /* records (or plain bytes) for fd */
     size_t wire_off, wire_len, wire_cap;
     char *plain;                /* one record's plaintext (input) */
+    /* the sealing hand-off (docs/podproxy.md "Sealing hand-off (session 9)"): everything after
+     * the 101 is sealed here with the key of the API server's connection to its client and
+     * written outside our own TLS session, which must not write again */
+    struct ck_tlsrec *seal;
 };
 
 /* Upgrade: queues the 101 with extra_headers, takes the connection out of httpd and sends the
- * 101 at once.  Returns NULL (and answers nothing more) if the client is gone. */
-ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const char *extra_headers, bool ws, bool spdy,
+ * 101 at once.  Returns NULL (and answers nothing more) if the client is gone.  A request with
+ * a valid X-Ckube-Seal hand-off from a client that authenticated with a certificate (the API
+ * server) is accepted: the 101 says so and t->seal seals everything after it. */
+ck_tunnel *ck_tunnel_open(ck_http_resp *resp, const ck_http_req *req, const char *extra_headers, bool ws, bool spdy,
                           ck_tunnel_ws_cb on_ws, ck_tunnel_spdy_cb on_spdy, void *user);
 void ck_tunnel_wake(ck_tunnel *t);
 /* Under t->mu: frame and queue. */

@@ -289,6 +289,18 @@ nspare=$(grep -ac 'kubelet answered 101 .*, dialed ahead;' server.log)
 [ "$nspare" -gt $(( (nres + nfull) / 2 )) ] &&
     ok "relay: $nspare of $((nres + nfull)) upgrades over a connection dialed ahead" ||
     notok "relay spares: $nspare of $((nres + nfull)) upgrades over a connection dialed ahead"
+# the sealing hand-off (docs/podproxy.md): every relayed session had the kubelet seal the
+# client's records itself (our kubelets and the stand-in node accept it; CKUBE_RELAY_SEAL=0
+# in the environment turns it off, then every session must say so)
+nhand=$(grep -ac 'seal hand-off used' server.log)
+nnot=$(grep -ac 'seal hand-off not used' server.log)
+if [ "${CKUBE_RELAY_SEAL:-1}" = 0 ]; then
+    [ "$nhand" = 0 ] && [ "$nnot" -gt 0 ] && ok "relay: seal hand-off off: $nnot sessions through the relay's own records" ||
+        notok "relay: seal hand-off off but used in $nhand sessions ($nnot not)"
+else
+    [ "$nhand" -gt 0 ] && [ "$nnot" = 0 ] && ok "relay: seal hand-off used in all $nhand sessions" ||
+        notok "relay: seal hand-off used in $nhand sessions, not used in $nnot"
+fi
 
 # the kubelet is killed and restarted: it adopts the running containers and attaches to their
 # shims again (same container, same stdin)

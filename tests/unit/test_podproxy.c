@@ -73,6 +73,16 @@ static int setup_own(void **state)
     return 0;
 }
 
+/* The hand-off: secrets kept; the fake kubelet sends no tickets (the real relay reads them with
+ * the 101 through OpenSSL; here nothing reads the kubelet's socket before the raw records) */
+static int setup_handoff(void **state)
+{
+    if (setup_own(state) < 0)
+        return -1;
+    SSL_CTX_set_num_tickets(srv_ctx, 0);
+    return 0;
+}
+
 typedef struct own_count {
     int opened, sealed;
 } own_count;
@@ -141,13 +151,20 @@ static void tls_pair_make(struct tls_pair *p)
 
 /* The relay between a fake kubelet and a client: returns the test's ends (kubelet server SSL
  * on kssl and kfd, client SSL on cssl and cfd); the relay owns the others. */
-static void relay_up(SSL **kssl, int *kfd, SSL **cssl, int *cfd, const char *unsent_plain,
-                     const char *early_kubelet, const char *early_client)
+static void relay_up_as(SSL **kssl, int *kfd, SSL **cssl, int *cfd, const char *unsent_plain,
+                        const char *early_kubelet, const char *early_client,
+                        ck_tlsrec_secret *handoff)
 {
     struct tls_pair kp, cp;
     tls_pair_make(&kp);   /* relay = TLS client of the kubelet */
     tls_pair_make(&cp);   /* relay = TLS server of the client */
     ck_http_taken t = {.fd = cp.sfd, .ssl = cp.sssl};
+    if (handoff) {
+        /* what the relay puts in the X-Ckube-Seal header: the client connection's next
+         * server-to-client secret */
+        assert_int_equal(ck_tlsrec_kept(cp.sssl, handoff, NULL), 0);
+        assert_int_equal(ck_tlsrec_secret_next(handoff, NULL), 0);
+    }
     /* what httpd hands over: the 101 as records the socket did not take yet (made here with a
      * memory BIO on the server SSL, as connio would have) */
     BIO *mem = BIO_new(BIO_s_mem());
@@ -166,7 +183,8 @@ static void relay_up(SSL **kssl, int *kfd, SSL **cssl, int *cfd, const char *uns
     t.input_len = strlen(early_client);
     fcntl(t.fd, F_SETFL, fcntl(t.fd, F_GETFL) | O_NONBLOCK);
     assert_int_equal(ck_podproxy_relay_start(kp.cfd, kp.cssl, &t, early_kubelet,
-                                             strlen(early_kubelet), "test", ck_now_ns()),
+                                             strlen(early_kubelet), "test", ck_now_ns(),
+                                             handoff != NULL),
                      0);
     assert_int_equal(t.fd, -1);
     assert_null(t.ssl);
@@ -174,6 +192,12 @@ static void relay_up(SSL **kssl, int *kfd, SSL **cssl, int *cfd, const char *uns
     *kfd = kp.sfd;
     *cssl = cp.cssl;
     *cfd = cp.cfd;
+}
+
+static void relay_up(SSL **kssl, int *kfd, SSL **cssl, int *cfd, const char *unsent_plain,
+                     const char *early_kubelet, const char *early_client)
+{
+    relay_up_as(kssl, kfd, cssl, cfd, unsent_plain, early_kubelet, early_client, NULL);
 }
 
 /* Every relay thread of a test has ended (and freed everything) before the next starts. */
@@ -205,6 +229,7 @@ static void read_exact(SSL *ssl, char *buf, size_t want)
 
 struct writer {
     SSL *ssl;
+    ck_tlsrec *seal;   /* the hand-off: records sealed here, written raw to fd */
     int fd;
     size_t total, written;
     bool stop;
@@ -221,7 +246,24 @@ static void *kubelet_writer(void *arg)
             size_t p = w->written + i;
             buf[i] = (char)((p * 7 + p / 4096) & 0xff);
         }
-        int r = SSL_write(w->ssl, buf, (int)n);
+        int r;
+        if (w->seal) {
+            static unsigned char rec[CK_TLSREC_SEALED(16384)];
+            r = 0;
+            for (size_t off = 0; off < n && r >= 0; off += 16384) {
+                size_t k = n - off < 16384 ? n - off : 16384;
+                if (ck_tlsrec_seal(w->seal, CK_TLSREC_APPDATA, (unsigned char *)buf + off, k,
+                                   rec, NULL) < 0 ||
+                    send(w->fd, rec, CK_TLSREC_SEALED(k), MSG_NOSIGNAL) !=
+                        (ssize_t)CK_TLSREC_SEALED(k))
+                    r = -1;
+            }
+            if (r < 0)
+                break;
+            r = (int)n;
+        } else {
+            r = SSL_write(w->ssl, buf, (int)n);
+        }
         if (r <= 0)
             break;
         __atomic_add_fetch(&w->written, (size_t)r, __ATOMIC_ACQ_REL);
@@ -436,6 +478,215 @@ static void test_relay_records_in_pieces(void **state)
     check_own(own0, true, true);
 }
 
+/* ---- the sealing hand-off: the kubelet seals the client's records itself ---- */
+
+/* A sealed record of the kubelet's, written raw to its socket. */
+static void kubelet_sealed(ck_tlsrec *seal, int kfd, uint8_t type, const void *d, size_t len)
+{
+    unsigned char rec[CK_TLSREC_SEALED(16384)];
+    assert_int_equal(ck_tlsrec_seal(seal, type, d, len, rec, NULL), 0);
+    assert_int_equal(send(kfd, rec, CK_TLSREC_SEALED(len), MSG_NOSIGNAL), CK_TLSREC_SEALED(len));
+}
+
+/* The kubelet's raw records (sealed with the handed-over secret, sequence 0) reach the client
+ * verbatim after the 101 and the relay's KeyUpdate: the client's OpenSSL reads 24 MiB intact;
+ * stdin still goes up through the kubelet's TLS session; the kubelet's sealed close_notify is a
+ * clean end for the client. */
+static void test_handoff_verbatim(void **state)
+{
+    SSL *kssl, *cssl;
+    int kfd, cfd;
+    int handed0 = ck_podproxy_relays_handed();
+    ck_tlsrec_secret sec;
+    relay_up_as(&kssl, &kfd, &cssl, &cfd, "HTTP/1.1 101 Switching Protocols\r\n\r\n", "", "C0",
+                &sec);
+    ck_tlsrec seal;
+    assert_int_equal(ck_tlsrec_init_secret(&seal, &sec, true, NULL), 0);
+    set_timeout(kfd, 5000);
+    set_timeout(cfd, 5000);
+    char b[64] = "";
+    kubelet_sealed(&seal, kfd, CK_TLSREC_APPDATA, "K0", 2);
+    read_exact(cssl, b, 38);
+    assert_memory_equal(b, "HTTP/1.1 101 Switching Protocols\r\n\r\nK0", 38);
+    read_exact(kssl, b, 2);
+    assert_memory_equal(b, "C0", 2);
+    assert_int_equal(SSL_write(cssl, "stdin", 5), 5);
+    read_exact(kssl, b, 5);
+    assert_memory_equal(b, "stdin", 5);
+
+    struct writer w = {.seal = &seal, .fd = kfd, .total = 24u << 20};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, kubelet_writer, &w), 0);
+    char *buf = xmalloc(1 << 20);
+    size_t got = 0;
+    while (got < w.total) {
+        int n = SSL_read(cssl, buf, 1 << 20);
+        if (n <= 0)
+            fail_msg("stream ended after %zu bytes", got);
+        for (int i = 0; i < n; i++) {
+            size_t p = got + (size_t)i;
+            if (buf[i] != (char)((p * 7 + p / 4096) & 0xff))
+                fail_msg("byte %zu differs", p);
+        }
+        got += (size_t)n;
+    }
+    pthread_join(th, NULL);
+    static const unsigned char close_notify[2] = {1, 0};
+    kubelet_sealed(&seal, kfd, CK_TLSREC_ALERT, close_notify, 2);
+    shutdown(kfd, SHUT_WR);
+    int n = SSL_read(cssl, buf, 1 << 20);
+    assert_int_equal(n, 0);
+    assert_int_equal(SSL_get_error(cssl, n), SSL_ERROR_ZERO_RETURN);   /* a clean TLS end */
+    free(buf);
+    ck_tlsrec_free(&seal);
+    SSL_free(kssl);
+    close(kfd);
+    SSL_free(cssl);
+    close(cfd);
+    relays_done();
+    assert_int_equal(ck_podproxy_relays_handed() - handed0, 1);
+}
+
+/* A forwarded record with a flipped bit, or a stream cut inside a record, is refused by the
+ * client's OpenSSL (the relay cannot be used to inject or truncate unseen). */
+static void handoff_bad(bool truncate)
+{
+    SSL *kssl, *cssl;
+    int kfd, cfd;
+    ck_tlsrec_secret sec;
+    relay_up_as(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "", &sec);
+    ck_tlsrec seal;
+    assert_int_equal(ck_tlsrec_init_secret(&seal, &sec, true, NULL), 0);
+    set_timeout(cfd, 5000);
+    char b[64];
+    kubelet_sealed(&seal, kfd, CK_TLSREC_APPDATA, "good", 4);
+    read_exact(cssl, b, 11);
+    assert_memory_equal(b, "101\r\n\r\ngood", 11);
+    unsigned char rec[CK_TLSREC_SEALED(100)];
+    memset(b, 'x', sizeof b);
+    assert_int_equal(ck_tlsrec_seal(&seal, CK_TLSREC_APPDATA, (unsigned char *)b, 40, rec, NULL), 0);
+    if (truncate) {
+        assert_int_equal(send(kfd, rec, 20, 0), 20);
+    } else {
+        rec[CK_TLSREC_HEADER + 7] ^= 0x10;
+        assert_int_equal(send(kfd, rec, CK_TLSREC_SEALED(40), 0), CK_TLSREC_SEALED(40));
+    }
+    shutdown(kfd, SHUT_WR);
+    int n = SSL_read(cssl, b, sizeof b);
+    assert_true(n <= 0);
+    int e = SSL_get_error(cssl, n);
+    assert_true(e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL);   /* not a clean end, no data */
+    ERR_clear_error();
+    ck_tlsrec_free(&seal);
+    SSL_free(kssl);
+    close(kfd);
+    SSL_free(cssl);
+    close(cfd);
+    relays_done();
+}
+
+static void test_handoff_corrupt(void **state)
+{
+    handoff_bad(false);
+}
+
+static void test_handoff_truncated(void **state)
+{
+    handoff_bad(true);
+}
+
+/* A client that reads nothing stalls the kubelet's raw writes at a bound (socket buffers plus
+ * the relay's pipe), then everything arrives once the client reads. */
+static void test_handoff_back_pressure(void **state)
+{
+    SSL *kssl, *cssl;
+    int kfd, cfd;
+    ck_tlsrec_secret sec;
+    relay_up_as(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "", &sec);
+    ck_tlsrec seal;
+    assert_int_equal(ck_tlsrec_init_secret(&seal, &sec, true, NULL), 0);
+    set_timeout(cfd, 5000);
+    char b[16];
+    read_exact(cssl, b, 7);
+    int small = 64 * 1024;
+    setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    setsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    struct writer w = {.seal = &seal, .fd = kfd, .total = 256u << 20};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, kubelet_writer, &w), 0);
+    size_t last = 0, now;
+    for (int i = 0; i < 40; i++) {
+        usleep(50 * 1000);
+        now = __atomic_load_n(&w.written, __ATOMIC_ACQUIRE);
+        if (i > 4 && now == last)
+            break;
+        last = now;
+    }
+    now = __atomic_load_n(&w.written, __ATOMIC_ACQUIRE);
+    if (now > (24u << 20))
+        fail_msg("the kubelet wrote %zu bytes to a client that reads nothing", now);
+    assert_true(now > 0);
+    __atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
+    set_timeout(cfd, 200);
+    char *buf = xmalloc(1 << 20);
+    size_t got = 0;
+    bool joined = false;
+    int64_t until = ck_now_ns() + 30 * 1000000000LL;
+    for (;;) {
+        int n = SSL_read(cssl, buf, 1 << 20);
+        if (n > 0) {
+            for (int i = 0; i < n; i++) {
+                size_t p = got + (size_t)i;
+                if (buf[i] != (char)((p * 7 + p / 4096) & 0xff))
+                    fail_msg("byte %zu differs", p);
+            }
+            got += (size_t)n;
+            continue;
+        }
+        ERR_clear_error();
+        if (!joined && pthread_tryjoin_np(th, NULL) == 0)
+            joined = true;
+        if (joined && got >= w.written)
+            break;
+        if (ck_now_ns() > until)
+            fail_msg("only %zu of %zu bytes arrived", got, w.written);
+    }
+    assert_int_equal(got, w.written);
+    free(buf);
+    ck_tlsrec_free(&seal);
+    SSL_free(kssl);
+    close(kfd);
+    SSL_read(cssl, b, sizeof b);
+    SSL_free(cssl);
+    close(cfd);
+    relays_done();
+}
+
+/* The client asks for a KeyUpdate back (update_requested; Go never does): the relay cannot
+ * answer without writing among the kubelet's records, so the session ends. */
+static void test_handoff_client_keyupdate(void **state)
+{
+    SSL *kssl, *cssl;
+    int kfd, cfd;
+    ck_tlsrec_secret sec;
+    relay_up_as(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "", &sec);
+    set_timeout(cfd, 5000);
+    set_timeout(kfd, 5000);
+    char b[16];
+    read_exact(cssl, b, 7);
+    assert_int_equal(SSL_key_update(cssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(SSL_write(cssl, "x", 1), 1);
+    int64_t t0 = ck_now_ns();
+    assert_true(SSL_read(cssl, b, sizeof b) <= 0);   /* closed, not answered */
+    ERR_clear_error();
+    assert_true(ck_now_ns() - t0 < 4000000000LL);
+    SSL_free(kssl);
+    close(kfd);
+    SSL_free(cssl);
+    close(cfd);
+    relays_done();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -445,6 +696,14 @@ int main(void)
         cmocka_unit_test(test_relay_idle_timeout),
         cmocka_unit_test(test_relay_records_in_pieces),
     };
+    const struct CMUnitTest handoff[] = {
+        cmocka_unit_test(test_handoff_verbatim),
+        cmocka_unit_test(test_handoff_corrupt),
+        cmocka_unit_test(test_handoff_truncated),
+        cmocka_unit_test(test_handoff_back_pressure),
+        cmocka_unit_test(test_handoff_client_keyupdate),
+    };
     int failed = cmocka_run_group_tests_name("openssl", tests, setup, teardown);
-    return failed + cmocka_run_group_tests_name("own_records", tests, setup_own, teardown);
+    failed += cmocka_run_group_tests_name("own_records", tests, setup_own, teardown);
+    return failed + cmocka_run_group_tests_name("handoff", handoff, setup_handoff, teardown);
 }

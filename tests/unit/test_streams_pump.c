@@ -24,6 +24,7 @@
 
 #include "lib/httpd.h"
 #include "lib/spdy.h"
+#include "lib/tlsrec.h"
 #include "lib/websocket.h"
 #include "streams/streams.h"
 
@@ -104,6 +105,8 @@ static int cli_read(cli *c, char *buf, size_t cap, int ms)
     return r > 0 ? r : 0;
 }
 
+static char head101[4096];   /* the last 101's head, for the hand-off tests */
+
 static void cli_open(cli *c, const char *request)
 {
     memset(c, 0, sizeof *c);
@@ -129,6 +132,7 @@ static void cli_open(cli *c, const char *request)
     sscanf(b.data, "HTTP/1.1 %d", &status);
     assert_int_equal(status, 101);
     size_t hl = (size_t)(end - b.data) + 4;
+    snprintf(head101, sizeof head101, "%.*s", (int)hl, b.data);
     ck_buf_add(&c->rest, b.data + hl, b.len - hl);
     ck_buf_free(&b);
 }
@@ -155,13 +159,18 @@ static void cli_until(cli *c, bool (*done)(void *), void (*feed)(void *, const c
     }
 }
 
-static char *ws_request(const char *query)
+static char *ws_request_with(const char *query, const char *extra)
 {
     char key[25];
     ck_ws_client_key(key);
     return xasprintf("GET /exec?%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
                      "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n", query, key);
+                     "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n%s\r\n", query, key, extra);
+}
+
+static char *ws_request(const char *query)
+{
+    return ws_request_with(query, "");
 }
 
 /* ---- websocket v5 client state ---- */
@@ -463,6 +472,176 @@ static void test_spdy_ping_and_exit(void **state)
     cli_close(&c);
 }
 
+/* ---- the sealing hand-off: the test is the API server's relay and kubectl in one ---- */
+
+/* The secret a relay would hand over (random here: the pump only seals with it). */
+static void handoff_secret(ck_tlsrec_secret *s, char *hdr, size_t cap)
+{
+    s->suite = 0x1301;
+    s->len = 32;
+    for (size_t i = 0; i < s->len; i++)
+        s->b[i] = (unsigned char)(rand() ^ (int)(i * 37));
+    char v[CK_TLSREC_SEAL_VALUE_MAX];
+    ck_tlsrec_seal_value(s, v);
+    snprintf(hdr, cap, "X-Ckube-Seal: %s\r\n", v);
+}
+
+/* Raw records from the socket, opened with the handed-over key (sequence 0 on): websocket
+ * bytes fed to ws; *alert set by a close_notify; returns false at EOF or timeout. */
+static bool handoff_read(cli *c, ck_tlsrec *open, ck_buf *raw, ck_ws *ws, wsc *st, bool *alert,
+                         int ms)
+{
+    for (;;) {
+        long rl = ck_tlsrec_record_len((unsigned char *)raw->data, raw->len, NULL);
+        assert_true(rl >= 0);
+        if (rl > 0 && raw->len >= (size_t)rl) {
+            unsigned char *pl;
+            size_t plen;
+            uint8_t type;
+            assert_int_equal(ck_tlsrec_open(open, (unsigned char *)raw->data, (size_t)rl, &pl,
+                                            &plen, &type, NULL), 0);
+            if (type == CK_TLSREC_ALERT) {
+                assert_int_equal(plen, 2);
+                assert_int_equal(pl[0], 1);   /* warning */
+                assert_int_equal(pl[1], 0);   /* close_notify */
+                *alert = true;
+            } else {
+                assert_int_equal(type, CK_TLSREC_APPDATA);
+                assert_false(*alert);         /* nothing after the close_notify */
+                assert_true(ck_ws_feed(ws, pl, plen, ws_cb, st, NULL) >= 0);
+            }
+            memmove(raw->data, raw->data + rl, raw->len - (size_t)rl);
+            raw->len -= (size_t)rl;
+            return true;
+        }
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        if (poll(&pf, 1, ms) != 1)
+            return false;
+        char tmp[65536];
+        ssize_t n = read(c->fd, tmp, sizeof tmp);
+        if (n <= 0)
+            return false;
+        ck_buf_add(raw, tmp, (size_t)n);
+    }
+}
+
+/* The pump accepts a hand-off: the 101 (through its TLS session, nothing after the head in
+ * those records) says so, then every byte is a record sealed with the handed-over key from
+ * sequence 0: 8 MiB of output, the pong to a ping sent through the TLS session, the status, the
+ * close frame, a close_notify last, then EOF. */
+static void test_handoff_sealed_output(void **state)
+{
+    (void)state;
+    ck_tlsrec_secret sec;
+    char hdr[256];
+    handoff_secret(&sec, hdr, sizeof hdr);
+    char *rq = ws_request_with("command=head&command=-c&command=8388608&command=/dev/zero&"
+                               "stdout=true&stderr=true", hdr);
+    cli c;
+    cli_open(&c, rq);
+    free(rq);
+    assert_non_null(strstr(head101, "\r\nX-Ckube-Seal: v1\r\n"));
+    assert_int_equal(c.rest.len, 0);
+    assert_int_equal(SSL_pending(c.ssl), 0);
+    ck_tlsrec open;
+    assert_int_equal(ck_tlsrec_init_secret(&open, &sec, false, NULL), 0);
+    ck_buf raw;
+    ck_buf_init(&raw, 0);
+    ck_ws ws;
+    ck_ws_init(&ws, false, 0);
+    wsc st = {0};
+    bool alert = false, pinged = false;
+    while (!alert && handoff_read(&c, &open, &raw, &ws, &st, &alert, 5000))
+        if (!pinged && st.out_bytes >= (1u << 20)) {
+            ck_buf b;
+            ck_buf_init(&b, 0);
+            ck_ws_frame(&b, CK_WS_PING, true, "sealed", 6);
+            cli_send(&c, b.data, b.len);   /* up through the kubelet's TLS session */
+            ck_buf_free(&b);
+            pinged = true;
+        }
+    assert_true(alert);
+    assert_true(st.closed);
+    assert_string_equal(st.pong, "sealed");
+    assert_int_equal(st.out_bytes, 8388608);
+    assert_string_equal(st.status, "{\"metadata\":{},\"status\":\"Success\"}");
+    assert_true(open.seq > 8388608 / 16384);
+    char tmp[64];
+    struct pollfd pf = {c.fd, POLLIN, 0};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    assert_int_equal(read(c.fd, tmp, sizeof tmp), 0);   /* EOF: nothing after the alert */
+    ck_tlsrec_free(&open);
+    ck_buf_free(&raw);
+    ck_ws_free(&ws);
+    cli_close(&c);
+}
+
+/* A client that stops reading under the hand-off: the command stalls (the pump's wire bound
+ * holds with sealed records too) and this process does not grow; then every byte arrives,
+ * sealed from sequence 0 on, and the close_notify last. */
+static void test_handoff_slow_client(void **state)
+{
+    (void)state;
+    ck_tlsrec_secret sec;
+    char hdr[256];
+    handoff_secret(&sec, hdr, sizeof hdr);
+    char *rq = ws_request_with("command=head&command=-c&command=67108864&command=/dev/zero&"
+                               "stdout=true&stderr=true", hdr);
+    cli c;
+    cli_open(&c, rq);
+    free(rq);
+    assert_non_null(strstr(head101, "\r\nX-Ckube-Seal: v1\r\n"));
+    ck_tlsrec open;
+    assert_int_equal(ck_tlsrec_init_secret(&open, &sec, false, NULL), 0);
+    ck_buf raw;
+    ck_buf_init(&raw, 0);
+    ck_ws ws;
+    ck_ws_init(&ws, false, 0);
+    wsc st = {0};
+    bool alert = false;
+    while (st.out_bytes < (2u << 20) && handoff_read(&c, &open, &raw, &ws, &st, &alert, 5000))
+        ;
+    assert_true(st.out_bytes >= (2u << 20));
+    long rss0 = rss_kib();
+    usleep(1500 * 1000);
+    long rss1 = rss_kib();
+    assert_int_equal(children_named("head"), 1);
+    assert_true(rss1 - rss0 < 32 * 1024);
+    while (!alert && handoff_read(&c, &open, &raw, &ws, &st, &alert, 30000))
+        ;
+    assert_true(alert);
+    assert_true(st.closed);
+    assert_int_equal(st.out_bytes, 67108864);
+    assert_string_equal(st.status, "{\"metadata\":{},\"status\":\"Success\"}");
+    ck_tlsrec_free(&open);
+    ck_buf_free(&raw);
+    ck_ws_free(&ws);
+    cli_close(&c);
+}
+
+/* A hand-off value the pump cannot use (a suite it does not seal): refused, the 101 does not
+ * accept it and the output comes through the TLS session as before. */
+static void test_handoff_refused(void **state)
+{
+    (void)state;
+    char hdr[256] = "X-Ckube-Seal: v1; suite=1303; secret=";
+    for (int i = 0; i < 32; i++)
+        strcat(hdr, "00");
+    strcat(hdr, "\r\n");
+    char *rq = ws_request_with("command=head&command=-c&command=100000&command=/dev/zero&"
+                               "stdout=true&stderr=true", hdr);
+    wss s;
+    memset(&s, 0, sizeof s);
+    cli_open(&s.c, rq);
+    free(rq);
+    assert_null(strstr(head101, "X-Ckube-Seal"));
+    ck_ws_init(&s.ws, false, 0);
+    wss_feed(&s, s.c.rest.data, s.c.rest.len);
+    wss_wait_closed(&s, 5000);
+    assert_int_equal(s.st.out_bytes, 100000);
+    wss_close(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +649,9 @@ int main(void)
         cmocka_unit_test(test_slow_client_stalls),
         cmocka_unit_test(test_client_disconnects_mid_stream),
         cmocka_unit_test(test_spdy_ping_and_exit),
+        cmocka_unit_test(test_handoff_sealed_output),
+        cmocka_unit_test(test_handoff_slow_client),
+        cmocka_unit_test(test_handoff_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

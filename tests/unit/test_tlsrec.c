@@ -261,6 +261,121 @@ static void test_init_refuses(void **state)
     pair_free(&p);
 }
 
+/* The hand-off: the secret goes through the header's text (kept secret 0 -> "traffic upd" ->
+ * hex -> parsed on the other side), records sealed with it from sequence 0 are read by the
+ * OpenSSL client after the server's KeyUpdate, a close_notify sealed the same way is a clean
+ * end; both suites. */
+static void test_handoff_value_seals(void **state)
+{
+    (void)state;
+    for (size_t si = 0; si < ARRAY_SIZE(suites); si++) {
+        pair p;
+        pair_make(&p, suites[si], true);
+        ck_tlsrec_secret kept, got;
+        assert_int_equal(ck_tlsrec_kept(p.s, &kept, NULL), 0);
+        assert_int_equal(kept.suite, si == 0 ? 0x1301 : 0x1302);
+        assert_int_equal(kept.len, si == 0 ? 32 : 48);
+        assert_int_equal(ck_tlsrec_secret_next(&kept, NULL), 0);
+        char v[CK_TLSREC_SEAL_VALUE_MAX];
+        ck_tlsrec_seal_value(&kept, v);
+        assert_int_equal(strlen(v), strlen("v1; suite=1301; secret=") + 2 * kept.len);
+        assert_int_equal(ck_tlsrec_seal_parse(v, &got, NULL), 0);
+        assert_int_equal(got.suite, kept.suite);
+        assert_int_equal(got.len, kept.len);
+        assert_memory_equal(got.b, kept.b, kept.len);
+        ck_tlsrec r;
+        assert_int_equal(ck_tlsrec_init_secret(&r, &got, true, NULL), 0);
+        assert_int_equal(SSL_key_update(p.s, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+        assert_int_equal(SSL_do_handshake(p.s), 1);
+        unsigned char rec[CK_TLSREC_SEALED(64)];
+        assert_int_equal(ck_tlsrec_seal(&r, CK_TLSREC_APPDATA, (const unsigned char *)"handed", 6,
+                                        rec, NULL), 0);
+        assert_int_equal(send(p.sfd, rec, CK_TLSREC_SEALED(6), 0), (ssize_t)CK_TLSREC_SEALED(6));
+        static const unsigned char close_notify[2] = {1, 0};
+        assert_int_equal(ck_tlsrec_seal(&r, CK_TLSREC_ALERT, close_notify, 2, rec, NULL), 0);
+        assert_int_equal(send(p.sfd, rec, CK_TLSREC_SEALED(2), 0), (ssize_t)CK_TLSREC_SEALED(2));
+        char b[16];
+        assert_int_equal(SSL_read(p.c, b, sizeof b), 6);
+        assert_memory_equal(b, "handed", 6);
+        int n = SSL_read(p.c, b, sizeof b);
+        assert_int_equal(SSL_get_error(p.c, n), SSL_ERROR_ZERO_RETURN);
+        ck_tlsrec_free(&r);
+        pair_free(&p);
+    }
+}
+
+/* Sealed with secret 0 itself (the step skipped): the client's OpenSSL refuses the record. */
+static void test_handoff_wrong_secret(void **state)
+{
+    (void)state;
+    pair p;
+    pair_make(&p, suites[0], true);
+    ck_tlsrec_secret kept;
+    assert_int_equal(ck_tlsrec_kept(p.s, &kept, NULL), 0);
+    ck_tlsrec r;
+    assert_int_equal(ck_tlsrec_init_secret(&r, &kept, true, NULL), 0);
+    assert_int_equal(SSL_key_update(p.s, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    assert_int_equal(SSL_do_handshake(p.s), 1);
+    unsigned char rec[CK_TLSREC_SEALED(8)];
+    assert_int_equal(ck_tlsrec_seal(&r, CK_TLSREC_APPDATA, (const unsigned char *)"x", 1, rec,
+                                    NULL), 0);
+    assert_int_equal(send(p.sfd, rec, CK_TLSREC_SEALED(1), 0), (ssize_t)CK_TLSREC_SEALED(1));
+    char b[8];
+    int n = SSL_read(p.c, b, sizeof b);
+    assert_true(n <= 0);
+    assert_int_equal(SSL_get_error(p.c, n), SSL_ERROR_SSL);
+    ERR_clear_error();
+    ck_tlsrec_free(&r);
+    pair_free(&p);
+}
+
+/* Header values the kubelet refuses: other versions, suites tlsrec does not seal (ChaCha20,
+ * unknown, not hex), secrets of the wrong length or not hex, trailing bytes. */
+static void test_handoff_parse_refuses(void **state)
+{
+    (void)state;
+    char good128[128], good256[160];
+    strcpy(good128, "v1; suite=1301; secret=");
+    strcpy(good256, "v1; suite=1302; secret=");
+    for (int i = 0; i < 32; i++)
+        strcat(good128, "ab");
+    for (int i = 0; i < 48; i++)
+        strcat(good256, "0F");
+    ck_tlsrec_secret s;
+    assert_int_equal(ck_tlsrec_seal_parse(good128, &s, NULL), 0);
+    assert_int_equal(s.len, 32);
+    assert_int_equal(s.b[31], 0xab);
+    assert_int_equal(ck_tlsrec_seal_parse(good256, &s, NULL), 0);
+    assert_int_equal(s.len, 48);
+    char bad[12][200];
+    snprintf(bad[0], 200, "v2%s", good128 + 2);
+    snprintf(bad[1], 200, "v1; suite=1303%s", good128 + 14);   /* ChaCha20 */
+    snprintf(bad[2], 200, "v1; suite=13g1%s", good128 + 14);
+    snprintf(bad[3], 200, "v1; suite=1302%s", good128 + 14);   /* 32 bytes for SHA-384 */
+    snprintf(bad[4], 200, "v1; suite=1301%s", good256 + 14);   /* 48 bytes for SHA-256 */
+    snprintf(bad[5], 200, "%s", good128);
+    bad[5][strlen(bad[5]) - 1] = 'z';
+    snprintf(bad[6], 200, "%sab", good128);
+    snprintf(bad[7], 200, "%s", good128);
+    bad[7][strlen(bad[7]) - 1] = '\0';                        /* odd length */
+    snprintf(bad[8], 200, "v1; suite=1301");
+    snprintf(bad[9], 200, "v1;suite=1301; secret=%s", good128 + 23);
+    snprintf(bad[10], 200, "v1; suite=1301; secret=");
+    snprintf(bad[11], 200, "%s ", good128);
+    for (size_t i = 0; i < 12; i++) {
+        ck_error *e = NULL;
+        if (ck_tlsrec_seal_parse(bad[i], &s, &e) != -1)
+            fail_msg("case %zu accepted", i);
+        assert_non_null(e);
+        assert_null(strstr(e->msg, "abab"));   /* the value is not in the message */
+        ck_error_free(e);
+    }
+    /* the suite id must be one tlsrec seals: an init with another fails too */
+    s.suite = 0x1303;
+    ck_tlsrec r;
+    assert_int_equal(ck_tlsrec_init_secret(&r, &s, true, NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +383,9 @@ int main(void)
         cmocka_unit_test(test_open_written_by_openssl),
         cmocka_unit_test(test_record_len),
         cmocka_unit_test(test_init_refuses),
+        cmocka_unit_test(test_handoff_value_seals),
+        cmocka_unit_test(test_handoff_wrong_secret),
+        cmocka_unit_test(test_handoff_parse_refuses),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -154,23 +154,6 @@ static void set_rcvlowat(int fd, int lowat)
         setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
 }
 
-/* EXPLORE (session 9, not for merge): knobs read from $CKUBE_PF_KNOBS at each connect */
-static struct { int slots, rcvbuf, lowat, wait_us, after, loops; } kn = {CK_TUNNEL_BATCH_SLOTS, 0,
-    CK_STREAMS_BULK_READ, CK_STREAMS_BULK_WAIT_US, CK_STREAMS_BULK_AFTER, 1};
-static void knobs_load(void)
-{
-    const char *f = getenv("CKUBE_PF_KNOBS");
-    FILE *fp = f ? fopen(f, "r") : NULL;
-    if (!fp)
-        return;
-    kn.loops = 1;
-    if (fscanf(fp, "%d %d %d %d %d %d", &kn.slots, &kn.rcvbuf, &kn.lowat, &kn.wait_us, &kn.after, &kn.loops) < 1)
-        kn.slots = CK_TUNNEL_BATCH_SLOTS;
-    if (kn.slots < 1 || kn.slots > 64)
-        kn.slots = CK_TUNNEL_BATCH_SLOTS;
-    fclose(fp);
-}
-
 static void *pump(void *arg)
 {
     pfsession *s = arg;
@@ -227,12 +210,9 @@ static void *pump(void *arg)
                     continue;
                 }
                 fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-                knobs_load();
-                if (kn.rcvbuf > 0)
-                    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kn.rcvbuf, sizeof kn.rcvbuf);
                 p->fd = fd;
                 if (bulk)
-                    set_rcvlowat(fd, kn.lowat);
+                    set_rcvlowat(fd, CK_STREAMS_BULK_READ);
             }
             if (p->fd < 0)
                 continue;
@@ -258,7 +238,7 @@ static void *pump(void *arg)
         }
         pthread_mutex_unlock(&t->mu);
         pf[1].events = ck_tunnel_poll_events(t);
-        if (poll(pf, (nfds_t)n, bulk ? kn.wait_us / 1000 : 1000) > 0)
+        if (poll(pf, (nfds_t)n, bulk ? CK_STREAMS_BULK_WAIT_US / 1000 : 1000) > 0)
             ck_tunnel_polled(t, pf[1].revents);
         ck_tunnel_drain_wake(t);
         pthread_mutex_lock(&t->mu);
@@ -281,30 +261,23 @@ static void *pump(void *arg)
             if ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
                 (bulk && (pf[i].events & POLLIN))) {
                 /* up to ~1 MiB straight into frames that go to httpd without a copy */
-                ssize_t r;
-                int rerr;
-                for (int lp = 0;; lp++) {
                 ck_tunnel_batch b = {0};
-                struct iovec iov[64];
-                int ni = ck_tunnel_batch_slots(t, &b, iov, kn.slots);
-                r = readv(p->fd, iov, ni);
-                rerr = errno;
+                struct iovec iov[CK_TUNNEL_BATCH_SLOTS];
+                int ni = ck_tunnel_batch_slots(t, &b, iov, CK_TUNNEL_BATCH_SLOTS);
+                ssize_t r = readv(p->fd, iov, ni);
+                int rerr = errno;
                 if (r > 0) {
                     last_read_ns = ck_now_ns();
                     out_total += (uint64_t)r;
-                    if (!bulk && out_total >= (uint64_t)kn.after) {
+                    if (!bulk && out_total >= CK_STREAMS_BULK_AFTER) {
                         bulk = true;
                         for (size_t j = 0; j < s->npairs; j++)
-                            set_rcvlowat(s->pairs[j]->fd, kn.lowat);
+                            set_rcvlowat(s->pairs[j]->fd, CK_STREAMS_BULK_READ);
                     }
                     ck_tunnel_batch_commit(t, &b, p->data_id, (size_t)r);
                     ck_tunnel_batch_send_locked(t, &b);
                 }
                 ck_tunnel_batch_free(&b);
-                if (lp + 1 >= kn.loops || r < (ssize_t)ni * (ssize_t)CK_TUNNEL_SLOT ||
-                    t->wire_len - t->wire_off >= CK_TUNNEL_WIRE_HIGH)
-                    break;
-                }
                 if (r == 0 || (r < 0 && rerr != EAGAIN && rerr != EINTR)) {
                     p->pod_eof = true;
                     send_data(t, p->data_id, NULL, 0, true);

@@ -29,7 +29,10 @@
  *                      first byte is written, so the server spends no cipher CPU during the
  *                      stream; anything sent after that is sealed the same way;
  *   FLOOR_WCHUNK=N     with FLOOR_PRESEAL: bytes per write(2) (default 0: the whole buffer in
- *                      one blocking send; 16406 = one full 16 KiB record per write).
+ *                      one blocking send; 16406 = one full 16 KiB record per write);
+ *   FLOOR_SCHED=idle|batch  the connection's thread under SCHED_IDLE or SCHED_BATCH (it yields
+ *                      the CPU to kubectl's threads whenever they are runnable);
+ *   FLOOR_TLS12=1      TLS 1.2 at most (ECDHE-ECDSA-AES128-GCM-SHA256 with kubectl; no pre-seal).
  * Not a server for anything else: no authentication, no limits beyond bounded request heads.
  */
 #include <arpa/inet.h>
@@ -61,6 +64,7 @@ static size_t msg_size = 65536, wbuf_size;
 static bool verbose;
 static int sndbuf, nodelay = 1, lowat, pin_cpu = -1;
 static bool preseal;
+static int sched_policy = -1;
 static size_t wchunk;
 static uint8_t *pre_buf;          /* the pre-sealed output, allocated and touched at start-up */
 static size_t pre_cap;
@@ -618,6 +622,11 @@ static void *serve(void *arg)
         if (sched_setaffinity(0, sizeof set, &set) < 0)
             perror("floor: sched_setaffinity");
     }
+    if (sched_policy >= 0) {
+        struct sched_param sp0 = {0};
+        if (sched_setscheduler(0, sched_policy, &sp0) < 0)   /* 0: this thread (Linux) */
+            perror("floor: sched_setscheduler");
+    }
     c->ssl = SSL_new(ctx);
     if (wbuf_size) {
         BIO *sock = BIO_new_socket(c->fd, BIO_NOCLOSE);
@@ -720,6 +729,8 @@ int main(int argc, char **argv)
         lowat = atoi(k);
     if ((k = getenv("FLOOR_CPU")) && *k)
         pin_cpu = atoi(k);
+    if ((k = getenv("FLOOR_SCHED")) && *k)
+        sched_policy = !strcmp(k, "idle") ? SCHED_IDLE : !strcmp(k, "batch") ? SCHED_BATCH : -1;
     if ((k = getenv("FLOOR_WCHUNK")) && atol(k) > 0)
         wchunk = (size_t)atol(k);
     if ((k = getenv("FLOOR_PRESEAL")) && *k == '1') {
@@ -740,6 +751,10 @@ int main(int argc, char **argv)
     SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
     if (preseal)
         ck_tlsrec_keylog_install(ctx);
+    if ((k = getenv("FLOOR_TLS12")) && *k == '1') {
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, argv[1]) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, argv[2], SSL_FILETYPE_PEM) != 1) {
         fprintf(stderr, "streams_floor: cannot load %s / %s\n", argv[1], argv[2]);

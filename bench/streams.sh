@@ -29,7 +29,7 @@
 #          run next to the default floor's in every round (order reversed every other round);
 #          FLOOR_CLIENTS="name=PREFIX;...": kubectl against the default floor run under PREFIX
 #          (e.g. "gmp1=env GOMAXPROCS=1;ts1=taskset 0x1"), rows "fcl-NAME", for the record;
-#          SINK_FILE=1: runc and each floor's kubectl also write to a file on tmpfs (/dev/shm),
+#          SINK_FILE=1: runc, kubectl through ckube and each floor's kubectl also write to a file on tmpfs (/dev/shm),
 #          wall only, rows "*-file"; RES_KEEP=DIR: the per-round results copied there.  With
 #          any of these set, a table of medians (wall, stream, kubectl CPU-s, voluntary /
 #          involuntary context switches) follows the usual output.
@@ -244,6 +244,7 @@ for r in $(seq "$R"); do
     [ -n "$shm" ] && onefile runc-file runc --root "$tmp/kubelet/runtime" exec "$id" cat /www/blob
     for v in $KVERS; do
         want exec && one "exec$v" "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" exec rp -- cat /www/blob
+        [ -n "$shm" ] && want exec && onefile "exec$v-file" "$KD/kubectl.$v" --kubeconfig "$tmp/data/kubeconfig" exec rp -- cat /www/blob
         [ "$FL" = 1 ] && want floor && floor_round "$v" "$r"
     done
     want client && $CL "$EX&command=cat&command=/www/blob&stdout=true" adm.crt adm.key |

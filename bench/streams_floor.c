@@ -28,6 +28,10 @@
  *                      sealed by lib/tlsrec into one buffer (touched at start-up) before its
  *                      first byte is written, so the server spends no cipher CPU during the
  *                      stream; anything sent after that is sealed the same way;
+ *   FLOOR_PRESEAL=2    websocket exec (SPDY: as 1): the same buffer, sealed by a second thread while the
+ *                      connection's thread writes what is sealed so far (the sealing runs ahead
+ *                      of kubectl at AES speed and is over early in the stream; no wait before
+ *                      the first byte);
  *   FLOOR_WCHUNK=N     with FLOOR_PRESEAL: bytes per write(2) (default 0: the whole buffer in
  *                      one blocking send; 16406 = one full 16 KiB record per write);
  *   FLOOR_SCHED=idle|batch  the connection's thread under SCHED_IDLE or SCHED_BATCH (it yields
@@ -63,7 +67,7 @@ static uint64_t payload_bytes = 100ull << 20;
 static size_t msg_size = 65536, wbuf_size;
 static bool verbose;
 static int sndbuf, nodelay = 1, lowat, pin_cpu = -1;
-static bool preseal;
+static int preseal;
 static int sched_policy = -1;
 static size_t wchunk;
 static uint8_t *pre_buf;          /* the pre-sealed output, allocated and touched at start-up */
@@ -81,7 +85,10 @@ typedef struct conn {
     ck_tlsrec rec;       /* FLOOR_PRESEAL: our own records after the KeyUpdate */
     bool sealing;        /* every send goes through rec */
     bool collecting;     /* sends are sealed into pre_buf, written by pre_flush */
-    size_t pre_len;
+    size_t pre_len;      /* FLOOR_PRESEAL=2: published to the writer with release stores */
+    bool async;          /* FLOOR_PRESEAL=2: a sealing thread fills pre_buf */
+    bool produced;       /* ... and has finished (release store) */
+    bool alert_sent;     /* our close_notify is in pre_buf already */
     int64_t t_sealed;
 } conn;
 
@@ -120,7 +127,6 @@ static int seal_send(conn *c, const uint8_t *p, size_t n, uint8_t type)
             if (c->pre_len + CK_TLSREC_SEALED(k) > pre_cap)
                 return -1;
             out = pre_buf + c->pre_len;
-            c->pre_len += CK_TLSREC_SEALED(k);
         } else {
             if (sl + CK_TLSREC_SEALED(k) > sizeof scratch) {
                 if (write_all(c->fd, scratch, sl, wchunk) < 0)
@@ -135,6 +141,8 @@ static int seal_send(conn *c, const uint8_t *p, size_t n, uint8_t type)
             ck_error_free(e);
             return -1;
         }
+        if (c->collecting)   /* the record is complete before the writer may see it */
+            __atomic_store_n(&c->pre_len, c->pre_len + CK_TLSREC_SEALED(k), __ATOMIC_RELEASE);
         p += k;
         n -= k;
     } while (n);
@@ -163,10 +171,36 @@ static int pre_start(conn *c)
     return 0;
 }
 
+/* FLOOR_PRESEAL=2: write pre_buf as the sealing thread fills it, until it is done */
+static int pre_follow(conn *c)
+{
+    size_t done = 0;
+    int rc = 0;
+    for (;;) {
+        bool fin = __atomic_load_n(&c->produced, __ATOMIC_ACQUIRE);
+        size_t avail = __atomic_load_n(&c->pre_len, __ATOMIC_ACQUIRE);
+        if (avail > done) {
+            size_t n = avail - done;
+            if (rc == 0 && write_all(c->fd, pre_buf + done, n, wchunk) < 0)
+                rc = -1;   /* keep following: the producer owns pre_buf until it is done */
+            done = avail;
+        } else if (fin) {
+            return rc;
+        } else {
+            usleep(20);   /* only before the first records: sealing outruns the socket */
+        }
+    }
+}
+
 static int pre_flush(conn *c)
 {
     if (!c->collecting)
         return 0;
+    if (c->async) {   /* written by pre_follow already */
+        c->collecting = false;
+        pthread_mutex_unlock(&pre_lock);
+        return 0;
+    }
     c->collecting = false;
     c->t_sealed = now_us();
     int rc = write_all(c->fd, pre_buf, c->pre_len, wchunk);
@@ -323,7 +357,8 @@ static void finish(conn *c)
 {
     if (c->sealing) {   /* OpenSSL's write state is behind ours: our own close_notify */
         static const uint8_t alert[2] = {1, 0};
-        seal_send(c, alert, sizeof alert, CK_TLSREC_ALERT);
+        if (!c->alert_sent)
+            seal_send(c, alert, sizeof alert, CK_TLSREC_ALERT);
         pre_flush(c);
     } else {
         SSL_shutdown(c->ssl);
@@ -340,6 +375,29 @@ static void finish(conn *c)
 
 static const char status_ok[] = "{\"metadata\":{},\"status\":\"Success\"}";
 
+/* The websocket exec's output after the 101: frames, status, close (and with FLOOR_PRESEAL=2
+ * our close_notify, the producer's last record). */
+static void *ws_body(void *arg)
+{
+    conn *c = arg;
+    if (send_payload(c, ws_head, NULL, NULL, 0) == 0) {
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        ck_ws_frame_prefixed(&b, CK_WS_BINARY, false, 3, status_ok, strlen(status_ok));
+        ck_ws_close_frame(&b, false, 1000, "");
+        send_buf(c, &b);
+        ck_buf_free(&b);
+    }
+    if (c->async) {
+        static const uint8_t alert[2] = {1, 0};
+        seal_send(c, alert, sizeof alert, CK_TLSREC_ALERT);
+        c->alert_sent = true;
+        c->t_sealed = now_us();
+        __atomic_store_n(&c->produced, true, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
 static void exec_ws(conn *c, bool v5)
 {
     char key[128] = "", acc[29];
@@ -353,15 +411,15 @@ static void exec_ws(conn *c, bool v5)
     int64_t t1 = now_us();
     if (tls_send(c, h, (size_t)n) < 0)
         return;
-    pre_start(c);
-    if (send_payload(c, ws_head, NULL, NULL, 0) < 0)
-        return;
-    ck_buf b;
-    ck_buf_init(&b, 0);
-    ck_ws_frame_prefixed(&b, CK_WS_BINARY, false, 3, status_ok, strlen(status_ok));
-    ck_ws_close_frame(&b, false, 1000, "");
-    send_buf(c, &b);
-    ck_buf_free(&b);
+    pthread_t th;
+    if (pre_start(c) == 0 && preseal == 2 &&
+        (c->async = true, pthread_create(&th, NULL, ws_body, c) == 0)) {
+        pre_follow(c);
+        pthread_join(th, NULL);
+    } else {
+        c->async = false;
+        ws_body(c);
+    }
     finish(c);
     if (verbose)
         fprintf(stderr, "floor: exec ws %s: accept->101 %.1f ms, 101->last byte %.1f ms "
@@ -733,8 +791,8 @@ int main(int argc, char **argv)
         sched_policy = !strcmp(k, "idle") ? SCHED_IDLE : !strcmp(k, "batch") ? SCHED_BATCH : -1;
     if ((k = getenv("FLOOR_WCHUNK")) && atol(k) > 0)
         wchunk = (size_t)atol(k);
-    if ((k = getenv("FLOOR_PRESEAL")) && *k == '1') {
-        preseal = true;
+    if ((k = getenv("FLOOR_PRESEAL")) && (*k == '1' || *k == '2')) {
+        preseal = *k - '0';
         /* the payload's frames plus the status and close, as records of 16 KiB with 22 bytes
          * of overhead each; touched now so the stream pays no page faults */
         uint64_t frames = payload_bytes + (payload_bytes / msg_size + 2) * 32 + 4096;

@@ -28,10 +28,10 @@
  *                      sealed by lib/tlsrec into one buffer (touched at start-up) before its
  *                      first byte is written, so the server spends no cipher CPU during the
  *                      stream; anything sent after that is sealed the same way;
- *   FLOOR_PRESEAL=2    websocket exec (SPDY: as 1): the same buffer, sealed by a second thread while the
- *                      connection's thread writes what is sealed so far (the sealing runs ahead
- *                      of kubectl at AES speed and is over early in the stream; no wait before
- *                      the first byte);
+ *   FLOOR_PRESEAL=2    websocket exec (SPDY: as 1): the same buffer, sealed by a second thread
+ *                      while the connection's thread writes what is sealed so far (the sealing
+ *                      runs ahead of kubectl at AES speed and is over early in the stream; no
+ *                      wait before the first byte);
  *   FLOOR_WCHUNK=N     with FLOOR_PRESEAL: bytes per write(2) (default 0: the whole buffer in
  *                      one blocking send; 16406 = one full 16 KiB record per write);
  *   FLOOR_SCHED=idle|batch  the connection's thread under SCHED_IDLE or SCHED_BATCH (it yields

@@ -18,6 +18,25 @@
  * as src/streams), FLOOR_WBUF bytes of a buffering BIO under TLS (default 0: OpenSSL writes each
  * 16 KiB record with its own write(2); N > 0 gathers records into writes of up to N bytes),
  * FLOOR_VERBOSE=1 logs each request and each transfer's time to stderr.
+ * Session 10's knobs (all off unless set; docs/streams.md "Is the floor a ceiling?"):
+ *   FLOOR_SNDBUF=N     SO_SNDBUFFORCE of N bytes on each client socket;
+ *   FLOOR_NODELAY=0    leave Nagle on (default: TCP_NODELAY, as httpd);
+ *   FLOOR_LOWAT=N      TCP_NOTSENT_LOWAT of N bytes;
+ *   FLOOR_CPU=N        the connection's thread pinned to CPU N (sched_setaffinity);
+ *   FLOOR_PRESEAL=1    exec only: after the upgrade (and, for SPDY, the streams) a KeyUpdate
+ *                      through OpenSSL, then the whole output (frames, status, close_notify)
+ *                      sealed by lib/tlsrec into one buffer (touched at start-up) before its
+ *                      first byte is written, so the server spends no cipher CPU during the
+ *                      stream; anything sent after that is sealed the same way;
+ *   FLOOR_PRESEAL=2    websocket exec (SPDY: as 1): the same buffer, sealed by a second thread
+ *                      while the connection's thread writes what is sealed so far (the sealing
+ *                      runs ahead of kubectl at AES speed and is over early in the stream; no
+ *                      wait before the first byte);
+ *   FLOOR_WCHUNK=N     with FLOOR_PRESEAL: bytes per write(2) (default 0: the whole buffer in
+ *                      one blocking send; 16406 = one full 16 KiB record per write);
+ *   FLOOR_SCHED=idle|batch  the connection's thread under SCHED_IDLE or SCHED_BATCH (it yields
+ *                      the CPU to kubectl's threads whenever they are runnable);
+ *   FLOOR_TLS12=1      TLS 1.2 at most (ECDHE-ECDSA-AES128-GCM-SHA256 with kubectl; no pre-seal).
  * Not a server for anything else: no authentication, no limits beyond bounded request heads.
  */
 #include <arpa/inet.h>
@@ -27,6 +46,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +56,7 @@
 #include <unistd.h>
 
 #include "lib/spdy.h"
+#include "lib/tlsrec.h"
 #include "lib/util.h"
 #include "lib/websocket.h"
 
@@ -45,6 +66,13 @@ static SSL_CTX *ctx;
 static uint64_t payload_bytes = 100ull << 20;
 static size_t msg_size = 65536, wbuf_size;
 static bool verbose;
+static int sndbuf, nodelay = 1, lowat, pin_cpu = -1;
+static int preseal;
+static int sched_policy = -1;
+static size_t wchunk;
+static uint8_t *pre_buf;          /* the pre-sealed output, allocated and touched at start-up */
+static size_t pre_cap;
+static pthread_mutex_t pre_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t pattern[1 << 16];
 
 typedef struct conn {
@@ -54,6 +82,14 @@ typedef struct conn {
     char head[HEAD_MAX];
     size_t hlen;         /* bytes in head (a request head, then leftover protocol bytes) */
     int64_t t0;
+    ck_tlsrec rec;       /* FLOOR_PRESEAL: our own records after the KeyUpdate */
+    bool sealing;        /* every send goes through rec */
+    bool collecting;     /* sends are sealed into pre_buf, written by pre_flush */
+    size_t pre_len;      /* FLOOR_PRESEAL=2: published to the writer with release stores */
+    bool async;          /* FLOOR_PRESEAL=2: a sealing thread fills pre_buf */
+    bool produced;       /* ... and has finished (release store) */
+    bool alert_sent;     /* our close_notify is in pre_buf already */
+    int64_t t_sealed;
 } conn;
 
 static int64_t now_us(void)
@@ -63,8 +99,119 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int write_all(int fd, const uint8_t *p, size_t n, size_t chunk)
+{
+    while (n) {
+        size_t k = chunk && chunk < n ? chunk : n;
+        ssize_t w = send(fd, p, k, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Seal n bytes as application-data records of up to 16 KiB, into pre_buf (collecting) or a
+ * scratch buffer written at once. */
+static int seal_send(conn *c, const uint8_t *p, size_t n, uint8_t type)
+{
+    static __thread uint8_t scratch[CK_TLSREC_SEALED(CK_TLSREC_MAX_PLAIN) * 4];
+    size_t sl = 0;
+    do {
+        size_t k = n < CK_TLSREC_MAX_PLAIN ? n : CK_TLSREC_MAX_PLAIN;
+        uint8_t *out;
+        if (c->collecting) {
+            if (c->pre_len + CK_TLSREC_SEALED(k) > pre_cap)
+                return -1;
+            out = pre_buf + c->pre_len;
+        } else {
+            if (sl + CK_TLSREC_SEALED(k) > sizeof scratch) {
+                if (write_all(c->fd, scratch, sl, wchunk) < 0)
+                    return -1;
+                sl = 0;
+            }
+            out = scratch + sl;
+            sl += CK_TLSREC_SEALED(k);
+        }
+        ck_error *e = NULL;
+        if (ck_tlsrec_seal(&c->rec, type, p, k, out, &e) < 0) {
+            ck_error_free(e);
+            return -1;
+        }
+        if (c->collecting)   /* the record is complete before the writer may see it */
+            __atomic_store_n(&c->pre_len, c->pre_len + CK_TLSREC_SEALED(k), __ATOMIC_RELEASE);
+        p += k;
+        n -= k;
+    } while (n);
+    return sl ? write_all(c->fd, scratch, sl, wchunk) : 0;
+}
+
+/* FLOOR_PRESEAL: KeyUpdate through OpenSSL (its last record), our own records from then on, and
+ * every send collected into pre_buf until pre_flush.  -1 if that is not possible (not TLS 1.3
+ * AES-GCM, or pre_buf busy): the stream then goes through OpenSSL as without the knob. */
+static int pre_start(conn *c)
+{
+    ck_error *e = NULL;
+    if (!preseal || pthread_mutex_trylock(&pre_lock) != 0)
+        return -1;
+    if (SSL_key_update(c->ssl, SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+        SSL_do_handshake(c->ssl) != 1 || (c->wbio && BIO_flush(c->wbio) <= 0) ||
+        ck_tlsrec_init(&c->rec, c->ssl, true, &e) < 0) {
+        ck_error_free(e);
+        ERR_clear_error();
+        pthread_mutex_unlock(&pre_lock);
+        fprintf(stderr, "floor: pre-seal not possible, through OpenSSL\n");
+        return -1;
+    }
+    c->sealing = c->collecting = true;
+    c->pre_len = 0;
+    return 0;
+}
+
+/* FLOOR_PRESEAL=2: write pre_buf as the sealing thread fills it, until it is done */
+static int pre_follow(conn *c)
+{
+    size_t done = 0;
+    int rc = 0;
+    for (;;) {
+        bool fin = __atomic_load_n(&c->produced, __ATOMIC_ACQUIRE);
+        size_t avail = __atomic_load_n(&c->pre_len, __ATOMIC_ACQUIRE);
+        if (avail > done) {
+            size_t n = avail - done;
+            if (rc == 0 && write_all(c->fd, pre_buf + done, n, wchunk) < 0)
+                rc = -1;   /* keep following: the producer owns pre_buf until it is done */
+            done = avail;
+        } else if (fin) {
+            return rc;
+        } else {
+            usleep(20);   /* only before the first records: sealing outruns the socket */
+        }
+    }
+}
+
+static int pre_flush(conn *c)
+{
+    if (!c->collecting)
+        return 0;
+    if (c->async) {   /* written by pre_follow already */
+        c->collecting = false;
+        pthread_mutex_unlock(&pre_lock);
+        return 0;
+    }
+    c->collecting = false;
+    c->t_sealed = now_us();
+    int rc = write_all(c->fd, pre_buf, c->pre_len, wchunk);
+    pthread_mutex_unlock(&pre_lock);
+    return rc;
+}
+
 static int tls_send(conn *c, const void *p, size_t n)
 {
+    if (c->sealing)
+        return n ? seal_send(c, p, n, CK_TLSREC_APPDATA) : 0;
     if (n && SSL_write(c->ssl, p, (int)n) <= 0)
         return -1;
     if (c->wbio && BIO_flush(c->wbio) <= 0)
@@ -208,7 +355,14 @@ static size_t spdy_head(void *hctx, uint8_t *out, size_t n)
  * input turns our close into a reset that could cut the client's reading short. */
 static void finish(conn *c)
 {
-    SSL_shutdown(c->ssl);
+    if (c->sealing) {   /* OpenSSL's write state is behind ours: our own close_notify */
+        static const uint8_t alert[2] = {1, 0};
+        if (!c->alert_sent)
+            seal_send(c, alert, sizeof alert, CK_TLSREC_ALERT);
+        pre_flush(c);
+    } else {
+        SSL_shutdown(c->ssl);
+    }
     if (c->wbio)
         BIO_flush(c->wbio);
     shutdown(c->fd, SHUT_WR);
@@ -221,6 +375,29 @@ static void finish(conn *c)
 
 static const char status_ok[] = "{\"metadata\":{},\"status\":\"Success\"}";
 
+/* The websocket exec's output after the 101: frames, status, close (and with FLOOR_PRESEAL=2
+ * our close_notify, the producer's last record). */
+static void *ws_body(void *arg)
+{
+    conn *c = arg;
+    if (send_payload(c, ws_head, NULL, NULL, 0) == 0) {
+        ck_buf b;
+        ck_buf_init(&b, 0);
+        ck_ws_frame_prefixed(&b, CK_WS_BINARY, false, 3, status_ok, strlen(status_ok));
+        ck_ws_close_frame(&b, false, 1000, "");
+        send_buf(c, &b);
+        ck_buf_free(&b);
+    }
+    if (c->async) {
+        static const uint8_t alert[2] = {1, 0};
+        seal_send(c, alert, sizeof alert, CK_TLSREC_ALERT);
+        c->alert_sent = true;
+        c->t_sealed = now_us();
+        __atomic_store_n(&c->produced, true, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
 static void exec_ws(conn *c, bool v5)
 {
     char key[128] = "", acc[29];
@@ -232,18 +409,22 @@ static void exec_ws(conn *c, bool v5)
                      "Sec-WebSocket-Protocol: %s\r\n\r\n", acc,
                      v5 ? "v5.channel.k8s.io" : "v4.channel.k8s.io");
     int64_t t1 = now_us();
-    if (tls_send(c, h, (size_t)n) < 0 || send_payload(c, ws_head, NULL, NULL, 0) < 0)
+    if (tls_send(c, h, (size_t)n) < 0)
         return;
-    ck_buf b;
-    ck_buf_init(&b, 0);
-    ck_ws_frame_prefixed(&b, CK_WS_BINARY, false, 3, status_ok, strlen(status_ok));
-    ck_ws_close_frame(&b, false, 1000, "");
-    send_buf(c, &b);
-    ck_buf_free(&b);
-    if (verbose)
-        fprintf(stderr, "floor: exec ws %s: accept->101 %.1f ms, 101->last byte %.1f ms\n",
-                v5 ? "v5" : "v4", (double)(t1 - c->t0) / 1e3, (double)(now_us() - t1) / 1e3);
+    pthread_t th;
+    if (pre_start(c) == 0 && preseal == 2 &&
+        (c->async = true, pthread_create(&th, NULL, ws_body, c) == 0)) {
+        pre_follow(c);
+        pthread_join(th, NULL);
+    } else {
+        c->async = false;
+        ws_body(c);
+    }
     finish(c);
+    if (verbose)
+        fprintf(stderr, "floor: exec ws %s: accept->101 %.1f ms, 101->last byte %.1f ms "
+                "(sealed after %.1f ms)\n", v5 ? "v5" : "v4", (double)(t1 - c->t0) / 1e3,
+                (double)(now_us() - t1) / 1e3, c->t_sealed ? (c->t_sealed - t1) / 1e3 : 0.0);
 }
 
 /* SPDY session state: exec's streams, port-forward's pairs */
@@ -378,6 +559,7 @@ static void exec_spdy(conn *c)
             goto out;
     int64_t t2 = now_us();
     spdy_ctx sc = {.id = s->out_id};
+    pre_start(c);
     if (send_payload(c, spdy_head, &sc, NULL, 0) < 0)
         goto out;
     ck_buf b;
@@ -388,6 +570,7 @@ static void exec_spdy(conn *c)
     ck_spdy_data(&b, s->err_id, CK_SPDY_FLAG_FIN, status_ok, strlen(status_ok));
     send_buf(c, &b);
     ck_buf_free(&b);
+    pre_flush(c);
     if (verbose)
         fprintf(stderr, "floor: exec spdy: accept->101 %.1f ms, streams %.1f ms, data %.1f ms\n",
                 (double)(t1 - c->t0) / 1e3, (double)(t2 - t1) / 1e3,
@@ -396,6 +579,7 @@ static void exec_spdy(conn *c)
     while (sp_read(s) == 0)
         ;
 out:
+    pre_flush(c);
     ck_spdy_free(&s->spdy);
     ck_buf_free(&s->out);
     free(s);
@@ -489,6 +673,18 @@ static const char notfound_json[] =
 static void *serve(void *arg)
 {
     conn *c = arg;
+    if (pin_cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(pin_cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set) < 0)
+            perror("floor: sched_setaffinity");
+    }
+    if (sched_policy >= 0) {
+        struct sched_param sp0 = {0};
+        if (sched_setscheduler(0, sched_policy, &sp0) < 0)   /* 0: this thread (Linux) */
+            perror("floor: sched_setscheduler");
+    }
     c->ssl = SSL_new(ctx);
     if (wbuf_size) {
         BIO *sock = BIO_new_socket(c->fd, BIO_NOCLOSE);
@@ -558,6 +754,10 @@ static void *serve(void *arg)
         c->hlen -= hl;
     }
 out:
+    if (c->collecting)
+        pre_flush(c);
+    if (c->rec.ctx)
+        ck_tlsrec_free(&c->rec);
     SSL_free(c->ssl);
     close(c->fd);
     free(c);
@@ -578,6 +778,28 @@ int main(int argc, char **argv)
     if (w && atol(w) > 0)
         wbuf_size = (size_t)atol(w);
     verbose = v && *v == '1';
+    const char *k;
+    if ((k = getenv("FLOOR_SNDBUF")) && atoi(k) > 0)
+        sndbuf = atoi(k);
+    if ((k = getenv("FLOOR_NODELAY")) && *k == '0')
+        nodelay = 0;
+    if ((k = getenv("FLOOR_LOWAT")) && atoi(k) > 0)
+        lowat = atoi(k);
+    if ((k = getenv("FLOOR_CPU")) && *k)
+        pin_cpu = atoi(k);
+    if ((k = getenv("FLOOR_SCHED")) && *k)
+        sched_policy = !strcmp(k, "idle") ? SCHED_IDLE : !strcmp(k, "batch") ? SCHED_BATCH : -1;
+    if ((k = getenv("FLOOR_WCHUNK")) && atol(k) > 0)
+        wchunk = (size_t)atol(k);
+    if ((k = getenv("FLOOR_PRESEAL")) && (*k == '1' || *k == '2')) {
+        preseal = *k - '0';
+        /* the payload's frames plus the status and close, as records of 16 KiB with 22 bytes
+         * of overhead each; touched now so the stream pays no page faults */
+        uint64_t frames = payload_bytes + (payload_bytes / msg_size + 2) * 32 + 4096;
+        pre_cap = (size_t)(frames + (frames / CK_TLSREC_MAX_PLAIN + 1024) * 64);
+        pre_buf = xmalloc(pre_cap);
+        memset(pre_buf, 0, pre_cap);
+    }
     for (size_t i = 0; i < sizeof pattern; i++)
         pattern[i] = (uint8_t)('a' + i % 26);
     signal(SIGPIPE, SIG_IGN);
@@ -585,6 +807,12 @@ int main(int argc, char **argv)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384");
+    if (preseal)
+        ck_tlsrec_keylog_install(ctx);
+    if ((k = getenv("FLOOR_TLS12")) && *k == '1') {
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, argv[1]) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, argv[2], SSL_FILETYPE_PEM) != 1) {
         fprintf(stderr, "streams_floor: cannot load %s / %s\n", argv[1], argv[2]);
@@ -613,7 +841,12 @@ int main(int argc, char **argv)
                 continue;
             break;
         }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* as httpd */
+        if (nodelay)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);   /* as httpd */
+        if (sndbuf && setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
+            perror("floor: SO_SNDBUFFORCE");
+        if (lowat && setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat) < 0)
+            perror("floor: TCP_NOTSENT_LOWAT");
         conn *c = xcalloc(1, sizeof *c);
         c->fd = fd;
         c->t0 = now_us();

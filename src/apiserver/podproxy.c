@@ -799,23 +799,9 @@ static size_t pump(side *src, side *dst, char *plain)
 /* The wire to the socket: one send for everything queued, unless the socket is full. */
 static void flush_wire(side *s)
 {
-    while (!s->failed && wire_pending(s)) {
-        ssize_t n = send(s->fd, ck_bytequeue_data(&s->wire), wire_pending(s), MSG_NOSIGNAL);
-        s->sends++;
-        if (n > 0) {
-            ck_bytequeue_consume(&s->wire, (size_t)n);
-            if (wire_pending(s))
-                return;   /* a short write: the socket is full, poll says when it is not */
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+    /* a full socket (0): poll says when it is not */
+    if (!s->failed && ck_bytequeue_send(&s->wire, s->fd, &s->sends, NULL) < 0)
         s->failed = true;
-    }
-    if (!wire_pending(s))
-        ck_bytequeue_reset(&s->wire);
 }
 
 static void set_rcvlowat(int fd, int lowat)

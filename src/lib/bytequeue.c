@@ -1,8 +1,10 @@
 /* bytequeue.c - see bytequeue.h. */
 #include "lib/bytequeue.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "lib/util.h"
 
@@ -57,4 +59,26 @@ int ck_bytequeue_append(ck_bytequeue *q, const void *data, size_t n, ck_error **
     memcpy(p, data, n);
     q->len += n;
     return 0;
+}
+
+int ck_bytequeue_send(ck_bytequeue *q, int fd, unsigned *sends, ck_error **err)
+{
+    while (ck_bytequeue_pending(q)) {
+        ssize_t n = send(fd, ck_bytequeue_data(q), ck_bytequeue_pending(q), MSG_NOSIGNAL);
+        if (sends)
+            (*sends)++;
+        if (n > 0) {
+            ck_bytequeue_consume(q, (size_t)n);
+            if (ck_bytequeue_pending(q))
+                return 0;   /* a short write: the socket is full */
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return ck_error_sys(err, CK_E_IO, "send");
+    }
+    ck_bytequeue_reset(q);
+    return 1;
 }

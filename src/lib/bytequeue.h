@@ -68,6 +68,12 @@ static inline void ck_bytequeue_consume(ck_bytequeue *q, size_t n)
     q->off += n;
 }
 
+/* The pending bytes to a non-blocking socket, send(2) (MSG_NOSIGNAL) until it is full or they
+ * are gone: 1 all sent (the queue reset), 0 the socket is full (a short write or EAGAIN: wait for
+ * POLLOUT), -1 (CK_E_IO) on a send error, the unsent bytes kept.  *sends (if not NULL) counts the
+ * send(2) calls. */
+int ck_bytequeue_send(ck_bytequeue *q, int fd, unsigned *sends, ck_error **err);
+
 /* Everything pending dropped; the buffer is kept for reuse. */
 static inline void ck_bytequeue_reset(ck_bytequeue *q)
 {

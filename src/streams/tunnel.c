@@ -243,23 +243,16 @@ static int tun_write(ck_tunnel *t, const void *data, size_t len)
 /* The wire to the socket: one send for everything queued, unless the socket is full. */
 static void flush_wire(ck_tunnel *t)
 {
-    while (wire_pending(t)) {
-        ssize_t n = send(t->fd, ck_bytequeue_data(&t->wire), wire_pending(t), MSG_NOSIGNAL);
-        if (n > 0) {
-            ck_bytequeue_consume(&t->wire, (size_t)n);
-            t->last_ns = ck_now_ns();
-            if (wire_pending(t))
-                return;   /* a short write: the socket is full, poll says when it is not */
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+    size_t before = wire_pending(t);
+    if (!before)
+        return;
+    int rc = ck_bytequeue_send(&t->wire, t->fd, NULL, NULL);   /* 0: full, poll says when not */
+    if (wire_pending(t) < before)
+        t->last_ns = ck_now_ns();
+    if (rc < 0) {
         t->gone = true;   /* the client is gone: drop what it will never read */
         ck_bytequeue_reset(&t->wire);
     }
-    ck_bytequeue_reset(&t->wire);
 }
 
 /* Read and parse what the client sent, up to IN_PER_ROUND bytes. */

@@ -1,7 +1,8 @@
 /* Unit tests for src/lib/bytequeue.c: reserve/commit/consume round trips, a partial consume and
  * the front moved away only when the end has no room, growth by doubling from 64 KiB, growth
  * past the limit refused with CK_E_TOO_LARGE and nothing changed, reset keeping the buffer, large
- * appends, and free. */
+ * appends, free, and sending to a non-blocking socket (a full socket, the rest later, every
+ * byte in order; a send error keeps the bytes). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "lib/bytequeue.h"
 
@@ -180,8 +185,60 @@ static void test_large_appends(void **state)
     ck_bytequeue_free(&q);
 }
 
+static void test_send_to_socket(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    ck_bytequeue q;
+    ck_bytequeue_init(&q, 8u << 20);
+    unsigned sends = 0;
+    assert_int_equal(ck_bytequeue_send(&q, sv[0], &sends, NULL), 1);   /* empty: no send */
+    assert_int_equal(sends, 0);
+    size_t total = 4u << 20;   /* far more than a unix socket buffers */
+    char *data = malloc(total);
+    assert_non_null(data);
+    for (size_t i = 0; i < total; i++)
+        data[i] = (char)(i * 13 + i / 1000);
+    assert_int_equal(ck_bytequeue_append(&q, data, total, NULL), 0);
+    assert_int_equal(ck_bytequeue_send(&q, sv[0], &sends, NULL), 0);   /* the socket is full */
+    assert_true(sends >= 1);
+    assert_true(ck_bytequeue_pending(&q) > 0);
+    assert_true(ck_bytequeue_pending(&q) < total);
+    char *got = malloc(total);
+    assert_non_null(got);
+    size_t at = 0;
+    int rc = 0;
+    while (at < total) {
+        ssize_t n = read(sv[1], got + at, total - at);
+        assert_true(n > 0);
+        at += (size_t)n;
+        if (rc != 1)
+            rc = ck_bytequeue_send(&q, sv[0], &sends, NULL);
+    }
+    assert_int_equal(rc, 1);
+    assert_int_equal(ck_bytequeue_pending(&q), 0);
+    assert_int_equal(q.off, 0);   /* reset once all was sent */
+    assert_memory_equal(got, data, total);
+    /* the peer gone: an error, the bytes kept */
+    close(sv[1]);
+    assert_int_equal(ck_bytequeue_append(&q, "tail", 4, NULL), 0);
+    ck_error *e = NULL;
+    assert_int_equal(ck_bytequeue_send(&q, sv[0], &sends, &e), -1);
+    assert_non_null(e);
+    assert_int_equal(e->code, CK_E_IO);
+    ck_error_free(e);
+    assert_int_equal(ck_bytequeue_pending(&q), 4);
+    close(sv[0]);
+    free(got);
+    free(data);
+    ck_bytequeue_free(&q);
+}
+
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN);   /* (send uses MSG_NOSIGNAL; in case a platform ignores it) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reserve_commit_consume),
         cmocka_unit_test(test_partial_consume_and_move),
@@ -189,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_limit_between_doublings),
         cmocka_unit_test(test_reset_keeps_buffer),
         cmocka_unit_test(test_large_appends),
+        cmocka_unit_test(test_send_to_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

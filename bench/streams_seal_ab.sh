@@ -20,43 +20,19 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. "$ROOT/tests/e2e/lib/standin_node.sh"
 ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 cd "$tmp"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node.key \
-    -out node.crt -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-"$B/bench/streams_node" 0 node.crt node.key nodeport >node.log 2>&1 &
-NP=$!; pids+=($NP)
-api=$(free_port)
-"$B/ckube" server --data-dir "$tmp/data" --secure-port "$api" --disable-agent >server.log 2>&1 &
-pids+=($!)
+standin_node_start
+NP=$standin_pid
+standin_server_start "$tmp"
 K=/usr/lib/google-cloud-sdk/bin/kubectl.1.33
 kc() { timeout 20 "$K" --kubeconfig "$tmp/data/kubeconfig" "$@"; }
-for _ in $(seq 100); do
-    [ -f nodeport ] && [ -f data/kubeconfig ] && kc get --raw /readyz >/dev/null 2>&1 && break
-    sleep 0.2
-done
-np=$(cat nodeport)
-cat >objs.yaml <<EOY
-apiVersion: v1
-kind: Node
-metadata: {name: standin}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: sp, namespace: default}
-spec:
-  nodeName: standin
-  containers: [{name: main, image: busybox}]
-  tolerations: [{operator: Exists}]
-EOY
+standin_ready "$tmp"
+standin_objects objs.yaml
 kc create --validate=false -f objs.yaml >/dev/null
-setstatus() {
-    kc get "$1" "$2" -o json | python3 -c "import json,sys; o=json.load(sys.stdin); o['status']=json.loads(sys.argv[1]); print(json.dumps(o))" "$3" |
-        kc replace --validate=false --subresource=status -f - >/dev/null
-}
-setstatus node standin "{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"127.0.0.1\"}],\"daemonEndpoints\":{\"kubeletEndpoint\":{\"Port\":$np}}}"
-setstatus pod sp '{"phase":"Running"}'
+standin_node_status
+standin_setstatus pod sp '{"phase":"Running"}'
 python3 -c "
 import yaml, base64
 u = yaml.safe_load(open('data/kubeconfig'))['users'][0]['user']

@@ -571,7 +571,9 @@ void ck_admission_mount_token(json_t *spec)
 
 /* ---- Priority ---- */
 
-static json_t *default_priority_class(ck_apiserver *s, ck_error **err)
+/* The class named `name`, or with name NULL the globalDefault one (JSON null when there is
+ * none), as a NEW reference from the cached list; upstream's NotFound for a name not there. */
+static json_t *priority_class(ck_apiserver *s, const char *name, ck_error **err)
 {
     const ck_resource *pcr = ck_resource_find("scheduling.k8s.io", "v1", "priorityclasses");
     json_t *all = list_cached(s, pcr, NULL, err);
@@ -582,32 +584,16 @@ static json_t *default_priority_class(ck_apiserver *s, ck_error **err)
     json_t *pc;
     /* more than one globalDefault (a race): the lowest value wins, as upstream */
     json_array_foreach(all, i, pc)
-        if (json_is_true(json_object_get(pc, "globalDefault")) &&
-            (!best || json_integer_value(json_object_get(best, "value")) >
-                          json_integer_value(json_object_get(pc, "value"))))
+        if (name ? !strcmp(ck_meta_str(pc, "name") ?: "", name)
+                 : json_is_true(json_object_get(pc, "globalDefault")) &&
+                       (!best || json_integer_value(json_object_get(best, "value")) >
+                                     json_integer_value(json_object_get(pc, "value"))))
             best = pc;
-    json_t *out = best ? json_incref(best) : json_null();
+    json_t *out = best ? json_incref(best) : name ? NULL : json_null();
     json_decref(all);
-    return out;
-}
-
-/* The named class (NEW reference), from the cached list; upstream's NotFound otherwise. */
-static json_t *find_priority_class(ck_apiserver *s, const char *name, ck_error **err)
-{
-    const ck_resource *pcr = ck_resource_find("scheduling.k8s.io", "v1", "priorityclasses");
-    json_t *all = list_cached(s, pcr, NULL, err);
-    if (!all)
-        return NULL;
-    json_t *found = NULL;
-    size_t i;
-    json_t *pc;
-    json_array_foreach(all, i, pc)
-        if (!strcmp(ck_meta_str(pc, "name") ?: "", name))
-            found = json_incref(pc);
-    json_decref(all);
-    if (!found)
+    if (!out)
         ck_err_not_found(err, pcr, name);
-    return found;
+    return out;
 }
 
 static int priority(ck_apiserver *s, const ck_resource *r, const char *name, json_t *pod,
@@ -621,14 +607,14 @@ static int priority(ck_apiserver *s, const ck_resource *r, const char *name, jso
     const char *policy = "PreemptLowerPriority";
     json_t *pc = NULL;
     if (!cls || !*cls) {
-        pc = default_priority_class(s, err);
+        pc = priority_class(s, NULL, err);
         if (!pc)
             return ck_error_wrap(err, "failed to get default priority class");
         if (json_is_object(pc))
             json_object_set_new(spec, "priorityClassName", json_string(ck_meta_str(pc, "name") ?: ""));
     } else {
         ck_error *e = NULL;
-        pc = find_priority_class(s, cls, &e);
+        pc = priority_class(s, cls, &e);
         if (!pc) {
             if (e->code == CK_E_NOT_FOUND) {
                 ck_error_free(e);
@@ -675,7 +661,7 @@ static int priority_class_check(ck_apiserver *s, const ck_resource *r, const jso
 {
     if (!json_is_true(json_object_get(pc, "globalDefault")))
         return 0;
-    json_t *dpc = default_priority_class(s, err);
+    json_t *dpc = priority_class(s, NULL, err);
     if (!dpc)
         return -1;
     const char *dname = ck_meta_str(dpc, "name"), *name = ck_meta_str(pc, "name");

@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "lib/bytequeue.h"
 #include "lib/log.h"
 #include "lib/rawin.h"
 #include "lib/tlsrec.h"
@@ -482,8 +483,7 @@ typedef struct side {
     int fd;
     SSL *ssl;
     ck_rawin in;            /* bytes read from fd, not yet taken by OpenSSL (or opened by us) */
-    char *wire;             /* records for fd, from SSL_write */
-    size_t wire_cap, wire_off, wire_len;
+    ck_bytequeue wire;      /* records for fd, from SSL_write; bounded by WIRE_LIMIT */
     bool eof;               /* no more plaintext comes from this side (close_notify, EOF, error) */
     bool failed;            /* writing to it failed: the peer is gone */
     unsigned reads, sends;  /* syscalls, for the session's log line */
@@ -500,47 +500,11 @@ typedef struct side {
 
 static size_t wire_pending(const side *s)
 {
-    return s->wire_len - s->wire_off;
+    return ck_bytequeue_pending(&s->wire);
 }
 
 static BIO_METHOD *side_meth;
 static pthread_once_t side_once = PTHREAD_ONCE_INIT;
-
-/* Room for len more bytes at the wire's end (the relay bounds the wire by reading no further;
- * NULL past WIRE_LIMIT). */
-static char *wire_reserve(side *s, size_t len)
-{
-    if (s->wire_off == s->wire_len)
-        s->wire_off = s->wire_len = 0;
-    if (s->wire_len + len > s->wire_cap && s->wire_off) {
-        memmove(s->wire, s->wire + s->wire_off, s->wire_len - s->wire_off);
-        s->wire_len -= s->wire_off;
-        s->wire_off = 0;
-    }
-    if (s->wire_len + len > s->wire_cap) {
-        size_t cap = s->wire_cap ? s->wire_cap : 64 * 1024;
-        while (cap < s->wire_len + len)
-            cap *= 2;
-        if (cap > WIRE_LIMIT)
-            return NULL;
-        s->wire = xrealloc(s->wire, cap);
-        s->wire_cap = cap;
-    }
-    return s->wire + s->wire_len;
-}
-
-/* Bytes for the socket, after those queued. */
-static int wire_append(side *s, const char *data, size_t len)
-{
-    if (len == 0)
-        return 0;
-    char *p = wire_reserve(s, len);
-    if (!p)
-        return -1;
-    memcpy(p, data, len);
-    s->wire_len += len;
-    return 0;
-}
 
 /* TLS records go to the wire, never a retry. */
 static int side_bio_write(BIO *b, const char *data, int len)
@@ -559,7 +523,7 @@ static int side_bio_write(BIO *b, const char *data, int len)
         s->failed = true;
         return -1;
     }
-    return wire_append(s, data, (size_t)len) < 0 ? -1 : len;
+    return ck_bytequeue_append(&s->wire, data, (size_t)len, NULL) < 0 ? -1 : len;
 }
 
 /* OpenSSL's reads (read-ahead: as much as its record buffer takes) come from raw. */
@@ -603,6 +567,8 @@ static void side_meth_init(void)
 static int side_init(side *s, int fd, SSL *ssl, size_t raw_cap)
 {
     memset(s, 0, sizeof *s);
+    /* the relay bounds the wire by reading no further (WIRE_HIGH); the limit is the backstop */
+    ck_bytequeue_init(&s->wire, WIRE_LIMIT);
     s->fd = fd;
     s->ssl = ssl;
     ck_rawin_init(&s->in, raw_cap);
@@ -628,7 +594,7 @@ static void side_free(side *s)
     if (s->fd >= 0)
         close(s->fd);
     ck_rawin_free(&s->in);
-    free(s->wire);
+    ck_bytequeue_free(&s->wire);
     ck_tlsrec *t[3] = {s->seal, s->open, s->open_next};
     for (int i = 0; i < 3; i++)
         if (t[i]) {
@@ -642,8 +608,8 @@ static int side_write(side *s, const char *data, size_t len)
 {
     while (s->seal && len > 0 && !s->failed) {
         size_t n = len < CK_TLSREC_MAX_PLAIN ? len : CK_TLSREC_MAX_PLAIN;
-        char *p = wire_reserve(s, CK_TLSREC_SEALED(n));
         ck_error *e = NULL;
+        char *p = ck_bytequeue_reserve(&s->wire, CK_TLSREC_SEALED(n), &e);
         if (!p || ck_tlsrec_seal(s->seal, CK_TLSREC_APPDATA, (const unsigned char *)data, n,
                                  (unsigned char *)p, &e) < 0) {
             log_warn("podproxy: %s", e ? e->msg : "wire limit");
@@ -651,7 +617,7 @@ static int side_write(side *s, const char *data, size_t len)
             s->failed = true;
             break;
         }
-        s->wire_len += CK_TLSREC_SEALED(n);
+        ck_bytequeue_commit(&s->wire, CK_TLSREC_SEALED(n));
         s->fast_records++;
         data += n;
         len -= n;
@@ -659,7 +625,7 @@ static int side_write(side *s, const char *data, size_t len)
     if (s->seal)
         return s->failed ? -1 : 0;
     if (!s->ssl) {
-        if (wire_append(s, data, len) < 0)
+        if (ck_bytequeue_append(&s->wire, data, len, NULL) < 0)
             s->failed = true;
         return s->failed ? -1 : 0;
     }
@@ -833,23 +799,9 @@ static size_t pump(side *src, side *dst, char *plain)
 /* The wire to the socket: one send for everything queued, unless the socket is full. */
 static void flush_wire(side *s)
 {
-    while (!s->failed && s->wire_off < s->wire_len) {
-        ssize_t n = send(s->fd, s->wire + s->wire_off, s->wire_len - s->wire_off, MSG_NOSIGNAL);
-        s->sends++;
-        if (n > 0) {
-            s->wire_off += (size_t)n;
-            if (s->wire_off < s->wire_len)
-                return;   /* a short write: the socket is full, poll says when it is not */
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+    /* a full socket (0): poll says when it is not */
+    if (!s->failed && ck_bytequeue_send(&s->wire, s->fd, &s->sends, NULL) < 0)
         s->failed = true;
-    }
-    if (s->wire_off == s->wire_len)
-        s->wire_off = s->wire_len = 0;
 }
 
 static void set_rcvlowat(int fd, int lowat)
@@ -933,7 +885,7 @@ static size_t handoff_read(relay *r)
     side *k = &r->k, *c = &r->c;
     size_t moved = 0;
     while (!k->eof && !c->failed && wire_pending(c) < WIRE_HIGH && k->in.may_read) {
-        char *p = wire_reserve(c, RAW_KUBELET);
+        char *p = ck_bytequeue_reserve(&c->wire, RAW_KUBELET, NULL);
         if (!p) {
             c->failed = true;
             break;
@@ -951,7 +903,7 @@ static size_t handoff_read(relay *r)
             k->in.may_read = false;
             break;
         }
-        c->wire_len += (size_t)n;
+        ck_bytequeue_commit(&c->wire, (size_t)n);
         moved += (size_t)n;
         if ((size_t)n < RAW_KUBELET)
             k->in.may_read = false;
@@ -1542,7 +1494,7 @@ int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *cli
     if (rc == 0) {
         /* first the 101 httpd could not send yet, then what the kubelet sent after its 101 and
          * the client after its request */
-        wire_append(&r->c, client->unsent, client->unsent_len);
+        ck_bytequeue_append(&r->c.wire, client->unsent, client->unsent_len, NULL);
         if (handoff)
             rc = handoff_setup(r, early_len);
         else

@@ -21,6 +21,7 @@
 #include <openssl/types.h>
 
 #include "lib/bufpool.h"
+#include "lib/bytequeue.h"
 #include "lib/rawin.h"
 #include "lib/spdy.h"
 #include "lib/websocket.h"
@@ -56,8 +57,7 @@ struct ck_tunnel {
     char *early_in;             /* plaintext the client sent with its request (fed first) */
     size_t early_len;
     ck_rawin in;                /* bytes read from fd, not yet taken by OpenSSL / the parser */
-    char *wire;                 /* records (or plain bytes) for fd */
-    size_t wire_off, wire_len, wire_cap;
+    ck_bytequeue wire;          /* records (or plain bytes) for fd */
     char *plain;                /* one record's plaintext (input) */
     /* the sealing hand-off (docs/podproxy.md "Sealing hand-off (session 9)"): everything after
      * the 101 is sealed here with the key of the API server's connection to its client and

@@ -42,27 +42,14 @@ trap cleanup EXIT
 
 ok() { echo "ok - $*"; }
 notok() { echo "not ok - $*"; fails=$((fails + 1)); }
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+. "$ROOT/tests/e2e/lib/standin_node.sh"
 
 [ -x "$NODE" ] || { echo "not ok - $NODE missing (make)"; exit 1; }
 cd "$tmp"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node.key \
-    -out node.crt -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-"$NODE" 0 node.crt node.key nodeport >node.log 2>&1 &
-pids+=($!)
-api=$(free_port)
-"$CK" server --data-dir "$tmp/data" --secure-port "$api" --disable-agent >server.log 2>&1 &
-pids+=($!)
+standin_node_start
+standin_server_start "$tmp"
 K0=/usr/lib/google-cloud-sdk/bin/kubectl.1.33
-for i in $(seq 100); do
-    [ -f nodeport ] && [ -f data/kubeconfig ] && \
-        $K0 --kubeconfig data/kubeconfig get --raw /readyz >/dev/null 2>&1 && break
-    sleep 0.2
-done
-$K0 --kubeconfig data/kubeconfig get --raw /readyz >/dev/null 2>&1 || { notok "server ready"; exit 1; }
-np=$(cat nodeport)
+standin_ready "$tmp" || { notok "server ready"; exit 1; }
 
 # the real kubelet, with an image made from busybox-static
 real=0
@@ -80,18 +67,8 @@ else
 fi
 
 # a Node pointing at the stand-in, a running pod on it, a completed pod
-cat >objs.yaml <<EOY
-apiVersion: v1
-kind: Node
-metadata: {name: standin}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: sp, namespace: default}
-spec:
-  nodeName: standin
-  containers: [{name: main, image: busybox}]
-  tolerations: [{operator: Exists}]
+standin_objects objs.yaml
+cat >>objs.yaml <<EOY
 ---
 apiVersion: v1
 kind: Pod
@@ -106,14 +83,9 @@ EOY
 kc() { timeout "${T:-20}" "$K" --kubeconfig "$tmp/data/kubeconfig" "$@"; }
 K=$K0
 kc create --validate=false -f objs.yaml >/dev/null || notok "create objects"
-setstatus() {   # KIND NAME JSON
-    kc get "$1" "$2" -o json | python3 -c "import json,sys; o=json.load(sys.stdin); o['status']=json.loads(sys.argv[1]); print(json.dumps(o))" "$3" |
-        kc replace --validate=false --subresource=status -f - >/dev/null
-}
-setstatus node standin "{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"127.0.0.1\"}],\"daemonEndpoints\":{\"kubeletEndpoint\":{\"Port\":$np}}}" ||
-    notok "node status"
-setstatus pod sp '{"phase":"Running"}' || notok "pod status"
-setstatus pod done '{"phase":"Succeeded"}' || notok "pod status"
+standin_node_status || notok "node status"
+standin_setstatus pod sp '{"phase":"Running"}' || notok "pod status"
+standin_setstatus pod done '{"phase":"Succeeded"}' || notok "pod status"
 if [ $real = 1 ]; then
     cat >rp.yaml <<EOY
 apiVersion: v1

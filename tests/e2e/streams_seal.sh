@@ -10,7 +10,6 @@ set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) B=$BUILD ;; *) B=$ROOT/$BUILD ;; esac
-CK=$B/ckube
 VERSIONS=${VERSIONS:-"1.27 1.29 1.30 1.33"}
 tmp=$(mktemp -d /tmp/ckube-e2e-seal.XXXXXX)
 pids=()
@@ -24,14 +23,11 @@ cleanup() {
 trap cleanup EXIT
 ok() { echo "ok - $*"; }
 notok() { echo "not ok - $*"; fails=$((fails + 1)); }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. "$ROOT/tests/e2e/lib/standin_node.sh"
 
 [ -x "$B/bench/streams_node" ] || { echo "not ok - $B/bench/streams_node missing (make)"; exit 1; }
 cd "$tmp"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout node.key \
-    -out node.crt -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
-"$B/bench/streams_node" 0 node.crt node.key nodeport >node.log 2>&1 &
-pids+=($!)
+standin_node_start
 mkdir www
 head -c 20971520 /dev/urandom >www/blob
 web=$(free_port)
@@ -43,40 +39,16 @@ pids+=($!)
 phase() {
     local name=$1 api d=$tmp/$1
     shift
-    api=$(free_port)
-    mkdir -p "$d"
-    env "$@" "$CK" server --data-dir "$d/data" --secure-port "$api" --disable-agent >"$d/server.log" 2>&1 &
-    pids+=($!)
+    standin_server_start "$d" "$@"
     log=$d/server.log
     K0=/usr/lib/google-cloud-sdk/bin/kubectl.1.33
     kc() { timeout "${T:-30}" "$K" --kubeconfig "$d/data/kubeconfig" "$@"; }
     K=$K0
-    for _ in $(seq 100); do
-        [ -f nodeport ] && [ -f "$d/data/kubeconfig" ] && kc get --raw /readyz >/dev/null 2>&1 && break
-        sleep 0.2
-    done
-    kc get --raw /readyz >/dev/null 2>&1 || { notok "$name: server ready"; return; }
-    cat >"$d/objs.yaml" <<EOY
-apiVersion: v1
-kind: Node
-metadata: {name: standin}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: sp, namespace: default}
-spec:
-  nodeName: standin
-  containers: [{name: main, image: busybox}]
-  tolerations: [{operator: Exists}]
-EOY
+    standin_ready "$d" || { notok "$name: server ready"; return; }
+    standin_objects "$d/objs.yaml"
     kc create --validate=false -f "$d/objs.yaml" >/dev/null || notok "$name: create objects"
-    setstatus() {
-        kc get "$1" "$2" -o json | python3 -c "import json,sys; o=json.load(sys.stdin); o['status']=json.loads(sys.argv[1]); print(json.dumps(o))" "$3" |
-            kc replace --validate=false --subresource=status -f - >/dev/null
-    }
-    setstatus node standin "{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"127.0.0.1\"}],\"daemonEndpoints\":{\"kubeletEndpoint\":{\"Port\":$(cat nodeport)}}}" ||
-        notok "$name: node status"
-    setstatus pod sp '{"phase":"Running"}' || notok "$name: pod status"
+    standin_node_status || notok "$name: node status"
+    standin_setstatus pod sp '{"phase":"Running"}' || notok "$name: pod status"
     for v in $VERSIONS; do
         K=/usr/lib/google-cloud-sdk/bin/kubectl.$v
         [ -x "$K" ] || { notok "kubectl $v missing"; continue; }

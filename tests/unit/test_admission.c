@@ -432,6 +432,17 @@ static void test_global_default(void **state)
     assert_int_equal(ck_admit_update(&f->s, pcr, same, same, NULL), 0);
     json_decref(same);
     json_decref(second);
+    /* two defaults (a race past the check above, stored directly): the lowest value wins, on
+     * either side of the other in the list */
+    put(f, "scheduling.k8s.io", "priorityclasses", NULL,
+        "{\"metadata\":{\"name\":\"a-low\"},\"value\":10,\"globalDefault\":true}");
+    put(f, "scheduling.k8s.io", "priorityclasses", NULL,
+        "{\"metadata\":{\"name\":\"z-mid\"},\"value\":30,\"globalDefault\":true}");
+    p = pod("");
+    assert_int_equal(ck_admit_create(&f->s, pods(), "ns", p, NULL), 0);
+    assert_string_equal(spec_str(p, "priorityClassName"), "a-low");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(p, "spec"), "priority")), 10);
+    json_decref(p);
 }
 
 static void test_limit_ranger(void **state)

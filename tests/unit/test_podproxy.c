@@ -271,17 +271,11 @@ static void *kubelet_writer(void *arg)
     return NULL;
 }
 
-/* Early bytes in order, both ways; 24 MiB down intact; the kubelet's close ends the client's
- * stream. */
-static void test_relay_both_ways(void **state)
+/* After a relay_up with unsent "HTTP/1.1 101 Switching Protocols\r\n\r\n", early kubelet bytes
+ * "K0" and early client bytes "C0": the 101 then K0 reach the client, C0 the kubelet, and the
+ * client's "stdin" the kubelet. */
+static void early_and_stdin(SSL *kssl, SSL *cssl)
 {
-    SSL *kssl, *cssl;
-    int kfd, cfd;
-    own_count own0 = own_now();
-    relay_up(&kssl, &kfd, &cssl, &cfd, "HTTP/1.1 101 Switching Protocols\r\n\r\n", "K0",
-             "C0");
-    set_timeout(kfd, 5000);
-    set_timeout(cfd, 5000);
     char b[64] = "";
     read_exact(cssl, b, 38);   /* the 101, then the kubelet's early bytes */
     assert_memory_equal(b, "HTTP/1.1 101 Switching Protocols\r\n\r\nK0", 38);
@@ -290,8 +284,13 @@ static void test_relay_both_ways(void **state)
     assert_int_equal(SSL_write(cssl, "stdin", 5), 5);
     read_exact(kssl, b, 5);
     assert_memory_equal(b, "stdin", 5);
+}
 
-    struct writer w = {.ssl = kssl, .fd = kfd, .total = 24u << 20};
+/* 24 MiB from the kubelet (through kssl, or sealed with `seal` and written raw: the hand-off)
+ * arrive at the client whole and in order. */
+static void kubelet_stream(SSL *kssl, int kfd, SSL *cssl, ck_tlsrec *seal)
+{
+    struct writer w = {.ssl = seal ? NULL : kssl, .seal = seal, .fd = kfd, .total = 24u << 20};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, kubelet_writer, &w), 0);
     char *buf = xmalloc(1 << 20);
@@ -308,11 +307,27 @@ static void test_relay_both_ways(void **state)
         got += (size_t)n;
     }
     pthread_join(th, NULL);
+    free(buf);
+}
+
+/* Early bytes in order, both ways; 24 MiB down intact; the kubelet's close ends the client's
+ * stream. */
+static void test_relay_both_ways(void **state)
+{
+    SSL *kssl, *cssl;
+    int kfd, cfd;
+    own_count own0 = own_now();
+    relay_up(&kssl, &kfd, &cssl, &cfd, "HTTP/1.1 101 Switching Protocols\r\n\r\n", "K0",
+             "C0");
+    set_timeout(kfd, 5000);
+    set_timeout(cfd, 5000);
+    char b[64] = "";
+    early_and_stdin(kssl, cssl);
+    kubelet_stream(kssl, kfd, cssl, NULL);
     SSL_shutdown(kssl);   /* the kubelet ends the session */
     close(kfd);
-    int n = SSL_read(cssl, buf, 1 << 20);
+    int n = SSL_read(cssl, b, sizeof b);
     assert_true(n <= 0);   /* the relay closed the client's connection too */
-    free(buf);
     SSL_free(kssl);
     SSL_free(cssl);
     close(cfd);
@@ -320,14 +335,11 @@ static void test_relay_both_ways(void **state)
     check_own(own0, true, true);
 }
 
-/* A client that reads nothing: the kubelet's writes stall at a bound (socket buffers plus the
- * relay's 256 KiB), then everything arrives once the client reads. */
-static void test_relay_back_pressure(void **state)
+/* The relay's 101 read, then a client that reads nothing: the kubelet's writes (through kssl, or
+ * sealed with `seal` and written raw: the hand-off) stall at a bound (socket buffers plus the
+ * relay's 256 KiB); then everything arrives, in order, once the client reads. */
+static void stall_then_drain(SSL *kssl, int kfd, SSL *cssl, int cfd, ck_tlsrec *seal)
 {
-    SSL *kssl, *cssl;
-    int kfd, cfd;
-    own_count own0 = own_now();
-    relay_up(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "");
     set_timeout(cfd, 5000);
     char b[16];
     read_exact(cssl, b, 7);
@@ -335,7 +347,7 @@ static void test_relay_back_pressure(void **state)
     int small = 64 * 1024;
     setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     setsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    struct writer w = {.ssl = kssl, .fd = kfd, .total = 256u << 20};
+    struct writer w = {.ssl = seal ? NULL : kssl, .seal = seal, .fd = kfd, .total = 256u << 20};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, kubelet_writer, &w), 0);
     size_t last = 0, now;
@@ -378,6 +390,18 @@ static void test_relay_back_pressure(void **state)
     }
     assert_int_equal(got, w.written);
     free(buf);
+}
+
+/* A client that reads nothing: the kubelet's writes stall at a bound (socket buffers plus the
+ * relay's 256 KiB), then everything arrives once the client reads. */
+static void test_relay_back_pressure(void **state)
+{
+    SSL *kssl, *cssl;
+    int kfd, cfd;
+    own_count own0 = own_now();
+    relay_up(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "");
+    stall_then_drain(kssl, kfd, cssl, cfd, NULL);
+    char b[16];
     SSL_free(kssl);   /* a dirty close from the kubelet's side ends the relay */
     close(kfd);
     SSL_read(cssl, b, sizeof b);
@@ -488,6 +512,27 @@ static void kubelet_sealed(ck_tlsrec *seal, int kfd, uint8_t type, const void *d
     assert_int_equal(send(kfd, rec, CK_TLSREC_SEALED(len), MSG_NOSIGNAL), CK_TLSREC_SEALED(len));
 }
 
+/* A relay with the sealing hand-off: the stand-in kubelet gets the client's key and seals with
+ * it into *seal (ck_tlsrec_free it, or handoff_down). */
+static void handoff_up(SSL **kssl, int *kfd, SSL **cssl, int *cfd, const char *unsent_plain,
+                       const char *early_client, ck_tlsrec *seal)
+{
+    ck_tlsrec_secret sec;
+    relay_up_as(kssl, kfd, cssl, cfd, unsent_plain, "", early_client, &sec);
+    assert_int_equal(ck_tlsrec_init_secret(seal, &sec, true, NULL), 0);
+}
+
+/* Both ends and the kubelet's key freed; the relay thread has ended. */
+static void handoff_down(ck_tlsrec *seal, SSL *kssl, int kfd, SSL *cssl, int cfd)
+{
+    ck_tlsrec_free(seal);
+    SSL_free(kssl);
+    close(kfd);
+    SSL_free(cssl);
+    close(cfd);
+    relays_done();
+}
+
 /* The kubelet's raw records (sealed with the handed-over secret, sequence 0) reach the client
  * verbatim after the 101 and the relay's KeyUpdate: the client's OpenSSL reads 24 MiB intact;
  * stdin still goes up through the kubelet's TLS session; the kubelet's sealed close_notify is a
@@ -497,53 +542,21 @@ static void test_handoff_verbatim(void **state)
     SSL *kssl, *cssl;
     int kfd, cfd;
     int handed0 = ck_podproxy_relays_handed();
-    ck_tlsrec_secret sec;
-    relay_up_as(&kssl, &kfd, &cssl, &cfd, "HTTP/1.1 101 Switching Protocols\r\n\r\n", "", "C0",
-                &sec);
     ck_tlsrec seal;
-    assert_int_equal(ck_tlsrec_init_secret(&seal, &sec, true, NULL), 0);
+    handoff_up(&kssl, &kfd, &cssl, &cfd, "HTTP/1.1 101 Switching Protocols\r\n\r\n", "C0", &seal);
     set_timeout(kfd, 5000);
     set_timeout(cfd, 5000);
     char b[64] = "";
     kubelet_sealed(&seal, kfd, CK_TLSREC_APPDATA, "K0", 2);
-    read_exact(cssl, b, 38);
-    assert_memory_equal(b, "HTTP/1.1 101 Switching Protocols\r\n\r\nK0", 38);
-    read_exact(kssl, b, 2);
-    assert_memory_equal(b, "C0", 2);
-    assert_int_equal(SSL_write(cssl, "stdin", 5), 5);
-    read_exact(kssl, b, 5);
-    assert_memory_equal(b, "stdin", 5);
-
-    struct writer w = {.seal = &seal, .fd = kfd, .total = 24u << 20};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, kubelet_writer, &w), 0);
-    char *buf = xmalloc(1 << 20);
-    size_t got = 0;
-    while (got < w.total) {
-        int n = SSL_read(cssl, buf, 1 << 20);
-        if (n <= 0)
-            fail_msg("stream ended after %zu bytes", got);
-        for (int i = 0; i < n; i++) {
-            size_t p = got + (size_t)i;
-            if (buf[i] != (char)((p * 7 + p / 4096) & 0xff))
-                fail_msg("byte %zu differs", p);
-        }
-        got += (size_t)n;
-    }
-    pthread_join(th, NULL);
+    early_and_stdin(kssl, cssl);
+    kubelet_stream(kssl, kfd, cssl, &seal);
     static const unsigned char close_notify[2] = {1, 0};
     kubelet_sealed(&seal, kfd, CK_TLSREC_ALERT, close_notify, 2);
     shutdown(kfd, SHUT_WR);
-    int n = SSL_read(cssl, buf, 1 << 20);
+    int n = SSL_read(cssl, b, sizeof b);
     assert_int_equal(n, 0);
     assert_int_equal(SSL_get_error(cssl, n), SSL_ERROR_ZERO_RETURN);   /* a clean TLS end */
-    free(buf);
-    ck_tlsrec_free(&seal);
-    SSL_free(kssl);
-    close(kfd);
-    SSL_free(cssl);
-    close(cfd);
-    relays_done();
+    handoff_down(&seal, kssl, kfd, cssl, cfd);
     assert_int_equal(ck_podproxy_relays_handed() - handed0, 1);
 }
 
@@ -553,10 +566,8 @@ static void handoff_bad(bool truncate)
 {
     SSL *kssl, *cssl;
     int kfd, cfd;
-    ck_tlsrec_secret sec;
-    relay_up_as(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "", &sec);
     ck_tlsrec seal;
-    assert_int_equal(ck_tlsrec_init_secret(&seal, &sec, true, NULL), 0);
+    handoff_up(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", &seal);
     set_timeout(cfd, 5000);
     char b[64];
     kubelet_sealed(&seal, kfd, CK_TLSREC_APPDATA, "good", 4);
@@ -577,12 +588,7 @@ static void handoff_bad(bool truncate)
     int e = SSL_get_error(cssl, n);
     assert_true(e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL);   /* not a clean end, no data */
     ERR_clear_error();
-    ck_tlsrec_free(&seal);
-    SSL_free(kssl);
-    close(kfd);
-    SSL_free(cssl);
-    close(cfd);
-    relays_done();
+    handoff_down(&seal, kssl, kfd, cssl, cfd);
 }
 
 static void test_handoff_corrupt(void **state)
@@ -601,58 +607,10 @@ static void test_handoff_back_pressure(void **state)
 {
     SSL *kssl, *cssl;
     int kfd, cfd;
-    ck_tlsrec_secret sec;
-    relay_up_as(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "", &sec);
     ck_tlsrec seal;
-    assert_int_equal(ck_tlsrec_init_secret(&seal, &sec, true, NULL), 0);
-    set_timeout(cfd, 5000);
+    handoff_up(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", &seal);
+    stall_then_drain(kssl, kfd, cssl, cfd, &seal);
     char b[16];
-    read_exact(cssl, b, 7);
-    int small = 64 * 1024;
-    setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    setsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    struct writer w = {.seal = &seal, .fd = kfd, .total = 256u << 20};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, kubelet_writer, &w), 0);
-    size_t last = 0, now;
-    for (int i = 0; i < 40; i++) {
-        usleep(50 * 1000);
-        now = __atomic_load_n(&w.written, __ATOMIC_ACQUIRE);
-        if (i > 4 && now == last)
-            break;
-        last = now;
-    }
-    now = __atomic_load_n(&w.written, __ATOMIC_ACQUIRE);
-    if (now > (24u << 20))
-        fail_msg("the kubelet wrote %zu bytes to a client that reads nothing", now);
-    assert_true(now > 0);
-    __atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
-    set_timeout(cfd, 200);
-    char *buf = xmalloc(1 << 20);
-    size_t got = 0;
-    bool joined = false;
-    int64_t until = ck_now_ns() + 30 * 1000000000LL;
-    for (;;) {
-        int n = SSL_read(cssl, buf, 1 << 20);
-        if (n > 0) {
-            for (int i = 0; i < n; i++) {
-                size_t p = got + (size_t)i;
-                if (buf[i] != (char)((p * 7 + p / 4096) & 0xff))
-                    fail_msg("byte %zu differs", p);
-            }
-            got += (size_t)n;
-            continue;
-        }
-        ERR_clear_error();
-        if (!joined && pthread_tryjoin_np(th, NULL) == 0)
-            joined = true;
-        if (joined && got >= w.written)
-            break;
-        if (ck_now_ns() > until)
-            fail_msg("only %zu of %zu bytes arrived", got, w.written);
-    }
-    assert_int_equal(got, w.written);
-    free(buf);
     ck_tlsrec_free(&seal);
     SSL_free(kssl);
     close(kfd);
@@ -668,8 +626,8 @@ static void test_handoff_client_keyupdate(void **state)
 {
     SSL *kssl, *cssl;
     int kfd, cfd;
-    ck_tlsrec_secret sec;
-    relay_up_as(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", "", &sec);
+    ck_tlsrec seal;   /* unused: the session ends before the kubelet writes */
+    handoff_up(&kssl, &kfd, &cssl, &cfd, "101\r\n\r\n", "", &seal);
     set_timeout(cfd, 5000);
     set_timeout(kfd, 5000);
     char b[16];
@@ -680,11 +638,7 @@ static void test_handoff_client_keyupdate(void **state)
     assert_true(SSL_read(cssl, b, sizeof b) <= 0);   /* closed, not answered */
     ERR_clear_error();
     assert_true(ck_now_ns() - t0 < 4000000000LL);
-    SSL_free(kssl);
-    close(kfd);
-    SSL_free(cssl);
-    close(cfd);
-    relays_done();
+    handoff_down(&seal, kssl, kfd, cssl, cfd);
 }
 
 int main(void)

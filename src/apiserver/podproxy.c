@@ -852,29 +852,6 @@ static void flush_wire(side *s)
         s->wire_off = s->wire_len = 0;
 }
 
-/* session 10 experiment (docs/streams.md, "Does ckube starve kubectl?"): CKUBE_RELAY_KNOBS=
- * "lowat=BYTES,tmo=MS,pipe=BYTES,sndbuf=BYTES", read once; unset = the defaults */
-static struct { int lowat, tmo, pipe, sndbuf; } knob = {BULK_READ, 1, 0, 0};
-static pthread_once_t knob_once = PTHREAD_ONCE_INIT;
-
-static void knob_read(void)
-{
-    const char *e = getenv("CKUBE_RELAY_KNOBS");
-    if (!e)
-        return;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", e);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        int v;
-        if (sscanf(t, "lowat=%d", &v) == 1) knob.lowat = v;
-        else if (sscanf(t, "tmo=%d", &v) == 1) knob.tmo = v;
-        else if (sscanf(t, "pipe=%d", &v) == 1) knob.pipe = v;
-        else if (sscanf(t, "sndbuf=%d", &v) == 1) knob.sndbuf = v;
-    }
-    log_info("podproxy: relay knobs lowat=%d tmo=%d pipe=%d sndbuf=%d", knob.lowat, knob.tmo,
-             knob.pipe, knob.sndbuf);
-}
-
 static void set_rcvlowat(int fd, int lowat)
 {
     setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
@@ -1093,9 +1070,7 @@ static void *relay_thread(void *arg)
             last_down_ns = now;
             if (!bulk && down_total >= BULK_AFTER) {
                 bulk = true;
-                set_rcvlowat(k->fd, knob.lowat);
-                if (knob.sndbuf > 0)
-                    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUFFORCE, &knob.sndbuf, sizeof knob.sndbuf);
+                set_rcvlowat(k->fd, BULK_READ);
             }
         } else if (bulk && now - last_down_ns > 100 * 1000000LL) {
             bulk = false;
@@ -1128,11 +1103,11 @@ static void *relay_thread(void *arg)
         if (wire_pending(c) || r->pipe_len)
             pf[1].events |= POLLOUT;
         int64_t idle_left = (int64_t)cfg.idle_ms - (now - last_ns) / 1000000;
-        int timeout = bulk ? knob.tmo : idle_left < 1000 ? (int)(idle_left > 0 ? idle_left : 0) : 1000;
+        int timeout = bulk ? 1 : idle_left < 1000 ? (int)(idle_left > 0 ? idle_left : 0) : 1000;
         polls++;
         if (poll(pf, 2, timeout) < 0 && errno != EINTR)
             break;
-        if (pf[0].revents || (bulk && knob.tmo >= 0))   /* bulk: a remainder under SO_RCVLOWAT is read after 1 ms */
+        if (pf[0].revents || bulk)   /* bulk: a remainder under SO_RCVLOWAT is read after 1 ms */
             k->in.may_read = true;
         if (pf[1].revents)
             c->in.may_read = true;
@@ -1542,7 +1517,7 @@ static int handoff_setup(relay *r, size_t early_len)
         r->no_splice = true;
         return 0;
     }
-    fcntl(r->pipe[1], F_SETPIPE_SZ, knob.pipe > 0 ? knob.pipe : (int)RAW_KUBELET * 4);   /* best effort */
+    fcntl(r->pipe[1], F_SETPIPE_SZ, (int)RAW_KUBELET * 4);   /* best effort */
     int sz = fcntl(r->pipe[1], F_GETPIPE_SZ);
     r->pipe_cap = sz > 0 ? (size_t)sz : 65536;
     return 0;
@@ -1552,7 +1527,6 @@ int ck_podproxy_relay_start(int kubelet_fd, SSL *kubelet_ssl, ck_http_taken *cli
                             const char *early, size_t early_len, const char *label,
                             int64_t t0_ns, bool handoff)
 {
-    pthread_once(&knob_once, knob_read);
     relay *r = xcalloc(1, sizeof *r);
     r->pipe[0] = r->pipe[1] = -1;
     r->label = xstrdup(label);

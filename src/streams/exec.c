@@ -27,26 +27,6 @@
 #include "lib/log.h"
 
 enum { CH_STDIN, CH_STDOUT, CH_STDERR, CH_ERROR, CH_RESIZE, CH__N };
-/* session 10 experiment (docs/streams.md, "Does ckube starve kubectl?"): CKUBE_PUMP_KNOBS=
- * "wait=US,read=BYTES"; unset = CK_STREAMS_BULK_WAIT_US / CK_STREAMS_BULK_READ */
-static long pump_knob(int which)
-{
-    static long v[2] = {-1, -1};
-    if (v[0] < 0) {
-        long w = CK_STREAMS_BULK_WAIT_US, rd = CK_STREAMS_BULK_READ;
-        const char *e = getenv("CKUBE_PUMP_KNOBS");
-        if (e) {
-            const char *q = strstr(e, "wait=");
-            if (q) w = strtol(q + 5, NULL, 10);
-            q = strstr(e, "read=");
-            if (q) rd = strtol(q + 5, NULL, 10);
-        }
-        v[1] = rd;
-        v[0] = w;
-    }
-    return v[which];
-}
-
 static const char *const stream_types[CH__N] = {"stdin", "stdout", "stderr", "error", "resize"};
 
 /* protocol versions: websocket v5/v4 and SPDY v4 write a Status JSON; older SPDY plain text */
@@ -473,8 +453,8 @@ static void *pump(void *arg)
         int timeout = (p.pid > 0 && !exited) ? 100 : 1000;
         if (exited && p.pty_fd >= 0)
             timeout = 20;   /* drain the pty, whose EOF may never come (background children) */
-        if (drained && room && !s->o.tty && out_total >= CK_STREAMS_BULK_AFTER && pump_knob(0) > 0)
-            usleep((useconds_t)pump_knob(0));   /* a bulk transfer: let the pipe fill */
+        if (drained && room && !s->o.tty && out_total >= CK_STREAMS_BULK_AFTER)
+            usleep(CK_STREAMS_BULK_WAIT_US);   /* a bulk transfer: let the pipe fill */
         drained = false;
         int pr = poll(pf, (nfds_t)n, timeout);
         if (pr > 0)
@@ -499,7 +479,7 @@ static void *pump(void *arg)
             int rerr = errno;
             if (r > 0) {
                 out_total += (uint64_t)r;
-                if (r < pump_knob(1))
+                if ((size_t)r < CK_STREAMS_BULK_READ)
                     drained = true;
                 if (s->received_ns) {
                     int64_t now = ck_now_ns(), r0 = s->received_ns;
